@@ -1,0 +1,5 @@
+//! Ferry keeps object data safe across sites: an S3 gateway whose buckets write to a primary
+//! and a secondary store, failover and failback, replication, migration and volume sync, in
+//! one binary. See `ARCHITECTURE.md` for the code map and the layer rule.
+
+pub mod store;

@@ -1,0 +1,153 @@
+//! Digests computed while a body streams through: the MD5 behind an S3 ETag and the
+//! `x-amz-checksum-*` algorithms. Owns the encodings S3 uses for them (hex ETags, base64
+//! checksums, `-N` suffixes for multipart). Used by every store that receives bodies.
+
+use base64::Engine as _;
+use md5::Digest as _;
+
+use super::types::{Checksum, ChecksumAlgorithm, Digests};
+
+enum Algo {
+    Crc(crc_fast::Digest, usize),
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+}
+
+/// Hashes one algorithm.
+pub struct ChecksumHasher {
+    algorithm: ChecksumAlgorithm,
+    inner: Algo,
+}
+
+impl ChecksumHasher {
+    pub fn new(algorithm: ChecksumAlgorithm) -> Self {
+        use crc_fast::CrcAlgorithm as C;
+        let inner = match algorithm {
+            ChecksumAlgorithm::Crc32 => Algo::Crc(crc_fast::Digest::new(C::Crc32IsoHdlc), 4),
+            ChecksumAlgorithm::Crc32c => Algo::Crc(crc_fast::Digest::new(C::Crc32Iscsi), 4),
+            ChecksumAlgorithm::Crc64Nvme => Algo::Crc(crc_fast::Digest::new(C::Crc64Nvme), 8),
+            ChecksumAlgorithm::Sha1 => Algo::Sha1(sha1::Sha1::new()),
+            ChecksumAlgorithm::Sha256 => Algo::Sha256(sha2::Sha256::new()),
+        };
+        Self { algorithm, inner }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match &mut self.inner {
+            Algo::Crc(d, _) => d.update(data),
+            Algo::Sha1(d) => d.update(data),
+            Algo::Sha256(d) => d.update(data),
+        }
+    }
+
+    /// The raw digest bytes.
+    pub fn finalize_raw(self) -> Vec<u8> {
+        match self.inner {
+            Algo::Crc(d, 4) => (d.finalize() as u32).to_be_bytes().to_vec(),
+            Algo::Crc(d, _) => d.finalize().to_be_bytes().to_vec(),
+            Algo::Sha1(d) => d.finalize().to_vec(),
+            Algo::Sha256(d) => d.finalize().to_vec(),
+        }
+    }
+
+    pub fn finalize(self) -> Checksum {
+        let algorithm = self.algorithm;
+        Checksum { algorithm, value: b64(&self.finalize_raw()), composite: false }
+    }
+}
+
+/// Hashes a body: size, MD5, and optionally one checksum algorithm.
+pub struct BodyHasher {
+    size: u64,
+    md5: md5::Md5,
+    checksum: Option<ChecksumHasher>,
+}
+
+impl BodyHasher {
+    pub fn new(algorithm: Option<ChecksumAlgorithm>) -> Self {
+        Self { size: 0, md5: md5::Md5::new(), checksum: algorithm.map(ChecksumHasher::new) }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.size += data.len() as u64;
+        self.md5.update(data);
+        if let Some(c) = &mut self.checksum {
+            c.update(data);
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn finalize(self) -> Digests {
+        let md5: [u8; 16] = self.md5.finalize().into();
+        Digests { size: self.size, md5, checksum: self.checksum.map(ChecksumHasher::finalize) }
+    }
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn b64_decode(s: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
+}
+
+/// The S3 ETag of a multipart object: MD5 of the concatenated binary part MD5s, `-N`.
+pub fn multipart_etag<'a>(part_etags: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut md5 = md5::Md5::new();
+    let mut n = 0usize;
+    for etag in part_etags {
+        md5.update(hex::decode(etag.trim_matches('"')).ok()?);
+        n += 1;
+    }
+    Some(format!("{}-{n}", hex::encode(md5.finalize())))
+}
+
+/// The composite checksum AWS reports for a multipart upload: the checksum of the
+/// concatenated binary part checksums, `-N`.
+pub fn composite_checksum<'a>(
+    algorithm: ChecksumAlgorithm,
+    part_values: impl Iterator<Item = &'a str>,
+) -> Option<Checksum> {
+    let mut h = ChecksumHasher::new(algorithm);
+    let mut n = 0usize;
+    for v in part_values {
+        h.update(&b64_decode(v)?);
+        n += 1;
+    }
+    let value = format!("{}-{n}", b64(&h.finalize_raw()));
+    Some(Checksum { algorithm, value, composite: true })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values() {
+        let mut h = BodyHasher::new(Some(ChecksumAlgorithm::Crc32));
+        h.update(b"hello");
+        let d = h.finalize();
+        assert_eq!(hex::encode(d.md5), "5d41402abc4b2a76b9719d911017c592");
+        // CRC32("hello") = 0x3610a686
+        assert_eq!(d.checksum.map(|c| c.value), Some(b64(&[0x36, 0x10, 0xa6, 0x86])));
+        let mut c = ChecksumHasher::new(ChecksumAlgorithm::Crc32c);
+        c.update(b"123456789");
+        assert_eq!(c.finalize_raw(), 0xe306_9283u32.to_be_bytes());
+        let mut c = ChecksumHasher::new(ChecksumAlgorithm::Sha256);
+        c.update(b"");
+        assert_eq!(
+            hex::encode(c.finalize_raw()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn multipart_etag_format() {
+        let e = multipart_etag(["5d41402abc4b2a76b9719d911017c592"].into_iter());
+        assert!(e.is_some_and(|e| e.ends_with("-1")));
+        assert!(multipart_etag(["zz"].into_iter()).is_none());
+    }
+}

@@ -1,0 +1,101 @@
+//! Crash-safe changes of files: the *intent* protocol of the fs store.
+//!
+//! A mutation first writes new bytes to a unique temp file (fsynced), then, in one index
+//! transaction, records the new index state together with an intent: the list of file moves
+//! that make the files agree with it. Only then are the moves performed (each followed by an
+//! fsync of the directories involved), and the intent deleted. After a crash, start-up replays
+//! every remaining intent. Each step can tell whether it already happened, because one side of
+//! every move is a unique name nobody else uses:
+//!
+//! - [`Step::MoveFrom`]: move a unique file to its place (done once the unique file is gone);
+//! - [`Step::MoveTo`]: move a file away to a unique name (done once the unique name exists);
+//! - [`Step::Remove`]: delete a unique file (done once it is gone).
+//!
+//! So the key path is only ever replaced by an atomic `rename`, and a reader sees the old
+//! bytes or the new ones, never a mix.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Paths are relative to the store root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Step {
+    MoveFrom { unique: String, to: String },
+    MoveTo { from: String, unique: String },
+    Remove { unique: String },
+    /// Remove a directory tree below `.ferry/` (an upload's parts).
+    RemoveDir { unique: String },
+}
+
+fn exists(p: &Path) -> io::Result<bool> {
+    match std::fs::symlink_metadata(p) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// fsyncs a directory so a rename or unlink in it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn parent(p: &Path) -> PathBuf {
+    p.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Performs the steps in order, skipping the ones already done. Blocking: call it from
+/// `spawn_blocking`.
+pub fn run(root: &Path, steps: &[Step]) -> io::Result<()> {
+    let mut dirty: Vec<PathBuf> = Vec::new();
+    for step in steps {
+        match step {
+            Step::MoveFrom { unique, to } => {
+                let (u, t) = (root.join(unique), root.join(to));
+                if exists(&u)? {
+                    if let Some(p) = t.parent() {
+                        std::fs::create_dir_all(p)?;
+                    }
+                    std::fs::rename(&u, &t)?;
+                    dirty.push(parent(&u));
+                    dirty.push(parent(&t));
+                }
+            }
+            Step::MoveTo { from, unique } => {
+                let (f, u) = (root.join(from), root.join(unique));
+                if !exists(&u)? && exists(&f)? {
+                    if let Some(p) = u.parent() {
+                        std::fs::create_dir_all(p)?;
+                    }
+                    std::fs::rename(&f, &u)?;
+                    dirty.push(parent(&f));
+                    dirty.push(parent(&u));
+                }
+            }
+            Step::Remove { unique } => {
+                let u = root.join(unique);
+                match std::fs::remove_file(&u) {
+                    Ok(()) => dirty.push(parent(&u)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Step::RemoveDir { unique } => {
+                let u = root.join(unique);
+                match std::fs::remove_dir_all(&u) {
+                    Ok(()) => dirty.push(parent(&u)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    dirty.sort();
+    dirty.dedup();
+    for d in dirty {
+        sync_dir(&d)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,476 @@
+//! The `fs` store: buckets are directories under a root, and the current version of an
+//! object is a plain file at its key's path, so an existing tree can be served and POSIX
+//! users see the same data.
+//!
+//! Owns: the on-disk layout, the mapping of keys to paths, crash safety of file changes
+//! ([`intent`]), the ordered key index ([`index`]) and reconciling it with files changed behind
+//! its back ([`scan`]). Layout under the root:
+//!
+//! ```text
+//! ROOT/<bucket>/<key path>          current version of each object
+//! ROOT/.ferry/index.db              SQLite: buckets, versions, uploads, parts, intents
+//! ROOT/.ferry/tmp/                  bodies being received (cleared at start-up)
+//! ROOT/.ferry/versions/xx/<id>      non-current versions
+//! ROOT/.ferry/blobs/xx/<id>         bodies of "directory marker" keys (`photos/`)
+//! ROOT/.ferry/uploads/<upload>/     multipart parts
+//! ROOT/.ferry/trash/                files on their way out
+//! ```
+
+mod body;
+pub mod index;
+pub mod intent;
+mod list;
+mod multipart;
+mod object;
+pub mod scan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+use tokio::sync::RwLock;
+
+use self::index::{Index, VersionRow, ms_to_time};
+use self::intent::Step;
+use super::*;
+
+const LOCK_STRIPES: usize = 512;
+/// The hidden folder under the root that holds everything that is not an object's bytes.
+pub const META_DIR: &str = ".ferry";
+
+/// A store over a local directory.
+pub struct FsStore {
+    name: String,
+    root: PathBuf,
+    index: Index,
+    seq: AtomicI64,
+    locks: Vec<RwLock<()>>,
+}
+
+impl FsStore {
+    /// Opens (creating if needed) a store at `root`: replays unfinished intents, clears temp
+    /// files, and indexes the tree if it was never indexed.
+    pub async fn open(name: &str, root: &Path) -> Result<Arc<Self>> {
+        let meta = root.join(META_DIR);
+        for d in ["tmp", "versions", "blobs", "uploads", "trash"] {
+            std::fs::create_dir_all(meta.join(d))
+                .map_err(|e| Error::io(format!("creating {}", meta.join(d).display()), e))?;
+        }
+        let root = std::fs::canonicalize(root)
+            .map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
+        let index = Index::open(&root.join(META_DIR).join("index.db")).await?;
+        let seq = AtomicI64::new(index.max_seq().await?);
+        let store = Arc::new(Self {
+            name: name.to_owned(),
+            root,
+            index,
+            seq,
+            locks: (0..LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
+        });
+        store.recover().await?;
+        if store.index.get_meta("indexed").await?.is_none() {
+            store.rescan().await?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Replays intents left by a crash and empties `tmp/` and `trash/`.
+    async fn recover(&self) -> Result<()> {
+        for (id, steps) in self.index.intents().await? {
+            let steps: Vec<Step> = serde_json::from_str(&steps)
+                .map_err(|e| Error::Index(format!("intent {id} is unreadable: {e}")))?;
+            self.run_steps(steps).await?;
+            self.index.delete_intent(id).await?;
+            tracing::info!(store = %self.name, intent = id, "replayed an unfinished change");
+        }
+        for d in ["tmp", "trash"] {
+            let dir = self.root.join(META_DIR).join(d);
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+            for entry in entries.flatten() {
+                let p = entry.path();
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_steps(&self, steps: Vec<Step>) -> Result<()> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || intent::run(&root, &steps))
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+            .map_err(|e| Error::io("applying a file change", e))
+    }
+
+    fn next_seq(&self) -> i64 {
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn lock_for(&self, bucket: &BucketName, key: &str) -> &RwLock<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bucket.as_str().hash(&mut h);
+        key.hash(&mut h);
+        &self.locks[(h.finish() as usize) % LOCK_STRIPES]
+    }
+
+    /// The key's path relative to the root.
+    fn key_rel(bucket: &BucketName, key: &ObjectKey) -> String {
+        format!("{}/{}", bucket.as_str(), key.as_str())
+    }
+
+    fn new_unique(kind: &str) -> String {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        match kind {
+            "tmp" | "trash" => format!("{META_DIR}/{kind}/{id}"),
+            _ => format!("{META_DIR}/{kind}/{}/{id}", &id[..2]),
+        }
+    }
+
+    /// Where a version's bytes are, relative to the root.
+    fn bytes_rel(bucket: &BucketName, row: &VersionRow) -> String {
+        match &row.path {
+            Some(p) => format!("{META_DIR}/{p}"),
+            None => format!("{}/{}", bucket.as_str(), row.key),
+        }
+    }
+
+    async fn bucket_row(&self, bucket: &BucketName) -> Result<index::BucketRow> {
+        self.index
+            .bucket(bucket.as_str())
+            .await?
+            .ok_or_else(|| Error::NoSuchBucket { bucket: bucket.to_string() })
+    }
+
+    /// Commits index changes and an intent in one transaction, then performs the intent.
+    async fn commit(&self, change: Change) -> Result<()> {
+        let mut tx = self.index.begin().await?;
+        for seq in &change.deletes {
+            index::tx_delete_version(&mut tx, &change.bucket, &change.key, *seq).await?;
+        }
+        for row in &change.updates {
+            index::tx_update_version(&mut tx, row).await?;
+        }
+        for row in &change.inserts {
+            index::tx_insert_version(&mut tx, row).await?;
+        }
+        if let Some(u) = &change.delete_upload {
+            index::tx_delete_upload(&mut tx, u).await?;
+        }
+        let intent = if change.steps.is_empty() {
+            None
+        } else {
+            let json = serde_json::to_string(&change.steps)
+                .map_err(|e| Error::Index(format!("encoding an intent: {e}")))?;
+            Some(index::tx_insert_intent(&mut tx, &json).await?)
+        };
+        index::tx_commit(tx).await?;
+        if let Some(id) = intent {
+            self.run_steps(change.steps).await?;
+            self.index.delete_intent(id).await?;
+        }
+        Ok(())
+    }
+
+    fn meta_of(&self, row: &VersionRow) -> Result<ObjectMeta> {
+        row_to_meta(row)
+    }
+}
+
+/// Index and file changes committed together by [`FsStore::commit`].
+struct Change {
+    bucket: String,
+    key: String,
+    inserts: Vec<VersionRow>,
+    updates: Vec<VersionRow>,
+    deletes: Vec<i64>,
+    delete_upload: Option<String>,
+    steps: Vec<Step>,
+}
+
+impl Change {
+    fn new(bucket: &BucketName, key: &ObjectKey) -> Self {
+        Self {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            inserts: vec![],
+            updates: vec![],
+            deletes: vec![],
+            delete_upload: None,
+            steps: vec![],
+        }
+    }
+}
+
+pub(crate) fn row_to_meta(row: &VersionRow) -> Result<ObjectMeta> {
+    let attrs: ObjectAttrs = serde_json::from_str(&row.attrs).unwrap_or_default();
+    let checksum = row.checksum.as_deref().and_then(|c| serde_json::from_str(c).ok());
+    let tag_count = row
+        .tags
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<Tags>(t).ok())
+        .map_or(0, |t| t.len());
+    Ok(ObjectMeta {
+        key: ObjectKey::parse(&row.key)?,
+        version_id: row.version_id.clone(),
+        is_latest: row.is_latest,
+        delete_marker: row.delete_marker,
+        size: row.size.max(0) as u64,
+        etag: row.etag.clone(),
+        last_modified: ms_to_time(row.mtime_ms),
+        attrs,
+        checksum,
+        tag_count,
+        parts_count: row.parts_count.map(|n| n.max(0) as u32),
+    })
+}
+
+fn versioning_from(s: &str) -> Versioning {
+    match s {
+        "Enabled" => Versioning::Enabled,
+        "Suspended" => Versioning::Suspended,
+        _ => Versioning::Unversioned,
+    }
+}
+
+fn versioning_str(v: Versioning) -> &'static str {
+    match v {
+        Versioning::Enabled => "Enabled",
+        Versioning::Suspended => "Suspended",
+        Versioning::Unversioned => "Unversioned",
+    }
+}
+
+fn tags_json(tags: &Tags) -> Option<String> {
+    if tags.is_empty() { None } else { serde_json::to_string(tags).ok() }
+}
+
+#[async_trait]
+impl Store for FsStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn caps(&self) -> Caps {
+        Caps { versioning: true, tagging: true, path_semantics: true }
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        Ok(self
+            .index
+            .buckets()
+            .await?
+            .into_iter()
+            .map(|b| BucketInfo { name: b.name, created: ms_to_time(b.created_ms) })
+            .collect())
+    }
+
+    async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
+        let dir = self.root.join(bucket.as_str());
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        intent::sync_dir(&self.root).map_err(|e| Error::io("syncing the store root", e))?;
+        if !self.index.insert_bucket(bucket.as_str(), index::now_ms()).await? {
+            return Err(Error::BucketAlreadyExists { bucket: bucket.to_string() });
+        }
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
+        self.bucket_row(bucket).await?;
+        if !self.index.bucket_is_empty(bucket.as_str()).await? {
+            return Err(Error::BucketNotEmpty { bucket: bucket.to_string() });
+        }
+        let dir = self.root.join(bucket.as_str());
+        // Only empty directories may remain (left by deleted keys); anything else is data a
+        // POSIX user put there, which the index does not know yet.
+        if let Err(e) = scan::remove_empty_tree(&dir) {
+            return Err(if e.kind() == std::io::ErrorKind::DirectoryNotEmpty {
+                Error::BucketNotEmpty { bucket: bucket.to_string() }
+            } else {
+                Error::io(format!("removing {}", dir.display()), e)
+            });
+        }
+        self.index.delete_bucket(bucket.as_str()).await
+    }
+
+    async fn head_bucket(&self, bucket: &BucketName) -> Result<BucketInfo> {
+        let b = self.bucket_row(bucket).await?;
+        Ok(BucketInfo { name: b.name, created: ms_to_time(b.created_ms) })
+    }
+
+    async fn get_versioning(&self, bucket: &BucketName) -> Result<Versioning> {
+        Ok(versioning_from(&self.bucket_row(bucket).await?.versioning))
+    }
+
+    async fn set_versioning(&self, bucket: &BucketName, state: Versioning) -> Result<()> {
+        let current = versioning_from(&self.bucket_row(bucket).await?.versioning);
+        if state == Versioning::Unversioned && current != Versioning::Unversioned {
+            return Err(Error::InvalidArgument(
+                "versioning cannot be turned off once enabled; suspend it instead".into(),
+            ));
+        }
+        self.index.set_versioning(bucket.as_str(), versioning_str(state)).await
+    }
+
+    async fn get_bucket_tags(&self, bucket: &BucketName) -> Result<Option<Tags>> {
+        let b = self.bucket_row(bucket).await?;
+        Ok(b.tags.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    async fn put_bucket_tags(&self, bucket: &BucketName, tags: Option<Tags>) -> Result<()> {
+        self.bucket_row(bucket).await?;
+        let json = tags.as_ref().and_then(|t| serde_json::to_string(t).ok());
+        self.index.set_bucket_tags(bucket.as_str(), json.as_deref()).await
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        self.put_impl(bucket, key, body, opts).await
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<GetResult> {
+        self.get_impl(bucket, key, opts).await
+    }
+
+    async fn head_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<ObjectMeta> {
+        let (row, _) = self.resolve(bucket, key, version_id, false).await?;
+        self.meta_of(&row)
+    }
+
+    async fn delete_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<DeleteResult> {
+        self.delete_impl(bucket, key, version_id).await
+    }
+
+    async fn copy_object(
+        &self,
+        src_bucket: &BucketName,
+        src_key: &ObjectKey,
+        dst_bucket: &BucketName,
+        dst_key: &ObjectKey,
+        opts: CopyOptions,
+    ) -> Result<ObjectMeta> {
+        self.copy_impl(src_bucket, src_key, dst_bucket, dst_key, opts).await
+    }
+
+    async fn get_object_tags(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<(String, Tags)> {
+        let (row, _) = self.resolve(bucket, key, version_id, false).await?;
+        let tags = row.tags.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        Ok((row.version_id, tags))
+    }
+
+    async fn put_object_tags(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        tags: Tags,
+    ) -> Result<String> {
+        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let (mut row, _) = self.resolve(bucket, key, version_id, false).await?;
+        row.tags = tags_json(&tags);
+        let mut change = Change::new(bucket, key);
+        let vid = row.version_id.clone();
+        change.updates.push(row);
+        self.commit(change).await?;
+        Ok(vid)
+    }
+
+    async fn list_objects(&self, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
+        self.list_impl(bucket, query).await
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &BucketName,
+        query: &VersionsQuery,
+    ) -> Result<VersionsPage> {
+        self.list_versions_impl(bucket, query).await
+    }
+
+    async fn create_multipart(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: PutOptions,
+    ) -> Result<String> {
+        self.create_multipart_impl(bucket, key, opts).await
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<PartInfo> {
+        self.upload_part_impl(bucket, key, upload_id, part_number, body, opts).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<ObjectMeta> {
+        self.complete_multipart_impl(bucket, key, upload_id, parts).await
+    }
+
+    async fn abort_multipart(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<()> {
+        self.abort_multipart_impl(bucket, key, upload_id).await
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number_marker: Option<u32>,
+        max_parts: usize,
+    ) -> Result<PartsPage> {
+        self.list_parts_impl(bucket, key, upload_id, part_number_marker, max_parts).await
+    }
+
+    async fn list_uploads(&self, bucket: &BucketName, query: &UploadsQuery) -> Result<UploadsPage> {
+        self.list_uploads_impl(bucket, query).await
+    }
+}

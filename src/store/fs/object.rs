@@ -1,0 +1,475 @@
+//! Object operations of the fs store: put, get, delete, copy, and the version bookkeeping
+//! they share ([`FsStore::commit_version`]).
+
+use std::io;
+use std::path::Path;
+
+use super::index::{self, VersionRow};
+use super::intent::Step;
+use super::{Change, FsStore, META_DIR, body, tags_json, versioning_from};
+use crate::store::*;
+
+/// A new version's facts, known once its body is in a temp file.
+pub(super) struct NewVersion {
+    pub size: u64,
+    pub etag: String,
+    pub attrs: ObjectAttrs,
+    pub checksum: Option<Checksum>,
+    pub tags: Tags,
+    pub parts_count: Option<u32>,
+}
+
+fn rel_in_meta(unique: &str) -> String {
+    unique.strip_prefix(&format!("{META_DIR}/")).unwrap_or(unique).to_owned()
+}
+
+#[cfg(unix)]
+fn file_facts(p: &Path) -> io::Result<(i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p)?;
+    Ok((m.ino() as i64, m.mtime() * 1_000_000_000 + m.mtime_nsec()))
+}
+
+/// Makes room for a file at `path` (relative to `bucket_dir`'s parent): creates parent
+/// directories, refuses when a parent is a file or the path is a non-empty directory.
+fn prepare_key_path(root: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
+    let conflict = |why: String| Error::PathConflict { key: key.to_string(), why };
+    let mut dir = root.join(bucket);
+    let segs: Vec<&str> = key.segments().collect();
+    let (last, parents) = segs.split_last().ok_or_else(|| conflict("empty key".into()))?;
+    for (i, seg) in parents.iter().enumerate() {
+        dir.push(seg);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(conflict(format!(
+                    "its parent {:?} is an object",
+                    segs[..=i].join("/")
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            }
+            Err(e) => return Err(Error::io(format!("checking {}", dir.display()), e)),
+        }
+    }
+    let target = dir.join(last);
+    if let Ok(m) = std::fs::symlink_metadata(&target)
+        && m.is_dir()
+        && std::fs::remove_dir(&target).is_err()
+    {
+        return Err(conflict("other objects exist below it (it is a prefix of their keys)".into()));
+    }
+    Ok(())
+}
+
+/// Removes directories left empty below the bucket after a key's file went away.
+fn prune_empty_parents(root: &Path, bucket: &str, key: &ObjectKey) {
+    let bucket_dir = root.join(bucket);
+    let mut p = bucket_dir.join(key.as_str().trim_end_matches('/'));
+    while let Some(parent) = p.parent() {
+        if parent == bucket_dir || !parent.starts_with(&bucket_dir) {
+            break;
+        }
+        if std::fs::remove_dir(parent).is_err() {
+            break;
+        }
+        p = parent.to_path_buf();
+    }
+}
+
+impl FsStore {
+    pub(super) async fn put_impl(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        self.bucket_row(bucket).await?;
+        let tmp = Self::new_unique("tmp");
+        let tmp_abs = self.root.join(&tmp);
+        let digests =
+            body::receive(&tmp_abs, body, opts.checksum_algorithm, opts.size_hint).await?;
+        if let Some(verify) = opts.verify
+            && let Err(e) = verify(&digests)
+        {
+            let _ = tokio::fs::remove_file(&tmp_abs).await;
+            return Err(e);
+        }
+        let new = NewVersion {
+            size: digests.size,
+            etag: hex::encode(digests.md5),
+            attrs: opts.attrs,
+            checksum: digests.checksum,
+            tags: opts.tags,
+            parts_count: None,
+        };
+        self.commit_version(bucket, key, tmp, new, None).await
+    }
+
+    /// Makes the body in `tmp` the new latest version of `key`, keeping, replacing or
+    /// discarding the previous one as the bucket's versioning state says.
+    pub(super) async fn commit_version(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        tmp: String,
+        new: NewVersion,
+        completes_upload: Option<String>,
+    ) -> Result<ObjectMeta> {
+        let tmp_abs = self.root.join(&tmp);
+        let result = async {
+            let _g = self.lock_for(bucket, key.as_str()).write().await;
+            let b = self.bucket_row(bucket).await?;
+            let versioning = versioning_from(&b.versioning);
+            if !key.is_dir_marker() {
+                let (root, bname, k) = (self.root.clone(), bucket.to_string(), key.clone());
+                tokio::task::spawn_blocking(move || prepare_key_path(&root, &bname, &k))
+                    .await
+                    .map_err(|e| Error::Index(format!("file task failed: {e}")))??;
+            }
+            let (ino, mtime_ns) = file_facts(&tmp_abs)
+                .map_err(|e| Error::io(format!("checking {}", tmp_abs.display()), e))?;
+            let new_vid = if versioning == Versioning::Enabled {
+                uuid::Uuid::new_v4().simple().to_string()
+            } else {
+                NULL_VERSION.to_owned()
+            };
+            let mut change = Change::new(bucket, key);
+            let (mut pre, mut post) = (vec![], vec![]);
+            if let Some(u) = &completes_upload {
+                post.push(Step::RemoveDir { unique: format!("{META_DIR}/uploads/{u}") });
+            }
+            change.delete_upload = completes_upload;
+            let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
+            if let Some(old) = &latest {
+                self.retire(bucket, old, new_vid == NULL_VERSION, &mut change, &mut pre, &mut post);
+            }
+            if new_vid == NULL_VERSION
+                && let Some(n) = self.index.version(bucket.as_str(), key.as_str(), NULL_VERSION).await?
+                && latest.as_ref().is_none_or(|l| l.seq != n.seq)
+            {
+                change.deletes.push(n.seq);
+                if n.path.is_some() {
+                    post.push(Step::Remove { unique: Self::bytes_rel(bucket, &n) });
+                }
+            }
+            let (to, path) = if key.is_dir_marker() {
+                let blob = Self::new_unique("blobs");
+                (blob.clone(), Some(rel_in_meta(&blob)))
+            } else {
+                (Self::key_rel(bucket, key), None)
+            };
+            let row = VersionRow {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                seq: self.next_seq(),
+                version_id: new_vid,
+                is_latest: true,
+                delete_marker: false,
+                size: new.size as i64,
+                etag: new.etag,
+                mtime_ms: index::now_ms(),
+                attrs: serde_json::to_string(&new.attrs).unwrap_or_else(|_| "{}".into()),
+                checksum: new.checksum.as_ref().and_then(|c| serde_json::to_string(c).ok()),
+                tags: tags_json(&new.tags),
+                parts_count: new.parts_count.map(i64::from),
+                file_ino: path.is_none().then_some(ino),
+                file_mtime_ns: path.is_none().then_some(mtime_ns),
+                path,
+            };
+            change.steps = pre;
+            change.steps.push(Step::MoveFrom { unique: tmp.clone(), to });
+            change.steps.extend(post);
+            change.inserts.push(row.clone());
+            self.commit(change).await?;
+            super::row_to_meta(&row)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp_abs).await;
+        }
+        result
+    }
+
+    /// Handles the previous latest version when a new version or marker takes its place:
+    /// replaced outright when both are the null version, else kept as non-current (its bytes
+    /// moved off the key path).
+    fn retire(
+        &self,
+        bucket: &BucketName,
+        old: &VersionRow,
+        new_is_null: bool,
+        change: &mut Change,
+        pre: &mut Vec<Step>,
+        post: &mut Vec<Step>,
+    ) {
+        if old.version_id == NULL_VERSION && new_is_null {
+            change.deletes.push(old.seq);
+            if old.path.is_some() {
+                post.push(Step::Remove { unique: Self::bytes_rel(bucket, old) });
+            } else if !old.delete_marker {
+                // The new bytes replace the file by rename; when the new version is a delete
+                // marker nothing does, so move the old file out.
+                let trash = Self::new_unique("trash");
+                pre.push(Step::MoveTo { from: Self::bytes_rel(bucket, old), unique: trash.clone() });
+                post.push(Step::Remove { unique: trash });
+            }
+            return;
+        }
+        let mut kept = old.clone();
+        kept.is_latest = false;
+        if !old.delete_marker && old.path.is_none() {
+            let unique = Self::new_unique("versions");
+            pre.push(Step::MoveTo { from: Self::bytes_rel(bucket, old), unique: unique.clone() });
+            kept.path = Some(rel_in_meta(&unique));
+            kept.file_ino = None;
+            kept.file_mtime_ns = None;
+        }
+        change.updates.push(kept);
+    }
+
+    /// Finds the version a request names; errors say what is missing.
+    pub(super) async fn resolve(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        _for_read: bool,
+    ) -> Result<(VersionRow, ())> {
+        self.bucket_row(bucket).await?;
+        let row = match version_id {
+            Some(v) => self.index.version(bucket.as_str(), key.as_str(), v).await?.ok_or_else(
+                || Error::NoSuchVersion { key: key.to_string(), version_id: v.to_owned() },
+            )?,
+            None => self.index.latest(bucket.as_str(), key.as_str()).await?.ok_or_else(|| {
+                Error::NoSuchKey { bucket: bucket.to_string(), key: key.to_string(), delete_marker: None }
+            })?,
+        };
+        if row.delete_marker {
+            return Err(match version_id {
+                Some(v) => Error::IsDeleteMarker { key: key.to_string(), version_id: v.to_owned() },
+                None => Error::NoSuchKey {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    delete_marker: Some(row.version_id),
+                },
+            });
+        }
+        Ok((row, ()))
+    }
+
+    /// Opens a version's bytes. A file at the key path that changed behind the store's back
+    /// is re-indexed first, so the ETag and size served are the file's.
+    pub(super) async fn open_version(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<(VersionRow, tokio::fs::File)> {
+        let _g = self.lock_for(bucket, key.as_str()).read().await;
+        let (mut row, _) = self.resolve(bucket, key, version_id, true).await?;
+        let rel = Self::bytes_rel(bucket, &row);
+        let abs = self.root.join(&rel);
+        let file = match tokio::fs::File::open(&abs).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NoSuchKey {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    delete_marker: None,
+                });
+            }
+            Err(e) => return Err(Error::io(format!("opening {}", abs.display()), e)),
+        };
+        if row.path.is_none() {
+            let facts = file_facts(&abs).ok();
+            let fsize = file.metadata().await.map(|m| m.len() as i64).ok();
+            if facts != row.file_ino.zip(row.file_mtime_ns) || fsize != Some(row.size) {
+                let abs2 = abs.clone();
+                let d = tokio::task::spawn_blocking(move || body::hash_file(&abs2))
+                    .await
+                    .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+                    .map_err(|e| Error::io(format!("reading {}", abs.display()), e))?;
+                row.size = d.size as i64;
+                row.etag = hex::encode(d.md5);
+                row.checksum = None;
+                row.mtime_ms = index::now_ms();
+                if let Some((ino, m)) = facts {
+                    row.file_ino = Some(ino);
+                    row.file_mtime_ns = Some(m);
+                }
+                self.index.update_file_facts(&row).await?;
+                tracing::info!(store = %self.name, %bucket, %key, "re-indexed a file changed outside Ferry");
+            }
+        }
+        Ok((row, file))
+    }
+
+    pub(super) async fn get_impl(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<GetResult> {
+        let (row, file) = self.open_version(bucket, key, opts.version_id.as_deref()).await?;
+        let meta = super::row_to_meta(&row)?;
+        let (offset, len, range) = match opts.range {
+            Some(r) => {
+                let (first, last) =
+                    r.resolve(meta.size).ok_or(Error::InvalidRange { size: meta.size })?;
+                (first, last - first + 1, Some((first, last)))
+            }
+            None => (0, meta.size, None),
+        };
+        let body = body::serve(file, offset, len).await?;
+        Ok(GetResult { meta, range, body })
+    }
+
+    pub(super) async fn delete_impl(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<DeleteResult> {
+        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let b = self.bucket_row(bucket).await?;
+        let versioning = versioning_from(&b.versioning);
+        let mut change = Change::new(bucket, key);
+        let (mut pre, mut post) = (vec![], vec![]);
+        let result = match version_id {
+            None => {
+                let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
+                if versioning == Versioning::Unversioned {
+                    let Some(old) = latest else {
+                        return Ok(DeleteResult { version_id: None, delete_marker: false });
+                    };
+                    self.discard(bucket, &old, &mut change, &mut pre, &mut post);
+                    DeleteResult { version_id: None, delete_marker: false }
+                } else {
+                    let marker_vid = if versioning == Versioning::Enabled {
+                        uuid::Uuid::new_v4().simple().to_string()
+                    } else {
+                        NULL_VERSION.to_owned()
+                    };
+                    let is_null = marker_vid == NULL_VERSION;
+                    if let Some(old) = &latest {
+                        self.retire(bucket, old, is_null, &mut change, &mut pre, &mut post);
+                    }
+                    if is_null
+                        && let Some(n) =
+                            self.index.version(bucket.as_str(), key.as_str(), NULL_VERSION).await?
+                        && latest.as_ref().is_none_or(|l| l.seq != n.seq)
+                    {
+                        self.discard(bucket, &n, &mut change, &mut pre, &mut post);
+                    }
+                    change.inserts.push(VersionRow {
+                        bucket: bucket.to_string(),
+                        key: key.to_string(),
+                        seq: self.next_seq(),
+                        version_id: marker_vid.clone(),
+                        is_latest: true,
+                        delete_marker: true,
+                        size: 0,
+                        etag: String::new(),
+                        mtime_ms: index::now_ms(),
+                        attrs: "{}".into(),
+                        checksum: None,
+                        tags: None,
+                        parts_count: None,
+                        path: None,
+                        file_ino: None,
+                        file_mtime_ns: None,
+                    });
+                    DeleteResult { version_id: Some(marker_vid), delete_marker: true }
+                }
+            }
+            Some(vid) => {
+                let Some(row) = self.index.version(bucket.as_str(), key.as_str(), vid).await? else {
+                    return Ok(DeleteResult { version_id: Some(vid.to_owned()), delete_marker: false });
+                };
+                self.discard(bucket, &row, &mut change, &mut pre, &mut post);
+                if row.is_latest {
+                    let mut tx_rows = self.index.list_versions(bucket.as_str(), key.as_str(), None, 2).await?;
+                    tx_rows.retain(|r| r.key == key.as_str() && r.seq != row.seq);
+                    if let Some(mut next) = tx_rows.into_iter().next() {
+                        next.is_latest = true;
+                        if !next.delete_marker && next.path.is_some() && !key.is_dir_marker() {
+                            pre.push(Step::MoveFrom {
+                                unique: Self::bytes_rel(bucket, &next),
+                                to: Self::key_rel(bucket, key),
+                            });
+                            next.path = None;
+                        }
+                        change.updates.push(next);
+                    }
+                }
+                DeleteResult { version_id: Some(vid.to_owned()), delete_marker: row.delete_marker }
+            }
+        };
+        change.steps = pre;
+        change.steps.extend(post);
+        self.commit(change).await?;
+        if !key.is_dir_marker() {
+            let (root, bname, k) = (self.root.clone(), bucket.to_string(), key.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                if !root.join(&bname).join(k.as_str()).exists() {
+                    prune_empty_parents(&root, &bname, &k);
+                }
+            })
+            .await;
+        }
+        Ok(result)
+    }
+
+    /// Removes a version: its row, and its bytes (moved off the key path first, so a later
+    /// replay cannot remove a file that replaced it).
+    fn discard(
+        &self,
+        bucket: &BucketName,
+        row: &VersionRow,
+        change: &mut Change,
+        pre: &mut Vec<Step>,
+        post: &mut Vec<Step>,
+    ) {
+        change.deletes.push(row.seq);
+        if row.delete_marker {
+            return;
+        }
+        if row.path.is_some() {
+            post.push(Step::Remove { unique: Self::bytes_rel(bucket, row) });
+        } else {
+            let trash = Self::new_unique("trash");
+            pre.push(Step::MoveTo { from: Self::bytes_rel(bucket, row), unique: trash.clone() });
+            post.push(Step::Remove { unique: trash });
+        }
+    }
+
+    pub(super) async fn copy_impl(
+        &self,
+        src_bucket: &BucketName,
+        src_key: &ObjectKey,
+        dst_bucket: &BucketName,
+        dst_key: &ObjectKey,
+        opts: CopyOptions,
+    ) -> Result<ObjectMeta> {
+        let (row, file) =
+            self.open_version(src_bucket, src_key, opts.source_version_id.as_deref()).await?;
+        let src = super::row_to_meta(&row)?;
+        let src_tags: Tags =
+            row.tags.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        let body = body::serve(file, 0, src.size).await?;
+        let put = PutOptions {
+            attrs: opts.attrs.unwrap_or(src.attrs),
+            tags: opts.tags.unwrap_or(src_tags),
+            checksum_algorithm: opts
+                .checksum_algorithm
+                .or(src.checksum.as_ref().map(|c| c.algorithm)),
+            size_hint: Some(src.size),
+            verify: None,
+        };
+        self.put_impl(dst_bucket, dst_key, body, put).await
+    }
+}

@@ -1,0 +1,243 @@
+//! Reconciling the index with files added, changed or removed behind the store's back
+//! (`ferry store rescan`, and at start-up for a tree that was never indexed).
+//!
+//! The walk runs on a blocking thread and hands files over a bounded channel, so memory does
+//! not grow with the tree. Files whose names cannot be keys (e.g. invalid UTF-8) and symlinks
+//! are skipped and counted: a symlink could point outside the root.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::index::{self, VersionRow};
+use super::{Change, FsStore, META_DIR, body};
+use crate::store::*;
+
+/// What a rescan found.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct ScanReport {
+    pub buckets: u64,
+    pub files: u64,
+    pub added: u64,
+    pub updated: u64,
+    pub removed: u64,
+    pub skipped: u64,
+}
+
+struct Found {
+    key: String,
+    path: PathBuf,
+    ino: i64,
+    mtime_ns: i64,
+    size: i64,
+}
+
+/// Removes a directory tree that holds only directories; fails with `DirectoryNotEmpty`
+/// if any file remains.
+pub fn remove_empty_tree(dir: &Path) -> std::io::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries {
+                let e = e?;
+                if e.file_type()?.is_dir() {
+                    remove_empty_tree(&e.path())?;
+                } else {
+                    return Err(std::io::Error::from(std::io::ErrorKind::DirectoryNotEmpty));
+                }
+            }
+            std::fs::remove_dir(dir)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    tx: &tokio::sync::mpsc::Sender<Result<Found, String>>,
+) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+            if tx.blocking_send(Err(format!("{}", e.path().display()))).is_err() {
+                return Ok(false);
+            }
+            continue;
+        };
+        let m = std::fs::symlink_metadata(e.path())?;
+        let key = format!("{prefix}{name}");
+        if m.is_dir() {
+            if !walk(&e.path(), &format!("{key}/"), tx)? {
+                return Ok(false);
+            }
+        } else if m.is_file() {
+            let f = Found {
+                key,
+                path: e.path(),
+                ino: m.ino() as i64,
+                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                size: m.len() as i64,
+            };
+            if tx.blocking_send(Ok(f)).is_err() {
+                return Ok(false);
+            }
+        } else if tx.blocking_send(Err(format!("{}", e.path().display()))).is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+impl FsStore {
+    /// Makes the index agree with the files under the root.
+    pub async fn rescan(&self) -> Result<ScanReport> {
+        let mut report = ScanReport::default();
+        let mut buckets = Vec::new();
+        let entries = std::fs::read_dir(&self.root)
+            .map_err(|e| Error::io(format!("reading {}", self.root.display()), e))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == META_DIR || !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(b) = BucketName::parse(&name) else {
+                report.skipped += 1;
+                continue;
+            };
+            self.index.insert_bucket(b.as_str(), index::now_ms()).await?;
+            buckets.push(b);
+        }
+        for b in self.index.buckets().await? {
+            if let Ok(b) = BucketName::parse(&b.name)
+                && !buckets.contains(&b)
+            {
+                buckets.push(b);
+            }
+        }
+        for bucket in &buckets {
+            report.buckets += 1;
+            self.rescan_bucket(bucket, &mut report).await?;
+        }
+        self.index.set_meta("indexed", &index::now_ms().to_string()).await?;
+        Ok(report)
+    }
+
+    async fn rescan_bucket(&self, bucket: &BucketName, report: &mut ScanReport) -> Result<()> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let dir = self.root.join(bucket.as_str());
+        let walker = tokio::task::spawn_blocking(move || {
+            if dir.is_dir() { walk(&dir, "", &tx).map(|_| ()) } else { Ok(()) }
+        });
+        while let Some(found) = rx.recv().await {
+            let f = match found {
+                Ok(f) => f,
+                Err(path) => {
+                    tracing::warn!(store = %self.name, %path, "skipped: not a regular file with a UTF-8 name");
+                    report.skipped += 1;
+                    continue;
+                }
+            };
+            report.files += 1;
+            let Ok(key) = ObjectKey::parse(&f.key) else {
+                tracing::warn!(store = %self.name, key = %f.key, "skipped: the path is not a valid key");
+                report.skipped += 1;
+                continue;
+            };
+            self.reconcile_file(bucket, &key, &f, report).await?;
+        }
+        walker
+            .await
+            .map_err(|e| Error::Index(format!("walk failed: {e}")))?
+            .map_err(|e| Error::io(format!("walking bucket {bucket}"), e))?;
+        // Rows whose file is gone.
+        let mut after = String::new();
+        loop {
+            let rows = self.index.list_at_key_path(bucket.as_str(), &after, 1000).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.key.clone();
+            for row in rows {
+                let p = self.root.join(bucket.as_str()).join(&row.key);
+                if !p.is_file() {
+                    let key = ObjectKey::parse(&row.key)?;
+                    let _g = self.lock_for(bucket, key.as_str()).write().await;
+                    let mut change = Change::new(bucket, &key);
+                    change.deletes.push(row.seq);
+                    self.commit(change).await?;
+                    report.removed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_file(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        f: &Found,
+        report: &mut ScanReport,
+    ) -> Result<()> {
+        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
+        if let Some(row) = &latest
+            && row.path.is_none()
+            && !row.delete_marker
+            && row.file_ino == Some(f.ino)
+            && row.file_mtime_ns == Some(f.mtime_ns)
+            && row.size == f.size
+        {
+            return Ok(());
+        }
+        let p = f.path.clone();
+        let d = tokio::task::spawn_blocking(move || body::hash_file(&p))
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+            .map_err(|e| Error::io(format!("reading {}", f.path.display()), e))?;
+        let mut change = Change::new(bucket, key);
+        match latest {
+            Some(mut row) if row.path.is_none() && !row.delete_marker => {
+                row.size = d.size as i64;
+                row.etag = hex::encode(d.md5);
+                row.checksum = None;
+                row.mtime_ms = index::now_ms();
+                row.file_ino = Some(f.ino);
+                row.file_mtime_ns = Some(f.mtime_ns);
+                self.index.update_file_facts(&row).await?;
+                report.updated += 1;
+                return Ok(());
+            }
+            Some(mut row) => {
+                row.is_latest = false;
+                change.updates.push(row);
+            }
+            None => {}
+        }
+        if let Some(n) = self.index.version(bucket.as_str(), key.as_str(), NULL_VERSION).await? {
+            change.deletes.push(n.seq);
+        }
+        change.inserts.push(VersionRow {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            seq: self.next_seq(),
+            version_id: NULL_VERSION.to_owned(),
+            is_latest: true,
+            delete_marker: false,
+            size: d.size as i64,
+            etag: hex::encode(d.md5),
+            mtime_ms: index::now_ms(),
+            attrs: "{}".into(),
+            checksum: None,
+            tags: None,
+            parts_count: None,
+            path: None,
+            file_ino: Some(f.ino),
+            file_mtime_ns: Some(f.mtime_ns),
+        });
+        self.commit(change).await?;
+        report.added += 1;
+        Ok(())
+    }
+}

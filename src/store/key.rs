@@ -1,0 +1,156 @@
+//! Validated names: [`BucketName`] and [`ObjectKey`].
+//!
+//! Owns the rules for what a client may name. Everything below the gateway takes these types,
+//! never raw strings, so a key with `..`, an empty segment or a NUL byte cannot reach a store.
+//! The rules are the intersection of what S3 allows and what maps safely onto a POSIX path:
+//! a key that S3 would accept but that cannot be a file (e.g. `a//b`) is rejected here with a
+//! message that says why.
+
+use std::fmt;
+
+/// The longest key S3 accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// The longest path component most Linux filesystems accept, in bytes.
+pub const MAX_SEGMENT_BYTES: usize = 255;
+
+/// Why a bucket name or key was refused. The message names the offending input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("invalid bucket name {name:?}: {why}")]
+    Bucket { name: String, why: &'static str },
+    #[error("invalid key {key:?}: {why}")]
+    Key { key: String, why: &'static str },
+    #[error("key is too long: {len} bytes (the limit is {MAX_KEY_BYTES})")]
+    KeyTooLong { len: usize },
+}
+
+/// A bucket name that follows the S3 naming rules (3–63 characters of lowercase letters,
+/// digits, dots and hyphens; starts and ends with a letter or digit; not an IP address).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BucketName(String);
+
+impl BucketName {
+    pub fn parse(name: &str) -> Result<Self, NameError> {
+        let err = |why| NameError::Bucket { name: name.to_owned(), why };
+        if name.len() < 3 || name.len() > 63 {
+            return Err(err("must be 3 to 63 characters long"));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        {
+            return Err(err("only lowercase letters, digits, '.' and '-' are allowed"));
+        }
+        let first = name.as_bytes()[0];
+        let last = name.as_bytes()[name.len() - 1];
+        if !(first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric()) {
+            return Err(err("must start and end with a letter or digit"));
+        }
+        if name.contains("..") || name.contains(".-") || name.contains("-.") {
+            return Err(err("must not contain '..', '.-' or '-.'"));
+        }
+        if name.parse::<std::net::Ipv4Addr>().is_ok() {
+            return Err(err("must not be formatted as an IP address"));
+        }
+        if name.starts_with("xn--") || name.ends_with("-s3alias") {
+            return Err(err("uses a reserved prefix or suffix"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BucketName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An object key that is valid UTF-8, at most 1024 bytes, and maps to a safe relative path:
+/// segments separated by `/` are non-empty, not `.` or `..`, at most 255 bytes, and no byte is
+/// NUL. A single trailing `/` is allowed (a "directory marker" object such as `photos/`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    pub fn parse(key: &str) -> Result<Self, NameError> {
+        let err = |why| NameError::Key { key: key.to_owned(), why };
+        if key.is_empty() {
+            return Err(err("must not be empty"));
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(NameError::KeyTooLong { len: key.len() });
+        }
+        if key.bytes().any(|b| b == 0) {
+            return Err(err("must not contain a NUL byte"));
+        }
+        if key.starts_with('/') {
+            return Err(err("must not start with '/'"));
+        }
+        let body = key.strip_suffix('/').unwrap_or(key);
+        for seg in body.split('/') {
+            if seg.is_empty() {
+                return Err(err("must not contain an empty path segment ('//')"));
+            }
+            if seg == "." || seg == ".." {
+                return Err(err("must not contain a '.' or '..' path segment"));
+            }
+            if seg.len() > MAX_SEGMENT_BYTES {
+                return Err(err("has a path segment longer than 255 bytes"));
+            }
+        }
+        Ok(Self(key.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for keys ending in `/` ("directory marker" objects).
+    pub fn is_dir_marker(&self) -> bool {
+        self.0.ends_with('/')
+    }
+
+    /// The key's `/`-separated segments, without a trailing empty one.
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.strip_suffix('/').unwrap_or(&self.0).split('/')
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-bucket.v2", "a1b", "123"] {
+            assert!(BucketName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "ABC", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", "xn--abc", ""] {
+            assert!(BucketName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys() {
+        for ok in ["a", "a/b/c", "dir/", "with space/ünïcødé", ".hidden", "a/.b", "...", "a..b"] {
+            assert!(ObjectKey::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/a", "a//b", "../x", "a/../b", "a/./b", ".", "a/..", "a\0b", "a//"] {
+            assert!(ObjectKey::parse(bad).is_err(), "{bad:?}");
+        }
+        let long_seg = "x".repeat(256);
+        assert!(ObjectKey::parse(&long_seg).is_err());
+        let long_key = "a/".repeat(600);
+        assert!(matches!(ObjectKey::parse(&long_key), Err(NameError::KeyTooLong { .. })));
+    }
+}

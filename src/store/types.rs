@@ -1,0 +1,309 @@
+//! Plain data passed across the [`Store`](super::Store) trait: object metadata, options,
+//! listing pages. Store-neutral: no s3s or aws-sdk types appear here, so the gateway and the
+//! jobs speak one vocabulary whatever the backend.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::key::ObjectKey;
+
+/// An object body: a stream of chunks. Stores must not collect it whole.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// The version id S3 uses for objects written while versioning was off or suspended.
+pub const NULL_VERSION: &str = "null";
+
+/// Checksum algorithms S3 clients may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "CRC32" => Some(Self::Crc32),
+            "CRC32C" => Some(Self::Crc32c),
+            "CRC64NVME" => Some(Self::Crc64Nvme),
+            "SHA1" => Some(Self::Sha1),
+            "SHA256" => Some(Self::Sha256),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Crc32 => "CRC32",
+            Self::Crc32c => "CRC32C",
+            Self::Crc64Nvme => "CRC64NVME",
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+        }
+    }
+
+    /// The `x-amz-checksum-*` header carrying this algorithm's value.
+    pub fn header_name(self) -> &'static str {
+        match self {
+            Self::Crc32 => "x-amz-checksum-crc32",
+            Self::Crc32c => "x-amz-checksum-crc32c",
+            Self::Crc64Nvme => "x-amz-checksum-crc64nvme",
+            Self::Sha1 => "x-amz-checksum-sha1",
+            Self::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    pub const ALL: [ChecksumAlgorithm; 5] =
+        [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
+}
+
+/// A stored checksum: algorithm, base64 value, and whether it is a full-object checksum or
+/// a composite of part checksums (`value-N`, as AWS returns for multipart uploads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub value: String,
+    #[serde(default)]
+    pub composite: bool,
+}
+
+/// Standard HTTP headers stored with an object and returned on GET/HEAD.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectAttrs {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    pub expires: Option<String>,
+    /// `x-amz-meta-*` user metadata, names lower-cased without the prefix.
+    pub user_metadata: BTreeMap<String, String>,
+}
+
+/// Object tags, in the order the client gave them.
+pub type Tags = Vec<(String, String)>;
+
+/// Everything known about one version of an object (or a delete marker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: ObjectKey,
+    /// `"null"` ([`NULL_VERSION`]) for objects written while versioning was off or suspended.
+    pub version_id: String,
+    pub is_latest: bool,
+    pub delete_marker: bool,
+    pub size: u64,
+    /// The ETag without quotes: hex MD5 for single-part objects, `hex-N` for multipart.
+    pub etag: String,
+    pub last_modified: OffsetDateTime,
+    pub attrs: ObjectAttrs,
+    pub checksum: Option<Checksum>,
+    pub tag_count: usize,
+    pub parts_count: Option<u32>,
+}
+
+/// Digests the store computed over a body it received, handed to a [`Verifier`] before the
+/// write becomes visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub checksum: Option<Checksum>,
+}
+
+/// Checks a received body's digests before it is committed (Content-MD5, `x-amz-checksum-*`
+/// headers or trailers). Returning an error aborts the write: nothing becomes visible.
+pub type Verifier = Box<dyn FnOnce(&Digests) -> Result<(), super::Error> + Send>;
+
+/// Options of a PUT (also used to create a multipart upload).
+#[derive(Default)]
+pub struct PutOptions {
+    pub attrs: ObjectAttrs,
+    pub tags: Tags,
+    /// The checksum algorithm to compute and store, if the client asked for one.
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// The body length the client declared, if any. A body of another length is refused.
+    pub size_hint: Option<u64>,
+    pub verify: Option<Verifier>,
+}
+
+impl std::fmt::Debug for PutOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutOptions")
+            .field("attrs", &self.attrs)
+            .field("tags", &self.tags)
+            .field("checksum_algorithm", &self.checksum_algorithm)
+            .field("size_hint", &self.size_hint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A byte range as clients send it in `Range: bytes=…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-last`, inclusive.
+    FromTo(u64, u64),
+    /// `bytes=first-`
+    From(u64),
+    /// `bytes=-n`: the last n bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// Resolves against an object size to an inclusive `(first, last)`, or `None` when the
+    /// range is not satisfiable (S3 answers `InvalidRange`, 416).
+    pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
+        match self {
+            Self::FromTo(first, last) if first < size && first <= last => {
+                Some((first, last.min(size - 1)))
+            }
+            Self::From(first) if first < size => Some((first, size - 1)),
+            Self::Suffix(n) if n > 0 && size > 0 => Some((size.saturating_sub(n), size - 1)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GetOptions {
+    pub version_id: Option<String>,
+    pub range: Option<ByteRange>,
+}
+
+pub struct GetResult {
+    pub meta: ObjectMeta,
+    /// The inclusive byte range served, when a range was asked for.
+    pub range: Option<(u64, u64)>,
+    pub body: ByteStream,
+}
+
+/// What a DELETE did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteResult {
+    /// The version removed, or the version id of the delete marker created.
+    pub version_id: Option<String>,
+    /// True when a delete marker was created, or a delete marker was removed.
+    pub delete_marker: bool,
+}
+
+/// Options of a store-side copy.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    pub source_version_id: Option<String>,
+    /// `Some` replaces the metadata (`x-amz-metadata-directive: REPLACE`); `None` copies it.
+    pub attrs: Option<ObjectAttrs>,
+    /// `Some` replaces the tags (`x-amz-tagging-directive: REPLACE`); `None` copies them.
+    pub tags: Option<Tags>,
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    /// Return keys (and common prefixes) strictly after this one.
+    pub start_after: Option<String>,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub objects: Vec<ObjectMeta>,
+    pub common_prefixes: Vec<String>,
+    /// Set when the listing is truncated: pass it as `start_after` for the next page.
+    pub next_marker: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VersionsQuery {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub key_marker: Option<String>,
+    pub version_id_marker: Option<String>,
+    pub max_keys: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VersionsPage {
+    /// Versions and delete markers, by key ascending, newest first within a key.
+    pub versions: Vec<ObjectMeta>,
+    pub common_prefixes: Vec<String>,
+    pub next_key_marker: Option<String>,
+    pub next_version_id_marker: Option<String>,
+}
+
+/// A bucket's versioning state, as S3 names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    Unversioned,
+    Enabled,
+    Suspended,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketInfo {
+    pub name: String,
+    pub created: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    pub part_number: u32,
+    pub etag: String,
+    pub size: u64,
+    pub last_modified: OffsetDateTime,
+    pub checksum: Option<Checksum>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PartsPage {
+    pub parts: Vec<PartInfo>,
+    pub next_part_number_marker: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub key: ObjectKey,
+    pub upload_id: String,
+    pub initiated: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UploadsQuery {
+    pub prefix: String,
+    pub key_marker: Option<String>,
+    pub upload_id_marker: Option<String>,
+    pub max_uploads: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UploadsPage {
+    pub uploads: Vec<UploadInfo>,
+    pub next_key_marker: Option<String>,
+    pub next_upload_id_marker: Option<String>,
+}
+
+/// One part named in a CompleteMultipartUpload request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub part_number: u32,
+    /// The ETag the client got for the part, without quotes.
+    pub etag: String,
+}
+
+/// What a store can do; differences between stores are data, so one conformance suite
+/// serves them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub versioning: bool,
+    pub tagging: bool,
+    /// Maps keys to file paths, so `a` and `a/b` cannot both exist.
+    pub path_semantics: bool,
+}
