@@ -3,3 +3,10 @@
 //! one binary. See `ARCHITECTURE.md` for the code map and the layer rule.
 
 pub mod store;
+pub mod gateway;
+pub mod telemetry;
+pub mod state;
+pub mod config;
+pub mod registry;
+pub mod admin;
+pub mod cli;

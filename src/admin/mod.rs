@@ -1,0 +1,140 @@
+//! The admin server: a JSON REST API under `/api/v1` (bearer token), `/health`, `/ready`,
+//! `/metrics` (Prometheus) and the OpenAPI document, on its own listener (loopback by
+//! default).
+//!
+//! Owns: admin routes, token checking, JSON error bodies. The operations themselves live in
+//! the layers below (`registry` for stores).
+
+mod openapi;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::registry::{self, AddStore, Opened, Registry};
+use crate::telemetry::Metrics;
+
+pub struct AdminState {
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub token: String,
+}
+
+/// An admin API error: a status and a one-line message.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<registry::Error> for ApiError {
+    fn from(e: registry::Error) -> Self {
+        use crate::state::Error as S;
+        let status = match &e {
+            registry::Error::State(S::NoSuchStore(_)) => StatusCode::NOT_FOUND,
+            registry::Error::State(S::StoreExists(_)) => StatusCode::CONFLICT,
+            registry::Error::Invalid { .. } => StatusCode::BAD_REQUEST,
+            registry::Error::Store { source, .. } if !source.is_retryable() => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Constant-time comparison: the token is a secret.
+    let ok = given.len() == state.token.len()
+        && given.bytes().zip(state.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer …)".into()))
+    }
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/api/v1/stores", get(list_stores).post(add_store))
+        .route("/api/v1/stores/{name}", axum::routing::delete(remove_store))
+        .route("/api/v1/stores/{name}/rescan", post(rescan_store))
+        .with_state(state)
+}
+
+async fn ready(State(s): State<Arc<AdminState>>) -> Result<&'static str, ApiError> {
+    s.registry
+        .db()
+        .setting("ready-probe")
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok("ready\n")
+}
+
+async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.metrics.render(),
+    )
+}
+
+async fn list_stores(State(s): State<Arc<AdminState>>, h: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    Ok(Json(s.registry.list().await?))
+}
+
+async fn add_store(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    body: Result<Json<AddStore>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let summary = s.registry.add(req).await?;
+    Ok((StatusCode::CREATED, Json(summary)))
+}
+
+async fn remove_store(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    s.registry.remove(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rescan_store(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    match s.registry.get(&name).await? {
+        Opened::Fs(fs) => {
+            let report = fs
+                .rescan()
+                .await
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("store {name}: {e}")))?;
+            Ok(Json(report))
+        }
+        Opened::S3(_) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("store {name} is an s3 store; only fs stores can be rescanned"),
+        )),
+    }
+}

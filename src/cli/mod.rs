@@ -1,0 +1,51 @@
+//! The command line: clap definitions, one file per subcommand, and the error type that
+//! decides exit codes (0 ok, 1 failed, 2 bad usage).
+
+mod client;
+mod serve;
+mod store;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// An error in what the user asked for (exit code 2), as opposed to a failure doing it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+#[derive(Parser, Debug)]
+#[command(name = "ferry", version, about = "Keeps object data safe across sites", long_about = None)]
+pub struct Cli {
+    /// Data directory: state database, credentials, the built-in `local` store.
+    #[arg(long, global = true, env = "FERRY_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Admin API of a running server (for admin commands).
+    #[arg(long, global = true, env = "FERRY_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the S3 endpoint and the admin API.
+    #[command(after_help = "Example:\n  ferry serve --data ./ferry-data --listen 127.0.0.1:9000")]
+    Serve(serve::ServeArgs),
+    /// Register, list, remove and rescan stores on a running server.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args, cli.data).await,
+        Command::Store(cmd) => {
+            let client = client::AdminClient::new(cli.server, cli.data.as_deref())?;
+            store::run(cmd, &client, cli.json).await
+        }
+    }
+}

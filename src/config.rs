@@ -1,0 +1,164 @@
+//! Configuration: one TOML file, every value also from a `FERRY_*` environment variable or a
+//! flag (flag > environment > file > default), validated into [`ServeConfig`].
+//!
+//! Owns the precedence rules, the defaults, and one-line errors naming the file, line and key
+//! at fault. Secrets (S3 secret key, admin token) are redacted from `Debug`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The file's keys. Unknown keys are errors, so a typo does not silently fall back to a
+/// default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub db: Option<String>,
+    pub domain: Option<String>,
+    pub region: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub admin_token: Option<String>,
+    pub max_concurrency: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Read { file: String, message: String },
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse { file: String, line: usize, column: usize, message: String },
+    #[error("invalid {what} {value:?}: {why}")]
+    Invalid { what: &'static str, value: String, why: String },
+}
+
+/// Reads and parses a config file; errors name the file, line and key.
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Read { file: file.clone(), message: e.to_string() })?;
+    toml::from_str(&text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+                (line, column)
+            })
+            .unwrap_or((1, 1));
+        ConfigError::Parse { file, line, column, message: e.message().trim().replace('\n', " ") }
+    })
+}
+
+/// Everything `ferry serve` needs, validated.
+#[derive(Clone)]
+pub struct ServeConfig {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub db: Option<String>,
+    pub domain: Option<String>,
+    pub region: String,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub admin_token: Option<String>,
+    pub max_concurrency: usize,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("data", &self.data)
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("db", &self.db.as_deref().map(crate::state::redact_url))
+            .field("domain", &self.domain)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+pub fn parse_addr(what: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+        what,
+        value: value.to_owned(),
+        why: format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:9000)"),
+    })
+}
+
+/// Flags and environment values for `serve` (each `None` when not given).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub db: Option<String>,
+    pub domain: Option<String>,
+    pub region: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub admin_token: Option<String>,
+    pub max_concurrency: Option<usize>,
+}
+
+impl ServeConfig {
+    pub fn resolve(o: Overrides, file: FileConfig) -> Result<Self, ConfigError> {
+        let listen = o.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:9000".into());
+        let admin = o.admin_listen.or(file.admin_listen).unwrap_or_else(|| "127.0.0.1:9001".into());
+        let access_key = o.access_key.or(file.access_key).filter(|s| !s.is_empty());
+        let secret_key = o.secret_key.or(file.secret_key).filter(|s| !s.is_empty());
+        if access_key.is_some() != secret_key.is_some() {
+            return Err(ConfigError::Invalid {
+                what: "credentials",
+                value: String::new(),
+                why: "give both FERRY_ACCESS_KEY and FERRY_SECRET_KEY (or access_key and secret_key), or neither".into(),
+            });
+        }
+        Ok(Self {
+            data: o.data.or(file.data).unwrap_or_else(|| PathBuf::from("ferry-data")),
+            listen: parse_addr("listen address", &listen)?,
+            admin_listen: parse_addr("admin listen address", &admin)?,
+            db: o.db.or(file.db),
+            domain: o.domain.or(file.domain),
+            region: o.region.or(file.region).unwrap_or_else(|| "us-east-1".into()),
+            access_key,
+            secret_key,
+            admin_token: o.admin_token.or(file.admin_token).filter(|s| !s.is_empty()),
+            max_concurrency: o.max_concurrency.or(file.max_concurrency).unwrap_or(256),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_error_names_line_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("ferry.toml");
+        std::fs::write(&p, "listen = \"127.0.0.1:9000\"\nlisen = \"x\"\n").expect("write");
+        let e = load_file(&p).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("ferry.toml:2:"), "{e}");
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn precedence() {
+        let o = Overrides { listen: Some("127.0.0.1:1".into()), ..Default::default() };
+        let f = FileConfig { listen: Some("127.0.0.1:2".into()), region: Some("eu".into()), ..Default::default() };
+        let c = ServeConfig::resolve(o, f).expect("valid");
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.region, "eu");
+        let bad = Overrides { access_key: Some("a".into()), ..Default::default() };
+        assert!(ServeConfig::resolve(bad, FileConfig::default()).is_err());
+    }
+}

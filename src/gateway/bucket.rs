@@ -1,0 +1,138 @@
+//! Bucket operations: create, delete, head, list, location, versioning, bucket tagging.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::Gateway;
+use super::convert::{self, ts};
+use super::error::s3_error;
+use crate::store::{self, Versioning};
+
+impl Gateway {
+    pub(super) async fn create_bucket_impl(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let (store, bucket) = self.target(&req.input.bucket)?;
+        store.create_bucket(&bucket).await.map_err(s3_error)?;
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{bucket}")), ..Default::default() }))
+    }
+
+    pub(super) async fn delete_bucket_impl(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let (store, bucket) = self.target(&req.input.bucket)?;
+        store.delete_bucket(&bucket).await.map_err(s3_error)?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    pub(super) async fn head_bucket_impl(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let (store, bucket) = self.target(&req.input.bucket)?;
+        store.head_bucket(&bucket).await.map_err(s3_error)?;
+        Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(self.region.clone()), ..Default::default() }))
+    }
+
+    pub(super) async fn list_buckets_impl(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let buckets = self.default_store.list_buckets().await.map_err(s3_error)?;
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(
+                buckets
+                    .into_iter()
+                    .map(|b| Bucket { name: Some(b.name), creation_date: Some(ts(b.created)), bucket_region: None })
+                    .collect(),
+            ),
+            owner: Some(Owner { display_name: Some("ferry".into()), id: Some("ferry".into()) }),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn get_bucket_location_impl(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let (store, bucket) = self.target(&req.input.bucket)?;
+        store.head_bucket(&bucket).await.map_err(s3_error)?;
+        // us-east-1 is reported as an empty constraint, as AWS does.
+        let loc = (self.region != "us-east-1").then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput { location_constraint: loc }))
+    }
+
+    pub(super) async fn get_bucket_versioning_impl(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let (store, bucket) = self.target(&req.input.bucket)?;
+        let status = match store.get_versioning(&bucket).await.map_err(s3_error)? {
+            Versioning::Unversioned => None,
+            Versioning::Enabled => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::ENABLED)),
+            Versioning::Suspended => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::SUSPENDED)),
+        };
+        Ok(S3Response::new(GetBucketVersioningOutput { status, mfa_delete: None }))
+    }
+
+    pub(super) async fn put_bucket_versioning_impl(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let state = match input.versioning_configuration.status.as_ref().map(|s| s.as_str()) {
+            Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
+            Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
+            other => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "versioning status must be Enabled or Suspended, not {other:?}"
+                ));
+            }
+        };
+        store.set_versioning(&bucket, state).await.map_err(s3_error)?;
+        Ok(S3Response::new(PutBucketVersioningOutput {}))
+    }
+
+    pub(super) async fn get_bucket_tagging_impl(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let (store, bucket) = self.target(&req.input.bucket)?;
+        match store.get_bucket_tags(&bucket).await.map_err(s3_error)? {
+            Some(tags) => Ok(S3Response::new(GetBucketTaggingOutput { tag_set: convert::tags_to_dto(tags) })),
+            None => Err(s3_error!(NoSuchTagSet, "bucket {bucket} has no tag set")),
+        }
+    }
+
+    pub(super) async fn put_bucket_tagging_impl(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let tags: store::Tags = input
+            .tagging
+            .tag_set
+            .into_iter()
+            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+            .collect();
+        if tags.len() > 50 {
+            return Err(super::error::bad_request("bucket tags cannot be greater than 50"));
+        }
+        store.put_bucket_tags(&bucket, Some(tags)).await.map_err(s3_error)?;
+        Ok(S3Response::new(PutBucketTaggingOutput {}))
+    }
+
+    pub(super) async fn delete_bucket_tagging_impl(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        let (store, bucket) = self.target(&req.input.bucket)?;
+        store.put_bucket_tags(&bucket, None).await.map_err(s3_error)?;
+        Ok(S3Response::new(DeleteBucketTaggingOutput {}))
+    }
+}

@@ -1,0 +1,229 @@
+//! Conversions between s3s wire types and store types: metadata headers, tags, checksums,
+//! ranges, bodies, conditional requests.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use s3s::dto::{self, ETag, ETagCondition, StreamingBlob, Timestamp};
+use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
+
+use super::error::invalid_argument;
+use crate::store::{self, ByteStream, Checksum, ChecksumAlgorithm, ObjectAttrs, ObjectMeta, Tags};
+
+pub fn etag(s: &str) -> ETag {
+    ETag::Strong(s.to_owned())
+}
+
+pub fn ts(t: time::OffsetDateTime) -> Timestamp {
+    Timestamp::from(t)
+}
+
+/// The request body as a store stream (empty when the request has none).
+pub fn body_stream(body: Option<StreamingBlob>) -> ByteStream {
+    match body {
+        Some(b) => Box::pin(b.map_err(std::io::Error::other)),
+        None => Box::pin(futures::stream::empty()),
+    }
+}
+
+pub fn blob(body: ByteStream) -> StreamingBlob {
+    StreamingBlob::wrap(sync_wrapper::SyncStream::new(body))
+}
+
+pub fn user_metadata(m: Option<dto::Metadata>) -> BTreeMap<String, String> {
+    m.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()
+}
+
+pub fn expires_str(e: Option<Timestamp>) -> Option<String> {
+    e.and_then(|t| {
+        let mut buf = Vec::new();
+        t.format(dto::TimestampFormat::HttpDate, &mut buf).ok()?;
+        String::from_utf8(buf).ok()
+    })
+}
+
+pub fn expires_ts(s: Option<&String>) -> Option<Timestamp> {
+    s.and_then(|s| Timestamp::parse(dto::TimestampFormat::HttpDate, s).ok())
+}
+
+/// Parses a `x-amz-tagging` header / query-string tag set, enforcing S3's limits.
+pub fn parse_tagging_header(s: Option<&str>) -> S3Result<Tags> {
+    let mut tags = Tags::new();
+    let Some(s) = s.filter(|s| !s.is_empty()) else { return Ok(tags) };
+    for pair in s.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let dec = |x: &str| {
+            urlencoding::decode(&x.replace('+', " "))
+                .map(|c| c.into_owned())
+                .map_err(|_| s3_error!(InvalidTag, "the tag {x:?} is not valid URL encoding"))
+        };
+        tags.push((dec(k)?, dec(v)?));
+    }
+    validate_tags(&tags)?;
+    Ok(tags)
+}
+
+pub fn validate_tags(tags: &Tags) -> S3Result<()> {
+    if tags.len() > 10 {
+        return Err(super::error::bad_request("object tags cannot be greater than 10"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(s3_error!(InvalidTag, "the tag key {k:?} must be 1 to 128 characters"));
+        }
+        if v.chars().count() > 256 {
+            return Err(s3_error!(InvalidTag, "the value of tag {k:?} is longer than 256 characters"));
+        }
+        if !seen.insert(k) {
+            return Err(s3_error!(InvalidTag, "the tag key {k:?} appears more than once"));
+        }
+    }
+    Ok(())
+}
+
+pub fn tags_to_dto(tags: Tags) -> Vec<dto::Tag> {
+    tags.into_iter().map(|(k, v)| dto::Tag { key: Some(k), value: Some(v) }).collect()
+}
+
+pub fn tags_from_dto(tags: Vec<dto::Tag>) -> S3Result<Tags> {
+    let tags: Tags = tags
+        .into_iter()
+        .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+        .collect();
+    validate_tags(&tags)?;
+    Ok(tags)
+}
+
+pub fn algorithm(a: Option<&dto::ChecksumAlgorithm>) -> S3Result<Option<ChecksumAlgorithm>> {
+    match a {
+        None => Ok(None),
+        Some(a) => ChecksumAlgorithm::parse(a.as_str())
+            .map(Some)
+            .ok_or_else(|| invalid_argument(format!("unknown checksum algorithm {:?}", a.as_str()))),
+    }
+}
+
+/// Checksum fields of an output, set from a stored checksum.
+#[derive(Default)]
+pub struct ChecksumFields {
+    pub crc32: Option<String>,
+    pub crc32c: Option<String>,
+    pub crc64nvme: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+    pub kind: Option<dto::ChecksumType>,
+}
+
+pub fn checksum_fields(c: Option<&Checksum>) -> ChecksumFields {
+    let mut f = ChecksumFields::default();
+    if let Some(c) = c {
+        let v = Some(c.value.clone());
+        match c.algorithm {
+            ChecksumAlgorithm::Crc32 => f.crc32 = v,
+            ChecksumAlgorithm::Crc32c => f.crc32c = v,
+            ChecksumAlgorithm::Crc64Nvme => f.crc64nvme = v,
+            ChecksumAlgorithm::Sha1 => f.sha1 = v,
+            ChecksumAlgorithm::Sha256 => f.sha256 = v,
+        }
+        f.kind = Some(dto::ChecksumType::from_static(if c.composite {
+            dto::ChecksumType::COMPOSITE
+        } else {
+            dto::ChecksumType::FULL_OBJECT
+        }));
+    }
+    f
+}
+
+pub fn range(r: Option<dto::Range>) -> Option<store::ByteRange> {
+    r.map(|r| match r {
+        dto::Range::Int { first, last: Some(last) } => store::ByteRange::FromTo(first, last),
+        dto::Range::Int { first, last: None } => store::ByteRange::From(first),
+        dto::Range::Suffix { length } => store::ByteRange::Suffix(length),
+    })
+}
+
+pub fn attrs_from(
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    expires: Option<Timestamp>,
+    metadata: Option<dto::Metadata>,
+) -> ObjectAttrs {
+    ObjectAttrs {
+        content_type,
+        cache_control,
+        content_disposition,
+        content_encoding,
+        content_language,
+        expires: expires_str(expires),
+        user_metadata: user_metadata(metadata),
+    }
+}
+
+pub fn metadata_dto(attrs: &ObjectAttrs) -> Option<dto::Metadata> {
+    if attrs.user_metadata.is_empty() {
+        None
+    } else {
+        Some(attrs.user_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+/// The version id to put in a response header: none for objects of a never-versioned bucket.
+pub fn version_header(meta: &ObjectMeta) -> Option<String> {
+    (meta.version_id != store::NULL_VERSION).then(|| meta.version_id.clone())
+}
+
+fn etag_matches(cond: &ETagCondition, current: &str) -> bool {
+    match cond {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == current,
+    }
+}
+
+/// Evaluates GET/HEAD preconditions in the order RFC 9110 and S3 use.
+pub fn check_read_conditions(
+    meta: &ObjectMeta,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let modified = time::OffsetDateTime::from(
+        ts(meta.last_modified.replace_nanosecond(0).unwrap_or(meta.last_modified)),
+    );
+    if let Some(c) = if_match {
+        if !etag_matches(c, &meta.etag) {
+            return Err(S3Error::new(S3ErrorCode::PreconditionFailed));
+        }
+    } else if let Some(t) = if_unmodified_since
+        && modified > time::OffsetDateTime::from(t.clone())
+    {
+        return Err(S3Error::new(S3ErrorCode::PreconditionFailed));
+    }
+    if let Some(c) = if_none_match {
+        if etag_matches(c, &meta.etag) {
+            return Err(S3Error::new(S3ErrorCode::NotModified));
+        }
+    } else if let Some(t) = if_modified_since
+        && modified <= time::OffsetDateTime::from(t.clone())
+    {
+        return Err(S3Error::new(S3ErrorCode::NotModified));
+    }
+    Ok(())
+}
+
+pub fn max_keys(v: Option<i32>) -> S3Result<usize> {
+    match v {
+        None => Ok(1000),
+        Some(n) if n < 0 => Err(invalid_argument("max-keys must be a non-negative integer")),
+        Some(n) => Ok((n as usize).min(1000)),
+    }
+}
+
+/// Encodes a key for `encoding-type=url` responses.
+pub fn url_encode(s: &str) -> String {
+    urlencoding::encode(s).replace("%2F", "/")
+}

@@ -1,0 +1,105 @@
+//! The one place where errors become S3 error codes and HTTP statuses.
+//!
+//! Every [`store::Error`] variant is matched exhaustively, so a new variant does not compile
+//! until someone decides what a client sees for it. Internal failures are logged here with
+//! their detail and reach the client as `InternalError` without paths or secrets.
+
+use http::{HeaderMap, HeaderValue, StatusCode};
+use s3s::{S3Error, S3ErrorCode};
+
+use crate::store::{self, NameError};
+
+fn custom(code: &'static str, status: StatusCode, msg: String) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), msg);
+    e.set_status_code(status);
+    e
+}
+
+fn with(code: S3ErrorCode, msg: String) -> S3Error {
+    S3Error::with_message(code, msg)
+}
+
+fn version_headers(delete_marker: bool, version_id: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if delete_marker {
+        h.insert("x-amz-delete-marker", HeaderValue::from_static("true"));
+    }
+    if let Some(v) = version_id.and_then(|v| HeaderValue::from_str(v).ok()) {
+        h.insert("x-amz-version-id", v);
+    }
+    h
+}
+
+/// Maps a store error to the S3 error a client gets.
+pub fn s3_error(err: store::Error) -> S3Error {
+    use store::Error as E;
+    let msg = err.to_string();
+    match err {
+        E::NoSuchBucket { .. } => with(S3ErrorCode::NoSuchBucket, msg),
+        // Ferry is single-tenant: an existing bucket is always "yours".
+        E::BucketAlreadyExists { .. } => with(S3ErrorCode::BucketAlreadyOwnedByYou, msg),
+        E::BucketNotEmpty { .. } => with(S3ErrorCode::BucketNotEmpty, msg),
+        E::NoSuchKey { delete_marker, .. } => {
+            let mut e = with(S3ErrorCode::NoSuchKey, msg);
+            if let Some(v) = delete_marker {
+                e.set_headers(version_headers(true, Some(&v)));
+            }
+            e
+        }
+        E::NoSuchVersion { .. } => with(S3ErrorCode::NoSuchVersion, msg),
+        E::IsDeleteMarker { version_id, .. } => {
+            let mut e = with(S3ErrorCode::MethodNotAllowed, msg);
+            e.set_headers(version_headers(true, Some(&version_id)));
+            e
+        }
+        E::NoSuchUpload { .. } => with(S3ErrorCode::NoSuchUpload, msg),
+        E::InvalidPart { .. } => with(S3ErrorCode::InvalidPart, msg),
+        E::InvalidPartOrder => with(S3ErrorCode::InvalidPartOrder, msg),
+        E::EntityTooSmall { .. } => with(S3ErrorCode::EntityTooSmall, msg),
+        // MinIO answers the same situation with XMinioParentIsObject (400).
+        E::PathConflict { .. } => custom("XFerryKeyConflict", StatusCode::BAD_REQUEST, msg),
+        E::InvalidRange { .. } => with(S3ErrorCode::InvalidRange, msg),
+        E::BadDigest { .. } => with(S3ErrorCode::BadDigest, msg),
+        E::IncompleteBody { .. } => with(S3ErrorCode::IncompleteBody, msg),
+        E::InvalidArgument(_) => with(S3ErrorCode::InvalidArgument, msg),
+        E::Name(n) => name_error(n),
+        E::Unavailable { .. } => {
+            tracing::warn!(error = %msg, "store unavailable");
+            with(S3ErrorCode::ServiceUnavailable, msg)
+        }
+        E::Remote { code, status, message, .. } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut e = S3Error::with_message(
+                S3ErrorCode::from_bytes(code.as_bytes())
+                    .unwrap_or(S3ErrorCode::Custom(code.clone().into())),
+                message,
+            );
+            e.set_status_code(status);
+            e
+        }
+        E::Body(_) => with(S3ErrorCode::IncompleteBody, msg),
+        E::Io { .. } | E::Index(_) => {
+            tracing::error!(error = %msg, "internal store error");
+            with(S3ErrorCode::InternalError, "the server could not complete the request".into())
+        }
+        E::NotImplemented(what) => with(S3ErrorCode::NotImplemented, format!("{what} is not implemented")),
+    }
+}
+
+pub fn name_error(n: NameError) -> S3Error {
+    let msg = n.to_string();
+    match n {
+        NameError::Bucket { .. } => with(S3ErrorCode::InvalidBucketName, msg),
+        NameError::Key { .. } => with(S3ErrorCode::InvalidArgument, msg),
+        NameError::KeyTooLong { .. } => with(S3ErrorCode::KeyTooLongError, msg),
+    }
+}
+
+pub fn invalid_argument(msg: impl Into<String>) -> S3Error {
+    with(S3ErrorCode::InvalidArgument, msg.into())
+}
+
+/// AWS's generic `BadRequest` (400), e.g. for too many tags.
+pub fn bad_request(msg: &str) -> S3Error {
+    custom("BadRequest", StatusCode::BAD_REQUEST, msg.to_owned())
+}

@@ -1,0 +1,190 @@
+//! Listings: ListObjects (v1), ListObjectsV2, ListObjectVersions, with prefix, delimiter,
+//! markers, continuation tokens, max-keys and `encoding-type=url`.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result};
+
+use super::Gateway;
+use super::convert::{self, etag, ts};
+use super::error::{invalid_argument, s3_error};
+use crate::store::{self, ObjectMeta};
+
+fn owner() -> Owner {
+    Owner { display_name: Some("ferry".into()), id: Some("ferry".into()) }
+}
+
+struct Enc(bool);
+
+impl Enc {
+    fn new(e: Option<&EncodingType>) -> S3Result<Self> {
+        match e.map(|e| e.as_str()) {
+            None => Ok(Self(false)),
+            Some(s) if s.eq_ignore_ascii_case("url") => Ok(Self(true)),
+            Some(s) => Err(invalid_argument(format!("invalid encoding-type {s:?}: only 'url' is supported"))),
+        }
+    }
+    fn s(&self, v: &str) -> String {
+        if self.0 { convert::url_encode(v) } else { v.to_owned() }
+    }
+    fn o(&self, v: Option<&String>) -> Option<String> {
+        v.map(|v| self.s(v))
+    }
+}
+
+fn object_entry(m: &ObjectMeta, enc: &Enc, with_owner: bool) -> Object {
+    Object {
+        key: Some(enc.s(m.key.as_str())),
+        e_tag: Some(etag(&m.etag)),
+        last_modified: Some(ts(m.last_modified)),
+        size: Some(m.size as i64),
+        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        owner: with_owner.then(owner),
+        checksum_algorithm: m.checksum.as_ref().map(|c| vec![ChecksumAlgorithm::from(c.algorithm.as_str().to_owned())]),
+        ..Default::default()
+    }
+}
+
+fn prefixes(cps: Vec<String>, enc: &Enc) -> Option<Vec<CommonPrefix>> {
+    (!cps.is_empty()).then(|| cps.into_iter().map(|p| CommonPrefix { prefix: Some(enc.s(&p)) }).collect())
+}
+
+fn decode_token(t: &str) -> S3Result<String> {
+    store::digest::b64_decode(t)
+        .and_then(|v| String::from_utf8(v).ok())
+        .ok_or_else(|| invalid_argument("the continuation token provided is incorrect"))
+}
+
+impl Gateway {
+    pub(super) async fn list_objects_impl(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let enc = Enc::new(input.encoding_type.as_ref())?;
+        let max_keys = convert::max_keys(input.max_keys)?;
+        let q = store::ListQuery {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+            start_after: input.marker.clone().filter(|m| !m.is_empty()),
+            max_keys,
+        };
+        let page = store.list_objects(&bucket, &q).await.map_err(s3_error)?;
+        let truncated = page.next_marker.is_some();
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket),
+            prefix: Some(enc.s(&q.prefix)),
+            marker: Some(enc.s(input.marker.as_deref().unwrap_or(""))),
+            max_keys: Some(max_keys as i32),
+            is_truncated: Some(truncated),
+            contents: Some(page.objects.iter().map(|m| object_entry(m, &enc, true)).collect()),
+            common_prefixes: prefixes(page.common_prefixes, &enc),
+            delimiter: enc.o(input.delimiter.as_ref()),
+            // AWS returns NextMarker only with a delimiter; clients use the last key otherwise.
+            next_marker: if truncated { enc.o(page.next_marker.as_ref()) } else { None },
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn list_objects_v2_impl(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let enc = Enc::new(input.encoding_type.as_ref())?;
+        let max_keys = convert::max_keys(input.max_keys)?;
+        let start = match input.continuation_token.as_deref() {
+            Some(t) => Some(decode_token(t)?),
+            None => input.start_after.clone().filter(|s| !s.is_empty()),
+        };
+        let q = store::ListQuery {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+            start_after: start,
+            max_keys,
+        };
+        let page = store.list_objects(&bucket, &q).await.map_err(s3_error)?;
+        let with_owner = input.fetch_owner.unwrap_or(false);
+        let key_count = page.objects.len() + page.common_prefixes.len();
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: Some(enc.s(&q.prefix)),
+            max_keys: Some(max_keys as i32),
+            key_count: Some(key_count as i32),
+            continuation_token: input.continuation_token,
+            is_truncated: Some(page.next_marker.is_some()),
+            next_continuation_token: page.next_marker.map(|m| store::digest::b64(m.as_bytes())),
+            contents: Some(page.objects.iter().map(|m| object_entry(m, &enc, with_owner)).collect()),
+            common_prefixes: prefixes(page.common_prefixes, &enc),
+            delimiter: enc.o(input.delimiter.as_ref()),
+            encoding_type: input.encoding_type,
+            start_after: enc.o(input.start_after.as_ref()),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn list_object_versions_impl(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let enc = Enc::new(input.encoding_type.as_ref())?;
+        let max_keys = convert::max_keys(input.max_keys)?;
+        if input.version_id_marker.as_ref().is_some_and(|v| !v.is_empty()) && input.key_marker.is_none() {
+            return Err(invalid_argument("a version-id marker cannot be specified without a key marker"));
+        }
+        let q = store::VersionsQuery {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+            key_marker: input.key_marker.clone().filter(|k| !k.is_empty()),
+            version_id_marker: input.version_id_marker.clone(),
+            max_keys,
+        };
+        let page = store.list_versions(&bucket, &q).await.map_err(s3_error)?;
+        let mut versions = Vec::new();
+        let mut markers = Vec::new();
+        for v in &page.versions {
+            if v.delete_marker {
+                markers.push(DeleteMarkerEntry {
+                    is_latest: Some(v.is_latest),
+                    key: Some(enc.s(v.key.as_str())),
+                    last_modified: Some(ts(v.last_modified)),
+                    owner: Some(owner()),
+                    version_id: Some(v.version_id.clone()),
+                });
+            } else {
+                versions.push(ObjectVersion {
+                    e_tag: Some(etag(&v.etag)),
+                    is_latest: Some(v.is_latest),
+                    key: Some(enc.s(v.key.as_str())),
+                    last_modified: Some(ts(v.last_modified)),
+                    owner: Some(owner()),
+                    size: Some(v.size as i64),
+                    storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+                    version_id: Some(v.version_id.clone()),
+                    ..Default::default()
+                });
+            }
+        }
+        let truncated = page.next_key_marker.is_some();
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            common_prefixes: prefixes(page.common_prefixes, &enc),
+            delete_markers: (!markers.is_empty()).then_some(markers),
+            versions: (!versions.is_empty()).then_some(versions),
+            delimiter: enc.o(input.delimiter.as_ref()),
+            encoding_type: input.encoding_type,
+            is_truncated: Some(truncated),
+            key_marker: Some(enc.s(input.key_marker.as_deref().unwrap_or(""))),
+            version_id_marker: Some(input.version_id_marker.unwrap_or_default()),
+            max_keys: Some(max_keys as i32),
+            name: Some(input.bucket),
+            next_key_marker: enc.o(page.next_key_marker.as_ref()),
+            next_version_id_marker: page.next_version_id_marker,
+            prefix: Some(enc.s(&q.prefix)),
+            ..Default::default()
+        }))
+    }
+}

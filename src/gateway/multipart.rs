@@ -1,0 +1,287 @@
+//! Multipart uploads: create, upload part, upload part copy, complete, abort, list parts,
+//! list uploads.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::Gateway;
+use super::convert::{self, etag, ts};
+use super::error::{invalid_argument, s3_error};
+use super::object::Declared;
+use crate::store;
+
+fn part_number(n: i32) -> S3Result<u32> {
+    if (1..=10_000).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(invalid_argument("Part number must be an integer between 1 and 10000, inclusive"))
+    }
+}
+
+impl Gateway {
+    pub(super) async fn create_multipart_upload_impl(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let algorithm = convert::algorithm(input.checksum_algorithm.as_ref())?;
+        let opts = store::PutOptions {
+            attrs: convert::attrs_from(
+                input.content_type,
+                input.cache_control,
+                input.content_disposition,
+                input.content_encoding,
+                input.content_language,
+                input.expires,
+                input.metadata,
+            ),
+            tags: convert::parse_tagging_header(input.tagging.as_deref())?,
+            checksum_algorithm: algorithm,
+            size_hint: None,
+            verify: None,
+        };
+        let upload_id = store.create_multipart(&bucket, &key, opts).await.map_err(s3_error)?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id),
+            checksum_algorithm: input.checksum_algorithm,
+            checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn upload_part_impl(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let headers = req.headers;
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let n = part_number(input.part_number)?;
+        let size = self.check_part_size(input.content_length)?;
+        let declared = Declared::new(
+            input.content_md5.as_deref(),
+            input.checksum_algorithm.as_ref(),
+            input.checksum_crc32.as_ref(),
+            input.checksum_crc32c.as_ref(),
+            input.checksum_crc64nvme.as_ref(),
+            input.checksum_sha1.as_ref(),
+            input.checksum_sha256.as_ref(),
+            &headers,
+            trailers,
+        )?;
+        let opts = store::PutOptions {
+            checksum_algorithm: declared.algorithm,
+            size_hint: size,
+            verify: Some(declared.verifier()),
+            ..Default::default()
+        };
+        let body = convert::body_stream(input.body);
+        let part = store
+            .upload_part(&bucket, &key, &input.upload_id, n, body, opts)
+            .await
+            .map_err(s3_error)?;
+        self.metrics.bytes_in(part.size);
+        let c = convert::checksum_fields(part.checksum.as_ref());
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(etag(&part.etag)),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn upload_part_copy_impl(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        let CopySource::Bucket { bucket: sb, key: sk, version_id: sv } = &input.copy_source else {
+            return Err(s3_error!(NotImplemented, "only bucket/key copy sources are supported"));
+        };
+        let (src_store, src_bucket) = self.target(sb)?;
+        let src_key = self.key(sk)?;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let n = part_number(input.part_number)?;
+        let range = match input.copy_source_range.as_deref() {
+            None => None,
+            Some(r) => {
+                let parsed = Range::parse(r)
+                    .map_err(|_| invalid_argument(format!("the copy source range {r:?} is not valid")))?;
+                match parsed {
+                    Range::Int { first, last: Some(last) } => Some(store::ByteRange::FromTo(first, last)),
+                    _ => return Err(invalid_argument("the copy source range must be bytes=first-last")),
+                }
+            }
+        };
+        let src = src_store
+            .get_object(&src_bucket, &src_key, store::GetOptions { version_id: sv.as_deref().map(str::to_owned), range })
+            .await
+            .map_err(s3_error)?;
+        convert::check_read_conditions(
+            &src.meta,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        )
+        .map_err(|e| if *e.code() == s3s::S3ErrorCode::NotModified { s3_error!(PreconditionFailed) } else { e })?;
+        let size = match src.range {
+            Some((a, b)) => b - a + 1,
+            None => src.meta.size,
+        };
+        let opts = store::PutOptions { size_hint: Some(size), ..Default::default() };
+        let part = store
+            .upload_part(&bucket, &key, &input.upload_id, n, src.body, opts)
+            .await
+            .map_err(s3_error)?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(etag(&part.etag)),
+                last_modified: Some(ts(part.last_modified)),
+                ..Default::default()
+            }),
+            copy_source_version_id: (src.meta.version_id != store::NULL_VERSION).then(|| src.meta.version_id.clone()),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn complete_multipart_upload_impl(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let parts = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .ok_or_else(|| s3_error!(MalformedXML, "the request names no parts"))?;
+        let mut wanted = Vec::with_capacity(parts.len());
+        for p in parts {
+            let n = part_number(p.part_number.ok_or_else(|| s3_error!(MalformedXML, "a part has no PartNumber"))?)?;
+            let e = p.e_tag.ok_or_else(|| s3_error!(MalformedXML, "part {n} has no ETag"))?;
+            wanted.push(store::CompletedPart { part_number: n, etag: e.value().to_owned() });
+        }
+        let meta = store.complete_multipart(&bucket, &key, &input.upload_id, &wanted).await.map_err(s3_error)?;
+        let c = convert::checksum_fields(meta.checksum.as_ref());
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(etag(&meta.etag)),
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            version_id: convert::version_header(&meta),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_type: c.kind,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn abort_multipart_upload_impl(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        store.abort_multipart(&bucket, &key, &input.upload_id).await.map_err(s3_error)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    pub(super) async fn list_parts_impl(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let max = input.max_parts.map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let marker = input.part_number_marker.filter(|m| *m > 0).map(|m| m as u32);
+        let page = store
+            .list_parts(&bucket, &key, &input.upload_id, marker, max)
+            .await
+            .map_err(s3_error)?;
+        let parts = page
+            .parts
+            .iter()
+            .map(|p| {
+                let c = convert::checksum_fields(p.checksum.as_ref());
+                Part {
+                    e_tag: Some(etag(&p.etag)),
+                    last_modified: Some(ts(p.last_modified)),
+                    part_number: Some(p.part_number as i32),
+                    size: Some(p.size as i64),
+                    checksum_crc32: c.crc32,
+                    checksum_crc32c: c.crc32c,
+                    checksum_crc64nvme: c.crc64nvme,
+                    checksum_sha1: c.sha1,
+                    checksum_sha256: c.sha256,
+                }
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            max_parts: Some(max as i32),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: page.next_part_number_marker.map(|n| n as i32),
+            is_truncated: Some(page.next_part_number_marker.is_some()),
+            parts: Some(parts),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn list_multipart_uploads_impl(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let max = input.max_uploads.map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let q = store::UploadsQuery {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            key_marker: input.key_marker.clone().filter(|k| !k.is_empty()),
+            upload_id_marker: input.upload_id_marker.clone(),
+            max_uploads: max,
+        };
+        let page = store.list_uploads(&bucket, &q).await.map_err(s3_error)?;
+        let uploads = page
+            .uploads
+            .into_iter()
+            .map(|u| MultipartUpload {
+                key: Some(u.key.to_string()),
+                upload_id: Some(u.upload_id),
+                initiated: Some(ts(u.initiated)),
+                storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(page.next_key_marker.is_some()),
+            next_key_marker: page.next_key_marker,
+            next_upload_id_marker: page.next_upload_id_marker,
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
+    }
+}

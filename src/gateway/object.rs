@@ -1,0 +1,455 @@
+//! Object operations: PUT, GET, HEAD, DELETE (one and many), COPY, object tagging.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::Gateway;
+use super::convert::{self, etag, ts};
+use super::error::{invalid_argument, s3_error};
+use crate::store::{self, ChecksumAlgorithm, Digests, ObjectKey};
+
+/// What the client declared about a body, checked against what was received.
+pub(super) struct Declared {
+    pub md5: Option<[u8; 16]>,
+    pub algorithm: Option<ChecksumAlgorithm>,
+    pub value: Option<String>,
+    pub trailers: Option<s3s::TrailingHeaders>,
+}
+
+impl Declared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        content_md5: Option<&str>,
+        algorithm: Option<&s3s::dto::ChecksumAlgorithm>,
+        crc32: Option<&String>,
+        crc32c: Option<&String>,
+        crc64nvme: Option<&String>,
+        sha1: Option<&String>,
+        sha256: Option<&String>,
+        headers: &http::HeaderMap,
+        trailers: Option<s3s::TrailingHeaders>,
+    ) -> S3Result<Self> {
+        let md5 = match content_md5 {
+            None => None,
+            Some(s) => Some(
+                store::digest::b64_decode(s)
+                    .and_then(|v| <[u8; 16]>::try_from(v).ok())
+                    .ok_or_else(|| s3_error!(InvalidDigest, "the Content-MD5 header is not a base64 MD5"))?,
+            ),
+        };
+        let given = [
+            (ChecksumAlgorithm::Crc32, crc32),
+            (ChecksumAlgorithm::Crc32c, crc32c),
+            (ChecksumAlgorithm::Crc64Nvme, crc64nvme),
+            (ChecksumAlgorithm::Sha1, sha1),
+            (ChecksumAlgorithm::Sha256, sha256),
+        ];
+        let mut algo = convert::algorithm(algorithm)?;
+        let mut value = None;
+        for (a, v) in given {
+            if let Some(v) = v {
+                if value.is_some() {
+                    return Err(invalid_argument("expecting a single x-amz-checksum- header"));
+                }
+                algo = Some(a);
+                value = Some(v.clone());
+            }
+        }
+        // A trailer declares its algorithm up front: `x-amz-trailer: x-amz-checksum-crc32`.
+        if value.is_none()
+            && let Some(t) = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok())
+        {
+            let name = t.trim().to_ascii_lowercase();
+            if let Some(a) = ChecksumAlgorithm::ALL.into_iter().find(|a| a.header_name() == name) {
+                algo = Some(a);
+            }
+        }
+        Ok(Self { md5, algorithm: algo, value, trailers })
+    }
+
+    /// The verifier a store runs before it commits the body.
+    pub fn verifier(self) -> store::Verifier {
+        Box::new(move |d: &Digests| {
+            if let Some(m) = self.md5
+                && m != d.md5
+            {
+                return Err(store::Error::BadDigest { what: "Content-MD5".into() });
+            }
+            let Some(algo) = self.algorithm else { return Ok(()) };
+            let expected = self.value.or_else(|| {
+                let t = self.trailers.as_ref()?;
+                t.read(|h| h.get(algo.header_name()).and_then(|v| v.to_str().ok()).map(str::to_owned))
+                    .flatten()
+            });
+            match (expected, &d.checksum) {
+                (Some(e), Some(c)) if e.trim() != c.value => Err(store::Error::BadDigest {
+                    what: format!("{} checksum", algo.as_str()),
+                }),
+                _ => Ok(()),
+            }
+        })
+    }
+}
+
+impl Gateway {
+    pub(super) async fn put_object_impl(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let headers = req.headers;
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let size = self.check_size(input.content_length)?;
+        if input.if_none_match.is_some() || input.if_match.is_some() {
+            let current = store.head_object(&bucket, &key, None).await;
+            match (&input.if_none_match, &current) {
+                (Some(ETagCondition::Any), Ok(_)) => {
+                    return Err(s3_error!(PreconditionFailed, "the key {key} already exists"));
+                }
+                (Some(ETagCondition::ETag(e)), Ok(m)) if e.value() == m.etag => {
+                    return Err(s3_error!(PreconditionFailed));
+                }
+                _ => {}
+            }
+            match (&input.if_match, &current) {
+                (Some(_), Err(store::Error::NoSuchKey { .. })) => {
+                    return Err(s3_error!(NoSuchKey));
+                }
+                (Some(ETagCondition::ETag(e)), Ok(m)) if e.value() != m.etag => {
+                    return Err(s3_error!(PreconditionFailed));
+                }
+                _ => {}
+            }
+        }
+        let declared = Declared::new(
+            input.content_md5.as_deref(),
+            input.checksum_algorithm.as_ref(),
+            input.checksum_crc32.as_ref(),
+            input.checksum_crc32c.as_ref(),
+            input.checksum_crc64nvme.as_ref(),
+            input.checksum_sha1.as_ref(),
+            input.checksum_sha256.as_ref(),
+            &headers,
+            trailers,
+        )?;
+        let opts = store::PutOptions {
+            attrs: convert::attrs_from(
+                input.content_type,
+                input.cache_control,
+                input.content_disposition,
+                input.content_encoding,
+                input.content_language,
+                input.expires,
+                input.metadata,
+            ),
+            tags: convert::parse_tagging_header(input.tagging.as_deref())?,
+            checksum_algorithm: declared.algorithm,
+            size_hint: size,
+            verify: Some(declared.verifier()),
+        };
+        let body = convert::body_stream(input.body);
+        let meta = store.put_object(&bucket, &key, body, opts).await.map_err(s3_error)?;
+        self.metrics.bytes_in(meta.size);
+        let c = convert::checksum_fields(meta.checksum.as_ref());
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(etag(&meta.etag)),
+            version_id: convert::version_header(&meta),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_type: c.kind,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn get_object_impl(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        if let Some(n) = input.part_number
+            && n != 1
+        {
+            return Err(s3_error!(NotImplemented, "GET by part number other than 1 is not supported"));
+        }
+        let opts = store::GetOptions { version_id: input.version_id.clone(), range: convert::range(input.range) };
+        let res = store.get_object(&bucket, &key, opts).await.map_err(s3_error)?;
+        let meta = res.meta;
+        convert::check_read_conditions(
+            &meta,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let (len, content_range) = match res.range {
+            Some((a, b)) => (b - a + 1, Some(format!("bytes {a}-{b}/{}", meta.size))),
+            None => (meta.size, None),
+        };
+        self.metrics.bytes_out(len);
+        let want_checksum = input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+            && res.range.is_none();
+        let c = convert::checksum_fields(if want_checksum { meta.checksum.as_ref() } else { None });
+        let a = meta.attrs.clone();
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(convert::blob(res.body)),
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(len as i64),
+            content_range,
+            content_type: input.response_content_type.or(a.content_type.clone()),
+            cache_control: input.response_cache_control.or(a.cache_control.clone()),
+            content_disposition: input.response_content_disposition.or(a.content_disposition.clone()),
+            content_encoding: input.response_content_encoding.or(a.content_encoding.clone()),
+            content_language: input.response_content_language.or(a.content_language.clone()),
+            expires: input.response_expires.or(convert::expires_ts(a.expires.as_ref())),
+            metadata: convert::metadata_dto(&a),
+            e_tag: Some(etag(&meta.etag)),
+            last_modified: Some(ts(meta.last_modified)),
+            version_id: convert::version_header(&meta),
+            tag_count: (meta.tag_count > 0).then_some(meta.tag_count as i32),
+            parts_count: meta.parts_count.map(|n| n as i32),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_type: c.kind,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn head_object_impl(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let meta = store.head_object(&bucket, &key, input.version_id.as_deref()).await.map_err(s3_error)?;
+        convert::check_read_conditions(
+            &meta,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let (len, content_range) = match convert::range(input.range) {
+            Some(r) => {
+                let (a, b) = r.resolve(meta.size).ok_or_else(|| s3_error!(InvalidRange))?;
+                (b - a + 1, Some(format!("bytes {a}-{b}/{}", meta.size)))
+            }
+            None => (meta.size, None),
+        };
+        let want_checksum = input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        let c = convert::checksum_fields(if want_checksum { meta.checksum.as_ref() } else { None });
+        let a = &meta.attrs;
+        Ok(S3Response::new(HeadObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(len as i64),
+            content_range,
+            content_type: a.content_type.clone(),
+            cache_control: a.cache_control.clone(),
+            content_disposition: a.content_disposition.clone(),
+            content_encoding: a.content_encoding.clone(),
+            content_language: a.content_language.clone(),
+            expires: convert::expires_ts(a.expires.as_ref()),
+            metadata: convert::metadata_dto(a),
+            e_tag: Some(etag(&meta.etag)),
+            last_modified: Some(ts(meta.last_modified)),
+            version_id: convert::version_header(&meta),
+            parts_count: meta.parts_count.map(|n| n as i32),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_type: c.kind,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn delete_object_impl(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let r = store.delete_object(&bucket, &key, input.version_id.as_deref()).await.map_err(s3_error)?;
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: r.delete_marker.then_some(true),
+            version_id: r.version_id,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn delete_objects_impl(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        if input.delete.objects.len() > 1000 {
+            return Err(s3_error!(MalformedXML, "a DeleteObjects request names at most 1000 keys"));
+        }
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for obj in input.delete.objects {
+            let key = match ObjectKey::parse(&obj.key) {
+                Ok(k) => k,
+                Err(e) => {
+                    errors.push(Error {
+                        key: Some(obj.key),
+                        code: Some("InvalidArgument".into()),
+                        message: Some(e.to_string()),
+                        version_id: obj.version_id,
+                    });
+                    continue;
+                }
+            };
+            match store.delete_object(&bucket, &key, obj.version_id.as_deref()).await {
+                Ok(r) => {
+                    if !quiet {
+                        let marker_vid = r.delete_marker.then(|| r.version_id.clone()).flatten();
+                        deleted.push(DeletedObject {
+                            key: Some(obj.key),
+                            version_id: obj.version_id.clone(),
+                            delete_marker: r.delete_marker.then_some(true),
+                            delete_marker_version_id: if obj.version_id.is_none() { marker_vid } else { None },
+                        });
+                    }
+                }
+                Err(e) => {
+                    let e = s3_error(e);
+                    errors.push(Error {
+                        key: Some(obj.key),
+                        code: Some(e.code().as_str().to_owned()),
+                        message: e.message().map(str::to_owned),
+                        version_id: obj.version_id,
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn copy_object_impl(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        let CopySource::Bucket { bucket: sb, key: sk, version_id: sv } = &input.copy_source else {
+            return Err(s3_error!(NotImplemented, "only bucket/key copy sources are supported"));
+        };
+        let (src_store, src_bucket) = self.target(sb)?;
+        let src_key = self.key(sk)?;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let replace_meta = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
+        let src = src_store.head_object(&src_bucket, &src_key, sv.as_deref()).await.map_err(s3_error)?;
+        if src_bucket == bucket && src_key == key && sv.is_none() && !replace_meta && !replace_tags
+            && input.checksum_algorithm.is_none()
+        {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            ));
+        }
+        convert::check_read_conditions(
+            &src,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        )
+        .map_err(|e| if *e.code() == s3s::S3ErrorCode::NotModified { s3_error!(PreconditionFailed) } else { e })?;
+        let attrs = replace_meta.then(|| {
+            convert::attrs_from(
+                input.content_type,
+                input.cache_control,
+                input.content_disposition,
+                input.content_encoding,
+                input.content_language,
+                input.expires,
+                input.metadata,
+            )
+        });
+        let tags = if replace_tags { Some(convert::parse_tagging_header(input.tagging.as_deref())?) } else { None };
+        let opts = store::CopyOptions {
+            source_version_id: sv.as_deref().map(str::to_owned),
+            attrs,
+            tags,
+            checksum_algorithm: convert::algorithm(input.checksum_algorithm.as_ref())?,
+        };
+        let meta = if std::ptr::addr_eq(std::sync::Arc::as_ptr(&src_store), std::sync::Arc::as_ptr(&store)) {
+            store.copy_object(&src_bucket, &src_key, &bucket, &key, opts).await.map_err(s3_error)?
+        } else {
+            return Err(s3_error!(NotImplemented, "copy between stores is not supported yet"));
+        };
+        let c = convert::checksum_fields(meta.checksum.as_ref());
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&meta.etag)),
+                last_modified: Some(ts(meta.last_modified)),
+                checksum_crc32: c.crc32,
+                checksum_crc32c: c.crc32c,
+                checksum_crc64nvme: c.crc64nvme,
+                checksum_sha1: c.sha1,
+                checksum_sha256: c.sha256,
+                checksum_type: c.kind,
+            }),
+            version_id: convert::version_header(&meta),
+            copy_source_version_id: (src.version_id != store::NULL_VERSION).then(|| src.version_id.clone()),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn get_object_tagging_impl(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let (vid, tags) = store.get_object_tags(&bucket, &key, input.version_id.as_deref()).await.map_err(s3_error)?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set: convert::tags_to_dto(tags),
+            version_id: (vid != store::NULL_VERSION).then_some(vid),
+        }))
+    }
+
+    pub(super) async fn put_object_tagging_impl(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let tags = convert::tags_from_dto(input.tagging.tag_set)?;
+        let vid = store.put_object_tags(&bucket, &key, input.version_id.as_deref(), tags).await.map_err(s3_error)?;
+        Ok(S3Response::new(PutObjectTaggingOutput { version_id: (vid != store::NULL_VERSION).then_some(vid) }))
+    }
+
+    pub(super) async fn delete_object_tagging_impl(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        let vid = store.put_object_tags(&bucket, &key, input.version_id.as_deref(), vec![]).await.map_err(s3_error)?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput { version_id: (vid != store::NULL_VERSION).then_some(vid) }))
+    }
+}

@@ -1,0 +1,123 @@
+//! The HTTP server around the gateway: accepts connections, applies what s3s leaves to the
+//! server (header size limit, XML body limit, a concurrency limit), and shuts down
+//! gracefully, letting in-flight requests finish.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3s::auth::SimpleAuth;
+use s3s::config::{S3Config, StaticConfigProvider};
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::Gateway;
+
+/// Server limits and identity.
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub access_key: String,
+    pub secret_key: String,
+    /// Base domain for virtual-host style requests (`bucket.DOMAIN`); path style always works.
+    pub domain: Option<String>,
+    /// Requests handled at once; more wait for a slot.
+    pub max_concurrency: usize,
+    /// The largest request head (request line and headers) accepted.
+    pub max_header_bytes: usize,
+    /// The largest XML request body accepted (DeleteObjects, CompleteMultipartUpload, …).
+    pub max_xml_bytes: usize,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("domain", &self.domain)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the s3s service: auth, host parsing, limits.
+pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S3Service> {
+    let mut b = S3ServiceBuilder::new(gateway);
+    b.set_auth(SimpleAuth::from_single(opts.access_key.clone(), opts.secret_key.clone()));
+    if let Some(d) = &opts.domain {
+        let host = s3s::host::SingleDomain::new(d)
+            .map_err(|e| anyhow::anyhow!("invalid --domain {d:?}: {e}"))?;
+        b.set_host(host);
+    }
+    let mut cfg = S3Config::default();
+    cfg.xml_max_body_size = opts.max_xml_bytes;
+    b.set_config(Arc::new(StaticConfigProvider::new(Arc::new(cfg))));
+    Ok(b.build())
+}
+
+#[derive(Clone)]
+struct Limited {
+    inner: S3Service,
+    slots: Arc<Semaphore>,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
+    type Response = s3s::HttpResponse;
+    type Error = s3s::HttpError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let _permit = this.slots.acquire_owned().await;
+            hyper::service::Service::call(&this.inner, req).await
+        })
+    }
+}
+
+/// Serves until `shutdown` resolves, then waits up to 30 s for in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    service: S3Service,
+    opts: &ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let svc = Limited { inner: service, slots: Arc::new(Semaphore::new(opts.max_concurrency.max(1))) };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(opts.max_header_bytes.max(8192)).keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder.serve_connection(TokioIo::new(stream), svc.clone()).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(30)) => {
+            tracing::warn!("in-flight requests did not finish within 30 s; closing them");
+        }
+    }
+    Ok(())
+}

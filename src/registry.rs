@@ -1,0 +1,209 @@
+//! The stores this process knows: opens registered stores (records in the state database) by
+//! name and keeps them open.
+//!
+//! Owns: turning a [`StoreRecord`] into a live store, the built-in `local` fs store under the
+//! data directory, and what may be shown of a store (never its secret key). Sits above
+//! `store` and `state`, below `gateway` and `admin`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::state::{self, Db, StoreRecord};
+use crate::store::fs::FsStore;
+use crate::store::s3::{ChecksumMode, S3Config, S3Store};
+use crate::store::{self as st, Store};
+
+/// The name of the fs store `ferry serve` creates under its data directory.
+pub const LOCAL: &str = "local";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error("store {name}: {source}")]
+    Store { name: String, source: st::Error },
+    #[error("invalid store {name:?}: {why}")]
+    Invalid { name: String, why: String },
+}
+
+/// An open store, by kind (some operations, like rescan, exist only for one kind).
+#[derive(Clone)]
+pub enum Opened {
+    Fs(Arc<FsStore>),
+    S3(Arc<S3Store>),
+}
+
+impl Opened {
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Opened::Fs(s) => s.clone(),
+            Opened::S3(s) => s.clone(),
+        }
+    }
+}
+
+/// What a client asks for when registering a store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AddStore {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub path_style: bool,
+    #[serde(default)]
+    pub access_key: Option<String>,
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    #[serde(default)]
+    pub checksum_mode: Option<ChecksumMode>,
+}
+
+/// What may be shown of a store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoreSummary {
+    pub name: String,
+    pub kind: String,
+    /// The directory of an fs store, or the endpoint of an s3 store.
+    pub location: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+pub struct Registry {
+    db: Db,
+    data: PathBuf,
+    open: Mutex<HashMap<String, Opened>>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Registry {
+    pub fn new(db: Db, data: &Path) -> Self {
+        Self { db, data: data.to_path_buf(), open: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Registers (first start) and opens the built-in `local` fs store.
+    pub async fn local(&self) -> Result<Arc<FsStore>, Error> {
+        if matches!(self.db.store(LOCAL).await, Err(state::Error::NoSuchStore(_))) {
+            let path = self.data.join("stores").join(LOCAL);
+            self.db
+                .add_store(&StoreRecord {
+                    name: LOCAL.into(),
+                    kind: "fs".into(),
+                    config: serde_json::json!({ "path": path }),
+                    created_ms: now_ms(),
+                })
+                .await?;
+        }
+        match self.get(LOCAL).await? {
+            Opened::Fs(s) => Ok(s),
+            Opened::S3(_) => Err(Error::Invalid { name: LOCAL.into(), why: "must be an fs store".into() }),
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Opened, Error> {
+        let mut open = self.open.lock().await;
+        if let Some(s) = open.get(name) {
+            return Ok(s.clone());
+        }
+        let rec = self.db.store(name).await?;
+        let opened = open_record(&rec).await?;
+        open.insert(name.to_owned(), opened.clone());
+        Ok(opened)
+    }
+
+    pub async fn add(&self, req: AddStore) -> Result<StoreSummary, Error> {
+        let invalid = |why: &str| Error::Invalid { name: req.name.clone(), why: why.to_owned() };
+        if !valid_name(&req.name) {
+            return Err(invalid("names are 1-64 letters, digits, '-' or '_'"));
+        }
+        let config = match req.kind.as_str() {
+            "fs" => {
+                let path = req.path.clone().ok_or_else(|| invalid("an fs store needs a path"))?;
+                let abs = std::path::absolute(&path).map_err(|e| invalid(&format!("path {path:?}: {e}")))?;
+                serde_json::json!({ "path": abs })
+            }
+            "s3" => {
+                let cfg = S3Config {
+                    endpoint: req.endpoint.clone(),
+                    region: req.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                    access_key: req.access_key.clone().ok_or_else(|| invalid("an s3 store needs an access key"))?,
+                    secret_key: req.secret_key.clone().ok_or_else(|| invalid("an s3 store needs a secret key"))?,
+                    path_style: req.path_style,
+                    checksum_mode: req.checksum_mode.unwrap_or_default(),
+                };
+                serde_json::to_value(&cfg).map_err(|e| invalid(&e.to_string()))?
+            }
+            other => return Err(invalid(&format!("unknown kind {other:?} (expected fs or s3)"))),
+        };
+        let rec = StoreRecord { name: req.name.clone(), kind: req.kind.clone(), config, created_ms: now_ms() };
+        // Open first, so a store that cannot be opened is never registered.
+        let opened = open_record(&rec).await?;
+        self.db.add_store(&rec).await?;
+        self.open.lock().await.insert(rec.name.clone(), opened);
+        Ok(summary(&rec))
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), Error> {
+        if name == LOCAL {
+            return Err(Error::Invalid { name: name.into(), why: "the built-in local store cannot be removed".into() });
+        }
+        self.db.remove_store(name).await?;
+        self.open.lock().await.remove(name);
+        Ok(())
+    }
+
+    pub async fn list(&self) -> Result<Vec<StoreSummary>, Error> {
+        Ok(self.db.stores().await?.iter().map(summary).collect())
+    }
+}
+
+fn summary(rec: &StoreRecord) -> StoreSummary {
+    let s = |k: &str| rec.config.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    StoreSummary {
+        name: rec.name.clone(),
+        kind: rec.kind.clone(),
+        location: if rec.kind == "fs" { s("path") } else { s("endpoint") }.unwrap_or_default(),
+        region: if rec.kind == "s3" { s("region") } else { None },
+    }
+}
+
+async fn open_record(rec: &StoreRecord) -> Result<Opened, Error> {
+    let err = |source| Error::Store { name: rec.name.clone(), source };
+    match rec.kind.as_str() {
+        "fs" => {
+            let path = rec.config.get("path").and_then(|p| p.as_str()).ok_or_else(|| Error::Invalid {
+                name: rec.name.clone(),
+                why: "the record has no path".into(),
+            })?;
+            Ok(Opened::Fs(FsStore::open(&rec.name, Path::new(path)).await.map_err(err)?))
+        }
+        "s3" => {
+            let cfg: S3Config = serde_json::from_value(rec.config.clone())
+                .map_err(|e| Error::Invalid { name: rec.name.clone(), why: e.to_string() })?;
+            Ok(Opened::S3(Arc::new(S3Store::new(&rec.name, cfg).map_err(err)?)))
+        }
+        other => Err(Error::Invalid { name: rec.name.clone(), why: format!("unknown kind {other:?}") }),
+    }
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}

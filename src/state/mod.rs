@@ -1,0 +1,200 @@
+//! The state database: SQLite by default, PostgreSQL when several processes share work.
+//!
+//! Owns: the connection pool over either dialect (sqlx `Any`), the schema, and the records
+//! Ferry keeps about itself — registered stores for now; jobs, journal and policies later.
+//! Imports nothing else of Ferry's. Queries use `$N` placeholders, which both dialects accept.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the state database {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("state database: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("a store named {0:?} is already registered")]
+    StoreExists(String),
+    #[error("no store named {0:?} is registered")]
+    NoSuchStore(String),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS stores (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        config TEXT NOT NULL,
+        created_ms BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )",
+];
+
+/// A registered store: its kind and its kind-specific configuration (JSON, may hold
+/// secrets: never print it whole).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoreRecord {
+    pub name: String,
+    pub kind: String,
+    pub config: serde_json::Value,
+    pub created_ms: i64,
+}
+
+/// A handle on the state database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// Opens `url` (`postgres://…`, or `sqlite://PATH`) and creates the schema.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 1 } else { 8 })
+            .connect(url)
+            .await
+            .map_err(|source| Error::Open { url: redact_url(url), source })?;
+        if dialect == Dialect::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA synchronous = FULL").execute(&pool).await?;
+            sqlx::query("PRAGMA busy_timeout = 30000").execute(&pool).await?;
+        }
+        for stmt in SCHEMA {
+            sqlx::query(stmt).execute(&pool).await?;
+        }
+        Ok(Self { pool, dialect })
+    }
+
+    /// Opens the embedded default: `DIR/state.db`.
+    pub async fn open_embedded(dir: &Path) -> Result<Self> {
+        Self::connect(&format!("sqlite://{}?mode=rwc", dir.join("state.db").display())).await
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn add_store(&self, rec: &StoreRecord) -> Result<()> {
+        let r = sqlx::query(
+            "INSERT INTO stores (name, kind, config, created_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&rec.name)
+        .bind(&rec.kind)
+        .bind(rec.config.to_string())
+        .bind(rec.created_ms)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Err(Error::StoreExists(rec.name.clone()));
+        }
+        Ok(())
+    }
+
+    pub async fn stores(&self) -> Result<Vec<StoreRecord>> {
+        let rows = sqlx::query("SELECT name, kind, config, created_ms FROM stores ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(store_record).collect()
+    }
+
+    pub async fn store(&self, name: &str) -> Result<StoreRecord> {
+        let row = sqlx::query("SELECT name, kind, config, created_ms FROM stores WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => store_record(&r),
+            None => Err(Error::NoSuchStore(name.to_owned())),
+        }
+    }
+
+    pub async fn remove_store(&self, name: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM stores WHERE name = $1").bind(name).execute(&self.pool).await?;
+        if r.rows_affected() == 0 {
+            return Err(Error::NoSuchStore(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub async fn setting(&self, name: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<String, _>("value")?),
+            None => None,
+        })
+    }
+
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn store_record(r: &sqlx::any::AnyRow) -> Result<StoreRecord> {
+    let config: String = r.try_get("config")?;
+    Ok(StoreRecord {
+        name: r.try_get("name")?,
+        kind: r.try_get("kind")?,
+        config: serde_json::from_str(&config).map_err(|e| Error::Corrupt(e.to_string()))?,
+        created_ms: r.try_get("created_ms")?,
+    })
+}
+
+/// Hides a password in a database URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts() {
+        assert_eq!(super::redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,166 @@
+//! The one place an aws-sdk-s3 error becomes a [`store::Error`](crate::store::Error).
+//!
+//! Errors are mapped by meaning: the S3 error code when the backend sent one, the status and
+//! the `x-amz-delete-marker` header for bodiless (HEAD) answers, and the kind of failure for
+//! errors that never got an answer (timeouts and connection failures are `Unavailable`).
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use crate::store::Error;
+
+/// What the failed call was about, so the mapped error can name it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Ctx<'a> {
+    pub bucket: &'a str,
+    pub key: Option<&'a str>,
+    pub version_id: Option<&'a str>,
+    pub upload_id: Option<&'a str>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn bucket(bucket: &'a str) -> Self {
+        Self { bucket, ..Self::default() }
+    }
+
+    pub fn key(bucket: &'a str, key: &'a str) -> Self {
+        Self { bucket, key: Some(key), ..Self::default() }
+    }
+
+    pub fn version(mut self, version_id: Option<&'a str>) -> Self {
+        self.version_id = version_id;
+        self
+    }
+
+    pub fn upload(mut self, upload_id: &'a str) -> Self {
+        self.upload_id = Some(upload_id);
+        self
+    }
+}
+
+/// Maps an SDK error to a store error by meaning. Never panics.
+pub(super) fn map_sdk_error<E>(store: &str, ctx: Ctx<'_>, err: SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let unavailable = |err: &SdkError<E>| Error::Unavailable {
+        store: store.to_owned(),
+        message: DisplayErrorContext(err).to_string(),
+    };
+    match &err {
+        SdkError::ServiceError(_) => {}
+        // No answer, or an answer that could not be read: the backend (or the path to it) is
+        // the problem, and trying again later may work.
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            return unavailable(&err);
+        }
+        SdkError::ConstructionFailure(_) => {
+            return Error::Remote {
+                store: store.to_owned(),
+                code: "ConstructionFailure".to_owned(),
+                message: DisplayErrorContext(&err).to_string(),
+                status: 0,
+            };
+        }
+        _ => return unavailable(&err),
+    }
+
+    let raw = err.raw_response();
+    let status = raw.map(|r| r.status().as_u16()).unwrap_or(0);
+    let header = |name: &str| raw.and_then(|r| r.headers().get(name));
+    let body = raw.and_then(|r| r.body().bytes()).map(String::from_utf8_lossy).unwrap_or_default();
+    let code = err.code().unwrap_or_default();
+    let delete_marker =
+        header("x-amz-delete-marker").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let marker_version = header("x-amz-version-id").map(str::to_owned);
+
+    // Copies involve two buckets; S3 names the missing one in the error document.
+    let bucket = || xml_field(&body, "BucketName").unwrap_or(ctx.bucket).to_owned();
+    let key = || ctx.key.unwrap_or_default().to_owned();
+    let no_such_key = || Error::NoSuchKey {
+        bucket: bucket(),
+        key: key(),
+        delete_marker: if delete_marker { marker_version.clone() } else { None },
+    };
+    let no_such_version = || Error::NoSuchVersion {
+        key: key(),
+        version_id: ctx.version_id.unwrap_or_default().to_owned(),
+    };
+    let is_delete_marker = || Error::IsDeleteMarker {
+        key: key(),
+        version_id: ctx
+            .version_id
+            .map(str::to_owned)
+            .or_else(|| marker_version.clone())
+            .unwrap_or_default(),
+    };
+    let part_number = || xml_field(&body, "PartNumber").and_then(|n| n.parse().ok()).unwrap_or(0);
+
+    match code {
+        "NoSuchBucket" => Error::NoSuchBucket { bucket: bucket() },
+        "NoSuchKey" => no_such_key(),
+        "NoSuchVersion" => no_such_version(),
+        "NoSuchUpload" => {
+            Error::NoSuchUpload { upload_id: ctx.upload_id.unwrap_or_default().to_owned() }
+        }
+        "InvalidPart" => Error::InvalidPart { part_number: part_number() },
+        "InvalidPartOrder" => Error::InvalidPartOrder,
+        "EntityTooSmall" => Error::EntityTooSmall { part_number: part_number() },
+        "InvalidRange" => Error::InvalidRange { size: range_size(&body, header("content-range")) },
+        "BucketAlreadyExists" | "BucketAlreadyOwnedByYou" => {
+            Error::BucketAlreadyExists { bucket: bucket() }
+        }
+        "BucketNotEmpty" => Error::BucketNotEmpty { bucket: bucket() },
+        "MethodNotAllowed" if delete_marker && ctx.key.is_some() => is_delete_marker(),
+        // HEAD answers carry no body, so no code: decide by status and what was asked.
+        "" | "NotFound" if status == 404 => match (ctx.key, ctx.version_id) {
+            (None, _) => Error::NoSuchBucket { bucket: bucket() },
+            (Some(_), Some(_)) if !delete_marker => no_such_version(),
+            (Some(_), _) => no_such_key(),
+        },
+        "" if status == 405 && delete_marker && ctx.key.is_some() => is_delete_marker(),
+        "" if status == 416 => {
+            Error::InvalidRange { size: range_size(&body, header("content-range")) }
+        }
+        _ => Error::Remote {
+            store: store.to_owned(),
+            code: if code.is_empty() { format!("Http{status}") } else { code.to_owned() },
+            message: err
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| DisplayErrorContext(&err).to_string()),
+            status,
+        },
+    }
+}
+
+/// The text of the first `<name>…</name>` element of an S3 error document.
+fn xml_field<'b>(body: &'b str, name: &str) -> Option<&'b str> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let len = body[start..].find("</")?;
+    Some(body[start..start + len].trim())
+}
+
+/// The object size an `InvalidRange` answer reports: `<ActualObjectSize>` in the body, or
+/// `Content-Range: bytes */size`; 0 when neither is present.
+fn range_size(body: &str, content_range: Option<&str>) -> u64 {
+    xml_field(body, "ActualObjectSize")
+        .and_then(|s| s.parse().ok())
+        .or_else(|| content_range?.rsplit('/').next()?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_fields() {
+        let body = "<Error><Code>InvalidPart</Code><PartNumber>3</PartNumber></Error>";
+        assert_eq!(xml_field(body, "PartNumber"), Some("3"));
+        assert_eq!(xml_field(body, "ETag"), None);
+        assert_eq!(range_size("<ActualObjectSize>12</ActualObjectSize>", None), 12);
+        assert_eq!(range_size("", Some("bytes */34")), 34);
+        assert_eq!(range_size("", None), 0);
+    }
+}

@@ -1,0 +1,261 @@
+//! Listings: objects, versions, multipart uploads and their parts, one backend page at a time.
+//!
+//! Keys the backend holds but Ferry cannot name ([`ObjectKey::parse`] refuses them) are
+//! skipped with a warning. ListObjectsV2 entries carry no version id, so they say `"null"`.
+
+use time::OffsetDateTime;
+
+use super::S3Store;
+use super::convert::{
+    checksum_of, list_start_after, parts_from_etag, to_i32, to_time, to_u64, trim_etag,
+    version_or_null,
+};
+use super::error::Ctx;
+use crate::store::{
+    BucketName, ListPage, ListQuery, NULL_VERSION, ObjectAttrs, ObjectKey, ObjectMeta, PartInfo,
+    PartsPage, Result, UploadInfo, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery,
+};
+
+/// The most keys, versions, parts or uploads S3 returns per page.
+const MAX_PAGE: usize = 1000;
+
+pub(super) async fn objects(
+    store: &S3Store,
+    bucket: &BucketName,
+    query: &ListQuery,
+) -> Result<ListPage> {
+    if query.max_keys == 0 {
+        return Ok(ListPage::default());
+    }
+    let delimiter = query.delimiter.as_deref().filter(|d| !d.is_empty());
+    let start_after = query.start_after.as_deref();
+    let out = store
+        .client
+        .list_objects_v2()
+        .bucket(bucket.as_str())
+        .set_prefix(non_empty(&query.prefix))
+        .set_delimiter(delimiter.map(str::to_owned))
+        .set_start_after(start_after.map(|s| list_start_after(&query.prefix, delimiter, s)))
+        .max_keys(page_size(query.max_keys))
+        .send()
+        .await
+        .map_err(|e| store.err(Ctx::bucket(bucket.as_str()), e))?;
+    let after = |s: &str| start_after.is_none_or(|m| s > m);
+    let mut page = ListPage::default();
+    let mut last: Option<&str> = None;
+    for o in out.contents() {
+        let Some(raw) = o.key().filter(|k| after(k)) else { continue };
+        last = last.max(Some(raw));
+        if let Some(key) = listed_key(&store.name, raw) {
+            page.objects.push(listed_meta(
+                key,
+                NULL_VERSION.to_owned(),
+                true,
+                to_u64(o.size()),
+                trim_etag(o.e_tag()),
+                to_time(o.last_modified()),
+            ));
+        }
+    }
+    for p in out.common_prefixes() {
+        let Some(prefix) = p.prefix().filter(|p| after(p)) else { continue };
+        last = last.max(Some(prefix));
+        page.common_prefixes.push(prefix.to_owned());
+    }
+    if out.is_truncated().unwrap_or(false) {
+        page.next_marker = last.map(str::to_owned);
+    }
+    Ok(page)
+}
+
+pub(super) async fn versions(
+    store: &S3Store,
+    bucket: &BucketName,
+    query: &VersionsQuery,
+) -> Result<VersionsPage> {
+    if query.max_keys == 0 {
+        return Ok(VersionsPage::default());
+    }
+    let out = store
+        .client
+        .list_object_versions()
+        .bucket(bucket.as_str())
+        .set_prefix(non_empty(&query.prefix))
+        .set_delimiter(query.delimiter.clone().filter(|d| !d.is_empty()))
+        .set_key_marker(query.key_marker.clone())
+        .set_version_id_marker(query.version_id_marker.clone())
+        .max_keys(page_size(query.max_keys))
+        .send()
+        .await
+        .map_err(|e| store.err(Ctx::bucket(bucket.as_str()), e))?;
+    let mut versions = Vec::with_capacity(out.versions().len() + out.delete_markers().len());
+    for v in out.versions() {
+        let Some(key) = v.key().and_then(|k| listed_key(&store.name, k)) else { continue };
+        versions.push(listed_meta(
+            key,
+            version_or_null(v.version_id()),
+            v.is_latest().unwrap_or(false),
+            to_u64(v.size()),
+            trim_etag(v.e_tag()),
+            to_time(v.last_modified()),
+        ));
+    }
+    for d in out.delete_markers() {
+        let Some(key) = d.key().and_then(|k| listed_key(&store.name, k)) else { continue };
+        let mut meta = listed_meta(
+            key,
+            version_or_null(d.version_id()),
+            d.is_latest().unwrap_or(false),
+            0,
+            String::new(),
+            to_time(d.last_modified()),
+        );
+        meta.delete_marker = true;
+        versions.push(meta);
+    }
+    // The SDK splits versions from delete markers; put them back in S3's order: by key,
+    // newest first within a key.
+    versions.sort_by(|a, b| {
+        a.key
+            .cmp(&b.key)
+            .then(b.is_latest.cmp(&a.is_latest))
+            .then(b.last_modified.cmp(&a.last_modified))
+    });
+    let truncated = out.is_truncated().unwrap_or(false);
+    Ok(VersionsPage {
+        versions,
+        common_prefixes: out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_owned))
+            .collect(),
+        next_key_marker: out.next_key_marker().filter(|_| truncated).map(str::to_owned),
+        next_version_id_marker: out
+            .next_version_id_marker()
+            .filter(|_| truncated)
+            .map(str::to_owned),
+    })
+}
+
+pub(super) async fn parts(
+    store: &S3Store,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+    part_number_marker: Option<u32>,
+    max_parts: usize,
+) -> Result<PartsPage> {
+    if max_parts == 0 {
+        return Ok(PartsPage::default());
+    }
+    let ctx = Ctx::key(bucket.as_str(), key.as_str()).upload(upload_id);
+    let out = store
+        .client
+        .list_parts()
+        .bucket(bucket.as_str())
+        .key(key.as_str())
+        .upload_id(upload_id)
+        .set_part_number_marker(part_number_marker.map(|m| m.to_string()))
+        .max_parts(page_size(max_parts))
+        .send()
+        .await
+        .map_err(|e| store.err(ctx, e))?;
+    let parts = out
+        .parts()
+        .iter()
+        .filter_map(|p| {
+            Some(PartInfo {
+                part_number: u32::try_from(p.part_number()?).ok()?,
+                etag: trim_etag(p.e_tag()),
+                size: to_u64(p.size()),
+                last_modified: to_time(p.last_modified()),
+                checksum: checksum_of!(p, false),
+            })
+        })
+        .collect();
+    let next = out.next_part_number_marker().and_then(|m| m.trim().parse().ok());
+    Ok(PartsPage {
+        parts,
+        next_part_number_marker: next.filter(|_| out.is_truncated().unwrap_or(false)),
+    })
+}
+
+pub(super) async fn uploads(
+    store: &S3Store,
+    bucket: &BucketName,
+    query: &UploadsQuery,
+) -> Result<UploadsPage> {
+    if query.max_uploads == 0 {
+        return Ok(UploadsPage::default());
+    }
+    let out = store
+        .client
+        .list_multipart_uploads()
+        .bucket(bucket.as_str())
+        .set_prefix(non_empty(&query.prefix))
+        .set_key_marker(query.key_marker.clone())
+        .set_upload_id_marker(query.upload_id_marker.clone())
+        .max_uploads(page_size(query.max_uploads))
+        .send()
+        .await
+        .map_err(|e| store.err(Ctx::bucket(bucket.as_str()), e))?;
+    let uploads = out
+        .uploads()
+        .iter()
+        .filter_map(|u| {
+            Some(UploadInfo {
+                key: listed_key(&store.name, u.key()?)?,
+                upload_id: u.upload_id()?.to_owned(),
+                initiated: to_time(u.initiated()),
+            })
+        })
+        .collect();
+    let truncated = out.is_truncated().unwrap_or(false);
+    Ok(UploadsPage {
+        uploads,
+        next_key_marker: out.next_key_marker().filter(|_| truncated).map(str::to_owned),
+        next_upload_id_marker: out.next_upload_id_marker().filter(|_| truncated).map(str::to_owned),
+    })
+}
+
+/// Parses a key the backend returned; keys Ferry cannot name are skipped with a warning.
+fn listed_key(store: &str, raw: &str) -> Option<ObjectKey> {
+    match ObjectKey::parse(raw) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            tracing::warn!(store, key = raw, error = %e, "skipping a listed key Ferry cannot name");
+            None
+        }
+    }
+}
+
+fn listed_meta(
+    key: ObjectKey,
+    version_id: String,
+    is_latest: bool,
+    size: u64,
+    etag: String,
+    last_modified: OffsetDateTime,
+) -> ObjectMeta {
+    ObjectMeta {
+        key,
+        version_id,
+        is_latest,
+        delete_marker: false,
+        size,
+        parts_count: parts_from_etag(&etag),
+        etag,
+        last_modified,
+        attrs: ObjectAttrs::default(),
+        checksum: None,
+        tag_count: 0,
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn page_size(n: usize) -> i32 {
+    to_i32(n.min(MAX_PAGE))
+}

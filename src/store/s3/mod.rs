@@ -1,0 +1,733 @@
+//! An S3-compatible backend: [`S3Store`] implements [`Store`] over aws-sdk-s3.
+//!
+//! Owns: the client for one remote S3 endpoint ([`S3Config`]: endpoint, credentials,
+//! addressing style, checksum behaviour, retries and timeouts), the S3 call behind each trait
+//! method (listings in [`list`], multipart uploads in [`multipart`]), and the translation at
+//! the SDK boundary — errors ([`error`]), types ([`convert`]) and bodies ([`body`]). Does
+//! not own: how the gateway answers its own clients, which store serves a bucket, or
+//! retrying beyond the SDK's own few attempts.
+//!
+//! # How the contract is kept
+//! - **Atomic visibility and durability** are the backend's: S3 makes a PUT, copy or
+//!   completed multipart upload visible whole, and answers only once it is durable.
+//! - **Verification before commit**: a buffered body (small, or of unknown size) is verified
+//!   before the request is sent and sent with `Content-MD5`; a streamed body holds back its
+//!   last chunk until the verifier has passed, so a body that fails never reaches the backend
+//!   whole (see [`body`]). A streamed body whose returned ETag is a plain MD5 that differs from
+//!   the one computed here is deleted again (by version id when there is one) and refused.
+//! - **Checksums**: with [`ChecksumMode::WhenSupported`] the SDK adds its checksums (trailers
+//!   on streamed bodies) and validates responses; with [`ChecksumMode::WhenRequired`] only
+//!   `Content-MD5` is sent, for servers that reject the SDK's trailers.
+//!
+//! # What the S3 API does not say
+//! - `list_objects` entries carry no version ids: they say `"null"` and `is_latest`.
+//! - HEAD/GET of a specific version report `is_latest: false` without checking.
+//! - Listing entries carry no attributes, checksums or tag counts.
+//! - The metadata of a PUT or uploaded part has `last_modified` of this machine's clock
+//!   (S3 does not return it); complete and copy read it back with a HEAD.
+
+mod body;
+mod convert;
+mod error;
+mod list;
+mod multipart;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    StalledStreamProtectionConfig,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types as sdk;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use self::body::{Prepared, download_stream, prepare_upload};
+use self::convert::{
+    checksum_of, copy_source, etag_contradicts_md5, from_sdk_tags, meta_of, parse_content_range,
+    range_header, sdk_algorithm, sdk_tags, tagging_header, to_time, to_u64, trim_etag,
+    version_or_null, with_attrs, with_upload_digests,
+};
+use self::error::{Ctx, map_sdk_error};
+use super::{
+    BucketInfo, BucketName, ByteStream, Caps, CompletedPart, CopyOptions, DeleteResult, Error,
+    GetOptions, GetResult, ListPage, ListQuery, NULL_VERSION, ObjectKey, ObjectMeta, PartInfo,
+    PartsPage, PutOptions, Result, Store, Tags, UploadsPage, UploadsQuery, Versioning,
+    VersionsPage, VersionsQuery,
+};
+
+/// How long to wait for a TCP/TLS connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one attempt of a call without a body may take (body-carrying and long server-side
+/// calls have no such limit; stalled-stream protection covers their bodies).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a body may make no progress before the SDK gives up on it.
+const STALL_GRACE: Duration = Duration::from_secs(30);
+/// Attempts per call, including the first.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Which checksums the SDK computes on requests and validates on responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumMode {
+    /// Only where the operation requires one. For servers that reject the SDK's checksum
+    /// trailers (many non-AWS implementations); bodies are still sent with `Content-MD5`
+    /// when it is known up front.
+    #[default]
+    WhenRequired,
+    /// Wherever the operation supports one (the SDK's default): checksum trailers on streamed
+    /// uploads, response validation on GET.
+    WhenSupported,
+}
+
+/// How to reach one S3-compatible endpoint.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct S3Config {
+    /// `https://host[:port]`; `None` for AWS itself.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    /// Path-style addressing (`endpoint/bucket/key`) instead of virtual hosts.
+    #[serde(default)]
+    pub path_style: bool,
+    #[serde(default)]
+    pub checksum_mode: ChecksumMode,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("path_style", &self.path_style)
+            .field("checksum_mode", &self.checksum_mode)
+            .finish()
+    }
+}
+
+/// A [`Store`] backed by a remote S3-compatible service.
+#[derive(Clone)]
+pub struct S3Store {
+    name: String,
+    client: Client,
+    region: String,
+    checksum_mode: ChecksumMode,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("name", &self.name)
+            .field("region", &self.region)
+            .field("checksum_mode", &self.checksum_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Store {
+    /// Builds the client. Checks the configuration but does not contact the endpoint.
+    pub fn new(name: &str, cfg: S3Config) -> Result<Self> {
+        let invalid = |why: String| Error::InvalidArgument(format!("store {name}: {why}"));
+        if cfg.region.trim().is_empty() {
+            return Err(invalid("the region must not be empty".to_owned()));
+        }
+        if cfg.access_key.is_empty() || cfg.secret_key.is_empty() {
+            return Err(invalid("the access key and secret key must not be empty".to_owned()));
+        }
+        let (request_checksums, response_checksums) = match cfg.checksum_mode {
+            ChecksumMode::WhenRequired => {
+                (RequestChecksumCalculation::WhenRequired, ResponseChecksumValidation::WhenRequired)
+            }
+            ChecksumMode::WhenSupported => (
+                RequestChecksumCalculation::WhenSupported,
+                ResponseChecksumValidation::WhenSupported,
+            ),
+        };
+        let credentials =
+            Credentials::new(&cfg.access_key, &cfg.secret_key, None, None, "ferry-static");
+        let mut builder = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(cfg.region.trim().to_owned()))
+            .credentials_provider(credentials)
+            .force_path_style(cfg.path_style)
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            )
+            .stalled_stream_protection(
+                StalledStreamProtectionConfig::enabled().grace_period(STALL_GRACE).build(),
+            )
+            .request_checksum_calculation(request_checksums)
+            .response_checksum_validation(response_checksums);
+        if let Some(endpoint) = cfg.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            let uri: http::Uri =
+                endpoint.parse().map_err(|e| invalid(format!("endpoint {endpoint:?}: {e}")))?;
+            let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+            if !scheme_ok || uri.host().is_none() {
+                return Err(invalid(format!(
+                    "endpoint {endpoint:?} must be an absolute http:// or https:// URL"
+                )));
+            }
+            builder = builder.endpoint_url(endpoint.trim_end_matches('/'));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            client: Client::from_conf(builder.build()),
+            region: cfg.region.trim().to_owned(),
+            checksum_mode: cfg.checksum_mode,
+        })
+    }
+
+    fn err<E>(&self, ctx: Ctx<'_>, e: SdkError<E>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        map_sdk_error(&self.name, ctx, e)
+    }
+
+    fn supported(&self) -> bool {
+        self.checksum_mode == ChecksumMode::WhenSupported
+    }
+
+    /// The per-call override for calls that carry a body or may run long on the server:
+    /// no attempt timeout.
+    fn long_call() -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::config::Builder::new().timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .disable_operation_attempt_timeout()
+                .build(),
+        )
+    }
+
+    /// Deletes what a refused write left behind; failures are only logged.
+    async fn discard(&self, bucket: &str, key: &str, version_id: Option<&str>) {
+        let req = self.client.delete_object().bucket(bucket).key(key);
+        if let Err(e) = req.set_version_id(version_id.map(str::to_owned)).send().await {
+            let e = self.err(Ctx::key(bucket, key), e);
+            tracing::warn!(store = %self.name, bucket, key, error = %e,
+                "could not delete an object that failed verification");
+        }
+    }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn caps(&self) -> Caps {
+        Caps { versioning: true, tagging: true, path_semantics: false }
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        let mut buckets = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_buckets()
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| self.err(Ctx::default(), e))?;
+            buckets.extend(out.buckets().iter().filter_map(|b| {
+                Some(BucketInfo { name: b.name()?.to_owned(), created: to_time(b.creation_date()) })
+            }));
+            match out.continuation_token() {
+                Some(t) if !t.is_empty() && token.as_deref() != Some(t) => {
+                    token = Some(t.to_owned())
+                }
+                _ => return Ok(buckets),
+            }
+        }
+    }
+
+    async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
+        let mut req = self.client.create_bucket().bucket(bucket.as_str());
+        if self.region != "us-east-1" {
+            let constraint = sdk::BucketLocationConstraint::from(self.region.as_str());
+            req = req.create_bucket_configuration(
+                sdk::CreateBucketConfiguration::builder().location_constraint(constraint).build(),
+            );
+        }
+        req.send().await.map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
+        let ctx = Ctx::bucket(bucket.as_str());
+        // S3 lets a bucket with unfinished uploads go; the contract does not. Servers that do
+        // not implement ListMultipartUploads are let through.
+        let uploads = self
+            .client
+            .list_multipart_uploads()
+            .bucket(bucket.as_str())
+            .max_uploads(1)
+            .send()
+            .await;
+        match uploads.map_err(|e| self.err(ctx, e)) {
+            Ok(out) if !out.uploads().is_empty() => {
+                return Err(Error::BucketNotEmpty { bucket: bucket.to_string() });
+            }
+            Ok(_) | Err(Error::Remote { status: 501, .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.client
+            .delete_bucket()
+            .bucket(bucket.as_str())
+            .send()
+            .await
+            .map_err(|e| self.err(ctx, e))?;
+        Ok(())
+    }
+
+    async fn head_bucket(&self, bucket: &BucketName) -> Result<BucketInfo> {
+        self.client
+            .head_bucket()
+            .bucket(bucket.as_str())
+            .send()
+            .await
+            .map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
+        // HeadBucket has no creation date; ListBuckets does (best effort).
+        let created = match self.client.list_buckets().prefix(bucket.as_str()).send().await {
+            Ok(out) => out
+                .buckets()
+                .iter()
+                .find(|b| b.name() == Some(bucket.as_str()))
+                .map(|b| to_time(b.creation_date())),
+            Err(e) => {
+                let error = self.err(Ctx::default(), e);
+                tracing::debug!(store = %self.name, %bucket, %error,
+                    "could not read the bucket's creation date");
+                None
+            }
+        };
+        Ok(BucketInfo {
+            name: bucket.to_string(),
+            created: created.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        })
+    }
+
+    async fn get_versioning(&self, bucket: &BucketName) -> Result<Versioning> {
+        let out = self
+            .client
+            .get_bucket_versioning()
+            .bucket(bucket.as_str())
+            .send()
+            .await
+            .map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
+        Ok(match out.status() {
+            Some(sdk::BucketVersioningStatus::Enabled) => Versioning::Enabled,
+            Some(sdk::BucketVersioningStatus::Suspended) => Versioning::Suspended,
+            _ => Versioning::Unversioned,
+        })
+    }
+
+    async fn set_versioning(&self, bucket: &BucketName, state: Versioning) -> Result<()> {
+        let status = match state {
+            Versioning::Enabled => sdk::BucketVersioningStatus::Enabled,
+            Versioning::Suspended => sdk::BucketVersioningStatus::Suspended,
+            Versioning::Unversioned => {
+                return match self.get_versioning(bucket).await? {
+                    Versioning::Unversioned => Ok(()),
+                    _ => Err(Error::InvalidArgument(
+                        "versioning cannot be turned off once enabled; suspend it instead"
+                            .to_owned(),
+                    )),
+                };
+            }
+        };
+        self.client
+            .put_bucket_versioning()
+            .bucket(bucket.as_str())
+            .versioning_configuration(
+                sdk::VersioningConfiguration::builder().status(status).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
+        Ok(())
+    }
+
+    async fn get_bucket_tags(&self, bucket: &BucketName) -> Result<Option<Tags>> {
+        match self.client.get_bucket_tagging().bucket(bucket.as_str()).send().await {
+            Ok(out) => Ok(Some(from_sdk_tags(out.tag_set()))),
+            Err(e) if matches!(e.code(), Some("NoSuchTagSet" | "NoSuchTagSetError")) => Ok(None),
+            Err(e) => Err(self.err(Ctx::bucket(bucket.as_str()), e)),
+        }
+    }
+
+    async fn put_bucket_tags(&self, bucket: &BucketName, tags: Option<Tags>) -> Result<()> {
+        let ctx = Ctx::bucket(bucket.as_str());
+        match tags.filter(|t| !t.is_empty()) {
+            None => {
+                self.client
+                    .delete_bucket_tagging()
+                    .bucket(bucket.as_str())
+                    .send()
+                    .await
+                    .map_err(|e| self.err(ctx, e))?;
+            }
+            Some(tags) => {
+                let tagging = sdk::Tagging::builder()
+                    .set_tag_set(Some(sdk_tags(&tags).map_err(Error::InvalidArgument)?))
+                    .build()
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+                self.client
+                    .put_bucket_tagging()
+                    .bucket(bucket.as_str())
+                    .tagging(tagging)
+                    .send()
+                    .await
+                    .map_err(|e| self.err(ctx, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        let PutOptions { attrs, tags, checksum_algorithm, size_hint, verify } = opts;
+        let Prepared { body, len, pending } =
+            prepare_upload(body, size_hint, checksum_algorithm, verify).await?;
+        let (b, k) = (bucket.as_str(), key.as_str());
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(b)
+            .key(k)
+            .body(body)
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX));
+        req = with_attrs!(req, &attrs);
+        if !tags.is_empty() {
+            req = req.tagging(tagging_header(&tags));
+        }
+        let streamed = pending.known().is_none();
+        req = with_upload_digests!(req, pending.known(), checksum_algorithm, self.supported());
+        let result = req.customize().config_override(Self::long_call()).send().await;
+        let (out, digests) = pending.settle(&self.name, result, |e| self.err(Ctx::key(b, k), e))?;
+        let etag = trim_etag(out.e_tag());
+        let sse = (out.server_side_encryption(), out.sse_customer_algorithm());
+        if streamed && etag_contradicts_md5(&etag, &digests.md5, sse.0, sse.1) {
+            self.discard(b, k, out.version_id()).await;
+            return Err(Error::BadDigest { what: "MD5 (the backend's ETag)".to_owned() });
+        }
+        Ok(ObjectMeta {
+            key: key.clone(),
+            version_id: version_or_null(out.version_id()),
+            is_latest: true,
+            delete_marker: false,
+            size: digests.size,
+            etag,
+            last_modified: OffsetDateTime::now_utc(),
+            attrs,
+            checksum: digests.checksum.or_else(|| checksum_of!(&out)),
+            tag_count: tags.len(),
+            parts_count: None,
+        })
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<GetResult> {
+        let ctx = Ctx::key(bucket.as_str(), key.as_str()).version(opts.version_id.as_deref());
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(bucket.as_str())
+            .key(key.as_str())
+            .set_version_id(opts.version_id.clone());
+        if let Some(r) = opts.range {
+            req = req.range(range_header(r));
+        }
+        if self.supported() {
+            req = req.checksum_mode(sdk::ChecksumMode::Enabled);
+        }
+        let out = req.send().await.map_err(|e| self.err(ctx, e))?;
+        let length = to_u64(out.content_length());
+        let served = opts.range.and(out.content_range()).and_then(parse_content_range);
+        let (range, size) = match served {
+            Some((r, total)) => (Some(r), total.unwrap_or(r.1.saturating_add(1))),
+            None => (None, length),
+        };
+        let meta = meta_of!(&out, key.clone(), size, opts.version_id.is_none());
+        Ok(GetResult { meta, range, body: download_stream(out.body) })
+    }
+
+    async fn head_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<ObjectMeta> {
+        let ctx = Ctx::key(bucket.as_str(), key.as_str()).version(version_id);
+        let mut req = self
+            .client
+            .head_object()
+            .bucket(bucket.as_str())
+            .key(key.as_str())
+            .set_version_id(version_id.map(str::to_owned));
+        if self.supported() {
+            req = req.checksum_mode(sdk::ChecksumMode::Enabled);
+        }
+        let out = req.send().await.map_err(|e| self.err(ctx, e))?;
+        Ok(meta_of!(&out, key.clone(), to_u64(out.content_length()), version_id.is_none()))
+    }
+
+    async fn delete_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<DeleteResult> {
+        let ctx = Ctx::key(bucket.as_str(), key.as_str()).version(version_id);
+        let out = self
+            .client
+            .delete_object()
+            .bucket(bucket.as_str())
+            .key(key.as_str())
+            .set_version_id(version_id.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| self.err(ctx, e))?;
+        Ok(DeleteResult {
+            version_id: out.version_id().or(version_id).map(str::to_owned),
+            delete_marker: out.delete_marker().unwrap_or(false),
+        })
+    }
+
+    async fn copy_object(
+        &self,
+        src_bucket: &BucketName,
+        src_key: &ObjectKey,
+        dst_bucket: &BucketName,
+        dst_key: &ObjectKey,
+        opts: CopyOptions,
+    ) -> Result<ObjectMeta> {
+        let src_version = opts.source_version_id.as_deref();
+        let source = copy_source(src_bucket.as_str(), src_key.as_str(), src_version);
+        let mut req = self
+            .client
+            .copy_object()
+            .bucket(dst_bucket.as_str())
+            .key(dst_key.as_str())
+            .copy_source(source);
+        match &opts.attrs {
+            Some(attrs) => {
+                req = req.metadata_directive(sdk::MetadataDirective::Replace);
+                req = with_attrs!(req, attrs);
+            }
+            None => req = req.metadata_directive(sdk::MetadataDirective::Copy),
+        }
+        match &opts.tags {
+            Some(tags) => {
+                req = req.tagging_directive(sdk::TaggingDirective::Replace);
+                if !tags.is_empty() {
+                    req = req.tagging(tagging_header(tags));
+                }
+            }
+            None => req = req.tagging_directive(sdk::TaggingDirective::Copy),
+        }
+        if let Some(a) = opts.checksum_algorithm {
+            req = req.checksum_algorithm(sdk_algorithm(a));
+        }
+        // Missing keys and versions are the source's; a missing bucket is named by the answer.
+        let ctx = Ctx::key(src_bucket.as_str(), src_key.as_str()).version(src_version);
+        let out = req
+            .customize()
+            .config_override(Self::long_call())
+            .send()
+            .await
+            .map_err(|e| self.err(ctx, e))?;
+        // Read back what was written (S3 does not say its size); the version when there is one.
+        let version = out.version_id().filter(|v| *v != NULL_VERSION);
+        let mut meta = self.head_object(dst_bucket, dst_key, version).await?;
+        meta.is_latest = true;
+        Ok(meta)
+    }
+
+    async fn get_object_tags(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<(String, Tags)> {
+        let ctx = Ctx::key(bucket.as_str(), key.as_str()).version(version_id);
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(bucket.as_str())
+            .key(key.as_str())
+            .set_version_id(version_id.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| self.err(ctx, e))?;
+        Ok((version_or_null(out.version_id().or(version_id)), from_sdk_tags(out.tag_set())))
+    }
+
+    async fn put_object_tags(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        tags: Tags,
+    ) -> Result<String> {
+        let ctx = Ctx::key(bucket.as_str(), key.as_str()).version(version_id);
+        let tagging = sdk::Tagging::builder()
+            .set_tag_set(Some(sdk_tags(&tags).map_err(Error::InvalidArgument)?))
+            .build()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let out = self
+            .client
+            .put_object_tagging()
+            .bucket(bucket.as_str())
+            .key(key.as_str())
+            .set_version_id(version_id.map(str::to_owned))
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| self.err(ctx, e))?;
+        Ok(version_or_null(out.version_id().or(version_id)))
+    }
+
+    async fn list_objects(&self, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
+        list::objects(self, bucket, query).await
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &BucketName,
+        query: &VersionsQuery,
+    ) -> Result<VersionsPage> {
+        list::versions(self, bucket, query).await
+    }
+
+    async fn create_multipart(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: PutOptions,
+    ) -> Result<String> {
+        multipart::create(self, bucket, key, opts).await
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<PartInfo> {
+        multipart::upload_part(self, bucket, key, upload_id, part_number, body, opts).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<ObjectMeta> {
+        multipart::complete(self, bucket, key, upload_id, parts).await
+    }
+
+    async fn abort_multipart(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<()> {
+        multipart::abort(self, bucket, key, upload_id).await
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number_marker: Option<u32>,
+        max_parts: usize,
+    ) -> Result<PartsPage> {
+        list::parts(self, bucket, key, upload_id, part_number_marker, max_parts).await
+    }
+
+    async fn list_uploads(&self, bucket: &BucketName, query: &UploadsQuery) -> Result<UploadsPage> {
+        list::uploads(self, bucket, query).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> S3Config {
+        S3Config {
+            endpoint: Some("http://127.0.0.1:9000/".to_owned()),
+            region: "us-east-1".to_owned(),
+            access_key: "AKIDEXAMPLE".to_owned(),
+            secret_key: "very-secret".to_owned(),
+            path_style: true,
+            checksum_mode: ChecksumMode::WhenRequired,
+        }
+    }
+
+    #[test]
+    fn debug_redacts_the_secret() {
+        let shown = format!("{:?}", config());
+        assert!(!shown.contains("very-secret"));
+        assert!(shown.contains("AKIDEXAMPLE"));
+    }
+
+    #[tokio::test]
+    async fn builds_a_client_without_contacting_the_endpoint() {
+        let store = S3Store::new("remote", config());
+        assert!(store.as_ref().is_ok_and(|s| s.name() == "remote" && !s.caps().path_semantics));
+        let supported = S3Config { checksum_mode: ChecksumMode::WhenSupported, ..config() };
+        assert!(S3Store::new("remote", supported).is_ok_and(|s| s.supported()));
+    }
+
+    #[test]
+    fn refuses_bad_configs() {
+        let bad_endpoint = S3Config { endpoint: Some("not a url".to_owned()), ..config() };
+        assert!(matches!(S3Store::new("r", bad_endpoint), Err(Error::InvalidArgument(_))));
+        let no_region = S3Config { region: " ".to_owned(), ..config() };
+        assert!(matches!(S3Store::new("r", no_region), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn config_serde_defaults() {
+        let cfg: S3Config =
+            serde_json::from_str(r#"{"region":"eu-west-1","access_key":"a","secret_key":"s"}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.checksum_mode, ChecksumMode::WhenRequired);
+        assert!(!cfg.path_style && cfg.endpoint.is_none());
+        let mode: ChecksumMode =
+            serde_json::from_str(r#""when_supported""#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mode, ChecksumMode::WhenSupported);
+    }
+}

@@ -1,0 +1,197 @@
+//! Multipart uploads on the backend: create, upload part, complete, abort.
+//!
+//! Parts stream like PUT bodies (see [`super::body`]). With [`ChecksumMode::WhenSupported`]
+//! an upload created with a checksum algorithm gets each part's checksum back from ListParts
+//! for CompleteMultipartUpload, which S3 requires; with [`ChecksumMode::WhenRequired`] the
+//! algorithm is not passed on (the parts could not carry it) and only the digests computed
+//! here report it.
+//!
+//! [`ChecksumMode::WhenSupported`]: super::ChecksumMode::WhenSupported
+//! [`ChecksumMode::WhenRequired`]: super::ChecksumMode::WhenRequired
+
+use std::collections::HashMap;
+
+use aws_sdk_s3::types as sdk;
+use time::OffsetDateTime;
+
+use super::S3Store;
+use super::body::{Prepared, prepare_upload};
+use super::convert::{
+    checksum_of, etag_contradicts_md5, from_sdk_algorithm, quote_etag, sdk_algorithm,
+    tagging_header, trim_etag, with_attrs, with_checksum_value, with_upload_digests,
+};
+use super::error::Ctx;
+use crate::store::{
+    BucketName, ByteStream, Checksum, CompletedPart, Error, NULL_VERSION, ObjectKey, ObjectMeta,
+    PartInfo, PutOptions, Result, Store,
+};
+
+pub(super) async fn create(
+    store: &S3Store,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    opts: PutOptions,
+) -> Result<String> {
+    let mut req = store.client.create_multipart_upload().bucket(bucket.as_str()).key(key.as_str());
+    req = with_attrs!(req, &opts.attrs);
+    if !opts.tags.is_empty() {
+        req = req.tagging(tagging_header(&opts.tags));
+    }
+    // Without SDK checksums the parts cannot carry one, so the upload must not ask for it.
+    if let Some(a) = opts.checksum_algorithm.filter(|_| store.supported()) {
+        req = req.checksum_algorithm(sdk_algorithm(a));
+    }
+    let out =
+        req.send().await.map_err(|e| store.err(Ctx::key(bucket.as_str(), key.as_str()), e))?;
+    out.upload_id().filter(|id| !id.is_empty()).map(str::to_owned).ok_or_else(|| Error::Remote {
+        store: store.name.clone(),
+        code: "MissingUploadId".to_owned(),
+        message: "CreateMultipartUpload answered without an upload id".to_owned(),
+        status: 200,
+    })
+}
+
+pub(super) async fn upload_part(
+    store: &S3Store,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+    part_number: u32,
+    body: ByteStream,
+    opts: PutOptions,
+) -> Result<PartInfo> {
+    let number = i32::try_from(part_number)
+        .map_err(|_| Error::InvalidArgument(format!("part number {part_number} is too large")))?;
+    let Prepared { body, len, pending } =
+        prepare_upload(body, opts.size_hint, opts.checksum_algorithm, opts.verify).await?;
+    let (b, k) = (bucket.as_str(), key.as_str());
+    let mut req = store
+        .client
+        .upload_part()
+        .bucket(b)
+        .key(k)
+        .upload_id(upload_id)
+        .part_number(number)
+        .body(body)
+        .content_length(i64::try_from(len).unwrap_or(i64::MAX));
+    let streamed = pending.known().is_none();
+    req = with_upload_digests!(req, pending.known(), opts.checksum_algorithm, store.supported());
+    let result = req.customize().config_override(S3Store::long_call()).send().await;
+    let ctx = Ctx::key(b, k).upload(upload_id);
+    let (out, digests) = pending.settle(&store.name, result, |e| store.err(ctx, e))?;
+    let etag = trim_etag(out.e_tag());
+    let sse = (out.server_side_encryption(), out.sse_customer_algorithm());
+    if streamed && etag_contradicts_md5(&etag, &digests.md5, sse.0, sse.1) {
+        // The part stays until it is uploaded again or the upload is aborted; it cannot
+        // be completed without the ETag, which the client never gets.
+        return Err(Error::BadDigest { what: "MD5 (the backend's ETag)".to_owned() });
+    }
+    Ok(PartInfo {
+        part_number,
+        etag,
+        size: digests.size,
+        last_modified: OffsetDateTime::now_utc(),
+        checksum: digests.checksum.or_else(|| checksum_of!(&out, false)),
+    })
+}
+
+pub(super) async fn complete(
+    store: &S3Store,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+    parts: &[CompletedPart],
+) -> Result<ObjectMeta> {
+    let ctx = Ctx::key(bucket.as_str(), key.as_str()).upload(upload_id);
+    let checksums = if store.supported() {
+        part_checksums(store, bucket, key, upload_id).await?
+    } else {
+        HashMap::new()
+    };
+    let mut completed = Vec::with_capacity(parts.len());
+    for p in parts {
+        let number = i32::try_from(p.part_number)
+            .map_err(|_| Error::InvalidPart { part_number: p.part_number })?;
+        let mut part = sdk::CompletedPart::builder().part_number(number).e_tag(quote_etag(&p.etag));
+        if let Some(c) = checksums.get(&number) {
+            part = with_checksum_value!(part, c);
+        }
+        completed.push(part.build());
+    }
+    let out = store
+        .client
+        .complete_multipart_upload()
+        .bucket(bucket.as_str())
+        .key(key.as_str())
+        .upload_id(upload_id)
+        .multipart_upload(
+            sdk::CompletedMultipartUpload::builder().set_parts(Some(completed)).build(),
+        )
+        .customize()
+        .config_override(S3Store::long_call())
+        .send()
+        .await
+        .map_err(|e| store.err(ctx, e))?;
+    // Read back what was written (S3 does not say its size); the version when there is one.
+    let version = out.version_id().filter(|v| *v != NULL_VERSION);
+    let mut meta = store.head_object(bucket, key, version).await?;
+    meta.is_latest = true;
+    Ok(meta)
+}
+
+pub(super) async fn abort(
+    store: &S3Store,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+) -> Result<()> {
+    let ctx = Ctx::key(bucket.as_str(), key.as_str()).upload(upload_id);
+    store
+        .client
+        .abort_multipart_upload()
+        .bucket(bucket.as_str())
+        .key(key.as_str())
+        .upload_id(upload_id)
+        .send()
+        .await
+        .map_err(|e| store.err(ctx, e))?;
+    Ok(())
+}
+
+/// The checksums of an upload's parts, when the upload was created with an algorithm
+/// (S3 then wants each part's checksum in CompleteMultipartUpload).
+async fn part_checksums(
+    store: &S3Store,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+) -> Result<HashMap<i32, Checksum>> {
+    let ctx = Ctx::key(bucket.as_str(), key.as_str()).upload(upload_id);
+    let mut found = HashMap::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = store
+            .client
+            .list_parts()
+            .bucket(bucket.as_str())
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .set_part_number_marker(marker.clone())
+            .send()
+            .await
+            .map_err(|e| store.err(ctx, e))?;
+        let Some(algorithm) = out.checksum_algorithm().and_then(from_sdk_algorithm) else {
+            return Ok(found);
+        };
+        for part in out.parts() {
+            let checksum = checksum_of!(part, false).filter(|c| c.algorithm == algorithm);
+            if let (Some(n), Some(c)) = (part.part_number(), checksum) {
+                found.insert(n, c);
+            }
+        }
+        match (out.is_truncated(), out.next_part_number_marker()) {
+            (Some(true), Some(m)) if marker.as_deref() != Some(m) => marker = Some(m.to_owned()),
+            _ => return Ok(found),
+        }
+    }
+}
