@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use s3s::auth::SimpleAuth;
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::{S3Result, s3_error};
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
@@ -45,7 +46,7 @@ impl std::fmt::Debug for ServerOptions {
 /// Builds the s3s service: auth, host parsing, limits.
 pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S3Service> {
     let mut b = S3ServiceBuilder::new(gateway);
-    b.set_auth(SimpleAuth::from_single(opts.access_key.clone(), opts.secret_key.clone()));
+    b.set_auth(SingleKey { access_key: opts.access_key.clone(), secret_key: SecretKey::from(opts.secret_key.clone()) });
     if let Some(d) = &opts.domain {
         let host = s3s::host::SingleDomain::new(d)
             .map_err(|e| anyhow::anyhow!("invalid --domain {d:?}: {e}"))?;
@@ -55,6 +56,24 @@ pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S
     cfg.xml_max_body_size = opts.max_xml_bytes;
     b.set_config(Arc::new(StaticConfigProvider::new(Arc::new(cfg))));
     Ok(b.build())
+}
+
+/// One key pair; an unknown access key gets AWS's `InvalidAccessKeyId` (s3s's sample
+/// answers `NotSignedUp`, which clients do not explain well).
+struct SingleKey {
+    access_key: String,
+    secret_key: SecretKey,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for SingleKey {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if access_key == self.access_key {
+            Ok(self.secret_key.clone())
+        } else {
+            Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -1,0 +1,113 @@
+//! The command line: admin commands against a running server, config errors, exit codes.
+
+use std::process::Command;
+
+use crate::support::{Ferry, ferry_bin, ok};
+
+#[test]
+fn store_commands() {
+    let f = Ferry::start();
+    let list = ok(&f.cli(&["store", "list"]));
+    assert!(list.contains("local"), "{list}");
+    let extra = f.dir.path().join("extra-store");
+    let extra_s = extra.to_string_lossy().into_owned();
+    ok(&f.cli(&["store", "add", "extra", "--kind", "fs", "--path", &extra_s]));
+    let json = ok(&f.cli(&["store", "list", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let names: Vec<&str> = v.as_array().expect("array").iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["extra", "local"]);
+    // Duplicate, unknown kind usage, removal of the built-in store: clear errors.
+    let dup = f.cli(&["store", "add", "extra", "--kind", "fs", "--path", &extra_s]);
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already registered"));
+    let bad = f.cli(&["store", "add", "x", "--kind", "nope"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let local = f.cli(&["store", "remove", "local"]);
+    assert_eq!(local.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&local.stderr).contains("cannot be removed"));
+    ok(&f.cli(&["store", "remove", "extra"]));
+    let gone = f.cli(&["store", "remove", "extra"]);
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no store named"));
+}
+
+#[test]
+fn rescan_picks_up_files_written_behind_our_back() {
+    let f = Ferry::start();
+    ok(&f.aws(&["s3", "mb", "s3://posix"]));
+    let dir = f.local_root().join("posix/docs");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("readme.txt"), b"written by a POSIX user\n").expect("write");
+    let out = ok(&f.cli(&["store", "rescan", "local", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["added"], 1, "{out}");
+    let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://posix"]));
+    assert!(ls.contains("docs/readme.txt"), "{ls}");
+    let body = ok(&f.aws(&["s3", "cp", "s3://posix/docs/readme.txt", "-"]));
+    assert_eq!(body, "written by a POSIX user\n");
+}
+
+#[test]
+fn broken_config_is_one_line_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("ferry.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nadmin_lissen = \"127.0.0.1:0\"\n").expect("write");
+    let out = Command::new(ferry_bin())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--data")
+        .arg(dir.path().join("d"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.starts_with("ferry:")).unwrap_or_default();
+    assert!(line.contains("ferry.toml:2:") && line.contains("admin_lissen"), "{err}");
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let out = Command::new(ferry_bin()).args(["serve", "--no-such-flag"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(ferry_bin()).args(["serve", "--listen", "not-an-address", "--data", "/nonexistent/x"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
+}
+
+#[test]
+fn first_start_generates_credentials_with_mode_0600_and_never_reprints_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let run = || {
+        let mut child = Command::new(ferry_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env_remove("FERRY_ACCESS_KEY")
+            .env_remove("FERRY_SECRET_KEY")
+            .env_remove("FERRY_ADMIN_TOKEN")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !data.join("serve.json").exists() {
+            assert!(std::time::Instant::now() < deadline, "no start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "clean shutdown on SIGTERM");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = run();
+    let creds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("credentials.json")).expect("creds")).expect("json");
+    let secret = creds["secret_key"].as_str().expect("secret").to_owned();
+    assert!(first.contains(&secret), "the generated secret is shown once");
+    for f in ["credentials.json", "admin-token"] {
+        let mode = std::fs::metadata(data.join(f)).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let second = run();
+    assert!(!second.contains(&secret), "the secret is never printed again:\n{second}");
+}

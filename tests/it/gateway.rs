@@ -1,0 +1,19 @@
+//! S3 behaviour through real clients: the basics with awscli and boto3, and bad input that
+//! must get the S3 error AWS would give (never a 500 or a dropped connection).
+
+use crate::support::{Ferry, ok};
+
+#[test]
+fn boto3_basics() {
+    let f = Ferry::start();
+    let out = f.python("basics.py", &[]);
+    ok(&out);
+}
+
+#[test]
+fn bad_input_gets_s3_errors() {
+    let f = Ferry::start();
+    let out = f.python("bad_input.py", &[]);
+    ok(&out);
+    assert!(!f.log().contains("panicked"), "server panicked:\n{}", f.log());
+}

@@ -1,0 +1,135 @@
+"""Bad input must get the S3 error AWS would give: never a 500, a hang or a dropped
+connection before an answer. Raw requests are signed with botocore and sent with http.client,
+so paths and headers reach the server exactly as written here."""
+import datetime
+import http.client
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from urllib.parse import urlparse
+
+import boto3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+from common import client, error_code, expect_error
+
+END = os.environ["FERRY_ENDPOINT"]
+HOST = urlparse(END).netloc
+CREDS = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+
+
+def signed(method, path, body=b"", headers=None, payload_hash=None):
+    """Signs a request for `path` (sent verbatim) and returns (status, headers, body)."""
+    req = AWSRequest(method=method, url=END + path, data=body, headers=dict(headers or {}))
+    req.headers["x-amz-content-sha256"] = payload_hash or __import__("hashlib").sha256(body).hexdigest()
+    S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection(HOST, timeout=30)
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for k, v in req.headers.items():
+        conn.putheader(k, v)
+    if "Content-Length" not in req.headers:
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    if body:
+        conn.send(body)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, dict(r.getheaders()), data
+
+
+def code_of(data):
+    try:
+        return ET.fromstring(data).findtext("Code")
+    except ET.ParseError:
+        return None
+
+
+def expect(status, code, result, what):
+    st, _, data = result
+    assert st == status and code_of(data) == code, f"{what}: expected {status} {code}, got {st} {data[:300]!r}"
+
+
+s3 = client()
+B = "bad-input"
+s3.create_bucket(Bucket=B)
+
+# Malformed XML bodies
+expect(400, "MalformedXML", signed("POST", f"/{B}?delete", b"<Delete><Object><Key>x</Key>"), "truncated XML")
+expect(400, "MalformedXML", signed("PUT", f"/{B}?versioning", b"not xml at all"), "garbage XML")
+
+# Bad signatures, unknown keys, expired presigned URLs
+bad = boto3.client("s3", endpoint_url=END, aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+                   aws_secret_access_key="wrong-secret")
+expect_error(lambda: bad.list_objects_v2(Bucket=B), "SignatureDoesNotMatch", 403)
+unknown = boto3.client("s3", endpoint_url=END, aws_access_key_id="NOSUCHKEY0000000000",
+                       aws_secret_access_key="x")
+expect_error(lambda: unknown.list_buckets(), "InvalidAccessKeyId", 403)
+s3.put_object(Bucket=B, Key="p.txt", Body=b"presigned")
+url = s3.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "p.txt"}, ExpiresIn=1)
+assert urllib.request.urlopen(url).read() == b"presigned"
+time.sleep(2.5)
+try:
+    urllib.request.urlopen(url)
+    raise AssertionError("an expired presigned URL was accepted")
+except urllib.error.HTTPError as e:
+    assert e.code == 403 and code_of(e.read()) == "AccessDenied", e.code
+
+# Invalid bucket names and keys
+expect(400, "InvalidBucketName", signed("PUT", "/Bad_Bucket"), "uppercase bucket")
+expect(400, "InvalidBucketName", signed("PUT", "/ab"), "short bucket")
+for key in ["a/../b", "a//b", "../escape", "a/./b", "x%00y"]:
+    expect(400, "InvalidArgument", signed("PUT", f"/{B}/{key}", b"x"), f"key {key!r}")
+expect(400, "KeyTooLongError", signed("PUT", f"/{B}/" + "k" * 1100, b"x"), "key over 1024 bytes")
+assert not os.path.exists(os.path.join(os.environ.get("FERRY_LOCAL_ROOT", "/nonexistent"), "escape"))
+
+# Keys that cannot map to paths on the fs store
+s3.put_object(Bucket=B, Key="file", Body=b"1")
+expect_error(lambda: s3.put_object(Bucket=B, Key="file/child", Body=b"2"), "XFerryKeyConflict", 400)
+s3.put_object(Bucket=B, Key="dir/child", Body=b"3")
+expect_error(lambda: s3.put_object(Bucket=B, Key="dir", Body=b"4"), "XFerryKeyConflict", 400)
+s3.put_object(Bucket=B, Key="folder/", Body=b"")
+assert s3.head_object(Bucket=B, Key="folder/")["ContentLength"] == 0
+
+# Bodies: over the limit, shorter than declared
+st, _, data = signed("PUT", f"/{B}/huge", b"", {"Content-Length": "6000000000"}, "UNSIGNED-PAYLOAD")
+assert st == 400 and code_of(data) == "EntityTooLarge", (st, data)
+req = AWSRequest(method="PUT", url=f"{END}/{B}/short", data=b"", headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
+sock = socket.create_connection((urlparse(END).hostname, urlparse(END).port), timeout=30)
+head = f"PUT /{B}/short HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 1000\r\n"
+head += "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() != "content-length")
+sock.sendall(head.encode() + b"\r\n" + b"only ten b")
+sock.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    chunk = sock.recv(65536)
+    if not chunk:
+        break
+    reply += chunk
+sock.close()
+assert b" 500 " not in reply.split(b"\r\n")[0], reply[:200]
+expect_error(lambda: s3.head_object(Bucket=B, Key="short"), "404", 404)
+time.sleep(0.5)
+assert "short" not in [o["Key"] for o in s3.list_objects_v2(Bucket=B).get("Contents", [])]
+
+# Part numbers out of range
+uid = s3.create_multipart_upload(Bucket=B, Key="mp")["UploadId"]
+for n in (0, 10001):
+    expect(400, "InvalidArgument", signed("PUT", f"/{B}/mp?partNumber={n}&uploadId={uid}", b"x"), f"part {n}")
+expect(404, "NoSuchUpload", signed("PUT", f"/{B}/mp?partNumber=1&uploadId=00ff", b"x"), "unknown upload")
+expect(404, "NoSuchUpload", signed("PUT", f"/{B}/mp?partNumber=1&uploadId=..%2F..%2Fx", b"x"), "upload id path")
+
+# Range past the end, negative max-keys, bad continuation token
+expect_error(lambda: s3.get_object(Bucket=B, Key="file", Range="bytes=5-9"), "InvalidRange", 416)
+expect(400, "InvalidArgument", signed("GET", f"/{B}?list-type=2&max-keys=-1"), "negative max-keys")
+expect(400, "InvalidArgument", signed("GET", f"/{B}?list-type=2&continuation-token=%21%21%21"), "bad token")
+
+# Still serving.
+assert s3.get_object(Bucket=B, Key="file")["Body"].read() == b"1"
+print("OK")

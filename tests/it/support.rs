@@ -1,0 +1,189 @@
+//! Test support: a real `ferry serve` process per test (port 0, its own data directory), and
+//! the real clients installed by `scripts/test` into `.venv/`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY: &str = "FERRYTESTACCESSKEY01";
+pub const SECRET_KEY: &str = "ferry-test-secret-key-0123456789abcdefghij";
+pub const ADMIN_TOKEN: &str = "ferry-test-admin-token";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool from the repo's `.venv` (installed by `scripts/test`).
+pub fn venv_bin(name: &str) -> PathBuf {
+    let p = repo().join(".venv/bin").join(name);
+    assert!(p.exists(), "{} is missing: run ./scripts/test, which installs the test clients", p.display());
+    p
+}
+
+pub fn ferry_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ferry"))
+}
+
+/// A running `ferry serve`.
+pub struct Ferry {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub s3: String,
+    pub admin: String,
+}
+
+impl Ferry {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut f = Ferry { child: None, dir, s3: String::new(), admin: String::new() };
+        f.restart();
+        f
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The built-in local store's root.
+    pub fn local_root(&self) -> PathBuf {
+        self.data().join("stores/local")
+    }
+
+    /// Starts (again) on the same data directory and waits until it serves.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let data = self.data();
+        let _ = std::fs::remove_file(data.join("serve.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.log"))
+            .expect("log");
+        let child = Command::new(ferry_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data")
+            .arg(&data)
+            .env("FERRY_ACCESS_KEY", ACCESS_KEY)
+            .env("FERRY_SECRET_KEY", SECRET_KEY)
+            .env("FERRY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ferry serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(data.join("serve.json"))
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            {
+                self.s3 = v["s3"].as_str().unwrap_or_default().to_owned();
+                self.admin = v["admin"].as_str().unwrap_or_default().to_owned();
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("ferry serve exited with {status}; log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "ferry serve did not start; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        c.wait().expect("wait")
+    }
+
+    /// Environment for S3 clients talking to this server.
+    pub fn client_env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_REGION", "us-east-1")
+            .env("FERRY_ENDPOINT", &self.s3)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+    }
+
+    /// Runs a Python script from `tests/it/py/` with the venv's interpreter.
+    pub fn python(&self, script: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new(venv_bin("python"));
+        cmd.arg(repo().join("tests/it/py").join(script)).args(args);
+        self.client_env(&mut cmd);
+        cmd.output().expect("run python")
+    }
+
+    /// Runs awscli against this server.
+    pub fn aws(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(venv_bin("aws"));
+        cmd.arg("--endpoint-url").arg(&self.s3).args(args);
+        self.client_env(&mut cmd);
+        cmd.output().expect("run aws")
+    }
+
+    /// Runs `ferry` (an admin command) against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(ferry_bin())
+            .arg("--server")
+            .arg(&self.admin)
+            .args(args)
+            .env("FERRY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .expect("run ferry")
+    }
+}
+
+impl Drop for Ferry {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Asserts a command succeeded, showing its output otherwise.
+#[track_caller]
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn write_file(path: &Path, len: usize, seed: u64) {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+    buf.truncate(len);
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).expect("mkdir");
+    }
+    std::fs::write(path, buf).expect("write");
+}
