@@ -79,7 +79,7 @@ fn first_start_generates_credentials_with_mode_0600_and_never_reprints_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("d");
     let run = || {
-        let mut child = Command::new(ferry_bin())
+        let child = Command::new(ferry_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data"])
             .arg(&data)
             .env_remove("FERRY_ACCESS_KEY")

@@ -1,0 +1,27 @@
+"""After a crash during complete: either the whole object exists with the right bytes
+(prints OBJECT), or it does not exist and the upload is intact (prints UPLOAD)."""
+import hashlib
+import sys
+
+from botocore.exceptions import ClientError
+from common import client
+
+bucket, key, uid, n, mib = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+s3 = client()
+try:
+    h = s3.head_object(Bucket=bucket, Key=key)
+except ClientError as e:
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.response
+    parts = s3.list_parts(Bucket=bucket, Key=key, UploadId=uid)["Parts"]
+    assert [p["PartNumber"] for p in parts] == list(range(1, n + 1)), parts
+    print("UPLOAD")
+    sys.exit(0)
+assert h["ContentLength"] == n * (mib << 20), h
+body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+for i in range(1, n + 1):
+    want = bytes([i]) * (1 << 20)
+    for _ in range(mib):
+        got = body.read(1 << 20)
+        assert got == want, f"part {i} differs"
+assert body.read(1) == b""
+print("OBJECT")
