@@ -72,6 +72,15 @@ impl Db {
         } else {
             Dialect::Sqlite
         };
+        // One direct connection first: an unreachable server or a wrong password fails now,
+        // with its own message, instead of after the pool's acquire timeout.
+        {
+            use sqlx::Connection;
+            let conn = sqlx::AnyConnection::connect(url)
+                .await
+                .map_err(|source| Error::Open { url: redact_url(url), source })?;
+            let _ = conn.close().await;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 1 } else { 8 })
             .connect(url)

@@ -12,3 +12,4 @@ mod support;
 mod cli;
 mod crash;
 mod gateway;
+mod state;

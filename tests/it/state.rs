@@ -1,0 +1,97 @@
+//! The state layer on both dialects: SQLite (embedded default) and PostgreSQL (the local
+//! server `scripts/test` starts; its URL arrives in `FERRY_TEST_PG_URL`).
+
+use ferry::state::{Db, Dialect, Error, StoreRecord};
+
+fn pg_url() -> String {
+    std::env::var("FERRY_TEST_PG_URL")
+        .expect("FERRY_TEST_PG_URL is not set: run ./scripts/test, which starts PostgreSQL")
+}
+
+async fn exercise(db: &Db) {
+    let name = format!("s-{}", uuid::Uuid::new_v4().simple());
+    let rec = StoreRecord {
+        name: name.clone(),
+        kind: "fs".into(),
+        config: serde_json::json!({ "path": "/srv/x" }),
+        created_ms: 1_700_000_000_000,
+    };
+    db.add_store(&rec).await.expect("add");
+    assert!(matches!(db.add_store(&rec).await, Err(Error::StoreExists(n)) if n == name));
+    assert_eq!(db.store(&name).await.expect("get"), rec);
+    assert!(db.stores().await.expect("list").contains(&rec));
+    db.remove_store(&name).await.expect("remove");
+    assert!(matches!(db.store(&name).await, Err(Error::NoSuchStore(_))));
+    assert!(matches!(db.remove_store(&name).await, Err(Error::NoSuchStore(_))));
+    let key = format!("k-{name}");
+    assert_eq!(db.setting(&key).await.expect("setting"), None);
+    db.set_setting(&key, "one").await.expect("set");
+    db.set_setting(&key, "two").await.expect("overwrite");
+    assert_eq!(db.setting(&key).await.expect("setting").as_deref(), Some("two"));
+}
+
+#[tokio::test]
+async fn sqlite_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open_embedded(dir.path()).await.expect("open");
+    assert_eq!(db.dialect(), Dialect::Sqlite);
+    exercise(&db).await;
+    db.close().await;
+    // Reopening keeps what was written.
+    let db = Db::open_embedded(dir.path()).await.expect("reopen");
+    db.set_setting("persist", "yes").await.expect("set");
+    db.close().await;
+    let db = Db::open_embedded(dir.path()).await.expect("reopen");
+    assert_eq!(db.setting("persist").await.expect("get").as_deref(), Some("yes"));
+}
+
+#[tokio::test]
+async fn postgres_state() {
+    let db = Db::connect(&pg_url()).await.expect("connect to the test PostgreSQL");
+    assert_eq!(db.dialect(), Dialect::Postgres);
+    exercise(&db).await;
+}
+
+#[tokio::test]
+async fn unreachable_database_names_it_without_the_password() {
+    let err = Db::connect("postgres://ferry:s3cret@127.0.0.1:1/nope").await.expect_err("must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("127.0.0.1:1") && !msg.contains("s3cret"), "{msg}");
+}
+
+#[test]
+fn serve_on_postgres_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let mut child = std::process::Command::new(crate::support::ferry_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--db", &pg_url(), "--data"])
+        .arg(&data)
+        .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !data.join("serve.json").exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("ferry serve --db exited: {status}\n{err}");
+        }
+        assert!(std::time::Instant::now() < deadline, "ferry serve --db did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("serve.json")).expect("serve.json")).expect("json");
+    let out = std::process::Command::new(crate::support::ferry_bin())
+        .args(["store", "list", "--json", "--server", info["admin"].as_str().expect("admin")])
+        .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .output()
+        .expect("run");
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = crate::support::ok(&out);
+    assert!(text.contains("\"local\""), "{text}");
+}
