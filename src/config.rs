@@ -31,27 +31,46 @@ pub enum ConfigError {
     #[error("{file}: {message}")]
     Read { file: String, message: String },
     #[error("{file}:{line}:{column}: {message}")]
-    Parse { file: String, line: usize, column: usize, message: String },
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("invalid {what} {value:?}: {why}")]
-    Invalid { what: &'static str, value: String, why: String },
+    Invalid {
+        what: &'static str,
+        value: String,
+        why: String,
+    },
 }
 
 /// Reads and parses a config file; errors name the file, line and key.
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::Read { file: file.clone(), message: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
     toml::from_str(&text).map_err(|e| {
         let (line, column) = e
             .span()
             .map(|s| {
                 let before = &text[..s.start.min(text.len())];
                 let line = before.matches('\n').count() + 1;
-                let column = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+                let column = before
+                    .rfind('\n')
+                    .map_or(before.len(), |i| before.len() - i - 1)
+                    + 1;
                 (line, column)
             })
             .unwrap_or((1, 1));
-        ConfigError::Parse { file, line, column, message: e.message().trim().replace('\n', " ") }
+        ConfigError::Parse {
+            file,
+            line,
+            column,
+            message: e.message().trim().replace('\n', " "),
+        }
     })
 }
 
@@ -80,18 +99,26 @@ impl std::fmt::Debug for ServeConfig {
             .field("domain", &self.domain)
             .field("region", &self.region)
             .field("access_key", &self.access_key)
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
 
 pub fn parse_addr(what: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value.parse().map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-        what,
-        value: value.to_owned(),
-        why: format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:9000)"),
-    })
+    value
+        .parse()
+        .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+            what,
+            value: value.to_owned(),
+            why: format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:9000)"),
+        })
 }
 
 /// Flags and environment values for `serve` (each `None` when not given).
@@ -111,8 +138,14 @@ pub struct Overrides {
 
 impl ServeConfig {
     pub fn resolve(o: Overrides, file: FileConfig) -> Result<Self, ConfigError> {
-        let listen = o.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:9000".into());
-        let admin = o.admin_listen.or(file.admin_listen).unwrap_or_else(|| "127.0.0.1:9001".into());
+        let listen = o
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9000".into());
+        let admin = o
+            .admin_listen
+            .or(file.admin_listen)
+            .unwrap_or_else(|| "127.0.0.1:9001".into());
         let access_key = o.access_key.or(file.access_key).filter(|s| !s.is_empty());
         let secret_key = o.secret_key.or(file.secret_key).filter(|s| !s.is_empty());
         if access_key.is_some() != secret_key.is_some() {
@@ -123,12 +156,18 @@ impl ServeConfig {
             });
         }
         Ok(Self {
-            data: o.data.or(file.data).unwrap_or_else(|| PathBuf::from("ferry-data")),
+            data: o
+                .data
+                .or(file.data)
+                .unwrap_or_else(|| PathBuf::from("ferry-data")),
             listen: parse_addr("listen address", &listen)?,
             admin_listen: parse_addr("admin listen address", &admin)?,
             db: o.db.or(file.db),
             domain: o.domain.or(file.domain),
-            region: o.region.or(file.region).unwrap_or_else(|| "us-east-1".into()),
+            region: o
+                .region
+                .or(file.region)
+                .unwrap_or_else(|| "us-east-1".into()),
             access_key,
             secret_key,
             admin_token: o.admin_token.or(file.admin_token).filter(|s| !s.is_empty()),
@@ -146,19 +185,32 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("ferry.toml");
         std::fs::write(&p, "listen = \"127.0.0.1:9000\"\nlisen = \"x\"\n").expect("write");
-        let e = load_file(&p).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = load_file(&p)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("ferry.toml:2:"), "{e}");
         assert!(e.contains("lisen"), "{e}");
     }
 
     #[test]
     fn precedence() {
-        let o = Overrides { listen: Some("127.0.0.1:1".into()), ..Default::default() };
-        let f = FileConfig { listen: Some("127.0.0.1:2".into()), region: Some("eu".into()), ..Default::default() };
+        let o = Overrides {
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let f = FileConfig {
+            listen: Some("127.0.0.1:2".into()),
+            region: Some("eu".into()),
+            ..Default::default()
+        };
         let c = ServeConfig::resolve(o, f).expect("valid");
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.region, "eu");
-        let bad = Overrides { access_key: Some("a".into()), ..Default::default() };
+        let bad = Overrides {
+            access_key: Some("a".into()),
+            ..Default::default()
+        };
         assert!(ServeConfig::resolve(bad, FileConfig::default()).is_err());
     }
 }

@@ -2,11 +2,11 @@
 //! and a secondary store, failover and failback, replication, migration and volume sync, in
 //! one binary. See `ARCHITECTURE.md` for the code map and the layer rule.
 
-pub mod store;
-pub mod gateway;
-pub mod telemetry;
-pub mod state;
-pub mod config;
-pub mod registry;
 pub mod admin;
 pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod registry;
+pub mod state;
+pub mod store;
+pub mod telemetry;

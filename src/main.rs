@@ -8,7 +8,10 @@ use ferry::cli::{Cli, UsageError};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ferry::telemetry::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ferry: cannot start the runtime: {e}");
@@ -19,7 +22,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferry: {e:#}");
-            if e.is::<UsageError>() { ExitCode::from(2) } else { ExitCode::FAILURE }
+            if e.is::<UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

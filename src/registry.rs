@@ -87,12 +87,18 @@ pub struct Registry {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Registry {
     pub fn new(db: Db, data: &Path) -> Self {
-        Self { db, data: data.to_path_buf(), open: Mutex::new(HashMap::new()) }
+        Self {
+            db,
+            data: data.to_path_buf(),
+            open: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn db(&self) -> &Db {
@@ -101,7 +107,10 @@ impl Registry {
 
     /// Registers (first start) and opens the built-in `local` fs store.
     pub async fn local(&self) -> Result<Arc<FsStore>, Error> {
-        if matches!(self.db.store(LOCAL).await, Err(state::Error::NoSuchStore(_))) {
+        if matches!(
+            self.db.store(LOCAL).await,
+            Err(state::Error::NoSuchStore(_))
+        ) {
             let path = self.data.join("stores").join(LOCAL);
             self.db
                 .add_store(&StoreRecord {
@@ -114,7 +123,10 @@ impl Registry {
         }
         match self.get(LOCAL).await? {
             Opened::Fs(s) => Ok(s),
-            Opened::S3(_) => Err(Error::Invalid { name: LOCAL.into(), why: "must be an fs store".into() }),
+            Opened::S3(_) => Err(Error::Invalid {
+                name: LOCAL.into(),
+                why: "must be an fs store".into(),
+            }),
         }
     }
 
@@ -130,30 +142,52 @@ impl Registry {
     }
 
     pub async fn add(&self, req: AddStore) -> Result<StoreSummary, Error> {
-        let invalid = |why: &str| Error::Invalid { name: req.name.clone(), why: why.to_owned() };
+        let invalid = |why: &str| Error::Invalid {
+            name: req.name.clone(),
+            why: why.to_owned(),
+        };
         if !valid_name(&req.name) {
             return Err(invalid("names are 1-64 letters, digits, '-' or '_'"));
         }
         let config = match req.kind.as_str() {
             "fs" => {
-                let path = req.path.clone().ok_or_else(|| invalid("an fs store needs a path"))?;
-                let abs = std::path::absolute(&path).map_err(|e| invalid(&format!("path {path:?}: {e}")))?;
+                let path = req
+                    .path
+                    .clone()
+                    .ok_or_else(|| invalid("an fs store needs a path"))?;
+                let abs = std::path::absolute(&path)
+                    .map_err(|e| invalid(&format!("path {path:?}: {e}")))?;
                 serde_json::json!({ "path": abs })
             }
             "s3" => {
                 let cfg = S3Config {
                     endpoint: req.endpoint.clone(),
                     region: req.region.clone().unwrap_or_else(|| "us-east-1".into()),
-                    access_key: req.access_key.clone().ok_or_else(|| invalid("an s3 store needs an access key"))?,
-                    secret_key: req.secret_key.clone().ok_or_else(|| invalid("an s3 store needs a secret key"))?,
+                    access_key: req
+                        .access_key
+                        .clone()
+                        .ok_or_else(|| invalid("an s3 store needs an access key"))?,
+                    secret_key: req
+                        .secret_key
+                        .clone()
+                        .ok_or_else(|| invalid("an s3 store needs a secret key"))?,
                     path_style: req.path_style,
                     checksum_mode: req.checksum_mode.unwrap_or_default(),
                 };
                 serde_json::to_value(&cfg).map_err(|e| invalid(&e.to_string()))?
             }
-            other => return Err(invalid(&format!("unknown kind {other:?} (expected fs or s3)"))),
+            other => {
+                return Err(invalid(&format!(
+                    "unknown kind {other:?} (expected fs or s3)"
+                )));
+            }
         };
-        let rec = StoreRecord { name: req.name.clone(), kind: req.kind.clone(), config, created_ms: now_ms() };
+        let rec = StoreRecord {
+            name: req.name.clone(),
+            kind: req.kind.clone(),
+            config,
+            created_ms: now_ms(),
+        };
         // Open first, so a store that cannot be opened is never registered.
         let opened = open_record(&rec).await?;
         self.db.add_store(&rec).await?;
@@ -163,7 +197,10 @@ impl Registry {
 
     pub async fn remove(&self, name: &str) -> Result<(), Error> {
         if name == LOCAL {
-            return Err(Error::Invalid { name: name.into(), why: "the built-in local store cannot be removed".into() });
+            return Err(Error::Invalid {
+                name: name.into(),
+                why: "the built-in local store cannot be removed".into(),
+            });
         }
         self.db.remove_store(name).await?;
         self.open.lock().await.remove(name);
@@ -176,31 +213,60 @@ impl Registry {
 }
 
 fn summary(rec: &StoreRecord) -> StoreSummary {
-    let s = |k: &str| rec.config.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let s = |k: &str| {
+        rec.config
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
     StoreSummary {
         name: rec.name.clone(),
         kind: rec.kind.clone(),
-        location: if rec.kind == "fs" { s("path") } else { s("endpoint") }.unwrap_or_default(),
+        location: if rec.kind == "fs" {
+            s("path")
+        } else {
+            s("endpoint")
+        }
+        .unwrap_or_default(),
         region: if rec.kind == "s3" { s("region") } else { None },
     }
 }
 
 async fn open_record(rec: &StoreRecord) -> Result<Opened, Error> {
-    let err = |source| Error::Store { name: rec.name.clone(), source };
+    let err = |source| Error::Store {
+        name: rec.name.clone(),
+        source,
+    };
     match rec.kind.as_str() {
         "fs" => {
-            let path = rec.config.get("path").and_then(|p| p.as_str()).ok_or_else(|| Error::Invalid {
-                name: rec.name.clone(),
-                why: "the record has no path".into(),
-            })?;
-            Ok(Opened::Fs(FsStore::open(&rec.name, Path::new(path)).await.map_err(err)?))
+            let path = rec
+                .config
+                .get("path")
+                .and_then(|p| p.as_str())
+                .ok_or_else(|| Error::Invalid {
+                    name: rec.name.clone(),
+                    why: "the record has no path".into(),
+                })?;
+            Ok(Opened::Fs(
+                FsStore::open(&rec.name, Path::new(path))
+                    .await
+                    .map_err(err)?,
+            ))
         }
         "s3" => {
-            let cfg: S3Config = serde_json::from_value(rec.config.clone())
-                .map_err(|e| Error::Invalid { name: rec.name.clone(), why: e.to_string() })?;
-            Ok(Opened::S3(Arc::new(S3Store::new(&rec.name, cfg).map_err(err)?)))
+            let cfg: S3Config =
+                serde_json::from_value(rec.config.clone()).map_err(|e| Error::Invalid {
+                    name: rec.name.clone(),
+                    why: e.to_string(),
+                })?;
+            Ok(Opened::S3(Arc::new(
+                S3Store::new(&rec.name, cfg).map_err(err)?,
+            )))
         }
-        other => Err(Error::Invalid { name: rec.name.clone(), why: format!("unknown kind {other:?}") }),
+        other => Err(Error::Invalid {
+            name: rec.name.clone(),
+            why: format!("unknown kind {other:?}"),
+        }),
     }
 }
 

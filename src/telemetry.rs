@@ -54,16 +54,43 @@ impl Metrics {
         });
         let bytes_in = Counter::default();
         let bytes_out = Counter::default();
-        registry.register("s3_requests", "S3 requests by operation and outcome", requests.clone());
-        registry.register("s3_request_seconds", "S3 request latency by operation", latency.clone());
-        registry.register("s3_received_bytes", "Object bytes received from clients", bytes_in.clone());
-        registry.register("s3_sent_bytes", "Object bytes sent to clients", bytes_out.clone());
-        Arc::new(Self { registry: std::sync::Mutex::new(registry), requests, latency, bytes_in, bytes_out })
+        registry.register(
+            "s3_requests",
+            "S3 requests by operation and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "s3_request_seconds",
+            "S3 request latency by operation",
+            latency.clone(),
+        );
+        registry.register(
+            "s3_received_bytes",
+            "Object bytes received from clients",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "s3_sent_bytes",
+            "Object bytes sent to clients",
+            bytes_out.clone(),
+        );
+        Arc::new(Self {
+            registry: std::sync::Mutex::new(registry),
+            requests,
+            latency,
+            bytes_in,
+            bytes_out,
+        })
     }
 
     pub fn observe(&self, op: &str, ok: bool, started: Instant) {
         let outcome = if ok { "ok" } else { "error" };
-        self.requests.get_or_create(&OpLabels { op: op.to_owned(), outcome: outcome.to_owned() }).inc();
+        self.requests
+            .get_or_create(&OpLabels {
+                op: op.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
         self.latency
             .get_or_create(&OpOnly { op: op.to_owned() })
             .observe(started.elapsed().as_secs_f64());

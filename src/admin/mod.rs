@@ -41,7 +41,9 @@ impl From<registry::Error> for ApiError {
             registry::Error::State(S::NoSuchStore(_)) => StatusCode::NOT_FOUND,
             registry::Error::State(S::StoreExists(_)) => StatusCode::CONFLICT,
             registry::Error::Invalid { .. } => StatusCode::BAD_REQUEST,
-            registry::Error::Store { source, .. } if !source.is_retryable() => StatusCode::BAD_REQUEST,
+            registry::Error::Store { source, .. } if !source.is_retryable() => {
+                StatusCode::BAD_REQUEST
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -56,11 +58,18 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
         .unwrap_or("");
     // Constant-time comparison: the token is a secret.
     let ok = given.len() == state.token.len()
-        && given.bytes().zip(state.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        && given
+            .bytes()
+            .zip(state.token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
     if ok {
         Ok(())
     } else {
-        Err(ApiError(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer …)".into()))
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token (Authorization: Bearer …)".into(),
+        ))
     }
 }
 
@@ -69,7 +78,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { Json(openapi::document()) }),
+        )
         .route("/api/v1/stores", get(list_stores).post(add_store))
         .route("/api/v1/stores/{name}", axum::routing::delete(remove_store))
         .route("/api/v1/stores/{name}/rescan", post(rescan_store))
@@ -87,12 +99,18 @@ async fn ready(State(s): State<Arc<AdminState>>) -> Result<&'static str, ApiErro
 
 async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(),
     )
 }
 
-async fn list_stores(State(s): State<Arc<AdminState>>, h: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+async fn list_stores(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
     Ok(Json(s.registry.list().await?))
 }
@@ -126,10 +144,12 @@ async fn rescan_store(
     authorize(&s, &h)?;
     match s.registry.get(&name).await? {
         Opened::Fs(fs) => {
-            let report = fs
-                .rescan()
-                .await
-                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("store {name}: {e}")))?;
+            let report = fs.rescan().await.map_err(|e| {
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("store {name}: {e}"),
+                )
+            })?;
             Ok(Json(report))
         }
         Opened::S3(_) => Err(ApiError(

@@ -20,7 +20,10 @@ impl AdminClient {
     /// Finds the server (`--server`, `FERRY_SERVER`, default `http://127.0.0.1:9001`) and the
     /// token (`FERRY_ADMIN_TOKEN`, else `DATA/admin-token`).
     pub fn new(server: Option<String>, data: Option<&Path>) -> anyhow::Result<Self> {
-        let base = server.unwrap_or_else(|| "http://127.0.0.1:9001".into()).trim_end_matches('/').to_owned();
+        let base = server
+            .unwrap_or_else(|| "http://127.0.0.1:9001".into())
+            .trim_end_matches('/')
+            .to_owned();
         if !base.starts_with("http://") {
             return Err(UsageError(format!("--server {base:?} must be an http:// URL")).into());
         }
@@ -58,22 +61,34 @@ impl AdminClient {
             .header("content-type", "application/json")
             .body(Full::new(bytes::Bytes::from(payload)))
             .context("building the request")?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| anyhow!("cannot reach the ferry server at {} ({e}); is `ferry serve` running?", self.base))?;
+        let resp = self.http.request(req).await.map_err(|e| {
+            anyhow!(
+                "cannot reach the ferry server at {} ({e}); is `ferry serve` running?",
+                self.base
+            )
+        })?;
         let status = resp.status();
-        let bytes = resp.into_body().collect().await.context("reading the server's answer")?.to_bytes();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .context("reading the server's answer")?
+            .to_bytes();
         let value: serde_json::Value = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into())
+            })
         };
         if status.is_success() {
             Ok(value)
         } else {
-            let msg = value.get("error").and_then(|e| e.as_str()).map(str::to_owned).unwrap_or_else(|| value.to_string());
+            let msg = value
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string());
             Err(anyhow!("{msg}"))
         }
     }

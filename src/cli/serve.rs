@@ -46,7 +46,12 @@ pub struct ServeArgs {
 fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("secret")));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret")
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -63,7 +68,9 @@ fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 fn random_string(len: usize, alphabet: &[u8]) -> String {
     let mut rng = rand::thread_rng();
-    (0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
+    (0..len)
+        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .collect()
 }
 
 /// Returns the S3 credentials and whether they were just generated.
@@ -73,8 +80,8 @@ fn credentials(cfg: &ServeConfig) -> anyhow::Result<(String, String, bool)> {
     }
     let file = cfg.data.join("credentials.json");
     if let Ok(text) = std::fs::read_to_string(&file) {
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", file.display()))?;
         let get = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
         if let (Some(a), Some(s)) = (get("access_key"), get("secret_key")) {
             return Ok((a, s, false));
@@ -82,8 +89,14 @@ fn credentials(cfg: &ServeConfig) -> anyhow::Result<(String, String, bool)> {
         anyhow::bail!("{} lacks access_key or secret_key", file.display());
     }
     let a = random_string(20, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
-    let s = random_string(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
-    write_secret(&file, &serde_json::json!({ "access_key": a, "secret_key": s }).to_string())?;
+    let s = random_string(
+        40,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+    );
+    write_secret(
+        &file,
+        &serde_json::json!({ "access_key": a, "secret_key": s }).to_string(),
+    )?;
     Ok((a, s, true))
 }
 
@@ -174,7 +187,11 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let gateway = Gateway::new(local, metrics.clone(), cfg.region.clone());
     let service = server::build_service(gateway, &opts)?;
-    let admin_state = Arc::new(crate::admin::AdminState { registry: registry.clone(), metrics, token });
+    let admin_state = Arc::new(crate::admin::AdminState {
+        registry: registry.clone(),
+        metrics,
+        token,
+    });
     let admin_app = crate::admin::router(admin_state);
 
     let info = serde_json::json!({
@@ -184,10 +201,19 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         "region": cfg.region,
     });
     write_secret(&cfg.data.join("serve.json"), &info.to_string())?;
-    println!("ferry: S3 endpoint http://{s3_addr} (region {})", cfg.region);
-    println!("ferry: admin API http://{admin_addr} (token in {})", cfg.data.join("admin-token").display());
+    println!(
+        "ferry: S3 endpoint http://{s3_addr} (region {})",
+        cfg.region
+    );
+    println!(
+        "ferry: admin API http://{admin_addr} (token in {})",
+        cfg.data.join("admin-token").display()
+    );
     if generated {
-        println!("ferry: generated S3 credentials (shown once; stored in {} with mode 0600):", cfg.data.join("credentials.json").display());
+        println!(
+            "ferry: generated S3 credentials (shown once; stored in {} with mode 0600):",
+            cfg.data.join("credentials.json").display()
+        );
         println!("  AWS_ACCESS_KEY_ID={access_key}");
         println!("  AWS_SECRET_ACCESS_KEY={secret_key}");
     } else {

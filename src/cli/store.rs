@@ -23,7 +23,9 @@ pub enum ChecksumMode {
 #[derive(Subcommand, Debug)]
 pub enum StoreCommand {
     /// Register a store.
-    #[command(after_help = "Examples:\n  ferry store add archive --kind fs --path /srv/archive\n  AK=... SK=... ferry store add remote --kind s3 --endpoint http://10.0.0.5:9000 --path-style --access-key-env AK --secret-key-env SK")]
+    #[command(
+        after_help = "Examples:\n  ferry store add archive --kind fs --path /srv/archive\n  AK=... SK=... ferry store add remote --kind s3 --endpoint http://10.0.0.5:9000 --path-style --access-key-env AK --secret-key-env SK"
+    )]
     Add {
         name: String,
         #[arg(long, value_enum)]
@@ -63,18 +65,29 @@ pub enum StoreCommand {
 fn env_value(flag: &str, var: &Option<String>) -> anyhow::Result<Option<String>> {
     match var {
         None => Ok(None),
-        Some(v) => std::env::var(v)
-            .map(Some)
-            .map_err(|_| UsageError(format!("{flag} {v}: environment variable {v} is not set")).into()),
+        Some(v) => std::env::var(v).map(Some).map_err(|_| {
+            UsageError(format!("{flag} {v}: environment variable {v} is not set")).into()
+        }),
     }
 }
 
 pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyhow::Result<()> {
     match cmd {
-        StoreCommand::Add { name, kind, path, endpoint, region, path_style, access_key_env, secret_key_env, checksum_mode } => {
+        StoreCommand::Add {
+            name,
+            kind,
+            path,
+            endpoint,
+            region,
+            path_style,
+            access_key_env,
+            secret_key_env,
+            checksum_mode,
+        } => {
             let body = match kind {
                 Kind::Fs => {
-                    let path = path.ok_or_else(|| UsageError("--kind fs needs --path DIR".into()))?;
+                    let path =
+                        path.ok_or_else(|| UsageError("--kind fs needs --path DIR".into()))?;
                     json!({ "name": name, "kind": "fs", "path": std::path::absolute(&path)? })
                 }
                 Kind::S3 => {
@@ -92,7 +105,9 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
                     })
                 }
             };
-            let v = client.call(Method::POST, "/api/v1/stores", Some(body)).await?;
+            let v = client
+                .call(Method::POST, "/api/v1/stores", Some(body))
+                .await?;
             if as_json {
                 println!("{v}");
             } else {
@@ -104,7 +119,9 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
             if as_json {
                 println!("{v}");
             } else {
-                let rows = v.as_array().ok_or_else(|| anyhow!("unexpected answer from the server"))?;
+                let rows = v
+                    .as_array()
+                    .ok_or_else(|| anyhow!("unexpected answer from the server"))?;
                 println!("{:<20} {:<5} LOCATION", "NAME", "KIND");
                 for r in rows {
                     let s = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
@@ -113,7 +130,13 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
             }
         }
         StoreCommand::Remove { name } => {
-            client.call(Method::DELETE, &format!("/api/v1/stores/{}", urlencoding::encode(&name)), None).await?;
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/stores/{}", urlencoding::encode(&name)),
+                    None,
+                )
+                .await?;
             if as_json {
                 println!("{}", json!({ "removed": name }));
             } else {
@@ -122,7 +145,11 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
         }
         StoreCommand::Rescan { name } => {
             let v = client
-                .call(Method::POST, &format!("/api/v1/stores/{}/rescan", urlencoding::encode(&name)), None)
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/stores/{}/rescan", urlencoding::encode(&name)),
+                    None,
+                )
                 .await?;
             if as_json {
                 println!("{v}");
@@ -130,7 +157,12 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
                 let n = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
                 println!(
                     "rescanned {name}: {} files in {} buckets; {} added, {} updated, {} removed, {} skipped",
-                    n("files"), n("buckets"), n("added"), n("updated"), n("removed"), n("skipped")
+                    n("files"),
+                    n("buckets"),
+                    n("added"),
+                    n("updated"),
+                    n("removed"),
+                    n("skipped")
                 );
             }
         }

@@ -15,7 +15,9 @@ impl Gateway {
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let (store, bucket) = self.target(&req.input.bucket)?;
         store.create_bucket(&bucket).await.map_err(s3_error)?;
-        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{bucket}")), ..Default::default() }))
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+        }))
     }
 
     pub(super) async fn delete_bucket_impl(
@@ -33,7 +35,10 @@ impl Gateway {
     ) -> S3Result<S3Response<HeadBucketOutput>> {
         let (store, bucket) = self.target(&req.input.bucket)?;
         store.head_bucket(&bucket).await.map_err(s3_error)?;
-        Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(self.region.clone()), ..Default::default() }))
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(self.region.clone()),
+            ..Default::default()
+        }))
     }
 
     pub(super) async fn list_buckets_impl(
@@ -45,10 +50,17 @@ impl Gateway {
             buckets: Some(
                 buckets
                     .into_iter()
-                    .map(|b| Bucket { name: Some(b.name), creation_date: Some(ts(b.created)), bucket_region: None })
+                    .map(|b| Bucket {
+                        name: Some(b.name),
+                        creation_date: Some(ts(b.created)),
+                        bucket_region: None,
+                    })
                     .collect(),
             ),
-            owner: Some(Owner { display_name: Some("ferry".into()), id: Some("ferry".into()) }),
+            owner: Some(Owner {
+                display_name: Some("ferry".into()),
+                id: Some("ferry".into()),
+            }),
             ..Default::default()
         }))
     }
@@ -60,8 +72,11 @@ impl Gateway {
         let (store, bucket) = self.target(&req.input.bucket)?;
         store.head_bucket(&bucket).await.map_err(s3_error)?;
         // us-east-1 is reported as an empty constraint, as AWS does.
-        let loc = (self.region != "us-east-1").then(|| BucketLocationConstraint::from(self.region.clone()));
-        Ok(S3Response::new(GetBucketLocationOutput { location_constraint: loc }))
+        let loc = (self.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: loc,
+        }))
     }
 
     pub(super) async fn get_bucket_versioning_impl(
@@ -71,10 +86,17 @@ impl Gateway {
         let (store, bucket) = self.target(&req.input.bucket)?;
         let status = match store.get_versioning(&bucket).await.map_err(s3_error)? {
             Versioning::Unversioned => None,
-            Versioning::Enabled => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::ENABLED)),
-            Versioning::Suspended => Some(BucketVersioningStatus::from_static(BucketVersioningStatus::SUSPENDED)),
+            Versioning::Enabled => Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::ENABLED,
+            )),
+            Versioning::Suspended => Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::SUSPENDED,
+            )),
         };
-        Ok(S3Response::new(GetBucketVersioningOutput { status, mfa_delete: None }))
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status,
+            mfa_delete: None,
+        }))
     }
 
     pub(super) async fn put_bucket_versioning_impl(
@@ -83,7 +105,12 @@ impl Gateway {
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
-        let state = match input.versioning_configuration.status.as_ref().map(|s| s.as_str()) {
+        let state = match input
+            .versioning_configuration
+            .status
+            .as_ref()
+            .map(|s| s.as_str())
+        {
             Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
             Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
             other => {
@@ -93,7 +120,10 @@ impl Gateway {
                 ));
             }
         };
-        store.set_versioning(&bucket, state).await.map_err(s3_error)?;
+        store
+            .set_versioning(&bucket, state)
+            .await
+            .map_err(s3_error)?;
         Ok(S3Response::new(PutBucketVersioningOutput {}))
     }
 
@@ -103,7 +133,9 @@ impl Gateway {
     ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
         let (store, bucket) = self.target(&req.input.bucket)?;
         match store.get_bucket_tags(&bucket).await.map_err(s3_error)? {
-            Some(tags) => Ok(S3Response::new(GetBucketTaggingOutput { tag_set: convert::tags_to_dto(tags) })),
+            Some(tags) => Ok(S3Response::new(GetBucketTaggingOutput {
+                tag_set: convert::tags_to_dto(tags),
+            })),
             None => Err(s3_error!(NoSuchTagSet, "bucket {bucket} has no tag set")),
         }
     }
@@ -121,9 +153,14 @@ impl Gateway {
             .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
             .collect();
         if tags.len() > 50 {
-            return Err(super::error::bad_request("bucket tags cannot be greater than 50"));
+            return Err(super::error::bad_request(
+                "bucket tags cannot be greater than 50",
+            ));
         }
-        store.put_bucket_tags(&bucket, Some(tags)).await.map_err(s3_error)?;
+        store
+            .put_bucket_tags(&bucket, Some(tags))
+            .await
+            .map_err(s3_error)?;
         Ok(S3Response::new(PutBucketTaggingOutput {}))
     }
 
@@ -132,7 +169,10 @@ impl Gateway {
         req: S3Request<DeleteBucketTaggingInput>,
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
         let (store, bucket) = self.target(&req.input.bucket)?;
-        store.put_bucket_tags(&bucket, None).await.map_err(s3_error)?;
+        store
+            .put_bucket_tags(&bucket, None)
+            .await
+            .map_err(s3_error)?;
         Ok(S3Response::new(DeleteBucketTaggingOutput {}))
     }
 }

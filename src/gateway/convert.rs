@@ -31,7 +31,10 @@ pub fn blob(body: ByteStream) -> StreamingBlob {
 }
 
 pub fn user_metadata(m: Option<dto::Metadata>) -> BTreeMap<String, String> {
-    m.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()
+    m.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
 }
 
 pub fn expires_str(e: Option<Timestamp>) -> Option<String> {
@@ -49,7 +52,9 @@ pub fn expires_ts(s: Option<&String>) -> Option<Timestamp> {
 /// Parses a `x-amz-tagging` header / query-string tag set, enforcing S3's limits.
 pub fn parse_tagging_header(s: Option<&str>) -> S3Result<Tags> {
     let mut tags = Tags::new();
-    let Some(s) = s.filter(|s| !s.is_empty()) else { return Ok(tags) };
+    let Some(s) = s.filter(|s| !s.is_empty()) else {
+        return Ok(tags);
+    };
     for pair in s.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let dec = |x: &str| {
@@ -65,25 +70,41 @@ pub fn parse_tagging_header(s: Option<&str>) -> S3Result<Tags> {
 
 pub fn validate_tags(tags: &Tags) -> S3Result<()> {
     if tags.len() > 10 {
-        return Err(super::error::bad_request("object tags cannot be greater than 10"));
+        return Err(super::error::bad_request(
+            "object tags cannot be greater than 10",
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > 128 {
-            return Err(s3_error!(InvalidTag, "the tag key {k:?} must be 1 to 128 characters"));
+            return Err(s3_error!(
+                InvalidTag,
+                "the tag key {k:?} must be 1 to 128 characters"
+            ));
         }
         if v.chars().count() > 256 {
-            return Err(s3_error!(InvalidTag, "the value of tag {k:?} is longer than 256 characters"));
+            return Err(s3_error!(
+                InvalidTag,
+                "the value of tag {k:?} is longer than 256 characters"
+            ));
         }
         if !seen.insert(k) {
-            return Err(s3_error!(InvalidTag, "the tag key {k:?} appears more than once"));
+            return Err(s3_error!(
+                InvalidTag,
+                "the tag key {k:?} appears more than once"
+            ));
         }
     }
     Ok(())
 }
 
 pub fn tags_to_dto(tags: Tags) -> Vec<dto::Tag> {
-    tags.into_iter().map(|(k, v)| dto::Tag { key: Some(k), value: Some(v) }).collect()
+    tags.into_iter()
+        .map(|(k, v)| dto::Tag {
+            key: Some(k),
+            value: Some(v),
+        })
+        .collect()
 }
 
 pub fn tags_from_dto(tags: Vec<dto::Tag>) -> S3Result<Tags> {
@@ -100,7 +121,9 @@ pub fn algorithm(a: Option<&dto::ChecksumAlgorithm>) -> S3Result<Option<Checksum
         None => Ok(None),
         Some(a) => ChecksumAlgorithm::parse(a.as_str())
             .map(Some)
-            .ok_or_else(|| invalid_argument(format!("unknown checksum algorithm {:?}", a.as_str()))),
+            .ok_or_else(|| {
+                invalid_argument(format!("unknown checksum algorithm {:?}", a.as_str()))
+            }),
     }
 }
 
@@ -137,7 +160,10 @@ pub fn checksum_fields(c: Option<&Checksum>) -> ChecksumFields {
 
 pub fn range(r: Option<dto::Range>) -> Option<store::ByteRange> {
     r.map(|r| match r {
-        dto::Range::Int { first, last: Some(last) } => store::ByteRange::FromTo(first, last),
+        dto::Range::Int {
+            first,
+            last: Some(last),
+        } => store::ByteRange::FromTo(first, last),
         dto::Range::Int { first, last: None } => store::ByteRange::From(first),
         dto::Range::Suffix { length } => store::ByteRange::Suffix(length),
     })
@@ -167,7 +193,13 @@ pub fn metadata_dto(attrs: &ObjectAttrs) -> Option<dto::Metadata> {
     if attrs.user_metadata.is_empty() {
         None
     } else {
-        Some(attrs.user_metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Some(
+            attrs
+                .user_metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 }
 
@@ -191,9 +223,10 @@ pub fn check_read_conditions(
     if_modified_since: Option<&Timestamp>,
     if_unmodified_since: Option<&Timestamp>,
 ) -> S3Result<()> {
-    let modified = time::OffsetDateTime::from(
-        ts(meta.last_modified.replace_nanosecond(0).unwrap_or(meta.last_modified)),
-    );
+    let modified = time::OffsetDateTime::from(ts(meta
+        .last_modified
+        .replace_nanosecond(0)
+        .unwrap_or(meta.last_modified)));
     if let Some(c) = if_match {
         if !etag_matches(c, &meta.etag) {
             return Err(S3Error::new(S3ErrorCode::PreconditionFailed));

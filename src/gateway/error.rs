@@ -67,7 +67,12 @@ pub fn s3_error(err: store::Error) -> S3Error {
             tracing::warn!(error = %msg, "store unavailable");
             with(S3ErrorCode::ServiceUnavailable, msg)
         }
-        E::Remote { code, status, message, .. } => {
+        E::Remote {
+            code,
+            status,
+            message,
+            ..
+        } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut e = S3Error::with_message(
                 S3ErrorCode::from_bytes(code.as_bytes())
@@ -80,9 +85,15 @@ pub fn s3_error(err: store::Error) -> S3Error {
         E::Body(_) => with(S3ErrorCode::IncompleteBody, msg),
         E::Io { .. } | E::Index(_) => {
             tracing::error!(error = %msg, "internal store error");
-            with(S3ErrorCode::InternalError, "the server could not complete the request".into())
+            with(
+                S3ErrorCode::InternalError,
+                "the server could not complete the request".into(),
+            )
         }
-        E::NotImplemented(what) => with(S3ErrorCode::NotImplemented, format!("{what} is not implemented")),
+        E::NotImplemented(what) => with(
+            S3ErrorCode::NotImplemented,
+            format!("{what} is not implemented"),
+        ),
     }
 }
 

@@ -10,7 +10,10 @@ use super::error::{invalid_argument, s3_error};
 use crate::store::{self, ObjectMeta};
 
 fn owner() -> Owner {
-    Owner { display_name: Some("ferry".into()), id: Some("ferry".into()) }
+    Owner {
+        display_name: Some("ferry".into()),
+        id: Some("ferry".into()),
+    }
 }
 
 struct Enc(bool);
@@ -20,11 +23,17 @@ impl Enc {
         match e.map(|e| e.as_str()) {
             None => Ok(Self(false)),
             Some(s) if s.eq_ignore_ascii_case("url") => Ok(Self(true)),
-            Some(s) => Err(invalid_argument(format!("invalid encoding-type {s:?}: only 'url' is supported"))),
+            Some(s) => Err(invalid_argument(format!(
+                "invalid encoding-type {s:?}: only 'url' is supported"
+            ))),
         }
     }
     fn s(&self, v: &str) -> String {
-        if self.0 { convert::url_encode(v) } else { v.to_owned() }
+        if self.0 {
+            convert::url_encode(v)
+        } else {
+            v.to_owned()
+        }
     }
     fn o(&self, v: Option<&String>) -> Option<String> {
         v.map(|v| self.s(v))
@@ -37,15 +46,26 @@ fn object_entry(m: &ObjectMeta, enc: &Enc, with_owner: bool) -> Object {
         e_tag: Some(etag(&m.etag)),
         last_modified: Some(ts(m.last_modified)),
         size: Some(m.size as i64),
-        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
         owner: with_owner.then(owner),
-        checksum_algorithm: m.checksum.as_ref().map(|c| vec![ChecksumAlgorithm::from(c.algorithm.as_str().to_owned())]),
+        checksum_algorithm: m
+            .checksum
+            .as_ref()
+            .map(|c| vec![ChecksumAlgorithm::from(c.algorithm.as_str().to_owned())]),
         ..Default::default()
     }
 }
 
 fn prefixes(cps: Vec<String>, enc: &Enc) -> Option<Vec<CommonPrefix>> {
-    (!cps.is_empty()).then(|| cps.into_iter().map(|p| CommonPrefix { prefix: Some(enc.s(&p)) }).collect())
+    (!cps.is_empty()).then(|| {
+        cps.into_iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(enc.s(&p)),
+            })
+            .collect()
+    })
 }
 
 fn decode_token(t: &str) -> S3Result<String> {
@@ -77,11 +97,20 @@ impl Gateway {
             marker: Some(enc.s(input.marker.as_deref().unwrap_or(""))),
             max_keys: Some(max_keys as i32),
             is_truncated: Some(truncated),
-            contents: Some(page.objects.iter().map(|m| object_entry(m, &enc, true)).collect()),
+            contents: Some(
+                page.objects
+                    .iter()
+                    .map(|m| object_entry(m, &enc, true))
+                    .collect(),
+            ),
             common_prefixes: prefixes(page.common_prefixes, &enc),
             delimiter: enc.o(input.delimiter.as_ref()),
             // AWS returns NextMarker only with a delimiter; clients use the last key otherwise.
-            next_marker: if truncated { enc.o(page.next_marker.as_ref()) } else { None },
+            next_marker: if truncated {
+                enc.o(page.next_marker.as_ref())
+            } else {
+                None
+            },
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
@@ -116,7 +145,12 @@ impl Gateway {
             continuation_token: input.continuation_token,
             is_truncated: Some(page.next_marker.is_some()),
             next_continuation_token: page.next_marker.map(|m| store::digest::b64(m.as_bytes())),
-            contents: Some(page.objects.iter().map(|m| object_entry(m, &enc, with_owner)).collect()),
+            contents: Some(
+                page.objects
+                    .iter()
+                    .map(|m| object_entry(m, &enc, with_owner))
+                    .collect(),
+            ),
             common_prefixes: prefixes(page.common_prefixes, &enc),
             delimiter: enc.o(input.delimiter.as_ref()),
             encoding_type: input.encoding_type,
@@ -133,8 +167,15 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let enc = Enc::new(input.encoding_type.as_ref())?;
         let max_keys = convert::max_keys(input.max_keys)?;
-        if input.version_id_marker.as_ref().is_some_and(|v| !v.is_empty()) && input.key_marker.is_none() {
-            return Err(invalid_argument("a version-id marker cannot be specified without a key marker"));
+        if input
+            .version_id_marker
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+            && input.key_marker.is_none()
+        {
+            return Err(invalid_argument(
+                "a version-id marker cannot be specified without a key marker",
+            ));
         }
         let q = store::VersionsQuery {
             prefix: input.prefix.clone().unwrap_or_default(),
@@ -163,7 +204,9 @@ impl Gateway {
                     last_modified: Some(ts(v.last_modified)),
                     owner: Some(owner()),
                     size: Some(v.size as i64),
-                    storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+                    storage_class: Some(ObjectVersionStorageClass::from_static(
+                        ObjectVersionStorageClass::STANDARD,
+                    )),
                     version_id: Some(v.version_id.clone()),
                     ..Default::default()
                 });

@@ -38,7 +38,12 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(default_store: Arc<dyn Store>, metrics: Arc<Metrics>, region: String) -> Self {
-        Self { default_store, metrics, region, max_put_size: MAX_PUT_SIZE }
+        Self {
+            default_store,
+            metrics,
+            region,
+            max_put_size: MAX_PUT_SIZE,
+        }
     }
 
     /// Resolves a client's bucket name to the store and store bucket that hold it.
@@ -53,7 +58,10 @@ impl Gateway {
 
     fn check_size(&self, len: Option<i64>) -> S3Result<Option<u64>> {
         match len {
-            Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "Content-Length must not be negative")),
+            Some(n) if n < 0 => Err(s3_error!(
+                InvalidArgument,
+                "Content-Length must not be negative"
+            )),
             Some(n) if n as u64 > self.max_put_size => Err(s3_error!(
                 EntityTooLarge,
                 "Your proposed upload exceeds the maximum allowed size of {} bytes",
@@ -68,7 +76,11 @@ impl Gateway {
         self.check_size(len)
     }
 
-    async fn timed<T>(&self, op: &'static str, f: impl Future<Output = S3Result<T>>) -> S3Result<T> {
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        f: impl Future<Output = S3Result<T>>,
+    ) -> S3Result<T> {
         let started = Instant::now();
         let r = f.await;
         self.metrics.observe(op, r.is_ok(), started);
@@ -78,119 +90,238 @@ impl Gateway {
 
 #[async_trait::async_trait]
 impl S3 for Gateway {
-    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
-        self.timed("CreateBucket", self.create_bucket_impl(req)).await
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.timed("CreateBucket", self.create_bucket_impl(req))
+            .await
     }
 
-    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
-        self.timed("DeleteBucket", self.delete_bucket_impl(req)).await
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.timed("DeleteBucket", self.delete_bucket_impl(req))
+            .await
     }
 
-    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
         self.timed("HeadBucket", self.head_bucket_impl(req)).await
     }
 
-    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
         self.timed("ListBuckets", self.list_buckets_impl(req)).await
     }
 
-    async fn get_bucket_location(&self, req: S3Request<GetBucketLocationInput>) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        self.timed("GetBucketLocation", self.get_bucket_location_impl(req)).await
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.timed("GetBucketLocation", self.get_bucket_location_impl(req))
+            .await
     }
 
-    async fn get_bucket_versioning(&self, req: S3Request<GetBucketVersioningInput>) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-        self.timed("GetBucketVersioning", self.get_bucket_versioning_impl(req)).await
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.timed("GetBucketVersioning", self.get_bucket_versioning_impl(req))
+            .await
     }
 
-    async fn put_bucket_versioning(&self, req: S3Request<PutBucketVersioningInput>) -> S3Result<S3Response<PutBucketVersioningOutput>> {
-        self.timed("PutBucketVersioning", self.put_bucket_versioning_impl(req)).await
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.timed("PutBucketVersioning", self.put_bucket_versioning_impl(req))
+            .await
     }
 
-    async fn get_bucket_tagging(&self, req: S3Request<GetBucketTaggingInput>) -> S3Result<S3Response<GetBucketTaggingOutput>> {
-        self.timed("GetBucketTagging", self.get_bucket_tagging_impl(req)).await
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        self.timed("GetBucketTagging", self.get_bucket_tagging_impl(req))
+            .await
     }
 
-    async fn put_bucket_tagging(&self, req: S3Request<PutBucketTaggingInput>) -> S3Result<S3Response<PutBucketTaggingOutput>> {
-        self.timed("PutBucketTagging", self.put_bucket_tagging_impl(req)).await
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        self.timed("PutBucketTagging", self.put_bucket_tagging_impl(req))
+            .await
     }
 
-    async fn delete_bucket_tagging(&self, req: S3Request<DeleteBucketTaggingInput>) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
-        self.timed("DeleteBucketTagging", self.delete_bucket_tagging_impl(req)).await
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        self.timed("DeleteBucketTagging", self.delete_bucket_tagging_impl(req))
+            .await
     }
 
-    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         self.timed("PutObject", self.put_object_impl(req)).await
     }
 
-    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         self.timed("GetObject", self.get_object_impl(req)).await
     }
 
-    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         self.timed("HeadObject", self.head_object_impl(req)).await
     }
 
-    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.timed("DeleteObject", self.delete_object_impl(req)).await
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.timed("DeleteObject", self.delete_object_impl(req))
+            .await
     }
 
-    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
-        self.timed("DeleteObjects", self.delete_objects_impl(req)).await
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.timed("DeleteObjects", self.delete_objects_impl(req))
+            .await
     }
 
-    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
         self.timed("CopyObject", self.copy_object_impl(req)).await
     }
 
-    async fn get_object_tagging(&self, req: S3Request<GetObjectTaggingInput>) -> S3Result<S3Response<GetObjectTaggingOutput>> {
-        self.timed("GetObjectTagging", self.get_object_tagging_impl(req)).await
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        self.timed("GetObjectTagging", self.get_object_tagging_impl(req))
+            .await
     }
 
-    async fn put_object_tagging(&self, req: S3Request<PutObjectTaggingInput>) -> S3Result<S3Response<PutObjectTaggingOutput>> {
-        self.timed("PutObjectTagging", self.put_object_tagging_impl(req)).await
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        self.timed("PutObjectTagging", self.put_object_tagging_impl(req))
+            .await
     }
 
-    async fn delete_object_tagging(&self, req: S3Request<DeleteObjectTaggingInput>) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
-        self.timed("DeleteObjectTagging", self.delete_object_tagging_impl(req)).await
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        self.timed("DeleteObjectTagging", self.delete_object_tagging_impl(req))
+            .await
     }
 
-    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
         self.timed("ListObjects", self.list_objects_impl(req)).await
     }
 
-    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.timed("ListObjectsV2", self.list_objects_v2_impl(req)).await
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.timed("ListObjectsV2", self.list_objects_v2_impl(req))
+            .await
     }
 
-    async fn list_object_versions(&self, req: S3Request<ListObjectVersionsInput>) -> S3Result<S3Response<ListObjectVersionsOutput>> {
-        self.timed("ListObjectVersions", self.list_object_versions_impl(req)).await
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        self.timed("ListObjectVersions", self.list_object_versions_impl(req))
+            .await
     }
 
-    async fn create_multipart_upload(&self, req: S3Request<CreateMultipartUploadInput>) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        self.timed("CreateMultipartUpload", self.create_multipart_upload_impl(req)).await
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.timed(
+            "CreateMultipartUpload",
+            self.create_multipart_upload_impl(req),
+        )
+        .await
     }
 
-    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
         self.timed("UploadPart", self.upload_part_impl(req)).await
     }
 
-    async fn upload_part_copy(&self, req: S3Request<UploadPartCopyInput>) -> S3Result<S3Response<UploadPartCopyOutput>> {
-        self.timed("UploadPartCopy", self.upload_part_copy_impl(req)).await
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.timed("UploadPartCopy", self.upload_part_copy_impl(req))
+            .await
     }
 
-    async fn complete_multipart_upload(&self, req: S3Request<CompleteMultipartUploadInput>) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        self.timed("CompleteMultipartUpload", self.complete_multipart_upload_impl(req)).await
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.timed(
+            "CompleteMultipartUpload",
+            self.complete_multipart_upload_impl(req),
+        )
+        .await
     }
 
-    async fn abort_multipart_upload(&self, req: S3Request<AbortMultipartUploadInput>) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        self.timed("AbortMultipartUpload", self.abort_multipart_upload_impl(req)).await
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.timed(
+            "AbortMultipartUpload",
+            self.abort_multipart_upload_impl(req),
+        )
+        .await
     }
 
-    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
         self.timed("ListParts", self.list_parts_impl(req)).await
     }
 
-    async fn list_multipart_uploads(&self, req: S3Request<ListMultipartUploadsInput>) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-        self.timed("ListMultipartUploads", self.list_multipart_uploads_impl(req)).await
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        self.timed(
+            "ListMultipartUploads",
+            self.list_multipart_uploads_impl(req),
+        )
+        .await
     }
 }

@@ -14,7 +14,9 @@ fn part_number(n: i32) -> S3Result<u32> {
     if (1..=10_000).contains(&n) {
         Ok(n as u32)
     } else {
-        Err(invalid_argument("Part number must be an integer between 1 and 10000, inclusive"))
+        Err(invalid_argument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+        ))
     }
 }
 
@@ -42,7 +44,10 @@ impl Gateway {
             size_hint: None,
             verify: None,
         };
-        let upload_id = store.create_multipart(&bucket, &key, opts).await.map_err(s3_error)?;
+        let upload_id = store
+            .create_multipart(&bucket, &key, opts)
+            .await
+            .map_err(s3_error)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
@@ -104,8 +109,16 @@ impl Gateway {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
-        let CopySource::Bucket { bucket: sb, key: sk, version_id: sv } = &input.copy_source else {
-            return Err(s3_error!(NotImplemented, "only bucket/key copy sources are supported"));
+        let CopySource::Bucket {
+            bucket: sb,
+            key: sk,
+            version_id: sv,
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "only bucket/key copy sources are supported"
+            ));
         };
         let (src_store, src_bucket) = self.target(sb)?;
         let src_key = self.key(sk)?;
@@ -115,16 +128,31 @@ impl Gateway {
         let range = match input.copy_source_range.as_deref() {
             None => None,
             Some(r) => {
-                let parsed = Range::parse(r)
-                    .map_err(|_| invalid_argument(format!("the copy source range {r:?} is not valid")))?;
+                let parsed = Range::parse(r).map_err(|_| {
+                    invalid_argument(format!("the copy source range {r:?} is not valid"))
+                })?;
                 match parsed {
-                    Range::Int { first, last: Some(last) } => Some(store::ByteRange::FromTo(first, last)),
-                    _ => return Err(invalid_argument("the copy source range must be bytes=first-last")),
+                    Range::Int {
+                        first,
+                        last: Some(last),
+                    } => Some(store::ByteRange::FromTo(first, last)),
+                    _ => {
+                        return Err(invalid_argument(
+                            "the copy source range must be bytes=first-last",
+                        ));
+                    }
                 }
             }
         };
         let src = src_store
-            .get_object(&src_bucket, &src_key, store::GetOptions { version_id: sv.as_deref().map(str::to_owned), range })
+            .get_object(
+                &src_bucket,
+                &src_key,
+                store::GetOptions {
+                    version_id: sv.as_deref().map(str::to_owned),
+                    range,
+                },
+            )
             .await
             .map_err(s3_error)?;
         convert::check_read_conditions(
@@ -134,12 +162,21 @@ impl Gateway {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         )
-        .map_err(|e| if *e.code() == s3s::S3ErrorCode::NotModified { s3_error!(PreconditionFailed) } else { e })?;
+        .map_err(|e| {
+            if *e.code() == s3s::S3ErrorCode::NotModified {
+                s3_error!(PreconditionFailed)
+            } else {
+                e
+            }
+        })?;
         let size = match src.range {
             Some((a, b)) => b - a + 1,
             None => src.meta.size,
         };
-        let opts = store::PutOptions { size_hint: Some(size), ..Default::default() };
+        let opts = store::PutOptions {
+            size_hint: Some(size),
+            ..Default::default()
+        };
         let part = store
             .upload_part(&bucket, &key, &input.upload_id, n, src.body, opts)
             .await
@@ -150,7 +187,8 @@ impl Gateway {
                 last_modified: Some(ts(part.last_modified)),
                 ..Default::default()
             }),
-            copy_source_version_id: (src.meta.version_id != store::NULL_VERSION).then(|| src.meta.version_id.clone()),
+            copy_source_version_id: (src.meta.version_id != store::NULL_VERSION)
+                .then(|| src.meta.version_id.clone()),
             ..Default::default()
         }))
     }
@@ -168,11 +206,22 @@ impl Gateway {
             .ok_or_else(|| s3_error!(MalformedXML, "the request names no parts"))?;
         let mut wanted = Vec::with_capacity(parts.len());
         for p in parts {
-            let n = part_number(p.part_number.ok_or_else(|| s3_error!(MalformedXML, "a part has no PartNumber"))?)?;
-            let e = p.e_tag.ok_or_else(|| s3_error!(MalformedXML, "part {n} has no ETag"))?;
-            wanted.push(store::CompletedPart { part_number: n, etag: e.value().to_owned() });
+            let n = part_number(
+                p.part_number
+                    .ok_or_else(|| s3_error!(MalformedXML, "a part has no PartNumber"))?,
+            )?;
+            let e = p
+                .e_tag
+                .ok_or_else(|| s3_error!(MalformedXML, "part {n} has no ETag"))?;
+            wanted.push(store::CompletedPart {
+                part_number: n,
+                etag: e.value().to_owned(),
+            });
         }
-        let meta = store.complete_multipart(&bucket, &key, &input.upload_id, &wanted).await.map_err(s3_error)?;
+        let meta = store
+            .complete_multipart(&bucket, &key, &input.upload_id, &wanted)
+            .await
+            .map_err(s3_error)?;
         let c = convert::checksum_fields(meta.checksum.as_ref());
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
@@ -197,7 +246,10 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        store.abort_multipart(&bucket, &key, &input.upload_id).await.map_err(s3_error)?;
+        store
+            .abort_multipart(&bucket, &key, &input.upload_id)
+            .await
+            .map_err(s3_error)?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
@@ -209,7 +261,10 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let max = input.max_parts.map_or(1000, |m| m.clamp(0, 1000) as usize);
-        let marker = input.part_number_marker.filter(|m| *m > 0).map(|m| m as u32);
+        let marker = input
+            .part_number_marker
+            .filter(|m| *m > 0)
+            .map(|m| m as u32);
         let page = store
             .list_parts(&bucket, &key, &input.upload_id, marker, max)
             .await
@@ -252,7 +307,9 @@ impl Gateway {
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
-        let max = input.max_uploads.map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let max = input
+            .max_uploads
+            .map_or(1000, |m| m.clamp(0, 1000) as usize);
         let q = store::UploadsQuery {
             prefix: input.prefix.clone().unwrap_or_default(),
             key_marker: input.key_marker.clone().filter(|k| !k.is_empty()),

@@ -34,7 +34,9 @@ impl Declared {
             Some(s) => Some(
                 store::digest::b64_decode(s)
                     .and_then(|v| <[u8; 16]>::try_from(v).ok())
-                    .ok_or_else(|| s3_error!(InvalidDigest, "the Content-MD5 header is not a base64 MD5"))?,
+                    .ok_or_else(|| {
+                        s3_error!(InvalidDigest, "the Content-MD5 header is not a base64 MD5")
+                    })?,
             ),
         };
         let given = [
@@ -49,7 +51,9 @@ impl Declared {
         for (a, v) in given {
             if let Some(v) = v {
                 if value.is_some() {
-                    return Err(invalid_argument("expecting a single x-amz-checksum- header"));
+                    return Err(invalid_argument(
+                        "expecting a single x-amz-checksum- header",
+                    ));
                 }
                 algo = Some(a);
                 value = Some(v.clone());
@@ -60,11 +64,19 @@ impl Declared {
             && let Some(t) = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok())
         {
             let name = t.trim().to_ascii_lowercase();
-            if let Some(a) = ChecksumAlgorithm::ALL.into_iter().find(|a| a.header_name() == name) {
+            if let Some(a) = ChecksumAlgorithm::ALL
+                .into_iter()
+                .find(|a| a.header_name() == name)
+            {
                 algo = Some(a);
             }
         }
-        Ok(Self { md5, algorithm: algo, value, trailers })
+        Ok(Self {
+            md5,
+            algorithm: algo,
+            value,
+            trailers,
+        })
     }
 
     /// The verifier a store runs before it commits the body.
@@ -73,13 +85,21 @@ impl Declared {
             if let Some(m) = self.md5
                 && m != d.md5
             {
-                return Err(store::Error::BadDigest { what: "Content-MD5".into() });
+                return Err(store::Error::BadDigest {
+                    what: "Content-MD5".into(),
+                });
             }
-            let Some(algo) = self.algorithm else { return Ok(()) };
+            let Some(algo) = self.algorithm else {
+                return Ok(());
+            };
             let expected = self.value.or_else(|| {
                 let t = self.trailers.as_ref()?;
-                t.read(|h| h.get(algo.header_name()).and_then(|v| v.to_str().ok()).map(str::to_owned))
-                    .flatten()
+                t.read(|h| {
+                    h.get(algo.header_name())
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                })
+                .flatten()
             });
             match (expected, &d.checksum) {
                 (Some(e), Some(c)) if e.trim() != c.value => Err(store::Error::BadDigest {
@@ -106,7 +126,10 @@ impl Gateway {
             let current = store.head_object(&bucket, &key, None).await;
             match (&input.if_none_match, &current) {
                 (Some(ETagCondition::Any), Ok(_)) => {
-                    return Err(s3_error!(PreconditionFailed, "the key {key} already exists"));
+                    return Err(s3_error!(
+                        PreconditionFailed,
+                        "the key {key} already exists"
+                    ));
                 }
                 (Some(ETagCondition::ETag(e)), Ok(m)) if e.value() == m.etag => {
                     return Err(s3_error!(PreconditionFailed));
@@ -150,7 +173,10 @@ impl Gateway {
             verify: Some(declared.verifier()),
         };
         let body = convert::body_stream(input.body);
-        let meta = store.put_object(&bucket, &key, body, opts).await.map_err(s3_error)?;
+        let meta = store
+            .put_object(&bucket, &key, body, opts)
+            .await
+            .map_err(s3_error)?;
         self.metrics.bytes_in(meta.size);
         let c = convert::checksum_fields(meta.checksum.as_ref());
         Ok(S3Response::new(PutObjectOutput {
@@ -176,10 +202,19 @@ impl Gateway {
         if let Some(n) = input.part_number
             && n != 1
         {
-            return Err(s3_error!(NotImplemented, "GET by part number other than 1 is not supported"));
+            return Err(s3_error!(
+                NotImplemented,
+                "GET by part number other than 1 is not supported"
+            ));
         }
-        let opts = store::GetOptions { version_id: input.version_id.clone(), range: convert::range(input.range) };
-        let res = store.get_object(&bucket, &key, opts).await.map_err(s3_error)?;
+        let opts = store::GetOptions {
+            version_id: input.version_id.clone(),
+            range: convert::range(input.range),
+        };
+        let res = store
+            .get_object(&bucket, &key, opts)
+            .await
+            .map_err(s3_error)?;
         let meta = res.meta;
         convert::check_read_conditions(
             &meta,
@@ -193,9 +228,16 @@ impl Gateway {
             None => (meta.size, None),
         };
         self.metrics.bytes_out(len);
-        let want_checksum = input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+        let want_checksum = input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
             && res.range.is_none();
-        let c = convert::checksum_fields(if want_checksum { meta.checksum.as_ref() } else { None });
+        let c = convert::checksum_fields(if want_checksum {
+            meta.checksum.as_ref()
+        } else {
+            None
+        });
         let a = meta.attrs.clone();
         Ok(S3Response::new(GetObjectOutput {
             body: Some(convert::blob(res.body)),
@@ -204,10 +246,18 @@ impl Gateway {
             content_range,
             content_type: input.response_content_type.or(a.content_type.clone()),
             cache_control: input.response_cache_control.or(a.cache_control.clone()),
-            content_disposition: input.response_content_disposition.or(a.content_disposition.clone()),
-            content_encoding: input.response_content_encoding.or(a.content_encoding.clone()),
-            content_language: input.response_content_language.or(a.content_language.clone()),
-            expires: input.response_expires.or(convert::expires_ts(a.expires.as_ref())),
+            content_disposition: input
+                .response_content_disposition
+                .or(a.content_disposition.clone()),
+            content_encoding: input
+                .response_content_encoding
+                .or(a.content_encoding.clone()),
+            content_language: input
+                .response_content_language
+                .or(a.content_language.clone()),
+            expires: input
+                .response_expires
+                .or(convert::expires_ts(a.expires.as_ref())),
             metadata: convert::metadata_dto(&a),
             e_tag: Some(etag(&meta.etag)),
             last_modified: Some(ts(meta.last_modified)),
@@ -231,7 +281,10 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        let meta = store.head_object(&bucket, &key, input.version_id.as_deref()).await.map_err(s3_error)?;
+        let meta = store
+            .head_object(&bucket, &key, input.version_id.as_deref())
+            .await
+            .map_err(s3_error)?;
         convert::check_read_conditions(
             &meta,
             input.if_match.as_ref(),
@@ -241,13 +294,22 @@ impl Gateway {
         )?;
         let (len, content_range) = match convert::range(input.range) {
             Some(r) => {
-                let (a, b) = r.resolve(meta.size).ok_or_else(|| s3_error!(InvalidRange))?;
+                let (a, b) = r
+                    .resolve(meta.size)
+                    .ok_or_else(|| s3_error!(InvalidRange))?;
                 (b - a + 1, Some(format!("bytes {a}-{b}/{}", meta.size)))
             }
             None => (meta.size, None),
         };
-        let want_checksum = input.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-        let c = convert::checksum_fields(if want_checksum { meta.checksum.as_ref() } else { None });
+        let want_checksum = input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        let c = convert::checksum_fields(if want_checksum {
+            meta.checksum.as_ref()
+        } else {
+            None
+        });
         let a = &meta.attrs;
         Ok(S3Response::new(HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
@@ -281,7 +343,10 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        let r = store.delete_object(&bucket, &key, input.version_id.as_deref()).await.map_err(s3_error)?;
+        let r = store
+            .delete_object(&bucket, &key, input.version_id.as_deref())
+            .await
+            .map_err(s3_error)?;
         Ok(S3Response::new(DeleteObjectOutput {
             delete_marker: r.delete_marker.then_some(true),
             version_id: r.version_id,
@@ -297,7 +362,10 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let quiet = input.delete.quiet.unwrap_or(false);
         if input.delete.objects.len() > 1000 {
-            return Err(s3_error!(MalformedXML, "a DeleteObjects request names at most 1000 keys"));
+            return Err(s3_error!(
+                MalformedXML,
+                "a DeleteObjects request names at most 1000 keys"
+            ));
         }
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
@@ -314,7 +382,10 @@ impl Gateway {
                     continue;
                 }
             };
-            match store.delete_object(&bucket, &key, obj.version_id.as_deref()).await {
+            match store
+                .delete_object(&bucket, &key, obj.version_id.as_deref())
+                .await
+            {
                 Ok(r) => {
                     if !quiet {
                         let marker_vid = r.delete_marker.then(|| r.version_id.clone()).flatten();
@@ -322,7 +393,11 @@ impl Gateway {
                             key: Some(obj.key),
                             version_id: obj.version_id.clone(),
                             delete_marker: r.delete_marker.then_some(true),
-                            delete_marker_version_id: if obj.version_id.is_none() { marker_vid } else { None },
+                            delete_marker_version_id: if obj.version_id.is_none() {
+                                marker_vid
+                            } else {
+                                None
+                            },
                         });
                     }
                 }
@@ -349,17 +424,38 @@ impl Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        let CopySource::Bucket { bucket: sb, key: sk, version_id: sv } = &input.copy_source else {
-            return Err(s3_error!(NotImplemented, "only bucket/key copy sources are supported"));
+        let CopySource::Bucket {
+            bucket: sb,
+            key: sk,
+            version_id: sv,
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "only bucket/key copy sources are supported"
+            ));
         };
         let (src_store, src_bucket) = self.target(sb)?;
         let src_key = self.key(sk)?;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        let replace_meta = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        let replace_tags = input.tagging_directive.as_ref().is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
-        let src = src_store.head_object(&src_bucket, &src_key, sv.as_deref()).await.map_err(s3_error)?;
-        if src_bucket == bucket && src_key == key && sv.is_none() && !replace_meta && !replace_tags
+        let replace_meta = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let replace_tags = input
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
+        let src = src_store
+            .head_object(&src_bucket, &src_key, sv.as_deref())
+            .await
+            .map_err(s3_error)?;
+        if src_bucket == bucket
+            && src_key == key
+            && sv.is_none()
+            && !replace_meta
+            && !replace_tags
             && input.checksum_algorithm.is_none()
         {
             return Err(s3_error!(
@@ -374,7 +470,13 @@ impl Gateway {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         )
-        .map_err(|e| if *e.code() == s3s::S3ErrorCode::NotModified { s3_error!(PreconditionFailed) } else { e })?;
+        .map_err(|e| {
+            if *e.code() == s3s::S3ErrorCode::NotModified {
+                s3_error!(PreconditionFailed)
+            } else {
+                e
+            }
+        })?;
         let attrs = replace_meta.then(|| {
             convert::attrs_from(
                 input.content_type,
@@ -386,17 +488,30 @@ impl Gateway {
                 input.metadata,
             )
         });
-        let tags = if replace_tags { Some(convert::parse_tagging_header(input.tagging.as_deref())?) } else { None };
+        let tags = if replace_tags {
+            Some(convert::parse_tagging_header(input.tagging.as_deref())?)
+        } else {
+            None
+        };
         let opts = store::CopyOptions {
             source_version_id: sv.as_deref().map(str::to_owned),
             attrs,
             tags,
             checksum_algorithm: convert::algorithm(input.checksum_algorithm.as_ref())?,
         };
-        let meta = if std::ptr::addr_eq(std::sync::Arc::as_ptr(&src_store), std::sync::Arc::as_ptr(&store)) {
-            store.copy_object(&src_bucket, &src_key, &bucket, &key, opts).await.map_err(s3_error)?
+        let meta = if std::ptr::addr_eq(
+            std::sync::Arc::as_ptr(&src_store),
+            std::sync::Arc::as_ptr(&store),
+        ) {
+            store
+                .copy_object(&src_bucket, &src_key, &bucket, &key, opts)
+                .await
+                .map_err(s3_error)?
         } else {
-            return Err(s3_error!(NotImplemented, "copy between stores is not supported yet"));
+            return Err(s3_error!(
+                NotImplemented,
+                "copy between stores is not supported yet"
+            ));
         };
         let c = convert::checksum_fields(meta.checksum.as_ref());
         Ok(S3Response::new(CopyObjectOutput {
@@ -411,7 +526,8 @@ impl Gateway {
                 checksum_type: c.kind,
             }),
             version_id: convert::version_header(&meta),
-            copy_source_version_id: (src.version_id != store::NULL_VERSION).then(|| src.version_id.clone()),
+            copy_source_version_id: (src.version_id != store::NULL_VERSION)
+                .then(|| src.version_id.clone()),
             ..Default::default()
         }))
     }
@@ -423,7 +539,10 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        let (vid, tags) = store.get_object_tags(&bucket, &key, input.version_id.as_deref()).await.map_err(s3_error)?;
+        let (vid, tags) = store
+            .get_object_tags(&bucket, &key, input.version_id.as_deref())
+            .await
+            .map_err(s3_error)?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set: convert::tags_to_dto(tags),
             version_id: (vid != store::NULL_VERSION).then_some(vid),
@@ -438,8 +557,13 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let tags = convert::tags_from_dto(input.tagging.tag_set)?;
-        let vid = store.put_object_tags(&bucket, &key, input.version_id.as_deref(), tags).await.map_err(s3_error)?;
-        Ok(S3Response::new(PutObjectTaggingOutput { version_id: (vid != store::NULL_VERSION).then_some(vid) }))
+        let vid = store
+            .put_object_tags(&bucket, &key, input.version_id.as_deref(), tags)
+            .await
+            .map_err(s3_error)?;
+        Ok(S3Response::new(PutObjectTaggingOutput {
+            version_id: (vid != store::NULL_VERSION).then_some(vid),
+        }))
     }
 
     pub(super) async fn delete_object_tagging_impl(
@@ -449,7 +573,12 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        let vid = store.put_object_tags(&bucket, &key, input.version_id.as_deref(), vec![]).await.map_err(s3_error)?;
-        Ok(S3Response::new(DeleteObjectTaggingOutput { version_id: (vid != store::NULL_VERSION).then_some(vid) }))
+        let vid = store
+            .put_object_tags(&bucket, &key, input.version_id.as_deref(), vec![])
+            .await
+            .map_err(s3_error)?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput {
+            version_id: (vid != store::NULL_VERSION).then_some(vid),
+        }))
     }
 }

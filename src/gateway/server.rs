@@ -9,9 +9,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use s3s::auth::{S3Auth, SecretKey};
-use s3s::{S3Result, s3_error};
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{S3Result, s3_error};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -46,7 +46,10 @@ impl std::fmt::Debug for ServerOptions {
 /// Builds the s3s service: auth, host parsing, limits.
 pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S3Service> {
     let mut b = S3ServiceBuilder::new(gateway);
-    b.set_auth(SingleKey { access_key: opts.access_key.clone(), secret_key: SecretKey::from(opts.secret_key.clone()) });
+    b.set_auth(SingleKey {
+        access_key: opts.access_key.clone(),
+        secret_key: SecretKey::from(opts.secret_key.clone()),
+    });
     if let Some(d) = &opts.domain {
         let host = s3s::host::SingleDomain::new(d)
             .map_err(|e| anyhow::anyhow!("invalid --domain {d:?}: {e}"))?;
@@ -71,7 +74,10 @@ impl S3Auth for SingleKey {
         if access_key == self.access_key {
             Ok(self.secret_key.clone())
         } else {
-            Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
+            Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            ))
         }
     }
 }
@@ -103,9 +109,15 @@ pub async fn serve(
     opts: &ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let svc = Limited { inner: service, slots: Arc::new(Semaphore::new(opts.max_concurrency.max(1))) };
+    let svc = Limited {
+        inner: service,
+        slots: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
+    };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(opts.max_header_bytes.max(8192)).keep_alive(true);
+    builder
+        .http1()
+        .max_buf_size(opts.max_header_bytes.max(8192))
+        .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

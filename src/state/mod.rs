@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::AnyPool;
+use sqlx::Row;
 use sqlx::any::AnyPoolOptions;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,18 +78,30 @@ impl Db {
             use sqlx::Connection;
             let conn = sqlx::AnyConnection::connect(url)
                 .await
-                .map_err(|source| Error::Open { url: redact_url(url), source })?;
+                .map_err(|source| Error::Open {
+                    url: redact_url(url),
+                    source,
+                })?;
             let _ = conn.close().await;
         }
         let pool = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 1 } else { 8 })
             .connect(url)
             .await
-            .map_err(|source| Error::Open { url: redact_url(url), source })?;
+            .map_err(|source| Error::Open {
+                url: redact_url(url),
+                source,
+            })?;
         if dialect == Dialect::Sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
-            sqlx::query("PRAGMA synchronous = FULL").execute(&pool).await?;
-            sqlx::query("PRAGMA busy_timeout = 30000").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA busy_timeout = 30000")
+                .execute(&pool)
+                .await?;
         }
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&pool).await?;
@@ -99,7 +111,11 @@ impl Db {
 
     /// Opens the embedded default: `DIR/state.db`.
     pub async fn open_embedded(dir: &Path) -> Result<Self> {
-        Self::connect(&format!("sqlite://{}?mode=rwc", dir.join("state.db").display())).await
+        Self::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("state.db").display()
+        ))
+        .await
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -145,7 +161,10 @@ impl Db {
     }
 
     pub async fn remove_store(&self, name: &str) -> Result<()> {
-        let r = sqlx::query("DELETE FROM stores WHERE name = $1").bind(name).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM stores WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
         if r.rows_affected() == 0 {
             return Err(Error::NoSuchStore(name.to_owned()));
         }
@@ -203,7 +222,10 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn redacts() {
-        assert_eq!(super::redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact_url("postgres://u:pw@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 }

@@ -52,7 +52,11 @@ impl ChecksumHasher {
 
     pub fn finalize(self) -> Checksum {
         let algorithm = self.algorithm;
-        Checksum { algorithm, value: b64(&self.finalize_raw()), composite: false }
+        Checksum {
+            algorithm,
+            value: b64(&self.finalize_raw()),
+            composite: false,
+        }
     }
 }
 
@@ -65,7 +69,11 @@ pub struct BodyHasher {
 
 impl BodyHasher {
     pub fn new(algorithm: Option<ChecksumAlgorithm>) -> Self {
-        Self { size: 0, md5: md5::Md5::new(), checksum: algorithm.map(ChecksumHasher::new) }
+        Self {
+            size: 0,
+            md5: md5::Md5::new(),
+            checksum: algorithm.map(ChecksumHasher::new),
+        }
     }
 
     pub fn update(&mut self, data: &[u8]) {
@@ -82,7 +90,11 @@ impl BodyHasher {
 
     pub fn finalize(self) -> Digests {
         let md5: [u8; 16] = self.md5.finalize().into();
-        Digests { size: self.size, md5, checksum: self.checksum.map(ChecksumHasher::finalize) }
+        Digests {
+            size: self.size,
+            md5,
+            checksum: self.checksum.map(ChecksumHasher::finalize),
+        }
     }
 }
 
@@ -91,7 +103,9 @@ pub fn b64(bytes: &[u8]) -> String {
 }
 
 pub fn b64_decode(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
 }
 
 /// The S3 ETag of a multipart object: MD5 of the concatenated binary part MD5s, `-N`.
@@ -118,7 +132,11 @@ pub fn composite_checksum<'a>(
         n += 1;
     }
     let value = format!("{}-{n}", b64(&h.finalize_raw()));
-    Some(Checksum { algorithm, value, composite: true })
+    Some(Checksum {
+        algorithm,
+        value,
+        composite: true,
+    })
 }
 
 #[cfg(test)]
@@ -132,7 +150,10 @@ mod tests {
         let d = h.finalize();
         assert_eq!(hex::encode(d.md5), "5d41402abc4b2a76b9719d911017c592");
         // CRC32("hello") = 0x3610a686
-        assert_eq!(d.checksum.map(|c| c.value), Some(b64(&[0x36, 0x10, 0xa6, 0x86])));
+        assert_eq!(
+            d.checksum.map(|c| c.value),
+            Some(b64(&[0x36, 0x10, 0xa6, 0x86]))
+        );
         let mut c = ChecksumHasher::new(ChecksumAlgorithm::Crc32c);
         c.update(b"123456789");
         assert_eq!(c.finalize_raw(), 0xe306_9283u32.to_be_bytes());

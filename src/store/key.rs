@@ -31,7 +31,10 @@ pub struct BucketName(String);
 
 impl BucketName {
     pub fn parse(name: &str) -> Result<Self, NameError> {
-        let err = |why| NameError::Bucket { name: name.to_owned(), why };
+        let err = |why| NameError::Bucket {
+            name: name.to_owned(),
+            why,
+        };
         if name.len() < 3 || name.len() > 63 {
             return Err(err("must be 3 to 63 characters long"));
         }
@@ -39,7 +42,9 @@ impl BucketName {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
         {
-            return Err(err("only lowercase letters, digits, '.' and '-' are allowed"));
+            return Err(err(
+                "only lowercase letters, digits, '.' and '-' are allowed",
+            ));
         }
         let first = name.as_bytes()[0];
         let last = name.as_bytes()[name.len() - 1];
@@ -77,7 +82,10 @@ pub struct ObjectKey(String);
 
 impl ObjectKey {
     pub fn parse(key: &str) -> Result<Self, NameError> {
-        let err = |why| NameError::Key { key: key.to_owned(), why };
+        let err = |why| NameError::Key {
+            key: key.to_owned(),
+            why,
+        };
         if key.is_empty() {
             return Err(err("must not be empty"));
         }
@@ -135,22 +143,46 @@ mod tests {
         for ok in ["abc", "my-bucket.v2", "a1b", "123"] {
             assert!(BucketName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "ABC", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", "xn--abc", ""] {
+        for bad in [
+            "ab",
+            "ABC",
+            "-abc",
+            "abc-",
+            "a..b",
+            "192.168.1.1",
+            "a_b",
+            "xn--abc",
+            "",
+        ] {
             assert!(BucketName::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn keys() {
-        for ok in ["a", "a/b/c", "dir/", "with space/ünïcødé", ".hidden", "a/.b", "...", "a..b"] {
+        for ok in [
+            "a",
+            "a/b/c",
+            "dir/",
+            "with space/ünïcødé",
+            ".hidden",
+            "a/.b",
+            "...",
+            "a..b",
+        ] {
             assert!(ObjectKey::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/a", "a//b", "../x", "a/../b", "a/./b", ".", "a/..", "a\0b", "a//"] {
+        for bad in [
+            "", "/a", "a//b", "../x", "a/../b", "a/./b", ".", "a/..", "a\0b", "a//",
+        ] {
             assert!(ObjectKey::parse(bad).is_err(), "{bad:?}");
         }
         let long_seg = "x".repeat(256);
         assert!(ObjectKey::parse(&long_seg).is_err());
         let long_key = "a/".repeat(600);
-        assert!(matches!(ObjectKey::parse(&long_key), Err(NameError::KeyTooLong { .. })));
+        assert!(matches!(
+            ObjectKey::parse(&long_key),
+            Err(NameError::KeyTooLong { .. })
+        ));
     }
 }

@@ -103,16 +103,17 @@ impl Error {
     /// overloaded), as opposed to an answer that will not change.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Unavailable { .. } | Error::Io { .. } | Error::Index(_) | Error::Body(_) => {
-                true
-            }
+            Error::Unavailable { .. } | Error::Io { .. } | Error::Index(_) | Error::Body(_) => true,
             Error::Remote { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -187,8 +188,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<String>;
 
     async fn list_objects(&self, bucket: &BucketName, query: &ListQuery) -> Result<ListPage>;
-    async fn list_versions(&self, bucket: &BucketName, query: &VersionsQuery)
-    -> Result<VersionsPage>;
+    async fn list_versions(
+        &self,
+        bucket: &BucketName,
+        query: &VersionsQuery,
+    ) -> Result<VersionsPage>;
 
     async fn create_multipart(
         &self,

@@ -61,8 +61,13 @@ impl ChecksumAlgorithm {
         }
     }
 
-    pub const ALL: [ChecksumAlgorithm; 5] =
-        [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
+    pub const ALL: [ChecksumAlgorithm; 5] = [
+        Self::Crc32,
+        Self::Crc32c,
+        Self::Crc64Nvme,
+        Self::Sha1,
+        Self::Sha256,
+    ];
 }
 
 /// A stored checksum: algorithm, base64 value, and whether it is a full-object checksum or

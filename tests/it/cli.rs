@@ -14,7 +14,12 @@ fn store_commands() {
     ok(&f.cli(&["store", "add", "extra", "--kind", "fs", "--path", &extra_s]));
     let json = ok(&f.cli(&["store", "list", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
-    let names: Vec<&str> = v.as_array().expect("array").iter().filter_map(|s| s["name"].as_str()).collect();
+    let names: Vec<&str> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     assert_eq!(names, ["extra", "local"]);
     // Duplicate, unknown kind usage, removal of the built-in store: clear errors.
     let dup = f.cli(&["store", "add", "extra", "--kind", "fs", "--path", &extra_s]);
@@ -50,7 +55,11 @@ fn rescan_picks_up_files_written_behind_our_back() {
 fn broken_config_is_one_line_naming_file_line_and_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("ferry.toml");
-    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\nadmin_lissen = \"127.0.0.1:0\"\n").expect("write");
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:0\"\nadmin_lissen = \"127.0.0.1:0\"\n",
+    )
+    .expect("write");
     let out = Command::new(ferry_bin())
         .args(["serve", "--config"])
         .arg(&cfg)
@@ -60,15 +69,33 @@ fn broken_config_is_one_line_naming_file_line_and_key() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = err.lines().find(|l| l.starts_with("ferry:")).unwrap_or_default();
-    assert!(line.contains("ferry.toml:2:") && line.contains("admin_lissen"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("ferry:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("ferry.toml:2:") && line.contains("admin_lissen"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_usage_exits_2() {
-    let out = Command::new(ferry_bin()).args(["serve", "--no-such-flag"]).output().expect("run");
+    let out = Command::new(ferry_bin())
+        .args(["serve", "--no-such-flag"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(ferry_bin()).args(["serve", "--listen", "not-an-address", "--data", "/nonexistent/x"]).output().expect("run");
+    let out = Command::new(ferry_bin())
+        .args([
+            "serve",
+            "--listen",
+            "not-an-address",
+            "--data",
+            "/nonexistent/x",
+        ])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
 }
@@ -80,7 +107,14 @@ fn first_start_generates_credentials_with_mode_0600_and_never_reprints_them() {
     let data = dir.path().join("d");
     let run = || {
         let child = Command::new(ferry_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(&data)
             .env_remove("FERRY_ACCESS_KEY")
             .env_remove("FERRY_SECRET_KEY")
@@ -94,20 +128,35 @@ fn first_start_generates_credentials_with_mode_0600_and_never_reprints_them() {
             assert!(std::time::Instant::now() < deadline, "no start");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let out = child.wait_with_output().expect("wait");
         assert!(out.status.success(), "clean shutdown on SIGTERM");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let first = run();
-    let creds: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data.join("credentials.json")).expect("creds")).expect("json");
+    let creds: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("credentials.json")).expect("creds"),
+    )
+    .expect("json");
     let secret = creds["secret_key"].as_str().expect("secret").to_owned();
-    assert!(first.contains(&secret), "the generated secret is shown once");
+    assert!(
+        first.contains(&secret),
+        "the generated secret is shown once"
+    );
     for f in ["credentials.json", "admin-token"] {
-        let mode = std::fs::metadata(data.join(f)).expect("meta").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(data.join(f))
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{f}");
     }
     let second = run();
-    assert!(!second.contains(&secret), "the secret is never printed again:\n{second}");
+    assert!(
+        !second.contains(&secret),
+        "the secret is never printed again:\n{second}"
+    );
 }

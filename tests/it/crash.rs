@@ -39,7 +39,11 @@ fn wait_for_tmp_file(f: &Ferry, min_len: u64) {
 
 fn md5_of(path: &std::path::Path) -> String {
     let out = Command::new("md5sum").arg(path).output().expect("md5sum");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
@@ -48,12 +52,29 @@ fn kill_during_1gib_put_leaves_the_previous_version() {
     ok(&f.aws(&["s3", "mb", "s3://crash"]));
     let old = f.dir.path().join("old.bin");
     crate::support::write_file(&old, 3 * 1024 * 1024 + 17, 1);
-    ok(&f.aws(&["s3api", "put-object", "--bucket", "crash", "--key", "big", "--body", old.to_str().expect("utf8")]));
+    ok(&f.aws(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "crash",
+        "--key",
+        "big",
+        "--body",
+        old.to_str().expect("utf8"),
+    ]));
     let big = f.dir.path().join("big.bin");
     let file = std::fs::File::create(&big).expect("create");
     file.set_len(1 << 30).expect("1 GiB sparse file");
     let mut cmd = Command::new(venv_bin("aws"));
-    cmd.arg("--endpoint-url").arg(&f.s3).args(["s3api", "put-object", "--bucket", "crash", "--key", "big", "--body"]);
+    cmd.arg("--endpoint-url").arg(&f.s3).args([
+        "s3api",
+        "put-object",
+        "--bucket",
+        "crash",
+        "--key",
+        "big",
+        "--body",
+    ]);
     cmd.arg(&big).stdout(Stdio::null()).stderr(Stdio::null());
     f.client_env(&mut cmd);
     let mut client = cmd.spawn().expect("aws");
@@ -62,8 +83,18 @@ fn kill_during_1gib_put_leaves_the_previous_version() {
     let _ = client.wait();
     f.restart();
     let back = f.dir.path().join("back.bin");
-    ok(&f.aws(&["s3", "cp", "--only-show-errors", "s3://crash/big", back.to_str().expect("utf8")]));
-    assert_eq!(md5_of(&back), md5_of(&old), "the acknowledged version must survive, whole");
+    ok(&f.aws(&[
+        "s3",
+        "cp",
+        "--only-show-errors",
+        "s3://crash/big",
+        back.to_str().expect("utf8"),
+    ]));
+    assert_eq!(
+        md5_of(&back),
+        md5_of(&old),
+        "the acknowledged version must survive, whole"
+    );
     assert_index_agrees(&f);
 }
 
@@ -73,7 +104,8 @@ fn kill_during_multipart_complete_is_all_or_nothing() {
     let out = f.python("multipart_prepare.py", &["mpcrash", "obj", "4", "48"]);
     let upload_id = ok(&out).trim().to_owned();
     let mut cmd = Command::new(venv_bin("python"));
-    cmd.arg(crate::support::repo().join("tests/it/py/multipart_complete.py")).args(["mpcrash", "obj", &upload_id]);
+    cmd.arg(crate::support::repo().join("tests/it/py/multipart_complete.py"))
+        .args(["mpcrash", "obj", &upload_id]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     f.client_env(&mut cmd);
     let client = cmd.spawn().expect("python");
@@ -83,12 +115,21 @@ fn kill_during_multipart_complete_is_all_or_nothing() {
     let done = client.wait_with_output().expect("wait");
     let acknowledged = String::from_utf8_lossy(&done.stdout).contains("COMPLETED");
     f.restart();
-    let check = f.python("multipart_check.py", &["mpcrash", "obj", &upload_id, "4", "48"]);
+    let check = f.python(
+        "multipart_check.py",
+        &["mpcrash", "obj", &upload_id, "4", "48"],
+    );
     let state = ok(&check);
     if acknowledged {
-        assert!(state.contains("OBJECT"), "an acknowledged complete was lost: {state}");
+        assert!(
+            state.contains("OBJECT"),
+            "an acknowledged complete was lost: {state}"
+        );
     } else {
-        assert!(state.contains("OBJECT") || state.contains("UPLOAD"), "{state}");
+        assert!(
+            state.contains("OBJECT") || state.contains("UPLOAD"),
+            "{state}"
+        );
     }
     assert_index_agrees(&f);
 }
@@ -101,7 +142,9 @@ fn kill_during_puts_and_deletes_loses_nothing_acknowledged() {
     let acks = f.dir.path().join("puts.log");
     for round in 0..3u64 {
         let mut cmd = Command::new(venv_bin("python"));
-        cmd.arg(crate::support::repo().join("tests/it/py/load.py")).args(["put", "load", "100000"]).arg(&acks);
+        cmd.arg(crate::support::repo().join("tests/it/py/load.py"))
+            .args(["put", "load", "100000"])
+            .arg(&acks);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         f.client_env(&mut cmd);
         let mut client = cmd.spawn().expect("load");
@@ -110,12 +153,17 @@ fn kill_during_puts_and_deletes_loses_nothing_acknowledged() {
         let _ = client.wait();
         f.restart();
     }
-    let out = f.python("verify_acks.py", &["put", "load", acks.to_str().expect("utf8")]);
+    let out = f.python(
+        "verify_acks.py",
+        &["put", "load", acks.to_str().expect("utf8")],
+    );
     let n: usize = ok(&out).trim().parse().expect("count");
     assert!(n > 0, "the load acknowledged nothing");
     let dels = f.dir.path().join("dels.log");
     let mut cmd = Command::new(venv_bin("python"));
-    cmd.arg(crate::support::repo().join("tests/it/py/load.py")).args(["delete", "load", "100000"]).arg(&dels);
+    cmd.arg(crate::support::repo().join("tests/it/py/load.py"))
+        .args(["delete", "load", "100000"])
+        .arg(&dels);
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     f.client_env(&mut cmd);
     let mut client = cmd.spawn().expect("load");
@@ -123,8 +171,19 @@ fn kill_during_puts_and_deletes_loses_nothing_acknowledged() {
     f.kill9();
     let _ = client.wait();
     f.restart();
-    ok(&f.python("verify_acks.py", &["delete", "load", dels.to_str().expect("utf8")]));
+    ok(&f.python(
+        "verify_acks.py",
+        &["delete", "load", dels.to_str().expect("utf8")],
+    ));
     // Every acknowledged PUT that was not deleted afterwards still reads back intact.
-    ok(&f.python("verify_acks.py", &["put-unless-deleted", "load", acks.to_str().expect("utf8"), dels.to_str().expect("utf8")]));
+    ok(&f.python(
+        "verify_acks.py",
+        &[
+            "put-unless-deleted",
+            "load",
+            acks.to_str().expect("utf8"),
+            dels.to_str().expect("utf8"),
+        ],
+    ));
     assert_index_agrees(&f);
 }

@@ -15,5 +15,9 @@ fn bad_input_gets_s3_errors() {
     let f = Ferry::start();
     let out = f.python("bad_input.py", &[]);
     ok(&out);
-    assert!(!f.log().contains("panicked"), "server panicked:\n{}", f.log());
+    assert!(
+        !f.log().contains("panicked"),
+        "server panicked:\n{}",
+        f.log()
+    );
 }

@@ -22,12 +22,18 @@ async fn exercise(db: &Db) {
     assert!(db.stores().await.expect("list").contains(&rec));
     db.remove_store(&name).await.expect("remove");
     assert!(matches!(db.store(&name).await, Err(Error::NoSuchStore(_))));
-    assert!(matches!(db.remove_store(&name).await, Err(Error::NoSuchStore(_))));
+    assert!(matches!(
+        db.remove_store(&name).await,
+        Err(Error::NoSuchStore(_))
+    ));
     let key = format!("k-{name}");
     assert_eq!(db.setting(&key).await.expect("setting"), None);
     db.set_setting(&key, "one").await.expect("set");
     db.set_setting(&key, "two").await.expect("overwrite");
-    assert_eq!(db.setting(&key).await.expect("setting").as_deref(), Some("two"));
+    assert_eq!(
+        db.setting(&key).await.expect("setting").as_deref(),
+        Some("two")
+    );
 }
 
 #[tokio::test]
@@ -42,21 +48,31 @@ async fn sqlite_state() {
     db.set_setting("persist", "yes").await.expect("set");
     db.close().await;
     let db = Db::open_embedded(dir.path()).await.expect("reopen");
-    assert_eq!(db.setting("persist").await.expect("get").as_deref(), Some("yes"));
+    assert_eq!(
+        db.setting("persist").await.expect("get").as_deref(),
+        Some("yes")
+    );
 }
 
 #[tokio::test]
 async fn postgres_state() {
-    let db = Db::connect(&pg_url()).await.expect("connect to the test PostgreSQL");
+    let db = Db::connect(&pg_url())
+        .await
+        .expect("connect to the test PostgreSQL");
     assert_eq!(db.dialect(), Dialect::Postgres);
     exercise(&db).await;
 }
 
 #[tokio::test]
 async fn unreachable_database_names_it_without_the_password() {
-    let err = Db::connect("postgres://ferry:s3cret@127.0.0.1:1/nope").await.expect_err("must fail");
+    let err = Db::connect("postgres://ferry:s3cret@127.0.0.1:1/nope")
+        .await
+        .expect_err("must fail");
     let msg = err.to_string();
-    assert!(msg.contains("127.0.0.1:1") && !msg.contains("s3cret"), "{msg}");
+    assert!(
+        msg.contains("127.0.0.1:1") && !msg.contains("s3cret"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -64,7 +80,16 @@ fn serve_on_postgres_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("d");
     let mut child = std::process::Command::new(crate::support::ferry_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--db", &pg_url(), "--data"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--db",
+            &pg_url(),
+            "--data",
+        ])
         .arg(&data)
         .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
         .stdout(std::process::Stdio::null())
@@ -80,13 +105,24 @@ fn serve_on_postgres_state() {
             }
             panic!("ferry serve --db exited: {status}\n{err}");
         }
-        assert!(std::time::Instant::now() < deadline, "ferry serve --db did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ferry serve --db did not start"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data.join("serve.json")).expect("serve.json")).expect("json");
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("serve.json")).expect("serve.json"),
+    )
+    .expect("json");
     let out = std::process::Command::new(crate::support::ferry_bin())
-        .args(["store", "list", "--json", "--server", info["admin"].as_str().expect("admin")])
+        .args([
+            "store",
+            "list",
+            "--json",
+            "--server",
+            info["admin"].as_str().expect("admin"),
+        ])
         .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
         .output()
         .expect("run");

@@ -18,7 +18,11 @@ pub fn repo() -> PathBuf {
 /// A tool from the repo's `.venv` (installed by `scripts/test`).
 pub fn venv_bin(name: &str) -> PathBuf {
     let p = repo().join(".venv/bin").join(name);
-    assert!(p.exists(), "{} is missing: run ./scripts/test, which installs the test clients", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run ./scripts/test, which installs the test clients",
+        p.display()
+    );
     p
 }
 
@@ -37,7 +41,12 @@ pub struct Ferry {
 impl Ferry {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut f = Ferry { child: None, dir, s3: String::new(), admin: String::new() };
+        let mut f = Ferry {
+            child: None,
+            dir,
+            s3: String::new(),
+            admin: String::new(),
+        };
         f.restart();
         f
     }
@@ -62,7 +71,13 @@ impl Ferry {
             .open(self.dir.path().join("serve.log"))
             .expect("log");
         let child = Command::new(ferry_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
             .arg("--data")
             .arg(&data)
             .env("FERRY_ACCESS_KEY", ACCESS_KEY)
@@ -82,10 +97,18 @@ impl Ferry {
                 self.admin = v["admin"].as_str().unwrap_or_default().to_owned();
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("ferry serve exited with {status}; log:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "ferry serve did not start; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "ferry serve did not start; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -109,7 +132,10 @@ impl Ferry {
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         c.wait().expect("wait")
     }
 
@@ -173,7 +199,9 @@ pub fn ok(out: &Output) -> String {
 }
 
 pub fn write_file(path: &Path, len: usize, seed: u64) {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut buf = Vec::with_capacity(len);
     while buf.len() < len {
         x ^= x << 13;

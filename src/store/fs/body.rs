@@ -46,9 +46,14 @@ pub async fn receive(
         if let Some(n) = expected
             && hasher.size() < n
         {
-            return Err(Error::IncompleteBody { received: hasher.size(), expected: n });
+            return Err(Error::IncompleteBody {
+                received: hasher.size(),
+                expected: n,
+            });
         }
-        w.flush().await.map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        w.flush()
+            .await
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         let file = w.into_inner();
         file.sync_all()
             .await

@@ -189,7 +189,10 @@ impl Index {
             .connect_with(opts.clone())
             .await
             .map_err(|e| Error::Index(format!("opening {}: {e}", path.display())))?;
-        sqlx::raw_sql(SCHEMA).execute(&write).await.map_err(db_err)?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&write)
+            .await
+            .map_err(db_err)?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts.read_only(true))
@@ -230,30 +233,34 @@ impl Index {
     // ---- buckets ----
 
     pub async fn bucket(&self, name: &str) -> Result<Option<BucketRow>> {
-        let row = sqlx::query("SELECT name, created_ms, versioning, tags FROM buckets WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?;
+        let row =
+            sqlx::query("SELECT name, created_ms, versioning, tags FROM buckets WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_err)?;
         row.map(|r| bucket_row(&r)).transpose()
     }
 
     pub async fn buckets(&self) -> Result<Vec<BucketRow>> {
-        let rows = sqlx::query("SELECT name, created_ms, versioning, tags FROM buckets ORDER BY name")
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?;
+        let rows =
+            sqlx::query("SELECT name, created_ms, versioning, tags FROM buckets ORDER BY name")
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_err)?;
         rows.iter().map(bucket_row).collect()
     }
 
     /// Returns false when the bucket was already there.
     pub async fn insert_bucket(&self, name: &str, created_ms: i64) -> Result<bool> {
-        let r = sqlx::query("INSERT INTO buckets (name, created_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(created_ms)
-            .execute(&self.write)
-            .await
-            .map_err(db_err)?;
+        let r = sqlx::query(
+            "INSERT INTO buckets (name, created_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(created_ms)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -303,7 +310,9 @@ impl Index {
     // ---- versions ----
 
     pub async fn latest(&self, bucket: &str, key: &str) -> Result<Option<VersionRow>> {
-        let q = format!("SELECT {VCOLS} FROM versions WHERE bucket = $1 AND key = $2 AND is_latest = 1");
+        let q = format!(
+            "SELECT {VCOLS} FROM versions WHERE bucket = $1 AND key = $2 AND is_latest = 1"
+        );
         let row = sqlx::query(&q)
             .bind(bucket)
             .bind(key)
@@ -314,7 +323,9 @@ impl Index {
     }
 
     pub async fn version(&self, bucket: &str, key: &str, vid: &str) -> Result<Option<VersionRow>> {
-        let q = format!("SELECT {VCOLS} FROM versions WHERE bucket = $1 AND key = $2 AND version_id = $3");
+        let q = format!(
+            "SELECT {VCOLS} FROM versions WHERE bucket = $1 AND key = $2 AND version_id = $3"
+        );
         let row = sqlx::query(&q)
             .bind(bucket)
             .bind(key)
@@ -379,26 +390,26 @@ impl Index {
                     .await
             }
             Some((k, None)) => {
-                sqlx::query(&format!("{base} AND key > $3 ORDER BY key, seq DESC LIMIT $4"))
-                    .bind(bucket)
-                    .bind(prefix)
-                    .bind(k)
-                    .bind(limit as i64)
-                    .fetch_all(&self.read)
-                    .await
-            }
-            Some((k, Some(seq))) => {
                 sqlx::query(&format!(
-                    "{base} AND (key > $3 OR (key = $3 AND seq < $4)) ORDER BY key, seq DESC LIMIT $5"
+                    "{base} AND key > $3 ORDER BY key, seq DESC LIMIT $4"
                 ))
                 .bind(bucket)
                 .bind(prefix)
                 .bind(k)
-                .bind(seq)
                 .bind(limit as i64)
                 .fetch_all(&self.read)
                 .await
             }
+            Some((k, Some(seq))) => sqlx::query(&format!(
+                "{base} AND (key > $3 OR (key = $3 AND seq < $4)) ORDER BY key, seq DESC LIMIT $5"
+            ))
+            .bind(bucket)
+            .bind(prefix)
+            .bind(k)
+            .bind(seq)
+            .bind(limit as i64)
+            .fetch_all(&self.read)
+            .await,
         }
         .map_err(db_err)?;
         rows.iter().map(VersionRow::from_row).collect()
@@ -641,7 +652,12 @@ pub async fn tx_insert_version(c: &mut SqliteConnection, v: &VersionRow) -> Resu
     Ok(())
 }
 
-pub async fn tx_delete_version(c: &mut SqliteConnection, bucket: &str, key: &str, seq: i64) -> Result<()> {
+pub async fn tx_delete_version(
+    c: &mut SqliteConnection,
+    bucket: &str,
+    key: &str,
+    seq: i64,
+) -> Result<()> {
     sqlx::query("DELETE FROM versions WHERE bucket = $1 AND key = $2 AND seq = $3")
         .bind(bucket)
         .bind(key)
@@ -653,10 +669,7 @@ pub async fn tx_delete_version(c: &mut SqliteConnection, bucket: &str, key: &str
 }
 
 /// Sets whether a version is the latest and where its bytes are.
-pub async fn tx_update_version(
-    c: &mut SqliteConnection,
-    v: &VersionRow,
-) -> Result<()> {
+pub async fn tx_update_version(c: &mut SqliteConnection, v: &VersionRow) -> Result<()> {
     sqlx::query(
         "UPDATE versions SET is_latest = $4, path = $5, tags = $6, file_ino = $7, file_mtime_ns = $8 \
          WHERE bucket = $1 AND key = $2 AND seq = $3",
@@ -676,8 +689,13 @@ pub async fn tx_update_version(
 }
 
 /// Versions of one key, newest first.
-pub async fn tx_versions_of(c: &mut SqliteConnection, bucket: &str, key: &str) -> Result<Vec<VersionRow>> {
-    let q = format!("SELECT {VCOLS} FROM versions WHERE bucket = $1 AND key = $2 ORDER BY seq DESC");
+pub async fn tx_versions_of(
+    c: &mut SqliteConnection,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<VersionRow>> {
+    let q =
+        format!("SELECT {VCOLS} FROM versions WHERE bucket = $1 AND key = $2 ORDER BY seq DESC");
     let rows = sqlx::query(&q)
         .bind(bucket)
         .bind(key)

@@ -22,11 +22,21 @@ use serde::{Deserialize, Serialize};
 /// Paths are relative to the store root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Step {
-    MoveFrom { unique: String, to: String },
-    MoveTo { from: String, unique: String },
-    Remove { unique: String },
+    MoveFrom {
+        unique: String,
+        to: String,
+    },
+    MoveTo {
+        from: String,
+        unique: String,
+    },
+    Remove {
+        unique: String,
+    },
     /// Remove a directory tree below `.ferry/` (an upload's parts).
-    RemoveDir { unique: String },
+    RemoveDir {
+        unique: String,
+    },
 }
 
 fn exists(p: &Path) -> io::Result<bool> {

@@ -32,7 +32,11 @@ impl FsStore {
         self.bucket_row(bucket).await?;
         let delim = q.delimiter.as_deref();
         let mut page = ListPage::default();
-        let mut cursor = q.start_after.as_deref().map(|m| seek_after(m, &q.prefix, delim)).unwrap_or_default();
+        let mut cursor = q
+            .start_after
+            .as_deref()
+            .map(|m| seek_after(m, &q.prefix, delim))
+            .unwrap_or_default();
         let mut count = 0usize;
         let mut last: Option<String> = None;
         if q.max_keys == 0 {
@@ -40,7 +44,10 @@ impl FsStore {
         }
         loop {
             let want = (q.max_keys - count + 1).min(BATCH);
-            let rows = self.index.list_current(bucket.as_str(), &cursor, &q.prefix, want).await?;
+            let rows = self
+                .index
+                .list_current(bucket.as_str(), &cursor, &q.prefix, want)
+                .await?;
             if rows.is_empty() {
                 return Ok(page);
             }
@@ -81,9 +88,14 @@ impl FsStore {
             return Ok(page);
         }
         // The cursor: (key, seq of the last version returned, or None = past the whole key).
-        let mut cursor: Option<(String, Option<i64>)> = match (&q.key_marker, &q.version_id_marker) {
+        let mut cursor: Option<(String, Option<i64>)> = match (&q.key_marker, &q.version_id_marker)
+        {
             (Some(k), Some(v)) if !v.is_empty() => {
-                let seq = self.index.version(bucket.as_str(), k, v).await?.map(|r| r.seq);
+                let seq = self
+                    .index
+                    .version(bucket.as_str(), k, v)
+                    .await?
+                    .map(|r| r.seq);
                 Some((k.clone(), seq))
             }
             (Some(k), _) => Some((seek_after(k, &q.prefix, delim), None)),
@@ -94,8 +106,10 @@ impl FsStore {
         loop {
             let want = (q.max_keys - count + 1).min(BATCH);
             let c = cursor.as_ref().map(|(k, s)| (k.as_str(), *s));
-            let rows: Vec<VersionRow> =
-                self.index.list_versions(bucket.as_str(), &q.prefix, c, want).await?;
+            let rows: Vec<VersionRow> = self
+                .index
+                .list_versions(bucket.as_str(), &q.prefix, c, want)
+                .await?;
             if rows.is_empty() {
                 return Ok(page);
             }

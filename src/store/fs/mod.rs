@@ -94,7 +94,11 @@ impl FsStore {
                 .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
             for entry in entries.flatten() {
                 let p = entry.path();
-                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
             }
         }
         Ok(())
@@ -145,7 +149,9 @@ impl FsStore {
         self.index
             .bucket(bucket.as_str())
             .await?
-            .ok_or_else(|| Error::NoSuchBucket { bucket: bucket.to_string() })
+            .ok_or_else(|| Error::NoSuchBucket {
+                bucket: bucket.to_string(),
+            })
     }
 
     /// Commits index changes and an intent in one transaction, then performs the intent.
@@ -210,7 +216,10 @@ impl Change {
 
 pub(crate) fn row_to_meta(row: &VersionRow) -> Result<ObjectMeta> {
     let attrs: ObjectAttrs = serde_json::from_str(&row.attrs).unwrap_or_default();
-    let checksum = row.checksum.as_deref().and_then(|c| serde_json::from_str(c).ok());
+    let checksum = row
+        .checksum
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok());
     let tag_count = row
         .tags
         .as_deref()
@@ -248,7 +257,11 @@ fn versioning_str(v: Versioning) -> &'static str {
 }
 
 fn tags_json(tags: &Tags) -> Option<String> {
-    if tags.is_empty() { None } else { serde_json::to_string(tags).ok() }
+    if tags.is_empty() {
+        None
+    } else {
+        serde_json::to_string(tags).ok()
+    }
 }
 
 #[async_trait]
@@ -258,7 +271,11 @@ impl Store for FsStore {
     }
 
     fn caps(&self) -> Caps {
-        Caps { versioning: true, tagging: true, path_semantics: true }
+        Caps {
+            versioning: true,
+            tagging: true,
+            path_semantics: true,
+        }
     }
 
     async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
@@ -267,7 +284,10 @@ impl Store for FsStore {
             .buckets()
             .await?
             .into_iter()
-            .map(|b| BucketInfo { name: b.name, created: ms_to_time(b.created_ms) })
+            .map(|b| BucketInfo {
+                name: b.name,
+                created: ms_to_time(b.created_ms),
+            })
             .collect())
     }
 
@@ -276,8 +296,14 @@ impl Store for FsStore {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         intent::sync_dir(&self.root).map_err(|e| Error::io("syncing the store root", e))?;
-        if !self.index.insert_bucket(bucket.as_str(), index::now_ms()).await? {
-            return Err(Error::BucketAlreadyExists { bucket: bucket.to_string() });
+        if !self
+            .index
+            .insert_bucket(bucket.as_str(), index::now_ms())
+            .await?
+        {
+            return Err(Error::BucketAlreadyExists {
+                bucket: bucket.to_string(),
+            });
         }
         Ok(())
     }
@@ -285,14 +311,18 @@ impl Store for FsStore {
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
         self.bucket_row(bucket).await?;
         if !self.index.bucket_is_empty(bucket.as_str()).await? {
-            return Err(Error::BucketNotEmpty { bucket: bucket.to_string() });
+            return Err(Error::BucketNotEmpty {
+                bucket: bucket.to_string(),
+            });
         }
         let dir = self.root.join(bucket.as_str());
         // Only empty directories may remain (left by deleted keys); anything else is data a
         // POSIX user put there, which the index does not know yet.
         if let Err(e) = scan::remove_empty_tree(&dir) {
             return Err(if e.kind() == std::io::ErrorKind::DirectoryNotEmpty {
-                Error::BucketNotEmpty { bucket: bucket.to_string() }
+                Error::BucketNotEmpty {
+                    bucket: bucket.to_string(),
+                }
             } else {
                 Error::io(format!("removing {}", dir.display()), e)
             });
@@ -302,7 +332,10 @@ impl Store for FsStore {
 
     async fn head_bucket(&self, bucket: &BucketName) -> Result<BucketInfo> {
         let b = self.bucket_row(bucket).await?;
-        Ok(BucketInfo { name: b.name, created: ms_to_time(b.created_ms) })
+        Ok(BucketInfo {
+            name: b.name,
+            created: ms_to_time(b.created_ms),
+        })
     }
 
     async fn get_versioning(&self, bucket: &BucketName) -> Result<Versioning> {
@@ -316,7 +349,9 @@ impl Store for FsStore {
                 "versioning cannot be turned off once enabled; suspend it instead".into(),
             ));
         }
-        self.index.set_versioning(bucket.as_str(), versioning_str(state)).await
+        self.index
+            .set_versioning(bucket.as_str(), versioning_str(state))
+            .await
     }
 
     async fn get_bucket_tags(&self, bucket: &BucketName) -> Result<Option<Tags>> {
@@ -327,7 +362,9 @@ impl Store for FsStore {
     async fn put_bucket_tags(&self, bucket: &BucketName, tags: Option<Tags>) -> Result<()> {
         self.bucket_row(bucket).await?;
         let json = tags.as_ref().and_then(|t| serde_json::to_string(t).ok());
-        self.index.set_bucket_tags(bucket.as_str(), json.as_deref()).await
+        self.index
+            .set_bucket_tags(bucket.as_str(), json.as_deref())
+            .await
     }
 
     async fn put_object(
@@ -376,7 +413,8 @@ impl Store for FsStore {
         dst_key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<ObjectMeta> {
-        self.copy_impl(src_bucket, src_key, dst_bucket, dst_key, opts).await
+        self.copy_impl(src_bucket, src_key, dst_bucket, dst_key, opts)
+            .await
     }
 
     async fn get_object_tags(
@@ -386,7 +424,11 @@ impl Store for FsStore {
         version_id: Option<&str>,
     ) -> Result<(String, Tags)> {
         let (row, _) = self.resolve(bucket, key, version_id, false).await?;
-        let tags = row.tags.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        let tags = row
+            .tags
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
         Ok((row.version_id, tags))
     }
 
@@ -437,7 +479,8 @@ impl Store for FsStore {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<PartInfo> {
-        self.upload_part_impl(bucket, key, upload_id, part_number, body, opts).await
+        self.upload_part_impl(bucket, key, upload_id, part_number, body, opts)
+            .await
     }
 
     async fn complete_multipart(
@@ -447,7 +490,8 @@ impl Store for FsStore {
         upload_id: &str,
         parts: &[CompletedPart],
     ) -> Result<ObjectMeta> {
-        self.complete_multipart_impl(bucket, key, upload_id, parts).await
+        self.complete_multipart_impl(bucket, key, upload_id, parts)
+            .await
     }
 
     async fn abort_multipart(
@@ -467,7 +511,8 @@ impl Store for FsStore {
         part_number_marker: Option<u32>,
         max_parts: usize,
     ) -> Result<PartsPage> {
-        self.list_parts_impl(bucket, key, upload_id, part_number_marker, max_parts).await
+        self.list_parts_impl(bucket, key, upload_id, part_number_marker, max_parts)
+            .await
     }
 
     async fn list_uploads(&self, bucket: &BucketName, query: &UploadsQuery) -> Result<UploadsPage> {

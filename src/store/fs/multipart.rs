@@ -14,15 +14,24 @@ const MIN_PART: u64 = 5 * 1024 * 1024;
 pub const MAX_PART_NUMBER: u32 = 10_000;
 
 impl FsStore {
-    async fn upload_of(&self, bucket: &BucketName, key: &ObjectKey, upload_id: &str) -> Result<UploadRow> {
+    async fn upload_of(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<UploadRow> {
         self.bucket_row(bucket).await?;
         // Upload ids are ours (uuid hex); anything else cannot name an upload or a path.
         if upload_id.is_empty() || !upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::NoSuchUpload { upload_id: upload_id.to_owned() });
+            return Err(Error::NoSuchUpload {
+                upload_id: upload_id.to_owned(),
+            });
         }
         match self.index.upload(upload_id).await? {
             Some(u) if u.bucket == bucket.as_str() && u.key == key.as_str() => Ok(u),
-            _ => Err(Error::NoSuchUpload { upload_id: upload_id.to_owned() }),
+            _ => Err(Error::NoSuchUpload {
+                upload_id: upload_id.to_owned(),
+            }),
         }
     }
 
@@ -71,9 +80,10 @@ impl FsStore {
             )));
         }
         let upload = self.upload_of(bucket, key, upload_id).await?;
-        let algorithm = opts
+        let algorithm = opts.checksum_algorithm.or(upload
             .checksum_algorithm
-            .or(upload.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::parse));
+            .as_deref()
+            .and_then(ChecksumAlgorithm::parse));
         let file = format!("{part_number}-{}", uuid::Uuid::new_v4().simple());
         let path = self.root.join(Self::upload_dir(upload_id)).join(&file);
         let digests = body::receive(&path, body, algorithm, opts.size_hint).await?;
@@ -84,17 +94,22 @@ impl FsStore {
             return Err(e);
         }
         let dir = self.root.join(Self::upload_dir(upload_id));
-        super::intent::sync_dir(&dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+        super::intent::sync_dir(&dir)
+            .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
         let row = PartRow {
             part_number: i64::from(part_number),
             size: digests.size as i64,
             etag: hex::encode(digests.md5),
             mtime_ms: index::now_ms(),
-            checksum: digests.checksum.as_ref().and_then(|c| serde_json::to_string(c).ok()),
+            checksum: digests
+                .checksum
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok()),
             file,
         };
         if let Some(old) = self.index.upsert_part(upload_id, &row).await? {
-            let _ = tokio::fs::remove_file(self.root.join(Self::upload_dir(upload_id)).join(old)).await;
+            let _ =
+                tokio::fs::remove_file(self.root.join(Self::upload_dir(upload_id)).join(old)).await;
         }
         Ok(PartInfo {
             part_number,
@@ -114,14 +129,24 @@ impl FsStore {
     ) -> Result<ObjectMeta> {
         let upload = self.upload_of(bucket, key, upload_id).await?;
         if parts.is_empty() {
-            return Err(Error::InvalidArgument("a multipart upload needs at least one part".into()));
+            return Err(Error::InvalidArgument(
+                "a multipart upload needs at least one part".into(),
+            ));
         }
-        if parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+        if parts
+            .windows(2)
+            .any(|w| w[0].part_number >= w[1].part_number)
+        {
             return Err(Error::InvalidPartOrder);
         }
         // Stored parts are read in pages so memory stays bounded for 10,000 parts.
         let mut chosen: Vec<PartRow> = Vec::with_capacity(parts.len());
-        let mut stored = self.index.parts(upload_id, 0, 1000).await?.into_iter().peekable();
+        let mut stored = self
+            .index
+            .parts(upload_id, 0, 1000)
+            .await?
+            .into_iter()
+            .peekable();
         let mut after = 0i64;
         for want in parts {
             loop {
@@ -148,23 +173,39 @@ impl FsStore {
                     after = p.part_number;
                     chosen.extend(stored.next());
                 }
-                _ => return Err(Error::InvalidPart { part_number: want.part_number }),
+                _ => {
+                    return Err(Error::InvalidPart {
+                        part_number: want.part_number,
+                    });
+                }
             }
         }
         for p in &chosen[..chosen.len() - 1] {
             if (p.size as u64) < MIN_PART {
-                return Err(Error::EntityTooSmall { part_number: p.part_number as u32 });
+                return Err(Error::EntityTooSmall {
+                    part_number: p.part_number as u32,
+                });
             }
         }
         let etag = multipart_etag(chosen.iter().map(|p| p.etag.as_str()))
             .ok_or_else(|| Error::Index("a stored part ETag is not hex".into()))?;
-        let algorithm = upload.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::parse);
+        let algorithm = upload
+            .checksum_algorithm
+            .as_deref()
+            .and_then(ChecksumAlgorithm::parse);
         let part_sums: Vec<Checksum> = chosen
             .iter()
-            .filter_map(|p| p.checksum.as_deref().and_then(|c| serde_json::from_str(c).ok()))
+            .filter_map(|p| {
+                p.checksum
+                    .as_deref()
+                    .and_then(|c| serde_json::from_str(c).ok())
+            })
             .collect();
         let checksum = match algorithm {
-            Some(a) if part_sums.len() == chosen.len() && part_sums.iter().all(|c| c.algorithm == a) => {
+            Some(a)
+                if part_sums.len() == chosen.len()
+                    && part_sums.iter().all(|c| c.algorithm == a) =>
+            {
                 composite_checksum(a, part_sums.iter().map(|c| c.value.as_str()))
             }
             _ => None,
@@ -185,10 +226,16 @@ impl FsStore {
             etag,
             attrs: serde_json::from_str(&upload.attrs).unwrap_or_default(),
             checksum,
-            tags: upload.tags.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default(),
+            tags: upload
+                .tags
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
             parts_count: Some(chosen.len() as u32),
         };
-        let mut meta = self.commit_version(bucket, key, tmp, new, Some(upload_id.to_owned())).await?;
+        let mut meta = self
+            .commit_version(bucket, key, tmp, new, Some(upload_id.to_owned()))
+            .await?;
         meta.parts_count = Some(chosen.len() as u32);
         Ok(meta)
     }
@@ -216,7 +263,10 @@ impl FsStore {
         max_parts: usize,
     ) -> Result<PartsPage> {
         self.upload_of(bucket, key, upload_id).await?;
-        let rows = self.index.parts(upload_id, i64::from(marker.unwrap_or(0)), max_parts + 1).await?;
+        let rows = self
+            .index
+            .parts(upload_id, i64::from(marker.unwrap_or(0)), max_parts + 1)
+            .await?;
         let truncated = rows.len() > max_parts;
         let parts: Vec<PartInfo> = rows
             .into_iter()
@@ -226,11 +276,21 @@ impl FsStore {
                 etag: p.etag,
                 size: p.size as u64,
                 last_modified: ms_to_time(p.mtime_ms),
-                checksum: p.checksum.as_deref().and_then(|c| serde_json::from_str(c).ok()),
+                checksum: p
+                    .checksum
+                    .as_deref()
+                    .and_then(|c| serde_json::from_str(c).ok()),
             })
             .collect();
-        let next = if truncated { parts.last().map(|p| p.part_number) } else { None };
-        Ok(PartsPage { parts, next_part_number_marker: next })
+        let next = if truncated {
+            parts.last().map(|p| p.part_number)
+        } else {
+            None
+        };
+        Ok(PartsPage {
+            parts,
+            next_part_number_marker: next,
+        })
     }
 
     pub(super) async fn list_uploads_impl(
@@ -239,8 +299,14 @@ impl FsStore {
         q: &UploadsQuery,
     ) -> Result<UploadsPage> {
         self.bucket_row(bucket).await?;
-        let after = q.key_marker.as_deref().map(|k| (k, q.upload_id_marker.as_deref().unwrap_or("")));
-        let rows = self.index.list_uploads(bucket.as_str(), &q.prefix, after, q.max_uploads + 1).await?;
+        let after = q
+            .key_marker
+            .as_deref()
+            .map(|k| (k, q.upload_id_marker.as_deref().unwrap_or("")));
+        let rows = self
+            .index
+            .list_uploads(bucket.as_str(), &q.prefix, after, q.max_uploads + 1)
+            .await?;
         let truncated = rows.len() > q.max_uploads;
         let mut uploads = Vec::new();
         for u in rows.into_iter().take(q.max_uploads) {
@@ -254,13 +320,20 @@ impl FsStore {
             (true, Some(u)) => (Some(u.key.to_string()), Some(u.upload_id.clone())),
             _ => (None, None),
         };
-        Ok(UploadsPage { uploads, next_key_marker: nk, next_upload_id_marker: nu })
+        Ok(UploadsPage {
+            uploads,
+            next_key_marker: nk,
+            next_upload_id_marker: nu,
+        })
     }
 }
 
 /// Concatenates part files into `out` and fsyncs it; returns its size.
 fn concat(dir: &std::path::Path, files: &[String], out: &std::path::Path) -> std::io::Result<u64> {
-    let mut w = std::fs::OpenOptions::new().write(true).create_new(true).open(out)?;
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)?;
     let mut total = 0;
     for f in files {
         let mut r = std::fs::File::open(dir.join(f))?;

@@ -20,7 +20,10 @@ pub(super) struct NewVersion {
 }
 
 fn rel_in_meta(unique: &str) -> String {
-    unique.strip_prefix(&format!("{META_DIR}/")).unwrap_or(unique).to_owned()
+    unique
+        .strip_prefix(&format!("{META_DIR}/"))
+        .unwrap_or(unique)
+        .to_owned()
 }
 
 #[cfg(unix)]
@@ -33,10 +36,15 @@ fn file_facts(p: &Path) -> io::Result<(i64, i64)> {
 /// Makes room for a file at `path` (relative to `bucket_dir`'s parent): creates parent
 /// directories, refuses when a parent is a file or the path is a non-empty directory.
 fn prepare_key_path(root: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
-    let conflict = |why: String| Error::PathConflict { key: key.to_string(), why };
+    let conflict = |why: String| Error::PathConflict {
+        key: key.to_string(),
+        why,
+    };
     let mut dir = root.join(bucket);
     let segs: Vec<&str> = key.segments().collect();
-    let (last, parents) = segs.split_last().ok_or_else(|| conflict("empty key".into()))?;
+    let (last, parents) = segs
+        .split_last()
+        .ok_or_else(|| conflict("empty key".into()))?;
     for (i, seg) in parents.iter().enumerate() {
         dir.push(seg);
         match std::fs::symlink_metadata(&dir) {
@@ -59,7 +67,9 @@ fn prepare_key_path(root: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
         && m.is_dir()
         && std::fs::remove_dir(&target).is_err()
     {
-        return Err(conflict("other objects exist below it (it is a prefix of their keys)".into()));
+        return Err(conflict(
+            "other objects exist below it (it is a prefix of their keys)".into(),
+        ));
     }
     Ok(())
 }
@@ -140,20 +150,34 @@ impl FsStore {
             let mut change = Change::new(bucket, key);
             let (mut pre, mut post) = (vec![], vec![]);
             if let Some(u) = &completes_upload {
-                post.push(Step::RemoveDir { unique: format!("{META_DIR}/uploads/{u}") });
+                post.push(Step::RemoveDir {
+                    unique: format!("{META_DIR}/uploads/{u}"),
+                });
             }
             change.delete_upload = completes_upload;
             let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
             if let Some(old) = &latest {
-                self.retire(bucket, old, new_vid == NULL_VERSION, &mut change, &mut pre, &mut post);
+                self.retire(
+                    bucket,
+                    old,
+                    new_vid == NULL_VERSION,
+                    &mut change,
+                    &mut pre,
+                    &mut post,
+                );
             }
             if new_vid == NULL_VERSION
-                && let Some(n) = self.index.version(bucket.as_str(), key.as_str(), NULL_VERSION).await?
+                && let Some(n) = self
+                    .index
+                    .version(bucket.as_str(), key.as_str(), NULL_VERSION)
+                    .await?
                 && latest.as_ref().is_none_or(|l| l.seq != n.seq)
             {
                 change.deletes.push(n.seq);
                 if n.path.is_some() {
-                    post.push(Step::Remove { unique: Self::bytes_rel(bucket, &n) });
+                    post.push(Step::Remove {
+                        unique: Self::bytes_rel(bucket, &n),
+                    });
                 }
             }
             let (to, path) = if key.is_dir_marker() {
@@ -173,7 +197,10 @@ impl FsStore {
                 etag: new.etag,
                 mtime_ms: index::now_ms(),
                 attrs: serde_json::to_string(&new.attrs).unwrap_or_else(|_| "{}".into()),
-                checksum: new.checksum.as_ref().and_then(|c| serde_json::to_string(c).ok()),
+                checksum: new
+                    .checksum
+                    .as_ref()
+                    .and_then(|c| serde_json::to_string(c).ok()),
                 tags: tags_json(&new.tags),
                 parts_count: new.parts_count.map(i64::from),
                 file_ino: path.is_none().then_some(ino),
@@ -181,7 +208,10 @@ impl FsStore {
                 path,
             };
             change.steps = pre;
-            change.steps.push(Step::MoveFrom { unique: tmp.clone(), to });
+            change.steps.push(Step::MoveFrom {
+                unique: tmp.clone(),
+                to,
+            });
             change.steps.extend(post);
             change.inserts.push(row.clone());
             self.commit(change).await?;
@@ -209,12 +239,17 @@ impl FsStore {
         if old.version_id == NULL_VERSION && new_is_null {
             change.deletes.push(old.seq);
             if old.path.is_some() {
-                post.push(Step::Remove { unique: Self::bytes_rel(bucket, old) });
+                post.push(Step::Remove {
+                    unique: Self::bytes_rel(bucket, old),
+                });
             } else if !old.delete_marker {
                 // The new bytes replace the file by rename; when the new version is a delete
                 // marker nothing does, so move the old file out.
                 let trash = Self::new_unique("trash");
-                pre.push(Step::MoveTo { from: Self::bytes_rel(bucket, old), unique: trash.clone() });
+                pre.push(Step::MoveTo {
+                    from: Self::bytes_rel(bucket, old),
+                    unique: trash.clone(),
+                });
                 post.push(Step::Remove { unique: trash });
             }
             return;
@@ -223,7 +258,10 @@ impl FsStore {
         kept.is_latest = false;
         if !old.delete_marker && old.path.is_none() {
             let unique = Self::new_unique("versions");
-            pre.push(Step::MoveTo { from: Self::bytes_rel(bucket, old), unique: unique.clone() });
+            pre.push(Step::MoveTo {
+                from: Self::bytes_rel(bucket, old),
+                unique: unique.clone(),
+            });
             kept.path = Some(rel_in_meta(&unique));
             kept.file_ino = None;
             kept.file_mtime_ns = None;
@@ -241,16 +279,30 @@ impl FsStore {
     ) -> Result<(VersionRow, ())> {
         self.bucket_row(bucket).await?;
         let row = match version_id {
-            Some(v) => self.index.version(bucket.as_str(), key.as_str(), v).await?.ok_or_else(
-                || Error::NoSuchVersion { key: key.to_string(), version_id: v.to_owned() },
-            )?,
-            None => self.index.latest(bucket.as_str(), key.as_str()).await?.ok_or_else(|| {
-                Error::NoSuchKey { bucket: bucket.to_string(), key: key.to_string(), delete_marker: None }
-            })?,
+            Some(v) => self
+                .index
+                .version(bucket.as_str(), key.as_str(), v)
+                .await?
+                .ok_or_else(|| Error::NoSuchVersion {
+                    key: key.to_string(),
+                    version_id: v.to_owned(),
+                })?,
+            None => self
+                .index
+                .latest(bucket.as_str(), key.as_str())
+                .await?
+                .ok_or_else(|| Error::NoSuchKey {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    delete_marker: None,
+                })?,
         };
         if row.delete_marker {
             return Err(match version_id {
-                Some(v) => Error::IsDeleteMarker { key: key.to_string(), version_id: v.to_owned() },
+                Some(v) => Error::IsDeleteMarker {
+                    key: key.to_string(),
+                    version_id: v.to_owned(),
+                },
                 None => Error::NoSuchKey {
                     bucket: bucket.to_string(),
                     key: key.to_string(),
@@ -314,12 +366,15 @@ impl FsStore {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<GetResult> {
-        let (row, file) = self.open_version(bucket, key, opts.version_id.as_deref()).await?;
+        let (row, file) = self
+            .open_version(bucket, key, opts.version_id.as_deref())
+            .await?;
         let meta = super::row_to_meta(&row)?;
         let (offset, len, range) = match opts.range {
             Some(r) => {
-                let (first, last) =
-                    r.resolve(meta.size).ok_or(Error::InvalidRange { size: meta.size })?;
+                let (first, last) = r
+                    .resolve(meta.size)
+                    .ok_or(Error::InvalidRange { size: meta.size })?;
                 (first, last - first + 1, Some((first, last)))
             }
             None => (0, meta.size, None),
@@ -344,10 +399,16 @@ impl FsStore {
                 let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
                 if versioning == Versioning::Unversioned {
                     let Some(old) = latest else {
-                        return Ok(DeleteResult { version_id: None, delete_marker: false });
+                        return Ok(DeleteResult {
+                            version_id: None,
+                            delete_marker: false,
+                        });
                     };
                     self.discard(bucket, &old, &mut change, &mut pre, &mut post);
-                    DeleteResult { version_id: None, delete_marker: false }
+                    DeleteResult {
+                        version_id: None,
+                        delete_marker: false,
+                    }
                 } else {
                     let marker_vid = if versioning == Versioning::Enabled {
                         uuid::Uuid::new_v4().simple().to_string()
@@ -359,8 +420,10 @@ impl FsStore {
                         self.retire(bucket, old, is_null, &mut change, &mut pre, &mut post);
                     }
                     if is_null
-                        && let Some(n) =
-                            self.index.version(bucket.as_str(), key.as_str(), NULL_VERSION).await?
+                        && let Some(n) = self
+                            .index
+                            .version(bucket.as_str(), key.as_str(), NULL_VERSION)
+                            .await?
                         && latest.as_ref().is_none_or(|l| l.seq != n.seq)
                     {
                         self.discard(bucket, &n, &mut change, &mut pre, &mut post);
@@ -383,16 +446,29 @@ impl FsStore {
                         file_ino: None,
                         file_mtime_ns: None,
                     });
-                    DeleteResult { version_id: Some(marker_vid), delete_marker: true }
+                    DeleteResult {
+                        version_id: Some(marker_vid),
+                        delete_marker: true,
+                    }
                 }
             }
             Some(vid) => {
-                let Some(row) = self.index.version(bucket.as_str(), key.as_str(), vid).await? else {
-                    return Ok(DeleteResult { version_id: Some(vid.to_owned()), delete_marker: false });
+                let Some(row) = self
+                    .index
+                    .version(bucket.as_str(), key.as_str(), vid)
+                    .await?
+                else {
+                    return Ok(DeleteResult {
+                        version_id: Some(vid.to_owned()),
+                        delete_marker: false,
+                    });
                 };
                 self.discard(bucket, &row, &mut change, &mut pre, &mut post);
                 if row.is_latest {
-                    let mut tx_rows = self.index.list_versions(bucket.as_str(), key.as_str(), None, 2).await?;
+                    let mut tx_rows = self
+                        .index
+                        .list_versions(bucket.as_str(), key.as_str(), None, 2)
+                        .await?;
                     tx_rows.retain(|r| r.key == key.as_str() && r.seq != row.seq);
                     if let Some(mut next) = tx_rows.into_iter().next() {
                         next.is_latest = true;
@@ -406,7 +482,10 @@ impl FsStore {
                         change.updates.push(next);
                     }
                 }
-                DeleteResult { version_id: Some(vid.to_owned()), delete_marker: row.delete_marker }
+                DeleteResult {
+                    version_id: Some(vid.to_owned()),
+                    delete_marker: row.delete_marker,
+                }
             }
         };
         change.steps = pre;
@@ -439,10 +518,15 @@ impl FsStore {
             return;
         }
         if row.path.is_some() {
-            post.push(Step::Remove { unique: Self::bytes_rel(bucket, row) });
+            post.push(Step::Remove {
+                unique: Self::bytes_rel(bucket, row),
+            });
         } else {
             let trash = Self::new_unique("trash");
-            pre.push(Step::MoveTo { from: Self::bytes_rel(bucket, row), unique: trash.clone() });
+            pre.push(Step::MoveTo {
+                from: Self::bytes_rel(bucket, row),
+                unique: trash.clone(),
+            });
             post.push(Step::Remove { unique: trash });
         }
     }
@@ -455,11 +539,15 @@ impl FsStore {
         dst_key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<ObjectMeta> {
-        let (row, file) =
-            self.open_version(src_bucket, src_key, opts.source_version_id.as_deref()).await?;
+        let (row, file) = self
+            .open_version(src_bucket, src_key, opts.source_version_id.as_deref())
+            .await?;
         let src = super::row_to_meta(&row)?;
-        let src_tags: Tags =
-            row.tags.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        let src_tags: Tags = row
+            .tags
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
         let body = body::serve(file, 0, src.size).await?;
         let put = PutOptions {
             attrs: opts.attrs.unwrap_or(src.attrs),

@@ -62,7 +62,10 @@ fn walk(
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let Some(name) = e.file_name().to_str().map(str::to_owned) else {
-            if tx.blocking_send(Err(format!("{}", e.path().display()))).is_err() {
+            if tx
+                .blocking_send(Err(format!("{}", e.path().display())))
+                .is_err()
+            {
                 return Ok(false);
             }
             continue;
@@ -84,7 +87,10 @@ fn walk(
             if tx.blocking_send(Ok(f)).is_err() {
                 return Ok(false);
             }
-        } else if tx.blocking_send(Err(format!("{}", e.path().display()))).is_err() {
+        } else if tx
+            .blocking_send(Err(format!("{}", e.path().display())))
+            .is_err()
+        {
             return Ok(false);
         }
     }
@@ -107,7 +113,9 @@ impl FsStore {
                 report.skipped += 1;
                 continue;
             };
-            self.index.insert_bucket(b.as_str(), index::now_ms()).await?;
+            self.index
+                .insert_bucket(b.as_str(), index::now_ms())
+                .await?;
             buckets.push(b);
         }
         for b in self.index.buckets().await? {
@@ -121,7 +129,9 @@ impl FsStore {
             report.buckets += 1;
             self.rescan_bucket(bucket, &mut report).await?;
         }
-        self.index.set_meta("indexed", &index::now_ms().to_string()).await?;
+        self.index
+            .set_meta("indexed", &index::now_ms().to_string())
+            .await?;
         Ok(report)
     }
 
@@ -129,7 +139,11 @@ impl FsStore {
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
         let dir = self.root.join(bucket.as_str());
         let walker = tokio::task::spawn_blocking(move || {
-            if dir.is_dir() { walk(&dir, "", &tx).map(|_| ()) } else { Ok(()) }
+            if dir.is_dir() {
+                walk(&dir, "", &tx).map(|_| ())
+            } else {
+                Ok(())
+            }
         });
         while let Some(found) = rx.recv().await {
             let f = match found {
@@ -155,7 +169,10 @@ impl FsStore {
         // Rows whose file is gone.
         let mut after = String::new();
         loop {
-            let rows = self.index.list_at_key_path(bucket.as_str(), &after, 1000).await?;
+            let rows = self
+                .index
+                .list_at_key_path(bucket.as_str(), &after, 1000)
+                .await?;
             let Some(last) = rows.last() else { break };
             after = last.key.clone();
             for row in rows {
@@ -215,7 +232,11 @@ impl FsStore {
             }
             None => {}
         }
-        if let Some(n) = self.index.version(bucket.as_str(), key.as_str(), NULL_VERSION).await? {
+        if let Some(n) = self
+            .index
+            .version(bucket.as_str(), key.as_str(), NULL_VERSION)
+            .await?
+        {
             change.deletes.push(n.seq);
         }
         change.inserts.push(VersionRow {

@@ -108,8 +108,16 @@ pub(super) async fn prepare_upload(
                 buf.extend_from_slice(&chunk);
             }
             let digests = finish(hasher, n, verify)?;
-            let pending = Pending { known: Some(digests), outcome: None, _spool: None };
-            Ok(Prepared { body: SdkByteStream::from(buf.freeze()), len: n, pending })
+            let pending = Pending {
+                known: Some(digests),
+                outcome: None,
+                _spool: None,
+            };
+            Ok(Prepared {
+                body: SdkByteStream::from(buf.freeze()),
+                len: n,
+                pending,
+            })
         }
         Some(n) => {
             let outcome = Arc::new(Mutex::new(Outcome::default()));
@@ -122,9 +130,20 @@ pub(super) async fn prepare_upload(
                 expected: n,
                 outcome: Arc::clone(&outcome),
             };
-            let body = HashingBody { state: Mutex::new(state), expected: n };
-            let pending = Pending { known: None, outcome: Some(outcome), _spool: None };
-            Ok(Prepared { body: SdkByteStream::from_body_1_x(body), len: n, pending })
+            let body = HashingBody {
+                state: Mutex::new(state),
+                expected: n,
+            };
+            let pending = Pending {
+                known: None,
+                outcome: Some(outcome),
+                _spool: None,
+            };
+            Ok(Prepared {
+                body: SdkByteStream::from_body_1_x(body),
+                len: n,
+                pending,
+            })
         }
         None => {
             let spool = Spool::new();
@@ -148,22 +167,34 @@ pub(super) async fn prepare_upload(
             let len = hasher.size();
             let digests = finish(hasher, len, verify)?;
             let body = SdkByteStream::from_path(&spool.path).await.map_err(|e| {
-                Error::io(format!("reading {}", spool.path.display()), io::Error::other(e))
+                Error::io(
+                    format!("reading {}", spool.path.display()),
+                    io::Error::other(e),
+                )
             })?;
-            let pending = Pending { known: Some(digests), outcome: None, _spool: Some(spool) };
+            let pending = Pending {
+                known: Some(digests),
+                outcome: None,
+                _spool: Some(spool),
+            };
             Ok(Prepared { body, len, pending })
         }
     }
 }
 
 fn too_long(expected: u64) -> Error {
-    Error::InvalidArgument(format!("the body is longer than the declared {expected} bytes"))
+    Error::InvalidArgument(format!(
+        "the body is longer than the declared {expected} bytes"
+    ))
 }
 
 /// Checks the length, computes the digests and runs the verifier.
 fn finish(hasher: BodyHasher, expected: u64, verify: Option<Verifier>) -> Result<Digests> {
     if hasher.size() < expected {
-        return Err(Error::IncompleteBody { received: hasher.size(), expected });
+        return Err(Error::IncompleteBody {
+            received: hasher.size(),
+            expected,
+        });
     }
     let digests = hasher.finalize();
     if let Some(verify) = verify {
@@ -180,7 +211,9 @@ struct Spool {
 impl Spool {
     fn new() -> Self {
         let name = format!("ferry-s3-{}.upload", uuid::Uuid::new_v4());
-        Self { path: std::env::temp_dir().join(name) }
+        Self {
+            path: std::env::temp_dir().join(name),
+        }
     }
 }
 
@@ -222,7 +255,10 @@ impl StreamState {
         self.done = true;
         self.held = None;
         let message = error.to_string();
-        self.outcome.lock().unwrap_or_else(PoisonError::into_inner).error = Some(error);
+        self.outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .error = Some(error);
         Poll::Ready(Some(Err(io::Error::other(message))))
     }
 
@@ -260,8 +296,10 @@ impl StreamState {
                     match finish(hasher, self.expected, self.verify.take()) {
                         Err(e) => return self.fail(e),
                         Ok(digests) => {
-                            self.outcome.lock().unwrap_or_else(PoisonError::into_inner).digests =
-                                Some(digests);
+                            self.outcome
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .digests = Some(digests);
                         }
                     }
                     self.done = true;
@@ -277,7 +315,11 @@ impl Body for HashingBody {
     type Error = io::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> FramePoll {
-        self.get_mut().state.get_mut().unwrap_or_else(PoisonError::into_inner).poll(cx)
+        self.get_mut()
+            .state
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .poll(cx)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -329,7 +371,10 @@ mod tests {
             expected,
             outcome: Arc::new(Mutex::new(Outcome::default())),
         };
-        HashingBody { state: Mutex::new(state), expected }
+        HashingBody {
+            state: Mutex::new(state),
+            expected,
+        }
     }
 
     #[tokio::test]

@@ -85,14 +85,17 @@ pub(super) fn from_sdk_algorithm(a: &sdk::ChecksumAlgorithm) -> Option<ChecksumA
 /// The first checksum present among an output's `checksum_*` values (in
 /// [`ChecksumAlgorithm::ALL`] order). Values with a `-N` suffix are composite.
 pub(super) fn pick_checksum(values: [Option<&str>; 5], composite: bool) -> Option<Checksum> {
-    ChecksumAlgorithm::ALL.into_iter().zip(values).find_map(|(algorithm, value)| {
-        let value = value.filter(|v| !v.is_empty())?;
-        Some(Checksum {
-            algorithm,
-            composite: composite || value.contains('-'),
-            value: value.to_owned(),
+    ChecksumAlgorithm::ALL
+        .into_iter()
+        .zip(values)
+        .find_map(|(algorithm, value)| {
+            let value = value.filter(|v| !v.is_empty())?;
+            Some(Checksum {
+                algorithm,
+                composite: composite || value.contains('-'),
+                value: value.to_owned(),
+            })
         })
-    })
 }
 
 /// The checksum an SDK output carries; `$out` needs the `checksum_*()` getters, and
@@ -100,8 +103,10 @@ pub(super) fn pick_checksum(values: [Option<&str>; 5], composite: bool) -> Optio
 macro_rules! checksum_of {
     ($out:expr) => {{
         let out = $out;
-        let composite =
-            matches!(out.checksum_type(), Some(aws_sdk_s3::types::ChecksumType::Composite));
+        let composite = matches!(
+            out.checksum_type(),
+            Some(aws_sdk_s3::types::ChecksumType::Composite)
+        );
         checksum_of!(out, composite)
     }};
     ($out:expr, $composite:expr) => {{
@@ -176,9 +181,14 @@ macro_rules! with_attrs {
             .set_content_encoding(attrs.content_encoding.clone())
             .set_content_language(attrs.content_language.clone())
             .set_expires(
-                attrs.expires.as_deref().and_then($crate::store::s3::convert::parse_http_date),
+                attrs
+                    .expires
+                    .as_deref()
+                    .and_then($crate::store::s3::convert::parse_http_date),
             )
-            .set_metadata($crate::store::s3::convert::sdk_metadata(&attrs.user_metadata))
+            .set_metadata($crate::store::s3::convert::sdk_metadata(
+                &attrs.user_metadata,
+            ))
     }};
 }
 pub(super) use with_attrs;
@@ -197,7 +207,11 @@ macro_rules! attrs_of {
             expires: out.expires_string().map(str::to_owned),
             user_metadata: out
                 .metadata()
-                .map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }};
@@ -219,7 +233,10 @@ macro_rules! meta_of {
             last_modified: $crate::store::s3::convert::to_time(out.last_modified()),
             attrs: $crate::store::s3::convert::attrs_of!(out),
             checksum: $crate::store::s3::convert::checksum_of!(out),
-            tag_count: out.tag_count().and_then(|n| usize::try_from(n).ok()).unwrap_or(0),
+            tag_count: out
+                .tag_count()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0),
             parts_count: $crate::store::s3::convert::parts_from_etag(&etag),
             etag,
         }
@@ -247,12 +264,20 @@ pub(super) fn tagging_header(tags: &Tags) -> String {
 
 pub(super) fn sdk_tags(tags: &Tags) -> Result<Vec<sdk::Tag>, String> {
     tags.iter()
-        .map(|(k, v)| sdk::Tag::builder().key(k).value(v).build().map_err(|e| e.to_string()))
+        .map(|(k, v)| {
+            sdk::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| e.to_string())
+        })
         .collect()
 }
 
 pub(super) fn from_sdk_tags(tags: &[sdk::Tag]) -> Tags {
-    tags.iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
+    tags.iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect()
 }
 
 /// The `Range` header for a byte range.
@@ -277,7 +302,10 @@ pub(super) fn parse_content_range(v: &str) -> Option<((u64, u64), Option<u64>)> 
 /// The `x-amz-copy-source` value: bucket and URL-encoded key (segments encoded, `/` kept),
 /// with the source version when given.
 pub(super) fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> String {
-    let key = key.split('/').map(|s| urlencoding::encode(s).into_owned()).collect::<Vec<_>>();
+    let key = key
+        .split('/')
+        .map(|s| urlencoding::encode(s).into_owned())
+        .collect::<Vec<_>>();
     let mut source = format!("{bucket}/{}", key.join("/"));
     if let Some(v) = version_id {
         source.push_str("?versionId=");
@@ -323,7 +351,10 @@ mod tests {
         assert_eq!(quote_etag("abc"), "\"abc\"");
         assert!(is_plain_md5("5d41402abc4b2a76b9719d911017c592"));
         assert!(!is_plain_md5("5d41402abc4b2a76b9719d911017c592-2"));
-        assert_eq!(parts_from_etag("5d41402abc4b2a76b9719d911017c592-2"), Some(2));
+        assert_eq!(
+            parts_from_etag("5d41402abc4b2a76b9719d911017c592-2"),
+            Some(2)
+        );
         assert_eq!(parts_from_etag("5d41402abc4b2a76b9719d911017c592"), None);
         assert_eq!(version_or_null(None), "null");
         assert_eq!(version_or_null(Some("v1")), "v1");
@@ -332,7 +363,10 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(range_header(ByteRange::Suffix(5)), "bytes=-5");
-        assert_eq!(parse_content_range("bytes 0-9/100"), Some(((0, 9), Some(100))));
+        assert_eq!(
+            parse_content_range("bytes 0-9/100"),
+            Some(((0, 9), Some(100)))
+        );
         assert_eq!(parse_content_range("bytes 0-9/*"), Some(((0, 9), None)));
         assert_eq!(parse_content_range("garbage"), None);
     }
@@ -344,8 +378,14 @@ mod tests {
         let m = list_start_after("", Some("/"), "a/");
         assert!(m.starts_with("a/\u{10FFFF}") && m.len() <= 1024 && m.len() > 1020);
         assert!(list_start_after("x/", Some("/"), "x/a/b").starts_with("x/a/\u{10FFFF}"));
-        assert_eq!(copy_source("b", "a b/c", Some("v 1")), "b/a%20b/c?versionId=v%201");
-        assert_eq!(tagging_header(&vec![("k 1".into(), "v&".into())]), "k%201=v%26");
+        assert_eq!(
+            copy_source("b", "a b/c", Some("v 1")),
+            "b/a%20b/c?versionId=v%201"
+        );
+        assert_eq!(
+            tagging_header(&vec![("k 1".into(), "v&".into())]),
+            "k%201=v%26"
+        );
     }
 
     #[test]

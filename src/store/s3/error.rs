@@ -19,11 +19,18 @@ pub(super) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn bucket(bucket: &'a str) -> Self {
-        Self { bucket, ..Self::default() }
+        Self {
+            bucket,
+            ..Self::default()
+        }
     }
 
     pub fn key(bucket: &'a str, key: &'a str) -> Self {
-        Self { bucket, key: Some(key), ..Self::default() }
+        Self {
+            bucket,
+            key: Some(key),
+            ..Self::default()
+        }
     }
 
     pub fn version(mut self, version_id: Option<&'a str>) -> Self {
@@ -67,19 +74,30 @@ where
     let raw = err.raw_response();
     let status = raw.map(|r| r.status().as_u16()).unwrap_or(0);
     let header = |name: &str| raw.and_then(|r| r.headers().get(name));
-    let body = raw.and_then(|r| r.body().bytes()).map(String::from_utf8_lossy).unwrap_or_default();
+    let body = raw
+        .and_then(|r| r.body().bytes())
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
     let code = err.code().unwrap_or_default();
     let delete_marker =
         header("x-amz-delete-marker").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let marker_version = header("x-amz-version-id").map(str::to_owned);
 
     // Copies involve two buckets; S3 names the missing one in the error document.
-    let bucket = || xml_field(&body, "BucketName").unwrap_or(ctx.bucket).to_owned();
+    let bucket = || {
+        xml_field(&body, "BucketName")
+            .unwrap_or(ctx.bucket)
+            .to_owned()
+    };
     let key = || ctx.key.unwrap_or_default().to_owned();
     let no_such_key = || Error::NoSuchKey {
         bucket: bucket(),
         key: key(),
-        delete_marker: if delete_marker { marker_version.clone() } else { None },
+        delete_marker: if delete_marker {
+            marker_version.clone()
+        } else {
+            None
+        },
     };
     let no_such_version = || Error::NoSuchVersion {
         key: key(),
@@ -93,19 +111,29 @@ where
             .or_else(|| marker_version.clone())
             .unwrap_or_default(),
     };
-    let part_number = || xml_field(&body, "PartNumber").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let part_number = || {
+        xml_field(&body, "PartNumber")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
 
     match code {
         "NoSuchBucket" => Error::NoSuchBucket { bucket: bucket() },
         "NoSuchKey" => no_such_key(),
         "NoSuchVersion" => no_such_version(),
-        "NoSuchUpload" => {
-            Error::NoSuchUpload { upload_id: ctx.upload_id.unwrap_or_default().to_owned() }
-        }
-        "InvalidPart" => Error::InvalidPart { part_number: part_number() },
+        "NoSuchUpload" => Error::NoSuchUpload {
+            upload_id: ctx.upload_id.unwrap_or_default().to_owned(),
+        },
+        "InvalidPart" => Error::InvalidPart {
+            part_number: part_number(),
+        },
         "InvalidPartOrder" => Error::InvalidPartOrder,
-        "EntityTooSmall" => Error::EntityTooSmall { part_number: part_number() },
-        "InvalidRange" => Error::InvalidRange { size: range_size(&body, header("content-range")) },
+        "EntityTooSmall" => Error::EntityTooSmall {
+            part_number: part_number(),
+        },
+        "InvalidRange" => Error::InvalidRange {
+            size: range_size(&body, header("content-range")),
+        },
         "BucketAlreadyExists" | "BucketAlreadyOwnedByYou" => {
             Error::BucketAlreadyExists { bucket: bucket() }
         }
@@ -118,12 +146,16 @@ where
             (Some(_), _) => no_such_key(),
         },
         "" if status == 405 && delete_marker && ctx.key.is_some() => is_delete_marker(),
-        "" if status == 416 => {
-            Error::InvalidRange { size: range_size(&body, header("content-range")) }
-        }
+        "" if status == 416 => Error::InvalidRange {
+            size: range_size(&body, header("content-range")),
+        },
         _ => Error::Remote {
             store: store.to_owned(),
-            code: if code.is_empty() { format!("Http{status}") } else { code.to_owned() },
+            code: if code.is_empty() {
+                format!("Http{status}")
+            } else {
+                code.to_owned()
+            },
             message: err
                 .message()
                 .map(str::to_owned)
@@ -159,7 +191,10 @@ mod tests {
         let body = "<Error><Code>InvalidPart</Code><PartNumber>3</PartNumber></Error>";
         assert_eq!(xml_field(body, "PartNumber"), Some("3"));
         assert_eq!(xml_field(body, "ETag"), None);
-        assert_eq!(range_size("<ActualObjectSize>12</ActualObjectSize>", None), 12);
+        assert_eq!(
+            range_size("<ActualObjectSize>12</ActualObjectSize>", None),
+            12
+        );
         assert_eq!(range_size("", Some("bytes */34")), 34);
         assert_eq!(range_size("", None), 0);
     }

@@ -44,7 +44,9 @@ pub(super) async fn objects(
     let mut page = ListPage::default();
     let mut last: Option<&str> = None;
     for o in out.contents() {
-        let Some(raw) = o.key().filter(|k| after(k)) else { continue };
+        let Some(raw) = o.key().filter(|k| after(k)) else {
+            continue;
+        };
         last = last.max(Some(raw));
         if let Some(key) = listed_key(&store.name, raw) {
             page.objects.push(listed_meta(
@@ -58,7 +60,9 @@ pub(super) async fn objects(
         }
     }
     for p in out.common_prefixes() {
-        let Some(prefix) = p.prefix().filter(|p| after(p)) else { continue };
+        let Some(prefix) = p.prefix().filter(|p| after(p)) else {
+            continue;
+        };
         last = last.max(Some(prefix));
         page.common_prefixes.push(prefix.to_owned());
     }
@@ -90,7 +94,9 @@ pub(super) async fn versions(
         .map_err(|e| store.err(Ctx::bucket(bucket.as_str()), e))?;
     let mut versions = Vec::with_capacity(out.versions().len() + out.delete_markers().len());
     for v in out.versions() {
-        let Some(key) = v.key().and_then(|k| listed_key(&store.name, k)) else { continue };
+        let Some(key) = v.key().and_then(|k| listed_key(&store.name, k)) else {
+            continue;
+        };
         versions.push(listed_meta(
             key,
             version_or_null(v.version_id()),
@@ -101,7 +107,9 @@ pub(super) async fn versions(
         ));
     }
     for d in out.delete_markers() {
-        let Some(key) = d.key().and_then(|k| listed_key(&store.name, k)) else { continue };
+        let Some(key) = d.key().and_then(|k| listed_key(&store.name, k)) else {
+            continue;
+        };
         let mut meta = listed_meta(
             key,
             version_or_null(d.version_id()),
@@ -129,7 +137,10 @@ pub(super) async fn versions(
             .iter()
             .filter_map(|p| p.prefix().map(str::to_owned))
             .collect(),
-        next_key_marker: out.next_key_marker().filter(|_| truncated).map(str::to_owned),
+        next_key_marker: out
+            .next_key_marker()
+            .filter(|_| truncated)
+            .map(str::to_owned),
         next_version_id_marker: out
             .next_version_id_marker()
             .filter(|_| truncated)
@@ -173,7 +184,9 @@ pub(super) async fn parts(
             })
         })
         .collect();
-    let next = out.next_part_number_marker().and_then(|m| m.trim().parse().ok());
+    let next = out
+        .next_part_number_marker()
+        .and_then(|m| m.trim().parse().ok());
     Ok(PartsPage {
         parts,
         next_part_number_marker: next.filter(|_| out.is_truncated().unwrap_or(false)),
@@ -213,8 +226,14 @@ pub(super) async fn uploads(
     let truncated = out.is_truncated().unwrap_or(false);
     Ok(UploadsPage {
         uploads,
-        next_key_marker: out.next_key_marker().filter(|_| truncated).map(str::to_owned),
-        next_upload_id_marker: out.next_upload_id_marker().filter(|_| truncated).map(str::to_owned),
+        next_key_marker: out
+            .next_key_marker()
+            .filter(|_| truncated)
+            .map(str::to_owned),
+        next_upload_id_marker: out
+            .next_upload_id_marker()
+            .filter(|_| truncated)
+            .map(str::to_owned),
     })
 }
 

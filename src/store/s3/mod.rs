@@ -142,12 +142,15 @@ impl S3Store {
             return Err(invalid("the region must not be empty".to_owned()));
         }
         if cfg.access_key.is_empty() || cfg.secret_key.is_empty() {
-            return Err(invalid("the access key and secret key must not be empty".to_owned()));
+            return Err(invalid(
+                "the access key and secret key must not be empty".to_owned(),
+            ));
         }
         let (request_checksums, response_checksums) = match cfg.checksum_mode {
-            ChecksumMode::WhenRequired => {
-                (RequestChecksumCalculation::WhenRequired, ResponseChecksumValidation::WhenRequired)
-            }
+            ChecksumMode::WhenRequired => (
+                RequestChecksumCalculation::WhenRequired,
+                ResponseChecksumValidation::WhenRequired,
+            ),
             ChecksumMode::WhenSupported => (
                 RequestChecksumCalculation::WhenSupported,
                 ResponseChecksumValidation::WhenSupported,
@@ -168,13 +171,21 @@ impl S3Store {
                     .build(),
             )
             .stalled_stream_protection(
-                StalledStreamProtectionConfig::enabled().grace_period(STALL_GRACE).build(),
+                StalledStreamProtectionConfig::enabled()
+                    .grace_period(STALL_GRACE)
+                    .build(),
             )
             .request_checksum_calculation(request_checksums)
             .response_checksum_validation(response_checksums);
-        if let Some(endpoint) = cfg.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
-            let uri: http::Uri =
-                endpoint.parse().map_err(|e| invalid(format!("endpoint {endpoint:?}: {e}")))?;
+        if let Some(endpoint) = cfg
+            .endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let uri: http::Uri = endpoint
+                .parse()
+                .map_err(|e| invalid(format!("endpoint {endpoint:?}: {e}")))?;
             let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
             if !scheme_ok || uri.host().is_none() {
                 return Err(invalid(format!(
@@ -216,7 +227,11 @@ impl S3Store {
     /// Deletes what a refused write left behind; failures are only logged.
     async fn discard(&self, bucket: &str, key: &str, version_id: Option<&str>) {
         let req = self.client.delete_object().bucket(bucket).key(key);
-        if let Err(e) = req.set_version_id(version_id.map(str::to_owned)).send().await {
+        if let Err(e) = req
+            .set_version_id(version_id.map(str::to_owned))
+            .send()
+            .await
+        {
             let e = self.err(Ctx::key(bucket, key), e);
             tracing::warn!(store = %self.name, bucket, key, error = %e,
                 "could not delete an object that failed verification");
@@ -231,7 +246,11 @@ impl Store for S3Store {
     }
 
     fn caps(&self) -> Caps {
-        Caps { versioning: true, tagging: true, path_semantics: false }
+        Caps {
+            versioning: true,
+            tagging: true,
+            path_semantics: false,
+        }
     }
 
     async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
@@ -246,7 +265,10 @@ impl Store for S3Store {
                 .await
                 .map_err(|e| self.err(Ctx::default(), e))?;
             buckets.extend(out.buckets().iter().filter_map(|b| {
-                Some(BucketInfo { name: b.name()?.to_owned(), created: to_time(b.creation_date()) })
+                Some(BucketInfo {
+                    name: b.name()?.to_owned(),
+                    created: to_time(b.creation_date()),
+                })
             }));
             match out.continuation_token() {
                 Some(t) if !t.is_empty() && token.as_deref() != Some(t) => {
@@ -262,10 +284,14 @@ impl Store for S3Store {
         if self.region != "us-east-1" {
             let constraint = sdk::BucketLocationConstraint::from(self.region.as_str());
             req = req.create_bucket_configuration(
-                sdk::CreateBucketConfiguration::builder().location_constraint(constraint).build(),
+                sdk::CreateBucketConfiguration::builder()
+                    .location_constraint(constraint)
+                    .build(),
             );
         }
-        req.send().await.map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
+        req.send()
+            .await
+            .map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
         Ok(())
     }
 
@@ -282,7 +308,9 @@ impl Store for S3Store {
             .await;
         match uploads.map_err(|e| self.err(ctx, e)) {
             Ok(out) if !out.uploads().is_empty() => {
-                return Err(Error::BucketNotEmpty { bucket: bucket.to_string() });
+                return Err(Error::BucketNotEmpty {
+                    bucket: bucket.to_string(),
+                });
             }
             Ok(_) | Err(Error::Remote { status: 501, .. }) => {}
             Err(e) => return Err(e),
@@ -304,7 +332,13 @@ impl Store for S3Store {
             .await
             .map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
         // HeadBucket has no creation date; ListBuckets does (best effort).
-        let created = match self.client.list_buckets().prefix(bucket.as_str()).send().await {
+        let created = match self
+            .client
+            .list_buckets()
+            .prefix(bucket.as_str())
+            .send()
+            .await
+        {
             Ok(out) => out
                 .buckets()
                 .iter()
@@ -356,7 +390,9 @@ impl Store for S3Store {
             .put_bucket_versioning()
             .bucket(bucket.as_str())
             .versioning_configuration(
-                sdk::VersioningConfiguration::builder().status(status).build(),
+                sdk::VersioningConfiguration::builder()
+                    .status(status)
+                    .build(),
             )
             .send()
             .await
@@ -365,7 +401,13 @@ impl Store for S3Store {
     }
 
     async fn get_bucket_tags(&self, bucket: &BucketName) -> Result<Option<Tags>> {
-        match self.client.get_bucket_tagging().bucket(bucket.as_str()).send().await {
+        match self
+            .client
+            .get_bucket_tagging()
+            .bucket(bucket.as_str())
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(from_sdk_tags(out.tag_set()))),
             Err(e) if matches!(e.code(), Some("NoSuchTagSet" | "NoSuchTagSetError")) => Ok(None),
             Err(e) => Err(self.err(Ctx::bucket(bucket.as_str()), e)),
@@ -407,7 +449,13 @@ impl Store for S3Store {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
-        let PutOptions { attrs, tags, checksum_algorithm, size_hint, verify } = opts;
+        let PutOptions {
+            attrs,
+            tags,
+            checksum_algorithm,
+            size_hint,
+            verify,
+        } = opts;
         let Prepared { body, len, pending } =
             prepare_upload(body, size_hint, checksum_algorithm, verify).await?;
         let (b, k) = (bucket.as_str(), key.as_str());
@@ -424,13 +472,19 @@ impl Store for S3Store {
         }
         let streamed = pending.known().is_none();
         req = with_upload_digests!(req, pending.known(), checksum_algorithm, self.supported());
-        let result = req.customize().config_override(Self::long_call()).send().await;
+        let result = req
+            .customize()
+            .config_override(Self::long_call())
+            .send()
+            .await;
         let (out, digests) = pending.settle(&self.name, result, |e| self.err(Ctx::key(b, k), e))?;
         let etag = trim_etag(out.e_tag());
         let sse = (out.server_side_encryption(), out.sse_customer_algorithm());
         if streamed && etag_contradicts_md5(&etag, &digests.md5, sse.0, sse.1) {
             self.discard(b, k, out.version_id()).await;
-            return Err(Error::BadDigest { what: "MD5 (the backend's ETag)".to_owned() });
+            return Err(Error::BadDigest {
+                what: "MD5 (the backend's ETag)".to_owned(),
+            });
         }
         Ok(ObjectMeta {
             key: key.clone(),
@@ -468,13 +522,20 @@ impl Store for S3Store {
         }
         let out = req.send().await.map_err(|e| self.err(ctx, e))?;
         let length = to_u64(out.content_length());
-        let served = opts.range.and(out.content_range()).and_then(parse_content_range);
+        let served = opts
+            .range
+            .and(out.content_range())
+            .and_then(parse_content_range);
         let (range, size) = match served {
             Some((r, total)) => (Some(r), total.unwrap_or(r.1.saturating_add(1))),
             None => (None, length),
         };
         let meta = meta_of!(&out, key.clone(), size, opts.version_id.is_none());
-        Ok(GetResult { meta, range, body: download_stream(out.body) })
+        Ok(GetResult {
+            meta,
+            range,
+            body: download_stream(out.body),
+        })
     }
 
     async fn head_object(
@@ -494,7 +555,12 @@ impl Store for S3Store {
             req = req.checksum_mode(sdk::ChecksumMode::Enabled);
         }
         let out = req.send().await.map_err(|e| self.err(ctx, e))?;
-        Ok(meta_of!(&out, key.clone(), to_u64(out.content_length()), version_id.is_none()))
+        Ok(meta_of!(
+            &out,
+            key.clone(),
+            to_u64(out.content_length()),
+            version_id.is_none()
+        ))
     }
 
     async fn delete_object(
@@ -585,7 +651,10 @@ impl Store for S3Store {
             .send()
             .await
             .map_err(|e| self.err(ctx, e))?;
-        Ok((version_or_null(out.version_id().or(version_id)), from_sdk_tags(out.tag_set())))
+        Ok((
+            version_or_null(out.version_id().or(version_id)),
+            from_sdk_tags(out.tag_set()),
+        ))
     }
 
     async fn put_object_tags(
@@ -706,17 +775,36 @@ mod tests {
     #[tokio::test]
     async fn builds_a_client_without_contacting_the_endpoint() {
         let store = S3Store::new("remote", config());
-        assert!(store.as_ref().is_ok_and(|s| s.name() == "remote" && !s.caps().path_semantics));
-        let supported = S3Config { checksum_mode: ChecksumMode::WhenSupported, ..config() };
+        assert!(
+            store
+                .as_ref()
+                .is_ok_and(|s| s.name() == "remote" && !s.caps().path_semantics)
+        );
+        let supported = S3Config {
+            checksum_mode: ChecksumMode::WhenSupported,
+            ..config()
+        };
         assert!(S3Store::new("remote", supported).is_ok_and(|s| s.supported()));
     }
 
     #[test]
     fn refuses_bad_configs() {
-        let bad_endpoint = S3Config { endpoint: Some("not a url".to_owned()), ..config() };
-        assert!(matches!(S3Store::new("r", bad_endpoint), Err(Error::InvalidArgument(_))));
-        let no_region = S3Config { region: " ".to_owned(), ..config() };
-        assert!(matches!(S3Store::new("r", no_region), Err(Error::InvalidArgument(_))));
+        let bad_endpoint = S3Config {
+            endpoint: Some("not a url".to_owned()),
+            ..config()
+        };
+        assert!(matches!(
+            S3Store::new("r", bad_endpoint),
+            Err(Error::InvalidArgument(_))
+        ));
+        let no_region = S3Config {
+            region: " ".to_owned(),
+            ..config()
+        };
+        assert!(matches!(
+            S3Store::new("r", no_region),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]

@@ -32,7 +32,11 @@ pub(super) async fn create(
     key: &ObjectKey,
     opts: PutOptions,
 ) -> Result<String> {
-    let mut req = store.client.create_multipart_upload().bucket(bucket.as_str()).key(key.as_str());
+    let mut req = store
+        .client
+        .create_multipart_upload()
+        .bucket(bucket.as_str())
+        .key(key.as_str());
     req = with_attrs!(req, &opts.attrs);
     if !opts.tags.is_empty() {
         req = req.tagging(tagging_header(&opts.tags));
@@ -41,14 +45,19 @@ pub(super) async fn create(
     if let Some(a) = opts.checksum_algorithm.filter(|_| store.supported()) {
         req = req.checksum_algorithm(sdk_algorithm(a));
     }
-    let out =
-        req.send().await.map_err(|e| store.err(Ctx::key(bucket.as_str(), key.as_str()), e))?;
-    out.upload_id().filter(|id| !id.is_empty()).map(str::to_owned).ok_or_else(|| Error::Remote {
-        store: store.name.clone(),
-        code: "MissingUploadId".to_owned(),
-        message: "CreateMultipartUpload answered without an upload id".to_owned(),
-        status: 200,
-    })
+    let out = req
+        .send()
+        .await
+        .map_err(|e| store.err(Ctx::key(bucket.as_str(), key.as_str()), e))?;
+    out.upload_id()
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Remote {
+            store: store.name.clone(),
+            code: "MissingUploadId".to_owned(),
+            message: "CreateMultipartUpload answered without an upload id".to_owned(),
+            status: 200,
+        })
 }
 
 pub(super) async fn upload_part(
@@ -75,8 +84,17 @@ pub(super) async fn upload_part(
         .body(body)
         .content_length(i64::try_from(len).unwrap_or(i64::MAX));
     let streamed = pending.known().is_none();
-    req = with_upload_digests!(req, pending.known(), opts.checksum_algorithm, store.supported());
-    let result = req.customize().config_override(S3Store::long_call()).send().await;
+    req = with_upload_digests!(
+        req,
+        pending.known(),
+        opts.checksum_algorithm,
+        store.supported()
+    );
+    let result = req
+        .customize()
+        .config_override(S3Store::long_call())
+        .send()
+        .await;
     let ctx = Ctx::key(b, k).upload(upload_id);
     let (out, digests) = pending.settle(&store.name, result, |e| store.err(ctx, e))?;
     let etag = trim_etag(out.e_tag());
@@ -84,7 +102,9 @@ pub(super) async fn upload_part(
     if streamed && etag_contradicts_md5(&etag, &digests.md5, sse.0, sse.1) {
         // The part stays until it is uploaded again or the upload is aborted; it cannot
         // be completed without the ETag, which the client never gets.
-        return Err(Error::BadDigest { what: "MD5 (the backend's ETag)".to_owned() });
+        return Err(Error::BadDigest {
+            what: "MD5 (the backend's ETag)".to_owned(),
+        });
     }
     Ok(PartInfo {
         part_number,
@@ -110,9 +130,12 @@ pub(super) async fn complete(
     };
     let mut completed = Vec::with_capacity(parts.len());
     for p in parts {
-        let number = i32::try_from(p.part_number)
-            .map_err(|_| Error::InvalidPart { part_number: p.part_number })?;
-        let mut part = sdk::CompletedPart::builder().part_number(number).e_tag(quote_etag(&p.etag));
+        let number = i32::try_from(p.part_number).map_err(|_| Error::InvalidPart {
+            part_number: p.part_number,
+        })?;
+        let mut part = sdk::CompletedPart::builder()
+            .part_number(number)
+            .e_tag(quote_etag(&p.etag));
         if let Some(c) = checksums.get(&number) {
             part = with_checksum_value!(part, c);
         }
@@ -125,7 +148,9 @@ pub(super) async fn complete(
         .key(key.as_str())
         .upload_id(upload_id)
         .multipart_upload(
-            sdk::CompletedMultipartUpload::builder().set_parts(Some(completed)).build(),
+            sdk::CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
         )
         .customize()
         .config_override(S3Store::long_call())
