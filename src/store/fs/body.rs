@@ -55,7 +55,7 @@ pub async fn receive(
             .await
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         let file = w.into_inner();
-        file.sync_all()
+        file.sync_data()
             .await
             .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
         Ok(hasher.finalize())

@@ -714,6 +714,15 @@ pub async fn tx_insert_intent(c: &mut SqliteConnection, steps: &str) -> Result<i
     Ok(id)
 }
 
+pub async fn tx_delete_intent(c: &mut SqliteConnection, id: i64) -> Result<()> {
+    sqlx::query("DELETE FROM intents WHERE id = $1")
+        .bind(id)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
 pub async fn tx_delete_upload(c: &mut SqliteConnection, upload_id: &str) -> Result<()> {
     sqlx::query("DELETE FROM parts WHERE upload_id = $1")
         .bind(upload_id)

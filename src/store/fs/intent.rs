@@ -102,6 +102,9 @@ pub fn run(root: &Path, steps: &[Step]) -> io::Result<()> {
             }
         }
     }
+    // Entries leaving tmp/ or trash/ need no durability: both are emptied at start-up.
+    let scratch = [root.join(".ferry/tmp"), root.join(".ferry/trash")];
+    dirty.retain(|d| !scratch.contains(d));
     dirty.sort();
     dirty.dedup();
     for d in dirty {

@@ -17,6 +17,7 @@
 //! ```
 
 mod body;
+mod commit;
 pub mod index;
 pub mod intent;
 mod list;
@@ -43,7 +44,8 @@ pub const META_DIR: &str = ".ferry";
 pub struct FsStore {
     name: String,
     root: PathBuf,
-    index: Index,
+    index: Arc<Index>,
+    committer: commit::Committer,
     seq: AtomicI64,
     locks: Vec<RwLock<()>>,
 }
@@ -59,12 +61,14 @@ impl FsStore {
         }
         let root = std::fs::canonicalize(root)
             .map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
-        let index = Index::open(&root.join(META_DIR).join("index.db")).await?;
+        let index = Arc::new(Index::open(&root.join(META_DIR).join("index.db")).await?);
         let seq = AtomicI64::new(index.max_seq().await?);
+        let committer = commit::Committer::start(index.clone(), root.clone());
         let store = Arc::new(Self {
             name: name.to_owned(),
             root,
             index,
+            committer,
             seq,
             locks: (0..LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
         });
@@ -154,34 +158,10 @@ impl FsStore {
             })
     }
 
-    /// Commits index changes and an intent in one transaction, then performs the intent.
+    /// Commits index changes and an intent in one transaction, then performs the intent
+    /// (batched with concurrent writers: see [`commit`]).
     async fn commit(&self, change: Change) -> Result<()> {
-        let mut tx = self.index.begin().await?;
-        for seq in &change.deletes {
-            index::tx_delete_version(&mut tx, &change.bucket, &change.key, *seq).await?;
-        }
-        for row in &change.updates {
-            index::tx_update_version(&mut tx, row).await?;
-        }
-        for row in &change.inserts {
-            index::tx_insert_version(&mut tx, row).await?;
-        }
-        if let Some(u) = &change.delete_upload {
-            index::tx_delete_upload(&mut tx, u).await?;
-        }
-        let intent = if change.steps.is_empty() {
-            None
-        } else {
-            let json = serde_json::to_string(&change.steps)
-                .map_err(|e| Error::Index(format!("encoding an intent: {e}")))?;
-            Some(index::tx_insert_intent(&mut tx, &json).await?)
-        };
-        index::tx_commit(tx).await?;
-        if let Some(id) = intent {
-            self.run_steps(change.steps).await?;
-            self.index.delete_intent(id).await?;
-        }
-        Ok(())
+        self.committer.commit(change).await
     }
 
     fn meta_of(&self, row: &VersionRow) -> Result<ObjectMeta> {

@@ -1,0 +1,124 @@
+//! Group commit: one task applies the index changes of many concurrent writers in one SQLite
+//! transaction (one WAL fsync), then performs all their file moves and fsyncs each touched
+//! directory once, then answers every writer.
+//!
+//! Correctness does not depend on batching: each change is still "index + intent in one
+//! transaction, then the moves", and the key locks held by callers mean no two changes in a
+//! batch touch the same key. Finished intents are deleted in the *next* transaction rather
+//! than in one of their own; replaying a finished intent is harmless as long as no later
+//! change has committed, and every later commit deletes it first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Change;
+use super::index::{self, Index};
+use super::intent::{self, Step};
+use crate::store::{Error, Result};
+
+const MAX_BATCH: usize = 256;
+
+struct Job {
+    change: Change,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// The handle writers use; the task ends when the last handle is dropped.
+pub struct Committer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    pub fn start(index: Arc<Index>, root: PathBuf) -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(run(index, root, rx));
+        Self { tx }
+    }
+
+    /// Commits `change` durably (index, intent, file moves, directory fsyncs).
+    pub async fn commit(&self, change: Change) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Job { change, done })
+            .await
+            .map_err(|_| Error::Index("the commit task has stopped".into()))?;
+        wait.await
+            .map_err(|_| Error::Index("the commit task has stopped".into()))?
+    }
+}
+
+async fn run(index: Arc<Index>, root: PathBuf, mut rx: mpsc::Receiver<Job>) {
+    let mut finished: Vec<i64> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        match apply(&index, &root, &mut finished, &batch).await {
+            Ok(()) => {
+                for j in batch {
+                    let _ = j.done.send(Ok(()));
+                }
+            }
+            Err(_) if batch.len() > 1 => {
+                // One change failed: retry each alone so the others still commit and the
+                // failing one gets its own error.
+                for j in batch {
+                    let r = apply(&index, &root, &mut finished, std::slice::from_ref(&j)).await;
+                    let _ = j.done.send(r);
+                }
+            }
+            Err(e) => {
+                for j in batch {
+                    let _ = j.done.send(Err(Error::Index(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn apply(index: &Index, root: &Path, finished: &mut Vec<i64>, batch: &[Job]) -> Result<()> {
+    let mut tx = index.begin().await?;
+    for id in finished.iter() {
+        index::tx_delete_intent(&mut tx, *id).await?;
+    }
+    let mut intents = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
+    for j in batch {
+        let c = &j.change;
+        for seq in &c.deletes {
+            index::tx_delete_version(&mut tx, &c.bucket, &c.key, *seq).await?;
+        }
+        for row in &c.updates {
+            index::tx_update_version(&mut tx, row).await?;
+        }
+        for row in &c.inserts {
+            index::tx_insert_version(&mut tx, row).await?;
+        }
+        if let Some(u) = &c.delete_upload {
+            index::tx_delete_upload(&mut tx, u).await?;
+        }
+        if !c.steps.is_empty() {
+            let json = serde_json::to_string(&c.steps)
+                .map_err(|e| Error::Index(format!("encoding an intent: {e}")))?;
+            intents.push(index::tx_insert_intent(&mut tx, &json).await?);
+            steps.extend(c.steps.iter().cloned());
+        }
+    }
+    index::tx_commit(tx).await?;
+    finished.clear();
+    if !steps.is_empty() {
+        let root = root.to_path_buf();
+        tokio::task::spawn_blocking(move || intent::run(&root, &steps))
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+            .map_err(|e| Error::io("applying a file change", e))?;
+    }
+    finished.extend(intents);
+    Ok(())
+}
