@@ -79,6 +79,12 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 "#;
 
+/// A string greater than every key that starts with `prefix`, so range scans stop at the end
+/// of the prefix instead of running to the end of the bucket.
+fn upper_bound(prefix: &str) -> String {
+    format!("{prefix}{}", char::MAX)
+}
+
 fn db_err(e: sqlx::Error) -> Error {
     Error::Index(e.to_string())
 }
@@ -348,7 +354,7 @@ impl Index {
         let lower = if after >= prefix { after } else { prefix };
         let q = format!(
             "SELECT {VCOLS} FROM versions WHERE bucket = $1 AND is_latest = 1 AND delete_marker = 0 \
-             AND key > $2 AND substr(key, 1, length($3)) = $3 ORDER BY key LIMIT $4"
+             AND key > $2 AND key < $5 AND substr(key, 1, length($3)) = $3 ORDER BY key LIMIT $4"
         );
         // `key > lower` seeks; when lower == prefix the prefix key itself must be included.
         let (q, lower) = if lower == prefix && after < prefix {
@@ -361,6 +367,7 @@ impl Index {
             .bind(lower)
             .bind(prefix)
             .bind(limit as i64)
+            .bind(upper_bound(prefix))
             .fetch_all(&self.read)
             .await
             .map_err(db_err)?;
@@ -378,40 +385,29 @@ impl Index {
         limit: usize,
     ) -> Result<Vec<VersionRow>> {
         let base = format!(
-            "SELECT {VCOLS} FROM versions WHERE bucket = $1 AND substr(key, 1, length($2)) = $2 AND key >= $2"
+            "SELECT {VCOLS} FROM versions WHERE bucket = $1 AND substr(key, 1, length($2)) = $2 \
+             AND key >= $2 AND key < $3"
         );
-        let rows = match after {
-            None => {
-                sqlx::query(&format!("{base} ORDER BY key, seq DESC LIMIT $3"))
-                    .bind(bucket)
-                    .bind(prefix)
-                    .bind(limit as i64)
-                    .fetch_all(&self.read)
-                    .await
-            }
-            Some((k, None)) => {
-                sqlx::query(&format!(
-                    "{base} AND key > $3 ORDER BY key, seq DESC LIMIT $4"
-                ))
-                .bind(bucket)
-                .bind(prefix)
-                .bind(k)
-                .bind(limit as i64)
-                .fetch_all(&self.read)
-                .await
-            }
-            Some((k, Some(seq))) => sqlx::query(&format!(
-                "{base} AND (key > $3 OR (key = $3 AND seq < $4)) ORDER BY key, seq DESC LIMIT $5"
-            ))
+        let upper = upper_bound(prefix);
+        let q = match after {
+            None => format!("{base} ORDER BY key, seq DESC LIMIT $4"),
+            Some((_, None)) => format!("{base} AND key > $5 ORDER BY key, seq DESC LIMIT $4"),
+            Some((_, Some(_))) => format!(
+                "{base} AND (key > $5 OR (key = $5 AND seq < $6)) ORDER BY key, seq DESC LIMIT $4"
+            ),
+        };
+        let mut query = sqlx::query(&q)
             .bind(bucket)
             .bind(prefix)
-            .bind(k)
-            .bind(seq)
-            .bind(limit as i64)
-            .fetch_all(&self.read)
-            .await,
+            .bind(&upper)
+            .bind(limit as i64);
+        if let Some((k, seq)) = after {
+            query = query.bind(k);
+            if let Some(seq) = seq {
+                query = query.bind(seq);
+            }
         }
-        .map_err(db_err)?;
+        let rows = query.fetch_all(&self.read).await.map_err(db_err)?;
         rows.iter().map(VersionRow::from_row).collect()
     }
 
