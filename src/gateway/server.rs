@@ -51,14 +51,32 @@ pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S
         secret_key: SecretKey::from(opts.secret_key.clone()),
     });
     if let Some(d) = &opts.domain {
-        let host = s3s::host::SingleDomain::new(d)
+        let inner = s3s::host::SingleDomain::new(d)
             .map_err(|e| anyhow::anyhow!("invalid --domain {d:?}: {e}"))?;
-        b.set_host(host);
+        b.set_host(PortlessHost(inner));
     }
     let mut cfg = S3Config::default();
     cfg.xml_max_body_size = opts.max_xml_bytes;
     b.set_config(Arc::new(StaticConfigProvider::new(Arc::new(cfg))));
     Ok(b.build())
+}
+
+/// Virtual-host parsing that ignores the port in the Host header (`bucket.domain:9000`),
+/// which s3s's `SingleDomain` would otherwise reject; IP addresses mean path style.
+struct PortlessHost(s3s::host::SingleDomain);
+
+impl s3s::host::S3Host for PortlessHost {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<s3s::host::VirtualHost<'a>> {
+        let name = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        if bare.parse::<std::net::IpAddr>().is_ok() || bare.eq_ignore_ascii_case("localhost") {
+            return Ok(s3s::host::VirtualHost::new(name));
+        }
+        self.0.parse_host_header(name)
+    }
 }
 
 /// One key pair; an unknown access key gets AWS's `InvalidAccessKeyId` (s3s's sample

@@ -160,3 +160,64 @@ fn first_start_generates_credentials_with_mode_0600_and_never_reprints_them() {
         "the secret is never printed again:\n{second}"
     );
 }
+
+/// A plain HTTP GET on the admin listener; returns (status, body).
+fn admin_get(f: &Ferry, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = f.admin.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn admin_endpoints_health_metrics_openapi_and_token() {
+    let f = Ferry::start();
+    ok(&f.aws(&["s3", "mb", "s3://metrics"]));
+    ok(&f.aws(&["s3api", "put-object", "--bucket", "metrics", "--key", "k"]));
+    assert_eq!(admin_get(&f, "/health", None).0, 200);
+    assert_eq!(admin_get(&f, "/ready", None).0, 200);
+    let (status, metrics) = admin_get(&f, "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("ferry_s3_requests_total{op=\"PutObject\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ferry_s3_request_seconds_bucket{"),
+        "{metrics}"
+    );
+    let (status, doc) = admin_get(&f, "/api/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&doc).expect("openapi json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/v1/stores"].is_object());
+    // The API itself needs the token.
+    assert_eq!(admin_get(&f, "/api/v1/stores", None).0, 401);
+    assert_eq!(admin_get(&f, "/api/v1/stores", Some("wrong")).0, 401);
+    assert_eq!(
+        admin_get(&f, "/api/v1/stores", Some(crate::support::ADMIN_TOKEN)).0,
+        200
+    );
+    // Secrets never reach the log.
+    assert!(!f.log().contains(crate::support::SECRET_KEY));
+    assert!(!f.log().contains(crate::support::ADMIN_TOKEN));
+}

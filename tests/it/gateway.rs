@@ -21,3 +21,9 @@ fn bad_input_gets_s3_errors() {
         f.log()
     );
 }
+
+#[test]
+fn virtual_host_style() {
+    let f = Ferry::start_with(&["--domain", "s3.ferry.test"]);
+    ok(&f.python("virtual_host.py", &["s3.ferry.test"]));
+}

@@ -36,16 +36,23 @@ pub struct Ferry {
     pub dir: tempfile::TempDir,
     pub s3: String,
     pub admin: String,
+    extra_args: Vec<String>,
 }
 
 impl Ferry {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `ferry serve` arguments.
+    pub fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut f = Ferry {
             child: None,
             dir,
             s3: String::new(),
             admin: String::new(),
+            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         f.restart();
         f
@@ -80,6 +87,7 @@ impl Ferry {
             ])
             .arg("--data")
             .arg(&data)
+            .args(&self.extra_args)
             .env("FERRY_ACCESS_KEY", ACCESS_KEY)
             .env("FERRY_SECRET_KEY", SECRET_KEY)
             .env("FERRY_ADMIN_TOKEN", ADMIN_TOKEN)

@@ -130,6 +130,13 @@ expect_error(lambda: s3.get_object(Bucket=B, Key="file", Range="bytes=5-9"), "In
 expect(400, "InvalidArgument", signed("GET", f"/{B}?list-type=2&max-keys=-1"), "negative max-keys")
 expect(400, "InvalidArgument", signed("GET", f"/{B}?list-type=2&continuation-token=%21%21%21"), "bad token")
 
+# A request head over the limit is refused with 431, not read without bound.
+conn = http.client.HTTPConnection(HOST, timeout=30)
+conn.request("GET", f"/{B}", headers={"x-big": "v" * (200 * 1024)})
+r = conn.getresponse()
+assert r.status == 431, r.status
+conn.close()
+
 # Still serving.
 assert s3.get_object(Bucket=B, Key="file")["Body"].read() == b"1"
 print("OK")

@@ -1,0 +1,41 @@
+"""Virtual-host style requests (BUCKET.DOMAIN) against a server started with --domain. The
+connection goes to the loopback address; the Host header carries the bucket."""
+import hashlib
+import http.client
+import os
+import sys
+from urllib.parse import urlparse
+
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from common import client
+
+domain = sys.argv[1]
+end = urlparse(os.environ["FERRY_ENDPOINT"])
+creds = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+
+
+def vhost(method, bucket, path, body=b""):
+    host = f"{bucket}.{domain}:{end.port}"
+    req = AWSRequest(method=method, url=f"http://{host}{path}", data=body)
+    req.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
+    S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection(end.hostname, end.port, timeout=30)
+    headers = dict(req.headers)
+    headers["Host"] = host
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+s3 = client()
+s3.create_bucket(Bucket="vhost")
+st, _b = vhost("PUT", "vhost", "/hello.txt", b"virtual host")
+assert st == 200, st
+assert s3.get_object(Bucket="vhost", Key="hello.txt")["Body"].read() == b"virtual host"
+st, body = vhost("GET", "vhost", "/hello.txt")
+assert (st, body) == (200, b"virtual host"), (st, body)
+st, body = vhost("GET", "vhost", "/?list-type=2")
+assert st == 200 and b"<Key>hello.txt</Key>" in body, body
+print("OK")
