@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use std::io::Write;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::store::digest::BodyHasher;
 use crate::store::{ByteStream, ChecksumAlgorithm, Digests, Error, Result};
@@ -12,55 +15,86 @@ use crate::store::{ByteStream, ChecksumAlgorithm, Digests, Error, Result};
 const WRITE_BUF: usize = 1 << 20;
 const READ_CHUNK: usize = 256 * 1024;
 
+/// Chunks are handed to the writer thread in batches of about this many bytes.
+const BATCH: usize = 1 << 20;
+
 /// Streams `body` into a new file at `path`, hashing it; fsyncs the file. On any error the
 /// file is removed. `expected` is the length the client declared.
+///
+/// Two stages run in parallel: this task receives (and s3s verifies the payload signature as
+/// the bytes pass), while one blocking thread hashes and writes. A small body costs one hop
+/// to the blocking pool. The channel is bounded, so memory stays at a few batches.
 pub async fn receive(
     path: &Path,
     mut body: ByteStream,
     algorithm: Option<ChecksumAlgorithm>,
     expected: Option<u64>,
 ) -> Result<Digests> {
-    let result = async {
-        let file = tokio::fs::OpenOptions::new()
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(4);
+    let target = path.to_path_buf();
+    let sink = tokio::task::spawn_blocking(move || -> std::io::Result<Digests> {
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(path)
-            .await
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        let mut w = tokio::io::BufWriter::with_capacity(WRITE_BUF, file);
+            .open(&target)?;
+        let mut w = std::io::BufWriter::with_capacity(WRITE_BUF, file);
         let mut hasher = BodyHasher::new(algorithm);
+        while let Some(batch) = rx.blocking_recv() {
+            for chunk in &batch {
+                hasher.update(chunk);
+                w.write_all(chunk)?;
+            }
+        }
+        let file = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+        file.sync_data()?;
+        Ok(hasher.finalize())
+    });
+    let received = async {
+        let mut total = 0u64;
+        let mut batch = Vec::new();
+        let mut batch_len = 0usize;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(Error::Body)?;
-            hasher.update(&chunk);
+            total += chunk.len() as u64;
             if let Some(n) = expected
-                && hasher.size() > n
+                && total > n
             {
                 return Err(Error::InvalidArgument(format!(
                     "the body is longer than the declared {n} bytes"
                 )));
             }
-            w.write_all(&chunk)
-                .await
-                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            batch_len += chunk.len();
+            batch.push(chunk);
+            if batch_len >= BATCH {
+                batch_len = 0;
+                if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
         }
-        if let Some(n) = expected
-            && hasher.size() < n
-        {
-            return Err(Error::IncompleteBody {
-                received: hasher.size(),
+        if !batch.is_empty() {
+            let _ = tx.send(batch).await;
+        }
+        match expected {
+            Some(n) if total < n => Err(Error::IncompleteBody {
+                received: total,
                 expected: n,
-            });
+            }),
+            _ => Ok(()),
         }
-        w.flush()
-            .await
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        let file = w.into_inner();
-        file.sync_data()
-            .await
-            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
-        Ok(hasher.finalize())
     }
     .await;
+    drop(tx);
+    let written = sink
+        .await
+        .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e));
+    let result = match (received, written) {
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(d)) => Ok(d),
+    };
     if result.is_err() {
         let _ = tokio::fs::remove_file(path).await;
     }
