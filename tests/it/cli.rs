@@ -49,6 +49,32 @@ fn rescan_picks_up_files_written_behind_our_back() {
     assert!(ls.contains("docs/readme.txt"), "{ls}");
     let body = ok(&f.aws(&["s3", "cp", "s3://posix/docs/readme.txt", "-"]));
     assert_eq!(body, "written by a POSIX user\n");
+    // Changed again behind Ferry's back: a GET serves the new bytes with their own ETag.
+    std::fs::write(dir.join("readme.txt"), b"edited in place\n").expect("rewrite");
+    let head = ok(&f.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "posix",
+        "--key",
+        "docs/readme.txt",
+    ]));
+    let body = ok(&f.aws(&["s3", "cp", "s3://posix/docs/readme.txt", "-"]));
+    assert_eq!(body, "edited in place\n");
+    let head2 = ok(&f.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "posix",
+        "--key",
+        "docs/readme.txt",
+    ]));
+    let etag: serde_json::Value = serde_json::from_str(&head2).expect("json");
+    // md5("edited in place\n")
+    assert_eq!(
+        etag["ETag"], "\"0a938026cedf7cf17d32e08630c1577b\"",
+        "{head} -> {head2}"
+    );
 }
 
 #[test]

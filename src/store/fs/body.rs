@@ -101,16 +101,65 @@ pub async fn receive(
     result
 }
 
-/// Streams `len` bytes of an open file from `offset`.
-pub async fn serve(mut file: tokio::fs::File, offset: u64, len: u64) -> Result<ByteStream> {
-    if offset > 0 {
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(|e| Error::io("seeking", e))?;
+/// Files up to this size are read whole when opened: one hop instead of several.
+const SMALL_FILE: u64 = 256 * 1024;
+
+/// What [`open`] learned about a file, to compare with the index.
+pub struct Facts {
+    pub ino: i64,
+    pub mtime_ns: i64,
+    pub size: i64,
+}
+
+/// An opened object body: read whole when small, else an open file to stream from.
+pub enum Opened {
+    Small(Bytes),
+    File(tokio::fs::File),
+}
+
+/// Opens a file, stats it, and reads it whole when it is small. Blocking.
+pub fn open(path: &Path) -> std::io::Result<(Opened, Facts)> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut f = std::fs::File::open(path)?;
+    let m = f.metadata()?;
+    let facts = Facts {
+        ino: m.ino() as i64,
+        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        size: m.len() as i64,
+    };
+    if m.len() <= SMALL_FILE {
+        let mut buf = Vec::with_capacity(m.len() as usize);
+        f.read_to_end(&mut buf)?;
+        Ok((Opened::Small(Bytes::from(buf)), facts))
+    } else {
+        Ok((Opened::File(tokio::fs::File::from_std(f)), facts))
     }
-    let reader = file.take(len);
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK);
-    Ok(Box::pin(stream))
+}
+
+impl Opened {
+    /// Streams `len` bytes from `offset`.
+    pub async fn into_stream(self, offset: u64, len: u64) -> Result<ByteStream> {
+        match self {
+            Opened::Small(b) => {
+                let start = (offset as usize).min(b.len());
+                let end = (start + len as usize).min(b.len());
+                let chunk = b.slice(start..end);
+                Ok(Box::pin(futures::stream::once(async move { Ok(chunk) })))
+            }
+            Opened::File(mut file) => {
+                if offset > 0 {
+                    file.seek(std::io::SeekFrom::Start(offset))
+                        .await
+                        .map_err(|e| Error::io("seeking", e))?;
+                }
+                let reader = file.take(len);
+                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                    reader, READ_CHUNK,
+                )))
+            }
+        }
+    }
 }
 
 /// Hashes a whole file (used when a file changed behind the store's back).

@@ -48,6 +48,11 @@ pub struct FsStore {
     committer: commit::Committer,
     seq: AtomicI64,
     locks: Vec<RwLock<()>>,
+    /// Bucket rows by name. This process is the only writer of the index, and every bucket
+    /// change goes through it, so the cache cannot go stale; misses always ask the index.
+    buckets: std::sync::RwLock<std::collections::HashMap<String, index::BucketRow>>,
+    /// Bumped by every bucket change, so a row read before the change is not cached after it.
+    bucket_gen: std::sync::atomic::AtomicU64,
 }
 
 impl FsStore {
@@ -71,6 +76,8 @@ impl FsStore {
             committer,
             seq,
             locks: (0..LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
+            buckets: Default::default(),
+            bucket_gen: Default::default(),
         });
         store.recover().await?;
         if store.index.get_meta("indexed").await?.is_none() {
@@ -150,12 +157,33 @@ impl FsStore {
     }
 
     async fn bucket_row(&self, bucket: &BucketName) -> Result<index::BucketRow> {
-        self.index
+        if let Ok(cache) = self.buckets.read()
+            && let Some(b) = cache.get(bucket.as_str())
+        {
+            return Ok(b.clone());
+        }
+        let generation = self.bucket_gen.load(Ordering::SeqCst);
+        let row = self
+            .index
             .bucket(bucket.as_str())
             .await?
             .ok_or_else(|| Error::NoSuchBucket {
                 bucket: bucket.to_string(),
-            })
+            })?;
+        if let Ok(mut cache) = self.buckets.write()
+            && self.bucket_gen.load(Ordering::SeqCst) == generation
+        {
+            cache.insert(row.name.clone(), row.clone());
+        }
+        Ok(row)
+    }
+
+    /// Drops a bucket's cached row after a change to it.
+    fn forget_bucket(&self, bucket: &BucketName) {
+        if let Ok(mut cache) = self.buckets.write() {
+            self.bucket_gen.fetch_add(1, Ordering::SeqCst);
+            cache.remove(bucket.as_str());
+        }
     }
 
     /// Commits index changes and an intent in one transaction, then performs the intent
@@ -307,7 +335,10 @@ impl Store for FsStore {
                 Error::io(format!("removing {}", dir.display()), e)
             });
         }
-        self.index.delete_bucket(bucket.as_str()).await
+        self.forget_bucket(bucket);
+        self.index.delete_bucket(bucket.as_str()).await?;
+        self.forget_bucket(bucket);
+        Ok(())
     }
 
     async fn head_bucket(&self, bucket: &BucketName) -> Result<BucketInfo> {
@@ -331,7 +362,9 @@ impl Store for FsStore {
         }
         self.index
             .set_versioning(bucket.as_str(), versioning_str(state))
-            .await
+            .await?;
+        self.forget_bucket(bucket);
+        Ok(())
     }
 
     async fn get_bucket_tags(&self, bucket: &BucketName) -> Result<Option<Tags>> {
@@ -344,7 +377,9 @@ impl Store for FsStore {
         let json = tags.as_ref().and_then(|t| serde_json::to_string(t).ok());
         self.index
             .set_bucket_tags(bucket.as_str(), json.as_deref())
-            .await
+            .await?;
+        self.forget_bucket(bucket);
+        Ok(())
     }
 
     async fn put_object(

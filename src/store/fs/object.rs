@@ -313,20 +313,24 @@ impl FsStore {
         Ok((row, ()))
     }
 
-    /// Opens a version's bytes. A file at the key path that changed behind the store's back
-    /// is re-indexed first, so the ETag and size served are the file's.
+    /// Opens a version's bytes (one hop to the blocking pool: open, stat, and for a small
+    /// file the read). A file at the key path that changed behind the store's back is
+    /// re-indexed first, so the ETag and size served are the file's.
     pub(super) async fn open_version(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
         version_id: Option<&str>,
-    ) -> Result<(VersionRow, tokio::fs::File)> {
+    ) -> Result<(VersionRow, body::Opened)> {
         let _g = self.lock_for(bucket, key.as_str()).read().await;
         let (mut row, _) = self.resolve(bucket, key, version_id, true).await?;
-        let rel = Self::bytes_rel(bucket, &row);
-        let abs = self.root.join(&rel);
-        let file = match tokio::fs::File::open(&abs).await {
-            Ok(f) => f,
+        let abs = self.root.join(Self::bytes_rel(bucket, &row));
+        let path = abs.clone();
+        let opened = tokio::task::spawn_blocking(move || body::open(&path))
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+        let (opened, facts) = match opened {
+            Ok(o) => o,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NoSuchKey {
                     bucket: bucket.to_string(),
@@ -336,28 +340,32 @@ impl FsStore {
             }
             Err(e) => return Err(Error::io(format!("opening {}", abs.display()), e)),
         };
-        if row.path.is_none() {
-            let facts = file_facts(&abs).ok();
-            let fsize = file.metadata().await.map(|m| m.len() as i64).ok();
-            if facts != row.file_ino.zip(row.file_mtime_ns) || fsize != Some(row.size) {
-                let abs2 = abs.clone();
-                let d = tokio::task::spawn_blocking(move || body::hash_file(&abs2))
-                    .await
-                    .map_err(|e| Error::Index(format!("file task failed: {e}")))?
-                    .map_err(|e| Error::io(format!("reading {}", abs.display()), e))?;
-                row.size = d.size as i64;
-                row.etag = hex::encode(d.md5);
-                row.checksum = None;
-                row.mtime_ms = index::now_ms();
-                if let Some((ino, m)) = facts {
-                    row.file_ino = Some(ino);
-                    row.file_mtime_ns = Some(m);
-                }
-                self.index.update_file_facts(&row).await?;
-                tracing::info!(store = %self.name, %bucket, %key, "re-indexed a file changed outside Ferry");
-            }
+        if row.path.is_none()
+            && (Some((facts.ino, facts.mtime_ns)) != row.file_ino.zip(row.file_mtime_ns)
+                || facts.size != row.size)
+        {
+            let abs2 = abs.clone();
+            let d = tokio::task::spawn_blocking(move || body::hash_file(&abs2))
+                .await
+                .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+                .map_err(|e| Error::io(format!("reading {}", abs.display()), e))?;
+            row.size = d.size as i64;
+            row.etag = hex::encode(d.md5);
+            row.checksum = None;
+            row.mtime_ms = index::now_ms();
+            row.file_ino = Some(facts.ino);
+            row.file_mtime_ns = Some(facts.mtime_ns);
+            self.index.update_file_facts(&row).await?;
+            tracing::info!(store = %self.name, %bucket, %key, "re-indexed a file changed outside Ferry");
+            // Serve what was hashed, not what was opened before (it may have changed again).
+            let path = abs.clone();
+            let reopened = tokio::task::spawn_blocking(move || body::open(&path))
+                .await
+                .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+                .map_err(|e| Error::io(format!("opening {}", abs.display()), e))?;
+            return Ok((row, reopened.0));
         }
-        Ok((row, file))
+        Ok((row, opened))
     }
 
     pub(super) async fn get_impl(
@@ -379,7 +387,7 @@ impl FsStore {
             }
             None => (0, meta.size, None),
         };
-        let body = body::serve(file, offset, len).await?;
+        let body = file.into_stream(offset, len).await?;
         Ok(GetResult { meta, range, body })
     }
 
@@ -548,7 +556,7 @@ impl FsStore {
             .as_deref()
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or_default();
-        let body = body::serve(file, 0, src.size).await?;
+        let body = file.into_stream(0, src.size).await?;
         let put = PutOptions {
             attrs: opts.attrs.unwrap_or(src.attrs),
             tags: opts.tags.unwrap_or(src_tags),
