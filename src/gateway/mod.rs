@@ -52,6 +52,31 @@ impl Gateway {
         Ok((self.default_store.clone(), b))
     }
 
+    /// Resolves `x-amz-copy-source` to the store, bucket, key and version it names.
+    fn copy_source(
+        &self,
+        src: &CopySource,
+    ) -> S3Result<(Arc<dyn Store>, BucketName, ObjectKey, Option<String>)> {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = src
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "only bucket/key copy sources are supported"
+            ));
+        };
+        let (store, bucket) = self.target(bucket)?;
+        Ok((
+            store,
+            bucket,
+            self.key(key)?,
+            version_id.as_deref().map(str::to_owned),
+        ))
+    }
+
     fn key(&self, key: &str) -> S3Result<ObjectKey> {
         ObjectKey::parse(key).map_err(error::name_error)
     }

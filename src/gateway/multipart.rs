@@ -109,19 +109,7 @@ impl Gateway {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
-        let CopySource::Bucket {
-            bucket: sb,
-            key: sk,
-            version_id: sv,
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "only bucket/key copy sources are supported"
-            ));
-        };
-        let (src_store, src_bucket) = self.target(sb)?;
-        let src_key = self.key(sk)?;
+        let (src_store, src_bucket, src_key, sv) = self.copy_source(&input.copy_source)?;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let n = part_number(input.part_number)?;
@@ -149,7 +137,7 @@ impl Gateway {
                 &src_bucket,
                 &src_key,
                 store::GetOptions {
-                    version_id: sv.as_deref().map(str::to_owned),
+                    version_id: sv.clone(),
                     range,
                 },
             )

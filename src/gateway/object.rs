@@ -424,19 +424,7 @@ impl Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        let CopySource::Bucket {
-            bucket: sb,
-            key: sk,
-            version_id: sv,
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "only bucket/key copy sources are supported"
-            ));
-        };
-        let (src_store, src_bucket) = self.target(sb)?;
-        let src_key = self.key(sk)?;
+        let (src_store, src_bucket, src_key, sv) = self.copy_source(&input.copy_source)?;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let replace_meta = input
@@ -494,7 +482,7 @@ impl Gateway {
             None
         };
         let opts = store::CopyOptions {
-            source_version_id: sv.as_deref().map(str::to_owned),
+            source_version_id: sv.clone(),
             attrs,
             tags,
             checksum_algorithm: convert::algorithm(input.checksum_algorithm.as_ref())?,
