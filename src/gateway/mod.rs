@@ -27,6 +27,9 @@ use crate::telemetry::Metrics;
 /// The largest object a single PUT may carry (AWS: 5 GiB).
 pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
+/// A resolved copy source: store, bucket, key, version.
+type CopyFrom = (Arc<dyn Store>, BucketName, ObjectKey, Option<String>);
+
 /// Serves S3 over stores.
 pub struct Gateway {
     /// Where buckets live until namespace policies arrive: every bucket is this store's.
@@ -56,7 +59,7 @@ impl Gateway {
     fn copy_source(
         &self,
         src: &CopySource,
-    ) -> S3Result<(Arc<dyn Store>, BucketName, ObjectKey, Option<String>)> {
+    ) -> S3Result<CopyFrom> {
         let CopySource::Bucket {
             bucket,
             key,
