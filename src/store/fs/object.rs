@@ -166,7 +166,9 @@ impl FsStore {
                     &mut post,
                 );
             }
+            // A never-versioned bucket holds only the null version, and it is the latest.
             if new_vid == NULL_VERSION
+                && versioning == Versioning::Suspended
                 && let Some(n) = self
                     .index
                     .version(bucket.as_str(), key.as_str(), NULL_VERSION)
