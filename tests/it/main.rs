@@ -10,6 +10,7 @@
 mod support;
 
 mod cli;
+mod clients;
 mod crash;
 mod gateway;
 mod state;
