@@ -14,3 +14,4 @@ mod clients;
 mod crash;
 mod gateway;
 mod state;
+mod store;

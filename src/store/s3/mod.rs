@@ -280,6 +280,20 @@ impl Store for S3Store {
     }
 
     async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
+        // In us-east-1, AWS (and moto) answer 200 to re-creating a bucket you own; the
+        // contract says BucketAlreadyExists, so ask first.
+        if self
+            .client
+            .head_bucket()
+            .bucket(bucket.as_str())
+            .send()
+            .await
+            .is_ok()
+        {
+            return Err(Error::BucketAlreadyExists {
+                bucket: bucket.to_string(),
+            });
+        }
         let mut req = self.client.create_bucket().bucket(bucket.as_str());
         if self.region != "us-east-1" {
             let constraint = sdk::BucketLocationConstraint::from(self.region.as_str());
