@@ -30,6 +30,57 @@ fn store_commands() {
     let local = f.cli(&["store", "remove", "local"]);
     assert_eq!(local.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&local.stderr).contains("cannot be removed"));
+    // An s3 store (Ferry's own endpoint): the secret goes in through an environment variable
+    // and never comes back out.
+    let add = std::process::Command::new(crate::support::ferry_bin())
+        .args([
+            "--server",
+            &f.admin,
+            "store",
+            "add",
+            "remote",
+            "--kind",
+            "s3",
+            "--endpoint",
+            &f.s3,
+        ])
+        .args([
+            "--path-style",
+            "--access-key-env",
+            "T_AK",
+            "--secret-key-env",
+            "T_SK",
+        ])
+        .args(["--checksum-mode", "when-required"])
+        .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .env("T_AK", crate::support::ACCESS_KEY)
+        .env("T_SK", crate::support::SECRET_KEY)
+        .output()
+        .expect("run");
+    ok(&add);
+    let json = ok(&f.cli(&["store", "list", "--json"]));
+    assert!(
+        json.contains("\"remote\"") && json.contains(&f.s3),
+        "{json}"
+    );
+    assert!(
+        !json.contains(crate::support::SECRET_KEY),
+        "secrets are never listed"
+    );
+    let missing_env = f.cli(&[
+        "store",
+        "add",
+        "r2",
+        "--kind",
+        "s3",
+        "--access-key-env",
+        "NO_SUCH_VAR_X",
+        "--secret-key-env",
+        "NO_SUCH_VAR_Y",
+    ]);
+    assert_eq!(missing_env.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing_env.stderr).contains("NO_SUCH_VAR_X"));
+    ok(&f.cli(&["store", "remove", "remote"]));
     ok(&f.cli(&["store", "remove", "extra"]));
     let gone = f.cli(&["store", "remove", "extra"]);
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no store named"));
