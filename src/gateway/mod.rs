@@ -56,10 +56,7 @@ impl Gateway {
     }
 
     /// Resolves `x-amz-copy-source` to the store, bucket, key and version it names.
-    fn copy_source(
-        &self,
-        src: &CopySource,
-    ) -> S3Result<CopyFrom> {
+    fn copy_source(&self, src: &CopySource) -> S3Result<CopyFrom> {
         let CopySource::Bucket {
             bucket,
             key,
