@@ -84,10 +84,11 @@ async fn run(index: Arc<Index>, root: PathBuf, mut rx: mpsc::Receiver<Job>) {
 
 async fn apply(index: &Index, root: &Path, finished: &mut Vec<i64>, batch: &[Job]) -> Result<()> {
     let mut tx = index.begin().await?;
+    // Intents of earlier batches whose moves are done (one per batch). An intent whose moves
+    // failed is never in this list: it stays for the replay at the next start.
     for id in finished.iter() {
         index::tx_delete_intent(&mut tx, *id).await?;
     }
-    let mut intents = Vec::new();
     let mut steps: Vec<Step> = Vec::new();
     for j in batch {
         let c = &j.change;
@@ -103,22 +104,26 @@ async fn apply(index: &Index, root: &Path, finished: &mut Vec<i64>, batch: &[Job
         if let Some(u) = &c.delete_upload {
             index::tx_delete_upload(&mut tx, u).await?;
         }
-        if !c.steps.is_empty() {
-            let json = serde_json::to_string(&c.steps)
-                .map_err(|e| Error::Index(format!("encoding an intent: {e}")))?;
-            intents.push(index::tx_insert_intent(&mut tx, &json).await?);
-            steps.extend(c.steps.iter().cloned());
-        }
+        steps.extend(c.steps.iter().cloned());
     }
+    // One intent for the whole batch: every step tells by itself whether it already ran, and
+    // the batch's changes touch different keys, so their steps are independent.
+    let intent = if steps.is_empty() {
+        None
+    } else {
+        let json = serde_json::to_string(&steps)
+            .map_err(|e| Error::Index(format!("encoding an intent: {e}")))?;
+        Some(index::tx_insert_intent(&mut tx, &json).await?)
+    };
     index::tx_commit(tx).await?;
     finished.clear();
-    if !steps.is_empty() {
+    if let Some(id) = intent {
         let root = root.to_path_buf();
         tokio::task::spawn_blocking(move || intent::run(&root, &steps))
             .await
             .map_err(|e| Error::Index(format!("file task failed: {e}")))?
             .map_err(|e| Error::io("applying a file change", e))?;
+        finished.push(id);
     }
-    finished.extend(intents);
     Ok(())
 }
