@@ -37,6 +37,11 @@ use self::intent::Step;
 use super::*;
 
 const LOCK_STRIPES: usize = 512;
+/// How many keys' latest rows are cached (a row is a few hundred bytes).
+const LATEST_CACHE: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(32 * 1024) {
+    Some(n) => n,
+    None => panic!("non-zero"),
+};
 /// The hidden folder under the root that holds everything that is not an object's bytes.
 pub const META_DIR: &str = ".ferry";
 
@@ -51,6 +56,10 @@ pub struct FsStore {
     /// Bucket rows by name. This process is the only writer of the index, and every bucket
     /// change goes through it, so the cache cannot go stale; misses always ask the index.
     buckets: std::sync::RwLock<std::collections::HashMap<String, index::BucketRow>>,
+    /// Latest version rows of recently used keys. Filled and changed only while the key's
+    /// lock is held (readers: shared; writers: exclusive), so it never disagrees with the
+    /// index for longer than an unacknowledged write.
+    latest: std::sync::Mutex<lru::LruCache<(String, String), VersionRow>>,
     /// Bumped by every bucket change, so a row read before the change is not cached after it.
     bucket_gen: std::sync::atomic::AtomicU64,
 }
@@ -77,6 +86,7 @@ impl FsStore {
             seq,
             locks: (0..LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
             buckets: Default::default(),
+            latest: std::sync::Mutex::new(lru::LruCache::new(LATEST_CACHE)),
             bucket_gen: Default::default(),
         });
         store.recover().await?;
@@ -188,8 +198,50 @@ impl FsStore {
 
     /// Commits index changes and an intent in one transaction, then performs the intent
     /// (batched with concurrent writers: see [`commit`]).
+    ///
+    /// The caller holds the key's write lock; the cached latest row follows the change.
     async fn commit(&self, change: Change) -> Result<()> {
-        self.committer.commit(change).await
+        let cache_key = (change.bucket.clone(), change.key.clone());
+        let new_latest = change
+            .inserts
+            .iter()
+            .chain(change.updates.iter())
+            .find(|r| r.is_latest)
+            .cloned();
+        let result = self.committer.commit(change).await;
+        if let Ok(mut cache) = self.latest.lock() {
+            match (&result, new_latest) {
+                (Ok(()), Some(row)) => {
+                    cache.put(cache_key, row);
+                }
+                _ => {
+                    cache.pop(&cache_key);
+                }
+            }
+        }
+        result
+    }
+
+    /// The latest version row of a key (cached). The caller holds the key's lock.
+    async fn latest(&self, bucket: &BucketName, key: &ObjectKey) -> Result<Option<VersionRow>> {
+        let cache_key = (bucket.to_string(), key.to_string());
+        if let Ok(mut cache) = self.latest.lock()
+            && let Some(row) = cache.get(&cache_key)
+        {
+            return Ok(Some(row.clone()));
+        }
+        let row = self.index.latest(bucket.as_str(), key.as_str()).await?;
+        if let (Some(r), Ok(mut cache)) = (&row, self.latest.lock()) {
+            cache.put(cache_key, r.clone());
+        }
+        Ok(row)
+    }
+
+    /// Drops a key's cached latest row after the index changed outside [`FsStore::commit`].
+    fn forget_latest(&self, bucket: &BucketName, key: &ObjectKey) {
+        if let Ok(mut cache) = self.latest.lock() {
+            cache.pop(&(bucket.to_string(), key.to_string()));
+        }
     }
 
     fn meta_of(&self, row: &VersionRow) -> Result<ObjectMeta> {
@@ -407,7 +459,8 @@ impl Store for FsStore {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<ObjectMeta> {
-        let (row, _) = self.resolve(bucket, key, version_id, false).await?;
+        let _g = self.lock_for(bucket, key.as_str()).read().await;
+        let row = self.resolve(bucket, key, version_id).await?;
         self.meta_of(&row)
     }
 
@@ -438,7 +491,8 @@ impl Store for FsStore {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<(String, Tags)> {
-        let (row, _) = self.resolve(bucket, key, version_id, false).await?;
+        let _g = self.lock_for(bucket, key.as_str()).read().await;
+        let row = self.resolve(bucket, key, version_id).await?;
         let tags = row
             .tags
             .as_deref()
@@ -455,7 +509,7 @@ impl Store for FsStore {
         tags: Tags,
     ) -> Result<String> {
         let _g = self.lock_for(bucket, key.as_str()).write().await;
-        let (mut row, _) = self.resolve(bucket, key, version_id, false).await?;
+        let mut row = self.resolve(bucket, key, version_id).await?;
         row.tags = tags_json(&tags);
         let mut change = Change::new(bucket, key);
         let vid = row.version_id.clone();

@@ -155,7 +155,7 @@ impl FsStore {
                 });
             }
             change.delete_upload = completes_upload;
-            let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
+            let latest = self.latest(bucket, key).await?;
             if let Some(old) = &latest {
                 self.retire(
                     bucket,
@@ -277,8 +277,7 @@ impl FsStore {
         bucket: &BucketName,
         key: &ObjectKey,
         version_id: Option<&str>,
-        _for_read: bool,
-    ) -> Result<(VersionRow, ())> {
+    ) -> Result<VersionRow> {
         self.bucket_row(bucket).await?;
         let row = match version_id {
             Some(v) => self
@@ -290,8 +289,7 @@ impl FsStore {
                     version_id: v.to_owned(),
                 })?,
             None => self
-                .index
-                .latest(bucket.as_str(), key.as_str())
+                .latest(bucket, key)
                 .await?
                 .ok_or_else(|| Error::NoSuchKey {
                     bucket: bucket.to_string(),
@@ -312,7 +310,7 @@ impl FsStore {
                 },
             });
         }
-        Ok((row, ()))
+        Ok(row)
     }
 
     /// Opens a version's bytes (one hop to the blocking pool: open, stat, and for a small
@@ -325,7 +323,7 @@ impl FsStore {
         version_id: Option<&str>,
     ) -> Result<(VersionRow, body::Opened)> {
         let _g = self.lock_for(bucket, key.as_str()).read().await;
-        let (mut row, _) = self.resolve(bucket, key, version_id, true).await?;
+        let mut row = self.resolve(bucket, key, version_id).await?;
         let abs = self.root.join(Self::bytes_rel(bucket, &row));
         let path = abs.clone();
         let opened = tokio::task::spawn_blocking(move || body::open(&path))
@@ -358,6 +356,7 @@ impl FsStore {
             row.file_ino = Some(facts.ino);
             row.file_mtime_ns = Some(facts.mtime_ns);
             self.index.update_file_facts(&row).await?;
+            self.forget_latest(bucket, key);
             tracing::info!(store = %self.name, %bucket, %key, "re-indexed a file changed outside Ferry");
             // Serve what was hashed, not what was opened before (it may have changed again).
             let path = abs.clone();
@@ -406,7 +405,7 @@ impl FsStore {
         let (mut pre, mut post) = (vec![], vec![]);
         let result = match version_id {
             None => {
-                let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
+                let latest = self.latest(bucket, key).await?;
                 if versioning == Versioning::Unversioned {
                     let Some(old) = latest else {
                         return Ok(DeleteResult {

@@ -223,6 +223,7 @@ impl FsStore {
                 row.file_ino = Some(f.ino);
                 row.file_mtime_ns = Some(f.mtime_ns);
                 self.index.update_file_facts(&row).await?;
+                self.forget_latest(bucket, key);
                 report.updated += 1;
                 return Ok(());
             }
