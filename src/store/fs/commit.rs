@@ -65,24 +65,69 @@ async fn run(index: Arc<Index>, root: PathBuf, mut rx: mpsc::Receiver<Job>) {
                     let _ = j.done.send(Ok(()));
                 }
             }
-            Err(_) if batch.len() > 1 => {
-                // One change failed: retry each alone so the others still commit and the
-                // failing one gets its own error.
+            Err(Failed::Transaction(_)) if batch.len() > 1 => {
+                // The transaction rolled back: retry each change alone so the others still
+                // commit and the failing one gets its own error.
                 for j in batch {
                     let r = apply(&index, &root, &mut finished, std::slice::from_ref(&j)).await;
-                    let _ = j.done.send(r);
+                    let _ = j.done.send(r.map_err(Failed::into_error));
                 }
             }
             Err(e) => {
+                // Either the only change failed, or the index committed and the file moves
+                // failed: the intent stays and is replayed at the next start; nothing is
+                // retried here, because the index changes are already in.
+                let msg = e.into_error().to_string();
                 for j in batch {
-                    let _ = j.done.send(Err(Error::Index(e.to_string())));
+                    let _ = j.done.send(Err(Error::Index(msg.clone())));
                 }
             }
         }
     }
 }
 
-async fn apply(index: &Index, root: &Path, finished: &mut Vec<i64>, batch: &[Job]) -> Result<()> {
+/// Why a batch failed: before its transaction committed (nothing happened), or after (the
+/// index is changed and the intent recorded, but the file moves did not finish).
+enum Failed {
+    Transaction(Error),
+    Moves(Error),
+}
+
+impl Failed {
+    fn into_error(self) -> Error {
+        match self {
+            Failed::Transaction(e) | Failed::Moves(e) => e,
+        }
+    }
+}
+
+async fn apply(
+    index: &Index,
+    root: &Path,
+    finished: &mut Vec<i64>,
+    batch: &[Job],
+) -> Result<(), Failed> {
+    let (intent, steps) = transaction(index, finished, batch)
+        .await
+        .map_err(Failed::Transaction)?;
+    finished.clear();
+    if let Some(id) = intent {
+        let root = root.to_path_buf();
+        tokio::task::spawn_blocking(move || intent::run(&root, &steps))
+            .await
+            .map_err(|e| Failed::Moves(Error::Index(format!("file task failed: {e}"))))?
+            .map_err(|e| Failed::Moves(Error::io("applying a file change", e)))?;
+        finished.push(id);
+    }
+    Ok(())
+}
+
+/// Applies a batch's index changes and records its intent, in one transaction.
+async fn transaction(
+    index: &Index,
+    finished: &[i64],
+    batch: &[Job],
+) -> Result<(Option<i64>, Vec<Step>)> {
     let mut tx = index.begin().await?;
     // Intents of earlier batches whose moves are done (one per batch). An intent whose moves
     // failed is never in this list: it stays for the replay at the next start.
@@ -116,14 +161,5 @@ async fn apply(index: &Index, root: &Path, finished: &mut Vec<i64>, batch: &[Job
         Some(index::tx_insert_intent(&mut tx, &json).await?)
     };
     index::tx_commit(tx).await?;
-    finished.clear();
-    if let Some(id) = intent {
-        let root = root.to_path_buf();
-        tokio::task::spawn_blocking(move || intent::run(&root, &steps))
-            .await
-            .map_err(|e| Error::Index(format!("file task failed: {e}")))?
-            .map_err(|e| Error::io("applying a file change", e))?;
-        finished.push(id);
-    }
-    Ok(())
+    Ok((intent, steps))
 }
