@@ -27,9 +27,3 @@ fn virtual_host_style() {
     let f = Ferry::start_with(&["--domain", "s3.ferry.test"]);
     ok(&f.python("virtual_host.py", &["s3.ferry.test"]));
 }
-
-#[test]
-fn versioning_basics() {
-    let f = Ferry::start();
-    ok(&f.python("versioning_basics.py", &[]));
-}

@@ -6,12 +6,16 @@
 //! - `store`: the Store conformance suite on every store kind
 //! - `cli`: admin commands, config errors, exit codes
 //! - `crash`: kill -9 during writes
+//! - `interop`: awscli, rclone, s3cmd, minio-py against a running server
+//! - `versioning`: versioning, delete markers, paging and checksums through boto3
+//! - `state`: the state database on SQLite and PostgreSQL
 
 mod support;
 
 mod cli;
-mod clients;
 mod crash;
 mod gateway;
+mod interop;
 mod state;
 mod store;
+mod versioning;

@@ -15,6 +15,9 @@ from common import client
 mode, bucket, count, acklog = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 s3 = client(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
 log = open(acklog, "a")
+# Every operation is logged as attempted before it is sent: one the server applied but never
+# acknowledged (killed in between) may or may not have happened, and the checks allow both.
+attempts = open(acklog + ".attempted", "a")
 lock = __import__("threading").Lock()
 gone = __import__("threading").Event()
 
@@ -27,6 +30,9 @@ def one(i):
     key = f"k/{i:05d}"
     if gone.is_set():
         return False
+    with lock:
+        attempts.write(key + "\n")
+        attempts.flush()
     try:
         if mode == "put":
             data = body(i)
