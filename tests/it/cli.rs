@@ -298,3 +298,29 @@ fn admin_endpoints_health_metrics_openapi_and_token() {
     assert!(!f.log().contains(crate::support::SECRET_KEY));
     assert!(!f.log().contains(crate::support::ADMIN_TOKEN));
 }
+
+/// An existing tree is served: files put into the data directory's local store before the
+/// first start are indexed at start-up (a store that was never indexed is scanned).
+#[test]
+fn existing_tree_is_indexed_on_first_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("pre/data/stores/local");
+    std::fs::create_dir_all(root.join("existing/a/b")).expect("mkdir");
+    std::fs::write(root.join("existing/a/b/file one.txt"), b"one").expect("write");
+    std::fs::write(root.join("existing/top.txt"), b"top").expect("write");
+    let mut f = Ferry::start();
+    f.kill9();
+    // Move the prepared tree in place of the fresh data directory, then start on it.
+    std::fs::remove_dir_all(f.data()).expect("rm");
+    std::fs::rename(dir.path().join("pre/data"), f.data()).expect("mv");
+    f.restart();
+    let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://existing"]));
+    assert!(
+        ls.contains("a/b/file one.txt") && ls.contains("top.txt"),
+        "{ls}"
+    );
+    assert_eq!(
+        ok(&f.aws(&["s3", "cp", "s3://existing/a/b/file one.txt", "-"])),
+        "one"
+    );
+}
