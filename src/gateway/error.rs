@@ -58,7 +58,17 @@ pub fn s3_error(err: store::Error) -> S3Error {
         E::EntityTooSmall { .. } => with(S3ErrorCode::EntityTooSmall, msg),
         // MinIO answers the same situation with XMinioParentIsObject (400).
         E::PathConflict { .. } => custom("XFerryKeyConflict", StatusCode::BAD_REQUEST, msg),
-        E::InvalidRange { .. } => with(S3ErrorCode::InvalidRange, msg),
+        E::InvalidRange { size } => {
+            // S3 puts the size in `<ActualObjectSize>`, which s3s's error XML cannot carry;
+            // HTTP's own place for it on a 416 is `Content-Range: bytes */size` (RFC 9110).
+            let mut e = with(S3ErrorCode::InvalidRange, msg);
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                h.insert(http::header::CONTENT_RANGE, v);
+            }
+            e.set_headers(h);
+            e
+        }
         E::BadDigest { .. } => with(S3ErrorCode::BadDigest, msg),
         E::IncompleteBody { .. } => with(S3ErrorCode::IncompleteBody, msg),
         E::InvalidArgument(_) => with(S3ErrorCode::InvalidArgument, msg),

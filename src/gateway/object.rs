@@ -296,7 +296,7 @@ impl Gateway {
             Some(r) => {
                 let (a, b) = r
                     .resolve(meta.size)
-                    .ok_or_else(|| s3_error!(InvalidRange))?;
+                    .ok_or_else(|| s3_error(store::Error::InvalidRange { size: meta.size }))?;
                 (b - a + 1, Some(format!("bytes {a}-{b}/{}", meta.size)))
             }
             None => (meta.size, None),

@@ -22,6 +22,8 @@
 //! # What the S3 API does not say
 //! - `list_objects` entries carry no version ids: they say `"null"` and `is_latest`.
 //! - HEAD/GET of a specific version report `is_latest: false` without checking.
+//! - A HEAD answer has no error body, so its 404 does not say what is missing: the store asks
+//!   HeadBucket before reporting a missing key or version, so a missing bucket is named.
 //! - Listing entries carry no attributes, checksums or tag counts.
 //! - The metadata of a PUT or uploaded part has `last_modified` of this machine's clock
 //!   (S3 does not return it); complete and copy read it back with a HEAD.
@@ -222,6 +224,32 @@ impl S3Store {
                 .disable_operation_attempt_timeout()
                 .build(),
         )
+    }
+
+    /// A HEAD answer has no body, so a 404 cannot say whether the key or the bucket is
+    /// missing; the error maps to a missing key (or version). Asks about the bucket in that
+    /// case, so a missing bucket is reported as one.
+    async fn missing_bucket_or(&self, bucket: &BucketName, err: Error) -> Error {
+        let from_404 = matches!(
+            err,
+            Error::NoSuchKey {
+                delete_marker: None,
+                ..
+            } | Error::NoSuchVersion { .. }
+        );
+        if from_404
+            && let Err(e) = self
+                .client
+                .head_bucket()
+                .bucket(bucket.as_str())
+                .send()
+                .await
+            && let bucket_err @ Error::NoSuchBucket { .. } =
+                self.err(Ctx::bucket(bucket.as_str()), e)
+        {
+            return bucket_err;
+        }
+        err
     }
 
     /// Deletes what a refused write left behind; failures are only logged.
@@ -568,7 +596,10 @@ impl Store for S3Store {
         if self.supported() {
             req = req.checksum_mode(sdk::ChecksumMode::Enabled);
         }
-        let out = req.send().await.map_err(|e| self.err(ctx, e))?;
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e) => return Err(self.missing_bucket_or(bucket, self.err(ctx, e)).await),
+        };
         Ok(meta_of!(
             &out,
             key.clone(),

@@ -126,7 +126,10 @@ expect(404, "NoSuchUpload", signed("PUT", f"/{B}/mp?partNumber=1&uploadId=00ff",
 expect(404, "NoSuchUpload", signed("PUT", f"/{B}/mp?partNumber=1&uploadId=..%2F..%2Fx", b"x"), "upload id path")
 
 # Range past the end, negative max-keys, bad continuation token
-expect_error(lambda: s3.get_object(Bucket=B, Key="file", Range="bytes=5-9"), "InvalidRange", 416)
+e = expect_error(lambda: s3.get_object(Bucket=B, Key="file", Range="bytes=5-9"), "InvalidRange", 416)
+size = s3.head_object(Bucket=B, Key="file")["ContentLength"]
+got = e.response["ResponseMetadata"]["HTTPHeaders"].get("content-range")
+assert got == f"bytes */{size}", f"a 416 names the object size in Content-Range, got {got!r}"
 expect(400, "InvalidArgument", signed("GET", f"/{B}?list-type=2&max-keys=-1"), "negative max-keys")
 expect(400, "InvalidArgument", signed("GET", f"/{B}?list-type=2&continuation-token=%21%21%21"), "bad token")
 
