@@ -1,20 +1,24 @@
-//! Group commit: one task applies the index changes of many concurrent writers in one SQLite
+//! Group commit: one thread applies the index changes of many concurrent writers in one SQLite
 //! transaction (one WAL fsync), then performs all their file moves and fsyncs each touched
-//! directory once, then answers every writer.
+//! directory once, then answers every writer. While it works, the next batch gathers.
 //!
 //! Correctness does not depend on batching: each change is still "index + intent in one
 //! transaction, then the moves", and the key locks held by callers mean no two changes in a
 //! batch touch the same key. Finished intents are deleted in the *next* transaction rather
 //! than in one of their own; replaying a finished intent is harmless as long as no later
 //! change has committed, and every later commit deletes it first.
+//!
+//! The work is all blocking (SQLite, renames, fsyncs), so it runs on a thread of its own
+//! rather than as a task that would hand every statement to another thread.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::Mutex;
 
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Change;
-use super::index::{self, Index};
+use super::index::{self, Index, db_err};
 use super::intent::{self, Step};
 use crate::store::{Error, Result};
 
@@ -25,16 +29,20 @@ struct Job {
     done: oneshot::Sender<Result<()>>,
 }
 
-/// The handle writers use; the task ends when the last handle is dropped.
+/// The handle writers use; the thread ends when the last handle is dropped.
 pub struct Committer {
     tx: mpsc::Sender<Job>,
 }
 
 impl Committer {
-    pub fn start(index: Arc<Index>, root: PathBuf) -> Self {
+    pub fn start(index: &Index, root: PathBuf) -> Result<Self> {
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run(index, root, rx));
-        Self { tx }
+        let writer = index.writer();
+        std::thread::Builder::new()
+            .name("ferry-fs-commit".into())
+            .spawn(move || run(&writer, &root, rx))
+            .map_err(|e| Error::io("starting the commit thread", e))?;
+        Ok(Self { tx })
     }
 
     /// Commits `change` durably (index, intent, file moves, directory fsyncs).
@@ -43,15 +51,15 @@ impl Committer {
         self.tx
             .send(Job { change, done })
             .await
-            .map_err(|_| Error::Index("the commit task has stopped".into()))?;
+            .map_err(|_| Error::Index("the commit thread has stopped".into()))?;
         wait.await
-            .map_err(|_| Error::Index("the commit task has stopped".into()))?
+            .map_err(|_| Error::Index("the commit thread has stopped".into()))?
     }
 }
 
-async fn run(index: Arc<Index>, root: PathBuf, mut rx: mpsc::Receiver<Job>) {
+fn run(writer: &Mutex<Connection>, root: &Path, mut rx: mpsc::Receiver<Job>) {
     let mut finished: Vec<i64> = Vec::new();
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -59,7 +67,15 @@ async fn run(index: Arc<Index>, root: PathBuf, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match apply(&index, &root, &mut finished, &batch).await {
+        let Ok(mut conn) = writer.lock() else {
+            for j in batch {
+                let _ = j
+                    .done
+                    .send(Err(Error::Index("the index writer is poisoned".into())));
+            }
+            continue;
+        };
+        match apply(&mut conn, root, &mut finished, &batch) {
             Ok(()) => {
                 for j in batch {
                     let _ = j.done.send(Ok(()));
@@ -69,7 +85,7 @@ async fn run(index: Arc<Index>, root: PathBuf, mut rx: mpsc::Receiver<Job>) {
                 // The transaction rolled back: retry each change alone so the others still
                 // commit and the failing one gets its own error.
                 for j in batch {
-                    let r = apply(&index, &root, &mut finished, std::slice::from_ref(&j)).await;
+                    let r = apply(&mut conn, root, &mut finished, std::slice::from_ref(&j));
                     let _ = j.done.send(r.map_err(Failed::into_error));
                 }
             }
@@ -101,21 +117,17 @@ impl Failed {
     }
 }
 
-async fn apply(
-    index: &Index,
+fn apply(
+    conn: &mut Connection,
     root: &Path,
     finished: &mut Vec<i64>,
     batch: &[Job],
 ) -> Result<(), Failed> {
-    let (intent, steps) = transaction(index, finished, batch)
-        .await
-        .map_err(Failed::Transaction)?;
+    let (intent, steps) =
+        transaction(conn, finished, batch).map_err(|e| Failed::Transaction(db_err(e)))?;
     finished.clear();
     if let Some(id) = intent {
-        let root = root.to_path_buf();
-        tokio::task::spawn_blocking(move || intent::run(&root, &steps))
-            .await
-            .map_err(|e| Failed::Moves(Error::Index(format!("file task failed: {e}"))))?
+        intent::run(root, &steps)
             .map_err(|e| Failed::Moves(Error::io("applying a file change", e)))?;
         finished.push(id);
     }
@@ -123,31 +135,31 @@ async fn apply(
 }
 
 /// Applies a batch's index changes and records its intent, in one transaction.
-async fn transaction(
-    index: &Index,
+fn transaction(
+    conn: &mut Connection,
     finished: &[i64],
     batch: &[Job],
-) -> Result<(Option<i64>, Vec<Step>)> {
-    let mut tx = index.begin().await?;
+) -> rusqlite::Result<(Option<i64>, Vec<Step>)> {
+    let tx = conn.transaction()?;
     // Intents of earlier batches whose moves are done (one per batch). An intent whose moves
     // failed is never in this list: it stays for the replay at the next start.
     for id in finished.iter() {
-        index::tx_delete_intent(&mut tx, *id).await?;
+        index::tx_delete_intent(&tx, *id)?;
     }
     let mut steps: Vec<Step> = Vec::new();
     for j in batch {
         let c = &j.change;
         for seq in &c.deletes {
-            index::tx_delete_version(&mut tx, &c.bucket, &c.key, *seq).await?;
+            index::tx_delete_version(&tx, &c.bucket, &c.key, *seq)?;
         }
         for row in &c.updates {
-            index::tx_update_version(&mut tx, row).await?;
+            index::tx_update_version(&tx, row)?;
         }
         for row in &c.inserts {
-            index::tx_insert_version(&mut tx, row).await?;
+            index::tx_insert_version(&tx, row)?;
         }
         if let Some(u) = &c.delete_upload {
-            index::tx_delete_upload(&mut tx, u).await?;
+            index::tx_delete_upload(&tx, u)?;
         }
         steps.extend(c.steps.iter().cloned());
     }
@@ -157,9 +169,9 @@ async fn transaction(
         None
     } else {
         let json = serde_json::to_string(&steps)
-            .map_err(|e| Error::Index(format!("encoding an intent: {e}")))?;
-        Some(index::tx_insert_intent(&mut tx, &json).await?)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Some(index::tx_insert_intent(&tx, &json)?)
     };
-    index::tx_commit(tx).await?;
+    tx.commit()?;
     Ok((intent, steps))
 }

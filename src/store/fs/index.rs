@@ -5,17 +5,18 @@
 //! files and index crash-safe (see [`super::intent`]). Listings page from the `(bucket, key)`
 //! order of this index; nothing walks directories to answer a LIST.
 //!
-//! Writes go through a single-connection pool so SQLite never has to upgrade a read lock
-//! (which fails immediately under contention); reads use a separate pool.
+//! Runs on rusqlite, in the calling thread: a read is a few microseconds of work on a pooled
+//! read-only connection, cheaper than handing it to another thread and back (which is what
+//! an async driver does for every statement, and which cost a quarter of the server's CPU).
+//! Writes run on the one write connection — behind a mutex, so SQLite never has to upgrade a
+//! read lock — either in the group-commit thread ([`super::commit`]) or on the blocking pool
+//! ([`Index::write`]), because a write waits for an fsync.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use crate::store::{Error, Result};
@@ -79,13 +80,16 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 "#;
 
+/// Read connections kept open between reads.
+const IDLE_READERS: usize = 8;
+
 /// A string greater than every key that starts with `prefix`, so range scans stop at the end
 /// of the prefix instead of running to the end of the bucket.
 fn upper_bound(prefix: &str) -> String {
     format!("{prefix}{}", char::MAX)
 }
 
-fn db_err(e: sqlx::Error) -> Error {
+pub fn db_err(e: rusqlite::Error) -> Error {
     Error::Index(e.to_string())
 }
 
@@ -120,26 +124,29 @@ pub struct VersionRow {
     pub file_mtime_ns: Option<i64>,
 }
 
+const VCOLS: &str = "bucket, key, seq, version_id, is_latest, delete_marker, size, etag, mtime_ms, \
+                     attrs, checksum, tags, parts_count, path, file_ino, file_mtime_ns";
+
 impl VersionRow {
-    fn from_row(r: &SqliteRow) -> Result<Self> {
-        let g = |e: sqlx::Error| Error::Index(e.to_string());
+    /// Reads a row selected with [`VCOLS`], in that order.
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
-            bucket: r.try_get("bucket").map_err(g)?,
-            key: r.try_get("key").map_err(g)?,
-            seq: r.try_get("seq").map_err(g)?,
-            version_id: r.try_get("version_id").map_err(g)?,
-            is_latest: r.try_get("is_latest").map_err(g)?,
-            delete_marker: r.try_get("delete_marker").map_err(g)?,
-            size: r.try_get("size").map_err(g)?,
-            etag: r.try_get("etag").map_err(g)?,
-            mtime_ms: r.try_get("mtime_ms").map_err(g)?,
-            attrs: r.try_get("attrs").map_err(g)?,
-            checksum: r.try_get("checksum").map_err(g)?,
-            tags: r.try_get("tags").map_err(g)?,
-            parts_count: r.try_get("parts_count").map_err(g)?,
-            path: r.try_get("path").map_err(g)?,
-            file_ino: r.try_get("file_ino").map_err(g)?,
-            file_mtime_ns: r.try_get("file_mtime_ns").map_err(g)?,
+            bucket: r.get(0)?,
+            key: r.get(1)?,
+            seq: r.get(2)?,
+            version_id: r.get(3)?,
+            is_latest: r.get(4)?,
+            delete_marker: r.get(5)?,
+            size: r.get(6)?,
+            etag: r.get(7)?,
+            mtime_ms: r.get(8)?,
+            attrs: r.get(9)?,
+            checksum: r.get(10)?,
+            tags: r.get(11)?,
+            parts_count: r.get(12)?,
+            path: r.get(13)?,
+            file_ino: r.get(14)?,
+            file_mtime_ns: r.get(15)?,
         })
     }
 }
@@ -173,173 +180,231 @@ pub struct PartRow {
     pub file: String,
 }
 
-pub struct Index {
-    read: SqlitePool,
-    write: SqlitePool,
+const BCOLS: &str = "name, created_ms, versioning, tags";
+
+fn bucket_row(r: &Row<'_>) -> rusqlite::Result<BucketRow> {
+    Ok(BucketRow {
+        name: r.get(0)?,
+        created_ms: r.get(1)?,
+        versioning: r.get(2)?,
+        tags: r.get(3)?,
+    })
 }
 
-const VCOLS: &str = "bucket, key, seq, version_id, is_latest, delete_marker, size, etag, mtime_ms, \
-                     attrs, checksum, tags, parts_count, path, file_ino, file_mtime_ns";
+const UCOLS: &str = "upload_id, bucket, key, initiated_ms, attrs, tags, checksum_algorithm";
+
+fn upload_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
+    Ok(UploadRow {
+        upload_id: r.get(0)?,
+        bucket: r.get(1)?,
+        key: r.get(2)?,
+        initiated_ms: r.get(3)?,
+        attrs: r.get(4)?,
+        tags: r.get(5)?,
+        checksum_algorithm: r.get(6)?,
+    })
+}
+
+fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> Result<Vec<T>> {
+    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db_err)
+}
+
+pub struct Index {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let open = || -> rusqlite::Result<Connection> {
+        let c = Connection::open_with_flags(path, flags)?;
+        c.busy_timeout(Duration::from_secs(30))?;
+        if !read_only {
+            c.pragma_update(None, "journal_mode", "WAL")?;
+        }
+        // FULL: a commit is on disk when it returns; the index is part of what we ack.
+        c.pragma_update(None, "synchronous", "FULL")?;
+        c.set_prepared_statement_cache_capacity(64);
+        Ok(c)
+    };
+    open().map_err(|e| Error::Index(format!("opening {}: {e}", path.display())))
+}
 
 impl Index {
     pub async fn open(path: &Path) -> Result<Self> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk when it returns; the index is part of what we ack.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(30));
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.clone())
-            .await
-            .map_err(|e| Error::Index(format!("opening {}: {e}", path.display())))?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&write)
-            .await
-            .map_err(db_err)?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts.read_only(true))
-            .await
-            .map_err(|e| Error::Index(format!("opening {}: {e}", path.display())))?;
-        Ok(Self { read, write })
+        let writer = open_conn(path, false)?;
+        writer.execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            readers: Mutex::new(Vec::new()),
+            writer: Arc::new(Mutex::new(writer)),
+        })
     }
 
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.write.begin().await.map_err(db_err)
+    /// Runs `f` on a pooled read connection, in this thread (see the module docs).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_conn(&self.path, true)?,
+        };
+        let out = f(&conn).map_err(db_err);
+        if let Ok(mut p) = self.readers.lock()
+            && p.len() < IDLE_READERS
+        {
+            p.push(conn);
+        }
+        out
     }
 
-    pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
+    /// Runs `f` on the write connection, on the blocking pool (a commit waits for an fsync).
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = writer
+                .lock()
+                .map_err(|_| Error::Index("the index writer is poisoned".into()))?;
+            f(&mut c).map_err(db_err)
+        })
+        .await
+        .map_err(|e| Error::Index(format!("index task failed: {e}")))?
+    }
+
+    /// The write connection, for the group-commit thread.
+    pub fn writer(&self) -> Arc<Mutex<Connection>> {
+        self.writer.clone()
     }
 
     // ---- meta ----
 
     pub async fn get_meta(&self, name: &str) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)
+        self.read(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))
+                .optional()
+        })
     }
 
     pub async fn set_meta(&self, name: &str, value: &str) -> Result<()> {
-        sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2")
-            .bind(name)
-            .bind(value)
-            .execute(&self.write)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2",
+                params![name, value],
+            )
+            .map(drop)
+        })
+        .await
     }
 
     // ---- buckets ----
 
     pub async fn bucket(&self, name: &str) -> Result<Option<BucketRow>> {
-        let row =
-            sqlx::query("SELECT name, created_ms, versioning, tags FROM buckets WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(db_err)?;
-        row.map(|r| bucket_row(&r)).transpose()
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {BCOLS} FROM buckets WHERE name = ?1"))?
+                .query_row([name], bucket_row)
+                .optional()
+        })
     }
 
     pub async fn buckets(&self) -> Result<Vec<BucketRow>> {
-        let rows =
-            sqlx::query("SELECT name, created_ms, versioning, tags FROM buckets ORDER BY name")
-                .fetch_all(&self.read)
-                .await
-                .map_err(db_err)?;
-        rows.iter().map(bucket_row).collect()
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {BCOLS} FROM buckets ORDER BY name"))?
+                .query_map([], bucket_row)?
+                .collect()
+        })
     }
 
     /// Returns false when the bucket was already there.
     pub async fn insert_bucket(&self, name: &str, created_ms: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "INSERT INTO buckets (name, created_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(created_ms)
-        .execute(&self.write)
+        let name = name.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO buckets (name, created_ms) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, created_ms],
+            )
+            .map(|n| n == 1)
+        })
         .await
-        .map_err(db_err)?;
-        Ok(r.rows_affected() == 1)
     }
 
     pub async fn bucket_is_empty(&self, name: &str) -> Result<bool> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT 1 FROM versions WHERE bucket = $1 LIMIT 1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?;
-        let u: Option<i64> = sqlx::query_scalar("SELECT 1 FROM uploads WHERE bucket = $1 LIMIT 1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?;
-        Ok(v.is_none() && u.is_none())
+        self.read(|c| {
+            let v: Option<i64> = c
+                .prepare_cached("SELECT 1 FROM versions WHERE bucket = ?1 LIMIT 1")?
+                .query_row([name], |r| r.get(0))
+                .optional()?;
+            let u: Option<i64> = c
+                .prepare_cached("SELECT 1 FROM uploads WHERE bucket = ?1 LIMIT 1")?
+                .query_row([name], |r| r.get(0))
+                .optional()?;
+            Ok(v.is_none() && u.is_none())
+        })
     }
 
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
-        sqlx::query("DELETE FROM buckets WHERE name = $1")
-            .bind(name)
-            .execute(&self.write)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        let name = name.to_owned();
+        self.write(move |c| {
+            c.execute("DELETE FROM buckets WHERE name = ?1", [name])
+                .map(drop)
+        })
+        .await
     }
 
     pub async fn set_versioning(&self, name: &str, state: &str) -> Result<()> {
-        sqlx::query("UPDATE buckets SET versioning = $2 WHERE name = $1")
-            .bind(name)
-            .bind(state)
-            .execute(&self.write)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        let (name, state) = (name.to_owned(), state.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE buckets SET versioning = ?2 WHERE name = ?1",
+                params![name, state],
+            )
+            .map(drop)
+        })
+        .await
     }
 
     pub async fn set_bucket_tags(&self, name: &str, tags: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE buckets SET tags = $2 WHERE name = $1")
-            .bind(name)
-            .bind(tags)
-            .execute(&self.write)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        let (name, tags) = (name.to_owned(), tags.map(str::to_owned));
+        self.write(move |c| {
+            c.execute(
+                "UPDATE buckets SET tags = ?2 WHERE name = ?1",
+                params![name, tags],
+            )
+            .map(drop)
+        })
+        .await
     }
 
     // ---- versions ----
 
     pub async fn latest(&self, bucket: &str, key: &str) -> Result<Option<VersionRow>> {
-        let q = format!(
-            "SELECT {VCOLS} FROM versions WHERE bucket = $1 AND key = $2 AND is_latest = 1"
-        );
-        let row = sqlx::query(&q)
-            .bind(bucket)
-            .bind(key)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| VersionRow::from_row(&r)).transpose()
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VCOLS} FROM versions WHERE bucket = ?1 AND key = ?2 AND is_latest = 1"
+            ))?
+            .query_row([bucket, key], VersionRow::from_row)
+            .optional()
+        })
     }
 
     pub async fn version(&self, bucket: &str, key: &str, vid: &str) -> Result<Option<VersionRow>> {
-        let q = format!(
-            "SELECT {VCOLS} FROM versions WHERE bucket = $1 AND key = $2 AND version_id = $3"
-        );
-        let row = sqlx::query(&q)
-            .bind(bucket)
-            .bind(key)
-            .bind(vid)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| VersionRow::from_row(&r)).transpose()
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VCOLS} FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3"
+            ))?
+            .query_row([bucket, key, vid], VersionRow::from_row)
+            .optional()
+        })
     }
 
     /// Current (non-delete-marker) objects with `key > after` and `key` starting with
@@ -351,27 +416,25 @@ impl Index {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<VersionRow>> {
-        let lower = if after >= prefix { after } else { prefix };
-        let q = format!(
-            "SELECT {VCOLS} FROM versions WHERE bucket = $1 AND is_latest = 1 AND delete_marker = 0 \
-             AND key > $2 AND key < $5 AND substr(key, 1, length($3)) = $3 ORDER BY key LIMIT $4"
-        );
-        // `key > lower` seeks; when lower == prefix the prefix key itself must be included.
-        let (q, lower) = if lower == prefix && after < prefix {
-            (q.replace("key > $2", "key >= $2"), lower)
+        // `key > lower` seeks; when lower is the prefix itself the prefix key is included.
+        let (op, lower) = if after >= prefix {
+            (">", after)
         } else {
-            (q, lower)
+            (">=", prefix)
         };
-        let rows = sqlx::query(&q)
-            .bind(bucket)
-            .bind(lower)
-            .bind(prefix)
-            .bind(limit as i64)
-            .bind(upper_bound(prefix))
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(VersionRow::from_row).collect()
+        let q = format!(
+            "SELECT {VCOLS} FROM versions WHERE bucket = ?1 AND is_latest = 1 AND delete_marker = 0 \
+             AND key {op} ?2 AND key < ?5 AND substr(key, 1, length(?3)) = ?3 ORDER BY key LIMIT ?4"
+        );
+        let upper = upper_bound(prefix);
+        self.read(|c| {
+            c.prepare_cached(&q)?
+                .query_map(
+                    params![bucket, lower, prefix, limit as i64, upper],
+                    VersionRow::from_row,
+                )?
+                .collect()
+        })
     }
 
     /// All versions with `(key, seq)` after the cursor in (key ascending, seq descending)
@@ -385,30 +448,35 @@ impl Index {
         limit: usize,
     ) -> Result<Vec<VersionRow>> {
         let base = format!(
-            "SELECT {VCOLS} FROM versions WHERE bucket = $1 AND substr(key, 1, length($2)) = $2 \
-             AND key >= $2 AND key < $3"
+            "SELECT {VCOLS} FROM versions WHERE bucket = ?1 AND substr(key, 1, length(?2)) = ?2 \
+             AND key >= ?2 AND key < ?3"
         );
         let upper = upper_bound(prefix);
-        let q = match after {
-            None => format!("{base} ORDER BY key, seq DESC LIMIT $4"),
-            Some((_, None)) => format!("{base} AND key > $5 ORDER BY key, seq DESC LIMIT $4"),
-            Some((_, Some(_))) => format!(
-                "{base} AND (key > $5 OR (key = $5 AND seq < $6)) ORDER BY key, seq DESC LIMIT $4"
-            ),
-        };
-        let mut query = sqlx::query(&q)
-            .bind(bucket)
-            .bind(prefix)
-            .bind(&upper)
-            .bind(limit as i64);
-        if let Some((k, seq)) = after {
-            query = query.bind(k);
-            if let Some(seq) = seq {
-                query = query.bind(seq);
-            }
-        }
-        let rows = query.fetch_all(&self.read).await.map_err(db_err)?;
-        rows.iter().map(VersionRow::from_row).collect()
+        let limit = limit as i64;
+        self.read(|c| match after {
+            None => c
+                .prepare_cached(&format!("{base} ORDER BY key, seq DESC LIMIT ?4"))?
+                .query_map(params![bucket, prefix, upper, limit], VersionRow::from_row)?
+                .collect(),
+            Some((k, None)) => c
+                .prepare_cached(&format!(
+                    "{base} AND key > ?5 ORDER BY key, seq DESC LIMIT ?4"
+                ))?
+                .query_map(
+                    params![bucket, prefix, upper, limit, k],
+                    VersionRow::from_row,
+                )?
+                .collect(),
+            Some((k, Some(seq))) => c
+                .prepare_cached(&format!(
+                    "{base} AND (key > ?5 OR (key = ?5 AND seq < ?6)) ORDER BY key, seq DESC LIMIT ?4"
+                ))?
+                .query_map(
+                    params![bucket, prefix, upper, limit, k, seq],
+                    VersionRow::from_row,
+                )?
+                .collect(),
+        })
     }
 
     /// Rows whose bytes are at the key path (for rescans), in key order after `after`.
@@ -418,78 +486,77 @@ impl Index {
         after: &str,
         limit: usize,
     ) -> Result<Vec<VersionRow>> {
-        let q = format!(
-            "SELECT {VCOLS} FROM versions WHERE bucket = $1 AND path IS NULL AND delete_marker = 0 \
-             AND key > $2 ORDER BY key LIMIT $3"
-        );
-        let rows = sqlx::query(&q)
-            .bind(bucket)
-            .bind(after)
-            .bind(limit as i64)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?;
-        rows.iter().map(VersionRow::from_row).collect()
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VCOLS} FROM versions WHERE bucket = ?1 AND path IS NULL AND delete_marker = 0 \
+                 AND key > ?2 ORDER BY key LIMIT ?3"
+            ))?
+            .query_map(params![bucket, after, limit as i64], VersionRow::from_row)?
+            .collect()
+        })
     }
 
     /// Records what a file at a key path turned out to contain (it changed outside Ferry).
     pub async fn update_file_facts(&self, v: &VersionRow) -> Result<()> {
-        sqlx::query(
-            "UPDATE versions SET size = $4, etag = $5, mtime_ms = $6, checksum = $7, file_ino = $8, \
-             file_mtime_ns = $9 WHERE bucket = $1 AND key = $2 AND seq = $3",
-        )
-        .bind(&v.bucket)
-        .bind(&v.key)
-        .bind(v.seq)
-        .bind(v.size)
-        .bind(&v.etag)
-        .bind(v.mtime_ms)
-        .bind(&v.checksum)
-        .bind(v.file_ino)
-        .bind(v.file_mtime_ns)
-        .execute(&self.write)
+        let v = v.clone();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE versions SET size = ?4, etag = ?5, mtime_ms = ?6, checksum = ?7, file_ino = ?8, \
+                 file_mtime_ns = ?9 WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+                params![
+                    v.bucket,
+                    v.key,
+                    v.seq,
+                    v.size,
+                    v.etag,
+                    v.mtime_ms,
+                    v.checksum,
+                    v.file_ino,
+                    v.file_mtime_ns
+                ],
+            )
+            .map(drop)
+        })
         .await
-        .map_err(db_err)?;
-        Ok(())
     }
 
     pub async fn max_seq(&self) -> Result<i64> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM versions")
-            .fetch_one(&self.read)
-            .await
-            .map_err(db_err)?;
-        Ok(v.unwrap_or(0))
+        self.read(|c| {
+            c.query_row("SELECT MAX(seq) FROM versions", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+        })
+        .map(|v| v.unwrap_or(0))
     }
 
     // ---- uploads ----
 
     pub async fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>> {
-        let row = sqlx::query(
-            "SELECT upload_id, bucket, key, initiated_ms, attrs, tags, checksum_algorithm FROM uploads WHERE upload_id = $1",
-        )
-        .bind(upload_id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db_err)?;
-        row.map(|r| upload_row(&r)).transpose()
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {UCOLS} FROM uploads WHERE upload_id = ?1"))?
+                .query_row([upload_id], upload_row)
+                .optional()
+        })
     }
 
     pub async fn insert_upload(&self, u: &UploadRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO uploads (upload_id, bucket, key, initiated_ms, attrs, tags, checksum_algorithm) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&u.upload_id)
-        .bind(&u.bucket)
-        .bind(&u.key)
-        .bind(u.initiated_ms)
-        .bind(&u.attrs)
-        .bind(&u.tags)
-        .bind(&u.checksum_algorithm)
-        .execute(&self.write)
+        let u = u.clone();
+        self.write(move |c| {
+            c.execute(
+                &format!("INSERT INTO uploads ({UCOLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    u.upload_id,
+                    u.bucket,
+                    u.key,
+                    u.initiated_ms,
+                    u.attrs,
+                    u.tags,
+                    u.checksum_algorithm
+                ],
+            )
+            .map(drop)
+        })
         .await
-        .map_err(db_err)?;
-        Ok(())
     }
 
     pub async fn list_uploads(
@@ -500,239 +567,173 @@ impl Index {
         limit: usize,
     ) -> Result<Vec<UploadRow>> {
         let (k, u) = after.unwrap_or(("", ""));
-        let rows = sqlx::query(
-            "SELECT upload_id, bucket, key, initiated_ms, attrs, tags, checksum_algorithm FROM uploads \
-             WHERE bucket = $1 AND substr(key, 1, length($2)) = $2 AND (key > $3 OR (key = $3 AND upload_id > $4)) \
-             ORDER BY key, upload_id LIMIT $5",
-        )
-        .bind(bucket)
-        .bind(prefix)
-        .bind(k)
-        .bind(u)
-        .bind(limit as i64)
-        .fetch_all(&self.read)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(upload_row).collect()
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {UCOLS} FROM uploads WHERE bucket = ?1 AND substr(key, 1, length(?2)) = ?2 \
+                 AND (key > ?3 OR (key = ?3 AND upload_id > ?4)) ORDER BY key, upload_id LIMIT ?5"
+            ))?
+            .query_map(params![bucket, prefix, k, u, limit as i64], upload_row)?
+            .collect()
+        })
     }
 
     pub async fn parts(&self, upload_id: &str, after: i64, limit: usize) -> Result<Vec<PartRow>> {
-        let rows = sqlx::query(
-            "SELECT part_number, size, etag, mtime_ms, checksum, file FROM parts \
-             WHERE upload_id = $1 AND part_number > $2 ORDER BY part_number LIMIT $3",
-        )
-        .bind(upload_id)
-        .bind(after)
-        .bind(limit as i64)
-        .fetch_all(&self.read)
-        .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                let g = |e: sqlx::Error| Error::Index(e.to_string());
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT part_number, size, etag, mtime_ms, checksum, file FROM parts \
+                 WHERE upload_id = ?1 AND part_number > ?2 ORDER BY part_number LIMIT ?3",
+            )?
+            .query_map(params![upload_id, after, limit as i64], |r| {
                 Ok(PartRow {
-                    part_number: r.try_get("part_number").map_err(g)?,
-                    size: r.try_get("size").map_err(g)?,
-                    etag: r.try_get("etag").map_err(g)?,
-                    mtime_ms: r.try_get("mtime_ms").map_err(g)?,
-                    checksum: r.try_get("checksum").map_err(g)?,
-                    file: r.try_get("file").map_err(g)?,
+                    part_number: r.get(0)?,
+                    size: r.get(1)?,
+                    etag: r.get(2)?,
+                    mtime_ms: r.get(3)?,
+                    checksum: r.get(4)?,
+                    file: r.get(5)?,
                 })
-            })
+            })?
             .collect()
+        })
     }
 
     /// Records a part; returns the file of the part it replaced, if any.
     pub async fn upsert_part(&self, upload_id: &str, p: &PartRow) -> Result<Option<String>> {
-        let mut tx = self.begin().await?;
-        let old: Option<String> =
-            sqlx::query_scalar("SELECT file FROM parts WHERE upload_id = $1 AND part_number = $2")
-                .bind(upload_id)
-                .bind(p.part_number)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        sqlx::query(
-            "INSERT INTO parts (upload_id, part_number, size, etag, mtime_ms, checksum, file) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (upload_id, part_number) DO UPDATE \
-             SET size = $3, etag = $4, mtime_ms = $5, checksum = $6, file = $7",
-        )
-        .bind(upload_id)
-        .bind(p.part_number)
-        .bind(p.size)
-        .bind(&p.etag)
-        .bind(p.mtime_ms)
-        .bind(&p.checksum)
-        .bind(&p.file)
-        .execute(&mut *tx)
+        let (upload_id, p) = (upload_id.to_owned(), p.clone());
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let old: Option<String> = tx
+                .query_row(
+                    "SELECT file FROM parts WHERE upload_id = ?1 AND part_number = ?2",
+                    params![upload_id, p.part_number],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            tx.execute(
+                "INSERT INTO parts (upload_id, part_number, size, etag, mtime_ms, checksum, file) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (upload_id, part_number) DO UPDATE \
+                 SET size = ?3, etag = ?4, mtime_ms = ?5, checksum = ?6, file = ?7",
+                params![
+                    upload_id,
+                    p.part_number,
+                    p.size,
+                    p.etag,
+                    p.mtime_ms,
+                    p.checksum,
+                    p.file
+                ],
+            )?;
+            tx.commit()?;
+            Ok(old)
+        })
         .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(old)
+    }
+
+    /// Forgets an upload and its parts (aborted).
+    pub async fn delete_upload(&self, upload_id: &str) -> Result<()> {
+        let upload_id = upload_id.to_owned();
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            tx_delete_upload(&tx, &upload_id)?;
+            tx.commit()
+        })
+        .await
     }
 
     // ---- intents ----
 
     pub async fn intents(&self) -> Result<Vec<(i64, String)>> {
-        let rows = sqlx::query("SELECT id, steps FROM intents ORDER BY id")
-            .fetch_all(&self.write)
-            .await
+        let writer = self.writer.clone();
+        let c = writer
+            .lock()
+            .map_err(|_| Error::Index("the index writer is poisoned".into()))?;
+        let mut stmt = c
+            .prepare("SELECT id, steps FROM intents ORDER BY id")
             .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("id").map_err(db_err)?,
-                    r.try_get("steps").map_err(db_err)?,
-                ))
-            })
-            .collect()
+        collect(
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?,
+        )
     }
 
     pub async fn delete_intent(&self, id: i64) -> Result<()> {
-        sqlx::query("DELETE FROM intents WHERE id = $1")
-            .bind(id)
-            .execute(&self.write)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        self.write(move |c| tx_delete_intent(c, id)).await
     }
-}
-
-fn bucket_row(r: &SqliteRow) -> Result<BucketRow> {
-    Ok(BucketRow {
-        name: r.try_get("name").map_err(db_err)?,
-        created_ms: r.try_get("created_ms").map_err(db_err)?,
-        versioning: r.try_get("versioning").map_err(db_err)?,
-        tags: r.try_get("tags").map_err(db_err)?,
-    })
-}
-
-fn upload_row(r: &SqliteRow) -> Result<UploadRow> {
-    Ok(UploadRow {
-        upload_id: r.try_get("upload_id").map_err(db_err)?,
-        bucket: r.try_get("bucket").map_err(db_err)?,
-        key: r.try_get("key").map_err(db_err)?,
-        initiated_ms: r.try_get("initiated_ms").map_err(db_err)?,
-        attrs: r.try_get("attrs").map_err(db_err)?,
-        tags: r.try_get("tags").map_err(db_err)?,
-        checksum_algorithm: r.try_get("checksum_algorithm").map_err(db_err)?,
-    })
 }
 
 // ---- statements used inside a write transaction ----
 
-pub async fn tx_insert_version(c: &mut SqliteConnection, v: &VersionRow) -> Result<()> {
-    let q = format!(
-        "INSERT INTO versions ({VCOLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-    );
-    sqlx::query(&q)
-        .bind(&v.bucket)
-        .bind(&v.key)
-        .bind(v.seq)
-        .bind(&v.version_id)
-        .bind(v.is_latest)
-        .bind(v.delete_marker)
-        .bind(v.size)
-        .bind(&v.etag)
-        .bind(v.mtime_ms)
-        .bind(&v.attrs)
-        .bind(&v.checksum)
-        .bind(&v.tags)
-        .bind(v.parts_count)
-        .bind(&v.path)
-        .bind(v.file_ino)
-        .bind(v.file_mtime_ns)
-        .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
-    Ok(())
+pub fn tx_insert_version(c: &Connection, v: &VersionRow) -> rusqlite::Result<()> {
+    c.prepare_cached(&format!(
+        "INSERT INTO versions ({VCOLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))?
+    .execute(params![
+        v.bucket,
+        v.key,
+        v.seq,
+        v.version_id,
+        v.is_latest,
+        v.delete_marker,
+        v.size,
+        v.etag,
+        v.mtime_ms,
+        v.attrs,
+        v.checksum,
+        v.tags,
+        v.parts_count,
+        v.path,
+        v.file_ino,
+        v.file_mtime_ns
+    ])
+    .map(drop)
 }
 
-pub async fn tx_delete_version(
-    c: &mut SqliteConnection,
+pub fn tx_delete_version(
+    c: &Connection,
     bucket: &str,
     key: &str,
     seq: i64,
-) -> Result<()> {
-    sqlx::query("DELETE FROM versions WHERE bucket = $1 AND key = $2 AND seq = $3")
-        .bind(bucket)
-        .bind(key)
-        .bind(seq)
-        .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
-    Ok(())
+) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND seq = ?3")?
+        .execute(params![bucket, key, seq])
+        .map(drop)
 }
 
 /// Sets whether a version is the latest and where its bytes are.
-pub async fn tx_update_version(c: &mut SqliteConnection, v: &VersionRow) -> Result<()> {
-    sqlx::query(
-        "UPDATE versions SET is_latest = $4, path = $5, tags = $6, file_ino = $7, file_mtime_ns = $8 \
-         WHERE bucket = $1 AND key = $2 AND seq = $3",
-    )
-    .bind(&v.bucket)
-    .bind(&v.key)
-    .bind(v.seq)
-    .bind(v.is_latest)
-    .bind(&v.path)
-    .bind(&v.tags)
-    .bind(v.file_ino)
-    .bind(v.file_mtime_ns)
-    .execute(&mut *c)
-    .await
-    .map_err(db_err)?;
-    Ok(())
+pub fn tx_update_version(c: &Connection, v: &VersionRow) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "UPDATE versions SET is_latest = ?4, path = ?5, tags = ?6, file_ino = ?7, file_mtime_ns = ?8 \
+         WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+    )?
+    .execute(params![
+        v.bucket,
+        v.key,
+        v.seq,
+        v.is_latest,
+        v.path,
+        v.tags,
+        v.file_ino,
+        v.file_mtime_ns
+    ])
+    .map(drop)
 }
 
-/// Versions of one key, newest first.
-pub async fn tx_versions_of(
-    c: &mut SqliteConnection,
-    bucket: &str,
-    key: &str,
-) -> Result<Vec<VersionRow>> {
-    let q =
-        format!("SELECT {VCOLS} FROM versions WHERE bucket = $1 AND key = $2 ORDER BY seq DESC");
-    let rows = sqlx::query(&q)
-        .bind(bucket)
-        .bind(key)
-        .fetch_all(&mut *c)
-        .await
-        .map_err(db_err)?;
-    rows.iter().map(VersionRow::from_row).collect()
+pub fn tx_insert_intent(c: &Connection, steps: &str) -> rusqlite::Result<i64> {
+    c.prepare_cached("INSERT INTO intents (steps) VALUES (?1)")?
+        .execute([steps])?;
+    Ok(c.last_insert_rowid())
 }
 
-pub async fn tx_insert_intent(c: &mut SqliteConnection, steps: &str) -> Result<i64> {
-    let id: i64 = sqlx::query_scalar("INSERT INTO intents (steps) VALUES ($1) RETURNING id")
-        .bind(steps)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(db_err)?;
-    Ok(id)
+pub fn tx_delete_intent(c: &Connection, id: i64) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM intents WHERE id = ?1")?
+        .execute([id])
+        .map(drop)
 }
 
-pub async fn tx_delete_intent(c: &mut SqliteConnection, id: i64) -> Result<()> {
-    sqlx::query("DELETE FROM intents WHERE id = $1")
-        .bind(id)
-        .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-pub async fn tx_delete_upload(c: &mut SqliteConnection, upload_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM parts WHERE upload_id = $1")
-        .bind(upload_id)
-        .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
-    sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
-        .bind(upload_id)
-        .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-pub async fn tx_commit(tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<()> {
-    tx.commit().await.map_err(db_err)
+pub fn tx_delete_upload(c: &Connection, upload_id: &str) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM parts WHERE upload_id = ?1")?
+        .execute([upload_id])?;
+    c.prepare_cached("DELETE FROM uploads WHERE upload_id = ?1")?
+        .execute([upload_id])
+        .map(drop)
 }

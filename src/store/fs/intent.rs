@@ -13,6 +13,14 @@
 //!
 //! So the key path is only ever replaced by an atomic `rename`, and a reader sees the old
 //! bytes or the new ones, never a mix.
+//!
+//! A step's own check is not enough on a replay of an intent that had *finished* (a crash
+//! between the moves and the deletion of the intent): after `MoveTo(key → u)`,
+//! `MoveFrom(tmp → key)`, `Remove(u)` all ran, `u` is gone again and `key` holds the new
+//! bytes, so `MoveTo` alone would think it never ran and move the new bytes away. Steps run
+//! in order and stop at the first failure, so [`replay`] skips every step up to the last one
+//! that is *provably* done (a `MoveFrom` whose unique file is gone, a `MoveTo` whose unique
+//! name exists) and runs the rest with their own checks.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -56,8 +64,24 @@ fn parent(p: &Path) -> PathBuf {
     p.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// Performs the steps in order, skipping the ones already done. Blocking: call it from
-/// `spawn_blocking`.
+/// Replays an intent found at start-up, which may have run partly or completely.
+pub fn replay(root: &Path, steps: &[Step]) -> io::Result<()> {
+    let mut first_undone = 0;
+    for (i, step) in steps.iter().enumerate().rev() {
+        let proven = match step {
+            Step::MoveFrom { unique, .. } => !exists(&root.join(unique))?,
+            Step::MoveTo { unique, .. } => exists(&root.join(unique))?,
+            Step::Remove { .. } | Step::RemoveDir { .. } => false,
+        };
+        if proven {
+            first_undone = i + 1;
+            break;
+        }
+    }
+    run(root, &steps[first_undone..])
+}
+
+/// Performs the steps in order, skipping the ones already done. Blocking.
 pub fn run(root: &Path, steps: &[Step]) -> io::Result<()> {
     let mut dirty: Vec<PathBuf> = Vec::new();
     for step in steps {
@@ -111,4 +135,62 @@ pub fn run(root: &Path, steps: &[Step]) -> io::Result<()> {
         sync_dir(&d)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps() -> Vec<Step> {
+        vec![
+            Step::MoveTo {
+                from: "b/key".into(),
+                unique: "trash/u".into(),
+            },
+            Step::MoveFrom {
+                unique: "tmp/t".into(),
+                to: "b/key".into(),
+            },
+            Step::Remove {
+                unique: "trash/u".into(),
+            },
+        ]
+    }
+
+    fn setup() -> tempfile::TempDir {
+        let d = tempfile::tempdir().expect("tempdir");
+        for sub in ["b", "tmp", "trash"] {
+            std::fs::create_dir_all(d.path().join(sub)).expect("mkdir");
+        }
+        std::fs::write(d.path().join("b/key"), b"old").expect("write");
+        std::fs::write(d.path().join("tmp/t"), b"new").expect("write");
+        d
+    }
+
+    fn key(d: &tempfile::TempDir) -> Vec<u8> {
+        std::fs::read(d.path().join("b/key")).expect("read key")
+    }
+
+    #[test]
+    fn replaying_a_finished_intent_keeps_the_new_bytes() {
+        let d = setup();
+        run(d.path(), &steps()).expect("run");
+        assert_eq!(key(&d), b"new");
+        replay(d.path(), &steps()).expect("replay");
+        assert_eq!(key(&d), b"new", "a replay must not move the new bytes away");
+        assert!(!d.path().join("trash/u").exists());
+    }
+
+    #[test]
+    fn replay_finishes_an_intent_at_every_point() {
+        let all = steps();
+        for done in 0..=all.len() {
+            let d = setup();
+            run(d.path(), &all[..done]).expect("partial run");
+            replay(d.path(), &all).expect("replay");
+            assert_eq!(key(&d), b"new", "after {done} steps had run");
+            assert!(!d.path().join("trash/u").exists(), "after {done} steps");
+            assert!(!d.path().join("tmp/t").exists(), "after {done} steps");
+        }
+    }
 }

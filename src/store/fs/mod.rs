@@ -77,7 +77,7 @@ impl FsStore {
             .map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
         let index = Arc::new(Index::open(&root.join(META_DIR).join("index.db")).await?);
         let seq = AtomicI64::new(index.max_seq().await?);
-        let committer = commit::Committer::start(index.clone(), root.clone());
+        let committer = commit::Committer::start(&index, root.clone())?;
         let store = Arc::new(Self {
             name: name.to_owned(),
             root,
@@ -105,7 +105,7 @@ impl FsStore {
         for (id, steps) in self.index.intents().await? {
             let steps: Vec<Step> = serde_json::from_str(&steps)
                 .map_err(|e| Error::Index(format!("intent {id} is unreadable: {e}")))?;
-            self.run_steps(steps).await?;
+            self.replay_steps(steps).await?;
             self.index.delete_intent(id).await?;
             tracing::info!(store = %self.name, intent = id, "replayed an unfinished change");
         }
@@ -125,9 +125,9 @@ impl FsStore {
         Ok(())
     }
 
-    async fn run_steps(&self, steps: Vec<Step>) -> Result<()> {
+    async fn replay_steps(&self, steps: Vec<Step>) -> Result<()> {
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || intent::run(&root, &steps))
+        tokio::task::spawn_blocking(move || intent::replay(&root, &steps))
             .await
             .map_err(|e| Error::Index(format!("file task failed: {e}")))?
             .map_err(|e| Error::io("applying a file change", e))

@@ -247,9 +247,7 @@ impl FsStore {
         upload_id: &str,
     ) -> Result<()> {
         self.upload_of(bucket, key, upload_id).await?;
-        let mut tx = self.index.begin().await?;
-        index::tx_delete_upload(&mut tx, upload_id).await?;
-        index::tx_commit(tx).await?;
+        self.index.delete_upload(upload_id).await?;
         let _ = tokio::fs::remove_dir_all(self.root.join(Self::upload_dir(upload_id))).await;
         Ok(())
     }

@@ -9,6 +9,16 @@ use super::intent::Step;
 use super::{Change, FsStore, META_DIR, body, tags_json, versioning_from};
 use crate::store::*;
 
+/// What takes the place of the latest version, for [`FsStore::retire`].
+#[derive(Clone, Copy)]
+struct Retiring {
+    /// The new version is the null version (the bucket is not versioning).
+    new_is_null: bool,
+    /// The new version's bytes are renamed onto the key path (not a delete marker, not a
+    /// directory-marker key).
+    replaces_key_path: bool,
+}
+
 /// A new version's facts, known once its body is in a temp file.
 pub(super) struct NewVersion {
     pub size: u64,
@@ -157,14 +167,11 @@ impl FsStore {
             change.delete_upload = completes_upload;
             let latest = self.latest(bucket, key).await?;
             if let Some(old) = &latest {
-                self.retire(
-                    bucket,
-                    old,
-                    new_vid == NULL_VERSION,
-                    &mut change,
-                    &mut pre,
-                    &mut post,
-                );
+                let retiring = Retiring {
+                    new_is_null: new_vid == NULL_VERSION,
+                    replaces_key_path: !key.is_dir_marker(),
+                };
+                self.retire(bucket, old, retiring, &mut change, &mut pre, &mut post);
             }
             // A never-versioned bucket holds only the null version, and it is the latest.
             if new_vid == NULL_VERSION
@@ -233,20 +240,20 @@ impl FsStore {
         &self,
         bucket: &BucketName,
         old: &VersionRow,
-        new_is_null: bool,
+        new: Retiring,
         change: &mut Change,
         pre: &mut Vec<Step>,
         post: &mut Vec<Step>,
     ) {
-        if old.version_id == NULL_VERSION && new_is_null {
+        if old.version_id == NULL_VERSION && new.new_is_null {
             change.deletes.push(old.seq);
             if old.path.is_some() {
                 post.push(Step::Remove {
                     unique: Self::bytes_rel(bucket, old),
                 });
-            } else if !old.delete_marker {
-                // The new bytes replace the file by rename; when the new version is a delete
-                // marker nothing does, so move the old file out.
+            } else if !old.delete_marker && !new.replaces_key_path {
+                // New bytes replace the file by rename; when nothing does (the new version
+                // is a delete marker), move the old file out.
                 let trash = Self::new_unique("trash");
                 pre.push(Step::MoveTo {
                     from: Self::bytes_rel(bucket, old),
@@ -426,7 +433,11 @@ impl FsStore {
                     };
                     let is_null = marker_vid == NULL_VERSION;
                     if let Some(old) = &latest {
-                        self.retire(bucket, old, is_null, &mut change, &mut pre, &mut post);
+                        let retiring = Retiring {
+                            new_is_null: is_null,
+                            replaces_key_path: false,
+                        };
+                        self.retire(bucket, old, retiring, &mut change, &mut pre, &mut post);
                     }
                     if is_null
                         && let Some(n) = self
