@@ -14,21 +14,31 @@ fn assert_index_agrees(f: &Ferry) {
     for k in ["added", "updated", "removed"] {
         assert_eq!(v[k], 0, "index and files disagree after the crash: {out}");
     }
-    let tmp = f.local_root().join(".ferry/tmp");
-    let left: Vec<_> = std::fs::read_dir(&tmp).expect("tmp").collect();
+    let left = tmp_files(f);
     assert!(left.is_empty(), "temp files survived the restart: {left:?}");
+}
+
+/// Files (with their sizes) below the store's temp directory, at any depth.
+fn tmp_files(f: &Ferry) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![f.local_root().join(".ferry/tmp")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => dirs.push(e.path()),
+                Ok(m) => out.push((e.path(), m.len())),
+                Err(_) => {}
+            }
+        }
+    }
+    out
 }
 
 /// Waits until a body is being received into the store's temp directory.
 fn wait_for_tmp_file(f: &Ferry, min_len: u64) {
-    let tmp = f.local_root().join(".ferry/tmp");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let big = std::fs::read_dir(&tmp)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.metadata().map(|m| m.len() >= min_len).unwrap_or(false));
+        let big = tmp_files(f).iter().any(|(_, len)| *len >= min_len);
         if big {
             return;
         }

@@ -18,38 +18,129 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Chunks are handed to the writer thread in batches of about this many bytes.
 const BATCH: usize = 1 << 20;
 
+/// Bodies up to this size (declared) are gathered in memory, then written, hashed and synced
+/// in one blocking call; larger ones stream through a writer thread.
+const SMALL_BODY: u64 = 256 * 1024;
+
+/// Work to run in the writer thread before the file is created (making room for the key's
+/// path): it rides along with the write instead of costing a hop of its own.
+pub type Prepare = Box<dyn FnOnce() -> Result<()> + Send>;
+
+/// A received body: its digests and the facts of the file it was written to.
+pub struct Received {
+    pub digests: Digests,
+    pub ino: i64,
+    pub mtime_ns: i64,
+}
+
 /// Streams `body` into a new file at `path`, hashing it; fsyncs the file. On any error the
 /// file is removed. `expected` is the length the client declared.
 ///
-/// Two stages run in parallel: this task receives (and s3s verifies the payload signature as
-/// the bytes pass), while one blocking thread hashes and writes. A small body costs one hop
-/// to the blocking pool. The channel is bounded, so memory stays at a few batches.
+/// A small body is gathered here, then one blocking call runs `prepare`, writes, hashes and
+/// syncs. A larger one runs two stages in parallel: this task receives (and s3s verifies the
+/// payload signature as the bytes pass), while one blocking thread hashes and writes; the
+/// channel is bounded, so memory stays at a few batches.
 pub async fn receive(
+    path: &Path,
+    body: ByteStream,
+    algorithm: Option<ChecksumAlgorithm>,
+    expected: Option<u64>,
+    prepare: Option<Prepare>,
+) -> Result<Received> {
+    let result = match expected {
+        Some(n) if n <= SMALL_BODY => receive_small(path, body, algorithm, n, prepare).await,
+        _ => receive_streaming(path, body, algorithm, expected, prepare).await,
+    };
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    result
+}
+
+/// Creates the file, writes `chunks` through a hasher, syncs it. Blocking.
+fn write_file(
+    path: &Path,
+    algorithm: Option<ChecksumAlgorithm>,
+    chunks: impl Iterator<Item = Bytes>,
+) -> std::io::Result<Received> {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    let mut w = std::io::BufWriter::with_capacity(WRITE_BUF, file);
+    let mut hasher = BodyHasher::new(algorithm);
+    for chunk in chunks {
+        hasher.update(&chunk);
+        w.write_all(&chunk)?;
+    }
+    let file = w
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)?;
+    file.sync_data()?;
+    let m = file.metadata()?;
+    Ok(Received {
+        digests: hasher.finalize(),
+        ino: m.ino() as i64,
+        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+    })
+}
+
+fn too_long(n: u64) -> Error {
+    Error::InvalidArgument(format!("the body is longer than the declared {n} bytes"))
+}
+
+async fn receive_small(
+    path: &Path,
+    mut body: ByteStream,
+    algorithm: Option<ChecksumAlgorithm>,
+    expected: u64,
+    prepare: Option<Prepare>,
+) -> Result<Received> {
+    let mut chunks = Vec::new();
+    let mut total = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(Error::Body)?;
+        total += chunk.len() as u64;
+        if total > expected {
+            return Err(too_long(expected));
+        }
+        chunks.push(chunk);
+    }
+    if total < expected {
+        return Err(Error::IncompleteBody {
+            received: total,
+            expected,
+        });
+    }
+    let target = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        if let Some(p) = prepare {
+            p()?;
+        }
+        write_file(&target, algorithm, chunks.into_iter())
+            .map_err(|e| Error::io(format!("writing {}", target.display()), e))
+    })
+    .await
+    .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+}
+
+async fn receive_streaming(
     path: &Path,
     mut body: ByteStream,
     algorithm: Option<ChecksumAlgorithm>,
     expected: Option<u64>,
-) -> Result<Digests> {
+    prepare: Option<Prepare>,
+) -> Result<Received> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(4);
     let target = path.to_path_buf();
-    let sink = tokio::task::spawn_blocking(move || -> std::io::Result<Digests> {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&target)?;
-        let mut w = std::io::BufWriter::with_capacity(WRITE_BUF, file);
-        let mut hasher = BodyHasher::new(algorithm);
-        while let Some(batch) = rx.blocking_recv() {
-            for chunk in &batch {
-                hasher.update(chunk);
-                w.write_all(chunk)?;
-            }
+    let sink = tokio::task::spawn_blocking(move || -> Result<Received> {
+        if let Some(p) = prepare {
+            p()?;
         }
-        let file = w
-            .into_inner()
-            .map_err(std::io::IntoInnerError::into_error)?;
-        file.sync_data()?;
-        Ok(hasher.finalize())
+        let chunks = std::iter::from_fn(|| rx.blocking_recv()).flatten();
+        write_file(&target, algorithm, chunks)
+            .map_err(|e| Error::io(format!("writing {}", target.display()), e))
     });
     let received = async {
         let mut total = 0u64;
@@ -61,9 +152,7 @@ pub async fn receive(
             if let Some(n) = expected
                 && total > n
             {
-                return Err(Error::InvalidArgument(format!(
-                    "the body is longer than the declared {n} bytes"
-                )));
+                return Err(too_long(n));
             }
             batch_len += chunk.len();
             batch.push(chunk);
@@ -89,16 +178,11 @@ pub async fn receive(
     drop(tx);
     let written = sink
         .await
-        .map_err(|e| Error::Index(format!("file task failed: {e}")))?
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e));
-    let result = match (received, written) {
+        .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+    match (received, written) {
         (Err(e), _) | (Ok(()), Err(e)) => Err(e),
-        (Ok(()), Ok(d)) => Ok(d),
-    };
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(path).await;
+        (Ok(()), Ok(r)) => Ok(r),
     }
-    result
 }
 
 /// Files up to this size are read whole when opened: one hop instead of several.

@@ -88,11 +88,24 @@ pub fn run(root: &Path, steps: &[Step]) -> io::Result<()> {
         match step {
             Step::MoveFrom { unique, to } => {
                 let (u, t) = (root.join(unique), root.join(to));
-                if exists(&u)? {
-                    if let Some(p) = t.parent() {
-                        std::fs::create_dir_all(p)?;
+                // Usually the target's directory is there: try the rename first, and tell
+                // "already moved" from "no directory" only when it fails.
+                let moved = match std::fs::rename(&u, &t) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        if exists(&u)? {
+                            if let Some(p) = t.parent() {
+                                std::fs::create_dir_all(p)?;
+                            }
+                            std::fs::rename(&u, &t)?;
+                            true
+                        } else {
+                            false
+                        }
                     }
-                    std::fs::rename(&u, &t)?;
+                    Err(e) => return Err(e),
+                };
+                if moved {
                     dirty.push(parent(&u));
                     dirty.push(parent(&t));
                 }
@@ -128,7 +141,7 @@ pub fn run(root: &Path, steps: &[Step]) -> io::Result<()> {
     }
     // Entries leaving tmp/ or trash/ need no durability: both are emptied at start-up.
     let scratch = [root.join(".ferry/tmp"), root.join(".ferry/trash")];
-    dirty.retain(|d| !scratch.contains(d));
+    dirty.retain(|d| !scratch.iter().any(|s| d.starts_with(s)));
     dirty.sort();
     dirty.dedup();
     for d in dirty {

@@ -9,7 +9,7 @@
 //! ```text
 //! ROOT/<bucket>/<key path>          current version of each object
 //! ROOT/.ferry/index.db              SQLite: buckets, versions, uploads, parts, intents
-//! ROOT/.ferry/tmp/                  bodies being received (cleared at start-up)
+//! ROOT/.ferry/tmp/{0..f}/            bodies being received (cleared at start-up)
 //! ROOT/.ferry/versions/xx/<id>      non-current versions
 //! ROOT/.ferry/blobs/xx/<id>         bodies of "directory marker" keys (`photos/`)
 //! ROOT/.ferry/uploads/<upload>/     multipart parts
@@ -122,6 +122,17 @@ impl FsStore {
                 };
             }
         }
+        // Bodies are received into 16 subfolders of tmp/: creating a file locks its folder,
+        // and one folder for every concurrent PUT made them queue on that lock.
+        for shard in 0..16u8 {
+            let dir = self
+                .root
+                .join(META_DIR)
+                .join("tmp")
+                .join(format!("{shard:x}"));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
         Ok(())
     }
 
@@ -153,7 +164,8 @@ impl FsStore {
     fn new_unique(kind: &str) -> String {
         let id = uuid::Uuid::new_v4().simple().to_string();
         match kind {
-            "tmp" | "trash" => format!("{META_DIR}/{kind}/{id}"),
+            "tmp" => format!("{META_DIR}/tmp/{}/{id}", &id[..1]),
+            "trash" => format!("{META_DIR}/trash/{id}"),
             _ => format!("{META_DIR}/{kind}/{}/{id}", &id[..2]),
         }
     }

@@ -86,7 +86,9 @@ impl FsStore {
             .and_then(ChecksumAlgorithm::parse));
         let file = format!("{part_number}-{}", uuid::Uuid::new_v4().simple());
         let path = self.root.join(Self::upload_dir(upload_id)).join(&file);
-        let digests = body::receive(&path, body, algorithm, opts.size_hint).await?;
+        let digests = body::receive(&path, body, algorithm, opts.size_hint, None)
+            .await?
+            .digests;
         if let Some(verify) = opts.verify
             && let Err(e) = verify(&digests)
         {
@@ -234,7 +236,7 @@ impl FsStore {
             parts_count: Some(chosen.len() as u32),
         };
         let mut meta = self
-            .commit_version(bucket, key, tmp, new, Some(upload_id.to_owned()))
+            .commit_version(bucket, key, tmp, new, Some(upload_id.to_owned()), None)
             .await?;
         meta.parts_count = Some(chosen.len() as u32);
         Ok(meta)

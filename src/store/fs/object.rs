@@ -9,6 +9,13 @@ use super::intent::Step;
 use super::{Change, FsStore, META_DIR, body, tags_json, versioning_from};
 use crate::store::*;
 
+/// What the writer thread already did for a new body: made room for the key's path, and
+/// noted the temp file's identity (kept by the rename).
+pub(super) struct Prepared {
+    pub ino: i64,
+    pub mtime_ns: i64,
+}
+
 /// What takes the place of the latest version, for [`FsStore::retire`].
 #[derive(Clone, Copy)]
 struct Retiring {
@@ -110,8 +117,22 @@ impl FsStore {
         self.bucket_row(bucket).await?;
         let tmp = Self::new_unique("tmp");
         let tmp_abs = self.root.join(&tmp);
-        let digests =
-            body::receive(&tmp_abs, body, opts.checksum_algorithm, opts.size_hint).await?;
+        // Making room for the key's path rides along with the body's write (one blocking
+        // call). The key's lock would not add anything: a path conflict is between two
+        // different keys (`a` and `a/b`), and the rename recreates a parent pruned meanwhile.
+        let prepare: Option<body::Prepare> = (!key.is_dir_marker()).then(|| {
+            let (root, bname, k) = (self.root.clone(), bucket.to_string(), key.clone());
+            Box::new(move || prepare_key_path(&root, &bname, &k)) as body::Prepare
+        });
+        let got = body::receive(
+            &tmp_abs,
+            body,
+            opts.checksum_algorithm,
+            opts.size_hint,
+            prepare,
+        )
+        .await?;
+        let digests = got.digests;
         if let Some(verify) = opts.verify
             && let Err(e) = verify(&digests)
         {
@@ -126,7 +147,12 @@ impl FsStore {
             tags: opts.tags,
             parts_count: None,
         };
-        self.commit_version(bucket, key, tmp, new, None).await
+        let ready = Prepared {
+            ino: got.ino,
+            mtime_ns: got.mtime_ns,
+        };
+        self.commit_version(bucket, key, tmp, new, None, Some(ready))
+            .await
     }
 
     /// Makes the body in `tmp` the new latest version of `key`, keeping, replacing or
@@ -138,20 +164,26 @@ impl FsStore {
         tmp: String,
         new: NewVersion,
         completes_upload: Option<String>,
+        ready: Option<Prepared>,
     ) -> Result<ObjectMeta> {
         let tmp_abs = self.root.join(&tmp);
         let result = async {
             let _g = self.lock_for(bucket, key.as_str()).write().await;
             let b = self.bucket_row(bucket).await?;
             let versioning = versioning_from(&b.versioning);
-            if !key.is_dir_marker() {
-                let (root, bname, k) = (self.root.clone(), bucket.to_string(), key.clone());
-                tokio::task::spawn_blocking(move || prepare_key_path(&root, &bname, &k))
-                    .await
-                    .map_err(|e| Error::Index(format!("file task failed: {e}")))??;
-            }
-            let (ino, mtime_ns) = file_facts(&tmp_abs)
-                .map_err(|e| Error::io(format!("checking {}", tmp_abs.display()), e))?;
+            let (ino, mtime_ns) = match ready {
+                Some(r) => (r.ino, r.mtime_ns),
+                None => {
+                    if !key.is_dir_marker() {
+                        let (root, bname, k) = (self.root.clone(), bucket.to_string(), key.clone());
+                        tokio::task::spawn_blocking(move || prepare_key_path(&root, &bname, &k))
+                            .await
+                            .map_err(|e| Error::Index(format!("file task failed: {e}")))??;
+                    }
+                    file_facts(&tmp_abs)
+                        .map_err(|e| Error::io(format!("checking {}", tmp_abs.display()), e))?
+                }
+            };
             let new_vid = if versioning == Versioning::Enabled {
                 uuid::Uuid::new_v4().simple().to_string()
             } else {
