@@ -46,11 +46,7 @@ impl Lean {
             .pool_max_idle_per_host(conc)
             .build(conn);
         let endpoint = endpoint.trim_end_matches('/').to_owned();
-        let host = endpoint
-            .split("://")
-            .nth(1)
-            .unwrap_or(&endpoint)
-            .to_owned();
+        let host = endpoint.split("://").nth(1).unwrap_or(&endpoint).to_owned();
         let identity = Credentials::new(access, secret, None, None, "bench").into();
         Self {
             client,
@@ -81,7 +77,10 @@ impl Lean {
             .map_err(|e| e.to_string())?
             .into();
         let len = body.len().to_string();
-        let headers = [("host", self.host.as_str()), ("content-length", len.as_str())];
+        let headers = [
+            ("host", self.host.as_str()),
+            ("content-length", len.as_str()),
+        ];
         let signable = SignableRequest::new(
             method,
             uri.as_str(),
