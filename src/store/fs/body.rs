@@ -31,13 +31,16 @@ pub struct Received {
     pub digests: Digests,
     pub ino: i64,
     pub mtime_ns: i64,
+    /// The file was fdatasynced. A small body written for the commit thread is not: the
+    /// commit makes a whole batch durable with one `syncfs` (see [`super::commit`]).
+    pub synced: bool,
 }
 
-/// Streams `body` into a new file at `path`, hashing it; fsyncs the file. On any error the
-/// file is removed. `expected` is the length the client declared.
+/// Streams `body` into a new file at `path`, hashing it; fsyncs the file, except a small one
+/// when `batch_sync` says the caller's commit will make it durable. On any error the file is
+/// removed. `expected` is the length the client declared.
 ///
-/// A small body is gathered here, then one blocking call runs `prepare`, writes, hashes and
-/// syncs. A larger one runs two stages in parallel: this task receives (and s3s verifies the
+/// A small body is gathered here, then one blocking call runs `prepare`, writes and hashes. A larger one runs two stages in parallel: this task receives (and s3s verifies the
 /// payload signature as the bytes pass), while one blocking thread hashes and writes; the
 /// channel is bounded, so memory stays at a few batches.
 pub async fn receive(
@@ -46,9 +49,12 @@ pub async fn receive(
     algorithm: Option<ChecksumAlgorithm>,
     expected: Option<u64>,
     prepare: Option<Prepare>,
+    batch_sync: bool,
 ) -> Result<Received> {
     let result = match expected {
-        Some(n) if n <= SMALL_BODY => receive_small(path, body, algorithm, n, prepare).await,
+        Some(n) if n <= SMALL_BODY => {
+            receive_small(path, body, algorithm, n, prepare, !batch_sync).await
+        }
         _ => receive_streaming(path, body, algorithm, expected, prepare).await,
     };
     if result.is_err() {
@@ -62,6 +68,7 @@ fn write_file(
     path: &Path,
     algorithm: Option<ChecksumAlgorithm>,
     chunks: impl Iterator<Item = Bytes>,
+    sync: bool,
 ) -> std::io::Result<Received> {
     use std::os::unix::fs::MetadataExt;
     let file = std::fs::OpenOptions::new()
@@ -77,12 +84,15 @@ fn write_file(
     let file = w
         .into_inner()
         .map_err(std::io::IntoInnerError::into_error)?;
-    file.sync_data()?;
+    if sync {
+        file.sync_data()?;
+    }
     let m = file.metadata()?;
     Ok(Received {
         digests: hasher.finalize(),
         ino: m.ino() as i64,
         mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        synced: sync,
     })
 }
 
@@ -96,6 +106,7 @@ async fn receive_small(
     algorithm: Option<ChecksumAlgorithm>,
     expected: u64,
     prepare: Option<Prepare>,
+    sync: bool,
 ) -> Result<Received> {
     let mut chunks = Vec::new();
     let mut total = 0u64;
@@ -118,7 +129,7 @@ async fn receive_small(
         if let Some(p) = prepare {
             p()?;
         }
-        write_file(&target, algorithm, chunks.into_iter())
+        write_file(&target, algorithm, chunks.into_iter(), sync)
             .map_err(|e| Error::io(format!("writing {}", target.display()), e))
     })
     .await
@@ -139,7 +150,7 @@ async fn receive_streaming(
             p()?;
         }
         let chunks = std::iter::from_fn(|| rx.blocking_recv()).flatten();
-        write_file(&target, algorithm, chunks)
+        write_file(&target, algorithm, chunks, true)
             .map_err(|e| Error::io(format!("writing {}", target.display()), e))
     });
     let received = async {

@@ -10,6 +10,16 @@
 //!
 //! The work is all blocking (SQLite, renames, fsyncs), so it runs on a thread of its own
 //! rather than as a task that would hand every statement to another thread.
+//!
+//! # Batch durability
+//! Small bodies are not fdatasynced one by one (a device flush each). When a batch carries
+//! one, the thread first calls `syncfs(2)` on the store's filesystem: one flush makes every
+//! body of the batch durable, with the temp directories' entries, *and* the moves of earlier
+//! batches. Then the transaction commits (index + intent), the moves run without directory
+//! fsyncs, and the writers are answered: an acknowledged write is durable because its bytes
+//! and its intent are, and a lost rename is redone by replay. The intent is deleted only by a
+//! later transaction, after the `syncfs` that made its moves durable (a batch that follows
+//! unsynced moves always starts with one).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -57,8 +67,17 @@ impl Committer {
     }
 }
 
+/// What the thread carries from one batch to the next.
+#[derive(Default)]
+struct Carry {
+    /// Intents whose moves are done, to delete in the next transaction.
+    finished: Vec<i64>,
+    /// Some of those moves ran without directory fsyncs: `syncfs` before deleting them.
+    moves_unsynced: bool,
+}
+
 fn run(writer: &Mutex<Connection>, root: &Path, mut rx: mpsc::Receiver<Job>) {
-    let mut finished: Vec<i64> = Vec::new();
+    let mut carry = Carry::default();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -75,7 +94,7 @@ fn run(writer: &Mutex<Connection>, root: &Path, mut rx: mpsc::Receiver<Job>) {
             }
             continue;
         };
-        match apply(&mut conn, root, &mut finished, &batch) {
+        match apply(&mut conn, root, &mut carry, &batch) {
             Ok(()) => {
                 for j in batch {
                     let _ = j.done.send(Ok(()));
@@ -85,7 +104,7 @@ fn run(writer: &Mutex<Connection>, root: &Path, mut rx: mpsc::Receiver<Job>) {
                 // The transaction rolled back: retry each change alone so the others still
                 // commit and the failing one gets its own error.
                 for j in batch {
-                    let r = apply(&mut conn, root, &mut finished, std::slice::from_ref(&j));
+                    let r = apply(&mut conn, root, &mut carry, std::slice::from_ref(&j));
                     let _ = j.done.send(r.map_err(Failed::into_error));
                 }
             }
@@ -120,18 +139,31 @@ impl Failed {
 fn apply(
     conn: &mut Connection,
     root: &Path,
-    finished: &mut Vec<i64>,
+    carry: &mut Carry,
     batch: &[Job],
 ) -> Result<(), Failed> {
+    let unsynced = batch.iter().any(|j| j.change.unsynced_body);
+    if unsynced || carry.moves_unsynced {
+        syncfs(root)
+            .map_err(|e| Failed::Transaction(Error::io("syncing the store's filesystem", e)))?;
+        carry.moves_unsynced = false;
+    }
     let (intent, steps) =
-        transaction(conn, finished, batch).map_err(|e| Failed::Transaction(db_err(e)))?;
-    finished.clear();
+        transaction(conn, &carry.finished, batch).map_err(|e| Failed::Transaction(db_err(e)))?;
+    carry.finished.clear();
     if let Some(id) = intent {
-        intent::run(root, &steps)
+        intent::run(root, &steps, !unsynced)
             .map_err(|e| Failed::Moves(Error::io("applying a file change", e)))?;
-        finished.push(id);
+        carry.finished.push(id);
+        carry.moves_unsynced |= unsynced;
     }
     Ok(())
+}
+
+/// Flushes everything written to the filesystem that holds `root`.
+fn syncfs(root: &Path) -> std::io::Result<()> {
+    let dir = std::fs::File::open(root)?;
+    rustix::fs::syncfs(&dir).map_err(std::io::Error::from)
 }
 
 /// Applies a batch's index changes and records its intent, in one transaction.

@@ -78,11 +78,13 @@ pub fn replay(root: &Path, steps: &[Step]) -> io::Result<()> {
             break;
         }
     }
-    run(root, &steps[first_undone..])
+    run(root, &steps[first_undone..], true)
 }
 
-/// Performs the steps in order, skipping the ones already done. Blocking.
-pub fn run(root: &Path, steps: &[Step]) -> io::Result<()> {
+/// Performs the steps in order, skipping the ones already done, then fsyncs the directories
+/// they changed unless `sync_dirs` is false (the caller makes them durable with a `syncfs`
+/// before the intent is deleted). Blocking.
+pub fn run(root: &Path, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
     let mut dirty: Vec<PathBuf> = Vec::new();
     for step in steps {
         match step {
@@ -141,6 +143,9 @@ pub fn run(root: &Path, steps: &[Step]) -> io::Result<()> {
     }
     // Entries leaving tmp/ or trash/ need no durability: both are emptied at start-up.
     let scratch = [root.join(".ferry/tmp"), root.join(".ferry/trash")];
+    if !sync_dirs {
+        return Ok(());
+    }
     dirty.retain(|d| !scratch.iter().any(|s| d.starts_with(s)));
     dirty.sort();
     dirty.dedup();
@@ -187,7 +192,7 @@ mod tests {
     #[test]
     fn replaying_a_finished_intent_keeps_the_new_bytes() {
         let d = setup();
-        run(d.path(), &steps()).expect("run");
+        run(d.path(), &steps(), true).expect("run");
         assert_eq!(key(&d), b"new");
         replay(d.path(), &steps()).expect("replay");
         assert_eq!(key(&d), b"new", "a replay must not move the new bytes away");
@@ -199,7 +204,7 @@ mod tests {
         let all = steps();
         for done in 0..=all.len() {
             let d = setup();
-            run(d.path(), &all[..done]).expect("partial run");
+            run(d.path(), &all[..done], true).expect("partial run");
             replay(d.path(), &all).expect("replay");
             assert_eq!(key(&d), b"new", "after {done} steps had run");
             assert!(!d.path().join("trash/u").exists(), "after {done} steps");

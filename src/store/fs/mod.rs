@@ -270,6 +270,8 @@ struct Change {
     deletes: Vec<i64>,
     delete_upload: Option<String>,
     steps: Vec<Step>,
+    /// A body this change moves into place is not fdatasynced yet (see [`commit`]).
+    unsynced_body: bool,
 }
 
 impl Change {
@@ -282,6 +284,7 @@ impl Change {
             deletes: vec![],
             delete_upload: None,
             steps: vec![],
+            unsynced_body: false,
         }
     }
 }

@@ -86,7 +86,7 @@ impl FsStore {
             .and_then(ChecksumAlgorithm::parse));
         let file = format!("{part_number}-{}", uuid::Uuid::new_v4().simple());
         let path = self.root.join(Self::upload_dir(upload_id)).join(&file);
-        let digests = body::receive(&path, body, algorithm, opts.size_hint, None)
+        let digests = body::receive(&path, body, algorithm, opts.size_hint, None, false)
             .await?
             .digests;
         if let Some(verify) = opts.verify

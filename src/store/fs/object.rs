@@ -14,6 +14,8 @@ use crate::store::*;
 pub(super) struct Prepared {
     pub ino: i64,
     pub mtime_ns: i64,
+    /// The body is fdatasynced; if not, the commit must make it durable first.
+    pub synced: bool,
 }
 
 /// What takes the place of the latest version, for [`FsStore::retire`].
@@ -75,6 +77,11 @@ fn prepare_key_path(root: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+                // The new folder's entry must outlive a crash as the object in it will.
+                if let Some(parent) = dir.parent() {
+                    super::intent::sync_dir(parent)
+                        .map_err(|e| Error::io(format!("syncing {}", parent.display()), e))?;
+                }
             }
             Err(e) => return Err(Error::io(format!("checking {}", dir.display()), e)),
         }
@@ -130,6 +137,7 @@ impl FsStore {
             opts.checksum_algorithm,
             opts.size_hint,
             prepare,
+            true,
         )
         .await?;
         let digests = got.digests;
@@ -150,6 +158,7 @@ impl FsStore {
         let ready = Prepared {
             ino: got.ino,
             mtime_ns: got.mtime_ns,
+            synced: got.synced,
         };
         self.commit_version(bucket, key, tmp, new, None, Some(ready))
             .await
@@ -171,8 +180,12 @@ impl FsStore {
             let _g = self.lock_for(bucket, key.as_str()).write().await;
             let b = self.bucket_row(bucket).await?;
             let versioning = versioning_from(&b.versioning);
+            let mut change = Change::new(bucket, key);
             let (ino, mtime_ns) = match ready {
-                Some(r) => (r.ino, r.mtime_ns),
+                Some(r) => {
+                    change.unsynced_body = !r.synced;
+                    (r.ino, r.mtime_ns)
+                }
                 None => {
                     if !key.is_dir_marker() {
                         let (root, bname, k) = (self.root.clone(), bucket.to_string(), key.clone());
@@ -189,7 +202,6 @@ impl FsStore {
             } else {
                 NULL_VERSION.to_owned()
             };
-            let mut change = Change::new(bucket, key);
             let (mut pre, mut post) = (vec![], vec![]);
             if let Some(u) = &completes_upload {
                 post.push(Step::RemoveDir {
