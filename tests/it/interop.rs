@@ -7,22 +7,7 @@ use std::process::{Command, Output};
 
 use md5::{Digest, Md5};
 
-use crate::support::{ACCESS_KEY, Ferry, SECRET_KEY, ok, venv_bin, write_file};
-
-/// Like `ok`, but a failure also shows the end of the server log, which is where a gateway
-/// error explains itself.
-#[track_caller]
-fn ok_srv(f: &Ferry, out: &Output) -> String {
-    if !out.status.success() {
-        let log = f.log();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        eprintln!(
-            "server log (last 40 lines):\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
-    ok(out)
-}
+use crate::support::{ACCESS_KEY, Ferry, SECRET_KEY, venv_bin, write_file};
 
 /// Both byte streams of a command, for tools (rclone) that report on stderr.
 fn all_output(out: &Output) -> String {
@@ -71,10 +56,7 @@ fn multipart_etag(path: &Path, part: usize) -> String {
 
 /// `aws s3api head-object` as JSON.
 fn head_object(f: &Ferry, bucket: &str, key: &str) -> serde_json::Value {
-    let out = ok_srv(
-        f,
-        &f.aws(&["s3api", "head-object", "--bucket", bucket, "--key", key]),
-    );
+    let out = f.ok(&f.aws(&["s3api", "head-object", "--bucket", bucket, "--key", key]));
     serde_json::from_str(&out).expect("head-object prints JSON")
 }
 
@@ -99,8 +81,8 @@ fn awscli_tour() {
     let odd = d.join("odd name.txt");
     std::fs::write(&odd, "é ü 漢字\n").expect("write");
 
-    ok_srv(&f, &f.aws(&["s3", "mb", "s3://photos"]));
-    let buckets = ok_srv(&f, &f.aws(&["s3", "ls"]));
+    f.ok(&f.aws(&["s3", "mb", "s3://photos"]));
+    let buckets = f.ok(&f.aws(&["s3", "ls"]));
     assert!(
         buckets.lines().any(|l| l.ends_with(" photos")),
         "new bucket listed: {buckets}"
@@ -117,36 +99,27 @@ fn awscli_tour() {
         all_output(&again)
     );
 
-    ok_srv(
-        &f,
-        &f.aws(&[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            &s(&small),
-            "s3://photos/2026/holiday.jpg",
-        ]),
-    );
-    ok_srv(
-        &f,
-        &f.aws(&[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            &s(&odd),
-            "s3://photos/2026/é ü 漢字.txt",
-        ]),
-    );
-    ok_srv(
-        &f,
-        &f.aws(&[
-            "s3",
-            "cp",
-            "--only-show-errors",
-            &s(&big),
-            "s3://photos/big.bin",
-        ]),
-    );
+    f.ok(&f.aws(&[
+        "s3",
+        "cp",
+        "--only-show-errors",
+        &s(&small),
+        "s3://photos/2026/holiday.jpg",
+    ]));
+    f.ok(&f.aws(&[
+        "s3",
+        "cp",
+        "--only-show-errors",
+        &s(&odd),
+        "s3://photos/2026/é ü 漢字.txt",
+    ]));
+    f.ok(&f.aws(&[
+        "s3",
+        "cp",
+        "--only-show-errors",
+        &s(&big),
+        "s3://photos/big.bin",
+    ]));
 
     // awscli cuts at 8 MiB: 100 MiB is 13 parts, and the ETag says so.
     let head = head_object(&f, "photos", "big.bin");
@@ -163,7 +136,7 @@ fn awscli_tour() {
         "single-part ETag is the MD5: {head}"
     );
 
-    let top = ok_srv(&f, &f.aws(&["s3", "ls", "s3://photos/"]));
+    let top = f.ok(&f.aws(&["s3", "ls", "s3://photos/"]));
     let top: Vec<&str> = top.lines().collect();
     assert_eq!(top.len(), 2, "one prefix and one object: {top:?}");
     assert!(top.iter().any(|l| l.trim() == "PRE 2026/"), "{top:?}");
@@ -171,10 +144,10 @@ fn awscli_tour() {
         top.iter().any(|l| l.ends_with(" 104857600 big.bin")),
         "{top:?}"
     );
-    let sub = ok_srv(&f, &f.aws(&["s3", "ls", "s3://photos/2026/"]));
+    let sub = f.ok(&f.aws(&["s3", "ls", "s3://photos/2026/"]));
     assert_eq!(sub.lines().count(), 2, "{sub}");
 
-    let all = ok_srv(&f, &f.aws(&["s3", "ls", "--recursive", "s3://photos"]));
+    let all = f.ok(&f.aws(&["s3", "ls", "--recursive", "s3://photos"]));
     let mut listed: Vec<(u64, String)> = all
         .lines()
         .map(|l| {
@@ -205,16 +178,13 @@ fn awscli_tour() {
         ("2026/é ü 漢字.txt", &odd),
     ] {
         let back = d.join("back.bin");
-        ok_srv(
-            &f,
-            &f.aws(&[
-                "s3",
-                "cp",
-                "--only-show-errors",
-                &format!("s3://photos/{key}"),
-                &s(&back),
-            ]),
-        );
+        f.ok(&f.aws(&[
+            "s3",
+            "cp",
+            "--only-show-errors",
+            &format!("s3://photos/{key}"),
+            &s(&back),
+        ]));
         assert_same_file(&back, local);
         std::fs::remove_file(&back).expect("rm");
     }
@@ -230,19 +200,19 @@ fn awscli_tour() {
         all_output(&rb)
     );
 
-    ok_srv(&f, &f.aws(&["s3", "rm", "s3://photos/2026/holiday.jpg"]));
-    let all = ok_srv(&f, &f.aws(&["s3", "ls", "--recursive", "s3://photos"]));
+    f.ok(&f.aws(&["s3", "rm", "s3://photos/2026/holiday.jpg"]));
+    let all = f.ok(&f.aws(&["s3", "ls", "--recursive", "s3://photos"]));
     assert_eq!(all.lines().count(), 2, "{all}");
     assert!(!all.contains("holiday.jpg"), "{all}");
     let gone = f.aws(&["s3", "cp", "s3://photos/2026/holiday.jpg", &s(&d.join("x"))]);
     assert!(!gone.status.success(), "a removed object was downloaded");
     assert!(all_output(&gone).contains("404"), "{}", all_output(&gone));
 
-    ok_srv(&f, &f.aws(&["s3", "rm", "--recursive", "s3://photos/"]));
-    let all = ok_srv(&f, &f.aws(&["s3", "ls", "--recursive", "s3://photos"]));
+    f.ok(&f.aws(&["s3", "rm", "--recursive", "s3://photos/"]));
+    let all = f.ok(&f.aws(&["s3", "ls", "--recursive", "s3://photos"]));
     assert_eq!(all, "", "bucket emptied");
-    ok_srv(&f, &f.aws(&["s3", "rb", "s3://photos"]));
-    let buckets = ok_srv(&f, &f.aws(&["s3", "ls"]));
+    f.ok(&f.aws(&["s3", "rb", "s3://photos"]));
+    let buckets = f.ok(&f.aws(&["s3", "ls"]));
     assert!(!buckets.contains("photos"), "{buckets}");
     let ls = f.aws(&["s3", "ls", "s3://photos"]);
     assert!(!ls.status.success(), "ls of a removed bucket succeeded");
@@ -291,22 +261,19 @@ fn local_tree(root: &Path) -> BTreeMap<String, u64> {
 
 /// `rclone lsf -R` of a remote as relative path → size.
 fn remote_tree(f: &Ferry, remote: &str) -> BTreeMap<String, u64> {
-    let out = ok_srv(
+    let out = f.ok(&rclone(
         f,
-        &rclone(
-            f,
-            &[
-                "lsf",
-                "-R",
-                "--files-only",
-                "--format",
-                "ps",
-                "--separator",
-                "\t",
-                remote,
-            ],
-        ),
-    );
+        &[
+            "lsf",
+            "-R",
+            "--files-only",
+            "--format",
+            "ps",
+            "--separator",
+            "\t",
+            remote,
+        ],
+    ));
     let mut tree = BTreeMap::new();
     for line in out.lines() {
         let (path, size) = line.rsplit_once('\t').expect("path\\tsize");
@@ -322,7 +289,7 @@ fn remote_tree(f: &Ferry, remote: &str) -> BTreeMap<String, u64> {
 fn rclone_check(f: &Ferry, src: &str, remote: &str, files: usize) {
     let out = rclone(f, &["check", "--checkers", "8", src, remote]);
     let text = all_output(&out);
-    ok_srv(f, &out);
+    f.ok(&out);
     assert!(text.contains(": 0 differences found"), "{text}");
     assert!(
         text.contains(&format!(": {files} matching files")),
@@ -390,22 +357,19 @@ fn rclone_tree() {
     assert_eq!(local.len(), 1001, "test tree built");
     let sd = s(&src);
 
-    ok_srv(&f, &rclone(&f, &["mkdir", "ferry:tree"]));
-    ok_srv(
+    f.ok(&rclone(&f, &["mkdir", "ferry:tree"]));
+    f.ok(&rclone(
         &f,
-        &rclone(
-            &f,
-            &[
-                "copy",
-                "--transfers",
-                "8",
-                "--checkers",
-                "8",
-                &sd,
-                "ferry:tree",
-            ],
-        ),
-    );
+        &[
+            "copy",
+            "--transfers",
+            "8",
+            "--checkers",
+            "8",
+            &sd,
+            "ferry:tree",
+        ],
+    ));
     rclone_check(&f, &sd, "ferry:tree", n);
     assert_eq!(remote_tree(&f, "ferry:tree"), local, "remote listing");
     // rclone's default cutoff sends 200 MiB multipart.
@@ -436,21 +400,18 @@ fn rclone_tree() {
     let local = local_tree(&src);
     assert_eq!(local.len(), 1001 - 2 - 50 + 2, "changed tree");
 
-    ok_srv(
+    f.ok(&rclone(
         &f,
-        &rclone(
-            &f,
-            &[
-                "sync",
-                "--transfers",
-                "8",
-                "--checkers",
-                "8",
-                &sd,
-                "ferry:tree",
-            ],
-        ),
-    );
+        &[
+            "sync",
+            "--transfers",
+            "8",
+            "--checkers",
+            "8",
+            &sd,
+            "ferry:tree",
+        ],
+    ));
     rclone_check(&f, &sd, "ferry:tree", local.len());
     let remote = remote_tree(&f, "ferry:tree");
     assert_eq!(remote, local, "remote mirrors the changed tree");
@@ -458,13 +419,10 @@ fn rclone_tree() {
 
     // The same-size modification really reached the server (not just its size).
     let back = f.dir.path().join("back.txt");
-    ok_srv(
+    f.ok(&rclone(
         &f,
-        &rclone(
-            &f,
-            &["copyto", &format!("ferry:tree/{modify_same}"), &s(&back)],
-        ),
-    );
+        &["copyto", &format!("ferry:tree/{modify_same}"), &s(&back)],
+    ));
     assert_same_file(&back, &src.join(modify_same));
 }
 
@@ -502,19 +460,19 @@ fn s3cmd_basic() {
     let large = d.join("large.bin");
     write_file(&large, 40 * MIB, 4);
 
-    ok_srv(&f, &s3cmd(&["mb", "s3://cmd"]));
-    let buckets = ok_srv(&f, &s3cmd(&["ls"]));
+    f.ok(&s3cmd(&["mb", "s3://cmd"]));
+    let buckets = f.ok(&s3cmd(&["ls"]));
     assert!(buckets.contains("s3://cmd"), "{buckets}");
-    ok_srv(&f, &s3cmd(&["put", &s(&small), "s3://cmd/small.txt"]));
-    ok_srv(&f, &s3cmd(&["put", &s(&odd), "s3://cmd/dir/é ü 漢字.txt"]));
-    ok_srv(&f, &s3cmd(&["put", &s(&large), "s3://cmd/large.bin"]));
+    f.ok(&s3cmd(&["put", &s(&small), "s3://cmd/small.txt"]));
+    f.ok(&s3cmd(&["put", &s(&odd), "s3://cmd/dir/é ü 漢字.txt"]));
+    f.ok(&s3cmd(&["put", &s(&large), "s3://cmd/large.bin"]));
     // The ETag shows the three parts.
     assert_eq!(
         etag(&head_object(&f, "cmd", "large.bin")),
         multipart_etag(&large, 15 * MIB)
     );
 
-    let ls = ok_srv(&f, &s3cmd(&["ls", "s3://cmd"]));
+    let ls = f.ok(&s3cmd(&["ls", "s3://cmd"]));
     let ls: Vec<&str> = ls.lines().collect();
     assert_eq!(ls.len(), 3, "{ls:?}");
     assert!(
@@ -530,7 +488,7 @@ fn s3cmd_basic() {
             .any(|l| l.contains(" 41943040 ") && l.ends_with(" s3://cmd/large.bin")),
         "{ls:?}"
     );
-    let rec = ok_srv(&f, &s3cmd(&["ls", "--recursive", "s3://cmd"]));
+    let rec = f.ok(&s3cmd(&["ls", "--recursive", "s3://cmd"]));
     assert_eq!(rec.lines().count(), 3, "{rec}");
     assert!(rec.contains(" s3://cmd/dir/é ü 漢字.txt"), "{rec}");
 
@@ -540,24 +498,26 @@ fn s3cmd_basic() {
         ("dir/é ü 漢字.txt", &odd),
     ] {
         let back = d.join("back");
-        ok_srv(
-            &f,
-            &s3cmd(&["get", "--force", &format!("s3://cmd/{key}"), &s(&back)]),
-        );
+        f.ok(&s3cmd(&[
+            "get",
+            "--force",
+            &format!("s3://cmd/{key}"),
+            &s(&back),
+        ]));
         assert_same_file(&back, local);
     }
 
-    ok_srv(&f, &s3cmd(&["del", "s3://cmd/small.txt"]));
-    let rec = ok_srv(&f, &s3cmd(&["ls", "--recursive", "s3://cmd"]));
+    f.ok(&s3cmd(&["del", "s3://cmd/small.txt"]));
+    let rec = f.ok(&s3cmd(&["ls", "--recursive", "s3://cmd"]));
     assert_eq!(rec.lines().count(), 2, "{rec}");
     assert!(!rec.contains("small.txt"), "{rec}");
     let gone = s3cmd(&["get", "--force", "s3://cmd/small.txt", &s(&d.join("x"))]);
     assert!(!gone.status.success(), "a deleted object was downloaded");
-    ok_srv(&f, &s3cmd(&["del", "--recursive", "--force", "s3://cmd/"]));
-    let rec = ok_srv(&f, &s3cmd(&["ls", "--recursive", "s3://cmd"]));
+    f.ok(&s3cmd(&["del", "--recursive", "--force", "s3://cmd/"]));
+    let rec = f.ok(&s3cmd(&["ls", "--recursive", "s3://cmd"]));
     assert_eq!(rec, "", "bucket emptied");
-    ok_srv(&f, &s3cmd(&["rb", "s3://cmd"]));
-    let buckets = ok_srv(&f, &s3cmd(&["ls"]));
+    f.ok(&s3cmd(&["rb", "s3://cmd"]));
+    let buckets = f.ok(&s3cmd(&["ls"]));
     assert!(!buckets.contains("s3://cmd"), "{buckets}");
 }
 
@@ -565,6 +525,6 @@ fn s3cmd_basic() {
 fn minio_py() {
     let f = Ferry::start();
     let out = f.python("minio_client.py", &[]);
-    let stdout = ok_srv(&f, &out);
+    let stdout = f.ok(&out);
     assert!(stdout.trim_end().ends_with("OK"), "{stdout}");
 }

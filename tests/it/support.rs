@@ -125,6 +125,21 @@ impl Ferry {
         std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
     }
 
+    /// Like [`ok`], but a failure also shows the end of the server log, which is where a
+    /// gateway error explains itself.
+    #[track_caller]
+    pub fn ok(&self, out: &Output) -> String {
+        if !out.status.success() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "server log (last 40 lines):\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        ok(out)
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

@@ -2,21 +2,13 @@
 //! ids, delete markers, restore by copy, suspension and the null version, ListObjectVersions
 //! paging, and checksums sent, verified, stored and returned. One server per section.
 
-use crate::support::{Ferry, ok};
+use crate::support::Ferry;
 
 /// Runs one section of `versioning.py`; a failure also shows the end of the server log.
 fn section(name: &str) {
     let f = Ferry::start();
     let out = f.python("versioning.py", &[name]);
-    if !out.status.success() {
-        let log = f.log();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        eprintln!(
-            "server log (last 40 lines):\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
-    let stdout = ok(&out);
+    let stdout = f.ok(&out);
     assert!(stdout.trim_end().ends_with("OK"), "{stdout}");
     assert!(
         !f.log().contains("panicked"),
