@@ -289,7 +289,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .bucket(&bucket)
                 .key(&key)
                 .content_length(len as i64)
-                .body(ByteStream::from_path(&file).await?)
+                .body(
+                    // The SDK's default reads the file 4 KiB at a time: the client, not the
+                    // server, would set the pace.
+                    ByteStream::read_from()
+                        .path(&file)
+                        .buffer_size(1 << 20)
+                        .build()
+                        .await?,
+                )
                 .send()
                 .await?;
             let secs = started.elapsed().as_secs_f64();
