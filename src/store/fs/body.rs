@@ -68,21 +68,19 @@ pub async fn receive(
 /// of it to reach the disk).
 const FLUSH_BEHIND: usize = 32 << 20;
 
-/// What [`write_file`] leaves: the file's facts, and the digests when it hashed.
+/// What [`write_file`] leaves: the facts of the file it wrote.
 struct Written {
-    digests: Option<Digests>,
     ino: i64,
     mtime_ns: i64,
 }
 
-/// Creates the file, writes `batches` of chunks (through `hasher` when given), fdatasyncs it
-/// when `sync`. Blocking.
+/// Creates the file, writes `batches` of chunks, fdatasyncs it when `sync`. Blocking. The
+/// caller hashes.
 ///
 /// Each batch goes to the kernel in one `writev` straight from the received buffers: no copy
 /// through a userspace buffer (a `BufWriter` also cost a 1 MiB allocation per small PUT).
 fn write_file(
     path: &Path,
-    mut hasher: Option<BodyHasher>,
     batches: impl Iterator<Item = Vec<Bytes>>,
     sync: bool,
 ) -> std::io::Result<Written> {
@@ -95,9 +93,6 @@ fn write_file(
         let mut behind: Option<FlushBehind<'_>> = None;
         let mut unflushed = 0usize;
         for batch in batches {
-            if let Some(h) = &mut hasher {
-                batch.iter().for_each(|c| h.update(c));
-            }
             unflushed += write_batch(&file, &batch)?;
             if sync && unflushed >= FLUSH_BEHIND {
                 unflushed = 0;
@@ -119,7 +114,6 @@ fn write_file(
     }
     let m = file.metadata()?;
     Ok(Written {
-        digests: hasher.map(BodyHasher::finalize),
         ino: m.ino() as i64,
         mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
     })
@@ -215,14 +209,12 @@ async fn receive_small(
         if let Some(p) = prepare {
             p()?;
         }
-        let hasher = Some(BodyHasher::new(algorithm));
-        let w = write_file(&target, hasher, std::iter::once(chunks), sync)
+        let mut hasher = BodyHasher::new(algorithm);
+        chunks.iter().for_each(|c| hasher.update(c));
+        let w = write_file(&target, std::iter::once(chunks), sync)
             .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
-        let digests = w
-            .digests
-            .ok_or_else(|| Error::Index("the body was not hashed".into()))?;
         Ok(Received {
-            digests,
+            digests: hasher.finalize(),
             ino: w.ino,
             mtime_ns: w.mtime_ns,
             synced: sync,
@@ -254,7 +246,7 @@ async fn receive_streaming(
             p()?;
         }
         let batches = std::iter::from_fn(|| rx.blocking_recv());
-        write_file(&target, None, batches, true)
+        write_file(&target, batches, true)
             .map_err(|e| Error::io(format!("writing {}", target.display()), e))
     });
     let hashing = tokio::task::spawn_blocking(move || {
