@@ -3,10 +3,13 @@
 //! one binary. See `ARCHITECTURE.md` for the code map and the layer rule.
 
 pub mod admin;
+pub mod bucket;
 pub mod cli;
 pub mod config;
 pub mod gateway;
+pub mod journal;
 pub mod registry;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;

@@ -5,6 +5,7 @@
 //! Owns: admin routes, token checking, JSON error bodies. The operations themselves live in
 //! the layers below (`registry` for stores).
 
+mod buckets;
 mod openapi;
 
 use std::sync::Arc;
@@ -16,11 +17,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::bucket::Buckets;
 use crate::registry::{self, AddStore, Opened, Registry};
 use crate::telemetry::Metrics;
 
 pub struct AdminState {
     pub registry: Arc<Registry>,
+    pub buckets: Arc<Buckets>,
     pub metrics: Arc<Metrics>,
     pub token: String,
 }
@@ -36,8 +39,16 @@ impl IntoResponse for ApiError {
 
 impl From<registry::Error> for ApiError {
     fn from(e: registry::Error) -> Self {
+        let msg = e.to_string();
+        ApiError::from_registry(&e, msg)
+    }
+}
+
+impl ApiError {
+    /// The status a registry error answers with, and `msg`.
+    fn from_registry(e: &registry::Error, msg: String) -> Self {
         use crate::state::Error as S;
-        let status = match &e {
+        let status = match e {
             registry::Error::State(S::NoSuchStore(_)) => StatusCode::NOT_FOUND,
             registry::Error::State(S::StoreExists(_)) => StatusCode::CONFLICT,
             registry::Error::Invalid { .. } => StatusCode::BAD_REQUEST,
@@ -46,7 +57,7 @@ impl From<registry::Error> for ApiError {
             }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError(status, e.to_string())
+        ApiError(status, msg)
     }
 }
 
@@ -85,6 +96,18 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/stores", get(list_stores).post(add_store))
         .route("/api/v1/stores/{name}", axum::routing::delete(remove_store))
         .route("/api/v1/stores/{name}/rescan", post(rescan_store))
+        .route("/api/v1/buckets", get(buckets::list).post(buckets::create))
+        .route(
+            "/api/v1/buckets/{name}",
+            get(buckets::status).delete(buckets::remove),
+        )
+        .route(
+            "/api/v1/buckets/{name}/policy",
+            axum::routing::put(buckets::set_policy),
+        )
+        .route("/api/v1/buckets/{name}/failover", post(buckets::failover))
+        .route("/api/v1/buckets/{name}/failback", post(buckets::failback))
+        .route("/api/v1/verify", post(buckets::verify))
         .with_state(state)
 }
 

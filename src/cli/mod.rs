@@ -1,9 +1,11 @@
 //! The command line: clap definitions, one file per subcommand, and the error type that
 //! decides exit codes (0 ok, 1 failed, 2 bad usage).
 
+mod bucket;
 mod client;
 mod serve;
 mod store;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -38,6 +40,18 @@ pub enum Command {
     /// Register, list, remove and rescan stores on a running server.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Namespace buckets: multi-write policy, status, failover and failback.
+    #[command(subcommand)]
+    Bucket(bucket::BucketCommand),
+    /// Compare two store:bucket[/prefix] listings (size and ETag or checksum); exit 1 if
+    /// they differ.
+    #[command(after_help = "Example:\n  ferry verify local:photos dr:photos")]
+    Verify {
+        /// store:bucket[/prefix]
+        a: String,
+        /// store:bucket[/prefix]
+        b: String,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -46,6 +60,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store(cmd) => {
             let client = client::AdminClient::new(cli.server, cli.data.as_deref())?;
             store::run(cmd, &client, cli.json).await
+        }
+        Command::Bucket(cmd) => {
+            let client = client::AdminClient::new(cli.server, cli.data.as_deref())?;
+            bucket::run(cmd, &client, cli.json).await
+        }
+        Command::Verify { a, b } => {
+            let client = client::AdminClient::new(cli.server, cli.data.as_deref())?;
+            verify::run(&a, &b, &client, cli.json).await
         }
     }
 }

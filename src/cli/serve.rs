@@ -185,10 +185,14 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         max_header_bytes: 64 * 1024,
         max_xml_bytes: 8 * 1024 * 1024,
     };
-    let gateway = Gateway::new(local, metrics.clone(), cfg.region.clone());
+    let journal = crate::journal::Journal::start(registry.db().clone());
+    let buckets = crate::bucket::Buckets::start(registry.clone(), journal, local.clone()).await?;
+    let gateway =
+        Gateway::new(local, metrics.clone(), cfg.region.clone()).with_buckets(buckets.clone());
     let service = server::build_service(gateway, &opts)?;
     let admin_state = Arc::new(crate::admin::AdminState {
         registry: registry.clone(),
+        buckets,
         metrics,
         token,
     });

@@ -6,7 +6,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::Gateway;
 use super::convert::{self, ts};
 use super::error::s3_error;
-use crate::store::{self, Versioning};
+use crate::store::{self, BucketName, Store, Versioning};
 
 impl Gateway {
     pub(super) async fn create_bucket_impl(
@@ -45,18 +45,37 @@ impl Gateway {
         &self,
         _req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let buckets = self.default_store.list_buckets().await.map_err(s3_error)?;
+        let mut buckets: Vec<Bucket> = self
+            .default_store
+            .list_buckets()
+            .await
+            .map_err(s3_error)?
+            .into_iter()
+            .map(|b| Bucket {
+                name: Some(b.name),
+                creation_date: Some(ts(b.created)),
+                bucket_region: None,
+            })
+            .collect();
+        if let Some(bs) = &self.buckets {
+            for name in bs.names() {
+                let Some(ns) = bs.get(&name) else { continue };
+                // A namespace bucket whose read targets are all down is still listed.
+                let created = ns
+                    .head_bucket(&BucketName::parse(&name).map_err(super::error::name_error)?)
+                    .await
+                    .map(|i| i.created)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                buckets.push(Bucket {
+                    name: Some(name),
+                    creation_date: Some(ts(created)),
+                    bucket_region: None,
+                });
+            }
+            buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         Ok(S3Response::new(ListBucketsOutput {
-            buckets: Some(
-                buckets
-                    .into_iter()
-                    .map(|b| Bucket {
-                        name: Some(b.name),
-                        creation_date: Some(ts(b.created)),
-                        bucket_region: None,
-                    })
-                    .collect(),
-            ),
+            buckets: Some(buckets),
             owner: Some(Owner {
                 display_name: Some("ferry".into()),
                 id: Some("ferry".into()),

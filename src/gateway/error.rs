@@ -100,6 +100,8 @@ pub fn s3_error(err: store::Error) -> S3Error {
                 "the server could not complete the request".into(),
             )
         }
+        // Not retryable by the client: it needs an admin's failback.
+        E::ReadOnly { .. } => with(S3ErrorCode::AccessDenied, msg),
         E::NotImplemented(what) => with(
             S3ErrorCode::NotImplemented,
             format!("{what} is not implemented"),

@@ -21,6 +21,7 @@ use std::time::Instant;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
+use crate::bucket::Buckets;
 use crate::store::{BucketName, ObjectKey, Store};
 use crate::telemetry::Metrics;
 
@@ -32,8 +33,10 @@ type CopyFrom = (Arc<dyn Store>, BucketName, ObjectKey, Option<String>);
 
 /// Serves S3 over stores.
 pub struct Gateway {
-    /// Where buckets live until namespace policies arrive: every bucket is this store's.
+    /// Where plain buckets (those without a namespace policy) live.
     default_store: Arc<dyn Store>,
+    /// Namespace buckets: writes to several targets, failover.
+    buckets: Option<Arc<Buckets>>,
     metrics: Arc<Metrics>,
     region: String,
     max_put_size: u64,
@@ -43,15 +46,26 @@ impl Gateway {
     pub fn new(default_store: Arc<dyn Store>, metrics: Arc<Metrics>, region: String) -> Self {
         Self {
             default_store,
+            buckets: None,
             metrics,
             region,
             max_put_size: MAX_PUT_SIZE,
         }
     }
 
-    /// Resolves a client's bucket name to the store and store bucket that hold it.
+    /// Serves namespace buckets as well as plain ones.
+    pub fn with_buckets(mut self, buckets: Arc<Buckets>) -> Self {
+        self.buckets = Some(buckets);
+        self
+    }
+
+    /// Resolves a client's bucket name to the store that holds it: the bucket's namespace
+    /// when it has a policy, else the default store.
     fn target(&self, bucket: &str) -> S3Result<(Arc<dyn Store>, BucketName)> {
         let b = BucketName::parse(bucket).map_err(error::name_error)?;
+        if let Some(ns) = self.buckets.as_ref().and_then(|bs| bs.get(bucket)) {
+            return Ok((ns, b));
+        }
         Ok((self.default_store.clone(), b))
     }
 

@@ -1,8 +1,12 @@
 //! The state database: SQLite by default, PostgreSQL when several processes share work.
 //!
 //! Owns: the connection pool over either dialect (sqlx `Any`), the schema, and the records
-//! Ferry keeps about itself — registered stores for now; jobs, journal and policies later.
+//! Ferry keeps about itself: registered stores, settings, namespace bucket policies
+//! ([`buckets`]) and the multi-write journal's rows ([`journal`]).
 //! Imports nothing else of Ferry's. Queries use `$N` placeholders, which both dialects accept.
+
+mod buckets;
+mod journal;
 
 use std::path::Path;
 
@@ -21,11 +25,18 @@ pub enum Error {
     StoreExists(String),
     #[error("no store named {0:?} is registered")]
     NoSuchStore(String),
+    #[error("a bucket named {0:?} already exists")]
+    BucketExists(String),
+    #[error("no namespace bucket named {0:?}")]
+    NoSuchBucket(String),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub use buckets::BucketRecord;
+pub use journal::{JournalRow, NewJournalRow, OwedStats};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS stores (
@@ -37,6 +48,11 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS settings (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS buckets (
+        name TEXT PRIMARY KEY,
+        policy TEXT NOT NULL,
+        created_ms BIGINT NOT NULL
     )",
 ];
 
@@ -105,6 +121,13 @@ impl Db {
         }
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&pool).await?;
+        }
+        let id = match dialect {
+            Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+        };
+        for stmt in journal::schema(id) {
+            sqlx::query(&stmt).execute(&pool).await?;
         }
         Ok(Self { pool, dialect })
     }

@@ -96,6 +96,9 @@ pub enum Error {
     Index(String),
     #[error("not implemented by this store: {0}")]
     NotImplemented(&'static str),
+    /// A namespace bucket that is failed over read-only refuses writes until failback.
+    #[error("bucket {bucket} is failed over read-only to {to}: writes are refused until failback")]
+    ReadOnly { bucket: String, to: String },
 }
 
 impl Error {

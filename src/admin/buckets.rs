@@ -1,0 +1,241 @@
+//! Admin routes for namespace buckets (create, policy, status, failover, failback) and
+//! `verify` (compare two `store:bucket[/prefix]` listings).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AdminState, ApiError, authorize};
+use crate::bucket::{self, FailoverMode};
+use crate::registry;
+use crate::store::BucketName;
+use crate::transfer::diff::{self, Side};
+
+impl From<bucket::Error> for ApiError {
+    fn from(e: bucket::Error) -> Self {
+        use bucket::Error as E;
+        let status = match &e {
+            E::Invalid(_) => StatusCode::BAD_REQUEST,
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Exists(_) => StatusCode::CONFLICT,
+            E::Registry(r) => return ApiError::from_registry(r, e.to_string()),
+            E::Store(s) if s.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            E::Store(_) => StatusCode::BAD_REQUEST,
+            E::Failback { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            E::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: Body<T>) -> Result<T, ApiError> {
+    b.map(|Json(t)| t)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+#[derive(Deserialize)]
+pub struct CreateBucket {
+    name: String,
+    write_to: Vec<String>,
+    #[serde(default)]
+    read_from: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub struct SetPolicy {
+    write_to: Vec<String>,
+    #[serde(default)]
+    read_from: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub struct FailoverReq {
+    to: String,
+    mode: String,
+}
+
+#[derive(Deserialize)]
+pub struct FailbackQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+#[derive(Deserialize)]
+pub struct VerifyReq {
+    a: String,
+    b: String,
+}
+
+pub async fn list(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    Ok(Json(s.buckets.list()))
+}
+
+pub async fn create(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    b: Body<CreateBucket>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    let req = body(b)?;
+    let view = s
+        .buckets
+        .create(&req.name, &req.write_to, &req.read_from)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub async fn status(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    Ok(Json(s.buckets.status(&name).await?))
+}
+
+pub async fn set_policy(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    b: Body<SetPolicy>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    let req = body(b)?;
+    Ok(Json(
+        s.buckets
+            .set_policy(&name, &req.write_to, &req.read_from)
+            .await?,
+    ))
+}
+
+pub async fn remove(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    s.buckets.remove(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn failover(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    b: Body<FailoverReq>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    let req = body(b)?;
+    let mode = FailoverMode::parse(&req.mode).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(s.buckets.failover(&name, &req.to, mode).await?))
+}
+
+pub async fn failback(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<FailbackQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    authorize(&s, &h)?;
+    let buckets = s.buckets.clone();
+    // Checks that need no waiting answer at once, with or without `wait`.
+    let st = buckets.status(&name).await?;
+    if st.failover.is_none() {
+        return Err(bucket::Error::Invalid(format!("bucket {name} is not failed over")).into());
+    }
+    if q.wait {
+        return Ok(Json(buckets.failback(&name).await?).into_response());
+    }
+    tokio::spawn(async move {
+        if let Err(e) = buckets.failback(&name).await {
+            tracing::error!(bucket = %name, error = %e, "failback failed");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "status": "failback started; see the bucket's status" })),
+    )
+        .into_response())
+}
+
+/// Parses `store:bucket[/prefix]`.
+fn side_spec(s: &str) -> Result<(String, BucketName, String), ApiError> {
+    let bad = |why: &str| ApiError(StatusCode::BAD_REQUEST, format!("{s:?}: {why}"));
+    let (store, rest) = s
+        .split_once(':')
+        .ok_or_else(|| bad("expected store:bucket[/prefix]"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket = BucketName::parse(bucket).map_err(|e| bad(&e.to_string()))?;
+    Ok((store.to_owned(), bucket, prefix.to_owned()))
+}
+
+/// Most differences a verify answer lists (the counts are always complete).
+const MAX_LISTED: usize = 100_000;
+
+pub async fn verify(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    b: Body<VerifyReq>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    let req = body(b)?;
+    let (sa, ba, pa) = side_spec(&req.a)?;
+    let (sb, bb, pb) = side_spec(&req.b)?;
+    let store_a = s
+        .registry
+        .get(&sa)
+        .await
+        .map_err(|e| named(&sa, e))?
+        .store();
+    let store_b = s
+        .registry
+        .get(&sb)
+        .await
+        .map_err(|e| named(&sb, e))?
+        .store();
+    let a = Side {
+        store: store_a.as_ref(),
+        bucket: ba,
+        prefix: pa,
+    };
+    let b = Side {
+        store: store_b.as_ref(),
+        bucket: bb,
+        prefix: pb,
+    };
+    let mut listed = Vec::new();
+    let summary = diff::diff(&a, &b, |d| {
+        if listed.len() < MAX_LISTED {
+            listed.push(d);
+        }
+    })
+    .await
+    .map_err(|e| {
+        let status = if e.is_retryable() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError(status, e.to_string())
+    })?;
+    Ok(Json(json!({
+        "summary": summary,
+        "differences": listed,
+        "truncated": summary.differences as usize > listed.len(),
+    })))
+}
+
+fn named(store: &str, e: registry::Error) -> ApiError {
+    ApiError::from_registry(&e, format!("store {store:?}: {e}"))
+}

@@ -1,0 +1,198 @@
+//! The catch-up worker: one task per (namespace bucket, secondary) drains what the secondary
+//! owes, in journal order per key, by copying each owed key's *current* state from the
+//! primary. That makes every sync idempotent (replaying a row twice, or rows of a write that
+//! never reached the primary, leaves the target equal to the primary) and lets one sync settle
+//! every earlier row of the same key. Failures back off exponentially (capped delay, no cap on
+//! attempts); the rows stay until a sync succeeds, across restarts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::namespace::{Leg, Namespace};
+use crate::store::{self, ObjectKey, Versioning};
+use crate::transfer;
+
+/// Keys synced at once per target.
+const PARALLEL: usize = 32;
+const PAGE: i64 = 2048;
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often an idle worker looks for rows it was not woken for.
+const POLL: Duration = Duration::from_millis(500);
+
+/// What the worker knows about its target, for status and metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Health {
+    /// Set while the last attempt failed.
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    pub last_ok_ms: Option<i64>,
+    /// Keys synced since start.
+    pub synced: u64,
+    pub synced_bytes: u64,
+}
+
+pub type SharedHealth = Arc<Mutex<Health>>;
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Runs until `stop` turns true.
+pub async fn run(
+    ns: Arc<Namespace>,
+    target: Leg,
+    health: SharedHealth,
+    mut stop: watch::Receiver<bool>,
+) {
+    let db = ns.journal.db().clone();
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let rows = match db.owed(&ns.name, &target.label, 0, PAGE).await {
+            Ok(r) => r,
+            Err(e) => {
+                note_error(&health, format!("reading the journal: {e}"));
+                sleep_or_stop(backoff, &mut stop).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        let live = ns.live.lock().map(|l| l.clone()).unwrap_or_default();
+        // Group by key, in order of each key's first row: (key, highest id, only tag changes).
+        let mut order: Vec<String> = Vec::new();
+        let mut groups: HashMap<String, (i64, bool, u64)> = HashMap::new();
+        for r in rows.iter().filter(|r| !live.contains(&r.id)) {
+            let e = groups.entry(r.key.clone()).or_insert_with(|| {
+                order.push(r.key.clone());
+                (r.id, true, 0)
+            });
+            e.0 = e.0.max(r.id);
+            e.1 &= r.op == "tags";
+            e.2 += u64::try_from(r.bytes).unwrap_or(0);
+        }
+        if order.is_empty() {
+            tokio::select! {
+                _ = ns.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let results: Vec<(String, i64, store::Result<u64>)> =
+            futures::stream::iter(order.into_iter().map(|key| {
+                let (max_id, tags_only, _) = groups[&key];
+                let ns = &ns;
+                let target = &target;
+                async move {
+                    let r = sync_key(ns, target, &key, tags_only).await;
+                    (key, max_id, r)
+                }
+            }))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        let mut failed = false;
+        for (key, max_id, r) in results {
+            match r {
+                Ok(bytes) => {
+                    if let Err(e) = db.settle_owed(&ns.name, &target.label, &key, max_id).await {
+                        note_error(&health, format!("settling {key:?}: {e}"));
+                        failed = true;
+                        continue;
+                    }
+                    if let Ok(mut h) = health.lock() {
+                        h.synced += 1;
+                        h.synced_bytes += bytes;
+                        h.last_ok_ms = Some(now_ms());
+                        h.last_error = None;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(bucket = %ns.name, target = %target.label, key, error = %e, "catch-up failed");
+                    note_error(&health, format!("key {key:?}: {e}"));
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            sleep_or_stop(backoff, &mut stop).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        } else {
+            backoff = BACKOFF_MIN;
+        }
+    }
+}
+
+fn note_error(health: &SharedHealth, msg: String) {
+    if let Ok(mut h) = health.lock() {
+        h.last_error = Some(msg);
+        h.last_error_ms = Some(now_ms());
+    }
+}
+
+async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// Makes `target`'s copy of `key` equal to the primary's; returns the bytes moved.
+async fn sync_key(ns: &Namespace, target: &Leg, key: &str, tags_only: bool) -> store::Result<u64> {
+    let roles = ns.roles();
+    let p = &roles.primary;
+    if key.is_empty() {
+        sync_bucket(p, target).await?;
+        return Ok(0);
+    }
+    let k = ObjectKey::parse(key)?;
+    let _g = ns.locks.lock(&ns.name, key).await;
+    if tags_only {
+        match p.store.get_object_tags(&p.bucket, &k, None).await {
+            Ok((_, tags)) => {
+                match target
+                    .store
+                    .put_object_tags(&target.bucket, &k, None, tags)
+                    .await
+                {
+                    Ok(_) => return Ok(0),
+                    // The target lacks the object itself: copy it whole.
+                    Err(store::Error::NoSuchKey { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(store::Error::NoSuchKey { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match transfer::copy_current(
+        p.store.as_ref(),
+        &p.bucket,
+        &k,
+        target.store.as_ref(),
+        &target.bucket,
+        &k,
+    )
+    .await?
+    {
+        transfer::Copied::Object(n) => Ok(n),
+        transfer::Copied::Deleted => Ok(0),
+    }
+}
+
+async fn sync_bucket(p: &Leg, target: &Leg) -> store::Result<()> {
+    match p.store.get_versioning(&p.bucket).await? {
+        Versioning::Unversioned => {}
+        v => target.store.set_versioning(&target.bucket, v).await?,
+    }
+    let tags = p.store.get_bucket_tags(&p.bucket).await?;
+    target.store.put_bucket_tags(&target.bucket, tags).await
+}

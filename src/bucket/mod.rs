@@ -1,0 +1,615 @@
+//! Namespace buckets: a client-visible bucket whose writes go to a primary and secondaries and
+//! whose reads come from the first read target that answers; failover and failback.
+//!
+//! Owns: policies ([`policy`]), the per-bucket [`Namespace`] store the gateway writes through
+//! (multi-write, [`tee`], key [`locks`]), the [`catchup`] workers that drain the journal, and
+//! the admin operations on buckets ([`Buckets`]). Does not own: where the journal's rows are
+//! kept (`journal`, `state`), how one object is copied (`transfer`), or S3 wire formats.
+
+pub mod catchup;
+mod locks;
+pub mod namespace;
+pub mod policy;
+mod tee;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use crate::journal::Journal;
+use crate::registry::{self, Registry};
+use crate::state::{self, BucketRecord};
+use crate::store::{self, BucketName, Store};
+use crate::transfer;
+use catchup::SharedHealth;
+use locks::KeyLocks;
+pub use namespace::{Leg, Namespace, Roles};
+pub use policy::{Failover, FailoverMode, Policy, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input: the request is refused and nothing changed.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no namespace bucket named {0:?}")]
+    NotFound(String),
+    #[error("a bucket named {0:?} already exists")]
+    Exists(String),
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error("{0}")]
+    Store(#[from] store::Error),
+    #[error("failback of {bucket} stopped: {why}")]
+    Failback { bucket: String, why: String },
+}
+
+/// What the API returns for a bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketView {
+    pub name: String,
+    pub policy: Policy,
+    pub mode: String,
+}
+
+/// Status of one target of a bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetStatus {
+    pub target: String,
+    /// primary, secondary, or reader.
+    pub role: String,
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub owed_count: i64,
+    pub owed_bytes: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_owed_age_s: Option<f64>,
+    pub synced: u64,
+    pub synced_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketStatus {
+    pub name: String,
+    pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+    pub targets: Vec<TargetStatus>,
+    pub owed_total: i64,
+}
+
+struct Entry {
+    ns: Arc<Namespace>,
+    policy: Policy,
+    /// Stops the catch-up workers of the current roles.
+    stop: watch::Sender<bool>,
+}
+
+/// The namespace buckets this server serves.
+pub struct Buckets {
+    registry: Arc<Registry>,
+    journal: Arc<Journal>,
+    locks: Arc<KeyLocks>,
+    /// The plain buckets' store, so a namespace bucket cannot shadow one of its buckets.
+    default_store: Arc<dyn Store>,
+    open: RwLock<HashMap<String, Arc<Entry>>>,
+    health: Mutex<HashMap<(String, String), SharedHealth>>,
+    /// One admin change at a time.
+    change: tokio::sync::Mutex<()>,
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn mode(p: &Policy) -> String {
+    match &p.failover {
+        None => "normal".into(),
+        Some(f) => match f.mode {
+            FailoverMode::ReadOnly => format!("failed-over-read-only to {}", f.to),
+            FailoverMode::ReadWrite => format!("failed-over-read-write to {}", f.to),
+        },
+    }
+}
+
+impl Buckets {
+    /// Opens every recorded namespace bucket and starts its catch-up workers.
+    pub async fn start(
+        registry: Arc<Registry>,
+        journal: Arc<Journal>,
+        default_store: Arc<dyn Store>,
+    ) -> Result<Arc<Self>, Error> {
+        let me = Arc::new(Self {
+            registry,
+            journal,
+            locks: Arc::new(KeyLocks::default()),
+            default_store,
+            open: RwLock::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
+            change: tokio::sync::Mutex::new(()),
+        });
+        for rec in me.registry.db().buckets().await? {
+            let policy: Policy = match serde_json::from_value(rec.policy.clone()) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(bucket = %rec.name, error = %e, "unreadable bucket policy; bucket not served");
+                    continue;
+                }
+            };
+            match me.roles(&policy).await {
+                Ok(roles) => me.install(&rec.name, policy, roles),
+                Err(e) => {
+                    tracing::error!(bucket = %rec.name, error = %e, "cannot open the bucket's stores; bucket not served")
+                }
+            }
+        }
+        Ok(me)
+    }
+
+    /// The namespace bucket named `name`, if there is one (the gateway's lookup).
+    pub fn get(&self, name: &str) -> Option<Arc<Namespace>> {
+        let open = self.open.read().ok()?;
+        open.get(name).map(|e| e.ns.clone())
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .open
+            .read()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    fn entry(&self, name: &str) -> Result<Arc<Entry>, Error> {
+        self.open
+            .read()
+            .ok()
+            .and_then(|o| o.get(name).cloned())
+            .ok_or_else(|| Error::NotFound(name.to_owned()))
+    }
+
+    async fn leg(&self, t: &Target) -> Result<Leg, Error> {
+        let store = match self.registry.get(&t.store).await {
+            Ok(s) => s.store(),
+            Err(registry::Error::State(state::Error::NoSuchStore(_))) => {
+                return Err(Error::Invalid(format!(
+                    "target {t}: no store named {:?} is registered",
+                    t.store
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let bucket = t
+            .bucket_name()
+            .map_err(|e| Error::Invalid(format!("target {t}: {e}")))?;
+        Ok(Leg {
+            label: t.to_string(),
+            store,
+            bucket,
+        })
+    }
+
+    /// Who does what under `policy`.
+    async fn roles(&self, policy: &Policy) -> Result<Roles, Error> {
+        policy.check().map_err(Error::Invalid)?;
+        let mut write = Vec::new();
+        for t in &policy.write_to {
+            write.push(self.leg(t).await?);
+        }
+        let mut readers = Vec::new();
+        for t in &policy.read_from {
+            readers.push(self.leg(t).await?);
+        }
+        Ok(match &policy.failover {
+            None => {
+                let primary = write.remove(0);
+                Roles {
+                    primary,
+                    secondaries: write,
+                    readers,
+                    read_only: None,
+                }
+            }
+            Some(f) => {
+                let i = write
+                    .iter()
+                    .position(|l| l.label == f.to.to_string())
+                    .unwrap_or(0);
+                let to = write[i].clone();
+                match f.mode {
+                    FailoverMode::ReadOnly => {
+                        let primary = write.remove(0);
+                        Roles {
+                            primary,
+                            secondaries: write,
+                            readers: vec![to.clone()],
+                            read_only: Some(to.label),
+                        }
+                    }
+                    FailoverMode::ReadWrite => {
+                        // The failover target takes writes; the others, the old primary
+                        // first, are owed them.
+                        write.remove(i);
+                        Roles {
+                            primary: to.clone(),
+                            secondaries: write,
+                            readers: vec![to],
+                            read_only: None,
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    fn health_of(&self, bucket: &str, target: &str) -> SharedHealth {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        h.entry((bucket.to_owned(), target.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// Serves `name` with `roles` (new bucket or new roles) and (re)starts its workers.
+    fn install(&self, name: &str, policy: Policy, roles: Roles) {
+        let (stop, stop_rx) = watch::channel(false);
+        let existing = self.open.read().ok().and_then(|o| o.get(name).cloned());
+        let ns = match existing {
+            Some(old) => {
+                let _ = old.stop.send(true);
+                old.ns.set_roles(roles);
+                old.ns.clone()
+            }
+            None => Arc::new(Namespace {
+                name: name.to_owned(),
+                roles: std::sync::RwLock::new(Arc::new(roles)),
+                gate: tokio::sync::RwLock::new(()),
+                journal: self.journal.clone(),
+                locks: self.locks.clone(),
+                live: Default::default(),
+                wake: Arc::new(Notify::new()),
+            }),
+        };
+        for leg in ns.roles().secondaries.clone() {
+            let health = self.health_of(name, &leg.label);
+            tokio::spawn(catchup::run(ns.clone(), leg, health, stop_rx.clone()));
+        }
+        if let Ok(mut o) = self.open.write() {
+            o.insert(name.to_owned(), Arc::new(Entry { ns, policy, stop }));
+        }
+    }
+
+    /// Creates a namespace bucket (and its buckets on the write targets, if missing).
+    pub async fn create(
+        &self,
+        name: &str,
+        write_to: &[String],
+        read_from: &[String],
+    ) -> Result<BucketView, Error> {
+        let _c = self.change.lock().await;
+        let bucket =
+            BucketName::parse(name).map_err(|e| Error::Invalid(format!("bucket {name:?}: {e}")))?;
+        if self.get(name).is_some() {
+            return Err(Error::Exists(name.to_owned()));
+        }
+        match self.default_store.head_bucket(&bucket).await {
+            Ok(_) => {
+                return Err(Error::Invalid(format!(
+                    "a plain bucket named {name:?} already exists in the default store"
+                )));
+            }
+            Err(store::Error::NoSuchBucket { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let policy = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
+        let roles = self.roles(&policy).await?;
+        for leg in std::iter::once(&roles.primary).chain(&roles.secondaries) {
+            match leg.store.create_bucket(&leg.bucket).await {
+                Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {}
+                Err(e) => {
+                    return Err(Error::Invalid(format!(
+                        "target {}: cannot create its bucket: {e}",
+                        leg.label
+                    )));
+                }
+            }
+        }
+        self.registry
+            .db()
+            .add_bucket(&BucketRecord {
+                name: name.to_owned(),
+                policy: serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
+                created_ms: now_ms(),
+            })
+            .await
+            .map_err(|e| match e {
+                state::Error::BucketExists(n) => Error::Exists(n),
+                e => e.into(),
+            })?;
+        let view = BucketView {
+            name: name.to_owned(),
+            mode: mode(&policy),
+            policy: policy.clone(),
+        };
+        self.install(name, policy, roles);
+        Ok(view)
+    }
+
+    /// Replaces a bucket's targets (not while it is failed over).
+    pub async fn set_policy(
+        &self,
+        name: &str,
+        write_to: &[String],
+        read_from: &[String],
+    ) -> Result<BucketView, Error> {
+        let _c = self.change.lock().await;
+        let e = self.entry(name)?;
+        if let Some(f) = &e.policy.failover {
+            return Err(Error::Invalid(format!(
+                "bucket {name} is failed over to {}: fail back before changing its policy",
+                f.to
+            )));
+        }
+        let policy = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
+        let roles = self.roles(&policy).await?;
+        for leg in std::iter::once(&roles.primary).chain(&roles.secondaries) {
+            match leg.store.create_bucket(&leg.bucket).await {
+                Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {}
+                Err(err) => {
+                    return Err(Error::Invalid(format!(
+                        "target {}: cannot create its bucket: {err}",
+                        leg.label
+                    )));
+                }
+            }
+        }
+        self.switch(&e, name, policy).await
+    }
+
+    /// Persists `policy` and swaps the roles while writes are held back.
+    async fn switch(&self, e: &Entry, name: &str, policy: Policy) -> Result<BucketView, Error> {
+        let roles = self.roles(&policy).await?;
+        let _pause = e.ns.gate.write().await;
+        self.registry
+            .db()
+            .set_bucket_policy(
+                name,
+                &serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
+            )
+            .await?;
+        let view = BucketView {
+            name: name.to_owned(),
+            mode: mode(&policy),
+            policy: policy.clone(),
+        };
+        self.install(name, policy, roles);
+        Ok(view)
+    }
+
+    /// Stops serving a namespace bucket (its targets' data is left alone).
+    pub async fn remove(&self, name: &str) -> Result<(), Error> {
+        let _c = self.change.lock().await;
+        let e = self.entry(name)?;
+        let _pause = e.ns.gate.write().await;
+        self.registry.db().remove_bucket(name).await?;
+        self.registry.db().drop_journal(name).await?;
+        let _ = e.stop.send(true);
+        if let Ok(mut o) = self.open.write() {
+            o.remove(name);
+        }
+        Ok(())
+    }
+
+    pub fn list(&self) -> Vec<BucketView> {
+        let o = match self.open.read() {
+            Ok(o) => o,
+            Err(p) => p.into_inner(),
+        };
+        let mut v: Vec<BucketView> = o
+            .iter()
+            .map(|(name, e)| BucketView {
+                name: name.clone(),
+                mode: mode(&e.policy),
+                policy: e.policy.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Mode, each target's health and backlog.
+    pub async fn status(&self, name: &str) -> Result<BucketStatus, Error> {
+        let e = self.entry(name)?;
+        let roles = e.ns.roles();
+        let owed = self.registry.db().owed_stats(name).await?;
+        let now = now_ms();
+        let mut targets = Vec::new();
+        let mut seen = Vec::new();
+        let legs = std::iter::once((&roles.primary, "primary"))
+            .chain(roles.secondaries.iter().map(|l| (l, "secondary")))
+            .chain(roles.readers.iter().map(|l| (l, "reader")));
+        for (leg, role) in legs {
+            if seen.contains(&leg.label) {
+                continue;
+            }
+            seen.push(leg.label.clone());
+            let probe =
+                tokio::time::timeout(Duration::from_secs(3), leg.store.head_bucket(&leg.bucket))
+                    .await;
+            let (healthy, error) = match probe {
+                Ok(Ok(_)) => (true, None),
+                Ok(Err(err)) => (false, Some(err.to_string())),
+                Err(_) => (false, Some("no answer within 3 s".to_owned())),
+            };
+            let h = self.health_of(name, &leg.label);
+            let h = h.lock().map(|h| h.clone()).unwrap_or_default();
+            let o = owed.iter().find(|o| o.target == leg.label);
+            targets.push(TargetStatus {
+                target: leg.label.clone(),
+                role: role.into(),
+                healthy,
+                error: error.or(h.last_error),
+                owed_count: o.map_or(0, |o| o.count),
+                owed_bytes: o.map_or(0, |o| o.bytes),
+                oldest_owed_age_s: o
+                    .and_then(|o| o.oldest_ms)
+                    .map(|t| (now - t).max(0) as f64 / 1000.0),
+                synced: h.synced,
+                synced_bytes: h.synced_bytes,
+            });
+        }
+        Ok(BucketStatus {
+            name: name.to_owned(),
+            mode: mode(&e.policy),
+            failover: e.policy.failover.clone(),
+            owed_total: owed.iter().map(|o| o.count).sum(),
+            targets,
+        })
+    }
+
+    /// Fails `name` over to its write target on store `to`.
+    pub async fn failover(
+        &self,
+        name: &str,
+        to: &str,
+        mode: FailoverMode,
+    ) -> Result<BucketView, Error> {
+        let _c = self.change.lock().await;
+        let e = self.entry(name)?;
+        if let Some(f) = &e.policy.failover {
+            return Err(Error::Invalid(format!(
+                "bucket {name} is already failed over to {}: fail back first",
+                f.to
+            )));
+        }
+        let target = e.policy.write_to[1..]
+            .iter()
+            .find(|t| t.store == to)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "store {to:?} is not a secondary write target of bucket {name} (targets: {})",
+                    e.policy
+                        .write_to
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let mut policy = e.policy.clone();
+        policy.failover = Some(Failover {
+            to: target,
+            mode,
+            since_ms: now_ms(),
+        });
+        self.switch(&e, name, policy).await
+    }
+
+    /// Fails `name` back to its primary. After a read-write failover, first drains what the
+    /// primary is owed, verifies primary against the failover target (repairing what
+    /// differs), then holds writes back for the final drain and the switch.
+    pub async fn failback(&self, name: &str) -> Result<BucketView, Error> {
+        let _c = self.change.lock().await;
+        let e = self.entry(name)?;
+        let Some(f) = e.policy.failover.clone() else {
+            return Err(Error::Invalid(format!("bucket {name} is not failed over")));
+        };
+        let mut policy = e.policy.clone();
+        policy.failover = None;
+        if f.mode == FailoverMode::ReadOnly {
+            return self.switch(&e, name, policy).await;
+        }
+        let primary = self.leg(e.policy.primary()).await?;
+        let serving = self.leg(&f.to).await?;
+        // 1. Drain while writes continue.
+        self.drain(name, &primary.label).await?;
+        // 2. Verify and repair, writes still running.
+        self.repair(&e.ns, &serving, &primary).await?;
+        // 3. Hold writes back, drain what arrived meanwhile, switch.
+        let roles = self.roles(&policy).await?;
+        let _pause = e.ns.gate.write().await;
+        self.drain(name, &primary.label).await?;
+        self.registry
+            .db()
+            .set_bucket_policy(
+                name,
+                &serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
+            )
+            .await?;
+        let view = BucketView {
+            name: name.to_owned(),
+            mode: mode(&policy),
+            policy: policy.clone(),
+        };
+        self.install(name, policy, roles);
+        Ok(view)
+    }
+
+    /// Waits until `target` owes nothing for `bucket`.
+    async fn drain(&self, bucket: &str, target: &str) -> Result<(), Error> {
+        loop {
+            let owed = self.registry.db().owed_stats(bucket).await?;
+            if owed.iter().all(|o| o.target != target || o.count == 0) {
+                return Ok(());
+            }
+            if let Some(ns) = self.get(bucket) {
+                ns.wake.notify_waiters();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Makes `to` equal `from` wherever a listing comparison finds a difference.
+    async fn repair(&self, ns: &Namespace, from: &Leg, to: &Leg) -> Result<(), Error> {
+        let a = transfer::diff::Side {
+            store: from.store.as_ref(),
+            bucket: from.bucket.clone(),
+            prefix: String::new(),
+        };
+        let b = transfer::diff::Side {
+            store: to.store.as_ref(),
+            bucket: to.bucket.clone(),
+            prefix: String::new(),
+        };
+        let mut keys = Vec::new();
+        transfer::diff::diff(&a, &b, |d| {
+            use transfer::diff::Difference as D;
+            let k = match d {
+                D::OnlyInA { key, .. }
+                | D::OnlyInB { key, .. }
+                | D::Size { key, .. }
+                | D::Content { key, .. } => key,
+            };
+            // Bounded: past this many, the rest is repaired on the next failback attempt.
+            if keys.len() < 100_000 {
+                keys.push(k);
+            }
+        })
+        .await?;
+        for k in keys {
+            let key = store::ObjectKey::parse(&k).map_err(store::Error::from)?;
+            let _g = ns.locks.lock(&ns.name, &k).await;
+            transfer::copy_current(
+                from.store.as_ref(),
+                &from.bucket,
+                &key,
+                to.store.as_ref(),
+                &to.bucket,
+                &key,
+            )
+            .await
+            .map_err(|err| Error::Failback {
+                bucket: ns.name.clone(),
+                why: format!("repairing {k:?} on {}: {err}", to.label),
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! Splitting one request body into one stream per write target, with a bounded buffer.
+//!
+//! The primary's stream leads: the client's body is read only as fast as the primary takes
+//! it, and each chunk is handed to every follower without waiting. A follower whose buffer
+//! is full (too slow to keep up) or that went away is cut: its stream ends with an error, so
+//! its write fails and becomes a journal entry, and the primary and the client never wait
+//! for it. Memory per follower is bounded by `cap` chunks.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::mpsc;
+
+use crate::store::ByteStream;
+
+struct Follower {
+    tx: Option<mpsc::Sender<Bytes>>,
+    cut: Arc<AtomicBool>,
+}
+
+impl Follower {
+    fn cut(&mut self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.tx = None;
+    }
+}
+
+struct Leader {
+    src: ByteStream,
+    followers: Vec<Follower>,
+    finished: bool,
+}
+
+impl Stream for Leader {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = std::task::ready!(self.src.as_mut().poll_next(cx));
+        match &item {
+            Some(Ok(b)) => {
+                for f in &mut self.followers {
+                    if let Some(tx) = &f.tx
+                        && tx.try_send(b.clone()).is_err()
+                    {
+                        f.cut();
+                    }
+                }
+            }
+            Some(Err(_)) => self.followers.iter_mut().for_each(Follower::cut),
+            None => {
+                self.finished = true;
+                // A clean end: followers see their channel close without the cut flag.
+                for f in &mut self.followers {
+                    f.tx = None;
+                }
+            }
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.followers.iter_mut().for_each(Follower::cut);
+        }
+    }
+}
+
+struct FollowerStream {
+    rx: mpsc::Receiver<Bytes>,
+    cut: Arc<AtomicBool>,
+    ended: bool,
+}
+
+impl Stream for FollowerStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match std::task::ready!(self.rx.poll_recv(cx)) {
+            Some(b) => Poll::Ready(Some(Ok(b))),
+            None => {
+                self.ended = true;
+                if self.cut.load(Ordering::SeqCst) {
+                    Poll::Ready(Some(Err(std::io::Error::other(
+                        "this target fell behind the primary or the primary stopped",
+                    ))))
+                } else {
+                    Poll::Ready(None)
+                }
+            }
+        }
+    }
+}
+
+/// Splits `src` into the leading stream and `n` followers of at most `cap` buffered chunks.
+pub fn tee(src: ByteStream, n: usize, cap: usize) -> (ByteStream, Vec<ByteStream>) {
+    let mut followers = Vec::with_capacity(n);
+    let mut streams: Vec<ByteStream> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel(cap.max(1));
+        let cut = Arc::new(AtomicBool::new(false));
+        followers.push(Follower {
+            tx: Some(tx),
+            cut: cut.clone(),
+        });
+        streams.push(Box::pin(FollowerStream {
+            rx,
+            cut,
+            ended: false,
+        }));
+    }
+    let leader = Leader {
+        src,
+        followers,
+        finished: false,
+    };
+    (Box::pin(leader), streams)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn source(chunks: usize) -> ByteStream {
+        Box::pin(futures::stream::iter(
+            (0..chunks).map(|i| Ok(Bytes::from(vec![i as u8; 10]))),
+        ))
+    }
+
+    #[tokio::test]
+    async fn followers_get_every_chunk() {
+        let (lead, mut f) = tee(source(5), 1, 8);
+        let a: Vec<_> = lead.collect().await;
+        let b: Vec<_> = f.remove(0).collect().await;
+        assert_eq!(a.len(), 5);
+        assert_eq!(b.len(), 5);
+        assert!(b.iter().all(|r| r.is_ok()));
+    }
+
+    #[tokio::test]
+    async fn a_slow_follower_is_cut_not_waited_for() {
+        let (lead, mut f) = tee(source(10), 1, 2);
+        let a: Vec<_> = lead.collect().await;
+        assert_eq!(a.len(), 10, "the leader never waits");
+        let b: Vec<_> = f.remove(0).collect().await;
+        assert_eq!(b.len(), 3, "two buffered chunks, then the error");
+        assert!(b[2].is_err());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_leader_early_cuts_followers() {
+        let (mut lead, mut f) = tee(source(10), 1, 16);
+        let _ = lead.next().await;
+        drop(lead);
+        let b: Vec<_> = f.remove(0).collect().await;
+        assert!(b.last().is_some_and(|r| r.is_err()));
+    }
+}

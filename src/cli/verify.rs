@@ -1,0 +1,56 @@
+//! `ferry verify A B`: compare two `store:bucket[/prefix]` listings on a running server;
+//! prints every difference and exits 1 if there is any.
+
+use anyhow::anyhow;
+use http::Method;
+use serde_json::json;
+
+use super::UsageError;
+use super::client::AdminClient;
+
+pub async fn run(a: &str, b: &str, client: &AdminClient, as_json: bool) -> anyhow::Result<()> {
+    for s in [a, b] {
+        if !s.contains(':') {
+            return Err(
+                UsageError(format!("{s:?} is not of the form store:bucket[/prefix]")).into(),
+            );
+        }
+    }
+    let v = client
+        .call(
+            Method::POST,
+            "/api/v1/verify",
+            Some(json!({ "a": a, "b": b })),
+        )
+        .await?;
+    let n = v["summary"]["differences"].as_u64().unwrap_or(0);
+    if as_json {
+        println!("{v}");
+    } else {
+        for d in v["differences"].as_array().into_iter().flatten() {
+            let key = d["key"].as_str().unwrap_or("");
+            match d["kind"].as_str().unwrap_or("") {
+                "only-in-a" => println!("only in {a}: {key} ({} bytes)", d["size"]),
+                "only-in-b" => println!("only in {b}: {key} ({} bytes)", d["size"]),
+                "size" => println!("size differs: {key} ({} vs {} bytes)", d["a"], d["b"]),
+                "content" => println!(
+                    "content differs: {key} (ETag {} vs {})",
+                    d["a"].as_str().unwrap_or(""),
+                    d["b"].as_str().unwrap_or("")
+                ),
+                other => println!("{other}: {key}"),
+            }
+        }
+        if v["truncated"].as_bool().unwrap_or(false) {
+            println!("(only the first differences are listed)");
+        }
+        println!(
+            "compared {} objects: {n} differences ({} compared by size only)",
+            v["summary"]["compared"], v["summary"]["size_only"]
+        );
+    }
+    if n > 0 {
+        return Err(anyhow!("{a} and {b} differ in {n} objects"));
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Comparing two listings in lock step: both are paged in key order, so memory stays bounded
+//! whatever the bucket sizes.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+
+use crate::store::{self, BucketName, ListQuery, ObjectMeta, Store};
+
+/// One side of a comparison: a store, a bucket and a key prefix.
+pub struct Side<'a> {
+    pub store: &'a dyn Store,
+    pub bucket: BucketName,
+    pub prefix: String,
+}
+
+/// One difference between the two sides (keys relative to each side's prefix).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Difference {
+    OnlyInA { key: String, size: u64 },
+    OnlyInB { key: String, size: u64 },
+    Size { key: String, a: u64, b: u64 },
+    Content { key: String, a: String, b: String },
+}
+
+/// Totals of a comparison.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub compared: u64,
+    pub differences: u64,
+    /// Keys present on both sides with the same size whose content could not be compared
+    /// (multipart ETags of different part sizes and no common checksum).
+    pub size_only: u64,
+}
+
+/// A paged cursor over one side.
+struct Cursor<'a> {
+    side: &'a Side<'a>,
+    buf: VecDeque<ObjectMeta>,
+    after: Option<String>,
+    done: bool,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(side: &'a Side<'a>) -> Self {
+        Self {
+            side,
+            buf: VecDeque::new(),
+            after: None,
+            done: false,
+        }
+    }
+
+    async fn peek(&mut self) -> store::Result<Option<&ObjectMeta>> {
+        if self.buf.is_empty() && !self.done {
+            let page = self
+                .side
+                .store
+                .list_objects(
+                    &self.side.bucket,
+                    &ListQuery {
+                        prefix: self.side.prefix.clone(),
+                        delimiter: None,
+                        start_after: self.after.clone(),
+                        max_keys: 1000,
+                    },
+                )
+                .await?;
+            self.done = page.next_marker.is_none() || page.objects.is_empty();
+            self.after = page.next_marker;
+            self.buf.extend(page.objects);
+        }
+        Ok(self.buf.front())
+    }
+}
+
+/// A key relative to its side's prefix.
+fn rel(side: &Side<'_>, m: &ObjectMeta) -> String {
+    m.key
+        .as_str()
+        .get(side.prefix.len()..)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Whether two objects of the same size have the same content, if that can be told.
+fn same_content(a: &ObjectMeta, b: &ObjectMeta) -> Option<bool> {
+    if let (Some(ca), Some(cb)) = (&a.checksum, &b.checksum)
+        && ca.algorithm == cb.algorithm
+        && ca.composite == cb.composite
+        && !ca.composite
+    {
+        return Some(ca.value == cb.value);
+    }
+    let plain = |e: &str| !e.contains('-');
+    if plain(&a.etag) && plain(&b.etag) {
+        return Some(a.etag == b.etag);
+    }
+    if a.etag == b.etag {
+        return Some(true);
+    }
+    None
+}
+
+/// Walks both sides; calls `report` for every difference; returns the totals.
+pub async fn diff(
+    a: &Side<'_>,
+    b: &Side<'_>,
+    mut report: impl FnMut(Difference),
+) -> store::Result<Summary> {
+    let mut ca = Cursor::new(a);
+    let mut cb = Cursor::new(b);
+    let mut sum = Summary::default();
+    loop {
+        let ka = ca.peek().await?.map(|m| rel(a, m));
+        let kb = cb.peek().await?.map(|m| rel(b, m));
+        let d = match (ka, kb) {
+            (None, None) => break,
+            (Some(x), None) => {
+                let m = ca.buf.pop_front();
+                Some(Difference::OnlyInA {
+                    key: x,
+                    size: m.map_or(0, |m| m.size),
+                })
+            }
+            (None, Some(y)) => {
+                let m = cb.buf.pop_front();
+                Some(Difference::OnlyInB {
+                    key: y,
+                    size: m.map_or(0, |m| m.size),
+                })
+            }
+            (Some(x), Some(y)) if x < y => {
+                let m = ca.buf.pop_front();
+                Some(Difference::OnlyInA {
+                    key: x,
+                    size: m.map_or(0, |m| m.size),
+                })
+            }
+            (Some(x), Some(y)) if x > y => {
+                let m = cb.buf.pop_front();
+                Some(Difference::OnlyInB {
+                    key: y,
+                    size: m.map_or(0, |m| m.size),
+                })
+            }
+            (Some(x), Some(_)) => {
+                let (Some(ma), Some(mb)) = (ca.buf.pop_front(), cb.buf.pop_front()) else {
+                    break;
+                };
+                sum.compared += 1;
+                if ma.size != mb.size {
+                    Some(Difference::Size {
+                        key: x,
+                        a: ma.size,
+                        b: mb.size,
+                    })
+                } else {
+                    match same_content(&ma, &mb) {
+                        Some(true) => None,
+                        Some(false) => Some(Difference::Content {
+                            key: x,
+                            a: ma.etag,
+                            b: mb.etag,
+                        }),
+                        None => {
+                            sum.size_only += 1;
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(d) = d {
+            sum.differences += 1;
+            report(d);
+        }
+    }
+    Ok(sum)
+}
