@@ -108,6 +108,7 @@ pub async fn run(
                         failed = true;
                         continue;
                     }
+                    ns.mark_up(&target.label);
                     if let Ok(mut h) = health.lock() {
                         h.synced += 1;
                         h.synced_bytes += bytes;

@@ -274,6 +274,7 @@ impl Buckets {
                 locks: self.locks.clone(),
                 live: Default::default(),
                 wake: Arc::new(Notify::new()),
+                down: Default::default(),
             }),
         };
         for leg in ns.roles().secondaries.clone() {

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::locks::KeyLocks;
@@ -75,6 +76,10 @@ pub struct Namespace {
     pub(super) locks: Arc<KeyLocks>,
     pub(super) live: Live,
     pub(super) wake: Arc<Notify>,
+    /// Secondaries whose last write failed: live writes skip them (their rows stay owed)
+    /// until the catch-up worker reaches them again, so a dead target costs the client
+    /// nothing.
+    pub(super) down: Mutex<HashSet<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -159,7 +164,7 @@ impl Namespace {
         &self,
         roles: &Roles,
         primary: impl Future<Output = Result<T>>,
-        secondaries: Vec<impl Future<Output = Result<S>>>,
+        secondaries: Vec<BoxFuture<'_, Result<S>>>,
         key: &str,
     ) -> (Result<T>, Vec<bool>) {
         let n = secondaries.len();
@@ -183,8 +188,12 @@ impl Namespace {
                 .zip(&roles.secondaries)
                 .map(|(r, leg)| match r {
                     Ok(_) => true,
+                    Err(Error::Unavailable { store, .. }) if store == SKIPPED => false,
                     Err(e) => {
                         tracing::warn!(bucket = %self.name, key, target = %leg.label, error = %e, "secondary write failed; journaled");
+                        if e.is_retryable() {
+                            self.mark_down(&leg.label);
+                        }
                         false
                     }
                 })
@@ -195,6 +204,23 @@ impl Namespace {
             }
         };
         (p, took)
+    }
+
+    fn mark_down(&self, label: &str) {
+        if let Ok(mut d) = self.down.lock() {
+            d.insert(label.to_owned());
+        }
+    }
+
+    /// Called by the catch-up worker once it wrote to `label` again.
+    pub(super) fn mark_up(&self, label: &str) {
+        if let Ok(mut d) = self.down.lock() {
+            d.remove(label);
+        }
+    }
+
+    fn is_down(&self, label: &str) -> bool {
+        self.down.lock().map(|d| d.contains(label)).unwrap_or(false)
     }
 
     /// Starts a change applied to the primary only (the secondaries are caught up from it):
@@ -300,6 +326,18 @@ macro_rules! read_first {
     }};
 }
 
+/// The "store" of the error a skipped (down) secondary's share reports.
+const SKIPPED: &str = "(skipped: target down)";
+
+fn skipped<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T>> {
+    Box::pin(async {
+        Err(Error::Unavailable {
+            store: SKIPPED.into(),
+            message: String::new(),
+        })
+    })
+}
+
 fn journal_err(e: crate::journal::Error) -> Error {
     Error::Unavailable {
         store: "journal".into(),
@@ -386,15 +424,27 @@ impl Store for Namespace {
         let ids = self
             .owe(&roles, key.as_str(), "object", opts.size_hint.unwrap_or(0))
             .await?;
-        let (lead, follow) = tee(body, roles.secondaries.len(), TEE_CHUNKS);
-        let sec: Vec<_> = roles
+        let up: Vec<bool> = roles
             .secondaries
             .iter()
-            .zip(follow)
-            .map(|(s, stream)| {
-                let o = secondary_opts(&opts);
-                async move { s.store.put_object(&s.bucket, key, stream, o).await }
-            })
+            .map(|s| !self.is_down(&s.label))
+            .collect();
+        let (lead, follow) = tee(body, up.iter().filter(|u| **u).count(), TEE_CHUNKS);
+        let mut follow = follow.into_iter();
+        let sec: Vec<BoxFuture<'_, Result<ObjectMeta>>> = roles
+            .secondaries
+            .iter()
+            .zip(&up)
+            .map(
+                |(s, up)| match (up, if *up { follow.next() } else { None }) {
+                    (true, Some(stream)) => {
+                        let o = secondary_opts(&opts);
+                        Box::pin(async move { s.store.put_object(&s.bucket, key, stream, o).await })
+                            as BoxFuture<'_, _>
+                    }
+                    _ => skipped(),
+                },
+            )
             .collect();
         let primary = p.store.put_object(&p.bucket, key, lead, opts);
         let (r, took) = self.fan_out(&roles, primary, sec, key.as_str()).await;
@@ -442,10 +492,16 @@ impl Store for Namespace {
         }
         let _g = self.locks.lock(&self.name, key.as_str()).await;
         let ids = self.owe(&roles, key.as_str(), "object", 0).await?;
-        let sec: Vec<_> = roles
+        let sec: Vec<BoxFuture<'_, Result<DeleteResult>>> = roles
             .secondaries
             .iter()
-            .map(|s| s.store.delete_object(&s.bucket, key, None))
+            .map(|s| {
+                if self.is_down(&s.label) {
+                    skipped()
+                } else {
+                    s.store.delete_object(&s.bucket, key, None)
+                }
+            })
             .collect();
         let primary = p.store.delete_object(&p.bucket, key, None);
         let (r, took) = self.fan_out(&roles, primary, sec, key.as_str()).await;

@@ -58,7 +58,11 @@ impl Gateway {
             })
             .collect();
         if let Some(bs) = &self.buckets {
-            for name in bs.names() {
+            // A namespace bucket's primary is often the default store's bucket of the same
+            // name: list it once.
+            let names = bs.names();
+            buckets.retain(|b| b.name.as_ref().is_none_or(|n| !names.contains(n)));
+            for name in names {
                 let Some(ns) = bs.get(&name) else { continue };
                 // A namespace bucket whose read targets are all down is still listed.
                 let created = ns
