@@ -215,6 +215,7 @@ impl Buckets {
                     secondaries: write,
                     readers,
                     read_only: None,
+                    deferred: Vec::new(),
                 }
             }
             Some(f) => {
@@ -231,17 +232,22 @@ impl Buckets {
                             secondaries: write,
                             readers: vec![to.clone()],
                             read_only: Some(to.label),
+                            deferred: Vec::new(),
                         }
                     }
                     FailoverMode::ReadWrite => {
                         // The failover target takes writes; the others, the old primary
-                        // first, are owed them.
+                        // first, are owed them. The old primary gets no live writes (it is
+                        // why the bucket failed over); the catch-up worker feeds it as soon
+                        // as it answers, which keeps the failback short.
                         write.remove(i);
+                        let deferred = vec![write[0].label.clone()];
                         Roles {
                             primary: to.clone(),
                             secondaries: write,
                             readers: vec![to],
                             read_only: None,
+                            deferred,
                         }
                     }
                 }
@@ -433,7 +439,13 @@ impl Buckets {
         let mut targets = Vec::new();
         let mut seen = Vec::new();
         let legs = std::iter::once((&roles.primary, "primary"))
-            .chain(roles.secondaries.iter().map(|l| (l, "secondary")))
+            .chain(roles.secondaries.iter().map(|l| {
+                if roles.deferred.contains(&l.label) {
+                    (l, "owed")
+                } else {
+                    (l, "secondary")
+                }
+            }))
             .chain(roles.readers.iter().map(|l| (l, "reader")));
         for (leg, role) in legs {
             if seen.contains(&leg.label) {

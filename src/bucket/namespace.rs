@@ -63,6 +63,9 @@ pub struct Roles {
     pub readers: Vec<Leg>,
     /// Set when failed over read-only: the label of the target serving reads.
     pub read_only: Option<String>,
+    /// Secondaries that get no live writes, only journal rows (the old primary after a
+    /// read-write failover: it is presumed unhealthy until failback).
+    pub deferred: Vec<String>,
 }
 
 pub struct Namespace {
@@ -427,7 +430,7 @@ impl Store for Namespace {
         let up: Vec<bool> = roles
             .secondaries
             .iter()
-            .map(|s| !self.is_down(&s.label))
+            .map(|s| !self.is_down(&s.label) && !roles.deferred.contains(&s.label))
             .collect();
         let (lead, follow) = tee(body, up.iter().filter(|u| **u).count(), TEE_CHUNKS);
         let mut follow = follow.into_iter();
@@ -496,7 +499,7 @@ impl Store for Namespace {
             .secondaries
             .iter()
             .map(|s| {
-                if self.is_down(&s.label) {
+                if self.is_down(&s.label) || roles.deferred.contains(&s.label) {
                     skipped()
                 } else {
                     s.store.delete_object(&s.bucket, key, None)

@@ -6,6 +6,7 @@
 //! - `store`: the Store conformance suite on every store kind
 //! - `cli`: admin commands, config errors, exit codes
 //! - `crash`: kill -9 during writes
+//! - `multiwrite`: namespace buckets: multi-write, outage, kill -9, failover, failback
 //! - `interop`: awscli, rclone, s3cmd, minio-py against a running server
 //! - `versioning`: versioning, delete markers, paging and checksums through boto3
 //! - `state`: the state database on SQLite and PostgreSQL
@@ -16,6 +17,7 @@ mod cli;
 mod crash;
 mod gateway;
 mod interop;
+mod multiwrite;
 mod state;
 mod store;
 mod versioning;

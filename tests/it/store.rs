@@ -3,9 +3,6 @@
 //! `moto_server`; plus what only the fs store promises: it survives a reopen, and `rescan`
 //! reconciles files changed behind its back.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
 use ferry::store::conformance::{self, Gaps};
 use ferry::store::fs::FsStore;
@@ -13,7 +10,7 @@ use ferry::store::s3::{ChecksumMode, S3Config, S3Store};
 use ferry::store::{BucketName, ByteStream, Error, GetOptions, ObjectKey, PutOptions, Store};
 use futures::StreamExt;
 
-use crate::support::{ACCESS_KEY, Ferry, SECRET_KEY, venv_bin};
+use crate::support::{ACCESS_KEY, Ferry, Moto, SECRET_KEY};
 
 fn s3_store(endpoint: &str, mode: ChecksumMode) -> S3Store {
     S3Store::new(
@@ -59,51 +56,6 @@ async fn s3_store_against_ferry_conforms() {
         WHEN_REQUIRED_GAPS,
     )
     .await;
-}
-
-/// A `moto_server` on a free port, killed on drop.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn moto_server");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("moto_server exited with {status}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("moto_server did not accept connections on port {port} within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

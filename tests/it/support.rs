@@ -37,6 +37,8 @@ pub struct Ferry {
     pub s3: String,
     pub admin: String,
     extra_args: Vec<String>,
+    /// The S3 listen address (`127.0.0.1:0` unless a test needs a fixed port).
+    listen: String,
 }
 
 impl Ferry {
@@ -53,6 +55,27 @@ impl Ferry {
             s3: String::new(),
             admin: String::new(),
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            listen: "127.0.0.1:0".into(),
+        };
+        f.restart();
+        f
+    }
+
+    /// Starts on a fixed S3 port that stays the same across restarts (for a server other
+    /// servers have registered as a store).
+    pub fn start_fixed_port() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut f = Ferry {
+            child: None,
+            dir,
+            s3: String::new(),
+            admin: String::new(),
+            extra_args: Vec::new(),
+            listen: format!("127.0.0.1:{port}"),
         };
         f.restart();
         f
@@ -81,7 +104,7 @@ impl Ferry {
             .args([
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                &self.listen,
                 "--admin-listen",
                 "127.0.0.1:0",
             ])
@@ -192,13 +215,47 @@ impl Ferry {
 
     /// Runs `ferry` (an admin command) against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    /// Like [`Self::cli`], with extra environment variables.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(ferry_bin())
             .arg("--server")
             .arg(&self.admin)
             .args(args)
             .env("FERRY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .envs(env.iter().copied())
             .output()
             .expect("run ferry")
+    }
+
+    /// Registers `other` (another Ferry) as an s3 store named `name` on this server.
+    pub fn add_remote(&self, name: &str, other: &Ferry) {
+        self.add_s3_store(name, &other.s3, ACCESS_KEY, SECRET_KEY);
+    }
+
+    /// Registers an S3 endpoint as an s3 store named `name` on this server.
+    pub fn add_s3_store(&self, name: &str, endpoint: &str, ak: &str, sk: &str) {
+        self.ok(&self.cli_env(
+            &[
+                "store",
+                "add",
+                name,
+                "--kind",
+                "s3",
+                "--endpoint",
+                endpoint,
+                "--path-style",
+                "--access-key-env",
+                "T_AK",
+                "--secret-key-env",
+                "T_SK",
+                "--checksum-mode",
+                "when-required",
+            ],
+            &[("T_AK", ak), ("T_SK", sk)],
+        ));
     }
 }
 
@@ -237,4 +294,49 @@ pub fn write_file(path: &Path, len: usize, seed: u64) {
         std::fs::create_dir_all(p).expect("mkdir");
     }
     std::fs::write(path, buf).expect("write");
+}
+
+/// A `moto_server` on a free port, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn moto_server");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto_server exited with {status}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("moto_server did not accept connections on port {port} within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

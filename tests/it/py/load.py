@@ -1,6 +1,6 @@
 """A write load that records every acknowledged operation, for crash tests.
 
-usage: load.py put|delete BUCKET COUNT ACKLOG
+usage: load.py put|delete BUCKET COUNT ACKLOG [PREFIX]
 Each acknowledged PUT (key, md5) or DELETE (key) is appended to ACKLOG and fsynced before the
 next request, so after a kill -9 of the server the log lists exactly what was acknowledged.
 Runs until COUNT operations are done or the server goes away."""
@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from common import client
 
 mode, bucket, count, acklog = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+prefix = sys.argv[5] if len(sys.argv) > 5 else "k/"
 s3 = client(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10)
 log = open(acklog, "a")
 # Every operation is logged as attempted before it is sent: one the server applied but never
@@ -23,11 +24,11 @@ gone = __import__("threading").Event()
 
 
 def body(i):
-    return (f"object {i} ".encode() * (1 + i % 50))[: 100 + (i * 37) % 20000]
+    return (f"{prefix}object {i} ".encode() * (1 + i % 50))[: 100 + (i * 37) % 20000]
 
 
 def one(i):
-    key = f"k/{i:05d}"
+    key = f"{prefix}{i:05d}"
     if gone.is_set():
         return False
     with lock:

@@ -1,0 +1,494 @@
+//! Namespace buckets (issue 4): writes reach the primary and every secondary (a second
+//! `ferry serve` over HTTP, `moto_server`), a secondary outage is journaled and caught up,
+//! kill -9 loses no acknowledged write, failover and failback, and bad policy input.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Ferry, Moto, venv_bin, write_file};
+
+fn status(f: &Ferry, bucket: &str) -> Value {
+    let out = f.ok(&f.cli(&["bucket", "status", bucket, "--json"]));
+    serde_json::from_str(&out).expect("status json")
+}
+
+/// Waits until no target of `bucket` is owed anything.
+#[track_caller]
+fn wait_drained(f: &Ferry, bucket: &str) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = status(f, bucket);
+        if s["owed_total"] == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the journal did not drain: {s}\nlog:\n{}",
+            f.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `ferry verify` of two targets must report no difference.
+#[track_caller]
+fn assert_same(f: &Ferry, a: &str, b: &str) {
+    let out = f.cli(&["verify", a, b]);
+    assert!(
+        out.status.success(),
+        "verify {a} {b} found differences:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every PUT acknowledged in `acks` (a `load.py` log) is in the primary's fs bucket with its
+/// bytes (the last acknowledgement of a key wins); returns how many keys were checked.
+#[track_caller]
+fn assert_acks_on_primary(f: &Ferry, bucket: &str, acks: &std::path::Path) -> usize {
+    let log = std::fs::read_to_string(acks).unwrap_or_default();
+    let mut want = std::collections::BTreeMap::new();
+    for l in log.lines() {
+        if let Some((k, md5)) = l.split_once(' ') {
+            want.insert(k.to_owned(), md5.to_owned());
+        }
+    }
+    for (k, md5) in &want {
+        let p = f.local_root().join(bucket).join(k);
+        let got = std::fs::read(&p).unwrap_or_else(|e| panic!("acknowledged {k} missing: {e}"));
+        assert_eq!(&hex_md5(&got), md5, "{k} has other bytes");
+    }
+    want.len()
+}
+
+fn hex_md5(data: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn writes_reach_a_remote_ferry_and_moto() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    let moto = Moto::start();
+    a.add_remote("dr", &b);
+    a.add_s3_store("moto", &moto.endpoint, "testing", "testing");
+    let out = a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "multi",
+        "--write-to",
+        "local:multi,dr:multi-copy,moto:multi-moto",
+    ]));
+    assert!(out.contains("created bucket multi"), "{out}");
+
+    // awscli: a tree of small files and one multipart upload (over its 8 MiB threshold).
+    let tree = a.dir.path().join("tree");
+    for i in 0..20 {
+        write_file(
+            &tree.join(format!("d{}/f{i}", i % 3)),
+            100 + i * 500,
+            i as u64,
+        );
+    }
+    write_file(&tree.join("big.bin"), 12 * 1024 * 1024 + 5, 99);
+    a.ok(&a.aws(&[
+        "s3",
+        "cp",
+        "--recursive",
+        tree.to_str().expect("utf8"),
+        "s3://multi/tree/",
+    ]));
+    a.ok(&a.aws(&["s3", "rm", "s3://multi/tree/d0/f0"]));
+    // boto3: metadata, tags, copy, delete-many, multipart.
+    let out = a.python("multiwrite_ops.py", &["multi"]);
+    assert_eq!(a.ok(&out).trim(), "ok");
+
+    wait_drained(&a, "multi");
+    assert_same(&a, "local:multi", "dr:multi-copy");
+    assert_same(&a, "local:multi", "moto:multi-moto");
+    // Metadata and tags travelled with the data.
+    let head = b.ok(&b.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "multi-copy",
+        "--key",
+        "meta.txt",
+    ]));
+    assert!(head.contains("\"color\": \"blue\""), "{head}");
+    let tags = b.ok(&b.aws(&[
+        "s3api",
+        "get-object-tagging",
+        "--bucket",
+        "multi-copy",
+        "--key",
+        "many/2",
+    ]));
+    assert!(tags.contains("\"Value\": \"v\""), "{tags}");
+    // The namespace bucket is listed once, and reads come from the primary.
+    let ls = a.ok(&a.aws(&["s3", "ls"]));
+    assert_eq!(ls.matches(" multi\n").count(), 1, "{ls}");
+}
+
+#[test]
+fn secondary_outage_is_caught_up_from_the_journal() {
+    let a = Ferry::start();
+    let mut b = Ferry::start_fixed_port();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "load",
+        "--write-to",
+        "local:load,dr:load",
+    ]));
+
+    let acks = a.dir.path().join("acks");
+    let mut cmd = Command::new(venv_bin("python"));
+    cmd.arg(crate::support::repo().join("tests/it/py/load.py"))
+        .args(["put", "load", "2000", acks.to_str().expect("utf8")])
+        .stdout(Stdio::piped());
+    a.client_env(&mut cmd);
+    let load = cmd.spawn().expect("load");
+    // Kill the secondary once a quarter of the PUTs are acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lines(&acks) < 500 {
+        assert!(Instant::now() < deadline, "the load made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    b.kill9();
+    let out = load.wait_with_output().expect("load");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "2000",
+        "the client saw errors while the secondary was down; log:\n{}",
+        a.log()
+    );
+    let out = a.python(
+        "load.py",
+        &["delete", "load", "200", acks.to_str().expect("utf8")],
+    );
+    assert_eq!(
+        a.ok(&out).trim(),
+        "200",
+        "deletes failed while the secondary was down"
+    );
+
+    let s = status(&a, "load");
+    let dr = s["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["target"] == "dr:load"))
+        .cloned()
+        .expect("dr target in status");
+    assert!(
+        dr["owed_count"].as_i64().unwrap_or(0) > 0,
+        "no backlog shown: {s}"
+    );
+    assert_eq!(dr["healthy"], false, "{s}");
+    assert!(dr["oldest_owed_age_s"].as_f64().is_some(), "{s}");
+
+    b.restart();
+    wait_drained(&a, "load");
+    assert_same(&a, "local:load", "dr:load");
+    let n = b.ok(&b.aws(&["s3", "ls", "--recursive", "s3://load/"]));
+    assert_eq!(
+        n.lines().count(),
+        1800,
+        "the secondary should hold 2000 - 200 objects"
+    );
+}
+
+#[test]
+fn kill9_during_load_loses_no_acknowledged_write() {
+    let mut a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "crash",
+        "--write-to",
+        "local:crash,dr:crash",
+    ]));
+    let acks = a.dir.path().join("acks");
+    for round in 0..20u64 {
+        let mut cmd = Command::new(venv_bin("python"));
+        // Keys of its own per round: an unacknowledged overwrite that landed anyway would
+        // make "the last acknowledged bytes" ambiguous.
+        cmd.arg(crate::support::repo().join("tests/it/py/load.py"))
+            .args(["put", "crash", "400", acks.to_str().expect("utf8")])
+            .arg(format!("k/{round}/"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        a.client_env(&mut cmd);
+        let before = lines(&acks);
+        let mut load = cmd.spawn().expect("load");
+        // Once writes flow, a different moment each round: 0-700 ms later.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines(&acks) < before + 5 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis((round * 397) % 700));
+        a.kill9();
+        let _ = load.wait();
+        a.restart();
+    }
+    let n = assert_acks_on_primary(&a, "crash", &acks);
+    assert!(n > 50, "too few acknowledged writes ({n}) to mean anything");
+    wait_drained(&a, "crash");
+    assert_same(&a, "local:crash", "dr:crash");
+}
+
+#[test]
+fn failover_and_failback() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "fover",
+        "--write-to",
+        "local:fover,dr:fover",
+    ]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 1000, 1);
+    let fp = f.to_str().expect("utf8");
+    a.ok(&a.aws(&["s3", "cp", fp, "s3://fover/before"]));
+    wait_drained(&a, "fover");
+
+    // Read-only: reads come from the secondary, writes are refused with a clear error.
+    b.ok(&b.aws(&["s3", "cp", fp, "s3://fover/only-on-dr"]));
+    let out = a.ok(&a.cli(&[
+        "bucket",
+        "failover",
+        "fover",
+        "--to",
+        "dr",
+        "--mode",
+        "read-only",
+    ]));
+    assert!(out.contains("read-only"), "{out}");
+    a.ok(&a.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "fover",
+        "--key",
+        "only-on-dr",
+    ]));
+    let out = a.aws(&["s3", "cp", fp, "s3://fover/refused"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AccessDenied") && err.contains("read-only"),
+        "{err}"
+    );
+    a.ok(&a.cli(&["bucket", "failback", "fover", "--wait"]));
+    assert_eq!(status(&a, "fover")["mode"], "normal");
+    let out = a.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "fover",
+        "--key",
+        "only-on-dr",
+    ]);
+    assert!(
+        !out.status.success(),
+        "reads should come from the primary again"
+    );
+    b.ok(&b.aws(&["s3", "rm", "s3://fover/only-on-dr"]));
+
+    // Read-write: 500 writes and deletes land on the secondary, then fail back with --wait.
+    a.ok(&a.cli(&[
+        "bucket",
+        "failover",
+        "fover",
+        "--to",
+        "dr",
+        "--mode",
+        "read-write",
+    ]));
+    let tree = a.dir.path().join("rw");
+    for i in 0..400 {
+        write_file(&tree.join(format!("k{i:03}")), 50 + i, 1000 + i as u64);
+    }
+    a.ok(&a.aws(&[
+        "s3",
+        "cp",
+        "--recursive",
+        tree.to_str().expect("utf8"),
+        "s3://fover/rw/",
+    ]));
+    // 100 deletes: every fourth key.
+    a.ok(&a.aws(&[
+        "s3",
+        "rm",
+        "--recursive",
+        "s3://fover/rw/",
+        "--exclude",
+        "*",
+        "--include",
+        "*[02468]0",
+        "--include",
+        "*[02468]4",
+        "--include",
+        "*[02468]8",
+        "--include",
+        "*[13579]2",
+        "--include",
+        "*[13579]6",
+    ]));
+    let out = a.python("multiwrite_ops.py", &["fover"]);
+    a.ok(&out);
+    // Writes went to the secondary; the primary is only owed them (the catch-up worker may
+    // already have delivered some).
+    b.ok(&b.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "fover",
+        "--key",
+        "rw/k001",
+    ]));
+    let s = status(&a, "fover");
+    assert!(
+        s["mode"].as_str().unwrap_or("").contains("read-write"),
+        "{s}"
+    );
+    assert_eq!(s["targets"][0]["target"], "dr:fover", "{s}");
+    assert_eq!(s["targets"][1]["role"], "owed", "{s}");
+    // Writes keep coming during the failback; every acknowledged one must survive it.
+    let acks = a.dir.path().join("acks");
+    let mut cmd = Command::new(venv_bin("python"));
+    cmd.arg(crate::support::repo().join("tests/it/py/load.py"))
+        .args(["put", "fover", "300", acks.to_str().expect("utf8")])
+        .stdout(Stdio::piped());
+    a.client_env(&mut cmd);
+    let load = cmd.spawn().expect("load");
+    a.ok(&a.cli(&["bucket", "failback", "fover", "--wait"]));
+    let out = load.wait_with_output().expect("load");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "300",
+        "writes failed during failback"
+    );
+    assert_eq!(status(&a, "fover")["mode"], "normal");
+    assert_eq!(assert_acks_on_primary(&a, "fover", &acks), 300);
+    assert!(
+        a.local_root().join("fover/rw/k001").exists(),
+        "failback did not sync back"
+    );
+    assert!(
+        !a.local_root().join("fover/rw/k000").exists(),
+        "a delete was not synced back"
+    );
+    wait_drained(&a, "fover");
+    assert_same(&a, "local:fover", "dr:fover");
+}
+
+#[test]
+fn bad_policy_input_changes_nothing() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    let err = |out: std::process::Output| {
+        assert!(!out.status.success(), "expected a failure");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = err(a.cli(&[
+        "bucket",
+        "create",
+        "bad",
+        "--write-to",
+        "local:bad,nosuch:bad",
+    ]));
+    assert!(e.contains("nosuch") && e.contains("no store"), "{e}");
+    let e = err(a.cli(&["bucket", "create", "bad", "--write-to", "local"]));
+    assert!(e.contains("store:bucket"), "{e}");
+    // An empty write_to through the API.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-H",
+        ])
+        .arg(format!(
+            "authorization: Bearer {}",
+            crate::support::ADMIN_TOKEN
+        ))
+        .args(["-d", r#"{"name":"bad","write_to":[]}"#])
+        .arg(format!("{}/api/v1/buckets", a.admin))
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains("write_to is empty"), "{body}");
+    let list = a.ok(&a.cli(&["bucket", "list", "--json"]));
+    assert_eq!(list.trim(), "[]", "a refused create left a bucket behind");
+
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "good",
+        "--write-to",
+        "local:good,dr:good",
+    ]));
+    let before = status(&a, "good");
+    let e = err(a.cli(&[
+        "bucket",
+        "failover",
+        "good",
+        "--to",
+        "local",
+        "--mode",
+        "read-only",
+    ]));
+    assert!(e.contains("not a secondary write target"), "{e}");
+    let e = err(a.cli(&[
+        "bucket",
+        "failover",
+        "good",
+        "--to",
+        "elsewhere",
+        "--mode",
+        "read-write",
+    ]));
+    assert!(e.contains("elsewhere"), "{e}");
+    let e = err(a.cli(&["bucket", "failback", "good"]));
+    assert!(e.contains("not failed over"), "{e}");
+    let e = err(a.cli(&[
+        "bucket",
+        "policy",
+        "good",
+        "--write-to",
+        "dr:good,ghost:x1y",
+    ]));
+    assert!(e.contains("ghost"), "{e}");
+    let after = status(&a, "good");
+    assert_eq!(before["mode"], after["mode"]);
+    let list = a.ok(&a.cli(&["bucket", "list", "--json"]));
+    assert!(
+        list.contains("\"local\"") && list.contains("\"dr\""),
+        "{list}"
+    );
+    let e = err(a.cli(&["bucket", "status", "nope"]));
+    assert!(e.contains("nope"), "{e}");
+    let e = err(a.cli(&["verify", "local:good", "nostore:good"]));
+    assert!(e.contains("nostore"), "{e}");
+}
