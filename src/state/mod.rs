@@ -119,16 +119,25 @@ impl Db {
                 .execute(&pool)
                 .await?;
         }
-        for stmt in SCHEMA {
-            sqlx::query(stmt).execute(&pool).await?;
-        }
         let id = match dialect {
             Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
             Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
         };
-        for stmt in journal::schema(id) {
-            sqlx::query(&stmt).execute(&pool).await?;
+        // One transaction; on PostgreSQL under an advisory lock, because concurrent
+        // `CREATE TABLE IF NOT EXISTS` from two processes can still collide there.
+        let mut tx = pool.begin().await?;
+        if dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7304519)")
+                .execute(&mut *tx)
+                .await?;
         }
+        for stmt in SCHEMA {
+            sqlx::query(stmt).execute(&mut *tx).await?;
+        }
+        for stmt in journal::schema(id) {
+            sqlx::query(&stmt).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(Self { pool, dialect })
     }
 

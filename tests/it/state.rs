@@ -1,7 +1,7 @@
 //! The state layer on both dialects: SQLite (embedded default) and PostgreSQL (the local
 //! server `scripts/test` starts; its URL arrives in `FERRY_TEST_PG_URL`).
 
-use ferry::state::{Db, Dialect, Error, StoreRecord};
+use ferry::state::{BucketRecord, Db, Dialect, Error, NewJournalRow, StoreRecord};
 
 fn pg_url() -> String {
     std::env::var("FERRY_TEST_PG_URL")
@@ -34,6 +34,70 @@ async fn exercise(db: &Db) {
         db.setting(&key).await.expect("setting").as_deref(),
         Some("two")
     );
+    buckets_and_journal(db, &name).await;
+}
+
+/// Namespace bucket records and the multi-write journal (issue 4).
+async fn buckets_and_journal(db: &Db, unique: &str) {
+    let bucket = format!("b-{unique}");
+    let rec = BucketRecord {
+        name: bucket.clone(),
+        policy: serde_json::json!({ "write_to": [{ "store": "local", "bucket": "x" }] }),
+        created_ms: 1,
+    };
+    db.add_bucket(&rec).await.expect("add bucket");
+    assert!(matches!(
+        db.add_bucket(&rec).await,
+        Err(Error::BucketExists(_))
+    ));
+    let policy = serde_json::json!({ "write_to": [{ "store": "other", "bucket": "y" }] });
+    db.set_bucket_policy(&bucket, &policy)
+        .await
+        .expect("policy");
+    let got = db.buckets().await.expect("list");
+    assert!(got.iter().any(|b| b.name == bucket && b.policy == policy));
+    assert!(matches!(
+        db.set_bucket_policy("no-such-bucket-x", &policy).await,
+        Err(Error::NoSuchBucket(_))
+    ));
+
+    let row = |key: &str, bytes: i64, t: i64| NewJournalRow {
+        bucket: bucket.clone(),
+        target: "dr:y".into(),
+        key: key.into(),
+        op: "object".into(),
+        bytes,
+        created_ms: t,
+    };
+    let ids = db
+        .append_journal(&[row("a", 10, 100), row("b", 20, 200), row("a", 30, 300)])
+        .await
+        .expect("append");
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "ids grow: {ids:?}");
+    let owed = db.owed(&bucket, "dr:y", 0, 10).await.expect("owed");
+    assert_eq!(
+        owed.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "a"]
+    );
+    let stats = db.owed_stats(&bucket).await.expect("stats");
+    assert_eq!(stats.len(), 1);
+    assert_eq!((stats[0].count, stats[0].bytes), (3, 60));
+    assert_eq!(stats[0].oldest_ms, Some(100));
+    // Settling key a up to its first row leaves its later row owed.
+    db.settle_owed(&bucket, "dr:y", "a", ids[0])
+        .await
+        .expect("settle");
+    db.delete_journal(&[ids[1]]).await.expect("delete");
+    let owed = db.owed(&bucket, "dr:y", 0, 10).await.expect("owed");
+    assert_eq!(owed.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[2]]);
+    db.drop_journal(&bucket).await.expect("drop");
+    assert!(db.owed_stats(&bucket).await.expect("stats").is_empty());
+    db.remove_bucket(&bucket).await.expect("remove bucket");
+    assert!(matches!(
+        db.remove_bucket(&bucket).await,
+        Err(Error::NoSuchBucket(_))
+    ));
 }
 
 #[tokio::test]
