@@ -9,6 +9,7 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -36,6 +37,21 @@ struct OpOnly {
     op: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    bucket: String,
+    target: String,
+}
+
+impl TargetLabels {
+    fn new(bucket: &str, target: &str) -> Self {
+        Self {
+            bucket: bucket.to_owned(),
+            target: target.to_owned(),
+        }
+    }
+}
+
 /// The process's metrics.
 pub struct Metrics {
     registry: std::sync::Mutex<Registry>,
@@ -43,6 +59,11 @@ pub struct Metrics {
     latency: Family<OpOnly, Histogram>,
     bytes_in: Counter,
     bytes_out: Counter,
+    owed: Family<TargetLabels, Gauge>,
+    owed_bytes: Family<TargetLabels, Gauge>,
+    oldest_owed: Family<TargetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    synced: Family<TargetLabels, Counter>,
+    synced_bytes: Family<TargetLabels, Counter>,
 }
 
 impl Metrics {
@@ -74,12 +95,48 @@ impl Metrics {
             "Object bytes sent to clients",
             bytes_out.clone(),
         );
+        let owed = Family::<TargetLabels, Gauge>::default();
+        let owed_bytes = Family::<TargetLabels, Gauge>::default();
+        let oldest_owed =
+            Family::<TargetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let synced = Family::<TargetLabels, Counter>::default();
+        let synced_bytes = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "journal_owed_writes",
+            "Writes a namespace bucket's target still owes (journal backlog)",
+            owed.clone(),
+        );
+        registry.register(
+            "journal_owed_bytes",
+            "Bytes of the writes a target still owes",
+            owed_bytes.clone(),
+        );
+        registry.register(
+            "journal_oldest_owed_seconds",
+            "Age of the oldest write a target owes (0 when none)",
+            oldest_owed.clone(),
+        );
+        registry.register(
+            "journal_synced_keys",
+            "Keys the catch-up worker brought up to date on a target (rate = catch-up rate)",
+            synced.clone(),
+        );
+        registry.register(
+            "journal_synced_bytes",
+            "Bytes the catch-up worker copied to a target",
+            synced_bytes.clone(),
+        );
         Arc::new(Self {
             registry: std::sync::Mutex::new(registry),
             requests,
             latency,
             bytes_in,
             bytes_out,
+            owed,
+            owed_bytes,
+            oldest_owed,
+            synced,
+            synced_bytes,
         })
     }
 
@@ -102,6 +159,21 @@ impl Metrics {
 
     pub fn bytes_out(&self, n: u64) {
         self.bytes_out.inc_by(n);
+    }
+
+    /// A target's journal backlog, as last read from the state database.
+    pub fn set_backlog(&self, bucket: &str, target: &str, count: i64, bytes: i64, oldest_s: f64) {
+        let l = TargetLabels::new(bucket, target);
+        self.owed.get_or_create(&l).set(count);
+        self.owed_bytes.get_or_create(&l).set(bytes);
+        self.oldest_owed.get_or_create(&l).set(oldest_s);
+    }
+
+    /// The catch-up worker brought one key of `target` up to date, moving `bytes`.
+    pub fn synced(&self, bucket: &str, target: &str, bytes: u64) {
+        let l = TargetLabels::new(bucket, target);
+        self.synced.get_or_create(&l).inc();
+        self.synced_bytes.get_or_create(&l).inc_by(bytes);
     }
 
     /// The Prometheus text exposition.

@@ -121,6 +121,7 @@ async fn ready(State(s): State<Arc<AdminState>>) -> Result<&'static str, ApiErro
 }
 
 async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
+    s.buckets.refresh_metrics().await;
     (
         [(
             header::CONTENT_TYPE,

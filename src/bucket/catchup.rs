@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::namespace::{Leg, Namespace};
 use crate::store::{self, ObjectKey, Versioning};
+use crate::telemetry::Metrics;
 use crate::transfer;
 
 /// Keys synced at once per target.
@@ -48,6 +49,7 @@ pub async fn run(
     ns: Arc<Namespace>,
     target: Leg,
     health: SharedHealth,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let db = ns.journal.db().clone();
@@ -109,6 +111,7 @@ pub async fn run(
                         continue;
                     }
                     ns.mark_up(&target.label);
+                    metrics.synced(&ns.name, &target.label, bytes);
                     if let Ok(mut h) = health.lock() {
                         h.synced += 1;
                         h.synced_bytes += bytes;

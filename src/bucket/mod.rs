@@ -23,6 +23,7 @@ use crate::journal::Journal;
 use crate::registry::{self, Registry};
 use crate::state::{self, BucketRecord};
 use crate::store::{self, BucketName, Store};
+use crate::telemetry::Metrics;
 use crate::transfer;
 use catchup::SharedHealth;
 use locks::KeyLocks;
@@ -101,6 +102,7 @@ pub struct Buckets {
     health: Mutex<HashMap<(String, String), SharedHealth>>,
     /// One admin change at a time.
     change: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
 }
 
 fn now_ms() -> i64 {
@@ -123,6 +125,7 @@ impl Buckets {
         registry: Arc<Registry>,
         journal: Arc<Journal>,
         default_store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, Error> {
         let me = Arc::new(Self {
             registry,
@@ -132,6 +135,7 @@ impl Buckets {
             open: RwLock::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             change: tokio::sync::Mutex::new(()),
+            metrics,
         });
         for rec in me.registry.db().buckets().await? {
             let policy: Policy = match serde_json::from_value(rec.policy.clone()) {
@@ -285,7 +289,13 @@ impl Buckets {
         };
         for leg in ns.roles().secondaries.clone() {
             let health = self.health_of(name, &leg.label);
-            tokio::spawn(catchup::run(ns.clone(), leg, health, stop_rx.clone()));
+            tokio::spawn(catchup::run(
+                ns.clone(),
+                leg,
+                health,
+                self.metrics.clone(),
+                stop_rx.clone(),
+            ));
         }
         if let Ok(mut o) = self.open.write() {
             o.insert(name.to_owned(), Arc::new(Entry { ns, policy, stop }));
@@ -484,6 +494,31 @@ impl Buckets {
             owed_total: owed.iter().map(|o| o.count).sum(),
             targets,
         })
+    }
+
+    /// Reads every bucket's backlog into the metrics (before `/metrics` renders them).
+    pub async fn refresh_metrics(&self) {
+        let now = now_ms();
+        for name in self.names() {
+            let Ok(e) = self.entry(&name) else { continue };
+            let Ok(owed) = self.registry.db().owed_stats(&name).await else {
+                continue;
+            };
+            let roles = e.ns.roles();
+            for leg in &roles.secondaries {
+                let o = owed.iter().find(|o| o.target == leg.label);
+                let age = o
+                    .and_then(|o| o.oldest_ms)
+                    .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+                self.metrics.set_backlog(
+                    &name,
+                    &leg.label,
+                    o.map_or(0, |o| o.count),
+                    o.map_or(0, |o| o.bytes),
+                    age,
+                );
+            }
+        }
     }
 
     /// Fails `name` over to its write target on store `to`.

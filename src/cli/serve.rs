@@ -186,7 +186,9 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         max_xml_bytes: 8 * 1024 * 1024,
     };
     let journal = crate::journal::Journal::start(registry.db().clone());
-    let buckets = crate::bucket::Buckets::start(registry.clone(), journal, local.clone()).await?;
+    let buckets =
+        crate::bucket::Buckets::start(registry.clone(), journal, local.clone(), metrics.clone())
+            .await?;
     let gateway =
         Gateway::new(local, metrics.clone(), cfg.region.clone()).with_buckets(buckets.clone());
     let service = server::build_service(gateway, &opts)?;

@@ -71,6 +71,15 @@ fn hex_md5(data: &[u8]) -> String {
         .collect()
 }
 
+/// The server's `/metrics` text.
+fn metrics(f: &Ferry) -> String {
+    let out = Command::new("curl")
+        .args(["-s", &format!("{}/metrics", f.admin)])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn lines(path: &std::path::Path) -> usize {
     std::fs::read_to_string(path)
         .map(|s| s.lines().count())
@@ -198,10 +207,22 @@ fn secondary_outage_is_caught_up_from_the_journal() {
     );
     assert_eq!(dr["healthy"], false, "{s}");
     assert!(dr["oldest_owed_age_s"].as_f64().is_some(), "{s}");
+    let m = metrics(&a);
+    let owed_line = m
+        .lines()
+        .find(|l| l.starts_with("ferry_journal_owed_writes{") && l.contains("dr:load"))
+        .unwrap_or_else(|| panic!("no backlog metric:\n{m}"));
+    assert!(!owed_line.ends_with(" 0"), "{owed_line}");
 
     b.restart();
     wait_drained(&a, "load");
     assert_same(&a, "local:load", "dr:load");
+    let m = metrics(&a);
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("ferry_journal_synced_keys_total{") && l.contains("dr:load")),
+        "no catch-up metric:\n{m}"
+    );
     let n = b.ok(&b.aws(&["s3", "ls", "--recursive", "s3://load/"]));
     assert_eq!(
         n.lines().count(),
