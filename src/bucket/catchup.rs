@@ -22,7 +22,11 @@ use crate::transfer;
 const PARALLEL: usize = 32;
 const PAGE: i64 = 2048;
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest pause between attempts on a failing target: one probe every few seconds
+/// costs nothing, and a target that comes back is noticed soon.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Rows younger than this are left for the next pass (see `run`).
+const YOUNG_MS: i64 = 1000;
 /// How often an idle worker looks for rows it was not woken for.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -67,11 +71,18 @@ pub async fn run(
                 continue;
             }
         };
-        let live = ns.live.lock().map(|l| l.clone()).unwrap_or_default();
+        // Rows of writes in progress, and rows settled but not yet deleted, are not owed.
+        let live = ns.journal.busy();
         // Group by key, in order of each key's first row: (key, highest id, only tag changes).
         let mut order: Vec<String> = Vec::new();
         let mut groups: HashMap<String, (i64, bool, u64)> = HashMap::new();
-        for r in rows.iter().filter(|r| !live.contains(&r.id)) {
+        // Rows younger than a moment may belong to a write whose append just returned and
+        // is not marked busy yet; the next pass takes them if they are still there.
+        let young = now_ms() - YOUNG_MS;
+        for r in rows
+            .iter()
+            .filter(|r| !live.contains(&r.id) && r.created_ms < young)
+        {
             let e = groups.entry(r.key.clone()).or_insert_with(|| {
                 order.push(r.key.clone());
                 (r.id, true, 0)
@@ -102,26 +113,39 @@ pub async fn run(
             .collect()
             .await;
         let mut failed = false;
+        let mut settled = Vec::new();
+        let mut moved = 0u64;
         for (key, max_id, r) in results {
             match r {
                 Ok(bytes) => {
-                    if let Err(e) = db.settle_owed(&ns.name, &target.label, &key, max_id).await {
-                        note_error(&health, format!("settling {key:?}: {e}"));
-                        failed = true;
-                        continue;
-                    }
-                    ns.mark_up(&target.label);
+                    settled.push((key, max_id));
+                    moved += bytes;
                     metrics.synced(&ns.name, &target.label, bytes);
-                    if let Ok(mut h) = health.lock() {
-                        h.synced += 1;
-                        h.synced_bytes += bytes;
-                        h.last_ok_ms = Some(now_ms());
-                        h.last_error = None;
-                    }
                 }
                 Err(e) => {
                     tracing::debug!(bucket = %ns.name, target = %target.label, key, error = %e, "catch-up failed");
                     note_error(&health, format!("key {key:?}: {e}"));
+                    failed = true;
+                }
+            }
+        }
+        if !settled.is_empty() {
+            ns.mark_up(&target.label);
+            // One transaction for the whole page: a commit per key would cap the drain rate
+            // at the state database's commit rate.
+            match db.settle_owed_many(&ns.name, &target.label, &settled).await {
+                Ok(()) => {
+                    if let Ok(mut h) = health.lock() {
+                        h.synced += settled.len() as u64;
+                        h.synced_bytes += moved;
+                        h.last_ok_ms = Some(now_ms());
+                        if !failed {
+                            h.last_error = None;
+                        }
+                    }
+                }
+                Err(e) => {
+                    note_error(&health, format!("settling {} keys: {e}", settled.len()));
                     failed = true;
                 }
             }

@@ -282,7 +282,6 @@ impl Buckets {
                 gate: tokio::sync::RwLock::new(()),
                 journal: self.journal.clone(),
                 locks: self.locks.clone(),
-                live: Default::default(),
                 wake: Arc::new(Notify::new()),
                 down: Default::default(),
             }),

@@ -53,9 +53,6 @@ pub struct Leg {
     pub bucket: BucketName,
 }
 
-/// Journal rows of writes still in progress: the catch-up worker leaves them alone.
-pub type Live = Arc<Mutex<HashSet<i64>>>;
-
 /// Who does what for a bucket right now (derived from its policy and failover state).
 pub struct Roles {
     pub primary: Leg,
@@ -77,7 +74,6 @@ pub struct Namespace {
     pub(super) gate: tokio::sync::RwLock<()>,
     pub(super) journal: Arc<Journal>,
     pub(super) locks: Arc<KeyLocks>,
-    pub(super) live: Live,
     pub(super) wake: Arc<Notify>,
     /// Secondaries whose last write failed: live writes skip them (their rows stay owed)
     /// until the catch-up worker reaches them again, so a dead target costs the client
@@ -130,33 +126,25 @@ impl Namespace {
                 created_ms: now_ms(),
             })
             .collect();
-        let ids = self.journal.append(rows).await.map_err(journal_err)?;
-        if let Ok(mut live) = self.live.lock() {
-            live.extend(ids.iter().copied());
-        }
-        Ok(ids)
+        self.journal.append(rows).await.map_err(journal_err)
     }
 
     /// Settles the rows of one write: `took[i]` says whether secondary `i` has the change.
     fn settle(&self, ids: &[i64], primary_ok: bool, took: &[bool]) {
         let mut forget = Vec::new();
-        let mut owed = false;
+        let mut owed = Vec::new();
         for (id, took) in ids.iter().zip(took) {
             // Primary ok: a secondary that took it owes nothing. Primary failed: a secondary
             // that did not take it owes nothing; one that did must be repaired.
             if *took == primary_ok {
                 forget.push(*id);
             } else {
-                owed = true;
-            }
-        }
-        if let Ok(mut live) = self.live.lock() {
-            for id in ids {
-                live.remove(id);
+                owed.push(*id);
             }
         }
         self.journal.forget(&forget);
-        if owed {
+        self.journal.release(&owed);
+        if !owed.is_empty() {
             self.wake.notify_waiters();
         }
     }
@@ -274,7 +262,8 @@ impl Namespace {
             }
         }
         if !owed.is_empty() {
-            self.journal.append(owed).await.map_err(journal_err)?;
+            let ids = self.journal.append(owed).await.map_err(journal_err)?;
+            self.journal.release(&ids);
             self.wake.notify_waiters();
         }
         Ok(())

@@ -9,7 +9,8 @@
 //! and the catch-up worker re-syncs the key. Forgetting a row is not urgent: a row that
 //! survives a crash only causes one idempotent re-sync.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,6 +27,9 @@ pub struct Journal {
     db: Db,
     append_tx: mpsc::Sender<Append>,
     forget_tx: mpsc::UnboundedSender<i64>,
+    /// Rows whose fate this process has not decided yet (their write is running) or that are
+    /// settled but not yet deleted: the catch-up worker must not take them for owed.
+    busy: Arc<Mutex<HashSet<i64>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +47,14 @@ impl Journal {
     pub fn start(db: Db) -> Arc<Self> {
         let (append_tx, append_rx) = mpsc::channel(4096);
         let (forget_tx, forget_rx) = mpsc::unbounded_channel();
+        let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
         tokio::spawn(appender(db.clone(), append_rx));
-        tokio::spawn(forgetter(db.clone(), forget_rx));
+        tokio::spawn(forgetter(db.clone(), forget_rx, busy.clone()));
         Arc::new(Self {
             db,
             append_tx,
             forget_tx,
+            busy,
         })
     }
 
@@ -56,7 +62,8 @@ impl Journal {
         &self.db
     }
 
-    /// Appends `rows` durably; returns their ids in order.
+    /// Appends `rows` durably; returns their ids in order. The rows stay busy (not owed)
+    /// until the caller passes each to [`Self::forget`] or [`Self::release`].
     pub async fn append(&self, rows: Vec<NewJournalRow>) -> Result<Vec<i64>, Error> {
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -66,16 +73,35 @@ impl Journal {
             .send(Append { rows, done })
             .await
             .map_err(|_| Error("the journal has stopped".into()))?;
-        wait.await
+        let ids = wait
+            .await
             .map_err(|_| Error("the journal has stopped".into()))?
-            .map_err(Error)
+            .map_err(Error)?;
+        if let Ok(mut b) = self.busy.lock() {
+            b.extend(ids.iter().copied());
+        }
+        Ok(ids)
     }
 
-    /// Forgets settled rows (soon, not durably).
+    /// Forgets settled rows (soon, not durably); they stay busy until deleted.
     pub fn forget(&self, ids: &[i64]) {
         for id in ids {
             let _ = self.forget_tx.send(*id);
         }
+    }
+
+    /// Hands rows to the catch-up worker: they are owed.
+    pub fn release(&self, ids: &[i64]) {
+        if let Ok(mut b) = self.busy.lock() {
+            for id in ids {
+                b.remove(id);
+            }
+        }
+    }
+
+    /// The rows that are not (yet) owed.
+    pub fn busy(&self) -> HashSet<i64> {
+        self.busy.lock().map(|b| b.clone()).unwrap_or_default()
     }
 }
 
@@ -111,7 +137,7 @@ async fn appender(db: Db, mut rx: mpsc::Receiver<Append>) {
     }
 }
 
-async fn forgetter(db: Db, mut rx: mpsc::UnboundedReceiver<i64>) {
+async fn forgetter(db: Db, mut rx: mpsc::UnboundedReceiver<i64>, busy: Arc<Mutex<HashSet<i64>>>) {
     let mut pending: Vec<i64> = Vec::new();
     loop {
         if pending.is_empty() {
@@ -119,6 +145,8 @@ async fn forgetter(db: Db, mut rx: mpsc::UnboundedReceiver<i64>) {
                 Some(id) => pending.push(id),
                 None => return,
             }
+            // Let a burst gather: fewer, larger transactions.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         while pending.len() < 4096 {
             match rx.try_recv() {
@@ -127,7 +155,14 @@ async fn forgetter(db: Db, mut rx: mpsc::UnboundedReceiver<i64>) {
             }
         }
         match db.delete_journal(&pending).await {
-            Ok(()) => pending.clear(),
+            Ok(()) => {
+                if let Ok(mut b) = busy.lock() {
+                    for id in &pending {
+                        b.remove(id);
+                    }
+                }
+                pending.clear();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, rows = pending.len(), "could not forget settled journal rows; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -5,9 +5,11 @@
 //! bucket-level change), what kind of change it is (`op`), and the bytes it will move (for
 //! backlog accounting). Rows are only appended and deleted, never updated.
 
+use std::collections::{HashMap, VecDeque};
+
 use sqlx::Row;
 
-use super::{Db, Result};
+use super::{Db, Dialect, Result};
 
 pub(super) fn schema(id: &str) -> Vec<String> {
     vec![
@@ -60,23 +62,68 @@ pub struct OwedStats {
 
 impl Db {
     /// Appends rows in one transaction (one durable commit) and returns their ids in order.
+    ///
+    /// Rows go in as multi-row INSERTs: one statement per few hundred rows costs a fraction
+    /// of a statement per row, and the journal is on every multi-write's path. The returned
+    /// ids are matched back by (bucket, target, key), which is unique within a batch for
+    /// object rows (a key's writes are serialised by its lock); for repeats, in order.
     pub async fn append_journal(&self, rows: &[NewJournalRow]) -> Result<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
         let mut ids = Vec::with_capacity(rows.len());
-        for r in rows {
-            let row = sqlx::query(
-                "INSERT INTO journal (bucket, target, object_key, op, bytes, created_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            )
-            .bind(&r.bucket)
-            .bind(&r.target)
-            .bind(&r.key)
-            .bind(&r.op)
-            .bind(r.bytes)
-            .bind(r.created_ms)
-            .fetch_one(&mut *tx)
-            .await?;
-            ids.push(row.try_get::<i64, _>("id")?);
+        for chunk in rows.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO journal (bucket, target, object_key, op, bytes, created_ms) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let n = i * 6;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5,
+                    n + 6
+                ));
+            }
+            sql.push_str(" RETURNING id, bucket, target, object_key");
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(&r.bucket)
+                    .bind(&r.target)
+                    .bind(&r.key)
+                    .bind(&r.op)
+                    .bind(r.bytes)
+                    .bind(r.created_ms);
+            }
+            let back = q.fetch_all(&mut *tx).await?;
+            let mut by_row: HashMap<(String, String, String), VecDeque<i64>> = HashMap::new();
+            for row in &back {
+                by_row
+                    .entry((
+                        row.try_get("bucket")?,
+                        row.try_get("target")?,
+                        row.try_get("object_key")?,
+                    ))
+                    .or_default()
+                    .push_back(row.try_get("id")?);
+            }
+            for q in by_row.values_mut() {
+                q.make_contiguous().sort_unstable();
+            }
+            for r in chunk {
+                let id = by_row
+                    .get_mut(&(r.bucket.clone(), r.target.clone(), r.key.clone()))
+                    .and_then(|q| q.pop_front())
+                    .ok_or_else(|| {
+                        super::Error::Corrupt("the journal did not return an inserted row".into())
+                    })?;
+                ids.push(id);
+            }
         }
         tx.commit().await?;
         Ok(ids)
@@ -118,20 +165,30 @@ impl Db {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        for chunk in ids.chunks(200) {
-            let list = chunk
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            // The ids are integers formatted here, not client input.
-            sqlx::query(&format!("DELETE FROM journal WHERE id IN ({list})"))
-                .execute(&mut *tx)
-                .await?;
+        let mut conn = self.relaxed().await?;
+        let r = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            if self.dialect == Dialect::Postgres {
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for chunk in ids.chunks(200) {
+                let list = chunk
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                // The ids are integers formatted here, not client input.
+                sqlx::query(&format!("DELETE FROM journal WHERE id IN ({list})"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
         }
-        tx.commit().await?;
-        Ok(())
+        .await;
+        self.strict(conn).await;
+        Ok(r?)
     }
 
     /// Deletes what `target` owes for `key` up to and including row `max_id`: a sync of the
@@ -153,6 +210,69 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// [`Self::settle_owed`] for many keys in one transaction.
+    pub async fn settle_owed_many(
+        &self,
+        bucket: &str,
+        target: &str,
+        keys: &[(String, i64)],
+    ) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.relaxed().await?;
+        let r = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            if self.dialect == Dialect::Postgres {
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (key, max_id) in keys {
+                sqlx::query(
+                    "DELETE FROM journal WHERE bucket = $1 AND target = $2 AND object_key = $3 AND id <= $4",
+                )
+                .bind(bucket)
+                .bind(target)
+                .bind(key)
+                .bind(max_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        self.strict(conn).await;
+        Ok(r?)
+    }
+
+    /// A connection whose commits need not be durable (SQLite: `synchronous = NORMAL`, still
+    /// consistent in WAL mode). Forgetting settled rows uses it: a forget lost in a crash
+    /// costs one idempotent re-sync, while a device flush per forget would halve the rate
+    /// of multi-writes. Hand it back with [`Self::strict`].
+    async fn relaxed(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
+        let mut conn = self.pool.acquire().await?;
+        if self.dialect == Dialect::Sqlite {
+            sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(conn)
+    }
+
+    /// Restores full durability on a connection from [`Self::relaxed`]; one that cannot be
+    /// restored is closed rather than returned to the pool.
+    async fn strict(&self, mut conn: sqlx::pool::PoolConnection<sqlx::Any>) {
+        if self.dialect == Dialect::Sqlite
+            && sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *conn)
+                .await
+                .is_err()
+        {
+            let _ = conn.detach();
+        }
     }
 
     /// Backlog per target of `bucket`.
