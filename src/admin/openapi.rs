@@ -3,6 +3,9 @@
 use serde_json::{Value, json};
 
 pub fn document() -> Value {
+    let name_param =
+        json!({ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } });
+    let target = json!({ "type": "object", "required": ["store", "bucket"], "properties": { "store": { "type": "string" }, "bucket": { "type": "string" } } });
     let err = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     json!({
         "openapi": "3.1.0",
@@ -26,6 +29,44 @@ pub fn document() -> Value {
             "/api/v1/stores/{name}/rescan": {
                 "post": { "summary": "Reconcile an fs store's index with its files", "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
                     "responses": { "200": { "description": "what the scan found", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ScanReport" } } } }, "400": err, "401": err, "404": err } }
+            },
+            "/api/v1/buckets": {
+                "get": { "summary": "List namespace buckets", "responses": {
+                    "200": { "description": "buckets", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Bucket" } } } } },
+                    "401": err } },
+                "post": { "summary": "Create a namespace bucket (and its targets' buckets if missing)",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/CreateBucket" } } } },
+                    "responses": { "201": { "description": "created", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "409": err } }
+            },
+            "/api/v1/buckets/{name}": {
+                "get": { "summary": "Mode, health and backlog per target", "parameters": [name_param.clone()],
+                    "responses": { "200": { "description": "status", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BucketStatus" } } } }, "401": err, "404": err } },
+                "delete": { "summary": "Stop serving a namespace bucket (targets' data stays)", "parameters": [name_param.clone()],
+                    "responses": { "204": { "description": "removed" }, "401": err, "404": err } }
+            },
+            "/api/v1/buckets/{name}/policy": {
+                "put": { "summary": "Replace write_to / read_from (not while failed over)", "parameters": [name_param.clone()],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Policy" } } } },
+                    "responses": { "200": { "description": "new policy", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "404": err } }
+            },
+            "/api/v1/buckets/{name}/failover": {
+                "post": { "summary": "Serve the bucket from one of its secondaries", "parameters": [name_param.clone()],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["to", "mode"], "properties": {
+                        "to": { "type": "string", "description": "store of a secondary write target" },
+                        "mode": { "type": "string", "enum": ["read-only", "read-write"] } } } } } },
+                    "responses": { "200": { "description": "failed over", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "404": err } }
+            },
+            "/api/v1/buckets/{name}/failback": {
+                "post": { "summary": "Return to the primary (after read-write failover: drain, verify and repair, brief write pause, switch)",
+                    "parameters": [name_param.clone(), { "name": "wait", "in": "query", "schema": { "type": "boolean" } }],
+                    "responses": { "200": { "description": "back on the primary (wait=true)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } },
+                        "202": { "description": "failback started" }, "400": err, "401": err, "404": err, "503": err } }
+            },
+            "/api/v1/verify": {
+                "post": { "summary": "Compare two store:bucket[/prefix] listings",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["a", "b"], "properties": {
+                        "a": { "type": "string" }, "b": { "type": "string" } } } } } },
+                    "responses": { "200": { "description": "differences (at most 100,000 listed) and totals", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Verify" } } } }, "400": err, "401": err, "404": err } }
             }
         },
         "components": {
@@ -40,6 +81,31 @@ pub fn document() -> Value {
                     "path": { "type": "string" }, "endpoint": { "type": "string" }, "region": { "type": "string" },
                     "path_style": { "type": "boolean" }, "access_key": { "type": "string" }, "secret_key": { "type": "string", "writeOnly": true },
                     "checksum_mode": { "type": "string", "enum": ["when_required", "when_supported"] } } },
+                "Policy": { "type": "object", "required": ["write_to"], "properties": {
+                    "write_to": { "type": "array", "items": { "type": "string", "description": "store:bucket; the first is the primary" } },
+                    "read_from": { "type": "array", "items": { "type": "string" } } } },
+                "CreateBucket": { "type": "object", "required": ["name", "write_to"], "properties": {
+                    "name": { "type": "string" },
+                    "write_to": { "type": "array", "items": { "type": "string" } },
+                    "read_from": { "type": "array", "items": { "type": "string" } } } },
+                "Bucket": { "type": "object", "required": ["name", "policy", "mode"], "properties": {
+                    "name": { "type": "string" }, "mode": { "type": "string" },
+                    "policy": { "type": "object", "properties": {
+                        "write_to": { "type": "array", "items": target.clone() },
+                        "read_from": { "type": "array", "items": target.clone() },
+                        "failover": { "type": "object", "properties": { "to": target.clone(), "mode": { "type": "string" }, "since_ms": { "type": "integer" } } } } } } },
+                "BucketStatus": { "type": "object", "properties": {
+                    "name": { "type": "string" }, "mode": { "type": "string" }, "owed_total": { "type": "integer" },
+                    "targets": { "type": "array", "items": { "type": "object", "properties": {
+                        "target": { "type": "string" }, "role": { "type": "string", "enum": ["primary", "secondary", "owed", "reader"] },
+                        "healthy": { "type": "boolean" }, "error": { "type": "string" },
+                        "owed_count": { "type": "integer" }, "owed_bytes": { "type": "integer" },
+                        "oldest_owed_age_s": { "type": "number" }, "synced": { "type": "integer" }, "synced_bytes": { "type": "integer" } } } } } },
+                "Verify": { "type": "object", "properties": {
+                    "summary": { "type": "object", "properties": { "compared": { "type": "integer" }, "differences": { "type": "integer" }, "size_only": { "type": "integer" } } },
+                    "differences": { "type": "array", "items": { "type": "object", "properties": {
+                        "kind": { "type": "string", "enum": ["only-in-a", "only-in-b", "size", "content"] }, "key": { "type": "string" } } } },
+                    "truncated": { "type": "boolean" } } },
                 "ScanReport": { "type": "object", "properties": {
                     "buckets": { "type": "integer" }, "files": { "type": "integer" }, "added": { "type": "integer" },
                     "updated": { "type": "integer" }, "removed": { "type": "integer" }, "skipped": { "type": "integer" } } }

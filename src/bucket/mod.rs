@@ -100,10 +100,15 @@ pub struct Buckets {
     default_store: Arc<dyn Store>,
     open: RwLock<HashMap<String, Arc<Entry>>>,
     health: Mutex<HashMap<(String, String), SharedHealth>>,
-    /// One admin change at a time.
-    change: tokio::sync::Mutex<()>,
+    /// One admin change at a time per bucket (a long failback blocks only its own bucket).
+    changes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Arc<Metrics>,
 }
+
+/// How long failback waits for the primary to catch up while writes continue.
+const DRAIN_LIMIT: Duration = Duration::from_secs(3600);
+/// How long writes may be held back for the final drain before failback gives up.
+const PAUSED_DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -134,7 +139,7 @@ impl Buckets {
             default_store,
             open: RwLock::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
-            change: tokio::sync::Mutex::new(()),
+            changes: Mutex::new(HashMap::new()),
             metrics,
         });
         for rec in me.registry.db().buckets().await? {
@@ -153,6 +158,15 @@ impl Buckets {
             }
         }
         Ok(me)
+    }
+
+    /// Waits for other admin changes to `name` to finish.
+    async fn changing(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut c = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+            c.entry(name.to_owned()).or_default().clone()
+        };
+        m.lock_owned().await
     }
 
     /// The namespace bucket named `name`, if there is one (the gateway's lookup).
@@ -308,7 +322,7 @@ impl Buckets {
         write_to: &[String],
         read_from: &[String],
     ) -> Result<BucketView, Error> {
-        let _c = self.change.lock().await;
+        let _c = self.changing(name).await;
         let bucket =
             BucketName::parse(name).map_err(|e| Error::Invalid(format!("bucket {name:?}: {e}")))?;
         if self.get(name).is_some() {
@@ -364,7 +378,7 @@ impl Buckets {
         write_to: &[String],
         read_from: &[String],
     ) -> Result<BucketView, Error> {
-        let _c = self.change.lock().await;
+        let _c = self.changing(name).await;
         let e = self.entry(name)?;
         if let Some(f) = &e.policy.failover {
             return Err(Error::Invalid(format!(
@@ -392,6 +406,16 @@ impl Buckets {
     async fn switch(&self, e: &Entry, name: &str, policy: Policy) -> Result<BucketView, Error> {
         let roles = self.roles(&policy).await?;
         let _pause = e.ns.gate.write().await;
+        self.commit_switch(name, policy, roles).await
+    }
+
+    /// The end of every role change; the caller holds the bucket's gate for writing.
+    async fn commit_switch(
+        &self,
+        name: &str,
+        policy: Policy,
+        roles: Roles,
+    ) -> Result<BucketView, Error> {
         self.registry
             .db()
             .set_bucket_policy(
@@ -410,7 +434,7 @@ impl Buckets {
 
     /// Stops serving a namespace bucket (its targets' data is left alone).
     pub async fn remove(&self, name: &str) -> Result<(), Error> {
-        let _c = self.change.lock().await;
+        let _c = self.changing(name).await;
         let e = self.entry(name)?;
         let _pause = e.ns.gate.write().await;
         self.registry.db().remove_bucket(name).await?;
@@ -527,7 +551,7 @@ impl Buckets {
         to: &str,
         mode: FailoverMode,
     ) -> Result<BucketView, Error> {
-        let _c = self.change.lock().await;
+        let _c = self.changing(name).await;
         let e = self.entry(name)?;
         if let Some(f) = &e.policy.failover {
             return Err(Error::Invalid(format!(
@@ -563,7 +587,7 @@ impl Buckets {
     /// primary is owed, verifies primary against the failover target (repairing what
     /// differs), then holds writes back for the final drain and the switch.
     pub async fn failback(&self, name: &str) -> Result<BucketView, Error> {
-        let _c = self.change.lock().await;
+        let _c = self.changing(name).await;
         let e = self.entry(name)?;
         let Some(f) = e.policy.failover.clone() else {
             return Err(Error::Invalid(format!("bucket {name} is not failed over")));
@@ -576,35 +600,38 @@ impl Buckets {
         let primary = self.leg(e.policy.primary()).await?;
         let serving = self.leg(&f.to).await?;
         // 1. Drain while writes continue.
-        self.drain(name, &primary.label).await?;
+        self.drain(name, &primary.label, DRAIN_LIMIT).await?;
         // 2. Verify and repair, writes still running.
         self.repair(&e.ns, &serving, &primary).await?;
         // 3. Hold writes back, drain what arrived meanwhile, switch.
         let roles = self.roles(&policy).await?;
         let _pause = e.ns.gate.write().await;
-        self.drain(name, &primary.label).await?;
-        self.registry
-            .db()
-            .set_bucket_policy(
-                name,
-                &serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
-            )
-            .await?;
-        let view = BucketView {
-            name: name.to_owned(),
-            mode: mode(&policy),
-            policy: policy.clone(),
-        };
-        self.install(name, policy, roles);
-        Ok(view)
+        self.drain(name, &primary.label, PAUSED_DRAIN_LIMIT).await?;
+        self.commit_switch(name, policy, roles).await
     }
 
     /// Waits until `target` owes nothing for `bucket`.
-    async fn drain(&self, bucket: &str, target: &str) -> Result<(), Error> {
+    /// Gives up after `limit` (the target is probably unreachable), saying how much is left.
+    async fn drain(&self, bucket: &str, target: &str, limit: Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let owed = self.registry.db().owed_stats(bucket).await?;
-            if owed.iter().all(|o| o.target != target || o.count == 0) {
+            let left: i64 = owed
+                .iter()
+                .filter(|o| o.target == target)
+                .map(|o| o.count)
+                .sum();
+            if left == 0 {
                 return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Failback {
+                    bucket: bucket.to_owned(),
+                    why: format!(
+                        "{target} still owed {left} writes after {} s; is it reachable? (`ferry bucket status {bucket}`); the bucket stays failed over",
+                        limit.as_secs()
+                    ),
+                });
             }
             if let Some(ns) = self.get(bucket) {
                 ns.wake.notify_waiters();

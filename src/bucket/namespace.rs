@@ -113,7 +113,7 @@ impl Namespace {
     }
 
     /// Durably records that every secondary owes a change to `key`.
-    async fn owe(&self, roles: &Roles, key: &str, op: &str, bytes: u64) -> Result<Vec<i64>> {
+    async fn owe(&self, roles: &Roles, key: &str, op: &str, bytes: u64) -> Result<Pending<'_>> {
         let rows = roles
             .secondaries
             .iter()
@@ -126,11 +126,13 @@ impl Namespace {
                 created_ms: now_ms(),
             })
             .collect();
-        self.journal.append(rows).await.map_err(journal_err)
+        let ids = self.journal.append(rows).await.map_err(journal_err)?;
+        Ok(Pending { ns: self, ids })
     }
 
     /// Settles the rows of one write: `took[i]` says whether secondary `i` has the change.
-    fn settle(&self, ids: &[i64], primary_ok: bool, took: &[bool]) {
+    fn settle(&self, mut pending: Pending<'_>, primary_ok: bool, took: &[bool]) {
+        let ids = std::mem::take(&mut pending.ids);
         let mut forget = Vec::new();
         let mut owed = Vec::new();
         for (id, took) in ids.iter().zip(took) {
@@ -220,24 +222,29 @@ impl Namespace {
         let gate = self.gate.read().await;
         let roles = self.roles();
         self.writable(&roles)?;
-        let (lock, ids) = if roles.secondaries.is_empty() {
-            (None, Vec::new())
+        let (lock, pending) = if roles.secondaries.is_empty() {
+            (None, None)
         } else {
             let lock = self.locks.lock(&self.name, key.as_str()).await;
-            (Some(lock), self.owe(&roles, key.as_str(), op, 0).await?)
+            (
+                Some(lock),
+                Some(self.owe(&roles, key.as_str(), op, 0).await?),
+            )
         };
         Ok(Owed {
             _gate: gate,
             _lock: lock,
             roles,
-            ids,
+            pending,
         })
     }
 
     /// Ends a change begun with [`Self::begin_owed`].
-    fn end_owed<T>(&self, owed: Owed<'_>, r: Result<T>) -> Result<T> {
-        let took = vec![false; owed.ids.len()];
-        self.settle(&owed.ids, r.is_ok(), &took);
+    fn end_owed<T>(&self, mut owed: Owed<'_>, r: Result<T>) -> Result<T> {
+        if let Some(p) = owed.pending.take() {
+            let took = vec![false; p.ids.len()];
+            self.settle(p, r.is_ok(), &took);
+        }
         r
     }
 
@@ -275,7 +282,24 @@ struct Owed<'a> {
     _gate: tokio::sync::RwLockReadGuard<'a, ()>,
     _lock: Option<tokio::sync::MutexGuard<'a, ()>>,
     roles: Arc<Roles>,
+    pending: Option<Pending<'a>>,
+}
+
+/// Journal rows of a write in progress. If the write is abandoned before it settles them
+/// (the client went away and its request future was dropped), they are handed to the
+/// catch-up worker: owed, which is always safe.
+struct Pending<'a> {
+    ns: &'a Namespace,
     ids: Vec<i64>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.ids.is_empty() {
+            self.ns.journal.release(&self.ids);
+            self.ns.wake.notify_waiters();
+        }
+    }
 }
 
 enum BucketChange {
@@ -413,7 +437,7 @@ impl Store for Namespace {
             return p.store.put_object(&p.bucket, key, body, opts).await;
         }
         let _g = self.locks.lock(&self.name, key.as_str()).await;
-        let ids = self
+        let pending = self
             .owe(&roles, key.as_str(), "object", opts.size_hint.unwrap_or(0))
             .await?;
         let up: Vec<bool> = roles
@@ -440,7 +464,7 @@ impl Store for Namespace {
             .collect();
         let primary = p.store.put_object(&p.bucket, key, lead, opts);
         let (r, took) = self.fan_out(&roles, primary, sec, key.as_str()).await;
-        self.settle(&ids, r.is_ok(), &took);
+        self.settle(pending, r.is_ok(), &took);
         r
     }
 
@@ -483,7 +507,7 @@ impl Store for Namespace {
             return p.store.delete_object(&p.bucket, key, None).await;
         }
         let _g = self.locks.lock(&self.name, key.as_str()).await;
-        let ids = self.owe(&roles, key.as_str(), "object", 0).await?;
+        let pending = self.owe(&roles, key.as_str(), "object", 0).await?;
         let sec: Vec<BoxFuture<'_, Result<DeleteResult>>> = roles
             .secondaries
             .iter()
@@ -497,7 +521,7 @@ impl Store for Namespace {
             .collect();
         let primary = p.store.delete_object(&p.bucket, key, None);
         let (r, took) = self.fan_out(&roles, primary, sec, key.as_str()).await;
-        self.settle(&ids, r.is_ok(), &took);
+        self.settle(pending, r.is_ok(), &took);
         r
     }
 

@@ -287,6 +287,20 @@ fn admin_endpoints_health_metrics_openapi_and_token() {
     let doc: serde_json::Value = serde_json::from_str(&doc).expect("openapi json");
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/stores"].is_object());
+    for p in [
+        "/api/v1/buckets",
+        "/api/v1/buckets/{name}",
+        "/api/v1/buckets/{name}/policy",
+        "/api/v1/buckets/{name}/failover",
+        "/api/v1/buckets/{name}/failback",
+        "/api/v1/verify",
+    ] {
+        assert!(
+            doc["paths"][p].is_object(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    assert_eq!(admin_get(&f, "/api/v1/buckets", None).0, 401);
     // The API itself needs the token.
     assert_eq!(admin_get(&f, "/api/v1/stores", None).0, 401);
     assert_eq!(admin_get(&f, "/api/v1/stores", Some("wrong")).0, 401);

@@ -32,6 +32,17 @@ fn wait_drained(f: &Ferry, bucket: &str) {
     }
 }
 
+/// A server with a second one registered as store `dr`, and a namespace bucket writing to
+/// `local:BUCKET` and `dr:BUCKET`.
+fn pair(bucket: &str) -> (Ferry, Ferry) {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    let targets = format!("local:{bucket},dr:{bucket}");
+    a.ok(&a.cli(&["bucket", "create", bucket, "--write-to", &targets]));
+    (a, b)
+}
+
 /// `ferry verify` of two targets must report no difference.
 #[track_caller]
 fn assert_same(f: &Ferry, a: &str, b: &str) {
@@ -69,6 +80,29 @@ fn hex_md5(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Starts `load.py put BUCKET COUNT ACKS [PREFIX]` against `f` (see tests/it/py/load.py).
+fn spawn_load(
+    f: &Ferry,
+    bucket: &str,
+    count: u32,
+    acks: &std::path::Path,
+    prefix: Option<&str>,
+) -> std::process::Child {
+    let mut cmd = Command::new(venv_bin("python"));
+    cmd.arg(crate::support::repo().join("tests/it/py/load.py"))
+        .args([
+            "put",
+            bucket,
+            &count.to_string(),
+            acks.to_str().expect("utf8"),
+        ])
+        .args(prefix)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    f.client_env(&mut cmd);
+    cmd.spawn().expect("load")
 }
 
 /// The server's `/metrics` text.
@@ -165,12 +199,7 @@ fn secondary_outage_is_caught_up_from_the_journal() {
     ]));
 
     let acks = a.dir.path().join("acks");
-    let mut cmd = Command::new(venv_bin("python"));
-    cmd.arg(crate::support::repo().join("tests/it/py/load.py"))
-        .args(["put", "load", "2000", acks.to_str().expect("utf8")])
-        .stdout(Stdio::piped());
-    a.client_env(&mut cmd);
-    let load = cmd.spawn().expect("load");
+    let load = spawn_load(&a, "load", 2000, &acks, None);
     // Kill the secondary once a quarter of the PUTs are acknowledged.
     let deadline = Instant::now() + Duration::from_secs(120);
     while lines(&acks) < 500 {
@@ -233,29 +262,14 @@ fn secondary_outage_is_caught_up_from_the_journal() {
 
 #[test]
 fn kill9_during_load_loses_no_acknowledged_write() {
-    let mut a = Ferry::start();
-    let b = Ferry::start();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&[
-        "bucket",
-        "create",
-        "crash",
-        "--write-to",
-        "local:crash,dr:crash",
-    ]));
+    let (mut a, _b) = pair("crash");
     let acks = a.dir.path().join("acks");
     for round in 0..20u64 {
-        let mut cmd = Command::new(venv_bin("python"));
+        let before = lines(&acks);
         // Keys of its own per round: an unacknowledged overwrite that landed anyway would
         // make "the last acknowledged bytes" ambiguous.
-        cmd.arg(crate::support::repo().join("tests/it/py/load.py"))
-            .args(["put", "crash", "400", acks.to_str().expect("utf8")])
-            .arg(format!("k/{round}/"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        a.client_env(&mut cmd);
-        let before = lines(&acks);
-        let mut load = cmd.spawn().expect("load");
+        let prefix = format!("k/{round}/");
+        let mut load = spawn_load(&a, "crash", 400, &acks, Some(&prefix));
         // Once writes flow, a different moment each round: 0-700 ms later.
         let deadline = Instant::now() + Duration::from_secs(60);
         while lines(&acks) < before + 5 && Instant::now() < deadline {
@@ -274,16 +288,7 @@ fn kill9_during_load_loses_no_acknowledged_write() {
 
 #[test]
 fn failover_and_failback() {
-    let a = Ferry::start();
-    let b = Ferry::start();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&[
-        "bucket",
-        "create",
-        "fover",
-        "--write-to",
-        "local:fover,dr:fover",
-    ]));
+    let (a, b) = pair("fover");
     let f = a.dir.path().join("x");
     write_file(&f, 1000, 1);
     let fp = f.to_str().expect("utf8");
@@ -394,12 +399,7 @@ fn failover_and_failback() {
     assert_eq!(s["targets"][1]["role"], "owed", "{s}");
     // Writes keep coming during the failback; every acknowledged one must survive it.
     let acks = a.dir.path().join("acks");
-    let mut cmd = Command::new(venv_bin("python"));
-    cmd.arg(crate::support::repo().join("tests/it/py/load.py"))
-        .args(["put", "fover", "300", acks.to_str().expect("utf8")])
-        .stdout(Stdio::piped());
-    a.client_env(&mut cmd);
-    let load = cmd.spawn().expect("load");
+    let load = spawn_load(&a, "fover", 300, &acks, None);
     a.ok(&a.cli(&["bucket", "failback", "fover", "--wait"]));
     let out = load.wait_with_output().expect("load");
     assert_eq!(
