@@ -437,15 +437,22 @@ impl Store for Namespace {
             return p.store.put_object(&p.bucket, key, body, opts).await;
         }
         let _g = self.locks.lock(&self.name, key.as_str()).await;
-        let pending = self
-            .owe(&roles, key.as_str(), "object", opts.size_hint.unwrap_or(0))
-            .await?;
+        // The journal rows are committed while the body streams; the tee holds the end of
+        // every body until they are, so no target can commit the write before it is owed.
+        let record = self.owe(&roles, key.as_str(), "object", opts.size_hint.unwrap_or(0));
+        let (recorded_tx, recorded_rx) = tokio::sync::oneshot::channel();
+        let record = async move {
+            let r = record.await;
+            let _ = recorded_tx.send(r.is_ok());
+            r
+        };
         let up: Vec<bool> = roles
             .secondaries
             .iter()
             .map(|s| !self.is_down(&s.label) && !roles.deferred.contains(&s.label))
             .collect();
-        let (lead, follow) = tee(body, up.iter().filter(|u| **u).count(), TEE_CHUNKS);
+        let n_up = up.iter().filter(|u| **u).count();
+        let (lead, follow) = tee(body, n_up, TEE_CHUNKS, Some(recorded_rx));
         let mut follow = follow.into_iter();
         let sec: Vec<BoxFuture<'_, Result<ObjectMeta>>> = roles
             .secondaries
@@ -463,7 +470,10 @@ impl Store for Namespace {
             )
             .collect();
         let primary = p.store.put_object(&p.bucket, key, lead, opts);
-        let (r, took) = self.fan_out(&roles, primary, sec, key.as_str()).await;
+        let (recorded, (r, took)) =
+            tokio::join!(record, self.fan_out(&roles, primary, sec, key.as_str()));
+        // Not recorded: every body ended with an error, nothing was committed anywhere.
+        let pending = recorded?;
         self.settle(pending, r.is_ok(), &took);
         r
     }

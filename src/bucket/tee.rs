@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::Stream;
-use tokio::sync::mpsc;
+use futures::{Future, Stream};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::ByteStream;
 
@@ -32,6 +32,9 @@ impl Follower {
 struct Leader {
     src: ByteStream,
     followers: Vec<Follower>,
+    /// The body may only end (and so any target commit) once this says `true`.
+    gate: Option<oneshot::Receiver<bool>>,
+    src_done: bool,
     finished: bool,
 }
 
@@ -39,7 +42,28 @@ impl Stream for Leader {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = std::task::ready!(self.src.as_mut().poll_next(cx));
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        let item = if self.src_done {
+            None
+        } else {
+            std::task::ready!(self.src.as_mut().poll_next(cx))
+        };
+        if item.is_none() {
+            self.src_done = true;
+            if let Some(gate) = self.gate.as_mut() {
+                let open = matches!(std::task::ready!(Pin::new(gate).poll(cx)), Ok(true));
+                self.gate = None;
+                if !open {
+                    self.finished = true;
+                    self.followers.iter_mut().for_each(Follower::cut);
+                    return Poll::Ready(Some(Err(std::io::Error::other(
+                        "the write could not be recorded in the journal",
+                    ))));
+                }
+            }
+        }
         match &item {
             Some(Ok(b)) => {
                 for f in &mut self.followers {
@@ -101,7 +125,14 @@ impl Stream for FollowerStream {
 }
 
 /// Splits `src` into the leading stream and `n` followers of at most `cap` buffered chunks.
-pub fn tee(src: ByteStream, n: usize, cap: usize) -> (ByteStream, Vec<ByteStream>) {
+/// With a `gate`, no stream ends before the gate opens (`true`); a closed gate (`false` or
+/// dropped) ends them all with an error instead, so no target commits the body.
+pub fn tee(
+    src: ByteStream,
+    n: usize,
+    cap: usize,
+    gate: Option<oneshot::Receiver<bool>>,
+) -> (ByteStream, Vec<ByteStream>) {
     let mut followers = Vec::with_capacity(n);
     let mut streams: Vec<ByteStream> = Vec::with_capacity(n);
     for _ in 0..n {
@@ -120,6 +151,8 @@ pub fn tee(src: ByteStream, n: usize, cap: usize) -> (ByteStream, Vec<ByteStream
     let leader = Leader {
         src,
         followers,
+        gate,
+        src_done: false,
         finished: false,
     };
     (Box::pin(leader), streams)
@@ -139,7 +172,7 @@ mod tests {
 
     #[tokio::test]
     async fn followers_get_every_chunk() {
-        let (lead, mut f) = tee(source(5), 1, 8);
+        let (lead, mut f) = tee(source(5), 1, 8, None);
         let a: Vec<_> = lead.collect().await;
         let b: Vec<_> = f.remove(0).collect().await;
         assert_eq!(a.len(), 5);
@@ -149,7 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_follower_is_cut_not_waited_for() {
-        let (lead, mut f) = tee(source(10), 1, 2);
+        let (lead, mut f) = tee(source(10), 1, 2, None);
         let a: Vec<_> = lead.collect().await;
         assert_eq!(a.len(), 10, "the leader never waits");
         let b: Vec<_> = f.remove(0).collect().await;
@@ -158,8 +191,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn nothing_ends_before_the_gate_opens() {
+        let (tx, rx) = oneshot::channel();
+        let (lead, mut f) = tee(source(3), 1, 8, Some(rx));
+        let lead = tokio::spawn(lead.collect::<Vec<_>>());
+        let follow = tokio::spawn(f.remove(0).collect::<Vec<_>>());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!lead.is_finished() && !follow.is_finished());
+        tx.send(true).expect("gate");
+        assert_eq!(lead.await.expect("lead").len(), 3);
+        assert!(follow.await.expect("follow").iter().all(|r| r.is_ok()));
+    }
+
+    #[tokio::test]
+    async fn a_closed_gate_fails_every_stream() {
+        let (tx, rx) = oneshot::channel();
+        let (lead, mut f) = tee(source(3), 1, 8, Some(rx));
+        tx.send(false).expect("gate");
+        let a: Vec<_> = lead.collect().await;
+        assert!(a.last().is_some_and(|r| r.is_err()));
+        let b: Vec<_> = f.remove(0).collect().await;
+        assert!(b.last().is_some_and(|r| r.is_err()));
+    }
+
+    #[tokio::test]
     async fn dropping_the_leader_early_cuts_followers() {
-        let (mut lead, mut f) = tee(source(10), 1, 16);
+        let (mut lead, mut f) = tee(source(10), 1, 16, None);
         let _ = lead.next().await;
         drop(lead);
         let b: Vec<_> = f.remove(0).collect().await;
