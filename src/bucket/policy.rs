@@ -148,12 +148,25 @@ mod tests {
 
     #[test]
     fn parses_and_checks() {
-        let p = Policy::new(&["a:b1".into(), "b:b2".into()], &[]).expect("valid");
-        assert_eq!(p.read_from, vec![Target::parse("a:b1").expect("t")]);
+        let p = Policy::new(&["a:bkt1".into(), "b:bkt2".into()], &[]).expect("valid");
+        assert_eq!(p.read_from, vec![Target::parse("a:bkt1").expect("t")]);
+        assert_eq!(p.primary().to_string(), "a:bkt1");
         assert!(Policy::new(&[], &[]).is_err());
-        assert!(Policy::new(&["a:b1".into(), "a:b1".into()], &[]).is_err());
+        assert!(Policy::new(&["a:bkt1".into(), "a:bkt1".into()], &[]).is_err());
         assert!(Policy::new(&["nocolon".into()], &[]).is_err());
         assert!(Policy::new(&["a:Bad_Bucket".into()], &[]).is_err());
-        assert!(Policy::new(&[":b1".into()], &[]).is_err());
+        assert!(
+            Policy::new(&["a:b1".into()], &[]).is_err(),
+            "too short a bucket name"
+        );
+        assert!(Policy::new(&[":bkt1".into()], &[]).is_err());
+        let mut p = p;
+        p.failover = Some(Failover {
+            to: Target::parse("a:bkt1").expect("t"),
+            mode: FailoverMode::ReadOnly,
+            since_ms: 0,
+        });
+        assert!(p.check().is_err(), "the primary is no failover target");
+        assert!(FailoverMode::parse("sideways").is_err());
     }
 }
