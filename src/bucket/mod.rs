@@ -315,6 +315,28 @@ impl Buckets {
         }
     }
 
+    /// Checks a new policy, opens its targets and creates their buckets where missing.
+    async fn prepare(
+        &self,
+        write_to: &[String],
+        read_from: &[String],
+    ) -> Result<(Policy, Roles), Error> {
+        let policy = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
+        let roles = self.roles(&policy).await?;
+        for leg in std::iter::once(&roles.primary).chain(&roles.secondaries) {
+            match leg.store.create_bucket(&leg.bucket).await {
+                Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {}
+                Err(e) => {
+                    return Err(Error::Invalid(format!(
+                        "target {}: cannot create its bucket: {e}",
+                        leg.label
+                    )));
+                }
+            }
+        }
+        Ok((policy, roles))
+    }
+
     /// Creates a namespace bucket (and its buckets on the write targets, if missing).
     pub async fn create(
         &self,
@@ -337,19 +359,7 @@ impl Buckets {
             Err(store::Error::NoSuchBucket { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let policy = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
-        let roles = self.roles(&policy).await?;
-        for leg in std::iter::once(&roles.primary).chain(&roles.secondaries) {
-            match leg.store.create_bucket(&leg.bucket).await {
-                Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {}
-                Err(e) => {
-                    return Err(Error::Invalid(format!(
-                        "target {}: cannot create its bucket: {e}",
-                        leg.label
-                    )));
-                }
-            }
-        }
+        let (policy, roles) = self.prepare(write_to, read_from).await?;
         self.registry
             .db()
             .add_bucket(&BucketRecord {
@@ -386,20 +396,9 @@ impl Buckets {
                 f.to
             )));
         }
-        let policy = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
-        let roles = self.roles(&policy).await?;
-        for leg in std::iter::once(&roles.primary).chain(&roles.secondaries) {
-            match leg.store.create_bucket(&leg.bucket).await {
-                Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {}
-                Err(err) => {
-                    return Err(Error::Invalid(format!(
-                        "target {}: cannot create its bucket: {err}",
-                        leg.label
-                    )));
-                }
-            }
-        }
-        self.switch(&e, name, policy).await
+        let (policy, roles) = self.prepare(write_to, read_from).await?;
+        let _pause = e.ns.gate.write().await;
+        self.commit_switch(name, policy, roles).await
     }
 
     /// Persists `policy` and swaps the roles while writes are held back.

@@ -530,4 +530,27 @@ fn bad_policy_input_changes_nothing() {
     assert!(e.contains("nope"), "{e}");
     let e = err(a.cli(&["verify", "local:good", "nostore:good"]));
     assert!(e.contains("nostore"), "{e}");
+
+    // A valid policy change takes effect for the next write.
+    let out = a.ok(&a.cli(&[
+        "bucket",
+        "policy",
+        "good",
+        "--write-to",
+        "local:good,dr:good-two",
+    ]));
+    assert!(out.contains("dr:good-two"), "{out}");
+    let f = a.dir.path().join("x");
+    write_file(&f, 321, 5);
+    a.ok(&a.aws(&["s3", "cp", f.to_str().expect("utf8"), "s3://good/after"]));
+    wait_drained(&a, "good");
+    assert_same(&a, "local:good", "dr:good-two");
+    b.ok(&b.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "good-two",
+        "--key",
+        "after",
+    ]));
 }
