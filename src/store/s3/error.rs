@@ -4,7 +4,7 @@
 //! the `x-amz-delete-marker` header for bodiless (HEAD) answers, and the kind of failure for
 //! errors that never got an answer (timeouts and connection failures are `Unavailable`).
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::store::Error;
 
@@ -44,6 +44,23 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// An error's message and its sources', joined with ": " on one line (the SDK's own
+/// `DisplayErrorContext` appends the whole error's Debug form, hundreds of characters that
+/// end up in `ferry bucket status`).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let m = e.to_string();
+        if !m.is_empty() && !out.ends_with(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        next = e.source();
+    }
+    out
+}
+
 /// Maps an SDK error to a store error by meaning. Never panics.
 pub(super) fn map_sdk_error<E>(store: &str, ctx: Ctx<'_>, err: SdkError<E>) -> Error
 where
@@ -51,7 +68,7 @@ where
 {
     let unavailable = |err: &SdkError<E>| Error::Unavailable {
         store: store.to_owned(),
-        message: DisplayErrorContext(err).to_string(),
+        message: chain(err),
     };
     match &err {
         SdkError::ServiceError(_) => {}
@@ -64,7 +81,7 @@ where
             return Error::Remote {
                 store: store.to_owned(),
                 code: "ConstructionFailure".to_owned(),
-                message: DisplayErrorContext(&err).to_string(),
+                message: chain(&err),
                 status: 0,
             };
         }
@@ -159,7 +176,7 @@ where
             message: err
                 .message()
                 .map(str::to_owned)
-                .unwrap_or_else(|| DisplayErrorContext(&err).to_string()),
+                .unwrap_or_else(|| chain(&err)),
             status,
         },
     }
