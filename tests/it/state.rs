@@ -91,6 +91,28 @@ async fn buckets_and_journal(db: &Db, unique: &str) {
     db.delete_journal(&[ids[1]]).await.expect("delete");
     let owed = db.owed(&bucket, "dr:y", 0, 10).await.expect("owed");
     assert_eq!(owed.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[2]]);
+    // Settling many keys at once, in one (relaxed) transaction.
+    let more = db
+        .append_journal(&[row("c", 1, 400), row("d", 1, 500)])
+        .await
+        .expect("append");
+    db.settle_owed_many(
+        &bucket,
+        "dr:y",
+        &[("c".into(), more[0]), ("a".into(), ids[2])],
+    )
+    .await
+    .expect("settle many");
+    let owed = db.owed(&bucket, "dr:y", 0, 10).await.expect("owed");
+    assert_eq!(
+        owed.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["d"]
+    );
+    // After the relaxed transactions, appends are still durable ones (the pool's
+    // connection got its setting back): a plain append still works.
+    db.append_journal(&[row("e", 1, 600)])
+        .await
+        .expect("append");
     db.drop_journal(&bucket).await.expect("drop");
     assert!(db.owed_stats(&bucket).await.expect("stats").is_empty());
     db.remove_bucket(&bucket).await.expect("remove bucket");
