@@ -9,9 +9,11 @@
 //! # A write, step by step
 //! 1. Take the key's lock (so the primary and every secondary see changes to one key in the
 //!    same order, and the catch-up worker never syncs a key while a write to it runs).
-//! 2. Append one journal row per secondary, durably: from here a crash leaves the key owed.
-//! 3. Send the write to the primary and the secondaries at once (a PUT body through
-//!    [`tee`](super::tee)); wait for the primary, then give the secondaries a short grace.
+//! 2. Append one journal row per secondary, durably: from then on a crash leaves the key
+//!    owed. For a PUT this runs while the body streams, and the [`tee`](super::tee) holds
+//!    the end of every target's body until the rows are durable; other changes append first.
+//! 3. Send the write to the primary and the secondaries at once; wait for the primary, then
+//!    give the secondaries a short grace.
 //! 4. Settle: a secondary that took the write is no longer owed it; one that failed, lagged
 //!    or timed out keeps its row for the catch-up worker. If the primary failed, the client
 //!    gets its error and the rows are forgotten, except for a secondary that did take the
