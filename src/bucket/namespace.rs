@@ -44,8 +44,8 @@ use crate::store::{
 
 /// How long a secondary may still take once the primary has answered.
 const SECONDARY_GRACE: Duration = Duration::from_secs(3);
-/// Chunks buffered per secondary before it is cut from a PUT (about 4-16 MiB).
-const TEE_CHUNKS: usize = 256;
+/// Bytes buffered per secondary before it is cut from a PUT.
+const TEE_BYTES: usize = 4 * 1024 * 1024;
 
 /// One target as opened: its label (`store:bucket`), its store and its bucket there.
 #[derive(Clone)]
@@ -454,7 +454,7 @@ impl Store for Namespace {
             .map(|s| !self.is_down(&s.label) && !roles.deferred.contains(&s.label))
             .collect();
         let n_up = up.iter().filter(|u| **u).count();
-        let (lead, follow) = tee(body, n_up, TEE_CHUNKS, Some(recorded_rx));
+        let (lead, follow) = tee(body, n_up, TEE_BYTES, Some(recorded_rx));
         let mut follow = follow.into_iter();
         let sec: Vec<BoxFuture<'_, Result<ObjectMeta>>> = roles
             .secondaries

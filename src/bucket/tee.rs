@@ -4,11 +4,11 @@
 //! it, and each chunk is handed to every follower without waiting. A follower whose buffer
 //! is full (too slow to keep up) or that went away is cut: its stream ends with an error, so
 //! its write fails and becomes a journal entry, and the primary and the client never wait
-//! for it. Memory per follower is bounded by `cap` chunks.
+//! for it. Memory per follower is bounded by `cap` bytes, whatever the chunk sizes.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -18,8 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::ByteStream;
 
 struct Follower {
-    tx: Option<mpsc::Sender<Bytes>>,
+    tx: Option<mpsc::UnboundedSender<Bytes>>,
     cut: Arc<AtomicBool>,
+    /// Bytes sent and not yet taken by the follower.
+    buffered: Arc<AtomicUsize>,
 }
 
 impl Follower {
@@ -32,6 +34,7 @@ impl Follower {
 struct Leader {
     src: ByteStream,
     followers: Vec<Follower>,
+    cap: usize,
     /// The body may only end (and so any target commit) once this says `true`.
     gate: Option<oneshot::Receiver<bool>>,
     src_done: bool,
@@ -66,10 +69,17 @@ impl Stream for Leader {
         }
         match &item {
             Some(Ok(b)) => {
+                let cap = self.cap;
+                // An empty chunk still costs a slot: count it as one byte.
+                let cost = b.len().max(1);
                 for f in &mut self.followers {
-                    if let Some(tx) = &f.tx
-                        && tx.try_send(b.clone()).is_err()
-                    {
+                    let Some(tx) = &f.tx else { continue };
+                    if f.buffered.load(Ordering::SeqCst) + cost > cap {
+                        f.cut();
+                        continue;
+                    }
+                    f.buffered.fetch_add(cost, Ordering::SeqCst);
+                    if tx.send(b.clone()).is_err() {
                         f.cut();
                     }
                 }
@@ -96,8 +106,9 @@ impl Drop for Leader {
 }
 
 struct FollowerStream {
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<Bytes>,
     cut: Arc<AtomicBool>,
+    buffered: Arc<AtomicUsize>,
     ended: bool,
 }
 
@@ -109,7 +120,10 @@ impl Stream for FollowerStream {
             return Poll::Ready(None);
         }
         match std::task::ready!(self.rx.poll_recv(cx)) {
-            Some(b) => Poll::Ready(Some(Ok(b))),
+            Some(b) => {
+                self.buffered.fetch_sub(b.len().max(1), Ordering::SeqCst);
+                Poll::Ready(Some(Ok(b)))
+            }
             None => {
                 self.ended = true;
                 if self.cut.load(Ordering::SeqCst) {
@@ -124,7 +138,7 @@ impl Stream for FollowerStream {
     }
 }
 
-/// Splits `src` into the leading stream and `n` followers of at most `cap` buffered chunks.
+/// Splits `src` into the leading stream and `n` followers of at most `cap` buffered bytes.
 /// With a `gate`, no stream ends before the gate opens (`true`); a closed gate (`false` or
 /// dropped) ends them all with an error instead, so no target commits the body.
 pub fn tee(
@@ -136,21 +150,25 @@ pub fn tee(
     let mut followers = Vec::with_capacity(n);
     let mut streams: Vec<ByteStream> = Vec::with_capacity(n);
     for _ in 0..n {
-        let (tx, rx) = mpsc::channel(cap.max(1));
+        let (tx, rx) = mpsc::unbounded_channel();
         let cut = Arc::new(AtomicBool::new(false));
+        let buffered = Arc::new(AtomicUsize::new(0));
         followers.push(Follower {
             tx: Some(tx),
             cut: cut.clone(),
+            buffered: buffered.clone(),
         });
         streams.push(Box::pin(FollowerStream {
             rx,
             cut,
+            buffered,
             ended: false,
         }));
     }
     let leader = Leader {
         src,
         followers,
+        cap,
         gate,
         src_done: false,
         finished: false,
@@ -172,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn followers_get_every_chunk() {
-        let (lead, mut f) = tee(source(5), 1, 8, None);
+        let (lead, mut f) = tee(source(5), 1, 80, None);
         let a: Vec<_> = lead.collect().await;
         let b: Vec<_> = f.remove(0).collect().await;
         assert_eq!(a.len(), 5);
@@ -182,18 +200,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_follower_is_cut_not_waited_for() {
-        let (lead, mut f) = tee(source(10), 1, 2, None);
+        let (lead, mut f) = tee(source(10), 1, 20, None);
         let a: Vec<_> = lead.collect().await;
         assert_eq!(a.len(), 10, "the leader never waits");
         let b: Vec<_> = f.remove(0).collect().await;
-        assert_eq!(b.len(), 3, "two buffered chunks, then the error");
+        assert_eq!(
+            b.len(),
+            3,
+            "two buffered 10-byte chunks (cap 20 bytes), then the error"
+        );
         assert!(b[2].is_err());
     }
 
     #[tokio::test]
     async fn nothing_ends_before_the_gate_opens() {
         let (tx, rx) = oneshot::channel();
-        let (lead, mut f) = tee(source(3), 1, 8, Some(rx));
+        let (lead, mut f) = tee(source(3), 1, 80, Some(rx));
         let lead = tokio::spawn(lead.collect::<Vec<_>>());
         let follow = tokio::spawn(f.remove(0).collect::<Vec<_>>());
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -206,7 +228,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_gate_fails_every_stream() {
         let (tx, rx) = oneshot::channel();
-        let (lead, mut f) = tee(source(3), 1, 8, Some(rx));
+        let (lead, mut f) = tee(source(3), 1, 80, Some(rx));
         tx.send(false).expect("gate");
         let a: Vec<_> = lead.collect().await;
         assert!(a.last().is_some_and(|r| r.is_err()));
@@ -216,7 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_leader_early_cuts_followers() {
-        let (mut lead, mut f) = tee(source(10), 1, 16, None);
+        let (mut lead, mut f) = tee(source(10), 1, 160, None);
         let _ = lead.next().await;
         drop(lead);
         let b: Vec<_> = f.remove(0).collect().await;
