@@ -99,13 +99,19 @@ pub async fn run(
             }
             continue;
         }
-        let results: Vec<(String, i64, store::Result<u64>)> =
+        let results: Vec<(String, i64, store::Result<Option<u64>>)> =
             futures::stream::iter(order.into_iter().map(|key| {
                 let (max_id, tags_only, _) = groups[&key];
                 let ns = &ns;
                 let target = &target;
+                let stop = &stop;
                 async move {
-                    let r = sync_key(ns, target, &key, tags_only).await;
+                    // Stopped (the roles changed): leave the rest of the page owed.
+                    let r = if *stop.borrow() {
+                        Ok(None)
+                    } else {
+                        sync_key(ns, target, &key, tags_only).await
+                    };
                     (key, max_id, r)
                 }
             }))
@@ -117,7 +123,8 @@ pub async fn run(
         let mut moved = 0u64;
         for (key, max_id, r) in results {
             match r {
-                Ok(bytes) => {
+                Ok(None) => {}
+                Ok(Some(bytes)) => {
                     settled.push((key, max_id));
                     moved += bytes;
                     metrics.synced(&ns.name, &target.label, bytes);
@@ -174,15 +181,35 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) {
 }
 
 /// Makes `target`'s copy of `key` equal to the primary's; returns the bytes moved.
-async fn sync_key(ns: &Namespace, target: &Leg, key: &str, tags_only: bool) -> store::Result<u64> {
+///
+/// `None` when `target` is no longer a secondary (a failover made it the primary, or the
+/// policy dropped it): the rows stay, and nothing old is copied over newer writes. The
+/// roles are read under the key's lock, so a write to the new primary and this check are
+/// ordered.
+async fn sync_key(
+    ns: &Namespace,
+    target: &Leg,
+    key: &str,
+    tags_only: bool,
+) -> store::Result<Option<u64>> {
+    let k = if key.is_empty() {
+        None
+    } else {
+        Some(ObjectKey::parse(key)?)
+    };
+    let _g = match &k {
+        Some(_) => Some(ns.locks.lock(&ns.name, key).await),
+        None => None,
+    };
     let roles = ns.roles();
-    let p = &roles.primary;
-    if key.is_empty() {
-        sync_bucket(p, target).await?;
-        return Ok(0);
+    if !roles.secondaries.iter().any(|s| s.label == target.label) {
+        return Ok(None);
     }
-    let k = ObjectKey::parse(key)?;
-    let _g = ns.locks.lock(&ns.name, key).await;
+    let p = &roles.primary;
+    let Some(k) = k else {
+        sync_bucket(p, target).await?;
+        return Ok(Some(0));
+    };
     if tags_only {
         match p.store.get_object_tags(&p.bucket, &k, None).await {
             Ok((_, tags)) => {
@@ -191,7 +218,7 @@ async fn sync_key(ns: &Namespace, target: &Leg, key: &str, tags_only: bool) -> s
                     .put_object_tags(&target.bucket, &k, None, tags)
                     .await
                 {
-                    Ok(_) => return Ok(0),
+                    Ok(_) => return Ok(Some(0)),
                     // The target lacks the object itself: copy it whole.
                     Err(store::Error::NoSuchKey { .. }) => {}
                     Err(e) => return Err(e),
@@ -211,8 +238,8 @@ async fn sync_key(ns: &Namespace, target: &Leg, key: &str, tags_only: bool) -> s
     )
     .await?
     {
-        transfer::Copied::Object(n) => Ok(n),
-        transfer::Copied::Deleted => Ok(0),
+        transfer::Copied::Object(n) => Ok(Some(n)),
+        transfer::Copied::Deleted => Ok(Some(0)),
     }
 }
 

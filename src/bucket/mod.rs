@@ -89,6 +89,7 @@ struct Entry {
     policy: Policy,
     /// Stops the catch-up workers of the current roles.
     stop: watch::Sender<bool>,
+    workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The namespace buckets this server serves.
@@ -105,6 +106,8 @@ pub struct Buckets {
     metrics: Arc<Metrics>,
 }
 
+/// How long a role change waits for the old catch-up workers' in-flight copies.
+const RETIRE_LIMIT: Duration = Duration::from_secs(30);
 /// How long failback waits for the primary to catch up while writes continue.
 const DRAIN_LIMIT: Duration = Duration::from_secs(3600);
 /// How long writes may be held back for the final drain before failback gives up.
@@ -151,7 +154,9 @@ impl Buckets {
                 }
             };
             match me.roles(&policy).await {
-                Ok(roles) => me.install(&rec.name, policy, roles),
+                Ok(roles) => {
+                    me.install(&rec.name, policy, roles);
+                }
                 Err(e) => {
                     tracing::error!(bucket = %rec.name, error = %e, "cannot open the bucket's stores; bucket not served")
                 }
@@ -281,13 +286,24 @@ impl Buckets {
     }
 
     /// Serves `name` with `roles` (new bucket or new roles) and (re)starts its workers.
-    fn install(&self, name: &str, policy: Policy, roles: Roles) {
+    /// Returns the workers of the roles it replaced (told to stop; await them to know no
+    /// copy of theirs is still running).
+    fn install(
+        &self,
+        name: &str,
+        policy: Policy,
+        roles: Roles,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let (stop, stop_rx) = watch::channel(false);
         let existing = self.open.read().ok().and_then(|o| o.get(name).cloned());
+        let mut retired = Vec::new();
         let ns = match existing {
             Some(old) => {
                 let _ = old.stop.send(true);
                 old.ns.set_roles(roles);
+                if let Ok(mut w) = old.workers.lock() {
+                    retired = std::mem::take(&mut *w);
+                }
                 old.ns.clone()
             }
             None => Arc::new(Namespace {
@@ -300,19 +316,29 @@ impl Buckets {
                 down: Default::default(),
             }),
         };
+        let mut workers = Vec::new();
         for leg in ns.roles().secondaries.clone() {
             let health = self.health_of(name, &leg.label);
-            tokio::spawn(catchup::run(
+            workers.push(tokio::spawn(catchup::run(
                 ns.clone(),
                 leg,
                 health,
                 self.metrics.clone(),
                 stop_rx.clone(),
-            ));
+            )));
         }
         if let Ok(mut o) = self.open.write() {
-            o.insert(name.to_owned(), Arc::new(Entry { ns, policy, stop }));
+            o.insert(
+                name.to_owned(),
+                Arc::new(Entry {
+                    ns,
+                    policy,
+                    stop,
+                    workers: Mutex::new(workers),
+                }),
+            );
         }
+        retired
     }
 
     /// Checks a new policy, opens its targets and creates their buckets where missing.
@@ -377,7 +403,11 @@ impl Buckets {
             mode: mode(&policy),
             policy: policy.clone(),
         };
-        self.install(name, policy, roles);
+        // Writes are still held back: let the old workers' in-flight copies finish, so what
+        // a target is owed holds still once the change returns (a failover's RPO).
+        for w in self.install(name, policy, roles) {
+            let _ = tokio::time::timeout(RETIRE_LIMIT, w).await;
+        }
         Ok(view)
     }
 
@@ -427,7 +457,11 @@ impl Buckets {
             mode: mode(&policy),
             policy: policy.clone(),
         };
-        self.install(name, policy, roles);
+        // Writes are still held back: let the old workers' in-flight copies finish, so what
+        // a target is owed holds still once the change returns (a failover's RPO).
+        for w in self.install(name, policy, roles) {
+            let _ = tokio::time::timeout(RETIRE_LIMIT, w).await;
+        }
         Ok(view)
     }
 
