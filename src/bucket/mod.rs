@@ -57,6 +57,16 @@ pub struct BucketView {
     pub mode: String,
 }
 
+impl BucketView {
+    fn new(name: &str, policy: &Policy) -> Self {
+        Self {
+            name: name.to_owned(),
+            mode: mode(policy),
+            policy: policy.clone(),
+        }
+    }
+}
+
 /// Status of one target of a bucket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TargetStatus {
@@ -341,6 +351,17 @@ impl Buckets {
         retired
     }
 
+    /// Serves `name` with `roles` and waits for the workers of the roles it replaced: when
+    /// called during a role change (writes held back), their in-flight copies finish, so
+    /// what a target is owed holds still once the change returns (a failover's RPO).
+    async fn activate(&self, name: &str, policy: Policy, roles: Roles) -> BucketView {
+        let view = BucketView::new(name, &policy);
+        for w in self.install(name, policy, roles) {
+            let _ = tokio::time::timeout(RETIRE_LIMIT, w).await;
+        }
+        view
+    }
+
     /// Checks a new policy, opens its targets and creates their buckets where missing.
     async fn prepare(
         &self,
@@ -398,17 +419,7 @@ impl Buckets {
                 state::Error::BucketExists(n) => Error::Exists(n),
                 e => e.into(),
             })?;
-        let view = BucketView {
-            name: name.to_owned(),
-            mode: mode(&policy),
-            policy: policy.clone(),
-        };
-        // Writes are still held back: let the old workers' in-flight copies finish, so what
-        // a target is owed holds still once the change returns (a failover's RPO).
-        for w in self.install(name, policy, roles) {
-            let _ = tokio::time::timeout(RETIRE_LIMIT, w).await;
-        }
-        Ok(view)
+        Ok(self.activate(name, policy, roles).await)
     }
 
     /// Replaces a bucket's targets (not while it is failed over).
@@ -452,17 +463,7 @@ impl Buckets {
                 &serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
             )
             .await?;
-        let view = BucketView {
-            name: name.to_owned(),
-            mode: mode(&policy),
-            policy: policy.clone(),
-        };
-        // Writes are still held back: let the old workers' in-flight copies finish, so what
-        // a target is owed holds still once the change returns (a failover's RPO).
-        for w in self.install(name, policy, roles) {
-            let _ = tokio::time::timeout(RETIRE_LIMIT, w).await;
-        }
-        Ok(view)
+        Ok(self.activate(name, policy, roles).await)
     }
 
     /// Stops serving a namespace bucket (its targets' data is left alone).
@@ -486,11 +487,7 @@ impl Buckets {
         };
         let mut v: Vec<BucketView> = o
             .iter()
-            .map(|(name, e)| BucketView {
-                name: name.clone(),
-                mode: mode(&e.policy),
-                policy: e.policy.clone(),
-            })
+            .map(|(name, e)| BucketView::new(name, &e.policy))
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v

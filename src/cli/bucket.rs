@@ -14,6 +14,22 @@ pub enum Mode {
     ReadWrite,
 }
 
+/// A bucket's targets, as `create` and `policy` take them.
+#[derive(clap::Args, Debug)]
+pub struct Targets {
+    /// Ordered store:bucket targets, comma-separated; the first is the primary.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "STORE:BUCKET,..."
+    )]
+    write_to: Vec<String>,
+    /// Ordered store:bucket targets for reads (default: the primary).
+    #[arg(long, value_delimiter = ',', value_name = "STORE:BUCKET,...")]
+    read_from: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BucketCommand {
     /// Create a namespace bucket: writes go to every --write-to target (the first is the
@@ -23,17 +39,8 @@ pub enum BucketCommand {
     )]
     Create {
         name: String,
-        /// Ordered store:bucket targets, comma-separated; the first is the primary.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            required = true,
-            value_name = "STORE:BUCKET,..."
-        )]
-        write_to: Vec<String>,
-        /// Ordered store:bucket targets for reads (default: the primary).
-        #[arg(long, value_delimiter = ',', value_name = "STORE:BUCKET,...")]
-        read_from: Vec<String>,
+        #[command(flatten)]
+        targets: Targets,
     },
     /// Replace a bucket's targets.
     #[command(
@@ -41,15 +48,8 @@ pub enum BucketCommand {
     )]
     Policy {
         name: String,
-        #[arg(
-            long,
-            value_delimiter = ',',
-            required = true,
-            value_name = "STORE:BUCKET,..."
-        )]
-        write_to: Vec<String>,
-        #[arg(long, value_delimiter = ',', value_name = "STORE:BUCKET,...")]
-        read_from: Vec<String>,
+        #[command(flatten)]
+        targets: Targets,
     },
     /// Show a bucket's mode, each target's health and what it is owed.
     #[command(after_help = "Example:\n  ferry bucket status photos --json")]
@@ -93,8 +93,10 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
     match cmd {
         BucketCommand::Create {
             name,
-            write_to,
-            read_from,
+            targets: Targets {
+                write_to,
+                read_from,
+            },
         } => {
             let v = client
                 .call(
@@ -107,8 +109,10 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
         }
         BucketCommand::Policy {
             name,
-            write_to,
-            read_from,
+            targets: Targets {
+                write_to,
+                read_from,
+            },
         } => {
             let v = client
                 .call(

@@ -167,12 +167,7 @@ impl Db {
         }
         let mut conn = self.relaxed().await?;
         let r = async {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            if self.dialect == Dialect::Postgres {
-                sqlx::query("SET LOCAL synchronous_commit = off")
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let mut tx = self.begin_relaxed(&mut conn).await?;
             for chunk in ids.chunks(200) {
                 let list = chunk
                     .iter()
@@ -191,28 +186,9 @@ impl Db {
         Ok(r?)
     }
 
-    /// Deletes what `target` owes for `key` up to and including row `max_id`: a sync of the
-    /// key's current state settles every earlier change to it.
-    pub async fn settle_owed(
-        &self,
-        bucket: &str,
-        target: &str,
-        key: &str,
-        max_id: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM journal WHERE bucket = $1 AND target = $2 AND object_key = $3 AND id <= $4",
-        )
-        .bind(bucket)
-        .bind(target)
-        .bind(key)
-        .bind(max_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// [`Self::settle_owed`] for many keys in one transaction.
+    /// Deletes, for each `(key, max_id)`, what `target` owes for `key` up to and including
+    /// row `max_id` (a sync of the key's current state settles every earlier change to it),
+    /// all in one transaction.
     pub async fn settle_owed_many(
         &self,
         bucket: &str,
@@ -224,12 +200,7 @@ impl Db {
         }
         let mut conn = self.relaxed().await?;
         let r = async {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            if self.dialect == Dialect::Postgres {
-                sqlx::query("SET LOCAL synchronous_commit = off")
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let mut tx = self.begin_relaxed(&mut conn).await?;
             for (key, max_id) in keys {
                 sqlx::query(
                     "DELETE FROM journal WHERE bucket = $1 AND target = $2 AND object_key = $3 AND id <= $4",
@@ -260,6 +231,21 @@ impl Db {
                 .await?;
         }
         Ok(conn)
+    }
+
+    /// A transaction on a [`Self::relaxed`] connection (on PostgreSQL the relaxation is the
+    /// transaction's own `synchronous_commit = off`).
+    async fn begin_relaxed<'c>(
+        &self,
+        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
+    ) -> std::result::Result<sqlx::Transaction<'c, sqlx::Any>, sqlx::Error> {
+        let mut tx = sqlx::Connection::begin(&mut **conn).await?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     /// Restores full durability on a connection from [`Self::relaxed`]; one that cannot be

@@ -85,7 +85,7 @@ async fn buckets_and_journal(db: &Db, unique: &str) {
     assert_eq!((stats[0].count, stats[0].bytes), (3, 60));
     assert_eq!(stats[0].oldest_ms, Some(100));
     // Settling key a up to its first row leaves its later row owed.
-    db.settle_owed(&bucket, "dr:y", "a", ids[0])
+    db.settle_owed_many(&bucket, "dr:y", &[("a".into(), ids[0])])
         .await
         .expect("settle");
     db.delete_journal(&[ids[1]]).await.expect("delete");
