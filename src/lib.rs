@@ -7,6 +7,7 @@ pub mod bucket;
 pub mod cli;
 pub mod config;
 pub mod gateway;
+pub mod jobs;
 pub mod journal;
 pub mod registry;
 pub mod state;

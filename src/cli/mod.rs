@@ -3,6 +3,8 @@
 
 mod bucket;
 mod client;
+mod job;
+mod migrate;
 mod serve;
 mod store;
 mod verify;
@@ -52,6 +54,16 @@ pub enum Command {
         /// store:bucket[/prefix]
         b: String,
     },
+    /// Copy a bucket, prefix or directory to another store, as a job that resumes.
+    #[command(
+        after_help = "Examples:\n  ferry migrate s3://photos dr:photos --src-endpoint https://s3.example.com\n  ferry migrate ./exports aws:archive/2026 --include '*.csv' --verify"
+    )]
+    Migrate(Box<migrate::MigrateArgs>),
+    /// Migration jobs: list, show, pause, resume, cancel, retry dead letters.
+    #[command(subcommand)]
+    Job(job::JobCommand),
+    /// Run the jobs of a shared (PostgreSQL) state database alongside other processes.
+    Worker(job::WorkerArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -69,5 +81,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = client::AdminClient::new(cli.server, cli.data.as_deref())?;
             verify::run(&a, &b, &client, cli.json).await
         }
+        Command::Migrate(args) => migrate::run(*args, cli.data, cli.json).await,
+        Command::Job(cmd) => job::run(cmd, cli.data, cli.json).await,
+        Command::Worker(args) => job::worker(args, cli.data).await,
     }
 }

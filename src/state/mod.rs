@@ -2,10 +2,12 @@
 //!
 //! Owns: the connection pool over either dialect (sqlx `Any`), the schema, and the records
 //! Ferry keeps about itself: registered stores, settings, namespace bucket policies
-//! ([`buckets`]) and the multi-write journal's rows ([`journal`]).
+//! ([`buckets`]), the multi-write journal's rows ([`journal`]) and jobs with their tasks
+//! ([`jobs`]).
 //! Imports nothing else of Ferry's. Queries use `$N` placeholders, which both dialects accept.
 
 mod buckets;
+mod jobs;
 mod journal;
 
 use std::path::Path;
@@ -29,6 +31,8 @@ pub enum Error {
     BucketExists(String),
     #[error("no namespace bucket named {0:?}")]
     NoSuchBucket(String),
+    #[error("no job {0}")]
+    NoSuchJob(i64),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
 }
@@ -36,6 +40,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub use buckets::BucketRecord;
+pub use jobs::{JobRecord, NewTask, OpenTask, PartRow, TaskCounts, TaskRow, job_state};
 pub use journal::{JournalRow, NewJournalRow, OwedStats};
 
 const SCHEMA: &[&str] = &[
@@ -134,7 +139,7 @@ impl Db {
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&mut *tx).await?;
         }
-        for stmt in journal::schema(id) {
+        for stmt in journal::schema(id).into_iter().chain(jobs::schema(id)) {
             sqlx::query(&stmt).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -224,6 +229,13 @@ impl Db {
         .await?;
         Ok(())
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn store_record(r: &sqlx::any::AnyRow) -> Result<StoreRecord> {

@@ -34,25 +34,33 @@ pub struct Summary {
     pub size_only: u64,
 }
 
-/// A paged cursor over one side.
-struct Cursor<'a> {
+/// A paged cursor over one side's listing, in key order.
+pub struct Cursor<'a> {
     side: &'a Side<'a>,
     buf: VecDeque<ObjectMeta>,
     after: Option<String>,
     done: bool,
+    page: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn new(side: &'a Side<'a>) -> Self {
+    pub fn new(side: &'a Side<'a>) -> Self {
+        Self::after(side, None, 1000)
+    }
+
+    /// A cursor over keys after `rel_after` (relative to the side's prefix), `page` keys per
+    /// listing request.
+    pub fn after(side: &'a Side<'a>, rel_after: Option<&str>, page: usize) -> Self {
         Self {
             side,
             buf: VecDeque::new(),
-            after: None,
+            after: rel_after.map(|k| format!("{}{k}", side.prefix)),
             done: false,
+            page,
         }
     }
 
-    async fn peek(&mut self) -> store::Result<Option<&ObjectMeta>> {
+    pub async fn peek(&mut self) -> store::Result<Option<&ObjectMeta>> {
         if self.buf.is_empty() && !self.done {
             let page = self
                 .side
@@ -63,7 +71,7 @@ impl<'a> Cursor<'a> {
                         prefix: self.side.prefix.clone(),
                         delimiter: None,
                         start_after: self.after.clone(),
-                        max_keys: 1000,
+                        max_keys: self.page,
                     },
                 )
                 .await?;
@@ -73,10 +81,25 @@ impl<'a> Cursor<'a> {
         }
         Ok(self.buf.front())
     }
+
+    /// The key [`Self::peek`] returned, relative to the side's prefix.
+    pub async fn peek_rel(&mut self) -> store::Result<Option<String>> {
+        let side = self.side;
+        Ok(self.peek().await?.map(|m| rel(side, m)))
+    }
+
+    pub fn pop(&mut self) -> Option<ObjectMeta> {
+        self.buf.pop_front()
+    }
+
+    /// Whether the next [`Self::peek`] would ask the store for a page.
+    pub fn needs_page(&self) -> bool {
+        self.buf.is_empty() && !self.done
+    }
 }
 
 /// A key relative to its side's prefix.
-fn rel(side: &Side<'_>, m: &ObjectMeta) -> String {
+pub fn rel(side: &Side<'_>, m: &ObjectMeta) -> String {
     m.key
         .as_str()
         .get(side.prefix.len()..)
@@ -85,7 +108,7 @@ fn rel(side: &Side<'_>, m: &ObjectMeta) -> String {
 }
 
 /// Whether two objects of the same size have the same content, if that can be told.
-fn same_content(a: &ObjectMeta, b: &ObjectMeta) -> Option<bool> {
+pub fn same_content(a: &ObjectMeta, b: &ObjectMeta) -> Option<bool> {
     if let (Some(ca), Some(cb)) = (&a.checksum, &b.checksum)
         && ca.algorithm == cb.algorithm
         && ca.composite == cb.composite
@@ -113,40 +136,40 @@ pub async fn diff(
     let mut cb = Cursor::new(b);
     let mut sum = Summary::default();
     loop {
-        let ka = ca.peek().await?.map(|m| rel(a, m));
-        let kb = cb.peek().await?.map(|m| rel(b, m));
+        let ka = ca.peek_rel().await?;
+        let kb = cb.peek_rel().await?;
         let d = match (ka, kb) {
             (None, None) => break,
             (Some(x), None) => {
-                let m = ca.buf.pop_front();
+                let m = ca.pop();
                 Some(Difference::OnlyInA {
                     key: x,
                     size: m.map_or(0, |m| m.size),
                 })
             }
             (None, Some(y)) => {
-                let m = cb.buf.pop_front();
+                let m = cb.pop();
                 Some(Difference::OnlyInB {
                     key: y,
                     size: m.map_or(0, |m| m.size),
                 })
             }
             (Some(x), Some(y)) if x < y => {
-                let m = ca.buf.pop_front();
+                let m = ca.pop();
                 Some(Difference::OnlyInA {
                     key: x,
                     size: m.map_or(0, |m| m.size),
                 })
             }
             (Some(x), Some(y)) if x > y => {
-                let m = cb.buf.pop_front();
+                let m = cb.pop();
                 Some(Difference::OnlyInB {
                     key: y,
                     size: m.map_or(0, |m| m.size),
                 })
             }
             (Some(x), Some(_)) => {
-                let (Some(ma), Some(mb)) = (ca.buf.pop_front(), cb.buf.pop_front()) else {
+                let (Some(ma), Some(mb)) = (ca.pop(), cb.pop()) else {
                     break;
                 };
                 sum.compared += 1;

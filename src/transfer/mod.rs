@@ -1,15 +1,16 @@
 //! Moving one object between stores, and comparing two listings.
 //!
-//! Owns: [`copy_current`] (make a destination key equal to a source key's current state:
+//! Owns: the copy engine ([`copy`]: resumable, multipart, verified), bandwidth limits
+//! ([`throttle`]), [`copy_current`] (make a destination key equal to a source key's current state:
 //! stream the body with its metadata and tags, multipart for large objects, or delete it
 //! when the source has none) and [`diff`] (walk two listings in lock step). Does not own:
 //! when to copy (journal, jobs) or retries (callers ask [`store::Error::is_retryable`]).
 
+pub mod copy;
 pub mod diff;
+pub mod throttle;
 
-use crate::store::{
-    self, BucketName, ByteRange, CompletedPart, GetOptions, ObjectKey, PutOptions, Store,
-};
+use crate::store::{self, BucketName, ObjectKey, Store};
 
 /// Objects above this size are copied as a multipart upload, part by part.
 pub const MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
@@ -34,124 +35,36 @@ pub async fn copy_current(
     db: &BucketName,
     dk: &ObjectKey,
 ) -> store::Result<Copied> {
-    let got = match src.get_object(sb, sk, GetOptions::default()).await {
-        Ok(g) => g,
-        Err(store::Error::NoSuchKey { .. }) => {
-            dst.delete_object(db, dk, None).await?;
-            return Ok(Copied::Deleted);
-        }
-        Err(e) => return Err(e),
-    };
-    let meta = got.meta;
-    let tags = if meta.tag_count > 0 && src.caps().tagging {
-        src.get_object_tags(sb, sk, Some(&meta.version_id)).await?.1
-    } else {
-        Vec::new()
-    };
-    let algo = meta
-        .checksum
-        .as_ref()
-        .filter(|c| !c.composite)
-        .map(|c| c.algorithm);
-    if meta.size <= MULTIPART_THRESHOLD {
-        dst.put_object(
-            db,
-            dk,
-            got.body,
-            PutOptions {
-                attrs: meta.attrs.clone(),
-                tags,
-                checksum_algorithm: algo,
-                size_hint: Some(meta.size),
-                verify: None,
-            },
-        )
-        .await?;
-        return Ok(Copied::Object(meta.size));
-    }
-    drop(got.body);
-    let upload = dst
-        .create_multipart(
-            db,
-            dk,
-            PutOptions {
-                attrs: meta.attrs.clone(),
-                tags,
-                ..Default::default()
-            },
-        )
-        .await?;
-    let result = copy_parts(
+    let item = copy::Item {
         src,
         sb,
         sk,
-        &meta.version_id,
-        meta.size,
         dst,
         db,
         dk,
-        &upload,
+        listed_etag: "",
+    };
+    let (_never, stop) = tokio::sync::watch::channel(false);
+    match copy::copy_object(
+        &item,
+        &copy::Plan::default(),
+        None,
+        false,
+        &copy::NoJournal,
+        &stop,
     )
-    .await;
-    match result {
-        Ok(parts) => {
-            dst.complete_multipart(db, dk, &upload, &parts).await?;
-            Ok(Copied::Object(meta.size))
+    .await?
+    {
+        copy::Outcome::SourceGone => {
+            dst.delete_object(db, dk, None).await?;
+            Ok(Copied::Deleted)
         }
-        Err(e) => {
-            let _ = dst.abort_multipart(db, dk, &upload).await;
-            Err(e)
+        copy::Outcome::Copied { size, .. } | copy::Outcome::AlreadyThere { size } => {
+            Ok(Copied::Object(size))
         }
+        copy::Outcome::Stopped => Err(store::Error::Unavailable {
+            store: dst.name().to_owned(),
+            message: format!("the copy of {sk} stopped before it finished"),
+        }),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn copy_parts(
-    src: &dyn Store,
-    sb: &BucketName,
-    sk: &ObjectKey,
-    version_id: &str,
-    size: u64,
-    dst: &dyn Store,
-    db: &BucketName,
-    dk: &ObjectKey,
-    upload: &str,
-) -> store::Result<Vec<CompletedPart>> {
-    let mut parts = Vec::new();
-    let mut first = 0u64;
-    let mut n = 1u32;
-    while first < size {
-        let last = (first + PART_SIZE).min(size) - 1;
-        // Every part from the same version, so a concurrent overwrite cannot mix two.
-        let g = src
-            .get_object(
-                sb,
-                sk,
-                GetOptions {
-                    version_id: Some(version_id.to_owned()),
-                    range: Some(ByteRange::FromTo(first, last)),
-                },
-            )
-            .await?;
-        let p = dst
-            .upload_part(
-                db,
-                dk,
-                upload,
-                n,
-                g.body,
-                PutOptions {
-                    size_hint: Some(last - first + 1),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        parts.push(CompletedPart {
-            part_number: n,
-            etag: p.etag,
-        });
-        first = last + 1;
-        n += 1;
-    }
-    Ok(parts)
 }

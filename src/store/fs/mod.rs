@@ -62,12 +62,42 @@ pub struct FsStore {
     latest: std::sync::Mutex<lru::LruCache<(String, String), VersionRow>>,
     /// Bumped by every bucket change, so a row read before the change is not cached after it.
     bucket_gen: std::sync::atomic::AtomicU64,
+    /// An exclusive `flock` on `.ferry/lock`, held while the store is open: the index cache
+    /// and crash recovery assume one process per store.
+    _lock: std::fs::File,
 }
 
 impl FsStore {
     /// Opens (creating if needed) a store at `root`: replays unfinished intents, clears temp
     /// files, and indexes the tree if it was never indexed.
     pub async fn open(name: &str, root: &Path) -> Result<Arc<Self>> {
+        let store = Self::open_unscanned(name, root).await?;
+        if store.index.get_meta("indexed").await?.is_none() {
+            store.rescan().await?;
+        }
+        Ok(store)
+    }
+
+    /// Opens a store at `root` for one bucket only (a local directory a job reads or
+    /// writes): brings that bucket's index up to date with its files and leaves the rest of
+    /// the root alone.
+    pub async fn open_dir(name: &str, root: &Path, bucket: &BucketName) -> Result<Arc<Self>> {
+        let store = Self::open_unscanned(name, root).await?;
+        std::fs::create_dir_all(root.join(bucket.as_str())).map_err(|e| {
+            Error::io(
+                format!("creating {}", root.join(bucket.as_str()).display()),
+                e,
+            )
+        })?;
+        store
+            .index
+            .insert_bucket(bucket.as_str(), index::now_ms())
+            .await?;
+        store.rescan_one(bucket).await?;
+        Ok(store)
+    }
+
+    async fn open_unscanned(name: &str, root: &Path) -> Result<Arc<Self>> {
         let meta = root.join(META_DIR);
         for d in ["tmp", "versions", "blobs", "uploads", "trash"] {
             std::fs::create_dir_all(meta.join(d))
@@ -75,6 +105,22 @@ impl FsStore {
         }
         let root = std::fs::canonicalize(root)
             .map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
+        let lock_path = root.join(META_DIR).join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(Error::Unavailable {
+                store: name.to_owned(),
+                message: format!(
+                    "{} is open in another Ferry process; use that process's S3 endpoint",
+                    root.display()
+                ),
+            });
+        }
         let index = Arc::new(Index::open(&root.join(META_DIR).join("index.db")).await?);
         let seq = AtomicI64::new(index.max_seq().await?);
         let committer = commit::Committer::start(&index, root.clone())?;
@@ -88,11 +134,9 @@ impl FsStore {
             buckets: Default::default(),
             latest: std::sync::Mutex::new(lru::LruCache::new(LATEST_CACHE)),
             bucket_gen: Default::default(),
+            _lock: lock,
         });
         store.recover().await?;
-        if store.index.get_meta("indexed").await?.is_none() {
-            store.rescan().await?;
-        }
         Ok(store)
     }
 

@@ -135,6 +135,16 @@ impl FsStore {
         Ok(report)
     }
 
+    /// Makes the index of one bucket agree with its files.
+    pub async fn rescan_one(&self, bucket: &BucketName) -> Result<ScanReport> {
+        let mut report = ScanReport {
+            buckets: 1,
+            ..Default::default()
+        };
+        self.rescan_bucket(bucket, &mut report).await?;
+        Ok(report)
+    }
+
     async fn rescan_bucket(&self, bucket: &BucketName, report: &mut ScanReport) -> Result<()> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
         let dir = self.root.join(bucket.as_str());

@@ -1,0 +1,273 @@
+//! `ferry job list|show|pause|resume|cancel|retry-dead` and `ferry worker`: jobs as recorded
+//! in the state database (`--data` or `--db`), whichever process runs them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
+
+use super::migrate::{human, job_err, open_state};
+use crate::jobs::run::Settings;
+use crate::registry::Registry;
+use crate::state::{Db, JobRecord, job_state};
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// List jobs.
+    List(DbArg),
+    /// A job's progress, in-flight uploads with their finished parts, and dead letters.
+    Show(JobArg),
+    /// Stop a job's transfers at a part boundary; waits until none runs.
+    Pause(JobArg),
+    Resume(JobArg),
+    /// Stop a job for good and abort its unfinished multipart uploads.
+    Cancel(JobArg),
+    /// Put a job's dead-letter tasks back in its queue.
+    RetryDead(JobArg),
+}
+
+#[derive(Args, Debug)]
+pub struct DbArg {
+    /// PostgreSQL state database (default: SQLite under --data).
+    #[arg(long, env = "FERRY_DB", value_name = "URL")]
+    pub db: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct JobArg {
+    pub id: i64,
+    #[command(flatten)]
+    pub db: DbArg,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Objects copied at once, per job.
+    #[arg(long, default_value_t = 32)]
+    pub workers: usize,
+}
+
+pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyhow::Result<()> {
+    let url = match &cmd {
+        JobCommand::List(d) => d.db.clone(),
+        JobCommand::Show(j)
+        | JobCommand::Pause(j)
+        | JobCommand::Resume(j)
+        | JobCommand::Cancel(j)
+        | JobCommand::RetryDead(j) => j.db.db.clone(),
+    };
+    let (db, _) = open_state(url.as_deref(), data).await?;
+    let now = crate::state::now_ms();
+    match cmd {
+        JobCommand::List(_) => {
+            let jobs = db.jobs().await?;
+            if as_json {
+                println!("{}", serde_json::to_string(&jobs)?);
+            } else {
+                println!(
+                    "{:>4}  {:<9}  {:>15}  {:>12}  {:>5}  SRC -> DST",
+                    "ID", "STATE", "OBJECTS", "BYTES", "DEAD"
+                );
+                for j in &jobs {
+                    println!(
+                        "{:>4}  {:<9}  {:>15}  {:>12}  {:>5}  {}",
+                        j.id,
+                        j.state,
+                        format!("{}/{}", j.done, j.listed),
+                        human(j.done_bytes as u64),
+                        j.dead,
+                        sides(j)
+                    );
+                }
+            }
+        }
+        JobCommand::Show(j) => show(&db, j.id, as_json).await?,
+        JobCommand::Pause(j) => {
+            db.job(j.id).await?;
+            if !db
+                .set_job_state(j.id, &[job_state::RUNNING], job_state::PAUSED, now)
+                .await?
+            {
+                return Err(anyhow!(
+                    "job {} is not running ({})",
+                    j.id,
+                    db.job(j.id).await?.state
+                ));
+            }
+            // Workers notice within a poll and stop at the next part boundary.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while db.task_counts(j.id).await?.running > 0 {
+                if Instant::now() > deadline {
+                    return Err(anyhow!(
+                        "job {} is paused, but a transfer still runs after 2 minutes",
+                        j.id
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let parts: i64 = db
+                .open_tasks(j.id, 10_000)
+                .await?
+                .iter()
+                .map(|t| t.parts_done)
+                .sum();
+            println!(
+                "job {} paused; no transfer runs; {parts} finished parts of unfinished uploads are recorded",
+                j.id
+            );
+        }
+        JobCommand::Resume(j) => {
+            db.job(j.id).await?;
+            if !db
+                .set_job_state(j.id, &[job_state::PAUSED], job_state::RUNNING, now)
+                .await?
+            {
+                return Err(anyhow!(
+                    "job {} is not paused ({})",
+                    j.id,
+                    db.job(j.id).await?.state
+                ));
+            }
+            println!("job {} resumed", j.id);
+        }
+        JobCommand::Cancel(j) => {
+            db.job(j.id).await?;
+            if !db
+                .set_job_state(
+                    j.id,
+                    &[job_state::RUNNING, job_state::PAUSED],
+                    job_state::CANCELLED,
+                    now,
+                )
+                .await?
+            {
+                return Err(anyhow!(
+                    "job {} has already ended ({})",
+                    j.id,
+                    db.job(j.id).await?.state
+                ));
+            }
+            println!("job {} cancelled", j.id);
+        }
+        JobCommand::RetryDead(j) => {
+            let rec = db.job(j.id).await?;
+            let n = db.retry_dead(j.id).await?;
+            if rec.state == job_state::DONE && n > 0 {
+                db.set_job_state(j.id, &[job_state::DONE], job_state::RUNNING, now)
+                    .await?;
+            }
+            println!(
+                "job {}: {n} tasks back in the queue{}",
+                j.id,
+                if rec.state == job_state::DONE && n > 0 {
+                    "; run the job's migrate command again (or a worker) to copy them"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+fn sides(j: &JobRecord) -> String {
+    let side = |k: &str| {
+        serde_json::from_value::<crate::jobs::spec::Endpoint>(j.spec[k].clone())
+            .map(|e| e.display())
+            .unwrap_or_default()
+    };
+    format!("{} -> {}", side("src"), side("dst"))
+}
+
+async fn show(db: &Db, id: i64, as_json: bool) -> anyhow::Result<()> {
+    let rec = db.job(id).await?;
+    let counts = db.task_counts(id).await?;
+    let open = db.open_tasks(id, 200).await?;
+    if as_json {
+        println!(
+            "{}",
+            serde_json::json!({ "job": rec, "tasks": counts, "open": open })
+        );
+        return Ok(());
+    }
+    println!("job {}: {} ({})", rec.id, rec.state, sides(&rec));
+    println!(
+        "  listing: {}; {} objects ({}) to copy or delete, {} unchanged",
+        if rec.listing_done {
+            "complete"
+        } else {
+            "in progress"
+        },
+        rec.listed,
+        human(rec.listed_bytes as u64),
+        rec.unchanged
+    );
+    println!(
+        "  done: {} objects ({}); pending {}, running {}, dead {}",
+        rec.done,
+        human(rec.done_bytes as u64),
+        counts.pending,
+        counts.running,
+        counts.dead
+    );
+    for t in &open {
+        match t.state.as_str() {
+            "dead" => println!(
+                "  dead: {} after {} attempts: {}",
+                t.key,
+                t.attempts,
+                t.error.as_deref().unwrap_or("")
+            ),
+            _ if t.upload_id.is_some() => println!(
+                "  {}: {} ({} of {}), {} parts finished{}",
+                t.state,
+                t.key,
+                human(t.bytes_done as u64),
+                human(t.size as u64),
+                t.parts_done,
+                t.error
+                    .as_deref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            ),
+            _ => println!(
+                "  {}: {} ({} attempts){}",
+                t.state,
+                t.key,
+                t.attempts,
+                t.error
+                    .as_deref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// `ferry worker`: runs the share of every running job this process can claim.
+pub async fn worker(args: WorkerArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
+    let (db, data) = open_state(args.db.db.as_deref(), data).await?;
+    let registry = Arc::new(Registry::new(db, &data));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = tx.send(true);
+    });
+    eprintln!("ferry: worker running jobs from the state database");
+    crate::jobs::supervise::supervise(
+        registry,
+        Settings {
+            workers: args.workers.max(1),
+            bandwidth: None,
+            parallel_parts: 4,
+        },
+        rx,
+    )
+    .await
+    .map_err(job_err)
+}

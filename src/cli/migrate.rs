@@ -1,0 +1,490 @@
+//! `ferry migrate SRC DST`: create (or resume) a migration job and run it in the foreground
+//! with a progress bar, or hand it to a running server with `--detach`; `--dry-run` only
+//! lists what would be done.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use clap::Args;
+
+use super::UsageError;
+use crate::jobs::list::{Comparer, sides};
+use crate::jobs::open::{Opener, Role, preflight};
+use crate::jobs::run::{Ended, Runner, Settings};
+use crate::jobs::spec::{self, Endpoint, Filter, MigrateSpec, Options};
+use crate::jobs::{self, MIGRATE};
+use crate::registry::Registry;
+use crate::state::{Db, JobRecord};
+use crate::transfer::diff;
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// store:bucket[/prefix], s3://bucket[/prefix] or a local directory
+    pub src: String,
+    /// store:bucket[/prefix], s3://bucket[/prefix] or a local directory
+    pub dst: String,
+    /// PostgreSQL state database shared by several processes (default: SQLite under --data).
+    #[arg(long, env = "FERRY_DB", value_name = "URL")]
+    pub db: Option<String>,
+    /// Endpoint of an s3:// source (default: AWS).
+    #[arg(long, env = "FERRY_SRC_ENDPOINT", value_name = "URL")]
+    pub src_endpoint: Option<String>,
+    /// Endpoint of an s3:// destination (default: AWS).
+    #[arg(long, env = "FERRY_DST_ENDPOINT", value_name = "URL")]
+    pub dst_endpoint: Option<String>,
+    #[arg(long, env = "FERRY_SRC_REGION", default_value = "us-east-1")]
+    pub src_region: String,
+    #[arg(long, env = "FERRY_DST_REGION", default_value = "us-east-1")]
+    pub dst_region: String,
+    /// Objects copied at once.
+    #[arg(long, default_value_t = 32)]
+    pub workers: usize,
+    /// Part size of multipart copies (e.g. 16M).
+    #[arg(long, default_value = "16M")]
+    pub part_size: String,
+    /// Objects above this size are copied multipart (e.g. 64M).
+    #[arg(long, default_value = "64M")]
+    pub multipart_threshold: String,
+    /// Only keys matching this glob (repeatable; `*.jpg` matches in any folder).
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip keys matching this glob (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Only objects modified within this age (7d, 12h) or since this date.
+    #[arg(long, value_name = "AGE|DATE")]
+    pub newer_than: Option<String>,
+    /// Only objects modified before this age or date.
+    #[arg(long, value_name = "AGE|DATE")]
+    pub older_than: Option<String>,
+    /// Decide what changed by content (ETag or checksum), not size and modification time.
+    #[arg(long)]
+    pub checksum: bool,
+    /// Delete destination objects the source does not have (make DST a mirror).
+    #[arg(long)]
+    pub delete: bool,
+    /// Print what would be copied or deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Compare both sides when the job is done; exit 1 on any difference.
+    #[arg(long)]
+    pub verify: bool,
+    /// Total transfer rate limit in bytes per second (e.g. 50M).
+    #[arg(long, value_name = "RATE")]
+    pub bandwidth_limit: Option<String>,
+    /// Attempts per object before it goes to the job's dead-letter list.
+    #[arg(long, default_value_t = 10)]
+    pub attempts: u32,
+    /// Record the job and return; the running server (or `ferry worker`) runs it.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// Opens the state database: `--db`, or SQLite in the data directory (created if needed).
+pub async fn open_state(db: Option<&str>, data: Option<PathBuf>) -> anyhow::Result<(Db, PathBuf)> {
+    let data = data.unwrap_or_else(|| PathBuf::from("ferry-data"));
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&data)
+            .map_err(|e| anyhow!("creating the data directory {}: {e}", data.display()))?;
+    }
+    let db = match db {
+        Some(url) => Db::connect(url).await?,
+        None => Db::open_embedded(&data).await?,
+    };
+    Ok((db, data))
+}
+
+/// Maps job errors: bad input is a usage error (exit 2).
+pub fn job_err(e: jobs::Error) -> anyhow::Error {
+    match e {
+        jobs::Error::Usage(m) => UsageError(m).into(),
+        e => anyhow::Error::new(e),
+    }
+}
+
+pub async fn run(args: MigrateArgs, data: Option<PathBuf>, as_json: bool) -> anyhow::Result<()> {
+    let now = crate::state::now_ms();
+    let usage = |e: jobs::Error| job_err(e);
+    let src_ep = Endpoint::parse(&args.src, args.src_endpoint.as_deref(), &args.src_region)
+        .map_err(usage)?;
+    let dst_ep = Endpoint::parse(&args.dst, args.dst_endpoint.as_deref(), &args.dst_region)
+        .map_err(usage)?;
+    let options = Options {
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        newer_than_ms: args
+            .newer_than
+            .as_deref()
+            .map(|s| spec::cutoff(s, now, "--newer-than"))
+            .transpose()
+            .map_err(usage)?,
+        older_than_ms: args
+            .older_than
+            .as_deref()
+            .map(|s| spec::cutoff(s, now, "--older-than"))
+            .transpose()
+            .map_err(usage)?,
+        checksum: args.checksum,
+        delete: args.delete,
+        part_size: spec::size(&args.part_size, "--part-size").map_err(usage)?,
+        multipart_threshold: spec::size(&args.multipart_threshold, "--multipart-threshold")
+            .map_err(usage)?,
+        max_attempts: args.attempts.max(1),
+    };
+    if options.part_size < 5 << 20 || options.part_size > 5 << 30 {
+        return Err(UsageError(format!(
+            "--part-size {}: parts must be 5 MiB to 5 GiB",
+            args.part_size
+        ))
+        .into());
+    }
+    if args.workers == 0 {
+        return Err(UsageError("--workers must be at least 1".into()).into());
+    }
+    let bandwidth = args
+        .bandwidth_limit
+        .as_deref()
+        .map(|s| spec::size(s, "--bandwidth-limit"))
+        .transpose()
+        .map_err(usage)?;
+    Filter::new(&options).map_err(usage)?;
+    let spec = MigrateSpec {
+        src: src_ep,
+        dst: dst_ep,
+        options,
+    };
+    let ages = format!(
+        "{}|{}",
+        args.newer_than.as_deref().unwrap_or(""),
+        args.older_than.as_deref().unwrap_or("")
+    );
+
+    let (db, data) = open_state(args.db.as_deref(), data).await?;
+    let registry = Registry::new(db.clone(), &data);
+    let mut opener = Opener::default();
+    let src = opener
+        .open(&spec.src, Role::Src, &registry)
+        .await
+        .map_err(usage)?;
+    let dst = opener
+        .open(&spec.dst, Role::Dst, &registry)
+        .await
+        .map_err(usage)?;
+    preflight(&src, &dst).await.map_err(usage)?;
+
+    if args.dry_run {
+        return dry_run(&src, &dst, &spec, as_json).await;
+    }
+    let fingerprint = spec.fingerprint(&ages);
+    let rec = match db.unfinished_job(&fingerprint).await? {
+        Some(rec) => {
+            eprintln!(
+                "ferry: resuming job {} ({} of {} objects done, listing {})",
+                rec.id,
+                rec.done,
+                rec.listed,
+                if rec.listing_done {
+                    "complete"
+                } else {
+                    "in progress"
+                }
+            );
+            rec
+        }
+        None => {
+            let id = db
+                .create_job(MIGRATE, &serde_json::to_value(&spec)?, &fingerprint, now)
+                .await?;
+            db.job(id).await?
+        }
+    };
+    if args.detach {
+        if as_json {
+            println!("{}", serde_json::json!({ "job": rec.id }));
+        } else {
+            println!(
+                "job {}: recorded; a running `ferry serve` or `ferry worker` on this state database runs it (`ferry job show {}`)",
+                rec.id, rec.id
+            );
+        }
+        return Ok(());
+    }
+    // A resumed job keeps the options it was created with (part size above all, so recorded
+    // parts still fit).
+    let stored: MigrateSpec = serde_json::from_value(rec.spec.clone())
+        .map_err(|e| anyhow!("job {}: stored spec is unreadable: {e}", rec.id))?;
+    let settings = Settings {
+        workers: args.workers,
+        bandwidth,
+        parallel_parts: 4,
+    };
+    let check = (src.clone(), dst.clone(), stored.clone());
+    let runner =
+        Arc::new(Runner::new(db.clone(), rec.id, stored, src, dst, &settings).map_err(usage)?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop_tx.send(true);
+    });
+    let started = Instant::now();
+    let progress = tokio::spawn(progress(db.clone(), rec.clone(), runner.clone()));
+    let ended = runner.run(stop_rx).await;
+    progress.abort();
+    let _ = progress.await;
+    let ended = ended.map_err(usage)?;
+    match ended {
+        Ended::Stopped => Err(anyhow!(
+            "stopped; run the same command again to resume job {}",
+            rec.id
+        )),
+        Ended::Cancelled(r) => Err(anyhow!("job {} was cancelled", r.id)),
+        Ended::Done(r) => {
+            report(&db, &r, started.elapsed(), as_json).await?;
+            if r.dead > 0 {
+                return Err(anyhow!(
+                    "job {} finished, but {} objects could not be copied (see above; `ferry job retry-dead {}` tries them again)",
+                    r.id,
+                    r.dead,
+                    r.id
+                ));
+            }
+            if args.verify {
+                verify(&check, &r).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Compares both sides after the job (keys the job's filters leave out are not compared;
+/// destination-only keys count only with `--delete`).
+async fn verify(
+    (src, dst, spec): &(jobs::open::Side, jobs::open::Side, MigrateSpec),
+    rec: &JobRecord,
+) -> anyhow::Result<()> {
+    let filter = Filter::new(&spec.options).map_err(job_err)?;
+    let (a, b) = sides(src, dst);
+    let mut n = 0u64;
+    let summary = diff::diff(&a, &b, |d| {
+        let key = match &d {
+            diff::Difference::OnlyInA { key, .. }
+            | diff::Difference::Size { key, .. }
+            | diff::Difference::Content { key, .. } => key,
+            diff::Difference::OnlyInB { key, .. } => {
+                if !spec.options.delete {
+                    return;
+                }
+                key
+            }
+        };
+        if filter.key(key)
+            && !(spec.options.newer_than_ms.is_some() || spec.options.older_than_ms.is_some())
+        {
+            n += 1;
+            println!("verify: {}", describe(&d));
+        }
+    })
+    .await?;
+    if n > 0 {
+        return Err(anyhow!(
+            "verify: job {}: {} and {} differ in {n} objects",
+            rec.id,
+            src.display,
+            dst.display
+        ));
+    }
+    eprintln!(
+        "ferry: verify: {} objects compared, no differences ({} by size only)",
+        summary.compared, summary.size_only
+    );
+    Ok(())
+}
+
+fn describe(d: &diff::Difference) -> String {
+    match d {
+        diff::Difference::OnlyInA { key, size } => {
+            format!("missing on the destination: {key} ({size} bytes)")
+        }
+        diff::Difference::OnlyInB { key, size } => {
+            format!("only on the destination: {key} ({size} bytes)")
+        }
+        diff::Difference::Size { key, a, b } => format!("size differs: {key} ({a} vs {b} bytes)"),
+        diff::Difference::Content { key, a, b } => {
+            format!("content differs: {key} (ETag {a} vs {b})")
+        }
+    }
+}
+
+async fn dry_run(
+    src: &jobs::open::Side,
+    dst: &jobs::open::Side,
+    spec: &MigrateSpec,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let filter = Filter::new(&spec.options).map_err(job_err)?;
+    let (a, b) = sides(src, dst);
+    let mut cmp = Comparer::new(
+        &a,
+        &b,
+        None,
+        &filter,
+        &spec.options,
+        (&src.display, &dst.display),
+    );
+    let (mut copies, mut bytes, mut deletes, mut unchanged) = (0u64, 0u64, 0u64, 0i64);
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    loop {
+        let page = cmp.next_page().await.map_err(job_err)?;
+        unchanged += page.unchanged;
+        for t in &page.tasks {
+            if t.action == "delete" {
+                deletes += 1;
+                if !as_json {
+                    writeln!(out, "would delete {}", t.key)?;
+                }
+            } else {
+                copies += 1;
+                bytes += t.size as u64;
+                if !as_json {
+                    writeln!(out, "would copy {} ({} bytes)", t.key, t.size)?;
+                }
+            }
+        }
+        if page.done {
+            break;
+        }
+    }
+    if as_json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "copy": copies, "copy_bytes": bytes, "delete": deletes, "unchanged": unchanged })
+        )?;
+    } else {
+        writeln!(
+            out,
+            "dry run: {copies} objects ({}) to copy, {deletes} to delete, {unchanged} unchanged",
+            human(bytes)
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn report(db: &Db, r: &JobRecord, took: Duration, as_json: bool) -> anyhow::Result<()> {
+    if r.dead > 0 {
+        for t in db.open_tasks(r.id, 50).await? {
+            if t.state == "dead" {
+                eprintln!(
+                    "ferry: could not copy {} after {} attempts: {}",
+                    t.key,
+                    t.attempts,
+                    t.error.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::to_string(r)?);
+        return Ok(());
+    }
+    let secs = took.as_secs_f64().max(0.001);
+    println!(
+        "job {} done: {} objects ({}) copied or deleted, {} unchanged, {} failed, in {:.1}s",
+        r.id,
+        r.done,
+        human(r.done_bytes as u64),
+        r.unchanged,
+        r.dead,
+        secs
+    );
+    Ok(())
+}
+
+/// Shows progress: a bar on a terminal, a log line every 10 s otherwise.
+async fn progress(db: Db, start: JobRecord, runner: Arc<Runner>) {
+    let tty = std::io::stderr().is_terminal();
+    let bar = tty.then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
+    });
+    let began = Instant::now();
+    let every = if tty {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(10)
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Ok(r) = db.job(start.id).await else {
+            continue;
+        };
+        let moved = runner.live.moved.load(Ordering::Relaxed);
+        let failures = runner.live.failures.load(Ordering::Relaxed);
+        let pos = (start.done_bytes as u64 + moved).min(r.listed_bytes as u64);
+        let msg = format!(
+            "{}/{}{} objects, {} failed{}",
+            r.done,
+            r.listed,
+            if r.listing_done { "" } else { "+" },
+            failures,
+            if r.state == "paused" { " (paused)" } else { "" }
+        );
+        match &bar {
+            Some(b) => {
+                b.set_length(r.listed_bytes as u64);
+                b.set_position(pos);
+                b.set_message(msg);
+            }
+            None => {
+                let rate = moved as f64 / began.elapsed().as_secs_f64().max(0.001);
+                let left = (r.listed_bytes as u64).saturating_sub(pos) as f64;
+                eprintln!(
+                    "ferry: job {}: {msg}, {}/{} at {}/s, ETA {}",
+                    r.id,
+                    human(pos),
+                    human(r.listed_bytes as u64),
+                    human(rate as u64),
+                    if rate > 0.0 {
+                        format!("{:.0}s", left / rate)
+                    } else {
+                        "-".into()
+                    }
+                );
+            }
+        }
+    }
+}
+
+/// Bytes in binary units (`12.3 MiB`).
+pub fn human(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}

@@ -1,0 +1,192 @@
+//! Turning the source listing into tasks: both sides are listed in lock step (paged, in key
+//! order, so memory stays bounded whatever the bucket size) and each key is decided: copy
+//! (missing or changed on the destination), delete (`--delete`, only on the destination),
+//! or unchanged. Decisions are recorded a page at a time together with the cursor, so a
+//! listing interrupted by a crash continues after the last recorded page.
+
+use tokio::sync::watch;
+
+use super::open::Side;
+use super::spec::{Filter, Options};
+use super::{Error, Result};
+use crate::state::{Db, NewTask};
+use crate::store::ObjectMeta;
+use crate::transfer::diff::{self, Cursor};
+
+/// Keys decided per recorded page.
+pub const PAGE: usize = 1000;
+
+/// One page of decisions.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub tasks: Vec<NewTask>,
+    pub unchanged: i64,
+    /// The last key decided (relative); everything up to it is in this or an earlier page.
+    pub cursor: Option<String>,
+    pub done: bool,
+}
+
+/// Walks both sides from a cursor, a page of decisions at a time.
+pub struct Comparer<'a> {
+    src: Cursor<'a>,
+    dst: Cursor<'a>,
+    filter: &'a Filter,
+    opts: &'a Options,
+    src_what: &'a str,
+    dst_what: &'a str,
+}
+
+impl<'a> Comparer<'a> {
+    pub fn new(
+        src: &'a diff::Side<'a>,
+        dst: &'a diff::Side<'a>,
+        after: Option<&str>,
+        filter: &'a Filter,
+        opts: &'a Options,
+        names: (&'a str, &'a str),
+    ) -> Self {
+        Self {
+            src: Cursor::after(src, after, PAGE),
+            dst: Cursor::after(dst, after, PAGE),
+            filter,
+            opts,
+            src_what: names.0,
+            dst_what: names.1,
+        }
+    }
+
+    pub async fn next_page(&mut self) -> Result<Page> {
+        let mut page = Page::default();
+        let mut decided = 0;
+        while decided < PAGE {
+            let ks = self.src.peek_rel().await.map_err(|source| Error::Listing {
+                side: "source",
+                what: self.src_what.to_owned(),
+                source,
+            })?;
+            let kd = self.dst.peek_rel().await.map_err(|source| Error::Listing {
+                side: "destination",
+                what: self.dst_what.to_owned(),
+                source,
+            })?;
+            let (key, s, d) = match (ks, kd) {
+                (None, None) => {
+                    page.done = true;
+                    break;
+                }
+                (Some(a), Some(b)) if a == b => (a, self.src.pop(), self.dst.pop()),
+                (Some(a), Some(b)) if a < b => (a, self.src.pop(), None),
+                (Some(a), None) => (a, self.src.pop(), None),
+                (_, Some(b)) => (b, None, self.dst.pop()),
+            };
+            decided += 1;
+            page.cursor = Some(key.clone());
+            if !self.filter.key(&key) {
+                continue;
+            }
+            match (s, d) {
+                (Some(s), d) => {
+                    if !self
+                        .filter
+                        .age((s.last_modified.unix_timestamp_nanos() / 1_000_000) as i64)
+                    {
+                        continue;
+                    }
+                    if d.as_ref().is_some_and(|d| !self.changed(&s, d)) {
+                        page.unchanged += 1;
+                    } else {
+                        page.tasks.push(NewTask {
+                            key,
+                            action: "copy",
+                            size: s.size as i64,
+                            etag: s.etag,
+                        });
+                    }
+                }
+                (None, Some(_)) if self.opts.delete => page.tasks.push(NewTask {
+                    key,
+                    action: "delete",
+                    size: 0,
+                    etag: String::new(),
+                }),
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+
+    /// Whether the destination's copy differs from the source (rclone's rules: size and
+    /// modification time, or with `--checksum` size and content).
+    fn changed(&self, s: &ObjectMeta, d: &ObjectMeta) -> bool {
+        if s.size != d.size {
+            return true;
+        }
+        if self.opts.checksum {
+            return diff::same_content(s, d) == Some(false);
+        }
+        s.last_modified > d.last_modified
+    }
+}
+
+/// Lists a job from its cursor to the end, recording each page; returns early (false) when
+/// `running` turns false or another process took over the listing.
+pub async fn list_job(
+    db: &Db,
+    job: i64,
+    after: Option<&str>,
+    owner: &str,
+    src: &Side,
+    dst: &Side,
+    filter: &Filter,
+    opts: &Options,
+    running: &watch::Receiver<bool>,
+) -> Result<bool> {
+    let (s, d) = sides(src, dst);
+    let mut cmp = Comparer::new(&s, &d, after, filter, opts, (&src.display, &dst.display));
+    loop {
+        if !*running.borrow() {
+            return Ok(false);
+        }
+        let now = crate::state::now_ms();
+        if !db
+            .take_lister(job, owner, now, now + super::run::LEASE_MS)
+            .await?
+        {
+            return Ok(false);
+        }
+        let page = cmp.next_page().await?;
+        let done = page.done;
+        if !db
+            .add_listing_page(
+                job,
+                owner,
+                &page.tasks,
+                page.cursor.as_deref(),
+                page.unchanged,
+                done,
+            )
+            .await?
+        {
+            return Ok(false);
+        }
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+/// The two sides as [`diff::Side`]s.
+pub fn sides<'a>(src: &'a Side, dst: &'a Side) -> (diff::Side<'a>, diff::Side<'a>) {
+    (
+        diff::Side {
+            store: src.store.as_ref(),
+            bucket: src.bucket.clone(),
+            prefix: src.prefix.clone(),
+        },
+        diff::Side {
+            store: dst.store.as_ref(),
+            bucket: dst.bucket.clone(),
+            prefix: dst.prefix.clone(),
+        },
+    )
+}

@@ -1,0 +1,235 @@
+//! Opening a job's two sides as stores, and the checks made before any work: each side
+//! answers, the source bucket exists, the destination bucket exists (or is created), and
+//! the two sides are not the same place.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::spec::Endpoint;
+use super::{Error, Result};
+use crate::registry::Registry;
+use crate::store::fs::FsStore;
+use crate::store::s3::{ChecksumMode, S3Config, S3Store};
+use crate::store::{self, BucketName, Store};
+
+/// Which side of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Src,
+    Dst,
+}
+
+impl Role {
+    pub fn word(self) -> &'static str {
+        match self {
+            Role::Src => "source",
+            Role::Dst => "destination",
+        }
+    }
+
+    fn env(self) -> &'static str {
+        match self {
+            Role::Src => "SRC",
+            Role::Dst => "DST",
+        }
+    }
+}
+
+/// An opened side.
+#[derive(Clone)]
+pub struct Side {
+    pub store: Arc<dyn Store>,
+    pub bucket: BucketName,
+    pub prefix: String,
+    /// Two sides with the same identity are one store (copies are server-side).
+    pub identity: String,
+    pub display: String,
+}
+
+/// Opens sides, sharing one fs store between directories with the same parent.
+#[derive(Default)]
+pub struct Opener {
+    dirs: HashMap<PathBuf, Arc<FsStore>>,
+}
+
+impl Opener {
+    pub async fn open(&mut self, ep: &Endpoint, role: Role, registry: &Registry) -> Result<Side> {
+        let display = ep.display();
+        let bad = |source: store::Error| Error::Side {
+            side: role.word(),
+            what: display.clone(),
+            source,
+        };
+        let bucket_of = |b: &str| {
+            BucketName::parse(b)
+                .map_err(|e| Error::Usage(format!("{} {display}: {e}", role.word())))
+        };
+        match ep {
+            Endpoint::Store {
+                store,
+                bucket,
+                prefix,
+            } => {
+                let opened = registry.get(store).await.map_err(|e| match e {
+                    crate::registry::Error::State(crate::state::Error::NoSuchStore(_)) => {
+                        Error::Usage(format!(
+                            "{} {display}: no store named {store:?} is registered (see `ferry store list`)",
+                            role.word()
+                        ))
+                    }
+                    crate::registry::Error::Store { source, .. } => bad(source),
+                    e => Error::Registry(e),
+                })?;
+                Ok(Side {
+                    store: opened.store(),
+                    bucket: bucket_of(bucket)?,
+                    prefix: prefix.clone(),
+                    identity: format!("store:{store}"),
+                    display,
+                })
+            }
+            Endpoint::S3 {
+                endpoint,
+                region,
+                bucket,
+                prefix,
+            } => {
+                let (access_key, secret_key) = credentials(role)?;
+                let cfg = S3Config {
+                    endpoint: endpoint.clone(),
+                    region: region.clone(),
+                    access_key: access_key.clone(),
+                    secret_key,
+                    path_style: endpoint.is_some(),
+                    checksum_mode: ChecksumMode::WhenRequired,
+                };
+                let s = S3Store::new(endpoint.as_deref().unwrap_or("aws"), cfg).map_err(bad)?;
+                Ok(Side {
+                    store: Arc::new(s),
+                    bucket: bucket_of(bucket)?,
+                    prefix: prefix.clone(),
+                    identity: format!("s3:{}:{access_key}", endpoint.as_deref().unwrap_or("aws")),
+                    display,
+                })
+            }
+            Endpoint::Dir { path } => {
+                let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                    return Err(Error::Usage(format!(
+                        "{} {display}: a directory below the root is needed",
+                        role.word()
+                    )));
+                };
+                let name = name.to_string_lossy();
+                let bucket = BucketName::parse(&name).map_err(|e| {
+                    Error::Usage(format!(
+                        "{} directory {display}: its name is used as a bucket name and {e}",
+                        role.word()
+                    ))
+                })?;
+                if role == Role::Src && !path.is_dir() {
+                    return Err(Error::Usage(format!(
+                        "source directory {display} does not exist"
+                    )));
+                }
+                let store = match self.dirs.get(parent) {
+                    Some(s) => {
+                        s.rescan_one(&bucket).await.map_err(bad)?;
+                        s.clone()
+                    }
+                    None => {
+                        std::fs::create_dir_all(parent).map_err(|e| {
+                            bad(store::Error::io(
+                                format!("creating {}", parent.display()),
+                                e,
+                            ))
+                        })?;
+                        let s = FsStore::open_dir(&parent.display().to_string(), parent, &bucket)
+                            .await
+                            .map_err(bad)?;
+                        self.dirs.insert(parent.to_path_buf(), s.clone());
+                        s
+                    }
+                };
+                Ok(Side {
+                    store,
+                    bucket,
+                    prefix: String::new(),
+                    identity: format!("dir:{}", parent.display()),
+                    display,
+                })
+            }
+        }
+    }
+}
+
+/// The access and secret key for an inline `s3://` side.
+fn credentials(role: Role) -> Result<(String, String)> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    let (ak, sk) = (
+        format!("FERRY_{}_ACCESS_KEY", role.env()),
+        format!("FERRY_{}_SECRET_KEY", role.env()),
+    );
+    match (var(&ak), var(&sk)) {
+        (Some(a), Some(s)) => Ok((a, s)),
+        _ => match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            (Some(a), Some(s)) => Ok((a, s)),
+            _ => Err(Error::Usage(format!(
+                "no credentials for the {}: set {ak} and {sk} (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                role.word()
+            ))),
+        },
+    }
+}
+
+/// Checks both sides before any work; creates the destination bucket if it is missing.
+pub async fn preflight(src: &Side, dst: &Side) -> Result<()> {
+    if src.identity == dst.identity
+        && src.bucket == dst.bucket
+        && (src.prefix.starts_with(&dst.prefix) || dst.prefix.starts_with(&src.prefix))
+    {
+        return Err(Error::Usage(format!(
+            "source {} and destination {} are the same place (or one is inside the other)",
+            src.display, dst.display
+        )));
+    }
+    let side_err = |side: &Side, role: Role| {
+        let what = side.display.clone();
+        move |source| Error::Side {
+            side: role.word(),
+            what,
+            source,
+        }
+    };
+    // A one-key listing rather than HEAD: it needs the permission the job needs, and its
+    // error answers carry a code (a HEAD's 403 says nothing about why).
+    let probe = |side: &Side| {
+        let (store, bucket) = (side.store.clone(), side.bucket.clone());
+        async move {
+            store
+                .list_objects(
+                    &bucket,
+                    &store::ListQuery {
+                        max_keys: 1,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map(|_| ())
+        }
+    };
+    probe(src).await.map_err(side_err(src, Role::Src))?;
+    match probe(dst).await {
+        Ok(()) => {}
+        Err(store::Error::NoSuchBucket { .. }) => {
+            match dst.store.create_bucket(&dst.bucket).await {
+                Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {
+                    eprintln!("ferry: created bucket {} on the destination", dst.bucket);
+                }
+                Err(e) => return Err(side_err(dst, Role::Dst)(e)),
+            }
+        }
+        Err(e) => return Err(side_err(dst, Role::Dst)(e)),
+    }
+    Ok(())
+}

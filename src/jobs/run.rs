@@ -1,0 +1,526 @@
+//! Running a job in this process: a lister (while the listing is not complete), a claimer
+//! that leases tasks from the state database, workers that copy, a committer that marks
+//! finished tasks done in batches, a heartbeat that renews this process's leases, and a
+//! watcher that follows the job's state (pause, resume, cancel) from the database, so a
+//! `ferry job pause` from any process stops every worker of the job at a part boundary.
+//!
+//! Owners are `host:pid:nonce`; a process that starts a job first takes back the tasks of
+//! owners on its host that no longer run, other owners' tasks come back when their lease
+//! expires.
+//!
+//! Failures are classified: retryable ones go back to the queue with exponential backoff,
+//! others (and retryable ones after the job's attempt limit) go to its dead-letter list.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Mutex, mpsc, watch};
+
+use super::open::Side;
+use super::spec::{Filter, MigrateSpec};
+use super::{Result, list};
+use crate::state::{Db, JobRecord, PartRow, TaskRow, job_state};
+use crate::store::{self, ObjectKey};
+use crate::transfer::copy::{self, Item, Outcome, Plan, Resume};
+use crate::transfer::throttle::Limiter;
+
+/// How long a claimed task stays this process's without a heartbeat.
+pub const LEASE_MS: i64 = 15_000;
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(200);
+/// Finished tasks marked done per transaction, at most.
+const COMMIT_BATCH: usize = 512;
+
+/// How this process runs its share of a job.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub workers: usize,
+    pub bandwidth: Option<u64>,
+    /// Objects copied at once per large object.
+    pub parallel_parts: usize,
+}
+
+/// Live counters of this process (the database has the durable ones).
+#[derive(Default)]
+pub struct Live {
+    /// Body bytes moved, including parts of objects not finished yet.
+    pub moved: Arc<AtomicU64>,
+    /// Failed attempts (retried or dead).
+    pub failures: AtomicU64,
+    pub in_flight: AtomicUsize,
+}
+
+/// One process's runner of one job.
+pub struct Runner {
+    db: Db,
+    job: i64,
+    owner: String,
+    spec: MigrateSpec,
+    filter: Filter,
+    src: Side,
+    dst: Side,
+    plan: Plan,
+    workers: usize,
+    pub live: Arc<Live>,
+}
+
+/// Why [`Runner::run`] returned.
+#[derive(Debug)]
+pub enum Ended {
+    /// The job finished (its record says how: done, with or without dead tasks).
+    Done(JobRecord),
+    Cancelled(JobRecord),
+    /// This process was asked to stop; the job goes on when something runs it again.
+    Stopped,
+}
+
+impl Runner {
+    pub fn new(
+        db: Db,
+        job: i64,
+        spec: MigrateSpec,
+        src: Side,
+        dst: Side,
+        settings: &Settings,
+    ) -> Result<Self> {
+        let filter = Filter::new(&spec.options)?;
+        let live = Arc::new(Live::default());
+        let plan = Plan {
+            threshold: spec.options.multipart_threshold,
+            part_size: spec.options.part_size,
+            parallel_parts: settings.parallel_parts,
+            limiter: settings.bandwidth.map(|b| Arc::new(Limiter::new(b))),
+            moved: live.moved.clone(),
+            same_store: src.identity == dst.identity,
+            keep_uploads: true,
+        };
+        Ok(Self {
+            db,
+            job,
+            owner: format!(
+                "{}:{}:{}",
+                hostname(),
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            spec,
+            filter,
+            src,
+            dst,
+            plan,
+            workers: settings.workers.max(1),
+            live,
+        })
+    }
+
+    /// Runs until the job ends or `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> Result<Ended> {
+        reclaim_dead(&self.db, self.job).await?;
+        let rec = self.db.job(self.job).await?;
+        let (go_tx, go_rx) = watch::channel(rec.state == job_state::RUNNING && !*shutdown.borrow());
+        let (stop_tx, stop_rx) = watch::channel(!*go_rx.borrow());
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(self.clone().heartbeat());
+        tasks.spawn(self.clone().lister(go_rx.clone()));
+        let (queue_tx, queue_rx) = mpsc::channel::<TaskRow>(self.workers * 2);
+        let queue_rx = Arc::new(Mutex::new(queue_rx));
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<(i64, i64)>();
+        tasks.spawn(self.clone().committer(done_rx));
+        tasks.spawn(self.clone().claimer(go_rx.clone(), queue_tx));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.workers {
+            workers.spawn(self.clone().worker(
+                queue_rx.clone(),
+                go_rx.clone(),
+                stop_rx.clone(),
+                done_tx.clone(),
+            ));
+        }
+        drop(done_tx);
+        let ended = self.watch(shutdown, &go_tx, &stop_tx).await;
+        // Stop everything: workers finish or release what they hold.
+        let _ = go_tx.send(false);
+        let _ = stop_tx.send(true);
+        tasks.abort_all();
+        while workers.join_next().await.is_some() {}
+        self.release_queued(&queue_rx).await;
+        ended
+    }
+
+    /// Follows the job's state until it ends; decides when it is complete.
+    async fn watch(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+        go: &watch::Sender<bool>,
+        stop: &watch::Sender<bool>,
+    ) -> Result<Ended> {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return Ok(Ended::Stopped);
+            }
+            let rec = self.db.job(self.job).await?;
+            match rec.state.as_str() {
+                job_state::RUNNING => {}
+                job_state::PAUSED => {
+                    go.send_if_modified(|g| std::mem::replace(g, false));
+                    stop.send_if_modified(|s| !std::mem::replace(s, true));
+                    continue;
+                }
+                job_state::CANCELLED => {
+                    self.abort_uploads().await;
+                    return Ok(Ended::Cancelled(rec));
+                }
+                _ => return Ok(Ended::Done(rec)),
+            }
+            go.send_if_modified(|g| !std::mem::replace(g, true));
+            stop.send_if_modified(|s| std::mem::replace(s, false));
+            if rec.listing_done && self.live.in_flight.load(Ordering::Relaxed) == 0 {
+                let c = self.db.task_counts(self.job).await?;
+                if c.pending == 0 && c.running == 0 {
+                    self.db
+                        .set_job_state(
+                            self.job,
+                            &[job_state::RUNNING],
+                            job_state::DONE,
+                            crate::state::now_ms(),
+                        )
+                        .await?;
+                    return Ok(Ended::Done(self.db.job(self.job).await?));
+                }
+            }
+        }
+    }
+
+    async fn heartbeat(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            if let Err(e) = self
+                .db
+                .renew_leases(&self.owner, crate::state::now_ms() + LEASE_MS)
+                .await
+            {
+                tracing::warn!(job = self.job, error = %e, "renewing task leases failed");
+            }
+        }
+    }
+
+    async fn lister(self: Arc<Self>, mut go: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if go.wait_for(|g| *g).await.is_err() {
+                return;
+            }
+            let rec = match self.db.job(self.job).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(job = self.job, error = %e, "reading the job failed");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
+            if rec.listing_done {
+                return;
+            }
+            match list::list_job(
+                &self.db,
+                self.job,
+                rec.listed_after.as_deref(),
+                &self.owner,
+                &self.src,
+                &self.dst,
+                &self.filter,
+                &self.spec.options,
+                &go,
+            )
+            .await
+            {
+                Ok(true) => return,
+                // Paused, or another process lists: look again shortly.
+                Ok(false) => tokio::time::sleep(Duration::from_secs(1)).await,
+                Err(e) => {
+                    tracing::warn!(job = self.job, error = %e, "listing failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    async fn claimer(self: Arc<Self>, mut go: watch::Receiver<bool>, queue: mpsc::Sender<TaskRow>) {
+        loop {
+            if go.wait_for(|g| *g).await.is_err() {
+                return;
+            }
+            let room = queue.capacity() as i64;
+            if room == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            let now = crate::state::now_ms();
+            let claimed = match self
+                .db
+                .claim_tasks(self.job, &self.owner, now, now + LEASE_MS, room)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(job = self.job, error = %e, "claiming tasks failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                tokio::time::sleep(POLL / 4).await;
+                continue;
+            }
+            for t in claimed {
+                if queue.send(t).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn committer(self: Arc<Self>, mut done: mpsc::UnboundedReceiver<(i64, i64)>) {
+        let mut batch = Vec::new();
+        while done.recv_many(&mut batch, COMMIT_BATCH).await > 0 {
+            loop {
+                match self.db.finish_tasks(self.job, &self.owner, &batch).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(job = self.job, error = %e, "recording finished tasks failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            self.live
+                .in_flight
+                .fetch_sub(batch.len(), Ordering::Relaxed);
+            batch.clear();
+        }
+    }
+
+    async fn worker(
+        self: Arc<Self>,
+        queue: Arc<Mutex<mpsc::Receiver<TaskRow>>>,
+        go: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
+        done: mpsc::UnboundedSender<(i64, i64)>,
+    ) {
+        loop {
+            // Ends when the claimer is gone and the queue is drained; while the job is
+            // paused, queued tasks are handed back below.
+            let task = queue.lock().await.recv().await;
+            let Some(task) = task else { return };
+            self.live.in_flight.fetch_add(1, Ordering::Relaxed);
+            let result = if *go.borrow() {
+                self.run_task(&task, &stop).await
+            } else {
+                Ok(None)
+            };
+            match result {
+                Ok(Some(bytes)) => {
+                    // The committer counts it out of `in_flight` once it is recorded.
+                    let _ = done.send((task.id, bytes));
+                    continue;
+                }
+                Ok(None) => {
+                    if let Err(e) = self.db.release_tasks(&self.owner, &[task.id]).await {
+                        tracing::warn!(job = self.job, error = %e, "releasing a task failed; its lease will expire");
+                    }
+                }
+                Err(e) => self.failed(&task, &e).await,
+            }
+            self.live.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs one task: `Some(bytes)` when finished, `None` when stopped before the end.
+    async fn run_task(
+        &self,
+        task: &TaskRow,
+        stop: &watch::Receiver<bool>,
+    ) -> store::Result<Option<i64>> {
+        let sk = ObjectKey::parse(&format!("{}{}", self.src.prefix, task.key))?;
+        let dk = ObjectKey::parse(&format!("{}{}", self.dst.prefix, task.key))?;
+        if task.action == "delete" {
+            self.dst
+                .store
+                .delete_object(&self.dst.bucket, &dk, None)
+                .await?;
+            return Ok(Some(0));
+        }
+        let resume = match &task.upload_id {
+            Some(u) => Some(Resume {
+                upload_id: u.clone(),
+                parts: self
+                    .db
+                    .task_parts(task.id)
+                    .await
+                    .map_err(state_err)?
+                    .into_iter()
+                    .map(|p| (p.part_number as u32, p.etag, p.size as u64))
+                    .collect(),
+            }),
+            None => None,
+        };
+        let item = Item {
+            src: self.src.store.as_ref(),
+            sb: &self.src.bucket,
+            sk: &sk,
+            dst: self.dst.store.as_ref(),
+            db: &self.dst.bucket,
+            dk: &dk,
+            listed_etag: &task.etag,
+        };
+        let journal = TaskJournal {
+            db: &self.db,
+            task: task.id,
+        };
+        // A task that was in flight when its process died may have finished its copy.
+        let check_first = task.interrupted || resume.is_some();
+        match copy::copy_object(&item, &self.plan, resume, check_first, &journal, stop).await? {
+            Outcome::Copied { size, .. } | Outcome::AlreadyThere { size } => Ok(Some(size as i64)),
+            // Gone since it was listed: nothing to copy, the task is finished.
+            Outcome::SourceGone => Ok(Some(0)),
+            Outcome::Stopped => Ok(None),
+        }
+    }
+
+    async fn failed(&self, task: &TaskRow, e: &store::Error) {
+        self.live.failures.fetch_add(1, Ordering::Relaxed);
+        let attempts = task.attempts + 1;
+        let retry = retryable(e) && attempts < i64::from(self.spec.options.max_attempts);
+        let msg = e.to_string();
+        if matches!(e, store::Error::InvalidPart { .. })
+            && let Err(e) = self.db.set_task_upload(task.id, None).await
+        {
+            tracing::warn!(job = self.job, error = %e, "forgetting a broken upload failed");
+        }
+        let at = retry.then(|| crate::state::now_ms() + backoff_ms(attempts));
+        if retry {
+            tracing::debug!(job = self.job, key = %task.key, attempts, error = %msg, "copy failed; will retry");
+        } else {
+            tracing::warn!(job = self.job, key = %task.key, attempts, error = %msg, "copy failed for good: dead-letter list");
+        }
+        if let Err(e) = self
+            .db
+            .fail_task(self.job, &self.owner, task.id, &msg, at)
+            .await
+        {
+            tracing::warn!(job = self.job, error = %e, "recording a failed task failed; its lease will expire");
+        }
+    }
+
+    async fn release_queued(&self, queue: &Mutex<mpsc::Receiver<TaskRow>>) {
+        let mut q = queue.lock().await;
+        let mut ids = Vec::new();
+        while let Ok(t) = q.try_recv() {
+            ids.push(t.id);
+        }
+        if !ids.is_empty()
+            && let Err(e) = self.db.release_tasks(&self.owner, &ids).await
+        {
+            tracing::warn!(job = self.job, error = %e, "releasing queued tasks failed; their leases will expire");
+        }
+    }
+
+    /// Aborts the multipart uploads of unfinished tasks (a cancelled job leaves nothing
+    /// half-written on the destination).
+    async fn abort_uploads(&self) {
+        let Ok(uploads) = self.db.job_uploads(self.job).await else {
+            return;
+        };
+        for (key, upload) in uploads {
+            if let Ok(dk) = ObjectKey::parse(&format!("{}{key}", self.dst.prefix)) {
+                let _ = self
+                    .dst
+                    .store
+                    .abort_multipart(&self.dst.bucket, &dk, &upload)
+                    .await;
+            }
+        }
+    }
+}
+
+/// Hands back the tasks and listing lease of processes on this host that are gone (killed,
+/// crashed), so a restarted job continues at once instead of waiting for their leases.
+pub async fn reclaim_dead(db: &Db, job: i64) -> Result<()> {
+    let host = hostname();
+    for owner in db.job_owners(job).await? {
+        let mut it = owner.rsplitn(3, ':');
+        let (_, pid, h) = (it.next(), it.next(), it.next());
+        if h == Some(host.as_str())
+            && let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok())
+            && pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let n = db.reclaim_owner(job, &owner).await?;
+            tracing::info!(job, %owner, tasks = n, "took back the work of a process that is gone");
+        }
+    }
+    Ok(())
+}
+
+/// Whether a failed copy may succeed when tried again.
+pub fn retryable(e: &store::Error) -> bool {
+    e.is_retryable()
+        || matches!(
+            e,
+            store::Error::BadDigest { .. }
+                | store::Error::IncompleteBody { .. }
+                | store::Error::InvalidPart { .. }
+                | store::Error::NoSuchUpload { .. }
+        )
+}
+
+/// 0.5 s, 1 s, 2 s, … up to a minute, with up to a quarter more of jitter.
+fn backoff_ms(attempts: i64) -> i64 {
+    let base = (500i64 << attempts.clamp(0, 7)).min(60_000);
+    base + rand::random::<u64>() as i64 % (base / 4 + 1)
+}
+
+fn state_err(e: crate::state::Error) -> store::Error {
+    store::Error::Index(e.to_string())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into())
+}
+
+struct TaskJournal<'a> {
+    db: &'a Db,
+    task: i64,
+}
+
+#[async_trait]
+impl copy::Journal for TaskJournal<'_> {
+    async fn upload(&self, upload_id: Option<&str>) -> store::Result<()> {
+        self.db
+            .set_task_upload(self.task, upload_id)
+            .await
+            .map_err(state_err)
+    }
+
+    async fn part(&self, part_number: u32, etag: &str, size: u64) -> store::Result<()> {
+        self.db
+            .add_task_part(
+                self.task,
+                &PartRow {
+                    part_number: i64::from(part_number),
+                    etag: etag.to_owned(),
+                    size: size as i64,
+                },
+            )
+            .await
+            .map_err(state_err)
+    }
+}

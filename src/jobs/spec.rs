@@ -1,0 +1,356 @@
+//! What a migration job is asked to do: its two sides and its options, as stored with the
+//! job (JSON, never a secret), and the filter that decides which keys take part.
+
+use std::path::PathBuf;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Error;
+
+/// One side of a migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Endpoint {
+    /// A store registered with `ferry store add`.
+    Store {
+        store: String,
+        bucket: String,
+        prefix: String,
+    },
+    /// An S3 endpoint named inline (`s3://bucket/prefix`); credentials come from the
+    /// environment of every process that works on the job, never from the job record.
+    S3 {
+        endpoint: Option<String>,
+        region: String,
+        bucket: String,
+        prefix: String,
+    },
+    /// A local directory (an fs store rooted at its parent; the bucket is its name).
+    Dir { path: PathBuf },
+}
+
+impl Endpoint {
+    /// Parses `store:bucket[/prefix]`, `s3://bucket[/prefix]` or a directory path.
+    pub fn parse(s: &str, endpoint: Option<&str>, region: &str) -> Result<Self, Error> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = split_bucket(rest);
+            if bucket.is_empty() {
+                return Err(Error::Usage(format!("{s:?} names no bucket")));
+            }
+            return Ok(Endpoint::S3 {
+                endpoint: endpoint.map(str::to_owned),
+                region: region.to_owned(),
+                bucket,
+                prefix,
+            });
+        }
+        if let Some((store, rest)) = s.split_once(':')
+            && !store.is_empty()
+            && !store.contains('/')
+            && !s.starts_with('.')
+        {
+            let (bucket, prefix) = split_bucket(rest);
+            if bucket.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{s:?} names no bucket (store:bucket[/prefix])"
+                )));
+            }
+            return Ok(Endpoint::Store {
+                store: store.to_owned(),
+                bucket,
+                prefix,
+            });
+        }
+        if s.is_empty() {
+            return Err(Error::Usage("an empty SRC or DST".into()));
+        }
+        let path =
+            std::path::absolute(s).map_err(|e| Error::Usage(format!("directory {s:?}: {e}")))?;
+        Ok(Endpoint::Dir {
+            path: normalize(&path),
+        })
+    }
+
+    /// How to show this side in messages.
+    pub fn display(&self) -> String {
+        match self {
+            Endpoint::Store {
+                store,
+                bucket,
+                prefix,
+            } => format!("{store}:{bucket}{}", slash(prefix)),
+            Endpoint::S3 {
+                endpoint,
+                bucket,
+                prefix,
+                ..
+            } => match endpoint {
+                Some(e) => format!("s3://{bucket}{} at {e}", slash(prefix)),
+                None => format!("s3://{bucket}{}", slash(prefix)),
+            },
+            Endpoint::Dir { path } => path.display().to_string(),
+        }
+    }
+
+    /// The key prefix this side covers (empty or ending in `/`).
+    pub fn prefix(&self) -> &str {
+        match self {
+            Endpoint::Store { prefix, .. } | Endpoint::S3 { prefix, .. } => prefix,
+            Endpoint::Dir { .. } => "",
+        }
+    }
+}
+
+fn slash(prefix: &str) -> String {
+    if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("/{prefix}")
+    }
+}
+
+/// `bucket/some/prefix` → (`bucket`, `some/prefix/`): a prefix names a folder, as in rclone.
+fn split_bucket(s: &str) -> (String, String) {
+    match s.split_once('/') {
+        Some((b, p)) => {
+            let p = p.trim_start_matches('/');
+            let p = if p.is_empty() || p.ends_with('/') {
+                p.to_owned()
+            } else {
+                format!("{p}/")
+            };
+            (b.to_owned(), p)
+        }
+        None => (s.to_owned(), String::new()),
+    }
+}
+
+/// Removes `.` and `..` components lexically (the directory may not exist yet).
+fn normalize(p: &std::path::Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Options stored with a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Options {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Only objects modified at or after this time (ms since the epoch).
+    #[serde(default)]
+    pub newer_than_ms: Option<i64>,
+    /// Only objects modified before this time.
+    #[serde(default)]
+    pub older_than_ms: Option<i64>,
+    /// Compare content (ETag or checksum), not size and modification time.
+    #[serde(default)]
+    pub checksum: bool,
+    /// Delete what the destination has and the source does not.
+    #[serde(default)]
+    pub delete: bool,
+    pub part_size: u64,
+    pub multipart_threshold: u64,
+    /// Attempts of a task before it goes to the dead-letter list.
+    pub max_attempts: u32,
+}
+
+/// A migration job as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrateSpec {
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub options: Options,
+}
+
+impl MigrateSpec {
+    /// What identifies "the same command" for resuming: both sides and what selects keys.
+    /// Run-time settings (workers, bandwidth) and relative ages are not part of it.
+    pub fn fingerprint(&self, ages: &str) -> String {
+        let o = &self.options;
+        let id = serde_json::json!({
+            "src": self.src, "dst": self.dst, "include": o.include, "exclude": o.exclude,
+            "ages": ages, "checksum": o.checksum, "delete": o.delete,
+        });
+        hex::encode(&Sha256::digest(id.to_string().as_bytes())[..12])
+    }
+}
+
+/// Which keys (relative to the source prefix) and modification times take part.
+pub struct Filter {
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+    newer_than_ms: Option<i64>,
+    older_than_ms: Option<i64>,
+}
+
+fn globs(patterns: &[String], flag: &str) -> Result<Option<GlobSet>, Error> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        // A pattern without a slash matches the file name in any folder, as in rclone.
+        let p = if p.contains('/') {
+            p.trim_start_matches('/').to_owned()
+        } else {
+            format!("{{{p},**/{p}}}")
+        };
+        let g = Glob::new(&p).map_err(|e| Error::Usage(format!("{flag} {p:?}: {e}")))?;
+        b.add(g);
+    }
+    b.build()
+        .map(Some)
+        .map_err(|e| Error::Usage(format!("{flag}: {e}")))
+}
+
+impl Filter {
+    pub fn new(o: &Options) -> Result<Self, Error> {
+        Ok(Self {
+            include: globs(&o.include, "--include")?,
+            exclude: globs(&o.exclude, "--exclude")?,
+            newer_than_ms: o.newer_than_ms,
+            older_than_ms: o.older_than_ms,
+        })
+    }
+
+    /// Whether the key takes part at all (both sides; the age test is for the source).
+    pub fn key(&self, rel: &str) -> bool {
+        self.include.as_ref().is_none_or(|g| g.is_match(rel))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(rel))
+    }
+
+    pub fn age(&self, modified_ms: i64) -> bool {
+        self.newer_than_ms.is_none_or(|t| modified_ms >= t)
+            && self.older_than_ms.is_none_or(|t| modified_ms < t)
+    }
+}
+
+/// Parses an age (`90s`, `15m`, `12h`, `7d`, `2w`) or a date (`2026-01-31`, RFC 3339) into
+/// a cutoff in ms since the epoch.
+pub fn cutoff(s: &str, now_ms: i64, flag: &str) -> Result<i64, Error> {
+    let bad = || {
+        Error::Usage(format!(
+            "{flag} {s:?}: expected an age like 90s, 15m, 12h, 7d, 2w or a date like 2026-01-31"
+        ))
+    };
+    if let Some(unit) = s.chars().last().filter(|c| c.is_ascii_alphabetic())
+        && let Ok(n) = s[..s.len() - 1].parse::<i64>()
+    {
+        let secs = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return Err(bad()),
+        };
+        return Ok(now_ms - n * secs * 1000);
+    }
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(s, &fmt) {
+        return Ok(d.midnight().assume_utc().unix_timestamp() * 1000);
+    }
+    Err(bad())
+}
+
+/// Parses a size: `8M`, `64MiB`, `1G`, `512k`, or plain bytes (binary units throughout).
+pub fn size(s: &str, flag: &str) -> Result<u64, Error> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches("ib").trim_end_matches('b');
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| *n >= 0.0)
+        .map(|n| (n * mult as f64) as u64)
+        .ok_or_else(|| Error::Usage(format!("{flag} {s:?}: expected a size like 16M or 1G")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sides() {
+        assert_eq!(
+            Endpoint::parse("dr:photos/2024", None, "us-east-1").ok(),
+            Some(Endpoint::Store {
+                store: "dr".into(),
+                bucket: "photos".into(),
+                prefix: "2024/".into()
+            })
+        );
+        assert!(matches!(
+            Endpoint::parse("s3://b", Some("http://h:1"), "r"),
+            Ok(Endpoint::S3 { ref bucket, ref prefix, .. }) if bucket == "b" && prefix.is_empty()
+        ));
+        assert!(matches!(
+            Endpoint::parse("/tmp/x/../data", None, "r"),
+            Ok(Endpoint::Dir { ref path }) if path == std::path::Path::new("/tmp/data")
+        ));
+        assert!(matches!(
+            Endpoint::parse("s3://", None, "r"),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn filters_keys_and_ages() {
+        let o = Options {
+            include: vec!["*.jpg".into()],
+            exclude: vec!["tmp/**".into()],
+            newer_than_ms: Some(100),
+            older_than_ms: None,
+            checksum: false,
+            delete: false,
+            part_size: 1,
+            multipart_threshold: 1,
+            max_attempts: 1,
+        };
+        let f = Filter::new(&o).ok();
+        let f = f.as_ref();
+        assert_eq!(f.map(|f| f.key("a/b.jpg")), Some(true));
+        assert_eq!(f.map(|f| f.key("b.jpg")), Some(true));
+        assert_eq!(f.map(|f| f.key("tmp/b.jpg")), Some(false));
+        assert_eq!(f.map(|f| f.key("a/b.png")), Some(false));
+        assert_eq!(f.map(|f| f.age(100)), Some(true));
+        assert_eq!(f.map(|f| f.age(99)), Some(false));
+    }
+
+    #[test]
+    fn parses_sizes_and_ages() {
+        assert_eq!(size("16M", "f").ok(), Some(16 << 20));
+        assert_eq!(size("64MiB", "f").ok(), Some(64 << 20));
+        assert_eq!(size("1000", "f").ok(), Some(1000));
+        assert!(size("lots", "f").is_err());
+        assert_eq!(
+            cutoff("2d", 1_000_000_000, "f").ok(),
+            Some(1_000_000_000 - 172_800_000)
+        );
+        assert_eq!(cutoff("1970-01-02", 0, "f").ok(), Some(86_400_000));
+        assert!(cutoff("soon", 0, "f").is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! Running every job that is in the running state (`ferry worker`, and `ferry serve` for jobs
+//! handed to it with `migrate --detach`): one [`Runner`] per job, started as jobs appear.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::open::{Opener, Role};
+use super::run::{Ended, Runner, Settings};
+use super::spec::MigrateSpec;
+use super::{Error, Result};
+use crate::registry::Registry;
+use crate::state::JobRecord;
+
+/// How often the job list is read.
+const SCAN: Duration = Duration::from_secs(2);
+/// How long a job whose sides could not be opened waits before the next try.
+const RETRY_OPEN: Duration = Duration::from_secs(30);
+
+/// Runs jobs until `shutdown` turns true.
+pub async fn supervise(
+    registry: Arc<Registry>,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut running = HashMap::<i64, tokio::task::JoinHandle<()>>::new();
+    let mut not_before = HashMap::<i64, Instant>::new();
+    loop {
+        running.retain(|_, h| !h.is_finished());
+        match registry.db().running_jobs().await {
+            Ok(jobs) => {
+                for rec in jobs {
+                    if running.contains_key(&rec.id)
+                        || not_before.get(&rec.id).is_some_and(|t| *t > Instant::now())
+                    {
+                        continue;
+                    }
+                    let id = rec.id;
+                    match start(&registry, rec, &settings).await {
+                        Ok(runner) => {
+                            let sd = shutdown.clone();
+                            running.insert(
+                                id,
+                                tokio::spawn(async move {
+                                    match runner.run(sd).await {
+                                        Ok(Ended::Done(r)) => {
+                                            tracing::info!(job = id, objects = r.done, dead = r.dead, "job finished")
+                                        }
+                                        Ok(Ended::Cancelled(_)) => tracing::info!(job = id, "job cancelled"),
+                                        Ok(Ended::Stopped) => {}
+                                        Err(e) => tracing::warn!(job = id, error = %e, "job runner failed"),
+                                    }
+                                }),
+                            );
+                        }
+                        Err(e) => {
+                            tracing::warn!(job = id, error = %e, "cannot run the job here; trying again later");
+                            not_before.insert(id, Instant::now() + RETRY_OPEN);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the job list failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SCAN) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    for (_, h) in running {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+/// Opens a stored job's sides and makes its runner.
+pub async fn start(
+    registry: &Registry,
+    rec: JobRecord,
+    settings: &Settings,
+) -> Result<Arc<Runner>> {
+    let spec: MigrateSpec = serde_json::from_value(rec.spec.clone())
+        .map_err(|e| Error::State(crate::state::Error::Corrupt(format!("job {}: {e}", rec.id))))?;
+    let mut opener = Opener::default();
+    let src = opener.open(&spec.src, Role::Src, registry).await?;
+    let dst = opener.open(&spec.dst, Role::Dst, registry).await?;
+    Ok(Arc::new(Runner::new(
+        registry.db().clone(),
+        rec.id,
+        spec,
+        src,
+        dst,
+        settings,
+    )?))
+}

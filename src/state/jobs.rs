@@ -1,0 +1,677 @@
+//! Jobs, their tasks and the parts of their multipart uploads.
+//!
+//! A job is a spec (JSON, never secrets), a state, a listing cursor and counters. Its listing
+//! is consumed page by page into `job_tasks` rows; workers claim rows with a lease (`FOR
+//! UPDATE SKIP LOCKED` on PostgreSQL, so several processes share a job), and a task's
+//! multipart upload id and finished parts are recorded as they happen, so a resumed task
+//! continues where it stopped. The `jobs` layer decides what runs; this module stores it.
+
+use sqlx::Row;
+
+use super::{Db, Dialect, Error, Result};
+
+pub(super) fn schema(id: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS jobs (
+                id {id},
+                kind TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                state TEXT NOT NULL,
+                listed_after TEXT,
+                listing_done BIGINT NOT NULL DEFAULT 0,
+                lister TEXT,
+                lister_until BIGINT NOT NULL DEFAULT 0,
+                listed BIGINT NOT NULL DEFAULT 0,
+                listed_bytes BIGINT NOT NULL DEFAULT 0,
+                unchanged BIGINT NOT NULL DEFAULT 0,
+                done BIGINT NOT NULL DEFAULT 0,
+                done_bytes BIGINT NOT NULL DEFAULT 0,
+                dead BIGINT NOT NULL DEFAULT 0,
+                created_ms BIGINT NOT NULL,
+                updated_ms BIGINT NOT NULL,
+                finished_ms BIGINT,
+                error TEXT
+            )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS job_tasks (
+                id {id},
+                job_id BIGINT NOT NULL,
+                object_key TEXT NOT NULL,
+                action TEXT NOT NULL,
+                size BIGINT NOT NULL,
+                etag TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts BIGINT NOT NULL DEFAULT 0,
+                next_ms BIGINT NOT NULL DEFAULT 0,
+                owner TEXT,
+                lease_ms BIGINT NOT NULL DEFAULT 0,
+                upload_id TEXT,
+                error TEXT,
+                interrupted BIGINT NOT NULL DEFAULT 0,
+                UNIQUE (job_id, object_key)
+            )"
+        ),
+        "CREATE INDEX IF NOT EXISTS job_tasks_by_state ON job_tasks (job_id, state, id)".into(),
+        "CREATE TABLE IF NOT EXISTS job_parts (
+            task_id BIGINT NOT NULL,
+            part_number BIGINT NOT NULL,
+            etag TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            PRIMARY KEY (task_id, part_number)
+        )"
+        .into(),
+    ]
+}
+
+/// Job states as stored.
+pub mod job_state {
+    pub const RUNNING: &str = "running";
+    pub const PAUSED: &str = "paused";
+    pub const CANCELLED: &str = "cancelled";
+    pub const DONE: &str = "done";
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobRecord {
+    pub id: i64,
+    pub kind: String,
+    pub spec: serde_json::Value,
+    pub fingerprint: String,
+    pub state: String,
+    pub listed_after: Option<String>,
+    pub listing_done: bool,
+    /// Objects (and deletions) found to need work, and their bytes.
+    pub listed: i64,
+    pub listed_bytes: i64,
+    /// Objects found already equal on the destination.
+    pub unchanged: i64,
+    pub done: i64,
+    pub done_bytes: i64,
+    pub dead: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// A task to add while listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub key: String,
+    /// `copy` or `delete`.
+    pub action: &'static str,
+    pub size: i64,
+    pub etag: String,
+}
+
+/// A claimed task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub id: i64,
+    pub key: String,
+    pub action: String,
+    pub size: i64,
+    pub etag: String,
+    pub attempts: i64,
+    pub upload_id: Option<String>,
+    /// It was in flight in a process that died (its copy may have finished).
+    pub interrupted: bool,
+}
+
+/// A finished part of a task's multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartRow {
+    pub part_number: i64,
+    pub etag: String,
+    pub size: i64,
+}
+
+/// A task that is not finished: where it stands (for `job show`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OpenTask {
+    pub key: String,
+    pub state: String,
+    pub size: i64,
+    pub attempts: i64,
+    pub upload_id: Option<String>,
+    pub parts_done: i64,
+    pub bytes_done: i64,
+    pub error: Option<String>,
+}
+
+/// Task counts by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TaskCounts {
+    pub pending: i64,
+    pub running: i64,
+    pub dead: i64,
+}
+
+const JOB_COLUMNS: &str = "id, kind, spec, fingerprint, state, listed_after, listing_done, listed, listed_bytes, unchanged, done, done_bytes, dead, created_ms, updated_ms, finished_ms, error";
+const TASK_COLUMNS: &str = "id, object_key, action, size, etag, attempts, upload_id, interrupted";
+
+fn job_record(r: &sqlx::any::AnyRow) -> Result<JobRecord> {
+    let spec: String = r.try_get("spec")?;
+    Ok(JobRecord {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        spec: serde_json::from_str(&spec).map_err(|e| Error::Corrupt(e.to_string()))?,
+        fingerprint: r.try_get("fingerprint")?,
+        state: r.try_get("state")?,
+        listed_after: r.try_get("listed_after")?,
+        listing_done: r.try_get::<i64, _>("listing_done")? != 0,
+        listed: r.try_get("listed")?,
+        listed_bytes: r.try_get("listed_bytes")?,
+        unchanged: r.try_get("unchanged")?,
+        done: r.try_get("done")?,
+        done_bytes: r.try_get("done_bytes")?,
+        dead: r.try_get("dead")?,
+        created_ms: r.try_get("created_ms")?,
+        updated_ms: r.try_get("updated_ms")?,
+        finished_ms: r.try_get("finished_ms")?,
+        error: r.try_get("error")?,
+    })
+}
+
+fn task_row(r: &sqlx::any::AnyRow) -> Result<TaskRow> {
+    Ok(TaskRow {
+        id: r.try_get("id")?,
+        key: r.try_get("object_key")?,
+        action: r.try_get("action")?,
+        size: r.try_get("size")?,
+        etag: r.try_get("etag")?,
+        attempts: r.try_get("attempts")?,
+        upload_id: r.try_get("upload_id")?,
+        interrupted: r.try_get::<i64, _>("interrupted")? != 0,
+    })
+}
+
+impl Db {
+    pub async fn create_job(
+        &self,
+        kind: &str,
+        spec: &serde_json::Value,
+        fingerprint: &str,
+        now_ms: i64,
+    ) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO jobs (kind, spec, fingerprint, state, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+        )
+        .bind(kind)
+        .bind(spec.to_string())
+        .bind(fingerprint)
+        .bind(job_state::RUNNING)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// The newest job with this fingerprint that is neither done nor cancelled.
+    pub async fn unfinished_job(&self, fingerprint: &str) -> Result<Option<JobRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE fingerprint = $1 AND state IN ('running', 'paused') ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_record).transpose()
+    }
+
+    pub async fn job(&self, id: i64) -> Result<JobRecord> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => job_record(&r),
+            None => Err(Error::NoSuchJob(id)),
+        }
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_record).collect()
+    }
+
+    /// Jobs in the running state (for `ferry worker`).
+    pub async fn running_jobs(&self) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_record).collect()
+    }
+
+    /// Moves a job from one of `from` to `to`; false when it was in none of them.
+    pub async fn set_job_state(
+        &self,
+        id: i64,
+        from: &[&str],
+        to: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let list = from
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "")))
+            .collect::<Vec<_>>()
+            .join(",");
+        let finished = if to == job_state::DONE || to == job_state::CANCELLED {
+            Some(now_ms)
+        } else {
+            None
+        };
+        let r = sqlx::query(&format!(
+            "UPDATE jobs SET state = $1, updated_ms = $2, finished_ms = $3 WHERE id = $4 AND state IN ({list})"
+        ))
+        .bind(to)
+        .bind(now_ms)
+        .bind(finished)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Takes (or renews) the right to list a job's source until `until_ms`; false while
+    /// another live owner holds it.
+    pub async fn take_lister(
+        &self,
+        job: i64,
+        owner: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE jobs SET lister = $1, lister_until = $2 WHERE id = $3 AND listing_done = 0 AND (lister IS NULL OR lister = $1 OR lister_until < $4)",
+        )
+        .bind(owner)
+        .bind(until_ms)
+        .bind(job)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Records one page of the listing in one transaction: its tasks, the cursor after it,
+    /// the count of keys found unchanged, and whether the listing is complete. Only the
+    /// current lister may record (`owner`); a page recorded twice adds no task twice.
+    pub async fn add_listing_page(
+        &self,
+        job: i64,
+        owner: &str,
+        tasks: &[NewTask],
+        cursor: Option<&str>,
+        unchanged: i64,
+        done: bool,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE jobs SET listed_after = COALESCE($1, listed_after), listing_done = $2, unchanged = unchanged + $3 WHERE id = $4 AND lister = $5 AND listing_done = 0",
+        )
+        .bind(cursor)
+        .bind(i64::from(done))
+        .bind(unchanged)
+        .bind(job)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let (mut n, mut bytes) = (0i64, 0i64);
+        for chunk in tasks.chunks(200) {
+            let mut sql = String::from(
+                "INSERT INTO job_tasks (job_id, object_key, action, size, etag, state) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 5;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, 'pending')",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                ));
+            }
+            sql.push_str(" ON CONFLICT (job_id, object_key) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for t in chunk {
+                q = q
+                    .bind(job)
+                    .bind(&t.key)
+                    .bind(t.action)
+                    .bind(t.size)
+                    .bind(&t.etag);
+            }
+            let r = q.execute(&mut *tx).await?;
+            // Conflicts (a page listed again after a crash) add nothing; count what was new.
+            if r.rows_affected() as usize == chunk.len() {
+                n += chunk.len() as i64;
+                bytes += chunk.iter().map(|t| t.size).sum::<i64>();
+            } else {
+                n += r.rows_affected() as i64;
+                bytes += chunk.iter().map(|t| t.size).sum::<i64>() * r.rows_affected() as i64
+                    / chunk.len().max(1) as i64;
+            }
+        }
+        sqlx::query(
+            "UPDATE jobs SET listed = listed + $1, listed_bytes = listed_bytes + $2 WHERE id = $3",
+        )
+        .bind(n)
+        .bind(bytes)
+        .bind(job)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Claims up to `n` runnable tasks of `job` for `owner` until `lease_ms`: pending ones
+    /// whose backoff has passed, and running ones whose owner's lease expired.
+    pub async fn claim_tasks(
+        &self,
+        job: i64,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        n: i64,
+    ) -> Result<Vec<TaskRow>> {
+        let lock = if self.dialect == Dialect::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE job_tasks SET interrupted = CASE WHEN state = 'running' THEN 1 ELSE interrupted END,
+                state = 'running', owner = $1, lease_ms = $2 WHERE id IN (
+                SELECT id FROM job_tasks WHERE job_id = $3
+                  AND ((state = 'pending' AND next_ms <= $4) OR (state = 'running' AND lease_ms < $4))
+                ORDER BY id LIMIT $5{lock})
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(lease_ms)
+        .bind(job)
+        .bind(now_ms)
+        .bind(n)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut tasks = rows.iter().map(task_row).collect::<Result<Vec<_>>>()?;
+        tasks.sort_by_key(|t| t.id);
+        Ok(tasks)
+    }
+
+    /// Extends the leases of every task `owner` runs.
+    pub async fn renew_leases(&self, owner: &str, lease_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE job_tasks SET lease_ms = $1 WHERE owner = $2 AND state = 'running'")
+            .bind(lease_ms)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives tasks back (pause, shutdown) without counting an attempt.
+    pub async fn release_tasks(&self, owner: &str, ids: &[i64]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE job_tasks SET state = 'pending', owner = NULL WHERE id = $1 AND owner = $2 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks tasks done (with the bytes each moved) and adds them to the job's counters, in
+    /// one transaction; a task another owner took over meanwhile is not counted twice.
+    pub async fn finish_tasks(&self, job: i64, owner: &str, done: &[(i64, i64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let (mut n, mut bytes) = (0i64, 0i64);
+        for (id, b) in done {
+            let r = sqlx::query(
+                "UPDATE job_tasks SET state = 'done', owner = NULL, error = NULL WHERE id = $1 AND owner = $2 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() > 0 {
+                n += 1;
+                bytes += b;
+                sqlx::query("DELETE FROM job_parts WHERE task_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query(
+            "UPDATE jobs SET done = done + $1, done_bytes = done_bytes + $2, updated_ms = $3 WHERE id = $4",
+        )
+        .bind(n)
+        .bind(bytes)
+        .bind(crate::state::now_ms())
+        .bind(job)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: back to pending at `retry_at_ms`, or (when `None`) into the
+    /// job's dead-letter list.
+    pub async fn fail_task(
+        &self,
+        job: i64,
+        owner: &str,
+        id: i64,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let (state, next) = match retry_at_ms {
+            Some(t) => ("pending", t),
+            None => ("dead", 0),
+        };
+        let r = sqlx::query(
+            "UPDATE job_tasks SET state = $1, next_ms = $2, attempts = attempts + 1, error = $3, owner = NULL WHERE id = $4 AND owner = $5 AND state = 'running'",
+        )
+        .bind(state)
+        .bind(next)
+        .bind(error)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() > 0 && retry_at_ms.is_none() {
+            sqlx::query("UPDATE jobs SET dead = dead + 1 WHERE id = $1")
+                .bind(job)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts every dead task of a job back in the queue (attempts start again); returns how many.
+    pub async fn retry_dead(&self, job: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE job_tasks SET state = 'pending', attempts = 0, next_ms = 0 WHERE job_id = $1 AND state = 'dead'",
+        )
+        .bind(job)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE jobs SET dead = dead - $1 WHERE id = $2")
+            .bind(r.rows_affected() as i64)
+            .bind(job)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Records the multipart upload a task writes into (forgetting the parts of any earlier
+    /// one), before its first part is sent.
+    pub async fn set_task_upload(&self, id: i64, upload_id: Option<&str>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM job_parts WHERE task_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE job_tasks SET upload_id = $1 WHERE id = $2")
+            .bind(upload_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn add_task_part(&self, id: i64, part: &PartRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO job_parts (task_id, part_number, etag, size) VALUES ($1, $2, $3, $4) ON CONFLICT (task_id, part_number) DO UPDATE SET etag = excluded.etag, size = excluded.size",
+        )
+        .bind(id)
+        .bind(part.part_number)
+        .bind(&part.etag)
+        .bind(part.size)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn task_parts(&self, id: i64) -> Result<Vec<PartRow>> {
+        let rows = sqlx::query(
+            "SELECT part_number, etag, size FROM job_parts WHERE task_id = $1 ORDER BY part_number",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PartRow {
+                    part_number: r.try_get("part_number")?,
+                    etag: r.try_get("etag")?,
+                    size: r.try_get("size")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn task_counts(&self, job: i64) -> Result<TaskCounts> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM job_tasks WHERE job_id = $1 AND state IN ('pending', 'running', 'dead') GROUP BY state",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut c = TaskCounts::default();
+        for r in rows {
+            let n: i64 = r.try_get("n")?;
+            match r.try_get::<String, _>("state")?.as_str() {
+                "pending" => c.pending = n,
+                "running" => c.running = n,
+                _ => c.dead = n,
+            }
+        }
+        Ok(c)
+    }
+
+    /// Unfinished tasks that have made progress or failed (in flight, with parts recorded,
+    /// retrying or dead), up to `limit`, dead ones first.
+    pub async fn open_tasks(&self, job: i64, limit: i64) -> Result<Vec<OpenTask>> {
+        let rows = sqlx::query(
+            "SELECT t.object_key, t.state, t.size, t.attempts, t.upload_id, t.error,
+                    COUNT(p.part_number) AS parts_done, CAST(COALESCE(SUM(p.size), 0) AS BIGINT) AS bytes_done
+             FROM job_tasks t LEFT JOIN job_parts p ON p.task_id = t.id
+             WHERE t.job_id = $1 AND (t.state IN ('running', 'dead') OR (t.state = 'pending' AND (t.upload_id IS NOT NULL OR t.attempts > 0)))
+             GROUP BY t.id, t.object_key, t.state, t.size, t.attempts, t.upload_id, t.error
+             ORDER BY CASE t.state WHEN 'dead' THEN 0 ELSE 1 END, t.id LIMIT $2",
+        )
+        .bind(job)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OpenTask {
+                    key: r.try_get("object_key")?,
+                    state: r.try_get("state")?,
+                    size: r.try_get("size")?,
+                    attempts: r.try_get("attempts")?,
+                    upload_id: r.try_get("upload_id")?,
+                    parts_done: r.try_get("parts_done")?,
+                    bytes_done: r.try_get("bytes_done")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Upload ids of a job's unfinished tasks (to abort them when the job is cancelled).
+    pub async fn job_uploads(&self, job: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT object_key, upload_id FROM job_tasks WHERE job_id = $1 AND upload_id IS NOT NULL AND state <> 'done'",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("object_key")?, r.try_get("upload_id")?)))
+            .collect()
+    }
+}
+
+impl Db {
+    /// Owners of a job's running tasks and of its listing lease.
+    pub async fn job_owners(&self, job: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT owner FROM job_tasks WHERE job_id = $1 AND state = 'running' AND owner IS NOT NULL
+             UNION SELECT lister FROM jobs WHERE id = $1 AND lister IS NOT NULL",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
+    }
+
+    /// Hands back everything `owner` held in a job (a process known to be dead): its tasks
+    /// go back to the queue marked interrupted, and its listing lease is dropped.
+    pub async fn reclaim_owner(&self, job: i64, owner: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE job_tasks SET state = 'pending', owner = NULL, interrupted = 1 WHERE job_id = $1 AND owner = $2 AND state = 'running'",
+        )
+        .bind(job)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE jobs SET lister = NULL WHERE id = $1 AND lister = $2")
+            .bind(job)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
+    }
+}

@@ -1,0 +1,475 @@
+//! The copy engine: one object from a source store to a destination store, resumable.
+//!
+//! Small objects stream in one PUT whose digest is checked against the source's ETag before
+//! the destination commits it. Large ones go multipart with parts in parallel; every finished
+//! part is reported to a [`Journal`] so an interrupted copy (pause, crash) resumes from the
+//! last finished part of the same upload instead of starting again. A stop signal ends a copy
+//! at a part boundary. Same-store copies are server-side.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use async_trait::async_trait;
+use futures::stream::{FuturesUnordered, StreamExt};
+use md5::{Digest, Md5};
+use tokio::sync::watch;
+
+use super::throttle::{Limiter, meter};
+use crate::store::{
+    self, BucketName, ByteRange, CompletedPart, CopyOptions, GetOptions, NULL_VERSION, ObjectKey,
+    ObjectMeta, PutOptions, Store,
+};
+
+/// Where the engine records an upload's progress so it can resume. Calls must be durable
+/// when they return.
+#[async_trait]
+pub trait Journal: Send + Sync {
+    /// A new multipart upload was created (`Some`), or the recorded one is abandoned (`None`).
+    async fn upload(&self, upload_id: Option<&str>) -> store::Result<()>;
+    /// A part finished.
+    async fn part(&self, part_number: u32, etag: &str, size: u64) -> store::Result<()>;
+}
+
+/// A journal that records nothing (copies that are simply retried from scratch).
+pub struct NoJournal;
+
+#[async_trait]
+impl Journal for NoJournal {
+    async fn upload(&self, _: Option<&str>) -> store::Result<()> {
+        Ok(())
+    }
+    async fn part(&self, _: u32, _: &str, _: u64) -> store::Result<()> {
+        Ok(())
+    }
+}
+
+/// How to copy.
+#[derive(Clone)]
+pub struct Plan {
+    /// Objects above this size go multipart.
+    pub threshold: u64,
+    pub part_size: u64,
+    /// Parts of one object in flight at once.
+    pub parallel_parts: usize,
+    pub limiter: Option<Arc<Limiter>>,
+    /// Counts body bytes as they flow (for live rates).
+    pub moved: Arc<AtomicU64>,
+    /// Both sides are the same store: copy server-side.
+    pub same_store: bool,
+    /// Keep a failed multipart upload for a later resume (a job records it) instead of
+    /// aborting it.
+    pub keep_uploads: bool,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Self {
+            threshold: super::MULTIPART_THRESHOLD,
+            part_size: super::PART_SIZE,
+            parallel_parts: 4,
+            limiter: None,
+            moved: Arc::default(),
+            same_store: false,
+            keep_uploads: false,
+        }
+    }
+}
+
+/// An upload to continue, as recorded by a [`Journal`].
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    pub upload_id: String,
+    /// (part number, ETag, size) of the parts recorded as finished.
+    pub parts: Vec<(u32, String, u64)>,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The destination has the object; `sent` bytes crossed in this call.
+    Copied { size: u64, sent: u64 },
+    /// The destination already had it (a copy finished before an interruption).
+    AlreadyThere { size: u64 },
+    /// Stopped at a part boundary; the journal has what finished.
+    Stopped,
+    /// The source has no such key (any more).
+    SourceGone,
+}
+
+/// One object to copy: the source and destination keys and what the source looked like
+/// when listed (its ETag, to tell whether a recorded upload is still of the same content).
+pub struct Item<'a> {
+    pub src: &'a dyn Store,
+    pub sb: &'a BucketName,
+    pub sk: &'a ObjectKey,
+    pub dst: &'a dyn Store,
+    pub db: &'a BucketName,
+    pub dk: &'a ObjectKey,
+    pub listed_etag: &'a str,
+}
+
+/// The ETag S3 gives a multipart object: MD5 of the parts' binary MD5s, `-N`.
+pub fn multipart_etag(part_etags: &[&str]) -> Option<String> {
+    let mut h = Md5::new();
+    for e in part_etags {
+        h.update(hex::decode(e).ok()?);
+    }
+    Some(format!(
+        "{}-{}",
+        hex::encode(h.finalize()),
+        part_etags.len()
+    ))
+}
+
+/// Copies one object. `resume` continues a recorded multipart upload; `check_first` asks the
+/// destination first whether an earlier, interrupted attempt already finished the copy.
+pub async fn copy_object(
+    it: &Item<'_>,
+    plan: &Plan,
+    resume: Option<Resume>,
+    check_first: bool,
+    journal: &dyn Journal,
+    stop: &watch::Receiver<bool>,
+) -> store::Result<Outcome> {
+    if check_first || resume.is_some() || plan.same_store {
+        let head = match it.src.head_object(it.sb, it.sk, None).await {
+            Ok(m) => m,
+            Err(store::Error::NoSuchKey { .. }) => return Ok(Outcome::SourceGone),
+            Err(e) => return Err(e),
+        };
+        if check_first && already_there(it, &head, resume.as_ref()).await? {
+            if let Some(r) = &resume {
+                let _ = it.dst.abort_multipart(it.db, it.dk, &r.upload_id).await;
+            }
+            return Ok(Outcome::AlreadyThere { size: head.size });
+        }
+        if plan.same_store {
+            let m = it
+                .dst
+                .copy_object(it.sb, it.sk, it.db, it.dk, CopyOptions::default())
+                .await?;
+            return Ok(Outcome::Copied {
+                size: m.size,
+                sent: 0,
+            });
+        }
+        if head.size > plan.threshold {
+            return copy_parts(it, plan, &head, resume, journal, stop).await;
+        }
+    }
+    // One GET: its answer says whether the object is small enough for one PUT.
+    let got = match it.src.get_object(it.sb, it.sk, GetOptions::default()).await {
+        Ok(g) => g,
+        Err(store::Error::NoSuchKey { .. }) => return Ok(Outcome::SourceGone),
+        Err(e) => return Err(e),
+    };
+    if got.meta.size > plan.threshold {
+        let head = got.meta;
+        drop(got.body);
+        return copy_parts(it, plan, &head, resume, journal, stop).await;
+    }
+    copy_whole(it, plan, got, stop).await
+}
+
+/// Whether the destination already holds what the source has: same size, and the same ETag
+/// (or, for a multipart copy whose parts were all recorded, the ETag those parts make).
+async fn already_there(
+    it: &Item<'_>,
+    src: &ObjectMeta,
+    resume: Option<&Resume>,
+) -> store::Result<bool> {
+    let d = match it.dst.head_object(it.db, it.dk, None).await {
+        Ok(d) => d,
+        Err(store::Error::NoSuchKey { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if d.size != src.size || d.last_modified < src.last_modified {
+        return Ok(false);
+    }
+    if d.etag == src.etag {
+        return Ok(true);
+    }
+    if let Some(r) = resume {
+        let etags: Vec<&str> = r.parts.iter().map(|p| p.1.as_str()).collect();
+        let covered: u64 = r.parts.iter().map(|p| p.2).sum();
+        return Ok(covered == src.size && multipart_etag(&etags).as_deref() == Some(&d.etag));
+    }
+    Ok(false)
+}
+
+fn tags_needed(it: &Item<'_>, m: &ObjectMeta) -> bool {
+    m.tag_count > 0 && it.src.caps().tagging && it.dst.caps().tagging
+}
+
+async fn copy_whole(
+    it: &Item<'_>,
+    plan: &Plan,
+    got: store::GetResult,
+    stop: &watch::Receiver<bool>,
+) -> store::Result<Outcome> {
+    let meta = got.meta;
+    let tags = if tags_needed(it, &meta) {
+        it.src
+            .get_object_tags(it.sb, it.sk, Some(&meta.version_id))
+            .await?
+            .1
+    } else {
+        Vec::new()
+    };
+    let checksum = meta.checksum.clone().filter(|c| !c.composite);
+    let want_md5 = (!meta.etag.contains('-')).then(|| meta.etag.clone());
+    let verify: store::Verifier = Box::new(move |d: &store::Digests| {
+        if let Some(m) = &want_md5
+            && hex::encode(d.md5) != *m
+        {
+            return Err(store::Error::BadDigest {
+                what: "MD5 of the copied body (against the source's ETag)".into(),
+            });
+        }
+        if let (Some(want), Some(got)) = (&checksum, &d.checksum)
+            && want.algorithm == got.algorithm
+            && want.value != got.value
+        {
+            return Err(store::Error::BadDigest {
+                what: format!("{} of the copied body", want.algorithm.as_str()),
+            });
+        }
+        Ok(())
+    });
+    let body = meter(got.body, plan.moved.clone(), plan.limiter.clone());
+    let put = it.dst.put_object(
+        it.db,
+        it.dk,
+        body,
+        PutOptions {
+            attrs: meta.attrs.clone(),
+            tags,
+            checksum_algorithm: meta
+                .checksum
+                .as_ref()
+                .filter(|c| !c.composite)
+                .map(|c| c.algorithm),
+            size_hint: Some(meta.size),
+            verify: Some(verify),
+        },
+    );
+    let mut stop = stop.clone();
+    tokio::select! {
+        r = put => { r?; }
+        _ = stop.wait_for(|s| *s) => return Ok(Outcome::Stopped),
+    }
+    Ok(Outcome::Copied {
+        size: meta.size,
+        sent: meta.size,
+    })
+}
+
+/// The version to read when several reads must see one version (never the `null` one,
+/// which some servers refuse to be asked for by id).
+fn pinned(m: &ObjectMeta) -> Option<String> {
+    (m.version_id != NULL_VERSION && !m.version_id.is_empty()).then(|| m.version_id.clone())
+}
+
+async fn copy_parts(
+    it: &Item<'_>,
+    plan: &Plan,
+    head: &ObjectMeta,
+    resume: Option<Resume>,
+    journal: &dyn Journal,
+    stop: &watch::Receiver<bool>,
+) -> store::Result<Outcome> {
+    let part_size = plan.part_size.max(5 * 1024 * 1024);
+    let count = head.size.div_ceil(part_size) as u32;
+    // Continue a recorded upload only if the source is unchanged and the destination still
+    // has the upload; keep the recorded parts the destination also lists.
+    let mut done: Vec<Option<(String, u64)>> = vec![None; count as usize];
+    let mut upload = None;
+    if let Some(r) = resume {
+        if head.etag == it.listed_etag && still_open(it, &r.upload_id).await? {
+            for (n, etag, size) in r.parts {
+                if n >= 1 && n <= count {
+                    done[n as usize - 1] = Some((etag, size));
+                }
+            }
+            upload = Some(r.upload_id);
+        } else {
+            let _ = it.dst.abort_multipart(it.db, it.dk, &r.upload_id).await;
+            journal.upload(None).await?;
+        }
+    }
+    let upload = match upload {
+        Some(u) => u,
+        None => {
+            let tags = if tags_needed(it, head) {
+                it.src
+                    .get_object_tags(it.sb, it.sk, Some(&head.version_id))
+                    .await?
+                    .1
+            } else {
+                Vec::new()
+            };
+            let u = it
+                .dst
+                .create_multipart(
+                    it.db,
+                    it.dk,
+                    PutOptions {
+                        attrs: head.attrs.clone(),
+                        tags,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            journal.upload(Some(&u)).await?;
+            u
+        }
+    };
+    let result = send_parts(it, plan, head, &upload, part_size, &mut done, journal, stop).await;
+    if result.is_err() && !plan.keep_uploads {
+        let _ = it.dst.abort_multipart(it.db, it.dk, &upload).await;
+    }
+    let (sent, stopped) = result?;
+    if stopped || done.iter().any(Option::is_none) {
+        return Ok(Outcome::Stopped);
+    }
+    let parts: Vec<CompletedPart> = done
+        .iter()
+        .enumerate()
+        .map(|(i, p)| CompletedPart {
+            part_number: i as u32 + 1,
+            etag: p.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+        })
+        .collect();
+    let m = it
+        .dst
+        .complete_multipart(it.db, it.dk, &upload, &parts)
+        .await?;
+    let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
+    let expected = multipart_etag(&etags);
+    if m.size != head.size
+        || expected
+            .as_deref()
+            .is_some_and(|e| m.etag.contains('-') && m.etag != e)
+    {
+        return Err(store::Error::BadDigest {
+            what: format!(
+                "completed object ({} bytes, ETag {}; expected {} bytes, ETag {})",
+                m.size,
+                m.etag,
+                head.size,
+                expected.unwrap_or_default()
+            ),
+        });
+    }
+    Ok(Outcome::Copied {
+        size: head.size,
+        sent,
+    })
+}
+
+/// Sends the parts not yet `done`, a few at a time, recording each as it finishes; returns
+/// the bytes sent and whether a stop was asked for.
+#[allow(clippy::too_many_arguments)]
+async fn send_parts(
+    it: &Item<'_>,
+    plan: &Plan,
+    head: &ObjectMeta,
+    upload: &str,
+    part_size: u64,
+    done: &mut [Option<(String, u64)>],
+    journal: &dyn Journal,
+    stop: &watch::Receiver<bool>,
+) -> store::Result<(u64, bool)> {
+    let count = done.len() as u32;
+    let mut todo: Vec<u32> = (1..=count)
+        .filter(|n| done[*n as usize - 1].is_none())
+        .collect();
+    todo.reverse();
+    let mut running = FuturesUnordered::new();
+    let mut sent = 0u64;
+    let mut stopped = false;
+    loop {
+        while running.len() < plan.parallel_parts.max(1) && !stopped {
+            if *stop.borrow() {
+                stopped = true;
+                break;
+            }
+            let Some(n) = todo.pop() else { break };
+            let first = (n as u64 - 1) * part_size;
+            let last = (first + part_size).min(head.size) - 1;
+            running.push(copy_part(it, plan, head, upload, n, first, last));
+        }
+        let Some(r) = running.next().await else { break };
+        let (n, etag, size) = r?;
+        journal.part(n, &etag, size).await?;
+        done[n as usize - 1] = Some((etag, size));
+        sent += size;
+    }
+    Ok((sent, stopped))
+}
+
+async fn still_open(it: &Item<'_>, upload: &str) -> store::Result<bool> {
+    match it.dst.list_parts(it.db, it.dk, upload, None, 1).await {
+        Ok(_) => Ok(true),
+        Err(store::Error::NoSuchUpload { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+async fn copy_part(
+    it: &Item<'_>,
+    plan: &Plan,
+    head: &ObjectMeta,
+    upload: &str,
+    n: u32,
+    first: u64,
+    last: u64,
+) -> store::Result<(u32, String, u64)> {
+    let g = it
+        .src
+        .get_object(
+            it.sb,
+            it.sk,
+            GetOptions {
+                version_id: pinned(head),
+                range: Some(ByteRange::FromTo(first, last)),
+            },
+        )
+        .await?;
+    if g.meta.etag != head.etag {
+        return Err(store::Error::Unavailable {
+            store: it.src.name().to_owned(),
+            message: format!("{} changed while it was being copied", it.sk),
+        });
+    }
+    let size = last - first + 1;
+    let p = it
+        .dst
+        .upload_part(
+            it.db,
+            it.dk,
+            upload,
+            n,
+            meter(g.body, plan.moved.clone(), plan.limiter.clone()),
+            PutOptions {
+                size_hint: Some(size),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok((n, p.etag, size))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn multipart_etag_is_md5_of_part_md5s() {
+        // Two parts whose MD5s are those of "a" and "b".
+        let a = "0cc175b9c0f1b6a831c399e269772661";
+        let b = "92eb5ffee6ae2fec3ad71c777531578f";
+        let e = super::multipart_etag(&[a, b]).unwrap_or_default();
+        assert!(e.ends_with("-2"), "{e}");
+        assert_eq!(e.len(), 34);
+        assert!(super::multipart_etag(&["zz"]).is_none());
+    }
+}
