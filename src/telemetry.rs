@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 pub fn init_logging() {
     let filter = std::env::var("FERRY_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,sqlx=warn,s3s=warn,hyper=warn,aws=warn".into());
+        .unwrap_or_else(|_| "info,sqlx=error,s3s=warn,hyper=warn,aws=warn".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

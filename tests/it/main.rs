@@ -7,6 +7,7 @@
 //! - `cli`: admin commands, config errors, exit codes
 //! - `crash`: kill -9 during writes
 //! - `multiwrite`: namespace buckets: multi-write, outage, kill -9, failover, failback
+//! - `migrate`: migration jobs: every direction, kill -9, pause, faults, dead letters
 //! - `interop`: awscli, rclone, s3cmd, minio-py against a running server
 //! - `versioning`: versioning, delete markers, paging and checksums through boto3
 //! - `state`: the state database on SQLite and PostgreSQL
@@ -17,6 +18,7 @@ mod cli;
 mod crash;
 mod gateway;
 mod interop;
+mod migrate;
 mod multiwrite;
 mod state;
 mod store;

@@ -1,0 +1,524 @@
+//! `ferry migrate` (issue 5) with real servers: Ferry's own endpoint, `moto_server` and local
+//! directories in every direction; kill -9 at random points; pause and resume; a destination
+//! that fails a fifth of its requests; dead letters; bad input; three workers sharing a job
+//! on PostgreSQL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{ACCESS_KEY, Ferry, Moto, SECRET_KEY, ferry_bin, ok, venv_bin, write_file};
+
+/// Moto accepts any credentials; these are what the tests give it.
+const MOTO_KEY: &str = "testing";
+
+/// A `ferry migrate`-side command line with its own data directory.
+struct Migrator {
+    data: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Migrator {
+    fn new(dir: &Path) -> Self {
+        Self {
+            data: dir.join("mdata"),
+            env: Vec::new(),
+        }
+    }
+
+    /// Credentials for an inline s3:// side (`SRC` or `DST`).
+    fn creds(mut self, side: &str, ak: &str, sk: &str) -> Self {
+        self.env.push((format!("FERRY_{side}_ACCESS_KEY"), ak.into()));
+        self.env.push((format!("FERRY_{side}_SECRET_KEY"), sk.into()));
+        self
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(ferry_bin());
+        c.arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run ferry")
+    }
+
+    fn spawn(&self, args: &[&str], log: &Path) -> Child {
+        let log = std::fs::File::create(log).expect("log");
+        self.cmd(args)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn ferry")
+    }
+
+    fn job(&self, id: i64) -> Value {
+        let out = ok(&self.run(&["job", "show", &id.to_string(), "--json"]));
+        serde_json::from_str(&out).expect("job json")
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A source tree: `n` small files of varied sizes, a few in folders, and `big` files of the
+/// given sizes.
+fn make_tree(root: &Path, n: usize, big: &[usize]) {
+    for i in 0..n {
+        let key = if i % 5 == 0 {
+            format!("dir{}/f{i:05}", i % 3)
+        } else {
+            format!("f{i:05}")
+        };
+        write_file(&root.join(key), 100 + (i * 37) % 5000, i as u64);
+    }
+    for (i, size) in big.iter().enumerate() {
+        write_file(&root.join(format!("big/b{i}")), *size, 1000 + i as u64);
+    }
+}
+
+/// Every file under `a` is under `b` with the same bytes, and the other way round.
+#[track_caller]
+fn assert_same_tree(a: &Path, b: &Path) {
+    let out = Command::new("diff")
+        .args(["-r", "--exclude=.ferry"])
+        .arg(a)
+        .arg(b)
+        .output()
+        .expect("diff");
+    assert!(
+        out.status.success(),
+        "trees differ:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A Prometheus counter's value summed over the series whose labels contain `labels`.
+fn counter(f: &Ferry, name: &str, labels: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-s", &format!("{}/metrics", f.admin)])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn mib(n: usize) -> usize {
+    n << 20
+}
+
+#[test]
+fn every_direction_between_ferry_moto_and_a_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let moto = Moto::start();
+    let src = tmp.path().join("tree/photos");
+    make_tree(&src, 40, &[mib(12)]);
+    let small = ["--multipart-threshold", "8M", "--part-size", "5M"];
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let run = |m: &Migrator, args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&small);
+        a.push("--verify");
+        ok(&m.run(&a))
+    };
+    // dir -> Ferry (the bucket is created), with metadata set on the way back below.
+    run(&m, &["migrate", src.to_str().unwrap_or_default(), "s3://photos/in", "--dst-endpoint", &f.s3]);
+    // Ferry -> moto.
+    let m_fm = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", MOTO_KEY, MOTO_KEY);
+    ok(&f.aws(&[
+        "s3api", "put-object", "--bucket", "photos", "--key", "in/meta.txt", "--body", "/etc/hostname",
+        "--content-type", "text/x-test", "--metadata", "owner=ops", "--tagging", "team=blue",
+    ]));
+    run(&m_fm, &["migrate", "s3://photos/in", "s3://mirror", "--src-endpoint", &f.s3, "--dst-endpoint", &moto.endpoint]);
+    // What the destination got is the object with its metadata and tags.
+    let py = |code: &str| {
+        let out = Command::new(venv_bin("python"))
+            .args(["-c", code])
+            .output()
+            .expect("python");
+        ok(&out)
+    };
+    let head = py(&format!(
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
+         h=c.head_object(Bucket='mirror',Key='meta.txt'); t=c.get_object_tagging(Bucket='mirror',Key='meta.txt');\
+         print(h['ContentType'], h['Metadata'].get('owner'), t['TagSet'])",
+        moto.endpoint
+    ));
+    assert!(head.contains("text/x-test ops"), "{head}");
+    assert!(head.contains("'Key': 'team', 'Value': 'blue'"), "{head}");
+    // moto -> dir.
+    let m_md = Migrator::new(tmp.path())
+        .creds("SRC", MOTO_KEY, MOTO_KEY);
+    let back = tmp.path().join("back/photos2");
+    run(&m_md, &["migrate", "s3://mirror", back.to_str().unwrap_or_default(), "--src-endpoint", &moto.endpoint]);
+    std::fs::remove_file(back.join("meta.txt")).expect("meta.txt came through");
+    assert_same_tree(&src, &back);
+    // And the other way round: dir -> moto, moto -> Ferry, Ferry -> dir.
+    let m_dm = Migrator::new(tmp.path()).creds("DST", MOTO_KEY, MOTO_KEY);
+    run(&m_dm, &["migrate", src.to_str().unwrap_or_default(), "s3://direct", "--dst-endpoint", &moto.endpoint]);
+    let m_mf = Migrator::new(tmp.path())
+        .creds("SRC", MOTO_KEY, MOTO_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    run(&m_mf, &["migrate", "s3://direct", "s3://fromto", "--src-endpoint", &moto.endpoint, "--dst-endpoint", &f.s3]);
+    let m_fd = Migrator::new(tmp.path()).creds("SRC", ACCESS_KEY, SECRET_KEY);
+    let back2 = tmp.path().join("back/photos3");
+    run(&m_fd, &["migrate", "s3://fromto", back2.to_str().unwrap_or_default(), "--src-endpoint", &f.s3]);
+    assert_same_tree(&src, &back2);
+
+    // An incremental re-run copies only what changed; --delete mirrors a removal.
+    write_file(&src.join("f00001"), 777, 99);
+    std::fs::remove_file(src.join("f00002")).expect("rm");
+    let out = ok(&m.run(&[
+        "migrate", src.to_str().unwrap_or_default(), "s3://photos/in", "--dst-endpoint", &f.s3, "--delete", "--verify",
+        "--multipart-threshold", "8M", "--part-size", "5M", "--json",
+    ]));
+    let rec: Value = serde_json::from_str(out.lines().next().unwrap_or("{}")).expect("json");
+    // One changed file, one deletion, and meta.txt (only on the destination) deleted too.
+    assert_eq!(rec["done"], 3, "{out}");
+    assert_eq!(rec["unchanged"], 39, "{out}");
+    let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://photos/in/"]));
+    assert!(!ls.contains("f00002") && !ls.contains("meta.txt"), "{ls}");
+
+    // A dry run lists and changes nothing.
+    write_file(&src.join("new-one"), 10, 1);
+    let out = ok(&m.run(&[
+        "migrate", src.to_str().unwrap_or_default(), "s3://photos/in", "--dst-endpoint", &f.s3, "--dry-run",
+    ]));
+    assert!(out.contains("would copy new-one (10 bytes)"), "{out}");
+    assert!(out.contains("dry run: 1 objects"), "{out}");
+    let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://photos/in/"]));
+    assert!(!ls.contains("new-one"), "{ls}");
+}
+
+#[test]
+fn registered_stores_and_a_store_another_process_holds() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    ok(&a.aws(&["s3", "mb", "s3://reg"]));
+    for i in 0..20 {
+        let p = tmp.path().join(format!("o{i}"));
+        write_file(&p, 1000 + i, i as u64);
+        ok(&a.aws(&["s3", "cp", p.to_str().unwrap_or_default(), &format!("s3://reg/k{i}")]));
+    }
+    let m = Migrator { data: a.data(), env: Vec::new() };
+    // The server holds its local store: the migration says so instead of corrupting it.
+    let out = m.run(&["migrate", "local:reg", "dr:reg"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("open in another Ferry process"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    a.stop();
+    ok(&m.run(&["migrate", "local:reg", "dr:reg", "--verify"]));
+    let ls = ok(&b.aws(&["s3", "ls", "s3://reg/"]));
+    assert_eq!(ls.lines().count(), 20, "{ls}");
+}
+
+#[test]
+fn bad_input_fails_before_any_work() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    ok(&f.aws(&["s3", "mb", "s3://there"]));
+    let src = tmp.path().join("src/data");
+    make_tree(&src, 3, &[]);
+    let s = src.to_str().unwrap_or_default();
+    let good = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let cases: Vec<(Migrator, Vec<&str>, i32, &str)> = vec![
+        (Migrator::new(tmp.path()), vec!["migrate", "nosuch:bucket", s], 2, "no store named \"nosuch\""),
+        (
+            Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY),
+            vec!["migrate", s, "s3://there", "--dst-endpoint", "http://127.0.0.1:9"],
+            1,
+            "unavailable",
+        ),
+        (
+            Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, "wrong-secret"),
+            vec!["migrate", s, "s3://there", "--dst-endpoint", &f.s3],
+            1,
+            "SignatureDoesNotMatch",
+        ),
+        (Migrator::new(tmp.path()), vec!["migrate", s, s], 2, "are the same place"),
+        (Migrator::new(tmp.path()), vec!["migrate", s, "s3://there"], 2, "no credentials for the destination"),
+        (Migrator::new(tmp.path()), vec!["migrate", "/nonexistent/dir", s], 2, "does not exist"),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there", "--part-size", "1M"],
+            2,
+            "--part-size",
+        ),
+        (Migrator::new(tmp.path()), vec!["migrate", s, "s3://there", "--newer-than", "soon"], 2, "--newer-than"),
+    ];
+    for (m, args, code, want) in cases {
+        let out = m.run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // None of them recorded a job.
+    let list = ok(&good.run(&["job", "list", "--json"]));
+    assert_eq!(list.trim(), "[]", "{list}");
+}
+
+/// A small xorshift generator (the tests print their seed, so a failure can be replayed).
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Self {
+        let seed = std::env::var("FERRY_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        eprintln!("seed {seed} (FERRY_TEST_SEED to replay)");
+        Rng(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+fn kill9(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// Waits for a child with a deadline; returns its exit status.
+fn wait_for(child: &mut Child, limit: Duration, log: &Path) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            kill9(child);
+            panic!(
+                "ferry did not finish in {limit:?}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn kill9_ten_times_finishes_without_copying_anything_twice() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/data");
+    let big = [mib(50), mib(120), mib(200)];
+    make_tree(&src, 1997, &big);
+    let total: u64 = std::fs::read_dir(&src)
+        .expect("ls")
+        .count() as u64;
+    assert!(total > 0);
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let args = [
+        "migrate", src.to_str().unwrap_or_default(), "s3://target", "--dst-endpoint", &f.s3,
+        "--workers", "8", "--part-size", "8M", "--multipart-threshold", "16M", "--bandwidth-limit", "20M",
+    ];
+    let log = tmp.path().join("migrate.log");
+    let mut rng = Rng::seeded();
+    for round in 0..10 {
+        let mut child = m.spawn(&args, &log);
+        // A random point: early (listing, first parts) to late.
+        std::thread::sleep(Duration::from_millis(300 + rng.below(1200)));
+        if child.try_wait().expect("wait").is_some() {
+            panic!(
+                "the job finished before kill {round}; make it bigger:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        kill9(&mut child);
+    }
+    let mut child = m.spawn(&args, &log);
+    let status = wait_for(&mut child, Duration::from_secs(900), &log);
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("resuming job 1"), "{out}");
+    // Clean: every object there with its bytes.
+    let back = tmp.path().join("back/data");
+    let m2 = Migrator::new(tmp.path()).creds("SRC", ACCESS_KEY, SECRET_KEY);
+    ok(&m2.run(&["migrate", "s3://target", back.to_str().unwrap_or_default(), "--src-endpoint", &f.s3]));
+    assert_same_tree(&src, &back);
+
+    // What the destination received: every byte once, plus at most what was in flight at
+    // each kill (8 workers of small objects, 3 large objects x 4 parts of 8 MiB).
+    let small_bytes: u64 = (0..1997u64).map(|i| 100 + (i * 37) % 5000).sum();
+    let big_bytes: u64 = big.iter().map(|b| *b as u64).sum();
+    let in_flight_per_kill = 8 * 5100 + 3 * 4 * (8 << 20);
+    let received = counter(&f, "ferry_s3_received_bytes_total", "") as u64;
+    let back_out = counter(&f, "ferry_s3_sent_bytes_total", "") as u64;
+    assert!(back_out >= small_bytes + big_bytes, "the check copy read everything back");
+    assert!(received >= small_bytes + big_bytes, "{received}");
+    assert!(
+        received <= small_bytes + big_bytes + 10 * in_flight_per_kill,
+        "received {received} bytes for {} (a finished object was copied again, or uploads restarted)",
+        small_bytes + big_bytes
+    );
+    // Each large object had one multipart upload, resumed across the kills; small PUTs
+    // repeat only for what was in flight at a kill.
+    let creates = counter(&f, "ferry_s3_requests_total", "op=\"CreateMultipartUpload\"");
+    assert!(creates <= 3.0 + 2.0, "{creates} multipart uploads for 3 objects: restarted, not resumed");
+    let puts = counter(&f, "ferry_s3_requests_total", "op=\"PutObject\"");
+    assert!(puts <= 1997.0 + 10.0 * 8.0, "{puts} PUTs for 1997 small objects");
+}
+
+#[test]
+fn pause_stops_transfers_at_a_part_boundary_and_resume_finishes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/paused");
+    make_tree(&src, 50, &[mib(60)]);
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let log = tmp.path().join("migrate.log");
+    // Slowed down so the pause lands in the middle of the large object.
+    let mut child = m.spawn(
+        &[
+            "migrate", src.to_str().unwrap_or_default(), "s3://paused", "--dst-endpoint", &f.s3,
+            "--part-size", "5M", "--multipart-threshold", "8M", "--bandwidth-limit", "12M", "--verify",
+        ],
+        &log,
+    );
+    // Wait until some parts of the large object are recorded.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if Path::new(&m.data).join("state.db").exists() {
+            let out = m.run(&["job", "show", "1", "--json"]);
+            if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+                if v["open"].as_array().into_iter().flatten().any(|t| t["parts_done"].as_i64() >= Some(2)) {
+                    break;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = ok(&m.run(&["job", "pause", "1"]));
+    assert!(out.contains("paused; no transfer runs"), "{out}");
+    let v = m.job(1);
+    assert_eq!(v["job"]["state"], "paused");
+    assert_eq!(v["tasks"]["running"], 0, "{v}");
+    let big = v["open"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["key"] == "big/b0")
+        .cloned()
+        .unwrap_or_default();
+    let parts = big["parts_done"].as_i64().unwrap_or(0);
+    assert!(parts >= 2 && parts < 12, "the state says which parts are done: {v}");
+    assert!(big["upload_id"].is_string(), "{v}");
+    // No transfer runs: the destination receives nothing while paused.
+    let before = counter(&f, "ferry_s3_received_bytes_total", "");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(counter(&f, "ferry_s3_received_bytes_total", ""), before);
+    assert!(child.try_wait().expect("wait").is_none(), "the foreground job waits while paused");
+    ok(&m.run(&["job", "resume", "1"]));
+    let status = wait_for(&mut child, Duration::from_secs(300), &log);
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{out}");
+    assert!(out.contains("no differences"), "{out}");
+    // One upload for the large object: resumed, not restarted.
+    let creates = counter(&f, "ferry_s3_requests_total", "op=\"CreateMultipartUpload\"");
+    assert_eq!(creates, 1.0);
+    let received = counter(&f, "ferry_s3_received_bytes_total", "") as u64;
+    let expect: u64 = (mib(60) as u64) + (0..50u64).map(|i| 100 + (i * 37) % 5000).sum::<u64>();
+    assert!(received <= expect + (4 * 5 << 20), "{received} vs {expect}");
+}
+
+#[test]
+fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/faulty");
+    make_tree(&src, 300, &[mib(20)]);
+    let mut proxy = Command::new(venv_bin("python"))
+        .arg(crate::support::repo().join("tests/it/py/fault_proxy.py"))
+        .args([&f.s3, "0.2", "7"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("proxy");
+    let port = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(proxy.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port");
+        line.trim().to_owned()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let out = m.run(&[
+        "migrate", src.to_str().unwrap_or_default(), "s3://faulty", "--dst-endpoint", &endpoint,
+        "--part-size", "5M", "--multipart-threshold", "8M", "--attempts", "20",
+    ]);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Checked straight against the server, not through the proxy.
+    let m2 = Migrator::new(tmp.path()).creds("SRC", ACCESS_KEY, SECRET_KEY);
+    let back = tmp.path().join("back/faulty");
+    ok(&m2.run(&["migrate", "s3://faulty", back.to_str().unwrap_or_default(), "--src-endpoint", &f.s3]));
+    assert_same_tree(&src, &back);
+
+    // Keys a directory cannot hold both of ("x" and "x/y"): the second is a dead letter
+    // with a readable error; the job reports it and exits 1.
+    let moto = Moto::start();
+    let mm = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
+    let py = format!(
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
+         c.create_bucket(Bucket='clash'); [c.put_object(Bucket='clash',Key=k,Body=b'x') for k in ['a','x','x/y','z']]",
+        moto.endpoint
+    );
+    ok(&Command::new(venv_bin("python")).args(["-c", &py]).output().expect("python"));
+    let dst = tmp.path().join("out/clash");
+    let out = mm.run(&["migrate", "s3://clash", dst.to_str().unwrap_or_default(), "--src-endpoint", &moto.endpoint, "--attempts", "3"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not copy x/y"), "{err}");
+    assert!(err.contains("1 objects could not be copied"), "{err}");
+    let jobs: Value = serde_json::from_str(&ok(&mm.run(&["job", "list", "--json"]))).expect("json");
+    let id = jobs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|j| j["spec"]["src"]["bucket"] == "clash")
+        .and_then(|j| j["id"].as_i64())
+        .expect("the clash job");
+    let shown = ok(&mm.run(&["job", "show", &id.to_string()]));
+    assert!(shown.contains("dead: x/y"), "{shown}");
+    assert!(shown.contains("its parent \"x\" is an object"), "{shown}");
+    assert_eq!(std::fs::read(dst.join("z")).expect("z"), b"x");
+    // retry-dead puts it back; it fails again, still readable.
+    let out = ok(&mm.run(&["job", "retry-dead", &id.to_string()]));
+    assert!(out.contains("1 tasks back in the queue"), "{out}");
+}

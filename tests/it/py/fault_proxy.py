@@ -1,0 +1,102 @@
+"""An HTTP proxy that fails a share of the requests it forwards to an S3 endpoint.
+
+Usage: fault_proxy.py UPSTREAM_URL RATE SEED
+
+Prints the port it listens on, then serves until killed. Of the requests it receives, a
+share RATE fails: half of those are answered 503 SlowDown without reaching the upstream,
+the other half are forwarded and then answered 500 InternalError (the upstream may have
+done the work; the client does not know). The Host header is passed on unchanged, so
+SigV4 signatures made for the proxy's address still verify upstream.
+"""
+
+import http.client
+import random
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse
+
+UPSTREAM = urlparse(sys.argv[1])
+RATE = float(sys.argv[2])
+RNG = random.Random(int(sys.argv[3]))
+LOCK = threading.Lock()
+COUNTS = {"forwarded": 0, "failed_before": 0, "failed_after": 0}
+
+ERROR = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    "<Error><Code>{code}</Code><Message>injected fault</Message></Error>"
+)
+
+
+def roll():
+    with LOCK:
+        r = RNG.random()
+    if r < RATE / 2:
+        return "before"
+    if r < RATE:
+        return "after"
+    return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def fail(self, status, code):
+        body = ERROR.format(code=code).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else None
+
+    def handle_any(self):
+        fault = roll()
+        body = self.read_body()
+        if fault == "before":
+            with LOCK:
+                COUNTS["failed_before"] += 1
+            self.fail(503, "SlowDown")
+            return
+        conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=120)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        if fault == "after":
+            with LOCK:
+                COUNTS["failed_after"] += 1
+            self.fail(500, "InternalError")
+            return
+        with LOCK:
+            COUNTS["forwarded"] += 1
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                self.send_header(k, v)
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(data)))
+        else:
+            self.send_header("Content-Length", resp.getheader("Content-Length") or "0")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
