@@ -464,6 +464,7 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     let mut proxy = Command::new(venv_bin("python"))
         .arg(crate::support::repo().join("tests/it/py/fault_proxy.py"))
         .args([&f.s3, "0.2", "7"])
+        .arg(tmp.path().join("proxy.json"))
         .stdout(Stdio::piped())
         .spawn()
         .expect("proxy");
@@ -484,6 +485,13 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     let _ = proxy.kill();
     let _ = proxy.wait();
     assert!(out.status.success(), "{}", stderr(&out));
+    let stats: Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("proxy.json")).expect("proxy stats"),
+    )
+    .expect("json");
+    let failed = stats["failed_before"].as_f64().unwrap_or(0.0) + stats["failed_after"].as_f64().unwrap_or(0.0);
+    let all = failed + stats["forwarded"].as_f64().unwrap_or(0.0);
+    assert!(failed >= 0.1 * all && all > 300.0, "faults were injected: {stats}");
     // Checked straight against the server, not through the proxy.
     let m2 = Migrator::new(tmp.path()).creds("SRC", ACCESS_KEY, SECRET_KEY);
     let back = tmp.path().join("back/faulty");
@@ -501,7 +509,7 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     );
     ok(&Command::new(venv_bin("python")).args(["-c", &py]).output().expect("python"));
     let dst = tmp.path().join("out/clash");
-    let out = mm.run(&["migrate", "s3://clash", dst.to_str().unwrap_or_default(), "--src-endpoint", &moto.endpoint, "--attempts", "3"]);
+    let out = mm.run(&["migrate", "s3://clash", dst.to_str().unwrap_or_default(), "--src-endpoint", &moto.endpoint, "--attempts", "3", "--workers", "1"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("could not copy x/y"), "{err}");

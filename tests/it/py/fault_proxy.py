@@ -1,6 +1,6 @@
 """An HTTP proxy that fails a share of the requests it forwards to an S3 endpoint.
 
-Usage: fault_proxy.py UPSTREAM_URL RATE SEED
+Usage: fault_proxy.py UPSTREAM_URL RATE SEED STATS_FILE
 
 Prints the port it listens on, then serves until killed. Of the requests it receives, a
 share RATE fails: half of those are answered 503 SlowDown without reaching the upstream,
@@ -10,6 +10,8 @@ SigV4 signatures made for the proxy's address still verify upstream.
 """
 
 import http.client
+import json
+import os
 import random
 import sys
 import threading
@@ -20,7 +22,17 @@ UPSTREAM = urlparse(sys.argv[1])
 RATE = float(sys.argv[2])
 RNG = random.Random(int(sys.argv[3]))
 LOCK = threading.Lock()
+STATS = sys.argv[4]
 COUNTS = {"forwarded": 0, "failed_before": 0, "failed_after": 0}
+
+
+def count(what):
+    """Counts an outcome and rewrites the stats file (the test reads it at the end)."""
+    with LOCK:
+        COUNTS[what] += 1
+        with open(STATS + ".tmp", "w") as f:
+            json.dump(COUNTS, f)
+        os.replace(STATS + ".tmp", STATS)
 
 ERROR = (
     '<?xml version="1.0" encoding="UTF-8"?>'
@@ -60,8 +72,7 @@ class Handler(BaseHTTPRequestHandler):
         fault = roll()
         body = self.read_body()
         if fault == "before":
-            with LOCK:
-                COUNTS["failed_before"] += 1
+            count("failed_before")
             self.fail(503, "SlowDown")
             return
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=120)
@@ -71,12 +82,10 @@ class Handler(BaseHTTPRequestHandler):
         data = resp.read()
         conn.close()
         if fault == "after":
-            with LOCK:
-                COUNTS["failed_after"] += 1
+            count("failed_after")
             self.fail(500, "InternalError")
             return
-        with LOCK:
-            COUNTS["forwarded"] += 1
+        count("forwarded")
         self.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in ("connection", "transfer-encoding", "content-length"):
