@@ -135,10 +135,8 @@ pub async fn list_job(
     job: i64,
     after: Option<&str>,
     owner: &str,
-    src: &Side,
-    dst: &Side,
-    filter: &Filter,
-    opts: &Options,
+    (src, dst): (&Side, &Side),
+    (filter, opts): (&Filter, &Options),
     running: &watch::Receiver<bool>,
 ) -> Result<bool> {
     let (s, d) = sides(src, dst);

@@ -232,10 +232,8 @@ impl Runner {
                 self.job,
                 rec.listed_after.as_deref(),
                 &self.owner,
-                &self.src,
-                &self.dst,
-                &self.filter,
-                &self.spec.options,
+                (&self.src, &self.dst),
+                (&self.filter, &self.spec.options),
                 &go,
             )
             .await
