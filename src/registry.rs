@@ -188,6 +188,23 @@ impl Registry {
             config,
             created_ms: now_ms(),
         };
+        if !matches!(
+            self.db.store(&rec.name).await,
+            Err(state::Error::NoSuchStore(_))
+        ) {
+            return Err(state::Error::StoreExists(rec.name.clone()).into());
+        }
+        if let Some(path) = rec.config.get("path").and_then(|p| p.as_str())
+            && let Ok(canon) = std::fs::canonicalize(path)
+        {
+            for (name, o) in self.open.lock().await.iter() {
+                if let Opened::Fs(s) = o
+                    && s.root() == canon
+                {
+                    return Err(invalid(&format!("{path} is already the store {name:?}")));
+                }
+            }
+        }
         // Open first, so a store that cannot be opened is never registered.
         let opened = open_record(&rec).await?;
         self.db.add_store(&rec).await?;

@@ -3,9 +3,10 @@
 //! default).
 //!
 //! Owns: admin routes, token checking, JSON error bodies. The operations themselves live in
-//! the layers below (`registry` for stores).
+//! the layers below (`registry` for stores, `bucket` for namespace buckets, `jobs` for jobs).
 
 mod buckets;
+mod jobs;
 mod openapi;
 
 use std::sync::Arc;
@@ -108,6 +109,13 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/buckets/{name}/failover", post(buckets::failover))
         .route("/api/v1/buckets/{name}/failback", post(buckets::failback))
         .route("/api/v1/verify", post(buckets::verify))
+        .route("/api/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/api/v1/jobs/{id}", get(jobs::show))
+        .route("/api/v1/jobs/{id}/pause", post(jobs::pause))
+        .route("/api/v1/jobs/{id}/resume", post(jobs::resume))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{id}/dead", get(jobs::dead))
+        .route("/api/v1/jobs/{id}/retry-dead", post(jobs::retry_dead))
         .with_state(state)
 }
 

@@ -5,6 +5,8 @@ use serde_json::{Value, json};
 pub fn document() -> Value {
     let name_param =
         json!({ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } });
+    let id_param =
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } });
     let target = json!({ "type": "object", "required": ["store", "bucket"], "properties": { "store": { "type": "string" }, "bucket": { "type": "string" } } });
     let err = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     json!({
@@ -62,6 +64,41 @@ pub fn document() -> Value {
                     "responses": { "200": { "description": "back on the primary (wait=true)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } },
                         "202": { "description": "failback started" }, "400": err, "401": err, "404": err, "503": err } }
             },
+            "/api/v1/jobs": {
+                "get": { "summary": "List jobs (migrations) with their counters",
+                    "responses": { "200": { "description": "jobs", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Job" } } } } }, "401": err } },
+                "post": { "summary": "Check both sides and start a migration job (or resume the unfinished one with the same fingerprint); the server runs it",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["spec"], "properties": {
+                        "spec": { "type": "object", "description": "src, dst (each {kind: store|s3|dir, …}) and options, as `ferry migrate` builds it" },
+                        "fingerprint": { "type": "string" } } } } } },
+                    "responses": { "201": { "description": "started" }, "200": { "description": "resumed" }, "400": err, "401": err, "503": err } }
+            },
+            "/api/v1/jobs/{id}": {
+                "get": { "summary": "A job with its task counts and unfinished tasks (in flight with finished parts, retrying, dead)",
+                    "parameters": [id_param.clone()],
+                    "responses": { "200": { "description": "detail", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/JobDetail" } } } }, "401": err, "404": err } }
+            },
+            "/api/v1/jobs/{id}/pause": {
+                "post": { "summary": "Pause: transfers stop at a part boundary; answers once none runs",
+                    "parameters": [id_param.clone()],
+                    "responses": { "200": { "description": "paused" }, "401": err, "404": err, "409": err, "503": err } }
+            },
+            "/api/v1/jobs/{id}/resume": {
+                "post": { "summary": "Resume a paused job", "parameters": [id_param.clone()],
+                    "responses": { "200": { "description": "running" }, "401": err, "404": err, "409": err } }
+            },
+            "/api/v1/jobs/{id}/cancel": {
+                "post": { "summary": "Cancel a job (its unfinished multipart uploads are aborted)", "parameters": [id_param.clone()],
+                    "responses": { "200": { "description": "cancelled" }, "401": err, "404": err, "409": err } }
+            },
+            "/api/v1/jobs/{id}/dead": {
+                "get": { "summary": "The job's dead-letter list: tasks that failed for good, with their last error", "parameters": [id_param.clone()],
+                    "responses": { "200": { "description": "dead tasks", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/JobTask" } } } } }, "401": err, "404": err } }
+            },
+            "/api/v1/jobs/{id}/retry-dead": {
+                "post": { "summary": "Put the dead letters back in the queue", "parameters": [id_param.clone()],
+                    "responses": { "200": { "description": "how many were requeued" }, "401": err, "404": err } }
+            },
             "/api/v1/verify": {
                 "post": { "summary": "Compare two store:bucket[/prefix] listings",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["a", "b"], "properties": {
@@ -106,6 +143,22 @@ pub fn document() -> Value {
                     "differences": { "type": "array", "items": { "type": "object", "properties": {
                         "kind": { "type": "string", "enum": ["only-in-a", "only-in-b", "size", "content"] }, "key": { "type": "string" } } } },
                     "truncated": { "type": "boolean" } } },
+                "Job": { "type": "object", "properties": {
+                    "id": { "type": "integer" }, "kind": { "type": "string", "enum": ["migrate"] },
+                    "spec": { "type": "object", "description": "src, dst and options (never credentials)" },
+                    "state": { "type": "string", "enum": ["running", "paused", "done", "cancelled"] },
+                    "listing_done": { "type": "boolean" }, "listed": { "type": "integer" }, "listed_bytes": { "type": "integer" },
+                    "unchanged": { "type": "integer" }, "done": { "type": "integer" }, "done_bytes": { "type": "integer" },
+                    "dead": { "type": "integer" }, "created_ms": { "type": "integer" }, "updated_ms": { "type": "integer" },
+                    "finished_ms": { "type": ["integer", "null"] } } },
+                "JobTask": { "type": "object", "properties": {
+                    "key": { "type": "string" }, "state": { "type": "string", "enum": ["pending", "running", "dead"] },
+                    "size": { "type": "integer" }, "attempts": { "type": "integer" }, "upload_id": { "type": ["string", "null"] },
+                    "parts_done": { "type": "integer" }, "bytes_done": { "type": "integer" }, "error": { "type": ["string", "null"] } } },
+                "JobDetail": { "type": "object", "properties": {
+                    "job": { "$ref": "#/components/schemas/Job" },
+                    "tasks": { "type": "object", "properties": { "pending": { "type": "integer" }, "running": { "type": "integer" }, "dead": { "type": "integer" } } },
+                    "open": { "type": "array", "items": { "$ref": "#/components/schemas/JobTask" } } } },
                 "ScanReport": { "type": "object", "properties": {
                     "buckets": { "type": "integer" }, "files": { "type": "integer" }, "added": { "type": "integer" },
                     "updated": { "type": "integer" }, "removed": { "type": "integer" }, "skipped": { "type": "integer" } } }

@@ -3,15 +3,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use clap::{Args, Subcommand};
 
 use super::migrate::{human, job_err, open_state};
+use crate::jobs::control;
 use crate::jobs::run::Settings;
 use crate::registry::Registry;
-use crate::state::{Db, JobRecord, job_state};
+use crate::state::{Db, JobRecord};
 
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
@@ -61,7 +60,6 @@ pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyho
         | JobCommand::RetryDead(j) => j.db.db.clone(),
     };
     let (db, _) = open_state(url.as_deref(), data).await?;
-    let now = crate::state::now_ms();
     match cmd {
         JobCommand::List(_) => {
             let jobs = db.jobs().await?;
@@ -87,84 +85,27 @@ pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyho
         }
         JobCommand::Show(j) => show(&db, j.id, as_json).await?,
         JobCommand::Pause(j) => {
-            db.job(j.id).await?;
-            if !db
-                .set_job_state(j.id, &[job_state::RUNNING], job_state::PAUSED, now)
-                .await?
-            {
-                return Err(anyhow!(
-                    "job {} is not running ({})",
-                    j.id,
-                    db.job(j.id).await?.state
-                ));
-            }
-            // Workers notice within a poll and stop at the next part boundary.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while db.task_counts(j.id).await?.running > 0 {
-                if Instant::now() > deadline {
-                    return Err(anyhow!(
-                        "job {} is paused, but a transfer still runs after 2 minutes",
-                        j.id
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let parts: i64 = db
-                .open_tasks(j.id, 10_000)
-                .await?
-                .iter()
-                .map(|t| t.parts_done)
-                .sum();
+            let parts = control::pause(&db, j.id).await?;
             println!(
                 "job {} paused; no transfer runs; {parts} finished parts of unfinished uploads are recorded",
                 j.id
             );
         }
         JobCommand::Resume(j) => {
-            db.job(j.id).await?;
-            if !db
-                .set_job_state(j.id, &[job_state::PAUSED], job_state::RUNNING, now)
-                .await?
-            {
-                return Err(anyhow!(
-                    "job {} is not paused ({})",
-                    j.id,
-                    db.job(j.id).await?.state
-                ));
-            }
+            control::resume(&db, j.id).await?;
             println!("job {} resumed", j.id);
         }
         JobCommand::Cancel(j) => {
-            db.job(j.id).await?;
-            if !db
-                .set_job_state(
-                    j.id,
-                    &[job_state::RUNNING, job_state::PAUSED],
-                    job_state::CANCELLED,
-                    now,
-                )
-                .await?
-            {
-                return Err(anyhow!(
-                    "job {} has already ended ({})",
-                    j.id,
-                    db.job(j.id).await?.state
-                ));
-            }
+            control::cancel(&db, j.id).await?;
             println!("job {} cancelled", j.id);
         }
         JobCommand::RetryDead(j) => {
-            let rec = db.job(j.id).await?;
-            let n = db.retry_dead(j.id).await?;
-            if rec.state == job_state::DONE && n > 0 {
-                db.set_job_state(j.id, &[job_state::DONE], job_state::RUNNING, now)
-                    .await?;
-            }
+            let n = control::retry_dead(&db, j.id).await?;
             println!(
                 "job {}: {n} tasks back in the queue{}",
                 j.id,
-                if rec.state == job_state::DONE && n > 0 {
-                    "; run the job's migrate command again (or a worker) to copy them"
+                if n > 0 {
+                    " (a running `ferry migrate` of the job, `ferry worker` or `ferry serve` copies them)"
                 } else {
                     ""
                 }
@@ -184,16 +125,12 @@ fn sides(j: &JobRecord) -> String {
 }
 
 async fn show(db: &Db, id: i64, as_json: bool) -> anyhow::Result<()> {
-    let rec = db.job(id).await?;
-    let counts = db.task_counts(id).await?;
-    let open = db.open_tasks(id, 200).await?;
+    let d = control::detail(db, id, 200).await?;
     if as_json {
-        println!(
-            "{}",
-            serde_json::json!({ "job": rec, "tasks": counts, "open": open })
-        );
+        println!("{}", serde_json::to_string(&d)?);
         return Ok(());
     }
+    let (rec, counts, open) = (d.job, d.tasks, d.open);
     println!("job {}: {} ({})", rec.id, rec.state, sides(&rec));
     println!(
         "  listing: {}; {} objects ({}) to copy or delete, {} unchanged",

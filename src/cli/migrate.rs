@@ -12,11 +12,11 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::UsageError;
+use crate::jobs;
 use crate::jobs::list::{Comparer, sides};
 use crate::jobs::open::{Opener, Role, preflight};
 use crate::jobs::run::{Ended, Runner, Settings};
 use crate::jobs::spec::{self, Endpoint, Filter, MigrateSpec, Options};
-use crate::jobs::{self, MIGRATE};
 use crate::registry::Registry;
 use crate::state::{Db, JobRecord};
 use crate::transfer::diff;
@@ -110,7 +110,12 @@ pub fn job_err(e: jobs::Error) -> anyhow::Error {
     }
 }
 
-pub async fn run(args: MigrateArgs, data: Option<PathBuf>, as_json: bool) -> anyhow::Result<()> {
+pub async fn run(
+    args: MigrateArgs,
+    data: Option<PathBuf>,
+    server: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let now = crate::state::now_ms();
     let usage = |e: jobs::Error| job_err(e);
     let src_ep = Endpoint::parse(&args.src, args.src_endpoint.as_deref(), &args.src_region)
@@ -167,55 +172,45 @@ pub async fn run(args: MigrateArgs, data: Option<PathBuf>, as_json: bool) -> any
         args.older_than.as_deref().unwrap_or("")
     );
 
+    let fingerprint = spec.fingerprint(&ages);
+    if args.detach {
+        return detach(&spec, &fingerprint, data.as_deref(), server, as_json).await;
+    }
     let (db, data) = open_state(args.db.as_deref(), data).await?;
     let registry = Registry::new(db.clone(), &data);
-    let mut opener = Opener::default();
-    let src = opener
-        .open(&spec.src, Role::Src, &registry)
-        .await
-        .map_err(usage)?;
-    let dst = opener
-        .open(&spec.dst, Role::Dst, &registry)
-        .await
-        .map_err(usage)?;
-    preflight(&src, &dst).await.map_err(usage)?;
-
     if args.dry_run {
+        let mut opener = Opener::default();
+        let src = opener
+            .open(&spec.src, Role::Src, &registry)
+            .await
+            .map_err(usage)?;
+        let dst = opener
+            .open(&spec.dst, Role::Dst, &registry)
+            .await
+            .map_err(usage)?;
+        preflight(&src, &dst).await.map_err(usage)?;
         return dry_run(&src, &dst, &spec, as_json).await;
     }
-    let fingerprint = spec.fingerprint(&ages);
-    let rec = match db.unfinished_job(&fingerprint).await? {
-        Some(rec) => {
-            eprintln!(
-                "ferry: resuming job {} ({} of {} objects done, listing {})",
-                rec.id,
-                rec.done,
-                rec.listed,
-                if rec.listing_done {
-                    "complete"
-                } else {
-                    "in progress"
-                }
-            );
-            rec
-        }
-        None => {
-            let id = db
-                .create_job(MIGRATE, &serde_json::to_value(&spec)?, &fingerprint, now)
-                .await?;
-            db.job(id).await?
-        }
-    };
-    if args.detach {
-        if as_json {
-            println!("{}", serde_json::json!({ "job": rec.id }));
-        } else {
-            println!(
-                "job {}: recorded; a running `ferry serve` or `ferry worker` on this state database runs it (`ferry job show {}`)",
-                rec.id, rec.id
-            );
-        }
-        return Ok(());
+    let jobs::Submitted {
+        job: rec,
+        resumed,
+        src,
+        dst,
+    } = jobs::submit(&registry, &spec, &fingerprint)
+        .await
+        .map_err(usage)?;
+    if resumed {
+        eprintln!(
+            "ferry: resuming job {} ({} of {} objects done, listing {})",
+            rec.id,
+            rec.done,
+            rec.listed,
+            if rec.listing_done {
+                "complete"
+            } else {
+                "in progress"
+            }
+        );
     }
     // A resumed job keeps the options it was created with (part size above all, so recorded
     // parts still fit).
@@ -262,6 +257,39 @@ pub async fn run(args: MigrateArgs, data: Option<PathBuf>, as_json: bool) -> any
             Ok(())
         }
     }
+}
+
+/// `--detach`: the running server checks both sides and records (or finds) the job; its job
+/// runner (and any `ferry worker` on its state database) runs it.
+async fn detach(
+    spec: &MigrateSpec,
+    fingerprint: &str,
+    data: Option<&std::path::Path>,
+    server: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let client = super::client::AdminClient::new(server, data)?;
+    let v = client
+        .call(
+            http::Method::POST,
+            "/api/v1/jobs",
+            Some(serde_json::json!({ "spec": spec, "fingerprint": fingerprint })),
+        )
+        .await?;
+    if as_json {
+        println!("{v}");
+    } else {
+        let id = v["job"]["id"].as_i64().unwrap_or(0);
+        println!(
+            "job {id}: {} by the server (`ferry job show {id}` follows it)",
+            if v["resumed"].as_bool().unwrap_or(false) {
+                "resumed"
+            } else {
+                "started"
+            }
+        );
+    }
+    Ok(())
 }
 
 /// Compares both sides after the job (keys the job's filters leave out are not compared;

@@ -244,9 +244,20 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
             })
             .await
     });
+    // Jobs recorded in this state database (`ferry migrate --detach`) run here too.
+    let jobs = tokio::spawn(crate::jobs::supervise::supervise(
+        registry.clone(),
+        crate::jobs::run::Settings {
+            workers: 32,
+            bandwidth: None,
+            parallel_parts: 4,
+        },
+        stop_tx.subscribe(),
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
+    let _ = jobs.await;
     s3.await.context("S3 server task")??;
     admin.await.context("admin server task")??;
     registry.db().close().await;

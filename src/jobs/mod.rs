@@ -7,6 +7,7 @@
 //! PostgreSQL). Does not own: how one object is copied (`transfer`), or the CLI and admin
 //! API faces of jobs.
 
+pub mod control;
 pub mod list;
 pub mod open;
 pub mod run;
@@ -46,3 +47,45 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The kind of a migration job in the `jobs` table.
 pub const MIGRATE: &str = "migrate";
+
+/// A job ready to run: its record, whether it was already there (resumed), and its sides.
+pub struct Submitted {
+    pub job: state::JobRecord,
+    pub resumed: bool,
+    pub src: open::Side,
+    pub dst: open::Side,
+}
+
+/// Opens and checks both sides of `spec` (see [`open::preflight`]), then finds the
+/// unfinished job with the same fingerprint or records a new one.
+pub async fn submit(
+    registry: &registry::Registry,
+    spec: &spec::MigrateSpec,
+    fingerprint: &str,
+) -> Result<Submitted> {
+    spec::Filter::new(&spec.options)?;
+    let mut opener = open::Opener::default();
+    let src = opener.open(&spec.src, open::Role::Src, registry).await?;
+    let dst = opener.open(&spec.dst, open::Role::Dst, registry).await?;
+    open::preflight(&src, &dst).await?;
+    let db = registry.db();
+    if let Some(job) = db.unfinished_job(fingerprint).await? {
+        return Ok(Submitted {
+            job,
+            resumed: true,
+            src,
+            dst,
+        });
+    }
+    let spec_json = serde_json::to_value(spec)
+        .map_err(|e| Error::Usage(format!("the job cannot be recorded: {e}")))?;
+    let id = db
+        .create_job(MIGRATE, &spec_json, fingerprint, state::now_ms())
+        .await?;
+    Ok(Submitted {
+        job: db.job(id).await?,
+        resumed: false,
+        src,
+        dst,
+    })
+}

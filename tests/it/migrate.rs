@@ -647,7 +647,10 @@ fn pause_stops_transfers_at_a_part_boundary_and_resume_finishes() {
     assert_eq!(creates, 1.0);
     let received = counter(&f, "ferry_s3_received_bytes_total", "") as u64;
     let expect: u64 = (mib(60) as u64) + (0..50u64).map(|i| 100 + (i * 37) % 5000).sum::<u64>();
-    assert!(received <= expect + ((4 * 5) << 20), "{received} vs {expect}");
+    assert!(
+        received <= expect + ((4 * 5) << 20),
+        "{received} vs {expect}"
+    );
 }
 
 #[test]
@@ -893,4 +896,96 @@ fn three_workers_share_a_job_on_postgres_and_one_is_killed() {
         &b.s3,
     ]));
     assert_same_tree(&src, &back);
+}
+
+/// A call to the admin API: (status, body).
+fn admin(f: &Ferry, method: &str, path: &str, token: &str) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", method, "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("{}{path}", f.admin))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn detached_job_runs_in_the_server_and_the_admin_api_controls_it() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    ok(&a.aws(&["s3", "mb", "s3://det"]));
+    let tmp = tempfile::tempdir().expect("tmp");
+    make_tree(&tmp.path().join("det"), 30, &[]);
+    ok(&a.aws(&[
+        "s3",
+        "cp",
+        "--recursive",
+        "--quiet",
+        tmp.path().join("det").to_str().unwrap_or_default(),
+        "s3://det/",
+    ]));
+    // The CLI hands the job to the server, which holds `local`.
+    let out = ok(&a.cli(&["migrate", "local:det", "dr:copy", "--detach", "--json"]));
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let id = v["job"]["id"].as_i64().expect("id");
+    let token = crate::support::ADMIN_TOKEN;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (code, v) = admin(&a, "GET", &format!("/api/v1/jobs/{id}"), token);
+        assert_eq!(code, 200, "{v}");
+        if v["job"]["state"] == "done" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v}\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["job"]["done"], 30, "{done}");
+    assert_eq!(done["tasks"]["pending"], 0, "{done}");
+    let ls = ok(&b.aws(&["s3", "ls", "--recursive", "s3://copy/"]));
+    assert_eq!(ls.lines().count(), 30, "{ls}");
+    // The same command again finds nothing to do: a new job, everything unchanged.
+    let out = ok(&a.cli(&["migrate", "local:det", "dr:copy", "--detach", "--json"]));
+    let again: Value = serde_json::from_str(&out).expect("json");
+    assert_ne!(again["job"]["id"], id);
+
+    let (code, list) = admin(&a, "GET", "/api/v1/jobs", token);
+    assert_eq!(code, 200);
+    assert!(list.as_array().is_some_and(|l| l.len() >= 2), "{list}");
+    let (code, v) = admin(&a, "POST", &format!("/api/v1/jobs/{id}/pause"), token);
+    assert_eq!(code, 409, "a finished job cannot be paused: {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("only a running job"),
+        "{v}"
+    );
+    let (code, _) = admin(&a, "POST", "/api/v1/jobs/9999/resume", token);
+    assert_eq!(code, 404);
+    let (code, dead) = admin(&a, "GET", &format!("/api/v1/jobs/{id}/dead"), token);
+    assert_eq!((code, dead), (200, serde_json::json!([])));
+    let (code, _) = admin(&a, "GET", "/api/v1/jobs", "wrong-token");
+    assert_eq!(code, 401);
+    let (_, doc) = admin(&a, "GET", "/api/v1/openapi.json", token);
+    for p in [
+        "/api/v1/jobs",
+        "/api/v1/jobs/{id}/pause",
+        "/api/v1/jobs/{id}/retry-dead",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} is documented");
+    }
+    // A bad side is refused by the server before a job exists.
+    let out = a.cli(&["migrate", "nosuch:det", "dr:copy", "--detach"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no store named \"nosuch\""),
+        "{}",
+        stderr(&out)
+    );
 }

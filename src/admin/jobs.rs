@@ -1,0 +1,140 @@
+//! Admin routes for jobs: list, detail with live progress, pause, resume, cancel, the
+//! dead-letter list and retrying it. The operations are `jobs::control`'s.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use super::{AdminState, ApiError, authorize};
+use crate::jobs::control::{self, Error};
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::State(crate::state::Error::NoSuchJob(_)) => StatusCode::NOT_FOUND,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::StillRunning(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+fn state_err(e: crate::state::Error) -> ApiError {
+    ApiError::from(Error::State(e))
+}
+
+#[derive(serde::Deserialize)]
+pub struct Submit {
+    spec: crate::jobs::spec::MigrateSpec,
+    fingerprint: Option<String>,
+}
+
+/// Checks both sides and records a migration job (or finds the unfinished one with the same
+/// fingerprint); this server's job runner picks it up within seconds.
+pub async fn submit(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    body: Result<Json<Submit>, axum::extract::rejection::JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let fp = req.fingerprint.unwrap_or_else(|| req.spec.fingerprint(""));
+    let sub = crate::jobs::submit(&s.registry, &req.spec, &fp)
+        .await
+        .map_err(|e| {
+            let status = match &e {
+                crate::jobs::Error::Usage(_) => StatusCode::BAD_REQUEST,
+                crate::jobs::Error::Side { source, .. } if source.is_retryable() => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                crate::jobs::Error::Side { .. } => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            // The whole chain in one line, as the CLI prints it.
+            ApiError(status, format!("{:#}", anyhow::Error::new(e)))
+        })?;
+    let status = if sub.resumed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(json!({ "job": sub.job, "resumed": sub.resumed })),
+    ))
+}
+
+pub async fn list(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    Ok(Json(s.registry.db().jobs().await.map_err(state_err)?))
+}
+
+pub async fn show(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    Ok(Json(control::detail(s.registry.db(), id, 200).await?))
+}
+
+pub async fn pause(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    let parts = control::pause(s.registry.db(), id).await?;
+    Ok(Json(
+        json!({ "job": id, "state": "paused", "recorded_parts": parts }),
+    ))
+}
+
+pub async fn resume(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    control::resume(s.registry.db(), id).await?;
+    Ok(Json(json!({ "job": id, "state": "running" })))
+}
+
+pub async fn cancel(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    control::cancel(s.registry.db(), id).await?;
+    Ok(Json(json!({ "job": id, "state": "cancelled" })))
+}
+
+pub async fn dead(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    let d = control::detail(s.registry.db(), id, 10_000).await?;
+    let dead: Vec<_> = d.open.into_iter().filter(|t| t.state == "dead").collect();
+    Ok(Json(dead))
+}
+
+pub async fn retry_dead(
+    State(s): State<Arc<AdminState>>,
+    h: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &h)?;
+    let n = control::retry_dead(s.registry.db(), id).await?;
+    Ok((StatusCode::OK, Json(json!({ "job": id, "requeued": n }))))
+}

@@ -1,0 +1,118 @@
+//! What an operator does to a job, whoever asks (the CLI on the state database, or the admin
+//! API): detail, pause (and wait until no transfer runs), resume, cancel, retry dead letters.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::state::{self, Db, JobRecord, OpenTask, TaskCounts, job_state};
+
+/// Why an operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] state::Error),
+    /// The job is not in a state the operation applies to.
+    #[error("job {id} is {state}: {why}")]
+    Conflict {
+        id: i64,
+        state: String,
+        why: &'static str,
+    },
+    #[error("job {0} is paused, but a transfer still runs after 2 minutes")]
+    StillRunning(i64),
+}
+
+/// A job with its task counts and unfinished tasks (in flight, retrying, dead).
+#[derive(Debug, Serialize)]
+pub struct Detail {
+    pub job: JobRecord,
+    pub tasks: TaskCounts,
+    pub open: Vec<OpenTask>,
+}
+
+pub async fn detail(db: &Db, id: i64, open_limit: i64) -> Result<Detail, Error> {
+    Ok(Detail {
+        job: db.job(id).await?,
+        tasks: db.task_counts(id).await?,
+        open: db.open_tasks(id, open_limit).await?,
+    })
+}
+
+async fn transition(
+    db: &Db,
+    id: i64,
+    from: &[&str],
+    to: &str,
+    why: &'static str,
+) -> Result<(), Error> {
+    db.job(id).await?;
+    if db.set_job_state(id, from, to, state::now_ms()).await? {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        id,
+        state: db.job(id).await?.state,
+        why,
+    })
+}
+
+/// Pauses a running job and waits until no task of it runs (workers stop at the next part
+/// boundary and record what finished); returns the finished parts of unfinished uploads.
+pub async fn pause(db: &Db, id: i64) -> Result<i64, Error> {
+    transition(
+        db,
+        id,
+        &[job_state::RUNNING],
+        job_state::PAUSED,
+        "only a running job can be paused",
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while db.task_counts(id).await?.running > 0 {
+        if Instant::now() > deadline {
+            return Err(Error::StillRunning(id));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(db
+        .open_tasks(id, 100_000)
+        .await?
+        .iter()
+        .map(|t| t.parts_done)
+        .sum())
+}
+
+pub async fn resume(db: &Db, id: i64) -> Result<(), Error> {
+    transition(
+        db,
+        id,
+        &[job_state::PAUSED],
+        job_state::RUNNING,
+        "only a paused job can be resumed",
+    )
+    .await
+}
+
+/// Cancels a job; its runners abort its unfinished multipart uploads as they stop.
+pub async fn cancel(db: &Db, id: i64) -> Result<(), Error> {
+    transition(
+        db,
+        id,
+        &[job_state::RUNNING, job_state::PAUSED],
+        job_state::CANCELLED,
+        "it has already ended",
+    )
+    .await
+}
+
+/// Requeues a job's dead letters (a finished job runs again); returns how many.
+pub async fn retry_dead(db: &Db, id: i64) -> Result<u64, Error> {
+    let rec = db.job(id).await?;
+    let n = db.retry_dead(id).await?;
+    if rec.state == job_state::DONE && n > 0 {
+        db.set_job_state(id, &[job_state::DONE], job_state::RUNNING, state::now_ms())
+            .await?;
+    }
+    Ok(n)
+}
