@@ -1,7 +1,10 @@
 //! The state layer on both dialects: SQLite (embedded default) and PostgreSQL (the local
-//! server `scripts/test` starts; its URL arrives in `FERRY_TEST_PG_URL`).
+//! server `scripts/test` starts; its URL arrives in `FERRY_TEST_PG_URL`): stores, settings,
+//! bucket policies, the journal, and jobs with their leases (concurrent claims included).
 
-use ferry::state::{BucketRecord, Db, Dialect, Error, NewJournalRow, StoreRecord};
+use ferry::state::{
+    BucketRecord, Db, Dialect, Error, NewJournalRow, NewTask, PartRow, StoreRecord,
+};
 
 fn pg_url() -> String {
     std::env::var("FERRY_TEST_PG_URL")
@@ -35,6 +38,221 @@ async fn exercise(db: &Db) {
         Some("two")
     );
     buckets_and_journal(db, &name).await;
+    jobs_and_tasks(db, &name).await;
+    concurrent_claims(db, &name).await;
+}
+
+fn task(key: &str, size: i64) -> NewTask {
+    NewTask {
+        key: key.into(),
+        action: "copy",
+        size,
+        etag: format!("e-{key}"),
+    }
+}
+
+/// Jobs, the listing lease, task leases, retries, dead letters and recorded parts (issue 5).
+async fn jobs_and_tasks(db: &Db, unique: &str) {
+    let fp = format!("fp-{unique}");
+    let spec = serde_json::json!({ "test": unique });
+    let id = db
+        .create_job("migrate", &spec, &fp, 1)
+        .await
+        .expect("create");
+    assert_eq!(
+        db.unfinished_job(&fp).await.expect("find").map(|j| j.id),
+        Some(id)
+    );
+    let now = ferry::state::now_ms();
+    assert!(
+        db.take_lister(id, "A", now, now + 10_000)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !db.take_lister(id, "B", now, now + 10_000)
+            .await
+            .expect("held")
+    );
+    let tasks = [task("a", 10), task("b", 20), task("c", 30)];
+    assert!(
+        db.add_listing_page(id, "A", &tasks, Some("c"), 2, false)
+            .await
+            .expect("page")
+    );
+    assert!(
+        !db.add_listing_page(id, "B", &tasks, Some("c"), 2, false)
+            .await
+            .expect("not B's")
+    );
+    assert!(
+        db.add_listing_page(id, "A", &[], None, 0, true)
+            .await
+            .expect("last page")
+    );
+    let j = db.job(id).await.expect("job");
+    assert_eq!(
+        (j.listed, j.listed_bytes, j.unchanged, j.listing_done),
+        (3, 60, 2, true)
+    );
+    assert_eq!(j.listed_after.as_deref(), Some("c"));
+
+    let mine = db
+        .claim_tasks(id, "A", now, now + 10_000, 2)
+        .await
+        .expect("claim");
+    assert_eq!(
+        mine.iter().map(|t| t.key.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let theirs = db
+        .claim_tasks(id, "B", now, now + 10_000, 5)
+        .await
+        .expect("claim");
+    assert_eq!(theirs.len(), 1);
+    assert!(
+        db.claim_tasks(id, "C", now, now + 10_000, 5)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    let (a, b, c) = (mine[0].id, mine[1].id, theirs[0].id);
+
+    db.set_task_upload(a, Some("u1")).await.expect("upload");
+    let part = PartRow {
+        part_number: 1,
+        etag: "p1".into(),
+        size: 5,
+    };
+    db.add_task_part(a, &part).await.expect("part");
+    assert_eq!(db.task_parts(a).await.expect("parts"), vec![part]);
+    let open = db.open_tasks(id, 10).await.expect("open");
+    let ta = open.iter().find(|t| t.key == "a").expect("a is open");
+    assert_eq!(
+        (ta.parts_done, ta.bytes_done, ta.upload_id.as_deref()),
+        (1, 5, Some("u1"))
+    );
+
+    db.finish_tasks(id, "A", &[(a, 10)]).await.expect("finish");
+    db.finish_tasks(id, "A", &[(a, 10)]).await.expect("twice");
+    db.finish_tasks(id, "B", &[(b, 20)])
+        .await
+        .expect("not B's task");
+    let j = db.job(id).await.expect("job");
+    assert_eq!((j.done, j.done_bytes), (1, 10));
+    assert!(db.task_parts(a).await.expect("parts").is_empty());
+
+    db.fail_task(id, "A", b, "boom", Some(now + 100_000))
+        .await
+        .expect("retry later");
+    db.fail_task(id, "B", c, "refused", None)
+        .await
+        .expect("dead");
+    let counts = db.task_counts(id).await.expect("counts");
+    assert_eq!((counts.pending, counts.running, counts.dead), (1, 0, 1));
+    assert_eq!(db.job(id).await.expect("job").dead, 1);
+    assert!(
+        db.claim_tasks(id, "A", now, now + 10_000, 5)
+            .await
+            .expect("backoff")
+            .is_empty()
+    );
+    let dead = db.open_tasks(id, 10).await.expect("open");
+    assert!(
+        dead.iter()
+            .any(|t| t.key == "c" && t.state == "dead" && t.error.as_deref() == Some("refused"))
+    );
+    assert_eq!(db.retry_dead(id).await.expect("retry"), 1);
+    assert_eq!(db.job(id).await.expect("job").dead, 0);
+
+    // A lease that runs out: the tasks go to the next claimer, marked interrupted.
+    let later = now + 1_000_000;
+    let got = db
+        .claim_tasks(id, "A", later, later + 10_000, 5)
+        .await
+        .expect("claim");
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|t| !t.interrupted));
+    let stolen = db
+        .claim_tasks(id, "B", later + 20_000, later + 30_000, 5)
+        .await
+        .expect("steal");
+    assert_eq!(stolen.len(), 2);
+    assert!(stolen.iter().all(|t| t.interrupted));
+    assert!(
+        db.job_owners(id)
+            .await
+            .expect("owners")
+            .contains(&"B".to_owned())
+    );
+    assert_eq!(db.reclaim_owner(id, "B").await.expect("reclaim"), 2);
+    assert_eq!(db.task_counts(id).await.expect("counts").pending, 2);
+    db.release_tasks("B", &[b]).await.expect("release nothing");
+
+    assert!(
+        db.set_job_state(id, &["running"], "cancelled", now)
+            .await
+            .expect("cancel")
+    );
+    assert!(
+        !db.set_job_state(id, &["running"], "paused", now)
+            .await
+            .expect("not running")
+    );
+    assert_eq!(db.unfinished_job(&fp).await.expect("find"), None);
+}
+
+/// Claimers racing for one job's tasks never get the same task twice.
+async fn concurrent_claims(db: &Db, unique: &str) {
+    let id = db
+        .create_job(
+            "migrate",
+            &serde_json::json!({}),
+            &format!("race-{unique}"),
+            1,
+        )
+        .await
+        .expect("create");
+    let now = ferry::state::now_ms();
+    assert!(
+        db.take_lister(id, "L", now, now + 10_000)
+            .await
+            .expect("lease")
+    );
+    let tasks: Vec<NewTask> = (0..300).map(|i| task(&format!("k{i:04}"), 1)).collect();
+    assert!(
+        db.add_listing_page(id, "L", &tasks, Some("k0299"), 0, true)
+            .await
+            .expect("page")
+    );
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let db = db.clone();
+        handles.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let c = db
+                    .claim_tasks(id, &format!("w{w}"), now, now + 60_000, 7)
+                    .await
+                    .expect("claim");
+                if c.is_empty() {
+                    return got;
+                }
+                got.extend(c.into_iter().map(|t| t.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("join"));
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!((n, all.len()), (300, 300), "a task was claimed twice");
+    db.set_job_state(id, &["running"], "cancelled", now)
+        .await
+        .expect("cancel");
 }
 
 /// Namespace bucket records and the multi-write journal (issue 4).
