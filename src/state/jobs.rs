@@ -394,11 +394,12 @@ impl Db {
         } else {
             ""
         };
-        let rows = sqlx::query(&format!(
-            "UPDATE job_tasks SET interrupted = CASE WHEN state = 'running' THEN 1 ELSE interrupted END,
-                state = 'running', owner = $1, lease_ms = $2 WHERE id IN (
-                SELECT id FROM job_tasks WHERE job_id = $3
-                  AND ((state = 'pending' AND next_ms <= $4) OR (state = 'running' AND lease_ms < $4))
+        // Two statements, each answered from the (job_id, state, id) index: expired leases
+        // (few), then pending tasks in id order. One OR across both would scan the job.
+        let mut tx = self.pool.begin().await?;
+        let mut rows = sqlx::query(&format!(
+            "UPDATE job_tasks SET interrupted = 1, owner = $1, lease_ms = $2 WHERE id IN (
+                SELECT id FROM job_tasks WHERE job_id = $3 AND state = 'running' AND lease_ms < $4
                 ORDER BY id LIMIT $5{lock})
              RETURNING {TASK_COLUMNS}"
         ))
@@ -407,8 +408,27 @@ impl Db {
         .bind(job)
         .bind(now_ms)
         .bind(n)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        let left = n - rows.len() as i64;
+        if left > 0 {
+            rows.extend(
+                sqlx::query(&format!(
+                    "UPDATE job_tasks SET state = 'running', owner = $1, lease_ms = $2 WHERE id IN (
+                        SELECT id FROM job_tasks WHERE job_id = $3 AND state = 'pending' AND next_ms <= $4
+                        ORDER BY id LIMIT $5{lock})
+                     RETURNING {TASK_COLUMNS}"
+                ))
+                .bind(owner)
+                .bind(lease_ms)
+                .bind(job)
+                .bind(now_ms)
+                .bind(left)
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+        }
+        tx.commit().await?;
         let mut tasks = rows.iter().map(task_row).collect::<Result<Vec<_>>>()?;
         tasks.sort_by_key(|t| t.id);
         Ok(tasks)
@@ -445,17 +465,29 @@ impl Db {
     pub async fn finish_tasks(&self, job: i64, owner: &str, done: &[(i64, i64)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let (mut n, mut bytes) = (0i64, 0i64);
-        for (id, b) in done {
-            let r = sqlx::query(
-                "UPDATE job_tasks SET state = 'done', owner = NULL, error = NULL WHERE id = $1 AND owner = $2 AND state = 'running'",
-            )
-            .bind(id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() > 0 {
+        let size: std::collections::HashMap<i64, i64> = done.iter().copied().collect();
+        for chunk in done.chunks(200) {
+            let list = (0..chunk.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!(
+                "UPDATE job_tasks SET state = 'done', owner = NULL, error = NULL WHERE owner = $1 AND state = 'running' AND id IN ({list}) RETURNING id, upload_id"
+            );
+            let mut q = sqlx::query(&sql).bind(owner);
+            for (id, _) in chunk {
+                q = q.bind(id);
+            }
+            let mut with_parts = Vec::new();
+            for r in q.fetch_all(&mut *tx).await? {
+                let id: i64 = r.try_get("id")?;
                 n += 1;
-                bytes += b;
+                bytes += size.get(&id).copied().unwrap_or(0);
+                if r.try_get::<Option<String>, _>("upload_id")?.is_some() {
+                    with_parts.push(id);
+                }
+            }
+            for id in with_parts {
                 sqlx::query("DELETE FROM job_parts WHERE task_id = $1")
                     .bind(id)
                     .execute(&mut *tx)

@@ -24,6 +24,17 @@ pub struct ScanReport {
     pub skipped: u64,
 }
 
+/// Files reconciled at once during a rescan.
+const RECONCILE_PARALLEL: usize = 32;
+
+/// What reconciling one file did.
+enum Reconciled {
+    Skipped,
+    Unchanged,
+    Added,
+    Updated,
+}
+
 struct Found {
     key: String,
     path: PathBuf,
@@ -155,22 +166,31 @@ impl FsStore {
                 Ok(())
             }
         });
-        while let Some(found) = rx.recv().await {
-            let f = match found {
-                Ok(f) => f,
-                Err(path) => {
-                    tracing::warn!(store = %self.name, %path, "skipped: not a regular file with a UTF-8 name");
-                    report.skipped += 1;
-                    continue;
+        // Files are reconciled a few dozen at a time, so their index changes share group
+        // commits (one durable transaction for many files, not one each).
+        use futures::StreamExt;
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut more = true;
+        loop {
+            while more && running.len() < RECONCILE_PARALLEL {
+                match rx.recv().await {
+                    Some(found) => running.push(self.reconcile_found(bucket, found)),
+                    None => more = false,
                 }
-            };
-            report.files += 1;
-            let Ok(key) = ObjectKey::parse(&f.key) else {
-                tracing::warn!(store = %self.name, key = %f.key, "skipped: the path is not a valid key");
-                report.skipped += 1;
-                continue;
-            };
-            self.reconcile_file(bucket, &key, &f, report).await?;
+            }
+            let Some(r) = running.next().await else { break };
+            match r? {
+                Reconciled::Skipped => report.skipped += 1,
+                Reconciled::Unchanged => report.files += 1,
+                Reconciled::Added => {
+                    report.files += 1;
+                    report.added += 1;
+                }
+                Reconciled::Updated => {
+                    report.files += 1;
+                    report.updated += 1;
+                }
+            }
         }
         walker
             .await
@@ -200,13 +220,31 @@ impl FsStore {
         Ok(())
     }
 
+    async fn reconcile_found(
+        &self,
+        bucket: &BucketName,
+        found: std::result::Result<Found, String>,
+    ) -> Result<Reconciled> {
+        let f = match found {
+            Ok(f) => f,
+            Err(path) => {
+                tracing::warn!(store = %self.name, %path, "skipped: not a regular file with a UTF-8 name");
+                return Ok(Reconciled::Skipped);
+            }
+        };
+        let Ok(key) = ObjectKey::parse(&f.key) else {
+            tracing::warn!(store = %self.name, key = %f.key, "skipped: the path is not a valid key");
+            return Ok(Reconciled::Skipped);
+        };
+        self.reconcile_file(bucket, &key, &f).await
+    }
+
     async fn reconcile_file(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
         f: &Found,
-        report: &mut ScanReport,
-    ) -> Result<()> {
+    ) -> Result<Reconciled> {
         let _g = self.lock_for(bucket, key.as_str()).write().await;
         let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
         if let Some(row) = &latest
@@ -216,7 +254,7 @@ impl FsStore {
             && row.file_mtime_ns == Some(f.mtime_ns)
             && row.size == f.size
         {
-            return Ok(());
+            return Ok(Reconciled::Unchanged);
         }
         let p = f.path.clone();
         let d = tokio::task::spawn_blocking(move || body::hash_file(&p))
@@ -234,8 +272,7 @@ impl FsStore {
                 row.file_mtime_ns = Some(f.mtime_ns);
                 self.index.update_file_facts(&row).await?;
                 self.forget_latest(bucket, key);
-                report.updated += 1;
-                return Ok(());
+                return Ok(Reconciled::Updated);
             }
             Some(mut row) => {
                 row.is_latest = false;
@@ -269,7 +306,6 @@ impl FsStore {
             file_mtime_ns: Some(f.mtime_ns),
         });
         self.commit(change).await?;
-        report.added += 1;
-        Ok(())
+        Ok(Reconciled::Added)
     }
 }
