@@ -79,7 +79,8 @@ pub struct MigrateArgs {
     /// Attempts per object before it goes to the job's dead-letter list.
     #[arg(long, default_value_t = 10)]
     pub attempts: u32,
-    /// Record the job and return; the running server (or `ferry worker`) runs it.
+    /// Record the job and return: the running server runs it, or with `--db` the `ferry worker`
+    /// processes on that database.
     #[arg(long)]
     pub detach: bool,
 }
@@ -173,11 +174,20 @@ pub async fn run(
     );
 
     let fingerprint = spec.fingerprint(&ages);
-    if args.detach {
+    if args.detach && args.db.is_none() {
         return detach(&spec, &fingerprint, data.as_deref(), server, as_json).await;
     }
     let (db, data) = open_state(args.db.as_deref(), data).await?;
     let registry = Registry::new(db.clone(), &data);
+    if args.detach {
+        // `--db` names the state database the workers share: record the job there.
+        let submitted = jobs::submit(&registry, &spec, &fingerprint)
+            .await
+            .map_err(usage)?;
+        let v = serde_json::json!({ "job": submitted.job, "resumed": submitted.resumed });
+        print_detached(&v, as_json);
+        return Ok(());
+    }
     if args.dry_run {
         let mut opener = Opener::default();
         let src = opener
@@ -188,8 +198,8 @@ pub async fn run(
             .open(&spec.dst, Role::Dst, &registry)
             .await
             .map_err(usage)?;
-        preflight(&src, &dst).await.map_err(usage)?;
-        return dry_run(&src, &dst, &spec, as_json).await;
+        let dst_exists = preflight(&src, &dst, false).await.map_err(usage)?;
+        return dry_run(&src, &dst, dst_exists, &spec, as_json).await;
     }
     let jobs::Submitted {
         job: rec,
@@ -259,8 +269,8 @@ pub async fn run(
     }
 }
 
-/// `--detach`: the running server checks both sides and records (or finds) the job; its job
-/// runner (and any `ferry worker` on its state database) runs it.
+/// `--detach` without `--db`: the running server checks both sides and records (or finds) the
+/// job; its job runner (and any `ferry worker` on its state database) runs it.
 async fn detach(
     spec: &MigrateSpec,
     fingerprint: &str,
@@ -276,20 +286,24 @@ async fn detach(
             Some(serde_json::json!({ "spec": spec, "fingerprint": fingerprint })),
         )
         .await?;
+    print_detached(&v, as_json);
+    Ok(())
+}
+
+fn print_detached(v: &serde_json::Value, as_json: bool) {
     if as_json {
         println!("{v}");
     } else {
         let id = v["job"]["id"].as_i64().unwrap_or(0);
         println!(
-            "job {id}: {} by the server (`ferry job show {id}` follows it)",
+            "job {id}: {}; the workers on its state database run it (`ferry job show {id}` follows it)",
             if v["resumed"].as_bool().unwrap_or(false) {
                 "resumed"
             } else {
-                "started"
+                "recorded"
             }
         );
     }
-    Ok(())
 }
 
 /// Compares both sides after the job (keys the job's filters leave out are not compared;
@@ -354,6 +368,7 @@ fn describe(d: &diff::Difference) -> String {
 async fn dry_run(
     src: &jobs::open::Side,
     dst: &jobs::open::Side,
+    dst_exists: bool,
     spec: &MigrateSpec,
     as_json: bool,
 ) -> anyhow::Result<()> {
@@ -362,7 +377,7 @@ async fn dry_run(
     let (a, b) = sides(src, dst);
     let mut cmp = Comparer::new(
         &a,
-        &b,
+        dst_exists.then_some(&b),
         None,
         &filter,
         &spec.options,

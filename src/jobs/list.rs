@@ -29,7 +29,8 @@ pub struct Page {
 /// Walks both sides from a cursor, a page of decisions at a time.
 pub struct Comparer<'a> {
     src: Cursor<'a>,
-    dst: Cursor<'a>,
+    /// `None`: the destination bucket does not exist (a dry run): nothing is there.
+    dst: Option<Cursor<'a>>,
     filter: &'a Filter,
     opts: &'a Options,
     src_what: &'a str,
@@ -39,7 +40,7 @@ pub struct Comparer<'a> {
 impl<'a> Comparer<'a> {
     pub fn new(
         src: &'a diff::Side<'a>,
-        dst: &'a diff::Side<'a>,
+        dst: Option<&'a diff::Side<'a>>,
         after: Option<&str>,
         filter: &'a Filter,
         opts: &'a Options,
@@ -47,7 +48,7 @@ impl<'a> Comparer<'a> {
     ) -> Self {
         Self {
             src: Cursor::after(src, after, PAGE),
-            dst: Cursor::after(dst, after, PAGE),
+            dst: dst.map(|d| Cursor::after(d, after, PAGE)),
             filter,
             opts,
             src_what: names.0,
@@ -64,20 +65,25 @@ impl<'a> Comparer<'a> {
                 what: self.src_what.to_owned(),
                 source,
             })?;
-            let kd = self.dst.peek_rel().await.map_err(|source| Error::Listing {
-                side: "destination",
-                what: self.dst_what.to_owned(),
-                source,
-            })?;
+            let kd = match &mut self.dst {
+                Some(d) => d.peek_rel().await.map_err(|source| Error::Listing {
+                    side: "destination",
+                    what: self.dst_what.to_owned(),
+                    source,
+                })?,
+                None => None,
+            };
             let (key, s, d) = match (ks, kd) {
                 (None, None) => {
                     page.done = true;
                     break;
                 }
-                (Some(a), Some(b)) if a == b => (a, self.src.pop(), self.dst.pop()),
+                (Some(a), Some(b)) if a == b => {
+                    (a, self.src.pop(), self.dst.as_mut().and_then(Cursor::pop))
+                }
                 (Some(a), Some(b)) if a < b => (a, self.src.pop(), None),
                 (Some(a), None) => (a, self.src.pop(), None),
-                (_, Some(b)) => (b, None, self.dst.pop()),
+                (_, Some(b)) => (b, None, self.dst.as_mut().and_then(Cursor::pop)),
             };
             decided += 1;
             page.cursor = Some(key.clone());
@@ -140,7 +146,14 @@ pub async fn list_job(
     running: &watch::Receiver<bool>,
 ) -> Result<bool> {
     let (s, d) = sides(src, dst);
-    let mut cmp = Comparer::new(&s, &d, after, filter, opts, (&src.display, &dst.display));
+    let mut cmp = Comparer::new(
+        &s,
+        Some(&d),
+        after,
+        filter,
+        opts,
+        (&src.display, &dst.display),
+    );
     loop {
         if !*running.borrow() {
             return Ok(false);

@@ -67,7 +67,7 @@ pub async fn submit(
     let mut opener = open::Opener::default();
     let src = opener.open(&spec.src, open::Role::Src, registry).await?;
     let dst = opener.open(&spec.dst, open::Role::Dst, registry).await?;
-    open::preflight(&src, &dst).await?;
+    open::preflight(&src, &dst, true).await?;
     let db = registry.db();
     if let Some(job) = db.unfinished_job(fingerprint).await? {
         return Ok(Submitted {

@@ -182,8 +182,9 @@ fn credentials(role: Role) -> Result<(String, String)> {
     }
 }
 
-/// Checks both sides before any work; creates the destination bucket if it is missing.
-pub async fn preflight(src: &Side, dst: &Side) -> Result<()> {
+/// Checks both sides before any work; creates the destination bucket if it is missing
+/// (unless `create` is false: then returns whether it exists).
+pub async fn preflight(src: &Side, dst: &Side, create: bool) -> Result<bool> {
     if src.identity == dst.identity
         && src.bucket == dst.bucket
         && (src.prefix.starts_with(&dst.prefix) || dst.prefix.starts_with(&src.prefix))
@@ -221,6 +222,7 @@ pub async fn preflight(src: &Side, dst: &Side) -> Result<()> {
     probe(src).await.map_err(side_err(src, Role::Src))?;
     match probe(dst).await {
         Ok(()) => {}
+        Err(store::Error::NoSuchBucket { .. }) if !create => return Ok(false),
         Err(store::Error::NoSuchBucket { .. }) => {
             match dst.store.create_bucket(&dst.bucket).await {
                 Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {
@@ -231,5 +233,5 @@ pub async fn preflight(src: &Side, dst: &Side) -> Result<()> {
         }
         Err(e) => return Err(side_err(dst, Role::Dst)(e)),
     }
-    Ok(())
+    Ok(true)
 }

@@ -278,7 +278,7 @@ async fn copy_parts(
     journal: &dyn Journal,
     stop: &watch::Receiver<bool>,
 ) -> store::Result<Outcome> {
-    let part_size = plan.part_size.max(5 * 1024 * 1024);
+    let part_size = part_size_for(plan.part_size, head.size);
     let count = head.size.div_ceil(part_size) as u32;
     // Continue a recorded upload only if the source is unchanged and the destination still
     // has the upload; keep the recorded parts the destination also lists.
@@ -460,8 +460,34 @@ async fn copy_part(
     Ok((n, p.etag, size))
 }
 
+/// The part size for an object of `size` bytes: at least 5 MiB, and large enough that S3's
+/// 10,000-part limit holds. A function of the plan and size alone, so a resumed copy computes
+/// the same part boundaries.
+fn part_size_for(wanted: u64, size: u64) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    wanted
+        .max(5 * MIB)
+        .max(size.div_ceil(10_000).next_multiple_of(MIB))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parts_stay_within_s3_limits() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(super::part_size_for(16 * MIB, 100 * MIB), 16 * MIB);
+        assert_eq!(super::part_size_for(MIB, 100 * MIB), 5 * MIB);
+        for size in [
+            160_000 * MIB,
+            5 * 1024 * 1024 * MIB,
+            5 * 1024 * 1024 * MIB + 1,
+        ] {
+            let p = super::part_size_for(16 * MIB, size);
+            assert!(size.div_ceil(p) <= 10_000, "{size}: {p}");
+            assert_eq!(p % MIB, 0);
+        }
+    }
+
     #[test]
     fn multipart_etag_is_md5_of_part_md5s() {
         // Two parts whose MD5s are those of "a" and "b".

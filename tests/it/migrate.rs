@@ -290,6 +290,20 @@ fn every_direction_between_ferry_moto_and_a_directory() {
     assert!(out.contains("dry run: 1 objects"), "{out}");
     let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://photos/in/"]));
     assert!(!ls.contains("new-one"), "{ls}");
+    // A dry run into a bucket that does not exist yet plans every object and creates nothing.
+    let out = ok(&m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://not-yet",
+        "--dst-endpoint",
+        &f.s3,
+        "--dry-run",
+        "--json",
+    ]));
+    let plan: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(plan["copy"], 41, "{out}");
+    let buckets = ok(&f.aws(&["s3", "ls"]));
+    assert!(!buckets.contains("not-yet"), "{buckets}");
 }
 
 #[test]
@@ -832,7 +846,7 @@ fn three_workers_share_a_job_on_postgres_and_one_is_killed() {
         "8M",
         "--json",
     ]));
-    let id = serde_json::from_str::<Value>(&out).expect("json")["job"]
+    let id = serde_json::from_str::<Value>(&out).expect("json")["job"]["id"]
         .as_i64()
         .expect("job id");
     let mut workers: Vec<Child> = (0..3)
