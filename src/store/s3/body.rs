@@ -34,6 +34,8 @@ pub(super) const MEMORY_LIMIT: u64 = 1 << 20;
 /// An upload body ready for the SDK, and what to check once the backend has answered.
 pub(super) struct Prepared {
     pub body: SdkByteStream,
+    /// The whole body, when it was buffered (the same bytes as `body`).
+    pub buffered: Option<Bytes>,
     pub len: u64,
     pub pending: Pending,
 }
@@ -113,8 +115,10 @@ pub(super) async fn prepare_upload(
                 outcome: None,
                 _spool: None,
             };
+            let bytes = buf.freeze();
             Ok(Prepared {
-                body: SdkByteStream::from(buf.freeze()),
+                body: SdkByteStream::from(bytes.clone()),
+                buffered: Some(bytes),
                 len: n,
                 pending,
             })
@@ -141,6 +145,7 @@ pub(super) async fn prepare_upload(
             };
             Ok(Prepared {
                 body: SdkByteStream::from_body_1_x(body),
+                buffered: None,
                 len: n,
                 pending,
             })
@@ -177,7 +182,12 @@ pub(super) async fn prepare_upload(
                 outcome: None,
                 _spool: Some(spool),
             };
-            Ok(Prepared { body, len, pending })
+            Ok(Prepared {
+                body,
+                buffered: None,
+                len,
+                pending,
+            })
         }
     }
 }

@@ -47,7 +47,7 @@ impl<'a> Ctx<'a> {
 /// An error's message and its sources', joined with ": " on one line (the SDK's own
 /// `DisplayErrorContext` appends the whole error's Debug form, hundreds of characters that
 /// end up in `ferry bucket status`).
-fn chain(err: &dyn std::error::Error) -> String {
+pub(super) fn chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut next = err.source();
     while let Some(e) = next {
@@ -90,19 +90,64 @@ where
 
     let raw = err.raw_response();
     let status = raw.map(|r| r.status().as_u16()).unwrap_or(0);
-    let header = |name: &str| raw.and_then(|r| r.headers().get(name));
     let body = raw
         .and_then(|r| r.body().bytes())
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
-    let code = err.code().unwrap_or_default();
+    let answer = Answer {
+        status,
+        code: err.code().unwrap_or_default(),
+        message: err
+            .message()
+            .map(str::to_owned)
+            .unwrap_or_else(|| chain(&err)),
+        body: &body,
+        header: &|name| raw.and_then(|r| r.headers().get(name)).map(str::to_owned),
+    };
+    map_answer(store, ctx, &answer)
+}
+
+/// An error answer from the backend, however it was received.
+pub(super) struct Answer<'a> {
+    pub status: u16,
+    /// The S3 error code; empty for bodiless (HEAD) answers.
+    pub code: &'a str,
+    pub message: String,
+    /// The error document, or empty.
+    pub body: &'a str,
+    pub header: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Answer<'_> {
+    /// Reads an error answer's code and message from its error document (for requests sent
+    /// outside the SDK).
+    pub fn code_of(body: &str) -> &str {
+        xml_field(body, "Code").unwrap_or_default()
+    }
+
+    pub fn message_of(body: &str, status: u16) -> String {
+        xml_field(body, "Message")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("HTTP {status}"))
+    }
+}
+
+/// Maps an error answer to a store error by meaning. Never panics.
+pub(super) fn map_answer(store: &str, ctx: Ctx<'_>, answer: &Answer<'_>) -> Error {
+    let Answer {
+        status,
+        code,
+        body,
+        header,
+        ..
+    } = *answer;
     let delete_marker =
         header("x-amz-delete-marker").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let marker_version = header("x-amz-version-id").map(str::to_owned);
+    let marker_version = header("x-amz-version-id");
 
     // Copies involve two buckets; S3 names the missing one in the error document.
     let bucket = || {
-        xml_field(&body, "BucketName")
+        xml_field(body, "BucketName")
             .unwrap_or(ctx.bucket)
             .to_owned()
     };
@@ -129,7 +174,7 @@ where
             .unwrap_or_default(),
     };
     let part_number = || {
-        xml_field(&body, "PartNumber")
+        xml_field(body, "PartNumber")
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     };
@@ -149,7 +194,7 @@ where
             part_number: part_number(),
         },
         "InvalidRange" => Error::InvalidRange {
-            size: range_size(&body, header("content-range")),
+            size: range_size(body, header("content-range").as_deref()),
         },
         "BucketAlreadyExists" | "BucketAlreadyOwnedByYou" => {
             Error::BucketAlreadyExists { bucket: bucket() }
@@ -164,7 +209,7 @@ where
         },
         "" if status == 405 && delete_marker && ctx.key.is_some() => is_delete_marker(),
         "" if status == 416 => Error::InvalidRange {
-            size: range_size(&body, header("content-range")),
+            size: range_size(body, header("content-range").as_deref()),
         },
         _ => Error::Remote {
             store: store.to_owned(),
@@ -173,10 +218,7 @@ where
             } else {
                 code.to_owned()
             },
-            message: err
-                .message()
-                .map(str::to_owned)
-                .unwrap_or_else(|| chain(&err)),
+            message: answer.message.clone(),
             status,
         },
     }

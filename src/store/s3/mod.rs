@@ -3,7 +3,8 @@
 //! Owns: the client for one remote S3 endpoint ([`S3Config`]: endpoint, credentials,
 //! addressing style, checksum behaviour, retries and timeouts), the S3 call behind each trait
 //! method (listings in [`list`], multipart uploads in [`multipart`]), and the translation at
-//! the SDK boundary — errors ([`error`]), types ([`convert`]) and bodies ([`body`]). Does
+//! the SDK boundary — errors ([`error`]), types ([`convert`]) and bodies ([`body`]); small
+//! buffered PUTs to a custom endpoint go around the SDK's orchestrator ([`lean`]). Does
 //! not own: how the gateway answers its own clients, which store serves a bucket, or
 //! retrying beyond the SDK's own few attempts.
 //!
@@ -31,6 +32,7 @@
 mod body;
 mod convert;
 mod error;
+mod lean;
 mod list;
 mod multipart;
 
@@ -122,6 +124,8 @@ impl fmt::Debug for S3Config {
 pub struct S3Store {
     name: String,
     client: Client,
+    /// Small PUTs bypass the SDK's orchestrator (see [`lean`]).
+    lean: Option<std::sync::Arc<lean::Lean>>,
     region: String,
     checksum_mode: ChecksumMode,
 }
@@ -179,6 +183,7 @@ impl S3Store {
             )
             .request_checksum_calculation(request_checksums)
             .response_checksum_validation(response_checksums);
+        let lean = lean::Lean::new(&cfg).map(std::sync::Arc::new);
         if let Some(endpoint) = cfg
             .endpoint
             .as_deref()
@@ -199,6 +204,7 @@ impl S3Store {
         Ok(Self {
             name: name.to_owned(),
             client: Client::from_conf(builder.build()),
+            lean,
             region: cfg.region.trim().to_owned(),
             checksum_mode: cfg.checksum_mode,
         })
@@ -498,9 +504,33 @@ impl Store for S3Store {
             size_hint,
             verify,
         } = opts;
-        let Prepared { body, len, pending } =
-            prepare_upload(body, size_hint, checksum_algorithm, verify).await?;
+        let Prepared {
+            body,
+            buffered,
+            len,
+            pending,
+        } = prepare_upload(body, size_hint, checksum_algorithm, verify).await?;
         let (b, k) = (bucket.as_str(), key.as_str());
+        if let (Some(lean), Some(bytes), Some(digests)) = (&self.lean, buffered, pending.known())
+            && (digests.checksum.is_none() || !self.supported())
+        {
+            let put = lean
+                .put(&self.name, b, k, bytes, &digests.md5, &attrs, &tags)
+                .await?;
+            return Ok(ObjectMeta {
+                key: key.clone(),
+                version_id: version_or_null(put.version_id.as_deref()),
+                is_latest: true,
+                delete_marker: false,
+                size: digests.size,
+                etag: put.etag,
+                last_modified: OffsetDateTime::now_utc(),
+                attrs,
+                checksum: digests.checksum.clone(),
+                tag_count: tags.len(),
+                parts_count: None,
+            });
+        }
         let mut req = self
             .client
             .put_object()

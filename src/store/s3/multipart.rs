@@ -71,8 +71,9 @@ pub(super) async fn upload_part(
 ) -> Result<PartInfo> {
     let number = i32::try_from(part_number)
         .map_err(|_| Error::InvalidArgument(format!("part number {part_number} is too large")))?;
-    let Prepared { body, len, pending } =
-        prepare_upload(body, opts.size_hint, opts.checksum_algorithm, opts.verify).await?;
+    let Prepared {
+        body, len, pending, ..
+    } = prepare_upload(body, opts.size_hint, opts.checksum_algorithm, opts.verify).await?;
     let (b, k) = (bucket.as_str(), key.as_str());
     let mut req = store
         .client
