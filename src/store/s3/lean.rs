@@ -1,4 +1,4 @@
-//! The lean path for small PUTs: one SigV4-signed request on a hyper connection pool,
+//! The lean path for small PUTs and for GETs: one SigV4-signed request on a hyper pool,
 //! without the SDK's orchestrator.
 //!
 //! Owns: building, signing (aws-sigv4, the SDK's own signer), sending and retrying a PUT of a
@@ -19,17 +19,23 @@ use aws_sigv4::http_request::{
 };
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::convert::{parse_http_date, tagging_header, trim_etag};
+use super::convert::{
+    parse_http_date, parts_from_etag, pick_checksum, tagging_header, to_time, trim_etag,
+    version_or_null,
+};
 use super::error::{Answer, Ctx, chain, map_answer};
-use super::{ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, S3Config};
-use crate::store::types::{ObjectAttrs, Tags};
+use super::{ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, S3Config, STALL_GRACE};
+use crate::store::ObjectKey;
+use crate::store::types::{ByteStream, ObjectAttrs, ObjectMeta, Tags};
 use crate::store::{Error, Result, digest};
 
 /// Characters a key keeps unescaped in a request path (RFC 3986 unreserved, and `/`).
@@ -146,63 +152,151 @@ impl Lean {
         if !tags.is_empty() {
             add("x-amz-tagging", &tagging_header(tags))?;
         }
+        let (head, incoming) = self.call(store, ctx, "PUT", None, &headers, body).await?;
+        // The answer to a PUT has no body worth reading; drain it so the connection is reused.
+        let _ = incoming.collect().await;
+        let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
+        Ok(Put {
+            etag: trim_etag(header("etag")),
+            version_id: header("x-amz-version-id").map(str::to_owned),
+        })
+    }
+
+    /// GETs an object (or a range of it, or a version): the answer's head and its body as a
+    /// stream that fails if no byte arrives for [`STALL_GRACE`].
+    pub async fn get(
+        &self,
+        store: &str,
+        ctx: Ctx<'_>,
+        range: Option<String>,
+    ) -> Result<(http::response::Parts, ByteStream)> {
+        let mut headers = HeaderMap::new();
+        if let Some(r) = range.and_then(|r| HeaderValue::from_str(&r).ok()) {
+            headers.insert(http::header::RANGE, r);
+        }
+        let query = ctx
+            .version_id
+            .map(|v| format!("versionId={}", urlencoding::encode(v)));
+        let (head, incoming) = self
+            .call(store, ctx, "GET", query.as_deref(), &headers, Bytes::new())
+            .await?;
+        let frames = http_body_util::BodyStream::new(incoming);
+        let body = futures::stream::unfold(Some(frames), |state| async move {
+            let mut frames = state?;
+            loop {
+                return match tokio::time::timeout(STALL_GRACE, frames.next()).await {
+                    Err(_) => Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no data for {}s", STALL_GRACE.as_secs()),
+                        )),
+                        None,
+                    )),
+                    Ok(None) => None,
+                    Ok(Some(Err(e))) => Some((Err(std::io::Error::other(e)), None)),
+                    Ok(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => Some((Ok(data), Some(frames))),
+                        Err(_) => continue, // trailers
+                    },
+                };
+            }
+        });
+        Ok((head, Box::pin(body)))
+    }
+
+    /// Sends one request, retrying what may pass (no answer, 5xx, 429, SlowDown) like the
+    /// SDK's standard policy: [`MAX_ATTEMPTS`] attempts with jittered exponential backoff.
+    /// An error answer is read and mapped; a success is returned with its body unread.
+    async fn call(
+        &self,
+        store: &str,
+        ctx: Ctx<'_>,
+        method: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<(http::response::Parts, Incoming)> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.send_put(bucket, key, &body, &headers).await {
-                Ok(Sent::Done(put)) => return Ok(put),
-                Ok(Sent::Refused { status, head, body }) => {
-                    let code = Answer::code_of(&body);
+            let failure = match self
+                .send(
+                    method,
+                    ctx.bucket,
+                    ctx.key.unwrap_or_default(),
+                    query,
+                    headers,
+                    &body,
+                )
+                .await
+            {
+                Ok((head, incoming)) if head.status.is_success() => {
+                    return Ok((head, incoming));
+                }
+                Ok((head, incoming)) => {
+                    let status = head.status.as_u16();
+                    let text = match tokio::time::timeout(ATTEMPT_TIMEOUT, incoming.collect()).await
+                    {
+                        Ok(Ok(b)) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+                        _ => String::new(),
+                    };
+                    let code = Answer::code_of(&text);
                     let retry = status >= 500
                         || status == 429
                         || matches!(code, "SlowDown" | "RequestTimeout" | "InternalError");
-                    if !retry || attempt >= MAX_ATTEMPTS {
-                        let header = |name: &str| {
-                            head.get(name)
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned)
-                        };
-                        return Err(map_answer(
-                            store,
-                            ctx,
-                            &Answer {
-                                status,
-                                code,
-                                message: Answer::message_of(&body, status),
-                                body: &body,
-                                header: &header,
-                            },
-                        ));
+                    let header = |name: &str| {
+                        head.headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    let err = map_answer(
+                        store,
+                        ctx,
+                        &Answer {
+                            status,
+                            code,
+                            message: Answer::message_of(&text, status),
+                            body: &text,
+                            header: &header,
+                        },
+                    );
+                    if !retry {
+                        return Err(err);
                     }
+                    err
                 }
-                Err(message) => {
-                    if attempt >= MAX_ATTEMPTS {
-                        return Err(Error::Unavailable {
-                            store: store.to_owned(),
-                            message,
-                        });
-                    }
-                }
+                Err(message) => Error::Unavailable {
+                    store: store.to_owned(),
+                    message,
+                },
+            };
+            if attempt >= MAX_ATTEMPTS {
+                return Err(failure);
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
     }
 
-    async fn send_put(
+    /// Signs and sends one request; returns the answer's head once it has arrived.
+    async fn send(
         &self,
+        method: &str,
         bucket: &str,
         key: &str,
-        body: &Bytes,
+        query: Option<&str>,
         extra: &HeaderMap,
-    ) -> std::result::Result<Sent, String> {
+        body: &Bytes,
+    ) -> std::result::Result<(http::response::Parts, Incoming), String> {
         let path = percent_encoding::utf8_percent_encode(key, PATH);
+        let query = query.map(|q| format!("?{q}")).unwrap_or_default();
         let (host, uri) = if self.path_style {
             let host = self.authority.clone();
-            let uri = format!("{}://{host}/{bucket}/{path}", self.scheme);
+            let uri = format!("{}://{host}/{bucket}/{path}{query}", self.scheme);
             (host, uri)
         } else {
             let host = format!("{bucket}.{}", self.authority);
-            let uri = format!("{}://{host}/{path}", self.scheme);
+            let uri = format!("{}://{host}/{path}{query}", self.scheme);
             (host, uri)
         };
         let mut settings = SigningSettings::default();
@@ -219,13 +313,15 @@ impl Lean {
             .map_err(|e| format!("signing: {e}"))?
             .into();
         let len = body.len().to_string();
-        let mut signed_headers: Vec<(&str, &str)> =
-            vec![("host", host.as_str()), ("content-length", len.as_str())];
+        let mut signed_headers: Vec<(&str, &str)> = vec![("host", host.as_str())];
+        if method == "PUT" {
+            signed_headers.push(("content-length", len.as_str()));
+        }
         for (n, v) in extra {
             signed_headers.push((n.as_str(), v.to_str().unwrap_or_default()));
         }
         let signable = SignableRequest::new(
-            "PUT",
+            method,
             uri.as_str(),
             signed_headers.iter().copied(),
             SignableBody::Bytes(body),
@@ -235,50 +331,23 @@ impl Lean {
             .map_err(|e| format!("signing: {e}"))?
             .into_parts();
         let mut req = http::Request::builder()
-            .method("PUT")
+            .method(method)
             .uri(&uri)
-            .header("host", &host)
-            .header("content-length", len)
+            .header("host", &host);
+        if method == "PUT" {
+            req = req.header("content-length", len);
+        }
+        let mut req = req
             .body(Full::new(body.clone()))
             .map_err(|e| format!("request: {e}"))?;
         req.headers_mut().extend(extra.clone());
         instructions.apply_to_request_http1x(&mut req);
-        let call = async {
-            let resp = self.client.request(req).await.map_err(|e| chain(&e))?;
-            let (head, incoming) = resp.into_parts();
-            let bytes = incoming
-                .collect()
-                .await
-                .map_err(|e| format!("reading the answer: {e}"))?
-                .to_bytes();
-            Ok::<_, String>((head, bytes))
-        };
-        let (head, bytes) = tokio::time::timeout(ATTEMPT_TIMEOUT, call)
+        let resp = tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.request(req))
             .await
-            .map_err(|_| format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs()))??;
-        let status = head.status.as_u16();
-        if !head.status.is_success() {
-            return Ok(Sent::Refused {
-                status,
-                head: head.headers,
-                body: String::from_utf8_lossy(&bytes).into_owned(),
-            });
-        }
-        let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
-        Ok(Sent::Done(Put {
-            etag: trim_etag(header("etag")),
-            version_id: header("x-amz-version-id").map(str::to_owned),
-        }))
+            .map_err(|_| format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs()))?
+            .map_err(|e| chain(&e))?;
+        Ok(resp.into_parts())
     }
-}
-
-enum Sent {
-    Done(Put),
-    Refused {
-        status: u16,
-        head: HeaderMap,
-        body: String,
-    },
 }
 
 /// Jittered exponential backoff: up to 50 ms, 100 ms, 200 ms, … (capped at 5 s).
@@ -286,4 +355,56 @@ fn backoff(attempt: u32) -> Duration {
     use rand::Rng;
     let cap = 50u64.saturating_mul(1 << attempt.min(7)).min(5_000);
     Duration::from_millis(rand::thread_rng().gen_range(cap / 2..=cap))
+}
+
+/// The object an answer's headers describe (what the SDK's `meta_of!` reads from its output).
+pub(super) fn meta_from_head(
+    key: ObjectKey,
+    headers: &HeaderMap,
+    size: u64,
+    is_latest: bool,
+) -> ObjectMeta {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let owned = |name: &str| header(name).map(str::to_owned);
+    let etag = trim_etag(header("etag"));
+    let user_metadata = headers
+        .iter()
+        .filter_map(|(n, v)| {
+            let name = n.as_str().strip_prefix("x-amz-meta-")?;
+            Some((name.to_ascii_lowercase(), v.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    ObjectMeta {
+        key,
+        version_id: version_or_null(header("x-amz-version-id")),
+        is_latest,
+        delete_marker: header("x-amz-delete-marker")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        size,
+        last_modified: to_time(header("last-modified").and_then(parse_http_date).as_ref()),
+        attrs: ObjectAttrs {
+            content_type: owned("content-type"),
+            cache_control: owned("cache-control"),
+            content_disposition: owned("content-disposition"),
+            content_encoding: owned("content-encoding"),
+            content_language: owned("content-language"),
+            expires: owned("expires"),
+            user_metadata,
+        },
+        checksum: pick_checksum(
+            [
+                header("x-amz-checksum-crc32"),
+                header("x-amz-checksum-crc32c"),
+                header("x-amz-checksum-crc64nvme"),
+                header("x-amz-checksum-sha1"),
+                header("x-amz-checksum-sha256"),
+            ],
+            header("x-amz-checksum-type").is_some_and(|t| t.eq_ignore_ascii_case("COMPOSITE")),
+        ),
+        tag_count: header("x-amz-tagging-count")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        parts_count: parts_from_etag(&etag),
+        etag,
+    }
 }

@@ -4,7 +4,8 @@
 //! addressing style, checksum behaviour, retries and timeouts), the S3 call behind each trait
 //! method (listings in [`list`], multipart uploads in [`multipart`]), and the translation at
 //! the SDK boundary — errors ([`error`]), types ([`convert`]) and bodies ([`body`]); small
-//! buffered PUTs to a custom endpoint go around the SDK's orchestrator ([`lean`]). Does
+//! buffered PUTs and GETs without checksum validation, to a custom endpoint, go around the
+//! SDK's orchestrator ([`lean`]). Does
 //! not own: how the gateway answers its own clients, which store serves a bucket, or
 //! retrying beyond the SDK's own few attempts.
 //!
@@ -580,6 +581,27 @@ impl Store for S3Store {
         opts: GetOptions,
     ) -> Result<GetResult> {
         let ctx = Ctx::key(bucket.as_str(), key.as_str()).version(opts.version_id.as_deref());
+        // Without response checksum validation there is nothing the SDK adds to a GET.
+        if let Some(lean) = self.lean.as_ref().filter(|_| !self.supported()) {
+            let (head, body) = lean
+                .get(&self.name, ctx, opts.range.map(range_header))
+                .await?;
+            let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
+            let length = header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let served = opts
+                .range
+                .and(header("content-range"))
+                .and_then(parse_content_range);
+            let (range, size) = match served {
+                Some((r, total)) => (Some(r), total.unwrap_or(r.1.saturating_add(1))),
+                None => (None, length),
+            };
+            let meta =
+                lean::meta_from_head(key.clone(), &head.headers, size, opts.version_id.is_none());
+            return Ok(GetResult { meta, range, body });
+        }
         let mut req = self
             .client
             .get_object()
