@@ -50,6 +50,9 @@ pub struct Live {
     /// Failed attempts (retried or dead).
     pub failures: AtomicU64,
     pub in_flight: AtomicUsize,
+    /// Woken when the listing ends or a batch of finished tasks is recorded, so the end of a
+    /// job is noticed at once rather than at the next poll.
+    pub settled: tokio::sync::Notify,
 }
 
 /// One process's runner of one job.
@@ -160,6 +163,7 @@ impl Runner {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = shutdown.changed() => {}
+                _ = self.live.settled.notified() => {}
             }
             if *shutdown.borrow() {
                 return Ok(Ended::Stopped);
@@ -238,7 +242,10 @@ impl Runner {
             )
             .await
             {
-                Ok(true) => return,
+                Ok(true) => {
+                    self.live.settled.notify_one();
+                    return;
+                }
                 // Paused, or another process lists: look again shortly.
                 Ok(false) => tokio::time::sleep(Duration::from_secs(1)).await,
                 Err(e) => {
@@ -297,9 +304,13 @@ impl Runner {
                     }
                 }
             }
-            self.live
+            let before = self
+                .live
                 .in_flight
                 .fetch_sub(batch.len(), Ordering::Relaxed);
+            if before == batch.len() {
+                self.live.settled.notify_one();
+            }
             batch.clear();
         }
     }
