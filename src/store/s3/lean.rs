@@ -100,9 +100,7 @@ impl Lean {
         })
     }
 
-    /// PUTs a buffered body whose MD5 is known. Retries what may pass (no answer, 5xx, 429,
-    /// SlowDown) like the SDK's standard policy: [`MAX_ATTEMPTS`] attempts with jittered
-    /// exponential backoff.
+    /// PUTs a buffered body whose MD5 is known (retried as [`Self::call`] says).
     #[allow(clippy::too_many_arguments)]
     pub async fn put(
         &self,

@@ -518,19 +518,17 @@ impl Store for S3Store {
             let put = lean
                 .put(&self.name, b, k, bytes, &digests.md5, &attrs, &tags)
                 .await?;
-            return Ok(ObjectMeta {
-                key: key.clone(),
-                version_id: version_or_null(put.version_id.as_deref()),
-                is_latest: true,
-                delete_marker: false,
-                size: digests.size,
-                etag: put.etag,
-                last_modified: OffsetDateTime::now_utc(),
+            let version = version_or_null(put.version_id.as_deref());
+            let checksum = digests.checksum.clone();
+            return Ok(written(
+                key,
+                version,
+                put.etag,
+                digests.size,
                 attrs,
-                checksum: digests.checksum.clone(),
-                tag_count: tags.len(),
-                parts_count: None,
-            });
+                checksum,
+                &tags,
+            ));
         }
         let mut req = self
             .client
@@ -559,19 +557,17 @@ impl Store for S3Store {
                 what: "MD5 (the backend's ETag)".to_owned(),
             });
         }
-        Ok(ObjectMeta {
-            key: key.clone(),
-            version_id: version_or_null(out.version_id()),
-            is_latest: true,
-            delete_marker: false,
-            size: digests.size,
+        let version = version_or_null(out.version_id());
+        let checksum = digests.checksum.or_else(|| checksum_of!(&out));
+        Ok(written(
+            key,
+            version,
             etag,
-            last_modified: OffsetDateTime::now_utc(),
+            digests.size,
             attrs,
-            checksum: digests.checksum.or_else(|| checksum_of!(&out)),
-            tag_count: tags.len(),
-            parts_count: None,
-        })
+            checksum,
+            &tags,
+        ))
     }
 
     async fn get_object(
@@ -844,6 +840,32 @@ impl Store for S3Store {
 
     async fn list_uploads(&self, bucket: &BucketName, query: &UploadsQuery) -> Result<UploadsPage> {
         list::uploads(self, bucket, query).await
+    }
+}
+
+/// The metadata of an object a single PUT has just written (S3 does not return its time:
+/// this machine's clock stands in).
+fn written(
+    key: &ObjectKey,
+    version_id: String,
+    etag: String,
+    size: u64,
+    attrs: crate::store::types::ObjectAttrs,
+    checksum: Option<crate::store::types::Checksum>,
+    tags: &Tags,
+) -> ObjectMeta {
+    ObjectMeta {
+        key: key.clone(),
+        version_id,
+        is_latest: true,
+        delete_marker: false,
+        size,
+        etag,
+        last_modified: OffsetDateTime::now_utc(),
+        attrs,
+        checksum,
+        tag_count: tags.len(),
+        parts_count: None,
     }
 }
 
