@@ -369,6 +369,7 @@ fn secondary_opts(opts: &PutOptions) -> PutOptions {
         tags: opts.tags.clone(),
         checksum_algorithm: opts.checksum_algorithm,
         size_hint: opts.size_hint,
+        source_md5: opts.source_md5,
         // The primary verifies the client's digests; a secondary that commits a body the
         // primary then refuses is repaired from the primary (see `settle`).
         verify: None,

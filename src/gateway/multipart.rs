@@ -42,6 +42,7 @@ impl Gateway {
             tags: convert::parse_tagging_header(input.tagging.as_deref())?,
             checksum_algorithm: algorithm,
             size_hint: None,
+            source_md5: None,
             verify: None,
         };
         let upload_id = store

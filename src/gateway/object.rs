@@ -170,6 +170,7 @@ impl Gateway {
             tags: convert::parse_tagging_header(input.tagging.as_deref())?,
             checksum_algorithm: declared.algorithm,
             size_hint: size,
+            source_md5: None,
             verify: Some(declared.verifier()),
         };
         let body = convert::body_stream(input.body);

@@ -136,6 +136,10 @@ pub struct PutOptions {
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
     /// The body length the client declared, if any. A body of another length is refused.
     pub size_hint: Option<u64>,
+    /// The body's MD5 as its source recorded it (a copy from an object whose ETag is a plain
+    /// MD5). A store whose backend checks `Content-MD5` may send this instead of hashing the
+    /// body itself (it still verifies what the backend stored); other stores ignore it.
+    pub source_md5: Option<[u8; 16]>,
     pub verify: Option<Verifier>,
 }
 

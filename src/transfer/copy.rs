@@ -218,6 +218,9 @@ async fn copy_whole(
     };
     let checksum = meta.checksum.clone().filter(|c| !c.composite);
     let want_md5 = (!meta.etag.contains('-')).then(|| meta.etag.clone());
+    let source_md5 = want_md5
+        .as_deref()
+        .and_then(|m| <[u8; 16]>::try_from(hex::decode(m).ok()?).ok());
     let verify: store::Verifier = Box::new(move |d: &store::Digests| {
         if let Some(m) = &want_md5
             && hex::encode(d.md5) != *m
@@ -250,6 +253,7 @@ async fn copy_whole(
                 .filter(|c| !c.composite)
                 .map(|c| c.algorithm),
             size_hint: Some(meta.size),
+            source_md5,
             verify: Some(verify),
         },
     );

@@ -297,6 +297,42 @@ pub async fn ranges(s: &dyn Store, prefix: &str) {
 pub async fn verification(s: &dyn Store, prefix: &str) {
     let bk = bucket(prefix, "verify");
     ok(s, "create_bucket", s.create_bucket(&bk).await);
+    // A source MD5 may be trusted instead of hashing, but never lets a body that does not
+    // match it be stored under it: refused, or stored with its own MD5.
+    {
+        use md5::Digest;
+        let data = pattern(5000, 3);
+        let real: [u8; 16] = md5::Md5::digest(&data).into();
+        let right = PutOptions {
+            size_hint: Some(data.len() as u64),
+            source_md5: Some(real),
+            ..Default::default()
+        };
+        let meta = put_with(s, &bk, "md5/right", &data, right).await;
+        assert_eq!(
+            meta.etag,
+            hex::encode(real),
+            "{}: ETag with a source MD5",
+            s.name()
+        );
+        let wrong = PutOptions {
+            size_hint: Some(data.len() as u64),
+            source_md5: Some([9u8; 16]),
+            ..Default::default()
+        };
+        match s.put_object(&bk, &k("md5/wrong"), body(&data), wrong).await {
+            Err(Error::BadDigest { .. }) => {
+                assert_missing(s, &bk, "md5/wrong", "a body refused for its source MD5").await;
+            }
+            Ok(meta) => assert_eq!(
+                meta.etag,
+                hex::encode(real),
+                "{}: a wrong source MD5 must not be believed",
+                s.name()
+            ),
+            Err(e) => panic!("{}: put with a wrong source MD5: {e}", s.name()),
+        }
+    }
     // Three shapes of body: small with a declared size, large (over a MiB: streamed by remote
     // stores) with a declared size, and of unknown size.
     let shapes: [(&str, usize, bool); 3] = [

@@ -370,7 +370,15 @@ pub fn hash_file(path: &Path) -> std::io::Result<Digests> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
     let mut h = BodyHasher::new(None);
-    let mut buf = vec![0u8; READ_CHUNK];
+    // Sized to the file (plus one byte to see its end in one read), not a whole chunk: a
+    // rescan hashes many small files, and zeroing 256 KiB for each of them showed up.
+    let len = f.metadata()?.len();
+    let mut buf = vec![
+        0u8;
+        usize::try_from(len.saturating_add(1))
+            .unwrap_or(READ_CHUNK)
+            .min(READ_CHUNK)
+    ];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {

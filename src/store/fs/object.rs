@@ -620,6 +620,7 @@ impl FsStore {
                 .checksum_algorithm
                 .or(src.checksum.as_ref().map(|c| c.algorithm)),
             size_hint: Some(src.size),
+            source_md5: None,
             verify: None,
         };
         self.put_impl(dst_bucket, dst_key, body, put).await

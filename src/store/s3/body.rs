@@ -36,6 +36,9 @@ pub(super) struct Prepared {
     pub body: SdkByteStream,
     /// The whole body, when it was buffered (the same bytes as `body`).
     pub buffered: Option<Bytes>,
+    /// The MD5 in the digests is the source's, not computed here: the backend's ETag must
+    /// be compared with it.
+    pub md5_from_source: bool,
     pub len: u64,
     pub pending: Pending,
 }
@@ -90,35 +93,75 @@ impl Pending {
     }
 }
 
-/// Readies `body` for upload. `size_hint` is the declared length, enforced.
+/// Readies `body` for upload. `size_hint` is the declared length, enforced. `source_md5`
+/// (see [`PutOptions::source_md5`](crate::store::types::PutOptions)) spares hashing a buffered
+/// body that needs no other checksum: the request carries it as `Content-MD5` for the backend
+/// to check, and [`Prepared::md5_from_source`] asks the caller to compare the returned ETag.
 pub(super) async fn prepare_upload(
     mut body: ByteStream,
     size_hint: Option<u64>,
     algorithm: Option<ChecksumAlgorithm>,
+    source_md5: Option<[u8; 16]>,
     verify: Option<Verifier>,
 ) -> Result<Prepared> {
     let mut hasher = BodyHasher::new(algorithm);
     match size_hint {
         Some(n) if n <= MEMORY_LIMIT => {
-            let mut buf = BytesMut::with_capacity(usize::try_from(n).unwrap_or(0));
+            let trusted = source_md5.filter(|_| algorithm.is_none());
+            let mut size = 0u64;
+            // A body that arrives as one chunk (a small file, a small GET) is kept as it is.
+            let mut single: Option<Bytes> = None;
+            let mut buf = BytesMut::new();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(Error::Body)?;
-                if hasher.size() + chunk.len() as u64 > n {
+                size += chunk.len() as u64;
+                if size > n {
                     return Err(too_long(n));
                 }
-                hasher.update(&chunk);
-                buf.extend_from_slice(&chunk);
+                if trusted.is_none() {
+                    hasher.update(&chunk);
+                }
+                match single.take() {
+                    None if buf.is_empty() => single = Some(chunk),
+                    prev => {
+                        buf.reserve(usize::try_from(n).unwrap_or(0));
+                        if let Some(p) = prev {
+                            buf.extend_from_slice(&p);
+                        }
+                        buf.extend_from_slice(&chunk);
+                    }
+                }
             }
-            let digests = finish(hasher, n, verify)?;
+            let digests = match trusted {
+                None => finish(hasher, n, verify)?,
+                Some(_) if size < n => {
+                    return Err(Error::IncompleteBody {
+                        received: size,
+                        expected: n,
+                    });
+                }
+                Some(md5) => {
+                    let d = Digests {
+                        size,
+                        md5,
+                        checksum: None,
+                    };
+                    if let Some(verify) = verify {
+                        verify(&d)?;
+                    }
+                    d
+                }
+            };
             let pending = Pending {
                 known: Some(digests),
                 outcome: None,
                 _spool: None,
             };
-            let bytes = buf.freeze();
+            let bytes = single.unwrap_or_else(|| buf.freeze());
             Ok(Prepared {
                 body: SdkByteStream::from(bytes.clone()),
                 buffered: Some(bytes),
+                md5_from_source: trusted.is_some(),
                 len: n,
                 pending,
             })
@@ -146,6 +189,7 @@ pub(super) async fn prepare_upload(
             Ok(Prepared {
                 body: SdkByteStream::from_body_1_x(body),
                 buffered: None,
+                md5_from_source: false,
                 len: n,
                 pending,
             })
@@ -185,6 +229,7 @@ pub(super) async fn prepare_upload(
             Ok(Prepared {
                 body,
                 buffered: None,
+                md5_from_source: false,
                 len,
                 pending,
             })
@@ -412,18 +457,46 @@ mod tests {
 
     #[tokio::test]
     async fn small_bodies_are_buffered_and_verified() {
-        let p = prepare_upload(stream(&[b"hello"]), Some(5), None, None).await;
+        let p = prepare_upload(stream(&[b"hello"]), Some(5), None, None, None).await;
         assert!(p.is_ok_and(|p| p.pending.known().is_some_and(|d| d.size == 5)));
         let verify: Verifier = Box::new(|_| Err(Error::BadDigest { what: "MD5".into() }));
-        let p = prepare_upload(stream(&[b"hello"]), Some(5), None, Some(verify)).await;
+        let p = prepare_upload(stream(&[b"hello"]), Some(5), None, None, Some(verify)).await;
         assert!(matches!(p, Err(Error::BadDigest { .. })));
-        let p = prepare_upload(stream(&[b"hello!"]), Some(5), None, None).await;
+        let p = prepare_upload(stream(&[b"hello!"]), Some(5), None, None, None).await;
         assert!(matches!(p, Err(Error::InvalidArgument(_))));
     }
 
     #[tokio::test]
+    async fn a_source_md5_is_sent_instead_of_hashing() {
+        let md5 = [7u8; 16];
+        let p = prepare_upload(stream(&[b"hel", b"lo"]), Some(5), None, Some(md5), None).await;
+        let Ok(p) = p else { panic!("prepare failed") };
+        assert!(p.md5_from_source);
+        assert!(
+            p.pending
+                .known()
+                .is_some_and(|d| d.md5 == md5 && d.size == 5)
+        );
+        assert_eq!(p.buffered.as_deref(), Some(&b"hello"[..]));
+        // Lengths are still enforced, and a checksum algorithm means hashing after all.
+        let p = prepare_upload(stream(&[b"hel"]), Some(5), None, Some(md5), None).await;
+        assert!(matches!(p, Err(Error::IncompleteBody { .. })));
+        let p = prepare_upload(
+            stream(&[b"hello"]),
+            Some(5),
+            Some(ChecksumAlgorithm::Crc32),
+            Some(md5),
+            None,
+        )
+        .await;
+        assert!(
+            p.is_ok_and(|p| !p.md5_from_source && p.pending.known().is_some_and(|d| d.md5 != md5))
+        );
+    }
+
+    #[tokio::test]
     async fn unknown_sizes_are_spooled() {
-        let p = prepare_upload(stream(&[b"hel", b"lo"]), None, None, None).await;
+        let p = prepare_upload(stream(&[b"hel", b"lo"]), None, None, None, None).await;
         let Ok(p) = p else { panic!("spooling failed") };
         assert_eq!(p.len, 5);
         let path = p.pending._spool.as_ref().map(|s| s.path.clone());

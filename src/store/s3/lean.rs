@@ -62,6 +62,10 @@ pub(super) struct Lean {
 pub(super) struct Put {
     pub etag: String,
     pub version_id: Option<String>,
+    /// `x-amz-server-side-encryption` and its customer-key algorithm: with KMS or SSE-C the
+    /// ETag is not the MD5.
+    pub sse: Option<String>,
+    pub sse_c: Option<String>,
 }
 
 impl Lean {
@@ -87,6 +91,8 @@ impl Lean {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            // Many connections at once (one per worker): keep each read buffer small.
+            .http1_max_buf_size(64 * 1024)
             .build(connector);
         let identity =
             Credentials::new(&cfg.access_key, &cfg.secret_key, None, None, "ferry-static").into();
@@ -157,6 +163,8 @@ impl Lean {
         Ok(Put {
             etag: trim_etag(header("etag")),
             version_id: header("x-amz-version-id").map(str::to_owned),
+            sse: header("x-amz-server-side-encryption").map(str::to_owned),
+            sse_c: header("x-amz-server-side-encryption-customer-algorithm").map(str::to_owned),
         })
     }
 
@@ -318,11 +326,18 @@ impl Lean {
         for (n, v) in extra {
             signed_headers.push((n.as_str(), v.to_str().unwrap_or_default()));
         }
+        // A PUT carries Content-MD5, which the backend checks; hashing the payload again
+        // for the signature would only cost CPU (what the SDK does over TLS too).
+        let payload = if method == "PUT" {
+            SignableBody::UnsignedPayload
+        } else {
+            SignableBody::Bytes(body)
+        };
         let signable = SignableRequest::new(
             method,
             uri.as_str(),
             signed_headers.iter().copied(),
-            SignableBody::Bytes(body),
+            payload,
         )
         .map_err(|e| format!("signing: {e}"))?;
         let (instructions, _) = sign(signable, &params)

@@ -76,6 +76,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 const STALL_GRACE: Duration = Duration::from_secs(30);
 /// Attempts per call, including the first.
 const MAX_ATTEMPTS: u32 = 3;
+/// How many bytes of small bodies one store buffers at once (each up to
+/// [`body::MEMORY_LIMIT`]); more concurrent PUTs wait for room.
+const BUFFER_BUDGET: usize = 16 << 20;
 
 /// Which checksums the SDK computes on requests and validates on responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -127,6 +130,9 @@ pub struct S3Store {
     client: Client,
     /// Small PUTs bypass the SDK's orchestrator (see [`lean`]).
     lean: Option<std::sync::Arc<lean::Lean>>,
+    /// Bounds the bytes of bodies buffered in memory at once across all PUTs, in 4 KiB
+    /// permits ([`BUFFER_BUDGET`]).
+    buffers: std::sync::Arc<tokio::sync::Semaphore>,
     region: String,
     checksum_mode: ChecksumMode,
 }
@@ -206,6 +212,7 @@ impl S3Store {
             name: name.to_owned(),
             client: Client::from_conf(builder.build()),
             lean,
+            buffers: std::sync::Arc::new(tokio::sync::Semaphore::new(BUFFER_BUDGET / 4096)),
             region: cfg.region.trim().to_owned(),
             checksum_mode: cfg.checksum_mode,
         })
@@ -503,14 +510,33 @@ impl Store for S3Store {
             tags,
             checksum_algorithm,
             size_hint,
+            source_md5,
             verify,
         } = opts;
+        // Held until the request is done: a buffered body stays in memory until then.
+        let _room = match size_hint.filter(|n| *n <= body::MEMORY_LIMIT) {
+            Some(n) => {
+                let permits = u32::try_from(n.div_ceil(4096).max(1)).unwrap_or(u32::MAX);
+                Some(
+                    self.buffers
+                        .clone()
+                        .acquire_many_owned(permits)
+                        .await
+                        .map_err(|_| Error::Unavailable {
+                            store: self.name.clone(),
+                            message: "shutting down".to_owned(),
+                        })?,
+                )
+            }
+            None => None,
+        };
         let Prepared {
             body,
             buffered,
+            md5_from_source,
             len,
             pending,
-        } = prepare_upload(body, size_hint, checksum_algorithm, verify).await?;
+        } = prepare_upload(body, size_hint, checksum_algorithm, source_md5, verify).await?;
         let (b, k) = (bucket.as_str(), key.as_str());
         if let (Some(lean), Some(bytes), Some(digests)) = (&self.lean, buffered, pending.known())
             && (digests.checksum.is_none() || !self.supported())
@@ -518,6 +544,15 @@ impl Store for S3Store {
             let put = lean
                 .put(&self.name, b, k, bytes, &digests.md5, &attrs, &tags)
                 .await?;
+            let sse = put.sse.as_deref().map(sdk::ServerSideEncryption::from);
+            if md5_from_source
+                && etag_contradicts_md5(&put.etag, &digests.md5, sse.as_ref(), put.sse_c.as_deref())
+            {
+                self.discard(b, k, put.version_id.as_deref()).await;
+                return Err(Error::BadDigest {
+                    what: "MD5 (the backend's ETag, against the source's)".to_owned(),
+                });
+            }
             let version = version_or_null(put.version_id.as_deref());
             let checksum = digests.checksum.clone();
             return Ok(written(
@@ -541,7 +576,8 @@ impl Store for S3Store {
         if !tags.is_empty() {
             req = req.tagging(tagging_header(&tags));
         }
-        let streamed = pending.known().is_none();
+        // The backend's ETag is the check on a body this process did not hash.
+        let streamed = pending.known().is_none() || md5_from_source;
         req = with_upload_digests!(req, pending.known(), checksum_algorithm, self.supported());
         let result = req
             .customize()

@@ -73,7 +73,14 @@ pub(super) async fn upload_part(
         .map_err(|_| Error::InvalidArgument(format!("part number {part_number} is too large")))?;
     let Prepared {
         body, len, pending, ..
-    } = prepare_upload(body, opts.size_hint, opts.checksum_algorithm, opts.verify).await?;
+    } = prepare_upload(
+        body,
+        opts.size_hint,
+        opts.checksum_algorithm,
+        None,
+        opts.verify,
+    )
+    .await?;
     let (b, k) = (bucket.as_str(), key.as_str());
     let mut req = store
         .client
