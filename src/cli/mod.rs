@@ -8,6 +8,7 @@ mod migrate;
 mod serve;
 mod store;
 mod verify;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -64,6 +65,9 @@ pub enum Command {
     Job(job::JobCommand),
     /// Run the jobs of a shared (PostgreSQL) state database alongside other processes.
     Worker(job::WorkerArgs),
+    /// Point-in-time replication of a directory tree to another host, with snapshots.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -84,5 +88,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate::run(*args, cli.data, cli.server, cli.json).await,
         Command::Job(cmd) => job::run(cmd, cli.data, cli.json).await,
         Command::Worker(args) => job::worker(args, cli.data).await,
+        Command::Volume(cmd) => volume::run(cmd, cli.json).await,
     }
 }

@@ -1,0 +1,299 @@
+//! `ferry volume ...`: run a destination or a source, list snapshots, promote one.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::UsageError;
+use crate::volume::dest::{self, DestOptions};
+use crate::volume::snapshot::{self, Layout};
+use crate::volume::source::{self, Report, SourceOptions};
+use crate::volume::tls::Secret;
+use crate::volume::tree::XattrPolicy;
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// Receive a tree: generate keys once, write the source's secret, serve iterations.
+    #[command(
+        after_help = "Example:\n  ferry volume destination --dir /srv/replica --listen 0.0.0.0:7070 --secret-out app.secret"
+    )]
+    Destination(DestinationArgs),
+    /// Send a tree to the destination a secret names, once or on a schedule.
+    #[command(
+        after_help = "Example:\n  ferry volume source --dir /srv/app --secret app.secret --every 5m"
+    )]
+    Source(SourceArgs),
+    /// List a destination's snapshots (oldest first).
+    Snapshots {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Materialise a snapshot (default: the latest) as a writable tree.
+    #[command(after_help = "Example:\n  ferry volume promote --dir /srv/replica --to /srv/app")]
+    Promote {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long, value_name = "ID")]
+        snapshot: Option<String>,
+        #[arg(long, value_name = "PATH")]
+        to: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DestinationArgs {
+    /// The destination directory (snapshots live under DIR/.ferry/).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// Write the connection secret for the source here (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    secret_out: Option<PathBuf>,
+    /// Snapshots to keep.
+    #[arg(long, default_value_t = 7, value_name = "N")]
+    keep: usize,
+    /// Writer threads.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    threads: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct SourceArgs {
+    /// The tree to send (a top-level `.ferry` directory in it is never sent).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The secret the destination wrote with --secret-out.
+    #[arg(long, value_name = "FILE")]
+    secret: PathBuf,
+    /// Run one iteration and exit.
+    #[arg(long, conflicts_with = "every")]
+    once: bool,
+    /// Run an iteration every interval (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "INTERVAL")]
+    every: Option<String>,
+    /// A shell command run before each iteration (e.g. to freeze an application); the
+    /// iteration is skipped if it fails.
+    #[arg(long, value_name = "CMD")]
+    pre_hook: Option<String>,
+    /// A shell command run after each iteration, whatever its outcome.
+    #[arg(long, value_name = "CMD")]
+    post_hook: Option<String>,
+    /// Never compress file data on the wire.
+    #[arg(long)]
+    no_compress: bool,
+    /// Also send `security.*` extended attributes.
+    #[arg(long)]
+    xattrs_security: bool,
+    /// Also send `trusted.*` extended attributes.
+    #[arg(long)]
+    xattrs_trusted: bool,
+    /// Reader threads.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    threads: usize,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "--every {s:?}: expected a number with s, m or h, e.g. 5m"
+        ))
+    };
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
+    match cmd {
+        VolumeCommand::Destination(a) => {
+            if a.keep == 0 {
+                return Err(UsageError("--keep must be at least 1".into()).into());
+            }
+            dest::serve(DestOptions {
+                dir: a.dir,
+                listen: a.listen,
+                secret_out: a.secret_out,
+                keep: a.keep,
+                threads: a.threads,
+            })
+            .await
+        }
+        VolumeCommand::Source(a) => source_loop(a, as_json).await,
+        VolumeCommand::Snapshots { dir } => {
+            let list = Layout::new(&dir).list()?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no snapshots in {}", dir.display());
+            } else {
+                println!(
+                    "{:<22} {:<26} {:>10} {:>14} {:>10}  consistent",
+                    "ID", "TIME", "FILES", "BYTES", "SECONDS"
+                );
+                for s in list {
+                    println!(
+                        "{:<22} {:<26} {:>10} {:>14} {:>10.1}  {}",
+                        s.id,
+                        s.time,
+                        s.files,
+                        s.bytes,
+                        s.duration_ms as f64 / 1000.0,
+                        if s.consistent { "yes" } else { "no" }
+                    );
+                }
+            }
+            Ok(())
+        }
+        VolumeCommand::Promote { dir, snapshot, to } => {
+            let layout = Layout::new(&dir);
+            let id = match snapshot {
+                Some(id) => {
+                    if !layout.list()?.iter().any(|s| s.id == id) {
+                        return Err(UsageError(format!(
+                            "--snapshot {id}: no such snapshot in {}",
+                            dir.display()
+                        ))
+                        .into());
+                    }
+                    id
+                }
+                None => {
+                    layout
+                        .latest()?
+                        .with_context(|| format!("{} holds no snapshot", dir.display()))?
+                        .id
+                }
+            };
+            let from = layout.snapshot(&id);
+            let to2 = to.clone();
+            let (files, bytes) =
+                tokio::task::spawn_blocking(move || snapshot::promote(&from, &to2)).await??;
+            if as_json {
+                println!(
+                    "{}",
+                    serde_json::json!({"snapshot": id, "to": to, "files": files, "bytes": bytes})
+                );
+            } else {
+                println!(
+                    "promoted snapshot {id} to {}: {files} files, {bytes} bytes",
+                    to.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
+    let every = match (&a.every, a.once) {
+        (Some(e), _) => Some(parse_interval(e)?),
+        (None, true) => None,
+        (None, false) => {
+            return Err(
+                UsageError("ferry volume source needs --once or --every INTERVAL".into()).into(),
+            );
+        }
+    };
+    if !a.secret.exists() {
+        return Err(UsageError(format!("--secret {}: no such file", a.secret.display())).into());
+    }
+    let secret = Secret::load(&a.secret).map_err(|e| UsageError(format!("--secret: {e:#}")))?;
+    if !a.dir.is_dir() {
+        return Err(UsageError(format!("--dir {}: not a directory", a.dir.display())).into());
+    }
+    let opts = || SourceOptions {
+        dir: a.dir.clone(),
+        secret: secret.clone(),
+        xattrs: XattrPolicy {
+            security: a.xattrs_security,
+            trusted: a.xattrs_trusted,
+        },
+        threads: a.threads.max(1),
+        compress: !a.no_compress,
+    };
+    let Some(every) = every else {
+        let report = one(&a, opts(), as_json).await?;
+        if !report.consistent {
+            eprintln!(
+                "ferry: warning: files changed while they were read; this snapshot is not a consistent image"
+            );
+        }
+        return Ok(());
+    };
+    let mut next = Instant::now();
+    loop {
+        if let Err(e) = one(&a, opts(), as_json).await {
+            eprintln!("ferry: iteration failed: {e:#}");
+        }
+        next += every;
+        let now = Instant::now();
+        while next < now {
+            tracing::warn!("missed an interval: the iteration took longer than --every");
+            next += every;
+        }
+        tokio::time::sleep_until(next.into()).await;
+    }
+}
+
+async fn hook(cmd: &str, what: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .await
+        .with_context(|| format!("cannot run the {what} {cmd:?}"))?;
+    if !status.success() {
+        anyhow::bail!("the {what} {cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+async fn one(a: &SourceArgs, opts: SourceOptions, as_json: bool) -> anyhow::Result<Report> {
+    if let Some(cmd) = &a.pre_hook {
+        hook(cmd, "--pre-hook").await?;
+    }
+    let result = source::sync_once(opts).await;
+    if let Some(cmd) = &a.post_hook
+        && let Err(e) = hook(cmd, "--post-hook").await
+    {
+        eprintln!("ferry: {e:#}");
+    }
+    let report = result?;
+    if as_json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "snapshot {}: {} files scanned, {} sent ({} bytes, {} reused), {} deleted, {} bytes on the wire, {:.1} s{}",
+            report.snapshot,
+            report.files_scanned,
+            report.files_sent,
+            report.bytes_sent,
+            report.bytes_reused,
+            report.files_deleted,
+            report.wire_bytes,
+            report.duration_ms as f64 / 1000.0,
+            if report.consistent {
+                ""
+            } else {
+                ", NOT consistent"
+            }
+        );
+        for p in report.problems.iter().take(20) {
+            println!("  problem: {p}");
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,614 @@
+//! The destination's side of one iteration: applies the stream to the staging tree (which
+//! starts as a hardlink farm of the last snapshot) and keeps the new index. Whole small files
+//! are written by a pool of threads; chunked files by one thread, in stream order; every other
+//! change waits until those are done, so links find their targets. Every file's content is
+//! checked against the BLAKE3 the source sent before it counts.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+use anyhow::{Context, anyhow, bail};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+use super::confine::{Confined, clear, kind_at};
+use super::index::{Chunk, Content, Hash, Index, Record, chunks_hash};
+use super::meta;
+use super::snapshot::copy_file;
+use super::tree::{Meta, check_path, join, shown};
+use super::wire::Msg;
+
+/// Work handed to the writer threads, and a count of what is still in flight.
+struct Shared {
+    staging: PathBuf,
+    prev_dir: Option<PathBuf>,
+    prev: Index,
+    index: Mutex<Index>,
+    problems: Mutex<Vec<String>>,
+    failure: Mutex<Option<String>>,
+    in_flight: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Shared {
+    fn fail(&self, e: anyhow::Error) {
+        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if f.is_none() {
+            *f = Some(format!("{e:#}"));
+        }
+    }
+    fn done(&self) {
+        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        if *n == 0 {
+            self.idle.notify_all();
+        }
+    }
+    fn drain(&self) -> anyhow::Result<()> {
+        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        while *n > 0 {
+            n = self.idle.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(n);
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            Some(e) => Err(anyhow!(e)),
+            None => Ok(()),
+        }
+    }
+    fn record(&self, path: Vec<u8>, rec: Record) {
+        self.index
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .insert(path, rec);
+    }
+    fn problems(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.problems.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a finished iteration leaves: the new index, per-file problems, and whether the
+/// source read a consistent image.
+pub struct Applied {
+    pub index: Index,
+    pub problems: Vec<String>,
+    pub consistent: bool,
+}
+
+/// Applies messages from `rx` to `staging` until `Commit`; returns the new index. The
+/// staging tree must already hold the previous snapshot's hardlink farm.
+pub fn run(
+    rx: &mut tokio::sync::mpsc::Receiver<Msg>,
+    staging: &Path,
+    prev_dir: Option<PathBuf>,
+    prev: Index,
+    threads: usize,
+) -> anyhow::Result<Applied> {
+    let conf = Confined::open(staging)?;
+    let shared = Arc::new(Shared {
+        staging: staging.to_path_buf(),
+        prev_dir,
+        index: Mutex::new(Index {
+            snapshot: None,
+            entries: prev.entries.clone(),
+        }),
+        prev,
+        problems: Mutex::new(Vec::new()),
+        failure: Mutex::new(None),
+        in_flight: Mutex::new(0),
+        idle: Condvar::new(),
+    });
+    let (small_tx, small_rx) = std::sync::mpsc::sync_channel::<Msg>(16);
+    let small_rx = Arc::new(Mutex::new(small_rx));
+    let (large_tx, large_rx) = std::sync::mpsc::sync_channel::<Msg>(16);
+    std::thread::scope(|scope| -> anyhow::Result<Applied> {
+        for _ in 0..threads.max(1) {
+            let (shared, rx, mut conf) = (shared.clone(), small_rx.clone(), conf.share());
+            scope.spawn(move || {
+                loop {
+                    let msg = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(msg) = msg else { break };
+                    if let Err(e) = write_small(&shared, &mut conf, msg) {
+                        shared.fail(e);
+                    }
+                    shared.done();
+                }
+            });
+        }
+        {
+            let (shared, mut conf) = (shared.clone(), conf.share());
+            scope.spawn(move || {
+                let mut large = None;
+                for msg in large_rx {
+                    if let Err(e) = write_large(&shared, &mut conf, &mut large, msg) {
+                        shared.fail(e);
+                    }
+                    shared.done();
+                }
+            });
+        }
+        let result = dispatch(rx, &shared, conf, &small_tx, &large_tx);
+        drop(small_tx);
+        drop(large_tx);
+        result
+    })
+}
+
+fn dispatch(
+    rx: &mut tokio::sync::mpsc::Receiver<Msg>,
+    shared: &Arc<Shared>,
+    mut conf: Confined,
+    small_tx: &std::sync::mpsc::SyncSender<Msg>,
+    large_tx: &std::sync::mpsc::SyncSender<Msg>,
+) -> anyhow::Result<Applied> {
+    loop {
+        let Some(msg) = rx.blocking_recv() else {
+            bail!("the source went away before the iteration was complete");
+        };
+        if let Some(e) = shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            bail!(e);
+        }
+        match msg {
+            Msg::Small { .. } => {
+                *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                small_tx
+                    .send(msg)
+                    .map_err(|_| anyhow!("a writer thread died"))?;
+            }
+            Msg::Begin { .. }
+            | Msg::Copy { .. }
+            | Msg::Data { .. }
+            | Msg::Zero { .. }
+            | Msg::End { .. }
+            | Msg::Abort => {
+                *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                large_tx
+                    .send(msg)
+                    .map_err(|_| anyhow!("a writer thread died"))?;
+            }
+            Msg::Commit { consistent } => {
+                shared.drain()?;
+                dir_metadata(shared, &conf)?;
+                let root = File::open(&shared.staging)?;
+                rustix::fs::syncfs(&root).context("cannot sync the staging tree")?;
+                let index =
+                    std::mem::take(&mut *shared.index.lock().unwrap_or_else(|e| e.into_inner()));
+                let problems = std::mem::take(&mut *shared.problems());
+                return Ok(Applied {
+                    index,
+                    problems,
+                    consistent,
+                });
+            }
+            other => {
+                shared.drain()?;
+                change(shared, &mut conf, other)?;
+                conf.invalidate();
+            }
+        }
+    }
+}
+
+/// Directory metadata goes last, deepest first: writing into a directory moves its mtime.
+fn dir_metadata(shared: &Shared, conf: &Confined) -> anyhow::Result<()> {
+    let index = shared.index.lock().unwrap_or_else(|e| e.into_inner());
+    let mut problems = shared.problems();
+    for (path, rec) in index.entries.iter().rev() {
+        if rec.content != Content::Dir {
+            continue;
+        }
+        let fd = rustix::fs::openat(
+            conf.dir(path)?,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        meta::apply_fd(&fd, path, &rec.meta, false, &mut problems)
+            .with_context(|| format!("cannot set metadata of {}", shown(path)))?;
+    }
+    Ok(())
+}
+
+fn create(dir: &OwnedFd, name: &[u8], full: &Path) -> anyhow::Result<File> {
+    clear(dir, name, full)?;
+    let fd = rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .with_context(|| format!("cannot create {}", full.display()))?;
+    Ok(File::from(fd))
+}
+
+fn verify(data: &[u8], hash: &Hash, path: &[u8]) -> anyhow::Result<()> {
+    if blake3::hash(data).as_bytes() != hash {
+        bail!("content of {} does not match its BLAKE3", shown(path));
+    }
+    Ok(())
+}
+
+fn write_small(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result<()> {
+    let Msg::Small {
+        path,
+        meta,
+        data,
+        hash,
+    } = msg
+    else {
+        bail!("not a small file");
+    };
+    let raw = data.unpack()?;
+    verify(&raw, &hash, &path)?;
+    let full = join(&shared.staging, &path);
+    let (dir, name) = conf.parent(&path)?;
+    let file = create(dir, name, &full)?;
+    write_sparse(&file, 0, &raw).with_context(|| format!("cannot write {}", full.display()))?;
+    let mut problems = Vec::new();
+    meta::apply_fd(&file, &path, &meta, true, &mut problems)?;
+    shared.problems().append(&mut problems);
+    let rec = Record {
+        content: Content::File {
+            size: raw.len() as u64,
+            hash,
+            chunks: Vec::new(),
+        },
+        meta,
+        ino: 0,
+        ctime: (0, 0),
+    };
+    shared.record(path, rec);
+    Ok(())
+}
+
+/// Writes `data` at `offset`, leaving 4 KiB blocks of zeros as holes (`rsync -S`).
+fn write_sparse(file: &File, offset: u64, data: &[u8]) -> std::io::Result<()> {
+    const BLOCK: usize = 4096;
+    let mut start = 0;
+    while start < data.len() {
+        let end = (start + BLOCK).min(data.len());
+        if data[start..end].iter().all(|b| *b == 0) {
+            start = end;
+            continue;
+        }
+        let mut run_end = end;
+        while run_end < data.len() {
+            let next = (run_end + BLOCK).min(data.len());
+            if data[run_end..next].iter().all(|b| *b == 0) {
+                break;
+            }
+            run_end = next;
+        }
+        file.write_all_at(&data[start..run_end], offset + start as u64)?;
+        start = run_end;
+    }
+    Ok(())
+}
+
+/// A chunked file being written.
+struct Large {
+    path: Vec<u8>,
+    meta: Meta,
+    file: File,
+    pos: u64,
+    chunks: Vec<Chunk>,
+    /// The last snapshot's version and its chunks by offset.
+    base: Option<(File, BTreeMap<u64, usize>, Vec<Chunk>)>,
+}
+
+fn write_large(
+    shared: &Shared,
+    conf: &mut Confined,
+    cur: &mut Option<Large>,
+    msg: Msg,
+) -> anyhow::Result<()> {
+    match msg {
+        Msg::Begin { path, meta } => {
+            let full = join(&shared.staging, &path);
+            let (dir, name) = conf.parent(&path)?;
+            let file = create(dir, name, &full)?;
+            let base = match (&shared.prev_dir, shared.prev.entries.get(&path)) {
+                (
+                    Some(prev_dir),
+                    Some(Record {
+                        content: Content::File { chunks, .. },
+                        ..
+                    }),
+                ) if !chunks.is_empty() => {
+                    let f = File::open(join(prev_dir, &path))?;
+                    let mut by_offset = BTreeMap::new();
+                    let mut off = 0u64;
+                    for (i, c) in chunks.iter().enumerate() {
+                        by_offset.insert(off, i);
+                        off += c.len as u64;
+                    }
+                    Some((f, by_offset, chunks.clone()))
+                }
+                _ => None,
+            };
+            *cur = Some(Large {
+                path,
+                meta,
+                file,
+                pos: 0,
+                chunks: Vec::new(),
+                base,
+            });
+        }
+        Msg::Copy { offset, len } => {
+            let l = cur.as_mut().context("a copy outside a file")?;
+            let Some((base, by_offset, chunks)) = &l.base else {
+                bail!(
+                    "{}: a copy from a version the destination does not have",
+                    shown(&l.path)
+                );
+            };
+            let mut i = *by_offset
+                .get(&offset)
+                .with_context(|| format!("{}: a copy off chunk bounds", shown(&l.path)))?;
+            let mut covered = 0u64;
+            while covered < len {
+                let c = chunks
+                    .get(i)
+                    .with_context(|| format!("{}: a copy past the base", shown(&l.path)))?;
+                l.chunks.push(c.clone());
+                covered += c.len as u64;
+                i += 1;
+            }
+            if covered != len {
+                bail!("{}: a copy off chunk bounds", shown(&l.path));
+            }
+            super::snapshot::copy_range(base, offset, &l.file, l.pos, len)?;
+            l.pos += len;
+        }
+        Msg::Data { data, hash } => {
+            let l = cur.as_mut().context("data outside a file")?;
+            let raw = data.unpack()?;
+            verify(&raw, &hash, &l.path)?;
+            write_sparse(&l.file, l.pos, &raw)?;
+            l.chunks.push(Chunk {
+                len: raw.len() as u32,
+                hash,
+            });
+            l.pos += raw.len() as u64;
+        }
+        Msg::Zero { len } => {
+            let l = cur.as_mut().context("a hole outside a file")?;
+            if len > super::index::CHUNK_MAX {
+                bail!("a hole longer than a chunk");
+            }
+            let hash = *blake3::hash(&vec![0u8; len as usize]).as_bytes();
+            l.chunks.push(Chunk { len, hash });
+            l.pos += len as u64;
+        }
+        Msg::End { size, hash } => {
+            let l = cur.take().context("an end outside a file")?;
+            if l.pos != size || chunks_hash(&l.chunks) != hash {
+                bail!("content of {} does not match its BLAKE3", shown(&l.path));
+            }
+            l.file.set_len(size)?;
+            let mut problems = Vec::new();
+            meta::apply_fd(&l.file, &l.path, &l.meta, true, &mut problems)?;
+            shared.problems().append(&mut problems);
+            shared.record(
+                l.path,
+                Record {
+                    content: Content::File {
+                        size,
+                        hash,
+                        chunks: l.chunks,
+                    },
+                    meta: l.meta,
+                    ino: 0,
+                    ctime: (0, 0),
+                },
+            );
+        }
+        Msg::Abort => {
+            if let Some(l) = cur.take() {
+                let (dir, name) = conf.parent(&l.path)?;
+                let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty());
+                shared
+                    .index
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entries
+                    .remove(&l.path);
+            }
+        }
+        _ => bail!("not part of a file"),
+    }
+    Ok(())
+}
+
+/// Deletions, directories, symlinks, hardlinks, clones, metadata-only changes.
+fn change(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    match msg {
+        Msg::Delete { path } => {
+            let full = join(&shared.staging, &path);
+            let (dir, name) = conf.parent(&path)?;
+            clear(dir, name, &full)?;
+            shared
+                .index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove_tree(&path);
+        }
+        Msg::Dir { path, meta } => {
+            let full = join(&shared.staging, &path);
+            let (dir, name) = conf.parent(&path)?;
+            if kind_at(dir, name)? != Some(FileType::Directory) {
+                clear(dir, name, &full)?;
+                rustix::fs::mkdirat(dir, OsStr::from_bytes(name), Mode::from_raw_mode(0o700))
+                    .with_context(|| format!("cannot create {}", full.display()))?;
+            }
+            shared.record(
+                path,
+                Record {
+                    content: Content::Dir,
+                    meta,
+                    ino: 0,
+                    ctime: (0, 0),
+                },
+            );
+        }
+        Msg::Symlink { path, target, meta } => {
+            let full = join(&shared.staging, &path);
+            let (dir, name) = conf.parent(&path)?;
+            clear(dir, name, &full)?;
+            rustix::fs::symlinkat(OsStr::from_bytes(&target), dir, OsStr::from_bytes(name))
+                .with_context(|| format!("cannot create {}", full.display()))?;
+            meta::apply_symlink(dir, name, &path, &meta, &mut problems)?;
+            shared.record(
+                path,
+                Record {
+                    content: Content::Symlink(target),
+                    meta,
+                    ino: 0,
+                    ctime: (0, 0),
+                },
+            );
+        }
+        Msg::Link { path, to } => {
+            check_path(&to).map_err(|e| anyhow!("refused {e}"))?;
+            let rec = shared
+                .index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entries
+                .get(&to)
+                .cloned();
+            let Some(
+                rec @ Record {
+                    content: Content::File { .. },
+                    ..
+                },
+            ) = rec
+            else {
+                bail!(
+                    "{}: a hardlink to {}, which is not a file",
+                    shown(&path),
+                    shown(&to)
+                );
+            };
+            let (to_dir, to_name) = {
+                let mut other = conf.share();
+                let (d, n) = other.parent(&to)?;
+                (rustix::io::dup(d)?, n.to_vec())
+            };
+            let full = join(&shared.staging, &path);
+            let (dir, name) = conf.parent(&path)?;
+            clear(dir, name, &full)?;
+            rustix::fs::linkat(
+                &to_dir,
+                OsStr::from_bytes(&to_name),
+                dir,
+                OsStr::from_bytes(name),
+                AtFlags::empty(),
+            )
+            .with_context(|| format!("cannot link {}", full.display()))?;
+            shared.record(path, rec);
+        }
+        Msg::Clone { path, from, meta } => {
+            check_path(&from).map_err(|e| anyhow!("refused {e}"))?;
+            let (Some(prev_dir), Some(rec)) = (&shared.prev_dir, shared.prev.entries.get(&from))
+            else {
+                bail!(
+                    "{}: a copy of {}, which the last snapshot lacks",
+                    shown(&path),
+                    shown(&from)
+                );
+            };
+            let Content::File { size, .. } = rec.content else {
+                bail!(
+                    "{}: a copy of {}, which is not a file",
+                    shown(&path),
+                    shown(&from)
+                );
+            };
+            let full = join(&shared.staging, &path);
+            let (dir, name) = conf.parent(&path)?;
+            if rec.meta == meta {
+                clear(dir, name, &full)?;
+                std::fs::hard_link(join(prev_dir, &from), &full)
+                    .with_context(|| format!("cannot link {}", full.display()))?;
+            } else {
+                let src = File::open(join(prev_dir, &from))?;
+                let out = create(dir, name, &full)?;
+                copy_file(&src, &out, size)?;
+                meta::apply_fd(&out, &path, &meta, true, &mut problems)?;
+            }
+            let mut rec = rec.clone();
+            rec.meta = meta;
+            shared.record(path, rec);
+        }
+        Msg::Meta { path, meta } => {
+            let rec = shared
+                .index
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entries
+                .get(&path)
+                .cloned();
+            let Some(
+                mut rec @ Record {
+                    content: Content::File { size, .. },
+                    ..
+                },
+            ) = rec
+            else {
+                bail!(
+                    "{}: new metadata for a file the destination lacks",
+                    shown(&path)
+                );
+            };
+            // The staged file may share its inode with the last snapshot: write a copy.
+            let full = join(&shared.staging, &path);
+            let (dir, name) = conf.parent(&path)?;
+            let src = File::from(rustix::fs::openat(
+                dir,
+                OsStr::from_bytes(name),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?);
+            let tmp_name = [name, b".ferry-meta~"].concat();
+            let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(&tmp_name), AtFlags::empty());
+            let out = File::from(rustix::fs::openat(
+                dir,
+                OsStr::from_bytes(&tmp_name),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )?);
+            copy_file(&src, &out, size)?;
+            meta::apply_fd(&out, &path, &meta, true, &mut problems)?;
+            rustix::fs::renameat(
+                dir,
+                OsStr::from_bytes(&tmp_name),
+                dir,
+                OsStr::from_bytes(name),
+            )
+            .with_context(|| format!("cannot replace {}", full.display()))?;
+            rec.meta = meta;
+            shared.record(path, rec);
+        }
+        other => bail!("unexpected message in the stream: {other:?}"),
+    }
+    shared.problems().append(&mut problems);
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! `ferry volume destination`: listens for its one source, refuses anything that is not
+//! TLS 1.3 with the pinned client certificate before reading a byte of data, and runs one
+//! iteration at a time: hardlink farm of the last snapshot into staging, the stream applied,
+//! one `syncfs`, then the atomic publish and retention.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+
+use super::apply;
+use super::index::{Index, SnapshotInfo};
+use super::snapshot::{Layout, link_farm};
+use super::tls::Keys;
+use super::wire::{self, Msg, VERSION};
+
+pub struct DestOptions {
+    pub dir: PathBuf,
+    pub listen: String,
+    pub secret_out: Option<PathBuf>,
+    pub keep: usize,
+    pub threads: usize,
+}
+
+pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
+    let layout = Arc::new(Layout::new(&opts.dir));
+    layout.create()?;
+    layout.clean_partial()?;
+    let keys = Keys::load_or_create(&layout.keys())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(keys.server_config()?));
+    let listener = TcpListener::bind(&opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some(path) = &opts.secret_out {
+        keys.secret(addr.to_string())?.save(path)?;
+    }
+    eprintln!(
+        "ferry volume destination: listening on {addr}, snapshots in {}",
+        layout.snapshots().display()
+    );
+    let busy = Arc::new(tokio::sync::Mutex::new(()));
+    loop {
+        let (tcp, peer) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, layout, busy) = (acceptor.clone(), layout.clone(), busy.clone());
+        let (keep, threads) = (opts.keep, opts.threads);
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::warn!("refused a connection from {peer}: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!("refused a connection from {peer}: handshake timed out");
+                        return;
+                    }
+                };
+            let mut tls = tls;
+            let Ok(_guard) = busy.try_lock() else {
+                let _ = wire::send(
+                    &mut tls,
+                    &Msg::Failed {
+                        error: "another iteration is running".into(),
+                    },
+                )
+                .await;
+                return;
+            };
+            match iteration(&mut tls, &layout, keep, threads).await {
+                Ok(Some(id)) => tracing::info!("published snapshot {id} from {peer}"),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("iteration from {peer} failed: {e:#}");
+                    let _ = wire::send(
+                        &mut tls,
+                        &Msg::Failed {
+                            error: format!("{e:#}"),
+                        },
+                    )
+                    .await;
+                    let _ = layout.clean_partial();
+                }
+            }
+        });
+    }
+}
+
+type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+fn new_id(latest: Option<&str>) -> anyhow::Result<(String, String)> {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
+    );
+    let mut t = now;
+    loop {
+        let id = t.format(&fmt)?;
+        if latest.is_none_or(|l| id.as_str() > l) {
+            return Ok((
+                id,
+                now.format(&time::format_description::well_known::Rfc3339)?,
+            ));
+        }
+        t += Duration::from_millis(1);
+    }
+}
+
+async fn iteration(
+    tls: &mut Tls,
+    layout: &Arc<Layout>,
+    keep: usize,
+    threads: usize,
+) -> anyhow::Result<Option<String>> {
+    let started = Instant::now();
+    let Some(hello) = wire::recv(tls).await? else {
+        return Ok(None);
+    };
+    let Msg::Hello { version, .. } = hello else {
+        bail!("expected Hello, got {hello:?}");
+    };
+    if version != VERSION {
+        bail!("protocol version {version} is not supported (this destination speaks {VERSION})");
+    }
+    let l = layout.clone();
+    tokio::task::spawn_blocking(move || l.clean_partial()).await??;
+    let latest = layout.latest()?;
+    let latest_id = latest.as_ref().map(|i| i.id.clone());
+    wire::send(
+        tls,
+        &Msg::Ready {
+            latest: latest_id.clone(),
+        },
+    )
+    .await?;
+    // The previous snapshot's index and the hardlink farm, built while the source walks.
+    let l = layout.clone();
+    let id_for_farm = latest_id.clone();
+    let farm = tokio::task::spawn_blocking(move || -> anyhow::Result<Index> {
+        let prev = match &id_for_farm {
+            Some(id) => Index::load(&l.index(id))?,
+            None => Index::default(),
+        };
+        let prev_dir = id_for_farm.as_ref().map(|id| l.snapshot(id));
+        match prev_dir {
+            Some(d) => link_farm(&d, &l.staging(), &prev)?,
+            None => std::fs::create_dir(l.staging())
+                .with_context(|| format!("cannot create {}", l.staging().display()))?,
+        }
+        Ok(prev)
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(32);
+    let staging = layout.staging();
+    let prev_dir = latest_id.as_ref().map(|id| layout.snapshot(id));
+    let applier = tokio::task::spawn_blocking(move || {
+        let prev = tokio::runtime::Handle::current()
+            .block_on(farm)
+            .context("the link farm panicked")??;
+        apply::run(&mut rx, &staging, prev_dir, prev, threads)
+    });
+    let mut applier = Some(applier);
+    loop {
+        let msg = match wire::recv(tls).await {
+            Ok(Some(m)) => m,
+            Ok(None) => bail!("the source closed the connection mid-iteration"),
+            Err(e) => {
+                drop(tx);
+                if let Some(a) = applier.take() {
+                    let _ = a.await;
+                }
+                return Err(e.context("the connection to the source broke"));
+            }
+        };
+        match msg {
+            Msg::WantIndex => {
+                let id = latest_id.clone().context("there is no snapshot to index")?;
+                let idx = Index::load(&layout.index(&id))?;
+                let mut batch = Vec::new();
+                for (path, mut rec) in idx.entries {
+                    rec.ino = 0;
+                    batch.push((path, rec));
+                    if batch.len() == 2000 {
+                        wire::send(tls, &Msg::Index(std::mem::take(&mut batch))).await?;
+                    }
+                }
+                wire::send(tls, &Msg::Index(batch)).await?;
+                wire::send(tls, &Msg::IndexEnd).await?;
+            }
+            Msg::Commit { .. } => {
+                let _ = tx.send(msg).await;
+                break;
+            }
+            other => {
+                if tx.send(other).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(tx);
+    let applied = applier
+        .take()
+        .context("the applier is gone")?
+        .await
+        .context("the applier panicked")??;
+    let (id, time) = new_id(latest_id.as_deref())?;
+    let mut index = applied.index;
+    index.snapshot = Some(id.clone());
+    let (files, bytes) = index.totals();
+    let info = SnapshotInfo {
+        id: id.clone(),
+        time,
+        files,
+        bytes,
+        duration_ms: started.elapsed().as_millis() as u64,
+        consistent: applied.consistent,
+    };
+    let l = layout.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        l.publish(&index, &info)?;
+        l.retain(keep)
+    })
+    .await??;
+    wire::send(
+        tls,
+        &Msg::Published {
+            id: id.clone(),
+            problems: applied.problems,
+        },
+    )
+    .await?;
+    Ok(Some(id))
+}

@@ -1,0 +1,101 @@
+//! Applying kept metadata to what was written: owner, mode, extended attributes, times, in
+//! that order (a chown clears setuid bits; any change moves ctime, never mtime after the
+//! last step). Failures that privilege explains (chown as a normal user) become per-file
+//! problems, reported, not fatal.
+
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{AtFlags, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
+
+use super::tree::{Meta, shown};
+
+fn stamps(meta: &Meta) -> Timestamps {
+    let t = Timespec {
+        tv_sec: meta.mtime,
+        tv_nsec: meta.mtime_ns as _,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+fn owner(meta: &Meta) -> (Option<Uid>, Option<Gid>) {
+    (Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))
+}
+
+/// Applies `meta` to an open file or directory. `fresh` says it has no extended attributes
+/// yet (so none need removing).
+pub fn apply_fd<F: AsFd>(
+    fd: F,
+    path: &[u8],
+    meta: &Meta,
+    fresh: bool,
+    problems: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let st = rustix::fs::fstat(&fd)?;
+    if st.st_uid != meta.uid || st.st_gid != meta.gid {
+        let (u, g) = owner(meta);
+        if let Err(e) = rustix::fs::fchown(&fd, u, g) {
+            problems.push(format!(
+                "{}: cannot set owner {}:{}: {e}",
+                shown(path),
+                meta.uid,
+                meta.gid
+            ));
+        }
+    }
+    if (st.st_mode & 0o7777) != meta.mode || st.st_uid != meta.uid || st.st_gid != meta.gid {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))?;
+    }
+    if !fresh {
+        let mut names = vec![0u8; 65536];
+        if let Ok(n) = rustix::fs::flistxattr(&fd, &mut names[..]) {
+            for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+                if !meta.xattrs.iter().any(|(k, _)| k == name)
+                    && (name.starts_with(b"user.") || name.starts_with(b"system.posix_acl"))
+                {
+                    let _ = rustix::fs::fremovexattr(&fd, OsStr::from_bytes(name));
+                }
+            }
+        }
+    }
+    for (name, value) in &meta.xattrs {
+        if let Err(e) =
+            rustix::fs::fsetxattr(&fd, OsStr::from_bytes(name), value, XattrFlags::empty())
+        {
+            problems.push(format!(
+                "{}: cannot set extended attribute {}: {e}",
+                shown(path),
+                shown(name)
+            ));
+        }
+    }
+    rustix::fs::futimens(&fd, &stamps(meta))?;
+    Ok(())
+}
+
+/// Applies owner and times to a symlink (`name` in directory `dir`); its mode means nothing
+/// on Linux.
+pub fn apply_symlink<F: AsFd>(
+    dir: F,
+    name: &[u8],
+    path: &[u8],
+    meta: &Meta,
+    problems: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let (u, g) = owner(meta);
+    let name = OsStr::from_bytes(name);
+    if let Err(e) = rustix::fs::chownat(&dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW) {
+        problems.push(format!(
+            "{}: cannot set owner {}:{}: {e}",
+            shown(path),
+            meta.uid,
+            meta.gid
+        ));
+    }
+    rustix::fs::utimensat(&dir, name, &stamps(meta), AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! The source's readers: each file is opened, stat'ed, read and stat'ed again; a file whose
+//! size, mtime or ctime moved while it was read is read again (up to three times) and, if it
+//! never holds still, sent as last read with the iteration marked inconsistent. Small files go
+//! whole; large ones through FastCDC, as ranges of the base version plus new chunks.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use super::index::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, Chunk, Content, Hash, Record, chunks_hash};
+use super::plan::Job;
+use super::tree::{Meta, XattrPolicy, join, read_xattrs, shown};
+use super::wire::{Msg, Squeeze};
+
+const ATTEMPTS: usize = 3;
+
+/// Where frames go (the connection's writer); false when the connection is gone.
+pub trait Sink {
+    fn send(&mut self, msg: &Msg) -> bool;
+}
+
+/// What reading one file produced.
+pub enum Read1 {
+    /// Sent (or verified unchanged); the record for the new manifest.
+    Done {
+        rec: Record,
+        sent: u64,
+        reused: u64,
+        stable: bool,
+    },
+    /// The file is gone; a deletion was sent.
+    Vanished,
+    /// The connection is gone.
+    Closed,
+}
+
+struct Stat {
+    size: u64,
+    mtime: (i64, u32),
+    ctime: (i64, u32),
+    ino: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    regular: bool,
+}
+
+fn stat_of(md: &std::fs::Metadata) -> Stat {
+    Stat {
+        size: md.size(),
+        mtime: (md.mtime(), md.mtime_nsec() as u32),
+        ctime: (md.ctime(), md.ctime_nsec() as u32),
+        ino: md.ino(),
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        regular: md.file_type().is_file(),
+    }
+}
+
+fn same(a: &Stat, b: &Stat) -> bool {
+    a.size == b.size && a.mtime == b.mtime && a.ctime == b.ctime && a.ino == b.ino
+}
+
+fn open(root: &Path, path: &[u8]) -> std::io::Result<(File, Stat)> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(join(root, path))?;
+    let st = stat_of(&f.metadata()?);
+    Ok((f, st))
+}
+
+fn meta_of(root: &Path, job: &Job, st: &Stat, policy: XattrPolicy) -> std::io::Result<Meta> {
+    let xattrs = if st.ctime == job.found.ctime {
+        job.found.meta.xattrs.clone()
+    } else {
+        read_xattrs(&join(root, &job.path), policy)?
+    };
+    Ok(Meta {
+        mode: st.mode,
+        uid: st.uid,
+        gid: st.gid,
+        mtime: st.mtime.0,
+        mtime_ns: st.mtime.1,
+        xattrs,
+    })
+}
+
+fn vanished(sink: &mut dyn Sink, path: &[u8]) -> std::io::Result<Read1> {
+    Ok(
+        if sink.send(&Msg::Delete {
+            path: path.to_vec(),
+        }) {
+            Read1::Vanished
+        } else {
+            Read1::Closed
+        },
+    )
+}
+
+/// Reads and sends one file smaller than [`super::index::CHUNKED_FROM`].
+pub fn small(
+    root: &Path,
+    job: &Job,
+    policy: XattrPolicy,
+    squeeze: &mut Squeeze,
+    sink: &mut dyn Sink,
+) -> std::io::Result<Read1> {
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let (mut f, a) = match open(root, &job.path) {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vanished(sink, &job.path),
+            Err(e) => return Err(e),
+        };
+        if !a.regular {
+            return vanished(sink, &job.path);
+        }
+        let mut data = Vec::with_capacity(a.size as usize + 1);
+        (&mut f)
+            .take(super::index::CHUNKED_FROM)
+            .read_to_end(&mut data)?;
+        let b = stat_of(&f.metadata()?);
+        let stable = same(&a, &b) && data.len() as u64 == a.size;
+        let meta = meta_of(root, job, &a, policy)?;
+        last = Some((data, meta, a, stable));
+        if stable {
+            break;
+        }
+    }
+    let Some((data, meta, a, stable)) = last else {
+        unreachable!("at least one attempt")
+    };
+    let hash = *blake3::hash(&data).as_bytes();
+    let size = data.len() as u64;
+    let rec = Record {
+        content: Content::File {
+            size,
+            hash,
+            chunks: Vec::new(),
+        },
+        meta: meta.clone(),
+        ino: a.ino,
+        ctime: a.ctime,
+    };
+    if job.verify
+        && let Some(Record {
+            content: Content::File { hash: h, .. },
+            meta: m,
+            ..
+        }) = &job.base
+        && *h == hash
+    {
+        if *m != meta
+            && !sink.send(&Msg::Meta {
+                path: job.path.clone(),
+                meta,
+            })
+        {
+            return Ok(Read1::Closed);
+        }
+        return Ok(Read1::Done {
+            rec,
+            sent: 0,
+            reused: size,
+            stable,
+        });
+    }
+    let msg = Msg::Small {
+        path: job.path.clone(),
+        meta,
+        data: squeeze.pack(data),
+        hash,
+    };
+    if !sink.send(&msg) {
+        return Ok(Read1::Closed);
+    }
+    Ok(Read1::Done {
+        rec,
+        sent: size,
+        reused: 0,
+        stable,
+    })
+}
+
+fn chunker(f: &File) -> fastcdc::v2020::StreamCDC<std::io::BufReader<&File>> {
+    fastcdc::v2020::StreamCDC::new(
+        std::io::BufReader::with_capacity(1 << 20, f),
+        CHUNK_MIN as usize,
+        CHUNK_AVG as usize,
+        CHUNK_MAX as usize,
+    )
+}
+
+fn chunk_list(f: &File) -> std::io::Result<Vec<Chunk>> {
+    let mut out = Vec::new();
+    for c in chunker(f) {
+        let c = c.map_err(std::io::Error::other)?;
+        out.push(Chunk {
+            len: c.length as u32,
+            hash: *blake3::hash(&c.data).as_bytes(),
+        });
+    }
+    Ok(out)
+}
+
+/// Reads and sends one large file as chunks, reusing ranges of the base version.
+pub fn large(
+    root: &Path,
+    job: &Job,
+    policy: XattrPolicy,
+    squeeze: &mut Squeeze,
+    sink: &mut dyn Sink,
+) -> std::io::Result<Read1> {
+    let base_chunks: &[Chunk] = match &job.base {
+        Some(Record {
+            content: Content::File { chunks, .. },
+            ..
+        }) => chunks,
+        _ => &[],
+    };
+    let mut at: HashMap<Hash, u64> = HashMap::with_capacity(base_chunks.len());
+    let mut off = 0u64;
+    for c in base_chunks {
+        at.entry(c.hash).or_insert(off);
+        off += c.len as u64;
+    }
+    let mut stable = false;
+    for attempt in 0..ATTEMPTS {
+        let (f, a) = match open(root, &job.path) {
+            Ok(x) => x,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vanished(sink, &job.path),
+            Err(e) => return Err(e),
+        };
+        if !a.regular {
+            return vanished(sink, &job.path);
+        }
+        let meta = meta_of(root, job, &a, policy)?;
+        if job.verify && !base_chunks.is_empty() {
+            let chunks = chunk_list(&f)?;
+            let b = stat_of(&f.metadata()?);
+            if same(&a, &b) && chunks == base_chunks {
+                let size = a.size;
+                if job.base.as_ref().is_some_and(|r| r.meta != meta)
+                    && !sink.send(&Msg::Meta {
+                        path: job.path.clone(),
+                        meta: meta.clone(),
+                    })
+                {
+                    return Ok(Read1::Closed);
+                }
+                return Ok(Read1::Done {
+                    rec: Record {
+                        content: Content::File {
+                            size,
+                            hash: chunks_hash(&chunks),
+                            chunks,
+                        },
+                        meta,
+                        ino: a.ino,
+                        ctime: a.ctime,
+                    },
+                    sent: 0,
+                    reused: size,
+                    stable: true,
+                });
+            }
+        }
+        if !sink.send(&Msg::Begin {
+            path: job.path.clone(),
+            meta: meta.clone(),
+        }) {
+            return Ok(Read1::Closed);
+        }
+        let mut chunks = Vec::new();
+        let (mut sent, mut reused, mut size) = (0u64, 0u64, 0u64);
+        let mut pending: Option<(u64, u64)> = None;
+        let flush = |pending: &mut Option<(u64, u64)>, sink: &mut dyn Sink| -> bool {
+            match pending.take() {
+                Some((offset, len)) => sink.send(&Msg::Copy { offset, len }),
+                None => true,
+            }
+        };
+        for c in chunker(&f) {
+            let c = c.map_err(std::io::Error::other)?;
+            let len = c.length as u64;
+            let hash = *blake3::hash(&c.data).as_bytes();
+            chunks.push(Chunk {
+                len: c.length as u32,
+                hash,
+            });
+            size += len;
+            let ok = if c.data.iter().all(|b| *b == 0) {
+                reused += len;
+                flush(&mut pending, sink)
+                    && sink.send(&Msg::Zero {
+                        len: c.length as u32,
+                    })
+            } else if let Some(&offset) = at.get(&hash) {
+                reused += len;
+                match &mut pending {
+                    Some((o, l)) if *o + *l == offset => {
+                        *l += len;
+                        true
+                    }
+                    _ => {
+                        let ok = flush(&mut pending, sink);
+                        pending = Some((offset, len));
+                        ok
+                    }
+                }
+            } else {
+                sent += len;
+                flush(&mut pending, sink)
+                    && sink.send(&Msg::Data {
+                        data: squeeze.pack(c.data),
+                        hash,
+                    })
+            };
+            if !ok {
+                return Ok(Read1::Closed);
+            }
+        }
+        if !flush(&mut pending, sink) {
+            return Ok(Read1::Closed);
+        }
+        let b = stat_of(&f.metadata()?);
+        stable = same(&a, &b) && size == a.size;
+        if !stable && attempt + 1 < ATTEMPTS {
+            if !sink.send(&Msg::Abort) {
+                return Ok(Read1::Closed);
+            }
+            continue;
+        }
+        let hash = chunks_hash(&chunks);
+        if !sink.send(&Msg::End { size, hash }) {
+            return Ok(Read1::Closed);
+        }
+        return Ok(Read1::Done {
+            rec: Record {
+                content: Content::File { size, hash, chunks },
+                meta,
+                ino: a.ino,
+                ctime: a.ctime,
+            },
+            sent,
+            reused,
+            stable,
+        });
+    }
+    Err(std::io::Error::other(format!(
+        "{} kept changing while it was read (stable: {stable})",
+        shown(&job.path)
+    )))
+}

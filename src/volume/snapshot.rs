@@ -1,0 +1,322 @@
+//! The destination's directory layout and its snapshots: listing, publishing a finished
+//! staging tree atomically, retention, the hardlink farm a new iteration starts from, and
+//! `promote`, which materialises a snapshot as a writable tree.
+//!
+//! ```text
+//! DIR/.ferry/keys/               the destination's TLS identity and the client it accepts
+//! DIR/.ferry/staging/            the iteration being received (never published half-done)
+//! DIR/.ferry/snapshots/<id>/     published snapshots, one tree each, read-only root
+//! DIR/.ferry/index/<id>.idx      each snapshot's index (hashes, chunks, metadata)
+//! DIR/.ferry/index/<id>.json     each snapshot's summary
+//! ```
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::durable;
+use super::index::{Content, Index, SnapshotInfo};
+use super::meta;
+use super::tree::{self, FoundKind, STATE_DIR, XattrPolicy, join};
+
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+    pub fn state(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+    pub fn keys(&self) -> PathBuf {
+        self.state().join("keys")
+    }
+    pub fn staging(&self) -> PathBuf {
+        self.state().join("staging")
+    }
+    pub fn snapshots(&self) -> PathBuf {
+        self.state().join("snapshots")
+    }
+    pub fn snapshot(&self, id: &str) -> PathBuf {
+        self.snapshots().join(id)
+    }
+    fn index_dir(&self) -> PathBuf {
+        self.state().join("index")
+    }
+    pub fn index(&self, id: &str) -> PathBuf {
+        self.index_dir().join(format!("{id}.idx"))
+    }
+    fn info(&self, id: &str) -> PathBuf {
+        self.index_dir().join(format!("{id}.json"))
+    }
+
+    pub fn create(&self) -> anyhow::Result<()> {
+        for d in [self.snapshots(), self.index_dir()] {
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Published snapshots, oldest first.
+    pub fn list(&self) -> anyhow::Result<Vec<SnapshotInfo>> {
+        let mut out = Vec::new();
+        let dir = self.index_dir();
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        for ent in rd {
+            let name = ent?.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if !self.snapshot(id).is_dir() || !self.index(id).is_file() {
+                continue;
+            }
+            let text = std::fs::read(self.info(id))?;
+            let info: SnapshotInfo = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is damaged", self.info(id).display()))?;
+            out.push(info);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    pub fn latest(&self) -> anyhow::Result<Option<SnapshotInfo>> {
+        Ok(self.list()?.pop())
+    }
+
+    /// Removes what an interrupted iteration or publish left: the staging tree, and index
+    /// files of snapshots that were never published.
+    pub fn clean_partial(&self) -> anyhow::Result<()> {
+        remove_tree(&self.staging())?;
+        if let Ok(rd) = std::fs::read_dir(self.index_dir()) {
+            for ent in rd.flatten() {
+                let name = ent.file_name();
+                let Some(n) = name.to_str() else { continue };
+                let id = n
+                    .strip_suffix(".json")
+                    .or_else(|| n.strip_suffix(".idx"))
+                    .unwrap_or(n);
+                if !self.snapshot(id).is_dir() {
+                    let _ = std::fs::remove_file(ent.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the staging tree as snapshot `info.id`: index and summary first, then one
+    /// rename, then the directory sync that makes the rename durable.
+    pub fn publish(&self, index: &Index, info: &SnapshotInfo) -> anyhow::Result<()> {
+        index.save(&self.index(&info.id))?;
+        durable::write_file(
+            &self.info(&info.id),
+            &serde_json::to_vec_pretty(info)?,
+            0o644,
+        )?;
+        let to = self.snapshot(&info.id);
+        std::fs::rename(self.staging(), &to)
+            .with_context(|| format!("cannot publish {}", to.display()))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o555))?;
+        durable::sync_dir(&self.snapshots())?;
+        Ok(())
+    }
+
+    /// Keeps the newest `keep` snapshots and removes the rest.
+    pub fn retain(&self, keep: usize) -> anyhow::Result<()> {
+        let all = self.list()?;
+        let excess = all.len().saturating_sub(keep.max(1));
+        for info in &all[..excess] {
+            let _ = std::fs::remove_file(self.info(&info.id));
+            remove_tree(&self.snapshot(&info.id))?;
+            let _ = std::fs::remove_file(self.index(&info.id));
+        }
+        if excess > 0 {
+            durable::sync_dir(&self.index_dir())?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes a tree, making directories writable first where needed (snapshots are read-only).
+pub fn remove_tree(path: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        Ok(_) => {}
+    }
+    if std::fs::remove_dir_all(path).is_ok() {
+        return Ok(());
+    }
+    fn unlock(p: &Path) {
+        if let Ok(md) = std::fs::symlink_metadata(p)
+            && md.is_dir()
+        {
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    unlock(&e.path());
+                }
+            }
+        }
+    }
+    unlock(path);
+    std::fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))
+}
+
+/// Fills `staging` with the tree of the previous snapshot: directories created, files and
+/// symlinks hard-linked (so unchanged files cost one link, and nothing in the old snapshot is
+/// ever written through).
+pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<()> {
+    std::fs::create_dir(staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    for (path, rec) in &index.entries {
+        let to = join(staging, path);
+        let r = match rec.content {
+            Content::Dir => std::fs::create_dir(&to),
+            _ => std::fs::hard_link(join(prev, path), &to),
+        };
+        r.with_context(|| format!("cannot prepare {}", to.display()))?;
+    }
+    Ok(())
+}
+
+/// Copies snapshot tree `from` to a new writable tree `to`: files cloned by reflink where the
+/// filesystem can, else copied with holes kept; hardlinks, symlinks and metadata kept.
+/// Returns files and bytes.
+pub fn promote(from: &Path, to: &Path) -> anyhow::Result<(u64, u64)> {
+    match std::fs::read_dir(to) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                bail!("{} exists and is not empty", to.display());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(to)
+            .with_context(|| format!("cannot create {}", to.display()))?,
+        Err(e) => return Err(e).with_context(|| format!("cannot use {}", to.display())),
+    }
+    let policy = XattrPolicy {
+        security: true,
+        trusted: true,
+    };
+    let (found, errors) = tree::walk(from, 2, policy);
+    if let Some((p, e)) = errors.first() {
+        bail!("cannot read {}: {e}", join(from, p).display());
+    }
+    let mut problems = Vec::new();
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let (mut files, mut bytes) = (0, 0);
+    for f in &found {
+        let dst = join(to, &f.path);
+        match &f.kind {
+            FoundKind::Dir => std::fs::create_dir(&dst)
+                .with_context(|| format!("cannot create {}", dst.display()))?,
+            FoundKind::Symlink(target) => {
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &dst)
+                    .with_context(|| format!("cannot create {}", dst.display()))?;
+                let parent = std::fs::File::open(dst.parent().unwrap_or(to))?;
+                let name = dst.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+                meta::apply_symlink(&parent, name, &f.path, &f.meta, &mut problems)?;
+            }
+            FoundKind::File => {
+                if f.nlink > 1 {
+                    if let Some(first) = links.get(&(f.dev, f.ino)) {
+                        std::fs::hard_link(join(to, first), &dst)
+                            .with_context(|| format!("cannot link {}", dst.display()))?;
+                        continue;
+                    }
+                    links.insert((f.dev, f.ino), f.path.clone());
+                }
+                let src = std::fs::File::open(join(from, &f.path))?;
+                let out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&dst)
+                    .with_context(|| format!("cannot create {}", dst.display()))?;
+                copy_file(&src, &out, f.size)
+                    .with_context(|| format!("cannot copy to {}", dst.display()))?;
+                meta::apply_fd(&out, &f.path, &f.meta, true, &mut problems)?;
+                files += 1;
+                bytes += f.size;
+            }
+            FoundKind::Special => {}
+        }
+    }
+    for f in found.iter().rev().filter(|f| f.kind == FoundKind::Dir) {
+        let d = std::fs::File::open(join(to, &f.path))?;
+        meta::apply_fd(&d, &f.path, &f.meta, true, &mut problems)?;
+    }
+    if let Some(p) = problems.first() {
+        bail!("{p} (and {} more)", problems.len() - 1);
+    }
+    let root = std::fs::File::open(to)?;
+    rustix::fs::syncfs(&root)?;
+    Ok((files, bytes))
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+/// Copies `len` bytes: a reflink when the filesystem can, else the data segments only
+/// (holes stay holes).
+pub fn copy_file(src: &std::fs::File, dst: &std::fs::File, len: u64) -> std::io::Result<()> {
+    if rustix::fs::ioctl_ficlone(dst, src).is_ok() {
+        return Ok(());
+    }
+    let mut pos = 0u64;
+    while pos < len {
+        let data = match rustix::fs::seek(src, rustix::fs::SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) => pos,
+        };
+        let hole = match rustix::fs::seek(src, rustix::fs::SeekFrom::Hole(data)) {
+            Ok(h) => h.min(len),
+            Err(_) => len,
+        };
+        copy_range(src, data, dst, data, hole - data)?;
+        pos = hole;
+    }
+    dst.set_len(len)?;
+    Ok(())
+}
+
+/// Copies a byte range between files (copy_file_range, or read and write where the kernel
+/// cannot).
+pub fn copy_range(
+    src: &std::fs::File,
+    mut src_off: u64,
+    dst: &std::fs::File,
+    mut dst_off: u64,
+    mut len: u64,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    while len > 0 {
+        let want = len.min(1 << 30) as usize;
+        match rustix::fs::copy_file_range(src, Some(&mut src_off), dst, Some(&mut dst_off), want) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the base file is shorter than its index says",
+                ));
+            }
+            Ok(n) => len -= n as u64,
+            Err(_) => {
+                let mut buf = vec![0u8; want.min(1 << 20)];
+                src.read_exact_at(&mut buf, src_off)?;
+                dst.write_all_at(&buf, dst_off)?;
+                src_off += buf.len() as u64;
+                dst_off += buf.len() as u64;
+                len -= buf.len() as u64;
+            }
+        }
+    }
+    Ok(())
+}

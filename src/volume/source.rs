@@ -1,0 +1,355 @@
+//! `ferry volume source`: one iteration, from connection to the saved manifest. The source
+//! connects with its pinned identity, learns which snapshot the destination holds, walks the
+//! tree in parallel, plans against its manifest (or the destination's index when the two
+//! disagree), streams the changes without waiting for answers, and records what the
+//! destination acknowledged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::index::{Index, Record};
+use super::plan::{Late, plan};
+use super::read::{self, Read1, Sink};
+use super::tls::{self, Secret};
+use super::tree::{STATE_DIR, XattrPolicy, shown, walk};
+use super::wire::{self, Counted, Msg, Squeeze, VERSION};
+
+pub struct SourceOptions {
+    pub dir: PathBuf,
+    pub secret: Secret,
+    pub xattrs: XattrPolicy,
+    pub threads: usize,
+    pub compress: bool,
+}
+
+/// What one iteration did, as `ferry volume source --json` prints it.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub snapshot: String,
+    pub files_scanned: u64,
+    pub bytes_scanned: u64,
+    pub files_sent: u64,
+    pub bytes_sent: u64,
+    /// Bytes of changed files that were not sent because the destination had them.
+    pub bytes_reused: u64,
+    pub files_deleted: u64,
+    pub wire_bytes: u64,
+    pub consistent: bool,
+    pub changed_while_read: Vec<String>,
+    pub problems: Vec<String>,
+    pub duration_ms: u64,
+}
+
+fn manifest_path(dir: &Path, secret: &Secret) -> PathBuf {
+    let id: String = secret.server_fingerprint.chars().take(16).collect();
+    dir.join(STATE_DIR)
+        .join("source")
+        .join(format!("{id}.manifest"))
+}
+
+/// Frames go to the connection writer through a bounded channel.
+struct ChannelSink(tokio::sync::mpsc::Sender<Vec<u8>>);
+
+impl Sink for ChannelSink {
+    fn send(&mut self, msg: &Msg) -> bool {
+        match wire::encode(msg) {
+            Ok(frame) => self.0.blocking_send(frame).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+struct Produced {
+    records: Vec<(Vec<u8>, Record)>,
+    gone: Vec<Vec<u8>>,
+    report: Report,
+}
+
+pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let root = opts.dir.clone();
+    std::fs::read_dir(&root).with_context(|| format!("cannot read {}", root.display()))?;
+    let manifest_file = manifest_path(&root, &opts.secret);
+    let manifest = match Index::load_or_empty(&manifest_file) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("{e:#}; asking the destination for its index instead");
+            Index::default()
+        }
+    };
+    let addr = opts.secret.address.clone();
+    let config = Arc::new(tls::client_config(&opts.secret)?);
+    let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&addr))
+        .await
+        .with_context(|| format!("timed out connecting to the destination at {addr}"))?
+        .with_context(|| format!("cannot connect to the destination at {addr}"))?;
+    tcp.set_nodelay(true)?;
+    let counted = Counted::new(tcp);
+    let wire_bytes = counted.bytes.clone();
+    let name = rustls::pki_types::ServerName::try_from("ferry-volume")?;
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(config).connect(name, counted),
+    )
+    .await
+    .with_context(|| format!("timed out in the TLS handshake with {addr}"))?
+    .with_context(|| {
+        format!("the TLS handshake with {addr} failed: it is not the destination this secret names")
+    })?;
+    let refused = || {
+        format!(
+            "the destination at {addr} refused this source (a secret from another destination, or a changed certificate?)"
+        )
+    };
+    wire::send(
+        &mut stream,
+        &Msg::Hello {
+            version: VERSION,
+            base: manifest.snapshot.clone(),
+        },
+    )
+    .await
+    .with_context(refused)?;
+    let latest = match wire::expect(&mut stream).await.with_context(refused)? {
+        Msg::Ready { latest } => latest,
+        Msg::Failed { error } => bail!("the destination at {addr} refused: {error}"),
+        other => bail!("the destination sent {other:?} instead of Ready"),
+    };
+    let (base, trusted) = match &latest {
+        None => (Index::default(), true),
+        Some(id) if manifest.snapshot.as_deref() == Some(id) => (manifest, true),
+        Some(_) => {
+            wire::send(&mut stream, &Msg::WantIndex).await?;
+            let mut idx = Index {
+                snapshot: latest.clone(),
+                ..Default::default()
+            };
+            loop {
+                match wire::expect(&mut stream).await? {
+                    Msg::Index(batch) => idx.entries.extend(batch),
+                    Msg::IndexEnd => break,
+                    Msg::Failed { error } => bail!("the destination failed: {error}"),
+                    other => bail!("the destination sent {other:?} inside its index"),
+                }
+            }
+            (idx, false)
+        }
+    };
+
+    let (rd, wr) = tokio::io::split(stream);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let writer = tokio::spawn(async move {
+        let mut wr = tokio::io::BufWriter::with_capacity(256 * 1024, wr);
+        while let Some(frame) = rx.recv().await {
+            wr.write_all(&frame).await?;
+        }
+        wr.flush().await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let (threads, xattrs, compress) = (opts.threads, opts.xattrs, opts.compress);
+    let producer_root = root.clone();
+    let produced = tokio::task::spawn_blocking(move || {
+        produce(
+            &producer_root,
+            &base,
+            trusted,
+            tx,
+            threads,
+            xattrs,
+            compress,
+        )
+    })
+    .await
+    .context("the source's reader panicked")?;
+    let write_result = writer.await.context("the connection writer panicked")?;
+    let mut rd = rd;
+    let reply = wire::recv(&mut rd).await;
+    let mut produced = match (produced, write_result, reply) {
+        (Ok(p), Ok(_), Ok(Some(Msg::Published { id, problems }))) => {
+            let mut p = p;
+            p.report.snapshot = id;
+            p.report.problems.extend(problems);
+            p
+        }
+        (_, _, Ok(Some(Msg::Failed { error }))) => {
+            bail!("the destination at {addr} failed the iteration: {error}")
+        }
+        (Err(e), _, _) => return Err(e),
+        (_, Err(e), _) => {
+            return Err(e).with_context(|| format!("the connection to {addr} broke"));
+        }
+        (_, _, Err(e)) => return Err(e).with_context(|| format!("no answer from {addr}")),
+        (_, _, Ok(other)) => bail!("the destination at {addr} answered {other:?}"),
+    };
+    // What the destination now holds, for the next iteration.
+    let mut next = Index {
+        snapshot: Some(produced.report.snapshot.clone()),
+        entries: BTreeMap::new(),
+    };
+    next.entries.extend(produced.records.drain(..));
+    for g in &produced.gone {
+        next.entries.remove(g);
+    }
+    std::fs::create_dir_all(manifest_file.parent().unwrap_or(&root))?;
+    next.save(&manifest_file)?;
+    let mut report = produced.report;
+    report.wire_bytes = wire_bytes.load(Ordering::Relaxed);
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+fn produce(
+    root: &Path,
+    base: &Index,
+    trusted: bool,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    threads: usize,
+    xattrs: XattrPolicy,
+    compress: bool,
+) -> anyhow::Result<Produced> {
+    let (found, walk_errors) = walk(root, threads, xattrs);
+    let p = plan(&found, base, trusted);
+    let mut report = Report {
+        files_scanned: p.files,
+        bytes_scanned: p.bytes,
+        consistent: walk_errors.is_empty(),
+        ..Default::default()
+    };
+    for (path, e) in &walk_errors {
+        report
+            .problems
+            .push(format!("{}: cannot read: {e}", shown(path)));
+    }
+    for s in &p.specials {
+        report.problems.push(format!(
+            "{}: a device, FIFO or socket: not copied",
+            shown(s)
+        ));
+    }
+    let mut sink = ChannelSink(tx.clone());
+    let closed = || anyhow::anyhow!("the connection to the destination closed");
+    report.files_deleted = p.deletes.len() as u64;
+    for path in &p.deletes {
+        if !sink.send(&Msg::Delete { path: path.clone() }) {
+            return Err(closed());
+        }
+    }
+    for (path, meta) in &p.dirs {
+        if !sink.send(&Msg::Dir {
+            path: path.clone(),
+            meta: meta.clone(),
+        }) {
+            return Err(closed());
+        }
+    }
+    let outcome = std::sync::Mutex::new((Vec::new(), Vec::new(), Report::default()));
+    let next = AtomicUsize::new(0);
+    let read_one = |job: &super::plan::Job, large: bool, squeeze: &mut Squeeze| {
+        let mut sink = ChannelSink(tx.clone());
+        let r = if large {
+            read::large(root, job, xattrs, squeeze, &mut sink)
+        } else {
+            read::small(root, job, xattrs, squeeze, &mut sink)
+        };
+        let mut o = outcome.lock().unwrap_or_else(|e| e.into_inner());
+        match r {
+            Ok(Read1::Done {
+                rec,
+                sent,
+                reused,
+                stable,
+            }) => {
+                if sent > 0 || matches!(rec.content, super::index::Content::File { size: 0, .. }) {
+                    o.2.files_sent += 1;
+                }
+                o.2.bytes_sent += sent;
+                o.2.bytes_reused += reused;
+                if !stable {
+                    o.2.changed_while_read.push(shown(&job.path));
+                }
+                o.0.push((job.path.clone(), rec));
+                true
+            }
+            Ok(Read1::Vanished) => {
+                o.1.push(job.path.clone());
+                true
+            }
+            Ok(Read1::Closed) => false,
+            Err(e) => {
+                o.2.problems
+                    .push(format!("{}: cannot read: {e}", shown(&job.path)));
+                true
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut squeeze = Squeeze::new(compress);
+            for job in &p.large {
+                if !read_one(job, true, &mut squeeze) {
+                    break;
+                }
+            }
+        });
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                let mut squeeze = Squeeze::new(compress);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = p.small.get(i) else { break };
+                    if !read_one(job, false, &mut squeeze) {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let (mut records, gone, o) = outcome.into_inner().unwrap_or_else(|e| e.into_inner());
+    report.files_sent = o.files_sent;
+    report.bytes_sent = o.bytes_sent;
+    report.bytes_reused = o.bytes_reused;
+    report.changed_while_read = o.changed_while_read;
+    if !o.problems.is_empty() {
+        report.consistent = false;
+    }
+    report.problems.extend(o.problems);
+    report.consistent &= report.changed_while_read.is_empty();
+    for late in &p.late {
+        let msg = match late.clone() {
+            Late::Symlink { path, target, meta } => Msg::Symlink { path, target, meta },
+            Late::Link { path, to } => Msg::Link { path, to },
+            Late::Clone { path, from, meta } => Msg::Clone { path, from, meta },
+            Late::Meta { path, meta } => Msg::Meta { path, meta },
+        };
+        if !sink.send(&msg) {
+            return Err(closed());
+        }
+    }
+    if !sink.send(&Msg::Commit {
+        consistent: report.consistent,
+    }) {
+        return Err(closed());
+    }
+    drop(sink);
+    drop(tx);
+    records.extend(p.keep);
+    let by_path: BTreeMap<Vec<u8>, Record> = records.iter().cloned().collect();
+    for (follower, leader) in &p.followers {
+        if let Some(r) = by_path.get(leader) {
+            records.push((follower.clone(), r.clone()));
+        }
+    }
+    Ok(Produced {
+        records,
+        gone,
+        report,
+    })
+}

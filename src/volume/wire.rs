@@ -1,0 +1,318 @@
+//! The volume protocol: length-prefixed postcard frames over the TLS stream, adaptive zstd for
+//! file data, and a byte counter for what crossed the network.
+//!
+//! One iteration: the source says `Hello` with the snapshot its manifest describes; the
+//! destination answers `Ready` with its latest snapshot; when they differ the source asks for
+//! the destination's index (`WantIndex`, then `Index` batches and `IndexEnd`). The source
+//! then streams, without waiting for answers: deletions and directories; file contents
+//! (`Small` files whole, larger ones as `Begin`, `Copy`/`Data`/`Zero` ranges, `End`);
+//! symlinks, hardlinks, clones and metadata-only changes; `Commit`. The destination answers
+//! `Published` or `Failed`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::index::{Hash, Record};
+use super::tree::Meta;
+
+pub const VERSION: u32 = 1;
+/// No frame is larger than this (bounds what one message can make the peer hold).
+pub const MAX_FRAME: usize = 4 << 20;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Payload {
+    pub zstd: bool,
+    pub raw_len: u32,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Msg {
+    Hello {
+        version: u32,
+        base: Option<String>,
+    },
+    Ready {
+        latest: Option<String>,
+    },
+    WantIndex,
+    Index(Vec<(Vec<u8>, Record)>),
+    IndexEnd,
+    Delete {
+        path: Vec<u8>,
+    },
+    Dir {
+        path: Vec<u8>,
+        meta: Meta,
+    },
+    Symlink {
+        path: Vec<u8>,
+        target: Vec<u8>,
+        meta: Meta,
+    },
+    /// A hardlink to `to`, written earlier in this iteration or kept from the last one.
+    Link {
+        path: Vec<u8>,
+        to: Vec<u8>,
+    },
+    /// Content of `from` in the last snapshot (a rename), with new metadata.
+    Clone {
+        path: Vec<u8>,
+        from: Vec<u8>,
+        meta: Meta,
+    },
+    /// Content unchanged, metadata changed.
+    Meta {
+        path: Vec<u8>,
+        meta: Meta,
+    },
+    Small {
+        path: Vec<u8>,
+        meta: Meta,
+        data: Payload,
+        hash: Hash,
+    },
+    Begin {
+        path: Vec<u8>,
+        meta: Meta,
+    },
+    /// A range of the last snapshot's version of the file being written, on chunk bounds.
+    Copy {
+        offset: u64,
+        len: u64,
+    },
+    Data {
+        data: Payload,
+        hash: Hash,
+    },
+    Zero {
+        len: u32,
+    },
+    End {
+        size: u64,
+        hash: Hash,
+    },
+    /// Forget the file being written: it changed while it was read and comes again.
+    Abort,
+    Commit {
+        consistent: bool,
+    },
+    Published {
+        id: String,
+        problems: Vec<String>,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// Encodes a frame: little-endian u32 length, then postcard.
+pub fn encode(msg: &Msg) -> anyhow::Result<Vec<u8>> {
+    let out = vec![0u8; 4];
+    let body = postcard::to_extend(msg, out).context("encode a volume message")?;
+    let len = body.len() - 4;
+    if len > MAX_FRAME {
+        bail!("a volume message of {len} bytes is over the frame limit");
+    }
+    let mut body = body;
+    body[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(body)
+}
+
+pub async fn send<W: AsyncWrite + Unpin>(w: &mut W, msg: &Msg) -> anyhow::Result<()> {
+    w.write_all(&encode(msg)?).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Reads one frame; `None` at a clean end of stream.
+pub async fn recv<R: AsyncRead + Unpin>(r: &mut R) -> anyhow::Result<Option<Msg>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        bail!("the peer sent a frame of {len} bytes, over the limit of {MAX_FRAME}");
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    let msg = postcard::from_bytes(&body).context("the peer sent a malformed message")?;
+    Ok(Some(msg))
+}
+
+/// Reads one frame, failing at end of stream.
+pub async fn expect<R: AsyncRead + Unpin>(r: &mut R) -> anyhow::Result<Msg> {
+    recv(r)
+        .await?
+        .context("the peer closed the connection mid-iteration")
+}
+
+/// zstd level 1 while data compresses; after a run of incompressible blocks, skips
+/// compression for a while and then tries again.
+pub struct Squeeze {
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    misses: u32,
+    skip: u32,
+}
+
+impl Squeeze {
+    pub fn new(enabled: bool) -> Squeeze {
+        Squeeze {
+            compressor: if enabled {
+                zstd::bulk::Compressor::new(1).ok()
+            } else {
+                None
+            },
+            misses: 0,
+            skip: 0,
+        }
+    }
+
+    pub fn pack(&mut self, raw: Vec<u8>) -> Payload {
+        let raw_len = raw.len() as u32;
+        let plain = |raw| Payload {
+            zstd: false,
+            raw_len,
+            bytes: raw,
+        };
+        let Some(c) = self.compressor.as_mut() else {
+            return plain(raw);
+        };
+        if raw.len() < 64 {
+            return plain(raw);
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return plain(raw);
+        }
+        match c.compress(&raw) {
+            Ok(z) if z.len() < raw.len() - raw.len() / 10 => {
+                self.misses = 0;
+                Payload {
+                    zstd: true,
+                    raw_len,
+                    bytes: z,
+                }
+            }
+            _ => {
+                self.misses += 1;
+                if self.misses >= 8 {
+                    self.misses = 0;
+                    self.skip = 64;
+                }
+                plain(raw)
+            }
+        }
+    }
+}
+
+impl Payload {
+    pub fn unpack(self) -> anyhow::Result<Vec<u8>> {
+        if !self.zstd {
+            if self.bytes.len() != self.raw_len as usize {
+                bail!("a data block's length does not match its header");
+            }
+            return Ok(self.bytes);
+        }
+        if self.raw_len as usize > MAX_FRAME {
+            bail!("a compressed block claims {} bytes", self.raw_len);
+        }
+        let raw = zstd::bulk::decompress(&self.bytes, self.raw_len as usize)
+            .context("a compressed block does not decompress")?;
+        if raw.len() != self.raw_len as usize {
+            bail!("a compressed block's length does not match its header");
+        }
+        Ok(raw)
+    }
+}
+
+/// A stream that counts the bytes it reads and writes.
+pub struct Counted<S> {
+    inner: S,
+    pub bytes: Arc<AtomicU64>,
+}
+
+impl<S> Counted<S> {
+    pub fn new(inner: S) -> Self {
+        Counted {
+            inner,
+            bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_and_payloads_round_trip() {
+        let mut s = Squeeze::new(true);
+        let text = b"hello hello hello hello hello hello hello hello hello hello hello".repeat(50);
+        let p = s.pack(text.clone());
+        assert!(p.zstd);
+        let frame = encode(&Msg::Data {
+            data: p,
+            hash: [3; 32],
+        })
+        .expect("encode");
+        let len = u32::from_le_bytes(frame[..4].try_into().expect("4 bytes")) as usize;
+        assert_eq!(len, frame.len() - 4);
+        let Msg::Data { data, hash } = postcard::from_bytes(&frame[4..]).expect("decode") else {
+            panic!("not data")
+        };
+        assert_eq!(hash, [3; 32]);
+        assert_eq!(data.unpack().expect("unpack"), text);
+        let lie = Payload {
+            zstd: false,
+            raw_len: 10,
+            bytes: vec![1; 3],
+        };
+        assert!(lie.unpack().is_err());
+    }
+}
