@@ -192,23 +192,23 @@ fn file(
             push(p, job(Some(r), true));
             return false;
         }
-    } else if trusted && let Some((from, r)) = gone.get(&f.ino) {
-        if let Content::File { size, .. } = r.content
-            && size == f.size
-            && r.meta.mtime == f.meta.mtime
-            && r.meta.mtime_ns == f.meta.mtime_ns
-        {
-            p.late.push(Late::Clone {
-                path: f.path.clone(),
-                from: from.to_vec(),
-                meta: f.meta.clone(),
-            });
-            let mut rec = (*r).clone();
-            rec.meta = f.meta.clone();
-            rec.ctime = f.ctime;
-            p.keep.push((f.path.clone(), rec));
-            return false;
-        }
+    } else if trusted
+        && let Some((from, r)) = gone.get(&f.ino)
+        && let Content::File { size, .. } = r.content
+        && size == f.size
+        && r.meta.mtime == f.meta.mtime
+        && r.meta.mtime_ns == f.meta.mtime_ns
+    {
+        p.late.push(Late::Clone {
+            path: f.path.clone(),
+            from: from.to_vec(),
+            meta: f.meta.clone(),
+        });
+        let mut rec = (*r).clone();
+        rec.meta = f.meta.clone();
+        rec.ctime = f.ctime;
+        p.keep.push((f.path.clone(), rec));
+        return false;
     }
     push(p, job(old, false));
     false

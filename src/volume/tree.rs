@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
@@ -158,9 +158,8 @@ pub fn stat(root: &Path, rel: &[u8], policy: XattrPolicy) -> std::io::Result<Fou
         FoundKind::Dir
     } else if ft.is_symlink() {
         FoundKind::Symlink(std::fs::read_link(&full)?.into_os_string().into_vec())
-    } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
-        FoundKind::Special
     } else {
+        // FIFOs, sockets, devices.
         FoundKind::Special
     };
     // Symlinks cannot carry user.* attributes on Linux; skip the syscalls.

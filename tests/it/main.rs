@@ -11,6 +11,8 @@
 //! - `interop`: awscli, rclone, s3cmd, minio-py against a running server
 //! - `versioning`: versioning, delete markers, paging and checksums through boto3
 //! - `state`: the state database on SQLite and PostgreSQL
+//! - `volume`: `ferry volume` directory replication over mutual TLS: metadata fidelity,
+//!   snapshots, promote and failback, wrong secrets, kill -9 of either side
 
 mod support;
 
@@ -23,3 +25,4 @@ mod multiwrite;
 mod state;
 mod store;
 mod versioning;
+mod volume;
