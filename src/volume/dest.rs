@@ -141,6 +141,7 @@ async fn iteration(
     let l = layout.clone();
     let id_for_farm = latest_id.clone();
     let farm = tokio::task::spawn_blocking(move || -> anyhow::Result<Index> {
+        let t = Instant::now();
         let prev = match &id_for_farm {
             Some(id) => Index::load(&l.index(id))?,
             None => Index::default(),
@@ -151,6 +152,7 @@ async fn iteration(
             None => std::fs::create_dir(l.staging())
                 .with_context(|| format!("cannot create {}", l.staging().display()))?,
         }
+        tracing::debug!("staging tree ready in {:?}", t.elapsed());
         Ok(prev)
     });
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(32);
@@ -207,6 +209,7 @@ async fn iteration(
         .context("the applier is gone")?
         .await
         .context("the applier panicked")??;
+    tracing::debug!("stream applied at {:?}", started.elapsed());
     let (id, time) = new_id(latest_id.as_deref())?;
     let mut index = applied.index;
     index.snapshot = Some(id.clone());
@@ -225,6 +228,7 @@ async fn iteration(
         l.retain(keep)
     })
     .await??;
+    tracing::debug!("published at {:?}", started.elapsed());
     wire::send(
         tls,
         &Msg::Published {

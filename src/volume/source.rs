@@ -156,6 +156,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     });
     let (threads, xattrs, compress) = (opts.threads, opts.xattrs, opts.compress);
     let producer_root = root.clone();
+    tracing::debug!("connected and planned base at {:?}", started.elapsed());
     let produced = tokio::task::spawn_blocking(move || {
         produce(
             &producer_root,
@@ -200,6 +201,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     }
     std::fs::create_dir_all(manifest_file.parent().unwrap_or(&root))?;
     next.save(&manifest_file)?;
+    tracing::debug!("manifest saved at {:?}", started.elapsed());
     let mut report = produced.report;
     report.wire_bytes = wire_bytes.load(Ordering::Relaxed);
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -215,8 +217,18 @@ fn produce(
     xattrs: XattrPolicy,
     compress: bool,
 ) -> anyhow::Result<Produced> {
+    let t = Instant::now();
     let (found, walk_errors) = walk(root, threads, xattrs);
+    tracing::debug!("walked {} entries in {:?}", found.len(), t.elapsed());
     let p = plan(&found, base, trusted);
+    drop(found);
+    tracing::debug!(
+        "planned at {:?}: {} small, {} large, {} late",
+        t.elapsed(),
+        p.small.len(),
+        p.large.len(),
+        p.late.len()
+    );
     let mut report = Report {
         files_scanned: p.files,
         bytes_scanned: p.bytes,
@@ -340,6 +352,7 @@ fn produce(
     }
     drop(sink);
     drop(tx);
+    tracing::debug!("streamed at {:?}", t.elapsed());
     records.extend(p.keep);
     let by_path: BTreeMap<Vec<u8>, Record> = records.iter().cloned().collect();
     for (follower, leader) in &p.followers {
