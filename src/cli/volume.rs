@@ -91,8 +91,8 @@ pub struct SourceArgs {
     /// Also send `trusted.*` extended attributes.
     #[arg(long)]
     xattrs_trusted: bool,
-    /// Reader threads.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    /// Reader threads (also the depth of reads in flight on a cold cache).
+    #[arg(long, default_value_t = 8, value_name = "N")]
     threads: usize,
 }
 

@@ -88,7 +88,7 @@ pub struct Applied {
 /// Applies messages from `rx` to `staging` until `Commit`; returns the new index. The
 /// staging tree must already hold the previous snapshot's hardlink farm.
 pub fn run(
-    rx: &mut tokio::sync::mpsc::Receiver<Msg>,
+    rx: &mut tokio::sync::mpsc::Receiver<Vec<Msg>>,
     staging: &Path,
     prev_dir: Option<PathBuf>,
     prev: Index,
@@ -108,7 +108,7 @@ pub fn run(
         in_flight: Mutex::new(0),
         idle: Condvar::new(),
     });
-    let (small_tx, small_rx) = std::sync::mpsc::sync_channel::<Msg>(16);
+    let (small_tx, small_rx) = std::sync::mpsc::sync_channel::<Vec<Msg>>(8);
     let small_rx = Arc::new(Mutex::new(small_rx));
     let (large_tx, large_rx) = std::sync::mpsc::sync_channel::<Msg>(16);
     std::thread::scope(|scope| -> anyhow::Result<Applied> {
@@ -116,10 +116,12 @@ pub fn run(
             let (shared, rx, mut conf) = (shared.clone(), small_rx.clone(), conf.share());
             scope.spawn(move || {
                 loop {
-                    let msg = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok(msg) = msg else { break };
-                    if let Err(e) = write_small(&shared, &mut conf, msg) {
-                        shared.fail(e);
+                    let batch = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(batch) = batch else { break };
+                    for msg in batch {
+                        if let Err(e) = write_small(&shared, &mut conf, msg) {
+                            shared.fail(e);
+                        }
                     }
                     shared.done();
                 }
@@ -145,14 +147,26 @@ pub fn run(
 }
 
 fn dispatch(
-    rx: &mut tokio::sync::mpsc::Receiver<Msg>,
+    rx: &mut tokio::sync::mpsc::Receiver<Vec<Msg>>,
     shared: &Arc<Shared>,
     mut conf: Confined,
-    small_tx: &std::sync::mpsc::SyncSender<Msg>,
+    small_tx: &std::sync::mpsc::SyncSender<Vec<Msg>>,
     large_tx: &std::sync::mpsc::SyncSender<Msg>,
 ) -> anyhow::Result<Applied> {
+    // Small files go to the pool a few at a time (one hand-over per group).
+    let mut group = Vec::new();
+    let hand_over = |group: &mut Vec<Msg>| -> anyhow::Result<()> {
+        if !group.is_empty() {
+            *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            small_tx
+                .send(std::mem::take(group))
+                .map_err(|_| anyhow!("a writer thread died"))?;
+        }
+        Ok(())
+    };
     loop {
-        let Some(msg) = rx.blocking_recv() else {
+        hand_over(&mut group)?;
+        let Some(batch) = rx.blocking_recv() else {
             bail!("the source went away before the iteration was complete");
         };
         if let Some(e) = shared
@@ -163,42 +177,48 @@ fn dispatch(
         {
             bail!(e);
         }
-        match msg {
-            Msg::Small { .. } => {
-                *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                small_tx
-                    .send(msg)
-                    .map_err(|_| anyhow!("a writer thread died"))?;
+        for msg in batch {
+            if !matches!(msg, Msg::Small { .. }) {
+                hand_over(&mut group)?;
             }
-            Msg::Begin { .. }
-            | Msg::Copy { .. }
-            | Msg::Data { .. }
-            | Msg::Zero { .. }
-            | Msg::End { .. }
-            | Msg::Abort => {
-                *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                large_tx
-                    .send(msg)
-                    .map_err(|_| anyhow!("a writer thread died"))?;
-            }
-            Msg::Commit { consistent } => {
-                shared.drain()?;
-                dir_metadata(shared, &conf)?;
-                let root = File::open(&shared.staging)?;
-                rustix::fs::syncfs(&root).context("cannot sync the staging tree")?;
-                let index =
-                    std::mem::take(&mut *shared.index.lock().unwrap_or_else(|e| e.into_inner()));
-                let problems = std::mem::take(&mut *shared.problems());
-                return Ok(Applied {
-                    index,
-                    problems,
-                    consistent,
-                });
-            }
-            other => {
-                shared.drain()?;
-                change(shared, &mut conf, other)?;
-                conf.invalidate();
+            match msg {
+                Msg::Small { .. } => {
+                    group.push(msg);
+                    if group.len() >= 16 {
+                        hand_over(&mut group)?;
+                    }
+                }
+                Msg::Begin { .. }
+                | Msg::Copy { .. }
+                | Msg::Data { .. }
+                | Msg::Zero { .. }
+                | Msg::End { .. }
+                | Msg::Abort => {
+                    *shared.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    large_tx
+                        .send(msg)
+                        .map_err(|_| anyhow!("a writer thread died"))?;
+                }
+                Msg::Commit { consistent } => {
+                    shared.drain()?;
+                    dir_metadata(shared, &conf)?;
+                    let root = File::open(&shared.staging)?;
+                    rustix::fs::syncfs(&root).context("cannot sync the staging tree")?;
+                    let index = std::mem::take(
+                        &mut *shared.index.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    let problems = std::mem::take(&mut *shared.problems());
+                    return Ok(Applied {
+                        index,
+                        problems,
+                        consistent,
+                    });
+                }
+                other => {
+                    shared.drain()?;
+                    change(shared, &mut conf, other)?;
+                    conf.invalidate();
+                }
             }
         }
     }
@@ -224,14 +244,23 @@ fn dir_metadata(shared: &Shared, conf: &Confined) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates a new file at `name`, replacing whatever was there (never writing through it).
 fn create(dir: &OwnedFd, name: &[u8], full: &Path) -> anyhow::Result<File> {
-    clear(dir, name, full)?;
-    let fd = rustix::fs::openat(
-        dir,
-        OsStr::from_bytes(name),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )
+    let open = || {
+        rustix::fs::openat(
+            dir,
+            OsStr::from_bytes(name),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    };
+    let fd = match open() {
+        Err(rustix::io::Errno::EXIST) => {
+            clear(dir, name, full)?;
+            open()
+        }
+        r => r,
+    }
     .with_context(|| format!("cannot create {}", full.display()))?;
     Ok(File::from(fd))
 }

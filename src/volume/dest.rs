@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use super::apply;
 use super::index::{Index, SnapshotInfo};
-use super::snapshot::{Layout, link_farm};
+use super::snapshot::{self, Layout, link_farm};
 use super::tls::Keys;
 use super::wire::{self, Msg, VERSION};
 
@@ -28,6 +28,7 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
     let layout = Arc::new(Layout::new(&opts.dir));
     layout.create()?;
     layout.clean_partial()?;
+    snapshot::remove_tree(&layout.next())?;
     let keys = Keys::load_or_create(&layout.keys())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(keys.server_config()?));
     let listener = TcpListener::bind(&opts.listen)
@@ -41,7 +42,8 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
         "ferry volume destination: listening on {addr}, snapshots in {}",
         layout.snapshots().display()
     );
-    let busy = Arc::new(tokio::sync::Mutex::new(()));
+    // One iteration at a time; the lock also holds the snapshot id `next/` was prepared from.
+    let busy = Arc::new(tokio::sync::Mutex::new(None::<String>));
     loop {
         let (tcp, peer) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);
@@ -61,17 +63,8 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
                     }
                 };
             let mut tls = tls;
-            let Ok(_guard) = busy.try_lock() else {
-                let _ = wire::send(
-                    &mut tls,
-                    &Msg::Failed {
-                        error: "another iteration is running".into(),
-                    },
-                )
-                .await;
-                return;
-            };
-            match iteration(&mut tls, &layout, keep, threads).await {
+            let mut prefarmed = busy.lock().await;
+            match iteration(&mut tls, &layout, keep, threads, &mut prefarmed).await {
                 Ok(Some(id)) => tracing::info!("published snapshot {id} from {peer}"),
                 Ok(None) => {}
                 Err(e) => {
@@ -88,6 +81,21 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
             }
         });
     }
+}
+
+/// About what a record's chunk list and attributes take on the wire.
+fn chunk_bytes(rec: &super::index::Record) -> usize {
+    let chunks = match &rec.content {
+        super::index::Content::File { chunks, .. } => chunks.len() * 40,
+        _ => 0,
+    };
+    chunks
+        + rec
+            .meta
+            .xattrs
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }
 
 type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
@@ -115,8 +123,10 @@ async fn iteration(
     layout: &Arc<Layout>,
     keep: usize,
     threads: usize,
+    prefarmed: &mut Option<String>,
 ) -> anyhow::Result<Option<String>> {
     let started = Instant::now();
+    let tls = &mut tokio::io::BufReader::with_capacity(256 * 1024, tls);
     let Some(hello) = wire::recv(tls).await? else {
         return Ok(None);
     };
@@ -140,6 +150,9 @@ async fn iteration(
     // The previous snapshot's index and the hardlink farm, built while the source walks.
     let l = layout.clone();
     let id_for_farm = latest_id.clone();
+    let ready = prefarmed
+        .take()
+        .is_some_and(|p| Some(&p) == latest_id.as_ref());
     let farm = tokio::task::spawn_blocking(move || -> anyhow::Result<Index> {
         let t = Instant::now();
         let prev = match &id_for_farm {
@@ -147,15 +160,25 @@ async fn iteration(
             None => Index::default(),
         };
         let prev_dir = id_for_farm.as_ref().map(|id| l.snapshot(id));
-        match prev_dir {
-            Some(d) => link_farm(&d, &l.staging(), &prev)?,
-            None => std::fs::create_dir(l.staging())
-                .with_context(|| format!("cannot create {}", l.staging().display()))?,
+        if ready && l.next().is_dir() {
+            std::fs::rename(l.next(), l.staging())
+                .with_context(|| format!("cannot use {}", l.next().display()))?;
+        } else {
+            snapshot::remove_tree(&l.next())?;
+            match prev_dir {
+                Some(d) => link_farm(&d, &l.staging(), &prev)?,
+                None => std::fs::create_dir(l.staging())
+                    .with_context(|| format!("cannot create {}", l.staging().display()))?,
+            }
         }
         tracing::debug!("staging tree ready in {:?}", t.elapsed());
         Ok(prev)
     });
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(32);
+    // Messages go to the applier in batches of what has already arrived (at most 64, or
+    // about 1 MiB of file data).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Msg>>(8);
+    let mut batch: Vec<Msg> = Vec::new();
+    let mut weight = 0usize;
     let staging = layout.staging();
     let prev_dir = latest_id.as_ref().map(|id| layout.snapshot(id));
     let applier = tokio::task::spawn_blocking(move || {
@@ -181,24 +204,37 @@ async fn iteration(
             Msg::WantIndex => {
                 let id = latest_id.clone().context("there is no snapshot to index")?;
                 let idx = Index::load(&layout.index(&id))?;
-                let mut batch = Vec::new();
+                let mut part = Vec::new();
+                let mut size = 0usize;
                 for (path, mut rec) in idx.entries {
                     rec.ino = 0;
-                    batch.push((path, rec));
-                    if batch.len() == 2000 {
-                        wire::send(tls, &Msg::Index(std::mem::take(&mut batch))).await?;
+                    size += 96 + path.len() + chunk_bytes(&rec);
+                    part.push((path, rec));
+                    if size >= 1 << 20 {
+                        size = 0;
+                        wire::send(tls, &Msg::Index(std::mem::take(&mut part))).await?;
                     }
                 }
-                wire::send(tls, &Msg::Index(batch)).await?;
+                wire::send(tls, &Msg::Index(part)).await?;
                 wire::send(tls, &Msg::IndexEnd).await?;
             }
             Msg::Commit { .. } => {
-                let _ = tx.send(msg).await;
+                batch.push(msg);
+                let _ = tx.send(std::mem::take(&mut batch)).await;
                 break;
             }
             other => {
-                if tx.send(other).await.is_err() {
-                    break;
+                weight += match &other {
+                    Msg::Small { data, .. } | Msg::Data { data, .. } => data.bytes.len(),
+                    _ => 64,
+                };
+                batch.push(other);
+                let more_waiting = tls.buffer().len() >= 4;
+                if !more_waiting || batch.len() >= 64 || weight >= 1 << 20 {
+                    weight = 0;
+                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                        break;
+                    }
                 }
             }
         }
@@ -223,9 +259,10 @@ async fn iteration(
         consistent: applied.consistent,
     };
     let l = layout.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    let index = tokio::task::spawn_blocking(move || -> anyhow::Result<Index> {
         l.publish(&index, &info)?;
-        l.retain(keep)
+        l.retain(keep)?;
+        Ok(index)
     })
     .await??;
     tracing::debug!("published at {:?}", started.elapsed());
@@ -237,5 +274,20 @@ async fn iteration(
         },
     )
     .await?;
+    // Prepare the next iteration's staging tree now, while nothing waits for it.
+    let l = layout.clone();
+    let from = id.clone();
+    let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        snapshot::remove_tree(&l.next())?;
+        let t = Instant::now();
+        link_farm(&l.snapshot(&from), &l.next(), &index)?;
+        tracing::debug!("next staging tree prepared in {:?}", t.elapsed());
+        Ok(())
+    })
+    .await?;
+    match prepared {
+        Ok(()) => *prefarmed = Some(id.clone()),
+        Err(e) => tracing::warn!("cannot prepare the next staging tree: {e:#}"),
+    }
     Ok(Some(id))
 }

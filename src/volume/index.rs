@@ -70,20 +70,69 @@ pub struct SnapshotInfo {
     pub consistent: bool,
 }
 
-/// An index with the snapshot id it describes.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// An index with the snapshot id it describes. On disk: the id (u16 length, bytes), then
+/// the entries as zstd-compressed postcard.
+#[derive(Clone, Debug, Default)]
 pub struct Index {
     pub snapshot: Option<String>,
     pub entries: BTreeMap<Vec<u8>, Record>,
+}
+
+/// The entries with paths as byte strings (postcard writes a plain `Vec<u8>` byte by byte).
+#[derive(Serialize)]
+struct EntriesOut<'a>(#[serde(serialize_with = "entries_out")] &'a BTreeMap<Vec<u8>, Record>);
+
+fn entries_out<S: serde::Serializer>(
+    m: &&BTreeMap<Vec<u8>, Record>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(m.len()))?;
+    for (k, v) in m.iter() {
+        seq.serialize_element(&(serde_bytes::Bytes::new(k), v))?;
+    }
+    seq.end()
 }
 
 impl Index {
     pub fn load(path: &Path) -> anyhow::Result<Index> {
         let packed =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let raw = zstd::stream::decode_all(&packed[..])
-            .with_context(|| format!("{} is damaged", path.display()))?;
-        postcard::from_bytes(&raw).with_context(|| format!("{} is damaged", path.display()))
+        let damaged = || format!("{} is damaged", path.display());
+        let (id, body) = match packed.get(..2) {
+            Some(n) => {
+                let n = u16::from_le_bytes([n[0], n[1]]) as usize;
+                let id = packed.get(2..2 + n).with_context(damaged)?;
+                (
+                    std::str::from_utf8(id).ok().with_context(damaged)?,
+                    &packed[2 + n..],
+                )
+            }
+            None => anyhow::bail!(damaged()),
+        };
+        let raw = zstd::stream::decode_all(body).with_context(damaged)?;
+        let list: Vec<(serde_bytes::ByteBuf, Record)> =
+            postcard::from_bytes(&raw).with_context(damaged)?;
+        Ok(Index {
+            snapshot: (!id.is_empty()).then(|| id.to_owned()),
+            entries: list.into_iter().map(|(k, r)| (k.into_vec(), r)).collect(),
+        })
+    }
+
+    /// The entries, serialised and compressed, for [`Index::write_packed`].
+    pub fn pack(&self) -> anyhow::Result<Vec<u8>> {
+        let raw = postcard::to_stdvec(&EntriesOut(&self.entries))?;
+        Ok(zstd::bulk::compress(&raw, 1)?)
+    }
+
+    /// Writes packed entries under a snapshot id, durably.
+    pub fn write_packed(path: &Path, snapshot: Option<&str>, body: &[u8]) -> anyhow::Result<()> {
+        let id = snapshot.unwrap_or("").as_bytes();
+        let mut out = Vec::with_capacity(2 + id.len() + body.len());
+        out.extend_from_slice(&(id.len() as u16).to_le_bytes());
+        out.extend_from_slice(id);
+        out.extend_from_slice(body);
+        durable::write_file(path, &out, 0o600)
     }
 
     /// Loads `path`, or an empty index when it does not exist.
@@ -96,9 +145,7 @@ impl Index {
     }
 
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let raw = postcard::to_stdvec(self)?;
-        let packed = zstd::bulk::compress(&raw, 3)?;
-        durable::write_file(path, &packed, 0o600)
+        Self::write_packed(path, self.snapshot.as_deref(), &self.pack()?)
     }
 
     /// Files and their bytes.

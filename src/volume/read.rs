@@ -64,13 +64,33 @@ fn same(a: &Stat, b: &Stat) -> bool {
     a.size == b.size && a.mtime == b.mtime && a.ctime == b.ctime && a.ino == b.ino
 }
 
-fn open(root: &Path, path: &[u8]) -> std::io::Result<(File, Stat)> {
-    let f = std::fs::OpenOptions::new()
+fn open_only(root: &Path, path: &[u8]) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(join(root, path))?;
+        .open(join(root, path))
+}
+
+fn open(root: &Path, path: &[u8]) -> std::io::Result<(File, Stat)> {
+    let f = open_only(root, path)?;
     let st = stat_of(&f.metadata()?);
     Ok((f, st))
+}
+
+/// The walk's stat of a file, standing in for a first fstat: if the file changed since, the
+/// stat after reading differs and the file is read again.
+fn walked(job: &Job) -> Stat {
+    let f = &job.found;
+    Stat {
+        size: f.size,
+        mtime: (f.meta.mtime, f.meta.mtime_ns),
+        ctime: f.ctime,
+        ino: f.ino,
+        mode: f.meta.mode,
+        uid: f.meta.uid,
+        gid: f.meta.gid,
+        regular: true,
+    }
 }
 
 fn meta_of(root: &Path, job: &Job, st: &Stat, policy: XattrPolicy) -> std::io::Result<Meta> {
@@ -110,8 +130,13 @@ pub fn small(
     sink: &mut dyn Sink,
 ) -> std::io::Result<Read1> {
     let mut last = None;
-    for _ in 0..ATTEMPTS {
-        let (mut f, a) = match open(root, &job.path) {
+    for attempt in 0..ATTEMPTS {
+        let opened = if attempt == 0 {
+            open_only(root, &job.path).map(|f| (f, walked(job)))
+        } else {
+            open(root, &job.path)
+        };
+        let (mut f, a) = match opened {
             Ok(x) => x,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vanished(sink, &job.path),
             Err(e) => return Err(e),
@@ -124,6 +149,9 @@ pub fn small(
             .take(super::index::CHUNKED_FROM)
             .read_to_end(&mut data)?;
         let b = stat_of(&f.metadata()?);
+        if !b.regular {
+            return vanished(sink, &job.path);
+        }
         let stable = same(&a, &b) && data.len() as u64 == a.size;
         let meta = meta_of(root, job, &a, policy)?;
         last = Some((data, meta, a, stable));

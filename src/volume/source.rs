@@ -4,7 +4,6 @@
 //! disagree), streams the changes without waiting for answers, and records what the
 //! destination acknowledged.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,21 +54,47 @@ fn manifest_path(dir: &Path, secret: &Secret) -> PathBuf {
         .join(format!("{id}.manifest"))
 }
 
-/// Frames go to the connection writer through a bounded channel.
-struct ChannelSink(tokio::sync::mpsc::Sender<Vec<u8>>);
+/// Frames go to the connection writer through a bounded channel, gathered into buffers of
+/// about 128 KiB (one hand-over per buffer, not per small file).
+struct ChannelSink {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+const SINK_BATCH: usize = 128 * 1024;
+
+impl ChannelSink {
+    fn new(tx: &tokio::sync::mpsc::Sender<Vec<u8>>) -> Self {
+        ChannelSink {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        }
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.buf.is_empty() {
+            return true;
+        }
+        self.tx.blocking_send(std::mem::take(&mut self.buf)).is_ok()
+    }
+}
 
 impl Sink for ChannelSink {
     fn send(&mut self, msg: &Msg) -> bool {
-        match wire::encode(msg) {
-            Ok(frame) => self.0.blocking_send(frame).is_ok(),
-            Err(_) => false,
+        let Ok(frame) = wire::encode(msg) else {
+            return false;
+        };
+        if self.buf.is_empty() && frame.len() >= SINK_BATCH {
+            return self.tx.blocking_send(frame).is_ok();
         }
+        self.buf.extend_from_slice(&frame);
+        self.buf.len() < SINK_BATCH || self.flush()
     }
 }
 
 struct Produced {
-    records: Vec<(Vec<u8>, Record)>,
-    gone: Vec<Vec<u8>>,
+    /// The new manifest's entries, packed while the destination commits.
+    manifest: Vec<u8>,
     report: Report,
 }
 
@@ -78,13 +103,17 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     let root = opts.dir.clone();
     std::fs::read_dir(&root).with_context(|| format!("cannot read {}", root.display()))?;
     let manifest_file = manifest_path(&root, &opts.secret);
-    let manifest = match Index::load_or_empty(&manifest_file) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!("{e:#}; asking the destination for its index instead");
-            Index::default()
-        }
-    };
+    // The walk and the manifest load run while the connection is made.
+    let (threads, xattrs, compress) = (opts.threads, opts.xattrs, opts.compress);
+    let walk_root = root.clone();
+    let walking = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let w = walk(&walk_root, threads, xattrs);
+        tracing::debug!("walked {} entries in {:?}", w.0.len(), t.elapsed());
+        w
+    });
+    let mf = manifest_file.clone();
+    let loading = tokio::task::spawn_blocking(move || Index::load_or_empty(&mf));
     let addr = opts.secret.address.clone();
     let config = Arc::new(tls::client_config(&opts.secret)?);
     let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&addr))
@@ -104,6 +133,13 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     .with_context(|| {
         format!("the TLS handshake with {addr} failed: it is not the destination this secret names")
     })?;
+    let manifest = match loading.await.context("the manifest loader panicked")? {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("{e:#}; asking the destination for its index instead");
+            Index::default()
+        }
+    };
     let refused = || {
         format!(
             "the destination at {addr} refused this source (a secret from another destination, or a changed certificate?)"
@@ -154,12 +190,13 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
         wr.flush().await?;
         Ok::<_, std::io::Error>(wr)
     });
-    let (threads, xattrs, compress) = (opts.threads, opts.xattrs, opts.compress);
     let producer_root = root.clone();
     tracing::debug!("connected and planned base at {:?}", started.elapsed());
+    let walked = walking.await.context("the walk panicked")?;
     let produced = tokio::task::spawn_blocking(move || {
         produce(
             &producer_root,
+            walked,
             &base,
             trusted,
             tx,
@@ -173,7 +210,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     let write_result = writer.await.context("the connection writer panicked")?;
     let mut rd = rd;
     let reply = wire::recv(&mut rd).await;
-    let mut produced = match (produced, write_result, reply) {
+    let produced = match (produced, write_result, reply) {
         (Ok(p), Ok(_), Ok(Some(Msg::Published { id, problems }))) => {
             let mut p = p;
             p.report.snapshot = id;
@@ -191,16 +228,12 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
         (_, _, Ok(other)) => bail!("the destination at {addr} answered {other:?}"),
     };
     // What the destination now holds, for the next iteration.
-    let mut next = Index {
-        snapshot: Some(produced.report.snapshot.clone()),
-        entries: BTreeMap::new(),
-    };
-    next.entries.extend(produced.records.drain(..));
-    for g in &produced.gone {
-        next.entries.remove(g);
-    }
     std::fs::create_dir_all(manifest_file.parent().unwrap_or(&root))?;
-    next.save(&manifest_file)?;
+    Index::write_packed(
+        &manifest_file,
+        Some(&produced.report.snapshot),
+        &produced.manifest,
+    )?;
     tracing::debug!("manifest saved at {:?}", started.elapsed());
     let mut report = produced.report;
     report.wire_bytes = wire_bytes.load(Ordering::Relaxed);
@@ -208,8 +241,10 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn produce(
     root: &Path,
+    walked: (Vec<super::tree::Found>, Vec<(Vec<u8>, String)>),
     base: &Index,
     trusted: bool,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
@@ -218,8 +253,7 @@ fn produce(
     compress: bool,
 ) -> anyhow::Result<Produced> {
     let t = Instant::now();
-    let (found, walk_errors) = walk(root, threads, xattrs);
-    tracing::debug!("walked {} entries in {:?}", found.len(), t.elapsed());
+    let (found, walk_errors) = walked;
     let p = plan(&found, base, trusted);
     drop(found);
     tracing::debug!(
@@ -246,7 +280,7 @@ fn produce(
             shown(s)
         ));
     }
-    let mut sink = ChannelSink(tx.clone());
+    let mut sink = ChannelSink::new(&tx);
     let closed = || anyhow::anyhow!("the connection to the destination closed");
     report.files_deleted = p.deletes.len() as u64;
     for path in &p.deletes {
@@ -262,14 +296,19 @@ fn produce(
             return Err(closed());
         }
     }
+    if !sink.flush() {
+        return Err(closed());
+    }
     let outcome = std::sync::Mutex::new((Vec::new(), Vec::new(), Report::default()));
     let next = AtomicUsize::new(0);
-    let read_one = |job: &super::plan::Job, large: bool, squeeze: &mut Squeeze| {
-        let mut sink = ChannelSink(tx.clone());
+    let read_one = |job: &super::plan::Job,
+                    large: bool,
+                    squeeze: &mut Squeeze,
+                    sink: &mut ChannelSink| {
         let r = if large {
-            read::large(root, job, xattrs, squeeze, &mut sink)
+            read::large(root, job, xattrs, squeeze, sink)
         } else {
-            read::small(root, job, xattrs, squeeze, &mut sink)
+            read::small(root, job, xattrs, squeeze, sink)
         };
         let mut o = outcome.lock().unwrap_or_else(|e| e.into_inner());
         match r {
@@ -305,26 +344,30 @@ fn produce(
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let mut squeeze = Squeeze::new(compress);
+            let mut sink = ChannelSink::new(&tx);
             for job in &p.large {
-                if !read_one(job, true, &mut squeeze) {
+                if !read_one(job, true, &mut squeeze, &mut sink) {
                     break;
                 }
             }
+            sink.flush();
         });
         for _ in 0..threads.max(1) {
             scope.spawn(|| {
                 let mut squeeze = Squeeze::new(compress);
+                let mut sink = ChannelSink::new(&tx);
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = p.small.get(i) else { break };
-                    if !read_one(job, false, &mut squeeze) {
+                    if !read_one(job, false, &mut squeeze, &mut sink) {
                         break;
                     }
                 }
+                sink.flush();
             });
         }
     });
-    let (mut records, gone, o) = outcome.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (mut records, _gone, o) = outcome.into_inner().unwrap_or_else(|e| e.into_inner());
     report.files_sent = o.files_sent;
     report.bytes_sent = o.bytes_sent;
     report.bytes_reused = o.bytes_reused;
@@ -347,22 +390,24 @@ fn produce(
     }
     if !sink.send(&Msg::Commit {
         consistent: report.consistent,
-    }) {
+    }) || !sink.flush()
+    {
         return Err(closed());
     }
     drop(sink);
     drop(tx);
     tracing::debug!("streamed at {:?}", t.elapsed());
     records.extend(p.keep);
-    let by_path: BTreeMap<Vec<u8>, Record> = records.iter().cloned().collect();
-    for (follower, leader) in &p.followers {
-        if let Some(r) = by_path.get(leader) {
-            records.push((follower.clone(), r.clone()));
-        }
-    }
-    Ok(Produced {
-        records,
-        gone,
-        report,
-    })
+    let mut next = Index {
+        snapshot: None,
+        entries: records.into_iter().collect(),
+    };
+    let followers: Vec<(Vec<u8>, Record)> = p
+        .followers
+        .iter()
+        .filter_map(|(f, leader)| next.entries.get(leader).map(|r| (f.clone(), r.clone())))
+        .collect();
+    next.entries.extend(followers);
+    let manifest = next.pack()?;
+    Ok(Produced { manifest, report })
 }

@@ -29,6 +29,7 @@ pub const MAX_FRAME: usize = 4 << 20;
 pub struct Payload {
     pub zstd: bool,
     pub raw_len: u32,
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 
@@ -226,8 +227,21 @@ impl Payload {
         if self.raw_len as usize > MAX_FRAME {
             bail!("a compressed block claims {} bytes", self.raw_len);
         }
-        let raw = zstd::bulk::decompress(&self.bytes, self.raw_len as usize)
-            .context("a compressed block does not decompress")?;
+        thread_local! {
+            static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let raw = DCTX.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(zstd::bulk::Decompressor::new()?);
+            }
+            match d.as_mut() {
+                Some(d) => d.decompress(&self.bytes, self.raw_len as usize),
+                None => Err(std::io::Error::other("no zstd context")),
+            }
+        });
+        let raw = raw.context("a compressed block does not decompress")?;
         if raw.len() != self.raw_len as usize {
             bail!("a compressed block's length does not match its header");
         }
