@@ -82,6 +82,9 @@ pub struct SourceArgs {
     /// A shell command run after each iteration, whatever its outcome.
     #[arg(long, value_name = "CMD")]
     post_hook: Option<String>,
+    /// At most this many bytes per second on the wire (e.g. 50M).
+    #[arg(long, value_name = "RATE")]
+    bandwidth_limit: Option<String>,
     /// Never compress file data on the wire.
     #[arg(long)]
     no_compress: bool,
@@ -211,6 +214,13 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
         return Err(UsageError(format!("--secret {}: no such file", a.secret.display())).into());
     }
     let secret = Secret::load(&a.secret).map_err(|e| UsageError(format!("--secret: {e:#}")))?;
+    let bandwidth = match &a.bandwidth_limit {
+        Some(s) => Some(
+            crate::jobs::spec::size(s, "--bandwidth-limit")
+                .map_err(|e| UsageError(e.to_string()))?,
+        ),
+        None => None,
+    };
     if !a.dir.is_dir() {
         return Err(UsageError(format!("--dir {}: not a directory", a.dir.display())).into());
     }
@@ -223,6 +233,7 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
         },
         threads: a.threads.max(1),
         compress: !a.no_compress,
+        bandwidth,
     };
     let Some(every) = every else {
         let report = one(&a, opts(), as_json).await?;

@@ -19,6 +19,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use super::confine::{Confined, clear, kind_at};
 use super::index::{Chunk, Content, Hash, Index, Record, chunks_hash};
 use super::meta;
+use super::resume::Journal;
 use super::snapshot::copy_file;
 use super::tree::{Meta, check_path, join, shown};
 use super::wire::Msg;
@@ -33,6 +34,10 @@ struct Shared {
     failure: Mutex<Option<String>>,
     in_flight: Mutex<usize>,
     idle: Condvar,
+    /// Files written since the last flush, for the resume journal.
+    completed: Mutex<Vec<(Vec<u8>, Record)>>,
+    stop: Mutex<bool>,
+    stopped: Condvar,
 }
 
 impl Shared {
@@ -65,6 +70,14 @@ impl Shared {
             None => Ok(()),
         }
     }
+    /// Records a file whose content and metadata are complete (journaled at the next flush).
+    fn finished(&self, path: Vec<u8>, rec: Record) {
+        self.completed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((path.clone(), rec.clone()));
+        self.record(path, rec);
+    }
     fn record(&self, path: Vec<u8>, rec: Record) {
         self.index
             .lock()
@@ -87,26 +100,35 @@ pub struct Applied {
 
 /// Applies messages from `rx` to `staging` until `Commit`; returns the new index. The
 /// staging tree must already hold the previous snapshot's hardlink farm.
+/// `resumed` holds the files an interrupted iteration already wrote (journaled); new ones go
+/// to `journal` every couple of seconds, after a `syncfs`.
 pub fn run(
     rx: &mut tokio::sync::mpsc::Receiver<Vec<Msg>>,
     staging: &Path,
     prev_dir: Option<PathBuf>,
     prev: Index,
+    resumed: BTreeMap<Vec<u8>, Record>,
+    mut journal: Journal,
     threads: usize,
 ) -> anyhow::Result<Applied> {
     let conf = Confined::open(staging)?;
+    let mut entries = prev.entries.clone();
+    entries.extend(resumed);
     let shared = Arc::new(Shared {
         staging: staging.to_path_buf(),
         prev_dir,
         index: Mutex::new(Index {
             snapshot: None,
-            entries: prev.entries.clone(),
+            entries,
         }),
         prev,
         problems: Mutex::new(Vec::new()),
         failure: Mutex::new(None),
         in_flight: Mutex::new(0),
         idle: Condvar::new(),
+        completed: Mutex::new(Vec::new()),
+        stop: Mutex::new(false),
+        stopped: Condvar::new(),
     });
     let (small_tx, small_rx) = std::sync::mpsc::sync_channel::<Vec<Msg>>(8);
     let small_rx = Arc::new(Mutex::new(small_rx));
@@ -139,7 +161,45 @@ pub fn run(
                 }
             });
         }
+        {
+            let shared = shared.clone();
+            scope.spawn(move || {
+                let root = match File::open(&shared.staging) {
+                    Ok(f) => f,
+                    Err(e) => return shared.fail(e.into()),
+                };
+                loop {
+                    {
+                        let stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
+                        if *stop {
+                            break;
+                        }
+                        let (stop, _) = shared
+                            .stopped
+                            .wait_timeout(stop, std::time::Duration::from_secs(2))
+                            .unwrap_or_else(|e| e.into_inner());
+                        if *stop {
+                            break;
+                        }
+                    }
+                    let batch = std::mem::take(
+                        &mut *shared.completed.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let flushed = rustix::fs::syncfs(&root)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|()| journal.append(&batch));
+                    if let Err(e) = flushed {
+                        tracing::warn!("cannot journal the staging tree: {e:#}");
+                    }
+                }
+            });
+        }
         let result = dispatch(rx, &shared, conf, &small_tx, &large_tx);
+        *shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        shared.stopped.notify_all();
         drop(small_tx);
         drop(large_tx);
         result
@@ -301,7 +361,7 @@ fn write_small(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result
         ino: 0,
         ctime: (0, 0),
     };
-    shared.record(path, rec);
+    shared.finished(path, rec);
     Ok(())
 }
 
@@ -434,7 +494,7 @@ fn write_large(
             let mut problems = Vec::new();
             meta::apply_fd(&l.file, &l.path, &l.meta, true, &mut problems)?;
             shared.problems().append(&mut problems);
-            shared.record(
+            shared.finished(
                 l.path,
                 Record {
                     content: Content::File {

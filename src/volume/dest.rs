@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use super::apply;
 use super::index::{Index, SnapshotInfo};
+use super::resume::{self, Journal};
 use super::snapshot::{self, Layout, link_farm};
 use super::tls::Keys;
 use super::wire::{self, Msg, VERSION};
@@ -83,6 +84,26 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
     }
 }
 
+/// Sends records as `Index` batches of about 1 MiB, then `IndexEnd`.
+async fn send_index<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    records: impl Iterator<Item = (Vec<u8>, super::index::Record)>,
+) -> anyhow::Result<()> {
+    let mut part = Vec::new();
+    let mut size = 0usize;
+    for (path, mut rec) in records {
+        rec.ino = 0;
+        size += 96 + path.len() + chunk_bytes(&rec);
+        part.push((path, rec));
+        if size >= 1 << 20 {
+            size = 0;
+            wire::send(w, &Msg::Index(std::mem::take(&mut part))).await?;
+        }
+    }
+    wire::send(w, &Msg::Index(part)).await?;
+    wire::send(w, &Msg::IndexEnd).await
+}
+
 /// About what a record's chunk list and attributes take on the wire.
 fn chunk_bytes(rec: &super::index::Record) -> usize {
     let chunks = match &rec.content {
@@ -140,26 +161,67 @@ async fn iteration(
     tokio::task::spawn_blocking(move || l.clean_partial()).await??;
     let latest = layout.latest()?;
     let latest_id = latest.as_ref().map(|i| i.id.clone());
+    // An interrupted iteration from the same snapshot is resumed: its staging tree is put back
+    // to "snapshot + journaled files" and the source learns which files need not come again.
+    let resumable = layout.staging().is_dir();
+    let l = layout.clone();
+    let id = latest_id.clone();
+    let resumed = if resumable {
+        let r = tokio::task::spawn_blocking(move || {
+            let prev = match &id {
+                Some(id) => Index::load(&l.index(id))?,
+                None => Index::default(),
+            };
+            let (_, records) = Journal::read(&l.journal()).unwrap_or_default();
+            let prev_dir = id.as_ref().map(|id| l.snapshot(id));
+            resume::reconcile(&l.staging(), prev_dir.as_deref(), &prev, records)
+        })
+        .await?;
+        match r {
+            Ok(kept) => Some(kept),
+            Err(e) => {
+                tracing::warn!("cannot resume the interrupted iteration: {e:#}");
+                snapshot::remove_tree(&layout.staging())?;
+                let _ = std::fs::remove_file(layout.journal());
+                None
+            }
+        }
+    } else {
+        None
+    };
     wire::send(
         tls,
         &Msg::Ready {
             latest: latest_id.clone(),
+            resumed: resumed.is_some(),
         },
     )
     .await?;
+    if let Some(kept) = &resumed {
+        tracing::info!(
+            "resuming an interrupted iteration: {} files already here",
+            kept.len()
+        );
+        send_index(tls, kept.iter().map(|(p, r)| (p.clone(), r.clone()))).await?;
+    }
+    let resumable = resumed.is_some();
+    let resumed = resumed.unwrap_or_default();
     // The previous snapshot's index and the hardlink farm, built while the source walks.
     let l = layout.clone();
     let id_for_farm = latest_id.clone();
     let ready = prefarmed
         .take()
         .is_some_and(|p| Some(&p) == latest_id.as_ref());
-    let farm = tokio::task::spawn_blocking(move || -> anyhow::Result<Index> {
+    let farm = tokio::task::spawn_blocking(move || -> anyhow::Result<(Index, Journal)> {
         let t = Instant::now();
         let prev = match &id_for_farm {
             Some(id) => Index::load(&l.index(id))?,
             None => Index::default(),
         };
         let prev_dir = id_for_farm.as_ref().map(|id| l.snapshot(id));
+        if resumable {
+            return Ok((prev, Journal::reopen(&l.journal())?));
+        }
         if ready && l.next().is_dir() {
             std::fs::rename(l.next(), l.staging())
                 .with_context(|| format!("cannot use {}", l.next().display()))?;
@@ -171,8 +233,9 @@ async fn iteration(
                     .with_context(|| format!("cannot create {}", l.staging().display()))?,
             }
         }
+        let journal = Journal::create(&l.journal(), id_for_farm.as_deref())?;
         tracing::debug!("staging tree ready in {:?}", t.elapsed());
-        Ok(prev)
+        Ok((prev, journal))
     });
     // Messages go to the applier in batches of what has already arrived (at most 64, or
     // about 1 MiB of file data).
@@ -182,10 +245,10 @@ async fn iteration(
     let staging = layout.staging();
     let prev_dir = latest_id.as_ref().map(|id| layout.snapshot(id));
     let applier = tokio::task::spawn_blocking(move || {
-        let prev = tokio::runtime::Handle::current()
+        let (prev, journal) = tokio::runtime::Handle::current()
             .block_on(farm)
             .context("the link farm panicked")??;
-        apply::run(&mut rx, &staging, prev_dir, prev, threads)
+        apply::run(&mut rx, &staging, prev_dir, prev, resumed, journal, threads)
     });
     let mut applier = Some(applier);
     loop {
@@ -204,19 +267,7 @@ async fn iteration(
             Msg::WantIndex => {
                 let id = latest_id.clone().context("there is no snapshot to index")?;
                 let idx = Index::load(&layout.index(&id))?;
-                let mut part = Vec::new();
-                let mut size = 0usize;
-                for (path, mut rec) in idx.entries {
-                    rec.ino = 0;
-                    size += 96 + path.len() + chunk_bytes(&rec);
-                    part.push((path, rec));
-                    if size >= 1 << 20 {
-                        size = 0;
-                        wire::send(tls, &Msg::Index(std::mem::take(&mut part))).await?;
-                    }
-                }
-                wire::send(tls, &Msg::Index(part)).await?;
-                wire::send(tls, &Msg::IndexEnd).await?;
+                send_index(tls, idx.entries.into_iter()).await?;
             }
             Msg::Commit { .. } => {
                 batch.push(msg);
@@ -261,7 +312,6 @@ async fn iteration(
     let l = layout.clone();
     let index = tokio::task::spawn_blocking(move || -> anyhow::Result<Index> {
         l.publish(&index, &info)?;
-        l.retain(keep)?;
         Ok(index)
     })
     .await??;
@@ -274,10 +324,13 @@ async fn iteration(
         },
     )
     .await?;
-    // Prepare the next iteration's staging tree now, while nothing waits for it.
+    // Retention and the next iteration's staging tree, now that nothing waits for them.
     let l = layout.clone();
     let from = id.clone();
     let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        if let Err(e) = l.retain(keep) {
+            tracing::warn!("cannot remove old snapshots: {e:#}");
+        }
         snapshot::remove_tree(&l.next())?;
         let t = Instant::now();
         link_farm(&l.snapshot(&from), &l.next(), &index)?;

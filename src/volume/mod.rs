@@ -20,6 +20,7 @@ pub mod index;
 pub mod meta;
 pub mod plan;
 pub mod read;
+pub mod resume;
 pub mod snapshot;
 pub mod source;
 pub mod tls;

@@ -56,6 +56,8 @@ pub struct Plan {
     pub specials: Vec<Vec<u8>>,
     pub files: u64,
     pub bytes: u64,
+    /// Files kept because an interrupted iteration had delivered them.
+    pub resumed: u64,
 }
 
 fn record(content: Content, f: &Found) -> Record {
@@ -69,7 +71,9 @@ fn record(content: Content, f: &Found) -> Record {
 
 /// `trusted` says `base` is the source's own manifest of the destination's latest snapshot
 /// (so size, mtime, inode and ctime decide); otherwise equal sizes are verified by hash.
-pub fn plan(found: &[Found], base: &Index, trusted: bool) -> Plan {
+/// `already` names paths whose base record came from an interrupted iteration: they count as
+/// delivered when size and mtime still match.
+pub fn plan(found: &[Found], base: &Index, trusted: bool, already: &HashSet<Vec<u8>>) -> Plan {
     let mut p = Plan::default();
     let here: HashSet<&[u8]> = found.iter().map(|f| &f.path[..]).collect();
     // Deletions: base paths gone from the tree, topmost only.
@@ -132,7 +136,7 @@ pub fn plan(found: &[Found], base: &Index, trusted: bool) -> Plan {
                     }
                     leaders.insert((f.dev, f.ino), f.path.clone());
                 }
-                if !file(&mut p, f, old, trusted, &gone_files) {
+                if !file(&mut p, f, old, trusted, already, &gone_files) {
                     sent_leaders.insert(f.path.clone());
                 }
             }
@@ -147,6 +151,7 @@ fn file(
     f: &Found,
     old: Option<&Record>,
     trusted: bool,
+    already: &HashSet<Vec<u8>>,
     gone: &HashMap<u64, (&[u8], &Record)>,
 ) -> bool {
     let job = |base: Option<&Record>, verify: bool| Job {
@@ -162,6 +167,32 @@ fn file(
             p.small.push(j)
         }
     };
+    if already.contains(&f.path)
+        && let Some(
+            r @ Record {
+                content: Content::File { size, .. },
+                ..
+            },
+        ) = old
+        && *size == f.size
+        && r.meta.mtime == f.meta.mtime
+        && r.meta.mtime_ns == f.meta.mtime_ns
+    {
+        let mut rec = r.clone();
+        rec.ino = f.ino;
+        rec.ctime = f.ctime;
+        rec.meta = f.meta.clone();
+        p.keep.push((f.path.clone(), rec));
+        p.resumed += 1;
+        if r.meta != f.meta {
+            p.late.push(Late::Meta {
+                path: f.path.clone(),
+                meta: f.meta.clone(),
+            });
+        }
+        // Counts as sent: hardlinks to it are made again.
+        return false;
+    }
     if let Some(
         r @ Record {
             content: Content::File { size, .. },

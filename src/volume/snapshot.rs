@@ -41,6 +41,10 @@ impl Layout {
     pub fn staging(&self) -> PathBuf {
         self.state().join("staging")
     }
+    /// The journal of files made durable in the staging tree (see `resume`).
+    pub fn journal(&self) -> PathBuf {
+        self.state().join("staging.journal")
+    }
     /// The next iteration's staging tree, prepared after a publish.
     pub fn next(&self) -> PathBuf {
         self.state().join("next")
@@ -99,10 +103,17 @@ impl Layout {
         Ok(self.list()?.pop())
     }
 
-    /// Removes what an interrupted iteration or publish left: the staging tree, and index
-    /// files of snapshots that were never published.
+    /// Removes what an interrupted iteration or publish left: index files of snapshots that
+    /// were never published, and the staging tree unless its journal says it can be resumed
+    /// (it was built from the latest snapshot).
     pub fn clean_partial(&self) -> anyhow::Result<()> {
-        remove_tree(&self.staging())?;
+        let latest = self.latest()?.map(|i| i.id);
+        let resumable = self.staging().is_dir()
+            && super::resume::Journal::read(&self.journal()).is_some_and(|(b, _)| b == latest);
+        if !resumable {
+            remove_tree(&self.staging())?;
+            let _ = std::fs::remove_file(self.journal());
+        }
         if let Ok(rd) = std::fs::read_dir(self.index_dir()) {
             for ent in rd.flatten() {
                 let name = ent.file_name();
@@ -133,6 +144,7 @@ impl Layout {
             .with_context(|| format!("cannot publish {}", to.display()))?;
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o555))?;
         durable::sync_dir(&self.snapshots())?;
+        let _ = std::fs::remove_file(self.journal());
         Ok(())
     }
 
@@ -157,6 +169,10 @@ pub fn remove_tree(path: &Path) -> anyhow::Result<()> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        Ok(m) if !m.is_dir() => {
+            return std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove {}", path.display()));
+        }
         Ok(_) => {}
     }
     if std::fs::remove_dir_all(path).is_ok() {

@@ -4,6 +4,7 @@
 //! disagree), streams the changes without waiting for answers, and records what the
 //! destination acknowledged.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +28,8 @@ pub struct SourceOptions {
     pub xattrs: XattrPolicy,
     pub threads: usize,
     pub compress: bool,
+    /// Bytes per second of file data on the wire, at most.
+    pub bandwidth: Option<u64>,
 }
 
 /// What one iteration did, as `ferry volume source --json` prints it.
@@ -40,11 +43,27 @@ pub struct Report {
     /// Bytes of changed files that were not sent because the destination had them.
     pub bytes_reused: u64,
     pub files_deleted: u64,
+    /// Files an interrupted iteration had already delivered.
+    pub files_resumed: u64,
     pub wire_bytes: u64,
     pub consistent: bool,
     pub changed_while_read: Vec<String>,
     pub problems: Vec<String>,
     pub duration_ms: u64,
+}
+
+async fn read_index<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> anyhow::Result<Vec<(Vec<u8>, Record)>> {
+    let mut out = Vec::new();
+    loop {
+        match wire::expect(stream).await? {
+            Msg::Index(batch) => out.extend(batch),
+            Msg::IndexEnd => return Ok(out),
+            Msg::Failed { error } => bail!("the destination failed: {error}"),
+            other => bail!("the destination sent {other:?} inside an index"),
+        }
+    }
 }
 
 fn manifest_path(dir: &Path, secret: &Secret) -> PathBuf {
@@ -154,37 +173,45 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     )
     .await
     .with_context(refused)?;
-    let latest = match wire::expect(&mut stream).await.with_context(refused)? {
-        Msg::Ready { latest } => latest,
+    let (latest, resuming) = match wire::expect(&mut stream).await.with_context(refused)? {
+        Msg::Ready { latest, resumed } => (latest, resumed),
         Msg::Failed { error } => bail!("the destination at {addr} refused: {error}"),
         other => bail!("the destination sent {other:?} instead of Ready"),
     };
-    let (base, trusted) = match &latest {
+    let resumed = if resuming {
+        read_index(&mut stream).await?
+    } else {
+        Vec::new()
+    };
+    let (mut base, trusted) = match &latest {
         None => (Index::default(), true),
         Some(id) if manifest.snapshot.as_deref() == Some(id) => (manifest, true),
         Some(_) => {
             wire::send(&mut stream, &Msg::WantIndex).await?;
-            let mut idx = Index {
+            let entries = read_index(&mut stream).await?;
+            let idx = Index {
                 snapshot: latest.clone(),
-                ..Default::default()
+                entries: entries.into_iter().collect(),
             };
-            loop {
-                match wire::expect(&mut stream).await? {
-                    Msg::Index(batch) => idx.entries.extend(batch),
-                    Msg::IndexEnd => break,
-                    Msg::Failed { error } => bail!("the destination failed: {error}"),
-                    other => bail!("the destination sent {other:?} inside its index"),
-                }
-            }
             (idx, false)
         }
     };
+    // What an interrupted iteration already delivered counts as there.
+    let mut already = HashSet::new();
+    for (path, rec) in resumed {
+        already.insert(path.clone());
+        base.entries.insert(path, rec);
+    }
 
     let (rd, wr) = tokio::io::split(stream);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let limiter = opts.bandwidth.map(crate::transfer::throttle::Limiter::new);
     let writer = tokio::spawn(async move {
         let mut wr = tokio::io::BufWriter::with_capacity(256 * 1024, wr);
         while let Some(frame) = rx.recv().await {
+            if let Some(l) = &limiter {
+                l.take(frame.len()).await;
+            }
             wr.write_all(&frame).await?;
         }
         wr.flush().await?;
@@ -199,6 +226,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
             walked,
             &base,
             trusted,
+            &already,
             tx,
             threads,
             xattrs,
@@ -247,6 +275,7 @@ fn produce(
     walked: (Vec<super::tree::Found>, Vec<(Vec<u8>, String)>),
     base: &Index,
     trusted: bool,
+    already: &HashSet<Vec<u8>>,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
     threads: usize,
     xattrs: XattrPolicy,
@@ -254,7 +283,7 @@ fn produce(
 ) -> anyhow::Result<Produced> {
     let t = Instant::now();
     let (found, walk_errors) = walked;
-    let p = plan(&found, base, trusted);
+    let p = plan(&found, base, trusted, already);
     drop(found);
     tracing::debug!(
         "planned at {:?}: {} small, {} large, {} late",
@@ -265,6 +294,7 @@ fn produce(
     );
     let mut report = Report {
         files_scanned: p.files,
+        files_resumed: p.resumed,
         bytes_scanned: p.bytes,
         consistent: walk_errors.is_empty(),
         ..Default::default()

@@ -39,8 +39,11 @@ pub enum Msg {
         version: u32,
         base: Option<String>,
     },
+    /// `resumed`: an interrupted iteration from `latest` is resumed; the files it already
+    /// holds follow as `Index` batches and `IndexEnd`.
     Ready {
         latest: Option<String>,
+        resumed: bool,
     },
     WantIndex,
     Index(Vec<(Vec<u8>, Record)>),

@@ -8,6 +8,7 @@
 
 mod escape;
 mod harness;
+mod resume;
 mod tree;
 
 use std::ffi::OsStr;

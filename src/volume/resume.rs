@@ -1,0 +1,150 @@
+//! Resuming an interrupted iteration. While the destination applies a stream, a flusher makes
+//! what has been written durable (`syncfs`) and then appends the finished files' records to
+//! `DIR/.ferry/staging.journal`, whose first record names the snapshot the staging tree was
+//! built from. The next iteration from that same snapshot keeps the staging tree: it
+//! reconciles it to exactly "last snapshot + journaled files" (anything else the interrupted
+//! iteration wrote is undone) and tells the source which files it already holds.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::index::{Content, Index, Record};
+use super::snapshot::remove_tree;
+use super::tree::join;
+
+pub type Records = Vec<(Vec<u8>, Record)>;
+
+/// The journal of the iteration being applied.
+pub struct Journal {
+    file: File,
+}
+
+impl Journal {
+    /// Starts a journal for a staging tree built from snapshot `base`.
+    pub fn create(path: &Path, base: Option<&str>) -> anyhow::Result<Journal> {
+        let mut file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let header = postcard::to_stdvec(&base)?;
+        file.write_all(&(header.len() as u32).to_le_bytes())?;
+        file.write_all(&header)?;
+        file.sync_all()?;
+        if let Some(dir) = path.parent() {
+            super::durable::sync_dir(dir)?;
+        }
+        Ok(Journal { file })
+    }
+
+    /// Continues an existing journal.
+    pub fn reopen(path: &Path) -> anyhow::Result<Journal> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Journal { file })
+    }
+
+    /// Appends records of files already made durable, then syncs the journal.
+    pub fn append(&mut self, records: &[(Vec<u8>, Record)]) -> anyhow::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for r in records {
+            let body = postcard::to_stdvec(r)?;
+            buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&body);
+        }
+        self.file.write_all(&buf)?;
+        self.file.sync_data()?;
+        Ok(())
+    }
+
+    /// Reads a journal: the base snapshot and the records (a torn last record is ignored).
+    pub fn read(path: &Path) -> Option<(Option<String>, Records)> {
+        let mut data = Vec::new();
+        File::open(path).ok()?.read_to_end(&mut data).ok()?;
+        let mut frames = Vec::new();
+        let mut at = 0usize;
+        while let Some(len) = data.get(at..at + 4) {
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            let Some(body) = data.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            frames.push(body);
+            at += 4 + len;
+        }
+        let (header, rest) = frames.split_first()?;
+        let base: Option<String> = postcard::from_bytes(header).ok()?;
+        let mut records = Vec::new();
+        for f in rest {
+            match postcard::from_bytes::<(Vec<u8>, Record)>(f) {
+                Ok(r) => records.push(r),
+                Err(_) => break,
+            }
+        }
+        Some((base, records))
+    }
+}
+
+/// Makes `staging` exactly the previous snapshot plus the journaled files: entries of the
+/// snapshot that were replaced or removed without being journaled are linked again, and
+/// anything else is removed. Returns the journaled records still present.
+pub fn reconcile(
+    staging: &Path,
+    prev_dir: Option<&Path>,
+    prev: &Index,
+    journaled: Vec<(Vec<u8>, Record)>,
+) -> anyhow::Result<BTreeMap<Vec<u8>, Record>> {
+    let mut kept: BTreeMap<Vec<u8>, Record> = BTreeMap::new();
+    for (path, rec) in journaled {
+        if std::fs::symlink_metadata(join(staging, &path)).is_ok_and(|m| m.is_file()) {
+            kept.insert(path, rec);
+        }
+    }
+    // Remove what is neither in the snapshot nor journaled (deepest first).
+    let (found, _) = super::tree::walk(staging, 4, super::tree::XattrPolicy::default());
+    for f in found.iter().rev() {
+        let in_prev = prev.entries.get(&f.path);
+        let keep = kept.contains_key(&f.path)
+            || match (in_prev, &f.kind) {
+                (Some(r), super::tree::FoundKind::Dir) => r.content == Content::Dir,
+                (Some(r), _) if r.content != Content::Dir => prev_dir.is_some_and(|d| {
+                    std::fs::symlink_metadata(join(d, &f.path)).is_ok_and(|m| m.ino() == f.ino)
+                }),
+                (None, super::tree::FoundKind::Dir) => {
+                    let mut prefix = f.path.clone();
+                    prefix.push(b'/');
+                    kept.range(prefix.clone()..)
+                        .next()
+                        .is_some_and(|(k, _)| k.starts_with(&prefix))
+                }
+                _ => false,
+            };
+        if !keep {
+            remove_tree(&join(staging, &f.path))?;
+        }
+    }
+    // Put back what of the snapshot is missing.
+    if let Some(d) = prev_dir {
+        for (path, rec) in &prev.entries {
+            if kept.contains_key(path) {
+                continue;
+            }
+            let to = join(staging, path);
+            if std::fs::symlink_metadata(&to).is_ok() {
+                continue;
+            }
+            match rec.content {
+                Content::Dir => std::fs::create_dir(&to),
+                _ => std::fs::hard_link(join(d, path), &to),
+            }
+            .with_context(|| format!("cannot restore {}", to.display()))?;
+        }
+    }
+    Ok(kept)
+}
