@@ -7,9 +7,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::UsageError;
+use crate::state::VolumeIteration;
 use crate::volume::dest::{self, DestOptions};
 use crate::volume::snapshot::{self, Layout};
 use crate::volume::source::{self, Report, SourceOptions};
+use crate::volume::status;
 use crate::volume::tls::Secret;
 use crate::volume::tree::XattrPolicy;
 
@@ -25,6 +27,18 @@ pub enum VolumeCommand {
         after_help = "Example:\n  ferry volume source --dir /srv/app --secret app.secret --every 5m"
     )]
     Source(SourceArgs),
+    /// Recent iterations of either side, from its state database.
+    Status {
+        /// The directory the source or destination runs on.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// State database (default: DIR/.ferry/state.db).
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
+        /// Iterations to show.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        limit: i64,
+    },
     /// List a destination's snapshots (oldest first).
     Snapshots {
         #[arg(long, value_name = "DIR")]
@@ -59,6 +73,9 @@ pub struct DestinationArgs {
     /// Writer threads.
     #[arg(long, default_value_t = 4, value_name = "N")]
     threads: usize,
+    /// State database for the iteration history (default: DIR/.ferry/state.db).
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +114,9 @@ pub struct SourceArgs {
     /// Reader threads (also the depth of reads in flight on a cold cache).
     #[arg(long, default_value_t = 8, value_name = "N")]
     threads: usize,
+    /// State database for the iteration history (default: DIR/.ferry/state.db).
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, UsageError> {
@@ -127,6 +147,7 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
             }
             dest::serve(DestOptions {
                 dir: a.dir,
+                db: a.db,
                 listen: a.listen,
                 secret_out: a.secret_out,
                 keep: a.keep,
@@ -135,6 +156,53 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
             .await
         }
         VolumeCommand::Source(a) => source_loop(a, as_json).await,
+        VolumeCommand::Status { dir, db, limit } => {
+            if !dir.is_dir() {
+                return Err(UsageError(format!("--dir {}: not a directory", dir.display())).into());
+            }
+            let db = status::open_db(&dir, db.as_deref()).await?;
+            let st = status::status(&db, &dir, limit).await?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+                return Ok(());
+            }
+            println!("{}", st.volume);
+            match &st.last_success {
+                Some(i) => println!(
+                    "  last good iteration: {} ({}, snapshot {}, {:.1} s)",
+                    rfc3339(i.ended_ms),
+                    i.role,
+                    i.snapshot.as_deref().unwrap_or("-"),
+                    (i.ended_ms - i.started_ms) as f64 / 1000.0
+                ),
+                None => println!("  no good iteration yet"),
+            }
+            println!(
+                "  in sync: {}; failures in a row: {}",
+                if st.out_of_sync { "no" } else { "yes" },
+                st.consecutive_failures
+            );
+            for i in &st.recent {
+                println!(
+                    "  {}  {:<11} {:>6.1} s  {:>8} files sent  {:>12} bytes sent  {:>12} on the wire  {}",
+                    rfc3339(i.started_ms),
+                    i.role,
+                    (i.ended_ms - i.started_ms) as f64 / 1000.0,
+                    i.files_sent,
+                    i.bytes_sent,
+                    i.wire_bytes,
+                    match (&i.error, i.consistent) {
+                        (Some(e), _) => format!("FAILED: {e}"),
+                        (None, true) => i.snapshot.clone().unwrap_or_default(),
+                        (None, false) => format!(
+                            "{} (not consistent)",
+                            i.snapshot.clone().unwrap_or_default()
+                        ),
+                    }
+                );
+            }
+            Ok(())
+        }
         VolumeCommand::Snapshots { dir } => {
             let list = Layout::new(&dir).list()?;
             if as_json {
@@ -272,11 +340,58 @@ async fn hook(cmd: &str, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 async fn one(a: &SourceArgs, opts: SourceOptions, as_json: bool) -> anyhow::Result<Report> {
-    if let Some(cmd) = &a.pre_hook {
-        hook(cmd, "--pre-hook").await?;
+    let started_ms = status::now_ms();
+    // The database opens while the iteration runs.
+    let (dir, url) = (a.dir.clone(), a.db.clone());
+    let opening = tokio::spawn(async move { status::open_db(&dir, url.as_deref()).await });
+    let result = match &a.pre_hook {
+        Some(cmd) => match hook(cmd, "--pre-hook").await {
+            Ok(()) => source::sync_once(opts).await,
+            Err(e) => Err(e),
+        },
+        None => source::sync_once(opts).await,
+    };
+    let mut rec = VolumeIteration {
+        volume: status::volume_name(&a.dir),
+        role: "source".into(),
+        started_ms,
+        ended_ms: status::now_ms(),
+        ..Default::default()
+    };
+    match &result {
+        Ok(r) => {
+            rec.snapshot = Some(r.snapshot.clone());
+            rec.files_scanned = r.files_scanned as i64;
+            rec.bytes_scanned = r.bytes_scanned as i64;
+            rec.files_sent = r.files_sent as i64;
+            rec.bytes_sent = r.bytes_sent as i64;
+            rec.bytes_reused = r.bytes_reused as i64;
+            rec.files_deleted = r.files_deleted as i64;
+            rec.wire_bytes = r.wire_bytes as i64;
+            rec.consistent = r.consistent;
+        }
+        Err(e) => rec.error = Some(format!("{e:#}")),
     }
-    let result = source::sync_once(opts).await;
+    match opening.await.context("the state database task panicked")? {
+        Ok(db) => {
+            if let Err(e) = db.record_volume_iteration(&rec).await {
+                eprintln!("ferry: warning: cannot record the iteration: {e}");
+            }
+            db.close().await;
+        }
+        Err(e) => eprintln!("ferry: warning: cannot record the iteration: {e:#}"),
+    }
     if let Some(cmd) = &a.post_hook
         && let Err(e) = hook(cmd, "--post-hook").await
     {

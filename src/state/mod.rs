@@ -3,12 +3,13 @@
 //! Owns: the connection pool over either dialect (sqlx `Any`), the schema, and the records
 //! Ferry keeps about itself: registered stores, settings, namespace bucket policies
 //! ([`buckets`]), the multi-write journal's rows ([`journal`]) and jobs with their tasks
-//! ([`jobs`]).
+//! ([`jobs`]), and `ferry volume` iterations ([`volume`]).
 //! Imports nothing else of Ferry's. Queries use `$N` placeholders, which both dialects accept.
 
 mod buckets;
 mod jobs;
 mod journal;
+mod volume;
 
 use std::path::Path;
 
@@ -42,6 +43,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub use buckets::BucketRecord;
 pub use jobs::{JobRecord, NewTask, OpenTask, PartRow, TaskCounts, TaskRow, job_state};
 pub use journal::{JournalRow, NewJournalRow, OwedStats};
+pub use volume::VolumeIteration;
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS stores (
@@ -139,7 +141,11 @@ impl Db {
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&mut *tx).await?;
         }
-        for stmt in journal::schema(id).into_iter().chain(jobs::schema(id)) {
+        for stmt in journal::schema(id)
+            .into_iter()
+            .chain(jobs::schema(id))
+            .chain(volume::schema(id))
+        {
             sqlx::query(&stmt).execute(&mut *tx).await?;
         }
         tx.commit().await?;

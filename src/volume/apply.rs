@@ -11,6 +11,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use anyhow::{Context, anyhow, bail};
@@ -38,6 +39,9 @@ struct Shared {
     completed: Mutex<Vec<(Vec<u8>, Record)>>,
     stop: Mutex<bool>,
     stopped: Condvar,
+    files_written: AtomicU64,
+    bytes_written: AtomicU64,
+    deleted: AtomicU64,
 }
 
 impl Shared {
@@ -72,6 +76,10 @@ impl Shared {
     }
     /// Records a file whose content and metadata are complete (journaled at the next flush).
     fn finished(&self, path: Vec<u8>, rec: Record) {
+        if let Content::File { size, .. } = rec.content {
+            self.files_written.fetch_add(1, Ordering::Relaxed);
+            self.bytes_written.fetch_add(size, Ordering::Relaxed);
+        }
         self.completed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -96,6 +104,9 @@ pub struct Applied {
     pub index: Index,
     pub problems: Vec<String>,
     pub consistent: bool,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    pub deleted: u64,
 }
 
 /// Applies messages from `rx` to `staging` until `Commit`; returns the new index. The
@@ -129,6 +140,9 @@ pub fn run(
         completed: Mutex::new(Vec::new()),
         stop: Mutex::new(false),
         stopped: Condvar::new(),
+        files_written: AtomicU64::new(0),
+        bytes_written: AtomicU64::new(0),
+        deleted: AtomicU64::new(0),
     });
     let (small_tx, small_rx) = std::sync::mpsc::sync_channel::<Vec<Msg>>(8);
     let small_rx = Arc::new(Mutex::new(small_rx));
@@ -272,6 +286,9 @@ fn dispatch(
                         index,
                         problems,
                         consistent,
+                        files_written: shared.files_written.load(Ordering::Relaxed),
+                        bytes_written: shared.bytes_written.load(Ordering::Relaxed),
+                        deleted: shared.deleted.load(Ordering::Relaxed),
                     });
                 }
                 other => {
@@ -530,6 +547,7 @@ fn change(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result<()> 
     let mut problems = Vec::new();
     match msg {
         Msg::Delete { path } => {
+            shared.deleted.fetch_add(1, Ordering::Relaxed);
             let full = join(&shared.staging, &path);
             let (dir, name) = conf.parent(&path)?;
             clear(dir, name, &full)?;

@@ -14,11 +14,15 @@ use super::apply;
 use super::index::{Index, SnapshotInfo};
 use super::resume::{self, Journal};
 use super::snapshot::{self, Layout, link_farm};
+use super::status;
 use super::tls::Keys;
-use super::wire::{self, Msg, VERSION};
+use super::wire::{self, Counted, Msg, VERSION};
+use crate::state::VolumeIteration;
 
 pub struct DestOptions {
     pub dir: PathBuf,
+    /// State database URL (default: `DIR/.ferry/state.db`).
+    pub db: Option<String>,
     pub listen: String,
     pub secret_out: Option<PathBuf>,
     pub keep: usize,
@@ -31,6 +35,8 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
     layout.clean_partial()?;
     snapshot::remove_tree(&layout.next())?;
     let keys = Keys::load_or_create(&layout.keys())?;
+    let db = Arc::new(status::open_db(&opts.dir, opts.db.as_deref()).await?);
+    let volume = Arc::new(status::volume_name(&opts.dir));
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(keys.server_config()?));
     let listener = TcpListener::bind(&opts.listen)
         .await
@@ -49,24 +55,56 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
         let (tcp, peer) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);
         let (acceptor, layout, busy) = (acceptor.clone(), layout.clone(), busy.clone());
+        let (db, volume) = (db.clone(), volume.clone());
         let (keep, threads) = (opts.keep, opts.threads);
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::warn!("refused a connection from {peer}: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::warn!("refused a connection from {peer}: handshake timed out");
-                        return;
-                    }
-                };
+            let counted = Counted::new(tcp);
+            let wire_bytes = counted.bytes.clone();
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(counted))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::warn!("refused a connection from {peer}: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("refused a connection from {peer}: handshake timed out");
+                    return;
+                }
+            };
             let mut tls = tls;
             let mut prefarmed = busy.lock().await;
-            match iteration(&mut tls, &layout, keep, threads, &mut prefarmed).await {
-                Ok(Some(id)) => tracing::info!("published snapshot {id} from {peer}"),
+            let started_ms = status::now_ms();
+            let result = iteration(&mut tls, &layout, keep, threads, &mut prefarmed).await;
+            let mut rec = VolumeIteration {
+                volume: volume.to_string(),
+                role: "destination".into(),
+                started_ms,
+                ended_ms: status::now_ms(),
+                wire_bytes: wire_bytes.load(std::sync::atomic::Ordering::Relaxed) as i64,
+                ..Default::default()
+            };
+            match &result {
+                Ok(Some(o)) => {
+                    rec.snapshot = Some(o.id.clone());
+                    rec.files_scanned = o.files as i64;
+                    rec.bytes_scanned = o.bytes as i64;
+                    rec.files_sent = o.files_written as i64;
+                    rec.bytes_sent = o.bytes_written as i64;
+                    rec.files_deleted = o.deleted as i64;
+                    rec.consistent = o.consistent;
+                }
+                Ok(None) => {}
+                Err(e) => rec.error = Some(format!("{e:#}")),
+            }
+            if !matches!(result, Ok(None))
+                && let Err(e) = db.record_volume_iteration(&rec).await
+            {
+                tracing::warn!("cannot record the iteration: {e}");
+            }
+            match result {
+                Ok(Some(o)) => tracing::info!("published snapshot {} from {peer}", o.id),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!("iteration from {peer} failed: {e:#}");
@@ -119,7 +157,18 @@ fn chunk_bytes(rec: &super::index::Record) -> usize {
             .sum::<usize>()
 }
 
-type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+type Tls = tokio_rustls::server::TlsStream<Counted<tokio::net::TcpStream>>;
+
+/// What a published iteration did.
+struct Outcome {
+    id: String,
+    files: u64,
+    bytes: u64,
+    files_written: u64,
+    bytes_written: u64,
+    deleted: u64,
+    consistent: bool,
+}
 
 fn new_id(latest: Option<&str>) -> anyhow::Result<(String, String)> {
     let now = time::OffsetDateTime::now_utc();
@@ -145,7 +194,7 @@ async fn iteration(
     keep: usize,
     threads: usize,
     prefarmed: &mut Option<String>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<Outcome>> {
     let started = Instant::now();
     let tls = &mut tokio::io::BufReader::with_capacity(256 * 1024, tls);
     let Some(hello) = wire::recv(tls).await? else {
@@ -342,5 +391,13 @@ async fn iteration(
         Ok(()) => *prefarmed = Some(id.clone()),
         Err(e) => tracing::warn!("cannot prepare the next staging tree: {e:#}"),
     }
-    Ok(Some(id))
+    Ok(Some(Outcome {
+        id,
+        files,
+        bytes,
+        files_written: applied.files_written,
+        bytes_written: applied.bytes_written,
+        deleted: applied.deleted,
+        consistent: applied.consistent,
+    }))
 }

@@ -10,6 +10,7 @@
 //! - `plan`, `read`, `source`: the source's side of an iteration
 //! - `confine`, `apply`, `dest`: the destination's side
 //! - `snapshot`: the destination's layout, publish, retention, promote
+//! - `resume`: the staging journal; `status`: iteration records in the state database
 //! - `durable`: crash-safe small files
 
 pub mod apply;
@@ -23,6 +24,7 @@ pub mod read;
 pub mod resume;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod tls;
 pub mod tree;
 pub mod wire;

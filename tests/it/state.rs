@@ -40,6 +40,50 @@ async fn exercise(db: &Db) {
     buckets_and_journal(db, &name).await;
     jobs_and_tasks(db, &name).await;
     concurrent_claims(db, &name).await;
+    volume_iterations(db, &name).await;
+}
+
+/// `ferry volume` iteration history: newest first, failures and snapshots kept as written.
+async fn volume_iterations(db: &Db, unique: &str) {
+    let volume = format!("/srv/{unique}");
+    let ok = ferry::state::VolumeIteration {
+        volume: volume.clone(),
+        role: "source".into(),
+        started_ms: 1_000,
+        ended_ms: 2_500,
+        snapshot: Some("20261129T000000.000Z".into()),
+        files_scanned: 100_000,
+        bytes_scanned: 1 << 32,
+        files_sent: 1_000,
+        bytes_sent: 4_096_000,
+        bytes_reused: 7,
+        files_deleted: 3,
+        wire_bytes: 3_000_000,
+        consistent: true,
+        error: None,
+    };
+    let failed = ferry::state::VolumeIteration {
+        started_ms: 3_000,
+        ended_ms: 3_100,
+        snapshot: None,
+        consistent: false,
+        error: Some("the connection to 10.0.0.2:7070 broke".into()),
+        ..ok.clone()
+    };
+    db.record_volume_iteration(&ok).await.expect("record");
+    db.record_volume_iteration(&failed).await.expect("record");
+    let back = db.volume_iterations(&volume, 10).await.expect("list");
+    assert_eq!(back, vec![failed.clone(), ok.clone()]);
+    assert_eq!(
+        db.volume_iterations(&volume, 1).await.expect("list"),
+        vec![failed]
+    );
+    assert!(
+        db.volume_iterations("/nowhere", 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 fn task(key: &str, size: i64) -> NewTask {

@@ -9,6 +9,7 @@
 mod escape;
 mod harness;
 mod resume;
+mod status;
 mod tree;
 
 use std::ffi::OsStr;
