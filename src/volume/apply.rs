@@ -4,7 +4,7 @@
 //! change waits until those are done, so links find their targets. Every file's content is
 //! checked against the BLAKE3 the source sent before it counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -22,7 +22,7 @@ use super::index::{Chunk, Content, Hash, Index, Record, chunks_hash};
 use super::meta;
 use super::resume::Journal;
 use super::snapshot::copy_file;
-use super::tree::{Meta, check_path, join, shown};
+use super::tree::{Meta, check_path, join, parent, shown};
 use super::wire::Msg;
 
 /// Work handed to the writer threads, and a count of what is still in flight.
@@ -42,6 +42,10 @@ struct Shared {
     files_written: AtomicU64,
     bytes_written: AtomicU64,
     deleted: AtomicU64,
+    /// Directories whose entries changed (their metadata is set again at commit); every
+    /// directory when the staging tree's directories were freshly made.
+    touched: Mutex<HashSet<Vec<u8>>>,
+    all_dirs: bool,
 }
 
 impl Shared {
@@ -86,6 +90,15 @@ impl Shared {
             .push((path.clone(), rec.clone()));
         self.record(path, rec);
     }
+    fn touch(&self, paths: &[&[u8]]) {
+        if self.all_dirs {
+            return;
+        }
+        let mut t = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        for p in paths {
+            t.insert(parent(p).to_vec());
+        }
+    }
     fn record(&self, path: Vec<u8>, rec: Record) {
         self.index
             .lock()
@@ -111,17 +124,34 @@ pub struct Applied {
 
 /// Applies messages from `rx` to `staging` until `Commit`; returns the new index. The
 /// staging tree must already hold the previous snapshot's hardlink farm.
-/// `resumed` holds the files an interrupted iteration already wrote (journaled); new ones go
-/// to `journal` every couple of seconds, after a `syncfs`.
+/// What an iteration starts from.
+pub struct Staged {
+    pub staging: PathBuf,
+    /// The last snapshot's tree and index (the base for copies and clones).
+    pub prev_dir: Option<PathBuf>,
+    pub prev: Index,
+    /// Files an interrupted iteration already wrote (journaled).
+    pub resumed: BTreeMap<Vec<u8>, Record>,
+    /// Where newly written files are journaled, every couple of seconds after a `syncfs`.
+    pub journal: Journal,
+    /// The staging directories already carry the last snapshot's metadata.
+    pub dirs_ready: bool,
+}
+
 pub fn run(
     rx: &mut tokio::sync::mpsc::Receiver<Vec<Msg>>,
-    staging: &Path,
-    prev_dir: Option<PathBuf>,
-    prev: Index,
-    resumed: BTreeMap<Vec<u8>, Record>,
-    mut journal: Journal,
+    start: Staged,
     threads: usize,
 ) -> anyhow::Result<Applied> {
+    let Staged {
+        staging,
+        prev_dir,
+        prev,
+        resumed,
+        mut journal,
+        dirs_ready,
+    } = start;
+    let staging = staging.as_path();
     let conf = Confined::open(staging)?;
     let mut entries = prev.entries.clone();
     entries.extend(resumed);
@@ -143,6 +173,8 @@ pub fn run(
         files_written: AtomicU64::new(0),
         bytes_written: AtomicU64::new(0),
         deleted: AtomicU64::new(0),
+        touched: Mutex::new(HashSet::new()),
+        all_dirs: !dirs_ready,
     });
     let (small_tx, small_rx) = std::sync::mpsc::sync_channel::<Vec<Msg>>(8);
     let small_rx = Arc::new(Mutex::new(small_rx));
@@ -154,6 +186,15 @@ pub fn run(
                 loop {
                     let batch = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(batch) = batch else { break };
+                    let paths: Vec<Vec<u8>> = batch
+                        .iter()
+                        .filter_map(|m| match m {
+                            Msg::Small { path, .. } => Some(path.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let refs: Vec<&[u8]> = paths.iter().map(|p| &p[..]).collect();
+                    shared.touch(&refs);
                     for msg in batch {
                         if let Err(e) = write_small(&shared, &mut conf, msg) {
                             shared.fail(e);
@@ -305,8 +346,9 @@ fn dispatch(
 fn dir_metadata(shared: &Shared, conf: &Confined) -> anyhow::Result<()> {
     let index = shared.index.lock().unwrap_or_else(|e| e.into_inner());
     let mut problems = shared.problems();
+    let touched = shared.touched.lock().unwrap_or_else(|e| e.into_inner());
     for (path, rec) in index.entries.iter().rev() {
-        if rec.content != Content::Dir {
+        if rec.content != Content::Dir || !(shared.all_dirs || touched.contains(path)) {
             continue;
         }
         let fd = rustix::fs::openat(
@@ -425,6 +467,7 @@ fn write_large(
 ) -> anyhow::Result<()> {
     match msg {
         Msg::Begin { path, meta } => {
+            shared.touch(&[&path]);
             let full = join(&shared.staging, &path);
             let (dir, name) = conf.parent(&path)?;
             let file = create(dir, name, &full)?;
@@ -545,6 +588,15 @@ fn write_large(
 /// Deletions, directories, symlinks, hardlinks, clones, metadata-only changes.
 fn change(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result<()> {
     let mut problems = Vec::new();
+    match &msg {
+        Msg::Dir { path, .. } => shared.touch(&[path, &[path.as_slice(), b"/x"].concat()]),
+        Msg::Delete { path }
+        | Msg::Symlink { path, .. }
+        | Msg::Link { path, .. }
+        | Msg::Clone { path, .. }
+        | Msg::Meta { path, .. } => shared.touch(&[path]),
+        _ => {}
+    }
     match msg {
         Msg::Delete { path } => {
             shared.deleted.fetch_add(1, Ordering::Relaxed);

@@ -261,7 +261,7 @@ async fn iteration(
     let ready = prefarmed
         .take()
         .is_some_and(|p| Some(&p) == latest_id.as_ref());
-    let farm = tokio::task::spawn_blocking(move || -> anyhow::Result<(Index, Journal)> {
+    let farm = tokio::task::spawn_blocking(move || -> anyhow::Result<(Index, Journal, bool)> {
         let t = Instant::now();
         let prev = match &id_for_farm {
             Some(id) => Index::load(&l.index(id))?,
@@ -269,9 +269,10 @@ async fn iteration(
         };
         let prev_dir = id_for_farm.as_ref().map(|id| l.snapshot(id));
         if resumable {
-            return Ok((prev, Journal::reopen(&l.journal())?));
+            return Ok((prev, Journal::reopen(&l.journal())?, false));
         }
-        if ready && l.next().is_dir() {
+        let prepared = ready && l.next().is_dir();
+        if prepared {
             std::fs::rename(l.next(), l.staging())
                 .with_context(|| format!("cannot use {}", l.next().display()))?;
         } else {
@@ -284,7 +285,7 @@ async fn iteration(
         }
         let journal = Journal::create(&l.journal(), id_for_farm.as_deref())?;
         tracing::debug!("staging tree ready in {:?}", t.elapsed());
-        Ok((prev, journal))
+        Ok((prev, journal, prepared))
     });
     // Messages go to the applier in batches of what has already arrived (at most 64, or
     // about 1 MiB of file data).
@@ -294,10 +295,18 @@ async fn iteration(
     let staging = layout.staging();
     let prev_dir = latest_id.as_ref().map(|id| layout.snapshot(id));
     let applier = tokio::task::spawn_blocking(move || {
-        let (prev, journal) = tokio::runtime::Handle::current()
+        let (prev, journal, dirs_ready) = tokio::runtime::Handle::current()
             .block_on(farm)
             .context("the link farm panicked")??;
-        apply::run(&mut rx, &staging, prev_dir, prev, resumed, journal, threads)
+        let start = apply::Staged {
+            staging,
+            prev_dir,
+            prev,
+            resumed,
+            journal,
+            dirs_ready,
+        };
+        apply::run(&mut rx, start, threads)
     });
     let mut applier = Some(applier);
     loop {
@@ -383,6 +392,7 @@ async fn iteration(
         snapshot::remove_tree(&l.next())?;
         let t = Instant::now();
         link_farm(&l.snapshot(&from), &l.next(), &index)?;
+        snapshot::finish_farm(&l.next(), &index)?;
         tracing::debug!("next staging tree prepared in {:?}", t.elapsed());
         Ok(())
     })

@@ -107,7 +107,7 @@ pub fn reconcile(
         }
     }
     // Remove what is neither in the snapshot nor journaled (deepest first).
-    let (found, _) = super::tree::walk(staging, 4, super::tree::XattrPolicy::default());
+    let (found, _) = super::tree::walk(staging, 4, super::tree::XattrPolicy::default(), false);
     for f in found.iter().rev() {
         let in_prev = prev.entries.get(&f.path);
         let keep = kept.contains_key(&f.path)

@@ -232,6 +232,22 @@ pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<(
     })
 }
 
+/// Gives every directory of a hardlink farm its metadata from `index` (deepest first), then
+/// syncs the filesystem: a farm prepared ahead of time is then complete and durable, and the
+/// iteration that uses it only fixes the directories it changes.
+pub fn finish_farm(root: &Path, index: &Index) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for (path, rec) in index.entries.iter().rev() {
+        if rec.content == Content::Dir {
+            let d = std::fs::File::open(join(root, path))?;
+            meta::apply_fd(&d, path, &rec.meta, true, &mut problems)?;
+        }
+    }
+    let d = std::fs::File::open(root)?;
+    rustix::fs::syncfs(&d)?;
+    Ok(())
+}
+
 /// Copies snapshot tree `from` to a new writable tree `to`: files cloned by reflink where the
 /// filesystem can, else copied with holes kept; hardlinks, symlinks and metadata kept.
 /// Returns files and bytes.
@@ -250,7 +266,7 @@ pub fn promote(from: &Path, to: &Path) -> anyhow::Result<(u64, u64)> {
         security: true,
         trusted: true,
     };
-    let (found, errors) = tree::walk(from, 2, policy);
+    let (found, errors) = tree::walk(from, 2, policy, true);
     if let Some((p, e)) = errors.first() {
         bail!("cannot read {}: {e}", join(from, p).display());
     }

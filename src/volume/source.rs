@@ -125,9 +125,11 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     // The walk and the manifest load run while the connection is made.
     let (threads, xattrs, compress) = (opts.threads, opts.xattrs, opts.compress);
     let walk_root = root.clone();
+    // With a manifest, attributes are read later and only for entries whose ctime moved.
+    let eager_xattrs = !manifest_file.exists();
     let walking = tokio::task::spawn_blocking(move || {
         let t = Instant::now();
-        let w = walk(&walk_root, threads, xattrs);
+        let w = walk(&walk_root, threads, xattrs, eager_xattrs);
         tracing::debug!("walked {} entries in {:?}", w.0.len(), t.elapsed());
         w
     });
@@ -282,7 +284,12 @@ fn produce(
     compress: bool,
 ) -> anyhow::Result<Produced> {
     let t = Instant::now();
-    let (found, walk_errors) = walked;
+    let (mut found, walk_errors) = walked;
+    let known = |f: &super::tree::Found| {
+        let r = base.entries.get(&f.path)?;
+        (trusted && r.ctime == f.ctime && r.ctime != (0, 0)).then(|| r.meta.xattrs.clone())
+    };
+    super::tree::fill_xattrs(root, &mut found, known, xattrs, threads);
     let p = plan(&found, base, trusted, already);
     drop(found);
     tracing::debug!(

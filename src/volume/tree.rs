@@ -58,6 +58,8 @@ pub struct Found {
     pub ino: u64,
     pub nlink: u64,
     pub ctime: (i64, u32),
+    /// The walk skipped the extended attributes (see [`fill_xattrs`]).
+    pub xattrs_pending: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,8 +149,9 @@ pub fn read_xattrs(path: &Path, policy: XattrPolicy) -> std::io::Result<Vec<(Vec
     Ok(out)
 }
 
-/// Stats one path (not following a symlink) into a [`Found`].
-pub fn stat(root: &Path, rel: &[u8], policy: XattrPolicy) -> std::io::Result<Found> {
+/// Stats one path (not following a symlink) into a [`Found`]; with `xattrs` false the
+/// extended attributes are left to [`fill_xattrs`].
+pub fn stat(root: &Path, rel: &[u8], policy: XattrPolicy, xattrs: bool) -> std::io::Result<Found> {
     let full = join(root, rel);
     let md = std::fs::symlink_metadata(&full)?;
     let ft = md.file_type();
@@ -163,10 +166,12 @@ pub fn stat(root: &Path, rel: &[u8], policy: XattrPolicy) -> std::io::Result<Fou
         FoundKind::Special
     };
     // Symlinks cannot carry user.* attributes on Linux; skip the syscalls.
-    let xattrs = if matches!(kind, FoundKind::Symlink(_) | FoundKind::Special) {
-        Vec::new()
-    } else {
+    let carries = !matches!(kind, FoundKind::Symlink(_) | FoundKind::Special);
+    let xattrs_pending = carries && !xattrs;
+    let xattrs = if carries && xattrs {
         read_xattrs(&full, policy)?
+    } else {
+        Vec::new()
     };
     Ok(Found {
         path: rel.to_vec(),
@@ -188,7 +193,35 @@ pub fn stat(root: &Path, rel: &[u8], policy: XattrPolicy) -> std::io::Result<Fou
         ino: md.ino(),
         nlink: md.nlink(),
         ctime: (md.ctime(), md.ctime_nsec() as u32),
+        xattrs_pending,
     })
+}
+
+/// Fills in the extended attributes the walk skipped: from `known` when the entry's ctime
+/// has not moved (setting an attribute moves ctime), else read from the file, with
+/// `threads` threads.
+pub fn fill_xattrs(
+    root: &Path,
+    found: &mut [Found],
+    known: impl Fn(&Found) -> Option<Vec<(Vec<u8>, Vec<u8>)>> + Sync,
+    policy: XattrPolicy,
+    threads: usize,
+) {
+    let per = found.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        for part in found.chunks_mut(per) {
+            let known = &known;
+            scope.spawn(move || {
+                for f in part.iter_mut().filter(|f| f.xattrs_pending) {
+                    f.meta.xattrs = match known(f) {
+                        Some(x) => x,
+                        None => read_xattrs(&join(root, &f.path), policy).unwrap_or_default(),
+                    };
+                    f.xattrs_pending = false;
+                }
+            });
+        }
+    });
 }
 
 use std::os::unix::ffi::OsStringExt;
@@ -200,6 +233,7 @@ pub fn walk(
     root: &Path,
     threads: usize,
     policy: XattrPolicy,
+    xattrs: bool,
 ) -> (Vec<Found>, Vec<(Vec<u8>, String)>) {
     struct Shared {
         queue: VecDeque<Vec<u8>>,
@@ -252,7 +286,7 @@ pub fn walk(
                             rel.push(b'/');
                         }
                         rel.extend_from_slice(&name);
-                        match stat(root, &rel, policy) {
+                        match stat(root, &rel, policy, xattrs) {
                             Ok(f) => {
                                 if f.kind == FoundKind::Dir {
                                     subdirs.push(rel);
@@ -319,7 +353,7 @@ mod tests {
         std::fs::create_dir_all(root.join(".ferry/x")).expect("mkdir");
         std::fs::write(root.join("a-b"), b"1").expect("write");
         std::fs::write(root.join("a/b/c"), b"2").expect("write");
-        let (found, errors) = walk(root, 3, XattrPolicy::default());
+        let (found, errors) = walk(root, 3, XattrPolicy::default(), true);
         assert!(errors.is_empty(), "{errors:?}");
         let paths: Vec<String> = found.iter().map(|f| shown(&f.path)).collect();
         assert_eq!(paths, ["a", "a-b", "a/b", "a/b/c"]);
