@@ -315,10 +315,17 @@ fn dispatch(
                         .map_err(|_| anyhow!("a writer thread died"))?;
                 }
                 Msg::Commit { consistent } => {
+                    let t = std::time::Instant::now();
                     shared.drain()?;
+                    let drained = t.elapsed();
                     dir_metadata(shared, &conf)?;
+                    let dirs = t.elapsed();
                     let root = File::open(&shared.staging)?;
                     rustix::fs::syncfs(&root).context("cannot sync the staging tree")?;
+                    tracing::debug!(
+                        "commit: drained in {drained:?}, directories by {dirs:?}, synced by {:?}",
+                        t.elapsed()
+                    );
                     let index = std::mem::take(
                         &mut *shared.index.lock().unwrap_or_else(|e| e.into_inner()),
                     );

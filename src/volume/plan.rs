@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::index::{Content, Index, Record};
-use super::tree::{Found, FoundKind, Meta, parent};
+use super::tree::{Found, FoundKind, Meta};
 
 /// A file whose content must be read.
 #[derive(Clone, Debug)]
@@ -75,26 +75,42 @@ fn record(content: Content, f: &Found) -> Record {
 /// delivered when size and mtime still match.
 pub fn plan(found: &[Found], base: &Index, trusted: bool, already: &HashSet<Vec<u8>>) -> Plan {
     let mut p = Plan::default();
-    let here: HashSet<&[u8]> = found.iter().map(|f| &f.path[..]).collect();
-    // Deletions: base paths gone from the tree, topmost only.
+    // Both lists are sorted by path bytes: one merge finds what is gone, a second pairs each
+    // entry with its base record (no lookups).
     let mut gone_files: HashMap<u64, (&[u8], &Record)> = HashMap::new();
-    for (path, rec) in &base.entries {
-        if here.contains(&path[..]) {
-            continue;
-        }
-        if trusted && rec.ino != 0 && matches!(rec.content, Content::File { .. }) {
-            gone_files.insert(rec.ino, (&path[..], rec));
-        }
-        let par = parent(path);
-        let parent_gone = !par.is_empty() && !here.contains(par) && base.entries.contains_key(par);
-        if !parent_gone {
-            p.deletes.push(path.clone());
+    let mut deleted: HashSet<&[u8]> = HashSet::new();
+    {
+        let mut it = found.iter().peekable();
+        for (path, rec) in &base.entries {
+            while it.next_if(|f| f.path < *path).is_some() {}
+            if it.peek().is_some_and(|f| f.path == *path) {
+                continue;
+            }
+            if trusted && rec.ino != 0 && matches!(rec.content, Content::File { .. }) {
+                gone_files.insert(rec.ino, (&path[..], rec));
+            }
+            // Topmost only: a deleted directory takes what it held with it.
+            let mut anc: &[u8] = path;
+            let mut under_deleted = false;
+            while let Some(i) = anc.iter().rposition(|b| *b == b'/') {
+                anc = &anc[..i];
+                if deleted.contains(anc) {
+                    under_deleted = true;
+                    break;
+                }
+            }
+            if !under_deleted {
+                p.deletes.push(path.clone());
+                deleted.insert(&path[..]);
+            }
         }
     }
     let mut leaders: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut sent_leaders: HashSet<Vec<u8>> = HashSet::new();
+    let mut base_it = base.entries.iter().peekable();
     for f in found {
-        let old = base.entries.get(&f.path);
+        while base_it.next_if(|(k, _)| **k < f.path).is_some() {}
+        let old = base_it.next_if(|(k, _)| **k == f.path).map(|(_, r)| r);
         match &f.kind {
             FoundKind::Special => p.specials.push(f.path.clone()),
             FoundKind::Dir => {
@@ -243,4 +259,57 @@ fn file(
     }
     push(p, job(old, false));
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::index::Index;
+
+    fn found(path: &str, kind: FoundKind) -> Found {
+        Found {
+            path: path.as_bytes().to_vec(),
+            kind,
+            size: 0,
+            meta: Meta {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: 1,
+                mtime_ns: 0,
+                xattrs: Vec::new(),
+            },
+            dev: 1,
+            ino: 0,
+            nlink: 1,
+            ctime: (1, 0),
+            xattrs_pending: false,
+        }
+    }
+
+    #[test]
+    fn deletions_are_topmost_even_with_siblings_between() {
+        let mut base = Index::default();
+        for (p, k) in [
+            ("a", FoundKind::Dir),
+            ("a-b", FoundKind::Dir),
+            ("a/x", FoundKind::Dir),
+            ("a/x/y", FoundKind::Dir),
+            ("keep", FoundKind::Dir),
+            ("z", FoundKind::Dir),
+        ] {
+            let f = found(p, k);
+            base.entries
+                .insert(f.path.clone(), record(Content::Dir, &f));
+        }
+        let now = vec![found("keep", FoundKind::Dir)];
+        let p = plan(&now, &base, true, &HashSet::new());
+        let deletes: Vec<String> = p
+            .deletes
+            .iter()
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .collect();
+        assert_eq!(deletes, ["a", "a-b", "z"]);
+        assert!(p.dirs.is_empty(), "keep is unchanged");
+    }
 }
