@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use super::UsageError;
 use crate::state::VolumeIteration;
 use crate::volume::dest::{self, DestOptions};
+use crate::volume::metrics::{self, VolumeMetrics};
 use crate::volume::snapshot::{self, Layout};
 use crate::volume::source::{self, Report, SourceOptions};
 use crate::volume::status;
@@ -76,6 +77,9 @@ pub struct DestinationArgs {
     /// State database for the iteration history (default: DIR/.ferry/state.db).
     #[arg(long, value_name = "URL")]
     db: Option<String>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -117,6 +121,9 @@ pub struct SourceArgs {
     /// State database for the iteration history (default: DIR/.ferry/state.db).
     #[arg(long, value_name = "URL")]
     db: Option<String>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, UsageError> {
@@ -148,6 +155,7 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
             dest::serve(DestOptions {
                 dir: a.dir,
                 db: a.db,
+                metrics_listen: a.metrics_listen,
                 listen: a.listen,
                 secret_out: a.secret_out,
                 keep: a.keep,
@@ -303,8 +311,35 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
         compress: !a.no_compress,
         bandwidth,
     };
+    let metrics = match &a.metrics_listen {
+        Some(addr) => {
+            let m = VolumeMetrics::new("source", &status::volume_name(&a.dir));
+            let bound = metrics::serve(addr, m.clone()).await?;
+            eprintln!("ferry volume source: metrics on http://{bound}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
+    let observe = |result: &anyhow::Result<Report>, took: Duration| {
+        if let Some(m) = &metrics {
+            match result {
+                Ok(r) => m.iteration(
+                    true,
+                    r.consistent,
+                    took,
+                    r.files_sent,
+                    r.bytes_sent,
+                    r.wire_bytes,
+                ),
+                Err(_) => m.iteration(false, false, took, 0, 0, 0),
+            }
+        }
+    };
     let Some(every) = every else {
-        let report = one(&a, opts(), as_json).await?;
+        let t = Instant::now();
+        let result = one(&a, opts(), as_json).await;
+        observe(&result, t.elapsed());
+        let report = result?;
         if !report.consistent {
             eprintln!(
                 "ferry: warning: files changed while they were read; this snapshot is not a consistent image"
@@ -314,13 +349,19 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
     };
     let mut next = Instant::now();
     loop {
-        if let Err(e) = one(&a, opts(), as_json).await {
+        let t = Instant::now();
+        let result = one(&a, opts(), as_json).await;
+        observe(&result, t.elapsed());
+        if let Err(e) = result {
             eprintln!("ferry: iteration failed: {e:#}");
         }
         next += every;
         let now = Instant::now();
         while next < now {
             tracing::warn!("missed an interval: the iteration took longer than --every");
+            if let Some(m) = &metrics {
+                m.missed_interval();
+            }
             next += every;
         }
         tokio::time::sleep_until(next.into()).await;

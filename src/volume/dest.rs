@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use super::apply;
 use super::index::{Index, SnapshotInfo};
+use super::metrics::{self, VolumeMetrics};
 use super::resume::{self, Journal};
 use super::snapshot::{self, Layout, link_farm};
 use super::status;
@@ -23,6 +24,8 @@ pub struct DestOptions {
     pub dir: PathBuf,
     /// State database URL (default: `DIR/.ferry/state.db`).
     pub db: Option<String>,
+    /// Where to serve Prometheus metrics.
+    pub metrics_listen: Option<String>,
     pub listen: String,
     pub secret_out: Option<PathBuf>,
     pub keep: usize,
@@ -37,6 +40,16 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
     let keys = Keys::load_or_create(&layout.keys())?;
     let db = Arc::new(status::open_db(&opts.dir, opts.db.as_deref()).await?);
     let volume = Arc::new(status::volume_name(&opts.dir));
+    let metrics = match &opts.metrics_listen {
+        Some(addr) => {
+            let m = VolumeMetrics::new("destination", &volume);
+            m.set_snapshots(layout.list()?.len());
+            let bound = metrics::serve(addr, m.clone()).await?;
+            eprintln!("ferry volume destination: metrics on http://{bound}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(keys.server_config()?));
     let listener = TcpListener::bind(&opts.listen)
         .await
@@ -55,7 +68,7 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
         let (tcp, peer) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);
         let (acceptor, layout, busy) = (acceptor.clone(), layout.clone(), busy.clone());
-        let (db, volume) = (db.clone(), volume.clone());
+        let (db, volume, metrics) = (db.clone(), volume.clone(), metrics.clone());
         let (keep, threads) = (opts.keep, opts.threads);
         tokio::spawn(async move {
             let counted = Counted::new(tcp);
@@ -102,6 +115,23 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
                 && let Err(e) = db.record_volume_iteration(&rec).await
             {
                 tracing::warn!("cannot record the iteration: {e}");
+            }
+            if let Some(m) = &metrics
+                && !matches!(result, Ok(None))
+            {
+                let took = Duration::from_millis((rec.ended_ms - rec.started_ms).max(0) as u64);
+                let ok = result.is_ok();
+                m.iteration(
+                    ok,
+                    rec.consistent,
+                    took,
+                    rec.files_sent as u64,
+                    rec.bytes_sent as u64,
+                    rec.wire_bytes as u64,
+                );
+                if let Ok(list) = layout.list() {
+                    m.set_snapshots(list.len());
+                }
             }
             match result {
                 Ok(Some(o)) => tracing::info!("published snapshot {} from {peer}", o.id),

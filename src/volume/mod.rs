@@ -10,7 +10,8 @@
 //! - `plan`, `read`, `source`: the source's side of an iteration
 //! - `confine`, `apply`, `dest`: the destination's side
 //! - `snapshot`: the destination's layout, publish, retention, promote
-//! - `resume`: the staging journal; `status`: iteration records in the state database
+//! - `resume`: the staging journal; `status`: iteration records in the state database;
+//!   `metrics`: Prometheus metrics
 //! - `durable`: crash-safe small files
 
 pub mod apply;
@@ -19,6 +20,7 @@ pub mod dest;
 pub mod durable;
 pub mod index;
 pub mod meta;
+pub mod metrics;
 pub mod plan;
 pub mod read;
 pub mod resume;

@@ -109,11 +109,17 @@ pub struct Destination {
     pub secret: PathBuf,
     log: PathBuf,
     proc: Option<Proc>,
+    extra: Vec<String>,
 }
 
 impl Destination {
     /// Starts one on `tmp/name` (secret `tmp/name.secret.json`, log `tmp/name.log`).
     pub fn start(tmp: &Path, name: &str) -> Self {
+        Self::start_with(tmp, name, &[])
+    }
+
+    /// Starts one with extra `ferry volume destination` arguments.
+    pub fn start_with(tmp: &Path, name: &str, extra: &[&str]) -> Self {
         let dir = tmp.join(name);
         std::fs::create_dir_all(&dir).expect("destination dir");
         let mut d = Self {
@@ -121,6 +127,7 @@ impl Destination {
             secret: tmp.join(format!("{name}.secret.json")),
             log: tmp.join(format!("{name}.log")),
             proc: None,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         d.restart();
         d
@@ -139,7 +146,8 @@ impl Destination {
         cmd.args(["volume", "destination", "--dir"])
             .arg(&self.dir)
             .args(["--listen", "127.0.0.1:0", "--secret-out"])
-            .arg(&self.secret);
+            .arg(&self.secret)
+            .args(&self.extra);
         let mut p = Proc::spawn(cmd, log.try_clone().expect("dup log"), log);
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.read_secret().is_none() {

@@ -59,3 +59,90 @@ fn iterations_are_recorded_on_both_sides() {
     assert!(err.contains("connect"), "the error says what failed: {err}");
     assert!(s["last_success"]["snapshot"].is_string(), "{s}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `GET /metrics`, or an empty string while nothing listens yet.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The value of the first sample of `metric` whose labels contain `with`.
+fn sample(text: &str, metric: &str, with: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(with))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_on_both_sides() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    for i in 0..5 {
+        write_file(&src.join(format!("f{i}")), 2000, i as u64);
+    }
+    let dport = free_port();
+    let daddr = format!("127.0.0.1:{dport}");
+    let dst = Destination::start_with(tmp.path(), "dst", &["--metrics-listen", &daddr]);
+    let sport = free_port();
+    let mut cmd = Command::new(ferry_bin());
+    cmd.args(["volume", "source", "--dir"])
+        .arg(&src)
+        .arg("--secret")
+        .arg(&dst.secret)
+        .args(["--every", "1s", "--metrics-listen"])
+        .arg(format!("127.0.0.1:{sport}"));
+    let _source = super::harness::Proc::spawn(cmd, super::harness::anon(), super::harness::anon());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let s = loop {
+        let s = scrape(sport);
+        if sample(&s, "ferry_volume_iterations_total", "outcome=\"ok\"").unwrap_or(0.0) >= 2.0 {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the source did not report two good iterations:\n{s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        sample(&s, "ferry_volume_out_of_sync", "role=\"source\""),
+        Some(0.0),
+        "{s}"
+    );
+    assert!(
+        sample(&s, "ferry_volume_last_sync_timestamp_seconds", "source").unwrap_or(0.0) > 1.6e9,
+        "{s}"
+    );
+    assert!(s.contains("ferry_volume_missed_intervals_total"), "{s}");
+    assert!(
+        s.contains("ferry_volume_sync_duration_seconds_count"),
+        "{s}"
+    );
+    let d = scrape(dport);
+    assert!(
+        sample(&d, "ferry_volume_iterations_total", "outcome=\"ok\"").unwrap_or(0.0) >= 2.0,
+        "{d}"
+    );
+    assert!(
+        sample(&d, "ferry_volume_snapshots", "destination").unwrap_or(0.0) >= 2.0,
+        "{d}"
+    );
+    assert_eq!(
+        sample(&d, "ferry_volume_out_of_sync", "destination"),
+        Some(0.0),
+        "{d}"
+    );
+}
