@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::index::{Content, Index, Record};
 use super::tree::{Found, FoundKind, Meta};
+use super::wire::Msg;
 
 /// A file whose content must be read.
 #[derive(Clone, Debug)]
@@ -18,36 +19,15 @@ pub struct Job {
     pub verify: bool,
 }
 
-/// Changes that go after all content (they may name files written in this iteration).
-#[derive(Clone, Debug)]
-pub enum Late {
-    Symlink {
-        path: Vec<u8>,
-        target: Vec<u8>,
-        meta: Meta,
-    },
-    Link {
-        path: Vec<u8>,
-        to: Vec<u8>,
-    },
-    Clone {
-        path: Vec<u8>,
-        from: Vec<u8>,
-        meta: Meta,
-    },
-    Meta {
-        path: Vec<u8>,
-        meta: Meta,
-    },
-}
-
 #[derive(Debug, Default)]
 pub struct Plan {
     pub deletes: Vec<Vec<u8>>,
     pub dirs: Vec<(Vec<u8>, Meta)>,
     pub small: Vec<Job>,
     pub large: Vec<Job>,
-    pub late: Vec<Late>,
+    /// Changes that go after all content (they may name files written in this iteration):
+    /// symlinks, hardlinks, clones of renamed files, metadata-only changes.
+    pub late: Vec<Msg>,
     /// Records of the new manifest known without reading (unchanged entries, clones, metadata).
     pub keep: Vec<(Vec<u8>, Record)>,
     /// Hardlink followers and their leaders: the follower's record is the leader's.
@@ -124,7 +104,7 @@ pub fn plan(found: &[Found], base: &Index, trusted: bool, already: &HashSet<Vec<
                 let content = Content::Symlink(target.clone());
                 match old {
                     Some(r) if r.content == content && r.meta == f.meta => {}
-                    _ => p.late.push(Late::Symlink {
+                    _ => p.late.push(Msg::Symlink {
                         path: f.path.clone(),
                         target: target.clone(),
                         meta: f.meta.clone(),
@@ -142,7 +122,7 @@ pub fn plan(found: &[Found], base: &Index, trusted: bool, already: &HashSet<Vec<
                             && matches!(old, Some(r) if r.ino == f.ino
                                 && matches!(r.content, Content::File { .. }));
                         if !same {
-                            p.late.push(Late::Link {
+                            p.late.push(Msg::Link {
                                 path: f.path.clone(),
                                 to: leader.clone(),
                             });
@@ -201,7 +181,7 @@ fn file(
         p.keep.push((f.path.clone(), rec));
         p.resumed += 1;
         if r.meta != f.meta {
-            p.late.push(Late::Meta {
+            p.late.push(Msg::Meta {
                 path: f.path.clone(),
                 meta: f.meta.clone(),
             });
@@ -227,7 +207,7 @@ fn file(
             rec.meta = f.meta.clone();
             p.keep.push((f.path.clone(), rec));
             if r.meta != f.meta {
-                p.late.push(Late::Meta {
+                p.late.push(Msg::Meta {
                     path: f.path.clone(),
                     meta: f.meta.clone(),
                 });
@@ -246,7 +226,7 @@ fn file(
         && r.meta.mtime == f.meta.mtime
         && r.meta.mtime_ns == f.meta.mtime_ns
     {
-        p.late.push(Late::Clone {
+        p.late.push(Msg::Clone {
             path: f.path.clone(),
             from: from.to_vec(),
             meta: f.meta.clone(),

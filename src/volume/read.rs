@@ -109,6 +109,22 @@ fn meta_of(root: &Path, job: &Job, st: &Stat, policy: XattrPolicy) -> std::io::R
     })
 }
 
+/// Opens a job's file with its stat before reading (the walk's on a first attempt); `None`
+/// when it is gone or no longer a regular file.
+fn open_job(root: &Path, job: &Job, first: bool) -> std::io::Result<Option<(File, Stat)>> {
+    let opened = if first {
+        open_only(root, &job.path).map(|f| (f, walked(job)))
+    } else {
+        open(root, &job.path)
+    };
+    match opened {
+        Ok((_, a)) if !a.regular => Ok(None),
+        Ok(x) => Ok(Some(x)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn vanished(sink: &mut dyn Sink, path: &[u8]) -> std::io::Result<Read1> {
     Ok(
         if sink.send(&Msg::Delete {
@@ -131,19 +147,9 @@ pub fn small(
 ) -> std::io::Result<Read1> {
     let mut last = None;
     for attempt in 0..ATTEMPTS {
-        let opened = if attempt == 0 {
-            open_only(root, &job.path).map(|f| (f, walked(job)))
-        } else {
-            open(root, &job.path)
-        };
-        let (mut f, a) = match opened {
-            Ok(x) => x,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vanished(sink, &job.path),
-            Err(e) => return Err(e),
-        };
-        if !a.regular {
+        let Some((mut f, a)) = open_job(root, job, attempt == 0)? else {
             return vanished(sink, &job.path);
-        }
+        };
         let mut data = Vec::with_capacity(a.size as usize + 1);
         (&mut f)
             .take(super::index::CHUNKED_FROM)
@@ -258,14 +264,9 @@ pub fn large(
     }
     let mut stable = false;
     for attempt in 0..ATTEMPTS {
-        let (f, a) = match open(root, &job.path) {
-            Ok(x) => x,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vanished(sink, &job.path),
-            Err(e) => return Err(e),
-        };
-        if !a.regular {
+        let Some((f, a)) = open_job(root, job, false)? else {
             return vanished(sink, &job.path);
-        }
+        };
         let meta = meta_of(root, job, &a, policy)?;
         if job.verify && !base_chunks.is_empty() {
             let chunks = chunk_list(&f)?;

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::index::{Index, Record};
-use super::plan::{Late, plan};
+use super::plan::plan;
 use super::read::{self, Read1, Sink};
 use super::tls::{self, Secret};
 use super::tree::{STATE_DIR, XattrPolicy, shown, walk};
@@ -414,14 +414,8 @@ fn produce(
     }
     report.problems.extend(o.problems);
     report.consistent &= report.changed_while_read.is_empty();
-    for late in &p.late {
-        let msg = match late.clone() {
-            Late::Symlink { path, target, meta } => Msg::Symlink { path, target, meta },
-            Late::Link { path, to } => Msg::Link { path, to },
-            Late::Clone { path, from, meta } => Msg::Clone { path, from, meta },
-            Late::Meta { path, meta } => Msg::Meta { path, meta },
-        };
-        if !sink.send(&msg) {
+    for msg in &p.late {
+        if !sink.send(msg) {
             return Err(closed());
         }
     }
