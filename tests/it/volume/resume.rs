@@ -1,18 +1,71 @@
 //! An interrupted iteration is resumed: files the destination made durable and journaled
-//! before the source was killed (or the connection cut) are not sent again, and the result
-//! still equals the source tree.
+//! before the source or the destination was killed, or a proxy cut the connection, are not
+//! sent again, and the result still equals the source tree.
 
 use std::time::{Duration, Instant};
 
 use super::harness::{
     Destination, Proc, anon, num, promote, snapshot_ids, snapshot_of, source_cmd, sync_ok,
+    write_secret,
 };
 use super::tree::assert_same_tree;
 use crate::support::write_file;
 
 const FILES: u64 = 400;
 
-fn interrupted_then_resumed(kill_destination: bool) {
+#[derive(Clone, Copy, PartialEq)]
+enum Cut {
+    KillSource,
+    KillDestination,
+    /// A proxy between the two closes both sockets after this many bytes.
+    Connection(u64),
+}
+
+/// A TCP proxy to `upstream` for one connection, cut after `limit` bytes from the client;
+/// returns its address.
+fn cutting_proxy(upstream: String, limit: u64) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("proxy listen");
+    let addr = listener.local_addr().expect("proxy address").to_string();
+    std::thread::spawn(move || {
+        let Ok((client, _)) = listener.accept() else {
+            return;
+        };
+        let Ok(server) = TcpStream::connect(&upstream) else {
+            return;
+        };
+        let (mut c_in, mut s_out) = (
+            client.try_clone().expect("clone"),
+            server.try_clone().expect("clone"),
+        );
+        let (mut s_in, mut c_out) = (server, client);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = s_in.read(&mut buf) {
+                if n == 0 || c_out.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = [0u8; 65536];
+        let mut passed = 0u64;
+        while let Ok(n) = c_in.read(&mut buf) {
+            if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            passed += n as u64;
+            if passed >= limit {
+                break;
+            }
+        }
+        let _ = c_in.shutdown(Shutdown::Both);
+        let _ = s_out.shutdown(Shutdown::Both);
+    });
+    addr
+}
+
+fn interrupted_then_resumed(cut: Cut) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let t = tmp.path();
     let src = t.join("src");
@@ -22,32 +75,62 @@ fn interrupted_then_resumed(kill_destination: bool) {
     }
     let mut dst = Destination::start(t, "dst");
     // Slow enough (about 5 s) that the destination journals part of it first.
-    let mut cmd = source_cmd(&src, &dst.secret);
+    let secret = match cut {
+        Cut::Connection(limit) => {
+            let mut s = dst.secret_json();
+            let upstream = s["address"].as_str().expect("address").to_owned();
+            s["address"] = cutting_proxy(upstream, limit).into();
+            let path = t.join("via-proxy.secret.json");
+            write_secret(&path, &s);
+            path
+        }
+        _ => dst.secret.clone(),
+    };
+    let mut cmd = source_cmd(&src, &secret);
     cmd.args(["--bandwidth-limit", "20M", "--no-compress"]);
     let mut source = Proc::spawn(cmd, anon(), anon());
     let journal = dst.dir.join(".ferry/staging.journal");
+    let journaled = || std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) >= 2000;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) < 2000 {
-        assert!(
-            source.running(),
-            "the source finished before it could be interrupted"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "nothing was journaled within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    match cut {
+        Cut::Connection(_) => {
+            let out = source.wait(super::harness::LIMIT);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "the source fails when the connection is cut"
+            );
+            assert!(
+                journaled(),
+                "the destination journaled nothing before the cut"
+            );
+        }
+        _ => {
+            while !journaled() {
+                assert!(
+                    source.running(),
+                    "the source finished before it could be interrupted"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "nothing was journaled within 60 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
-    if kill_destination {
-        dst.kill9();
-        let out = source.wait(super::harness::LIMIT);
-        assert!(
-            !out.status.success(),
-            "the source noticed the destination died"
-        );
-        dst.restart();
-    } else {
-        source.kill9();
+    match cut {
+        Cut::KillDestination => {
+            dst.kill9();
+            let out = source.wait(super::harness::LIMIT);
+            assert!(
+                !out.status.success(),
+                "the source noticed the destination died"
+            );
+            dst.restart();
+        }
+        Cut::KillSource => source.kill9(),
+        Cut::Connection(_) => {}
     }
     assert!(snapshot_ids(&dst.dir).is_empty(), "nothing was published");
     let r = sync_ok(&src, &dst);
@@ -70,10 +153,16 @@ fn interrupted_then_resumed(kill_destination: bool) {
 
 #[test]
 fn killed_source_resumes_without_resending() {
-    interrupted_then_resumed(false);
+    interrupted_then_resumed(Cut::KillSource);
 }
 
 #[test]
 fn killed_destination_resumes_without_resending() {
-    interrupted_then_resumed(true);
+    interrupted_then_resumed(Cut::KillDestination);
+}
+
+#[test]
+fn cut_connection_resumes_without_resending() {
+    // About 70 MiB of the 100 MiB pass (3.5 s at 20 MB/s: past the first journal flush).
+    interrupted_then_resumed(Cut::Connection(70 << 20));
 }
