@@ -106,6 +106,10 @@ pub struct SourceArgs {
     /// At most this many bytes per second on the wire (e.g. 50M).
     #[arg(long, value_name = "RATE")]
     bandwidth_limit: Option<String>,
+    /// Read the live files even where the filesystem could clone them (by default files are
+    /// cloned first by reflink on btrfs/xfs, a point-in-time image).
+    #[arg(long)]
+    no_image: bool,
     /// Never compress file data on the wire.
     #[arg(long)]
     no_compress: bool,
@@ -310,6 +314,7 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
         threads: a.threads.max(1),
         compress: !a.no_compress,
         bandwidth,
+        image: !a.no_image,
     };
     let metrics = match &a.metrics_listen {
         Some(addr) => {

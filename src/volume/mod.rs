@@ -18,6 +18,7 @@ pub mod apply;
 pub mod confine;
 pub mod dest;
 pub mod durable;
+pub mod image;
 pub mod index;
 pub mod meta;
 pub mod metrics;

@@ -17,6 +17,8 @@ pub struct Job {
     pub base: Option<Record>,
     /// The base is the destination's index: if the content hashes the same, send nothing.
     pub verify: bool,
+    /// A clone of the file taken for this iteration (see `image`), read instead of the file.
+    pub image: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -155,6 +157,7 @@ fn file(
         found: f.clone(),
         base: base.cloned(),
         verify,
+        image: None,
     };
     let push = |p: &mut Plan, j: Job| {
         if f.size >= super::index::CHUNKED_FROM {

@@ -60,6 +60,12 @@ fn stat_of(md: &std::fs::Metadata) -> Stat {
     }
 }
 
+/// The content read is the one the stat describes: a clone never changes; a live file must
+/// not have moved while it was read.
+fn held(job: &Job, a: &Stat, b: &Stat) -> bool {
+    job.image.is_some() || same(a, b)
+}
+
 fn same(a: &Stat, b: &Stat) -> bool {
     a.size == b.size && a.mtime == b.mtime && a.ctime == b.ctime && a.ino == b.ino
 }
@@ -112,6 +118,9 @@ fn meta_of(root: &Path, job: &Job, st: &Stat, policy: XattrPolicy) -> std::io::R
 /// Opens a job's file with its stat before reading (the walk's on a first attempt); `None`
 /// when it is gone or no longer a regular file.
 fn open_job(root: &Path, job: &Job, first: bool) -> std::io::Result<Option<(File, Stat)>> {
+    if let Some(clone) = &job.image {
+        return Ok(Some((File::open(clone)?, walked(job))));
+    }
     let opened = if first {
         open_only(root, &job.path).map(|f| (f, walked(job)))
     } else {
@@ -158,7 +167,7 @@ pub fn small(
         if !b.regular {
             return vanished(sink, &job.path);
         }
-        let stable = same(&a, &b) && data.len() as u64 == a.size;
+        let stable = held(job, &a, &b) && data.len() as u64 == a.size;
         let meta = meta_of(root, job, &a, policy)?;
         last = Some((data, meta, a, stable));
         if stable {
@@ -271,7 +280,7 @@ pub fn large(
         if job.verify && !base_chunks.is_empty() {
             let chunks = chunk_list(&f)?;
             let b = stat_of(&f.metadata()?);
-            if same(&a, &b) && chunks == base_chunks {
+            if held(job, &a, &b) && chunks == base_chunks {
                 let size = a.size;
                 if job.base.as_ref().is_some_and(|r| r.meta != meta)
                     && !sink.send(&Msg::Meta {
@@ -357,7 +366,7 @@ pub fn large(
             return Ok(Read1::Closed);
         }
         let b = stat_of(&f.metadata()?);
-        stable = same(&a, &b) && size == a.size;
+        stable = held(job, &a, &b) && size == a.size;
         if !stable && attempt + 1 < ATTEMPTS {
             if !sink.send(&Msg::Abort) {
                 return Ok(Read1::Closed);

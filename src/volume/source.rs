@@ -30,6 +30,8 @@ pub struct SourceOptions {
     pub compress: bool,
     /// Bytes per second of file data on the wire, at most.
     pub bandwidth: Option<u64>,
+    /// Read reflink clones of the files where the filesystem can.
+    pub image: bool,
 }
 
 /// What one iteration did, as `ferry volume source --json` prints it.
@@ -47,6 +49,8 @@ pub struct Report {
     pub files_resumed: u64,
     pub wire_bytes: u64,
     pub consistent: bool,
+    /// Files were read from reflink clones taken at the start (a point-in-time image).
+    pub image: bool,
     pub changed_while_read: Vec<String>,
     pub problems: Vec<String>,
     pub duration_ms: u64,
@@ -220,6 +224,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
         Ok::<_, std::io::Error>(wr)
     });
     let producer_root = root.clone();
+    let use_image = opts.image;
     tracing::debug!("connected and planned base at {:?}", started.elapsed());
     let walked = walking.await.context("the walk panicked")?;
     let produced = tokio::task::spawn_blocking(move || {
@@ -229,6 +234,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
             &base,
             trusted,
             &already,
+            use_image,
             tx,
             threads,
             xattrs,
@@ -278,6 +284,7 @@ fn produce(
     base: &Index,
     trusted: bool,
     already: &HashSet<Vec<u8>>,
+    use_image: bool,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
     threads: usize,
     xattrs: XattrPolicy,
@@ -290,8 +297,16 @@ fn produce(
         (trusted && r.ctime == f.ctime && r.ctime != (0, 0)).then(|| r.meta.xattrs.clone())
     };
     super::tree::fill_xattrs(root, &mut found, known, xattrs, threads);
-    let p = plan(&found, base, trusted, already);
+    let mut p = plan(&found, base, trusted, already);
     drop(found);
+    // Clone what will be read where the filesystem can, then read the clones.
+    let image = if use_image {
+        let mut jobs: Vec<&mut super::plan::Job> =
+            p.small.iter_mut().chain(p.large.iter_mut()).collect();
+        super::image::take(root, &mut jobs, xattrs, threads)?
+    } else {
+        None
+    };
     tracing::debug!(
         "planned at {:?}: {} small, {} large, {} late",
         t.elapsed(),
@@ -300,6 +315,7 @@ fn produce(
         p.late.len()
     );
     let mut report = Report {
+        image: image.is_some(),
         files_scanned: p.files,
         files_resumed: p.resumed,
         bytes_scanned: p.bytes,

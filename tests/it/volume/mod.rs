@@ -8,6 +8,7 @@
 
 mod escape;
 mod harness;
+mod image;
 mod resume;
 mod status;
 mod tree;

@@ -1,0 +1,150 @@
+//! The point-in-time image a source reads from where its filesystem can clone files (reflink,
+//! `FICLONE`: btrfs, xfs): every file the iteration will read is cloned first into
+//! `DIR/.ferry/image/`, which takes moments and no space, and then read at leisure while the
+//! application keeps writing. Each clone is taken between two stats of the live file that
+//! must agree, so the content matches the size, mtime and ctime recorded for it. Elsewhere
+//! the live files are read (with the same stat checks around each read).
+
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::plan::Job;
+use super::tree::{STATE_DIR, XattrPolicy, join, read_xattrs};
+
+const ATTEMPTS: usize = 3;
+
+/// The clones of one iteration; removed when dropped.
+pub struct Image {
+    dir: PathBuf,
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = super::snapshot::remove_tree(&self.dir);
+    }
+}
+
+enum Cloned {
+    Done,
+    /// The filesystem cannot clone.
+    Unsupported,
+    /// The file kept changing, or is gone: read it live.
+    Live,
+}
+
+fn clone_one(
+    root: &Path,
+    job: &mut Job,
+    to: &Path,
+    policy: XattrPolicy,
+) -> std::io::Result<Cloned> {
+    for _ in 0..ATTEMPTS {
+        let src = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(join(root, &job.path))
+        {
+            Ok(f) => f,
+            Err(_) => return Ok(Cloned::Live),
+        };
+        let a = src.metadata()?;
+        if !a.is_file() {
+            return Ok(Cloned::Live);
+        }
+        let dst = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(to)?;
+        match rustix::fs::ioctl_ficlone(&dst, &src) {
+            Ok(()) => {}
+            Err(
+                rustix::io::Errno::OPNOTSUPP
+                | rustix::io::Errno::XDEV
+                | rustix::io::Errno::INVAL
+                | rustix::io::Errno::NOTTY
+                | rustix::io::Errno::NOSYS,
+            ) => return Ok(Cloned::Unsupported),
+            Err(e) => return Err(e.into()),
+        }
+        let b = src.metadata()?;
+        let key = |m: &std::fs::Metadata| {
+            (
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+                m.ino(),
+            )
+        };
+        if key(&a) != key(&b) {
+            continue;
+        }
+        let f = &mut job.found;
+        if (f.ctime.0, f.ctime.1 as i64) != (b.ctime(), b.ctime_nsec()) {
+            f.meta.xattrs = read_xattrs(&join(root, &job.path), policy)?;
+        }
+        f.size = b.size();
+        f.ino = b.ino();
+        f.ctime = (b.ctime(), b.ctime_nsec() as u32);
+        f.meta.mode = b.mode() & 0o7777;
+        f.meta.uid = b.uid();
+        f.meta.gid = b.gid();
+        f.meta.mtime = b.mtime();
+        f.meta.mtime_ns = b.mtime_nsec() as u32;
+        job.image = Some(to.to_path_buf());
+        return Ok(Cloned::Done);
+    }
+    Ok(Cloned::Live)
+}
+
+/// Clones every job's file; `None` when the filesystem cannot (nothing is cloned then).
+pub fn take(
+    root: &Path,
+    jobs: &mut [&mut Job],
+    policy: XattrPolicy,
+    threads: usize,
+) -> anyhow::Result<Option<Image>> {
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    let dir = root.join(STATE_DIR).join("image");
+    super::snapshot::remove_tree(&dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let image = Image { dir: dir.clone() };
+    // One clone first: it tells whether the filesystem can.
+    let (first, rest) = jobs.split_at_mut(1);
+    match clone_one(root, first[0], &dir.join("0"), policy)
+        .with_context(|| format!("cannot clone into {}", dir.display()))?
+    {
+        Cloned::Unsupported => return Ok(None),
+        Cloned::Done | Cloned::Live => {}
+    }
+    let per = rest.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = rest
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(c, part)| {
+                let dir = &dir;
+                scope.spawn(move || -> anyhow::Result<()> {
+                    for (i, job) in part.iter_mut().enumerate() {
+                        let n = 1 + c * per + i;
+                        clone_one(root, job, &dir.join(n.to_string()), policy)
+                            .with_context(|| format!("cannot clone into {}", dir.display()))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a clone thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(Some(image))
+}
