@@ -20,7 +20,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use super::confine::{Confined, clear, kind_at};
 use super::index::{Chunk, Content, Hash, Index, Record, chunks_hash};
 use super::meta;
-use super::resume::Journal;
+use super::resume::{Entry, Journal};
 use super::snapshot::copy_file;
 use super::tree::{Meta, check_path, join, parent, shown};
 use super::wire::Msg;
@@ -46,6 +46,11 @@ struct Shared {
     /// directory when the staging tree's directories were freshly made.
     touched: Mutex<HashSet<Vec<u8>>>,
     all_dirs: bool,
+    /// The large file being written and its chunks so far (journaled as partial progress).
+    progress: Mutex<Option<(Vec<u8>, Vec<Chunk>)>>,
+    /// What an interrupted iteration had written of one large file (moved aside), with its
+    /// chunks: the base for `Copy { partial: true }`.
+    partial: Option<(Vec<u8>, PathBuf, Vec<Chunk>)>,
 }
 
 impl Shared {
@@ -136,6 +141,9 @@ pub struct Staged {
     pub journal: Journal,
     /// The staging directories already carry the last snapshot's metadata.
     pub dirs_ready: bool,
+    /// A large file an interrupted iteration had partly written (path, where it was moved,
+    /// its durable chunks).
+    pub partial: Option<(Vec<u8>, PathBuf, Vec<Chunk>)>,
 }
 
 pub fn run(
@@ -150,6 +158,7 @@ pub fn run(
         resumed,
         mut journal,
         dirs_ready,
+        partial,
     } = start;
     let staging = staging.as_path();
     let conf = Confined::open(staging)?;
@@ -175,6 +184,8 @@ pub fn run(
         deleted: AtomicU64::new(0),
         touched: Mutex::new(HashSet::new()),
         all_dirs: !dirs_ready,
+        progress: Mutex::new(None),
+        partial,
     });
     let (small_tx, small_rx) = std::sync::mpsc::sync_channel::<Vec<Msg>>(8);
     let small_rx = Arc::new(Mutex::new(small_rx));
@@ -237,9 +248,19 @@ pub fn run(
                             break;
                         }
                     }
-                    let batch = std::mem::take(
+                    let done = std::mem::take(
                         &mut *shared.completed.lock().unwrap_or_else(|e| e.into_inner()),
                     );
+                    let progress = shared
+                        .progress
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    let mut batch: Vec<Entry> =
+                        done.into_iter().map(|(p, r)| Entry::Done(p, r)).collect();
+                    if let Some((p, c)) = progress.filter(|(_, c)| !c.is_empty()) {
+                        batch.push(Entry::Partial(p, c));
+                    }
                     if batch.is_empty() {
                         continue;
                     }
@@ -463,10 +484,45 @@ struct Large {
     pos: u64,
     chunks: Vec<Chunk>,
     /// The last snapshot's version and its chunks by offset.
-    base: Option<(File, BTreeMap<u64, usize>, Vec<Chunk>)>,
+    base: Option<Base>,
+    /// What an interrupted iteration had written of this file.
+    partial: Option<Base>,
 }
 
+type Base = (File, BTreeMap<u64, usize>, Vec<Chunk>);
+
+fn base_of(file: File, chunks: &[Chunk]) -> Base {
+    let mut by_offset = BTreeMap::new();
+    let mut off = 0u64;
+    for (i, c) in chunks.iter().enumerate() {
+        by_offset.insert(off, i);
+        off += c.len as u64;
+    }
+    (file, by_offset, chunks.to_vec())
+}
+
+/// Applies one message of a chunked file and publishes how far the file has got.
 fn write_large(
+    shared: &Shared,
+    conf: &mut Confined,
+    cur: &mut Option<Large>,
+    msg: Msg,
+) -> anyhow::Result<()> {
+    let before = cur.as_ref().map_or(0, |l| l.chunks.len());
+    let ending = matches!(msg, Msg::End { .. } | Msg::Abort);
+    write_large_part(shared, conf, cur, msg)?;
+    let mut progress = shared.progress.lock().unwrap_or_else(|e| e.into_inner());
+    if ending {
+        *progress = None;
+    } else if let (Some(l), Some((_, c))) = (cur.as_ref(), progress.as_mut())
+        && l.chunks.len() > before
+    {
+        c.extend_from_slice(&l.chunks[before..]);
+    }
+    Ok(())
+}
+
+fn write_large_part(
     shared: &Shared,
     conf: &mut Confined,
     cur: &mut Option<Large>,
@@ -486,17 +542,16 @@ fn write_large(
                         ..
                     }),
                 ) if !chunks.is_empty() => {
-                    let f = File::open(join(prev_dir, &path))?;
-                    let mut by_offset = BTreeMap::new();
-                    let mut off = 0u64;
-                    for (i, c) in chunks.iter().enumerate() {
-                        by_offset.insert(off, i);
-                        off += c.len as u64;
-                    }
-                    Some((f, by_offset, chunks.clone()))
+                    Some(base_of(File::open(join(prev_dir, &path))?, chunks))
                 }
                 _ => None,
             };
+            let partial = match &shared.partial {
+                Some((p, aside, chunks)) if *p == path => Some(base_of(File::open(aside)?, chunks)),
+                _ => None,
+            };
+            *shared.progress.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((path.clone(), Vec::new()));
             *cur = Some(Large {
                 path,
                 meta,
@@ -504,11 +559,17 @@ fn write_large(
                 pos: 0,
                 chunks: Vec::new(),
                 base,
+                partial,
             });
         }
-        Msg::Copy { offset, len } => {
+        Msg::Copy {
+            offset,
+            len,
+            partial,
+        } => {
             let l = cur.as_mut().context("a copy outside a file")?;
-            let Some((base, by_offset, chunks)) = &l.base else {
+            let from = if partial { &l.partial } else { &l.base };
+            let Some((base, by_offset, chunks)) = from else {
                 bail!(
                     "{}: a copy from a version the destination does not have",
                     shown(&l.path)

@@ -251,9 +251,19 @@ async fn iteration(
                 Some(id) => Index::load(&l.index(id))?,
                 None => Index::default(),
             };
-            let (_, records) = Journal::read(&l.journal()).unwrap_or_default();
+            let (_, entries) = Journal::read(&l.journal()).unwrap_or_default();
+            let (records, partial) = resume::summarise(entries);
+            // The large file that was being written goes aside before the tree is put back.
+            let _ = std::fs::remove_file(l.partial());
+            let partial = partial.filter(|(path, chunks)| {
+                let have: u64 = chunks.iter().map(|c| c.len as u64).sum();
+                let f = super::tree::join(&l.staging(), path);
+                std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_file() && m.len() >= have)
+                    && std::fs::rename(&f, l.partial()).is_ok()
+            });
             let prev_dir = id.as_ref().map(|id| l.snapshot(id));
-            resume::reconcile(&l.staging(), prev_dir.as_deref(), &prev, records)
+            let kept = resume::reconcile(&l.staging(), prev_dir.as_deref(), &prev, records)?;
+            Ok::<_, anyhow::Error>((kept, partial))
         })
         .await?;
         match r {
@@ -276,15 +286,31 @@ async fn iteration(
         },
     )
     .await?;
-    if let Some(kept) = &resumed {
+    if let Some((kept, partial)) = &resumed {
         tracing::info!(
-            "resuming an interrupted iteration: {} files already here",
-            kept.len()
+            "resuming an interrupted iteration: {} files already here{}",
+            kept.len(),
+            if partial.is_some() {
+                ", one in part"
+            } else {
+                ""
+            }
         );
+        if let Some((path, chunks)) = partial {
+            wire::send(
+                tls,
+                &Msg::Partial {
+                    path: path.clone(),
+                    chunks: chunks.clone(),
+                },
+            )
+            .await?;
+        }
         send_index(tls, kept.iter().map(|(p, r)| (p.clone(), r.clone()))).await?;
     }
     let resumable = resumed.is_some();
-    let resumed = resumed.unwrap_or_default();
+    let (resumed, partial) = resumed.unwrap_or_default();
+    let partial = partial.map(|(p, c)| (p, layout.partial(), c));
     // The previous snapshot's index and the hardlink farm, built while the source walks.
     let l = layout.clone();
     let id_for_farm = latest_id.clone();
@@ -335,6 +361,7 @@ async fn iteration(
             resumed,
             journal,
             dirs_ready,
+            partial,
         };
         apply::run(&mut rx, start, threads)
     });

@@ -1,9 +1,9 @@
 //! The point-in-time image a source reads from where its filesystem can clone files (reflink,
 //! `FICLONE`: btrfs, xfs): every file the iteration will read is cloned first into
 //! `DIR/.ferry/image/`, which takes moments and no space, and then read at leisure while the
-//! application keeps writing. Each clone is taken between two stats of the live file that
-//! must agree, so the content matches the size, mtime and ctime recorded for it. Elsewhere
-//! the live files are read (with the same stat checks around each read).
+//! application keeps writing. Each clone is one instant of its file; it is taken between two
+//! stats of the live file, retried while they disagree, so the size, mtime and ctime recorded
+//! describe it. Elsewhere the live files are read (with stat checks around each read).
 
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use anyhow::Context;
 use super::plan::Job;
 use super::tree::{STATE_DIR, XattrPolicy, join, read_xattrs};
 
-const ATTEMPTS: usize = 3;
+const ATTEMPTS: usize = 5;
 
 /// The clones of one iteration; removed when dropped.
 pub struct Image {
@@ -40,7 +40,7 @@ fn clone_one(
     to: &Path,
     policy: XattrPolicy,
 ) -> std::io::Result<Cloned> {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let src = match std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
@@ -80,21 +80,25 @@ fn clone_one(
                 m.ino(),
             )
         };
-        if key(&a) != key(&b) {
+        if key(&a) != key(&b) && attempt + 1 < ATTEMPTS {
             continue;
         }
+        // The clone is one instant of the file (FICLONE locks it). When it was written to
+        // around every attempt, the stat from before the clone is kept: it is older than the
+        // content, never newer, so the next iteration sends the file again rather than
+        // believing a stat that describes content this clone may not have.
         let f = &mut job.found;
-        if (f.ctime.0, f.ctime.1 as i64) != (b.ctime(), b.ctime_nsec()) {
+        if (f.ctime.0, f.ctime.1 as i64) != (a.ctime(), a.ctime_nsec()) {
             f.meta.xattrs = read_xattrs(&join(root, &job.path), policy)?;
         }
-        f.size = b.size();
-        f.ino = b.ino();
-        f.ctime = (b.ctime(), b.ctime_nsec() as u32);
-        f.meta.mode = b.mode() & 0o7777;
-        f.meta.uid = b.uid();
-        f.meta.gid = b.gid();
-        f.meta.mtime = b.mtime();
-        f.meta.mtime_ns = b.mtime_nsec() as u32;
+        f.size = a.size();
+        f.ino = a.ino();
+        f.ctime = (a.ctime(), a.ctime_nsec() as u32);
+        f.meta.mode = a.mode() & 0o7777;
+        f.meta.uid = a.uid();
+        f.meta.gid = a.gid();
+        f.meta.mtime = a.mtime();
+        f.meta.mtime_ns = a.mtime_nsec() as u32;
         job.image = Some(to.to_path_buf());
         return Ok(Cloned::Done);
     }

@@ -19,6 +19,8 @@ pub struct Job {
     pub verify: bool,
     /// A clone of the file taken for this iteration (see `image`), read instead of the file.
     pub image: Option<std::path::PathBuf>,
+    /// The chunks an interrupted iteration had already delivered of this file.
+    pub partial: Option<Vec<super::index::Chunk>>,
 }
 
 #[derive(Debug, Default)]
@@ -158,6 +160,7 @@ fn file(
         base: base.cloned(),
         verify,
         image: None,
+        partial: None,
     };
     let push = |p: &mut Plan, j: Job| {
         if f.size >= super::index::CHUNKED_FROM {

@@ -60,8 +60,8 @@ fn stat_of(md: &std::fs::Metadata) -> Stat {
     }
 }
 
-/// The content read is the one the stat describes: a clone never changes; a live file must
-/// not have moved while it was read.
+/// The content read is one instant of the file: a clone never changes; a live file must not
+/// have moved while it was read.
 fn held(job: &Job, a: &Stat, b: &Stat) -> bool {
     job.image.is_some() || same(a, b)
 }
@@ -167,7 +167,7 @@ pub fn small(
         if !b.regular {
             return vanished(sink, &job.path);
         }
-        let stable = held(job, &a, &b) && data.len() as u64 == a.size;
+        let stable = job.image.is_some() || (same(&a, &b) && data.len() as u64 == a.size);
         let meta = meta_of(root, job, &a, policy)?;
         last = Some((data, meta, a, stable));
         if stable {
@@ -265,11 +265,18 @@ pub fn large(
         }) => chunks,
         _ => &[],
     };
-    let mut at: HashMap<Hash, u64> = HashMap::with_capacity(base_chunks.len());
-    let mut off = 0u64;
-    for c in base_chunks {
-        at.entry(c.hash).or_insert(off);
-        off += c.len as u64;
+    // Where each chunk the destination already has can be copied from: what an interrupted
+    // iteration delivered of this file first, then the last snapshot's version.
+    let mut at: HashMap<Hash, (u64, bool)> = HashMap::with_capacity(base_chunks.len());
+    for (chunks, partial) in [
+        (job.partial.as_deref().unwrap_or(&[]), true),
+        (base_chunks, false),
+    ] {
+        let mut off = 0u64;
+        for c in chunks {
+            at.entry(c.hash).or_insert((off, partial));
+            off += c.len as u64;
+        }
     }
     let mut stable = false;
     for attempt in 0..ATTEMPTS {
@@ -315,10 +322,14 @@ pub fn large(
         }
         let mut chunks = Vec::new();
         let (mut sent, mut reused, mut size) = (0u64, 0u64, 0u64);
-        let mut pending: Option<(u64, u64)> = None;
-        let flush = |pending: &mut Option<(u64, u64)>, sink: &mut dyn Sink| -> bool {
+        let mut pending: Option<(u64, u64, bool)> = None;
+        let flush = |pending: &mut Option<(u64, u64, bool)>, sink: &mut dyn Sink| -> bool {
             match pending.take() {
-                Some((offset, len)) => sink.send(&Msg::Copy { offset, len }),
+                Some((offset, len, partial)) => sink.send(&Msg::Copy {
+                    offset,
+                    len,
+                    partial,
+                }),
                 None => true,
             }
         };
@@ -337,16 +348,16 @@ pub fn large(
                     && sink.send(&Msg::Zero {
                         len: c.length as u32,
                     })
-            } else if let Some(&offset) = at.get(&hash) {
+            } else if let Some(&(offset, partial)) = at.get(&hash) {
                 reused += len;
                 match &mut pending {
-                    Some((o, l)) if *o + *l == offset => {
+                    Some((o, l, p)) if *p == partial && *o + *l == offset => {
                         *l += len;
                         true
                     }
                     _ => {
                         let ok = flush(&mut pending, sink);
-                        pending = Some((offset, len));
+                        pending = Some((offset, len, partial));
                         ok
                     }
                 }
@@ -366,7 +377,7 @@ pub fn large(
             return Ok(Read1::Closed);
         }
         let b = stat_of(&f.metadata()?);
-        stable = held(job, &a, &b) && size == a.size;
+        stable = job.image.is_some() || (same(&a, &b) && size == a.size);
         if !stable && attempt + 1 < ATTEMPTS {
             if !sink.send(&Msg::Abort) {
                 return Ok(Read1::Closed);

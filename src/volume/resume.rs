@@ -13,11 +13,43 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::index::{Content, Index, Record};
+use super::index::{Chunk, Content, Index, Record};
 use super::snapshot::remove_tree;
 use super::tree::join;
 
 pub type Records = Vec<(Vec<u8>, Record)>;
+
+/// A large file's path and the chunks of it that are durable.
+pub type PartialFile = (Vec<u8>, Vec<Chunk>);
+
+/// One journal record: a finished file, or how far a large file had got.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum Entry {
+    Done(Vec<u8>, Record),
+    Partial(Vec<u8>, Vec<Chunk>),
+}
+
+/// What a journal says: the finished files, and the large file that was being written with
+/// its durable chunks (unless it finished after).
+pub fn summarise(entries: Vec<Entry>) -> (Records, Option<PartialFile>) {
+    let mut done = Vec::new();
+    let mut partial = None;
+    for e in entries {
+        match e {
+            Entry::Done(p, r) => {
+                if partial
+                    .as_ref()
+                    .is_some_and(|(pp, _): &(Vec<u8>, Vec<Chunk>)| *pp == p)
+                {
+                    partial = None;
+                }
+                done.push((p, r));
+            }
+            Entry::Partial(p, c) => partial = Some((p, c)),
+        }
+    }
+    (done, partial)
+}
 
 /// The journal of the iteration being applied.
 pub struct Journal {
@@ -48,8 +80,8 @@ impl Journal {
         Ok(Journal { file })
     }
 
-    /// Appends records of files already made durable, then syncs the journal.
-    pub fn append(&mut self, records: &[(Vec<u8>, Record)]) -> anyhow::Result<()> {
+    /// Appends records of what is already durable, then syncs the journal.
+    pub fn append(&mut self, records: &[Entry]) -> anyhow::Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -65,7 +97,7 @@ impl Journal {
     }
 
     /// Reads a journal: the base snapshot and the records (a torn last record is ignored).
-    pub fn read(path: &Path) -> Option<(Option<String>, Records)> {
+    pub fn read(path: &Path) -> Option<(Option<String>, Vec<Entry>)> {
         let mut data = Vec::new();
         File::open(path).ok()?.read_to_end(&mut data).ok()?;
         let mut frames = Vec::new();
@@ -82,7 +114,7 @@ impl Journal {
         let base: Option<String> = postcard::from_bytes(header).ok()?;
         let mut records = Vec::new();
         for f in rest {
-            match postcard::from_bytes::<(Vec<u8>, Record)>(f) {
+            match postcard::from_bytes::<Entry>(f) {
                 Ok(r) => records.push(r),
                 Err(_) => break,
             }

@@ -45,6 +45,10 @@ impl Layout {
     pub fn journal(&self) -> PathBuf {
         self.state().join("staging.journal")
     }
+    /// What an interrupted iteration had written of a large file, kept aside for a resume.
+    pub fn partial(&self) -> PathBuf {
+        self.state().join("partial")
+    }
     /// The next iteration's staging tree, prepared after a publish.
     pub fn next(&self) -> PathBuf {
         self.state().join("next")
@@ -113,6 +117,7 @@ impl Layout {
         if !resumable {
             remove_tree(&self.staging())?;
             let _ = std::fs::remove_file(self.journal());
+            let _ = std::fs::remove_file(self.partial());
         }
         if let Ok(rd) = std::fs::read_dir(self.index_dir()) {
             for ent in rd.flatten() {
@@ -145,6 +150,7 @@ impl Layout {
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o555))?;
         durable::sync_dir(&self.snapshots())?;
         let _ = std::fs::remove_file(self.journal());
+        let _ = std::fs::remove_file(self.partial());
         Ok(())
     }
 

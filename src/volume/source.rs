@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::index::{Index, Record};
+use super::index::{Chunk, Index, Record};
 use super::plan::plan;
 use super::read::{self, Read1, Sink};
 use super::tls::{self, Secret};
@@ -56,14 +56,19 @@ pub struct Report {
     pub duration_ms: u64,
 }
 
+/// A large file an interrupted iteration had partly delivered, and its chunks.
+type PartialFile = Option<(Vec<u8>, Vec<Chunk>)>;
+
 async fn read_index<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
-) -> anyhow::Result<Vec<(Vec<u8>, Record)>> {
+) -> anyhow::Result<(Vec<(Vec<u8>, Record)>, PartialFile)> {
     let mut out = Vec::new();
+    let mut partial = None;
     loop {
         match wire::expect(stream).await? {
             Msg::Index(batch) => out.extend(batch),
-            Msg::IndexEnd => return Ok(out),
+            Msg::Partial { path, chunks } => partial = Some((path, chunks)),
+            Msg::IndexEnd => return Ok((out, partial)),
             Msg::Failed { error } => bail!("the destination failed: {error}"),
             other => bail!("the destination sent {other:?} inside an index"),
         }
@@ -184,17 +189,17 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
         Msg::Failed { error } => bail!("the destination at {addr} refused: {error}"),
         other => bail!("the destination sent {other:?} instead of Ready"),
     };
-    let resumed = if resuming {
+    let (resumed, partial) = if resuming {
         read_index(&mut stream).await?
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     let (mut base, trusted) = match &latest {
         None => (Index::default(), true),
         Some(id) if manifest.snapshot.as_deref() == Some(id) => (manifest, true),
         Some(_) => {
             wire::send(&mut stream, &Msg::WantIndex).await?;
-            let entries = read_index(&mut stream).await?;
+            let (entries, _) = read_index(&mut stream).await?;
             let idx = Index {
                 snapshot: latest.clone(),
                 entries: entries.into_iter().collect(),
@@ -234,6 +239,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
             &base,
             trusted,
             &already,
+            partial,
             use_image,
             tx,
             threads,
@@ -284,6 +290,7 @@ fn produce(
     base: &Index,
     trusted: bool,
     already: &HashSet<Vec<u8>>,
+    partial: PartialFile,
     use_image: bool,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
     threads: usize,
@@ -299,6 +306,11 @@ fn produce(
     super::tree::fill_xattrs(root, &mut found, known, xattrs, threads);
     let mut p = plan(&found, base, trusted, already);
     drop(found);
+    if let Some((path, chunks)) = partial
+        && let Some(job) = p.large.iter_mut().find(|j| j.path == path)
+    {
+        job.partial = Some(chunks);
+    }
     // Clone what will be read where the filesystem can, then read the clones.
     let image = if use_image {
         let mut jobs: Vec<&mut super::plan::Job> =

@@ -86,10 +86,17 @@ pub enum Msg {
         path: Vec<u8>,
         meta: Meta,
     },
-    /// A range of the last snapshot's version of the file being written, on chunk bounds.
+    /// A range of the last snapshot's version of the file being written (or, with
+    /// `partial`, of what an interrupted iteration had written of it), on chunk bounds.
     Copy {
         offset: u64,
         len: u64,
+        partial: bool,
+    },
+    /// Inside a resumed iteration's index: the chunks of a large file that had partly arrived.
+    Partial {
+        path: Vec<u8>,
+        chunks: Vec<super::index::Chunk>,
     },
     Data {
         data: Payload,

@@ -166,3 +166,35 @@ fn cut_connection_resumes_without_resending() {
     // About 70 MiB of the 100 MiB pass (3.5 s at 20 MB/s: past the first journal flush).
     interrupted_then_resumed(Cut::Connection(70 << 20));
 }
+
+/// A large file cut off halfway resumes from the chunks that had arrived.
+#[test]
+fn a_large_file_resumes_where_it_was_cut() {
+    const BIG: u64 = 120 << 20;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("big.bin"), BIG as usize, 5);
+    let dst = Destination::start(t, "dst");
+    let mut cmd = source_cmd(&src, &dst.secret);
+    cmd.args(["--bandwidth-limit", "20M", "--no-compress"]);
+    let mut source = Proc::spawn(cmd, anon(), anon());
+    let journal = dst.dir.join(".ferry/staging.journal");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Partial progress records carry the chunk list: a few KiB once ~40 MiB are durable.
+    while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) < 8000 {
+        assert!(source.running(), "the source finished before it could be interrupted");
+        assert!(Instant::now() < deadline, "no progress was journaled within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    source.kill9();
+    let r = sync_ok(&src, &dst);
+    assert!(
+        num(&r, "bytes_reused") >= 16 << 20,
+        "what had arrived of big.bin was not reused: {r}"
+    );
+    assert!(num(&r, "bytes_sent") + num(&r, "bytes_reused") == BIG, "{r}");
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
