@@ -183,8 +183,14 @@ fn a_large_file_resumes_where_it_was_cut() {
     let deadline = Instant::now() + Duration::from_secs(60);
     // Partial progress records carry the chunk list: a few KiB once ~40 MiB are durable.
     while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) < 8000 {
-        assert!(source.running(), "the source finished before it could be interrupted");
-        assert!(Instant::now() < deadline, "no progress was journaled within 60 s");
+        assert!(
+            source.running(),
+            "the source finished before it could be interrupted"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no progress was journaled within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     source.kill9();
@@ -193,7 +199,10 @@ fn a_large_file_resumes_where_it_was_cut() {
         num(&r, "bytes_reused") >= 16 << 20,
         "what had arrived of big.bin was not reused: {r}"
     );
-    assert!(num(&r, "bytes_sent") + num(&r, "bytes_reused") == BIG, "{r}");
+    assert!(
+        num(&r, "bytes_sent") + num(&r, "bytes_reused") == BIG,
+        "{r}"
+    );
     let p = t.join("promoted");
     promote(&dst.dir, None, &p);
     assert_same_tree(&src, &p);
