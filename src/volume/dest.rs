@@ -152,41 +152,6 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
     }
 }
 
-/// Sends records as `Index` batches of about 1 MiB, then `IndexEnd`.
-async fn send_index<W: tokio::io::AsyncWrite + Unpin>(
-    w: &mut W,
-    records: impl Iterator<Item = (Vec<u8>, super::index::Record)>,
-) -> anyhow::Result<()> {
-    let mut part = Vec::new();
-    let mut size = 0usize;
-    for (path, mut rec) in records {
-        rec.ino = 0;
-        size += 96 + path.len() + chunk_bytes(&rec);
-        part.push((path, rec));
-        if size >= 1 << 20 {
-            size = 0;
-            wire::send(w, &Msg::Index(std::mem::take(&mut part))).await?;
-        }
-    }
-    wire::send(w, &Msg::Index(part)).await?;
-    wire::send(w, &Msg::IndexEnd).await
-}
-
-/// About what a record's chunk list and attributes take on the wire.
-fn chunk_bytes(rec: &super::index::Record) -> usize {
-    let chunks = match &rec.content {
-        super::index::Content::File { chunks, .. } => chunks.len() * 40,
-        _ => 0,
-    };
-    chunks
-        + rec
-            .meta
-            .xattrs
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
-}
-
 type Tls = tokio_rustls::server::TlsStream<Counted<tokio::net::TcpStream>>;
 
 /// What a published iteration did.
@@ -296,17 +261,12 @@ async fn iteration(
                 ""
             }
         );
-        if let Some((path, chunks)) = partial {
-            wire::send(
-                tls,
-                &Msg::Partial {
-                    path: path.clone(),
-                    chunks: chunks.clone(),
-                },
-            )
-            .await?;
-        }
-        send_index(tls, kept.iter().map(|(p, r)| (p.clone(), r.clone()))).await?;
+        wire::send_records(
+            tls,
+            kept.iter().map(|(p, r)| (p.clone(), r.clone())),
+            partial.clone(),
+        )
+        .await?;
     }
     let resumable = resumed.is_some();
     let (resumed, partial) = resumed.unwrap_or_default();
@@ -382,7 +342,7 @@ async fn iteration(
             Msg::WantIndex => {
                 let id = latest_id.clone().context("there is no snapshot to index")?;
                 let idx = Index::load(&layout.index(&id))?;
-                send_index(tls, idx.entries.into_iter()).await?;
+                wire::send_records(tls, idx.entries.into_iter(), None).await?;
             }
             Msg::Commit { .. } => {
                 batch.push(msg);

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::index::{Chunk, Index, Record};
+use super::index::{Index, Record};
 use super::plan::plan;
 use super::read::{self, Read1, Sink};
 use super::tls::{self, Secret};
@@ -54,25 +54,6 @@ pub struct Report {
     pub changed_while_read: Vec<String>,
     pub problems: Vec<String>,
     pub duration_ms: u64,
-}
-
-/// A large file an interrupted iteration had partly delivered, and its chunks.
-type PartialFile = Option<(Vec<u8>, Vec<Chunk>)>;
-
-async fn read_index<S: tokio::io::AsyncRead + Unpin>(
-    stream: &mut S,
-) -> anyhow::Result<(Vec<(Vec<u8>, Record)>, PartialFile)> {
-    let mut out = Vec::new();
-    let mut partial = None;
-    loop {
-        match wire::expect(stream).await? {
-            Msg::Index(batch) => out.extend(batch),
-            Msg::Partial { path, chunks } => partial = Some((path, chunks)),
-            Msg::IndexEnd => return Ok((out, partial)),
-            Msg::Failed { error } => bail!("the destination failed: {error}"),
-            other => bail!("the destination sent {other:?} inside an index"),
-        }
-    }
 }
 
 fn manifest_path(dir: &Path, secret: &Secret) -> PathBuf {
@@ -190,7 +171,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
         other => bail!("the destination sent {other:?} instead of Ready"),
     };
     let (resumed, partial) = if resuming {
-        read_index(&mut stream).await?
+        wire::read_records(&mut stream).await?
     } else {
         (Vec::new(), None)
     };
@@ -199,7 +180,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
         Some(id) if manifest.snapshot.as_deref() == Some(id) => (manifest, true),
         Some(_) => {
             wire::send(&mut stream, &Msg::WantIndex).await?;
-            let (entries, _) = read_index(&mut stream).await?;
+            let (entries, _) = wire::read_records(&mut stream).await?;
             let idx = Index {
                 snapshot: latest.clone(),
                 entries: entries.into_iter().collect(),
@@ -290,7 +271,7 @@ fn produce(
     base: &Index,
     trusted: bool,
     already: &HashSet<Vec<u8>>,
-    partial: PartialFile,
+    partial: wire::PartialFile,
     use_image: bool,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,
     threads: usize,

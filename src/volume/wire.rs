@@ -93,10 +93,18 @@ pub enum Msg {
         len: u64,
         partial: bool,
     },
-    /// Inside a resumed iteration's index: the chunks of a large file that had partly arrived.
+    /// Inside a resumed iteration's index: a large file that had partly arrived (its chunks
+    /// follow as `Chunks { partial: true }`).
     Partial {
         path: Vec<u8>,
         chunks: Vec<super::index::Chunk>,
+    },
+    /// More chunks of the record just sent (or of the partial file): a chunk list too long
+    /// for one frame travels in pieces.
+    Chunks {
+        path: Vec<u8>,
+        chunks: Vec<super::index::Chunk>,
+        partial: bool,
     },
     Data {
         data: Payload,
@@ -165,6 +173,120 @@ pub async fn expect<R: AsyncRead + Unpin>(r: &mut R) -> anyhow::Result<Msg> {
     recv(r)
         .await?
         .context("the peer closed the connection mid-iteration")
+}
+
+/// Chunks per frame when a chunk list travels in pieces (about 1.8 MB).
+const CHUNKS_PER_FRAME: usize = 50_000;
+
+fn record_bytes(path: &[u8], rec: &Record) -> usize {
+    let chunks = match &rec.content {
+        super::index::Content::File { chunks, .. } => chunks.len() * 40,
+        _ => 0,
+    };
+    96 + path.len()
+        + chunks
+        + rec
+            .meta
+            .xattrs
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
+/// Sends records as `Index` batches of about 1 MiB (long chunk lists in `Chunks` pieces),
+/// an optional partial file first, then `IndexEnd`.
+pub async fn send_records<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    records: impl Iterator<Item = (Vec<u8>, Record)>,
+    partial: Option<(Vec<u8>, Vec<super::index::Chunk>)>,
+) -> anyhow::Result<()> {
+    if let Some((path, chunks)) = partial {
+        let head = Msg::Partial {
+            path: path.clone(),
+            chunks: Vec::new(),
+        };
+        send(w, &head).await?;
+        for piece in chunks.chunks(CHUNKS_PER_FRAME) {
+            let more = Msg::Chunks {
+                path: path.clone(),
+                chunks: piece.to_vec(),
+                partial: true,
+            };
+            send(w, &more).await?;
+        }
+    }
+    let mut batch = Vec::new();
+    let mut size = 0usize;
+    for (path, mut rec) in records {
+        rec.ino = 0;
+        let long = match &mut rec.content {
+            super::index::Content::File { chunks, .. } if chunks.len() > CHUNKS_PER_FRAME => {
+                std::mem::take(chunks)
+            }
+            _ => Vec::new(),
+        };
+        if !long.is_empty() {
+            send(w, &Msg::Index(std::mem::take(&mut batch))).await?;
+            size = 0;
+            send(w, &Msg::Index(vec![(path.clone(), rec)])).await?;
+            for piece in long.chunks(CHUNKS_PER_FRAME) {
+                let more = Msg::Chunks {
+                    path: path.clone(),
+                    chunks: piece.to_vec(),
+                    partial: false,
+                };
+                send(w, &more).await?;
+            }
+            continue;
+        }
+        size += record_bytes(&path, &rec);
+        batch.push((path, rec));
+        if size >= 1 << 20 {
+            size = 0;
+            send(w, &Msg::Index(std::mem::take(&mut batch))).await?;
+        }
+    }
+    send(w, &Msg::Index(batch)).await?;
+    send(w, &Msg::IndexEnd).await
+}
+
+/// A large file an interrupted iteration had partly delivered, and its chunks.
+pub type PartialFile = Option<(Vec<u8>, Vec<super::index::Chunk>)>;
+
+/// Reads what [`send_records`] sends.
+pub async fn read_records<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> anyhow::Result<(Vec<(Vec<u8>, Record)>, PartialFile)> {
+    let mut out: Vec<(Vec<u8>, Record)> = Vec::new();
+    let mut partial: PartialFile = None;
+    loop {
+        match expect(r).await? {
+            Msg::Index(batch) => out.extend(batch),
+            Msg::Partial { path, chunks } => partial = Some((path, chunks)),
+            Msg::Chunks {
+                path,
+                chunks,
+                partial: true,
+            } => match &mut partial {
+                Some((p, c)) if *p == path => c.extend(chunks),
+                _ => bail!("the peer sent chunks of a partial file it did not name"),
+            },
+            Msg::Chunks {
+                path,
+                chunks,
+                partial: false,
+            } => match out.last_mut() {
+                Some((p, rec)) if *p == path => match &mut rec.content {
+                    super::index::Content::File { chunks: c, .. } => c.extend(chunks),
+                    _ => bail!("the peer sent chunks of a record that is not a file"),
+                },
+                _ => bail!("the peer sent chunks of a record it did not send last"),
+            },
+            Msg::IndexEnd => return Ok((out, partial)),
+            Msg::Failed { error } => bail!("the destination failed: {error}"),
+            other => bail!("the peer sent {other:?} inside an index"),
+        }
+    }
 }
 
 /// zstd level 1 while data compresses; after a run of incompressible blocks, skips
@@ -313,6 +435,48 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::volume::index::{Chunk, Content};
+    use crate::volume::tree::Meta;
+
+    #[tokio::test]
+    async fn chunk_lists_longer_than_a_frame_travel_in_pieces() {
+        let chunk = |i: u32| Chunk {
+            len: 65536,
+            hash: [(i % 251) as u8; 32],
+        };
+        let big: Vec<Chunk> = (0..130_000).map(chunk).collect();
+        let rec = |chunks: Vec<Chunk>| Record {
+            content: Content::File {
+                size: chunks.len() as u64 * 65536,
+                hash: [1; 32],
+                chunks,
+            },
+            meta: Meta {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                mtime_ns: 0,
+                xattrs: Vec::new(),
+            },
+            ino: 0,
+            ctime: (0, 0),
+        };
+        let records = vec![
+            (b"a".to_vec(), rec(vec![chunk(1)])),
+            (b"huge.img".to_vec(), rec(big.clone())),
+            (b"z".to_vec(), rec(Vec::new())),
+        ];
+        let partial = Some((b"half.img".to_vec(), big[..120_000].to_vec()));
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let sent = records.clone();
+        let p2 = partial.clone();
+        let writer = tokio::spawn(async move { send_records(&mut a, sent.into_iter(), p2).await });
+        let (got, got_partial) = read_records(&mut b).await.expect("read");
+        writer.await.expect("join").expect("send");
+        assert_eq!(got, records);
+        assert_eq!(got_partial, partial);
+    }
 
     #[test]
     fn frames_and_payloads_round_trip() {
