@@ -46,10 +46,6 @@ impl Confined {
         }
     }
 
-    pub fn root(&self) -> &OwnedFd {
-        &self.root
-    }
-
     /// Marks every cached directory handle stale.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);

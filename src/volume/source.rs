@@ -345,7 +345,7 @@ fn produce(
     if !sink.flush() {
         return Err(closed());
     }
-    let outcome = std::sync::Mutex::new((Vec::new(), Vec::new(), Report::default()));
+    let outcome = std::sync::Mutex::new((Vec::new(), Report::default()));
     let next = AtomicUsize::new(0);
     let read_one = |job: &super::plan::Job,
                     large: bool,
@@ -365,23 +365,21 @@ fn produce(
                 stable,
             }) => {
                 if sent > 0 || matches!(rec.content, super::index::Content::File { size: 0, .. }) {
-                    o.2.files_sent += 1;
+                    o.1.files_sent += 1;
                 }
-                o.2.bytes_sent += sent;
-                o.2.bytes_reused += reused;
+                o.1.bytes_sent += sent;
+                o.1.bytes_reused += reused;
                 if !stable {
-                    o.2.changed_while_read.push(shown(&job.path));
+                    o.1.changed_while_read.push(shown(&job.path));
                 }
                 o.0.push((job.path.clone(), rec));
                 true
             }
-            Ok(Read1::Vanished) => {
-                o.1.push(job.path.clone());
-                true
-            }
+            // The deletion was sent; the file has no record in the new manifest.
+            Ok(Read1::Vanished) => true,
             Ok(Read1::Closed) => false,
             Err(e) => {
-                o.2.problems
+                o.1.problems
                     .push(format!("{}: cannot read: {e}", shown(&job.path)));
                 true
             }
@@ -413,7 +411,7 @@ fn produce(
             });
         }
     });
-    let (mut records, _gone, o) = outcome.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (mut records, o) = outcome.into_inner().unwrap_or_else(|e| e.into_inner());
     report.files_sent = o.files_sent;
     report.bytes_sent = o.bytes_sent;
     report.bytes_reused = o.bytes_reused;
