@@ -317,8 +317,15 @@ pub struct Facts {
 /// An opened object body: read whole when small, else an open file to stream from.
 pub enum Opened {
     Small(Bytes),
-    File(tokio::fs::File),
+    File(std::fs::File),
 }
+
+/// Ranges up to this long are read in one blocking call into one buffer of their exact size
+/// when the stream is first polled, so nothing is held until the consumer is ready and a
+/// consumer that gathers the body (a 1 MiB copy does) gets it as one chunk: no chunks to
+/// join, and none of the 256 KiB read buffers that made a 64-worker migration of 1 MiB
+/// files peak ~20 MiB higher (bench/migrate).
+const WHOLE_READ: u64 = 1 << 20;
 
 /// Opens a file, stats it, and reads it whole when it is small. Blocking.
 pub fn open(path: &Path) -> std::io::Result<(Opened, Facts)> {
@@ -336,7 +343,7 @@ pub fn open(path: &Path) -> std::io::Result<(Opened, Facts)> {
         f.read_to_end(&mut buf)?;
         Ok((Opened::Small(Bytes::from(buf)), facts))
     } else {
-        Ok((Opened::File(tokio::fs::File::from_std(f)), facts))
+        Ok((Opened::File(f), facts))
     }
 }
 
@@ -350,7 +357,15 @@ impl Opened {
                 let chunk = b.slice(start..end);
                 Ok(Box::pin(futures::stream::once(async move { Ok(chunk) })))
             }
-            Opened::File(mut file) => {
+            Opened::File(file) if len <= WHOLE_READ => {
+                Ok(Box::pin(futures::stream::once(async move {
+                    tokio::task::spawn_blocking(move || read_range(&file, offset, len))
+                        .await
+                        .map_err(std::io::Error::other)?
+                })))
+            }
+            Opened::File(file) => {
+                let mut file = tokio::fs::File::from_std(file);
                 if offset > 0 {
                     file.seek(std::io::SeekFrom::Start(offset))
                         .await
@@ -363,6 +378,25 @@ impl Opened {
             }
         }
     }
+}
+
+/// Reads `len` bytes at `offset` into one buffer of that size; fewer if the file ends first
+/// (the consumer checks the length it was promised). Blocking.
+fn read_range(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(len).map_err(std::io::Error::other)?;
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
 }
 
 /// Hashes a whole file (used when a file changed behind the store's back).

@@ -78,7 +78,7 @@ const STALL_GRACE: Duration = Duration::from_secs(30);
 const MAX_ATTEMPTS: u32 = 3;
 /// How many bytes of small bodies one store buffers at once (each up to
 /// [`body::MEMORY_LIMIT`]); more concurrent PUTs wait for room.
-const BUFFER_BUDGET: usize = 16 << 20;
+const BUFFER_BUDGET: usize = 8 << 20;
 
 /// Which checksums the SDK computes on requests and validates on responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
