@@ -44,7 +44,7 @@ pub async fn submit(
     authorize(&s, &h)?;
     let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let fp = req.fingerprint.unwrap_or_else(|| req.spec.fingerprint(""));
-    let sub = crate::jobs::submit(&s.registry, &req.spec, &fp)
+    let sub = crate::jobs::submit(&s.registry, &req.spec, &fp, false)
         .await
         .map_err(|e| {
             let status = match &e {

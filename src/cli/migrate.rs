@@ -181,7 +181,7 @@ pub async fn run(
     let registry = Registry::new(db.clone(), &data);
     if args.detach {
         // `--db` names the state database the workers share: record the job there.
-        let submitted = jobs::submit(&registry, &spec, &fingerprint)
+        let submitted = jobs::submit(&registry, &spec, &fingerprint, args.verify)
             .await
             .map_err(usage)?;
         let v = serde_json::json!({ "job": submitted.job, "resumed": submitted.resumed });
@@ -189,7 +189,7 @@ pub async fn run(
         return Ok(());
     }
     if args.dry_run {
-        let mut opener = Opener::default();
+        let mut opener = Opener::new(spec.options.checksum || args.verify);
         let src = opener
             .open(&spec.src, Role::Src, &registry)
             .await
@@ -206,7 +206,7 @@ pub async fn run(
         resumed,
         src,
         dst,
-    } = jobs::submit(&registry, &spec, &fingerprint)
+    } = jobs::submit(&registry, &spec, &fingerprint, args.verify)
         .await
         .map_err(usage)?;
     if resumed {

@@ -58,13 +58,15 @@ pub struct Submitted {
 
 /// Opens and checks both sides of `spec` (see [`open::preflight`]), then finds the
 /// unfinished job with the same fingerprint or records a new one.
+/// `verify`: the caller compares both sides afterwards, so directories are hashed up front.
 pub async fn submit(
     registry: &registry::Registry,
     spec: &spec::MigrateSpec,
     fingerprint: &str,
+    verify: bool,
 ) -> Result<Submitted> {
     spec::Filter::new(&spec.options)?;
-    let mut opener = open::Opener::default();
+    let mut opener = open::Opener::new(spec.options.checksum || verify);
     let src = opener.open(&spec.src, open::Role::Src, registry).await?;
     let dst = opener.open(&spec.dst, open::Role::Dst, registry).await?;
     open::preflight(&src, &dst, true).await?;

@@ -48,12 +48,23 @@ pub struct Side {
 }
 
 /// Opens sides, sharing one fs store between directories with the same parent.
-#[derive(Default)]
 pub struct Opener {
     dirs: HashMap<PathBuf, Arc<FsStore>>,
+    hash_dirs: bool,
 }
 
 impl Opener {
+    /// `hash_dirs`: index a directory's files with their MD5 before the job starts. Only a
+    /// job that compares content (`--checksum`, `--verify`) needs that; otherwise a file is
+    /// hashed as it is copied (its upload is checked against that hash), and the copy does
+    /// not read the whole tree once before it starts.
+    pub fn new(hash_dirs: bool) -> Self {
+        Self {
+            dirs: HashMap::new(),
+            hash_dirs,
+        }
+    }
+
     pub async fn open(&mut self, ep: &Endpoint, role: Role, registry: &Registry) -> Result<Side> {
         let display = ep.display();
         let bad = |source: store::Error| Error::Side {
@@ -144,9 +155,14 @@ impl Opener {
                                 e,
                             ))
                         })?;
-                        let s = FsStore::open_dir(&parent.display().to_string(), parent, &bucket)
-                            .await
-                            .map_err(bad)?;
+                        let s = FsStore::open_dir(
+                            &parent.display().to_string(),
+                            parent,
+                            &bucket,
+                            self.hash_dirs,
+                        )
+                        .await
+                        .map_err(bad)?;
                         self.dirs.insert(parent.to_path_buf(), s.clone());
                         s
                     }

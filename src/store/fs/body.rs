@@ -308,16 +308,21 @@ async fn receive_streaming(
 const SMALL_FILE: u64 = 256 * 1024;
 
 /// What [`open`] learned about a file, to compare with the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Facts {
     pub ino: i64,
     pub mtime_ns: i64,
     pub size: i64,
+    /// Moves on every write even when a writer sets the mtime back.
+    pub ctime_ns: i64,
 }
 
 /// An opened object body: read whole when small, else an open file to stream from.
 pub enum Opened {
     Small(Bytes),
-    File(std::fs::File),
+    /// The file and what it was when opened: a stream from it fails at its end if the file
+    /// moved meanwhile (see [`unchanged_since`]).
+    File(std::fs::File, Facts),
 }
 
 /// Ranges up to this long are read in one blocking call into one buffer of their exact size
@@ -330,21 +335,40 @@ const WHOLE_READ: u64 = 1 << 20;
 /// Opens a file, stats it, and reads it whole when it is small. Blocking.
 pub fn open(path: &Path) -> std::io::Result<(Opened, Facts)> {
     use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
     let mut f = std::fs::File::open(path)?;
     let m = f.metadata()?;
-    let facts = Facts {
-        ino: m.ino() as i64,
-        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-        size: m.len() as i64,
-    };
+    let facts = facts_of(&m);
     if m.len() <= SMALL_FILE {
         let mut buf = Vec::with_capacity(m.len() as usize);
         f.read_to_end(&mut buf)?;
+        unchanged_since(&f, &facts)?;
         Ok((Opened::Small(Bytes::from(buf)), facts))
     } else {
-        Ok((Opened::File(f), facts))
+        Ok((Opened::File(f, facts), facts))
     }
+}
+
+fn facts_of(m: &std::fs::Metadata) -> Facts {
+    use std::os::unix::fs::MetadataExt;
+    Facts {
+        ino: m.ino() as i64,
+        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        size: m.len() as i64,
+        ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+    }
+}
+
+/// Fails if the open file's size, modification or change time moved since `at_open`: what was read
+/// may then mix two versions of it, and must not be served or copied as one. (A writer
+/// that keeps both, within the filesystem's timestamp granularity, goes unseen, as it does
+/// for rsync and rclone.) Blocking.
+fn unchanged_since(file: &std::fs::File, at_open: &Facts) -> std::io::Result<()> {
+    if facts_of(&file.metadata()?) != *at_open {
+        return Err(std::io::Error::other(
+            "the file changed while it was being read",
+        ));
+    }
+    Ok(())
 }
 
 impl Opened {
@@ -357,14 +381,19 @@ impl Opened {
                 let chunk = b.slice(start..end);
                 Ok(Box::pin(futures::stream::once(async move { Ok(chunk) })))
             }
-            Opened::File(file) if len <= WHOLE_READ => {
+            Opened::File(file, facts) if len <= WHOLE_READ => {
                 Ok(Box::pin(futures::stream::once(async move {
-                    tokio::task::spawn_blocking(move || read_range(&file, offset, len))
-                        .await
-                        .map_err(std::io::Error::other)?
+                    tokio::task::spawn_blocking(move || {
+                        let b = read_range(&file, offset, len)?;
+                        unchanged_since(&file, &facts)?;
+                        Ok(b)
+                    })
+                    .await
+                    .map_err(std::io::Error::other)?
                 })))
             }
-            Opened::File(file) => {
+            Opened::File(file, facts) => {
+                let check = file.try_clone().map_err(|e| Error::io("opening", e))?;
                 let mut file = tokio::fs::File::from_std(file);
                 if offset > 0 {
                     file.seek(std::io::SeekFrom::Start(offset))
@@ -372,9 +401,15 @@ impl Opened {
                         .map_err(|e| Error::io("seeking", e))?;
                 }
                 let reader = file.take(len);
-                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
-                    reader, READ_CHUNK,
-                )))
+                let end = futures::stream::once(async move {
+                    tokio::task::spawn_blocking(move || unchanged_since(&check, &facts))
+                        .await
+                        .map_err(std::io::Error::other)?
+                })
+                .filter_map(|r| std::future::ready(r.err().map(Err)));
+                Ok(Box::pin(
+                    tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK).chain(end),
+                ))
             }
         }
     }
@@ -421,4 +456,42 @@ pub fn hash_file(path: &Path) -> std::io::Result<Digests> {
         h.update(&buf[..n]);
     }
     Ok(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn drain(mut s: ByteStream) -> std::io::Result<usize> {
+        let mut n = 0;
+        while let Some(chunk) = s.next().await {
+            n += chunk?.len();
+        }
+        Ok(n)
+    }
+
+    #[tokio::test]
+    async fn a_file_that_changes_while_it_is_read_fails_the_stream() {
+        // Below and above WHOLE_READ: one read into one buffer, and the chunked stream.
+        for len in [512 * 1024, 3 << 20] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let path = dir.path().join("f");
+            std::fs::write(&path, vec![7u8; len]).expect("write");
+            let (opened, _) = open(&path).expect("open");
+            let s = opened.into_stream(0, len as u64).await.expect("stream");
+            assert_eq!(drain(s).await.expect("unchanged file"), len);
+
+            let (opened, _) = open(&path).expect("open");
+            let s = opened.into_stream(0, len as u64).await.expect("stream");
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .expect("reopen");
+            f.write_all(b"more").expect("append");
+            let e = drain(s)
+                .await
+                .expect_err("a file that grew must not read as whole");
+            assert!(e.to_string().contains("changed while"), "{e}");
+        }
+    }
 }

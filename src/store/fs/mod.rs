@@ -62,16 +62,39 @@ pub struct FsStore {
     latest: std::sync::Mutex<lru::LruCache<(String, String), VersionRow>>,
     /// Bumped by every bucket change, so a row read before the change is not cached after it.
     bucket_gen: std::sync::atomic::AtomicU64,
+    /// Files found by a rescan (or changed behind the store's back) are hashed for their
+    /// ETag. Off for a directory a copy job reads without comparing content: such a file
+    /// gets an [`unhashed_etag`] and is hashed only as it is copied, so the copy does not
+    /// read the whole tree once before it starts.
+    hash_found: bool,
     /// An exclusive `flock` on `.ferry/lock`, held while the store is open: the index cache
     /// and crash recovery assume one process per store.
     _lock: std::fs::File,
+}
+
+/// The ETag a file indexed without reading it gets: 32 hex digits derived from the facts
+/// that move when its content is rewritten (inode, modification time, size), then `-0`. The
+/// dash keeps it from being taken for an MD5 (as with a multipart ETag; no multipart upload
+/// has 0 parts), and the facts still tell a changed file from an unchanged one.
+pub fn unhashed_etag(ino: i64, mtime_ns: i64, size: i64) -> String {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    for v in [ino, mtime_ns, size] {
+        h.update(v.to_le_bytes());
+    }
+    format!("{}-0", hex::encode(h.finalize()))
+}
+
+/// Whether `etag` was made by [`unhashed_etag`].
+pub fn is_unhashed_etag(etag: &str) -> bool {
+    etag.len() == 34 && etag.ends_with("-0")
 }
 
 impl FsStore {
     /// Opens (creating if needed) a store at `root`: replays unfinished intents, clears temp
     /// files, and indexes the tree if it was never indexed.
     pub async fn open(name: &str, root: &Path) -> Result<Arc<Self>> {
-        let store = Self::open_unscanned(name, root).await?;
+        let store = Self::open_unscanned(name, root, true).await?;
         if store.index.get_meta("indexed").await?.is_none() {
             store.rescan().await?;
         }
@@ -81,8 +104,16 @@ impl FsStore {
     /// Opens a store at `root` for one bucket only (a local directory a job reads or
     /// writes): brings that bucket's index up to date with its files and leaves the rest of
     /// the root alone.
-    pub async fn open_dir(name: &str, root: &Path, bucket: &BucketName) -> Result<Arc<Self>> {
-        let store = Self::open_unscanned(name, root).await?;
+    ///
+    /// `hash_found` false leaves the files found unhashed (see [`FsStore::hash_found`]); a
+    /// later open that hashes picks up what an earlier one left unhashed.
+    pub async fn open_dir(
+        name: &str,
+        root: &Path,
+        bucket: &BucketName,
+        hash_found: bool,
+    ) -> Result<Arc<Self>> {
+        let store = Self::open_unscanned(name, root, hash_found).await?;
         std::fs::create_dir_all(root.join(bucket.as_str())).map_err(|e| {
             Error::io(
                 format!("creating {}", root.join(bucket.as_str()).display()),
@@ -97,7 +128,7 @@ impl FsStore {
         Ok(store)
     }
 
-    async fn open_unscanned(name: &str, root: &Path) -> Result<Arc<Self>> {
+    async fn open_unscanned(name: &str, root: &Path, hash_found: bool) -> Result<Arc<Self>> {
         let meta = root.join(META_DIR);
         for d in ["tmp", "versions", "blobs", "uploads", "trash"] {
             std::fs::create_dir_all(meta.join(d))
@@ -134,6 +165,7 @@ impl FsStore {
             buckets: Default::default(),
             latest: std::sync::Mutex::new(lru::LruCache::new(LATEST_CACHE)),
             bucket_gen: Default::default(),
+            hash_found,
             _lock: lock,
         });
         store.recover().await?;

@@ -391,10 +391,21 @@ impl FsStore {
             }
             Err(e) => return Err(Error::io(format!("opening {}", abs.display()), e)),
         };
-        if row.path.is_none()
-            && (Some((facts.ino, facts.mtime_ns)) != row.file_ino.zip(row.file_mtime_ns)
-                || facts.size != row.size)
-        {
+        let moved = Some((facts.ino, facts.mtime_ns)) != row.file_ino.zip(row.file_mtime_ns)
+            || facts.size != row.size;
+        if row.path.is_none() && moved && !self.hash_found {
+            // Re-indexed from the opened file's facts; the copy that reads it hashes it.
+            row.size = facts.size;
+            row.etag = super::unhashed_etag(facts.ino, facts.mtime_ns, facts.size);
+            row.checksum = None;
+            row.mtime_ms = index::now_ms();
+            row.file_ino = Some(facts.ino);
+            row.file_mtime_ns = Some(facts.mtime_ns);
+            self.index.update_file_facts(&row).await?;
+            self.forget_latest(bucket, key);
+            return Ok((row, opened));
+        }
+        if row.path.is_none() && self.hash_found && (moved || super::is_unhashed_etag(&row.etag)) {
             let abs2 = abs.clone();
             let d = tokio::task::spawn_blocking(move || body::hash_file(&abs2))
                 .await
@@ -403,7 +414,9 @@ impl FsStore {
             row.size = d.size as i64;
             row.etag = hex::encode(d.md5);
             row.checksum = None;
-            row.mtime_ms = index::now_ms();
+            if moved {
+                row.mtime_ms = index::now_ms();
+            }
             row.file_ino = Some(facts.ino);
             row.file_mtime_ns = Some(facts.mtime_ns);
             self.index.update_file_facts(&row).await?;

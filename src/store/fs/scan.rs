@@ -247,27 +247,39 @@ impl FsStore {
     ) -> Result<Reconciled> {
         let _g = self.lock_for(bucket, key.as_str()).write().await;
         let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
-        if let Some(row) = &latest
-            && row.path.is_none()
-            && !row.delete_marker
-            && row.file_ino == Some(f.ino)
-            && row.file_mtime_ns == Some(f.mtime_ns)
-            && row.size == f.size
-        {
+        let same_file = latest.as_ref().is_some_and(|row| {
+            row.path.is_none()
+                && !row.delete_marker
+                && row.file_ino == Some(f.ino)
+                && row.file_mtime_ns == Some(f.mtime_ns)
+                && row.size == f.size
+        });
+        let unhashed = latest
+            .as_ref()
+            .is_some_and(|row| super::is_unhashed_etag(&row.etag));
+        if same_file && !(self.hash_found && unhashed) {
             return Ok(Reconciled::Unchanged);
         }
-        let p = f.path.clone();
-        let d = tokio::task::spawn_blocking(move || body::hash_file(&p))
-            .await
-            .map_err(|e| Error::Index(format!("file task failed: {e}")))?
-            .map_err(|e| Error::io(format!("reading {}", f.path.display()), e))?;
+        let (size, etag) = if self.hash_found {
+            let p = f.path.clone();
+            let d = tokio::task::spawn_blocking(move || body::hash_file(&p))
+                .await
+                .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+                .map_err(|e| Error::io(format!("reading {}", f.path.display()), e))?;
+            (d.size as i64, hex::encode(d.md5))
+        } else {
+            (f.size, super::unhashed_etag(f.ino, f.mtime_ns, f.size))
+        };
         let mut change = Change::new(bucket, key);
         match latest {
             Some(mut row) if row.path.is_none() && !row.delete_marker => {
-                row.size = d.size as i64;
-                row.etag = hex::encode(d.md5);
+                row.size = size;
+                row.etag = etag;
                 row.checksum = None;
-                row.mtime_ms = index::now_ms();
+                // Only hashed now, not changed: it keeps its modification time.
+                if !same_file {
+                    row.mtime_ms = index::now_ms();
+                }
                 row.file_ino = Some(f.ino);
                 row.file_mtime_ns = Some(f.mtime_ns);
                 self.index.update_file_facts(&row).await?;
@@ -294,8 +306,8 @@ impl FsStore {
             version_id: NULL_VERSION.to_owned(),
             is_latest: true,
             delete_marker: false,
-            size: d.size as i64,
-            etag: hex::encode(d.md5),
+            size,
+            etag,
             mtime_ms: index::now_ms(),
             attrs: "{}".into(),
             checksum: None,

@@ -3,6 +3,8 @@
 //! that fails a fifth of its requests; dead letters; bad input; three workers sharing a job
 //! on PostgreSQL.
 
+mod dir;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
