@@ -1,6 +1,7 @@
 //! A directory source a job reads without comparing content: its files are indexed by their
 //! facts and hashed only as they are copied (each upload checked against that hash); a file
-//! changed since its last copy goes again; `--verify` still compares content.
+//! changed since its last copy goes again; `--verify` and `--checksum` still compare content
+//! (the directory is hashed first for them).
 
 use std::path::Path;
 
@@ -75,4 +76,52 @@ fn a_directory_is_hashed_as_it_is_copied_and_changed_files_go_again() {
         err.contains("31 objects compared, no differences (1 by size only)"),
         "{err}"
     );
+}
+
+#[test]
+fn checksum_compares_a_directory_by_content() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/chk");
+    make_tree(&src, 10, &[]);
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let up = |extra: &[&str]| -> Value {
+        let mut a = vec![
+            "migrate",
+            src.to_str().unwrap_or_default(),
+            "s3://chk",
+            "--dst-endpoint",
+            &f.s3,
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        let out = ok(&m.run(&a));
+        serde_json::from_str(out.lines().next().unwrap_or("{}")).expect("json")
+    };
+    assert_eq!(up(&[])["done"], 10);
+    // The destination's copy of f00001 is replaced by other bytes of the same size, later
+    // than the file: size and modification time say nothing changed, content does.
+    let other = tmp.path().join("other");
+    write_file(&other, 137, 777);
+    f.ok(&f.aws(&[
+        "s3",
+        "cp",
+        other.to_str().unwrap_or_default(),
+        "s3://chk/f00001",
+    ]));
+    assert_eq!(up(&[])["done"], 0);
+    let rec = up(&["--checksum"]);
+    assert_eq!(rec["done"], 1, "{rec}");
+    assert_eq!(rec["unchanged"], 9, "{rec}");
+    let back = tmp.path().join("back/chk");
+    ok(&m.run(&[
+        "migrate",
+        "s3://chk",
+        back.to_str().unwrap_or_default(),
+        "--src-endpoint",
+        &f.s3,
+    ]));
+    assert_same_tree(&src, &back);
 }
