@@ -364,11 +364,27 @@ fn facts_of(m: &std::fs::Metadata) -> Facts {
 /// for rsync and rclone.) Blocking.
 fn unchanged_since(file: &std::fs::File, at_open: &Facts) -> std::io::Result<()> {
     if facts_of(&file.metadata()?) != *at_open {
-        return Err(std::io::Error::other(
-            "the file changed while it was being read",
-        ));
+        return Err(std::io::Error::other(ChangedWhileRead));
     }
     Ok(())
+}
+
+/// The error [`unchanged_since`] reports: a reader may simply try again.
+#[derive(Debug)]
+pub struct ChangedWhileRead;
+
+impl std::fmt::Display for ChangedWhileRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the file changed while it was being read")
+    }
+}
+
+impl std::error::Error for ChangedWhileRead {}
+
+/// Whether `e` is a [`ChangedWhileRead`].
+pub fn changed_while_read(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<ChangedWhileRead>())
 }
 
 impl Opened {

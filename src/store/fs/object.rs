@@ -389,6 +389,13 @@ impl FsStore {
                     delete_marker: None,
                 });
             }
+            // Written to in place (by a POSIX user) while read: worth another try.
+            Err(e) if body::changed_while_read(&e) => {
+                return Err(Error::Unavailable {
+                    store: self.name.clone(),
+                    message: format!("{key} changed while it was being read; try again"),
+                });
+            }
             Err(e) => return Err(Error::io(format!("opening {}", abs.display()), e)),
         };
         let moved = Some((facts.ino, facts.mtime_ns)) != row.file_ino.zip(row.file_mtime_ns)
