@@ -332,6 +332,33 @@ impl FsStore {
         }
     }
 
+    /// Records what a key's plain file now is (its size and ETag, and the inode and mtime
+    /// they were taken from), in place of the row's old facts. The row's modification time
+    /// moves only when the file did (`moved`), not when it was merely hashed.
+    #[allow(clippy::too_many_arguments)]
+    async fn refresh_file_row(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        row: &mut VersionRow,
+        (ino, mtime_ns): (i64, i64),
+        size: i64,
+        etag: String,
+        moved: bool,
+    ) -> Result<()> {
+        row.size = size;
+        row.etag = etag;
+        row.checksum = None;
+        if moved {
+            row.mtime_ms = index::now_ms();
+        }
+        row.file_ino = Some(ino);
+        row.file_mtime_ns = Some(mtime_ns);
+        self.index.update_file_facts(row).await?;
+        self.forget_latest(bucket, key);
+        Ok(())
+    }
+
     fn meta_of(&self, row: &VersionRow) -> Result<ObjectMeta> {
         row_to_meta(row)
     }

@@ -402,14 +402,10 @@ impl FsStore {
             || facts.size != row.size;
         if row.path.is_none() && moved && !self.hash_found {
             // Re-indexed from the opened file's facts; the copy that reads it hashes it.
-            row.size = facts.size;
-            row.etag = super::unhashed_etag(facts.ino, facts.mtime_ns, facts.size);
-            row.checksum = None;
-            row.mtime_ms = index::now_ms();
-            row.file_ino = Some(facts.ino);
-            row.file_mtime_ns = Some(facts.mtime_ns);
-            self.index.update_file_facts(&row).await?;
-            self.forget_latest(bucket, key);
+            let etag = super::unhashed_etag(facts.ino, facts.mtime_ns, facts.size);
+            let at = (facts.ino, facts.mtime_ns);
+            self.refresh_file_row(bucket, key, &mut row, at, facts.size, etag, true)
+                .await?;
             return Ok((row, opened));
         }
         if row.path.is_none() && self.hash_found && (moved || super::is_unhashed_etag(&row.etag)) {
@@ -418,16 +414,10 @@ impl FsStore {
                 .await
                 .map_err(|e| Error::Index(format!("file task failed: {e}")))?
                 .map_err(|e| Error::io(format!("reading {}", abs.display()), e))?;
-            row.size = d.size as i64;
-            row.etag = hex::encode(d.md5);
-            row.checksum = None;
-            if moved {
-                row.mtime_ms = index::now_ms();
-            }
-            row.file_ino = Some(facts.ino);
-            row.file_mtime_ns = Some(facts.mtime_ns);
-            self.index.update_file_facts(&row).await?;
-            self.forget_latest(bucket, key);
+            let (size, etag) = (d.size as i64, hex::encode(d.md5));
+            let at = (facts.ino, facts.mtime_ns);
+            self.refresh_file_row(bucket, key, &mut row, at, size, etag, moved)
+                .await?;
             tracing::info!(store = %self.name, %bucket, %key, "re-indexed a file changed outside Ferry");
             // Serve what was hashed, not what was opened before (it may have changed again).
             let path = abs.clone();

@@ -273,17 +273,10 @@ impl FsStore {
         let mut change = Change::new(bucket, key);
         match latest {
             Some(mut row) if row.path.is_none() && !row.delete_marker => {
-                row.size = size;
-                row.etag = etag;
-                row.checksum = None;
                 // Only hashed now, not changed: it keeps its modification time.
-                if !same_file {
-                    row.mtime_ms = index::now_ms();
-                }
-                row.file_ino = Some(f.ino);
-                row.file_mtime_ns = Some(f.mtime_ns);
-                self.index.update_file_facts(&row).await?;
-                self.forget_latest(bucket, key);
+                let at = (f.ino, f.mtime_ns);
+                self.refresh_file_row(bucket, key, &mut row, at, size, etag, !same_file)
+                    .await?;
                 return Ok(Reconciled::Updated);
             }
             Some(mut row) => {
