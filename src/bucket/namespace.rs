@@ -32,20 +32,22 @@ use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::locks::KeyLocks;
-use super::tee::tee;
+use super::tee::{Hashing, tee};
 use crate::journal::Journal;
 use crate::state::NewJournalRow;
 use crate::store::{
     BucketInfo, BucketName, ByteStream, Caps, CompletedPart, CopyOptions, DeleteResult, Error,
     GetOptions, GetResult, ListPage, ListQuery, ObjectKey, ObjectMeta, PartInfo, PartsPage,
-    PutOptions, Result, Store, Tags, UploadsPage, UploadsQuery, Versioning, VersionsPage,
-    VersionsQuery,
+    PutOptions, Result, SharedDigests, Store, Tags, UploadsPage, UploadsQuery, Versioning,
+    VersionsPage, VersionsQuery,
 };
 
 /// How long a secondary may still take once the primary has answered.
 const SECONDARY_GRACE: Duration = Duration::from_secs(3);
 /// Bytes buffered per secondary before it is cut from a PUT.
 const TEE_BYTES: usize = 4 * 1024 * 1024;
+/// Bodies declared at most this long are hashed once, in the tee, for every target.
+const SHARED_HASH_MAX: u64 = 256 * 1024;
 
 /// One target as opened: its label (`store:bucket`), its store and its bucket there.
 #[derive(Clone)]
@@ -370,6 +372,7 @@ fn secondary_opts(opts: &PutOptions) -> PutOptions {
         checksum_algorithm: opts.checksum_algorithm,
         size_hint: opts.size_hint,
         source_md5: opts.source_md5,
+        shared_digests: opts.shared_digests.clone(),
         // The primary verifies the client's digests; a secondary that commits a body the
         // primary then refuses is repaired from the primary (see `settle`).
         verify: None,
@@ -455,7 +458,20 @@ impl Store for Namespace {
             .map(|s| !self.is_down(&s.label) && !roles.deferred.contains(&s.label))
             .collect();
         let n_up = up.iter().filter(|u| **u).count();
-        let (lead, follow) = tee(body, n_up, TEE_BYTES, Some(recorded_rx));
+        // A small body is hashed once, in the tee, for every target. A large one is hashed
+        // by each target on a thread of its own: in the tee, MD5 would slow the one task
+        // that receives the body.
+        let mut opts = opts;
+        let hashing =
+            (n_up > 0 && opts.size_hint.is_some_and(|n| n <= SHARED_HASH_MAX)).then(|| {
+                let into = SharedDigests::default();
+                opts.shared_digests = Some(into.clone());
+                Hashing {
+                    algorithm: opts.checksum_algorithm,
+                    into,
+                }
+            });
+        let (lead, follow) = tee(body, n_up, TEE_BYTES, Some(recorded_rx), hashing);
         let mut follow = follow.into_iter();
         let sec: Vec<BoxFuture<'_, Result<ObjectMeta>>> = roles
             .secondaries

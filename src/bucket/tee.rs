@@ -5,6 +5,10 @@
 //! is full (too slow to keep up) or that went away is cut: its stream ends with an error, so
 //! its write fails and becomes a journal entry, and the primary and the client never wait
 //! for it. Memory per follower is bounded by `cap` bytes, whatever the chunk sizes.
+//!
+//! With a [`Hashing`], the leader also hashes the bytes as they pass, once for every target,
+//! and publishes the digests before any stream ends cleanly: every target stores the same
+//! bytes, so one MD5 serves them all.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +19,14 @@ use bytes::Bytes;
 use futures::{Future, Stream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::ByteStream;
+use crate::store::digest::BodyHasher;
+use crate::store::{ByteStream, ChecksumAlgorithm, SharedDigests};
+
+/// What the leader hashes the body for: the checksum algorithm, and where the digests go.
+pub struct Hashing {
+    pub algorithm: Option<ChecksumAlgorithm>,
+    pub into: SharedDigests,
+}
 
 struct Follower {
     tx: Option<mpsc::UnboundedSender<Bytes>>,
@@ -39,6 +50,7 @@ struct Leader {
     gate: Option<oneshot::Receiver<bool>>,
     src_done: bool,
     finished: bool,
+    hashing: Option<(BodyHasher, SharedDigests)>,
 }
 
 impl Stream for Leader {
@@ -69,6 +81,9 @@ impl Stream for Leader {
         }
         match &item {
             Some(Ok(b)) => {
+                if let Some((h, _)) = self.hashing.as_mut() {
+                    h.update(b);
+                }
                 let cap = self.cap;
                 // An empty chunk still costs a slot: count it as one byte.
                 let cost = b.len().max(1);
@@ -87,6 +102,9 @@ impl Stream for Leader {
             Some(Err(_)) => self.followers.iter_mut().for_each(Follower::cut),
             None => {
                 self.finished = true;
+                if let Some((h, into)) = self.hashing.take() {
+                    into.set(h.finalize());
+                }
                 // A clean end: followers see their channel close without the cut flag.
                 for f in &mut self.followers {
                     f.tx = None;
@@ -140,12 +158,14 @@ impl Stream for FollowerStream {
 
 /// Splits `src` into the leading stream and `n` followers of at most `cap` buffered bytes.
 /// With a `gate`, no stream ends before the gate opens (`true`); a closed gate (`false` or
-/// dropped) ends them all with an error instead, so no target commits the body.
+/// dropped) ends them all with an error instead, so no target commits the body. With
+/// `hashing`, the digests are published before any stream ends cleanly.
 pub fn tee(
     src: ByteStream,
     n: usize,
     cap: usize,
     gate: Option<oneshot::Receiver<bool>>,
+    hashing: Option<Hashing>,
 ) -> (ByteStream, Vec<ByteStream>) {
     let mut followers = Vec::with_capacity(n);
     let mut streams: Vec<ByteStream> = Vec::with_capacity(n);
@@ -172,6 +192,7 @@ pub fn tee(
         gate,
         src_done: false,
         finished: false,
+        hashing: hashing.map(|h| (BodyHasher::new(h.algorithm), h.into)),
     };
     (Box::pin(leader), streams)
 }
@@ -190,7 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn followers_get_every_chunk() {
-        let (lead, mut f) = tee(source(5), 1, 80, None);
+        let (lead, mut f) = tee(source(5), 1, 80, None, None);
         let a: Vec<_> = lead.collect().await;
         let b: Vec<_> = f.remove(0).collect().await;
         assert_eq!(a.len(), 5);
@@ -200,7 +221,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_follower_is_cut_not_waited_for() {
-        let (lead, mut f) = tee(source(10), 1, 20, None);
+        let (lead, mut f) = tee(source(10), 1, 20, None, None);
         let a: Vec<_> = lead.collect().await;
         assert_eq!(a.len(), 10, "the leader never waits");
         let b: Vec<_> = f.remove(0).collect().await;
@@ -215,7 +236,7 @@ mod tests {
     #[tokio::test]
     async fn nothing_ends_before_the_gate_opens() {
         let (tx, rx) = oneshot::channel();
-        let (lead, mut f) = tee(source(3), 1, 80, Some(rx));
+        let (lead, mut f) = tee(source(3), 1, 80, Some(rx), None);
         let lead = tokio::spawn(lead.collect::<Vec<_>>());
         let follow = tokio::spawn(f.remove(0).collect::<Vec<_>>());
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -228,7 +249,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_gate_fails_every_stream() {
         let (tx, rx) = oneshot::channel();
-        let (lead, mut f) = tee(source(3), 1, 80, Some(rx));
+        let (lead, mut f) = tee(source(3), 1, 80, Some(rx), None);
         tx.send(false).expect("gate");
         let a: Vec<_> = lead.collect().await;
         assert!(a.last().is_some_and(|r| r.is_err()));
@@ -237,8 +258,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_digests_are_set_before_any_stream_ends() {
+        let into = SharedDigests::default();
+        let hashing = Hashing {
+            algorithm: Some(ChecksumAlgorithm::Crc32c),
+            into: into.clone(),
+        };
+        let (mut lead, mut f) = tee(source(3), 1, 80, None, Some(hashing));
+        let mut follow = f.remove(0);
+        let mut want = BodyHasher::new(Some(ChecksumAlgorithm::Crc32c));
+        for i in 0..3u8 {
+            assert!(into.get().is_err(), "not before the body ends");
+            let a = lead.next().await.expect("chunk").expect("ok");
+            want.update(&a);
+            assert_eq!(follow.next().await.expect("chunk").expect("ok"), a);
+            assert_eq!(a[0], i);
+        }
+        assert!(lead.next().await.is_none());
+        assert_eq!(into.get().expect("set at the end"), want.finalize());
+        assert!(follow.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_body_sets_no_digests() {
+        let (tx, rx) = oneshot::channel();
+        let into = SharedDigests::default();
+        let hashing = Hashing {
+            algorithm: None,
+            into: into.clone(),
+        };
+        let (lead, _f) = tee(source(3), 1, 80, Some(rx), Some(hashing));
+        tx.send(false).expect("gate");
+        let a: Vec<_> = lead.collect().await;
+        assert!(a.last().is_some_and(|r| r.is_err()));
+        assert!(into.get().is_err());
+    }
+
+    #[tokio::test]
     async fn dropping_the_leader_early_cuts_followers() {
-        let (mut lead, mut f) = tee(source(10), 1, 160, None);
+        let (mut lead, mut f) = tee(source(10), 1, 160, None, None);
         let _ = lead.next().await;
         drop(lead);
         let b: Vec<_> = f.remove(0).collect().await;

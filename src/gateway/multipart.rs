@@ -43,6 +43,7 @@ impl Gateway {
             checksum_algorithm: algorithm,
             size_hint: None,
             source_md5: None,
+            shared_digests: None,
             verify: None,
         };
         let upload_id = store

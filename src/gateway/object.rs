@@ -171,6 +171,7 @@ impl Gateway {
             checksum_algorithm: declared.algorithm,
             size_hint: size,
             source_md5: None,
+            shared_digests: None,
             verify: Some(declared.verifier()),
         };
         let body = convert::body_stream(input.body);

@@ -123,6 +123,25 @@ pub struct Digests {
     pub checksum: Option<Checksum>,
 }
 
+/// A body's digests computed once by the producer that hands the same bytes to several
+/// stores (a namespace bucket's tee), set before any of their streams ends cleanly. A store
+/// given one takes its digests from here instead of hashing the body a second time.
+#[derive(Debug, Clone, Default)]
+pub struct SharedDigests(std::sync::Arc<std::sync::OnceLock<Digests>>);
+
+impl SharedDigests {
+    pub fn set(&self, digests: Digests) {
+        let _ = self.0.set(digests);
+    }
+
+    /// The digests, once the body has ended.
+    pub fn get(&self) -> Result<Digests, super::Error> {
+        self.0.get().cloned().ok_or_else(|| {
+            super::Error::Index("the body ended before its shared digests were set".into())
+        })
+    }
+}
+
 /// Checks a received body's digests before it is committed (Content-MD5, `x-amz-checksum-*`
 /// headers or trailers). Returning an error aborts the write: nothing becomes visible.
 pub type Verifier = Box<dyn FnOnce(&Digests) -> Result<(), super::Error> + Send>;
@@ -140,6 +159,9 @@ pub struct PutOptions {
     /// MD5). A store whose backend checks `Content-MD5` may send this instead of hashing the
     /// body itself (it still verifies what the backend stored); other stores ignore it.
     pub source_md5: Option<[u8; 16]>,
+    /// Digests of the body computed by its producer (see [`SharedDigests`]); they cover the
+    /// checksum algorithm above. Stores use them instead of hashing.
+    pub shared_digests: Option<SharedDigests>,
     pub verify: Option<Verifier>,
 }
 

@@ -257,6 +257,7 @@ async fn copy_whole(
                 .map(|c| c.algorithm),
             size_hint: Some(meta.size),
             source_md5,
+            shared_digests: None,
             verify: Some(verify),
         },
     );

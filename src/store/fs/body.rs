@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::store::digest::BodyHasher;
-use crate::store::{ByteStream, ChecksumAlgorithm, Digests, Error, Result};
+use crate::store::{ByteStream, ChecksumAlgorithm, Digests, Error, Result, SharedDigests};
 
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -39,27 +39,62 @@ pub struct Received {
 /// when `batch_sync` says the caller's commit will make it durable. On any error the file is
 /// removed. `expected` is the length the client declared.
 ///
-/// A small body is gathered here, then one blocking call runs `prepare`, writes and hashes. A larger one runs two stages in parallel: this task receives (and s3s verifies the
-/// payload signature as the bytes pass), while one blocking thread hashes and writes; the
-/// channel is bounded, so memory stays at a few batches.
+/// A small body is gathered here, then one blocking call runs `prepare`, writes and hashes. A
+/// larger one runs stages in parallel: this task receives (and s3s verifies the payload
+/// signature as the bytes pass), while blocking threads hash and write; the channels are
+/// bounded, so memory stays at a few batches. With `shared` digests (the body's producer
+/// hashes it for several stores), nothing is hashed here.
 pub async fn receive(
     path: &Path,
     body: ByteStream,
-    algorithm: Option<ChecksumAlgorithm>,
+    hash: Hash,
     expected: Option<u64>,
     prepare: Option<Prepare>,
     batch_sync: bool,
 ) -> Result<Received> {
     let result = match expected {
         Some(n) if n <= SMALL_BODY => {
-            receive_small(path, body, algorithm, n, prepare, !batch_sync).await
+            receive_small(path, body, hash, n, prepare, !batch_sync).await
         }
-        _ => receive_streaming(path, body, algorithm, expected, prepare).await,
+        _ => receive_streaming(path, body, hash, expected, prepare).await,
     };
     if result.is_err() {
         let _ = tokio::fs::remove_file(path).await;
     }
     result
+}
+
+/// How a received body gets its digests.
+pub enum Hash {
+    /// Hashed here: MD5 and, if the client asked for one, this checksum.
+    Here(Option<ChecksumAlgorithm>),
+    /// Hashed by the body's producer, set by the time the body ends.
+    Shared(SharedDigests),
+}
+
+impl Hash {
+    pub fn new(algorithm: Option<ChecksumAlgorithm>, shared: Option<SharedDigests>) -> Self {
+        match shared {
+            Some(s) => Hash::Shared(s),
+            None => Hash::Here(algorithm),
+        }
+    }
+
+    fn hasher(&self) -> Option<BodyHasher> {
+        match self {
+            Hash::Here(a) => Some(BodyHasher::new(*a)),
+            Hash::Shared(_) => None,
+        }
+    }
+
+    /// The digests, from `hasher` or from the producer.
+    fn finish(self, hasher: Option<BodyHasher>) -> Result<Digests> {
+        match (self, hasher) {
+            (Hash::Shared(s), _) => s.get(),
+            (Hash::Here(_), Some(h)) => Ok(h.finalize()),
+            (Hash::Here(a), None) => Ok(BodyHasher::new(a).finalize()),
+        }
+    }
 }
 
 /// Once a synced body has this many bytes written, a helper thread starts flushing it behind
@@ -183,7 +218,7 @@ fn too_long(n: u64) -> Error {
 async fn receive_small(
     path: &Path,
     mut body: ByteStream,
-    algorithm: Option<ChecksumAlgorithm>,
+    hash: Hash,
     expected: u64,
     prepare: Option<Prepare>,
     sync: bool,
@@ -209,12 +244,14 @@ async fn receive_small(
         if let Some(p) = prepare {
             p()?;
         }
-        let mut hasher = BodyHasher::new(algorithm);
-        chunks.iter().for_each(|c| hasher.update(c));
+        let mut hasher = hash.hasher();
+        if let Some(h) = hasher.as_mut() {
+            chunks.iter().for_each(|c| h.update(c));
+        }
         let w = write_file(&target, std::iter::once(chunks), sync)
             .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
         Ok(Received {
-            digests: hasher.finalize(),
+            digests: hash.finish(hasher)?,
             ino: w.ino,
             mtime_ns: w.mtime_ns,
             synced: sync,
@@ -234,7 +271,7 @@ const QUEUE: usize = 8;
 async fn receive_streaming(
     path: &Path,
     mut body: ByteStream,
-    algorithm: Option<ChecksumAlgorithm>,
+    hash: Hash,
     expected: Option<u64>,
     prepare: Option<Prepare>,
 ) -> Result<Received> {
@@ -249,12 +286,15 @@ async fn receive_streaming(
         write_file(&target, batches, true)
             .map_err(|e| Error::io(format!("writing {}", target.display()), e))
     });
+    let hasher = hash.hasher();
     let hashing = tokio::task::spawn_blocking(move || {
-        let mut h = BodyHasher::new(algorithm);
+        let mut h = hasher;
         while let Some(batch) = hrx.blocking_recv() {
-            batch.iter().for_each(|c| h.update(c));
+            if let Some(h) = h.as_mut() {
+                batch.iter().for_each(|c| h.update(c));
+            }
         }
-        h.finalize()
+        h
     });
     let received = async {
         let mut total = 0u64;
@@ -294,8 +334,9 @@ async fn receive_streaming(
     drop((tx, htx));
     let failed = |e| Error::Index(format!("file task failed: {e}"));
     let written = sink.await.map_err(failed)?;
-    let digests = hashing.await.map_err(failed)?;
+    let hasher = hashing.await.map_err(failed)?;
     let w = received.and(written)?;
+    let digests = hash.finish(hasher)?;
     Ok(Received {
         digests,
         ino: w.ino,

@@ -86,9 +86,16 @@ impl FsStore {
             .and_then(ChecksumAlgorithm::parse));
         let file = format!("{part_number}-{}", uuid::Uuid::new_v4().simple());
         let path = self.root.join(Self::upload_dir(upload_id)).join(&file);
-        let digests = body::receive(&path, body, algorithm, opts.size_hint, None, false)
-            .await?
-            .digests;
+        let digests = body::receive(
+            &path,
+            body,
+            body::Hash::Here(algorithm),
+            opts.size_hint,
+            None,
+            false,
+        )
+        .await?
+        .digests;
         if let Some(verify) = opts.verify
             && let Err(e) = verify(&digests)
         {

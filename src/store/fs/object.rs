@@ -134,7 +134,7 @@ impl FsStore {
         let got = body::receive(
             &tmp_abs,
             body,
-            opts.checksum_algorithm,
+            body::Hash::new(opts.checksum_algorithm, opts.shared_digests.clone()),
             opts.size_hint,
             prepare,
             true,
@@ -631,6 +631,7 @@ impl FsStore {
                 .or(src.checksum.as_ref().map(|c| c.algorithm)),
             size_hint: Some(src.size),
             source_md5: None,
+            shared_digests: None,
             verify: None,
         };
         self.put_impl(dst_bucket, dst_key, body, put).await

@@ -25,7 +25,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 
 use crate::store::digest::BodyHasher;
-use crate::store::types::{ByteStream, ChecksumAlgorithm, Digests, Verifier};
+use crate::store::types::{ByteStream, ChecksumAlgorithm, Digests, SharedDigests, Verifier};
 use crate::store::{Error, Result};
 
 /// Bodies declared at most this long are buffered in memory.
@@ -93,21 +93,32 @@ impl Pending {
     }
 }
 
-/// Readies `body` for upload. `size_hint` is the declared length, enforced. `source_md5`
-/// (see [`PutOptions::source_md5`](crate::store::types::PutOptions)) spares hashing a buffered
-/// body that needs no other checksum: the request carries it as `Content-MD5` for the backend
-/// to check, and [`Prepared::md5_from_source`] asks the caller to compare the returned ETag.
+/// Digests of a body known without hashing it here (see
+/// [`PutOptions`](crate::store::types::PutOptions)).
+#[derive(Default)]
+pub(super) struct Known {
+    /// The source's MD5: spares hashing a buffered body that needs no other checksum; the
+    /// request carries it as `Content-MD5` for the backend to check, and
+    /// [`Prepared::md5_from_source`] asks the caller to compare the returned ETag.
+    pub source_md5: Option<[u8; 16]>,
+    /// The producer's digests of the same bytes, set once the body has ended: a buffered
+    /// body is not hashed again.
+    pub shared: Option<SharedDigests>,
+}
+
+/// Readies `body` for upload. `size_hint` is the declared length, enforced.
 pub(super) async fn prepare_upload(
     mut body: ByteStream,
     size_hint: Option<u64>,
     algorithm: Option<ChecksumAlgorithm>,
-    source_md5: Option<[u8; 16]>,
+    known: Known,
     verify: Option<Verifier>,
 ) -> Result<Prepared> {
     let mut hasher = BodyHasher::new(algorithm);
     match size_hint {
         Some(n) if n <= MEMORY_LIMIT => {
-            let trusted = source_md5.filter(|_| algorithm.is_none());
+            let trusted = known.source_md5.filter(|_| algorithm.is_none());
+            let shared = known.shared.filter(|_| trusted.is_none());
             let mut size = 0u64;
             // A body that arrives as one chunk (a small file, a small GET) is kept as it is.
             let mut single: Option<Bytes> = None;
@@ -118,7 +129,7 @@ pub(super) async fn prepare_upload(
                 if size > n {
                     return Err(too_long(n));
                 }
-                if trusted.is_none() {
+                if trusted.is_none() && shared.is_none() {
                     hasher.update(&chunk);
                 }
                 match single.take() {
@@ -132,15 +143,22 @@ pub(super) async fn prepare_upload(
                     }
                 }
             }
-            let digests = match trusted {
-                None => finish(hasher, n, verify)?,
-                Some(_) if size < n => {
+            let digests = match (trusted, shared) {
+                (None, None) => finish(hasher, n, verify)?,
+                (None, Some(_)) | (Some(_), _) if size < n => {
                     return Err(Error::IncompleteBody {
                         received: size,
                         expected: n,
                     });
                 }
-                Some(md5) => {
+                (None, Some(shared)) => {
+                    let d = shared.get()?;
+                    if let Some(verify) = verify {
+                        verify(&d)?;
+                    }
+                    d
+                }
+                (Some(md5), _) => {
                     let d = Digests {
                         size,
                         md5,
@@ -457,19 +475,36 @@ mod tests {
 
     #[tokio::test]
     async fn small_bodies_are_buffered_and_verified() {
-        let p = prepare_upload(stream(&[b"hello"]), Some(5), None, None, None).await;
+        let p = prepare_upload(stream(&[b"hello"]), Some(5), None, Known::default(), None).await;
         assert!(p.is_ok_and(|p| p.pending.known().is_some_and(|d| d.size == 5)));
         let verify: Verifier = Box::new(|_| Err(Error::BadDigest { what: "MD5".into() }));
-        let p = prepare_upload(stream(&[b"hello"]), Some(5), None, None, Some(verify)).await;
+        let p = prepare_upload(
+            stream(&[b"hello"]),
+            Some(5),
+            None,
+            Known::default(),
+            Some(verify),
+        )
+        .await;
         assert!(matches!(p, Err(Error::BadDigest { .. })));
-        let p = prepare_upload(stream(&[b"hello!"]), Some(5), None, None, None).await;
+        let p = prepare_upload(stream(&[b"hello!"]), Some(5), None, Known::default(), None).await;
         assert!(matches!(p, Err(Error::InvalidArgument(_))));
     }
 
     #[tokio::test]
     async fn a_source_md5_is_sent_instead_of_hashing() {
         let md5 = [7u8; 16];
-        let p = prepare_upload(stream(&[b"hel", b"lo"]), Some(5), None, Some(md5), None).await;
+        let p = prepare_upload(
+            stream(&[b"hel", b"lo"]),
+            Some(5),
+            None,
+            Known {
+                source_md5: Some(md5),
+                shared: None,
+            },
+            None,
+        )
+        .await;
         let Ok(p) = p else { panic!("prepare failed") };
         assert!(p.md5_from_source);
         assert!(
@@ -479,13 +514,26 @@ mod tests {
         );
         assert_eq!(p.buffered.as_deref(), Some(&b"hello"[..]));
         // Lengths are still enforced, and a checksum algorithm means hashing after all.
-        let p = prepare_upload(stream(&[b"hel"]), Some(5), None, Some(md5), None).await;
+        let p = prepare_upload(
+            stream(&[b"hel"]),
+            Some(5),
+            None,
+            Known {
+                source_md5: Some(md5),
+                shared: None,
+            },
+            None,
+        )
+        .await;
         assert!(matches!(p, Err(Error::IncompleteBody { .. })));
         let p = prepare_upload(
             stream(&[b"hello"]),
             Some(5),
             Some(ChecksumAlgorithm::Crc32),
-            Some(md5),
+            Known {
+                source_md5: Some(md5),
+                shared: None,
+            },
             None,
         )
         .await;
@@ -496,7 +544,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_sizes_are_spooled() {
-        let p = prepare_upload(stream(&[b"hel", b"lo"]), None, None, None, None).await;
+        let p = prepare_upload(stream(&[b"hel", b"lo"]), None, None, Known::default(), None).await;
         let Ok(p) = p else { panic!("spooling failed") };
         assert_eq!(p.len, 5);
         let path = p.pending._spool.as_ref().map(|s| s.path.clone());

@@ -53,7 +53,7 @@ use aws_sdk_s3::types as sdk;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use self::body::{Prepared, download_stream, prepare_upload};
+use self::body::{Known, Prepared, download_stream, prepare_upload};
 use self::convert::{
     checksum_of, copy_source, etag_contradicts_md5, from_sdk_tags, meta_of, parse_content_range,
     range_header, sdk_algorithm, sdk_tags, tagging_header, to_time, to_u64, trim_etag,
@@ -511,6 +511,7 @@ impl Store for S3Store {
             checksum_algorithm,
             size_hint,
             source_md5,
+            shared_digests,
             verify,
         } = opts;
         // Held until the request is done: a buffered body stays in memory until then.
@@ -536,7 +537,17 @@ impl Store for S3Store {
             md5_from_source,
             len,
             pending,
-        } = prepare_upload(body, size_hint, checksum_algorithm, source_md5, verify).await?;
+        } = prepare_upload(
+            body,
+            size_hint,
+            checksum_algorithm,
+            Known {
+                source_md5,
+                shared: shared_digests,
+            },
+            verify,
+        )
+        .await?;
         let (b, k) = (bucket.as_str(), key.as_str());
         if let (Some(lean), Some(bytes), Some(digests)) = (&self.lean, buffered, pending.known())
             && (digests.checksum.is_none() || !self.supported())

@@ -15,7 +15,7 @@ use aws_sdk_s3::types as sdk;
 use time::OffsetDateTime;
 
 use super::S3Store;
-use super::body::{Prepared, prepare_upload};
+use super::body::{Known, Prepared, prepare_upload};
 use super::convert::{
     checksum_of, etag_contradicts_md5, from_sdk_algorithm, quote_etag, sdk_algorithm,
     tagging_header, trim_etag, with_attrs, with_checksum_value, with_upload_digests,
@@ -77,7 +77,10 @@ pub(super) async fn upload_part(
         body,
         opts.size_hint,
         opts.checksum_algorithm,
-        None,
+        Known {
+            source_md5: None,
+            shared: opts.shared_digests,
+        },
         opts.verify,
     )
     .await?;
