@@ -491,6 +491,42 @@ mod tests {
         assert!(matches!(p, Err(Error::InvalidArgument(_))));
     }
 
+    fn from_source(md5: [u8; 16]) -> Known {
+        Known {
+            source_md5: Some(md5),
+            shared: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_digests_are_taken_not_recomputed() {
+        let shared = SharedDigests::default();
+        let set = Digests {
+            size: 5,
+            md5: [3u8; 16],
+            checksum: None,
+        };
+        shared.set(set.clone());
+        let known = Known {
+            source_md5: None,
+            shared: Some(shared),
+        };
+        let p = prepare_upload(stream(&[b"hel", b"lo"]), Some(5), None, known, None).await;
+        let Ok(p) = p else { panic!("prepare failed") };
+        assert_eq!(
+            p.pending.known(),
+            Some(&set),
+            "the producer's digests, not a new MD5"
+        );
+        assert!(!p.md5_from_source);
+        let unset = Known {
+            source_md5: None,
+            shared: Some(SharedDigests::default()),
+        };
+        let p = prepare_upload(stream(&[b"hello"]), Some(5), None, unset, None).await;
+        assert!(p.is_err(), "digests never set are an error, not a guess");
+    }
+
     #[tokio::test]
     async fn a_source_md5_is_sent_instead_of_hashing() {
         let md5 = [7u8; 16];
@@ -498,10 +534,7 @@ mod tests {
             stream(&[b"hel", b"lo"]),
             Some(5),
             None,
-            Known {
-                source_md5: Some(md5),
-                shared: None,
-            },
+            from_source(md5),
             None,
         )
         .await;
@@ -514,26 +547,13 @@ mod tests {
         );
         assert_eq!(p.buffered.as_deref(), Some(&b"hello"[..]));
         // Lengths are still enforced, and a checksum algorithm means hashing after all.
-        let p = prepare_upload(
-            stream(&[b"hel"]),
-            Some(5),
-            None,
-            Known {
-                source_md5: Some(md5),
-                shared: None,
-            },
-            None,
-        )
-        .await;
+        let p = prepare_upload(stream(&[b"hel"]), Some(5), None, from_source(md5), None).await;
         assert!(matches!(p, Err(Error::IncompleteBody { .. })));
         let p = prepare_upload(
             stream(&[b"hello"]),
             Some(5),
             Some(ChecksumAlgorithm::Crc32),
-            Known {
-                source_md5: Some(md5),
-                shared: None,
-            },
+            from_source(md5),
             None,
         )
         .await;
