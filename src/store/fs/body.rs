@@ -66,8 +66,8 @@ pub async fn receive(
 
 /// How a received body gets its digests.
 pub enum Hash {
-    /// Hashed here: MD5 and, if the client asked for one, this checksum.
-    Here(Option<ChecksumAlgorithm>),
+    /// Hashed here: MD5 and, if the client asked for one, a checksum.
+    Here(Box<BodyHasher>),
     /// Hashed by the body's producer, set by the time the body ends.
     Shared(SharedDigests),
 }
@@ -76,23 +76,20 @@ impl Hash {
     pub fn new(algorithm: Option<ChecksumAlgorithm>, shared: Option<SharedDigests>) -> Self {
         match shared {
             Some(s) => Hash::Shared(s),
-            None => Hash::Here(algorithm),
+            None => Hash::Here(Box::new(BodyHasher::new(algorithm))),
         }
     }
 
-    fn hasher(&self) -> Option<BodyHasher> {
+    fn update(&mut self, data: &[u8]) {
+        if let Hash::Here(h) = self {
+            h.update(data);
+        }
+    }
+
+    fn finish(self) -> Result<Digests> {
         match self {
-            Hash::Here(a) => Some(BodyHasher::new(*a)),
-            Hash::Shared(_) => None,
-        }
-    }
-
-    /// The digests, from `hasher` or from the producer.
-    fn finish(self, hasher: Option<BodyHasher>) -> Result<Digests> {
-        match (self, hasher) {
-            (Hash::Shared(s), _) => s.get(),
-            (Hash::Here(_), Some(h)) => Ok(h.finalize()),
-            (Hash::Here(a), None) => Ok(BodyHasher::new(a).finalize()),
+            Hash::Here(h) => Ok(h.finalize()),
+            Hash::Shared(s) => s.get(),
         }
     }
 }
@@ -244,14 +241,12 @@ async fn receive_small(
         if let Some(p) = prepare {
             p()?;
         }
-        let mut hasher = hash.hasher();
-        if let Some(h) = hasher.as_mut() {
-            chunks.iter().for_each(|c| h.update(c));
-        }
+        let mut hash = hash;
+        chunks.iter().for_each(|c| hash.update(c));
         let w = write_file(&target, std::iter::once(chunks), sync)
             .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
         Ok(Received {
-            digests: hash.finish(hasher)?,
+            digests: hash.finish()?,
             ino: w.ino,
             mtime_ns: w.mtime_ns,
             synced: sync,
@@ -286,15 +281,12 @@ async fn receive_streaming(
         write_file(&target, batches, true)
             .map_err(|e| Error::io(format!("writing {}", target.display()), e))
     });
-    let hasher = hash.hasher();
     let hashing = tokio::task::spawn_blocking(move || {
-        let mut h = hasher;
+        let mut hash = hash;
         while let Some(batch) = hrx.blocking_recv() {
-            if let Some(h) = h.as_mut() {
-                batch.iter().for_each(|c| h.update(c));
-            }
+            batch.iter().for_each(|c| hash.update(c));
         }
-        h
+        hash
     });
     let received = async {
         let mut total = 0u64;
@@ -334,9 +326,9 @@ async fn receive_streaming(
     drop((tx, htx));
     let failed = |e| Error::Index(format!("file task failed: {e}"));
     let written = sink.await.map_err(failed)?;
-    let hasher = hashing.await.map_err(failed)?;
+    let hash = hashing.await.map_err(failed)?;
     let w = received.and(written)?;
-    let digests = hash.finish(hasher)?;
+    let digests = hash.finish()?;
     Ok(Received {
         digests,
         ino: w.ino,

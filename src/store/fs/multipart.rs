@@ -89,7 +89,7 @@ impl FsStore {
         let digests = body::receive(
             &path,
             body,
-            body::Hash::Here(algorithm),
+            body::Hash::new(algorithm, None),
             opts.size_hint,
             None,
             false,
