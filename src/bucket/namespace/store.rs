@@ -1,0 +1,332 @@
+//! The [`Store`] face of a namespace bucket: every S3 operation mapped onto its targets with
+//! the write machinery of the parent module (reads from the first read target that answers,
+//! writes fanned out with the journal recording what a secondary still owes).
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+
+use super::{BucketChange, Namespace, secondary_opts, skipped};
+use crate::bucket::tee::{Hashing, tee};
+use crate::store::{
+    BucketInfo, BucketName, ByteStream, Caps, CompletedPart, CopyOptions, DeleteResult, Error,
+    GetOptions, GetResult, ListPage, ListQuery, ObjectKey, ObjectMeta, PartInfo, PartsPage,
+    PutOptions, Result, SharedDigests, Store, Tags, UploadsPage, UploadsQuery, Versioning,
+    VersionsPage, VersionsQuery,
+};
+
+/// Bytes buffered per secondary before it is cut from a PUT.
+const TEE_BYTES: usize = 4 * 1024 * 1024;
+/// Bodies declared at most this long are hashed once, in the tee, for every target.
+const SHARED_HASH_MAX: u64 = 256 * 1024;
+
+#[async_trait]
+impl Store for Namespace {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn caps(&self) -> Caps {
+        self.roles().primary.store.caps()
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        Ok(Vec::new())
+    }
+
+    async fn create_bucket(&self, _bucket: &BucketName) -> Result<()> {
+        Err(Error::BucketAlreadyExists {
+            bucket: self.name.clone(),
+        })
+    }
+
+    async fn delete_bucket(&self, _bucket: &BucketName) -> Result<()> {
+        Err(Error::InvalidArgument(format!(
+            "{} is a namespace bucket: remove it with `ferry bucket remove`",
+            self.name
+        )))
+    }
+
+    async fn head_bucket(&self, _bucket: &BucketName) -> Result<BucketInfo> {
+        let mut info = read_first!(self, |l| l.store.head_bucket(&l.bucket))?;
+        info.name = self.name.clone();
+        Ok(info)
+    }
+
+    async fn get_versioning(&self, _bucket: &BucketName) -> Result<Versioning> {
+        read_first!(self, |l| l.store.get_versioning(&l.bucket))
+    }
+
+    async fn set_versioning(&self, _bucket: &BucketName, state: Versioning) -> Result<()> {
+        self.bucket_change(BucketChange::Versioning(state)).await
+    }
+
+    async fn get_bucket_tags(&self, _bucket: &BucketName) -> Result<Option<Tags>> {
+        read_first!(self, |l| l.store.get_bucket_tags(&l.bucket))
+    }
+
+    async fn put_bucket_tags(&self, _bucket: &BucketName, tags: Option<Tags>) -> Result<()> {
+        self.bucket_change(BucketChange::Tags(tags)).await
+    }
+
+    async fn put_object(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        let _gate = self.gate.read().await;
+        let roles = self.roles();
+        self.writable(&roles)?;
+        let p = &roles.primary;
+        if roles.secondaries.is_empty() {
+            return p.store.put_object(&p.bucket, key, body, opts).await;
+        }
+        let _g = self.locks.lock(&self.name, key.as_str()).await;
+        // The journal rows are committed while the body streams; the tee holds the end of
+        // every body until they are, so no target can commit the write before it is owed.
+        let record = self.owe(&roles, key.as_str(), "object", opts.size_hint.unwrap_or(0));
+        let (recorded_tx, recorded_rx) = tokio::sync::oneshot::channel();
+        let record = async move {
+            let r = record.await;
+            let _ = recorded_tx.send(r.is_ok());
+            r
+        };
+        let up: Vec<bool> = roles
+            .secondaries
+            .iter()
+            .map(|s| !self.is_down(&s.label) && !roles.deferred.contains(&s.label))
+            .collect();
+        let n_up = up.iter().filter(|u| **u).count();
+        // A small body is hashed once, in the tee, for every target. A large one is hashed
+        // by each target on a thread of its own: in the tee, MD5 would slow the one task
+        // that receives the body.
+        let mut opts = opts;
+        let hashing =
+            (n_up > 0 && opts.size_hint.is_some_and(|n| n <= SHARED_HASH_MAX)).then(|| {
+                let into = SharedDigests::default();
+                opts.shared_digests = Some(into.clone());
+                Hashing {
+                    algorithm: opts.checksum_algorithm,
+                    into,
+                }
+            });
+        let (lead, follow) = tee(body, n_up, TEE_BYTES, Some(recorded_rx), hashing);
+        let mut follow = follow.into_iter();
+        let sec: Vec<BoxFuture<'_, Result<ObjectMeta>>> = roles
+            .secondaries
+            .iter()
+            .zip(&up)
+            .map(
+                |(s, up)| match (up, if *up { follow.next() } else { None }) {
+                    (true, Some(stream)) => {
+                        let o = secondary_opts(&opts);
+                        Box::pin(async move { s.store.put_object(&s.bucket, key, stream, o).await })
+                            as BoxFuture<'_, _>
+                    }
+                    _ => skipped(),
+                },
+            )
+            .collect();
+        let primary = p.store.put_object(&p.bucket, key, lead, opts);
+        let (recorded, (r, took)) =
+            tokio::join!(record, self.fan_out(&roles, primary, sec, key.as_str()));
+        // Not recorded: every body ended with an error, nothing was committed anywhere.
+        let pending = recorded?;
+        self.settle(pending, r.is_ok(), &took);
+        r
+    }
+
+    async fn get_object(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<GetResult> {
+        read_first!(self, |l| l.store.get_object(&l.bucket, key, opts.clone()))
+    }
+
+    async fn head_object(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<ObjectMeta> {
+        read_first!(self, |l| l.store.head_object(&l.bucket, key, version_id))
+    }
+
+    async fn delete_object(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<DeleteResult> {
+        if version_id.is_some() {
+            // Version ids differ between stores: the worker syncs the key's new current state.
+            let w = self.begin_owed(key, "object").await?;
+            let p = &w.roles.primary;
+            let r = p.store.delete_object(&p.bucket, key, version_id).await;
+            return self.end_owed(w, r);
+        }
+        let _gate = self.gate.read().await;
+        let roles = self.roles();
+        self.writable(&roles)?;
+        let p = &roles.primary;
+        if roles.secondaries.is_empty() {
+            return p.store.delete_object(&p.bucket, key, None).await;
+        }
+        let _g = self.locks.lock(&self.name, key.as_str()).await;
+        let pending = self.owe(&roles, key.as_str(), "object", 0).await?;
+        let sec: Vec<BoxFuture<'_, Result<DeleteResult>>> = roles
+            .secondaries
+            .iter()
+            .map(|s| {
+                if self.is_down(&s.label) || roles.deferred.contains(&s.label) {
+                    skipped()
+                } else {
+                    s.store.delete_object(&s.bucket, key, None)
+                }
+            })
+            .collect();
+        let primary = p.store.delete_object(&p.bucket, key, None);
+        let (r, took) = self.fan_out(&roles, primary, sec, key.as_str()).await;
+        self.settle(pending, r.is_ok(), &took);
+        r
+    }
+
+    async fn copy_object(
+        &self,
+        _src_bucket: &BucketName,
+        src_key: &ObjectKey,
+        _dst_bucket: &BucketName,
+        dst_key: &ObjectKey,
+        opts: CopyOptions,
+    ) -> Result<ObjectMeta> {
+        let w = self.begin_owed(dst_key, "object").await?;
+        let p = &w.roles.primary;
+        let r = p
+            .store
+            .copy_object(&p.bucket, src_key, &p.bucket, dst_key, opts)
+            .await;
+        self.end_owed(w, r)
+    }
+
+    async fn get_object_tags(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<(String, Tags)> {
+        read_first!(self, |l| l
+            .store
+            .get_object_tags(&l.bucket, key, version_id))
+    }
+
+    async fn put_object_tags(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        tags: Tags,
+    ) -> Result<String> {
+        let w = self.begin_owed(key, "tags").await?;
+        let p = &w.roles.primary;
+        let r = p
+            .store
+            .put_object_tags(&p.bucket, key, version_id, tags)
+            .await;
+        self.end_owed(w, r)
+    }
+
+    async fn list_objects(&self, _bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
+        read_first!(self, |l| l.store.list_objects(&l.bucket, query))
+    }
+
+    async fn list_versions(
+        &self,
+        _bucket: &BucketName,
+        query: &VersionsQuery,
+    ) -> Result<VersionsPage> {
+        read_first!(self, |l| l.store.list_versions(&l.bucket, query))
+    }
+
+    async fn create_multipart(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        opts: PutOptions,
+    ) -> Result<String> {
+        let _gate = self.gate.read().await;
+        let roles = self.roles();
+        self.writable(&roles)?;
+        let p = &roles.primary;
+        p.store.create_multipart(&p.bucket, key, opts).await
+    }
+
+    async fn upload_part(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<PartInfo> {
+        let _gate = self.gate.read().await;
+        let roles = self.roles();
+        self.writable(&roles)?;
+        let p = &roles.primary;
+        p.store
+            .upload_part(&p.bucket, key, upload_id, part_number, body, opts)
+            .await
+    }
+
+    async fn complete_multipart(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<ObjectMeta> {
+        let w = self.begin_owed(key, "object").await?;
+        let p = &w.roles.primary;
+        let r = p
+            .store
+            .complete_multipart(&p.bucket, key, upload_id, parts)
+            .await;
+        self.end_owed(w, r)
+    }
+
+    async fn abort_multipart(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<()> {
+        let p = self.roles().primary.clone();
+        p.store.abort_multipart(&p.bucket, key, upload_id).await
+    }
+
+    async fn list_parts(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number_marker: Option<u32>,
+        max_parts: usize,
+    ) -> Result<PartsPage> {
+        let p = self.roles().primary.clone();
+        p.store
+            .list_parts(&p.bucket, key, upload_id, part_number_marker, max_parts)
+            .await
+    }
+
+    async fn list_uploads(
+        &self,
+        _bucket: &BucketName,
+        query: &UploadsQuery,
+    ) -> Result<UploadsPage> {
+        let p = self.roles().primary.clone();
+        p.store.list_uploads(&p.bucket, query).await
+    }
+}
