@@ -44,6 +44,7 @@ impl Gateway {
             size_hint: None,
             source_md5: None,
             shared_digests: None,
+            checksum_suffices: false,
             verify: None,
         };
         let upload_id = store

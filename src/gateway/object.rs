@@ -172,6 +172,7 @@ impl Gateway {
             size_hint: size,
             source_md5: None,
             shared_digests: None,
+            checksum_suffices: false,
             verify: Some(declared.verifier()),
         };
         let body = convert::body_stream(input.body);

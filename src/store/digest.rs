@@ -66,7 +66,8 @@ impl ChecksumHasher {
 /// Hashes a body: size, MD5, and optionally one checksum algorithm.
 pub struct BodyHasher {
     size: u64,
-    md5: md5::Md5,
+    /// `None` for a body whose MD5 nobody needs (see [`BodyHasher::checksum_only`]).
+    md5: Option<md5::Md5>,
     checksum: Option<ChecksumHasher>,
 }
 
@@ -74,14 +75,26 @@ impl BodyHasher {
     pub fn new(algorithm: Option<ChecksumAlgorithm>) -> Self {
         Self {
             size: 0,
-            md5: md5::Md5::new(),
+            md5: Some(md5::Md5::new()),
             checksum: algorithm.map(ChecksumHasher::new),
+        }
+    }
+
+    /// Size and one checksum, no MD5: the digests it makes carry an all-zero MD5 (see
+    /// [`PutOptions::checksum_suffices`](super::types::PutOptions::checksum_suffices)).
+    pub fn checksum_only(algorithm: ChecksumAlgorithm) -> Self {
+        Self {
+            size: 0,
+            md5: None,
+            checksum: Some(ChecksumHasher::new(algorithm)),
         }
     }
 
     pub fn update(&mut self, data: &[u8]) {
         self.size += data.len() as u64;
-        self.md5.update(data);
+        if let Some(m) = &mut self.md5 {
+            m.update(data);
+        }
         if let Some(c) = &mut self.checksum {
             c.update(data);
         }
@@ -92,7 +105,7 @@ impl BodyHasher {
     }
 
     pub fn finalize(self) -> Digests {
-        let md5: [u8; 16] = self.md5.finalize().into();
+        let md5: [u8; 16] = self.md5.map(|m| m.finalize().into()).unwrap_or_default();
         Digests {
             size: self.size,
             md5,

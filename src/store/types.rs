@@ -162,6 +162,11 @@ pub struct PutOptions {
     /// Digests of the body computed by its producer (see [`SharedDigests`]); they cover the
     /// checksum algorithm above. Stores use them instead of hashing.
     pub shared_digests: Option<SharedDigests>,
+    /// The caller needs no MD5 of the body: its verifier ignores [`Digests::md5`] and it
+    /// compares no ETag. A store that would hash MD5 only to send `Content-MD5` may protect
+    /// the transfer with a checksum instead (the s3 store: `checksum_algorithm`, or CRC32C,
+    /// to a backend that checks and echoes it); the MD5 handed to `verify` is then all zeros.
+    pub checksum_suffices: bool,
     pub verify: Option<Verifier>,
 }
 

@@ -362,6 +362,7 @@ fn secondary_opts(opts: &PutOptions) -> PutOptions {
         size_hint: opts.size_hint,
         source_md5: opts.source_md5,
         shared_digests: opts.shared_digests.clone(),
+        checksum_suffices: opts.checksum_suffices,
         // The primary verifies the client's digests; a secondary that commits a body the
         // primary then refuses is repaired from the primary (see `settle`).
         verify: None,

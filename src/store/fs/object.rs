@@ -632,6 +632,7 @@ impl FsStore {
             size_hint: Some(src.size),
             source_md5: None,
             shared_digests: None,
+            checksum_suffices: false,
             verify: None,
         };
         self.put_impl(dst_bucket, dst_key, body, put).await

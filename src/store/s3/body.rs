@@ -104,6 +104,10 @@ pub(super) struct Known {
     /// The producer's digests of the same bytes, set once the body has ended: a buffered
     /// body is not hashed again.
     pub shared: Option<SharedDigests>,
+    /// Hash a buffered body for its size and checksum only, not its MD5: the request carries
+    /// the checksum instead of `Content-MD5` (the caller needs no MD5; see
+    /// [`PutOptions::checksum_suffices`](crate::store::types::PutOptions::checksum_suffices)).
+    pub checksum_only: bool,
 }
 
 /// Readies `body` for upload. `size_hint` is the declared length, enforced.
@@ -117,6 +121,9 @@ pub(super) async fn prepare_upload(
     let mut hasher = BodyHasher::new(algorithm);
     match size_hint {
         Some(n) if n <= MEMORY_LIMIT => {
+            if let Some(a) = algorithm.filter(|_| known.checksum_only) {
+                hasher = BodyHasher::checksum_only(a);
+            }
             let trusted = known.source_md5.filter(|_| algorithm.is_none());
             let shared = known.shared.filter(|_| trusted.is_none());
             let mut size = 0u64;
@@ -491,10 +498,48 @@ mod tests {
         assert!(matches!(p, Err(Error::InvalidArgument(_))));
     }
 
+    #[tokio::test]
+    async fn a_checksum_only_body_carries_its_checksum_and_no_md5() {
+        let known = Known {
+            checksum_only: true,
+            ..Known::default()
+        };
+        let p = prepare_upload(
+            stream(&[b"hel", b"lo"]),
+            Some(5),
+            Some(ChecksumAlgorithm::Crc32c),
+            known,
+            None,
+        )
+        .await;
+        let Ok(p) = p else { panic!("prepare failed") };
+        let d = p.pending.known().expect("buffered digests");
+        let mut crc = crate::store::digest::ChecksumHasher::new(ChecksumAlgorithm::Crc32c);
+        crc.update(b"hello");
+        assert_eq!(d.checksum.as_ref(), Some(&crc.finalize()));
+        assert_eq!((d.size, d.md5), (5, [0u8; 16]), "no MD5 is computed");
+        assert_eq!(p.buffered.as_deref(), Some(&b"hello"[..]));
+        // A short body is still refused.
+        let known = Known {
+            checksum_only: true,
+            ..Known::default()
+        };
+        let p = prepare_upload(
+            stream(&[b"hel"]),
+            Some(5),
+            Some(ChecksumAlgorithm::Crc32c),
+            known,
+            None,
+        )
+        .await;
+        assert!(matches!(p, Err(Error::IncompleteBody { .. })));
+    }
+
     fn from_source(md5: [u8; 16]) -> Known {
         Known {
             source_md5: Some(md5),
             shared: None,
+            checksum_only: false,
         }
     }
 
@@ -510,6 +555,7 @@ mod tests {
         let known = Known {
             source_md5: None,
             shared: Some(shared),
+            checksum_only: false,
         };
         let p = prepare_upload(stream(&[b"hel", b"lo"]), Some(5), None, known, None).await;
         let Ok(p) = p else { panic!("prepare failed") };
@@ -522,6 +568,7 @@ mod tests {
         let unset = Known {
             source_md5: None,
             shared: Some(SharedDigests::default()),
+            checksum_only: false,
         };
         let p = prepare_upload(stream(&[b"hello"]), Some(5), None, unset, None).await;
         assert!(p.is_err(), "digests never set are an error, not a guess");

@@ -6,8 +6,9 @@
 //! (interceptors, runtime components, endpoint resolution, type-erased config layers) costs
 //! more CPU than everything else in a 4 KiB copy, so bulk copies of small objects were bound
 //! by it. Only bodies already in memory with their digests known take this path; they are
-//! sent with `Content-MD5` and a signed payload hash, so the backend checks both. Everything
-//! else (streams, multipart, checksum headers, every other operation) stays on the SDK.
+//! sent with `Content-MD5` (or, when the caller needs no MD5, an `x-amz-checksum-*` header)
+//! so the backend checks them. Everything else (streams, multipart, every other operation)
+//! stays on the SDK.
 //! Error answers map through the same table as the SDK's ([`super::error::map_answer`]).
 
 use std::time::{Duration, SystemTime};
@@ -35,7 +36,7 @@ use super::convert::{
 use super::error::{Answer, Ctx, chain, map_answer};
 use super::{ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, S3Config, STALL_GRACE};
 use crate::store::ObjectKey;
-use crate::store::types::{ByteStream, ObjectAttrs, ObjectMeta, Tags};
+use crate::store::types::{ByteStream, Checksum, ObjectAttrs, ObjectMeta, Tags};
 use crate::store::{Error, Result, digest};
 
 /// Characters a key keeps unescaped in a request path (RFC 3986 unreserved, and `/`).
@@ -66,6 +67,17 @@ pub(super) struct Put {
     /// ETag is not the MD5.
     pub sse: Option<String>,
     pub sse_c: Option<String>,
+    /// The backend's value of the checksum the request carried (`x-amz-checksum-*`), when it
+    /// echoed one: it computed that checksum over the bytes it received.
+    pub checksum: Option<String>,
+}
+
+/// How a lean PUT lets the backend check the body it receives.
+pub(super) enum Integrity<'a> {
+    /// `Content-MD5`.
+    Md5(&'a [u8; 16]),
+    /// An `x-amz-checksum-*` header, for a backend that checks it (and echoes it).
+    Checksum(&'a Checksum),
 }
 
 impl Lean {
@@ -106,7 +118,7 @@ impl Lean {
         })
     }
 
-    /// PUTs a buffered body whose MD5 is known (retried as [`Self::call`] says).
+    /// PUTs a buffered body whose MD5 or checksum is known (retried as [`Self::call`] says).
     #[allow(clippy::too_many_arguments)]
     pub async fn put(
         &self,
@@ -114,7 +126,7 @@ impl Lean {
         bucket: &str,
         key: &str,
         body: Bytes,
-        md5: &[u8; 16],
+        integrity: Integrity<'_>,
         attrs: &ObjectAttrs,
         tags: &Tags,
     ) -> Result<Put> {
@@ -129,7 +141,16 @@ impl Lean {
             headers.insert(n, v);
             Ok(())
         };
-        add("content-md5", &digest::b64(md5))?;
+        let echo = match integrity {
+            Integrity::Md5(md5) => {
+                add("content-md5", &digest::b64(md5))?;
+                None
+            }
+            Integrity::Checksum(c) => {
+                add(c.algorithm.header_name(), &c.value)?;
+                Some(c.algorithm.header_name())
+            }
+        };
         let standard = [
             ("content-type", &attrs.content_type),
             ("cache-control", &attrs.cache_control),
@@ -165,6 +186,7 @@ impl Lean {
             version_id: header("x-amz-version-id").map(str::to_owned),
             sse: header("x-amz-server-side-encryption").map(str::to_owned),
             sse_c: header("x-amz-server-side-encryption-customer-algorithm").map(str::to_owned),
+            checksum: echo.and_then(header).map(str::to_owned),
         })
     }
 
@@ -326,8 +348,9 @@ impl Lean {
         for (n, v) in extra {
             signed_headers.push((n.as_str(), v.to_str().unwrap_or_default()));
         }
-        // A PUT carries Content-MD5, which the backend checks; hashing the payload again
-        // for the signature would only cost CPU (what the SDK does over TLS too).
+        // A PUT carries Content-MD5 or a checksum, which the backend checks; hashing the
+        // payload again for the signature would only cost CPU (what the SDK does over TLS
+        // too).
         let payload = if method == "PUT" {
             SignableBody::UnsignedPayload
         } else {

@@ -13,10 +13,12 @@
 //! - **Atomic visibility and durability** are the backend's: S3 makes a PUT, copy or
 //!   completed multipart upload visible whole, and answers only once it is durable.
 //! - **Verification before commit**: a buffered body (small, or of unknown size) is verified
-//!   before the request is sent and sent with `Content-MD5`; a streamed body holds back its
-//!   last chunk until the verifier has passed, so a body that fails never reaches the backend
-//!   whole (see [`body`]). A streamed body whose returned ETag is a plain MD5 that differs from
-//!   the one computed here is deleted again (by version id when there is one) and refused.
+//!   before the request is sent and sent with `Content-MD5` (or, when nobody needs its MD5, a
+//!   checksum the backend echoes; see [`put`]); a streamed body holds back its last chunk
+//!   until the verifier has passed, so a body that fails never reaches the backend whole (see
+//!   [`body`]). A body whose returned ETag is a plain MD5 that differs from the one computed
+//!   here (a backend that ignores `Content-MD5` keeps what it got) is deleted again (by
+//!   version id when there is one) and refused.
 //! - **Checksums**: with [`ChecksumMode::WhenSupported`] the SDK adds its checksums (trailers
 //!   on streamed bodies) and validates responses; with [`ChecksumMode::WhenRequired`] only
 //!   `Content-MD5` is sent, for servers that reject the SDK's trailers.
@@ -36,6 +38,7 @@ mod error;
 mod lean;
 mod list;
 mod multipart;
+mod put;
 
 use std::fmt;
 use std::time::Duration;
@@ -53,11 +56,10 @@ use aws_sdk_s3::types as sdk;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use self::body::{Known, Prepared, download_stream, prepare_upload};
+use self::body::download_stream;
 use self::convert::{
-    checksum_of, copy_source, etag_contradicts_md5, from_sdk_tags, meta_of, parse_content_range,
-    range_header, sdk_algorithm, sdk_tags, tagging_header, to_time, to_u64, trim_etag,
-    version_or_null, with_attrs, with_upload_digests,
+    checksum_of, copy_source, from_sdk_tags, meta_of, parse_content_range, range_header,
+    sdk_algorithm, sdk_tags, tagging_header, to_time, to_u64, version_or_null, with_attrs,
 };
 use self::error::{Ctx, map_sdk_error};
 use super::{
@@ -135,6 +137,8 @@ pub struct S3Store {
     buffers: std::sync::Arc<tokio::sync::Semaphore>,
     region: String,
     checksum_mode: ChecksumMode,
+    /// Whether the backend echoes checksum headers (see [`put`]).
+    echo: std::sync::Arc<put::Echo>,
 }
 
 impl fmt::Debug for S3Store {
@@ -215,6 +219,7 @@ impl S3Store {
             buffers: std::sync::Arc::new(tokio::sync::Semaphore::new(BUFFER_BUDGET / 4096)),
             region: cfg.region.trim().to_owned(),
             checksum_mode: cfg.checksum_mode,
+            echo: std::sync::Arc::default(),
         })
     }
 
@@ -505,116 +510,7 @@ impl Store for S3Store {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
-        let PutOptions {
-            attrs,
-            tags,
-            checksum_algorithm,
-            size_hint,
-            source_md5,
-            shared_digests,
-            verify,
-        } = opts;
-        // Held until the request is done: a buffered body stays in memory until then.
-        let _room = match size_hint.filter(|n| *n <= body::MEMORY_LIMIT) {
-            Some(n) => {
-                let permits = u32::try_from(n.div_ceil(4096).max(1)).unwrap_or(u32::MAX);
-                Some(
-                    self.buffers
-                        .clone()
-                        .acquire_many_owned(permits)
-                        .await
-                        .map_err(|_| Error::Unavailable {
-                            store: self.name.clone(),
-                            message: "shutting down".to_owned(),
-                        })?,
-                )
-            }
-            None => None,
-        };
-        let Prepared {
-            body,
-            buffered,
-            md5_from_source,
-            len,
-            pending,
-        } = prepare_upload(
-            body,
-            size_hint,
-            checksum_algorithm,
-            Known {
-                source_md5,
-                shared: shared_digests,
-            },
-            verify,
-        )
-        .await?;
-        let (b, k) = (bucket.as_str(), key.as_str());
-        if let (Some(lean), Some(bytes), Some(digests)) = (&self.lean, buffered, pending.known())
-            && (digests.checksum.is_none() || !self.supported())
-        {
-            let put = lean
-                .put(&self.name, b, k, bytes, &digests.md5, &attrs, &tags)
-                .await?;
-            let sse = put.sse.as_deref().map(sdk::ServerSideEncryption::from);
-            if md5_from_source
-                && etag_contradicts_md5(&put.etag, &digests.md5, sse.as_ref(), put.sse_c.as_deref())
-            {
-                self.discard(b, k, put.version_id.as_deref()).await;
-                return Err(Error::BadDigest {
-                    what: "MD5 (the backend's ETag, against the source's)".to_owned(),
-                });
-            }
-            let version = version_or_null(put.version_id.as_deref());
-            let checksum = digests.checksum.clone();
-            return Ok(written(
-                key,
-                version,
-                put.etag,
-                digests.size,
-                attrs,
-                checksum,
-                &tags,
-            ));
-        }
-        let mut req = self
-            .client
-            .put_object()
-            .bucket(b)
-            .key(k)
-            .body(body)
-            .content_length(i64::try_from(len).unwrap_or(i64::MAX));
-        req = with_attrs!(req, &attrs);
-        if !tags.is_empty() {
-            req = req.tagging(tagging_header(&tags));
-        }
-        // The backend's ETag is the check on a body this process did not hash.
-        let streamed = pending.known().is_none() || md5_from_source;
-        req = with_upload_digests!(req, pending.known(), checksum_algorithm, self.supported());
-        let result = req
-            .customize()
-            .config_override(Self::long_call())
-            .send()
-            .await;
-        let (out, digests) = pending.settle(&self.name, result, |e| self.err(Ctx::key(b, k), e))?;
-        let etag = trim_etag(out.e_tag());
-        let sse = (out.server_side_encryption(), out.sse_customer_algorithm());
-        if streamed && etag_contradicts_md5(&etag, &digests.md5, sse.0, sse.1) {
-            self.discard(b, k, out.version_id()).await;
-            return Err(Error::BadDigest {
-                what: "MD5 (the backend's ETag)".to_owned(),
-            });
-        }
-        let version = version_or_null(out.version_id());
-        let checksum = digests.checksum.or_else(|| checksum_of!(&out));
-        Ok(written(
-            key,
-            version,
-            etag,
-            digests.size,
-            attrs,
-            checksum,
-            &tags,
-        ))
+        self.put_impl(bucket, key, body, opts).await
     }
 
     async fn get_object(

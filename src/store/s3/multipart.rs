@@ -80,6 +80,7 @@ pub(super) async fn upload_part(
         Known {
             source_md5: None,
             shared: opts.shared_digests,
+            checksum_only: false,
         },
         opts.verify,
     )
@@ -94,7 +95,6 @@ pub(super) async fn upload_part(
         .part_number(number)
         .body(body)
         .content_length(i64::try_from(len).unwrap_or(i64::MAX));
-    let streamed = pending.known().is_none();
     req = with_upload_digests!(
         req,
         pending.known(),
@@ -110,7 +110,7 @@ pub(super) async fn upload_part(
     let (out, digests) = pending.settle(&store.name, result, |e| store.err(ctx, e))?;
     let etag = trim_etag(out.e_tag());
     let sse = (out.server_side_encryption(), out.sse_customer_algorithm());
-    if streamed && etag_contradicts_md5(&etag, &digests.md5, sse.0, sse.1) {
+    if etag_contradicts_md5(&etag, &digests.md5, sse.0, sse.1) {
         // The part stays until it is uploaded again or the upload is aborted; it cannot
         // be completed without the ETag, which the client never gets.
         return Err(Error::BadDigest {

@@ -1,5 +1,5 @@
 //! A directory source a job reads without comparing content: its files are indexed by their
-//! facts and hashed only as they are copied (each upload checked against that hash); a file
+//! facts and checksummed only as they are copied (each upload checked by the server); a file
 //! changed since its last copy goes again; `--verify` and `--checksum` still compare content
 //! (the directory is hashed first for them).
 

@@ -4,6 +4,7 @@
 //! on PostgreSQL.
 
 mod dir;
+mod integrity;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -669,16 +670,15 @@ fn pause_stops_transfers_at_a_part_boundary_and_resume_finishes() {
     );
 }
 
-#[test]
-fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let f = Ferry::start();
-    let src = tmp.path().join("tree/faulty");
-    make_tree(&src, 300, &[mib(20)]);
+/// Starts `tests/it/py/fault_proxy.py` in front of `upstream`: it fails a share `rate` of
+/// the requests and damages the first `corrupt_first` PUT bodies, counting into `stats`.
+/// Returns the process and the proxy's endpoint.
+fn fault_proxy(upstream: &str, rate: &str, stats: &Path, corrupt_first: u32) -> (Child, String) {
     let mut proxy = Command::new(venv_bin("python"))
         .arg(crate::support::repo().join("tests/it/py/fault_proxy.py"))
-        .args([&f.s3, "0.2", "7"])
-        .arg(tmp.path().join("proxy.json"))
+        .args([upstream, rate, "7"])
+        .arg(stats)
+        .arg(corrupt_first.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .expect("proxy");
@@ -690,7 +690,16 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
             .expect("port");
         line.trim().to_owned()
     };
-    let endpoint = format!("http://127.0.0.1:{port}");
+    (proxy, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/faulty");
+    make_tree(&src, 300, &[mib(20)]);
+    let (mut proxy, endpoint) = fault_proxy(&f.s3, "0.2", &tmp.path().join("proxy.json"), 0);
     let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
     let out = m.run(&[
         "migrate",

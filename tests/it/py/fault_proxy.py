@@ -1,12 +1,15 @@
 """An HTTP proxy that fails a share of the requests it forwards to an S3 endpoint.
 
-Usage: fault_proxy.py UPSTREAM_URL RATE SEED STATS_FILE
+Usage: fault_proxy.py UPSTREAM_URL RATE SEED STATS_FILE [CORRUPT_FIRST]
 
 Prints the port it listens on, then serves until killed. Of the requests it receives, a
 share RATE fails: half of those are answered 503 SlowDown without reaching the upstream,
 the other half are forwarded and then answered 500 InternalError (the upstream may have
 done the work; the client does not know). The Host header is passed on unchanged, so
 SigV4 signatures made for the proxy's address still verify upstream.
+
+With CORRUPT_FIRST = N, the first N PUT bodies are forwarded with one byte flipped: damage on
+the way that the client cannot see, which the upstream or the client's own checks must catch.
 """
 
 import http.client
@@ -23,21 +26,40 @@ RATE = float(sys.argv[2])
 RNG = random.Random(int(sys.argv[3]))
 LOCK = threading.Lock()
 STATS = sys.argv[4]
-COUNTS = {"forwarded": 0, "failed_before": 0, "failed_after": 0}
+CORRUPT_FIRST = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+COUNTS = {"forwarded": 0, "failed_before": 0, "failed_after": 0, "corrupted": 0}
 
 
 def count(what):
     """Counts an outcome and rewrites the stats file (the test reads it at the end)."""
     with LOCK:
         COUNTS[what] += 1
-        with open(STATS + ".tmp", "w") as f:
-            json.dump(COUNTS, f)
-        os.replace(STATS + ".tmp", STATS)
+        write_stats()
+
+
+def write_stats():
+    """Rewrites the stats file; the caller holds LOCK."""
+    with open(STATS + ".tmp", "w") as f:
+        json.dump(COUNTS, f)
+    os.replace(STATS + ".tmp", STATS)
+
 
 ERROR = (
     '<?xml version="1.0" encoding="UTF-8"?>'
     "<Error><Code>{code}</Code><Message>injected fault</Message></Error>"
 )
+
+
+def corrupt(body):
+    """Flips a byte of one of the first CORRUPT_FIRST PUT bodies."""
+    with LOCK:
+        if not body or COUNTS["corrupted"] >= CORRUPT_FIRST:
+            return body
+        COUNTS["corrupted"] += 1
+        write_stats()
+    damaged = bytearray(body)
+    damaged[len(damaged) // 2] ^= 0xFF
+    return bytes(damaged)
 
 
 def roll():
@@ -75,6 +97,8 @@ class Handler(BaseHTTPRequestHandler):
             count("failed_before")
             self.fail(503, "SlowDown")
             return
+        if self.command == "PUT":
+            body = corrupt(body)
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=120)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
         conn.request(self.command, self.path, body=body, headers=headers)
