@@ -112,6 +112,10 @@ pub struct ObjectMeta {
     pub checksum: Option<Checksum>,
     pub tag_count: usize,
     pub parts_count: Option<u32>,
+    /// The ETag has the form of an MD5 but is not the body's (S3 with SSE-KMS or SSE-C): it
+    /// identifies the content but cannot check a copy of it. GET and HEAD can tell; listing
+    /// entries cannot, and say `false`.
+    pub opaque_etag: bool,
 }
 
 /// Digests the store computed over a body it received, handed to a [`Verifier`] before the

@@ -220,7 +220,8 @@ async fn copy_whole(
         Vec::new()
     };
     let checksum = meta.checksum.clone().filter(|c| !c.composite);
-    let want_md5 = (!meta.etag.contains('-')).then(|| meta.etag.clone());
+    // An ETag that is not the MD5 (SSE-KMS, SSE-C) cannot check the copy.
+    let want_md5 = (!meta.etag.contains('-') && !meta.opaque_etag).then(|| meta.etag.clone());
     let source_md5 = want_md5
         .as_deref()
         .and_then(|m| <[u8; 16]>::try_from(hex::decode(m).ok()?).ok());

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use crate::store::{self, BucketName, ListQuery, ObjectMeta, Store};
+use crate::store::{self, BucketName, ListQuery, ObjectKey, ObjectMeta, Store};
 
 /// One side of a comparison: a store, a bucket and a key prefix.
 pub struct Side<'a> {
@@ -116,14 +116,38 @@ pub fn same_content(a: &ObjectMeta, b: &ObjectMeta) -> Option<bool> {
     {
         return Some(ca.value == cb.value);
     }
-    let plain = |e: &str| !e.contains('-');
-    if plain(&a.etag) && plain(&b.etag) {
+    let plain = |m: &ObjectMeta| !m.etag.contains('-') && !m.opaque_etag;
+    if plain(a) && plain(b) {
         return Some(a.etag == b.etag);
     }
     if a.etag == b.etag {
         return Some(true);
     }
     None
+}
+
+/// Asks both stores about two listed objects whose ETags differ: a listing does not say
+/// whether an ETag is the MD5 (S3 with SSE-KMS gives another value), HEAD does, and it may
+/// also carry checksums that settle it. An object gone since the listing keeps the verdict.
+async fn confirm(
+    a: &Side<'_>,
+    b: &Side<'_>,
+    ma: &ObjectMeta,
+    mb: &ObjectMeta,
+) -> store::Result<Option<bool>> {
+    let (ha, hb) = futures::try_join!(head(a, &ma.key), head(b, &mb.key))?;
+    Ok(match (ha, hb) {
+        (Some(ha), Some(hb)) if ha.size == ma.size && hb.size == mb.size => same_content(&ha, &hb),
+        _ => Some(false),
+    })
+}
+
+async fn head(side: &Side<'_>, key: &ObjectKey) -> store::Result<Option<ObjectMeta>> {
+    match side.store.head_object(&side.bucket, key, None).await {
+        Ok(h) => Ok(Some(h)),
+        Err(store::Error::NoSuchKey { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Walks both sides; calls `report` for every difference; returns the totals.
@@ -180,7 +204,11 @@ pub async fn diff(
                         b: mb.size,
                     })
                 } else {
-                    match same_content(&ma, &mb) {
+                    let mut same = same_content(&ma, &mb);
+                    if same == Some(false) {
+                        same = confirm(a, b, &ma, &mb).await?;
+                    }
+                    match same {
                         Some(true) => None,
                         Some(false) => Some(Difference::Content {
                             key: x,

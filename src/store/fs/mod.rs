@@ -415,6 +415,7 @@ pub(crate) fn row_to_meta(row: &VersionRow) -> Result<ObjectMeta> {
         checksum,
         tag_count,
         parts_count: row.parts_count.map(|n| n.max(0) as u32),
+        opaque_etag: false,
     })
 }
 

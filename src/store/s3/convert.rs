@@ -39,20 +39,30 @@ pub(super) fn is_plain_md5(etag: &str) -> bool {
     etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Whether the backend's ETag for a streamed body shows the body arrived different: it is a
-/// plain MD5 (not opaque because of SSE-KMS or SSE-C encryption) other than the one computed.
+/// Whether an object's ETag is not its MD5 because of how S3 encrypts it: SSE-KMS (also
+/// dual-layer) or SSE-C. SSE-S3 (`AES256`) keeps the MD5.
+pub(super) fn etag_is_opaque(
+    sse: Option<&sdk::ServerSideEncryption>,
+    sse_customer_algorithm: Option<&str>,
+) -> bool {
+    sse_customer_algorithm.is_some()
+        || matches!(
+            sse,
+            Some(sdk::ServerSideEncryption::AwsKms | sdk::ServerSideEncryption::AwsKmsDsse)
+        )
+}
+
+/// Whether the backend's ETag for a body shows the body arrived different: it is a plain MD5
+/// (not opaque because of SSE-KMS or SSE-C encryption) other than the one computed.
 pub(super) fn etag_contradicts_md5(
     etag: &str,
     md5: &[u8; 16],
     sse: Option<&sdk::ServerSideEncryption>,
     sse_customer_algorithm: Option<&str>,
 ) -> bool {
-    let opaque = sse_customer_algorithm.is_some()
-        || matches!(
-            sse,
-            Some(sdk::ServerSideEncryption::AwsKms | sdk::ServerSideEncryption::AwsKmsDsse)
-        );
-    !opaque && is_plain_md5(etag) && !etag.eq_ignore_ascii_case(&hex::encode(md5))
+    !etag_is_opaque(sse, sse_customer_algorithm)
+        && is_plain_md5(etag)
+        && !etag.eq_ignore_ascii_case(&hex::encode(md5))
 }
 
 /// The part count of a multipart ETag (`hex-N`).
@@ -238,6 +248,10 @@ macro_rules! meta_of {
                 .and_then(|n| usize::try_from(n).ok())
                 .unwrap_or(0),
             parts_count: $crate::store::s3::convert::parts_from_etag(&etag),
+            opaque_etag: $crate::store::s3::convert::etag_is_opaque(
+                out.server_side_encryption(),
+                out.sse_customer_algorithm(),
+            ),
             etag,
         }
     }};

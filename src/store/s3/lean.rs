@@ -441,6 +441,9 @@ pub(super) fn meta_from_head(
             .and_then(|n| n.parse().ok())
             .unwrap_or(0),
         parts_count: parts_from_etag(&etag),
+        opaque_etag: header("x-amz-server-side-encryption-customer-algorithm").is_some()
+            || header("x-amz-server-side-encryption")
+                .is_some_and(|s| s.to_ascii_lowercase().starts_with("aws:kms")),
         etag,
     }
 }

@@ -268,6 +268,7 @@ fn listed_meta(
         attrs: ObjectAttrs::default(),
         checksum: None,
         tag_count: 0,
+        opaque_etag: false,
     }
 }
 

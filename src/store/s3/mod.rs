@@ -809,6 +809,7 @@ fn written(
         checksum,
         tag_count: tags.len(),
         parts_count: None,
+        opaque_etag: false,
     }
 }
 

@@ -1,8 +1,9 @@
-//! Bodies damaged on their way to the destination never land. A directory's files go with a
-//! CRC32C instead of `Content-MD5` (nobody needs their MD5): Ferry checks it and refuses a
-//! damaged body; moto ignores both the checksum and `Content-MD5`, and keeps what it got, so
-//! Ferry's own comparison of the returned ETag catches it and deletes the object again.
-//! Either way the copy is retried and the tree arrives whole.
+//! What checks a copy. Bodies damaged on their way to the destination never land: a
+//! directory's files go with a CRC32C instead of `Content-MD5` (nobody needs their MD5), which
+//! Ferry checks, refusing a damaged body; moto ignores both the checksum and `Content-MD5` and
+//! keeps what it got, so Ferry's own comparison of the returned ETag catches it and deletes
+//! the object again. And a source whose ETags are not MD5s (S3 with SSE-KMS) is copied and
+//! verified without its ETag being taken for an MD5.
 
 use std::process::Command;
 
@@ -27,7 +28,10 @@ fn bodies_damaged_on_the_way_never_land() {
     ];
     for (name, upstream, ak, sk) in sides {
         let stats = tmp.path().join(format!("{name}.json"));
-        let (mut proxy, endpoint) = fault_proxy(upstream, "0", &stats, DAMAGED);
+        let damaged = DAMAGED.to_string();
+        let flags = ["--corrupt-first", damaged.as_str()];
+        let proxy = fault_proxy(upstream, "0", &stats, &flags);
+        let endpoint = proxy.endpoint.clone();
         let m = Migrator::new(&tmp.path().join(name)).creds("DST", ak, sk);
         // One worker: the damaged bodies are the first ones, sent before Ferry has learned
         // whether this destination echoes checksums (moto) and after (the rest).
@@ -42,8 +46,7 @@ fn bodies_damaged_on_the_way_never_land() {
             "--attempts",
             "10",
         ]);
-        let _ = proxy.kill();
-        let _ = proxy.wait();
+        drop(proxy);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let stats: Value =
             serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats"))
@@ -86,4 +89,99 @@ fn bodies_damaged_on_the_way_never_land() {
             .is_some_and(|c| !c.is_empty()),
         "{meta}"
     );
+}
+
+/// A source whose ETags are not MD5s (S3 with SSE-KMS, as `fault_proxy.py --kms` answers):
+/// the copies are checked another way instead of refused for a "wrong" MD5, and `--verify`
+/// asks both sides with HEAD before it calls differing ETags a difference.
+#[test]
+fn a_source_whose_etags_are_not_md5s_copies_and_verifies() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/kms");
+    make_tree(&src, 30, &[super::mib(12)]);
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let parts = [
+        "--multipart-threshold",
+        "8M",
+        "--part-size",
+        "5M",
+        "--attempts",
+        "3",
+    ];
+    let mut up = vec![
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://kmssrc",
+        "--dst-endpoint",
+        &f.s3,
+    ];
+    up.extend(parts);
+    ok(&m.run(&up));
+    let proxy = fault_proxy(&f.s3, "0", &tmp.path().join("kms.json"), &["--kms"]);
+    let kms = proxy.endpoint.clone();
+
+    // The stand-in is in effect: through the proxy, a small object's ETag is not its MD5.
+    let mut head = Command::new(crate::support::venv_bin("aws"));
+    head.args([
+        "--endpoint-url",
+        &kms,
+        "s3api",
+        "head-object",
+        "--bucket",
+        "kmssrc",
+    ])
+    .args(["--key", "f00001"])
+    .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    .env("AWS_DEFAULT_REGION", "us-east-1");
+    let meta: Value = serde_json::from_str(&ok(&head.output().expect("aws"))).expect("json");
+    let md5 = {
+        use md5::Digest as _;
+        hex::encode(md5::Md5::digest(
+            std::fs::read(src.join("f00001")).expect("f00001"),
+        ))
+    };
+    assert_eq!(meta["ServerSideEncryption"], "aws:kms", "{meta}");
+    assert_ne!(meta["ETag"], format!("\"{md5}\""), "{meta}");
+
+    // To a directory and to another bucket, each checked with --verify.
+    let back = tmp.path().join("back/kms");
+    let mut down = vec![
+        "migrate",
+        "s3://kmssrc",
+        back.to_str().unwrap_or_default(),
+        "--src-endpoint",
+        &kms,
+        "--verify",
+    ];
+    down.extend(parts);
+    let out = m.run(&down);
+    assert!(out.status.success(), "to a directory: {}", stderr(&out));
+    assert_same_tree(&src, &back);
+    let mut across = vec![
+        "migrate",
+        "s3://kmssrc",
+        "s3://kmsdst",
+        "--src-endpoint",
+        &kms,
+        "--dst-endpoint",
+        &f.s3,
+        "--verify",
+    ];
+    across.extend(parts);
+    let out = m.run(&across);
+    drop(proxy);
+    assert!(out.status.success(), "to a bucket: {}", stderr(&out));
+    let again = tmp.path().join("again/kms");
+    ok(&m.run(&[
+        "migrate",
+        "s3://kmsdst",
+        again.to_str().unwrap_or_default(),
+        "--src-endpoint",
+        &f.s3,
+    ]));
+    assert_same_tree(&src, &again);
 }

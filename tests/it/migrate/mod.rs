@@ -670,27 +670,43 @@ fn pause_stops_transfers_at_a_part_boundary_and_resume_finishes() {
     );
 }
 
+/// A running `tests/it/py/fault_proxy.py`, killed when dropped (also when a test fails).
+struct Proxy {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `tests/it/py/fault_proxy.py` in front of `upstream`: it fails a share `rate` of
-/// the requests and damages the first `corrupt_first` PUT bodies, counting into `stats`.
-/// Returns the process and the proxy's endpoint.
-fn fault_proxy(upstream: &str, rate: &str, stats: &Path, corrupt_first: u32) -> (Child, String) {
-    let mut proxy = Command::new(venv_bin("python"))
+/// the requests, counting into `stats`; `flags` are the proxy's own (`--corrupt-first N`,
+/// `--kms`).
+fn fault_proxy(upstream: &str, rate: &str, stats: &Path, flags: &[&str]) -> Proxy {
+    let mut child = Command::new(venv_bin("python"))
         .arg(crate::support::repo().join("tests/it/py/fault_proxy.py"))
         .args([upstream, rate, "7"])
         .arg(stats)
-        .arg(corrupt_first.to_string())
+        .args(flags)
         .stdout(Stdio::piped())
         .spawn()
         .expect("proxy");
     let port = {
         use std::io::BufRead;
         let mut line = String::new();
-        std::io::BufReader::new(proxy.stdout.as_mut().expect("stdout"))
+        std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
             .read_line(&mut line)
             .expect("port");
         line.trim().to_owned()
     };
-    (proxy, format!("http://127.0.0.1:{port}"))
+    Proxy {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
 }
 
 #[test]
@@ -699,7 +715,8 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     let f = Ferry::start();
     let src = tmp.path().join("tree/faulty");
     make_tree(&src, 300, &[mib(20)]);
-    let (mut proxy, endpoint) = fault_proxy(&f.s3, "0.2", &tmp.path().join("proxy.json"), 0);
+    let proxy = fault_proxy(&f.s3, "0.2", &tmp.path().join("proxy.json"), &[]);
+    let endpoint = proxy.endpoint.clone();
     let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
     let out = m.run(&[
         "migrate",
@@ -714,8 +731,7 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
         "--attempts",
         "20",
     ]);
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    drop(proxy);
     assert!(out.status.success(), "{}", stderr(&out));
     let stats: Value = serde_json::from_str(
         &std::fs::read_to_string(tmp.path().join("proxy.json")).expect("proxy stats"),

@@ -1,6 +1,6 @@
 """An HTTP proxy that fails a share of the requests it forwards to an S3 endpoint.
 
-Usage: fault_proxy.py UPSTREAM_URL RATE SEED STATS_FILE [CORRUPT_FIRST]
+Usage: fault_proxy.py UPSTREAM_URL RATE SEED STATS_FILE [--corrupt-first N] [--kms]
 
 Prints the port it listens on, then serves until killed. Of the requests it receives, a
 share RATE fails: half of those are answered 503 SlowDown without reaching the upstream,
@@ -8,14 +8,20 @@ the other half are forwarded and then answered 500 InternalError (the upstream m
 done the work; the client does not know). The Host header is passed on unchanged, so
 SigV4 signatures made for the proxy's address still verify upstream.
 
-With CORRUPT_FIRST = N, the first N PUT bodies are forwarded with one byte flipped: damage on
-the way that the client cannot see, which the upstream or the client's own checks must catch.
+--corrupt-first N: the first N PUT bodies are forwarded with one byte flipped, damage on the
+way that the client cannot see, which the upstream or the client's own checks must catch.
+
+--kms: answers look like those of S3 with SSE-KMS, where an object's ETag is not its MD5:
+every plain ETag (in GET and HEAD headers and in listings) is replaced by another stable hex
+value, and GET and HEAD answers say `x-amz-server-side-encryption: aws:kms`.
 """
 
 import http.client
 import json
 import os
+import hashlib
 import random
+import re
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +32,10 @@ RATE = float(sys.argv[2])
 RNG = random.Random(int(sys.argv[3]))
 LOCK = threading.Lock()
 STATS = sys.argv[4]
-CORRUPT_FIRST = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+FLAGS = sys.argv[5:]
+CORRUPT_FIRST = int(FLAGS[FLAGS.index("--corrupt-first") + 1]) if "--corrupt-first" in FLAGS else 0
+KMS = "--kms" in FLAGS
+PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
 COUNTS = {"forwarded": 0, "failed_before": 0, "failed_after": 0, "corrupted": 0}
 
 
@@ -60,6 +69,29 @@ def corrupt(body):
     damaged = bytearray(body)
     damaged[len(damaged) // 2] ^= 0xFF
     return bytes(damaged)
+
+
+def kms_etag(md5_hex):
+    """The stand-in for an SSE-KMS ETag: stable, hex, and not the MD5."""
+    return hashlib.md5(b"kms:" + md5_hex.lower().encode()).hexdigest()
+
+
+def kms_headers(headers):
+    """Rewrites a GET or HEAD answer's headers as SSE-KMS would have them."""
+    out = []
+    for k, v in headers:
+        if k.lower() == "etag" and re.fullmatch(r'"?[0-9a-fA-F]{32}"?', v):
+            v = '"%s"' % kms_etag(v.strip('"'))
+        out.append((k, v))
+    out.append(("x-amz-server-side-encryption", "aws:kms"))
+    return out
+
+
+def kms_listing(data):
+    """Rewrites the plain ETags of a listing."""
+    return PLAIN_ETAG.sub(
+        lambda m: m.group(1) + kms_etag(m.group(2).decode()).encode() + m.group(3), data
+    )
 
 
 def roll():
@@ -110,8 +142,14 @@ class Handler(BaseHTTPRequestHandler):
             self.fail(500, "InternalError")
             return
         count("forwarded")
+        headers = resp.getheaders()
+        if KMS and self.command in ("GET", "HEAD") and resp.status in (200, 206):
+            if b"<ListBucketResult" in data[:512] or b"<ListVersionsResult" in data[:512]:
+                data = kms_listing(data)
+            elif any(k.lower() == "etag" for k, _ in headers):
+                headers = kms_headers(headers)
         self.send_response(resp.status)
-        for k, v in resp.getheaders():
+        for k, v in headers:
             if k.lower() not in ("connection", "transfer-encoding", "content-length"):
                 self.send_header(k, v)
         if self.command != "HEAD":
