@@ -67,7 +67,8 @@ pub enum Error {
     PathConflict { key: String, why: String },
     #[error("the requested range is not satisfiable for an object of {size} bytes")]
     InvalidRange { size: u64 },
-    #[error("the {what} of the received body does not match the one the client sent")]
+    /// `what` names the digest the body failed, and whose it was.
+    #[error("the body does not match its {what}")]
     BadDigest { what: String },
     #[error("the body ended after {received} of {expected} declared bytes")]
     IncompleteBody { received: u64, expected: u64 },

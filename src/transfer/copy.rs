@@ -233,7 +233,7 @@ async fn copy_whole(
             && hex::encode(d.md5) != *m
         {
             return Err(store::Error::BadDigest {
-                what: "MD5 of the copied body (against the source's ETag)".into(),
+                what: "source's ETag (its MD5)".into(),
             });
         }
         if let (Some(want), Some(got)) = (&checksum, &d.checksum)
@@ -241,7 +241,7 @@ async fn copy_whole(
             && want.value != got.value
         {
             return Err(store::Error::BadDigest {
-                what: format!("{} of the copied body", want.algorithm.as_str()),
+                what: format!("source's {} checksum", want.algorithm.as_str()),
             });
         }
         Ok(())
@@ -366,7 +366,7 @@ async fn copy_parts(
     {
         return Err(store::Error::BadDigest {
             what: format!(
-                "completed object ({} bytes, ETag {}; expected {} bytes, ETag {})",
+                "parts: the completed object has {} bytes and ETag {}, not {} bytes and ETag {}",
                 m.size,
                 m.etag,
                 head.size,

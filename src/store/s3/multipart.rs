@@ -114,7 +114,7 @@ pub(super) async fn upload_part(
         // The part stays until it is uploaded again or the upload is aborted; it cannot
         // be completed without the ETag, which the client never gets.
         return Err(Error::BadDigest {
-            what: "MD5 (the backend's ETag)".to_owned(),
+            what: "MD5: the backend's ETag for the part differs (damaged on the way?)".to_owned(),
         });
     }
     Ok(PartInfo {

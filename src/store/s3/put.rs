@@ -177,7 +177,7 @@ impl S3Store {
         if etag_contradicts_md5(&etag, &digests.md5, sse.0, sse.1) {
             self.discard(b, k, out.version_id()).await;
             return Err(Error::BadDigest {
-                what: "MD5 (the backend's ETag)".to_owned(),
+                what: "MD5: the backend's ETag differs (damaged on the way?)".to_owned(),
             });
         }
         let version = version_or_null(out.version_id());
@@ -215,13 +215,9 @@ impl S3Store {
         let sse = put.sse.as_deref().map(sdk::ServerSideEncryption::from);
         if etag_contradicts_md5(&put.etag, &digests.md5, sse.as_ref(), put.sse_c.as_deref()) {
             self.discard(bucket, k, put.version_id.as_deref()).await;
-            let against = if md5_from_source {
-                ", against the source's"
-            } else {
-                ""
-            };
+            let whose = if md5_from_source { "source's " } else { "" };
             return Err(Error::BadDigest {
-                what: format!("MD5 (the backend's ETag{against})"),
+                what: format!("{whose}MD5: the backend's ETag differs (damaged on the way?)"),
             });
         }
         let version = version_or_null(put.version_id.as_deref());
@@ -310,7 +306,7 @@ impl S3Store {
                 if etag_contradicts_md5(&put.etag, &md5, sse.as_ref(), put.sse_c.as_deref()) {
                     self.discard(bucket, k, put.version_id.as_deref()).await;
                     return Err(Error::BadDigest {
-                        what: "MD5 (the backend's ETag)".to_owned(),
+                        what: "MD5: the backend's ETag differs (damaged on the way?)".to_owned(),
                     });
                 }
                 None
