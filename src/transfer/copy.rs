@@ -221,7 +221,8 @@ async fn copy_whole(
     };
     let checksum = meta.checksum.clone().filter(|c| !c.composite);
     // An ETag that is not the MD5 (SSE-KMS, SSE-C) cannot check the copy.
-    let want_md5 = (!meta.etag.contains('-') && !meta.opaque_etag).then(|| meta.etag.clone());
+    let plain = meta.etag.len() == 32 && meta.etag.bytes().all(|b| b.is_ascii_hexdigit());
+    let want_md5 = (plain && !meta.opaque_etag).then(|| meta.etag.clone());
     let source_md5 = want_md5
         .as_deref()
         .and_then(|m| <[u8; 16]>::try_from(hex::decode(m).ok()?).ok());

@@ -128,18 +128,17 @@ pub fn same_content(a: &ObjectMeta, b: &ObjectMeta) -> Option<bool> {
 
 /// Asks both stores about two listed objects whose ETags differ: a listing does not say
 /// whether an ETag is the MD5 (S3 with SSE-KMS gives another value), HEAD does, and it may
-/// also carry checksums that settle it. An object gone since the listing keeps the verdict.
-async fn confirm(
-    a: &Side<'_>,
-    b: &Side<'_>,
-    ma: &ObjectMeta,
-    mb: &ObjectMeta,
-) -> store::Result<Option<bool>> {
-    let (ha, hb) = futures::try_join!(head(a, &ma.key), head(b, &mb.key))?;
-    Ok(match (ha, hb) {
-        (Some(ha), Some(hb)) if ha.size == ma.size && hb.size == mb.size => same_content(&ha, &hb),
+/// also carry checksums that settle it. An object gone or changed since the listing, or a
+/// HEAD that fails, keeps the verdict (a difference).
+async fn confirm(a: &Side<'_>, b: &Side<'_>, ma: &ObjectMeta, mb: &ObjectMeta) -> Option<bool> {
+    let (ha, hb) = futures::join!(head(a, &ma.key), head(b, &mb.key));
+    let unchanged = |h: &ObjectMeta, m: &ObjectMeta| h.size == m.size && h.etag == m.etag;
+    match (ha, hb) {
+        (Ok(Some(ha)), Ok(Some(hb))) if unchanged(&ha, ma) && unchanged(&hb, mb) => {
+            same_content(&ha, &hb)
+        }
         _ => Some(false),
-    })
+    }
 }
 
 async fn head(side: &Side<'_>, key: &ObjectKey) -> store::Result<Option<ObjectMeta>> {
@@ -206,7 +205,7 @@ pub async fn diff(
                 } else {
                     let mut same = same_content(&ma, &mb);
                     if same == Some(false) {
-                        same = confirm(a, b, &ma, &mb).await?;
+                        same = confirm(a, b, &ma, &mb).await;
                     }
                     match same {
                         Some(true) => None,

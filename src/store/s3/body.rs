@@ -3,7 +3,8 @@
 //!
 //! An upload body takes one of three shapes, chosen by [`prepare_upload`]:
 //! - **small** (declared size up to [`MEMORY_LIMIT`]): read into memory, hashed and verified
-//!   before the request is sent, sent with `Content-MD5`;
+//!   before the request is sent, sent with `Content-MD5` (or with a checksum instead when
+//!   nobody needs the MD5; see [`super::put`]);
 //! - **unknown size**: spooled to a temporary file while hashed, verified, then sent from the
 //!   file with `Content-MD5` (the SDK needs a length up front);
 //! - **large, declared size**: streamed through [`HashingBody`], which holds back the final

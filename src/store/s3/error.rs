@@ -190,8 +190,9 @@ pub(super) fn map_answer(store: &str, ctx: Ctx<'_>, answer: &Answer<'_>) -> Erro
             part_number: part_number(),
         },
         "InvalidPartOrder" => Error::InvalidPartOrder,
-        "BadDigest" => Error::BadDigest {
-            what: "Content-MD5 (refused by the backend)".to_owned(),
+        // MinIO answers a checksum that does not match with a code of its own.
+        "BadDigest" | "XAmzContentChecksumMismatch" => Error::BadDigest {
+            what: "Content-MD5 or checksum: the backend refused it".to_owned(),
         },
         "EntityTooSmall" => Error::EntityTooSmall {
             part_number: part_number(),

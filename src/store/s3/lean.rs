@@ -7,8 +7,9 @@
 //! more CPU than everything else in a 4 KiB copy, so bulk copies of small objects were bound
 //! by it. Only bodies already in memory with their digests known take this path; they are
 //! sent with `Content-MD5` (or, when the caller needs no MD5, an `x-amz-checksum-*` header)
-//! so the backend checks them. Everything else (streams, multipart, every other operation)
-//! stays on the SDK.
+//! so the backend checks them. Everything else (streams, multipart, buffered bodies whose
+//! checksum the SDK sends under `ChecksumMode::WhenSupported`, every other operation) stays
+//! on the SDK.
 //! Error answers map through the same table as the SDK's ([`super::error::map_answer`]).
 
 use std::time::{Duration, SystemTime};

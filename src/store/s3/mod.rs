@@ -88,7 +88,8 @@ const BUFFER_BUDGET: usize = 8 << 20;
 pub enum ChecksumMode {
     /// Only where the operation requires one. For servers that reject the SDK's checksum
     /// trailers (many non-AWS implementations); bodies are still sent with `Content-MD5`
-    /// when it is known up front.
+    /// when it is known up front. (A small copy that needs no MD5 may still go with a plain
+    /// `x-amz-checksum-*` header, once the backend has shown it checks one; see [`put`].)
     #[default]
     WhenRequired,
     /// Wherever the operation supports one (the SDK's default): checksum trailers on streamed
@@ -787,11 +788,10 @@ impl Store for S3Store {
 }
 
 /// The metadata of an object a single PUT has just written (S3 does not return its time:
-/// this machine's clock stands in).
+/// this machine's clock stands in): its version id, ETag and whether that ETag is opaque.
 fn written(
     key: &ObjectKey,
-    version_id: String,
-    etag: String,
+    (version_id, etag, opaque_etag): (String, String, bool),
     size: u64,
     attrs: crate::store::types::ObjectAttrs,
     checksum: Option<crate::store::types::Checksum>,
@@ -809,7 +809,7 @@ fn written(
         checksum,
         tag_count: tags.len(),
         parts_count: None,
-        opaque_etag: false,
+        opaque_etag,
     }
 }
 

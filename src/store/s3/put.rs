@@ -6,56 +6,40 @@
 //! [`PutOptions::checksum_suffices`]: CRC32C costs a small fraction of MD5), and a streamed
 //! body hashed as it goes (see [`super::body`]).
 //!
-//! A backend that checks a checksum header echoes its own value in the answer. One that
-//! does not echo may not have checked it either: the body's MD5 is then computed from the
-//! buffered bytes and compared with the returned ETag (the object is deleted again if they
-//! differ), and the store sends `Content-MD5` from then on. So does a store whose backend
-//! refuses the header.
-
-use std::sync::atomic::{AtomicU8, Ordering};
+//! Before a store first trusts its backend with a checksum instead of `Content-MD5`, it
+//! finds out whether the backend checks it: the first such body goes with a deliberately
+//! wrong checksum. A backend that checks refuses it (`BadDigest`), and the body then goes
+//! with its right checksum, which the backend checks from then on. One that accepts it (moto)
+//! or refuses the header itself does not check checksums: the probe's version is deleted
+//! again (its bytes were right, its stored checksum was not) and the store sends `Content-MD5`
+//! from then on. Every body sent with `Content-MD5` also has its returned ETag compared with
+//! the MD5, for backends that do not check `Content-MD5` either (moto again).
 
 use bytes::Bytes;
 use md5::Digest as _;
 
 use super::body::{self, Known, Prepared, prepare_upload};
 use super::convert::{
-    checksum_of, etag_contradicts_md5, tagging_header, trim_etag, version_or_null, with_attrs,
-    with_upload_digests,
+    checksum_of, etag_contradicts_md5, etag_is_opaque, tagging_header, trim_etag, version_or_null,
+    with_attrs, with_upload_digests,
 };
 use super::lean::{Integrity, Lean};
 use super::{Ctx, S3Store, sdk, written};
-use crate::store::types::{ChecksumAlgorithm, Digests, ObjectAttrs};
+use crate::store::digest;
+use crate::store::types::{Checksum, ChecksumAlgorithm, Digests, ObjectAttrs};
 use crate::store::{
     BucketName, ByteStream, Error, ObjectKey, ObjectMeta, PutOptions, Result, Tags,
 };
 
-const UNKNOWN: u8 = 0;
-const ECHOES: u8 = 1;
-const IGNORED: u8 = 2;
-
-/// Whether the backend checks and echoes `x-amz-checksum-*` headers on PUT, as learned from
-/// its answers.
-#[derive(Debug)]
-pub(super) struct Echo(AtomicU8);
-
-impl Default for Echo {
-    fn default() -> Self {
-        Self(AtomicU8::new(UNKNOWN))
-    }
-}
+/// Whether the backend checks `x-amz-checksum-*` headers on PUT, found out once per store
+/// (see the module docs).
+#[derive(Debug, Default)]
+pub(super) struct Echo(tokio::sync::OnceCell<bool>);
 
 impl Echo {
-    /// The backend did not echo a checksum, or refused one.
+    /// The backend was found not to check checksums.
     pub fn ignored(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == IGNORED
-    }
-
-    fn seen(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == ECHOES
-    }
-
-    fn set(&self, state: u8) -> bool {
-        self.0.swap(state, Ordering::Relaxed) != state
+        self.0.get() == Some(&false)
     }
 }
 
@@ -182,10 +166,10 @@ impl S3Store {
         }
         let version = version_or_null(out.version_id());
         let checksum = digests.checksum.or_else(|| checksum_of!(&out));
+        let opaque = etag_is_opaque(sse.0, sse.1);
         Ok(written(
             key,
-            version,
-            etag,
+            (version, etag, opaque),
             digests.size,
             attrs,
             checksum,
@@ -222,10 +206,10 @@ impl S3Store {
         }
         let version = version_or_null(put.version_id.as_deref());
         let checksum = digests.checksum.clone();
+        let opaque = etag_is_opaque(sse.as_ref(), put.sse_c.as_deref());
         Ok(written(
             key,
-            version,
-            put.etag,
+            (version, put.etag, opaque),
             digests.size,
             attrs,
             checksum,
@@ -233,8 +217,8 @@ impl S3Store {
         ))
     }
 
-    /// PUTs a buffered body with its checksum instead of `Content-MD5`, then makes sure the
-    /// backend checked it (see the module docs).
+    /// PUTs a buffered body with its checksum instead of `Content-MD5`, once the backend is
+    /// known to check it (see the module docs).
     async fn put_checksummed(
         &self,
         lean: &Lean,
@@ -250,93 +234,155 @@ impl S3Store {
                 "a checksum-only body has no checksum".to_owned(),
             ));
         };
+        let checks = *self
+            .echo
+            .0
+            .get_or_try_init(|| self.probe(lean, (k, bucket), &bytes, &sent, &attrs, tags))
+            .await?;
+        if !checks {
+            let digests = Digests {
+                md5: md5_of(&bytes),
+                checksum: None,
+                ..digests
+            };
+            return self
+                .put_md5(lean, (key, bucket), bytes, &digests, false, attrs, tags)
+                .await;
+        }
         let integrity = Integrity::Checksum(&sent);
+        let put = lean
+            .put(&self.name, bucket, k, bytes, integrity, &attrs, tags)
+            .await?;
+        // The backend checked the checksum (it refused a wrong one); an echo that differs
+        // says it stored something else all the same.
+        if let Some(other) = put.checksum.as_deref().filter(|v| *v != sent.value) {
+            self.discard(bucket, k, put.version_id.as_deref()).await;
+            return Err(Error::BadDigest {
+                what: format!(
+                    "{} checksum: the backend answered {other} for the {} sent",
+                    sent.algorithm.as_str(),
+                    sent.value
+                ),
+            });
+        }
+        let version = version_or_null(put.version_id.as_deref());
+        let opaque = etag_is_opaque(
+            put.sse
+                .as_deref()
+                .map(sdk::ServerSideEncryption::from)
+                .as_ref(),
+            put.sse_c.as_deref(),
+        );
+        Ok(written(
+            key,
+            (version, put.etag, opaque),
+            digests.size,
+            attrs,
+            Some(sent),
+            tags,
+        ))
+    }
+
+    /// Sends `bytes` to `key` with a wrong checksum: whether the backend refuses it says
+    /// whether it checks checksums. A backend that took it keeps the right bytes under a
+    /// wrong checksum; that version is deleted again (the caller writes the key next).
+    async fn probe(
+        &self,
+        lean: &Lean,
+        (k, bucket): (&str, &str),
+        bytes: &Bytes,
+        sent: &Checksum,
+        attrs: &ObjectAttrs,
+        tags: &Tags,
+    ) -> Result<bool> {
+        let mut raw = digest::b64_decode(&sent.value).unwrap_or_default();
+        if let Some(b) = raw.first_mut() {
+            *b ^= 0xFF;
+        }
+        let wrong = Checksum {
+            value: digest::b64(&raw),
+            ..sent.clone()
+        };
         let answer = lean
             .put(
                 &self.name,
                 bucket,
                 k,
                 bytes.clone(),
-                integrity,
-                &attrs,
+                Integrity::Checksum(&wrong),
+                attrs,
                 tags,
             )
             .await;
-        let put = match answer {
-            Ok(put) => put,
-            Err(e) if !self.echo.seen() && refuses_header(&e) => {
-                if self.echo.set(IGNORED) {
-                    tracing::info!(store = %self.name, error = %e,
-                        "the backend refused an x-amz-checksum header; sending Content-MD5 instead");
-                }
-                let digests = Digests {
-                    md5: md5_of(&bytes),
-                    checksum: None,
-                    ..digests
-                };
-                return self
-                    .put_md5(lean, (key, bucket), bytes, &digests, false, attrs, tags)
-                    .await;
+        let checks = match answer {
+            Err(Error::BadDigest { .. }) => true,
+            Err(e) if refuses_header(&e) => {
+                tracing::info!(store = %self.name, error = %e,
+                    "the backend refuses x-amz-checksum headers; sending Content-MD5");
+                false
             }
             Err(e) => return Err(e),
-        };
-        let stored = match put.checksum.as_deref() {
-            Some(v) if v == sent.value => {
-                self.echo.set(ECHOES);
-                Some(sent)
-            }
-            Some(other) => {
+            Ok(put) => {
                 self.discard(bucket, k, put.version_id.as_deref()).await;
-                return Err(Error::BadDigest {
-                    what: format!(
-                        "{} (the backend's {other}, against the {} sent)",
-                        sent.algorithm.as_str(),
-                        sent.value
-                    ),
-                });
-            }
-            None => {
-                // Not echoed, so maybe not checked: the ETag is the check of this body.
-                if self.echo.set(IGNORED) {
-                    tracing::info!(store = %self.name,
-                        "the backend does not echo x-amz-checksum headers; sending Content-MD5 instead");
-                }
-                let md5 = md5_of(&bytes);
-                let sse = put.sse.as_deref().map(sdk::ServerSideEncryption::from);
-                if etag_contradicts_md5(&put.etag, &md5, sse.as_ref(), put.sse_c.as_deref()) {
-                    self.discard(bucket, k, put.version_id.as_deref()).await;
-                    return Err(Error::BadDigest {
-                        what: "MD5: the backend's ETag differs (damaged on the way?)".to_owned(),
-                    });
-                }
-                None
+                tracing::info!(store = %self.name,
+                    "the backend does not check x-amz-checksum headers; sending Content-MD5");
+                false
             }
         };
-        let version = version_or_null(put.version_id.as_deref());
-        Ok(written(
-            key,
-            version,
-            put.etag,
-            digests.size,
-            attrs,
-            stored,
-            tags,
-        ))
+        Ok(checks)
     }
 }
 
-/// An error that may be the backend refusing the checksum header itself (an older or partial
-/// S3 implementation) rather than the body or the request.
+/// An error that is the backend refusing the checksum header itself (an older or partial S3
+/// implementation) rather than the body or the request.
 fn refuses_header(e: &Error) -> bool {
-    matches!(
-        e,
+    match e {
+        Error::Remote { status: 501, .. } => true,
         Error::Remote {
-            status: 400 | 501,
+            status: 400,
+            code,
+            message,
             ..
+        } => {
+            let says = |s: &str| s.to_ascii_lowercase().contains("checksum");
+            says(code) || says(message)
         }
-    )
+        _ => false,
+    }
 }
 
 fn md5_of(bytes: &[u8]) -> [u8; 16] {
     md5::Md5::digest(bytes).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(status: u16, code: &str, message: &str) -> Error {
+        Error::Remote {
+            store: "s".into(),
+            code: code.into(),
+            message: message.into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_checksum_counts_as_one() {
+        assert!(refuses_header(&remote(501, "NotImplemented", "")));
+        assert!(refuses_header(&remote(
+            400,
+            "InvalidArgument",
+            "x-amz-checksum-crc32c is not supported"
+        )));
+        assert!(refuses_header(&remote(400, "InvalidChecksum", "")));
+        assert!(!refuses_header(&remote(
+            400,
+            "InvalidArgument",
+            "bad metadata"
+        )));
+        assert!(!refuses_header(&remote(400, "RequestTimeout", "")));
+        assert!(!refuses_header(&Error::BadDigest { what: "x".into() }));
+    }
 }

@@ -1,5 +1,6 @@
 //! A directory source a job reads without comparing content: its files are indexed by their
-//! facts and checksummed only as they are copied (each upload checked by the server); a file
+//! facts and hashed only as they are copied (each upload checked: a small one by the CRC32C
+//! the server verifies, a larger one by the MD5 compared with its ETag); a file
 //! changed since its last copy goes again; `--verify` and `--checksum` still compare content
 //! (the directory is hashed first for them).
 

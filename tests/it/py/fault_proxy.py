@@ -90,7 +90,12 @@ def kms_headers(headers):
 def kms_listing(data):
     """Rewrites the plain ETags of a listing."""
     return PLAIN_ETAG.sub(
-        lambda m: m.group(1) + kms_etag(m.group(2).decode()).encode() + m.group(3), data
+        lambda m: b"<ETag>"
+        + m.group(1)
+        + kms_etag(m.group(2).decode()).encode()
+        + m.group(3)
+        + b"</ETag>",
+        data,
     )
 
 
