@@ -98,7 +98,11 @@ impl<'a> Comparer<'a> {
                     {
                         continue;
                     }
-                    if d.as_ref().is_some_and(|d| !self.changed(&s, d)) {
+                    let unchanged = match &d {
+                        Some(d) => !self.changed(&s, d).await,
+                        None => false,
+                    };
+                    if unchanged {
                         page.unchanged += 1;
                     } else {
                         page.tasks.push(NewTask {
@@ -122,13 +126,21 @@ impl<'a> Comparer<'a> {
     }
 
     /// Whether the destination's copy differs from the source (rclone's rules: size and
-    /// modification time, or with `--checksum` size and content).
-    fn changed(&self, s: &ObjectMeta, d: &ObjectMeta) -> bool {
+    /// modification time, or with `--checksum` size and content: where content cannot be
+    /// compared, as for an SSE-KMS source, size alone). Differing plain ETags are confirmed
+    /// with HEAD first ([`diff::confirm`]): a listing cannot tell an ETag that is not an MD5.
+    async fn changed(&self, s: &ObjectMeta, d: &ObjectMeta) -> bool {
         if s.size != d.size {
             return true;
         }
         if self.opts.checksum {
-            return diff::same_content(s, d) == Some(false);
+            let mut same = diff::same_content(s, d);
+            if same == Some(false)
+                && let Some(dst) = &self.dst
+            {
+                same = diff::confirm(self.src.side(), dst.side(), s, d).await;
+            }
+            return same == Some(false);
         }
         s.last_modified > d.last_modified
     }

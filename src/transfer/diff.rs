@@ -44,6 +44,11 @@ pub struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// The side this cursor walks.
+    pub fn side(&self) -> &'a Side<'a> {
+        self.side
+    }
+
     pub fn new(side: &'a Side<'a>) -> Self {
         Self::after(side, None, 1000)
     }
@@ -130,7 +135,7 @@ pub fn same_content(a: &ObjectMeta, b: &ObjectMeta) -> Option<bool> {
 /// whether an ETag is the MD5 (S3 with SSE-KMS gives another value), HEAD does, and it may
 /// also carry checksums that settle it. An object gone or changed since the listing, or a
 /// HEAD that fails, keeps the verdict (a difference).
-async fn confirm(a: &Side<'_>, b: &Side<'_>, ma: &ObjectMeta, mb: &ObjectMeta) -> Option<bool> {
+pub async fn confirm(a: &Side<'_>, b: &Side<'_>, ma: &ObjectMeta, mb: &ObjectMeta) -> Option<bool> {
     let (ha, hb) = futures::join!(head(a, &ma.key), head(b, &mb.key));
     let unchanged = |h: &ObjectMeta, m: &ObjectMeta| h.size == m.size && h.etag == m.etag;
     match (ha, hb) {
