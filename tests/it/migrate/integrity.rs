@@ -2,8 +2,9 @@
 //! directory's files go with a CRC32C instead of `Content-MD5` (nobody needs their MD5), which
 //! Ferry checks, refusing a damaged body; moto ignores both the checksum and `Content-MD5` and
 //! keeps what it got, so Ferry's own comparison of the returned ETag catches it and deletes
-//! the object again. And a source whose ETags are not MD5s (S3 with SSE-KMS) is copied and
-//! verified without its ETag being taken for an MD5.
+//! the object again. A destination that refuses checksum headers gets `Content-MD5`. And a
+//! source whose ETags are not MD5s (S3 with SSE-KMS) is copied and verified without its ETag
+//! being taken for an MD5.
 
 use std::process::Command;
 
@@ -210,4 +211,46 @@ fn a_source_whose_etags_are_not_md5s_copies_and_verifies() {
         &f.s3,
     ]));
     assert_same_tree(&src, &again);
+}
+
+/// A destination that refuses `x-amz-checksum-*` headers outright (400, as an S3
+/// implementation that does not know them might): the first body's probe finds that out, and
+/// every body goes with `Content-MD5` instead; nothing fails.
+#[test]
+fn a_destination_that_refuses_checksum_headers_gets_content_md5() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/plain");
+    make_tree(&src, 20, &[]);
+    let stats = tmp.path().join("refuse.json");
+    let proxy = fault_proxy(&f.s3, "0", &stats, &["--refuse-checksums"]);
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let out = m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://plain",
+        "--dst-endpoint",
+        &proxy.endpoint,
+        "--attempts",
+        "1",
+    ]);
+    drop(proxy);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats")).expect("json");
+    assert_eq!(
+        stats["refused"].as_u64(),
+        Some(1),
+        "only the probe: {stats}"
+    );
+    let back = tmp.path().join("back/plain");
+    let m2 = Migrator::new(&tmp.path().join("b")).creds("SRC", ACCESS_KEY, SECRET_KEY);
+    ok(&m2.run(&[
+        "migrate",
+        "s3://plain",
+        back.to_str().unwrap_or_default(),
+        "--src-endpoint",
+        &f.s3,
+    ]));
+    assert_same_tree(&src, &back);
 }

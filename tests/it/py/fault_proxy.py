@@ -1,6 +1,7 @@
 """An HTTP proxy that fails a share of the requests it forwards to an S3 endpoint.
 
 Usage: fault_proxy.py UPSTREAM_URL RATE SEED STATS_FILE [--corrupt-first N] [--kms]
+                      [--refuse-checksums]
 
 Prints the port it listens on, then serves until killed. Of the requests it receives, a
 share RATE fails: half of those are answered 503 SlowDown without reaching the upstream,
@@ -10,6 +11,10 @@ SigV4 signatures made for the proxy's address still verify upstream.
 
 --corrupt-first N: the first N PUT bodies are forwarded with one byte flipped, damage on the
 way that the client cannot see, which the upstream or the client's own checks must catch.
+
+--refuse-checksums: a PUT that carries an `x-amz-checksum-*` header is answered 400
+InvalidRequest without reaching the upstream, as an S3 implementation that does not know the
+header might (counted as "refused").
 
 --kms: answers look like those of S3 with SSE-KMS, where an object's ETag is not its MD5:
 every plain ETag (in GET and HEAD headers and in listings) is replaced by another stable hex
@@ -35,8 +40,9 @@ STATS = sys.argv[4]
 FLAGS = sys.argv[5:]
 CORRUPT_FIRST = int(FLAGS[FLAGS.index("--corrupt-first") + 1]) if "--corrupt-first" in FLAGS else 0
 KMS = "--kms" in FLAGS
+REFUSE_CHECKSUMS = "--refuse-checksums" in FLAGS
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
-COUNTS = {"forwarded": 0, "failed_before": 0, "failed_after": 0, "corrupted": 0}
+COUNTS = {"forwarded": 0, "failed_before": 0, "failed_after": 0, "corrupted": 0, "refused": 0}
 
 
 def count(what):
@@ -55,7 +61,7 @@ def write_stats():
 
 ERROR = (
     '<?xml version="1.0" encoding="UTF-8"?>'
-    "<Error><Code>{code}</Code><Message>injected fault</Message></Error>"
+    "<Error><Code>{code}</Code><Message>{message}</Message></Error>"
 )
 
 
@@ -115,8 +121,8 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def fail(self, status, code):
-        body = ERROR.format(code=code).encode()
+    def fail(self, status, code, message="injected fault"):
+        body = ERROR.format(code=code, message=message).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))
@@ -130,6 +136,14 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self):
         fault = roll()
         body = self.read_body()
+        if (
+            REFUSE_CHECKSUMS
+            and self.command == "PUT"
+            and any(k.lower().startswith("x-amz-checksum-") for k in self.headers.keys())
+        ):
+            count("refused")
+            self.fail(400, "InvalidRequest", "x-amz-checksum-crc32c is not supported")
+            return
         if fault == "before":
             count("failed_before")
             self.fail(503, "SlowDown")
