@@ -270,7 +270,8 @@ impl Lean {
                         _ => String::new(),
                     };
                     let code = Answer::code_of(&text);
-                    let retry = status >= 500
+                    // 501 Not Implemented will not change on a second try.
+                    let retry = (status >= 500 && status != 501)
                         || status == 429
                         || matches!(code, "SlowDown" | "RequestTimeout" | "InternalError");
                     let header = |name: &str| {
