@@ -464,21 +464,24 @@ impl Opened {
 }
 
 /// Reads `len` bytes at `offset` into one buffer of that size; fewer if the file ends first
-/// (the consumer checks the length it was promised). Blocking.
+/// (the consumer checks the length it was promised). The buffer is read into uninitialised
+/// (no zeroing a megabyte only to overwrite it). Blocking.
 fn read_range(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
     let len = usize::try_from(len).map_err(std::io::Error::other)?;
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+    if len == 0 {
+        return Ok(Bytes::new());
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = offset + buf.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
             Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    buf.truncate(filled);
+    buf.truncate(len);
     Ok(Bytes::from(buf))
 }
 
