@@ -60,9 +60,12 @@ pub(super) fn etag_contradicts_md5(
     sse: Option<&sdk::ServerSideEncryption>,
     sse_customer_algorithm: Option<&str>,
 ) -> bool {
-    !etag_is_opaque(sse, sse_customer_algorithm)
-        && is_plain_md5(etag)
-        && !etag.eq_ignore_ascii_case(&hex::encode(md5))
+    etag_differs_from_md5(etag, md5, etag_is_opaque(sse, sse_customer_algorithm))
+}
+
+/// [`etag_contradicts_md5`] for an answer whose opacity is already known.
+pub(super) fn etag_differs_from_md5(etag: &str, md5: &[u8; 16], opaque: bool) -> bool {
+    !opaque && is_plain_md5(etag) && !etag.eq_ignore_ascii_case(&hex::encode(md5))
 }
 
 /// The part count of a multipart ETag (`hex-N`).

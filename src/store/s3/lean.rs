@@ -30,9 +30,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use aws_sdk_s3::types::ServerSideEncryption;
+
 use super::convert::{
-    parse_http_date, parts_from_etag, pick_checksum, tagging_header, to_time, trim_etag,
-    version_or_null,
+    etag_is_opaque, parse_http_date, parts_from_etag, pick_checksum, tagging_header, to_time,
+    trim_etag, version_or_null,
 };
 use super::error::{Answer, Ctx, chain, map_answer};
 use super::{ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, S3Config, STALL_GRACE};
@@ -64,10 +66,8 @@ pub(super) struct Lean {
 pub(super) struct Put {
     pub etag: String,
     pub version_id: Option<String>,
-    /// `x-amz-server-side-encryption` and its customer-key algorithm: with KMS or SSE-C the
-    /// ETag is not the MD5.
-    pub sse: Option<String>,
-    pub sse_c: Option<String>,
+    /// The ETag is not the MD5 (the object is encrypted with SSE-KMS or SSE-C).
+    pub opaque_etag: bool,
     /// The backend's value of the checksum the request carried (`x-amz-checksum-*`), when it
     /// echoed one: it computed that checksum over the bytes it received.
     pub checksum: Option<String>,
@@ -185,8 +185,7 @@ impl Lean {
         Ok(Put {
             etag: trim_etag(header("etag")),
             version_id: header("x-amz-version-id").map(str::to_owned),
-            sse: header("x-amz-server-side-encryption").map(str::to_owned),
-            sse_c: header("x-amz-server-side-encryption-customer-algorithm").map(str::to_owned),
+            opaque_etag: opaque_etag(&head.headers),
             checksum: echo.and_then(header).map(str::to_owned),
         })
     }
@@ -395,6 +394,17 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(rand::thread_rng().gen_range(cap / 2..=cap))
 }
 
+/// Whether an answer's encryption headers say its ETag is not the MD5
+/// ([`etag_is_opaque`]).
+fn opaque_etag(headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let sse = header("x-amz-server-side-encryption").map(ServerSideEncryption::from);
+    etag_is_opaque(
+        sse.as_ref(),
+        header("x-amz-server-side-encryption-customer-algorithm"),
+    )
+}
+
 /// The object an answer's headers describe (what the SDK's `meta_of!` reads from its output).
 pub(super) fn meta_from_head(
     key: ObjectKey,
@@ -443,9 +453,7 @@ pub(super) fn meta_from_head(
             .and_then(|n| n.parse().ok())
             .unwrap_or(0),
         parts_count: parts_from_etag(&etag),
-        opaque_etag: header("x-amz-server-side-encryption-customer-algorithm").is_some()
-            || header("x-amz-server-side-encryption")
-                .is_some_and(|s| s.to_ascii_lowercase().starts_with("aws:kms")),
+        opaque_etag: opaque_etag(headers),
         etag,
     }
 }

@@ -20,11 +20,11 @@ use md5::Digest as _;
 
 use super::body::{self, Known, Prepared, prepare_upload};
 use super::convert::{
-    checksum_of, etag_contradicts_md5, etag_is_opaque, tagging_header, trim_etag, version_or_null,
-    with_attrs, with_upload_digests,
+    checksum_of, etag_contradicts_md5, etag_differs_from_md5, etag_is_opaque, tagging_header,
+    trim_etag, version_or_null, with_attrs, with_upload_digests,
 };
 use super::lean::{Integrity, Lean};
-use super::{Ctx, S3Store, sdk, written};
+use super::{Ctx, S3Store, written};
 use crate::store::digest;
 use crate::store::types::{Checksum, ChecksumAlgorithm, Digests, ObjectAttrs};
 use crate::store::{
@@ -196,8 +196,7 @@ impl S3Store {
         let put = lean
             .put(&self.name, bucket, k, bytes, integrity, &attrs, tags)
             .await?;
-        let sse = put.sse.as_deref().map(sdk::ServerSideEncryption::from);
-        if etag_contradicts_md5(&put.etag, &digests.md5, sse.as_ref(), put.sse_c.as_deref()) {
+        if etag_differs_from_md5(&put.etag, &digests.md5, put.opaque_etag) {
             self.discard(bucket, k, put.version_id.as_deref()).await;
             let whose = if md5_from_source { "source's " } else { "" };
             return Err(Error::BadDigest {
@@ -206,10 +205,9 @@ impl S3Store {
         }
         let version = version_or_null(put.version_id.as_deref());
         let checksum = digests.checksum.clone();
-        let opaque = etag_is_opaque(sse.as_ref(), put.sse_c.as_deref());
         Ok(written(
             key,
-            (version, put.etag, opaque),
+            (version, put.etag, put.opaque_etag),
             digests.size,
             attrs,
             checksum,
@@ -266,16 +264,9 @@ impl S3Store {
             });
         }
         let version = version_or_null(put.version_id.as_deref());
-        let opaque = etag_is_opaque(
-            put.sse
-                .as_deref()
-                .map(sdk::ServerSideEncryption::from)
-                .as_ref(),
-            put.sse_c.as_deref(),
-        );
         Ok(written(
             key,
-            (version, put.etag, opaque),
+            (version, put.etag, put.opaque_etag),
             digests.size,
             attrs,
             Some(sent),
