@@ -92,6 +92,14 @@ pub fn s3_error(err: store::Error) -> S3Error {
             e.set_status_code(status);
             e
         }
+        // s3s's own check of the signed payload hash fails the body stream; AWS answers it
+        // with a code of its own (its error type is private to s3s: known by its text).
+        E::Body(e) if e.to_string().contains("Sha256Mismatch") => custom(
+            "XAmzContentSHA256Mismatch",
+            StatusCode::BAD_REQUEST,
+            "The provided 'x-amz-content-sha256' header does not match what was computed."
+                .to_owned(),
+        ),
         E::Body(_) => with(S3ErrorCode::IncompleteBody, msg),
         E::Io { .. } | E::Index(_) => {
             tracing::error!(error = %msg, "internal store error");

@@ -45,6 +45,7 @@ impl Gateway {
             source_md5: None,
             shared_digests: None,
             checksum_suffices: false,
+            checksum: None,
             verify: None,
         };
         let upload_id = store
@@ -207,6 +208,7 @@ impl Gateway {
             wanted.push(store::CompletedPart {
                 part_number: n,
                 etag: e.value().to_owned(),
+                checksum: None,
             });
         }
         let meta = store
@@ -288,6 +290,12 @@ impl Gateway {
             is_truncated: Some(page.next_part_number_marker.is_some()),
             parts: Some(parts),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            checksum_algorithm: page
+                .checksum_algorithm
+                .map(|a| ChecksumAlgorithm::from(a.as_str().to_owned())),
+            checksum_type: page
+                .checksum_algorithm
+                .map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
             ..Default::default()
         }))
     }

@@ -173,6 +173,7 @@ impl Gateway {
             source_md5: None,
             shared_digests: None,
             checksum_suffices: false,
+            checksum: None,
             verify: Some(declared.verifier()),
         };
         let body = convert::body_stream(input.body);

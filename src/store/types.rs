@@ -170,7 +170,14 @@ pub struct PutOptions {
     /// compares no ETag. A store that would hash MD5 only to send `Content-MD5` may protect
     /// the transfer with a checksum instead (the s3 store: `checksum_algorithm`, or CRC32C,
     /// to a backend that checks and echoes it); the MD5 handed to `verify` is then all zeros.
+    /// On `create_multipart` it says the caller will give every part's [`Self::checksum`] of
+    /// `checksum_algorithm`, so the upload may be created with that algorithm.
     pub checksum_suffices: bool,
+    /// The body's checksum, computed by the caller before sending (a part of a local file,
+    /// read once to checksum it). With `checksum_suffices`, the s3 store sends it as a header
+    /// for the backend to check instead of hashing the body's MD5 for its ETag; a body that
+    /// does not match it is refused. Other stores ignore it.
+    pub checksum: Option<Checksum>,
     pub verify: Option<Verifier>,
 }
 
@@ -306,6 +313,8 @@ pub struct PartInfo {
 pub struct PartsPage {
     pub parts: Vec<PartInfo>,
     pub next_part_number_marker: Option<u32>,
+    /// The checksum algorithm the upload was created with: each part carries one of it.
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,6 +345,9 @@ pub struct CompletedPart {
     pub part_number: u32,
     /// The ETag the client got for the part, without quotes.
     pub etag: String,
+    /// The part's checksum, for an upload created with a checksum algorithm (S3 wants each
+    /// one named); `None` when the store should ask its backend or none is needed.
+    pub checksum: Option<Checksum>,
 }
 
 /// What a store can do; differences between stores are data, so one conformance suite
@@ -346,4 +358,7 @@ pub struct Caps {
     pub tagging: bool,
     /// Maps keys to file paths, so `a` and `a/b` cannot both exist.
     pub path_semantics: bool,
+    /// The data is on this machine: reading it twice costs a copy from the page cache,
+    /// not a second transfer (a copy engine may read a part once to checksum it up front).
+    pub local: bool,
 }

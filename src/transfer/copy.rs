@@ -4,7 +4,10 @@
 //! the destination commits it. Large ones go multipart with parts in parallel; every finished
 //! part is reported to a [`Journal`] so an interrupted copy (pause, crash) resumes from the
 //! last finished part of the same upload instead of starting again. A stop signal ends a copy
-//! at a part boundary. Same-store copies are server-side.
+//! at a part boundary. Same-store copies are server-side. The parts of a local file going to
+//! a remote store are read twice, once to checksum each up front: the part then goes with a
+//! CRC32C the destination checks, which costs far less than the MD5 hashed otherwise to
+//! compare with the part's ETag.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -15,6 +18,7 @@ use md5::{Digest, Md5};
 use tokio::sync::watch;
 
 use super::throttle::{Limiter, meter};
+use crate::store::digest::ChecksumHasher;
 use crate::store::{
     self, BucketName, ByteRange, CompletedPart, CopyOptions, GetOptions, NULL_VERSION, ObjectKey,
     ObjectMeta, PutOptions, Store,
@@ -264,6 +268,7 @@ async fn copy_whole(
             source_md5,
             shared_digests: None,
             checksum_suffices,
+            checksum: None,
             verify: Some(verify),
         },
     );
@@ -294,15 +299,37 @@ async fn copy_parts(
 ) -> store::Result<Outcome> {
     let part_size = part_size_for(plan.part_size, head.size);
     let count = head.size.div_ceil(part_size) as u32;
+    // A local source can be read twice: once to checksum a part up front, so the part goes
+    // with a CRC32C the destination checks instead of an MD5 hashed here for its ETag.
+    let mut checksummed = it.src.caps().local && !it.dst.caps().local;
     // Continue a recorded upload only if the source is unchanged and the destination still
     // has the upload; keep the recorded parts the destination also lists.
-    let mut done: Vec<Option<(String, u64)>> = vec![None; count as usize];
+    let mut done: Vec<Option<Done>> = vec![None; count as usize];
     let mut upload = None;
     if let Some(r) = resume {
-        if head.etag == it.listed_etag && still_open(it, &r.upload_id).await? {
+        let open = if head.etag == it.listed_etag {
+            open_upload(it, &r.upload_id).await?
+        } else {
+            None
+        };
+        if let Some(page) = open {
+            // Its parts carry the checksum the upload was created with, or none; completion
+            // names each, so a recorded part counts only with the checksum the destination
+            // lists for it.
+            checksummed &= page.checksum_algorithm == Some(PART_CHECKSUM);
+            let sums = if checksummed {
+                Some(listed_checksums(it, &r.upload_id).await?)
+            } else {
+                None
+            };
             for (n, etag, size) in r.parts {
-                if n >= 1 && n <= count {
-                    done[n as usize - 1] = Some((etag, size));
+                let checksum = sums.as_ref().and_then(|s| s.get(&n).cloned());
+                if n >= 1 && n <= count && (sums.is_none() || checksum.is_some()) {
+                    done[n as usize - 1] = Some(Done {
+                        etag,
+                        size,
+                        checksum,
+                    });
                 }
             }
             upload = Some(r.upload_id);
@@ -330,6 +357,8 @@ async fn copy_parts(
                     PutOptions {
                         attrs: head.attrs.clone(),
                         tags,
+                        checksum_algorithm: checksummed.then_some(PART_CHECKSUM),
+                        checksum_suffices: checksummed,
                         ..Default::default()
                     },
                 )
@@ -338,7 +367,12 @@ async fn copy_parts(
             u
         }
     };
-    let result = send_parts(it, plan, head, &upload, part_size, &mut done, journal, stop).await;
+    let sending = Sending {
+        upload: &upload,
+        part_size,
+        checksummed,
+    };
+    let result = send_parts(it, plan, head, &sending, &mut done, journal, stop).await;
     if result.is_err() && !plan.keep_uploads {
         let _ = it.dst.abort_multipart(it.db, it.dk, &upload).await;
     }
@@ -351,7 +385,8 @@ async fn copy_parts(
         .enumerate()
         .map(|(i, p)| CompletedPart {
             part_number: i as u32 + 1,
-            etag: p.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+            etag: p.as_ref().map(|p| p.etag.clone()).unwrap_or_default(),
+            checksum: p.as_ref().and_then(|p| p.checksum.clone()),
         })
         .collect();
     let m = it
@@ -381,16 +416,34 @@ async fn copy_parts(
     })
 }
 
+/// The checksum of parts checksummed up front (see [`copy_parts`]): CRC32C, which this
+/// machine computes in hardware.
+const PART_CHECKSUM: store::ChecksumAlgorithm = store::ChecksumAlgorithm::Crc32c;
+
+/// A finished part: its ETag and size, and its checksum when it carries one.
+#[derive(Debug, Clone)]
+struct Done {
+    etag: String,
+    size: u64,
+    checksum: Option<store::Checksum>,
+}
+
+/// How the parts of one upload go.
+struct Sending<'a> {
+    upload: &'a str,
+    part_size: u64,
+    /// Each part is read once to checksum it before it is sent.
+    checksummed: bool,
+}
+
 /// Sends the parts not yet `done`, a few at a time, recording each as it finishes; returns
 /// the bytes sent and whether a stop was asked for.
-#[allow(clippy::too_many_arguments)]
 async fn send_parts(
     it: &Item<'_>,
     plan: &Plan,
     head: &ObjectMeta,
-    upload: &str,
-    part_size: u64,
-    done: &mut [Option<(String, u64)>],
+    sending: &Sending<'_>,
+    done: &mut [Option<Done>],
     journal: &dyn Journal,
     stop: &watch::Receiver<bool>,
 ) -> store::Result<(u64, bool)> {
@@ -409,36 +462,65 @@ async fn send_parts(
                 break;
             }
             let Some(n) = todo.pop() else { break };
-            let first = (n as u64 - 1) * part_size;
-            let last = (first + part_size).min(head.size) - 1;
-            running.push(copy_part(it, plan, head, upload, n, first, last));
+            let first = (n as u64 - 1) * sending.part_size;
+            let last = (first + sending.part_size).min(head.size) - 1;
+            running.push(copy_part(it, plan, head, sending, n, (first, last)));
         }
         let Some(r) = running.next().await else { break };
-        let (n, etag, size) = r?;
-        journal.part(n, &etag, size).await?;
-        done[n as usize - 1] = Some((etag, size));
-        sent += size;
+        let (n, part) = r?;
+        journal.part(n, &part.etag, part.size).await?;
+        sent += part.size;
+        done[n as usize - 1] = Some(part);
     }
     Ok((sent, stopped))
 }
 
-async fn still_open(it: &Item<'_>, upload: &str) -> store::Result<bool> {
+/// The first page of a recorded upload's parts, or `None` when the destination no longer
+/// has the upload, or answers ListParts in a way that will not change (moto's answer is not
+/// one the SDK can read): a new upload is then started.
+async fn open_upload(it: &Item<'_>, upload: &str) -> store::Result<Option<store::PartsPage>> {
     match it.dst.list_parts(it.db, it.dk, upload, None, 1).await {
-        Ok(_) => Ok(true),
-        Err(store::Error::NoSuchUpload { .. }) => Ok(false),
-        Err(e) => Err(e),
+        Ok(page) => Ok(Some(page)),
+        Err(store::Error::NoSuchUpload { .. }) => Ok(None),
+        Err(e) if e.is_retryable() => Err(e),
+        Err(e) => {
+            tracing::warn!(key = %it.dk, upload, error = %e,
+                "cannot list the parts of the recorded upload; starting it again");
+            Ok(None)
+        }
     }
 }
 
-async fn copy_part(
+/// The checksums the destination lists for an upload's parts.
+async fn listed_checksums(
     it: &Item<'_>,
-    plan: &Plan,
-    head: &ObjectMeta,
     upload: &str,
-    n: u32,
-    first: u64,
-    last: u64,
-) -> store::Result<(u32, String, u64)> {
+) -> store::Result<std::collections::HashMap<u32, store::Checksum>> {
+    let mut found = std::collections::HashMap::new();
+    let mut marker = None;
+    loop {
+        let page = it
+            .dst
+            .list_parts(it.db, it.dk, upload, marker, 1000)
+            .await?;
+        for p in page.parts {
+            if let Some(c) = p.checksum {
+                found.insert(p.part_number, c);
+            }
+        }
+        match page.next_part_number_marker {
+            Some(m) if Some(m) != marker => marker = Some(m),
+            _ => return Ok(found),
+        }
+    }
+}
+
+/// Reads bytes `first..=last` of the source (the version listed).
+async fn read_range(
+    it: &Item<'_>,
+    head: &ObjectMeta,
+    (first, last): (u64, u64),
+) -> store::Result<store::ByteStream> {
     let g = it
         .src
         .get_object(
@@ -451,27 +533,79 @@ async fn copy_part(
         )
         .await?;
     if g.meta.etag != head.etag {
-        return Err(store::Error::Unavailable {
-            store: it.src.name().to_owned(),
-            message: format!("{} changed while it was being copied", it.sk),
-        });
+        return Err(changed(it));
     }
-    let size = last - first + 1;
+    Ok(g.body)
+}
+
+fn changed(it: &Item<'_>) -> store::Error {
+    store::Error::Unavailable {
+        store: it.src.name().to_owned(),
+        message: format!("{} changed while it was being copied", it.sk),
+    }
+}
+
+/// The checksum of bytes `first..=last` of a local source, read once for it.
+async fn checksum_range(
+    it: &Item<'_>,
+    head: &ObjectMeta,
+    range: (u64, u64),
+) -> store::Result<store::Checksum> {
+    let mut body = read_range(it, head, range).await?;
+    let mut hasher = ChecksumHasher::new(PART_CHECKSUM);
+    let mut read = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(store::Error::Body)?;
+        read += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    if read != range.1 - range.0 + 1 {
+        return Err(changed(it));
+    }
+    Ok(hasher.finalize())
+}
+
+async fn copy_part(
+    it: &Item<'_>,
+    plan: &Plan,
+    head: &ObjectMeta,
+    sending: &Sending<'_>,
+    n: u32,
+    range: (u64, u64),
+) -> store::Result<(u32, Done)> {
+    let checksum = if sending.checksummed {
+        Some(checksum_range(it, head, range).await?)
+    } else {
+        None
+    };
+    let body = read_range(it, head, range).await?;
+    let size = range.1 - range.0 + 1;
     let p = it
         .dst
         .upload_part(
             it.db,
             it.dk,
-            upload,
+            sending.upload,
             n,
-            meter(g.body, plan.moved.clone(), plan.limiter.clone()),
+            meter(body, plan.moved.clone(), plan.limiter.clone()),
             PutOptions {
                 size_hint: Some(size),
+                checksum_algorithm: checksum.as_ref().map(|c| c.algorithm),
+                checksum_suffices: checksum.is_some(),
+                checksum,
                 ..Default::default()
             },
         )
         .await?;
-    Ok((n, p.etag, size))
+    Ok((
+        n,
+        Done {
+            etag: p.etag,
+            size,
+            // Named at completion only for an upload whose parts carry one by design.
+            checksum: p.checksum.filter(|_| sending.checksummed),
+        },
+    ))
 }
 
 /// The part size for an object of `size` bytes: at least 5 MiB, and large enough that S3's

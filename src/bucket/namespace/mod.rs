@@ -363,6 +363,7 @@ fn secondary_opts(opts: &PutOptions) -> PutOptions {
         source_md5: opts.source_md5,
         shared_digests: opts.shared_digests.clone(),
         checksum_suffices: opts.checksum_suffices,
+        checksum: opts.checksum.clone(),
         // The primary verifies the client's digests; a secondary that commits a body the
         // primary then refuses is repaired from the primary (see `settle`).
         verify: None,

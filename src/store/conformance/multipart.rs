@@ -95,6 +95,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
         done.push(CompletedPart {
             part_number: n,
             etag: info.etag,
+            checksum: None,
         });
     }
     // A part refused by its verifier is not recorded.
@@ -308,6 +309,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
         small_parts.push(CompletedPart {
             part_number: n,
             etag: info.etag,
+            checksum: None,
         });
     }
     expect_err!(
@@ -337,6 +339,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
             &[CompletedPart {
                 part_number: 1,
                 etag: info.etag,
+                checksum: None,
             }],
         )
         .await,
@@ -402,6 +405,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
                     &[CompletedPart {
                         part_number: 1,
                         etag: info.etag,
+                        checksum: None,
                     }]
                 )
                 .await,

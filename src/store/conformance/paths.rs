@@ -76,7 +76,8 @@ pub async fn path_conflicts(s: &dyn Store, prefix: &str) {
             &id,
             &[CompletedPart {
                 part_number: 1,
-                etag: info.etag
+                etag: info.etag,
+                checksum: None,
             }]
         )
         .await,

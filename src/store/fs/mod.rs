@@ -454,6 +454,7 @@ impl Store for FsStore {
             versioning: true,
             tagging: true,
             path_semantics: true,
+            local: true,
         }
     }
 

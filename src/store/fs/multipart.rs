@@ -269,7 +269,11 @@ impl FsStore {
         marker: Option<u32>,
         max_parts: usize,
     ) -> Result<PartsPage> {
-        self.upload_of(bucket, key, upload_id).await?;
+        let upload = self.upload_of(bucket, key, upload_id).await?;
+        let checksum_algorithm = upload
+            .checksum_algorithm
+            .as_deref()
+            .and_then(ChecksumAlgorithm::parse);
         let rows = self
             .index
             .parts(upload_id, i64::from(marker.unwrap_or(0)), max_parts + 1)
@@ -297,6 +301,7 @@ impl FsStore {
         Ok(PartsPage {
             parts,
             next_part_number_marker: next,
+            checksum_algorithm,
         })
     }
 

@@ -633,6 +633,7 @@ impl FsStore {
             source_md5: None,
             shared_digests: None,
             checksum_suffices: false,
+            checksum: None,
             verify: None,
         };
         self.put_impl(dst_bucket, dst_key, body, put).await

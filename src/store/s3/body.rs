@@ -105,8 +105,9 @@ pub(super) struct Known {
     /// The producer's digests of the same bytes, set once the body has ended: a buffered
     /// body is not hashed again.
     pub shared: Option<SharedDigests>,
-    /// Hash a buffered body for its size and checksum only, not its MD5: the request carries
-    /// the checksum instead of `Content-MD5` (the caller needs no MD5; see
+    /// Hash a body of declared size (buffered or streamed) for its size and checksum only,
+    /// not its MD5: the request carries the checksum instead of `Content-MD5`, and no ETag is
+    /// compared (the caller needs no MD5; see
     /// [`PutOptions::checksum_suffices`](crate::store::types::PutOptions::checksum_suffices)).
     pub checksum_only: bool,
 }
@@ -120,11 +121,12 @@ pub(super) async fn prepare_upload(
     verify: Option<Verifier>,
 ) -> Result<Prepared> {
     let mut hasher = BodyHasher::new(algorithm);
+    // Only a body of declared size: one of unknown size is sent with its Content-MD5.
+    if let Some(a) = algorithm.filter(|_| known.checksum_only && size_hint.is_some()) {
+        hasher = BodyHasher::checksum_only(a);
+    }
     match size_hint {
         Some(n) if n <= MEMORY_LIMIT => {
-            if let Some(a) = algorithm.filter(|_| known.checksum_only) {
-                hasher = BodyHasher::checksum_only(a);
-            }
             let trusted = known.source_md5.filter(|_| algorithm.is_none());
             let shared = known.shared.filter(|_| trusted.is_none());
             let mut size = 0u64;

@@ -190,10 +190,13 @@ pub(super) fn map_answer(store: &str, ctx: Ctx<'_>, answer: &Answer<'_>) -> Erro
             part_number: part_number(),
         },
         "InvalidPartOrder" => Error::InvalidPartOrder,
-        // MinIO answers a checksum that does not match with a code of its own.
-        "BadDigest" | "XAmzContentChecksumMismatch" => Error::BadDigest {
-            what: "Content-MD5 or checksum: the backend refused it".to_owned(),
-        },
+        // MinIO answers a checksum that does not match with a code of its own; a payload
+        // whose SHA-256 differs from the signed one was damaged on the way just the same.
+        "BadDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch" => {
+            Error::BadDigest {
+                what: "Content-MD5, checksum or payload hash: the backend refused it".to_owned(),
+            }
+        }
         "EntityTooSmall" => Error::EntityTooSmall {
             part_number: part_number(),
         },

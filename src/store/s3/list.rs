@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use super::S3Store;
 use super::convert::{
-    checksum_of, list_start_after, parts_from_etag, to_i32, to_time, to_u64, trim_etag,
-    version_or_null,
+    checksum_of, from_sdk_algorithm, list_start_after, parts_from_etag, to_i32, to_time, to_u64,
+    trim_etag, version_or_null,
 };
 use super::error::Ctx;
 use crate::store::{
@@ -190,6 +190,7 @@ pub(super) async fn parts(
     Ok(PartsPage {
         parts,
         next_part_number_marker: next.filter(|_| out.is_truncated().unwrap_or(false)),
+        checksum_algorithm: out.checksum_algorithm().and_then(from_sdk_algorithm),
     })
 }
 

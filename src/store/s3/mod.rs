@@ -138,8 +138,10 @@ pub struct S3Store {
     buffers: std::sync::Arc<tokio::sync::Semaphore>,
     region: String,
     checksum_mode: ChecksumMode,
-    /// Whether the backend echoes checksum headers (see [`put`]).
+    /// Whether the backend checks checksum headers on PUT (see [`put`]).
     echo: std::sync::Arc<put::Echo>,
+    /// The same for UploadPart (see [`multipart`]).
+    part_echo: std::sync::Arc<put::Echo>,
 }
 
 impl fmt::Debug for S3Store {
@@ -221,6 +223,7 @@ impl S3Store {
             region: cfg.region.trim().to_owned(),
             checksum_mode: cfg.checksum_mode,
             echo: std::sync::Arc::default(),
+            part_echo: std::sync::Arc::default(),
         })
     }
 
@@ -298,6 +301,7 @@ impl Store for S3Store {
             versioning: true,
             tagging: true,
             path_semantics: false,
+            local: false,
         }
     }
 

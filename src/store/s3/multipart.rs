@@ -1,17 +1,26 @@
 //! Multipart uploads on the backend: create, upload part, complete, abort.
 //!
-//! Parts stream like PUT bodies (see [`super::body`]). With [`ChecksumMode::WhenSupported`]
-//! an upload created with a checksum algorithm gets each part's checksum back from ListParts
-//! for CompleteMultipartUpload, which S3 requires; with [`ChecksumMode::WhenRequired`] the
-//! algorithm is not passed on (the parts could not carry it) and only the digests computed
-//! here report it.
+//! Parts stream like PUT bodies (see [`super::body`]): hashed as they go, the returned ETag
+//! compared with the part's MD5. An upload created with a checksum algorithm gets each
+//! part's checksum back from ListParts for CompleteMultipartUpload, which S3 requires. With
+//! [`ChecksumMode::WhenRequired`] the algorithm is passed on only when the caller gives every
+//! part's checksum up front ([`PutOptions::checksum_suffices`] and [`PutOptions::checksum`]:
+//! a copy from a local file): each part then goes with that checksum as a header, checked by
+//! the backend, and is not hashed for its MD5 here. As for PUT (see [`super::put`]), the
+//! store first finds out whether the backend checks part checksums: the first such part is
+//! preceded by a one-byte part of the same number with a wrong checksum. A backend that
+//! refuses it checks them; one that takes it (the real part then replaces it) or refuses the
+//! header gets every part the MD5 way. Otherwise the algorithm is not passed on (the parts
+//! could not carry it) and only the digests computed here report it.
 //!
 //! [`ChecksumMode::WhenSupported`]: super::ChecksumMode::WhenSupported
 //! [`ChecksumMode::WhenRequired`]: super::ChecksumMode::WhenRequired
 
 use std::collections::HashMap;
 
+use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types as sdk;
+use bytes::Bytes;
 use time::OffsetDateTime;
 
 use super::S3Store;
@@ -21,9 +30,12 @@ use super::convert::{
     tagging_header, trim_etag, with_attrs, with_checksum_value, with_upload_digests,
 };
 use super::error::Ctx;
+use super::put::{refuses_header, wrong};
+use crate::store::digest::ChecksumHasher;
+use crate::store::types::{ChecksumAlgorithm, ObjectAttrs, Verifier};
 use crate::store::{
     BucketName, ByteStream, Checksum, CompletedPart, Error, NULL_VERSION, ObjectKey, ObjectMeta,
-    PartInfo, PutOptions, Result, Store,
+    PartInfo, PutOptions, Result, Store, Tags,
 };
 
 pub(super) async fn create(
@@ -32,17 +44,42 @@ pub(super) async fn create(
     key: &ObjectKey,
     opts: PutOptions,
 ) -> Result<String> {
+    let described = (&opts.attrs, &opts.tags);
+    if store.supported() {
+        return create_with(store, bucket, key, described, opts.checksum_algorithm).await;
+    }
+    // Parts can carry a checksum only if the caller gives each one up front.
+    let given = opts
+        .checksum_algorithm
+        .filter(|_| opts.checksum_suffices && !store.part_echo.ignored());
+    match create_with(store, bucket, key, described, given).await {
+        Err(e) if given.is_some() && refuses_header(&e) => {
+            tracing::info!(store = %store.name, error = %e,
+                "the backend refuses a multipart upload's checksum algorithm; parts go without");
+            store.part_echo.refused();
+            create_with(store, bucket, key, described, None).await
+        }
+        r => r,
+    }
+}
+
+async fn create_with(
+    store: &S3Store,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    (attrs, tags): (&ObjectAttrs, &Tags),
+    algorithm: Option<ChecksumAlgorithm>,
+) -> Result<String> {
     let mut req = store
         .client
         .create_multipart_upload()
         .bucket(bucket.as_str())
         .key(key.as_str());
-    req = with_attrs!(req, &opts.attrs);
-    if !opts.tags.is_empty() {
-        req = req.tagging(tagging_header(&opts.tags));
+    req = with_attrs!(req, attrs);
+    if !tags.is_empty() {
+        req = req.tagging(tagging_header(tags));
     }
-    // Without SDK checksums the parts cannot carry one, so the upload must not ask for it.
-    if let Some(a) = opts.checksum_algorithm.filter(|_| store.supported()) {
+    if let Some(a) = algorithm {
         req = req.checksum_algorithm(sdk_algorithm(a));
     }
     let out = req
@@ -71,12 +108,35 @@ pub(super) async fn upload_part(
 ) -> Result<PartInfo> {
     let number = i32::try_from(part_number)
         .map_err(|_| Error::InvalidArgument(format!("part number {part_number} is too large")))?;
+    if let Some(sent) = opts.checksum.clone().filter(|_| {
+        opts.checksum_suffices && opts.size_hint.is_some() && !store.part_echo.ignored()
+    }) {
+        let target = Target {
+            store,
+            bucket,
+            key,
+            upload_id,
+            number,
+        };
+        let checks = store
+            .part_echo
+            .checks(|| probe_part(&target, sent.algorithm))
+            .await?;
+        if checks {
+            return upload_checksummed(&target, body, opts, sent).await;
+        }
+    }
+    // A checksum given up front that is not sent: the part is checked by its MD5 alone (the
+    // SDK could not carry the algorithm either), and names no checksum for completion.
+    let algorithm = opts
+        .checksum_algorithm
+        .filter(|_| opts.checksum.is_none() || store.supported());
     let Prepared {
         body, len, pending, ..
     } = prepare_upload(
         body,
         opts.size_hint,
-        opts.checksum_algorithm,
+        algorithm,
         Known {
             source_md5: None,
             shared: opts.shared_digests,
@@ -95,12 +155,7 @@ pub(super) async fn upload_part(
         .part_number(number)
         .body(body)
         .content_length(i64::try_from(len).unwrap_or(i64::MAX));
-    req = with_upload_digests!(
-        req,
-        pending.known(),
-        opts.checksum_algorithm,
-        store.supported()
-    );
+    req = with_upload_digests!(req, pending.known(), algorithm, store.supported());
     let result = req
         .customize()
         .config_override(S3Store::long_call())
@@ -134,6 +189,9 @@ pub(super) async fn complete(
     parts: &[CompletedPart],
 ) -> Result<ObjectMeta> {
     let ctx = Ctx::key(bucket.as_str(), key.as_str()).upload(upload_id);
+    // Parts sent with a checksum given up front name it themselves; with SDK checksums the
+    // backend is asked (ListParts is not asked otherwise: moto answers it in a form the
+    // SDK cannot read).
     let checksums = if store.supported() {
         part_checksums(store, bucket, key, upload_id).await?
     } else {
@@ -147,7 +205,7 @@ pub(super) async fn complete(
         let mut part = sdk::CompletedPart::builder()
             .part_number(number)
             .e_tag(quote_etag(&p.etag));
-        if let Some(c) = checksums.get(&number) {
+        if let Some(c) = p.checksum.as_ref().or_else(|| checksums.get(&number)) {
             part = with_checksum_value!(part, c);
         }
         completed.push(part.build());
@@ -192,6 +250,139 @@ pub(super) async fn abort(
         .await
         .map_err(|e| store.err(ctx, e))?;
     Ok(())
+}
+
+/// One part of one upload on the backend.
+struct Target<'a> {
+    store: &'a S3Store,
+    bucket: &'a BucketName,
+    key: &'a ObjectKey,
+    upload_id: &'a str,
+    number: i32,
+}
+
+impl Target<'_> {
+    fn request(&self) -> aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder {
+        self.store
+            .client
+            .upload_part()
+            .bucket(self.bucket.as_str())
+            .key(self.key.as_str())
+            .upload_id(self.upload_id)
+            .part_number(self.number)
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx::key(self.bucket.as_str(), self.key.as_str()).upload(self.upload_id)
+    }
+}
+
+/// Sends a part with the checksum its caller computed up front, to a backend that checks
+/// it: no MD5 is computed, and the body is refused before its last chunk if it does not
+/// match (it changed since it was checksummed).
+async fn upload_checksummed(
+    t: &Target<'_>,
+    body: ByteStream,
+    opts: PutOptions,
+    sent: Checksum,
+) -> Result<PartInfo> {
+    let expected = sent.clone();
+    let theirs = opts.verify;
+    let verify: Verifier = Box::new(move |d| {
+        if d.checksum.as_ref().map(|c| &c.value) != Some(&expected.value) {
+            return Err(Error::BadDigest {
+                what: format!(
+                    "{} checksum computed before sending (the source changed since?)",
+                    expected.algorithm.as_str()
+                ),
+            });
+        }
+        theirs.map_or(Ok(()), |v| v(d))
+    });
+    let known = Known {
+        checksum_only: true,
+        ..Known::default()
+    };
+    let Prepared {
+        body, len, pending, ..
+    } = prepare_upload(
+        body,
+        opts.size_hint,
+        Some(sent.algorithm),
+        known,
+        Some(verify),
+    )
+    .await?;
+    let mut req = t
+        .request()
+        .body(body)
+        .content_length(i64::try_from(len).unwrap_or(i64::MAX));
+    req = with_checksum_value!(req, &sent);
+    // The signed checksum header covers the body; a payload hash would only cost SHA-256.
+    let result = req
+        .customize()
+        .config_override(S3Store::long_call())
+        .disable_payload_signing()
+        .send()
+        .await;
+    let (out, digests) = pending.settle(&t.store.name, result, |e| t.store.err(t.ctx(), e))?;
+    // The backend checked the checksum (it refused a wrong one); an echo that differs says it
+    // stored something else all the same.
+    if let Some(other) =
+        checksum_of!(&out, false).filter(|c| c.algorithm == sent.algorithm && c.value != sent.value)
+    {
+        return Err(Error::BadDigest {
+            what: format!(
+                "{} checksum: the backend answered {} for the part's {}",
+                sent.algorithm.as_str(),
+                other.value,
+                sent.value
+            ),
+        });
+    }
+    Ok(PartInfo {
+        part_number: u32::try_from(t.number).unwrap_or_default(),
+        etag: trim_etag(out.e_tag()),
+        size: digests.size,
+        last_modified: OffsetDateTime::now_utc(),
+        checksum: Some(sent),
+    })
+}
+
+/// Uploads a one-byte part with a wrong checksum under the number of the part about to go:
+/// whether the backend refuses it says whether it checks part checksums. A part it takes is
+/// replaced by the real one, which goes next.
+async fn probe_part(t: &Target<'_>, algorithm: ChecksumAlgorithm) -> Result<bool> {
+    let byte = Bytes::from_static(b"\0");
+    let mut h = ChecksumHasher::new(algorithm);
+    h.update(&byte);
+    let bad = wrong(&h.finalize());
+    let req = t
+        .request()
+        .body(SdkByteStream::from(byte))
+        .content_length(1);
+    // Unsigned payload: a body damaged on the way must not be refused for its payload hash
+    // instead, which would say nothing about checksums.
+    let answer = with_checksum_value!(req, &bad)
+        .customize()
+        .disable_payload_signing()
+        .send()
+        .await
+        .map_err(|e| t.store.err(t.ctx(), e));
+    match answer {
+        Err(Error::BadDigest { .. }) => Ok(true),
+        Err(e) if refuses_header(&e) => {
+            tracing::info!(store = %t.store.name, error = %e,
+                "the backend refuses checksums on parts; each part's ETag is checked instead");
+            Ok(false)
+        }
+        Err(e) => Err(e),
+        Ok(_) => {
+            tracing::info!(store = %t.store.name,
+                "the backend does not check checksums on parts; each part's ETag is checked instead");
+            Ok(false)
+        }
+    }
 }
 
 /// The checksums of an upload's parts, when the upload was created with an algorithm

@@ -41,6 +41,33 @@ impl Echo {
     pub fn ignored(&self) -> bool {
         self.0.get() == Some(&false)
     }
+
+    /// Whether the backend checks checksums, found out with `probe` the first time (calls
+    /// at the same time wait for that probe; a probe that fails is tried again next time).
+    pub async fn checks<F, Fut>(&self, probe: F) -> Result<bool>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
+        self.0.get_or_try_init(probe).await.copied()
+    }
+
+    /// Records that the backend refuses checksum headers altogether.
+    pub fn refused(&self) {
+        let _ = self.0.set(false);
+    }
+}
+
+/// `sent` with its first byte flipped: a checksum no body of the same bytes has.
+pub(super) fn wrong(sent: &Checksum) -> Checksum {
+    let mut raw = digest::b64_decode(&sent.value).unwrap_or_default();
+    if let Some(b) = raw.first_mut() {
+        *b ^= 0xFF;
+    }
+    Checksum {
+        value: digest::b64(&raw),
+        ..sent.clone()
+    }
 }
 
 impl S3Store {
@@ -59,6 +86,7 @@ impl S3Store {
             source_md5,
             shared_digests,
             checksum_suffices,
+            checksum: _,
             verify,
         } = opts;
         // Held until the request is done: a buffered body stays in memory until then.
@@ -232,10 +260,9 @@ impl S3Store {
                 "a checksum-only body has no checksum".to_owned(),
             ));
         };
-        let checks = *self
+        let checks = self
             .echo
-            .0
-            .get_or_try_init(|| self.probe(lean, (k, bucket), &bytes, &sent, &attrs, tags))
+            .checks(|| self.probe(lean, (k, bucket), &bytes, &sent, &attrs, tags))
             .await?;
         if !checks {
             let digests = Digests {
@@ -286,14 +313,7 @@ impl S3Store {
         attrs: &ObjectAttrs,
         tags: &Tags,
     ) -> Result<bool> {
-        let mut raw = digest::b64_decode(&sent.value).unwrap_or_default();
-        if let Some(b) = raw.first_mut() {
-            *b ^= 0xFF;
-        }
-        let wrong = Checksum {
-            value: digest::b64(&raw),
-            ..sent.clone()
-        };
+        let wrong = wrong(sent);
         let answer = lean
             .put(
                 &self.name,
@@ -326,7 +346,7 @@ impl S3Store {
 
 /// An error that is the backend refusing the checksum header itself (an older or partial S3
 /// implementation) rather than the body or the request.
-fn refuses_header(e: &Error) -> bool {
+pub(super) fn refuses_header(e: &Error) -> bool {
     match e {
         Error::Remote { status: 501, .. } => true,
         Error::Remote {

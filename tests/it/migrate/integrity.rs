@@ -215,13 +215,14 @@ fn a_source_whose_etags_are_not_md5s_copies_and_verifies() {
 
 /// A destination that refuses `x-amz-checksum-*` headers outright (400, as an S3
 /// implementation that does not know them might): the first body's probe finds that out, and
-/// every body goes with `Content-MD5` instead; nothing fails.
+/// every body goes with `Content-MD5` instead; a multipart upload refused with a checksum
+/// algorithm is created without one, and its parts go the MD5 way. Nothing fails.
 #[test]
 fn a_destination_that_refuses_checksum_headers_gets_content_md5() {
     let tmp = tempfile::tempdir().expect("tmp");
     let f = Ferry::start();
     let src = tmp.path().join("tree/plain");
-    make_tree(&src, 20, &[]);
+    make_tree(&src, 20, &[super::mib(12)]);
     let stats = tmp.path().join("refuse.json");
     let proxy = fault_proxy(&f.s3, "0", &stats, &["--refuse-checksums"]);
     let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
@@ -233,15 +234,22 @@ fn a_destination_that_refuses_checksum_headers_gets_content_md5() {
         &proxy.endpoint,
         "--attempts",
         "1",
+        "--multipart-threshold",
+        "8M",
+        "--part-size",
+        "5M",
     ]);
     drop(proxy);
     assert!(out.status.success(), "{}", stderr(&out));
     let stats: Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats")).expect("json");
     assert_eq!(
-        stats["refused"].as_u64(),
-        Some(1),
-        "only the probe: {stats}"
+        (
+            stats["refused"].as_u64(),
+            stats["parts_checksummed"].as_u64()
+        ),
+        (Some(2), Some(0)),
+        "only the PUT's probe and the upload's first create: {stats}"
     );
     let back = tmp.path().join("back/plain");
     let m2 = Migrator::new(&tmp.path().join("b")).creds("SRC", ACCESS_KEY, SECRET_KEY);
@@ -253,4 +261,96 @@ fn a_destination_that_refuses_checksum_headers_gets_content_md5() {
         &f.s3,
     ]));
     assert_same_tree(&src, &back);
+}
+
+/// The parts of a directory's large file go with a CRC32C computed before each is sent
+/// (the file is read twice), not an MD5: Ferry checks it and refuses parts damaged on the
+/// way. moto takes a part with a wrong checksum (the one-byte probe finds that out), so its
+/// parts go without one and Ferry's comparison of each part's ETag with its MD5 catches the
+/// damage instead.
+#[test]
+fn parts_of_a_directory_file_are_checked_by_a_checksum_computed_first() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let moto = Moto::start();
+    let src = tmp.path().join("tree/parts");
+    make_tree(&src, 0, &[super::mib(12), super::mib(11)]);
+    let sides = [
+        ("ferry", f.s3.as_str(), ACCESS_KEY, SECRET_KEY),
+        ("moto", moto.endpoint.as_str(), MOTO_KEY, MOTO_KEY),
+    ];
+    for (name, upstream, ak, sk) in sides {
+        let stats = tmp.path().join(format!("{name}.json"));
+        let damaged = DAMAGED.to_string();
+        let proxy = fault_proxy(upstream, "0", &stats, &["--corrupt-first", &damaged]);
+        let m = Migrator::new(&tmp.path().join(name)).creds("DST", ak, sk);
+        let out = m.run(&[
+            "migrate",
+            src.to_str().unwrap_or_default(),
+            "s3://parts",
+            "--dst-endpoint",
+            &proxy.endpoint,
+            "--workers",
+            "1",
+            "--attempts",
+            "10",
+            "--multipart-threshold",
+            "8M",
+            "--part-size",
+            "5M",
+        ]);
+        drop(proxy);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let stats: Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats"))
+                .expect("json");
+        assert_eq!(
+            stats["corrupted"].as_u64(),
+            Some(u64::from(DAMAGED)),
+            "{name}: {stats}"
+        );
+        // Six parts, the probe, and the damaged ones again.
+        let parts = stats["parts"].as_u64().unwrap_or(0);
+        let checksummed = stats["parts_checksummed"].as_u64().unwrap_or(0);
+        assert!(parts >= 6 + u64::from(DAMAGED), "{name}: {stats}");
+        if name == "ferry" {
+            assert_eq!(
+                checksummed, parts,
+                "{name}: every part checksummed: {stats}"
+            );
+        } else {
+            assert_eq!(checksummed, 1, "{name}: only the probe: {stats}");
+        }
+        let back = tmp.path().join(format!("back-{name}/parts"));
+        let m2 = Migrator::new(&tmp.path().join(format!("{name}-back"))).creds("SRC", ak, sk);
+        ok(&m2.run(&[
+            "migrate",
+            "s3://parts",
+            back.to_str().unwrap_or_default(),
+            "--src-endpoint",
+            upstream,
+        ]));
+        assert_same_tree(&src, &back);
+    }
+    // Ferry keeps the parts' checksums: the object's is the composite of three.
+    let mut head = Command::new(crate::support::venv_bin("aws"));
+    head.args([
+        "--endpoint-url",
+        &f.s3,
+        "s3api",
+        "head-object",
+        "--bucket",
+        "parts",
+    ])
+    .args(["--key", "big/b0", "--checksum-mode", "ENABLED"])
+    .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    .env("AWS_DEFAULT_REGION", "us-east-1");
+    let meta: Value = serde_json::from_str(&ok(&head.output().expect("aws"))).expect("json");
+    assert!(
+        meta["ChecksumCRC32C"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("-3")),
+        "{meta}"
+    );
 }

@@ -23,8 +23,9 @@ HOST = urlparse(END).netloc
 CREDS = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
 
 
-def signed(method, path, body=b"", headers=None, payload_hash=None):
-    """Signs a request for `path` (sent verbatim) and returns (status, headers, body)."""
+def signed(method, path, body=b"", headers=None, payload_hash=None, send=None):
+    """Signs a request for `path` (sent verbatim) and returns (status, headers, body). `send`
+    replaces the body after signing (damage on the way)."""
     req = AWSRequest(method=method, url=END + path, data=body, headers=dict(headers or {}))
     req.headers["x-amz-content-sha256"] = payload_hash or __import__("hashlib").sha256(body).hexdigest()
     S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
@@ -35,6 +36,8 @@ def signed(method, path, body=b"", headers=None, payload_hash=None):
     if "Content-Length" not in req.headers:
         conn.putheader("Content-Length", str(len(body)))
     conn.endheaders()
+    if send is not None:
+        body = send
     if body:
         conn.send(body)
     r = conn.getresponse()
@@ -117,6 +120,12 @@ assert b" 500 " not in reply.split(b"\r\n")[0], reply[:200]
 expect_error(lambda: s3.head_object(Bucket=B, Key="short"), "404", 404)
 time.sleep(0.5)
 assert "short" not in [o["Key"] for o in s3.list_objects_v2(Bucket=B).get("Contents", [])]
+
+# A body whose SHA-256 is not the signed one (damaged on the way): refused as AWS does, and
+# nothing is stored.
+damaged = signed("PUT", f"/{B}/sha", b"this body", send=b"that body")
+expect(400, "XAmzContentSHA256Mismatch", damaged, "payload hash")
+expect_error(lambda: s3.head_object(Bucket=B, Key="sha"), "404", 404)
 
 # Part numbers out of range
 uid = s3.create_multipart_upload(Bucket=B, Key="mp")["UploadId"]

@@ -12,9 +12,12 @@ SigV4 signatures made for the proxy's address still verify upstream.
 --corrupt-first N: the first N PUT bodies are forwarded with one byte flipped, damage on the
 way that the client cannot see, which the upstream or the client's own checks must catch.
 
---refuse-checksums: a PUT that carries an `x-amz-checksum-*` header is answered 400
-InvalidRequest without reaching the upstream, as an S3 implementation that does not know the
-header might (counted as "refused").
+--refuse-checksums: a PUT or CreateMultipartUpload that carries an `x-amz-checksum-*` header
+is answered 400 InvalidRequest without reaching the upstream, as an S3 implementation that
+does not know the header might (counted as "refused").
+
+Also counted: UploadPart requests that reach this point ("parts"), and those of them that
+carry an `x-amz-checksum-*` header ("parts_checksummed").
 
 --kms: answers look like those of S3 with SSE-KMS, where an object's ETag is not its MD5:
 every plain ETag (in GET and HEAD headers and in listings) is replaced by another stable hex
@@ -42,7 +45,15 @@ CORRUPT_FIRST = int(FLAGS[FLAGS.index("--corrupt-first") + 1]) if "--corrupt-fir
 KMS = "--kms" in FLAGS
 REFUSE_CHECKSUMS = "--refuse-checksums" in FLAGS
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
-COUNTS = {"forwarded": 0, "failed_before": 0, "failed_after": 0, "corrupted": 0, "refused": 0}
+COUNTS = {
+    "forwarded": 0,
+    "failed_before": 0,
+    "failed_after": 0,
+    "corrupted": 0,
+    "refused": 0,
+    "parts": 0,
+    "parts_checksummed": 0,
+}
 
 
 def count(what):
@@ -138,7 +149,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_body()
         if (
             REFUSE_CHECKSUMS
-            and self.command == "PUT"
+            and (self.command == "PUT" or self.path.endswith("?uploads"))
             and any(k.lower().startswith("x-amz-checksum-") for k in self.headers.keys())
         ):
             count("refused")
@@ -149,6 +160,10 @@ class Handler(BaseHTTPRequestHandler):
             self.fail(503, "SlowDown")
             return
         if self.command == "PUT":
+            if "partNumber=" in self.path and "x-amz-copy-source" not in self.headers:
+                count("parts")
+                if any(k.lower().startswith("x-amz-checksum-") for k in self.headers.keys()):
+                    count("parts_checksummed")
             body = corrupt(body)
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=120)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
