@@ -175,8 +175,9 @@ pub struct PutOptions {
     pub checksum_suffices: bool,
     /// The body's checksum, computed by the caller before sending (a part of a local file,
     /// read once to checksum it). With `checksum_suffices`, the s3 store sends it as a header
-    /// for the backend to check instead of hashing the body's MD5 for its ETag; a body that
-    /// does not match it is refused. Other stores ignore it.
+    /// for the backend to check instead of hashing the body's MD5 for its ETag (unless the
+    /// backend was found not to check it, or to refuse the header), and refuses a body that
+    /// does not match it. Other stores ignore it.
     pub checksum: Option<Checksum>,
     pub verify: Option<Verifier>,
 }
@@ -313,7 +314,7 @@ pub struct PartInfo {
 pub struct PartsPage {
     pub parts: Vec<PartInfo>,
     pub next_part_number_marker: Option<u32>,
-    /// The checksum algorithm the upload was created with: each part carries one of it.
+    /// The checksum algorithm the upload was created with, as the store reports it.
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
 }
 

@@ -7,7 +7,8 @@
 //! at a part boundary. Same-store copies are server-side. The parts of a local file going to
 //! a remote store are read twice, once to checksum each up front: the part then goes with a
 //! CRC32C the destination checks, which costs far less than the MD5 hashed otherwise to
-//! compare with the part's ETag.
+//! compare with the part's ETag (the store still hashes the MD5 for a backend it found not to
+//! check checksums, and then the first read was for nothing).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -476,18 +477,19 @@ async fn send_parts(
 }
 
 /// The first page of a recorded upload's parts, or `None` when the destination no longer
-/// has the upload, or answers ListParts in a way that will not change (moto's answer is not
-/// one the SDK can read): a new upload is then started.
+/// has the upload, or answers ListParts with a success this side cannot read (moto's answer
+/// is not one the SDK can parse): a new upload is then started. Any other error stands (a
+/// refusal, say for lack of permission, must not throw away the parts already sent).
 async fn open_upload(it: &Item<'_>, upload: &str) -> store::Result<Option<store::PartsPage>> {
     match it.dst.list_parts(it.db, it.dk, upload, None, 1).await {
         Ok(page) => Ok(Some(page)),
         Err(store::Error::NoSuchUpload { .. }) => Ok(None),
-        Err(e) if e.is_retryable() => Err(e),
-        Err(e) => {
+        Err(e @ store::Error::Remote { status, .. }) if (200..300).contains(&status) => {
             tracing::warn!(key = %it.dk, upload, error = %e,
-                "cannot list the parts of the recorded upload; starting it again");
+                "cannot read the destination's list of the recorded upload's parts; starting it again");
             Ok(None)
         }
+        Err(e) => Err(e),
     }
 }
 
@@ -504,7 +506,7 @@ async fn listed_checksums(
             .list_parts(it.db, it.dk, upload, marker, 1000)
             .await?;
         for p in page.parts {
-            if let Some(c) = p.checksum {
+            if let Some(c) = p.checksum.filter(|c| c.algorithm == PART_CHECKSUM) {
                 found.insert(p.part_number, c);
             }
         }
@@ -602,7 +604,8 @@ async fn copy_part(
         Done {
             etag: p.etag,
             size,
-            // Named at completion only for an upload whose parts carry one by design.
+            // The checksum the part went with (the store names none when the backend
+            // refused it), named at completion; none for parts not checksummed up front.
             checksum: p.checksum.filter(|_| sending.checksummed),
         },
     ))

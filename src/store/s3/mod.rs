@@ -2,7 +2,8 @@
 //!
 //! Owns: the client for one remote S3 endpoint ([`S3Config`]: endpoint, credentials,
 //! addressing style, checksum behaviour, retries and timeouts), the S3 call behind each trait
-//! method (listings in [`list`], multipart uploads in [`multipart`]), and the translation at
+//! method (listings in [`list`], multipart uploads in [`multipart`], parts sent with a checksum
+//! given up front in [`parts`]), and the translation at
 //! the SDK boundary — errors ([`error`]), types ([`convert`]) and bodies ([`body`]); small
 //! buffered PUTs and GETs without checksum validation, to a custom endpoint, go around the
 //! SDK's orchestrator ([`lean`]). Does
@@ -38,6 +39,7 @@ mod error;
 mod lean;
 mod list;
 mod multipart;
+mod parts;
 mod put;
 
 use std::fmt;
@@ -140,8 +142,8 @@ pub struct S3Store {
     checksum_mode: ChecksumMode,
     /// Whether the backend checks checksum headers on PUT (see [`put`]).
     echo: std::sync::Arc<put::Echo>,
-    /// The same for UploadPart (see [`multipart`]).
-    part_echo: std::sync::Arc<put::Echo>,
+    /// What the backend does with part checksums (see [`parts`]).
+    part_echo: std::sync::Arc<parts::PartEcho>,
 }
 
 impl fmt::Debug for S3Store {

@@ -1,26 +1,20 @@
 //! Multipart uploads on the backend: create, upload part, complete, abort.
 //!
 //! Parts stream like PUT bodies (see [`super::body`]): hashed as they go, the returned ETag
-//! compared with the part's MD5. An upload created with a checksum algorithm gets each
-//! part's checksum back from ListParts for CompleteMultipartUpload, which S3 requires. With
-//! [`ChecksumMode::WhenRequired`] the algorithm is passed on only when the caller gives every
-//! part's checksum up front ([`PutOptions::checksum_suffices`] and [`PutOptions::checksum`]:
-//! a copy from a local file): each part then goes with that checksum as a header, checked by
-//! the backend, and is not hashed for its MD5 here. As for PUT (see [`super::put`]), the
-//! store first finds out whether the backend checks part checksums: the first such part is
-//! preceded by a one-byte part of the same number with a wrong checksum. A backend that
-//! refuses it checks them; one that takes it (the real part then replaces it) or refuses the
-//! header gets every part the MD5 way. Otherwise the algorithm is not passed on (the parts
-//! could not carry it) and only the digests computed here report it.
+//! compared with the part's MD5. CompleteMultipartUpload names each part's checksum when the
+//! upload was created with an algorithm, as S3 requires: with [`ChecksumMode::WhenSupported`]
+//! the backend is asked for them (ListParts); parts whose checksum the caller gave up front
+//! (see [`super::parts`]) name their own. With [`ChecksumMode::WhenRequired`] an upload gets
+//! an algorithm only when the caller gives every part's checksum up front
+//! ([`PutOptions::checksum_suffices`]); otherwise the parts could not carry one, and only the
+//! digests computed here report it.
 //!
 //! [`ChecksumMode::WhenSupported`]: super::ChecksumMode::WhenSupported
 //! [`ChecksumMode::WhenRequired`]: super::ChecksumMode::WhenRequired
 
 use std::collections::HashMap;
 
-use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types as sdk;
-use bytes::Bytes;
 use time::OffsetDateTime;
 
 use super::S3Store;
@@ -30,9 +24,9 @@ use super::convert::{
     tagging_header, trim_etag, with_attrs, with_checksum_value, with_upload_digests,
 };
 use super::error::Ctx;
-use super::put::{refuses_header, wrong};
-use crate::store::digest::ChecksumHasher;
-use crate::store::types::{ChecksumAlgorithm, ObjectAttrs, Verifier};
+use super::parts::{self, PartChecks, Target};
+use super::put::refuses_header;
+use crate::store::types::{ChecksumAlgorithm, ObjectAttrs};
 use crate::store::{
     BucketName, ByteStream, Checksum, CompletedPart, Error, NULL_VERSION, ObjectKey, ObjectMeta,
     PartInfo, PutOptions, Result, Store, Tags,
@@ -49,11 +43,12 @@ pub(super) async fn create(
         return create_with(store, bucket, key, described, opts.checksum_algorithm).await;
     }
     // Parts can carry a checksum only if the caller gives each one up front.
+    let known = store.part_echo.known();
     let given = opts
         .checksum_algorithm
-        .filter(|_| opts.checksum_suffices && !store.part_echo.ignored());
+        .filter(|_| opts.checksum_suffices && known != Some(PartChecks::Refuses));
     match create_with(store, bucket, key, described, given).await {
-        Err(e) if given.is_some() && refuses_header(&e) => {
+        Err(e) if given.is_some() && known.is_none() && refuses_header(&e) => {
             tracing::info!(store = %store.name, error = %e,
                 "the backend refuses a multipart upload's checksum algorithm; parts go without");
             store.part_echo.refused();
@@ -108,9 +103,11 @@ pub(super) async fn upload_part(
 ) -> Result<PartInfo> {
     let number = i32::try_from(part_number)
         .map_err(|_| Error::InvalidArgument(format!("part number {part_number} is too large")))?;
-    if let Some(sent) = opts.checksum.clone().filter(|_| {
-        opts.checksum_suffices && opts.size_hint.is_some() && !store.part_echo.ignored()
-    }) {
+    let given = opts
+        .checksum
+        .clone()
+        .filter(|_| opts.checksum_suffices && opts.size_hint.is_some());
+    if let Some(sent) = given.clone() {
         let target = Target {
             store,
             bucket,
@@ -118,19 +115,16 @@ pub(super) async fn upload_part(
             upload_id,
             number,
         };
-        let checks = store
-            .part_echo
-            .checks(|| probe_part(&target, sent.algorithm))
-            .await?;
-        if checks {
-            return upload_checksummed(&target, body, opts, sent).await;
+        let checks = store.part_echo.find_out(&target, &sent).await?;
+        if checks != PartChecks::Refuses {
+            return parts::upload_given(&target, body, opts, sent, checks).await;
         }
     }
-    // A checksum given up front that is not sent: the part is checked by its MD5 alone (the
-    // SDK could not carry the algorithm either), and names no checksum for completion.
+    // A checksum given up front that the backend refuses: the part is checked by its MD5
+    // alone (the SDK could not carry the algorithm either), and names no checksum.
     let algorithm = opts
         .checksum_algorithm
-        .filter(|_| opts.checksum.is_none() || store.supported());
+        .filter(|_| given.is_none() || store.supported());
     let Prepared {
         body, len, pending, ..
     } = prepare_upload(
@@ -172,12 +166,13 @@ pub(super) async fn upload_part(
             what: "MD5: the backend's ETag for the part differs (damaged on the way?)".to_owned(),
         });
     }
+    let checksum = digests.checksum.or_else(|| checksum_of!(&out, false));
     Ok(PartInfo {
         part_number,
         etag,
         size: digests.size,
         last_modified: OffsetDateTime::now_utc(),
-        checksum: digests.checksum.or_else(|| checksum_of!(&out, false)),
+        checksum: checksum.filter(|_| given.is_none()),
     })
 }
 
@@ -250,139 +245,6 @@ pub(super) async fn abort(
         .await
         .map_err(|e| store.err(ctx, e))?;
     Ok(())
-}
-
-/// One part of one upload on the backend.
-struct Target<'a> {
-    store: &'a S3Store,
-    bucket: &'a BucketName,
-    key: &'a ObjectKey,
-    upload_id: &'a str,
-    number: i32,
-}
-
-impl Target<'_> {
-    fn request(&self) -> aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder {
-        self.store
-            .client
-            .upload_part()
-            .bucket(self.bucket.as_str())
-            .key(self.key.as_str())
-            .upload_id(self.upload_id)
-            .part_number(self.number)
-    }
-
-    fn ctx(&self) -> Ctx<'_> {
-        Ctx::key(self.bucket.as_str(), self.key.as_str()).upload(self.upload_id)
-    }
-}
-
-/// Sends a part with the checksum its caller computed up front, to a backend that checks
-/// it: no MD5 is computed, and the body is refused before its last chunk if it does not
-/// match (it changed since it was checksummed).
-async fn upload_checksummed(
-    t: &Target<'_>,
-    body: ByteStream,
-    opts: PutOptions,
-    sent: Checksum,
-) -> Result<PartInfo> {
-    let expected = sent.clone();
-    let theirs = opts.verify;
-    let verify: Verifier = Box::new(move |d| {
-        if d.checksum.as_ref().map(|c| &c.value) != Some(&expected.value) {
-            return Err(Error::BadDigest {
-                what: format!(
-                    "{} checksum computed before sending (the source changed since?)",
-                    expected.algorithm.as_str()
-                ),
-            });
-        }
-        theirs.map_or(Ok(()), |v| v(d))
-    });
-    let known = Known {
-        checksum_only: true,
-        ..Known::default()
-    };
-    let Prepared {
-        body, len, pending, ..
-    } = prepare_upload(
-        body,
-        opts.size_hint,
-        Some(sent.algorithm),
-        known,
-        Some(verify),
-    )
-    .await?;
-    let mut req = t
-        .request()
-        .body(body)
-        .content_length(i64::try_from(len).unwrap_or(i64::MAX));
-    req = with_checksum_value!(req, &sent);
-    // The signed checksum header covers the body; a payload hash would only cost SHA-256.
-    let result = req
-        .customize()
-        .config_override(S3Store::long_call())
-        .disable_payload_signing()
-        .send()
-        .await;
-    let (out, digests) = pending.settle(&t.store.name, result, |e| t.store.err(t.ctx(), e))?;
-    // The backend checked the checksum (it refused a wrong one); an echo that differs says it
-    // stored something else all the same.
-    if let Some(other) =
-        checksum_of!(&out, false).filter(|c| c.algorithm == sent.algorithm && c.value != sent.value)
-    {
-        return Err(Error::BadDigest {
-            what: format!(
-                "{} checksum: the backend answered {} for the part's {}",
-                sent.algorithm.as_str(),
-                other.value,
-                sent.value
-            ),
-        });
-    }
-    Ok(PartInfo {
-        part_number: u32::try_from(t.number).unwrap_or_default(),
-        etag: trim_etag(out.e_tag()),
-        size: digests.size,
-        last_modified: OffsetDateTime::now_utc(),
-        checksum: Some(sent),
-    })
-}
-
-/// Uploads a one-byte part with a wrong checksum under the number of the part about to go:
-/// whether the backend refuses it says whether it checks part checksums. A part it takes is
-/// replaced by the real one, which goes next.
-async fn probe_part(t: &Target<'_>, algorithm: ChecksumAlgorithm) -> Result<bool> {
-    let byte = Bytes::from_static(b"\0");
-    let mut h = ChecksumHasher::new(algorithm);
-    h.update(&byte);
-    let bad = wrong(&h.finalize());
-    let req = t
-        .request()
-        .body(SdkByteStream::from(byte))
-        .content_length(1);
-    // Unsigned payload: a body damaged on the way must not be refused for its payload hash
-    // instead, which would say nothing about checksums.
-    let answer = with_checksum_value!(req, &bad)
-        .customize()
-        .disable_payload_signing()
-        .send()
-        .await
-        .map_err(|e| t.store.err(t.ctx(), e));
-    match answer {
-        Err(Error::BadDigest { .. }) => Ok(true),
-        Err(e) if refuses_header(&e) => {
-            tracing::info!(store = %t.store.name, error = %e,
-                "the backend refuses checksums on parts; each part's ETag is checked instead");
-            Ok(false)
-        }
-        Err(e) => Err(e),
-        Ok(_) => {
-            tracing::info!(store = %t.store.name,
-                "the backend does not check checksums on parts; each part's ETag is checked instead");
-            Ok(false)
-        }
-    }
 }
 
 /// The checksums of an upload's parts, when the upload was created with an algorithm

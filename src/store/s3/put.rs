@@ -31,8 +31,8 @@ use crate::store::{
     BucketName, ByteStream, Error, ObjectKey, ObjectMeta, PutOptions, Result, Tags,
 };
 
-/// Whether the backend checks `x-amz-checksum-*` headers on PUT, found out once per store
-/// (see the module docs).
+/// Whether the backend checks `x-amz-checksum-*` headers on PutObject, found out once per
+/// store (see the module docs; parts have their own, [`super::parts::PartEcho`]).
 #[derive(Debug, Default)]
 pub(super) struct Echo(tokio::sync::OnceCell<bool>);
 
@@ -50,11 +50,6 @@ impl Echo {
         Fut: std::future::Future<Output = Result<bool>>,
     {
         self.0.get_or_try_init(probe).await.copied()
-    }
-
-    /// Records that the backend refuses checksum headers altogether.
-    pub fn refused(&self) {
-        let _ = self.0.set(false);
     }
 }
 

@@ -266,8 +266,8 @@ fn a_destination_that_refuses_checksum_headers_gets_content_md5() {
 /// The parts of a directory's large file go with a CRC32C computed before each is sent
 /// (the file is read twice), not an MD5: Ferry checks it and refuses parts damaged on the
 /// way. moto takes a part with a wrong checksum (the one-byte probe finds that out), so its
-/// parts go without one and Ferry's comparison of each part's ETag with its MD5 catches the
-/// damage instead.
+/// parts, which carry the checksum all the same, are hashed too, and Ferry's comparison of
+/// each part's ETag with its MD5 catches the damage instead.
 #[test]
 fn parts_of_a_directory_file_are_checked_by_a_checksum_computed_first() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -313,14 +313,10 @@ fn parts_of_a_directory_file_are_checked_by_a_checksum_computed_first() {
         let parts = stats["parts"].as_u64().unwrap_or(0);
         let checksummed = stats["parts_checksummed"].as_u64().unwrap_or(0);
         assert!(parts >= 6 + u64::from(DAMAGED), "{name}: {stats}");
-        if name == "ferry" {
-            assert_eq!(
-                checksummed, parts,
-                "{name}: every part checksummed: {stats}"
-            );
-        } else {
-            assert_eq!(checksummed, 1, "{name}: only the probe: {stats}");
-        }
+        assert_eq!(
+            checksummed, parts,
+            "{name}: every part checksummed: {stats}"
+        );
         let back = tmp.path().join(format!("back-{name}/parts"));
         let m2 = Migrator::new(&tmp.path().join(format!("{name}-back"))).creds("SRC", ak, sk);
         ok(&m2.run(&[
@@ -353,4 +349,56 @@ fn parts_of_a_directory_file_are_checked_by_a_checksum_computed_first() {
             .is_some_and(|c| c.ends_with("-3")),
         "{meta}"
     );
+}
+
+/// A destination that answers a wrong part checksum with a 400 of another name that mentions
+/// the checksum (not `BadDigest`): the probe cannot tell that from a refusal of the header,
+/// so it sends a part with the right checksum too; that one is taken, so the destination
+/// checks, and every part goes with its checksum.
+#[test]
+fn a_checksum_refusal_worded_otherwise_is_told_apart_from_a_refused_header() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/worded");
+    make_tree(&src, 0, &[super::mib(12)]);
+    let stats = tmp.path().join("worded.json");
+    let proxy = fault_proxy(&f.s3, "0", &stats, &["--mismatch-as-invalid-request"]);
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let out = m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://worded",
+        "--dst-endpoint",
+        &proxy.endpoint,
+        "--attempts",
+        "1",
+        "--multipart-threshold",
+        "8M",
+        "--part-size",
+        "5M",
+    ]);
+    drop(proxy);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats")).expect("json");
+    // Three parts and the two probes, every one with a checksum; only the wrong one refused.
+    assert_eq!(
+        (
+            stats["parts"].as_u64(),
+            stats["parts_checksummed"].as_u64(),
+            stats["reworded"].as_u64()
+        ),
+        (Some(5), Some(5), Some(1)),
+        "{stats}"
+    );
+    let back = tmp.path().join("back/worded");
+    let m2 = Migrator::new(&tmp.path().join("b")).creds("SRC", ACCESS_KEY, SECRET_KEY);
+    ok(&m2.run(&[
+        "migrate",
+        "s3://worded",
+        back.to_str().unwrap_or_default(),
+        "--src-endpoint",
+        &f.s3,
+    ]));
+    assert_same_tree(&src, &back);
 }

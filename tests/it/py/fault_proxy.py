@@ -16,6 +16,10 @@ way that the client cannot see, which the upstream or the client's own checks mu
 is answered 400 InvalidRequest without reaching the upstream, as an S3 implementation that
 does not know the header might (counted as "refused").
 
+--mismatch-as-invalid-request: an upstream BadDigest answer is passed on as 400
+InvalidRequest "checksum mismatch", as some S3 implementations word a checksum that does not
+match (counted as "reworded").
+
 Also counted: UploadPart requests that reach this point ("parts"), and those of them that
 carry an `x-amz-checksum-*` header ("parts_checksummed").
 
@@ -44,6 +48,7 @@ FLAGS = sys.argv[5:]
 CORRUPT_FIRST = int(FLAGS[FLAGS.index("--corrupt-first") + 1]) if "--corrupt-first" in FLAGS else 0
 KMS = "--kms" in FLAGS
 REFUSE_CHECKSUMS = "--refuse-checksums" in FLAGS
+MISMATCH_AS_INVALID = "--mismatch-as-invalid-request" in FLAGS
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
 COUNTS = {
     "forwarded": 0,
@@ -53,6 +58,7 @@ COUNTS = {
     "refused": 0,
     "parts": 0,
     "parts_checksummed": 0,
+    "reworded": 0,
 }
 
 
@@ -176,6 +182,10 @@ class Handler(BaseHTTPRequestHandler):
             self.fail(500, "InternalError")
             return
         count("forwarded")
+        if MISMATCH_AS_INVALID and resp.status == 400 and b"<Code>BadDigest</Code>" in data:
+            count("reworded")
+            self.fail(400, "InvalidRequest", "checksum mismatch")
+            return
         headers = resp.getheaders()
         if KMS and self.command in ("GET", "HEAD") and resp.status in (200, 206):
             if b"<ListBucketResult" in data[:512] or b"<ListVersionsResult" in data[:512]:
