@@ -108,40 +108,92 @@ fn kill_during_1gib_put_leaves_the_previous_version() {
     assert_index_agrees(&f);
 }
 
-#[test]
-fn kill_during_multipart_complete_is_all_or_nothing() {
-    let mut f = Ferry::start();
-    let out = f.python("multipart_prepare.py", &["mpcrash", "obj", "4", "48"]);
-    let upload_id = ok(&out).trim().to_owned();
+/// Kills the server `delay` after a complete of `key`'s upload (4 parts of `mib` MiB, the first
+/// `chosen` of them completed) starts, or once its concatenation has `concat_mib` MiB in the
+/// temp folder; then the object is either whole or absent with the upload intact.
+fn kill_during_complete(f: &mut Ferry, key: &str, mib: u32, chosen: u32, when: Kill) {
+    let bucket = "mpcrash";
+    let prep = f.python(
+        "multipart_prepare.py",
+        &[bucket, key, "4", &mib.to_string()],
+    );
+    let upload_id = ok(&prep).trim().to_owned();
+    let assembly = f
+        .local_root()
+        .join(".ferry/uploads")
+        .join(&upload_id)
+        .join("object");
+    assert!(
+        assembly.exists(),
+        "{key}: the parts were written to their place in the object"
+    );
     let mut cmd = Command::new(venv_bin("python"));
     cmd.arg(crate::support::repo().join("tests/it/py/multipart_complete.py"))
-        .args(["mpcrash", "obj", &upload_id]);
+        .args([bucket, key, &upload_id, &chosen.to_string()]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     f.client_env(&mut cmd);
-    let client = cmd.spawn().expect("python");
-    // The parts (4 x 48 MiB) are being concatenated into a temp file: kill mid-way.
-    wait_for_tmp_file(&f, 16 * 1024 * 1024);
+    let mut client = cmd.spawn().expect("python");
+    let mut said = std::io::BufReader::new(client.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut said, &mut line).unwrap_or(0) > 0
+        && !line.contains("SENDING")
+    {
+        line.clear();
+    }
+    match when {
+        Kill::After(d) => std::thread::sleep(d),
+        Kill::Concatenating(min) => wait_for_tmp_file(f, min << 20),
+    }
     f.kill9();
-    let done = client.wait_with_output().expect("wait");
-    let acknowledged = String::from_utf8_lossy(&done.stdout).contains("COMPLETED");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut said, &mut rest);
+    let _ = client.wait();
+    let acknowledged = rest.contains("COMPLETED");
     f.restart();
     let check = f.python(
         "multipart_check.py",
-        &["mpcrash", "obj", &upload_id, "4", "48"],
+        &[
+            bucket,
+            key,
+            &upload_id,
+            "4",
+            &mib.to_string(),
+            &chosen.to_string(),
+        ],
     );
     let state = ok(&check);
+    eprintln!("{key}: acknowledged {acknowledged}, found {}", state.trim());
     if acknowledged {
         assert!(
             state.contains("OBJECT"),
-            "an acknowledged complete was lost: {state}"
+            "{key}: an acknowledged complete was lost: {state}"
         );
     } else {
         assert!(
             state.contains("OBJECT") || state.contains("UPLOAD"),
-            "{state}"
+            "{key}: {state}"
         );
     }
-    assert_index_agrees(&f);
+    assert_index_agrees(f);
+}
+
+enum Kill {
+    After(Duration),
+    Concatenating(u64),
+}
+
+#[test]
+fn kill_during_multipart_complete_is_all_or_nothing() {
+    let mut f = Ferry::start();
+    // Parts 1..3 of 4 chosen: the fourth, written at its place in the assembly file, would
+    // be cut off, so the three are concatenated into a temp file: kill mid-way.
+    kill_during_complete(&mut f, "concat", 48, 3, Kill::Concatenating(16));
+    // All four: the parts were written where they sit in the object, which completing only
+    // syncs and links; kill at moments spread over that.
+    for (i, ms) in [0u64, 2, 5, 10, 20, 60].into_iter().enumerate() {
+        let key = format!("inplace{i}");
+        kill_during_complete(&mut f, &key, 16, 4, Kill::After(Duration::from_millis(ms)));
+    }
 }
 
 /// Concurrent PUTs, then concurrent DELETEs, each killed at a random moment.

@@ -38,6 +38,7 @@ macro_rules! expect_err {
 mod buckets;
 mod copy;
 mod helpers;
+mod layouts;
 mod listing;
 mod multipart;
 mod objects;
@@ -111,6 +112,7 @@ pub async fn run_all_with(s: &dyn Store, prefix: &str, gaps: Gaps) {
     copy(s, prefix, gaps).await;
     listing(s, prefix).await;
     multipart(s, prefix, gaps).await;
+    layouts::part_layouts(s, prefix).await;
     if s.caps().versioning {
         versioning(s, prefix, gaps).await;
     }

@@ -19,7 +19,7 @@ const BATCH: usize = 1 << 20;
 
 /// Bodies up to this size (declared) are gathered in memory, then written, hashed and synced
 /// in one blocking call; larger ones stream through a writer thread.
-const SMALL_BODY: u64 = 256 * 1024;
+pub(super) const SMALL_BODY: u64 = 256 * 1024;
 
 /// Work to run in the writer thread before the file is created (making room for the key's
 /// path): it rides along with the write instead of costing a hop of its own.
@@ -56,12 +56,25 @@ pub async fn receive(
         Some(n) if n <= SMALL_BODY => {
             receive_small(path, body, hash, n, prepare, !batch_sync).await
         }
-        _ => receive_streaming(path, body, hash, expected, prepare).await,
+        _ => receive_streaming(path, Dest::New, body, hash, expected, prepare).await,
     };
     if result.is_err() {
         let _ = tokio::fs::remove_file(path).await;
     }
     result
+}
+
+/// Receives a body of `expected` bytes into the file at `path` (created if missing) at
+/// `offset`, synced like a large body. On failure the bytes written stay (the caller's region
+/// of the file is simply not recorded as holding anything).
+pub async fn receive_at(
+    path: &Path,
+    offset: u64,
+    body: ByteStream,
+    hash: Hash,
+    expected: u64,
+) -> Result<Received> {
+    receive_streaming(path, Dest::At(offset), body, hash, Some(expected), None).await
 }
 
 /// How a received body gets its digests.
@@ -106,21 +119,42 @@ struct Written {
     mtime_ns: i64,
 }
 
-/// Creates the file, writes `batches` of chunks, fdatasyncs it when `sync`. Blocking. The
-/// caller hashes.
+/// Where [`write_file`] writes: a new file, or at an offset of a file that may exist (a
+/// multipart upload's assembly file, see [`super::assembly`]).
+#[derive(Debug, Clone, Copy)]
+enum Dest {
+    New,
+    At(u64),
+}
+
+/// Creates the file (or opens it, for [`Dest::At`]), writes `batches` of chunks, fdatasyncs
+/// it when `sync`. Blocking. The caller hashes.
 ///
 /// Each batch goes to the kernel in one `writev` straight from the received buffers: no copy
 /// through a userspace buffer (a `BufWriter` also cost a 1 MiB allocation per small PUT).
 fn write_file(
     path: &Path,
+    dest: Dest,
     batches: impl Iterator<Item = Vec<Bytes>>,
     sync: bool,
 ) -> std::io::Result<Written> {
+    use std::io::Seek;
     use std::os::unix::fs::MetadataExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
+    let file = match dest {
+        Dest::New => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?,
+        Dest::At(offset) => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
+            f.seek(std::io::SeekFrom::Start(offset))?;
+            f
+        }
+    };
     std::thread::scope(|scope| {
         let mut behind: Option<FlushBehind<'_>> = None;
         let mut unflushed = 0usize;
@@ -243,7 +277,7 @@ async fn receive_small(
         }
         let mut hash = hash;
         chunks.iter().for_each(|c| hash.update(c));
-        let w = write_file(&target, std::iter::once(chunks), sync)
+        let w = write_file(&target, Dest::New, std::iter::once(chunks), sync)
             .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
         Ok(Received {
             digests: hash.finish()?,
@@ -265,6 +299,7 @@ const QUEUE: usize = 8;
 /// never waits for the write or the disk, and the write never waits for MD5.
 async fn receive_streaming(
     path: &Path,
+    dest: Dest,
     mut body: ByteStream,
     hash: Hash,
     expected: Option<u64>,
@@ -278,7 +313,7 @@ async fn receive_streaming(
             p()?;
         }
         let batches = std::iter::from_fn(|| rx.blocking_recv());
-        write_file(&target, batches, true)
+        write_file(&target, dest, batches, true)
             .map_err(|e| Error::io(format!("writing {}", target.display()), e))
     });
     let hashing = tokio::task::spawn_blocking(move || {

@@ -12,10 +12,11 @@
 //! ROOT/.ferry/tmp/{0..f}/            bodies being received (cleared at start-up)
 //! ROOT/.ferry/versions/xx/<id>      non-current versions
 //! ROOT/.ferry/blobs/xx/<id>         bodies of "directory marker" keys (`photos/`)
-//! ROOT/.ferry/uploads/<upload>/     multipart parts
+//! ROOT/.ferry/uploads/<upload>/     multipart parts, most of them placed in `object`
 //! ROOT/.ferry/trash/                files on their way out
 //! ```
 
+mod assembly;
 mod body;
 mod commit;
 pub mod index;
@@ -67,6 +68,8 @@ pub struct FsStore {
     /// gets an [`unhashed_etag`] and is hashed only as it is copied, so the copy does not
     /// read the whole tree once before it starts.
     hash_found: bool,
+    /// Where parts of multipart uploads are being written (see [`assembly`]).
+    placements: assembly::Placements,
     /// An exclusive `flock` on `.ferry/lock`, held while the store is open: the index cache
     /// and crash recovery assume one process per store.
     _lock: std::fs::File,
@@ -166,6 +169,7 @@ impl FsStore {
             latest: std::sync::Mutex::new(lru::LruCache::new(LATEST_CACHE)),
             bucket_gen: Default::default(),
             hash_found,
+            placements: Default::default(),
             _lock: lock,
         });
         store.recover().await?;

@@ -1,9 +1,12 @@
-//! Multipart uploads of the fs store. Parts are files under `.ferry/uploads/<id>/`, each
-//! written under a fresh name and recorded in the index, so a re-uploaded part replaces the
-//! old one atomically. Complete concatenates the parts into a temp file (the kernel copies,
-//! `copy_file_range`), fsyncs it, and commits it like a PUT, removing the upload in the same
-//! transaction.
+//! Multipart uploads of the fs store. Parts live under `.ferry/uploads/<id>/`: most are
+//! written straight to their place in the finished object (see [`assembly`]), the rest to
+//! files of their own under fresh names; either way a part counts once it is recorded in the
+//! index, so a re-uploaded part replaces the old one atomically. Complete finishes the
+//! assembly file in place when the parts allow it, and otherwise concatenates the parts into
+//! a temp file (the kernel copies, `copy_file_range`); the result is synced and committed like
+//! a PUT, removing the upload in the same transaction.
 
+use super::assembly;
 use super::index::{self, PartRow, UploadRow, ms_to_time};
 use super::object::NewVersion;
 use super::{FsStore, META_DIR, body, tags_json};
@@ -37,6 +40,103 @@ impl FsStore {
 
     fn upload_dir(upload_id: &str) -> String {
         format!("{META_DIR}/uploads/{upload_id}")
+    }
+
+    /// Claims the part's place in the upload's assembly file when it can go there (see
+    /// [`assembly`]): a part of declared size larger than a small body whose number is not
+    /// already placed (checked once the region is held, so no writer can record it between).
+    async fn place(
+        &self,
+        upload_id: &str,
+        part_number: u32,
+        size: Option<u64>,
+    ) -> Result<Option<assembly::Slot<'_>>> {
+        let Some(len) = size.filter(|n| *n > body::SMALL_BODY) else {
+            return Ok(None);
+        };
+        let derived = if self.placements.knows(upload_id) {
+            None
+        } else {
+            self.derive_stride(upload_id).await?
+        };
+        let Some(slot) = self
+            .placements
+            .claim(upload_id, part_number, len, MIN_PART, derived)
+        else {
+            return Ok(None);
+        };
+        let n = i64::from(part_number);
+        let existing = self.index.parts(upload_id, n - 1, 1).await?;
+        if existing
+            .first()
+            .is_some_and(|p| p.part_number == n && assembly::placed_offset(&p.file).is_some())
+        {
+            return Ok(None);
+        }
+        Ok(Some(slot))
+    }
+
+    /// The stride the upload's placed parts were written with, from the index (after a
+    /// restart): a placed part after the first says it; the first alone, by its size.
+    async fn derive_stride(&self, upload_id: &str) -> Result<Option<u64>> {
+        let (mut after, mut first) = (0i64, None);
+        loop {
+            let rows = self.index.parts(upload_id, after, 1000).await?;
+            let Some(last) = rows.last() else {
+                return Ok(first);
+            };
+            after = last.part_number;
+            for p in &rows {
+                match assembly::stride_of(p.part_number, p.size, &p.file) {
+                    Some(s) if p.part_number > 1 => return Ok(Some(s)),
+                    Some(s) => first = Some(s),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// Whether the chosen parts can be finished in the assembly file (see [`assembly`]):
+    /// parts 1..N, all of part 1's size but the last (which is no larger), each placed at its
+    /// place or not placed at all, one at least placed, and no placed part after them (the
+    /// file is cut at their end). Returns the object's size.
+    async fn in_place(&self, upload_id: &str, chosen: &[PartRow]) -> Result<Option<u64>> {
+        let Some(stride) = chosen.first().map(|p| p.size as u64) else {
+            return Ok(None);
+        };
+        let mut any = false;
+        for (i, p) in chosen.iter().enumerate() {
+            let size = p.size as u64;
+            let fits = if i + 1 == chosen.len() {
+                size <= stride
+            } else {
+                size == stride
+            };
+            if p.part_number != i as i64 + 1 || !fits {
+                return Ok(None);
+            }
+            match assembly::placed_offset(&p.file) {
+                Some(o) if o == i as u64 * stride => any = true,
+                Some(_) => return Ok(None),
+                None => {}
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        let mut after = chosen.len() as i64;
+        loop {
+            let rows = self.index.parts(upload_id, after, 1000).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.part_number;
+            if rows
+                .iter()
+                .any(|p| assembly::placed_offset(&p.file).is_some())
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some(chosen.iter().map(|p| p.size as u64).sum()))
     }
 
     pub(super) async fn create_multipart_impl(
@@ -84,25 +184,32 @@ impl FsStore {
             .checksum_algorithm
             .as_deref()
             .and_then(ChecksumAlgorithm::parse));
-        let file = format!("{part_number}-{}", uuid::Uuid::new_v4().simple());
-        let path = self.root.join(Self::upload_dir(upload_id)).join(&file);
-        let digests = body::receive(
-            &path,
-            body,
-            body::Hash::new(algorithm, None),
-            opts.size_hint,
-            None,
-            false,
-        )
-        .await?
-        .digests;
+        let dir = self.root.join(Self::upload_dir(upload_id));
+        let hash = body::Hash::new(algorithm, None);
+        // Held until the part is recorded: no other writer touches its region meanwhile.
+        let slot = self.place(upload_id, part_number, opts.size_hint).await?;
+        let (file, digests) = match (&slot, opts.size_hint) {
+            (Some(slot), Some(len)) => {
+                let path = dir.join(assembly::ASSEMBLY);
+                let received = body::receive_at(&path, slot.offset, body, hash, len).await?;
+                (assembly::placed_name(slot.offset), received.digests)
+            }
+            _ => {
+                let file = format!("{part_number}-{}", uuid::Uuid::new_v4().simple());
+                let path = dir.join(&file);
+                let received =
+                    body::receive(&path, body, hash, opts.size_hint, None, false).await?;
+                (file, received.digests)
+            }
+        };
         if let Some(verify) = opts.verify
             && let Err(e) = verify(&digests)
         {
-            let _ = tokio::fs::remove_file(&path).await;
+            if assembly::placed_offset(&file).is_none() {
+                let _ = tokio::fs::remove_file(dir.join(&file)).await;
+            }
             return Err(e);
         }
-        let dir = self.root.join(Self::upload_dir(upload_id));
         super::intent::sync_dir(&dir)
             .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
         let row = PartRow {
@@ -116,10 +223,12 @@ impl FsStore {
                 .and_then(|c| serde_json::to_string(c).ok()),
             file,
         };
-        if let Some(old) = self.index.upsert_part(upload_id, &row).await? {
-            let _ =
-                tokio::fs::remove_file(self.root.join(Self::upload_dir(upload_id)).join(old)).await;
+        if let Some(old) = self.index.upsert_part(upload_id, &row).await?
+            && assembly::placed_offset(&old).is_none()
+        {
+            let _ = tokio::fs::remove_file(dir.join(old)).await;
         }
+        drop(slot);
         Ok(PartInfo {
             part_number,
             etag: row.etag,
@@ -137,6 +246,9 @@ impl FsStore {
         parts: &[CompletedPart],
     ) -> Result<ObjectMeta> {
         let upload = self.upload_of(bucket, key, upload_id).await?;
+        // The finished object may be the assembly file itself: no part may be placed in it
+        // from here on, and the parts chosen below are read once none is being written.
+        let _completing = self.placements.complete(upload_id).await;
         if parts.is_empty() {
             return Err(Error::InvalidArgument(
                 "a multipart upload needs at least one part".into(),
@@ -222,10 +334,27 @@ impl FsStore {
         let tmp = Self::new_unique("tmp");
         let tmp_abs = self.root.join(&tmp);
         let dir = self.root.join(Self::upload_dir(upload_id));
-        let files: Vec<String> = chosen.iter().map(|p| p.file.clone()).collect();
+        let in_place = self.in_place(upload_id, &chosen).await?;
+        let files: Vec<(String, u64)> = chosen
+            .iter()
+            .map(|p| (p.file.clone(), p.size as u64))
+            .collect();
         let size = tokio::task::spawn_blocking({
             let tmp_abs = tmp_abs.clone();
-            move || concat(&dir, &files, &tmp_abs)
+            move || match in_place {
+                Some(total) => {
+                    let stride = files.first().map_or(0, |f| f.1);
+                    let patches: Vec<(std::path::PathBuf, u64, u64)> = files
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| assembly::placed_offset(&f.0).is_none())
+                        .map(|(i, f)| (dir.join(&f.0), i as u64 * stride, f.1))
+                        .collect();
+                    let out = dir.join(assembly::ASSEMBLY);
+                    assembly::finish(&out, &patches, total, &tmp_abs).map(|()| total)
+                }
+                None => concat(&dir, &files, &tmp_abs),
+            }
         })
         .await
         .map_err(|e| Error::Index(format!("file task failed: {e}")))?
@@ -245,6 +374,7 @@ impl FsStore {
         let mut meta = self
             .commit_version(bucket, key, tmp, new, Some(upload_id.to_owned()), None)
             .await?;
+        self.placements.forget(upload_id);
         meta.parts_count = Some(chosen.len() as u32);
         Ok(meta)
     }
@@ -258,6 +388,7 @@ impl FsStore {
         self.upload_of(bucket, key, upload_id).await?;
         self.index.delete_upload(upload_id).await?;
         let _ = tokio::fs::remove_dir_all(self.root.join(Self::upload_dir(upload_id))).await;
+        self.placements.forget(upload_id);
         Ok(())
     }
 
@@ -341,15 +472,25 @@ impl FsStore {
 }
 
 /// Concatenates part files into `out` and fsyncs it; returns its size.
-fn concat(dir: &std::path::Path, files: &[String], out: &std::path::Path) -> std::io::Result<u64> {
-    let mut w = std::fs::OpenOptions::new()
+/// Writes the parts (file name and size; a placed part is read from the assembly file) one
+/// after the other into a new file `out`, synced. Blocking.
+fn concat(
+    dir: &std::path::Path,
+    files: &[(String, u64)],
+    out: &std::path::Path,
+) -> std::io::Result<u64> {
+    let w = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(out)?;
     let mut total = 0;
-    for f in files {
-        let mut r = std::fs::File::open(dir.join(f))?;
-        total += std::io::copy(&mut r, &mut w)?;
+    for (f, size) in files {
+        let (r, from) = match assembly::placed_offset(f) {
+            Some(offset) => (std::fs::File::open(dir.join(assembly::ASSEMBLY))?, offset),
+            None => (std::fs::File::open(dir.join(f))?, 0),
+        };
+        assembly::copy_range(&r, from, &w, total, *size)?;
+        total += size;
     }
     w.sync_all()?;
     Ok(total)
