@@ -590,7 +590,7 @@ fn write_large_part(
             if covered != len {
                 bail!("{}: a copy off chunk bounds", shown(&l.path));
             }
-            super::snapshot::copy_range(base, offset, &l.file, l.pos, len)?;
+            crate::store::fs::copy_range(base, offset, &l.file, l.pos, len)?;
             l.pos += len;
         }
         Msg::Data { data, hash } => {

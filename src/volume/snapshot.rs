@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use crate::store::fs::copy_range;
+
 use super::durable;
 use super::index::{Content, Index, SnapshotInfo};
 use super::meta;
@@ -350,38 +352,5 @@ pub fn copy_file(src: &std::fs::File, dst: &std::fs::File, len: u64) -> std::io:
         pos = hole;
     }
     dst.set_len(len)?;
-    Ok(())
-}
-
-/// Copies a byte range between files (copy_file_range, or read and write where the kernel
-/// cannot).
-pub fn copy_range(
-    src: &std::fs::File,
-    mut src_off: u64,
-    dst: &std::fs::File,
-    mut dst_off: u64,
-    mut len: u64,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    while len > 0 {
-        let want = len.min(1 << 30) as usize;
-        match rustix::fs::copy_file_range(src, Some(&mut src_off), dst, Some(&mut dst_off), want) {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the base file is shorter than its index says",
-                ));
-            }
-            Ok(n) => len -= n as u64,
-            Err(_) => {
-                let mut buf = vec![0u8; want.min(1 << 20)];
-                src.read_exact_at(&mut buf, src_off)?;
-                dst.write_all_at(&buf, dst_off)?;
-                src_off += buf.len() as u64;
-                dst_off += buf.len() as u64;
-                len -= buf.len() as u64;
-            }
-        }
-    }
     Ok(())
 }

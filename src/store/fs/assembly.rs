@@ -12,13 +12,17 @@
 //! its answer). Any other choice of parts is concatenated as before.
 //!
 //! A placed region is never written again while a part row refers to it: a part uploaded a
-//! second time goes to a file of its own, and a region is claimed by one writer at a time.
-//! Completing stops new placements and waits for the writers in flight, since the finished
-//! object shares the assembly file's inode. A crash leaves at worst unreferenced bytes in
-//! the assembly file (a part written but not recorded), which the upload's removal frees.
+//! second time goes to a file of its own, a region is claimed by one writer at a time (until
+//! the thread writing it is done, even if the request was dropped), and nothing is placed in
+//! an upload whose row is gone. Completions run one at a time; each stops new placements and
+//! waits (up to two seconds) for the parts being written, and concatenates instead
+//! if some still are, since the finished object shares the assembly file's inode. Once the
+//! file is linked as a version nothing is placed in it again. A crash leaves at worst
+//! unreferenced bytes in the assembly file (a part written but not recorded), which a
+//! completion overwrites or cuts off, or the upload's removal frees.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The assembly file's name in an upload's folder.
@@ -46,32 +50,43 @@ pub(super) fn stride_of(part_number: i64, size: i64, file: &str) -> Option<u64> 
     }
 }
 
-/// This process's placements, by upload.
-#[derive(Debug, Default)]
-pub(super) struct Placements(Mutex<HashMap<String, Upload>>);
+/// This process's placements, by upload. Shared (`Arc`) so a claim can be held by the
+/// blocking thread that writes the part, and a completion by the thread that finishes the
+/// file: a request cancelled half-way (its client gone) does not let go of either while
+/// that work still runs.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Placements(Arc<Mutex<HashMap<String, Upload>>>);
 
 #[derive(Debug, Default)]
 struct Upload {
     stride: Option<u64>,
     /// Part numbers whose region a writer holds.
     busy: HashSet<u32>,
-    /// A completion runs: nothing more is placed.
+    /// A completion runs (one at a time): nothing more is placed.
     completing: bool,
+    /// A completion linked the assembly file as a version: nothing is ever placed again.
+    sealed: bool,
 }
 
+/// How long a completion waits for parts being placed before it concatenates instead.
+const WAIT_FOR_WRITERS: Duration = Duration::from_secs(2);
+
 impl Placements {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Upload>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Whether the upload's stride is known in this process (else the caller derives it from
     /// the index and passes it to [`Self::claim`]).
     pub fn knows(&self, upload: &str) -> bool {
-        self.0
-            .lock()
-            .map(|m| m.contains_key(upload))
-            .unwrap_or(false)
+        self.lock().get(upload).is_some_and(|u| u.stride.is_some())
     }
 
     /// Claims the region of part `part` of `len` bytes, if it can be placed: the stride is
-    /// the one recorded (`derived` from the index when not yet known here) or, failing one,
-    /// `len` itself when the part is at least `min` bytes.
+    /// the one known here, else the one `derived` from the index, else `len` itself when the
+    /// part is at least `min` bytes.
     pub fn claim(
         &self,
         upload: &str,
@@ -79,13 +94,11 @@ impl Placements {
         len: u64,
         min: u64,
         derived: Option<u64>,
-    ) -> Option<Slot<'_>> {
-        let mut map = self.0.lock().ok()?;
-        let u = map.entry(upload.to_owned()).or_insert_with(|| Upload {
-            stride: derived,
-            ..Upload::default()
-        });
-        if u.completing || u.busy.contains(&part) || part == 0 {
+    ) -> Option<Slot> {
+        let mut map = self.lock();
+        let u = map.entry(upload.to_owned()).or_default();
+        u.stride = u.stride.or(derived);
+        if u.completing || u.sealed || u.busy.contains(&part) || part == 0 {
             return None;
         }
         let stride = match u.stride {
@@ -99,75 +112,126 @@ impl Placements {
         }
         u.busy.insert(part);
         Some(Slot {
-            placements: self,
-            upload: upload.to_owned(),
-            part,
+            held: Arc::new(Held {
+                placements: self.clone(),
+                upload: upload.to_owned(),
+                part,
+            }),
             offset,
         })
     }
 
-    /// Stops new placements in `upload` and waits until none is being written; the returned
-    /// guard lets placements resume (after a completion that failed) when dropped.
-    pub async fn complete(&self, upload: &str) -> Completing<'_> {
-        let guard = Completing {
-            placements: self,
-            upload: upload.to_owned(),
-        };
+    /// Starts a completion of `upload`: waits for any other completion of it to end, stops
+    /// new placements, and waits (a while) for parts being placed. The answer says whether
+    /// none is being written any more (the assembly file may then be finished in place);
+    /// the guard lets placements resume when dropped, unless [`Completing::seal`] was called.
+    pub async fn complete(&self, upload: &str) -> (Completing, bool) {
         loop {
-            let idle = match self.0.lock() {
-                Ok(mut map) => {
-                    let u = map.entry(upload.to_owned()).or_default();
-                    u.completing = true;
-                    u.busy.is_empty()
-                }
-                Err(_) => true,
+            let mine = {
+                let mut map = self.lock();
+                let u = map.entry(upload.to_owned()).or_default();
+                !std::mem::replace(&mut u.completing, true)
             };
-            if idle {
-                return guard;
+            if mine {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let guard = Completing(Arc::new(CompletingInner {
+            placements: self.clone(),
+            upload: upload.to_owned(),
+        }));
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_WRITERS;
+        loop {
+            let idle = self.lock().get(upload).is_none_or(|u| u.busy.is_empty());
+            if idle || tokio::time::Instant::now() >= deadline {
+                return (guard, idle);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
-    /// Forgets an upload that was completed or aborted.
+    /// Forgets an upload that was aborted.
     pub fn forget(&self, upload: &str) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(upload);
-        }
+        self.lock().remove(upload);
     }
 }
 
-/// A claimed region of an assembly file; released when dropped.
-#[derive(Debug)]
-pub(super) struct Slot<'a> {
-    placements: &'a Placements,
-    upload: String,
-    part: u32,
+/// A claimed region of an assembly file, released when the last clone is dropped (one goes
+/// to the thread that writes it).
+#[derive(Debug, Clone)]
+pub(super) struct Slot {
+    held: Arc<Held>,
     pub offset: u64,
 }
 
-impl Drop for Slot<'_> {
+impl Slot {
+    /// A token that keeps the region claimed while the writing thread holds it.
+    pub fn token(&self) -> Box<dyn std::any::Any + Send + Sync> {
+        Box::new(Arc::clone(&self.held))
+    }
+}
+
+#[derive(Debug)]
+struct Held {
+    placements: Placements,
+    upload: String,
+    part: u32,
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.placements.0.lock()
-            && let Some(u) = map.get_mut(&self.upload)
-        {
-            u.busy.remove(&self.part);
+        let mut map = self.placements.lock();
+        let idle = match map.get_mut(&self.upload) {
+            Some(u) => {
+                u.busy.remove(&self.part);
+                u.busy.is_empty() && !u.completing && u.stride.is_none()
+            }
+            None => false,
+        };
+        if idle {
+            map.remove(&self.upload);
         }
     }
 }
 
-/// A completion in progress (see [`Placements::complete`]).
+/// A completion in progress (see [`Placements::complete`]), ended when the last clone is
+/// dropped (one goes to the thread that finishes the file).
+#[derive(Debug, Clone)]
+pub(super) struct Completing(Arc<CompletingInner>);
+
+impl Completing {
+    /// Nothing may ever be placed in this upload's assembly file again: it is (about to be)
+    /// a version's file.
+    pub fn seal(&self) {
+        if let Some(u) = self.0.placements.lock().get_mut(&self.0.upload) {
+            u.sealed = true;
+        }
+    }
+
+    /// The upload is gone (completed): forget it.
+    pub fn done(&self) {
+        let mut map = self.0.placements.lock();
+        if let Some(u) = map.get_mut(&self.0.upload) {
+            // Sealed for good; what is left of it is a flag, dropped when the process ends
+            // unless a straggling part still holds a region.
+            u.stride = None;
+            if u.busy.is_empty() {
+                map.remove(&self.0.upload);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
-pub(super) struct Completing<'a> {
-    placements: &'a Placements,
+struct CompletingInner {
+    placements: Placements,
     upload: String,
 }
 
-impl Drop for Completing<'_> {
+impl Drop for CompletingInner {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.placements.0.lock()
-            && let Some(u) = map.get_mut(&self.upload)
-        {
+        if let Some(u) = self.placements.lock().get_mut(&self.upload) {
             u.completing = false;
         }
     }
@@ -197,26 +261,35 @@ pub(super) fn finish(
     Ok(())
 }
 
-/// Copies `len` bytes from `src` at `from` to `dst` at `to`, in the kernel where it can.
-/// Blocking.
-pub(super) fn copy_range(
+/// Copies `len` bytes from `src` at `from` to `dst` at `to`: `copy_file_range`, or read and
+/// write where the kernel cannot (old kernels, some FUSE and network filesystems). Blocking.
+pub fn copy_range(
     src: &std::fs::File,
-    from: u64,
+    mut from: u64,
     dst: &std::fs::File,
-    to: u64,
-    len: u64,
+    mut to: u64,
+    mut len: u64,
 ) -> std::io::Result<()> {
-    let (mut from, mut to, mut left) = (from, to, len);
-    while left > 0 {
-        let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-        let n = rustix::fs::copy_file_range(src, Some(&mut from), dst, Some(&mut to), chunk)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "a part file ended before its recorded size",
-            ));
+    use std::os::unix::fs::FileExt;
+    while len > 0 {
+        let want = usize::try_from(len.min(1 << 30)).unwrap_or(1 << 30);
+        match rustix::fs::copy_file_range(src, Some(&mut from), dst, Some(&mut to), want) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "a file ended before its recorded size",
+                ));
+            }
+            Ok(n) => len -= n as u64,
+            Err(_) => {
+                let mut buf = vec![0u8; want.min(1 << 20)];
+                src.read_exact_at(&mut buf, from)?;
+                dst.write_all_at(&buf, to)?;
+                from += buf.len() as u64;
+                to += buf.len() as u64;
+                len -= buf.len() as u64;
+            }
         }
-        left -= n as u64;
     }
     Ok(())
 }
@@ -267,20 +340,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn completing_waits_for_writers_and_stops_placements() {
+    async fn a_stride_learned_after_a_completion_comes_from_the_index() {
         let p = Placements::default();
-        let s = p.claim("u", 1, 8 * MIB, 5 * MIB, None);
-        assert!(s.is_some());
-        let waiting = tokio::time::timeout(Duration::from_millis(50), p.complete("u")).await;
-        assert!(waiting.is_err(), "a writer still holds its region");
-        assert!(
-            p.claim("u", 2, 8 * MIB, 5 * MIB, None).is_some(),
-            "a completion given up on lets placements go on"
+        let (c, idle) = p.complete("x").await;
+        assert!(idle);
+        drop(c);
+        assert!(!p.knows("x"), "a completion knows no stride");
+        assert_eq!(
+            p.claim("x", 4, 6 * MIB, 5 * MIB, Some(8 * MIB))
+                .map(|s| s.offset),
+            Some(24 * MIB),
+            "the recorded parts' stride, not this part's size"
         );
+    }
+
+    #[tokio::test]
+    async fn completions_are_one_at_a_time_and_wait_for_writers() {
+        let p = Placements::default();
+        let s = p.claim("u", 1, 8 * MIB, 5 * MIB, None).expect("claimed");
+        // The writing thread's token keeps the region claimed after the request let go.
+        let token = s.token();
         drop(s);
-        let c = p.complete("u").await;
+        let (c, idle) = p.complete("u").await;
+        assert!(!idle, "a writer still holds its region");
         assert!(p.claim("u", 2, 8 * MIB, 5 * MIB, None).is_none());
+        let second = tokio::time::timeout(Duration::from_millis(50), p.complete("u")).await;
+        assert!(second.is_err(), "a second completion waits for the first");
+        drop(c);
+        drop(token);
+        let (c, idle) = p.complete("u").await;
+        assert!(idle);
         drop(c);
         assert!(p.claim("u", 2, 8 * MIB, 5 * MIB, None).is_some());
+        let (c, _) = p.complete("u").await;
+        c.seal();
+        drop(c);
+        assert!(
+            p.claim("u", 3, 8 * MIB, 5 * MIB, None).is_none(),
+            "nothing is placed in a file linked as a version"
+        );
     }
 }

@@ -56,7 +56,7 @@ pub async fn receive(
         Some(n) if n <= SMALL_BODY => {
             receive_small(path, body, hash, n, prepare, !batch_sync).await
         }
-        _ => receive_streaming(path, Dest::New, body, hash, expected, prepare).await,
+        _ => receive_streaming(path, Dest::New, body, hash, expected, prepare, None).await,
     };
     if result.is_err() {
         let _ = tokio::fs::remove_file(path).await;
@@ -64,17 +64,23 @@ pub async fn receive(
     result
 }
 
+/// Something the writing thread holds until it is done with the file.
+pub type Keep = Box<dyn std::any::Any + Send + Sync>;
+
 /// Receives a body of `expected` bytes into the file at `path` (created if missing) at
-/// `offset`, synced like a large body. On failure the bytes written stay (the caller's region
-/// of the file is simply not recorded as holding anything).
+/// `offset`, synced like a large body; the writing thread holds `keep` until it is done
+/// (also when this future is dropped half-way). On failure the bytes written stay (the
+/// caller's region of the file is simply not recorded as holding anything).
 pub async fn receive_at(
     path: &Path,
     offset: u64,
     body: ByteStream,
     hash: Hash,
     expected: u64,
+    keep: Keep,
 ) -> Result<Received> {
-    receive_streaming(path, Dest::At(offset), body, hash, Some(expected), None).await
+    let dest = Dest::At(offset);
+    receive_streaming(path, dest, body, hash, Some(expected), None, Some(keep)).await
 }
 
 /// How a received body gets its digests.
@@ -304,6 +310,7 @@ async fn receive_streaming(
     hash: Hash,
     expected: Option<u64>,
     prepare: Option<Prepare>,
+    keep: Option<Keep>,
 ) -> Result<Received> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUE);
     let (htx, mut hrx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUE);
@@ -313,8 +320,10 @@ async fn receive_streaming(
             p()?;
         }
         let batches = std::iter::from_fn(|| rx.blocking_recv());
-        write_file(&target, dest, batches, true)
-            .map_err(|e| Error::io(format!("writing {}", target.display()), e))
+        let written = write_file(&target, dest, batches, true)
+            .map_err(|e| Error::io(format!("writing {}", target.display()), e));
+        drop(keep);
+        written
     });
     let hashing = tokio::task::spawn_blocking(move || {
         let mut hash = hash;

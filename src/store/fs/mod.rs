@@ -26,6 +26,8 @@ mod multipart;
 mod object;
 pub mod scan;
 
+pub use assembly::copy_range;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -50,7 +50,7 @@ impl FsStore {
         upload_id: &str,
         part_number: u32,
         size: Option<u64>,
-    ) -> Result<Option<assembly::Slot<'_>>> {
+    ) -> Result<Option<assembly::Slot>> {
         let Some(len) = size.filter(|n| *n > body::SMALL_BODY) else {
             return Ok(None);
         };
@@ -65,11 +65,14 @@ impl FsStore {
         else {
             return Ok(None);
         };
+        // Checked once the region is held: a part recorded as placed is never written over,
+        // and an upload completed meanwhile (its row is gone) gets nothing placed.
         let n = i64::from(part_number);
         let existing = self.index.parts(upload_id, n - 1, 1).await?;
         if existing
             .first()
             .is_some_and(|p| p.part_number == n && assembly::placed_offset(&p.file).is_some())
+            || self.index.upload(upload_id).await?.is_none()
         {
             return Ok(None);
         }
@@ -191,7 +194,8 @@ impl FsStore {
         let (file, digests) = match (&slot, opts.size_hint) {
             (Some(slot), Some(len)) => {
                 let path = dir.join(assembly::ASSEMBLY);
-                let received = body::receive_at(&path, slot.offset, body, hash, len).await?;
+                let keep = slot.token();
+                let received = body::receive_at(&path, slot.offset, body, hash, len, keep).await?;
                 (assembly::placed_name(slot.offset), received.digests)
             }
             _ => {
@@ -245,10 +249,13 @@ impl FsStore {
         upload_id: &str,
         parts: &[CompletedPart],
     ) -> Result<ObjectMeta> {
+        self.upload_of(bucket, key, upload_id).await?;
+        // The finished object may be the assembly file itself: one completion at a time, no
+        // part placed in it from here on, and the parts chosen below are read once none is
+        // being written (or the wait ran out: then they are concatenated).
+        let (completing, idle) = self.placements.complete(upload_id).await;
+        // Again: a completion before this one may have finished the upload.
         let upload = self.upload_of(bucket, key, upload_id).await?;
-        // The finished object may be the assembly file itself: no part may be placed in it
-        // from here on, and the parts chosen below are read once none is being written.
-        let _completing = self.placements.complete(upload_id).await;
         if parts.is_empty() {
             return Err(Error::InvalidArgument(
                 "a multipart upload needs at least one part".into(),
@@ -334,13 +341,20 @@ impl FsStore {
         let tmp = Self::new_unique("tmp");
         let tmp_abs = self.root.join(&tmp);
         let dir = self.root.join(Self::upload_dir(upload_id));
-        let in_place = self.in_place(upload_id, &chosen).await?;
+        let in_place = if idle {
+            self.in_place(upload_id, &chosen).await?
+        } else {
+            None
+        };
         let files: Vec<(String, u64)> = chosen
             .iter()
             .map(|p| (p.file.clone(), p.size as u64))
             .collect();
         let size = tokio::task::spawn_blocking({
             let tmp_abs = tmp_abs.clone();
+            // Held by this thread too: a cancelled request does not end the completion while
+            // the file is being finished.
+            let completing = completing.clone();
             move || match in_place {
                 Some(total) => {
                     let stride = files.first().map_or(0, |f| f.1);
@@ -351,7 +365,10 @@ impl FsStore {
                         .map(|(i, f)| (dir.join(&f.0), i as u64 * stride, f.1))
                         .collect();
                     let out = dir.join(assembly::ASSEMBLY);
-                    assembly::finish(&out, &patches, total, &tmp_abs).map(|()| total)
+                    let finished = assembly::finish(&out, &patches, total, &tmp_abs);
+                    // Linked as a version's file (or perhaps): never placed in again.
+                    completing.seal();
+                    finished.map(|()| total)
                 }
                 None => concat(&dir, &files, &tmp_abs),
             }
@@ -374,7 +391,7 @@ impl FsStore {
         let mut meta = self
             .commit_version(bucket, key, tmp, new, Some(upload_id.to_owned()), None)
             .await?;
-        self.placements.forget(upload_id);
+        completing.done();
         meta.parts_count = Some(chosen.len() as u32);
         Ok(meta)
     }
@@ -471,7 +488,6 @@ impl FsStore {
     }
 }
 
-/// Concatenates part files into `out` and fsyncs it; returns its size.
 /// Writes the parts (file name and size; a placed part is read from the assembly file) one
 /// after the other into a new file `out`, synced. Blocking.
 fn concat(
