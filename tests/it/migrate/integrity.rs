@@ -16,6 +16,105 @@ use crate::support::{ACCESS_KEY, Ferry, Moto, SECRET_KEY, ok};
 /// PUT bodies the proxy damages, per destination.
 const DAMAGED: u32 = 3;
 
+/// One destination reached through `fault_proxy.py --corrupt-first DAMAGED`.
+struct Side<'a> {
+    name: &'a str,
+    upstream: &'a str,
+    access_key: &'a str,
+    secret_key: &'a str,
+}
+
+/// Copies `src` to `s3://BUCKET` on `side` through a proxy that damages the first PUT bodies
+/// (`extra` are more `migrate` flags), checks the damage was done and the copy finished,
+/// then reads the bucket back straight from the server and compares it with `src`. Returns
+/// the proxy's counts.
+fn copy_through_damage(
+    tmp: &std::path::Path,
+    src: &std::path::Path,
+    bucket: &str,
+    side: &Side<'_>,
+    extra: &[&str],
+) -> Value {
+    let name = side.name;
+    let stats = tmp.join(format!("{name}-{bucket}.json"));
+    let damaged = DAMAGED.to_string();
+    let proxy = fault_proxy(side.upstream, "0", &stats, &["--corrupt-first", &damaged]);
+    let keys = (side.access_key, side.secret_key);
+    let m = Migrator::new(&tmp.join(format!("{name}-{bucket}"))).creds("DST", keys.0, keys.1);
+    let dst = format!("s3://{bucket}");
+    // One worker: the damaged bodies are the first ones, sent before Ferry has learned
+    // whether this destination checks checksums (moto does not) and after (the rest).
+    let mut args = vec![
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        &dst,
+        "--dst-endpoint",
+        &proxy.endpoint,
+        "--workers",
+        "1",
+        "--attempts",
+        "10",
+    ];
+    args.extend_from_slice(extra);
+    let out = m.run(&args);
+    drop(proxy);
+    assert!(out.status.success(), "{name}: {}", stderr(&out));
+    let stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats")).expect("json");
+    assert_eq!(
+        stats["corrupted"].as_u64(),
+        Some(u64::from(DAMAGED)),
+        "{name}: {stats}"
+    );
+    // Read back straight from the server, not through the proxy.
+    let back = tmp.join(format!("back-{name}-{bucket}")).join(bucket);
+    let m2 = Migrator::new(&tmp.join(format!("{name}-{bucket}-back"))).creds("SRC", keys.0, keys.1);
+    ok(&m2.run(&[
+        "migrate",
+        &dst,
+        back.to_str().unwrap_or_default(),
+        "--src-endpoint",
+        side.upstream,
+    ]));
+    assert_same_tree(src, &back);
+    stats
+}
+
+/// HEAD of `bucket/key` on Ferry with its checksum, as awscli answers it.
+fn head_with_checksum(f: &Ferry, bucket: &str, key: &str) -> Value {
+    let mut head = Command::new(crate::support::venv_bin("aws"));
+    head.args(["--endpoint-url", &f.s3, "s3api", "head-object"])
+        .args([
+            "--bucket",
+            bucket,
+            "--key",
+            key,
+            "--checksum-mode",
+            "ENABLED",
+        ])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_DEFAULT_REGION", "us-east-1");
+    serde_json::from_str(&ok(&head.output().expect("aws"))).expect("json")
+}
+
+fn ferry_and_moto<'a>(f: &'a Ferry, moto: &'a Moto) -> [Side<'a>; 2] {
+    [
+        Side {
+            name: "ferry",
+            upstream: &f.s3,
+            access_key: ACCESS_KEY,
+            secret_key: SECRET_KEY,
+        },
+        Side {
+            name: "moto",
+            upstream: &moto.endpoint,
+            access_key: MOTO_KEY,
+            secret_key: MOTO_KEY,
+        },
+    ]
+}
+
 #[test]
 fn bodies_damaged_on_the_way_never_land() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -23,67 +122,11 @@ fn bodies_damaged_on_the_way_never_land() {
     let moto = Moto::start();
     let src = tmp.path().join("tree/dmg");
     make_tree(&src, 40, &[]);
-    let sides = [
-        ("ferry", f.s3.as_str(), ACCESS_KEY, SECRET_KEY),
-        ("moto", moto.endpoint.as_str(), MOTO_KEY, MOTO_KEY),
-    ];
-    for (name, upstream, ak, sk) in sides {
-        let stats = tmp.path().join(format!("{name}.json"));
-        let damaged = DAMAGED.to_string();
-        let flags = ["--corrupt-first", damaged.as_str()];
-        let proxy = fault_proxy(upstream, "0", &stats, &flags);
-        let endpoint = proxy.endpoint.clone();
-        let m = Migrator::new(&tmp.path().join(name)).creds("DST", ak, sk);
-        // One worker: the damaged bodies are the first ones, sent before Ferry has learned
-        // whether this destination echoes checksums (moto) and after (the rest).
-        let out = m.run(&[
-            "migrate",
-            src.to_str().unwrap_or_default(),
-            "s3://dmg",
-            "--dst-endpoint",
-            &endpoint,
-            "--workers",
-            "1",
-            "--attempts",
-            "10",
-        ]);
-        drop(proxy);
-        assert!(out.status.success(), "{name}: {}", stderr(&out));
-        let stats: Value =
-            serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats"))
-                .expect("json");
-        assert_eq!(
-            stats["corrupted"].as_u64(),
-            Some(u64::from(DAMAGED)),
-            "{name}: {stats}"
-        );
-        // Read back straight from the server, not through the proxy.
-        let back = tmp.path().join(format!("back-{name}/dmg"));
-        let m2 = Migrator::new(&tmp.path().join(format!("{name}-back"))).creds("SRC", ak, sk);
-        ok(&m2.run(&[
-            "migrate",
-            "s3://dmg",
-            back.to_str().unwrap_or_default(),
-            "--src-endpoint",
-            upstream,
-        ]));
-        assert_same_tree(&src, &back);
+    for side in ferry_and_moto(&f, &moto) {
+        copy_through_damage(tmp.path(), &src, "dmg", &side, &[]);
     }
     // What reached Ferry carries the CRC32C it was checked with.
-    let mut head = Command::new(crate::support::venv_bin("aws"));
-    head.args([
-        "--endpoint-url",
-        &f.s3,
-        "s3api",
-        "head-object",
-        "--bucket",
-        "dmg",
-    ])
-    .args(["--key", "f00001", "--checksum-mode", "ENABLED"])
-    .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    .env("AWS_DEFAULT_REGION", "us-east-1");
-    let meta: Value = serde_json::from_str(&ok(&head.output().expect("aws"))).expect("json");
+    let meta = head_with_checksum(&f, "dmg", "f00001");
     assert!(
         meta["ChecksumCRC32C"]
             .as_str()
@@ -275,74 +318,20 @@ fn parts_of_a_directory_file_are_checked_by_a_checksum_computed_first() {
     let moto = Moto::start();
     let src = tmp.path().join("tree/parts");
     make_tree(&src, 0, &[super::mib(12), super::mib(11)]);
-    let sides = [
-        ("ferry", f.s3.as_str(), ACCESS_KEY, SECRET_KEY),
-        ("moto", moto.endpoint.as_str(), MOTO_KEY, MOTO_KEY),
-    ];
-    for (name, upstream, ak, sk) in sides {
-        let stats = tmp.path().join(format!("{name}.json"));
-        let damaged = DAMAGED.to_string();
-        let proxy = fault_proxy(upstream, "0", &stats, &["--corrupt-first", &damaged]);
-        let m = Migrator::new(&tmp.path().join(name)).creds("DST", ak, sk);
-        let out = m.run(&[
-            "migrate",
-            src.to_str().unwrap_or_default(),
-            "s3://parts",
-            "--dst-endpoint",
-            &proxy.endpoint,
-            "--workers",
-            "1",
-            "--attempts",
-            "10",
-            "--multipart-threshold",
-            "8M",
-            "--part-size",
-            "5M",
-        ]);
-        drop(proxy);
-        assert!(out.status.success(), "{name}: {}", stderr(&out));
-        let stats: Value =
-            serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats"))
-                .expect("json");
-        assert_eq!(
-            stats["corrupted"].as_u64(),
-            Some(u64::from(DAMAGED)),
-            "{name}: {stats}"
+    let parts = ["--multipart-threshold", "8M", "--part-size", "5M"];
+    for side in ferry_and_moto(&f, &moto) {
+        let stats = copy_through_damage(tmp.path(), &src, "parts", &side, &parts);
+        // Six parts, the probe, and the damaged ones again; every one with its checksum.
+        let (sent, checksummed) = (&stats["parts"], &stats["parts_checksummed"]);
+        assert!(
+            sent.as_u64() >= Some(6 + u64::from(DAMAGED)),
+            "{}: {stats}",
+            side.name
         );
-        // Six parts, the probe, and the damaged ones again.
-        let parts = stats["parts"].as_u64().unwrap_or(0);
-        let checksummed = stats["parts_checksummed"].as_u64().unwrap_or(0);
-        assert!(parts >= 6 + u64::from(DAMAGED), "{name}: {stats}");
-        assert_eq!(
-            checksummed, parts,
-            "{name}: every part checksummed: {stats}"
-        );
-        let back = tmp.path().join(format!("back-{name}/parts"));
-        let m2 = Migrator::new(&tmp.path().join(format!("{name}-back"))).creds("SRC", ak, sk);
-        ok(&m2.run(&[
-            "migrate",
-            "s3://parts",
-            back.to_str().unwrap_or_default(),
-            "--src-endpoint",
-            upstream,
-        ]));
-        assert_same_tree(&src, &back);
+        assert_eq!(sent, checksummed, "{}: {stats}", side.name);
     }
     // Ferry keeps the parts' checksums: the object's is the composite of three.
-    let mut head = Command::new(crate::support::venv_bin("aws"));
-    head.args([
-        "--endpoint-url",
-        &f.s3,
-        "s3api",
-        "head-object",
-        "--bucket",
-        "parts",
-    ])
-    .args(["--key", "big/b0", "--checksum-mode", "ENABLED"])
-    .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    .env("AWS_DEFAULT_REGION", "us-east-1");
-    let meta: Value = serde_json::from_str(&ok(&head.output().expect("aws"))).expect("json");
+    let meta = head_with_checksum(&f, "parts", "big/b0");
     assert!(
         meta["ChecksumCRC32C"]
             .as_str()
