@@ -7,7 +7,6 @@ use futures::StreamExt;
 use std::io::Write;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::store::digest::BodyHasher;
 use crate::store::{ByteStream, ChecksumAlgorithm, Digests, Error, Result, SharedDigests};
@@ -485,23 +484,34 @@ impl Opened {
                 })))
             }
             Opened::File(file, facts) => {
-                let check = file.try_clone().map_err(|e| Error::io("opening", e))?;
-                let mut file = tokio::fs::File::from_std(file);
-                if offset > 0 {
-                    file.seek(std::io::SeekFrom::Start(offset))
+                // Chunks of up to 1 MiB, each one `pread` into a fresh buffer on a blocking
+                // thread (through `tokio::fs` every 256 KiB was read into its buffer, then
+                // copied into the stream's). The file is checked after the last chunk.
+                let file = std::sync::Arc::new(file);
+                let end = offset + len;
+                Ok(Box::pin(futures::stream::try_unfold(offset, move |at| {
+                    let file = std::sync::Arc::clone(&file);
+                    async move {
+                        if at >= end {
+                            return Ok(None);
+                        }
+                        let n = (end - at).min(WHOLE_READ);
+                        let chunk = tokio::task::spawn_blocking(move || {
+                            let b = read_range(&file, at, n)?;
+                            if at + n >= end || (b.len() as u64) < n {
+                                unchanged_since(&file, &facts)?;
+                            }
+                            Ok::<_, std::io::Error>(b)
+                        })
                         .await
-                        .map_err(|e| Error::io("seeking", e))?;
-                }
-                let reader = file.take(len);
-                let end = futures::stream::once(async move {
-                    tokio::task::spawn_blocking(move || unchanged_since(&check, &facts))
-                        .await
-                        .map_err(std::io::Error::other)?
-                })
-                .filter_map(|r| std::future::ready(r.err().map(Err)));
-                Ok(Box::pin(
-                    tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK).chain(end),
-                ))
+                        .map_err(std::io::Error::other)??;
+                        if chunk.is_empty() {
+                            return Ok(None);
+                        }
+                        let next = at + chunk.len() as u64;
+                        Ok(Some((chunk, next)))
+                    }
+                })))
             }
         }
     }
