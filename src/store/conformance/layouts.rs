@@ -40,17 +40,9 @@ async fn upload(
     etags
 }
 
-/// Completes `key` with the parts `chosen` and checks its bytes are `want`.
-async fn complete_as(
-    s: &dyn Store,
-    bk: &BucketName,
-    key: &str,
-    id: &str,
-    etags: &[(u32, String)],
-    chosen: &[u32],
-    want: &[u8],
-) {
-    let parts: Vec<CompletedPart> = chosen
+/// The completion list naming the `chosen` part numbers with their ETags.
+fn completed(etags: &[(u32, String)], chosen: &[u32]) -> Vec<CompletedPart> {
+    chosen
         .iter()
         .map(|n| CompletedPart {
             part_number: *n,
@@ -61,7 +53,20 @@ async fn complete_as(
                 .unwrap_or_default(),
             checksum: None,
         })
-        .collect();
+        .collect()
+}
+
+/// Completes `key` with the parts `chosen` and checks its bytes are `want`.
+async fn complete_as(
+    s: &dyn Store,
+    bk: &BucketName,
+    key: &str,
+    id: &str,
+    etags: &[(u32, String)],
+    chosen: &[u32],
+    want: &[u8],
+) {
+    let parts = completed(etags, chosen);
     let meta = ok(
         s,
         &format!("complete {key}"),
@@ -142,18 +147,7 @@ pub async fn part_layouts(s: &dyn Store, prefix: &str) {
             &bk,
             &k("layout/growing"),
             &id,
-            &[1u32, 2, 3]
-                .iter()
-                .map(|n| CompletedPart {
-                    part_number: *n,
-                    etag: etags2
-                        .iter()
-                        .find(|(m, _)| m == n)
-                        .map(|(_, e)| e.clone())
-                        .unwrap_or_default(),
-                    checksum: None,
-                })
-                .collect::<Vec<_>>(),
+            &completed(&etags2, &[1, 2, 3]),
         )
         .await,
         Error::EntityTooSmall { .. }
