@@ -104,7 +104,13 @@ impl Placements {
         let stride = match u.stride {
             Some(s) => s,
             None if len >= min => *u.stride.insert(len),
-            None => return None,
+            None => {
+                // Nothing learned: keep no entry for an upload of small parts.
+                if u.busy.is_empty() {
+                    map.remove(upload);
+                }
+                return None;
+            }
         };
         let offset = u64::from(part - 1).checked_mul(stride)?;
         if len > stride || offset.checked_add(len)? > MAX_OBJECT {
@@ -316,6 +322,7 @@ mod tests {
             p.claim("u", 3, MIB, 5 * MIB, None).is_none(),
             "too small to set it"
         );
+        assert!(!p.lock().contains_key("u"), "and nothing is kept for it");
         let s = p.claim("u", 2, 8 * MIB, 5 * MIB, None);
         assert_eq!(s.as_ref().map(|s| s.offset), Some(8 * MIB));
         // The same part again while it is written: not placed.
