@@ -8,6 +8,7 @@
 
 pub mod copy;
 pub mod diff;
+mod parts;
 pub mod throttle;
 
 use crate::store::{self, BucketName, ObjectKey, Store};

@@ -1,0 +1,367 @@
+//! The multipart path of the copy engine (see [`super::copy`]): parts in parallel, each one
+//! recorded in the [`Journal`] as it finishes; a recorded upload is continued when the source
+//! is unchanged and the destination still has it.
+//!
+//! The parts of a local file going to a remote store are read twice, once to checksum each
+//! up front: the part then goes with a CRC32C the destination checks, which costs far less
+//! than the MD5 hashed otherwise to compare with the part's ETag (the store still hashes the
+//! MD5 for a backend it found not to check checksums, and then the first read was for
+//! nothing).
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::watch;
+
+use super::copy::{Item, Journal, Outcome, Plan, Resume, multipart_etag, pinned, tags_needed};
+use super::throttle::meter;
+use crate::store::digest::ChecksumHasher;
+use crate::store::{self, ByteRange, CompletedPart, GetOptions, ObjectMeta, PutOptions};
+
+pub(super) async fn copy_parts(
+    it: &Item<'_>,
+    plan: &Plan,
+    head: &ObjectMeta,
+    resume: Option<Resume>,
+    journal: &dyn Journal,
+    stop: &watch::Receiver<bool>,
+) -> store::Result<Outcome> {
+    let part_size = part_size_for(plan.part_size, head.size);
+    let count = head.size.div_ceil(part_size) as u32;
+    // A local source can be read twice: once to checksum a part up front, so the part goes
+    // with a CRC32C the destination checks instead of an MD5 hashed here for its ETag.
+    let mut checksummed = it.src.caps().local && !it.dst.caps().local;
+    // Continue a recorded upload only if the source is unchanged and the destination still
+    // has the upload; keep the recorded parts the destination also lists.
+    let mut done: Vec<Option<Done>> = vec![None; count as usize];
+    let mut upload = None;
+    if let Some(r) = resume {
+        let open = if head.etag == it.listed_etag {
+            open_upload(it, &r.upload_id).await?
+        } else {
+            None
+        };
+        if let Some(page) = open {
+            // Its parts carry the checksum the upload was created with, or none; completion
+            // names each, so a recorded part counts only with the checksum the destination
+            // lists for it.
+            checksummed &= page.checksum_algorithm == Some(PART_CHECKSUM);
+            let sums = if checksummed {
+                Some(listed_checksums(it, &r.upload_id).await?)
+            } else {
+                None
+            };
+            for (n, etag, size) in r.parts {
+                let checksum = sums.as_ref().and_then(|s| s.get(&n).cloned());
+                if n >= 1 && n <= count && (sums.is_none() || checksum.is_some()) {
+                    done[n as usize - 1] = Some(Done {
+                        etag,
+                        size,
+                        checksum,
+                    });
+                }
+            }
+            upload = Some(r.upload_id);
+        } else {
+            let _ = it.dst.abort_multipart(it.db, it.dk, &r.upload_id).await;
+            journal.upload(None).await?;
+        }
+    }
+    let upload = match upload {
+        Some(u) => u,
+        None => {
+            let tags = if tags_needed(it, head) {
+                it.src
+                    .get_object_tags(it.sb, it.sk, Some(&head.version_id))
+                    .await?
+                    .1
+            } else {
+                Vec::new()
+            };
+            let u = it
+                .dst
+                .create_multipart(
+                    it.db,
+                    it.dk,
+                    PutOptions {
+                        attrs: head.attrs.clone(),
+                        tags,
+                        checksum_algorithm: checksummed.then_some(PART_CHECKSUM),
+                        checksum_suffices: checksummed,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            journal.upload(Some(&u)).await?;
+            u
+        }
+    };
+    let sending = Sending {
+        upload: &upload,
+        part_size,
+        checksummed,
+    };
+    let result = send_parts(it, plan, head, &sending, &mut done, journal, stop).await;
+    if result.is_err() && !plan.keep_uploads {
+        let _ = it.dst.abort_multipart(it.db, it.dk, &upload).await;
+    }
+    let (sent, stopped) = result?;
+    if stopped || done.iter().any(Option::is_none) {
+        return Ok(Outcome::Stopped);
+    }
+    let parts: Vec<CompletedPart> = done
+        .iter()
+        .enumerate()
+        .map(|(i, p)| CompletedPart {
+            part_number: i as u32 + 1,
+            etag: p.as_ref().map(|p| p.etag.clone()).unwrap_or_default(),
+            checksum: p.as_ref().and_then(|p| p.checksum.clone()),
+        })
+        .collect();
+    let m = it
+        .dst
+        .complete_multipart(it.db, it.dk, &upload, &parts)
+        .await?;
+    let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
+    let expected = multipart_etag(&etags);
+    if m.size != head.size
+        || expected
+            .as_deref()
+            .is_some_and(|e| m.etag.contains('-') && m.etag != e)
+    {
+        return Err(store::Error::BadDigest {
+            what: format!(
+                "parts: the completed object has {} bytes and ETag {}, not {} bytes and ETag {}",
+                m.size,
+                m.etag,
+                head.size,
+                expected.unwrap_or_default()
+            ),
+        });
+    }
+    Ok(Outcome::Copied {
+        size: head.size,
+        sent,
+    })
+}
+
+/// The checksum of parts checksummed up front (see [`copy_parts`]): CRC32C, which this
+/// machine computes in hardware.
+const PART_CHECKSUM: store::ChecksumAlgorithm = store::ChecksumAlgorithm::Crc32c;
+
+/// A finished part: its ETag and size, and its checksum when it carries one.
+#[derive(Debug, Clone)]
+struct Done {
+    etag: String,
+    size: u64,
+    checksum: Option<store::Checksum>,
+}
+
+/// How the parts of one upload go.
+struct Sending<'a> {
+    upload: &'a str,
+    part_size: u64,
+    /// Each part is read once to checksum it before it is sent.
+    checksummed: bool,
+}
+
+/// Sends the parts not yet `done`, a few at a time, recording each as it finishes; returns
+/// the bytes sent and whether a stop was asked for.
+async fn send_parts(
+    it: &Item<'_>,
+    plan: &Plan,
+    head: &ObjectMeta,
+    sending: &Sending<'_>,
+    done: &mut [Option<Done>],
+    journal: &dyn Journal,
+    stop: &watch::Receiver<bool>,
+) -> store::Result<(u64, bool)> {
+    let count = done.len() as u32;
+    let mut todo: Vec<u32> = (1..=count)
+        .filter(|n| done[*n as usize - 1].is_none())
+        .collect();
+    todo.reverse();
+    let mut running = FuturesUnordered::new();
+    let mut sent = 0u64;
+    let mut stopped = false;
+    loop {
+        while running.len() < plan.parallel_parts.max(1) && !stopped {
+            if *stop.borrow() {
+                stopped = true;
+                break;
+            }
+            let Some(n) = todo.pop() else { break };
+            let first = (n as u64 - 1) * sending.part_size;
+            let last = (first + sending.part_size).min(head.size) - 1;
+            running.push(copy_part(it, plan, head, sending, n, (first, last)));
+        }
+        let Some(r) = running.next().await else { break };
+        let (n, part) = r?;
+        journal.part(n, &part.etag, part.size).await?;
+        sent += part.size;
+        done[n as usize - 1] = Some(part);
+    }
+    Ok((sent, stopped))
+}
+
+/// The first page of a recorded upload's parts, or `None` when the destination no longer
+/// has the upload, or answers ListParts with a success this side cannot read (moto's answer
+/// is not one the SDK can parse): a new upload is then started. Any other error stands (a
+/// refusal, say for lack of permission, must not throw away the parts already sent).
+async fn open_upload(it: &Item<'_>, upload: &str) -> store::Result<Option<store::PartsPage>> {
+    match it.dst.list_parts(it.db, it.dk, upload, None, 1).await {
+        Ok(page) => Ok(Some(page)),
+        Err(store::Error::NoSuchUpload { .. }) => Ok(None),
+        Err(e @ store::Error::Remote { status, .. }) if (200..300).contains(&status) => {
+            tracing::warn!(key = %it.dk, upload, error = %e,
+                "cannot read the destination's list of the recorded upload's parts; starting it again");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The checksums the destination lists for an upload's parts.
+async fn listed_checksums(
+    it: &Item<'_>,
+    upload: &str,
+) -> store::Result<std::collections::HashMap<u32, store::Checksum>> {
+    let mut found = std::collections::HashMap::new();
+    let mut marker = None;
+    loop {
+        let page = it
+            .dst
+            .list_parts(it.db, it.dk, upload, marker, 1000)
+            .await?;
+        for p in page.parts {
+            if let Some(c) = p.checksum.filter(|c| c.algorithm == PART_CHECKSUM) {
+                found.insert(p.part_number, c);
+            }
+        }
+        match page.next_part_number_marker {
+            Some(m) if Some(m) != marker => marker = Some(m),
+            _ => return Ok(found),
+        }
+    }
+}
+
+/// Reads bytes `first..=last` of the source (the version listed).
+async fn read_range(
+    it: &Item<'_>,
+    head: &ObjectMeta,
+    (first, last): (u64, u64),
+) -> store::Result<store::ByteStream> {
+    let g = it
+        .src
+        .get_object(
+            it.sb,
+            it.sk,
+            GetOptions {
+                version_id: pinned(head),
+                range: Some(ByteRange::FromTo(first, last)),
+            },
+        )
+        .await?;
+    if g.meta.etag != head.etag {
+        return Err(changed(it));
+    }
+    Ok(g.body)
+}
+
+fn changed(it: &Item<'_>) -> store::Error {
+    store::Error::Unavailable {
+        store: it.src.name().to_owned(),
+        message: format!("{} changed while it was being copied", it.sk),
+    }
+}
+
+/// The checksum of bytes `first..=last` of a local source, read once for it.
+async fn checksum_range(
+    it: &Item<'_>,
+    head: &ObjectMeta,
+    range: (u64, u64),
+) -> store::Result<store::Checksum> {
+    let mut body = read_range(it, head, range).await?;
+    let mut hasher = ChecksumHasher::new(PART_CHECKSUM);
+    let mut read = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(store::Error::Body)?;
+        read += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    if read != range.1 - range.0 + 1 {
+        return Err(changed(it));
+    }
+    Ok(hasher.finalize())
+}
+
+async fn copy_part(
+    it: &Item<'_>,
+    plan: &Plan,
+    head: &ObjectMeta,
+    sending: &Sending<'_>,
+    n: u32,
+    range: (u64, u64),
+) -> store::Result<(u32, Done)> {
+    let checksum = if sending.checksummed {
+        Some(checksum_range(it, head, range).await?)
+    } else {
+        None
+    };
+    let body = read_range(it, head, range).await?;
+    let size = range.1 - range.0 + 1;
+    let p = it
+        .dst
+        .upload_part(
+            it.db,
+            it.dk,
+            sending.upload,
+            n,
+            meter(body, plan.moved.clone(), plan.limiter.clone()),
+            PutOptions {
+                size_hint: Some(size),
+                checksum_algorithm: checksum.as_ref().map(|c| c.algorithm),
+                checksum_suffices: checksum.is_some(),
+                checksum,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok((
+        n,
+        Done {
+            etag: p.etag,
+            size,
+            // The checksum the part went with (the store names none when the backend
+            // refused it), named at completion; none for parts not checksummed up front.
+            checksum: p.checksum.filter(|_| sending.checksummed),
+        },
+    ))
+}
+
+/// The part size for an object of `size` bytes: at least 5 MiB, and large enough that S3's
+/// 10,000-part limit holds. A function of the plan and size alone, so a resumed copy computes
+/// the same part boundaries.
+fn part_size_for(wanted: u64, size: u64) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    wanted
+        .max(5 * MIB)
+        .max(size.div_ceil(10_000).next_multiple_of(MIB))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parts_stay_within_s3_limits() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(super::part_size_for(16 * MIB, 100 * MIB), 16 * MIB);
+        assert_eq!(super::part_size_for(MIB, 100 * MIB), 5 * MIB);
+        for size in [
+            160_000 * MIB,
+            5 * 1024 * 1024 * MIB,
+            5 * 1024 * 1024 * MIB + 1,
+        ] {
+            let p = super::part_size_for(16 * MIB, size);
+            assert!(size.div_ceil(p) <= 10_000, "{size}: {p}");
+            assert_eq!(p % MIB, 0);
+        }
+    }
+}
