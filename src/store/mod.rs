@@ -236,3 +236,36 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<PartsPage>;
     async fn list_uploads(&self, bucket: &BucketName, query: &UploadsQuery) -> Result<UploadsPage>;
 }
+
+/// An upload's checksum algorithm and the checksum of that algorithm each part carries, by
+/// part number, read from `list_parts` page by page (what CompleteMultipartUpload must name
+/// for an upload created with an algorithm).
+pub async fn upload_checksums(
+    store: &dyn Store,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    upload_id: &str,
+) -> Result<(
+    Option<ChecksumAlgorithm>,
+    std::collections::HashMap<u32, Checksum>,
+)> {
+    let mut found = std::collections::HashMap::new();
+    let mut marker = None;
+    loop {
+        let page = store
+            .list_parts(bucket, key, upload_id, marker, 1000)
+            .await?;
+        let Some(algorithm) = page.checksum_algorithm else {
+            return Ok((None, found));
+        };
+        for p in page.parts {
+            if let Some(c) = p.checksum.filter(|c| c.algorithm == algorithm) {
+                found.insert(p.part_number, c);
+            }
+        }
+        match page.next_part_number_marker {
+            Some(m) if Some(m) != marker => marker = Some(m),
+            _ => return Ok((Some(algorithm), found)),
+        }
+    }
+}

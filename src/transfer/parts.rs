@@ -8,13 +8,17 @@
 //! MD5 for a backend it found not to check checksums, and then the first read was for
 //! nothing).
 
+use std::collections::HashMap;
+
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 
 use super::copy::{Item, Journal, Outcome, Plan, Resume, multipart_etag, pinned, tags_needed};
 use super::throttle::meter;
 use crate::store::digest::ChecksumHasher;
-use crate::store::{self, ByteRange, CompletedPart, GetOptions, ObjectMeta, PutOptions};
+use crate::store::{
+    self, ByteRange, Checksum, ChecksumAlgorithm, CompletedPart, GetOptions, ObjectMeta, PutOptions,
+};
 
 pub(super) async fn copy_parts(
     it: &Item<'_>,
@@ -39,16 +43,12 @@ pub(super) async fn copy_parts(
         } else {
             None
         };
-        if let Some(page) = open {
+        if let Some((algorithm, listed)) = open {
             // Its parts carry the checksum the upload was created with, or none; completion
             // names each, so a recorded part counts only with the checksum the destination
             // lists for it.
-            checksummed &= page.checksum_algorithm == Some(PART_CHECKSUM);
-            let sums = if checksummed {
-                Some(listed_checksums(it, &r.upload_id).await?)
-            } else {
-                None
-            };
+            checksummed &= algorithm == Some(PART_CHECKSUM);
+            let sums = checksummed.then_some(listed);
             for (n, etag, size) in r.parts {
                 let checksum = sums.as_ref().and_then(|s| s.get(&n).cloned());
                 if n >= 1 && n <= count && (sums.is_none() || checksum.is_some()) {
@@ -202,13 +202,17 @@ async fn send_parts(
     Ok((sent, stopped))
 }
 
-/// The first page of a recorded upload's parts, or `None` when the destination no longer
-/// has the upload, or answers ListParts with a success this side cannot read (moto's answer
-/// is not one the SDK can parse): a new upload is then started. Any other error stands (a
-/// refusal, say for lack of permission, must not throw away the parts already sent).
-async fn open_upload(it: &Item<'_>, upload: &str) -> store::Result<Option<store::PartsPage>> {
-    match it.dst.list_parts(it.db, it.dk, upload, None, 1).await {
-        Ok(page) => Ok(Some(page)),
+/// A recorded upload's checksum algorithm and its parts' checksums, or `None` when the
+/// destination no longer has the upload, or answers ListParts with a success this side
+/// cannot read (moto's answer is not one the SDK can parse): a new upload is then started.
+/// Any other error stands (a refusal, say for lack of permission, must not throw away the
+/// parts already sent).
+async fn open_upload(
+    it: &Item<'_>,
+    upload: &str,
+) -> store::Result<Option<(Option<ChecksumAlgorithm>, HashMap<u32, Checksum>)>> {
+    match store::upload_checksums(it.dst, it.db, it.dk, upload).await {
+        Ok(found) => Ok(Some(found)),
         Err(store::Error::NoSuchUpload { .. }) => Ok(None),
         Err(e @ store::Error::Remote { status, .. }) if (200..300).contains(&status) => {
             tracing::warn!(key = %it.dk, upload, error = %e,
@@ -216,30 +220,6 @@ async fn open_upload(it: &Item<'_>, upload: &str) -> store::Result<Option<store:
             Ok(None)
         }
         Err(e) => Err(e),
-    }
-}
-
-/// The checksums the destination lists for an upload's parts.
-async fn listed_checksums(
-    it: &Item<'_>,
-    upload: &str,
-) -> store::Result<std::collections::HashMap<u32, store::Checksum>> {
-    let mut found = std::collections::HashMap::new();
-    let mut marker = None;
-    loop {
-        let page = it
-            .dst
-            .list_parts(it.db, it.dk, upload, marker, 1000)
-            .await?;
-        for p in page.parts {
-            if let Some(c) = p.checksum.filter(|c| c.algorithm == PART_CHECKSUM) {
-                found.insert(p.part_number, c);
-            }
-        }
-        match page.next_part_number_marker {
-            Some(m) if Some(m) != marker => marker = Some(m),
-            _ => return Ok(found),
-        }
     }
 }
 

@@ -20,16 +20,16 @@ use time::OffsetDateTime;
 use super::S3Store;
 use super::body::{Known, Prepared, prepare_upload};
 use super::convert::{
-    checksum_of, etag_contradicts_md5, from_sdk_algorithm, quote_etag, sdk_algorithm,
-    tagging_header, trim_etag, with_attrs, with_checksum_value, with_upload_digests,
+    checksum_of, quote_etag, sdk_algorithm, tagging_header, with_attrs, with_checksum_value,
+    with_upload_digests,
 };
 use super::error::Ctx;
 use super::parts::{self, PartChecks, Target};
 use super::put::refuses_header;
 use crate::store::types::{ChecksumAlgorithm, ObjectAttrs};
 use crate::store::{
-    BucketName, ByteStream, Checksum, CompletedPart, Error, NULL_VERSION, ObjectKey, ObjectMeta,
-    PartInfo, PutOptions, Result, Store, Tags,
+    BucketName, ByteStream, CompletedPart, Error, NULL_VERSION, ObjectKey, ObjectMeta, PartInfo,
+    PutOptions, Result, Store, Tags,
 };
 
 pub(super) async fn create(
@@ -103,18 +103,18 @@ pub(super) async fn upload_part(
 ) -> Result<PartInfo> {
     let number = i32::try_from(part_number)
         .map_err(|_| Error::InvalidArgument(format!("part number {part_number} is too large")))?;
+    let target = Target {
+        store,
+        bucket,
+        key,
+        upload_id,
+        number,
+    };
     let given = opts
         .checksum
         .clone()
         .filter(|_| opts.checksum_suffices && opts.size_hint.is_some());
     if let Some(sent) = given.clone() {
-        let target = Target {
-            store,
-            bucket,
-            key,
-            upload_id,
-            number,
-        };
         let checks = store.part_echo.find_out(&target, &sent).await?;
         if checks != PartChecks::Refuses {
             return parts::upload_given(&target, body, opts, sent, checks).await;
@@ -139,14 +139,8 @@ pub(super) async fn upload_part(
         opts.verify,
     )
     .await?;
-    let (b, k) = (bucket.as_str(), key.as_str());
-    let mut req = store
-        .client
-        .upload_part()
-        .bucket(b)
-        .key(k)
-        .upload_id(upload_id)
-        .part_number(number)
+    let mut req = target
+        .request()
         .body(body)
         .content_length(i64::try_from(len).unwrap_or(i64::MAX));
     req = with_upload_digests!(req, pending.known(), algorithm, store.supported());
@@ -155,17 +149,8 @@ pub(super) async fn upload_part(
         .config_override(S3Store::long_call())
         .send()
         .await;
-    let ctx = Ctx::key(b, k).upload(upload_id);
-    let (out, digests) = pending.settle(&store.name, result, |e| store.err(ctx, e))?;
-    let etag = trim_etag(out.e_tag());
-    let sse = (out.server_side_encryption(), out.sse_customer_algorithm());
-    if etag_contradicts_md5(&etag, &digests.md5, sse.0, sse.1) {
-        // The part stays until it is uploaded again or the upload is aborted; it cannot
-        // be completed without the ETag, which the client never gets.
-        return Err(Error::BadDigest {
-            what: "MD5: the backend's ETag for the part differs (damaged on the way?)".to_owned(),
-        });
-    }
+    let (out, digests) = pending.settle(&store.name, result, |e| store.err(target.ctx(), e))?;
+    let etag = parts::part_etag(&out, &digests.md5)?;
     let checksum = digests.checksum.or_else(|| checksum_of!(&out, false));
     Ok(PartInfo {
         part_number,
@@ -188,7 +173,9 @@ pub(super) async fn complete(
     // backend is asked (ListParts is not asked otherwise: moto answers it in a form the
     // SDK cannot read).
     let checksums = if store.supported() {
-        part_checksums(store, bucket, key, upload_id).await?
+        crate::store::upload_checksums(store, bucket, key, upload_id)
+            .await?
+            .1
     } else {
         HashMap::new()
     };
@@ -200,7 +187,11 @@ pub(super) async fn complete(
         let mut part = sdk::CompletedPart::builder()
             .part_number(number)
             .e_tag(quote_etag(&p.etag));
-        if let Some(c) = p.checksum.as_ref().or_else(|| checksums.get(&number)) {
+        if let Some(c) = p
+            .checksum
+            .as_ref()
+            .or_else(|| checksums.get(&p.part_number))
+        {
             part = with_checksum_value!(part, c);
         }
         completed.push(part.build());
@@ -245,42 +236,4 @@ pub(super) async fn abort(
         .await
         .map_err(|e| store.err(ctx, e))?;
     Ok(())
-}
-
-/// The checksums of an upload's parts, when the upload was created with an algorithm
-/// (S3 then wants each part's checksum in CompleteMultipartUpload).
-async fn part_checksums(
-    store: &S3Store,
-    bucket: &BucketName,
-    key: &ObjectKey,
-    upload_id: &str,
-) -> Result<HashMap<i32, Checksum>> {
-    let ctx = Ctx::key(bucket.as_str(), key.as_str()).upload(upload_id);
-    let mut found = HashMap::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let out = store
-            .client
-            .list_parts()
-            .bucket(bucket.as_str())
-            .key(key.as_str())
-            .upload_id(upload_id)
-            .set_part_number_marker(marker.clone())
-            .send()
-            .await
-            .map_err(|e| store.err(ctx, e))?;
-        let Some(algorithm) = out.checksum_algorithm().and_then(from_sdk_algorithm) else {
-            return Ok(found);
-        };
-        for part in out.parts() {
-            let checksum = checksum_of!(part, false).filter(|c| c.algorithm == algorithm);
-            if let (Some(n), Some(c)) = (part.part_number(), checksum) {
-                found.insert(n, c);
-            }
-        }
-        match (out.is_truncated(), out.next_part_number_marker()) {
-            (Some(true), Some(m)) if marker.as_deref() != Some(m) => marker = Some(m.to_owned()),
-            _ => return Ok(found),
-        }
-    }
 }

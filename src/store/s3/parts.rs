@@ -15,6 +15,7 @@
 //! without it, checked by their ETag. A backend that does not check gets its parts' ETags
 //! compared with their MD5, as every other part's.
 
+use aws_sdk_s3::operation::upload_part::UploadPartOutput;
 use aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use bytes::Bytes;
@@ -74,7 +75,7 @@ pub(super) struct Target<'a> {
 }
 
 impl Target<'_> {
-    fn request(&self) -> UploadPartFluentBuilder {
+    pub fn request(&self) -> UploadPartFluentBuilder {
         self.store
             .client
             .upload_part()
@@ -84,7 +85,7 @@ impl Target<'_> {
             .part_number(self.number)
     }
 
-    fn ctx(&self) -> Ctx<'_> {
+    pub fn ctx(&self) -> Ctx<'_> {
         Ctx::key(self.bucket.as_str(), self.key.as_str()).upload(self.upload_id)
     }
 
@@ -185,13 +186,11 @@ pub(super) async fn upload_given(
         .send()
         .await;
     let (out, digests) = pending.settle(&t.store.name, result, |e| t.store.err(t.ctx(), e))?;
-    let etag = trim_etag(out.e_tag());
-    let sse = (out.server_side_encryption(), out.sse_customer_algorithm());
-    if md5 && etag_contradicts_md5(&etag, &digests.md5, sse.0, sse.1) {
-        return Err(Error::BadDigest {
-            what: "MD5: the backend's ETag for the part differs (damaged on the way?)".to_owned(),
-        });
-    }
+    let etag = if md5 {
+        part_etag(&out, &digests.md5)?
+    } else {
+        trim_etag(out.e_tag())
+    };
     // An echo that differs says the backend stored something else all the same.
     if let Some(other) =
         checksum_of!(&out, false).filter(|c| c.algorithm == sent.algorithm && c.value != sent.value)
@@ -212,4 +211,18 @@ pub(super) async fn upload_given(
         last_modified: OffsetDateTime::now_utc(),
         checksum: Some(sent),
     })
+}
+
+/// The ETag the backend gave a part, refused when it is a plain MD5 other than `md5` (the
+/// part was damaged on the way). The part stays until it is uploaded again or the upload is
+/// aborted; it cannot be completed without the ETag, which the caller never gets.
+pub(super) fn part_etag(out: &UploadPartOutput, md5: &[u8; 16]) -> Result<String> {
+    let etag = trim_etag(out.e_tag());
+    let sse = (out.server_side_encryption(), out.sse_customer_algorithm());
+    if etag_contradicts_md5(&etag, md5, sse.0, sse.1) {
+        return Err(Error::BadDigest {
+            what: "MD5: the backend's ETag for the part differs (damaged on the way?)".to_owned(),
+        });
+    }
+    Ok(etag)
 }
