@@ -107,8 +107,14 @@ impl Db {
                 })?;
             let _ = conn.close().await;
         }
+        // No idle timeout and no lifetime: then sqlx starts no maintenance task. In sqlx
+        // 0.8.6 that task can spin at 100% CPU for ever (its idle count can wrap below zero,
+        // sqlx#3645), and a process whose runtime waits for it at exit never ends: a
+        // `ferry job show` hung so. Connections are checked on acquire all the same.
         let pool = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 1 } else { 8 })
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect(url)
             .await
             .map_err(|source| Error::Open {
