@@ -20,6 +20,84 @@ fn part_number(n: i32) -> S3Result<u32> {
     }
 }
 
+fn checksum_type(full_object: bool) -> ChecksumType {
+    ChecksumType::from_static(if full_object {
+        ChecksumType::FULL_OBJECT
+    } else {
+        ChecksumType::COMPOSITE
+    })
+}
+
+/// Whether a new upload's checksum covers the whole object, from CreateMultipartUpload's
+/// `x-amz-checksum-type`. As in S3: CRC64NVME is always `FULL_OBJECT`, SHA-1 and SHA-256
+/// always `COMPOSITE` (their part values cannot be combined), CRC32 and CRC32C either
+/// (`COMPOSITE` unless asked).
+fn full_object(
+    algorithm: Option<store::ChecksumAlgorithm>,
+    kind: Option<&ChecksumType>,
+) -> S3Result<bool> {
+    let Some(kind) = kind else {
+        return Ok(algorithm == Some(store::ChecksumAlgorithm::Crc64Nvme));
+    };
+    let full = match kind.as_str() {
+        ChecksumType::FULL_OBJECT => true,
+        ChecksumType::COMPOSITE => false,
+        other => return Err(invalid_argument(format!("unknown checksum type {other:?}"))),
+    };
+    match algorithm {
+        None => Err(s3_error!(
+            InvalidRequest,
+            "x-amz-checksum-type needs x-amz-checksum-algorithm"
+        )),
+        Some(a) if full && !a.is_crc() => Err(s3_error!(
+            InvalidRequest,
+            "The FULL_OBJECT checksum type cannot be used with the {} checksum algorithm.",
+            a.as_str()
+        )),
+        Some(store::ChecksumAlgorithm::Crc64Nvme) if !full => Err(s3_error!(
+            InvalidRequest,
+            "The COMPOSITE checksum type cannot be used with the CRC64NVME checksum algorithm."
+        )),
+        Some(_) => Ok(full),
+    }
+}
+
+/// The whole object's checksum a client named at CompleteMultipartUpload, if any: checked
+/// against the one the parts make before anything is committed.
+fn whole_object_claim(input: &CompleteMultipartUploadInput) -> S3Result<Option<store::Checksum>> {
+    use store::ChecksumAlgorithm as A;
+    let named = [
+        (A::Crc32, &input.checksum_crc32),
+        (A::Crc32c, &input.checksum_crc32c),
+        (A::Crc64Nvme, &input.checksum_crc64nvme),
+        (A::Sha1, &input.checksum_sha1),
+        (A::Sha256, &input.checksum_sha256),
+    ];
+    let mut given = named
+        .into_iter()
+        .filter_map(|(a, v)| v.as_ref().map(|v| (a, v)));
+    let Some((algorithm, value)) = given.next() else {
+        return Ok(None);
+    };
+    if given.next().is_some() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        ));
+    }
+    let composite = match input.checksum_type.as_ref().map(ChecksumType::as_str) {
+        Some(ChecksumType::COMPOSITE) => true,
+        Some(ChecksumType::FULL_OBJECT) => false,
+        Some(other) => return Err(invalid_argument(format!("unknown checksum type {other:?}"))),
+        None => value.contains('-'),
+    };
+    Ok(Some(store::Checksum {
+        algorithm,
+        value: value.clone(),
+        composite,
+    }))
+}
+
 impl Gateway {
     pub(super) async fn create_multipart_upload_impl(
         &self,
@@ -29,6 +107,7 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let algorithm = convert::algorithm(input.checksum_algorithm.as_ref())?;
+        let full_object = full_object(algorithm, input.checksum_type.as_ref())?;
         let opts = store::PutOptions {
             attrs: convert::attrs_from(
                 input.content_type,
@@ -46,6 +125,7 @@ impl Gateway {
             shared_digests: None,
             checksum_suffices: false,
             checksum: None,
+            full_object_checksum: full_object,
             verify: None,
         };
         let upload_id = store
@@ -57,7 +137,7 @@ impl Gateway {
             key: Some(input.key),
             upload_id: Some(upload_id),
             checksum_algorithm: input.checksum_algorithm,
-            checksum_type: algorithm.map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+            checksum_type: algorithm.map(|_| checksum_type(full_object)),
             ..Default::default()
         }))
     }
@@ -192,6 +272,7 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
+        let claimed = whole_object_claim(&input)?;
         let parts = input
             .multipart_upload
             .and_then(|m| m.parts)
@@ -212,7 +293,7 @@ impl Gateway {
             });
         }
         let meta = store
-            .complete_multipart(&bucket, &key, &input.upload_id, &wanted)
+            .complete_multipart(&bucket, &key, &input.upload_id, &wanted, claimed.as_ref())
             .await
             .map_err(s3_error)?;
         let c = convert::checksum_fields(meta.checksum.as_ref());
@@ -295,7 +376,7 @@ impl Gateway {
                 .map(|a| ChecksumAlgorithm::from(a.as_str().to_owned())),
             checksum_type: page
                 .checksum_algorithm
-                .map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+                .map(|_| checksum_type(page.full_object_checksum)),
             ..Default::default()
         }))
     }

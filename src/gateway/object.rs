@@ -174,6 +174,7 @@ impl Gateway {
             shared_digests: None,
             checksum_suffices: false,
             checksum: None,
+            full_object_checksum: false,
             verify: Some(declared.verifier()),
         };
         let body = convert::body_stream(input.body);

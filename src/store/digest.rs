@@ -155,6 +155,46 @@ pub fn composite_checksum<'a>(
     })
 }
 
+/// The full-object checksum of a multipart upload (S3's `FULL_OBJECT` type): the CRC of the
+/// whole object, combined from each part's CRC and size in part order, so no byte is read
+/// again. `None` for an algorithm that is not a CRC, no parts, or a value that is not one.
+pub fn full_object_checksum<'a>(
+    algorithm: ChecksumAlgorithm,
+    parts: impl Iterator<Item = (&'a str, u64)>,
+) -> Option<Checksum> {
+    use crc_fast::CrcAlgorithm as C;
+    let (crc, width) = match algorithm {
+        ChecksumAlgorithm::Crc32 => (C::Crc32IsoHdlc, 4),
+        ChecksumAlgorithm::Crc32c => (C::Crc32Iscsi, 4),
+        ChecksumAlgorithm::Crc64Nvme => (C::Crc64Nvme, 8),
+        ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256 => return None,
+    };
+    let mut whole: Option<u64> = None;
+    for (value, size) in parts {
+        let raw = b64_decode(value)?;
+        let part = match raw.len() {
+            4 if width == 4 => u64::from(u32::from_be_bytes(raw.try_into().ok()?)),
+            8 if width == 8 => u64::from_be_bytes(raw.try_into().ok()?),
+            _ => return None,
+        };
+        whole = Some(match whole {
+            None => part,
+            Some(w) => crc_fast::checksum_combine(crc, w, part, size),
+        });
+    }
+    let whole = whole?;
+    let bytes = if width == 4 {
+        (whole as u32).to_be_bytes().to_vec()
+    } else {
+        whole.to_be_bytes().to_vec()
+    };
+    Some(Checksum {
+        algorithm,
+        value: b64(&bytes),
+        composite: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +218,40 @@ mod tests {
         assert_eq!(
             hex::encode(c.finalize_raw()),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn full_object_checksum_combines_parts() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let cuts = [0usize, 40_000, 40_001, 100_000];
+        for a in [
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc64Nvme,
+        ] {
+            let whole = {
+                let mut h = ChecksumHasher::new(a);
+                h.update(&data);
+                h.finalize()
+            };
+            let parts: Vec<(String, u64)> = cuts
+                .windows(2)
+                .map(|w| {
+                    let mut h = ChecksumHasher::new(a);
+                    h.update(&data[w[0]..w[1]]);
+                    (h.finalize().value, (w[1] - w[0]) as u64)
+                })
+                .collect();
+            let combined = full_object_checksum(a, parts.iter().map(|(v, n)| (v.as_str(), *n)));
+            assert_eq!(combined, Some(whole), "{a:?}");
+        }
+        assert!(
+            full_object_checksum(ChecksumAlgorithm::Sha256, [("AAAA", 3)].into_iter()).is_none()
+        );
+        assert!(
+            full_object_checksum(ChecksumAlgorithm::Crc32, [("AAAAAAAAAAA=", 3)].into_iter())
+                .is_none()
         );
     }
 

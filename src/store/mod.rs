@@ -219,6 +219,7 @@ pub trait Store: Send + Sync + 'static {
         key: &ObjectKey,
         upload_id: &str,
         parts: &[CompletedPart],
+        checksum: Option<&Checksum>,
     ) -> Result<ObjectMeta>;
     async fn abort_multipart(
         &self,

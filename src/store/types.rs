@@ -61,6 +61,11 @@ impl ChecksumAlgorithm {
         }
     }
 
+    /// A CRC, whose values over consecutive parts combine into the whole object's.
+    pub fn is_crc(self) -> bool {
+        matches!(self, Self::Crc32 | Self::Crc32c | Self::Crc64Nvme)
+    }
+
     pub const ALL: [ChecksumAlgorithm; 5] = [
         Self::Crc32,
         Self::Crc32c,
@@ -179,6 +184,10 @@ pub struct PutOptions {
     /// backend was found not to check it, or to refuse the header), and refuses a body that
     /// does not match it. Other stores ignore it.
     pub checksum: Option<Checksum>,
+    /// On `create_multipart`: the upload's checksum covers the whole object (S3's
+    /// `FULL_OBJECT` type, CRC algorithms only), combined from its parts' CRCs, instead of
+    /// being a composite of the parts' checksums (`COMPOSITE`, `value-N`). Ignored elsewhere.
+    pub full_object_checksum: bool,
     pub verify: Option<Verifier>,
 }
 
@@ -316,6 +325,9 @@ pub struct PartsPage {
     pub next_part_number_marker: Option<u32>,
     /// The checksum algorithm the upload was created with, as the store reports it.
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// The upload's checksum will cover the whole object (see
+    /// [`PutOptions::full_object_checksum`]).
+    pub full_object_checksum: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -266,6 +266,7 @@ async fn copy_whole(
             shared_digests: None,
             checksum_suffices,
             checksum: None,
+            full_object_checksum: false,
             verify: Some(verify),
         },
     );

@@ -118,7 +118,7 @@ pub(super) async fn copy_parts(
         .collect();
     let m = it
         .dst
-        .complete_multipart(it.db, it.dk, &upload, &parts)
+        .complete_multipart(it.db, it.dk, &upload, &parts, None)
         .await?;
     let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
     let expected = multipart_etag(&etags);

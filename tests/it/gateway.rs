@@ -11,6 +11,12 @@ fn boto3_basics() {
 }
 
 #[test]
+fn multipart_checksum_types() {
+    let f = Ferry::start();
+    ok(&f.python("checksum_types.py", &[]));
+}
+
+#[test]
 fn bad_input_gets_s3_errors() {
     let f = Ferry::start();
     let out = f.python("bad_input.py", &[]);

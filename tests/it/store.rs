@@ -280,7 +280,9 @@ async fn placed_parts_survive_a_reopen_and_a_refused_completion() {
         etag: "0".repeat(32),
         checksum: None,
     });
-    let refused = store.complete_multipart(&b, &key, &upload, &missing).await;
+    let refused = store
+        .complete_multipart(&b, &key, &upload, &missing, None)
+        .await;
     assert!(
         matches!(refused, Err(Error::InvalidPart { .. })),
         "{refused:?}"
@@ -295,7 +297,7 @@ async fn placed_parts_survive_a_reopen_and_a_refused_completion() {
         checksum: None,
     });
     store
-        .complete_multipart(&b, &key, &upload, &done)
+        .complete_multipart(&b, &key, &upload, &done, None)
         .await
         .expect("complete");
     let want: Vec<u8> = [

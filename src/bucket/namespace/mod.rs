@@ -364,6 +364,7 @@ fn secondary_opts(opts: &PutOptions) -> PutOptions {
         shared_digests: opts.shared_digests.clone(),
         checksum_suffices: opts.checksum_suffices,
         checksum: opts.checksum.clone(),
+        full_object_checksum: opts.full_object_checksum,
         // The primary verifies the client's digests; a secondary that commits a body the
         // primary then refuses is repaired from the primary (see `settle`).
         verify: None,

@@ -287,12 +287,13 @@ impl Store for Namespace {
         key: &ObjectKey,
         upload_id: &str,
         parts: &[CompletedPart],
+        checksum: Option<&crate::store::Checksum>,
     ) -> Result<ObjectMeta> {
         let w = self.begin_owed(key, "object").await?;
         let p = &w.roles.primary;
         let r = p
             .store
-            .complete_multipart(&p.bucket, key, upload_id, parts)
+            .complete_multipart(&p.bucket, key, upload_id, parts, checksum)
             .await;
         self.end_owed(w, r)
     }

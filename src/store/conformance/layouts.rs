@@ -70,7 +70,7 @@ async fn complete_as(
     let meta = ok(
         s,
         &format!("complete {key}"),
-        s.complete_multipart(bk, &k(key), id, &parts).await,
+        s.complete_multipart(bk, &k(key), id, &parts, None).await,
     );
     let want_etag = multipart_etag(parts.iter().map(|p| p.etag.as_str())).unwrap_or_default();
     assert_eq!(
@@ -148,6 +148,7 @@ pub async fn part_layouts(s: &dyn Store, prefix: &str) {
             &k("layout/growing"),
             &id,
             &completed(&etags2, &[1, 2, 3]),
+            None,
         )
         .await,
         Error::EntityTooSmall { .. }

@@ -37,6 +37,7 @@ macro_rules! expect_err {
 
 mod buckets;
 mod copy;
+mod full_object;
 mod helpers;
 mod layouts;
 mod listing;
@@ -48,6 +49,7 @@ mod versioning;
 use super::*;
 pub use buckets::*;
 pub use copy::*;
+pub use full_object::*;
 pub use listing::*;
 pub use multipart::*;
 pub use objects::*;
@@ -112,6 +114,7 @@ pub async fn run_all_with(s: &dyn Store, prefix: &str, gaps: Gaps) {
     copy(s, prefix, gaps).await;
     listing(s, prefix).await;
     multipart(s, prefix, gaps).await;
+    full_object_checksums(s, prefix, gaps).await;
     layouts::part_layouts(s, prefix).await;
     if s.caps().versioning {
         versioning(s, prefix, gaps).await;

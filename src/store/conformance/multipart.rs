@@ -160,7 +160,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
     expect_err!(
         s,
         "complete with a wrong part ETag",
-        s.complete_multipart(&bk, &key, &id, &bad).await,
+        s.complete_multipart(&bk, &key, &id, &bad, None).await,
         Error::InvalidPart { .. }
     );
     let mut missing_part = done.clone();
@@ -168,7 +168,8 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
     expect_err!(
         s,
         "complete naming a part never uploaded",
-        s.complete_multipart(&bk, &key, &id, &missing_part).await,
+        s.complete_multipart(&bk, &key, &id, &missing_part, None)
+            .await,
         Error::InvalidPart { .. }
     );
     match gaps.invalid_part_order {
@@ -178,7 +179,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
             expect_err!(
                 s,
                 "complete with parts out of order",
-                s.complete_multipart(&bk, &key, &id, &backwards).await,
+                s.complete_multipart(&bk, &key, &id, &backwards, None).await,
                 Error::InvalidPartOrder
             );
         }
@@ -188,7 +189,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
     let meta = ok(
         s,
         "complete_multipart",
-        s.complete_multipart(&bk, &key, &id, &done).await,
+        s.complete_multipart(&bk, &key, &id, &done, None).await,
     );
     let want_etag = multipart_etag(done.iter().map(|p| p.etag.as_str())).unwrap();
     assert_eq!(
@@ -315,7 +316,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
     expect_err!(
         s,
         "complete with a non-last part under 5 MiB",
-        s.complete_multipart(&bk, &k("mp/small"), &small, &small_parts)
+        s.complete_multipart(&bk, &k("mp/small"), &small, &small_parts, None)
             .await,
         Error::EntityTooSmall { .. }
     );
@@ -341,6 +342,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
                 etag: info.etag,
                 checksum: None,
             }],
+            None,
         )
         .await,
     );
@@ -406,7 +408,8 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
                         part_number: 1,
                         etag: info.etag,
                         checksum: None,
-                    }]
+                    }],
+                    None
                 )
                 .await,
                 Error::NoSuchUpload { .. }

@@ -78,7 +78,8 @@ pub async fn path_conflicts(s: &dyn Store, prefix: &str) {
                 part_number: 1,
                 etag: info.etag,
                 checksum: None,
-            }]
+            }],
+            None
         )
         .await,
         Error::PathConflict { .. }

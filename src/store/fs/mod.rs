@@ -684,8 +684,9 @@ impl Store for FsStore {
         key: &ObjectKey,
         upload_id: &str,
         parts: &[CompletedPart],
+        checksum: Option<&Checksum>,
     ) -> Result<ObjectMeta> {
-        self.complete_multipart_impl(bucket, key, upload_id, parts)
+        self.complete_multipart_impl(bucket, key, upload_id, parts, checksum)
             .await
     }
 

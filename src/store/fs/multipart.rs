@@ -10,11 +10,33 @@ use super::assembly;
 use super::index::{self, PartRow, UploadRow, ms_to_time};
 use super::object::NewVersion;
 use super::{FsStore, META_DIR, body, tags_json};
-use crate::store::digest::{composite_checksum, multipart_etag};
+use crate::store::digest::{composite_checksum, full_object_checksum, multipart_etag};
 use crate::store::*;
 
 const MIN_PART: u64 = 5 * 1024 * 1024;
 pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// Marks, in the uploads table's `checksum_algorithm` column, an upload whose checksum
+/// covers the whole object: `CRC64NVME FULL_OBJECT`. A bare name is a composite checksum.
+const FULL_OBJECT: &str = " FULL_OBJECT";
+
+fn checksum_column(algorithm: Option<ChecksumAlgorithm>, full_object: bool) -> Option<String> {
+    algorithm.map(|a| {
+        let suffix = if full_object { FULL_OBJECT } else { "" };
+        format!("{}{suffix}", a.as_str())
+    })
+}
+
+/// The upload's checksum algorithm, and whether its checksum covers the whole object.
+fn upload_checksum(upload: &UploadRow) -> (Option<ChecksumAlgorithm>, bool) {
+    match upload.checksum_algorithm.as_deref() {
+        Some(c) => match c.strip_suffix(FULL_OBJECT) {
+            Some(name) => (ChecksumAlgorithm::parse(name), true),
+            None => (ChecksumAlgorithm::parse(c), false),
+        },
+        None => (None, false),
+    }
+}
 
 impl FsStore {
     async fn upload_of(
@@ -162,7 +184,10 @@ impl FsStore {
                 initiated_ms: index::now_ms(),
                 attrs: serde_json::to_string(&opts.attrs).unwrap_or_else(|_| "{}".into()),
                 tags: tags_json(&opts.tags),
-                checksum_algorithm: opts.checksum_algorithm.map(|a| a.as_str().to_owned()),
+                checksum_algorithm: checksum_column(
+                    opts.checksum_algorithm,
+                    opts.full_object_checksum,
+                ),
             })
             .await?;
         Ok(upload_id)
@@ -183,10 +208,7 @@ impl FsStore {
             )));
         }
         let upload = self.upload_of(bucket, key, upload_id).await?;
-        let algorithm = opts.checksum_algorithm.or(upload
-            .checksum_algorithm
-            .as_deref()
-            .and_then(ChecksumAlgorithm::parse));
+        let algorithm = opts.checksum_algorithm.or(upload_checksum(&upload).0);
         let dir = self.root.join(Self::upload_dir(upload_id));
         let hash = body::Hash::new(algorithm, None);
         // Held until the part is recorded: no other writer touches its region meanwhile.
@@ -248,6 +270,7 @@ impl FsStore {
         key: &ObjectKey,
         upload_id: &str,
         parts: &[CompletedPart],
+        claimed: Option<&Checksum>,
     ) -> Result<ObjectMeta> {
         self.upload_of(bucket, key, upload_id).await?;
         // The finished object may be the assembly file itself: one completion at a time, no
@@ -317,27 +340,29 @@ impl FsStore {
         }
         let etag = multipart_etag(chosen.iter().map(|p| p.etag.as_str()))
             .ok_or_else(|| Error::Index("a stored part ETag is not hex".into()))?;
-        let algorithm = upload
-            .checksum_algorithm
-            .as_deref()
-            .and_then(ChecksumAlgorithm::parse);
-        let part_sums: Vec<Checksum> = chosen
+        let (algorithm, full_object) = upload_checksum(&upload);
+        let part_sums: Vec<(Checksum, u64)> = chosen
             .iter()
             .filter_map(|p| {
-                p.checksum
-                    .as_deref()
-                    .and_then(|c| serde_json::from_str(c).ok())
+                let c: Checksum = serde_json::from_str(p.checksum.as_deref()?).ok()?;
+                Some((c, p.size as u64))
             })
             .collect();
         let checksum = match algorithm {
             Some(a)
                 if part_sums.len() == chosen.len()
-                    && part_sums.iter().all(|c| c.algorithm == a) =>
+                    && part_sums.iter().all(|(c, _)| c.algorithm == a) =>
             {
-                composite_checksum(a, part_sums.iter().map(|c| c.value.as_str()))
+                let sums = part_sums.iter().map(|(c, n)| (c.value.as_str(), *n));
+                if full_object {
+                    full_object_checksum(a, sums)
+                } else {
+                    composite_checksum(a, sums.map(|(v, _)| v))
+                }
             }
             _ => None,
         };
+        check_claim(claimed, checksum.as_ref())?;
         let tmp = Self::new_unique("tmp");
         let tmp_abs = self.root.join(&tmp);
         let dir = self.root.join(Self::upload_dir(upload_id));
@@ -418,10 +443,7 @@ impl FsStore {
         max_parts: usize,
     ) -> Result<PartsPage> {
         let upload = self.upload_of(bucket, key, upload_id).await?;
-        let checksum_algorithm = upload
-            .checksum_algorithm
-            .as_deref()
-            .and_then(ChecksumAlgorithm::parse);
+        let (checksum_algorithm, full_object_checksum) = upload_checksum(&upload);
         let rows = self
             .index
             .parts(upload_id, i64::from(marker.unwrap_or(0)), max_parts + 1)
@@ -450,6 +472,7 @@ impl FsStore {
             parts,
             next_part_number_marker: next,
             checksum_algorithm,
+            full_object_checksum,
         })
     }
 
@@ -510,4 +533,46 @@ fn concat(
     }
     w.sync_all()?;
     Ok(total)
+}
+
+fn kind(composite: bool) -> &'static str {
+    if composite {
+        "COMPOSITE"
+    } else {
+        "FULL_OBJECT"
+    }
+}
+
+/// Refuses a completion whose client named the whole object's checksum and got it wrong
+/// (S3: `BadDigest`), or named one of another algorithm or type than the upload's
+/// (`InvalidRequest`). Nothing is committed then and the upload stays open.
+fn check_claim(claimed: Option<&Checksum>, computed: Option<&Checksum>) -> Result<()> {
+    let Some(claimed) = claimed else {
+        return Ok(());
+    };
+    match computed {
+        Some(c) if c.algorithm == claimed.algorithm && c.composite != claimed.composite => {
+            Err(Error::InvalidArgument(format!(
+                "the upload's {} checksum is {}, the completion named a {} one",
+                c.algorithm.as_str(),
+                kind(c.composite),
+                kind(claimed.composite)
+            )))
+        }
+        Some(c) if c.algorithm == claimed.algorithm => {
+            // A composite may be named with or without its `-N`.
+            let value = |v: &str| v.split('-').next().unwrap_or(v).to_owned();
+            if value(&c.value) == value(&claimed.value) {
+                Ok(())
+            } else {
+                Err(Error::BadDigest {
+                    what: format!("{} checksum named at completion", c.algorithm.as_str()),
+                })
+            }
+        }
+        _ => Err(Error::InvalidArgument(format!(
+            "the upload was not created with the {} checksum algorithm named at completion",
+            claimed.algorithm.as_str()
+        ))),
+    }
 }

@@ -634,6 +634,7 @@ impl FsStore {
             shared_digests: None,
             checksum_suffices: false,
             checksum: None,
+            full_object_checksum: false,
             verify: None,
         };
         self.put_impl(dst_bucket, dst_key, body, put).await

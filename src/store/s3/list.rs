@@ -191,6 +191,8 @@ pub(super) async fn parts(
         parts,
         next_part_number_marker: next.filter(|_| out.is_truncated().unwrap_or(false)),
         checksum_algorithm: out.checksum_algorithm().and_then(from_sdk_algorithm),
+        full_object_checksum: out.checksum_type()
+            == Some(&aws_sdk_s3::types::ChecksumType::FullObject),
     })
 }
 

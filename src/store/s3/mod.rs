@@ -764,8 +764,9 @@ impl Store for S3Store {
         key: &ObjectKey,
         upload_id: &str,
         parts: &[CompletedPart],
+        checksum: Option<&crate::store::Checksum>,
     ) -> Result<ObjectMeta> {
-        multipart::complete(self, bucket, key, upload_id, parts).await
+        multipart::complete(self, bucket, key, upload_id, parts, checksum).await
     }
 
     async fn abort_multipart(

@@ -28,8 +28,8 @@ use super::parts::{self, PartChecks, Target};
 use super::put::refuses_header;
 use crate::store::types::{ChecksumAlgorithm, ObjectAttrs};
 use crate::store::{
-    BucketName, ByteStream, CompletedPart, Error, NULL_VERSION, ObjectKey, ObjectMeta, PartInfo,
-    PutOptions, Result, Store, Tags,
+    BucketName, ByteStream, Checksum, CompletedPart, Error, NULL_VERSION, ObjectKey, ObjectMeta,
+    PartInfo, PutOptions, Result, Store, Tags,
 };
 
 pub(super) async fn create(
@@ -39,14 +39,17 @@ pub(super) async fn create(
     opts: PutOptions,
 ) -> Result<String> {
     let described = (&opts.attrs, &opts.tags);
+    let full = opts.full_object_checksum;
     if store.supported() {
-        return create_with(store, bucket, key, described, opts.checksum_algorithm).await;
+        let algorithm = opts.checksum_algorithm.map(|a| (a, full));
+        return create_with(store, bucket, key, described, algorithm).await;
     }
     // Parts can carry a checksum only if the caller gives each one up front.
     let known = store.part_echo.known();
     let given = opts
         .checksum_algorithm
-        .filter(|_| opts.checksum_suffices && known != Some(PartChecks::Refuses));
+        .filter(|_| opts.checksum_suffices && known != Some(PartChecks::Refuses))
+        .map(|a| (a, full));
     match create_with(store, bucket, key, described, given).await {
         Err(e) if given.is_some() && known.is_none() && refuses_header(&e) => {
             tracing::info!(store = %store.name, error = %e,
@@ -63,7 +66,7 @@ async fn create_with(
     bucket: &BucketName,
     key: &ObjectKey,
     (attrs, tags): (&ObjectAttrs, &Tags),
-    algorithm: Option<ChecksumAlgorithm>,
+    algorithm: Option<(ChecksumAlgorithm, bool)>,
 ) -> Result<String> {
     let mut req = store
         .client
@@ -74,8 +77,11 @@ async fn create_with(
     if !tags.is_empty() {
         req = req.tagging(tagging_header(tags));
     }
-    if let Some(a) = algorithm {
+    if let Some((a, full_object)) = algorithm {
         req = req.checksum_algorithm(sdk_algorithm(a));
+        if full_object {
+            req = req.checksum_type(sdk::ChecksumType::FullObject);
+        }
     }
     let out = req
         .send()
@@ -167,6 +173,7 @@ pub(super) async fn complete(
     key: &ObjectKey,
     upload_id: &str,
     parts: &[CompletedPart],
+    claimed: Option<&Checksum>,
 ) -> Result<ObjectMeta> {
     let ctx = Ctx::key(bucket.as_str(), key.as_str()).upload(upload_id);
     // Parts sent with a checksum given up front name it themselves; with SDK checksums the
@@ -196,7 +203,7 @@ pub(super) async fn complete(
         }
         completed.push(part.build());
     }
-    let out = store
+    let mut req = store
         .client
         .complete_multipart_upload()
         .bucket(bucket.as_str())
@@ -206,7 +213,18 @@ pub(super) async fn complete(
             sdk::CompletedMultipartUpload::builder()
                 .set_parts(Some(completed))
                 .build(),
-        )
+        );
+    // The whole object's checksum the client named goes on for the backend to check, where
+    // the backend's upload has the client's algorithm (with SDK checksums). Otherwise the
+    // backend could not check it, and it would refuse a value for an algorithm it lacks.
+    if let Some(c) = claimed.filter(|_| store.supported()) {
+        req = with_checksum_value!(req, c).checksum_type(if c.composite {
+            sdk::ChecksumType::Composite
+        } else {
+            sdk::ChecksumType::FullObject
+        });
+    }
+    let out = req
         .customize()
         .config_override(S3Store::long_call())
         .send()

@@ -82,6 +82,7 @@ impl S3Store {
             shared_digests,
             checksum_suffices,
             checksum: _,
+            full_object_checksum: _,
             verify,
         } = opts;
         // Held until the request is done: a buffered body stays in memory until then.

@@ -1,0 +1,75 @@
+"""boto3 against a Ferry endpoint: the checksum types of multipart uploads as S3 defines them.
+An upload is COMPOSITE (a checksum of the part checksums, `value-N`) or FULL_OBJECT (the
+CRC of every byte, whatever the part sizes); CRC64NVME is always FULL_OBJECT, SHA-1 and
+SHA-256 always COMPOSITE. A completion may name the whole object's checksum, and one that
+does not match is refused with the upload left open. Exits non-zero on the first failure."""
+import base64
+import struct
+import zlib
+
+from common import client, expect_error
+
+s3 = client()
+B = "checksum-types"
+s3.create_bucket(Bucket=B)
+parts = [bytes([i % 251 for i in range(5 * 1024 * 1024)]), b"tail of the object" * 300]
+whole = b"".join(parts)
+
+
+def crc32(data):
+    return base64.b64encode(struct.pack(">I", zlib.crc32(data))).decode()
+
+
+# What CreateMultipartUpload answers, and the combinations S3 refuses.
+r = s3.create_multipart_upload(Bucket=B, Key="sha", ChecksumAlgorithm="SHA256")
+assert r.get("ChecksumType") == "COMPOSITE", r
+s3.abort_multipart_upload(Bucket=B, Key="sha", UploadId=r["UploadId"])
+r = s3.create_multipart_upload(Bucket=B, Key="nvme", ChecksumAlgorithm="CRC64NVME")
+assert r.get("ChecksumType") == "FULL_OBJECT", r
+s3.abort_multipart_upload(Bucket=B, Key="nvme", UploadId=r["UploadId"])
+expect_error(lambda: s3.create_multipart_upload(
+    Bucket=B, Key="bad", ChecksumAlgorithm="SHA256", ChecksumType="FULL_OBJECT"), "InvalidRequest", 400)
+expect_error(lambda: s3.create_multipart_upload(
+    Bucket=B, Key="bad", ChecksumAlgorithm="CRC64NVME", ChecksumType="COMPOSITE"), "InvalidRequest", 400)
+assert not s3.list_multipart_uploads(Bucket=B).get("Uploads")
+
+
+def upload(key, kind):
+    r = s3.create_multipart_upload(Bucket=B, Key=key, ChecksumAlgorithm="CRC32", ChecksumType=kind)
+    assert r.get("ChecksumType") == kind, r
+    uid = r["UploadId"]
+    done = []
+    for n, data in enumerate(parts, 1):
+        p = s3.upload_part(Bucket=B, Key=key, UploadId=uid, PartNumber=n, Body=data,
+                           ChecksumAlgorithm="CRC32")
+        assert p["ChecksumCRC32"] == crc32(data), p
+        done.append({"PartNumber": n, "ETag": p["ETag"], "ChecksumCRC32": p["ChecksumCRC32"]})
+    listed = s3.list_parts(Bucket=B, Key=key, UploadId=uid)
+    assert (listed.get("ChecksumAlgorithm"), listed.get("ChecksumType")) == ("CRC32", kind), listed
+    return uid, done
+
+
+# FULL_OBJECT: a wrong whole-object value is refused and nothing is committed.
+uid, done = upload("full", "FULL_OBJECT")
+expect_error(lambda: s3.complete_multipart_upload(
+    Bucket=B, Key="full", UploadId=uid, MultipartUpload={"Parts": done},
+    ChecksumCRC32=crc32(b"something else"), ChecksumType="FULL_OBJECT"), "BadDigest", 400)
+expect_error(lambda: s3.head_object(Bucket=B, Key="full"), "404", 404)
+r = s3.complete_multipart_upload(Bucket=B, Key="full", UploadId=uid, MultipartUpload={"Parts": done},
+                                 ChecksumCRC32=crc32(whole), ChecksumType="FULL_OBJECT")
+assert (r.get("ChecksumCRC32"), r.get("ChecksumType")) == (crc32(whole), "FULL_OBJECT"), r
+h = s3.head_object(Bucket=B, Key="full", ChecksumMode="ENABLED")
+assert (h.get("ChecksumCRC32"), h.get("ChecksumType")) == (crc32(whole), "FULL_OBJECT"), h
+g = s3.get_object(Bucket=B, Key="full", ChecksumMode="ENABLED")
+assert g["Body"].read() == whole
+
+# COMPOSITE: the checksum of the part checksums, with the part count.
+uid, done = upload("composite", "COMPOSITE")
+r = s3.complete_multipart_upload(Bucket=B, Key="composite", UploadId=uid,
+                                 MultipartUpload={"Parts": done})
+raw = b"".join(base64.b64decode(p["ChecksumCRC32"]) for p in done)
+want = f"{crc32(raw)}-{len(parts)}"
+assert (r.get("ChecksumCRC32"), r.get("ChecksumType")) == (want, "COMPOSITE"), r
+h = s3.head_object(Bucket=B, Key="composite", ChecksumMode="ENABLED")
+assert (h.get("ChecksumCRC32"), h.get("ChecksumType")) == (want, "COMPOSITE"), h
+print("checksum types: ok")
