@@ -7,7 +7,7 @@
 //! kept (`journal`, `state`), how one object is copied (`transfer`), or S3 wire formats.
 
 pub mod catchup;
-mod locks;
+pub(crate) mod locks;
 pub mod namespace;
 pub mod policy;
 mod tee;

@@ -236,16 +236,35 @@ pub fn check_read_conditions(
     {
         return Err(S3Error::new(S3ErrorCode::PreconditionFailed));
     }
-    if let Some(c) = if_none_match {
-        if etag_matches(c, &meta.etag) {
-            return Err(S3Error::new(S3ErrorCode::NotModified));
+    let not_modified = match if_none_match {
+        Some(c) => etag_matches(c, &meta.etag),
+        None => {
+            if_modified_since.is_some_and(|t| modified <= time::OffsetDateTime::from(t.clone()))
         }
-    } else if let Some(t) = if_modified_since
-        && modified <= time::OffsetDateTime::from(t.clone())
-    {
-        return Err(S3Error::new(S3ErrorCode::NotModified));
+    };
+    if not_modified {
+        return Err(not_modified_error(meta));
     }
     Ok(())
+}
+
+/// 304 Not Modified, with the ETag and Last-Modified S3 sends so a cache can revalidate.
+fn not_modified_error(meta: &ObjectMeta) -> S3Error {
+    let mut e = S3Error::new(S3ErrorCode::NotModified);
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", meta.etag)) {
+        headers.insert(http::header::ETAG, v);
+    }
+    let mut date = Vec::new();
+    if ts(meta.last_modified)
+        .format(dto::TimestampFormat::HttpDate, &mut date)
+        .is_ok()
+        && let Ok(v) = http::HeaderValue::from_bytes(&date)
+    {
+        headers.insert(http::header::LAST_MODIFIED, v);
+    }
+    e.set_headers(headers);
+    e
 }
 
 pub fn max_keys(v: Option<i32>) -> S3Result<usize> {

@@ -7,7 +7,9 @@
 //! [`server`]. Does not own: where a bucket's bytes live (a store) or what is durable.
 
 mod bucket;
+mod conditions;
 mod convert;
+mod copy;
 pub mod error;
 mod list;
 mod multipart;
@@ -40,6 +42,8 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     region: String,
     max_put_size: u64,
+    /// Held by conditional writes from their check to their commit (see [`conditions`]).
+    write_locks: crate::bucket::locks::KeyLocks,
 }
 
 impl Gateway {
@@ -50,6 +54,7 @@ impl Gateway {
             metrics,
             region,
             max_put_size: MAX_PUT_SIZE,
+            write_locks: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Gateway;
+use super::conditions::WriteConditions;
 use super::convert::{self, etag, ts};
 use super::error::{invalid_argument, s3_error};
 use super::object::Declared;
@@ -226,7 +227,26 @@ impl Gateway {
                 },
             )
             .await
-            .map_err(s3_error)?;
+            .map_err(|e| match e {
+                store::Error::IsDeleteMarker { .. } => s3_error!(
+                    InvalidRequest,
+                    "The source of a copy request may not specifically refer to a delete marker \
+                     by version id."
+                ),
+                store::Error::InvalidRange { size } => invalid_argument(format!(
+                    "Range specified is not valid for source object of size: {size}"
+                )),
+                e => s3_error(e),
+            })?;
+        // S3 refuses a copy range that does not lie within the source (a GET clamps it).
+        if let Some(store::ByteRange::FromTo(_, last)) = range
+            && last >= src.meta.size
+        {
+            return Err(invalid_argument(format!(
+                "Range specified is not valid for source object of size: {}",
+                src.meta.size
+            )));
+        }
         convert::check_read_conditions(
             &src.meta,
             input.copy_source_if_match.as_ref(),
@@ -273,6 +293,17 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let claimed = whole_object_claim(&input)?;
+        let _locked = self
+            .check_write_conditions(
+                store.as_ref(),
+                &bucket,
+                &key,
+                WriteConditions {
+                    if_match: input.if_match.as_ref(),
+                    if_none_match: input.if_none_match.as_ref(),
+                },
+            )
+            .await?;
         let parts = input
             .multipart_upload
             .and_then(|m| m.parts)

@@ -4,6 +4,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Gateway;
+use super::conditions::WriteConditions;
 use super::convert::{self, etag, ts};
 use super::error::{invalid_argument, s3_error};
 use crate::store::{self, ChecksumAlgorithm, Digests, ObjectKey};
@@ -122,30 +123,17 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let size = self.check_size(input.content_length)?;
-        if input.if_none_match.is_some() || input.if_match.is_some() {
-            let current = store.head_object(&bucket, &key, None).await;
-            match (&input.if_none_match, &current) {
-                (Some(ETagCondition::Any), Ok(_)) => {
-                    return Err(s3_error!(
-                        PreconditionFailed,
-                        "the key {key} already exists"
-                    ));
-                }
-                (Some(ETagCondition::ETag(e)), Ok(m)) if e.value() == m.etag => {
-                    return Err(s3_error!(PreconditionFailed));
-                }
-                _ => {}
-            }
-            match (&input.if_match, &current) {
-                (Some(_), Err(store::Error::NoSuchKey { .. })) => {
-                    return Err(s3_error!(NoSuchKey));
-                }
-                (Some(ETagCondition::ETag(e)), Ok(m)) if e.value() != m.etag => {
-                    return Err(s3_error!(PreconditionFailed));
-                }
-                _ => {}
-            }
-        }
+        let _locked = self
+            .check_write_conditions(
+                store.as_ref(),
+                &bucket,
+                &key,
+                WriteConditions {
+                    if_match: input.if_match.as_ref(),
+                    if_none_match: input.if_none_match.as_ref(),
+                },
+            )
+            .await?;
         let declared = Declared::new(
             input.content_md5.as_deref(),
             input.checksum_algorithm.as_ref(),
@@ -216,10 +204,26 @@ impl Gateway {
             version_id: input.version_id.clone(),
             range: convert::range(input.range),
         };
-        let res = store
-            .get_object(&bucket, &key, opts)
-            .await
-            .map_err(s3_error)?;
+        let res = match store.get_object(&bucket, &key, opts).await {
+            Ok(res) => res,
+            // Preconditions come before the range: a failed one answers 412 or 304, not 416.
+            Err(e @ store::Error::InvalidRange { .. }) => {
+                if let Ok(meta) = store
+                    .head_object(&bucket, &key, input.version_id.as_deref())
+                    .await
+                {
+                    convert::check_read_conditions(
+                        &meta,
+                        input.if_match.as_ref(),
+                        input.if_none_match.as_ref(),
+                        input.if_modified_since.as_ref(),
+                        input.if_unmodified_since.as_ref(),
+                    )?;
+                }
+                return Err(s3_error(e));
+            }
+            Err(e) => return Err(s3_error(e)),
+        };
         let meta = res.meta;
         convert::check_read_conditions(
             &meta,
@@ -420,107 +424,6 @@ impl Gateway {
         Ok(S3Response::new(DeleteObjectsOutput {
             deleted: Some(deleted),
             errors: (!errors.is_empty()).then_some(errors),
-            ..Default::default()
-        }))
-    }
-
-    pub(super) async fn copy_object_impl(
-        &self,
-        req: S3Request<CopyObjectInput>,
-    ) -> S3Result<S3Response<CopyObjectOutput>> {
-        let input = req.input;
-        let (src_store, src_bucket, src_key, sv) = self.copy_source(&input.copy_source)?;
-        let (store, bucket) = self.target(&input.bucket)?;
-        let key = self.key(&input.key)?;
-        let replace_meta = input
-            .metadata_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        let replace_tags = input
-            .tagging_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
-        let src = src_store
-            .head_object(&src_bucket, &src_key, sv.as_deref())
-            .await
-            .map_err(s3_error)?;
-        if src_bucket == bucket
-            && src_key == key
-            && sv.is_none()
-            && !replace_meta
-            && !replace_tags
-            && input.checksum_algorithm.is_none()
-        {
-            return Err(s3_error!(
-                InvalidRequest,
-                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
-            ));
-        }
-        convert::check_read_conditions(
-            &src,
-            input.copy_source_if_match.as_ref(),
-            input.copy_source_if_none_match.as_ref(),
-            input.copy_source_if_modified_since.as_ref(),
-            input.copy_source_if_unmodified_since.as_ref(),
-        )
-        .map_err(|e| {
-            if *e.code() == s3s::S3ErrorCode::NotModified {
-                s3_error!(PreconditionFailed)
-            } else {
-                e
-            }
-        })?;
-        let attrs = replace_meta.then(|| {
-            convert::attrs_from(
-                input.content_type,
-                input.cache_control,
-                input.content_disposition,
-                input.content_encoding,
-                input.content_language,
-                input.expires,
-                input.metadata,
-            )
-        });
-        let tags = if replace_tags {
-            Some(convert::parse_tagging_header(input.tagging.as_deref())?)
-        } else {
-            None
-        };
-        let opts = store::CopyOptions {
-            source_version_id: sv.clone(),
-            attrs,
-            tags,
-            checksum_algorithm: convert::algorithm(input.checksum_algorithm.as_ref())?,
-        };
-        let meta = if std::ptr::addr_eq(
-            std::sync::Arc::as_ptr(&src_store),
-            std::sync::Arc::as_ptr(&store),
-        ) {
-            store
-                .copy_object(&src_bucket, &src_key, &bucket, &key, opts)
-                .await
-                .map_err(s3_error)?
-        } else {
-            return Err(s3_error!(
-                NotImplemented,
-                "copy between stores is not supported yet"
-            ));
-        };
-        let c = convert::checksum_fields(meta.checksum.as_ref());
-        Ok(S3Response::new(CopyObjectOutput {
-            copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(etag(&meta.etag)),
-                last_modified: Some(ts(meta.last_modified)),
-                checksum_crc32: c.crc32,
-                checksum_crc32c: c.crc32c,
-                checksum_crc64nvme: c.crc64nvme,
-                checksum_sha1: c.sha1,
-                checksum_sha256: c.sha256,
-                checksum_type: c.kind,
-            }),
-            version_id: convert::version_header(&meta),
-            copy_source_version_id: (src.version_id != store::NULL_VERSION)
-                .then(|| src.version_id.clone()),
             ..Default::default()
         }))
     }

@@ -17,6 +17,12 @@ fn multipart_checksum_types() {
 }
 
 #[test]
+fn conditional_requests() {
+    let f = Ferry::start();
+    ok(&f.python("conditions.py", &[]));
+}
+
+#[test]
 fn bad_input_gets_s3_errors() {
     let f = Ferry::start();
     let out = f.python("bad_input.py", &[]);

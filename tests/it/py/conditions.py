@@ -1,0 +1,99 @@
+"""boto3 against a Ferry endpoint: conditional writes and reads as S3 defines them.
+If-None-Match: * and If-Match on PutObject, CopyObject and CompleteMultipartUpload hold at
+the commit (of writers racing with If-None-Match: * exactly one wins); 304 answers carry
+the ETag and Last-Modified; preconditions come before ranges; HEAD with a Range is 206.
+Exits non-zero on the first failed assertion."""
+import concurrent.futures
+import threading
+
+from botocore.exceptions import ClientError
+
+from common import client, expect_error
+
+s3 = client()
+B = "conditions"
+s3.create_bucket(Bucket=B)
+etag = s3.put_object(Bucket=B, Key="k", Body=b"x" * 100)["ETag"]
+
+# PutObject
+expect_error(lambda: s3.put_object(Bucket=B, Key="k", Body=b"y", IfNoneMatch="*"), "PreconditionFailed", 412)
+expect_error(lambda: s3.put_object(Bucket=B, Key="k", Body=b"y", IfMatch='"0123"'), "PreconditionFailed", 412)
+expect_error(lambda: s3.put_object(Bucket=B, Key="absent", Body=b"y", IfMatch=etag), "NoSuchKey", 404)
+expect_error(lambda: s3.put_object(Bucket=B, Key="k", Body=b"y", IfNoneMatch=etag), "NotImplemented", 501)
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"x" * 100
+s3.put_object(Bucket=B, Key="new", Body=b"y", IfNoneMatch="*")
+etag = s3.put_object(Bucket=B, Key="k", Body=b"z" * 100, IfMatch=etag)["ETag"]
+
+# Writers racing with If-None-Match: * (a lock file): exactly one wins.
+for round_ in range(5):
+    key = f"lock-{round_}"
+    start = threading.Barrier(8)
+
+    def take(i):
+        start.wait()
+        try:
+            s3.put_object(Bucket=B, Key=key, Body=bytes([i]) * 300_000, IfNoneMatch="*")
+            return i
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "PreconditionFailed", e.response
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        won = [i for i in pool.map(take, range(8)) if i is not None]
+    assert len(won) == 1, f"round {round_}: {len(won)} writers won"
+    assert s3.get_object(Bucket=B, Key=key)["Body"].read() == bytes([won[0]]) * 300_000
+
+# CopyObject onto an existing key
+expect_error(lambda: s3.copy_object(Bucket=B, Key="k", CopySource={"Bucket": B, "Key": "new"},
+                                    IfNoneMatch="*"), "PreconditionFailed", 412)
+expect_error(lambda: s3.copy_object(Bucket=B, Key="k", CopySource={"Bucket": B, "Key": "new"},
+                                    IfMatch='"0123"'), "PreconditionFailed", 412)
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"z" * 100
+s3.copy_object(Bucket=B, Key="k", CopySource={"Bucket": B, "Key": "new"}, IfMatch=etag)
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"y"
+
+# CompleteMultipartUpload
+uid = s3.create_multipart_upload(Bucket=B, Key="k")["UploadId"]
+p = s3.upload_part(Bucket=B, Key="k", UploadId=uid, PartNumber=1, Body=b"part")
+parts = {"Parts": [{"PartNumber": 1, "ETag": p["ETag"]}]}
+expect_error(lambda: s3.complete_multipart_upload(Bucket=B, Key="k", UploadId=uid, MultipartUpload=parts,
+                                                  IfNoneMatch="*"), "PreconditionFailed", 412)
+expect_error(lambda: s3.complete_multipart_upload(Bucket=B, Key="k", UploadId=uid, MultipartUpload=parts,
+                                                  IfMatch='"0123"'), "PreconditionFailed", 412)
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"y"
+s3.complete_multipart_upload(Bucket=B, Key="k", UploadId=uid, MultipartUpload=parts)
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"part"
+uid = s3.create_multipart_upload(Bucket=B, Key="fresh")["UploadId"]
+p = s3.upload_part(Bucket=B, Key="fresh", UploadId=uid, PartNumber=1, Body=b"part")
+parts = {"Parts": [{"PartNumber": 1, "ETag": p["ETag"]}]}
+expect_error(lambda: s3.complete_multipart_upload(Bucket=B, Key="fresh", UploadId=uid, MultipartUpload=parts,
+                                                  IfMatch=p["ETag"]), "NoSuchKey", 404)
+s3.complete_multipart_upload(Bucket=B, Key="fresh", UploadId=uid, MultipartUpload=parts, IfNoneMatch="*")
+
+# Reads: 304 carries the validators; preconditions before ranges; HEAD with a Range is 206.
+h = s3.head_object(Bucket=B, Key="fresh")
+for call in (s3.get_object, s3.head_object):
+    e = expect_error(lambda: call(Bucket=B, Key="fresh", IfNoneMatch=h["ETag"]), "304", 304)
+    headers = e.response["ResponseMetadata"]["HTTPHeaders"]
+    assert headers.get("etag") == h["ETag"], headers
+    assert headers.get("last-modified") == h["ResponseMetadata"]["HTTPHeaders"]["last-modified"], headers
+expect_error(lambda: s3.get_object(Bucket=B, Key="fresh", Range="bytes=100-", IfMatch='"0123"'),
+             "PreconditionFailed", 412)
+expect_error(lambda: s3.get_object(Bucket=B, Key="fresh", Range="bytes=100-"), "InvalidRange", 416)
+r = s3.head_object(Bucket=B, Key="fresh", Range="bytes=1-2")
+assert r["ResponseMetadata"]["HTTPStatusCode"] == 206, r["ResponseMetadata"]
+assert (r["ContentLength"], r["ContentRange"]) == (2, "bytes 1-2/4"), r
+
+# Copies that S3 refuses: a delete marker by version id, a part range past the source's end.
+s3.put_bucket_versioning(Bucket=B, VersioningConfiguration={"Status": "Enabled"})
+s3.put_object(Bucket=B, Key="gone", Body=b"1")
+marker = s3.delete_object(Bucket=B, Key="gone")["VersionId"]
+expect_error(lambda: s3.copy_object(Bucket=B, Key="c", CopySource={"Bucket": B, "Key": "gone", "VersionId": marker}),
+             "InvalidRequest", 400)
+uid = s3.create_multipart_upload(Bucket=B, Key="pc")["UploadId"]
+expect_error(lambda: s3.upload_part_copy(Bucket=B, Key="pc", UploadId=uid, PartNumber=1,
+                                         CopySource={"Bucket": B, "Key": "fresh"}, CopySourceRange="bytes=0-4"),
+             "InvalidArgument", 400)
+s3.upload_part_copy(Bucket=B, Key="pc", UploadId=uid, PartNumber=1,
+                    CopySource={"Bucket": B, "Key": "fresh"}, CopySourceRange="bytes=0-3")
+print("conditions: ok")
