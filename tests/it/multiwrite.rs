@@ -157,6 +157,17 @@ fn writes_reach_a_remote_ferry_and_moto() {
     // boto3: metadata, tags, copy, delete-many, multipart.
     let out = a.python("multiwrite_ops.py", &["multi"]);
     assert_eq!(a.ok(&out).trim(), "ok");
+    // CopyObject between the namespace bucket and a plain one (two stores) both ways.
+    a.ok(&a.aws(&["s3", "mb", "s3://plain"]));
+    a.ok(&a.aws(&["s3", "cp", "s3://multi/tree/d1/f1", "s3://plain/f1"]));
+    a.ok(&a.aws(&["s3", "cp", "s3://plain/f1", "s3://multi/back/f1"]));
+    let got = a.dir.path().join("back-f1");
+    a.ok(&a.aws(&["s3", "cp", "s3://multi/back/f1", got.to_str().expect("utf8")]));
+    assert_eq!(
+        std::fs::read(&got).expect("read back"),
+        std::fs::read(tree.join("d1/f1")).expect("read source"),
+        "a copy from the namespace bucket to a plain one and back"
+    );
 
     wait_drained(&a, "multi");
     assert_same(&a, "local:multi", "dr:multi-copy");
