@@ -126,6 +126,15 @@ pub fn name_error(n: NameError) -> S3Error {
     }
 }
 
+/// A part number past the object's parts (S3: 416 `InvalidPartNumber`).
+pub fn invalid_part_number(n: i32) -> S3Error {
+    custom(
+        "InvalidPartNumber",
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        format!("The requested partnumber {n} is not satisfiable"),
+    )
+}
+
 pub fn invalid_argument(msg: impl Into<String>) -> S3Error {
     with(S3ErrorCode::InvalidArgument, msg.into())
 }

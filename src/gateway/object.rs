@@ -192,13 +192,14 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        if let Some(n) = input.part_number
-            && n != 1
-        {
-            return Err(s3_error!(
-                NotImplemented,
-                "GET by part number other than 1 is not supported"
-            ));
+        let part = check_part_number(input.part_number, input.range.is_some())?;
+        if part.is_some() {
+            // Which part is asked decides the range: from the object's own description.
+            let meta = store
+                .head_object(&bucket, &key, input.version_id.as_deref())
+                .await
+                .map_err(s3_error)?;
+            part_range(&meta, part)?;
         }
         let opts = store::GetOptions {
             version_id: input.version_id.clone(),
@@ -232,9 +233,10 @@ impl Gateway {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (len, content_range) = match res.range {
-            Some((a, b)) => (b - a + 1, Some(format!("bytes {a}-{b}/{}", meta.size))),
-            None => (meta.size, None),
+        let (len, content_range) = match (res.range, part) {
+            (Some((a, b)), _) => (b - a + 1, Some(format!("bytes {a}-{b}/{}", meta.size))),
+            (None, Some(_)) if meta.size > 0 => (meta.size, Some(whole_range(meta.size))),
+            (None, _) => (meta.size, None),
         };
         self.metrics.bytes_out(len);
         let want_checksum = input
@@ -272,7 +274,7 @@ impl Gateway {
             last_modified: Some(ts(meta.last_modified)),
             version_id: convert::version_header(&meta),
             tag_count: (meta.tag_count > 0).then_some(meta.tag_count as i32),
-            parts_count: meta.parts_count.map(|n| n as i32),
+            parts_count: part.and(meta.parts_count).map(|n| n as i32),
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
             checksum_crc64nvme: c.crc64nvme,
@@ -301,7 +303,10 @@ impl Gateway {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
+        let part = check_part_number(input.part_number, input.range.is_some())?;
+        part_range(&meta, part)?;
         let (len, content_range) = match convert::range(input.range) {
+            None if part.is_some() && meta.size > 0 => (meta.size, Some(whole_range(meta.size))),
             Some(r) => {
                 let (a, b) = r
                     .resolve(meta.size)
@@ -334,7 +339,7 @@ impl Gateway {
             e_tag: Some(etag(&meta.etag)),
             last_modified: Some(ts(meta.last_modified)),
             version_id: convert::version_header(&meta),
-            parts_count: meta.parts_count.map(|n| n as i32),
+            parts_count: part.and(meta.parts_count).map(|n| n as i32),
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
             checksum_crc64nvme: c.crc64nvme,
@@ -477,4 +482,44 @@ impl Gateway {
             version_id: (vid != store::NULL_VERSION).then_some(vid),
         }))
     }
+}
+
+/// `?partNumber=N` of a GET or HEAD: 1..=10000, and not with a `Range`.
+fn check_part_number(n: Option<i32>, ranged: bool) -> S3Result<Option<i32>> {
+    match n {
+        None => Ok(None),
+        Some(_) if ranged => Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        )),
+        Some(n) if !(1..=10_000).contains(&n) => Err(invalid_argument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+        )),
+        Some(n) => Ok(Some(n)),
+    }
+}
+
+/// Refuses a part the object does not have. Part 1 of an object written in one piece, or in
+/// one part, is the whole object; a part of a larger multipart object would need the part
+/// sizes, which stores do not keep after completion yet.
+fn part_range(meta: &store::ObjectMeta, part: Option<i32>) -> S3Result<()> {
+    let Some(n) = part else {
+        return Ok(());
+    };
+    let count = meta.parts_count.unwrap_or(1);
+    if n as u32 > count {
+        return Err(super::error::invalid_part_number(n));
+    }
+    if count > 1 {
+        return Err(s3_error!(
+            NotImplemented,
+            "GET or HEAD of one part of a multipart object of {count} parts is not supported yet"
+        ));
+    }
+    Ok(())
+}
+
+/// The `Content-Range` of a whole object (what a part request of a one-part object gets).
+fn whole_range(size: u64) -> String {
+    format!("bytes 0-{}/{size}", size.saturating_sub(1))
 }

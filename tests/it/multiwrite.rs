@@ -162,7 +162,12 @@ fn writes_reach_a_remote_ferry_and_moto() {
     a.ok(&a.aws(&["s3", "cp", "s3://multi/tree/d1/f1", "s3://plain/f1"]));
     a.ok(&a.aws(&["s3", "cp", "s3://plain/f1", "s3://multi/back/f1"]));
     let got = a.dir.path().join("back-f1");
-    a.ok(&a.aws(&["s3", "cp", "s3://multi/back/f1", got.to_str().expect("utf8")]));
+    a.ok(&a.aws(&[
+        "s3",
+        "cp",
+        "s3://multi/back/f1",
+        got.to_str().expect("utf8"),
+    ]));
     assert_eq!(
         std::fs::read(&got).expect("read back"),
         std::fs::read(tree.join("d1/f1")).expect("read source"),

@@ -96,4 +96,23 @@ expect_error(lambda: s3.upload_part_copy(Bucket=B, Key="pc", UploadId=uid, PartN
              "InvalidArgument", 400)
 s3.upload_part_copy(Bucket=B, Key="pc", UploadId=uid, PartNumber=1,
                     CopySource={"Bucket": B, "Key": "fresh"}, CopySourceRange="bytes=0-3")
+# ?partNumber=N: part 1 of a one-piece object is all of it (206); parts it lacks are 416.
+s3.put_object(Bucket=B, Key="six", Body=b"abcdef")
+for call in (s3.get_object, s3.head_object):
+    r = call(Bucket=B, Key="six", PartNumber=1)
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 206, r["ResponseMetadata"]
+    assert (r["ContentLength"], r["ContentRange"]) == (6, "bytes 0-5/6"), r
+    expect_error(lambda: call(Bucket=B, Key="six", PartNumber=2), "InvalidPartNumber" if call == s3.get_object else "416", 416)
+    expect_error(lambda: call(Bucket=B, Key="six", PartNumber=0), "InvalidArgument" if call == s3.get_object else "400", 400)
+    expect_error(lambda: call(Bucket=B, Key="six", PartNumber=1, Range="bytes=0-1"),
+                 "InvalidRequest" if call == s3.get_object else "400", 400)
+assert s3.get_object(Bucket=B, Key="six", PartNumber=1)["Body"].read() == b"abcdef"
+uid = s3.create_multipart_upload(Bucket=B, Key="two")["UploadId"]
+done = []
+for n, data in ((1, b"a" * (5 * 1024 * 1024)), (2, b"b" * 10)):
+    p = s3.upload_part(Bucket=B, Key="two", UploadId=uid, PartNumber=n, Body=data)
+    done.append({"PartNumber": n, "ETag": p["ETag"]})
+s3.complete_multipart_upload(Bucket=B, Key="two", UploadId=uid, MultipartUpload={"Parts": done})
+expect_error(lambda: s3.get_object(Bucket=B, Key="two", PartNumber=3), "InvalidPartNumber", 416)
+assert "PartsCount" not in s3.head_object(Bucket=B, Key="two"), "parts count without partNumber"
 print("conditions: ok")
