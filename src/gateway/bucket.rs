@@ -175,11 +175,7 @@ impl Gateway {
             .into_iter()
             .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
             .collect();
-        if tags.len() > 50 {
-            return Err(super::error::bad_request(
-                "bucket tags cannot be greater than 50",
-            ));
-        }
+        convert::validate_tags_up_to(&tags, convert::MAX_BUCKET_TAGS)?;
         store
             .put_bucket_tags(&bucket, Some(tags))
             .await

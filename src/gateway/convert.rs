@@ -68,14 +68,40 @@ pub fn parse_tagging_header(s: Option<&str>) -> S3Result<Tags> {
     Ok(tags)
 }
 
+/// The most tags an object may carry (a bucket: [`MAX_BUCKET_TAGS`]).
+const MAX_OBJECT_TAGS: usize = 10;
+pub const MAX_BUCKET_TAGS: usize = 50;
+
+/// A character S3 allows in tag keys and values: letters, digits and white space in any
+/// script, and `_ . : / = + - @`.
+fn tag_char(c: char) -> bool {
+    c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c)
+}
+
 pub fn validate_tags(tags: &Tags) -> S3Result<()> {
-    if tags.len() > 10 {
-        return Err(super::error::bad_request(
-            "object tags cannot be greater than 10",
-        ));
+    validate_tags_up_to(tags, MAX_OBJECT_TAGS)
+}
+
+pub fn validate_tags_up_to(tags: &Tags, max: usize) -> S3Result<()> {
+    if tags.len() > max {
+        return Err(super::error::bad_request(&format!(
+            "tags cannot be greater than {max}"
+        )));
     }
     let mut seen = std::collections::HashSet::new();
     for (k, v) in tags {
+        if let Some(c) = k.chars().chain(v.chars()).find(|c| !tag_char(*c)) {
+            return Err(s3_error!(
+                InvalidTag,
+                "the tag {k:?} has the character {c:?}, which tags may not have"
+            ));
+        }
+        if k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")) {
+            return Err(s3_error!(
+                InvalidTag,
+                "the tag key {k:?} uses the prefix aws:, reserved for AWS"
+            ));
+        }
         if k.is_empty() || k.chars().count() > 128 {
             return Err(s3_error!(
                 InvalidTag,
@@ -177,17 +203,33 @@ pub fn attrs_from(
     content_language: Option<String>,
     expires: Option<Timestamp>,
     metadata: Option<dto::Metadata>,
-) -> ObjectAttrs {
-    ObjectAttrs {
+) -> S3Result<ObjectAttrs> {
+    let user_metadata = user_metadata(metadata);
+    let size: usize = user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_USER_METADATA {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size: {size} bytes of \
+             user metadata, at most {MAX_USER_METADATA}"
+        ));
+    }
+    Ok(ObjectAttrs {
         content_type,
         cache_control,
         content_disposition,
         content_encoding,
         content_language,
         expires: expires_str(expires),
-        user_metadata: user_metadata(metadata),
-    }
+        user_metadata,
+    })
 }
+
+/// S3's limit on user metadata: the UTF-8 bytes of every name (without `x-amz-meta-`) and
+/// value together.
+const MAX_USER_METADATA: usize = 2048;
+
+/// The `Content-Type` of an object stored without one, as S3 answers it.
+pub const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
 pub fn metadata_dto(attrs: &ObjectAttrs) -> Option<dto::Metadata> {
     if attrs.user_metadata.is_empty() {

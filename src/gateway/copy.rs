@@ -64,8 +64,8 @@ impl Gateway {
                 e
             }
         })?;
-        let attrs = replace_meta.then(|| {
-            convert::attrs_from(
+        let attrs = if replace_meta {
+            Some(convert::attrs_from(
                 input.content_type,
                 input.cache_control,
                 input.content_disposition,
@@ -73,8 +73,10 @@ impl Gateway {
                 input.content_language,
                 input.expires,
                 input.metadata,
-            )
-        });
+            )?)
+        } else {
+            None
+        };
         let tags = if replace_tags {
             Some(convert::parse_tagging_header(input.tagging.as_deref())?)
         } else {

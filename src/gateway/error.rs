@@ -72,6 +72,7 @@ pub fn s3_error(err: store::Error) -> S3Error {
         E::BadDigest { .. } => with(S3ErrorCode::BadDigest, msg),
         E::IncompleteBody { .. } => with(S3ErrorCode::IncompleteBody, msg),
         E::InvalidArgument(_) => with(S3ErrorCode::InvalidArgument, msg),
+        E::InvalidRequest(_) => with(S3ErrorCode::InvalidRequest, msg),
         E::Name(n) => name_error(n),
         E::Unavailable { .. } => {
             tracing::warn!(error = %msg, "store unavailable");

@@ -118,7 +118,7 @@ impl Gateway {
                 input.content_language,
                 input.expires,
                 input.metadata,
-            ),
+            )?,
             tags: convert::parse_tagging_header(input.tagging.as_deref())?,
             checksum_algorithm: algorithm,
             size_hint: None,
@@ -423,6 +423,7 @@ impl Gateway {
             .map_or(1000, |m| m.clamp(0, 1000) as usize);
         let q = store::UploadsQuery {
             prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
             key_marker: input.key_marker.clone().filter(|k| !k.is_empty()),
             upload_id_marker: input.upload_id_marker.clone(),
             max_uploads: max,
@@ -449,6 +450,13 @@ impl Gateway {
             next_key_marker: page.next_key_marker,
             next_upload_id_marker: page.next_upload_id_marker,
             uploads: Some(uploads),
+            common_prefixes: (!page.common_prefixes.is_empty()).then(|| {
+                page.common_prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix { prefix: Some(p) })
+                    .collect()
+            }),
+            delimiter: input.delimiter,
             ..Default::default()
         }))
     }

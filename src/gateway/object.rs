@@ -154,7 +154,7 @@ impl Gateway {
                 input.content_language,
                 input.expires,
                 input.metadata,
-            ),
+            )?,
             tags: convert::parse_tagging_header(input.tagging.as_deref())?,
             checksum_algorithm: declared.algorithm,
             size_hint: size,
@@ -255,7 +255,10 @@ impl Gateway {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
             content_range,
-            content_type: input.response_content_type.or(a.content_type.clone()),
+            content_type: input
+                .response_content_type
+                .or(a.content_type.clone())
+                .or_else(|| Some(convert::DEFAULT_CONTENT_TYPE.into())),
             cache_control: input.response_cache_control.or(a.cache_control.clone()),
             content_disposition: input
                 .response_content_disposition
@@ -329,7 +332,10 @@ impl Gateway {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
             content_range,
-            content_type: a.content_type.clone(),
+            content_type: a
+                .content_type
+                .clone()
+                .or_else(|| Some(convert::DEFAULT_CONTENT_TYPE.into())),
             cache_control: a.cache_control.clone(),
             content_disposition: a.content_disposition.clone(),
             content_encoding: a.content_encoding.clone(),

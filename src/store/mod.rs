@@ -74,6 +74,10 @@ pub enum Error {
     IncompleteBody { received: u64, expected: u64 },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A request S3 refuses as a whole (`InvalidRequest`): a part whose checksum algorithm is
+    /// not its upload's, say.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     #[error("{0}")]
     Name(#[from] NameError),
     #[error("store {store} is unavailable: {message}")]

@@ -340,6 +340,10 @@ pub struct UploadInfo {
 #[derive(Debug, Clone, Default)]
 pub struct UploadsQuery {
     pub prefix: String,
+    /// Keys with this after the prefix roll up into one common prefix, as in a listing.
+    pub delimiter: Option<String>,
+    /// Uploads of keys after this one are listed; with `upload_id_marker`, also those of
+    /// this key whose ids come after it.
     pub key_marker: Option<String>,
     pub upload_id_marker: Option<String>,
     pub max_uploads: usize,
@@ -348,6 +352,7 @@ pub struct UploadsQuery {
 #[derive(Debug, Clone, Default)]
 pub struct UploadsPage {
     pub uploads: Vec<UploadInfo>,
+    pub common_prefixes: Vec<String>,
     pub next_key_marker: Option<String>,
     pub next_upload_id_marker: Option<String>,
 }

@@ -23,6 +23,12 @@ fn conditional_requests() {
 }
 
 #[test]
+fn s3_rules_at_the_edges() {
+    let f = Ferry::start();
+    ok(&f.python("s3_rules.py", &[]));
+}
+
+#[test]
 fn bad_input_gets_s3_errors() {
     let f = Ferry::start();
     let out = f.python("bad_input.py", &[]);

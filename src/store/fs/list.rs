@@ -28,6 +28,67 @@ fn seek_after(marker: &str, prefix: &str, delimiter: Option<&str>) -> String {
 }
 
 impl FsStore {
+    /// Uploads in progress, by key then upload id, with keys rolled up into common prefixes
+    /// at the delimiter (each one seeked past, as in [`Self::list_impl`]).
+    pub(super) async fn list_uploads_impl(
+        &self,
+        bucket: &BucketName,
+        q: &UploadsQuery,
+    ) -> Result<UploadsPage> {
+        self.bucket_row(bucket).await?;
+        let delim = q.delimiter.as_deref();
+        let mut page = UploadsPage::default();
+        // Without an upload-id marker, every upload of the marker key is passed too (upload
+        // ids are hex, all before PAST).
+        let mut cursor: (String, String) = match (&q.key_marker, &q.upload_id_marker) {
+            (Some(k), Some(u)) => (k.clone(), u.clone()),
+            (Some(k), None) => (seek_after(k, &q.prefix, delim), PAST.to_string()),
+            (None, _) => (String::new(), String::new()),
+        };
+        let mut count = 0usize;
+        let mut last: Option<(String, Option<String>)> = None;
+        if q.max_uploads == 0 {
+            return Ok(page);
+        }
+        loop {
+            let want = (q.max_uploads - count + 1).min(BATCH);
+            let after = (cursor.0.as_str(), cursor.1.as_str());
+            let rows = self
+                .index
+                .list_uploads(bucket.as_str(), &q.prefix, Some(after), want)
+                .await?;
+            let fetched = rows.len();
+            let mut reseek = false;
+            for u in rows {
+                if count == q.max_uploads {
+                    if let Some((k, id)) = last {
+                        page.next_key_marker = Some(k);
+                        page.next_upload_id_marker = id;
+                    }
+                    return Ok(page);
+                }
+                count += 1;
+                if let Some(cp) = common_prefix(&u.key, &q.prefix, delim) {
+                    page.common_prefixes.push(cp.to_owned());
+                    last = Some((cp.to_owned(), None));
+                    cursor = (format!("{cp}{PAST}"), String::new());
+                    reseek = true;
+                    break;
+                }
+                last = Some((u.key.clone(), Some(u.upload_id.clone())));
+                cursor = (u.key.clone(), u.upload_id.clone());
+                page.uploads.push(UploadInfo {
+                    key: ObjectKey::parse(&u.key)?,
+                    upload_id: u.upload_id,
+                    initiated: super::index::ms_to_time(u.initiated_ms),
+                });
+            }
+            if !reseek && fetched < want {
+                return Ok(page);
+            }
+        }
+    }
+
     pub(super) async fn list_impl(&self, bucket: &BucketName, q: &ListQuery) -> Result<ListPage> {
         self.bucket_row(bucket).await?;
         let delim = q.delimiter.as_deref();

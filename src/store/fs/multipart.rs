@@ -208,7 +208,19 @@ impl FsStore {
             )));
         }
         let upload = self.upload_of(bucket, key, upload_id).await?;
-        let algorithm = opts.checksum_algorithm.or(upload_checksum(&upload).0);
+        let algorithm = match (opts.checksum_algorithm, upload_checksum(&upload).0) {
+            // S3 refuses a part checksummed otherwise than its upload: the finished object
+            // could not have the upload's checksum.
+            (Some(part), Some(up)) if part != up => {
+                return Err(Error::InvalidRequest(format!(
+                    "Checksum Type mismatch occurred, expected checksum Type: {}, actual \
+                     checksum Type: {}",
+                    up.as_str().to_ascii_lowercase(),
+                    part.as_str().to_ascii_lowercase()
+                )));
+            }
+            (part, up) => part.or(up),
+        };
         let dir = self.root.join(Self::upload_dir(upload_id));
         let hash = body::Hash::new(algorithm, None);
         // Held until the part is recorded: no other writer touches its region meanwhile.
@@ -473,40 +485,6 @@ impl FsStore {
             next_part_number_marker: next,
             checksum_algorithm,
             full_object_checksum,
-        })
-    }
-
-    pub(super) async fn list_uploads_impl(
-        &self,
-        bucket: &BucketName,
-        q: &UploadsQuery,
-    ) -> Result<UploadsPage> {
-        self.bucket_row(bucket).await?;
-        let after = q
-            .key_marker
-            .as_deref()
-            .map(|k| (k, q.upload_id_marker.as_deref().unwrap_or("")));
-        let rows = self
-            .index
-            .list_uploads(bucket.as_str(), &q.prefix, after, q.max_uploads + 1)
-            .await?;
-        let truncated = rows.len() > q.max_uploads;
-        let mut uploads = Vec::new();
-        for u in rows.into_iter().take(q.max_uploads) {
-            uploads.push(UploadInfo {
-                key: ObjectKey::parse(&u.key)?,
-                upload_id: u.upload_id,
-                initiated: ms_to_time(u.initiated_ms),
-            });
-        }
-        let (nk, nu) = match (truncated, uploads.last()) {
-            (true, Some(u)) => (Some(u.key.to_string()), Some(u.upload_id.clone())),
-            _ => (None, None),
-        };
-        Ok(UploadsPage {
-            uploads,
-            next_key_marker: nk,
-            next_upload_id_marker: nu,
         })
     }
 }

@@ -209,6 +209,7 @@ pub(super) async fn uploads(
         .list_multipart_uploads()
         .bucket(bucket.as_str())
         .set_prefix(non_empty(&query.prefix))
+        .set_delimiter(query.delimiter.clone().filter(|d| !d.is_empty()))
         .set_key_marker(query.key_marker.clone())
         .set_upload_id_marker(query.upload_id_marker.clone())
         .max_uploads(page_size(query.max_uploads))
@@ -229,6 +230,11 @@ pub(super) async fn uploads(
     let truncated = out.is_truncated().unwrap_or(false);
     Ok(UploadsPage {
         uploads,
+        common_prefixes: out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_owned))
+            .collect(),
         next_key_marker: out
             .next_key_marker()
             .filter(|_| truncated)

@@ -1,0 +1,69 @@
+"""boto3 against a Ferry endpoint: rules S3 enforces that a client meets only at the edges.
+Multipart upload listings with a delimiter and markers; the 2 KiB user-metadata limit; the
+default Content-Type; which characters tags may have; a part checksummed with another
+algorithm than its upload's. Exits non-zero on the first failed assertion."""
+from common import client, expect_error
+
+s3 = client()
+B = "s3-rules"
+s3.create_bucket(Bucket=B)
+
+# ListMultipartUploads: delimiter, key-marker without upload-id-marker, paging.
+ids = {}
+for key in ["a/1", "a/2", "a/b/3", "a/b/4", "a/c/5", "z"]:
+    ids[key] = s3.create_multipart_upload(Bucket=B, Key=key)["UploadId"]
+r = s3.list_multipart_uploads(Bucket=B, Prefix="a/", Delimiter="/")
+assert [u["Key"] for u in r.get("Uploads", [])] == ["a/1", "a/2"], r
+assert [p["Prefix"] for p in r.get("CommonPrefixes", [])] == ["a/b/", "a/c/"], r
+assert r.get("Delimiter") == "/", r
+r = s3.list_multipart_uploads(Bucket=B, KeyMarker="a/2")
+assert [u["Key"] for u in r["Uploads"]] == ["a/b/3", "a/b/4", "a/c/5", "z"], r
+seen, kwargs = [], {"Prefix": "a/", "Delimiter": "/", "MaxUploads": 1}
+while True:
+    r = s3.list_multipart_uploads(Bucket=B, **kwargs)
+    seen += [u["Key"] for u in r.get("Uploads", [])] + [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+    if not r["IsTruncated"]:
+        break
+    kwargs["KeyMarker"] = r["NextKeyMarker"]
+    if r.get("NextUploadIdMarker"):
+        kwargs["UploadIdMarker"] = r["NextUploadIdMarker"]
+    else:
+        kwargs.pop("UploadIdMarker", None)
+assert seen == ["a/1", "a/2", "a/b/", "a/c/"], seen
+for key, uid in ids.items():
+    s3.abort_multipart_upload(Bucket=B, Key=key, UploadId=uid)
+
+# User metadata: at most 2 KiB of names and values together.
+s3.put_object(Bucket=B, Key="meta-ok", Body=b"", Metadata={"k": "v" * 2000})
+expect_error(lambda: s3.put_object(Bucket=B, Key="meta", Body=b"", Metadata={"k": "v" * 3000}),
+             "MetadataTooLarge", 400)
+expect_error(lambda: s3.create_multipart_upload(Bucket=B, Key="meta", Metadata={"k": "v" * 3000}),
+             "MetadataTooLarge", 400)
+expect_error(lambda: s3.copy_object(Bucket=B, Key="meta", CopySource={"Bucket": B, "Key": "meta-ok"},
+                                    MetadataDirective="REPLACE", Metadata={"k": "v" * 3000}),
+             "MetadataTooLarge", 400)
+
+# An object stored without a Content-Type is served as binary/octet-stream.
+s3.put_object(Bucket=B, Key="untyped", Body=b"1")
+assert s3.head_object(Bucket=B, Key="untyped")["ContentType"] == "binary/octet-stream"
+assert s3.get_object(Bucket=B, Key="untyped")["ContentType"] == "binary/octet-stream"
+
+# Tags: letters, digits, spaces and _ . : / = + - @ only; no aws: prefix; no repeats.
+s3.put_object_tagging(Bucket=B, Key="untyped", Tagging={"TagSet": [{"Key": "Größe é", "Value": "a+b=c/d@e:f_g.h-i"}]})
+for bad in [{"Key": "a^b", "Value": "1"}, {"Key": "k", "Value": "v*x"}, {"Key": "aws:x", "Value": "1"}]:
+    expect_error(lambda: s3.put_object_tagging(Bucket=B, Key="untyped", Tagging={"TagSet": [bad]}),
+                 "InvalidTag", 400)
+expect_error(lambda: s3.put_bucket_tagging(Bucket=B, Tagging={"TagSet": [{"Key": "k", "Value": "1"},
+                                                                        {"Key": "k", "Value": "2"}]}),
+             "InvalidTag", 400)
+expect_error(lambda: s3.put_object(Bucket=B, Key="t", Body=b"", Tagging="a%5Eb=1"), "InvalidTag", 400)
+
+# A part checksummed with another algorithm than its upload's is refused.
+uid = s3.create_multipart_upload(Bucket=B, Key="algo", ChecksumAlgorithm="SHA256")["UploadId"]
+expect_error(lambda: s3.upload_part(Bucket=B, Key="algo", UploadId=uid, PartNumber=1, Body=b"x",
+                                    ChecksumAlgorithm="CRC32"), "InvalidRequest", 400)
+p = s3.upload_part(Bucket=B, Key="algo", UploadId=uid, PartNumber=1, Body=b"x", ChecksumAlgorithm="SHA256")
+r = s3.complete_multipart_upload(Bucket=B, Key="algo", UploadId=uid, MultipartUpload={"Parts": [
+    {"PartNumber": 1, "ETag": p["ETag"], "ChecksumSHA256": p["ChecksumSHA256"]}]})
+assert r.get("ChecksumSHA256", "").endswith("-1"), r
+print("s3 rules: ok")
