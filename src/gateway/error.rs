@@ -55,6 +55,7 @@ pub fn s3_error(err: store::Error) -> S3Error {
         E::NoSuchUpload { .. } => with(S3ErrorCode::NoSuchUpload, msg),
         E::InvalidPart { .. } => with(S3ErrorCode::InvalidPart, msg),
         E::InvalidPartOrder => with(S3ErrorCode::InvalidPartOrder, msg),
+        E::InvalidPartNumber { part_number } => invalid_part_number(part_number as i32),
         E::EntityTooSmall { .. } => with(S3ErrorCode::EntityTooSmall, msg),
         // MinIO answers the same situation with XMinioParentIsObject (400).
         E::PathConflict { .. } => custom("XFerryKeyConflict", StatusCode::BAD_REQUEST, msg),

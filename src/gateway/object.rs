@@ -193,17 +193,18 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let part = check_part_number(input.part_number, input.range.is_some())?;
-        if part.is_some() {
-            // Which part is asked decides the range: from the object's own description.
-            let meta = store
-                .head_object(&bucket, &key, input.version_id.as_deref())
+        let range = match part {
+            // A part is the range the store recorded for it.
+            Some(n) => store
+                .part_range(&bucket, &key, input.version_id.as_deref(), n)
                 .await
-                .map_err(s3_error)?;
-            part_range(&meta, part)?;
-        }
+                .map_err(s3_error)?
+                .map(|(a, b)| store::ByteRange::FromTo(a, b)),
+            None => convert::range(input.range),
+        };
         let opts = store::GetOptions {
             version_id: input.version_id.clone(),
-            range: convert::range(input.range),
+            range,
         };
         let res = match store.get_object(&bucket, &key, opts).await {
             Ok(res) => res,
@@ -235,7 +236,8 @@ impl Gateway {
         )?;
         let (len, content_range) = match (res.range, part) {
             (Some((a, b)), _) => (b - a + 1, Some(format!("bytes {a}-{b}/{}", meta.size))),
-            (None, Some(_)) if meta.size > 0 => (meta.size, Some(whole_range(meta.size))),
+            // An empty part of a larger object.
+            (None, Some(_)) if meta.size > 0 => (0, None),
             (None, _) => (meta.size, None),
         };
         self.metrics.bytes_out(len);
@@ -307,9 +309,17 @@ impl Gateway {
             input.if_unmodified_since.as_ref(),
         )?;
         let part = check_part_number(input.part_number, input.range.is_some())?;
-        part_range(&meta, part)?;
-        let (len, content_range) = match convert::range(input.range) {
-            None if part.is_some() && meta.size > 0 => (meta.size, Some(whole_range(meta.size))),
+        let range = match part {
+            Some(n) => store
+                .part_range(&bucket, &key, input.version_id.as_deref(), n)
+                .await
+                .map_err(s3_error)?
+                .map(|(a, b)| store::ByteRange::FromTo(a, b)),
+            None => convert::range(input.range),
+        };
+        let (len, content_range) = match range {
+            // An empty part of a larger object.
+            None if part.is_some() && meta.size > 0 => (0, None),
             Some(r) => {
                 let (a, b) = r
                     .resolve(meta.size)
@@ -491,7 +501,7 @@ impl Gateway {
 }
 
 /// `?partNumber=N` of a GET or HEAD: 1..=10000, and not with a `Range`.
-fn check_part_number(n: Option<i32>, ranged: bool) -> S3Result<Option<i32>> {
+fn check_part_number(n: Option<i32>, ranged: bool) -> S3Result<Option<u32>> {
     match n {
         None => Ok(None),
         Some(_) if ranged => Err(s3_error!(
@@ -501,31 +511,6 @@ fn check_part_number(n: Option<i32>, ranged: bool) -> S3Result<Option<i32>> {
         Some(n) if !(1..=10_000).contains(&n) => Err(invalid_argument(
             "Part number must be an integer between 1 and 10000, inclusive",
         )),
-        Some(n) => Ok(Some(n)),
+        Some(n) => Ok(Some(n as u32)),
     }
-}
-
-/// Refuses a part the object does not have. Part 1 of an object written in one piece, or in
-/// one part, is the whole object; a part of a larger multipart object would need the part
-/// sizes, which stores do not keep after completion yet.
-fn part_range(meta: &store::ObjectMeta, part: Option<i32>) -> S3Result<()> {
-    let Some(n) = part else {
-        return Ok(());
-    };
-    let count = meta.parts_count.unwrap_or(1);
-    if n as u32 > count {
-        return Err(super::error::invalid_part_number(n));
-    }
-    if count > 1 {
-        return Err(s3_error!(
-            NotImplemented,
-            "GET or HEAD of one part of a multipart object of {count} parts is not supported yet"
-        ));
-    }
-    Ok(())
-}
-
-/// The `Content-Range` of a whole object (what a part request of a one-part object gets).
-fn whole_range(size: u64) -> String {
-    format!("bytes 0-{}/{size}", size.saturating_sub(1))
 }

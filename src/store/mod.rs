@@ -59,6 +59,8 @@ pub enum Error {
     NoSuchUpload { upload_id: String },
     #[error("part {part_number} was not uploaded or its ETag does not match")]
     InvalidPart { part_number: u32 },
+    #[error("the object has no part {part_number}")]
+    InvalidPartNumber { part_number: u32 },
     #[error("parts must be listed in ascending order of part number")]
     InvalidPartOrder,
     #[error("part {part_number} is smaller than the 5 MiB minimum for a part that is not the last")]
@@ -231,6 +233,16 @@ pub trait Store: Send + Sync + 'static {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<()>;
+    /// The bytes (first, last) of part `part` of a version as it was uploaded (S3's
+    /// `?partNumber=N`); a version written in one piece is one part. `None` for an empty
+    /// part. Fails with [`Error::InvalidPartNumber`] for a part the version does not have.
+    async fn part_range(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        part: u32,
+    ) -> Result<Option<(u64, u64)>>;
     async fn list_parts(
         &self,
         bucket: &BucketName,

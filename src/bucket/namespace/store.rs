@@ -308,6 +308,18 @@ impl Store for Namespace {
         p.store.abort_multipart(&p.bucket, key, upload_id).await
     }
 
+    async fn part_range(
+        &self,
+        _bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        part: u32,
+    ) -> Result<Option<(u64, u64)>> {
+        read_first!(self, |l| l
+            .store
+            .part_range(&l.bucket, key, version_id, part))
+    }
+
     async fn list_parts(
         &self,
         _bucket: &BucketName,

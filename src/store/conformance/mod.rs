@@ -80,6 +80,8 @@ pub struct Gaps {
     pub suspended_versioning: Option<&'static str>,
     /// The backend's ListParts answer cannot be read (so uploads are checked without it).
     pub list_parts: Option<&'static str>,
+    /// The backend does not serve one part of a multipart object (`?partNumber=N`).
+    pub part_ranges: Option<&'static str>,
     /// The backend's GetBucketVersioning answer cannot be read (the state is still checked
     /// through what writes and deletes do).
     pub get_versioning: Option<&'static str>,
@@ -95,6 +97,7 @@ impl Gaps {
         delete_marker_reporting: None,
         suspended_versioning: None,
         list_parts: None,
+        part_ranges: None,
         get_versioning: None,
     };
 }

@@ -220,6 +220,29 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
         "{}: HEAD of a multipart object",
         s.name()
     );
+    // Each part's bytes, as uploaded (S3's ?partNumber=N).
+    match gaps.part_ranges {
+        Some(why) => skip(s, "the byte ranges of parts", why),
+        None => {
+            let (n1, n2) = (p1.len() as u64, p2.len() as u64);
+            let want = [
+                (0, n1 - 1),
+                (n1, n1 + n2 - 1),
+                (n1 + n2, whole.len() as u64 - 1),
+            ];
+            for (i, w) in want.iter().enumerate() {
+                let n = i as u32 + 1;
+                let r = ok(s, "part_range", s.part_range(&bk, &key, None, n).await);
+                assert_eq!(r, Some(*w), "{}: the bytes of part {n}", s.name());
+            }
+            expect_err!(
+                s,
+                "part_range past the last part",
+                s.part_range(&bk, &key, None, 4).await,
+                Error::InvalidPartNumber { .. }
+            );
+        }
+    }
     assert_eq!(
         (&head.attrs.content_type, &head.attrs.user_metadata),
         (&attrs.content_type, &attrs.user_metadata),

@@ -190,6 +190,9 @@ fn transaction(
         for row in &c.inserts {
             index::tx_insert_version(&tx, row)?;
         }
+        if let Some((seq, sizes)) = &c.part_sizes {
+            index::tx_insert_part_sizes(&tx, &c.bucket, &c.key, *seq, sizes)?;
+        }
         if let Some(u) = &c.delete_upload {
             index::tx_delete_upload(&tx, u)?;
         }

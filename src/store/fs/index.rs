@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS parts (
     file TEXT NOT NULL,
     PRIMARY KEY (upload_id, part_number)
 );
+CREATE TABLE IF NOT EXISTS part_sizes (
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    sizes TEXT NOT NULL,
+    PRIMARY KEY (bucket, key, seq)
+);
 CREATE TABLE IF NOT EXISTS intents (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     steps TEXT NOT NULL
@@ -397,6 +404,17 @@ impl Index {
         })
     }
 
+    /// The part sizes recorded for a multipart version, if any.
+    pub async fn part_sizes(&self, bucket: &str, key: &str, seq: i64) -> Result<Option<String>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT sizes FROM part_sizes WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+            )?
+            .query_row(params![bucket, key, seq], |r| r.get(0))
+            .optional()
+        })
+    }
+
     pub async fn version(&self, bucket: &str, key: &str, vid: &str) -> Result<Option<VersionRow>> {
         self.read(|c| {
             c.prepare_cached(&format!(
@@ -500,9 +518,14 @@ impl Index {
     pub async fn update_file_facts(&self, v: &VersionRow) -> Result<()> {
         let v = v.clone();
         self.write(move |c| {
+            // A file rewritten behind Ferry's back is one piece: its parts are gone.
+            c.execute(
+                "DELETE FROM part_sizes WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+                params![v.bucket, v.key, v.seq],
+            )?;
             c.execute(
                 "UPDATE versions SET size = ?4, etag = ?5, mtime_ms = ?6, checksum = ?7, file_ino = ?8, \
-                 file_mtime_ns = ?9 WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+                 file_mtime_ns = ?9, parts_count = NULL WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
                 params![
                     v.bucket,
                     v.key,
@@ -695,8 +718,25 @@ pub fn tx_delete_version(
     seq: i64,
 ) -> rusqlite::Result<()> {
     c.prepare_cached("DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND seq = ?3")?
+        .execute(params![bucket, key, seq])?;
+    c.prepare_cached("DELETE FROM part_sizes WHERE bucket = ?1 AND key = ?2 AND seq = ?3")?
         .execute(params![bucket, key, seq])
         .map(drop)
+}
+
+/// Records the part sizes of a multipart version (see [`super::layout`]).
+pub fn tx_insert_part_sizes(
+    c: &Connection,
+    bucket: &str,
+    key: &str,
+    seq: i64,
+    sizes: &str,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO part_sizes (bucket, key, seq, sizes) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![bucket, key, seq, sizes])
+    .map(drop)
 }
 
 /// Sets whether a version is the latest and where its bytes are.

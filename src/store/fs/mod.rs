@@ -21,6 +21,7 @@ mod body;
 mod commit;
 pub mod index;
 pub mod intent;
+mod layout;
 mod list;
 mod multipart;
 mod object;
@@ -355,6 +356,7 @@ impl FsStore {
         row.size = size;
         row.etag = etag;
         row.checksum = None;
+        row.parts_count = None;
         if moved {
             row.mtime_ms = index::now_ms();
         }
@@ -377,6 +379,8 @@ struct Change {
     inserts: Vec<VersionRow>,
     updates: Vec<VersionRow>,
     deletes: Vec<i64>,
+    /// The part sizes of an inserted multipart version: its seq and [`layout`] text.
+    part_sizes: Option<(i64, String)>,
     delete_upload: Option<String>,
     steps: Vec<Step>,
     /// A body this change moves into place is not fdatasynced yet (see [`commit`]).
@@ -391,6 +395,7 @@ impl Change {
             inserts: vec![],
             updates: vec![],
             deletes: vec![],
+            part_sizes: None,
             delete_upload: None,
             steps: vec![],
             unsynced_body: false,
@@ -697,6 +702,34 @@ impl Store for FsStore {
         upload_id: &str,
     ) -> Result<()> {
         self.abort_multipart_impl(bucket, key, upload_id).await
+    }
+
+    async fn part_range(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        part: u32,
+    ) -> Result<Option<(u64, u64)>> {
+        let _g = self.lock_for(bucket, key.as_str()).read().await;
+        let row = self.resolve(bucket, key, version_id).await?;
+        let size = row.size.max(0) as u64;
+        match row.parts_count.map(|n| n.max(0) as u32) {
+            None | Some(1) if part == 1 => Ok((size > 0).then(|| (0, size - 1))),
+            Some(n) if (2..=n).contains(&part) || (n > 1 && part == 1) => {
+                match self
+                    .index
+                    .part_sizes(bucket.as_str(), key.as_str(), row.seq)
+                    .await?
+                {
+                    Some(text) => Ok(layout::part_range(&text, part)),
+                    None => Err(Error::NotImplemented(
+                        "one part of a multipart object completed before Ferry recorded part sizes",
+                    )),
+                }
+            }
+            _ => Err(Error::InvalidPartNumber { part_number: part }),
+        }
     }
 
     async fn list_parts(

@@ -424,6 +424,7 @@ impl FsStore {
                 .and_then(|t| serde_json::from_str(t).ok())
                 .unwrap_or_default(),
             parts_count: Some(chosen.len() as u32),
+            part_sizes: Some(super::layout::encode(chosen.iter().map(|p| p.size as u64))),
         };
         let mut meta = self
             .commit_version(bucket, key, tmp, new, Some(upload_id.to_owned()), None)

@@ -36,6 +36,8 @@ pub(super) struct NewVersion {
     pub checksum: Option<Checksum>,
     pub tags: Tags,
     pub parts_count: Option<u32>,
+    /// The sizes of a multipart version's parts, as [`super::layout`] text.
+    pub part_sizes: Option<String>,
 }
 
 fn rel_in_meta(unique: &str) -> String {
@@ -154,6 +156,7 @@ impl FsStore {
             checksum: digests.checksum,
             tags: opts.tags,
             parts_count: None,
+            part_sizes: None,
         };
         let ready = Prepared {
             ino: got.ino,
@@ -266,6 +269,7 @@ impl FsStore {
                 to,
             });
             change.steps.extend(post);
+            change.part_sizes = new.part_sizes.map(|s| (row.seq, s));
             change.inserts.push(row.clone());
             self.commit(change).await?;
             super::row_to_meta(&row)

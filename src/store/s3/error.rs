@@ -190,6 +190,9 @@ pub(super) fn map_answer(store: &str, ctx: Ctx<'_>, answer: &Answer<'_>) -> Erro
             part_number: part_number(),
         },
         "InvalidPartOrder" => Error::InvalidPartOrder,
+        "InvalidPartNumber" => Error::InvalidPartNumber {
+            part_number: part_number(),
+        },
         // MinIO answers a checksum that does not match with a code of its own; a payload
         // whose SHA-256 differs from the signed one was damaged on the way just the same.
         "BadDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch" => {

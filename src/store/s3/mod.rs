@@ -778,6 +778,16 @@ impl Store for S3Store {
         multipart::abort(self, bucket, key, upload_id).await
     }
 
+    async fn part_range(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        part: u32,
+    ) -> Result<Option<(u64, u64)>> {
+        multipart::part_range(self, bucket, key, version_id, part).await
+    }
+
     async fn list_parts(
         &self,
         bucket: &BucketName,

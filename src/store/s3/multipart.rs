@@ -255,3 +255,58 @@ pub(super) async fn abort(
         .map_err(|e| store.err(ctx, e))?;
     Ok(())
 }
+
+/// Part `part` of a version, from a HEAD with `partNumber` (the backend answers with the
+/// part's `Content-Range`). A backend that ignores `partNumber` sends none: its answer is
+/// taken for part 1 of an object of one part, and refused otherwise rather than guessed.
+pub(super) async fn part_range(
+    store: &S3Store,
+    bucket: &BucketName,
+    key: &ObjectKey,
+    version_id: Option<&str>,
+    part: u32,
+) -> Result<Option<(u64, u64)>> {
+    let invalid = || Error::InvalidPartNumber { part_number: part };
+    let number = i32::try_from(part).map_err(|_| invalid())?;
+    let ctx = Ctx::key(bucket.as_str(), key.as_str()).version(version_id);
+    let out = store
+        .client
+        .head_object()
+        .bucket(bucket.as_str())
+        .key(key.as_str())
+        .set_version_id(version_id.map(str::to_owned))
+        .part_number(number)
+        .send()
+        .await
+        .map_err(|e| match store.err(ctx, e) {
+            Error::InvalidRange { .. } | Error::InvalidPartNumber { .. } => invalid(),
+            Error::Remote { status: 416, .. } => invalid(),
+            e => e,
+        })?;
+    if let Some(r) = out.content_range().and_then(content_range) {
+        return Ok(Some(r));
+    }
+    let parts = out
+        .parts_count()
+        .or_else(|| {
+            super::convert::parts_from_etag(out.e_tag().unwrap_or_default()).map(|n| n as i32)
+        })
+        .unwrap_or(1);
+    match (part, parts) {
+        (1, 1) => {
+            let size = u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0);
+            Ok((size > 0).then(|| (0, size - 1)))
+        }
+        (_, 1) => Err(invalid()),
+        _ => Err(Error::NotImplemented(
+            "one part of a multipart object, from a backend that does not serve parts",
+        )),
+    }
+}
+
+/// `bytes FIRST-LAST/TOTAL` as (first, last).
+fn content_range(v: &str) -> Option<(u64, u64)> {
+    let (range, _) = v.strip_prefix("bytes ")?.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}

@@ -114,5 +114,13 @@ for n, data in ((1, b"a" * (5 * 1024 * 1024)), (2, b"b" * 10)):
     done.append({"PartNumber": n, "ETag": p["ETag"]})
 s3.complete_multipart_upload(Bucket=B, Key="two", UploadId=uid, MultipartUpload={"Parts": done})
 expect_error(lambda: s3.get_object(Bucket=B, Key="two", PartNumber=3), "InvalidPartNumber", 416)
+for n, (first, last, byte) in ((1, (0, 5 * 1024 * 1024 - 1, b"a")), (2, (5 * 1024 * 1024, 5 * 1024 * 1024 + 9, b"b"))):
+    size = 5 * 1024 * 1024 + 10
+    g = s3.get_object(Bucket=B, Key="two", PartNumber=n)
+    assert g["ResponseMetadata"]["HTTPStatusCode"] == 206, g["ResponseMetadata"]
+    assert (g["ContentRange"], g["PartsCount"]) == (f"bytes {first}-{last}/{size}", 2), g
+    assert g["Body"].read() == byte * (last - first + 1)
+    h = s3.head_object(Bucket=B, Key="two", PartNumber=n)
+    assert (h["ContentLength"], h["ContentRange"], h["PartsCount"]) == (last - first + 1, f"bytes {first}-{last}/{size}", 2), h
 assert "PartsCount" not in s3.head_object(Bucket=B, Key="two"), "parts count without partNumber"
 print("conditions: ok")
