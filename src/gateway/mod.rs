@@ -6,6 +6,7 @@
 //! nothing below sees a raw client string. The HTTP server around it (limits, shutdown) is
 //! [`server`]. Does not own: where a bucket's bytes live (a store) or what is durable.
 
+mod attributes;
 mod bucket;
 mod conditions;
 mod convert;
@@ -254,6 +255,14 @@ impl S3 for Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         self.timed("CopyObject", self.copy_object_impl(req)).await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.timed("GetObjectAttributes", self.get_object_attributes_impl(req))
+            .await
     }
 
     async fn get_object_tagging(
