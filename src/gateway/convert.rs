@@ -224,6 +224,32 @@ pub fn attrs_from(
     })
 }
 
+/// Refuses a storage class S3 does not know. Every known one is taken (Ferry keeps one
+/// class: objects read back as STANDARD).
+pub fn check_storage_class(c: Option<&dto::StorageClass>) -> S3Result<()> {
+    use dto::StorageClass as C;
+    match c.map(C::as_str) {
+        None
+        | Some(
+            C::STANDARD
+            | C::REDUCED_REDUNDANCY
+            | C::STANDARD_IA
+            | C::ONEZONE_IA
+            | C::INTELLIGENT_TIERING
+            | C::GLACIER
+            | C::GLACIER_IR
+            | C::DEEP_ARCHIVE
+            | C::OUTPOSTS
+            | C::SNOW
+            | C::EXPRESS_ONEZONE,
+        ) => Ok(()),
+        Some(other) => Err(s3_error!(
+            InvalidStorageClass,
+            "The storage class you specified is not valid: {other:?}"
+        )),
+    }
+}
+
 /// S3's limit on user metadata: the UTF-8 bytes of every name (without `x-amz-meta-`) and
 /// value together.
 const MAX_USER_METADATA: usize = 2048;

@@ -19,6 +19,7 @@ impl Gateway {
         let (src_store, src_bucket, src_key, sv) = self.copy_source(&input.copy_source)?;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
+        convert::check_storage_class(input.storage_class.as_ref())?;
         let replace_meta = input
             .metadata_directive
             .as_ref()
@@ -44,6 +45,7 @@ impl Gateway {
             && !replace_meta
             && !replace_tags
             && input.checksum_algorithm.is_none()
+            && input.storage_class.is_none()
         {
             return Err(s3_error!(
                 InvalidRequest,

@@ -107,6 +107,7 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
+        convert::check_storage_class(input.storage_class.as_ref())?;
         let algorithm = convert::algorithm(input.checksum_algorithm.as_ref())?;
         let full_object = full_object(algorithm, input.checksum_type.as_ref())?;
         let opts = store::PutOptions {
@@ -317,10 +318,27 @@ impl Gateway {
             let e = p
                 .e_tag
                 .ok_or_else(|| s3_error!(MalformedXML, "part {n} has no ETag"))?;
+            use store::ChecksumAlgorithm as A;
+            let claimed = [
+                (A::Crc32, p.checksum_crc32),
+                (A::Crc32c, p.checksum_crc32c),
+                (A::Crc64Nvme, p.checksum_crc64nvme),
+                (A::Sha1, p.checksum_sha1),
+                (A::Sha256, p.checksum_sha256),
+            ]
+            .into_iter()
+            .find_map(|(algorithm, v)| {
+                v.map(|value| store::Checksum {
+                    algorithm,
+                    value,
+                    composite: false,
+                })
+            });
             wanted.push(store::CompletedPart {
                 part_number: n,
                 etag: e.value().to_owned(),
                 checksum: None,
+                claimed,
             });
         }
         let meta = store

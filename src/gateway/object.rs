@@ -123,6 +123,7 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let size = self.check_size(input.content_length)?;
+        convert::check_storage_class(input.storage_class.as_ref())?;
         let _locked = self
             .check_write_conditions(
                 store.as_ref(),

@@ -117,6 +117,11 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
         Box::pin(async move {
             let _permit = this.slots.acquire_owned().await;
             let mut res = hyper::service::Service::call(&this.inner, req).await?;
+            // Every answer names its request, as S3's do, for logs on both sides to meet.
+            let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase();
+            if let Ok(v) = http::HeaderValue::from_str(&id) {
+                res.headers_mut().insert("x-amz-request-id", v);
+            }
             // S3 answers a HEAD with a Range as the GET it stands for, 206; s3s 0.14 always
             // says 200 (and ignores a status set on the response).
             if head

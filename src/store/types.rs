@@ -366,6 +366,10 @@ pub struct CompletedPart {
     /// The part's checksum, for an upload created with a checksum algorithm (S3 wants each
     /// one named); `None` when the store should ask its backend or none is needed.
     pub checksum: Option<Checksum>,
+    /// The part's checksum as an S3 client named it at completion: a store refuses the
+    /// completion (`InvalidPart`) when it differs from the part's own checksum of that
+    /// algorithm, or has its backend check it; nothing to check against, it is ignored.
+    pub claimed: Option<Checksum>,
 }
 
 /// What a store can do; differences between stores are data, so one conformance suite

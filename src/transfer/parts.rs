@@ -114,6 +114,7 @@ pub(super) async fn copy_parts(
             part_number: i as u32 + 1,
             etag: p.as_ref().map(|p| p.etag.clone()).unwrap_or_default(),
             checksum: p.as_ref().and_then(|p| p.checksum.clone()),
+            claimed: None,
         })
         .collect();
     let m = it

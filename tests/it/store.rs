@@ -271,6 +271,7 @@ async fn placed_parts_survive_a_reopen_and_a_refused_completion() {
                 part_number: u32::from(n),
                 etag: info.etag,
                 checksum: None,
+                claimed: None,
             });
         }
     }
@@ -280,6 +281,7 @@ async fn placed_parts_survive_a_reopen_and_a_refused_completion() {
         part_number: 4,
         etag: "0".repeat(32),
         checksum: None,
+        claimed: None,
     });
     let refused = store
         .complete_multipart(&b, &key, &upload, &missing, None)
@@ -296,6 +298,7 @@ async fn placed_parts_survive_a_reopen_and_a_refused_completion() {
         part_number: 4,
         etag: info.etag,
         checksum: None,
+        claimed: None,
     });
     store
         .complete_multipart(&b, &key, &upload, &done, None)

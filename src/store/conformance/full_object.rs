@@ -54,6 +54,7 @@ pub async fn full_object_checksums(s: &dyn Store, prefix: &str, gaps: Gaps) {
                 part_number: n,
                 etag: info.etag,
                 checksum: None,
+                claimed: None,
             });
         }
         if gaps.list_parts.is_none() {
@@ -70,6 +71,14 @@ pub async fn full_object_checksums(s: &dyn Store, prefix: &str, gaps: Gaps) {
             );
         }
         if claim {
+            let mut misnamed = done.clone();
+            misnamed[0].claimed = Some(checksum_of(algorithm, b"another part"));
+            expect_err!(
+                s,
+                format!("{what}: completion naming a wrong part checksum"),
+                s.complete_multipart(&bk, &key, &id, &misnamed, None).await,
+                Error::InvalidPart { .. }
+            );
             let wrong = Checksum {
                 algorithm,
                 value: b64(&[7u8; 8]),

@@ -52,6 +52,7 @@ fn completed(etags: &[(u32, String)], chosen: &[u32]) -> Vec<CompletedPart> {
                 .map(|(_, e)| e.clone())
                 .unwrap_or_default(),
             checksum: None,
+            claimed: None,
         })
         .collect()
 }

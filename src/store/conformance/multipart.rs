@@ -96,6 +96,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
             part_number: n,
             etag: info.etag,
             checksum: None,
+            claimed: None,
         });
     }
     // A part refused by its verifier is not recorded.
@@ -334,6 +335,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
             part_number: n,
             etag: info.etag,
             checksum: None,
+            claimed: None,
         });
     }
     expect_err!(
@@ -364,6 +366,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
                 part_number: 1,
                 etag: info.etag,
                 checksum: None,
+                claimed: None,
             }],
             None,
         )
@@ -431,6 +434,7 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
                         part_number: 1,
                         etag: info.etag,
                         checksum: None,
+                        claimed: None,
                     }],
                     None
                 )

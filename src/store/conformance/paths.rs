@@ -78,6 +78,7 @@ pub async fn path_conflicts(s: &dyn Store, prefix: &str) {
                 part_number: 1,
                 etag: info.etag,
                 checksum: None,
+                claimed: None,
             }],
             None
         )

@@ -331,7 +331,8 @@ impl FsStore {
             match stored.peek() {
                 Some(p)
                     if p.part_number == i64::from(want.part_number)
-                        && p.etag == want.etag.trim_matches('"') =>
+                        && p.etag == want.etag.trim_matches('"')
+                        && claim_holds(want.claimed.as_ref(), p.checksum.as_deref()) =>
                 {
                     after = p.part_number;
                     chosen.extend(stored.next());
@@ -553,5 +554,17 @@ fn check_claim(claimed: Option<&Checksum>, computed: Option<&Checksum>) -> Resul
             "the upload was not created with the {} checksum algorithm named at completion",
             claimed.algorithm.as_str()
         ))),
+    }
+}
+
+/// Whether a part's checksum named at completion agrees with the one recorded for the part
+/// (a claim of an algorithm the part was not checksummed with has nothing to disagree with).
+fn claim_holds(claimed: Option<&Checksum>, recorded: Option<&str>) -> bool {
+    let (Some(claimed), Some(recorded)) = (claimed, recorded) else {
+        return true;
+    };
+    match serde_json::from_str::<Checksum>(recorded) {
+        Ok(r) if r.algorithm == claimed.algorithm => r.value == claimed.value,
+        _ => true,
     }
 }

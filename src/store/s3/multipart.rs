@@ -194,9 +194,13 @@ pub(super) async fn complete(
         let mut part = sdk::CompletedPart::builder()
             .part_number(number)
             .e_tag(quote_etag(&p.etag));
+        // A client's claim goes on for the backend to check, where its upload has the
+        // client's algorithm (with SDK checksums); otherwise it could not be checked there.
+        let claimed = p.claimed.as_ref().filter(|_| store.supported());
         if let Some(c) = p
             .checksum
             .as_ref()
+            .or(claimed)
             .or_else(|| checksums.get(&p.part_number))
         {
             part = with_checksum_value!(part, c);

@@ -49,8 +49,11 @@ def upload(key, kind):
     return uid, done
 
 
-# FULL_OBJECT: a wrong whole-object value is refused and nothing is committed.
+# FULL_OBJECT: a wrong part or whole-object value is refused and nothing is committed.
 uid, done = upload("full", "FULL_OBJECT")
+bad = [dict(done[0], ChecksumCRC32=crc32(b"another part"))] + done[1:]
+expect_error(lambda: s3.complete_multipart_upload(
+    Bucket=B, Key="full", UploadId=uid, MultipartUpload={"Parts": bad}), "InvalidPart", 400)
 expect_error(lambda: s3.complete_multipart_upload(
     Bucket=B, Key="full", UploadId=uid, MultipartUpload={"Parts": done},
     ChecksumCRC32=crc32(b"something else"), ChecksumType="FULL_OBJECT"), "BadDigest", 400)

@@ -66,4 +66,12 @@ p = s3.upload_part(Bucket=B, Key="algo", UploadId=uid, PartNumber=1, Body=b"x", 
 r = s3.complete_multipart_upload(Bucket=B, Key="algo", UploadId=uid, MultipartUpload={"Parts": [
     {"PartNumber": 1, "ETag": p["ETag"], "ChecksumSHA256": p["ChecksumSHA256"]}]})
 assert r.get("ChecksumSHA256", "").endswith("-1"), r
+# Storage classes: every one S3 knows is taken, others are refused; a copy onto itself that
+# names one is a change (what `aws s3 cp --storage-class` does).
+r = s3.put_object(Bucket=B, Key="cold", Body=b"c", StorageClass="STANDARD_IA")
+assert r["ResponseMetadata"]["HTTPHeaders"].get("x-amz-request-id"), r["ResponseMetadata"]
+expect_error(lambda: s3.put_object(Bucket=B, Key="cold", Body=b"c", StorageClass="BOGUS"), "InvalidStorageClass", 400)
+s3.copy_object(Bucket=B, Key="cold", CopySource={"Bucket": B, "Key": "cold"}, StorageClass="GLACIER_IR")
+expect_error(lambda: s3.copy_object(Bucket=B, Key="cold", CopySource={"Bucket": B, "Key": "cold"}),
+             "InvalidRequest", 400)
 print("s3 rules: ok")
