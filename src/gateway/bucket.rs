@@ -43,8 +43,35 @@ impl Gateway {
 
     pub(super) async fn list_buckets_impl(
         &self,
-        _req: S3Request<ListBucketsInput>,
+        req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let input = req.input;
+        let max = match input.max_buckets {
+            None => usize::MAX,
+            Some(n) if (1..=10_000).contains(&n) => n as usize,
+            Some(_) => {
+                return Err(super::error::invalid_argument(
+                    "max-buckets must be between 1 and 10000",
+                ));
+            }
+        };
+        // The token is the last name of the page before (buckets are listed by name).
+        let after = match input
+            .continuation_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+        {
+            None => None,
+            Some(t) => Some(
+                store::digest::b64_decode(t)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        super::error::invalid_argument(
+                            "The continuation token provided is incorrect",
+                        )
+                    })?,
+            ),
+        };
         let mut buckets: Vec<Bucket> = self
             .default_store
             .list_buckets()
@@ -76,15 +103,31 @@ impl Gateway {
                     bucket_region: None,
                 });
             }
-            buckets.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        let prefix = input.prefix.clone().unwrap_or_default();
+        buckets.retain(|b| {
+            b.name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&prefix) && after.as_deref().is_none_or(|a| n > a))
+        });
+        let next = (buckets.len() > max)
+            .then(|| {
+                buckets[max - 1]
+                    .name
+                    .as_deref()
+                    .map(|n| store::digest::b64(n.as_bytes()))
+            })
+            .flatten();
+        buckets.truncate(max);
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
+            continuation_token: next,
+            prefix: input.prefix,
             owner: Some(Owner {
                 display_name: Some("ferry".into()),
                 id: Some("ferry".into()),
             }),
-            ..Default::default()
         }))
     }
 

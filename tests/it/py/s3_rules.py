@@ -74,4 +74,15 @@ expect_error(lambda: s3.put_object(Bucket=B, Key="cold", Body=b"c", StorageClass
 s3.copy_object(Bucket=B, Key="cold", CopySource={"Bucket": B, "Key": "cold"}, StorageClass="GLACIER_IR")
 expect_error(lambda: s3.copy_object(Bucket=B, Key="cold", CopySource={"Bucket": B, "Key": "cold"}),
              "InvalidRequest", 400)
+# ListBuckets with a prefix, in pages.
+for name in ("lb-b", "lb-a", "lb-c"):
+    s3.create_bucket(Bucket=name)
+names, kwargs = [], {"Prefix": "lb-", "MaxBuckets": 2}
+while True:
+    r = s3.list_buckets(**kwargs)
+    names += [b["Name"] for b in r["Buckets"]]
+    if not r.get("ContinuationToken"):
+        break
+    kwargs["ContinuationToken"] = r["ContinuationToken"]
+assert names == ["lb-a", "lb-b", "lb-c"], names
 print("s3 rules: ok")
