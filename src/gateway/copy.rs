@@ -116,7 +116,7 @@ impl Gateway {
                 .await
                 .map_err(s3_error)?
         } else {
-            let from = (src_store.as_ref(), &src_bucket, &src);
+            let from = (src_store.as_ref(), &src_bucket, &src, sv.clone());
             copy_between(from, store.as_ref(), &bucket, &key, opts).await?
         };
         let c = convert::checksum_fields(meta.checksum.as_ref());
@@ -144,13 +144,19 @@ impl Gateway {
 /// algorithm kept unless the request replaces them. The new object is checked against the
 /// source's MD5 when that is its ETag, else against its size.
 async fn copy_between(
-    (src_store, src_bucket, src): (&dyn store::Store, &store::BucketName, &store::ObjectMeta),
+    (src_store, src_bucket, src, asked): (
+        &dyn store::Store,
+        &store::BucketName,
+        &store::ObjectMeta,
+        Option<String>,
+    ),
     dst: &dyn store::Store,
     bucket: &store::BucketName,
     key: &ObjectKey,
     opts: store::CopyOptions,
 ) -> S3Result<store::ObjectMeta> {
-    let version = Some(src.version_id.clone()).filter(|v| v != store::NULL_VERSION);
+    // The version the request named (`null` too), else the one the HEAD found.
+    let version = asked.or(Some(src.version_id.clone()).filter(|v| v != store::NULL_VERSION));
     let tags = match opts.tags {
         Some(t) => t,
         None if src.tag_count > 0 => {

@@ -443,7 +443,7 @@ impl Gateway {
             prefix: input.prefix.clone().unwrap_or_default(),
             delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
             key_marker: input.key_marker.clone().filter(|k| !k.is_empty()),
-            upload_id_marker: input.upload_id_marker.clone(),
+            upload_id_marker: input.upload_id_marker.clone().filter(|u| !u.is_empty()),
             max_uploads: max,
         };
         let page = store.list_uploads(&bucket, &q).await.map_err(s3_error)?;

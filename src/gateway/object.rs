@@ -194,39 +194,61 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let part = check_part_number(input.part_number, input.range.is_some())?;
-        let range = match part {
-            // A part is the range the store recorded for it.
-            Some(n) => store
-                .part_range(&bucket, &key, input.version_id.as_deref(), n)
-                .await
-                .map_err(s3_error)?
-                .map(|(a, b)| store::ByteRange::FromTo(a, b)),
-            None => convert::range(input.range),
-        };
-        let opts = store::GetOptions {
-            version_id: input.version_id.clone(),
-            range,
-        };
-        let res = match store.get_object(&bucket, &key, opts).await {
-            Ok(res) => res,
-            // Preconditions come before the range: a failed one answers 412 or 304, not 416.
-            Err(e @ store::Error::InvalidRange { .. }) => {
-                if let Ok(meta) = store
-                    .head_object(&bucket, &key, input.version_id.as_deref())
-                    .await
-                {
-                    convert::check_read_conditions(
-                        &meta,
-                        input.if_match.as_ref(),
-                        input.if_none_match.as_ref(),
-                        input.if_modified_since.as_ref(),
-                        input.if_unmodified_since.as_ref(),
-                    )?;
+        let asked = convert::range(input.range);
+        let mut tries = 0;
+        let (mut res, located) = loop {
+            // A part is the range the store recorded for it, in the version read next.
+            let located = match part {
+                Some(n) => Some(
+                    store
+                        .part_range(&bucket, &key, input.version_id.as_deref(), n)
+                        .await
+                        .map_err(s3_error)?,
+                ),
+                None => None,
+            };
+            let range = match &located {
+                Some(p) => p.range.map(|(a, b)| store::ByteRange::FromTo(a, b)),
+                None => asked,
+            };
+            let opts = store::GetOptions {
+                version_id: input.version_id.clone(),
+                range,
+            };
+            let res = match store.get_object(&bucket, &key, opts).await {
+                Ok(res) => res,
+                // Preconditions come before the range: a failed one answers 412 or 304.
+                Err(e @ store::Error::InvalidRange { .. }) => {
+                    if let Ok(meta) = store
+                        .head_object(&bucket, &key, input.version_id.as_deref())
+                        .await
+                    {
+                        convert::check_read_conditions(
+                            &meta,
+                            input.if_match.as_ref(),
+                            input.if_none_match.as_ref(),
+                            input.if_modified_since.as_ref(),
+                            input.if_unmodified_since.as_ref(),
+                        )?;
+                    }
+                    return Err(s3_error(e));
                 }
-                return Err(s3_error(e));
+                Err(e) => return Err(s3_error(e)),
+            };
+            match &located {
+                Some(p) if p.etag != res.meta.etag => {
+                    tries += 1;
+                    if tries == 3 {
+                        return Err(changed_while_read());
+                    }
+                }
+                _ => break (res, located),
             }
-            Err(e) => return Err(s3_error(e)),
         };
+        if located.as_ref().is_some_and(|p| p.range.is_none()) {
+            // An empty part: none of the object's bytes.
+            res.body = Box::pin(futures::stream::empty());
+        }
         let meta = res.meta;
         convert::check_read_conditions(
             &meta,
@@ -235,18 +257,18 @@ impl Gateway {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (len, content_range) = match (res.range, part) {
+        let (len, content_range) = match (res.range, &located) {
             (Some((a, b)), _) => (b - a + 1, Some(format!("bytes {a}-{b}/{}", meta.size))),
-            // An empty part of a larger object.
-            (None, Some(_)) if meta.size > 0 => (0, None),
-            (None, _) => (meta.size, None),
+            (None, Some(_)) => (0, None),
+            (None, None) => (meta.size, None),
         };
         self.metrics.bytes_out(len);
         let want_checksum = input
             .checksum_mode
             .as_ref()
             .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
-            && res.range.is_none();
+            && res.range.is_none()
+            && part.is_none();
         let c = convert::checksum_fields(if want_checksum {
             meta.checksum.as_ref()
         } else {
@@ -280,7 +302,7 @@ impl Gateway {
             last_modified: Some(ts(meta.last_modified)),
             version_id: convert::version_header(&meta),
             tag_count: (meta.tag_count > 0).then_some(meta.tag_count as i32),
-            parts_count: part.and(meta.parts_count).map(|n| n as i32),
+            parts_count: located.as_ref().map(|p| p.parts as i32),
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
             checksum_crc64nvme: c.crc64nvme,
@@ -298,10 +320,26 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        let meta = store
-            .head_object(&bucket, &key, input.version_id.as_deref())
-            .await
-            .map_err(s3_error)?;
+        let part = check_part_number(input.part_number, input.range.is_some())?;
+        let mut tries = 0;
+        let (meta, located) = loop {
+            let meta = store
+                .head_object(&bucket, &key, input.version_id.as_deref())
+                .await
+                .map_err(s3_error)?;
+            let Some(n) = part else { break (meta, None) };
+            let p = store
+                .part_range(&bucket, &key, input.version_id.as_deref(), n)
+                .await
+                .map_err(s3_error)?;
+            if p.etag == meta.etag {
+                break (meta, Some(p));
+            }
+            tries += 1;
+            if tries == 3 {
+                return Err(changed_while_read());
+            }
+        };
         convert::check_read_conditions(
             &meta,
             input.if_match.as_ref(),
@@ -309,18 +347,13 @@ impl Gateway {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let part = check_part_number(input.part_number, input.range.is_some())?;
-        let range = match part {
-            Some(n) => store
-                .part_range(&bucket, &key, input.version_id.as_deref(), n)
-                .await
-                .map_err(s3_error)?
-                .map(|(a, b)| store::ByteRange::FromTo(a, b)),
+        let range = match &located {
+            Some(p) => p.range.map(|(a, b)| store::ByteRange::FromTo(a, b)),
             None => convert::range(input.range),
         };
         let (len, content_range) = match range {
-            // An empty part of a larger object.
-            None if part.is_some() && meta.size > 0 => (0, None),
+            // An empty part.
+            None if located.is_some() => (0, None),
             Some(r) => {
                 let (a, b) = r
                     .resolve(meta.size)
@@ -329,10 +362,12 @@ impl Gateway {
             }
             None => (meta.size, None),
         };
+        // The object's checksum covers all of it, not a part.
         let want_checksum = input
             .checksum_mode
             .as_ref()
-            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+            && located.is_none();
         let c = convert::checksum_fields(if want_checksum {
             meta.checksum.as_ref()
         } else {
@@ -356,7 +391,7 @@ impl Gateway {
             e_tag: Some(etag(&meta.etag)),
             last_modified: Some(ts(meta.last_modified)),
             version_id: convert::version_header(&meta),
-            parts_count: part.and(meta.parts_count).map(|n| n as i32),
+            parts_count: located.as_ref().map(|p| p.parts as i32),
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
             checksum_crc64nvme: c.crc64nvme,
@@ -514,4 +549,13 @@ fn check_part_number(n: Option<i32>, ranged: bool) -> S3Result<Option<u32>> {
         )),
         Some(n) => Ok(Some(n as u32)),
     }
+}
+
+/// The object changed each time one of its parts was located and read: the client may try
+/// again (S3 clients retry `SlowDown`).
+fn changed_while_read() -> s3s::S3Error {
+    s3_error!(
+        SlowDown,
+        "the object changed while one of its parts was read; try again"
+    )
 }

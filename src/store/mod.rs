@@ -233,16 +233,16 @@ pub trait Store: Send + Sync + 'static {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<()>;
-    /// The bytes (first, last) of part `part` of a version as it was uploaded (S3's
-    /// `?partNumber=N`); a version written in one piece is one part. `None` for an empty
-    /// part. Fails with [`Error::InvalidPartNumber`] for a part the version does not have.
+    /// Where part `part` of a version lies as it was uploaded (S3's `?partNumber=N`); a
+    /// version written in one piece is one part. Fails with [`Error::InvalidPartNumber`]
+    /// for a part the version does not have.
     async fn part_range(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
         version_id: Option<&str>,
         part: u32,
-    ) -> Result<Option<(u64, u64)>>;
+    ) -> Result<PartRange>;
     async fn list_parts(
         &self,
         bucket: &BucketName,

@@ -357,6 +357,18 @@ pub struct UploadsPage {
     pub next_upload_id_marker: Option<String>,
 }
 
+/// Where one part of a version lies (see [`Store::part_range`](super::Store::part_range)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRange {
+    /// First and last byte; `None` for an empty part.
+    pub range: Option<(u64, u64)>,
+    /// The ETag of the version the range belongs to: a read of the part checks it got the
+    /// same version.
+    pub etag: String,
+    /// The version's part count, as `x-amz-mp-parts-count` reports it.
+    pub parts: u32,
+}
+
 /// One part named in a CompleteMultipartUpload request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedPart {

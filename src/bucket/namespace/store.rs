@@ -314,7 +314,7 @@ impl Store for Namespace {
         key: &ObjectKey,
         version_id: Option<&str>,
         part: u32,
-    ) -> Result<Option<(u64, u64)>> {
+    ) -> Result<crate::store::PartRange> {
         read_first!(self, |l| l
             .store
             .part_range(&l.bucket, key, version_id, part))

@@ -710,26 +710,8 @@ impl Store for FsStore {
         key: &ObjectKey,
         version_id: Option<&str>,
         part: u32,
-    ) -> Result<Option<(u64, u64)>> {
-        let _g = self.lock_for(bucket, key.as_str()).read().await;
-        let row = self.resolve(bucket, key, version_id).await?;
-        let size = row.size.max(0) as u64;
-        match row.parts_count.map(|n| n.max(0) as u32) {
-            None | Some(1) if part == 1 => Ok((size > 0).then(|| (0, size - 1))),
-            Some(n) if (2..=n).contains(&part) || (n > 1 && part == 1) => {
-                match self
-                    .index
-                    .part_sizes(bucket.as_str(), key.as_str(), row.seq)
-                    .await?
-                {
-                    Some(text) => Ok(layout::part_range(&text, part)),
-                    None => Err(Error::NotImplemented(
-                        "one part of a multipart object completed before Ferry recorded part sizes",
-                    )),
-                }
-            }
-            _ => Err(Error::InvalidPartNumber { part_number: part }),
-        }
+    ) -> Result<PartRange> {
+        self.part_range_impl(bucket, key, version_id, part).await
     }
 
     async fn list_parts(

@@ -784,7 +784,7 @@ impl Store for S3Store {
         key: &ObjectKey,
         version_id: Option<&str>,
         part: u32,
-    ) -> Result<Option<(u64, u64)>> {
+    ) -> Result<crate::store::PartRange> {
         multipart::part_range(self, bucket, key, version_id, part).await
     }
 

@@ -29,7 +29,7 @@ use super::put::refuses_header;
 use crate::store::types::{ChecksumAlgorithm, ObjectAttrs};
 use crate::store::{
     BucketName, ByteStream, Checksum, CompletedPart, Error, NULL_VERSION, ObjectKey, ObjectMeta,
-    PartInfo, PutOptions, Result, Store, Tags,
+    PartInfo, PartRange, PutOptions, Result, Store, Tags,
 };
 
 pub(super) async fn create(
@@ -269,7 +269,7 @@ pub(super) async fn part_range(
     key: &ObjectKey,
     version_id: Option<&str>,
     part: u32,
-) -> Result<Option<(u64, u64)>> {
+) -> Result<PartRange> {
     let invalid = || Error::InvalidPartNumber { part_number: part };
     let number = i32::try_from(part).map_err(|_| invalid())?;
     let ctx = Ctx::key(bucket.as_str(), key.as_str()).version(version_id);
@@ -287,25 +287,26 @@ pub(super) async fn part_range(
             Error::Remote { status: 416, .. } => invalid(),
             e => e,
         })?;
-    if let Some(r) = out.content_range().and_then(content_range) {
-        return Ok(Some(r));
-    }
+    let etag = super::convert::trim_etag(out.e_tag());
     let parts = out
         .parts_count()
-        .or_else(|| {
-            super::convert::parts_from_etag(out.e_tag().unwrap_or_default()).map(|n| n as i32)
-        })
+        .and_then(|n| u32::try_from(n).ok())
+        .or_else(|| super::convert::parts_from_etag(&etag))
         .unwrap_or(1);
-    match (part, parts) {
-        (1, 1) => {
+    let range = match out.content_range().and_then(content_range) {
+        Some(r) => Some(r),
+        None if part == 1 && parts == 1 => {
             let size = u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0);
-            Ok((size > 0).then(|| (0, size - 1)))
+            (size > 0).then(|| (0, size - 1))
         }
-        (_, 1) => Err(invalid()),
-        _ => Err(Error::NotImplemented(
-            "one part of a multipart object, from a backend that does not serve parts",
-        )),
-    }
+        None if parts == 1 => return Err(invalid()),
+        None => {
+            return Err(Error::NotImplemented(
+                "one part of a multipart object, from a backend that does not serve parts",
+            ));
+        }
+    };
+    Ok(PartRange { range, etag, parts })
 }
 
 /// `bytes FIRST-LAST/TOTAL` as (first, last).

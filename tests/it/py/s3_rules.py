@@ -16,8 +16,9 @@ r = s3.list_multipart_uploads(Bucket=B, Prefix="a/", Delimiter="/")
 assert [u["Key"] for u in r.get("Uploads", [])] == ["a/1", "a/2"], r
 assert [p["Prefix"] for p in r.get("CommonPrefixes", [])] == ["a/b/", "a/c/"], r
 assert r.get("Delimiter") == "/", r
-r = s3.list_multipart_uploads(Bucket=B, KeyMarker="a/2")
-assert [u["Key"] for u in r["Uploads"]] == ["a/b/3", "a/b/4", "a/c/5", "z"], r
+for empty_id in ({}, {"UploadIdMarker": ""}):
+    r = s3.list_multipart_uploads(Bucket=B, KeyMarker="a/2", **empty_id)
+    assert [u["Key"] for u in r["Uploads"]] == ["a/b/3", "a/b/4", "a/c/5", "z"], r
 seen, kwargs = [], {"Prefix": "a/", "Delimiter": "/", "MaxUploads": 1}
 while True:
     r = s3.list_multipart_uploads(Bucket=B, **kwargs)
