@@ -7,7 +7,7 @@
 //! kept (`journal`, `state`), how one object is copied (`transfer`), or S3 wire formats.
 
 pub mod catchup;
-pub(crate) mod locks;
+mod locks;
 pub mod namespace;
 pub mod policy;
 mod tee;

@@ -96,7 +96,7 @@ impl Gateway {
             header_condition(&req.headers, "if-match")?,
             header_condition(&req.headers, "if-none-match")?,
         );
-        let _locked = self
+        let _passage = self
             .check_write_conditions(
                 store.as_ref(),
                 &bucket,

@@ -43,8 +43,8 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     region: String,
     max_put_size: u64,
-    /// Held by conditional writes from their check to their commit (see [`conditions`]).
-    write_locks: crate::bucket::locks::KeyLocks,
+    /// Passed by every write of a key until it commits (see [`conditions`]).
+    write_gate: conditions::WriteGate,
 }
 
 impl Gateway {
@@ -55,7 +55,7 @@ impl Gateway {
             metrics,
             region,
             max_put_size: MAX_PUT_SIZE,
-            write_locks: Default::default(),
+            write_gate: Default::default(),
         }
     }
 

@@ -294,7 +294,7 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let claimed = whole_object_claim(&input)?;
-        let _locked = self
+        let _passage = self
             .check_write_conditions(
                 store.as_ref(),
                 &bucket,

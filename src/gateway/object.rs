@@ -124,7 +124,7 @@ impl Gateway {
         let key = self.key(&input.key)?;
         let size = self.check_size(input.content_length)?;
         convert::check_storage_class(input.storage_class.as_ref())?;
-        let _locked = self
+        let _passage = self
             .check_write_conditions(
                 store.as_ref(),
                 &bucket,
@@ -409,6 +409,7 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
+        let _passage = self.write_gate.shared(&bucket, &key).await;
         let r = store
             .delete_object(&bucket, &key, input.version_id.as_deref())
             .await
@@ -448,10 +449,12 @@ impl Gateway {
                     continue;
                 }
             };
-            match store
+            let passage = self.write_gate.shared(&bucket, &key).await;
+            let deleted_one = store
                 .delete_object(&bucket, &key, obj.version_id.as_deref())
-                .await
-            {
+                .await;
+            drop(passage);
+            match deleted_one {
                 Ok(r) => {
                     if !quiet {
                         let marker_vid = r.delete_marker.then(|| r.version_id.clone()).flatten();

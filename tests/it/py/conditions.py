@@ -43,6 +43,37 @@ for round_ in range(5):
     assert len(won) == 1, f"round {round_}: {len(won)} writers won"
     assert s3.get_object(Bucket=B, Key=key)["Body"].read() == bytes([won[0]]) * 300_000
 
+# An If-Match write racing an unconditional one never overwrites it unseen: when the
+# conditional write succeeds, the unconditional one committed after it (else it would have
+# changed the ETag the condition names, and the conditional write would have failed).
+for round_ in range(10):
+    key = f"cas-{round_}"
+    e0 = s3.put_object(Bucket=B, Key=key, Body=b"0")["ETag"]
+    start = threading.Barrier(2)
+    plain, cond = b"u" * 1_000_000, b"c" * 1_000_000
+
+    def unconditional():
+        start.wait()
+        s3.put_object(Bucket=B, Key=key, Body=plain)
+
+    def conditional():
+        start.wait()
+        try:
+            s3.put_object(Bucket=B, Key=key, Body=cond, IfMatch=e0)
+            return True
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "PreconditionFailed", e.response
+            return False
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        u = pool.submit(unconditional)
+        c = pool.submit(conditional)
+        u.result()
+        won = c.result()
+    final = s3.get_object(Bucket=B, Key=key)["Body"].read()
+    if won:
+        assert final == plain, f"round {round_}: the If-Match write overwrote a write it never saw"
+
 # CopyObject onto an existing key
 expect_error(lambda: s3.copy_object(Bucket=B, Key="k", CopySource={"Bucket": B, "Key": "new"},
                                     IfNoneMatch="*"), "PreconditionFailed", 412)
