@@ -383,7 +383,12 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        let max = input.max_parts.map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let max = match input.max_parts {
+            Some(m) if m < 0 => {
+                return Err(invalid_argument("max-parts must be a non-negative integer"));
+            }
+            m => m.map_or(1000, |m| m.min(1000) as usize),
+        };
         let marker = input
             .part_number_marker
             .filter(|m| *m > 0)
@@ -416,7 +421,11 @@ impl Gateway {
             upload_id: Some(input.upload_id),
             max_parts: Some(max as i32),
             part_number_marker: input.part_number_marker,
-            next_part_number_marker: page.next_part_number_marker.map(|n| n as i32),
+            // As S3: the last part listed, truncated or not.
+            next_part_number_marker: page
+                .next_part_number_marker
+                .or(page.parts.last().map(|p| p.part_number))
+                .map(|n| n as i32),
             is_truncated: Some(page.next_part_number_marker.is_some()),
             parts: Some(parts),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
@@ -436,9 +445,14 @@ impl Gateway {
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
-        let max = input
-            .max_uploads
-            .map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let max = match input.max_uploads {
+            Some(m) if m < 0 => {
+                return Err(invalid_argument(
+                    "max-uploads must be a non-negative integer",
+                ));
+            }
+            m => m.map_or(1000, |m| m.min(1000) as usize),
+        };
         let q = store::UploadsQuery {
             prefix: input.prefix.clone().unwrap_or_default(),
             delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),

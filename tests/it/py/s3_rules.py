@@ -31,6 +31,8 @@ while True:
     else:
         kwargs.pop("UploadIdMarker", None)
 assert seen == ["a/1", "a/2", "a/b/", "a/c/"], seen
+expect_error(lambda: s3.list_multipart_uploads(Bucket=B, MaxUploads=-1), "InvalidArgument", 400)
+expect_error(lambda: s3.list_parts(Bucket=B, Key="z", UploadId=ids["z"], MaxParts=-1), "InvalidArgument", 400)
 for key, uid in ids.items():
     s3.abort_multipart_upload(Bucket=B, Key=key, UploadId=uid)
 
