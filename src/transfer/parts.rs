@@ -33,6 +33,15 @@ pub(super) async fn copy_parts(
     // A local source can be read twice: once to checksum a part up front, so the part goes
     // with a CRC32C the destination checks instead of an MD5 hashed here for its ETag.
     let mut checksummed = it.src.caps().local && !it.dst.caps().local;
+    // The source's CRC of all its bytes (a FULL_OBJECT upload's, or a one-piece object's):
+    // the new upload is created to end with the same one, whatever its part sizes, and the
+    // destination checks it at completion, so the copy is checked against the source's own
+    // record of its bytes and keeps that checksum.
+    let whole = head
+        .checksum
+        .clone()
+        .filter(|c| !c.composite && c.algorithm.is_crc() && !checksummed);
+    let mut claim = whole.clone();
     // Continue a recorded upload only if the source is unchanged and the destination still
     // has the upload; keep the recorded parts the destination also lists.
     let mut done: Vec<Option<Done>> = vec![None; count as usize];
@@ -48,6 +57,10 @@ pub(super) async fn copy_parts(
             // names each, so a recorded part counts only with the checksum the destination
             // lists for it.
             checksummed &= algorithm == Some(PART_CHECKSUM);
+            // An upload recorded without the source's algorithm cannot end with its CRC.
+            if algorithm != whole.as_ref().map(|c| c.algorithm) {
+                claim = None;
+            }
             let sums = checksummed.then_some(listed);
             for (n, etag, size) in r.parts {
                 let checksum = sums.as_ref().and_then(|s| s.get(&n).cloned());
@@ -76,20 +89,30 @@ pub(super) async fn copy_parts(
             } else {
                 Vec::new()
             };
-            let u = it
+            let opts = |whole: Option<&Checksum>| PutOptions {
+                attrs: head.attrs.clone(),
+                tags: tags.clone(),
+                checksum_algorithm: checksummed
+                    .then_some(PART_CHECKSUM)
+                    .or(whole.map(|c| c.algorithm)),
+                checksum_suffices: checksummed,
+                full_object_checksum: whole.is_some(),
+                ..Default::default()
+            };
+            let u = match it
                 .dst
-                .create_multipart(
-                    it.db,
-                    it.dk,
-                    PutOptions {
-                        attrs: head.attrs.clone(),
-                        tags,
-                        checksum_algorithm: checksummed.then_some(PART_CHECKSUM),
-                        checksum_suffices: checksummed,
-                        ..Default::default()
-                    },
-                )
-                .await?;
+                .create_multipart(it.db, it.dk, opts(whole.as_ref()))
+                .await
+            {
+                // A destination that does not know whole-object checksums gets a plain upload.
+                Err(e) if whole.is_some() && refused(&e) => {
+                    tracing::info!(key = %it.dk, error = %e,
+                        "the destination refuses a whole-object checksum; the parts go without");
+                    claim = None;
+                    it.dst.create_multipart(it.db, it.dk, opts(None)).await?
+                }
+                r => r?,
+            };
             journal.upload(Some(&u)).await?;
             u
         }
@@ -98,6 +121,7 @@ pub(super) async fn copy_parts(
         upload: &upload,
         part_size,
         checksummed,
+        algorithm: claim.as_ref().map(|c| c.algorithm),
     };
     let result = send_parts(it, plan, head, &sending, &mut done, journal, stop).await;
     if result.is_err() && !plan.keep_uploads {
@@ -117,10 +141,21 @@ pub(super) async fn copy_parts(
             claimed: None,
         })
         .collect();
-    let m = it
+    let m = match it
         .dst
-        .complete_multipart(it.db, it.dk, &upload, &parts, None)
-        .await?;
+        .complete_multipart(it.db, it.dk, &upload, &parts, claim.as_ref())
+        .await
+    {
+        // Refused as a request (not as a mismatch, BadDigest): completed without naming it.
+        Err(e) if claim.is_some() && refused(&e) => {
+            tracing::info!(key = %it.dk, error = %e,
+                "the destination refuses the whole-object checksum at completion");
+            it.dst
+                .complete_multipart(it.db, it.dk, &upload, &parts, None)
+                .await?
+        }
+        r => r?,
+    };
     let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
     let expected = multipart_etag(&etags);
     if m.size != head.size
@@ -144,6 +179,23 @@ pub(super) async fn copy_parts(
     })
 }
 
+/// A destination's refusal of a request it does not support (a whole-object checksum on an
+/// older S3-compatible server), as opposed to a failure or a mismatch.
+fn refused(e: &store::Error) -> bool {
+    match e {
+        store::Error::InvalidArgument(_) | store::Error::InvalidRequest(_) => true,
+        store::Error::Remote { status, code, .. } => {
+            *status == 400
+                && matches!(
+                    code.as_str(),
+                    "InvalidRequest" | "InvalidArgument" | "NotImplemented"
+                )
+                || *status == 501
+        }
+        _ => false,
+    }
+}
+
 /// The checksum of parts checksummed up front (see [`copy_parts`]): CRC32C, which this
 /// machine computes in hardware.
 const PART_CHECKSUM: store::ChecksumAlgorithm = store::ChecksumAlgorithm::Crc32c;
@@ -162,6 +214,9 @@ struct Sending<'a> {
     part_size: u64,
     /// Each part is read once to checksum it before it is sent.
     checksummed: bool,
+    /// The algorithm of the source's whole-object CRC the upload ends with: each part is
+    /// checksummed with it by the destination.
+    algorithm: Option<ChecksumAlgorithm>,
 }
 
 /// Sends the parts not yet `done`, a few at a time, recording each as it finishes; returns
@@ -299,7 +354,7 @@ async fn copy_part(
             meter(body, plan.moved.clone(), plan.limiter.clone()),
             PutOptions {
                 size_hint: Some(size),
-                checksum_algorithm: checksum.as_ref().map(|c| c.algorithm),
+                checksum_algorithm: checksum.as_ref().map(|c| c.algorithm).or(sending.algorithm),
                 checksum_suffices: checksum.is_some(),
                 checksum,
                 ..Default::default()

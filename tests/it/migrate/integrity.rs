@@ -376,3 +376,105 @@ fn a_checksum_refusal_worded_otherwise_is_told_apart_from_a_refused_header() {
         "{stats}"
     );
 }
+
+/// A source object's CRC of all its bytes (a FULL_OBJECT multipart upload's, or a one-piece
+/// object's) survives a multipart copy with other part sizes between stores that send
+/// checksums (`--checksum-mode when-supported`): the destination's upload is created to end
+/// with the same CRC and checks it at completion.
+#[test]
+fn a_source_crc_of_the_whole_object_is_kept_by_a_multipart_copy() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (src, dst) = (Ferry::start(), Ferry::start());
+    let sums: Value = serde_json::from_str(&ok(&src.python("crc_source.py", &["crcsrc"])))
+        .expect("checksums json");
+    // A destination that refuses checksum headers (and so whole-object checksums) too.
+    let stats = tmp.path().join("refusing.json");
+    let proxy = fault_proxy(&dst.s3, "0", &stats, &["--refuse-checksums"]);
+    let mut a = Ferry::start();
+    for (name, endpoint) in [
+        ("srcs", &src.s3),
+        ("dsts", &dst.s3),
+        ("refusing", &proxy.endpoint),
+    ] {
+        a.ok(&a.cli_env(
+            &[
+                "store",
+                "add",
+                name,
+                "--kind",
+                "s3",
+                "--endpoint",
+                endpoint,
+                "--path-style",
+                "--access-key-env",
+                "T_AK",
+                "--secret-key-env",
+                "T_SK",
+                "--checksum-mode",
+                "when-supported",
+            ],
+            &[("T_AK", ACCESS_KEY), ("T_SK", SECRET_KEY)],
+        ));
+    }
+    a.stop();
+    let m = Migrator {
+        data: a.data(),
+        env: Vec::new(),
+    };
+    ok(&dst.aws(&["s3", "mb", "s3://crcdst"]));
+    ok(&m.run(&[
+        "migrate",
+        "srcs:crcsrc",
+        "dsts:crcdst",
+        "--multipart-threshold",
+        "8M",
+        "--part-size",
+        "6M",
+    ]));
+    for key in ["big", "one"] {
+        let (algorithm, value) = (
+            sums[key][0].as_str().expect("algorithm"),
+            sums[key][1].as_str().expect("value"),
+        );
+        let head = head_with_checksum(&dst, "crcdst", key);
+        assert_eq!(
+            (
+                head[format!("Checksum{algorithm}")].as_str(),
+                head["ChecksumType"].as_str(),
+            ),
+            (Some(value), Some("FULL_OBJECT")),
+            "{key}: the copy keeps the source's {algorithm}: {head}"
+        );
+        assert!(
+            head["ETag"]
+                .as_str()
+                .is_some_and(|e| e.ends_with("-3\"") || e.ends_with("-2\"")),
+            "{key} went in parts: {head}"
+        );
+    }
+    // The refusing destination gets plain uploads, and every byte.
+    ok(&dst.aws(&["s3", "mb", "s3://plain"]));
+    ok(&m.run(&[
+        "migrate",
+        "srcs:crcsrc",
+        "refusing:plain",
+        "--multipart-threshold",
+        "8M",
+        "--part-size",
+        "6M",
+        "--attempts",
+        "1",
+        "--verify",
+    ]));
+    drop(proxy);
+    let stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats")).expect("json");
+    assert!(stats["refused"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    for key in ["big", "one"] {
+        let (a, b) = (
+            head_with_checksum(&src, "crcsrc", key),
+            head_with_checksum(&dst, "plain", key),
+        );
+        assert_eq!(a["ContentLength"], b["ContentLength"], "{key}: {a} {b}");
+    }
+}
