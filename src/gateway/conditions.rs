@@ -2,56 +2,100 @@
 //! CompleteMultipartUpload), as S3 defines them: the condition holds at the moment the write
 //! commits, or the write fails and nothing changes.
 //!
-//! Every write of a key passes a striped gate ([`WriteGate`]) until it commits: writes
+//! Every write of a key passes the key's gate ([`WriteGate`]) until it commits: writes
 //! without conditions pass it shared, so they never wait for each other, and a conditional
 //! write passes it alone, from its check to its commit. So no write to the key can land
 //! between the check and the commit: of two writers racing with `If-None-Match: *` exactly
 //! one wins (what lock files on S3, such as Terraform's, rely on), and an `If-Match` write
-//! never overwrites a change it did not see. The gate is this process's: writers in another
-//! process (a second `ferry serve` on the same store) are not held by it.
+//! never overwrites a change it did not see. Gates are per key, made when a write arrives and
+//! dropped when the last one leaves, so a slow upload holds up writes of its own key only.
+//! The gate is this process's: writers in another process (a second `ferry serve` on the
+//! same store) are not held by it.
 
-use std::hash::{Hash, Hasher};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use s3s::dto::ETagCondition;
 use s3s::{S3Result, s3_error};
-use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use super::Gateway;
 use crate::store::{self, BucketName, ObjectKey, Store};
 
-const STRIPES: usize = 4096;
+type Gate = Arc<RwLock<()>>;
 
-/// Striped gates every write of a key passes until it commits (see the module docs).
+/// The gates of keys being written (see the module docs): only keys with a write in flight
+/// have one.
+#[derive(Default)]
 pub(super) struct WriteGate {
-    stripes: Vec<RwLock<()>>,
+    gates: Mutex<HashMap<(String, String), Gate>>,
 }
 
-impl Default for WriteGate {
-    fn default() -> Self {
-        Self {
-            stripes: (0..STRIPES).map(|_| RwLock::new(())).collect(),
+/// Held by a write until it commits; leaving drops the key's gate when no one else holds it.
+pub(super) struct Passage<'a> {
+    owner: &'a WriteGate,
+    key: (String, String),
+    gate: Gate,
+    held: Option<Held>,
+}
+
+#[allow(dead_code)] // held for its drop
+enum Held {
+    Shared(OwnedRwLockReadGuard<()>),
+    Alone(OwnedRwLockWriteGuard<()>),
+}
+
+impl Drop for Passage<'_> {
+    fn drop(&mut self) {
+        self.held = None;
+        let mut gates = self
+            .owner
+            .gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The map's reference and this one: nobody else waits for or holds the gate (new
+        // holders clone it under this same mutex).
+        if Arc::strong_count(&self.gate) == 2 {
+            gates.remove(&self.key);
         }
     }
 }
 
-/// Held by a write until it commits.
-#[allow(dead_code)] // held for its drop
-pub(super) enum Passage<'a> {
-    Shared(RwLockReadGuard<'a, ()>),
-    Alone(RwLockWriteGuard<'a, ()>),
-}
-
 impl WriteGate {
-    fn stripe(&self, bucket: &BucketName, key: &ObjectKey) -> &RwLock<()> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        bucket.as_str().hash(&mut h);
-        key.as_str().hash(&mut h);
-        &self.stripes[(h.finish() as usize) % STRIPES]
+    fn passage(&self, bucket: &BucketName, key: &ObjectKey) -> Passage<'_> {
+        let k = (bucket.to_string(), key.to_string());
+        let gate = self
+            .gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(k.clone())
+            .or_default()
+            .clone();
+        Passage {
+            owner: self,
+            key: k,
+            gate,
+            held: None,
+        }
     }
 
     /// Passage for a write without conditions (or a delete).
     pub async fn shared(&self, bucket: &BucketName, key: &ObjectKey) -> Passage<'_> {
-        Passage::Shared(self.stripe(bucket, key).read().await)
+        let mut p = self.passage(bucket, key);
+        p.held = Some(Held::Shared(p.gate.clone().read_owned().await));
+        p
+    }
+
+    /// Passage for a conditional write: no other write of the key is in flight meanwhile.
+    async fn alone(&self, bucket: &BucketName, key: &ObjectKey) -> Passage<'_> {
+        let mut p = self.passage(bucket, key);
+        p.held = Some(Held::Alone(p.gate.clone().write_owned().await));
+        p
+    }
+
+    #[cfg(test)]
+    fn gates(&self) -> usize {
+        self.gates.lock().map(|g| g.len()).unwrap_or(0)
     }
 }
 
@@ -81,7 +125,7 @@ impl Gateway {
                  If-None-Match on a write takes only *"
             ));
         }
-        let alone = self.write_gate.stripe(bucket, key).write().await;
+        let alone = self.write_gate.alone(bucket, key).await;
         let current = match store.head_object(bucket, key, None).await {
             Ok(m) => Some(m),
             Err(store::Error::NoSuchKey { .. }) => None,
@@ -102,7 +146,39 @@ impl Gateway {
                  {key} is not {}",
                 e.value()
             )),
-            _ => Ok(Passage::Alone(alone)),
+            _ => Ok(alone),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn gates_exist_only_while_a_write_holds_them_and_keys_do_not_share_them() {
+        let g = WriteGate::default();
+        let b = BucketName::parse("bkt").expect("bucket");
+        let (k1, k2) = (
+            ObjectKey::parse("a").expect("key"),
+            ObjectKey::parse("b").expect("key"),
+        );
+        let alone = g.alone(&b, &k1).await;
+        // Another key is not held up by a conditional write of this one.
+        let other = tokio::time::timeout(std::time::Duration::from_secs(1), g.shared(&b, &k2))
+            .await
+            .expect("another key's write passes");
+        // This key's writes wait for it.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), g.shared(&b, &k1));
+        assert!(waiting.await.is_err(), "a write of the same key waits");
+        assert_eq!(g.gates(), 2);
+        drop((alone, other));
+        assert_eq!(g.gates(), 0, "gates are dropped when the last write leaves");
+        let (s1, s2) = (g.shared(&b, &k1).await, g.shared(&b, &k1).await);
+        assert_eq!(g.gates(), 1);
+        drop(s1);
+        assert_eq!(g.gates(), 1);
+        drop(s2);
+        assert_eq!(g.gates(), 0);
     }
 }

@@ -254,35 +254,45 @@ pub trait Store: Send + Sync + 'static {
     async fn list_uploads(&self, bucket: &BucketName, query: &UploadsQuery) -> Result<UploadsPage>;
 }
 
-/// An upload's checksum algorithm and the checksum of that algorithm each part carries, by
-/// part number, read from `list_parts` page by page (what CompleteMultipartUpload must name
-/// for an upload created with an algorithm).
+/// What an upload says of its checksum (see [`upload_checksums`]).
+#[derive(Debug, Default)]
+pub struct UploadChecksums {
+    /// The algorithm the upload was created with.
+    pub algorithm: Option<ChecksumAlgorithm>,
+    /// Its checksum will cover the whole object (`FULL_OBJECT`).
+    pub full_object: bool,
+    /// The checksum of that algorithm each part carries, by part number.
+    pub parts: std::collections::HashMap<u32, Checksum>,
+}
+
+/// An upload's checksum algorithm and type, and the checksum of that algorithm each part
+/// carries, read from `list_parts` page by page (what CompleteMultipartUpload must name for
+/// an upload created with an algorithm).
 pub async fn upload_checksums(
     store: &dyn Store,
     bucket: &BucketName,
     key: &ObjectKey,
     upload_id: &str,
-) -> Result<(
-    Option<ChecksumAlgorithm>,
-    std::collections::HashMap<u32, Checksum>,
-)> {
-    let mut found = std::collections::HashMap::new();
+) -> Result<UploadChecksums> {
+    let mut found = UploadChecksums::default();
     let mut marker = None;
     loop {
         let page = store
             .list_parts(bucket, key, upload_id, marker, 1000)
             .await?;
         let Some(algorithm) = page.checksum_algorithm else {
-            return Ok((None, found));
+            return Ok(found);
         };
+        found.algorithm = Some(algorithm);
+        found.full_object = page.full_object_checksum;
         for p in page.parts {
             if let Some(c) = p.checksum.filter(|c| c.algorithm == algorithm) {
-                found.insert(p.part_number, c);
+                found.parts.insert(p.part_number, c);
             }
         }
         match page.next_part_number_marker {
             Some(m) if Some(m) != marker => marker = Some(m),
-            _ => return Ok((Some(algorithm), found)),
+            _ => return Ok(found),
         }
     }
 }

@@ -8,8 +8,6 @@
 //! MD5 for a backend it found not to check checksums, and then the first read was for
 //! nothing).
 
-use std::collections::HashMap;
-
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 
@@ -28,20 +26,51 @@ pub(super) async fn copy_parts(
     journal: &dyn Journal,
     stop: &watch::Receiver<bool>,
 ) -> store::Result<Outcome> {
+    let crc = whole_crc(it, head);
+    match copy_parts_as(it, plan, head, resume, journal, stop, crc.clone()).await {
+        // A destination that takes the algorithm on the upload but refuses it on the parts:
+        // the copy starts again, plainly (the refused upload was aborted).
+        Err(e) if crc.is_some() && refused(&e) => {
+            tracing::info!(key = %it.dk, error = %e,
+                "the destination refuses parts checksummed for a whole-object checksum");
+            journal.upload(None).await?;
+            copy_parts_as(it, plan, head, None, journal, stop, None).await
+        }
+        r => r,
+    }
+}
+
+/// The source's CRC of all its bytes (a FULL_OBJECT upload's, or a one-piece object's),
+/// when the copy can keep it: the new upload is created to end with the same one, whatever
+/// its part sizes, and the destination checks it at completion, so the copy is checked
+/// against the source's own record of its bytes. Not for a local source, whose parts are
+/// checksummed up front with [`PART_CHECKSUM`].
+fn whole_crc(it: &Item<'_>, head: &ObjectMeta) -> Option<Checksum> {
+    let checksummed = it.src.caps().local && !it.dst.caps().local;
+    head.checksum
+        .clone()
+        .filter(|c| !c.composite && c.algorithm.is_crc() && !checksummed)
+}
+
+async fn copy_parts_as(
+    it: &Item<'_>,
+    plan: &Plan,
+    head: &ObjectMeta,
+    resume: Option<Resume>,
+    journal: &dyn Journal,
+    stop: &watch::Receiver<bool>,
+    whole: Option<Checksum>,
+) -> store::Result<Outcome> {
     let part_size = part_size_for(plan.part_size, head.size);
     let count = head.size.div_ceil(part_size) as u32;
     // A local source can be read twice: once to checksum a part up front, so the part goes
     // with a CRC32C the destination checks instead of an MD5 hashed here for its ETag.
     let mut checksummed = it.src.caps().local && !it.dst.caps().local;
-    // The source's CRC of all its bytes (a FULL_OBJECT upload's, or a one-piece object's):
-    // the new upload is created to end with the same one, whatever its part sizes, and the
-    // destination checks it at completion, so the copy is checked against the source's own
-    // record of its bytes and keeps that checksum.
-    let whole = head
-        .checksum
-        .clone()
-        .filter(|c| !c.composite && c.algorithm.is_crc() && !checksummed);
-    let mut claim = whole.clone();
+    // Named at completion only once the destination has shown its upload ends with it.
+    let mut claim = None;
+    // The algorithm of the source's CRC, when the upload was created with it: every part
+    // is checksummed with it.
+    let mut part_algorithm = None;
     // Continue a recorded upload only if the source is unchanged and the destination still
     // has the upload; keep the recorded parts the destination also lists.
     let mut done: Vec<Option<Done>> = vec![None; count as usize];
@@ -52,15 +81,18 @@ pub(super) async fn copy_parts(
         } else {
             None
         };
-        if let Some((algorithm, listed)) = open {
+        if let Some(found) = open {
+            let (algorithm, listed) = (found.algorithm, found.parts);
             // Its parts carry the checksum the upload was created with, or none; completion
             // names each, so a recorded part counts only with the checksum the destination
             // lists for it.
             checksummed &= algorithm == Some(PART_CHECKSUM);
-            // An upload recorded without the source's algorithm cannot end with its CRC.
-            if algorithm != whole.as_ref().map(|c| c.algorithm) {
-                claim = None;
-            }
+            // An upload that ends with the source's CRC is one to name it for.
+            part_algorithm =
+                algorithm.filter(|a| whole.as_ref().is_some_and(|c| c.algorithm == *a));
+            claim = whole
+                .clone()
+                .filter(|c| found.full_object && algorithm == Some(c.algorithm));
             let sums = checksummed.then_some(listed);
             for (n, etag, size) in r.parts {
                 let checksum = sums.as_ref().and_then(|s| s.get(&n).cloned());
@@ -99,7 +131,7 @@ pub(super) async fn copy_parts(
                 full_object_checksum: whole.is_some(),
                 ..Default::default()
             };
-            let u = match it
+            let (u, crc) = match it
                 .dst
                 .create_multipart(it.db, it.dk, opts(whole.as_ref()))
                 .await
@@ -108,11 +140,23 @@ pub(super) async fn copy_parts(
                 Err(e) if whole.is_some() && refused(&e) => {
                     tracing::info!(key = %it.dk, error = %e,
                         "the destination refuses a whole-object checksum; the parts go without");
-                    claim = None;
-                    it.dst.create_multipart(it.db, it.dk, opts(None)).await?
+                    (
+                        it.dst.create_multipart(it.db, it.dk, opts(None)).await?,
+                        None,
+                    )
                 }
-                r => r?,
+                r => (r?, whole.clone()),
             };
+            // Named at completion only if the destination says the upload ends with it (a
+            // backend may take the algorithm and ignore the type; one whose ListParts cannot
+            // be read is not asked to check it).
+            part_algorithm = crc.as_ref().map(|c| c.algorithm);
+            if let Some(c) = crc {
+                let confirmed = store::upload_checksums(it.dst, it.db, it.dk, &u)
+                    .await
+                    .is_ok_and(|f| f.full_object && f.algorithm == Some(c.algorithm));
+                claim = confirmed.then_some(c);
+            }
             journal.upload(Some(&u)).await?;
             u
         }
@@ -121,11 +165,15 @@ pub(super) async fn copy_parts(
         upload: &upload,
         part_size,
         checksummed,
-        algorithm: claim.as_ref().map(|c| c.algorithm),
+        algorithm: part_algorithm,
     };
     let result = send_parts(it, plan, head, &sending, &mut done, journal, stop).await;
-    if result.is_err() && !plan.keep_uploads {
-        let _ = it.dst.abort_multipart(it.db, it.dk, &upload).await;
+    if let Err(e) = &result {
+        // Parts refused for their algorithm: the caller starts a plain upload instead.
+        let abandoned = sending.algorithm.is_some() && refused(e);
+        if !plan.keep_uploads || abandoned {
+            let _ = it.dst.abort_multipart(it.db, it.dk, &upload).await;
+        }
     }
     let (sent, stopped) = result?;
     if stopped || done.iter().any(Option::is_none) {
@@ -141,21 +189,10 @@ pub(super) async fn copy_parts(
             claimed: None,
         })
         .collect();
-    let m = match it
+    let m = it
         .dst
         .complete_multipart(it.db, it.dk, &upload, &parts, claim.as_ref())
-        .await
-    {
-        // Refused as a request (not as a mismatch, BadDigest): completed without naming it.
-        Err(e) if claim.is_some() && refused(&e) => {
-            tracing::info!(key = %it.dk, error = %e,
-                "the destination refuses the whole-object checksum at completion");
-            it.dst
-                .complete_multipart(it.db, it.dk, &upload, &parts, None)
-                .await?
-        }
-        r => r?,
-    };
+        .await?;
     let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
     let expected = multipart_etag(&etags);
     if m.size != head.size
@@ -263,10 +300,7 @@ async fn send_parts(
 /// cannot read (moto's answer is not one the SDK can parse): a new upload is then started.
 /// Any other error stands (a refusal, say for lack of permission, must not throw away the
 /// parts already sent).
-async fn open_upload(
-    it: &Item<'_>,
-    upload: &str,
-) -> store::Result<Option<(Option<ChecksumAlgorithm>, HashMap<u32, Checksum>)>> {
+async fn open_upload(it: &Item<'_>, upload: &str) -> store::Result<Option<store::UploadChecksums>> {
     match store::upload_checksums(it.dst, it.db, it.dk, upload).await {
         Ok(found) => Ok(Some(found)),
         Err(store::Error::NoSuchUpload { .. }) => Ok(None),

@@ -182,7 +182,7 @@ pub(super) async fn complete(
     let checksums = if store.supported() {
         crate::store::upload_checksums(store, bucket, key, upload_id)
             .await?
-            .1
+            .parts
     } else {
         HashMap::new()
     };

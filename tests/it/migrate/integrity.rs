@@ -390,37 +390,11 @@ fn a_source_crc_of_the_whole_object_is_kept_by_a_multipart_copy() {
     // A destination that refuses checksum headers (and so whole-object checksums) too.
     let stats = tmp.path().join("refusing.json");
     let proxy = fault_proxy(&dst.s3, "0", &stats, &["--refuse-checksums"]);
-    let mut a = Ferry::start();
-    for (name, endpoint) in [
+    let (_registry, m) = migrator_with_stores(&[
         ("srcs", &src.s3),
         ("dsts", &dst.s3),
         ("refusing", &proxy.endpoint),
-    ] {
-        a.ok(&a.cli_env(
-            &[
-                "store",
-                "add",
-                name,
-                "--kind",
-                "s3",
-                "--endpoint",
-                endpoint,
-                "--path-style",
-                "--access-key-env",
-                "T_AK",
-                "--secret-key-env",
-                "T_SK",
-                "--checksum-mode",
-                "when-supported",
-            ],
-            &[("T_AK", ACCESS_KEY), ("T_SK", SECRET_KEY)],
-        ));
-    }
-    a.stop();
-    let m = Migrator {
-        data: a.data(),
-        env: Vec::new(),
-    };
+    ]);
     ok(&dst.aws(&["s3", "mb", "s3://crcdst"]));
     ok(&m.run(&[
         "migrate",
@@ -477,4 +451,109 @@ fn a_source_crc_of_the_whole_object_is_kept_by_a_multipart_copy() {
         );
         assert_eq!(a["ContentLength"], b["ContentLength"], "{key}: {a} {b}");
     }
+}
+
+/// A migrator whose state database has these s3 stores registered with SDK checksums
+/// (`--checksum-mode when-supported`), registered through a server that is stopped after
+/// (returned too: its data directory lives as long as it does).
+fn migrator_with_stores(stores: &[(&str, &str)]) -> (Ferry, Migrator) {
+    let mut a = Ferry::start();
+    for (name, endpoint) in stores {
+        a.ok(&a.cli_env(
+            &[
+                "store",
+                "add",
+                name,
+                "--kind",
+                "s3",
+                "--endpoint",
+                endpoint,
+                "--path-style",
+                "--access-key-env",
+                "T_AK",
+                "--secret-key-env",
+                "T_SK",
+                "--checksum-mode",
+                "when-supported",
+            ],
+            &[("T_AK", ACCESS_KEY), ("T_SK", SECRET_KEY)],
+        ));
+    }
+    a.stop();
+    let m = Migrator {
+        data: a.data(),
+        env: Vec::new(),
+    };
+    (a, m)
+}
+
+/// A destination that takes an upload's algorithm but refuses parts checksummed with it
+/// (`fault_proxy.py --refuse-part-algorithm CRC32C`): the copy of an object whose CRC32C it
+/// would have kept starts again as a plain upload, and lands whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_refused_for_the_source_crc_start_again_plainly() {
+    use ferry::store::s3::{ChecksumMode, S3Config, S3Store};
+    use ferry::store::{BucketName, ChecksumAlgorithm, ObjectKey, PutOptions, Store};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (src, dst) = (Ferry::start(), Ferry::start());
+    // A one-piece 9 MiB object with a CRC32C, as an SDK uploads it.
+    let store = S3Store::new(
+        "src",
+        S3Config {
+            endpoint: Some(src.s3.clone()),
+            region: "us-east-1".into(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+            path_style: true,
+            checksum_mode: ChecksumMode::WhenSupported,
+        },
+    )
+    .expect("s3 store");
+    let bucket = BucketName::parse("c32c").expect("bucket");
+    store.create_bucket(&bucket).await.expect("create bucket");
+    let data: Vec<u8> = (0..9u32 << 20).map(|i| (i % 241) as u8).collect();
+    let len = data.len() as u64;
+    let body: ferry::store::ByteStream = Box::pin(futures::stream::once(async move {
+        Ok(bytes::Bytes::from(data))
+    }));
+    let put = store
+        .put_object(
+            &bucket,
+            &ObjectKey::parse("obj").expect("key"),
+            body,
+            PutOptions {
+                checksum_algorithm: Some(ChecksumAlgorithm::Crc32c),
+                size_hint: Some(len),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("put");
+    assert!(
+        put.checksum.is_some_and(|c| !c.composite),
+        "the source has a CRC32C"
+    );
+
+    let stats = tmp.path().join("parts-refused.json");
+    let proxy = fault_proxy(&dst.s3, "0", &stats, &["--refuse-part-algorithm", "CRC32C"]);
+    let (_registry, m) = migrator_with_stores(&[("srcs", &src.s3), ("refusing", &proxy.endpoint)]);
+    ok(&dst.aws(&["s3", "mb", "s3://plain"]));
+    ok(&m.run(&[
+        "migrate",
+        "srcs:c32c",
+        "refusing:plain",
+        "--multipart-threshold",
+        "8M",
+        "--part-size",
+        "6M",
+        "--attempts",
+        "1",
+        "--verify",
+    ]));
+    drop(proxy);
+    let stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats")).expect("json");
+    assert!(stats["refused"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    let head = head_with_checksum(&dst, "plain", "obj");
+    assert_eq!(head["ContentLength"].as_u64(), Some(len), "{head}");
 }

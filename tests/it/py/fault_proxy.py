@@ -1,7 +1,7 @@
 """An HTTP proxy that fails a share of the requests it forwards to an S3 endpoint.
 
 Usage: fault_proxy.py UPSTREAM_URL RATE SEED STATS_FILE [--corrupt-first N] [--kms]
-                      [--refuse-checksums]
+                      [--refuse-checksums] [--refuse-part-algorithm ALG]
 
 Prints the port it listens on, then serves until killed. Of the requests it receives, a
 share RATE fails: half of those are answered 503 SlowDown without reaching the upstream,
@@ -15,6 +15,10 @@ way that the client cannot see, which the upstream or the client's own checks mu
 --refuse-checksums: a PUT or CreateMultipartUpload that carries an `x-amz-checksum-*` header
 is answered 400 InvalidRequest without reaching the upstream, as an S3 implementation that
 does not know the header might (counted as "refused").
+
+--refuse-part-algorithm ALG: an UploadPart checksummed with ALG (a header or a trailer of
+that algorithm) is answered 400 InvalidRequest without reaching the upstream, as a server
+that takes an upload's algorithm but not its parts' might (counted as "refused").
 
 --mismatch-as-invalid-request: an upstream BadDigest answer is passed on as 400
 InvalidRequest "checksum mismatch", as some S3 implementations word a checksum that does not
@@ -48,6 +52,9 @@ FLAGS = sys.argv[5:]
 CORRUPT_FIRST = int(FLAGS[FLAGS.index("--corrupt-first") + 1]) if "--corrupt-first" in FLAGS else 0
 KMS = "--kms" in FLAGS
 REFUSE_CHECKSUMS = "--refuse-checksums" in FLAGS
+REFUSE_PART_ALGORITHM = (
+    FLAGS[FLAGS.index("--refuse-part-algorithm") + 1].lower() if "--refuse-part-algorithm" in FLAGS else None
+)
 MISMATCH_AS_INVALID = "--mismatch-as-invalid-request" in FLAGS
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
 COUNTS = {
@@ -160,6 +167,20 @@ class Handler(BaseHTTPRequestHandler):
         ):
             count("refused")
             self.fail(400, "InvalidRequest", "x-amz-checksum-crc32c is not supported")
+            return
+        if (
+            REFUSE_PART_ALGORITHM
+            and self.command == "PUT"
+            and "partNumber=" in self.path
+            and any(
+                k.lower() == f"x-amz-checksum-{REFUSE_PART_ALGORITHM}"
+                or (k.lower() in ("x-amz-sdk-checksum-algorithm", "x-amz-trailer")
+                    and REFUSE_PART_ALGORITHM in v.lower())
+                for k, v in self.headers.items()
+            )
+        ):
+            count("refused")
+            self.fail(400, "InvalidRequest", f"parts checksummed with {REFUSE_PART_ALGORITHM} are not supported")
             return
         if fault == "before":
             count("failed_before")
