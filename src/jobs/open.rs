@@ -113,7 +113,7 @@ impl Opener {
                     access_key: access_key.clone(),
                     secret_key,
                     path_style: endpoint.is_some(),
-                    checksum_mode: ChecksumMode::WhenRequired,
+                    checksum_mode: inline_checksum_mode(endpoint.as_deref()),
                 };
                 let s = S3Store::new(endpoint.as_deref().unwrap_or("aws"), cfg).map_err(bad)?;
                 Ok(Side {
@@ -180,6 +180,17 @@ impl Opener {
 }
 
 /// The access and secret key for an inline `s3://` side.
+/// How an inline `s3://` side sends checksums: AWS itself (no endpoint) with the SDK's
+/// default checksums, so objects keep theirs and copies are checked by them; any other
+/// endpoint without, since many S3-compatible servers refuse the SDK's checksum trailers
+/// (register the store with `--checksum-mode when-supported` for one that takes them).
+fn inline_checksum_mode(endpoint: Option<&str>) -> ChecksumMode {
+    match endpoint {
+        None => ChecksumMode::WhenSupported,
+        Some(_) => ChecksumMode::WhenRequired,
+    }
+}
+
 fn credentials(role: Role) -> Result<(String, String)> {
     let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
     let (ak, sk) = (
@@ -250,4 +261,18 @@ pub async fn preflight(src: &Side, dst: &Side, create: bool) -> Result<bool> {
         Err(e) => return Err(side_err(dst, Role::Dst)(e)),
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_itself_gets_sdk_checksums_other_endpoints_do_not() {
+        assert_eq!(inline_checksum_mode(None), ChecksumMode::WhenSupported);
+        assert_eq!(
+            inline_checksum_mode(Some("http://127.0.0.1:9000")),
+            ChecksumMode::WhenRequired
+        );
+    }
 }
