@@ -99,12 +99,6 @@ impl WriteGate {
     }
 }
 
-/// Conditions of one write, as the client sent them.
-pub(super) struct WriteConditions<'a> {
-    pub if_match: Option<&'a ETagCondition>,
-    pub if_none_match: Option<&'a ETagCondition>,
-}
-
 impl Gateway {
     /// Passes the key's gate for a write and checks its conditions against the key's current
     /// version. The passage is held until the write commits.
@@ -113,12 +107,12 @@ impl Gateway {
         store: &dyn Store,
         bucket: &BucketName,
         key: &ObjectKey,
-        c: WriteConditions<'_>,
+        (if_match, if_none_match): (Option<&ETagCondition>, Option<&ETagCondition>),
     ) -> S3Result<Passage<'_>> {
-        if c.if_match.is_none() && c.if_none_match.is_none() {
+        if if_match.is_none() && if_none_match.is_none() {
             return Ok(self.write_gate.shared(bucket, key).await);
         }
-        if let Some(ETagCondition::ETag(_)) = c.if_none_match {
+        if let Some(ETagCondition::ETag(_)) = if_none_match {
             return Err(s3_error!(
                 NotImplemented,
                 "A header you provided implies functionality that is not implemented: \
@@ -131,14 +125,14 @@ impl Gateway {
             Err(store::Error::NoSuchKey { .. }) => None,
             Err(e) => return Err(super::error::s3_error(e)),
         };
-        if c.if_none_match.is_some() && current.is_some() {
+        if if_none_match.is_some() && current.is_some() {
             return Err(s3_error!(
                 PreconditionFailed,
                 "At least one of the pre-conditions you specified did not hold: the key {key} \
                  exists"
             ));
         }
-        match (c.if_match, &current) {
+        match (if_match, &current) {
             (Some(_), None) => Err(s3_error!(NoSuchKey, "the key {key} does not exist")),
             (Some(ETagCondition::ETag(e)), Some(m)) if e.value() != m.etag => Err(s3_error!(
                 PreconditionFailed,

@@ -316,6 +316,48 @@ pub fn check_read_conditions(
     Ok(())
 }
 
+/// The `x-amz-copy-source-if-*` conditions of a copy: as a GET's, but a copy that would be
+/// "not modified" fails with 412.
+pub fn check_copy_source_conditions(
+    meta: &ObjectMeta,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    check_read_conditions(
+        meta,
+        if_match,
+        if_none_match,
+        if_modified_since,
+        if_unmodified_since,
+    )
+    .map_err(|e| {
+        if *e.code() == S3ErrorCode::NotModified {
+            S3Error::new(S3ErrorCode::PreconditionFailed)
+        } else {
+            e
+        }
+    })
+}
+
+/// The standard headers and user metadata of a PUT-like request (PutObject,
+/// CreateMultipartUpload, CopyObject with `REPLACE`), checked against S3's limits.
+macro_rules! attrs_of {
+    ($input:expr) => {
+        $crate::gateway::convert::attrs_from(
+            $input.content_type,
+            $input.cache_control,
+            $input.content_disposition,
+            $input.content_encoding,
+            $input.content_language,
+            $input.expires,
+            $input.metadata,
+        )
+    };
+}
+pub(crate) use attrs_of;
+
 /// 304 Not Modified, with the ETag and Last-Modified S3 sends so a cache can revalidate.
 fn not_modified_error(meta: &ObjectMeta) -> S3Error {
     let mut e = S3Error::new(S3ErrorCode::NotModified);

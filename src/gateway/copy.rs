@@ -5,7 +5,6 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Gateway;
-use super::conditions::WriteConditions;
 use super::convert::{self, etag, ts};
 use super::error::{invalid_argument, s3_error};
 use crate::store::{self, Digests, ObjectKey};
@@ -52,30 +51,15 @@ impl Gateway {
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
-        convert::check_read_conditions(
+        convert::check_copy_source_conditions(
             &src,
             input.copy_source_if_match.as_ref(),
             input.copy_source_if_none_match.as_ref(),
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
-        )
-        .map_err(|e| {
-            if *e.code() == s3s::S3ErrorCode::NotModified {
-                s3_error!(PreconditionFailed)
-            } else {
-                e
-            }
-        })?;
+        )?;
         let attrs = if replace_meta {
-            Some(convert::attrs_from(
-                input.content_type,
-                input.cache_control,
-                input.content_disposition,
-                input.content_encoding,
-                input.content_language,
-                input.expires,
-                input.metadata,
-            )?)
+            Some(convert::attrs_of!(input)?)
         } else {
             None
         };
@@ -96,16 +80,9 @@ impl Gateway {
             header_condition(&req.headers, "if-match")?,
             header_condition(&req.headers, "if-none-match")?,
         );
+        let conditions = (if_match.as_ref(), if_none_match.as_ref());
         let _passage = self
-            .check_write_conditions(
-                store.as_ref(),
-                &bucket,
-                &key,
-                WriteConditions {
-                    if_match: if_match.as_ref(),
-                    if_none_match: if_none_match.as_ref(),
-                },
-            )
+            .check_write_conditions(store.as_ref(), &bucket, &key, conditions)
             .await?;
         let meta = if std::ptr::addr_eq(
             std::sync::Arc::as_ptr(&src_store),

@@ -5,7 +5,6 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Gateway;
-use super::conditions::WriteConditions;
 use super::convert::{self, etag, ts};
 use super::error::{invalid_argument, s3_error};
 use super::object::Declared;
@@ -111,15 +110,7 @@ impl Gateway {
         let algorithm = convert::algorithm(input.checksum_algorithm.as_ref())?;
         let full_object = full_object(algorithm, input.checksum_type.as_ref())?;
         let opts = store::PutOptions {
-            attrs: convert::attrs_from(
-                input.content_type,
-                input.cache_control,
-                input.content_disposition,
-                input.content_encoding,
-                input.content_language,
-                input.expires,
-                input.metadata,
-            )?,
+            attrs: convert::attrs_of!(input)?,
             tags: convert::parse_tagging_header(input.tagging.as_deref())?,
             checksum_algorithm: algorithm,
             size_hint: None,
@@ -248,20 +239,13 @@ impl Gateway {
                 src.meta.size
             )));
         }
-        convert::check_read_conditions(
+        convert::check_copy_source_conditions(
             &src.meta,
             input.copy_source_if_match.as_ref(),
             input.copy_source_if_none_match.as_ref(),
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
-        )
-        .map_err(|e| {
-            if *e.code() == s3s::S3ErrorCode::NotModified {
-                s3_error!(PreconditionFailed)
-            } else {
-                e
-            }
-        })?;
+        )?;
         let size = match src.range {
             Some((a, b)) => b - a + 1,
             None => src.meta.size,
@@ -294,16 +278,9 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let claimed = whole_object_claim(&input)?;
+        let conditions = (input.if_match.as_ref(), input.if_none_match.as_ref());
         let _passage = self
-            .check_write_conditions(
-                store.as_ref(),
-                &bucket,
-                &key,
-                WriteConditions {
-                    if_match: input.if_match.as_ref(),
-                    if_none_match: input.if_none_match.as_ref(),
-                },
-            )
+            .check_write_conditions(store.as_ref(), &bucket, &key, conditions)
             .await?;
         let parts = input
             .multipart_upload

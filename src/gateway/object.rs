@@ -4,7 +4,6 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Gateway;
-use super::conditions::WriteConditions;
 use super::convert::{self, etag, ts};
 use super::error::{invalid_argument, s3_error};
 use crate::store::{self, ChecksumAlgorithm, Digests, ObjectKey};
@@ -124,16 +123,9 @@ impl Gateway {
         let key = self.key(&input.key)?;
         let size = self.check_size(input.content_length)?;
         convert::check_storage_class(input.storage_class.as_ref())?;
+        let conditions = (input.if_match.as_ref(), input.if_none_match.as_ref());
         let _passage = self
-            .check_write_conditions(
-                store.as_ref(),
-                &bucket,
-                &key,
-                WriteConditions {
-                    if_match: input.if_match.as_ref(),
-                    if_none_match: input.if_none_match.as_ref(),
-                },
-            )
+            .check_write_conditions(store.as_ref(), &bucket, &key, conditions)
             .await?;
         let declared = Declared::new(
             input.content_md5.as_deref(),
@@ -147,15 +139,7 @@ impl Gateway {
             trailers,
         )?;
         let opts = store::PutOptions {
-            attrs: convert::attrs_from(
-                input.content_type,
-                input.cache_control,
-                input.content_disposition,
-                input.content_encoding,
-                input.content_language,
-                input.expires,
-                input.metadata,
-            )?,
+            attrs: convert::attrs_of!(input)?,
             tags: convert::parse_tagging_header(input.tagging.as_deref())?,
             checksum_algorithm: declared.algorithm,
             size_hint: size,
@@ -195,6 +179,15 @@ impl Gateway {
         let key = self.key(&input.key)?;
         let part = check_part_number(input.part_number, input.range.is_some())?;
         let asked = convert::range(input.range);
+        let conditions = |meta: &store::ObjectMeta| {
+            convert::check_read_conditions(
+                meta,
+                input.if_match.as_ref(),
+                input.if_none_match.as_ref(),
+                input.if_modified_since.as_ref(),
+                input.if_unmodified_since.as_ref(),
+            )
+        };
         let mut tries = 0;
         let (mut res, located) = loop {
             // A part is the range the store recorded for it, in the version read next.
@@ -223,13 +216,7 @@ impl Gateway {
                         .head_object(&bucket, &key, input.version_id.as_deref())
                         .await
                     {
-                        convert::check_read_conditions(
-                            &meta,
-                            input.if_match.as_ref(),
-                            input.if_none_match.as_ref(),
-                            input.if_modified_since.as_ref(),
-                            input.if_unmodified_since.as_ref(),
-                        )?;
+                        conditions(&meta)?;
                     }
                     return Err(s3_error(e));
                 }
@@ -250,13 +237,7 @@ impl Gateway {
             res.body = Box::pin(futures::stream::empty());
         }
         let meta = res.meta;
-        convert::check_read_conditions(
-            &meta,
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        )?;
+        conditions(&meta)?;
         let (len, content_range) = match (res.range, &located) {
             (Some((a, b)), _) => (b - a + 1, Some(format!("bytes {a}-{b}/{}", meta.size))),
             (None, Some(_)) => (0, None),

@@ -237,6 +237,17 @@ impl Ferry {
 
     /// Registers an S3 endpoint as an s3 store named `name` on this server.
     pub fn add_s3_store(&self, name: &str, endpoint: &str, ak: &str, sk: &str) {
+        self.add_s3_store_with(name, endpoint, (ak, sk), "when-required");
+    }
+
+    /// [`Self::add_s3_store`] with a checksum mode (`when-required` or `when-supported`).
+    pub fn add_s3_store_with(
+        &self,
+        name: &str,
+        endpoint: &str,
+        (ak, sk): (&str, &str),
+        mode: &str,
+    ) {
         self.ok(&self.cli_env(
             &[
                 "store",
@@ -252,7 +263,7 @@ impl Ferry {
                 "--secret-key-env",
                 "T_SK",
                 "--checksum-mode",
-                "when-required",
+                mode,
             ],
             &[("T_AK", ak), ("T_SK", sk)],
         ));

@@ -395,16 +395,7 @@ fn a_source_crc_of_the_whole_object_is_kept_by_a_multipart_copy() {
         ("dsts", &dst.s3),
         ("refusing", &proxy.endpoint),
     ]);
-    ok(&dst.aws(&["s3", "mb", "s3://crcdst"]));
-    ok(&m.run(&[
-        "migrate",
-        "srcs:crcsrc",
-        "dsts:crcdst",
-        "--multipart-threshold",
-        "8M",
-        "--part-size",
-        "6M",
-    ]));
+    copy_in_6m_parts(&m, &dst, "srcs:crcsrc", "dsts", "crcdst");
     for key in ["big", "one"] {
         let (algorithm, value) = (
             sums[key][0].as_str().expect("algorithm"),
@@ -427,19 +418,7 @@ fn a_source_crc_of_the_whole_object_is_kept_by_a_multipart_copy() {
         );
     }
     // The refusing destination gets plain uploads, and every byte.
-    ok(&dst.aws(&["s3", "mb", "s3://plain"]));
-    ok(&m.run(&[
-        "migrate",
-        "srcs:crcsrc",
-        "refusing:plain",
-        "--multipart-threshold",
-        "8M",
-        "--part-size",
-        "6M",
-        "--attempts",
-        "1",
-        "--verify",
-    ]));
+    copy_in_6m_parts(&m, &dst, "srcs:crcsrc", "refusing", "plain");
     drop(proxy);
     let stats: Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats")).expect("json");
@@ -453,31 +432,31 @@ fn a_source_crc_of_the_whole_object_is_kept_by_a_multipart_copy() {
     }
 }
 
+/// Makes `bucket` on `dst`, then migrates `src` into it through the store `to` (registered
+/// with `m`) in 6 MiB parts, one attempt each, verified after.
+fn copy_in_6m_parts(m: &Migrator, dst: &Ferry, src: &str, to: &str, bucket: &str) {
+    ok(&dst.aws(&["s3", "mb", &format!("s3://{bucket}")]));
+    ok(&m.run(&[
+        "migrate",
+        src,
+        &format!("{to}:{bucket}"),
+        "--multipart-threshold",
+        "8M",
+        "--part-size",
+        "6M",
+        "--attempts",
+        "1",
+        "--verify",
+    ]));
+}
+
 /// A migrator whose state database has these s3 stores registered with SDK checksums
 /// (`--checksum-mode when-supported`), registered through a server that is stopped after
 /// (returned too: its data directory lives as long as it does).
 fn migrator_with_stores(stores: &[(&str, &str)]) -> (Ferry, Migrator) {
     let mut a = Ferry::start();
     for (name, endpoint) in stores {
-        a.ok(&a.cli_env(
-            &[
-                "store",
-                "add",
-                name,
-                "--kind",
-                "s3",
-                "--endpoint",
-                endpoint,
-                "--path-style",
-                "--access-key-env",
-                "T_AK",
-                "--secret-key-env",
-                "T_SK",
-                "--checksum-mode",
-                "when-supported",
-            ],
-            &[("T_AK", ACCESS_KEY), ("T_SK", SECRET_KEY)],
-        ));
+        a.add_s3_store_with(name, endpoint, (ACCESS_KEY, SECRET_KEY), "when-supported");
     }
     a.stop();
     let m = Migrator {
@@ -537,19 +516,7 @@ async fn parts_refused_for_the_source_crc_start_again_plainly() {
     let stats = tmp.path().join("parts-refused.json");
     let proxy = fault_proxy(&dst.s3, "0", &stats, &["--refuse-part-algorithm", "CRC32C"]);
     let (_registry, m) = migrator_with_stores(&[("srcs", &src.s3), ("refusing", &proxy.endpoint)]);
-    ok(&dst.aws(&["s3", "mb", "s3://plain"]));
-    ok(&m.run(&[
-        "migrate",
-        "srcs:c32c",
-        "refusing:plain",
-        "--multipart-threshold",
-        "8M",
-        "--part-size",
-        "6M",
-        "--attempts",
-        "1",
-        "--verify",
-    ]));
+    copy_in_6m_parts(&m, &dst, "srcs:c32c", "refusing", "plain");
     drop(proxy);
     let stats: Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats")).expect("json");
