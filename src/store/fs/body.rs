@@ -20,6 +20,10 @@ const BATCH: usize = 1 << 20;
 /// in one blocking call; larger ones stream through a writer thread.
 pub(super) const SMALL_BODY: u64 = 256 * 1024;
 
+/// Small bodies up to this size are written on the request's own thread (see
+/// `receive_small`): a create and a write into the page cache, some tens of microseconds.
+const INLINE_BODY: u64 = 16 * 1024;
+
 /// Work to run in the writer thread before the file is created (making room for the key's
 /// path): it rides along with the write instead of costing a hop of its own.
 pub type Prepare = Box<dyn FnOnce() -> Result<()> + Send>;
@@ -38,7 +42,8 @@ pub struct Received {
 /// when `batch_sync` says the caller's commit will make it durable. On any error the file is
 /// removed. `expected` is the length the client declared.
 ///
-/// A small body is gathered here, then one blocking call runs `prepare`, writes and hashes. A
+/// A small body is gathered here, then one blocking call runs `prepare`, writes and hashes
+/// (on this thread for one of up to 16 KiB that the commit syncs with its batch). A
 /// larger one runs stages in parallel: this task receives (and s3s verifies the payload
 /// signature as the bytes pass), while blocking threads hash and write; the channels are
 /// bounded, so memory stays at a few batches. With `shared` digests (the body's producer
@@ -276,7 +281,7 @@ async fn receive_small(
         });
     }
     let target = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
+    let work = move || {
         if let Some(p) = prepare {
             p()?;
         }
@@ -290,9 +295,16 @@ async fn receive_small(
             mtime_ns: w.mtime_ns,
             synced: sync,
         })
-    })
-    .await
-    .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+    };
+    // A body the commit thread will sync with its batch, and small: written on this thread.
+    // Handing it to a blocking thread and back costs two thread wake-ups, more than the
+    // write itself (page cache, no flush); measured with `bench/ab`: +9% small PUTs/s.
+    if !sync && expected <= INLINE_BODY {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Index(format!("file task failed: {e}")))?
 }
 
 /// Batches queued for each of the hashing and the writing thread: bounds memory per upload at
