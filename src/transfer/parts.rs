@@ -46,10 +46,15 @@ pub(super) async fn copy_parts(
 /// against the source's own record of its bytes. Not for a local source, whose parts are
 /// checksummed up front with [`PART_CHECKSUM`].
 fn whole_crc(it: &Item<'_>, head: &ObjectMeta) -> Option<Checksum> {
-    let checksummed = it.src.caps().local && !it.dst.caps().local;
     head.checksum
         .clone()
-        .filter(|c| !c.composite && c.algorithm.is_crc() && !checksummed)
+        .filter(|c| !c.composite && c.algorithm.is_crc() && !checksummed_up_front(it))
+}
+
+/// A local source can be read twice: once to checksum a part up front, so the part goes
+/// with a CRC32C the destination checks instead of an MD5 hashed here for its ETag.
+fn checksummed_up_front(it: &Item<'_>) -> bool {
+    it.src.caps().local && !it.dst.caps().local
 }
 
 async fn copy_parts_as(
@@ -63,9 +68,7 @@ async fn copy_parts_as(
 ) -> store::Result<Outcome> {
     let part_size = part_size_for(plan.part_size, head.size);
     let count = head.size.div_ceil(part_size) as u32;
-    // A local source can be read twice: once to checksum a part up front, so the part goes
-    // with a CRC32C the destination checks instead of an MD5 hashed here for its ETag.
-    let mut checksummed = it.src.caps().local && !it.dst.caps().local;
+    let mut checksummed = checksummed_up_front(it);
     // Named at completion only once the destination has shown its upload ends with it.
     let mut claim = None;
     // The algorithm of the source's CRC, when the upload was created with it: every part
