@@ -145,3 +145,85 @@ pub fn invalid_argument(msg: impl Into<String>) -> S3Error {
 pub fn bad_request(msg: &str) -> S3Error {
     custom("BadRequest", StatusCode::BAD_REQUEST, msg.to_owned())
 }
+
+/// AWS's message for an error code, for the errors s3s raises with a code alone (a bad
+/// signature, a bucket name it cannot route, …), so a client always has a sentence to show.
+fn default_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "AccessDenied" => "Access Denied",
+        "BadDigest" => "The Content-MD5 you specified did not match what we received.",
+        "EntityTooLarge" => "Your proposed upload exceeds the maximum allowed object size.",
+        "IncompleteBody" => {
+            "You did not provide the number of bytes specified by the Content-Length HTTP header."
+        }
+        "InternalError" => "We encountered an internal error. Please try again.",
+        "InvalidAccessKeyId" => "The AWS Access Key Id you provided does not exist in our records.",
+        "InvalidArgument" => "Invalid Argument",
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "InvalidDigest" => "The Content-MD5 you specified is not valid.",
+        "InvalidRequest" => "Invalid Request",
+        "InvalidURI" => "Couldn't parse the specified URI.",
+        "KeyTooLongError" => "Your key is too long.",
+        "MalformedXML" => {
+            "The XML you provided was not well-formed or did not validate against our published schema."
+        }
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        "RequestTimeTooSkewed" => {
+            "The difference between the request time and the current time is too large."
+        }
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. \
+             Check your key and signing method."
+        }
+        _ => return None,
+    })
+}
+
+/// Gives an error answer that has a code but no `<Message>` AWS's message for it, and names
+/// the request in the body as S3 does. Other answers pass untouched.
+pub fn explain(res: &mut s3s::HttpResponse, request_id: &str) {
+    if !(res.status().is_client_error() || res.status().is_server_error()) {
+        return;
+    }
+    let Some(body) = res.body().bytes() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return;
+    };
+    if text.len() > 4096 || text.contains("<Message>") {
+        return;
+    }
+    let Some(code) = text
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code)
+    else {
+        return;
+    };
+    let Some(message) = default_message(code) else {
+        return;
+    };
+    let code = S3ErrorCode::from_bytes(code.as_bytes())
+        .unwrap_or_else(|| S3ErrorCode::Custom(code.to_owned().into()));
+    let mut err = S3Error::with_message(code, message);
+    err.set_request_id(request_id);
+    err.set_status_code(res.status());
+    let Ok(rebuilt) = err.to_http_response() else {
+        return;
+    };
+    let (parts, new_body) = rebuilt.into_parts();
+    *res.body_mut() = new_body;
+    for name in [http::header::CONTENT_LENGTH, http::header::CONTENT_TYPE] {
+        match parts.headers.get(&name) {
+            Some(v) => {
+                res.headers_mut().insert(name, v.clone());
+            }
+            None => {
+                res.headers_mut().remove(name);
+            }
+        }
+    }
+}

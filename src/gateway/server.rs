@@ -122,6 +122,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 res.headers_mut().insert("x-amz-request-id", v);
             }
+            super::error::explain(&mut res, &id);
             // S3 answers a HEAD with a Range as the GET it stands for, 206; s3s 0.14 always
             // says 200 (and ignores a status set on the response).
             if head

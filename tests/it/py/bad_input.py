@@ -54,8 +54,12 @@ def code_of(data):
 
 
 def expect(status, code, result, what):
-    st, _, data = result
+    st, headers, data = result
     assert st == status and code_of(data) == code, f"{what}: expected {status} {code}, got {st} {data[:300]!r}"
+    # Every error says in words what went wrong and names its request, as S3's do.
+    doc = ET.fromstring(data)
+    assert doc.findtext("Message"), f"{what}: no <Message> in {data[:300]!r}"
+    assert doc.findtext("RequestId") in (None, headers.get("x-amz-request-id")), f"{what}: {data[:300]!r}"
 
 
 s3 = client()
@@ -69,7 +73,8 @@ expect(400, "MalformedXML", signed("PUT", f"/{B}?versioning", b"not xml at all")
 # Bad signatures, unknown keys, expired presigned URLs
 bad = boto3.client("s3", endpoint_url=END, aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
                    aws_secret_access_key="wrong-secret")
-expect_error(lambda: bad.list_objects_v2(Bucket=B), "SignatureDoesNotMatch", 403)
+e = expect_error(lambda: bad.list_objects_v2(Bucket=B), "SignatureDoesNotMatch", 403)
+assert "signature we calculated does not match" in e.response["Error"].get("Message", ""), e.response
 unknown = boto3.client("s3", endpoint_url=END, aws_access_key_id="NOSUCHKEY0000000000",
                        aws_secret_access_key="x")
 expect_error(lambda: unknown.list_buckets(), "InvalidAccessKeyId", 403)
