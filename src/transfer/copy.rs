@@ -109,6 +109,18 @@ pub struct Item<'a> {
     pub listed_etag: &'a str,
 }
 
+impl Item<'_> {
+    /// Aborts an upload on the destination. A failed abort does not fail the copy, but it
+    /// leaves the upload's parts stored there, so it is logged with the upload's id for an
+    /// operator (or a lifecycle rule) to clean up.
+    pub(super) async fn abort(&self, upload_id: &str) {
+        if let Err(e) = self.dst.abort_multipart(self.db, self.dk, upload_id).await {
+            tracing::warn!(key = %self.dk, upload_id, error = %e,
+                "could not abort a multipart upload on the destination; its parts stay there");
+        }
+    }
+}
+
 /// The ETag S3 gives a multipart object: MD5 of the parts' binary MD5s, `-N`.
 pub fn multipart_etag(part_etags: &[&str]) -> Option<String> {
     let mut h = Md5::new();
@@ -140,7 +152,7 @@ pub async fn copy_object(
         };
         if check_first && already_there(it, &head, resume.as_ref()).await? {
             if let Some(r) = &resume {
-                let _ = it.dst.abort_multipart(it.db, it.dk, &r.upload_id).await;
+                it.abort(&r.upload_id).await;
             }
             return Ok(Outcome::AlreadyThere { size: head.size });
         }

@@ -109,7 +109,7 @@ async fn copy_parts_as(
             }
             upload = Some(r.upload_id);
         } else {
-            let _ = it.dst.abort_multipart(it.db, it.dk, &r.upload_id).await;
+            it.abort(&r.upload_id).await;
             journal.upload(None).await?;
         }
     }
@@ -175,7 +175,7 @@ async fn copy_parts_as(
         // Parts refused for their algorithm: the caller starts a plain upload instead.
         let abandoned = sending.algorithm.is_some() && refused(e);
         if !plan.keep_uploads || abandoned {
-            let _ = it.dst.abort_multipart(it.db, it.dk, &upload).await;
+            it.abort(&upload).await;
         }
     }
     let (sent, stopped) = result?;
