@@ -6,6 +6,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::Gateway;
 use super::convert::{self, ts};
 use super::error::s3_error;
+use super::guard;
 use crate::store::{self, BucketName, Store, Versioning};
 
 impl Gateway {
@@ -13,6 +14,8 @@ impl Gateway {
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
+        guard::plain(&req.uri)?;
+        guard::create_bucket(&req.headers)?;
         let (store, bucket) = self.target(&req.input.bucket)?;
         store.create_bucket(&bucket).await.map_err(s3_error)?;
         Ok(S3Response::new(CreateBucketOutput {
@@ -24,6 +27,7 @@ impl Gateway {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        guard::plain(&req.uri)?;
         let (store, bucket) = self.target(&req.input.bucket)?;
         store.delete_bucket(&bucket).await.map_err(s3_error)?;
         Ok(S3Response::new(DeleteBucketOutput {}))

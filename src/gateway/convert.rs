@@ -217,7 +217,7 @@ pub fn attrs_from(
         content_type,
         cache_control,
         content_disposition,
-        content_encoding,
+        content_encoding: super::guard::stored_encoding(content_encoding),
         content_language,
         expires: expires_str(expires),
         user_metadata,

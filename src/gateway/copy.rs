@@ -7,6 +7,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::Gateway;
 use super::convert::{self, etag, ts};
 use super::error::{invalid_argument, s3_error};
+use super::guard;
 use crate::store::{self, Digests, ObjectKey};
 
 impl Gateway {
@@ -14,6 +15,8 @@ impl Gateway {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
+        guard::plain(&req.uri)?;
+        guard::object_write(&req.headers)?;
         let input = req.input;
         let (src_store, src_bucket, src_key, sv) = self.copy_source(&input.copy_source)?;
         let (store, bucket) = self.target(&input.bucket)?;

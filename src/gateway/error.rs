@@ -102,6 +102,13 @@ pub fn s3_error(err: store::Error) -> S3Error {
             "The provided 'x-amz-content-sha256' header does not match what was computed."
                 .to_owned(),
         ),
+        // A chunk of an `aws-chunked` body whose signature does not verify.
+        E::Body(e) if e.to_string().contains("SignatureMismatch") => with(
+            S3ErrorCode::SignatureDoesNotMatch,
+            "The request signature we calculated does not match the signature you provided \
+             for a chunk of the body."
+                .to_owned(),
+        ),
         E::Body(_) => with(S3ErrorCode::IncompleteBody, msg),
         E::Io { .. } | E::Index(_) => {
             tracing::error!(error = %msg, "internal store error");

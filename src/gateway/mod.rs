@@ -12,6 +12,7 @@ mod conditions;
 mod convert;
 mod copy;
 pub mod error;
+mod guard;
 mod list;
 mod multipart;
 mod object;
@@ -89,6 +90,7 @@ impl Gateway {
             ));
         };
         let (store, bucket) = self.target(bucket)?;
+        guard::version_id(version_id.as_deref())?;
         Ok((
             store,
             bucket,

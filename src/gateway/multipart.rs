@@ -7,6 +7,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::Gateway;
 use super::convert::{self, etag, ts};
 use super::error::{invalid_argument, s3_error};
+use super::guard;
 use super::object::Declared;
 use crate::store;
 
@@ -103,6 +104,7 @@ impl Gateway {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        guard::object_write(&req.headers)?;
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;

@@ -6,6 +6,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::Gateway;
 use super::convert::{self, etag, ts};
 use super::error::{invalid_argument, s3_error};
+use super::guard;
 use crate::store::{self, ChecksumAlgorithm, Digests, ObjectKey};
 
 /// What the client declared about a body, checked against what was received.
@@ -116,6 +117,8 @@ impl Gateway {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
+        guard::plain(&req.uri)?;
+        guard::object_write(&req.headers)?;
         let trailers = req.trailing_headers.clone();
         let headers = req.headers;
         let input = req.input;
@@ -177,6 +180,7 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
+        guard::version_id(input.version_id.as_deref())?;
         let part = check_part_number(input.part_number, input.range.is_some())?;
         let asked = convert::range(input.range);
         let conditions = |meta: &store::ObjectMeta| {
@@ -271,7 +275,7 @@ impl Gateway {
                 .or(a.content_disposition.clone()),
             content_encoding: input
                 .response_content_encoding
-                .or(a.content_encoding.clone()),
+                .or(guard::stored_encoding(a.content_encoding.clone())),
             content_language: input
                 .response_content_language
                 .or(a.content_language.clone()),
@@ -301,6 +305,7 @@ impl Gateway {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
+        guard::version_id(input.version_id.as_deref())?;
         let part = check_part_number(input.part_number, input.range.is_some())?;
         let mut tries = 0;
         let (meta, located) = loop {
@@ -359,15 +364,24 @@ impl Gateway {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
             content_range,
-            content_type: a
-                .content_type
-                .clone()
+            // The response-* overrides apply to HEAD as to the GET it stands for.
+            content_type: input
+                .response_content_type
+                .or(a.content_type.clone())
                 .or_else(|| Some(convert::DEFAULT_CONTENT_TYPE.into())),
-            cache_control: a.cache_control.clone(),
-            content_disposition: a.content_disposition.clone(),
-            content_encoding: a.content_encoding.clone(),
-            content_language: a.content_language.clone(),
-            expires: convert::expires_ts(a.expires.as_ref()),
+            cache_control: input.response_cache_control.or(a.cache_control.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or(a.content_disposition.clone()),
+            content_encoding: input
+                .response_content_encoding
+                .or(guard::stored_encoding(a.content_encoding.clone())),
+            content_language: input
+                .response_content_language
+                .or(a.content_language.clone()),
+            expires: input
+                .response_expires
+                .or(convert::expires_ts(a.expires.as_ref())),
             metadata: convert::metadata_dto(a),
             e_tag: Some(etag(&meta.etag)),
             last_modified: Some(ts(meta.last_modified)),
@@ -387,9 +401,11 @@ impl Gateway {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        guard::plain(&req.uri)?;
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
+        guard::version_id(input.version_id.as_deref())?;
         let _passage = self.write_gate.shared(&bucket, &key).await;
         let r = store
             .delete_object(&bucket, &key, input.version_id.as_deref())
@@ -408,6 +424,8 @@ impl Gateway {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
+        // A missing bucket fails the request, not each key.
+        store.head_bucket(&bucket).await.map_err(s3_error)?;
         let quiet = input.delete.quiet.unwrap_or(false);
         if input.delete.objects.len() > 1000 {
             return Err(s3_error!(
@@ -443,11 +461,10 @@ impl Gateway {
                             key: Some(obj.key),
                             version_id: obj.version_id.clone(),
                             delete_marker: r.delete_marker.then_some(true),
-                            delete_marker_version_id: if obj.version_id.is_none() {
-                                marker_vid
-                            } else {
-                                None
-                            },
+                            // The marker made, or the marker a versioned delete removed.
+                            delete_marker_version_id: marker_vid.or_else(|| {
+                                r.delete_marker.then(|| obj.version_id.clone()).flatten()
+                            }),
                         });
                     }
                 }

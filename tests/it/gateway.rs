@@ -45,3 +45,9 @@ fn virtual_host_style() {
     let f = Ferry::start_with(&["--domain", "s3.ferry.test"]);
     ok(&f.python("virtual_host.py", &["s3.ferry.test"]));
 }
+
+#[test]
+fn requests_s3_refuses_are_refused() {
+    let f = Ferry::start();
+    ok(&f.python("s3_guards.py", &[]));
+}

@@ -16,41 +16,9 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from common import client, error_code, expect_error
+from common import CREDS, HOST, client, code_of, error_code, expect_error, signed
 
 END = os.environ["FERRY_ENDPOINT"]
-HOST = urlparse(END).netloc
-CREDS = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
-
-
-def signed(method, path, body=b"", headers=None, payload_hash=None, send=None):
-    """Signs a request for `path` (sent verbatim) and returns (status, headers, body). `send`
-    replaces the body after signing (damage on the way)."""
-    req = AWSRequest(method=method, url=END + path, data=body, headers=dict(headers or {}))
-    req.headers["x-amz-content-sha256"] = payload_hash or __import__("hashlib").sha256(body).hexdigest()
-    S3SigV4Auth(CREDS, "s3", "us-east-1").add_auth(req)
-    conn = http.client.HTTPConnection(HOST, timeout=30)
-    conn.putrequest(method, path, skip_accept_encoding=True)
-    for k, v in req.headers.items():
-        conn.putheader(k, v)
-    if "Content-Length" not in req.headers:
-        conn.putheader("Content-Length", str(len(body)))
-    conn.endheaders()
-    if send is not None:
-        body = send
-    if body:
-        conn.send(body)
-    r = conn.getresponse()
-    data = r.read()
-    conn.close()
-    return r.status, dict(r.getheaders()), data
-
-
-def code_of(data):
-    try:
-        return ET.fromstring(data).findtext("Code")
-    except ET.ParseError:
-        return None
 
 
 def expect(status, code, result, what):

@@ -1,8 +1,14 @@
 """Shared setup for the Python client scripts: a boto3 client for the server under test."""
+import http.client
 import os
+import xml.etree.ElementTree as ET
+from urllib.parse import urlparse
 
 import boto3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 
 def client(**config):
@@ -32,3 +38,49 @@ def expect_error(fn, code, http_status=None):
             assert status(e) == http_status, f"expected HTTP {http_status}, got {status(e)}"
         return e
     raise AssertionError(f"expected error {code}, but the call succeeded")
+
+
+END = os.environ.get("FERRY_ENDPOINT", "")
+HOST = urlparse(END).netloc
+CREDS = Credentials(os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
+
+
+class _Signer(S3SigV4Auth):
+    """SigV4 with the payload hash given (botocore would hash the body itself, replacing an
+    `x-amz-content-sha256` such as `STREAMING-UNSIGNED-PAYLOAD-TRAILER`)."""
+
+    def __init__(self, payload_hash):
+        super().__init__(CREDS, "s3", "us-east-1")
+        self._payload_hash = payload_hash
+
+    def payload(self, request):
+        return self._payload_hash
+
+
+def signed(method, path, body=b"", headers=None, payload_hash=None, send=None):
+    """Signs a request for `path` (sent verbatim) and returns (status, headers, body). `send`
+    replaces the body after signing (damage on the way)."""
+    req = AWSRequest(method=method, url=END + path, data=body, headers=dict(headers or {}))
+    _Signer(payload_hash or __import__("hashlib").sha256(body).hexdigest()).add_auth(req)
+    conn = http.client.HTTPConnection(HOST, timeout=30)
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for k, v in req.headers.items():
+        conn.putheader(k, v)
+    if "Content-Length" not in req.headers:
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    if send is not None:
+        body = send
+    if body:
+        conn.send(body)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, dict(r.getheaders()), data
+
+
+def code_of(data):
+    try:
+        return ET.fromstring(data).findtext("Code")
+    except ET.ParseError:
+        return None

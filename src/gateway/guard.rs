@@ -1,0 +1,243 @@
+//! Checks a request must pass before its operation runs, for what s3s routes but Ferry does
+//! not do: a sub-resource s3s does not know for the method, and headers asking for a
+//! feature Ferry lacks (Object Lock, KMS or customer-key encryption).
+//!
+//! Each answers with the error AWS gives instead of doing something else: s3s routes
+//! `DELETE /bucket?acl` as DeleteBucket and `PUT /bucket/key?restore` as PutObject, and a
+//! retention header that is dropped would leave a client believing its object is locked.
+
+use http::{HeaderMap, StatusCode, Uri};
+use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
+
+/// Query parameters that name an S3 sub-resource (an operation of its own, not a parameter
+/// of the plain bucket or object operation).
+const SUBRESOURCES: &[&str] = &[
+    "accelerate",
+    "acl",
+    "analytics",
+    "attributes",
+    "cors",
+    "delete",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "location",
+    "logging",
+    "metadataTable",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "partNumber",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "select-type",
+    "session",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versioning",
+    "versions",
+    "website",
+];
+
+/// For the operations a request falls through to when s3s does not know its sub-resource
+/// (CreateBucket, DeleteBucket, PutObject, CopyObject, DeleteObject): refuses one that
+/// names a sub-resource, as S3 does, rather than create, overwrite or delete.
+pub fn plain(uri: &Uri) -> S3Result<()> {
+    let Some(query) = uri.query() else {
+        return Ok(());
+    };
+    for pair in query.split('&') {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        if let Some(sub) = SUBRESOURCES.iter().find(|s| **s == name) {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::MethodNotAllowed,
+                format!("The specified method is not allowed against the ?{sub} sub-resource."),
+            );
+            e.set_status_code(StatusCode::METHOD_NOT_ALLOWED);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn has(headers: &HeaderMap, name: &str) -> bool {
+    headers.contains_key(name)
+}
+
+/// For requests that write an object (PutObject, CreateMultipartUpload, CopyObject): refuses
+/// Object Lock and encryption Ferry cannot honour. SSE-S3 (`AES256`) is taken and not
+/// echoed: Ferry's stores keep bytes as they are, and an answer without
+/// `x-amz-server-side-encryption` tells a client that checks.
+pub fn object_write(headers: &HeaderMap) -> S3Result<()> {
+    if [
+        "x-amz-object-lock-mode",
+        "x-amz-object-lock-retain-until-date",
+        "x-amz-object-lock-legal-hold",
+    ]
+    .iter()
+    .any(|h| has(headers, h))
+    {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Bucket is missing Object Lock Configuration"
+        ));
+    }
+    if [
+        "x-amz-server-side-encryption-customer-algorithm",
+        "x-amz-server-side-encryption-customer-key",
+        "x-amz-copy-source-server-side-encryption-customer-algorithm",
+        "x-amz-copy-source-server-side-encryption-customer-key",
+    ]
+    .iter()
+    .any(|h| has(headers, h))
+    {
+        return Err(s3_error!(
+            NotImplemented,
+            "Server-side encryption with customer-provided keys (SSE-C) is not implemented"
+        ));
+    }
+    match headers
+        .get("x-amz-server-side-encryption")
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None | Some("AES256") => Ok(()),
+        Some("aws:kms" | "aws:kms:dsse") => Err(s3_error!(
+            NotImplemented,
+            "Server-side encryption with KMS keys is not implemented"
+        )),
+        Some(other) => Err(s3_error!(
+            InvalidArgument,
+            "x-amz-server-side-encryption {other:?} is not a server-side encryption method"
+        )),
+    }
+}
+
+/// For CreateBucket: a bucket with Object Lock is refused, not created without it.
+pub fn create_bucket(headers: &HeaderMap) -> S3Result<()> {
+    let lock = headers
+        .get("x-amz-bucket-object-lock-enabled")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if lock {
+        return Err(s3_error!(NotImplemented, "Object Lock is not implemented"));
+    }
+    Ok(())
+}
+
+/// A `versionId` that is present must name a version (S3: 400 for an empty one).
+pub fn version_id(v: Option<&str>) -> S3Result<()> {
+    if v == Some("") {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Version id cannot be the empty string"
+        ));
+    }
+    Ok(())
+}
+
+/// Content-Encoding as stored: `aws-chunked` describes how the request's body was framed,
+/// not the object, so S3 drops it (`aws-chunked,gzip` is stored as `gzip`).
+pub fn stored_encoding(value: Option<String>) -> Option<String> {
+    let v = value?;
+    if !v
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case("aws-chunked"))
+    {
+        return Some(v);
+    }
+    let kept: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subresources_are_refused_on_plain_operations() {
+        for q in [
+            "/b?acl",
+            "/b/k?x-id=PutObject&restore",
+            "/b?versioning=",
+            "/b/k?uploads",
+        ] {
+            let e = plain(&q.parse().expect("uri")).expect_err("refused");
+            assert_eq!(e.status_code(), Some(StatusCode::METHOD_NOT_ALLOWED), "{q}");
+        }
+        for q in [
+            "/b",
+            "/b/k?x-id=PutObject",
+            "/b/k?versionId=abc",
+            "/b/k?bogus",
+            "/b/k?aclx=1",
+        ] {
+            assert!(plain(&q.parse().expect("uri")).is_ok(), "{q}");
+        }
+    }
+
+    #[test]
+    fn aws_chunked_is_not_stored() {
+        let enc = |s: &str| stored_encoding(Some(s.to_owned()));
+        assert_eq!(enc("aws-chunked"), None);
+        assert_eq!(enc("aws-chunked,gzip").as_deref(), Some("gzip"));
+        assert_eq!(enc("gzip, aws-chunked").as_deref(), Some("gzip"));
+        assert_eq!(enc("br").as_deref(), Some("br"));
+        assert_eq!(stored_encoding(None), None);
+    }
+
+    #[test]
+    fn lock_and_encryption_headers() {
+        let h = |k: &'static str, v: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert(k, v.parse().expect("header value"));
+            m
+        };
+        assert!(object_write(&HeaderMap::new()).is_ok());
+        assert!(object_write(&h("x-amz-server-side-encryption", "AES256")).is_ok());
+        for (k, v, code) in [
+            (
+                "x-amz-object-lock-legal-hold",
+                "ON",
+                S3ErrorCode::InvalidRequest,
+            ),
+            (
+                "x-amz-server-side-encryption",
+                "aws:kms",
+                S3ErrorCode::NotImplemented,
+            ),
+            (
+                "x-amz-server-side-encryption",
+                "bogus",
+                S3ErrorCode::InvalidArgument,
+            ),
+            (
+                "x-amz-server-side-encryption-customer-algorithm",
+                "AES256",
+                S3ErrorCode::NotImplemented,
+            ),
+        ] {
+            assert_eq!(
+                *object_write(&h(k, v)).expect_err("refused").code(),
+                code,
+                "{k}: {v}"
+            );
+        }
+        assert!(create_bucket(&h("x-amz-bucket-object-lock-enabled", "true")).is_err());
+        assert!(create_bucket(&h("x-amz-bucket-object-lock-enabled", "false")).is_ok());
+    }
+}

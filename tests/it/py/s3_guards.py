@@ -1,0 +1,102 @@
+"""Requests S3 answers with an error rather than doing something else: sub-resources Ferry
+does not serve (s3s would route `DELETE /bucket?acl` as DeleteBucket), Object Lock and
+encryption it cannot honour, an empty versionId; and the smaller answers found by the
+differential probe (aws-chunked is not stored as a Content-Encoding, HEAD honours response
+overrides, DeleteObjects names the marker it removed and fails whole on a missing bucket).
+Exits non-zero on the first failed assertion."""
+import base64
+import zlib
+
+from common import client, code_of, expect_error, signed
+
+s3 = client()
+B = "s3-guards"
+s3.create_bucket(Bucket=B)
+s3.create_bucket(Bucket="s3-guards-empty")
+s3.put_object(Bucket=B, Key="k", Body=b"original")
+
+
+def refused(method, path, body=b"", status=405, code="MethodNotAllowed"):
+    st, _, data = signed(method, path, body)
+    assert st == status and code_of(data) == code, f"{method} {path}: {st} {data[:300]!r}"
+
+
+# Sub-resources the plain operations would otherwise swallow: nothing is deleted or written.
+for sub in ["acl", "logging", "notification", "object-lock", "versions", "uploads", "policyStatus"]:
+    refused("DELETE", f"/s3-guards-empty?{sub}")
+s3.head_bucket(Bucket="s3-guards-empty")
+for sub in ["acl", "retention", "legal-hold", "torrent", "restore", "partNumber=1"]:
+    refused("DELETE", f"/{B}/k?{sub}")
+for sub in ["torrent", "attributes", "restore", "select", "uploads"]:
+    refused("PUT", f"/{B}/k?{sub}", b"overwritten")
+refused("PUT", "/s3-guards-new?torrent")
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"original"
+expect_error(lambda: s3.head_bucket(Bucket="s3-guards-new"), "404", 404)
+# Parameters that are not sub-resources still reach the operation, as on S3.
+st, _, _ = signed("PUT", f"/{B}/k2?x-id=PutObject&bogus", b"v")
+assert st == 200, st
+
+# Object Lock and encryption Ferry cannot honour are refused, not dropped.
+expect_error(lambda: s3.put_object(Bucket=B, Key="locked", Body=b"x", ObjectLockLegalHoldStatus="ON"),
+             "InvalidRequest", 400)
+expect_error(lambda: s3.create_multipart_upload(Bucket=B, Key="locked", ObjectLockMode="COMPLIANCE",
+                                                ObjectLockRetainUntilDate="2030-01-01T00:00:00Z"),
+             "InvalidRequest", 400)
+expect_error(lambda: s3.create_bucket(Bucket="s3-guards-locked", ObjectLockEnabledForBucket=True),
+             "NotImplemented", 501)
+expect_error(lambda: s3.put_object(Bucket=B, Key="kms", Body=b"x", ServerSideEncryption="aws:kms"),
+             "NotImplemented", 501)
+st, _, data = signed("PUT", f"/{B}/bogus-sse", b"x", headers={"x-amz-server-side-encryption": "rot13"})
+assert st == 400 and code_of(data) == "InvalidArgument", (st, data)
+r = s3.put_object(Bucket=B, Key="sse", Body=b"x", ServerSideEncryption="AES256")
+assert "ServerSideEncryption" not in r, r  # taken, but not claimed
+for key in ["locked", "kms", "bogus-sse"]:
+    expect_error(lambda: s3.head_object(Bucket=B, Key=key), "404", 404)
+
+# An empty versionId is a bad request, not a lookup.
+for call in (lambda: s3.get_object(Bucket=B, Key="k", VersionId=""),
+             lambda: s3.delete_object(Bucket=B, Key="k", VersionId="")):
+    try:
+        call()
+        raise AssertionError("an empty versionId was taken")
+    except Exception as e:  # botocore may refuse it itself (ParamValidationError)
+        assert "InvalidArgument" in str(e) or "Invalid" in str(e), e
+st, _, data = signed("GET", f"/{B}/k?versionId=")
+assert st == 400 and code_of(data) == "InvalidArgument", (st, data)
+st, _, data = signed("DELETE", f"/{B}/k?versionId=")
+assert st == 400 and code_of(data) == "InvalidArgument", (st, data)
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"original"
+
+# An aws-chunked body: its framing is not the object's Content-Encoding.
+data = b"hello chunked world"
+crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+for enc, stored in [("aws-chunked", None), ("aws-chunked,gzip", "gzip")]:
+    body = f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n" + f"x-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+    st, _, resp = signed("PUT", f"/{B}/chunked", body, payload_hash="STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                         headers={"Content-Encoding": enc, "x-amz-decoded-content-length": str(len(data)),
+                                  "x-amz-trailer": "x-amz-checksum-crc32"})
+    assert st == 200, (st, resp)
+    got = s3.get_object(Bucket=B, Key="chunked")
+    stored_body = got["Body"].read()
+    assert stored_body == data, (enc, stored_body)
+    assert got.get("ContentEncoding") == stored, (enc, got.get("ContentEncoding"))
+    assert s3.head_object(Bucket=B, Key="chunked").get("ContentEncoding") == stored
+
+# HEAD honours the response-* overrides, as the GET it stands for does.
+h = s3.head_object(Bucket=B, Key="k", ResponseContentType="text/x-over",
+                   ResponseContentDisposition="attachment; filename=o.txt")
+assert h["ContentType"] == "text/x-over" and h["ContentDisposition"] == "attachment; filename=o.txt", h
+
+# DeleteObjects: a missing bucket fails the request; removing a marker names it.
+expect_error(lambda: s3.delete_objects(Bucket="s3-guards-missing", Delete={"Objects": [{"Key": "a"}]}),
+             "NoSuchBucket", 404)
+V = "s3-guards-versioned"
+s3.create_bucket(Bucket=V)
+s3.put_bucket_versioning(Bucket=V, VersioningConfiguration={"Status": "Enabled"})
+s3.put_object(Bucket=V, Key="m", Body=b"1")
+marker = s3.delete_object(Bucket=V, Key="m")["VersionId"]
+r = s3.delete_objects(Bucket=V, Delete={"Objects": [{"Key": "m", "VersionId": marker}]})
+d = r["Deleted"][0]
+assert d.get("DeleteMarker") is True and d.get("DeleteMarkerVersionId") == marker, r
+assert s3.get_object(Bucket=V, Key="m")["Body"].read() == b"1"
+print("s3 guards: ok")
