@@ -551,6 +551,16 @@ impl FsStore {
                     if let Some(mut next) = tx_rows.into_iter().next() {
                         next.is_latest = true;
                         if !next.delete_marker && next.path.is_some() && !key.is_dir_marker() {
+                            // The version coming back needs its key's path, which may have
+                            // become another object's parent since (`p` written after a
+                            // marker hid `p/q`): refuse, as a PUT of the key would be.
+                            let (root, bname, k) =
+                                (self.root.clone(), bucket.to_string(), key.clone());
+                            tokio::task::spawn_blocking(move || {
+                                prepare_key_path(&root, &bname, &k)
+                            })
+                            .await
+                            .map_err(|e| Error::Index(format!("file task failed: {e}")))??;
                             pre.push(Step::MoveFrom {
                                 unique: Self::bytes_rel(bucket, &next),
                                 to: Self::key_rel(bucket, key),

@@ -99,4 +99,21 @@ r = s3.delete_objects(Bucket=V, Delete={"Objects": [{"Key": "m", "VersionId": ma
 d = r["Deleted"][0]
 assert d.get("DeleteMarker") is True and d.get("DeleteMarkerVersionId") == marker, r
 assert s3.get_object(Bucket=V, Key="m")["Body"].read() == b"1"
+
+# A version that would come back under a key that is now another object's parent (the fs
+# store keeps a key's current version at its path) is refused, and nothing changes.
+s3.put_object(Bucket=V, Key="p/q", Body=b"old q")
+hide = s3.delete_object(Bucket=V, Key="p/q")["VersionId"]
+s3.put_object(Bucket=V, Key="p", Body=b"file p")
+expect_error(lambda: s3.delete_object(Bucket=V, Key="p/q", VersionId=hide), "XFerryKeyConflict", 400)
+expect_error(lambda: s3.get_object(Bucket=V, Key="p/q"), "NoSuchKey", 404)
+assert s3.get_object(Bucket=V, Key="p")["Body"].read() == b"file p"
+keys = [o["Key"] for o in s3.list_objects_v2(Bucket=V).get("Contents", [])]
+assert keys == ["m", "p"], keys
+# Once `p` is gone the marker can go, and `p/q` is back.
+for v in s3.list_object_versions(Bucket=V, Prefix="p")["Versions"]:
+    if v["Key"] == "p":
+        s3.delete_object(Bucket=V, Key="p", VersionId=v["VersionId"])
+s3.delete_object(Bucket=V, Key="p/q", VersionId=hide)
+assert s3.get_object(Bucket=V, Key="p/q")["Body"].read() == b"old q"
 print("s3 guards: ok")
