@@ -128,10 +128,7 @@ impl Gateway {
             buckets: Some(buckets),
             continuation_token: next,
             prefix: input.prefix,
-            owner: Some(Owner {
-                display_name: Some("ferry".into()),
-                id: Some("ferry".into()),
-            }),
+            owner: Some(convert::owner()),
         }))
     }
 

@@ -195,6 +195,14 @@ pub fn range(r: Option<dto::Range>) -> Option<store::ByteRange> {
     })
 }
 
+/// The owner of every bucket and object: Ferry serves one key pair.
+pub fn owner() -> dto::Owner {
+    dto::Owner {
+        display_name: Some("ferry".into()),
+        id: Some("ferry".into()),
+    }
+}
+
 pub fn attrs_from(
     content_type: Option<String>,
     cache_control: Option<String>,

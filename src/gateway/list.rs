@@ -5,16 +5,9 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
 use super::Gateway;
-use super::convert::{self, etag, ts};
+use super::convert::{self, etag, owner, ts};
 use super::error::{invalid_argument, s3_error};
 use crate::store::{self, ObjectMeta};
-
-fn owner() -> Owner {
-    Owner {
-        display_name: Some("ferry".into()),
-        id: Some("ferry".into()),
-    }
-}
 
 struct Enc(bool);
 

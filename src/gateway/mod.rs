@@ -17,13 +17,14 @@ mod list;
 mod multipart;
 mod object;
 pub mod server;
+mod unconfigured;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use s3s::dto::*;
-use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use crate::bucket::Buckets;
 use crate::store::{BucketName, ObjectKey, Store};
@@ -378,5 +379,175 @@ impl S3 for Gateway {
             self.list_multipart_uploads_impl(req),
         )
         .await
+    }
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        self.timed("GetBucketAcl", self.get_bucket_acl_impl(req))
+            .await
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        self.timed("GetObjectAcl", self.get_object_acl_impl(req))
+            .await
+    }
+
+    async fn get_bucket_request_payment(
+        &self,
+        req: S3Request<GetBucketRequestPaymentInput>,
+    ) -> S3Result<S3Response<GetBucketRequestPaymentOutput>> {
+        self.timed(
+            "GetBucketRequestPayment",
+            self.get_bucket_request_payment_impl(req),
+        )
+        .await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let f = self.unconfigured(
+            &req.input.bucket,
+            S3ErrorCode::NoSuchCORSConfiguration,
+            "The CORS configuration does not exist",
+        );
+        self.timed("GetBucketCors", f).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        let f = self.unconfigured(
+            &req.input.bucket,
+            S3ErrorCode::NoSuchLifecycleConfiguration,
+            "The lifecycle configuration does not exist",
+        );
+        self.timed("GetBucketLifecycleConfiguration", f).await
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        let f = self.unconfigured(
+            &req.input.bucket,
+            S3ErrorCode::NoSuchBucketPolicy,
+            "The bucket policy does not exist",
+        );
+        self.timed("GetBucketPolicy", f).await
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        let f = self.unconfigured(
+            &req.input.bucket,
+            S3ErrorCode::NoSuchBucketPolicy,
+            "The bucket policy does not exist",
+        );
+        self.timed("GetBucketPolicyStatus", f).await
+    }
+
+    async fn get_bucket_website(
+        &self,
+        req: S3Request<GetBucketWebsiteInput>,
+    ) -> S3Result<S3Response<GetBucketWebsiteOutput>> {
+        let f = self.unconfigured(
+            &req.input.bucket,
+            S3ErrorCode::NoSuchWebsiteConfiguration,
+            "The specified bucket does not have a website configuration",
+        );
+        self.timed("GetBucketWebsite", f).await
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        let f = self.unconfigured(
+            &req.input.bucket,
+            S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError,
+            "The server side encryption configuration was not found",
+        );
+        self.timed("GetBucketEncryption", f).await
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
+        let f = self.unconfigured(
+            &req.input.bucket,
+            S3ErrorCode::ObjectLockConfigurationNotFoundError,
+            "Object Lock configuration does not exist for this bucket",
+        );
+        self.timed("GetObjectLockConfiguration", f).await
+    }
+
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<GetBucketOwnershipControlsOutput>> {
+        let f = self.unconfigured(
+            &req.input.bucket,
+            S3ErrorCode::OwnershipControlsNotFoundError,
+            "The bucket ownership controls were not found",
+        );
+        self.timed("GetBucketOwnershipControls", f).await
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
+        let f = self.unconfigured(
+            &req.input.bucket,
+            unconfigured::no_public_access_block(),
+            "The public access block configuration was not found",
+        );
+        self.timed("GetPublicAccessBlock", f).await
+    }
+
+    async fn get_bucket_replication(
+        &self,
+        req: S3Request<GetBucketReplicationInput>,
+    ) -> S3Result<S3Response<GetBucketReplicationOutput>> {
+        let f = self.unconfigured(
+            &req.input.bucket,
+            S3ErrorCode::ReplicationConfigurationNotFoundError,
+            "The replication configuration was not found",
+        );
+        self.timed("GetBucketReplication", f).await
+    }
+
+    async fn get_bucket_logging(
+        &self,
+        req: S3Request<GetBucketLoggingInput>,
+    ) -> S3Result<S3Response<GetBucketLoggingOutput>> {
+        let f = self.empty_configuration(&req.input.bucket);
+        self.timed("GetBucketLogging", f).await
+    }
+
+    async fn get_bucket_notification_configuration(
+        &self,
+        req: S3Request<GetBucketNotificationConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketNotificationConfigurationOutput>> {
+        let f = self.empty_configuration(&req.input.bucket);
+        self.timed("GetBucketNotificationConfiguration", f).await
+    }
+
+    async fn get_bucket_accelerate_configuration(
+        &self,
+        req: S3Request<GetBucketAccelerateConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketAccelerateConfigurationOutput>> {
+        let f = self.empty_configuration(&req.input.bucket);
+        self.timed("GetBucketAccelerateConfiguration", f).await
     }
 }

@@ -100,6 +100,31 @@ d = r["Deleted"][0]
 assert d.get("DeleteMarker") is True and d.get("DeleteMarkerVersionId") == marker, r
 assert s3.get_object(Bucket=V, Key="m")["Body"].read() == b"1"
 
+# Configurations Ferry does not keep read as S3's "none" answers, so tools that read a
+# bucket's whole state (Terraform, Cyberduck, s3cmd info) get through.
+for call, code in [
+    (s3.get_bucket_cors, "NoSuchCORSConfiguration"),
+    (s3.get_bucket_lifecycle_configuration, "NoSuchLifecycleConfiguration"),
+    (s3.get_bucket_policy, "NoSuchBucketPolicy"),
+    (s3.get_bucket_website, "NoSuchWebsiteConfiguration"),
+    (s3.get_bucket_encryption, "ServerSideEncryptionConfigurationNotFoundError"),
+    (s3.get_object_lock_configuration, "ObjectLockConfigurationNotFoundError"),
+    (s3.get_bucket_ownership_controls, "OwnershipControlsNotFoundError"),
+    (s3.get_public_access_block, "NoSuchPublicAccessBlockConfiguration"),
+    (s3.get_bucket_replication, "ReplicationConfigurationNotFoundError"),
+]:
+    expect_error(lambda: call(Bucket=B), code, 404)
+    expect_error(lambda: call(Bucket="s3-guards-missing"), "NoSuchBucket", 404)
+assert "LoggingEnabled" not in s3.get_bucket_logging(Bucket=B)
+assert s3.get_bucket_request_payment(Bucket=B)["Payer"] == "BucketOwner"
+assert "Status" not in s3.get_bucket_accelerate_configuration(Bucket=B)
+n = s3.get_bucket_notification_configuration(Bucket=B)
+assert not any(k.endswith("Configurations") for k in n), n
+for acl in (s3.get_bucket_acl(Bucket=B), s3.get_object_acl(Bucket=B, Key="k")):
+    assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"], acl
+    assert acl["Grants"][0]["Grantee"]["ID"] == acl["Owner"]["ID"], acl
+expect_error(lambda: s3.get_object_acl(Bucket=B, Key="missing"), "NoSuchKey", 404)
+
 # A version that would come back under a key that is now another object's parent (the fs
 # store keeps a key's current version at its path) is refused, and nothing changes.
 s3.put_object(Bucket=V, Key="p/q", Body=b"old q")

@@ -1,0 +1,109 @@
+//! Bucket configurations Ferry does not keep (CORS, lifecycle, policy, website, encryption,
+//! Object Lock, ownership controls, public access block, replication, logging,
+//! notifications, acceleration, request payment) and ACLs, answered as S3 answers for a
+//! bucket that has none: the "no such configuration" error, or the empty document.
+//!
+//! Tools that read a bucket's whole state (Terraform's S3 bucket resource, Cyberduck,
+//! s3cmd `info`) stop at a 501; they take these answers. Setting any of them stays 501.
+
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+
+use super::Gateway;
+use super::convert::owner;
+use super::error::s3_error;
+
+/// The one ACL Ferry has: the owner (the single key pair) holds full control.
+fn owner_only() -> (Option<Owner>, Option<Grants>) {
+    let o = owner();
+    let grant = Grant {
+        grantee: Some(Grantee {
+            display_name: o.display_name.clone(),
+            email_address: None,
+            id: o.id.clone(),
+            type_: Type::from_static(Type::CANONICAL_USER),
+            uri: None,
+        }),
+        permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
+    };
+    (Some(o), Some(vec![grant]))
+}
+
+fn none(code: S3ErrorCode, message: &'static str) -> S3Error {
+    let mut e = S3Error::with_message(code, message);
+    e.set_status_code(http::StatusCode::NOT_FOUND);
+    e
+}
+
+impl Gateway {
+    /// Answers for an existing bucket (NoSuchBucket otherwise).
+    async fn existing(&self, bucket: &str) -> S3Result<()> {
+        let (store, bucket) = self.target(bucket)?;
+        store.head_bucket(&bucket).await.map_err(s3_error)?;
+        Ok(())
+    }
+
+    /// The bucket exists and has no configuration of this kind.
+    pub(super) async fn unconfigured<T>(
+        &self,
+        bucket: &str,
+        code: S3ErrorCode,
+        message: &'static str,
+    ) -> S3Result<S3Response<T>> {
+        self.existing(bucket).await?;
+        Err(none(code, message))
+    }
+
+    /// The bucket exists and this configuration is its empty document.
+    pub(super) async fn empty_configuration<T: Default>(
+        &self,
+        bucket: &str,
+    ) -> S3Result<S3Response<T>> {
+        self.existing(bucket).await?;
+        Ok(S3Response::new(T::default()))
+    }
+
+    pub(super) async fn get_bucket_acl_impl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        self.existing(&req.input.bucket).await?;
+        let (owner, grants) = owner_only();
+        Ok(S3Response::new(GetBucketAclOutput { grants, owner }))
+    }
+
+    pub(super) async fn get_object_acl_impl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        let input = req.input;
+        let (store, bucket) = self.target(&input.bucket)?;
+        let key = self.key(&input.key)?;
+        super::guard::version_id(input.version_id.as_deref())?;
+        store
+            .head_object(&bucket, &key, input.version_id.as_deref())
+            .await
+            .map_err(s3_error)?;
+        let (owner, grants) = owner_only();
+        Ok(S3Response::new(GetObjectAclOutput {
+            grants,
+            owner,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn get_bucket_request_payment_impl(
+        &self,
+        req: S3Request<GetBucketRequestPaymentInput>,
+    ) -> S3Result<S3Response<GetBucketRequestPaymentOutput>> {
+        self.existing(&req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketRequestPaymentOutput {
+            payer: Some(Payer::from_static(Payer::BUCKET_OWNER)),
+        }))
+    }
+}
+
+/// `NoSuchPublicAccessBlockConfiguration`, which s3s has no variant for.
+pub fn no_public_access_block() -> S3ErrorCode {
+    S3ErrorCode::Custom("NoSuchPublicAccessBlockConfiguration".into())
+}
