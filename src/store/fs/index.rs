@@ -359,6 +359,17 @@ impl Index {
         })
     }
 
+    /// Whether any version (or delete marker) is left in the bucket.
+    pub async fn bucket_has_versions(&self, name: &str) -> Result<bool> {
+        self.read(|c| {
+            let v: Option<i64> = c
+                .prepare_cached("SELECT 1 FROM versions WHERE bucket = ?1 LIMIT 1")?
+                .query_row([name], |r| r.get(0))
+                .optional()?;
+            Ok(v.is_some())
+        })
+    }
+
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
         let name = name.to_owned();
         self.write(move |c| {

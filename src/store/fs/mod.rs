@@ -501,10 +501,33 @@ impl Store for FsStore {
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
         self.bucket_row(bucket).await?;
+        let not_empty = || Error::BucketNotEmpty {
+            bucket: bucket.to_string(),
+        };
+        if self.index.bucket_has_versions(bucket.as_str()).await? {
+            return Err(not_empty());
+        }
+        // Unfinished multipart uploads do not keep a bucket alive on S3: they go with it.
+        loop {
+            let uploads = self
+                .index
+                .list_uploads(bucket.as_str(), "", None, 1000)
+                .await?;
+            if uploads.is_empty() {
+                break;
+            }
+            for u in uploads {
+                let key = ObjectKey::parse(&u.key)
+                    .map_err(|e| Error::Index(format!("upload {}: {e}", u.upload_id)))?;
+                match self.abort_multipart_impl(bucket, &key, &u.upload_id).await {
+                    Ok(()) | Err(Error::NoSuchUpload { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        // An object written meanwhile keeps the bucket.
         if !self.index.bucket_is_empty(bucket.as_str()).await? {
-            return Err(Error::BucketNotEmpty {
-                bucket: bucket.to_string(),
-            });
+            return Err(not_empty());
         }
         let dir = self.root.join(bucket.as_str());
         // Only empty directories may remain (left by deleted keys); anything else is data a

@@ -365,24 +365,7 @@ impl Store for S3Store {
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
         let ctx = Ctx::bucket(bucket.as_str());
-        // S3 lets a bucket with unfinished uploads go; the contract does not. Servers that do
-        // not implement ListMultipartUploads are let through.
-        let uploads = self
-            .client
-            .list_multipart_uploads()
-            .bucket(bucket.as_str())
-            .max_uploads(1)
-            .send()
-            .await;
-        match uploads.map_err(|e| self.err(ctx, e)) {
-            Ok(out) if !out.uploads().is_empty() => {
-                return Err(Error::BucketNotEmpty {
-                    bucket: bucket.to_string(),
-                });
-            }
-            Ok(_) | Err(Error::Remote { status: 501, .. }) => {}
-            Err(e) => return Err(e),
-        }
+        // Unfinished uploads go with the bucket, as on S3 (the backend decides).
         self.client
             .delete_bucket()
             .bucket(bucket.as_str())

@@ -125,6 +125,16 @@ for acl in (s3.get_bucket_acl(Bucket=B), s3.get_object_acl(Bucket=B, Key="k")):
     assert acl["Grants"][0]["Grantee"]["ID"] == acl["Owner"]["ID"], acl
 expect_error(lambda: s3.get_object_acl(Bucket=B, Key="missing"), "NoSuchKey", 404)
 
+# An unfinished multipart upload does not keep a bucket: it goes with it.
+s3.create_bucket(Bucket="s3-guards-mpu")
+uid = s3.create_multipart_upload(Bucket="s3-guards-mpu", Key="big")["UploadId"]
+s3.upload_part(Bucket="s3-guards-mpu", Key="big", UploadId=uid, PartNumber=1, Body=b"p" * 1024)
+s3.delete_bucket(Bucket="s3-guards-mpu")
+expect_error(lambda: s3.head_bucket(Bucket="s3-guards-mpu"), "404", 404)
+s3.create_bucket(Bucket="s3-guards-mpu")
+assert not s3.list_multipart_uploads(Bucket="s3-guards-mpu").get("Uploads"), "the upload outlived its bucket"
+expect_error(lambda: s3.list_parts(Bucket="s3-guards-mpu", Key="big", UploadId=uid), "NoSuchUpload", 404)
+
 # A version that would come back under a key that is now another object's parent (the fs
 # store keeps a key's current version at its path) is refused, and nothing changes.
 s3.put_object(Bucket=V, Key="p/q", Body=b"old q")
