@@ -135,6 +135,45 @@ pub fn create_bucket(headers: &HeaderMap) -> S3Result<()> {
     Ok(())
 }
 
+/// The longest a presigned URL may be valid for (S3: seven days).
+const MAX_PRESIGNED_SECS: u64 = 604_800;
+
+/// Checks what s3s does not of how a request is signed: a presigned URL valid for longer than
+/// S3 allows, and a request signed both ways at once.
+pub fn auth_shape(uri: &Uri, headers: &HeaderMap) -> S3Result<()> {
+    let mut presigned = false;
+    for pair in uri.query().unwrap_or("").split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "X-Amz-Algorithm" | "X-Amz-Signature" => presigned = true,
+            "X-Amz-Expires" => {
+                presigned = true;
+                let ok = value.parse::<u64>().is_ok_and(|n| n <= MAX_PRESIGNED_SECS);
+                if !ok {
+                    let mut e = S3Error::with_message(
+                        S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
+                        format!(
+                            "X-Amz-Expires must be a number of seconds from 0 to \
+                             {MAX_PRESIGNED_SECS} (a week); got {value:?}"
+                        ),
+                    );
+                    e.set_status_code(StatusCode::BAD_REQUEST);
+                    return Err(e);
+                }
+            }
+            _ => {}
+        }
+    }
+    if presigned && headers.contains_key(http::header::AUTHORIZATION) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, \
+             Signature query string parameter or the Authorization header should be specified"
+        ));
+    }
+    Ok(())
+}
+
 /// A `versionId` that is present must name a version (S3: 400 for an empty one).
 pub fn version_id(v: Option<&str>) -> S3Result<()> {
     if v == Some("") {
@@ -188,6 +227,27 @@ mod tests {
         ] {
             assert!(plain(&q.parse().expect("uri")).is_ok(), "{q}");
         }
+    }
+
+    #[test]
+    fn presigned_urls_are_bounded_and_alone() {
+        let uri = |q: &str| format!("/b/k?{q}").parse::<Uri>().expect("uri");
+        let none = HeaderMap::new();
+        let presigned = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=";
+        assert!(auth_shape(&uri(&format!("{presigned}604800")), &none).is_ok());
+        for bad in ["604801", "-1", "soon"] {
+            assert!(
+                auth_shape(&uri(&format!("{presigned}{bad}")), &none).is_err(),
+                "{bad}"
+            );
+        }
+        let mut signed = HeaderMap::new();
+        signed.insert(
+            http::header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 x".parse().expect("value"),
+        );
+        assert!(auth_shape(&uri(&format!("{presigned}60")), &signed).is_err());
+        assert!(auth_shape(&uri("versionId=1"), &signed).is_ok());
     }
 
     #[test]

@@ -114,9 +114,16 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
         let this = self.clone();
         let head = req.method() == http::Method::HEAD;
+        // Refused before routing: how it is signed (see `guard::auth_shape`).
+        let refused = super::guard::auth_shape(req.uri(), req.headers()).err();
         Box::pin(async move {
             let _permit = this.slots.acquire_owned().await;
-            let mut res = hyper::service::Service::call(&this.inner, req).await?;
+            let mut res = match refused {
+                Some(e) => e
+                    .to_http_response()
+                    .map_err(|e| s3s::HttpError::new(Box::new(e)))?,
+                None => hyper::service::Service::call(&this.inner, req).await?,
+            };
             // Every answer names its request, as S3's do, for logs on both sides to meet.
             let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase();
             if let Ok(v) = http::HeaderValue::from_str(&id) {

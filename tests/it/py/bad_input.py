@@ -55,6 +55,21 @@ try:
     raise AssertionError("an expired presigned URL was accepted")
 except urllib.error.HTTPError as e:
     assert e.code == 403 and code_of(e.read()) == "AccessDenied", e.code
+# A SigV4 presigned URL may be valid for a week at most, and is not signed twice.
+v4 = client(signature_version="s3v4")
+url = v4.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "p.txt"}, ExpiresIn=604801)
+try:
+    urllib.request.urlopen(url)
+    raise AssertionError("a presigned URL valid for more than a week was accepted")
+except urllib.error.HTTPError as e:
+    assert e.code == 400 and code_of(e.read()) == "AuthorizationQueryParametersError", e.code
+url = v4.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "p.txt"}, ExpiresIn=60)
+assert "X-Amz-Signature" in url and urllib.request.urlopen(url).read() == b"presigned"
+try:
+    urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": "AWS4-HMAC-SHA256 x"}))
+    raise AssertionError("a request signed both ways was accepted")
+except urllib.error.HTTPError as e:
+    assert e.code == 400 and code_of(e.read()) == "InvalidArgument", e.code
 
 # Invalid bucket names and keys
 expect(400, "InvalidBucketName", signed("PUT", "/Bad_Bucket"), "uppercase bucket")
