@@ -48,6 +48,10 @@ impl Gateway {
             && !replace_tags
             && input.checksum_algorithm.is_none()
             && input.storage_class.is_none()
+            // Naming these is a change to S3 (`aws s3 cp --sse AES256` of an object onto
+            // itself re-encrypts it); Ferry keeps neither, so the copy is taken as one.
+            && input.website_redirect_location.is_none()
+            && input.server_side_encryption.is_none()
         {
             return Err(s3_error!(
                 InvalidRequest,

@@ -50,6 +50,10 @@ st, _, data = signed("PUT", f"/{B}/bogus-sse", b"x", headers={"x-amz-server-side
 assert st == 400 and code_of(data) == "InvalidArgument", (st, data)
 r = s3.put_object(Bucket=B, Key="sse", Body=b"x", ServerSideEncryption="AES256")
 assert "ServerSideEncryption" not in r, r  # taken, but not claimed
+# A copy onto itself that names an encryption or a redirect is a change to S3, not a no-op.
+s3.copy_object(Bucket=B, Key="sse", CopySource={"Bucket": B, "Key": "sse"}, ServerSideEncryption="AES256")
+s3.copy_object(Bucket=B, Key="sse", CopySource={"Bucket": B, "Key": "sse"}, WebsiteRedirectLocation="/other")
+assert s3.get_object(Bucket=B, Key="sse")["Body"].read() == b"x"
 for key in ["locked", "kms", "bogus-sse"]:
     expect_error(lambda: s3.head_object(Bucket=B, Key=key), "404", 404)
 
