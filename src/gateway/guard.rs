@@ -7,7 +7,11 @@
 //! retention header that is dropped would leave a client believing its object is locked.
 
 use http::{HeaderMap, StatusCode, Uri};
+use md5::Digest as _;
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
+
+use crate::store::ChecksumAlgorithm;
+use crate::store::digest::{self, ChecksumHasher};
 
 /// Query parameters that name an S3 sub-resource (an operation of its own, not a parameter
 /// of the plain bucket or object operation).
@@ -170,6 +174,61 @@ pub fn auth_shape(uri: &Uri, headers: &HeaderMap) -> S3Result<()> {
             "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, \
              Signature query string parameter or the Authorization header should be specified"
         ));
+    }
+    Ok(())
+}
+
+/// Whether a request carries an XML document that S3 checks against its `Content-MD5` or
+/// `x-amz-checksum-*` header (DeleteObjects, Put*Tagging, PutBucketVersioning); s3s checks
+/// neither. CompleteMultipartUpload is not one: its checksum header claims the object's.
+pub fn xml_body_digests_wanted(method: &http::Method, uri: &Uri, headers: &HeaderMap) -> bool {
+    let subresource = |name: &str| {
+        uri.query()
+            .unwrap_or("")
+            .split('&')
+            .any(|p| p.split_once('=').map_or(p, |(n, _)| n) == name)
+    };
+    let xml_op = (method == http::Method::POST && subresource("delete"))
+        || (method == http::Method::PUT && (subresource("tagging") || subresource("versioning")));
+    xml_op
+        && (headers.contains_key("content-md5")
+            || ChecksumAlgorithm::ALL
+                .iter()
+                .any(|a| headers.contains_key(a.header_name())))
+}
+
+/// Checks an XML request body against the digests its headers name (S3: `InvalidDigest` for
+/// a Content-MD5 that is not one, `BadDigest` for one that does not match).
+pub fn xml_body_digests(headers: &HeaderMap, body: &[u8]) -> S3Result<()> {
+    if let Some(v) = headers.get("content-md5") {
+        let claimed = v
+            .to_str()
+            .ok()
+            .and_then(digest::b64_decode)
+            .filter(|d| d.len() == 16)
+            .ok_or_else(|| {
+                s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid.")
+            })?;
+        if claimed.as_slice() != md5::Md5::digest(body).as_slice() {
+            return Err(s3_error!(
+                BadDigest,
+                "The Content-MD5 you specified did not match what we received."
+            ));
+        }
+    }
+    for a in ChecksumAlgorithm::ALL {
+        let Some(v) = headers.get(a.header_name()) else {
+            continue;
+        };
+        let mut h = ChecksumHasher::new(a);
+        h.update(body);
+        if v.to_str().ok() != Some(h.finalize().value.as_str()) {
+            return Err(s3_error!(
+                BadDigest,
+                "The {} you specified did not match the calculated checksum.",
+                a.header_name()
+            ));
+        }
     }
     Ok(())
 }

@@ -104,6 +104,7 @@ impl S3Auth for SingleKey {
 struct Limited {
     inner: S3Service,
     slots: Arc<Semaphore>,
+    max_xml_bytes: usize,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
@@ -115,14 +116,27 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
         let this = self.clone();
         let head = req.method() == http::Method::HEAD;
         // Refused before routing: how it is signed (see `guard::auth_shape`).
-        let refused = super::guard::auth_shape(req.uri(), req.headers()).err();
+        let mut refused = super::guard::auth_shape(req.uri(), req.headers()).err();
+        let check_xml =
+            super::guard::xml_body_digests_wanted(req.method(), req.uri(), req.headers());
         Box::pin(async move {
             let _permit = this.slots.acquire_owned().await;
+            let mut req = req.map(s3s::Body::from);
+            if check_xml && refused.is_none() {
+                // Read here (s3s would read it whole too) to check it against its digests.
+                refused = match req.body_mut().store_all_limited(this.max_xml_bytes).await {
+                    Ok(body) => super::guard::xml_body_digests(req.headers(), &body).err(),
+                    Err(e) => Some(s3s::S3Error::with_message(
+                        s3s::S3ErrorCode::MaxMessageLengthExceeded,
+                        format!("the request's XML body could not be read whole: {e}"),
+                    )),
+                };
+            }
             let mut res = match refused {
                 Some(e) => e
                     .to_http_response()
                     .map_err(|e| s3s::HttpError::new(Box::new(e)))?,
-                None => hyper::service::Service::call(&this.inner, req).await?,
+                None => this.inner.call(req).await?,
             };
             // Every answer names its request, as S3's do, for logs on both sides to meet.
             let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase();
@@ -153,6 +167,7 @@ pub async fn serve(
     let svc = Limited {
         inner: service,
         slots: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
+        max_xml_bytes: opts.max_xml_bytes,
     };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder

@@ -5,6 +5,7 @@ differential probe (aws-chunked is not stored as a Content-Encoding, HEAD honour
 overrides, DeleteObjects names the marker it removed and fails whole on a missing bucket).
 Exits non-zero on the first failed assertion."""
 import base64
+import hashlib
 import zlib
 
 from common import client, code_of, expect_error, signed
@@ -90,6 +91,24 @@ for enc, stored in [("aws-chunked", None), ("aws-chunked,gzip", "gzip")]:
 h = s3.head_object(Bucket=B, Key="k", ResponseContentType="text/x-over",
                    ResponseContentDisposition="attachment; filename=o.txt")
 assert h["ContentType"] == "text/x-over" and h["ContentDisposition"] == "attachment; filename=o.txt", h
+
+# An XML body is checked against the Content-MD5 or checksum its request names.
+s3.put_object(Bucket=B, Key="keep", Body=b"1")
+doc = b'<Delete><Object><Key>keep</Key></Object></Delete>'
+md5 = base64.b64encode(hashlib.md5(doc).digest()).decode()
+bad_md5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+for headers, code in [({"Content-MD5": bad_md5}, "BadDigest"), ({"Content-MD5": "not-md5"}, "InvalidDigest"),
+                      ({"Content-MD5": md5, "x-amz-checksum-crc32": "AAAAAA=="}, "BadDigest")]:
+    st, _, data = signed("POST", f"/{B}?delete", doc, headers=headers)
+    assert st == 400 and code_of(data) == code, (headers, st, data)
+assert s3.get_object(Bucket=B, Key="keep")["Body"].read() == b"1"
+st, _, data = signed("POST", f"/{B}?delete", doc, headers={"Content-MD5": md5})
+assert st == 200 and b"<Deleted>" in data, (st, data)
+expect_error(lambda: s3.head_object(Bucket=B, Key="keep"), "404", 404)
+tagging = b'<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag></TagSet></Tagging>'
+st, _, data = signed("PUT", f"/{B}/k?tagging", tagging, headers={"Content-MD5": bad_md5})
+assert st == 400 and code_of(data) == "BadDigest", (st, data)
+assert s3.get_object_tagging(Bucket=B, Key="k")["TagSet"] == []
 
 # DeleteObjects: a missing bucket fails the request; removing a marker names it.
 expect_error(lambda: s3.delete_objects(Bucket="s3-guards-missing", Delete={"Objects": [{"Key": "a"}]}),
