@@ -57,6 +57,9 @@ pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S
     }
     let mut cfg = S3Config::default();
     cfg.xml_max_body_size = opts.max_xml_bytes;
+    // s3s holds a browser-form upload's file in memory while it checks the POST policy (its
+    // default allows 5 GB): bound it, and the number of such uploads at once (`Limited`).
+    cfg.post_object_max_file_size = POST_OBJECT_MAX_BYTES;
     b.set_config(Arc::new(StaticConfigProvider::new(Arc::new(cfg))));
     Ok(b.build())
 }
@@ -100,10 +103,16 @@ impl S3Auth for SingleKey {
     }
 }
 
+/// The largest file a browser-form upload (POST Object) may carry.
+pub const POST_OBJECT_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Browser-form uploads served at once (each may hold [`POST_OBJECT_MAX_BYTES`] in memory).
+const POST_OBJECT_SLOTS: usize = 4;
+
 #[derive(Clone)]
 struct Limited {
     inner: S3Service,
     slots: Arc<Semaphore>,
+    post_slots: Arc<Semaphore>,
     max_xml_bytes: usize,
 }
 
@@ -119,8 +128,18 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
         let mut refused = super::guard::auth_shape(req.uri(), req.headers()).err();
         let check_xml =
             super::guard::xml_body_digests_wanted(req.method(), req.uri(), req.headers());
+        let form_upload = req.method() == http::Method::POST
+            && req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("multipart/form-data"));
         Box::pin(async move {
             let _permit = this.slots.acquire_owned().await;
+            let _form_permit = match form_upload {
+                true => Some(this.post_slots.clone().acquire_owned().await),
+                false => None,
+            };
             let mut req = req.map(s3s::Body::from);
             if check_xml && refused.is_none() {
                 // Read here (s3s would read it whole too) to check it against its digests.
@@ -167,6 +186,7 @@ pub async fn serve(
     let svc = Limited {
         inner: service,
         slots: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
+        post_slots: Arc::new(Semaphore::new(POST_OBJECT_SLOTS)),
         max_xml_bytes: opts.max_xml_bytes,
     };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
