@@ -16,8 +16,10 @@ impl Gateway {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         guard::plain(&req.uri)?;
-        guard::object_write(&req.headers)?;
         let input = req.input;
+        let mut asks = guard::asks_of!(input);
+        asks.sse_c |= input.copy_source_sse_customer_algorithm.is_some();
+        guard::object_write(&asks)?;
         let (src_store, src_bucket, src_key, sv) = self.copy_source(&input.copy_source)?;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
@@ -65,8 +67,13 @@ impl Gateway {
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         )?;
+        let onto_itself = src_bucket == bucket && src_key == key && sv.is_none();
         let attrs = if replace_meta {
             Some(convert::attrs_of!(input)?)
+        } else if onto_itself {
+            // Its own metadata, named: a backend S3 store takes a copy onto itself whose
+            // metadata is replaced, whatever else it changes (or not, for Ferry: encryption).
+            Some(src.attrs.clone())
         } else {
             None
         };

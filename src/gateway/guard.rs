@@ -29,6 +29,9 @@ const SUBRESOURCES: &[&str] = &[
     "lifecycle",
     "location",
     "logging",
+    "metadataConfiguration",
+    "metadataInventoryTable",
+    "metadataJournalTable",
     "metadataTable",
     "metrics",
     "notification",
@@ -38,6 +41,7 @@ const SUBRESOURCES: &[&str] = &[
     "policy",
     "policyStatus",
     "publicAccessBlock",
+    "renameObject",
     "replication",
     "requestPayment",
     "restore",
@@ -75,46 +79,49 @@ pub fn plain(uri: &Uri) -> S3Result<()> {
     Ok(())
 }
 
-fn has(headers: &HeaderMap, name: &str) -> bool {
-    headers.contains_key(name)
+/// What a write asks for beyond its bytes that Ferry may not be able to honour, from the
+/// parsed request (headers, or a browser form's fields): see [`asks_of`].
+pub struct Asks<'a> {
+    /// Object Lock: a mode, a retain-until date or a legal hold.
+    pub lock: bool,
+    /// `x-amz-server-side-encryption`.
+    pub sse: Option<&'a str>,
+    /// Customer-provided keys (SSE-C), for the object or its copy source.
+    pub sse_c: bool,
 }
 
-/// For requests that write an object (PutObject, CreateMultipartUpload, CopyObject): refuses
-/// Object Lock and encryption Ferry cannot honour. SSE-S3 (`AES256`) is taken and not
-/// echoed: Ferry's stores keep bytes as they are, and an answer without
+/// The [`Asks`] of a PutObject, CopyObject or CreateMultipartUpload input.
+macro_rules! asks_of {
+    ($input:expr) => {
+        $crate::gateway::guard::Asks {
+            lock: $input.object_lock_mode.is_some()
+                || $input.object_lock_retain_until_date.is_some()
+                || $input.object_lock_legal_hold_status.is_some(),
+            sse: $input.server_side_encryption.as_ref().map(|s| s.as_str()),
+            sse_c: $input.sse_customer_algorithm.is_some(),
+        }
+    };
+}
+pub(crate) use asks_of;
+
+/// For requests that write an object (PutObject and so POST Object, CreateMultipartUpload,
+/// CopyObject): refuses Object Lock and encryption Ferry cannot honour. SSE-S3 (`AES256`) is
+/// taken and not echoed: Ferry's stores keep bytes as they are, and an answer without
 /// `x-amz-server-side-encryption` tells a client that checks.
-pub fn object_write(headers: &HeaderMap) -> S3Result<()> {
-    if [
-        "x-amz-object-lock-mode",
-        "x-amz-object-lock-retain-until-date",
-        "x-amz-object-lock-legal-hold",
-    ]
-    .iter()
-    .any(|h| has(headers, h))
-    {
+pub fn object_write(asks: &Asks<'_>) -> S3Result<()> {
+    if asks.lock {
         return Err(s3_error!(
             InvalidRequest,
             "Bucket is missing Object Lock Configuration"
         ));
     }
-    if [
-        "x-amz-server-side-encryption-customer-algorithm",
-        "x-amz-server-side-encryption-customer-key",
-        "x-amz-copy-source-server-side-encryption-customer-algorithm",
-        "x-amz-copy-source-server-side-encryption-customer-key",
-    ]
-    .iter()
-    .any(|h| has(headers, h))
-    {
+    if asks.sse_c {
         return Err(s3_error!(
             NotImplemented,
             "Server-side encryption with customer-provided keys (SSE-C) is not implemented"
         ));
     }
-    match headers
-        .get("x-amz-server-side-encryption")
-        .map(|v| v.to_str().unwrap_or(""))
-    {
+    match asks.sse {
         None | Some("AES256") => Ok(()),
         Some("aws:kms" | "aws:kms:dsse") => Err(s3_error!(
             NotImplemented,
@@ -178,23 +185,60 @@ pub fn auth_shape(uri: &Uri, headers: &HeaderMap) -> S3Result<()> {
     Ok(())
 }
 
-/// Whether a request carries an XML document that S3 checks against its `Content-MD5` or
-/// `x-amz-checksum-*` header (DeleteObjects, Put*Tagging, PutBucketVersioning); s3s checks
-/// neither. CompleteMultipartUpload is not one: its checksum header claims the object's.
-pub fn xml_body_digests_wanted(method: &http::Method, uri: &Uri, headers: &HeaderMap) -> bool {
-    let subresource = |name: &str| {
-        uri.query()
-            .unwrap_or("")
+/// The largest XML body read ahead of s3s to check its digests: a DeleteObjects of 1000
+/// keys of 1024 bytes with version ids is ~1.2 MB; tagging and versioning documents are tiny.
+pub const XML_DIGEST_MAX_BYTES: u64 = 2 * 1024 * 1024;
+
+/// What to do before routing with a request that carries an XML document S3 checks against
+/// its `Content-MD5` or `x-amz-checksum-*` header (DeleteObjects, Put*Tagging,
+/// PutBucketVersioning); s3s checks neither. CompleteMultipartUpload is not one: its
+/// checksum header claims the object's.
+#[derive(Debug, PartialEq, Eq)]
+pub enum XmlDigests {
+    /// Nothing to check (or s3s refuses the request anyway: unsigned, no Content-Length).
+    No,
+    /// Read the body (at most [`XML_DIGEST_MAX_BYTES`]) and check it.
+    Check,
+    /// Larger than any such document.
+    TooLarge,
+}
+
+pub fn xml_body_digests_wanted(
+    method: &http::Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> XmlDigests {
+    let query = uri.query().unwrap_or("");
+    let named = |name: &str| {
+        query
             .split('&')
             .any(|p| p.split_once('=').map_or(p, |(n, _)| n) == name)
     };
-    let xml_op = (method == http::Method::POST && subresource("delete"))
-        || (method == http::Method::PUT && (subresource("tagging") || subresource("versioning")));
-    xml_op
-        && (headers.contains_key("content-md5")
-            || ChecksumAlgorithm::ALL
-                .iter()
-                .any(|a| headers.contains_key(a.header_name())))
+    let xml_op = (method == http::Method::POST && named("delete"))
+        || (method == http::Method::PUT && (named("tagging") || named("versioning")));
+    let digests = headers.contains_key("content-md5")
+        || ChecksumAlgorithm::ALL
+            .iter()
+            .any(|a| headers.contains_key(a.header_name()));
+    // Only signed requests are read ahead (s3s refuses the others before reading), and not
+    // aws-chunked ones, whose framing is not the document.
+    let signed = headers.contains_key(http::header::AUTHORIZATION) || named("X-Amz-Signature");
+    let chunked = headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("STREAMING-"));
+    if !(xml_op && digests && signed) || chunked {
+        return XmlDigests::No;
+    }
+    match headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        None => XmlDigests::No,
+        Some(n) if n > XML_DIGEST_MAX_BYTES => XmlDigests::TooLarge,
+        Some(_) => XmlDigests::Check,
+    }
 }
 
 /// Checks an XML request body against the digests its headers name (S3: `InvalidDigest` for
@@ -320,42 +364,29 @@ mod tests {
     }
 
     #[test]
-    fn lock_and_encryption_headers() {
+    fn lock_and_encryption_asks() {
+        let asks = |lock, sse, sse_c| Asks { lock, sse, sse_c };
+        assert!(object_write(&asks(false, None, false)).is_ok());
+        assert!(object_write(&asks(false, Some("AES256"), false)).is_ok());
+        for (a, code) in [
+            (asks(true, None, false), S3ErrorCode::InvalidRequest),
+            (
+                asks(false, Some("aws:kms"), false),
+                S3ErrorCode::NotImplemented,
+            ),
+            (
+                asks(false, Some("bogus"), false),
+                S3ErrorCode::InvalidArgument,
+            ),
+            (asks(false, None, true), S3ErrorCode::NotImplemented),
+        ] {
+            assert_eq!(*object_write(&a).expect_err("refused").code(), code);
+        }
         let h = |k: &'static str, v: &'static str| {
             let mut m = HeaderMap::new();
             m.insert(k, v.parse().expect("header value"));
             m
         };
-        assert!(object_write(&HeaderMap::new()).is_ok());
-        assert!(object_write(&h("x-amz-server-side-encryption", "AES256")).is_ok());
-        for (k, v, code) in [
-            (
-                "x-amz-object-lock-legal-hold",
-                "ON",
-                S3ErrorCode::InvalidRequest,
-            ),
-            (
-                "x-amz-server-side-encryption",
-                "aws:kms",
-                S3ErrorCode::NotImplemented,
-            ),
-            (
-                "x-amz-server-side-encryption",
-                "bogus",
-                S3ErrorCode::InvalidArgument,
-            ),
-            (
-                "x-amz-server-side-encryption-customer-algorithm",
-                "AES256",
-                S3ErrorCode::NotImplemented,
-            ),
-        ] {
-            assert_eq!(
-                *object_write(&h(k, v)).expect_err("refused").code(),
-                code,
-                "{k}: {v}"
-            );
-        }
         assert!(create_bucket(&h("x-amz-bucket-object-lock-enabled", "true")).is_err());
         assert!(create_bucket(&h("x-amz-bucket-object-lock-enabled", "false")).is_ok());
     }

@@ -104,8 +104,8 @@ impl Gateway {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        guard::object_write(&req.headers)?;
         let input = req.input;
+        guard::object_write(&guard::asks_of!(input))?;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         convert::check_storage_class(input.storage_class.as_ref())?;

@@ -118,10 +118,11 @@ impl Gateway {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         guard::plain(&req.uri)?;
-        guard::object_write(&req.headers)?;
         let trailers = req.trailing_headers.clone();
         let headers = req.headers;
         let input = req.input;
+        // From headers or, for POST Object, from the form's fields.
+        guard::object_write(&guard::asks_of!(input))?;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         let size = self.check_size(input.content_length)?;

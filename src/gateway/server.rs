@@ -107,13 +107,15 @@ impl S3Auth for SingleKey {
 pub const POST_OBJECT_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// Browser-form uploads served at once (each may hold [`POST_OBJECT_MAX_BYTES`] in memory).
 const POST_OBJECT_SLOTS: usize = 4;
+/// XML bodies read ahead of s3s at once, to check their digests (see `guard::XmlDigests`).
+const XML_READ_SLOTS: usize = 8;
 
 #[derive(Clone)]
 struct Limited {
     inner: S3Service,
     slots: Arc<Semaphore>,
     post_slots: Arc<Semaphore>,
-    max_xml_bytes: usize,
+    xml_slots: Arc<Semaphore>,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
@@ -126,28 +128,39 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
         let head = req.method() == http::Method::HEAD;
         // Refused before routing: how it is signed (see `guard::auth_shape`).
         let mut refused = super::guard::auth_shape(req.uri(), req.headers()).err();
-        let check_xml =
-            super::guard::xml_body_digests_wanted(req.method(), req.uri(), req.headers());
+        let xml = super::guard::xml_body_digests_wanted(req.method(), req.uri(), req.headers());
+        if xml == super::guard::XmlDigests::TooLarge && refused.is_none() {
+            refused = Some(s3s::S3Error::with_message(
+                s3s::S3ErrorCode::MaxMessageLengthExceeded,
+                "Your request was too big.",
+            ));
+        }
         let form_upload = req.method() == http::Method::POST
             && req
                 .headers()
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("multipart/form-data"));
+                .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
         Box::pin(async move {
-            let _permit = this.slots.acquire_owned().await;
-            let _form_permit = match form_upload {
-                true => Some(this.post_slots.clone().acquire_owned().await),
-                false => None,
+            // Requests that hold a body in memory before s3s has checked their signature wait
+            // for one of a few slots of their own first, so they never hold a general slot
+            // while waiting (nor can slow ones take all of them).
+            let check_xml = xml == super::guard::XmlDigests::Check && refused.is_none();
+            let _held = match (form_upload, check_xml) {
+                (true, _) => Some(this.post_slots.clone().acquire_owned().await),
+                (false, true) => Some(this.xml_slots.clone().acquire_owned().await),
+                (false, false) => None,
             };
+            let _permit = this.slots.acquire_owned().await;
             let mut req = req.map(s3s::Body::from);
-            if check_xml && refused.is_none() {
+            if check_xml {
                 // Read here (s3s would read it whole too) to check it against its digests.
-                refused = match req.body_mut().store_all_limited(this.max_xml_bytes).await {
+                let limit = super::guard::XML_DIGEST_MAX_BYTES as usize;
+                refused = match req.body_mut().store_all_limited(limit).await {
                     Ok(body) => super::guard::xml_body_digests(req.headers(), &body).err(),
                     Err(e) => Some(s3s::S3Error::with_message(
-                        s3s::S3ErrorCode::MaxMessageLengthExceeded,
-                        format!("the request's XML body could not be read whole: {e}"),
+                        s3s::S3ErrorCode::IncompleteBody,
+                        format!("the request's XML body could not be read: {e}"),
                     )),
                 };
             }
@@ -187,7 +200,7 @@ pub async fn serve(
         inner: service,
         slots: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
         post_slots: Arc::new(Semaphore::new(POST_OBJECT_SLOTS)),
-        max_xml_bytes: opts.max_xml_bytes,
+        xml_slots: Arc::new(Semaphore::new(XML_READ_SLOTS)),
     };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder

@@ -49,5 +49,6 @@ fn virtual_host_style() {
 #[test]
 fn requests_s3_refuses_are_refused() {
     let f = Ferry::start();
-    ok(&f.python("s3_guards.py", &[]));
+    let root = f.local_root();
+    ok(&f.python("s3_guards.py", &[&root.to_string_lossy()]));
 }

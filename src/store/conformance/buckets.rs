@@ -102,6 +102,16 @@ pub async fn buckets(s: &dyn Store, prefix: &str, gaps: Gaps) {
     // The bucket can be made again, empty.
     ok(s, "re-create_bucket", s.create_bucket(&bk).await);
     assert_missing(s, &bk, "x", "a re-created bucket is empty").await;
+    let q = UploadsQuery {
+        max_uploads: 10,
+        ..Default::default()
+    };
+    let left = ok(s, "list_uploads", s.list_uploads(&bk, &q).await).uploads;
+    assert!(
+        left.is_empty(),
+        "{}: an upload outlived its bucket: {left:?}",
+        s.name()
+    );
 
     let missing = bucket(prefix, "never-made");
     expect_err!(

@@ -507,20 +507,36 @@ impl Store for FsStore {
         if self.index.bucket_has_versions(bucket.as_str()).await? {
             return Err(not_empty());
         }
+        let dir = self.root.join(bucket.as_str());
+        // Files the index does not know yet (put there by a POSIX user) keep it too; checked
+        // before any upload is aborted, so a refused delete loses nothing.
+        if scan::has_files(&dir).map_err(|e| Error::io(format!("checking {}", dir.display()), e))? {
+            return Err(not_empty());
+        }
         // Unfinished multipart uploads do not keep a bucket alive on S3: they go with it.
+        let mut after: Option<(String, String)> = None;
         loop {
+            let cursor = after.as_ref().map(|(k, u)| (k.as_str(), u.as_str()));
             let uploads = self
                 .index
-                .list_uploads(bucket.as_str(), "", None, 1000)
+                .list_uploads(bucket.as_str(), "", cursor, 1000)
                 .await?;
-            if uploads.is_empty() {
-                break;
-            }
+            let Some(last) = uploads.last() else { break };
+            after = Some((last.key.clone(), last.upload_id.clone()));
             for u in uploads {
-                let key = ObjectKey::parse(&u.key)
-                    .map_err(|e| Error::Index(format!("upload {}: {e}", u.upload_id)))?;
-                match self.abort_multipart_impl(bucket, &key, &u.upload_id).await {
-                    Ok(()) | Err(Error::NoSuchUpload { .. }) => {}
+                let aborted = match ObjectKey::parse(&u.key) {
+                    Ok(key) => self.abort_multipart_impl(bucket, &key, &u.upload_id).await,
+                    Err(_) => Err(Error::NoSuchUpload {
+                        upload_id: u.upload_id.clone(),
+                    }),
+                };
+                match aborted {
+                    Ok(()) => {}
+                    // A row its own checks do not take: forget it (its files are in the
+                    // store's meta folder, never in the bucket's).
+                    Err(Error::NoSuchUpload { .. }) => {
+                        self.index.delete_upload(&u.upload_id).await?
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -529,7 +545,6 @@ impl Store for FsStore {
         if !self.index.bucket_is_empty(bucket.as_str()).await? {
             return Err(not_empty());
         }
-        let dir = self.root.join(bucket.as_str());
         // Only empty directories may remain (left by deleted keys); anything else is data a
         // POSIX user put there, which the index does not know yet.
         if let Err(e) = scan::remove_empty_tree(&dir) {

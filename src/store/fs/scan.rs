@@ -43,6 +43,23 @@ struct Found {
     size: i64,
 }
 
+/// Whether anything but directories is below `dir` (a missing `dir` has nothing).
+pub fn has_files(dir: &Path) -> std::io::Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries {
+                let e = e?;
+                if !e.file_type()?.is_dir() || has_files(&e.path())? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes a directory tree that holds only directories; fails with `DirectoryNotEmpty`
 /// if any file remains.
 pub fn remove_empty_tree(dir: &Path) -> std::io::Result<()> {

@@ -6,6 +6,8 @@ overrides, DeleteObjects names the marker it removed and fails whole on a missin
 Exits non-zero on the first failed assertion."""
 import base64
 import hashlib
+import os
+import sys
 import zlib
 
 import requests
@@ -158,6 +160,12 @@ expect_error(lambda: s3.head_bucket(Bucket="s3-guards-mpu"), "404", 404)
 s3.create_bucket(Bucket="s3-guards-mpu")
 assert not s3.list_multipart_uploads(Bucket="s3-guards-mpu").get("Uploads"), "the upload outlived its bucket"
 expect_error(lambda: s3.list_parts(Bucket="s3-guards-mpu", Key="big", UploadId=uid), "NoSuchUpload", 404)
+# ...but a delete refused for a file put there behind Ferry's back keeps the uploads.
+uid = s3.create_multipart_upload(Bucket="s3-guards-mpu", Key="big")["UploadId"]
+with open(os.path.join(sys.argv[1], "s3-guards-mpu", "stray.txt"), "wb") as f:
+    f.write(b"posix")
+expect_error(lambda: s3.delete_bucket(Bucket="s3-guards-mpu"), "BucketNotEmpty", 409)
+assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="s3-guards-mpu")["Uploads"]] == [uid]
 
 # Browser-form uploads (POST Object with a POST policy): taken within the policy and Ferry's
 # 16 MiB bound on a file s3s holds in memory; refused outside them.
@@ -170,6 +178,11 @@ got = s3.get_object(Bucket=B, Key="form/upload.txt")
 assert got["Body"].read() == b"from a form" and got["ContentType"] == "text/plain", got
 r = requests.post(post["url"], data=post["fields"], files={"file": ("big.bin", b"b" * ((16 << 20) + 1))})
 assert r.status_code == 400 and code_of(r.content) == "EntityTooLarge", (r.status_code, r.text)
+locked = v4.generate_presigned_post(B, "form/locked.txt", Fields={"x-amz-object-lock-legal-hold": "ON"},
+                                    Conditions=[{"x-amz-object-lock-legal-hold": "ON"}])
+r = requests.post(locked["url"], data=locked["fields"], files={"file": ("l.txt", b"lock me")})
+assert r.status_code == 400 and code_of(r.content) == "InvalidRequest", (r.status_code, r.text)
+expect_error(lambda: s3.head_object(Bucket=B, Key="form/locked.txt"), "404", 404)
 tampered = dict(post["fields"], key="elsewhere.txt")
 r = requests.post(post["url"], data=tampered, files={"file": ("e.txt", b"evil")})
 assert r.status_code in (400, 403), (r.status_code, r.text)
