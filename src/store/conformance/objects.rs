@@ -20,6 +20,10 @@ pub async fn objects(s: &dyn Store, prefix: &str) {
     };
     attrs.user_metadata.insert("owner".into(), "alice".into());
     attrs.user_metadata.insert("project".into(), "ferry".into());
+    // Non-ASCII values round-trip (S3 carries them RFC 2047-encoded in headers).
+    attrs
+        .user_metadata
+        .insert("city".into(), "Zürich café ☕".into());
     let object_tags = tags(&[("team", "storage"), ("tier", "hot")]);
     let mut o = sized(data.len());
     o.attrs = attrs.clone();

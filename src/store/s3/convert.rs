@@ -222,7 +222,12 @@ macro_rules! attrs_of {
                 .metadata()
                 .map(|m| {
                     m.iter()
-                        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                        .map(|(k, v)| {
+                            (
+                                k.to_ascii_lowercase(),
+                                $crate::store::s3::convert::metadata_in(v),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -268,7 +273,62 @@ pub(super) fn parse_http_date(s: &str) -> Option<DateTime> {
 pub(super) fn sdk_metadata(
     m: &std::collections::BTreeMap<String, String>,
 ) -> Option<HashMap<String, String>> {
-    (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    (!m.is_empty()).then(|| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), metadata_out(v).into_owned()))
+            .collect()
+    })
+}
+
+/// A user-metadata value as a header carries it: as it is when it is printable ASCII, else
+/// as an RFC 2047 encoded word (`=?UTF-8?B?...?=`), which is how S3 and its SDKs carry
+/// non-ASCII metadata (raw UTF-8 in a header breaks signatures on the way).
+pub(super) fn metadata_out(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    std::borrow::Cow::Owned(format!(
+        "=?UTF-8?B?{}?=",
+        crate::store::digest::b64(v.as_bytes())
+    ))
+}
+
+/// A user-metadata value read from a backend: RFC 2047 encoded words (UTF-8, `B` or `Q`)
+/// decoded, anything else as it is.
+pub(super) fn metadata_in(v: &str) -> String {
+    let words: Option<Vec<Vec<u8>>> = v.split_ascii_whitespace().map(decode_word).collect();
+    match words {
+        Some(w) if !w.is_empty() => String::from_utf8(w.concat()).unwrap_or_else(|_| v.to_owned()),
+        _ => v.to_owned(),
+    }
+}
+
+fn decode_word(w: &str) -> Option<Vec<u8>> {
+    let inner = w.strip_prefix("=?")?.strip_suffix("?=")?;
+    let mut parts = inner.splitn(3, '?');
+    let (charset, encoding, text) = (parts.next()?, parts.next()?, parts.next()?);
+    if !charset.eq_ignore_ascii_case("utf-8") {
+        return None;
+    }
+    if encoding.eq_ignore_ascii_case("b") {
+        return crate::store::digest::b64_decode(text);
+    }
+    if !encoding.eq_ignore_ascii_case("q") {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'_' => out.push(b' '),
+            b'=' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            b => out.push(b),
+        }
+    }
+    Some(out)
 }
 
 /// Tags as the `x-amz-tagging` header wants them: a URL-encoded query string.
@@ -417,5 +477,24 @@ mod tests {
             })
         );
         assert_eq!(pick_checksum([None; 5], false), None);
+    }
+
+    #[test]
+    fn non_ascii_metadata_round_trips_as_encoded_words() {
+        assert_eq!(metadata_out("plain value"), "plain value");
+        let out = metadata_out("café ☕");
+        assert!(out.starts_with("=?UTF-8?B?") && out.is_ascii(), "{out}");
+        assert_eq!(metadata_in(&out), "café ☕");
+        assert_eq!(metadata_in("=?utf-8?Q?caf=C3=A9_au_lait?="), "café au lait");
+        assert_eq!(metadata_in("=?UTF-8?B?Y2Fm?= =?UTF-8?B?w6k=?="), "café");
+        // Not encoded words, or not UTF-8 ones: as they are.
+        for v in [
+            "=?",
+            "a =?UTF-8?B?Y2Fm?=",
+            "=?ISO-8859-1?Q?caf=E9?=",
+            "=?UTF-8?B?!!?=",
+        ] {
+            assert_eq!(metadata_in(v), v);
+        }
     }
 }

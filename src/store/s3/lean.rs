@@ -33,8 +33,8 @@ use hyper_util::rt::TokioExecutor;
 use aws_sdk_s3::types::ServerSideEncryption;
 
 use super::convert::{
-    etag_is_opaque, parse_http_date, parts_from_etag, pick_checksum, tagging_header, to_time,
-    trim_etag, version_or_null,
+    etag_is_opaque, metadata_in, metadata_out, parse_http_date, parts_from_etag, pick_checksum,
+    tagging_header, to_time, trim_etag, version_or_null,
 };
 use super::error::{Answer, Ctx, chain, map_answer};
 use super::{ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, S3Config, STALL_GRACE};
@@ -173,7 +173,7 @@ impl Lean {
             add("expires", e)?;
         }
         for (k, v) in &attrs.user_metadata {
-            add(&format!("x-amz-meta-{k}"), v)?;
+            add(&format!("x-amz-meta-{k}"), &metadata_out(v))?;
         }
         if !tags.is_empty() {
             add("x-amz-tagging", &tagging_header(tags))?;
@@ -419,7 +419,7 @@ pub(super) fn meta_from_head(
         .iter()
         .filter_map(|(n, v)| {
             let name = n.as_str().strip_prefix("x-amz-meta-")?;
-            Some((name.to_ascii_lowercase(), v.to_str().ok()?.to_owned()))
+            Some((name.to_ascii_lowercase(), metadata_in(v.to_str().ok()?)))
         })
         .collect();
     ObjectMeta {
