@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use md5::{Digest, Md5};
 use tokio::sync::watch;
 
-use super::parts::copy_parts;
+use super::parts::{copy_parts, source_part_size};
 use super::throttle::{Limiter, meter};
 use crate::store::{
     self, BucketName, CopyOptions, GetOptions, NULL_VERSION, ObjectKey, ObjectMeta, PutOptions,
@@ -166,8 +166,9 @@ pub async fn copy_object(
                 sent: 0,
             });
         }
-        if head.size > plan.threshold {
-            return copy_parts(it, plan, &head, resume, journal, stop).await;
+        let layout = source_part_size(it, &head).await;
+        if head.size > plan.threshold || layout.is_some() {
+            return copy_parts(it, plan, &head, layout, resume, journal, stop).await;
         }
     }
     // One GET: its answer says whether the object is small enough for one PUT.
@@ -176,10 +177,12 @@ pub async fn copy_object(
         Err(store::Error::NoSuchKey { .. }) => return Ok(Outcome::SourceGone),
         Err(e) => return Err(e),
     };
-    if got.meta.size > plan.threshold {
+    // A multipart source is copied with its own part boundaries, whatever its size.
+    let layout = source_part_size(it, &got.meta).await;
+    if got.meta.size > plan.threshold || layout.is_some() {
         let head = got.meta;
         drop(got.body);
-        return copy_parts(it, plan, &head, resume, journal, stop).await;
+        return copy_parts(it, plan, &head, layout, resume, journal, stop).await;
     }
     copy_whole(it, plan, got, stop).await
 }

@@ -18,26 +18,57 @@ use crate::store::{
     self, ByteRange, Checksum, ChecksumAlgorithm, CompletedPart, GetOptions, ObjectMeta, PutOptions,
 };
 
+/// Copies in parts: of the source's own size when it has one (`layout`, see
+/// [`source_part_size`]), else of the plan's.
 pub(super) async fn copy_parts(
     it: &Item<'_>,
     plan: &Plan,
     head: &ObjectMeta,
+    layout: Option<u64>,
     resume: Option<Resume>,
     journal: &dyn Journal,
     stop: &watch::Receiver<bool>,
 ) -> store::Result<Outcome> {
     let crc = whole_crc(it, head);
-    match copy_parts_as(it, plan, head, resume, journal, stop, crc.clone()).await {
+    let part_size = layout.unwrap_or_else(|| part_size_for(plan.part_size, head.size));
+    let copy = |resume, crc| copy_parts_as(it, plan, head, part_size, resume, journal, stop, crc);
+    match copy(resume, crc.clone()).await {
         // A destination that takes the algorithm on the upload but refuses it on the parts:
         // the copy starts again, plainly (the refused upload was aborted).
         Err(e) if crc.is_some() && refused(&e) => {
             tracing::info!(key = %it.dk, error = %e,
                 "the destination refuses parts checksummed for a whole-object checksum");
             journal.upload(None).await?;
-            copy_parts_as(it, plan, head, None, journal, stop, None).await
+            copy(None, None).await
         }
         r => r,
     }
+}
+
+/// The source's own part size, when it is a multipart object whose parts all have one size
+/// (but the last, which may be smaller) that S3 takes: copied in parts of that size, the
+/// destination's object gets the source's multipart ETag, so the two compare equal, as a
+/// replica's must for clients that cached or condition on it. `None` for other objects and
+/// for sources that cannot say where their parts lie.
+pub(super) async fn source_part_size(it: &Item<'_>, head: &ObjectMeta) -> Option<u64> {
+    const MIN_PART: u64 = 5 * 1024 * 1024;
+    let n = head.parts_count.filter(|n| *n > 1)?;
+    let version = pinned(head);
+    let locate = |part| it.src.part_range(it.sb, it.sk, version.as_deref(), part);
+    let first = locate(1).await.ok()?;
+    let (start, end) = first.range?;
+    let size = end + 1;
+    let uniform = first.etag == head.etag
+        && first.parts == n
+        && start == 0
+        && size >= MIN_PART
+        && head.size.div_ceil(size) == u64::from(n);
+    if !uniform {
+        return None;
+    }
+    let last = locate(n).await.ok()?;
+    let last_start = last.range.map(|(a, _)| a);
+    (last.etag == head.etag && last_start == Some(u64::from(n - 1) * size)).then_some(size)
 }
 
 /// The source's CRC of all its bytes (a FULL_OBJECT upload's, or a one-piece object's),
@@ -57,17 +88,21 @@ fn checksummed_up_front(it: &Item<'_>) -> bool {
     it.src.caps().local && !it.dst.caps().local
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn copy_parts_as(
     it: &Item<'_>,
     plan: &Plan,
     head: &ObjectMeta,
+    part_size: u64,
     resume: Option<Resume>,
     journal: &dyn Journal,
     stop: &watch::Receiver<bool>,
     whole: Option<Checksum>,
 ) -> store::Result<Outcome> {
-    let part_size = part_size_for(plan.part_size, head.size);
     let count = head.size.div_ceil(part_size) as u32;
+    // The length part `n` has with these part boundaries.
+    let part_len =
+        |n: u32| (u64::from(n) * part_size).min(head.size) - u64::from(n - 1) * part_size;
     let mut checksummed = checksummed_up_front(it);
     // Named at completion only once the destination has shown its upload ends with it.
     let mut claim = None;
@@ -99,7 +134,10 @@ async fn copy_parts_as(
             let sums = checksummed.then_some(listed);
             for (n, etag, size) in r.parts {
                 let checksum = sums.as_ref().and_then(|s| s.get(&n).cloned());
-                if n >= 1 && n <= count && (sums.is_none() || checksum.is_some()) {
+                // A part recorded with other boundaries (the source's layout could not be
+                // read this time, say) is not one of this upload's parts.
+                let fits = n >= 1 && n <= count && size == part_len(n);
+                if fits && (sums.is_none() || checksum.is_some()) {
                     done[n as usize - 1] = Some(Done {
                         etag,
                         size,

@@ -417,8 +417,13 @@ fn a_source_crc_of_the_whole_object_is_kept_by_a_multipart_copy() {
             "{key} went in parts: {head}"
         );
     }
+    // Copied in the source's own 5 MiB parts (not the 6 MiB asked for), the multipart
+    // object keeps its ETag: a replica compares equal to its source.
+    let src_etag = head_with_checksum(&src, "crcsrc", "big")["ETag"].clone();
+    assert_eq!(head_with_checksum(&dst, "crcdst", "big")["ETag"], src_etag);
     // The refusing destination gets plain uploads, and every byte.
     copy_in_6m_parts(&m, &dst, "srcs:crcsrc", "refusing", "plain");
+    assert_eq!(head_with_checksum(&dst, "plain", "big")["ETag"], src_etag);
     drop(proxy);
     let stats: Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats")).expect("json");
