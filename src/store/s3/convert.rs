@@ -394,12 +394,13 @@ pub(super) fn copy_source(bucket: &str, key: &str, version_id: Option<&str>) -> 
 /// A `StartAfter` that skips everything rolled up into a common prefix the caller has
 /// already seen.
 ///
-/// With a delimiter, `start_after` may be (or lie inside) a common prefix `p` — e.g. the
-/// `next_marker` of the previous page. Keys under `p` sort after `p` itself, so passing it
-/// through unchanged would make the backend roll those keys up into `p` again. Since `p` is
-/// not strictly after `start_after`, nothing under `p` belongs on this page: the marker
-/// becomes `p` padded with the highest code point up to the 1024-byte key limit, which sorts
-/// after every real key under `p` (keys made of U+10FFFF characters aside).
+/// With a delimiter, `start_after` may be a common prefix `p`: the `next_marker` of the
+/// previous page. Keys under `p` sort after `p` itself, so passing it through unchanged would
+/// make the backend roll those keys up into `p` again: the marker becomes `p` padded with the
+/// highest code point up to the 1024-byte key limit, which sorts after every real key under
+/// `p` (keys made of U+10FFFF characters aside). A `start_after` that lies inside `p` (a
+/// client's StartAfter) goes as it is: keys of `p` after it still make `p` a common prefix,
+/// as on S3.
 pub(super) fn list_start_after(prefix: &str, delimiter: Option<&str>, start_after: &str) -> String {
     const MAX_KEY: usize = crate::store::key::MAX_KEY_BYTES;
     let Some(delim) = delimiter.filter(|d| !d.is_empty()) else {
@@ -411,6 +412,9 @@ pub(super) fn list_start_after(prefix: &str, delimiter: Option<&str>, start_afte
     let Some(pos) = rest.find(delim) else {
         return start_after.to_owned();
     };
+    if pos + delim.len() != rest.len() {
+        return start_after.to_owned();
+    }
     let mut marker = start_after[..prefix.len() + pos + delim.len()].to_owned();
     while marker.len() + char::MAX.len_utf8() <= MAX_KEY {
         marker.push(char::MAX);
@@ -454,7 +458,8 @@ mod tests {
         assert_eq!(list_start_after("", Some("/"), "a"), "a");
         let m = list_start_after("", Some("/"), "a/");
         assert!(m.starts_with("a/\u{10FFFF}") && m.len() <= 1024 && m.len() > 1020);
-        assert!(list_start_after("x/", Some("/"), "x/a/b").starts_with("x/a/\u{10FFFF}"));
+        assert!(list_start_after("x/", Some("/"), "x/a/").starts_with("x/a/\u{10FFFF}"));
+        assert_eq!(list_start_after("x/", Some("/"), "x/a/b"), "x/a/b");
         assert_eq!(
             copy_source("b", "a b/c", Some("v 1")),
             "b/a%20b/c?versionId=v%201"

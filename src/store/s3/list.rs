@@ -60,7 +60,9 @@ pub(super) async fn objects(
         }
     }
     for p in out.common_prefixes() {
-        let Some(prefix) = p.prefix().filter(|p| after(p)) else {
+        // A StartAfter inside a prefix still lists the prefix (its later keys roll up in it).
+        let inside = |p: &str| start_after.is_some_and(|m| m.len() > p.len() && m.starts_with(p));
+        let Some(prefix) = p.prefix().filter(|p| after(p) || inside(p)) else {
             continue;
         };
         last = last.max(Some(prefix));
