@@ -3,6 +3,7 @@
 //! Keys the backend holds but Ferry cannot name ([`ObjectKey::parse`] refuses them) are
 //! skipped with a warning. ListObjectsV2 entries carry no version id, so they say `"null"`.
 
+use aws_sdk_s3::types::EncodingType;
 use time::OffsetDateTime;
 
 use super::S3Store;
@@ -37,18 +38,19 @@ pub(super) async fn objects(
         .set_delimiter(delimiter.map(str::to_owned))
         .set_start_after(start_after.map(|s| list_start_after(&query.prefix, delimiter, s)))
         .max_keys(page_size(query.max_keys))
+        .encoding_type(EncodingType::Url)
         .send()
         .await
         .map_err(|e| store.err(Ctx::bucket(bucket.as_str()), e))?;
+    let names = Names::of(out.encoding_type());
     let after = |s: &str| start_after.is_none_or(|m| s > m);
     let mut page = ListPage::default();
-    let mut last: Option<&str> = None;
+    let mut last: Option<String> = None;
     for o in out.contents() {
-        let Some(raw) = o.key().filter(|k| after(k)) else {
+        let Some(raw) = names.get(o.key()).filter(|k| after(k)) else {
             continue;
         };
-        last = last.max(Some(raw));
-        if let Some(key) = listed_key(&store.name, raw) {
+        if let Some(key) = listed_key(&store.name, &raw) {
             page.objects.push(listed_meta(
                 key,
                 NULL_VERSION.to_owned(),
@@ -58,18 +60,19 @@ pub(super) async fn objects(
                 to_time(o.last_modified()),
             ));
         }
+        last = last.max(Some(raw));
     }
     for p in out.common_prefixes() {
         // A StartAfter inside a prefix still lists the prefix (its later keys roll up in it).
         let inside = |p: &str| start_after.is_some_and(|m| m.len() > p.len() && m.starts_with(p));
-        let Some(prefix) = p.prefix().filter(|p| after(p) || inside(p)) else {
+        let Some(prefix) = names.get(p.prefix()).filter(|p| after(p) || inside(p)) else {
             continue;
         };
+        page.common_prefixes.push(prefix.clone());
         last = last.max(Some(prefix));
-        page.common_prefixes.push(prefix.to_owned());
     }
     if out.is_truncated().unwrap_or(false) {
-        page.next_marker = last.map(str::to_owned);
+        page.next_marker = last;
     }
     Ok(page)
 }
@@ -91,12 +94,14 @@ pub(super) async fn versions(
         .set_key_marker(query.key_marker.clone())
         .set_version_id_marker(query.version_id_marker.clone())
         .max_keys(page_size(query.max_keys))
+        .encoding_type(EncodingType::Url)
         .send()
         .await
         .map_err(|e| store.err(Ctx::bucket(bucket.as_str()), e))?;
+    let names = Names::of(out.encoding_type());
     let mut versions = Vec::with_capacity(out.versions().len() + out.delete_markers().len());
     for v in out.versions() {
-        let Some(key) = v.key().and_then(|k| listed_key(&store.name, k)) else {
+        let Some(key) = names.get(v.key()).and_then(|k| listed_key(&store.name, &k)) else {
             continue;
         };
         versions.push(listed_meta(
@@ -109,7 +114,7 @@ pub(super) async fn versions(
         ));
     }
     for d in out.delete_markers() {
-        let Some(key) = d.key().and_then(|k| listed_key(&store.name, k)) else {
+        let Some(key) = names.get(d.key()).and_then(|k| listed_key(&store.name, &k)) else {
             continue;
         };
         let mut meta = listed_meta(
@@ -137,12 +142,9 @@ pub(super) async fn versions(
         common_prefixes: out
             .common_prefixes()
             .iter()
-            .filter_map(|p| p.prefix().map(str::to_owned))
+            .filter_map(|p| names.get(p.prefix()))
             .collect(),
-        next_key_marker: out
-            .next_key_marker()
-            .filter(|_| truncated)
-            .map(str::to_owned),
+        next_key_marker: names.get(out.next_key_marker()).filter(|_| truncated),
         next_version_id_marker: out
             .next_version_id_marker()
             .filter(|_| truncated)
@@ -215,15 +217,17 @@ pub(super) async fn uploads(
         .set_key_marker(query.key_marker.clone())
         .set_upload_id_marker(query.upload_id_marker.clone())
         .max_uploads(page_size(query.max_uploads))
+        .encoding_type(EncodingType::Url)
         .send()
         .await
         .map_err(|e| store.err(Ctx::bucket(bucket.as_str()), e))?;
+    let names = Names::of(out.encoding_type());
     let uploads = out
         .uploads()
         .iter()
         .filter_map(|u| {
             Some(UploadInfo {
-                key: listed_key(&store.name, u.key()?)?,
+                key: listed_key(&store.name, &names.get(u.key())?)?,
                 upload_id: u.upload_id()?.to_owned(),
                 initiated: to_time(u.initiated()),
             })
@@ -235,17 +239,38 @@ pub(super) async fn uploads(
         common_prefixes: out
             .common_prefixes()
             .iter()
-            .filter_map(|p| p.prefix().map(str::to_owned))
+            .filter_map(|p| names.get(p.prefix()))
             .collect(),
-        next_key_marker: out
-            .next_key_marker()
-            .filter(|_| truncated)
-            .map(str::to_owned),
+        next_key_marker: names.get(out.next_key_marker()).filter(|_| truncated),
         next_upload_id_marker: out
             .next_upload_id_marker()
             .filter(|_| truncated)
             .map(str::to_owned),
     })
+}
+
+/// How a listing's names came back. Listings ask for `encoding-type=url`, since a key may
+/// hold characters XML 1.0 cannot carry (control characters: the backend's answer would not
+/// parse); a backend that applied it says so, and its names are decoded. One that ignored it
+/// sent them as they are, and they are taken as they are (decoding them would turn a `+` or
+/// `%` in a key into something else).
+struct Names(bool);
+
+impl Names {
+    fn of(encoding: Option<&EncodingType>) -> Self {
+        Self(encoding == Some(&EncodingType::Url))
+    }
+
+    fn get(&self, v: Option<&str>) -> Option<String> {
+        let v = v?;
+        if !self.0 {
+            return Some(v.to_owned());
+        }
+        // Form decoding, as S3 encodes: `+` is a space, `%2B` a plus.
+        urlencoding::decode(&v.replace('+', " "))
+            .ok()
+            .map(|d| d.into_owned())
+    }
 }
 
 /// Parses a key the backend returned; keys Ferry cannot name are skipped with a warning.
