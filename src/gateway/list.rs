@@ -61,10 +61,13 @@ fn prefixes(cps: Vec<String>, enc: &Enc) -> Option<Vec<CommonPrefix>> {
     })
 }
 
+/// A continuation token is the base64 of the last name of the page before: a non-empty name
+/// without NUL (no key has one), so a made-up token is refused, as S3 refuses it.
 fn decode_token(t: &str) -> S3Result<String> {
     store::digest::b64_decode(t)
         .and_then(|v| String::from_utf8(v).ok())
-        .ok_or_else(|| invalid_argument("the continuation token provided is incorrect"))
+        .filter(|k| !k.is_empty() && !k.contains('\0'))
+        .ok_or_else(|| invalid_argument("The continuation token provided is incorrect"))
 }
 
 impl Gateway {

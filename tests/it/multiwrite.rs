@@ -187,6 +187,24 @@ fn writes_reach_a_remote_ferry_and_moto() {
         "meta.txt",
     ]));
     assert!(head.contains("\"color\": \"blue\""), "{head}");
+    // Non-ASCII metadata reached the remote secondary (S3 returns it RFC 2047-encoded).
+    assert!(head.contains("=?UTF-8?B?WsO8cmljaA==?="), "{head}");
+    // The multipart object kept its ETag on the secondary: it was copied in its own parts.
+    let etag_of = |f: &Ferry, bucket: &str| {
+        let head = f.ok(&f.aws(&[
+            "s3api",
+            "head-object",
+            "--bucket",
+            bucket,
+            "--key",
+            "multi.bin",
+        ]));
+        let v: Value = serde_json::from_str(&head).expect("head json");
+        v["ETag"].as_str().unwrap_or_default().to_owned()
+    };
+    let primary_etag = etag_of(&a, "multi");
+    assert!(primary_etag.ends_with("-2\""), "{primary_etag}");
+    assert_eq!(etag_of(&b, "multi-copy"), primary_etag);
     let tags = b.ok(&b.aws(&[
         "s3api",
         "get-object-tagging",

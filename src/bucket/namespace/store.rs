@@ -40,6 +40,18 @@ impl Store for Namespace {
     }
 
     async fn delete_bucket(&self, _bucket: &BucketName) -> Result<()> {
+        // A bucket that is not empty answers as any other does; an empty one is still an
+        // admin's to remove, with its policy and journal.
+        let q = VersionsQuery {
+            max_keys: 1,
+            ..Default::default()
+        };
+        let page = read_first!(self, |l| l.store.list_versions(&l.bucket, &q))?;
+        if !page.versions.is_empty() || !page.common_prefixes.is_empty() {
+            return Err(Error::BucketNotEmpty {
+                bucket: self.name.clone(),
+            });
+        }
         Err(Error::InvalidArgument(format!(
             "{} is a namespace bucket: remove it with `ferry bucket remove`",
             self.name

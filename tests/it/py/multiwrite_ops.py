@@ -10,7 +10,7 @@ from common import client
 bucket = sys.argv[1]
 s3 = client()
 s3.put_object(Bucket=bucket, Key="meta.txt", Body=b"with metadata", ContentType="text/plain",
-              Metadata={"color": "blue"}, Tagging="team=storage")
+              Metadata={"color": "blue", "city": "=?UTF-8?B?WsO8cmljaA==?="}, Tagging="team=storage")
 s3.put_object(Bucket=bucket, Key="gone.txt", Body=b"deleted next")
 s3.delete_object(Bucket=bucket, Key="gone.txt")
 for i in range(5):
@@ -28,5 +28,11 @@ s3.complete_multipart_upload(Bucket=bucket, Key="multi.bin", UploadId=up["Upload
                              MultipartUpload={"Parts": parts})
 got = s3.get_object(Bucket=bucket, Key="meta.txt")
 assert got["Body"].read() == b"with metadata"
-assert got["Metadata"] == {"color": "blue"}, got["Metadata"]
+assert got["Metadata"] == {"color": "blue", "city": "=?UTF-8?B?WsO8cmljaA==?="}, got["Metadata"]
+# A namespace bucket that is not empty answers DeleteBucket as any bucket does.
+try:
+    s3.delete_bucket(Bucket=bucket)
+    raise AssertionError("a non-empty namespace bucket was deleted")
+except s3.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "BucketNotEmpty", e.response
 print("ok")

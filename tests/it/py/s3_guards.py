@@ -113,6 +113,9 @@ st, _, data = signed("PUT", f"/{B}/k?tagging", tagging, headers={"Content-MD5": 
 assert st == 400 and code_of(data) == "BadDigest", (st, data)
 assert s3.get_object_tagging(Bucket=B, Key="k")["TagSet"] == []
 
+# A made-up continuation token is refused.
+expect_error(lambda: s3.list_objects_v2(Bucket=B, ContinuationToken="AAAA"), "InvalidArgument", 400)
+
 # DeleteObjects: a missing bucket fails the request; removing a marker names it.
 expect_error(lambda: s3.delete_objects(Bucket="s3-guards-missing", Delete={"Objects": [{"Key": "a"}]}),
              "NoSuchBucket", 404)
