@@ -29,7 +29,7 @@ pub(super) async fn copy_parts(
     journal: &dyn Journal,
     stop: &watch::Receiver<bool>,
 ) -> store::Result<Outcome> {
-    let crc = whole_crc(it, head);
+    let crc = kept_checksum(it, head, layout);
     let part_size = layout.unwrap_or_else(|| part_size_for(plan.part_size, head.size));
     let copy = |resume, crc| copy_parts_as(it, plan, head, part_size, resume, journal, stop, crc);
     match copy(resume, crc.clone()).await {
@@ -71,15 +71,25 @@ pub(super) async fn source_part_size(it: &Item<'_>, head: &ObjectMeta) -> Option
     (last.etag == head.etag && last_start == Some(u64::from(n - 1) * size)).then_some(size)
 }
 
-/// The source's CRC of all its bytes (a FULL_OBJECT upload's, or a one-piece object's),
-/// when the copy can keep it: the new upload is created to end with the same one, whatever
-/// its part sizes, and the destination checks it at completion, so the copy is checked
-/// against the source's own record of its bytes. Not for a local source, whose parts are
-/// checksummed up front with [`PART_CHECKSUM`].
-fn whole_crc(it: &Item<'_>, head: &ObjectMeta) -> Option<Checksum> {
-    head.checksum
-        .clone()
-        .filter(|c| !c.composite && c.algorithm.is_crc() && !checksummed_up_front(it))
+/// The source's checksum, when the copy can keep it. A CRC of all its bytes (a FULL_OBJECT
+/// upload's, or a one-piece object's): the new upload is created to end with the same one,
+/// whatever its part sizes, and the destination checks it at completion, so the copy is
+/// checked against the source's own record of its bytes. A COMPOSITE checksum (of the part
+/// checksums) when the copy keeps the source's parts (`layout`): each part goes with the
+/// algorithm and is named at completion, and the destination's composite comes out the
+/// same. Not for a local source, whose parts are checksummed up front with
+/// [`PART_CHECKSUM`].
+fn kept_checksum(it: &Item<'_>, head: &ObjectMeta, layout: Option<u64>) -> Option<Checksum> {
+    if checksummed_up_front(it) {
+        return None;
+    }
+    let c = head.checksum.clone()?;
+    let keep = if c.composite {
+        layout.is_some()
+    } else {
+        c.algorithm.is_crc()
+    };
+    keep.then_some(c)
 }
 
 /// A local source can be read twice: once to checksum a part up front, so the part goes
@@ -106,9 +116,11 @@ async fn copy_parts_as(
     let mut checksummed = checksummed_up_front(it);
     // Named at completion only once the destination has shown its upload ends with it.
     let mut claim = None;
-    // The algorithm of the source's CRC, when the upload was created with it: every part
-    // is checksummed with it.
+    // The algorithm of the source's checksum, when the upload was created with it: every
+    // part is checksummed with it.
     let mut part_algorithm = None;
+    // Parts' checksums are named at completion (the upload keeps a composite checksum).
+    let mut named = false;
     // Continue a recorded upload only if the source is unchanged and the destination still
     // has the upload; keep the recorded parts the destination also lists.
     let mut done: Vec<Option<Done>> = vec![None; count as usize];
@@ -125,13 +137,16 @@ async fn copy_parts_as(
             // names each, so a recorded part counts only with the checksum the destination
             // lists for it.
             checksummed &= algorithm == Some(PART_CHECKSUM);
-            // An upload that ends with the source's CRC is one to name it for.
+            // An upload that ends with the source's checksum is one to name it for.
             part_algorithm =
                 algorithm.filter(|a| whole.as_ref().is_some_and(|c| c.algorithm == *a));
             claim = whole
                 .clone()
                 .filter(|c| found.full_object && algorithm == Some(c.algorithm));
-            let sums = checksummed.then_some(listed);
+            // A composite's parts are named at completion with their checksums, as parts
+            // checksummed up front are.
+            named = part_algorithm.is_some() && whole.as_ref().is_some_and(|c| c.composite);
+            let sums = (checksummed || named).then_some(listed);
             for (n, etag, size) in r.parts {
                 let checksum = sums.as_ref().and_then(|s| s.get(&n).cloned());
                 // A part recorded with other boundaries (the source's layout could not be
@@ -169,7 +184,7 @@ async fn copy_parts_as(
                     .then_some(PART_CHECKSUM)
                     .or(whole.map(|c| c.algorithm)),
                 checksum_suffices: checksummed,
-                full_object_checksum: whole.is_some(),
+                full_object_checksum: whole.is_some_and(|c| !c.composite),
                 ..Default::default()
             };
             let (u, crc) = match it
@@ -192,7 +207,8 @@ async fn copy_parts_as(
             // backend may take the algorithm and ignore the type; one whose ListParts cannot
             // be read is not asked to check it).
             part_algorithm = crc.as_ref().map(|c| c.algorithm);
-            if let Some(c) = crc {
+            named = crc.as_ref().is_some_and(|c| c.composite);
+            if let Some(c) = crc.filter(|c| !c.composite) {
                 let confirmed = store::upload_checksums(it.dst, it.db, it.dk, &u)
                     .await
                     .is_ok_and(|f| f.full_object && f.algorithm == Some(c.algorithm));
@@ -207,6 +223,7 @@ async fn copy_parts_as(
         part_size,
         checksummed,
         algorithm: part_algorithm,
+        named,
     };
     let result = send_parts(it, plan, head, &sending, &mut done, journal, stop).await;
     if let Err(e) = &result {
@@ -292,9 +309,11 @@ struct Sending<'a> {
     part_size: u64,
     /// Each part is read once to checksum it before it is sent.
     checksummed: bool,
-    /// The algorithm of the source's whole-object CRC the upload ends with: each part is
+    /// The algorithm of the source's checksum the upload ends with: each part is
     /// checksummed with it by the destination.
     algorithm: Option<ChecksumAlgorithm>,
+    /// Each part's checksum is named at completion (a composite the upload keeps).
+    named: bool,
 }
 
 /// Sends the parts not yet `done`, a few at a time, recording each as it finishes; returns
@@ -443,7 +462,7 @@ async fn copy_part(
             size,
             // The checksum the part went with (the store names none when the backend
             // refused it), named at completion; none for parts not checksummed up front.
-            checksum: p.checksum.filter(|_| sending.checksummed),
+            checksum: p.checksum.filter(|_| sending.checksummed || sending.named),
         },
     ))
 }

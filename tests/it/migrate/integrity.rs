@@ -417,6 +417,16 @@ fn a_source_crc_of_the_whole_object_is_kept_by_a_multipart_copy() {
             "{key} went in parts: {head}"
         );
     }
+    // Copied in the source's own parts, a COMPOSITE checksum comes out the same.
+    let comp = head_with_checksum(&dst, "crcdst", "comp");
+    assert_eq!(
+        (
+            comp["ChecksumCRC32"].as_str(),
+            comp["ChecksumType"].as_str()
+        ),
+        (sums["comp"][1].as_str(), Some("COMPOSITE")),
+        "the copy keeps the source's composite CRC32: {comp}"
+    );
     // Copied in the source's own 5 MiB parts (not the 6 MiB asked for), the multipart
     // object keeps its ETag: a replica compares equal to its source.
     let src_etag = head_with_checksum(&src, "crcsrc", "big")["ETag"].clone();
