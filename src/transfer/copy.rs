@@ -144,6 +144,8 @@ pub async fn copy_object(
     journal: &dyn Journal,
     stop: &watch::Receiver<bool>,
 ) -> store::Result<Outcome> {
+    // Whether the source's part layout was looked up already (and is of no use).
+    let mut looked_up = false;
     if check_first || resume.is_some() || plan.same_store {
         let head = match it.src.head_object(it.sb, it.sk, None).await {
             Ok(m) => m,
@@ -166,10 +168,16 @@ pub async fn copy_object(
                 sent: 0,
             });
         }
-        let layout = source_part_size(it, &head).await;
+        let layout = source_part_size(it, &head).await?;
         if head.size > plan.threshold || layout.is_some() {
             return copy_parts(it, plan, &head, layout, resume, journal, stop).await;
         }
+        // Copied whole: an upload recorded for it is of no use.
+        if let Some(r) = &resume {
+            it.abort(&r.upload_id).await;
+            journal.upload(None).await?;
+        }
+        looked_up = true;
     }
     // One GET: its answer says whether the object is small enough for one PUT.
     let got = match it.src.get_object(it.sb, it.sk, GetOptions::default()).await {
@@ -178,7 +186,11 @@ pub async fn copy_object(
         Err(e) => return Err(e),
     };
     // A multipart source is copied with its own part boundaries, whatever its size.
-    let layout = source_part_size(it, &got.meta).await;
+    let layout = if looked_up {
+        None
+    } else {
+        source_part_size(it, &got.meta).await?
+    };
     if got.meta.size > plan.threshold || layout.is_some() {
         let head = got.meta;
         drop(got.body);

@@ -31,7 +31,11 @@ pub(super) async fn copy_parts(
 ) -> store::Result<Outcome> {
     let crc = kept_checksum(it, head, layout);
     let part_size = layout.unwrap_or_else(|| part_size_for(plan.part_size, head.size));
-    let copy = |resume, crc| copy_parts_as(it, plan, head, part_size, resume, journal, stop, crc);
+    let cut = Cut {
+        part_size,
+        kept: layout.is_some(),
+    };
+    let copy = |resume, crc| copy_parts_as(it, plan, head, cut, resume, journal, stop, crc);
     match copy(resume, crc.clone()).await {
         // A destination that takes the algorithm on the upload but refuses it on the parts:
         // the copy starts again, plainly (the refused upload was aborted).
@@ -49,26 +53,54 @@ pub(super) async fn copy_parts(
 /// (but the last, which may be smaller) that S3 takes: copied in parts of that size, the
 /// destination's object gets the source's multipart ETag, so the two compare equal, as a
 /// replica's must for clients that cached or condition on it. `None` for other objects and
-/// for sources that cannot say where their parts lie.
-pub(super) async fn source_part_size(it: &Item<'_>, head: &ObjectMeta) -> Option<u64> {
+/// for sources that cannot say where their parts lie. A failure to ask is an error, not a
+/// `None`: the answer must be the same every time a copy of this version runs, since a
+/// resumed upload's parts were cut by it.
+pub(super) async fn source_part_size(
+    it: &Item<'_>,
+    head: &ObjectMeta,
+) -> store::Result<Option<u64>> {
     const MIN_PART: u64 = 5 * 1024 * 1024;
-    let n = head.parts_count.filter(|n| *n > 1)?;
+    let Some(n) = head.parts_count.filter(|n| *n > 1) else {
+        return Ok(None);
+    };
     let version = pinned(head);
-    let locate = |part| it.src.part_range(it.sb, it.sk, version.as_deref(), part);
-    let first = locate(1).await.ok()?;
-    let (start, end) = first.range?;
+    let version = version.as_deref();
+    let locate = |part| async move {
+        match it.src.part_range(it.sb, it.sk, version, part).await {
+            Ok(p) if p.etag == head.etag => Ok(Some(p)),
+            Ok(_) => Err(changed(it)),
+            Err(e) if cannot_say(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let Some(first) = locate(1).await? else {
+        return Ok(None);
+    };
+    let Some((0, end)) = first.range else {
+        return Ok(None);
+    };
     let size = end + 1;
-    let uniform = first.etag == head.etag
-        && first.parts == n
-        && start == 0
-        && size >= MIN_PART
-        && head.size.div_ceil(size) == u64::from(n);
-    if !uniform {
-        return None;
+    if first.parts != n || size < MIN_PART || head.size.div_ceil(size) != u64::from(n) {
+        return Ok(None);
     }
-    let last = locate(n).await.ok()?;
+    let Some(last) = locate(n).await? else {
+        return Ok(None);
+    };
     let last_start = last.range.map(|(a, _)| a);
-    (last.etag == head.etag && last_start == Some(u64::from(n - 1) * size)).then_some(size)
+    Ok((last_start == Some(u64::from(n - 1) * size)).then_some(size))
+}
+
+/// A source's answer that it cannot say where a part lies (as opposed to a failure to ask).
+fn cannot_say(e: &store::Error) -> bool {
+    match e {
+        store::Error::NotImplemented(_)
+        | store::Error::InvalidPartNumber { .. }
+        | store::Error::InvalidArgument(_)
+        | store::Error::InvalidRequest(_) => true,
+        store::Error::Remote { status, .. } => (400..500).contains(status) || *status == 501,
+        _ => false,
+    }
 }
 
 /// The source's checksum, when the copy can keep it. A CRC of all its bytes (a FULL_OBJECT
@@ -98,17 +130,25 @@ fn checksummed_up_front(it: &Item<'_>) -> bool {
     it.src.caps().local && !it.dst.caps().local
 }
 
+/// Where an object's parts are cut: every `part_size` bytes, `kept` from the source's own.
+#[derive(Clone, Copy)]
+struct Cut {
+    part_size: u64,
+    kept: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn copy_parts_as(
     it: &Item<'_>,
     plan: &Plan,
     head: &ObjectMeta,
-    part_size: u64,
+    cut: Cut,
     resume: Option<Resume>,
     journal: &dyn Journal,
     stop: &watch::Receiver<bool>,
     whole: Option<Checksum>,
 ) -> store::Result<Outcome> {
+    let (part_size, part_size_kept) = (cut.part_size, cut.kept);
     let count = head.size.div_ceil(part_size) as u32;
     // The length part `n` has with these part boundaries.
     let part_len =
@@ -252,7 +292,14 @@ async fn copy_parts_as(
         .complete_multipart(it.db, it.dk, &upload, &parts, claim.as_ref())
         .await?;
     let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
-    let expected = multipart_etag(&etags);
+    // Copied in the source's own parts, the object's ETag is the source's: checked end to
+    // end (a part cut elsewhere than the source's would show here).
+    let kept_layout = part_size_kept && !head.opaque_etag && head.etag.contains('-');
+    let expected = if kept_layout {
+        Some(head.etag.clone())
+    } else {
+        multipart_etag(&etags)
+    };
     if m.size != head.size
         || expected
             .as_deref()

@@ -323,6 +323,9 @@ fn decode_word(w: &str) -> Option<Vec<u8>> {
             b'_' => out.push(b' '),
             b'=' => {
                 let hex = [bytes.next()?, bytes.next()?];
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
             }
             b => out.push(b),
