@@ -195,6 +195,50 @@ pub fn range(r: Option<dto::Range>) -> Option<store::ByteRange> {
     })
 }
 
+/// The standard headers an object is served with (GET and HEAD alike): the request's
+/// `response-*` overrides where it names them, else the object's own.
+#[derive(Default)]
+pub struct Served {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    pub expires: Option<dto::Timestamp>,
+}
+
+/// The `response-*` overrides of a GetObject or HeadObject input, as a [`Served`].
+macro_rules! overrides_of {
+    ($input:expr) => {
+        $crate::gateway::convert::Served {
+            content_type: $input.response_content_type,
+            cache_control: $input.response_cache_control,
+            content_disposition: $input.response_content_disposition,
+            content_encoding: $input.response_content_encoding,
+            content_language: $input.response_content_language,
+            expires: $input.response_expires,
+        }
+    };
+}
+pub(crate) use overrides_of;
+
+/// What an object with `a` is served with, given the request's `over`rides.
+pub fn served(a: &ObjectAttrs, over: Served) -> Served {
+    Served {
+        content_type: over
+            .content_type
+            .or(a.content_type.clone())
+            .or_else(|| Some(DEFAULT_CONTENT_TYPE.into())),
+        cache_control: over.cache_control.or(a.cache_control.clone()),
+        content_disposition: over.content_disposition.or(a.content_disposition.clone()),
+        content_encoding: over
+            .content_encoding
+            .or(super::guard::stored_encoding(a.content_encoding.clone())),
+        content_language: over.content_language.or(a.content_language.clone()),
+        expires: over.expires.or(expires_ts(a.expires.as_ref())),
+    }
+}
+
 /// The owner of every bucket and object: Ferry serves one key pair.
 pub fn owner() -> dto::Owner {
     dto::Owner {

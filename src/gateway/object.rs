@@ -261,28 +261,18 @@ impl Gateway {
             None
         });
         let a = meta.attrs.clone();
+        let h = convert::served(&a, convert::overrides_of!(input));
         Ok(S3Response::new(GetObjectOutput {
             body: Some(convert::blob(res.body)),
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
             content_range,
-            content_type: input
-                .response_content_type
-                .or(a.content_type.clone())
-                .or_else(|| Some(convert::DEFAULT_CONTENT_TYPE.into())),
-            cache_control: input.response_cache_control.or(a.cache_control.clone()),
-            content_disposition: input
-                .response_content_disposition
-                .or(a.content_disposition.clone()),
-            content_encoding: input
-                .response_content_encoding
-                .or(guard::stored_encoding(a.content_encoding.clone())),
-            content_language: input
-                .response_content_language
-                .or(a.content_language.clone()),
-            expires: input
-                .response_expires
-                .or(convert::expires_ts(a.expires.as_ref())),
+            content_type: h.content_type,
+            cache_control: h.cache_control,
+            content_disposition: h.content_disposition,
+            content_encoding: h.content_encoding,
+            content_language: h.content_language,
+            expires: h.expires,
             metadata: convert::metadata_dto(&a),
             e_tag: Some(etag(&meta.etag)),
             last_modified: Some(ts(meta.last_modified)),
@@ -361,28 +351,18 @@ impl Gateway {
             None
         });
         let a = &meta.attrs;
+        // The response-* overrides apply to HEAD as to the GET it stands for.
+        let h = convert::served(a, convert::overrides_of!(input));
         Ok(S3Response::new(HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
             content_range,
-            // The response-* overrides apply to HEAD as to the GET it stands for.
-            content_type: input
-                .response_content_type
-                .or(a.content_type.clone())
-                .or_else(|| Some(convert::DEFAULT_CONTENT_TYPE.into())),
-            cache_control: input.response_cache_control.or(a.cache_control.clone()),
-            content_disposition: input
-                .response_content_disposition
-                .or(a.content_disposition.clone()),
-            content_encoding: input
-                .response_content_encoding
-                .or(guard::stored_encoding(a.content_encoding.clone())),
-            content_language: input
-                .response_content_language
-                .or(a.content_language.clone()),
-            expires: input
-                .response_expires
-                .or(convert::expires_ts(a.expires.as_ref())),
+            content_type: h.content_type,
+            cache_control: h.cache_control,
+            content_disposition: h.content_disposition,
+            content_encoding: h.content_encoding,
+            content_language: h.content_language,
+            expires: h.expires,
             metadata: convert::metadata_dto(a),
             e_tag: Some(etag(&meta.etag)),
             last_modified: Some(ts(meta.last_modified)),
