@@ -191,7 +191,7 @@ pub const XML_DIGEST_MAX_BYTES: u64 = 2 * 1024 * 1024;
 
 /// What to do before routing with a request that carries an XML document S3 checks against
 /// its `Content-MD5` or `x-amz-checksum-*` header (DeleteObjects, Put*Tagging,
-/// PutBucketVersioning); s3s checks neither. CompleteMultipartUpload is not one: its
+/// PutBucketVersioning, Put*Acl); s3s checks neither. CompleteMultipartUpload is not one: its
 /// checksum header claims the object's.
 #[derive(Debug, PartialEq, Eq)]
 pub enum XmlDigests {
@@ -215,7 +215,8 @@ pub fn xml_body_digests_wanted(
             .any(|p| p.split_once('=').map_or(p, |(n, _)| n) == name)
     };
     let xml_op = (method == http::Method::POST && named("delete"))
-        || (method == http::Method::PUT && (named("tagging") || named("versioning")));
+        || (method == http::Method::PUT
+            && (named("tagging") || named("versioning") || named("acl")));
     let digests = headers.contains_key("content-md5")
         || ChecksumAlgorithm::ALL
             .iter()

@@ -550,4 +550,19 @@ impl S3 for Gateway {
         let f = self.empty_configuration(&req.input.bucket);
         self.timed("GetBucketAccelerateConfiguration", f).await
     }
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        self.timed("PutBucketAcl", self.put_bucket_acl_impl(req))
+            .await
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        self.timed("PutObjectAcl", self.put_object_acl_impl(req))
+            .await
+    }
 }

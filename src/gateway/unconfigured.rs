@@ -4,7 +4,8 @@
 //! bucket that has none: the "no such configuration" error, or the empty document.
 //!
 //! Tools that read a bucket's whole state (Terraform's S3 bucket resource, Cyberduck,
-//! s3cmd `info`) stop at a 501; they take these answers. Setting any of them stays 501.
+//! s3cmd `info`) stop at a 501; they take these answers. Setting any of them stays 501, but
+//! for an ACL that grants the owner alone (`private`), which is what Ferry has: taken as is.
 
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
@@ -100,6 +101,90 @@ impl Gateway {
         Ok(S3Response::new(GetBucketRequestPaymentOutput {
             payer: Some(Payer::from_static(Payer::BUCKET_OWNER)),
         }))
+    }
+}
+
+/// Whether a Put*Acl input names grants in `x-amz-grant-*` headers.
+macro_rules! grant_headers {
+    ($i:expr) => {
+        $i.grant_full_control.is_some()
+            || $i.grant_read.is_some()
+            || $i.grant_read_acp.is_some()
+            || $i.grant_write.is_some()
+            || $i.grant_write_acp.is_some()
+    };
+}
+
+/// Takes an ACL that is the one Ferry has (the owner's full control: the `private` canned
+/// ACL, `bucket-owner-full-control` for an object, or a policy granting only the owner),
+/// and refuses any other as not implemented: nothing in Ferry is shared or public.
+fn check_owner_only(
+    canned: Option<&str>,
+    grant_headers: bool,
+    policy: Option<&AccessControlPolicy>,
+) -> S3Result<()> {
+    let refuse = || {
+        s3s::s3_error!(
+            NotImplemented,
+            "Ferry has one owner and no public access: only the private ACL is taken"
+        )
+    };
+    if grant_headers {
+        return Err(refuse());
+    }
+    if let Some(c) = canned
+        && !matches!(c, "private" | "bucket-owner-full-control")
+    {
+        return Err(refuse());
+    }
+    if let Some(p) = policy {
+        let owner_id = owner().id;
+        let only_owner = p.grants.iter().flatten().all(|g| {
+            g.permission.as_ref().map(Permission::as_str) == Some(Permission::FULL_CONTROL)
+                && g.grantee.as_ref().is_some_and(|e| e.id == owner_id)
+        });
+        if !only_owner {
+            return Err(refuse());
+        }
+    }
+    Ok(())
+}
+
+impl Gateway {
+    pub(super) async fn put_bucket_acl_impl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        let i = req.input;
+        let grants = grant_headers!(i);
+        check_owner_only(
+            i.acl.as_ref().map(BucketCannedACL::as_str),
+            grants,
+            i.access_control_policy.as_ref(),
+        )?;
+        self.existing(&i.bucket).await?;
+        Ok(S3Response::new(PutBucketAclOutput {}))
+    }
+
+    pub(super) async fn put_object_acl_impl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        let i = req.input;
+        let grants = grant_headers!(i);
+        check_owner_only(
+            i.acl.as_ref().map(ObjectCannedACL::as_str),
+            grants,
+            i.access_control_policy.as_ref(),
+        )?;
+        let (store, bucket) = self.target(&i.bucket)?;
+        let key = self.key(&i.key)?;
+        super::guard::version_id(i.version_id.as_deref())?;
+        store
+            .head_object(&bucket, &key, i.version_id.as_deref())
+            .await
+            .map_err(s3_error)?;
+        Ok(S3Response::new(PutObjectAclOutput::default()))
     }
 }
 

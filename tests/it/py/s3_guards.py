@@ -153,6 +153,15 @@ for acl in (s3.get_bucket_acl(Bucket=B), s3.get_object_acl(Bucket=B, Key="k")):
     assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"], acl
     assert acl["Grants"][0]["Grantee"]["ID"] == acl["Owner"]["ID"], acl
 expect_error(lambda: s3.get_object_acl(Bucket=B, Key="missing"), "NoSuchKey", 404)
+# The one ACL Ferry has (the owner's) can be set; a shared or public one cannot.
+s3.put_bucket_acl(Bucket=B, ACL="private")
+s3.put_object_acl(Bucket=B, Key="k", ACL="bucket-owner-full-control")
+acl = s3.get_object_acl(Bucket=B, Key="k")
+s3.put_object_acl(Bucket=B, Key="k", AccessControlPolicy={"Grants": acl["Grants"], "Owner": acl["Owner"]})
+expect_error(lambda: s3.put_bucket_acl(Bucket=B, ACL="public-read"), "NotImplemented", 501)
+expect_error(lambda: s3.put_object_acl(Bucket=B, Key="k", GrantRead="uri=http://acs.amazonaws.com/groups/global/AllUsers"),
+             "NotImplemented", 501)
+expect_error(lambda: s3.put_object_acl(Bucket=B, Key="missing", ACL="private"), "NoSuchKey", 404)
 
 # An unfinished multipart upload does not keep a bucket: it goes with it.
 s3.create_bucket(Bucket="s3-guards-mpu")
