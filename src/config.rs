@@ -24,6 +24,7 @@ pub struct FileConfig {
     pub secret_key: Option<String>,
     pub admin_token: Option<String>,
     pub max_concurrency: Option<usize>,
+    pub max_post_object_size: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +88,8 @@ pub struct ServeConfig {
     pub secret_key: Option<String>,
     pub admin_token: Option<String>,
     pub max_concurrency: usize,
+    /// The largest file a browser-form upload (POST Object) may carry; held in memory.
+    pub max_post_object_bytes: u64,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -134,7 +137,11 @@ pub struct Overrides {
     pub secret_key: Option<String>,
     pub admin_token: Option<String>,
     pub max_concurrency: Option<usize>,
+    pub max_post_object_size: Option<String>,
 }
+
+/// The default bound on a browser-form upload's file (see [`ServeConfig`]).
+pub const DEFAULT_MAX_POST_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
 
 impl ServeConfig {
     pub fn resolve(o: Overrides, file: FileConfig) -> Result<Self, ConfigError> {
@@ -155,7 +162,19 @@ impl ServeConfig {
                 why: "give both FERRY_ACCESS_KEY and FERRY_SECRET_KEY (or access_key and secret_key), or neither".into(),
             });
         }
+        let max_post_object_bytes = match o.max_post_object_size.or(file.max_post_object_size) {
+            None => DEFAULT_MAX_POST_OBJECT_BYTES,
+            Some(v) => crate::jobs::spec::size(&v, "max_post_object_size")
+                .ok()
+                .filter(|n| (1..=5 << 30).contains(n))
+                .ok_or_else(|| ConfigError::Invalid {
+                    what: "max_post_object_size",
+                    value: v.clone(),
+                    why: "expected a size from 1 byte to 5G, like 16M".into(),
+                })?,
+        };
         Ok(Self {
+            max_post_object_bytes,
             data: o
                 .data
                 .or(file.data)
@@ -212,5 +231,21 @@ mod tests {
             ..Default::default()
         };
         assert!(ServeConfig::resolve(bad, FileConfig::default()).is_err());
+        let c = ServeConfig::resolve(Overrides::default(), FileConfig::default()).expect("valid");
+        assert_eq!(c.max_post_object_bytes, DEFAULT_MAX_POST_OBJECT_BYTES);
+        let f = FileConfig {
+            max_post_object_size: Some("64M".into()),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve(Overrides::default(), f).expect("valid");
+        assert_eq!(c.max_post_object_bytes, 64 << 20);
+        for bad in ["huge", "0", "6G"] {
+            let o = Overrides {
+                max_post_object_size: Some(bad.into()),
+                ..Default::default()
+            };
+            let e = ServeConfig::resolve(o, FileConfig::default()).expect_err(bad);
+            assert!(e.to_string().contains("max_post_object_size"), "{e}");
+        }
     }
 }

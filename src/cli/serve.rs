@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// Requests handled at once [default: 256]
     #[arg(long, env = "FERRY_MAX_CONCURRENCY")]
     max_concurrency: Option<usize>,
+    /// The largest file a browser-form upload (POST Object) may carry; up to four are held in
+    /// memory at once [default: 16M]
+    #[arg(long, env = "FERRY_MAX_POST_OBJECT_SIZE", value_name = "SIZE")]
+    max_post_object_size: Option<String>,
 }
 
 /// Writes a secret file: temp, mode 0600, fsync, rename, fsync the directory.
@@ -148,6 +152,7 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         secret_key: env("FERRY_SECRET_KEY"),
         admin_token: env("FERRY_ADMIN_TOKEN"),
         max_concurrency: args.max_concurrency,
+        max_post_object_size: args.max_post_object_size,
     };
     let cfg = ServeConfig::resolve(overrides, file).map_err(|e| UsageError(e.to_string()))?;
     {
@@ -184,6 +189,7 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         max_concurrency: cfg.max_concurrency,
         max_header_bytes: 64 * 1024,
         max_xml_bytes: 8 * 1024 * 1024,
+        max_post_object_bytes: cfg.max_post_object_bytes,
     };
     let journal = crate::journal::Journal::start(registry.db().clone());
     let buckets =

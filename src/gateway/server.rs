@@ -30,6 +30,8 @@ pub struct ServerOptions {
     pub max_header_bytes: usize,
     /// The largest XML request body accepted (DeleteObjects, CompleteMultipartUpload, …).
     pub max_xml_bytes: usize,
+    /// The largest file a browser-form upload (POST Object) may carry.
+    pub max_post_object_bytes: u64,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -59,7 +61,7 @@ pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S
     cfg.xml_max_body_size = opts.max_xml_bytes;
     // s3s holds a browser-form upload's file in memory while it checks the POST policy (its
     // default allows 5 GB): bound it, and the number of such uploads at once (`Limited`).
-    cfg.post_object_max_file_size = POST_OBJECT_MAX_BYTES;
+    cfg.post_object_max_file_size = opts.max_post_object_bytes;
     b.set_config(Arc::new(StaticConfigProvider::new(Arc::new(cfg))));
     Ok(b.build())
 }
@@ -103,9 +105,7 @@ impl S3Auth for SingleKey {
     }
 }
 
-/// The largest file a browser-form upload (POST Object) may carry.
-pub const POST_OBJECT_MAX_BYTES: u64 = 16 * 1024 * 1024;
-/// Browser-form uploads served at once (each may hold [`POST_OBJECT_MAX_BYTES`] in memory).
+/// Browser-form uploads served at once (each may hold `max_post_object_bytes` in memory).
 const POST_OBJECT_SLOTS: usize = 4;
 /// XML bodies read ahead of s3s at once, to check their digests (see `guard::XmlDigests`).
 const XML_READ_SLOTS: usize = 8;
