@@ -633,7 +633,7 @@ impl Db {
         let rows = sqlx::query(
             "SELECT t.object_key, t.state, t.size, t.attempts, t.upload_id, t.error,
                     COUNT(p.part_number) AS parts_done, CAST(COALESCE(SUM(p.size), 0) AS BIGINT) AS bytes_done
-             FROM job_tasks t LEFT JOIN job_parts p ON p.task_id = t.id
+             FROM job_tasks t LEFT JOIN job_parts p ON p.task_id = t.id AND p.part_number > 0
              WHERE t.job_id = $1 AND (t.state IN ('running', 'dead') OR (t.state = 'pending' AND (t.upload_id IS NOT NULL OR t.attempts > 0)))
              GROUP BY t.id, t.object_key, t.state, t.size, t.attempts, t.upload_id, t.error
              ORDER BY CASE t.state WHEN 'dead' THEN 0 ELSE 1 END, t.id LIMIT $2",

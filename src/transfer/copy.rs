@@ -27,7 +27,8 @@ use crate::store::{
 pub trait Journal: Send + Sync {
     /// A new multipart upload was created (`Some`), or the recorded one is abandoned (`None`).
     async fn upload(&self, upload_id: Option<&str>) -> store::Result<()>;
-    /// A part finished.
+    /// A part finished (part 0: the size the upload's parts are cut to, see
+    /// [`super::parts::CUT_RECORD`]).
     async fn part(&self, part_number: u32, etag: &str, size: u64) -> store::Result<()>;
 }
 

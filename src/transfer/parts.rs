@@ -166,7 +166,14 @@ async fn copy_parts_as(
     let mut done: Vec<Option<Done>> = vec![None; count as usize];
     let mut upload = None;
     if let Some(r) = resume {
-        let open = if head.etag == it.listed_etag {
+        // The part size the upload was cut with, recorded as part 0 when it was created;
+        // one cut otherwise (or recorded before the size was) is not continued.
+        let recorded_cut = r.parts.iter().find(|p| p.0 == 0).map(|p| p.2);
+        let same_cut = match recorded_cut {
+            Some(size) => size == part_size,
+            None => !part_size_kept,
+        };
+        let open = if head.etag == it.listed_etag && same_cut {
             open_upload(it, &r.upload_id).await?
         } else {
             None
@@ -255,6 +262,7 @@ async fn copy_parts_as(
                 claim = confirmed.then_some(c);
             }
             journal.upload(Some(&u)).await?;
+            journal.part(0, CUT_RECORD, part_size).await?;
             u
         }
     };
@@ -337,6 +345,10 @@ fn refused(e: &store::Error) -> bool {
         _ => false,
     }
 }
+
+/// The "ETag" of part 0 in a [`Journal`]: not a part, the size the upload's parts are cut
+/// to, so a resumed copy never continues an upload cut another way.
+pub const CUT_RECORD: &str = "part-size";
 
 /// The checksum of parts checksummed up front (see [`copy_parts`]): CRC32C, which this
 /// machine computes in hardware.

@@ -539,3 +539,114 @@ async fn parts_refused_for_the_source_crc_start_again_plainly() {
     let head = head_with_checksum(&dst, "plain", "obj");
     assert_eq!(head["ContentLength"].as_u64(), Some(len), "{head}");
 }
+
+/// A resumed copy never continues an upload whose parts were cut another way: an upload
+/// recorded with 2 MiB parts, whose part 3 (bytes 4–6 MiB) has the length part 3 has in the
+/// source's own 5 MiB parts (bytes 10–12 MiB), is abandoned, and the copy comes out whole
+/// and with the source's ETag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_copy_never_mixes_part_cuts() {
+    use ferry::store::fs::FsStore;
+    use ferry::store::{BucketName, ByteStream, CompletedPart, ObjectKey, PutOptions, Store};
+    use ferry::transfer::copy::{Item, NoJournal, Outcome, Plan, Resume, copy_object};
+    const MIB: usize = 1 << 20;
+    let body = |b: &[u8]| -> ByteStream {
+        let b = bytes::Bytes::copy_from_slice(b);
+        Box::pin(futures::stream::once(async move { Ok(b) }))
+    };
+    let (a, b) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    let src = FsStore::open("src", a.path()).await.expect("src");
+    let dst = FsStore::open("dst", b.path()).await.expect("dst");
+    let (bucket, key) = (
+        BucketName::parse("cuts").expect("bucket"),
+        ObjectKey::parse("obj").expect("key"),
+    );
+    src.create_bucket(&bucket).await.expect("bucket");
+    dst.create_bucket(&bucket).await.expect("bucket");
+    let data: Vec<u8> = (0..12 * MIB as u32).map(|i| (i % 251) as u8).collect();
+    // The source: 5, 5 and 2 MiB parts.
+    let up = src
+        .create_multipart(&bucket, &key, PutOptions::default())
+        .await
+        .expect("create");
+    let mut parts = Vec::new();
+    for (n, range) in [
+        (1, 0..5 * MIB),
+        (2, 5 * MIB..10 * MIB),
+        (3, 10 * MIB..12 * MIB),
+    ] {
+        let p = src
+            .upload_part(
+                &bucket,
+                &key,
+                &up,
+                n,
+                body(&data[range]),
+                PutOptions::default(),
+            )
+            .await
+            .expect("part");
+        parts.push(CompletedPart {
+            part_number: n,
+            etag: p.etag,
+            checksum: None,
+            claimed: None,
+        });
+    }
+    let head = src
+        .complete_multipart(&bucket, &key, &up, &parts, None)
+        .await
+        .expect("complete");
+    let item = Item {
+        src: src.as_ref(),
+        sb: &bucket,
+        sk: &key,
+        dst: dst.as_ref(),
+        db: &bucket,
+        dk: &key,
+        listed_etag: &head.etag,
+    };
+    let plan = Plan {
+        part_size: 2 * MIB as u64,
+        threshold: 8 * MIB as u64,
+        ..Default::default()
+    };
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    // Recorded with its cut, and as a Ferry that did not record the cut would have.
+    for with_cut in [true, false] {
+        // An interrupted copy cut in 2 MiB parts, its part 3 sent and recorded.
+        let old = dst
+            .create_multipart(&bucket, &key, PutOptions::default())
+            .await
+            .expect("create");
+        let p3 = dst
+            .upload_part(
+                &bucket,
+                &key,
+                &old,
+                3,
+                body(&data[4 * MIB..6 * MIB]),
+                PutOptions::default(),
+            )
+            .await
+            .expect("part 3");
+        let mut parts = vec![(3, p3.etag, 2 * MIB as u64)];
+        if with_cut {
+            parts.push((0, "part-size".to_owned(), 2 * MIB as u64));
+        }
+        let resume = Resume {
+            upload_id: old,
+            parts,
+        };
+        let out = copy_object(&item, &plan, Some(resume), true, &NoJournal, &stop).await;
+        assert!(matches!(out, Ok(Outcome::Copied { .. })), "{out:?}");
+        let got = dst.head_object(&bucket, &key, None).await.expect("head");
+        assert_eq!((got.size, &got.etag), (head.size, &head.etag));
+        dst.delete_object(&bucket, &key, None)
+            .await
+            .expect("delete");
+    }
+}
