@@ -126,6 +126,13 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
         let this = self.clone();
         let head = req.method() == http::Method::HEAD;
+        // Whether the request carries a body (see the `Connection: close` below).
+        let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v != "0");
         // Refused before routing: how it is signed (see `guard::auth_shape`).
         let mut refused = super::guard::auth_shape(req.uri(), req.headers()).err();
         let xml = super::guard::xml_body_digests_wanted(req.method(), req.uri(), req.headers());
@@ -176,6 +183,15 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 res.headers_mut().insert("x-amz-request-id", v);
             }
             super::error::explain(&mut res, &id);
+            // An error may be answered before the request's body was read (a failed
+            // precondition, a refused header): the connection is closed after it rather than
+            // kept, so no unread byte of that body is ever taken for the next request.
+            if has_body && (res.status().is_client_error() || res.status().is_server_error()) {
+                res.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             // S3 answers a HEAD with a Range as the GET it stands for, 206; s3s 0.14 always
             // says 200 (and ignores a status set on the response).
             if head

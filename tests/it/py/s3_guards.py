@@ -113,6 +113,13 @@ st, _, data = signed("PUT", f"/{B}/k?tagging", tagging, headers={"Content-MD5": 
 assert st == 400 and code_of(data) == "BadDigest", (st, data)
 assert s3.get_object_tagging(Bucket=B, Key="k")["TagSet"] == []
 
+# An error answered before the request's body was read closes the connection, so no unread
+# byte of the body is taken for the next request on it; a success keeps it.
+st, headers, _ = signed("PUT", f"/{B}/k", b"y" * 200000, headers={"If-Match": '"nope"'})
+assert st == 412 and headers.get("connection") == "close", (st, headers)
+st, headers, _ = signed("PUT", f"/{B}/kept", b"y")
+assert st == 200 and headers.get("connection") != "close", (st, headers)
+
 # A made-up continuation token is refused.
 expect_error(lambda: s3.list_objects_v2(Bucket=B, ContinuationToken="AAAA"), "InvalidArgument", 400)
 
