@@ -31,9 +31,16 @@ pub(super) async fn copy_parts(
 ) -> store::Result<Outcome> {
     let crc = kept_checksum(it, head, layout);
     let part_size = layout.unwrap_or_else(|| part_size_for(plan.part_size, head.size));
+    // Parts checksummed up front go with CRC32C, or with the algorithm of a composite
+    // checksum the copy keeps (its parts being the source's, the composite comes out equal).
+    let algorithm = match &head.checksum {
+        Some(c) if c.composite && layout.is_some() => c.algorithm,
+        _ => PART_CHECKSUM,
+    };
     let cut = Cut {
         part_size,
         kept: layout.is_some(),
+        algorithm,
     };
     let copy = |resume, crc| copy_parts_as(it, plan, head, cut, resume, journal, stop, crc);
     match copy(resume, crc.clone()).await {
@@ -130,11 +137,13 @@ fn checksummed_up_front(it: &Item<'_>) -> bool {
     it.src.caps().local && !it.dst.caps().local
 }
 
-/// Where an object's parts are cut: every `part_size` bytes, `kept` from the source's own.
+/// Where an object's parts are cut: every `part_size` bytes, `kept` from the source's own;
+/// and the `algorithm` of parts checksummed up front.
 #[derive(Clone, Copy)]
 struct Cut {
     part_size: u64,
     kept: bool,
+    algorithm: ChecksumAlgorithm,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -183,7 +192,7 @@ async fn copy_parts_as(
             // Its parts carry the checksum the upload was created with, or none; completion
             // names each, so a recorded part counts only with the checksum the destination
             // lists for it.
-            checksummed &= algorithm == Some(PART_CHECKSUM);
+            checksummed &= algorithm == Some(cut.algorithm);
             // An upload that ends with the source's checksum is one to name it for.
             part_algorithm =
                 algorithm.filter(|a| whole.as_ref().is_some_and(|c| c.algorithm == *a));
@@ -228,7 +237,7 @@ async fn copy_parts_as(
                 attrs: head.attrs.clone(),
                 tags: tags.clone(),
                 checksum_algorithm: checksummed
-                    .then_some(PART_CHECKSUM)
+                    .then_some(cut.algorithm)
                     .or(whole.map(|c| c.algorithm)),
                 checksum_suffices: checksummed,
                 full_object_checksum: whole.is_some_and(|c| !c.composite),
@@ -270,6 +279,7 @@ async fn copy_parts_as(
         upload: &upload,
         part_size,
         checksummed,
+        up_front: cut.algorithm,
         algorithm: part_algorithm,
         named,
     };
@@ -366,8 +376,10 @@ struct Done {
 struct Sending<'a> {
     upload: &'a str,
     part_size: u64,
-    /// Each part is read once to checksum it before it is sent.
+    /// Each part is read once to checksum it before it is sent...
     checksummed: bool,
+    /// ...with this algorithm.
+    up_front: ChecksumAlgorithm,
     /// The algorithm of the source's checksum the upload ends with: each part is
     /// checksummed with it by the destination.
     algorithm: Option<ChecksumAlgorithm>,
@@ -467,9 +479,10 @@ async fn checksum_range(
     it: &Item<'_>,
     head: &ObjectMeta,
     range: (u64, u64),
+    algorithm: ChecksumAlgorithm,
 ) -> store::Result<store::Checksum> {
     let mut body = read_range(it, head, range).await?;
-    let mut hasher = ChecksumHasher::new(PART_CHECKSUM);
+    let mut hasher = ChecksumHasher::new(algorithm);
     let mut read = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(store::Error::Body)?;
@@ -491,7 +504,7 @@ async fn copy_part(
     range: (u64, u64),
 ) -> store::Result<(u32, Done)> {
     let checksum = if sending.checksummed {
-        Some(checksum_range(it, head, range).await?)
+        Some(checksum_range(it, head, range, sending.up_front).await?)
     } else {
         None
     };

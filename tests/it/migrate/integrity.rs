@@ -650,3 +650,92 @@ async fn a_resumed_copy_never_mixes_part_cuts() {
             .expect("delete");
     }
 }
+
+/// From a local store to a remote one, parts are checksummed up front before they are
+/// sent; copied in the source's own parts, they go with the algorithm of the source's
+/// COMPOSITE checksum (not CRC32C), so the destination's composite is the source's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_composite_checksum_is_kept_on_a_remote_store() {
+    use ferry::store::fs::FsStore;
+    use ferry::store::s3::{ChecksumMode, S3Config, S3Store};
+    use ferry::store::{
+        BucketName, ByteStream, ChecksumAlgorithm, CompletedPart, ObjectKey, PutOptions, Store,
+    };
+    use ferry::transfer::copy::{Item, NoJournal, Outcome, Plan, copy_object};
+    const MIB: usize = 1 << 20;
+    let body = |b: &[u8]| -> ByteStream {
+        let b = bytes::Bytes::copy_from_slice(b);
+        Box::pin(futures::stream::once(async move { Ok(b) }))
+    };
+    let a = tempfile::tempdir().expect("a");
+    let src = FsStore::open("src", a.path()).await.expect("src");
+    let server = Ferry::start();
+    let dst = S3Store::new(
+        "dst",
+        S3Config {
+            endpoint: Some(server.s3.clone()),
+            region: "us-east-1".into(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+            path_style: true,
+            checksum_mode: ChecksumMode::WhenSupported,
+        },
+    )
+    .expect("s3 store");
+    let (bucket, key) = (
+        BucketName::parse("comp").expect("bucket"),
+        ObjectKey::parse("obj").expect("key"),
+    );
+    src.create_bucket(&bucket).await.expect("bucket");
+    dst.create_bucket(&bucket).await.expect("bucket");
+    let data: Vec<u8> = (0..11 * MIB as u32).map(|i| (i % 239) as u8).collect();
+    let crc32 = || PutOptions {
+        checksum_algorithm: Some(ChecksumAlgorithm::Crc32),
+        ..Default::default()
+    };
+    let up = src
+        .create_multipart(&bucket, &key, crc32())
+        .await
+        .expect("create");
+    let mut parts = Vec::new();
+    for (n, range) in [
+        (1, 0..5 * MIB),
+        (2, 5 * MIB..10 * MIB),
+        (3, 10 * MIB..11 * MIB),
+    ] {
+        let p = src
+            .upload_part(&bucket, &key, &up, n, body(&data[range]), crc32())
+            .await
+            .expect("part");
+        parts.push(CompletedPart {
+            part_number: n,
+            etag: p.etag,
+            checksum: p.checksum,
+            claimed: None,
+        });
+    }
+    let head = src
+        .complete_multipart(&bucket, &key, &up, &parts, None)
+        .await
+        .expect("complete");
+    let want = head.checksum.clone().expect("a composite CRC32");
+    assert!(
+        want.composite && want.algorithm == ChecksumAlgorithm::Crc32,
+        "{want:?}"
+    );
+    let item = Item {
+        src: src.as_ref(),
+        sb: &bucket,
+        sk: &key,
+        dst: &dst,
+        db: &bucket,
+        dk: &key,
+        listed_etag: &head.etag,
+    };
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let out = copy_object(&item, &Plan::default(), None, false, &NoJournal, &stop).await;
+    assert!(matches!(out, Ok(Outcome::Copied { .. })), "{out:?}");
+    let got = dst.head_object(&bucket, &key, None).await.expect("head");
+    assert_eq!(got.etag, head.etag);
+    assert_eq!(got.checksum, Some(want));
+}
