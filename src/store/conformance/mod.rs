@@ -121,6 +121,7 @@ pub async fn run_all_with(s: &dyn Store, prefix: &str, gaps: Gaps) {
     copy(s, prefix, gaps).await;
     listing(s, prefix, gaps).await;
     multipart(s, prefix, gaps).await;
+    multipart::part_without_checksum(s, prefix).await;
     full_object_checksums(s, prefix, gaps).await;
     layouts::part_layouts(s, prefix).await;
     if s.caps().versioning {

@@ -150,11 +150,20 @@ pub(super) async fn upload_part(
         .body(body)
         .content_length(i64::try_from(len).unwrap_or(i64::MAX));
     req = with_upload_digests!(req, pending.known(), algorithm, store.supported());
-    let result = req
-        .customize()
-        .config_override(S3Store::long_call())
-        .send()
-        .await;
+    let mut call = S3Store::long_call();
+    let names_checksum = algorithm.is_some()
+        || pending
+            .known()
+            .is_some_and(|d| d.checksum.is_some() && store.supported());
+    if !names_checksum {
+        // No checksum asked for: the SDK must not add its default CRC32, which an upload
+        // created with another algorithm refuses as a mismatch (the part is still checked
+        // by its MD5 against the ETag the backend returns).
+        call = call.request_checksum_calculation(
+            aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+        );
+    }
+    let result = req.customize().config_override(call).send().await;
     let (out, digests) = pending.settle(&store.name, result, |e| store.err(target.ctx(), e))?;
     let etag = parts::part_etag(&out, &digests.md5)?;
     let checksum = digests.checksum.or_else(|| checksum_of!(&out, false));
