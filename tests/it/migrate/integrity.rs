@@ -486,23 +486,11 @@ fn migrator_with_stores(stores: &[(&str, &str)]) -> (Ferry, Migrator) {
 /// would have kept starts again as a plain upload, and lands whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_refused_for_the_source_crc_start_again_plainly() {
-    use ferry::store::s3::{ChecksumMode, S3Config, S3Store};
     use ferry::store::{BucketName, ChecksumAlgorithm, ObjectKey, PutOptions, Store};
     let tmp = tempfile::tempdir().expect("tmp");
     let (src, dst) = (Ferry::start(), Ferry::start());
     // A one-piece 9 MiB object with a CRC32C, as an SDK uploads it.
-    let store = S3Store::new(
-        "src",
-        S3Config {
-            endpoint: Some(src.s3.clone()),
-            region: "us-east-1".into(),
-            access_key: ACCESS_KEY.into(),
-            secret_key: SECRET_KEY.into(),
-            path_style: true,
-            checksum_mode: ChecksumMode::WhenSupported,
-        },
-    )
-    .expect("s3 store");
+    let store = sdk_store("src", &src);
     let bucket = BucketName::parse("c32c").expect("bucket");
     store.create_bucket(&bucket).await.expect("create bucket");
     let data: Vec<u8> = (0..9u32 << 20).map(|i| (i % 241) as u8).collect();
@@ -547,13 +535,9 @@ async fn parts_refused_for_the_source_crc_start_again_plainly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_copy_never_mixes_part_cuts() {
     use ferry::store::fs::FsStore;
-    use ferry::store::{BucketName, ByteStream, CompletedPart, ObjectKey, PutOptions, Store};
+    use ferry::store::{BucketName, CompletedPart, ObjectKey, PutOptions, Store};
     use ferry::transfer::copy::{Item, NoJournal, Outcome, Plan, Resume, copy_object};
     const MIB: usize = 1 << 20;
-    let body = |b: &[u8]| -> ByteStream {
-        let b = bytes::Bytes::copy_from_slice(b);
-        Box::pin(futures::stream::once(async move { Ok(b) }))
-    };
     let (a, b) = (
         tempfile::tempdir().expect("a"),
         tempfile::tempdir().expect("b"),
@@ -584,7 +568,7 @@ async fn a_resumed_copy_never_mixes_part_cuts() {
                 &key,
                 &up,
                 n,
-                body(&data[range]),
+                one_chunk(&data[range]),
                 PutOptions::default(),
             )
             .await
@@ -628,7 +612,7 @@ async fn a_resumed_copy_never_mixes_part_cuts() {
                 &key,
                 &old,
                 3,
-                body(&data[4 * MIB..6 * MIB]),
+                one_chunk(&data[4 * MIB..6 * MIB]),
                 PutOptions::default(),
             )
             .await
@@ -657,31 +641,15 @@ async fn a_resumed_copy_never_mixes_part_cuts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_composite_checksum_is_kept_on_a_remote_store() {
     use ferry::store::fs::FsStore;
-    use ferry::store::s3::{ChecksumMode, S3Config, S3Store};
     use ferry::store::{
-        BucketName, ByteStream, ChecksumAlgorithm, CompletedPart, ObjectKey, PutOptions, Store,
+        BucketName, ChecksumAlgorithm, CompletedPart, ObjectKey, PutOptions, Store,
     };
     use ferry::transfer::copy::{Item, NoJournal, Outcome, Plan, copy_object};
     const MIB: usize = 1 << 20;
-    let body = |b: &[u8]| -> ByteStream {
-        let b = bytes::Bytes::copy_from_slice(b);
-        Box::pin(futures::stream::once(async move { Ok(b) }))
-    };
     let a = tempfile::tempdir().expect("a");
     let src = FsStore::open("src", a.path()).await.expect("src");
     let server = Ferry::start();
-    let dst = S3Store::new(
-        "dst",
-        S3Config {
-            endpoint: Some(server.s3.clone()),
-            region: "us-east-1".into(),
-            access_key: ACCESS_KEY.into(),
-            secret_key: SECRET_KEY.into(),
-            path_style: true,
-            checksum_mode: ChecksumMode::WhenSupported,
-        },
-    )
-    .expect("s3 store");
+    let dst = sdk_store("dst", &server);
     let (bucket, key) = (
         BucketName::parse("comp").expect("bucket"),
         ObjectKey::parse("obj").expect("key"),
@@ -704,7 +672,7 @@ async fn a_local_composite_checksum_is_kept_on_a_remote_store() {
         (3, 10 * MIB..11 * MIB),
     ] {
         let p = src
-            .upload_part(&bucket, &key, &up, n, body(&data[range]), crc32())
+            .upload_part(&bucket, &key, &up, n, one_chunk(&data[range]), crc32())
             .await
             .expect("part");
         parts.push(CompletedPart {
@@ -738,4 +706,27 @@ async fn a_local_composite_checksum_is_kept_on_a_remote_store() {
     let got = dst.head_object(&bucket, &key, None).await.expect("head");
     assert_eq!(got.etag, head.etag);
     assert_eq!(got.checksum, Some(want));
+}
+
+/// An s3 store on a Ferry endpoint that sends SDK checksums (`when-supported`).
+fn sdk_store(name: &str, f: &Ferry) -> ferry::store::s3::S3Store {
+    use ferry::store::s3::{ChecksumMode, S3Config, S3Store};
+    S3Store::new(
+        name,
+        S3Config {
+            endpoint: Some(f.s3.clone()),
+            region: "us-east-1".into(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+            path_style: true,
+            checksum_mode: ChecksumMode::WhenSupported,
+        },
+    )
+    .expect("s3 store")
+}
+
+/// A body of one chunk.
+fn one_chunk(b: &[u8]) -> ferry::store::ByteStream {
+    let b = bytes::Bytes::copy_from_slice(b);
+    Box::pin(futures::stream::once(async move { Ok(b) }))
 }
