@@ -185,7 +185,12 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
             super::error::explain(&mut res, &id);
             // An error may be answered before the request's body was read (a failed
             // precondition, a refused header): the connection is closed after it rather than
-            // kept, so no unread byte of that body is ever taken for the next request.
+            // kept, so no unread byte of that body is ever taken for the next request. The
+            // case seen (a packet capture of the namespace probe): a client that sent
+            // `Expect: 100-continue` and, refused before the 100, never sends the body
+            // (botocore). When the unread body is dropped, hyper reads what has arrived "in
+            // case a tiny body was included"; if the client's next request is already there,
+            // its first bytes are taken as that body and the rest fails to parse (a bare 400).
             if has_body && (res.status().is_client_error() || res.status().is_server_error()) {
                 res.headers_mut().insert(
                     http::header::CONNECTION,

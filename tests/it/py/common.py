@@ -79,6 +79,16 @@ def signed(method, path, body=b"", headers=None, payload_hash=None, send=None):
     return r.status, dict(r.getheaders()), data
 
 
+def signed_head(method, path, length, headers):
+    """The bytes of a signed request's head for `path` announcing a body of `length` bytes
+    (UNSIGNED-PAYLOAD), for tests that drive the connection themselves."""
+    req = AWSRequest(method=method, url=END + path, data=b"", headers=dict(headers))
+    _Signer("UNSIGNED-PAYLOAD").add_auth(req)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}", f"Content-Length: {length}"]
+    lines += [f"{k}: {v}" for k, v in req.headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 def code_of(data):
     try:
         return ET.fromstring(data).findtext("Code")
