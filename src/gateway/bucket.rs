@@ -224,7 +224,10 @@ impl Gateway {
             .put_bucket_tags(&bucket, Some(tags))
             .await
             .map_err(s3_error)?;
-        Ok(S3Response::new(PutBucketTaggingOutput {}))
+        // S3 answers 204; s3s 0.14 says 200 and ignores a status set here (see `NoContent`).
+        let mut res = S3Response::new(PutBucketTaggingOutput {});
+        res.extensions.insert(super::server::NoContent);
+        Ok(res)
     }
 
     pub(super) async fn delete_bucket_tagging_impl(

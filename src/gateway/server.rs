@@ -197,6 +197,11 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                     http::HeaderValue::from_static("close"),
                 );
             }
+            if res.extensions_mut().remove::<NoContent>().is_some()
+                && res.status() == http::StatusCode::OK
+            {
+                *res.status_mut() = http::StatusCode::NO_CONTENT;
+            }
             // S3 answers a HEAD with a Range as the GET it stands for, 206; s3s 0.14 always
             // says 200 (and ignores a status set on the response).
             if head
@@ -209,6 +214,11 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
         })
     }
 }
+
+/// Put in a handler's response extensions (which s3s 0.14 carries to the HTTP response, unlike
+/// the status it ignores) when S3 answers that operation 204 No Content where s3s says 200.
+#[derive(Clone, Copy)]
+pub(super) struct NoContent;
 
 /// Serves until `shutdown` resolves, then waits up to 30 s for in-flight requests.
 pub async fn serve(

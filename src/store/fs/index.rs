@@ -426,7 +426,16 @@ impl Index {
         })
     }
 
+    /// The version `vid` of `key`. An id this store could never have made (not `null`, not
+    /// its 32 hex digits) is refused as S3 does, `InvalidArgument`, rather than looked up.
     pub async fn version(&self, bucket: &str, key: &str, vid: &str) -> Result<Option<VersionRow>> {
+        let made_here = vid == crate::store::NULL_VERSION
+            || (vid.len() == 32 && vid.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !made_here {
+            return Err(Error::InvalidArgument(format!(
+                "Invalid version id specified: {vid:?}"
+            )));
+        }
         self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {VCOLS} FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3"

@@ -75,6 +75,21 @@ assert st == 400 and code_of(data) == "InvalidArgument", (st, data)
 st, _, data = signed("DELETE", f"/{B}/k?versionId=")
 assert st == 400 and code_of(data) == "InvalidArgument", (st, data)
 assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"original"
+# A version id this store could never have made is refused too, not looked up (AWS:
+# InvalidArgument, "Invalid version id specified"); a well-formed unknown one is NoSuchVersion.
+for method in ("GET", "DELETE"):
+    st, _, data = signed(method, f"/{B}/k?versionId=not-a-version")
+    assert st == 400 and code_of(data) == "InvalidArgument", (method, st, data)
+st, _, data = signed("GET", f"/{B}/k?versionId={'0' * 32}")
+assert st == 404 and code_of(data) == "NoSuchVersion", (st, data)
+st, _, data = signed("GET", f"/{B}?versions&key-marker=k&version-id-marker=nope")
+assert st == 400 and code_of(data) == "InvalidArgument", (st, data)
+assert s3.get_object(Bucket=B, Key="k")["Body"].read() == b"original"
+
+# PutBucketTagging answers 204 No Content, as S3 does.
+r = s3.put_bucket_tagging(Bucket=B, Tagging={"TagSet": [{"Key": "team", "Value": "x"}]})
+assert r["ResponseMetadata"]["HTTPStatusCode"] == 204, r["ResponseMetadata"]
+s3.delete_bucket_tagging(Bucket=B)
 
 # An aws-chunked body: its framing is not the object's Content-Encoding.
 data = b"hello chunked world"
