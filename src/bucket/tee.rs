@@ -1,10 +1,14 @@
 //! Splitting one request body into one stream per write target, with a bounded buffer.
 //!
 //! The primary's stream leads: the client's body is read only as fast as the primary takes
-//! it, and each chunk is handed to every follower without waiting. A follower whose buffer
-//! is full (too slow to keep up) or that went away is cut: its stream ends with an error, so
-//! its write fails and becomes a journal entry, and the primary and the client never wait
-//! for it. Memory per follower is bounded by `cap` bytes, whatever the chunk sizes.
+//! it, and each chunk is handed to every follower. A follower a full buffer behind holds the
+//! next chunk back for a bounded time only: [`SLACK_MIN`] plus [`SLACK_SHARE`] of the time
+//! the body has taken so far, in all. A follower still behind then, or one that went away, is
+//! cut: its stream ends with a [`FellBehind`] error, so its write fails and becomes a journal
+//! entry, and the client goes on at the primary's pace. So a secondary a little slower than
+//! the primary (a remote Ferry beside a local disk) takes a large body whole, and a stalled
+//! or far slower one slows the client by a bounded amount, never stalls it. Memory per
+//! follower is bounded by `cap` bytes plus the one chunk held back.
 //!
 //! With a [`Hashing`], the leader also hashes the bytes as they pass, once for every target,
 //! and publishes the digests before any stream ends cleanly: every target stores the same
@@ -14,10 +18,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures::task::AtomicWaker;
 use futures::{Future, Stream};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, Sleep};
 
 use crate::store::digest::BodyHasher;
 use crate::store::{ByteStream, ChecksumAlgorithm, SharedDigests};
@@ -26,6 +33,32 @@ use crate::store::{ByteStream, ChecksumAlgorithm, SharedDigests};
 pub struct Hashing {
     pub algorithm: Option<ChecksumAlgorithm>,
     pub into: SharedDigests,
+}
+
+/// How long, at least, the followers may hold a body back in all before a laggard is cut.
+pub const SLACK_MIN: Duration = Duration::from_secs(1);
+/// And what share of the time the body has taken so far they may add to that.
+pub const SLACK_SHARE: f64 = 0.25;
+
+/// The error a cut follower's stream ends with: it fell behind the primary (or the primary
+/// stopped). Not a sign that its target is down.
+#[derive(Debug)]
+pub struct FellBehind;
+
+impl std::fmt::Display for FellBehind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("this target fell behind the primary or the primary stopped")
+    }
+}
+
+impl std::error::Error for FellBehind {}
+
+impl FellBehind {
+    /// Whether a target's write failed because its body was cut for falling behind.
+    pub fn is_in(e: &crate::store::Error) -> bool {
+        matches!(e, crate::store::Error::Body(io)
+            if io.get_ref().is_some_and(|inner| inner.is::<FellBehind>()))
+    }
 }
 
 struct Follower {
@@ -51,6 +84,90 @@ struct Leader {
     src_done: bool,
     finished: bool,
     hashing: Option<(BodyHasher, SharedDigests)>,
+    /// A chunk taken from the source and not yet handed on: a follower had no room for it.
+    held: Option<Bytes>,
+    /// Woken by followers as they take chunks.
+    room: Arc<AtomicWaker>,
+    slack: Slack,
+}
+
+/// The time followers held the body back, against what they may.
+struct Slack {
+    started: Instant,
+    spent: Duration,
+    /// Since when the current wait runs, and the timer that ends it.
+    waiting: Option<(Instant, Pin<Box<Sleep>>)>,
+}
+
+impl Slack {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            spent: Duration::ZERO,
+            waiting: None,
+        }
+    }
+
+    /// Waits for room (`Pending`) while the slack lasts; `Ready` once it is spent.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let now = Instant::now();
+        let (since, timer) = self
+            .waiting
+            .get_or_insert_with(|| (now, Box::pin(tokio::time::sleep_until(now))));
+        let held = self.spent + (now - *since);
+        let allowed = SLACK_MIN + (now - self.started).mul_f64(SLACK_SHARE);
+        if held >= allowed {
+            return Poll::Ready(());
+        }
+        // While this wait lasts, `held` grows with the clock and `allowed` by a share of it.
+        let left = (allowed - held).div_f64(1.0 - SLACK_SHARE);
+        timer.as_mut().reset(now + left);
+        timer.as_mut().poll(cx)
+    }
+
+    /// The wait (if any) is over: its time counts against the slack.
+    fn stop(&mut self) {
+        if let Some((since, _)) = self.waiting.take() {
+            self.spent += Instant::now() - since;
+        }
+    }
+}
+
+impl Leader {
+    /// Hands `b` to every follower with room for it; with a follower that has none, waits
+    /// (`Pending`) while the slack lasts, then cuts those still without room.
+    fn hand_on(&mut self, b: &Bytes, cx: &mut Context<'_>) -> Poll<()> {
+        let cap = self.cap;
+        // An empty chunk still costs a slot: count it as one byte.
+        let cost = b.len().max(1);
+        let full = |f: &Follower| {
+            let buffered = f.buffered.load(Ordering::SeqCst);
+            f.tx.is_some() && buffered > 0 && buffered + cost > cap
+        };
+        if self.followers.iter().any(full) {
+            self.room.register(cx.waker());
+            // Checked again after registering: a follower may have made room in between.
+            if self.followers.iter().any(full) {
+                if self.slack.wait(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                for f in &mut self.followers {
+                    if full(f) {
+                        f.cut();
+                    }
+                }
+            }
+        }
+        self.slack.stop();
+        for f in &mut self.followers {
+            let Some(tx) = &f.tx else { continue };
+            f.buffered.fetch_add(cost, Ordering::SeqCst);
+            if tx.send(b.clone()).is_err() {
+                f.cut();
+            }
+        }
+        Poll::Ready(())
+    }
 }
 
 impl Stream for Leader {
@@ -59,6 +176,13 @@ impl Stream for Leader {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.finished {
             return Poll::Ready(None);
+        }
+        if let Some(b) = self.held.take() {
+            if self.hand_on(&b, cx).is_pending() {
+                self.held = Some(b);
+                return Poll::Pending;
+            }
+            return Poll::Ready(Some(Ok(b)));
         }
         let item = if self.src_done {
             None
@@ -84,19 +208,9 @@ impl Stream for Leader {
                 if let Some((h, _)) = self.hashing.as_mut() {
                     h.update(b);
                 }
-                let cap = self.cap;
-                // An empty chunk still costs a slot: count it as one byte.
-                let cost = b.len().max(1);
-                for f in &mut self.followers {
-                    let Some(tx) = &f.tx else { continue };
-                    if f.buffered.load(Ordering::SeqCst) + cost > cap {
-                        f.cut();
-                        continue;
-                    }
-                    f.buffered.fetch_add(cost, Ordering::SeqCst);
-                    if tx.send(b.clone()).is_err() {
-                        f.cut();
-                    }
+                if self.hand_on(b, cx).is_pending() {
+                    self.held = item.and_then(Result::ok);
+                    return Poll::Pending;
                 }
             }
             Some(Err(_)) => self.followers.iter_mut().for_each(Follower::cut),
@@ -127,6 +241,7 @@ struct FollowerStream {
     rx: mpsc::UnboundedReceiver<Bytes>,
     cut: Arc<AtomicBool>,
     buffered: Arc<AtomicUsize>,
+    room: Arc<AtomicWaker>,
     ended: bool,
 }
 
@@ -140,14 +255,13 @@ impl Stream for FollowerStream {
         match std::task::ready!(self.rx.poll_recv(cx)) {
             Some(b) => {
                 self.buffered.fetch_sub(b.len().max(1), Ordering::SeqCst);
+                self.room.wake();
                 Poll::Ready(Some(Ok(b)))
             }
             None => {
                 self.ended = true;
                 if self.cut.load(Ordering::SeqCst) {
-                    Poll::Ready(Some(Err(std::io::Error::other(
-                        "this target fell behind the primary or the primary stopped",
-                    ))))
+                    Poll::Ready(Some(Err(std::io::Error::other(FellBehind))))
                 } else {
                     Poll::Ready(None)
                 }
@@ -169,6 +283,7 @@ pub fn tee(
 ) -> (ByteStream, Vec<ByteStream>) {
     let mut followers = Vec::with_capacity(n);
     let mut streams: Vec<ByteStream> = Vec::with_capacity(n);
+    let room = Arc::new(AtomicWaker::new());
     for _ in 0..n {
         let (tx, rx) = mpsc::unbounded_channel();
         let cut = Arc::new(AtomicBool::new(false));
@@ -182,6 +297,7 @@ pub fn tee(
             rx,
             cut,
             buffered,
+            room: room.clone(),
             ended: false,
         }));
     }
@@ -193,6 +309,9 @@ pub fn tee(
         src_done: false,
         finished: false,
         hashing: hashing.map(|h| (BodyHasher::new(h.algorithm), h.into)),
+        held: None,
+        room,
+        slack: Slack::new(),
     };
     (Box::pin(leader), streams)
 }
@@ -219,18 +338,92 @@ mod tests {
         assert!(b.iter().all(|r| r.is_ok()));
     }
 
-    #[tokio::test]
-    async fn a_slow_follower_is_cut_not_waited_for() {
+    /// A follower that takes a chunk every `every`.
+    fn paced(
+        mut f: ByteStream,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<Vec<Result<Bytes, std::io::Error>>> {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                tokio::time::sleep(every).await;
+                match f.next().await {
+                    Some(r) => got.push(r),
+                    None => return got,
+                }
+            }
+        })
+    }
+
+    // Time is paused in these tests: tokio's clock moves only when every task waits, so the
+    // durations below are exact, not measured.
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_that_takes_nothing_is_cut_once_the_slack_is_spent() {
         let (lead, mut f) = tee(source(10), 1, 20, None, None);
+        let start = Instant::now();
         let a: Vec<_> = lead.collect().await;
-        assert_eq!(a.len(), 10, "the leader never waits");
+        assert_eq!(a.len(), 10, "the leader goes on");
+        // Held back until the hold reaches 1 s plus a quarter of the time so far: 4/3 s.
+        let held = start.elapsed();
+        let want = SLACK_MIN.div_f64(1.0 - SLACK_SHARE);
+        assert!(
+            held >= want && held <= want + Duration::from_millis(2),
+            "{held:?}"
+        );
         let b: Vec<_> = f.remove(0).collect().await;
         assert_eq!(
             b.len(),
             3,
-            "two buffered 10-byte chunks (cap 20 bytes), then the error"
+            "two buffered chunks (cap 20 bytes), then the error"
         );
-        assert!(b[2].is_err());
+        let err = b[2].as_ref().expect_err("cut");
+        assert!(err.get_ref().is_some_and(|e| e.is::<FellBehind>()), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_a_little_slower_is_waited_for() {
+        let (lead, mut f) = tee(source(50), 1, 20, None, None);
+        let follow = paced(f.remove(0), Duration::from_millis(10));
+        let a: Vec<_> = lead.collect().await;
+        assert_eq!(a.len(), 50);
+        let b = follow.await.expect("follower");
+        assert_eq!(b.len(), 50, "every chunk, no error");
+        assert!(b.iter().all(|r| r.is_ok()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_far_slower_follower_holds_the_body_back_a_bounded_time() {
+        // The source gives a chunk every 10 ms, 1,000 in all (10 s); the follower takes one
+        // every 100 ms. It is cut once it has held the body back for 1 s plus a quarter of
+        // the time so far, and the leader goes on at the source's pace.
+        let src: ByteStream = Box::pin(futures::stream::unfold(0u32, |i| async move {
+            if i == 1000 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Some((Ok(Bytes::from(vec![0u8; 10])), i + 1))
+        }));
+        let (lead, mut f) = tee(src, 1, 20, None, None);
+        let follow = paced(f.remove(0), Duration::from_millis(100));
+        let start = Instant::now();
+        let a: Vec<_> = lead.collect().await;
+        assert_eq!(a.len(), 1000);
+        let took = start.elapsed();
+        let b = follow.await.expect("follower");
+        assert!(b.last().is_some_and(|r| r.is_err()), "cut");
+        assert!(b.len() < 1000);
+        // The leader alone would take 10 s; the follower may hold it back by at most the
+        // slack it had when cut (cut before 10 s + its hold, so under 1 s + 25% of 13.4 s).
+        let bound = SLACK_MIN
+            + (Duration::from_secs(10) + SLACK_MIN).mul_f64(SLACK_SHARE / (1.0 - SLACK_SHARE));
+        assert!(
+            took > Duration::from_secs(10) + SLACK_MIN / 2,
+            "held back: {took:?}"
+        );
+        assert!(
+            took <= Duration::from_secs(10) + bound,
+            "held back too long: {took:?}"
+        );
     }
 
     #[tokio::test]

@@ -175,6 +175,11 @@ impl Namespace {
                 .map(|(r, leg)| match r {
                     Ok(_) => true,
                     Err(Error::Unavailable { store, .. }) if store == SKIPPED => false,
+                    // Slower than the primary for this body: owed, but not down.
+                    Err(e) if super::tee::FellBehind::is_in(&e) => {
+                        tracing::info!(bucket = %self.name, key, target = %leg.label, "secondary fell behind the primary; journaled");
+                        false
+                    }
                     Err(e) => {
                         tracing::warn!(bucket = %self.name, key, target = %leg.label, error = %e, "secondary write failed; journaled");
                         if e.is_retryable() {
