@@ -228,7 +228,7 @@ pub fn served(a: &ObjectAttrs, over: Served) -> Served {
         content_type: over
             .content_type
             .or(a.content_type.clone())
-            .or_else(|| Some(DEFAULT_CONTENT_TYPE.into())),
+            .or_else(|| Some(store::DEFAULT_CONTENT_TYPE.into())),
         cache_control: over.cache_control.or(a.cache_control.clone()),
         content_disposition: over.content_disposition.or(a.content_disposition.clone()),
         content_encoding: over
@@ -305,9 +305,6 @@ pub fn check_storage_class(c: Option<&dto::StorageClass>) -> S3Result<()> {
 /// S3's limit on user metadata: the UTF-8 bytes of every name (without `x-amz-meta-`) and
 /// value together.
 const MAX_USER_METADATA: usize = 2048;
-
-/// The `Content-Type` of an object stored without one, as S3 answers it.
-pub const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
 pub fn metadata_dto(attrs: &ObjectAttrs) -> Option<dto::Metadata> {
     if attrs.user_metadata.is_empty() {

@@ -18,6 +18,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> +
 /// The version id S3 uses for objects written while versioning was off or suspended.
 pub const NULL_VERSION: &str = "null";
 
+/// The `Content-Type` of an object stored without one, as S3 answers it.
+pub const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
 /// Checksum algorithms S3 clients may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ChecksumAlgorithm {

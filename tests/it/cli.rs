@@ -93,9 +93,21 @@ fn rescan_picks_up_files_written_behind_our_back() {
     let dir = f.local_root().join("posix/docs");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join("readme.txt"), b"written by a POSIX user\n").expect("write");
+    std::fs::write(dir.join("index.html"), b"<p>hi</p>\n").expect("write");
+    std::fs::write(dir.join("LICENSE"), b"terms\n").expect("write");
     let out = ok(&f.cli(&["store", "rescan", "local", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(v["added"], 1, "{out}");
+    assert_eq!(v["added"], 3, "{out}");
+    // A file found on disk is served with the type its extension names, as rclone, awscli
+    // and s3cmd would have uploaded it; one without is S3's default.
+    let type_of = |key: &str| {
+        let head = ok(&f.aws(&["s3api", "head-object", "--bucket", "posix", "--key", key]));
+        let v: serde_json::Value = serde_json::from_str(&head).expect("json");
+        v["ContentType"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(type_of("docs/index.html"), "text/html");
+    assert_eq!(type_of("docs/readme.txt"), "text/plain");
+    assert_eq!(type_of("docs/LICENSE"), "binary/octet-stream");
     let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://posix"]));
     assert!(ls.contains("docs/readme.txt"), "{ls}");
     let body = ok(&f.aws(&["s3", "cp", "s3://posix/docs/readme.txt", "-"]));

@@ -210,6 +210,20 @@ fn writes_reach_a_remote_ferry_and_moto() {
         a.log()
     );
     assert_same(&a, "local:multi", "dr:multi-copy");
+    // Sent without a type, it reads back from the secondary with S3's default, as from the
+    // primary (the SDK would have stored application/octet-stream).
+    let head = b.ok(&b.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "multi-copy",
+        "--key",
+        "large.bin",
+    ]));
+    assert!(
+        head.contains("\"ContentType\": \"binary/octet-stream\""),
+        "{head}"
+    );
     // Metadata and tags travelled with the data.
     let head = b.ok(&b.aws(&[
         "s3api",

@@ -319,7 +319,7 @@ impl FsStore {
             size,
             etag,
             mtime_ms: index::now_ms(),
-            attrs: "{}".into(),
+            attrs: found_attrs(key.as_str()),
             checksum: None,
             tags: None,
             parts_count: None,
@@ -330,4 +330,18 @@ impl FsStore {
         self.commit(change).await?;
         Ok(Reconciled::Added)
     }
+}
+
+/// The attributes of a file found on disk rather than written through S3: the content type
+/// its extension names (as rclone, awscli and s3cmd guess it when they upload a file), else
+/// none, which S3 answers as `binary/octet-stream`.
+fn found_attrs(key: &str) -> String {
+    let Some(guess) = mime_guess::from_path(key).first_raw() else {
+        return "{}".into();
+    };
+    let attrs = ObjectAttrs {
+        content_type: Some(guess.to_owned()),
+        ..ObjectAttrs::default()
+    };
+    serde_json::to_string(&attrs).unwrap_or_else(|_| "{}".into())
 }

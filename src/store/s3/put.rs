@@ -168,6 +168,11 @@ impl S3Store {
             .body(body)
             .content_length(i64::try_from(len).unwrap_or(i64::MAX));
         req = with_attrs!(req, &attrs);
+        if attrs.content_type.is_none() {
+            // The SDK would send application/octet-stream; S3 itself says binary/octet-stream
+            // for an object stored without a type, and a copy must read back as its source.
+            req = req.content_type(crate::store::DEFAULT_CONTENT_TYPE);
+        }
         if !tags.is_empty() {
             req = req.tagging(tagging_header(&tags));
         }

@@ -125,4 +125,19 @@ fn checksum_compares_a_directory_by_content() {
         &f.s3,
     ]));
     assert_same_tree(&src, &back);
+
+    // A file's type is guessed from its extension, as rclone and awscli do on upload; one
+    // large enough to go in parts gets it too.
+    write_file(&src.join("site/style.css"), 300, 31);
+    write_file(&src.join("site/movie.mp4"), 12 * 1024 * 1024, 32);
+    let rec = up(&["--multipart-threshold", "8M", "--part-size", "5M"]);
+    assert_eq!(rec["done"], 2, "{rec}");
+    let type_of = |key: &str| {
+        let head = f.ok(&f.aws(&["s3api", "head-object", "--bucket", "chk", "--key", key]));
+        let v: Value = serde_json::from_str(&head).expect("json");
+        v["ContentType"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(type_of("site/style.css"), "text/css");
+    assert_eq!(type_of("site/movie.mp4"), "video/mp4");
+    assert_eq!(type_of("f00001"), "binary/octet-stream");
 }
