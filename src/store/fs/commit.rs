@@ -21,6 +21,7 @@
 //! later transaction, after the `syncfs` that made its moves durable (a batch that follows
 //! unsynced moves always starts with one).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -86,6 +87,10 @@ fn run(writer: &Mutex<Connection>, root: &Path, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let batch = refuse_conflicts(root, batch);
+        if batch.is_empty() {
+            continue;
+        }
         let Ok(mut conn) = writer.lock() else {
             for j in batch {
                 let _ = j
@@ -119,6 +124,88 @@ fn run(writer: &Mutex<Connection>, root: &Path, mut rx: mpsc::Receiver<Job>) {
             }
         }
     }
+}
+
+/// Refuses the changes whose file could not be moved to its key's path: one under a path
+/// that is a file, or at a path that is a directory holding other objects. A write checks this
+/// as it starts (`prepare_key_path`), but writes of `a` and `a/b` can both pass that check and
+/// meet here, where their moves would fail after their index rows were committed (listed, yet
+/// unreadable). Here, on the one thread that moves files into keys' paths, the disk is what
+/// earlier batches left, and of two changes in this batch that conflict the first wins. The
+/// others get `PathConflict` before anything of them is committed.
+fn refuse_conflicts(root: &Path, batch: Vec<Job>) -> Vec<Job> {
+    // Key paths this batch places files at, and every directory above them.
+    let mut placed: HashSet<String> = HashSet::new();
+    let mut above: HashSet<String> = HashSet::new();
+    let mut kept = Vec::with_capacity(batch.len());
+    for job in batch {
+        let targets: Vec<&str> = job
+            .change
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::MoveFrom { to, .. } if !to.starts_with(super::META_DIR) => Some(to.as_str()),
+                _ => None,
+            })
+            .collect();
+        let refused = targets
+            .iter()
+            .find_map(|to| conflict(root, to, &placed, &above));
+        match refused {
+            Some(why) => {
+                let _ = job.done.send(Err(Error::PathConflict {
+                    key: job.change.key.clone(),
+                    why,
+                }));
+            }
+            None => {
+                for to in targets {
+                    above.extend(parents(to).map(str::to_owned));
+                    placed.insert(to.to_owned());
+                }
+                kept.push(job);
+            }
+        }
+    }
+    kept
+}
+
+/// The directories above `to` (`bucket/a/b` gives `bucket/a`), below its bucket's.
+fn parents(to: &str) -> impl Iterator<Item = &str> {
+    let first = to.find('/').map_or(to.len(), |i| i + 1);
+    to[first..]
+        .match_indices('/')
+        .map(move |(i, _)| &to[..first + i])
+}
+
+/// Why a file cannot be moved to `to` (relative to the store root), if it cannot.
+fn conflict(
+    root: &Path,
+    to: &str,
+    placed: &HashSet<String>,
+    above: &HashSet<String>,
+) -> Option<String> {
+    let key_of = |p: &str| p.split_once('/').map_or(p, |(_, k)| k).to_owned();
+    for dir in parents(to) {
+        let is_file = placed.contains(dir)
+            || std::fs::symlink_metadata(root.join(dir)).is_ok_and(|m| !m.is_dir());
+        if is_file {
+            return Some(format!("its parent {:?} is an object", key_of(dir)));
+        }
+    }
+    let below = "other objects exist below it (it is a prefix of their keys)";
+    if above.contains(to) {
+        return Some(below.into());
+    }
+    let path = root.join(to);
+    // An empty directory (left by a write that lost this race) gives way, as it does when a
+    // write starts; one with anything in it does not.
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
+        && std::fs::remove_dir(&path).is_err()
+    {
+        return Some(below.into());
+    }
+    None
 }
 
 /// Why a batch failed: before its transaction committed (nothing happened), or after (the

@@ -94,6 +94,12 @@ pub fn run(root: &Path, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
                 // "already moved" from "no directory" only when it fails.
                 let moved = match std::fs::rename(&u, &t) {
                     Ok(()) => true,
+                    // An empty directory where the file goes: made for a write below this key
+                    // that started meanwhile and will be refused (its parent is this file).
+                    Err(e) if t.is_dir() && std::fs::remove_dir(&t).is_ok() => {
+                        std::fs::rename(&u, &t).map_err(|_| e)?;
+                        true
+                    }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         if exists(&u)? {
                             if let Some(p) = t.parent() {
