@@ -690,6 +690,11 @@ impl Buckets {
                 | D::OnlyInB { key, .. }
                 | D::Size { key, .. }
                 | D::Content { key, .. } => key,
+                // Never written through Ferry (the gateway refuses such keys): left as is.
+                D::Unnamed { key, why, .. } => {
+                    tracing::warn!(bucket = %ns.name, key, why, "failback cannot repair a key Ferry cannot name");
+                    return;
+                }
             };
             // Bounded: past this many, the rest is repaired on the next failback attempt.
             if keys.len() < 100_000 {

@@ -320,12 +320,16 @@ async fn verify(
             diff::Difference::OnlyInA { key, .. }
             | diff::Difference::Size { key, .. }
             | diff::Difference::Content { key, .. } => key,
-            diff::Difference::OnlyInB { key, .. } => {
+            diff::Difference::OnlyInB { key, .. }
+            | diff::Difference::Unnamed {
+                key, in_a: false, ..
+            } => {
                 if !spec.options.delete {
                     return;
                 }
                 key
             }
+            diff::Difference::Unnamed { key, .. } => key,
         };
         if filter.key(key)
             && !(spec.options.newer_than_ms.is_some() || spec.options.older_than_ms.is_some())
@@ -362,6 +366,10 @@ fn describe(d: &diff::Difference) -> String {
         diff::Difference::Content { key, a, b } => {
             format!("content differs: {key} (ETag {a} vs {b})")
         }
+        diff::Difference::Unnamed { key, in_a, why } => {
+            let side = if *in_a { "source" } else { "destination" };
+            format!("not compared: {key:?} on the {side}: Ferry cannot name it ({why})")
+        }
     }
 }
 
@@ -384,12 +392,25 @@ async fn dry_run(
         (&src.display, &dst.display),
     );
     let (mut copies, mut bytes, mut deletes, mut unchanged) = (0u64, 0u64, 0u64, 0i64);
+    let mut cannot = 0u64;
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     loop {
         let page = cmp.next_page().await.map_err(job_err)?;
         unchanged += page.unchanged;
         for t in &page.tasks {
+            let prefix = if t.action == "delete" {
+                &dst.prefix
+            } else {
+                &src.prefix
+            };
+            if let Err(e) = crate::store::ObjectKey::parse(&format!("{prefix}{}", t.key)) {
+                cannot += 1;
+                if !as_json {
+                    writeln!(out, "cannot {} {:?}: {e}", t.action, t.key)?;
+                }
+                continue;
+            }
             if t.action == "delete" {
                 deletes += 1;
                 if !as_json {
@@ -411,7 +432,7 @@ async fn dry_run(
         writeln!(
             out,
             "{}",
-            serde_json::json!({ "copy": copies, "copy_bytes": bytes, "delete": deletes, "unchanged": unchanged })
+            serde_json::json!({ "copy": copies, "copy_bytes": bytes, "delete": deletes, "unchanged": unchanged, "cannot": cannot })
         )?;
     } else {
         writeln!(
@@ -419,6 +440,12 @@ async fn dry_run(
             "dry run: {copies} objects ({}) to copy, {deletes} to delete, {unchanged} unchanged",
             human(bytes)
         )?;
+        if cannot > 0 {
+            writeln!(
+                out,
+                "dry run: {cannot} keys Ferry cannot name would go to the dead-letter list"
+            )?;
+        }
     }
     out.flush()?;
     Ok(())

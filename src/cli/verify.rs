@@ -38,6 +38,15 @@ pub async fn run(a: &str, b: &str, client: &AdminClient, as_json: bool) -> anyho
                     d["a"].as_str().unwrap_or(""),
                     d["b"].as_str().unwrap_or("")
                 ),
+                "unnamed" => println!(
+                    "not compared: {key} in {}: Ferry cannot name it ({})",
+                    if d["in_a"].as_bool().unwrap_or(false) {
+                        &a
+                    } else {
+                        &b
+                    },
+                    d["why"].as_str().unwrap_or("")
+                ),
                 other => println!("{other}: {key}"),
             }
         }

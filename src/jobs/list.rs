@@ -122,7 +122,42 @@ impl<'a> Comparer<'a> {
                 _ => {}
             }
         }
+        self.unnamed_tasks(&mut page);
         Ok(page)
+    }
+
+    /// Keys Ferry cannot name (`a//b` on an S3 server): a task each, which fails at once into
+    /// the dead-letter list saying why, so the job reports them rather than missing them.
+    /// Taken up to the page's cursor (all at the end), so a listing resumed after the cursor
+    /// neither loses nor repeats one.
+    fn unnamed_tasks(&mut self, page: &mut Page) {
+        let upto = if page.done { None } else { page.cursor.clone() };
+        let src = self.src.take_unnamed(upto.as_deref());
+        let dst = self
+            .dst
+            .as_mut()
+            .map(|d| d.take_unnamed(upto.as_deref()))
+            .unwrap_or_default();
+        for u in src.iter().filter(|u| self.filter.key(&u.key)) {
+            page.tasks.push(NewTask {
+                key: u.key.clone(),
+                action: "copy",
+                size: u.size as i64,
+                etag: String::new(),
+            });
+        }
+        if self.opts.delete {
+            for u in dst {
+                if self.filter.key(&u.key) && !src.iter().any(|s| s.key == u.key) {
+                    page.tasks.push(NewTask {
+                        key: u.key,
+                        action: "delete",
+                        size: 0,
+                        etag: String::new(),
+                    });
+                }
+            }
+        }
     }
 
     /// Whether the destination's copy differs from the source (rclone's rules: size and

@@ -44,6 +44,9 @@ pub struct Side {
     pub prefix: String,
     /// Two sides with the same identity are one store (copies are server-side).
     pub identity: String,
+    /// Two sides in the same place hold the same data, whoever reads it: the endpoint without
+    /// the credentials (normalised), the registered store, or the directory's parent.
+    pub place: String,
     pub display: String,
 }
 
@@ -97,6 +100,7 @@ impl Opener {
                     bucket: bucket_of(bucket)?,
                     prefix: prefix.clone(),
                     identity: format!("store:{store}"),
+                    place: format!("store:{store}"),
                     display,
                 })
             }
@@ -121,6 +125,14 @@ impl Opener {
                     bucket: bucket_of(bucket)?,
                     prefix: prefix.clone(),
                     identity: format!("s3:{}:{access_key}", endpoint.as_deref().unwrap_or("aws")),
+                    place: format!(
+                        "s3:{}",
+                        endpoint
+                            .as_deref()
+                            .unwrap_or("aws")
+                            .trim_end_matches('/')
+                            .to_ascii_lowercase()
+                    ),
                     display,
                 })
             }
@@ -172,6 +184,12 @@ impl Opener {
                     bucket,
                     prefix: String::new(),
                     identity: format!("dir:{}", parent.display()),
+                    place: format!(
+                        "dir:{}",
+                        std::fs::canonicalize(parent)
+                            .unwrap_or_else(|_| parent.to_path_buf())
+                            .display()
+                    ),
                     display,
                 })
             }
@@ -212,7 +230,7 @@ fn credentials(role: Role) -> Result<(String, String)> {
 /// Checks both sides before any work; creates the destination bucket if it is missing
 /// (unless `create` is false: then returns whether it exists).
 pub async fn preflight(src: &Side, dst: &Side, create: bool) -> Result<bool> {
-    if src.identity == dst.identity
+    if src.place == dst.place
         && src.bucket == dst.bucket
         && (src.prefix.starts_with(&dst.prefix) || dst.prefix.starts_with(&src.prefix))
     {

@@ -277,8 +277,20 @@ pub struct ListQuery {
 pub struct ListPage {
     pub objects: Vec<ObjectMeta>,
     pub common_prefixes: Vec<String>,
+    /// Keys the store holds that Ferry cannot name ([`ObjectKey::parse`](super::ObjectKey)
+    /// refuses them: `a//b` on an S3 server, say), in key order: whoever walks a listing
+    /// reports them rather than miss them. Only s3 stores have any.
+    pub unnamed: Vec<UnnamedKey>,
     /// Set when the listing is truncated: pass it as `start_after` for the next page.
     pub next_marker: Option<String>,
+}
+
+/// A listed key Ferry cannot name, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnnamedKey {
+    pub key: String,
+    pub size: u64,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use crate::store::{self, BucketName, ListQuery, ObjectKey, ObjectMeta, Store};
+use crate::store::{self, BucketName, ListQuery, ObjectKey, ObjectMeta, Store, UnnamedKey};
 
 /// One side of a comparison: a store, a bucket and a key prefix.
 pub struct Side<'a> {
@@ -18,10 +18,30 @@ pub struct Side<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Difference {
-    OnlyInA { key: String, size: u64 },
-    OnlyInB { key: String, size: u64 },
-    Size { key: String, a: u64, b: u64 },
-    Content { key: String, a: String, b: String },
+    OnlyInA {
+        key: String,
+        size: u64,
+    },
+    OnlyInB {
+        key: String,
+        size: u64,
+    },
+    Size {
+        key: String,
+        a: u64,
+        b: u64,
+    },
+    Content {
+        key: String,
+        a: String,
+        b: String,
+    },
+    /// A key one side holds that Ferry cannot name, so cannot compare or copy.
+    Unnamed {
+        key: String,
+        in_a: bool,
+        why: String,
+    },
 }
 
 /// Totals of a comparison.
@@ -38,6 +58,8 @@ pub struct Summary {
 pub struct Cursor<'a> {
     side: &'a Side<'a>,
     buf: VecDeque<ObjectMeta>,
+    /// Listed keys Ferry cannot name (relative to the prefix), in key order, not yet taken.
+    unnamed: VecDeque<UnnamedKey>,
     after: Option<String>,
     done: bool,
     page: usize,
@@ -59,6 +81,7 @@ impl<'a> Cursor<'a> {
         Self {
             side,
             buf: VecDeque::new(),
+            unnamed: VecDeque::new(),
             after: rel_after.map(|k| format!("{}{k}", side.prefix)),
             done: false,
             page,
@@ -66,7 +89,8 @@ impl<'a> Cursor<'a> {
     }
 
     pub async fn peek(&mut self) -> store::Result<Option<&ObjectMeta>> {
-        if self.buf.is_empty() && !self.done {
+        // A page may hold only keys Ferry cannot name: list on until a named one or the end.
+        while self.buf.is_empty() && !self.done {
             let page = self
                 .side
                 .store
@@ -80,11 +104,38 @@ impl<'a> Cursor<'a> {
                     },
                 )
                 .await?;
-            self.done = page.next_marker.is_none() || page.objects.is_empty();
+            self.done =
+                page.next_marker.is_none() || (page.objects.is_empty() && page.unnamed.is_empty());
             self.after = page.next_marker;
-            self.buf.extend(page.objects);
+            // The prefix's own folder marker (`photos/` under the prefix `photos/`) is the
+            // side's root, not an object in it (rclone skips it too).
+            let prefix = self.side.prefix.len();
+            self.buf.extend(
+                page.objects
+                    .into_iter()
+                    .filter(|m| m.key.as_str().len() > prefix),
+            );
+            self.unnamed
+                .extend(page.unnamed.into_iter().map(|u| UnnamedKey {
+                    key: u.key.get(prefix..).unwrap_or_default().to_owned(),
+                    ..u
+                }));
         }
         Ok(self.buf.front())
+    }
+
+    /// Takes the keys Ferry cannot name listed so far, up to `upto` (relative, inclusive;
+    /// `None`: all of them).
+    pub fn take_unnamed(&mut self, upto: Option<&str>) -> Vec<UnnamedKey> {
+        let n = match upto {
+            None => self.unnamed.len(),
+            Some(k) => self
+                .unnamed
+                .iter()
+                .take_while(|u| u.key.as_str() <= k)
+                .count(),
+        };
+        self.unnamed.drain(..n).collect()
     }
 
     /// The key [`Self::peek`] returned, relative to the side's prefix.
@@ -227,6 +278,18 @@ pub async fn diff(
                 }
             }
         };
+        let unnamed = ca.take_unnamed(None).into_iter().map(|u| (u, true));
+        let unnamed: Vec<_> = unnamed
+            .chain(cb.take_unnamed(None).into_iter().map(|u| (u, false)))
+            .collect();
+        for (u, in_a) in unnamed {
+            sum.differences += 1;
+            report(Difference::Unnamed {
+                key: u.key,
+                in_a,
+                why: u.why,
+            });
+        }
         if let Some(d) = d {
             sum.differences += 1;
             report(d);

@@ -1,7 +1,8 @@
 //! Listings: objects, versions, multipart uploads and their parts, one backend page at a time.
 //!
 //! Keys the backend holds but Ferry cannot name ([`ObjectKey::parse`] refuses them) are
-//! skipped with a warning. ListObjectsV2 entries carry no version id, so they say `"null"`.
+//! returned apart by object listings ([`ListPage::unnamed`]), and skipped with a warning by the
+//! others. ListObjectsV2 entries carry no version id, so they say `"null"`.
 
 use aws_sdk_s3::types::EncodingType;
 use time::OffsetDateTime;
@@ -14,7 +15,8 @@ use super::convert::{
 use super::error::Ctx;
 use crate::store::{
     BucketName, ListPage, ListQuery, NULL_VERSION, ObjectAttrs, ObjectKey, ObjectMeta, PartInfo,
-    PartsPage, Result, UploadInfo, UploadsPage, UploadsQuery, VersionsPage, VersionsQuery,
+    PartsPage, Result, UnnamedKey, UploadInfo, UploadsPage, UploadsQuery, VersionsPage,
+    VersionsQuery,
 };
 
 /// The most keys, versions, parts or uploads S3 returns per page.
@@ -50,15 +52,20 @@ pub(super) async fn objects(
         let Some(raw) = names.get(o.key()).filter(|k| after(k)) else {
             continue;
         };
-        if let Some(key) = listed_key(&store.name, &raw) {
-            page.objects.push(listed_meta(
+        match ObjectKey::parse(&raw) {
+            Ok(key) => page.objects.push(listed_meta(
                 key,
                 NULL_VERSION.to_owned(),
                 true,
                 to_u64(o.size()),
                 trim_etag(o.e_tag()),
                 to_time(o.last_modified()),
-            ));
+            )),
+            Err(e) => page.unnamed.push(UnnamedKey {
+                key: raw.clone(),
+                size: to_u64(o.size()),
+                why: e.to_string(),
+            }),
         }
         last = last.max(Some(raw));
     }

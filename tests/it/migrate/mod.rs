@@ -1030,3 +1030,75 @@ fn detached_job_runs_in_the_server_and_the_admin_api_controls_it() {
         stderr(&out)
     );
 }
+
+/// Keys an S3 server holds that Ferry cannot name (`a//b`, a `..` segment) are not skipped in
+/// silence: each is a dead letter saying why and the job exits 1; the dry run says so. The
+/// prefix's own folder marker is its root, not an object. And a destination inside the source
+/// is refused however the endpoint is spelled or whichever credentials each side uses.
+#[test]
+fn keys_ferry_cannot_name_are_reported_and_overlaps_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let moto = Moto::start();
+    let py = format!(
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
+         c.create_bucket(Bucket='odd'); [c.put_object(Bucket='odd',Key=k,Body=b'x') for k in ['pre/','pre/a.txt','pre/b//c','pre/d/../e','pre/z.txt']]",
+        moto.endpoint
+    );
+    ok(&Command::new(venv_bin("python"))
+        .args(["-c", &py])
+        .output()
+        .expect("python"));
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", MOTO_KEY, MOTO_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let args = [
+        "migrate",
+        "s3://odd/pre",
+        "s3://even",
+        "--src-endpoint",
+        &moto.endpoint,
+        "--dst-endpoint",
+        &f.s3,
+    ];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let out = ok(&m.run(&dry));
+    assert!(out.contains("cannot copy \"b//c\""), "{out}");
+    assert!(out.contains("2 keys Ferry cannot name"), "{out}");
+    assert!(out.contains("2 objects"), "{out}");
+
+    let out = m.run(&args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not copy b//c"), "{err}");
+    assert!(err.contains("empty path segment"), "{err}");
+    assert!(err.contains("could not copy d/../e"), "{err}");
+    assert!(err.contains("2 objects could not be copied"), "{err}");
+    assert!(
+        !err.contains("must not be empty"),
+        "the folder marker is not an object: {err}"
+    );
+    let ls = f.ok(&f.aws(&["s3", "ls", "--recursive", "s3://even"]));
+    assert!(ls.contains(" a.txt") && ls.contains(" z.txt"), "{ls}");
+    assert_eq!(ls.lines().count(), 2, "{ls}");
+
+    // The same bucket and endpoint, spelled with a trailing slash and with other credentials
+    // on one side: still the same place.
+    let m2 = Migrator::new(tmp.path())
+        .creds("SRC", MOTO_KEY, MOTO_KEY)
+        .creds("DST", "other-key", MOTO_KEY);
+    let inside = format!("{}/", moto.endpoint);
+    let out = m2.run(&[
+        "migrate",
+        "s3://odd",
+        "s3://odd/copy",
+        "--src-endpoint",
+        &moto.endpoint,
+        "--dst-endpoint",
+        &inside,
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("are the same place"), "{err}");
+}
