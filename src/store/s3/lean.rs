@@ -419,7 +419,10 @@ pub(super) fn meta_from_head(
         .iter()
         .filter_map(|(n, v)| {
             let name = n.as_str().strip_prefix("x-amz-meta-")?;
-            Some((name.to_ascii_lowercase(), metadata_in(v.to_str().ok()?)))
+            // S3 encodes non-ASCII values (RFC 2047); some servers (moto, MinIO) send the
+            // UTF-8 bytes as they are, which a strict header reading would drop.
+            let value = std::str::from_utf8(v.as_bytes()).ok()?;
+            Some((name.to_ascii_lowercase(), metadata_in(value)))
         })
         .collect();
     ObjectMeta {
@@ -455,5 +458,32 @@ pub(super) fn meta_from_head(
         parts_count: parts_from_etag(&etag),
         opaque_etag: opaque_etag(headers),
         etag,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn user_metadata_is_read_encoded_or_raw() {
+        let mut h = HeaderMap::new();
+        h.insert("etag", HeaderValue::from_static("\"abc\""));
+        h.insert("x-amz-meta-plain", HeaderValue::from_static("v"));
+        h.insert(
+            "x-amz-meta-encoded",
+            HeaderValue::from_static("=?UTF-8?B?Y2Fmw6k=?="),
+        );
+        h.insert(
+            "x-amz-meta-raw",
+            HeaderValue::from_bytes("café".as_bytes()).expect("value"),
+        );
+        let m = meta_from_head(ObjectKey::parse("k").expect("key"), &h, 1, true);
+        let md = &m.attrs.user_metadata;
+        assert_eq!(md.get("plain").map(String::as_str), Some("v"));
+        assert_eq!(md.get("encoded").map(String::as_str), Some("café"));
+        assert_eq!(md.get("raw").map(String::as_str), Some("café"));
     }
 }
