@@ -155,14 +155,14 @@ async fn show(db: &Db, id: i64, as_json: bool) -> anyhow::Result<()> {
         match t.state.as_str() {
             "dead" => println!(
                 "  dead: {} after {} attempts: {}",
-                t.key,
+                super::shown(&t.key),
                 t.attempts,
                 t.error.as_deref().unwrap_or("")
             ),
             _ if t.upload_id.is_some() => println!(
                 "  {}: {} ({} of {}), {} parts finished{}",
                 t.state,
-                t.key,
+                super::shown(&t.key),
                 human(t.bytes_done as u64),
                 human(t.size as u64),
                 t.parts_done,
@@ -174,7 +174,7 @@ async fn show(db: &Db, id: i64, as_json: bool) -> anyhow::Result<()> {
             _ => println!(
                 "  {}: {} ({} attempts){}",
                 t.state,
-                t.key,
+                super::shown(&t.key),
                 t.attempts,
                 t.error
                     .as_deref()

@@ -355,16 +355,19 @@ async fn verify(
 }
 
 fn describe(d: &diff::Difference) -> String {
+    let shown = |k: &str| super::shown(k).into_owned();
     match d {
         diff::Difference::OnlyInA { key, size } => {
-            format!("missing on the destination: {key} ({size} bytes)")
+            format!("missing on the destination: {} ({size} bytes)", shown(key))
         }
         diff::Difference::OnlyInB { key, size } => {
-            format!("only on the destination: {key} ({size} bytes)")
+            format!("only on the destination: {} ({size} bytes)", shown(key))
         }
-        diff::Difference::Size { key, a, b } => format!("size differs: {key} ({a} vs {b} bytes)"),
+        diff::Difference::Size { key, a, b } => {
+            format!("size differs: {} ({a} vs {b} bytes)", shown(key))
+        }
         diff::Difference::Content { key, a, b } => {
-            format!("content differs: {key} (ETag {a} vs {b})")
+            format!("content differs: {} (ETag {a} vs {b})", shown(key))
         }
         diff::Difference::Unnamed { key, in_a, why } => {
             let side = if *in_a { "source" } else { "destination" };
@@ -414,13 +417,18 @@ async fn dry_run(
             if t.action == "delete" {
                 deletes += 1;
                 if !as_json {
-                    writeln!(out, "would delete {}", t.key)?;
+                    writeln!(out, "would delete {}", super::shown(&t.key))?;
                 }
             } else {
                 copies += 1;
                 bytes += t.size as u64;
                 if !as_json {
-                    writeln!(out, "would copy {} ({} bytes)", t.key, t.size)?;
+                    writeln!(
+                        out,
+                        "would copy {} ({} bytes)",
+                        super::shown(&t.key),
+                        t.size
+                    )?;
                 }
             }
         }
@@ -457,7 +465,7 @@ async fn report(db: &Db, r: &JobRecord, took: Duration, as_json: bool) -> anyhow
             if t.state == "dead" {
                 eprintln!(
                     "ferry: could not copy {} after {} attempts: {}",
-                    t.key,
+                    super::shown(&t.key),
                     t.attempts,
                     t.error.as_deref().unwrap_or("")
                 );

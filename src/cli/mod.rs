@@ -91,3 +91,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Volume(cmd) => volume::run(cmd, cli.json).await,
     }
 }
+
+/// A key as printed on one line: as it is, or quoted with escapes when it holds a control
+/// character (a newline would split the record a line-oriented reader sees).
+pub(crate) fn shown(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.chars().any(char::is_control) {
+        format!("{key:?}").into()
+    } else {
+        key.into()
+    }
+}

@@ -414,9 +414,9 @@ impl Runner {
         }
         let at = retry.then(|| crate::state::now_ms() + backoff_ms(attempts));
         if retry {
-            tracing::debug!(job = self.job, key = %task.key, attempts, error = %msg, "copy failed; will retry");
+            tracing::debug!(job = self.job, key = ?task.key, attempts, error = %msg, "copy failed; will retry");
         } else {
-            tracing::warn!(job = self.job, key = %task.key, attempts, error = %msg, "copy failed for good: dead-letter list");
+            tracing::warn!(job = self.job, key = ?task.key, attempts, error = %msg, "copy failed for good: dead-letter list");
         }
         if let Err(e) = self
             .db

@@ -127,7 +127,9 @@ impl Answer<'_> {
 
     pub fn message_of(body: &str, status: u16) -> String {
         xml_field(body, "Message")
-            .map(str::to_owned)
+            .map(|m| {
+                quick_xml::escape::unescape(m).map_or_else(|_| m.to_owned(), |u| u.into_owned())
+            })
             .unwrap_or_else(|| format!("HTTP {status}"))
     }
 }
@@ -266,5 +268,8 @@ mod tests {
         );
         assert_eq!(range_size("", Some("bytes */34")), 34);
         assert_eq!(range_size("", None), 0);
+        let body =
+            "<Error><Code>X</Code><Message>its parent &quot;a&quot; &amp; more</Message></Error>";
+        assert_eq!(Answer::message_of(body, 400), "its parent \"a\" & more");
     }
 }
