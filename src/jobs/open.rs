@@ -110,6 +110,20 @@ impl Opener {
                 bucket,
                 prefix,
             } => {
+                if let Some(e) = endpoint.as_deref() {
+                    let url = e.parse::<http::Uri>().ok();
+                    if !url.is_some_and(|u| {
+                        matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+                    }) {
+                        let flag = match role {
+                            Role::Src => "--src-endpoint",
+                            Role::Dst => "--dst-endpoint",
+                        };
+                        return Err(Error::Usage(format!(
+                            "{flag} {e:?} is not an http:// or https:// URL"
+                        )));
+                    }
+                }
                 let (access_key, secret_key) = credentials(role)?;
                 let cfg = S3Config {
                     endpoint: endpoint.clone(),
@@ -150,6 +164,12 @@ impl Opener {
                         role.word()
                     ))
                 })?;
+                if path.exists() && !path.is_dir() {
+                    return Err(Error::Usage(format!(
+                        "{} {display} is a file, not a directory",
+                        role.word()
+                    )));
+                }
                 if role == Role::Src && !path.is_dir() {
                     return Err(Error::Usage(format!(
                         "source directory {display} does not exist"

@@ -350,6 +350,9 @@ fn bad_input_fails_before_any_work() {
     let src = tmp.path().join("src/data");
     make_tree(&src, 3, &[]);
     let s = src.to_str().unwrap_or_default();
+    let afile_path = tmp.path().join("src/plain-file");
+    std::fs::write(&afile_path, b"x").expect("write");
+    let afile = afile_path.to_string_lossy().into_owned();
     let good = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
     let cases: Vec<(Migrator, Vec<&str>, i32, &str)> = vec![
         (
@@ -399,6 +402,24 @@ fn bad_input_fails_before_any_work() {
             vec!["migrate", s, "s3://there", "--part-size", "1M"],
             2,
             "--part-size",
+        ),
+        (
+            Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY),
+            vec!["migrate", s, "s3://there", "--dst-endpoint", "notaurl"],
+            2,
+            "--dst-endpoint \"notaurl\" is not an http:// or https:// URL",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, &afile],
+            2,
+            "is a file, not a directory",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", &afile, s],
+            2,
+            "source",
         ),
         (
             Migrator::new(tmp.path()),
