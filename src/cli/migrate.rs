@@ -252,6 +252,13 @@ pub async fn run(
         )),
         Ended::Cancelled(r) => Err(anyhow!("job {} was cancelled", r.id)),
         Ended::Done(r) => {
+            if r.listed == 0 && r.unchanged == 0 && !as_json {
+                // rclone says "directory not found"; an empty source is as likely a typo.
+                eprintln!(
+                    "ferry: warning: nothing found under {} (a prefix names a folder: s3://b/p copies the keys under p/)",
+                    check.0.display
+                );
+            }
             report(&db, &r, started.elapsed(), as_json).await?;
             if r.dead > 0 {
                 return Err(anyhow!(

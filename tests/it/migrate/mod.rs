@@ -1104,6 +1104,23 @@ fn keys_ferry_cannot_name_are_reported_and_overlaps_refused() {
     assert!(ls.contains(" a.txt") && ls.contains(" z.txt"), "{ls}");
     assert_eq!(ls.lines().count(), 2, "{ls}");
 
+    // A prefix with nothing under it (a typo, or a single key named like a folder) says so.
+    let out = m.run(&[
+        "migrate",
+        "s3://odd/pre/a.txt",
+        "s3://even/one",
+        "--src-endpoint",
+        &moto.endpoint,
+        "--dst-endpoint",
+        &f.s3,
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("nothing found under s3://odd/pre/a.txt"),
+        "{err}"
+    );
+
     // The same bucket and endpoint, spelled with a trailing slash and with other credentials
     // on one side: still the same place.
     let m2 = Migrator::new(tmp.path())
