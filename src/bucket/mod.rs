@@ -705,6 +705,18 @@ impl Buckets {
         for k in keys {
             let key = store::ObjectKey::parse(&k).map_err(store::Error::from)?;
             let _g = ns.locks.lock(&ns.name, &k).await;
+            // `from` still owes a write of this key from before the failover (it was behind
+            // when it took over, and nothing has written the key since): `to` holds the
+            // newer state, which the catch-up worker gives `from` once roles are back.
+            if self
+                .registry
+                .db()
+                .owes_key(&ns.name, &from.label, &k)
+                .await?
+            {
+                tracing::info!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps a write the failover target never got");
+                continue;
+            }
             transfer::copy_current(
                 from.store.as_ref(),
                 &from.bucket,

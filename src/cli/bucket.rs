@@ -167,6 +167,22 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
                 &v,
                 format!("bucket {name}: {}", v["mode"].as_str().unwrap_or("")),
             );
+            // A target that was behind serves older data for the keys it owes.
+            if let Ok(s) = client.call(Method::GET, &path(&name), None).await {
+                let behind = s["targets"].as_array().into_iter().flatten().find(|t| {
+                    t["target"]
+                        .as_str()
+                        .is_some_and(|l| l.split(':').next() == Some(&to))
+                        && t["owed_count"].as_i64().unwrap_or(0) > 0
+                });
+                if let Some(t) = behind {
+                    eprintln!(
+                        "ferry: warning: {} took over {} writes behind: reads of those keys return their older state until failback, which keeps the newer state for them",
+                        t["target"].as_str().unwrap_or(""),
+                        t["owed_count"]
+                    );
+                }
+            }
         }
         BucketCommand::Failback { name, wait } => {
             let v = client

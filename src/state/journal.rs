@@ -160,6 +160,19 @@ impl Db {
             .collect()
     }
 
+    /// Whether `target` owes any write of `key` in `bucket`.
+    pub async fn owes_key(&self, bucket: &str, target: &str, key: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM journal WHERE bucket = $1 AND target = $2 AND object_key = $3 LIMIT 1",
+        )
+        .bind(bucket)
+        .bind(target)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Deletes rows by id (in one transaction).
     pub async fn delete_journal(&self, ids: &[i64]) -> Result<()> {
         if ids.is_empty() {

@@ -635,3 +635,72 @@ fn bad_policy_input_changes_nothing() {
         "after",
     ]));
 }
+
+/// A read-write failover to a secondary that was behind (down while writes were acknowledged,
+/// so it owed them): failback must not make the primary "equal" to it by undoing those
+/// writes. The keys it still owes keep the primary's newer state, and reach the secondary
+/// once roles are back; writes made during the failover reach the primary.
+#[test]
+fn failback_keeps_writes_the_failover_target_never_got() {
+    let a = Ferry::start();
+    let mut b = Ferry::start_fixed_port();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&["bucket", "create", "lag", "--write-to", "local:lag,dr:lag"]));
+    let file = |name: &str, body: &str| {
+        let p = a.dir.path().join(name);
+        std::fs::write(&p, body).expect("write");
+        p.to_str().expect("utf8").to_owned()
+    };
+    let (old, new) = (file("old.txt", "old\n"), file("new.txt", "new\n"));
+    a.ok(&a.aws(&["s3", "cp", &old, "s3://lag/doc.txt"]));
+    a.ok(&a.aws(&["s3", "cp", &old, "s3://lag/gone.txt"]));
+    wait_drained(&a, "lag");
+
+    // The secondary goes down; these are acknowledged and owed to it.
+    b.kill9();
+    a.ok(&a.aws(&["s3", "cp", &new, "s3://lag/doc.txt"]));
+    a.ok(&a.aws(&["s3", "cp", &new, "s3://lag/fresh.txt"]));
+    a.ok(&a.aws(&["s3", "rm", "s3://lag/gone.txt"]));
+    // Fail over to it anyway (the primary site is "lost"), then it comes back.
+    let out = a.cli(&[
+        "bucket",
+        "failover",
+        "lag",
+        "--to",
+        "dr",
+        "--mode",
+        "read-write",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("dr:lag took over 3 writes behind"), "{err}");
+    b.restart();
+    a.ok(&a.aws(&["s3", "cp", &new, "s3://lag/during.txt"]));
+    a.ok(&a.cli(&["bucket", "failback", "lag", "--wait"]));
+    assert_eq!(status(&a, "lag")["mode"], "normal");
+
+    let body = |key: &str| {
+        let out = a.aws(&["s3", "cp", &format!("s3://lag/{key}"), "-"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(
+        body("doc.txt").as_deref(),
+        Some("new\n"),
+        "a newer write was undone"
+    );
+    assert_eq!(
+        body("fresh.txt").as_deref(),
+        Some("new\n"),
+        "a write was deleted"
+    );
+    assert_eq!(body("gone.txt"), None, "a delete was undone");
+    assert_eq!(
+        body("during.txt").as_deref(),
+        Some("new\n"),
+        "a failover write was lost"
+    );
+    wait_drained(&a, "lag");
+    assert_same(&a, "local:lag", "dr:lag");
+}
