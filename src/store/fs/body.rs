@@ -200,7 +200,13 @@ fn write_file(
 fn write_batch(mut file: &std::fs::File, batch: &[Bytes]) -> std::io::Result<usize> {
     use std::io::IoSlice;
     let total = batch.iter().map(Bytes::len).sum();
-    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|c| IoSlice::new(c)).collect();
+    // Empty chunks (an empty object's only one) would make `writev` write nothing and look
+    // like a full disk.
+    let mut slices: Vec<IoSlice<'_>> = batch
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(|c| IoSlice::new(c))
+        .collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         match file.write_vectored(rest) {

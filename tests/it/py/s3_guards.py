@@ -262,4 +262,18 @@ for v in s3.list_object_versions(Bucket=V, Prefix="p")["Versions"]:
         s3.delete_object(Bucket=V, Key="p", VersionId=v["VersionId"])
 s3.delete_object(Bucket=V, Key="p/q", VersionId=hide)
 assert s3.get_object(Bucket=V, Key="p/q")["Body"].read() == b"old q"
+# An empty object copies (rclone sets a file's modification time with a copy onto itself,
+# s3cmd sync copies duplicates): the copy is empty too, not a 500.
+s3.put_object(Bucket=B, Key="empty", Body=b"")
+s3.copy_object(Bucket=B, Key="empty2", CopySource={"Bucket": B, "Key": "empty"})
+assert s3.get_object(Bucket=B, Key="empty2")["Body"].read() == b""
+s3.copy_object(Bucket=B, Key="empty", CopySource={"Bucket": B, "Key": "empty"},
+               MetadataDirective="REPLACE", Metadata={"mtime": "1700000000"})
+assert s3.head_object(Bucket=B, Key="empty")["Metadata"] == {"mtime": "1700000000"}
+up = s3.create_multipart_upload(Bucket=B, Key="empty-mpu")
+p = s3.upload_part_copy(Bucket=B, Key="empty-mpu", UploadId=up["UploadId"], PartNumber=1,
+                        CopySource={"Bucket": B, "Key": "empty"})
+s3.complete_multipart_upload(Bucket=B, Key="empty-mpu", UploadId=up["UploadId"],
+                             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p["CopyPartResult"]["ETag"]}]})
+assert s3.get_object(Bucket=B, Key="empty-mpu")["Body"].read() == b""
 print("s3 guards: ok")
