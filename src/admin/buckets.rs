@@ -154,6 +154,12 @@ pub async fn failback(
     if st.failover.is_none() {
         return Err(bucket::Error::Invalid(format!("bucket {name} is not failed over")).into());
     }
+    if buckets.is_failing_back(&name) {
+        return Err(bucket::Error::Invalid(format!(
+            "bucket {name} is failing back: wait for it to finish (`ferry bucket status {name}`)"
+        ))
+        .into());
+    }
     if q.wait {
         return Ok(Json(buckets.failback(&name).await?).into_response());
     }

@@ -113,7 +113,25 @@ pub struct Buckets {
     health: Mutex<HashMap<(String, String), SharedHealth>>,
     /// One admin change at a time per bucket (a long failback blocks only its own bucket).
     changes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Buckets with a failback running: other admin changes to them are refused at once
+    /// rather than queued behind it (a failback may wait minutes for its primary).
+    failing_back: Arc<Mutex<std::collections::HashSet<String>>>,
     metrics: Arc<Metrics>,
+}
+
+/// Marks a bucket as failing back while it lives.
+struct FailingBack {
+    set: Arc<Mutex<std::collections::HashSet<String>>>,
+    name: String,
+}
+
+impl Drop for FailingBack {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+    }
 }
 
 /// How long a role change waits for the old catch-up workers' in-flight copies.
@@ -153,6 +171,7 @@ impl Buckets {
             open: RwLock::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             changes: Mutex::new(HashMap::new()),
+            failing_back: Arc::default(),
             metrics,
         });
         for rec in me.registry.db().buckets().await? {
@@ -175,13 +194,32 @@ impl Buckets {
         Ok(me)
     }
 
-    /// Waits for other admin changes to `name` to finish.
-    async fn changing(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    /// Waits for other admin changes to `name` to finish; refuses at once while a failback
+    /// of it runs.
+    async fn changing(&self, name: &str) -> Result<tokio::sync::OwnedMutexGuard<()>, Error> {
+        if self
+            .failing_back
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+        {
+            return Err(Error::Invalid(format!(
+                "bucket {name} is failing back: wait for it to finish (`ferry bucket status {name}`)"
+            )));
+        }
         let m = {
             let mut c = self.changes.lock().unwrap_or_else(|p| p.into_inner());
             c.entry(name.to_owned()).or_default().clone()
         };
-        m.lock_owned().await
+        Ok(m.lock_owned().await)
+    }
+
+    /// Whether a failback of `name` is running.
+    pub fn is_failing_back(&self, name: &str) -> bool {
+        self.failing_back
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
     }
 
     /// The namespace bucket named `name`, if there is one (the gateway's lookup).
@@ -391,7 +429,7 @@ impl Buckets {
         write_to: &[String],
         read_from: &[String],
     ) -> Result<BucketView, Error> {
-        let _c = self.changing(name).await;
+        let _c = self.changing(name).await?;
         let bucket =
             BucketName::parse(name).map_err(|e| Error::Invalid(format!("bucket {name:?}: {e}")))?;
         if self.get(name).is_some() {
@@ -429,7 +467,7 @@ impl Buckets {
         write_to: &[String],
         read_from: &[String],
     ) -> Result<BucketView, Error> {
-        let _c = self.changing(name).await;
+        let _c = self.changing(name).await?;
         let e = self.entry(name)?;
         if let Some(f) = &e.policy.failover {
             return Err(Error::Invalid(format!(
@@ -468,7 +506,7 @@ impl Buckets {
 
     /// Stops serving a namespace bucket (its targets' data is left alone).
     pub async fn remove(&self, name: &str) -> Result<(), Error> {
-        let _c = self.changing(name).await;
+        let _c = self.changing(name).await?;
         let e = self.entry(name)?;
         let _pause = e.ns.gate.write().await;
         self.registry.db().remove_bucket(name).await?;
@@ -540,9 +578,13 @@ impl Buckets {
                 synced_bytes: h.synced_bytes,
             });
         }
+        let mut mode = mode(&e.policy);
+        if self.is_failing_back(name) {
+            mode.push_str(" (failing back)");
+        }
         Ok(BucketStatus {
             name: name.to_owned(),
-            mode: mode(&e.policy),
+            mode,
             failover: e.policy.failover.clone(),
             owed_total: owed.iter().map(|o| o.count).sum(),
             targets,
@@ -581,7 +623,7 @@ impl Buckets {
         to: &str,
         mode: FailoverMode,
     ) -> Result<BucketView, Error> {
-        let _c = self.changing(name).await;
+        let _c = self.changing(name).await?;
         let e = self.entry(name)?;
         if let Some(f) = &e.policy.failover {
             return Err(Error::Invalid(format!(
@@ -617,7 +659,15 @@ impl Buckets {
     /// primary is owed, verifies primary against the failover target (repairing what
     /// differs), then holds writes back for the final drain and the switch.
     pub async fn failback(&self, name: &str) -> Result<BucketView, Error> {
-        let _c = self.changing(name).await;
+        let _c = self.changing(name).await?;
+        let _running = {
+            let mut set = self.failing_back.lock().unwrap_or_else(|p| p.into_inner());
+            set.insert(name.to_owned());
+            FailingBack {
+                set: self.failing_back.clone(),
+                name: name.to_owned(),
+            }
+        };
         let e = self.entry(name)?;
         let Some(f) = e.policy.failover.clone() else {
             return Err(Error::Invalid(format!("bucket {name} is not failed over")));

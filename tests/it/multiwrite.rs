@@ -704,3 +704,71 @@ fn failback_keeps_writes_the_failover_target_never_got() {
     wait_drained(&a, "lag");
     assert_same(&a, "local:lag", "dr:lag");
 }
+
+/// While a failback waits for its primary, other changes to the bucket are refused at once
+/// (they used to queue behind it and apply minutes later), and status says it is running.
+#[test]
+fn changes_during_a_failback_are_refused_not_queued() {
+    let a = Ferry::start();
+    let mut b = Ferry::start_fixed_port();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&["bucket", "create", "fbk", "--write-to", "dr:fbk,local:fbk"]));
+    a.ok(&a.cli(&[
+        "bucket",
+        "failover",
+        "fbk",
+        "--to",
+        "local",
+        "--mode",
+        "read-write",
+    ]));
+    b.kill9();
+    let f = a.dir.path().join("x");
+    write_file(&f, 100, 3);
+    a.ok(&a.aws(&["s3", "cp", f.to_str().expect("utf8"), "s3://fbk/x"]));
+    let out = a.ok(&a.cli(&["bucket", "failback", "fbk"]));
+    assert!(out.contains("failback started"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !status(&a, "fbk")["mode"]
+        .as_str()
+        .unwrap_or("")
+        .contains("failing back")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "status never showed the failback"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for args in [
+        &[
+            "bucket",
+            "failover",
+            "fbk",
+            "--to",
+            "local",
+            "--mode",
+            "read-only",
+        ][..],
+        &["bucket", "policy", "fbk", "--write-to", "local:fbk"][..],
+        &["bucket", "failback", "fbk"][..],
+    ] {
+        let started = Instant::now();
+        let out = a.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was taken");
+        assert!(err.contains("is failing back"), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{args:?} waited"
+        );
+    }
+    b.restart();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while status(&a, "fbk")["mode"] != "normal" {
+        assert!(Instant::now() < deadline, "the failback never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_drained(&a, "fbk");
+    assert_same(&a, "dr:fbk", "local:fbk");
+}
