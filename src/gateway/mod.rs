@@ -31,7 +31,7 @@ use crate::store::{BucketName, ObjectKey, Store};
 use crate::telemetry::Metrics;
 
 /// The largest object a single PUT may carry (AWS: 5 GiB).
-pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+pub const MAX_PUT_SIZE: u64 = crate::store::MAX_PUT_BYTES;
 
 /// A resolved copy source: store, bucket, key, version.
 type CopyFrom = (Arc<dyn Store>, BucketName, ObjectKey, Option<String>);

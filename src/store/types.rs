@@ -18,6 +18,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> +
 /// The version id S3 uses for objects written while versioning was off or suspended.
 pub const NULL_VERSION: &str = "null";
 
+/// The largest object S3 takes in one PUT (5 GiB).
+pub const MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
 /// The `Content-Type` of an object stored without one, as S3 answers it.
 pub const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 

@@ -46,16 +46,14 @@ pub async fn copy_current(
         listed_etag: "",
     };
     let (_never, stop) = tokio::sync::watch::channel(false);
-    match copy::copy_object(
-        &item,
-        &copy::Plan::default(),
-        None,
-        false,
-        &copy::NoJournal,
-        &stop,
-    )
-    .await?
-    {
+    // A replica keeps its source's ETag: a source of one part goes in one PUT (streamed)
+    // whatever its size, up to S3's limit; a multipart one in its own parts. A client that
+    // compares ETags after a failover (rclone does) sees the same object.
+    let plan = copy::Plan {
+        threshold: store::MAX_PUT_BYTES,
+        ..copy::Plan::default()
+    };
+    match copy::copy_object(&item, &plan, None, false, &copy::NoJournal, &stop).await? {
         copy::Outcome::SourceGone => {
             dst.delete_object(db, dk, None).await?;
             Ok(Copied::Deleted)
