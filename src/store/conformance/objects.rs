@@ -127,6 +127,25 @@ pub async fn objects(s: &dyn Store, prefix: &str) {
             s.name()
         );
         assert_content(s, &bk, key, &data, "retagging keeps the body").await;
+        // An empty set removes the tags (what DeleteObjectTagging does; a catch-up worker
+        // sends it when a key's tags were removed).
+        ok(
+            s,
+            "put_object_tags (empty)",
+            s.put_object_tags(&bk, &k(key), None, Vec::new()).await,
+        );
+        let (_, t) = ok(
+            s,
+            "get_object_tags",
+            s.get_object_tags(&bk, &k(key), None).await,
+        );
+        assert!(t.is_empty(), "{}: an empty set removes the tags", s.name());
+        ok(
+            s,
+            "put_object_tags",
+            s.put_object_tags(&bk, &k(key), None, new_tags.clone())
+                .await,
+        );
         expect_err!(
             s,
             "get_object_tags of a missing key",

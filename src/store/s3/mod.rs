@@ -691,6 +691,20 @@ impl Store for S3Store {
         tags: Tags,
     ) -> Result<String> {
         let ctx = Ctx::key(bucket.as_str(), key.as_str()).version(version_id);
+        if tags.is_empty() {
+            // The same on S3, and what every server takes (moto fails an empty PutObjectTagging
+            // with a 500, which a catch-up worker would retry forever).
+            let out = self
+                .client
+                .delete_object_tagging()
+                .bucket(bucket.as_str())
+                .key(key.as_str())
+                .set_version_id(version_id.map(str::to_owned))
+                .send()
+                .await
+                .map_err(|e| self.err(ctx, e))?;
+            return Ok(version_or_null(out.version_id().or(version_id)));
+        }
         let tagging = sdk::Tagging::builder()
             .set_tag_set(Some(sdk_tags(&tags).map_err(Error::InvalidArgument)?))
             .build()
