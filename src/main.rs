@@ -6,6 +6,7 @@ use clap::Parser;
 use ferry::cli::{Cli, UsageError};
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     ferry::telemetry::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -20,6 +21,15 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(ferry::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): nothing to say to anyone.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("ferry: {e:#}");
             if e.is::<UsageError>() {
@@ -29,4 +39,24 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `ferry bucket status | head -1`: once the reader has gone, `println!` panics on the broken
+/// pipe. Like any other command-line tool, exit quietly then (status 141, as if killed by
+/// SIGPIPE) instead of printing a panic. SIGPIPE itself stays ignored, so a server writing to
+/// a closed socket gets an error, not death.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{Ferry, ferry_bin, ok};
+use crate::support::{Ferry, ferry_bin, ok, write_file};
 
 #[test]
 fn store_commands() {
@@ -187,6 +187,48 @@ fn bad_usage_exits_2() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
+}
+
+/// `ferry job list | head -0`: a reader that went away ends the command quietly (141, as
+/// SIGPIPE would), never with a panic and its backtrace.
+#[test]
+fn a_closed_output_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src/tree");
+    for i in 0..3000 {
+        write_file(&src.join(format!("f{i}")), 10, i);
+    }
+    let runs: [Vec<std::ffi::OsString>; 2] = [
+        // println! (a panic, before)
+        vec![
+            "job".into(),
+            "list".into(),
+            "--data".into(),
+            dir.path().join("d").into(),
+        ],
+        // writeln! with `?` (an error line, before)
+        vec![
+            "migrate".into(),
+            src.clone().into(),
+            dir.path().join("dst/tree").into(),
+            "--dry-run".into(),
+            "--data".into(),
+            dir.path().join("d").into(),
+        ],
+    ];
+    for args in runs {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(ferry_bin())
+            .args(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
 }
 
 #[test]
