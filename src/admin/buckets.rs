@@ -161,7 +161,18 @@ pub async fn failback(
         .into());
     }
     if q.wait {
-        return Ok(Json(buckets.failback(&name).await?).into_response());
+        // In a task of its own: a client that goes away (Ctrl-C on `failback --wait`) must
+        // not cancel a failback half-way; it finishes, and status shows it.
+        let n = name.clone();
+        let done = tokio::spawn(async move { buckets.failback(&n).await })
+            .await
+            .map_err(|e| {
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the failback of {name} stopped: {e}"),
+                )
+            })?;
+        return Ok(Json(done?).into_response());
     }
     tokio::spawn(async move {
         if let Err(e) = buckets.failback(&name).await {

@@ -746,8 +746,14 @@ fn changes_during_a_failback_are_refused_not_queued() {
     let f = a.dir.path().join("x");
     write_file(&f, 100, 3);
     a.ok(&a.aws(&["s3", "cp", f.to_str().expect("utf8"), "s3://fbk/x"]));
-    let out = a.ok(&a.cli(&["bucket", "failback", "fbk"]));
-    assert!(out.contains("failback started"), "{out}");
+    // `failback --wait`, given up by its client (Ctrl-C): the failback goes on.
+    let mut waiting = Command::new(crate::support::ferry_bin())
+        .args(["--server", &a.admin, "bucket", "failback", "fbk", "--wait"])
+        .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn failback");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !status(&a, "fbk")["mode"]
         .as_str()
@@ -760,6 +766,9 @@ fn changes_during_a_failback_are_refused_not_queued() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    waiting.kill().expect("kill the waiting client");
+    let _ = waiting.wait();
+    std::thread::sleep(Duration::from_millis(300));
     for args in [
         &[
             "bucket",
