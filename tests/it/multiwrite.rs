@@ -674,6 +674,7 @@ fn failback_keeps_writes_the_failover_target_never_got() {
     let (old, new) = (file("old.txt", "old\n"), file("new.txt", "new\n"));
     a.ok(&a.aws(&["s3", "cp", &old, "s3://lag/doc.txt"]));
     a.ok(&a.aws(&["s3", "cp", &old, "s3://lag/gone.txt"]));
+    a.ok(&a.aws(&["s3", "cp", &old, "s3://lag/both.txt"]));
     wait_drained(&a, "lag");
 
     // The secondary goes down; these are acknowledged and owed to it.
@@ -681,6 +682,7 @@ fn failback_keeps_writes_the_failover_target_never_got() {
     a.ok(&a.aws(&["s3", "cp", &new, "s3://lag/doc.txt"]));
     a.ok(&a.aws(&["s3", "cp", &new, "s3://lag/fresh.txt"]));
     a.ok(&a.aws(&["s3", "rm", "s3://lag/gone.txt"]));
+    a.ok(&a.aws(&["s3", "cp", &new, "s3://lag/both.txt"]));
     // Fail over to it anyway (the primary site is "lost"), then it comes back.
     let out = a.cli(&[
         "bucket",
@@ -693,9 +695,12 @@ fn failback_keeps_writes_the_failover_target_never_got() {
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("dr:lag took over 3 writes behind"), "{err}");
+    assert!(err.contains("dr:lag took over 4 writes behind"), "{err}");
     b.restart();
     a.ok(&a.aws(&["s3", "cp", &new, "s3://lag/during.txt"]));
+    // A key it owed, written again during the failover: that write is the newest.
+    let later = file("later.txt", "later\n");
+    a.ok(&a.aws(&["s3", "cp", &later, "s3://lag/both.txt"]));
     a.ok(&a.cli(&["bucket", "failback", "lag", "--wait"]));
     assert_eq!(status(&a, "lag")["mode"], "normal");
 
@@ -720,6 +725,11 @@ fn failback_keeps_writes_the_failover_target_never_got() {
         body("during.txt").as_deref(),
         Some("new\n"),
         "a failover write was lost"
+    );
+    assert_eq!(
+        body("both.txt").as_deref(),
+        Some("later\n"),
+        "the newest write was lost"
     );
     wait_drained(&a, "lag");
     assert_same(&a, "local:lag", "dr:lag");
