@@ -561,8 +561,24 @@ impl FsStore {
                             })
                             .await
                             .map_err(|e| Error::Index(format!("file task failed: {e}")))??;
+                            let unique = Self::bytes_rel(bucket, &next);
+                            // A rename keeps the file's inode and mtime: record them, or the
+                            // first read would take the file for one changed behind Ferry's
+                            // back and re-index it (a multipart ETag turned into an MD5, its
+                            // checksum and Last-Modified lost).
+                            let at = self.root.join(&unique);
+                            let m = tokio::task::spawn_blocking(move || std::fs::metadata(at))
+                                .await
+                                .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+                                .map_err(|e| Error::io(format!("reading {unique}"), e))?;
+                            {
+                                use std::os::unix::fs::MetadataExt;
+                                next.file_ino = Some(m.ino() as i64);
+                                next.file_mtime_ns =
+                                    Some(m.mtime() * 1_000_000_000 + m.mtime_nsec());
+                            }
                             pre.push(Step::MoveFrom {
-                                unique: Self::bytes_rel(bucket, &next),
+                                unique,
                                 to: Self::key_rel(bucket, key),
                             });
                             next.path = None;

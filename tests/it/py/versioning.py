@@ -368,6 +368,20 @@ def section_checksums():
     assert body(B, "mp") == part + data
     assert len(versions(B, Prefix="trailer")[0]) == 2
 
+    # A version brought back (its delete marker removed) keeps what it had: its multipart
+    # ETag, checksum and Last-Modified, on HEAD and on GET alike, not re-indexed as a file
+    # changed behind Ferry's back.
+    before = s3.head_object(Bucket=B, Key="mp", ChecksumMode="ENABLED")
+    marker = s3.delete_object(Bucket=B, Key="mp")["VersionId"]
+    s3.delete_object(Bucket=B, Key="mp", VersionId=marker)
+    got = s3.get_object(Bucket=B, Key="mp", ChecksumMode="ENABLED")
+    assert got["Body"].read() == part + data
+    after = s3.head_object(Bucket=B, Key="mp", ChecksumMode="ENABLED")
+    for h in (got, after):
+        for field in ("ETag", "LastModified", "ChecksumCRC32", "VersionId"):
+            assert h.get(field) == before.get(field), (field, before.get(field), h.get(field))
+    assert before["ETag"].endswith('-2"'), before["ETag"]
+
 
 SECTIONS = {"versions": section_versions, "paging": section_paging, "checksums": section_checksums}
 if len(sys.argv) != 2 or sys.argv[1] not in SECTIONS:
