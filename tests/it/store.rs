@@ -330,7 +330,9 @@ async fn racing_writes_of_a_key_and_its_child_leave_one_and_list_only_what_reads
     for round in 0..20 {
         let b = BucketName::parse(&format!("race{round}")).expect("name");
         store.create_bucket(&b).await.expect("bucket");
-        let mut keys = vec!["p/a".to_owned(), "p/a/b".to_owned()];
+        // Every other round the child is two levels down (its folders are made later).
+        let child = if round % 4 < 2 { "p/a/b" } else { "p/a/b/c" };
+        let mut keys = vec!["p/a".to_owned(), child.to_owned()];
         keys.extend((0..10).map(|i| format!("k{i}")));
         if round % 2 == 1 {
             keys.swap(0, 1);

@@ -201,7 +201,7 @@ fn conflict(
     // An empty directory (left by a write that lost this race) gives way, as it does when a
     // write starts; one with anything in it does not.
     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
-        && std::fs::remove_dir(&path).is_err()
+        && !intent::remove_empty_dirs(&path)
     {
         return Some(below.into());
     }
@@ -239,8 +239,14 @@ fn apply(
         transaction(conn, &carry.finished, batch).map_err(|e| Failed::Transaction(db_err(e)))?;
     carry.finished.clear();
     if let Some(id) = intent {
-        intent::run(root, &steps, !unsynced)
-            .map_err(|e| Failed::Moves(Error::io("applying a file change", e)))?;
+        if let Err(e) = intent::run(root, &steps, !unsynced) {
+            // What stopped a move may be gone already (a directory a write below the key was
+            // making, one a delete pruned): finish the intent now, as start-up would, rather
+            // than leave committed rows without their files until a restart.
+            tracing::warn!(error = %e, ?steps, "a file change failed; replaying it");
+            intent::replay(root, &steps)
+                .map_err(|_| Failed::Moves(Error::io("applying a file change", e)))?;
+        }
         carry.finished.push(id);
         carry.moves_unsynced |= unsynced;
     }

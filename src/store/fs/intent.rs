@@ -94,18 +94,40 @@ pub fn run(root: &Path, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
                 // "already moved" from "no directory" only when it fails.
                 let moved = match std::fs::rename(&u, &t) {
                     Ok(()) => true,
-                    // An empty directory where the file goes: made for a write below this key
-                    // that started meanwhile and will be refused (its parent is this file).
-                    Err(e) if t.is_dir() && std::fs::remove_dir(&t).is_ok() => {
+                    // Directories (and nothing else) where the file goes: made for a write
+                    // below this key that started meanwhile and will be refused (its parent is
+                    // this file).
+                    Err(e) if t.is_dir() && remove_empty_dirs(&t) => {
                         std::fs::rename(&u, &t).map_err(|_| e)?;
                         true
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         if exists(&u)? {
-                            if let Some(p) = t.parent() {
-                                std::fs::create_dir_all(p)?;
+                            // The key's folders are made here, by the one thread that moves
+                            // files into keys' paths. A delete's pruning of emptied folders may
+                            // race it: make them again a few times.
+                            let mut tries = 0;
+                            loop {
+                                if let Some(p) = t.parent() {
+                                    std::fs::create_dir_all(p)?;
+                                }
+                                match std::fs::rename(&u, &t) {
+                                    Ok(()) => break,
+                                    Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => {
+                                        tries += 1;
+                                    }
+                                    Err(e) => return Err(e),
+                                }
                             }
-                            std::fs::rename(&u, &t)?;
+                            // New folders' entries must be durable with the file.
+                            let mut up = t.parent();
+                            while let Some(d) = up.and_then(Path::parent) {
+                                if !d.starts_with(root) || d == root {
+                                    break;
+                                }
+                                dirty.push(d.to_path_buf());
+                                up = Some(d);
+                            }
                             true
                         } else {
                             false
@@ -156,9 +178,57 @@ pub fn run(root: &Path, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
     dirty.sort();
     dirty.dedup();
     for d in dirty {
-        sync_dir(&d)?;
+        sync_existing(&d)?;
     }
     Ok(())
+}
+
+/// fsyncs `dir`, or, if it is gone (a delete emptied it and it was pruned) or is now a file
+/// (another key took its name), the nearest directory above it, which holds that change.
+pub(super) fn sync_existing(dir: &Path) -> io::Result<()> {
+    let mut cur = dir;
+    loop {
+        match sync_dir(cur) {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                cur = match cur.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => return Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `dir` holds nothing but directories, all the way down.
+pub(super) fn only_dirs(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.into_iter().all(|entry| {
+        entry.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir()) && only_dirs(&e.path()))
+    })
+}
+
+/// Removes `dir` if it holds nothing but directories, all the way down; whether it is gone.
+pub(super) fn remove_empty_dirs(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else { return false };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir || !remove_empty_dirs(&entry.path()) {
+            return false;
+        }
+    }
+    std::fs::remove_dir(dir).is_ok()
 }
 
 #[cfg(test)]

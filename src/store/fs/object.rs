@@ -57,6 +57,9 @@ fn file_facts(p: &Path) -> io::Result<(i64, i64)> {
 /// Makes room for a file at `path` (relative to `bucket_dir`'s parent): creates parent
 /// directories, refuses when a parent is a file or the path is a non-empty directory.
 fn prepare_key_path(root: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
+    // Only looks: folders are made (and a folder left empty at the key's path removed) by the
+    // commit thread as it moves the file in, where it also settles two writes that race for
+    // one path. A folder made here could be taken away under it, or stand in its way.
     let conflict = |why: String| Error::PathConflict {
         key: key.to_string(),
         why,
@@ -68,30 +71,27 @@ fn prepare_key_path(root: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
         .ok_or_else(|| conflict("empty key".into()))?;
     for (i, seg) in parents.iter().enumerate() {
         dir.push(seg);
+        let parent_is_object = |upto: usize| {
+            conflict(format!(
+                "its parent {:?} is an object",
+                segs[..upto.max(1)].join("/")
+            ))
+        };
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(conflict(format!(
-                    "its parent {:?} is an object",
-                    segs[..=i].join("/")
-                )));
+            Ok(_) => return Err(parent_is_object(i + 1)),
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                return Err(parent_is_object(i));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-                // The new folder's entry must outlive a crash as the object in it will.
-                if let Some(parent) = dir.parent() {
-                    super::intent::sync_dir(parent)
-                        .map_err(|e| Error::io(format!("syncing {}", parent.display()), e))?;
-                }
-            }
+            // Nothing below is there either.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::io(format!("checking {}", dir.display()), e)),
         }
     }
     let target = dir.join(last);
     if let Ok(m) = std::fs::symlink_metadata(&target)
         && m.is_dir()
-        && std::fs::remove_dir(&target).is_err()
+        && !super::intent::only_dirs(&target)
     {
         return Err(conflict(
             "other objects exist below it (it is a prefix of their keys)".into(),
