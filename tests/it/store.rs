@@ -387,3 +387,74 @@ async fn racing_writes_of_a_key_and_its_child_leave_one_and_list_only_what_reads
         }
     }
 }
+
+/// DeleteBucket racing PUTs into the bucket: either the bucket goes and no PUT was
+/// acknowledged, or it stays (BucketNotEmpty) with every acknowledged object readable. Before,
+/// both could succeed: the objects' rows and files outlived their bucket and came back when
+/// a bucket of that name was made again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_bucket_racing_puts_never_acknowledges_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FsStore::open("fs", dir.path()).await.expect("open");
+    for round in 0..30 {
+        let b = BucketName::parse(&format!("gone{round}")).expect("name");
+        store.create_bucket(&b).await.expect("bucket");
+        let puts = (0..4).map(|i| {
+            let (store, b) = (store.clone(), b.clone());
+            tokio::spawn(async move {
+                let key = format!("k{i}");
+                let body: ByteStream = Box::pin(futures::stream::once(async move {
+                    Ok(Bytes::from_static(b"data"))
+                }));
+                let opts = PutOptions {
+                    size_hint: Some(4),
+                    ..Default::default()
+                };
+                let r = store
+                    .put_object(&b, &ObjectKey::parse(&key).expect("key"), body, opts)
+                    .await;
+                (key, r)
+            })
+        });
+        let (store2, b2) = (store.clone(), b.clone());
+        let del = tokio::spawn(async move { store2.delete_bucket(&b2).await });
+        let puts = futures::future::join_all(puts).await;
+        let deleted = del.await.expect("task");
+        let acked: Vec<String> = puts
+            .into_iter()
+            .filter_map(|p| {
+                let (key, r) = p.expect("task");
+                r.ok().map(|_| key)
+            })
+            .collect();
+        match deleted {
+            Ok(()) => {
+                assert!(
+                    acked.is_empty(),
+                    "round {round}: deleted, yet acknowledged {acked:?}"
+                );
+                store.create_bucket(&b).await.expect("make it again");
+                let page = store
+                    .list_objects(
+                        &b,
+                        &ferry::store::ListQuery {
+                            max_keys: 10,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .expect("list");
+                assert!(
+                    page.objects.is_empty(),
+                    "round {round}: old objects came back"
+                );
+            }
+            Err(Error::BucketNotEmpty { .. }) => {
+                for key in &acked {
+                    assert_eq!(read(store.as_ref(), &b, key).await, b"data", "{key}");
+                }
+            }
+            Err(e) => panic!("round {round}: delete_bucket: {e}"),
+        }
+    }
+}

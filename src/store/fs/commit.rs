@@ -99,6 +99,10 @@ fn run(writer: &Mutex<Connection>, root: &Path, mut rx: mpsc::Receiver<Job>) {
             }
             continue;
         };
+        let batch = refuse_gone_buckets(&conn, batch);
+        if batch.is_empty() {
+            continue;
+        }
         match apply(&mut conn, root, &mut carry, &batch) {
             Ok(()) => {
                 for j in batch {
@@ -165,6 +169,40 @@ fn refuse_conflicts(root: &Path, batch: Vec<Job>) -> Vec<Job> {
                 }
                 kept.push(job);
             }
+        }
+    }
+    kept
+}
+
+/// Refuses the changes that would add rows to a bucket deleted since they started (a PUT
+/// racing DeleteBucket), before anything of them is committed: the bucket's deletion checks
+/// it is empty and deletes it on this same writer, so either the write lands first and keeps
+/// the bucket, or it finds the bucket gone.
+fn refuse_gone_buckets(conn: &Connection, batch: Vec<Job>) -> Vec<Job> {
+    let mut known: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut kept = Vec::with_capacity(batch.len());
+    for job in batch {
+        let c = &job.change;
+        if c.inserts.is_empty() {
+            kept.push(job);
+            continue;
+        }
+        let exists = *known.entry(c.bucket.clone()).or_insert_with(|| {
+            // Any other error is the transaction's to report.
+            !matches!(
+                conn.query_row(
+                    "SELECT 1 FROM buckets WHERE name = ?1",
+                    [&c.bucket],
+                    |_| Ok(())
+                ),
+                Err(rusqlite::Error::QueryReturnedNoRows)
+            )
+        });
+        if exists {
+            kept.push(job);
+        } else {
+            let bucket = c.bucket.clone();
+            let _ = job.done.send(Err(Error::NoSuchBucket { bucket }));
         }
     }
     kept

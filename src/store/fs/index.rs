@@ -370,11 +370,27 @@ impl Index {
         })
     }
 
-    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+    /// Deletes the bucket's row if it holds no version and no upload; whether it did. On the
+    /// writer, so no commit batch lands between the check and the deletion (and a batch
+    /// after it finds no bucket: see `commit::refuse_gone_buckets`).
+    pub async fn delete_bucket_if_empty(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
         self.write(move |c| {
-            c.execute("DELETE FROM buckets WHERE name = ?1", [name])
-                .map(drop)
+            let tx = c.transaction()?;
+            let busy: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM versions WHERE bucket = ?1
+                     UNION ALL SELECT 1 FROM uploads WHERE bucket = ?1 LIMIT 1",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if busy.is_some() {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM buckets WHERE name = ?1", [&name])?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }

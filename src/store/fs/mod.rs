@@ -556,8 +556,12 @@ impl Store for FsStore {
                 Error::io(format!("removing {}", dir.display()), e)
             });
         }
+        // An object committed since the check above keeps the bucket (its file may have
+        // made the folder again): checked and deleted in one step of the index's writer.
         self.forget_bucket(bucket);
-        self.index.delete_bucket(bucket.as_str()).await?;
+        if !self.index.delete_bucket_if_empty(bucket.as_str()).await? {
+            return Err(not_empty());
+        }
         self.forget_bucket(bucket);
         Ok(())
     }
