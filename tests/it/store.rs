@@ -458,3 +458,54 @@ async fn delete_bucket_racing_puts_never_acknowledges_both() {
         }
     }
 }
+
+/// CompleteMultipartUpload racing AbortMultipartUpload of the same upload: exactly one of
+/// them is acknowledged (the other gets NoSuchUpload), and the object exists exactly when the
+/// completion won. Before, the abort could pull the parts from under the completion (500) or
+/// both were acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_racing_abort_acknowledges_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FsStore::open("fs", dir.path()).await.expect("open");
+    let b = BucketName::parse("racing-mpu").expect("name");
+    store.create_bucket(&b).await.expect("bucket");
+    for round in 0..15 {
+        let key = ObjectKey::parse(&format!("m{round}")).expect("key");
+        let id = store
+            .create_multipart(&b, &key, PutOptions::default())
+            .await
+            .expect("create");
+        let part = store
+            .upload_part(
+                &b,
+                &key,
+                &id,
+                1,
+                one_chunk(b"the only part"),
+                PutOptions {
+                    size_hint: Some(13),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("part");
+        let parts = vec![ferry::store::CompletedPart {
+            part_number: 1,
+            etag: part.etag,
+            checksum: None,
+            claimed: None,
+        }];
+        let (s1, b1, k1, id1) = (store.clone(), b.clone(), key.clone(), id.clone());
+        let complete =
+            tokio::spawn(async move { s1.complete_multipart(&b1, &k1, &id1, &parts, None).await });
+        let (s2, b2, k2) = (store.clone(), b.clone(), key.clone());
+        let abort = tokio::spawn(async move { s2.abort_multipart(&b2, &k2, &id).await });
+        let (c, a) = (complete.await.expect("task"), abort.await.expect("task"));
+        let exists = store.head_object(&b, &key, None).await.is_ok();
+        match (&c, &a) {
+            (Ok(_), Err(Error::NoSuchUpload { .. })) => assert!(exists, "round {round}"),
+            (Err(Error::NoSuchUpload { .. }), Ok(())) => assert!(!exists, "round {round}"),
+            _ => panic!("round {round}: complete {c:?}, abort {a:?}"),
+        }
+    }
+}

@@ -721,8 +721,26 @@ impl Store for FsStore {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<PartInfo> {
-        self.upload_part_impl(bucket, key, upload_id, part_number, body, opts)
-            .await
+        let r = self
+            .upload_part_impl(bucket, key, upload_id, part_number, body, opts)
+            .await;
+        match r {
+            // The upload was aborted or completed while the part was written (its folder
+            // went away under it): say so, as S3 does, rather than report the I/O error.
+            Err(Error::Io { .. }) | Ok(_)
+                if matches!(
+                    self.upload_of(bucket, key, upload_id).await,
+                    Err(Error::NoSuchUpload { .. })
+                ) =>
+            {
+                // A part recorded after its upload went: forget its row too.
+                let _ = self.index.delete_upload(upload_id).await;
+                Err(Error::NoSuchUpload {
+                    upload_id: upload_id.to_owned(),
+                })
+            }
+            r => r,
+        }
     }
 
     async fn complete_multipart(

@@ -39,7 +39,7 @@ fn upload_checksum(upload: &UploadRow) -> (Option<ChecksumAlgorithm>, bool) {
 }
 
 impl FsStore {
-    async fn upload_of(
+    pub(super) async fn upload_of(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
@@ -448,8 +448,15 @@ impl FsStore {
         upload_id: &str,
     ) -> Result<()> {
         self.upload_of(bucket, key, upload_id).await?;
+        // One at a time with completions (and after parts being placed): an abort racing a
+        // completion must neither pull the parts from under it (a 500) nor be acknowledged
+        // beside it. A completion that finished first leaves no upload to abort.
+        let (completing, _idle) = self.placements.complete(upload_id).await;
+        self.upload_of(bucket, key, upload_id).await?;
         self.index.delete_upload(upload_id).await?;
         let _ = tokio::fs::remove_dir_all(self.root.join(Self::upload_dir(upload_id))).await;
+        completing.seal();
+        drop(completing);
         self.placements.forget(upload_id);
         Ok(())
     }
