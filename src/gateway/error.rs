@@ -177,6 +177,8 @@ fn default_message(code: &str) -> Option<&'static str> {
         "MethodNotAllowed" => "The specified method is not allowed against this resource.",
         "MissingContentLength" => "You must provide the Content-Length HTTP header.",
         "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        "PreconditionFailed" => "At least one of the pre-conditions you specified did not hold",
+        "InvalidRange" => "The requested range is not satisfiable",
         "RequestTimeTooSkewed" => {
             "The difference between the request time and the current time is too large."
         }

@@ -276,4 +276,9 @@ p = s3.upload_part_copy(Bucket=B, Key="empty-mpu", UploadId=up["UploadId"], Part
 s3.complete_multipart_upload(Bucket=B, Key="empty-mpu", UploadId=up["UploadId"],
                              MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p["CopyPartResult"]["ETag"]}]})
 assert s3.get_object(Bucket=B, Key="empty-mpu")["Body"].read() == b""
+# A failed GET precondition (answered by s3s before Ferry) says why and names the request.
+for h in ({"If-Match": '"nope"'}, {"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}):
+    st, _, data = signed("GET", f"/{B}/k", headers=h)
+    assert st == 412 and code_of(data) == "PreconditionFailed", (st, data)
+    assert b"<Message>" in data and b"<RequestId>" in data, data
 print("s3 guards: ok")
