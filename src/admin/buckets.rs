@@ -154,12 +154,7 @@ pub async fn failback(
     if st.failover.is_none() {
         return Err(bucket::Error::Invalid(format!("bucket {name} is not failed over")).into());
     }
-    if buckets.is_failing_back(&name) {
-        return Err(bucket::Error::Invalid(format!(
-            "bucket {name} is failing back: wait for it to finish (`ferry bucket status {name}`)"
-        ))
-        .into());
-    }
+    buckets.refuse_while_failing_back(&name)?;
     if q.wait {
         // In a task of its own: a client that goes away (Ctrl-C on `failback --wait`) must
         // not cancel a failback half-way; it finishes, and status shows it.

@@ -197,16 +197,7 @@ impl Buckets {
     /// Waits for other admin changes to `name` to finish; refuses at once while a failback
     /// of it runs.
     async fn changing(&self, name: &str) -> Result<tokio::sync::OwnedMutexGuard<()>, Error> {
-        if self
-            .failing_back
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(name)
-        {
-            return Err(Error::Invalid(format!(
-                "bucket {name} is failing back: wait for it to finish (`ferry bucket status {name}`)"
-            )));
-        }
+        self.refuse_while_failing_back(name)?;
         let m = {
             let mut c = self.changes.lock().unwrap_or_else(|p| p.into_inner());
             c.entry(name.to_owned()).or_default().clone()
@@ -220,6 +211,16 @@ impl Buckets {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(name)
+    }
+
+    /// Refuses a change to `name` while a failback of it runs.
+    pub fn refuse_while_failing_back(&self, name: &str) -> Result<(), Error> {
+        if self.is_failing_back(name) {
+            return Err(Error::Invalid(format!(
+                "bucket {name} is failing back: wait for it to finish (`ferry bucket status {name}`)"
+            )));
+        }
+        Ok(())
     }
 
     /// The namespace bucket named `name`, if there is one (the gateway's lookup).
