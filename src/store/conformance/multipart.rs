@@ -450,9 +450,10 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
     }
     assert_missing(s, &bk, "mp/aborted", "an aborted upload").await;
 
-    // Listing uploads: by key then upload, paged, each once.
+    // Listing uploads: by key, then the uploads of one key oldest first (as S3 orders them by
+    // initiation time), paged, each once.
     let mut want = Vec::new();
-    for key in ["up/b", "up/a", "up/b", "up/c"] {
+    for key in ["up/b", "up/a", "up/b", "up/c", "up/b", "up/b", "up/b"] {
         let id = ok(
             s,
             "create_multipart",
@@ -499,8 +500,20 @@ pub async fn multipart(s: &dyn Store, prefix: &str, gaps: Gaps) {
         let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             keys,
-            vec!["up/a", "up/b", "up/b", "up/c"],
+            vec!["up/a", "up/b", "up/b", "up/b", "up/b", "up/b", "up/c"],
             "{}: uploads listed in pages of one, by key: {got:?}",
+            s.name()
+        );
+        let created = |all: &[(String, String)]| -> Vec<String> {
+            all.iter()
+                .filter(|(key, _)| key == "up/b")
+                .map(|(_, id)| id.clone())
+                .collect()
+        };
+        assert_eq!(
+            created(&got),
+            created(&want),
+            "{}: the uploads of one key listed oldest first",
             s.name()
         );
     }

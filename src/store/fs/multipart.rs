@@ -171,7 +171,9 @@ impl FsStore {
         opts: PutOptions,
     ) -> Result<String> {
         self.bucket_row(bucket).await?;
-        let upload_id = uuid::Uuid::new_v4().simple().to_string();
+        // Time-ordered (v7): uploads of one key list by id, which is then their age, as S3
+        // lists them by initiation time.
+        let upload_id = uuid::Uuid::now_v7().simple().to_string();
         let dir = self.root.join(Self::upload_dir(&upload_id));
         tokio::fs::create_dir_all(&dir)
             .await
