@@ -72,6 +72,13 @@ pub fn s3_error(err: store::Error) -> S3Error {
         }
         E::BadDigest { .. } => with(S3ErrorCode::BadDigest, msg),
         E::IncompleteBody { .. } => with(S3ErrorCode::IncompleteBody, msg),
+        E::MalformedTrailer { .. } => custom(
+            "MalformedTrailerError",
+            StatusCode::BAD_REQUEST,
+            "The request contained trailing data that was not well-formed or did not conform \
+             to our published schema."
+                .to_owned(),
+        ),
         E::InvalidArgument(_) => with(S3ErrorCode::InvalidArgument, msg),
         E::InvalidRequest(_) => with(S3ErrorCode::InvalidRequest, msg),
         E::Name(n) => name_error(n),
@@ -142,6 +149,11 @@ pub fn invalid_part_number(n: i32) -> S3Error {
         StatusCode::RANGE_NOT_SATISFIABLE,
         format!("The requested partnumber {n} is not satisfiable"),
     )
+}
+
+/// S3's `InvalidRequest` (400) with a message.
+pub fn invalid_request(msg: impl Into<String>) -> S3Error {
+    with(S3ErrorCode::InvalidRequest, msg.into())
 }
 
 pub fn invalid_argument(msg: impl Into<String>) -> S3Error {

@@ -5,7 +5,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Gateway;
 use super::convert::{self, etag, ts};
-use super::error::{invalid_argument, s3_error};
+use super::error::{invalid_argument, invalid_request, s3_error};
 use super::guard;
 use crate::store::{self, ChecksumAlgorithm, Digests, ObjectKey};
 
@@ -14,6 +14,8 @@ pub(super) struct Declared {
     pub md5: Option<[u8; 16]>,
     pub algorithm: Option<ChecksumAlgorithm>,
     pub value: Option<String>,
+    /// The trailers of an `aws-chunked` body that declared a checksum in them
+    /// (`x-amz-trailer`); the value must then be there once the body is read.
     pub trailers: Option<s3s::TrailingHeaders>,
 }
 
@@ -61,17 +63,31 @@ impl Declared {
             }
         }
         // A trailer declares its algorithm up front: `x-amz-trailer: x-amz-checksum-crc32`.
-        if value.is_none()
-            && let Some(t) = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok())
-        {
-            let name = t.trim().to_ascii_lowercase();
-            if let Some(a) = ChecksumAlgorithm::ALL
-                .into_iter()
-                .find(|a| a.header_name() == name)
-            {
+        // s3s hands trailers only to `aws-chunked` bodies, which must declare them; S3 then
+        // takes one checksum in all (header or trailer), of an algorithm it knows.
+        let trailers = match trailers {
+            None => None,
+            Some(t) => {
+                let declared = headers
+                    .get("x-amz-trailer")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim().to_ascii_lowercase())
+                    .unwrap_or_default();
+                let Some(a) = ChecksumAlgorithm::ALL
+                    .into_iter()
+                    .find(|a| a.header_name() == declared)
+                else {
+                    return Err(invalid_request(
+                        "The value specified in the x-amz-trailer header is not supported",
+                    ));
+                };
+                if value.is_some() {
+                    return Err(invalid_request("Expecting a single x-amz-checksum- header"));
+                }
                 algo = Some(a);
+                Some(t)
             }
-        }
+        };
         Ok(Self {
             md5,
             algorithm: algo,
@@ -93,15 +109,20 @@ impl Declared {
             let Some(algo) = self.algorithm else {
                 return Ok(());
             };
-            let expected = self.value.or_else(|| {
-                let t = self.trailers.as_ref()?;
-                t.read(|h| {
-                    h.get(algo.header_name())
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                })
-                .flatten()
-            });
+            let expected = match &self.trailers {
+                None => self.value,
+                Some(t) => Some(
+                    t.read(|h| {
+                        h.get(algo.header_name())
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    })
+                    .flatten()
+                    .ok_or_else(|| store::Error::MalformedTrailer {
+                        name: algo.header_name().to_owned(),
+                    })?,
+                ),
+            };
             match (expected, &d.checksum) {
                 (Some(e), Some(c)) if e.trim() != c.value => Err(store::Error::BadDigest {
                     what: format!("{} checksum", algo.as_str()),

@@ -74,6 +74,9 @@ pub enum Error {
     BadDigest { what: String },
     #[error("the body ended after {received} of {expected} declared bytes")]
     IncompleteBody { received: u64, expected: u64 },
+    /// An `aws-chunked` body whose trailer lacks the checksum its `x-amz-trailer` declared.
+    #[error("the body's trailer has no {name} value, which its x-amz-trailer header declared")]
+    MalformedTrailer { name: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// A request S3 refuses as a whole (`InvalidRequest`): a part whose checksum algorithm is

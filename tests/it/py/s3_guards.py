@@ -106,6 +106,25 @@ for enc, stored in [("aws-chunked", None), ("aws-chunked,gzip", "gzip")]:
     assert got.get("ContentEncoding") == stored, (enc, got.get("ContentEncoding"))
     assert s3.head_object(Bucket=B, Key="chunked").get("ContentEncoding") == stored
 
+# The checksum an aws-chunked body declares in `x-amz-trailer` must come in its trailer, once
+# and of a known algorithm; otherwise nothing is written (S3's MalformedTrailerError or
+# InvalidRequest), rather than an object stored unchecked.
+s3.put_object(Bucket=B, Key="trailed", Body=b"before")
+c32c = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+for trailer, extra, declared, code in [
+    (b"", {}, "x-amz-checksum-crc32", "MalformedTrailerError"),
+    (f"x-amz-checksum-crc32c:{c32c}\r\n".encode(), {}, "x-amz-checksum-crc32", "MalformedTrailerError"),
+    (f"x-amz-checksum-crc32:{crc}\r\n".encode(), {}, "x-amz-checksum-md5", "InvalidRequest"),
+    (f"x-amz-checksum-crc32:{crc}\r\n".encode(), {"x-amz-checksum-crc32": crc}, "x-amz-checksum-crc32",
+     "InvalidRequest"),
+]:
+    body = f"{len(data):x}\r\n".encode() + data + b"\r\n0\r\n" + trailer + b"\r\n"
+    st, _, resp = signed("PUT", f"/{B}/trailed", body, payload_hash="STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                         headers={"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(data)),
+                                  "x-amz-trailer": declared, **extra})
+    assert st == 400 and code_of(resp) == code, (trailer, declared, st, resp)
+    assert s3.get_object(Bucket=B, Key="trailed")["Body"].read() == b"before", trailer
+
 # HEAD honours the response-* overrides, as the GET it stands for does.
 h = s3.head_object(Bucket=B, Key="k", ResponseContentType="text/x-over",
                    ResponseContentDisposition="attachment; filename=o.txt")
