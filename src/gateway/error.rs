@@ -125,7 +125,7 @@ pub fn s3_error(err: store::Error) -> S3Error {
             )
         }
         // Not retryable by the client: it needs an admin's failback.
-        E::ReadOnly { .. } => with(S3ErrorCode::AccessDenied, msg),
+        E::ReadOnly { .. } | E::Denied(_) => with(S3ErrorCode::AccessDenied, msg),
         E::NotImplemented(what) => with(
             S3ErrorCode::NotImplemented,
             format!("{what} is not implemented"),

@@ -106,6 +106,10 @@ pub enum Error {
     Index(String),
     #[error("not implemented by this store: {0}")]
     NotImplemented(&'static str),
+    /// The store's files refuse this process (permissions a POSIX user set, a read-only
+    /// filesystem): S3's AccessDenied, with what was refused.
+    #[error("{0}")]
+    Denied(String),
     /// A namespace bucket that is failed over read-only refuses writes until failback.
     #[error("bucket {bucket} is failed over read-only to {to}: writes are refused until failback")]
     ReadOnly { bucket: String, to: String },

@@ -4,6 +4,7 @@
 //! - `support`: the server and client harness
 //! - `gateway`: S3 behaviour through awscli and boto3, versioning, bad input
 //! - `store`: the Store conformance suite on every store kind
+//! - `fs_posix`: the fs store under POSIX users changing its tree (symlinks, FIFOs, edits)
 //! - `cli`: admin commands, config errors, exit codes
 //! - `crash`: kill -9 during writes
 //! - `multiwrite`: namespace buckets: multi-write, outage, kill -9, failover, failback
@@ -18,6 +19,7 @@ mod support;
 
 mod cli;
 mod crash;
+mod fs_posix;
 mod gateway;
 mod interop;
 mod migrate;

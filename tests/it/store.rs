@@ -104,7 +104,7 @@ async fn s3_store_against_moto_conforms() {
 // ---------------------------------------------------------------------------------------------
 // What only the fs store promises
 
-fn one_chunk(data: &'static [u8]) -> ByteStream {
+pub(crate) fn one_chunk(data: &'static [u8]) -> ByteStream {
     Box::pin(futures::stream::once(async move {
         Ok(Bytes::from_static(data))
     }))

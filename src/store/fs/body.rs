@@ -425,10 +425,9 @@ pub enum Opened {
 /// files peak ~20 MiB higher (bench/migrate).
 const WHOLE_READ: u64 = 1 << 20;
 
-/// Opens a file, stats it, and reads it whole when it is small. Blocking.
-pub fn open(path: &Path) -> std::io::Result<(Opened, Facts)> {
+/// Stats an opened file and reads it whole when it is small. Blocking.
+pub fn open(mut f: std::fs::File) -> std::io::Result<(Opened, Facts)> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
     let m = f.metadata()?;
     let facts = facts_of(&m);
     if m.len() <= SMALL_FILE {
@@ -558,10 +557,31 @@ fn read_range(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<By
     Ok(Bytes::from(buf))
 }
 
-/// Hashes a whole file (used when a file changed behind the store's back).
-pub fn hash_file(path: &Path) -> std::io::Result<Digests> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+impl Opened {
+    /// Hashes the whole of what was opened, then checks the file did not change meanwhile
+    /// (used when a file changed behind the store's back: what is hashed is what is then
+    /// served, from the same open file). Blocking.
+    pub fn digests(&self) -> std::io::Result<Digests> {
+        match self {
+            Opened::Small(b) => {
+                let mut h = BodyHasher::new(None);
+                h.update(b);
+                Ok(h.finalize())
+            }
+            Opened::File(f, facts) => {
+                let d = hash_file(f)?;
+                unchanged_since(f, facts)?;
+                Ok(d)
+            }
+        }
+    }
+}
+
+/// Hashes a whole open file from its start. Blocking.
+pub fn hash_file(f: &std::fs::File) -> std::io::Result<Digests> {
+    use std::io::{Read, Seek};
+    let mut f = f;
+    f.seek(std::io::SeekFrom::Start(0))?;
     let mut h = BodyHasher::new(None);
     // Sized to the file (plus one byte to see its end in one read), not a whole chunk: a
     // rescan hashes many small files, and zeroing 256 KiB for each of them showed up.
@@ -601,7 +621,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("tmp");
             let path = dir.path().join("f");
             std::fs::write(&path, vec![7u8; len]).expect("write");
-            let (opened, _) = open(&path).expect("open");
+            let (opened, _) = open(std::fs::File::open(&path).expect("open")).expect("open");
             let s = opened.into_stream(0, len as u64).await.expect("stream");
             // Past the filesystem's timestamp granularity, so a moved ctime would show.
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -619,11 +639,11 @@ mod tests {
             let dir = tempfile::tempdir().expect("tmp");
             let path = dir.path().join("f");
             std::fs::write(&path, vec![7u8; len]).expect("write");
-            let (opened, _) = open(&path).expect("open");
+            let (opened, _) = open(std::fs::File::open(&path).expect("open")).expect("open");
             let s = opened.into_stream(0, len as u64).await.expect("stream");
             assert_eq!(drain(s).await.expect("unchanged file"), len);
 
-            let (opened, _) = open(&path).expect("open");
+            let (opened, _) = open(std::fs::File::open(&path).expect("open")).expect("open");
             let s = opened.into_stream(0, len as u64).await.expect("stream");
             let mut f = std::fs::OpenOptions::new()
                 .append(true)

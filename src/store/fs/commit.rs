@@ -22,13 +22,15 @@
 //! unsynced moves always starts with one).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
+use rustix::fs::FileType;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Change;
+use super::confine::Root;
 use super::index::{self, Index, db_err};
 use super::intent::{self, Step};
 use crate::store::{Error, Result};
@@ -46,7 +48,7 @@ pub struct Committer {
 }
 
 impl Committer {
-    pub fn start(index: &Index, root: PathBuf) -> Result<Self> {
+    pub fn start(index: &Index, root: Arc<Root>) -> Result<Self> {
         let (tx, rx) = mpsc::channel(1024);
         let writer = index.writer();
         std::thread::Builder::new()
@@ -77,7 +79,7 @@ struct Carry {
     moves_unsynced: bool,
 }
 
-fn run(writer: &Mutex<Connection>, root: &Path, mut rx: mpsc::Receiver<Job>) {
+fn run(writer: &Mutex<Connection>, root: &Root, mut rx: mpsc::Receiver<Job>) {
     let mut carry = Carry::default();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -137,7 +139,7 @@ fn run(writer: &Mutex<Connection>, root: &Path, mut rx: mpsc::Receiver<Job>) {
 /// unreadable). Here, on the one thread that moves files into keys' paths, the disk is what
 /// earlier batches left, and of two changes in this batch that conflict the first wins. The
 /// others get `PathConflict` before anything of them is committed.
-fn refuse_conflicts(root: &Path, batch: Vec<Job>) -> Vec<Job> {
+fn refuse_conflicts(root: &Root, batch: Vec<Job>) -> Vec<Job> {
     // Key paths this batch places files at, and every directory above them.
     let mut placed: HashSet<String> = HashSet::new();
     let mut above: HashSet<String> = HashSet::new();
@@ -218,28 +220,42 @@ fn parents(to: &str) -> impl Iterator<Item = &str> {
 
 /// Why a file cannot be moved to `to` (relative to the store root), if it cannot.
 fn conflict(
-    root: &Path,
+    root: &Root,
     to: &str,
     placed: &HashSet<String>,
     above: &HashSet<String>,
 ) -> Option<String> {
     let key_of = |p: &str| p.split_once('/').map_or(p, |(_, k)| k).to_owned();
+    // The bucket's folder, then every folder of the key: a symlink a POSIX user put there
+    // is not followed (the move would land outside the bucket, or the store).
+    let bucket = to.split_once('/').map_or(to, |(b, _)| b);
+    if !matches!(root.kind(bucket), Ok(Some(FileType::Directory))) {
+        return Some("the bucket's folder is not a plain folder (a symlink?)".into());
+    }
     for dir in parents(to) {
-        let is_file = placed.contains(dir)
-            || std::fs::symlink_metadata(root.join(dir)).is_ok_and(|m| !m.is_dir());
-        if is_file {
+        if placed.contains(dir) {
             return Some(format!("its parent {:?} is an object", key_of(dir)));
+        }
+        match root.kind(dir) {
+            Ok(Some(FileType::Directory) | None) => {}
+            Ok(Some(FileType::Symlink)) => {
+                return Some(format!(
+                    "its folder {:?} is a symlink, which Ferry does not follow",
+                    key_of(dir)
+                ));
+            }
+            Ok(Some(_)) => return Some(format!("its parent {:?} is an object", key_of(dir))),
+            Err(e) => return Some(format!("its folder {:?}: {e}", key_of(dir))),
         }
     }
     let below = "other objects exist below it (it is a prefix of their keys)";
     if above.contains(to) {
         return Some(below.into());
     }
-    let path = root.join(to);
     // An empty directory (left by a write that lost this race) gives way, as it does when a
     // write starts; one with anything in it does not.
-    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
-        && !intent::remove_empty_dirs(&path)
+    if matches!(root.kind(to), Ok(Some(FileType::Directory)))
+        && !intent::remove_empty_dirs(&root.path().join(to))
     {
         return Some(below.into());
     }
@@ -263,13 +279,13 @@ impl Failed {
 
 fn apply(
     conn: &mut Connection,
-    root: &Path,
+    root: &Root,
     carry: &mut Carry,
     batch: &[Job],
 ) -> Result<(), Failed> {
     let unsynced = batch.iter().any(|j| j.change.unsynced_body);
     if unsynced || carry.moves_unsynced {
-        syncfs(root)
+        syncfs(root.path())
             .map_err(|e| Failed::Transaction(Error::io("syncing the store's filesystem", e)))?;
         carry.moves_unsynced = false;
     }

@@ -775,10 +775,12 @@ pub fn tx_insert_part_sizes(
     .map(drop)
 }
 
-/// Sets whether a version is the latest and where its bytes are.
+/// Sets whether a version is the latest, where its bytes are, and what they are (a file
+/// changed outside Ferry is re-indexed as it is kept as a version).
 pub fn tx_update_version(c: &Connection, v: &VersionRow) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "UPDATE versions SET is_latest = ?4, path = ?5, tags = ?6, file_ino = ?7, file_mtime_ns = ?8 \
+        "UPDATE versions SET is_latest = ?4, path = ?5, tags = ?6, file_ino = ?7, file_mtime_ns = ?8, \
+         size = ?9, etag = ?10, mtime_ms = ?11, checksum = ?12, parts_count = ?13 \
          WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
     )?
     .execute(params![
@@ -789,7 +791,12 @@ pub fn tx_update_version(c: &Connection, v: &VersionRow) -> rusqlite::Result<()>
         v.path,
         v.tags,
         v.file_ino,
-        v.file_mtime_ns
+        v.file_mtime_ns,
+        v.size,
+        v.etag,
+        v.mtime_ms,
+        v.checksum,
+        v.parts_count
     ])
     .map(drop)
 }

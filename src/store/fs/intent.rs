@@ -25,7 +25,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::FileType;
 use serde::{Deserialize, Serialize};
+
+use super::confine::Root;
 
 /// Paths are relative to the store root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,12 +68,12 @@ fn parent(p: &Path) -> PathBuf {
 }
 
 /// Replays an intent found at start-up, which may have run partly or completely.
-pub fn replay(root: &Path, steps: &[Step]) -> io::Result<()> {
+pub fn replay(root: &Root, steps: &[Step]) -> io::Result<()> {
     let mut first_undone = 0;
     for (i, step) in steps.iter().enumerate().rev() {
         let proven = match step {
-            Step::MoveFrom { unique, .. } => !exists(&root.join(unique))?,
-            Step::MoveTo { unique, .. } => exists(&root.join(unique))?,
+            Step::MoveFrom { unique, .. } => !exists(&root.path().join(unique))?,
+            Step::MoveTo { unique, .. } => exists(&root.path().join(unique))?,
             Step::Remove { .. } | Step::RemoveDir { .. } => false,
         };
         if proven {
@@ -83,22 +86,27 @@ pub fn replay(root: &Path, steps: &[Step]) -> io::Result<()> {
 
 /// Performs the steps in order, skipping the ones already done, then fsyncs the directories
 /// they changed unless `sync_dirs` is false (the caller makes them durable with a `syncfs`
-/// before the intent is deleted). Blocking.
-pub fn run(root: &Path, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
+/// before the intent is deleted). Key paths are resolved beneath the root with symlinks
+/// refused (see [`super::confine`]). Blocking.
+pub fn run(root: &Root, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
+    let at = |rel: &str| root.path().join(rel);
     let mut dirty: Vec<PathBuf> = Vec::new();
     for step in steps {
         match step {
             Step::MoveFrom { unique, to } => {
-                let (u, t) = (root.join(unique), root.join(to));
+                let (u, t) = (at(unique), at(to));
                 // Usually the target's directory is there: try the rename first, and tell
                 // "already moved" from "no directory" only when it fails.
-                let moved = match std::fs::rename(&u, &t) {
+                let moved = match root.rename(unique, to) {
                     Ok(()) => true,
                     // Directories (and nothing else) where the file goes: made for a write
                     // below this key that started meanwhile and will be refused (its parent is
                     // this file).
-                    Err(e) if t.is_dir() && remove_empty_dirs(&t) => {
-                        std::fs::rename(&u, &t).map_err(|_| e)?;
+                    Err(e)
+                        if matches!(root.kind(to), Ok(Some(FileType::Directory)))
+                            && remove_empty_dirs(&t) =>
+                    {
+                        root.rename(unique, to).map_err(|_| e)?;
                         true
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -108,10 +116,8 @@ pub fn run(root: &Path, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
                             // race it: make them again a few times.
                             let mut tries = 0;
                             loop {
-                                if let Some(p) = t.parent() {
-                                    std::fs::create_dir_all(p)?;
-                                }
-                                match std::fs::rename(&u, &t) {
+                                root.make_parents(to)?;
+                                match root.rename(unique, to) {
                                     Ok(()) => break,
                                     Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => {
                                         tries += 1;
@@ -122,7 +128,7 @@ pub fn run(root: &Path, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
                             // New folders' entries must be durable with the file.
                             let mut up = t.parent();
                             while let Some(d) = up.and_then(Path::parent) {
-                                if !d.starts_with(root) || d == root {
+                                if !d.starts_with(root.path()) || d == root.path() {
                                     break;
                                 }
                                 dirty.push(d.to_path_buf());
@@ -141,18 +147,25 @@ pub fn run(root: &Path, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
                 }
             }
             Step::MoveTo { from, unique } => {
-                let (f, u) = (root.join(from), root.join(unique));
-                if !exists(&u)? && exists(&f)? {
+                let (f, u) = (at(from), at(unique));
+                // Only a file (or a symlink, moved as itself) is an object's: a folder a POSIX
+                // user made where the file was holds their files, which a delete or an
+                // overwrite of the key must not take away.
+                let movable = matches!(
+                    root.kind(from)?,
+                    Some(FileType::RegularFile | FileType::Symlink)
+                );
+                if !exists(&u)? && movable {
                     if let Some(p) = u.parent() {
                         std::fs::create_dir_all(p)?;
                     }
-                    std::fs::rename(&f, &u)?;
+                    root.rename(from, unique)?;
                     dirty.push(parent(&f));
                     dirty.push(parent(&u));
                 }
             }
             Step::Remove { unique } => {
-                let u = root.join(unique);
+                let u = at(unique);
                 match std::fs::remove_file(&u) {
                     Ok(()) => dirty.push(parent(&u)),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -160,7 +173,7 @@ pub fn run(root: &Path, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
                 }
             }
             Step::RemoveDir { unique } => {
-                let u = root.join(unique);
+                let u = at(unique);
                 match std::fs::remove_dir_all(&u) {
                     Ok(()) => dirty.push(parent(&u)),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -170,7 +183,7 @@ pub fn run(root: &Path, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
         }
     }
     // Entries leaving tmp/ or trash/ need no durability: both are emptied at start-up.
-    let scratch = [root.join(".ferry/tmp"), root.join(".ferry/trash")];
+    let scratch = [at(".ferry/tmp"), at(".ferry/trash")];
     if !sync_dirs {
         return Ok(());
     }
@@ -261,6 +274,10 @@ mod tests {
         d
     }
 
+    fn root(d: &tempfile::TempDir) -> Root {
+        Root::open(d.path()).expect("open root")
+    }
+
     fn key(d: &tempfile::TempDir) -> Vec<u8> {
         std::fs::read(d.path().join("b/key")).expect("read key")
     }
@@ -268,9 +285,9 @@ mod tests {
     #[test]
     fn replaying_a_finished_intent_keeps_the_new_bytes() {
         let d = setup();
-        run(d.path(), &steps(), true).expect("run");
+        run(&root(&d), &steps(), true).expect("run");
         assert_eq!(key(&d), b"new");
-        replay(d.path(), &steps()).expect("replay");
+        replay(&root(&d), &steps()).expect("replay");
         assert_eq!(key(&d), b"new", "a replay must not move the new bytes away");
         assert!(!d.path().join("trash/u").exists());
     }
@@ -280,8 +297,8 @@ mod tests {
         let all = steps();
         for done in 0..=all.len() {
             let d = setup();
-            run(d.path(), &all[..done], true).expect("partial run");
-            replay(d.path(), &all).expect("replay");
+            run(&root(&d), &all[..done], true).expect("partial run");
+            replay(&root(&d), &all).expect("replay");
             assert_eq!(key(&d), b"new", "after {done} steps had run");
             assert!(!d.path().join("trash/u").exists(), "after {done} steps");
             assert!(!d.path().join("tmp/t").exists(), "after {done} steps");

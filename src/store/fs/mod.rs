@@ -19,6 +19,7 @@
 mod assembly;
 mod body;
 mod commit;
+mod confine;
 pub mod index;
 pub mod intent;
 mod layout;
@@ -53,6 +54,9 @@ pub const META_DIR: &str = ".ferry";
 pub struct FsStore {
     name: String,
     root: PathBuf,
+    /// The root held open: objects' files are read and moved only through it (see
+    /// [`confine`]).
+    confined: Arc<confine::Root>,
     index: Arc<Index>,
     committer: commit::Committer,
     seq: AtomicI64,
@@ -160,10 +164,15 @@ impl FsStore {
         }
         let index = Arc::new(Index::open(&root.join(META_DIR).join("index.db")).await?);
         let seq = AtomicI64::new(index.max_seq().await?);
-        let committer = commit::Committer::start(&index, root.clone())?;
+        let confined = Arc::new(
+            confine::Root::open(&root)
+                .map_err(|e| Error::io(format!("opening {}", root.display()), e))?,
+        );
+        let committer = commit::Committer::start(&index, confined.clone())?;
         let store = Arc::new(Self {
             name: name.to_owned(),
             root,
+            confined,
             index,
             committer,
             seq,
@@ -220,7 +229,7 @@ impl FsStore {
     }
 
     async fn replay_steps(&self, steps: Vec<Step>) -> Result<()> {
-        let root = self.root.clone();
+        let root = self.confined.clone();
         tokio::task::spawn_blocking(move || intent::replay(&root, &steps))
             .await
             .map_err(|e| Error::Index(format!("file task failed: {e}")))?
@@ -632,8 +641,37 @@ impl Store for FsStore {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<ObjectMeta> {
-        let _g = self.lock_for(bucket, key.as_str()).read().await;
-        let row = self.resolve(bucket, key, version_id).await?;
+        let row = {
+            let _g = self.lock_for(bucket, key.as_str()).read().await;
+            self.resolve(bucket, key, version_id).await?
+        };
+        // A file at the key's path that a POSIX user changed or removed answers HEAD as it
+        // answers GET (one stat tells; the GET path re-indexes it).
+        if row.path.is_none() {
+            let root = self.confined.clone();
+            let rel = Self::bytes_rel(bucket, &row);
+            let facts = tokio::task::spawn_blocking(move || root.facts(&rel))
+                .await
+                .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+            let same = match facts {
+                Ok((ino, mtime_ns, size)) => {
+                    row.file_ino.zip(row.file_mtime_ns) == Some((ino, mtime_ns)) && size == row.size
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::NoSuchKey {
+                        bucket: bucket.to_string(),
+                        key: key.to_string(),
+                        delete_marker: None,
+                    });
+                }
+                // Whatever it is, the GET path says it.
+                Err(_) => false,
+            };
+            if !same {
+                let (row, _) = self.open_version(bucket, key, version_id).await?;
+                return self.meta_of(&row);
+            }
+        }
         self.meta_of(&row)
     }
 

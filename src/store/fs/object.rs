@@ -4,6 +4,7 @@
 use std::io;
 use std::path::Path;
 
+use super::confine::Root;
 use super::index::{self, VersionRow};
 use super::intent::Step;
 use super::{Change, FsStore, META_DIR, body, tags_json, versioning_from};
@@ -65,6 +66,13 @@ fn prepare_key_path(root: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
         why,
     };
     let mut dir = root.join(bucket);
+    // A bucket folder a POSIX user replaced with a symlink is refused as the commit thread
+    // would refuse it: nothing is written through it.
+    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        return Err(conflict(
+            "the bucket's folder is not a plain folder (a symlink?)".into(),
+        ));
+    }
     let segs: Vec<&str> = key.segments().collect();
     let (last, parents) = segs
         .split_last()
@@ -79,12 +87,20 @@ fn prepare_key_path(root: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
         };
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => {}
+            Ok(m) if m.is_symlink() => {
+                return Err(conflict(format!(
+                    "its folder {:?} is a symlink, which Ferry does not follow",
+                    segs[..=i].join("/")
+                )));
+            }
             Ok(_) => return Err(parent_is_object(i + 1)),
             Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
                 return Err(parent_is_object(i));
             }
-            // Nothing below is there either.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // Nothing below is there either: the folders are made in the last one there.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return writable(dir.parent().unwrap_or(root), bucket, key);
+            }
             Err(e) => return Err(Error::io(format!("checking {}", dir.display()), e)),
         }
     }
@@ -97,21 +113,40 @@ fn prepare_key_path(root: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
             "other objects exist below it (it is a prefix of their keys)".into(),
         ));
     }
-    Ok(())
+    writable(&dir, bucket, key)
 }
 
-/// Removes directories left empty below the bucket after a key's file went away.
-fn prune_empty_parents(root: &Path, bucket: &str, key: &ObjectKey) {
-    let bucket_dir = root.join(bucket);
-    let mut p = bucket_dir.join(key.as_str().trim_end_matches('/'));
-    while let Some(parent) = p.parent() {
-        if parent == bucket_dir || !parent.starts_with(&bucket_dir) {
+/// Refuses a write whose file could not be moved into `dir` (permissions a POSIX user set,
+/// a read-only mount) before anything is committed: found only when the commit thread
+/// moves the file, the index row would be in and the file not (listed, yet unreadable).
+fn writable(dir: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
+    use rustix::fs::Access;
+    match rustix::fs::access(dir, Access::WRITE_OK | Access::EXEC_OK) {
+        Ok(()) => Ok(()),
+        Err(
+            e @ (rustix::io::Errno::ACCESS | rustix::io::Errno::ROFS | rustix::io::Errno::PERM),
+        ) => Err(Error::Denied(format!(
+            "cannot write {key} in bucket {bucket}: the store may not write in its folder ({})",
+            io::Error::from(e)
+        ))),
+        // Anything else shows when the file is moved.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Removes directories left empty below the bucket after a key's file went away. Each is
+/// looked at beneath the root with symlinks refused, so a folder a POSIX user replaced with
+/// a symlink ends the pruning instead of leading it out of the store.
+fn prune_empty_parents(root: &Root, bucket: &str, key: &ObjectKey) {
+    let mut rel = format!("{bucket}/{}", key.as_str().trim_end_matches('/'));
+    while let Some((parent, _)) = rel.rsplit_once('/') {
+        if !parent.contains('/')
+            || root.kind(parent).ok().flatten() != Some(rustix::fs::FileType::Directory)
+            || std::fs::remove_dir(root.path().join(parent)).is_err()
+        {
             break;
         }
-        if std::fs::remove_dir(parent).is_err() {
-            break;
-        }
-        p = parent.to_path_buf();
+        rel.truncate(parent.len());
     }
 }
 
@@ -218,7 +253,8 @@ impl FsStore {
                     new_is_null: new_vid == NULL_VERSION,
                     replaces_key_path: !key.is_dir_marker(),
                 };
-                self.retire(bucket, old, retiring, &mut change, &mut pre, &mut post);
+                let old = self.as_on_disk(bucket, key, old, &retiring).await?;
+                self.retire(bucket, &old, retiring, &mut change, &mut pre, &mut post);
             }
             // A never-versioned bucket holds only the null version, and it is the latest.
             if new_vid == NULL_VERSION
@@ -279,6 +315,59 @@ impl FsStore {
             let _ = tokio::fs::remove_file(&tmp_abs).await;
         }
         result
+    }
+
+    /// The latest version as its file at the key's path now is, when it is about to be kept
+    /// as a non-current version: a file a POSIX user changed since it was indexed is hashed
+    /// (or given an unhashed ETag, see [`FsStore::hash_found`]) so the version keeps the
+    /// bytes it holds with their own size and ETag, not the row of the bytes it replaced.
+    async fn as_on_disk(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        old: &VersionRow,
+        new: &Retiring,
+    ) -> Result<VersionRow> {
+        let replaced = old.version_id == NULL_VERSION && new.new_is_null;
+        if replaced || old.delete_marker || old.path.is_some() {
+            return Ok(old.clone());
+        }
+        let rel = Self::bytes_rel(bucket, old);
+        let root = self.confined.clone();
+        let hash = self.hash_found;
+        let (ino, mtime) = (old.file_ino, old.file_mtime_ns);
+        let size = old.size;
+        let looked = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            let (opened, facts) = body::open(root.open_file(&rel)?)?;
+            if Some((facts.ino, facts.mtime_ns)) == ino.zip(mtime) && facts.size == size {
+                return Ok(None);
+            }
+            let etag = if hash {
+                hex::encode(opened.digests()?.md5)
+            } else {
+                super::unhashed_etag(facts.ino, facts.mtime_ns, facts.size)
+            };
+            Ok(Some((facts, etag)))
+        })
+        .await
+        .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+        let mut row = old.clone();
+        match looked {
+            Ok(None) => {}
+            Ok(Some((facts, etag))) => {
+                tracing::info!(store = %self.name, %bucket, %key, "re-indexed a file changed outside Ferry before keeping it as a version");
+                row.size = facts.size;
+                row.etag = etag;
+                row.checksum = None;
+                row.parts_count = None;
+                row.mtime_ms = index::now_ms();
+            }
+            // Gone or no longer a file: the move that keeps it finds nothing to move.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if body::changed_while_read(&e) => return Err(self.changed(key)),
+            Err(e) => return Err(Error::io(format!("reading {bucket}/{key}"), e)),
+        }
+        Ok(row)
     }
 
     /// Handles the previous latest version when a new version or marker takes its place:
@@ -379,13 +468,15 @@ impl FsStore {
     ) -> Result<(VersionRow, body::Opened)> {
         let _g = self.lock_for(bucket, key.as_str()).read().await;
         let mut row = self.resolve(bucket, key, version_id).await?;
-        let abs = self.root.join(Self::bytes_rel(bucket, &row));
-        let path = abs.clone();
-        let opened = tokio::task::spawn_blocking(move || body::open(&path))
+        let rel = Self::bytes_rel(bucket, &row);
+        let abs = self.root.join(&rel);
+        let root = self.confined.clone();
+        let opened = tokio::task::spawn_blocking(move || body::open(root.open_file(&rel)?))
             .await
             .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
         let (opened, facts) = match opened {
             Ok(o) => o,
+            // Gone, or no longer a regular file of the store (a folder, a symlink, a FIFO).
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NoSuchKey {
                     bucket: bucket.to_string(),
@@ -394,11 +485,11 @@ impl FsStore {
                 });
             }
             // Written to in place (by a POSIX user) while read: worth another try.
-            Err(e) if body::changed_while_read(&e) => {
-                return Err(Error::Unavailable {
-                    store: self.name.clone(),
-                    message: format!("{key} changed while it was being read; try again"),
-                });
+            Err(e) if body::changed_while_read(&e) => return Err(self.changed(key)),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(Error::Denied(format!(
+                    "cannot read {key} in bucket {bucket}: the store may not read its file"
+                )));
             }
             Err(e) => return Err(Error::io(format!("opening {}", abs.display()), e)),
         };
@@ -413,25 +504,35 @@ impl FsStore {
             return Ok((row, opened));
         }
         if row.path.is_none() && self.hash_found && (moved || super::is_unhashed_etag(&row.etag)) {
-            let abs2 = abs.clone();
-            let d = tokio::task::spawn_blocking(move || body::hash_file(&abs2))
-                .await
-                .map_err(|e| Error::Index(format!("file task failed: {e}")))?
-                .map_err(|e| Error::io(format!("reading {}", abs.display()), e))?;
+            // Hashed from the file opened above, which is then what is served: a file
+            // replaced meanwhile (a POSIX tool's temp file and rename) is not mixed in.
+            let (d, opened) = tokio::task::spawn_blocking(move || {
+                let d = opened.digests();
+                (d, opened)
+            })
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+            let d = match d {
+                Ok(d) => d,
+                Err(e) if body::changed_while_read(&e) => return Err(self.changed(key)),
+                Err(e) => return Err(Error::io(format!("reading {}", abs.display()), e)),
+            };
             let (size, etag) = (d.size as i64, hex::encode(d.md5));
             let at = (facts.ino, facts.mtime_ns);
             self.refresh_file_row(bucket, key, &mut row, at, size, etag, moved)
                 .await?;
             tracing::info!(store = %self.name, %bucket, %key, "re-indexed a file changed outside Ferry");
-            // Serve what was hashed, not what was opened before (it may have changed again).
-            let path = abs.clone();
-            let reopened = tokio::task::spawn_blocking(move || body::open(&path))
-                .await
-                .map_err(|e| Error::Index(format!("file task failed: {e}")))?
-                .map_err(|e| Error::io(format!("opening {}", abs.display()), e))?;
-            return Ok((row, reopened.0));
+            return Ok((row, opened));
         }
         Ok((row, opened))
+    }
+
+    /// The answer to a read of a file a POSIX user is writing to in place: try again.
+    fn changed(&self, key: &ObjectKey) -> Error {
+        Error::Unavailable {
+            store: self.name.clone(),
+            message: format!("{key} changed while it was being read; try again"),
+        }
     }
 
     pub(super) async fn get_impl(
@@ -495,7 +596,8 @@ impl FsStore {
                             new_is_null: is_null,
                             replaces_key_path: false,
                         };
-                        self.retire(bucket, old, retiring, &mut change, &mut pre, &mut post);
+                        let old = self.as_on_disk(bucket, key, old, &retiring).await?;
+                        self.retire(bucket, &old, retiring, &mut change, &mut pre, &mut post);
                     }
                     if is_null
                         && let Some(n) = self
@@ -596,9 +698,9 @@ impl FsStore {
         change.steps.extend(post);
         self.commit(change).await?;
         if !key.is_dir_marker() {
-            let (root, bname, k) = (self.root.clone(), bucket.to_string(), key.clone());
+            let (root, bname, k) = (self.confined.clone(), bucket.to_string(), key.clone());
             let _ = tokio::task::spawn_blocking(move || {
-                if !root.join(&bname).join(k.as_str()).exists() {
+                if matches!(root.kind(&format!("{bname}/{k}")), Ok(None)) {
                     prune_empty_parents(&root, &bname, &k);
                 }
             })

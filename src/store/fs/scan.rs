@@ -5,7 +5,7 @@
 //! not grow with the tree. Files whose names cannot be keys (e.g. invalid UTF-8) and symlinks
 //! are skipped and counted: a symlink could point outside the root.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -37,7 +37,6 @@ enum Reconciled {
 
 struct Found {
     key: String,
-    path: PathBuf,
     ino: i64,
     mtime_ns: i64,
     size: i64,
@@ -80,49 +79,61 @@ pub fn remove_empty_tree(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-fn walk(
-    dir: &Path,
-    prefix: &str,
-    tx: &tokio::sync::mpsc::Sender<Result<Found, String>>,
-) -> std::io::Result<bool> {
+/// Walks `dir` in name order, sending each regular file, and each entry that cannot be a
+/// key's file (a symlink, a special file, a name that is not UTF-8, a folder that cannot be
+/// read) as skipped. Nothing below the root fails the walk: a folder removed meanwhile (a
+/// delete pruned it) or one that cannot be read is one entry skipped, not a failed rescan.
+/// Returns false when the receiver is gone.
+fn walk(dir: &Path, prefix: &str, tx: &tokio::sync::mpsc::Sender<Result<Found, String>>) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).collect();
+    let skipped = |p: &Path| tx.blocking_send(Err(format!("{}", p.display()))).is_ok();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "rescan: cannot read a folder; its files keep their index rows");
+            return skipped(dir);
+        }
+    };
+    let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let Some(name) = e.file_name().to_str().map(str::to_owned) else {
-            if tx
-                .blocking_send(Err(format!("{}", e.path().display())))
-                .is_err()
-            {
-                return Ok(false);
+            if !skipped(&e.path()) {
+                return false;
             }
             continue;
         };
-        let m = std::fs::symlink_metadata(e.path())?;
+        let m = match std::fs::symlink_metadata(e.path()) {
+            Ok(m) => m,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => {
+                if !skipped(&e.path()) {
+                    return false;
+                }
+                continue;
+            }
+        };
         let key = format!("{prefix}{name}");
         if m.is_dir() {
-            if !walk(&e.path(), &format!("{key}/"), tx)? {
-                return Ok(false);
+            if !walk(&e.path(), &format!("{key}/"), tx) {
+                return false;
             }
         } else if m.is_file() {
             let f = Found {
                 key,
-                path: e.path(),
                 ino: m.ino() as i64,
                 mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
                 size: m.len() as i64,
             };
             if tx.blocking_send(Ok(f)).is_err() {
-                return Ok(false);
+                return false;
             }
-        } else if tx
-            .blocking_send(Err(format!("{}", e.path().display())))
-            .is_err()
-        {
-            return Ok(false);
+        } else if !skipped(&e.path()) {
+            return false;
         }
     }
-    Ok(true)
+    true
 }
 
 impl FsStore {
@@ -176,11 +187,10 @@ impl FsStore {
     async fn rescan_bucket(&self, bucket: &BucketName, report: &mut ScanReport) -> Result<()> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
         let dir = self.root.join(bucket.as_str());
+        // A bucket folder replaced by a symlink is not followed (it leads out of the store).
         let walker = tokio::task::spawn_blocking(move || {
-            if dir.is_dir() {
-                walk(&dir, "", &tx).map(|_| ())
-            } else {
-                Ok(())
+            if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                walk(&dir, "", &tx);
             }
         });
         // Files are reconciled a few dozen at a time, so their index changes share group
@@ -196,7 +206,17 @@ impl FsStore {
                 }
             }
             let Some(r) = running.next().await else { break };
-            match r? {
+            let r = match r {
+                Ok(r) => r,
+                // The index failing fails the rescan; one file's trouble (a write racing it
+                // to the same path, say) skips that file.
+                Err(e @ Error::Index(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(store = %self.name, %bucket, error = %e, "rescan: skipped a file");
+                    Reconciled::Skipped
+                }
+            };
+            match r {
                 Reconciled::Skipped => report.skipped += 1,
                 Reconciled::Unchanged => report.files += 1,
                 Reconciled::Added => {
@@ -211,9 +231,9 @@ impl FsStore {
         }
         walker
             .await
-            .map_err(|e| Error::Index(format!("walk failed: {e}")))?
-            .map_err(|e| Error::io(format!("walking bucket {bucket}"), e))?;
-        // Rows whose file is gone.
+            .map_err(|e| Error::Index(format!("walk failed: {e}")))?;
+        // Rows whose file is gone, or is no longer a regular file of the store's (a folder, a
+        // symlink, a special file). One that cannot be looked at now keeps its row.
         let mut after = String::new();
         loop {
             let rows = self
@@ -222,9 +242,21 @@ impl FsStore {
                 .await?;
             let Some(last) = rows.last() else { break };
             after = last.key.clone();
-            for row in rows {
-                let p = self.root.join(bucket.as_str()).join(&row.key);
-                if !p.is_file() {
+            // One blocking call looks at the page's files.
+            let root = self.confined.clone();
+            let rels: Vec<String> = rows.iter().map(|r| format!("{bucket}/{}", r.key)).collect();
+            let gone = tokio::task::spawn_blocking(move || {
+                rels.iter()
+                    .map(|rel| match root.kind(rel) {
+                        Ok(k) => k != Some(rustix::fs::FileType::RegularFile),
+                        Err(_) => false,
+                    })
+                    .collect::<Vec<bool>>()
+            })
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+            for (row, gone) in rows.into_iter().zip(gone) {
+                if gone {
                     let key = ObjectKey::parse(&row.key)?;
                     let _g = self.lock_for(bucket, key.as_str()).write().await;
                     let mut change = Change::new(bucket, &key);
@@ -278,12 +310,20 @@ impl FsStore {
             return Ok(Reconciled::Unchanged);
         }
         let (size, etag) = if self.hash_found {
-            let p = f.path.clone();
-            let d = tokio::task::spawn_blocking(move || body::hash_file(&p))
+            let rel = format!("{bucket}/{key}");
+            let root = self.confined.clone();
+            let d = tokio::task::spawn_blocking(move || body::hash_file(&root.open_file(&rel)?))
                 .await
-                .map_err(|e| Error::Index(format!("file task failed: {e}")))?
-                .map_err(|e| Error::io(format!("reading {}", f.path.display()), e))?;
-            (d.size as i64, hex::encode(d.md5))
+                .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+            match d {
+                Ok(d) => (d.size as i64, hex::encode(d.md5)),
+                // Removed or replaced since the walk saw it, or unreadable: the next rescan
+                // (or a GET) looks again.
+                Err(e) => {
+                    tracing::warn!(store = %self.name, %bucket, %key, error = %e, "rescan: skipped a file it could not read");
+                    return Ok(Reconciled::Skipped);
+                }
+            }
         } else {
             (f.size, super::unhashed_etag(f.ino, f.mtime_ns, f.size))
         };

@@ -1,0 +1,264 @@
+//! The store root as a directory handle, and every path below it resolved by the kernel with
+//! symlinks refused (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`).
+//!
+//! Bucket folders are open to POSIX users, who may put a symlink where an object's file, a
+//! folder of its key or the bucket folder itself was. Nothing Ferry does through a key may
+//! follow it: a read would serve a file outside the store (`/etc/shadow`), a move or a delete
+//! would change one. So reads of an object's file, the moves that put a file at a key's path
+//! or take it away, and the folders made for a key all go through [`Root`], and an object's
+//! file is opened without blocking and used only when it is a regular file (a FIFO at a key's
+//! path would hang the reader, `/dev/zero` would never end).
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS);
+
+/// The error for a path that leads through a symlink or to something other than a regular
+/// file: the store has no file there (the caller's `NotFound`).
+#[derive(Debug)]
+pub struct NotAFile;
+
+impl std::fmt::Display for NotAFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a regular file inside the store (a symlink, folder or special file)")
+    }
+}
+
+impl std::error::Error for NotAFile {}
+
+fn not_a_file() -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, NotAFile)
+}
+
+/// A symlink on the way (`ELOOP`), a path leaving the root (`EXDEV`) or a file where a
+/// folder should be (`ENOTDIR`): nothing of the store's is there.
+fn beneath_err(e: rustix::io::Errno) -> io::Error {
+    match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::XDEV | rustix::io::Errno::NOTDIR => {
+            not_a_file()
+        }
+        e => e.into(),
+    }
+}
+
+/// The store's root directory, held open.
+pub struct Root {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl Root {
+    pub fn open(path: &Path) -> io::Result<Root> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Root {
+            path: path.to_path_buf(),
+            fd,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A directory beneath the root (`""` is the root), as a handle for `*at` calls.
+    fn dir(&self, rel: &str) -> io::Result<OwnedFd> {
+        let rel = if rel.is_empty() { "." } else { rel };
+        rustix::fs::openat2(
+            &self.fd,
+            rel,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            BENEATH,
+        )
+        .map_err(beneath_err)
+    }
+
+    /// The directory holding `rel` and `rel`'s last name.
+    fn parent<'a>(&self, rel: &'a str) -> io::Result<(OwnedFd, &'a str)> {
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        Ok((self.dir(dir)?, name))
+    }
+
+    /// Opens a regular file beneath the root for reading. A symlink anywhere on the way, a
+    /// folder, a FIFO, a socket or a device is [`NotAFile`] (kind `NotFound`).
+    pub fn open_file(&self, rel: &str) -> io::Result<File> {
+        let fd = rustix::fs::openat2(
+            &self.fd,
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+            BENEATH,
+        )
+        .map_err(beneath_err)?;
+        let st = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(not_a_file());
+        }
+        Ok(File::from(fd))
+    }
+
+    /// The inode, modification time (ns) and size of the regular file at `rel`: what tells
+    /// whether it changed since it was indexed. Not a regular file, or reached through a
+    /// symlink: [`NotAFile`].
+    pub fn facts(&self, rel: &str) -> io::Result<(i64, i64, i64)> {
+        let fd = rustix::fs::openat2(
+            &self.fd,
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            BENEATH,
+        )
+        .map_err(beneath_err)?;
+        let st = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(not_a_file());
+        }
+        Ok((
+            st.st_ino as i64,
+            st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+            st.st_size,
+        ))
+    }
+
+    /// What is at `rel`, not following a symlink at its end (`None`: nothing, or a path that
+    /// leads through a symlink or a file).
+    pub fn kind(&self, rel: &str) -> io::Result<Option<FileType>> {
+        let (dir, name) = match self.parent(rel) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Renames `from` to `to` (both relative), each resolved beneath the root.
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (fd, fname) = self.parent(from)?;
+        let (td, tname) = self.parent(to)?;
+        rustix::fs::renameat(&fd, fname, &td, tname).map_err(io::Error::from)
+    }
+
+    /// Makes the folders above `rel` that are missing, one at a time beneath the root (a
+    /// symlink met on the way is refused, not followed).
+    pub fn make_parents(&self, rel: &str) -> io::Result<()> {
+        let Some((dirs, _)) = rel.rsplit_once('/') else {
+            return Ok(());
+        };
+        let mut at = self.dir("")?;
+        for name in dirs.split('/').filter(|s| !s.is_empty()) {
+            match rustix::fs::mkdirat(&at, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            at = rustix::fs::openat2(
+                &at,
+                OsStr::new(name),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                BENEATH,
+            )
+            .map_err(beneath_err)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, tempfile::TempDir, Root) {
+        let store = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(store.path().join("b/d")).expect("mkdir");
+        std::fs::write(store.path().join("b/d/f"), b"inside").expect("write");
+        std::fs::write(outside.path().join("secret"), b"outside").expect("write");
+        let root = Root::open(store.path()).expect("open root");
+        (store, outside, root)
+    }
+
+    fn is_not_a_file(e: &io::Error) -> bool {
+        e.kind() == io::ErrorKind::NotFound && e.get_ref().is_some_and(|i| i.is::<NotAFile>())
+    }
+
+    #[test]
+    fn reads_refuse_every_symlink_and_special_file() {
+        use std::io::Read;
+        let (store, outside, root) = setup();
+        let mut s = String::new();
+        root.open_file("b/d/f")
+            .expect("a plain file opens")
+            .read_to_string(&mut s)
+            .expect("read");
+        assert_eq!(s, "inside");
+        let link = |at: &str, to: &Path| {
+            std::os::unix::fs::symlink(to, store.path().join(at)).expect("symlink")
+        };
+        link("b/file-link", &outside.path().join("secret"));
+        link("b/dir-link", outside.path());
+        link("bucket-link", outside.path());
+        rustix::process::umask(Mode::empty());
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            store.path().join("b/fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+        for rel in [
+            "b/file-link",
+            "b/dir-link/secret",
+            "bucket-link/secret",
+            "b/d",
+            "b/fifo",
+            "b/../../etc/passwd",
+        ] {
+            let e = root.open_file(rel).expect_err(rel);
+            assert!(is_not_a_file(&e), "{rel}: {e}");
+        }
+    }
+
+    #[test]
+    fn moves_and_folders_never_go_through_a_symlink() {
+        let (store, outside, root) = setup();
+        std::os::unix::fs::symlink(outside.path(), store.path().join("b/out")).expect("symlink");
+        let e = root
+            .rename("b/out/secret", "b/taken")
+            .expect_err("move out");
+        assert!(is_not_a_file(&e), "{e}");
+        let e = root.rename("b/d/f", "b/out/planted").expect_err("move in");
+        assert!(is_not_a_file(&e), "{e}");
+        let e = root.make_parents("b/out/x/y").expect_err("folders");
+        assert!(is_not_a_file(&e), "{e}");
+        assert!(!outside.path().join("x").exists());
+        assert_eq!(
+            std::fs::read(outside.path().join("secret")).expect("still there"),
+            b"outside"
+        );
+        assert_eq!(root.kind("b/out").expect("kind"), Some(FileType::Symlink));
+        assert_eq!(root.kind("b/out/secret").expect("kind"), None);
+        root.make_parents("b/n/m/k").expect("folders");
+        root.rename("b/d/f", "b/n/m/k").expect("rename");
+        assert_eq!(
+            std::fs::read(store.path().join("b/n/m/k")).expect("moved"),
+            b"inside"
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! The fs store under POSIX users who change its tree beside Ferry: a symlink, a FIFO or a
+//! folder where an object's file was, a file edited in place or replaced by a rename. Ferry
+//! must never read, write or delete outside the store through them, never hang on them,
+//! never lose a user's files, and never serve one file's bytes with another's ETag.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ferry::store::fs::FsStore;
+use ferry::store::{BucketName, Error, GetOptions, ObjectKey, PutOptions, Store, Versioning};
+use futures::StreamExt;
+
+use crate::store::one_chunk;
+
+fn key(k: &str) -> ObjectKey {
+    ObjectKey::parse(k).expect("key")
+}
+
+async fn put(s: &FsStore, b: &BucketName, k: &str, data: &'static [u8]) -> String {
+    s.put_object(
+        b,
+        &key(k),
+        one_chunk(data),
+        PutOptions {
+            size_hint: Some(data.len() as u64),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("put {k}: {e}"))
+    .etag
+}
+
+/// The body and ETag of a GET, or its error; a GET that does not answer within a minute
+/// (a FIFO blocking the open) fails the test.
+async fn get(
+    s: &FsStore,
+    b: &BucketName,
+    k: &str,
+    version: Option<&str>,
+) -> Result<(Vec<u8>, String), Error> {
+    let opts = GetOptions {
+        version_id: version.map(str::to_owned),
+        ..Default::default()
+    };
+    let r = tokio::time::timeout(Duration::from_secs(60), s.get_object(b, &key(k), opts))
+        .await
+        .unwrap_or_else(|_| panic!("GET {k} hung"))?;
+    let mut out = Vec::new();
+    let mut body = r.body;
+    while let Some(c) = body.next().await {
+        out.extend_from_slice(&c.map_err(Error::Body)?);
+    }
+    Ok((out, r.meta.etag))
+}
+
+fn md5(data: &[u8]) -> String {
+    let mut h = ferry::store::digest::BodyHasher::new(None);
+    h.update(data);
+    hex::encode(h.finalize().md5)
+}
+
+fn swap_for_symlink(path: &Path, to: &Path) {
+    if path.is_dir() {
+        std::fs::remove_dir_all(path).expect("rm dir");
+    } else {
+        std::fs::remove_file(path).expect("rm");
+    }
+    std::os::unix::fs::symlink(to, path).expect("symlink");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_swapped_into_a_bucket_lead_nowhere_outside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, b"outside the store").expect("write");
+    std::fs::write(outside.path().join("victim.conf"), b"keep me").expect("write");
+    let s = FsStore::open("fs", dir.path()).await.expect("open");
+    let b = BucketName::parse("bkt").expect("name");
+    let b2 = BucketName::parse("other").expect("name");
+    for bk in [&b, &b2] {
+        s.create_bucket(bk).await.expect("bucket");
+    }
+    put(&s, &b, "report.txt", b"report").await;
+    put(&s, &b, "d/victim.conf", b"inside").await;
+    put(&s, &b2, "victim.conf", b"inside").await;
+    let at = |rel: &str| dir.path().join(rel);
+
+    // An object's file, a folder of a key, a whole bucket folder: each now a symlink.
+    swap_for_symlink(&at("bkt/report.txt"), &secret);
+    swap_for_symlink(&at("bkt/d"), outside.path());
+    swap_for_symlink(&at("other"), outside.path());
+    for (bk, k) in [
+        (&b, "report.txt"),
+        (&b, "d/victim.conf"),
+        (&b2, "victim.conf"),
+        (&b2, "secret"),
+    ] {
+        match get(&s, bk, k, None).await {
+            Err(Error::NoSuchKey { .. }) => {}
+            other => panic!(
+                "GET {bk}/{k} through a symlink: {:?}",
+                other.map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
+            ),
+        }
+    }
+    // Writes through them are refused before anything is committed.
+    for (bk, k) in [(&b, "d/planted"), (&b2, "planted")] {
+        let e = s
+            .put_object(bk, &key(k), one_chunk(b"x"), PutOptions::default())
+            .await
+            .expect_err("a write through a symlink");
+        assert!(matches!(e, Error::PathConflict { .. }), "PUT {bk}/{k}: {e}");
+    }
+    // Deletes forget the object and touch nothing outside.
+    for (bk, k) in [
+        (&b, "d/victim.conf"),
+        (&b2, "victim.conf"),
+        (&b, "report.txt"),
+    ] {
+        s.delete_object(bk, &key(k), None)
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {bk}/{k}: {e}"));
+    }
+    let mut names: Vec<String> = std::fs::read_dir(outside.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["secret", "victim.conf"],
+        "the outside folder is untouched"
+    );
+    assert_eq!(
+        std::fs::read(outside.path().join("victim.conf")).expect("read"),
+        b"keep me"
+    );
+    assert_eq!(std::fs::read(&secret).expect("read"), b"outside the store");
+    // A rescan does not walk into them either.
+    let report = s.rescan().await.expect("rescan");
+    assert_eq!(report.added, 0, "rescan followed a symlink: {report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_files_at_a_key_path_do_not_hang_a_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FsStore::open("fs", dir.path()).await.expect("open");
+    let b = BucketName::parse("bkt").expect("name");
+    s.create_bucket(&b).await.expect("bucket");
+    put(&s, &b, "pipe", b"was a file").await;
+    put(&s, &b, "folder", b"was a file").await;
+    let at = |rel: &str| dir.path().join(rel);
+    std::fs::remove_file(at("bkt/pipe")).expect("rm");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        at("bkt/pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .expect("mkfifo");
+    std::fs::remove_file(at("bkt/folder")).expect("rm");
+    std::fs::create_dir(at("bkt/folder")).expect("mkdir");
+    for k in ["pipe", "folder"] {
+        match get(&s, &b, k, None).await {
+            Err(Error::NoSuchKey { .. }) => {}
+            other => panic!("GET of a {k}: {:?}", other.map(|(b, _)| b.len())),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_key_whose_file_became_a_folder_keeps_the_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = BucketName::parse("bkt").expect("name");
+    {
+        let s = FsStore::open("fs", dir.path()).await.expect("open");
+        s.create_bucket(&b).await.expect("bucket");
+        put(&s, &b, "k", b"object").await;
+        std::fs::remove_file(dir.path().join("bkt/k")).expect("rm");
+        std::fs::create_dir(dir.path().join("bkt/k")).expect("mkdir");
+        std::fs::write(dir.path().join("bkt/k/notes.txt"), b"a user's file").expect("write");
+        s.delete_object(&b, &key("k"), None)
+            .await
+            .expect("DELETE k");
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("bkt/k/notes.txt")).expect("the user's file is kept"),
+        b"a user's file"
+    );
+    // And the store opens again (no intent left that cannot be replayed).
+    let s = FsStore::open("fs", dir.path()).await.expect("reopen");
+    let report = s.rescan().await.expect("rescan");
+    assert_eq!(report.added, 1, "{report:?}");
+    assert_eq!(
+        get(&s, &b, "k/notes.txt", None).await.expect("GET").0,
+        b"a user's file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_kept_after_an_edit_outside_ferry_is_the_edited_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FsStore::open("fs", dir.path()).await.expect("open");
+    let b = BucketName::parse("bkt").expect("name");
+    s.create_bucket(&b).await.expect("bucket");
+    s.set_versioning(&b, Versioning::Enabled)
+        .await
+        .expect("versioning");
+    for (k, edited) in [
+        ("grew", &b"0123456789 and more"[..]),
+        ("shrank", b"01"),
+        ("same", b"abcdefghij"),
+    ] {
+        put(&s, &b, k, b"0123456789").await;
+        std::fs::write(dir.path().join("bkt").join(k), edited).expect("edit in place");
+        put(&s, &b, k, b"new").await;
+        let versions = s
+            .list_versions(
+                &b,
+                &ferry::store::VersionsQuery {
+                    prefix: k.into(),
+                    max_keys: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("versions");
+        let old = versions
+            .versions
+            .iter()
+            .find(|v| !v.is_latest && v.key.as_str() == k)
+            .unwrap_or_else(|| panic!("{k}: no older version: {versions:?}"));
+        assert_eq!(
+            old.size,
+            edited.len() as u64,
+            "{k}: the kept version's size"
+        );
+        let (body, etag) = get(&s, &b, k, Some(&old.version_id))
+            .await
+            .unwrap_or_else(|e| panic!("{k}: GET of the kept version: {e}"));
+        assert_eq!(body, edited, "{k}: the kept version's bytes");
+        assert_eq!(etag, md5(edited), "{k}: the kept version's ETag");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_racing_a_replace_by_rename_serves_one_file_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FsStore::open("fs", dir.path()).await.expect("open");
+    let b = BucketName::parse("bkt").expect("name");
+    s.create_bucket(&b).await.expect("bucket");
+    put(&s, &b, "f", b"start").await;
+    let (a, bb) = (vec![b'a'; 1000], vec![b'b'; 3000]);
+    let path = dir.path().join("bkt/f");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, path, a, bb) = (stop.clone(), path.clone(), a.clone(), bb.clone());
+        std::thread::spawn(move || {
+            let tmp = path.with_file_name(".f.tmp");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for data in [&a, &bb] {
+                    std::fs::write(&tmp, data).expect("write temp");
+                    std::fs::rename(&tmp, &path).expect("rename");
+                }
+            }
+        })
+    };
+    let mut served = 0;
+    for _ in 0..3000 {
+        match get(&s, &b, "f", None).await {
+            Ok((body, etag)) => {
+                assert!(
+                    body == a || body == bb || body == b"start",
+                    "a body of {} bytes mixes two files",
+                    body.len()
+                );
+                assert_eq!(etag, md5(&body), "the ETag served is another file's");
+                served += 1;
+            }
+            // Caught mid-change: the client is told to try again.
+            Err(Error::Unavailable { .. } | Error::NoSuchKey { .. }) => {}
+            Err(e) => panic!("GET during replaces: {e}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().expect("writer");
+    assert!(served > 0, "no GET was served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_too_long_to_open_does_not_stop_the_first_scan() {
+    use rustix::fs::{Mode, OFlags};
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("bkt")).expect("mkdir");
+    std::fs::write(dir.path().join("bkt/plain.txt"), b"found").expect("write");
+    // Folders nested past PATH_MAX (made one at a time, relative to the last).
+    let mut at = rustix::fs::open(
+        dir.path().join("bkt"),
+        OFlags::PATH | OFlags::DIRECTORY,
+        Mode::empty(),
+    )
+    .expect("open");
+    let name = "d".repeat(200);
+    for _ in 0..25 {
+        rustix::fs::mkdirat(&at, name.as_str(), Mode::from_raw_mode(0o755)).expect("mkdirat");
+        at = rustix::fs::openat(
+            &at,
+            name.as_str(),
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("openat");
+    }
+    let s = FsStore::open("fs", dir.path())
+        .await
+        .expect("first start with an over-long path");
+    let b = BucketName::parse("bkt").expect("name");
+    assert_eq!(
+        get(&s, &b, "plain.txt", None).await.expect("GET").0,
+        b"found"
+    );
+    let report = s.rescan().await.expect("rescan");
+    assert!(report.skipped >= 1, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_sees_a_file_changed_outside_ferry_as_get_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FsStore::open("fs", dir.path()).await.expect("open");
+    let b = BucketName::parse("bkt").expect("name");
+    s.create_bucket(&b).await.expect("bucket");
+    put(&s, &b, "k", b"0123456789").await;
+    let grown = b"0123456789 and ten more";
+    std::fs::write(dir.path().join("bkt/k"), grown).expect("edit");
+    let m = s.head_object(&b, &key("k"), None).await.expect("HEAD");
+    assert_eq!(
+        (m.size, m.etag),
+        (grown.len() as u64, md5(grown)),
+        "HEAD after an edit"
+    );
+    std::fs::remove_file(dir.path().join("bkt/k")).expect("rm");
+    match s.head_object(&b, &key("k"), None).await {
+        Err(Error::NoSuchKey { .. }) => {}
+        other => panic!("HEAD of a removed file: {other:?}"),
+    }
+}
