@@ -4,6 +4,7 @@
 //! on PostgreSQL.
 
 mod dir;
+mod fence;
 mod integrity;
 
 use std::path::{Path, PathBuf};
