@@ -108,11 +108,6 @@ pub async fn cancel(db: &Db, id: i64) -> Result<(), Error> {
 
 /// Requeues a job's dead letters (a finished job runs again); returns how many.
 pub async fn retry_dead(db: &Db, id: i64) -> Result<u64, Error> {
-    let rec = db.job(id).await?;
-    let n = db.retry_dead(id).await?;
-    if rec.state == job_state::DONE && n > 0 {
-        db.set_job_state(id, &[job_state::DONE], job_state::RUNNING, state::now_ms())
-            .await?;
-    }
-    Ok(n)
+    db.job(id).await?;
+    Ok(db.retry_dead(id).await?)
 }

@@ -260,15 +260,12 @@ impl Runner {
             stop.send_if_modified(|s| std::mem::replace(s, false));
             if rec.listing_done && self.live.in_flight.load(Ordering::Relaxed) == 0 {
                 let c = self.db.task_counts(self.job).await?;
-                if c.pending == 0 && c.running == 0 {
-                    self.db
-                        .set_job_state(
-                            self.job,
-                            &[job_state::RUNNING],
-                            job_state::DONE,
-                            crate::state::now_ms(),
-                        )
-                        .await?;
+                // The counts are a hint; the transition checks them again itself, so a
+                // `retry-dead` between the two does not leave a done job with tasks queued.
+                if c.pending == 0
+                    && c.running == 0
+                    && self.db.finish_job(self.job, crate::state::now_ms()).await?
+                {
                     return Ok(Ended::Done(self.db.job(self.job).await?));
                 }
             }
