@@ -59,6 +59,10 @@ async fn transition(
 
 /// Pauses a running job and waits until no task of it runs (workers stop at the next part
 /// boundary and record what finished); returns the finished parts of unfinished uploads.
+/// Tasks whose lease ran out (their process was killed) are handed back as it waits: no
+/// live process holds them, and none would claim them while the job is paused. Fails with
+/// [`Error::Conflict`] (naming the state) when the job leaves the paused state meanwhile
+/// (resumed, cancelled by someone else).
 pub async fn pause(db: &Db, id: i64) -> Result<i64, Error> {
     transition(
         db,
@@ -69,18 +73,37 @@ pub async fn pause(db: &Db, id: i64) -> Result<i64, Error> {
     )
     .await?;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while db.task_counts(id).await?.running > 0 {
+    loop {
+        still_paused(db, id).await?;
+        db.release_expired(id, state::now_ms()).await?;
+        if db.task_counts(id).await?.running == 0 {
+            break;
+        }
         if Instant::now() > deadline {
             return Err(Error::StillRunning(id));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(db
+    let parts = db
         .open_tasks(id, 100_000)
         .await?
         .iter()
         .map(|t| t.parts_done)
-        .sum())
+        .sum();
+    still_paused(db, id).await?;
+    Ok(parts)
+}
+
+async fn still_paused(db: &Db, id: i64) -> Result<(), Error> {
+    let rec = db.job(id).await?;
+    if rec.state == job_state::PAUSED {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        id,
+        state: rec.state,
+        why: "it left the paused state while the pause waited for its transfers to stop",
+    })
 }
 
 pub async fn resume(db: &Db, id: i64) -> Result<(), Error> {

@@ -458,6 +458,20 @@ impl Db {
         Ok(())
     }
 
+    /// Gives back the tasks of `job` whose lease ran out before `now_ms` (their process is
+    /// gone or lost them), marked interrupted as a claim of them would; returns how many.
+    /// Until then they count as running, which a paused or ended job never claims again.
+    pub async fn release_expired(&self, job: i64, now_ms: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE job_tasks SET state = 'pending', owner = NULL, interrupted = 1 WHERE job_id = $1 AND state = 'running' AND lease_ms < $2",
+        )
+        .bind(job)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Gives tasks back (pause, shutdown) without counting an attempt.
     pub async fn release_tasks(&self, owner: &str, ids: &[i64]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
