@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::open::{Opener, Role};
+use super::spec::MigrateSpec;
+use crate::registry::Registry;
 use crate::state::{self, Db, JobRecord, OpenTask, TaskCounts, job_state};
 
 /// Why an operation was refused.
@@ -117,8 +120,22 @@ pub async fn resume(db: &Db, id: i64) -> Result<(), Error> {
     .await
 }
 
-/// Cancels a job; its runners abort its unfinished multipart uploads as they stop.
-pub async fn cancel(db: &Db, id: i64) -> Result<(), Error> {
+/// What a cancel did with the job's unfinished multipart uploads.
+#[derive(Debug, Serialize)]
+pub struct Cancelled {
+    /// Uploads aborted (or found gone already).
+    pub aborted: usize,
+    /// Why some could not be (they stay on the destination), if so.
+    pub not_aborted: Option<String>,
+}
+
+/// Cancels a job, waits (up to a minute) until its runners stopped their transfers at a
+/// part boundary, handing back the tasks of dead ones, then aborts the multipart uploads its
+/// unfinished tasks recorded. Done here rather than only by the runners, which may be gone
+/// (a paused job's workers stopped, say); a runner still stopping aborts them too, after
+/// its workers stopped, in case one started an upload after this.
+pub async fn cancel(registry: &Registry, id: i64) -> Result<Cancelled, Error> {
+    let db = registry.db();
     transition(
         db,
         id,
@@ -126,11 +143,57 @@ pub async fn cancel(db: &Db, id: i64) -> Result<(), Error> {
         job_state::CANCELLED,
         "it has already ended",
     )
-    .await
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        db.release_expired(id, state::now_ms()).await?;
+        if db.task_counts(id).await?.running == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if db.job_uploads(id).await?.is_empty() {
+        return Ok(Cancelled {
+            aborted: 0,
+            not_aborted: None,
+        });
+    }
+    let rec = db.job(id).await?;
+    let dst = match serde_json::from_value::<MigrateSpec>(rec.spec) {
+        Ok(spec) => Opener::new(false)
+            .open(&spec.dst, Role::Dst, registry)
+            .await
+            .map_err(|e| chain(&e)),
+        Err(e) => Err(format!("the job's record is unreadable: {e}")),
+    };
+    Ok(match dst {
+        Ok(dst) => {
+            let (aborted, not_aborted) = super::run::abort_uploads(db, id, &dst).await;
+            Cancelled {
+                aborted,
+                not_aborted,
+            }
+        }
+        Err(e) => Cancelled {
+            aborted: 0,
+            not_aborted: Some(e),
+        },
+    })
 }
 
 /// Requeues a job's dead letters (a finished job runs again); returns how many.
 pub async fn retry_dead(db: &Db, id: i64) -> Result<u64, Error> {
     db.job(id).await?;
     Ok(db.retry_dead(id).await?)
+}
+
+/// An error with its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
 }

@@ -199,12 +199,16 @@ impl Runner {
         let (go_tx, go_rx) = watch::channel(rec.state == job_state::RUNNING && !*shutdown.borrow());
         let (stop_tx, stop_rx) = watch::channel(!*go_rx.borrow());
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(self.clone().heartbeat());
+        // Not in `tasks`: the leases must hold while the workers stop.
+        let heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat()).abort_handle());
         tasks.spawn(self.clone().lister(go_rx.clone()));
         let (queue_tx, queue_rx) = mpsc::channel::<Claimed>(self.workers * 2);
         let queue_rx = Arc::new(Mutex::new(queue_rx));
         let (done_tx, done_rx) = mpsc::unbounded_channel::<(i64, i64)>();
-        tasks.spawn(self.clone().committer(done_rx));
+        // Not aborted with the others: it records what the workers finished until they
+        // have all stopped, else those tasks would stay "running" in an ended job.
+        let committer = tokio::spawn(self.clone().committer(done_rx));
+        let _committer = AbortOnDrop(committer.abort_handle());
         tasks.spawn(self.clone().claimer(go_rx.clone(), queue_tx));
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..self.workers {
@@ -222,7 +226,14 @@ impl Runner {
         let _ = stop_tx.send(true);
         tasks.abort_all();
         while workers.join_next().await.is_some() {}
+        // Bounded: it retries for as long as the database does not answer.
+        let _ = tokio::time::timeout(Duration::from_secs(30), committer).await;
+        drop(heartbeat);
         self.release_queued(&queue_rx).await;
+        // Only now: a worker still running could have started an upload after an abort.
+        if let Ok(Ended::Cancelled(_)) = &ended {
+            abort_uploads(&self.db, self.job, &self.dst).await;
+        }
         ended
     }
 
@@ -250,10 +261,8 @@ impl Runner {
                     stop.send_if_modified(|s| !std::mem::replace(s, true));
                     continue;
                 }
-                job_state::CANCELLED => {
-                    self.abort_uploads().await;
-                    return Ok(Ended::Cancelled(rec));
-                }
+                // Its uploads are aborted once the workers stopped (see `run`).
+                job_state::CANCELLED => return Ok(Ended::Cancelled(rec)),
                 _ => return Ok(Ended::Done(rec)),
             }
             go.send_if_modified(|g| !std::mem::replace(g, true));
@@ -548,23 +557,37 @@ impl Runner {
             tracing::warn!(job = self.job, error = %e, "releasing queued tasks failed; their leases will expire");
         }
     }
+}
 
-    /// Aborts the multipart uploads of unfinished tasks (a cancelled job leaves nothing
-    /// half-written on the destination).
-    async fn abort_uploads(&self) {
-        let Ok(uploads) = self.db.job_uploads(self.job).await else {
-            return;
+/// Aborts the multipart uploads a job's unfinished tasks recorded (a cancelled job leaves
+/// nothing half-written on the destination) and forgets them; returns how many were
+/// aborted (or already gone) and the error of the first that could not be.
+pub async fn abort_uploads(db: &Db, job: i64, dst: &Side) -> (usize, Option<String>) {
+    let uploads = match db.job_uploads(job).await {
+        Ok(u) => u,
+        Err(e) => return (0, Some(e.to_string())),
+    };
+    let (mut aborted, mut failed) = (0, None);
+    for (id, key, upload) in uploads {
+        let r = match ObjectKey::parse(&format!("{}{key}", dst.prefix)) {
+            Ok(dk) => dst.store.abort_multipart(&dst.bucket, &dk, &upload).await,
+            Err(e) => Err(e.into()),
         };
-        for (key, upload) in uploads {
-            if let Ok(dk) = ObjectKey::parse(&format!("{}{key}", self.dst.prefix)) {
-                let _ = self
-                    .dst
-                    .store
-                    .abort_multipart(&self.dst.bucket, &dk, &upload)
-                    .await;
+        match r {
+            Ok(()) | Err(store::Error::NoSuchUpload { .. }) => {
+                aborted += 1;
+                if let Err(e) = db.set_task_upload(id, None).await {
+                    tracing::warn!(job, error = %e, "forgetting an aborted upload failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job, %key, upload, error = %e,
+                    "could not abort a cancelled job's multipart upload; its parts stay on the destination");
+                failed.get_or_insert(e.to_string());
             }
         }
     }
+    (aborted, failed)
 }
 
 /// Hands back the tasks and listing lease of processes on this host that are gone (killed,
@@ -612,6 +635,15 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into())
+}
+
+/// Aborts a task when dropped (with the runner's future, say).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A claimed task and the [`Fence`] generation it was claimed under.

@@ -716,16 +716,23 @@ impl Db {
             .collect()
     }
 
-    /// Upload ids of a job's unfinished tasks (to abort them when the job is cancelled).
-    pub async fn job_uploads(&self, job: i64) -> Result<Vec<(String, String)>> {
+    /// Task id, key and upload id of a job's unfinished tasks that record a multipart
+    /// upload (to abort them when the job is cancelled).
+    pub async fn job_uploads(&self, job: i64) -> Result<Vec<(i64, String, String)>> {
         let rows = sqlx::query(
-            "SELECT object_key, upload_id FROM job_tasks WHERE job_id = $1 AND upload_id IS NOT NULL AND state <> 'done'",
+            "SELECT id, object_key, upload_id FROM job_tasks WHERE job_id = $1 AND upload_id IS NOT NULL AND state <> 'done' ORDER BY id",
         )
         .bind(job)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("object_key")?, r.try_get("upload_id")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("object_key")?,
+                    r.try_get("upload_id")?,
+                ))
+            })
             .collect()
     }
 }

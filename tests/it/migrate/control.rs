@@ -101,3 +101,107 @@ async fn pause_reports_a_job_resumed_meanwhile() {
         other => panic!("pause reported {other:?} for a running job"),
     }
 }
+
+/// Probes 06 and 11: a job cancelled while no runner is around (its workers were stopped
+/// while it was paused, or killed) has its recorded multipart uploads aborted by the cancel
+/// itself, and the tasks of its dead workers do not stay "running".
+#[tokio::test]
+async fn cancel_without_a_runner_aborts_the_uploads_and_frees_the_tasks() {
+    use ferry::jobs::spec::{Endpoint, MigrateSpec, Options};
+    use ferry::store::fs::FsStore;
+    use ferry::store::{BucketName, ObjectKey, PutOptions, Store, UploadsQuery};
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(tmp.path().join("in/srcb")).expect("src");
+    std::fs::create_dir_all(tmp.path().join("out/dstb")).expect("dst");
+    let db = Db::open_embedded(tmp.path()).await.expect("db");
+    let spec = MigrateSpec {
+        src: Endpoint::Dir {
+            path: tmp.path().join("in/srcb"),
+        },
+        dst: Endpoint::Dir {
+            path: tmp.path().join("out/dstb"),
+        },
+        options: Options {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            newer_than_ms: None,
+            older_than_ms: None,
+            checksum: false,
+            delete: false,
+            part_size: 5 << 20,
+            multipart_threshold: 8 << 20,
+            max_attempts: 3,
+        },
+    };
+    let id = db
+        .create_job(
+            "migrate",
+            &serde_json::to_value(&spec).expect("spec"),
+            "fp",
+            now_ms(),
+        )
+        .await
+        .expect("job");
+    let now = now_ms();
+    assert!(
+        db.take_lister(id, "L", now, now + 10_000)
+            .await
+            .expect("lister")
+    );
+    let tasks: Vec<NewTask> = ["big0", "big1"]
+        .iter()
+        .map(|k| NewTask {
+            key: (*k).into(),
+            action: "copy",
+            size: 20 << 20,
+            etag: "e".into(),
+        })
+        .collect();
+    assert!(
+        db.add_listing_page(id, "L", &tasks, Some("z"), 0, true)
+            .await
+            .expect("page")
+    );
+    // Two uploads started on the destination and recorded: one by a worker that stopped
+    // (its task back in the queue), one by a worker killed with its task claimed.
+    let dst = FsStore::open("dst", &tmp.path().join("out"))
+        .await
+        .expect("dst store");
+    let bucket = BucketName::parse("dstb").expect("bucket");
+    let claimed = db
+        .claim_tasks(id, "gone:1:x", now, now + 300, 2)
+        .await
+        .expect("claim");
+    for t in &claimed {
+        let key = ObjectKey::parse(&t.key).expect("key");
+        let up = dst
+            .create_multipart(&bucket, &key, PutOptions::default())
+            .await
+            .expect("upload");
+        db.set_task_upload(t.id, Some(&up)).await.expect("record");
+    }
+    db.release_tasks("gone:1:x", &[claimed[0].id])
+        .await
+        .expect("release");
+    // The directory is open in one process at a time.
+    drop(dst);
+    let registry = ferry::registry::Registry::new(db.clone(), &tmp.path().join("data"));
+    let c = tokio::time::timeout(Duration::from_secs(20), control::cancel(&registry, id))
+        .await
+        .expect("cancel returns")
+        .expect("cancel");
+    assert_eq!((c.aborted, c.not_aborted), (2, None));
+    drop(registry);
+    let dst = FsStore::open("dst", &tmp.path().join("out"))
+        .await
+        .expect("dst store");
+    let left = dst
+        .list_uploads(&bucket, &UploadsQuery::default())
+        .await
+        .expect("uploads");
+    assert!(left.uploads.is_empty(), "{:?}", left.uploads);
+    assert!(db.job_uploads(id).await.expect("recorded").is_empty());
+    let c = db.task_counts(id).await.expect("counts");
+    assert_eq!(c.running, 0, "a cancelled job shows tasks running");
+    assert_eq!(db.job(id).await.expect("job").state, "cancelled");
+}
