@@ -181,10 +181,24 @@ pub async fn cancel(registry: &Registry, id: i64) -> Result<Cancelled, Error> {
     })
 }
 
-/// Requeues a job's dead letters (a finished job runs again); returns how many.
+/// Requeues a job's dead letters (a finished job runs again); returns how many. Refused
+/// for a cancelled job, which nothing runs again (its dead letters stay listed).
 pub async fn retry_dead(db: &Db, id: i64) -> Result<u64, Error> {
-    db.job(id).await?;
-    Ok(db.retry_dead(id).await?)
+    let rec = db.job(id).await?;
+    let cancelled = || Error::Conflict {
+        id,
+        state: job_state::CANCELLED.into(),
+        why: "a cancelled job does not run again (start the migration anew)",
+    };
+    if rec.state == job_state::CANCELLED {
+        return Err(cancelled());
+    }
+    let n = db.retry_dead(id).await?;
+    // Cancelled meanwhile: nothing was requeued.
+    if n == 0 && db.job(id).await?.state == job_state::CANCELLED {
+        return Err(cancelled());
+    }
+    Ok(n)
 }
 
 /// An error with its causes, `a: b: c`.

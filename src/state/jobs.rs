@@ -572,12 +572,14 @@ impl Db {
 
     /// Puts every dead task of a job back in the queue (attempts start again) and, when
     /// that requeued any, a finished job back to running, in one transaction (see
-    /// [`Db::finish_job`]); returns how many.
+    /// [`Db::finish_job`]); returns how many. A cancelled job's are left as they are: it
+    /// never runs again.
     pub async fn retry_dead(&self, job: i64) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         lock_job(&mut tx, job).await?;
         let r = sqlx::query(
-            "UPDATE job_tasks SET state = 'pending', attempts = 0, next_ms = 0 WHERE job_id = $1 AND state = 'dead'",
+            "UPDATE job_tasks SET state = 'pending', attempts = 0, next_ms = 0 WHERE job_id = $1 AND state = 'dead'
+               AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state <> 'cancelled')",
         )
         .bind(job)
         .execute(&mut *tx)

@@ -205,3 +205,33 @@ async fn cancel_without_a_runner_aborts_the_uploads_and_frees_the_tasks() {
     assert_eq!(c.running, 0, "a cancelled job shows tasks running");
     assert_eq!(db.job(id).await.expect("job").state, "cancelled");
 }
+
+/// Probe 12: retry-dead on a cancelled job is refused and its dead letters stay listed
+/// (nothing would ever run them).
+#[tokio::test]
+async fn retry_dead_of_a_cancelled_job_is_refused() {
+    let (_dir, db) = db().await;
+    let id = job(&db, 1).await;
+    let now = now_ms();
+    let t = db
+        .claim_tasks(id, "w", now, now + 60_000, 1)
+        .await
+        .expect("claim");
+    db.fail_task(id, "w", t[0].id, "refused", None)
+        .await
+        .expect("dead");
+    assert!(
+        db.set_job_state(id, &["running"], "cancelled", now)
+            .await
+            .expect("cancel")
+    );
+    match control::retry_dead(&db, id).await {
+        Err(Error::Conflict { state, .. }) => assert_eq!(state, "cancelled"),
+        other => panic!("retry-dead of a cancelled job: {other:?}"),
+    }
+    // Nor does the state layer requeue them when asked directly.
+    assert_eq!(db.retry_dead(id).await.expect("retry"), 0);
+    let rec = db.job(id).await.expect("job");
+    assert_eq!((rec.state.as_str(), rec.dead), ("cancelled", 1));
+    assert_eq!(db.task_counts(id).await.expect("counts").dead, 1);
+}
