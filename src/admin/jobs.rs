@@ -114,8 +114,13 @@ pub async fn cancel(
     Path(id): Path<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
-    control::cancel(s.registry.db(), id).await?;
-    Ok(Json(json!({ "job": id, "state": "cancelled" })))
+    let c = control::cancel(&s.registry, id).await?;
+    Ok(Json(json!({
+        "job": id,
+        "state": "cancelled",
+        "aborted_uploads": c.aborted,
+        "uploads_not_aborted": c.not_aborted,
+    })))
 }
 
 pub async fn dead(

@@ -59,7 +59,7 @@ pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyho
         | JobCommand::Cancel(j)
         | JobCommand::RetryDead(j) => j.db.db.clone(),
     };
-    let (db, _) = open_state(url.as_deref(), data).await?;
+    let (db, data) = open_state(url.as_deref(), data).await?;
     match cmd {
         JobCommand::List(_) => {
             let jobs = db.jobs().await?;
@@ -96,8 +96,18 @@ pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyho
             println!("job {} resumed", j.id);
         }
         JobCommand::Cancel(j) => {
-            control::cancel(&db, j.id).await?;
-            println!("job {} cancelled", j.id);
+            let c = control::cancel(&Registry::new(db.clone(), &data), j.id).await?;
+            let aborted = match c.aborted {
+                0 => String::new(),
+                n => format!("; {n} unfinished multipart uploads aborted"),
+            };
+            println!("job {} cancelled{aborted}", j.id);
+            if let Some(e) = c.not_aborted {
+                eprintln!(
+                    "ferry: some unfinished multipart uploads of job {} could not be aborted and stay on the destination: {e}",
+                    j.id
+                );
+            }
         }
         JobCommand::RetryDead(j) => {
             let n = control::retry_dead(&db, j.id).await?;

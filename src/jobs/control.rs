@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::open::{Opener, Role};
+use super::spec::MigrateSpec;
+use crate::registry::Registry;
 use crate::state::{self, Db, JobRecord, OpenTask, TaskCounts, job_state};
 
 /// Why an operation was refused.
@@ -59,6 +62,10 @@ async fn transition(
 
 /// Pauses a running job and waits until no task of it runs (workers stop at the next part
 /// boundary and record what finished); returns the finished parts of unfinished uploads.
+/// Tasks whose lease ran out (their process was killed) are handed back as it waits: no
+/// live process holds them, and none would claim them while the job is paused. Fails with
+/// [`Error::Conflict`] (naming the state) when the job leaves the paused state meanwhile
+/// (resumed, cancelled by someone else).
 pub async fn pause(db: &Db, id: i64) -> Result<i64, Error> {
     transition(
         db,
@@ -69,18 +76,37 @@ pub async fn pause(db: &Db, id: i64) -> Result<i64, Error> {
     )
     .await?;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while db.task_counts(id).await?.running > 0 {
+    loop {
+        still_paused(db, id).await?;
+        db.release_expired(id, state::now_ms()).await?;
+        if db.task_counts(id).await?.running == 0 {
+            break;
+        }
         if Instant::now() > deadline {
             return Err(Error::StillRunning(id));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(db
+    let parts = db
         .open_tasks(id, 100_000)
         .await?
         .iter()
         .map(|t| t.parts_done)
-        .sum())
+        .sum();
+    still_paused(db, id).await?;
+    Ok(parts)
+}
+
+async fn still_paused(db: &Db, id: i64) -> Result<(), Error> {
+    let rec = db.job(id).await?;
+    if rec.state == job_state::PAUSED {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        id,
+        state: rec.state,
+        why: "it left the paused state while the pause waited for its transfers to stop",
+    })
 }
 
 pub async fn resume(db: &Db, id: i64) -> Result<(), Error> {
@@ -94,8 +120,22 @@ pub async fn resume(db: &Db, id: i64) -> Result<(), Error> {
     .await
 }
 
-/// Cancels a job; its runners abort its unfinished multipart uploads as they stop.
-pub async fn cancel(db: &Db, id: i64) -> Result<(), Error> {
+/// What a cancel did with the job's unfinished multipart uploads.
+#[derive(Debug, Serialize)]
+pub struct Cancelled {
+    /// Uploads aborted (or found gone already).
+    pub aborted: usize,
+    /// Why some could not be (they stay on the destination), if so.
+    pub not_aborted: Option<String>,
+}
+
+/// Cancels a job, waits (up to a minute) until its runners stopped their transfers at a
+/// part boundary, handing back the tasks of dead ones, then aborts the multipart uploads its
+/// unfinished tasks recorded. Done here rather than only by the runners, which may be gone
+/// (a paused job's workers stopped, say); a runner still stopping aborts them too, after
+/// its workers stopped, in case one started an upload after this.
+pub async fn cancel(registry: &Registry, id: i64) -> Result<Cancelled, Error> {
+    let db = registry.db();
     transition(
         db,
         id,
@@ -103,16 +143,71 @@ pub async fn cancel(db: &Db, id: i64) -> Result<(), Error> {
         job_state::CANCELLED,
         "it has already ended",
     )
-    .await
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        db.release_expired(id, state::now_ms()).await?;
+        if db.task_counts(id).await?.running == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if db.job_uploads(id).await?.is_empty() {
+        return Ok(Cancelled {
+            aborted: 0,
+            not_aborted: None,
+        });
+    }
+    let rec = db.job(id).await?;
+    let dst = match serde_json::from_value::<MigrateSpec>(rec.spec) {
+        Ok(spec) => Opener::new(false)
+            .open(&spec.dst, Role::Dst, registry)
+            .await
+            .map_err(|e| chain(&e)),
+        Err(e) => Err(format!("the job's record is unreadable: {e}")),
+    };
+    Ok(match dst {
+        Ok(dst) => {
+            let (aborted, not_aborted) = super::run::abort_uploads(db, id, &dst).await;
+            Cancelled {
+                aborted,
+                not_aborted,
+            }
+        }
+        Err(e) => Cancelled {
+            aborted: 0,
+            not_aborted: Some(e),
+        },
+    })
 }
 
-/// Requeues a job's dead letters (a finished job runs again); returns how many.
+/// Requeues a job's dead letters (a finished job runs again); returns how many. Refused
+/// for a cancelled job, which nothing runs again (its dead letters stay listed).
 pub async fn retry_dead(db: &Db, id: i64) -> Result<u64, Error> {
     let rec = db.job(id).await?;
+    let cancelled = || Error::Conflict {
+        id,
+        state: job_state::CANCELLED.into(),
+        why: "a cancelled job does not run again (start the migration anew)",
+    };
+    if rec.state == job_state::CANCELLED {
+        return Err(cancelled());
+    }
     let n = db.retry_dead(id).await?;
-    if rec.state == job_state::DONE && n > 0 {
-        db.set_job_state(id, &[job_state::DONE], job_state::RUNNING, state::now_ms())
-            .await?;
+    // Cancelled meanwhile: nothing was requeued.
+    if n == 0 && db.job(id).await?.state == job_state::CANCELLED {
+        return Err(cancelled());
     }
     Ok(n)
+}
+
+/// An error with its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    s
 }

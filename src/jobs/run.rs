@@ -8,12 +8,21 @@
 //! owners on its host that no longer run, other owners' tasks come back when their lease
 //! expires.
 //!
+//! A process that cannot renew its leases in time (frozen by SIGSTOP, swapped out, cut off
+//! from the database) may have lost its tasks to another process, which then copies them
+//! again, perhaps newer content. So it fences itself: a [`Fence`] says until when its
+//! leases surely hold, and every write of a copy (each chunk of a body, each part, the
+//! completion of an upload) first checks it; a task that ran while the fence lapsed is given
+//! back (if it is still ours), never marked done.
+//!
 //! Failures are classified: retryable ones go back to the queue with exponential backoff,
 //! others (and retryable ones after the job's attempt limit) go to its dead-letter list.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::{Mutex, mpsc, watch};
@@ -24,11 +33,14 @@ use super::{Result, list};
 use crate::state::{Db, JobRecord, PartRow, TaskRow, job_state};
 use crate::store::{self, ObjectKey};
 use crate::transfer::copy::{self, Item, Outcome, Plan, Resume};
-use crate::transfer::throttle::Limiter;
+use crate::transfer::throttle::{Alive, Limiter};
 
 /// How long a claimed task stays this process's without a heartbeat.
 pub const LEASE_MS: i64 = 15_000;
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How much sooner than its leases this process's [`Fence`] lapses: room for the clocks of
+/// the processes sharing a job to differ, and for a renewal to land late.
+const FENCE_MARGIN_MS: i64 = 5_000;
 const POLL: Duration = Duration::from_millis(200);
 /// Finished tasks marked done per transaction, at most.
 const COMMIT_BATCH: usize = 512;
@@ -67,6 +79,63 @@ pub struct Runner {
     plan: Plan,
     workers: usize,
     pub live: Arc<Live>,
+    fence: Arc<Fence>,
+}
+
+/// Until when this process's task leases surely hold, and a generation bumped each time that
+/// was seen to have passed. A task remembers the generation it was claimed under; once the
+/// generation moved on, its lease may have expired and another process may own the task,
+/// even if the leases are renewed later.
+pub struct Fence {
+    base: Instant,
+    /// Milliseconds after `base` until which the leases surely hold.
+    until_ms: AtomicU64,
+    generation: AtomicU64,
+}
+
+impl Fence {
+    /// A fence for leases taken from now on (each lasts [`LEASE_MS`] from its claim).
+    pub fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            until_ms: AtomicU64::new((LEASE_MS - FENCE_MARGIN_MS) as u64),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.base.elapsed().as_millis() as u64
+    }
+
+    /// The current generation, `None` when the fence has lapsed (the generation is bumped
+    /// then, so tasks claimed before never hold again).
+    pub fn current(&self) -> Option<u64> {
+        if self.elapsed_ms() >= self.until_ms.load(Ordering::SeqCst) {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(self.generation.load(Ordering::SeqCst))
+    }
+
+    /// Whether a task claimed under `generation` is surely still this process's.
+    pub fn holds(&self, generation: u64) -> bool {
+        self.current() == Some(generation)
+    }
+
+    /// Records a renewal of every lease that succeeded and was sent at `sent`. A renewal
+    /// that came back after the fence lapsed renewed only the leases no other process took
+    /// meanwhile: the lapse is recorded first, so the tasks claimed before it stay fenced.
+    pub fn renewed(&self, sent: Instant) {
+        let _ = self.current();
+        let until = sent.duration_since(self.base).as_millis() as i64 + LEASE_MS - FENCE_MARGIN_MS;
+        self.until_ms.store(until.max(0) as u64, Ordering::SeqCst);
+    }
+}
+
+impl Default for Fence {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Why [`Runner::run`] returned.
@@ -98,6 +167,8 @@ impl Runner {
             moved: live.moved.clone(),
             same_store: src.identity == dst.identity,
             keep_uploads: true,
+            // Set per task (see `run_task`).
+            alive: None,
         };
         Ok(Self {
             db,
@@ -115,22 +186,29 @@ impl Runner {
             plan,
             workers: settings.workers.max(1),
             live,
+            fence: Arc::new(Fence::new()),
         })
     }
 
     /// Runs until the job ends or `shutdown` turns true.
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> Result<Ended> {
         reclaim_dead(&self.db, self.job).await?;
+        // Every lease is claimed from now on, so lasts at least this long.
+        self.fence.renewed(Instant::now());
         let rec = self.db.job(self.job).await?;
         let (go_tx, go_rx) = watch::channel(rec.state == job_state::RUNNING && !*shutdown.borrow());
         let (stop_tx, stop_rx) = watch::channel(!*go_rx.borrow());
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(self.clone().heartbeat());
+        // Not in `tasks`: the leases must hold while the workers stop.
+        let heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat()).abort_handle());
         tasks.spawn(self.clone().lister(go_rx.clone()));
-        let (queue_tx, queue_rx) = mpsc::channel::<TaskRow>(self.workers * 2);
+        let (queue_tx, queue_rx) = mpsc::channel::<Claimed>(self.workers * 2);
         let queue_rx = Arc::new(Mutex::new(queue_rx));
         let (done_tx, done_rx) = mpsc::unbounded_channel::<(i64, i64)>();
-        tasks.spawn(self.clone().committer(done_rx));
+        // Not aborted with the others: it records what the workers finished until they
+        // have all stopped, else those tasks would stay "running" in an ended job.
+        let committer = tokio::spawn(self.clone().committer(done_rx));
+        let _committer = AbortOnDrop(committer.abort_handle());
         tasks.spawn(self.clone().claimer(go_rx.clone(), queue_tx));
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..self.workers {
@@ -148,7 +226,14 @@ impl Runner {
         let _ = stop_tx.send(true);
         tasks.abort_all();
         while workers.join_next().await.is_some() {}
+        // Bounded: it retries for as long as the database does not answer.
+        let _ = tokio::time::timeout(Duration::from_secs(30), committer).await;
+        drop(heartbeat);
         self.release_queued(&queue_rx).await;
+        // Only now: a worker still running could have started an upload after an abort.
+        if let Ok(Ended::Cancelled(_)) = &ended {
+            abort_uploads(&self.db, self.job, &self.dst).await;
+        }
         ended
     }
 
@@ -176,25 +261,20 @@ impl Runner {
                     stop.send_if_modified(|s| !std::mem::replace(s, true));
                     continue;
                 }
-                job_state::CANCELLED => {
-                    self.abort_uploads().await;
-                    return Ok(Ended::Cancelled(rec));
-                }
+                // Its uploads are aborted once the workers stopped (see `run`).
+                job_state::CANCELLED => return Ok(Ended::Cancelled(rec)),
                 _ => return Ok(Ended::Done(rec)),
             }
             go.send_if_modified(|g| !std::mem::replace(g, true));
             stop.send_if_modified(|s| std::mem::replace(s, false));
             if rec.listing_done && self.live.in_flight.load(Ordering::Relaxed) == 0 {
                 let c = self.db.task_counts(self.job).await?;
-                if c.pending == 0 && c.running == 0 {
-                    self.db
-                        .set_job_state(
-                            self.job,
-                            &[job_state::RUNNING],
-                            job_state::DONE,
-                            crate::state::now_ms(),
-                        )
-                        .await?;
+                // The counts are a hint; the transition checks them again itself, so a
+                // `retry-dead` between the two does not leave a done job with tasks queued.
+                if c.pending == 0
+                    && c.running == 0
+                    && self.db.finish_job(self.job, crate::state::now_ms()).await?
+                {
                     return Ok(Ended::Done(self.db.job(self.job).await?));
                 }
             }
@@ -204,12 +284,24 @@ impl Runner {
     async fn heartbeat(self: Arc<Self>) {
         loop {
             tokio::time::sleep(HEARTBEAT).await;
-            if let Err(e) = self
+            let sent = Instant::now();
+            // A freeze (SIGSTOP, a stalled machine) shows here first: the fence must be
+            // seen lapsed before a renewal moves it on.
+            if self.fence.current().is_none() {
+                tracing::warn!(
+                    job = self.job,
+                    "this process's task leases may have expired: the copies in flight stop"
+                );
+            }
+            match self
                 .db
                 .renew_leases(&self.owner, crate::state::now_ms() + LEASE_MS)
                 .await
             {
-                tracing::warn!(job = self.job, error = %e, "renewing task leases failed");
+                Ok(()) => self.fence.renewed(sent),
+                Err(e) => {
+                    tracing::warn!(job = self.job, error = %e, "renewing task leases failed")
+                }
             }
         }
     }
@@ -257,7 +349,7 @@ impl Runner {
         }
     }
 
-    async fn claimer(self: Arc<Self>, mut go: watch::Receiver<bool>, queue: mpsc::Sender<TaskRow>) {
+    async fn claimer(self: Arc<Self>, mut go: watch::Receiver<bool>, queue: mpsc::Sender<Claimed>) {
         loop {
             if go.wait_for(|g| *g).await.is_err() {
                 return;
@@ -267,6 +359,13 @@ impl Runner {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
+            // Read before the claim: a lapse while it runs fences what it claims.
+            let Some(generation) = self.fence.current() else {
+                // Leases cannot be renewed (or this process was frozen): claim no more
+                // until they are.
+                tokio::time::sleep(POLL).await;
+                continue;
+            };
             let now = crate::state::now_ms();
             let claimed = match self
                 .db
@@ -284,8 +383,8 @@ impl Runner {
                 tokio::time::sleep(POLL / 4).await;
                 continue;
             }
-            for t in claimed {
-                if queue.send(t).await.is_err() {
+            for task in claimed {
+                if queue.send(Claimed { task, generation }).await.is_err() {
                     return;
                 }
             }
@@ -317,7 +416,7 @@ impl Runner {
 
     async fn worker(
         self: Arc<Self>,
-        queue: Arc<Mutex<mpsc::Receiver<TaskRow>>>,
+        queue: Arc<Mutex<mpsc::Receiver<Claimed>>>,
         go: watch::Receiver<bool>,
         stop: watch::Receiver<bool>,
         done: mpsc::UnboundedSender<(i64, i64)>,
@@ -325,12 +424,23 @@ impl Runner {
         loop {
             // Ends when the claimer is gone and the queue is drained; while the job is
             // paused, queued tasks are handed back below.
-            let task = queue.lock().await.recv().await;
-            let Some(task) = task else { return };
+            let claimed = queue.lock().await.recv().await;
+            let Some(Claimed { task, generation }) = claimed else {
+                return;
+            };
             self.live.in_flight.fetch_add(1, Ordering::Relaxed);
-            let result = if *go.borrow() {
-                self.run_task(&task, &stop).await
+            let result = if *go.borrow() && self.fence.holds(generation) {
+                self.run_task(&task, generation, &stop).await
             } else {
+                Ok(None)
+            };
+            // Whatever it did, a task whose lease may have lapsed while it ran is not
+            // this process's to mark done or failed: another process may run it now.
+            let result = if self.fence.holds(generation) {
+                result
+            } else {
+                tracing::warn!(job = self.job, key = ?task.key,
+                    "the lease on a task may have lapsed while it ran; giving it back");
                 Ok(None)
             };
             match result {
@@ -354,8 +464,11 @@ impl Runner {
     async fn run_task(
         &self,
         task: &TaskRow,
+        generation: u64,
         stop: &watch::Receiver<bool>,
     ) -> store::Result<Option<i64>> {
+        let fence = self.fence.clone();
+        let alive: Alive = Arc::new(move || fence.holds(generation));
         let sk = ObjectKey::parse(&format!("{}{}", self.src.prefix, task.key))?;
         let dk = ObjectKey::parse(&format!("{}{}", self.dst.prefix, task.key))?;
         if task.action == "delete" {
@@ -391,10 +504,15 @@ impl Runner {
         let journal = TaskJournal {
             db: &self.db,
             task: task.id,
+            alive: alive.clone(),
+        };
+        let plan = Plan {
+            alive: Some(alive),
+            ..self.plan.clone()
         };
         // A task that was in flight when its process died may have finished its copy.
         let check_first = task.interrupted || resume.is_some();
-        match copy::copy_object(&item, &self.plan, resume, check_first, &journal, stop).await? {
+        match copy::copy_object(&item, &plan, resume, check_first, &journal, stop).await? {
             Outcome::Copied { size, .. } | Outcome::AlreadyThere { size } => Ok(Some(size as i64)),
             // Gone since it was listed: nothing to copy, the task is finished.
             Outcome::SourceGone => Ok(Some(0)),
@@ -427,11 +545,11 @@ impl Runner {
         }
     }
 
-    async fn release_queued(&self, queue: &Mutex<mpsc::Receiver<TaskRow>>) {
+    async fn release_queued(&self, queue: &Mutex<mpsc::Receiver<Claimed>>) {
         let mut q = queue.lock().await;
         let mut ids = Vec::new();
-        while let Ok(t) = q.try_recv() {
-            ids.push(t.id);
+        while let Ok(c) = q.try_recv() {
+            ids.push(c.task.id);
         }
         if !ids.is_empty()
             && let Err(e) = self.db.release_tasks(&self.owner, &ids).await
@@ -439,23 +557,37 @@ impl Runner {
             tracing::warn!(job = self.job, error = %e, "releasing queued tasks failed; their leases will expire");
         }
     }
+}
 
-    /// Aborts the multipart uploads of unfinished tasks (a cancelled job leaves nothing
-    /// half-written on the destination).
-    async fn abort_uploads(&self) {
-        let Ok(uploads) = self.db.job_uploads(self.job).await else {
-            return;
+/// Aborts the multipart uploads a job's unfinished tasks recorded (a cancelled job leaves
+/// nothing half-written on the destination) and forgets them; returns how many were
+/// aborted (or already gone) and the error of the first that could not be.
+pub async fn abort_uploads(db: &Db, job: i64, dst: &Side) -> (usize, Option<String>) {
+    let uploads = match db.job_uploads(job).await {
+        Ok(u) => u,
+        Err(e) => return (0, Some(e.to_string())),
+    };
+    let (mut aborted, mut failed) = (0, None);
+    for (id, key, upload) in uploads {
+        let r = match ObjectKey::parse(&format!("{}{key}", dst.prefix)) {
+            Ok(dk) => dst.store.abort_multipart(&dst.bucket, &dk, &upload).await,
+            Err(e) => Err(e.into()),
         };
-        for (key, upload) in uploads {
-            if let Ok(dk) = ObjectKey::parse(&format!("{}{key}", self.dst.prefix)) {
-                let _ = self
-                    .dst
-                    .store
-                    .abort_multipart(&self.dst.bucket, &dk, &upload)
-                    .await;
+        match r {
+            Ok(()) | Err(store::Error::NoSuchUpload { .. }) => {
+                aborted += 1;
+                if let Err(e) = db.set_task_upload(id, None).await {
+                    tracing::warn!(job, error = %e, "forgetting an aborted upload failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job, %key, upload, error = %e,
+                    "could not abort a cancelled job's multipart upload; its parts stay on the destination");
+                failed.get_or_insert(e.to_string());
             }
         }
     }
+    (aborted, failed)
 }
 
 /// Hands back the tasks and listing lease of processes on this host that are gone (killed,
@@ -505,14 +637,46 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "host".into())
 }
 
+/// Aborts a task when dropped (with the runner's future, say).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A claimed task and the [`Fence`] generation it was claimed under.
+struct Claimed {
+    task: TaskRow,
+    generation: u64,
+}
+
 struct TaskJournal<'a> {
     db: &'a Db,
     task: i64,
+    /// A task whose lease lapsed records nothing more: another process may be recording
+    /// its own upload of it.
+    alive: Alive,
+}
+
+impl TaskJournal<'_> {
+    fn check(&self) -> store::Result<()> {
+        if (self.alive)() {
+            Ok(())
+        } else {
+            Err(store::Error::Unavailable {
+                store: "state database".into(),
+                message: crate::transfer::throttle::LAPSED.into(),
+            })
+        }
+    }
 }
 
 #[async_trait]
 impl copy::Journal for TaskJournal<'_> {
     async fn upload(&self, upload_id: Option<&str>) -> store::Result<()> {
+        self.check()?;
         self.db
             .set_task_upload(self.task, upload_id)
             .await
@@ -520,6 +684,7 @@ impl copy::Journal for TaskJournal<'_> {
     }
 
     async fn part(&self, part_number: u32, etag: &str, size: u64) -> store::Result<()> {
+        self.check()?;
         self.db
             .add_task_part(
                 self.task,
@@ -531,5 +696,35 @@ impl copy::Journal for TaskJournal<'_> {
             )
             .await
             .map_err(state_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fence lapses once its time passed, and tasks claimed before a lapse stay fenced
+    /// even after a renewal moves the fence on.
+    #[tokio::test(start_paused = true)]
+    async fn a_fence_lapses_and_stays_lapsed_for_older_claims() {
+        let fence = Fence::new();
+        let before = fence.current().expect("fresh");
+        assert!(fence.holds(before));
+        tokio::time::advance(Duration::from_millis((LEASE_MS - FENCE_MARGIN_MS) as u64)).await;
+        assert!(!fence.holds(before), "lapsed at lease less margin");
+        assert_eq!(fence.current(), None);
+        fence.renewed(Instant::now());
+        let after = fence.current().expect("renewed");
+        assert!(fence.holds(after));
+        assert!(
+            !fence.holds(before),
+            "a renewal does not bring a lapsed claim back"
+        );
+        // A renewal that comes back after the fence it started under lapsed: the lapse is
+        // recorded before the fence moves on.
+        let sent = Instant::now();
+        tokio::time::advance(Duration::from_millis(LEASE_MS as u64)).await;
+        fence.renewed(sent);
+        assert!(!fence.holds(after));
     }
 }

@@ -177,6 +177,20 @@ fn job_record(r: &sqlx::any::AnyRow) -> Result<JobRecord> {
     })
 }
 
+/// Takes a job's row for the rest of `tx`, so two transactions that change a job and its
+/// tasks together run one after the other. Needed on PostgreSQL, where a statement that
+/// waited for another transaction's row lock checks its conditions again on the row, but
+/// not its subqueries (they keep the snapshot taken before the wait); each statement after
+/// this one sees what the other transaction committed. On SQLite the first write takes the
+/// database's write lock, which does the same.
+async fn lock_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: i64) -> Result<()> {
+    sqlx::query("UPDATE jobs SET updated_ms = updated_ms WHERE id = $1")
+        .bind(job)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn task_row(r: &sqlx::any::AnyRow) -> Result<TaskRow> {
     Ok(TaskRow {
         id: r.try_get("id")?,
@@ -444,6 +458,20 @@ impl Db {
         Ok(())
     }
 
+    /// Gives back the tasks of `job` whose lease ran out before `now_ms` (their process is
+    /// gone or lost them), marked interrupted as a claim of them would; returns how many.
+    /// Until then they count as running, which a paused or ended job never claims again.
+    pub async fn release_expired(&self, job: i64, now_ms: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE job_tasks SET state = 'pending', owner = NULL, interrupted = 1 WHERE job_id = $1 AND state = 'running' AND lease_ms < $2",
+        )
+        .bind(job)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Gives tasks back (pause, shutdown) without counting an attempt.
     pub async fn release_tasks(&self, owner: &str, ids: &[i64]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
@@ -542,22 +570,54 @@ impl Db {
         Ok(())
     }
 
-    /// Puts every dead task of a job back in the queue (attempts start again); returns how many.
+    /// Puts every dead task of a job back in the queue (attempts start again) and, when
+    /// that requeued any, a finished job back to running, in one transaction (see
+    /// [`Db::finish_job`]); returns how many. A cancelled job's are left as they are: it
+    /// never runs again.
     pub async fn retry_dead(&self, job: i64) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
+        lock_job(&mut tx, job).await?;
         let r = sqlx::query(
-            "UPDATE job_tasks SET state = 'pending', attempts = 0, next_ms = 0 WHERE job_id = $1 AND state = 'dead'",
+            "UPDATE job_tasks SET state = 'pending', attempts = 0, next_ms = 0 WHERE job_id = $1 AND state = 'dead'
+               AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state <> 'cancelled')",
         )
         .bind(job)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE jobs SET dead = dead - $1 WHERE id = $2")
-            .bind(r.rows_affected() as i64)
-            .bind(job)
-            .execute(&mut *tx)
-            .await?;
+        let n = r.rows_affected() as i64;
+        sqlx::query(
+            "UPDATE jobs SET dead = dead - $1,
+                state = CASE WHEN state = 'done' AND $1 > 0 THEN 'running' ELSE state END,
+                finished_ms = CASE WHEN state = 'done' AND $1 > 0 THEN NULL ELSE finished_ms END,
+                updated_ms = CASE WHEN $1 > 0 THEN $3 ELSE updated_ms END
+             WHERE id = $2",
+        )
+        .bind(n)
+        .bind(job)
+        .bind(super::now_ms())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(r.rows_affected())
+    }
+
+    /// Marks a running job whose listing is complete done, unless a task of it is still
+    /// pending or running; false when it was not marked. One transaction against
+    /// [`Db::retry_dead`]: a job never ends done with tasks requeued meanwhile.
+    pub async fn finish_job(&self, job: i64, now_ms: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        lock_job(&mut tx, job).await?;
+        let r = sqlx::query(
+            "UPDATE jobs SET state = 'done', updated_ms = $1, finished_ms = $1
+             WHERE id = $2 AND state = 'running' AND listing_done = 1
+               AND NOT EXISTS (SELECT 1 FROM job_tasks WHERE job_id = $2 AND state IN ('pending', 'running'))",
+        )
+        .bind(now_ms)
+        .bind(job)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
     }
 
     /// Records the multipart upload a task writes into (forgetting the parts of any earlier
@@ -658,16 +718,23 @@ impl Db {
             .collect()
     }
 
-    /// Upload ids of a job's unfinished tasks (to abort them when the job is cancelled).
-    pub async fn job_uploads(&self, job: i64) -> Result<Vec<(String, String)>> {
+    /// Task id, key and upload id of a job's unfinished tasks that record a multipart
+    /// upload (to abort them when the job is cancelled).
+    pub async fn job_uploads(&self, job: i64) -> Result<Vec<(i64, String, String)>> {
         let rows = sqlx::query(
-            "SELECT object_key, upload_id FROM job_tasks WHERE job_id = $1 AND upload_id IS NOT NULL AND state <> 'done'",
+            "SELECT id, object_key, upload_id FROM job_tasks WHERE job_id = $1 AND upload_id IS NOT NULL AND state <> 'done' ORDER BY id",
         )
         .bind(job)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("object_key")?, r.try_get("upload_id")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("object_key")?,
+                    r.try_get("upload_id")?,
+                ))
+            })
             .collect()
     }
 }

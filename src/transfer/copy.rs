@@ -15,7 +15,7 @@ use md5::{Digest, Md5};
 use tokio::sync::watch;
 
 use super::parts::{copy_parts, source_part_size};
-use super::throttle::{Limiter, meter};
+use super::throttle::{Alive, Limiter, meter};
 use crate::store::{
     self, BucketName, CopyOptions, GetOptions, NULL_VERSION, ObjectKey, ObjectMeta, PutOptions,
     Store,
@@ -61,6 +61,18 @@ pub struct Plan {
     /// Keep a failed multipart upload for a later resume (a job records it) instead of
     /// aborting it.
     pub keep_uploads: bool,
+    /// Whether the copy may still write (a job's lease on it holds): checked before every
+    /// chunk of a body, before each part and before an upload is completed, so a process
+    /// that lost its lease (frozen, cut off from the database) does not overwrite what
+    /// another process copied since. A copy that finds it false ends without writing more.
+    pub alive: Option<Alive>,
+}
+
+impl Plan {
+    /// Whether the copy may no longer write (see [`Plan::alive`]).
+    pub(super) fn lapsed(&self) -> bool {
+        self.alive.as_ref().is_some_and(|a| !a())
+    }
 }
 
 impl Default for Plan {
@@ -73,6 +85,7 @@ impl Default for Plan {
             moved: Arc::default(),
             same_store: false,
             keep_uploads: false,
+            alive: None,
         }
     }
 }
@@ -160,6 +173,9 @@ pub async fn copy_object(
             return Ok(Outcome::AlreadyThere { size: head.size });
         }
         if plan.same_store {
+            if plan.lapsed() {
+                return Ok(Outcome::Stopped);
+            }
             let m = it
                 .dst
                 .copy_object(it.sb, it.sk, it.db, it.dk, CopyOptions::default())
@@ -276,7 +292,16 @@ async fn copy_whole(
         }
         Ok(())
     });
-    let body = meter(got.body, plan.moved.clone(), plan.limiter.clone());
+    // An empty body has no chunk to check.
+    if plan.lapsed() {
+        return Ok(Outcome::Stopped);
+    }
+    let body = meter(
+        got.body,
+        plan.moved.clone(),
+        plan.limiter.clone(),
+        plan.alive.clone(),
+    );
     let put = it.dst.put_object(
         it.db,
         it.dk,

@@ -292,7 +292,8 @@ async fn copy_parts_as(
         }
     }
     let (sent, stopped) = result?;
-    if stopped || done.iter().any(Option::is_none) {
+    // Checked last before the object appears on the destination.
+    if stopped || done.iter().any(Option::is_none) || plan.lapsed() {
         return Ok(Outcome::Stopped);
     }
     let parts: Vec<CompletedPart> = done
@@ -408,7 +409,7 @@ async fn send_parts(
     let mut stopped = false;
     loop {
         while running.len() < plan.parallel_parts.max(1) && !stopped {
-            if *stop.borrow() {
+            if *stop.borrow() || plan.lapsed() {
                 stopped = true;
                 break;
             }
@@ -517,7 +518,12 @@ async fn copy_part(
             it.dk,
             sending.upload,
             n,
-            meter(body, plan.moved.clone(), plan.limiter.clone()),
+            meter(
+                body,
+                plan.moved.clone(),
+                plan.limiter.clone(),
+                plan.alive.clone(),
+            ),
             PutOptions {
                 size_hint: Some(size),
                 checksum_algorithm: checksum.as_ref().map(|c| c.algorithm).or(sending.algorithm),

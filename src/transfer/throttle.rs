@@ -1,7 +1,8 @@
 //! Bandwidth limits and byte metering for bodies in flight.
 //!
 //! Owns [`Limiter`] (a token bucket shared by every transfer of a job) and [`meter`], which
-//! wraps a body so each chunk is counted, and paced when a limiter is given, as it flows.
+//! wraps a body so each chunk is counted, paced when a limiter is given, and checked against
+//! an [`Alive`] test (a job's lease on the task still holds) as it flows.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,26 +44,53 @@ impl Limiter {
     }
 }
 
-/// Wraps `body` so every chunk adds to `counter` and, with a limiter, waits its turn.
+/// Whether the writer may still write: false once a job's process can no longer be sure it
+/// holds the lease on the task (another process may be copying the same object since).
+pub type Alive = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Wraps `body` so every chunk adds to `counter` and, with a limiter, waits its turn; with
+/// `alive`, a chunk about to pass once it turned false fails the body instead, so the
+/// destination never completes that write.
 pub fn meter(
     body: ByteStream,
     counter: Arc<AtomicU64>,
     limiter: Option<Arc<Limiter>>,
+    alive: Option<Alive>,
 ) -> ByteStream {
-    Box::pin(body.then(move |chunk| {
-        let counter = counter.clone();
-        let limiter = limiter.clone();
-        async move {
-            if let Ok(b) = &chunk {
-                if let Some(l) = &limiter {
-                    l.take(b.len()).await;
-                }
-                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
-            }
-            chunk
+    // After the last chunk, once more: a store commits only when the body ended.
+    let last = alive.clone();
+    let tail = futures::stream::once(async move {
+        match last {
+            Some(a) if !a() => Some(Err(std::io::Error::other(LAPSED))),
+            _ => None,
         }
-    }))
+    })
+    .filter_map(std::future::ready);
+    Box::pin(
+        body.then(move |chunk| {
+            let counter = counter.clone();
+            let limiter = limiter.clone();
+            let alive = alive.clone();
+            async move {
+                if let Ok(b) = &chunk {
+                    if let Some(l) = &limiter {
+                        l.take(b.len()).await;
+                    }
+                    // Checked last: the pacing above may have waited long.
+                    if alive.is_some_and(|a| !a()) {
+                        return Err(std::io::Error::other(LAPSED));
+                    }
+                    counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+                chunk
+            }
+        })
+        .chain(tail),
+    )
 }
+
+/// The error of a body cut because its writer's lease lapsed.
+pub const LAPSED: &str = "the lease on this copy lapsed: another process may own it now";
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,7 @@ async fn exercise(db: &Db) {
     buckets_and_journal(db, &name).await;
     jobs_and_tasks(db, &name).await;
     concurrent_claims(db, &name).await;
+    retry_dead_against_the_end_of_a_job(db, &name).await;
     volume_iterations(db, &name).await;
 }
 
@@ -294,6 +295,75 @@ async fn concurrent_claims(db: &Db, unique: &str) {
     all.sort_unstable();
     all.dedup();
     assert_eq!((n, all.len()), (300, 300), "a task was claimed twice");
+    db.set_job_state(id, &["running"], "cancelled", now)
+        .await
+        .expect("cancel");
+}
+
+/// `retry-dead` while a job's runner finishes it (probe 07): whichever goes first, a job
+/// never ends done with tasks queued, and dead letters retried after it ended run again.
+async fn retry_dead_against_the_end_of_a_job(db: &Db, unique: &str) {
+    let id = db
+        .create_job(
+            "migrate",
+            &serde_json::json!({}),
+            &format!("end-{unique}"),
+            1,
+        )
+        .await
+        .expect("create");
+    let now = ferry::state::now_ms();
+    assert!(
+        db.take_lister(id, "L", now, now + 10_000)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        db.add_listing_page(id, "L", &[task("x", 1)], Some("x"), 0, true)
+            .await
+            .expect("page")
+    );
+    let kill = |round: i64| async move {
+        let t = db
+            .claim_tasks(id, "W", now + round, now + 60_000, 1)
+            .await
+            .expect("claim");
+        assert_eq!(t.len(), 1, "round {round}");
+        db.fail_task(id, "W", t[0].id, "refused", None)
+            .await
+            .expect("dead");
+    };
+    // The runner saw no task pending or running, then the dead letter was requeued: the
+    // transition to done must not happen.
+    kill(0).await;
+    let c = db.task_counts(id).await.expect("counts");
+    assert_eq!((c.pending, c.running, c.dead), (0, 0, 1));
+    assert_eq!(db.retry_dead(id).await.expect("retry"), 1);
+    assert!(
+        !db.finish_job(id, now).await.expect("finish"),
+        "a job with a task queued was marked done"
+    );
+    assert_eq!(db.job(id).await.expect("job").state, "running");
+    // The job ended first: the retry puts it back to running with the task queued.
+    kill(1).await;
+    assert!(db.finish_job(id, now).await.expect("finish"));
+    assert_eq!(db.retry_dead(id).await.expect("retry"), 1);
+    let rec = db.job(id).await.expect("job");
+    assert_eq!(
+        (rec.state.as_str(), rec.dead, rec.finished_ms),
+        ("running", 0, None)
+    );
+    // Both at once, many times (concurrently on PostgreSQL).
+    for round in 2..40 {
+        kill(round).await;
+        let (finished, requeued) = tokio::join!(db.finish_job(id, now), db.retry_dead(id));
+        let (finished, requeued) = (finished.expect("finish"), requeued.expect("retry"));
+        assert_eq!(requeued, 1, "round {round}");
+        let rec = db.job(id).await.expect("job");
+        let c = db.task_counts(id).await.expect("counts");
+        assert_eq!(c.pending, 1, "round {round}");
+        assert_eq!(rec.state, "running", "round {round}: finished {finished}");
+    }
     db.set_job_state(id, &["running"], "cancelled", now)
         .await
         .expect("cancel");

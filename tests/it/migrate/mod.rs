@@ -3,7 +3,9 @@
 //! that fails a fifth of its requests; dead letters; bad input; three workers sharing a job
 //! on PostgreSQL.
 
+mod control;
 mod dir;
+mod fence;
 mod integrity;
 
 use std::path::{Path, PathBuf};
