@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             ExitCode::from(141)
         }
         Err(e) => {
-            eprintln!("ferry: {e:#}");
+            eprintln!("ferry: {}", chain_once(&e));
             if e.is::<UsageError>() {
                 ExitCode::from(2)
             } else {
@@ -59,4 +59,21 @@ fn quiet_on_closed_stdout() {
         }
         default(info);
     }));
+}
+
+/// The error and its causes on one line, each said once: a cause whose text its context
+/// already quotes (sqlx's "error returned from database: X" above X) is left out.
+fn chain_once(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if s.is_empty() || out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
 }

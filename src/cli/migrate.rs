@@ -97,7 +97,7 @@ pub async fn open_state(db: Option<&str>, data: Option<PathBuf>) -> anyhow::Resu
             .map_err(|e| anyhow!("creating the data directory {}: {e}", data.display()))?;
     }
     let db = match db {
-        Some(url) => Db::connect(url).await?,
+        Some(url) => super::connect_db(url).await?,
         None => Db::open_embedded(&data).await?,
     };
     Ok((db, data))

@@ -19,6 +19,13 @@ use clap::{Parser, Subcommand};
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// Opens the `--db` state database after checking its URL's form: a malformed one is bad
+/// usage (exit 2), named without its password.
+pub async fn connect_db(url: &str) -> anyhow::Result<crate::state::Db> {
+    crate::state::check_url(url).map_err(UsageError)?;
+    Ok(crate::state::Db::connect(url).await?)
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "ferry", version, about = "Keeps object data safe across sites", long_about = None)]
 pub struct Cli {

@@ -164,7 +164,7 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
             .with_context(|| format!("creating the data directory {}", cfg.data.display()))?;
     }
     let db = match &cfg.db {
-        Some(url) => Db::connect(url).await?,
+        Some(url) => super::connect_db(url).await?,
         None => Db::open_embedded(&cfg.data).await?,
     };
     let registry = Arc::new(Registry::new(db, &cfg.data));

@@ -20,7 +20,7 @@ use sqlx::any::AnyPoolOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open the state database {url}: {source}")]
+    #[error("cannot open the state database {url}")]
     Open { url: String, source: sqlx::Error },
     #[error("state database: {0}")]
     Query(#[from] sqlx::Error),
@@ -260,18 +260,65 @@ fn store_record(r: &sqlx::any::AnyRow) -> Result<StoreRecord> {
     })
 }
 
-/// Hides a password in a database URL for messages.
+/// Hides a password in a database URL for messages: in its user info (`u:pw@`) and in a
+/// `password=` query parameter.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (head.find("://"), head.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
+            let creds = &head[s + 3..at];
             match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
+                Some(c) => format!("{}{}:***{}", &head[..s + 3], &creds[..c], &head[at..]),
+                None => head.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => head.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
+}
+
+/// Checks the form of a `--db` URL before anything connects with it: a PostgreSQL
+/// (`postgres://`, `postgresql://`) or SQLite (`sqlite:`) URL, with a numeric port. The
+/// message names the URL without its password.
+pub fn check_url(url: &str) -> std::result::Result<(), String> {
+    let shown = redact_url(url);
+    if url.trim().is_empty() {
+        return Err("--db is empty: give a postgres://… URL, or leave it out for SQLite".into());
+    }
+    if url.starts_with("sqlite:") {
+        return Ok(());
+    }
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return Err(format!(
+            "--db {shown}: not a PostgreSQL URL (postgres://user@host/db) or a SQLite one (sqlite://file)"
+        ));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some((_, port)) = host_port.rsplit_once(':')
+        && !host_port.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!("--db {shown}: the port {port:?} is not a number"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -283,5 +330,30 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            super::redact_url("postgres://u@h/db?sslmode=require&Password=pw&x=1"),
+            "postgres://u@h/db?sslmode=require&Password=***&x=1"
+        );
+    }
+
+    #[test]
+    fn checks_url_forms() {
+        for ok in [
+            "postgres://u:pw@h:5432/db",
+            "postgresql://h/db?password=pw",
+            "postgres://u@[::1]:5432/db",
+            "sqlite://x.db",
+        ] {
+            assert_eq!(super::check_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "notaurl",
+            "mysql://u:pw@h/db",
+            "postgres://u:pw@h:notaport/db",
+        ] {
+            let e = super::check_url(bad).expect_err(bad);
+            assert!(!e.contains("pw@"), "{bad}: the password is shown: {e}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use super::tree::STATE_DIR;
 /// Opens `url`, or the embedded database under `DIR/.ferry/`.
 pub async fn open_db(dir: &Path, url: Option<&str>) -> anyhow::Result<Db> {
     match url {
-        Some(u) => Ok(Db::connect(u).await?),
+        Some(u) => crate::cli::connect_db(u).await,
         None => {
             let state = dir.join(STATE_DIR);
             std::fs::create_dir_all(&state)

@@ -189,6 +189,41 @@ fn bad_usage_exits_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
 }
 
+/// A `--db` URL: malformed is bad usage (2), one that cannot connect is 1; the password is
+/// never printed (in the user info or a `password=` parameter), and the cause is said once.
+#[test]
+fn db_url_errors_hide_the_password_and_say_it_once() {
+    let data = tempfile::tempdir().expect("tempdir");
+    for (url, code) in [
+        ("postgres://ferry@127.0.0.1:1/x?password=S3cr3tPW", 1),
+        ("postgres://ferry:S3cr3tPW@127.0.0.1:1/x", 1),
+        ("notaurl", 2),
+        ("mysql://ferry:S3cr3tPW@127.0.0.1/x", 2),
+        ("postgres://ferry:S3cr3tPW@127.0.0.1:notaport/x", 2),
+        ("", 2),
+    ] {
+        let out = Command::new(ferry_bin())
+            .args(["job", "list", "--db", url])
+            .arg("--data")
+            .arg(data.path())
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{url}: {err}");
+        assert!(
+            !err.contains("S3cr3tPW"),
+            "{url}: the password is printed: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{url}: {err}");
+        let causes: Vec<&str> = err.trim().split(": ").collect();
+        let mut seen = std::collections::HashSet::new();
+        assert!(
+            causes.iter().all(|c| seen.insert(*c)),
+            "{url}: a cause is repeated: {err}"
+        );
+    }
+}
+
 /// `ferry job list | head -0`: a reader that went away ends the command quietly (141, as
 /// SIGPIPE would), never with a panic and its backtrace.
 #[test]
