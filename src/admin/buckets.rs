@@ -37,7 +37,7 @@ type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 fn body<T>(b: Body<T>) -> Result<T, ApiError> {
     b.map(|Json(t)| t)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
+        .map_err(|e| ApiError(e.status(), e.body_text()))
 }
 
 #[derive(Deserialize)]

@@ -42,7 +42,7 @@ pub async fn submit(
     body: Result<Json<Submit>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
-    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(req) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
     let fp = req.fingerprint.unwrap_or_else(|| req.spec.fingerprint(""));
     let sub = crate::jobs::submit(&s.registry, &req.spec, &fp, false)
         .await

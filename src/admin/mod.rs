@@ -116,7 +116,55 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/dead", get(jobs::dead))
         .route("/api/v1/jobs/{id}/retry-dead", post(jobs::retry_dead))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// In front of every route: the API's token is checked before anything of the request is
+/// looked at (a malformed job id without a token is 401, not 400), and every error leaves as
+/// the API's JSON (`{"error": …}`), including the ones axum answers itself: an unknown
+/// route, a method a route does not take, a path or query that does not parse, a body over
+/// the limit (413).
+async fn guard(
+    State(s): State<Arc<AdminState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    if path.starts_with("/api/v1/")
+        && path != "/api/v1/openapi.json"
+        && let Err(e) = authorize(&s, req.headers())
+    {
+        return e.into_response();
+    }
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let msg = match status {
+        _ if !text.is_empty() => text,
+        StatusCode::NOT_FOUND => format!("no such route: {method} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => format!("{path} does not take {method}"),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let mut out = ApiError(status, msg).into_response();
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 async fn ready(State(s): State<Arc<AdminState>>) -> Result<&'static str, ApiError> {
@@ -153,7 +201,7 @@ async fn add_store(
     body: Result<Json<AddStore>, axum::extract::rejection::JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
-    let Json(req) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(req) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
     let summary = s.registry.add(req).await?;
     Ok((StatusCode::CREATED, Json(summary)))
 }

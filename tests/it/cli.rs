@@ -354,6 +354,76 @@ fn admin_get(f: &Ferry, path: &str, token: Option<&str>) -> (u16, String) {
     (status, body)
 }
 
+/// An admin request with `body_len` bytes of body; returns (status, content type, body).
+fn admin_request(
+    f: &Ferry,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body_len: usize,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let addr = f.admin.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {body_len}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    // The server may answer (and close) before reading a large body.
+    let _ = s.write_all(&vec![b' '; body_len]);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or_default();
+    let ctype = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, ctype, body.to_owned())
+}
+
+/// Every admin API error is the API's JSON, the token is checked before anything else.
+#[test]
+fn admin_errors_are_json_and_need_the_token_first() {
+    let f = Ferry::start();
+    let t = Some(crate::support::ADMIN_TOKEN);
+    for (method, path, token, len, want) in [
+        ("GET", "/api/v1/jobs/abc", None, 0, 401),
+        ("GET", "/api/v1/jobs/abc", t, 0, 400),
+        ("GET", "/api/v1/jobs/9223372036854775808", t, 0, 400),
+        ("GET", "/api/v1/nothing-here", t, 0, 404),
+        ("DELETE", "/api/v1/jobs", t, 0, 405),
+        ("POST", "/api/v1/jobs", t, 3 << 20, 413),
+    ] {
+        let (status, ctype, body) = admin_request(&f, method, path, token, len);
+        assert_eq!(status, want, "{method} {path}: {body}");
+        assert!(
+            ctype.starts_with("application/json"),
+            "{method} {path}: {ctype}: {body}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body.trim())
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"));
+        assert!(
+            v["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "{method} {path}: {body}"
+        );
+    }
+}
+
 #[test]
 fn admin_endpoints_health_metrics_openapi_and_token() {
     let f = Ferry::start();
