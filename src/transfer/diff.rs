@@ -182,10 +182,10 @@ pub fn same_content(a: &ObjectMeta, b: &ObjectMeta) -> Option<bool> {
     None
 }
 
-/// Asks both stores about two listed objects whose ETags differ: a listing does not say
-/// whether an ETag is the MD5 (S3 with SSE-KMS gives another value), HEAD does, and it may
-/// also carry checksums that settle it. An object gone or changed since the listing, or a
-/// HEAD that fails, keeps the verdict (a difference).
+/// Asks both stores about two listed objects whose ETags differ or cannot be compared: a
+/// listing does not say whether an ETag is the MD5 (S3 with SSE-KMS gives another value),
+/// HEAD does, and it may also carry checksums that settle it. An object gone or changed
+/// since the listing, or a HEAD that fails, is a difference.
 pub async fn confirm(a: &Side<'_>, b: &Side<'_>, ma: &ObjectMeta, mb: &ObjectMeta) -> Option<bool> {
     let (ha, hb) = futures::join!(head(a, &ma.key), head(b, &mb.key));
     let unchanged = |h: &ObjectMeta, m: &ObjectMeta| h.size == m.size && h.etag == m.etag;
@@ -260,7 +260,10 @@ pub async fn diff(
                     })
                 } else {
                     let mut same = same_content(&ma, &mb);
-                    if same == Some(false) {
+                    // A listing carries no checksums: when its ETags differ or cannot be
+                    // compared (a one-part source copied in parts), HEAD both, whose
+                    // checksums may settle it (a whole-object CRC kept across the copy).
+                    if same != Some(true) {
                         same = confirm(a, b, &ma, &mb).await;
                     }
                     match same {

@@ -445,6 +445,36 @@ fn a_source_crc_of_the_whole_object_is_kept_by_a_multipart_copy() {
         );
         assert_eq!(a["ContentLength"], b["ContentLength"], "{key}: {a} {b}");
     }
+
+    // `one` went in parts, so its copy's ETag cannot be compared with the source's MD5; the
+    // CRC kept across the copy can. Overwritten at the source with other bytes of its size,
+    // it must show as a difference, not pass as "compared by size only".
+    dst.add_s3_store_with("srcs", &src.s3, (ACCESS_KEY, SECRET_KEY), "when-supported");
+    let verify = |dst: &Ferry| dst.cli(&["verify", "srcs:crcsrc", "local:crcdst"]);
+    let out = verify(&dst);
+    assert!(
+        out.status.success(),
+        "before: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let other = tmp.path().join("other");
+    std::fs::write(&other, vec![b'x'; 9 * 1024 * 1024]).expect("write");
+    ok(&src.aws(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "crcsrc",
+        "--key",
+        "one",
+        "--checksum-algorithm",
+        "CRC32",
+        "--body",
+        other.to_str().unwrap_or_default(),
+    ]));
+    let out = verify(&dst);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "after: {said}");
+    assert!(said.contains("content differs: one"), "after: {said}");
 }
 
 /// Makes `bucket` on `dst`, then migrates `src` into it through the store `to` (registered
