@@ -640,12 +640,32 @@ fn write_large_part(
             if let Some(l) = cur.take() {
                 let (dir, name) = conf.parent(&l.path)?;
                 let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty());
-                shared
-                    .index
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entries
-                    .remove(&l.path);
+                // A file the source failed to read keeps its last version, not none.
+                let kept = match (&shared.prev_dir, shared.prev.entries.get(&l.path)) {
+                    (
+                        Some(prev_dir),
+                        Some(
+                            rec @ Record {
+                                content: Content::File { .. },
+                                ..
+                            },
+                        ),
+                    ) => rustix::fs::linkat(
+                        rustix::fs::CWD,
+                        join(prev_dir, &l.path).as_path(),
+                        dir,
+                        OsStr::from_bytes(name),
+                        AtFlags::empty(),
+                    )
+                    .ok()
+                    .map(|()| rec.clone()),
+                    _ => None,
+                };
+                let mut index = shared.index.lock().unwrap_or_else(|e| e.into_inner());
+                match kept {
+                    Some(rec) => index.entries.insert(l.path, rec),
+                    None => index.entries.remove(&l.path),
+                };
             }
         }
         _ => bail!("not part of a file"),

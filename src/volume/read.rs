@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::index::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, Chunk, Content, Hash, Record, chunks_hash};
@@ -229,9 +229,24 @@ pub fn small(
     })
 }
 
-fn chunker(f: &File) -> fastcdc::v2020::StreamCDC<std::io::BufReader<&File>> {
+/// Reads a file from offset 0 with `pread`, whatever the descriptor's own offset: the
+/// verify pass and the send pass each read the whole file through the same descriptor.
+struct FromStart<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for FromStart<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn chunker(f: &File) -> fastcdc::v2020::StreamCDC<std::io::BufReader<FromStart<'_>>> {
     fastcdc::v2020::StreamCDC::new(
-        std::io::BufReader::with_capacity(1 << 20, f),
+        std::io::BufReader::with_capacity(1 << 20, FromStart { file: f, pos: 0 }),
         CHUNK_MIN as usize,
         CHUNK_AVG as usize,
         CHUNK_MAX as usize,
@@ -248,6 +263,15 @@ fn chunk_list(f: &File) -> std::io::Result<Vec<Chunk>> {
         });
     }
     Ok(out)
+}
+
+/// Gives up on a chunked file already begun: the destination drops what it got of it (and
+/// keeps the last snapshot's version), and the error is the file's problem.
+fn aborted(sink: &mut dyn Sink, e: std::io::Error) -> std::io::Result<Read1> {
+    if !sink.send(&Msg::Abort) {
+        return Ok(Read1::Closed);
+    }
+    Err(e)
 }
 
 /// Reads and sends one large file as chunks, reusing ranges of the base version.
@@ -334,7 +358,10 @@ pub fn large(
             }
         };
         for c in chunker(&f) {
-            let c = c.map_err(std::io::Error::other)?;
+            let c = match c {
+                Ok(c) => c,
+                Err(e) => return aborted(sink, std::io::Error::other(e)),
+            };
             let len = c.length as u64;
             let hash = *blake3::hash(&c.data).as_bytes();
             chunks.push(Chunk {
@@ -377,6 +404,18 @@ pub fn large(
             return Ok(Read1::Closed);
         }
         let b = stat_of(&f.metadata()?);
+        if job.image.is_none() && same(&a, &b) && size != a.size {
+            // The file held still, yet reading it gave another length: a reader bug or a
+            // failing disk, never a reason to publish a short (or empty) file.
+            return aborted(
+                sink,
+                std::io::Error::other(format!(
+                    "read {size} bytes of {}, which holds {} and did not change",
+                    shown(&job.path),
+                    a.size
+                )),
+            );
+        }
         stable = job.image.is_some() || (same(&a, &b) && size == a.size);
         if !stable && attempt + 1 < ATTEMPTS {
             if !sink.send(&Msg::Abort) {
