@@ -53,11 +53,26 @@ fn record(content: Content, f: &Found) -> Record {
     }
 }
 
+/// Whether `path` is one of `unreadable` or lies below one (`""` is the root: everything).
+fn under_any(path: &[u8], unreadable: &[Vec<u8>]) -> bool {
+    unreadable.iter().any(|u| {
+        u.is_empty() || (path.starts_with(u) && (path.len() == u.len() || path[u.len()] == b'/'))
+    })
+}
+
 /// `trusted` says `base` is the source's own manifest of the destination's latest snapshot
 /// (so size, mtime, inode and ctime decide); otherwise equal sizes are verified by hash.
 /// `already` names paths whose base record came from an interrupted iteration: they count as
-/// delivered when size and mtime still match.
-pub fn plan(found: &[Found], base: &Index, trusted: bool, already: &HashSet<Vec<u8>>) -> Plan {
+/// delivered when size and mtime still match. `unreadable` names what the walk could not
+/// list or stat: what the base has there is kept as it is, never deleted (as rsync skips
+/// deletions after an I/O error), since not seeing an entry does not mean it is gone.
+pub fn plan(
+    found: &[Found],
+    base: &Index,
+    trusted: bool,
+    already: &HashSet<Vec<u8>>,
+    unreadable: &[Vec<u8>],
+) -> Plan {
     let mut p = Plan::default();
     // Both lists are sorted by path bytes: one merge finds what is gone, a second pairs each
     // entry with its base record (no lookups).
@@ -68,6 +83,10 @@ pub fn plan(found: &[Found], base: &Index, trusted: bool, already: &HashSet<Vec<
         for (path, rec) in &base.entries {
             while it.next_if(|f| f.path < *path).is_some() {}
             if it.peek().is_some_and(|f| f.path == *path) {
+                continue;
+            }
+            if under_any(path, unreadable) {
+                p.keep.push((path.clone(), rec.clone()));
                 continue;
             }
             if trusted && rec.ino != 0 && matches!(rec.content, Content::File { .. }) {
@@ -289,7 +308,7 @@ mod tests {
                 .insert(f.path.clone(), record(Content::Dir, &f));
         }
         let now = vec![found("keep", FoundKind::Dir)];
-        let p = plan(&now, &base, true, &HashSet::new());
+        let p = plan(&now, &base, true, &HashSet::new(), &[]);
         let deletes: Vec<String> = p
             .deletes
             .iter()
@@ -297,5 +316,47 @@ mod tests {
             .collect();
         assert_eq!(deletes, ["a", "a-b", "z"]);
         assert!(p.dirs.is_empty(), "keep is unchanged");
+    }
+
+    #[test]
+    fn what_the_walk_could_not_read_is_kept_not_deleted() {
+        let mut base = Index::default();
+        for (p, k) in [
+            ("locked", FoundKind::Dir),
+            ("locked/a", FoundKind::File),
+            ("locked/deep", FoundKind::Dir),
+            ("locked/deep/b", FoundKind::File),
+            ("locked-not", FoundKind::File),
+            ("nox", FoundKind::Dir),
+            ("nox/f", FoundKind::File),
+        ] {
+            let f = found(p, k);
+            let content = match f.kind {
+                FoundKind::Dir => Content::Dir,
+                _ => Content::File {
+                    size: 0,
+                    hash: [0; 32],
+                    chunks: Vec::new(),
+                },
+            };
+            base.entries.insert(f.path.clone(), record(content, &f));
+        }
+        // "locked" could not be listed; "nox" could, but "nox/f" could not be stat'ed.
+        let now = vec![
+            found("locked", FoundKind::Dir),
+            found("nox", FoundKind::Dir),
+        ];
+        let unreadable = [b"locked".to_vec(), b"nox/f".to_vec()];
+        let p = plan(&now, &base, true, &HashSet::new(), &unreadable);
+        let deletes: Vec<String> = p
+            .deletes
+            .iter()
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .collect();
+        assert_eq!(deletes, ["locked-not"]);
+        let kept: HashSet<&[u8]> = p.keep.iter().map(|(k, _)| &k[..]).collect();
+        for k in ["locked/a", "locked/deep", "locked/deep/b", "nox/f"] {
+            assert!(kept.contains(k.as_bytes()), "{k} is not kept: {kept:?}");
+        }
     }
 }
