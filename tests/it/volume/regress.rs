@@ -117,3 +117,22 @@ fn an_unreadable_directory_keeps_its_replica_and_exits_23() {
     let (code, report) = source_as_user(t, &src, &dst);
     assert_eq!(code, Some(0), "{report}");
 }
+
+/// A metadata-only change of `a` went through a temporary `a.ferry-meta~` beside it, first
+/// unlinked: the tree's own file of that name vanished from the destination.
+#[test]
+fn a_metadata_change_leaves_files_named_like_its_temporary() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("a"), 100, 1);
+    write_file(&src.join("a.ferry-meta~"), 100, 2);
+    write_file(&src.join(".ferry-tmp.0~"), 100, 3);
+    let dst = Destination::start(t, "dst");
+    sync_ok(&src, &dst);
+    std::fs::set_permissions(src.join("a"), Permissions::from_mode(0o600)).expect("chmod");
+    sync_ok(&src, &dst);
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
