@@ -21,6 +21,11 @@ pub struct Job {
     pub image: Option<std::path::PathBuf>,
     /// The chunks an interrupted iteration had already delivered of this file.
     pub partial: Option<Vec<super::index::Chunk>>,
+    /// A file that vanished from the base with this file's inode, size and mtime: if the
+    /// content hashes the same (`base` is that file's record) the destination clones it,
+    /// else this file is sent. An inode number alone proves nothing: a new file may reuse the
+    /// number of one just deleted.
+    pub renamed_from: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -180,6 +185,7 @@ fn file(
         verify,
         image: None,
         partial: None,
+        renamed_from: None,
     };
     let push = |p: &mut Plan, j: Job| {
         if f.size >= super::index::CHUNKED_FROM {
@@ -251,15 +257,9 @@ fn file(
         && r.meta.mtime == f.meta.mtime
         && r.meta.mtime_ns == f.meta.mtime_ns
     {
-        p.late.push(Msg::Clone {
-            path: f.path.clone(),
-            from: from.to_vec(),
-            meta: f.meta.clone(),
-        });
-        let mut rec = (*r).clone();
-        rec.meta = f.meta.clone();
-        rec.ctime = f.ctime;
-        p.keep.push((f.path.clone(), rec));
+        let mut j = job(Some(r), true);
+        j.renamed_from = Some(from.to_vec());
+        push(p, j);
         return false;
     }
     push(p, job(old, false));
@@ -358,5 +358,34 @@ mod tests {
         for k in ["locked/a", "locked/deep", "locked/deep/b", "nox/f"] {
             assert!(kept.contains(k.as_bytes()), "{k} is not kept: {kept:?}");
         }
+    }
+
+    /// A new file that got a deleted file's inode number (and its size and mtime) is no
+    /// rename until its content says so.
+    #[test]
+    fn a_reused_inode_is_a_rename_only_once_the_content_agrees() {
+        let mut base = Index::default();
+        let mut old = found("old", FoundKind::File);
+        old.ino = 42;
+        old.size = 16;
+        let content = Content::File {
+            size: 16,
+            hash: [7; 32],
+            chunks: Vec::new(),
+        };
+        base.entries.insert(old.path.clone(), record(content, &old));
+        let mut new = old.clone();
+        new.path = b"new".to_vec();
+        let p = plan(&[new], &base, true, &HashSet::new(), &[]);
+        assert!(
+            !p.late.iter().any(|m| matches!(m, Msg::Clone { .. })),
+            "cloned on the inode number alone: {:?}",
+            p.late
+        );
+        assert_eq!(p.small.len(), 1, "new is read");
+        let j = &p.small[0];
+        assert!(j.verify, "and compared with old's content");
+        assert_eq!(j.renamed_from.as_deref(), Some(&b"old"[..]));
+        assert_eq!(p.deletes, [b"old".to_vec()]);
     }
 }

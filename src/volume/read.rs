@@ -146,6 +146,24 @@ fn vanished(sink: &mut dyn Sink, path: &[u8]) -> std::io::Result<Read1> {
     )
 }
 
+/// A verified file holds what the destination's base record says: a rename candidate is
+/// cloned from where it was, anything else gets its metadata if `meta_moved`. False when
+/// the connection is gone.
+fn same_content(job: &Job, meta_moved: bool, meta: Meta, sink: &mut dyn Sink) -> bool {
+    match &job.renamed_from {
+        Some(from) => sink.send(&Msg::Clone {
+            path: job.path.clone(),
+            from: from.clone(),
+            meta,
+        }),
+        None if meta_moved => sink.send(&Msg::Meta {
+            path: job.path.clone(),
+            meta,
+        }),
+        None => true,
+    }
+}
+
 /// Reads and sends one file smaller than [`super::index::CHUNKED_FROM`].
 pub fn small(
     root: &Path,
@@ -197,12 +215,7 @@ pub fn small(
         }) = &job.base
         && *h == hash
     {
-        if *m != meta
-            && !sink.send(&Msg::Meta {
-                path: job.path.clone(),
-                meta,
-            })
-        {
+        if !same_content(job, *m != meta, meta, sink) {
             return Ok(Read1::Closed);
         }
         return Ok(Read1::Done {
@@ -289,12 +302,18 @@ pub fn large(
         }) => chunks,
         _ => &[],
     };
+    // A rename candidate's base lives at another path: ranges of it cannot be copied.
+    let copyable = if job.renamed_from.is_some() {
+        &[]
+    } else {
+        base_chunks
+    };
     // Where each chunk the destination already has can be copied from: what an interrupted
     // iteration delivered of this file first, then the last snapshot's version.
     let mut at: HashMap<Hash, (u64, bool)> = HashMap::with_capacity(base_chunks.len());
     for (chunks, partial) in [
         (job.partial.as_deref().unwrap_or(&[]), true),
-        (base_chunks, false),
+        (copyable, false),
     ] {
         let mut off = 0u64;
         for c in chunks {
@@ -313,12 +332,8 @@ pub fn large(
             let b = stat_of(&f.metadata()?);
             if held(job, &a, &b) && chunks == base_chunks {
                 let size = a.size;
-                if job.base.as_ref().is_some_and(|r| r.meta != meta)
-                    && !sink.send(&Msg::Meta {
-                        path: job.path.clone(),
-                        meta: meta.clone(),
-                    })
-                {
+                let moved = job.base.as_ref().is_some_and(|r| r.meta != meta);
+                if !same_content(job, moved, meta.clone(), sink) {
                     return Ok(Read1::Closed);
                 }
                 return Ok(Read1::Done {
