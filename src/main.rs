@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferry::cli::{Cli, UsageError};
+use ferry::cli::{Cli, Incomplete, UsageError};
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
@@ -34,6 +34,8 @@ fn main() -> ExitCode {
             eprintln!("ferry: {}", chain_once(&e));
             if e.is::<UsageError>() {
                 ExitCode::from(2)
+            } else if e.is::<Incomplete>() {
+                ExitCode::from(23)
             } else {
                 ExitCode::FAILURE
             }

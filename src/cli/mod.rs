@@ -1,5 +1,5 @@
 //! The command line: clap definitions, one file per subcommand, and the error type that
-//! decides exit codes (0 ok, 1 failed, 2 bad usage).
+//! decides exit codes (0 ok, 1 failed, 2 bad usage, 23 done but incomplete).
 
 mod bucket;
 mod client;
@@ -25,6 +25,12 @@ pub async fn connect_db(url: &str) -> anyhow::Result<crate::state::Db> {
     crate::state::check_url(url).map_err(UsageError)?;
     Ok(crate::state::Db::connect(url).await?)
 }
+
+/// The work was done except for what could not be read, which was left as it was (exit code
+/// 23, rsync's "partial transfer due to error").
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Incomplete(pub String);
 
 #[derive(Parser, Debug)]
 #[command(name = "ferry", version, about = "Keeps object data safe across sites", long_about = None)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::UsageError;
+use super::{Incomplete, UsageError};
 use crate::state::VolumeIteration;
 use crate::volume::dest::{self, DestOptions};
 use crate::volume::metrics::{self, VolumeMetrics};
@@ -345,10 +345,13 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
         let result = one(&a, opts(), as_json).await;
         observe(&result, t.elapsed());
         let report = result?;
-        if !report.consistent {
+        if !report.changed_while_read.is_empty() {
             eprintln!(
                 "ferry: warning: files changed while they were read; this snapshot is not a consistent image"
             );
+        }
+        if let Some(e) = unread(&report) {
+            return Err(e.into());
         }
         return Ok(());
     };
@@ -357,8 +360,13 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
         let t = Instant::now();
         let result = one(&a, opts(), as_json).await;
         observe(&result, t.elapsed());
-        if let Err(e) = result {
-            eprintln!("ferry: iteration failed: {e:#}");
+        match result {
+            Err(e) => eprintln!("ferry: iteration failed: {e:#}"),
+            Ok(report) => {
+                if let Some(e) = unread(&report) {
+                    eprintln!("ferry: {e}");
+                }
+            }
         }
         next += every;
         let now = Instant::now();
@@ -371,6 +379,16 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
         }
         tokio::time::sleep_until(next.into()).await;
     }
+}
+
+/// What the source could not read, as the error that makes `--once` exit 23.
+fn unread(report: &Report) -> Option<Incomplete> {
+    let first = report.unreadable.first()?;
+    Some(Incomplete(format!(
+        "{} path(s) could not be read (first: {first}); snapshot {} keeps their last versions",
+        report.unreadable.len(),
+        report.snapshot
+    )))
 }
 
 async fn hook(cmd: &str, what: &str) -> anyhow::Result<()> {

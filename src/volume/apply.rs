@@ -391,6 +391,26 @@ fn dir_metadata(shared: &Shared, conf: &Confined) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates a file under a name no entry of `dir` has: the tree's own files may be called
+/// anything, so a fixed temporary name (or one derived from the file's, which may also be too
+/// long) could replace one of them.
+fn new_temp(dir: &OwnedFd) -> anyhow::Result<(Vec<u8>, File)> {
+    for n in 0..1_000_000u32 {
+        let name = format!(".ferry-tmp.{n}~").into_bytes();
+        match rustix::fs::openat(
+            dir,
+            OsStr::from_bytes(&name),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => return Ok((name, File::from(fd))),
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(e) => return Err(e).context("cannot create a temporary file"),
+        }
+    }
+    bail!("no free temporary name")
+}
+
 /// Creates a new file at `name`, replacing whatever was there (never writing through it).
 fn create(dir: &OwnedFd, name: &[u8], full: &Path) -> anyhow::Result<File> {
     let open = || {
@@ -640,12 +660,32 @@ fn write_large_part(
             if let Some(l) = cur.take() {
                 let (dir, name) = conf.parent(&l.path)?;
                 let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty());
-                shared
-                    .index
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entries
-                    .remove(&l.path);
+                // A file the source failed to read keeps its last version, not none.
+                let kept = match (&shared.prev_dir, shared.prev.entries.get(&l.path)) {
+                    (
+                        Some(prev_dir),
+                        Some(
+                            rec @ Record {
+                                content: Content::File { .. },
+                                ..
+                            },
+                        ),
+                    ) => rustix::fs::linkat(
+                        rustix::fs::CWD,
+                        join(prev_dir, &l.path).as_path(),
+                        dir,
+                        OsStr::from_bytes(name),
+                        AtFlags::empty(),
+                    )
+                    .ok()
+                    .map(|()| rec.clone()),
+                    _ => None,
+                };
+                let mut index = shared.index.lock().unwrap_or_else(|e| e.into_inner());
+                match kept {
+                    Some(rec) => index.entries.insert(l.path, rec),
+                    None => index.entries.remove(&l.path),
+                };
             }
         }
         _ => bail!("not part of a file"),
@@ -814,14 +854,7 @@ fn change(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result<()> 
                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )?);
-            let tmp_name = [name, b".ferry-meta~"].concat();
-            let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(&tmp_name), AtFlags::empty());
-            let out = File::from(rustix::fs::openat(
-                dir,
-                OsStr::from_bytes(&tmp_name),
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            )?);
+            let (tmp_name, out) = new_temp(dir)?;
             copy_file(&src, &out, size)?;
             meta::apply_fd(&out, &path, &meta, true, &mut problems)?;
             rustix::fs::renameat(

@@ -21,6 +21,11 @@ pub struct Job {
     pub image: Option<std::path::PathBuf>,
     /// The chunks an interrupted iteration had already delivered of this file.
     pub partial: Option<Vec<super::index::Chunk>>,
+    /// A file that vanished from the base with this file's inode, size and mtime: if the
+    /// content hashes the same (`base` is that file's record) the destination clones it,
+    /// else this file is sent. An inode number alone proves nothing: a new file may reuse the
+    /// number of one just deleted.
+    pub renamed_from: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -53,11 +58,26 @@ fn record(content: Content, f: &Found) -> Record {
     }
 }
 
+/// Whether `path` is one of `unreadable` or lies below one (`""` is the root: everything).
+fn under_any(path: &[u8], unreadable: &[Vec<u8>]) -> bool {
+    unreadable.iter().any(|u| {
+        u.is_empty() || (path.starts_with(u) && (path.len() == u.len() || path[u.len()] == b'/'))
+    })
+}
+
 /// `trusted` says `base` is the source's own manifest of the destination's latest snapshot
 /// (so size, mtime, inode and ctime decide); otherwise equal sizes are verified by hash.
 /// `already` names paths whose base record came from an interrupted iteration: they count as
-/// delivered when size and mtime still match.
-pub fn plan(found: &[Found], base: &Index, trusted: bool, already: &HashSet<Vec<u8>>) -> Plan {
+/// delivered when size and mtime still match. `unreadable` names what the walk could not
+/// list or stat: what the base has there is kept as it is, never deleted (as rsync skips
+/// deletions after an I/O error), since not seeing an entry does not mean it is gone.
+pub fn plan(
+    found: &[Found],
+    base: &Index,
+    trusted: bool,
+    already: &HashSet<Vec<u8>>,
+    unreadable: &[Vec<u8>],
+) -> Plan {
     let mut p = Plan::default();
     // Both lists are sorted by path bytes: one merge finds what is gone, a second pairs each
     // entry with its base record (no lookups).
@@ -68,6 +88,10 @@ pub fn plan(found: &[Found], base: &Index, trusted: bool, already: &HashSet<Vec<
         for (path, rec) in &base.entries {
             while it.next_if(|f| f.path < *path).is_some() {}
             if it.peek().is_some_and(|f| f.path == *path) {
+                continue;
+            }
+            if under_any(path, unreadable) {
+                p.keep.push((path.clone(), rec.clone()));
                 continue;
             }
             if trusted && rec.ino != 0 && matches!(rec.content, Content::File { .. }) {
@@ -161,6 +185,7 @@ fn file(
         verify,
         image: None,
         partial: None,
+        renamed_from: None,
     };
     let push = |p: &mut Plan, j: Job| {
         if f.size >= super::index::CHUNKED_FROM {
@@ -232,15 +257,9 @@ fn file(
         && r.meta.mtime == f.meta.mtime
         && r.meta.mtime_ns == f.meta.mtime_ns
     {
-        p.late.push(Msg::Clone {
-            path: f.path.clone(),
-            from: from.to_vec(),
-            meta: f.meta.clone(),
-        });
-        let mut rec = (*r).clone();
-        rec.meta = f.meta.clone();
-        rec.ctime = f.ctime;
-        p.keep.push((f.path.clone(), rec));
+        let mut j = job(Some(r), true);
+        j.renamed_from = Some(from.to_vec());
+        push(p, j);
         return false;
     }
     push(p, job(old, false));
@@ -289,7 +308,7 @@ mod tests {
                 .insert(f.path.clone(), record(Content::Dir, &f));
         }
         let now = vec![found("keep", FoundKind::Dir)];
-        let p = plan(&now, &base, true, &HashSet::new());
+        let p = plan(&now, &base, true, &HashSet::new(), &[]);
         let deletes: Vec<String> = p
             .deletes
             .iter()
@@ -297,5 +316,76 @@ mod tests {
             .collect();
         assert_eq!(deletes, ["a", "a-b", "z"]);
         assert!(p.dirs.is_empty(), "keep is unchanged");
+    }
+
+    #[test]
+    fn what_the_walk_could_not_read_is_kept_not_deleted() {
+        let mut base = Index::default();
+        for (p, k) in [
+            ("locked", FoundKind::Dir),
+            ("locked/a", FoundKind::File),
+            ("locked/deep", FoundKind::Dir),
+            ("locked/deep/b", FoundKind::File),
+            ("locked-not", FoundKind::File),
+            ("nox", FoundKind::Dir),
+            ("nox/f", FoundKind::File),
+        ] {
+            let f = found(p, k);
+            let content = match f.kind {
+                FoundKind::Dir => Content::Dir,
+                _ => Content::File {
+                    size: 0,
+                    hash: [0; 32],
+                    chunks: Vec::new(),
+                },
+            };
+            base.entries.insert(f.path.clone(), record(content, &f));
+        }
+        // "locked" could not be listed; "nox" could, but "nox/f" could not be stat'ed.
+        let now = vec![
+            found("locked", FoundKind::Dir),
+            found("nox", FoundKind::Dir),
+        ];
+        let unreadable = [b"locked".to_vec(), b"nox/f".to_vec()];
+        let p = plan(&now, &base, true, &HashSet::new(), &unreadable);
+        let deletes: Vec<String> = p
+            .deletes
+            .iter()
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .collect();
+        assert_eq!(deletes, ["locked-not"]);
+        let kept: HashSet<&[u8]> = p.keep.iter().map(|(k, _)| &k[..]).collect();
+        for k in ["locked/a", "locked/deep", "locked/deep/b", "nox/f"] {
+            assert!(kept.contains(k.as_bytes()), "{k} is not kept: {kept:?}");
+        }
+    }
+
+    /// A new file that got a deleted file's inode number (and its size and mtime) is no
+    /// rename until its content says so.
+    #[test]
+    fn a_reused_inode_is_a_rename_only_once_the_content_agrees() {
+        let mut base = Index::default();
+        let mut old = found("old", FoundKind::File);
+        old.ino = 42;
+        old.size = 16;
+        let content = Content::File {
+            size: 16,
+            hash: [7; 32],
+            chunks: Vec::new(),
+        };
+        base.entries.insert(old.path.clone(), record(content, &old));
+        let mut new = old.clone();
+        new.path = b"new".to_vec();
+        let p = plan(&[new], &base, true, &HashSet::new(), &[]);
+        assert!(
+            !p.late.iter().any(|m| matches!(m, Msg::Clone { .. })),
+            "cloned on the inode number alone: {:?}",
+            p.late
+        );
+        assert_eq!(p.small.len(), 1, "new is read");
+        let j = &p.small[0];
+        assert!(j.verify, "and compared with old's content");
+        assert_eq!(j.renamed_from.as_deref(), Some(&b"old"[..]));
+        assert_eq!(p.deletes, [b"old".to_vec()]);
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::index::{CHUNK_AVG, CHUNK_MAX, CHUNK_MIN, Chunk, Content, Hash, Record, chunks_hash};
@@ -146,6 +146,24 @@ fn vanished(sink: &mut dyn Sink, path: &[u8]) -> std::io::Result<Read1> {
     )
 }
 
+/// A verified file holds what the destination's base record says: a rename candidate is
+/// cloned from where it was, anything else gets its metadata if `meta_moved`. False when
+/// the connection is gone.
+fn same_content(job: &Job, meta_moved: bool, meta: Meta, sink: &mut dyn Sink) -> bool {
+    match &job.renamed_from {
+        Some(from) => sink.send(&Msg::Clone {
+            path: job.path.clone(),
+            from: from.clone(),
+            meta,
+        }),
+        None if meta_moved => sink.send(&Msg::Meta {
+            path: job.path.clone(),
+            meta,
+        }),
+        None => true,
+    }
+}
+
 /// Reads and sends one file smaller than [`super::index::CHUNKED_FROM`].
 pub fn small(
     root: &Path,
@@ -197,12 +215,7 @@ pub fn small(
         }) = &job.base
         && *h == hash
     {
-        if *m != meta
-            && !sink.send(&Msg::Meta {
-                path: job.path.clone(),
-                meta,
-            })
-        {
+        if !same_content(job, *m != meta, meta, sink) {
             return Ok(Read1::Closed);
         }
         return Ok(Read1::Done {
@@ -229,9 +242,24 @@ pub fn small(
     })
 }
 
-fn chunker(f: &File) -> fastcdc::v2020::StreamCDC<std::io::BufReader<&File>> {
+/// Reads a file from offset 0 with `pread`, whatever the descriptor's own offset: the
+/// verify pass and the send pass each read the whole file through the same descriptor.
+struct FromStart<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for FromStart<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn chunker(f: &File) -> fastcdc::v2020::StreamCDC<std::io::BufReader<FromStart<'_>>> {
     fastcdc::v2020::StreamCDC::new(
-        std::io::BufReader::with_capacity(1 << 20, f),
+        std::io::BufReader::with_capacity(1 << 20, FromStart { file: f, pos: 0 }),
         CHUNK_MIN as usize,
         CHUNK_AVG as usize,
         CHUNK_MAX as usize,
@@ -250,6 +278,15 @@ fn chunk_list(f: &File) -> std::io::Result<Vec<Chunk>> {
     Ok(out)
 }
 
+/// Gives up on a chunked file already begun: the destination drops what it got of it (and
+/// keeps the last snapshot's version), and the error is the file's problem.
+fn aborted(sink: &mut dyn Sink, e: std::io::Error) -> std::io::Result<Read1> {
+    if !sink.send(&Msg::Abort) {
+        return Ok(Read1::Closed);
+    }
+    Err(e)
+}
+
 /// Reads and sends one large file as chunks, reusing ranges of the base version.
 pub fn large(
     root: &Path,
@@ -265,12 +302,18 @@ pub fn large(
         }) => chunks,
         _ => &[],
     };
+    // A rename candidate's base lives at another path: ranges of it cannot be copied.
+    let copyable = if job.renamed_from.is_some() {
+        &[]
+    } else {
+        base_chunks
+    };
     // Where each chunk the destination already has can be copied from: what an interrupted
     // iteration delivered of this file first, then the last snapshot's version.
     let mut at: HashMap<Hash, (u64, bool)> = HashMap::with_capacity(base_chunks.len());
     for (chunks, partial) in [
         (job.partial.as_deref().unwrap_or(&[]), true),
-        (base_chunks, false),
+        (copyable, false),
     ] {
         let mut off = 0u64;
         for c in chunks {
@@ -289,12 +332,8 @@ pub fn large(
             let b = stat_of(&f.metadata()?);
             if held(job, &a, &b) && chunks == base_chunks {
                 let size = a.size;
-                if job.base.as_ref().is_some_and(|r| r.meta != meta)
-                    && !sink.send(&Msg::Meta {
-                        path: job.path.clone(),
-                        meta: meta.clone(),
-                    })
-                {
+                let moved = job.base.as_ref().is_some_and(|r| r.meta != meta);
+                if !same_content(job, moved, meta.clone(), sink) {
                     return Ok(Read1::Closed);
                 }
                 return Ok(Read1::Done {
@@ -334,7 +373,10 @@ pub fn large(
             }
         };
         for c in chunker(&f) {
-            let c = c.map_err(std::io::Error::other)?;
+            let c = match c {
+                Ok(c) => c,
+                Err(e) => return aborted(sink, std::io::Error::other(e)),
+            };
             let len = c.length as u64;
             let hash = *blake3::hash(&c.data).as_bytes();
             chunks.push(Chunk {
@@ -377,6 +419,18 @@ pub fn large(
             return Ok(Read1::Closed);
         }
         let b = stat_of(&f.metadata()?);
+        if job.image.is_none() && same(&a, &b) && size != a.size {
+            // The file held still, yet reading it gave another length: a reader bug or a
+            // failing disk, never a reason to publish a short (or empty) file.
+            return aborted(
+                sink,
+                std::io::Error::other(format!(
+                    "read {size} bytes of {}, which holds {} and did not change",
+                    shown(&job.path),
+                    a.size
+                )),
+            );
+        }
         stable = job.image.is_some() || (same(&a, &b) && size == a.size);
         if !stable && attempt + 1 < ATTEMPTS {
             if !sink.send(&Msg::Abort) {

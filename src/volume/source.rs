@@ -52,6 +52,10 @@ pub struct Report {
     /// Files were read from reflink clones taken at the start (a point-in-time image).
     pub image: bool,
     pub changed_while_read: Vec<String>,
+    /// Paths the source could not read (a directory it could not list, a file it could not
+    /// open): the destination keeps them as the last snapshot had them, and the source exits
+    /// 23.
+    pub unreadable: Vec<String>,
     pub problems: Vec<String>,
     pub duration_ms: u64,
 }
@@ -285,7 +289,8 @@ fn produce(
         (trusted && r.ctime == f.ctime && r.ctime != (0, 0)).then(|| r.meta.xattrs.clone())
     };
     super::tree::fill_xattrs(root, &mut found, known, xattrs, threads);
-    let mut p = plan(&found, base, trusted, already);
+    let unreadable: Vec<Vec<u8>> = walk_errors.iter().map(|(p, _)| p.clone()).collect();
+    let mut p = plan(&found, base, trusted, already, &unreadable);
     drop(found);
     if let Some((path, chunks)) = partial
         && let Some(job) = p.large.iter_mut().find(|j| j.path == path)
@@ -319,6 +324,7 @@ fn produce(
         report
             .problems
             .push(format!("{}: cannot read: {e}", shown(path)));
+        report.unreadable.push(shown(path));
     }
     for s in &p.specials {
         report.problems.push(format!(
@@ -381,6 +387,7 @@ fn produce(
             Err(e) => {
                 o.1.problems
                     .push(format!("{}: cannot read: {e}", shown(&job.path)));
+                o.1.unreadable.push(shown(&job.path));
                 true
             }
         }
@@ -416,6 +423,7 @@ fn produce(
     report.bytes_sent = o.bytes_sent;
     report.bytes_reused = o.bytes_reused;
     report.changed_while_read = o.changed_while_read;
+    report.unreadable.extend(o.unreadable);
     if !o.problems.is_empty() {
         report.consistent = false;
     }

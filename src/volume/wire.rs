@@ -117,7 +117,8 @@ pub enum Msg {
         size: u64,
         hash: Hash,
     },
-    /// Forget the file being written: it changed while it was read and comes again.
+    /// Forget the file being written (it changed while it was read and comes again, or the
+    /// source could not read it): the staging tree keeps the last snapshot's version.
     Abort,
     Commit {
         consistent: bool,

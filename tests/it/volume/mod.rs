@@ -9,6 +9,7 @@
 mod escape;
 mod harness;
 mod image;
+mod regress;
 mod resume;
 mod status;
 mod tree;

@@ -1,0 +1,138 @@
+//! Regressions found by probing `ferry volume` against rsync: each test is named after what
+//! went wrong and fails on the code before its fix.
+
+use std::fs::Permissions;
+use std::os::unix::fs::{FileExt, PermissionsExt, lchown};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::harness::{Destination, promote, run, source_cmd, stderr, sync_ok, write_secret};
+use super::tree::assert_same_tree;
+use crate::support::write_file;
+
+/// Hash-compare mode (the source's manifest does not name the destination's snapshot) read a
+/// large file to the end to compare it, then chunked it from the same descriptor's offset
+/// (the end): a changed file of unchanged size was published empty.
+#[test]
+fn hash_compare_sends_a_changed_large_file_whole() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("db"), 1_000_000, 1);
+    write_file(&src.join("small"), 10, 2);
+    let dst = Destination::start(t, "dst");
+    sync_ok(&src, &dst);
+    // A lost manifest (or a failback): the next iteration compares content by hash.
+    std::fs::remove_dir_all(src.join(".ferry/source")).expect("remove the manifest");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(src.join("db"))
+        .expect("open db");
+    f.write_all_at(&[0x5a; 100], 500_000).expect("change db");
+    drop(f);
+    sync_ok(&src, &dst);
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
+
+/// Runs `ferry volume source --once --json` as an unprivileged user when the tests run as
+/// root (root reads everything, so nothing would be unreadable), with `tmp` made traversable
+/// and `src` and a copy of the secret given to that user; returns the exit code and report.
+fn source_as_user(tmp: &Path, src: &Path, dst: &Destination) -> (Option<i32>, Value) {
+    let secret = tmp.join("user.secret.json");
+    if !secret.exists() {
+        write_secret(&secret, &dst.secret_json());
+    }
+    let mut cmd = source_cmd(src, &secret);
+    if rustix::process::geteuid().is_root() {
+        std::fs::set_permissions(tmp, Permissions::from_mode(0o755)).expect("chmod tmp");
+        for p in [src.to_path_buf(), secret.clone()]
+            .into_iter()
+            .chain(super::tree::paths(src))
+        {
+            lchown(&p, Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
+        }
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = run(cmd);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "source --json printed {text:?} ({e}); stderr: {}",
+            stderr(&out)
+        )
+    });
+    (out.status.code(), report)
+}
+
+const NOBODY: u32 = 65534;
+
+/// A directory the source could not list (or whose entries it could not stat) made the
+/// iteration delete everything under it at the destination, and exit 0.
+#[test]
+fn an_unreadable_directory_keeps_its_replica_and_exits_23() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("sub/a"), 100, 1);
+    write_file(&src.join("sub/deep/b"), 100, 2);
+    write_file(&src.join("nox/f"), 100, 3);
+    write_file(&src.join("fine"), 100, 4);
+    let dst = Destination::start(t, "dst");
+    let (code, _) = source_as_user(t, &src, &dst);
+    assert_eq!(code, Some(0));
+    let before = t.join("before");
+    promote(&dst.dir, None, &before);
+    // Transient permission trouble: "sub" cannot be listed, "nox" listed but not searched.
+    std::fs::set_permissions(src.join("sub"), Permissions::from_mode(0o000)).expect("chmod");
+    std::fs::set_permissions(src.join("nox"), Permissions::from_mode(0o644)).expect("chmod");
+    write_file(&src.join("fine"), 200, 5);
+    let (code, report) = source_as_user(t, &src, &dst);
+    std::fs::set_permissions(src.join("sub"), Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(src.join("nox"), Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(code, Some(23), "{report}");
+    let unreadable = report["unreadable"].to_string();
+    assert!(
+        unreadable.contains("\"sub\"") && unreadable.contains("\"nox/f\""),
+        "{report}"
+    );
+    let after = t.join("after");
+    promote(&dst.dir, None, &after);
+    for kept in ["sub/a", "sub/deep/b", "nox/f"] {
+        assert_eq!(
+            std::fs::read(after.join(kept)).expect("kept in the snapshot"),
+            std::fs::read(before.join(kept)).expect("in the last snapshot"),
+            "{kept}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(after.join("fine")).expect("fine"),
+        std::fs::read(src.join("fine")).expect("fine"),
+        "the rest of the tree was replicated"
+    );
+    // Readable again: the next iteration is complete.
+    let (code, report) = source_as_user(t, &src, &dst);
+    assert_eq!(code, Some(0), "{report}");
+}
+
+/// A metadata-only change of `a` went through a temporary `a.ferry-meta~` beside it, first
+/// unlinked: the tree's own file of that name vanished from the destination.
+#[test]
+fn a_metadata_change_leaves_files_named_like_its_temporary() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("a"), 100, 1);
+    write_file(&src.join("a.ferry-meta~"), 100, 2);
+    write_file(&src.join(".ferry-tmp.0~"), 100, 3);
+    let dst = Destination::start(t, "dst");
+    sync_ok(&src, &dst);
+    std::fs::set_permissions(src.join("a"), Permissions::from_mode(0o600)).expect("chmod");
+    sync_ok(&src, &dst);
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
