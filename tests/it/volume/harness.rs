@@ -191,7 +191,12 @@ impl Destination {
 }
 
 pub fn source_cmd(src: &Path, secret: &Path) -> Command {
-    let mut cmd = Command::new(ferry_bin());
+    source_cmd_of(&ferry_bin(), src, secret)
+}
+
+/// [`source_cmd`] running the binary `exe`.
+pub fn source_cmd_of(exe: &Path, src: &Path, secret: &Path) -> Command {
+    let mut cmd = Command::new(exe);
     cmd.args(["volume", "source", "--dir"])
         .arg(src)
         .arg("--secret")

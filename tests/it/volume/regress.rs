@@ -49,6 +49,14 @@ fn source_as_user(tmp: &Path, src: &Path, dst: &Destination) -> (Option<i32>, Va
     let mut cmd = source_cmd(src, &secret);
     if rustix::process::geteuid().is_root() {
         std::fs::set_permissions(tmp, Permissions::from_mode(0o755)).expect("chmod tmp");
+        // The build's own binary may sit where that user cannot reach it (a target
+        // directory under /root): it runs a copy of it in `tmp`.
+        let exe = tmp.join("ferry");
+        if !exe.exists() {
+            std::fs::copy(crate::support::ferry_bin(), &exe).expect("copy ferry");
+            std::fs::set_permissions(&exe, Permissions::from_mode(0o755)).expect("chmod ferry");
+        }
+        cmd = super::harness::source_cmd_of(&exe, src, &secret);
         for p in [src.to_path_buf(), secret.clone()]
             .into_iter()
             .chain(super::tree::paths(src))
