@@ -247,15 +247,11 @@ async fn jobs_and_tasks(db: &Db, unique: &str) {
     assert_eq!(db.unfinished_job(&fp).await.expect("find"), None);
 }
 
-/// Claimers racing for one job's tasks never get the same task twice.
-async fn concurrent_claims(db: &Db, unique: &str) {
+/// A job (fingerprint `fp`) whose listing is complete with `tasks`; its id and the time
+/// its lister started.
+async fn listed_job(db: &Db, fp: &str, tasks: &[NewTask]) -> (i64, i64) {
     let id = db
-        .create_job(
-            "migrate",
-            &serde_json::json!({}),
-            &format!("race-{unique}"),
-            1,
-        )
+        .create_job("migrate", &serde_json::json!({}), fp, 1)
         .await
         .expect("create");
     let now = ferry::state::now_ms();
@@ -264,12 +260,19 @@ async fn concurrent_claims(db: &Db, unique: &str) {
             .await
             .expect("lease")
     );
-    let tasks: Vec<NewTask> = (0..300).map(|i| task(&format!("k{i:04}"), 1)).collect();
+    let last = tasks.last().map(|t| t.key.clone());
     assert!(
-        db.add_listing_page(id, "L", &tasks, Some("k0299"), 0, true)
+        db.add_listing_page(id, "L", tasks, last.as_deref(), 0, true)
             .await
             .expect("page")
     );
+    (id, now)
+}
+
+/// Claimers racing for one job's tasks never get the same task twice.
+async fn concurrent_claims(db: &Db, unique: &str) {
+    let tasks: Vec<NewTask> = (0..300).map(|i| task(&format!("k{i:04}"), 1)).collect();
+    let (id, now) = listed_job(db, &format!("race-{unique}"), &tasks).await;
     let mut handles = Vec::new();
     for w in 0..4 {
         let db = db.clone();
@@ -303,26 +306,7 @@ async fn concurrent_claims(db: &Db, unique: &str) {
 /// `retry-dead` while a job's runner finishes it (probe 07): whichever goes first, a job
 /// never ends done with tasks queued, and dead letters retried after it ended run again.
 async fn retry_dead_against_the_end_of_a_job(db: &Db, unique: &str) {
-    let id = db
-        .create_job(
-            "migrate",
-            &serde_json::json!({}),
-            &format!("end-{unique}"),
-            1,
-        )
-        .await
-        .expect("create");
-    let now = ferry::state::now_ms();
-    assert!(
-        db.take_lister(id, "L", now, now + 10_000)
-            .await
-            .expect("lease")
-    );
-    assert!(
-        db.add_listing_page(id, "L", &[task("x", 1)], Some("x"), 0, true)
-            .await
-            .expect("page")
-    );
+    let (id, now) = listed_job(db, &format!("end-{unique}"), &[task("x", 1)]).await;
     let kill = |round: i64| async move {
         let t = db
             .claim_tasks(id, "W", now + round, now + 60_000, 1)

@@ -94,10 +94,17 @@ impl Root {
     /// Opens a regular file beneath the root for reading. A symlink anywhere on the way, a
     /// folder, a FIFO, a socket or a device is [`NotAFile`] (kind `NotFound`).
     pub fn open_file(&self, rel: &str) -> io::Result<File> {
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+        Ok(File::from(self.regular(rel, flags)?.0))
+    }
+
+    /// Opens `rel` beneath the root with `flags` and stats it; [`NotAFile`] unless it is a
+    /// regular file.
+    fn regular(&self, rel: &str, flags: OFlags) -> io::Result<(OwnedFd, rustix::fs::Stat)> {
         let fd = rustix::fs::openat2(
             &self.fd,
             rel,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+            flags | OFlags::CLOEXEC,
             Mode::empty(),
             BENEATH,
         )
@@ -106,25 +113,14 @@ impl Root {
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(not_a_file());
         }
-        Ok(File::from(fd))
+        Ok((fd, st))
     }
 
     /// The inode, modification time (ns) and size of the regular file at `rel`: what tells
     /// whether it changed since it was indexed. Not a regular file, or reached through a
     /// symlink: [`NotAFile`].
     pub fn facts(&self, rel: &str) -> io::Result<(i64, i64, i64)> {
-        let fd = rustix::fs::openat2(
-            &self.fd,
-            rel,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            BENEATH,
-        )
-        .map_err(beneath_err)?;
-        let st = rustix::fs::fstat(&fd)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(not_a_file());
-        }
+        let (_, st) = self.regular(rel, OFlags::PATH)?;
         Ok((
             st.st_ino as i64,
             st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,

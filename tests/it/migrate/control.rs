@@ -107,32 +107,18 @@ async fn pause_reports_a_job_resumed_meanwhile() {
 /// itself, and the tasks of its dead workers do not stay "running".
 #[tokio::test]
 async fn cancel_without_a_runner_aborts_the_uploads_and_frees_the_tasks() {
-    use ferry::jobs::spec::{Endpoint, MigrateSpec, Options};
     use ferry::store::fs::FsStore;
     use ferry::store::{BucketName, ObjectKey, PutOptions, Store, UploadsQuery};
     let tmp = tempfile::tempdir().expect("tmp");
     std::fs::create_dir_all(tmp.path().join("in/srcb")).expect("src");
     std::fs::create_dir_all(tmp.path().join("out/dstb")).expect("dst");
     let db = Db::open_embedded(tmp.path()).await.expect("db");
-    let spec = MigrateSpec {
-        src: Endpoint::Dir {
-            path: tmp.path().join("in/srcb"),
-        },
-        dst: Endpoint::Dir {
-            path: tmp.path().join("out/dstb"),
-        },
-        options: Options {
-            include: Vec::new(),
-            exclude: Vec::new(),
-            newer_than_ms: None,
-            older_than_ms: None,
-            checksum: false,
-            delete: false,
-            part_size: 5 << 20,
-            multipart_threshold: 8 << 20,
-            max_attempts: 3,
-        },
-    };
+    let spec = super::dir_spec(
+        &tmp.path().join("in/srcb"),
+        &tmp.path().join("out/dstb"),
+        5 << 20,
+        8 << 20,
+    );
     let id = db
         .create_job(
             "migrate",

@@ -102,7 +102,6 @@ async fn a_copy_whose_lease_lapses_midway_never_lands() {
 async fn a_runner_frozen_past_its_lease_does_not_finish_its_put() {
     use ferry::jobs::open::Side;
     use ferry::jobs::run::{Ended, Runner, Settings};
-    use ferry::jobs::spec::{Endpoint, MigrateSpec, Options};
     let tmp = tempfile::tempdir().expect("tmp");
     let (src, dst, _, _) = two_dirs(tmp.path(), 4 * MIB).await;
     let dst = Arc::new(Freezing {
@@ -115,25 +114,12 @@ async fn a_runner_frozen_past_its_lease_does_not_finish_its_put() {
     let db = ferry::state::Db::open_embedded(tmp.path())
         .await
         .expect("db");
-    let spec = MigrateSpec {
-        src: Endpoint::Dir {
-            path: tmp.path().join("src/bkt"),
-        },
-        dst: Endpoint::Dir {
-            path: tmp.path().join("dst/bkt"),
-        },
-        options: Options {
-            include: Vec::new(),
-            exclude: Vec::new(),
-            newer_than_ms: None,
-            older_than_ms: None,
-            checksum: false,
-            delete: false,
-            part_size: 8 * MIB as u64,
-            multipart_threshold: 64 * MIB as u64,
-            max_attempts: 3,
-        },
-    };
+    let spec = super::dir_spec(
+        &tmp.path().join("src/bkt"),
+        &tmp.path().join("dst/bkt"),
+        8 * MIB as u64,
+        64 * MIB as u64,
+    );
     let job = db
         .create_job(
             "migrate",

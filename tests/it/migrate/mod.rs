@@ -72,6 +72,36 @@ impl Migrator {
     }
 }
 
+/// A migration from one directory to another (`src` and `dst` are the buckets' folders),
+/// with default options but for the part size and the multipart threshold.
+fn dir_spec(
+    src: &Path,
+    dst: &Path,
+    part_size: u64,
+    threshold: u64,
+) -> ferry::jobs::spec::MigrateSpec {
+    use ferry::jobs::spec::{Endpoint, MigrateSpec, Options};
+    MigrateSpec {
+        src: Endpoint::Dir {
+            path: src.to_path_buf(),
+        },
+        dst: Endpoint::Dir {
+            path: dst.to_path_buf(),
+        },
+        options: Options {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            newer_than_ms: None,
+            older_than_ms: None,
+            checksum: false,
+            delete: false,
+            part_size,
+            multipart_threshold: threshold,
+            max_attempts: 3,
+        },
+    }
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
