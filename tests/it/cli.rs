@@ -329,28 +329,7 @@ fn first_start_generates_credentials_with_mode_0600_and_never_reprints_them() {
 
 /// A plain HTTP GET on the admin listener; returns (status, body).
 fn admin_get(f: &Ferry, path: &str, token: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let addr = f.admin.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let (status, _, body) = admin_request(f, "GET", path, token, 0);
     (status, body)
 }
 
