@@ -120,7 +120,9 @@ impl Root {
     /// whether it changed since it was indexed. Not a regular file, or reached through a
     /// symlink: [`NotAFile`].
     pub fn facts(&self, rel: &str) -> io::Result<(i64, i64, i64)> {
-        let (_, st) = self.regular(rel, OFlags::PATH)?;
+        // Opened for reading (not `O_PATH`): a file the server may not read says so here
+        // as it would to a GET.
+        let (_, st) = self.regular(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
         Ok((
             st.st_ino as i64,
             st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,

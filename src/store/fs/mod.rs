@@ -664,6 +664,11 @@ impl Store for FsStore {
                         delete_marker: None,
                     });
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(Error::Denied(format!(
+                        "cannot read {key} in bucket {bucket}: the store may not read its file"
+                    )));
+                }
                 // Whatever it is, the GET path says it.
                 Err(_) => false,
             };
