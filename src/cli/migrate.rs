@@ -73,7 +73,7 @@ pub struct MigrateArgs {
     /// Compare both sides when the job is done; exit 1 on any difference.
     #[arg(long)]
     pub verify: bool,
-    /// Total transfer rate limit in bytes per second (e.g. 50M).
+    /// Total transfer rate limit in bytes per second (e.g. 50M; 0 is no limit).
     #[arg(long, value_name = "RATE")]
     pub bandwidth_limit: Option<String>,
     /// Attempts per object before it goes to the job's dead-letter list.
@@ -155,12 +155,14 @@ pub async fn run(
     if args.workers == 0 {
         return Err(UsageError("--workers must be at least 1".into()).into());
     }
+    // 0 is no limit, as for rclone's --bwlimit and rsync's --bwlimit.
     let bandwidth = args
         .bandwidth_limit
         .as_deref()
         .map(|s| spec::size(s, "--bandwidth-limit"))
         .transpose()
-        .map_err(usage)?;
+        .map_err(usage)?
+        .filter(|b| *b > 0);
     Filter::new(&options).map_err(usage)?;
     let spec = MigrateSpec {
         src: src_ep,

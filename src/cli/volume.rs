@@ -103,7 +103,7 @@ pub struct SourceArgs {
     /// A shell command run after each iteration, whatever its outcome.
     #[arg(long, value_name = "CMD")]
     post_hook: Option<String>,
-    /// At most this many bytes per second on the wire (e.g. 50M).
+    /// At most this many bytes per second on the wire (e.g. 50M; 0 is no limit).
     #[arg(long, value_name = "RATE")]
     bandwidth_limit: Option<String>,
     /// Read the live files even where the filesystem could clone them (by default files are
@@ -155,6 +155,16 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
         VolumeCommand::Destination(a) => {
             if a.keep == 0 {
                 return Err(UsageError("--keep must be at least 1".into()).into());
+            }
+            {
+                use std::net::ToSocketAddrs;
+                if a.listen.to_socket_addrs().is_err() {
+                    return Err(UsageError(format!(
+                        "--listen {:?}: not an address (host:port)",
+                        a.listen
+                    ))
+                    .into());
+                }
             }
             dest::serve(DestOptions {
                 dir: a.dir,
@@ -216,6 +226,9 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
             Ok(())
         }
         VolumeCommand::Snapshots { dir } => {
+            if !dir.is_dir() {
+                return Err(UsageError(format!("--dir {}: not a directory", dir.display())).into());
+            }
             let list = Layout::new(&dir).list()?;
             if as_json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -294,11 +307,13 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
         return Err(UsageError(format!("--secret {}: no such file", a.secret.display())).into());
     }
     let secret = Secret::load(&a.secret).map_err(|e| UsageError(format!("--secret: {e:#}")))?;
+    // 0 is no limit, as for rsync's --bwlimit and rclone's --bwlimit.
     let bandwidth = match &a.bandwidth_limit {
         Some(s) => Some(
             crate::jobs::spec::size(s, "--bandwidth-limit")
                 .map_err(|e| UsageError(e.to_string()))?,
-        ),
+        )
+        .filter(|b| *b > 0),
         None => None,
     };
     if !a.dir.is_dir() {

@@ -224,6 +224,76 @@ fn db_url_errors_hide_the_password_and_say_it_once() {
     }
 }
 
+/// Volume commands: an address that is not one and a missing directory are bad usage.
+#[test]
+fn volume_bad_usage_exits_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("d");
+    let missing = tmp.path().join("no/such/dir");
+    for args in [
+        vec![
+            "volume",
+            "destination",
+            "--dir",
+            dir.to_str().unwrap_or_default(),
+            "--listen",
+            "nonsense",
+        ],
+        vec![
+            "volume",
+            "snapshots",
+            "--dir",
+            missing.to_str().unwrap_or_default(),
+        ],
+    ] {
+        let out = Command::new(ferry_bin()).args(&args).output().expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `--bandwidth-limit 0` is no limit (rsync's and rclone's reading), not one byte a second.
+#[test]
+fn a_bandwidth_limit_of_0_is_no_limit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("f"), vec![7u8; 200 * 1024]).expect("write");
+    let dst = tmp.path().join("dst");
+    let mut child = Command::new(ferry_bin())
+        .args(["migrate"])
+        .arg(&src)
+        .arg(&dst)
+        .args(["--bandwidth-limit", "0", "--data"])
+        .arg(tmp.path().join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // At one byte a second this would take more than two days.
+    let mut status = None;
+    for _ in 0..1200 {
+        status = child.try_wait().expect("wait");
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "migrate with --bandwidth-limit 0: {status:?}"
+    );
+    assert_eq!(
+        std::fs::read(dst.join("f")).expect("copied").len(),
+        200 * 1024
+    );
+}
+
 /// `ferry job list | head -0`: a reader that went away ends the command quietly (141, as
 /// SIGPIPE would), never with a panic and its backtrace.
 #[test]
