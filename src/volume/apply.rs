@@ -412,12 +412,13 @@ fn new_temp(dir: &OwnedFd) -> anyhow::Result<(Vec<u8>, File)> {
 }
 
 /// Creates a new file at `name`, replacing whatever was there (never writing through it).
+/// Readable too: what a copy wrote is read back to be checked.
 fn create(dir: &OwnedFd, name: &[u8], full: &Path) -> anyhow::Result<File> {
     let open = || {
         rustix::fs::openat(
             dir,
             OsStr::from_bytes(name),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
     };
@@ -435,6 +436,24 @@ fn create(dir: &OwnedFd, name: &[u8], full: &Path) -> anyhow::Result<File> {
 fn verify(data: &[u8], hash: &Hash, path: &[u8]) -> anyhow::Result<()> {
     if blake3::hash(data).as_bytes() != hash {
         bail!("content of {} does not match its BLAKE3", shown(path));
+    }
+    Ok(())
+}
+
+/// Reads back what a copy wrote at `pos` and checks it chunk by chunk.
+fn verify_written(file: &File, mut pos: u64, chunks: &[Chunk], path: &[u8]) -> anyhow::Result<()> {
+    let mut buf = Vec::with_capacity(super::index::CHUNK_MAX as usize);
+    for c in chunks {
+        buf.resize(c.len as usize, 0);
+        file.read_exact_at(&mut buf, pos)
+            .with_context(|| format!("cannot read back {}", shown(path)))?;
+        if *blake3::hash(&buf).as_bytes() != c.hash {
+            bail!(
+                "{}: the range copied from its earlier version at {pos} does not match its BLAKE3",
+                shown(path)
+            );
+        }
+        pos += c.len as u64;
     }
     Ok(())
 }
@@ -598,6 +617,7 @@ fn write_large_part(
             let mut i = *by_offset
                 .get(&offset)
                 .with_context(|| format!("{}: a copy off chunk bounds", shown(&l.path)))?;
+            let first = l.chunks.len();
             let mut covered = 0u64;
             while covered < len {
                 let c = chunks
@@ -611,6 +631,9 @@ fn write_large_part(
                 bail!("{}: a copy off chunk bounds", shown(&l.path));
             }
             crate::store::fs::copy_range(base, offset, &l.file, l.pos, len)?;
+            // The chunk list is what `End` checks: it must be what was written, not what
+            // the base's record claims it holds.
+            verify_written(&l.file, l.pos, &l.chunks[first..], &l.path)?;
             l.pos += len;
         }
         Msg::Data { data, hash } => {

@@ -2,6 +2,7 @@
 //! before the source or the destination was killed, or a proxy cut the connection, are not
 //! sent again, and the result still equals the source tree.
 
+use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use super::harness::{
@@ -203,6 +204,51 @@ fn a_large_file_resumes_where_it_was_cut() {
         num(&r, "bytes_sent") + num(&r, "bytes_reused") == BIG,
         "{r}"
     );
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
+
+/// The journal said which chunks of a large file had arrived, and the resume offered them to
+/// the source without looking: a file that no longer held them (a later interrupted
+/// iteration wrote another version there before its first journal flush; here, damage) was
+/// copied from and published as the source's content, its BLAKE3 check passing on the
+/// journaled chunk list.
+#[test]
+fn a_partial_file_that_no_longer_holds_its_chunks_is_not_reused() {
+    const BIG: usize = 32 << 20;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("big.bin"), BIG, 9);
+    let dst = Destination::start(t, "dst");
+    let mut cmd = source_cmd(&src, &dst.secret);
+    cmd.args(["--bandwidth-limit", "4M", "--no-compress"]);
+    let mut source = Proc::spawn(cmd, anon(), anon());
+    let journal = dst.dir.join(".ferry/staging.journal");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // A partial progress record with a few dozen chunks (the first ones among them).
+    while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) < 1000 {
+        assert!(
+            source.running(),
+            "the source finished before it could be interrupted"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no progress was journaled within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    source.kill9();
+    source.wait(super::harness::LIMIT);
+    // The staged file's first bytes are no longer what the journal says arrived.
+    let staged = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dst.dir.join(".ferry/staging/big.bin"))
+        .expect("open the staged file");
+    staged.write_all_at(&[0xa5; 4096], 0).expect("damage it");
+    drop(staged);
+    sync_ok(&src, &dst);
     let p = t.join("promoted");
     promote(&dst.dir, None, &p);
     assert_same_tree(&src, &p);
