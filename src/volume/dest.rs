@@ -146,6 +146,13 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
                     )
                     .await;
                     let _ = layout.clean_partial();
+                    if e.chain().any(|c| c.is::<apply::Mismatch>()) {
+                        // The sides disagree about a file's content: resuming would meet the
+                        // same disagreement again, so the next iteration starts from the
+                        // last snapshot.
+                        tracing::warn!("dropping the interrupted iteration's state");
+                        let _ = layout.drop_resume();
+                    }
                 }
             }
         });
