@@ -25,6 +25,20 @@ use super::snapshot::copy_file;
 use super::tree::{Meta, check_path, join, parent, shown};
 use super::wire::Msg;
 
+/// A file's content does not match what the source sent: the two sides disagree about the
+/// version a copy refers to, or what the destination holds is damaged. Resuming again would
+/// meet the same disagreement, so the destination drops the interrupted iteration's state.
+#[derive(Debug)]
+pub struct Mismatch(pub String);
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
 /// Work handed to the writer threads, and a count of what is still in flight.
 struct Shared {
     staging: PathBuf,
@@ -32,7 +46,8 @@ struct Shared {
     prev: Index,
     index: Mutex<Index>,
     problems: Mutex<Vec<String>>,
-    failure: Mutex<Option<String>>,
+    /// The first error of a writer thread, and whether it was a [`Mismatch`].
+    failure: Mutex<Option<(String, bool)>>,
     in_flight: Mutex<usize>,
     idle: Condvar,
     /// Files written since the last flush, for the resume journal.
@@ -57,8 +72,17 @@ impl Shared {
     fn fail(&self, e: anyhow::Error) {
         let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         if f.is_none() {
-            *f = Some(format!("{e:#}"));
+            let mismatch = e.chain().any(|c| c.is::<Mismatch>());
+            *f = Some((format!("{e:#}"), mismatch));
         }
+    }
+    /// The first error of a writer thread, if any.
+    fn failed(&self) -> Option<anyhow::Error> {
+        let f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        f.as_ref().map(|(e, mismatch)| match mismatch {
+            true => anyhow::Error::new(Mismatch(e.clone())),
+            false => anyhow!(e.clone()),
+        })
     }
     fn done(&self) {
         let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -73,13 +97,8 @@ impl Shared {
             n = self.idle.wait(n).unwrap_or_else(|e| e.into_inner());
         }
         drop(n);
-        match self
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            Some(e) => Err(anyhow!(e)),
+        match self.failed() {
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
@@ -305,13 +324,8 @@ fn dispatch(
         let Some(batch) = rx.blocking_recv() else {
             bail!("the source went away before the iteration was complete");
         };
-        if let Some(e) = shared
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            bail!(e);
+        if let Some(e) = shared.failed() {
+            return Err(e);
         }
         for msg in batch {
             if !matches!(msg, Msg::Small { .. }) {
@@ -412,12 +426,13 @@ fn new_temp(dir: &OwnedFd) -> anyhow::Result<(Vec<u8>, File)> {
 }
 
 /// Creates a new file at `name`, replacing whatever was there (never writing through it).
+/// Readable too: what a copy wrote is read back to be checked.
 fn create(dir: &OwnedFd, name: &[u8], full: &Path) -> anyhow::Result<File> {
     let open = || {
         rustix::fs::openat(
             dir,
             OsStr::from_bytes(name),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
     };
@@ -435,6 +450,24 @@ fn create(dir: &OwnedFd, name: &[u8], full: &Path) -> anyhow::Result<File> {
 fn verify(data: &[u8], hash: &Hash, path: &[u8]) -> anyhow::Result<()> {
     if blake3::hash(data).as_bytes() != hash {
         bail!("content of {} does not match its BLAKE3", shown(path));
+    }
+    Ok(())
+}
+
+/// Reads back what a copy wrote at `pos` and checks it chunk by chunk.
+fn verify_written(file: &File, mut pos: u64, chunks: &[Chunk], path: &[u8]) -> anyhow::Result<()> {
+    let mut buf = Vec::with_capacity(super::index::CHUNK_MAX as usize);
+    for c in chunks {
+        buf.resize(c.len as usize, 0);
+        file.read_exact_at(&mut buf, pos)
+            .with_context(|| format!("cannot read back {}", shown(path)))?;
+        if *blake3::hash(&buf).as_bytes() != c.hash {
+            bail!(Mismatch(format!(
+                "{}: the range copied from its earlier version at {pos} does not match its BLAKE3",
+                shown(path)
+            )));
+        }
+        pos += c.len as u64;
     }
     Ok(())
 }
@@ -590,27 +623,34 @@ fn write_large_part(
             let l = cur.as_mut().context("a copy outside a file")?;
             let from = if partial { &l.partial } else { &l.base };
             let Some((base, by_offset, chunks)) = from else {
-                bail!(
+                bail!(Mismatch(format!(
                     "{}: a copy from a version the destination does not have",
                     shown(&l.path)
-                );
+                )));
             };
             let mut i = *by_offset
                 .get(&offset)
-                .with_context(|| format!("{}: a copy off chunk bounds", shown(&l.path)))?;
+                .ok_or_else(|| Mismatch(format!("{}: a copy off chunk bounds", shown(&l.path))))?;
+            let first = l.chunks.len();
             let mut covered = 0u64;
             while covered < len {
                 let c = chunks
                     .get(i)
-                    .with_context(|| format!("{}: a copy past the base", shown(&l.path)))?;
+                    .ok_or_else(|| Mismatch(format!("{}: a copy past the base", shown(&l.path))))?;
                 l.chunks.push(c.clone());
                 covered += c.len as u64;
                 i += 1;
             }
             if covered != len {
-                bail!("{}: a copy off chunk bounds", shown(&l.path));
+                bail!(Mismatch(format!(
+                    "{}: a copy off chunk bounds",
+                    shown(&l.path)
+                )));
             }
             crate::store::fs::copy_range(base, offset, &l.file, l.pos, len)?;
+            // The chunk list is what `End` checks: it must be what was written, not what
+            // the base's record claims it holds.
+            verify_written(&l.file, l.pos, &l.chunks[first..], &l.path)?;
             l.pos += len;
         }
         Msg::Data { data, hash } => {
@@ -636,7 +676,10 @@ fn write_large_part(
         Msg::End { size, hash } => {
             let l = cur.take().context("an end outside a file")?;
             if l.pos != size || chunks_hash(&l.chunks) != hash {
-                bail!("content of {} does not match its BLAKE3", shown(&l.path));
+                bail!(Mismatch(format!(
+                    "content of {} does not match its BLAKE3",
+                    shown(&l.path)
+                )));
             }
             l.file.set_len(size)?;
             let mut problems = Vec::new();

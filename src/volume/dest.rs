@@ -146,6 +146,13 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
                     )
                     .await;
                     let _ = layout.clean_partial();
+                    if e.chain().any(|c| c.is::<apply::Mismatch>()) {
+                        // The sides disagree about a file's content: resuming would meet the
+                        // same disagreement again, so the next iteration starts from the
+                        // last snapshot.
+                        tracing::warn!("dropping the interrupted iteration's state");
+                        let _ = layout.drop_resume();
+                    }
                 }
             }
         });
@@ -220,11 +227,17 @@ async fn iteration(
             let (records, partial) = resume::summarise(entries);
             // The large file that was being written goes aside before the tree is put back.
             let _ = std::fs::remove_file(l.partial());
-            let partial = partial.filter(|(path, chunks)| {
-                let have: u64 = chunks.iter().map(|c| c.len as u64).sum();
-                let f = super::tree::join(&l.staging(), path);
-                std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_file() && m.len() >= have)
-                    && std::fs::rename(&f, l.partial()).is_ok()
+            // Only the chunks it still holds as journaled are offered: a later interrupted
+            // iteration may have written something else there before journaling anything.
+            let partial = partial.and_then(|(path, mut chunks)| {
+                let f = super::tree::join(&l.staging(), &path);
+                if !std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_file())
+                    || std::fs::rename(&f, l.partial()).is_err()
+                {
+                    return None;
+                }
+                chunks.truncate(resume::intact_prefix(&l.partial(), &chunks));
+                (!chunks.is_empty()).then_some((path, chunks))
             });
             let prev_dir = id.as_ref().map(|id| l.snapshot(id));
             let kept = resume::reconcile(&l.staging(), prev_dir.as_deref(), &prev, records)?;

@@ -28,6 +28,10 @@ pub struct Job {
     pub renamed_from: Option<Vec<u8>>,
 }
 
+/// Paths an interrupted iteration delivered (their journaled records are in the base), each
+/// with the last snapshot's record of it, if any: the version the destination copies from.
+pub type Already = HashMap<Vec<u8>, Option<Record>>;
+
 #[derive(Debug, Default)]
 pub struct Plan {
     pub deletes: Vec<Vec<u8>>,
@@ -68,14 +72,15 @@ fn under_any(path: &[u8], unreadable: &[Vec<u8>]) -> bool {
 /// `trusted` says `base` is the source's own manifest of the destination's latest snapshot
 /// (so size, mtime, inode and ctime decide); otherwise equal sizes are verified by hash.
 /// `already` names paths whose base record came from an interrupted iteration: they count as
-/// delivered when size and mtime still match. `unreadable` names what the walk could not
+/// delivered when size and mtime still match, and are sent against the last snapshot's
+/// version when not. `unreadable` names what the walk could not
 /// list or stat: what the base has there is kept as it is, never deleted (as rsync skips
 /// deletions after an I/O error), since not seeing an entry does not mean it is gone.
 pub fn plan(
     found: &[Found],
     base: &Index,
     trusted: bool,
-    already: &HashSet<Vec<u8>>,
+    already: &Already,
     unreadable: &[Vec<u8>],
 ) -> Plan {
     let mut p = Plan::default();
@@ -175,7 +180,7 @@ fn file(
     f: &Found,
     old: Option<&Record>,
     trusted: bool,
-    already: &HashSet<Vec<u8>>,
+    already: &Already,
     gone: &HashMap<u64, (&[u8], &Record)>,
 ) -> bool {
     let job = |base: Option<&Record>, verify: bool| Job {
@@ -194,7 +199,7 @@ fn file(
             p.small.push(j)
         }
     };
-    if already.contains(&f.path)
+    if already.contains_key(&f.path)
         && let Some(
             r @ Record {
                 content: Content::File { size, .. },
@@ -218,6 +223,12 @@ fn file(
             });
         }
         // Counts as sent: hardlinks to it are made again.
+        return false;
+    }
+    if let Some(snapshot) = already.get(&f.path) {
+        // Changed since it was delivered: the destination writes it afresh with ranges of
+        // the last snapshot's version, so its chunks are the ones to refer to.
+        push(p, job(snapshot.as_ref(), false));
         return false;
     }
     if let Some(
@@ -308,7 +319,7 @@ mod tests {
                 .insert(f.path.clone(), record(Content::Dir, &f));
         }
         let now = vec![found("keep", FoundKind::Dir)];
-        let p = plan(&now, &base, true, &HashSet::new(), &[]);
+        let p = plan(&now, &base, true, &Already::new(), &[]);
         let deletes: Vec<String> = p
             .deletes
             .iter()
@@ -347,7 +358,7 @@ mod tests {
             found("nox", FoundKind::Dir),
         ];
         let unreadable = [b"locked".to_vec(), b"nox/f".to_vec()];
-        let p = plan(&now, &base, true, &HashSet::new(), &unreadable);
+        let p = plan(&now, &base, true, &Already::new(), &unreadable);
         let deletes: Vec<String> = p
             .deletes
             .iter()
@@ -376,7 +387,7 @@ mod tests {
         base.entries.insert(old.path.clone(), record(content, &old));
         let mut new = old.clone();
         new.path = b"new".to_vec();
-        let p = plan(&[new], &base, true, &HashSet::new(), &[]);
+        let p = plan(&[new], &base, true, &Already::new(), &[]);
         assert!(
             !p.late.iter().any(|m| matches!(m, Msg::Clone { .. })),
             "cloned on the inode number alone: {:?}",

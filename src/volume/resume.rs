@@ -51,6 +51,24 @@ pub fn summarise(entries: Vec<Entry>) -> (Records, Option<PartialFile>) {
     (done, partial)
 }
 
+/// How many leading `chunks` the file at `path` still holds, byte for byte. The journal says
+/// which chunks of a large file were durable, not that the file kept them: an iteration
+/// interrupted later may have written another version of the file in its place before its
+/// first journal flush. Only the prefix that hashes as journaled may be offered for reuse.
+pub fn intact_prefix(path: &Path, chunks: &[Chunk]) -> usize {
+    let Ok(mut f) = File::open(path) else {
+        return 0;
+    };
+    let mut buf = Vec::with_capacity(super::index::CHUNK_MAX as usize);
+    for (i, c) in chunks.iter().enumerate() {
+        buf.resize(c.len as usize, 0);
+        if f.read_exact(&mut buf).is_err() || *blake3::hash(&buf).as_bytes() != c.hash {
+            return i;
+        }
+    }
+    chunks.len()
+}
+
 /// The journal of the iteration being applied.
 pub struct Journal {
     file: File,

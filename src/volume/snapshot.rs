@@ -112,6 +112,13 @@ impl Layout {
     /// Removes what an interrupted iteration or publish left: index files of snapshots that
     /// were never published, and the staging tree unless its journal says it can be resumed
     /// (it was built from the latest snapshot).
+    /// Forgets an interrupted iteration: the next one starts from the last snapshot.
+    pub fn drop_resume(&self) -> anyhow::Result<()> {
+        let _ = std::fs::remove_file(self.journal());
+        let _ = std::fs::remove_file(self.partial());
+        remove_tree(&self.staging())
+    }
+
     pub fn clean_partial(&self) -> anyhow::Result<()> {
         let latest = self.latest()?.map(|i| i.id);
         let resumable = self.staging().is_dir()

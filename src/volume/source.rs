@@ -4,7 +4,6 @@
 //! disagree), streams the changes without waiting for answers, and records what the
 //! destination acknowledged.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::index::{Index, Record};
-use super::plan::plan;
+use super::plan::{Already, plan};
 use super::read::{self, Read1, Sink};
 use super::tls::{self, Secret};
 use super::tree::{STATE_DIR, XattrPolicy, shown, walk};
@@ -192,11 +191,13 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
             (idx, false)
         }
     };
-    // What an interrupted iteration already delivered counts as there.
-    let mut already = HashSet::new();
+    // What an interrupted iteration already delivered counts as there; the last snapshot's
+    // record of each such path stays at hand, since a file that changed again is sent against
+    // the version the destination copies from (the snapshot's), not the journaled one.
+    let mut already = Already::new();
     for (path, rec) in resumed {
-        already.insert(path.clone());
-        base.entries.insert(path, rec);
+        let prev = base.entries.insert(path.clone(), rec);
+        already.insert(path, prev);
     }
 
     let (rd, wr) = tokio::io::split(stream);
@@ -274,7 +275,7 @@ fn produce(
     walked: (Vec<super::tree::Found>, Vec<(Vec<u8>, String)>),
     base: &Index,
     trusted: bool,
-    already: &HashSet<Vec<u8>>,
+    already: &Already,
     partial: wire::PartialFile,
     use_image: bool,
     tx: tokio::sync::mpsc::Sender<Vec<u8>>,

@@ -144,3 +144,43 @@ fn a_metadata_change_leaves_files_named_like_its_temporary() {
     promote(&dst.dir, None, &p);
     assert_same_tree(&src, &p);
 }
+
+/// A large file's unchanged ranges are copied from the last snapshot's version, and the
+/// BLAKE3 check at its end covered only the chunk list the snapshot's index claims: a damaged
+/// base was published as the source's content. What a copy wrote is now read back and checked.
+#[test]
+fn a_damaged_base_is_not_published_as_the_source_content() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("db"), 2_000_000, 1);
+    let dst = Destination::start(t, "dst");
+    let r = sync_ok(&src, &dst);
+    let id = r["snapshot"].as_str().expect("snapshot id");
+    let base = dst.dir.join(".ferry/snapshots").join(id).join("db");
+    std::fs::set_permissions(&base, Permissions::from_mode(0o644)).expect("chmod");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&base)
+        .expect("open the snapshot's db");
+    f.write_all_at(&[0x5a; 100], 1_500_000).expect("damage it");
+    drop(f);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(src.join("db"))
+        .expect("open db");
+    f.write_all_at(&[0xa5; 100], 200_000).expect("change db");
+    drop(f);
+    let out = run(source_cmd(&src, &dst.secret));
+    if out.status.success() {
+        let p = t.join("promoted");
+        promote(&dst.dir, None, &p);
+        assert_same_tree(&src, &p);
+    } else {
+        assert!(
+            stderr(&out).contains("does not match its BLAKE3"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

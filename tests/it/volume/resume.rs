@@ -2,10 +2,13 @@
 //! before the source or the destination was killed, or a proxy cut the connection, are not
 //! sent again, and the result still equals the source tree.
 
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
+use ferry::volume::resume::{Entry, Journal};
+
 use super::harness::{
-    Destination, Proc, anon, num, promote, snapshot_ids, snapshot_of, source_cmd, sync_ok,
+    Destination, Proc, anon, num, promote, run, snapshot_ids, snapshot_of, source_cmd, sync_ok,
     write_secret,
 };
 use super::tree::assert_same_tree;
@@ -203,6 +206,158 @@ fn a_large_file_resumes_where_it_was_cut() {
         num(&r, "bytes_sent") + num(&r, "bytes_reused") == BIG,
         "{r}"
     );
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
+
+/// The journal said which chunks of a large file had arrived, and the resume offered them to
+/// the source without looking: a file that no longer held them (a later interrupted
+/// iteration wrote another version there before its first journal flush; here, damage) was
+/// copied from and published as the source's content, its BLAKE3 check passing on the
+/// journaled chunk list.
+#[test]
+fn a_partial_file_that_no_longer_holds_its_chunks_is_not_reused() {
+    const BIG: usize = 32 << 20;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("big.bin"), BIG, 9);
+    let dst = Destination::start(t, "dst");
+    let mut cmd = source_cmd(&src, &dst.secret);
+    cmd.args(["--bandwidth-limit", "4M", "--no-compress"]);
+    let mut source = Proc::spawn(cmd, anon(), anon());
+    let journal = dst.dir.join(".ferry/staging.journal");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // A partial progress record with a few dozen chunks (the first ones among them).
+    while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) < 1000 {
+        assert!(
+            source.running(),
+            "the source finished before it could be interrupted"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no progress was journaled within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    source.kill9();
+    source.wait(super::harness::LIMIT);
+    // The staged file's first bytes are no longer what the journal says arrived.
+    let staged = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dst.dir.join(".ferry/staging/big.bin"))
+        .expect("open the staged file");
+    staged.write_all_at(&[0xa5; 4096], 0).expect("damage it");
+    drop(staged);
+    sync_ok(&src, &dst);
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
+
+/// Changes `len` bytes of `path` at `at`.
+fn change(path: &std::path::Path, at: u64, len: usize, byte: u8) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open for a change");
+    f.write_all_at(&vec![byte; len], at).expect("change");
+}
+
+/// Runs a slow iteration of `src` (a changed `big` first, then the files under `y`) and
+/// kills the source once the destination has journaled `big` as delivered.
+fn interrupt_after_big(src: &std::path::Path, dst: &Destination) {
+    let mut cmd = source_cmd(src, &dst.secret);
+    cmd.args(["--bandwidth-limit", "4M", "--no-compress"]);
+    let mut source = Proc::spawn(cmd, anon(), anon());
+    let journal = dst.dir.join(".ferry/staging.journal");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let big_done = || {
+        Journal::read(&journal).is_some_and(|(_, entries)| {
+            entries
+                .iter()
+                .any(|e| matches!(e, Entry::Done(p, _) if p == b"big"))
+        })
+    };
+    while !big_done() {
+        assert!(
+            source.running(),
+            "the source finished before it could be interrupted"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "big was not journaled within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(source.running(), "the source finished before the kill");
+    source.kill9();
+    source.wait(super::harness::LIMIT);
+}
+
+/// A large file journaled as delivered by an interrupted iteration, then changed again: the
+/// resumed source referred to chunks of the journaled version, the destination copied from
+/// the last snapshot's, and every later iteration failed ("content of big does not match its
+/// BLAKE3") until the staging tree was deleted by hand.
+#[test]
+fn a_delivered_file_that_changed_again_is_resumed_against_the_snapshot() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("big"), 4_000_000, 1);
+    let dst = Destination::start(t, "dst");
+    sync_ok(&src, &dst);
+    change(&src.join("big"), 1_000_000, 100, 0x5a);
+    for i in 0..40 {
+        write_file(&src.join(format!("y/f{i:02}")), 500_000, 100 + i);
+    }
+    interrupt_after_big(&src, &dst);
+    change(&src.join("big"), 3_000_000, 100, 0xa5);
+    let r = sync_ok(&src, &dst);
+    assert!(num(&r, "files_resumed") > 0, "nothing was resumed: {r}");
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
+
+/// An iteration that fails because a file's content does not match what the source sent
+/// drops the interrupted iteration's state: resuming it again would meet the same
+/// disagreement, for ever.
+#[test]
+fn a_content_mismatch_drops_the_resume_state() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("big"), 4_000_000, 1);
+    write_file(&src.join("db"), 2_000_000, 2);
+    let dst = Destination::start(t, "dst");
+    let r = sync_ok(&src, &dst);
+    change(&src.join("big"), 1_000_000, 100, 0x5a);
+    for i in 0..40 {
+        write_file(&src.join(format!("y/f{i:02}")), 500_000, 100 + i);
+    }
+    interrupt_after_big(&src, &dst);
+    // Damage a range of the last snapshot's db that the next iteration copies from.
+    let base = dst
+        .dir
+        .join(".ferry/snapshots")
+        .join(snapshot_of(&r))
+        .join("db");
+    let good = std::fs::read(&base).expect("read the snapshot's db");
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    change(&base, 1_500_000, 100, 0x11);
+    change(&src.join("db"), 200_000, 100, 0x22);
+    let out = run(source_cmd(&src, &dst.secret));
+    assert!(!out.status.success(), "a damaged base was copied");
+    assert!(
+        !dst.dir.join(".ferry/staging.journal").exists(),
+        "the resume state was kept after a mismatch"
+    );
+    // Repaired: the next iteration starts afresh from the snapshot and succeeds.
+    std::fs::write(&base, good).expect("repair the snapshot's db");
+    let r = sync_ok(&src, &dst);
+    assert_eq!(num(&r, "files_resumed"), 0, "{r}");
     let p = t.join("promoted");
     promote(&dst.dir, None, &p);
     assert_same_tree(&src, &p);
