@@ -181,6 +181,12 @@ pub fn small(
         (&mut f)
             .take(super::index::CHUNKED_FROM)
             .read_to_end(&mut data)?;
+        // Grown past the small-file size since the walk (or since the image's clone was
+        // listed): what was read is only its start. It goes as a large file, whole.
+        if data.len() as u64 >= super::index::CHUNKED_FROM {
+            drop(f);
+            return large(root, job, policy, squeeze, sink);
+        }
         let b = stat_of(&f.metadata()?);
         if !b.regular {
             return vanished(sink, &job.path);
@@ -458,4 +464,86 @@ pub fn large(
         "{} kept changing while it was read (stable: {stable})",
         shown(&job.path)
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::tree::{Found, FoundKind, Meta};
+
+    struct Kept(Vec<Msg>);
+
+    impl Sink for Kept {
+        fn send(&mut self, msg: &Msg) -> bool {
+            self.0.push(msg.clone());
+            true
+        }
+    }
+
+    /// A file the walk saw small that has grown past the small-file size by the time it is
+    /// read (probes 06 and 19): it was sent cut to that size, and from an image marked
+    /// consistent. It must go whole.
+    #[test]
+    fn a_small_file_grown_large_before_its_read_goes_whole() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let size = super::super::index::CHUNKED_FROM as usize + 40_000;
+        std::fs::write(dir.path().join("f"), vec![9u8; size]).expect("write");
+        let job = Job {
+            path: b"f".to_vec(),
+            found: Found {
+                path: b"f".to_vec(),
+                kind: FoundKind::File,
+                size: 10,
+                meta: Meta {
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    mtime: 1,
+                    mtime_ns: 0,
+                    xattrs: Vec::new(),
+                },
+                dev: 1,
+                ino: 1,
+                nlink: 1,
+                ctime: (1, 0),
+                xattrs_pending: false,
+            },
+            base: None,
+            verify: false,
+            image: None,
+            partial: None,
+            renamed_from: None,
+        };
+        for image in [None, Some(dir.path().join("f"))] {
+            let job = Job {
+                image,
+                ..job.clone()
+            };
+            let mut sink = Kept(Vec::new());
+            let policy = XattrPolicy {
+                security: false,
+                trusted: false,
+            };
+            let read = small(
+                dir.path(),
+                &job,
+                policy,
+                &mut Squeeze::new(false),
+                &mut sink,
+            )
+            .expect("read");
+            let Read1::Done { rec, .. } = read else {
+                panic!("not read: {:?}", sink.0.len())
+            };
+            let Content::File { size: got, .. } = rec.content else {
+                panic!("not a file record")
+            };
+            assert_eq!(got, size as u64, "image {:?}: the record's size", job.image);
+            assert!(
+                !sink.0.iter().any(|m| matches!(m, Msg::Small { .. })),
+                "image {:?}: sent as a small file",
+                job.image
+            );
+        }
+    }
 }
