@@ -125,7 +125,14 @@ pub fn plan(
         while base_it.next_if(|(k, _)| **k < f.path).is_some() {}
         let old = base_it.next_if(|(k, _)| **k == f.path).map(|(_, r)| r);
         match &f.kind {
-            FoundKind::Special => p.specials.push(f.path.clone()),
+            FoundKind::Special => {
+                // Not replicated; but what the base held at this path (a file, a folder)
+                // is no longer the source's, and must not stay in the replica as if it were.
+                if old.is_some() {
+                    p.deletes.push(f.path.clone());
+                }
+                p.specials.push(f.path.clone())
+            }
             FoundKind::Dir => {
                 match old {
                     Some(r) if r.content == Content::Dir && r.meta == f.meta => {}
@@ -369,6 +376,39 @@ mod tests {
         for k in ["locked/a", "locked/deep", "locked/deep/b", "nox/f"] {
             assert!(kept.contains(k.as_bytes()), "{k} is not kept: {kept:?}");
         }
+    }
+
+    /// A file (or folder) that became a FIFO, socket or device at the source is deleted
+    /// from the replica (probe 17: the old bytes stayed there for good).
+    #[test]
+    fn a_path_that_became_a_special_file_is_deleted() {
+        let mut base = Index::default();
+        for (p, k) in [("f", FoundKind::File), ("d", FoundKind::Dir)] {
+            let f = found(p, k);
+            let content = match f.kind {
+                FoundKind::Dir => Content::Dir,
+                _ => Content::File {
+                    size: 0,
+                    hash: [0; 32],
+                    chunks: Vec::new(),
+                },
+            };
+            base.entries.insert(f.path.clone(), record(content, &f));
+        }
+        let now = vec![
+            found("d", FoundKind::Special),
+            found("f", FoundKind::Special),
+            found("new", FoundKind::Special),
+        ];
+        let p = plan(&now, &base, true, &Already::new(), &[]);
+        let deletes: Vec<String> = p
+            .deletes
+            .iter()
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .collect();
+        assert_eq!(deletes, ["d", "f"]);
+        assert_eq!(p.specials.len(), 3);
+        assert!(p.keep.iter().all(|(k, _)| k != b"f" && k != b"d"));
     }
 
     /// A new file that got a deleted file's inode number (and its size and mtime) is no
