@@ -245,12 +245,18 @@ fn file(
         },
     ) = old
     {
-        if trusted
-            && *size == f.size
+        let same_file = *size == f.size
             && r.meta.mtime == f.meta.mtime
             && r.meta.mtime_ns == f.meta.mtime_ns
-            && r.ino == f.ino
-        {
+            && r.ino == f.ino;
+        // A change time that moved with size, mtime and inode kept: a metadata change, or
+        // content rewritten in place with its mtime put back (`touch -r`, a restore). Read
+        // and compared by hash: only a content change is sent.
+        if trusted && same_file && r.ctime != f.ctime {
+            push(p, job(Some(r), true));
+            return false;
+        }
+        if trusted && same_file {
             let mut rec = r.clone();
             rec.ctime = f.ctime;
             rec.meta = f.meta.clone();
@@ -376,6 +382,33 @@ mod tests {
         for k in ["locked/a", "locked/deep", "locked/deep/b", "nox/f"] {
             assert!(kept.contains(k.as_bytes()), "{k} is not kept: {kept:?}");
         }
+    }
+
+    /// Size, mtime and inode kept but the change time moved (probe 14: rewritten in place,
+    /// mtime restored): the file is read and compared by hash, not taken as unchanged.
+    #[test]
+    fn a_moved_change_time_has_the_content_checked() {
+        let mut base = Index::default();
+        let f = found("f", FoundKind::File);
+        let content = Content::File {
+            size: 0,
+            hash: [0; 32],
+            chunks: Vec::new(),
+        };
+        base.entries.insert(f.path.clone(), record(content, &f));
+        let p = plan(std::slice::from_ref(&f), &base, true, &Already::new(), &[]);
+        assert!(
+            p.small.is_empty() && p.large.is_empty(),
+            "unchanged: nothing to read"
+        );
+        let mut touched = f;
+        touched.ctime = (2, 0);
+        let p = plan(&[touched], &base, true, &Already::new(), &[]);
+        assert_eq!(p.small.len(), 1, "the file is read again");
+        assert!(
+            p.small[0].verify,
+            "and compared by hash before anything is sent"
+        );
     }
 
     /// A file (or folder) that became a FIFO, socket or device at the source is deleted
