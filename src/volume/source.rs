@@ -430,10 +430,35 @@ fn produce(
     }
     report.problems.extend(o.problems);
     report.consistent &= report.changed_while_read.is_empty();
+    // A hardlink to a file that could not be read (or vanished) has nothing to link to: it
+    // keeps its last version as that file does, and is reported with it, instead of failing
+    // the whole iteration at the destination.
+    let linkable: std::collections::HashSet<&[u8]> = records
+        .iter()
+        .map(|(k, _)| &k[..])
+        .chain(p.keep.iter().map(|(k, _)| &k[..]))
+        .collect();
+    let mut unlinked = Vec::new();
     for msg in &p.late {
+        if let Msg::Link { path, to } = msg
+            && !linkable.contains(&to[..])
+        {
+            unlinked.push(shown(path));
+            continue;
+        }
         if !sink.send(msg) {
             return Err(closed());
         }
+    }
+    drop(linkable);
+    if !unlinked.is_empty() {
+        report.consistent = false;
+        for path in &unlinked {
+            report.problems.push(format!(
+                "{path}: a hardlink to a file that could not be read"
+            ));
+        }
+        report.unreadable.extend(unlinked);
     }
     if !sink.send(&Msg::Commit {
         consistent: report.consistent,

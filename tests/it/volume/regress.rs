@@ -126,6 +126,46 @@ fn an_unreadable_directory_keeps_its_replica_and_exits_23() {
     assert_eq!(code, Some(0), "{report}");
 }
 
+/// An unreadable file with a second hardlink failed the whole iteration at the destination
+/// ("b: a hardlink to a, which is not a file"): both keep their last versions now, are
+/// reported, and the rest of the tree goes (exit 23).
+#[test]
+fn an_unreadable_file_with_a_hardlink_keeps_both_and_exits_23() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("a"), 100, 1);
+    std::fs::hard_link(src.join("a"), src.join("b")).expect("hardlink");
+    write_file(&src.join("fine"), 100, 4);
+    let dst = Destination::start(t, "dst");
+    let (code, _) = source_as_user(t, &src, &dst);
+    assert_eq!(code, Some(0));
+    let before = t.join("before");
+    promote(&dst.dir, None, &before);
+    write_file(&src.join("a"), 150, 2);
+    std::fs::set_permissions(src.join("a"), Permissions::from_mode(0o000)).expect("chmod");
+    write_file(&src.join("fine"), 200, 5);
+    let (code, report) = source_as_user(t, &src, &dst);
+    std::fs::set_permissions(src.join("a"), Permissions::from_mode(0o644)).expect("chmod");
+    assert_eq!(code, Some(23), "{report}");
+    let unreadable = report["unreadable"].to_string();
+    assert!(unreadable.contains("\"b\""), "{report}");
+    let after = t.join("after");
+    promote(&dst.dir, None, &after);
+    for kept in ["a", "b"] {
+        assert_eq!(
+            std::fs::read(after.join(kept)).expect("kept in the snapshot"),
+            std::fs::read(before.join(kept)).expect("in the last snapshot"),
+            "{kept}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(after.join("fine")).expect("fine"),
+        std::fs::read(src.join("fine")).expect("fine"),
+        "the rest of the tree was replicated"
+    );
+}
+
 /// A metadata-only change of `a` went through a temporary `a.ferry-meta~` beside it, first
 /// unlinked: the tree's own file of that name vanished from the destination.
 #[test]
