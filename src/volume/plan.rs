@@ -316,21 +316,34 @@ mod tests {
         }
     }
 
+    /// A base index of these paths: folders, and empty files.
+    fn base_of(entries: &[(&str, FoundKind)]) -> Index {
+        let mut base = Index::default();
+        for (p, k) in entries {
+            let f = found(p, k.clone());
+            let content = match f.kind {
+                FoundKind::Dir => Content::Dir,
+                _ => Content::File {
+                    size: 0,
+                    hash: [0; 32],
+                    chunks: Vec::new(),
+                },
+            };
+            base.entries.insert(f.path.clone(), record(content, &f));
+        }
+        base
+    }
+
     #[test]
     fn deletions_are_topmost_even_with_siblings_between() {
-        let mut base = Index::default();
-        for (p, k) in [
+        let base = base_of(&[
             ("a", FoundKind::Dir),
             ("a-b", FoundKind::Dir),
             ("a/x", FoundKind::Dir),
             ("a/x/y", FoundKind::Dir),
             ("keep", FoundKind::Dir),
             ("z", FoundKind::Dir),
-        ] {
-            let f = found(p, k);
-            base.entries
-                .insert(f.path.clone(), record(Content::Dir, &f));
-        }
+        ]);
         let now = vec![found("keep", FoundKind::Dir)];
         let p = plan(&now, &base, true, &Already::new(), &[]);
         let deletes: Vec<String> = p
@@ -344,8 +357,7 @@ mod tests {
 
     #[test]
     fn what_the_walk_could_not_read_is_kept_not_deleted() {
-        let mut base = Index::default();
-        for (p, k) in [
+        let base = base_of(&[
             ("locked", FoundKind::Dir),
             ("locked/a", FoundKind::File),
             ("locked/deep", FoundKind::Dir),
@@ -353,18 +365,7 @@ mod tests {
             ("locked-not", FoundKind::File),
             ("nox", FoundKind::Dir),
             ("nox/f", FoundKind::File),
-        ] {
-            let f = found(p, k);
-            let content = match f.kind {
-                FoundKind::Dir => Content::Dir,
-                _ => Content::File {
-                    size: 0,
-                    hash: [0; 32],
-                    chunks: Vec::new(),
-                },
-            };
-            base.entries.insert(f.path.clone(), record(content, &f));
-        }
+        ]);
         // "locked" could not be listed; "nox" could, but "nox/f" could not be stat'ed.
         let now = vec![
             found("locked", FoundKind::Dir),
@@ -388,14 +389,8 @@ mod tests {
     /// mtime restored): the file is read and compared by hash, not taken as unchanged.
     #[test]
     fn a_moved_change_time_has_the_content_checked() {
-        let mut base = Index::default();
+        let base = base_of(&[("f", FoundKind::File)]);
         let f = found("f", FoundKind::File);
-        let content = Content::File {
-            size: 0,
-            hash: [0; 32],
-            chunks: Vec::new(),
-        };
-        base.entries.insert(f.path.clone(), record(content, &f));
         let p = plan(std::slice::from_ref(&f), &base, true, &Already::new(), &[]);
         assert!(
             p.small.is_empty() && p.large.is_empty(),
@@ -415,19 +410,7 @@ mod tests {
     /// from the replica (probe 17: the old bytes stayed there for good).
     #[test]
     fn a_path_that_became_a_special_file_is_deleted() {
-        let mut base = Index::default();
-        for (p, k) in [("f", FoundKind::File), ("d", FoundKind::Dir)] {
-            let f = found(p, k);
-            let content = match f.kind {
-                FoundKind::Dir => Content::Dir,
-                _ => Content::File {
-                    size: 0,
-                    hash: [0; 32],
-                    chunks: Vec::new(),
-                },
-            };
-            base.entries.insert(f.path.clone(), record(content, &f));
-        }
+        let base = base_of(&[("f", FoundKind::File), ("d", FoundKind::Dir)]);
         let now = vec![
             found("d", FoundKind::Special),
             found("f", FoundKind::Special),

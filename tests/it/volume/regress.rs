@@ -78,6 +78,32 @@ fn source_as_user(tmp: &Path, src: &Path, dst: &Destination) -> (Option<i32>, Va
 
 const NOBODY: u32 = 65534;
 
+/// The destination's latest snapshot, promoted under `t/after`, holds `kept` as they were in
+/// `before` (the snapshot before) and the source's `fine` as it is now.
+#[track_caller]
+fn assert_kept_and_replicated(
+    t: &Path,
+    dst: &Destination,
+    before: &Path,
+    src: &Path,
+    kept: &[&str],
+) {
+    let after = t.join("after");
+    promote(&dst.dir, None, &after);
+    for k in kept {
+        assert_eq!(
+            std::fs::read(after.join(k)).expect("kept in the snapshot"),
+            std::fs::read(before.join(k)).expect("in the last snapshot"),
+            "{k}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(after.join("fine")).expect("fine"),
+        std::fs::read(src.join("fine")).expect("fine"),
+        "the rest of the tree was replicated"
+    );
+}
+
 /// A directory the source could not list (or whose entries it could not stat) made the
 /// iteration delete everything under it at the destination, and exit 0.
 #[test]
@@ -107,20 +133,7 @@ fn an_unreadable_directory_keeps_its_replica_and_exits_23() {
         unreadable.contains("\"sub\"") && unreadable.contains("\"nox/f\""),
         "{report}"
     );
-    let after = t.join("after");
-    promote(&dst.dir, None, &after);
-    for kept in ["sub/a", "sub/deep/b", "nox/f"] {
-        assert_eq!(
-            std::fs::read(after.join(kept)).expect("kept in the snapshot"),
-            std::fs::read(before.join(kept)).expect("in the last snapshot"),
-            "{kept}"
-        );
-    }
-    assert_eq!(
-        std::fs::read(after.join("fine")).expect("fine"),
-        std::fs::read(src.join("fine")).expect("fine"),
-        "the rest of the tree was replicated"
-    );
+    assert_kept_and_replicated(t, &dst, &before, &src, &["sub/a", "sub/deep/b", "nox/f"]);
     // Readable again: the next iteration is complete.
     let (code, report) = source_as_user(t, &src, &dst);
     assert_eq!(code, Some(0), "{report}");
@@ -150,20 +163,7 @@ fn an_unreadable_file_with_a_hardlink_keeps_both_and_exits_23() {
     assert_eq!(code, Some(23), "{report}");
     let unreadable = report["unreadable"].to_string();
     assert!(unreadable.contains("\"b\""), "{report}");
-    let after = t.join("after");
-    promote(&dst.dir, None, &after);
-    for kept in ["a", "b"] {
-        assert_eq!(
-            std::fs::read(after.join(kept)).expect("kept in the snapshot"),
-            std::fs::read(before.join(kept)).expect("in the last snapshot"),
-            "{kept}"
-        );
-    }
-    assert_eq!(
-        std::fs::read(after.join("fine")).expect("fine"),
-        std::fs::read(src.join("fine")).expect("fine"),
-        "the rest of the tree was replicated"
-    );
+    assert_kept_and_replicated(t, &dst, &before, &src, &["a", "b"]);
 }
 
 /// A metadata-only change of `a` went through a temporary `a.ferry-meta~` beside it, first
