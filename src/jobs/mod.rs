@@ -2,12 +2,14 @@
 //!
 //! Owns: what a job is asked to do ([`spec`]), opening its two sides ([`open`]), consuming
 //! the source listing page by page into stored tasks ([`list`]), and running the tasks with
-//! leases, retries, a dead-letter list, pause and cancel ([`run`]). Job state lives in the
+//! leases, retries, a dead-letter list, pause and cancel ([`run`]), fenced so a process that
+//! lost its leases stops writing ([`fence`]). Job state lives in the
 //! state database, so a job survives kill -9 and several processes can share one (on
 //! PostgreSQL). Does not own: how one object is copied (`transfer`), or the CLI and admin
 //! API faces of jobs.
 
 pub mod control;
+pub mod fence;
 pub mod list;
 pub mod open;
 pub mod run;
