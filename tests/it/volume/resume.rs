@@ -179,24 +179,10 @@ fn a_large_file_resumes_where_it_was_cut() {
     let src = t.join("src");
     write_file(&src.join("big.bin"), BIG as usize, 5);
     let dst = Destination::start(t, "dst");
-    let mut cmd = source_cmd(&src, &dst.secret);
-    cmd.args(["--bandwidth-limit", "20M", "--no-compress"]);
-    let mut source = Proc::spawn(cmd, anon(), anon());
-    let journal = dst.dir.join(".ferry/staging.journal");
-    let deadline = Instant::now() + Duration::from_secs(60);
     // Partial progress records carry the chunk list: a few KiB once ~40 MiB are durable.
-    while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) < 8000 {
-        assert!(
-            source.running(),
-            "the source finished before it could be interrupted"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "no progress was journaled within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    source.kill9();
+    kill_source_when(&src, &dst, "20M", "no progress was journaled", |j| {
+        journal_len(j) >= 8000
+    });
     let r = sync_ok(&src, &dst);
     assert!(
         num(&r, "bytes_reused") >= 16 << 20,
@@ -224,25 +210,10 @@ fn a_partial_file_that_no_longer_holds_its_chunks_is_not_reused() {
     let src = t.join("src");
     write_file(&src.join("big.bin"), BIG, 9);
     let dst = Destination::start(t, "dst");
-    let mut cmd = source_cmd(&src, &dst.secret);
-    cmd.args(["--bandwidth-limit", "4M", "--no-compress"]);
-    let mut source = Proc::spawn(cmd, anon(), anon());
-    let journal = dst.dir.join(".ferry/staging.journal");
-    let deadline = Instant::now() + Duration::from_secs(60);
     // A partial progress record with a few dozen chunks (the first ones among them).
-    while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) < 1000 {
-        assert!(
-            source.running(),
-            "the source finished before it could be interrupted"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "no progress was journaled within 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    source.kill9();
-    source.wait(super::harness::LIMIT);
+    kill_source_when(&src, &dst, "4M", "no progress was journaled", |j| {
+        journal_len(j) >= 1000
+    });
     // The staged file's first bytes are no longer what the journal says arrived.
     let staged = std::fs::OpenOptions::new()
         .write(true)
@@ -268,27 +239,40 @@ fn change(path: &std::path::Path, at: u64, len: usize, byte: u8) {
 /// Runs a slow iteration of `src` (a changed `big` first, then the files under `y`) and
 /// kills the source once the destination has journaled `big` as delivered.
 fn interrupt_after_big(src: &std::path::Path, dst: &Destination) {
-    let mut cmd = source_cmd(src, &dst.secret);
-    cmd.args(["--bandwidth-limit", "4M", "--no-compress"]);
-    let mut source = Proc::spawn(cmd, anon(), anon());
-    let journal = dst.dir.join(".ferry/staging.journal");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let big_done = || {
-        Journal::read(&journal).is_some_and(|(_, entries)| {
+    kill_source_when(src, dst, "4M", "big was not journaled", |j| {
+        Journal::read(j).is_some_and(|(_, entries)| {
             entries
                 .iter()
                 .any(|e| matches!(e, Entry::Done(p, _) if p == b"big"))
         })
-    };
-    while !big_done() {
+    });
+}
+
+fn journal_len(journal: &std::path::Path) -> u64 {
+    std::fs::metadata(journal).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Runs an iteration of `src` into `dst` at `rate` and kills the source (-9) once `ready`
+/// holds of the destination's journal; fails with `what` if that takes over 60 s, or if the
+/// source finishes first.
+fn kill_source_when(
+    src: &std::path::Path,
+    dst: &Destination,
+    rate: &str,
+    what: &str,
+    ready: impl Fn(&std::path::Path) -> bool,
+) {
+    let mut cmd = source_cmd(src, &dst.secret);
+    cmd.args(["--bandwidth-limit", rate, "--no-compress"]);
+    let mut source = Proc::spawn(cmd, anon(), anon());
+    let journal = dst.dir.join(".ferry/staging.journal");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(&journal) {
         assert!(
             source.running(),
             "the source finished before it could be interrupted"
         );
-        assert!(
-            Instant::now() < deadline,
-            "big was not journaled within 60 s"
-        );
+        assert!(Instant::now() < deadline, "{what} within 60 s");
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(source.running(), "the source finished before the kill");
