@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferry::cli::{Cli, Incomplete, UsageError};
+use ferry::cli::{Cli, Incomplete, StdoutClosed, UsageError};
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
@@ -21,15 +21,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(ferry::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        // The reader of our output went away (`| head`): nothing to say to anyone.
-        Err(e)
-            if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
-        {
-            ExitCode::from(141)
-        }
+        // The reader of our output went away (`| head`): nothing to say to anyone. Any other
+        // broken pipe (a peer's socket) is a failure like the rest, and said.
+        Err(e) if StdoutClosed::is_cause_of(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("ferry: {}", chain_once(&e));
             if e.is::<UsageError>() {

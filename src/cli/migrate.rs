@@ -405,8 +405,7 @@ async fn dry_run(
     );
     let (mut copies, mut bytes, mut deletes, mut unchanged) = (0u64, 0u64, 0u64, 0i64);
     let mut cannot = 0u64;
-    let out = std::io::stdout();
-    let mut out = std::io::BufWriter::new(out.lock());
+    let mut out = super::Stdout::lock();
     loop {
         let page = cmp.next_page().await.map_err(job_err)?;
         unchanged += page.unchanged;

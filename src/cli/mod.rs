@@ -26,6 +26,51 @@ pub async fn connect_db(url: &str) -> anyhow::Result<crate::state::Db> {
     Ok(crate::state::Db::connect(url).await?)
 }
 
+/// Standard output went away under a command that prints a lot (`ferry migrate --dry-run |
+/// head`). Kept apart from every other broken pipe, a peer's socket above all, so that only
+/// this one ends the program quietly.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+impl StdoutClosed {
+    /// Whether `e` comes from writing to a standard output nobody reads any more.
+    pub fn is_cause_of(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| {
+            c.is::<StdoutClosed>()
+                || c.downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .is_some_and(|inner| inner.is::<StdoutClosed>())
+        })
+    }
+}
+
+/// Buffered standard output whose broken pipe is a [`StdoutClosed`].
+pub(crate) struct Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>);
+
+impl Stdout {
+    pub(crate) fn lock() -> Self {
+        Self(std::io::BufWriter::new(std::io::stdout().lock()))
+    }
+}
+
+fn closed(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, StdoutClosed)
+    } else {
+        e
+    }
+}
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(closed)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(closed)
+    }
+}
+
 /// The work was done except for what could not be read, which was left as it was (exit code
 /// 23, rsync's "partial transfer due to error").
 #[derive(Debug, thiserror::Error)]

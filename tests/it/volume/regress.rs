@@ -224,3 +224,53 @@ fn a_damaged_base_is_not_published_as_the_source_content() {
         );
     }
 }
+
+/// A destination that died mid-stream made `ferry volume source --once` exit 141 without a
+/// word: every broken pipe was taken for a closed stdout (`| head`), the socket's too.
+#[test]
+fn a_destination_dying_mid_stream_is_reported() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    for i in 0..300 {
+        write_file(&src.join(format!("a/f{i}")), (i * 331) % 90_000, i as u64);
+    }
+    write_file(&src.join("big"), 30_000_000, 1);
+    let mut dst = Destination::start(t, "dst");
+    sync_ok(&src, &dst);
+    for (round, after_ms) in [600u64, 1000, 1500].into_iter().enumerate() {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(src.join("big"))
+            .expect("open big");
+        let mut noise = vec![0u8; 3_000_000];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut r| std::io::Read::read_exact(&mut r, &mut noise))
+            .expect("random bytes");
+        f.write_all(&noise).expect("grow big");
+        drop(f);
+        write_file(&src.join("a/f1"), 1000 + round, 100 + round as u64);
+        let mut cmd = source_cmd(&src, &dst.secret);
+        cmd.args(["--bandwidth-limit", "1M"]);
+        let mut source =
+            super::harness::Proc::spawn(cmd, super::harness::anon(), super::harness::anon());
+        std::thread::sleep(std::time::Duration::from_millis(after_ms));
+        assert!(source.running(), "the source finished before the kill");
+        dst.kill9();
+        let out = source.wait(super::harness::LIMIT);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "killed after {after_ms} ms: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("ferry: ") && stderr(&out).contains("connection"),
+            "killed after {after_ms} ms, nothing said: {}",
+            stderr(&out)
+        );
+        dst.restart();
+        sync_ok(&src, &dst);
+    }
+}
