@@ -80,6 +80,11 @@ pub struct DestinationArgs {
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Give an iteration up when its source sends nothing for this many seconds (a frozen or
+    /// cut-off source would otherwise hold the destination); its work is kept for the next
+    /// iteration to resume. 0 waits for ever.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +179,7 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                 secret_out: a.secret_out,
                 keep: a.keep,
                 threads: a.threads,
+                timeout: (a.timeout > 0).then(|| std::time::Duration::from_secs(a.timeout)),
             })
             .await
         }

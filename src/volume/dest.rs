@@ -30,6 +30,8 @@ pub struct DestOptions {
     pub secret_out: Option<PathBuf>,
     pub keep: usize,
     pub threads: usize,
+    /// Give an iteration up when its source sends nothing for this long (`None`: wait).
+    pub timeout: Option<Duration>,
 }
 
 pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
@@ -69,10 +71,11 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
         let _ = tcp.set_nodelay(true);
         let (acceptor, layout, busy) = (acceptor.clone(), layout.clone(), busy.clone());
         let (db, volume, metrics) = (db.clone(), volume.clone(), metrics.clone());
-        let (keep, threads) = (opts.keep, opts.threads);
+        let (keep, threads, timeout) = (opts.keep, opts.threads, opts.timeout);
         tokio::spawn(async move {
             let counted = Counted::new(tcp);
             let wire_bytes = counted.bytes.clone();
+            let heard = counted.read.clone();
             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(counted))
                 .await
             {
@@ -87,9 +90,19 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
                 }
             };
             let mut tls = tls;
-            let mut prefarmed = busy.lock().await;
+            let mut prefarmed = match busy.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => {
+                    tracing::info!("{peer} waits for the iteration in progress to end");
+                    busy.lock().await
+                }
+            };
             let started_ms = status::now_ms();
-            let result = iteration(&mut tls, &layout, keep, threads, &mut prefarmed).await;
+            let listen = Listen {
+                heard: &heard,
+                timeout,
+            };
+            let result = iteration(&mut tls, &layout, keep, threads, listen, &mut prefarmed).await;
             let mut rec = VolumeIteration {
                 volume: volume.to_string(),
                 role: "destination".into(),
@@ -190,16 +203,31 @@ fn new_id(latest: Option<&str>) -> anyhow::Result<(String, String)> {
     }
 }
 
+/// How the destination listens to its source: the count of bytes heard, and how long it
+/// waits for the next one.
+#[derive(Clone, Copy)]
+struct Listen<'a> {
+    heard: &'a std::sync::atomic::AtomicU64,
+    timeout: Option<Duration>,
+}
+
+impl Listen<'_> {
+    async fn recv<R: tokio::io::AsyncRead + Unpin>(self, r: &mut R) -> anyhow::Result<Option<Msg>> {
+        wire::recv_within(r, self.heard, self.timeout).await
+    }
+}
+
 async fn iteration(
     tls: &mut Tls,
     layout: &Arc<Layout>,
     keep: usize,
     threads: usize,
+    listen: Listen<'_>,
     prefarmed: &mut Option<String>,
 ) -> anyhow::Result<Option<Outcome>> {
     let started = Instant::now();
     let tls = &mut tokio::io::BufReader::with_capacity(256 * 1024, tls);
-    let Some(hello) = wire::recv(tls).await? else {
+    let Some(hello) = listen.recv(tls).await? else {
         return Ok(None);
     };
     let Msg::Hello { version, .. } = hello else {
@@ -261,6 +289,7 @@ async fn iteration(
         &Msg::Ready {
             latest: latest_id.clone(),
             resumed: resumed.is_some(),
+            timeout_ms: listen.timeout.map(|t| t.as_millis() as u64),
         },
     )
     .await?;
@@ -340,7 +369,8 @@ async fn iteration(
     });
     let mut applier = Some(applier);
     loop {
-        let msg = match wire::recv(tls).await {
+        let msg = match listen.recv(tls).await {
+            Ok(Some(Msg::Keepalive)) => continue,
             Ok(Some(m)) => m,
             Ok(None) => bail!("the source closed the connection mid-iteration"),
             Err(e) => {

@@ -168,8 +168,25 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     )
     .await
     .with_context(refused)?;
-    let (latest, resuming) = match wire::expect(&mut stream).await.with_context(refused)? {
-        Msg::Ready { latest, resumed } => (latest, resumed),
+    let ready = {
+        let answer = wire::expect(&mut stream);
+        tokio::pin!(answer);
+        tokio::select! {
+            r = &mut answer => r,
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {
+                eprintln!(
+                    "ferry volume source: waiting for the destination at {addr} (busy with another iteration, or resuming one)"
+                );
+                answer.await
+            }
+        }
+    };
+    let (latest, resuming, keepalive) = match ready.with_context(refused)? {
+        Msg::Ready {
+            latest,
+            resumed,
+            timeout_ms,
+        } => (latest, resumed, wire::keepalive(timeout_ms)),
         Msg::Failed { error } => bail!("the destination at {addr} refused: {error}"),
         other => bail!("the destination sent {other:?} instead of Ready"),
     };
@@ -203,17 +220,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     let (rd, wr) = tokio::io::split(stream);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     let limiter = opts.bandwidth.map(crate::transfer::throttle::Limiter::new);
-    let writer = tokio::spawn(async move {
-        let mut wr = tokio::io::BufWriter::with_capacity(256 * 1024, wr);
-        while let Some(frame) = rx.recv().await {
-            if let Some(l) = &limiter {
-                l.take(frame.len()).await;
-            }
-            wr.write_all(&frame).await?;
-        }
-        wr.flush().await?;
-        Ok::<_, std::io::Error>(wr)
-    });
+    let writer = tokio::spawn(async move { pump(&mut rx, wr, limiter, keepalive).await });
     let producer_root = root.clone();
     let use_image = opts.image;
     tracing::debug!("connected and planned base at {:?}", started.elapsed());
@@ -267,6 +274,37 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     report.wire_bytes = wire_bytes.load(Ordering::Relaxed);
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Writes the producer's frames to the destination, at most at `limiter`'s rate. When none
+/// comes for `keepalive` (the source is walking a large tree, or reading slowly), a flushed
+/// `Keepalive` tells the destination this source is alive. Returns the writer, flushed, once
+/// the producer is done.
+async fn pump<W: tokio::io::AsyncWrite + Unpin>(
+    rx: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    wr: W,
+    limiter: Option<crate::transfer::throttle::Limiter>,
+    keepalive: Duration,
+) -> std::io::Result<W> {
+    let mut wr = tokio::io::BufWriter::with_capacity(256 * 1024, wr);
+    loop {
+        let frame = match tokio::time::timeout(keepalive, rx.recv()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                let ping = wire::encode(&Msg::Keepalive).map_err(std::io::Error::other)?;
+                wr.write_all(&ping).await?;
+                wr.flush().await?;
+                continue;
+            }
+        };
+        if let Some(l) = &limiter {
+            l.take(frame.len()).await;
+        }
+        wr.write_all(&frame).await?;
+    }
+    wr.flush().await?;
+    Ok(wr.into_inner())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -482,4 +520,52 @@ fn produce(
     next.entries.extend(followers);
     let manifest = next.pack()?;
     Ok(Produced { manifest, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A producer silent for longer than the keepalive interval (a long walk) must not look
+    /// frozen to the destination: keepalives go out, flushed, and the frames after them
+    /// arrive whole and in order.
+    #[tokio::test]
+    async fn a_silent_producer_sends_keepalives() {
+        let (near, mut far) = tokio::io::duplex(1 << 16);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let pumping =
+            tokio::spawn(async move { pump(&mut rx, near, None, Duration::from_millis(20)).await });
+        // Nothing to send yet: the destination still hears from the source.
+        let first = tokio::time::timeout(Duration::from_secs(5), wire::recv(&mut far))
+            .await
+            .expect("a keepalive within 5 s")
+            .expect("a frame");
+        assert!(matches!(first, Some(Msg::Keepalive)), "{first:?}");
+        tx.send(wire::encode(&Msg::Abort).expect("encode"))
+            .await
+            .expect("send");
+        drop(tx);
+        pumping.await.expect("join").expect("pump");
+        let mut rest = Vec::new();
+        while let Some(m) = wire::recv(&mut far).await.expect("recv") {
+            rest.push(m);
+        }
+        assert!(
+            matches!(rest.last(), Some(Msg::Abort)),
+            "the frame after the keepalives: {rest:?}"
+        );
+        assert!(
+            rest[..rest.len() - 1]
+                .iter()
+                .all(|m| matches!(m, Msg::Keepalive)),
+            "{rest:?}"
+        );
+    }
+
+    #[test]
+    fn keepalives_come_well_within_the_destination_timeout() {
+        assert_eq!(wire::keepalive(None), Duration::from_secs(10));
+        assert_eq!(wire::keepalive(Some(2_000)), Duration::from_millis(500));
+        assert_eq!(wire::keepalive(Some(300_000)), Duration::from_secs(10));
+    }
 }

@@ -7,12 +7,14 @@
 //! then streams, without waiting for answers: deletions and directories; file contents
 //! (`Small` files whole, larger ones as `Begin`, `Copy`/`Data`/`Zero` ranges, `End`);
 //! symlinks, hardlinks, clones and metadata-only changes; `Commit`. The destination answers
-//! `Published` or `Failed`.
+//! `Published` or `Failed`. A source with nothing to send for a while ([`keepalive`]) sends
+//! `Keepalive`; a destination that hears nothing for its `--timeout` gives the iteration up.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
@@ -21,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use super::index::{Hash, Record};
 use super::tree::Meta;
 
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// No frame is larger than this (bounds what one message can make the peer hold).
 pub const MAX_FRAME: usize = 4 << 20;
 
@@ -44,6 +46,9 @@ pub enum Msg {
     Ready {
         latest: Option<String>,
         resumed: bool,
+        /// The destination's `--timeout` in milliseconds (`None`: it waits for ever): the
+        /// source sends `Keepalive` well within it.
+        timeout_ms: Option<u64>,
     },
     WantIndex,
     Index(Vec<(Vec<u8>, Record)>),
@@ -130,6 +135,16 @@ pub enum Msg {
     Failed {
         error: String,
     },
+    /// The source is still at work (walking, hashing) with nothing to send yet: it keeps the
+    /// destination's idle timeout from firing.
+    Keepalive,
+}
+
+/// How long a source goes without sending a frame before it sends a [`Msg::Keepalive`]: a
+/// quarter of the destination's timeout, at most 10 s.
+pub fn keepalive(timeout_ms: Option<u64>) -> Duration {
+    let most = Duration::from_secs(10);
+    timeout_ms.map_or(most, |ms| (Duration::from_millis(ms) / 4).min(most))
 }
 
 /// Encodes a frame: little-endian u32 length, then postcard.
@@ -382,10 +397,47 @@ impl Payload {
     }
 }
 
-/// A stream that counts the bytes it reads and writes.
+/// Nothing arrived from the peer for this long while a frame was awaited.
+#[derive(Debug, thiserror::Error)]
+#[error("nothing arrived from the peer for {} s (frozen, or cut off without a reset)", .0.as_secs())]
+pub struct Idle(pub Duration);
+
+/// Reads one frame like [`recv`], but gives up with [`Idle`] once `idle` passes without a
+/// byte read (`read` counts the bytes under `r`, as [`Counted::read`] does): a peer that
+/// stopped must not hold the other side for ever. A slow peer that keeps sending, even a
+/// byte at a time, is waited for.
+pub async fn recv_within<R: AsyncRead + Unpin>(
+    r: &mut R,
+    read: &AtomicU64,
+    idle: Option<Duration>,
+) -> anyhow::Result<Option<Msg>> {
+    let Some(idle) = idle else {
+        return recv(r).await;
+    };
+    let frame = recv(r);
+    tokio::pin!(frame);
+    let tick = (idle / 4).max(Duration::from_millis(50));
+    let (mut seen, mut quiet_since) = (read.load(Ordering::Relaxed), Instant::now());
+    loop {
+        tokio::select! {
+            m = &mut frame => return m,
+            _ = tokio::time::sleep(tick) => {
+                let now = read.load(Ordering::Relaxed);
+                if now != seen {
+                    (seen, quiet_since) = (now, Instant::now());
+                } else if quiet_since.elapsed() >= idle {
+                    return Err(Idle(idle).into());
+                }
+            }
+        }
+    }
+}
+
+/// A stream that counts the bytes it reads and writes (`bytes`), and those it reads alone.
 pub struct Counted<S> {
     inner: S,
     pub bytes: Arc<AtomicU64>,
+    pub read: Arc<AtomicU64>,
 }
 
 impl<S> Counted<S> {
@@ -393,6 +445,7 @@ impl<S> Counted<S> {
         Counted {
             inner,
             bytes: Arc::new(AtomicU64::new(0)),
+            read: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -407,6 +460,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
         r
     }
 }

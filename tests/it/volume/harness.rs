@@ -39,6 +39,12 @@ impl Proc {
         self.child.try_wait().expect("try_wait").is_none()
     }
 
+    /// Freezes the process (SIGSTOP), as a suspended VM or a hung disk read would.
+    pub fn freeze(&mut self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    }
+
     /// SIGKILL (the process is reaped by [`Self::wait`] or on drop).
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

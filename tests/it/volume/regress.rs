@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::harness::{Destination, promote, run, source_cmd, stderr, sync_ok, write_secret};
+use super::harness::{Destination, anon, promote, run, source_cmd, stderr, sync_ok, write_secret};
 use super::tree::assert_same_tree;
 use crate::support::write_file;
 
@@ -273,4 +273,37 @@ fn a_destination_dying_mid_stream_is_reported() {
         dst.restart();
         sync_ok(&src, &dst);
     }
+}
+
+/// A source frozen mid-iteration (SIGSTOP here; a suspended VM or a partition without a
+/// reset in the field) held the destination's one-iteration lock for ever: every later
+/// source waited in silence. The destination now gives up after `--timeout` seconds without
+/// a byte, and a waiting source says what it waits for.
+#[test]
+fn a_frozen_source_does_not_hold_the_destination() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("big"), 20_000_000, 1);
+    let dst = Destination::start_with(t, "dst", &["--timeout", "5"]);
+    let mut cmd = source_cmd(&src, &dst.secret);
+    cmd.args(["--bandwidth-limit", "2M"]);
+    let mut frozen = super::harness::Proc::spawn(cmd, anon(), anon());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        frozen.running(),
+        "the first source finished before it was frozen"
+    );
+    frozen.freeze();
+    let out = run(source_cmd(&src, &dst.secret));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("waiting for the destination"),
+        "the waiting source said nothing: {}",
+        stderr(&out)
+    );
+    frozen.kill9();
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
 }
