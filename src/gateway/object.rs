@@ -63,16 +63,16 @@ impl Declared {
             }
         }
         // A trailer declares its algorithm up front: `x-amz-trailer: x-amz-checksum-crc32`.
-        // s3s hands trailers only to `aws-chunked` bodies, which must declare them; S3 then
-        // takes one checksum in all (header or trailer), of an algorithm it knows.
-        let trailers = match trailers {
-            None => None,
-            Some(t) => {
-                let declared = headers
-                    .get("x-amz-trailer")
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| v.trim().to_ascii_lowercase())
-                    .unwrap_or_default();
+        // s3s hands a trailer handle to every `aws-chunked` body, but only those that declare
+        // a trailer have one: the classic signed stream (STREAMING-AWS4-HMAC-SHA256-PAYLOAD,
+        // AWS SDK for Java v1, minio-go over http) declares none. S3 then takes one checksum
+        // in all (header or trailer), of an algorithm it knows.
+        let declared = headers
+            .get("x-amz-trailer")
+            .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
+        let trailers = match (trailers, declared) {
+            (None, _) | (Some(_), None) => None,
+            (Some(t), Some(declared)) => {
                 let Some(a) = ChecksumAlgorithm::ALL
                     .into_iter()
                     .find(|a| a.header_name() == declared)

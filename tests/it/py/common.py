@@ -79,6 +79,48 @@ def signed(method, path, body=b"", headers=None, payload_hash=None, send=None):
     return r.status, dict(r.getheaders()), data
 
 
+def streamed(path, data, chunk=65536, headers=None, method="PUT"):
+    """Sends `data` as the classic SigV4 signed stream (STREAMING-AWS4-HMAC-SHA256-PAYLOAD:
+    aws-chunked, every chunk signed, no trailer), as AWS SDK for Java v1 and minio-go over
+    plain http do; returns (status, headers in lower case, body)."""
+    import datetime
+    import hashlib
+    import hmac
+
+    mode = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)] + [b""]
+    length = sum(len(f"{len(c):x};chunk-signature={'0' * 64}\r\n") + len(c) + 2 for c in chunks)
+    head = {"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": str(len(data)),
+            "Content-Length": str(length), **(headers or {})}
+    req = AWSRequest(method=method, url=END + path, data=b"", headers=head)
+    _Signer(mode).add_auth(req)
+    amzdate = req.headers["X-Amz-Date"]
+    scope = f"{amzdate[:8]}/us-east-1/s3/aws4_request"
+    prev = req.headers["Authorization"].rsplit("Signature=", 1)[1]
+
+    def h(key, msg):
+        return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+    key = h(h(h(h(("AWS4" + CREDS.secret_key).encode(), amzdate[:8]), "us-east-1"), "s3"), "aws4_request")
+    body = b""
+    for c in chunks:
+        to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amzdate, scope, prev,
+                             hashlib.sha256(b"").hexdigest(), hashlib.sha256(c).hexdigest()])
+        prev = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        body += f"{len(c):x};chunk-signature={prev}\r\n".encode() + c + b"\r\n"
+    assert len(body) == length
+    conn = http.client.HTTPConnection(HOST, timeout=30)
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for k, v in req.headers.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    conn.send(body)
+    r = conn.getresponse()
+    out = r.read()
+    conn.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, out
+
+
 def signed_head(method, path, length, headers):
     """The bytes of a signed request's head for `path` announcing a body of `length` bytes
     (UNSIGNED-PAYLOAD), for tests that drive the connection themselves."""

@@ -12,7 +12,7 @@ import sys
 import zlib
 
 import requests
-from common import HOST, client, code_of, expect_error, signed, signed_head
+from common import HOST, client, code_of, expect_error, signed, signed_head, streamed
 
 s3 = client()
 B = "s3-guards"
@@ -105,6 +105,20 @@ for enc, stored in [("aws-chunked", None), ("aws-chunked,gzip", "gzip")]:
     assert stored_body == data, (enc, stored_body)
     assert got.get("ContentEncoding") == stored, (enc, got.get("ContentEncoding"))
     assert s3.head_object(Bucket=B, Key="chunked").get("ContentEncoding") == stored
+
+# The classic signed stream (every chunk signed, no trailer: AWS SDK for Java v1, minio-go
+# over http) is a plain upload, for PUT and UploadPart alike.
+big = os.urandom(200_000)
+st, hdrs, resp = streamed(f"/{B}/streamed", big)
+assert st == 200, (st, resp)
+assert s3.get_object(Bucket=B, Key="streamed")["Body"].read() == big
+assert hdrs["etag"].strip('"') == hashlib.md5(big).hexdigest(), hdrs
+up = s3.create_multipart_upload(Bucket=B, Key="streamed-mp")["UploadId"]
+st, hdrs, resp = streamed(f"/{B}/streamed-mp?partNumber=1&uploadId={up}", big)
+assert st == 200, (st, resp)
+s3.complete_multipart_upload(Bucket=B, Key="streamed-mp", UploadId=up, MultipartUpload={
+    "Parts": [{"PartNumber": 1, "ETag": hdrs["etag"]}]})
+assert s3.get_object(Bucket=B, Key="streamed-mp")["Body"].read() == big
 
 # The checksum an aws-chunked body declares in `x-amz-trailer` must come in its trailer, once
 # and of a known algorithm; otherwise nothing is written (S3's MalformedTrailerError or
