@@ -1,6 +1,8 @@
 //! Conditional writes (`If-None-Match: *`, `If-Match: "etag"` on PutObject, CopyObject and
-//! CompleteMultipartUpload), as S3 defines them: the condition holds at the moment the write
-//! commits, or the write fails and nothing changes.
+//! CompleteMultipartUpload; `If-Match`, `x-amz-if-match-last-modified-time` and
+//! `x-amz-if-match-size` on DeleteObject, an `ETag`, `LastModifiedTime` or `Size` per key of
+//! DeleteObjects), as S3 defines them: the condition holds at the moment the write commits, or
+//! the write fails and nothing changes.
 //!
 //! Every write of a key passes the key's gate ([`WriteGate`]) until it commits: writes
 //! without conditions pass it shared, so they never wait for each other, and a conditional
@@ -15,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use s3s::dto::ETagCondition;
+use s3s::dto::{ETagCondition, Timestamp};
 use s3s::{S3Result, s3_error};
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
@@ -141,6 +143,81 @@ impl Gateway {
                 e.value()
             )),
             _ => Ok(alone),
+        }
+    }
+}
+
+/// What a delete asks of the version it would remove. A key that does not exist meets them
+/// all: S3 answers 204, there being nothing to protect.
+#[derive(Default)]
+pub(super) struct DeleteConditions<'a> {
+    pub etag: Option<&'a ETagCondition>,
+    pub last_modified: Option<&'a Timestamp>,
+    pub size: Option<i64>,
+}
+
+impl DeleteConditions<'_> {
+    fn any(&self) -> bool {
+        self.etag.is_some() || self.last_modified.is_some() || self.size.is_some()
+    }
+
+    /// Why `m` does not meet them, if it does not.
+    fn unmet(&self, m: &store::ObjectMeta) -> Option<String> {
+        if let Some(c) = self.etag
+            && !super::convert::etag_matches(c, &m.etag)
+        {
+            return Some(format!("its ETag is \"{}\"", m.etag));
+        }
+        if let Some(t) = self.last_modified {
+            // HTTP dates name whole seconds.
+            let modified = m
+                .last_modified
+                .replace_nanosecond(0)
+                .unwrap_or(m.last_modified);
+            if modified != time::OffsetDateTime::from(t.clone()) {
+                return Some("it was last modified at another time".into());
+            }
+        }
+        match self.size {
+            Some(n) if n != m.size as i64 => Some(format!("its size is {}", m.size)),
+            _ => None,
+        }
+    }
+}
+
+impl Gateway {
+    /// Passes the key's gate for a delete and checks its conditions against the version it
+    /// would remove (`version_id`, or the current one); alone at the gate when there are
+    /// conditions, so no write lands between the check and the delete.
+    pub(super) async fn check_delete_conditions(
+        &self,
+        store: &dyn Store,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        conditions: &DeleteConditions<'_>,
+    ) -> S3Result<Passage<'_>> {
+        if !conditions.any() {
+            return Ok(self.write_gate.shared(bucket, key).await);
+        }
+        let alone = self.write_gate.alone(bucket, key).await;
+        let current = match store.head_object(bucket, key, version_id).await {
+            Ok(m) => m,
+            Err(
+                store::Error::NoSuchKey { .. }
+                | store::Error::NoSuchVersion { .. }
+                | store::Error::IsDeleteMarker { .. },
+            ) => {
+                return Ok(alone);
+            }
+            Err(e) => return Err(super::error::s3_error(e)),
+        };
+        match conditions.unmet(&current) {
+            Some(why) => Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold: {key}: {why}"
+            )),
+            None => Ok(alone),
         }
     }
 }

@@ -325,7 +325,7 @@ pub fn version_header(meta: &ObjectMeta) -> Option<String> {
     (meta.version_id != store::NULL_VERSION).then(|| meta.version_id.clone())
 }
 
-fn etag_matches(cond: &ETagCondition, current: &str) -> bool {
+pub(super) fn etag_matches(cond: &ETagCondition, current: &str) -> bool {
     match cond {
         ETagCondition::Any => true,
         ETagCondition::ETag(e) => e.value() == current,

@@ -4,6 +4,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Gateway;
+use super::conditions::DeleteConditions;
 use super::convert::{self, etag, ts};
 use super::error::{invalid_argument, invalid_request, s3_error};
 use super::guard;
@@ -408,7 +409,20 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         guard::version_id(input.version_id.as_deref())?;
-        let _passage = self.write_gate.shared(&bucket, &key).await;
+        let conditions = DeleteConditions {
+            etag: input.if_match.as_ref(),
+            last_modified: input.if_match_last_modified_time.as_ref(),
+            size: input.if_match_size,
+        };
+        let _passage = self
+            .check_delete_conditions(
+                store.as_ref(),
+                &bucket,
+                &key,
+                input.version_id.as_deref(),
+                &conditions,
+            )
+            .await?;
         let r = store
             .delete_object(&bucket, &key, input.version_id.as_deref())
             .await
@@ -450,7 +464,33 @@ impl Gateway {
                     continue;
                 }
             };
-            let passage = self.write_gate.shared(&bucket, &key).await;
+            let etag = obj.e_tag.as_ref().map(|e| ETagCondition::ETag(e.clone()));
+            let conditions = DeleteConditions {
+                etag: etag.as_ref(),
+                last_modified: obj.last_modified_time.as_ref(),
+                size: obj.size,
+            };
+            let passage = match self
+                .check_delete_conditions(
+                    store.as_ref(),
+                    &bucket,
+                    &key,
+                    obj.version_id.as_deref(),
+                    &conditions,
+                )
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(Error {
+                        key: Some(obj.key),
+                        code: Some(e.code().as_str().to_owned()),
+                        message: e.message().map(str::to_owned),
+                        version_id: obj.version_id,
+                    });
+                    continue;
+                }
+            };
             let deleted_one = store
                 .delete_object(&bucket, &key, obj.version_id.as_deref())
                 .await;

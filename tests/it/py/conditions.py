@@ -1,7 +1,8 @@
 """boto3 against a Ferry endpoint: conditional writes and reads as S3 defines them.
 If-None-Match: * and If-Match on PutObject, CopyObject and CompleteMultipartUpload hold at
 the commit (of writers racing with If-None-Match: * exactly one wins); 304 answers carry
-the ETag and Last-Modified; preconditions come before ranges; HEAD with a Range is 206.
+the ETag and Last-Modified; preconditions come before ranges; HEAD with a Range is 206;
+conditional deletes remove nothing when their condition fails.
 Exits non-zero on the first failed assertion."""
 import concurrent.futures
 import threading
@@ -154,4 +155,28 @@ for n, (first, last, byte) in ((1, (0, 5 * 1024 * 1024 - 1, b"a")), (2, (5 * 102
     h = s3.head_object(Bucket=B, Key="two", PartNumber=n)
     assert (h["ContentLength"], h["ContentRange"], h["PartsCount"]) == (last - first + 1, f"bytes {first}-{last}/{size}", 2), h
 assert "PartsCount" not in s3.head_object(Bucket=B, Key="two"), "parts count without partNumber"
+# DeleteObject and DeleteObjects: a delete whose condition fails removes nothing (412 / a
+# PreconditionFailed entry); one whose condition holds, or of a key that is not there, goes.
+d = s3.put_object(Bucket=B, Key="del", Body=b"12345")
+head = s3.head_object(Bucket=B, Key="del")
+wrong = '"00000000000000000000000000000000"'
+expect_error(lambda: s3.delete_object(Bucket=B, Key="del", IfMatch=wrong), "PreconditionFailed", 412)
+expect_error(lambda: s3.delete_object(Bucket=B, Key="del", IfMatchSize=4), "PreconditionFailed", 412)
+import datetime
+expect_error(lambda: s3.delete_object(Bucket=B, Key="del", IfMatchLastModifiedTime=head["LastModified"]
+                                      - datetime.timedelta(seconds=5)), "PreconditionFailed", 412)
+assert s3.get_object(Bucket=B, Key="del")["Body"].read() == b"12345"
+s3.delete_object(Bucket=B, Key="absent", IfMatch=wrong)
+s3.delete_object(Bucket=B, Key="del", IfMatch=d["ETag"], IfMatchSize=5,
+                 IfMatchLastModifiedTime=head["LastModified"])
+expect_error(lambda: s3.head_object(Bucket=B, Key="del"), "404", 404)
+kept = s3.put_object(Bucket=B, Key="kept", Body=b"k")
+gone = s3.put_object(Bucket=B, Key="gone", Body=b"g")
+r = s3.delete_objects(Bucket=B, Delete={"Objects": [
+    {"Key": "kept", "ETag": wrong}, {"Key": "gone", "ETag": gone["ETag"]}, {"Key": "sized", "Size": 3}]})
+assert [(e["Key"], e["Code"]) for e in r.get("Errors", [])] == [("kept", "PreconditionFailed")], r
+assert sorted(d["Key"] for d in r["Deleted"]) == ["gone", "sized"], r
+assert s3.get_object(Bucket=B, Key="kept")["Body"].read() == b"k"
+expect_error(lambda: s3.head_object(Bucket=B, Key="gone"), "404", 404)
+
 print("conditions: ok")
