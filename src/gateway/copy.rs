@@ -24,14 +24,14 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         convert::check_storage_class(input.storage_class.as_ref())?;
-        let replace_meta = input
-            .metadata_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        let replace_tags = input
-            .tagging_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
+        let replace_meta = replaces(
+            input.metadata_directive.as_ref().map(|d| d.as_str()),
+            "metadata",
+        )?;
+        let replace_tags = replaces(
+            input.tagging_directive.as_ref().map(|d| d.as_str()),
+            "tagging",
+        )?;
         let src = src_store
             .head_object(&src_bucket, &src_key, sv.as_deref())
             .await
@@ -204,5 +204,17 @@ fn header_condition(headers: &http::HeaderMap, name: &str) -> S3Result<Option<ET
         Some(v) => ETagCondition::parse_http_header(v.as_bytes())
             .map(Some)
             .map_err(|_| invalid_argument(format!("{name} is not an ETag or *"))),
+    }
+}
+
+/// Whether a copy's `x-amz-{what}-directive` says REPLACE (COPY when absent); any other
+/// value is refused as S3 does, never taken for COPY.
+fn replaces(directive: Option<&str>, what: &str) -> S3Result<bool> {
+    match directive {
+        None | Some(MetadataDirective::COPY) => Ok(false),
+        Some(MetadataDirective::REPLACE) => Ok(true),
+        Some(_) => Err(super::error::invalid_argument(format!(
+            "Unknown {what} directive."
+        ))),
     }
 }

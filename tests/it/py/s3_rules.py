@@ -1,7 +1,7 @@
 """boto3 against a Ferry endpoint: rules S3 enforces that a client meets only at the edges.
 Multipart upload listings with a delimiter and markers; the 2 KiB user-metadata limit; the
 default Content-Type; which characters tags may have; a part checksummed with another
-algorithm than its upload's. Exits non-zero on the first failed assertion."""
+algorithm than its upload's; unknown copy directives. Exits non-zero on the first failed assertion."""
 from common import client, expect_error
 
 s3 = client()
@@ -45,6 +45,13 @@ expect_error(lambda: s3.create_multipart_upload(Bucket=B, Key="meta", Metadata={
 expect_error(lambda: s3.copy_object(Bucket=B, Key="meta", CopySource={"Bucket": B, "Key": "meta-ok"},
                                     MetadataDirective="REPLACE", Metadata={"k": "v" * 3000}),
              "MetadataTooLarge", 400)
+
+# A copy directive other than COPY or REPLACE is refused, not taken for COPY (which would
+# drop the new metadata the client sent).
+for directive in ({"MetadataDirective": "REPLACED"}, {"TaggingDirective": "replace"}):
+    expect_error(lambda: s3.copy_object(Bucket=B, Key="copied", CopySource={"Bucket": B, "Key": "meta-ok"},
+                                        ContentType="text/x-new", **directive), "InvalidArgument", 400)
+expect_error(lambda: s3.head_object(Bucket=B, Key="copied"), "404", 404)
 
 # An object stored without a Content-Type is served as binary/octet-stream.
 s3.put_object(Bucket=B, Key="untyped", Body=b"1")
