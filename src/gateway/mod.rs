@@ -550,6 +550,118 @@ impl S3 for Gateway {
         let f = self.empty_configuration(&req.input.bucket);
         self.timed("GetBucketAccelerateConfiguration", f).await
     }
+    // Deleting a configuration the bucket does not have is a success (204), as in S3.
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.timed(
+            "DeleteBucketCors",
+            self.empty_configuration(&req.input.bucket),
+        )
+        .await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.timed(
+            "DeleteBucketLifecycle",
+            self.empty_configuration(&req.input.bucket),
+        )
+        .await
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        self.timed(
+            "DeleteBucketPolicy",
+            self.empty_configuration(&req.input.bucket),
+        )
+        .await
+    }
+
+    async fn delete_bucket_website(
+        &self,
+        req: S3Request<DeleteBucketWebsiteInput>,
+    ) -> S3Result<S3Response<DeleteBucketWebsiteOutput>> {
+        self.timed(
+            "DeleteBucketWebsite",
+            self.empty_configuration(&req.input.bucket),
+        )
+        .await
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        self.timed(
+            "DeleteBucketEncryption",
+            self.empty_configuration(&req.input.bucket),
+        )
+        .await
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
+        self.timed(
+            "DeletePublicAccessBlock",
+            self.empty_configuration(&req.input.bucket),
+        )
+        .await
+    }
+
+    async fn delete_bucket_ownership_controls(
+        &self,
+        req: S3Request<DeleteBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<DeleteBucketOwnershipControlsOutput>> {
+        self.timed(
+            "DeleteBucketOwnershipControls",
+            self.empty_configuration(&req.input.bucket),
+        )
+        .await
+    }
+
+    async fn delete_bucket_replication(
+        &self,
+        req: S3Request<DeleteBucketReplicationInput>,
+    ) -> S3Result<S3Response<DeleteBucketReplicationOutput>> {
+        self.timed(
+            "DeleteBucketReplication",
+            self.empty_configuration(&req.input.bucket),
+        )
+        .await
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<GetObjectRetentionOutput>> {
+        self.timed(
+            "GetObjectRetention",
+            self.without_object_lock(&req.input.bucket),
+        )
+        .await
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<GetObjectLegalHoldOutput>> {
+        self.timed(
+            "GetObjectLegalHold",
+            self.without_object_lock(&req.input.bucket),
+        )
+        .await
+    }
+
     async fn put_bucket_acl(
         &self,
         req: S3Request<PutBucketAclInput>,

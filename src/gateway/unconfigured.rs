@@ -1,7 +1,8 @@
 //! Bucket configurations Ferry does not keep (CORS, lifecycle, policy, website, encryption,
 //! Object Lock, ownership controls, public access block, replication, logging,
 //! notifications, acceleration, request payment) and ACLs, answered as S3 answers for a
-//! bucket that has none: the "no such configuration" error, or the empty document.
+//! bucket that has none: the "no such configuration" error, or the empty document; deleting
+//! one is a success; an object's retention or legal hold is S3's "no Object Lock" error.
 //!
 //! Tools that read a bucket's whole state (Terraform's S3 bucket resource, Cyberduck,
 //! s3cmd `info`) stop at a 501; they take these answers. Setting any of them stays 501, but
@@ -62,6 +63,16 @@ impl Gateway {
     ) -> S3Result<S3Response<T>> {
         self.existing(bucket).await?;
         Ok(S3Response::new(T::default()))
+    }
+
+    /// An object's retention or legal hold, asked of a bucket without Object Lock (every
+    /// bucket of Ferry's): S3's 400 InvalidRequest.
+    pub(super) async fn without_object_lock<T>(&self, bucket: &str) -> S3Result<S3Response<T>> {
+        self.existing(bucket).await?;
+        Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "Bucket is missing Object Lock Configuration",
+        ))
     }
 
     pub(super) async fn get_bucket_acl_impl(

@@ -223,6 +223,14 @@ for call, code in [
 ]:
     expect_error(lambda: call(Bucket=B), code, 404)
     expect_error(lambda: call(Bucket="s3-guards-missing"), "NoSuchBucket", 404)
+# Deleting one the bucket does not have succeeds (teardown scripts and Terraform do it).
+for call in [s3.delete_bucket_cors, s3.delete_bucket_lifecycle, s3.delete_bucket_policy,
+             s3.delete_bucket_website, s3.delete_bucket_encryption, s3.delete_public_access_block,
+             s3.delete_bucket_ownership_controls, s3.delete_bucket_replication]:
+    assert call(Bucket=B)["ResponseMetadata"]["HTTPStatusCode"] == 204, call
+    expect_error(lambda: call(Bucket="s3-guards-missing"), "NoSuchBucket", 404)
+for call in [s3.get_object_retention, s3.get_object_legal_hold]:
+    expect_error(lambda: call(Bucket=B, Key="k"), "InvalidRequest", 400)
 assert "LoggingEnabled" not in s3.get_bucket_logging(Bucket=B)
 assert s3.get_bucket_request_payment(Bucket=B)["Payer"] == "BucketOwner"
 assert "Status" not in s3.get_bucket_accelerate_configuration(Bucket=B)
