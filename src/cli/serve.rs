@@ -190,6 +190,7 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         max_header_bytes: 64 * 1024,
         max_xml_bytes: 8 * 1024 * 1024,
         max_post_object_bytes: cfg.max_post_object_bytes,
+        region: cfg.region.clone(),
     };
     let journal = crate::journal::Journal::start(registry.db().clone());
     let buckets =

@@ -204,6 +204,40 @@ fn default_message(code: &str) -> Option<&'static str> {
 
 /// Gives an error answer that has a code but no `<Message>` AWS's message for it, and names
 /// the request in the body as S3 does. Other answers pass untouched.
+/// Adds `<Region>` to an error document, as S3 does where the request was signed for the
+/// wrong region (s3cmd reads it and signs again for that region); and the
+/// `x-amz-bucket-region` header. A region that is not plain letters, digits and dashes is left
+/// out rather than escaped.
+pub fn name_region(res: &mut s3s::HttpResponse, region: &str) {
+    if region.is_empty()
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return;
+    }
+    let Some(body) = res.body().bytes() else {
+        return;
+    };
+    let Some(text) = std::str::from_utf8(&body)
+        .ok()
+        .filter(|t| t.ends_with("</Error>"))
+    else {
+        return;
+    };
+    let named = format!(
+        "{}<Region>{region}</Region></Error>",
+        &text[..text.len() - "</Error>".len()]
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&named.len().to_string()) {
+        res.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(region) {
+        res.headers_mut().insert("x-amz-bucket-region", v);
+    }
+    *res.body_mut() = s3s::Body::from(named);
+}
+
 pub fn explain(res: &mut s3s::HttpResponse, request_id: &str) {
     if !(res.status().is_client_error() || res.status().is_server_error()) {
         return;

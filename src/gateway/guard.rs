@@ -151,11 +151,24 @@ const MAX_PRESIGNED_SECS: u64 = 604_800;
 
 /// Checks what s3s does not of how a request is signed: a presigned URL valid for longer than
 /// S3 allows, and a request signed both ways at once.
-pub fn auth_shape(uri: &Uri, headers: &HeaderMap) -> S3Result<()> {
+pub fn auth_shape(uri: &Uri, headers: &HeaderMap, region: &str) -> S3Result<()> {
     let mut presigned = false;
+    let header_scope = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once("Credential="))
+        .map(|(_, rest)| rest.split([',', ' ']).next().unwrap_or(""));
+    if let Some(scope) = header_scope {
+        credential_region(scope, region)?;
+    }
     for pair in uri.query().unwrap_or("").split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         match name {
+            "X-Amz-Credential" => {
+                presigned = true;
+                let scope = urlencoding::decode(value).unwrap_or_default();
+                credential_region(&scope, region)?;
+            }
             "X-Amz-Algorithm" | "X-Amz-Signature" => presigned = true,
             "X-Amz-Expires" => {
                 presigned = true;
@@ -183,6 +196,32 @@ pub fn auth_shape(uri: &Uri, headers: &HeaderMap) -> S3Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A SigV4 credential scope (`KEY/DATE/REGION/s3/aws4_request`) naming a region that cannot
+/// exist (s3cmd's default `US`): S3 answers AuthorizationHeaderMalformed naming the region to
+/// sign for (its `<Region>`, see `error::name_region`), which clients such as s3cmd read and
+/// retry with. s3s would refuse it with a bare
+/// InvalidRequest. Any well-formed region is taken (Ferry does not hold clients to one).
+fn credential_region(scope: &str, region: &str) -> S3Result<()> {
+    let mut parts = scope.rsplitn(4, '/');
+    let (Some("aws4_request"), Some(_service), Some(named)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Ok(());
+    };
+    if named.is_empty() || s3s::region::Region::new(named.into()).is_ok() {
+        return Ok(());
+    }
+    let mut e = S3Error::with_message(
+        S3ErrorCode::AuthorizationHeaderMalformed,
+        format!(
+            "The authorization header is malformed; the region '{named}' is wrong; expecting \
+             '{region}'"
+        ),
+    );
+    e.set_status_code(StatusCode::BAD_REQUEST);
+    Err(e)
 }
 
 /// The largest XML body read ahead of s3s to check its digests: a DeleteObjects of 1000
@@ -338,10 +377,10 @@ mod tests {
         let uri = |q: &str| format!("/b/k?{q}").parse::<Uri>().expect("uri");
         let none = HeaderMap::new();
         let presigned = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=";
-        assert!(auth_shape(&uri(&format!("{presigned}604800")), &none).is_ok());
+        assert!(auth_shape(&uri(&format!("{presigned}604800")), &none, "us-east-1").is_ok());
         for bad in ["604801", "-1", "soon"] {
             assert!(
-                auth_shape(&uri(&format!("{presigned}{bad}")), &none).is_err(),
+                auth_shape(&uri(&format!("{presigned}{bad}")), &none, "us-east-1").is_err(),
                 "{bad}"
             );
         }
@@ -350,8 +389,8 @@ mod tests {
             http::header::AUTHORIZATION,
             "AWS4-HMAC-SHA256 x".parse().expect("value"),
         );
-        assert!(auth_shape(&uri(&format!("{presigned}60")), &signed).is_err());
-        assert!(auth_shape(&uri("versionId=1"), &signed).is_ok());
+        assert!(auth_shape(&uri(&format!("{presigned}60")), &signed, "us-east-1").is_err());
+        assert!(auth_shape(&uri("versionId=1"), &signed, "us-east-1").is_ok());
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct ServerOptions {
     pub max_xml_bytes: usize,
     /// The largest file a browser-form upload (POST Object) may carry.
     pub max_post_object_bytes: u64,
+    /// The region this endpoint names to a client that signed for a region no one has.
+    pub region: String,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -116,6 +118,7 @@ struct Limited {
     slots: Arc<Semaphore>,
     post_slots: Arc<Semaphore>,
     xml_slots: Arc<Semaphore>,
+    region: Arc<str>,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
@@ -134,7 +137,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v != "0");
         // Refused before routing: how it is signed (see `guard::auth_shape`).
-        let mut refused = super::guard::auth_shape(req.uri(), req.headers()).err();
+        let mut refused = super::guard::auth_shape(req.uri(), req.headers(), &this.region).err();
         let xml = super::guard::xml_body_digests_wanted(req.method(), req.uri(), req.headers());
         if xml == super::guard::XmlDigests::TooLarge && refused.is_none() {
             refused = Some(s3s::S3Error::with_message(
@@ -172,9 +175,16 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 };
             }
             let mut res = match refused {
-                Some(e) => e
-                    .to_http_response()
-                    .map_err(|e| s3s::HttpError::new(Box::new(e)))?,
+                Some(e) => {
+                    let wrong_region = *e.code() == s3s::S3ErrorCode::AuthorizationHeaderMalformed;
+                    let mut res = e
+                        .to_http_response()
+                        .map_err(|e| s3s::HttpError::new(Box::new(e)))?;
+                    if wrong_region {
+                        super::error::name_region(&mut res, &this.region);
+                    }
+                    res
+                }
                 None => this.inner.call(req).await?,
             };
             // Every answer names its request, as S3's do, for logs on both sides to meet.
@@ -232,6 +242,7 @@ pub async fn serve(
         slots: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
         post_slots: Arc::new(Semaphore::new(POST_OBJECT_SLOTS)),
         xml_slots: Arc::new(Semaphore::new(XML_READ_SLOTS)),
+        region: opts.region.as_str().into(),
     };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
