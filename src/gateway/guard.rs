@@ -224,6 +224,43 @@ fn credential_region(scope: &str, region: &str) -> S3Result<()> {
     Err(e)
 }
 
+/// A GET or HEAD `Range` header S3 does not act on (several ranges, another unit, one that
+/// does not parse or ends before it starts) is ignored, as RFC 9110 says and S3 does: the
+/// whole object is the answer, not s3s's 400. Only when the signature does not cover it
+/// (a presigned URL fetched by a browser or `curl -r`, an anonymous read): a signed header
+/// cannot be taken away, and s3s's 400 stays.
+pub fn drop_unusable_range<B>(req: &mut http::Request<B>) {
+    if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        return;
+    }
+    let usable = match req.headers().get(http::header::RANGE) {
+        None => return,
+        Some(v) => v.to_str().is_ok_and(|v| s3s::dto::Range::parse(v).is_ok()),
+    };
+    if usable || signs_header(req, "range") {
+        return;
+    }
+    req.headers_mut().remove(http::header::RANGE);
+}
+
+/// Whether a SigV4 request's signature covers the header `name` (lower case): the
+/// `SignedHeaders` of its Authorization header or `X-Amz-SignedHeaders` of its query.
+fn signs_header<B>(req: &http::Request<B>, name: &str) -> bool {
+    let listed = |list: &str| list.split(';').any(|h| h.trim().eq_ignore_ascii_case(name));
+    let in_header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once("SignedHeaders="))
+        .is_some_and(|(_, rest)| listed(rest.split([',', ' ']).next().unwrap_or("")));
+    let in_query = req.uri().query().unwrap_or("").split('&').any(|pair| {
+        pair.split_once('=').is_some_and(|(k, v)| {
+            k == "X-Amz-SignedHeaders" && listed(&urlencoding::decode(v).unwrap_or_default())
+        })
+    });
+    in_header || in_query
+}
+
 /// The largest XML body read ahead of s3s to check its digests: a DeleteObjects of 1000
 /// keys of 1024 bytes with version ids is ~1.2 MB; tagging and versioning documents are tiny.
 pub const XML_DIGEST_MAX_BYTES: u64 = 2 * 1024 * 1024;

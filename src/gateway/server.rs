@@ -126,9 +126,10 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
     type Error = s3s::HttpError;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
         let this = self.clone();
         let head = req.method() == http::Method::HEAD;
+        super::guard::drop_unusable_range(&mut req);
         // Whether the request carries a body (see the `Connection: close` below).
         let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
             || req

@@ -1,7 +1,9 @@
 """boto3 against a Ferry endpoint: rules S3 enforces that a client meets only at the edges.
 Multipart upload listings with a delimiter and markers; the 2 KiB user-metadata limit; the
 default Content-Type; which characters tags may have; a part checksummed with another
-algorithm than its upload's; unknown copy directives. Exits non-zero on the first failed assertion."""
+algorithm than its upload's; unknown copy directives; Range headers S3 ignores. Exits non-zero on the first failed assertion."""
+import requests
+
 from common import client, expect_error
 
 s3 = client()
@@ -52,6 +54,22 @@ for directive in ({"MetadataDirective": "REPLACED"}, {"TaggingDirective": "repla
     expect_error(lambda: s3.copy_object(Bucket=B, Key="copied", CopySource={"Bucket": B, "Key": "meta-ok"},
                                         ContentType="text/x-new", **directive), "InvalidArgument", 400)
 expect_error(lambda: s3.head_object(Bucket=B, Key="copied"), "404", 404)
+
+# A Range S3 does not act on (several ranges, another unit, malformed, inverted) is ignored
+# where the signature does not cover it (a presigned URL in a browser or video player): the
+# whole object, 200. A well-formed range past the end is still 416.
+s3.put_object(Bucket=B, Key="ten", Body=b"0123456789")
+url = s3.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "ten"})
+head_url = s3.generate_presigned_url("head_object", Params={"Bucket": B, "Key": "ten"})
+for rng in ["bytes=0-1,4-5", "items=0-1", "bytes=abc", "bytes=5-2"]:
+    for method, where in ((requests.get, url), (requests.head, head_url)):
+        r = method(where, headers={"Range": rng})
+        assert r.status_code == 200, (rng, method, r.status_code, r.text)
+        assert "Content-Range" not in r.headers, (rng, r.headers)
+        assert method is requests.head or r.content == b"0123456789", (rng, r.content)
+r = requests.get(url, headers={"Range": "bytes=2-3"})
+assert (r.status_code, r.content) == (206, b"23"), (r.status_code, r.content)
+assert requests.get(url, headers={"Range": "bytes=20-"}).status_code == 416
 
 # An object stored without a Content-Type is served as binary/octet-stream.
 s3.put_object(Bucket=B, Key="untyped", Body=b"1")
