@@ -143,7 +143,10 @@ impl Journal {
 
 /// Makes `staging` exactly the previous snapshot plus the journaled files: entries of the
 /// snapshot that were replaced or removed without being journaled are linked again, and
-/// anything else is removed. Returns the journaled records still present.
+/// anything else is removed. Returns the journaled records still present, and a record of
+/// each folder kept for them that the snapshot does not have: the source learns of those
+/// folders too, so it deletes one that is gone by now (else an empty folder the source no
+/// longer has would be published) and sends its metadata when it differs.
 pub fn reconcile(
     staging: &Path,
     prev_dir: Option<&Path>,
@@ -158,6 +161,7 @@ pub fn reconcile(
     }
     // Remove what is neither in the snapshot nor journaled (deepest first).
     let (found, _) = super::tree::walk(staging, 4, super::tree::XattrPolicy::default(), false);
+    let mut new_dirs = Vec::new();
     for f in found.iter().rev() {
         let in_prev = prev.entries.get(&f.path);
         let keep = kept.contains_key(&f.path)
@@ -169,9 +173,22 @@ pub fn reconcile(
                 (None, super::tree::FoundKind::Dir) => {
                     let mut prefix = f.path.clone();
                     prefix.push(b'/');
-                    kept.range(prefix.clone()..)
+                    let holds_kept = kept
+                        .range(prefix.clone()..)
                         .next()
-                        .is_some_and(|(k, _)| k.starts_with(&prefix))
+                        .is_some_and(|(k, _)| k.starts_with(&prefix));
+                    if holds_kept {
+                        new_dirs.push((
+                            f.path.clone(),
+                            Record {
+                                content: Content::Dir,
+                                meta: f.meta.clone(),
+                                ino: f.ino,
+                                ctime: f.ctime,
+                            },
+                        ));
+                    }
+                    holds_kept
                 }
                 _ => false,
             };
@@ -179,6 +196,7 @@ pub fn reconcile(
             remove_tree(&join(staging, &f.path))?;
         }
     }
+    kept.extend(new_dirs);
     // Put back what of the snapshot is missing.
     if let Some(d) = prev_dir {
         for (path, rec) in &prev.entries {

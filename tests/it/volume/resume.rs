@@ -346,3 +346,34 @@ fn a_content_mismatch_drops_the_resume_state() {
     promote(&dst.dir, None, &p);
     assert_same_tree(&src, &p);
 }
+
+/// An interrupted iteration delivered files of a new folder; the source then deleted that
+/// folder. The resume deleted the journaled files but published the folders themselves
+/// (empty), which the source never had at that point: the destination did not tell the
+/// source of folders it kept for journaled files.
+#[test]
+fn a_folder_deleted_after_an_interrupted_iteration_is_not_published() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("base"), 10, 1);
+    let dst = Destination::start(t, "dst");
+    sync_ok(&src, &dst);
+    for i in 0..100 {
+        write_file(&src.join(format!("newdir/sub/f{i:03}")), 100_000, i + 2);
+    }
+    kill_source_when(&src, &dst, "2M", "no file was journaled", |j| {
+        Journal::read(j).is_some_and(|(_, entries)| {
+            entries
+                .iter()
+                .filter(|e| matches!(e, Entry::Done(..)))
+                .count()
+                >= 5
+        })
+    });
+    std::fs::remove_dir_all(src.join("newdir")).expect("remove newdir");
+    sync_ok(&src, &dst);
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
