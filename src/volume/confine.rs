@@ -1,7 +1,9 @@
 //! Every path the destination writes is resolved by the kernel beneath the staging root with
 //! symlinks refused (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), after a lexical
 //! check: a stream cannot reach outside the tree with `..`, an absolute path, or a symlink it
-//! planted earlier.
+//! planted earlier. A destination that is not root gives itself write access to a
+//! read-only folder of its own before writing in it (as rsync does); the folder's metadata is
+//! set again at the end of the iteration, since writing in it touches it.
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
@@ -77,12 +79,38 @@ impl Confined {
         let fresh = matches!(&self.cache, Some((g, d, _)) if *g == generation && d == dir);
         if !fresh {
             let fd = self.dir(dir)?;
+            self.writable(dir, &fd)?;
             self.cache = Some((generation, dir.to_vec(), fd));
         }
         let Some((_, _, fd)) = &self.cache else {
             unreachable!("cache filled above")
         };
         Ok((fd, name))
+    }
+}
+
+impl Confined {
+    /// Makes the folder `rel` (open as `fd`) writable and searchable by its owner when that
+    /// is this process and it is not (a 0555 folder of the source's); root writes anyway.
+    fn writable(&self, rel: &[u8], fd: &OwnedFd) -> anyhow::Result<()> {
+        let me = rustix::process::geteuid();
+        if me.is_root() {
+            return Ok(());
+        }
+        let st = rustix::fs::fstat(fd)?;
+        if st.st_uid != me.as_raw() || st.st_mode & 0o300 == 0o300 {
+            return Ok(());
+        }
+        let p: &[u8] = if rel.is_empty() { b"." } else { rel };
+        let dir = rustix::fs::openat2(
+            &*self.root,
+            OsStr::from_bytes(p),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        rustix::fs::fchmod(&dir, Mode::from_raw_mode((st.st_mode & 0o7777) | 0o300))
+            .with_context(|| format!("cannot make {} writable", shown(rel)))
     }
 }
 

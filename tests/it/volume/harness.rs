@@ -116,7 +116,12 @@ pub struct Destination {
     log: PathBuf,
     proc: Option<Proc>,
     extra: Vec<String>,
+    /// Runs this binary as this user (an unprivileged destination) instead of the build's.
+    user: Option<(PathBuf, u32)>,
 }
+
+/// The user an unprivileged destination or source runs as when the tests run as root.
+pub const NOBODY: u32 = 65534;
 
 impl Destination {
     /// Starts one on `tmp/name` (secret `tmp/name.secret.json`, log `tmp/name.log`).
@@ -134,6 +139,34 @@ impl Destination {
             log: tmp.join(format!("{name}.log")),
             proc: None,
             extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+            user: None,
+        };
+        d.restart();
+        d
+    }
+
+    /// Starts one running as [`NOBODY`] when the tests run as root (root writes anywhere, so
+    /// nothing would be refused to it): `tmp` is opened to that user, who owns `tmp/name`, and
+    /// a copy of the binary in `tmp` runs (the build's may sit where it cannot reach).
+    pub fn start_unprivileged(tmp: &Path, name: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        if !rustix::process::geteuid().is_root() {
+            return Self::start(tmp, name);
+        }
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o777)).expect("chmod tmp");
+        let exe = tmp.join("ferry-dest");
+        std::fs::copy(ferry_bin(), &exe).expect("copy ferry");
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dir = tmp.join(name);
+        std::fs::create_dir_all(&dir).expect("destination dir");
+        std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).expect("chown");
+        let mut d = Self {
+            dir,
+            secret: tmp.join(format!("{name}.secret.json")),
+            log: tmp.join(format!("{name}.log")),
+            proc: None,
+            extra: Vec::new(),
+            user: Some((exe, NOBODY)),
         };
         d.restart();
         d
@@ -148,7 +181,15 @@ impl Destination {
             .append(true)
             .open(&self.log)
             .expect("destination log");
-        let mut cmd = Command::new(ferry_bin());
+        let mut cmd = match &self.user {
+            Some((exe, uid)) => {
+                let mut cmd = Command::new(exe);
+                std::os::unix::process::CommandExt::uid(&mut cmd, *uid);
+                std::os::unix::process::CommandExt::gid(&mut cmd, *uid);
+                cmd
+            }
+            None => Command::new(ferry_bin()),
+        };
         cmd.args(["volume", "destination", "--dir"])
             .arg(&self.dir)
             .args(["--listen", "127.0.0.1:0", "--secret-out"])

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::harness::{Destination, anon, promote, run, source_cmd, stderr, sync_ok, write_secret};
+use super::harness::{
+    Destination, NOBODY, anon, promote, run, source_cmd, stderr, sync_ok, write_secret,
+};
 use super::tree::assert_same_tree;
 use crate::support::write_file;
 
@@ -75,8 +77,6 @@ fn source_as_user(tmp: &Path, src: &Path, dst: &Destination) -> (Option<i32>, Va
     });
     (out.status.code(), report)
 }
-
-const NOBODY: u32 = 65534;
 
 /// The destination's latest snapshot, promoted under `t/after`, holds `kept` as they were in
 /// `before` (the snapshot before) and the source's `fine` as it is now.
@@ -306,4 +306,43 @@ fn a_frozen_source_does_not_hold_the_destination() {
     let p = t.join("promoted");
     promote(&dst.dir, None, &p);
     assert_same_tree(&src, &p);
+}
+
+/// A destination run by an ordinary user: a read-only folder of the source's (0555) came to
+/// the snapshot read-only, and any later change to a file in it failed every iteration
+/// ("cannot remove ...: Permission denied"), for good. rsync run as that user updates it.
+#[test]
+fn an_unprivileged_destination_updates_files_in_read_only_folders() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("ro/f"), 10, 1);
+    write_file(&src.join("ro/sub/g"), 10, 2);
+    let dst = Destination::start_unprivileged(t, "dst");
+    // Owned by the destination's user, as that user could not give them another owner.
+    for p in std::iter::once(src.clone()).chain(super::tree::paths(&src)) {
+        lchown(&p, Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
+    }
+    for d in ["ro/sub", "ro"] {
+        std::fs::set_permissions(src.join(d), Permissions::from_mode(0o555)).expect("chmod");
+    }
+    sync_ok(&src, &dst);
+    // A change, a new file and a deletion inside the read-only folders.
+    for d in ["ro", "ro/sub"] {
+        std::fs::set_permissions(src.join(d), Permissions::from_mode(0o755)).expect("chmod");
+    }
+    write_file(&src.join("ro/f"), 20, 3);
+    write_file(&src.join("ro/new"), 5, 4);
+    lchown(src.join("ro/new"), Some(NOBODY), Some(NOBODY)).expect("chown to nobody");
+    std::fs::remove_file(src.join("ro/sub/g")).expect("remove g");
+    for d in ["ro/sub", "ro"] {
+        std::fs::set_permissions(src.join(d), Permissions::from_mode(0o555)).expect("chmod");
+    }
+    sync_ok(&src, &dst);
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+    for d in ["ro", "ro/sub"] {
+        std::fs::set_permissions(src.join(d), Permissions::from_mode(0o755)).expect("chmod");
+    }
 }
