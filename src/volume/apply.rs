@@ -529,6 +529,37 @@ fn write_sparse(file: &File, offset: u64, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Copies `len` bytes of `src` at `from` to `dst` at `to` (a file being written from
+/// scratch, where nothing written reads as zeros), only the source's data: its holes stay
+/// holes, as a chunk sent as data keeps them (`write_sparse`) and `rsync -S` does.
+fn copy_keeping_holes(src: &File, from: u64, dst: &File, to: u64, len: u64) -> std::io::Result<()> {
+    use rustix::fs::SeekFrom;
+    let end = from + len;
+    let mut at = from;
+    while at < end {
+        let data = match rustix::fs::seek(src, SeekFrom::Data(at)) {
+            Ok(d) => d.min(end),
+            // No data from here to the end of the file.
+            Err(rustix::io::Errno::NXIO) => end,
+            // A filesystem that cannot tell: copy the rest as it reads.
+            Err(_) => {
+                return crate::store::fs::copy_range(src, at, dst, to + (at - from), end - at);
+            }
+        };
+        if data >= end {
+            break;
+        }
+        let hole = rustix::fs::seek(src, SeekFrom::Hole(data)).map_or(end, |h| h.min(end));
+        crate::store::fs::copy_range(src, data, dst, to + (data - from), hole - data)?;
+        at = hole;
+    }
+    // A range that ends in a hole ends the file for now: it must read as that many zeros.
+    if dst.metadata()?.len() < to + len {
+        dst.set_len(to + len)?;
+    }
+    Ok(())
+}
+
 /// A chunked file being written.
 struct Large {
     path: Vec<u8>,
@@ -647,7 +678,7 @@ fn write_large_part(
                     shown(&l.path)
                 )));
             }
-            crate::store::fs::copy_range(base, offset, &l.file, l.pos, len)?;
+            copy_keeping_holes(base, offset, &l.file, l.pos, len)?;
             // The chunk list is what `End` checks: it must be what was written, not what
             // the base's record claims it holds.
             verify_written(&l.file, l.pos, &l.chunks[first..], &l.path)?;

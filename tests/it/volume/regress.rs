@@ -346,3 +346,39 @@ fn an_unprivileged_destination_updates_files_in_read_only_folders() {
         std::fs::set_permissions(src.join(d), Permissions::from_mode(0o755)).expect("chmod");
     }
 }
+
+/// Holes were kept where a large file's chunks came as data, but a chunk reused from the last
+/// snapshot (a copied range) was copied dense: a sparse file grew to its full size on disk at
+/// its first routine change (here an append).
+#[test]
+fn a_sparse_file_stays_sparse_when_its_chunks_are_reused() {
+    use std::os::unix::fs::MetadataExt;
+    const SIZE: u64 = 64 << 20;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    std::fs::create_dir_all(&src).expect("src");
+    let f = std::fs::File::create(src.join("sparse")).expect("create");
+    f.set_len(SIZE).expect("size");
+    for mib in 0..(SIZE >> 20) {
+        f.write_all_at(b"x", (mib << 20) + 500_000).expect("a byte");
+    }
+    drop(f);
+    let dst = Destination::start(t, "dst");
+    sync_ok(&src, &dst);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(src.join("sparse"))
+        .expect("open");
+    std::io::Write::write_all(&mut f, b"more").expect("append");
+    drop(f);
+    sync_ok(&src, &dst);
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+    let on_disk = std::fs::metadata(p.join("sparse")).expect("stat").blocks() * 512;
+    assert!(
+        on_disk < SIZE / 8,
+        "{on_disk} bytes on disk for a {SIZE}-byte file with 64 bytes of data"
+    );
+}
