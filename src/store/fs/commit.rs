@@ -342,6 +342,9 @@ fn transaction(
         }
         if let Some(u) = &c.delete_upload {
             index::tx_delete_upload(&tx, u)?;
+            if let Some(made) = c.inserts.iter().find(|r| r.is_latest) {
+                super::completed::tx_record(&tx, u, made)?;
+            }
         }
         steps.extend(c.steps.iter().cloned());
     }

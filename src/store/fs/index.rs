@@ -81,6 +81,15 @@ CREATE TABLE IF NOT EXISTS intents (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     steps TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS completed_uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    completed_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS completed_uploads_by_time ON completed_uploads (completed_ms);
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -256,7 +265,7 @@ impl Index {
     }
 
     /// Runs `f` on a pooled read connection, in this thread (see the module docs).
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    pub(super) fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
         let conn = match pooled {
             Some(c) => c,

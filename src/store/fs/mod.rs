@@ -19,6 +19,7 @@
 mod assembly;
 mod body;
 mod commit;
+mod completed;
 mod confine;
 pub mod index;
 pub mod intent;

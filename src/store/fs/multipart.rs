@@ -286,13 +286,18 @@ impl FsStore {
         parts: &[CompletedPart],
         claimed: Option<&Checksum>,
     ) -> Result<ObjectMeta> {
-        self.upload_of(bucket, key, upload_id).await?;
+        if let Err(e) = self.upload_of(bucket, key, upload_id).await {
+            return self.completed_before(bucket, key, upload_id, e).await;
+        }
         // The finished object may be the assembly file itself: one completion at a time, no
         // part placed in it from here on, and the parts chosen below are read once none is
         // being written (or the wait ran out: then they are concatenated).
         let (completing, idle) = self.placements.complete(upload_id).await;
         // Again: a completion before this one may have finished the upload.
-        let upload = self.upload_of(bucket, key, upload_id).await?;
+        let upload = match self.upload_of(bucket, key, upload_id).await {
+            Ok(u) => u,
+            Err(e) => return self.completed_before(bucket, key, upload_id, e).await,
+        };
         if parts.is_empty() {
             return Err(Error::InvalidArgument(
                 "a multipart upload needs at least one part".into(),
@@ -441,6 +446,31 @@ impl FsStore {
         completing.done();
         meta.parts_count = Some(chosen.len() as u32);
         Ok(meta)
+    }
+
+    /// A completion of an upload that is not there (`missing`): if it was completed within
+    /// the last day into a version that is still as it made it, the same answer again (S3's
+    /// answer to a retried completion); otherwise `missing`.
+    async fn completed_before(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        missing: Error,
+    ) -> Result<ObjectMeta> {
+        if !matches!(missing, Error::NoSuchUpload { .. }) {
+            return Err(missing);
+        }
+        let Some(done) = self.index.completed_upload(upload_id).await? else {
+            return Err(missing);
+        };
+        if done.bucket != bucket.as_str() || done.key != key.as_str() {
+            return Err(missing);
+        }
+        match self.head_object(bucket, key, Some(&done.version_id)).await {
+            Ok(meta) if meta.etag == done.etag && !meta.delete_marker => Ok(meta),
+            _ => Err(missing),
+        }
     }
 
     pub(super) async fn abort_multipart_impl(

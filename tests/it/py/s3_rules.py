@@ -1,7 +1,7 @@
 """boto3 against a Ferry endpoint: rules S3 enforces that a client meets only at the edges.
 Multipart upload listings with a delimiter and markers; the 2 KiB user-metadata limit; the
 default Content-Type; which characters tags may have; a part checksummed with another
-algorithm than its upload's; unknown copy directives; Range headers S3 ignores. Exits non-zero on the first failed assertion."""
+algorithm than its upload's; unknown copy directives; Range headers S3 ignores; a retried completion. Exits non-zero on the first failed assertion."""
 import requests
 
 from common import client, expect_error
@@ -70,6 +70,21 @@ for rng in ["bytes=0-1,4-5", "items=0-1", "bytes=abc", "bytes=5-2"]:
 r = requests.get(url, headers={"Range": "bytes=2-3"})
 assert (r.status_code, r.content) == (206, b"23"), (r.status_code, r.content)
 assert requests.get(url, headers={"Range": "bytes=20-"}).status_code == 416
+
+# A completion retried after its answer was lost gets the same answer, as from S3; once the
+# object it made is overwritten, or for another key, the upload is gone (NoSuchUpload).
+uid = s3.create_multipart_upload(Bucket=B, Key="retried")["UploadId"]
+part = s3.upload_part(Bucket=B, Key="retried", UploadId=uid, PartNumber=1, Body=b"p" * 10)
+done = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+first = s3.complete_multipart_upload(Bucket=B, Key="retried", UploadId=uid, MultipartUpload=done)
+again = s3.complete_multipart_upload(Bucket=B, Key="retried", UploadId=uid, MultipartUpload=done)
+assert again["ETag"] == first["ETag"] and again["ETag"].endswith('-1"'), (first, again)
+expect_error(lambda: s3.complete_multipart_upload(Bucket=B, Key="other", UploadId=uid, MultipartUpload=done),
+             "NoSuchUpload", 404)
+s3.put_object(Bucket=B, Key="retried", Body=b"newer")
+expect_error(lambda: s3.complete_multipart_upload(Bucket=B, Key="retried", UploadId=uid, MultipartUpload=done),
+             "NoSuchUpload", 404)
+assert s3.get_object(Bucket=B, Key="retried")["Body"].read() == b"newer"
 
 # An object stored without a Content-Type is served as binary/octet-stream.
 s3.put_object(Bucket=B, Key="untyped", Body=b"1")
