@@ -478,7 +478,53 @@ impl Buckets {
         }
         let (policy, roles) = self.prepare(write_to, read_from).await?;
         let _pause = e.ns.gate.write().await;
+        // Under the gate: no write can be journaled between this check and the switch.
+        self.refuse_losing_owed(name, &e.policy, Some(&policy))
+            .await?;
         self.commit_switch(name, policy, roles).await
+    }
+
+    /// Refuses a change that would strand acknowledged writes the journal still owes: a
+    /// target that is owed writes leaving the policy (nothing would deliver them), or the
+    /// primary changing while anything is owed (the new primary would serve reads without
+    /// them, and the rows would name the wrong side). `new` is `None` for a removal.
+    async fn refuse_losing_owed(
+        &self,
+        name: &str,
+        old: &Policy,
+        new: Option<&Policy>,
+    ) -> Result<(), Error> {
+        let owed = self.registry.db().owed_stats(name).await?;
+        let Some(first) = owed.iter().find(|o| o.count > 0) else {
+            return Ok(());
+        };
+        let wait = format!(
+            "wait until `ferry bucket status {name}` shows nothing owed (a target that is down \
+             must come back first)"
+        );
+        let Some(new) = new else {
+            return Err(Error::Invalid(format!(
+                "bucket {name}: {} is still owed {} acknowledged writes; removing the bucket \
+                 would lose them: {wait}",
+                first.target, first.count
+            )));
+        };
+        let named = |p: &Policy, t: &str| p.write_to.iter().any(|w| w.to_string() == t);
+        if let Some(o) = owed.iter().find(|o| o.count > 0 && !named(new, &o.target)) {
+            return Err(Error::Invalid(format!(
+                "bucket {name}: {} is still owed {} acknowledged writes and the new policy \
+                 leaves it out, so nothing would deliver them: {wait}",
+                o.target, o.count
+            )));
+        }
+        if old.write_to.first() != new.write_to.first() {
+            return Err(Error::Invalid(format!(
+                "bucket {name}: {} is still owed {} acknowledged writes; a new primary would \
+                 serve reads without them: {wait}",
+                first.target, first.count
+            )));
+        }
+        Ok(())
     }
 
     /// Persists `policy` and swaps the roles while writes are held back.
@@ -505,11 +551,20 @@ impl Buckets {
         Ok(self.activate(name, policy, roles).await)
     }
 
-    /// Stops serving a namespace bucket (its targets' data is left alone).
+    /// Stops serving a namespace bucket (its targets' data is left alone); refused while it
+    /// is failed over or any target is owed writes.
     pub async fn remove(&self, name: &str) -> Result<(), Error> {
         let _c = self.changing(name).await?;
         let e = self.entry(name)?;
+        if let Some(f) = &e.policy.failover {
+            return Err(Error::Invalid(format!(
+                "bucket {name} is failed over to {}: fail back before removing it (its writes \
+                 since the failover are only there)",
+                f.to
+            )));
+        }
         let _pause = e.ns.gate.write().await;
+        self.refuse_losing_owed(name, &e.policy, None).await?;
         self.registry.db().remove_bucket(name).await?;
         self.registry.db().drop_journal(name).await?;
         let _ = e.stop.send(true);

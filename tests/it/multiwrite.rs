@@ -811,3 +811,41 @@ fn changes_during_a_failback_are_refused_not_queued() {
     wait_drained(&a, "fbk");
     assert_same(&a, "dr:fbk", "local:fbk");
 }
+
+/// A policy change or a removal that would strand acknowledged writes the journal still owes
+/// was accepted without a word: a secondary that owed writes could be dropped (its rows then
+/// owed for ever), made the primary (acknowledged keys answered 404), or the bucket removed
+/// (the journal dropped). Each is refused while anything is owed, and state stays as it was.
+#[test]
+fn changes_that_would_strand_owed_writes_are_refused() {
+    let a = Ferry::start();
+    let mut b = Ferry::start_fixed_port();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&["bucket", "create", "owe", "--write-to", "local:owe,dr:owe"]));
+    b.kill9();
+    let f = a.dir.path().join("x");
+    write_file(&f, 100, 1);
+    a.ok(&a.aws(&["s3", "cp", f.to_str().expect("utf8"), "s3://owe/k"]));
+    let owed = |s: &Value| s["owed_total"].as_i64().expect("owed_total");
+    assert_eq!(owed(&status(&a, "owe")), 1);
+    for args in [
+        &["bucket", "policy", "owe", "--write-to", "local:owe"][..],
+        &["bucket", "remove", "owe"][..],
+    ] {
+        let out = a.cli(args);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(e.contains("dr:owe") && e.contains("owed"), "{args:?}: {e}");
+    }
+    // Making it the primary (refused already since it cannot be reached: tried anyway).
+    let out = a.cli(&["bucket", "policy", "owe", "--write-to", "dr:owe,local:owe"]);
+    assert!(!out.status.success(), "the swap was accepted");
+    let s = status(&a, "owe");
+    assert_eq!(owed(&s), 1, "{s}");
+    let list = a.ok(&a.cli(&["bucket", "list", "--json"]));
+    assert!(list.contains(r#"{"bucket":"owe","store":"dr"}"#), "{list}");
+    // Once the secondary is back and paid, the same removal goes through.
+    b.restart();
+    wait_drained(&a, "owe");
+    a.ok(&a.cli(&["bucket", "remove", "owe"]));
+}
