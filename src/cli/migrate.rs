@@ -191,6 +191,7 @@ pub async fn run(
         return Ok(());
     }
     if args.dry_run {
+        crate::jobs::open::refuse_nested(&spec.src, &spec.dst).map_err(usage)?;
         let mut opener = Opener::new(spec.options.checksum || args.verify);
         let src = opener
             .open(&spec.src, Role::Src, &registry)

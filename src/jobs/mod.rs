@@ -68,6 +68,7 @@ pub async fn submit(
     verify: bool,
 ) -> Result<Submitted> {
     spec::Filter::new(&spec.options)?;
+    open::refuse_nested(&spec.src, &spec.dst)?;
     let mut opener = open::Opener::new(spec.options.checksum || verify);
     let src = opener.open(&spec.src, open::Role::Src, registry).await?;
     let dst = opener.open(&spec.dst, open::Role::Dst, registry).await?;

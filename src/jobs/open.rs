@@ -3,7 +3,7 @@
 //! the two sides are not the same place.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::spec::Endpoint;
@@ -48,6 +48,28 @@ pub struct Side {
     /// the credentials (normalised), the registered store, or the directory's parent.
     pub place: String,
     pub display: String,
+}
+
+/// The directory `path` names with its symlinks resolved, the last component's included (a
+/// `current -> photos-v2` root is the tree the user means, as for rclone, `cp -r` and
+/// rsync); for a path that does not exist yet, its deepest existing ancestor resolved and the
+/// rest appended.
+fn resolved(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut p = path.to_path_buf();
+    loop {
+        if let Ok(mut real) = std::fs::canonicalize(&p) {
+            real.extend(missing.iter().rev());
+            return real;
+        }
+        match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                p = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 /// Opens sides, sharing one fs store between directories with the same parent.
@@ -151,6 +173,7 @@ impl Opener {
                 })
             }
             Endpoint::Dir { path } => {
+                let path = &resolved(path);
                 let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
                     return Err(Error::Usage(format!(
                         "{} {display}: a directory below the root is needed",
@@ -245,6 +268,24 @@ fn credentials(role: Role) -> Result<(String, String)> {
             ))),
         },
     }
+}
+
+/// Refuses two directory sides nested in each other (symlinks resolved), before either is
+/// opened (opening makes a destination's folder and index): a `--delete` from a folder inside
+/// the destination would remove the source's own files, and a copy into a folder inside the
+/// source would land in the tree it is read from.
+pub fn refuse_nested(src: &Endpoint, dst: &Endpoint) -> Result<()> {
+    if let (Endpoint::Dir { path: a }, Endpoint::Dir { path: b }) = (src, dst) {
+        let (ra, rb) = (resolved(a), resolved(b));
+        if ra.starts_with(&rb) || rb.starts_with(&ra) {
+            return Err(Error::Usage(format!(
+                "source {} and destination {} are the same place (or one is inside the other)",
+                src.display(),
+                dst.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks both sides before any work; creates the destination bucket if it is missing

@@ -141,3 +141,69 @@ fn checksum_compares_a_directory_by_content() {
     assert_eq!(type_of("site/movie.mp4"), "video/mp4");
     assert_eq!(type_of("f00001"), "binary/octet-stream");
 }
+
+/// A source directory named through a symlink (`current -> photos-v2`) was listed as empty,
+/// so `--delete` removed every object of the destination; directories nested in each other
+/// were not refused, so a `--delete` from a folder inside the destination removed the
+/// source's own files. The link is followed (as rclone, `cp -r` and rsync do with a root),
+/// and nested directories are refused before any work.
+#[test]
+fn a_symlinked_root_is_followed_and_nested_directories_are_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let real = tmp.path().join("data/photos-v2");
+    make_tree(&real, 5, &[]);
+    let link = tmp.path().join("data/current");
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let arg = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+    ok(&m.run(&[
+        "migrate",
+        &arg(&real),
+        "s3://photos",
+        "--dst-endpoint",
+        &f.s3,
+    ]));
+    let out = m.run(&[
+        "migrate",
+        &arg(&link),
+        "s3://photos",
+        "--dst-endpoint",
+        &f.s3,
+        "--delete",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", super::stderr(&out));
+    let back = tmp.path().join("back/photos");
+    ok(&m.run(&[
+        "migrate",
+        "s3://photos",
+        &arg(&back),
+        "--src-endpoint",
+        &f.s3,
+    ]));
+    assert_same_tree(&real, &back);
+
+    let outer = tmp.path().join("data/outer");
+    write_file(&outer.join("inner/i"), 10, 1);
+    write_file(&outer.join("o"), 10, 2);
+    for (src, dst) in [
+        (outer.join("inner"), outer.clone()),
+        (outer.clone(), outer.join("backup")),
+        (tmp.path().join("data/current"), real.join("copy")),
+    ] {
+        let out = m.run(&["migrate", &arg(&src), &arg(&dst), "--delete"]);
+        let err = super::stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{src:?} -> {dst:?}: {err}");
+        assert!(err.contains("inside the other"), "{err}");
+    }
+    assert!(
+        outer.join("inner/i").exists(),
+        "the source's own file was deleted"
+    );
+    assert!(
+        !outer.join("backup").exists(),
+        "a copy landed inside its source"
+    );
+}
