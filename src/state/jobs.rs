@@ -346,13 +346,22 @@ impl Db {
             let mut sql = String::from(
                 "INSERT INTO job_tasks (job_id, object_key, action, size, etag, state) VALUES ",
             );
-            for i in 0..chunk.len() {
+            for (i, t) in chunk.iter().enumerate() {
                 let b = i * 5;
                 if i > 0 {
                     sql.push(',');
                 }
+                // A deletion waits ('held') until the whole source listing has succeeded:
+                // a listing that fails halfway (or a source folder that cannot be read) must
+                // not have removed what it had not seen yet (rclone's --delete-after).
+                // Literal, not bound: the statement stays one of two shapes.
+                let state = if t.action == "delete" {
+                    "held"
+                } else {
+                    "pending"
+                };
                 sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, 'pending')",
+                    "(${}, ${}, ${}, ${}, ${}, '{state}')",
                     b + 1,
                     b + 2,
                     b + 3,
@@ -389,6 +398,14 @@ impl Db {
         .bind(job)
         .execute(&mut *tx)
         .await?;
+        if done {
+            sqlx::query(
+                "UPDATE job_tasks SET state = 'pending' WHERE job_id = $1 AND state = 'held'",
+            )
+            .bind(job)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -610,7 +627,7 @@ impl Db {
         let r = sqlx::query(
             "UPDATE jobs SET state = 'done', updated_ms = $1, finished_ms = $1
              WHERE id = $2 AND state = 'running' AND listing_done = 1
-               AND NOT EXISTS (SELECT 1 FROM job_tasks WHERE job_id = $2 AND state IN ('pending', 'running'))",
+               AND NOT EXISTS (SELECT 1 FROM job_tasks WHERE job_id = $2 AND state IN ('pending', 'held', 'running'))",
         )
         .bind(now_ms)
         .bind(job)
@@ -670,7 +687,7 @@ impl Db {
 
     pub async fn task_counts(&self, job: i64) -> Result<TaskCounts> {
         let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM job_tasks WHERE job_id = $1 AND state IN ('pending', 'running', 'dead') GROUP BY state",
+            "SELECT state, COUNT(*) AS n FROM job_tasks WHERE job_id = $1 AND state IN ('pending', 'held', 'running', 'dead') GROUP BY state",
         )
         .bind(job)
         .fetch_all(&self.pool)
@@ -679,7 +696,7 @@ impl Db {
         for r in rows {
             let n: i64 = r.try_get("n")?;
             match r.try_get::<String, _>("state")?.as_str() {
-                "pending" => c.pending = n,
+                "pending" | "held" => c.pending += n,
                 "running" => c.running = n,
                 _ => c.dead = n,
             }

@@ -41,7 +41,64 @@ async fn exercise(db: &Db) {
     jobs_and_tasks(db, &name).await;
     concurrent_claims(db, &name).await;
     retry_dead_against_the_end_of_a_job(db, &name).await;
+    deletes_wait_for_the_whole_listing(db, &name).await;
     volume_iterations(db, &name).await;
+}
+
+/// A deletion is not claimable until the whole source listing has been recorded: a listing
+/// that failed after its first page had already removed destination keys it had not seen
+/// in the source yet.
+async fn deletes_wait_for_the_whole_listing(db: &Db, unique: &str) {
+    let fp = format!("fp-held-{unique}");
+    let id = db
+        .create_job("migrate", &serde_json::json!({ "held": unique }), &fp, 1)
+        .await
+        .expect("create");
+    let now = ferry::state::now_ms();
+    assert!(
+        db.take_lister(id, "L", now, now + 10_000)
+            .await
+            .expect("lease")
+    );
+    let gone = NewTask {
+        key: "gone".into(),
+        action: "delete",
+        size: 0,
+        etag: String::new(),
+    };
+    let page = [task("copied", 5), gone];
+    assert!(
+        db.add_listing_page(id, "L", &page, Some("m"), 0, false)
+            .await
+            .expect("page")
+    );
+    let claimed = db
+        .claim_tasks(id, "W", now, now + 10_000, 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed.iter().map(|t| t.key.as_str()).collect::<Vec<_>>(),
+        ["copied"],
+        "a deletion ran before the listing ended"
+    );
+    assert_eq!(db.task_counts(id).await.expect("counts").pending, 1);
+    assert!(
+        !db.finish_job(id, now).await.expect("finish"),
+        "a job ended with its listing unfinished"
+    );
+    assert!(
+        db.add_listing_page(id, "L", &[], None, 0, true)
+            .await
+            .expect("last page")
+    );
+    let claimed = db
+        .claim_tasks(id, "W", now, now + 10_000, 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed.iter().map(|t| t.key.as_str()).collect::<Vec<_>>(),
+        ["gone"]
+    );
 }
 
 /// `ferry volume` iteration history: newest first, failures and snapshots kept as written.
