@@ -792,10 +792,15 @@ impl Buckets {
         transfer::diff::diff(&a, &b, |d| {
             use transfer::diff::Difference as D;
             let k = match d {
-                D::OnlyInA { key, .. }
-                | D::OnlyInB { key, .. }
-                | D::Size { key, .. }
-                | D::Content { key, .. } => key,
+                // Only on the primary: written there and never given to the failover target
+                // (a file picked up by a rescan, an object from before the target was added).
+                // Deletions made during the failover are journaled and were drained to the
+                // primary before this: what is left here was never deleted. Kept.
+                D::OnlyInB { key, .. } => {
+                    tracing::warn!(bucket = %ns.name, key, target = %to.label, "failback keeps an object only the primary has");
+                    return;
+                }
+                D::OnlyInA { key, .. } | D::Size { key, .. } | D::Content { key, .. } => key,
                 // Never written through Ferry (the gateway refuses such keys): left as is.
                 D::Unnamed { key, why, .. } => {
                     tracing::warn!(bucket = %ns.name, key, why, "failback cannot repair a key Ferry cannot name");
@@ -821,6 +826,17 @@ impl Buckets {
                 .await?
             {
                 tracing::info!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps a write the failover target never got");
+                continue;
+            }
+            // Both hold the key, differently: the failover target's copy wins only when it is
+            // not older than the primary's (a primary file changed in place, or an object the
+            // target was never given, is newer and stays).
+            if let (Ok(theirs), Ok(ours)) = (
+                from.store.head_object(&from.bucket, &key, None).await,
+                to.store.head_object(&to.bucket, &key, None).await,
+            ) && ours.last_modified > theirs.last_modified
+            {
+                tracing::warn!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps the primary's newer copy");
                 continue;
             }
             transfer::copy_current(

@@ -354,7 +354,6 @@ impl Db {
                 // A deletion waits ('held') until the whole source listing has succeeded:
                 // a listing that fails halfway (or a source folder that cannot be read) must
                 // not have removed what it had not seen yet (rclone's --delete-after).
-                // Literal, not bound: the statement stays one of two shapes.
                 let state = if t.action == "delete" {
                     "held"
                 } else {

@@ -849,3 +849,45 @@ fn changes_that_would_strand_owed_writes_are_refused() {
     wait_drained(&a, "owe");
     a.ok(&a.cli(&["bucket", "remove", "owe"]));
 }
+
+/// Failback made the primary equal to the failover target by deleting what only the primary
+/// held: objects the secondary was never given (here: written before the secondary was added
+/// to the policy) were deleted by a failover and failback with no write at all in between.
+#[test]
+fn failback_never_deletes_what_only_the_primary_holds() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&["bucket", "create", "keep", "--write-to", "local:keep"]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 200, 7);
+    for k in ["one", "two"] {
+        a.ok(&a.aws(&[
+            "s3",
+            "cp",
+            f.to_str().expect("utf8"),
+            &format!("s3://keep/{k}"),
+        ]));
+    }
+    a.ok(&a.cli(&[
+        "bucket",
+        "policy",
+        "keep",
+        "--write-to",
+        "local:keep,dr:keep",
+    ]));
+    a.ok(&a.cli(&[
+        "bucket",
+        "failover",
+        "keep",
+        "--to",
+        "dr",
+        "--mode",
+        "read-write",
+    ]));
+    a.ok(&a.cli(&["bucket", "failback", "keep", "--wait"]));
+    assert_eq!(status(&a, "keep")["mode"], "normal");
+    for k in ["one", "two"] {
+        a.ok(&a.aws(&["s3api", "head-object", "--bucket", "keep", "--key", k]));
+    }
+}
