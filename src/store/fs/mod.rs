@@ -368,7 +368,9 @@ impl FsStore {
         row.checksum = None;
         row.parts_count = None;
         if moved {
-            row.mtime_ms = index::now_ms();
+            // A file changed outside Ferry was last modified when its own mtime says (what
+            // `ls -l`, rsync and rclone go by), not when Ferry noticed.
+            row.mtime_ms = mtime_ns.div_euclid(1_000_000);
         }
         row.file_ino = Some(ino);
         row.file_mtime_ns = Some(mtime_ns);

@@ -360,7 +360,7 @@ impl FsStore {
                 row.etag = etag;
                 row.checksum = None;
                 row.parts_count = None;
-                row.mtime_ms = index::now_ms();
+                row.mtime_ms = facts.mtime_ns.div_euclid(1_000_000);
             }
             // Gone or no longer a file: the move that keeps it finds nothing to move.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

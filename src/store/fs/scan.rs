@@ -358,7 +358,8 @@ impl FsStore {
             delete_marker: false,
             size,
             etag,
-            mtime_ms: index::now_ms(),
+            // The file's own modification time, not when the scan found it.
+            mtime_ms: f.mtime_ns.div_euclid(1_000_000),
             attrs: found_attrs(key.as_str()),
             checksum: None,
             tags: None,

@@ -207,3 +207,64 @@ fn a_symlinked_root_is_followed_and_nested_directories_are_refused() {
         "a copy landed inside its source"
     );
 }
+
+/// A directory's files were dated by when Ferry indexed them, not by their mtime: age
+/// filters picked the wrong files (`--older-than 7d` copied nothing from a month-old tree),
+/// and a stale destination file (same size, years older than the object) was "unchanged".
+#[test]
+fn a_directory_file_is_as_old_as_its_mtime() {
+    use std::time::{Duration, SystemTime};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("t/ages");
+    write_file(&src.join("old.txt"), 12, 1);
+    write_file(&src.join("new.txt"), 12, 2);
+    let month_ago = SystemTime::now() - Duration::from_secs(30 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(src.join("old.txt"))
+        .and_then(|h| h.set_modified(month_ago))
+        .expect("date old.txt");
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let arg = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+    let done = |out: &std::process::Output| -> Value {
+        let text = ok(out);
+        serde_json::from_str(text.lines().next().unwrap_or("{}")).expect("json")
+    };
+    for (flag, bucket) in [("--older-than", "older"), ("--newer-than", "newer")] {
+        let out = m.run(&[
+            "migrate",
+            &arg(&src),
+            &format!("s3://{bucket}"),
+            "--dst-endpoint",
+            &f.s3,
+            flag,
+            "7d",
+            "--json",
+        ]);
+        assert_eq!(done(&out)["done"], 1, "{flag}: {}", super::stderr(&out));
+    }
+    // A stale file at the destination, as long as the object and dated 2001: copied over.
+    let back = tmp.path().join("back/older");
+    write_file(&back.join("old.txt"), 12, 99);
+    let y2001 = SystemTime::UNIX_EPOCH + Duration::from_secs(978_307_200);
+    std::fs::File::options()
+        .write(true)
+        .open(back.join("old.txt"))
+        .and_then(|h| h.set_modified(y2001))
+        .expect("date the stale file");
+    ok(&m.run(&[
+        "migrate",
+        "s3://older",
+        &arg(&back),
+        "--src-endpoint",
+        &f.s3,
+    ]));
+    assert_eq!(
+        std::fs::read(back.join("old.txt")).expect("read"),
+        std::fs::read(src.join("old.txt")).expect("read"),
+        "the stale destination file was kept"
+    );
+}
