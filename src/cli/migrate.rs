@@ -192,7 +192,8 @@ pub async fn run(
     }
     if args.dry_run {
         crate::jobs::open::refuse_nested(&spec.src, &spec.dst).map_err(usage)?;
-        let mut opener = Opener::new(spec.options.checksum || args.verify);
+        let mut opener =
+            Opener::new(spec.options.checksum || args.verify).deleting(spec.options.delete);
         let src = opener
             .open(&spec.src, Role::Src, &registry)
             .await

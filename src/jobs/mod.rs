@@ -69,7 +69,8 @@ pub async fn submit(
 ) -> Result<Submitted> {
     spec::Filter::new(&spec.options)?;
     open::refuse_nested(&spec.src, &spec.dst)?;
-    let mut opener = open::Opener::new(spec.options.checksum || verify);
+    let mut opener =
+        open::Opener::new(spec.options.checksum || verify).deleting(spec.options.delete);
     let src = opener.open(&spec.src, open::Role::Src, registry).await?;
     let dst = opener.open(&spec.dst, open::Role::Dst, registry).await?;
     open::preflight(&src, &dst, true).await?;

@@ -76,6 +76,7 @@ fn resolved(path: &Path) -> PathBuf {
 pub struct Opener {
     dirs: HashMap<PathBuf, Arc<FsStore>>,
     hash_dirs: bool,
+    deleting: bool,
 }
 
 impl Opener {
@@ -87,7 +88,16 @@ impl Opener {
         Self {
             dirs: HashMap::new(),
             hash_dirs,
+            deleting: false,
         }
+    }
+
+    /// For a job that deletes (`--delete`): a source directory with a folder it cannot read
+    /// is refused, since the copies of what that folder holds would look gone from the source
+    /// and be deleted at the destination (rclone skips deletions after such an error).
+    pub fn deleting(mut self, yes: bool) -> Self {
+        self.deleting = yes;
+        self
     }
 
     pub async fn open(&mut self, ep: &Endpoint, role: Role, registry: &Registry) -> Result<Side> {
@@ -222,6 +232,23 @@ impl Opener {
                         s
                     }
                 };
+                let unreadable = store.unreadable(&bucket);
+                if role == Role::Src && self.deleting && !unreadable.is_empty() {
+                    return Err(Error::Side {
+                        side: role.word(),
+                        what: display,
+                        source: store::Error::Denied(format!(
+                            "cannot read {}{}: what it holds would look deleted, and --delete \
+                             would remove its copies at the destination; make it readable, or \
+                             run without --delete",
+                            unreadable[0],
+                            match unreadable.len() {
+                                1 => String::new(),
+                                n => format!(" (and {} more)", n - 1),
+                            }
+                        )),
+                    });
+                }
                 Ok(Side {
                     store,
                     bucket,

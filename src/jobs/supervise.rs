@@ -84,7 +84,7 @@ pub async fn start(
     let spec: MigrateSpec = serde_json::from_value(rec.spec.clone())
         .map_err(|e| Error::State(crate::state::Error::Corrupt(format!("job {}: {e}", rec.id))))?;
     super::open::refuse_nested(&spec.src, &spec.dst)?;
-    let mut opener = Opener::new(spec.options.checksum);
+    let mut opener = Opener::new(spec.options.checksum).deleting(spec.options.delete);
     let src = opener.open(&spec.src, Role::Src, registry).await?;
     let dst = opener.open(&spec.dst, Role::Dst, registry).await?;
     Ok(Arc::new(Runner::new(

@@ -22,6 +22,8 @@ pub struct ScanReport {
     pub updated: u64,
     pub removed: u64,
     pub skipped: u64,
+    /// Folders or entries that could not be read: what they hold is unknown.
+    pub unreadable: u64,
 }
 
 /// Files reconciled at once during a rescan.
@@ -84,7 +86,14 @@ pub fn remove_empty_tree(dir: &Path) -> std::io::Result<()> {
 /// read) as skipped. Nothing below the root fails the walk: a folder removed meanwhile (a
 /// delete pruned it) or one that cannot be read is one entry skipped, not a failed rescan.
 /// Returns false when the receiver is gone.
-fn walk(dir: &Path, prefix: &str, tx: &tokio::sync::mpsc::Sender<Result<Found, String>>) -> bool {
+/// Folders and entries that could not be read are also added to `unreadable` (their path and
+/// why): what they hold is unknown, not absent.
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    tx: &tokio::sync::mpsc::Sender<Result<Found, String>>,
+    unreadable: &mut Vec<String>,
+) -> bool {
     use std::os::unix::fs::MetadataExt;
     let skipped = |p: &Path| tx.blocking_send(Err(format!("{}", p.display()))).is_ok();
     let entries = match std::fs::read_dir(dir) {
@@ -92,6 +101,7 @@ fn walk(dir: &Path, prefix: &str, tx: &tokio::sync::mpsc::Sender<Result<Found, S
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "rescan: cannot read a folder; its files keep their index rows");
+            unreadable.push(format!("{}: {e}", dir.display()));
             return skipped(dir);
         }
     };
@@ -107,7 +117,8 @@ fn walk(dir: &Path, prefix: &str, tx: &tokio::sync::mpsc::Sender<Result<Found, S
         let m = match std::fs::symlink_metadata(e.path()) {
             Ok(m) => m,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(_) => {
+            Err(err) => {
+                unreadable.push(format!("{}: {err}", e.path().display()));
                 if !skipped(&e.path()) {
                     return false;
                 }
@@ -116,7 +127,7 @@ fn walk(dir: &Path, prefix: &str, tx: &tokio::sync::mpsc::Sender<Result<Found, S
         };
         let key = format!("{prefix}{name}");
         if m.is_dir() {
-            if !walk(&e.path(), &format!("{key}/"), tx) {
+            if !walk(&e.path(), &format!("{key}/"), tx, unreadable) {
                 return false;
             }
         } else if m.is_file() {
@@ -174,6 +185,16 @@ impl FsStore {
         Ok(report)
     }
 
+    /// What the last rescan of `bucket` could not read (path and why), if anything.
+    pub fn unreadable(&self, bucket: &BucketName) -> Vec<String> {
+        self.unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(bucket.as_str())
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Makes the index of one bucket agree with its files.
     pub async fn rescan_one(&self, bucket: &BucketName) -> Result<ScanReport> {
         let mut report = ScanReport {
@@ -189,9 +210,11 @@ impl FsStore {
         let dir = self.root.join(bucket.as_str());
         // A bucket folder replaced by a symlink is not followed (it leads out of the store).
         let walker = tokio::task::spawn_blocking(move || {
+            let mut unreadable = Vec::new();
             if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-                walk(&dir, "", &tx);
+                walk(&dir, "", &tx, &mut unreadable);
             }
+            unreadable
         });
         // Files are reconciled a few dozen at a time, so their index changes share group
         // commits (one durable transaction for many files, not one each).
@@ -229,9 +252,14 @@ impl FsStore {
                 }
             }
         }
-        walker
+        let unreadable = walker
             .await
             .map_err(|e| Error::Index(format!("walk failed: {e}")))?;
+        report.unreadable += unreadable.len() as u64;
+        self.unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(bucket.to_string(), unreadable);
         // Rows whose file is gone, or is no longer a regular file of the store's (a folder, a
         // symlink, a special file). One that cannot be looked at now keeps its row.
         let mut after = String::new();

@@ -268,3 +268,99 @@ fn a_directory_file_is_as_old_as_its_mtime() {
         "the stale destination file was kept"
     );
 }
+
+/// A source folder the job could not read counted as empty: with `--delete`, the copies of
+/// its files were deleted at the destination (exit 0). Such a job is refused now.
+#[test]
+fn an_unreadable_source_folder_stops_a_deleting_job() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("t/locked");
+    write_file(&src.join("a"), 10, 1);
+    write_file(&src.join("m/2"), 10, 2);
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let arg = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+    ok(&m.run(&[
+        "migrate",
+        &arg(&src),
+        "s3://locked",
+        "--dst-endpoint",
+        &f.s3,
+    ]));
+
+    // Run as an unprivileged user when the tests run as root (root reads everything).
+    let root = rustix::process::geteuid().is_root();
+    let exe = tmp.path().join("ferry");
+    std::fs::copy(crate::support::ferry_bin(), &exe).expect("copy ferry");
+    for p in [tmp.path().to_path_buf(), exe.clone()] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let data = tmp.path().join("user-data");
+    std::fs::create_dir_all(&data).expect("data");
+    if root {
+        for p in [
+            data.clone(),
+            tmp.path().join("t"),
+            src.clone(),
+            src.join("a"),
+            src.join("m"),
+        ]
+        .into_iter()
+        .chain(
+            std::fs::read_dir(tmp.path().join("t/.ferry"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        )
+        .chain([tmp.path().join("t/.ferry")])
+        {
+            std::os::unix::fs::lchown(&p, Some(65534), Some(65534)).expect("chown");
+        }
+    }
+    std::fs::set_permissions(src.join("m"), std::fs::Permissions::from_mode(0o000))
+        .expect("lock m");
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("--data")
+        .arg(&data)
+        .args([
+            "migrate",
+            &arg(&src),
+            "s3://locked",
+            "--dst-endpoint",
+            &f.s3,
+            "--delete",
+        ])
+        .env("FERRY_SRC_ACCESS_KEY", ACCESS_KEY)
+        .env("FERRY_SRC_SECRET_KEY", SECRET_KEY)
+        .env("FERRY_DST_ACCESS_KEY", ACCESS_KEY)
+        .env("FERRY_DST_SECRET_KEY", SECRET_KEY);
+    if root {
+        cmd.uid(65534).gid(65534);
+    }
+    let out = cmd.output().expect("run ferry");
+    std::fs::set_permissions(src.join("m"), std::fs::Permissions::from_mode(0o755))
+        .expect("unlock m");
+    let err = super::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot read") && err.contains("--delete"),
+        "{err}"
+    );
+    let back = tmp.path().join("back/locked");
+    ok(&m.run(&[
+        "migrate",
+        "s3://locked",
+        &arg(&back),
+        "--src-endpoint",
+        &f.s3,
+    ]));
+    assert!(
+        back.join("m/2").exists(),
+        "the unreadable folder's copy was deleted"
+    );
+}
