@@ -219,6 +219,30 @@ impl Registry {
                 why: "the built-in local store cannot be removed".into(),
             });
         }
+        // A namespace bucket that names the store would stop being served at the next start
+        // (its name falling back to a plain bucket of the default store, its owed writes
+        // orphaned): the bucket's policy must leave the store first.
+        for b in self.db.buckets().await? {
+            let p = &b.policy;
+            let targets = ["write_to", "read_from"]
+                .iter()
+                .filter_map(|k| p.get(*k).and_then(|v| v.as_array()))
+                .flatten()
+                .chain(p.get("failover").and_then(|f| f.get("to")));
+            if targets
+                .filter_map(|t| t.get("store").and_then(|s| s.as_str()))
+                .any(|s| s == name)
+            {
+                return Err(Error::Invalid {
+                    name: name.into(),
+                    why: format!(
+                        "bucket {} uses it; change the bucket's policy (`ferry bucket policy`) \
+                         or remove the bucket first",
+                        b.name
+                    ),
+                });
+            }
+        }
         self.db.remove_store(name).await?;
         self.open.lock().await.remove(name);
         Ok(())

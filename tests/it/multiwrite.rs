@@ -844,10 +844,19 @@ fn changes_that_would_strand_owed_writes_are_refused() {
     assert_eq!(owed(&s), 1, "{s}");
     let list = a.ok(&a.cli(&["bucket", "list", "--json"]));
     assert!(list.contains(r#"{"bucket":"owe","store":"dr"}"#), "{list}");
-    // Once the secondary is back and paid, the same removal goes through.
+    // Nor can the store a bucket writes to be removed (the bucket would stop being served
+    // at the next start, its name falling back to a plain bucket).
+    let out = a.cli(&["store", "remove", "dr"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && e.contains("bucket owe uses it"),
+        "{e}"
+    );
+    // Once the secondary is back and paid, the same removals go through.
     b.restart();
     wait_drained(&a, "owe");
     a.ok(&a.cli(&["bucket", "remove", "owe"]));
+    a.ok(&a.cli(&["store", "remove", "dr"]));
 }
 
 /// Failback made the primary equal to the failover target by deleting what only the primary
