@@ -900,3 +900,48 @@ fn failback_never_deletes_what_only_the_primary_holds() {
         a.ok(&a.aws(&["s3api", "head-object", "--bucket", "keep", "--key", k]));
     }
 }
+
+/// A secondary that stalls (a hung host: SIGSTOP here) was never marked down: every write
+/// waited the full grace for it again, so a DeleteObjects of N keys took N times the grace
+/// and clients timed out with a healthy primary; bucket changes waited out the S3 client's
+/// whole retry budget (minutes). After the first write that waits the grace, writes owe the
+/// secondary at once, and bucket changes wait at most the grace.
+#[test]
+fn a_stalled_secondary_is_waited_for_once() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "stall",
+        "--write-to",
+        "local:stall,dr:stall",
+    ]));
+    let pid = rustix::process::Pid::from_raw(b.pid().expect("pid") as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let f = a.dir.path().join("x");
+    write_file(&f, 100, 1);
+    for i in 0..4 {
+        a.ok(&a.aws(&[
+            "s3",
+            "cp",
+            f.to_str().expect("utf8"),
+            &format!("s3://stall/k{i}"),
+        ]));
+    }
+    a.ok(&a.aws(&[
+        "s3api",
+        "put-bucket-versioning",
+        "--bucket",
+        "stall",
+        "--versioning-configuration",
+        "Status=Enabled",
+    ]));
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    let log = a.log();
+    let waited = log.matches("secondary write too slow").count();
+    assert_eq!(waited, 1, "writes waited the grace {waited} times:\n{log}");
+    wait_drained(&a, "stall");
+    assert_same(&a, "local:stall", "dr:stall");
+}

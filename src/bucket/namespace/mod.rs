@@ -190,7 +190,14 @@ impl Namespace {
                 })
                 .collect(),
             None => {
-                tracing::warn!(bucket = %self.name, key, "secondary write too slow; journaled");
+                // Not done a grace period after the primary: a secondary that stalled (a hung
+                // host, a black-holed path) would make every later write wait the grace too.
+                // It is marked down, so writes skip it and owe it at once, until the catch-up
+                // worker reaches it again.
+                tracing::warn!(bucket = %self.name, key, "secondary write too slow; journaled, and the secondary marked down until caught up");
+                for leg in &roles.secondaries {
+                    self.mark_down(&leg.label);
+                }
                 vec![false; n]
             }
         };
@@ -254,7 +261,20 @@ impl Namespace {
         change.apply(&roles.primary).await?;
         let mut owed = Vec::new();
         for s in &roles.secondaries {
-            if let Err(e) = change.apply(s).await {
+            // As for object writes: a secondary that is down is owed the change at once, and
+            // one that does not answer within the grace is owed it and marked down.
+            let applied = if self.is_down(&s.label) {
+                Err("the secondary is down".to_owned())
+            } else {
+                match tokio::time::timeout(SECONDARY_GRACE, change.apply(s)).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => {
+                        self.mark_down(&s.label);
+                        Err(format!("no answer within {} s", SECONDARY_GRACE.as_secs()))
+                    }
+                }
+            };
+            if let Err(e) = applied {
                 tracing::warn!(bucket = %self.name, target = %s.label, error = %e, "bucket change not applied to a secondary; journaled");
                 owed.push(NewJournalRow {
                     bucket: self.name.clone(),
