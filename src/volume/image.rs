@@ -91,7 +91,9 @@ fn clone_one(
         if (f.ctime.0, f.ctime.1 as i64) != (a.ctime(), a.ctime_nsec()) {
             f.meta.xattrs = read_xattrs(&join(root, &job.path), policy)?;
         }
-        f.size = a.size();
+        // The size is the clone's, though: it is what will be read and sent (the file may
+        // have grown past the small-file size between the stat and the clone).
+        f.size = dst.metadata()?.size();
         f.ino = a.ino();
         f.ctime = (a.ctime(), a.ctime_nsec() as u32);
         f.meta.mode = a.mode() & 0o7777;

@@ -340,7 +340,15 @@ fn produce(
     let image = if use_image {
         let mut jobs: Vec<&mut super::plan::Job> =
             p.small.iter_mut().chain(p.large.iter_mut()).collect();
-        super::image::take(root, &mut jobs, xattrs, threads)?
+        let image = super::image::take(root, &mut jobs, xattrs, threads)?;
+        // A file whose clone reached the chunked size (it grew between the walk and the
+        // clone) is read as a large file: a small read would send it cut.
+        let (grown, small): (Vec<_>, Vec<_>) = std::mem::take(&mut p.small)
+            .into_iter()
+            .partition(|j| j.found.size >= super::index::CHUNKED_FROM);
+        p.small = small;
+        p.large.extend(grown);
+        image
     } else {
         None
     };

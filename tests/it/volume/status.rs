@@ -131,11 +131,19 @@ fn metrics_on_both_sides() {
         s.contains("ferry_volume_sync_duration_seconds_count"),
         "{s}"
     );
-    let d = scrape(dport);
-    assert!(
-        sample(&d, "ferry_volume_iterations_total", "outcome=\"ok\"").unwrap_or(0.0) >= 2.0,
-        "{d}"
-    );
+    // The destination counts an iteration once it has also prepared the next staging tree,
+    // after the source was told it was published: wait for it as for the source.
+    let d = loop {
+        let d = scrape(dport);
+        if sample(&d, "ferry_volume_iterations_total", "outcome=\"ok\"").unwrap_or(0.0) >= 2.0 {
+            break d;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the destination did not report two good iterations:\n{d}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert!(
         sample(&d, "ferry_volume_snapshots", "destination").unwrap_or(0.0) >= 2.0,
         "{d}"
