@@ -458,7 +458,11 @@ impl Buckets {
                 state::Error::BucketExists(n) => Error::Exists(n),
                 e => e.into(),
             })?;
-        Ok(self.activate(name, policy, roles).await)
+        let (primary, secondaries) = (roles.primary.clone(), roles.secondaries.clone());
+        let view = self.activate(name, policy, roles).await;
+        // A primary bucket that already holds objects: the secondaries are owed them.
+        self.backfill(name, &primary, &secondaries).await?;
+        Ok(view)
     }
 
     /// Replaces a bucket's targets (not while it is failed over).
@@ -477,11 +481,75 @@ impl Buckets {
             )));
         }
         let (policy, roles) = self.prepare(write_to, read_from).await?;
-        let _pause = e.ns.gate.write().await;
-        // Under the gate: no write can be journaled between this check and the switch.
-        self.refuse_losing_owed(name, &e.policy, Some(&policy))
-            .await?;
-        self.commit_switch(name, policy, roles).await
+        let added: Vec<Leg> = roles
+            .secondaries
+            .iter()
+            .filter(|l| !e.policy.write_to.iter().any(|t| t.to_string() == l.label))
+            .cloned()
+            .collect();
+        let primary = roles.primary.clone();
+        let view = {
+            let _pause = e.ns.gate.write().await;
+            // Under the gate: no write can be journaled between this check and the switch.
+            self.refuse_losing_owed(name, &e.policy, Some(&policy))
+                .await?;
+            self.commit_switch(name, policy, roles).await?
+        };
+        // Writes from now on reach the new secondaries; what the primary already held is
+        // owed to them, so the catch-up worker copies it (and status shows how much is left).
+        self.backfill(name, &primary, &added).await?;
+        Ok(view)
+    }
+
+    /// Journals every object `primary` holds as owed to each of `added`, a page at a time.
+    async fn backfill(&self, name: &str, primary: &Leg, added: &[Leg]) -> Result<(), Error> {
+        if added.is_empty() {
+            return Ok(());
+        }
+        let mut after = None;
+        loop {
+            let page = primary
+                .store
+                .list_objects(
+                    &primary.bucket,
+                    &store::ListQuery {
+                        prefix: String::new(),
+                        delimiter: None,
+                        start_after: after.take(),
+                        max_keys: 1000,
+                    },
+                )
+                .await?;
+            let rows: Vec<state::NewJournalRow> = page
+                .objects
+                .iter()
+                .flat_map(|o| {
+                    added.iter().map(|t| state::NewJournalRow {
+                        bucket: name.to_owned(),
+                        target: t.label.clone(),
+                        key: o.key.to_string(),
+                        op: "put".into(),
+                        bytes: i64::try_from(o.size).unwrap_or(i64::MAX),
+                        created_ms: now_ms(),
+                    })
+                })
+                .collect();
+            if !rows.is_empty() {
+                let ids = self
+                    .journal
+                    .append(rows)
+                    .await
+                    .map_err(|e| Error::Invalid(format!("cannot journal the backfill: {e}")))?;
+                self.journal.release(&ids);
+                if let Ok(e) = self.entry(name) {
+                    e.ns.wake.notify_waiters();
+                }
+            }
+            match page.next_marker {
+                Some(m) => after = Some(m),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Refuses a change that would strand acknowledged writes the journal still owes: a

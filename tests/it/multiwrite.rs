@@ -860,31 +860,24 @@ fn changes_that_would_strand_owed_writes_are_refused() {
 }
 
 /// Failback made the primary equal to the failover target by deleting what only the primary
-/// held: objects the secondary was never given (here: written before the secondary was added
-/// to the policy) were deleted by a failover and failback with no write at all in between.
+/// held: objects the secondary was never given (here: files picked up by a rescan of the
+/// primary's store) were deleted by a failover and failback with no write at all in between.
 #[test]
 fn failback_never_deletes_what_only_the_primary_holds() {
     let a = Ferry::start();
     let b = Ferry::start();
     a.add_remote("dr", &b);
-    a.ok(&a.cli(&["bucket", "create", "keep", "--write-to", "local:keep"]));
-    let f = a.dir.path().join("x");
-    write_file(&f, 200, 7);
-    for k in ["one", "two"] {
-        a.ok(&a.aws(&[
-            "s3",
-            "cp",
-            f.to_str().expect("utf8"),
-            &format!("s3://keep/{k}"),
-        ]));
-    }
     a.ok(&a.cli(&[
         "bucket",
-        "policy",
+        "create",
         "keep",
         "--write-to",
         "local:keep,dr:keep",
     ]));
+    for k in ["one", "two"] {
+        write_file(&a.local_root().join("keep").join(k), 200, 7);
+    }
+    a.ok(&a.cli(&["store", "rescan", "local"]));
     a.ok(&a.cli(&[
         "bucket",
         "failover",
@@ -944,4 +937,34 @@ fn a_stalled_secondary_is_waited_for_once() {
     assert_eq!(waited, 1, "writes waited the grace {waited} times:\n{log}");
     wait_drained(&a, "stall");
     assert_same(&a, "local:stall", "dr:stall");
+}
+
+/// A secondary added to a bucket that already held objects never got them: status said it
+/// owed nothing, `verify` differed for ever, and a failover to it served an empty bucket.
+/// What the primary holds is owed to a new secondary, and caught up.
+#[test]
+fn a_secondary_added_later_is_given_what_the_primary_holds() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&["bucket", "create", "late", "--write-to", "local:late"]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 300, 3);
+    for i in 0..5 {
+        a.ok(&a.aws(&[
+            "s3",
+            "cp",
+            f.to_str().expect("utf8"),
+            &format!("s3://late/k{i}"),
+        ]));
+    }
+    a.ok(&a.cli(&[
+        "bucket",
+        "policy",
+        "late",
+        "--write-to",
+        "local:late,dr:late",
+    ]));
+    wait_drained(&a, "late");
+    assert_same(&a, "local:late", "dr:late");
 }
