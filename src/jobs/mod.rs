@@ -36,6 +36,9 @@ pub enum Error {
     State(#[from] state::Error),
     #[error(transparent)]
     Registry(#[from] registry::Error),
+    /// A listing failed for a reason retrying does not cure; the job is left to resume.
+    #[error("{0} (the job is kept: run the same command again once that is fixed)")]
+    ListingFailed(String),
     #[error("listing {side} {what}")]
     Listing {
         side: &'static str,

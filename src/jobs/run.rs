@@ -63,6 +63,28 @@ pub struct Live {
     /// Woken when the listing ends or a batch of finished tasks is recorded, so the end of a
     /// job is noticed at once rather than at the next poll.
     pub settled: tokio::sync::Notify,
+    /// Set when the source or destination cannot be listed for a reason that retrying does
+    /// not cure (access denied, the bucket gone): the run ends with it instead of retrying
+    /// for ever. The job stays as it was, for a run after the cause is fixed.
+    pub listing_failed: std::sync::Mutex<Option<String>>,
+}
+
+/// Consecutive listing failures that retrying does not cure before a run gives up.
+const PERMANENT_LISTING_FAILURES: u32 = 3;
+
+/// An error and its causes on one line (the listing's own message names only the side).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// One process's runner of one job.
@@ -195,6 +217,15 @@ impl Runner {
             if *shutdown.borrow() {
                 return Ok(Ended::Stopped);
             }
+            let failed = self
+                .live
+                .listing_failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(why) = failed {
+                return Err(super::Error::ListingFailed(why));
+            }
             let rec = self.db.job(self.job).await?;
             match rec.state.as_str() {
                 job_state::RUNNING => {}
@@ -250,6 +281,7 @@ impl Runner {
 
     async fn lister(self: Arc<Self>, mut go: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(500);
+        let mut permanent = 0u32;
         loop {
             if go.wait_for(|g| *g).await.is_err() {
                 return;
@@ -283,7 +315,24 @@ impl Runner {
                 // Paused, or another process lists: look again shortly.
                 Ok(false) => tokio::time::sleep(Duration::from_secs(1)).await,
                 Err(e) => {
-                    tracing::warn!(job = self.job, error = %e, "listing failed; retrying");
+                    let why = chain(&e);
+                    let cured_by_retry = match &e {
+                        super::Error::Listing { source, .. }
+                        | super::Error::Side { source, .. } => source.is_retryable(),
+                        _ => true,
+                    };
+                    permanent = if cured_by_retry { 0 } else { permanent + 1 };
+                    if permanent >= PERMANENT_LISTING_FAILURES {
+                        tracing::warn!(job = self.job, error = %why, "listing failed; giving up");
+                        *self
+                            .live
+                            .listing_failed
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+                        self.live.settled.notify_one();
+                        return;
+                    }
+                    tracing::warn!(job = self.job, error = %why, "listing failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }

@@ -1172,3 +1172,78 @@ fn keys_ferry_cannot_name_are_reported_and_overlaps_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("are the same place"), "{err}");
 }
+
+/// A source whose listing is refused after its first page (credentials revoked mid-run):
+/// `--delete` had already removed destination keys of that page, and the run retried for
+/// ever, its log without the cause. Deletions wait for the whole listing, and a listing
+/// error that retrying does not cure ends the run (exit 1) naming it; the job is kept.
+#[test]
+fn a_listing_refused_halfway_deletes_nothing_and_ends_the_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    // 1,200 source keys (two listing pages) and keys only the destination has.
+    let tree = tmp.path().join("t/many");
+    for i in 0..1200 {
+        write_file(&tree.join(format!("k{i:04}")), 10, i);
+    }
+    ok(&m.run(&[
+        "migrate",
+        tree.to_str().unwrap_or_default(),
+        "s3://many",
+        "--dst-endpoint",
+        &f.s3,
+    ]));
+    let extra = tmp.path().join("t/dest");
+    for k in ["a-extra", "k0500x", "z-extra"] {
+        write_file(&extra.join(k), 5, 1);
+    }
+    ok(&m.run(&[
+        "migrate",
+        extra.to_str().unwrap_or_default(),
+        "s3://dest",
+        "--dst-endpoint",
+        &f.s3,
+    ]));
+    let stats = tmp.path().join("proxy.json");
+    let proxy = fault_proxy(&f.s3, "0", &stats, &["--deny-lists-after", "1"]);
+    let out = m.run(&[
+        "migrate",
+        "s3://many",
+        "s3://dest",
+        "--src-endpoint",
+        &proxy.endpoint,
+        "--dst-endpoint",
+        &f.s3,
+        "--delete",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("AccessDenied"),
+        "the cause is not named: {err}"
+    );
+    let listed = f.ok(&f.aws(&[
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        "dest",
+        "--prefix",
+        "k0500x",
+    ]));
+    assert!(
+        listed.contains("k0500x"),
+        "a key of the first page was deleted: {listed}"
+    );
+    let listed = f.ok(&f.aws(&[
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        "dest",
+        "--prefix",
+        "a-extra",
+    ]));
+    assert!(listed.contains("a-extra"), "a-extra was deleted: {listed}");
+}

@@ -20,6 +20,9 @@ does not know the header might (counted as "refused").
 that algorithm) is answered 400 InvalidRequest without reaching the upstream, as a server
 that takes an upload's algorithm but not its parts' might (counted as "refused").
 
+--deny-lists-after N: bucket listings (GET of a bucket) after the first N are answered 403
+AccessDenied without reaching the upstream, as when credentials are revoked mid-run.
+
 --mismatch-as-invalid-request: an upstream BadDigest answer is passed on as 400
 InvalidRequest "checksum mismatch", as some S3 implementations word a checksum that does not
 match (counted as "reworded").
@@ -56,6 +59,7 @@ REFUSE_PART_ALGORITHM = (
     FLAGS[FLAGS.index("--refuse-part-algorithm") + 1].lower() if "--refuse-part-algorithm" in FLAGS else None
 )
 MISMATCH_AS_INVALID = "--mismatch-as-invalid-request" in FLAGS
+DENY_LISTS_AFTER = int(FLAGS[FLAGS.index("--deny-lists-after") + 1]) if "--deny-lists-after" in FLAGS else None
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
 COUNTS = {
     "forwarded": 0,
@@ -66,6 +70,8 @@ COUNTS = {
     "parts": 0,
     "parts_checksummed": 0,
     "reworded": 0,
+    "lists": 0,
+    "denied": 0,
 }
 
 
@@ -160,6 +166,16 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self):
         fault = roll()
         body = self.read_body()
+        path = urlparse(self.path)
+        if DENY_LISTS_AFTER is not None and self.command == "GET" and path.path.strip("/").count("/") == 0 \
+                and "location" not in path.query and "versioning" not in path.query:
+            with LOCK:
+                n = COUNTS["lists"]
+            count("lists")
+            if n >= DENY_LISTS_AFTER:
+                count("denied")
+                self.fail(403, "AccessDenied", "Access Denied")
+                return
         if (
             REFUSE_CHECKSUMS
             and (self.command == "PUT" or self.path.endswith("?uploads"))
