@@ -755,9 +755,11 @@ impl Buckets {
                 f.to
             )));
         }
+        // `--to dr` names the store (its first target in the policy), `--to dr:b2` one target.
         let target = e.policy.write_to[1..]
             .iter()
-            .find(|t| t.store == to)
+            .find(|t| t.to_string() == to)
+            .or_else(|| e.policy.write_to[1..].iter().find(|t| t.store == to))
             .cloned()
             .ok_or_else(|| {
                 Error::Invalid(format!(
@@ -770,6 +772,10 @@ impl Buckets {
                         .join(", ")
                 ))
             })?;
+        // A target that does not answer would serve nothing but errors, and failback (which
+        // reads from it) could not bring the bucket back: refused while it is unreachable.
+        let leg = self.leg(&target).await?;
+        self.reachable(&leg, "fail over to it").await?;
         let mut policy = e.policy.clone();
         policy.failover = Some(Failover {
             to: target,
@@ -777,6 +783,22 @@ impl Buckets {
             since_ms: now_ms(),
         });
         self.switch(&e, name, policy).await
+    }
+
+    /// Refuses `what` unless `leg`'s bucket answers within a few seconds.
+    async fn reachable(&self, leg: &Leg, what: &str) -> Result<(), Error> {
+        match tokio::time::timeout(Duration::from_secs(5), leg.store.head_bucket(&leg.bucket)).await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(Error::Invalid(format!(
+                "{} does not answer ({err}): cannot {what}",
+                leg.label
+            ))),
+            Err(_) => Err(Error::Invalid(format!(
+                "{} does not answer within 5 s: cannot {what}",
+                leg.label
+            ))),
+        }
     }
 
     /// Fails `name` back to its primary. After a read-write failover, first drains what the
@@ -803,6 +825,26 @@ impl Buckets {
         }
         let primary = self.leg(e.policy.primary()).await?;
         let serving = self.leg(&f.to).await?;
+        // The primary must answer: it takes the writes back. What it is owed is read from the
+        // failover target, so that one must answer too, unless the primary is owed nothing
+        // (nothing was written during the failover): then there is nothing to bring back.
+        // Refused at once rather than draining for an hour.
+        self.reachable(&primary, "fail back to it").await?;
+        if let Err(down) = self
+            .reachable(
+                &serving,
+                "fail back from it (what the primary is owed is read there)",
+            )
+            .await
+        {
+            let roles = self.roles(&policy).await?;
+            let _pause = e.ns.gate.write().await;
+            if self.owed_to(name, &primary.label).await? > 0 {
+                return Err(down);
+            }
+            tracing::warn!(bucket = %name, target = %serving.label, "failing back without reading the failover target: it does not answer and nothing was written during the failover");
+            return self.commit_switch(name, policy, roles).await;
+        }
         // 1. Drain while writes continue.
         self.drain(name, &primary.label, DRAIN_LIMIT).await?;
         // 2. Verify and repair, writes still running.
@@ -812,6 +854,19 @@ impl Buckets {
         let _pause = e.ns.gate.write().await;
         self.drain(name, &primary.label, PAUSED_DRAIN_LIMIT).await?;
         self.commit_switch(name, policy, roles).await
+    }
+
+    /// How many writes `target` is owed for `bucket`.
+    async fn owed_to(&self, bucket: &str, target: &str) -> Result<i64, Error> {
+        Ok(self
+            .registry
+            .db()
+            .owed_stats(bucket)
+            .await?
+            .iter()
+            .filter(|o| o.target == target)
+            .map(|o| o.count)
+            .sum())
     }
 
     /// Waits until `target` owes nothing for `bucket`.

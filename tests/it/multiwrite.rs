@@ -968,3 +968,84 @@ fn a_secondary_added_later_is_given_what_the_primary_holds() {
     wait_drained(&a, "late");
     assert_same(&a, "local:late", "dr:late");
 }
+
+/// A failover to a target that does not answer was accepted (every read and write then
+/// failed, and failback refused: the bucket was stuck); `failback --wait` with the failover
+/// target gone waited an hour while it owed the primary writes. Failover to a dead target is
+/// refused; failback from one fails at once when it owes writes, and goes through when it
+/// owes none. `--to store:bucket` names one of two targets on a store.
+#[test]
+fn failover_and_failback_with_a_target_that_does_not_answer() {
+    let a = Ferry::start();
+    let mut b = Ferry::start_fixed_port();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "dead",
+        "--write-to",
+        "local:dead,dr:dead-a,dr:dead-b",
+    ]));
+    let fail = |args: &[&str], want: &str| {
+        let out = a.cli(args);
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && e.contains(want), "{args:?}: {e}");
+    };
+    let over = |to: &str| {
+        a.cli(&[
+            "bucket",
+            "failover",
+            "dead",
+            "--to",
+            to,
+            "--mode",
+            "read-write",
+        ])
+    };
+    // The second target on the store, by its full name.
+    a.ok(&over("dr:dead-b"));
+    assert!(status(&a, "dead").to_string().contains("dead-b"));
+    a.ok(&a.cli(&["bucket", "failback", "dead", "--wait"]));
+    wait_drained(&a, "dead");
+
+    b.kill9();
+    fail(
+        &[
+            "bucket",
+            "failover",
+            "dead",
+            "--to",
+            "dr",
+            "--mode",
+            "read-write",
+        ],
+        "does not answer",
+    );
+    assert_eq!(status(&a, "dead")["mode"], "normal");
+    // Failed over while it answered, then gone: nothing written meanwhile, so failback
+    // needs nothing from it.
+    b.restart();
+    a.ok(&over("dr"));
+    b.kill9();
+    a.ok(&a.cli(&["bucket", "failback", "dead", "--wait"]));
+    assert_eq!(status(&a, "dead")["mode"], "normal");
+    // Failed over, written to, then gone: the primary is owed what only it holds (large, so
+    // the catch-up worker is still copying it to the primary when the target dies).
+    b.restart();
+    a.ok(&over("dr"));
+    let f = a.dir.path().join("x");
+    write_file(&f, 100 << 20, 4);
+    a.ok(&a.aws(&["s3", "cp", f.to_str().expect("utf8"), "s3://dead/during"]));
+    b.kill9();
+    fail(&["bucket", "failback", "dead", "--wait"], "does not answer");
+    b.restart();
+    a.ok(&a.cli(&["bucket", "failback", "dead", "--wait"]));
+    a.ok(&a.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "dead",
+        "--key",
+        "during",
+    ]));
+}
