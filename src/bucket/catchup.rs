@@ -58,11 +58,14 @@ pub async fn run(
 ) {
     let db = ns.journal.db().clone();
     let mut backoff = BACKOFF_MIN;
+    // Where the next page starts: the oldest rows first, but past a full page that failed,
+    // so keys the target keeps refusing do not hold back every other key behind them.
+    let mut after = 0i64;
     loop {
         if *stop.borrow() {
             return;
         }
-        let rows = match db.owed(&ns.name, &target.label, 0, PAGE).await {
+        let rows = match db.owed(&ns.name, &target.label, after, PAGE).await {
             Ok(r) => r,
             Err(e) => {
                 note_error(&health, format!("reading the journal: {e}"));
@@ -92,6 +95,11 @@ pub async fn run(
             e.2 += u64::try_from(r.bytes).unwrap_or(0);
         }
         if order.is_empty() {
+            if after > 0 {
+                // The end of the rows past a failed page: start again from the oldest.
+                after = 0;
+                continue;
+            }
             tokio::select! {
                 _ = ns.wake.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
@@ -157,10 +165,18 @@ pub async fn run(
                 }
             }
         }
-        if failed {
+        // A full page with failures: the next pass looks past it (a page's keys are synced
+        // to their current state, so a later row of a key settles its earlier ones too).
+        after = match rows.last() {
+            Some(last) if failed && rows.len() as i64 == PAGE => last.id,
+            _ => 0,
+        };
+        // Backoff when a pass settled nothing (the target refuses what it was given); a
+        // pass that moved something goes on at once.
+        if failed && settled.is_empty() {
             sleep_or_stop(backoff, &mut stop).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
-        } else {
+        } else if !failed {
             backoff = BACKOFF_MIN;
         }
     }

@@ -1049,3 +1049,47 @@ fn failover_and_failback_with_a_target_that_does_not_answer() {
         "during",
     ]));
 }
+
+/// The catch-up worker always read the oldest page of the journal: once a full page of rows
+/// were keys the secondary refuses (here `x/NNNN`, which its `x` object blocks), no other
+/// key was ever delivered. It looks past a page that failed.
+#[test]
+fn keys_a_secondary_refuses_do_not_hold_back_the_others() {
+    let a = Ferry::start();
+    let mut b = Ferry::start_fixed_port();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&["bucket", "create", "hol", "--write-to", "local:hol,dr:hol"]));
+    // On the secondary alone, an object `x`: it cannot hold `x/...` keys (a path conflict).
+    let f = a.dir.path().join("x");
+    write_file(&f, 10, 1);
+    b.ok(&b.aws(&["s3", "cp", f.to_str().expect("utf8"), "s3://hol/x"]));
+    let tree = a.dir.path().join("t/x");
+    for i in 0..2100 {
+        write_file(&tree.join(format!("{i:04}")), 10, i);
+    }
+    a.ok(&a.aws(&[
+        "s3",
+        "cp",
+        "--recursive",
+        "--quiet",
+        a.dir.path().join("t").to_str().expect("utf8"),
+        "s3://hol/",
+    ]));
+    // `z` is owed too: the secondary is down a moment while it is written.
+    b.kill9();
+    a.ok(&a.aws(&["s3", "cp", f.to_str().expect("utf8"), "s3://hol/z"]));
+    b.restart();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !b
+        .aws(&["s3api", "head-object", "--bucket", "hol", "--key", "z"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "z never reached the secondary: {}",
+            status(&a, "hol")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
