@@ -772,10 +772,12 @@ impl Buckets {
                         .join(", ")
                 ))
             })?;
-        // A target that does not answer would serve nothing but errors, and failback (which
-        // reads from it) could not bring the bucket back: refused while it is unreachable.
+        // A target that does not answer now is taken (the site may be on its way back, and
+        // the operator decides), but said: it serves errors until it answers.
         let leg = self.leg(&target).await?;
-        self.reachable(&leg, "fail over to it").await?;
+        if let Err(e) = self.reachable(&leg, "serve the bucket yet").await {
+            tracing::warn!(bucket = %name, error = %e, "failing over to a target that does not answer");
+        }
         let mut policy = e.policy.clone();
         policy.failover = Some(Failover {
             to: target,
@@ -825,11 +827,10 @@ impl Buckets {
         }
         let primary = self.leg(e.policy.primary()).await?;
         let serving = self.leg(&f.to).await?;
-        // The primary must answer: it takes the writes back. What it is owed is read from the
-        // failover target, so that one must answer too, unless the primary is owed nothing
-        // (nothing was written during the failover): then there is nothing to bring back.
-        // Refused at once rather than draining for an hour.
-        self.reachable(&primary, "fail back to it").await?;
+        // What the primary is owed is read from the failover target, so that one must answer,
+        // unless the primary is owed nothing (nothing was written during the failover): then
+        // there is nothing to bring back from it. Refused at once rather than draining for an
+        // hour. (A primary that does not answer is waited for, up to the drain limit.)
         if let Err(down) = self
             .reachable(
                 &serving,
