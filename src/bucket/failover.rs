@@ -1,0 +1,254 @@
+//! Failover and failback of a namespace bucket: the admin's switch to a secondary
+//! (read-only or read-write) and back, with the drain of what the primary is owed and the
+//! repair that gives it what only the failover target holds.
+
+use std::time::Duration;
+
+use super::{
+    BucketView, Buckets, DRAIN_LIMIT, Error, FailingBack, Failover, FailoverMode, Leg, Namespace,
+    PAUSED_DRAIN_LIMIT, now_ms,
+};
+use crate::store;
+use crate::transfer;
+
+impl Buckets {
+    /// Fails `name` over to its write target on store `to`.
+    pub async fn failover(
+        &self,
+        name: &str,
+        to: &str,
+        mode: FailoverMode,
+    ) -> Result<BucketView, Error> {
+        let _c = self.changing(name).await?;
+        let e = self.entry(name)?;
+        if let Some(f) = &e.policy.failover {
+            return Err(Error::Invalid(format!(
+                "bucket {name} is already failed over to {}: fail back first",
+                f.to
+            )));
+        }
+        // `--to dr` names the store (its first target in the policy), `--to dr:b2` one target.
+        let target = e.policy.write_to[1..]
+            .iter()
+            .find(|t| t.to_string() == to)
+            .or_else(|| e.policy.write_to[1..].iter().find(|t| t.store == to))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "store {to:?} is not a secondary write target of bucket {name} (targets: {})",
+                    e.policy
+                        .write_to
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        // A target that does not answer now is taken (the site may be on its way back, and
+        // the operator decides), but said: it serves errors until it answers.
+        let leg = self.leg(&target).await?;
+        if let Err(e) = self.reachable(&leg, "serve the bucket yet").await {
+            tracing::warn!(bucket = %name, error = %e, "failing over to a target that does not answer");
+        }
+        let mut policy = e.policy.clone();
+        policy.failover = Some(Failover {
+            to: target,
+            mode,
+            since_ms: now_ms(),
+        });
+        self.switch(&e, name, policy).await
+    }
+
+    /// Refuses `what` unless `leg`'s bucket answers within a few seconds.
+    async fn reachable(&self, leg: &Leg, what: &str) -> Result<(), Error> {
+        match tokio::time::timeout(Duration::from_secs(5), leg.store.head_bucket(&leg.bucket)).await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(Error::Invalid(format!(
+                "{} does not answer ({err}): cannot {what}",
+                leg.label
+            ))),
+            Err(_) => Err(Error::Invalid(format!(
+                "{} does not answer within 5 s: cannot {what}",
+                leg.label
+            ))),
+        }
+    }
+
+    /// Fails `name` back to its primary. After a read-write failover, first drains what the
+    /// primary is owed, verifies primary against the failover target (repairing what
+    /// differs), then holds writes back for the final drain and the switch.
+    pub async fn failback(&self, name: &str) -> Result<BucketView, Error> {
+        let _c = self.changing(name).await?;
+        let _running = {
+            let mut set = self.failing_back.lock().unwrap_or_else(|p| p.into_inner());
+            set.insert(name.to_owned());
+            FailingBack {
+                set: self.failing_back.clone(),
+                name: name.to_owned(),
+            }
+        };
+        let e = self.entry(name)?;
+        let Some(f) = e.policy.failover.clone() else {
+            return Err(Error::Invalid(format!("bucket {name} is not failed over")));
+        };
+        let mut policy = e.policy.clone();
+        policy.failover = None;
+        if f.mode == FailoverMode::ReadOnly {
+            return self.switch(&e, name, policy).await;
+        }
+        let primary = self.leg(e.policy.primary()).await?;
+        let serving = self.leg(&f.to).await?;
+        // What the primary is owed is read from the failover target, so that one must answer,
+        // unless the primary is owed nothing (nothing was written during the failover): then
+        // there is nothing to bring back from it. Refused at once rather than draining for an
+        // hour. (A primary that does not answer is waited for, up to the drain limit.)
+        if let Err(down) = self
+            .reachable(
+                &serving,
+                "fail back from it (what the primary is owed is read there)",
+            )
+            .await
+        {
+            let roles = self.roles(&policy).await?;
+            let _pause = e.ns.gate.write().await;
+            if self.owed_to(name, &primary.label).await? > 0 {
+                return Err(down);
+            }
+            tracing::warn!(bucket = %name, target = %serving.label, "failing back without reading the failover target: it does not answer and nothing was written during the failover");
+            return self.commit_switch(name, policy, roles).await;
+        }
+        // 1. Drain while writes continue.
+        self.drain(name, &primary.label, DRAIN_LIMIT).await?;
+        // 2. Verify and repair, writes still running.
+        self.repair(&e.ns, &serving, &primary).await?;
+        // 3. Hold writes back, drain what arrived meanwhile, switch.
+        let roles = self.roles(&policy).await?;
+        let _pause = e.ns.gate.write().await;
+        self.drain(name, &primary.label, PAUSED_DRAIN_LIMIT).await?;
+        self.commit_switch(name, policy, roles).await
+    }
+
+    /// How many writes `target` is owed for `bucket`.
+    async fn owed_to(&self, bucket: &str, target: &str) -> Result<i64, Error> {
+        Ok(self
+            .registry
+            .db()
+            .owed_stats(bucket)
+            .await?
+            .iter()
+            .filter(|o| o.target == target)
+            .map(|o| o.count)
+            .sum())
+    }
+
+    /// Waits until `target` owes nothing for `bucket`.
+    /// Gives up after `limit` (the target is probably unreachable), saying how much is left.
+    async fn drain(&self, bucket: &str, target: &str, limit: Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let owed = self.registry.db().owed_stats(bucket).await?;
+            let left: i64 = owed
+                .iter()
+                .filter(|o| o.target == target)
+                .map(|o| o.count)
+                .sum();
+            if left == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Failback {
+                    bucket: bucket.to_owned(),
+                    why: format!(
+                        "{target} still owed {left} writes after {} s; is it reachable? (`ferry bucket status {bucket}`); the bucket stays failed over",
+                        limit.as_secs()
+                    ),
+                });
+            }
+            if let Some(ns) = self.get(bucket) {
+                ns.wake.notify_waiters();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Makes `to` equal `from` wherever a listing comparison finds a difference.
+    async fn repair(&self, ns: &Namespace, from: &Leg, to: &Leg) -> Result<(), Error> {
+        let a = transfer::diff::Side {
+            store: from.store.as_ref(),
+            bucket: from.bucket.clone(),
+            prefix: String::new(),
+        };
+        let b = transfer::diff::Side {
+            store: to.store.as_ref(),
+            bucket: to.bucket.clone(),
+            prefix: String::new(),
+        };
+        let mut keys = Vec::new();
+        transfer::diff::diff(&a, &b, |d| {
+            use transfer::diff::Difference as D;
+            let k = match d {
+                // Only on the primary: written there and never given to the failover target
+                // (a file picked up by a rescan, an object from before the target was added).
+                // Deletions made during the failover are journaled and were drained to the
+                // primary before this: what is left here was never deleted. Kept.
+                D::OnlyInB { key, .. } => {
+                    tracing::warn!(bucket = %ns.name, key, target = %to.label, "failback keeps an object only the primary has");
+                    return;
+                }
+                D::OnlyInA { key, .. } | D::Size { key, .. } | D::Content { key, .. } => key,
+                // Never written through Ferry (the gateway refuses such keys): left as is.
+                D::Unnamed { key, why, .. } => {
+                    tracing::warn!(bucket = %ns.name, key, why, "failback cannot repair a key Ferry cannot name");
+                    return;
+                }
+            };
+            // Bounded: past this many, the rest is repaired on the next failback attempt.
+            if keys.len() < 100_000 {
+                keys.push(k);
+            }
+        })
+        .await?;
+        for k in keys {
+            let key = store::ObjectKey::parse(&k).map_err(store::Error::from)?;
+            let _g = ns.locks.lock(&ns.name, &k).await;
+            // `from` still owes a write of this key from before the failover (it was behind
+            // when it took over, and nothing has written the key since): `to` holds the
+            // newer state, which the catch-up worker gives `from` once roles are back.
+            if self
+                .registry
+                .db()
+                .owes_key(&ns.name, &from.label, &k)
+                .await?
+            {
+                tracing::info!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps a write the failover target never got");
+                continue;
+            }
+            // Both hold the key, differently: the failover target's copy wins only when it is
+            // not older than the primary's (a primary file changed in place, or an object the
+            // target was never given, is newer and stays).
+            if let (Ok(theirs), Ok(ours)) = (
+                from.store.head_object(&from.bucket, &key, None).await,
+                to.store.head_object(&to.bucket, &key, None).await,
+            ) && ours.last_modified > theirs.last_modified
+            {
+                tracing::warn!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps the primary's newer copy");
+                continue;
+            }
+            transfer::copy_current(
+                from.store.as_ref(),
+                &from.bucket,
+                &key,
+                to.store.as_ref(),
+                &to.bucket,
+                &key,
+            )
+            .await
+            .map_err(|err| Error::Failback {
+                bucket: ns.name.clone(),
+                why: format!("repairing {k:?} on {}: {err}", to.label),
+            })?;
+        }
+        Ok(())
+    }
+}
