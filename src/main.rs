@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         // broken pipe (a peer's socket) is a failure like the rest, and said.
         Err(e) if StdoutClosed::is_cause_of(&e) => ExitCode::from(141),
         Err(e) => {
-            eprintln!("ferry: {}", chain_once(&e));
+            eprintln!("ferry: {}", ferry::telemetry::one_line(e.as_ref()));
             if e.is::<UsageError>() {
                 ExitCode::from(2)
             } else if e.is::<Incomplete>() {
@@ -55,21 +55,4 @@ fn quiet_on_closed_stdout() {
         }
         default(info);
     }));
-}
-
-/// The error and its causes on one line, each said once: a cause whose text its context
-/// already quotes (sqlx's "error returned from database: X" above X) is left out.
-fn chain_once(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if s.is_empty() || out.contains(&s) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&s);
-    }
-    out
 }

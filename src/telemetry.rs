@@ -1,4 +1,5 @@
-//! Logs and metrics: tracing setup, and the Prometheus registry served at `/metrics`.
+//! Logs and metrics: tracing setup, the one-line form of an error and its causes, and the
+//! Prometheus registry served at `/metrics`.
 //!
 //! Owns metric names and labels. Request metrics are recorded per S3 operation by the
 //! gateway; the admin server renders the registry.
@@ -184,4 +185,22 @@ impl Metrics {
         }
         out
     }
+}
+
+/// An error and its causes on one line, each said once: a cause whose text an outer message
+/// already quotes (sqlx's "error returned from database: X" above X) is left out.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !s.is_empty() && !out.contains(&s) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out
 }

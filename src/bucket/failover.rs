@@ -147,12 +147,7 @@ impl Buckets {
     async fn drain(&self, bucket: &str, target: &str, limit: Duration) -> Result<(), Error> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let owed = self.registry.db().owed_stats(bucket).await?;
-            let left: i64 = owed
-                .iter()
-                .filter(|o| o.target == target)
-                .map(|o| o.count)
-                .sum();
+            let left = self.owed_to(bucket, target).await?;
             if left == 0 {
                 return Ok(());
             }

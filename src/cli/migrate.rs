@@ -14,7 +14,7 @@ use clap::Args;
 use super::UsageError;
 use crate::jobs;
 use crate::jobs::list::{Comparer, sides};
-use crate::jobs::open::{Opener, Role, preflight};
+use crate::jobs::open::preflight;
 use crate::jobs::run::{Ended, Runner, Settings};
 use crate::jobs::spec::{self, Endpoint, Filter, MigrateSpec, Options};
 use crate::registry::Registry;
@@ -191,17 +191,10 @@ pub async fn run(
         return Ok(());
     }
     if args.dry_run {
-        crate::jobs::open::refuse_nested(&spec.src, &spec.dst).map_err(usage)?;
-        let mut opener =
-            Opener::new(spec.options.checksum || args.verify).deleting(spec.options.delete);
-        let src = opener
-            .open(&spec.src, Role::Src, &registry)
-            .await
-            .map_err(usage)?;
-        let dst = opener
-            .open(&spec.dst, Role::Dst, &registry)
-            .await
-            .map_err(usage)?;
+        let (src, dst) =
+            crate::jobs::open::open_sides(&spec, spec.options.checksum || args.verify, &registry)
+                .await
+                .map_err(usage)?;
         let dst_exists = preflight(&src, &dst, false).await.map_err(usage)?;
         return dry_run(&src, &dst, dst_exists, &spec, as_json).await;
     }

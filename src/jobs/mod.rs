@@ -71,11 +71,7 @@ pub async fn submit(
     verify: bool,
 ) -> Result<Submitted> {
     spec::Filter::new(&spec.options)?;
-    open::refuse_nested(&spec.src, &spec.dst)?;
-    let mut opener =
-        open::Opener::new(spec.options.checksum || verify).deleting(spec.options.delete);
-    let src = opener.open(&spec.src, open::Role::Src, registry).await?;
-    let dst = opener.open(&spec.dst, open::Role::Dst, registry).await?;
+    let (src, dst) = open::open_sides(spec, spec.options.checksum || verify, registry).await?;
     open::preflight(&src, &dst, true).await?;
     let db = registry.db();
     if let Some(job) = db.unfinished_job(fingerprint).await? {

@@ -95,7 +95,7 @@ impl Opener {
     /// For a job that deletes (`--delete`): a source directory with a folder it cannot read
     /// is refused, since the copies of what that folder holds would look gone from the source
     /// and be deleted at the destination (rclone skips deletions after such an error).
-    pub fn deleting(mut self, yes: bool) -> Self {
+    fn deleting(mut self, yes: bool) -> Self {
         self.deleting = yes;
         self
     }
@@ -297,11 +297,26 @@ fn credentials(role: Role) -> Result<(String, String)> {
     }
 }
 
+/// Opens the two sides a job names: nested directories refused before either is touched, and
+/// a deleting job's unreadable source refused (see [`Opener::deleting`]). `hash_dirs` as for
+/// [`Opener::new`].
+pub async fn open_sides(
+    spec: &super::spec::MigrateSpec,
+    hash_dirs: bool,
+    registry: &Registry,
+) -> Result<(Side, Side)> {
+    refuse_nested(&spec.src, &spec.dst)?;
+    let mut opener = Opener::new(hash_dirs).deleting(spec.options.delete);
+    let src = opener.open(&spec.src, Role::Src, registry).await?;
+    let dst = opener.open(&spec.dst, Role::Dst, registry).await?;
+    Ok((src, dst))
+}
+
 /// Refuses two directory sides nested in each other (symlinks resolved), before either is
 /// opened (opening makes a destination's folder and index): a `--delete` from a folder inside
 /// the destination would remove the source's own files, and a copy into a folder inside the
 /// source would land in the tree it is read from.
-pub fn refuse_nested(src: &Endpoint, dst: &Endpoint) -> Result<()> {
+fn refuse_nested(src: &Endpoint, dst: &Endpoint) -> Result<()> {
     if let (Endpoint::Dir { path: a }, Endpoint::Dir { path: b }) = (src, dst) {
         let (ra, rb) = (resolved(a), resolved(b));
         if ra.starts_with(&rb) || rb.starts_with(&ra) {

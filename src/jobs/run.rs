@@ -72,21 +72,6 @@ pub struct Live {
 /// Consecutive listing failures that retrying does not cure before a run gives up.
 const PERMANENT_LISTING_FAILURES: u32 = 3;
 
-/// An error and its causes on one line (the listing's own message names only the side).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cause = c.source();
-    }
-    out
-}
-
 /// One process's runner of one job.
 pub struct Runner {
     db: Db,
@@ -315,7 +300,7 @@ impl Runner {
                 // Paused, or another process lists: look again shortly.
                 Ok(false) => tokio::time::sleep(Duration::from_secs(1)).await,
                 Err(e) => {
-                    let why = chain(&e);
+                    let why = crate::telemetry::one_line(&e);
                     let cured_by_retry = match &e {
                         super::Error::Listing { source, .. }
                         | super::Error::Side { source, .. } => source.is_retryable(),

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::open::{Opener, Role};
 use super::run::{Ended, Runner, Settings};
 use super::spec::MigrateSpec;
 use super::{Error, Result};
@@ -83,10 +82,7 @@ pub async fn start(
 ) -> Result<Arc<Runner>> {
     let spec: MigrateSpec = serde_json::from_value(rec.spec.clone())
         .map_err(|e| Error::State(crate::state::Error::Corrupt(format!("job {}: {e}", rec.id))))?;
-    super::open::refuse_nested(&spec.src, &spec.dst)?;
-    let mut opener = Opener::new(spec.options.checksum).deleting(spec.options.delete);
-    let src = opener.open(&spec.src, Role::Src, registry).await?;
-    let dst = opener.open(&spec.dst, Role::Dst, registry).await?;
+    let (src, dst) = super::open::open_sides(&spec, spec.options.checksum, registry).await?;
     Ok(Arc::new(Runner::new(
         registry.db().clone(),
         rec.id,
