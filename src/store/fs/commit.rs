@@ -30,7 +30,7 @@ use rustix::fs::FileType;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Change;
-use super::confine::Root;
+use super::confine::{Dirs, Root};
 use super::index::{self, Index, db_err};
 use super::intent::{self, Step};
 use crate::store::{Error, Result};
@@ -89,7 +89,8 @@ fn run(writer: &Mutex<Connection>, root: &Root, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let batch = refuse_conflicts(root, batch);
+        let mut dirs = Dirs::new(root);
+        let batch = refuse_conflicts(&mut dirs, batch);
         if batch.is_empty() {
             continue;
         }
@@ -105,7 +106,7 @@ fn run(writer: &Mutex<Connection>, root: &Root, mut rx: mpsc::Receiver<Job>) {
         if batch.is_empty() {
             continue;
         }
-        match apply(&mut conn, root, &mut carry, &batch) {
+        match apply(&mut conn, &mut dirs, &mut carry, &batch) {
             Ok(()) => {
                 for j in batch {
                     let _ = j.done.send(Ok(()));
@@ -115,7 +116,7 @@ fn run(writer: &Mutex<Connection>, root: &Root, mut rx: mpsc::Receiver<Job>) {
                 // The transaction rolled back: retry each change alone so the others still
                 // commit and the failing one gets its own error.
                 for j in batch {
-                    let r = apply(&mut conn, root, &mut carry, std::slice::from_ref(&j));
+                    let r = apply(&mut conn, &mut dirs, &mut carry, std::slice::from_ref(&j));
                     let _ = j.done.send(r.map_err(Failed::into_error));
                 }
             }
@@ -139,7 +140,7 @@ fn run(writer: &Mutex<Connection>, root: &Root, mut rx: mpsc::Receiver<Job>) {
 /// unreadable). Here, on the one thread that moves files into keys' paths, the disk is what
 /// earlier batches left, and of two changes in this batch that conflict the first wins. The
 /// others get `PathConflict` before anything of them is committed.
-fn refuse_conflicts(root: &Root, batch: Vec<Job>) -> Vec<Job> {
+fn refuse_conflicts(dirs: &mut Dirs, batch: Vec<Job>) -> Vec<Job> {
     // Key paths this batch places files at, and every directory above them.
     let mut placed: HashSet<String> = HashSet::new();
     let mut above: HashSet<String> = HashSet::new();
@@ -156,7 +157,7 @@ fn refuse_conflicts(root: &Root, batch: Vec<Job>) -> Vec<Job> {
             .collect();
         let refused = targets
             .iter()
-            .find_map(|to| conflict(root, to, &placed, &above));
+            .find_map(|to| conflict(dirs, to, &placed, &above));
         match refused {
             Some(why) => {
                 let _ = job.done.send(Err(Error::PathConflict {
@@ -220,21 +221,28 @@ fn parents(to: &str) -> impl Iterator<Item = &str> {
 
 /// Why a file cannot be moved to `to` (relative to the store root), if it cannot.
 fn conflict(
-    root: &Root,
+    dirs: &mut Dirs,
     to: &str,
     placed: &HashSet<String>,
     above: &HashSet<String>,
 ) -> Option<String> {
     let key_of = |p: &str| p.split_once('/').map_or(p, |(_, k)| k).to_owned();
+    let root = dirs.root();
     // The bucket's folder, then every folder of the key: a symlink a POSIX user put there
-    // is not followed (the move would land outside the bucket, or the store).
+    // is not followed (the move would land outside the bucket, or the store). When the key's
+    // folder opens beneath the root, all of them are real folders (the usual case, proven
+    // with one lookup); otherwise each is looked at to say which one is wrong.
+    let on_disk = !dirs.parent_is_dir(to);
     let bucket = to.split_once('/').map_or(to, |(b, _)| b);
-    if !matches!(root.kind(bucket), Ok(Some(FileType::Directory))) {
+    if on_disk && !matches!(root.kind(bucket), Ok(Some(FileType::Directory))) {
         return Some("the bucket's folder is not a plain folder (a symlink?)".into());
     }
     for dir in parents(to) {
         if placed.contains(dir) {
             return Some(format!("its parent {:?} is an object", key_of(dir)));
+        }
+        if !on_disk {
+            continue;
         }
         match root.kind(dir) {
             Ok(Some(FileType::Directory) | None) => {}
@@ -254,7 +262,7 @@ fn conflict(
     }
     // An empty directory (left by a write that lost this race) gives way, as it does when a
     // write starts; one with anything in it does not.
-    if matches!(root.kind(to), Ok(Some(FileType::Directory)))
+    if matches!(dirs.kind(to), Ok(Some(FileType::Directory)))
         && !intent::remove_empty_dirs(&root.path().join(to))
     {
         return Some(below.into());
@@ -279,10 +287,11 @@ impl Failed {
 
 fn apply(
     conn: &mut Connection,
-    root: &Root,
+    dirs: &mut Dirs,
     carry: &mut Carry,
     batch: &[Job],
 ) -> Result<(), Failed> {
+    let root = dirs.root();
     let unsynced = batch.iter().any(|j| j.change.unsynced_body);
     if unsynced || carry.moves_unsynced {
         syncfs(root.path())
@@ -293,7 +302,7 @@ fn apply(
         transaction(conn, &carry.finished, batch).map_err(|e| Failed::Transaction(db_err(e)))?;
     carry.finished.clear();
     if let Some(id) = intent {
-        if let Err(e) = intent::run(root, &steps, !unsynced) {
+        if let Err(e) = intent::run_with(dirs, &steps, !unsynced) {
             // What stopped a move may be gone already (a directory a write below the key was
             // making, one a delete pruned): finish the intent now, as start-up would, rather
             // than leave committed rows without their files until a restart.

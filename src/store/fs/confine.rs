@@ -9,10 +9,11 @@
 //! file is opened without blocking and used only when it is a regular file (a FIFO at a key's
 //! path would hang the reader, `/dev/zero` would never end).
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
@@ -152,6 +153,28 @@ impl Root {
         rustix::fs::renameat(&fd, fname, &td, tname).map_err(io::Error::from)
     }
 
+    /// Whether a file for a new version could be moved to `rel` right now, proven the short
+    /// way: the folder that holds it opens beneath the root with no symlink on the way, what
+    /// is at `rel` is not a folder, and the server may write in that folder. `false` means
+    /// "not proven": the caller looks again, one folder at a time, to say what is wrong.
+    pub fn ready_for_file(&self, rel: &str) -> bool {
+        let Ok((dir, name)) = self.parent(rel) else {
+            return false;
+        };
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => return false,
+            Ok(_) | Err(rustix::io::Errno::NOENT) => {}
+            Err(_) => return false,
+        }
+        rustix::fs::accessat(
+            &dir,
+            ".",
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+            AtFlags::empty(),
+        )
+        .is_ok()
+    }
+
     /// Makes the folders above `rel` that are missing, one at a time beneath the root (a
     /// symlink met on the way is refused, not followed).
     pub fn make_parents(&self, rel: &str) -> io::Result<()> {
@@ -175,6 +198,90 @@ impl Root {
         }
         Ok(())
     }
+}
+
+/// The folders one batch of moves goes through, each opened beneath the root once (with
+/// symlinks refused) rather than once per file: a batch's files mostly go from a few temp
+/// folders into a few key folders. Only what opened is kept, and a folder is looked up again
+/// after any failure, so a folder removed meanwhile (a delete pruning it) is never used twice.
+/// Kept for one batch only: a folder a POSIX user moves away is not followed for longer.
+pub struct Dirs<'a> {
+    root: &'a Root,
+    open: HashMap<String, OwnedFd>,
+}
+
+/// Folders kept open at most, so a batch over many folders cannot run out of descriptors.
+const MAX_OPEN_DIRS: usize = 64;
+
+impl<'a> Dirs<'a> {
+    pub fn new(root: &'a Root) -> Self {
+        Self {
+            root,
+            open: HashMap::new(),
+        }
+    }
+
+    pub fn root(&self) -> &'a Root {
+        self.root
+    }
+
+    /// Opens `dir` (relative; `""` is the root) unless it is open already.
+    fn ensure(&mut self, dir: &str) -> io::Result<()> {
+        if !self.open.contains_key(dir) {
+            let fd = self.root.dir(dir)?;
+            if self.open.len() >= MAX_OPEN_DIRS {
+                self.open.clear();
+            }
+            self.open.insert(dir.to_owned(), fd);
+        }
+        Ok(())
+    }
+
+    /// Whether the folder holding `rel` opens beneath the root: then the bucket's folder and
+    /// every folder of the key are real folders, none a symlink.
+    pub fn parent_is_dir(&mut self, rel: &str) -> bool {
+        let (dir, _) = split(rel);
+        self.ensure(dir).is_ok()
+    }
+
+    /// What is at `rel`, not following a symlink at its end, when its folder opens (see
+    /// [`Root::kind`]).
+    pub fn kind(&mut self, rel: &str) -> io::Result<Option<FileType>> {
+        let (dir, name) = split(rel);
+        match self.ensure(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let fd = self.open[dir].as_fd();
+        match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Renames `from` to `to` (both relative), as [`Root::rename`] does.
+    pub fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        let ((fdir, fname), (tdir, tname)) = (split(from), split(to));
+        self.ensure(fdir)?;
+        self.ensure(tdir)?;
+        let r = match (self.open.get(fdir), self.open.get(tdir)) {
+            (Some(f), Some(t)) => rustix::fs::renameat(f, fname, t, tname),
+            // Both were just opened: only a full cache cleared in between gets here.
+            _ => return self.root.rename(from, to),
+        };
+        r.map_err(|e| {
+            self.open.remove(fdir);
+            self.open.remove(tdir);
+            io::Error::from(e)
+        })
+    }
+}
+
+/// A relative path's folder and last name.
+fn split(rel: &str) -> (&str, &str) {
+    rel.rsplit_once('/').unwrap_or(("", rel))
 }
 
 #[cfg(test)]

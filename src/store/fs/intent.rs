@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::FileType;
 use serde::{Deserialize, Serialize};
 
-use super::confine::Root;
+use super::confine::{Dirs, Root};
 
 /// Paths are relative to the store root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +89,12 @@ pub fn replay(root: &Root, steps: &[Step]) -> io::Result<()> {
 /// before the intent is deleted). Key paths are resolved beneath the root with symlinks
 /// refused (see [`super::confine`]). Blocking.
 pub fn run(root: &Root, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
+    run_with(&mut Dirs::new(root), steps, sync_dirs)
+}
+
+/// [`run`] with the folders of a batch kept open across its steps (see [`Dirs`]).
+pub fn run_with(dirs: &mut Dirs, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
+    let root = dirs.root();
     let at = |rel: &str| root.path().join(rel);
     let mut dirty: Vec<PathBuf> = Vec::new();
     for step in steps {
@@ -97,7 +103,7 @@ pub fn run(root: &Root, steps: &[Step], sync_dirs: bool) -> io::Result<()> {
                 let (u, t) = (at(unique), at(to));
                 // Usually the target's directory is there: try the rename first, and tell
                 // "already moved" from "no directory" only when it fails.
-                let moved = match root.rename(unique, to) {
+                let moved = match dirs.rename(unique, to) {
                     Ok(()) => true,
                     // Directories (and nothing else) where the file goes: made for a write
                     // below this key that started meanwhile and will be refused (its parent is

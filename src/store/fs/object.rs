@@ -57,7 +57,12 @@ fn file_facts(p: &Path) -> io::Result<(i64, i64)> {
 
 /// Makes room for a file at `path` (relative to `bucket_dir`'s parent): creates parent
 /// directories, refuses when a parent is a file or the path is a non-empty directory.
-fn prepare_key_path(root: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
+fn prepare_key_path(confined: &Root, bucket: &str, key: &ObjectKey) -> Result<()> {
+    // The usual case, a key whose folders are there, in three short lookups.
+    if confined.ready_for_file(&format!("{bucket}/{}", key.as_str())) {
+        return Ok(());
+    }
+    let root = confined.path();
     // Only looks: folders are made (and a folder left empty at the key's path removed) by the
     // commit thread as it moves the file in, where it also settles two writes that race for
     // one path. A folder made here could be taken away under it, or stand in its way.
@@ -165,7 +170,7 @@ impl FsStore {
         // call). The key's lock would not add anything: a path conflict is between two
         // different keys (`a` and `a/b`), and the rename recreates a parent pruned meanwhile.
         let prepare: Option<body::Prepare> = (!key.is_dir_marker()).then(|| {
-            let (root, bname, k) = (self.root.clone(), bucket.to_string(), key.clone());
+            let (root, bname, k) = (self.confined.clone(), bucket.to_string(), key.clone());
             Box::new(move || prepare_key_path(&root, &bname, &k)) as body::Prepare
         });
         let got = body::receive(
@@ -226,7 +231,8 @@ impl FsStore {
                 }
                 None => {
                     if !key.is_dir_marker() {
-                        let (root, bname, k) = (self.root.clone(), bucket.to_string(), key.clone());
+                        let (root, bname, k) =
+                            (self.confined.clone(), bucket.to_string(), key.clone());
                         tokio::task::spawn_blocking(move || prepare_key_path(&root, &bname, &k))
                             .await
                             .map_err(|e| Error::Index(format!("file task failed: {e}")))??;
@@ -657,7 +663,7 @@ impl FsStore {
                             // become another object's parent since (`p` written after a
                             // marker hid `p/q`): refuse, as a PUT of the key would be.
                             let (root, bname, k) =
-                                (self.root.clone(), bucket.to_string(), key.clone());
+                                (self.confined.clone(), bucket.to_string(), key.clone());
                             tokio::task::spawn_blocking(move || {
                                 prepare_key_path(&root, &bname, &k)
                             })
