@@ -177,7 +177,52 @@ impl<'a> Comparer<'a> {
             }
             return same == Some(false);
         }
-        s.last_modified > d.last_modified
+        modified_after(s.last_modified, d.last_modified)
+    }
+}
+
+/// Whether a source modified at `s` changed after its copy was made at `d`. S3 listings (AWS,
+/// moto, HTTP dates) give whole seconds, so two times within one second cannot be ordered:
+/// when either side has no fraction, both compare in seconds (rclone's modify window is the
+/// coarser side's precision). Otherwise a file written in the same second as its copy (a
+/// tree made and migrated at once) would look newer than the copy and be copied on every run.
+fn modified_after(s: time::OffsetDateTime, d: time::OffsetDateTime) -> bool {
+    if s.nanosecond() == 0 || d.nanosecond() == 0 {
+        s.unix_timestamp() > d.unix_timestamp()
+    } else {
+        s > d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::modified_after;
+    use time::{Duration, macros::datetime};
+
+    #[test]
+    fn whole_second_times_compare_in_seconds() {
+        let written = datetime!(2026-11-30 12:00:00.700 UTC);
+        // Copied 200 ms later, listed by S3 in whole seconds: not newer than its copy.
+        assert!(!modified_after(written, datetime!(2026-11-30 12:00:00 UTC)));
+        // Changed a second after the copy: newer, whatever the precision.
+        assert!(modified_after(
+            written + Duration::seconds(1),
+            datetime!(2026-11-30 12:00:00 UTC)
+        ));
+        // Both precise: ordered to the nanosecond, as before.
+        assert!(modified_after(
+            written,
+            datetime!(2026-11-30 12:00:00.600 UTC)
+        ));
+        assert!(!modified_after(
+            written,
+            datetime!(2026-11-30 12:00:00.800 UTC)
+        ));
+        // A copy made after the source changed is up to date.
+        assert!(!modified_after(
+            datetime!(2026-11-30 11:59:59 UTC),
+            datetime!(2026-11-30 12:00:00 UTC)
+        ));
     }
 }
 
