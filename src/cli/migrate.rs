@@ -439,6 +439,16 @@ async fn dry_run(
             break;
         }
     }
+    for k in src.unnamable.iter().filter(|k| filter.key(k)) {
+        cannot += 1;
+        if !as_json {
+            writeln!(
+                out,
+                "cannot copy {k}: {}",
+                crate::jobs::list::unnamable_why()
+            )?;
+        }
+    }
     if as_json {
         writeln!(
             out,
@@ -466,10 +476,15 @@ async fn report(db: &Db, r: &JobRecord, took: Duration, as_json: bool) -> anyhow
     if r.dead > 0 {
         for t in db.open_tasks(r.id, 50).await? {
             if t.state == "dead" {
+                // Never tried: the listing found it but nothing can copy it (a name that is
+                // not UTF-8).
+                let tries = match t.attempts {
+                    0 => String::new(),
+                    n => format!(" after {n} attempts"),
+                };
                 eprintln!(
-                    "ferry: could not copy {} after {} attempts: {}",
+                    "ferry: could not copy {}{tries}: {}",
                     super::shown(&t.key),
-                    t.attempts,
                     t.error.as_deref().unwrap_or("")
                 );
             }

@@ -194,38 +194,6 @@ fn modified_after(s: time::OffsetDateTime, d: time::OffsetDateTime) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::modified_after;
-    use time::{Duration, macros::datetime};
-
-    #[test]
-    fn whole_second_times_compare_in_seconds() {
-        let written = datetime!(2026-11-30 12:00:00.700 UTC);
-        // Copied 200 ms later, listed by S3 in whole seconds: not newer than its copy.
-        assert!(!modified_after(written, datetime!(2026-11-30 12:00:00 UTC)));
-        // Changed a second after the copy: newer, whatever the precision.
-        assert!(modified_after(
-            written + Duration::seconds(1),
-            datetime!(2026-11-30 12:00:00 UTC)
-        ));
-        // Both precise: ordered to the nanosecond, as before.
-        assert!(modified_after(
-            written,
-            datetime!(2026-11-30 12:00:00.600 UTC)
-        ));
-        assert!(!modified_after(
-            written,
-            datetime!(2026-11-30 12:00:00.800 UTC)
-        ));
-        // A copy made after the source changed is up to date.
-        assert!(!modified_after(
-            datetime!(2026-11-30 11:59:59 UTC),
-            datetime!(2026-11-30 12:00:00 UTC)
-        ));
-    }
-}
-
 /// Lists a job from its cursor to the end, recording each page; returns early (false) when
 /// `running` turns false or another process took over the listing.
 pub async fn list_job(
@@ -273,9 +241,23 @@ pub async fn list_job(
             return Ok(false);
         }
         if done {
+            let unnamable: Vec<(String, String)> = src
+                .unnamable
+                .iter()
+                .filter(|k| filter.key(k))
+                .map(|k| (k.clone(), unnamable_why()))
+                .collect();
+            db.add_unnamable(job, &unnamable).await?;
             return Ok(true);
         }
     }
+}
+
+/// Why a file whose name is not UTF-8 is not copied.
+pub fn unnamable_why() -> String {
+    "its name is not UTF-8, and an S3 key must be (invalid bytes are shown as \\xNN): \
+     rename it (e.g. with convmv) and run the job again"
+        .into()
 }
 
 /// The two sides as [`diff::Side`]s.
@@ -292,4 +274,36 @@ pub fn sides<'a>(src: &'a Side, dst: &'a Side) -> (diff::Side<'a>, diff::Side<'a
             prefix: dst.prefix.clone(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::modified_after;
+    use time::{Duration, macros::datetime};
+
+    #[test]
+    fn whole_second_times_compare_in_seconds() {
+        let written = datetime!(2026-11-30 12:00:00.700 UTC);
+        // Copied 200 ms later, listed by S3 in whole seconds: not newer than its copy.
+        assert!(!modified_after(written, datetime!(2026-11-30 12:00:00 UTC)));
+        // Changed a second after the copy: newer, whatever the precision.
+        assert!(modified_after(
+            written + Duration::seconds(1),
+            datetime!(2026-11-30 12:00:00 UTC)
+        ));
+        // Both precise: ordered to the nanosecond, as before.
+        assert!(modified_after(
+            written,
+            datetime!(2026-11-30 12:00:00.600 UTC)
+        ));
+        assert!(!modified_after(
+            written,
+            datetime!(2026-11-30 12:00:00.800 UTC)
+        ));
+        // A copy made after the source changed is up to date.
+        assert!(!modified_after(
+            datetime!(2026-11-30 11:59:59 UTC),
+            datetime!(2026-11-30 12:00:00 UTC)
+        ));
+    }
 }

@@ -48,6 +48,9 @@ pub struct Side {
     /// the credentials (normalised), the registered store, or the directory's parent.
     pub place: String,
     pub display: String,
+    /// A directory's files and folders whose names are not UTF-8 (relative, see
+    /// [`crate::store::fs::FsStore::unnamable`]): reported by the job, never copied.
+    pub unnamable: Vec<String>,
 }
 
 /// The directory `path` names with its symlinks resolved, the last component's included (a
@@ -134,6 +137,7 @@ impl Opener {
                     identity: format!("store:{store}"),
                     place: format!("store:{store}"),
                     display,
+                    unnamable: Vec::new(),
                 })
             }
             Endpoint::S3 {
@@ -180,6 +184,7 @@ impl Opener {
                             .to_ascii_lowercase()
                     ),
                     display,
+                    unnamable: Vec::new(),
                 })
             }
             Endpoint::Dir { path } => {
@@ -233,6 +238,7 @@ impl Opener {
                     }
                 };
                 let unreadable = store.unreadable(&bucket);
+                let unnamable = store.unnamable(&bucket);
                 if role == Role::Src && self.deleting && !unreadable.is_empty() {
                     return Err(Error::Side {
                         side: role.word(),
@@ -261,6 +267,7 @@ impl Opener {
                             .display()
                     ),
                     display,
+                    unnamable,
                 })
             }
         }

@@ -443,6 +443,9 @@ impl Runner {
         generation: u64,
         stop: &watch::Receiver<bool>,
     ) -> store::Result<Option<i64>> {
+        if task.action == "unnamable" {
+            return Err(store::Error::InvalidArgument(super::list::unnamable_why()));
+        }
         let fence = self.fence.clone();
         let alive: Alive = Arc::new(move || fence.holds(generation));
         let sk = ObjectKey::parse(&format!("{}{}", self.src.prefix, task.key))?;

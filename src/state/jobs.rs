@@ -409,6 +409,37 @@ impl Db {
         Ok(true)
     }
 
+    /// Records what the listing found but no task can copy (a file whose name is not UTF-8,
+    /// which no S3 key can name) as dead letters of action `unnamable`, each with why, so the
+    /// job reports them instead of passing over them; `retry-dead` leaves them (renaming the
+    /// file is the fix, and the next run lists it under its new name). Recording one twice
+    /// adds nothing.
+    pub async fn add_unnamable(&self, job: i64, found: &[(String, String)]) -> Result<()> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0i64;
+        for (key, why) in found {
+            let r = sqlx::query(
+                "INSERT INTO job_tasks (job_id, object_key, action, size, etag, state, error) VALUES ($1, $2, 'unnamable', 0, '', 'dead', $3) ON CONFLICT (job_id, object_key) DO NOTHING",
+            )
+            .bind(job)
+            .bind(key)
+            .bind(why)
+            .execute(&mut *tx)
+            .await?;
+            n += r.rows_affected() as i64;
+        }
+        sqlx::query("UPDATE jobs SET listed = listed + $1, dead = dead + $1 WHERE id = $2")
+            .bind(n)
+            .bind(job)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Claims up to `n` runnable tasks of `job` for `owner` until `lease_ms`: pending ones
     /// whose backoff has passed, and running ones whose owner's lease expired.
     pub async fn claim_tasks(
@@ -594,7 +625,7 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         lock_job(&mut tx, job).await?;
         let r = sqlx::query(
-            "UPDATE job_tasks SET state = 'pending', attempts = 0, next_ms = 0 WHERE job_id = $1 AND state = 'dead'
+            "UPDATE job_tasks SET state = 'pending', attempts = 0, next_ms = 0 WHERE job_id = $1 AND state = 'dead' AND action <> 'unnamable'
                AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state <> 'cancelled')",
         )
         .bind(job)

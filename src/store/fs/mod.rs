@@ -78,8 +78,9 @@ pub struct FsStore {
     hash_found: bool,
     /// Where parts of multipart uploads are being written (see [`assembly`]).
     placements: assembly::Placements,
-    /// Per bucket, what its last rescan could not read (see [`FsStore::unreadable`]).
-    unreadable: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// Per bucket, what its last rescan could not index (see [`FsStore::unreadable`] and
+    /// [`FsStore::unnamable`]).
+    unlisted: std::sync::Mutex<std::collections::HashMap<String, scan::Unlisted>>,
     /// An exclusive `flock` on `.ferry/lock`, held while the store is open: the index cache
     /// and crash recovery assume one process per store.
     _lock: std::fs::File,
@@ -185,7 +186,7 @@ impl FsStore {
             bucket_gen: Default::default(),
             hash_found,
             placements: Default::default(),
-            unreadable: Default::default(),
+            unlisted: Default::default(),
             _lock: lock,
         });
         store.recover().await?;

@@ -86,13 +86,14 @@ pub fn remove_empty_tree(dir: &Path) -> std::io::Result<()> {
 /// read) as skipped. Nothing below the root fails the walk: a folder removed meanwhile (a
 /// delete pruned it) or one that cannot be read is one entry skipped, not a failed rescan.
 /// Returns false when the receiver is gone.
-/// Folders and entries that could not be read are also added to `unreadable` (their path and
-/// why): what they hold is unknown, not absent.
+/// Folders and entries that could not be read are also added to `unlisted.unreadable` (their
+/// path and why): what they hold is unknown, not absent. Files and folders whose names are
+/// not UTF-8 go to `unlisted.unnamable`: they exist, but no S3 key can name them.
 fn walk(
     dir: &Path,
     prefix: &str,
     tx: &tokio::sync::mpsc::Sender<Result<Found, String>>,
-    unreadable: &mut Vec<String>,
+    unlisted: &mut Unlisted,
 ) -> bool {
     use std::os::unix::fs::MetadataExt;
     let skipped = |p: &Path| tx.blocking_send(Err(format!("{}", p.display()))).is_ok();
@@ -101,7 +102,7 @@ fn walk(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "rescan: cannot read a folder; its files keep their index rows");
-            unreadable.push(format!("{}: {e}", dir.display()));
+            unlisted.unreadable.push(format!("{}: {e}", dir.display()));
             return skipped(dir);
         }
     };
@@ -109,6 +110,12 @@ fn walk(
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+            use std::os::unix::ffi::OsStrExt;
+            let name = escape_bytes(e.file_name().as_bytes());
+            let folder = e.file_type().is_ok_and(|t| t.is_dir());
+            unlisted
+                .unnamable
+                .push(format!("{prefix}{name}{}", if folder { "/" } else { "" }));
             if !skipped(&e.path()) {
                 return false;
             }
@@ -118,7 +125,9 @@ fn walk(
             Ok(m) => m,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             Err(err) => {
-                unreadable.push(format!("{}: {err}", e.path().display()));
+                unlisted
+                    .unreadable
+                    .push(format!("{}: {err}", e.path().display()));
                 if !skipped(&e.path()) {
                     return false;
                 }
@@ -127,7 +136,7 @@ fn walk(
         };
         let key = format!("{prefix}{name}");
         if m.is_dir() {
-            if !walk(&e.path(), &format!("{key}/"), tx, unreadable) {
+            if !walk(&e.path(), &format!("{key}/"), tx, unlisted) {
                 return false;
             }
         } else if m.is_file() {
@@ -145,6 +154,37 @@ fn walk(
         }
     }
     true
+}
+
+/// What a rescan of one bucket found and could not index.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Unlisted {
+    /// Folders and entries that could not be read (path and why).
+    pub unreadable: Vec<String>,
+    /// Names that are not UTF-8, relative to the bucket.
+    pub unnamable: Vec<String>,
+}
+
+/// `bytes` as text, each byte that is not part of valid UTF-8 written `\xNN`.
+pub fn escape_bytes(mut bytes: &[u8]) -> String {
+    let mut out = String::new();
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => {
+                out.push_str(s);
+                return out;
+            }
+            Err(e) => {
+                let (good, rest) = bytes.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(good).unwrap_or_default());
+                let bad = e.error_len().unwrap_or(rest.len());
+                for b in &rest[..bad] {
+                    out.push_str(&format!("\\x{b:02X}"));
+                }
+                bytes = &rest[bad..];
+            }
+        }
+    }
 }
 
 impl FsStore {
@@ -187,7 +227,18 @@ impl FsStore {
 
     /// What the last rescan of `bucket` could not read (path and why), if anything.
     pub fn unreadable(&self, bucket: &BucketName) -> Vec<String> {
-        self.unreadable
+        self.unlisted(bucket).unreadable
+    }
+
+    /// The files and folders the last rescan of `bucket` found with names that are not UTF-8
+    /// (relative to the bucket, invalid bytes as `\xNN`, a folder with a trailing `/`): no
+    /// S3 key can name them, so they are neither served nor copied.
+    pub fn unnamable(&self, bucket: &BucketName) -> Vec<String> {
+        self.unlisted(bucket).unnamable
+    }
+
+    fn unlisted(&self, bucket: &BucketName) -> Unlisted {
+        self.unlisted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(bucket.as_str())
@@ -210,11 +261,11 @@ impl FsStore {
         let dir = self.root.join(bucket.as_str());
         // A bucket folder replaced by a symlink is not followed (it leads out of the store).
         let walker = tokio::task::spawn_blocking(move || {
-            let mut unreadable = Vec::new();
+            let mut unlisted = Unlisted::default();
             if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-                walk(&dir, "", &tx, &mut unreadable);
+                walk(&dir, "", &tx, &mut unlisted);
             }
-            unreadable
+            unlisted
         });
         // Files are reconciled a few dozen at a time, so their index changes share group
         // commits (one durable transaction for many files, not one each).
@@ -252,14 +303,14 @@ impl FsStore {
                 }
             }
         }
-        let unreadable = walker
+        let unlisted = walker
             .await
             .map_err(|e| Error::Index(format!("walk failed: {e}")))?;
-        report.unreadable += unreadable.len() as u64;
-        self.unreadable
+        report.unreadable += unlisted.unreadable.len() as u64;
+        self.unlisted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(bucket.to_string(), unreadable);
+            .insert(bucket.to_string(), unlisted);
         // Rows whose file is gone, or is no longer a regular file of the store's (a folder, a
         // symlink, a special file). One that cannot be looked at now keeps its row.
         let mut after = String::new();

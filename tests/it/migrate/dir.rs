@@ -364,3 +364,60 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
         "the unreadable folder's copy was deleted"
     );
 }
+
+/// Files whose names are not UTF-8 cannot become S3 keys. They were skipped without a word
+/// (exit 0): the destination silently lacked them. They are dead letters now, saying why, the
+/// run exits 1, a dry run names them, and `retry-dead` leaves them (a rename is the fix).
+#[test]
+fn names_that_are_not_utf8_are_reported_not_skipped() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("t/latin1");
+    write_file(&src.join("ok.txt"), 10, 1);
+    write_file(&src.join(OsStr::from_bytes(b"caf\xe9.txt")), 10, 2);
+    write_file(&src.join(OsStr::from_bytes(b"d\xfcr/inner.txt")), 10, 3);
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let src_arg = src.to_str().unwrap_or_default();
+    let run = |extra: &[&str]| {
+        let mut a = vec!["migrate", src_arg, "s3://latin1", "--dst-endpoint", &f.s3];
+        a.extend_from_slice(extra);
+        m.run(&a)
+    };
+    let dry = ok(&run(&["--dry-run"]));
+    assert!(
+        dry.contains("cannot copy caf\\xE9.txt: its name is not UTF-8"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("cannot copy d\\xFCr/: its name is not UTF-8"),
+        "{dry}"
+    );
+    assert!(dry.contains("would copy ok.txt"), "{dry}");
+
+    let out = run(&[]);
+    let err = super::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not copy caf\\xE9.txt: its name is not UTF-8"),
+        "{err}"
+    );
+    assert!(err.contains("could not copy d\\xFCr/: its name"), "{err}");
+    let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://latin1/"]));
+    assert!(ls.contains("ok.txt"), "{ls}");
+
+    // The job lists them as dead letters; retry-dead cannot make them copyable.
+    let jobs: Value = serde_json::from_str(&ok(&m.run(&["job", "list", "--json"]))).expect("json");
+    let id = jobs[0]["id"].as_i64().expect("job id").to_string();
+    let show = ok(&m.run(&["job", "show", &id]));
+    assert!(
+        show.contains("caf\\xE9.txt") && show.contains("not UTF-8"),
+        "{show}"
+    );
+    ok(&m.run(&["job", "retry-dead", &id]));
+    let again = run(&[]);
+    assert_eq!(again.status.code(), Some(1), "{}", super::stderr(&again));
+}
