@@ -133,6 +133,7 @@ pub fn document() -> Value {
                         "failover": { "type": "object", "properties": { "to": target.clone(), "mode": { "type": "string" }, "since_ms": { "type": "integer" } } } } } } },
                 "BucketStatus": { "type": "object", "properties": {
                     "name": { "type": "string" }, "mode": { "type": "string" }, "owed_total": { "type": "integer" },
+                    "failback_error": { "type": "object", "description": "why the last failback failed, until the next one starts", "properties": { "error": { "type": "string" }, "at_ms": { "type": "integer" } } },
                     "targets": { "type": "array", "items": { "type": "object", "properties": {
                         "target": { "type": "string" }, "role": { "type": "string", "enum": ["primary", "secondary", "owed", "reader"] },
                         "healthy": { "type": "boolean" }, "error": { "type": "string" },

@@ -79,6 +79,32 @@ impl Buckets {
     /// primary is owed, verifies primary against the failover target (repairing what
     /// differs), then holds writes back for the final drain and the switch.
     pub async fn failback(&self, name: &str) -> Result<BucketView, Error> {
+        // A refusal before it starts (no such bucket, not failed over, one running) is the
+        // caller's answer, not the outcome of a failback: it is not recorded.
+        if self.entry(name)?.policy.failover.is_none() {
+            return Err(Error::Invalid(format!("bucket {name} is not failed over")));
+        }
+        self.refuse_while_failing_back(name)?;
+        let r = self.failback_once(name).await;
+        let mut errors = self
+            .failback_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match &r {
+            Ok(_) => errors.remove(name),
+            Err(e) => errors.insert(
+                name.to_owned(),
+                super::FailbackError {
+                    error: e.to_string(),
+                    at_ms: crate::state::now_ms(),
+                },
+            ),
+        };
+        drop(errors);
+        r
+    }
+
+    async fn failback_once(&self, name: &str) -> Result<BucketView, Error> {
         let _c = self.changing(name).await?;
         let _running = {
             let mut set = self.failing_back.lock().unwrap_or_else(|p| p.into_inner());

@@ -93,6 +93,16 @@ pub struct BucketStatus {
     pub failover: Option<Failover>,
     pub targets: Vec<TargetStatus>,
     pub owed_total: i64,
+    /// Why the last failback of this bucket failed, and when, until the next one starts: a
+    /// failback started without `--wait` runs in the background, and its caller is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failback_error: Option<FailbackError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailbackError {
+    pub error: String,
+    pub at_ms: i64,
 }
 
 struct Entry {
@@ -117,6 +127,8 @@ pub struct Buckets {
     /// Buckets with a failback running: other admin changes to them are refused at once
     /// rather than queued behind it (a failback may wait minutes for its primary).
     failing_back: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Per bucket, why its last failback failed (cleared when the next one starts).
+    failback_errors: Mutex<HashMap<String, FailbackError>>,
     metrics: Arc<Metrics>,
 }
 
@@ -173,6 +185,7 @@ impl Buckets {
             health: Mutex::new(HashMap::new()),
             changes: Mutex::new(HashMap::new()),
             failing_back: Arc::default(),
+            failback_errors: Mutex::default(),
             metrics,
         });
         for rec in me.registry.db().buckets().await? {
@@ -713,6 +726,12 @@ impl Buckets {
             failover: e.policy.failover.clone(),
             owed_total: owed.iter().map(|o| o.count).sum(),
             targets,
+            failback_error: self
+                .failback_errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .cloned(),
         })
     }
 

@@ -263,5 +263,12 @@ fn status_text(v: &Value) -> String {
             t["error"].as_str().unwrap_or("")
         ));
     }
+    if let Some(e) = v["failback_error"]["error"].as_str() {
+        let ago = v["failback_error"]["at_ms"]
+            .as_i64()
+            .map(|t| (crate::state::now_ms() - t).max(0) / 1000)
+            .unwrap_or(0);
+        s.push_str(&format!("\nlast failback failed {ago}s ago: {e}"));
+    }
     s
 }

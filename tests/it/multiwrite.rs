@@ -1018,8 +1018,31 @@ fn failover_and_failback_with_a_target_that_does_not_answer() {
     cp_to(&a, &f, "s3://dead/during");
     b.kill9();
     fail(&["bucket", "failback", "dead", "--wait"], "does not answer");
+    // Started in the background, its failure was only in the server's log; status says it.
+    a.ok(&a.cli(&["bucket", "failback", "dead"]));
+    let mut shown = String::new();
+    for _ in 0..100 {
+        shown = String::from_utf8_lossy(&a.cli(&["bucket", "status", "dead"]).stdout).into_owned();
+        if shown.contains("last failback failed") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        shown.contains("last failback failed") && shown.contains("does not answer"),
+        "{shown}"
+    );
+    assert!(
+        status(&a, "dead")["failback_error"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not answer")),
+        "{}",
+        status(&a, "dead")
+    );
     b.restart();
     a.ok(&a.cli(&["bucket", "failback", "dead", "--wait"]));
+    // A failback that succeeds clears it.
+    assert!(status(&a, "dead").get("failback_error").is_none());
     a.ok(&a.aws(&[
         "s3api",
         "head-object",
