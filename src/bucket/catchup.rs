@@ -127,11 +127,13 @@ pub async fn run(
             .collect()
             .await;
         let mut failed = false;
+        let mut raced = false;
         let mut settled = Vec::new();
         let mut moved = 0u64;
         for (key, max_id, r) in results {
             match r {
-                Ok(None) => {}
+                // Written meanwhile (or the roles changed): still owed, copied again.
+                Ok(None) => raced = true,
                 Ok(Some(bytes)) => {
                     settled.push((key, max_id));
                     moved += bytes;
@@ -178,6 +180,11 @@ pub async fn run(
             backoff = (backoff * 2).min(BACKOFF_MAX);
         } else if !failed {
             backoff = BACKOFF_MIN;
+            // Only keys that clients kept writing: let their writes land before copying
+            // them again, rather than copying a hot key in a loop.
+            if raced && settled.is_empty() {
+                sleep_or_stop(POLL, &mut stop).await;
+            }
         }
     }
 }
@@ -201,40 +208,57 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) {
 /// `None` when `target` is no longer a secondary (a failover made it the primary, or the
 /// policy dropped it): the rows stay, and nothing old is copied over newer writes. The
 /// roles are read under the key's lock, so a write to the new primary and this check are
-/// ordered.
+/// ordered (and a role change waits for the workers' copies in flight).
+///
+/// The copy itself runs without the key's lock, which a client write of the key would
+/// otherwise wait on for as long as a stalled target takes to fail (minutes). A write of the
+/// key while the copy ran may have reached `target` first and been overwritten by the
+/// copy's older bytes: then this returns `None` too, the rows stay owed, and the next pass
+/// copies the current state again (see [`super::locks`]).
 async fn sync_key(
     ns: &Namespace,
     target: &Leg,
     key: &str,
     tags_only: bool,
 ) -> store::Result<Option<u64>> {
-    let k = if key.is_empty() {
-        None
-    } else {
-        Some(ObjectKey::parse(key)?)
+    let is_target =
+        |roles: &super::namespace::Roles| roles.secondaries.iter().any(|s| s.label == target.label);
+    if key.is_empty() {
+        // The bucket's own settings (versioning, tags): written under the gate, not a key.
+        let roles = ns.roles();
+        if !is_target(&roles) {
+            return Ok(None);
+        }
+        sync_bucket(&roles.primary, target).await?;
+        return Ok(Some(0));
+    }
+    let k = ObjectKey::parse(key)?;
+    let (roles, writes) = {
+        let g = ns.locks.look(&ns.name, key).await;
+        (ns.roles(), *g)
     };
-    let _g = match &k {
-        Some(_) => Some(ns.locks.lock(&ns.name, key).await),
-        None => None,
-    };
-    let roles = ns.roles();
-    if !roles.secondaries.iter().any(|s| s.label == target.label) {
+    if !is_target(&roles) {
         return Ok(None);
     }
-    let p = &roles.primary;
-    let Some(k) = k else {
-        sync_bucket(p, target).await?;
-        return Ok(Some(0));
-    };
+    let moved = copy_key(&roles.primary, target, &k, tags_only).await?;
+    let g = ns.locks.look(&ns.name, key).await;
+    if *g != writes || !is_target(&ns.roles()) {
+        return Ok(None);
+    }
+    Ok(Some(moved))
+}
+
+/// Copies the primary's current state of `k` (or only its tags) to `target`.
+async fn copy_key(p: &Leg, target: &Leg, k: &ObjectKey, tags_only: bool) -> store::Result<u64> {
     if tags_only {
-        match p.store.get_object_tags(&p.bucket, &k, None).await {
+        match p.store.get_object_tags(&p.bucket, k, None).await {
             Ok((_, tags)) => {
                 match target
                     .store
-                    .put_object_tags(&target.bucket, &k, None, tags)
+                    .put_object_tags(&target.bucket, k, None, tags)
                     .await
                 {
-                    Ok(_) => return Ok(Some(0)),
+                    Ok(_) => return Ok(0),
                     // The target lacks the object itself: copy it whole.
                     Err(store::Error::NoSuchKey { .. }) => {}
                     Err(e) => return Err(e),
@@ -247,15 +271,15 @@ async fn sync_key(
     match transfer::copy_current(
         p.store.as_ref(),
         &p.bucket,
-        &k,
+        k,
         target.store.as_ref(),
         &target.bucket,
-        &k,
+        k,
     )
     .await?
     {
-        transfer::Copied::Object(n) => Ok(Some(n)),
-        transfer::Copied::Deleted => Ok(Some(0)),
+        transfer::Copied::Object(n) => Ok(n),
+        transfer::Copied::Deleted => Ok(0),
     }
 }
 

@@ -939,6 +939,45 @@ fn a_stalled_secondary_is_waited_for_once() {
     assert_same(&a, "local:stall", "dr:stall");
 }
 
+/// The catch-up worker held a key's lock while it copied the key to its target: with the
+/// target stalled, that copy waits out the S3 client's attempt timeouts (minutes), and a
+/// client write of the same key waited as long, though the primary was fine. The copy now
+/// runs without the lock, and a write during it keeps the key owed.
+#[test]
+fn a_write_does_not_wait_for_a_catch_up_copy_of_its_key() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&["bucket", "create", "hot", "--write-to", "local:hot,dr:hot"]));
+    let pid = rustix::process::Pid::from_raw(b.pid().expect("pid") as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let (v1, v2) = (a.dir.path().join("v1"), a.dir.path().join("v2"));
+    write_file(&v1, 1000, 1);
+    write_file(&v2, 1000, 2);
+    // Owed to the stalled secondary; the worker takes the row after a moment and its copy
+    // hangs on the secondary.
+    cp_to(&a, &v1, "s3://hot/k");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let a_ref = &a;
+    let second = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let _ = tx.send(a_ref.aws(&["s3", "cp", v2.to_str().expect("utf8"), "s3://hot/k"]));
+        });
+        // Far below the copy's wait (an attempt timeout of 60 s), far above a write's.
+        let r = rx.recv_timeout(std::time::Duration::from_secs(30));
+        rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+        r
+    });
+    let out =
+        second.expect("a write of the key waited for the catch-up's copy to a stalled target");
+    a.ok(&out);
+    // The copy of the older bytes lands after the secondary resumes; the key stays owed
+    // and ends with the newer bytes on both.
+    wait_drained(&a, "hot");
+    assert_same(&a, "local:hot", "dr:hot");
+}
+
 /// A secondary added to a bucket that already held objects never got them: status said it
 /// owed nothing, `verify` differed for ever, and a failover to it served an empty bucket.
 /// What the primary holds is owed to a new secondary, and caught up.

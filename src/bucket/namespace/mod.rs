@@ -298,7 +298,7 @@ impl Namespace {
 /// What [`Namespace::begin_owed`] holds until the change ends.
 struct Owed<'a> {
     _gate: tokio::sync::RwLockReadGuard<'a, ()>,
-    _lock: Option<tokio::sync::MutexGuard<'a, ()>>,
+    _lock: Option<tokio::sync::MutexGuard<'a, u64>>,
     roles: Arc<Roles>,
     pending: Option<Pending<'a>>,
 }
