@@ -233,9 +233,10 @@ async fn sync_key(
         return Ok(Some(0));
     }
     let k = ObjectKey::parse(key)?;
-    let (roles, writes) = {
+    let (roles, writes, _copying) = {
         let g = ns.locks.look(&ns.name, key).await;
-        (ns.roles(), *g)
+        let copying = ns.locks.copying(&target.label, &ns.name, key);
+        (ns.roles(), *g, copying)
     };
     if !is_target(&roles) {
         return Ok(None);

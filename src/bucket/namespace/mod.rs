@@ -221,6 +221,21 @@ impl Namespace {
         self.down.lock().map(|d| d.contains(label)).unwrap_or(false)
     }
 
+    /// Locks `key` for a write with `roles`, once no catch-up copy of it to the primary is in
+    /// flight (one started before a failover made its target the primary; see
+    /// [`super::locks`]).
+    pub(super) async fn lock_key(
+        &self,
+        roles: &Roles,
+        key: &str,
+    ) -> tokio::sync::MutexGuard<'_, u64> {
+        let g = self.locks.lock(&self.name, key).await;
+        self.locks
+            .wait_copies_to(&roles.primary.label, &self.name, key)
+            .await;
+        g
+    }
+
     /// Starts a change applied to the primary only (the secondaries are caught up from it):
     /// holds writes' share of the gate and the key's lock, and records what is owed.
     async fn begin_owed(&self, key: &ObjectKey, op: &str) -> Result<Owed<'_>> {
@@ -228,9 +243,12 @@ impl Namespace {
         let roles = self.roles();
         self.writable(&roles)?;
         let (lock, pending) = if roles.secondaries.is_empty() {
+            self.locks
+                .wait_copies_to(&roles.primary.label, &self.name, key.as_str())
+                .await;
             (None, None)
         } else {
-            let lock = self.locks.lock(&self.name, key.as_str()).await;
+            let lock = self.lock_key(&roles, key.as_str()).await;
             (
                 Some(lock),
                 Some(self.owe(&roles, key.as_str(), op, 0).await?),

@@ -92,9 +92,12 @@ impl Store for Namespace {
         self.writable(&roles)?;
         let p = &roles.primary;
         if roles.secondaries.is_empty() {
+            self.locks
+                .wait_copies_to(&p.label, &self.name, key.as_str())
+                .await;
             return p.store.put_object(&p.bucket, key, body, opts).await;
         }
-        let _g = self.locks.lock(&self.name, key.as_str()).await;
+        let _g = self.lock_key(&roles, key.as_str()).await;
         // The journal rows are committed while the body streams; the tee holds the end of
         // every body until they are, so no target can commit the write before it is owed.
         let record = self.owe(&roles, key.as_str(), "object", opts.size_hint.unwrap_or(0));
@@ -185,9 +188,12 @@ impl Store for Namespace {
         self.writable(&roles)?;
         let p = &roles.primary;
         if roles.secondaries.is_empty() {
+            self.locks
+                .wait_copies_to(&p.label, &self.name, key.as_str())
+                .await;
             return p.store.delete_object(&p.bucket, key, None).await;
         }
-        let _g = self.locks.lock(&self.name, key.as_str()).await;
+        let _g = self.lock_key(&roles, key.as_str()).await;
         let pending = self.owe(&roles, key.as_str(), "object", 0).await?;
         let sec: Vec<BoxFuture<'_, Result<DeleteResult>>> = roles
             .secondaries
