@@ -134,10 +134,16 @@ pub fn tags_to_dto(tags: Tags) -> Vec<dto::Tag> {
 }
 
 pub fn tags_from_dto(tags: Vec<dto::Tag>) -> S3Result<Tags> {
+    // Key and Value are both required by S3's schema: a tag without one is refused as AWS
+    // refuses it, not stored with an empty value.
     let tags: Tags = tags
         .into_iter()
-        .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
-        .collect();
+        .map(|t| match (t.key, t.value) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            (None, _) => Err(s3_error!(MalformedXML, "a Tag has no Key")),
+            (Some(k), None) => Err(s3_error!(MalformedXML, "the tag {k:?} has no Value")),
+        })
+        .collect::<S3Result<_>>()?;
     validate_tags(&tags)?;
     Ok(tags)
 }
