@@ -177,7 +177,28 @@ impl<'a> Comparer<'a> {
             }
             return same == Some(false);
         }
-        modified_after(s.last_modified, d.last_modified)
+        let dst_keeps = self
+            .dst
+            .as_ref()
+            .is_some_and(|c| c.side().store.caps().keeps_modified);
+        if dst_keeps {
+            // A directory's copy carries the source's time (see `jobs::run`): any other time
+            // means one side changed, the destination's file edited in place included.
+            !same_time(s.last_modified, d.last_modified)
+        } else {
+            modified_after(s.last_modified, d.last_modified)
+        }
+    }
+}
+
+/// Whether two modification times are the same at the coarser precision of the two: whole
+/// seconds where either has no fraction (S3's listings), else milliseconds (what the fs
+/// store's index keeps).
+fn same_time(a: time::OffsetDateTime, b: time::OffsetDateTime) -> bool {
+    if a.nanosecond() == 0 || b.nanosecond() == 0 {
+        a.unix_timestamp() == b.unix_timestamp()
+    } else {
+        a.unix_timestamp_nanos() / 1_000_000 == b.unix_timestamp_nanos() / 1_000_000
     }
 }
 

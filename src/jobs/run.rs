@@ -492,7 +492,17 @@ impl Runner {
         // A task that was in flight when its process died may have finished its copy.
         let check_first = task.interrupted || resume.is_some();
         match copy::copy_object(&item, &plan, resume, check_first, &journal, stop).await? {
-            Outcome::Copied { size, .. } | Outcome::AlreadyThere { size } => Ok(Some(size as i64)),
+            Outcome::Copied { size, modified, .. } | Outcome::AlreadyThere { size, modified } => {
+                // A directory's copy keeps the source's time, as rsync and rclone keep it;
+                // the next run compares the two times for equality.
+                if self.dst.store.caps().keeps_modified {
+                    self.dst
+                        .store
+                        .set_modified(&self.dst.bucket, &dk, modified)
+                        .await?;
+                }
+                Ok(Some(size as i64))
+            }
             // Gone since it was listed: nothing to copy, the task is finished.
             Outcome::SourceGone => Ok(Some(0)),
             Outcome::Stopped => Ok(None),

@@ -31,6 +31,7 @@ pub mod s3;
 pub mod types;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 
 pub use key::{BucketName, NameError, ObjectKey};
 pub use types::*;
@@ -203,6 +204,17 @@ pub trait Store: Send + Sync + 'static {
         version_id: Option<&str>,
         tags: Tags,
     ) -> Result<String>;
+
+    /// Dates the current version of `key` `at` (a copy keeping its source's time), where
+    /// [`Caps::keeps_modified`] says the store can; elsewhere it does nothing.
+    async fn set_modified(
+        &self,
+        _bucket: &BucketName,
+        _key: &ObjectKey,
+        _at: OffsetDateTime,
+    ) -> Result<()> {
+        Ok(())
+    }
 
     async fn list_objects(&self, bucket: &BucketName, query: &ListQuery) -> Result<ListPage>;
     async fn list_versions(

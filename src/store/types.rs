@@ -413,4 +413,8 @@ pub struct Caps {
     /// The data is on this machine: reading it twice costs a copy from the page cache,
     /// not a second transfer (a copy engine may read a part once to checksum it up front).
     pub local: bool,
+    /// An object's modification time can be set ([`super::Store::set_modified`]): a copy
+    /// keeps its source's, as rsync and rclone keep a local file's. An S3 backend dates an
+    /// object by its upload instead.
+    pub keeps_modified: bool,
 }

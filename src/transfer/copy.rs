@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicU64;
 
 use async_trait::async_trait;
 use md5::{Digest, Md5};
+use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::parts::{copy_parts, source_part_size};
@@ -101,10 +102,15 @@ pub struct Resume {
 /// What a copy did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The destination has the object; `sent` bytes crossed in this call.
-    Copied { size: u64, sent: u64 },
+    /// The destination has the object; `sent` bytes crossed in this call. `modified` is the
+    /// source's modification time.
+    Copied {
+        size: u64,
+        sent: u64,
+        modified: OffsetDateTime,
+    },
     /// The destination already had it (a copy finished before an interruption).
-    AlreadyThere { size: u64 },
+    AlreadyThere { size: u64, modified: OffsetDateTime },
     /// Stopped at a part boundary; the journal has what finished.
     Stopped,
     /// The source has no such key (any more).
@@ -170,7 +176,10 @@ pub async fn copy_object(
             if let Some(r) = &resume {
                 it.abort(&r.upload_id).await;
             }
-            return Ok(Outcome::AlreadyThere { size: head.size });
+            return Ok(Outcome::AlreadyThere {
+                size: head.size,
+                modified: head.last_modified,
+            });
         }
         if plan.same_store {
             if plan.lapsed() {
@@ -183,6 +192,7 @@ pub async fn copy_object(
             return Ok(Outcome::Copied {
                 size: m.size,
                 sent: 0,
+                modified: head.last_modified,
             });
         }
         let layout = source_part_size(it, &head).await?;
@@ -331,6 +341,7 @@ async fn copy_whole(
     Ok(Outcome::Copied {
         size: meta.size,
         sent: meta.size,
+        modified: meta.last_modified,
     })
 }
 

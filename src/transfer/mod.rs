@@ -58,7 +58,7 @@ pub async fn copy_current(
             dst.delete_object(db, dk, None).await?;
             Ok(Copied::Deleted)
         }
-        copy::Outcome::Copied { size, .. } | copy::Outcome::AlreadyThere { size } => {
+        copy::Outcome::Copied { size, .. } | copy::Outcome::AlreadyThere { size, .. } => {
             Ok(Copied::Object(size))
         }
         copy::Outcome::Stopped => Err(store::Error::Unavailable {

@@ -337,6 +337,7 @@ async fn copy_parts_as(
     Ok(Outcome::Copied {
         size: head.size,
         sent,
+        modified: head.last_modified,
     })
 }
 

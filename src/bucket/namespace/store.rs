@@ -26,7 +26,11 @@ impl Store for Namespace {
     }
 
     fn caps(&self) -> Caps {
-        self.roles().primary.store.caps()
+        Caps {
+            // Times are not carried to the secondaries.
+            keeps_modified: false,
+            ..self.roles().primary.store.caps()
+        }
     }
 
     async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {

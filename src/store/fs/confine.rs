@@ -131,6 +131,28 @@ impl Root {
         ))
     }
 
+    /// Sets the modification time of the regular file at `rel` to `mtime_ns` (its access
+    /// time unchanged); returns its inode and the time it now has.
+    pub fn set_mtime(&self, rel: &str, mtime_ns: i64) -> io::Result<(i64, i64)> {
+        let (fd, _) = self.regular(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
+        let stamps = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: mtime_ns.div_euclid(1_000_000_000),
+                tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+            },
+        };
+        rustix::fs::futimens(&fd, &stamps)?;
+        let st = rustix::fs::fstat(&fd)?;
+        Ok((
+            st.st_ino as i64,
+            st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        ))
+    }
+
     /// What is at `rel`, not following a symlink at its end (`None`: nothing, or a path that
     /// leads through a symlink or a file).
     pub fn kind(&self, rel: &str) -> io::Result<Option<FileType>> {

@@ -482,6 +482,7 @@ impl Store for FsStore {
             tagging: true,
             path_semantics: true,
             local: true,
+            keeps_modified: true,
         }
     }
 
@@ -739,6 +740,15 @@ impl Store for FsStore {
         change.updates.push(row);
         self.commit(change).await?;
         Ok(vid)
+    }
+
+    async fn set_modified(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        self.set_modified_impl(bucket, key, at).await
     }
 
     async fn list_objects(&self, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {

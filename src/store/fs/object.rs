@@ -422,6 +422,39 @@ impl FsStore {
     }
 
     /// Finds the version a request names; errors say what is missing.
+    /// Dates the latest version of `key` `at`: its file's modification time (when the file
+    /// is the one indexed) and the time listings show, in one commit.
+    pub(super) async fn set_modified_impl(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        at: time::OffsetDateTime,
+    ) -> Result<()> {
+        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let mut row = self.resolve(bucket, key, None).await?;
+        if row.delete_marker {
+            return Ok(());
+        }
+        let ns = i64::try_from(at.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+        if row.path.is_none() && !key.is_dir_marker() {
+            let (root, rel) = (self.confined.clone(), Self::key_rel(bucket, key));
+            let (ino, mtime_ns) = tokio::task::spawn_blocking(move || root.set_mtime(&rel, ns))
+                .await
+                .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+                .map_err(|e| Error::io(format!("dating {key}"), e))?;
+            // Another file than the one indexed (changed behind Ferry's back): it is indexed
+            // again when next read; its row is left as it is.
+            if row.file_ino != Some(ino) {
+                return Ok(());
+            }
+            row.file_mtime_ns = Some(mtime_ns);
+        }
+        row.mtime_ms = ns.div_euclid(1_000_000);
+        let mut change = Change::new(bucket, key);
+        change.updates.push(row);
+        self.commit(change).await
+    }
+
     pub(super) async fn resolve(
         &self,
         bucket: &BucketName,

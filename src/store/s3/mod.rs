@@ -304,6 +304,7 @@ impl Store for S3Store {
             tagging: true,
             path_semantics: false,
             local: false,
+            keeps_modified: false,
         }
     }
 

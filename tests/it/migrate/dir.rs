@@ -421,3 +421,111 @@ fn names_that_are_not_utf8_are_reported_not_skipped() {
     let again = run(&[]);
     assert_eq!(again.status.code(), Some(1), "{}", super::stderr(&again));
 }
+
+/// A copy into a directory kept the copy's own time, so a file edited in place at the
+/// destination (newer than its source) was never restored, and nothing in the tree said when
+/// the source had changed. Like rsync -a and rclone, a directory's copy now keeps the
+/// source's modification time, and a re-run copies what differs in size or time, either way.
+#[test]
+fn a_directory_copy_keeps_times_and_restores_edited_files() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/times");
+    make_tree(&src, 6, &[mib(9)]);
+    // Source times far from now, to tell them from the copy's.
+    let old =
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_600_000_000_123);
+    let files = [
+        "f00001",
+        "f00002",
+        "f00003",
+        "f00004",
+        "dir0/f00000",
+        "dir2/f00005",
+        "big/b0",
+    ];
+    for name in files {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(src.join(name))
+            .expect("open");
+        file.set_modified(old).expect("set mtime");
+    }
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let run = |from: &str, to: &str, endpoint: &[&str]| -> Value {
+        let mut a = vec![
+            "migrate",
+            from,
+            to,
+            "--multipart-threshold",
+            "8M",
+            "--part-size",
+            "5M",
+            "--json",
+        ];
+        a.extend_from_slice(endpoint);
+        let out = ok(&m.run(&a));
+        serde_json::from_str(out.lines().next().unwrap_or("{}")).expect("json")
+    };
+    let mtime_ms = |p: &Path| {
+        let md = std::fs::metadata(p).expect("stat");
+        md.mtime() * 1000 + md.mtime_nsec() / 1_000_000
+    };
+    // dir -> dir keeps the times (to the millisecond), small files and the multipart one.
+    let copy = tmp.path().join("copy/times");
+    let rec = run(
+        src.to_str().unwrap_or_default(),
+        copy.to_str().unwrap_or_default(),
+        &[],
+    );
+    assert_eq!(rec["done"], 7, "{rec}");
+    assert_same_tree(&src, &copy);
+    for name in files {
+        assert_eq!(mtime_ms(&copy.join(name)), 1_600_000_000_123, "{name}");
+    }
+    // Up to Ferry, then back down to another directory: the files carry the objects' times.
+    let s3 = ["--dst-endpoint", f.s3.as_str()];
+    run(src.to_str().unwrap_or_default(), "s3://times", &s3);
+    let down = tmp.path().join("down/times");
+    let from_s3 = ["--src-endpoint", f.s3.as_str()];
+    let rec = run("s3://times", down.to_str().unwrap_or_default(), &from_s3);
+    assert_eq!(rec["done"], 7, "{rec}");
+    let listed = ok(&f.aws(&[
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        "times",
+        "--prefix",
+        "f00001",
+        "--query",
+        "Contents[0].LastModified",
+        "--output",
+        "text",
+    ]));
+    let when = time::OffsetDateTime::parse(
+        listed.trim(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("a date");
+    assert_eq!(
+        mtime_ms(&down.join("f00001")) / 1000,
+        when.unix_timestamp(),
+        "the file is not dated by its object"
+    );
+    // A re-run copies nothing; a destination file edited in place (same size) is restored.
+    let rec = run("s3://times", down.to_str().unwrap_or_default(), &from_s3);
+    assert_eq!(
+        (rec["done"].as_i64(), rec["unchanged"].as_i64()),
+        (Some(0), Some(7)),
+        "{rec}"
+    );
+    let edited = down.join("f00002");
+    let size = std::fs::metadata(&edited).expect("stat").len() as usize;
+    write_file(&edited, size, 99);
+    let rec = run("s3://times", down.to_str().unwrap_or_default(), &from_s3);
+    assert_eq!(rec["done"], 1, "{rec}");
+    assert_same_tree(&src, &down);
+}
