@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Ferry, ok, venv_bin};
+use crate::support::{Ferry, ok, venv_bin, write_file};
 
 /// After a restart: a rescan must find the index and the files in agreement.
 fn assert_index_agrees(f: &Ferry) {
@@ -248,4 +248,23 @@ fn kill_during_puts_and_deletes_loses_nothing_acknowledged() {
         ],
     ));
     assert_index_agrees(&f);
+}
+
+/// A clean shutdown left the last batch's intent in the index (intents are deleted by the
+/// next batch's transaction), so every start after a clean stop replayed it and logged
+/// "replayed an unfinished change", as after a crash. The commit thread finishes it as it
+/// ends.
+#[test]
+fn a_clean_shutdown_leaves_nothing_to_replay() {
+    let mut f = Ferry::start_fixed_port();
+    f.ok(&f.aws(&["s3", "mb", "s3://calm"]));
+    let file = f.dir.path().join("x");
+    write_file(&file, 100, 1);
+    f.ok(&f.aws(&["s3", "cp", file.to_str().expect("utf8"), "s3://calm/a"]));
+    assert!(f.stop().success(), "clean shutdown");
+    f.restart();
+    let ls = f.ok(&f.aws(&["s3", "ls", "s3://calm/"]));
+    assert!(ls.contains(" a"), "{ls}");
+    let log = f.log();
+    assert!(!log.contains("replayed an unfinished change"), "{log}");
 }

@@ -42,27 +42,44 @@ struct Job {
     done: oneshot::Sender<Result<()>>,
 }
 
-/// The handle writers use; the thread ends when the last handle is dropped.
+/// The handle writers use; the thread ends when the last handle is dropped, and dropping it
+/// waits for the thread to finish its last batch.
 pub struct Committer {
-    tx: mpsc::Sender<Job>,
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Committer {
     pub fn start(index: &Index, root: Arc<Root>) -> Result<Self> {
         let (tx, rx) = mpsc::channel(1024);
         let writer = index.writer();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("ferry-fs-commit".into())
             .spawn(move || run(&writer, &root, rx))
             .map_err(|e| Error::io("starting the commit thread", e))?;
-        Ok(Self { tx })
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Commits `change` durably (index, intent, file moves, directory fsyncs).
     pub async fn commit(&self, change: Change) -> Result<()> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Job { change, done })
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| Error::Index("the commit thread has stopped".into()))?;
+        tx.send(Job { change, done })
             .await
             .map_err(|_| Error::Index("the commit thread has stopped".into()))?;
         wait.await
@@ -80,8 +97,38 @@ struct Carry {
 }
 
 thread_local! { static STATS: std::cell::RefCell<(u64,u64,std::time::Duration,std::time::Duration,std::time::Duration,std::time::Duration)> = Default::default(); }
-fn run(writer: &Mutex<Connection>, root: &Root, mut rx: mpsc::Receiver<Job>) {
+fn run(writer: &Mutex<Connection>, root: &Root, rx: mpsc::Receiver<Job>) {
     let mut carry = Carry::default();
+    batches(writer, root, rx, &mut carry);
+    finish(writer, root, carry);
+}
+
+/// At a clean end, makes the last batch's moves durable and deletes its intent, so the next
+/// start has nothing to replay (it would, harmlessly, and log it as a crash's leftover). Any
+/// failure leaves the intent for that replay.
+fn finish(writer: &Mutex<Connection>, root: &Root, carry: Carry) {
+    if carry.finished.is_empty() || (carry.moves_unsynced && syncfs(root.path()).is_err()) {
+        return;
+    }
+    let Ok(mut conn) = writer.lock() else { return };
+    let done = (|| {
+        let tx = conn.transaction()?;
+        for id in &carry.finished {
+            index::tx_delete_intent(&tx, *id)?;
+        }
+        tx.commit()
+    })();
+    if let Err(e) = done {
+        tracing::debug!(error = %e, "finishing the last intents at shutdown failed; they are replayed at start");
+    }
+}
+
+fn batches(
+    writer: &Mutex<Connection>,
+    root: &Root,
+    mut rx: mpsc::Receiver<Job>,
+    carry: &mut Carry,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -126,7 +173,7 @@ fn run(writer: &Mutex<Connection>, root: &Root, mut rx: mpsc::Receiver<Job>) {
                 );
             }
         });
-        match apply(&mut conn, &mut dirs, &mut carry, &batch) {
+        match apply(&mut conn, &mut dirs, carry, &batch) {
             Ok(()) => {
                 for j in batch {
                     let _ = j.done.send(Ok(()));
@@ -136,7 +183,7 @@ fn run(writer: &Mutex<Connection>, root: &Root, mut rx: mpsc::Receiver<Job>) {
                 // The transaction rolled back: retry each change alone so the others still
                 // commit and the failing one gets its own error.
                 for j in batch {
-                    let r = apply(&mut conn, &mut dirs, &mut carry, std::slice::from_ref(&j));
+                    let r = apply(&mut conn, &mut dirs, carry, std::slice::from_ref(&j));
                     let _ = j.done.send(r.map_err(Failed::into_error));
                 }
             }
