@@ -233,7 +233,7 @@ async fn sync_key(
         return Ok(Some(0));
     }
     let k = ObjectKey::parse(key)?;
-    let (roles, writes, _copying) = {
+    let (roles, writes, copying) = {
         let g = ns.locks.look(&ns.name, key).await;
         let copying = ns.locks.copying(&target.label, &ns.name, key);
         (ns.roles(), *g, copying)
@@ -241,7 +241,11 @@ async fn sync_key(
     if !is_target(&roles) {
         return Ok(None);
     }
-    let moved = copy_key(&roles.primary, target, &k, tags_only).await?;
+    let moved = copy_key(&roles.primary, target, &k, tags_only).await;
+    // The copy has landed (or failed). A write waiting for it holds the key's lock while it
+    // waits (see `KeyLocks::wait_copies_to`): let it go before looking again under that lock.
+    drop(copying);
+    let moved = moved?;
     let g = ns.locks.look(&ns.name, key).await;
     if *g != writes || !is_target(&ns.roles()) {
         return Ok(None);
