@@ -57,8 +57,14 @@ impl BucketName {
         if name.parse::<std::net::Ipv4Addr>().is_ok() {
             return Err(err("must not be formatted as an IP address"));
         }
-        if name.starts_with("xn--") || name.ends_with("-s3alias") {
-            return Err(err("uses a reserved prefix or suffix"));
+        // The prefixes and suffixes AWS keeps for its own names (access point aliases, Object
+        // Lambda, multi-Region access points, directory and table buckets, its demos).
+        const PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+        const SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+        if PREFIXES.iter().any(|p| name.starts_with(p))
+            || SUFFIXES.iter().any(|x| name.ends_with(x))
+        {
+            return Err(err("uses a prefix or suffix S3 reserves"));
         }
         Ok(Self(name.to_owned()))
     }
@@ -152,6 +158,13 @@ mod tests {
             "192.168.1.1",
             "a_b",
             "xn--abc",
+            "sthree-abc",
+            "amzn-s3-demo-bucket",
+            "abc-s3alias",
+            "abc--ol-s3",
+            "abc.mrap",
+            "abc--x-s3",
+            "abc--table-s3",
             "",
         ] {
             assert!(BucketName::parse(bad).is_err(), "{bad}");
