@@ -199,6 +199,37 @@ impl Db {
         Ok(r?)
     }
 
+    /// Records the bytes the rows `ids` stand for, once known: a copy or a multipart
+    /// completion is owed before its size is. Only status and metrics read it, so it is
+    /// written without a flush of its own.
+    pub async fn set_journal_bytes(&self, ids: &[i64], bytes: i64) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.relaxed().await?;
+        let r = async {
+            let mut tx = self.begin_relaxed(&mut conn).await?;
+            for chunk in ids.chunks(200) {
+                let list = chunk
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                // The ids are integers formatted here, not client input.
+                sqlx::query(&format!(
+                    "UPDATE journal SET bytes = $1 WHERE id IN ({list})"
+                ))
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        self.strict(conn).await;
+        Ok(r?)
+    }
+
     /// Deletes, for each `(key, max_id)`, what `target` owes for `key` up to and including
     /// row `max_id` (a sync of the key's current state settles every earlier change to it),
     /// all in one transaction.

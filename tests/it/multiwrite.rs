@@ -978,6 +978,40 @@ fn a_write_does_not_wait_for_a_catch_up_copy_of_its_key() {
     assert_same(&a, "local:hot", "dr:hot");
 }
 
+/// A multipart completion and a copy are owed to the secondaries before their size is known:
+/// status showed 0 bytes owed for them, whatever their size. They carry the size once the
+/// primary has made them.
+#[test]
+fn owed_bytes_count_multipart_uploads_and_copies() {
+    let a = Ferry::start();
+    let mut b = Ferry::start_fixed_port();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "sized",
+        "--write-to",
+        "local:sized,dr:sized",
+    ]));
+    b.kill9();
+    let f = a.dir.path().join("big");
+    write_file(&f, 20 << 20, 7);
+    // 20 MiB: awscli sends it in parts (its threshold is 8 MiB); then a server-side copy.
+    cp_to(&a, &f, "s3://sized/big");
+    a.ok(&a.aws(&["s3", "cp", "s3://sized/big", "s3://sized/copy"]));
+    let st = status(&a, "sized");
+    let dr = st["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["target"] == "dr:sized"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(dr["owed_count"], 2, "{st}");
+    assert_eq!(dr["owed_bytes"], 2 * (20 << 20), "{st}");
+    b.restart();
+    wait_drained(&a, "sized");
+    assert_same(&a, "local:sized", "dr:sized");
+}
+
 /// A secondary added to a bucket that already held objects never got them: status said it
 /// owed nothing, `verify` differed for ever, and a failover to it served an empty bucket.
 /// What the primary holds is owed to a new secondary, and caught up.

@@ -33,7 +33,9 @@ use tokio::sync::Notify;
 use super::locks::KeyLocks;
 use crate::journal::Journal;
 use crate::state::NewJournalRow;
-use crate::store::{BucketName, Error, ObjectKey, PutOptions, Result, Store, Tags, Versioning};
+use crate::store::{
+    BucketName, Error, ObjectKey, ObjectMeta, PutOptions, Result, Store, Tags, Versioning,
+};
 
 /// How long a secondary may still take once the primary has answered.
 const SECONDARY_GRACE: Duration = Duration::from_secs(3);
@@ -260,6 +262,22 @@ impl Namespace {
             roles,
             pending,
         })
+    }
+
+    /// [`Self::end_owed`] for a change whose size is known only once the primary made it (a
+    /// copy, a multipart completion): its rows carry that size, so status and metrics count
+    /// the bytes owed.
+    async fn end_owed_object(&self, owed: Owed<'_>, r: Result<ObjectMeta>) -> Result<ObjectMeta> {
+        if let (Ok(m), Some(p)) = (&r, &owed.pending)
+            && let Err(e) = self
+                .journal
+                .db()
+                .set_journal_bytes(&p.ids, i64::try_from(m.size).unwrap_or(i64::MAX))
+                .await
+        {
+            tracing::debug!(bucket = %self.name, error = %e, "recording the size of an owed change failed");
+        }
+        self.end_owed(owed, r)
     }
 
     /// Ends a change begun with [`Self::begin_owed`].

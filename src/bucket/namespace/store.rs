@@ -230,7 +230,7 @@ impl Store for Namespace {
             .store
             .copy_object(&p.bucket, src_key, &p.bucket, dst_key, opts)
             .await;
-        self.end_owed(w, r)
+        self.end_owed_object(w, r).await
     }
 
     async fn get_object_tags(
@@ -317,7 +317,7 @@ impl Store for Namespace {
             .store
             .complete_multipart(&p.bucket, key, upload_id, parts, checksum)
             .await;
-        self.end_owed(w, r)
+        self.end_owed_object(w, r).await
     }
 
     async fn abort_multipart(
