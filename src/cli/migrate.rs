@@ -76,7 +76,7 @@ pub struct MigrateArgs {
     /// Total transfer rate limit in bytes per second (e.g. 50M; 0 is no limit).
     #[arg(long, value_name = "RATE")]
     pub bandwidth_limit: Option<String>,
-    /// Attempts per object before it goes to the job's dead-letter list.
+    /// Attempts per object before it goes to the job's dead-letter list (at least 1).
     #[arg(long, default_value_t = 10)]
     pub attempts: u32,
     /// Record the job and return: the running server runs it, or with `--db` the `ferry worker`
@@ -143,8 +143,13 @@ pub async fn run(
         part_size: spec::size(&args.part_size, "--part-size").map_err(usage)?,
         multipart_threshold: spec::size(&args.multipart_threshold, "--multipart-threshold")
             .map_err(usage)?,
-        max_attempts: args.attempts.max(1),
+        max_attempts: args.attempts,
     };
+    if options.max_attempts == 0 {
+        return Err(
+            UsageError("--attempts 0: every object needs at least one attempt".into()).into(),
+        );
+    }
     if options.part_size < 5 << 20 || options.part_size > 5 << 30 {
         return Err(UsageError(format!(
             "--part-size {}: parts must be 5 MiB to 5 GiB",

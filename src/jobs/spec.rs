@@ -39,6 +39,7 @@ impl Endpoint {
             if bucket.is_empty() {
                 return Err(Error::Usage(format!("{s:?} names no bucket")));
             }
+            check_prefix(s, &prefix)?;
             return Ok(Endpoint::S3 {
                 endpoint: endpoint.map(str::to_owned),
                 region: region.to_owned(),
@@ -57,6 +58,7 @@ impl Endpoint {
                     "{s:?} names no bucket (store:bucket[/prefix])"
                 )));
             }
+            check_prefix(s, &prefix)?;
             return Ok(Endpoint::Store {
                 store: store.to_owned(),
                 bucket,
@@ -112,6 +114,21 @@ fn slash(prefix: &str) -> String {
 }
 
 /// `bucket/some/prefix` → (`bucket`, `some/prefix/`): a prefix names a folder, as in rclone.
+/// Refuses a prefix no key Ferry can name starts with (`q//`, `../x`), before any work: every
+/// object under it would fail on its own.
+fn check_prefix(side: &str, prefix: &str) -> Result<(), Error> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    crate::store::ObjectKey::parse(&format!("{prefix}x"))
+        .map(|_| ())
+        .map_err(|e| {
+            Error::Usage(format!(
+                "{side:?}: the key prefix {prefix:?} is not usable: {e}"
+            ))
+        })
+}
+
 fn split_bucket(s: &str) -> (String, String) {
     match s.split_once('/') {
         Some((b, p)) => {

@@ -459,6 +459,25 @@ fn bad_input_fails_before_any_work() {
             2,
             "--newer-than",
         ),
+        // Accepted before, failing every object on its own (or never trying one).
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there", "--attempts", "0"],
+            2,
+            "--attempts",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there/q//"],
+            2,
+            "the key prefix \"q//\" is not usable",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there/../x"],
+            2,
+            "is not usable",
+        ),
     ];
     for (m, args, code, want) in cases {
         let out = m.run(&args);
