@@ -9,10 +9,11 @@ use super::convert::{self, etag, owner, ts};
 use super::error::{invalid_argument, s3_error};
 use crate::store::{self, ObjectMeta};
 
-struct Enc(bool);
+/// `encoding-type=url`: names in a listing's answer are URL-encoded when the client asks.
+pub(super) struct Enc(bool);
 
 impl Enc {
-    fn new(e: Option<&EncodingType>) -> S3Result<Self> {
+    pub(super) fn new(e: Option<&EncodingType>) -> S3Result<Self> {
         match e.map(|e| e.as_str()) {
             None => Ok(Self(false)),
             Some(s) if s.eq_ignore_ascii_case("url") => Ok(Self(true)),
@@ -21,14 +22,14 @@ impl Enc {
             ))),
         }
     }
-    fn s(&self, v: &str) -> String {
+    pub(super) fn s(&self, v: &str) -> String {
         if self.0 {
             convert::url_encode(v)
         } else {
             v.to_owned()
         }
     }
-    fn o(&self, v: Option<&String>) -> Option<String> {
+    pub(super) fn o(&self, v: Option<&String>) -> Option<String> {
         v.map(|v| self.s(v))
     }
 }
@@ -51,7 +52,7 @@ fn object_entry(m: &ObjectMeta, enc: &Enc, with_owner: bool) -> Object {
     }
 }
 
-fn prefixes(cps: Vec<String>, enc: &Enc) -> Option<Vec<CommonPrefix>> {
+pub(super) fn prefixes(cps: Vec<String>, enc: &Enc) -> Option<Vec<CommonPrefix>> {
     (!cps.is_empty()).then(|| {
         cps.into_iter()
             .map(|p| CommonPrefix {

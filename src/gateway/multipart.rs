@@ -424,6 +424,7 @@ impl Gateway {
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
+        let enc = super::list::Enc::new(input.encoding_type.as_ref())?;
         let max = match input.max_uploads {
             Some(m) if m < 0 => {
                 return Err(invalid_argument(
@@ -444,7 +445,7 @@ impl Gateway {
             .uploads
             .into_iter()
             .map(|u| MultipartUpload {
-                key: Some(u.key.to_string()),
+                key: Some(enc.s(u.key.as_str())),
                 upload_id: Some(u.upload_id),
                 initiated: Some(ts(u.initiated)),
                 storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
@@ -453,21 +454,17 @@ impl Gateway {
             .collect();
         Ok(S3Response::new(ListMultipartUploadsOutput {
             bucket: Some(input.bucket),
-            prefix: input.prefix,
-            key_marker: input.key_marker,
+            prefix: enc.o(input.prefix.as_ref()),
+            key_marker: enc.o(input.key_marker.as_ref()),
             upload_id_marker: input.upload_id_marker,
             max_uploads: Some(max as i32),
             is_truncated: Some(page.next_key_marker.is_some()),
-            next_key_marker: page.next_key_marker,
+            next_key_marker: enc.o(page.next_key_marker.as_ref()),
             next_upload_id_marker: page.next_upload_id_marker,
             uploads: Some(uploads),
-            common_prefixes: (!page.common_prefixes.is_empty()).then(|| {
-                page.common_prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix { prefix: Some(p) })
-                    .collect()
-            }),
-            delimiter: input.delimiter,
+            common_prefixes: super::list::prefixes(page.common_prefixes, &enc),
+            delimiter: enc.o(input.delimiter.as_ref()),
+            encoding_type: input.encoding_type,
             ..Default::default()
         }))
     }

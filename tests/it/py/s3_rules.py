@@ -143,4 +143,15 @@ md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
 st, _, data = signed("PUT", f"/{B}/tagged?tagging", body, {"Content-MD5": md5})
 assert st == 200, (st, data)
 assert s3.get_object_tagging(Bucket=B, Key="tagged")["TagSet"] == [{"Key": "k", "Value": ""}]
+# ListMultipartUploads with encoding-type=url encodes the keys and prefixes it returns (and
+# says so), as object listings do; boto3 asks for it and decodes only when told.
+odd = "sp ace/\u00e9+x"
+uid = s3.create_multipart_upload(Bucket=B, Key=odd)["UploadId"]
+st, _, data = signed("GET", f"/{B}?uploads&encoding-type=url&prefix=sp%20ace%2F")
+assert st == 200, (st, data)
+assert b"<Key>sp%20ace/%C3%A9%2Bx</Key>" in data and b"<EncodingType>url</EncodingType>" in data, data
+assert b"<Prefix>sp%20ace/</Prefix>" in data, data
+r = s3.list_multipart_uploads(Bucket=B, Prefix="sp ace/")
+assert [u["Key"] for u in r["Uploads"]] == [odd], r
+s3.abort_multipart_upload(Bucket=B, Key=odd, UploadId=uid)
 print("s3 rules: ok")
