@@ -243,6 +243,7 @@ pub async fn run(
     });
     let started = Instant::now();
     let progress = tokio::spawn(progress(db.clone(), rec.clone(), runner.clone()));
+    let live = runner.live.clone();
     let ended = runner.run(stop_rx).await;
     progress.abort();
     let _ = progress.await;
@@ -262,6 +263,28 @@ pub async fn run(
                 );
             }
             report(&db, &r, started.elapsed(), as_json).await?;
+            let vanished = live.vanished.load(Ordering::Relaxed);
+            if vanished > 0 {
+                let keys = live
+                    .vanished_keys
+                    .lock()
+                    .map(|k| {
+                        k.iter()
+                            .map(|k| super::shown(k).into_owned())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                let more = vanished.saturating_sub(keys.len() as u64);
+                eprintln!(
+                    "ferry: warning: {vanished} objects vanished from the source while the job ran, not copied: {}{}",
+                    keys.join(", "),
+                    if more > 0 {
+                        format!(" (and {more} more)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             if r.dead > 0 {
                 return Err(anyhow!(
                     "job {} finished, but {} objects could not be copied (see above; `ferry job retry-dead {}` tries them again)",

@@ -67,7 +67,15 @@ pub struct Live {
     /// not cure (access denied, the bucket gone): the run ends with it instead of retrying
     /// for ever. The job stays as it was, for a run after the cause is fixed.
     pub listing_failed: std::sync::Mutex<Option<String>>,
+    /// Objects listed on the source and gone when their copy started (rsync's "file has
+    /// vanished"): their tasks are finished, nothing was copied. The first keys are kept
+    /// for the run's report.
+    pub vanished: AtomicU64,
+    pub vanished_keys: std::sync::Mutex<Vec<String>>,
 }
+
+/// Vanished keys a run's report names, at most.
+pub const VANISHED_SHOWN: usize = 20;
 
 /// Consecutive listing failures that retrying does not cure before a run gives up.
 const PERMANENT_LISTING_FAILURES: u32 = 3;
@@ -503,8 +511,20 @@ impl Runner {
                 }
                 Ok(Some(size as i64))
             }
-            // Gone since it was listed: nothing to copy, the task is finished.
-            Outcome::SourceGone => Ok(Some(0)),
+            // Gone since it was listed: nothing to copy, the task is finished, and the run
+            // says so.
+            Outcome::SourceGone => {
+                self.live.vanished.fetch_add(1, Ordering::Relaxed);
+                let mut keys = self
+                    .live
+                    .vanished_keys
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if keys.len() < VANISHED_SHOWN {
+                    keys.push(task.key.clone());
+                }
+                Ok(Some(0))
+            }
             Outcome::Stopped => Ok(None),
         }
     }

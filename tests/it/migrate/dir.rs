@@ -529,3 +529,58 @@ fn a_directory_copy_keeps_times_and_restores_edited_files() {
     assert_eq!(rec["done"], 1, "{rec}");
     assert_same_tree(&src, &down);
 }
+
+/// A file deleted from the source after the listing saw it counted as copied, without a word.
+/// The run now says which objects vanished (rsync's "file has vanished").
+#[test]
+fn a_file_that_vanishes_mid_run_is_reported() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("t/going");
+    for i in 0..10 {
+        write_file(&src.join(format!("a{i:02}")), 100 << 10, i);
+    }
+    write_file(&src.join("z-last"), 10, 99);
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let log = tmp.path().join("run.log");
+    // One worker at 200 KB/s: the ten 100 KiB files take about five seconds, and z-last,
+    // last in key order, is copied after them.
+    let mut child = m.spawn(
+        &[
+            "migrate",
+            src.to_str().unwrap_or_default(),
+            "s3://going",
+            "--dst-endpoint",
+            &f.s3,
+            "--workers",
+            "1",
+            "--bandwidth-limit",
+            "200K",
+        ],
+        &log,
+    );
+    // Once the first file is at the destination the listing is done (z-last in it), and
+    // nine files (about four seconds) are still ahead of z-last.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ls = f.aws(&["s3", "ls", "s3://going/"]);
+        if String::from_utf8_lossy(&ls.stdout).contains("a00") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::remove_file(src.join("z-last")).expect("rm");
+    let status = child.wait().expect("wait");
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("1 objects vanished from the source while the job ran, not copied: z-last"),
+        "{out}"
+    );
+}
