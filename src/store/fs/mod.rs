@@ -21,6 +21,7 @@ mod body;
 mod commit;
 mod completed;
 mod confine;
+mod delete;
 pub mod index;
 pub mod intent;
 mod layout;
