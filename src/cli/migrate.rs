@@ -467,14 +467,10 @@ async fn dry_run(
             break;
         }
     }
-    for k in src.unnamable.iter().filter(|k| filter.key(k)) {
+    for (k, why) in src.not_indexed.iter().filter(|(k, _)| filter.key(k)) {
         cannot += 1;
         if !as_json {
-            writeln!(
-                out,
-                "cannot copy {k}: {}",
-                crate::jobs::list::unnamable_why()
-            )?;
+            writeln!(out, "cannot copy {k}: {why}")?;
         }
     }
     if as_json {

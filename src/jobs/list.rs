@@ -262,23 +262,16 @@ pub async fn list_job(
             return Ok(false);
         }
         if done {
-            let unnamable: Vec<(String, String)> = src
-                .unnamable
+            let not_indexed: Vec<(String, String)> = src
+                .not_indexed
                 .iter()
-                .filter(|k| filter.key(k))
-                .map(|k| (k.clone(), unnamable_why()))
+                .filter(|(k, _)| filter.key(k))
+                .cloned()
                 .collect();
-            db.add_unnamable(job, &unnamable).await?;
+            db.add_not_indexed(job, &not_indexed).await?;
             return Ok(true);
         }
     }
-}
-
-/// Why a file whose name is not UTF-8 is not copied.
-pub fn unnamable_why() -> String {
-    "its name is not UTF-8, and an S3 key must be (invalid bytes are shown as \\xNN): \
-     rename it (e.g. with convmv) and run the job again"
-        .into()
 }
 
 /// The two sides as [`diff::Side`]s.

@@ -48,9 +48,10 @@ pub struct Side {
     /// the credentials (normalised), the registered store, or the directory's parent.
     pub place: String,
     pub display: String,
-    /// A directory's files and folders whose names are not UTF-8 (relative, see
-    /// [`crate::store::fs::FsStore::unnamable`]): reported by the job, never copied.
-    pub unnamable: Vec<String>,
+    /// A directory's files and folders the job cannot copy, with why: names that are not
+    /// UTF-8, what cannot be read (see [`crate::store::fs::FsStore::not_indexed`]). The job
+    /// reports them as dead letters.
+    pub not_indexed: Vec<(String, String)>,
 }
 
 /// The directory `path` names with its symlinks resolved, the last component's included (a
@@ -137,7 +138,7 @@ impl Opener {
                     identity: format!("store:{store}"),
                     place: format!("store:{store}"),
                     display,
-                    unnamable: Vec::new(),
+                    not_indexed: Vec::new(),
                 })
             }
             Endpoint::S3 {
@@ -184,7 +185,7 @@ impl Opener {
                             .to_ascii_lowercase()
                     ),
                     display,
-                    unnamable: Vec::new(),
+                    not_indexed: Vec::new(),
                 })
             }
             Endpoint::Dir { path } => {
@@ -238,7 +239,7 @@ impl Opener {
                     }
                 };
                 let unreadable = store.unreadable(&bucket);
-                let unnamable = store.unnamable(&bucket);
+                let not_indexed = store.not_indexed(&bucket);
                 if role == Role::Src && self.deleting && !unreadable.is_empty() {
                     return Err(Error::Side {
                         side: role.word(),
@@ -267,7 +268,7 @@ impl Opener {
                             .display()
                     ),
                     display,
-                    unnamable,
+                    not_indexed,
                 })
             }
         }

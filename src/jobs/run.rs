@@ -451,8 +451,11 @@ impl Runner {
         generation: u64,
         stop: &watch::Receiver<bool>,
     ) -> store::Result<Option<i64>> {
-        if task.action == "unnamable" {
-            return Err(store::Error::InvalidArgument(super::list::unnamable_why()));
+        if task.action == "unlisted" {
+            return Err(store::Error::InvalidArgument(
+                "the listing found this entry but could not index it (see the job's dead letters)"
+                    .into(),
+            ));
         }
         let fence = self.fence.clone();
         let alive: Alive = Arc::new(move || fence.holds(generation));

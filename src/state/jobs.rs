@@ -410,11 +410,11 @@ impl Db {
     }
 
     /// Records what the listing found but no task can copy (a file whose name is not UTF-8,
-    /// which no S3 key can name) as dead letters of action `unnamable`, each with why, so the
-    /// job reports them instead of passing over them; `retry-dead` leaves them (renaming the
-    /// file is the fix, and the next run lists it under its new name). Recording one twice
-    /// adds nothing.
-    pub async fn add_unnamable(&self, job: i64, found: &[(String, String)]) -> Result<()> {
+    /// which no S3 key can name; a folder that cannot be read) as dead letters of action
+    /// `unlisted`, each with why, so the job reports them instead of passing over them;
+    /// `retry-dead` leaves them (renaming the file or fixing the folder's permissions is the
+    /// fix, and the next run lists it again). Recording one twice adds nothing.
+    pub async fn add_not_indexed(&self, job: i64, found: &[(String, String)]) -> Result<()> {
         if found.is_empty() {
             return Ok(());
         }
@@ -422,7 +422,7 @@ impl Db {
         let mut n = 0i64;
         for (key, why) in found {
             let r = sqlx::query(
-                "INSERT INTO job_tasks (job_id, object_key, action, size, etag, state, error) VALUES ($1, $2, 'unnamable', 0, '', 'dead', $3) ON CONFLICT (job_id, object_key) DO NOTHING",
+                "INSERT INTO job_tasks (job_id, object_key, action, size, etag, state, error) VALUES ($1, $2, 'unlisted', 0, '', 'dead', $3) ON CONFLICT (job_id, object_key) DO NOTHING",
             )
             .bind(job)
             .bind(key)
@@ -625,7 +625,7 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         lock_job(&mut tx, job).await?;
         let r = sqlx::query(
-            "UPDATE job_tasks SET state = 'pending', attempts = 0, next_ms = 0 WHERE job_id = $1 AND state = 'dead' AND action <> 'unnamable'
+            "UPDATE job_tasks SET state = 'pending', attempts = 0, next_ms = 0 WHERE job_id = $1 AND state = 'dead' AND action <> 'unlisted'
                AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND state <> 'cancelled')",
         )
         .bind(job)

@@ -103,6 +103,12 @@ fn walk(
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "rescan: cannot read a folder; its files keep their index rows");
             unlisted.unreadable.push(format!("{}: {e}", dir.display()));
+            if !prefix.is_empty() {
+                unlisted.unread_keys.push((
+                    prefix.to_owned(),
+                    format!("Ferry cannot read this folder: {e}"),
+                ));
+            }
             return skipped(dir);
         }
     };
@@ -128,6 +134,10 @@ fn walk(
                 unlisted
                     .unreadable
                     .push(format!("{}: {err}", e.path().display()));
+                unlisted.unread_keys.push((
+                    format!("{prefix}{name}"),
+                    format!("Ferry cannot read it: {err}"),
+                ));
                 if !skipped(&e.path()) {
                     return false;
                 }
@@ -163,6 +173,8 @@ pub(super) struct Unlisted {
     pub unreadable: Vec<String>,
     /// Names that are not UTF-8, relative to the bucket.
     pub unnamable: Vec<String>,
+    /// What could not be read, relative to the bucket (a folder with a trailing `/`), and why.
+    pub unread_keys: Vec<(String, String)>,
 }
 
 /// `bytes` as text, each byte that is not part of valid UTF-8 written `\xNN`.
@@ -230,11 +242,19 @@ impl FsStore {
         self.unlisted(bucket).unreadable
     }
 
-    /// The files and folders the last rescan of `bucket` found with names that are not UTF-8
-    /// (relative to the bucket, invalid bytes as `\xNN`, a folder with a trailing `/`): no
-    /// S3 key can name them, so they are neither served nor copied.
-    pub fn unnamable(&self, bucket: &BucketName) -> Vec<String> {
-        self.unlisted(bucket).unnamable
+    /// The files and folders the last rescan of `bucket` found but could not index, each
+    /// relative to the bucket (a folder with a trailing `/`) with why: names that are not
+    /// UTF-8 (invalid bytes as `\xNN`; no S3 key can name them) and what could not be read.
+    /// They are neither served nor copied.
+    pub fn not_indexed(&self, bucket: &BucketName) -> Vec<(String, String)> {
+        let u = self.unlisted(bucket);
+        let why = "its name is not UTF-8, and an S3 key must be (invalid bytes are shown as \
+                   \\xNN): rename it (e.g. with convmv) and run the job again";
+        u.unnamable
+            .into_iter()
+            .map(|k| (k, why.to_owned()))
+            .chain(u.unread_keys)
+            .collect()
     }
 
     fn unlisted(&self, bucket: &BucketName) -> Unlisted {

@@ -324,31 +324,43 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
     }
     std::fs::set_permissions(src.join("m"), std::fs::Permissions::from_mode(0o000))
         .expect("lock m");
-    let mut cmd = std::process::Command::new(&exe);
-    cmd.arg("--data")
-        .arg(&data)
-        .args([
-            "migrate",
-            &arg(&src),
-            "s3://locked",
-            "--dst-endpoint",
-            &f.s3,
-            "--delete",
-        ])
-        .env("FERRY_SRC_ACCESS_KEY", ACCESS_KEY)
-        .env("FERRY_SRC_SECRET_KEY", SECRET_KEY)
-        .env("FERRY_DST_ACCESS_KEY", ACCESS_KEY)
-        .env("FERRY_DST_SECRET_KEY", SECRET_KEY);
-    if root {
-        cmd.uid(65534).gid(65534);
-    }
-    let out = cmd.output().expect("run ferry");
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("--data")
+            .arg(&data)
+            .args([
+                "migrate",
+                &arg(&src),
+                "s3://locked",
+                "--dst-endpoint",
+                &f.s3,
+            ])
+            .args(extra)
+            .env("FERRY_SRC_ACCESS_KEY", ACCESS_KEY)
+            .env("FERRY_SRC_SECRET_KEY", SECRET_KEY)
+            .env("FERRY_DST_ACCESS_KEY", ACCESS_KEY)
+            .env("FERRY_DST_SECRET_KEY", SECRET_KEY);
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        cmd.output().expect("run ferry")
+    };
+    let out = run(&["--delete"]);
+    // Without --delete the rest is copied, but the folder it could not read is a dead
+    // letter and the run fails (it exited 0 with a log line; rsync exits 23).
+    let partial = run(&[]);
     std::fs::set_permissions(src.join("m"), std::fs::Permissions::from_mode(0o755))
         .expect("unlock m");
     let err = super::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("cannot read") && err.contains("--delete"),
+        "{err}"
+    );
+    let err = super::stderr(&partial);
+    assert_eq!(partial.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not copy m/: Ferry cannot read this folder"),
         "{err}"
     );
     let back = tmp.path().join("back/locked");

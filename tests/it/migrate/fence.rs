@@ -136,7 +136,7 @@ async fn a_runner_frozen_past_its_lease_does_not_finish_its_put() {
         identity: name.into(),
         place: name.into(),
         display: name.into(),
-        unnamable: Vec::new(),
+        not_indexed: Vec::new(),
     };
     let runner = Arc::new(
         Runner::new(
