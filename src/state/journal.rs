@@ -175,34 +175,25 @@ impl Db {
 
     /// Deletes rows by id (in one transaction).
     pub async fn delete_journal(&self, ids: &[i64]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.relaxed().await?;
-        let r = async {
-            let mut tx = self.begin_relaxed(&mut conn).await?;
-            for chunk in ids.chunks(200) {
-                let list = chunk
-                    .iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",");
-                // The ids are integers formatted here, not client input.
-                sqlx::query(&format!("DELETE FROM journal WHERE id IN ({list})"))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await
-        }
-        .await;
-        self.strict(conn).await;
-        Ok(r?)
+        self.by_ids(ids, "DELETE FROM journal WHERE id IN", None)
+            .await
     }
 
     /// Records the bytes the rows `ids` stand for, once known: a copy or a multipart
     /// completion is owed before its size is. Only status and metrics read it, so it is
     /// written without a flush of its own.
     pub async fn set_journal_bytes(&self, ids: &[i64], bytes: i64) -> Result<()> {
+        self.by_ids(
+            ids,
+            "UPDATE journal SET bytes = $1 WHERE id IN",
+            Some(bytes),
+        )
+        .await
+    }
+
+    /// Runs `sql ({ids})` (with `$1` bound to `bind`, if given) over `ids` 200 at a time, in
+    /// one transaction without a flush of its own (a relaxed connection).
+    async fn by_ids(&self, ids: &[i64], sql: &str, bind: Option<i64>) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -216,12 +207,12 @@ impl Db {
                     .collect::<Vec<_>>()
                     .join(",");
                 // The ids are integers formatted here, not client input.
-                sqlx::query(&format!(
-                    "UPDATE journal SET bytes = $1 WHERE id IN ({list})"
-                ))
-                .bind(bytes)
-                .execute(&mut *tx)
-                .await?;
+                let text = format!("{sql} ({list})");
+                let mut q = sqlx::query(&text);
+                if let Some(b) = bind {
+                    q = q.bind(b);
+                }
+                q.execute(&mut *tx).await?;
             }
             tx.commit().await
         }

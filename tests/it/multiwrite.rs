@@ -14,6 +14,22 @@ fn status(f: &Ferry, bucket: &str) -> Value {
     serde_json::from_str(&out).expect("status json")
 }
 
+/// A Ferry `a` with a second Ferry `b` added as the store `dr`, and a bucket `bucket` on
+/// `a` writing to `local:bucket` (primary) and `dr:bucket`; `b` on a fixed port when it is
+/// to be restarted.
+fn two_sites(bucket: &str, fixed_port_b: bool) -> (Ferry, Ferry) {
+    let a = Ferry::start();
+    let b = if fixed_port_b {
+        Ferry::start_fixed_port()
+    } else {
+        Ferry::start()
+    };
+    a.add_remote("dr", &b);
+    let write_to = format!("local:{bucket},dr:{bucket}");
+    a.ok(&a.cli(&["bucket", "create", bucket, "--write-to", &write_to]));
+    (a, b)
+}
+
 /// Waits until no target of `bucket` is owed anything.
 #[track_caller]
 fn wait_drained(f: &Ferry, bucket: &str) {
@@ -273,16 +289,7 @@ fn writes_reach_a_remote_ferry_and_moto() {
 
 #[test]
 fn secondary_outage_is_caught_up_from_the_journal() {
-    let a = Ferry::start();
-    let mut b = Ferry::start_fixed_port();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&[
-        "bucket",
-        "create",
-        "load",
-        "--write-to",
-        "local:load,dr:load",
-    ]));
+    let (a, mut b) = two_sites("load", true);
 
     let acks = a.dir.path().join("acks");
     let load = spawn_load(&a, "load", 2000, &acks, None);
@@ -667,10 +674,7 @@ fn bad_policy_input_changes_nothing() {
 /// once roles are back; writes made during the failover reach the primary.
 #[test]
 fn failback_keeps_writes_the_failover_target_never_got() {
-    let a = Ferry::start();
-    let mut b = Ferry::start_fixed_port();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&["bucket", "create", "lag", "--write-to", "local:lag,dr:lag"]));
+    let (a, mut b) = two_sites("lag", true);
     let file = |name: &str, body: &str| {
         let p = a.dir.path().join(name);
         std::fs::write(&p, body).expect("write");
@@ -823,10 +827,7 @@ fn changes_during_a_failback_are_refused_not_queued() {
 /// (the journal dropped). Each is refused while anything is owed, and state stays as it was.
 #[test]
 fn changes_that_would_strand_owed_writes_are_refused() {
-    let a = Ferry::start();
-    let mut b = Ferry::start_fixed_port();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&["bucket", "create", "owe", "--write-to", "local:owe,dr:owe"]));
+    let (a, mut b) = two_sites("owe", true);
     b.kill9();
     let f = a.dir.path().join("x");
     write_file(&f, 100, 1);
@@ -869,16 +870,7 @@ fn changes_that_would_strand_owed_writes_are_refused() {
 /// primary's store) were deleted by a failover and failback with no write at all in between.
 #[test]
 fn failback_never_deletes_what_only_the_primary_holds() {
-    let a = Ferry::start();
-    let b = Ferry::start();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&[
-        "bucket",
-        "create",
-        "keep",
-        "--write-to",
-        "local:keep,dr:keep",
-    ]));
+    let (a, _b) = two_sites("keep", false);
     for k in ["one", "two"] {
         write_file(&a.local_root().join("keep").join(k), 200, 7);
     }
@@ -906,16 +898,7 @@ fn failback_never_deletes_what_only_the_primary_holds() {
 /// secondary at once, and bucket changes wait at most the grace.
 #[test]
 fn a_stalled_secondary_is_waited_for_once() {
-    let a = Ferry::start();
-    let b = Ferry::start();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&[
-        "bucket",
-        "create",
-        "stall",
-        "--write-to",
-        "local:stall,dr:stall",
-    ]));
+    let (a, b) = two_sites("stall", false);
     let pid = rustix::process::Pid::from_raw(b.pid().expect("pid") as i32).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
     let f = a.dir.path().join("x");
@@ -945,10 +928,7 @@ fn a_stalled_secondary_is_waited_for_once() {
 /// runs without the lock, and a write during it keeps the key owed.
 #[test]
 fn a_write_does_not_wait_for_a_catch_up_copy_of_its_key() {
-    let a = Ferry::start();
-    let b = Ferry::start();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&["bucket", "create", "hot", "--write-to", "local:hot,dr:hot"]));
+    let (a, b) = two_sites("hot", false);
     let pid = rustix::process::Pid::from_raw(b.pid().expect("pid") as i32).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
     let (v1, v2) = (a.dir.path().join("v1"), a.dir.path().join("v2"));
@@ -983,16 +963,7 @@ fn a_write_does_not_wait_for_a_catch_up_copy_of_its_key() {
 /// primary has made them.
 #[test]
 fn owed_bytes_count_multipart_uploads_and_copies() {
-    let a = Ferry::start();
-    let mut b = Ferry::start_fixed_port();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&[
-        "bucket",
-        "create",
-        "sized",
-        "--write-to",
-        "local:sized,dr:sized",
-    ]));
+    let (a, mut b) = two_sites("sized", true);
     b.kill9();
     let f = a.dir.path().join("big");
     write_file(&f, 20 << 20, 7);
@@ -1131,10 +1102,7 @@ fn failover_and_failback_with_a_target_that_does_not_answer() {
 /// key was ever delivered. It looks past a page that failed.
 #[test]
 fn keys_a_secondary_refuses_do_not_hold_back_the_others() {
-    let a = Ferry::start();
-    let mut b = Ferry::start_fixed_port();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&["bucket", "create", "hol", "--write-to", "local:hol,dr:hol"]));
+    let (a, mut b) = two_sites("hol", true);
     // On the secondary alone, an object `x`: it cannot hold `x/...` keys (a path conflict).
     let f = a.dir.path().join("x");
     write_file(&f, 10, 1);
