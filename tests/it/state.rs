@@ -72,12 +72,8 @@ async fn deletes_wait_for_the_whole_listing(db: &Db, unique: &str) {
             .await
             .expect("page")
     );
-    let claimed = db
-        .claim_tasks(id, "W", now, now + 10_000, 10)
-        .await
-        .expect("claim");
     assert_eq!(
-        claimed.iter().map(|t| t.key.as_str()).collect::<Vec<_>>(),
+        claim_keys(db, id, now).await,
         ["copied"],
         "a deletion ran before the listing ended"
     );
@@ -91,14 +87,17 @@ async fn deletes_wait_for_the_whole_listing(db: &Db, unique: &str) {
             .await
             .expect("last page")
     );
-    let claimed = db
-        .claim_tasks(id, "W", now, now + 10_000, 10)
+    assert_eq!(claim_keys(db, id, now).await, ["gone"]);
+}
+
+/// The keys of the tasks worker `W` can claim now (at most 10).
+async fn claim_keys(db: &Db, id: i64, now: i64) -> Vec<String> {
+    db.claim_tasks(id, "W", now, now + 10_000, 10)
         .await
-        .expect("claim");
-    assert_eq!(
-        claimed.iter().map(|t| t.key.as_str()).collect::<Vec<_>>(),
-        ["gone"]
-    );
+        .expect("claim")
+        .into_iter()
+        .map(|t| t.key)
+        .collect()
 }
 
 /// `ferry volume` iteration history: newest first, failures and snapshots kept as written.

@@ -1244,25 +1244,21 @@ fn a_listing_refused_halfway_deletes_nothing_and_ends_the_run() {
         err.contains("AccessDenied"),
         "the cause is not named: {err}"
     );
-    let listed = f.ok(&f.aws(&[
-        "s3api",
-        "list-objects-v2",
-        "--bucket",
-        "dest",
-        "--prefix",
-        "k0500x",
-    ]));
+    let listed = |prefix: &str| {
+        f.ok(&f.aws(&[
+            "s3api",
+            "list-objects-v2",
+            "--bucket",
+            "dest",
+            "--prefix",
+            prefix,
+        ]))
+    };
+    let first = listed("k0500x");
     assert!(
-        listed.contains("k0500x"),
-        "a key of the first page was deleted: {listed}"
+        first.contains("k0500x"),
+        "a key of the first page was deleted: {first}"
     );
-    let listed = f.ok(&f.aws(&[
-        "s3api",
-        "list-objects-v2",
-        "--bucket",
-        "dest",
-        "--prefix",
-        "a-extra",
-    ]));
-    assert!(listed.contains("a-extra"), "a-extra was deleted: {listed}");
+    let extra = listed("a-extra");
+    assert!(extra.contains("a-extra"), "a-extra was deleted: {extra}");
 }
