@@ -26,7 +26,7 @@ impl From<bucket::Error> for ApiError {
             E::Registry(r) => return ApiError::from_registry(r, e.to_string()),
             E::Store(s) if s.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             E::Store(_) => StatusCode::BAD_REQUEST,
-            E::Failback { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            E::Failback { .. } | E::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             E::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())

@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+/// How long a failback's drain waits without progress before it asks whether the primary
+/// answers at all (and gives up if not).
+const STALLED: Duration = Duration::from_secs(30);
+
 use super::{
     BucketView, Buckets, DRAIN_LIMIT, Error, FailingBack, Failover, FailoverMode, Leg, Namespace,
     PAUSED_DRAIN_LIMIT, now_ms,
@@ -128,7 +132,8 @@ impl Buckets {
         // What the primary is owed is read from the failover target, so that one must answer,
         // unless the primary is owed nothing (nothing was written during the failover): then
         // there is nothing to bring back from it. Refused at once rather than draining for an
-        // hour. (A primary that does not answer is waited for, up to the drain limit.)
+        // hour. (A primary that drains slowly is waited for, up to the drain limit; one that
+        // stops answering is given up on once nothing has drained for a while.)
         if let Err(down) = self
             .reachable(
                 &serving,
@@ -137,7 +142,7 @@ impl Buckets {
             .await
         {
             let roles = self.roles(&policy).await?;
-            let _pause = e.ns.gate.write().await;
+            let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
             if self.owed_to(name, &primary.label).await? > 0 {
                 return Err(down);
             }
@@ -145,13 +150,14 @@ impl Buckets {
             return self.commit_switch(name, policy, roles).await;
         }
         // 1. Drain while writes continue.
-        self.drain(name, &primary.label, DRAIN_LIMIT).await?;
+        self.drain(name, &primary, DRAIN_LIMIT, true).await?;
         // 2. Verify and repair, writes still running.
         self.repair(&e.ns, &serving, &primary).await?;
         // 3. Hold writes back, drain what arrived meanwhile, switch.
         let roles = self.roles(&policy).await?;
-        let _pause = e.ns.gate.write().await;
-        self.drain(name, &primary.label, PAUSED_DRAIN_LIMIT).await?;
+        let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
+        self.drain(name, &primary, PAUSED_DRAIN_LIMIT, false)
+            .await?;
         self.commit_switch(name, policy, roles).await
     }
 
@@ -168,21 +174,57 @@ impl Buckets {
             .sum())
     }
 
-    /// Waits until `target` owes nothing for `bucket`.
-    /// Gives up after `limit` (the target is probably unreachable), saying how much is left.
-    async fn drain(&self, bucket: &str, target: &str, limit: Duration) -> Result<(), Error> {
-        let deadline = tokio::time::Instant::now() + limit;
+    /// Waits until `target` owes nothing for `bucket`, or, while `writes_run`, no more than
+    /// the writes in flight hold (their rows count as owed until they settle, and a slow
+    /// upload must not hold the failback: what they leave is drained with writes paused).
+    /// Gives up after `limit`, or sooner once nothing has drained for [`STALLED`] and
+    /// `target` does not answer, saying how much is left.
+    async fn drain(
+        &self,
+        bucket: &str,
+        target: &Leg,
+        limit: Duration,
+        writes_run: bool,
+    ) -> Result<(), Error> {
+        let started = tokio::time::Instant::now();
+        let mut least = i64::MAX;
+        let mut progress = started;
         loop {
-            let left = self.owed_to(bucket, target).await?;
-            if left == 0 {
+            let left = self.owed_to(bucket, &target.label).await?;
+            let running = if writes_run {
+                i64::try_from(self.journal.busy_count()).unwrap_or(i64::MAX)
+            } else {
+                0
+            };
+            if left <= running {
                 return Ok(());
             }
-            if tokio::time::Instant::now() > deadline {
+            let now = tokio::time::Instant::now();
+            if left < least {
+                least = left;
+                progress = now;
+            }
+            let stuck = if now.duration_since(progress) > STALLED {
+                progress = now;
+                self.reachable(target, "be given what it is owed")
+                    .await
+                    .err()
+            } else {
+                None
+            };
+            if stuck.is_some() || now.duration_since(started) > limit {
+                let why = match stuck {
+                    Some(e) => format!("{e}; it is still owed {left} writes"),
+                    None => format!(
+                        "{} still owed {left} writes after {} s; is it reachable?",
+                        target.label,
+                        limit.as_secs()
+                    ),
+                };
                 return Err(Error::Failback {
                     bucket: bucket.to_owned(),
                     why: format!(
-                        "{target} still owed {left} writes after {} s; is it reachable? (`ferry bucket status {bucket}`); the bucket stays failed over",
-                        limit.as_secs()
+                        "{why} (`ferry bucket status {bucket}`); the bucket stays failed over"
                     ),
                 });
             }

@@ -48,6 +48,18 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error("failback of {bucket} stopped: {why}")]
     Failback { bucket: String, why: String },
+    /// Writes in flight kept a role change from starting; nothing changed.
+    #[error("bucket {bucket}: {why}")]
+    Busy { bucket: String, why: String },
+}
+
+impl Error {
+    fn busy(bucket: &str, why: impl std::fmt::Display) -> Self {
+        Error::Busy {
+            bucket: bucket.to_owned(),
+            why: why.to_string(),
+        }
+    }
 }
 
 /// What the API returns for a bucket.
@@ -372,7 +384,7 @@ impl Buckets {
             None => Arc::new(Namespace {
                 name: name.to_owned(),
                 roles: std::sync::RwLock::new(Arc::new(roles)),
-                gate: tokio::sync::RwLock::new(()),
+                gate: Default::default(),
                 journal: self.journal.clone(),
                 locks: self.locks.clone(),
                 wake: Arc::new(Notify::new()),
@@ -503,7 +515,7 @@ impl Buckets {
             .collect();
         let primary = roles.primary.clone();
         let view = {
-            let _pause = e.ns.gate.write().await;
+            let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
             // Under the gate: no write can be journaled between this check and the switch.
             self.refuse_losing_owed(name, &e.policy, Some(&policy))
                 .await?;
@@ -612,7 +624,7 @@ impl Buckets {
     /// Persists `policy` and swaps the roles while writes are held back.
     async fn switch(&self, e: &Entry, name: &str, policy: Policy) -> Result<BucketView, Error> {
         let roles = self.roles(&policy).await?;
-        let _pause = e.ns.gate.write().await;
+        let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
         self.commit_switch(name, policy, roles).await
     }
 
@@ -645,7 +657,7 @@ impl Buckets {
                 f.to
             )));
         }
-        let _pause = e.ns.gate.write().await;
+        let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
         self.refuse_losing_owed(name, &e.policy, None).await?;
         self.registry.db().remove_bucket(name).await?;
         self.registry.db().drop_journal(name).await?;

@@ -1137,3 +1137,161 @@ fn keys_a_secondary_refuses_do_not_hold_back_the_others() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Starts a PUT of `path` on `f` whose client trickles its body and never finishes; returns
+/// once its first bytes are out.
+fn stalled_put(
+    f: &Ferry,
+    path: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let mut cmd = Command::new(venv_bin("python"));
+    cmd.arg(crate::support::repo().join("tests/it/py/stalled_put.py"))
+        .arg(path)
+        .stdout(Stdio::piped());
+    f.client_env(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn stalled_put.py");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(|l| l.ok());
+    assert_eq!(
+        first.as_deref(),
+        Some("sending"),
+        "the stalled upload did not start"
+    );
+    (child, lines)
+}
+
+/// Runs the admin command `args` on `f`; returns whether it succeeded and its stderr. Fails
+/// the test if it is still running after two minutes (it waits for something that never
+/// comes).
+#[track_caller]
+fn run_bounded(f: &Ferry, args: &[&str]) -> (bool, String) {
+    let mut child = Command::new(crate::support::ferry_bin())
+        .args(["--server", &f.admin])
+        .args(args)
+        .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferry");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            return (
+                st.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} is still waiting\nlog:\n{}", f.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// [`run_bounded`], which must succeed.
+#[track_caller]
+fn ok_bounded(f: &Ferry, args: &[&str]) {
+    let (ok, err) = run_bounded(f, args);
+    assert!(ok, "{args:?}: {err}");
+}
+
+/// A role change waited without limit for the writes in flight, and the writes after it
+/// queued behind: one client stalled mid-body held a failover or a failback for as long as it
+/// kept trickling bytes. Now a body still streaming after a short hold is cut, its client is
+/// answered 503 (S3 clients retry that), and the change goes ahead.
+#[test]
+fn a_stalled_upload_holds_neither_failover_nor_failback() {
+    let (a, b) = pair("stall");
+    let (mut up, mut answer) = stalled_put(&a, "/stall/one");
+    run_bounded(
+        &a,
+        &[
+            "bucket",
+            "failover",
+            "stall",
+            "--to",
+            "dr",
+            "--mode",
+            "read-write",
+        ],
+    );
+    let said = answer.next().and_then(|l| l.ok());
+    assert_eq!(said.as_deref(), Some("503 ServiceUnavailable"));
+    let _ = up.wait();
+    // Writes after the change go to the new primary.
+    let f = a.dir.path().join("after");
+    write_file(&f, 1000, 7);
+    cp_to(&a, &f, "s3://stall/after");
+    b.ok(&b.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "stall",
+        "--key",
+        "after",
+    ]));
+
+    let (mut up, mut answer) = stalled_put(&a, "/stall/two");
+    ok_bounded(&a, &["bucket", "failback", "stall", "--wait"]);
+    let said = answer.next().and_then(|l| l.ok());
+    assert_eq!(said.as_deref(), Some("503 ServiceUnavailable"));
+    let _ = up.wait();
+    assert_eq!(status(&a, "stall")["mode"], "normal");
+    // Neither cut upload left an object anywhere.
+    for f in [&a, &b] {
+        let out = f.aws(&["s3api", "list-objects-v2", "--bucket", "stall"]);
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !listing.contains("\"one\"") && !listing.contains("\"two\""),
+            "{listing}"
+        );
+    }
+}
+
+/// A failback to a primary that had died waited out the hour-long drain limit before it said
+/// so. Once nothing has drained for a while and the primary does not answer, it gives up,
+/// naming the primary, and the bucket stays failed over.
+#[test]
+fn failback_to_a_dead_primary_gives_up() {
+    let a = Ferry::start();
+    let mut b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "gone",
+        "--write-to",
+        "dr:gone,local:gone",
+    ]));
+    a.ok(&a.cli(&[
+        "bucket",
+        "failover",
+        "gone",
+        "--to",
+        "local",
+        "--mode",
+        "read-write",
+    ]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 1000, 5);
+    b.kill9();
+    cp_to(&a, &f, "s3://gone/x");
+    let (ok, err) = run_bounded(&a, &["bucket", "failback", "gone", "--wait"]);
+    assert!(
+        !ok && err.contains("dr:gone does not answer") && err.contains("owed 1 write"),
+        "{err}"
+    );
+    assert!(
+        status(&a, "gone")["mode"]
+            .as_str()
+            .is_some_and(|m| m.contains("read-write")),
+        "{}",
+        status(&a, "gone")
+    );
+}

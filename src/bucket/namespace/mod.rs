@@ -36,6 +36,8 @@ use crate::state::NewJournalRow;
 use crate::store::{
     BucketName, Error, ObjectKey, ObjectMeta, PutOptions, Result, Store, Tags, Versioning,
 };
+pub(super) use gate::Gate;
+use gate::{Cut, Pass};
 
 /// How long a secondary may still take once the primary has answered.
 const SECONDARY_GRACE: Duration = Duration::from_secs(3);
@@ -64,9 +66,9 @@ pub struct Namespace {
     pub(super) name: String,
     /// Swapped by failover, failback and policy changes, while holding `gate` for writing.
     pub(super) roles: std::sync::RwLock<Arc<Roles>>,
-    /// Every write holds it for reading while it runs, so a role change waits for in-flight
-    /// writes and holds new ones back (the brief pause of a failback).
-    pub(super) gate: tokio::sync::RwLock<()>,
+    /// Every write holds it while it runs, so a role change waits for in-flight writes (a
+    /// bounded time) and holds new ones back (the brief pause of a failback).
+    pub(super) gate: Gate,
     pub(super) journal: Arc<Journal>,
     pub(super) locks: Arc<KeyLocks>,
     pub(super) wake: Arc<Notify>,
@@ -177,6 +179,8 @@ impl Namespace {
                 .map(|(r, leg)| match r {
                     Ok(_) => true,
                     Err(Error::Unavailable { store, .. }) if store == SKIPPED => false,
+                    // A body cut by a role change says nothing of the target.
+                    Err(e) if Cut::is_in(&e) => false,
                     // Slower than the primary for this body: owed, but not down.
                     Err(e) if super::tee::FellBehind::is_in(&e) => {
                         tracing::info!(bucket = %self.name, key, target = %leg.label, "secondary fell behind the primary; journaled");
@@ -241,7 +245,7 @@ impl Namespace {
     /// Starts a change applied to the primary only (the secondaries are caught up from it):
     /// holds writes' share of the gate and the key's lock, and records what is owed.
     async fn begin_owed(&self, key: &ObjectKey, op: &str) -> Result<Owed<'_>> {
-        let gate = self.gate.read().await;
+        let gate = self.gate.enter().await;
         let roles = self.roles();
         self.writable(&roles)?;
         let (lock, pending) = if roles.secondaries.is_empty() {
@@ -291,7 +295,7 @@ impl Namespace {
 
     /// A bucket-level change: the primary must take it; a secondary that does not is owed it.
     async fn bucket_change(&self, change: BucketChange) -> Result<()> {
-        let _gate = self.gate.read().await;
+        let _gate = self.gate.enter().await;
         let roles = self.roles();
         self.writable(&roles)?;
         change.apply(&roles.primary).await?;
@@ -333,7 +337,7 @@ impl Namespace {
 
 /// What [`Namespace::begin_owed`] holds until the change ends.
 struct Owed<'a> {
-    _gate: tokio::sync::RwLockReadGuard<'a, ()>,
+    _gate: Pass<'a>,
     _lock: Option<tokio::sync::MutexGuard<'a, u64>>,
     roles: Arc<Roles>,
     pending: Option<Pending<'a>>,
@@ -432,4 +436,5 @@ fn secondary_opts(opts: &PutOptions) -> PutOptions {
     }
 }
 
+mod gate;
 mod store;

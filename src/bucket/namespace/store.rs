@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
+use super::gate::{Cut, Pass};
 use super::{BucketChange, Namespace, secondary_opts, skipped};
 use crate::bucket::tee::{Hashing, tee};
 use crate::store::{
@@ -91,69 +92,10 @@ impl Store for Namespace {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
-        let _gate = self.gate.read().await;
-        let roles = self.roles();
-        self.writable(&roles)?;
-        let p = &roles.primary;
-        if roles.secondaries.is_empty() {
-            self.locks
-                .wait_copies_to(&p.label, &self.name, key.as_str())
-                .await;
-            return p.store.put_object(&p.bucket, key, body, opts).await;
-        }
-        let _g = self.lock_key(&roles, key.as_str()).await;
-        // The journal rows are committed while the body streams; the tee holds the end of
-        // every body until they are, so no target can commit the write before it is owed.
-        let record = self.owe(&roles, key.as_str(), "object", opts.size_hint.unwrap_or(0));
-        let (recorded_tx, recorded_rx) = tokio::sync::oneshot::channel();
-        let record = async move {
-            let r = record.await;
-            let _ = recorded_tx.send(r.is_ok());
-            r
-        };
-        let up: Vec<bool> = roles
-            .secondaries
-            .iter()
-            .map(|s| !self.is_down(&s.label) && !roles.deferred.contains(&s.label))
-            .collect();
-        let n_up = up.iter().filter(|u| **u).count();
-        // A small body is hashed once, in the tee, for every target. A large one is hashed
-        // by each target on a thread of its own: in the tee, MD5 would slow the one task
-        // that receives the body.
-        let mut opts = opts;
-        let hashing =
-            (n_up > 0 && opts.size_hint.is_some_and(|n| n <= SHARED_HASH_MAX)).then(|| {
-                let into = SharedDigests::default();
-                opts.shared_digests = Some(into.clone());
-                Hashing {
-                    algorithm: opts.checksum_algorithm,
-                    into,
-                }
-            });
-        let (lead, follow) = tee(body, n_up, TEE_BYTES, Some(recorded_rx), hashing);
-        let mut follow = follow.into_iter();
-        let sec: Vec<BoxFuture<'_, Result<ObjectMeta>>> = roles
-            .secondaries
-            .iter()
-            .zip(&up)
-            .map(
-                |(s, up)| match (up, if *up { follow.next() } else { None }) {
-                    (true, Some(stream)) => {
-                        let o = secondary_opts(&opts);
-                        Box::pin(async move { s.store.put_object(&s.bucket, key, stream, o).await })
-                            as BoxFuture<'_, _>
-                    }
-                    _ => skipped(),
-                },
-            )
-            .collect();
-        let primary = p.store.put_object(&p.bucket, key, lead, opts);
-        let (recorded, (r, took)) =
-            tokio::join!(record, self.fan_out(&roles, primary, sec, key.as_str()));
-        // Not recorded: every body ended with an error, nothing was committed anywhere.
-        let pending = recorded?;
-        self.settle(pending, r.is_ok(), &took);
-        r
+        let gate = self.gate.enter().await;
+        let body = gate.guard(body);
+        let r = self.put_within(&gate, key, body, opts).await;
+        r.map_err(|e| Cut::answer(&self.name, e))
     }
 
     async fn get_object(
@@ -187,7 +129,7 @@ impl Store for Namespace {
             let r = p.store.delete_object(&p.bucket, key, version_id).await;
             return self.end_owed(w, r);
         }
-        let _gate = self.gate.read().await;
+        let _gate = self.gate.enter().await;
         let roles = self.roles();
         self.writable(&roles)?;
         let p = &roles.primary;
@@ -278,7 +220,7 @@ impl Store for Namespace {
         key: &ObjectKey,
         opts: PutOptions,
     ) -> Result<String> {
-        let _gate = self.gate.read().await;
+        let _gate = self.gate.enter().await;
         let roles = self.roles();
         self.writable(&roles)?;
         let p = &roles.primary;
@@ -294,13 +236,21 @@ impl Store for Namespace {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<PartInfo> {
-        let _gate = self.gate.read().await;
+        let gate = self.gate.enter().await;
         let roles = self.roles();
         self.writable(&roles)?;
         let p = &roles.primary;
         p.store
-            .upload_part(&p.bucket, key, upload_id, part_number, body, opts)
+            .upload_part(
+                &p.bucket,
+                key,
+                upload_id,
+                part_number,
+                gate.guard(body),
+                opts,
+            )
             .await
+            .map_err(|e| Cut::answer(&self.name, e))
     }
 
     async fn complete_multipart(
@@ -363,5 +313,79 @@ impl Store for Namespace {
     ) -> Result<UploadsPage> {
         let p = self.roles().primary.clone();
         p.store.list_uploads(&p.bucket, query).await
+    }
+}
+
+impl Namespace {
+    /// A PUT, once through the gate: to the primary and every secondary, owed where not taken.
+    async fn put_within(
+        &self,
+        _gate: &Pass<'_>,
+        key: &ObjectKey,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        let roles = self.roles();
+        self.writable(&roles)?;
+        let p = &roles.primary;
+        if roles.secondaries.is_empty() {
+            self.locks
+                .wait_copies_to(&p.label, &self.name, key.as_str())
+                .await;
+            return p.store.put_object(&p.bucket, key, body, opts).await;
+        }
+        let _g = self.lock_key(&roles, key.as_str()).await;
+        // The journal rows are committed while the body streams; the tee holds the end of
+        // every body until they are, so no target can commit the write before it is owed.
+        let record = self.owe(&roles, key.as_str(), "object", opts.size_hint.unwrap_or(0));
+        let (recorded_tx, recorded_rx) = tokio::sync::oneshot::channel();
+        let record = async move {
+            let r = record.await;
+            let _ = recorded_tx.send(r.is_ok());
+            r
+        };
+        let up: Vec<bool> = roles
+            .secondaries
+            .iter()
+            .map(|s| !self.is_down(&s.label) && !roles.deferred.contains(&s.label))
+            .collect();
+        let n_up = up.iter().filter(|u| **u).count();
+        // A small body is hashed once, in the tee, for every target. A large one is hashed
+        // by each target on a thread of its own: in the tee, MD5 would slow the one task
+        // that receives the body.
+        let mut opts = opts;
+        let hashing =
+            (n_up > 0 && opts.size_hint.is_some_and(|n| n <= SHARED_HASH_MAX)).then(|| {
+                let into = SharedDigests::default();
+                opts.shared_digests = Some(into.clone());
+                Hashing {
+                    algorithm: opts.checksum_algorithm,
+                    into,
+                }
+            });
+        let (lead, follow) = tee(body, n_up, TEE_BYTES, Some(recorded_rx), hashing);
+        let mut follow = follow.into_iter();
+        let sec: Vec<BoxFuture<'_, Result<ObjectMeta>>> = roles
+            .secondaries
+            .iter()
+            .zip(&up)
+            .map(
+                |(s, up)| match (up, if *up { follow.next() } else { None }) {
+                    (true, Some(stream)) => {
+                        let o = secondary_opts(&opts);
+                        Box::pin(async move { s.store.put_object(&s.bucket, key, stream, o).await })
+                            as BoxFuture<'_, _>
+                    }
+                    _ => skipped(),
+                },
+            )
+            .collect();
+        let primary = p.store.put_object(&p.bucket, key, lead, opts);
+        let (recorded, (r, took)) =
+            tokio::join!(record, self.fan_out(&roles, primary, sec, key.as_str()));
+        // Not recorded: every body ended with an error, nothing was committed anywhere.
+        let pending = recorded?;
+        self.settle(pending, r.is_ok(), &took);
+        r
     }
 }
