@@ -155,10 +155,64 @@ impl Buckets {
         self.repair(&e.ns, &serving, &primary).await?;
         // 3. Hold writes back, drain what arrived meanwhile, switch.
         let roles = self.roles(&policy).await?;
-        let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
+        let pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
         self.drain(name, &primary, PAUSED_DRAIN_LIMIT, false)
             .await?;
-        self.commit_switch(name, policy, roles).await
+        let view = self.commit_switch(name, policy, roles).await?;
+        drop(pause);
+        self.abort_uploads_left(name, &serving, f.since_ms).await;
+        Ok(view)
+    }
+
+    /// Aborts the multipart uploads begun on `leg` since `since_ms`. Begun during a
+    /// read-write failover, they cannot be finished once the primary takes the writes back
+    /// (their parts are only on `leg`), and nothing else would ever remove those parts.
+    /// Failures are logged: the failback itself is done.
+    async fn abort_uploads_left(&self, bucket: &str, leg: &Leg, since_ms: i64) {
+        // Stores that keep whole seconds may date an upload begun in the failover's second
+        // before it.
+        let since = since_ms.saturating_sub(1000);
+        let mut q = store::UploadsQuery {
+            max_uploads: 1000,
+            ..Default::default()
+        };
+        let mut aborted = 0u64;
+        loop {
+            let page = match leg.store.list_uploads(&leg.bucket, &q).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(bucket, target = %leg.label, error = %e, "listing the uploads left by the failover failed; their parts stay");
+                    break;
+                }
+            };
+            for u in &page.uploads {
+                let begun_ms = i64::try_from(u.initiated.unix_timestamp_nanos() / 1_000_000)
+                    .unwrap_or(i64::MAX);
+                if begun_ms < since {
+                    continue;
+                }
+                match leg
+                    .store
+                    .abort_multipart(&leg.bucket, &u.key, &u.upload_id)
+                    .await
+                {
+                    Ok(()) | Err(store::Error::NoSuchUpload { .. }) => aborted += 1,
+                    Err(e) => {
+                        tracing::warn!(bucket, target = %leg.label, key = %u.key, error = %e, "aborting an upload left by the failover failed");
+                    }
+                }
+            }
+            if page.uploads.is_empty()
+                || (page.next_key_marker.is_none() && page.next_upload_id_marker.is_none())
+            {
+                break;
+            }
+            q.key_marker = page.next_key_marker;
+            q.upload_id_marker = page.next_upload_id_marker;
+        }
+        if aborted > 0 {
+            tracing::info!(bucket, target = %leg.label, aborted, "aborted the multipart uploads begun during the failover");
+        }
     }
 
     /// How many writes `target` is owed for `bucket`.

@@ -52,7 +52,7 @@ pub fn s3_error(err: store::Error) -> S3Error {
             e.set_headers(version_headers(true, Some(&version_id)));
             e
         }
-        E::NoSuchUpload { .. } => with(S3ErrorCode::NoSuchUpload, msg),
+        E::NoSuchUpload { .. } | E::UploadElsewhere { .. } => with(S3ErrorCode::NoSuchUpload, msg),
         E::InvalidPart { .. } => with(S3ErrorCode::InvalidPart, msg),
         E::InvalidPartOrder => with(S3ErrorCode::InvalidPartOrder, msg),
         E::InvalidPartNumber { part_number } => invalid_part_number(part_number as i32),

@@ -114,6 +114,17 @@ pub enum Error {
     /// A namespace bucket that is failed over read-only refuses writes until failback.
     #[error("bucket {bucket} is failed over read-only to {to}: writes are refused until failback")]
     ReadOnly { bucket: String, to: String },
+    /// A namespace bucket's upload held by a target that no longer takes the bucket's writes
+    /// (S3 clients see NoSuchUpload).
+    #[error(
+        "multipart upload {upload_id} was begun on {holder}, which has not taken bucket \
+         {bucket}'s writes since a failover or failback: begin the upload again"
+    )]
+    UploadElsewhere {
+        bucket: String,
+        upload_id: String,
+        holder: String,
+    },
 }
 
 impl Error {

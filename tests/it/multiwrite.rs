@@ -1295,3 +1295,63 @@ fn failback_to_a_dead_primary_gives_up() {
         status(&a, "gone")
     );
 }
+
+/// Multipart uploads across role changes. An upload lives on the target that took the
+/// bucket's writes when it began, but its calls went to whichever target took them at the
+/// time of the call; uploads begun during a read-write failover stayed on the failover target
+/// for ever after failback (unlisted, unremovable through Ferry); a read-only failover let an
+/// abort through to the primary and listed the primary's uploads. Now an upload's calls go
+/// to its holder or fail with NoSuchUpload saying why, failback aborts the uploads begun
+/// during the failover, and a read-only failover refuses aborts and lists the uploads of the
+/// target serving reads.
+#[test]
+fn multipart_uploads_across_failover_and_failback() {
+    let (a, b) = pair("mpr");
+    let mp = |f: &Ferry, args: &[&str]| -> String {
+        let out = f.python("multipart_roles.py", args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let failover = |mode: &str| {
+        a.ok(&a.cli(&["bucket", "failover", "mpr", "--to", "dr", "--mode", mode]));
+    };
+    let before = mp(&a, &["begin", "mpr", "before"]);
+    assert_eq!(mp(&a, &["uploads", "mpr"]), before);
+
+    failover("read-write");
+    let said = mp(&a, &["part", "mpr", "before", &before, "2"]);
+    assert!(
+        said.starts_with("NoSuchUpload: ") && said.contains("begun on local:mpr"),
+        "{said}"
+    );
+    let during = mp(&a, &["begin", "mpr", "during"]);
+    assert_eq!(mp(&a, &["uploads", "mpr"]), during);
+    assert_eq!(mp(&a, &["complete", "mpr", "during", &during]), "ok");
+    let left = mp(&a, &["begin", "mpr", "left"]);
+    a.ok(&a.cli(&["bucket", "failback", "mpr", "--wait"]));
+
+    let said = mp(&a, &["part", "mpr", "left", &left, "2"]);
+    assert!(
+        said.starts_with("NoSuchUpload: ") && said.contains("begun on dr:mpr"),
+        "{said}"
+    );
+    assert_eq!(mp(&b, &["uploads", "mpr"]), "", "an upload was left on dr");
+    // The upload begun before the failover is the primary's again, and completes.
+    assert_eq!(mp(&a, &["part", "mpr", "before", &before, "2"]), "ok");
+    assert_eq!(mp(&a, &["complete", "mpr", "before", &before]), "ok");
+    for key in ["before", "during"] {
+        a.ok(&a.aws(&["s3api", "head-object", "--bucket", "mpr", "--key", key]));
+    }
+
+    let ro = mp(&a, &["begin", "mpr", "ro"]);
+    failover("read-only");
+    let said = mp(&a, &["abort", "mpr", "ro", &ro]);
+    assert!(said.starts_with("AccessDenied: "), "{said}");
+    assert_eq!(mp(&a, &["uploads", "mpr"]), "");
+    a.ok(&a.cli(&["bucket", "failback", "mpr", "--wait"]));
+    assert_eq!(mp(&a, &["abort", "mpr", "ro", &ro]), "ok");
+}

@@ -438,3 +438,4 @@ fn secondary_opts(opts: &PutOptions) -> PutOptions {
 
 mod gate;
 mod store;
+mod uploads;

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 
 use super::gate::{Cut, Pass};
+use super::uploads;
 use super::{BucketChange, Namespace, secondary_opts, skipped};
 use crate::bucket::tee::{Hashing, tee};
 use crate::store::{
@@ -224,7 +225,8 @@ impl Store for Namespace {
         let roles = self.roles();
         self.writable(&roles)?;
         let p = &roles.primary;
-        p.store.create_multipart(&p.bucket, key, opts).await
+        let id = p.store.create_multipart(&p.bucket, key, opts).await?;
+        Ok(uploads::tagged(p, &id))
     }
 
     async fn upload_part(
@@ -240,15 +242,9 @@ impl Store for Namespace {
         let roles = self.roles();
         self.writable(&roles)?;
         let p = &roles.primary;
+        let id = uploads::route(&self.name, &roles, p, upload_id)?;
         p.store
-            .upload_part(
-                &p.bucket,
-                key,
-                upload_id,
-                part_number,
-                gate.guard(body),
-                opts,
-            )
+            .upload_part(&p.bucket, key, id, part_number, gate.guard(body), opts)
             .await
             .map_err(|e| Cut::answer(&self.name, e))
     }
@@ -263,10 +259,14 @@ impl Store for Namespace {
     ) -> Result<ObjectMeta> {
         let w = self.begin_owed(key, "object").await?;
         let p = &w.roles.primary;
-        let r = p
-            .store
-            .complete_multipart(&p.bucket, key, upload_id, parts, checksum)
-            .await;
+        let r = match uploads::route(&self.name, &w.roles, p, upload_id) {
+            Ok(id) => {
+                p.store
+                    .complete_multipart(&p.bucket, key, id, parts, checksum)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         self.end_owed_object(w, r).await
     }
 
@@ -276,8 +276,12 @@ impl Store for Namespace {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<()> {
-        let p = self.roles().primary.clone();
-        p.store.abort_multipart(&p.bucket, key, upload_id).await
+        let _gate = self.gate.enter().await;
+        let roles = self.roles();
+        self.writable(&roles)?;
+        let p = &roles.primary;
+        let id = uploads::route(&self.name, &roles, p, upload_id)?;
+        p.store.abort_multipart(&p.bucket, key, id).await
     }
 
     async fn part_range(
@@ -300,9 +304,11 @@ impl Store for Namespace {
         part_number_marker: Option<u32>,
         max_parts: usize,
     ) -> Result<PartsPage> {
-        let p = self.roles().primary.clone();
-        p.store
-            .list_parts(&p.bucket, key, upload_id, part_number_marker, max_parts)
+        let roles = self.roles();
+        let h = uploads::holder(&roles);
+        let id = uploads::route(&self.name, &roles, h, upload_id)?;
+        h.store
+            .list_parts(&h.bucket, key, id, part_number_marker, max_parts)
             .await
     }
 
@@ -311,8 +317,19 @@ impl Store for Namespace {
         _bucket: &BucketName,
         query: &UploadsQuery,
     ) -> Result<UploadsPage> {
-        let p = self.roles().primary.clone();
-        p.store.list_uploads(&p.bucket, query).await
+        let roles = self.roles();
+        let h = uploads::holder(&roles);
+        let mut q = query.clone();
+        q.upload_id_marker = query
+            .upload_id_marker
+            .as_deref()
+            .and_then(|m| uploads::marker(h, m));
+        let mut page = h.store.list_uploads(&h.bucket, &q).await?;
+        for u in &mut page.uploads {
+            u.upload_id = uploads::tagged(h, &u.upload_id);
+        }
+        page.next_upload_id_marker = page.next_upload_id_marker.map(|m| uploads::tagged(h, &m));
+        Ok(page)
     }
 }
 
