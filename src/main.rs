@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferry::cli::{Cli, Incomplete, StdoutClosed, UsageError};
+use ferry::cli::{Cli, Incomplete, NotCompared, StdoutClosed, UsageError};
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
@@ -30,6 +30,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             } else if e.is::<Incomplete>() {
                 ExitCode::from(23)
+            } else if e.is::<NotCompared>() {
+                ExitCode::from(3)
             } else {
                 ExitCode::FAILURE
             }

@@ -189,7 +189,11 @@ fn side_spec(s: &str) -> Result<(String, BucketName, String), ApiError> {
         .ok_or_else(|| bad("expected store:bucket[/prefix]"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let bucket = BucketName::parse(bucket).map_err(|e| bad(&e.to_string()))?;
-    Ok((store.to_owned(), bucket, prefix.to_owned()))
+    Ok((
+        store.to_owned(),
+        bucket,
+        diff::folder_prefix(prefix).map_err(|e| bad(&e))?,
+    ))
 }
 
 /// Most differences a verify answer lists (the counts are always complete).

@@ -71,6 +71,12 @@ impl std::io::Write for Stdout {
     }
 }
 
+/// `ferry verify` could not compare the two sides (a store unknown or not answering, a
+/// bucket missing): exit code 3, so that a script can tell it from "they differ" (1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotCompared(pub String);
+
 /// The work was done except for what could not be read, which was left as it was (exit code
 /// 23, rsync's "partial transfer due to error").
 #[derive(Debug, thiserror::Error)]

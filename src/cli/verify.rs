@@ -1,19 +1,23 @@
 //! `ferry verify A B`: compare two `store:bucket[/prefix]` listings on a running server;
-//! prints every difference and exits 1 if there is any.
+//! prints every difference and exits 1 if there is any, 3 if it could not compare them.
 
 use anyhow::anyhow;
 use http::Method;
 use serde_json::json;
 
-use super::UsageError;
 use super::client::AdminClient;
+use super::{NotCompared, UsageError};
 
 pub async fn run(a: &str, b: &str, client: &AdminClient, as_json: bool) -> anyhow::Result<()> {
     for s in [a, b] {
-        if !s.contains(':') {
+        let Some((_, rest)) = s.split_once(':') else {
             return Err(
                 UsageError(format!("{s:?} is not of the form store:bucket[/prefix]")).into(),
             );
+        };
+        if let Some((_, prefix)) = rest.split_once('/') {
+            crate::transfer::diff::folder_prefix(prefix)
+                .map_err(|e| UsageError(format!("{s:?}: {e}")))?;
         }
     }
     let v = client
@@ -22,7 +26,8 @@ pub async fn run(a: &str, b: &str, client: &AdminClient, as_json: bool) -> anyho
             "/api/v1/verify",
             Some(json!({ "a": a, "b": b })),
         )
-        .await?;
+        .await
+        .map_err(|e| e.context(NotCompared(format!("could not compare {a} and {b}"))))?;
     let n = v["summary"]["differences"].as_u64().unwrap_or(0);
     if as_json {
         println!("{v}");

@@ -35,11 +35,10 @@ impl Endpoint {
     /// Parses `store:bucket[/prefix]`, `s3://bucket[/prefix]` or a directory path.
     pub fn parse(s: &str, endpoint: Option<&str>, region: &str) -> Result<Self, Error> {
         if let Some(rest) = s.strip_prefix("s3://") {
-            let (bucket, prefix) = split_bucket(rest);
+            let (bucket, prefix) = split_bucket(s, rest)?;
             if bucket.is_empty() {
                 return Err(Error::Usage(format!("{s:?} names no bucket")));
             }
-            check_prefix(s, &prefix)?;
             return Ok(Endpoint::S3 {
                 endpoint: endpoint.map(str::to_owned),
                 region: region.to_owned(),
@@ -52,13 +51,12 @@ impl Endpoint {
             && !store.contains('/')
             && !s.starts_with('.')
         {
-            let (bucket, prefix) = split_bucket(rest);
+            let (bucket, prefix) = split_bucket(s, rest)?;
             if bucket.is_empty() {
                 return Err(Error::Usage(format!(
                     "{s:?} names no bucket (store:bucket[/prefix])"
                 )));
             }
-            check_prefix(s, &prefix)?;
             return Ok(Endpoint::Store {
                 store: store.to_owned(),
                 bucket,
@@ -116,32 +114,13 @@ fn slash(prefix: &str) -> String {
 /// `bucket/some/prefix` → (`bucket`, `some/prefix/`): a prefix names a folder, as in rclone.
 /// Refuses a prefix no key Ferry can name starts with (`q//`, `../x`), before any work: every
 /// object under it would fail on its own.
-fn check_prefix(side: &str, prefix: &str) -> Result<(), Error> {
-    if prefix.is_empty() {
-        return Ok(());
-    }
-    crate::store::ObjectKey::parse(&format!("{prefix}x"))
-        .map(|_| ())
-        .map_err(|e| {
-            Error::Usage(format!(
-                "{side:?}: the key prefix {prefix:?} is not usable: {e}"
-            ))
-        })
-}
-
-fn split_bucket(s: &str) -> (String, String) {
-    match s.split_once('/') {
-        Some((b, p)) => {
-            let p = p.trim_start_matches('/');
-            let p = if p.is_empty() || p.ends_with('/') {
-                p.to_owned()
-            } else {
-                format!("{p}/")
-            };
-            (b.to_owned(), p)
-        }
-        None => (s.to_owned(), String::new()),
-    }
+/// `bucket[/prefix]` split, the prefix read as the folder it names (`in` and `in/` both
+/// mean the keys under `in/`); `side` names the argument in the error.
+fn split_bucket(side: &str, s: &str) -> Result<(String, String), Error> {
+    let (b, p) = s.split_once('/').unwrap_or((s, ""));
+    let p = crate::transfer::diff::folder_prefix(p)
+        .map_err(|e| Error::Usage(format!("{side:?}: {e}")))?;
+    Ok((b.to_owned(), p))
 }
 
 /// Removes `.` and `..` components lexically (the directory may not exist yet).

@@ -14,6 +14,23 @@ pub struct Side<'a> {
     pub prefix: String,
 }
 
+/// A side's prefix as the folder it names, as `ferry migrate` (and rclone) read it: `photos`
+/// and `photos/` both mean the keys under `photos/`. Refused if no key could start with it.
+pub fn folder_prefix(p: &str) -> Result<String, String> {
+    let p = p.trim_start_matches('/');
+    if p.is_empty() {
+        return Ok(String::new());
+    }
+    let p = if p.ends_with('/') {
+        p.to_owned()
+    } else {
+        format!("{p}/")
+    };
+    crate::store::ObjectKey::parse(&format!("{p}x"))
+        .map(|_| p.clone())
+        .map_err(|e| format!("the key prefix {p:?} is not usable: {e}"))
+}
+
 /// One difference between the two sides (keys relative to each side's prefix).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

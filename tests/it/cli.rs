@@ -546,3 +546,29 @@ fn existing_tree_is_indexed_on_first_start() {
         "one"
     );
 }
+
+/// `ferry verify` read `store:bucket/solo` as a raw key prefix: `solox` was compared as `x`
+/// (and an object `solo` was skipped without a word). A prefix names a folder, as for
+/// `ferry migrate` and rclone. "Could not compare" exits 3, apart from "they differ" (1), and
+/// a prefix no key could start with is bad usage (2).
+#[test]
+fn verify_reads_a_prefix_as_a_folder_and_tells_failure_from_difference() {
+    let f = Ferry::start();
+    for b in ["vera", "verb"] {
+        ok(&f.aws(&["s3", "mb", &format!("s3://{b}")]));
+        ok(&f.aws(&["s3api", "put-object", "--bucket", b, "--key", "solo/x"]));
+    }
+    ok(&f.aws(&["s3api", "put-object", "--bucket", "vera", "--key", "solox"]));
+    let out = f.cli(&["verify", "local:vera/solo", "local:verb/solo/"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("compared 1 objects: 0 differences"), "{said}");
+    let out = f.cli(&["verify", "local:vera", "local:verb"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = f.cli(&["verify", "local:vera", "local:nobucket"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = f.cli(&["verify", "local:vera/a//b", "local:verb"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a//b"), "{err}");
+}

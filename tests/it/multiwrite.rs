@@ -641,8 +641,14 @@ fn bad_policy_input_changes_nothing() {
     );
     let e = err(a.cli(&["bucket", "status", "nope"]));
     assert!(e.contains("nope"), "{e}");
-    let e = err(a.cli(&["verify", "local:good", "nostore:good"]));
-    assert!(e.contains("nostore"), "{e}");
+    // "Could not compare" is not "they differ" (1): a script must be able to tell.
+    let out = a.cli(&["verify", "local:good", "nostore:good"]);
+    assert_eq!(out.status.code(), Some(3), "verify of an unknown store");
+    let e = err(out);
+    assert!(
+        e.contains("could not compare") && e.contains("nostore"),
+        "{e}"
+    );
 
     // A valid policy change takes effect for the next write.
     let out = a.ok(&a.cli(&[
