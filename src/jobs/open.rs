@@ -215,8 +215,11 @@ impl Opener {
                     )));
                 }
                 let store = match self.dirs.get(parent) {
+                    // Both sides in one folder: the store opened for the first adopts the
+                    // second (indexing what it holds; a destination's files must be seen
+                    // to be kept or deleted).
                     Some(s) => {
-                        s.rescan_one(&bucket).await.map_err(bad)?;
+                        s.adopt_dir(&bucket).await.map_err(bad)?;
                         s.clone()
                     }
                     None => {

@@ -129,18 +129,20 @@ impl FsStore {
         hash_found: bool,
     ) -> Result<Arc<Self>> {
         let store = Self::open_unscanned(name, root, hash_found).await?;
-        std::fs::create_dir_all(root.join(bucket.as_str())).map_err(|e| {
-            Error::io(
-                format!("creating {}", root.join(bucket.as_str()).display()),
-                e,
-            )
-        })?;
-        store
-            .index
+        store.adopt_dir(bucket).await?;
+        Ok(store)
+    }
+
+    /// Serves the directory `bucket` below the root as a bucket (made if missing), with what
+    /// it holds indexed: a store opened for one directory can take a sibling.
+    pub async fn adopt_dir(&self, bucket: &BucketName) -> Result<()> {
+        let dir = self.root().join(bucket.as_str());
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        self.index
             .insert_bucket(bucket.as_str(), index::now_ms())
             .await?;
-        store.rescan_one(bucket).await?;
-        Ok(store)
+        self.rescan_one(bucket).await.map(|_| ())
     }
 
     async fn open_unscanned(name: &str, root: &Path, hash_found: bool) -> Result<Arc<Self>> {

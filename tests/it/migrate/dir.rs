@@ -596,3 +596,25 @@ fn a_file_that_vanishes_mid_run_is_reported() {
         "{out}"
     );
 }
+
+/// `--delete` into a directory where the source turned a folder into a file (and a file into
+/// a folder): the copy of `a` ran into the destination's folder `a/` before the delete of
+/// `a/x` cleared it, went to the dead-letter list, and the mirror needed a second run. A
+/// path conflict in a deleting job is retried, so one run makes the mirror. (With both
+/// directories in one folder, the destination's files were not even listed on a first run,
+/// so nothing there was deleted: the store opened for the source did not index its sibling.)
+#[test]
+fn one_deleting_run_mirrors_a_folder_that_became_a_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    let dst = tmp.path().join("dst");
+    write_file(&src.join("a"), 100, 1);
+    write_file(&src.join("b/y"), 100, 2);
+    write_file(&dst.join("a/x"), 100, 3);
+    write_file(&dst.join("b"), 100, 4);
+    let m = Migrator::new(tmp.path());
+    let arg = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+    let out = m.run(&["migrate", &arg(&src), &arg(&dst), "--delete"]);
+    assert_eq!(out.status.code(), Some(0), "{}", super::stderr(&out));
+    assert_same_tree(&src, &dst);
+}
