@@ -133,6 +133,11 @@ pub struct SourceArgs {
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Give an iteration up when nothing crosses the connection for this many seconds (a
+    /// frozen or cut-off destination would otherwise hold the source); the destination
+    /// resumes it next time. 0 waits for ever; otherwise at least 15.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    timeout: u64,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, UsageError> {
@@ -325,7 +330,18 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
     if !a.dir.is_dir() {
         return Err(UsageError(format!("--dir {}: not a directory", a.dir.display())).into());
     }
+    // The destination says it is alive every few seconds while the source waits for it.
+    let least = 3 * crate::volume::wire::DEST_KEEPALIVE.as_secs();
+    if a.timeout != 0 && a.timeout < least {
+        return Err(UsageError(format!(
+            "--timeout {}: 0 (wait for ever) or at least {least} seconds",
+            a.timeout
+        ))
+        .into());
+    }
+    let timeout = (a.timeout > 0).then(|| Duration::from_secs(a.timeout));
     let opts = || SourceOptions {
+        timeout,
         dir: a.dir.clone(),
         secret: secret.clone(),
         xattrs: XattrPolicy {

@@ -90,19 +90,31 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
                 }
             };
             let mut tls = tls;
-            let mut prefarmed = match busy.try_lock() {
-                Ok(guard) => guard,
-                Err(_) => {
-                    tracing::info!("{peer} waits for the iteration in progress to end");
-                    busy.lock().await
-                }
-            };
-            let started_ms = status::now_ms();
             let listen = Listen {
                 heard: &heard,
                 timeout,
             };
-            let result = iteration(&mut tls, &layout, keep, threads, listen, &mut prefarmed).await;
+            let mut started_ms = status::now_ms();
+            let mut held = None;
+            let result = async {
+                // The greeting is read (and its version checked) before the wait for the
+                // lock, so that the waiting source hears keepalives, not silence.
+                let Some(hello) = listen.recv(&mut tls).await? else {
+                    return Ok(None);
+                };
+                greeted(&hello)?;
+                let guard = match busy.try_lock() {
+                    Ok(guard) => guard,
+                    Err(_) => {
+                        tracing::info!("{peer} waits for the iteration in progress to end");
+                        wire::alive(&mut tls, busy.lock()).await
+                    }
+                };
+                started_ms = status::now_ms();
+                let prefarmed = held.insert(guard);
+                iteration(&mut tls, &layout, keep, threads, listen, prefarmed).await
+            }
+            .await;
             let mut rec = VolumeIteration {
                 volume: volume.to_string(),
                 role: "destination".into(),
@@ -217,6 +229,18 @@ impl Listen<'_> {
     }
 }
 
+/// Checks a source's greeting.
+fn greeted(hello: &Msg) -> anyhow::Result<()> {
+    let Msg::Hello { version, .. } = hello else {
+        bail!("expected Hello, got {hello:?}");
+    };
+    if *version != VERSION {
+        bail!("protocol version {version} is not supported (this destination speaks {VERSION})");
+    }
+    Ok(())
+}
+
+/// One iteration, once the source's greeting is read and the lock held.
 async fn iteration(
     tls: &mut Tls,
     layout: &Arc<Layout>,
@@ -227,15 +251,6 @@ async fn iteration(
 ) -> anyhow::Result<Option<Outcome>> {
     let started = Instant::now();
     let tls = &mut tokio::io::BufReader::with_capacity(256 * 1024, tls);
-    let Some(hello) = listen.recv(tls).await? else {
-        return Ok(None);
-    };
-    let Msg::Hello { version, .. } = hello else {
-        bail!("expected Hello, got {hello:?}");
-    };
-    if version != VERSION {
-        bail!("protocol version {version} is not supported (this destination speaks {VERSION})");
-    }
     let l = layout.clone();
     tokio::task::spawn_blocking(move || l.clean_partial()).await??;
     let latest = layout.latest()?;
@@ -246,7 +261,7 @@ async fn iteration(
     let l = layout.clone();
     let id = latest_id.clone();
     let resumed = if resumable {
-        let r = tokio::task::spawn_blocking(move || {
+        let r = wire::alive(tls, tokio::task::spawn_blocking(move || {
             let prev = match &id {
                 Some(id) => Index::load(&l.index(id))?,
                 None => Index::default(),
@@ -270,7 +285,7 @@ async fn iteration(
             let prev_dir = id.as_ref().map(|id| l.snapshot(id));
             let kept = resume::reconcile(&l.staging(), prev_dir.as_deref(), &prev, records)?;
             Ok::<_, anyhow::Error>((kept, partial))
-        })
+        }))
         .await?;
         match r {
             Ok(kept) => Some(kept),
@@ -370,7 +385,6 @@ async fn iteration(
     let mut applier = Some(applier);
     loop {
         let msg = match listen.recv(tls).await {
-            Ok(Some(Msg::Keepalive)) => continue,
             Ok(Some(m)) => m,
             Ok(None) => bail!("the source closed the connection mid-iteration"),
             Err(e) => {
@@ -384,7 +398,10 @@ async fn iteration(
         match msg {
             Msg::WantIndex => {
                 let id = latest_id.clone().context("there is no snapshot to index")?;
-                let idx = Index::load(&layout.index(&id))?;
+                let file = layout.index(&id);
+                let idx =
+                    wire::alive(tls, tokio::task::spawn_blocking(move || Index::load(&file)))
+                        .await??;
                 wire::send_records(tls, idx.entries.into_iter(), None).await?;
             }
             Msg::Commit { .. } => {
@@ -409,9 +426,9 @@ async fn iteration(
         }
     }
     drop(tx);
-    let applied = applier
-        .take()
-        .context("the applier is gone")?
+    // From here the source waits for `Published`: the rest of the stream applied, the
+    // `syncfs`, the publish.
+    let applied = wire::alive(tls, applier.take().context("the applier is gone")?)
         .await
         .context("the applier panicked")??;
     tracing::debug!("stream applied at {:?}", started.elapsed());
@@ -428,11 +445,11 @@ async fn iteration(
         consistent: applied.consistent,
     };
     let l = layout.clone();
-    let index = tokio::task::spawn_blocking(move || -> anyhow::Result<Index> {
+    let publish = tokio::task::spawn_blocking(move || -> anyhow::Result<Index> {
         l.publish(&index, &info)?;
         Ok(index)
-    })
-    .await??;
+    });
+    let index = wire::alive(tls, publish).await??;
     tracing::debug!("published at {:?}", started.elapsed());
     wire::send(
         tls,

@@ -31,6 +31,9 @@ pub struct SourceOptions {
     pub bandwidth: Option<u64>,
     /// Read reflink clones of the files where the filesystem can.
     pub image: bool,
+    /// Give the iteration up when nothing crosses the connection for this long (`None`:
+    /// wait): a frozen or cut-off destination must not hold the source for ever.
+    pub timeout: Option<Duration>,
 }
 
 /// What one iteration did, as `ferry volume source --json` prints it.
@@ -110,7 +113,25 @@ struct Produced {
     report: Report,
 }
 
+/// One iteration, given up once nothing has crossed the connection either way for the
+/// options' `timeout` (the destination sends keepalives while the source waits for it).
 pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
+    let wire_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let Some(idle) = opts.timeout else {
+        return iterate(opts, wire_bytes).await;
+    };
+    let addr = opts.secret.address.clone();
+    tokio::select! {
+        r = iterate(opts, wire_bytes.clone()) => r,
+        quiet = wire::silence(&wire_bytes, idle) => Err(anyhow::Error::new(quiet))
+            .with_context(|| format!("the destination at {addr} stopped answering; the iteration is given up (it resumes next time)")),
+    }
+}
+
+async fn iterate(
+    opts: SourceOptions,
+    wire_bytes: Arc<std::sync::atomic::AtomicU64>,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let root = opts.dir.clone();
     std::fs::read_dir(&root).with_context(|| format!("cannot read {}", root.display()))?;
@@ -135,8 +156,7 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
         .with_context(|| format!("timed out connecting to the destination at {addr}"))?
         .with_context(|| format!("cannot connect to the destination at {addr}"))?;
     tcp.set_nodelay(true)?;
-    let counted = Counted::new(tcp);
-    let wire_bytes = counted.bytes.clone();
+    let counted = Counted::sharing(tcp, wire_bytes.clone());
     let name = rustls::pki_types::ServerName::try_from("ferry-volume")?;
     let mut stream = tokio::time::timeout(
         Duration::from_secs(10),
@@ -220,7 +240,10 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     let (rd, wr) = tokio::io::split(stream);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     let limiter = opts.bandwidth.map(crate::transfer::throttle::Limiter::new);
-    let writer = tokio::spawn(async move { pump(&mut rx, wr, limiter, keepalive).await });
+    // Aborted if the iteration is given up: it may be blocked writing to a frozen peer.
+    let mut writer = AbortOnDrop(tokio::spawn(async move {
+        pump(&mut rx, wr, limiter, keepalive).await
+    }));
     let producer_root = root.clone();
     let use_image = opts.image;
     tracing::debug!("connected and planned base at {:?}", started.elapsed());
@@ -242,7 +265,9 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     })
     .await
     .context("the source's reader panicked")?;
-    let write_result = writer.await.context("the connection writer panicked")?;
+    let write_result = (&mut writer.0)
+        .await
+        .context("the connection writer panicked")?;
     let mut rd = rd;
     let reply = wire::recv(&mut rd).await;
     let produced = match (produced, write_result, reply) {
@@ -274,6 +299,15 @@ pub async fn sync_once(opts: SourceOptions) -> anyhow::Result<Report> {
     report.wire_bytes = wire_bytes.load(Ordering::Relaxed);
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// A task aborted when the handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Writes the producer's frames to the destination, at most at `limiter`'s rate. When none

@@ -9,6 +9,11 @@
 //! symlinks, hardlinks, clones and metadata-only changes; `Commit`. The destination answers
 //! `Published` or `Failed`. A source with nothing to send for a while ([`keepalive`]) sends
 //! `Keepalive`; a destination that hears nothing for its `--timeout` gives the iteration up.
+//! The other way too (version 3): while the source waits for an answer (the destination
+//! waits for another iteration to end, resumes one, loads its index, publishes), the
+//! destination sends `Keepalive` every [`DEST_KEEPALIVE`], and a source whose connection
+//! carries nothing either way for its `--timeout` gives up. [`recv`] passes over
+//! `Keepalive` frames: they only show the peer is alive.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +28,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use super::index::{Hash, Record};
 use super::tree::Meta;
 
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
+/// How often a destination busy with a waiting source's answer says it is alive; a source's
+/// `--timeout` is at least three times this.
+pub const DEST_KEEPALIVE: Duration = Duration::from_secs(5);
 /// No frame is larger than this (bounds what one message can make the peer hold).
 pub const MAX_FRAME: usize = 4 << 20;
 
@@ -166,8 +174,17 @@ pub async fn send<W: AsyncWrite + Unpin>(w: &mut W, msg: &Msg) -> anyhow::Result
     Ok(())
 }
 
-/// Reads one frame; `None` at a clean end of stream.
+/// Reads one frame, passing over `Keepalive`s; `None` at a clean end of stream.
 pub async fn recv<R: AsyncRead + Unpin>(r: &mut R) -> anyhow::Result<Option<Msg>> {
+    loop {
+        match recv_frame(r).await? {
+            Some(Msg::Keepalive) => continue,
+            m => return Ok(m),
+        }
+    }
+}
+
+async fn recv_frame<R: AsyncRead + Unpin>(r: &mut R) -> anyhow::Result<Option<Msg>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -442,10 +459,50 @@ pub struct Counted<S> {
 
 impl<S> Counted<S> {
     pub fn new(inner: S) -> Self {
+        Self::sharing(inner, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// Counts both ways into `bytes`, a counter the caller already holds.
+    pub fn sharing(inner: S, bytes: Arc<AtomicU64>) -> Self {
         Counted {
             inner,
-            bytes: Arc::new(AtomicU64::new(0)),
+            bytes,
             read: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Sends `Keepalive` on `w` every [`DEST_KEEPALIVE`] until `work` ends, and returns its
+/// output: the peer waits for an answer and must hear that this side is alive. A keepalive
+/// that cannot be sent (the peer went away, or stopped reading) ends the keepalives, never
+/// the work: what follows it will meet the broken connection.
+pub async fn alive<W: AsyncWrite + Unpin, T>(w: &mut W, work: impl Future<Output = T>) -> T {
+    tokio::pin!(work);
+    let mut open = true;
+    loop {
+        tokio::select! {
+            r = &mut work => return r,
+            _ = tokio::time::sleep(DEST_KEEPALIVE), if open => {
+                let sent = tokio::time::timeout(DEST_KEEPALIVE, send(w, &Msg::Keepalive)).await;
+                open = matches!(sent, Ok(Ok(())));
+            }
+        }
+    }
+}
+
+/// Resolves once `bytes` (a connection's count of bytes either way) has not moved for
+/// `idle`: nothing has crossed the connection, not even a keepalive. Never before the first
+/// byte.
+pub async fn silence(bytes: &AtomicU64, idle: Duration) -> Idle {
+    let tick = (idle / 4).max(Duration::from_millis(50));
+    let (mut seen, mut since) = (bytes.load(Ordering::Relaxed), tokio::time::Instant::now());
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = bytes.load(Ordering::Relaxed);
+        if now != seen || now == 0 {
+            (seen, since) = (now, tokio::time::Instant::now());
+        } else if since.elapsed() >= idle {
+            return Idle(idle);
         }
     }
 }
@@ -492,6 +549,37 @@ mod tests {
     use super::*;
     use crate::volume::index::{Chunk, Content};
     use crate::volume::tree::Meta;
+
+    /// While a slow piece of work runs, the peer hears keepalives, and reads past them to
+    /// the answer; a connection on which nothing moves is found silent.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_side_keeps_the_waiting_one_hearing() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let work = tokio::time::sleep(DEST_KEEPALIVE * 3 + Duration::from_millis(10));
+        alive(&mut a, work).await;
+        send(&mut a, &Msg::IndexEnd).await.expect("send");
+        let mut raw = vec![0u8; 64];
+        let n = tokio::io::AsyncReadExt::read(&mut b, &mut raw)
+            .await
+            .expect("read");
+        let keepalive = encode(&Msg::Keepalive).expect("encode");
+        assert!(
+            raw[..n].starts_with(&[keepalive.clone(), keepalive.clone(), keepalive].concat()),
+            "three keepalives first: {:?}",
+            &raw[..n]
+        );
+        let mut rest = &raw[n - encode(&Msg::IndexEnd).expect("encode").len()..n];
+        assert!(matches!(recv(&mut rest).await, Ok(Some(Msg::IndexEnd))));
+        // `recv` itself passes over them.
+        let both = [encode(&Msg::Keepalive).expect("e"), encode(&Msg::IndexEnd).expect("e")]
+            .concat();
+        assert!(matches!(recv(&mut &both[..]).await, Ok(Some(Msg::IndexEnd))));
+
+        let moved = AtomicU64::new(1);
+        let idle = Duration::from_secs(20);
+        let quiet = silence(&moved, idle).await;
+        assert_eq!(quiet.0, idle);
+    }
 
     #[tokio::test]
     async fn chunk_lists_longer_than_a_frame_travel_in_pieces() {

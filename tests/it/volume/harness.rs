@@ -224,6 +224,13 @@ impl Destination {
         self.read_secret().expect("the destination's secret")
     }
 
+    /// Freezes the destination (SIGSTOP); [`Self::kill9`] or drop ends it.
+    pub fn freeze(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.freeze();
+        }
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.kill9();

@@ -278,14 +278,15 @@ fn a_destination_dying_mid_stream_is_reported() {
 /// A source frozen mid-iteration (SIGSTOP here; a suspended VM or a partition without a
 /// reset in the field) held the destination's one-iteration lock for ever: every later
 /// source waited in silence. The destination now gives up after `--timeout` seconds without
-/// a byte, and a waiting source says what it waits for.
+/// a byte, and a waiting source says what it waits for. The waiting source has a timeout of
+/// its own, shorter than that wait: the destination's keepalives carry it through.
 #[test]
 fn a_frozen_source_does_not_hold_the_destination() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let t = tmp.path();
     let src = t.join("src");
     write_file(&src.join("big"), 20_000_000, 1);
-    let dst = Destination::start_with(t, "dst", &["--timeout", "5"]);
+    let dst = Destination::start_with(t, "dst", &["--timeout", "22"]);
     let mut cmd = source_cmd(&src, &dst.secret);
     cmd.args(["--bandwidth-limit", "2M"]);
     let mut frozen = super::harness::Proc::spawn(cmd, anon(), anon());
@@ -295,7 +296,9 @@ fn a_frozen_source_does_not_hold_the_destination() {
         "the first source finished before it was frozen"
     );
     frozen.freeze();
-    let out = run(source_cmd(&src, &dst.secret));
+    let mut waiting = source_cmd(&src, &dst.secret);
+    waiting.args(["--timeout", "15"]);
+    let out = run(waiting);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("waiting for the destination"),
@@ -381,4 +384,28 @@ fn a_sparse_file_stays_sparse_when_its_chunks_are_reused() {
         on_disk < SIZE / 8,
         "{on_disk} bytes on disk for a {SIZE}-byte file with 64 bytes of data"
     );
+}
+
+/// A destination frozen mid-iteration (SIGSTOP; a suspended VM, a partition without a reset)
+/// held its source for ever: the source had no timeout of its own (and a destination busy
+/// publishing sent nothing it could tell from silence). The source gives up after its
+/// `--timeout` with nothing crossing the connection either way, saying so, and exits 1.
+#[test]
+fn a_frozen_destination_does_not_hold_the_source() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("big"), 20_000_000, 1);
+    let mut dst = Destination::start(t, "dst");
+    let mut cmd = source_cmd(&src, &dst.secret);
+    cmd.args(["--bandwidth-limit", "2M", "--timeout", "15"]);
+    let mut source = super::harness::Proc::spawn(cmd, anon(), anon());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(source.running(), "the source finished before the freeze");
+    dst.freeze();
+    let out = source.wait(std::time::Duration::from_secs(120));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("stopped answering"), "{err}");
+    dst.kill9();
 }
