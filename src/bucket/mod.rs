@@ -3,16 +3,21 @@
 //!
 //! Owns: policies ([`policy`]), the per-bucket [`Namespace`] store the gateway writes through
 //! (multi-write, [`tee`], key [`locks`]), the [`catchup`] workers that drain the journal, and
-//! the admin operations on buckets ([`Buckets`]; failover and failback in `failover`). Does
+//! the admin operations on buckets ([`Buckets`]; policy changes in `change`, status in
+//! `status`, failover and failback in `failover`). Does
 //! not own: where the journal's rows are kept (`journal`, `state`), how one object is copied
 //! (`transfer`), or S3 wire formats.
 
 pub mod catchup;
+mod change;
 mod failover;
 mod locks;
 pub mod namespace;
 pub mod policy;
+mod status;
 mod tee;
+
+pub use status::{BucketStatus, FailbackError, TargetStatus};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -23,8 +28,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::journal::Journal;
 use crate::registry::{self, Registry};
-use crate::state::{self, BucketRecord};
-use crate::store::{self, BucketName, Store};
+use crate::state;
+use crate::store::{self, Store};
 use crate::telemetry::Metrics;
 use catchup::SharedHealth;
 use locks::KeyLocks;
@@ -78,43 +83,6 @@ impl BucketView {
             policy: policy.clone(),
         }
     }
-}
-
-/// Status of one target of a bucket.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TargetStatus {
-    pub target: String,
-    /// primary, secondary, or reader.
-    pub role: String,
-    pub healthy: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub owed_count: i64,
-    pub owed_bytes: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oldest_owed_age_s: Option<f64>,
-    pub synced: u64,
-    pub synced_bytes: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BucketStatus {
-    pub name: String,
-    pub mode: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failover: Option<Failover>,
-    pub targets: Vec<TargetStatus>,
-    pub owed_total: i64,
-    /// Why the last failback of this bucket failed, and when, until the next one starts: a
-    /// failback started without `--wait` runs in the background, and its caller is gone.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failback_error: Option<FailbackError>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FailbackError {
-    pub error: String,
-    pub at_ms: i64,
 }
 
 struct Entry {
@@ -449,225 +417,6 @@ impl Buckets {
         Ok((policy, roles))
     }
 
-    /// Creates a namespace bucket (and its buckets on the write targets, if missing).
-    pub async fn create(
-        &self,
-        name: &str,
-        write_to: &[String],
-        read_from: &[String],
-    ) -> Result<BucketView, Error> {
-        let _c = self.changing(name).await?;
-        let bucket =
-            BucketName::parse(name).map_err(|e| Error::Invalid(format!("bucket {name:?}: {e}")))?;
-        if self.get(name).is_some() {
-            return Err(Error::Exists(name.to_owned()));
-        }
-        match self.default_store.head_bucket(&bucket).await {
-            Ok(_) => {
-                return Err(Error::Invalid(format!(
-                    "a plain bucket named {name:?} already exists in the default store"
-                )));
-            }
-            Err(store::Error::NoSuchBucket { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let (policy, roles) = self.prepare(write_to, read_from).await?;
-        self.registry
-            .db()
-            .add_bucket(&BucketRecord {
-                name: name.to_owned(),
-                policy: serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
-                created_ms: now_ms(),
-            })
-            .await
-            .map_err(|e| match e {
-                state::Error::BucketExists(n) => Error::Exists(n),
-                e => e.into(),
-            })?;
-        let (primary, secondaries) = (roles.primary.clone(), roles.secondaries.clone());
-        let view = self.activate(name, policy, roles).await;
-        // A primary bucket that already holds objects: the secondaries are owed them.
-        self.backfill(name, &primary, &secondaries).await?;
-        Ok(view)
-    }
-
-    /// Replaces a bucket's targets (not while it is failed over).
-    pub async fn set_policy(
-        &self,
-        name: &str,
-        write_to: &[String],
-        read_from: &[String],
-    ) -> Result<BucketView, Error> {
-        let _c = self.changing(name).await?;
-        let e = self.entry(name)?;
-        if let Some(f) = &e.policy.failover {
-            return Err(Error::Invalid(format!(
-                "bucket {name} is failed over to {}: fail back before changing its policy",
-                f.to
-            )));
-        }
-        let (policy, roles) = self.prepare(write_to, read_from).await?;
-        let added: Vec<Leg> = roles
-            .secondaries
-            .iter()
-            .filter(|l| !e.policy.write_to.iter().any(|t| t.to_string() == l.label))
-            .cloned()
-            .collect();
-        let primary = roles.primary.clone();
-        let view = {
-            let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
-            // Under the gate: no write can be journaled between this check and the switch.
-            self.refuse_losing_owed(name, &e.policy, Some(&policy))
-                .await?;
-            self.commit_switch(name, policy, roles).await?
-        };
-        // Writes from now on reach the new secondaries; what the primary already held is
-        // owed to them, so the catch-up worker copies it (and status shows how much is left).
-        self.backfill(name, &primary, &added).await?;
-        Ok(view)
-    }
-
-    /// Journals every object `primary` holds as owed to each of `added`, a page at a time.
-    async fn backfill(&self, name: &str, primary: &Leg, added: &[Leg]) -> Result<(), Error> {
-        if added.is_empty() {
-            return Ok(());
-        }
-        let mut after = None;
-        loop {
-            let page = primary
-                .store
-                .list_objects(
-                    &primary.bucket,
-                    &store::ListQuery {
-                        prefix: String::new(),
-                        delimiter: None,
-                        start_after: after.take(),
-                        max_keys: 1000,
-                    },
-                )
-                .await?;
-            let rows: Vec<state::NewJournalRow> = page
-                .objects
-                .iter()
-                .flat_map(|o| {
-                    added.iter().map(|t| state::NewJournalRow {
-                        bucket: name.to_owned(),
-                        target: t.label.clone(),
-                        key: o.key.to_string(),
-                        op: "put".into(),
-                        bytes: i64::try_from(o.size).unwrap_or(i64::MAX),
-                        created_ms: now_ms(),
-                    })
-                })
-                .collect();
-            if !rows.is_empty() {
-                let ids = self
-                    .journal
-                    .append(rows)
-                    .await
-                    .map_err(|e| Error::Invalid(format!("cannot journal the backfill: {e}")))?;
-                self.journal.release(&ids);
-                if let Ok(e) = self.entry(name) {
-                    e.ns.wake.notify_waiters();
-                }
-            }
-            match page.next_marker {
-                Some(m) => after = Some(m),
-                None => return Ok(()),
-            }
-        }
-    }
-
-    /// Refuses a change that would strand acknowledged writes the journal still owes: a
-    /// target that is owed writes leaving the policy (nothing would deliver them), or the
-    /// primary changing while anything is owed (the new primary would serve reads without
-    /// them, and the rows would name the wrong side). `new` is `None` for a removal.
-    async fn refuse_losing_owed(
-        &self,
-        name: &str,
-        old: &Policy,
-        new: Option<&Policy>,
-    ) -> Result<(), Error> {
-        let owed = self.registry.db().owed_stats(name).await?;
-        let Some(first) = owed.iter().find(|o| o.count > 0) else {
-            return Ok(());
-        };
-        let wait = format!(
-            "wait until `ferry bucket status {name}` shows nothing owed (a target that is down \
-             must come back first)"
-        );
-        let Some(new) = new else {
-            return Err(Error::Invalid(format!(
-                "bucket {name}: {} is still owed {} acknowledged writes; removing the bucket \
-                 would lose them: {wait}",
-                first.target, first.count
-            )));
-        };
-        let named = |p: &Policy, t: &str| p.write_to.iter().any(|w| w.to_string() == t);
-        if let Some(o) = owed.iter().find(|o| o.count > 0 && !named(new, &o.target)) {
-            return Err(Error::Invalid(format!(
-                "bucket {name}: {} is still owed {} acknowledged writes and the new policy \
-                 leaves it out, so nothing would deliver them: {wait}",
-                o.target, o.count
-            )));
-        }
-        if old.write_to.first() != new.write_to.first() {
-            return Err(Error::Invalid(format!(
-                "bucket {name}: {} is still owed {} acknowledged writes; a new primary would \
-                 serve reads without them: {wait}",
-                first.target, first.count
-            )));
-        }
-        Ok(())
-    }
-
-    /// Persists `policy` and swaps the roles while writes are held back.
-    async fn switch(&self, e: &Entry, name: &str, policy: Policy) -> Result<BucketView, Error> {
-        let roles = self.roles(&policy).await?;
-        let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
-        self.commit_switch(name, policy, roles).await
-    }
-
-    /// The end of every role change; the caller holds the bucket's gate for writing.
-    async fn commit_switch(
-        &self,
-        name: &str,
-        policy: Policy,
-        roles: Roles,
-    ) -> Result<BucketView, Error> {
-        self.registry
-            .db()
-            .set_bucket_policy(
-                name,
-                &serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
-            )
-            .await?;
-        Ok(self.activate(name, policy, roles).await)
-    }
-
-    /// Stops serving a namespace bucket (its targets' data is left alone); refused while it
-    /// is failed over or any target is owed writes.
-    pub async fn remove(&self, name: &str) -> Result<(), Error> {
-        let _c = self.changing(name).await?;
-        let e = self.entry(name)?;
-        if let Some(f) = &e.policy.failover {
-            return Err(Error::Invalid(format!(
-                "bucket {name} is failed over to {}: fail back before removing it (its writes \
-                 since the failover are only there)",
-                f.to
-            )));
-        }
-        let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
-        self.refuse_losing_owed(name, &e.policy, None).await?;
-        self.registry.db().remove_bucket(name).await?;
-        self.registry.db().drop_journal(name).await?;
-        let _ = e.stop.send(true);
-        if let Ok(mut o) = self.open.write() {
-            o.remove(name);
-        }
-        Ok(())
-    }
-
     pub fn list(&self) -> Vec<BucketView> {
         let o = match self.open.read() {
             Ok(o) => o,
@@ -679,96 +428,5 @@ impl Buckets {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
-    }
-
-    /// Mode, each target's health and backlog.
-    pub async fn status(&self, name: &str) -> Result<BucketStatus, Error> {
-        let e = self.entry(name)?;
-        let roles = e.ns.roles();
-        let owed = self.registry.db().owed_stats(name).await?;
-        let now = now_ms();
-        let mut targets = Vec::new();
-        let mut seen = Vec::new();
-        let legs = std::iter::once((&roles.primary, "primary"))
-            .chain(roles.secondaries.iter().map(|l| {
-                if roles.deferred.contains(&l.label) {
-                    (l, "owed")
-                } else {
-                    (l, "secondary")
-                }
-            }))
-            .chain(roles.readers.iter().map(|l| (l, "reader")));
-        for (leg, role) in legs {
-            if seen.contains(&leg.label) {
-                continue;
-            }
-            seen.push(leg.label.clone());
-            let probe =
-                tokio::time::timeout(Duration::from_secs(3), leg.store.head_bucket(&leg.bucket))
-                    .await;
-            let (healthy, error) = match probe {
-                Ok(Ok(_)) => (true, None),
-                Ok(Err(err)) => (false, Some(err.to_string())),
-                Err(_) => (false, Some("no answer within 3 s".to_owned())),
-            };
-            let h = self.health_of(name, &leg.label);
-            let h = h.lock().map(|h| h.clone()).unwrap_or_default();
-            let o = owed.iter().find(|o| o.target == leg.label);
-            targets.push(TargetStatus {
-                target: leg.label.clone(),
-                role: role.into(),
-                healthy,
-                error: error.or(h.last_error),
-                owed_count: o.map_or(0, |o| o.count),
-                owed_bytes: o.map_or(0, |o| o.bytes),
-                oldest_owed_age_s: o
-                    .and_then(|o| o.oldest_ms)
-                    .map(|t| (now - t).max(0) as f64 / 1000.0),
-                synced: h.synced,
-                synced_bytes: h.synced_bytes,
-            });
-        }
-        let mut mode = mode(&e.policy);
-        if self.is_failing_back(name) {
-            mode.push_str(" (failing back)");
-        }
-        Ok(BucketStatus {
-            name: name.to_owned(),
-            mode,
-            failover: e.policy.failover.clone(),
-            owed_total: owed.iter().map(|o| o.count).sum(),
-            targets,
-            failback_error: self
-                .failback_errors
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(name)
-                .cloned(),
-        })
-    }
-
-    /// Reads every bucket's backlog into the metrics (before `/metrics` renders them).
-    pub async fn refresh_metrics(&self) {
-        let now = now_ms();
-        for name in self.names() {
-            let Ok(e) = self.entry(&name) else { continue };
-            let Ok(owed) = self.registry.db().owed_stats(&name).await else {
-                continue;
-            };
-            let roles = e.ns.roles();
-            for leg in &roles.secondaries {
-                let o = owed.iter().find(|o| o.target == leg.label);
-                let age = o
-                    .and_then(|o| o.oldest_ms)
-                    .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-                self.metrics.set_backlog(
-                    &name,
-                    &leg.label,
-                    o.map_or(0, |o| o.count),
-                    o.map_or(0, |o| o.bytes),
-                    age,
-                );
-            }
-        }
     }
 }

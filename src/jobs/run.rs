@@ -537,10 +537,9 @@ impl Runner {
         let attempts = task.attempts + 1;
         // A mirroring job may be about to delete what blocks the path (a source folder that
         // became a file: the copy of `a` waits for the delete of `a/x`).
-        let clears_way =
-            self.spec.options.delete && matches!(e, store::Error::PathConflict { .. });
-        let retry = (retryable(e) || clears_way)
-            && attempts < i64::from(self.spec.options.max_attempts);
+        let clears_way = self.spec.options.delete && matches!(e, store::Error::PathConflict { .. });
+        let retry =
+            (retryable(e) || clears_way) && attempts < i64::from(self.spec.options.max_attempts);
         let msg = e.to_string();
         if matches!(e, store::Error::InvalidPart { .. })
             && let Err(e) = self.db.set_task_upload(task.id, None).await

@@ -261,31 +261,34 @@ async fn iteration(
     let l = layout.clone();
     let id = latest_id.clone();
     let resumed = if resumable {
-        let r = wire::alive(tls, tokio::task::spawn_blocking(move || {
-            let prev = match &id {
-                Some(id) => Index::load(&l.index(id))?,
-                None => Index::default(),
-            };
-            let (_, entries) = Journal::read(&l.journal()).unwrap_or_default();
-            let (records, partial) = resume::summarise(entries);
-            // The large file that was being written goes aside before the tree is put back.
-            let _ = std::fs::remove_file(l.partial());
-            // Only the chunks it still holds as journaled are offered: a later interrupted
-            // iteration may have written something else there before journaling anything.
-            let partial = partial.and_then(|(path, mut chunks)| {
-                let f = super::tree::join(&l.staging(), &path);
-                if !std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_file())
-                    || std::fs::rename(&f, l.partial()).is_err()
-                {
-                    return None;
-                }
-                chunks.truncate(resume::intact_prefix(&l.partial(), &chunks));
-                (!chunks.is_empty()).then_some((path, chunks))
-            });
-            let prev_dir = id.as_ref().map(|id| l.snapshot(id));
-            let kept = resume::reconcile(&l.staging(), prev_dir.as_deref(), &prev, records)?;
-            Ok::<_, anyhow::Error>((kept, partial))
-        }))
+        let r = wire::alive(
+            tls,
+            tokio::task::spawn_blocking(move || {
+                let prev = match &id {
+                    Some(id) => Index::load(&l.index(id))?,
+                    None => Index::default(),
+                };
+                let (_, entries) = Journal::read(&l.journal()).unwrap_or_default();
+                let (records, partial) = resume::summarise(entries);
+                // The large file that was being written goes aside before the tree is put back.
+                let _ = std::fs::remove_file(l.partial());
+                // Only the chunks it still holds as journaled are offered: a later interrupted
+                // iteration may have written something else there before journaling anything.
+                let partial = partial.and_then(|(path, mut chunks)| {
+                    let f = super::tree::join(&l.staging(), &path);
+                    if !std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_file())
+                        || std::fs::rename(&f, l.partial()).is_err()
+                    {
+                        return None;
+                    }
+                    chunks.truncate(resume::intact_prefix(&l.partial(), &chunks));
+                    (!chunks.is_empty()).then_some((path, chunks))
+                });
+                let prev_dir = id.as_ref().map(|id| l.snapshot(id));
+                let kept = resume::reconcile(&l.staging(), prev_dir.as_deref(), &prev, records)?;
+                Ok::<_, anyhow::Error>((kept, partial))
+            }),
+        )
         .await?;
         match r {
             Ok(kept) => Some(kept),
@@ -399,9 +402,8 @@ async fn iteration(
             Msg::WantIndex => {
                 let id = latest_id.clone().context("there is no snapshot to index")?;
                 let file = layout.index(&id);
-                let idx =
-                    wire::alive(tls, tokio::task::spawn_blocking(move || Index::load(&file)))
-                        .await??;
+                let idx = wire::alive(tls, tokio::task::spawn_blocking(move || Index::load(&file)))
+                    .await??;
                 wire::send_records(tls, idx.entries.into_iter(), None).await?;
             }
             Msg::Commit { .. } => {

@@ -571,9 +571,15 @@ mod tests {
         let mut rest = &raw[n - encode(&Msg::IndexEnd).expect("encode").len()..n];
         assert!(matches!(recv(&mut rest).await, Ok(Some(Msg::IndexEnd))));
         // `recv` itself passes over them.
-        let both = [encode(&Msg::Keepalive).expect("e"), encode(&Msg::IndexEnd).expect("e")]
-            .concat();
-        assert!(matches!(recv(&mut &both[..]).await, Ok(Some(Msg::IndexEnd))));
+        let both = [
+            encode(&Msg::Keepalive).expect("e"),
+            encode(&Msg::IndexEnd).expect("e"),
+        ]
+        .concat();
+        assert!(matches!(
+            recv(&mut &both[..]).await,
+            Ok(Some(Msg::IndexEnd))
+        ));
 
         let moved = AtomicU64::new(1);
         let idle = Duration::from_secs(20);

@@ -1,0 +1,232 @@
+//! Creating, re-targeting and removing namespace buckets: the admin's changes of a bucket's
+//! policy, each refused when it would strand writes the journal still owes.
+
+use super::{BucketView, Buckets, Entry, Error, Leg, Policy, Roles, now_ms};
+use crate::state::{self, BucketRecord};
+use crate::store::{self, BucketName};
+
+impl Buckets {
+    /// Creates a namespace bucket (and its buckets on the write targets, if missing).
+    pub async fn create(
+        &self,
+        name: &str,
+        write_to: &[String],
+        read_from: &[String],
+    ) -> Result<BucketView, Error> {
+        let _c = self.changing(name).await?;
+        let bucket =
+            BucketName::parse(name).map_err(|e| Error::Invalid(format!("bucket {name:?}: {e}")))?;
+        if self.get(name).is_some() {
+            return Err(Error::Exists(name.to_owned()));
+        }
+        match self.default_store.head_bucket(&bucket).await {
+            Ok(_) => {
+                return Err(Error::Invalid(format!(
+                    "a plain bucket named {name:?} already exists in the default store"
+                )));
+            }
+            Err(store::Error::NoSuchBucket { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (policy, roles) = self.prepare(write_to, read_from).await?;
+        self.registry
+            .db()
+            .add_bucket(&BucketRecord {
+                name: name.to_owned(),
+                policy: serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
+                created_ms: now_ms(),
+            })
+            .await
+            .map_err(|e| match e {
+                state::Error::BucketExists(n) => Error::Exists(n),
+                e => e.into(),
+            })?;
+        let (primary, secondaries) = (roles.primary.clone(), roles.secondaries.clone());
+        let view = self.activate(name, policy, roles).await;
+        // A primary bucket that already holds objects: the secondaries are owed them.
+        self.backfill(name, &primary, &secondaries).await?;
+        Ok(view)
+    }
+
+    /// Replaces a bucket's targets (not while it is failed over).
+    pub async fn set_policy(
+        &self,
+        name: &str,
+        write_to: &[String],
+        read_from: &[String],
+    ) -> Result<BucketView, Error> {
+        let _c = self.changing(name).await?;
+        let e = self.entry(name)?;
+        if let Some(f) = &e.policy.failover {
+            return Err(Error::Invalid(format!(
+                "bucket {name} is failed over to {}: fail back before changing its policy",
+                f.to
+            )));
+        }
+        let (policy, roles) = self.prepare(write_to, read_from).await?;
+        let added: Vec<Leg> = roles
+            .secondaries
+            .iter()
+            .filter(|l| !e.policy.write_to.iter().any(|t| t.to_string() == l.label))
+            .cloned()
+            .collect();
+        let primary = roles.primary.clone();
+        let view = {
+            let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
+            // Under the gate: no write can be journaled between this check and the switch.
+            self.refuse_losing_owed(name, &e.policy, Some(&policy))
+                .await?;
+            self.commit_switch(name, policy, roles).await?
+        };
+        // Writes from now on reach the new secondaries; what the primary already held is
+        // owed to them, so the catch-up worker copies it (and status shows how much is left).
+        self.backfill(name, &primary, &added).await?;
+        Ok(view)
+    }
+
+    /// Journals every object `primary` holds as owed to each of `added`, a page at a time.
+    async fn backfill(&self, name: &str, primary: &Leg, added: &[Leg]) -> Result<(), Error> {
+        if added.is_empty() {
+            return Ok(());
+        }
+        let mut after = None;
+        loop {
+            let page = primary
+                .store
+                .list_objects(
+                    &primary.bucket,
+                    &store::ListQuery {
+                        prefix: String::new(),
+                        delimiter: None,
+                        start_after: after.take(),
+                        max_keys: 1000,
+                    },
+                )
+                .await?;
+            let rows: Vec<state::NewJournalRow> = page
+                .objects
+                .iter()
+                .flat_map(|o| {
+                    added.iter().map(|t| state::NewJournalRow {
+                        bucket: name.to_owned(),
+                        target: t.label.clone(),
+                        key: o.key.to_string(),
+                        op: "put".into(),
+                        bytes: i64::try_from(o.size).unwrap_or(i64::MAX),
+                        created_ms: now_ms(),
+                    })
+                })
+                .collect();
+            if !rows.is_empty() {
+                let ids = self
+                    .journal
+                    .append(rows)
+                    .await
+                    .map_err(|e| Error::Invalid(format!("cannot journal the backfill: {e}")))?;
+                self.journal.release(&ids);
+                if let Ok(e) = self.entry(name) {
+                    e.ns.wake.notify_waiters();
+                }
+            }
+            match page.next_marker {
+                Some(m) => after = Some(m),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Refuses a change that would strand acknowledged writes the journal still owes: a
+    /// target that is owed writes leaving the policy (nothing would deliver them), or the
+    /// primary changing while anything is owed (the new primary would serve reads without
+    /// them, and the rows would name the wrong side). `new` is `None` for a removal.
+    async fn refuse_losing_owed(
+        &self,
+        name: &str,
+        old: &Policy,
+        new: Option<&Policy>,
+    ) -> Result<(), Error> {
+        let owed = self.registry.db().owed_stats(name).await?;
+        let Some(first) = owed.iter().find(|o| o.count > 0) else {
+            return Ok(());
+        };
+        let wait = format!(
+            "wait until `ferry bucket status {name}` shows nothing owed (a target that is down \
+             must come back first)"
+        );
+        let Some(new) = new else {
+            return Err(Error::Invalid(format!(
+                "bucket {name}: {} is still owed {} acknowledged writes; removing the bucket \
+                 would lose them: {wait}",
+                first.target, first.count
+            )));
+        };
+        let named = |p: &Policy, t: &str| p.write_to.iter().any(|w| w.to_string() == t);
+        if let Some(o) = owed.iter().find(|o| o.count > 0 && !named(new, &o.target)) {
+            return Err(Error::Invalid(format!(
+                "bucket {name}: {} is still owed {} acknowledged writes and the new policy \
+                 leaves it out, so nothing would deliver them: {wait}",
+                o.target, o.count
+            )));
+        }
+        if old.write_to.first() != new.write_to.first() {
+            return Err(Error::Invalid(format!(
+                "bucket {name}: {} is still owed {} acknowledged writes; a new primary would \
+                 serve reads without them: {wait}",
+                first.target, first.count
+            )));
+        }
+        Ok(())
+    }
+
+    /// Persists `policy` and swaps the roles while writes are held back.
+    pub(super) async fn switch(
+        &self,
+        e: &Entry,
+        name: &str,
+        policy: Policy,
+    ) -> Result<BucketView, Error> {
+        let roles = self.roles(&policy).await?;
+        let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
+        self.commit_switch(name, policy, roles).await
+    }
+
+    /// The end of every role change; the caller holds the bucket's gate for writing.
+    pub(super) async fn commit_switch(
+        &self,
+        name: &str,
+        policy: Policy,
+        roles: Roles,
+    ) -> Result<BucketView, Error> {
+        self.registry
+            .db()
+            .set_bucket_policy(
+                name,
+                &serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
+            )
+            .await?;
+        Ok(self.activate(name, policy, roles).await)
+    }
+
+    /// Stops serving a namespace bucket (its targets' data is left alone); refused while it
+    /// is failed over or any target is owed writes.
+    pub async fn remove(&self, name: &str) -> Result<(), Error> {
+        let _c = self.changing(name).await?;
+        let e = self.entry(name)?;
+        if let Some(f) = &e.policy.failover {
+            return Err(Error::Invalid(format!(
+                "bucket {name} is failed over to {}: fail back before removing it (its writes \
+                 since the failover are only there)",
+                f.to
+            )));
+        }
+        let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
+        self.refuse_losing_owed(name, &e.policy, None).await?;
+        self.registry.db().remove_bucket(name).await?;
+        self.registry.db().drop_journal(name).await?;
+        let _ = e.stop.send(true);
+        if let Ok(mut o) = self.open.write() {
+            o.remove(name);
+        }
+        Ok(())
+    }
+}
