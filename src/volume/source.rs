@@ -578,7 +578,7 @@ mod tests {
         let pumping =
             tokio::spawn(async move { pump(&mut rx, near, None, Duration::from_millis(20)).await });
         // Nothing to send yet: the destination still hears from the source.
-        let first = tokio::time::timeout(Duration::from_secs(5), wire::recv(&mut far))
+        let first = tokio::time::timeout(Duration::from_secs(5), wire::recv_frame(&mut far))
             .await
             .expect("a keepalive within 5 s")
             .expect("a frame");
@@ -589,7 +589,7 @@ mod tests {
         drop(tx);
         pumping.await.expect("join").expect("pump");
         let mut rest = Vec::new();
-        while let Some(m) = wire::recv(&mut far).await.expect("recv") {
+        while let Some(m) = wire::recv_frame(&mut far).await.expect("recv") {
             rest.push(m);
         }
         assert!(

@@ -184,7 +184,8 @@ pub async fn recv<R: AsyncRead + Unpin>(r: &mut R) -> anyhow::Result<Option<Msg>
     }
 }
 
-async fn recv_frame<R: AsyncRead + Unpin>(r: &mut R) -> anyhow::Result<Option<Msg>> {
+/// Reads one frame, whatever it is (a `Keepalive` too); `None` at a clean end of stream.
+pub async fn recv_frame<R: AsyncRead + Unpin>(r: &mut R) -> anyhow::Result<Option<Msg>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
