@@ -32,12 +32,13 @@ use hyper_util::rt::TokioExecutor;
 
 use aws_sdk_s3::types::ServerSideEncryption;
 
+use super::S3Config;
+use super::config::{ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, STALL_GRACE};
 use super::convert::{
     etag_is_opaque, metadata_in, metadata_out, parse_http_date, parts_from_etag, pick_checksum,
     tagging_header, to_time, trim_etag, version_or_null,
 };
 use super::error::{Answer, Ctx, chain, map_answer};
-use super::{ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, MAX_ATTEMPTS, S3Config, STALL_GRACE};
 use crate::store::ObjectKey;
 use crate::store::types::{ByteStream, Checksum, ObjectAttrs, ObjectMeta, Tags};
 use crate::store::{Error, Result, digest};
