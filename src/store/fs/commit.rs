@@ -96,7 +96,6 @@ struct Carry {
     moves_unsynced: bool,
 }
 
-thread_local! { static STATS: std::cell::RefCell<(u64,u64,std::time::Duration,std::time::Duration,std::time::Duration,std::time::Duration)> = Default::default(); }
 fn run(writer: &Mutex<Connection>, root: &Root, rx: mpsc::Receiver<Job>) {
     let mut carry = Carry::default();
     batches(writer, root, rx, &mut carry);
@@ -138,9 +137,7 @@ fn batches(
             }
         }
         let mut dirs = Dirs::new(root);
-        let t0 = std::time::Instant::now();
         let batch = refuse_conflicts(&mut dirs, batch);
-        STATS.with(|st| st.borrow_mut().5 += t0.elapsed());
         if batch.is_empty() {
             continue;
         }
@@ -156,23 +153,6 @@ fn batches(
         if batch.is_empty() {
             continue;
         }
-        STATS.with(|st| {
-            let mut st = st.borrow_mut();
-            st.0 += 1;
-            st.1 += batch.len() as u64;
-            if st.0 % 500 == 0 {
-                eprintln!(
-                    "STATS batches {} jobs {} avg {:.1} syncfs {:?} tx {:?} moves {:?} check {:?}",
-                    st.0,
-                    st.1,
-                    st.1 as f64 / st.0 as f64,
-                    st.2 / st.0 as u32,
-                    st.3 / st.0 as u32,
-                    st.4 / st.0 as u32,
-                    st.5 / st.0 as u32
-                );
-            }
-        });
         match apply(&mut conn, &mut dirs, carry, &batch) {
             Ok(()) => {
                 for j in batch {
@@ -360,21 +340,13 @@ fn apply(
 ) -> Result<(), Failed> {
     let root = dirs.root();
     let unsynced = batch.iter().any(|j| j.change.unsynced_body);
-    let t0 = std::time::Instant::now();
     if unsynced || carry.moves_unsynced {
         syncfs(root.path())
             .map_err(|e| Failed::Transaction(Error::io("syncing the store's filesystem", e)))?;
         carry.moves_unsynced = false;
     }
-    let t1 = std::time::Instant::now();
     let (intent, steps) =
         transaction(conn, &carry.finished, batch).map_err(|e| Failed::Transaction(db_err(e)))?;
-    let t2 = std::time::Instant::now();
-    STATS.with(|st| {
-        let mut st = st.borrow_mut();
-        st.2 += t1 - t0;
-        st.3 += t2 - t1;
-    });
     carry.finished.clear();
     if let Some(id) = intent {
         if let Err(e) = intent::run_with(dirs, &steps, !unsynced) {
@@ -387,7 +359,6 @@ fn apply(
         }
         carry.finished.push(id);
         carry.moves_unsynced |= unsynced;
-        STATS.with(|st| st.borrow_mut().4 += t2.elapsed());
     }
     Ok(())
 }
