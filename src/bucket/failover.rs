@@ -7,6 +7,8 @@ use std::time::Duration;
 /// How long a failback's drain waits without progress before it asks whether the primary
 /// answers at all (and gives up if not).
 const STALLED: Duration = Duration::from_secs(30);
+/// How long a failback, with writes paused, spends aborting the uploads the failover left.
+const UPLOADS_CLEANUP: Duration = Duration::from_secs(5);
 
 use super::{
     BucketView, Buckets, DRAIN_LIMIT, Error, FailingBack, Failover, FailoverMode, Leg, Namespace,
@@ -155,19 +157,28 @@ impl Buckets {
         self.repair(&e.ns, &serving, &primary).await?;
         // 3. Hold writes back, drain what arrived meanwhile, switch.
         let roles = self.roles(&policy).await?;
-        let pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
+        let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
         self.drain(name, &primary, PAUSED_DRAIN_LIMIT, false)
             .await?;
-        let view = self.commit_switch(name, policy, roles).await?;
-        drop(pause);
-        self.abort_uploads_left(name, &serving, f.since_ms).await;
-        Ok(view)
+        // Before the switch, while no client write runs and no catch-up copy goes to the
+        // failover target (it takes none until it is a secondary again), so every upload
+        // there since the failover is one of the bucket's clients'.
+        if tokio::time::timeout(
+            UPLOADS_CLEANUP,
+            self.abort_uploads_left(name, &serving, f.since_ms),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!(bucket = %name, target = %serving.label, "aborting the uploads left by the failover took over {} s; the rest stay", UPLOADS_CLEANUP.as_secs());
+        }
+        self.commit_switch(name, policy, roles).await
     }
 
     /// Aborts the multipart uploads begun on `leg` since `since_ms`. Begun during a
     /// read-write failover, they cannot be finished once the primary takes the writes back
     /// (their parts are only on `leg`), and nothing else would ever remove those parts.
-    /// Failures are logged: the failback itself is done.
+    /// Failures are logged: they do not stop the failback.
     async fn abort_uploads_left(&self, bucket: &str, leg: &Leg, since_ms: i64) {
         // Stores that keep whole seconds may date an upload begun in the failover's second
         // before it.
@@ -245,10 +256,10 @@ impl Buckets {
         let mut progress = started;
         loop {
             let left = self.owed_to(bucket, &target.label).await?;
-            let running = if writes_run {
-                i64::try_from(self.journal.busy_count()).unwrap_or(i64::MAX)
-            } else {
-                0
+            // Each write in flight owes a target one row at most.
+            let running = match self.get(bucket) {
+                Some(ns) if writes_run => i64::try_from(ns.gate.running()).unwrap_or(i64::MAX),
+                _ => 0,
             };
             if left <= running {
                 return Ok(());

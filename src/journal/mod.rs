@@ -99,11 +99,6 @@ impl Journal {
         }
     }
 
-    /// How many rows are not (yet) owed: about the number of writes in flight.
-    pub fn busy_count(&self) -> usize {
-        self.busy.lock().map(|b| b.len()).unwrap_or(0)
-    }
-
     /// The rows that are not (yet) owed.
     pub fn busy(&self) -> HashSet<i64> {
         self.busy.lock().map(|b| b.clone()).unwrap_or_default()

@@ -1326,7 +1326,12 @@ fn multipart_uploads_across_failover_and_failback() {
         a.ok(&a.cli(&["bucket", "failover", "mpr", "--to", "dr", "--mode", mode]));
     };
     let before = mp(&a, &["begin", "mpr", "before"]);
-    assert_eq!(mp(&a, &["uploads", "mpr"]), before);
+    let dropped = mp(&a, &["begin", "mpr", "dropped"]);
+    let listed = mp(&a, &["uploads", "mpr"]);
+    assert!(
+        listed.contains(&before) && listed.contains(&dropped),
+        "{listed}"
+    );
 
     failover("read-write");
     let said = mp(&a, &["part", "mpr", "before", &before, "2"]);
@@ -1334,6 +1339,9 @@ fn multipart_uploads_across_failover_and_failback() {
         said.starts_with("NoSuchUpload: ") && said.contains("begun on local:mpr"),
         "{said}"
     );
+    // An abort reaches the upload where it is: a client told "no such upload" would leave
+    // its parts on the old primary for ever.
+    assert_eq!(mp(&a, &["abort", "mpr", "dropped", &dropped]), "ok");
     let during = mp(&a, &["begin", "mpr", "during"]);
     assert_eq!(mp(&a, &["uploads", "mpr"]), during);
     assert_eq!(mp(&a, &["complete", "mpr", "during", &during]), "ok");
@@ -1346,6 +1354,11 @@ fn multipart_uploads_across_failover_and_failback() {
         "{said}"
     );
     assert_eq!(mp(&b, &["uploads", "mpr"]), "", "an upload was left on dr");
+    assert_eq!(
+        mp(&a, &["uploads", "mpr"]),
+        before,
+        "the aborted upload is still listed"
+    );
     // The upload begun before the failover is the primary's again, and completes.
     assert_eq!(mp(&a, &["part", "mpr", "before", &before, "2"]), "ok");
     assert_eq!(mp(&a, &["complete", "mpr", "before", &before]), "ok");
@@ -1360,4 +1373,70 @@ fn multipart_uploads_across_failover_and_failback() {
     assert_eq!(mp(&a, &["uploads", "mpr"]), "");
     a.ok(&a.cli(&["bucket", "failback", "mpr", "--wait"]));
     assert_eq!(mp(&a, &["abort", "mpr", "ro", &ro]), "ok");
+}
+
+/// A write stuck inside a store that stopped answering (here a DELETE waiting on a primary
+/// that is frozen, as a hung host would be) held a failover away from that primary: only
+/// streaming bodies were cut, so the change gave up after its bound, and gave up again on
+/// every retry while clients kept writing. The whole write is cut now (its client gets 503;
+/// what it journaled stays owed), and the failover goes through.
+#[test]
+fn a_write_stuck_on_a_hung_primary_does_not_hold_the_failover() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "hung",
+        "--write-to",
+        "dr:hung,local:hung",
+    ]));
+    let f = a.dir.path().join("k");
+    write_file(&f, 1000, 9);
+    cp_to(&a, &f, "s3://hung/k");
+    wait_drained(&a, "hung");
+    let pid = b.pid().expect("b runs").to_string();
+    let signal = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    let mut cmd = Command::new(venv_bin("aws"));
+    cmd.args(["--endpoint-url", &a.s3, "s3api", "delete-object"])
+        .args(["--bucket", "hung", "--key", "k"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    a.client_env(&mut cmd);
+    let mut deleting = cmd.spawn().expect("spawn aws");
+    std::thread::sleep(Duration::from_secs(2));
+    let (ok, err) = run_bounded(
+        &a,
+        &[
+            "bucket",
+            "failover",
+            "hung",
+            "--to",
+            "local",
+            "--mode",
+            "read-write",
+        ],
+    );
+    signal("-CONT");
+    let _ = deleting.kill();
+    let _ = deleting.wait();
+    assert!(
+        ok,
+        "the failover was held by a write stuck on the hung primary: {err}"
+    );
+    assert!(
+        status(&a, "hung")["mode"]
+            .as_str()
+            .is_some_and(|m| m.contains("read-write")),
+        "{}",
+        status(&a, "hung")
+    );
 }

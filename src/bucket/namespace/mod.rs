@@ -179,8 +179,6 @@ impl Namespace {
                 .map(|(r, leg)| match r {
                     Ok(_) => true,
                     Err(Error::Unavailable { store, .. }) if store == SKIPPED => false,
-                    // A body cut by a role change says nothing of the target.
-                    Err(e) if Cut::is_in(&e) => false,
                     // Slower than the primary for this body: owed, but not down.
                     Err(e) if super::tee::FellBehind::is_in(&e) => {
                         tracing::info!(bucket = %self.name, key, target = %leg.label, "secondary fell behind the primary; journaled");
@@ -248,20 +246,22 @@ impl Namespace {
         let gate = self.gate.enter().await;
         let roles = self.roles();
         self.writable(&roles)?;
-        let (lock, pending) = if roles.secondaries.is_empty() {
-            self.locks
-                .wait_copies_to(&roles.primary.label, &self.name, key.as_str())
-                .await;
-            (None, None)
-        } else {
-            let lock = self.lock_key(&roles, key.as_str()).await;
-            (
-                Some(lock),
-                Some(self.owe(&roles, key.as_str(), op, 0).await?),
-            )
-        };
+        let taken = gate
+            .run(async {
+                if roles.secondaries.is_empty() {
+                    self.locks
+                        .wait_copies_to(&roles.primary.label, &self.name, key.as_str())
+                        .await;
+                    return Ok::<_, Error>((None, None));
+                }
+                let lock = self.lock_key(&roles, key.as_str()).await;
+                let pending = self.owe(&roles, key.as_str(), op, 0).await?;
+                Ok((Some(lock), Some(pending)))
+            })
+            .await;
+        let (lock, pending) = taken.map_err(|c| c.answer(&self.name))??;
         Ok(Owed {
-            _gate: gate,
+            gate,
             _lock: lock,
             roles,
             pending,
@@ -271,8 +271,12 @@ impl Namespace {
     /// [`Self::end_owed`] for a change whose size is known only once the primary made it (a
     /// copy, a multipart completion): its rows carry that size, so status and metrics count
     /// the bytes owed.
-    async fn end_owed_object(&self, owed: Owed<'_>, r: Result<ObjectMeta>) -> Result<ObjectMeta> {
-        if let (Ok(m), Some(p)) = (&r, &owed.pending)
+    async fn end_owed_object(
+        &self,
+        owed: Owed<'_>,
+        r: std::result::Result<Result<ObjectMeta>, Cut>,
+    ) -> Result<ObjectMeta> {
+        if let (Ok(Ok(m)), Some(p)) = (&r, &owed.pending)
             && let Err(e) = self
                 .journal
                 .db()
@@ -284,8 +288,16 @@ impl Namespace {
         self.end_owed(owed, r)
     }
 
-    /// Ends a change begun with [`Self::begin_owed`].
-    fn end_owed<T>(&self, mut owed: Owed<'_>, r: Result<T>) -> Result<T> {
+    /// Ends a change begun with [`Self::begin_owed`] with the primary's answer, or with the
+    /// cut that stopped it (its rows stay owed: the primary may have made the change).
+    fn end_owed<T>(&self, mut owed: Owed<'_>, r: std::result::Result<Result<T>, Cut>) -> Result<T> {
+        let r = match r {
+            Ok(r) => r,
+            Err(cut) => {
+                drop(owed);
+                return Err(cut.answer(&self.name));
+            }
+        };
         if let Some(p) = owed.pending.take() {
             let took = vec![false; p.ids.len()];
             self.settle(p, r.is_ok(), &took);
@@ -295,7 +307,13 @@ impl Namespace {
 
     /// A bucket-level change: the primary must take it; a secondary that does not is owed it.
     async fn bucket_change(&self, change: BucketChange) -> Result<()> {
-        let _gate = self.gate.enter().await;
+        let gate = self.gate.enter().await;
+        gate.run(self.bucket_change_within(change))
+            .await
+            .map_err(|c| c.answer(&self.name))?
+    }
+
+    async fn bucket_change_within(&self, change: BucketChange) -> Result<()> {
         let roles = self.roles();
         self.writable(&roles)?;
         change.apply(&roles.primary).await?;
@@ -337,7 +355,7 @@ impl Namespace {
 
 /// What [`Namespace::begin_owed`] holds until the change ends.
 struct Owed<'a> {
-    _gate: Pass<'a>,
+    gate: Pass<'a>,
     _lock: Option<tokio::sync::MutexGuard<'a, u64>>,
     roles: Arc<Roles>,
     pending: Option<Pending<'a>>,

@@ -5,7 +5,6 @@
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
-use super::gate::{Cut, Pass};
 use super::uploads;
 use super::{BucketChange, Namespace, secondary_opts, skipped};
 use crate::bucket::tee::{Hashing, tee};
@@ -94,9 +93,9 @@ impl Store for Namespace {
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
         let gate = self.gate.enter().await;
-        let body = gate.guard(body);
-        let r = self.put_within(&gate, key, body, opts).await;
-        r.map_err(|e| Cut::answer(&self.name, e))
+        gate.run(self.put_within(key, body, opts))
+            .await
+            .map_err(|c| c.answer(&self.name))?
     }
 
     async fn get_object(
@@ -127,36 +126,16 @@ impl Store for Namespace {
             // Version ids differ between stores: the worker syncs the key's new current state.
             let w = self.begin_owed(key, "object").await?;
             let p = &w.roles.primary;
-            let r = p.store.delete_object(&p.bucket, key, version_id).await;
+            let r = w
+                .gate
+                .run(p.store.delete_object(&p.bucket, key, version_id))
+                .await;
             return self.end_owed(w, r);
         }
-        let _gate = self.gate.enter().await;
-        let roles = self.roles();
-        self.writable(&roles)?;
-        let p = &roles.primary;
-        if roles.secondaries.is_empty() {
-            self.locks
-                .wait_copies_to(&p.label, &self.name, key.as_str())
-                .await;
-            return p.store.delete_object(&p.bucket, key, None).await;
-        }
-        let _g = self.lock_key(&roles, key.as_str()).await;
-        let pending = self.owe(&roles, key.as_str(), "object", 0).await?;
-        let sec: Vec<BoxFuture<'_, Result<DeleteResult>>> = roles
-            .secondaries
-            .iter()
-            .map(|s| {
-                if self.is_down(&s.label) || roles.deferred.contains(&s.label) {
-                    skipped()
-                } else {
-                    s.store.delete_object(&s.bucket, key, None)
-                }
-            })
-            .collect();
-        let primary = p.store.delete_object(&p.bucket, key, None);
-        let (r, took) = self.fan_out(&roles, primary, sec, key.as_str()).await;
-        self.settle(pending, r.is_ok(), &took);
-        r
+        let gate = self.gate.enter().await;
+        gate.run(self.delete_within(key))
+            .await
+            .map_err(|c| c.answer(&self.name))?
     }
 
     async fn copy_object(
@@ -169,9 +148,12 @@ impl Store for Namespace {
     ) -> Result<ObjectMeta> {
         let w = self.begin_owed(dst_key, "object").await?;
         let p = &w.roles.primary;
-        let r = p
-            .store
-            .copy_object(&p.bucket, src_key, &p.bucket, dst_key, opts)
+        let r = w
+            .gate
+            .run(
+                p.store
+                    .copy_object(&p.bucket, src_key, &p.bucket, dst_key, opts),
+            )
             .await;
         self.end_owed_object(w, r).await
     }
@@ -196,9 +178,9 @@ impl Store for Namespace {
     ) -> Result<String> {
         let w = self.begin_owed(key, "tags").await?;
         let p = &w.roles.primary;
-        let r = p
-            .store
-            .put_object_tags(&p.bucket, key, version_id, tags)
+        let r = w
+            .gate
+            .run(p.store.put_object_tags(&p.bucket, key, version_id, tags))
             .await;
         self.end_owed(w, r)
     }
@@ -221,11 +203,14 @@ impl Store for Namespace {
         key: &ObjectKey,
         opts: PutOptions,
     ) -> Result<String> {
-        let _gate = self.gate.enter().await;
+        let gate = self.gate.enter().await;
         let roles = self.roles();
         self.writable(&roles)?;
         let p = &roles.primary;
-        let id = p.store.create_multipart(&p.bucket, key, opts).await?;
+        let id = gate
+            .run(p.store.create_multipart(&p.bucket, key, opts))
+            .await
+            .map_err(|c| c.answer(&self.name))??;
         Ok(uploads::tagged(p, &id))
     }
 
@@ -243,10 +228,12 @@ impl Store for Namespace {
         self.writable(&roles)?;
         let p = &roles.primary;
         let id = uploads::route(&self.name, &roles, p, upload_id)?;
-        p.store
-            .upload_part(&p.bucket, key, id, part_number, gate.guard(body), opts)
-            .await
-            .map_err(|e| Cut::answer(&self.name, e))
+        gate.run(
+            p.store
+                .upload_part(&p.bucket, key, id, part_number, body, opts),
+        )
+        .await
+        .map_err(|c| c.answer(&self.name))?
     }
 
     async fn complete_multipart(
@@ -261,11 +248,14 @@ impl Store for Namespace {
         let p = &w.roles.primary;
         let r = match uploads::route(&self.name, &w.roles, p, upload_id) {
             Ok(id) => {
-                p.store
-                    .complete_multipart(&p.bucket, key, id, parts, checksum)
+                w.gate
+                    .run(
+                        p.store
+                            .complete_multipart(&p.bucket, key, id, parts, checksum),
+                    )
                     .await
             }
-            Err(e) => Err(e),
+            Err(e) => Ok(Err(e)),
         };
         self.end_owed_object(w, r).await
     }
@@ -276,12 +266,15 @@ impl Store for Namespace {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<()> {
-        let _gate = self.gate.enter().await;
+        let gate = self.gate.enter().await;
         let roles = self.roles();
         self.writable(&roles)?;
-        let p = &roles.primary;
-        let id = uploads::route(&self.name, &roles, p, upload_id)?;
-        p.store.abort_multipart(&p.bucket, key, id).await
+        // An upload begun on another of the bucket's targets (before a failover) is aborted
+        // there: a client told "no such upload" would leave its parts behind for ever.
+        let (leg, id) = uploads::holder_of(&roles, upload_id);
+        gate.run(leg.store.abort_multipart(&leg.bucket, key, id))
+            .await
+            .map_err(|c| c.answer(&self.name))?
     }
 
     async fn part_range(
@@ -334,10 +327,41 @@ impl Store for Namespace {
 }
 
 impl Namespace {
-    /// A PUT, once through the gate: to the primary and every secondary, owed where not taken.
+    /// A DELETE (no version named), run within its pass of the gate: to the primary and
+    /// every secondary, owed where not taken.
+    async fn delete_within(&self, key: &ObjectKey) -> Result<DeleteResult> {
+        let roles = self.roles();
+        self.writable(&roles)?;
+        let p = &roles.primary;
+        if roles.secondaries.is_empty() {
+            self.locks
+                .wait_copies_to(&p.label, &self.name, key.as_str())
+                .await;
+            return p.store.delete_object(&p.bucket, key, None).await;
+        }
+        let _g = self.lock_key(&roles, key.as_str()).await;
+        let pending = self.owe(&roles, key.as_str(), "object", 0).await?;
+        let sec: Vec<BoxFuture<'_, Result<DeleteResult>>> = roles
+            .secondaries
+            .iter()
+            .map(|s| {
+                if self.is_down(&s.label) || roles.deferred.contains(&s.label) {
+                    skipped()
+                } else {
+                    s.store.delete_object(&s.bucket, key, None)
+                }
+            })
+            .collect();
+        let primary = p.store.delete_object(&p.bucket, key, None);
+        let (r, took) = self.fan_out(&roles, primary, sec, key.as_str()).await;
+        self.settle(pending, r.is_ok(), &took);
+        r
+    }
+
+    /// A PUT, run within its pass of the gate: to the primary and every secondary, owed
+    /// where not taken.
     async fn put_within(
         &self,
-        _gate: &Pass<'_>,
         key: &ObjectKey,
         body: ByteStream,
         opts: PutOptions,

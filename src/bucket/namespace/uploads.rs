@@ -47,27 +47,51 @@ pub fn holder(roles: &Roles) -> &Leg {
         .unwrap_or(&roles.primary)
 }
 
+/// The targets of the bucket now, each once.
+fn targets(roles: &Roles) -> impl Iterator<Item = &Leg> {
+    std::iter::once(&roles.primary)
+        .chain(&roles.secondaries)
+        .chain(&roles.readers)
+}
+
+/// The client's upload `id` split into the target it names and that target's own id. An id
+/// whose tag names none of the bucket's targets is taken whole (an id from before tags, or
+/// from a store whose own ids look tagged): `None` then.
+fn named<'r, 'a>(roles: &'r Roles, id: &'a str) -> (Option<&'r Leg>, &'a str) {
+    match split(id) {
+        (Some(t), inner) => match targets(roles).find(|l| tag(&l.label) == t) {
+            Some(l) => (Some(l), inner),
+            None => (None, id),
+        },
+        (None, inner) => (None, inner),
+    }
+}
+
 /// The holder's own id for the client's upload `id`, if `leg` holds it.
 pub fn route<'a>(bucket: &str, roles: &Roles, leg: &Leg, id: &'a str) -> Result<&'a str, Error> {
-    match split(id) {
+    match named(roles, id) {
         (None, inner) => Ok(inner),
-        (Some(t), inner) if t == tag(&leg.label) => Ok(inner),
-        (Some(t), _) => Err(Error::UploadElsewhere {
+        (Some(l), inner) if l.label == leg.label => Ok(inner),
+        (Some(l), _) => Err(Error::UploadElsewhere {
             bucket: bucket.to_owned(),
             upload_id: id.to_owned(),
-            // Named if it is still one of the bucket's targets.
-            holder: std::iter::once(&roles.primary)
-                .chain(&roles.secondaries)
-                .chain(&roles.readers)
-                .find(|l| tag(&l.label) == t)
-                .map(|l| l.label.clone())
-                .unwrap_or_else(|| "a former target".into()),
+            holder: l.label.clone(),
         }),
     }
 }
 
-/// The client's upload-id marker as the holder `leg` knows it: its own uploads sort after a
-/// marker of another holder's (the marker came from a listing before a role change).
+/// The target holding the client's upload `id`, whichever of the bucket's targets that is
+/// (the primary for an id without a tag), and its own id there.
+pub fn holder_of<'r, 'a>(roles: &'r Roles, id: &'a str) -> (&'r Leg, &'a str) {
+    match named(roles, id) {
+        (Some(l), inner) => (l, inner),
+        (None, inner) => (&roles.primary, inner),
+    }
+}
+
+/// The client's upload-id marker as the holder `leg` knows it. A marker from another holder
+/// (a listing paged across a role change) means nothing here and is dropped: the page then
+/// starts after the key marker, as for a key marker alone.
 pub fn marker(leg: &Leg, m: &str) -> Option<String> {
     match split(m) {
         (Some(t), inner) if t == tag(&leg.label) => Some(inner.to_owned()),
