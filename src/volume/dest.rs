@@ -408,7 +408,7 @@ async fn iteration(
             }
             Msg::Commit { .. } => {
                 batch.push(msg);
-                let _ = tx.send(std::mem::take(&mut batch)).await;
+                let _ = wire::alive(tls, tx.send(std::mem::take(&mut batch))).await;
                 break;
             }
             other => {
@@ -420,7 +420,10 @@ async fn iteration(
                 let more_waiting = tls.buffer().len() >= 4;
                 if !more_waiting || batch.len() >= 64 || weight >= 1 << 20 {
                     weight = 0;
-                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                    // The applier may be busy for minutes (the link farm of a large tree, a
+                    // huge file): the source, whose writes then stall, hears keepalives.
+                    let handed = wire::alive(tls, tx.send(std::mem::take(&mut batch))).await;
+                    if handed.is_err() {
                         break;
                     }
                 }

@@ -149,6 +149,14 @@ async fn iterate(
     });
     let mf = manifest_file.clone();
     let loading = tokio::task::spawn_blocking(move || Index::load_or_empty(&mf));
+    // Loaded before the connection, whose watchdog would count a long load as silence.
+    let manifest = match loading.await.context("the manifest loader panicked")? {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("{e:#}; asking the destination for its index instead");
+            Index::default()
+        }
+    };
     let addr = opts.secret.address.clone();
     let config = Arc::new(tls::client_config(&opts.secret)?);
     let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&addr))
@@ -167,13 +175,6 @@ async fn iterate(
     .with_context(|| {
         format!("the TLS handshake with {addr} failed: it is not the destination this secret names")
     })?;
-    let manifest = match loading.await.context("the manifest loader panicked")? {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!("{e:#}; asking the destination for its index instead");
-            Index::default()
-        }
-    };
     let refused = || {
         format!(
             "the destination at {addr} refused this source (a secret from another destination, or a changed certificate?)"
@@ -237,7 +238,11 @@ async fn iterate(
         already.insert(path, prev);
     }
 
-    let (rd, wr) = tokio::io::split(stream);
+    let (mut rd, wr) = tokio::io::split(stream);
+    // The answer is read while the stream goes out: the destination's keepalives (sent while
+    // its applier is busy and it reads nothing) must be heard, or the watchdog would take
+    // its silence for a freeze.
+    let mut reader = AbortOnDrop(tokio::spawn(async move { wire::recv(&mut rd).await }));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     let limiter = opts.bandwidth.map(crate::transfer::throttle::Limiter::new);
     // Aborted if the iteration is given up: it may be blocked writing to a frozen peer.
@@ -268,8 +273,9 @@ async fn iterate(
     let write_result = (&mut writer.0)
         .await
         .context("the connection writer panicked")?;
-    let mut rd = rd;
-    let reply = wire::recv(&mut rd).await;
+    let reply = (&mut reader.0)
+        .await
+        .context("the connection reader panicked")?;
     let produced = match (produced, write_result, reply) {
         (Ok(p), Ok(_), Ok(Some(Msg::Published { id, problems }))) => {
             let mut p = p;
