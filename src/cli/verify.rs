@@ -15,10 +15,10 @@ pub async fn run(a: &str, b: &str, client: &AdminClient, as_json: bool) -> anyho
                 UsageError(format!("{s:?} is not of the form store:bucket[/prefix]")).into(),
             );
         };
-        if let Some((_, prefix)) = rest.split_once('/') {
-            crate::transfer::diff::folder_prefix(prefix)
-                .map_err(|e| UsageError(format!("{s:?}: {e}")))?;
-        }
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        crate::store::BucketName::parse(bucket).map_err(|e| UsageError(format!("{s:?}: {e}")))?;
+        crate::transfer::diff::folder_prefix(prefix)
+            .map_err(|e| UsageError(format!("{s:?}: {e}")))?;
     }
     let v = client
         .call(
