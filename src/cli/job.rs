@@ -198,6 +198,9 @@ async fn show(db: &Db, id: i64, as_json: bool) -> anyhow::Result<()> {
 
 /// `ferry worker`: runs the share of every running job this process can claim.
 pub async fn worker(args: WorkerArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
+    if args.workers == 0 {
+        return Err(super::UsageError("--workers must be at least 1".into()).into());
+    }
     let (db, data) = open_state(args.db.db.as_deref(), data).await?;
     let registry = Arc::new(Registry::new(db, &data));
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -209,7 +212,7 @@ pub async fn worker(args: WorkerArgs, data: Option<PathBuf>) -> anyhow::Result<(
     crate::jobs::supervise::supervise(
         registry,
         Settings {
-            workers: args.workers.max(1),
+            workers: args.workers,
             bandwidth: None,
             parallel_parts: 4,
         },

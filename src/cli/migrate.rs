@@ -40,9 +40,9 @@ pub struct MigrateArgs {
     pub src_region: String,
     #[arg(long, env = "FERRY_DST_REGION", default_value = "us-east-1")]
     pub dst_region: String,
-    /// Objects copied at once.
-    #[arg(long, default_value_t = 32)]
-    pub workers: usize,
+    /// Objects copied at once (default 32).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// Part size of multipart copies (e.g. 16M).
     #[arg(long, default_value = "16M")]
     pub part_size: String,
@@ -157,8 +157,37 @@ pub async fn run(
         ))
         .into());
     }
-    if args.workers == 0 {
+    if args.workers == Some(0) {
         return Err(UsageError("--workers must be at least 1".into()).into());
+    }
+    if args.detach {
+        // These belong to the process that runs the job, and with --detach that is the
+        // server's job runner (or the `ferry worker`s), with settings of its own.
+        let here = [
+            (
+                args.dry_run,
+                "--dry-run (a dry run runs here and changes nothing)",
+            ),
+            (
+                args.verify,
+                "--verify (it runs when the job ends, in this process)",
+            ),
+            (
+                args.workers.is_some(),
+                "--workers (the runner's own --workers applies)",
+            ),
+            (
+                args.bandwidth_limit.is_some(),
+                "--bandwidth-limit (the runner's own limit applies)",
+            ),
+        ];
+        if let Some((_, what)) = here.iter().find(|(given, _)| *given) {
+            return Err(UsageError(format!(
+                "--detach hands the job to the server's runner, which does not take {what}: \
+                 drop --detach to run it here"
+            ))
+            .into());
+        }
     }
     // 0 is no limit, as for rclone's --bwlimit and rsync's --bwlimit.
     let bandwidth = args
@@ -229,7 +258,7 @@ pub async fn run(
     let stored: MigrateSpec = serde_json::from_value(rec.spec.clone())
         .map_err(|e| anyhow!("job {}: stored spec is unreadable: {e}", rec.id))?;
     let settings = Settings {
-        workers: args.workers,
+        workers: args.workers.unwrap_or(32),
         bandwidth,
         parallel_parts: 4,
     };

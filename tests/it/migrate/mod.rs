@@ -1093,6 +1093,26 @@ fn detached_job_runs_in_the_server_and_the_admin_api_controls_it() {
     ] {
         assert!(doc["paths"][p].is_object(), "{p} is documented");
     }
+    // What only the process running the job could honour is refused with --detach, not
+    // dropped: a detached --dry-run copied (and with --delete deleted) for real, and
+    // --bandwidth-limit, --workers and --verify were ignored.
+    for extra in [
+        &["--dry-run", "--delete"][..],
+        &["--verify"][..],
+        &["--workers", "2"][..],
+        &["--bandwidth-limit", "10K"][..],
+    ] {
+        let mut args = vec!["migrate", "local:det", "dr:dry", "--detach"];
+        args.extend_from_slice(extra);
+        let out = a.cli(&args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(extra[0]), "{}", stderr(&out));
+    }
+    let listed = ok(&a.aws(&["s3", "ls", "s3://"]));
+    assert!(
+        !listed.contains(" dry"),
+        "a refused detach made a bucket: {listed}"
+    );
     // A bad side is refused by the server before a job exists.
     let out = a.cli(&["migrate", "nosuch:det", "dr:copy", "--detach"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
