@@ -24,6 +24,7 @@ pub struct FileConfig {
     pub secret_key: Option<String>,
     pub admin_token: Option<String>,
     pub max_concurrency: Option<usize>,
+    pub client_timeout: Option<u64>,
     pub max_post_object_size: Option<String>,
 }
 
@@ -88,6 +89,8 @@ pub struct ServeConfig {
     pub secret_key: Option<String>,
     pub admin_token: Option<String>,
     pub max_concurrency: usize,
+    /// How long a client may send (or read) nothing mid-request before it is given up.
+    pub client_timeout: std::time::Duration,
     /// The largest file a browser-form upload (POST Object) may carry; held in memory.
     pub max_post_object_bytes: u64,
 }
@@ -137,8 +140,12 @@ pub struct Overrides {
     pub secret_key: Option<String>,
     pub admin_token: Option<String>,
     pub max_concurrency: Option<usize>,
+    pub client_timeout: Option<u64>,
     pub max_post_object_size: Option<String>,
 }
+
+/// The default of [`ServeConfig::client_timeout`], in seconds.
+pub const DEFAULT_CLIENT_TIMEOUT_SECS: u64 = 60;
 
 /// The default bound on a browser-form upload's file (see [`ServeConfig`]).
 pub const DEFAULT_MAX_POST_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
@@ -191,6 +198,12 @@ impl ServeConfig {
             secret_key,
             admin_token: o.admin_token.or(file.admin_token).filter(|s| !s.is_empty()),
             max_concurrency: o.max_concurrency.or(file.max_concurrency).unwrap_or(256),
+            client_timeout: std::time::Duration::from_secs(
+                o.client_timeout
+                    .or(file.client_timeout)
+                    .unwrap_or(DEFAULT_CLIENT_TIMEOUT_SECS)
+                    .max(1),
+            ),
         })
     }
 }

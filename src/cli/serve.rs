@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// Requests handled at once [default: 256]
     #[arg(long, env = "FERRY_MAX_CONCURRENCY")]
     max_concurrency: Option<usize>,
+    /// Seconds a client may send nothing of a request body, or read nothing of an answer,
+    /// before its request is given up (S3's RequestTimeout); a request head has at most 30
+    /// [default: 60]
+    #[arg(long, env = "FERRY_CLIENT_TIMEOUT", value_name = "SECS")]
+    client_timeout: Option<u64>,
     /// The largest file a browser-form upload (POST Object) may carry; up to four are held in
     /// memory at once [default: 16M]
     #[arg(long, env = "FERRY_MAX_POST_OBJECT_SIZE", value_name = "SIZE")]
@@ -152,6 +157,7 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         secret_key: env("FERRY_SECRET_KEY"),
         admin_token: env("FERRY_ADMIN_TOKEN"),
         max_concurrency: args.max_concurrency,
+        client_timeout: args.client_timeout,
         max_post_object_size: args.max_post_object_size,
     };
     let cfg = ServeConfig::resolve(overrides, file).map_err(|e| UsageError(e.to_string()))?;
@@ -187,6 +193,7 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         secret_key: secret_key.clone(),
         domain: cfg.domain.clone(),
         max_concurrency: cfg.max_concurrency,
+        client_timeout: cfg.client_timeout,
         max_header_bytes: 64 * 1024,
         max_xml_bytes: 8 * 1024 * 1024,
         max_post_object_bytes: cfg.max_post_object_bytes,

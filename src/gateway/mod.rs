@@ -17,6 +17,7 @@ mod list;
 mod multipart;
 mod object;
 pub mod server;
+mod timeouts;
 mod unconfigured;
 
 use std::future::Future;

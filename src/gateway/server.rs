@@ -1,13 +1,13 @@
 //! The HTTP server around the gateway: accepts connections, applies what s3s leaves to the
-//! server (header size limit, XML body limit, a concurrency limit), and shuts down
-//! gracefully, letting in-flight requests finish.
+//! server (header size limit, XML body limit, a concurrency limit, the time limits of
+//! [`super::timeouts`]), and shuts down gracefully, letting in-flight requests finish.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::{S3Service, S3ServiceBuilder};
@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::Gateway;
+use super::timeouts::{self, IdleBody, StallIo};
 
 /// Server limits and identity.
 #[derive(Clone)]
@@ -26,6 +27,9 @@ pub struct ServerOptions {
     pub domain: Option<String>,
     /// Requests handled at once; more wait for a slot.
     pub max_concurrency: usize,
+    /// How long a client may send nothing of a body, or read nothing of an answer (see
+    /// [`super::timeouts`]); a request head has at most 30 s, or this if shorter.
+    pub client_timeout: Duration,
     /// The largest request head (request line and headers) accepted.
     pub max_header_bytes: usize,
     /// The largest XML request body accepted (DeleteObjects, CompleteMultipartUpload, …).
@@ -107,6 +111,9 @@ impl S3Auth for SingleKey {
     }
 }
 
+/// Request header fields accepted (hyper's default is 100).
+const MAX_HEADERS: usize = 300;
+
 /// Browser-form uploads served at once (each may hold `max_post_object_bytes` in memory).
 const POST_OBJECT_SLOTS: usize = 4;
 /// XML bodies read ahead of s3s at once, to check their digests (see `guard::XmlDigests`).
@@ -119,6 +126,7 @@ struct Limited {
     post_slots: Arc<Semaphore>,
     xml_slots: Arc<Semaphore>,
     region: Arc<str>,
+    client_timeout: Duration,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
@@ -163,7 +171,8 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 (false, false) => None,
             };
             let _permit = this.slots.acquire_owned().await;
-            let mut req = req.map(s3s::Body::from);
+            let idle = this.client_timeout;
+            let mut req = req.map(|b| s3s::Body::http_body(IdleBody::new(b, idle)));
             if check_xml {
                 // Read here (s3s would read it whole too) to check it against its digests.
                 let limit = super::guard::XML_DIGEST_MAX_BYTES as usize;
@@ -244,12 +253,19 @@ pub async fn serve(
         post_slots: Arc::new(Semaphore::new(POST_OBJECT_SLOTS)),
         xml_slots: Arc::new(Semaphore::new(XML_READ_SLOTS)),
         region: opts.region.as_str().into(),
+        client_timeout: opts.client_timeout,
     };
+    let head = timeouts::HEAD.min(opts.client_timeout);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head)
         .max_buf_size(opts.max_header_bytes.max(8192))
+        // S3 takes up to 2 KB of user metadata, which can be many small headers.
+        .max_headers(MAX_HEADERS)
         .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -264,7 +280,12 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), svc.clone()).into_owned();
+                let conn = builder
+                    .serve_connection(
+                        TokioIo::new(StallIo::new(stream, head, opts.client_timeout)),
+                        svc.clone(),
+                    )
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {

@@ -52,3 +52,29 @@ fn requests_s3_refuses_are_refused() {
     let root = f.local_root();
     ok(&f.python("s3_guards.py", &[&root.to_string_lossy()]));
 }
+
+/// A client that stops was waited for without limit: a connection that sent nothing, a
+/// trickled request head, an idle keep-alive connection and a stalled body all held their
+/// connection (and a stalled body its concurrency slot and, for a conditional PUT, its key's
+/// lock) for ever, so enough of them, signed or not, stopped the server. Each now ends after
+/// `--client-timeout` (a request head after at most 30 s), the body with S3's RequestTimeout.
+#[test]
+fn clients_that_stop_are_given_up() {
+    let f = Ferry::start_with(&["--client-timeout", "2"]);
+    let out = f.python("stalls.py", &[]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "silent closed",
+        "head closed",
+        "idle closed",
+        "body 400 RequestTimeout",
+        "lock ok",
+    ] {
+        assert!(said.lines().any(|l| l == line), "no {line:?} in:\n{said}");
+    }
+}

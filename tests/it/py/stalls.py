@@ -1,0 +1,81 @@
+"""Clients that stop, against a server started with a short --client-timeout. Prints one line
+per case: `silent closed`, `head closed`, `idle closed`, `body 400 RequestTimeout`, `lock ok`
+(a PUT of a key waits out, not forever, a stalled conditional PUT of it), or what happened
+instead (`... open` when the server kept the connection for 30 s)."""
+import socket
+import threading
+
+from common import HOST, client, code_of, signed_head
+
+host, port = HOST.rsplit(":", 1)
+
+
+def connect():
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def closed(sock):
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return "closed"
+    except socket.timeout:
+        return "open"
+    except OSError:
+        return "closed"
+
+
+def answer(sock):
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data or (b"<Error>" in data and b"</Error>" not in data):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        return "open"
+    except OSError:
+        pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head:
+        return "closed"
+    return f"{head.split(b' ', 2)[1].decode()} {code_of(body) or ''}".strip()
+
+
+s = connect()
+print("silent", closed(s), flush=True)
+
+s = connect()
+s.sendall(b"PUT /stalls/k HTTP/1.1\r\nHost: x\r\n")
+print("head", closed(s), flush=True)
+
+s = connect()
+s.sendall(signed_head("GET", "/", 0, {}))
+answer(s)
+print("idle", closed(s), flush=True)
+
+s3 = client()
+s3.create_bucket(Bucket="stalls")
+s = connect()
+s.sendall(signed_head("PUT", "/stalls/k", 1000, {}) + b"x" * 10)
+print("body", answer(s), flush=True)
+
+s = connect()
+s.sendall(signed_head("PUT", "/stalls/k", 1000, {"If-None-Match": "*"}) + b"x" * 10)
+done = {}
+
+
+def put():
+    try:
+        s3.put_object(Bucket="stalls", Key="k", Body=b"y" * 10)
+        done["r"] = "ok"
+    except Exception as e:  # noqa: BLE001
+        done["r"] = f"failed: {e}"
+
+
+t = threading.Thread(target=put)
+t.start()
+t.join(40)
+print("lock", done.get("r", "waiting"), flush=True)
