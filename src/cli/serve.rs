@@ -175,16 +175,28 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let registry = Arc::new(Registry::new(db, &cfg.data));
     let local = registry.local().await?;
+    // Bound before any secret is generated: a start that fails here must not leave behind
+    // credentials it never showed.
+    let s3_listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--listen, FERRY_LISTEN or listen)",
+                cfg.listen
+            )
+        })?;
+    let admin_listener = tokio::net::TcpListener::bind(cfg.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--admin-listen, FERRY_ADMIN_LISTEN or admin_listen)",
+                cfg.admin_listen
+            )
+        })?;
     let (access_key, secret_key, generated) = credentials(&cfg)?;
     let token = admin_token(&cfg)?;
     let metrics = Metrics::new();
 
-    let s3_listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen)", cfg.listen))?;
-    let admin_listener = tokio::net::TcpListener::bind(cfg.admin_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--admin-listen)", cfg.admin_listen))?;
     let s3_addr = s3_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 

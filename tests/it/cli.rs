@@ -341,6 +341,34 @@ fn first_start_generates_credentials_with_mode_0600_and_never_reprints_them() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("d");
+    // Made by hand, readable by all: the state database, which holds registered stores'
+    // secret keys, was then readable by every local user.
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A first start that cannot listen generated the secret, failed, and never showed it.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = busy.local_addr().expect("addr").to_string();
+    let out = Command::new(ferry_bin())
+        .args([
+            "serve",
+            "--listen",
+            &taken,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(&data)
+        .env_remove("FERRY_ACCESS_KEY")
+        .env_remove("FERRY_SECRET_KEY")
+        .env_remove("FERRY_ADMIN_TOKEN")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        !data.join("credentials.json").exists(),
+        "a failed start left credentials it never showed"
+    );
+    drop(busy);
     let run = || {
         let child = Command::new(ferry_bin())
             .args([
@@ -382,7 +410,7 @@ fn first_start_generates_credentials_with_mode_0600_and_never_reprints_them() {
         first.contains(&secret),
         "the generated secret is shown once"
     );
-    for f in ["credentials.json", "admin-token"] {
+    for f in ["credentials.json", "admin-token", "state.db"] {
         let mode = std::fs::metadata(data.join(f))
             .expect("meta")
             .permissions()
