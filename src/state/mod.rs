@@ -319,6 +319,36 @@ pub fn check_url(url: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Makes the state database `file` (and its WAL and shared-memory files, which SQLite creates
+/// with the database's mode) readable by its owner only, creating it so if it is missing: it
+/// holds the secret keys of registered S3 stores, and a data directory made by hand (0755)
+/// would otherwise leave it readable by every local user. Best effort: what fails here,
+/// opening the database reports.
+fn private(file: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !file.exists() {
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file);
+    }
+    let beside = |suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let (wal, shm) = (beside("-wal"), beside("-shm"));
+    for f in [file, wal.as_path(), shm.as_path()] {
+        if let Ok(m) = std::fs::metadata(f)
+            && m.permissions().mode() & 0o077 != 0
+            && let Err(e) = std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(file = %f.display(), error = %e, "cannot make the state database private");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -352,36 +382,6 @@ mod tests {
         ] {
             let e = super::check_url(bad).expect_err(bad);
             assert!(!e.contains("pw@"), "{bad}: the password is shown: {e}");
-        }
-    }
-}
-
-/// Makes the state database `file` (and its WAL and shared-memory files, which SQLite creates
-/// with the database's mode) readable by its owner only, creating it so if it is missing: it
-/// holds the secret keys of registered S3 stores, and a data directory made by hand (0755)
-/// would otherwise leave it readable by every local user. Best effort: what fails here,
-/// opening the database reports.
-fn private(file: &Path) {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    if !file.exists() {
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(file);
-    }
-    let beside = |suffix: &str| {
-        let mut name = file.as_os_str().to_owned();
-        name.push(suffix);
-        std::path::PathBuf::from(name)
-    };
-    let (wal, shm) = (beside("-wal"), beside("-shm"));
-    for f in [file, wal.as_path(), shm.as_path()] {
-        if let Ok(m) = std::fs::metadata(f)
-            && m.permissions().mode() & 0o077 != 0
-            && let Err(e) = std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600))
-        {
-            tracing::warn!(file = %f.display(), error = %e, "cannot make the state database private");
         }
     }
 }
