@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{AdminState, ApiError, authorize};
 use crate::bucket::{self, FailoverMode};
 use crate::registry;
-use crate::store::BucketName;
+use crate::store::{self, BucketName};
 use crate::transfer::diff::{self, Side};
 
 impl From<bucket::Error> for ApiError {
@@ -238,10 +238,11 @@ pub async fn verify(
     })
     .await
     .map_err(|e| {
-        let status = if e.is_retryable() {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::BAD_REQUEST
+        // The request was well-formed: a side could not be listed.
+        let status = match &e {
+            store::Error::NoSuchBucket { .. } => StatusCode::NOT_FOUND,
+            e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_GATEWAY,
         };
         ApiError(status, e.to_string())
     })?;

@@ -115,7 +115,7 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
             },
         } => {
             let v = client
-                .call(
+                .call_long(
                     Method::PUT,
                     &format!("{}/policy", path(&name)),
                     Some(json!({ "write_to": write_to, "read_from": read_from })),
@@ -186,7 +186,7 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
         }
         BucketCommand::Failback { name, wait } => {
             let v = client
-                .call(
+                .call_long(
                     Method::POST,
                     &format!("{}/failback?wait={wait}", path(&name)),
                     None,

@@ -10,6 +10,11 @@ use hyper_util::rt::TokioExecutor;
 
 use super::UsageError;
 
+/// How long the admin client waits to connect.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long it waits for an answer to an ordinary call.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub struct AdminClient {
     base: String,
     token: String,
@@ -24,8 +29,15 @@ impl AdminClient {
             .unwrap_or_else(|| "http://127.0.0.1:9001".into())
             .trim_end_matches('/')
             .to_owned();
-        if !base.starts_with("http://") {
-            return Err(UsageError(format!("--server {base:?} must be an http:// URL")).into());
+        let valid = base.starts_with("http://")
+            && base
+                .parse::<http::Uri>()
+                .is_ok_and(|u| u.host().is_some_and(|h| !h.is_empty()));
+        if !valid {
+            return Err(UsageError(format!(
+                "--server {base:?} must be an http:// URL with a host (FERRY_SERVER sets it too)"
+            ))
+            .into());
         }
         let token = match std::env::var("FERRY_ADMIN_TOKEN") {
             Ok(t) if !t.is_empty() => t,
@@ -41,12 +53,34 @@ impl AdminClient {
                     })?
             }
         };
-        let http = Client::builder(TokioExecutor::new()).build_http();
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let http = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self { base, token, http })
     }
 
-    /// Sends a request; returns the JSON body of a 2xx answer, or the server's error message.
+    /// Sends a request; returns the JSON body of a 2xx answer, or the server's error message
+    /// (a 400 as bad usage, exit 2). Gives up on a server that has not answered within
+    /// [`ANSWER_TIMEOUT`].
     pub async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        match tokio::time::timeout(ANSWER_TIMEOUT, self.call_long(method, path, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow!(
+                "the server at {} did not answer within {} s (is it a Ferry admin API?)",
+                self.base,
+                ANSWER_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    /// [`Self::call`] without a time limit, for calls that answer once long work is done
+    /// (a failback with `--wait`, a verify, a rescan, a policy change's backfill).
+    pub async fn call_long(
         &self,
         method: http::Method,
         path: &str,
@@ -74,22 +108,33 @@ impl AdminClient {
             .await
             .context("reading the server's answer")?
             .to_bytes();
-        let value: serde_json::Value = if bytes.is_empty() {
-            serde_json::Value::Null
+        let value: Option<serde_json::Value> = if bytes.is_empty() {
+            Some(serde_json::Value::Null)
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(&bytes).into())
-            })
+            serde_json::from_slice(&bytes).ok()
         };
-        if status.is_success() {
-            Ok(value)
-        } else {
-            let msg = value
-                .get("error")
-                .and_then(|e| e.as_str())
-                .map(str::to_owned)
-                .unwrap_or_else(|| value.to_string());
-            Err(anyhow!("{msg}"))
+        let ours =
+            |v: &serde_json::Value| v.get("error").and_then(|e| e.as_str()).map(str::to_owned);
+        match value {
+            Some(v) if status.is_success() => Ok(v),
+            Some(v) if ours(&v).is_some() => {
+                let msg = ours(&v).unwrap_or_default();
+                if status == http::StatusCode::BAD_REQUEST {
+                    Err(UsageError(msg).into())
+                } else {
+                    Err(anyhow!("{msg}"))
+                }
+            }
+            // Not an answer of Ferry's admin API (the S3 port by mistake, a proxy's page).
+            _ => Err(anyhow!(
+                "{url} answered HTTP {status} with {}: is {} a Ferry admin API (ferry serve --admin-listen)?",
+                if bytes.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    format!("{} bytes that are not Ferry's JSON", bytes.len())
+                },
+                self.base
+            )),
         }
     }
 }

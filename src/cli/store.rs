@@ -145,7 +145,7 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
         }
         StoreCommand::Rescan { name } => {
             let v = client
-                .call(
+                .call_long(
                     Method::POST,
                     &format!("/api/v1/stores/{}/rescan", urlencoding::encode(&name)),
                     None,

@@ -21,7 +21,7 @@ pub async fn run(a: &str, b: &str, client: &AdminClient, as_json: bool) -> anyho
             .map_err(|e| UsageError(format!("{s:?}: {e}")))?;
     }
     let v = client
-        .call(
+        .call_long(
             Method::POST,
             "/api/v1/verify",
             Some(json!({ "a": a, "b": b })),

@@ -28,7 +28,7 @@ fn store_commands() {
     let bad = f.cli(&["store", "add", "x", "--kind", "nope"]);
     assert_eq!(bad.status.code(), Some(2));
     let local = f.cli(&["store", "remove", "local"]);
-    assert_eq!(local.status.code(), Some(1));
+    assert_eq!(local.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&local.stderr).contains("cannot be removed"));
     // An s3 store (Ferry's own endpoint): the secret goes in through an environment variable
     // and never comes back out.
@@ -601,4 +601,36 @@ fn verify_reads_a_prefix_as_a_folder_and_tells_failure_from_difference() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a//b"), "{err}");
+}
+
+/// Admin commands pointed at something that is not Ferry's admin API printed its page escaped
+/// on one line (or `null`), and bad input the server refused (400) exited 1 instead of 2.
+#[test]
+fn admin_commands_say_what_answered_and_refused_input_is_usage() {
+    let f = Ferry::start();
+    let out = Command::new(ferry_bin())
+        .args(["--server", &f.s3, "store", "list"])
+        .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a Ferry admin API") && err.contains("HTTP 4") && !err.contains("<?xml"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let out = f.cli(&["bucket", "create", "Bad_Name", "--write-to", "local:x"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(ferry_bin())
+        .args(["--server", "http://[::1", "store", "list"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--server"));
 }

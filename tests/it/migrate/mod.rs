@@ -1115,7 +1115,7 @@ fn detached_job_runs_in_the_server_and_the_admin_api_controls_it() {
     );
     // A bad side is refused by the server before a job exists.
     let out = a.cli(&["migrate", "nosuch:det", "dr:copy", "--detach"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("no store named \"nosuch\""),
         "{}",
