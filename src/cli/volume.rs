@@ -140,24 +140,28 @@ pub struct SourceArgs {
     timeout: u64,
 }
 
+/// The longest `--every` (a longer one would overflow a clock, and is a job for cron).
+const MAX_INTERVAL_SECS: u64 = 366 * 86_400;
+
 fn parse_interval(s: &str) -> Result<Duration, UsageError> {
     let bad = || {
         UsageError(format!(
-            "--every {s:?}: expected a number with s, m or h, e.g. 5m"
+            "--every {s:?}: expected a number with s, m, h or d, e.g. 5m, from 1s to 366d"
         ))
     };
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+    let unit_secs = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(bad()),
     };
-    if secs == 0 {
-        return Err(bad());
+    match n.checked_mul(unit_secs) {
+        Some(secs) if (1..=MAX_INTERVAL_SECS).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(bad()),
     }
-    Ok(Duration::from_secs(secs))
 }
 
 pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
@@ -523,4 +527,30 @@ async fn one(a: &SourceArgs, opts: SourceOptions, as_json: bool) -> anyhow::Resu
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A huge `--every` wrapped around (5124095576030432h became about an hour) or panicked
+    /// after the first snapshot (overflow adding it to the clock).
+    #[test]
+    fn intervals_are_bounded_and_never_wrap() {
+        assert_eq!(parse_interval("5m").ok(), Some(Duration::from_secs(300)));
+        assert_eq!(
+            parse_interval("2d").ok(),
+            Some(Duration::from_secs(172_800))
+        );
+        for bad in [
+            "0s",
+            "18446744073709551615s",
+            "5124095576030432h",
+            "367d",
+            "5x",
+            "",
+        ] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -243,9 +243,9 @@ pub fn cutoff(s: &str, now_ms: i64, flag: &str) -> Result<i64, Error> {
         ))
     };
     if let Some(unit) = s.chars().last().filter(|c| c.is_ascii_alphabetic())
-        && let Ok(n) = s[..s.len() - 1].parse::<i64>()
+        && let Ok(n) = s[..s.len() - 1].parse::<u64>()
     {
-        let secs = match unit {
+        let secs: u64 = match unit {
             's' => 1,
             'm' => 60,
             'h' => 3600,
@@ -253,7 +253,13 @@ pub fn cutoff(s: &str, now_ms: i64, flag: &str) -> Result<i64, Error> {
             'w' => 604_800,
             _ => return Err(bad()),
         };
-        return Ok(now_ms - n * secs * 1000);
+        // An age older than the epoch means "any time": no overflow, no wrap.
+        let ms = n
+            .checked_mul(secs)
+            .and_then(|s| s.checked_mul(1000))
+            .and_then(|ms| i64::try_from(ms).ok())
+            .unwrap_or(i64::MAX);
+        return Ok(now_ms.saturating_sub(ms).max(0));
     }
     use time::format_description::well_known::Rfc3339;
     if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
@@ -348,5 +354,8 @@ mod tests {
         );
         assert_eq!(cutoff("1970-01-02", 0, "f").ok(), Some(86_400_000));
         assert!(cutoff("soon", 0, "f").is_err());
+        // A negative age is no age; a huge one reaches back to the epoch, never wraps.
+        assert!(cutoff("-7d", 1_000_000_000, "f").is_err());
+        assert_eq!(cutoff("99999999999999w", 1_000_000_000, "f").ok(), Some(0));
     }
 }

@@ -37,6 +37,7 @@ pub struct DestOptions {
 pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
     let layout = Arc::new(Layout::new(&opts.dir));
     layout.create()?;
+    let _lock = layout.lock()?;
     layout.clean_partial()?;
     snapshot::remove_tree(&layout.next())?;
     let keys = Keys::load_or_create(&layout.keys())?;

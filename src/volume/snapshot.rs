@@ -79,6 +79,27 @@ impl Layout {
         Ok(())
     }
 
+    /// Takes the directory for one destination process (the lock lasts as long as the
+    /// returned file is open): two destinations on one directory would share its staging
+    /// tree and break each other's iterations.
+    pub fn lock(&self) -> anyhow::Result<std::fs::File> {
+        let path = self.state().join("destination.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            anyhow::bail!(
+                "another `ferry volume destination` serves {} (it holds {})",
+                self.root.display(),
+                path.display()
+            );
+        }
+        Ok(file)
+    }
+
     /// Published snapshots, oldest first.
     pub fn list(&self) -> anyhow::Result<Vec<SnapshotInfo>> {
         let mut out = Vec::new();

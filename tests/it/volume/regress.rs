@@ -409,3 +409,22 @@ fn a_frozen_destination_does_not_hold_the_source() {
     assert!(err.contains("stopped answering"), "{err}");
     dst.kill9();
 }
+
+/// Two destinations could serve one directory: the second started without a word, and
+/// sources of each broke the other's iterations (it took over the first's staging tree).
+/// The second now refuses to start, naming the directory.
+#[test]
+fn a_second_destination_on_one_directory_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let dst = Destination::start(t, "dst");
+    let mut cmd = std::process::Command::new(crate::support::ferry_bin());
+    cmd.args(["volume", "destination", "--dir"])
+        .arg(&dst.dir)
+        .args(["--listen", "127.0.0.1:0"]);
+    let out =
+        super::harness::Proc::spawn(cmd, anon(), anon()).wait(std::time::Duration::from_secs(60));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another `ferry volume destination`"), "{err}");
+}
