@@ -200,12 +200,31 @@ impl Gateway {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
+        let if_range = req
+            .headers
+            .get(http::header::IF_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
         guard::version_id(input.version_id.as_deref())?;
         let part = check_part_number(input.part_number, input.range.is_some())?;
-        let asked = convert::range(input.range);
+        let mut asked = convert::range(input.range);
+        // If-Range (RFC 9110 13.1.5): the range only if the object is still the one the
+        // client has part of; otherwise all of it, so a resumed download never joins two
+        // versions' bytes.
+        let same =
+            |meta: &store::ObjectMeta| if_range.as_deref().is_none_or(|v| same_object(v, meta));
+        if asked.is_some()
+            && if_range.is_some()
+            && store
+                .head_object(&bucket, &key, input.version_id.as_deref())
+                .await
+                .is_ok_and(|m| !same(&m))
+        {
+            asked = None;
+        }
         let conditions = |meta: &store::ObjectMeta| {
             convert::check_read_conditions(
                 meta,
@@ -236,6 +255,11 @@ impl Gateway {
                 range,
             };
             let res = match store.get_object(&bucket, &key, opts).await {
+                // Changed since the check above: all of the version read.
+                Ok(res) if res.range.is_some() && part.is_none() && !same(&res.meta) => {
+                    asked = None;
+                    continue;
+                }
                 Ok(res) => res,
                 // Preconditions come before the range: a failed one answers 412 or 304.
                 Err(e @ store::Error::InvalidRange { .. }) => {
@@ -601,4 +625,18 @@ fn changed_while_read() -> s3s::S3Error {
         SlowDown,
         "the object changed while one of its parts was read; try again"
     )
+}
+
+/// Whether an `If-Range` validator names `meta`: a strong entity tag equal to its ETag, or an
+/// HTTP date equal to its Last-Modified (to the second). A weak tag never matches.
+fn same_object(validator: &str, meta: &store::ObjectMeta) -> bool {
+    let v = validator.trim();
+    if v.starts_with('"') {
+        return v.trim_matches('"') == meta.etag.trim_matches('"');
+    }
+    if v.starts_with("W/") {
+        return false;
+    }
+    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822)
+        .is_ok_and(|t| t.unix_timestamp() == meta.last_modified.unix_timestamp())
 }

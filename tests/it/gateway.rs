@@ -78,3 +78,17 @@ fn clients_that_stop_are_given_up() {
         assert!(said.lines().any(|l| l == line), "no {line:?} in:\n{said}");
     }
 }
+
+/// If-Range was ignored: a client resuming a download of an object that had changed got the
+/// new version's bytes after the old one's (RFC 9110 says: the whole object, 200).
+#[test]
+fn if_range_serves_the_range_only_for_the_same_object() {
+    let f = Ferry::start();
+    let out = f.python("if_range.py", &[]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
