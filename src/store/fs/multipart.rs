@@ -287,7 +287,9 @@ impl FsStore {
         claimed: Option<&Checksum>,
     ) -> Result<ObjectMeta> {
         if let Err(e) = self.upload_of(bucket, key, upload_id).await {
-            return self.completed_before(bucket, key, upload_id, e).await;
+            return self
+                .completed_before(bucket, key, upload_id, parts, e)
+                .await;
         }
         // The finished object may be the assembly file itself: one completion at a time, no
         // part placed in it from here on, and the parts chosen below are read once none is
@@ -296,7 +298,11 @@ impl FsStore {
         // Again: a completion before this one may have finished the upload.
         let upload = match self.upload_of(bucket, key, upload_id).await {
             Ok(u) => u,
-            Err(e) => return self.completed_before(bucket, key, upload_id, e).await,
+            Err(e) => {
+                return self
+                    .completed_before(bucket, key, upload_id, parts, e)
+                    .await;
+            }
         };
         if parts.is_empty() {
             return Err(Error::InvalidArgument(
@@ -449,13 +455,16 @@ impl FsStore {
     }
 
     /// A completion of an upload that is not there (`missing`): if it was completed within
-    /// the last day into a version that is still as it made it, the same answer again (S3's
-    /// answer to a retried completion); otherwise `missing`.
+    /// the last day, with these `parts`, into a version that is still as it made it, the
+    /// same answer again (S3's answer to a retried completion); otherwise `missing`. A
+    /// completion naming other parts is not a retry: it would be told that an object it did
+    /// not ask for is what it made.
     async fn completed_before(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
         upload_id: &str,
+        parts: &[CompletedPart],
         missing: Error,
     ) -> Result<ObjectMeta> {
         if !matches!(missing, Error::NoSuchUpload { .. }) {
@@ -464,7 +473,11 @@ impl FsStore {
         let Some(done) = self.index.completed_upload(upload_id).await? else {
             return Err(missing);
         };
-        if done.bucket != bucket.as_str() || done.key != key.as_str() {
+        let asked = crate::store::digest::multipart_etag(parts.iter().map(|p| p.etag.as_str()));
+        if done.bucket != bucket.as_str()
+            || done.key != key.as_str()
+            || asked.as_deref() != Some(done.etag.trim_matches('"'))
+        {
             return Err(missing);
         }
         match self.head_object(bucket, key, Some(&done.version_id)).await {

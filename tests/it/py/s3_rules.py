@@ -79,6 +79,10 @@ done = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
 first = s3.complete_multipart_upload(Bucket=B, Key="retried", UploadId=uid, MultipartUpload=done)
 again = s3.complete_multipart_upload(Bucket=B, Key="retried", UploadId=uid, MultipartUpload=done)
 assert again["ETag"] == first["ETag"] and again["ETag"].endswith('-1"'), (first, again)
+# Naming other parts is not a retry: it must not be told the first completion's object is its.
+other = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}, {"PartNumber": 2, "ETag": part["ETag"]}]}
+expect_error(lambda: s3.complete_multipart_upload(Bucket=B, Key="retried", UploadId=uid, MultipartUpload=other),
+             "NoSuchUpload", 404)
 expect_error(lambda: s3.complete_multipart_upload(Bucket=B, Key="other", UploadId=uid, MultipartUpload=done),
              "NoSuchUpload", 404)
 s3.put_object(Bucket=B, Key="retried", Body=b"newer")
