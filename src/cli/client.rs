@@ -22,10 +22,19 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// Finds the server (`--server`, `FERRY_SERVER`, default `http://127.0.0.1:9001`) and the
-    /// token (`FERRY_ADMIN_TOKEN`, else `DATA/admin-token`).
+    /// Finds the server (`--server`, `FERRY_SERVER`, else the address a server running on the
+    /// data directory wrote to `DATA/serve.json`, else `http://127.0.0.1:9001`) and the token
+    /// (`FERRY_ADMIN_TOKEN`, else `DATA/admin-token`).
     pub fn new(server: Option<String>, data: Option<&Path>) -> anyhow::Result<Self> {
+        let dir = data.unwrap_or(Path::new("ferry-data"));
+        // Without --server, the server running on that data directory says where it listens.
+        let running = || {
+            let info = std::fs::read_to_string(dir.join("serve.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&info).ok()?;
+            v["admin"].as_str().map(str::to_owned)
+        };
         let base = server
+            .or_else(running)
             .unwrap_or_else(|| "http://127.0.0.1:9001".into())
             .trim_end_matches('/')
             .to_owned();
@@ -42,7 +51,7 @@ impl AdminClient {
         let token = match std::env::var("FERRY_ADMIN_TOKEN") {
             Ok(t) if !t.is_empty() => t,
             _ => {
-                let file = data.unwrap_or(Path::new("ferry-data")).join("admin-token");
+                let file = dir.join("admin-token");
                 std::fs::read_to_string(&file)
                     .map(|t| t.trim().to_owned())
                     .map_err(|_| {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
+use serde_json::json;
 
 use super::migrate::{human, job_err, open_state};
 use crate::jobs::control;
@@ -86,14 +87,22 @@ pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyho
         JobCommand::Show(j) => show(&db, j.id, as_json).await?,
         JobCommand::Pause(j) => {
             let parts = control::pause(&db, j.id).await?;
-            println!(
-                "job {} paused; no transfer runs; {parts} finished parts of unfinished uploads are recorded",
-                j.id
+            say(
+                as_json,
+                json!({ "job": j.id, "state": "paused", "parts_recorded": parts }),
+                format!(
+                    "job {} paused; no transfer runs; {parts} finished parts of unfinished uploads are recorded",
+                    j.id
+                ),
             );
         }
         JobCommand::Resume(j) => {
             control::resume(&db, j.id).await?;
-            println!("job {} resumed", j.id);
+            say(
+                as_json,
+                json!({ "job": j.id, "state": "running" }),
+                format!("job {} resumed", j.id),
+            );
         }
         JobCommand::Cancel(j) => {
             let c = control::cancel(&Registry::new(db.clone(), &data), j.id).await?;
@@ -101,7 +110,11 @@ pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyho
                 0 => String::new(),
                 n => format!("; {n} unfinished multipart uploads aborted"),
             };
-            println!("job {} cancelled{aborted}", j.id);
+            say(
+                as_json,
+                json!({ "job": j.id, "state": "cancelled", "uploads_aborted": c.aborted, "not_aborted": c.not_aborted }),
+                format!("job {} cancelled{aborted}", j.id),
+            );
             if let Some(e) = c.not_aborted {
                 eprintln!(
                     "ferry: some unfinished multipart uploads of job {} could not be aborted and stay on the destination: {e}",
@@ -111,18 +124,31 @@ pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyho
         }
         JobCommand::RetryDead(j) => {
             let n = control::retry_dead(&db, j.id).await?;
-            println!(
-                "job {}: {n} tasks back in the queue{}",
-                j.id,
-                if n > 0 {
-                    " (a running `ferry migrate` of the job, `ferry worker` or `ferry serve` copies them)"
-                } else {
-                    ""
-                }
+            say(
+                as_json,
+                json!({ "job": j.id, "requeued": n }),
+                format!(
+                    "job {}: {n} tasks back in the queue{}",
+                    j.id,
+                    if n > 0 {
+                        " (a running `ferry migrate` of the job, `ferry worker` or `ferry serve` copies them)"
+                    } else {
+                        ""
+                    }
+                ),
             );
         }
     }
     Ok(())
+}
+
+/// Prints `v` with `--json`, else `text`.
+fn say(as_json: bool, v: serde_json::Value, text: String) {
+    if as_json {
+        println!("{v}");
+    } else {
+        println!("{text}");
+    }
 }
 
 fn sides(j: &JobRecord) -> String {

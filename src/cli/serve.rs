@@ -237,10 +237,16 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         "ferry: S3 endpoint http://{s3_addr} (region {})",
         cfg.region
     );
-    println!(
-        "ferry: admin API http://{admin_addr} (token in {})",
-        cfg.data.join("admin-token").display()
-    );
+    if cfg.admin_token.is_some() {
+        println!(
+            "ferry: admin API http://{admin_addr} (token from FERRY_ADMIN_TOKEN or the config)"
+        );
+    } else {
+        println!(
+            "ferry: admin API http://{admin_addr} (token in {})",
+            cfg.data.join("admin-token").display()
+        );
+    }
     if generated {
         println!(
             "ferry: generated S3 credentials (shown once; stored in {} with mode 0600):",

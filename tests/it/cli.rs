@@ -627,6 +627,20 @@ fn admin_commands_say_what_answered_and_refused_input_is_usage() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // With --data, the CLI finds the server running there on a port of its own: it looked
+    // at the default port.
+    let out = Command::new(ferry_bin())
+        .args(["store", "list", "--data"])
+        .arg(f.data())
+        .env_remove("FERRY_SERVER")
+        .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("local"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(ferry_bin())
         .args(["--server", "http://[::1", "store", "list"])
         .output()

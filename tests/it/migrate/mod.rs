@@ -872,6 +872,10 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     // retry-dead puts it back; it fails again, still readable.
     let out = ok(&mm.run(&["job", "retry-dead", &id.to_string()]));
     assert!(out.contains("1 tasks back in the queue"), "{out}");
+    // --json was ignored here: the text came out.
+    let out = ok(&mm.run(&["job", "retry-dead", &id.to_string(), "--json"]));
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["job"], id);
 }
 
 /// PostgreSQL's own psql (Debian's `psql` wrapper picks a cluster from its environment and
