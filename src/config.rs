@@ -118,13 +118,26 @@ impl std::fmt::Debug for ServeConfig {
 }
 
 pub fn parse_addr(what: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value
-        .parse()
-        .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-            what,
-            value: value.to_owned(),
-            why: format!("{e} (expected HOST:PORT, e.g. 127.0.0.1:9000)"),
-        })
+    let invalid = |why: String| ConfigError::Invalid {
+        what,
+        value: value.to_owned(),
+        why: format!("{why} (expected HOST:PORT, e.g. 127.0.0.1:9000 or localhost:9000)"),
+    };
+    if let Ok(a) = value.parse() {
+        return Ok(a);
+    }
+    // A host name (`localhost:9000`): its first address.
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            use std::net::ToSocketAddrs;
+            value
+                .to_socket_addrs()
+                .map_err(|e| invalid(format!("cannot resolve {host:?}: {e}")))?
+                .next()
+                .ok_or_else(|| invalid(format!("{host:?} has no address")))
+        }
+        _ => Err(invalid("not a host and port".into())),
+    }
 }
 
 /// Flags and environment values for `serve` (each `None` when not given).
@@ -238,6 +251,9 @@ mod tests {
         };
         let c = ServeConfig::resolve(o, f).expect("valid");
         assert_eq!(c.listen.port(), 1);
+        assert!(parse_addr("listen address", "localhost:9000").is_ok_and(|a| a.port() == 9000));
+        assert!(parse_addr("listen address", ":9000").is_err());
+        assert!(parse_addr("listen address", "127.0.0.1:99999").is_err());
         assert_eq!(c.region, "eu");
         let bad = Overrides {
             access_key: Some("a".into()),

@@ -84,6 +84,28 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
             secret_key_env,
             checksum_mode,
         } => {
+            // A flag of the other kind would be ignored without a word.
+            let others: &[(bool, &str)] = match kind {
+                Kind::Fs => &[
+                    (endpoint.is_some(), "--endpoint"),
+                    (region.is_some(), "--region"),
+                    (path_style, "--path-style"),
+                    (access_key_env.is_some(), "--access-key-env"),
+                    (secret_key_env.is_some(), "--secret-key-env"),
+                    (checksum_mode.is_some(), "--checksum-mode"),
+                ],
+                Kind::S3 => &[(path.is_some(), "--path")],
+            };
+            if let Some((_, flag)) = others.iter().find(|(given, _)| *given) {
+                return Err(UsageError(format!(
+                    "{flag} does not apply to --kind {}",
+                    match kind {
+                        Kind::Fs => "fs",
+                        Kind::S3 => "s3",
+                    }
+                ))
+                .into());
+            }
             let body = match kind {
                 Kind::Fs => {
                     let path =

@@ -27,6 +27,20 @@ fn store_commands() {
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already registered"));
     let bad = f.cli(&["store", "add", "x", "--kind", "nope"]);
     assert_eq!(bad.status.code(), Some(2));
+    // A flag of the other kind was ignored without a word.
+    let bad = f.cli(&[
+        "store",
+        "add",
+        "x",
+        "--kind",
+        "fs",
+        "--path",
+        &extra_s,
+        "--endpoint",
+        "http://h:1",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--endpoint does not apply"));
     let local = f.cli(&["store", "remove", "local"]);
     assert_eq!(local.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&local.stderr).contains("cannot be removed"));
