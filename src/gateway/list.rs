@@ -103,7 +103,7 @@ impl Gateway {
             common_prefixes: prefixes(page.common_prefixes, &enc),
             delimiter: enc.o(input.delimiter.as_ref()),
             // AWS returns NextMarker only with a delimiter; clients use the last key otherwise.
-            next_marker: if truncated {
+            next_marker: if truncated && q.delimiter.is_some() {
                 enc.o(page.next_marker.as_ref())
             } else {
                 None

@@ -276,6 +276,13 @@ impl Gateway {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        // S3 names the object by an absolute URL; the request's own host is the one the
+        // client reaches (this server speaks plain HTTP).
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
@@ -329,7 +336,7 @@ impl Gateway {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(etag(&meta.etag)),
-            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            location: Some(location(host.as_deref(), &input.bucket, &input.key)),
             version_id: convert::version_header(&meta),
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
@@ -467,5 +474,16 @@ impl Gateway {
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
+    }
+}
+
+/// The absolute URL of `bucket/key` as reached through `host` (virtual-host style when the
+/// host names the bucket), as S3's CompleteMultipartUpload gives it.
+fn location(host: Option<&str>, bucket: &str, key: &str) -> String {
+    let key = urlencoding::encode(key).replace("%2F", "/");
+    match host {
+        Some(h) if h.starts_with(&format!("{bucket}.")) => format!("http://{h}/{key}"),
+        Some(h) => format!("http://{h}/{bucket}/{key}"),
+        None => format!("/{bucket}/{key}"),
     }
 }

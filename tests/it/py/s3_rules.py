@@ -159,3 +159,19 @@ r = s3.list_multipart_uploads(Bucket=B, Prefix="sp ace/")
 assert [u["Key"] for u in r["Uploads"]] == [odd], r
 s3.abort_multipart_upload(Bucket=B, Key=odd, UploadId=uid)
 print("s3 rules: ok")
+
+# ListObjects (v1) names NextMarker only with a delimiter, as S3 does; without one, clients
+# page from the last key.
+for k in ("v1a", "v1b"):
+    s3.put_object(Bucket=B, Key=k, Body=b"1")
+page = s3.list_objects(Bucket=B, Prefix="v1", MaxKeys=1)
+assert page["IsTruncated"] and "NextMarker" not in page, page
+page = s3.list_objects(Bucket=B, Prefix="v1", MaxKeys=1, Delimiter="/")
+assert page["IsTruncated"] and page["NextMarker"] == "v1a", page
+
+# CompleteMultipartUpload names the object by an absolute URL, as S3 does.
+uid = s3.create_multipart_upload(Bucket=B, Key="loc/a b")["UploadId"]
+part = s3.upload_part(Bucket=B, Key="loc/a b", UploadId=uid, PartNumber=1, Body=b"p")
+done = s3.complete_multipart_upload(Bucket=B, Key="loc/a b", UploadId=uid,
+                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+assert done["Location"].startswith("http://") and done["Location"].endswith(f"/{B}/loc/a%20b"), done
