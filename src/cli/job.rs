@@ -60,6 +60,15 @@ pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyho
         | JobCommand::Cancel(j)
         | JobCommand::RetryDead(j) => j.db.db.clone(),
     };
+    // Looking at jobs must not make a state database where there was none (a mistyped
+    // --data, or a command run from the wrong directory).
+    let dir = data.clone().unwrap_or_else(|| PathBuf::from("ferry-data"));
+    if url.is_none() && !dir.join("state.db").exists() {
+        anyhow::bail!(
+            "no job state in {} (no `ferry migrate` ran with that --data; --db names a shared database)",
+            dir.display()
+        );
+    }
     let (db, data) = open_state(url.as_deref(), data).await?;
     match cmd {
         JobCommand::List(_) => {

@@ -662,3 +662,18 @@ fn admin_commands_say_what_answered_and_refused_input_is_usage() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--server"));
 }
+
+/// `ferry job list` (or `show`) where no job ever ran made a state database there.
+#[test]
+fn looking_at_jobs_makes_no_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("typo-data");
+    let out = Command::new(ferry_bin())
+        .args(["job", "list", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job state in"));
+    assert!(!data.exists(), "a state directory was made");
+}
