@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 /// The file's keys. Unknown keys are errors, so a typo does not silently fall back to a
 /// default.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data: Option<PathBuf>,
@@ -26,6 +26,16 @@ pub struct FileConfig {
     pub max_concurrency: Option<usize>,
     pub client_timeout: Option<u64>,
     pub max_post_object_size: Option<String>,
+    /// Where each key was set (`FILE:LINE`), for errors about its value.
+    #[serde(skip)]
+    pub lines: std::collections::HashMap<String, String>,
+}
+
+impl FileConfig {
+    /// Where `key` was set in the file, as a prefix for an error about its value.
+    fn at(&self, key: &str) -> Option<String> {
+        self.lines.get(key).map(|l| format!("{l}: key {key}: "))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +49,34 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("invalid {what} {value:?}: {why}")]
+    #[error("{}invalid {what} {value:?}: {why}", at.as_deref().unwrap_or(""))]
     Invalid {
+        /// `FILE:LINE: key KEY: ` when the value came from the config file.
+        at: Option<String>,
         what: &'static str,
         value: String,
         why: String,
     },
+}
+
+impl ConfigError {
+    /// The same error, said to come from `at` (`FILE:LINE: key KEY: `), if given.
+    fn at(self, at: Option<String>) -> Self {
+        match (self, at) {
+            (
+                ConfigError::Invalid {
+                    what, value, why, ..
+                },
+                Some(at),
+            ) => ConfigError::Invalid {
+                at: Some(at),
+                what,
+                value,
+                why,
+            },
+            (e, _) => e,
+        }
+    }
 }
 
 /// Reads and parses a config file; errors name the file, line and key.
@@ -54,7 +86,7 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
         file: file.clone(),
         message: e.to_string(),
     })?;
-    toml::from_str(&text).map_err(|e| {
+    let mut parsed: FileConfig = toml::from_str(&text).map_err(|e| {
         let (line, column) = e
             .span()
             .map(|s| {
@@ -68,12 +100,24 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
             })
             .unwrap_or((1, 1));
         ConfigError::Parse {
-            file,
+            file: file.clone(),
             line,
             column,
             message: e.message().trim().replace('\n', " "),
         }
-    })
+    })?;
+    for (n, line) in text.lines().enumerate() {
+        if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim();
+            if !key.is_empty() && !key.starts_with('#') {
+                parsed
+                    .lines
+                    .entry(key.to_owned())
+                    .or_insert_with(|| format!("{file}:{}", n + 1));
+            }
+        }
+    }
+    Ok(parsed)
 }
 
 /// Everything `ferry serve` needs, validated.
@@ -119,6 +163,7 @@ impl std::fmt::Debug for ServeConfig {
 
 pub fn parse_addr(what: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
     let invalid = |why: String| ConfigError::Invalid {
+        at: None,
         what,
         value: value.to_owned(),
         why: format!("{why} (expected HOST:PORT, e.g. 127.0.0.1:9000 or localhost:9000)"),
@@ -165,42 +210,56 @@ pub const DEFAULT_MAX_POST_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
 
 impl ServeConfig {
     pub fn resolve(o: Overrides, file: FileConfig) -> Result<Self, ConfigError> {
+        let listen_at = o.listen.is_none().then(|| file.at("listen")).flatten();
+        let admin_at = o
+            .admin_listen
+            .is_none()
+            .then(|| file.at("admin_listen"))
+            .flatten();
+        let post_at = o
+            .max_post_object_size
+            .is_none()
+            .then(|| file.at("max_post_object_size"))
+            .flatten();
         let listen = o
             .listen
-            .or(file.listen)
+            .or(file.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:9000".into());
         let admin = o
             .admin_listen
-            .or(file.admin_listen)
+            .or(file.admin_listen.clone())
             .unwrap_or_else(|| "127.0.0.1:9001".into());
         let access_key = o.access_key.or(file.access_key).filter(|s| !s.is_empty());
         let secret_key = o.secret_key.or(file.secret_key).filter(|s| !s.is_empty());
         if access_key.is_some() != secret_key.is_some() {
             return Err(ConfigError::Invalid {
+                at: None,
                 what: "credentials",
                 value: String::new(),
                 why: "give both FERRY_ACCESS_KEY and FERRY_SECRET_KEY (or access_key and secret_key), or neither".into(),
             });
         }
-        let max_post_object_bytes = match o.max_post_object_size.or(file.max_post_object_size) {
-            None => DEFAULT_MAX_POST_OBJECT_BYTES,
-            Some(v) => crate::jobs::spec::size(&v, "max_post_object_size")
-                .ok()
-                .filter(|n| (1..=5 << 30).contains(n))
-                .ok_or_else(|| ConfigError::Invalid {
-                    what: "max_post_object_size",
-                    value: v.clone(),
-                    why: "expected a size from 1 byte to 5G, like 16M".into(),
-                })?,
-        };
+        let max_post_object_bytes =
+            match o.max_post_object_size.or(file.max_post_object_size.clone()) {
+                None => DEFAULT_MAX_POST_OBJECT_BYTES,
+                Some(v) => crate::jobs::spec::size(&v, "max_post_object_size")
+                    .ok()
+                    .filter(|n| (1..=5 << 30).contains(n))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        at: post_at,
+                        what: "max_post_object_size",
+                        value: v.clone(),
+                        why: "expected a size from 1 byte to 5G, like 16M".into(),
+                    })?,
+            };
         Ok(Self {
             max_post_object_bytes,
             data: o
                 .data
                 .or(file.data)
                 .unwrap_or_else(|| PathBuf::from("ferry-data")),
-            listen: parse_addr("listen address", &listen)?,
-            admin_listen: parse_addr("admin listen address", &admin)?,
+            listen: parse_addr("listen address", &listen).map_err(|e| e.at(listen_at))?,
+            admin_listen: parse_addr("admin listen address", &admin).map_err(|e| e.at(admin_at))?,
             db: o.db.or(file.db),
             domain: o.domain.or(file.domain),
             region: o
@@ -236,6 +295,36 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("ferry.toml:2:"), "{e}");
         assert!(e.contains("lisen"), "{e}");
+    }
+
+    /// A value checked after parsing was reported without its file, line or key.
+    #[test]
+    fn a_bad_value_from_the_file_names_file_line_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("ferry.toml");
+        std::fs::write(
+            &p,
+            "region = \"eu\"\nlisten = \"127.0.0.1:99999\"\nmax_post_object_size = \"lots\"\n",
+        )
+        .expect("write");
+        let f = load_file(&p).expect("parses");
+        let e = ServeConfig::resolve(Overrides::default(), f.clone())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("ferry.toml:3: key max_post_object_size"), "{e}");
+        let o = Overrides {
+            max_post_object_size: Some("16M".into()),
+            ..Default::default()
+        };
+        let e = ServeConfig::resolve(o, f)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("ferry.toml:2: key listen: invalid listen address"),
+            "{e}"
+        );
     }
 
     #[test]
