@@ -318,19 +318,19 @@ fn a_closed_output_pipe_ends_quietly() {
         write_file(&src.join(format!("f{i}")), 10, i);
     }
     let runs: [Vec<std::ffi::OsString>; 2] = [
-        // println! (a panic, before)
-        vec![
-            "job".into(),
-            "list".into(),
-            "--data".into(),
-            dir.path().join("d").into(),
-        ],
-        // writeln! with `?` (an error line, before)
+        // writeln! with `?` (an error line, before); it makes the state `job list` reads
         vec![
             "migrate".into(),
             src.clone().into(),
             dir.path().join("dst/tree").into(),
             "--dry-run".into(),
+            "--data".into(),
+            dir.path().join("d").into(),
+        ],
+        // println! (a panic, before)
+        vec![
+            "job".into(),
+            "list".into(),
             "--data".into(),
             dir.path().join("d").into(),
         ],
