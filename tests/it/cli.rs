@@ -182,25 +182,28 @@ fn broken_config_is_one_line_naming_file_line_and_key() {
     );
 }
 
+/// Runs `ferry ARGS` (no server needed): it must exit 2, naming `names` on stderr.
+#[track_caller]
+fn bad_usage(args: &[&str], names: &str) {
+    let out = Command::new(ferry_bin()).args(args).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(names), "{args:?}: {err}");
+}
+
 #[test]
 fn bad_usage_exits_2() {
-    let out = Command::new(ferry_bin())
-        .args(["serve", "--no-such-flag"])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(ferry_bin())
-        .args([
+    bad_usage(&["serve", "--no-such-flag"], "--no-such-flag");
+    bad_usage(
+        &[
             "serve",
             "--listen",
             "not-an-address",
             "--data",
             "/nonexistent/x",
-        ])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
+        ],
+        "not-an-address",
+    );
 }
 
 /// A `--db` URL: malformed is bad usage (2), one that cannot connect is 1; the password is
@@ -655,12 +658,7 @@ fn admin_commands_say_what_answered_and_refused_input_is_usage() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(ferry_bin())
-        .args(["--server", "http://[::1", "store", "list"])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--server"));
+    bad_usage(&["--server", "http://[::1", "store", "list"], "--server");
 }
 
 /// `ferry job list` (or `show`) where no job ever ran made a state database there.

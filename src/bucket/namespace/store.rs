@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 
 use super::uploads;
-use super::{BucketChange, Namespace, secondary_opts, skipped};
+use super::{BucketChange, Namespace, Roles, secondary_opts, skipped};
 use crate::bucket::tee::{Hashing, tee};
 use crate::store::{
     BucketInfo, BucketName, ByteStream, Caps, CompletedPart, CopyOptions, DeleteResult, Error,
@@ -327,16 +327,27 @@ impl Store for Namespace {
 }
 
 impl Namespace {
+    /// The roles a write runs with (refused while failed over read-only), and whether the
+    /// primary is its only target: then nothing is journaled, and the write waits only for a
+    /// catch-up copy of its key to the primary still in flight.
+    async fn write_roles(&self, key: &ObjectKey) -> Result<(std::sync::Arc<Roles>, bool)> {
+        let roles = self.roles();
+        self.writable(&roles)?;
+        let alone = roles.secondaries.is_empty();
+        if alone {
+            self.locks
+                .wait_copies_to(&roles.primary.label, &self.name, key.as_str())
+                .await;
+        }
+        Ok((roles, alone))
+    }
+
     /// A DELETE (no version named), run within its pass of the gate: to the primary and
     /// every secondary, owed where not taken.
     async fn delete_within(&self, key: &ObjectKey) -> Result<DeleteResult> {
-        let roles = self.roles();
-        self.writable(&roles)?;
+        let (roles, alone) = self.write_roles(key).await?;
         let p = &roles.primary;
-        if roles.secondaries.is_empty() {
-            self.locks
-                .wait_copies_to(&p.label, &self.name, key.as_str())
-                .await;
+        if alone {
             return p.store.delete_object(&p.bucket, key, None).await;
         }
         let _g = self.lock_key(&roles, key.as_str()).await;
@@ -366,13 +377,9 @@ impl Namespace {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
-        let roles = self.roles();
-        self.writable(&roles)?;
+        let (roles, alone) = self.write_roles(key).await?;
         let p = &roles.primary;
-        if roles.secondaries.is_empty() {
-            self.locks
-                .wait_copies_to(&p.label, &self.name, key.as_str())
-                .await;
+        if alone {
             return p.store.put_object(&p.bucket, key, body, opts).await;
         }
         let _g = self.lock_key(&roles, key.as_str()).await;
