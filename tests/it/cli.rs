@@ -362,24 +362,21 @@ fn first_start_generates_credentials_with_mode_0600_and_never_reprints_them() {
     // secret keys, was then readable by every local user.
     std::fs::create_dir(&data).expect("mkdir");
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // `ferry serve` on `data` with generated secrets, its S3 port `listen`.
+    let serve = |listen: &str| {
+        let mut cmd = Command::new(ferry_bin());
+        cmd.args(["serve", "--listen", listen, "--admin-listen", "127.0.0.1:0"])
+            .arg("--data")
+            .arg(&data)
+            .env_remove("FERRY_ACCESS_KEY")
+            .env_remove("FERRY_SECRET_KEY")
+            .env_remove("FERRY_ADMIN_TOKEN");
+        cmd
+    };
     // A first start that cannot listen generated the secret, failed, and never showed it.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken = busy.local_addr().expect("addr").to_string();
-    let out = Command::new(ferry_bin())
-        .args([
-            "serve",
-            "--listen",
-            &taken,
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(&data)
-        .env_remove("FERRY_ACCESS_KEY")
-        .env_remove("FERRY_SECRET_KEY")
-        .env_remove("FERRY_ADMIN_TOKEN")
-        .output()
-        .expect("run");
+    let out = serve(&taken).output().expect("run");
     assert!(!out.status.success());
     assert!(
         !data.join("credentials.json").exists(),
@@ -387,19 +384,7 @@ fn first_start_generates_credentials_with_mode_0600_and_never_reprints_them() {
     );
     drop(busy);
     let run = || {
-        let child = Command::new(ferry_bin())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(&data)
-            .env_remove("FERRY_ACCESS_KEY")
-            .env_remove("FERRY_SECRET_KEY")
-            .env_remove("FERRY_ADMIN_TOKEN")
+        let child = serve("127.0.0.1:0")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
