@@ -118,6 +118,8 @@ const MAX_HEADERS: usize = 300;
 const POST_OBJECT_SLOTS: usize = 4;
 /// XML bodies read ahead of s3s at once, to check their digests (see `guard::XmlDigests`).
 const XML_READ_SLOTS: usize = 8;
+/// How long one of them may take to arrive whole.
+const XML_READ_DEADLINE: Duration = Duration::from_secs(20);
 
 #[derive(Clone)]
 struct Limited {
@@ -176,11 +178,25 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
             if check_xml {
                 // Read here (s3s would read it whole too) to check it against its digests.
                 let limit = super::guard::XML_DIGEST_MAX_BYTES as usize;
-                refused = match req.body_mut().store_all_limited(limit).await {
-                    Ok(body) => super::guard::xml_body_digests(req.headers(), &body).err(),
-                    Err(e) => Some(s3s::S3Error::with_message(
+                // Read before the signature is checked, in one of a few slots: a whole body
+                // is due within a bound, not only a next byte, or a handful of unsigned
+                // trickling requests would keep those slots.
+                let read = tokio::time::timeout(
+                    XML_READ_DEADLINE,
+                    req.body_mut().store_all_limited(limit),
+                );
+                refused = match read.await {
+                    Ok(Ok(body)) => super::guard::xml_body_digests(req.headers(), &body).err(),
+                    Ok(Err(e)) => Some(s3s::S3Error::with_message(
                         s3s::S3ErrorCode::IncompleteBody,
                         format!("the request's XML body could not be read: {e}"),
+                    )),
+                    Err(_) => Some(s3s::S3Error::with_message(
+                        s3s::S3ErrorCode::RequestTimeout,
+                        format!(
+                            "the request's XML body did not arrive within {} s",
+                            XML_READ_DEADLINE.as_secs()
+                        ),
                     )),
                 };
             }

@@ -74,6 +74,7 @@ fn clients_that_stop_are_given_up() {
         "idle closed",
         "body 400 RequestTimeout",
         "lock ok",
+        "xml 400 RequestTimeout",
     ] {
         assert!(said.lines().any(|l| l == line), "no {line:?} in:\n{said}");
     }
