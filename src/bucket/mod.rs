@@ -403,6 +403,22 @@ impl Buckets {
     ) -> Result<(Policy, Roles), Error> {
         let policy = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
         let roles = self.roles(&policy).await?;
+        // A read target that takes no writes must already hold the bucket, or it would serve
+        // nothing but NoSuchBucket (a typo in --read-from, a target meant for --write-to).
+        // Checked before any bucket is made, so a refusal leaves nothing behind.
+        let writes = |l: &Leg| {
+            l.label == roles.primary.label || roles.secondaries.iter().any(|s| s.label == l.label)
+        };
+        for leg in roles.readers.iter().filter(|l| !writes(l)) {
+            if let Err(store::Error::NoSuchBucket { .. }) = leg.store.head_bucket(&leg.bucket).await
+            {
+                return Err(Error::Invalid(format!(
+                    "read target {} has no bucket {} and gets no writes (it is not in \
+                     --write-to): create it there, or write to it too",
+                    leg.label, leg.bucket
+                )));
+            }
+        }
         for leg in std::iter::once(&roles.primary).chain(&roles.secondaries) {
             match leg.store.create_bucket(&leg.bucket).await {
                 Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {}

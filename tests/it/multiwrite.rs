@@ -591,6 +591,17 @@ fn bad_policy_input_changes_nothing() {
         .expect("curl");
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.contains("write_to is empty"), "{body}");
+    // A read target that gets no writes and has no bucket would serve only NoSuchBucket.
+    let e = err(a.cli(&[
+        "bucket",
+        "create",
+        "bad",
+        "--write-to",
+        "local:bad",
+        "--read-from",
+        "dr:bad",
+    ]));
+    assert!(e.contains("read target dr:bad has no bucket"), "{e}");
     let list = a.ok(&a.cli(&["bucket", "list", "--json"]));
     assert_eq!(list.trim(), "[]", "a refused create left a bucket behind");
 
