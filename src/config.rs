@@ -59,6 +59,25 @@ pub enum ConfigError {
     },
 }
 
+/// The region, `us-east-1` if none is given; one a client could not sign for (anything but
+/// letters, digits and dashes) is refused.
+fn check_region(region: Option<String>) -> Result<String, ConfigError> {
+    let r = region.unwrap_or_else(|| "us-east-1".into());
+    if r.len() <= 64
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(r)
+    } else {
+        Err(ConfigError::Invalid {
+            at: None,
+            what: "region",
+            value: r,
+            why: "letters, digits and dashes only, like us-east-1".into(),
+        })
+    }
+}
+
 impl ConfigError {
     /// The same error, said to come from `at` (`FILE:LINE: key KEY: `), if given.
     fn at(self, at: Option<String>) -> Self {
@@ -210,6 +229,19 @@ pub const DEFAULT_MAX_POST_OBJECT_BYTES: u64 = 16 * 1024 * 1024;
 
 impl ServeConfig {
     pub fn resolve(o: Overrides, file: FileConfig) -> Result<Self, ConfigError> {
+        // An empty variable (`FERRY_REGION=`) is unset, as for the credentials: never an
+        // empty value, nor an error about one.
+        let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let o = Overrides {
+            data: o.data.filter(|d| !d.as_os_str().is_empty()),
+            listen: given(o.listen),
+            admin_listen: given(o.admin_listen),
+            db: given(o.db),
+            domain: given(o.domain),
+            region: given(o.region),
+            max_post_object_size: given(o.max_post_object_size),
+            ..o
+        };
         let listen_at = o.listen.is_none().then(|| file.at("listen")).flatten();
         let admin_at = o
             .admin_listen
@@ -262,10 +294,7 @@ impl ServeConfig {
             admin_listen: parse_addr("admin listen address", &admin).map_err(|e| e.at(admin_at))?,
             db: o.db.or(file.db),
             domain: o.domain.or(file.domain),
-            region: o
-                .region
-                .or(file.region)
-                .unwrap_or_else(|| "us-east-1".into()),
+            region: check_region(o.region.or(file.region))?,
             access_key,
             secret_key,
             admin_token: o.admin_token.or(file.admin_token).filter(|s| !s.is_empty()),
@@ -342,6 +371,19 @@ mod tests {
         assert_eq!(c.listen.port(), 1);
         assert!(parse_addr("listen address", "localhost:9000").is_ok_and(|a| a.port() == 9000));
         assert!(parse_addr("listen address", ":9000").is_err());
+        // An empty variable is unset; a region no client could sign for is refused.
+        let empty = Overrides {
+            listen: Some(String::new()),
+            region: Some(String::new()),
+            ..Default::default()
+        };
+        let unset = ServeConfig::resolve(empty, FileConfig::default()).expect("empty is unset");
+        assert_eq!((unset.listen.port(), unset.region.as_str()), (9000, "us-east-1"));
+        let bad = Overrides {
+            region: Some("bad region!".into()),
+            ..Default::default()
+        };
+        assert!(ServeConfig::resolve(bad, FileConfig::default()).is_err());
         assert!(parse_addr("listen address", "127.0.0.1:99999").is_err());
         assert_eq!(c.region, "eu");
         let bad = Overrides {
