@@ -378,7 +378,10 @@ mod tests {
             ..Default::default()
         };
         let unset = ServeConfig::resolve(empty, FileConfig::default()).expect("empty is unset");
-        assert_eq!((unset.listen.port(), unset.region.as_str()), (9000, "us-east-1"));
+        assert_eq!(
+            (unset.listen.port(), unset.region.as_str()),
+            (9000, "us-east-1")
+        );
         let bad = Overrides {
             region: Some("bad region!".into()),
             ..Default::default()

@@ -47,9 +47,26 @@ pub fn s3_error(err: store::Error) -> S3Error {
             e
         }
         E::NoSuchVersion { .. } => with(S3ErrorCode::NoSuchVersion, msg),
-        E::IsDeleteMarker { version_id, .. } => {
+        E::IsDeleteMarker {
+            version_id,
+            last_modified,
+            ..
+        } => {
             let mut e = with(S3ErrorCode::MethodNotAllowed, msg);
-            e.set_headers(version_headers(true, Some(&version_id)));
+            let mut h = version_headers(true, Some(&version_id));
+            // As S3: what the marker is, when it was made, and the one method it allows.
+            h.insert(http::header::ALLOW, HeaderValue::from_static("DELETE"));
+            if let Some(v) = last_modified
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc2822)
+                        .ok()
+                })
+                .map(|s| s.replace("+0000", "GMT"))
+                .and_then(|s| HeaderValue::from_str(&s).ok())
+            {
+                h.insert(http::header::LAST_MODIFIED, v);
+            }
+            e.set_headers(h);
             e
         }
         E::NoSuchUpload { .. } | E::UploadElsewhere { .. } => with(S3ErrorCode::NoSuchUpload, msg),

@@ -55,7 +55,12 @@ pub enum Error {
     #[error("version {version_id} of key {key} does not exist")]
     NoSuchVersion { key: String, version_id: String },
     #[error("version {version_id} of key {key} is a delete marker")]
-    IsDeleteMarker { key: String, version_id: String },
+    IsDeleteMarker {
+        key: String,
+        version_id: String,
+        /// When the marker was made, where the store knows it (S3 sends it as Last-Modified).
+        last_modified: Option<time::OffsetDateTime>,
+    },
     #[error("multipart upload {upload_id} does not exist")]
     NoSuchUpload { upload_id: String },
     #[error("part {part_number} was not uploaded or its ETag does not match")]

@@ -470,6 +470,10 @@ impl FsStore {
                 Some(v) => Error::IsDeleteMarker {
                     key: key.to_string(),
                     version_id: v.to_owned(),
+                    last_modified: time::OffsetDateTime::from_unix_timestamp_nanos(
+                        i128::from(row.mtime_ms) * 1_000_000,
+                    )
+                    .ok(),
                 },
                 None => Error::NoSuchKey {
                     bucket: bucket.to_string(),

@@ -174,6 +174,7 @@ pub(super) fn map_answer(store: &str, ctx: Ctx<'_>, answer: &Answer<'_>) -> Erro
             .map(str::to_owned)
             .or_else(|| marker_version.clone())
             .unwrap_or_default(),
+        last_modified: None,
     };
     let part_number = || {
         xml_field(body, "PartNumber")

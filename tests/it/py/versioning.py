@@ -84,6 +84,9 @@ def section_versions():
     e = expect_error(lambda: s3.get_object(Bucket=B, Key="k", VersionId=marker),
                      "MethodNotAllowed", 405)
     assert header(e.response, "x-amz-delete-marker") == "true", e.response
+    # As from S3: when the marker was made, and the one method it allows.
+    assert header(e.response, "allow") == "DELETE", e.response
+    assert header(e.response, "last-modified").endswith(" GMT"), e.response
     # Old versions are still there by id.
     assert body(B, "k", VersionId=ids[1]) == bodies[1]
     assert "Contents" not in s3.list_objects_v2(Bucket=B), "a deleted key is not listed"
