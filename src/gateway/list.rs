@@ -62,13 +62,23 @@ pub(super) fn prefixes(cps: Vec<String>, enc: &Enc) -> Option<Vec<CommonPrefix>>
     })
 }
 
-/// A continuation token is the base64 of the last name of the page before: a non-empty name
-/// without NUL (no key has one), so a made-up token is refused, as S3 refuses it.
-fn decode_token(t: &str) -> S3Result<String> {
+/// A continuation token is the base64 of the bucket's name, a NUL and the last name of the
+/// page before (a non-empty name without NUL: no key has one), so a made-up token, or one
+/// from another bucket's listing, is refused, as S3 refuses it.
+fn decode_token(t: &str, bucket: &str) -> S3Result<String> {
     store::digest::b64_decode(t)
         .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| {
+            let (b, k) = s.split_once('\0')?;
+            (b == bucket).then(|| k.to_owned())
+        })
         .filter(|k| !k.is_empty() && !k.contains('\0'))
         .ok_or_else(|| invalid_argument("The continuation token provided is incorrect"))
+}
+
+/// The token [`decode_token`] reads.
+fn encode_token(bucket: &str, last: &str) -> String {
+    store::digest::b64(format!("{bucket}\0{last}").as_bytes())
 }
 
 impl Gateway {
@@ -122,7 +132,7 @@ impl Gateway {
         let enc = Enc::new(input.encoding_type.as_ref())?;
         let max_keys = convert::max_keys(input.max_keys)?;
         let start = match input.continuation_token.as_deref() {
-            Some(t) => Some(decode_token(t)?),
+            Some(t) => Some(decode_token(t, &input.bucket)?),
             None => input.start_after.clone().filter(|s| !s.is_empty()),
         };
         let q = store::ListQuery {
@@ -133,6 +143,10 @@ impl Gateway {
         };
         let page = store.list_objects(&bucket, &q).await.map_err(s3_error)?;
         let with_owner = input.fetch_owner.unwrap_or(false);
+        let next_token = page
+            .next_marker
+            .as_deref()
+            .map(|m| encode_token(&input.bucket, m));
         let key_count = page.objects.len() + page.common_prefixes.len();
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
@@ -141,7 +155,7 @@ impl Gateway {
             key_count: Some(key_count as i32),
             continuation_token: input.continuation_token,
             is_truncated: Some(page.next_marker.is_some()),
-            next_continuation_token: page.next_marker.map(|m| store::digest::b64(m.as_bytes())),
+            next_continuation_token: next_token,
             contents: Some(
                 page.objects
                     .iter()

@@ -192,8 +192,14 @@ except (BrokenPipeError, ConnectionResetError):
 assert b"HTTP/1.1" not in rest, rest[:300]
 sock.close()
 
-# A made-up continuation token is refused.
+# A made-up continuation token is refused, and so is one from another bucket's listing.
 expect_error(lambda: s3.list_objects_v2(Bucket=B, ContinuationToken="AAAA"), "InvalidArgument", 400)
+s3.create_bucket(Bucket="s3-guards-other")
+for k in ("a", "b"):
+    s3.put_object(Bucket="s3-guards-other", Key=k, Body=b"1")
+other = s3.list_objects_v2(Bucket="s3-guards-other", MaxKeys=1)["NextContinuationToken"]
+assert s3.list_objects_v2(Bucket="s3-guards-other", ContinuationToken=other)["Contents"][0]["Key"] == "b"
+expect_error(lambda: s3.list_objects_v2(Bucket=B, ContinuationToken=other), "InvalidArgument", 400)
 
 # DeleteObjects: a missing bucket fails the request; removing a marker names it.
 expect_error(lambda: s3.delete_objects(Bucket="s3-guards-missing", Delete={"Objects": [{"Key": "a"}]}),
