@@ -21,6 +21,12 @@ use time::OffsetDateTime;
 
 use crate::store::{Error, Result};
 
+mod tx;
+mod uploads;
+
+pub use tx::*;
+pub use uploads::{PartRow, UploadRow, tx_delete_upload};
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS buckets (
     name TEXT PRIMARY KEY,
@@ -175,27 +181,6 @@ pub struct BucketRow {
     pub tags: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-pub struct UploadRow {
-    pub upload_id: String,
-    pub bucket: String,
-    pub key: String,
-    pub initiated_ms: i64,
-    pub attrs: String,
-    pub tags: Option<String>,
-    pub checksum_algorithm: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct PartRow {
-    pub part_number: i64,
-    pub size: i64,
-    pub etag: String,
-    pub mtime_ms: i64,
-    pub checksum: Option<String>,
-    pub file: String,
-}
-
 const BCOLS: &str = "name, created_ms, versioning, tags";
 
 fn bucket_row(r: &Row<'_>) -> rusqlite::Result<BucketRow> {
@@ -204,20 +189,6 @@ fn bucket_row(r: &Row<'_>) -> rusqlite::Result<BucketRow> {
         created_ms: r.get(1)?,
         versioning: r.get(2)?,
         tags: r.get(3)?,
-    })
-}
-
-const UCOLS: &str = "upload_id, bucket, key, initiated_ms, attrs, tags, checksum_algorithm";
-
-fn upload_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
-    Ok(UploadRow {
-        upload_id: r.get(0)?,
-        bucket: r.get(1)?,
-        key: r.get(2)?,
-        initiated_ms: r.get(3)?,
-        attrs: r.get(4)?,
-        tags: r.get(5)?,
-        checksum_algorithm: r.get(6)?,
     })
 }
 
@@ -597,117 +568,6 @@ impl Index {
         .map(|v| v.unwrap_or(0))
     }
 
-    // ---- uploads ----
-
-    pub async fn upload(&self, upload_id: &str) -> Result<Option<UploadRow>> {
-        self.read(|c| {
-            c.prepare_cached(&format!("SELECT {UCOLS} FROM uploads WHERE upload_id = ?1"))?
-                .query_row([upload_id], upload_row)
-                .optional()
-        })
-    }
-
-    pub async fn insert_upload(&self, u: &UploadRow) -> Result<()> {
-        let u = u.clone();
-        self.write(move |c| {
-            c.execute(
-                &format!("INSERT INTO uploads ({UCOLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![
-                    u.upload_id,
-                    u.bucket,
-                    u.key,
-                    u.initiated_ms,
-                    u.attrs,
-                    u.tags,
-                    u.checksum_algorithm
-                ],
-            )
-            .map(drop)
-        })
-        .await
-    }
-
-    pub async fn list_uploads(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        after: Option<(&str, &str)>,
-        limit: usize,
-    ) -> Result<Vec<UploadRow>> {
-        let (k, u) = after.unwrap_or(("", ""));
-        self.read(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {UCOLS} FROM uploads WHERE bucket = ?1 AND substr(key, 1, length(?2)) = ?2 \
-                 AND (key > ?3 OR (key = ?3 AND upload_id > ?4)) ORDER BY key, upload_id LIMIT ?5"
-            ))?
-            .query_map(params![bucket, prefix, k, u, limit as i64], upload_row)?
-            .collect()
-        })
-    }
-
-    pub async fn parts(&self, upload_id: &str, after: i64, limit: usize) -> Result<Vec<PartRow>> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT part_number, size, etag, mtime_ms, checksum, file FROM parts \
-                 WHERE upload_id = ?1 AND part_number > ?2 ORDER BY part_number LIMIT ?3",
-            )?
-            .query_map(params![upload_id, after, limit as i64], |r| {
-                Ok(PartRow {
-                    part_number: r.get(0)?,
-                    size: r.get(1)?,
-                    etag: r.get(2)?,
-                    mtime_ms: r.get(3)?,
-                    checksum: r.get(4)?,
-                    file: r.get(5)?,
-                })
-            })?
-            .collect()
-        })
-    }
-
-    /// Records a part; returns the file of the part it replaced, if any.
-    pub async fn upsert_part(&self, upload_id: &str, p: &PartRow) -> Result<Option<String>> {
-        let (upload_id, p) = (upload_id.to_owned(), p.clone());
-        self.write(move |c| {
-            let tx = c.transaction()?;
-            let old: Option<String> = tx
-                .query_row(
-                    "SELECT file FROM parts WHERE upload_id = ?1 AND part_number = ?2",
-                    params![upload_id, p.part_number],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            tx.execute(
-                "INSERT INTO parts (upload_id, part_number, size, etag, mtime_ms, checksum, file) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (upload_id, part_number) DO UPDATE \
-                 SET size = ?3, etag = ?4, mtime_ms = ?5, checksum = ?6, file = ?7",
-                params![
-                    upload_id,
-                    p.part_number,
-                    p.size,
-                    p.etag,
-                    p.mtime_ms,
-                    p.checksum,
-                    p.file
-                ],
-            )?;
-            tx.commit()?;
-            Ok(old)
-        })
-        .await
-    }
-
-    /// Forgets an upload and its parts (aborted).
-    pub async fn delete_upload(&self, upload_id: &str) -> Result<()> {
-        let upload_id = upload_id.to_owned();
-        self.write(move |c| {
-            let tx = c.transaction()?;
-            tx_delete_upload(&tx, &upload_id)?;
-            tx.commit()
-        })
-        .await
-    }
-
     // ---- intents ----
 
     pub async fn intents(&self) -> Result<Vec<(i64, String)>> {
@@ -727,105 +587,4 @@ impl Index {
     pub async fn delete_intent(&self, id: i64) -> Result<()> {
         self.write(move |c| tx_delete_intent(c, id)).await
     }
-}
-
-// ---- statements used inside a write transaction ----
-
-pub fn tx_insert_version(c: &Connection, v: &VersionRow) -> rusqlite::Result<()> {
-    c.prepare_cached(&format!(
-        "INSERT INTO versions ({VCOLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-    ))?
-    .execute(params![
-        v.bucket,
-        v.key,
-        v.seq,
-        v.version_id,
-        v.is_latest,
-        v.delete_marker,
-        v.size,
-        v.etag,
-        v.mtime_ms,
-        v.attrs,
-        v.checksum,
-        v.tags,
-        v.parts_count,
-        v.path,
-        v.file_ino,
-        v.file_mtime_ns
-    ])
-    .map(drop)
-}
-
-pub fn tx_delete_version(
-    c: &Connection,
-    bucket: &str,
-    key: &str,
-    seq: i64,
-) -> rusqlite::Result<()> {
-    c.prepare_cached("DELETE FROM versions WHERE bucket = ?1 AND key = ?2 AND seq = ?3")?
-        .execute(params![bucket, key, seq])?;
-    c.prepare_cached("DELETE FROM part_sizes WHERE bucket = ?1 AND key = ?2 AND seq = ?3")?
-        .execute(params![bucket, key, seq])
-        .map(drop)
-}
-
-/// Records the part sizes of a multipart version (see [`super::layout`]).
-pub fn tx_insert_part_sizes(
-    c: &Connection,
-    bucket: &str,
-    key: &str,
-    seq: i64,
-    sizes: &str,
-) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "INSERT OR REPLACE INTO part_sizes (bucket, key, seq, sizes) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![bucket, key, seq, sizes])
-    .map(drop)
-}
-
-/// Sets whether a version is the latest, where its bytes are, and what they are (a file
-/// changed outside Ferry is re-indexed as it is kept as a version).
-pub fn tx_update_version(c: &Connection, v: &VersionRow) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "UPDATE versions SET is_latest = ?4, path = ?5, tags = ?6, file_ino = ?7, file_mtime_ns = ?8, \
-         size = ?9, etag = ?10, mtime_ms = ?11, checksum = ?12, parts_count = ?13 \
-         WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
-    )?
-    .execute(params![
-        v.bucket,
-        v.key,
-        v.seq,
-        v.is_latest,
-        v.path,
-        v.tags,
-        v.file_ino,
-        v.file_mtime_ns,
-        v.size,
-        v.etag,
-        v.mtime_ms,
-        v.checksum,
-        v.parts_count
-    ])
-    .map(drop)
-}
-
-pub fn tx_insert_intent(c: &Connection, steps: &str) -> rusqlite::Result<i64> {
-    c.prepare_cached("INSERT INTO intents (steps) VALUES (?1)")?
-        .execute([steps])?;
-    Ok(c.last_insert_rowid())
-}
-
-pub fn tx_delete_intent(c: &Connection, id: i64) -> rusqlite::Result<()> {
-    c.prepare_cached("DELETE FROM intents WHERE id = ?1")?
-        .execute([id])
-        .map(drop)
-}
-
-pub fn tx_delete_upload(c: &Connection, upload_id: &str) -> rusqlite::Result<()> {
-    c.prepare_cached("DELETE FROM parts WHERE upload_id = ?1")?
-        .execute([upload_id])?;
-    c.prepare_cached("DELETE FROM uploads WHERE upload_id = ?1")?
-        .execute([upload_id])
-        .map(drop)
 }

@@ -1,0 +1,199 @@
+//! One claimed task of a job: copying (or deleting) its object, recording its multipart
+//! upload's progress as it goes, and what a failure means for it (retry after a backoff, or
+//! the dead-letter list).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::{Runner, VANISHED_SHOWN, state_err};
+use crate::state::{Db, PartRow, TaskRow};
+use crate::store::{self, ObjectKey};
+use crate::transfer::copy::{self, Item, Outcome, Plan, Resume};
+use crate::transfer::throttle::Alive;
+
+impl Runner {
+    /// Runs one task: `Some(bytes)` when finished, `None` when stopped before the end.
+    pub(super) async fn run_task(
+        &self,
+        task: &TaskRow,
+        generation: u64,
+        stop: &watch::Receiver<bool>,
+    ) -> store::Result<Option<i64>> {
+        if task.action == "unlisted" {
+            return Err(store::Error::InvalidArgument(
+                "the listing found this entry but could not index it (see the job's dead letters)"
+                    .into(),
+            ));
+        }
+        let fence = self.fence.clone();
+        let alive: Alive = Arc::new(move || fence.holds(generation));
+        let sk = ObjectKey::parse(&format!("{}{}", self.src.prefix, task.key))?;
+        let dk = ObjectKey::parse(&format!("{}{}", self.dst.prefix, task.key))?;
+        if task.action == "delete" {
+            self.dst
+                .store
+                .delete_object(&self.dst.bucket, &dk, None)
+                .await?;
+            return Ok(Some(0));
+        }
+        let resume = match &task.upload_id {
+            Some(u) => Some(Resume {
+                upload_id: u.clone(),
+                parts: self
+                    .db
+                    .task_parts(task.id)
+                    .await
+                    .map_err(state_err)?
+                    .into_iter()
+                    .map(|p| (p.part_number as u32, p.etag, p.size as u64))
+                    .collect(),
+            }),
+            None => None,
+        };
+        let item = Item {
+            src: self.src.store.as_ref(),
+            sb: &self.src.bucket,
+            sk: &sk,
+            dst: self.dst.store.as_ref(),
+            db: &self.dst.bucket,
+            dk: &dk,
+            listed_etag: &task.etag,
+        };
+        let journal = TaskJournal {
+            db: &self.db,
+            task: task.id,
+            alive: alive.clone(),
+        };
+        let plan = Plan {
+            alive: Some(alive),
+            ..self.plan.clone()
+        };
+        // A task that was in flight when its process died may have finished its copy.
+        let check_first = task.interrupted || resume.is_some();
+        match copy::copy_object(&item, &plan, resume, check_first, &journal, stop).await? {
+            Outcome::Copied { size, modified, .. } | Outcome::AlreadyThere { size, modified } => {
+                // A directory's copy keeps the source's time, as rsync and rclone keep it;
+                // the next run compares the two times for equality.
+                if self.dst.store.caps().keeps_modified {
+                    self.dst
+                        .store
+                        .set_modified(&self.dst.bucket, &dk, modified)
+                        .await?;
+                }
+                Ok(Some(size as i64))
+            }
+            // Gone since it was listed: nothing to copy, the task is finished, and the run
+            // says so.
+            Outcome::SourceGone => {
+                self.live.vanished.fetch_add(1, Ordering::Relaxed);
+                let mut keys = self
+                    .live
+                    .vanished_keys
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if keys.len() < VANISHED_SHOWN {
+                    keys.push(task.key.clone());
+                }
+                Ok(Some(0))
+            }
+            Outcome::Stopped => Ok(None),
+        }
+    }
+
+    pub(super) async fn failed(&self, task: &TaskRow, e: &store::Error) {
+        self.live.failures.fetch_add(1, Ordering::Relaxed);
+        let attempts = task.attempts + 1;
+        // A mirroring job may be about to delete what blocks the path (a source folder that
+        // became a file: the copy of `a` waits for the delete of `a/x`).
+        let clears_way = self.spec.options.delete && matches!(e, store::Error::PathConflict { .. });
+        let retry =
+            (retryable(e) || clears_way) && attempts < i64::from(self.spec.options.max_attempts);
+        let msg = e.to_string();
+        if matches!(e, store::Error::InvalidPart { .. })
+            && let Err(e) = self.db.set_task_upload(task.id, None).await
+        {
+            tracing::warn!(job = self.job, error = %e, "forgetting a broken upload failed");
+        }
+        let at = retry.then(|| crate::state::now_ms() + backoff_ms(attempts));
+        if retry {
+            tracing::debug!(job = self.job, key = ?task.key, attempts, error = %msg, "copy failed; will retry");
+        } else {
+            tracing::warn!(job = self.job, key = ?task.key, attempts, error = %msg, "copy failed for good: dead-letter list");
+        }
+        if let Err(e) = self
+            .db
+            .fail_task(self.job, &self.owner, task.id, &msg, at)
+            .await
+        {
+            tracing::warn!(job = self.job, error = %e, "recording a failed task failed; its lease will expire");
+        }
+    }
+}
+
+/// Whether a failed copy may succeed when tried again.
+pub fn retryable(e: &store::Error) -> bool {
+    e.is_retryable()
+        || matches!(
+            e,
+            store::Error::BadDigest { .. }
+                | store::Error::IncompleteBody { .. }
+                | store::Error::InvalidPart { .. }
+                | store::Error::NoSuchUpload { .. }
+        )
+}
+
+/// 0.5 s, 1 s, 2 s, … up to a minute, with up to a quarter more of jitter.
+fn backoff_ms(attempts: i64) -> i64 {
+    let base = (500i64 << attempts.clamp(0, 7)).min(60_000);
+    base + rand::random::<u64>() as i64 % (base / 4 + 1)
+}
+
+struct TaskJournal<'a> {
+    db: &'a Db,
+    task: i64,
+    /// A task whose lease lapsed records nothing more: another process may be recording
+    /// its own upload of it.
+    alive: Alive,
+}
+
+impl TaskJournal<'_> {
+    fn check(&self) -> store::Result<()> {
+        if (self.alive)() {
+            Ok(())
+        } else {
+            Err(store::Error::Unavailable {
+                store: "state database".into(),
+                message: crate::transfer::throttle::LAPSED.into(),
+            })
+        }
+    }
+}
+
+#[async_trait]
+impl copy::Journal for TaskJournal<'_> {
+    async fn upload(&self, upload_id: Option<&str>) -> store::Result<()> {
+        self.check()?;
+        self.db
+            .set_task_upload(self.task, upload_id)
+            .await
+            .map_err(state_err)
+    }
+
+    async fn part(&self, part_number: u32, etag: &str, size: u64) -> store::Result<()> {
+        self.check()?;
+        self.db
+            .add_task_part(
+                self.task,
+                &PartRow {
+                    part_number: i64::from(part_number),
+                    etag: etag.to_owned(),
+                    size: size as i64,
+                },
+            )
+            .await
+            .map_err(state_err)
+    }
+}

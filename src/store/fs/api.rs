@@ -1,0 +1,389 @@
+//! The [`Store`] trait over the fs store: bucket operations here, each object, listing and
+//! multipart operation handed to the module that owns it (`object`, `list`, `multipart`,
+//! `delete`).
+
+use async_trait::async_trait;
+
+use super::index::ms_to_time;
+use super::*;
+
+#[async_trait]
+impl Store for FsStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            versioning: true,
+            tagging: true,
+            path_semantics: true,
+            local: true,
+            keeps_modified: true,
+        }
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        Ok(self
+            .index
+            .buckets()
+            .await?
+            .into_iter()
+            .map(|b| BucketInfo {
+                name: b.name,
+                created: ms_to_time(b.created_ms),
+            })
+            .collect())
+    }
+
+    async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
+        let dir = self.root.join(bucket.as_str());
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        intent::sync_dir(&self.root).map_err(|e| Error::io("syncing the store root", e))?;
+        if !self
+            .index
+            .insert_bucket(bucket.as_str(), index::now_ms())
+            .await?
+        {
+            return Err(Error::BucketAlreadyExists {
+                bucket: bucket.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
+        self.bucket_row(bucket).await?;
+        let not_empty = || Error::BucketNotEmpty {
+            bucket: bucket.to_string(),
+        };
+        if self.index.bucket_has_versions(bucket.as_str()).await? {
+            return Err(not_empty());
+        }
+        let dir = self.root.join(bucket.as_str());
+        // Files the index does not know yet (put there by a POSIX user) keep it too; checked
+        // before any upload is aborted, so a refused delete loses nothing.
+        if scan::has_files(&dir).map_err(|e| Error::io(format!("checking {}", dir.display()), e))? {
+            return Err(not_empty());
+        }
+        // Unfinished multipart uploads do not keep a bucket alive on S3: they go with it.
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let cursor = after.as_ref().map(|(k, u)| (k.as_str(), u.as_str()));
+            let uploads = self
+                .index
+                .list_uploads(bucket.as_str(), "", cursor, 1000)
+                .await?;
+            let Some(last) = uploads.last() else { break };
+            after = Some((last.key.clone(), last.upload_id.clone()));
+            for u in uploads {
+                let aborted = match ObjectKey::parse(&u.key) {
+                    Ok(key) => self.abort_multipart_impl(bucket, &key, &u.upload_id).await,
+                    Err(_) => Err(Error::NoSuchUpload {
+                        upload_id: u.upload_id.clone(),
+                    }),
+                };
+                match aborted {
+                    Ok(()) => {}
+                    // A row its own checks do not take: forget it (its files are in the
+                    // store's meta folder, never in the bucket's).
+                    Err(Error::NoSuchUpload { .. }) => {
+                        self.index.delete_upload(&u.upload_id).await?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        // An object written meanwhile keeps the bucket.
+        if !self.index.bucket_is_empty(bucket.as_str()).await? {
+            return Err(not_empty());
+        }
+        // Only empty directories may remain (left by deleted keys); anything else is data a
+        // POSIX user put there, which the index does not know yet.
+        if let Err(e) = scan::remove_empty_tree(&dir) {
+            return Err(if e.kind() == std::io::ErrorKind::DirectoryNotEmpty {
+                Error::BucketNotEmpty {
+                    bucket: bucket.to_string(),
+                }
+            } else {
+                Error::io(format!("removing {}", dir.display()), e)
+            });
+        }
+        // An object committed since the check above keeps the bucket (its file may have
+        // made the folder again): checked and deleted in one step of the index's writer.
+        self.forget_bucket(bucket);
+        if !self.index.delete_bucket_if_empty(bucket.as_str()).await? {
+            return Err(not_empty());
+        }
+        self.forget_bucket(bucket);
+        Ok(())
+    }
+
+    async fn head_bucket(&self, bucket: &BucketName) -> Result<BucketInfo> {
+        let b = self.bucket_row(bucket).await?;
+        Ok(BucketInfo {
+            name: b.name,
+            created: ms_to_time(b.created_ms),
+        })
+    }
+
+    async fn get_versioning(&self, bucket: &BucketName) -> Result<Versioning> {
+        Ok(versioning_from(&self.bucket_row(bucket).await?.versioning))
+    }
+
+    async fn set_versioning(&self, bucket: &BucketName, state: Versioning) -> Result<()> {
+        let current = versioning_from(&self.bucket_row(bucket).await?.versioning);
+        if state == Versioning::Unversioned && current != Versioning::Unversioned {
+            return Err(Error::InvalidArgument(
+                "versioning cannot be turned off once enabled; suspend it instead".into(),
+            ));
+        }
+        self.index
+            .set_versioning(bucket.as_str(), versioning_str(state))
+            .await?;
+        self.forget_bucket(bucket);
+        Ok(())
+    }
+
+    async fn get_bucket_tags(&self, bucket: &BucketName) -> Result<Option<Tags>> {
+        let b = self.bucket_row(bucket).await?;
+        Ok(b.tags.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    async fn put_bucket_tags(&self, bucket: &BucketName, tags: Option<Tags>) -> Result<()> {
+        self.bucket_row(bucket).await?;
+        let json = tags.as_ref().and_then(|t| serde_json::to_string(t).ok());
+        self.index
+            .set_bucket_tags(bucket.as_str(), json.as_deref())
+            .await?;
+        self.forget_bucket(bucket);
+        Ok(())
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        self.put_impl(bucket, key, body, opts).await
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: GetOptions,
+    ) -> Result<GetResult> {
+        self.get_impl(bucket, key, opts).await
+    }
+
+    async fn head_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<ObjectMeta> {
+        let row = {
+            let _g = self.lock_for(bucket, key.as_str()).read().await;
+            self.resolve(bucket, key, version_id).await?
+        };
+        // A file at the key's path that a POSIX user changed or removed answers HEAD as it
+        // answers GET (one stat tells; the GET path re-indexes it).
+        if row.path.is_none() {
+            let root = self.confined.clone();
+            let rel = Self::bytes_rel(bucket, &row);
+            let facts = tokio::task::spawn_blocking(move || root.facts(&rel))
+                .await
+                .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+            let same = match facts {
+                Ok((ino, mtime_ns, size)) => {
+                    row.file_ino.zip(row.file_mtime_ns) == Some((ino, mtime_ns)) && size == row.size
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::NoSuchKey {
+                        bucket: bucket.to_string(),
+                        key: key.to_string(),
+                        delete_marker: None,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(Error::Denied(format!(
+                        "cannot read {key} in bucket {bucket}: the store may not read its file"
+                    )));
+                }
+                // Whatever it is, the GET path says it.
+                Err(_) => false,
+            };
+            if !same {
+                let (row, _) = self.open_version(bucket, key, version_id).await?;
+                return self.meta_of(&row);
+            }
+        }
+        self.meta_of(&row)
+    }
+
+    async fn delete_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<DeleteResult> {
+        self.delete_impl(bucket, key, version_id).await
+    }
+
+    async fn copy_object(
+        &self,
+        src_bucket: &BucketName,
+        src_key: &ObjectKey,
+        dst_bucket: &BucketName,
+        dst_key: &ObjectKey,
+        opts: CopyOptions,
+    ) -> Result<ObjectMeta> {
+        self.copy_impl(src_bucket, src_key, dst_bucket, dst_key, opts)
+            .await
+    }
+
+    async fn get_object_tags(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+    ) -> Result<(String, Tags)> {
+        let _g = self.lock_for(bucket, key.as_str()).read().await;
+        let row = self.resolve(bucket, key, version_id).await?;
+        let tags = row
+            .tags
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        Ok((row.version_id, tags))
+    }
+
+    async fn put_object_tags(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        tags: Tags,
+    ) -> Result<String> {
+        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let mut row = self.resolve(bucket, key, version_id).await?;
+        row.tags = tags_json(&tags);
+        let mut change = Change::new(bucket, key);
+        let vid = row.version_id.clone();
+        change.updates.push(row);
+        self.commit(change).await?;
+        Ok(vid)
+    }
+
+    async fn set_modified(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        self.set_modified_impl(bucket, key, at).await
+    }
+
+    async fn list_objects(&self, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
+        self.list_impl(bucket, query).await
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &BucketName,
+        query: &VersionsQuery,
+    ) -> Result<VersionsPage> {
+        self.list_versions_impl(bucket, query).await
+    }
+
+    async fn create_multipart(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        opts: PutOptions,
+    ) -> Result<String> {
+        self.create_multipart_impl(bucket, key, opts).await
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<PartInfo> {
+        let r = self
+            .upload_part_impl(bucket, key, upload_id, part_number, body, opts)
+            .await;
+        match r {
+            // The upload was aborted or completed while the part was written (its folder
+            // went away under it): say so, as S3 does, rather than report the I/O error.
+            Err(Error::Io { .. }) | Ok(_)
+                if matches!(
+                    self.upload_of(bucket, key, upload_id).await,
+                    Err(Error::NoSuchUpload { .. })
+                ) =>
+            {
+                // A part recorded after its upload went: forget its row too.
+                let _ = self.index.delete_upload(upload_id).await;
+                Err(Error::NoSuchUpload {
+                    upload_id: upload_id.to_owned(),
+                })
+            }
+            r => r,
+        }
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        checksum: Option<&Checksum>,
+    ) -> Result<ObjectMeta> {
+        self.complete_multipart_impl(bucket, key, upload_id, parts, checksum)
+            .await
+    }
+
+    async fn abort_multipart(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<()> {
+        self.abort_multipart_impl(bucket, key, upload_id).await
+    }
+
+    async fn part_range(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        version_id: Option<&str>,
+        part: u32,
+    ) -> Result<PartRange> {
+        self.part_range_impl(bucket, key, version_id, part).await
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number_marker: Option<u32>,
+        max_parts: usize,
+    ) -> Result<PartsPage> {
+        self.list_parts_impl(bucket, key, upload_id, part_number_marker, max_parts)
+            .await
+    }
+
+    async fn list_uploads(&self, bucket: &BucketName, query: &UploadsQuery) -> Result<UploadsPage> {
+        self.list_uploads_impl(bucket, query).await
+    }
+}
