@@ -136,9 +136,7 @@ pub fn s3_error(err: store::Error) -> S3Error {
         // The client stopped sending its body (see `timeouts`).
         E::Body(e) if super::timeouts::is_stall(&e) => with(
             S3ErrorCode::RequestTimeout,
-            "Your socket connection to the server was not read from or written to within the \
-             timeout period. Idle connections will be closed."
-                .to_owned(),
+            super::timeouts::STALLED_MESSAGE.to_owned(),
         ),
         E::Body(_) => with(S3ErrorCode::IncompleteBody, msg),
         E::Io { .. } | E::Index(_) => {

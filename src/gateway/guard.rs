@@ -7,11 +7,7 @@
 //! retention header that is dropped would leave a client believing its object is locked.
 
 use http::{HeaderMap, StatusCode, Uri};
-use md5::Digest as _;
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
-
-use crate::store::ChecksumAlgorithm;
-use crate::store::digest::{self, ChecksumHasher};
 
 /// Query parameters that name an S3 sub-resource (an operation of its own, not a parameter
 /// of the plain bucket or object operation).
@@ -259,99 +255,6 @@ fn signs_header<B>(req: &http::Request<B>, name: &str) -> bool {
         })
     });
     in_header || in_query
-}
-
-/// The largest XML body read ahead of s3s to check its digests: a DeleteObjects of 1000
-/// keys of 1024 bytes with version ids is ~1.2 MB; tagging and versioning documents are tiny.
-pub const XML_DIGEST_MAX_BYTES: u64 = 2 * 1024 * 1024;
-
-/// What to do before routing with a request that carries an XML document S3 checks against
-/// its `Content-MD5` or `x-amz-checksum-*` header (DeleteObjects, Put*Tagging,
-/// PutBucketVersioning, Put*Acl); s3s checks neither. CompleteMultipartUpload is not one: its
-/// checksum header claims the object's.
-#[derive(Debug, PartialEq, Eq)]
-pub enum XmlDigests {
-    /// Nothing to check (or s3s refuses the request anyway: unsigned, no Content-Length).
-    No,
-    /// Read the body (at most [`XML_DIGEST_MAX_BYTES`]) and check it.
-    Check,
-    /// Larger than any such document.
-    TooLarge,
-}
-
-pub fn xml_body_digests_wanted(
-    method: &http::Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> XmlDigests {
-    let query = uri.query().unwrap_or("");
-    let named = |name: &str| {
-        query
-            .split('&')
-            .any(|p| p.split_once('=').map_or(p, |(n, _)| n) == name)
-    };
-    let xml_op = (method == http::Method::POST && named("delete"))
-        || (method == http::Method::PUT
-            && (named("tagging") || named("versioning") || named("acl")));
-    let digests = headers.contains_key("content-md5")
-        || ChecksumAlgorithm::ALL
-            .iter()
-            .any(|a| headers.contains_key(a.header_name()));
-    // Only signed requests are read ahead (s3s refuses the others before reading), and not
-    // aws-chunked ones, whose framing is not the document.
-    let signed = headers.contains_key(http::header::AUTHORIZATION) || named("X-Amz-Signature");
-    let chunked = headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("STREAMING-"));
-    if !(xml_op && digests && signed) || chunked {
-        return XmlDigests::No;
-    }
-    match headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        None => XmlDigests::No,
-        Some(n) if n > XML_DIGEST_MAX_BYTES => XmlDigests::TooLarge,
-        Some(_) => XmlDigests::Check,
-    }
-}
-
-/// Checks an XML request body against the digests its headers name (S3: `InvalidDigest` for
-/// a Content-MD5 that is not one, `BadDigest` for one that does not match).
-pub fn xml_body_digests(headers: &HeaderMap, body: &[u8]) -> S3Result<()> {
-    if let Some(v) = headers.get("content-md5") {
-        let claimed = v
-            .to_str()
-            .ok()
-            .and_then(digest::b64_decode)
-            .filter(|d| d.len() == 16)
-            .ok_or_else(|| {
-                s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid.")
-            })?;
-        if claimed.as_slice() != md5::Md5::digest(body).as_slice() {
-            return Err(s3_error!(
-                BadDigest,
-                "The Content-MD5 you specified did not match what we received."
-            ));
-        }
-    }
-    for a in ChecksumAlgorithm::ALL {
-        let Some(v) = headers.get(a.header_name()) else {
-            continue;
-        };
-        let mut h = ChecksumHasher::new(a);
-        h.update(body);
-        if v.to_str().ok() != Some(h.finalize().value.as_str()) {
-            return Err(s3_error!(
-                BadDigest,
-                "The {} you specified did not match the calculated checksum.",
-                a.header_name()
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// A `versionId` that is present must name a version (S3: 400 for an empty one).

@@ -19,6 +19,7 @@ mod object;
 pub mod server;
 mod timeouts;
 mod unconfigured;
+mod xml_digests;
 
 use std::future::Future;
 use std::sync::Arc;

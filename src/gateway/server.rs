@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -17,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::Gateway;
 use super::timeouts::{self, IdleBody, StallIo};
+use super::xml_digests::{self, XmlDigests};
 
 /// Server limits and identity.
 #[derive(Clone)]
@@ -116,17 +118,12 @@ const MAX_HEADERS: usize = 300;
 
 /// Browser-form uploads served at once (each may hold `max_post_object_bytes` in memory).
 const POST_OBJECT_SLOTS: usize = 4;
-/// XML bodies read ahead of s3s at once, to check their digests (see `guard::XmlDigests`).
-const XML_READ_SLOTS: usize = 8;
-/// How long one of them may take to arrive whole.
-const XML_READ_DEADLINE: Duration = Duration::from_secs(20);
 
 #[derive(Clone)]
 struct Limited {
     inner: S3Service,
     slots: Arc<Semaphore>,
     post_slots: Arc<Semaphore>,
-    xml_slots: Arc<Semaphore>,
     region: Arc<str>,
     client_timeout: Duration,
 }
@@ -149,8 +146,8 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 .is_some_and(|v| v != "0");
         // Refused before routing: how it is signed (see `guard::auth_shape`).
         let mut refused = super::guard::auth_shape(req.uri(), req.headers(), &this.region).err();
-        let xml = super::guard::xml_body_digests_wanted(req.method(), req.uri(), req.headers());
-        if xml == super::guard::XmlDigests::TooLarge && refused.is_none() {
+        let xml = xml_digests::wanted(req.method(), req.uri(), req.headers());
+        if xml == XmlDigests::TooLarge && refused.is_none() {
             refused = Some(s3s::S3Error::with_message(
                 s3s::S3ErrorCode::MaxMessageLengthExceeded,
                 "Your request was too big.",
@@ -163,43 +160,34 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
         Box::pin(async move {
-            // Requests that hold a body in memory before s3s has checked their signature wait
-            // for one of a few slots of their own first, so they never hold a general slot
-            // while waiting (nor can slow ones take all of them).
-            let check_xml = xml == super::guard::XmlDigests::Check && refused.is_none();
-            let _held = match (form_upload, check_xml) {
-                (true, _) => Some(this.post_slots.clone().acquire_owned().await),
-                (false, true) => Some(this.xml_slots.clone().acquire_owned().await),
-                (false, false) => None,
+            // A browser-form upload holds its body in memory before s3s has checked its
+            // signature (which is in the form): those wait for one of a few slots of their
+            // own first, so they never hold a general slot while waiting (nor can slow ones
+            // take all of them).
+            let _held = match form_upload {
+                true => Some(this.post_slots.clone().acquire_owned().await),
+                false => None,
             };
             let _permit = this.slots.acquire_owned().await;
             let idle = this.client_timeout;
-            let mut req = req.map(|b| s3s::Body::http_body(IdleBody::new(b, idle)));
-            if check_xml {
-                // Read here (s3s would read it whole too) to check it against its digests.
-                let limit = super::guard::XML_DIGEST_MAX_BYTES as usize;
-                // Read before the signature is checked, in one of a few slots: a whole body
-                // is due within a bound, not only a next byte, or a handful of unsigned
-                // trickling requests would keep those slots.
-                let read = tokio::time::timeout(
-                    XML_READ_DEADLINE,
-                    req.body_mut().store_all_limited(limit),
-                );
-                refused = match read.await {
-                    Ok(Ok(body)) => super::guard::xml_body_digests(req.headers(), &body).err(),
-                    Ok(Err(e)) => Some(s3s::S3Error::with_message(
-                        s3s::S3ErrorCode::IncompleteBody,
-                        format!("the request's XML body could not be read: {e}"),
-                    )),
-                    Err(_) => Some(s3s::S3Error::with_message(
-                        s3s::S3ErrorCode::RequestTimeout,
-                        format!(
-                            "the request's XML body did not arrive within {} s",
-                            XML_READ_DEADLINE.as_secs()
-                        ),
-                    )),
-                };
-            }
+            // An XML document is checked against its digests as s3s reads it, which is after
+            // the signature is (see `xml_digests`).
+            let verdict: Option<xml_digests::Verdict> =
+                (xml == XmlDigests::Check && refused.is_none()).then(Default::default);
+            let claims = match verdict {
+                Some(_) => req.headers().clone(),
+                None => http::HeaderMap::new(),
+            };
+            let stalled = Arc::new(AtomicBool::new(false));
+            let req = req.map(|b| {
+                let b = IdleBody::new(b, idle).flagging(stalled.clone());
+                match &verdict {
+                    Some(v) => {
+                        s3s::Body::http_body(xml_digests::Checked::new(b, &claims, v.clone()))
+                    }
+                    None => s3s::Body::http_body(b),
+                }
+            });
             let mut res = match refused {
                 Some(e) => {
                     let wrong_region = *e.code() == s3s::S3ErrorCode::AuthorizationHeaderMalformed;
@@ -211,7 +199,27 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                     }
                     res
                 }
-                None => this.inner.call(req).await?,
+                None => {
+                    let res = this.inner.call(req).await?;
+                    let mut refusal = verdict.and_then(|v| v.lock().ok()?.take());
+                    // A body s3s read itself (an XML document) and that stopped arriving: s3s
+                    // calls it an internal error.
+                    if refusal.is_none()
+                        && res.status() == http::StatusCode::INTERNAL_SERVER_ERROR
+                        && stalled.load(Ordering::Relaxed)
+                    {
+                        refusal = Some(s3s::S3Error::with_message(
+                            s3s::S3ErrorCode::RequestTimeout,
+                            timeouts::STALLED_MESSAGE,
+                        ));
+                    }
+                    match refusal {
+                        Some(e) => e
+                            .to_http_response()
+                            .map_err(|e| s3s::HttpError::new(Box::new(e)))?,
+                        None => res,
+                    }
+                }
             };
             // Every answer names its request, as S3's do, for logs on both sides to meet.
             let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_ascii_uppercase();
@@ -267,7 +275,6 @@ pub async fn serve(
         inner: service,
         slots: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
         post_slots: Arc::new(Semaphore::new(POST_OBJECT_SLOTS)),
-        xml_slots: Arc::new(Semaphore::new(XML_READ_SLOTS)),
         region: opts.region.as_str().into(),
         client_timeout: opts.client_timeout,
     };

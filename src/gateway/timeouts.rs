@@ -7,6 +7,8 @@
 //! file for as long as it liked, and enough of them would exhaust the server's descriptors.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -32,6 +34,10 @@ impl std::fmt::Display for Stalled {
 
 impl std::error::Error for Stalled {}
 
+/// What S3 says of a body that stopped arriving (`RequestTimeout`).
+pub const STALLED_MESSAGE: &str = "Your socket connection to the server was not read from or \
+     written to within the timeout period. Idle connections will be closed.";
+
 /// Whether a body error is [`Stalled`].
 pub fn is_stall(e: &dyn std::error::Error) -> bool {
     e.to_string().contains(STALLED_TEXT)
@@ -43,6 +49,9 @@ pub struct IdleBody<B> {
     idle: Duration,
     timer: Pin<Box<Sleep>>,
     armed: bool,
+    /// Set when it stalls, for a reader that passes body errors on as something else (s3s
+    /// reading an XML document calls any failure an internal error).
+    stalled: Option<Arc<AtomicBool>>,
 }
 
 impl<B> IdleBody<B> {
@@ -52,7 +61,14 @@ impl<B> IdleBody<B> {
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             armed: false,
+            stalled: None,
         }
+    }
+
+    /// Sets `flag` if the body stalls.
+    pub fn flagging(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.stalled = Some(flag);
+        self
     }
 }
 
@@ -81,6 +97,9 @@ where
                     this.armed = true;
                 }
                 ready!(this.timer.as_mut().poll(cx));
+                if let Some(flag) = &this.stalled {
+                    flag.store(true, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Err(Box::new(Stalled(this.idle)))))
             }
         }

@@ -7,6 +7,7 @@ Exits non-zero on the first failed assertion."""
 import base64
 import hashlib
 import os
+import re
 import socket
 import sys
 import zlib
@@ -161,6 +162,24 @@ tagging = b'<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag></TagSet></T
 st, _, data = signed("PUT", f"/{B}/k?tagging", tagging, headers={"Content-MD5": bad_md5})
 assert st == 400 and code_of(data) == "BadDigest", (st, data)
 assert s3.get_object_tagging(Bucket=B, Key="k")["TagSet"] == []
+
+# ... and only once its signature has been checked: a badly signed one is refused at once,
+# before its body is read, so nothing unsigned holds the server while a body trickles in (or
+# never comes). Only the head is sent here.
+head = signed_head("POST", f"/{B}?delete", len(doc), {"Content-MD5": md5})
+m = re.search(rb"Signature=([0-9a-f]{64})", head)
+wrong = bytes(m.group(1)[:-1]) + (b"0" if m.group(1)[-1:] != b"0" else b"1")
+head = head.replace(m.group(1), wrong)
+sock = socket.create_connection(("127.0.0.1", int(HOST.rsplit(":", 1)[1])), timeout=8)
+sock.sendall(head)
+answer = b""
+while b"</Error>" not in answer:
+    chunk = sock.recv(65536)  # times out if the server waits for the body
+    assert chunk, answer
+    answer += chunk
+sock.close()
+assert answer.startswith(b"HTTP/1.1 403") and code_of(answer.split(b"\r\n\r\n", 1)[1]) == \
+    "SignatureDoesNotMatch", answer[:400]
 
 # An error answered before the request's body was read closes the connection, so no unread
 # byte of the body is taken for the next request on it; a success keeps it.
