@@ -260,11 +260,18 @@ impl Gateway {
             .upload_part(&bucket, &key, &input.upload_id, n, src.body, opts)
             .await
             .map_err(s3_error)?;
+        // The part's checksum, when its upload keeps one, as S3 returns it (a client copies it
+        // into its CompleteMultipartUpload).
+        let c = convert::checksum_fields(part.checksum.as_ref());
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag(&part.etag)),
                 last_modified: Some(ts(part.last_modified)),
-                ..Default::default()
+                checksum_crc32: c.crc32,
+                checksum_crc32c: c.crc32c,
+                checksum_crc64nvme: c.crc64nvme,
+                checksum_sha1: c.sha1,
+                checksum_sha256: c.sha256,
             }),
             copy_source_version_id: (src.meta.version_id != store::NULL_VERSION)
                 .then(|| src.meta.version_id.clone()),

@@ -92,3 +92,17 @@ a = s3.get_object_attributes(Bucket=B, Key="single", ObjectAttributes=["ETag", "
 assert "ObjectParts" not in a and a["ETag"].strip('"') == s3.head_object(Bucket=B, Key="single")["ETag"].strip('"'), a
 expect_error(lambda: s3.get_object_attributes(Bucket=B, Key="missing", ObjectAttributes=["ETag"]), "NoSuchKey", 404)
 print("object attributes: ok")
+
+# UploadPartCopy answers the part's checksum in an upload that keeps them, as UploadPart does,
+# and a client completes the upload with it.
+s3.put_object(Bucket=B, Key="copy-source", Body=whole)
+uid = s3.create_multipart_upload(Bucket=B, Key="copied", ChecksumAlgorithm="CRC32")["UploadId"]
+r = s3.upload_part_copy(Bucket=B, Key="copied", UploadId=uid, PartNumber=1,
+                        CopySource={"Bucket": B, "Key": "copy-source"},
+                        CopySourceRange=f"bytes=0-{len(parts[0]) - 1}")
+assert r["CopyPartResult"].get("ChecksumCRC32") == crc32(parts[0]), r["CopyPartResult"]
+p2 = s3.upload_part(Bucket=B, Key="copied", UploadId=uid, PartNumber=2, Body=parts[1], ChecksumAlgorithm="CRC32")
+s3.complete_multipart_upload(Bucket=B, Key="copied", UploadId=uid, MultipartUpload={"Parts": [
+    {"PartNumber": 1, "ETag": r["CopyPartResult"]["ETag"], "ChecksumCRC32": r["CopyPartResult"]["ChecksumCRC32"]},
+    {"PartNumber": 2, "ETag": p2["ETag"], "ChecksumCRC32": p2["ChecksumCRC32"]}]})
+assert s3.get_object(Bucket=B, Key="copied")["Body"].read() == whole
