@@ -260,6 +260,64 @@ pub fn name_region(res: &mut s3s::HttpResponse, region: &str) {
     *res.body_mut() = s3s::Body::from(named);
 }
 
+/// A browser-form upload whose fields break its POST policy: S3 answers 403 AccessDenied,
+/// "Invalid according to Policy: Policy Condition failed: ...", where s3s says 400
+/// InvalidPolicyDocument (which S3 keeps for a policy that cannot be read).
+pub fn policy_refusal(res: &mut s3s::HttpResponse, request_id: &str) {
+    if res.status() != http::StatusCode::BAD_REQUEST {
+        return;
+    }
+    let Some(body) = res.body().bytes() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return;
+    };
+    let field = |name: &str| {
+        text.split_once(&format!("<{name}>"))
+            .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
+            .map(|(v, _)| v)
+    };
+    if field("Code") != Some("InvalidPolicyDocument") {
+        return;
+    }
+    let Some(said) = field("Message").filter(|m| m.starts_with("Policy condition")) else {
+        return;
+    };
+    let said = said
+        .replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let mut err = S3Error::with_message(
+        S3ErrorCode::AccessDenied,
+        format!("Invalid according to Policy: {said}"),
+    );
+    err.set_request_id(request_id);
+    err.set_status_code(http::StatusCode::FORBIDDEN);
+    if let Ok(rebuilt) = err.to_http_response() {
+        replace_error(res, rebuilt);
+    }
+}
+
+/// Puts `rebuilt`'s status, body and content headers in `res`, keeping `res`'s other headers.
+fn replace_error(res: &mut s3s::HttpResponse, rebuilt: s3s::HttpResponse) {
+    let (parts, new_body) = rebuilt.into_parts();
+    *res.status_mut() = parts.status;
+    *res.body_mut() = new_body;
+    for name in [http::header::CONTENT_LENGTH, http::header::CONTENT_TYPE] {
+        match parts.headers.get(&name) {
+            Some(v) => {
+                res.headers_mut().insert(name, v.clone());
+            }
+            None => {
+                res.headers_mut().remove(name);
+            }
+        }
+    }
+}
+
 pub fn explain(res: &mut s3s::HttpResponse, request_id: &str) {
     if !(res.status().is_client_error() || res.status().is_server_error()) {
         return;
@@ -288,19 +346,7 @@ pub fn explain(res: &mut s3s::HttpResponse, request_id: &str) {
     let mut err = S3Error::with_message(code, message);
     err.set_request_id(request_id);
     err.set_status_code(res.status());
-    let Ok(rebuilt) = err.to_http_response() else {
-        return;
-    };
-    let (parts, new_body) = rebuilt.into_parts();
-    *res.body_mut() = new_body;
-    for name in [http::header::CONTENT_LENGTH, http::header::CONTENT_TYPE] {
-        match parts.headers.get(&name) {
-            Some(v) => {
-                res.headers_mut().insert(name, v.clone());
-            }
-            None => {
-                res.headers_mut().remove(name);
-            }
-        }
+    if let Ok(rebuilt) = err.to_http_response() {
+        replace_error(res, rebuilt);
     }
 }

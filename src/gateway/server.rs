@@ -226,6 +226,9 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 res.headers_mut().insert("x-amz-request-id", v);
             }
+            if form_upload {
+                super::error::policy_refusal(&mut res, &id);
+            }
             super::error::explain(&mut res, &id);
             // An error may be answered before the request's body was read (a failed
             // precondition, a refused header): the connection is closed after it rather than

@@ -309,7 +309,8 @@ assert r.status_code == 400 and code_of(r.content) == "InvalidRequest", (r.statu
 expect_error(lambda: s3.head_object(Bucket=B, Key="form/locked.txt"), "404", 404)
 tampered = dict(post["fields"], key="elsewhere.txt")
 r = requests.post(post["url"], data=tampered, files={"file": ("e.txt", b"evil")})
-assert r.status_code in (400, 403), (r.status_code, r.text)
+assert r.status_code == 403 and code_of(r.content) == "AccessDenied", (r.status_code, r.text)
+assert "Invalid according to Policy: Policy condition" in r.text, r.text
 expect_error(lambda: s3.head_object(Bucket=B, Key="elsewhere.txt"), "404", 404)
 
 # A version that would come back under a key that is now another object's parent (the fs
