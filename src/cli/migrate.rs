@@ -462,12 +462,21 @@ async fn dry_run(
         let page = cmp.next_page().await.map_err(job_err)?;
         unchanged += page.unchanged;
         for t in &page.tasks {
-            let prefix = if t.action == "delete" {
-                &dst.prefix
-            } else {
-                &src.prefix
+            // The key on each side it touches must be one that side can name: any S3 key
+            // for a bucket, a path for a directory (`a//b` cannot be a file).
+            let named = |side: &crate::jobs::open::Side| {
+                crate::store::ObjectKey::parse(&format!("{}{}", side.prefix, t.key)).and_then(|k| {
+                    match side.store.caps().path_semantics {
+                        true => k.check_path(),
+                        false => Ok(()),
+                    }
+                })
             };
-            if let Err(e) = crate::store::ObjectKey::parse(&format!("{prefix}{}", t.key)) {
+            let sides_ok = match t.action {
+                "delete" => named(&dst),
+                _ => named(&src).and_then(|()| named(&dst)),
+            };
+            if let Err(e) = sides_ok {
                 cannot += 1;
                 if !as_json {
                     writeln!(out, "cannot {} {:?}: {e}", t.action, t.key)?;

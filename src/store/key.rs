@@ -1,10 +1,11 @@
 //! Validated names: [`BucketName`] and [`ObjectKey`].
 //!
 //! Owns the rules for what a client may name. Everything below the gateway takes these types,
-//! never raw strings, so a key with `..`, an empty segment or a NUL byte cannot reach a store.
-//! The rules are the intersection of what S3 allows and what maps safely onto a POSIX path:
-//! a key that S3 would accept but that cannot be a file (e.g. `a//b`) is rejected here with a
-//! message that says why.
+//! never raw strings. A key is what S3 allows (1 to 1024 bytes of UTF-8; Ferry also refuses a
+//! NUL byte), so keys pass unchanged between S3 stores, whatever they look like (`/a`,
+//! `a//b`, `a/../b`). A store whose keys are paths (the fs store) refuses, with
+//! [`ObjectKey::check_path`], every key that does not map safely onto one, with a message
+//! that says why.
 
 use std::fmt;
 
@@ -80,9 +81,8 @@ impl fmt::Display for BucketName {
     }
 }
 
-/// An object key that is valid UTF-8, at most 1024 bytes, and maps to a safe relative path:
-/// segments separated by `/` are non-empty, not `.` or `..`, at most 255 bytes, and no byte is
-/// NUL. A single trailing `/` is allowed (a "directory marker" object such as `photos/`).
+/// An object key as S3 allows it: valid UTF-8, 1 to 1024 bytes, and (Ferry's own rule) no NUL
+/// byte. Whether it can also be a path is [`ObjectKey::check_path`]'s question.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey(String);
 
@@ -101,6 +101,18 @@ impl ObjectKey {
         if key.bytes().any(|b| b == 0) {
             return Err(err("must not contain a NUL byte"));
         }
+        Ok(Self(key.to_owned()))
+    }
+
+    /// Whether the key maps to a safe relative path, as a store whose keys are paths needs:
+    /// segments separated by `/` are non-empty, not `.` or `..`, and at most 255 bytes. A
+    /// single trailing `/` is allowed (a "directory marker" object such as `photos/`).
+    pub fn check_path(&self) -> Result<(), NameError> {
+        let key = self.0.as_str();
+        let err = |why| NameError::Key {
+            key: key.to_owned(),
+            why,
+        };
         if key.starts_with('/') {
             return Err(err("must not start with '/'"));
         }
@@ -116,7 +128,7 @@ impl ObjectKey {
                 return Err(err("has a path segment longer than 255 bytes"));
             }
         }
-        Ok(Self(key.to_owned()))
+        Ok(())
     }
 
     pub fn as_str(&self) -> &str {
@@ -185,13 +197,21 @@ mod tests {
         ] {
             assert!(ObjectKey::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "", "/a", "a//b", "../x", "a/../b", "a/./b", ".", "a/..", "a\0b", "a//",
-        ] {
+        for bad in ["", "a\0b"] {
             assert!(ObjectKey::parse(bad).is_err(), "{bad:?}");
         }
+        // S3 takes these; a path cannot be them.
         let long_seg = "x".repeat(256);
-        assert!(ObjectKey::parse(&long_seg).is_err());
+        for s3_only in [
+            "/a", "a//b", "../x", "a/../b", "a/./b", ".", "a/..", "a//", &long_seg,
+        ] {
+            let key = ObjectKey::parse(s3_only).expect("an S3 key");
+            assert!(key.check_path().is_err(), "{s3_only:?} is no path");
+        }
+        for ok in ["a", "a/b/c", "dir/", ".hidden", "a/.b", "...", "a..b"] {
+            let key = ObjectKey::parse(ok).expect("key");
+            assert!(key.check_path().is_ok(), "{ok}");
+        }
         let long_key = "a/".repeat(600);
         assert!(matches!(
             ObjectKey::parse(&long_key),

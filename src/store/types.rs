@@ -281,8 +281,8 @@ pub struct ListPage {
     pub objects: Vec<ObjectMeta>,
     pub common_prefixes: Vec<String>,
     /// Keys the store holds that Ferry cannot name ([`ObjectKey::parse`](super::ObjectKey)
-    /// refuses them: `a//b` on an S3 server, say), in key order: whoever walks a listing
-    /// reports them rather than miss them. Only s3 stores have any.
+    /// refuses them: over 1024 bytes, or with a NUL byte), in key order: whoever walks a
+    /// listing reports them rather than miss them. Only s3 stores have any.
     pub unnamed: Vec<UnnamedKey>,
     /// Set when the listing is truncated: pass it as `start_after` for the next page.
     pub next_marker: Option<String>,

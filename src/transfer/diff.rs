@@ -15,7 +15,9 @@ pub struct Side<'a> {
 }
 
 /// A side's prefix as the folder it names, as `ferry migrate` (and rclone) read it: `photos`
-/// and `photos/` both mean the keys under `photos/`. Refused if no key could start with it.
+/// and `photos/` both mean the keys under `photos/`. Refused if it is no path (`a//b`,
+/// `x/../y`: S3 keys may hold those, but as a folder named on a command line they are far
+/// likelier a slip than meant), or no key could start with it.
 pub fn folder_prefix(p: &str) -> Result<String, String> {
     let p = p.trim_start_matches('/');
     if p.is_empty() {
@@ -27,7 +29,8 @@ pub fn folder_prefix(p: &str) -> Result<String, String> {
         format!("{p}/")
     };
     crate::store::ObjectKey::parse(&format!("{p}x"))
-        .map(|_| p.clone())
+        .and_then(|k| k.check_path())
+        .map(|()| p.clone())
         .map_err(|e| format!("the key prefix {p:?} is not usable: {e}"))
 }
 

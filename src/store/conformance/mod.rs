@@ -88,6 +88,9 @@ pub struct Gaps {
     /// With a delimiter, the backend drops a common prefix that a StartAfter lies inside,
     /// though later keys under it still roll up into it (S3 lists it).
     pub start_after_in_prefix: Option<&'static str>,
+    /// The backend cannot hold S3 keys that are not paths (`a//b`, `x/../y`, `/a`): it
+    /// keeps keys as paths itself (Ferry over an fs store), or rewrites them.
+    pub keys_beyond_paths: Option<&'static str>,
 }
 
 impl Gaps {
@@ -103,6 +106,7 @@ impl Gaps {
         part_ranges: None,
         get_versioning: None,
         start_after_in_prefix: None,
+        keys_beyond_paths: None,
     };
 }
 
@@ -130,4 +134,5 @@ pub async fn run_all_with(s: &dyn Store, prefix: &str, gaps: Gaps) {
     if s.caps().path_semantics {
         path_conflicts(s, prefix).await;
     }
+    keys_beyond_paths(s, prefix, gaps).await;
 }

@@ -1,7 +1,102 @@
-//! Path semantics (stores that keep keys as file paths): `a` beside `a/b` is a conflict.
+//! Path semantics (stores that keep keys as file paths): `a` beside `a/b` is a conflict, and
+//! an S3 key that is no path is refused without touching anything; every other store keeps
+//! such keys as they are.
 
+use super::Gaps;
 use super::helpers::*;
 use crate::store::*;
+
+/// S3 keys that are not paths: a store whose keys are paths refuses each (`Error::Name`)
+/// and touches nothing, above all not another bucket's object that `..` would reach; any
+/// other store keeps them byte for byte.
+pub async fn keys_beyond_paths(s: &dyn Store, prefix: &str, gaps: Gaps) {
+    let bk = bucket(prefix, "odd-keys");
+    let other = bucket(prefix, "odd-other");
+    ok(s, "create_bucket", s.create_bucket(&bk).await);
+    ok(s, "create_bucket", s.create_bucket(&other).await);
+    put(s, &other, "victim", b"keep me").await;
+    let long = format!("long/{}", "x".repeat(300));
+    let escape = format!("../{other}/victim");
+    let keys = [
+        "/leading",
+        "a//b",
+        "dot/./x",
+        "up/../x",
+        long.as_str(),
+        escape.as_str(),
+    ];
+    if s.caps().path_semantics {
+        for key in keys {
+            let what = format!("a key that is no path ({key:?})");
+            expect_err!(
+                s,
+                &what,
+                s.put_object(&bk, &k(key), body(b"evil"), sized(4)).await,
+                Error::Name(_)
+            );
+            expect_err!(
+                s,
+                &what,
+                s.delete_object(&bk, &k(key), None).await,
+                Error::Name(_)
+            );
+            expect_err!(
+                s,
+                &what,
+                s.head_object(&bk, &k(key), None).await,
+                Error::Name(_)
+            );
+            expect_err!(
+                s,
+                &what,
+                s.copy_object(&other, &k("victim"), &bk, &k(key), CopyOptions::default())
+                    .await,
+                Error::Name(_)
+            );
+            expect_err!(
+                s,
+                &what,
+                s.create_multipart(&bk, &k(key), PutOptions::default())
+                    .await,
+                Error::Name(_)
+            );
+        }
+        assert_content(s, &other, "victim", b"keep me", "another bucket's object").await;
+        return;
+    }
+    if let Some(why) = gaps.keys_beyond_paths {
+        skip(s, "S3 keys that are not paths", why);
+        return;
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let data = format!("body {i}");
+        put(s, &bk, key, data.as_bytes()).await;
+        assert_content(s, &bk, key, data.as_bytes(), "an S3 key that is no path").await;
+    }
+    let page = ok(
+        s,
+        "list",
+        s.list_objects(
+            &bk,
+            &ListQuery {
+                prefix: String::new(),
+                delimiter: None,
+                start_after: None,
+                max_keys: 1000,
+            },
+        )
+        .await,
+    );
+    let mut listed: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    let mut want = keys.to_vec();
+    listed.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(listed, want, "{}: the odd keys as listed", s.name());
+    for key in keys {
+        ok(s, "delete", s.delete_object(&bk, &k(key), None).await);
+    }
+    assert_content(s, &other, "victim", b"keep me", "another bucket's object").await;
+}
 
 pub async fn path_conflicts(s: &dyn Store, prefix: &str) {
     let bk = bucket(prefix, "paths");

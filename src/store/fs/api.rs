@@ -7,6 +7,12 @@ use async_trait::async_trait;
 use super::index::ms_to_time;
 use super::*;
 
+/// Refuses a key that cannot be a path beneath its bucket's folder (`a//b`, `../x`, a segment
+/// over 255 bytes): S3 takes them, this store cannot hold them, and must never resolve them.
+fn path(key: &ObjectKey) -> Result<()> {
+    key.check_path().map_err(Error::from)
+}
+
 #[async_trait]
 impl Store for FsStore {
     fn name(&self) -> &str {
@@ -168,6 +174,7 @@ impl Store for FsStore {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
+        path(key)?;
         self.put_impl(bucket, key, body, opts).await
     }
 
@@ -177,6 +184,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<GetResult> {
+        path(key)?;
         self.get_impl(bucket, key, opts).await
     }
 
@@ -186,6 +194,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<ObjectMeta> {
+        path(key)?;
         let row = {
             let _g = self.lock_for(bucket, key.as_str()).read().await;
             self.resolve(bucket, key, version_id).await?
@@ -231,6 +240,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<DeleteResult> {
+        path(key)?;
         self.delete_impl(bucket, key, version_id).await
     }
 
@@ -242,6 +252,8 @@ impl Store for FsStore {
         dst_key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<ObjectMeta> {
+        path(src_key)?;
+        path(dst_key)?;
         self.copy_impl(src_bucket, src_key, dst_bucket, dst_key, opts)
             .await
     }
@@ -252,6 +264,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<(String, Tags)> {
+        path(key)?;
         let _g = self.lock_for(bucket, key.as_str()).read().await;
         let row = self.resolve(bucket, key, version_id).await?;
         let tags = row
@@ -269,6 +282,7 @@ impl Store for FsStore {
         version_id: Option<&str>,
         tags: Tags,
     ) -> Result<String> {
+        path(key)?;
         let _g = self.lock_for(bucket, key.as_str()).write().await;
         let mut row = self.resolve(bucket, key, version_id).await?;
         row.tags = tags_json(&tags);
@@ -285,6 +299,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         at: OffsetDateTime,
     ) -> Result<()> {
+        path(key)?;
         self.set_modified_impl(bucket, key, at).await
     }
 
@@ -306,6 +321,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         opts: PutOptions,
     ) -> Result<String> {
+        path(key)?;
         self.create_multipart_impl(bucket, key, opts).await
     }
 
@@ -318,6 +334,7 @@ impl Store for FsStore {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<PartInfo> {
+        path(key)?;
         let r = self
             .upload_part_impl(bucket, key, upload_id, part_number, body, opts)
             .await;
@@ -348,6 +365,7 @@ impl Store for FsStore {
         parts: &[CompletedPart],
         checksum: Option<&Checksum>,
     ) -> Result<ObjectMeta> {
+        path(key)?;
         self.complete_multipart_impl(bucket, key, upload_id, parts, checksum)
             .await
     }
@@ -358,6 +376,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<()> {
+        path(key)?;
         self.abort_multipart_impl(bucket, key, upload_id).await
     }
 
@@ -368,6 +387,7 @@ impl Store for FsStore {
         version_id: Option<&str>,
         part: u32,
     ) -> Result<PartRange> {
+        path(key)?;
         self.part_range_impl(bucket, key, version_id, part).await
     }
 
@@ -379,6 +399,7 @@ impl Store for FsStore {
         part_number_marker: Option<u32>,
         max_parts: usize,
     ) -> Result<PartsPage> {
+        path(key)?;
         self.list_parts_impl(bucket, key, upload_id, part_number_marker, max_parts)
             .await
     }
