@@ -473,8 +473,8 @@ async fn dry_run(
                 })
             };
             let sides_ok = match t.action {
-                "delete" => named(&dst),
-                _ => named(&src).and_then(|()| named(&dst)),
+                "delete" => named(dst),
+                _ => named(src).and_then(|()| named(dst)),
             };
             if let Err(e) = sides_ok {
                 cannot += 1;
