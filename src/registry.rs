@@ -44,6 +44,21 @@ impl Opened {
             Opened::S3(s) => s.clone(),
         }
     }
+
+    /// Brings an fs store's index of `bucket` up to date with its files (POSIX users may have
+    /// changed them behind its back), so a listing shows the tree as it is now, as rclone and
+    /// rsync would read it: what a comparison or a copy must go by. Nothing for an s3 store,
+    /// or for a bucket the store does not have.
+    pub async fn refresh(&self, bucket: &crate::store::BucketName) -> crate::store::Result<()> {
+        match self {
+            Opened::Fs(fs) => match fs.head_bucket(bucket).await {
+                Ok(_) => fs.rescan_one(bucket).await.map(drop),
+                Err(crate::store::Error::NoSuchBucket { .. }) => Ok(()),
+                Err(e) => Err(e),
+            },
+            Opened::S3(_) => Ok(()),
+        }
+    }
 }
 
 /// What a client asks for when registering a store.

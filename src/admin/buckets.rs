@@ -208,18 +208,13 @@ pub async fn verify(
     let req = body(b)?;
     let (sa, ba, pa) = side_spec(&req.a)?;
     let (sb, bb, pb) = side_spec(&req.b)?;
-    let store_a = s
-        .registry
-        .get(&sa)
-        .await
-        .map_err(|e| named(&sa, e))?
-        .store();
-    let store_b = s
-        .registry
-        .get(&sb)
-        .await
-        .map_err(|e| named(&sb, e))?
-        .store();
+    let opened_a = s.registry.get(&sa).await.map_err(|e| named(&sa, e))?;
+    let opened_b = s.registry.get(&sb).await.map_err(|e| named(&sb, e))?;
+    // An fs side is compared as its files are now, not as its index last saw them.
+    for (opened, bucket) in [(&opened_a, &ba), (&opened_b, &bb)] {
+        opened.refresh(bucket).await.map_err(side_error)?;
+    }
+    let (store_a, store_b) = (opened_a.store(), opened_b.store());
     let a = Side {
         store: store_a.as_ref(),
         bucket: ba,
@@ -237,20 +232,22 @@ pub async fn verify(
         }
     })
     .await
-    .map_err(|e| {
-        // The request was well-formed: a side could not be listed.
-        let status = match &e {
-            store::Error::NoSuchBucket { .. } => StatusCode::NOT_FOUND,
-            e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_GATEWAY,
-        };
-        ApiError(status, e.to_string())
-    })?;
+    .map_err(side_error)?;
     Ok(Json(json!({
         "summary": summary,
         "differences": listed,
         "truncated": summary.differences as usize > listed.len(),
     })))
+}
+
+/// The request was well-formed: a side could not be read.
+fn side_error(e: store::Error) -> ApiError {
+    let status = match &e {
+        store::Error::NoSuchBucket { .. } => StatusCode::NOT_FOUND,
+        e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    ApiError(status, e.to_string())
 }
 
 fn named(store: &str, e: registry::Error) -> ApiError {

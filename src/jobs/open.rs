@@ -131,9 +131,13 @@ impl Opener {
                     crate::registry::Error::Store { source, .. } => bad(source),
                     e => Error::Registry(e),
                 })?;
+                let bucket = bucket_of(bucket)?;
+                // A registered fs store is read as its files are now (a directory side is
+                // indexed as it is opened, below).
+                opened.refresh(&bucket).await.map_err(bad)?;
                 Ok(Side {
                     store: opened.store(),
-                    bucket: bucket_of(bucket)?,
+                    bucket,
                     prefix: prefix.clone(),
                     identity: format!("store:{store}"),
                     place: format!("store:{store}"),

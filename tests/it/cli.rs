@@ -605,6 +605,36 @@ fn verify_reads_a_prefix_as_a_folder_and_tells_failure_from_difference() {
     assert!(err.contains("a//b"), "{err}");
 }
 
+/// `ferry verify` compared an fs store by its index, so files changed behind the server's back
+/// (edited in place with the same size, added, removed) were reported "0 differences" until a
+/// `ferry store rescan`. An fs side is compared as its files are now.
+#[test]
+fn verify_sees_files_changed_behind_the_servers_back() {
+    let f = Ferry::start();
+    for b in ["posa", "posb"] {
+        ok(&f.aws(&["s3", "mb", &format!("s3://{b}")]));
+        for k in ["same", "gone"] {
+            let put = ["s3api", "put-object", "--bucket", b, "--key", k];
+            ok(&f.aws(&put));
+        }
+    }
+    let out = f.cli(&["verify", "local:posa", "local:posb"]);
+    assert!(out.status.success(), "{out:?}");
+    let root = f.local_root();
+    std::fs::write(root.join("posb/same"), b"").expect("edit in place");
+    std::fs::write(root.join("posb/edited"), b"new file").expect("add");
+    std::fs::remove_file(root.join("posb/gone")).expect("remove");
+    // Same size, so only the content tells: give it some.
+    std::fs::write(root.join("posa/same"), b"a").expect("write");
+    std::fs::write(root.join("posb/same"), b"b").expect("write");
+    let out = f.cli(&["verify", "local:posa", "local:posb"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("only in local:posb: edited"), "{said}");
+    assert!(said.contains("only in local:posa: gone"), "{said}");
+    assert!(said.contains("content differs: same"), "{said}");
+}
+
 /// Admin commands pointed at something that is not Ferry's admin API printed its page escaped
 /// on one line (or `null`), and bad input the server refused (400) exited 1 instead of 2.
 #[test]

@@ -369,9 +369,13 @@ fn registered_stores_and_a_store_another_process_holds() {
     assert!(err.contains("open in another Ferry process"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     a.stop();
+    // A file a POSIX user added to the stopped server's store is copied too: the store is
+    // read as its files are, not as its index last saw them.
+    std::fs::write(a.local_root().join("reg/added"), b"behind its back").expect("add");
     ok(&m.run(&["migrate", "local:reg", "dr:reg", "--verify"]));
     let ls = ok(&b.aws(&["s3", "ls", "s3://reg/"]));
-    assert_eq!(ls.lines().count(), 20, "{ls}");
+    assert_eq!(ls.lines().count(), 21, "{ls}");
+    assert!(ls.contains(" added"), "{ls}");
 }
 
 #[test]
