@@ -139,6 +139,12 @@ pub fn s3_error(err: store::Error) -> S3Error {
             super::timeouts::STALLED_MESSAGE.to_owned(),
         ),
         E::Body(_) => with(S3ErrorCode::IncompleteBody, msg),
+        // MinIO answers a full disk with XMinioStorageFull (507); saying so beats a bare 500.
+        e @ E::Io { .. } if e.is_storage_full() => custom(
+            "XFerryStorageFull",
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("the store has no space left: {e}"),
+        ),
         E::Io { .. } | E::Index(_) => {
             tracing::error!(error = %msg, "internal store error");
             with(
@@ -348,5 +354,21 @@ pub fn explain(res: &mut s3s::HttpResponse, request_id: &str) {
     err.set_status_code(res.status());
     if let Ok(rebuilt) = err.to_http_response() {
         replace_error(res, rebuilt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_said_as_such() {
+        let full = store::Error::io("writing a body", std::io::Error::from_raw_os_error(28));
+        assert!(full.is_storage_full());
+        let e = s3_error(full);
+        assert_eq!(e.code().as_str(), "XFerryStorageFull");
+        assert_eq!(e.status_code(), Some(StatusCode::INSUFFICIENT_STORAGE));
+        let other = store::Error::io("writing a body", std::io::Error::from_raw_os_error(5));
+        assert_eq!(s3_error(other).code().as_str(), "InternalError");
     }
 }

@@ -36,9 +36,10 @@ pub enum Error {
     State(#[from] state::Error),
     #[error(transparent)]
     Registry(#[from] registry::Error),
-    /// A listing failed for a reason retrying does not cure; the job is left to resume.
+    /// The run stopped for a reason retrying object by object does not cure (a listing
+    /// refused, the destination out of space); the job is left to resume.
     #[error("{0} (the job is kept: run the same command again once that is fixed)")]
-    ListingFailed(String),
+    Halted(String),
     #[error("listing {side} {what}")]
     Listing {
         side: &'static str,

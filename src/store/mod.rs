@@ -143,6 +143,22 @@ impl Error {
         }
     }
 
+    /// Whether the store has no room left (a full disk or quota: ENOSPC, EDQUOT; a remote
+    /// that says so, as Ferry's `XFerryStorageFull` or MinIO's `XMinioStorageFull`, 507).
+    /// Retrying one write at a time does not cure it; making room does.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(28 | 122))
+                    || source.kind() == std::io::ErrorKind::StorageFull
+            }
+            Error::Remote { code, status, .. } => {
+                *status == 507 || matches!(code.as_str(), "XFerryStorageFull" | "XMinioStorageFull")
+            }
+            _ => false,
+        }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

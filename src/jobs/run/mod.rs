@@ -66,10 +66,11 @@ pub struct Live {
     /// Woken when the listing ends or a batch of finished tasks is recorded, so the end of a
     /// job is noticed at once rather than at the next poll.
     pub settled: tokio::sync::Notify,
-    /// Set when the source or destination cannot be listed for a reason that retrying does
-    /// not cure (access denied, the bucket gone): the run ends with it instead of retrying
-    /// for ever. The job stays as it was, for a run after the cause is fixed.
-    pub listing_failed: std::sync::Mutex<Option<String>>,
+    /// Set when the run cannot go on for a reason that retrying does not cure: a side that
+    /// cannot be listed (access denied, the bucket gone), a destination out of space. The run
+    /// ends with it instead of retrying (or dead-lettering every object); the job stays as it
+    /// was, for a run after the cause is fixed.
+    pub halted: std::sync::Mutex<Option<String>>,
     /// Objects listed on the source and gone when their copy started (rsync's "file has
     /// vanished"): their tasks are finished, nothing was copied. The first keys are kept
     /// for the run's report.
@@ -215,12 +216,12 @@ impl Runner {
             }
             let failed = self
                 .live
-                .listing_failed
+                .halted
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
             if let Some(why) = failed {
-                return Err(super::Error::ListingFailed(why));
+                return Err(super::Error::Halted(why));
             }
             let rec = self.db.job(self.job).await?;
             match rec.state.as_str() {
@@ -322,7 +323,7 @@ impl Runner {
                         tracing::warn!(job = self.job, error = %why, "listing failed; giving up");
                         *self
                             .live
-                            .listing_failed
+                            .halted
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
                         self.live.settled.notify_one();

@@ -105,6 +105,29 @@ impl Runner {
 
     pub(super) async fn failed(&self, task: &TaskRow, e: &store::Error) {
         self.live.failures.fetch_add(1, Ordering::Relaxed);
+        // A destination out of space fails every copy alike, and trying each again (then
+        // dead-lettering it) helps nothing: the run ends, the task goes back as it was, and
+        // the job resumes once there is room (rclone stops on a full disk too).
+        if e.is_storage_full() {
+            if let Err(e) = self.db.release_tasks(&self.owner, &[task.id]).await {
+                tracing::warn!(job = self.job, error = %e, "releasing a task failed; its lease will expire");
+            }
+            let mut halted = self
+                .live
+                .halted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if halted.is_none() {
+                tracing::warn!(job = self.job, key = ?task.key, error = %e, "the destination is out of space; stopping");
+                *halted = Some(format!(
+                    "the destination {} is out of space (copying {}: {e}); make room there",
+                    self.dst.display, task.key
+                ));
+            }
+            drop(halted);
+            self.live.settled.notify_one();
+            return;
+        }
         let attempts = task.attempts + 1;
         // A mirroring job may be about to delete what blocks the path (a source folder that
         // became a file: the copy of `a` waits for the delete of `a/x`).

@@ -785,6 +785,60 @@ fn fault_proxy(upstream: &str, rate: &str, stats: &Path, flags: &[&str]) -> Prox
     }
 }
 
+/// A destination out of space failed every copy ten times over minutes, then dead-lettered
+/// them all. The run stops at the first such answer, dead-letters nothing, says why, and the
+/// same command finishes the job once there is room.
+#[test]
+fn a_full_destination_stops_the_run_and_the_job_resumes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/fills");
+    make_tree(&src, 200, &[]);
+    let full = tmp.path().join("full");
+    std::fs::write(&full, b"").expect("flag");
+    let full_flag = full.to_str().expect("utf-8").to_owned();
+    let proxy = fault_proxy(
+        &f.s3,
+        "0",
+        &tmp.path().join("proxy.json"),
+        &["--full-while", &full_flag],
+    );
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let args = [
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://fills",
+        "--dst-endpoint",
+        &proxy.endpoint,
+    ];
+    let out = m.run(&args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is out of space"), "{err}");
+    assert!(err.contains("the job is kept"), "{err}");
+    assert!(
+        !err.contains("could not be copied"),
+        "nothing is a dead letter: {err}"
+    );
+    let stats: Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("proxy.json")).expect("proxy stats"),
+    )
+    .expect("json");
+    let full_answers = stats["full"].as_f64().unwrap_or(0.0);
+    assert!(
+        (1.0..200.0).contains(&full_answers),
+        "the run stopped early, not after trying every object: {stats}"
+    );
+
+    std::fs::remove_file(&full).expect("room again");
+    let out = m.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    drop(proxy);
+    let ls = f.ok(&f.aws(&["s3", "ls", "--recursive", "s3://fills"]));
+    assert_eq!(ls.lines().count(), 200, "{ls}");
+}
+
 #[test]
 fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     let tmp = tempfile::tempdir().expect("tmp");

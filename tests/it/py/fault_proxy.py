@@ -23,6 +23,9 @@ that takes an upload's algorithm but not its parts' might (counted as "refused")
 --deny-lists-after N: bucket listings (GET of a bucket) after the first N are answered 403
 AccessDenied without reaching the upstream, as when credentials are revoked mid-run.
 
+--full-while FILE: while FILE exists, a PUT of an object (or part) is answered 507 XMinioStorageFull without reaching
+the upstream, as MinIO answers when its drives are full (counted as "full").
+
 --mismatch-as-invalid-request: an upstream BadDigest answer is passed on as 400
 InvalidRequest "checksum mismatch", as some S3 implementations word a checksum that does not
 match (counted as "reworded").
@@ -59,6 +62,7 @@ REFUSE_PART_ALGORITHM = (
     FLAGS[FLAGS.index("--refuse-part-algorithm") + 1].lower() if "--refuse-part-algorithm" in FLAGS else None
 )
 MISMATCH_AS_INVALID = "--mismatch-as-invalid-request" in FLAGS
+FULL_WHILE = FLAGS[FLAGS.index("--full-while") + 1] if "--full-while" in FLAGS else None
 DENY_LISTS_AFTER = int(FLAGS[FLAGS.index("--deny-lists-after") + 1]) if "--deny-lists-after" in FLAGS else None
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
 COUNTS = {
@@ -72,6 +76,7 @@ COUNTS = {
     "reworded": 0,
     "lists": 0,
     "denied": 0,
+    "full": 0,
 }
 
 
@@ -176,6 +181,10 @@ class Handler(BaseHTTPRequestHandler):
                 count("denied")
                 self.fail(403, "AccessDenied", "Access Denied")
                 return
+        if FULL_WHILE and self.command == "PUT" and "/" in path.path.strip("/") and os.path.exists(FULL_WHILE):
+            count("full")
+            self.fail(507, "XMinioStorageFull", "Storage backend has reached its minimum free drive threshold.")
+            return
         if (
             REFUSE_CHECKSUMS
             and (self.command == "PUT" or self.path.endswith("?uploads"))
