@@ -11,7 +11,7 @@ use super::migrate::{human, job_err, open_state};
 use crate::jobs::control;
 use crate::jobs::run::Settings;
 use crate::registry::Registry;
-use crate::state::{Db, JobRecord};
+use crate::state::JobRecord;
 
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
@@ -51,7 +51,12 @@ pub struct WorkerArgs {
     pub workers: usize,
 }
 
-pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyhow::Result<()> {
+pub async fn run(
+    cmd: JobCommand,
+    data: Option<PathBuf>,
+    server: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let url = match &cmd {
         JobCommand::List(d) => d.db.clone(),
         JobCommand::Show(j)
@@ -60,6 +65,13 @@ pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyho
         | JobCommand::Cancel(j)
         | JobCommand::RetryDead(j) => j.db.db.clone(),
     };
+    // Named a server (`--server`, FERRY_SERVER) and no --db: that server's jobs, through its
+    // admin API, from any machine; otherwise the state database under --data (or --db),
+    // whether a server runs or not.
+    if server.is_some() && url.is_none() {
+        let client = super::client::AdminClient::new(server, data.as_deref())?;
+        return remote(cmd, &client, as_json).await;
+    }
     // Looking at jobs must not make a state database where there was none (a mistyped
     // --data, or a command run from the wrong directory).
     let dir = data.clone().unwrap_or_else(|| PathBuf::from("ferry-data"));
@@ -71,29 +83,8 @@ pub async fn run(cmd: JobCommand, data: Option<PathBuf>, as_json: bool) -> anyho
     }
     let (db, data) = open_state(url.as_deref(), data).await?;
     match cmd {
-        JobCommand::List(_) => {
-            let jobs = db.jobs().await?;
-            if as_json {
-                println!("{}", serde_json::to_string(&jobs)?);
-            } else {
-                println!(
-                    "{:>4}  {:<9}  {:>15}  {:>12}  {:>5}  SRC -> DST",
-                    "ID", "STATE", "OBJECTS", "BYTES", "DEAD"
-                );
-                for j in &jobs {
-                    println!(
-                        "{:>4}  {:<9}  {:>15}  {:>12}  {:>5}  {}",
-                        j.id,
-                        j.state,
-                        format!("{}/{}", j.done, j.listed),
-                        human(j.done_bytes as u64),
-                        j.dead,
-                        sides(j)
-                    );
-                }
-            }
-        }
-        JobCommand::Show(j) => show(&db, j.id, as_json).await?,
+        JobCommand::List(_) => print_jobs(&db.jobs().await?, as_json)?,
+        JobCommand::Show(j) => print_detail(control::detail(&db, j.id, 200).await?, as_json)?,
         JobCommand::Pause(j) => {
             let parts = control::pause(&db, j.id).await?;
             say(
@@ -169,8 +160,102 @@ fn sides(j: &JobRecord) -> String {
     format!("{} -> {}", side("src"), side("dst"))
 }
 
-async fn show(db: &Db, id: i64, as_json: bool) -> anyhow::Result<()> {
-    let d = control::detail(db, id, 200).await?;
+fn print_jobs(jobs: &[JobRecord], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string(jobs)?);
+        return Ok(());
+    }
+    println!(
+        "{:>4}  {:<9}  {:>15}  {:>12}  {:>5}  SRC -> DST",
+        "ID", "STATE", "OBJECTS", "BYTES", "DEAD"
+    );
+    for j in jobs {
+        println!(
+            "{:>4}  {:<9}  {:>15}  {:>12}  {:>5}  {}",
+            j.id,
+            j.state,
+            format!("{}/{}", j.done, j.listed),
+            human(j.done_bytes as u64),
+            j.dead,
+            sides(j)
+        );
+    }
+    Ok(())
+}
+
+/// `ferry job …` against a server's admin API: the same answers as from the database.
+async fn remote(
+    cmd: JobCommand,
+    client: &super::client::AdminClient,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    use http::Method;
+    let post = |id: i64, what: &str| format!("/api/v1/jobs/{id}/{what}");
+    match cmd {
+        JobCommand::List(_) => {
+            let v = client.call(Method::GET, "/api/v1/jobs", None).await?;
+            print_jobs(&serde_json::from_value::<Vec<JobRecord>>(v)?, as_json)?;
+        }
+        JobCommand::Show(j) => {
+            let v = client
+                .call(Method::GET, &format!("/api/v1/jobs/{}", j.id), None)
+                .await?;
+            print_detail(serde_json::from_value(v)?, as_json)?;
+        }
+        JobCommand::Pause(j) => {
+            // Answers once no transfer of the job runs.
+            let v = client
+                .call_long(Method::POST, &post(j.id, "pause"), None)
+                .await?;
+            let parts = v["recorded_parts"].as_u64().unwrap_or(0);
+            say(
+                as_json,
+                v,
+                format!(
+                    "job {} paused; no transfer runs; {parts} finished parts of unfinished uploads are recorded",
+                    j.id
+                ),
+            );
+        }
+        JobCommand::Resume(j) => {
+            let v = client
+                .call(Method::POST, &post(j.id, "resume"), None)
+                .await?;
+            say(as_json, v, format!("job {} resumed", j.id));
+        }
+        JobCommand::Cancel(j) => {
+            let v = client
+                .call_long(Method::POST, &post(j.id, "cancel"), None)
+                .await?;
+            let aborted = match v["aborted_uploads"].as_u64().unwrap_or(0) {
+                0 => String::new(),
+                n => format!("; {n} unfinished multipart uploads aborted"),
+            };
+            let not_aborted = v["uploads_not_aborted"].as_str().map(str::to_owned);
+            say(as_json, v, format!("job {} cancelled{aborted}", j.id));
+            if let Some(e) = not_aborted {
+                eprintln!(
+                    "ferry: some unfinished multipart uploads of job {} could not be aborted and stay on the destination: {e}",
+                    j.id
+                );
+            }
+        }
+        JobCommand::RetryDead(j) => {
+            let v = client
+                .call(Method::POST, &post(j.id, "retry-dead"), None)
+                .await?;
+            let n = v["requeued"].as_u64().unwrap_or(0);
+            say(
+                as_json,
+                v,
+                format!("job {}: {n} tasks back in the queue", j.id),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         println!("{}", serde_json::to_string(&d)?);
         return Ok(());

@@ -221,7 +221,7 @@ pub async fn run(
             .await
             .map_err(usage)?;
         let v = serde_json::json!({ "job": submitted.job, "resumed": submitted.resumed });
-        print_detached(&v, as_json);
+        print_detached(&v, as_json, "");
         return Ok(());
     }
     if args.dry_run {
@@ -339,6 +339,11 @@ async fn detach(
     server: Option<String>,
     as_json: bool,
 ) -> anyhow::Result<()> {
+    // How a `ferry job` command reaches the same server.
+    let via = server
+        .as_deref()
+        .map(|s| format!(" --server {s}"))
+        .unwrap_or_default();
     let client = super::client::AdminClient::new(server, data)?;
     let v = client
         .call(
@@ -347,17 +352,17 @@ async fn detach(
             Some(serde_json::json!({ "spec": spec, "fingerprint": fingerprint })),
         )
         .await?;
-    print_detached(&v, as_json);
+    print_detached(&v, as_json, &via);
     Ok(())
 }
 
-fn print_detached(v: &serde_json::Value, as_json: bool) {
+fn print_detached(v: &serde_json::Value, as_json: bool, via: &str) {
     if as_json {
         println!("{v}");
     } else {
         let id = v["job"]["id"].as_i64().unwrap_or(0);
         println!(
-            "job {id}: {}; the workers on its state database run it (`ferry job show {id}` follows it)",
+            "job {id}: {}; the workers on its state database run it (`ferry job show {id}{via}` follows it)",
             if v["resumed"].as_bool().unwrap_or(false) {
                 "resumed"
             } else {

@@ -150,7 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             verify::run(&a, &b, &client, cli.json).await
         }
         Command::Migrate(args) => migrate::run(*args, cli.data, cli.server, cli.json).await,
-        Command::Job(cmd) => job::run(cmd, cli.data, cli.json).await,
+        Command::Job(cmd) => job::run(cmd, cli.data, cli.server, cli.json).await,
         Command::Worker(args) => job::worker(args, cli.data).await,
         Command::Volume(cmd) => volume::run(cmd, cli.json).await,
     }

@@ -27,7 +27,7 @@ pub enum Error {
 }
 
 /// A job with its task counts and unfinished tasks (in flight, retrying, dead).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Detail {
     pub job: JobRecord,
     pub tasks: TaskCounts,

@@ -79,7 +79,7 @@ pub mod job_state {
 }
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobRecord {
     pub id: i64,
     pub kind: String,

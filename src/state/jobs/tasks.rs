@@ -30,7 +30,7 @@ pub struct PartRow {
 }
 
 /// A task that is not finished: where it stands (for `job show`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OpenTask {
     pub key: String,
     pub state: String,
@@ -43,7 +43,7 @@ pub struct OpenTask {
 }
 
 /// Task counts by state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskCounts {
     pub pending: i64,
     pub running: i64,

@@ -1124,6 +1124,29 @@ fn detached_job_runs_in_the_server_and_the_admin_api_controls_it() {
     assert_eq!(done["tasks"]["pending"], 0, "{done}");
     let ls = ok(&b.aws(&["s3", "ls", "--recursive", "s3://copy/"]));
     assert_eq!(ls.lines().count(), 30, "{ls}");
+    // `ferry job` with --server follows it from anywhere (no state database here): it
+    // printed "no job state in ferry-data" before.
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let job_cli = |args: &[&str]| {
+        Command::new(ferry_bin())
+            .arg("--server")
+            .arg(&a.admin)
+            .args(args)
+            .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+            .current_dir(elsewhere.path())
+            .output()
+            .expect("run ferry")
+    };
+    let listed = ok(&job_cli(&["job", "list"]));
+    assert!(
+        listed.contains("local:det -> dr:copy") && listed.contains("30/30"),
+        "{listed}"
+    );
+    let shown = ok(&job_cli(&["job", "show", &id.to_string()]));
+    assert!(shown.contains(&format!("job {id}: done")), "{shown}");
+    let out = job_cli(&["job", "resume", "9999"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!elsewhere.path().join("ferry-data").exists());
     // The same command again finds nothing to do: a new job, everything unchanged.
     let out = ok(&a.cli(&["migrate", "local:det", "dr:copy", "--detach", "--json"]));
     let again: Value = serde_json::from_str(&out).expect("json");
@@ -1185,10 +1208,12 @@ fn detached_job_runs_in_the_server_and_the_admin_api_controls_it() {
     );
 }
 
-/// Keys an S3 server holds that Ferry cannot name (`a//b`, a `..` segment) are not skipped in
-/// silence: each is a dead letter saying why and the job exits 1; the dry run says so. The
-/// prefix's own folder marker is its root, not an object. And a destination inside the source
-/// is refused however the endpoint is spelled or whichever credentials each side uses.
+/// Keys S3 allows that are no paths (`a//b`, a `..` segment, a leading `/`) were dead
+/// letters even between two S3 servers. They are copied as they are between S3 sides; a
+/// directory (or a Ferry whose buckets are folders) refuses each by name, the job exits 1, and
+/// the dry run says so. The prefix's own folder marker is its root, not an object. And a
+/// destination inside the source is refused however the endpoint is spelled or whichever
+/// credentials each side uses.
 #[test]
 fn keys_that_are_no_paths_go_between_s3_stores_and_are_refused_by_directories() {
     let tmp = tempfile::tempdir().expect("tmp");
