@@ -43,6 +43,9 @@ pub async fn submit(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
     let Json(req) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
+    if let Some(why) = crate::jobs::open::missing_server_credentials(&req.spec) {
+        return Err(ApiError(StatusCode::BAD_REQUEST, why));
+    }
     let fp = req.fingerprint.unwrap_or_else(|| req.spec.fingerprint(""));
     let sub = crate::jobs::submit(&s.registry, &req.spec, &fp, false)
         .await

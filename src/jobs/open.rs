@@ -312,6 +312,29 @@ fn credentials(role: Role) -> Result<(String, String)> {
     }
 }
 
+/// For a job handed to a server: the first inline `s3://` side whose credentials this
+/// process (the server) lacks, said from the client's point of view. Credentials are never
+/// sent with a job, so the client's own `FERRY_SRC_ACCESS_KEY` does not help, and "set
+/// FERRY_SRC_ACCESS_KEY" alone would send its user after what is set already.
+pub fn missing_server_credentials(spec: &super::spec::MigrateSpec) -> Option<String> {
+    [(&spec.src, Role::Src), (&spec.dst, Role::Dst)]
+        .into_iter()
+        .find(|(ep, role)| matches!(ep, Endpoint::S3 { .. }) && credentials(*role).is_err())
+        .map(|(ep, role)| {
+            format!(
+                "the server has no credentials for the {} {}: a job handed to a server takes an \
+                 s3:// side's credentials from the server's environment (FERRY_{}_ACCESS_KEY and \
+                 FERRY_{}_SECRET_KEY, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of `ferry \
+                 serve`), never from the client; or register the endpoint with `ferry store add` \
+                 and name it STORE:bucket",
+                role.word(),
+                ep.display(),
+                role.env(),
+                role.env()
+            )
+        })
+}
+
 /// Opens the two sides a job names: nested directories refused before either is touched, and
 /// a deleting job's unreadable source refused (see [`Opener::deleting`]). `hash_dirs` as for
 /// [`Opener::new`].

@@ -1198,6 +1198,31 @@ fn detached_job_runs_in_the_server_and_the_admin_api_controls_it() {
         !listed.contains(" dry"),
         "a refused detach made a bucket: {listed}"
     );
+    // An inline s3:// side takes its credentials from the server's environment, never the
+    // client's: the refusal says so, rather than "set FERRY_SRC_ACCESS_KEY" to a client that
+    // has (the server here was started without any).
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        let out = a.cli_env(
+            &[
+                "migrate",
+                "s3://det",
+                "dr:inline",
+                "--src-endpoint",
+                &a.s3,
+                "--detach",
+            ],
+            &[
+                ("FERRY_SRC_ACCESS_KEY", ACCESS_KEY),
+                ("FERRY_SRC_SECRET_KEY", SECRET_KEY),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("the server has no credentials for the source"),
+            "{}",
+            stderr(&out)
+        );
+    }
     // A bad side is refused by the server before a job exists.
     let out = a.cli(&["migrate", "nosuch:det", "dr:copy", "--detach"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
