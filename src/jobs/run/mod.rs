@@ -417,7 +417,8 @@ impl Runner {
                 return;
             };
             self.live.in_flight.fetch_add(1, Ordering::Relaxed);
-            let result = if *go.borrow() && self.fence.holds(generation) {
+            let started = *go.borrow() && self.fence.holds(generation);
+            let result = if started {
                 self.run_task(&task, generation, &stop).await
             } else {
                 Ok(None)
@@ -438,7 +439,13 @@ impl Runner {
                     continue;
                 }
                 Ok(None) => {
-                    if let Err(e) = self.db.release_tasks(&self.owner, &[task.id]).await {
+                    // A copy stopped halfway (a pause, Ctrl-C) may have landed: the next run
+                    // of it looks first rather than copying it again.
+                    let released = match started {
+                        true => self.db.release_started(&self.owner, &[task.id]).await,
+                        false => self.db.release_tasks(&self.owner, &[task.id]).await,
+                    };
+                    if let Err(e) = released {
                         tracing::warn!(job = self.job, error = %e, "releasing a task failed; its lease will expire");
                     }
                 }

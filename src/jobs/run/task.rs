@@ -109,7 +109,7 @@ impl Runner {
         // dead-lettering it) helps nothing: the run ends, the task goes back as it was, and
         // the job resumes once there is room (rclone stops on a full disk too).
         if e.is_storage_full() {
-            if let Err(e) = self.db.release_tasks(&self.owner, &[task.id]).await {
+            if let Err(e) = self.db.release_started(&self.owner, &[task.id]).await {
                 tracing::warn!(job = self.job, error = %e, "releasing a task failed; its lease will expire");
             }
             let mut halted = self

@@ -147,15 +147,29 @@ impl Db {
 
     /// Gives tasks back (pause, shutdown) without counting an attempt.
     pub async fn release_tasks(&self, owner: &str, ids: &[i64]) -> Result<()> {
+        self.release(owner, ids, false).await
+    }
+
+    /// [`Self::release_tasks`] for tasks whose copy had begun (stopped halfway, or failed in
+    /// a way that ends the run): marked interrupted, so whoever runs them next first looks
+    /// whether the copy landed, instead of copying it again.
+    pub async fn release_started(&self, owner: &str, ids: &[i64]) -> Result<()> {
+        self.release(owner, ids, true).await
+    }
+
+    async fn release(&self, owner: &str, ids: &[i64], started: bool) -> Result<()> {
+        let sql = if started {
+            "UPDATE job_tasks SET state = 'pending', owner = NULL, interrupted = 1 WHERE id = $1 AND owner = $2 AND state = 'running'"
+        } else {
+            "UPDATE job_tasks SET state = 'pending', owner = NULL WHERE id = $1 AND owner = $2 AND state = 'running'"
+        };
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            sqlx::query(
-                "UPDATE job_tasks SET state = 'pending', owner = NULL WHERE id = $1 AND owner = $2 AND state = 'running'",
-            )
-            .bind(id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(sql)
+                .bind(id)
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
