@@ -245,6 +245,24 @@ impl Opener {
                         s
                     }
                 };
+                // A destination folder nothing can be written to (a read-only mount, its
+                // permissions) is said once, here, not as a dead letter per file.
+                if role == Role::Dst
+                    && let Err(e) = rustix::fs::access(
+                        path,
+                        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+                    )
+                {
+                    return Err(Error::Side {
+                        side: role.word(),
+                        what: display,
+                        source: store::Error::Denied(format!(
+                            "cannot write to {}: {}",
+                            path.display(),
+                            std::io::Error::from(e)
+                        )),
+                    });
+                }
                 let unreadable = store.unreadable(&bucket);
                 let not_indexed = store.not_indexed(&bucket);
                 if role == Role::Src && self.deleting && !unreadable.is_empty() {
