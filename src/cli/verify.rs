@@ -66,5 +66,9 @@ pub async fn run(a: &str, b: &str, client: &AdminClient, as_json: bool) -> anyho
     if n > 0 {
         return Err(anyhow!("{a} and {b} differ in {n} objects"));
     }
+    // Equal, but a mistyped prefix is equal too: say when there was nothing to compare.
+    if v["summary"]["compared"].as_u64() == Some(0) {
+        eprintln!("ferry: {a} and {b} are both empty (is the bucket or prefix right?)");
+    }
     Ok(())
 }

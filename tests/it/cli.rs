@@ -595,6 +595,11 @@ fn verify_reads_a_prefix_as_a_folder_and_tells_failure_from_difference() {
     assert!(said.contains("compared 1 objects: 0 differences"), "{said}");
     let out = f.cli(&["verify", "local:vera", "local:verb"]);
     assert_eq!(out.status.code(), Some(1));
+    // A mistyped prefix on both sides compares nothing: equal, and said so.
+    let out = f.cli(&["verify", "local:vera/typo", "local:verb/typo"]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("are both empty"), "{err}");
     let out = f.cli(&["verify", "local:vera", "local:nobucket"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let out = f.cli(&["verify", "local:Bad_Bucket", "local:verb"]);
