@@ -85,61 +85,108 @@ pub async fn run(
     match cmd {
         JobCommand::List(_) => print_jobs(&db.jobs().await?, as_json)?,
         JobCommand::Show(j) => print_detail(control::detail(&db, j.id, 200).await?, as_json)?,
-        JobCommand::Pause(j) => {
-            let parts = control::pause(&db, j.id).await?;
-            say(
-                as_json,
-                json!({ "job": j.id, "state": "paused", "parts_recorded": parts }),
-                format!(
-                    "job {} paused; no transfer runs; {parts} finished parts of unfinished uploads are recorded",
-                    j.id
-                ),
-            );
-        }
+        JobCommand::Pause(j) => report(
+            Done::Paused {
+                job: j.id,
+                parts: control::pause(&db, j.id).await? as u64,
+            },
+            as_json,
+        ),
         JobCommand::Resume(j) => {
             control::resume(&db, j.id).await?;
-            say(
-                as_json,
-                json!({ "job": j.id, "state": "running" }),
-                format!("job {} resumed", j.id),
-            );
+            report(Done::Resumed { job: j.id }, as_json);
         }
         JobCommand::Cancel(j) => {
             let c = control::cancel(&Registry::new(db.clone(), &data), j.id).await?;
-            let aborted = match c.aborted {
-                0 => String::new(),
-                n => format!("; {n} unfinished multipart uploads aborted"),
-            };
-            say(
+            report(
+                Done::Cancelled {
+                    job: j.id,
+                    aborted: c.aborted as u64,
+                    not_aborted: c.not_aborted,
+                },
                 as_json,
-                json!({ "job": j.id, "state": "cancelled", "uploads_aborted": c.aborted, "not_aborted": c.not_aborted }),
-                format!("job {} cancelled{aborted}", j.id),
-            );
-            if let Some(e) = c.not_aborted {
-                eprintln!(
-                    "ferry: some unfinished multipart uploads of job {} could not be aborted and stay on the destination: {e}",
-                    j.id
-                );
-            }
-        }
-        JobCommand::RetryDead(j) => {
-            let n = control::retry_dead(&db, j.id).await?;
-            say(
-                as_json,
-                json!({ "job": j.id, "requeued": n }),
-                format!(
-                    "job {}: {n} tasks back in the queue{}",
-                    j.id,
-                    if n > 0 {
-                        " (a running `ferry migrate` of the job, `ferry worker` or `ferry serve` copies them)"
-                    } else {
-                        ""
-                    }
-                ),
             );
         }
+        JobCommand::RetryDead(j) => report(
+            Done::Requeued {
+                job: j.id,
+                n: control::retry_dead(&db, j.id).await?,
+            },
+            as_json,
+        ),
     }
     Ok(())
+}
+
+/// What a job command did, said the same whether the database or a server's API did it.
+enum Done {
+    Paused {
+        job: i64,
+        parts: u64,
+    },
+    Resumed {
+        job: i64,
+    },
+    Cancelled {
+        job: i64,
+        aborted: u64,
+        not_aborted: Option<String>,
+    },
+    Requeued {
+        job: i64,
+        n: u64,
+    },
+}
+
+fn report(done: Done, as_json: bool) {
+    let (v, text) = match &done {
+        Done::Paused { job, parts } => (
+            json!({ "job": job, "state": "paused", "parts_recorded": parts }),
+            format!(
+                "job {job} paused; no transfer runs; {parts} finished parts of unfinished uploads are recorded"
+            ),
+        ),
+        Done::Resumed { job } => (
+            json!({ "job": job, "state": "running" }),
+            format!("job {job} resumed"),
+        ),
+        Done::Cancelled {
+            job,
+            aborted,
+            not_aborted,
+        } => (
+            json!({ "job": job, "state": "cancelled", "uploads_aborted": aborted, "not_aborted": not_aborted }),
+            format!(
+                "job {job} cancelled{}",
+                match aborted {
+                    0 => String::new(),
+                    n => format!("; {n} unfinished multipart uploads aborted"),
+                }
+            ),
+        ),
+        Done::Requeued { job, n } => (
+            json!({ "job": job, "requeued": n }),
+            format!(
+                "job {job}: {n} tasks back in the queue{}",
+                if *n > 0 {
+                    " (a running `ferry migrate` of the job, `ferry worker` or `ferry serve` copies them)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+    };
+    say(as_json, v, text);
+    if let Done::Cancelled {
+        job,
+        not_aborted: Some(e),
+        ..
+    } = done
+    {
+        eprintln!(
+            "ferry: some unfinished multipart uploads of job {job} could not be aborted and stay on the destination: {e}"
+        );
+    }
 }
 
 /// Prints `v` with `--json`, else `text`.
@@ -202,54 +249,37 @@ async fn remote(
                 .await?;
             print_detail(serde_json::from_value(v)?, as_json)?;
         }
+        // Pause and cancel answer once no transfer of the job runs.
         JobCommand::Pause(j) => {
-            // Answers once no transfer of the job runs.
             let v = client
                 .call_long(Method::POST, &post(j.id, "pause"), None)
                 .await?;
             let parts = v["recorded_parts"].as_u64().unwrap_or(0);
-            say(
-                as_json,
-                v,
-                format!(
-                    "job {} paused; no transfer runs; {parts} finished parts of unfinished uploads are recorded",
-                    j.id
-                ),
-            );
+            report(Done::Paused { job: j.id, parts }, as_json);
         }
         JobCommand::Resume(j) => {
-            let v = client
+            client
                 .call(Method::POST, &post(j.id, "resume"), None)
                 .await?;
-            say(as_json, v, format!("job {} resumed", j.id));
+            report(Done::Resumed { job: j.id }, as_json);
         }
         JobCommand::Cancel(j) => {
             let v = client
                 .call_long(Method::POST, &post(j.id, "cancel"), None)
                 .await?;
-            let aborted = match v["aborted_uploads"].as_u64().unwrap_or(0) {
-                0 => String::new(),
-                n => format!("; {n} unfinished multipart uploads aborted"),
+            let done = Done::Cancelled {
+                job: j.id,
+                aborted: v["aborted_uploads"].as_u64().unwrap_or(0),
+                not_aborted: v["uploads_not_aborted"].as_str().map(str::to_owned),
             };
-            let not_aborted = v["uploads_not_aborted"].as_str().map(str::to_owned);
-            say(as_json, v, format!("job {} cancelled{aborted}", j.id));
-            if let Some(e) = not_aborted {
-                eprintln!(
-                    "ferry: some unfinished multipart uploads of job {} could not be aborted and stay on the destination: {e}",
-                    j.id
-                );
-            }
+            report(done, as_json);
         }
         JobCommand::RetryDead(j) => {
             let v = client
                 .call(Method::POST, &post(j.id, "retry-dead"), None)
                 .await?;
             let n = v["requeued"].as_u64().unwrap_or(0);
-            say(
-                as_json,
-                v,
-                format!("job {}: {n} tasks back in the queue", j.id),
-            );
+            report(Done::Requeued { job: j.id, n }, as_json);
         }
     }
     Ok(())
