@@ -602,11 +602,14 @@ async fn progress(db: Db, start: JobRecord, runner: Arc<Runner>) {
         let moved = runner.live.moved.load(Ordering::Relaxed);
         let failures = runner.live.failures.load(Ordering::Relaxed);
         let pos = (start.done_bytes as u64 + moved).min(r.listed_bytes as u64);
+        // Attempts, not objects: one object retried ten times fails ten attempts; the
+        // objects given up on are the dead letters.
         let msg = format!(
-            "{}/{}{} objects, {} failed{}",
+            "{}/{}{} objects, {} dead, {} attempts failed{}",
             r.done,
             r.listed,
             if r.listing_done { "" } else { "+" },
+            r.dead,
             failures,
             if r.state == "paused" { " (paused)" } else { "" }
         );
