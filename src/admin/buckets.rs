@@ -71,6 +71,9 @@ pub struct FailbackQuery {
 pub struct VerifyReq {
     a: String,
     b: String,
+    /// Read and compare the objects whose content listings and HEAD cannot tell apart.
+    #[serde(default)]
+    download: bool,
 }
 
 pub async fn list(
@@ -226,7 +229,7 @@ pub async fn verify(
         prefix: pb,
     };
     let mut listed = Vec::new();
-    let summary = diff::diff(&a, &b, |d| {
+    let summary = diff::diff(&a, &b, req.download, |d| {
         if listed.len() < MAX_LISTED {
             listed.push(d);
         }

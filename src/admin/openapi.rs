@@ -102,7 +102,8 @@ pub fn document() -> Value {
             "/api/v1/verify": {
                 "post": { "summary": "Compare two store:bucket[/prefix] listings",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["a", "b"], "properties": {
-                        "a": { "type": "string" }, "b": { "type": "string" } } } } } },
+                        "a": { "type": "string" }, "b": { "type": "string" },
+                        "download": { "type": "boolean", "description": "read and compare the bytes of objects whose content listings and HEAD cannot tell apart" } } } } } },
                     "responses": { "200": { "description": "differences (at most 100,000 listed) and totals", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Verify" } } } }, "400": err, "401": err, "404": err } }
             }
         },

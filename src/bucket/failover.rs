@@ -313,7 +313,7 @@ impl Buckets {
             prefix: String::new(),
         };
         let mut keys = Vec::new();
-        transfer::diff::diff(&a, &b, |d| {
+        transfer::diff::diff(&a, &b, false, |d| {
             use transfer::diff::Difference as D;
             let k = match d {
                 // Only on the primary: written there and never given to the failover target

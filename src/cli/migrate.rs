@@ -381,7 +381,7 @@ async fn verify(
     let filter = Filter::new(&spec.options).map_err(job_err)?;
     let (a, b) = sides(src, dst);
     let mut n = 0u64;
-    let summary = diff::diff(&a, &b, |d| {
+    let summary = diff::diff(&a, &b, false, |d| {
         let key = match &d {
             diff::Difference::OnlyInA { key, .. }
             | diff::Difference::Size { key, .. }

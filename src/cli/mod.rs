@@ -118,6 +118,10 @@ pub enum Command {
         a: String,
         /// store:bucket[/prefix]
         b: String,
+        /// Read and compare the bytes of objects whose listings and HEAD cannot tell their
+        /// content apart (multipart ETags of other part sizes), as rclone's `check --download`.
+        #[arg(long)]
+        download: bool,
     },
     /// Copy a bucket, prefix or directory to another store, as a job that resumes.
     #[command(
@@ -145,9 +149,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = client::AdminClient::new(cli.server, cli.data.as_deref())?;
             bucket::run(cmd, &client, cli.json).await
         }
-        Command::Verify { a, b } => {
+        Command::Verify { a, b, download } => {
             let client = client::AdminClient::new(cli.server, cli.data.as_deref())?;
-            verify::run(&a, &b, &client, cli.json).await
+            verify::run(&a, &b, download, &client, cli.json).await
         }
         Command::Migrate(args) => migrate::run(*args, cli.data, cli.server, cli.json).await,
         Command::Job(cmd) => job::run(cmd, cli.data, cli.server, cli.json).await,

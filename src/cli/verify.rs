@@ -8,7 +8,13 @@ use serde_json::json;
 use super::client::AdminClient;
 use super::{NotCompared, UsageError};
 
-pub async fn run(a: &str, b: &str, client: &AdminClient, as_json: bool) -> anyhow::Result<()> {
+pub async fn run(
+    a: &str,
+    b: &str,
+    download: bool,
+    client: &AdminClient,
+    as_json: bool,
+) -> anyhow::Result<()> {
     for s in [a, b] {
         let Some((_, rest)) = s.split_once(':') else {
             return Err(
@@ -24,7 +30,7 @@ pub async fn run(a: &str, b: &str, client: &AdminClient, as_json: bool) -> anyho
         .call_long(
             Method::POST,
             "/api/v1/verify",
-            Some(json!({ "a": a, "b": b })),
+            Some(json!({ "a": a, "b": b, "download": download })),
         )
         .await
         .map_err(|e| e.context(NotCompared(format!("could not compare {a} and {b}"))))?;
@@ -65,6 +71,13 @@ pub async fn run(a: &str, b: &str, client: &AdminClient, as_json: bool) -> anyho
     }
     if n > 0 {
         return Err(anyhow!("{a} and {b} differ in {n} objects"));
+    }
+    let size_only = v["summary"]["size_only"].as_u64().unwrap_or(0);
+    if size_only > 0 && !download {
+        eprintln!(
+            "ferry: {size_only} objects were compared by size only (their ETags cannot be \
+             compared); --download reads and compares their bytes"
+        );
     }
     // Equal, but a mistyped prefix is equal too: say when there was nothing to compare.
     if v["summary"]["compared"].as_u64() == Some(0) {

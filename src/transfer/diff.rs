@@ -225,10 +225,49 @@ async fn head(side: &Side<'_>, key: &ObjectKey) -> store::Result<Option<ObjectMe
     }
 }
 
-/// Walks both sides; calls `report` for every difference; returns the totals.
+/// Reads both objects whole and tells whether their bytes are the same (their MD5s, each
+/// computed as its body streams, so memory stays flat). An object gone since the listing is
+/// a difference; a read that fails is the caller's error.
+pub async fn same_bytes(
+    a: &Side<'_>,
+    b: &Side<'_>,
+    ma: &ObjectMeta,
+    mb: &ObjectMeta,
+) -> store::Result<bool> {
+    async fn md5_of(side: &Side<'_>, key: &ObjectKey) -> store::Result<Option<[u8; 16]>> {
+        use futures::StreamExt;
+        use md5::{Digest, Md5};
+        let got = match side
+            .store
+            .get_object(&side.bucket, key, store::GetOptions::default())
+            .await
+        {
+            Ok(g) => g,
+            Err(store::Error::NoSuchKey { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut body = got.body;
+        let mut h = Md5::new();
+        while let Some(chunk) = body.next().await {
+            h.update(chunk.map_err(store::Error::Body)?);
+        }
+        Ok(Some(h.finalize().into()))
+    }
+    let (da, db) = futures::join!(md5_of(a, &ma.key), md5_of(b, &mb.key));
+    Ok(match (da?, db?) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    })
+}
+
+/// Walks both sides; calls `report` for every difference; returns the totals. With
+/// `download`, two objects whose content their listing and HEAD cannot tell apart (multipart
+/// ETags of other part sizes, no common checksum) are read whole and compared, as rclone's
+/// `check --download` does, instead of counting as "compared by size only".
 pub async fn diff(
     a: &Side<'_>,
     b: &Side<'_>,
+    download: bool,
     mut report: impl FnMut(Difference),
 ) -> store::Result<Summary> {
     let mut ca = Cursor::new(a);
@@ -285,6 +324,9 @@ pub async fn diff(
                     // checksums may settle it (a whole-object CRC kept across the copy).
                     if same != Some(true) {
                         same = confirm(a, b, &ma, &mb).await;
+                    }
+                    if same.is_none() && download {
+                        same = Some(same_bytes(a, b, &ma, &mb).await?);
                     }
                     match same {
                         Some(true) => None,

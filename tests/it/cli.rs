@@ -610,6 +610,32 @@ fn verify_reads_a_prefix_as_a_folder_and_tells_failure_from_difference() {
     assert!(err.contains("a//b"), "{err}");
 }
 
+/// Objects of the same size whose multipart ETags cannot be compared (other part sizes) were
+/// only "compared by size only": a changed byte passed. `--download` reads both and compares
+/// their bytes, as rclone's `check --download` does; without it the output says how many
+/// were taken on size alone.
+#[test]
+fn verify_download_compares_what_etags_cannot() {
+    let f = Ferry::start();
+    ok(&f.python("part_sizes.py", &[]));
+    let out = f.cli(&["verify", "local:psa", "local:psb"]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 objects were compared by size only"),
+        "{err}"
+    );
+    let out = f.cli(&["verify", "local:psa", "local:psb", "--download"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("content differs: diff"), "{said}");
+    assert!(!said.contains("content differs: same"), "{said}");
+    assert!(
+        said.contains("1 differences (0 compared by size only)"),
+        "{said}"
+    );
+}
+
 /// `ferry verify` compared an fs store by its index, so files changed behind the server's back
 /// (edited in place with the same size, added, removed) were reported "0 differences" until a
 /// `ferry store rescan`. An fs side is compared as its files are now.
