@@ -16,6 +16,13 @@ pub async fn run(
     as_json: bool,
 ) -> anyhow::Result<()> {
     for s in [a, b] {
+        if s.contains("://") || s.starts_with('/') || s.starts_with('.') {
+            return Err(UsageError(format!(
+                "{s:?}: ferry verify compares store:bucket[/prefix] sides of stores the server \
+                 has (`ferry store list`); register an endpoint with `ferry store add` first"
+            ))
+            .into());
+        }
         let Some((_, rest)) = s.split_once(':') else {
             return Err(
                 UsageError(format!("{s:?} is not of the form store:bucket[/prefix]")).into(),

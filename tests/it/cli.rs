@@ -604,6 +604,10 @@ fn verify_reads_a_prefix_as_a_folder_and_tells_failure_from_difference() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let out = f.cli(&["verify", "local:Bad_Bucket", "local:verb"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = f.cli(&["verify", "s3://vera", "local:verb"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store:bucket[/prefix]"), "{err}");
     let out = f.cli(&["verify", "local:vera/a//b", "local:verb"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
