@@ -129,6 +129,7 @@ pub async fn run(
         let mut failed = false;
         let mut raced = false;
         let mut settled = Vec::new();
+        let mut left_out = Vec::new();
         let mut moved = 0u64;
         for (key, max_id, r) in results {
             match r {
@@ -139,6 +140,20 @@ pub async fn run(
                     moved += bytes;
                     metrics.synced(&ns.name, &target.label, bytes);
                 }
+                // A key the target can never hold (`a//b` on an fs store, written to the
+                // primary before the target was added): owed for ever, it would hold the
+                // failback back for ever too. Left out, and said.
+                Err(store::Error::Name(e)) => {
+                    tracing::warn!(bucket = %ns.name, target = %target.label, key, error = %e, "catch-up leaves out a key the target cannot hold");
+                    note_error(
+                        &health,
+                        format!(
+                            "key {key:?} left out: {} cannot hold it ({e})",
+                            target.label
+                        ),
+                    );
+                    left_out.push((key, max_id));
+                }
                 Err(e) => {
                     tracing::debug!(bucket = %ns.name, target = %target.label, key, error = %e, "catch-up failed");
                     note_error(&health, format!("key {key:?}: {e}"));
@@ -146,17 +161,18 @@ pub async fn run(
                 }
             }
         }
-        if !settled.is_empty() {
+        if !settled.is_empty() || !left_out.is_empty() {
             ns.mark_up(&target.label);
+            let done: Vec<(String, i64)> = settled.iter().chain(&left_out).cloned().collect();
             // One transaction for the whole page: a commit per key would cap the drain rate
             // at the state database's commit rate.
-            match db.settle_owed_many(&ns.name, &target.label, &settled).await {
+            match db.settle_owed_many(&ns.name, &target.label, &done).await {
                 Ok(()) => {
                     if let Ok(mut h) = health.lock() {
                         h.synced += settled.len() as u64;
                         h.synced_bytes += moved;
                         h.last_ok_ms = Some(now_ms());
-                        if !failed {
+                        if !failed && left_out.is_empty() {
                             h.last_error = None;
                         }
                     }

@@ -325,7 +325,7 @@ impl Buckets {
                     return;
                 }
                 D::OnlyInA { key, .. } | D::Size { key, .. } | D::Content { key, .. } => key,
-                // Never written through Ferry (the gateway refuses such keys): left as is.
+                // A key Ferry cannot name (over 1024 bytes, a NUL): left as is.
                 D::Unnamed { key, why, .. } => {
                     tracing::warn!(bucket = %ns.name, key, why, "failback cannot repair a key Ferry cannot name");
                     return;
@@ -339,6 +339,14 @@ impl Buckets {
         .await?;
         for k in keys {
             let key = store::ObjectKey::parse(&k).map_err(store::Error::from)?;
+            // A key the primary cannot hold (`a//b` on an fs store: S3 took it while failed
+            // over to an S3 target whose other targets all take such keys) stays where it is.
+            if to.store.caps().path_semantics
+                && let Err(e) = key.check_path()
+            {
+                tracing::warn!(bucket = %ns.name, key = %k, target = %to.label, error = %e, "failback leaves out a key the primary cannot hold");
+                continue;
+            }
             let _g = ns.locks.lock(&ns.name, &k).await;
             // `from` still owes a write of this key from before the failover (it was behind
             // when it took over, and nothing has written the key since): `to` holds the

@@ -109,6 +109,21 @@ impl Namespace {
         }
     }
 
+    /// [`Self::writable`], and a key every target can hold: a target whose keys are paths
+    /// (an fs store) cannot hold `a//b` or `x/../y`, which S3 takes. Refused before anything
+    /// is journaled or sent, or the other targets would take it and the journal would owe it
+    /// to that one for ever (and a failback could never finish).
+    fn writable_key(&self, roles: &Roles, key: &ObjectKey) -> Result<()> {
+        self.writable(roles)?;
+        let paths = std::iter::once(&roles.primary)
+            .chain(&roles.secondaries)
+            .any(|l| l.store.caps().path_semantics);
+        if paths {
+            key.check_path()?;
+        }
+        Ok(())
+    }
+
     /// Durably records that every secondary owes a change to `key`.
     async fn owe(&self, roles: &Roles, key: &str, op: &str, bytes: u64) -> Result<Pending<'_>> {
         let rows = roles
@@ -245,7 +260,7 @@ impl Namespace {
     async fn begin_owed(&self, key: &ObjectKey, op: &str) -> Result<Owed<'_>> {
         let gate = self.gate.enter().await;
         let roles = self.roles();
-        self.writable(&roles)?;
+        self.writable_key(&roles, key)?;
         let taken = gate
             .run(async {
                 if roles.secondaries.is_empty() {

@@ -205,7 +205,7 @@ impl Store for Namespace {
     ) -> Result<String> {
         let gate = self.gate.enter().await;
         let roles = self.roles();
-        self.writable(&roles)?;
+        self.writable_key(&roles, key)?;
         let p = &roles.primary;
         let id = gate
             .run(p.store.create_multipart(&p.bucket, key, opts))
@@ -332,7 +332,7 @@ impl Namespace {
     /// catch-up copy of its key to the primary still in flight.
     async fn write_roles(&self, key: &ObjectKey) -> Result<(std::sync::Arc<Roles>, bool)> {
         let roles = self.roles();
-        self.writable(&roles)?;
+        self.writable_key(&roles, key)?;
         let alone = roles.secondaries.is_empty();
         if alone {
             self.locks
