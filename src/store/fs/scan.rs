@@ -358,6 +358,25 @@ impl FsStore {
                 if gone {
                     let key = ObjectKey::parse(&row.key)?;
                     let _g = self.lock_for(bucket, key.as_str()).write().await;
+                    // Looked at again under the key's lock: a write may have moved this row
+                    // away (an overwrite in a versioned bucket makes it a non-current version)
+                    // or put a file back since the page was looked at.
+                    let still = self
+                        .index
+                        .latest(bucket.as_str(), key.as_str())
+                        .await?
+                        .is_some_and(|l| l.seq == row.seq && l.path.is_none());
+                    if !still {
+                        continue;
+                    }
+                    let root = self.confined.clone();
+                    let rel = format!("{bucket}/{}", row.key);
+                    let kind = tokio::task::spawn_blocking(move || root.kind(&rel))
+                        .await
+                        .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+                    if !matches!(kind, Ok(k) if k != Some(rustix::fs::FileType::RegularFile)) {
+                        continue;
+                    }
                     let mut change = Change::new(bucket, &key);
                     change.deletes.push(row.seq);
                     self.commit(change).await?;
@@ -407,6 +426,17 @@ impl FsStore {
             .is_some_and(|row| super::is_unhashed_etag(&row.etag));
         if same_file && !(self.hash_found && unhashed) {
             return Ok(Reconciled::Unchanged);
+        }
+        // The walk saw the file before this key's lock was taken: a write through Ferry may
+        // have replaced it since (its row is then the latest, and right). Only the file the
+        // walk saw is reconciled; anything else is the next rescan's (or a GET's) to look at.
+        let rel = format!("{bucket}/{key}");
+        let root = self.confined.clone();
+        let now = tokio::task::spawn_blocking(move || root.facts(&rel))
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+        if !matches!(now, Ok(n) if n == (f.ino, f.mtime_ns, f.size)) {
+            return Ok(Reconciled::Skipped);
         }
         let (size, etag) = if self.hash_found {
             let rel = format!("{bucket}/{key}");
