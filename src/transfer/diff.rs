@@ -226,26 +226,24 @@ async fn head(side: &Side<'_>, key: &ObjectKey) -> store::Result<Option<ObjectMe
 }
 
 /// Reads both objects whole and tells whether their bytes are the same (their MD5s, each
-/// computed as its body streams, so memory stays flat). An object gone since the listing is
-/// a difference; a read that fails is the caller's error.
-pub async fn same_bytes(
-    a: &Side<'_>,
-    b: &Side<'_>,
-    ma: &ObjectMeta,
-    mb: &ObjectMeta,
-) -> store::Result<bool> {
-    async fn md5_of(side: &Side<'_>, key: &ObjectKey) -> store::Result<Option<[u8; 16]>> {
+/// computed as its body streams, so memory stays flat). As for [`confirm`], an object gone
+/// or changed since the listing, or one that cannot be read, is a difference (logged).
+pub async fn same_bytes(a: &Side<'_>, b: &Side<'_>, ma: &ObjectMeta, mb: &ObjectMeta) -> bool {
+    async fn md5_of(side: &Side<'_>, listed: &ObjectMeta) -> store::Result<Option<[u8; 16]>> {
         use futures::StreamExt;
         use md5::{Digest, Md5};
         let got = match side
             .store
-            .get_object(&side.bucket, key, store::GetOptions::default())
+            .get_object(&side.bucket, &listed.key, store::GetOptions::default())
             .await
         {
             Ok(g) => g,
             Err(store::Error::NoSuchKey { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
+        if got.meta.etag != listed.etag || got.meta.size != listed.size {
+            return Ok(None);
+        }
         let mut body = got.body;
         let mut h = Md5::new();
         while let Some(chunk) = body.next().await {
@@ -253,11 +251,15 @@ pub async fn same_bytes(
         }
         Ok(Some(h.finalize().into()))
     }
-    let (da, db) = futures::join!(md5_of(a, &ma.key), md5_of(b, &mb.key));
-    Ok(match (da?, db?) {
-        (Some(x), Some(y)) => x == y,
+    let (da, db) = futures::join!(md5_of(a, ma), md5_of(b, mb));
+    match (da, db) {
+        (Ok(Some(x)), Ok(Some(y))) => x == y,
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(key = %ma.key, error = %e, "verify could not read an object to compare it");
+            false
+        }
         _ => false,
-    })
+    }
 }
 
 /// Walks both sides; calls `report` for every difference; returns the totals. With
@@ -326,7 +328,7 @@ pub async fn diff(
                         same = confirm(a, b, &ma, &mb).await;
                     }
                     if same.is_none() && download {
-                        same = Some(same_bytes(a, b, &ma, &mb).await?);
+                        same = Some(same_bytes(a, b, &ma, &mb).await);
                     }
                     match same {
                         Some(true) => None,
