@@ -60,6 +60,27 @@ pub async fn keys_beyond_paths(s: &dyn Store, prefix: &str, gaps: Gaps) {
                     .await,
                 Error::Name(_)
             );
+            // Nothing is read through it either: `../other/victim` must not serve another
+            // bucket's object.
+            expect_err!(
+                s,
+                &what,
+                s.get_object(&bk, &k(key), GetOptions::default()).await,
+                Error::Name(_)
+            );
+            expect_err!(
+                s,
+                &what,
+                s.copy_object(&bk, &k(key), &other, &k("copied"), CopyOptions::default())
+                    .await,
+                Error::Name(_)
+            );
+            expect_err!(
+                s,
+                &what,
+                s.get_object_tags(&bk, &k(key), None).await,
+                Error::Name(_)
+            );
         }
         assert_content(s, &other, "victim", b"keep me", "another bucket's object").await;
         return;

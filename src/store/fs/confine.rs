@@ -75,6 +75,7 @@ impl Root {
 
     /// A directory beneath the root (`""` is the root), as a handle for `*at` calls.
     fn dir(&self, rel: &str) -> io::Result<OwnedFd> {
+        plain(rel)?;
         let rel = if rel.is_empty() { "." } else { rel };
         rustix::fs::openat2(
             &self.fd,
@@ -88,6 +89,7 @@ impl Root {
 
     /// The directory holding `rel` and `rel`'s last name.
     fn parent<'a>(&self, rel: &'a str) -> io::Result<(OwnedFd, &'a str)> {
+        plain(rel)?;
         let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         Ok((self.dir(dir)?, name))
     }
@@ -102,6 +104,7 @@ impl Root {
     /// Opens `rel` beneath the root with `flags` and stats it; [`NotAFile`] unless it is a
     /// regular file.
     fn regular(&self, rel: &str, flags: OFlags) -> io::Result<(OwnedFd, rustix::fs::Stat)> {
+        plain(rel)?;
         let fd = rustix::fs::openat2(
             &self.fd,
             rel,
@@ -200,6 +203,7 @@ impl Root {
     /// Makes the folders above `rel` that are missing, one at a time beneath the root (a
     /// symlink met on the way is refused, not followed).
     pub fn make_parents(&self, rel: &str) -> io::Result<()> {
+        plain(rel)?;
         let Some((dirs, _)) = rel.rsplit_once('/') else {
             return Ok(());
         };
@@ -269,6 +273,7 @@ impl<'a> Dirs<'a> {
     /// What is at `rel`, not following a symlink at its end, when its folder opens (see
     /// [`Root::kind`]).
     pub fn kind(&mut self, rel: &str) -> io::Result<Option<FileType>> {
+        plain(rel)?;
         let (dir, name) = split(rel);
         match self.ensure(dir) {
             Ok(()) => {}
@@ -285,6 +290,8 @@ impl<'a> Dirs<'a> {
 
     /// Renames `from` to `to` (both relative), as [`Root::rename`] does.
     pub fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        plain(from)?;
+        plain(to)?;
         let ((fdir, fname), (tdir, tname)) = (split(from), split(to));
         self.ensure(fdir)?;
         self.ensure(tdir)?;
@@ -302,6 +309,26 @@ impl<'a> Dirs<'a> {
 }
 
 /// A relative path's folder and last name.
+/// Refuses a path with a `.` or `..` segment, or an empty one: `openat2` keeps a path
+/// beneath the root, not beneath its bucket (`b/../c/k` is another bucket's file, `b/a//k`
+/// is `b/a/k`). Keys are checked long before they get here (`ObjectKey::check_path`); this
+/// holds whatever else a path is made from.
+fn plain(rel: &str) -> io::Result<()> {
+    if rel.is_empty() || rel == "." {
+        return Ok(());
+    }
+    if rel
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{rel:?} is not a plain path beneath the store"),
+        ));
+    }
+    Ok(())
+}
+
 fn split(rel: &str) -> (&str, &str) {
     rel.rsplit_once('/').unwrap_or(("", rel))
 }
@@ -309,6 +336,22 @@ fn split(rel: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_paths_are_resolved() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(d.path().join("a/x")).expect("mkdir");
+        std::fs::create_dir_all(d.path().join("b")).expect("mkdir");
+        std::fs::write(d.path().join("b/secret"), b"b's").expect("write");
+        let root = Root::open(d.path()).expect("root");
+        for bad in ["a/../b/secret", "a/./x", "a//x", "../x", "a/x/.."] {
+            let e = root.kind(bad).expect_err(bad);
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}");
+            assert!(root.open_file(bad).is_err(), "{bad}");
+        }
+        assert!(root.kind("a/x").expect("kind").is_some());
+        assert!(root.open_file("b/secret").is_ok());
+    }
 
     fn setup() -> (tempfile::TempDir, tempfile::TempDir, Root) {
         let store = tempfile::tempdir().expect("tempdir");
@@ -355,11 +398,12 @@ mod tests {
             "bucket-link/secret",
             "b/d",
             "b/fifo",
-            "b/../../etc/passwd",
         ] {
             let e = root.open_file(rel).expect_err(rel);
             assert!(is_not_a_file(&e), "{rel}: {e}");
         }
+        // `..` is refused before the kernel sees it (see `only_plain_paths_are_resolved`).
+        assert!(root.open_file("b/../../etc/passwd").is_err());
     }
 
     #[test]
