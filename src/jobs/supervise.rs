@@ -15,7 +15,8 @@ use crate::state::JobRecord;
 
 /// How often the job list is read.
 const SCAN: Duration = Duration::from_secs(2);
-/// How long a job whose sides could not be opened waits before the next try.
+/// How long a job whose sides could not be opened, or whose run failed, waits before the
+/// next try.
 const RETRY_OPEN: Duration = Duration::from_secs(30);
 
 /// Runs jobs until `shutdown` turns true.
@@ -24,10 +25,25 @@ pub async fn supervise(
     settings: Settings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut running = HashMap::<i64, tokio::task::JoinHandle<()>>::new();
+    // Each runner's task answers whether it failed (a listing refused, the destination out
+    // of space): such a job waits before it is run again, rather than being restarted, and
+    // its sides opened (and rescanned), at every scan.
+    let mut running = HashMap::<i64, tokio::task::JoinHandle<bool>>::new();
     let mut not_before = HashMap::<i64, Instant>::new();
     loop {
-        running.retain(|_, h| !h.is_finished());
+        let mut failed = Vec::new();
+        running.retain(|id, h| {
+            if !h.is_finished() {
+                return true;
+            }
+            if let Some(Ok(true)) = futures::FutureExt::now_or_never(&mut *h) {
+                failed.push(*id);
+            }
+            false
+        });
+        for id in failed {
+            not_before.insert(id, Instant::now() + RETRY_OPEN);
+        }
         match registry.db().running_jobs().await {
             Ok(jobs) => {
                 for rec in jobs {
@@ -45,11 +61,18 @@ pub async fn supervise(
                                 tokio::spawn(async move {
                                     match runner.run(sd).await {
                                         Ok(Ended::Done(r)) => {
-                                            tracing::info!(job = id, objects = r.done, dead = r.dead, "job finished")
+                                            tracing::info!(job = id, objects = r.done, dead = r.dead, "job finished");
+                                            false
                                         }
-                                        Ok(Ended::Cancelled(_)) => tracing::info!(job = id, "job cancelled"),
-                                        Ok(Ended::Stopped) => {}
-                                        Err(e) => tracing::warn!(job = id, error = %e, "job runner failed"),
+                                        Ok(Ended::Cancelled(_)) => {
+                                            tracing::info!(job = id, "job cancelled");
+                                            false
+                                        }
+                                        Ok(Ended::Stopped) => false,
+                                        Err(e) => {
+                                            tracing::warn!(job = id, error = %e, "job runner failed; trying again later");
+                                            true
+                                        }
                                     }
                                 }),
                             );

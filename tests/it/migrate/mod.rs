@@ -934,6 +934,39 @@ fn a_full_destination_stops_the_run_and_the_job_resumes() {
     assert_eq!(ls.lines().count(), 200, "{ls}");
 }
 
+/// A detached job whose run fails (here: its destination out of space) was restarted by the
+/// server at every scan (2 s), each time opening and checking both sides again. It waits
+/// before the next try.
+#[test]
+fn a_failing_detached_job_is_not_restarted_in_a_loop() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    ok(&f.aws(&["s3", "mb", "s3://loopsrc"]));
+    let file = tmp.path().join("one");
+    write_file(&file, 1000, 1);
+    ok(&f.aws(&[
+        "s3",
+        "cp",
+        file.to_str().unwrap_or_default(),
+        "s3://loopsrc/one",
+    ]));
+    let full = tmp.path().join("full");
+    std::fs::write(&full, b"").expect("flag");
+    let proxy = fault_proxy(
+        &f.s3,
+        "0",
+        &tmp.path().join("proxy.json"),
+        &["--full-while", full.to_str().expect("utf-8")],
+    );
+    f.add_s3_store("full", &proxy.endpoint, ACCESS_KEY, SECRET_KEY);
+    ok(&f.cli(&["migrate", "local:loopsrc", "full:loopdst", "--detach"]));
+    std::thread::sleep(Duration::from_secs(9));
+    let log = f.log();
+    let runs = log.matches("job runner failed").count();
+    assert!((1..=2).contains(&runs), "{runs} failed runs in 9 s:\n{log}");
+    drop(proxy);
+}
+
 #[test]
 fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     let tmp = tempfile::tempdir().expect("tmp");
