@@ -1,0 +1,181 @@
+//! Policy changes of a namespace bucket: bad input changes nothing, and a change that would
+//! strand owed writes is refused.
+
+use super::*;
+
+#[test]
+fn bad_policy_input_changes_nothing() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    let err = |out: std::process::Output| {
+        assert!(!out.status.success(), "expected a failure");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = err(a.cli(&[
+        "bucket",
+        "create",
+        "bad",
+        "--write-to",
+        "local:bad,nosuch:bad",
+    ]));
+    assert!(e.contains("nosuch") && e.contains("no store"), "{e}");
+    let e = err(a.cli(&["bucket", "create", "bad", "--write-to", "local"]));
+    assert!(e.contains("store:bucket"), "{e}");
+    // An empty write_to through the API.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "-H",
+        ])
+        .arg(format!(
+            "authorization: Bearer {}",
+            crate::support::ADMIN_TOKEN
+        ))
+        .args(["-d", r#"{"name":"bad","write_to":[]}"#])
+        .arg(format!("{}/api/v1/buckets", a.admin))
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains("write_to is empty"), "{body}");
+    // A read target that gets no writes and has no bucket would serve only NoSuchBucket.
+    let e = err(a.cli(&[
+        "bucket",
+        "create",
+        "bad",
+        "--write-to",
+        "local:bad",
+        "--read-from",
+        "dr:bad",
+    ]));
+    assert!(e.contains("read target dr:bad has no bucket"), "{e}");
+    let list = a.ok(&a.cli(&["bucket", "list", "--json"]));
+    assert_eq!(list.trim(), "[]", "a refused create left a bucket behind");
+
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "good",
+        "--write-to",
+        "local:good,dr:good",
+    ]));
+    let before = status(&a, "good");
+    let e = err(a.cli(&[
+        "bucket",
+        "failover",
+        "good",
+        "--to",
+        "local",
+        "--mode",
+        "read-only",
+    ]));
+    assert!(e.contains("not a secondary write target"), "{e}");
+    let e = err(a.cli(&[
+        "bucket",
+        "failover",
+        "good",
+        "--to",
+        "elsewhere",
+        "--mode",
+        "read-write",
+    ]));
+    assert!(e.contains("elsewhere"), "{e}");
+    let e = err(a.cli(&["bucket", "failback", "good"]));
+    assert!(e.contains("not failed over"), "{e}");
+    let e = err(a.cli(&[
+        "bucket",
+        "policy",
+        "good",
+        "--write-to",
+        "dr:good,ghost:x1y",
+    ]));
+    assert!(e.contains("ghost"), "{e}");
+    let after = status(&a, "good");
+    assert_eq!(before["mode"], after["mode"]);
+    let list = a.ok(&a.cli(&["bucket", "list", "--json"]));
+    assert!(
+        list.contains("\"local\"") && list.contains("\"dr\""),
+        "{list}"
+    );
+    let e = err(a.cli(&["bucket", "status", "nope"]));
+    assert!(e.contains("nope"), "{e}");
+    // "Could not compare" is not "they differ" (1): a script must be able to tell.
+    let out = a.cli(&["verify", "local:good", "nostore:good"]);
+    assert_eq!(out.status.code(), Some(3), "verify of an unknown store");
+    let e = err(out);
+    assert!(
+        e.contains("could not compare") && e.contains("nostore"),
+        "{e}"
+    );
+
+    // A valid policy change takes effect for the next write.
+    let out = a.ok(&a.cli(&[
+        "bucket",
+        "policy",
+        "good",
+        "--write-to",
+        "local:good,dr:good-two",
+    ]));
+    assert!(out.contains("dr:good-two"), "{out}");
+    let f = a.dir.path().join("x");
+    write_file(&f, 321, 5);
+    cp_to(&a, &f, "s3://good/after");
+    wait_drained(&a, "good");
+    assert_same(&a, "local:good", "dr:good-two");
+    b.ok(&b.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "good-two",
+        "--key",
+        "after",
+    ]));
+}
+
+/// A policy change or a removal that would strand acknowledged writes the journal still owes
+/// was accepted without a word: a secondary that owed writes could be dropped (its rows then
+/// owed for ever), made the primary (acknowledged keys answered 404), or the bucket removed
+/// (the journal dropped). Each is refused while anything is owed, and state stays as it was.
+#[test]
+fn changes_that_would_strand_owed_writes_are_refused() {
+    let (a, mut b) = two_sites("owe", true);
+    b.kill9();
+    let f = a.dir.path().join("x");
+    write_file(&f, 100, 1);
+    cp_to(&a, &f, "s3://owe/k");
+    let owed = |s: &Value| s["owed_total"].as_i64().expect("owed_total");
+    assert_eq!(owed(&status(&a, "owe")), 1);
+    for args in [
+        &["bucket", "policy", "owe", "--write-to", "local:owe"][..],
+        &["bucket", "remove", "owe"][..],
+    ] {
+        let out = a.cli(args);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(e.contains("dr:owe") && e.contains("owed"), "{args:?}: {e}");
+    }
+    // Making it the primary (refused already since it cannot be reached: tried anyway).
+    let out = a.cli(&["bucket", "policy", "owe", "--write-to", "dr:owe,local:owe"]);
+    assert!(!out.status.success(), "the swap was accepted");
+    let s = status(&a, "owe");
+    assert_eq!(owed(&s), 1, "{s}");
+    let list = a.ok(&a.cli(&["bucket", "list", "--json"]));
+    assert!(list.contains(r#"{"bucket":"owe","store":"dr"}"#), "{list}");
+    // Nor can the store a bucket writes to be removed (the bucket would stop being served
+    // at the next start, its name falling back to a plain bucket).
+    let out = a.cli(&["store", "remove", "dr"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && e.contains("bucket owe uses it"),
+        "{e}"
+    );
+    // Once the secondary is back and paid, the same removals go through.
+    b.restart();
+    wait_drained(&a, "owe");
+    a.ok(&a.cli(&["bucket", "remove", "owe"]));
+    a.ok(&a.cli(&["store", "remove", "dr"]));
+}
