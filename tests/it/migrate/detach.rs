@@ -1,0 +1,147 @@
+//! A job handed to the server (`--detach`) and controlled through the admin API and `ferry job`.
+
+use super::*;
+
+#[test]
+fn detached_job_runs_in_the_server_and_the_admin_api_controls_it() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    ok(&a.aws(&["s3", "mb", "s3://det"]));
+    let tmp = tempfile::tempdir().expect("tmp");
+    make_tree(&tmp.path().join("det"), 30, &[]);
+    ok(&a.aws(&[
+        "s3",
+        "cp",
+        "--recursive",
+        "--quiet",
+        tmp.path().join("det").to_str().unwrap_or_default(),
+        "s3://det/",
+    ]));
+    // The CLI hands the job to the server, which holds `local`.
+    let out = ok(&a.cli(&["migrate", "local:det", "dr:copy", "--detach", "--json"]));
+    let v: Value = serde_json::from_str(&out).expect("json");
+    let id = v["job"]["id"].as_i64().expect("id");
+    let token = crate::support::ADMIN_TOKEN;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (code, v) = admin(&a, "GET", &format!("/api/v1/jobs/{id}"), token);
+        assert_eq!(code, 200, "{v}");
+        if v["job"]["state"] == "done" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v}\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["job"]["done"], 30, "{done}");
+    assert_eq!(done["tasks"]["pending"], 0, "{done}");
+    let ls = ok(&b.aws(&["s3", "ls", "--recursive", "s3://copy/"]));
+    assert_eq!(ls.lines().count(), 30, "{ls}");
+    // `ferry job` with --server follows it from anywhere (no state database here): it
+    // printed "no job state in ferry-data" before.
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let job_cli = |args: &[&str]| {
+        Command::new(ferry_bin())
+            .arg("--server")
+            .arg(&a.admin)
+            .args(args)
+            .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+            .current_dir(elsewhere.path())
+            .output()
+            .expect("run ferry")
+    };
+    let listed = ok(&job_cli(&["job", "list"]));
+    assert!(
+        listed.contains("local:det -> dr:copy") && listed.contains("30/30"),
+        "{listed}"
+    );
+    let shown = ok(&job_cli(&["job", "show", &id.to_string()]));
+    assert!(shown.contains(&format!("job {id}: done")), "{shown}");
+    let out = job_cli(&["job", "resume", "9999"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!elsewhere.path().join("ferry-data").exists());
+    // The same command again finds nothing to do: a new job, everything unchanged.
+    let out = ok(&a.cli(&["migrate", "local:det", "dr:copy", "--detach", "--json"]));
+    let again: Value = serde_json::from_str(&out).expect("json");
+    assert_ne!(again["job"]["id"], id);
+
+    let (code, list) = admin(&a, "GET", "/api/v1/jobs", token);
+    assert_eq!(code, 200);
+    assert!(list.as_array().is_some_and(|l| l.len() >= 2), "{list}");
+    let (code, v) = admin(&a, "POST", &format!("/api/v1/jobs/{id}/pause"), token);
+    assert_eq!(code, 409, "a finished job cannot be paused: {v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("only a running job"),
+        "{v}"
+    );
+    let (code, _) = admin(&a, "POST", "/api/v1/jobs/9999/resume", token);
+    assert_eq!(code, 404);
+    let (code, dead) = admin(&a, "GET", &format!("/api/v1/jobs/{id}/dead"), token);
+    assert_eq!((code, dead), (200, serde_json::json!([])));
+    let (code, _) = admin(&a, "GET", "/api/v1/jobs", "wrong-token");
+    assert_eq!(code, 401);
+    let (_, doc) = admin(&a, "GET", "/api/v1/openapi.json", token);
+    for p in [
+        "/api/v1/jobs",
+        "/api/v1/jobs/{id}/pause",
+        "/api/v1/jobs/{id}/retry-dead",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} is documented");
+    }
+    // What only the process running the job could honour is refused with --detach, not
+    // dropped: a detached --dry-run copied (and with --delete deleted) for real, and
+    // --bandwidth-limit, --workers and --verify were ignored.
+    for extra in [
+        &["--dry-run", "--delete"][..],
+        &["--verify"][..],
+        &["--workers", "2"][..],
+        &["--bandwidth-limit", "10K"][..],
+    ] {
+        let mut args = vec!["migrate", "local:det", "dr:dry", "--detach"];
+        args.extend_from_slice(extra);
+        let out = a.cli(&args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(extra[0]), "{}", stderr(&out));
+    }
+    let listed = ok(&a.aws(&["s3", "ls", "s3://"]));
+    assert!(
+        !listed.contains(" dry"),
+        "a refused detach made a bucket: {listed}"
+    );
+    // An inline s3:// side takes its credentials from the server's environment, never the
+    // client's: the refusal says so, rather than "set FERRY_SRC_ACCESS_KEY" to a client that
+    // has (the server here was started without any).
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        let out = a.cli_env(
+            &[
+                "migrate",
+                "s3://det",
+                "dr:inline",
+                "--src-endpoint",
+                &a.s3,
+                "--detach",
+            ],
+            &[
+                ("FERRY_SRC_ACCESS_KEY", ACCESS_KEY),
+                ("FERRY_SRC_SECRET_KEY", SECRET_KEY),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("the server has no credentials for the source"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A bad side is refused by the server before a job exists.
+    let out = a.cli(&["migrate", "nosuch:det", "dr:copy", "--detach"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no store named \"nosuch\""),
+        "{}",
+        stderr(&out)
+    );
+}

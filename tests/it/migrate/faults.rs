@@ -1,0 +1,259 @@
+//! A faulty destination: injected errors, a destination out of space, a listing refused
+//! halfway, and a detached job whose run fails.
+
+use super::*;
+
+/// A destination out of space failed every copy ten times over minutes, then dead-lettered
+/// them all. The run stops at the first such answer, dead-letters nothing, says why, and the
+/// same command finishes the job once there is room.
+#[test]
+fn a_full_destination_stops_the_run_and_the_job_resumes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/fills");
+    make_tree(&src, 200, &[]);
+    let full = tmp.path().join("full");
+    std::fs::write(&full, b"").expect("flag");
+    let full_flag = full.to_str().expect("utf-8").to_owned();
+    let proxy = fault_proxy(
+        &f.s3,
+        "0",
+        &tmp.path().join("proxy.json"),
+        &["--full-while", &full_flag],
+    );
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let args = [
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://fills",
+        "--dst-endpoint",
+        &proxy.endpoint,
+    ];
+    let out = m.run(&args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is out of space"), "{err}");
+    assert!(err.contains("the job is kept"), "{err}");
+    assert!(
+        !err.contains("could not be copied"),
+        "nothing is a dead letter: {err}"
+    );
+    let stats: Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("proxy.json")).expect("proxy stats"),
+    )
+    .expect("json");
+    let full_answers = stats["full"].as_f64().unwrap_or(0.0);
+    assert!(
+        (1.0..200.0).contains(&full_answers),
+        "the run stopped early, not after trying every object: {stats}"
+    );
+
+    std::fs::remove_file(&full).expect("room again");
+    let out = m.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    drop(proxy);
+    let ls = f.ok(&f.aws(&["s3", "ls", "--recursive", "s3://fills"]));
+    assert_eq!(ls.lines().count(), 200, "{ls}");
+}
+
+/// A detached job whose run fails (here: its destination out of space) was restarted by the
+/// server at every scan (2 s), each time opening and checking both sides again. It waits
+/// before the next try.
+#[test]
+fn a_failing_detached_job_is_not_restarted_in_a_loop() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    ok(&f.aws(&["s3", "mb", "s3://loopsrc"]));
+    let file = tmp.path().join("one");
+    write_file(&file, 1000, 1);
+    ok(&f.aws(&[
+        "s3",
+        "cp",
+        file.to_str().unwrap_or_default(),
+        "s3://loopsrc/one",
+    ]));
+    let full = tmp.path().join("full");
+    std::fs::write(&full, b"").expect("flag");
+    let proxy = fault_proxy(
+        &f.s3,
+        "0",
+        &tmp.path().join("proxy.json"),
+        &["--full-while", full.to_str().expect("utf-8")],
+    );
+    f.add_s3_store("full", &proxy.endpoint, ACCESS_KEY, SECRET_KEY);
+    ok(&f.cli(&["migrate", "local:loopsrc", "full:loopdst", "--detach"]));
+    std::thread::sleep(Duration::from_secs(9));
+    let log = f.log();
+    let runs = log.matches("job runner failed").count();
+    assert!((1..=2).contains(&runs), "{runs} failed runs in 9 s:\n{log}");
+    drop(proxy);
+}
+
+#[test]
+fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/faulty");
+    make_tree(&src, 300, &[mib(20)]);
+    let proxy = fault_proxy(&f.s3, "0.2", &tmp.path().join("proxy.json"), &[]);
+    let endpoint = proxy.endpoint.clone();
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let out = m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://faulty",
+        "--dst-endpoint",
+        &endpoint,
+        "--part-size",
+        "5M",
+        "--multipart-threshold",
+        "8M",
+        "--attempts",
+        "20",
+    ]);
+    drop(proxy);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("proxy.json")).expect("proxy stats"),
+    )
+    .expect("json");
+    let failed = stats["failed_before"].as_f64().unwrap_or(0.0)
+        + stats["failed_after"].as_f64().unwrap_or(0.0);
+    let all = failed + stats["forwarded"].as_f64().unwrap_or(0.0);
+    assert!(
+        failed >= 0.1 * all && all > 300.0,
+        "faults were injected: {stats}"
+    );
+    // Checked straight against the server, not through the proxy.
+    let m2 = Migrator::new(tmp.path()).creds("SRC", ACCESS_KEY, SECRET_KEY);
+    let back = tmp.path().join("back/faulty");
+    ok(&m2.run(&[
+        "migrate",
+        "s3://faulty",
+        back.to_str().unwrap_or_default(),
+        "--src-endpoint",
+        &f.s3,
+    ]));
+    assert_same_tree(&src, &back);
+
+    // Keys a directory cannot hold both of ("x" and "x/y"): the second is a dead letter
+    // with a readable error; the job reports it and exits 1.
+    let moto = Moto::start();
+    let mm = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
+    let py = format!(
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
+         c.create_bucket(Bucket='clash'); [c.put_object(Bucket='clash',Key=k,Body=b'x') for k in ['a','x','x/y','z']]",
+        moto.endpoint
+    );
+    ok(&Command::new(venv_bin("python"))
+        .args(["-c", &py])
+        .output()
+        .expect("python"));
+    let dst = tmp.path().join("out/clash");
+    let out = mm.run(&[
+        "migrate",
+        "s3://clash",
+        dst.to_str().unwrap_or_default(),
+        "--src-endpoint",
+        &moto.endpoint,
+        "--attempts",
+        "3",
+        "--workers",
+        "1",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not copy x/y"), "{err}");
+    assert!(err.contains("1 objects could not be copied"), "{err}");
+    let jobs: Value = serde_json::from_str(&ok(&mm.run(&["job", "list", "--json"]))).expect("json");
+    let id = jobs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|j| j["spec"]["src"]["bucket"] == "clash")
+        .and_then(|j| j["id"].as_i64())
+        .expect("the clash job");
+    let shown = ok(&mm.run(&["job", "show", &id.to_string()]));
+    assert!(shown.contains("dead: x/y"), "{shown}");
+    assert!(shown.contains("its parent \"x\" is an object"), "{shown}");
+    assert_eq!(std::fs::read(dst.join("z")).expect("z"), b"x");
+    // retry-dead puts it back; it fails again, still readable.
+    let out = ok(&mm.run(&["job", "retry-dead", &id.to_string()]));
+    assert!(out.contains("1 tasks back in the queue"), "{out}");
+    // --json was ignored here: the text came out.
+    let out = ok(&mm.run(&["job", "retry-dead", &id.to_string(), "--json"]));
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["job"], id);
+}
+
+/// A source whose listing is refused after its first page (credentials revoked mid-run):
+/// `--delete` had already removed destination keys of that page, and the run retried for
+/// ever, its log without the cause. Deletions wait for the whole listing, and a listing
+/// error that retrying does not cure ends the run (exit 1) naming it; the job is kept.
+#[test]
+fn a_listing_refused_halfway_deletes_nothing_and_ends_the_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    // 1,200 source keys (two listing pages) and keys only the destination has.
+    let tree = tmp.path().join("t/many");
+    for i in 0..1200 {
+        write_file(&tree.join(format!("k{i:04}")), 10, i);
+    }
+    ok(&m.run(&[
+        "migrate",
+        tree.to_str().unwrap_or_default(),
+        "s3://many",
+        "--dst-endpoint",
+        &f.s3,
+    ]));
+    let extra = tmp.path().join("t/dest");
+    for k in ["a-extra", "k0500x", "z-extra"] {
+        write_file(&extra.join(k), 5, 1);
+    }
+    ok(&m.run(&[
+        "migrate",
+        extra.to_str().unwrap_or_default(),
+        "s3://dest",
+        "--dst-endpoint",
+        &f.s3,
+    ]));
+    let stats = tmp.path().join("proxy.json");
+    let proxy = fault_proxy(&f.s3, "0", &stats, &["--deny-lists-after", "1"]);
+    let out = m.run(&[
+        "migrate",
+        "s3://many",
+        "s3://dest",
+        "--src-endpoint",
+        &proxy.endpoint,
+        "--dst-endpoint",
+        &f.s3,
+        "--delete",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("AccessDenied"),
+        "the cause is not named: {err}"
+    );
+    let listed = |prefix: &str| {
+        f.ok(&f.aws(&[
+            "s3api",
+            "list-objects-v2",
+            "--bucket",
+            "dest",
+            "--prefix",
+            prefix,
+        ]))
+    };
+    let first = listed("k0500x");
+    assert!(
+        first.contains("k0500x"),
+        "a key of the first page was deleted: {first}"
+    );
+    let extra = listed("a-extra");
+    assert!(extra.contains("a-extra"), "a-extra was deleted: {extra}");
+}

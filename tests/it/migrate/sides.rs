@@ -1,0 +1,523 @@
+//! The sides of a migration: every direction between Ferry, moto and a directory, registered
+//! stores, keys S3 allows that are no paths, and input refused before any work.
+
+use super::*;
+
+#[test]
+fn every_direction_between_ferry_moto_and_a_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let moto = Moto::start();
+    let src = tmp.path().join("tree/photos");
+    make_tree(&src, 40, &[mib(12)]);
+    let small = ["--multipart-threshold", "8M", "--part-size", "5M"];
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let run = |m: &Migrator, args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&small);
+        a.push("--verify");
+        ok(&m.run(&a))
+    };
+    // dir -> Ferry (the bucket is created), with metadata set on the way back below.
+    run(
+        &m,
+        &[
+            "migrate",
+            src.to_str().unwrap_or_default(),
+            "s3://photos/in",
+            "--dst-endpoint",
+            &f.s3,
+        ],
+    );
+    // Ferry -> moto.
+    let m_fm = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", MOTO_KEY, MOTO_KEY);
+    ok(&f.aws(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "photos",
+        "--key",
+        "in/meta.txt",
+        "--body",
+        "/etc/hostname",
+        "--content-type",
+        "text/x-test",
+        "--metadata",
+        "owner=ops",
+        "--tagging",
+        "team=blue",
+    ]));
+    run(
+        &m_fm,
+        &[
+            "migrate",
+            "s3://photos/in",
+            "s3://mirror",
+            "--src-endpoint",
+            &f.s3,
+            "--dst-endpoint",
+            &moto.endpoint,
+        ],
+    );
+    // What the destination got is the object with its metadata and tags.
+    let py = |code: &str| {
+        let out = Command::new(venv_bin("python"))
+            .args(["-c", code])
+            .output()
+            .expect("python");
+        ok(&out)
+    };
+    let head = py(&format!(
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
+         h=c.head_object(Bucket='mirror',Key='meta.txt'); t=c.get_object_tagging(Bucket='mirror',Key='meta.txt');\
+         print(h['ContentType'], h['Metadata'].get('owner'), t['TagSet'])",
+        moto.endpoint
+    ));
+    assert!(head.contains("text/x-test ops"), "{head}");
+    assert!(head.contains("'Key': 'team', 'Value': 'blue'"), "{head}");
+    // moto -> dir.
+    let m_md = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
+    let back = tmp.path().join("back/photos2");
+    run(
+        &m_md,
+        &[
+            "migrate",
+            "s3://mirror",
+            back.to_str().unwrap_or_default(),
+            "--src-endpoint",
+            &moto.endpoint,
+        ],
+    );
+    std::fs::remove_file(back.join("meta.txt")).expect("meta.txt came through");
+    assert_same_tree(&src, &back);
+    // And the other way round: dir -> moto, moto -> Ferry, Ferry -> dir.
+    let m_dm = Migrator::new(tmp.path()).creds("DST", MOTO_KEY, MOTO_KEY);
+    run(
+        &m_dm,
+        &[
+            "migrate",
+            src.to_str().unwrap_or_default(),
+            "s3://direct",
+            "--dst-endpoint",
+            &moto.endpoint,
+        ],
+    );
+    let m_mf = Migrator::new(tmp.path())
+        .creds("SRC", MOTO_KEY, MOTO_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    run(
+        &m_mf,
+        &[
+            "migrate",
+            "s3://direct",
+            "s3://fromto",
+            "--src-endpoint",
+            &moto.endpoint,
+            "--dst-endpoint",
+            &f.s3,
+        ],
+    );
+    let m_fd = Migrator::new(tmp.path()).creds("SRC", ACCESS_KEY, SECRET_KEY);
+    let back2 = tmp.path().join("back/photos3");
+    run(
+        &m_fd,
+        &[
+            "migrate",
+            "s3://fromto",
+            back2.to_str().unwrap_or_default(),
+            "--src-endpoint",
+            &f.s3,
+        ],
+    );
+    assert_same_tree(&src, &back2);
+
+    // An incremental re-run copies only what changed; --delete mirrors a removal.
+    write_file(&src.join("f00001"), 777, 99);
+    std::fs::remove_file(src.join("f00002")).expect("rm");
+    let out = ok(&m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://photos/in",
+        "--dst-endpoint",
+        &f.s3,
+        "--delete",
+        "--verify",
+        "--multipart-threshold",
+        "8M",
+        "--part-size",
+        "5M",
+        "--json",
+    ]));
+    let rec: Value = serde_json::from_str(out.lines().next().unwrap_or("{}")).expect("json");
+    // One changed file, one deletion, and meta.txt (only on the destination) deleted too.
+    assert_eq!(rec["done"], 3, "{out}");
+    assert_eq!(rec["unchanged"], 39, "{out}");
+    let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://photos/in/"]));
+    assert!(!ls.contains("f00002") && !ls.contains("meta.txt"), "{ls}");
+
+    // A dry run lists and changes nothing.
+    write_file(&src.join("new-one"), 10, 1);
+    let out = ok(&m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://photos/in",
+        "--dst-endpoint",
+        &f.s3,
+        "--dry-run",
+    ]));
+    assert!(out.contains("would copy new-one (10 bytes)"), "{out}");
+    assert!(out.contains("dry run: 1 objects"), "{out}");
+    let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://photos/in/"]));
+    assert!(!ls.contains("new-one"), "{ls}");
+    // A dry run into a bucket that does not exist yet plans every object and creates nothing.
+    let out = ok(&m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://not-yet",
+        "--dst-endpoint",
+        &f.s3,
+        "--dry-run",
+        "--json",
+    ]));
+    let plan: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(plan["copy"], 41, "{out}");
+    let buckets = ok(&f.aws(&["s3", "ls"]));
+    assert!(!buckets.contains("not-yet"), "{buckets}");
+}
+
+#[test]
+fn registered_stores_and_a_store_another_process_holds() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    ok(&a.aws(&["s3", "mb", "s3://reg"]));
+    for i in 0..20 {
+        let p = tmp.path().join(format!("o{i}"));
+        write_file(&p, 1000 + i, i as u64);
+        ok(&a.aws(&[
+            "s3",
+            "cp",
+            p.to_str().unwrap_or_default(),
+            &format!("s3://reg/k{i}"),
+        ]));
+    }
+    let m = Migrator {
+        data: a.data(),
+        env: Vec::new(),
+    };
+    // The server holds its local store: the migration says so instead of corrupting it.
+    let out = m.run(&["migrate", "local:reg", "dr:reg"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("open in another Ferry process"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    a.stop();
+    // A file a POSIX user added to the stopped server's store is copied too: the store is
+    // read as its files are, not as its index last saw them.
+    std::fs::write(a.local_root().join("reg/added"), b"behind its back").expect("add");
+    ok(&m.run(&["migrate", "local:reg", "dr:reg", "--verify"]));
+    let ls = ok(&b.aws(&["s3", "ls", "s3://reg/"]));
+    assert_eq!(ls.lines().count(), 21, "{ls}");
+    assert!(ls.contains(" added"), "{ls}");
+}
+
+/// A destination folder nothing can be written to made every file a dead letter (a probe:
+/// 3,000 dead letters and ~6,000 log lines); it is refused in one line before any copy.
+#[test]
+fn an_unwritable_destination_folder_is_refused_before_any_copy() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("tree/ro-src");
+    make_tree(&src, 20, &[]);
+    let dst = tmp.path().join("out/ro-dst");
+    std::fs::create_dir_all(&dst).expect("mkdir");
+    // Immutable, which holds for root too; else without write permission.
+    let immutable = Command::new("chattr")
+        .arg("+i")
+        .arg(&dst)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !immutable {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    }
+    if std::fs::write(dst.join("probe"), b"x").is_ok() {
+        eprintln!("skipped: cannot make a folder unwritable here");
+        return;
+    }
+    let m = Migrator::new(tmp.path());
+    let out = m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        dst.to_str().unwrap_or_default(),
+    ]);
+    if immutable {
+        let _ = Command::new("chattr").arg("-i").arg(&dst).status();
+    }
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+}
+
+#[test]
+fn bad_input_fails_before_any_work() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    ok(&f.aws(&["s3", "mb", "s3://there"]));
+    let src = tmp.path().join("src/data");
+    make_tree(&src, 3, &[]);
+    let s = src.to_str().unwrap_or_default();
+    let afile_path = tmp.path().join("src/plain-file");
+    std::fs::write(&afile_path, b"x").expect("write");
+    let afile = afile_path.to_string_lossy().into_owned();
+    let good = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let cases: Vec<(Migrator, Vec<&str>, i32, &str)> = vec![
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", "nosuch:bucket", s],
+            2,
+            "no store named \"nosuch\"",
+        ),
+        (
+            Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY),
+            vec![
+                "migrate",
+                s,
+                "s3://there",
+                "--dst-endpoint",
+                "http://127.0.0.1:9",
+            ],
+            1,
+            "unavailable",
+        ),
+        (
+            Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, "wrong-secret"),
+            vec!["migrate", s, "s3://there", "--dst-endpoint", &f.s3],
+            1,
+            "SignatureDoesNotMatch",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, s],
+            2,
+            "are the same place",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there"],
+            2,
+            "no credentials for the destination",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", "/nonexistent/dir", s],
+            2,
+            "does not exist",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there", "--part-size", "1M"],
+            2,
+            "--part-size",
+        ),
+        (
+            Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY),
+            vec!["migrate", s, "s3://there", "--dst-endpoint", "notaurl"],
+            2,
+            "--dst-endpoint \"notaurl\" is not an http:// or https:// URL",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, &afile],
+            2,
+            "is a file, not a directory",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", &afile, s],
+            2,
+            "source",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there", "--newer-than", "soon"],
+            2,
+            "--newer-than",
+        ),
+        // Accepted before, failing every object on its own (or never trying one).
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there", "--attempts", "0"],
+            2,
+            "--attempts",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there/q//"],
+            2,
+            "the key prefix \"q//\" is not usable",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there/../x"],
+            2,
+            "is not usable",
+        ),
+    ];
+    for (m, args, code, want) in cases {
+        let out = m.run(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{args:?}: not one line: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // None of them recorded a job.
+    let list = ok(&good.run(&["job", "list", "--json"]));
+    assert_eq!(list.trim(), "[]", "{list}");
+}
+
+/// Keys S3 allows that are no paths (`a//b`, a `..` segment, a leading `/`) were dead
+/// letters even between two S3 servers. They are copied as they are between S3 sides; a
+/// directory (or a Ferry whose buckets are folders) refuses each by name, the job exits 1, and
+/// the dry run says so. The prefix's own folder marker is its root, not an object. And a
+/// destination inside the source is refused however the endpoint is spelled or whichever
+/// credentials each side uses.
+#[test]
+fn keys_that_are_no_paths_go_between_s3_stores_and_are_refused_by_directories() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let moto = Moto::start();
+    let boto = format!(
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');",
+        moto.endpoint
+    );
+    let py = format!(
+        "{boto} c.create_bucket(Bucket='odd'); [c.put_object(Bucket='odd',Key=k,Body=b'x') for k in ['pre/','pre/a.txt','pre/b//c','pre/d/../e','pre//lead','pre/z.txt']]"
+    );
+    ok(&Command::new(venv_bin("python"))
+        .args(["-c", &py])
+        .output()
+        .expect("python"));
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", MOTO_KEY, MOTO_KEY)
+        .creds("DST", MOTO_KEY, MOTO_KEY);
+
+    // S3 to S3: every key as it is (S3 takes `b//c` and `d/../e`; so does rclone).
+    let out = m.run(&[
+        "migrate",
+        "s3://odd/pre",
+        "s3://copy",
+        "--src-endpoint",
+        &moto.endpoint,
+        "--dst-endpoint",
+        &moto.endpoint,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let py = format!(
+        "{boto} print(sorted(o['Key'] for o in c.list_objects_v2(Bucket='copy')['Contents']))"
+    );
+    let listed = ok(&Command::new(venv_bin("python"))
+        .args(["-c", &py])
+        .output()
+        .expect("python"));
+    assert_eq!(
+        listed.trim(),
+        "['/lead', 'a.txt', 'b//c', 'd/../e', 'z.txt']",
+        "{listed}"
+    );
+
+    // Into a directory (or a Ferry whose buckets are folders), a key that is no path is
+    // refused by name, and the others are copied.
+    let dir = tmp.path().join("tree");
+    let to_dir = [
+        "migrate",
+        "s3://odd/pre",
+        dir.to_str().expect("utf-8"),
+        "--src-endpoint",
+        &moto.endpoint,
+    ];
+    let mut dry = to_dir.to_vec();
+    dry.push("--dry-run");
+    let out = ok(&m.run(&dry));
+    assert!(out.contains("cannot copy \"b//c\""), "{out}");
+    assert!(out.contains("cannot copy \"d/../e\""), "{out}");
+    let out = m.run(&to_dir);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not copy b//c"), "{err}");
+    assert!(err.contains("empty path segment"), "{err}");
+    assert!(err.contains("could not copy d/../e"), "{err}");
+    assert!(err.contains("3 objects could not be copied"), "{err}");
+    assert!(
+        !err.contains("must not be empty"),
+        "the folder marker is not an object: {err}"
+    );
+    assert!(dir.join("a.txt").is_file() && dir.join("z.txt").is_file());
+    assert!(!tmp.path().join("e").exists() && !dir.join("lead").exists());
+
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", MOTO_KEY, MOTO_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let out = m.run(&[
+        "migrate",
+        "s3://odd/pre",
+        "s3://even",
+        "--src-endpoint",
+        &moto.endpoint,
+        "--dst-endpoint",
+        &f.s3,
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not copy b//c"), "{err}");
+    assert!(err.contains("3 objects could not be copied"), "{err}");
+    let ls = f.ok(&f.aws(&["s3", "ls", "--recursive", "s3://even"]));
+    assert!(ls.contains(" a.txt") && ls.contains(" z.txt"), "{ls}");
+    assert_eq!(ls.lines().count(), 2, "{ls}");
+
+    // A prefix with nothing under it (a typo, or a single key named like a folder) says so.
+    let out = m.run(&[
+        "migrate",
+        "s3://odd/pre/a.txt",
+        "s3://even/one",
+        "--src-endpoint",
+        &moto.endpoint,
+        "--dst-endpoint",
+        &f.s3,
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("nothing found under s3://odd/pre/a.txt"),
+        "{err}"
+    );
+
+    // The same bucket and endpoint, spelled with a trailing slash and with other credentials
+    // on one side: still the same place.
+    let m2 = Migrator::new(tmp.path())
+        .creds("SRC", MOTO_KEY, MOTO_KEY)
+        .creds("DST", "other-key", MOTO_KEY);
+    let inside = format!("{}/", moto.endpoint);
+    let out = m2.run(&[
+        "migrate",
+        "s3://odd",
+        "s3://odd/copy",
+        "--src-endpoint",
+        &moto.endpoint,
+        "--dst-endpoint",
+        &inside,
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("are the same place"), "{err}");
+}
