@@ -93,3 +93,35 @@ fn if_range_serves_the_range_only_for_the_same_object() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// s3s logged every error answer at ERROR ("op returns error", "failed to prepare"): a 404 or
+/// an unsigned request filled the log of a server anyone can reach. Client errors are not
+/// the server's errors.
+#[test]
+fn client_errors_are_not_logged_as_server_errors() {
+    let f = Ferry::start();
+    ok(&f.aws(&["s3", "mb", "s3://quiet"]));
+    let out = f.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "quiet",
+        "--key",
+        "missing",
+    ]);
+    assert!(!out.status.success());
+    let anonymous = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{}/quiet", f.s3),
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&anonymous.stdout), "403");
+    let log = f.log();
+    assert!(!log.contains("ERROR"), "{log}");
+}
