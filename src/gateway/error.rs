@@ -279,15 +279,11 @@ pub fn policy_refusal(res: &mut s3s::HttpResponse, request_id: &str) {
     let Ok(text) = std::str::from_utf8(&body) else {
         return;
     };
-    let field = |name: &str| {
-        text.split_once(&format!("<{name}>"))
-            .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
-            .map(|(v, _)| v)
-    };
-    if field("Code") != Some("InvalidPolicyDocument") {
+    if xml_field(text, "Code") != Some("InvalidPolicyDocument") {
         return;
     }
-    let Some(said) = field("Message").filter(|m| m.starts_with("Policy condition")) else {
+    let Some(said) = xml_field(text, "Message").filter(|m| m.starts_with("Policy condition"))
+    else {
         return;
     };
     let said = said
@@ -305,6 +301,13 @@ pub fn policy_refusal(res: &mut s3s::HttpResponse, request_id: &str) {
     if let Ok(rebuilt) = err.to_http_response() {
         replace_error(res, rebuilt);
     }
+}
+
+/// The text of the first `<name>` element of an error document s3s wrote.
+fn xml_field<'t>(text: &'t str, name: &str) -> Option<&'t str> {
+    text.split_once(&format!("<{name}>"))
+        .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
+        .map(|(v, _)| v)
 }
 
 /// Puts `rebuilt`'s status, body and content headers in `res`, keeping `res`'s other headers.
@@ -337,11 +340,7 @@ pub fn explain(res: &mut s3s::HttpResponse, request_id: &str) {
     if text.len() > 4096 || text.contains("<Message>") {
         return;
     }
-    let Some(code) = text
-        .split_once("<Code>")
-        .and_then(|(_, rest)| rest.split_once("</Code>"))
-        .map(|(code, _)| code)
-    else {
+    let Some(code) = xml_field(text, "Code") else {
         return;
     };
     let Some(message) = default_message(code) else {

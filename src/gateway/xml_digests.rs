@@ -167,8 +167,7 @@ where
         match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    let data = data.clone();
-                    this.update(&data);
+                    this.update(data);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

@@ -70,12 +70,35 @@ pub struct Live {
     /// cannot be listed (access denied, the bucket gone), a destination out of space. The run
     /// ends with it instead of retrying (or dead-lettering every object); the job stays as it
     /// was, for a run after the cause is fixed.
-    pub halted: std::sync::Mutex<Option<String>>,
+    halted: std::sync::Mutex<Option<String>>,
     /// Objects listed on the source and gone when their copy started (rsync's "file has
     /// vanished"): their tasks are finished, nothing was copied. The first keys are kept
     /// for the run's report.
     pub vanished: AtomicU64,
     pub vanished_keys: std::sync::Mutex<Vec<String>>,
+}
+
+impl Live {
+    /// Ends the run with `why` (the first reason given wins), waking the watcher at once.
+    fn halt(&self, why: impl FnOnce() -> String) {
+        let mut halted = self
+            .halted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if halted.is_none() {
+            *halted = Some(why());
+        }
+        drop(halted);
+        self.settled.notify_one();
+    }
+
+    /// Why the run was halted, if it was.
+    fn halted(&self) -> Option<String> {
+        self.halted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Vanished keys a run's report names, at most.
@@ -214,13 +237,7 @@ impl Runner {
             if *shutdown.borrow() {
                 return Ok(Ended::Stopped);
             }
-            let failed = self
-                .live
-                .halted
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            if let Some(why) = failed {
+            if let Some(why) = self.live.halted() {
                 return Err(super::Error::Halted(why));
             }
             let rec = self.db.job(self.job).await?;
@@ -321,12 +338,7 @@ impl Runner {
                     permanent = if cured_by_retry { 0 } else { permanent + 1 };
                     if permanent >= PERMANENT_LISTING_FAILURES {
                         tracing::warn!(job = self.job, error = %why, "listing failed; giving up");
-                        *self
-                            .live
-                            .halted
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
-                        self.live.settled.notify_one();
+                        self.live.halt(|| why);
                         return;
                     }
                     tracing::warn!(job = self.job, error = %why, "listing failed; retrying");

@@ -112,20 +112,13 @@ impl Runner {
             if let Err(e) = self.db.release_started(&self.owner, &[task.id]).await {
                 tracing::warn!(job = self.job, error = %e, "releasing a task failed; its lease will expire");
             }
-            let mut halted = self
-                .live
-                .halted
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if halted.is_none() {
-                tracing::warn!(job = self.job, key = ?task.key, error = %e, "the destination is out of space; stopping");
-                *halted = Some(format!(
+            tracing::warn!(job = self.job, key = ?task.key, error = %e, "the destination is out of space; stopping");
+            self.live.halt(|| {
+                format!(
                     "the destination {} is out of space (copying {}: {e}); make room there",
                     self.dst.display, task.key
-                ));
-            }
-            drop(halted);
-            self.live.settled.notify_one();
+                )
+            });
             return;
         }
         let attempts = task.attempts + 1;
