@@ -152,7 +152,9 @@ pub fn document() -> Value {
                     "listing_done": { "type": "boolean" }, "listed": { "type": "integer" }, "listed_bytes": { "type": "integer" },
                     "unchanged": { "type": "integer" }, "done": { "type": "integer" }, "done_bytes": { "type": "integer" },
                     "dead": { "type": "integer" }, "created_ms": { "type": "integer" }, "updated_ms": { "type": "integer" },
-                    "finished_ms": { "type": ["integer", "null"] } } },
+                    "finished_ms": { "type": ["integer", "null"] }, "error": { "type": ["string", "null"] },
+                    "runner_seen_ms": { "type": ["integer", "null"], "description": "last heartbeat of a process running the job" },
+                    "unattended": { "type": "boolean", "description": "running, but no process has run it for 20 s (killed, or not picked up)" } } },
                 "JobTask": { "type": "object", "properties": {
                     "key": { "type": "string" }, "state": { "type": "string", "enum": ["pending", "running", "dead"] },
                     "size": { "type": "integer" }, "attempts": { "type": "integer" }, "upload_id": { "type": ["string", "null"] },
@@ -160,7 +162,9 @@ pub fn document() -> Value {
                 "JobDetail": { "type": "object", "properties": {
                     "job": { "$ref": "#/components/schemas/Job" },
                     "tasks": { "type": "object", "properties": { "pending": { "type": "integer" }, "running": { "type": "integer" }, "dead": { "type": "integer" } } },
-                    "open": { "type": "array", "items": { "$ref": "#/components/schemas/JobTask" } } } },
+                    "open": { "type": "array", "items": { "$ref": "#/components/schemas/JobTask" } },
+                    "runners": { "type": "array", "description": "processes that ran the job in the last day, most recent first",
+                        "items": { "type": "object", "properties": { "owner": { "type": "string" }, "seen_ms": { "type": "integer" } } } } } },
                 "ScanReport": { "type": "object", "properties": {
                     "buckets": { "type": "integer" }, "files": { "type": "integer" }, "added": { "type": "integer" },
                     "updated": { "type": "integer" }, "removed": { "type": "integer" }, "skipped": { "type": "integer" } } }

@@ -220,14 +220,30 @@ fn print_jobs(jobs: &[JobRecord], as_json: bool) -> anyhow::Result<()> {
         println!(
             "{:>4}  {:<9}  {:>15}  {:>12}  {:>5}  {}",
             j.id,
-            j.state,
+            if j.unattended { "stalled" } else { &j.state },
             format!("{}/{}", j.done, j.listed),
             human(j.done_bytes as u64),
             j.dead,
             sides(j)
         );
     }
+    if jobs.iter().any(|j| j.unattended) {
+        println!("stalled: running, but no process has run it lately (killed?); {RESTART}");
+    }
     Ok(())
+}
+
+/// What makes a stalled job run again.
+const RESTART: &str = "run its `ferry migrate` command again, or start `ferry worker` or `ferry serve` on this state (a server's log says why it does not run a job)";
+
+/// "12 s ago", "3 min ago", "2 h ago".
+fn ago(then_ms: i64) -> String {
+    let s = (crate::state::now_ms() - then_ms).max(0) / 1000;
+    match s {
+        0..120 => format!("{s} s ago"),
+        120..7200 => format!("{} min ago", s / 60),
+        _ => format!("{} h ago", s / 3600),
+    }
 }
 
 /// `ferry job …` against a server's admin API: the same answers as from the database.
@@ -292,6 +308,23 @@ fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
     }
     let (rec, counts, open) = (d.job, d.tasks, d.open);
     println!("job {}: {} ({})", rec.id, rec.state, sides(&rec));
+    if rec.unattended {
+        let since = rec.runner_seen_ms.unwrap_or(0).max(rec.updated_ms);
+        println!(
+            "  stalled: no process has run it since {}; {RESTART}",
+            ago(since)
+        );
+    } else if rec.state == crate::state::job_state::RUNNING {
+        let live: Vec<_> = d
+            .runners
+            .iter()
+            .filter(|r| r.seen_ms >= crate::state::now_ms() - crate::state::UNATTENDED_MS)
+            .map(|r| r.owner.as_str())
+            .collect();
+        if !live.is_empty() {
+            println!("  run by: {}", live.join(", "));
+        }
+    }
     println!(
         "  listing: {}; {} objects ({}) to copy or delete, {} unchanged",
         if rec.listing_done {

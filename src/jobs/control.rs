@@ -32,6 +32,9 @@ pub struct Detail {
     pub job: JobRecord,
     pub tasks: TaskCounts,
     pub open: Vec<OpenTask>,
+    /// The processes that ran it lately, the most recently heard of first.
+    #[serde(default)]
+    pub runners: Vec<state::Runner>,
 }
 
 pub async fn detail(db: &Db, id: i64, open_limit: i64) -> Result<Detail, Error> {
@@ -39,6 +42,7 @@ pub async fn detail(db: &Db, id: i64, open_limit: i64) -> Result<Detail, Error> 
         job: db.job(id).await?,
         tasks: db.task_counts(id).await?,
         open: db.open_tasks(id, open_limit).await?,
+        runners: db.job_runners(id).await?,
     })
 }
 

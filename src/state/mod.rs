@@ -41,7 +41,9 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub use buckets::BucketRecord;
-pub use jobs::{JobRecord, NewTask, OpenTask, PartRow, TaskCounts, TaskRow, job_state};
+pub use jobs::{
+    JobRecord, NewTask, OpenTask, PartRow, Runner, TaskCounts, TaskRow, UNATTENDED_MS, job_state,
+};
 pub use journal::{JournalRow, NewJournalRow, OwedStats};
 pub use volume::VolumeIteration;
 

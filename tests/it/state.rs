@@ -43,6 +43,67 @@ async fn exercise(db: &Db) {
     retry_dead_against_the_end_of_a_job(db, &name).await;
     deletes_wait_for_the_whole_listing(db, &name).await;
     volume_iterations(db, &name).await;
+    runners_tell_a_stalled_job(db, &name).await;
+}
+
+/// A running job whose process stopped saying it is alive reads as unattended; a heartbeat,
+/// a paused job, or a process that ended cleanly (gone, then a fresh one) read as they are.
+async fn runners_tell_a_stalled_job(db: &Db, unique: &str) {
+    use ferry::state::UNATTENDED_MS;
+    let now = ferry::state::now_ms();
+    let long_ago = now - 10 * UNATTENDED_MS;
+    let fp = format!("fp-runners-{unique}");
+    let id = db
+        .create_job(
+            "migrate",
+            &serde_json::json!({ "r": unique }),
+            &fp,
+            long_ago,
+        )
+        .await
+        .expect("create");
+    let rec = db.job(id).await.expect("job");
+    assert!(rec.unattended, "a job nobody ever ran reads as attended");
+    assert_eq!(rec.runner_seen_ms, None);
+    db.runner_alive(id, "h:1:a", long_ago)
+        .await
+        .expect("old heartbeat");
+    assert!(db.job(id).await.expect("job").unattended);
+    db.runner_alive(id, "h:2:b", now).await.expect("heartbeat");
+    let rec = db.job(id).await.expect("job");
+    assert!(
+        !rec.unattended,
+        "a job with a live heartbeat reads as stalled"
+    );
+    assert_eq!(rec.runner_seen_ms, Some(now));
+    let listed = db.jobs().await.expect("jobs");
+    let row = listed.iter().find(|j| j.id == id).expect("listed");
+    assert!(!row.unattended && row.runner_seen_ms == Some(now));
+    let runners = db.job_runners(id).await.expect("runners");
+    assert_eq!(
+        runners
+            .iter()
+            .map(|r| (r.owner.as_str(), r.seen_ms))
+            .collect::<Vec<_>>(),
+        [("h:2:b", now), ("h:1:a", long_ago)]
+    );
+    // A day-old runner is forgotten at the next heartbeat.
+    db.runner_alive(id, "h:3:c", now - 2 * 86_400_000)
+        .await
+        .expect("ancient");
+    db.runner_alive(id, "h:2:b", now).await.expect("heartbeat");
+    assert_eq!(db.job_runners(id).await.expect("runners").len(), 2);
+    db.runner_gone(id, "h:2:b").await.expect("gone");
+    assert!(db.job(id).await.expect("job").unattended);
+    assert!(
+        db.set_job_state(id, &["running"], "paused", long_ago)
+            .await
+            .expect("pause")
+    );
+    assert!(
+        !db.job(id).await.expect("job").unattended,
+        "a paused job reads as stalled"
+    );
 }
 
 /// A deletion is not claimable until the whole source listing has been recorded: a listing

@@ -177,6 +177,9 @@ impl Runner {
     /// Runs until the job ends or `shutdown` turns true.
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> Result<Ended> {
         reclaim_dead(&self.db, self.job).await?;
+        self.db
+            .runner_alive(self.job, &self.owner, crate::state::now_ms())
+            .await?;
         // Every lease is claimed from now on, so lasts at least this long.
         self.fence.renewed(Instant::now());
         let rec = self.db.job(self.job).await?;
@@ -214,6 +217,9 @@ impl Runner {
         let _ = tokio::time::timeout(Duration::from_secs(30), committer).await;
         drop(heartbeat);
         self.release_queued(&queue_rx).await;
+        if let Err(e) = self.db.runner_gone(self.job, &self.owner).await {
+            tracing::warn!(job = self.job, error = %e, "forgetting this process as the job's runner failed");
+        }
         // Only now: a worker still running could have started an upload after an abort.
         if let Ok(Ended::Cancelled(_)) = &ended {
             abort_uploads(&self.db, self.job, &self.dst).await;
@@ -289,6 +295,10 @@ impl Runner {
                 Err(e) => {
                     tracing::warn!(job = self.job, error = %e, "renewing task leases failed")
                 }
+            }
+            let now = crate::state::now_ms();
+            if let Err(e) = self.db.runner_alive(self.job, &self.owner, now).await {
+                tracing::warn!(job = self.job, error = %e, "recording this process's heartbeat failed");
             }
         }
     }
@@ -513,19 +523,30 @@ pub async fn abort_uploads(db: &Db, job: i64, dst: &Side) -> (usize, Option<Stri
 }
 
 /// Hands back the tasks and listing lease of processes on this host that are gone (killed,
-/// crashed), so a restarted job continues at once instead of waiting for their leases.
+/// crashed), so a restarted job continues at once instead of waiting for their leases, and
+/// forgets them as the job's runners.
 pub async fn reclaim_dead(db: &Db, job: i64) -> Result<()> {
     let host = hostname();
-    for owner in db.job_owners(job).await? {
+    let gone = |owner: &str| {
         let mut it = owner.rsplitn(3, ':');
         let (_, pid, h) = (it.next(), it.next(), it.next());
-        if h == Some(host.as_str())
-            && let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok())
-            && pid != std::process::id()
-            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        {
+        h == Some(host.as_str())
+            && pid
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| {
+                    pid != std::process::id()
+                        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                })
+    };
+    for owner in db.job_owners(job).await? {
+        if gone(&owner) {
             let n = db.reclaim_owner(job, &owner).await?;
             tracing::info!(job, %owner, tasks = n, "took back the work of a process that is gone");
+        }
+    }
+    for runner in db.job_runners(job).await? {
+        if gone(&runner.owner) {
+            db.runner_gone(job, &runner.owner).await?;
         }
     }
     Ok(())

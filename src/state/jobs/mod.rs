@@ -59,6 +59,15 @@ pub(super) fn schema(id: &str) -> Vec<String> {
             )"
         ),
         "CREATE INDEX IF NOT EXISTS job_tasks_by_state ON job_tasks (job_id, state, id)".into(),
+        // Each process running a job says so here at every heartbeat: how `job list` tells a
+        // job that runs from one whose process was killed.
+        "CREATE TABLE IF NOT EXISTS job_runners (
+            job_id BIGINT NOT NULL,
+            owner TEXT NOT NULL,
+            seen_ms BIGINT NOT NULL,
+            PRIMARY KEY (job_id, owner)
+        )"
+        .into(),
         "CREATE TABLE IF NOT EXISTS job_parts (
             task_id BIGINT NOT NULL,
             part_number BIGINT NOT NULL,
@@ -100,6 +109,25 @@ pub struct JobRecord {
     pub updated_ms: i64,
     pub finished_ms: Option<i64>,
     pub error: Option<String>,
+    /// When a process running the job last said it was alive, if one ever did.
+    #[serde(default)]
+    pub runner_seen_ms: Option<i64>,
+    /// Running, but no process has run it for [`UNATTENDED_MS`] (killed, or never picked
+    /// up): as read, by the clock of whoever read it.
+    #[serde(default)]
+    pub unattended: bool,
+}
+
+/// How long a running job may go without a heartbeat (every 5 s) or a change before it reads
+/// as unattended.
+pub const UNATTENDED_MS: i64 = 20_000;
+
+/// A process's last heartbeat for a job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Runner {
+    /// `host:pid:tag`.
+    pub owner: String,
+    pub seen_ms: i64,
 }
 
 /// A task to add while listing.
@@ -112,16 +140,22 @@ pub struct NewTask {
     pub etag: String,
 }
 
-const JOB_COLUMNS: &str = "id, kind, spec, fingerprint, state, listed_after, listing_done, listed, listed_bytes, unchanged, done, done_bytes, dead, created_ms, updated_ms, finished_ms, error";
+const JOB_COLUMNS: &str = "id, kind, spec, fingerprint, state, listed_after, listing_done, listed, listed_bytes, unchanged, done, done_bytes, dead, created_ms, updated_ms, finished_ms, error, \
+    (SELECT MAX(seen_ms) FROM job_runners r WHERE r.job_id = jobs.id) AS runner_seen_ms";
 
 fn job_record(r: &sqlx::any::AnyRow) -> Result<JobRecord> {
     let spec: String = r.try_get("spec")?;
+    let state: String = r.try_get("state")?;
+    let updated_ms: i64 = r.try_get("updated_ms")?;
+    let runner_seen_ms: Option<i64> = r.try_get("runner_seen_ms")?;
+    let unattended = state == job_state::RUNNING
+        && runner_seen_ms.unwrap_or(0).max(updated_ms) < super::now_ms() - UNATTENDED_MS;
     Ok(JobRecord {
         id: r.try_get("id")?,
         kind: r.try_get("kind")?,
         spec: serde_json::from_str(&spec).map_err(|e| Error::Corrupt(e.to_string()))?,
         fingerprint: r.try_get("fingerprint")?,
-        state: r.try_get("state")?,
+        state,
         listed_after: r.try_get("listed_after")?,
         listing_done: r.try_get::<i64, _>("listing_done")? != 0,
         listed: r.try_get("listed")?,
@@ -131,9 +165,11 @@ fn job_record(r: &sqlx::any::AnyRow) -> Result<JobRecord> {
         done_bytes: r.try_get("done_bytes")?,
         dead: r.try_get("dead")?,
         created_ms: r.try_get("created_ms")?,
-        updated_ms: r.try_get("updated_ms")?,
+        updated_ms,
         finished_ms: r.try_get("finished_ms")?,
         error: r.try_get("error")?,
+        runner_seen_ms,
+        unattended,
     })
 }
 
@@ -209,6 +245,56 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_record).collect()
+    }
+
+    /// Records that `owner` runs `job` now (its heartbeat), and forgets processes not heard
+    /// of for a day.
+    pub async fn runner_alive(&self, job: i64, owner: &str, now_ms: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO job_runners (job_id, owner, seen_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (job_id, owner) DO UPDATE SET seen_ms = excluded.seen_ms",
+        )
+        .bind(job)
+        .bind(owner)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM job_runners WHERE job_id = $1 AND seen_ms < $2")
+            .bind(job)
+            .bind(now_ms - 86_400_000)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `owner` stopped running `job` (it ended, or the process stops cleanly).
+    pub async fn runner_gone(&self, job: i64, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM job_runners WHERE job_id = $1 AND owner = $2")
+            .bind(job)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The processes that ran `job` in the last day, the most recently heard of first.
+    pub async fn job_runners(&self, job: i64) -> Result<Vec<Runner>> {
+        let rows = sqlx::query(
+            "SELECT owner, seen_ms FROM job_runners WHERE job_id = $1 ORDER BY seen_ms DESC, owner",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Runner {
+                    owner: r.try_get("owner")?,
+                    seen_ms: r.try_get("seen_ms")?,
+                })
+            })
+            .collect()
     }
 
     /// Moves a job from one of `from` to `to`; false when it was in none of them.

@@ -355,3 +355,87 @@ fn three_workers_share_a_job_on_postgres_and_one_is_killed() {
     ]));
     assert_same_tree(&src, &back);
 }
+
+/// A job whose process was killed stays "running" in the database; `ferry job list` and
+/// `show` say it is stalled (no heartbeat) and how to get it going, while a live run names
+/// the process that runs it, and running the command again clears it.
+#[test]
+fn a_killed_job_reads_as_stalled_until_its_command_runs_again() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    let dst = tmp.path().join("dst");
+    make_tree(&src, 300, &[]);
+    std::fs::create_dir_all(&dst).expect("dst");
+    let m = Migrator::new(tmp.path());
+    let (s, d) = (
+        src.to_str().unwrap_or_default(),
+        dst.to_str().unwrap_or_default(),
+    );
+    let log = tmp.path().join("migrate.log");
+    let mut child = m.spawn(&["migrate", s, d, "--bandwidth-limit", "20K"], &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let shown = loop {
+        let out = m.run(&["job", "show", "1"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("run by:") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no runner shown:\n{text}{}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        shown.contains(&format!(":{}:", child.id())),
+        "the runner is not the migrate process {}:\n{shown}",
+        child.id()
+    );
+    assert!(!ok(&m.run(&["job", "list"])).contains("stalled"));
+    kill9(&mut child);
+    // The heartbeat stops; after UNATTENDED_MS (20 s) the job reads as stalled.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let list = loop {
+        let list = ok(&m.run(&["job", "list"]));
+        if list.contains("stalled") {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "never stalled:\n{list}");
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(
+        list.lines()
+            .any(|l| l.trim_start().starts_with("1  stalled")),
+        "{list}"
+    );
+    assert!(
+        list.contains("run its `ferry migrate` command again"),
+        "{list}"
+    );
+    let show = ok(&m.run(&["job", "show", "1"]));
+    assert!(
+        show.contains("stalled: no process has run it since"),
+        "{show}"
+    );
+    let j = m.job(1);
+    assert_eq!(j["job"]["state"], "running");
+    assert_eq!(j["job"]["unattended"], true, "{j}");
+    assert!(j["job"]["runner_seen_ms"].is_i64(), "{j}");
+    // Running the command again resumes the job, which ends done and unstalled.
+    let mut again = m.spawn(&["migrate", s, d], &log);
+    let status = wait_for(&mut again, Duration::from_secs(120), &log);
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let list = ok(&m.run(&["job", "list"]));
+    assert!(!list.contains("stalled") && list.contains("done"), "{list}");
+    assert_eq!(m.job(1)["job"]["unattended"], false);
+    assert_eq!(
+        m.job(1)["runners"],
+        serde_json::json!([]),
+        "the finished run still listed as a runner"
+    );
+}
