@@ -531,12 +531,9 @@ pub async fn reclaim_dead(db: &Db, job: i64) -> Result<()> {
         let mut it = owner.rsplitn(3, ':');
         let (_, pid, h) = (it.next(), it.next(), it.next());
         h == Some(host.as_str())
-            && pid
-                .and_then(|p| p.parse::<u32>().ok())
-                .is_some_and(|pid| {
-                    pid != std::process::id()
-                        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                })
+            && pid.and_then(|p| p.parse::<u32>().ok()).is_some_and(|pid| {
+                pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            })
     };
     for owner in db.job_owners(job).await? {
         if gone(&owner) {
