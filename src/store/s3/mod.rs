@@ -2,13 +2,13 @@
 //!
 //! Owns: the client for one remote S3 endpoint ([`S3Config`]: endpoint, credentials,
 //! addressing style, checksum behaviour, retries and timeouts), the S3 call behind each trait
-//! method (listings in [`list`], multipart uploads in [`multipart`], parts sent with a checksum
-//! given up front in [`parts`]), and the translation at
-//! the SDK boundary — errors ([`error`]), types ([`convert`]) and bodies ([`body`]); small
-//! buffered PUTs and GETs without checksum validation, to a custom endpoint, go around the
-//! SDK's orchestrator ([`lean`]). Does
-//! not own: how the gateway answers its own clients, which store serves a bucket, or
-//! retrying beyond the SDK's own few attempts.
+//! method (bucket operations in [`bucket`], listings in [`list`], multipart uploads in
+//! [`multipart`], parts sent with a checksum given up front in [`parts`]), and the
+//! translation at the SDK boundary — errors ([`error`]), types ([`convert`]) and bodies
+//! ([`body`]); small buffered PUTs and GETs without checksum validation, to a custom
+//! endpoint, go around the SDK's orchestrator ([`lean`]). Does not own: how the gateway
+//! answers its own clients, which store serves a bucket, or retrying beyond the SDK's own
+//! few attempts.
 //!
 //! # How the contract is kept
 //! - **Atomic visibility and durability** are the backend's: S3 makes a PUT, copy or
@@ -34,6 +34,7 @@
 //!   (S3 does not return it); complete and copy read it back with a HEAD.
 
 mod body;
+mod bucket;
 mod config;
 mod convert;
 mod error;
@@ -55,7 +56,7 @@ use self::body::download_stream;
 pub use self::config::{ChecksumMode, S3Config};
 use self::convert::{
     checksum_of, copy_source, from_sdk_tags, meta_of, parse_content_range, range_header,
-    sdk_algorithm, sdk_tags, tagging_header, to_time, to_u64, version_or_null, with_attrs,
+    sdk_algorithm, sdk_tags, tagging_header, to_u64, version_or_null, with_attrs,
 };
 use self::error::{Ctx, map_sdk_error};
 use super::{
@@ -163,189 +164,35 @@ impl Store for S3Store {
     }
 
     async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        let mut buckets = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .list_buckets()
-                .set_continuation_token(token.clone())
-                .send()
-                .await
-                .map_err(|e| self.err(Ctx::default(), e))?;
-            buckets.extend(out.buckets().iter().filter_map(|b| {
-                Some(BucketInfo {
-                    name: b.name()?.to_owned(),
-                    created: to_time(b.creation_date()),
-                })
-            }));
-            match out.continuation_token() {
-                Some(t) if !t.is_empty() && token.as_deref() != Some(t) => {
-                    token = Some(t.to_owned())
-                }
-                _ => return Ok(buckets),
-            }
-        }
+        bucket::list(self).await
     }
 
     async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
-        // In us-east-1, AWS (and moto) answer 200 to re-creating a bucket you own; the
-        // contract says BucketAlreadyExists, so ask first.
-        if self
-            .client
-            .head_bucket()
-            .bucket(bucket.as_str())
-            .send()
-            .await
-            .is_ok()
-        {
-            return Err(Error::BucketAlreadyExists {
-                bucket: bucket.to_string(),
-            });
-        }
-        let mut req = self.client.create_bucket().bucket(bucket.as_str());
-        if self.region != "us-east-1" {
-            let constraint = sdk::BucketLocationConstraint::from(self.region.as_str());
-            req = req.create_bucket_configuration(
-                sdk::CreateBucketConfiguration::builder()
-                    .location_constraint(constraint)
-                    .build(),
-            );
-        }
-        req.send()
-            .await
-            .map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
-        Ok(())
+        bucket::create(self, bucket).await
     }
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
-        let ctx = Ctx::bucket(bucket.as_str());
-        // Unfinished uploads go with the bucket, as on S3 (the backend decides).
-        self.client
-            .delete_bucket()
-            .bucket(bucket.as_str())
-            .send()
-            .await
-            .map_err(|e| self.err(ctx, e))?;
-        Ok(())
+        bucket::delete(self, bucket).await
     }
 
     async fn head_bucket(&self, bucket: &BucketName) -> Result<BucketInfo> {
-        self.client
-            .head_bucket()
-            .bucket(bucket.as_str())
-            .send()
-            .await
-            .map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
-        // HeadBucket has no creation date; ListBuckets does (best effort).
-        let created = match self
-            .client
-            .list_buckets()
-            .prefix(bucket.as_str())
-            .send()
-            .await
-        {
-            Ok(out) => out
-                .buckets()
-                .iter()
-                .find(|b| b.name() == Some(bucket.as_str()))
-                .map(|b| to_time(b.creation_date())),
-            Err(e) => {
-                let error = self.err(Ctx::default(), e);
-                tracing::debug!(store = %self.name, %bucket, %error,
-                    "could not read the bucket's creation date");
-                None
-            }
-        };
-        Ok(BucketInfo {
-            name: bucket.to_string(),
-            created: created.unwrap_or(OffsetDateTime::UNIX_EPOCH),
-        })
+        bucket::head(self, bucket).await
     }
 
     async fn get_versioning(&self, bucket: &BucketName) -> Result<Versioning> {
-        let out = self
-            .client
-            .get_bucket_versioning()
-            .bucket(bucket.as_str())
-            .send()
-            .await
-            .map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
-        Ok(match out.status() {
-            Some(sdk::BucketVersioningStatus::Enabled) => Versioning::Enabled,
-            Some(sdk::BucketVersioningStatus::Suspended) => Versioning::Suspended,
-            _ => Versioning::Unversioned,
-        })
+        bucket::versioning(self, bucket).await
     }
 
     async fn set_versioning(&self, bucket: &BucketName, state: Versioning) -> Result<()> {
-        let status = match state {
-            Versioning::Enabled => sdk::BucketVersioningStatus::Enabled,
-            Versioning::Suspended => sdk::BucketVersioningStatus::Suspended,
-            Versioning::Unversioned => {
-                return match self.get_versioning(bucket).await? {
-                    Versioning::Unversioned => Ok(()),
-                    _ => Err(Error::InvalidArgument(
-                        "versioning cannot be turned off once enabled; suspend it instead"
-                            .to_owned(),
-                    )),
-                };
-            }
-        };
-        self.client
-            .put_bucket_versioning()
-            .bucket(bucket.as_str())
-            .versioning_configuration(
-                sdk::VersioningConfiguration::builder()
-                    .status(status)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| self.err(Ctx::bucket(bucket.as_str()), e))?;
-        Ok(())
+        bucket::set_versioning(self, bucket, state).await
     }
 
     async fn get_bucket_tags(&self, bucket: &BucketName) -> Result<Option<Tags>> {
-        match self
-            .client
-            .get_bucket_tagging()
-            .bucket(bucket.as_str())
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(from_sdk_tags(out.tag_set()))),
-            Err(e) if matches!(e.code(), Some("NoSuchTagSet" | "NoSuchTagSetError")) => Ok(None),
-            Err(e) => Err(self.err(Ctx::bucket(bucket.as_str()), e)),
-        }
+        bucket::tags(self, bucket).await
     }
 
     async fn put_bucket_tags(&self, bucket: &BucketName, tags: Option<Tags>) -> Result<()> {
-        let ctx = Ctx::bucket(bucket.as_str());
-        match tags.filter(|t| !t.is_empty()) {
-            None => {
-                self.client
-                    .delete_bucket_tagging()
-                    .bucket(bucket.as_str())
-                    .send()
-                    .await
-                    .map_err(|e| self.err(ctx, e))?;
-            }
-            Some(tags) => {
-                let tagging = sdk::Tagging::builder()
-                    .set_tag_set(Some(sdk_tags(&tags).map_err(Error::InvalidArgument)?))
-                    .build()
-                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-                self.client
-                    .put_bucket_tagging()
-                    .bucket(bucket.as_str())
-                    .tagging(tagging)
-                    .send()
-                    .await
-                    .map_err(|e| self.err(ctx, e))?;
-            }
-        }
-        Ok(())
+        bucket::put_tags(self, bucket, tags).await
     }
 
     async fn put_object(
