@@ -2,24 +2,27 @@
 //! with a progress bar, or hand it to a running server with `--detach`; `--dry-run` only
 //! lists what would be done.
 
-use std::io::IsTerminal;
+mod check;
+mod progress;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::anyhow;
 use clap::Args;
 
+use self::check::{dry_run, verify};
+pub use self::progress::human;
+use self::progress::{progress, report};
 use super::UsageError;
 use crate::jobs;
-use crate::jobs::list::{Comparer, sides};
 use crate::jobs::open::preflight;
 use crate::jobs::run::{Ended, Runner, Settings};
 use crate::jobs::spec::{self, Endpoint, Filter, MigrateSpec, Options};
 use crate::registry::Registry;
-use crate::state::{Db, JobRecord};
-use crate::transfer::diff;
+use crate::state::Db;
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
@@ -369,288 +372,5 @@ fn print_detached(v: &serde_json::Value, as_json: bool, via: &str) {
                 "recorded"
             }
         );
-    }
-}
-
-/// Compares both sides after the job (keys the job's filters leave out are not compared;
-/// destination-only keys count only with `--delete`).
-async fn verify(
-    (src, dst, spec): &(jobs::open::Side, jobs::open::Side, MigrateSpec),
-    rec: &JobRecord,
-) -> anyhow::Result<()> {
-    let filter = Filter::new(&spec.options).map_err(job_err)?;
-    let (a, b) = sides(src, dst);
-    let mut n = 0u64;
-    let summary = diff::diff(&a, &b, false, |d| {
-        let key = match &d {
-            diff::Difference::OnlyInA { key, .. }
-            | diff::Difference::Size { key, .. }
-            | diff::Difference::Content { key, .. } => key,
-            diff::Difference::OnlyInB { key, .. }
-            | diff::Difference::Unnamed {
-                key, in_a: false, ..
-            } => {
-                if !spec.options.delete {
-                    return;
-                }
-                key
-            }
-            diff::Difference::Unnamed { key, .. } => key,
-        };
-        if filter.key(key)
-            && !(spec.options.newer_than_ms.is_some() || spec.options.older_than_ms.is_some())
-        {
-            n += 1;
-            println!("verify: {}", describe(&d));
-        }
-    })
-    .await?;
-    if n > 0 {
-        return Err(anyhow!(
-            "verify: job {}: {} and {} differ in {n} objects",
-            rec.id,
-            src.display,
-            dst.display
-        ));
-    }
-    eprintln!(
-        "ferry: verify: {} objects compared, no differences ({} by size only)",
-        summary.compared, summary.size_only
-    );
-    Ok(())
-}
-
-fn describe(d: &diff::Difference) -> String {
-    let shown = |k: &str| super::shown(k).into_owned();
-    match d {
-        diff::Difference::OnlyInA { key, size } => {
-            format!("missing on the destination: {} ({size} bytes)", shown(key))
-        }
-        diff::Difference::OnlyInB { key, size } => {
-            format!("only on the destination: {} ({size} bytes)", shown(key))
-        }
-        diff::Difference::Size { key, a, b } => {
-            format!("size differs: {} ({a} vs {b} bytes)", shown(key))
-        }
-        diff::Difference::Content { key, a, b } => {
-            format!("content differs: {} (ETag {a} vs {b})", shown(key))
-        }
-        diff::Difference::Unnamed { key, in_a, why } => {
-            let side = if *in_a { "source" } else { "destination" };
-            format!("not compared: {key:?} on the {side}: Ferry cannot name it ({why})")
-        }
-    }
-}
-
-async fn dry_run(
-    src: &jobs::open::Side,
-    dst: &jobs::open::Side,
-    dst_exists: bool,
-    spec: &MigrateSpec,
-    as_json: bool,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let filter = Filter::new(&spec.options).map_err(job_err)?;
-    let (a, b) = sides(src, dst);
-    let mut cmp = Comparer::new(
-        &a,
-        dst_exists.then_some(&b),
-        None,
-        &filter,
-        &spec.options,
-        (&src.display, &dst.display),
-    );
-    let (mut copies, mut bytes, mut deletes, mut unchanged) = (0u64, 0u64, 0u64, 0i64);
-    let mut cannot = 0u64;
-    let mut out = super::Stdout::lock();
-    loop {
-        let page = cmp.next_page().await.map_err(job_err)?;
-        unchanged += page.unchanged;
-        for t in &page.tasks {
-            // The key on each side it touches must be one that side can name: any S3 key
-            // for a bucket, a path for a directory (`a//b` cannot be a file).
-            let named = |side: &crate::jobs::open::Side| {
-                crate::store::ObjectKey::parse(&format!("{}{}", side.prefix, t.key)).and_then(|k| {
-                    match side.store.caps().path_semantics {
-                        true => k.check_path(),
-                        false => Ok(()),
-                    }
-                })
-            };
-            let sides_ok = match t.action {
-                "delete" => named(dst),
-                _ => named(src).and_then(|()| named(dst)),
-            };
-            if let Err(e) = sides_ok {
-                cannot += 1;
-                if !as_json {
-                    writeln!(out, "cannot {} {:?}: {e}", t.action, t.key)?;
-                }
-                continue;
-            }
-            if t.action == "delete" {
-                deletes += 1;
-                if !as_json {
-                    writeln!(out, "would delete {}", super::shown(&t.key))?;
-                }
-            } else {
-                copies += 1;
-                bytes += t.size as u64;
-                if !as_json {
-                    writeln!(
-                        out,
-                        "would copy {} ({} bytes)",
-                        super::shown(&t.key),
-                        t.size
-                    )?;
-                }
-            }
-        }
-        if page.done {
-            break;
-        }
-    }
-    for (k, why) in src.not_indexed.iter().filter(|(k, _)| filter.key(k)) {
-        cannot += 1;
-        if !as_json {
-            writeln!(out, "cannot copy {k}: {why}")?;
-        }
-    }
-    if as_json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::json!({ "copy": copies, "copy_bytes": bytes, "delete": deletes, "unchanged": unchanged, "cannot": cannot })
-        )?;
-    } else {
-        writeln!(
-            out,
-            "dry run: {copies} objects ({}) to copy, {deletes} to delete, {unchanged} unchanged",
-            human(bytes)
-        )?;
-        if cannot > 0 {
-            writeln!(
-                out,
-                "dry run: {cannot} keys Ferry cannot name would go to the dead-letter list"
-            )?;
-        }
-    }
-    out.flush()?;
-    Ok(())
-}
-
-async fn report(db: &Db, r: &JobRecord, took: Duration, as_json: bool) -> anyhow::Result<()> {
-    if r.dead > 0 {
-        for t in db.open_tasks(r.id, 50).await? {
-            if t.state == "dead" {
-                // Never tried: the listing found it but nothing can copy it (a name that is
-                // not UTF-8).
-                let tries = match t.attempts {
-                    0 => String::new(),
-                    n => format!(" after {n} attempts"),
-                };
-                eprintln!(
-                    "ferry: could not copy {}{tries}: {}",
-                    super::shown(&t.key),
-                    t.error.as_deref().unwrap_or("")
-                );
-            }
-        }
-    }
-    if as_json {
-        println!("{}", serde_json::to_string(r)?);
-        return Ok(());
-    }
-    let secs = took.as_secs_f64().max(0.001);
-    println!(
-        "job {} done: {} objects ({}) copied or deleted, {} unchanged, {} failed, in {:.1}s",
-        r.id,
-        r.done,
-        human(r.done_bytes as u64),
-        r.unchanged,
-        r.dead,
-        secs
-    );
-    Ok(())
-}
-
-/// Shows progress: a bar on a terminal, a log line every 10 s otherwise.
-async fn progress(db: Db, start: JobRecord, runner: Arc<Runner>) {
-    let tty = std::io::stderr().is_terminal();
-    let bar = tty.then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        b
-    });
-    let began = Instant::now();
-    let every = if tty {
-        Duration::from_millis(250)
-    } else {
-        Duration::from_secs(10)
-    };
-    loop {
-        tokio::time::sleep(every).await;
-        let Ok(r) = db.job(start.id).await else {
-            continue;
-        };
-        let moved = runner.live.moved.load(Ordering::Relaxed);
-        let failures = runner.live.failures.load(Ordering::Relaxed);
-        let pos = (start.done_bytes as u64 + moved).min(r.listed_bytes as u64);
-        // Attempts, not objects: one object retried ten times fails ten attempts; the
-        // objects given up on are the dead letters.
-        let msg = format!(
-            "{}/{}{} objects, {} dead, {} attempts failed{}",
-            r.done,
-            r.listed,
-            if r.listing_done { "" } else { "+" },
-            r.dead,
-            failures,
-            if r.state == "paused" { " (paused)" } else { "" }
-        );
-        match &bar {
-            Some(b) => {
-                b.set_length(r.listed_bytes as u64);
-                b.set_position(pos);
-                b.set_message(msg);
-            }
-            None => {
-                let rate = moved as f64 / began.elapsed().as_secs_f64().max(0.001);
-                let left = (r.listed_bytes as u64).saturating_sub(pos) as f64;
-                eprintln!(
-                    "ferry: job {}: {msg}, {}/{} at {}/s, ETA {}",
-                    r.id,
-                    human(pos),
-                    human(r.listed_bytes as u64),
-                    human(rate as u64),
-                    if rate > 0.0 {
-                        format!("{:.0}s", left / rate)
-                    } else {
-                        "-".into()
-                    }
-                );
-            }
-        }
-    }
-}
-
-/// Bytes in binary units (`12.3 MiB`).
-pub fn human(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < units.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[u])
     }
 }

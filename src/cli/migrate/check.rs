@@ -1,0 +1,180 @@
+//! What `ferry migrate` checks without copying: `--dry-run` (each copy and deletion the job
+//! would make, and the keys a side could not name) and `--verify` (both sides compared once
+//! the job ends, as its filters see them).
+
+use anyhow::anyhow;
+
+use super::{human, job_err};
+use crate::cli::Stdout;
+use crate::jobs;
+use crate::jobs::list::{Comparer, sides};
+use crate::jobs::spec::{Filter, MigrateSpec};
+use crate::state::JobRecord;
+use crate::transfer::diff;
+
+/// Compares both sides after the job (keys the job's filters leave out are not compared;
+/// destination-only keys count only with `--delete`).
+pub(super) async fn verify(
+    (src, dst, spec): &(jobs::open::Side, jobs::open::Side, MigrateSpec),
+    rec: &JobRecord,
+) -> anyhow::Result<()> {
+    let filter = Filter::new(&spec.options).map_err(job_err)?;
+    let (a, b) = sides(src, dst);
+    let mut n = 0u64;
+    let summary = diff::diff(&a, &b, false, |d| {
+        let key = match &d {
+            diff::Difference::OnlyInA { key, .. }
+            | diff::Difference::Size { key, .. }
+            | diff::Difference::Content { key, .. } => key,
+            diff::Difference::OnlyInB { key, .. }
+            | diff::Difference::Unnamed {
+                key, in_a: false, ..
+            } => {
+                if !spec.options.delete {
+                    return;
+                }
+                key
+            }
+            diff::Difference::Unnamed { key, .. } => key,
+        };
+        if filter.key(key)
+            && !(spec.options.newer_than_ms.is_some() || spec.options.older_than_ms.is_some())
+        {
+            n += 1;
+            println!("verify: {}", describe(&d));
+        }
+    })
+    .await?;
+    if n > 0 {
+        return Err(anyhow!(
+            "verify: job {}: {} and {} differ in {n} objects",
+            rec.id,
+            src.display,
+            dst.display
+        ));
+    }
+    eprintln!(
+        "ferry: verify: {} objects compared, no differences ({} by size only)",
+        summary.compared, summary.size_only
+    );
+    Ok(())
+}
+
+fn describe(d: &diff::Difference) -> String {
+    let shown = |k: &str| crate::cli::shown(k).into_owned();
+    match d {
+        diff::Difference::OnlyInA { key, size } => {
+            format!("missing on the destination: {} ({size} bytes)", shown(key))
+        }
+        diff::Difference::OnlyInB { key, size } => {
+            format!("only on the destination: {} ({size} bytes)", shown(key))
+        }
+        diff::Difference::Size { key, a, b } => {
+            format!("size differs: {} ({a} vs {b} bytes)", shown(key))
+        }
+        diff::Difference::Content { key, a, b } => {
+            format!("content differs: {} (ETag {a} vs {b})", shown(key))
+        }
+        diff::Difference::Unnamed { key, in_a, why } => {
+            let side = if *in_a { "source" } else { "destination" };
+            format!("not compared: {key:?} on the {side}: Ferry cannot name it ({why})")
+        }
+    }
+}
+
+pub(super) async fn dry_run(
+    src: &jobs::open::Side,
+    dst: &jobs::open::Side,
+    dst_exists: bool,
+    spec: &MigrateSpec,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let filter = Filter::new(&spec.options).map_err(job_err)?;
+    let (a, b) = sides(src, dst);
+    let mut cmp = Comparer::new(
+        &a,
+        dst_exists.then_some(&b),
+        None,
+        &filter,
+        &spec.options,
+        (&src.display, &dst.display),
+    );
+    let (mut copies, mut bytes, mut deletes, mut unchanged) = (0u64, 0u64, 0u64, 0i64);
+    let mut cannot = 0u64;
+    let mut out = Stdout::lock();
+    loop {
+        let page = cmp.next_page().await.map_err(job_err)?;
+        unchanged += page.unchanged;
+        for t in &page.tasks {
+            // The key on each side it touches must be one that side can name: any S3 key
+            // for a bucket, a path for a directory (`a//b` cannot be a file).
+            let named = |side: &crate::jobs::open::Side| {
+                crate::store::ObjectKey::parse(&format!("{}{}", side.prefix, t.key)).and_then(|k| {
+                    match side.store.caps().path_semantics {
+                        true => k.check_path(),
+                        false => Ok(()),
+                    }
+                })
+            };
+            let sides_ok = match t.action {
+                "delete" => named(dst),
+                _ => named(src).and_then(|()| named(dst)),
+            };
+            if let Err(e) = sides_ok {
+                cannot += 1;
+                if !as_json {
+                    writeln!(out, "cannot {} {:?}: {e}", t.action, t.key)?;
+                }
+                continue;
+            }
+            if t.action == "delete" {
+                deletes += 1;
+                if !as_json {
+                    writeln!(out, "would delete {}", crate::cli::shown(&t.key))?;
+                }
+            } else {
+                copies += 1;
+                bytes += t.size as u64;
+                if !as_json {
+                    writeln!(
+                        out,
+                        "would copy {} ({} bytes)",
+                        crate::cli::shown(&t.key),
+                        t.size
+                    )?;
+                }
+            }
+        }
+        if page.done {
+            break;
+        }
+    }
+    for (k, why) in src.not_indexed.iter().filter(|(k, _)| filter.key(k)) {
+        cannot += 1;
+        if !as_json {
+            writeln!(out, "cannot copy {k}: {why}")?;
+        }
+    }
+    if as_json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "copy": copies, "copy_bytes": bytes, "delete": deletes, "unchanged": unchanged, "cannot": cannot })
+        )?;
+    } else {
+        writeln!(
+            out,
+            "dry run: {copies} objects ({}) to copy, {deletes} to delete, {unchanged} unchanged",
+            human(bytes)
+        )?;
+        if cannot > 0 {
+            writeln!(
+                out,
+                "dry run: {cannot} keys Ferry cannot name would go to the dead-letter list"
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
