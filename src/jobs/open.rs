@@ -135,12 +135,25 @@ impl Opener {
                 // A registered fs store is read as its files are now (a directory side is
                 // indexed as it is opened, below).
                 opened.refresh(&bucket).await.map_err(bad)?;
+                // Where its data is, however it was named: the directory of an fs store (a
+                // directory side names its parent the same way), the endpoint of an s3 one.
+                let place = match &opened {
+                    crate::registry::Opened::Fs(fs) => dir_place(fs.root()),
+                    crate::registry::Opened::S3(_) => {
+                        let rec = registry
+                            .db()
+                            .store(store)
+                            .await
+                            .map_err(|e| Error::Registry(crate::registry::Error::State(e)))?;
+                        endpoint_place(rec.config.get("endpoint").and_then(|v| v.as_str())).await
+                    }
+                };
                 Ok(Side {
                     store: opened.store(),
                     bucket,
                     prefix: prefix.clone(),
                     identity: format!("store:{store}"),
-                    place: format!("store:{store}"),
+                    place,
                     display,
                     not_indexed: Vec::new(),
                 })
@@ -180,14 +193,7 @@ impl Opener {
                     bucket: bucket_of(bucket)?,
                     prefix: prefix.clone(),
                     identity: format!("s3:{}:{access_key}", endpoint.as_deref().unwrap_or("aws")),
-                    place: format!(
-                        "s3:{}",
-                        endpoint
-                            .as_deref()
-                            .unwrap_or("aws")
-                            .trim_end_matches('/')
-                            .to_ascii_lowercase()
-                    ),
+                    place: endpoint_place(endpoint.as_deref()).await,
                     display,
                     not_indexed: Vec::new(),
                 })
@@ -286,12 +292,7 @@ impl Opener {
                     bucket,
                     prefix: String::new(),
                     identity: format!("dir:{}", parent.display()),
-                    place: format!(
-                        "dir:{}",
-                        std::fs::canonicalize(parent)
-                            .unwrap_or_else(|_| parent.to_path_buf())
-                            .display()
-                    ),
+                    place: dir_place(parent),
                     display,
                     not_indexed,
                 })
@@ -300,7 +301,55 @@ impl Opener {
     }
 }
 
-/// The access and secret key for an inline `s3://` side.
+/// A directory's place: its path with symlinks resolved.
+fn dir_place(dir: &Path) -> String {
+    format!(
+        "dir:{}",
+        std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+    )
+}
+
+/// An S3 endpoint's place: scheme, host and port, with the default port written out and
+/// every name of this machine (`localhost`, a loopback address, an address of one of its
+/// interfaces) written as one, so `http://localhost:9000` and `http://127.0.0.1:9000/` are
+/// the same place. No endpoint is AWS.
+async fn endpoint_place(endpoint: Option<&str>) -> String {
+    let Some(e) = endpoint else {
+        return "s3:aws".into();
+    };
+    let Ok(uri) = e.parse::<http::Uri>() else {
+        return format!("s3:{}", e.trim_end_matches('/').to_ascii_lowercase());
+    };
+    let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_ascii_lowercase();
+    // A name is this machine when every address it resolves to is one of its own (an
+    // address it can bind); a name that does not resolve is compared as written.
+    let own = |ip: std::net::IpAddr| {
+        ip.is_loopback() || ip.is_unspecified() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+    };
+    let local = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => own(ip),
+        Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(addrs) => {
+                let ips: Vec<_> = addrs.map(|a| a.ip()).collect();
+                !ips.is_empty() && ips.into_iter().all(own)
+            }
+            Err(_) => false,
+        },
+    };
+    let host = if local { "this-machine" } else { host.as_str() };
+    format!("s3:{scheme}://{host}:{port}")
+}
+
 /// How an inline `s3://` side sends checksums: AWS itself (no endpoint) with the SDK's
 /// default checksums, so objects keep theirs and copies are checked by them; any other
 /// endpoint without, since many S3-compatible servers refuse the SDK's checksum trailers
@@ -312,6 +361,7 @@ fn inline_checksum_mode(endpoint: Option<&str>) -> ChecksumMode {
     }
 }
 
+/// The access and secret key for an inline `s3://` side.
 fn credentials(role: Role) -> Result<(String, String)> {
     let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
     let (ak, sk) = (
@@ -398,6 +448,18 @@ pub async fn preflight(src: &Side, dst: &Side, create: bool) -> Result<bool> {
             src.display, dst.display
         )));
     }
+    if src.place != dst.place
+        && src.bucket == dst.bucket
+        && (src.prefix.starts_with(&dst.prefix) || dst.prefix.starts_with(&src.prefix))
+        && let Some(key) = same_object(src, dst).await
+    {
+        return Err(Error::Usage(format!(
+            "source {} and destination {} are the same place (or one is inside the other): \
+             {key:?} is the same object on both (same size, ETag and modification time), so \
+             they are one server under two names",
+            src.display, dst.display
+        )));
+    }
     let side_err = |side: &Side, role: Role| {
         let what = side.display.clone();
         move |source| Error::Side {
@@ -438,6 +500,44 @@ pub async fn preflight(src: &Side, dst: &Side, create: bool) -> Result<bool> {
         Err(e) => return Err(side_err(dst, Role::Dst)(e)),
     }
     Ok(true)
+}
+
+/// For two S3 sides with the same bucket name and nested prefixes, named differently (a
+/// host and its address, two registered stores for one endpoint): the key of an object that
+/// is the same object on both, if one is. A copy never keeps its modification time on S3, so
+/// an object with the same size, ETag and time on both is one object seen twice: the two
+/// sides are one place, and a `--delete` from the inner one would delete the source itself.
+async fn same_object(src: &Side, dst: &Side) -> Option<String> {
+    if src.store.caps().path_semantics || dst.store.caps().path_semantics {
+        return None; // directories have their real paths compared
+    }
+    for (a, b) in [(src, dst), (dst, src)] {
+        let page = a
+            .store
+            .list_objects(
+                &a.bucket,
+                &store::ListQuery {
+                    prefix: a.prefix.clone(),
+                    max_keys: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .ok()?;
+        let Some(first) = page.objects.first() else {
+            continue;
+        };
+        let there = b
+            .store
+            .head_object(&b.bucket, &first.key, None)
+            .await
+            .ok()?;
+        let same = there.size == first.size
+            && there.etag == first.etag
+            && there.last_modified.unix_timestamp() == first.last_modified.unix_timestamp();
+        return same.then(|| first.key.as_str().to_owned());
+    }
+    None
 }
 
 #[cfg(test)]
