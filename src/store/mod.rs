@@ -159,6 +159,15 @@ impl Error {
         }
     }
 
+    /// Whether a remote refused the credentials themselves (an unknown access key, a
+    /// signature made with the wrong secret, an expired token): every call with them fails
+    /// alike, whatever the object. AccessDenied is not one: a policy may deny one key.
+    pub fn is_credentials(&self) -> bool {
+        matches!(self, Error::Remote { code, .. } if matches!(code.as_str(),
+            "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken"
+                | "TokenRefreshRequired" | "InvalidClientTokenId" | "AuthorizationHeaderMalformed"))
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),

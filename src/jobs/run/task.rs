@@ -108,17 +108,30 @@ impl Runner {
         // A destination out of space fails every copy alike, and trying each again (then
         // dead-lettering it) helps nothing: the run ends, the task goes back as it was, and
         // the job resumes once there is room (rclone stops on a full disk too).
-        if e.is_storage_full() {
+        // So do credentials a side refuses: they are this process's (its environment, or
+        // a store registered with them), and another runner of the job with good ones must
+        // not find every task dead-lettered by this one. The run stops; the tasks go back.
+        let halt = if e.is_storage_full() {
+            Some(format!(
+                "the destination {} is out of space (copying {}: {e}); make room there",
+                self.dst.display, task.key
+            ))
+        } else if e.is_credentials() {
+            Some(format!(
+                "a side refused this process's credentials (copying {} from {} to {}: {e}); \
+                 check the FERRY_SRC_*/FERRY_DST_* (or AWS_*) keys in the environment of the \
+                 process that runs the job, or the keys of its registered stores",
+                task.key, self.src.display, self.dst.display
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = halt {
             if let Err(e) = self.db.release_started(&self.owner, &[task.id]).await {
                 tracing::warn!(job = self.job, error = %e, "releasing a task failed; its lease will expire");
             }
-            tracing::warn!(job = self.job, key = ?task.key, error = %e, "the destination is out of space; stopping");
-            self.live.halt(|| {
-                format!(
-                    "the destination {} is out of space (copying {}: {e}); make room there",
-                    self.dst.display, task.key
-                )
-            });
+            tracing::warn!(job = self.job, key = ?task.key, error = %e, "stopping this run of the job");
+            self.live.halt(|| why);
             return;
         }
         let attempts = task.attempts + 1;

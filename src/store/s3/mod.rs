@@ -109,6 +109,33 @@ impl S3Store {
     /// A HEAD answer has no body, so a 404 cannot say whether the key or the bucket is
     /// missing; the error maps to a missing key (or version). Asks about the bucket in that
     /// case, so a missing bucket is reported as one.
+    /// A HEAD refused with 403 says nothing of why (no body): credentials the backend does
+    /// not accept, a policy that denies the key, or a missing key without the right to list.
+    /// A one-byte GET of the same object answers with the code, which replaces the bare 403
+    /// (a runner must tell refused credentials, which fail every call, from one key denied).
+    async fn explain_bare_403(&self, ctx: Ctx<'_>, err: Error) -> Error {
+        if !matches!(&err, Error::Remote { status: 403, code, .. } if code == "Http403") {
+            return err;
+        }
+        let Some(key) = ctx.key else { return err };
+        match self
+            .client
+            .get_object()
+            .bucket(ctx.bucket)
+            .key(key)
+            .set_version_id(ctx.version_id.map(str::to_owned))
+            .range("bytes=0-0")
+            .send()
+            .await
+        {
+            Err(e) => match self.err(ctx, e) {
+                Error::Remote { code, .. } if code == "Http403" => err,
+                explained => explained,
+            },
+            Ok(_) => err,
+        }
+    }
+
     async fn missing_bucket_or(&self, bucket: &BucketName, err: Error) -> Error {
         let from_404 = matches!(
             err,
@@ -281,7 +308,10 @@ impl Store for S3Store {
         }
         let out = match req.send().await {
             Ok(out) => out,
-            Err(e) => return Err(self.missing_bucket_or(bucket, self.err(ctx, e)).await),
+            Err(e) => {
+                let err = self.explain_bare_403(ctx, self.err(ctx, e)).await;
+                return Err(self.missing_bucket_or(bucket, err).await);
+            }
         };
         Ok(meta_of!(
             &out,
