@@ -10,6 +10,7 @@
 
 pub mod control;
 pub mod fence;
+pub mod filter;
 pub mod list;
 pub mod open;
 pub mod run;

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -184,55 +183,7 @@ impl MigrateSpec {
     }
 }
 
-/// Which keys (relative to the source prefix) and modification times take part.
-pub struct Filter {
-    include: Option<GlobSet>,
-    exclude: Option<GlobSet>,
-    newer_than_ms: Option<i64>,
-    older_than_ms: Option<i64>,
-}
-
-fn globs(patterns: &[String], flag: &str) -> Result<Option<GlobSet>, Error> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        // A pattern without a slash matches the file name in any folder, as in rclone.
-        let p = if p.contains('/') {
-            p.trim_start_matches('/').to_owned()
-        } else {
-            format!("{{{p},**/{p}}}")
-        };
-        let g = Glob::new(&p).map_err(|e| Error::Usage(format!("{flag} {p:?}: {e}")))?;
-        b.add(g);
-    }
-    b.build()
-        .map(Some)
-        .map_err(|e| Error::Usage(format!("{flag}: {e}")))
-}
-
-impl Filter {
-    pub fn new(o: &Options) -> Result<Self, Error> {
-        Ok(Self {
-            include: globs(&o.include, "--include")?,
-            exclude: globs(&o.exclude, "--exclude")?,
-            newer_than_ms: o.newer_than_ms,
-            older_than_ms: o.older_than_ms,
-        })
-    }
-
-    /// Whether the key takes part at all (both sides; the age test is for the source).
-    pub fn key(&self, rel: &str) -> bool {
-        self.include.as_ref().is_none_or(|g| g.is_match(rel))
-            && !self.exclude.as_ref().is_some_and(|g| g.is_match(rel))
-    }
-
-    pub fn age(&self, modified_ms: i64) -> bool {
-        self.newer_than_ms.is_none_or(|t| modified_ms >= t)
-            && self.older_than_ms.is_none_or(|t| modified_ms < t)
-    }
-}
+pub use super::filter::Filter;
 
 /// Parses an age (`90s`, `15m`, `12h`, `7d`, `2w`) or a date (`2026-01-31`, RFC 3339) into
 /// a cutoff in ms since the epoch.
@@ -317,29 +268,6 @@ mod tests {
             Endpoint::parse("s3://", None, "r"),
             Err(Error::Usage(_))
         ));
-    }
-
-    #[test]
-    fn filters_keys_and_ages() {
-        let o = Options {
-            include: vec!["*.jpg".into()],
-            exclude: vec!["tmp/**".into()],
-            newer_than_ms: Some(100),
-            older_than_ms: None,
-            checksum: false,
-            delete: false,
-            part_size: 1,
-            multipart_threshold: 1,
-            max_attempts: 1,
-        };
-        let f = Filter::new(&o).ok();
-        let f = f.as_ref();
-        assert_eq!(f.map(|f| f.key("a/b.jpg")), Some(true));
-        assert_eq!(f.map(|f| f.key("b.jpg")), Some(true));
-        assert_eq!(f.map(|f| f.key("tmp/b.jpg")), Some(false));
-        assert_eq!(f.map(|f| f.key("a/b.png")), Some(false));
-        assert_eq!(f.map(|f| f.age(100)), Some(true));
-        assert_eq!(f.map(|f| f.age(99)), Some(false));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod detach;
 mod dir;
 mod faults;
 mod fence;
+mod filters;
 mod integrity;
 mod resume;
 mod sides;
