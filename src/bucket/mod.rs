@@ -29,6 +29,7 @@ use tokio::sync::{Notify, watch};
 use crate::journal::Journal;
 use crate::registry::{self, Registry};
 use crate::state;
+use crate::store::watched::Watched;
 use crate::store::{self, Store};
 use crate::telemetry::Metrics;
 use catchup::SharedHealth;
@@ -102,6 +103,9 @@ pub struct Buckets {
     default_store: Arc<dyn Store>,
     open: RwLock<HashMap<String, Arc<Entry>>>,
     health: Mutex<HashMap<(String, String), SharedHealth>>,
+    /// Each target store as the buckets use it: watched for a backend that stops answering
+    /// (one per store, shared by its buckets).
+    watched: Mutex<HashMap<String, Arc<Watched>>>,
     /// One admin change at a time per bucket (a long failback blocks only its own bucket).
     changes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Buckets with a failback running: other admin changes to them are refused at once
@@ -163,6 +167,7 @@ impl Buckets {
             default_store,
             open: RwLock::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashMap::new()),
             changes: Mutex::new(HashMap::new()),
             failing_back: Arc::default(),
             failback_errors: Mutex::default(),
@@ -243,7 +248,7 @@ impl Buckets {
 
     async fn leg(&self, t: &Target) -> Result<Leg, Error> {
         let store = match self.registry.get(&t.store).await {
-            Ok(s) => s.store(),
+            Ok(s) => self.watched(&t.store, s.store()),
             Err(registry::Error::State(state::Error::NoSuchStore(_))) => {
                 return Err(Error::Invalid(format!(
                     "target {t}: no store named {:?} is registered",
@@ -260,6 +265,20 @@ impl Buckets {
             store,
             bucket,
         })
+    }
+
+    /// `store` (registered as `name`) watched for a backend that stops answering: the one
+    /// wrapper every bucket on it shares, made anew if the store was registered again.
+    fn watched(&self, name: &str, store: Arc<dyn Store>) -> Arc<dyn Store> {
+        let mut w = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+        match w.get(name) {
+            Some(existing) if Arc::ptr_eq(existing.inner(), &store) => existing.clone(),
+            _ => {
+                let made = Arc::new(Watched::new(store));
+                w.insert(name.to_owned(), made.clone());
+                made
+            }
+        }
     }
 
     /// Who does what under `policy`.

@@ -29,6 +29,7 @@ pub mod fs;
 pub mod key;
 pub mod s3;
 pub mod types;
+pub mod watched;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;

@@ -444,3 +444,54 @@ fn a_write_stuck_on_a_hung_primary_does_not_hold_the_failover() {
         status(&a, "hung")
     );
 }
+
+/// A primary that stops answering (a frozen host) held every request for the S3 client's
+/// whole timeout budget, three minutes, even once `bucket status` showed it down; clients
+/// timed out and retried, piling up. Now a call to it is given up once a probe finds it
+/// silent (seconds), later ones fail at once with 503 while it stays silent, reads go to the
+/// next read target, and writes are taken again as soon as it answers.
+#[test]
+fn a_frozen_primary_answers_503_at_once_and_reads_move_on() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "froze",
+        "--write-to",
+        "dr:froze,local:froze",
+        "--read-from",
+        "dr:froze,local:froze",
+    ]));
+    let f = a.dir.path().join("k");
+    std::fs::write(&f, b"before the freeze").expect("write");
+    cp_to(&a, &f, "s3://froze/k");
+    wait_drained(&a, "froze");
+    let pid = rustix::process::Pid::from_raw(b.pid().expect("pid") as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let out = a.python("frozen_primary.py", &["froze", "k", "before the freeze"]);
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    a.ok(&out);
+    // Answering again: writes are taken (the first after the probe interval).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = a.aws(&[
+            "s3",
+            "cp",
+            f.to_str().unwrap_or_default(),
+            "s3://froze/after",
+        ]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes never taken again: {}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_drained(&a, "froze");
+    assert_same(&a, "dr:froze", "local:froze");
+}
