@@ -33,12 +33,7 @@ impl From<bucket::Error> for ApiError {
     }
 }
 
-type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
-
-fn body<T>(b: Body<T>) -> Result<T, ApiError> {
-    b.map(|Json(t)| t)
-        .map_err(|e| ApiError(e.status(), e.body_text()))
-}
+use super::{Body, json_body as body};
 
 #[derive(Deserialize)]
 pub struct CreateBucket {

@@ -39,10 +39,10 @@ pub struct Submit {
 pub async fn submit(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
-    body: Result<Json<Submit>, axum::extract::rejection::JsonRejection>,
+    body: super::Body<Submit>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
-    let Json(req) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
+    let req = super::json_body(body)?;
     if let Some(why) = crate::jobs::open::missing_server_credentials(&req.spec) {
         return Err(ApiError(StatusCode::BAD_REQUEST, why));
     }

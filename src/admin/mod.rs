@@ -32,6 +32,22 @@ pub struct AdminState {
 /// An admin API error: a status and a one-line message.
 pub struct ApiError(StatusCode, String);
 
+/// A JSON request body as a handler takes it.
+pub(crate) type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+/// The request's JSON document, or 400 naming what is wrong with it (axum says 422 for a
+/// document of the wrong shape; for a client, and for the CLI's exit code 2, it is bad
+/// input like any other). A missing `Content-Type` stays 415.
+pub(crate) fn json_body<T>(b: Body<T>) -> Result<T, ApiError> {
+    b.map(|Json(t)| t).map_err(|e| {
+        let status = match e.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, e.body_text())
+    })
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(json!({ "error": self.1 }))).into_response()
@@ -198,10 +214,10 @@ async fn list_stores(
 async fn add_store(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
-    body: Result<Json<AddStore>, axum::extract::rejection::JsonRejection>,
+    body: Body<AddStore>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
-    let Json(req) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
+    let req = json_body(body)?;
     let summary = s.registry.add(req).await?;
     Ok((StatusCode::CREATED, Json(summary)))
 }

@@ -72,6 +72,7 @@ pub async fn submit(
     fingerprint: &str,
     verify: bool,
 ) -> Result<Submitted> {
+    spec.check()?;
     spec::Filter::new(&spec.options)?;
     let (src, dst) = open::open_sides(spec, spec.options.checksum || verify, registry).await?;
     open::preflight(&src, &dst, true).await?;

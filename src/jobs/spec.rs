@@ -162,6 +162,11 @@ pub struct Options {
     pub max_attempts: u32,
 }
 
+/// The smallest part S3 takes (but the last).
+pub const MIN_PART: u64 = 5 << 20;
+/// The largest part, and the largest single PUT.
+pub const MAX_PART: u64 = 5 << 30;
+
 /// A migration job as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrateSpec {
@@ -171,6 +176,55 @@ pub struct MigrateSpec {
 }
 
 impl MigrateSpec {
+    /// Checks what the CLI's parsing guarantees, for a spec that came another way (the admin
+    /// API's `POST /api/v1/jobs`): sides as `ferry migrate` would have parsed them, and
+    /// options within S3's limits. The filters are checked by [`Filter::new`].
+    pub fn check(&self) -> Result<(), Error> {
+        for (ep, role) in [(&self.src, "src"), (&self.dst, "dst")] {
+            match ep {
+                Endpoint::Store { bucket, prefix, .. } | Endpoint::S3 { bucket, prefix, .. } => {
+                    if bucket.is_empty() {
+                        return Err(Error::Usage(format!("{role}: no bucket")));
+                    }
+                    let canonical = crate::transfer::diff::folder_prefix(prefix)
+                        .map_err(|e| Error::Usage(format!("{role} prefix {prefix:?}: {e}")))?;
+                    if &canonical != prefix {
+                        return Err(Error::Usage(format!(
+                            "{role} prefix {prefix:?}: write it as {canonical:?}"
+                        )));
+                    }
+                }
+                Endpoint::Dir { path } => {
+                    if !path.is_absolute() || normalize(path) != *path {
+                        return Err(Error::Usage(format!(
+                            "{role} directory {}: an absolute path without `.` or `..` is needed",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+        }
+        let o = &self.options;
+        if o.max_attempts == 0 {
+            return Err(Error::Usage(
+                "max_attempts 0: every object needs at least one attempt".into(),
+            ));
+        }
+        if !(MIN_PART..=MAX_PART).contains(&o.part_size) {
+            return Err(Error::Usage(format!(
+                "part size {}: parts must be 5 MiB to 5 GiB",
+                o.part_size
+            )));
+        }
+        if o.multipart_threshold > MAX_PART {
+            return Err(Error::Usage(format!(
+                "multipart threshold {}: one PUT takes at most 5 GiB",
+                o.multipart_threshold
+            )));
+        }
+        Ok(())
+    }
+
     /// What identifies "the same command" for resuming: both sides and what selects keys.
     /// Run-time settings (workers, bandwidth) and relative ages are not part of it.
     pub fn fingerprint(&self, ages: &str) -> String {

@@ -153,10 +153,17 @@ pub async fn run(
             UsageError("--attempts 0: every object needs at least one attempt".into()).into(),
         );
     }
-    if options.part_size < 5 << 20 || options.part_size > 5 << 30 {
+    if !(spec::MIN_PART..=spec::MAX_PART).contains(&options.part_size) {
         return Err(UsageError(format!(
             "--part-size {}: parts must be 5 MiB to 5 GiB",
             args.part_size
+        ))
+        .into());
+    }
+    if options.multipart_threshold > spec::MAX_PART {
+        return Err(UsageError(format!(
+            "--multipart-threshold {}: one PUT takes at most 5 GiB",
+            args.multipart_threshold
         ))
         .into());
     }

@@ -39,9 +39,11 @@ pub enum ChecksumMode {
     /// when it is known up front. (A small copy that needs no MD5 may still go with a plain
     /// `x-amz-checksum-*` header, once the backend has shown it checks one; see [`put`].)
     #[default]
+    #[serde(alias = "when-required")]
     WhenRequired,
     /// Wherever the operation supports one (the SDK's default): checksum trailers on streamed
     /// uploads, response validation on GET.
+    #[serde(alias = "when-supported")]
     WhenSupported,
 }
 

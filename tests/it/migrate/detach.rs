@@ -145,3 +145,107 @@ fn detached_job_runs_in_the_server_and_the_admin_api_controls_it() {
         stderr(&out)
     );
 }
+
+/// `POST /api/v1/jobs` takes a spec as JSON, not as the CLI parses it: it must refuse what
+/// the CLI refuses (a probe had it record parts of 1 byte, no attempts, `../` and `a//b`
+/// prefixes, and a relative directory), with 400 for a document of the wrong shape too.
+#[test]
+fn the_jobs_api_refuses_what_the_cli_refuses() {
+    let a = Ferry::start();
+    ok(&a.aws(&["s3", "mb", "s3://apisrc"]));
+    let post = |body: &str| -> (u16, Value) {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-H"])
+            .arg(format!(
+                "Authorization: Bearer {}",
+                crate::support::ADMIN_TOKEN
+            ))
+            .args(["-H", "Content-Type: application/json", "--data", body])
+            .arg(format!("{}/api/v1/jobs", a.admin))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    };
+    let spec = |src: Value, dst: Value, options: Value| {
+        serde_json::json!({ "spec": { "src": src, "dst": dst, "options": options } }).to_string()
+    };
+    let store = |bucket: &str, prefix: &str| serde_json::json!({ "kind": "store", "store": "local", "bucket": bucket, "prefix": prefix });
+    let options = |part: u64, threshold: u64, attempts: u32| serde_json::json!({ "part_size": part, "multipart_threshold": threshold, "max_attempts": attempts });
+    let good = options(16 << 20, 64 << 20, 3);
+    let cases = [
+        (
+            spec(
+                store("apisrc", ""),
+                store("apidst", ""),
+                options(1, 64 << 20, 3),
+            ),
+            "parts must be 5 MiB to 5 GiB",
+        ),
+        (
+            spec(
+                store("apisrc", ""),
+                store("apidst", ""),
+                options(16 << 20, 6 << 30, 3),
+            ),
+            "one PUT takes at most 5 GiB",
+        ),
+        (
+            spec(
+                store("apisrc", ""),
+                store("apidst", ""),
+                options(16 << 20, 64 << 20, 0),
+            ),
+            "at least one attempt",
+        ),
+        (
+            spec(store("apisrc", "../"), store("apidst", ""), good.clone()),
+            "prefix",
+        ),
+        (
+            spec(store("apisrc", "a//b/"), store("apidst", ""), good.clone()),
+            "prefix",
+        ),
+        (
+            spec(store("apisrc", "sub"), store("apidst", ""), good.clone()),
+            "write it as \"sub/\"",
+        ),
+        (
+            spec(
+                serde_json::json!({ "kind": "dir", "path": "relative/dir" }),
+                store("apidst", ""),
+                good.clone(),
+            ),
+            "an absolute path",
+        ),
+        (
+            spec(
+                serde_json::json!({ "kind": "dir", "path": "/tmp/../etc" }),
+                store("apidst", ""),
+                good.clone(),
+            ),
+            "an absolute path",
+        ),
+        (r#"{"fingerprint": "x"}"#.to_owned(), "spec"),
+        (r#"{"spec": {"src": 1}}"#.to_owned(), "spec"),
+    ];
+    for (body, want) in cases {
+        let (code, v) = post(&body);
+        assert_eq!(code, 400, "{body}: {v}");
+        let e = v["error"].as_str().unwrap_or_default();
+        assert!(e.contains(want), "{body}: {e}");
+    }
+    let (code, list) = admin(&a, "GET", "/api/v1/jobs", crate::support::ADMIN_TOKEN);
+    assert_eq!(
+        (code, list),
+        (200, serde_json::json!([])),
+        "a refused job was recorded"
+    );
+    // The same spec, well formed, is taken.
+    let (code, v) = post(&spec(store("apisrc", ""), store("apidst", ""), good));
+    assert_eq!(code, 201, "{v}");
+}
