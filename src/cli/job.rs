@@ -384,6 +384,15 @@ pub async fn worker(args: WorkerArgs, data: Option<PathBuf>) -> anyhow::Result<(
     if args.workers == 0 {
         return Err(super::UsageError("--workers must be at least 1".into()).into());
     }
+    // As `ferry job`: a mistyped --data must not become an empty state that runs nothing.
+    let dir = data.clone().unwrap_or_else(|| PathBuf::from("ferry-data"));
+    if args.db.db.is_none() && !dir.join("state.db").exists() {
+        return Err(super::UsageError(format!(
+            "no job state in {} (no `ferry migrate` ran with that --data; --db names a shared database)",
+            dir.display()
+        ))
+        .into());
+    }
     let (db, data) = open_state(args.db.db.as_deref(), data).await?;
     let registry = Arc::new(Registry::new(db, &data));
     let (tx, rx) = tokio::sync::watch::channel(false);

@@ -52,6 +52,9 @@ pub struct Side {
     /// UTF-8, what cannot be read (see [`crate::store::fs::FsStore::not_indexed`]). The job
     /// reports them as dead letters.
     pub not_indexed: Vec<(String, String)>,
+    /// For a dry run's destination directory that does not exist: the empty stand-in its
+    /// store is opened on, so the dry run creates nothing (removed with the last clone).
+    pub stand_in: Option<Arc<tempfile::TempDir>>,
 }
 
 /// The directory `path` names with its symlinks resolved, the last component's included (a
@@ -81,6 +84,7 @@ pub struct Opener {
     dirs: HashMap<PathBuf, Arc<FsStore>>,
     hash_dirs: bool,
     deleting: bool,
+    dry: bool,
 }
 
 impl Opener {
@@ -93,7 +97,15 @@ impl Opener {
             dirs: HashMap::new(),
             hash_dirs,
             deleting: false,
+            dry: false,
         }
+    }
+
+    /// For a dry run: a destination directory that does not exist is not made (nor its
+    /// parent's index); an empty stand-in is listed instead.
+    pub fn dry(mut self, yes: bool) -> Self {
+        self.dry = yes;
+        self
     }
 
     /// For a job that deletes (`--delete`): a source directory with a folder it cannot read
@@ -156,6 +168,7 @@ impl Opener {
                     place,
                     display,
                     not_indexed: Vec::new(),
+                    stand_in: None,
                 })
             }
             Endpoint::S3 {
@@ -196,6 +209,7 @@ impl Opener {
                     place: endpoint_place(endpoint.as_deref()).await,
                     display,
                     not_indexed: Vec::new(),
+                    stand_in: None,
                 })
             }
             Endpoint::Dir { path } => {
@@ -224,6 +238,19 @@ impl Opener {
                         "source directory {display} does not exist"
                     )));
                 }
+                let (parent, stand_in) = match self.dry && !path.exists() {
+                    true => {
+                        let t = tempfile::TempDir::new().map_err(|e| {
+                            bad(store::Error::io("making a dry run's stand-in folder", e))
+                        })?;
+                        std::fs::create_dir(t.path().join(name.as_ref())).map_err(|e| {
+                            bad(store::Error::io("making a dry run's stand-in folder", e))
+                        })?;
+                        (t.path().to_path_buf(), Some(Arc::new(t)))
+                    }
+                    false => (parent.to_path_buf(), None),
+                };
+                let parent = parent.as_path();
                 let store = match self.dirs.get(parent) {
                     // Both sides in one folder: the store opened for the first adopts the
                     // second (indexing what it holds; a destination's files must be seen
@@ -254,6 +281,7 @@ impl Opener {
                 // A destination folder nothing can be written to (a read-only mount, its
                 // permissions) is said once, here, not as a dead letter per file.
                 if role == Role::Dst
+                    && stand_in.is_none()
                     && let Err(e) = rustix::fs::access(
                         path,
                         rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
@@ -295,6 +323,7 @@ impl Opener {
                     place: dir_place(parent),
                     display,
                     not_indexed,
+                    stand_in,
                 })
             }
         }
@@ -411,11 +440,57 @@ pub async fn open_sides(
     hash_dirs: bool,
     registry: &Registry,
 ) -> Result<(Side, Side)> {
+    open_sides_with(spec, Opener::new(hash_dirs), registry).await
+}
+
+/// [`open_sides`] for a dry run: nothing is made for a destination directory that does not
+/// exist (see [`Opener::dry`]).
+pub async fn open_sides_dry(
+    spec: &super::spec::MigrateSpec,
+    hash_dirs: bool,
+    registry: &Registry,
+) -> Result<(Side, Side)> {
+    open_sides_with(spec, Opener::new(hash_dirs).dry(true), registry).await
+}
+
+async fn open_sides_with(
+    spec: &super::spec::MigrateSpec,
+    opener: Opener,
+    registry: &Registry,
+) -> Result<(Side, Side)> {
     refuse_nested(&spec.src, &spec.dst)?;
-    let mut opener = Opener::new(hash_dirs).deleting(spec.options.delete);
+    let mut opener = opener.deleting(spec.options.delete);
     let src = opener.open(&spec.src, Role::Src, registry).await?;
+    // The source answers before anything is made for the destination (a directory and its
+    // parent's index): a run that fails on its source leaves no trace at the destination.
+    probe(&src).await.map_err(side_err(&src, Role::Src))?;
     let dst = opener.open(&spec.dst, Role::Dst, registry).await?;
     Ok((src, dst))
+}
+
+/// `side`'s failure as the job's error.
+fn side_err(side: &Side, role: Role) -> impl FnOnce(store::Error) -> Error {
+    let what = side.display.clone();
+    move |source| Error::Side {
+        side: role.word(),
+        what,
+        source,
+    }
+}
+
+/// A one-key listing rather than HEAD: it needs the permission the job needs, and its
+/// error answers carry a code (a HEAD's 403 says nothing about why).
+async fn probe(side: &Side) -> store::Result<()> {
+    side.store
+        .list_objects(
+            &side.bucket,
+            &store::ListQuery {
+                max_keys: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|_| ())
 }
 
 /// Refuses two directory sides nested in each other (symlinks resolved), before either is
@@ -460,32 +535,7 @@ pub async fn preflight(src: &Side, dst: &Side, create: bool) -> Result<bool> {
             src.display, dst.display
         )));
     }
-    let side_err = |side: &Side, role: Role| {
-        let what = side.display.clone();
-        move |source| Error::Side {
-            side: role.word(),
-            what,
-            source,
-        }
-    };
-    // A one-key listing rather than HEAD: it needs the permission the job needs, and its
-    // error answers carry a code (a HEAD's 403 says nothing about why).
-    let probe = |side: &Side| {
-        let (store, bucket) = (side.store.clone(), side.bucket.clone());
-        async move {
-            store
-                .list_objects(
-                    &bucket,
-                    &store::ListQuery {
-                        max_keys: 1,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map(|_| ())
-        }
-    };
-    probe(src).await.map_err(side_err(src, Role::Src))?;
+    // The source answered as it was opened (`open_sides`).
     match probe(dst).await {
         Ok(()) => {}
         Err(store::Error::NoSuchBucket { .. }) if !create => return Ok(false),

@@ -223,7 +223,35 @@ pub async fn run(
     if args.detach && args.db.is_none() {
         return detach(&spec, &fingerprint, data.as_deref(), server, as_json).await;
     }
-    let (db, data) = open_state(args.db.as_deref(), data).await?;
+    // No state yet under --data: no store is registered there, and a dry run needs none
+    // made (it records nothing); a real run makes it, for its job.
+    let dir = data.clone().unwrap_or_else(|| PathBuf::from("ferry-data"));
+    let fresh = args.db.is_none() && !dir.join("state.db").exists();
+    if fresh
+        && let Some((role, store)) = [("source", &spec.src), ("destination", &spec.dst)]
+            .into_iter()
+            .find_map(|(role, ep)| match ep {
+                Endpoint::Store { store, .. } => Some((role, store)),
+                _ => None,
+            })
+    {
+        return Err(UsageError(format!(
+            "{role} {}: no store named {store:?} is registered (there is no Ferry state in {}: \
+             stores are registered with `ferry store add` on the server of that --data, or \
+             name a shared database with --db)",
+            if role == "source" {
+                spec.src.display()
+            } else {
+                spec.dst.display()
+            },
+            dir.display()
+        ))
+        .into());
+    }
+    let (db, data) = match fresh && args.dry_run {
+        true => (Db::connect("sqlite::memory:").await?, dir),
+        false => open_state(args.db.as_deref(), data).await?,
+    };
     let registry = Registry::new(db.clone(), &data);
     if args.detach {
         // `--db` names the state database the workers share: record the job there.
@@ -235,10 +263,13 @@ pub async fn run(
         return Ok(());
     }
     if args.dry_run {
-        let (src, dst) =
-            crate::jobs::open::open_sides(&spec, spec.options.checksum || args.verify, &registry)
-                .await
-                .map_err(usage)?;
+        let (src, dst) = crate::jobs::open::open_sides_dry(
+            &spec,
+            spec.options.checksum || args.verify,
+            &registry,
+        )
+        .await
+        .map_err(usage)?;
         let dst_exists = preflight(&src, &dst, false).await.map_err(usage)?;
         return dry_run(&src, &dst, dst_exists, &spec, as_json).await;
     }

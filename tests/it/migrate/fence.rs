@@ -137,6 +137,7 @@ async fn a_runner_frozen_past_its_lease_does_not_finish_its_put() {
         place: name.into(),
         display: name.into(),
         not_indexed: Vec::new(),
+        stand_in: None,
     };
     let runner = Arc::new(
         Runner::new(

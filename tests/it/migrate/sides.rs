@@ -605,3 +605,72 @@ fn one_server_under_two_names_is_refused_as_the_same_place() {
     let ls = a.ok(&a.aws(&["s3", "ls", "--recursive", "s3://loopb"]));
     assert_eq!(ls.lines().count(), 5, "{ls}");
 }
+
+/// What does not run leaves nothing behind: a dry run into a directory that does not exist,
+/// a run whose source does not answer, a store name in a `--data` with no state, a worker
+/// on a mistyped `--data` (a probe found each of them making folders, indexes or a state
+/// database).
+#[test]
+fn what_does_not_run_makes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src/tree");
+    make_tree(&src, 5, &[]);
+    let s = src.to_str().unwrap_or_default();
+    let m = Migrator::new(tmp.path());
+    let missing = tmp.path().join("nowhere/copy");
+    let out = m.run(&[
+        "migrate",
+        s,
+        missing.to_str().unwrap_or_default(),
+        "--dry-run",
+    ]);
+    let text = ok(&out);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("would copy")).count(),
+        5,
+        "{text}"
+    );
+    assert!(
+        !tmp.path().join("nowhere").exists(),
+        "the dry run made the destination"
+    );
+    assert!(
+        !m.data.join("state.db").exists(),
+        "the dry run made a state database"
+    );
+
+    let m = m.creds("SRC", ACCESS_KEY, SECRET_KEY);
+    let out = m.run(&[
+        "migrate",
+        "s3://gone",
+        missing.to_str().unwrap_or_default(),
+        "--src-endpoint",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !tmp.path().join("nowhere").exists(),
+        "a failed run made the destination"
+    );
+
+    let fresh = Migrator::new(&tmp.path().join("other"));
+    let out = fresh.run(&["migrate", "nosuch:b", s]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no store named \"nosuch\""), "{err}");
+    assert!(
+        !fresh.data.exists(),
+        "a refused run made {}",
+        fresh.data.display()
+    );
+
+    let out = fresh.run(&["worker"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no job state in"), "{err}");
+    assert!(
+        !fresh.data.exists(),
+        "a refused worker made {}",
+        fresh.data.display()
+    );
+}
