@@ -259,7 +259,12 @@ pub async fn run(
             .await
             .map_err(usage)?;
         let v = serde_json::json!({ "job": submitted.job, "resumed": submitted.resumed });
-        print_detached(&v, as_json, "");
+        print_detached(
+            &v,
+            as_json,
+            "the `ferry worker` processes on that database run it",
+            " --db URL",
+        );
         return Ok(());
     }
     if args.dry_run {
@@ -293,6 +298,12 @@ pub async fn run(
                 "in progress"
             }
         );
+        if rec.state == crate::state::job_state::PAUSED {
+            eprintln!(
+                "ferry: job {} is paused: this process waits until `ferry job resume {}`",
+                rec.id, rec.id
+            );
+        }
     }
     // A resumed job keeps the options it was created with (part size above all, so recorded
     // parts still fit).
@@ -393,17 +404,19 @@ async fn detach(
             Some(serde_json::json!({ "spec": spec, "fingerprint": fingerprint })),
         )
         .await?;
-    print_detached(&v, as_json, &via);
+    print_detached(&v, as_json, "the server runs it", &via);
     Ok(())
 }
 
-fn print_detached(v: &serde_json::Value, as_json: bool, via: &str) {
+/// Says a detached job was handed on: who runs it, and the `ferry job` flags (`via`) that
+/// reach the same job.
+fn print_detached(v: &serde_json::Value, as_json: bool, who: &str, via: &str) {
     if as_json {
         println!("{v}");
     } else {
         let id = v["job"]["id"].as_i64().unwrap_or(0);
         println!(
-            "job {id}: {}; the workers on its state database run it (`ferry job show {id}{via}` follows it)",
+            "job {id}: {}; {who} (`ferry job show {id}{via}` follows it)",
             if v["resumed"].as_bool().unwrap_or(false) {
                 "resumed"
             } else {

@@ -300,6 +300,11 @@ impl Runner {
             if let Err(e) = self.db.runner_alive(self.job, &self.owner, now).await {
                 tracing::warn!(job = self.job, error = %e, "recording this process's heartbeat failed");
             }
+            // A process of this host that died while this one runs: its tasks come back now,
+            // not when their leases run out.
+            if let Err(e) = reclaim_dead(&self.db, self.job).await {
+                tracing::warn!(job = self.job, error = %e, "taking back the work of gone processes failed");
+            }
         }
     }
 
@@ -523,17 +528,17 @@ pub async fn abort_uploads(db: &Db, job: i64, dst: &Side) -> (usize, Option<Stri
 }
 
 /// Hands back the tasks and listing lease of processes on this host that are gone (killed,
-/// crashed), so a restarted job continues at once instead of waiting for their leases, and
-/// forgets them as the job's runners.
+/// crashed), so the job continues at once instead of waiting for their leases, and forgets
+/// them as the job's runners. Run as a runner starts and at each of its heartbeats.
 pub async fn reclaim_dead(db: &Db, job: i64) -> Result<()> {
     let host = hostname();
     let gone = |owner: &str| {
         let mut it = owner.rsplitn(3, ':');
         let (_, pid, h) = (it.next(), it.next(), it.next());
         h == Some(host.as_str())
-            && pid.and_then(|p| p.parse::<u32>().ok()).is_some_and(|pid| {
-                pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            })
+            && pid
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| pid != std::process::id() && !running(pid))
     };
     for owner in db.job_owners(job).await? {
         if gone(&owner) {
@@ -547,6 +552,20 @@ pub async fn reclaim_dead(db: &Db, job: i64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether process `pid` of this host runs: it exists and is not a zombie (a process killed
+/// a moment ago can stay one until its parent reaps it).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S …`: the state follows the last `)` (comm may hold one).
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(_) => false,
+    }
 }
 
 fn state_err(e: crate::state::Error) -> store::Error {
@@ -572,4 +591,29 @@ impl Drop for AbortOnDrop {
 struct Claimed {
     task: TaskRow,
     generation: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::running;
+
+    /// A killed process its parent has not reaped yet is a zombie: gone, for its tasks.
+    #[test]
+    fn a_zombie_is_not_running() {
+        assert!(running(std::process::id()));
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        assert!(running(sleeper.id()));
+        let _ = sleeper.kill();
+        // Not reaped yet: a zombie once the kill lands.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while running(sleeper.id()) {
+            assert!(std::time::Instant::now() < deadline, "never a zombie");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = sleeper.wait();
+        assert!(!running(sleeper.id()));
+    }
 }
