@@ -141,7 +141,7 @@ enum Done {
 fn report(done: Done, as_json: bool) {
     let (v, text) = match &done {
         Done::Paused { job, parts } => (
-            json!({ "job": job, "state": "paused", "parts_recorded": parts }),
+            json!({ "job": job, "state": "paused", "recorded_parts": parts }),
             format!(
                 "job {job} paused; no transfer runs; {parts} finished parts of unfinished uploads are recorded"
             ),
@@ -155,7 +155,7 @@ fn report(done: Done, as_json: bool) {
             aborted,
             not_aborted,
         } => (
-            json!({ "job": job, "state": "cancelled", "uploads_aborted": aborted, "not_aborted": not_aborted }),
+            json!({ "job": job, "state": "cancelled", "aborted_uploads": aborted, "uploads_not_aborted": not_aborted }),
             format!(
                 "job {job} cancelled{}",
                 match aborted {
