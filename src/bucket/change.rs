@@ -19,13 +19,27 @@ impl Buckets {
         if self.get(name).is_some() {
             return Err(Error::Exists(name.to_owned()));
         }
+        // A plain bucket of that name would be hidden, unless it is the primary's own bucket
+        // (`local:NAME`), which the namespace then serves. Checked before any target's
+        // bucket is made.
+        let primary = Policy::new(write_to, read_from)
+            .map_err(Error::Invalid)?
+            .write_to
+            .first()
+            .cloned();
+        let own = primary.is_some_and(|t| {
+            t.store == self.default_store.name() && t.bucket_name().is_ok_and(|b| b == bucket)
+        });
         match self.default_store.head_bucket(&bucket).await {
-            Ok(_) => {
+            Ok(_) if !own => {
                 return Err(Error::Invalid(format!(
-                    "a plain bucket named {name:?} already exists in the default store"
+                    "a plain bucket named {name:?} already exists in the default store (a \
+                     namespace bucket may take it over only with it as its primary, \
+                     {}:{name})",
+                    self.default_store.name()
                 )));
             }
-            Err(store::Error::NoSuchBucket { .. }) => {}
+            Ok(_) | Err(store::Error::NoSuchBucket { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         let (policy, roles) = self.prepare(write_to, read_from).await?;

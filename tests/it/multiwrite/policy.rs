@@ -179,3 +179,45 @@ fn changes_that_would_strand_owed_writes_are_refused() {
     a.ok(&a.cli(&["bucket", "remove", "owe"]));
     a.ok(&a.cli(&["store", "remove", "dr"]));
 }
+
+/// A plain bucket may become a namespace bucket with itself as the primary (as the docs
+/// say; `bucket create` refused it), its objects then owed to the new secondary; with any
+/// other primary it stays refused, before a target's bucket is made.
+#[test]
+fn a_plain_bucket_is_taken_over_only_as_the_primary() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.aws(&["s3", "mb", "s3://plainone"]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 1000, 3);
+    cp_to(&a, &f, "s3://plainone/before");
+    let out = a.cli(&[
+        "bucket",
+        "create",
+        "plainone",
+        "--write-to",
+        "dr:plainone,local:plainone",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("already exists in the default store"), "{err}");
+    assert!(
+        !b.aws(&["s3api", "head-bucket", "--bucket", "plainone"])
+            .status
+            .success(),
+        "the refused create made the secondary's bucket"
+    );
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "plainone",
+        "--write-to",
+        "local:plainone,dr:plainone",
+    ]));
+    cp_to(&a, &f, "s3://plainone/after");
+    wait_drained(&a, "plainone");
+    assert_same(&a, "local:plainone", "dr:plainone");
+    let ls = b.ok(&b.aws(&["s3", "ls", "s3://plainone/"]));
+    assert!(ls.contains("before") && ls.contains("after"), "{ls}");
+}
