@@ -3,7 +3,7 @@
 
 use super::{BucketView, Buckets, Entry, Error, Leg, Policy, Roles, now_ms};
 use crate::state::{self, BucketRecord};
-use crate::store::{self, BucketName};
+use crate::store::{self, BucketName, Versioning};
 
 impl Buckets {
     /// Creates a namespace bucket (and its buckets on the write targets, if missing).
@@ -102,6 +102,35 @@ impl Buckets {
     async fn backfill(&self, name: &str, primary: &Leg, added: &[Leg]) -> Result<(), Error> {
         if added.is_empty() {
             return Ok(());
+        }
+        // The bucket's own settings first (versioning, tags), when it has any: a secondary
+        // that is to stand in for the primary keeps versions as it does.
+        let versioned =
+            primary.store.get_versioning(&primary.bucket).await? != Versioning::Unversioned;
+        let tagged = primary
+            .store
+            .get_bucket_tags(&primary.bucket)
+            .await?
+            .is_some();
+        let settings = added
+            .iter()
+            .map(|t| state::NewJournalRow {
+                bucket: name.to_owned(),
+                target: t.label.clone(),
+                key: String::new(),
+                op: "bucket".into(),
+                bytes: 0,
+                created_ms: now_ms(),
+            })
+            .filter(|_| versioned || tagged)
+            .collect::<Vec<_>>();
+        if !settings.is_empty() {
+            let ids = self
+                .journal
+                .append(settings)
+                .await
+                .map_err(|e| Error::Invalid(format!("cannot journal the backfill: {e}")))?;
+            self.journal.release(&ids);
         }
         let mut after = None;
         loop {

@@ -221,3 +221,41 @@ fn a_plain_bucket_is_taken_over_only_as_the_primary() {
     let ls = b.ok(&b.aws(&["s3", "ls", "s3://plainone/"]));
     assert!(ls.contains("before") && ls.contains("after"), "{ls}");
 }
+
+/// A secondary added to a bucket gets the bucket's versioning and tags with its objects (a
+/// probe found it unversioned: a read-write failover to it would overwrite without history).
+#[test]
+fn an_added_secondary_gets_the_buckets_settings() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&["bucket", "create", "verb", "--write-to", "local:verb"]));
+    a.ok(&a.aws(&[
+        "s3api",
+        "put-bucket-versioning",
+        "--bucket",
+        "verb",
+        "--versioning-configuration",
+        "Status=Enabled",
+    ]));
+    a.ok(&a.aws(&[
+        "s3api",
+        "put-bucket-tagging",
+        "--bucket",
+        "verb",
+        "--tagging",
+        "TagSet=[{Key=team,Value=photos}]",
+    ]));
+    a.ok(&a.cli(&[
+        "bucket",
+        "policy",
+        "verb",
+        "--write-to",
+        "local:verb,dr:verb",
+    ]));
+    wait_drained(&a, "verb");
+    let v = b.ok(&b.aws(&["s3api", "get-bucket-versioning", "--bucket", "verb"]));
+    assert!(v.contains("Enabled"), "{v}");
+    let t = b.ok(&b.aws(&["s3api", "get-bucket-tagging", "--bucket", "verb"]));
+    assert!(t.contains("photos"), "{t}");
+}
