@@ -384,6 +384,34 @@ impl Buckets {
                 bucket: ns.name.clone(),
                 why: format!("repairing {k:?} on {}: {err}", to.label),
             })?;
+            // What the primary is given here no other target was (it reached the failover
+            // target some other way: written to it directly, say): they are owed it too.
+            let others: Vec<_> = ns
+                .roles()
+                .secondaries
+                .iter()
+                .filter(|s| s.label != to.label && s.label != from.label)
+                .map(|s| crate::state::NewJournalRow {
+                    bucket: ns.name.clone(),
+                    target: s.label.clone(),
+                    key: k.clone(),
+                    op: "put".into(),
+                    bytes: 0,
+                    created_ms: super::now_ms(),
+                })
+                .collect();
+            if !others.is_empty() {
+                let ids = ns
+                    .journal
+                    .append(others)
+                    .await
+                    .map_err(|e| Error::Failback {
+                        bucket: ns.name.clone(),
+                        why: format!("journaling {k:?} for the other targets: {e}"),
+                    })?;
+                ns.journal.release(&ids);
+                ns.wake.notify_waiters();
+            }
         }
         Ok(())
     }

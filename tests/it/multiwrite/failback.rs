@@ -223,3 +223,51 @@ fn failback_to_a_dead_primary_gives_up() {
         status(&a, "gone")
     );
 }
+
+/// An object that reached the failover target some other way (written to it directly) is
+/// repaired onto the primary at failback: the other secondaries are owed it too (a probe
+/// found `verify` of the primary and a third target differing, with nothing owed).
+#[test]
+fn what_failback_repairs_onto_the_primary_reaches_the_other_targets() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    let third = a.dir.path().join("third");
+    std::fs::create_dir_all(&third).expect("dir");
+    a.ok(&a.cli(&[
+        "store",
+        "add",
+        "fs2",
+        "--kind",
+        "fs",
+        "--path",
+        third.to_str().unwrap_or_default(),
+    ]));
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "rep",
+        "--write-to",
+        "local:rep,dr:rep,fs2:rep",
+    ]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 500, 1);
+    cp_to(&a, &f, "s3://rep/first");
+    wait_drained(&a, "rep");
+    // Behind Ferry's back, on the secondary.
+    b.ok(&b.aws(&["s3", "cp", f.to_str().unwrap_or_default(), "s3://rep/onlyb"]));
+    let over = [
+        "bucket",
+        "failover",
+        "rep",
+        "--to",
+        "dr",
+        "--mode",
+        "read-write",
+    ];
+    a.ok(&a.cli(&over));
+    ok_bounded(&a, &["bucket", "failback", "rep", "--wait"]);
+    wait_drained(&a, "rep");
+    assert_same(&a, "local:rep", "dr:rep");
+    assert_same(&a, "local:rep", "fs2:rep");
+}
