@@ -84,7 +84,9 @@ pub async fn run(
     let (db, data) = open_state(url.as_deref(), data).await?;
     match cmd {
         JobCommand::List(_) => print_jobs(&db.jobs().await?, as_json)?,
-        JobCommand::Show(j) => print_detail(control::detail(&db, j.id, 200).await?, as_json)?,
+        JobCommand::Show(j) => {
+            print_detail(control::detail(&db, j.id, SHOWN_TASKS).await?, as_json)?
+        }
         JobCommand::Pause(j) => report(
             Done::Paused {
                 job: j.id,
@@ -233,6 +235,9 @@ fn print_jobs(jobs: &[JobRecord], as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Unfinished tasks `ferry job show` lists (the admin API's detail lists as many).
+const SHOWN_TASKS: i64 = 200;
+
 /// What makes a stalled job run again.
 const RESTART: &str = "run its `ferry migrate` command again, or start `ferry worker` or `ferry serve` on this state (a server's log says why it does not run a job)";
 
@@ -344,6 +349,12 @@ fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
         counts.running,
         counts.dead
     );
+    if open.len() as i64 >= SHOWN_TASKS {
+        println!(
+            "  showing the first {SHOWN_TASKS} dead and unfinished tasks, dead letters first (GET /api/v1/jobs/{}/dead lists the dead letters):",
+            rec.id
+        );
+    }
     for t in &open {
         match t.state.as_str() {
             "dead" => println!(

@@ -167,6 +167,16 @@ pub async fn run(
         ))
         .into());
     }
+    if let (Some(newer), Some(older)) = (options.newer_than_ms, options.older_than_ms)
+        && newer >= older
+    {
+        return Err(UsageError(format!(
+            "--newer-than {} and --older-than {} select nothing: no time is both",
+            args.newer_than.as_deref().unwrap_or_default(),
+            args.older_than.as_deref().unwrap_or_default()
+        ))
+        .into());
+    }
     if args.workers == Some(0) {
         return Err(UsageError("--workers must be at least 1".into()).into());
     }
@@ -298,6 +308,30 @@ pub async fn run(
                 "in progress"
             }
         );
+        // Settings that are not part of "the same command" stay as the job was made.
+        if let Ok(stored) = serde_json::from_value::<MigrateSpec>(rec.spec.clone()) {
+            let (was, now) = (&stored.options, &spec.options);
+            for (what, a, b) in [
+                ("--part-size", was.part_size, now.part_size),
+                (
+                    "--multipart-threshold",
+                    was.multipart_threshold,
+                    now.multipart_threshold,
+                ),
+                (
+                    "--attempts",
+                    u64::from(was.max_attempts),
+                    u64::from(now.max_attempts),
+                ),
+            ] {
+                if a != b {
+                    eprintln!(
+                        "ferry: job {} keeps its {what} {a}, not {b} (cancel it to start over with new settings)",
+                        rec.id
+                    );
+                }
+            }
+        }
         if rec.state == crate::state::job_state::PAUSED {
             eprintln!(
                 "ferry: job {} is paused: this process waits until `ferry job resume {}`",
@@ -337,11 +371,23 @@ pub async fn run(
         Ended::Cancelled(r) => Err(anyhow!("job {} was cancelled", r.id)),
         Ended::Done(r) => {
             if r.listed == 0 && r.unchanged == 0 && !as_json {
-                // rclone says "directory not found"; an empty source is as likely a typo.
-                eprintln!(
-                    "ferry: warning: nothing found under {} (a prefix names a folder: s3://b/p copies the keys under p/)",
-                    check.0.display
-                );
+                let o = &spec.options;
+                let filtered = !o.include.is_empty()
+                    || !o.exclude.is_empty()
+                    || o.newer_than_ms.is_some()
+                    || o.older_than_ms.is_some();
+                if filtered {
+                    eprintln!(
+                        "ferry: warning: nothing under {} passes the filters (--include, --exclude, --newer-than, --older-than)",
+                        check.0.display
+                    );
+                } else {
+                    // rclone says "directory not found"; an empty source is as likely a typo.
+                    eprintln!(
+                        "ferry: warning: nothing found under {} (a prefix names a folder: s3://b/p copies the keys under p/)",
+                        check.0.display
+                    );
+                }
             }
             report(&db, &r, started.elapsed(), as_json).await?;
             let vanished = live.vanished.load(Ordering::Relaxed);

@@ -94,6 +94,14 @@ pub(super) async fn progress(db: Db, start: JobRecord, runner: Arc<Runner>) {
                 b.set_position(pos);
                 b.set_message(msg);
             }
+            None if r.state == "paused" => {
+                eprintln!(
+                    "ferry: job {}: {msg}, {}/{}",
+                    r.id,
+                    human(pos),
+                    human(r.listed_bytes as u64)
+                );
+            }
             None => {
                 let rate = moved as f64 / began.elapsed().as_secs_f64().max(0.001);
                 let left = (r.listed_bytes as u64).saturating_sub(pos) as f64;

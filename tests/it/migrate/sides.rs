@@ -326,6 +326,26 @@ fn bad_input_fails_before_any_work() {
             "--part-size",
         ),
         (
+            Migrator::new(tmp.path()),
+            vec![
+                "migrate",
+                s,
+                "s3://there",
+                "--newer-than",
+                "1d",
+                "--older-than",
+                "7d",
+            ],
+            2,
+            "select nothing",
+        ),
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", s, "s3://there", "--multipart-threshold", "6G"],
+            2,
+            "at most 5 GiB",
+        ),
+        (
             Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY),
             vec!["migrate", s, "s3://there", "--dst-endpoint", "notaurl"],
             2,
