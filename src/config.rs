@@ -26,6 +26,7 @@ pub struct FileConfig {
     pub max_concurrency: Option<usize>,
     pub client_timeout: Option<u64>,
     pub max_post_object_size: Option<String>,
+    pub job_bandwidth_limit: Option<String>,
     /// Where each key was set (`FILE:LINE`), for errors about its value.
     #[serde(skip)]
     pub lines: std::collections::HashMap<String, String>,
@@ -156,6 +157,8 @@ pub struct ServeConfig {
     pub client_timeout: std::time::Duration,
     /// The largest file a browser-form upload (POST Object) may carry; held in memory.
     pub max_post_object_bytes: u64,
+    /// Bytes per second all the jobs this server runs may move together; `None`: no limit.
+    pub job_bandwidth: Option<u64>,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -219,6 +222,7 @@ pub struct Overrides {
     pub max_concurrency: Option<usize>,
     pub client_timeout: Option<u64>,
     pub max_post_object_size: Option<String>,
+    pub job_bandwidth_limit: Option<String>,
 }
 
 /// The default of [`ServeConfig::client_timeout`], in seconds.
@@ -240,6 +244,7 @@ impl ServeConfig {
             domain: given(o.domain),
             region: given(o.region),
             max_post_object_size: given(o.max_post_object_size),
+            job_bandwidth_limit: given(o.job_bandwidth_limit),
             ..o
         };
         let listen_at = o.listen.is_none().then(|| file.at("listen")).flatten();
@@ -247,6 +252,11 @@ impl ServeConfig {
             .admin_listen
             .is_none()
             .then(|| file.at("admin_listen"))
+            .flatten();
+        let bandwidth_at = o
+            .job_bandwidth_limit
+            .is_none()
+            .then(|| file.at("job_bandwidth_limit"))
             .flatten();
         let post_at = o
             .max_post_object_size
@@ -284,8 +294,23 @@ impl ServeConfig {
                         why: "expected a size from 1 byte to 5G, like 16M".into(),
                     })?,
             };
+        // 0 is no limit, as for `ferry migrate --bandwidth-limit`.
+        let job_bandwidth =
+            match o.job_bandwidth_limit.or(file.job_bandwidth_limit.clone()) {
+                None => None,
+                Some(v) => Some(crate::jobs::spec::size(&v, "job_bandwidth_limit").map_err(
+                    |_| ConfigError::Invalid {
+                        at: bandwidth_at,
+                        what: "job_bandwidth_limit",
+                        value: v.clone(),
+                        why: "expected bytes per second, like 50M (0 for no limit)".into(),
+                    },
+                )?)
+                .filter(|n| *n > 0),
+            };
         Ok(Self {
             max_post_object_bytes,
+            job_bandwidth,
             data: o
                 .data
                 .or(file.data)
@@ -410,5 +435,27 @@ mod tests {
             let e = ServeConfig::resolve(o, FileConfig::default()).expect_err(bad);
             assert!(e.to_string().contains("max_post_object_size"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_jobs_bandwidth_is_a_rate_or_none() {
+        let rate = |v: &str| {
+            let o = Overrides {
+                job_bandwidth_limit: Some(v.into()),
+                ..Default::default()
+            };
+            ServeConfig::resolve(o, FileConfig::default()).map(|c| c.job_bandwidth)
+        };
+        assert_eq!(rate("50M").ok(), Some(Some(50 << 20)));
+        assert_eq!(rate("0").ok(), Some(None));
+        assert_eq!(rate("").ok(), Some(None));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("ferry.toml");
+        std::fs::write(&p, "job_bandwidth_limit = \"fast\"\n").expect("write");
+        let e = ServeConfig::resolve(Overrides::default(), load_file(&p).expect("parses"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("ferry.toml:1: key job_bandwidth_limit"), "{e}");
     }
 }

@@ -49,6 +49,9 @@ pub struct WorkerArgs {
     /// Objects copied at once, per job.
     #[arg(long, default_value_t = 32)]
     pub workers: usize,
+    /// Bytes per second this worker's jobs may move together, like 50M (0: no limit).
+    #[arg(long, value_name = "RATE")]
+    pub bandwidth_limit: Option<String>,
 }
 
 pub async fn run(
@@ -395,6 +398,13 @@ pub async fn worker(args: WorkerArgs, data: Option<PathBuf>) -> anyhow::Result<(
     if args.workers == 0 {
         return Err(super::UsageError("--workers must be at least 1".into()).into());
     }
+    let bandwidth = args
+        .bandwidth_limit
+        .as_deref()
+        .map(|s| crate::jobs::spec::size(s, "--bandwidth-limit"))
+        .transpose()
+        .map_err(job_err)?
+        .filter(|n| *n > 0);
     // As `ferry job`: a mistyped --data must not become an empty state that runs nothing.
     let dir = data.clone().unwrap_or_else(|| PathBuf::from("ferry-data"));
     if args.db.db.is_none() && !dir.join("state.db").exists() {
@@ -416,7 +426,7 @@ pub async fn worker(args: WorkerArgs, data: Option<PathBuf>) -> anyhow::Result<(
         registry,
         Settings {
             workers: args.workers,
-            bandwidth: None,
+            bandwidth,
             parallel_parts: 4,
         },
         rx,

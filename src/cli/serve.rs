@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// memory at once [default: 16M]
     #[arg(long, env = "FERRY_MAX_POST_OBJECT_SIZE", value_name = "SIZE")]
     max_post_object_size: Option<String>,
+    /// Bytes per second the migration jobs this server runs (`ferry migrate --detach`) may
+    /// move together, like 50M; 0 for no limit [default: none]
+    #[arg(long, env = "FERRY_JOB_BANDWIDTH_LIMIT", value_name = "RATE")]
+    job_bandwidth_limit: Option<String>,
 }
 
 /// Writes a secret file: temp, mode 0600, fsync, rename, fsync the directory.
@@ -159,6 +163,7 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         max_concurrency: args.max_concurrency,
         client_timeout: args.client_timeout,
         max_post_object_size: args.max_post_object_size,
+        job_bandwidth_limit: args.job_bandwidth_limit,
     };
     let cfg = ServeConfig::resolve(overrides, file).map_err(|e| UsageError(e.to_string()))?;
     {
@@ -281,7 +286,7 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         registry.clone(),
         crate::jobs::run::Settings {
             workers: 32,
-            bandwidth: None,
+            bandwidth: cfg.job_bandwidth,
             parallel_parts: 4,
         },
         stop_tx.subscribe(),

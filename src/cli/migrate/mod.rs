@@ -198,7 +198,8 @@ pub async fn run(
             ),
             (
                 args.bandwidth_limit.is_some(),
-                "--bandwidth-limit (the runner's own limit applies)",
+                "--bandwidth-limit (the runner's own applies: `ferry worker --bandwidth-limit`, \
+                 `ferry serve --job-bandwidth-limit`)",
             ),
         ];
         if let Some((_, what)) = here.iter().find(|(given, _)| *given) {
