@@ -237,6 +237,7 @@ impl Registry {
         // A namespace bucket that names the store would stop being served at the next start
         // (its name falling back to a plain bucket of the default store, its owed writes
         // orphaned): the bucket's policy must leave the store first.
+        let mut users = Vec::new();
         for b in self.db.buckets().await? {
             let p = &b.policy;
             let targets = ["write_to", "read_from"]
@@ -248,15 +249,32 @@ impl Registry {
                 .filter_map(|t| t.get("store").and_then(|s| s.as_str()))
                 .any(|s| s == name)
             {
-                return Err(Error::Invalid {
-                    name: name.into(),
-                    why: format!(
-                        "bucket {} uses it; change the bucket's policy (`ferry bucket policy`) \
-                         or remove the bucket first",
-                        b.name
-                    ),
-                });
+                users.push(b.name);
             }
+        }
+        if !users.is_empty() {
+            return Err(Error::Invalid {
+                name: name.into(),
+                why: format!(
+                    "{} {} uses it; change {} policy (`ferry bucket policy`) or remove {} first",
+                    if users.len() == 1 {
+                        "bucket"
+                    } else {
+                        "buckets"
+                    },
+                    users.join(", "),
+                    if users.len() == 1 {
+                        "the bucket's"
+                    } else {
+                        "their"
+                    },
+                    if users.len() == 1 {
+                        "the bucket"
+                    } else {
+                        "them"
+                    },
+                ),
+            });
         }
         self.db.remove_store(name).await?;
         self.open.lock().await.remove(name);

@@ -37,12 +37,12 @@ pub(crate) type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejectio
 
 /// The request's JSON document, or 400 naming what is wrong with it (axum says 422 for a
 /// document of the wrong shape; for a client, and for the CLI's exit code 2, it is bad
-/// input like any other). A missing `Content-Type` stays 415.
+/// input like any other). Other refusals keep their status (415, 413).
 pub(crate) fn json_body<T>(b: Body<T>) -> Result<T, ApiError> {
     b.map(|Json(t)| t).map_err(|e| {
         let status = match e.status() {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
         };
         ApiError(status, e.body_text())
     })

@@ -441,6 +441,13 @@ impl Buckets {
         for leg in std::iter::once(&roles.primary).chain(&roles.secondaries) {
             match leg.store.create_bucket(&leg.bucket).await {
                 Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {}
+                // A store that does not answer is no bad input (503: try again).
+                Err(e) if e.is_retryable() => {
+                    return Err(Error::Store(store::Error::Unavailable {
+                        store: leg.store.name().to_owned(),
+                        message: format!("target {}: cannot create its bucket: {e}", leg.label),
+                    }));
+                }
                 Err(e) => {
                     return Err(Error::Invalid(format!(
                         "target {}: cannot create its bucket: {e}",

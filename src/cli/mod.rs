@@ -160,6 +160,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// "object" or "objects", for a count.
+pub(crate) fn objects(n: u64) -> &'static str {
+    if n == 1 { "object" } else { "objects" }
+}
+
 /// A key as printed on one line: as it is, or quoted with escapes when it holds a control
 /// character (a newline would split the record a line-oriented reader sees).
 pub(crate) fn shown(key: &str) -> std::borrow::Cow<'_, str> {

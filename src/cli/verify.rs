@@ -77,7 +77,7 @@ pub async fn run(
         );
     }
     if n > 0 {
-        return Err(anyhow!("{a} and {b} differ in {n} objects"));
+        return Err(anyhow!("{a} and {b} differ in {n} {}", super::objects(n)));
     }
     let size_only = v["summary"]["size_only"].as_u64().unwrap_or(0);
     if size_only > 0 && !download {

@@ -320,8 +320,23 @@ fn a_closed_output_pipe_ends_quietly() {
     for i in 0..3000 {
         write_file(&src.join(format!("f{i}")), 10, i);
     }
+    // The state `job list` reads (a dry run records none).
+    write_file(&dir.path().join("small/tree/f"), 10, 1);
+    let made = Command::new(ferry_bin())
+        .arg("migrate")
+        .arg(dir.path().join("small/tree"))
+        .arg(dir.path().join("one/tree"))
+        .arg("--data")
+        .arg(dir.path().join("d"))
+        .output()
+        .expect("run");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let runs: [Vec<std::ffi::OsString>; 2] = [
-        // writeln! with `?` (an error line, before); it makes the state `job list` reads
+        // writeln! with `?` (an error line, before)
         vec![
             "migrate".into(),
             src.clone().into(),

@@ -47,10 +47,11 @@ pub(super) async fn verify(
     .await?;
     if n > 0 {
         return Err(anyhow!(
-            "verify: job {}: {} and {} differ in {n} objects",
+            "verify: job {}: {} and {} differ in {n} {}",
             rec.id,
             src.display,
-            dst.display
+            dst.display,
+            crate::cli::objects(n)
         ));
     }
     eprintln!(
