@@ -313,6 +313,15 @@ pub trait Store: Send + Sync + 'static {
         max_parts: usize,
     ) -> Result<PartsPage>;
     async fn list_uploads(&self, bucket: &BucketName, query: &UploadsQuery) -> Result<UploadsPage>;
+
+    /// Whether the backend answers at all (any answer, an error included): one cheap call
+    /// without retries, for [`watched::Watched`]. `Err` says why not.
+    async fn alive(&self, bucket: &BucketName) -> std::result::Result<(), String> {
+        match self.head_bucket(bucket).await {
+            Err(Error::Unavailable { message, .. }) => Err(message),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What an upload says of its checksum (see [`upload_checksums`]).

@@ -4,7 +4,8 @@
 //!
 //! - A call that fails with [`Error::Unavailable`] after waiting (a timeout, not a refused
 //!   connection) marks the backend down.
-//! - A call still running after [`SLOW`] makes a probe (HeadBucket, [`PROBE_TIMEOUT`]),
+//! - A call still running after [`SLOW`] makes a check ([`Store::alive`]: one HeadBucket
+//!   without retries, [`PROBE_TIMEOUT`]),
 //!   again every [`SLOW`] while it runs: a backend that answers is only slow, and the call
 //!   goes on; one that does not is marked down, and the call is given up with
 //!   `Unavailable` (a PUT's body that was sent whole would otherwise wait out the SDK's
@@ -38,8 +39,10 @@ pub const SLOW: Duration = Duration::from_secs(5);
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a backend that is down is probed again (by the calls that wait for it).
 pub const PROBE_EVERY: Duration = Duration::from_secs(2);
-/// A probe refused faster than this is not remembered (see [`Health::probed`]).
+/// A check refused faster than this was refused, not left unanswered.
 const QUICK: Duration = Duration::from_secs(1);
+/// How long a quick refusal's verdict holds.
+const QUICK_HOLDS: Duration = Duration::from_millis(250);
 
 /// A store with its backend's health watched (see the module docs).
 pub struct Watched {
@@ -54,9 +57,11 @@ struct Health {
     down_since: Option<Instant>,
     /// Why it is down (the last failure or probe).
     why: String,
-    /// The last verdict that holds for [`PROBE_EVERY`]: when, and whether the backend
-    /// answered. A quick refusal (connection refused) is not kept: asking again costs as
-    /// little, and a backend just restarted is seen at once.
+    /// The last check's verdict, while it holds: until when, and whether the backend
+    /// answered. Only checks leave one, never a failed call (a connection reset after a long
+    /// upload says nothing of the backend now). "No answer" holds for [`PROBE_EVERY`]; a
+    /// quick refusal (connection refused) only for [`QUICK_HOLDS`], so a backend just
+    /// restarted is seen at once, while the calls queued behind that check share it.
     probed: Option<(Instant, bool)>,
 }
 
@@ -106,8 +111,8 @@ impl Watched {
     /// backend answered.
     async fn probe(&self, bucket: &BucketName) -> std::result::Result<(), Error> {
         let mut h = self.health.lock().await;
-        if let Some((at, answered)) = h.probed
-            && at.elapsed() < PROBE_EVERY
+        if let Some((until, answered)) = h.probed
+            && Instant::now() < until
         {
             return match answered {
                 true => Ok(()),
@@ -115,18 +120,18 @@ impl Watched {
             };
         }
         let asked = Instant::now();
-        let answered =
-            match tokio::time::timeout(PROBE_TIMEOUT, self.inner.head_bucket(bucket)).await {
-                Err(_) => Err(format!(
-                    "no answer to HeadBucket within {} s",
-                    PROBE_TIMEOUT.as_secs()
-                )),
-                Ok(Err(Error::Unavailable { message, .. })) => Err(message),
-                // Any answer, an error included, comes from a backend that is there.
-                Ok(_) => Ok(()),
-            };
-        h.probed = (answered.is_ok() || asked.elapsed() >= QUICK)
-            .then(|| (Instant::now(), answered.is_ok()));
+        let answered = match tokio::time::timeout(PROBE_TIMEOUT, self.inner.alive(bucket)).await {
+            Err(_) => Err(format!(
+                "no answer to a check within {} s",
+                PROBE_TIMEOUT.as_secs()
+            )),
+            Ok(r) => r,
+        };
+        let holds = match (&answered, asked.elapsed() < QUICK) {
+            (Ok(()), _) | (Err(_), false) => PROBE_EVERY,
+            (Err(_), true) => QUICK_HOLDS,
+        };
+        h.probed = Some((Instant::now() + holds, answered.is_ok()));
         match answered {
             Ok(()) => {
                 self.mark_up(&mut h);
@@ -162,14 +167,16 @@ impl Watched {
                 }
             },
         };
-        // Only a failure that took its time says calls should not wait for this backend; a
-        // quick one (refused) costs the next call no more than the check would.
+        // A failure that took its time: the next call checks the backend first (no verdict
+        // is left, so none is taken from this call: it may have been a reset after a long
+        // upload, from a backend that is fine). A quick one (refused) marks nothing: the
+        // next call costs no more than the check would.
         if let Err(Error::Unavailable { message, .. }) = &r
             && started.elapsed() >= PROBE_TIMEOUT
         {
             let mut h = self.health.lock().await;
             self.mark_down(&mut h, message.clone());
-            h.probed = Some((Instant::now(), false));
+            h.probed = None;
         }
         r
     }
@@ -396,5 +403,9 @@ impl Store for Watched {
     async fn list_uploads(&self, bucket: &BucketName, query: &UploadsQuery) -> Result<UploadsPage> {
         let f = self.inner.list_uploads(bucket, query);
         self.call(bucket, f).await
+    }
+
+    async fn alive(&self, bucket: &BucketName) -> std::result::Result<(), String> {
+        self.inner.alive(bucket).await
     }
 }

@@ -531,6 +531,25 @@ impl Store for S3Store {
     async fn list_uploads(&self, bucket: &BucketName, query: &UploadsQuery) -> Result<UploadsPage> {
         list::uploads(self, bucket, query).await
     }
+
+    /// One HeadBucket, not retried: any HTTP answer (a 403, a 503 SlowDown) is a backend
+    /// that is there; only no answer is not.
+    async fn alive(&self, bucket: &BucketName) -> std::result::Result<(), String> {
+        let once = aws_sdk_s3::config::Builder::new()
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
+        match self
+            .client
+            .head_bucket()
+            .bucket(bucket.as_str())
+            .customize()
+            .config_override(once)
+            .send()
+            .await
+        {
+            Ok(_) | Err(SdkError::ServiceError(_)) => Ok(()),
+            Err(e) => Err(error::chain(&e)),
+        }
+    }
 }
 
 /// The metadata of an object a single PUT has just written (S3 does not return its time:
