@@ -157,7 +157,7 @@ impl Opener {
                             .store(store)
                             .await
                             .map_err(|e| Error::Registry(crate::registry::Error::State(e)))?;
-                        endpoint_place(rec.config.get("endpoint").and_then(|v| v.as_str())).await
+                        endpoint_place(rec.config.get("endpoint").and_then(|v| v.as_str()))
                     }
                 };
                 Ok(Side {
@@ -206,7 +206,7 @@ impl Opener {
                     bucket: bucket_of(bucket)?,
                     prefix: prefix.clone(),
                     identity: format!("s3:{}:{access_key}", endpoint.as_deref().unwrap_or("aws")),
-                    place: endpoint_place(endpoint.as_deref()).await,
+                    place: endpoint_place(endpoint.as_deref()),
                     display,
                     not_indexed: Vec::new(),
                     stand_in: None,
@@ -341,10 +341,11 @@ fn dir_place(dir: &Path) -> String {
 }
 
 /// An S3 endpoint's place: scheme, host and port, with the default port written out and
-/// every name of this machine (`localhost`, a loopback address, an address of one of its
-/// interfaces) written as one, so `http://localhost:9000` and `http://127.0.0.1:9000/` are
-/// the same place. No endpoint is AWS.
-async fn endpoint_place(endpoint: Option<&str>) -> String {
+/// this machine's loopback names (`localhost`, `127.0.0.1`, `::1`, `0.0.0.0`) written as one,
+/// so `http://localhost:9000` and `http://127.0.0.1:9000/` are the same place. Other names
+/// stay as written (a local proxy may route by name); two names for one server beyond that
+/// are found by [`same_place_by_canary`]. No endpoint is AWS.
+fn endpoint_place(endpoint: Option<&str>) -> String {
     let Some(e) = endpoint else {
         return "s3:aws".into();
     };
@@ -360,21 +361,10 @@ async fn endpoint_place(endpoint: Option<&str>) -> String {
         .unwrap_or("")
         .trim_matches(|c| c == '[' || c == ']')
         .to_ascii_lowercase();
-    // A name is this machine when every address it resolves to is one of its own (an
-    // address it can bind); a name that does not resolve is compared as written.
-    let own = |ip: std::net::IpAddr| {
-        ip.is_loopback() || ip.is_unspecified() || std::net::UdpSocket::bind((ip, 0)).is_ok()
-    };
-    let local = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => own(ip),
-        Err(_) => match tokio::net::lookup_host((host.as_str(), port)).await {
-            Ok(addrs) => {
-                let ips: Vec<_> = addrs.map(|a| a.ip()).collect();
-                !ips.is_empty() && ips.into_iter().all(own)
-            }
-            Err(_) => false,
-        },
-    };
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
     let host = if local { "this-machine" } else { host.as_str() };
     format!("s3:{scheme}://{host}:{port}")
 }
@@ -523,14 +513,18 @@ pub async fn preflight(src: &Side, dst: &Side, create: bool) -> Result<bool> {
             src.display, dst.display
         )));
     }
-    if src.place != dst.place
+    // Named apart but perhaps one server (a proxy, a DNS alias, another address of this
+    // machine): what would be lost is the source, so it is asked, by a key written to the
+    // destination and looked for at the source. A dry run writes nothing and asks nothing.
+    if create
+        && src.place != dst.place
         && src.bucket == dst.bucket
         && (src.prefix.starts_with(&dst.prefix) || dst.prefix.starts_with(&src.prefix))
-        && let Some(key) = same_object(src, dst).await
+        && let Some(key) = same_place_by_canary(src, dst).await
     {
         return Err(Error::Usage(format!(
             "source {} and destination {} are the same place (or one is inside the other): \
-             {key:?} is the same object on both (same size, ETag and modification time), so \
+             {key:?}, written to the destination to find out, could be read at the source, so \
              they are one server under two names",
             src.display, dst.display
         )));
@@ -553,41 +547,37 @@ pub async fn preflight(src: &Side, dst: &Side, create: bool) -> Result<bool> {
 }
 
 /// For two S3 sides with the same bucket name and nested prefixes, named differently (a
-/// host and its address, two registered stores for one endpoint): the key of an object that
-/// is the same object on both, if one is. A copy never keeps its modification time on S3, so
-/// an object with the same size, ETag and time on both is one object seen twice: the two
-/// sides are one place, and a `--delete` from the inner one would delete the source itself.
-async fn same_object(src: &Side, dst: &Side) -> Option<String> {
+/// host and its address, a proxy in front of it): the key of an empty object written to the
+/// destination (under its prefix) when the source can read it there, which makes them one
+/// place. The object is removed again (by its version id where the bucket keeps versions, so
+/// no delete marker stays). `None` when they are apart, or when it cannot be told (the
+/// write is refused: the job would fail on the destination anyway).
+async fn same_place_by_canary(src: &Side, dst: &Side) -> Option<String> {
     if src.store.caps().path_semantics || dst.store.caps().path_semantics {
         return None; // directories have their real paths compared
     }
-    for (a, b) in [(src, dst), (dst, src)] {
-        let page = a
-            .store
-            .list_objects(
-                &a.bucket,
-                &store::ListQuery {
-                    prefix: a.prefix.clone(),
-                    max_keys: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .ok()?;
-        let Some(first) = page.objects.first() else {
-            continue;
-        };
-        let there = b
-            .store
-            .head_object(&b.bucket, &first.key, None)
-            .await
-            .ok()?;
-        let same = there.size == first.size
-            && there.etag == first.etag
-            && there.last_modified.unix_timestamp() == first.last_modified.unix_timestamp();
-        return same.then(|| first.key.as_str().to_owned());
+    let name = format!(
+        "{}.ferry-same-place-check-{}",
+        dst.prefix,
+        uuid::Uuid::new_v4().simple()
+    );
+    let key = store::ObjectKey::parse(&name).ok()?;
+    let body: store::ByteStream = Box::pin(futures::stream::empty());
+    let opts = store::PutOptions {
+        size_hint: Some(0),
+        ..Default::default()
+    };
+    let put = dst
+        .store
+        .put_object(&dst.bucket, &key, body, opts)
+        .await
+        .ok()?;
+    let seen = src.store.head_object(&src.bucket, &key, None).await.is_ok();
+    let version = (put.version_id != store::NULL_VERSION).then_some(put.version_id.as_str());
+    if let Err(e) = dst.store.delete_object(&dst.bucket, &key, version).await {
+        tracing::warn!(key = %name, error = %e, "could not remove the key written to tell the sides apart");
     }
-    None
+    seen.then_some(name)
 }
 
 #[cfg(test)]

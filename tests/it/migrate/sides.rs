@@ -543,8 +543,8 @@ fn keys_that_are_no_paths_go_between_s3_stores_and_are_refused_by_directories() 
 }
 
 /// One server under two names is one place: `localhost` and `127.0.0.1`, a registered store
-/// and an inline side on its endpoint, and (told by an object seen on both with the same
-/// size, ETag and time) a proxy in front of it. A `--delete` from a folder of a bucket into
+/// and an inline side on its endpoint, and (told by a key written to the destination and
+/// read at the source) a proxy in front of it. A `--delete` from a folder of a bucket into
 /// that same bucket, named the other way, deleted the folder's 2,500 objects in a probe.
 #[test]
 fn one_server_under_two_names_is_refused_as_the_same_place() {
@@ -593,14 +593,21 @@ fn one_server_under_two_names_is_refused_as_the_same_place() {
                 "--dst-endpoint",
                 &proxy.endpoint,
             ],
-            "is the same object on both",
+            "one server under two names",
         ),
     ];
     for (sides, why) in cases {
-        for extra in [&["--delete"][..], &["--delete", "--dry-run"][..]] {
+        // A dry run writes nothing, so it cannot ask a proxy's server (its listing shows
+        // the deletions it would make).
+        let proxied = why.contains("two names");
+        let runs: &[&[&str]] = match proxied {
+            true => &[&["--delete"]],
+            false => &[&["--delete"], &["--delete", "--dry-run"]],
+        };
+        for extra in runs {
             let mut args = vec!["migrate"];
             args.extend(&sides);
-            args.extend(extra);
+            args.extend(extra.iter());
             let out = m.run(&args);
             let err = stderr(&out);
             assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
