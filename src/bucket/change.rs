@@ -105,13 +105,17 @@ impl Buckets {
         }
         // The bucket's own settings first (versioning, tags), when it has any: a secondary
         // that is to stand in for the primary keeps versions as it does.
-        let versioned =
-            primary.store.get_versioning(&primary.bucket).await? != Versioning::Unversioned;
-        let tagged = primary
-            .store
-            .get_bucket_tags(&primary.bucket)
-            .await?
-            .is_some();
+        // A primary that cannot say (moto answers GetBucketVersioning in a form the SDK
+        // cannot read) is taken as having none: a row the worker could never settle would
+        // stay owed for ever.
+        let versioned = matches!(
+            primary.store.get_versioning(&primary.bucket).await,
+            Ok(v) if v != Versioning::Unversioned
+        );
+        let tagged = matches!(
+            primary.store.get_bucket_tags(&primary.bucket).await,
+            Ok(Some(_))
+        );
         let settings = added
             .iter()
             .map(|t| state::NewJournalRow {

@@ -422,15 +422,7 @@ pub async fn worker(args: WorkerArgs, data: Option<PathBuf>) -> anyhow::Result<(
         let _ = tx.send(true);
     });
     eprintln!("ferry: worker running jobs from the state database");
-    crate::jobs::supervise::supervise(
-        registry,
-        Settings {
-            workers: args.workers,
-            bandwidth,
-            parallel_parts: 4,
-        },
-        rx,
-    )
-    .await
-    .map_err(job_err)
+    crate::jobs::supervise::supervise(registry, Settings::new(args.workers, bandwidth), rx)
+        .await
+        .map_err(job_err)
 }

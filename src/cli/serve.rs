@@ -284,11 +284,7 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
     // Jobs recorded in this state database (`ferry migrate --detach`) run here too.
     let jobs = tokio::spawn(crate::jobs::supervise::supervise(
         registry.clone(),
-        crate::jobs::run::Settings {
-            workers: 32,
-            bandwidth: cfg.job_bandwidth,
-            parallel_parts: 4,
-        },
+        crate::jobs::run::Settings::new(32, cfg.job_bandwidth),
         stop_tx.subscribe(),
     ));
     shutdown_signal().await;

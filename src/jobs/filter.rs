@@ -71,6 +71,18 @@ fn rules(patterns: &[String], flag: &str, include: bool) -> Result<Option<Rules>
         if typed.is_empty() || typed == "/" {
             return Err(bad(&"an empty pattern matches nothing"));
         }
+        // rclone reads `**` anywhere as "anything, folders included"; a glob takes it so only
+        // as a whole segment, and as `*` elsewhere (`cache/**.tmp` would stop at a folder).
+        if typed.match_indices("**").any(|(i, _)| {
+            let (before, after) = (&typed[..i], &typed[i + 2..]);
+            !(before.is_empty() || before.ends_with('/'))
+                || !(after.is_empty() || after.starts_with('/'))
+        }) {
+            return Err(bad(
+                &"`**` crosses folders only as a whole path segment here (`a/**/b`, \
+                 `**/x.tmp`, `x/**`): write `cache/**.tmp` as `cache/**/*.tmp`",
+            ));
+        }
         // The error of the written pattern, not of a form made of it.
         if let Err(e) = GlobBuilder::new(typed).literal_separator(true).build() {
             return Err(bad(&e.kind()));
@@ -212,7 +224,7 @@ mod tests {
         assert_eq!(keys("/top/*"), ["top/x"]);
         assert_eq!(keys("d*"), ["dx.jpg", "q/dx.jpg"]);
         assert_eq!(keys("*.jpg"), ["dx.jpg", "q/dx.jpg"]);
-        for bad in ["", "/", "[abc"] {
+        for bad in ["", "/", "[abc", "cache/**.tmp", "tmp**", "a**/b"] {
             match Filter::new(&including(bad)) {
                 Err(Error::Usage(m)) => {
                     assert!(m.starts_with(&format!("--include {bad:?}: ")), "{m}")

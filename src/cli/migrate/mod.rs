@@ -344,11 +344,7 @@ pub async fn run(
     // parts still fit).
     let stored: MigrateSpec = serde_json::from_value(rec.spec.clone())
         .map_err(|e| anyhow!("job {}: stored spec is unreadable: {e}", rec.id))?;
-    let settings = Settings {
-        workers: args.workers.unwrap_or(32),
-        bandwidth,
-        parallel_parts: 4,
-    };
+    let settings = Settings::new(args.workers.unwrap_or(32), bandwidth);
     let check = (src.clone(), dst.clone(), stored.clone());
     let runner =
         Arc::new(Runner::new(db.clone(), rec.id, stored, src, dst, &settings).map_err(usage)?);

@@ -47,12 +47,25 @@ const POLL: Duration = Duration::from_millis(200);
 const COMMIT_BATCH: usize = 512;
 
 /// How this process runs its share of a job.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub workers: usize,
-    pub bandwidth: Option<u64>,
+    /// The bandwidth limit: one for every job the process runs, so they share it.
+    pub limiter: Option<Arc<Limiter>>,
     /// Objects copied at once per large object.
     pub parallel_parts: usize,
+}
+
+impl Settings {
+    /// `workers` copies at once per job, and at most `bandwidth` bytes per second for all
+    /// the jobs together.
+    pub fn new(workers: usize, bandwidth: Option<u64>) -> Self {
+        Self {
+            workers,
+            limiter: bandwidth.map(|b| Arc::new(Limiter::new(b))),
+            parallel_parts: 4,
+        }
+    }
 }
 
 /// Live counters of this process (the database has the durable ones).
@@ -147,7 +160,7 @@ impl Runner {
             threshold: spec.options.multipart_threshold,
             part_size: spec.options.part_size,
             parallel_parts: settings.parallel_parts,
-            limiter: settings.bandwidth.map(|b| Arc::new(Limiter::new(b))),
+            limiter: settings.limiter.clone(),
             moved: live.moved.clone(),
             same_store: src.identity == dst.identity,
             keep_uploads: true,
@@ -572,10 +585,23 @@ fn state_err(e: crate::state::Error) -> store::Error {
     store::Error::Index(e.to_string())
 }
 
+/// The host part of a runner's name: the host name and this process's PID namespace, so
+/// containers that share a host name (host networking) never take each other's processes
+/// for their own when they look for dead ones.
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "host".into())
+        .unwrap_or_else(|_| "host".into());
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("pid:[")?
+                .strip_suffix(']')
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    format!("{host}/{ns}")
 }
 
 /// Aborts a task when dropped (with the runner's future, say).

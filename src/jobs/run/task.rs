@@ -116,7 +116,7 @@ impl Runner {
                 "the destination {} is out of space (copying {}: {e}); make room there",
                 self.dst.display, task.key
             ))
-        } else if e.is_credentials() {
+        } else if e.is_credentials() && self.credentials_refused().await {
             Some(format!(
                 "a side refused this process's credentials (copying {} from {} to {}: {e}); \
                  check the FERRY_SRC_*/FERRY_DST_* (or AWS_*) keys in the environment of the \
@@ -159,6 +159,32 @@ impl Runner {
         {
             tracing::warn!(job = self.job, error = %e, "recording a failed task failed; its lease will expire");
         }
+    }
+}
+
+impl Runner {
+    /// Whether a side refuses this process's credentials whatever the key (a one-key
+    /// listing on each side is refused the same way): the run is to stop. A refusal of one
+    /// key only (a proxy or backend that signs some keys differently) is that object's.
+    async fn credentials_refused(&self) -> bool {
+        for side in [&self.src, &self.dst] {
+            let listed = side
+                .store
+                .list_objects(
+                    &side.bucket,
+                    &store::ListQuery {
+                        max_keys: 1,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            if let Err(e) = listed
+                && e.is_credentials()
+            {
+                return true;
+            }
+        }
+        false
     }
 }
 

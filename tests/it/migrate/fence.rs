@@ -147,9 +147,8 @@ async fn a_runner_frozen_past_its_lease_does_not_finish_its_put() {
             side(src, "src"),
             side(dst.clone(), "dst"),
             &Settings {
-                workers: 1,
-                bandwidth: None,
                 parallel_parts: 1,
+                ..Settings::new(1, None)
             },
         )
         .expect("runner"),

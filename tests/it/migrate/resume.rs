@@ -362,8 +362,9 @@ fn three_workers_share_a_job_on_postgres_and_one_is_killed() {
 #[test]
 fn a_killed_job_reads_as_stalled_until_its_command_runs_again() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let src = tmp.path().join("src");
-    let dst = tmp.path().join("dst");
+    // Apart (not one fs store, whose copies are server-side and not rate limited).
+    let src = tmp.path().join("a/src");
+    let dst = tmp.path().join("b/dst");
     make_tree(&src, 300, &[]);
     std::fs::create_dir_all(&dst).expect("dst");
     let m = Migrator::new(tmp.path());
