@@ -441,8 +441,12 @@ impl Buckets {
         for leg in std::iter::once(&roles.primary).chain(&roles.secondaries) {
             match leg.store.create_bucket(&leg.bucket).await {
                 Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {}
-                // A store that does not answer is no bad input (503: try again).
-                Err(e) if e.is_retryable() => {
+                // A store that does not answer is no bad input (503: try again); a local
+                // failure (a permission, a full disk) is.
+                Err(e)
+                    if matches!(e, store::Error::Unavailable { .. })
+                        || matches!(&e, store::Error::Remote { status, .. } if *status >= 500 || *status == 429) =>
+                {
                     return Err(Error::Store(store::Error::Unavailable {
                         store: leg.store.name().to_owned(),
                         message: format!("target {}: cannot create its bucket: {e}", leg.label),

@@ -128,9 +128,13 @@ impl S3Store {
             .send()
             .await
         {
+            // Only a refusal that says why replaces the bare one (a GET that times out, or
+            // answers 416, says nothing of the HEAD's 403).
             Err(e) => match self.err(ctx, e) {
-                Error::Remote { code, .. } if code == "Http403" => err,
-                explained => explained,
+                explained @ Error::Remote { status: 403, .. } if !matches!(&explained, Error::Remote { code, .. } if code == "Http403") => {
+                    explained
+                }
+                _ => err,
             },
             Ok(_) => err,
         }
