@@ -269,15 +269,7 @@ fn a_runner_with_refused_credentials_leaves_the_job_to_the_others() {
     let b = Ferry::start();
     let src = tmp.path().join("tree/creds");
     make_tree(&src, 200, &[]);
-    ok(&a.aws(&["s3", "mb", "s3://creds"]));
-    ok(&a.aws(&[
-        "s3",
-        "cp",
-        "--recursive",
-        "--quiet",
-        src.to_str().unwrap_or_default(),
-        "s3://creds/",
-    ]));
+    upload_tree(&a, "creds", &src);
     let good = Migrator::new(tmp.path())
         .creds("SRC", ACCESS_KEY, SECRET_KEY)
         .creds("DST", ACCESS_KEY, SECRET_KEY);

@@ -111,6 +111,19 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Makes bucket `bucket` on `f` and uploads the tree at `src` into it with awscli.
+fn upload_tree(f: &Ferry, bucket: &str, src: &Path) {
+    ok(&f.aws(&["s3", "mb", &format!("s3://{bucket}")]));
+    ok(&f.aws(&[
+        "s3",
+        "cp",
+        "--recursive",
+        "--quiet",
+        src.to_str().unwrap_or_default(),
+        &format!("s3://{bucket}/"),
+    ]));
+}
+
 /// A source tree: `n` small files of varied sizes, a few in folders, and `big` files of the
 /// given sizes.
 fn make_tree(root: &Path, n: usize, big: &[usize]) {

@@ -261,15 +261,7 @@ fn three_workers_share_a_job_on_postgres_and_one_is_killed() {
     let b = Ferry::start();
     let src = tmp.path().join("tree/shared");
     make_tree(&src, 1200, &[mib(30), mib(40)]);
-    ok(&a.aws(&["s3", "mb", "s3://shared"]));
-    ok(&a.aws(&[
-        "s3",
-        "cp",
-        "--recursive",
-        "--quiet",
-        src.to_str().unwrap_or_default(),
-        "s3://shared/",
-    ]));
+    upload_tree(&a, "shared", &src);
     let m = Migrator::new(tmp.path())
         .creds("SRC", ACCESS_KEY, SECRET_KEY)
         .creds("DST", ACCESS_KEY, SECRET_KEY);
