@@ -124,26 +124,41 @@ pub(super) async fn dry_run(
             };
             if let Err(e) = sides_ok {
                 cannot += 1;
-                if !as_json {
-                    writeln!(out, "cannot {} {:?}: {e}", t.action, t.key)?;
+                match as_json {
+                    true => writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({ "action": "cannot", "would": t.action, "key": t.key, "error": e.to_string() })
+                    )?,
+                    false => writeln!(out, "cannot {} {:?}: {e}", t.action, t.key)?,
                 }
                 continue;
             }
             if t.action == "delete" {
                 deletes += 1;
-                if !as_json {
-                    writeln!(out, "would delete {}", crate::cli::shown(&t.key))?;
+                match as_json {
+                    true => writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({ "action": "delete", "key": t.key })
+                    )?,
+                    false => writeln!(out, "would delete {}", crate::cli::shown(&t.key))?,
                 }
             } else {
                 copies += 1;
                 bytes += t.size as u64;
-                if !as_json {
-                    writeln!(
+                match as_json {
+                    true => writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({ "action": "copy", "key": t.key, "size": t.size })
+                    )?,
+                    false => writeln!(
                         out,
                         "would copy {} ({} bytes)",
                         crate::cli::shown(&t.key),
                         t.size
-                    )?;
+                    )?,
                 }
             }
         }
@@ -153,8 +168,13 @@ pub(super) async fn dry_run(
     }
     for (k, why) in src.not_indexed.iter().filter(|(k, _)| filter.key(k)) {
         cannot += 1;
-        if !as_json {
-            writeln!(out, "cannot copy {k}: {why}")?;
+        match as_json {
+            true => writeln!(
+                out,
+                "{}",
+                serde_json::json!({ "action": "cannot", "would": "copy", "key": k, "error": why })
+            )?,
+            false => writeln!(out, "cannot copy {k}: {why}")?,
         }
     }
     if as_json {

@@ -661,6 +661,27 @@ fn what_does_not_run_makes_nothing() {
         !tmp.path().join("nowhere").exists(),
         "the dry run made the destination"
     );
+    // With --json: a line per action, then the totals.
+    let out = m.run(&[
+        "migrate",
+        s,
+        missing.to_str().unwrap_or_default(),
+        "--dry-run",
+        "--json",
+    ]);
+    let lines: Vec<Value> = ok(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let (totals, actions) = lines.split_last().expect("lines");
+    assert_eq!(totals["copy"], 5, "{totals}");
+    assert_eq!(actions.len(), 5);
+    assert!(
+        actions
+            .iter()
+            .all(|a| a["action"] == "copy" && a["key"].is_string() && a["size"].is_u64()),
+        "{actions:?}"
+    );
     assert!(
         !m.data.join("state.db").exists(),
         "the dry run made a state database"
