@@ -43,6 +43,11 @@ pub async fn submit(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
     let req = super::json_body(body)?;
+    // What is wrong with the spec itself first (an endpoint that is no URL is not missing
+    // credentials).
+    req.spec
+        .check()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     if let Some(why) = crate::jobs::open::missing_server_credentials(&req.spec) {
         return Err(ApiError(StatusCode::BAD_REQUEST, why));
     }

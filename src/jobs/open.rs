@@ -573,8 +573,13 @@ async fn same_place_by_canary(src: &Side, dst: &Side) -> Option<String> {
         .await
         .ok()?;
     let seen = src.store.head_object(&src.bucket, &key, None).await.is_ok();
-    let version = (put.version_id != store::NULL_VERSION).then_some(put.version_id.as_str());
-    if let Err(e) = dst.store.delete_object(&dst.bucket, &key, version).await {
+    // By version id, `null` included: in a bucket whose versioning is suspended a plain
+    // DELETE would leave a delete marker.
+    if let Err(e) = dst
+        .store
+        .delete_object(&dst.bucket, &key, Some(put.version_id.as_str()))
+        .await
+    {
         tracing::warn!(key = %name, error = %e, "could not remove the key written to tell the sides apart");
     }
     seen.then_some(name)

@@ -204,7 +204,27 @@ impl MigrateSpec {
                 }
             }
         }
+        for (ep, role) in [(&self.src, "src"), (&self.dst, "dst")] {
+            if let Endpoint::S3 {
+                endpoint: Some(e), ..
+            } = ep
+                && !e.parse::<http::Uri>().is_ok_and(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+                })
+            {
+                return Err(Error::Usage(format!(
+                    "{role} endpoint {e:?} is not an http:// or https:// URL"
+                )));
+            }
+        }
         let o = &self.options;
+        if let (Some(newer), Some(older)) = (o.newer_than_ms, o.older_than_ms)
+            && newer >= older
+        {
+            return Err(Error::Usage(
+                "newer_than_ms not before older_than_ms: no time is both".into(),
+            ));
+        }
         if o.max_attempts == 0 {
             return Err(Error::Usage(
                 "max_attempts 0: every object needs at least one attempt".into(),

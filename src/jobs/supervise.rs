@@ -70,7 +70,7 @@ pub async fn supervise(
                                         }
                                         Ok(Ended::Stopped) => false,
                                         Err(e) => {
-                                            tracing::warn!(job = id, error = %e, "job runner failed; trying again later");
+                                            tracing::warn!(job = id, error = %crate::telemetry::one_line(&e), "job runner failed; trying again later");
                                             true
                                         }
                                     }
@@ -78,7 +78,7 @@ pub async fn supervise(
                             );
                         }
                         Err(e) => {
-                            tracing::warn!(job = id, error = %e, "cannot run the job here; trying again later");
+                            tracing::warn!(job = id, error = %crate::telemetry::one_line(&e), "cannot run the job here; trying again later");
                             not_before.insert(id, Instant::now() + RETRY_OPEN);
                         }
                     }

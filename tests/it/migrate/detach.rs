@@ -230,6 +230,22 @@ fn the_jobs_api_refuses_what_the_cli_refuses() {
             ),
             "an absolute path",
         ),
+        (
+            spec(
+                serde_json::json!({ "kind": "s3", "endpoint": "not a url", "region": "us-east-1", "bucket": "b", "prefix": "" }),
+                store("apidst", ""),
+                good.clone(),
+            ),
+            "is not an http:// or https:// URL",
+        ),
+        (
+            spec(
+                store("apisrc", ""),
+                store("apidst", ""),
+                serde_json::json!({ "part_size": 16 << 20, "multipart_threshold": 64 << 20, "max_attempts": 3, "newer_than_ms": 5000, "older_than_ms": 1000 }),
+            ),
+            "no time is both",
+        ),
         (r#"{"fingerprint": "x"}"#.to_owned(), "spec"),
         (r#"{"spec": {"src": 1}}"#.to_owned(), "spec"),
     ];

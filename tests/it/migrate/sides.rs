@@ -568,6 +568,14 @@ fn one_server_under_two_names_is_refused_as_the_same_place() {
     .creds("SRC", ACCESS_KEY, SECRET_KEY)
     .creds("DST", ACCESS_KEY, SECRET_KEY);
     let proxy = fault_proxy(&b.s3, "0", &tmp.path().join("proxy.json"), &[]);
+    b.ok(&b.aws(&[
+        "s3api",
+        "put-bucket-versioning",
+        "--bucket",
+        "loopb",
+        "--versioning-configuration",
+        "Status=Suspended",
+    ]));
     let cases: [(Vec<&str>, &str); 3] = [
         (
             vec![
@@ -617,6 +625,10 @@ fn one_server_under_two_names_is_refused_as_the_same_place() {
     }
     let ls = b.ok(&b.aws(&["s3", "ls", "--recursive", "s3://loopb"]));
     assert_eq!(ls.lines().count(), 5, "{ls}");
+    // The key written to ask leaves nothing, not even a delete marker where versioning is
+    // suspended.
+    let versions = b.ok(&b.aws(&["s3api", "list-object-versions", "--bucket", "loopb"]));
+    assert!(!versions.contains("same-place"), "{versions}");
     // The same bucket name on another server is another place.
     let out = m.run(&[
         "migrate",
