@@ -2,17 +2,20 @@
 //! and modification times take part in a job.
 //!
 //! Patterns are read as rclone reads them, so a filter selects what `rclone copy` with the
-//! same flags would: `*` and `?` stay within one path segment, `**` crosses folders, `[...]`
-//! and `{a,b}` as usual; a pattern that starts with `/` is anchored at the root of the side,
-//! any other matches whole segments at the end of a key (`*.jpg` matches `a/b.jpg`). rclone
-//! also walks only the folders an include could match below (the folder prefixes of each
-//! pattern, and patterns with `**`), so `--include 'd1/*'` takes `d1/x` but not `a/d1/x`:
-//! [`Filter::key`] checks a key's folders the same way (a pattern without a folder, like
-//! `*.jpg`, may be in any: with one, every folder is walked). An exclude of a folder
-//! (`logs/`) excludes its whole tree; an include of one is refused, since rclone would take
-//! no file by it (`logs/**` takes what it holds).
+//! same flags would (a test compares the two): each becomes a regular expression over the
+//! key, where `*` is any run of characters but `/`, `**` any run at all, `?` one character
+//! but `/`, `[...]` a class as written (`[^a]` negates; `[!a]` is `!` or `a`), `{a,b}` either,
+//! `\x` the character x. A pattern that starts with `/` is anchored at the root of the side;
+//! any other matches at the start of a path segment and runs to the end of the key (`*.jpg`
+//! matches `a/b.jpg`; `**/d1/*` needs a folder before `d1`). rclone also walks only the
+//! folders an include could match below (the folder prefixes of each pattern, and all below
+//! a `**`), so `--include 'd1/*'` takes `d1/x` but not `a/d1/x`: [`Filter::key`] checks a
+//! key's folders the same way (a pattern without a folder, like `*.jpg`, may be in any: with
+//! one, every folder is walked). An exclude of a folder (`logs/`) excludes its whole tree;
+//! an include of one is refused, since rclone would take no file by it (`logs/**` takes
+//! what it holds).
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use regex_automata::meta::Regex;
 
 use super::Error;
 use super::spec::Options;
@@ -27,9 +30,9 @@ pub struct Filter {
 
 /// One flag's patterns: what they match of a key, and of its folders (`a/`, `a/b/`).
 struct Rules {
-    files: GlobSet,
+    files: Regex,
     /// None when no pattern says anything of folders (`*.jpg`): every folder is walked.
-    dirs: Option<GlobSet>,
+    dirs: Option<Regex>,
 }
 
 impl Rules {
@@ -48,14 +51,97 @@ impl Rules {
     }
 }
 
-/// A pattern as a glob over whole keys: anchored at the root with a leading `/`, else
-/// matching at the end of the key.
-fn glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
-    let g = match pattern.strip_prefix('/') {
-        Some(anchored) => anchored.to_owned(),
-        None => format!("{{{pattern},**/{pattern}}}"),
+/// A pattern as rclone reads it, as a regular expression over a whole key (or a folder's
+/// path with its `/`): see the module docs. `Err` says what is wrong with the pattern.
+fn to_regex(glob: &str) -> Result<String, String> {
+    let mut re = String::new();
+    let glob = match glob.strip_prefix('/') {
+        Some(anchored) => {
+            re.push('^');
+            anchored
+        }
+        None => {
+            re.push_str("(?:^|/)");
+            glob
+        }
     };
-    GlobBuilder::new(&g).literal_separator(true).build()
+    let (mut stars, mut brackets, mut braces, mut escaped) = (0, 0usize, false, false);
+    let flush = |re: &mut String, stars: &mut u32| -> Result<(), String> {
+        match std::mem::take(stars) {
+            0 => {}
+            1 => re.push_str("[^/]*"),
+            2 => re.push_str(".*"),
+            _ => return Err("more than two `*` in a row".into()),
+        }
+        Ok(())
+    };
+    for c in glob.chars() {
+        if escaped {
+            literal(&mut re, c);
+            escaped = false;
+            continue;
+        }
+        if c != '*' {
+            flush(&mut re, &mut stars)?;
+        }
+        if brackets > 0 {
+            // A class as written: `[:alpha:]` inside one nests.
+            match c {
+                '[' => brackets += 1,
+                ']' => brackets -= 1,
+                _ => {}
+            }
+            re.push(c);
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '*' => stars += 1,
+            '?' => re.push_str("[^/]"),
+            '[' => {
+                re.push('[');
+                brackets += 1;
+            }
+            ']' => return Err("a `]` with no `[`".into()),
+            '{' if braces => return Err("a `{` inside `{...}`".into()),
+            '{' => {
+                re.push_str("(?:");
+                braces = true;
+            }
+            '}' if !braces => return Err("a `}` with no `{`".into()),
+            '}' => {
+                re.push(')');
+                braces = false;
+            }
+            ',' if braces => re.push('|'),
+            c => literal(&mut re, c),
+        }
+    }
+    flush(&mut re, &mut stars)?;
+    if escaped {
+        return Err("it ends with `\\`".into());
+    }
+    if brackets > 0 {
+        return Err("a `[` with no `]`".into());
+    }
+    if braces {
+        return Err("a `{` with no `}`".into());
+    }
+    re.push('$');
+    Ok(re)
+}
+
+/// Appends `c` to a regular expression as itself.
+fn literal(re: &mut String, c: char) {
+    if c.is_ascii_punctuation() {
+        re.push('\\');
+    }
+    re.push(c);
+}
+
+/// The regular expressions as one matcher.
+fn compile(patterns: &[String], flag: &str) -> Result<Regex, Error> {
+    Regex::new_many(patterns).map_err(|e| Error::Usage(format!("{flag}: {e}")))
 }
 
 /// Builds one flag's rules. `include`: folders are matched by each pattern's folder prefixes
@@ -64,28 +150,12 @@ fn rules(patterns: &[String], flag: &str, include: bool) -> Result<Option<Rules>
     if patterns.is_empty() {
         return Ok(None);
     }
-    let (mut files, mut dirs) = (GlobSetBuilder::new(), GlobSetBuilder::new());
-    let mut folders = false;
+    let every_folder = || to_regex("**").expect("a valid pattern");
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
     for typed in patterns {
         let bad = |why: &dyn std::fmt::Display| Error::Usage(format!("{flag} {typed:?}: {why}"));
         if typed.is_empty() || typed == "/" {
             return Err(bad(&"an empty pattern matches nothing"));
-        }
-        // rclone reads `**` anywhere as "anything, folders included"; a glob takes it so only
-        // as a whole segment, and as `*` elsewhere (`cache/**.tmp` would stop at a folder).
-        if typed.match_indices("**").any(|(i, _)| {
-            let (before, after) = (&typed[..i], &typed[i + 2..]);
-            !(before.is_empty() || before.ends_with('/'))
-                || !(after.is_empty() || after.starts_with('/'))
-        }) {
-            return Err(bad(
-                &"`**` crosses folders only as a whole path segment here (`a/**/b`, \
-                 `**/x.tmp`, `x/**`): write `cache/**.tmp` as `cache/**/*.tmp`",
-            ));
-        }
-        // The error of the written pattern, not of a form made of it.
-        if let Err(e) = GlobBuilder::new(typed).literal_separator(true).build() {
-            return Err(bad(&e.kind()));
         }
         let pattern = match typed.ends_with('/') {
             // rclone: an include of a folder matches no file; an exclude, all it holds.
@@ -98,40 +168,39 @@ fn rules(patterns: &[String], flag: &str, include: bool) -> Result<Option<Rules>
             true => format!("{typed}**"),
             false => typed.clone(),
         };
-        files.add(glob(&pattern).map_err(|e| bad(&e.kind()))?);
-        if pattern.contains("**") {
-            dirs.add(glob(&pattern).map_err(|e| bad(&e.kind()))?);
-            folders = true;
+        let re = to_regex(&pattern).map_err(|why| bad(&why))?;
+        // `**` may stand for folders. An include walks every folder below what comes before
+        // it (`cache/**.tmp` walks all of `cache/`); an exclude leaves out the folders the
+        // whole pattern matches (`logs/**` leaves out `logs/` and all below), as rclone.
+        if let Some(i) = pattern.find("**") {
+            dirs.push(match include {
+                true => to_regex(&pattern[..i + 2]).unwrap_or_else(|_| every_folder()),
+                false => re.clone(),
+            });
         }
+        files.push(re);
         if include && !pattern.trim_start_matches('/').contains('/') {
             // A file name without folders (`*.jpg`) may be in any folder: all are walked
             // (one anchored at the root, `/top.jpg`, is in none).
             if !pattern.starts_with('/') {
-                dirs.add(glob("**").map_err(|e| bad(&e.kind()))?);
-                folders = true;
+                dirs.push(every_folder());
             }
         } else if include {
-            // `a/b/*.jpg`: folders `a/` and `a/b/`. A prefix that is no glob on its own (a
+            // `a/b/*.jpg`: folders `a/` and `a/b/`. A prefix that is no pattern on its own (a
             // `{x/y,z}` cut in two) cannot tell folders apart: every folder is walked.
             for (i, _) in pattern.match_indices('/') {
                 let prefix = &pattern[..=i];
-                if prefix == "/" {
-                    continue;
+                if prefix != "/" {
+                    dirs.push(to_regex(prefix).unwrap_or_else(|_| every_folder()));
                 }
-                match glob(prefix) {
-                    Ok(g) => dirs.add(g),
-                    Err(_) => dirs.add(glob("**").map_err(|e| bad(&e.kind()))?),
-                };
-                folders = true;
             }
         }
     }
-    let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::Usage(format!("{flag}: {e}")));
     Ok(Some(Rules {
-        files: build(files)?,
-        dirs: match folders {
-            true => Some(build(dirs)?),
-            false => None,
+        files: compile(&files, flag)?,
+        dirs: match dirs.is_empty() {
+            true => None,
+            false => Some(compile(&dirs, flag)?),
         },
     }))
 }
@@ -224,7 +293,7 @@ mod tests {
         assert_eq!(keys("/top/*"), ["top/x"]);
         assert_eq!(keys("d*"), ["dx.jpg", "q/dx.jpg"]);
         assert_eq!(keys("*.jpg"), ["dx.jpg", "q/dx.jpg"]);
-        for bad in ["", "/", "[abc", "cache/**.tmp", "tmp**", "a**/b"] {
+        for bad in ["", "/", "[abc", "a}", "{a", "***", "x\\"] {
             match Filter::new(&including(bad)) {
                 Err(Error::Usage(m)) => {
                     assert!(m.starts_with(&format!("--include {bad:?}: ")), "{m}")
