@@ -213,7 +213,7 @@ impl MigrateSpec {
                 })
             {
                 return Err(Error::Usage(format!(
-                    "{role} endpoint {e:?} is not an http:// or https:// URL"
+                    "--{role}-endpoint {e:?} is not an http:// or https:// URL"
                 )));
             }
         }

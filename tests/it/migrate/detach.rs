@@ -236,7 +236,7 @@ fn the_jobs_api_refuses_what_the_cli_refuses() {
                 store("apidst", ""),
                 good.clone(),
             ),
-            "is not an http:// or https:// URL",
+            "--src-endpoint \"not a url\" is not an http:// or https:// URL",
         ),
         (
             spec(

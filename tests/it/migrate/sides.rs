@@ -183,8 +183,11 @@ fn every_direction_between_ferry_moto_and_a_directory() {
         "--dry-run",
         "--json",
     ]));
-    let plan: Value = serde_json::from_str(out.trim()).expect("json");
+    // A JSON line per key, then the totals.
+    let plan: Value =
+        serde_json::from_str(out.trim().lines().last().unwrap_or_default()).expect("json");
     assert_eq!(plan["copy"], 41, "{out}");
+    assert_eq!(out.trim().lines().count(), 42, "{out}");
     let buckets = ok(&f.aws(&["s3", "ls"]));
     assert!(!buckets.contains("not-yet"), "{buckets}");
 }
