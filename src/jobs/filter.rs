@@ -131,9 +131,10 @@ fn to_regex(glob: &str) -> Result<String, String> {
     Ok(re)
 }
 
-/// Appends `c` to a regular expression as itself.
+/// Appends `c` to a regular expression as itself: the characters the syntax gives a meaning
+/// escaped, and only those (`\<` is a word boundary, not `<`).
 fn literal(re: &mut String, c: char) {
-    if c.is_ascii_punctuation() {
+    if "\\.+*?()|[]{}^$#&-~".contains(c) {
         re.push('\\');
     }
     re.push(c);
@@ -293,6 +294,10 @@ mod tests {
         assert_eq!(keys("/top/*"), ["top/x"]);
         assert_eq!(keys("d*"), ["dx.jpg", "q/dx.jpg"]);
         assert_eq!(keys("*.jpg"), ["dx.jpg", "q/dx.jpg"]);
+        // Characters a regular expression gives a meaning are themselves in a pattern.
+        let f = Filter::new(&including("a<b>#&~-(x)+.$^|!@%=,;:'\"`")).expect("filter");
+        assert!(f.key("a<b>#&~-(x)+.$^|!@%=,;:'\"`"));
+        assert!(!f.key("a<b>#&~-(x)+X$^|!@%=,;:'\"`"));
         for bad in ["", "/", "[abc", "a}", "{a", "***", "x\\"] {
             match Filter::new(&including(bad)) {
                 Err(Error::Usage(m)) => {
