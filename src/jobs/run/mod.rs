@@ -35,8 +35,11 @@ use crate::store::{self, ObjectKey};
 use crate::transfer::copy::Plan;
 use crate::transfer::throttle::Limiter;
 
+mod owners;
 mod task;
 
+use owners::hostname;
+pub use owners::reclaim_dead;
 pub use task::retryable;
 
 /// How long a claimed task stays this process's without a heartbeat.
@@ -540,68 +543,8 @@ pub async fn abort_uploads(db: &Db, job: i64, dst: &Side) -> (usize, Option<Stri
     (aborted, failed)
 }
 
-/// Hands back the tasks and listing lease of processes on this host that are gone (killed,
-/// crashed), so the job continues at once instead of waiting for their leases, and forgets
-/// them as the job's runners. Run as a runner starts and at each of its heartbeats.
-pub async fn reclaim_dead(db: &Db, job: i64) -> Result<()> {
-    let host = hostname();
-    let gone = |owner: &str| {
-        let mut it = owner.rsplitn(3, ':');
-        let (_, pid, h) = (it.next(), it.next(), it.next());
-        h == Some(host.as_str())
-            && pid
-                .and_then(|p| p.parse::<u32>().ok())
-                .is_some_and(|pid| pid != std::process::id() && !running(pid))
-    };
-    for owner in db.job_owners(job).await? {
-        if gone(&owner) {
-            let n = db.reclaim_owner(job, &owner).await?;
-            tracing::info!(job, %owner, tasks = n, "took back the work of a process that is gone");
-        }
-    }
-    for runner in db.job_runners(job).await? {
-        if gone(&runner.owner) {
-            db.runner_gone(job, &runner.owner).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Whether process `pid` of this host runs: it exists and is not a zombie (a process killed
-/// a moment ago can stay one until its parent reaps it).
-fn running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // `pid (comm) S …`: the state follows the last `)` (comm may hold one).
-        Ok(stat) => !matches!(
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next()),
-            Some('Z' | 'X')
-        ),
-        Err(_) => false,
-    }
-}
-
 fn state_err(e: crate::state::Error) -> store::Error {
     store::Error::Index(e.to_string())
-}
-
-/// The host part of a runner's name: the host name and this process's PID namespace, so
-/// containers that share a host name (host networking) never take each other's processes
-/// for their own when they look for dead ones.
-fn hostname() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "host".into());
-    let ns = std::fs::read_link("/proc/self/ns/pid")
-        .ok()
-        .and_then(|l| {
-            let l = l.to_string_lossy().into_owned();
-            l.strip_prefix("pid:[")?
-                .strip_suffix(']')
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    format!("{host}/{ns}")
 }
 
 /// Aborts a task when dropped (with the runner's future, say).
@@ -617,29 +560,4 @@ impl Drop for AbortOnDrop {
 struct Claimed {
     task: TaskRow,
     generation: u64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::running;
-
-    /// A killed process its parent has not reaped yet is a zombie: gone, for its tasks.
-    #[test]
-    fn a_zombie_is_not_running() {
-        assert!(running(std::process::id()));
-        let mut sleeper = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("sleep");
-        assert!(running(sleeper.id()));
-        let _ = sleeper.kill();
-        // Not reaped yet: a zombie once the kill lands.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while running(sleeper.id()) {
-            assert!(std::time::Instant::now() < deadline, "never a zombie");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let _ = sleeper.wait();
-        assert!(!running(sleeper.id()));
-    }
 }
