@@ -131,6 +131,9 @@ fn to_regex(glob: &str) -> Result<String, String> {
     Ok(re)
 }
 
+/// What `**` becomes ([`to_regex`]): every key, and every folder.
+const EVERY_FOLDER: &str = "(?:^|/).*$";
+
 /// Appends `c` to a regular expression as itself: the characters the syntax gives a meaning
 /// escaped, and only those (`\<` is a word boundary, not `<`).
 fn literal(re: &mut String, c: char) {
@@ -151,7 +154,7 @@ fn rules(patterns: &[String], flag: &str, include: bool) -> Result<Option<Rules>
     if patterns.is_empty() {
         return Ok(None);
     }
-    let every_folder = || to_regex("**").expect("a valid pattern");
+    let every_folder = || EVERY_FOLDER.to_owned();
     let (mut files, mut dirs) = (Vec::new(), Vec::new());
     for typed in patterns {
         let bad = |why: &dyn std::fmt::Display| Error::Usage(format!("{flag} {typed:?}: {why}"));
@@ -294,6 +297,7 @@ mod tests {
         assert_eq!(keys("/top/*"), ["top/x"]);
         assert_eq!(keys("d*"), ["dx.jpg", "q/dx.jpg"]);
         assert_eq!(keys("*.jpg"), ["dx.jpg", "q/dx.jpg"]);
+        assert_eq!(to_regex("**").as_deref(), Ok(EVERY_FOLDER));
         // Characters a regular expression gives a meaning are themselves in a pattern.
         let f = Filter::new(&including("a<b>#&~-(x)+.$^|!@%=,;:'\"`")).expect("filter");
         assert!(f.key("a<b>#&~-(x)+.$^|!@%=,;:'\"`"));
