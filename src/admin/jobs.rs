@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::json;
@@ -131,15 +132,39 @@ pub async fn cancel(
     })))
 }
 
+/// Dead letters per page at most (`limit`; [`control::DEAD_PAGE`] unless given).
+const DEAD_MAX: i64 = 10_000;
+
+#[derive(serde::Deserialize)]
+pub struct DeadQuery {
+    /// The `id` of the last dead letter of the page before.
+    #[serde(default)]
+    after: i64,
+    limit: Option<i64>,
+}
+
+/// A page of the dead-letter list, in task order: an empty page is its end.
 pub async fn dead(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
     Path(id): Path<i64>,
+    q: Result<Query<DeadQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
-    let d = control::detail(s.registry.db(), id, 10_000).await?;
-    let dead: Vec<_> = d.open.into_iter().filter(|t| t.state == "dead").collect();
-    Ok(Json(dead))
+    let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = q.limit.unwrap_or(control::DEAD_PAGE);
+    if !(1..=DEAD_MAX).contains(&limit) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {DEAD_MAX}, not {limit}"),
+        ));
+    }
+    let db = s.registry.db();
+    // 404 for a job that does not exist, not an empty list.
+    db.job(id).await.map_err(state_err)?;
+    Ok(Json(
+        db.dead_tasks(id, q.after, limit).await.map_err(state_err)?,
+    ))
 }
 
 pub async fn retry_dead(

@@ -92,8 +92,11 @@ pub fn document() -> Value {
                     "responses": { "200": { "description": "cancelled" }, "401": err, "404": err, "409": err } }
             },
             "/api/v1/jobs/{id}/dead": {
-                "get": { "summary": "The job's dead-letter list: tasks that failed for good, with their last error", "parameters": [id_param.clone()],
-                    "responses": { "200": { "description": "dead tasks", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/JobTask" } } } } }, "401": err, "404": err } }
+                "get": { "summary": "A page of the job's dead-letter list: tasks that failed for good, with their last error, in task order; ask again with `after` set to the last one's id until a page comes back empty",
+                    "parameters": [id_param.clone(),
+                        { "name": "after", "in": "query", "required": false, "schema": { "type": "integer", "default": 0 }, "description": "the id of the last dead letter of the page before" },
+                        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 10000, "default": 1000 } }],
+                    "responses": { "200": { "description": "dead tasks", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/DeadLetter" } } } } }, "400": err, "401": err, "404": err } }
             },
             "/api/v1/jobs/{id}/retry-dead": {
                 "post": { "summary": "Put the dead letters back in the queue", "parameters": [id_param.clone()],
@@ -159,6 +162,9 @@ pub fn document() -> Value {
                     "key": { "type": "string" }, "state": { "type": "string", "enum": ["pending", "running", "dead"] },
                     "size": { "type": "integer" }, "attempts": { "type": "integer" }, "upload_id": { "type": ["string", "null"] },
                     "parts_done": { "type": "integer" }, "bytes_done": { "type": "integer" }, "error": { "type": ["string", "null"] } } },
+                "DeadLetter": { "type": "object", "properties": {
+                    "id": { "type": "integer", "description": "the task's id: where the next page starts" }, "key": { "type": "string" },
+                    "size": { "type": "integer" }, "attempts": { "type": "integer" }, "error": { "type": ["string", "null"] } } },
                 "JobDetail": { "type": "object", "properties": {
                     "job": { "$ref": "#/components/schemas/Job" },
                     "tasks": { "type": "object", "properties": { "pending": { "type": "integer" }, "running": { "type": "integer" }, "dead": { "type": "integer" } } },

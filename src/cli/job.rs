@@ -1,4 +1,4 @@
-//! `ferry job list|show|pause|resume|cancel|retry-dead` and `ferry worker`: jobs as recorded
+//! `ferry job list|show|pause|resume|cancel|dead|retry-dead` and `ferry worker`: jobs as recorded
 //! in the state database (`--data` or `--db`), whichever process runs them.
 
 use std::path::PathBuf;
@@ -8,10 +8,10 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::migrate::{human, job_err, open_state};
-use crate::jobs::control;
+use crate::jobs::control::{self, DEAD_PAGE};
 use crate::jobs::run::Settings;
 use crate::registry::Registry;
-use crate::state::JobRecord;
+use crate::state::{DeadTask, JobRecord};
 
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
@@ -24,6 +24,9 @@ pub enum JobCommand {
     Resume(JobArg),
     /// Stop a job for good and abort its unfinished multipart uploads.
     Cancel(JobArg),
+    /// Every dead letter of a job (objects that could not be copied) with its last error;
+    /// one JSON document per line with --json.
+    Dead(JobArg),
     /// Put a job's dead-letter tasks back in its queue.
     RetryDead(JobArg),
 }
@@ -66,6 +69,7 @@ pub async fn run(
         | JobCommand::Pause(j)
         | JobCommand::Resume(j)
         | JobCommand::Cancel(j)
+        | JobCommand::Dead(j)
         | JobCommand::RetryDead(j) => j.db.db.clone(),
     };
     // Named a server (`--server`, FERRY_SERVER) and no --db: that server's jobs, through its
@@ -111,6 +115,16 @@ pub async fn run(
                 },
                 as_json,
             );
+        }
+        JobCommand::Dead(j) => {
+            db.job(j.id).await?;
+            let mut lister = DeadLister::new(j.id, as_json);
+            loop {
+                let page = db.dead_tasks(j.id, lister.after, DEAD_PAGE).await?;
+                if !lister.print(page) {
+                    break;
+                }
+            }
         }
         JobCommand::RetryDead(j) => report(
             Done::Requeued {
@@ -238,6 +252,50 @@ fn print_jobs(jobs: &[JobRecord], as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the dead-letter list page by page (`ferry job dead`).
+struct DeadLister {
+    job: i64,
+    as_json: bool,
+    after: i64,
+    printed: u64,
+}
+
+impl DeadLister {
+    fn new(job: i64, as_json: bool) -> Self {
+        Self {
+            job,
+            as_json,
+            after: 0,
+            printed: 0,
+        }
+    }
+
+    /// Prints a page; false at the end of the list.
+    fn print(&mut self, page: Vec<DeadTask>) -> bool {
+        let Some(last) = page.last() else {
+            if self.printed == 0 && !self.as_json {
+                println!("job {}: no dead letters", self.job);
+            }
+            return false;
+        };
+        self.after = last.id;
+        for t in &page {
+            if self.as_json {
+                println!("{}", json!(t));
+            } else {
+                println!(
+                    "{}: after {} attempts: {}",
+                    super::shown(&t.key),
+                    t.attempts,
+                    t.error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        self.printed += page.len() as u64;
+        true
+    }
+}
+
 /// Unfinished tasks `ferry job show` lists (the admin API's detail lists as many).
 const SHOWN_TASKS: i64 = 200;
 
@@ -298,6 +356,19 @@ async fn remote(
             };
             report(done, as_json);
         }
+        JobCommand::Dead(j) => {
+            let mut lister = DeadLister::new(j.id, as_json);
+            loop {
+                let path = format!(
+                    "/api/v1/jobs/{}/dead?after={}&limit={DEAD_PAGE}",
+                    j.id, lister.after
+                );
+                let v = client.call(Method::GET, &path, None).await?;
+                if !lister.print(serde_json::from_value(v)?) {
+                    break;
+                }
+            }
+        }
         JobCommand::RetryDead(j) => {
             let v = client
                 .call(Method::POST, &post(j.id, "retry-dead"), None)
@@ -354,7 +425,7 @@ fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
     );
     if open.len() as i64 >= SHOWN_TASKS {
         println!(
-            "  showing the first {SHOWN_TASKS} dead and unfinished tasks, dead letters first (GET /api/v1/jobs/{}/dead lists the dead letters):",
+            "  showing the first {SHOWN_TASKS} dead and unfinished tasks, dead letters first (`ferry job dead {}` lists every dead letter):",
             rec.id
         );
     }

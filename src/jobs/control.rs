@@ -26,6 +26,9 @@ pub enum Error {
     StillRunning(i64),
 }
 
+/// Dead letters per page of the dead-letter list (`ferry job dead`, the admin API's).
+pub const DEAD_PAGE: i64 = 1000;
+
 /// A job with its task counts and unfinished tasks (in flight, retrying, dead).
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Detail {

@@ -324,8 +324,25 @@ async fn jobs_and_tasks(db: &Db, unique: &str) {
         dead.iter()
             .any(|t| t.key == "c" && t.state == "dead" && t.error.as_deref() == Some("refused"))
     );
+    let page = db.dead_tasks(id, 0, 10).await.expect("dead letters");
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        (
+            page[0].key.as_str(),
+            page[0].attempts,
+            page[0].error.as_deref()
+        ),
+        ("c", 1, Some("refused"))
+    );
+    assert!(
+        db.dead_tasks(id, page[0].id, 10)
+            .await
+            .expect("after the last")
+            .is_empty()
+    );
     assert_eq!(db.retry_dead(id).await.expect("retry"), 1);
     assert_eq!(db.job(id).await.expect("job").dead, 0);
+    assert!(db.dead_tasks(id, 0, 10).await.expect("none").is_empty());
 
     // A lease that runs out: the tasks go to the next claimer, marked interrupted.
     let later = now + 1_000_000;

@@ -12,7 +12,7 @@ use super::{Db, Error, Result};
 
 mod tasks;
 
-pub use tasks::{OpenTask, PartRow, TaskCounts, TaskRow};
+pub use tasks::{DeadTask, OpenTask, PartRow, TaskCounts, TaskRow};
 
 pub(super) fn schema(id: &str) -> Vec<String> {
     vec![

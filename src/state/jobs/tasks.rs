@@ -42,6 +42,17 @@ pub struct OpenTask {
     pub error: Option<String>,
 }
 
+/// A task that failed for good, with its last error (the dead-letter list).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadTask {
+    /// Where the list goes on from: the next page is the one after this id.
+    pub id: i64,
+    pub key: String,
+    pub size: i64,
+    pub attempts: i64,
+    pub error: Option<String>,
+}
+
 /// Task counts by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskCounts {
@@ -399,6 +410,32 @@ impl Db {
                     upload_id: r.try_get("upload_id")?,
                     parts_done: r.try_get("parts_done")?,
                     bytes_done: r.try_get("bytes_done")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A page of a job's dead letters in the order they are stored: at most `limit`, those
+    /// after the task `after` (the `id` of the last of the page before). The whole list is
+    /// read page by page, however long it is.
+    pub async fn dead_tasks(&self, job: i64, after: i64, limit: i64) -> Result<Vec<DeadTask>> {
+        let rows = sqlx::query(
+            "SELECT id, object_key, size, attempts, error FROM job_tasks
+             WHERE job_id = $1 AND state = 'dead' AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(job)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadTask {
+                    id: r.try_get("id")?,
+                    key: r.try_get("object_key")?,
+                    size: r.try_get("size")?,
+                    attempts: r.try_get("attempts")?,
                     error: r.try_get("error")?,
                 })
             })

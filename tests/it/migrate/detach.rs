@@ -265,3 +265,106 @@ fn the_jobs_api_refuses_what_the_cli_refuses() {
     let (code, v) = post(&spec(store("apisrc", ""), store("apidst", ""), good));
     assert_eq!(code, 201, "{v}");
 }
+
+/// Every dead letter, however many: `ferry job dead` pages through the whole list, from the
+/// database and from a server, and the admin API hands it out page by page.
+#[test]
+fn the_dead_letter_list_pages_through_every_dead_letter() {
+    use ferry::state::{Db, NewTask, now_ms};
+    let f = Ferry::start();
+    let n = 2_345;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let id = rt.block_on(async {
+        let db = Db::open_embedded(&f.data()).await.expect("db");
+        let id = db
+            .create_job("migrate", &serde_json::json!({}), "dead-pages", now_ms())
+            .await
+            .expect("job");
+        let now = now_ms();
+        assert!(
+            db.take_lister(id, "L", now, now + 60_000)
+                .await
+                .expect("lister")
+        );
+        let tasks: Vec<NewTask> = (0..n)
+            .map(|i| NewTask {
+                key: format!("k{i:05}"),
+                action: "copy",
+                size: 1,
+                etag: "e".into(),
+            })
+            .collect();
+        assert!(
+            db.add_listing_page(id, "L", &tasks, Some("k99999"), 0, true)
+                .await
+                .expect("page")
+        );
+        let claimed = db
+            .claim_tasks(id, "w", now, now + 60_000, n as i64)
+            .await
+            .expect("claim");
+        for t in &claimed {
+            db.fail_task(id, "w", t.id, &format!("refused {}", t.key), None)
+                .await
+                .expect("dead");
+        }
+        db.set_job_state(id, &["running"], "cancelled", now_ms())
+            .await
+            .expect("cancel");
+        id
+    });
+    let want: Vec<String> = (0..n).map(|i| format!("k{i:05}")).collect();
+    // From the database.
+    let out = Command::new(ferry_bin())
+        .arg("--data")
+        .arg(f.data())
+        .args(["job", "dead", &id.to_string()])
+        .output()
+        .expect("run");
+    let text = ok(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), n, "{}", &text[..text.len().min(300)]);
+    assert_eq!(lines[0], "k00000: after 1 attempts: refused k00000");
+    // From the server, as JSON lines.
+    let text = ok(&f.cli(&["job", "dead", &id.to_string(), "--json"]));
+    let keys: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("one document a line");
+            v["key"].as_str().expect("key").to_owned()
+        })
+        .collect();
+    assert_eq!(keys, want);
+    // The API's pages.
+    let token = crate::support::ADMIN_TOKEN;
+    let base = format!("/api/v1/jobs/{id}/dead");
+    let (code, page) = admin(&f, "GET", &base, token);
+    assert_eq!(code, 200);
+    let page = page.as_array().expect("array").clone();
+    assert_eq!(page.len(), 1000, "the default page");
+    let last = page[999]["id"].as_i64().expect("id");
+    let (code, rest) = admin(
+        &f,
+        "GET",
+        &format!("{base}?after={last}&limit=10000"),
+        token,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(rest.as_array().map(Vec::len), Some(n - 1000));
+    assert_eq!(rest[0]["key"], "k01000");
+    for bad in ["?limit=0", "?limit=10001", "?limit=x", "?after=y"] {
+        let (code, v) = admin(&f, "GET", &format!("{base}{bad}"), token);
+        assert_eq!(code, 400, "{bad}: {v}");
+        assert!(v["error"].is_string(), "{bad}: {v}");
+    }
+    let (code, _) = admin(&f, "GET", "/api/v1/jobs/99999/dead", token);
+    assert_eq!(code, 404);
+    let none = Command::new(ferry_bin())
+        .arg("--data")
+        .arg(f.data())
+        .args(["job", "dead", "99999"])
+        .output()
+        .expect("run");
+    assert!(!none.status.success());
+    assert!(stderr(&none).contains("99999"), "{}", stderr(&none));
+}
