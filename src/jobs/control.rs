@@ -143,6 +143,8 @@ pub struct Cancelled {
 /// its workers stopped, in case one started an upload after this.
 pub async fn cancel(registry: &Registry, id: i64) -> Result<Cancelled, Error> {
     let db = registry.db();
+    // Counted before: the workers of a running process abort theirs as they stop.
+    let recorded = db.job_uploads(id).await?.len();
     transition(
         db,
         id,
@@ -161,7 +163,21 @@ pub async fn cancel(registry: &Registry, id: i64) -> Result<Cancelled, Error> {
     }
     if db.job_uploads(id).await?.is_empty() {
         return Ok(Cancelled {
-            aborted: 0,
+            aborted: recorded,
+            not_aborted: None,
+        });
+    }
+    // A process running the job aborts them as it stops (and holds a directory destination
+    // until then): wait for it, then abort what it left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && runs(db, id).await? {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = db.job_uploads(id).await?.len();
+    let by_runner = recorded.saturating_sub(left);
+    if left == 0 {
+        return Ok(Cancelled {
+            aborted: by_runner,
             not_aborted: None,
         });
     }
@@ -177,15 +193,21 @@ pub async fn cancel(registry: &Registry, id: i64) -> Result<Cancelled, Error> {
         Ok(dst) => {
             let (aborted, not_aborted) = super::run::abort_uploads(db, id, &dst).await;
             Cancelled {
-                aborted,
+                aborted: by_runner + aborted,
                 not_aborted,
             }
         }
         Err(e) => Cancelled {
-            aborted: 0,
+            aborted: by_runner,
             not_aborted: Some(e),
         },
     })
+}
+
+/// Whether a live process still runs job `id` (said so within the heartbeat window).
+async fn runs(db: &Db, id: i64) -> Result<bool, Error> {
+    let fresh = state::now_ms() - state::UNATTENDED_MS;
+    Ok(db.job_runners(id).await?.iter().any(|r| r.seen_ms >= fresh))
 }
 
 /// Requeues a job's dead letters (a finished job runs again); returns how many. Refused

@@ -42,8 +42,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub use buckets::BucketRecord;
 pub use jobs::{
-    DeadTask, JobRecord, NewTask, OpenTask, PartRow, Runner, TaskCounts, TaskRow, UNATTENDED_MS,
-    job_state,
+    Budget, DeadTask, JobRecord, NewTask, OpenTask, PartRow, Runner, TaskCounts, TaskRow,
+    UNATTENDED_MS, job_state,
 };
 pub use journal::{JournalRow, NewJournalRow, OwedStats};
 pub use volume::VolumeIteration;

@@ -3,7 +3,7 @@
 //! bucket policies, the journal, and jobs with their leases (concurrent claims included).
 
 use ferry::state::{
-    BucketRecord, Db, Dialect, Error, NewJournalRow, NewTask, PartRow, StoreRecord,
+    BucketRecord, Budget, Db, Dialect, Error, NewJournalRow, NewTask, PartRow, StoreRecord,
 };
 
 fn pg_url() -> String {
@@ -40,6 +40,7 @@ async fn exercise(db: &Db) {
     buckets_and_journal(db, &name).await;
     jobs_and_tasks(db, &name).await;
     concurrent_claims(db, &name).await;
+    claims_within_a_budget(db, &name).await;
     retry_dead_against_the_end_of_a_job(db, &name).await;
     deletes_wait_for_the_whole_listing(db, &name).await;
     volume_iterations(db, &name).await;
@@ -432,6 +433,39 @@ async fn concurrent_claims(db: &Db, unique: &str) {
     all.sort_unstable();
     all.dedup();
     assert_eq!((n, all.len()), (300, 300), "a task was claimed twice");
+    db.set_job_state(id, &["running"], "cancelled", now)
+        .await
+        .expect("cancel");
+}
+
+/// A claim within a byte budget takes the prefix of pending tasks that fits, the first one
+/// whatever its size only when asked to.
+async fn claims_within_a_budget(db: &Db, unique: &str) {
+    let sizes = [4, 3, 2, 10, 1, 1];
+    let tasks: Vec<NewTask> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| task(&format!("b{i}"), *s))
+        .collect();
+    let (id, now) = listed_job(db, &format!("budget-{unique}"), &tasks).await;
+    let claim = |bytes, first| async move {
+        db.claim_tasks_within(id, "w", now, now + 60_000, 10, Budget { bytes, first })
+            .await
+            .expect("claim")
+            .into_iter()
+            .map(|t| t.key)
+            .collect::<Vec<_>>()
+    };
+    assert!(claim(3, false).await.is_empty(), "b0 (4) does not fit 3");
+    assert_eq!(claim(3, true).await, ["b0"], "the first, whatever its size");
+    assert_eq!(
+        claim(5, false).await,
+        ["b1", "b2"],
+        "3 + 2 fit 5, not 3 + 2 + 10"
+    );
+    assert_eq!(claim(9, true).await, ["b3"], "10 alone, as the first");
+    assert_eq!(claim(100, false).await, ["b4", "b5"]);
+    assert!(claim(100, true).await.is_empty());
     db.set_job_state(id, &["running"], "cancelled", now)
         .await
         .expect("cancel");

@@ -30,7 +30,7 @@ use super::fence::Fence;
 use super::open::Side;
 use super::spec::{Filter, MigrateSpec};
 use super::{Result, list};
-use crate::state::{Db, JobRecord, TaskRow, job_state};
+use crate::state::{Budget, Db, JobRecord, TaskRow, job_state};
 use crate::store::{self, ObjectKey};
 use crate::transfer::copy::Plan;
 use crate::transfer::throttle::Limiter;
@@ -41,6 +41,11 @@ mod task;
 use owners::hostname;
 pub use owners::reclaim_dead;
 pub use task::retryable;
+
+/// Bytes of tasks claimed ahead of the workers, per worker, at most: claims of many small
+/// objects go in batches, while a process does not hold large objects another process could
+/// start (a second `ferry worker` joining a job of large objects finds them left).
+const QUEUED_BYTES_PER_WORKER: u64 = 2 << 20;
 
 /// How long a claimed task stays this process's without a heartbeat.
 pub const LEASE_MS: i64 = 15_000;
@@ -136,6 +141,8 @@ pub struct Runner {
     workers: usize,
     pub live: Arc<Live>,
     fence: Arc<Fence>,
+    /// Bytes of the tasks claimed and not yet taken by a worker.
+    queued_bytes: AtomicU64,
 }
 
 /// Why [`Runner::run`] returned.
@@ -187,6 +194,7 @@ impl Runner {
             workers: settings.workers.max(1),
             live,
             fence: Arc::new(Fence::new()),
+            queued_bytes: AtomicU64::new(0),
         })
     }
 
@@ -233,12 +241,14 @@ impl Runner {
         let _ = tokio::time::timeout(Duration::from_secs(30), committer).await;
         drop(heartbeat);
         self.release_queued(&queue_rx).await;
-        if let Err(e) = self.db.runner_gone(self.job, &self.owner).await {
-            tracing::warn!(job = self.job, error = %e, "forgetting this process as the job's runner failed");
-        }
         // Only now: a worker still running could have started an upload after an abort.
+        // Before this process stops being the job's runner: `ferry job cancel` waits for
+        // that, then aborts what is left (it cannot open a directory this process holds).
         if let Ok(Ended::Cancelled(_)) = &ended {
             abort_uploads(&self.db, self.job, &self.dst).await;
+        }
+        if let Err(e) = self.db.runner_gone(self.job, &self.owner).await {
+            tracing::warn!(job = self.job, error = %e, "forgetting this process as the job's runner failed");
         }
         ended
     }
@@ -386,7 +396,9 @@ impl Runner {
                 return;
             }
             let room = queue.capacity() as i64;
-            if room == 0 {
+            let queued = self.queued_bytes.load(Ordering::Relaxed);
+            let budget = QUEUED_BYTES_PER_WORKER * self.workers as u64;
+            if room == 0 || queued >= budget {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
@@ -398,9 +410,14 @@ impl Runner {
                 continue;
             };
             let now = crate::state::now_ms();
+            // One task at least when none waits, else what fits.
+            let within = Budget {
+                bytes: (budget - queued) as i64,
+                first: queued == 0,
+            };
             let claimed = match self
                 .db
-                .claim_tasks(self.job, &self.owner, now, now + LEASE_MS, room)
+                .claim_tasks_within(self.job, &self.owner, now, now + LEASE_MS, room, within)
                 .await
             {
                 Ok(c) => c,
@@ -415,6 +432,8 @@ impl Runner {
                 continue;
             }
             for task in claimed {
+                self.queued_bytes
+                    .fetch_add(task.size.max(0) as u64, Ordering::Relaxed);
                 if queue.send(Claimed { task, generation }).await.is_err() {
                     return;
                 }
@@ -459,6 +478,8 @@ impl Runner {
             let Some(Claimed { task, generation }) = claimed else {
                 return;
             };
+            self.queued_bytes
+                .fetch_sub(task.size.max(0) as u64, Ordering::Relaxed);
             self.live.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = *go.borrow() && self.fence.holds(generation);
             let result = if started {
@@ -502,6 +523,8 @@ impl Runner {
         let mut q = queue.lock().await;
         let mut ids = Vec::new();
         while let Ok(c) = q.try_recv() {
+            self.queued_bytes
+                .fetch_sub(c.task.size.max(0) as u64, Ordering::Relaxed);
             ids.push(c.task.id);
         }
         if !ids.is_empty()

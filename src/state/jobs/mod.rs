@@ -12,7 +12,7 @@ use super::{Db, Error, Result};
 
 mod tasks;
 
-pub use tasks::{DeadTask, OpenTask, PartRow, TaskCounts, TaskRow};
+pub use tasks::{Budget, DeadTask, OpenTask, PartRow, TaskCounts, TaskRow};
 
 pub(super) fn schema(id: &str) -> Vec<String> {
     vec![

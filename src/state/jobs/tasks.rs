@@ -53,6 +53,22 @@ pub struct DeadTask {
     pub error: Option<String>,
 }
 
+/// How many bytes of pending tasks a claim may take ([`Db::claim_tasks_within`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub bytes: i64,
+    /// Take the first task even if it alone is larger.
+    pub first: bool,
+}
+
+impl Budget {
+    /// No limit.
+    pub const NONE: Budget = Budget {
+        bytes: i64::MAX,
+        first: true,
+    };
+}
+
 /// Task counts by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskCounts {
@@ -87,6 +103,21 @@ impl Db {
         lease_ms: i64,
         n: i64,
     ) -> Result<Vec<TaskRow>> {
+        self.claim_tasks_within(job, owner, now_ms, lease_ms, n, Budget::NONE)
+            .await
+    }
+
+    /// [`Self::claim_tasks`], taking pending tasks (in id order) only while their sizes add
+    /// up to at most `budget.bytes`; the first one whatever its size if `budget.first`.
+    pub async fn claim_tasks_within(
+        &self,
+        job: i64,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        n: i64,
+        budget: Budget,
+    ) -> Result<Vec<TaskRow>> {
         let lock = if self.dialect == Dialect::Postgres {
             " FOR UPDATE SKIP LOCKED"
         } else {
@@ -110,11 +141,15 @@ impl Db {
         .await?;
         let left = n - rows.len() as i64;
         if left > 0 {
+            // The candidates with the bytes before each: a prefix of them fits the budget.
             rows.extend(
                 sqlx::query(&format!(
-                    "UPDATE job_tasks SET state = 'running', owner = $1, lease_ms = $2 WHERE id IN (
-                        SELECT id FROM job_tasks WHERE job_id = $3 AND state = 'pending' AND next_ms <= $4
-                        ORDER BY id LIMIT $5{lock})
+                    "WITH c AS (
+                        SELECT id, size FROM job_tasks WHERE job_id = $3 AND state = 'pending' AND next_ms <= $4
+                        ORDER BY id LIMIT $5{lock}),
+                     r AS (SELECT id, size, SUM(size) OVER (ORDER BY id) - size AS before FROM c)
+                     UPDATE job_tasks SET state = 'running', owner = $1, lease_ms = $2 WHERE id IN (
+                        SELECT id FROM r WHERE before + size <= $6 OR (before = 0 AND $7 = 1))
                      RETURNING {TASK_COLUMNS}"
                 ))
                 .bind(owner)
@@ -122,6 +157,8 @@ impl Db {
                 .bind(job)
                 .bind(now_ms)
                 .bind(left)
+                .bind(budget.bytes)
+                .bind(i64::from(budget.first))
                 .fetch_all(&mut *tx)
                 .await?,
             );

@@ -432,3 +432,130 @@ fn a_killed_job_reads_as_stalled_until_its_command_runs_again() {
         "the finished run still listed as a runner"
     );
 }
+
+/// A process holds what its workers run and 2 MiB per worker queued, not twice as many
+/// tasks again whatever their size: a second `ferry worker` joining a job of large objects
+/// would otherwise find every one already taken by the first.
+#[test]
+fn a_process_claims_little_more_than_its_workers_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Apart (not one fs store, whose copies are server-side and not rate limited).
+    let src = tmp.path().join("a/src");
+    let dst = tmp.path().join("b/dst");
+    for i in 0..16 {
+        write_file(&src.join(format!("f{i:02}")), mib(3), i);
+    }
+    std::fs::create_dir_all(&dst).expect("dst");
+    let m = Migrator::new(tmp.path());
+    let (s, d) = (
+        src.to_str().unwrap_or_default(),
+        dst.to_str().unwrap_or_default(),
+    );
+    let log = tmp.path().join("migrate.log");
+    let mut child = m.spawn(
+        &[
+            "migrate",
+            s,
+            d,
+            "--workers",
+            "4",
+            "--bandwidth-limit",
+            "16K",
+        ],
+        &log,
+    );
+    let (mut most, mut seen) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "the job never ran:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let out = m.run(&["job", "show", "1", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout)
+            && let Some(running) = v["tasks"]["running"].as_i64()
+            && running > 0
+        {
+            most = most.max(running);
+            seen += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    kill9(&mut child);
+    assert!(most >= 4, "the four workers never ran at once: {most}");
+    assert!(
+        most <= 6,
+        "{most} tasks claimed by a process of four workers"
+    );
+}
+
+/// `ferry job cancel` of a job another process copies into a directory: that process aborts
+/// the job's unfinished uploads as it stops (it holds the directory until then); the cancel
+/// waits for it and reports them aborted, instead of "open in another Ferry process".
+#[test]
+fn cancel_reports_the_uploads_the_running_process_aborted() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("a/src");
+    let dst = tmp.path().join("b/dst");
+    for i in 0..2 {
+        write_file(&src.join(format!("big{i}")), mib(24), i);
+    }
+    std::fs::create_dir_all(&dst).expect("dst");
+    let m = Migrator::new(tmp.path());
+    let (s, d) = (
+        src.to_str().unwrap_or_default(),
+        dst.to_str().unwrap_or_default(),
+    );
+    let log = tmp.path().join("migrate.log");
+    let mut child = m.spawn(
+        &[
+            "migrate",
+            s,
+            d,
+            "--part-size",
+            "5M",
+            "--multipart-threshold",
+            "8M",
+            "--bandwidth-limit",
+            "4M",
+        ],
+        &log,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no upload under way:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let out = m.run(&["job", "show", "1", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<Value>(&out.stdout)
+            && v["open"].as_array().is_some_and(|o| {
+                o.iter()
+                    .filter(|t| t["parts_done"].as_i64() > Some(0))
+                    .count()
+                    == 2
+            })
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = m.run(&["job", "cancel", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "the cancel reported a failure");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "job 1 cancelled; 2 unfinished multipart uploads aborted"
+    );
+    wait_for(&mut child, Duration::from_secs(60), &log);
+    let j = m.job(1);
+    assert_eq!(j["job"]["state"], "cancelled");
+    assert!(
+        j["open"]
+            .as_array()
+            .is_some_and(|o| o.iter().all(|t| t["upload_id"].is_null())),
+        "uploads still recorded: {j}"
+    );
+}
