@@ -140,11 +140,16 @@ pub fn s3_error(err: store::Error) -> S3Error {
         ),
         E::Body(_) => with(S3ErrorCode::IncompleteBody, msg),
         // MinIO answers a full disk with XMinioStorageFull (507); saying so beats a bare 500.
-        e @ E::Io { .. } if e.is_storage_full() => custom(
-            "XFerryStorageFull",
-            StatusCode::INSUFFICIENT_STORAGE,
-            format!("the store has no space left: {e}"),
-        ),
+        // The detail (which file) is the server's, not the client's.
+        e @ E::Io { .. } if e.is_storage_full() => {
+            tracing::warn!(error = %msg, "a store is full");
+            custom(
+                "XFerryStorageFull",
+                StatusCode::INSUFFICIENT_STORAGE,
+                "the store has no space left; deleting objects or aborting multipart uploads makes room"
+                    .to_owned(),
+            )
+        }
         E::Io { .. } | E::Index(_) => {
             tracing::error!(error = %msg, "internal store error");
             with(

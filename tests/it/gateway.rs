@@ -125,3 +125,16 @@ fn client_errors_are_not_logged_as_server_errors() {
     let log = f.log();
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+/// A full disk: writes get 507 XFerryStorageFull, reads go on, and deletes and aborts go
+/// through (the store's reserve), so the disk can be emptied through S3; then writes work
+/// again without a restart.
+#[test]
+fn a_full_disk_can_be_emptied_through_s3() {
+    let mut f = Ferry::start_on_small_disk(24);
+    let out = f.python("full_disk.py", &[]);
+    ok(&out);
+    let log = f.log();
+    assert!(!log.contains("panicked"), "{log}");
+    f.stop();
+}

@@ -37,6 +37,8 @@ pub struct Ferry {
     pub s3: String,
     pub admin: String,
     extra_args: Vec<String>,
+    /// A command `ferry serve` runs under (its arguments follow), if any.
+    wrapper: Vec<String>,
     /// The S3 listen address (`127.0.0.1:0` unless a test needs a fixed port).
     listen: String,
 }
@@ -55,6 +57,34 @@ impl Ferry {
             s3: String::new(),
             admin: String::new(),
             extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            wrapper: Vec::new(),
+            listen: "127.0.0.1:0".into(),
+        };
+        f.restart();
+        f
+    }
+
+    /// Starts with the built-in local store on a filesystem of `mib` MiB of its own: a
+    /// tmpfs mounted over `data/stores/local` in a mount namespace of the server's (`unshare`,
+    /// which needs no privileges), so the rest of the data directory stays visible here.
+    pub fn start_on_small_disk(mib: u32) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = dir.path().join("data/stores/local");
+        std::fs::create_dir_all(&local).expect("store dir");
+        let mut f = Ferry {
+            child: None,
+            dir,
+            s3: String::new(),
+            admin: String::new(),
+            extra_args: Vec::new(),
+            wrapper: vec![
+                "unshare".into(),
+                "-rm".into(),
+                "sh".into(),
+                "-c".into(),
+                format!("mount -t tmpfs -o size={mib}m tmpfs \"$0\" && exec \"$@\""),
+                local.display().to_string(),
+            ],
             listen: "127.0.0.1:0".into(),
         };
         f.restart();
@@ -75,6 +105,7 @@ impl Ferry {
             s3: String::new(),
             admin: String::new(),
             extra_args: Vec::new(),
+            wrapper: Vec::new(),
             listen: format!("127.0.0.1:{port}"),
         };
         f.restart();
@@ -100,7 +131,15 @@ impl Ferry {
             .append(true)
             .open(self.dir.path().join("serve.log"))
             .expect("log");
-        let child = Command::new(ferry_bin())
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(ferry_bin());
+                c
+            }
+            None => Command::new(ferry_bin()),
+        };
+        let child = cmd
             .args([
                 "serve",
                 "--listen",

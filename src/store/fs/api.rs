@@ -85,7 +85,10 @@ impl Store for FsStore {
             after = Some((last.key.clone(), last.upload_id.clone()));
             for u in uploads {
                 let aborted = match ObjectKey::parse(&u.key) {
-                    Ok(key) => self.abort_multipart_impl(bucket, &key, &u.upload_id).await,
+                    Ok(key) => {
+                        self.freeing(|| self.abort_multipart_impl(bucket, &key, &u.upload_id))
+                            .await
+                    }
                     Err(_) => Err(Error::NoSuchUpload {
                         upload_id: u.upload_id.clone(),
                     }),
@@ -119,7 +122,10 @@ impl Store for FsStore {
         // An object committed since the check above keeps the bucket (its file may have
         // made the folder again): checked and deleted in one step of the index's writer.
         self.forget_bucket(bucket);
-        if !self.index.delete_bucket_if_empty(bucket.as_str()).await? {
+        if !self
+            .freeing(|| self.index.delete_bucket_if_empty(bucket.as_str()))
+            .await?
+        {
             return Err(not_empty());
         }
         self.forget_bucket(bucket);
@@ -241,7 +247,8 @@ impl Store for FsStore {
         version_id: Option<&str>,
     ) -> Result<DeleteResult> {
         path(key)?;
-        self.delete_impl(bucket, key, version_id).await
+        self.freeing(|| self.delete_impl(bucket, key, version_id))
+            .await
     }
 
     async fn copy_object(
@@ -377,7 +384,8 @@ impl Store for FsStore {
         upload_id: &str,
     ) -> Result<()> {
         path(key)?;
-        self.abort_multipart_impl(bucket, key, upload_id).await
+        self.freeing(|| self.abort_multipart_impl(bucket, key, upload_id))
+            .await
     }
 
     async fn part_range(

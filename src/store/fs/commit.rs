@@ -171,9 +171,17 @@ fn batches(
                 // Either the only change failed, or the index committed and the file moves
                 // failed: the intent stays and is replayed at the next start; nothing is
                 // retried here, because the index changes are already in.
-                let msg = e.into_error().to_string();
+                let e = e.into_error();
+                let (full, msg) = (e.is_storage_full(), e.to_string());
                 for j in batch {
-                    let _ = j.done.send(Err(Error::Index(msg.clone())));
+                    let _ = j.done.send(Err(if full {
+                        Error::io(
+                            "committing the change",
+                            std::io::Error::from_raw_os_error(28),
+                        )
+                    } else {
+                        Error::Index(msg.clone())
+                    }));
                 }
             }
         }

@@ -14,6 +14,7 @@
 //! ROOT/.ferry/blobs/xx/<id>         bodies of "directory marker" keys (`photos/`)
 //! ROOT/.ferry/uploads/<upload>/     multipart parts, most of them placed in `object`
 //! ROOT/.ferry/trash/                files on their way out
+//! ROOT/.ferry/reserve               room held back for deletes on a full disk
 //! ```
 
 mod api;
@@ -29,6 +30,7 @@ mod layout;
 mod list;
 mod multipart;
 mod object;
+mod reserve;
 pub mod scan;
 
 pub use assembly::copy_range;
@@ -82,6 +84,8 @@ pub struct FsStore {
     /// Per bucket, what its last rescan could not index (see [`FsStore::unreadable`] and
     /// [`FsStore::unnamable`]).
     unlisted: std::sync::Mutex<std::collections::HashMap<String, scan::Unlisted>>,
+    /// Room held back for deletes on a full disk (see [`reserve`]).
+    reserve: Arc<reserve::Reserve>,
     /// An exclusive `flock` on `.ferry/lock`, held while the store is open: the index cache
     /// and crash recovery assume one process per store.
     _lock: std::fs::File,
@@ -109,7 +113,7 @@ impl FsStore {
     /// Opens (creating if needed) a store at `root`: replays unfinished intents, clears temp
     /// files, and indexes the tree if it was never indexed.
     pub async fn open(name: &str, root: &Path) -> Result<Arc<Self>> {
-        let store = Self::open_unscanned(name, root, true).await?;
+        let store = Self::open_unscanned(name, root, true, true).await?;
         if store.index.get_meta("indexed").await?.is_none() {
             store.rescan().await?;
         }
@@ -128,7 +132,7 @@ impl FsStore {
         bucket: &BucketName,
         hash_found: bool,
     ) -> Result<Arc<Self>> {
-        let store = Self::open_unscanned(name, root, hash_found).await?;
+        let store = Self::open_unscanned(name, root, hash_found, false).await?;
         store.adopt_dir(bucket).await?;
         Ok(store)
     }
@@ -145,7 +149,14 @@ impl FsStore {
         self.rescan_one(bucket).await.map(|_| ())
     }
 
-    async fn open_unscanned(name: &str, root: &Path, hash_found: bool) -> Result<Arc<Self>> {
+    /// `reserve`: hold back room so a full disk can still be emptied (a served store; not a
+    /// directory a job reads or writes).
+    async fn open_unscanned(
+        name: &str,
+        root: &Path,
+        hash_found: bool,
+        reserve: bool,
+    ) -> Result<Arc<Self>> {
         let meta = root.join(META_DIR);
         for d in ["tmp", "versions", "blobs", "uploads", "trash"] {
             std::fs::create_dir_all(meta.join(d))
@@ -176,6 +187,11 @@ impl FsStore {
                 .map_err(|e| Error::io(format!("opening {}", root.display()), e))?,
         );
         let committer = commit::Committer::start(&index, confined.clone())?;
+        let reserve = if reserve {
+            reserve::Reserve::take(root.join(META_DIR).join("reserve"))
+        } else {
+            reserve::Reserve::none()
+        };
         let store = Arc::new(Self {
             name: name.to_owned(),
             root,
@@ -190,10 +206,29 @@ impl FsStore {
             hash_found,
             placements: Default::default(),
             unlisted: Default::default(),
+            reserve,
             _lock: lock,
         });
         store.recover().await?;
         Ok(store)
+    }
+
+    /// Runs a change that frees space (a delete, an abort); if it fails for lack of room,
+    /// releases the [`reserve`] and tries once more. Once one succeeds, the reserve is taken
+    /// again when the disk has room for it.
+    pub(super) async fn freeing<T, F, Fut>(&self, change: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let r = match change().await {
+            Err(e) if e.is_storage_full() && self.reserve.release() => change().await,
+            r => r,
+        };
+        if r.is_ok() {
+            self.reserve.refill();
+        }
+        r
     }
 
     pub fn root(&self) -> &Path {

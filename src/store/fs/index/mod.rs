@@ -112,6 +112,16 @@ fn upper_bound(prefix: &str) -> String {
 }
 
 pub fn db_err(e: rusqlite::Error) -> Error {
+    // A full disk is said as the filesystem says it (ENOSPC), so it is told apart from a
+    // broken index: S3 clients get 507, a delete may use the store's reserve.
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::DiskFull
+    {
+        return Error::io(
+            format!("store index: {e}"),
+            std::io::Error::from_raw_os_error(28),
+        );
+    }
     Error::Index(e.to_string())
 }
 
