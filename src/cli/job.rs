@@ -34,7 +34,7 @@ pub enum JobCommand {
 #[derive(Args, Debug)]
 pub struct DbArg {
     /// PostgreSQL state database (default: SQLite under --data).
-    #[arg(long, env = "FERRY_DB", value_name = "URL")]
+    #[arg(long, env = "FERRY_DB", value_name = "URL", hide_env_values = true)]
     pub db: Option<String>,
 }
 

@@ -29,7 +29,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FERRY_ADMIN_LISTEN", value_name = "ADDR")]
     admin_listen: Option<String>,
     /// State database URL (postgres://…); default: SQLite in the data directory.
-    #[arg(long, env = "FERRY_DB", value_name = "URL")]
+    #[arg(long, env = "FERRY_DB", value_name = "URL", hide_env_values = true)]
     db: Option<String>,
     /// Base domain for virtual-host style requests (BUCKET.DOMAIN).
     #[arg(long, env = "FERRY_DOMAIN")]

@@ -241,6 +241,28 @@ fn db_url_errors_hide_the_password_and_say_it_once() {
     }
 }
 
+/// `--help` shows where `--db` may come from, never the value `FERRY_DB` holds (its
+/// password).
+#[test]
+fn help_does_not_print_the_database_url() {
+    for cmd in [
+        &["serve", "--help"][..],
+        &["migrate", "--help"],
+        &["worker", "--help"],
+        &["job", "list", "--help"],
+    ] {
+        let out = Command::new(ferry_bin())
+            .args(cmd)
+            .env("FERRY_DB", "postgres://u:HelpLeakPw@db.example/ferry")
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd:?}: {text}");
+        assert!(text.contains("FERRY_DB"), "{cmd:?}: {text}");
+        assert!(!text.contains("HelpLeakPw"), "{cmd:?} prints the URL: {text}");
+    }
+}
+
 /// Volume commands: an address that is not one and a missing directory are bad usage.
 #[test]
 fn volume_bad_usage_exits_2() {

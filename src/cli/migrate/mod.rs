@@ -31,7 +31,7 @@ pub struct MigrateArgs {
     /// store:bucket[/prefix], s3://bucket[/prefix] or a local directory
     pub dst: String,
     /// PostgreSQL state database shared by several processes (default: SQLite under --data).
-    #[arg(long, env = "FERRY_DB", value_name = "URL")]
+    #[arg(long, env = "FERRY_DB", value_name = "URL", hide_env_values = true)]
     pub db: Option<String>,
     /// Endpoint of an s3:// source (default: AWS).
     #[arg(long, env = "FERRY_SRC_ENDPOINT", value_name = "URL")]
