@@ -99,6 +99,25 @@ pub struct Registry {
     open: Mutex<HashMap<String, Opened>>,
 }
 
+/// `path` with symlinks resolved as far as it exists, the rest (not made yet) as written.
+fn resolved(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut at = abs.as_path();
+    loop {
+        if let Ok(canon) = std::fs::canonicalize(at) {
+            return rest.iter().rev().fold(canon, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                at = parent;
+            }
+            _ => return abs,
+        }
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -209,22 +228,49 @@ impl Registry {
         ) {
             return Err(state::Error::StoreExists(rec.name.clone()).into());
         }
-        if let Some(path) = rec.config.get("path").and_then(|p| p.as_str())
-            && let Ok(canon) = std::fs::canonicalize(path)
-        {
-            for (name, o) in self.open.lock().await.iter() {
-                if let Opened::Fs(s) = o
-                    && s.root() == canon
-                {
-                    return Err(invalid(&format!("{path} is already the store {name:?}")));
-                }
-            }
+        if let Some(path) = rec.config.get("path").and_then(|p| p.as_str()) {
+            self.check_apart(Path::new(path))
+                .await
+                .map_err(|why| invalid(&why))?;
         }
         // Open first, so a store that cannot be opened is never registered.
         let opened = open_record(&rec).await?;
         self.db.add_store(&rec).await?;
         self.open.lock().await.insert(rec.name.clone(), opened);
         Ok(summary(&rec))
+    }
+
+    /// Refuses an fs store's root that is, holds or lies in another fs store's root or the
+    /// data directory: one store's files (its `.ferry` index among them) would be another's
+    /// objects, which any S3 client could overwrite.
+    async fn check_apart(&self, path: &Path) -> Result<(), String> {
+        let new = resolved(path);
+        let mut others = Vec::new();
+        for (name, o) in self.open.lock().await.iter() {
+            if let Opened::Fs(s) = o {
+                others.push((format!("the store {name:?}"), s.root().to_path_buf()));
+            }
+        }
+        for rec in self.db.stores().await.map_err(|e| e.to_string())? {
+            if let Some(p) = rec.config.get("path").and_then(|p| p.as_str()) {
+                others.push((format!("the store {:?}", rec.name), resolved(Path::new(p))));
+            }
+        }
+        // Last: a store in it is named as the store.
+        others.push(("the data directory".to_owned(), resolved(&self.data)));
+        let shown = path.display();
+        for (what, root) in others {
+            if new == root {
+                return Err(format!("{shown} is already {what}"));
+            }
+            if new.starts_with(&root) {
+                return Err(format!("{shown} is inside {what} ({})", root.display()));
+            }
+            if root.starts_with(&new) {
+                return Err(format!("{shown} holds {what} ({})", root.display()));
+            }
+        }
+        Ok(())
     }
 
     pub async fn remove(&self, name: &str) -> Result<(), Error> {

@@ -25,6 +25,22 @@ fn store_commands() {
     let dup = f.cli(&["store", "add", "extra", "--kind", "fs", "--path", &extra_s]);
     assert_eq!(dup.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already registered"));
+    // Stores inside stores or the data directory: one's files (its index among them) would
+    // be another's objects, for any S3 client to overwrite.
+    let local_bucket = f.local_root().join("nsbkt");
+    for (path, why) in [
+        (local_bucket.as_path(), "is inside the store \"local\""),
+        (&f.data(), "holds the store \"local\""),
+        (&f.data().join("elsewhere"), "is inside the data directory"),
+        (&extra.join("sub"), "is inside the store \"extra\""),
+        (f.dir.path(), "holds the store"),
+    ] {
+        let p = path.to_string_lossy();
+        let out = f.cli(&["store", "add", "nest", "--kind", "fs", "--path", &p]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{p} was taken");
+        assert!(err.contains(why), "{p}: {err}");
+    }
     let bad = f.cli(&["store", "add", "x", "--kind", "nope"]);
     assert_eq!(bad.status.code(), Some(2));
     // A flag of the other kind was ignored without a word.
