@@ -16,13 +16,16 @@ use prometheus_client::registry::Registry;
 
 /// Sets up logging to stderr; `RUST_LOG` / `FERRY_LOG` choose the level (default `info`).
 ///
-/// By default s3s's request handling (`s3s::ops`) is silent: it logs every error answer at
-/// ERROR, a 404 or an unsigned request included, so a server scanned by anyone would log
-/// little else. What is the server's own fault is logged by the gateway itself.
+/// By default s3s's request handling is silent: it logs every error answer at ERROR
+/// (`s3s::ops`: a 404 or an unsigned request included; `s3s::service`: every 5xx with a dump
+/// of the response, a 501 for an operation Ferry does not implement included) and a
+/// malformed XML body whole (`s3s::http`), so a server anyone can reach would log little else
+/// and a client could fill the log with what it sends. What is the server's own fault is
+/// logged by the gateway itself.
 pub fn init_logging() {
     let filter = std::env::var("FERRY_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,sqlx=error,s3s=warn,s3s::ops=off,hyper=warn,aws=warn".into());
+        .unwrap_or_else(|_| "info,sqlx=error,s3s=warn,s3s::ops=off,s3s::service=off,s3s::http=off,hyper=warn,aws=warn".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
