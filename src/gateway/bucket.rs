@@ -15,7 +15,7 @@ impl Gateway {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         guard::plain(&req.uri)?;
-        guard::create_bucket(&req.headers)?;
+        guard::create_bucket(&req.input, &req.headers)?;
         let (store, bucket) = self.target(&req.input.bucket)?;
         store.create_bucket(&bucket).await.map_err(s3_error)?;
         Ok(S3Response::new(CreateBucketOutput {

@@ -84,6 +84,10 @@ pub struct Asks<'a> {
     pub sse: Option<&'a str>,
     /// Customer-provided keys (SSE-C), for the object or its copy source.
     pub sse_c: bool,
+    /// The canned ACL (`x-amz-acl`, or a form's `acl` field).
+    pub acl: Option<&'a str>,
+    /// Grants named in `x-amz-grant-*` headers.
+    pub grants: bool,
 }
 
 /// The [`Asks`] of a PutObject, CopyObject or CreateMultipartUpload input.
@@ -95,16 +99,24 @@ macro_rules! asks_of {
                 || $input.object_lock_legal_hold_status.is_some(),
             sse: $input.server_side_encryption.as_ref().map(|s| s.as_str()),
             sse_c: $input.sse_customer_algorithm.is_some(),
+            acl: $input.acl.as_ref().map(|a| a.as_str()),
+            grants: $input.grant_full_control.is_some()
+                || $input.grant_read.is_some()
+                || $input.grant_read_acp.is_some()
+                || $input.grant_write_acp.is_some(),
         }
     };
 }
 pub(crate) use asks_of;
 
 /// For requests that write an object (PutObject and so POST Object, CreateMultipartUpload,
-/// CopyObject): refuses Object Lock and encryption Ferry cannot honour. SSE-S3 (`AES256`) is
+/// CopyObject): refuses Object Lock, encryption and ACLs Ferry cannot honour (an object
+/// made public would not be: taking the ACL and serving it private misled `s3cmd put -P`,
+/// which printed a public URL that answered 403). SSE-S3 (`AES256`) is
 /// taken and not echoed: Ferry's stores keep bytes as they are, and an answer without
 /// `x-amz-server-side-encryption` tells a client that checks.
 pub fn object_write(asks: &Asks<'_>) -> S3Result<()> {
+    super::unconfigured::check_owner_only(asks.acl, asks.grants, None)?;
     if asks.lock {
         return Err(s3_error!(
             InvalidRequest,
@@ -130,8 +142,15 @@ pub fn object_write(asks: &Asks<'_>) -> S3Result<()> {
     }
 }
 
-/// For CreateBucket: a bucket with Object Lock is refused, not created without it.
-pub fn create_bucket(headers: &HeaderMap) -> S3Result<()> {
+/// For CreateBucket: a bucket with Object Lock, or with an ACL other than the owner's, is
+/// refused, not created without it.
+pub fn create_bucket(input: &s3s::dto::CreateBucketInput, headers: &HeaderMap) -> S3Result<()> {
+    let grants = input.grant_full_control.is_some()
+        || input.grant_read.is_some()
+        || input.grant_read_acp.is_some()
+        || input.grant_write.is_some()
+        || input.grant_write_acp.is_some();
+    super::unconfigured::check_owner_only(input.acl.as_ref().map(|a| a.as_str()), grants, None)?;
     let lock = headers
         .get("x-amz-bucket-object-lock-enabled")
         .and_then(|v| v.to_str().ok())
@@ -345,7 +364,13 @@ mod tests {
 
     #[test]
     fn lock_and_encryption_asks() {
-        let asks = |lock, sse, sse_c| Asks { lock, sse, sse_c };
+        let asks = |lock, sse, sse_c| Asks {
+            lock,
+            sse,
+            sse_c,
+            acl: None,
+            grants: false,
+        };
         assert!(object_write(&asks(false, None, false)).is_ok());
         assert!(object_write(&asks(false, Some("AES256"), false)).is_ok());
         for (a, code) in [
@@ -359,15 +384,45 @@ mod tests {
                 S3ErrorCode::InvalidArgument,
             ),
             (asks(false, None, true), S3ErrorCode::NotImplemented),
+            (
+                Asks {
+                    acl: Some("public-read"),
+                    ..asks(false, None, false)
+                },
+                S3ErrorCode::NotImplemented,
+            ),
+            (
+                Asks {
+                    grants: true,
+                    ..asks(false, None, false)
+                },
+                S3ErrorCode::NotImplemented,
+            ),
         ] {
             assert_eq!(*object_write(&a).expect_err("refused").code(), code);
+        }
+        for owner_only in ["private", "bucket-owner-full-control"] {
+            let a = Asks {
+                acl: Some(owner_only),
+                ..asks(false, None, false)
+            };
+            assert!(object_write(&a).is_ok(), "{owner_only}");
         }
         let h = |k: &'static str, v: &'static str| {
             let mut m = HeaderMap::new();
             m.insert(k, v.parse().expect("header value"));
             m
         };
-        assert!(create_bucket(&h("x-amz-bucket-object-lock-enabled", "true")).is_err());
-        assert!(create_bucket(&h("x-amz-bucket-object-lock-enabled", "false")).is_ok());
+        let plain = s3s::dto::CreateBucketInput::default();
+        let lock = |v| create_bucket(&plain, &h("x-amz-bucket-object-lock-enabled", v));
+        assert!(lock("true").is_err());
+        assert!(lock("false").is_ok());
+        let public = s3s::dto::CreateBucketInput {
+            acl: Some(s3s::dto::BucketCannedACL::from_static(
+                s3s::dto::BucketCannedACL::PUBLIC_READ,
+            )),
+            ..Default::default()
+        };
+        assert!(create_bucket(&public, &HeaderMap::new()).is_err());
     }
 }

@@ -129,7 +129,7 @@ macro_rules! grant_headers {
 /// Takes an ACL that is the one Ferry has (the owner's full control: the `private` canned
 /// ACL, `bucket-owner-full-control` for an object, or a policy granting only the owner),
 /// and refuses any other as not implemented: nothing in Ferry is shared or public.
-fn check_owner_only(
+pub(super) fn check_owner_only(
     canned: Option<&str>,
     grant_headers: bool,
     policy: Option<&AccessControlPolicy>,

@@ -274,6 +274,22 @@ expect_error(lambda: s3.put_bucket_acl(Bucket=B, ACL="public-read"), "NotImpleme
 expect_error(lambda: s3.put_object_acl(Bucket=B, Key="k", GrantRead="uri=http://acs.amazonaws.com/groups/global/AllUsers"),
              "NotImplemented", 501)
 expect_error(lambda: s3.put_object_acl(Bucket=B, Key="missing", ACL="private"), "NoSuchKey", 404)
+# The same ACLs given as a write's headers (`s3cmd put -P`, `aws s3 cp --acl public-read`)
+# are refused too, not taken and then not honoured; nothing is written.
+public = "uri=http://acs.amazonaws.com/groups/global/AllUsers"
+for write in (
+    lambda: s3.put_object(Bucket=B, Key="pub", Body=b"x", ACL="public-read"),
+    lambda: s3.put_object(Bucket=B, Key="pub", Body=b"x", GrantRead=public),
+    lambda: s3.create_multipart_upload(Bucket=B, Key="pub", ACL="public-read-write"),
+    lambda: s3.copy_object(Bucket=B, Key="pub", CopySource={"Bucket": B, "Key": "k"}, ACL="public-read"),
+    lambda: s3.create_bucket(Bucket="s3-guards-public", ACL="public-read"),
+    lambda: s3.create_bucket(Bucket="s3-guards-public", GrantRead=public),
+):
+    expect_error(write, "NotImplemented", 501)
+expect_error(lambda: s3.head_object(Bucket=B, Key="pub"), "404", 404)
+expect_error(lambda: s3.head_bucket(Bucket="s3-guards-public"), "404", 404)
+s3.put_object(Bucket=B, Key="owned", Body=b"x", ACL="private")
+s3.put_object(Bucket=B, Key="owned", Body=b"x", ACL="bucket-owner-full-control")
 
 # An unfinished multipart upload does not keep a bucket: it goes with it.
 s3.create_bucket(Bucket="s3-guards-mpu")
