@@ -180,10 +180,16 @@ impl Gateway {
         {
             Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
             Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
-            other => {
+            Some(other) => {
                 return Err(s3_error!(
                     MalformedXML,
-                    "versioning status must be Enabled or Suspended, not {other:?}"
+                    "versioning status must be Enabled or Suspended, not \"{other}\""
+                ));
+            }
+            None => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "versioning status must be Enabled or Suspended; none was given"
                 ));
             }
         };
