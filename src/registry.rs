@@ -28,6 +28,9 @@ pub enum Error {
     Store { name: String, source: st::Error },
     #[error("invalid store {name:?}: {why}")]
     Invalid { name: String, why: String },
+    /// The store is in use (a bucket's policy names it): a conflict, not bad input.
+    #[error("store {name:?} is in use: {why}")]
+    InUse { name: String, why: String },
 }
 
 /// An open store, by kind (some operations, like rescan, exist only for one kind).
@@ -63,6 +66,7 @@ impl Opened {
 
 /// What a client asks for when registering a store.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddStore {
     pub name: String,
     pub kind: String,
@@ -299,7 +303,7 @@ impl Registry {
             }
         }
         if !users.is_empty() {
-            return Err(Error::Invalid {
+            return Err(Error::InUse {
                 name: name.into(),
                 why: format!(
                     "{} {} uses it; change {} policy (`ferry bucket policy`) or remove {} first",

@@ -36,6 +36,7 @@ impl From<bucket::Error> for ApiError {
 use super::{Body, json_body as body};
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateBucket {
     name: String,
     write_to: Vec<String>,
@@ -44,6 +45,7 @@ pub struct CreateBucket {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SetPolicy {
     write_to: Vec<String>,
     #[serde(default)]
@@ -51,6 +53,7 @@ pub struct SetPolicy {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FailoverReq {
     to: String,
     mode: String,
@@ -63,6 +66,7 @@ pub struct FailbackQuery {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VerifyReq {
     a: String,
     b: String,

@@ -30,6 +30,7 @@ fn state_err(e: crate::state::Error) -> ApiError {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Submit {
     spec: crate::jobs::spec::MigrateSpec,
     fingerprint: Option<String>,

@@ -69,6 +69,7 @@ impl ApiError {
             registry::Error::State(S::NoSuchStore(_)) => StatusCode::NOT_FOUND,
             registry::Error::State(S::StoreExists(_)) => StatusCode::CONFLICT,
             registry::Error::Invalid { .. } => StatusCode::BAD_REQUEST,
+            registry::Error::InUse { .. } => StatusCode::CONFLICT,
             registry::Error::Store { source, .. } if !source.is_retryable() => {
                 StatusCode::BAD_REQUEST
             }
@@ -82,8 +83,10 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.trim().split_once(' '))
+        // The scheme is case-insensitive (RFC 9110).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim_start());
     // Constant-time comparison: the token is a secret.
     let ok = given.len() == state.token.len()
         && given

@@ -17,6 +17,7 @@
 
 mod support;
 
+mod admin;
 mod cli;
 mod crash;
 mod fs_posix;
