@@ -65,18 +65,22 @@ fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
             .and_then(|n| n.to_str())
             .unwrap_or("secret")
     ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
 }
 
 fn random_string(len: usize, alphabet: &[u8]) -> String {
@@ -237,7 +241,11 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         "pid": std::process::id(),
         "region": cfg.region,
     });
-    write_secret(&cfg.data.join("serve.json"), &info.to_string())?;
+    // Only how `ferry` commands on this machine find the server: a server that cannot write
+    // it (a full disk) still serves, so objects can be read and deleted.
+    if let Err(e) = write_secret(&cfg.data.join("serve.json"), &info.to_string()) {
+        tracing::warn!(error = %format!("{e:#}"), "serving without serve.json: `ferry` commands on this machine need --server");
+    }
     println!(
         "ferry: S3 endpoint http://{s3_addr} (region {})",
         cfg.region

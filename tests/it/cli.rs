@@ -616,3 +616,59 @@ fn looking_at_jobs_makes_no_state() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job state in"));
     assert!(!data.exists(), "a state directory was made");
 }
+
+/// A server that cannot write `serve.json` (a full disk; here its temp name is taken by a
+/// folder) still serves, warning that `ferry` commands need `--server`: it used to stop
+/// with "No space left on device" naming no file, so a full disk could not even be read.
+#[test]
+fn a_server_that_cannot_write_serve_json_still_serves() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join(".serve.json.tmp/in-the-way")).expect("dir");
+    let port = |_| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port()
+    };
+    let (s3, admin) = (port(0), port(1));
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(ferry_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{s3}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .arg("--data")
+        .arg(&data)
+        .env("FERRY_ACCESS_KEY", crate::support::ACCESS_KEY)
+        .env("FERRY_SECRET_KEY", crate::support::SECRET_KEY)
+        .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let health = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://127.0.0.1:{admin}/health"))
+            .output()
+            .expect("curl");
+        if health.stdout == b"200" {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "serve exited with {status}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(std::time::Instant::now() < deadline, "serve never answered");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("serving without serve.json") && text.contains("serve.json"),
+        "{text}"
+    );
+}
