@@ -36,6 +36,12 @@ pub enum Error {
     NoSuchJob(i64),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// The embedded database's folder refuses writes (a read-only filesystem, permissions).
+    #[error("the state database {file} cannot be written: its folder refuses writes")]
+    NotWritable {
+        file: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -164,8 +170,29 @@ impl Db {
     /// Opens the embedded default: `DIR/state.db`.
     pub async fn open_embedded(dir: &Path) -> Result<Self> {
         let file = dir.join("state.db");
+        // SQLite's own word for a folder it cannot write in is "unable to open database
+        // file" (code 14), naming neither; the folder is asked first.
+        if let Err(e) = rustix::fs::access(dir, rustix::fs::Access::WRITE_OK)
+            && matches!(
+                e,
+                rustix::io::Errno::ROFS | rustix::io::Errno::ACCESS | rustix::io::Errno::PERM
+            )
+        {
+            return Err(Error::NotWritable {
+                file: file.display().to_string(),
+                source: e.into(),
+            });
+        }
         private(&file);
-        Self::connect(&format!("sqlite://{}?mode=rwc", file.display())).await
+        Self::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .map_err(|e| match e {
+                Error::Query(source) | Error::Open { source, .. } => Error::Open {
+                    url: file.display().to_string(),
+                    source,
+                },
+                other => other,
+            })
     }
 
     pub fn dialect(&self) -> Dialect {

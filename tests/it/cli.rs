@@ -672,3 +672,34 @@ fn a_server_that_cannot_write_serve_json_still_serves() {
         "{text}"
     );
 }
+
+/// A data directory on a read-only filesystem (bound read-only in a mount namespace of the
+/// server's): one line naming the state database and why, not SQLite's "unable to open
+/// database file" naming neither.
+#[test]
+fn a_read_only_data_directory_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("dir");
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c"])
+        .arg(r#"mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@""#)
+        .arg(&data)
+        .arg(ferry_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(&data)
+        .env("FERRY_ACCESS_KEY", crate::support::ACCESS_KEY)
+        .env("FERRY_SECRET_KEY", crate::support::SECRET_KEY)
+        .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&data.join("state.db").display().to_string())
+            && err.contains("Read-only file system"),
+        "{err}"
+    );
+}
