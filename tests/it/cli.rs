@@ -686,7 +686,13 @@ fn a_read_only_data_directory_is_named() {
         .arg(r#"mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@""#)
         .arg(&data)
         .arg(ferry_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data")
         .arg(&data)
         .env("FERRY_ACCESS_KEY", crate::support::ACCESS_KEY)

@@ -400,3 +400,61 @@ async fn rescans_during_overwrites_lose_no_version() {
         assert!(BODIES.contains(&data.as_slice()));
     }
 }
+
+async fn listed(s: &FsStore, b: &BucketName) -> Vec<String> {
+    s.list_objects(
+        b,
+        &ferry::store::ListQuery {
+            max_keys: 100,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("list")
+    .objects
+    .into_iter()
+    .map(|o| o.key.to_string())
+    .collect()
+}
+
+/// A file removed behind the store's back read as missing but stayed listed until a rescan
+/// (rclone then saw an object it could not read); a GET or HEAD that finds it gone forgets
+/// it as a rescan would. A folder a user put in its place is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_finds_the_file_gone_forgets_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FsStore::open("fs", dir.path()).await.expect("open");
+    let b = BucketName::parse("bkt").expect("name");
+    s.create_bucket(&b).await.expect("bucket");
+    for k in ["by-get", "by-head", "kept", "foldered"] {
+        put(&s, &b, k, b"data").await;
+    }
+    let at = |rel: &str| dir.path().join(rel);
+    std::fs::remove_file(at("bkt/by-get")).expect("rm");
+    std::fs::remove_file(at("bkt/by-head")).expect("rm");
+    std::fs::remove_file(at("bkt/foldered")).expect("rm");
+    std::fs::create_dir(at("bkt/foldered")).expect("mkdir");
+    std::fs::write(at("bkt/foldered/mine"), b"a user's file").expect("write");
+    assert!(matches!(
+        get(&s, &b, "by-get", None).await,
+        Err(Error::NoSuchKey { .. })
+    ));
+    assert!(matches!(
+        s.head_object(&b, &key("by-head"), None).await,
+        Err(Error::NoSuchKey { .. })
+    ));
+    assert!(matches!(
+        get(&s, &b, "foldered", None).await,
+        Err(Error::NoSuchKey { .. })
+    ));
+    assert_eq!(listed(&s, &b).await, ["kept"]);
+    assert_eq!(
+        std::fs::read(at("bkt/foldered/mine")).expect("the user's file is kept"),
+        b"a user's file"
+    );
+    // Nothing left for a rescan to forget, and the store opens again.
+    drop(s);
+    let s = FsStore::open("fs", dir.path()).await.expect("reopen");
+    let report = s.rescan().await.expect("rescan");
+    assert_eq!((report.removed, report.added), (0, 1), "{report:?}");
+}

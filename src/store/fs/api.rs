@@ -217,7 +217,11 @@ impl Store for FsStore {
                 Ok((ino, mtime_ns, size)) => {
                     row.file_ino.zip(row.file_mtime_ns) == Some((ino, mtime_ns)) && size == row.size
                 }
+                // Forgotten as the GET path forgets it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if let Err(e) = self.forget_if_gone(bucket, key, row.seq).await {
+                        tracing::warn!(store = %self.name(), %bucket, %key, error = %e, "forgetting a file removed outside Ferry failed");
+                    }
                     return Err(Error::NoSuchKey {
                         bucket: bucket.to_string(),
                         key: key.to_string(),

@@ -504,8 +504,16 @@ impl FsStore {
             .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
         let (opened, facts) = match opened {
             Ok(o) => o,
-            // Gone, or no longer a regular file of the store (a folder, a symlink, a FIFO).
+            // Gone, or no longer a regular file of the store (a folder, a symlink, a FIFO):
+            // a current version's file removed behind the store's back is forgotten, as a
+            // rescan would, so listings stop naming what cannot be read.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                drop(_g);
+                if row.path.is_none()
+                    && let Err(e) = self.forget_if_gone(bucket, key, row.seq).await
+                {
+                    tracing::warn!(store = %self.name, %bucket, %key, error = %e, "forgetting a file removed outside Ferry failed");
+                }
                 return Err(Error::NoSuchKey {
                     bucket: bucket.to_string(),
                     key: key.to_string(),

@@ -355,36 +355,50 @@ impl FsStore {
             .await
             .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
             for (row, gone) in rows.into_iter().zip(gone) {
-                if gone {
-                    let key = ObjectKey::parse(&row.key)?;
-                    let _g = self.lock_for(bucket, key.as_str()).write().await;
-                    // Looked at again under the key's lock: a write may have moved this row
-                    // away (an overwrite in a versioned bucket makes it a non-current version)
-                    // or put a file back since the page was looked at.
-                    let still = self
-                        .index
-                        .latest(bucket.as_str(), key.as_str())
+                if gone
+                    && self
+                        .forget_if_gone(bucket, &ObjectKey::parse(&row.key)?, row.seq)
                         .await?
-                        .is_some_and(|l| l.seq == row.seq && l.path.is_none());
-                    if !still {
-                        continue;
-                    }
-                    let root = self.confined.clone();
-                    let rel = format!("{bucket}/{}", row.key);
-                    let kind = tokio::task::spawn_blocking(move || root.kind(&rel))
-                        .await
-                        .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
-                    if !matches!(kind, Ok(k) if k != Some(rustix::fs::FileType::RegularFile)) {
-                        continue;
-                    }
-                    let mut change = Change::new(bucket, &key);
-                    change.deletes.push(row.seq);
-                    self.commit(change).await?;
+                {
                     report.removed += 1;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Forgets the current version `seq` of `key` if its file is gone from the key's path
+    /// (or is no longer a regular file of the store's: a folder, a symlink, a special file),
+    /// as a rescan does; true if it did. Looked at under the key's write lock: a write may
+    /// have moved the row away (an overwrite in a versioned bucket makes it a non-current
+    /// version) or put a file back meanwhile. One that cannot be looked at keeps its row.
+    pub(super) async fn forget_if_gone(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        seq: i64,
+    ) -> Result<bool> {
+        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let still = self
+            .index
+            .latest(bucket.as_str(), key.as_str())
+            .await?
+            .is_some_and(|l| l.seq == seq && l.path.is_none());
+        if !still {
+            return Ok(false);
+        }
+        let root = self.confined.clone();
+        let rel = format!("{bucket}/{key}");
+        let kind = tokio::task::spawn_blocking(move || root.kind(&rel))
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+        if !matches!(kind, Ok(k) if k != Some(rustix::fs::FileType::RegularFile)) {
+            return Ok(false);
+        }
+        let mut change = Change::new(bucket, key);
+        change.deletes.push(seq);
+        self.commit(change).await?;
+        Ok(true)
     }
 
     async fn reconcile_found(
