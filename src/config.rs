@@ -50,6 +50,9 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    /// Settings that do not go together.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{}invalid {what} {value:?}: {why}", at.as_deref().unwrap_or(""))]
     Invalid {
         /// `FILE:LINE: key KEY: ` when the value came from the config file.
@@ -126,6 +129,14 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
             message: e.message().trim().replace('\n', " "),
         }
     })?;
+    // A relative data directory is the file's neighbour, not the working directory's (which
+    // is `/` under systemd).
+    if let Some(d) = &parsed.data
+        && d.is_relative()
+        && !d.as_os_str().is_empty()
+    {
+        parsed.data = Some(path.parent().unwrap_or(Path::new(".")).join(d));
+    }
     for (n, line) in text.lines().enumerate() {
         if let Some((key, _)) = line.split_once('=') {
             let key = key.trim();
@@ -258,6 +269,7 @@ impl ServeConfig {
             .is_none()
             .then(|| file.at("job_bandwidth_limit"))
             .flatten();
+        let region_at = o.region.is_none().then(|| file.at("region")).flatten();
         let post_at = o
             .max_post_object_size
             .is_none()
@@ -274,12 +286,19 @@ impl ServeConfig {
         let access_key = o.access_key.or(file.access_key).filter(|s| !s.is_empty());
         let secret_key = o.secret_key.or(file.secret_key).filter(|s| !s.is_empty());
         if access_key.is_some() != secret_key.is_some() {
-            return Err(ConfigError::Invalid {
-                at: None,
-                what: "credentials",
-                value: String::new(),
-                why: "give both FERRY_ACCESS_KEY and FERRY_SECRET_KEY (or access_key and secret_key), or neither".into(),
-            });
+            return Err(ConfigError::Conflict(format!(
+                "{} is given without {}: give both FERRY_ACCESS_KEY and FERRY_SECRET_KEY (or access_key and secret_key), or neither",
+                if access_key.is_some() {
+                    "an access key"
+                } else {
+                    "a secret key"
+                },
+                if access_key.is_some() {
+                    "a secret key"
+                } else {
+                    "an access key"
+                },
+            )));
         }
         let max_post_object_bytes =
             match o.max_post_object_size.or(file.max_post_object_size.clone()) {
@@ -319,7 +338,7 @@ impl ServeConfig {
             admin_listen: parse_addr("admin listen address", &admin).map_err(|e| e.at(admin_at))?,
             db: o.db.or(file.db),
             domain: o.domain.or(file.domain),
-            region: check_region(o.region.or(file.region))?,
+            region: check_region(o.region.or(file.region)).map_err(|e| e.at(region_at))?,
             access_key,
             secret_key,
             admin_token: o.admin_token.or(file.admin_token).filter(|s| !s.is_empty()),
@@ -377,6 +396,34 @@ mod tests {
             .unwrap_or_default();
         assert!(
             e.contains("ferry.toml:2: key listen: invalid listen address"),
+            "{e}"
+        );
+        std::fs::write(&p, "data = \"rel/data\"\nregion = \"not a region\"\n").expect("write");
+        let f = load_file(&p).expect("parses");
+        // A relative data directory is the file's neighbour.
+        assert_eq!(
+            f.data.as_deref(),
+            Some(dir.path().join("rel/data").as_path())
+        );
+        let e = ServeConfig::resolve(Overrides::default(), f)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("ferry.toml:2: key region: invalid region"),
+            "{e}"
+        );
+        // One half of a key pair is named as such, not as `invalid credentials ""`.
+        let o = Overrides {
+            access_key: Some("AKIAONLYHALF".into()),
+            ..Default::default()
+        };
+        let e = ServeConfig::resolve(o, FileConfig::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("an access key is given without a secret key"),
             "{e}"
         );
     }
