@@ -296,7 +296,16 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         stop_tx.subscribe(),
     ));
     shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: finishing in-flight requests (a second signal stops at once)");
+    // A second Ctrl-C or SIGTERM does not wait out the drain. Stopping mid-request is a
+    // crash the stores are made for: nothing unanswered was acknowledged.
+    let serve_json = cfg.data.join("serve.json");
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::warn!("second signal: stopping now, cutting the requests still in flight");
+        let _ = std::fs::remove_file(&serve_json);
+        std::process::exit(130);
+    });
     let _ = stop_tx.send(true);
     let _ = jobs.await;
     s3.await.context("S3 server task")??;

@@ -142,3 +142,27 @@ fn a_full_disk_can_be_emptied_through_s3() {
     assert!(!log.contains("panicked"), "{log}");
     f.stop();
 }
+
+/// SIGTERM waits for the requests in flight (30 s at most); a second SIGTERM or Ctrl-C stops
+/// at once, as an operator who presses Ctrl-C twice expects. It waited the 30 s regardless.
+#[test]
+fn a_second_signal_stops_at_once() {
+    let mut f = Ferry::start();
+    ok(&f.aws(&["s3", "mb", "s3://drain"]));
+    let (mut up, _answer) = f.stalled_put("/drain/slow");
+    f.signal("TERM");
+    assert!(
+        f.wait_exit(std::time::Duration::from_secs(2)).is_none(),
+        "the first signal did not wait for the upload in flight"
+    );
+    f.signal("INT");
+    let status = f.wait_exit(std::time::Duration::from_secs(10));
+    let _ = up.kill();
+    let _ = up.wait();
+    assert!(
+        status.is_some(),
+        "still draining after a second signal:\n{}",
+        f.log()
+    );
+    assert!(f.log().contains("second signal"), "{}", f.log());
+}

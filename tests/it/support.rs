@@ -214,6 +214,61 @@ impl Ferry {
         }
     }
 
+    /// Starts a PUT of `path` whose client trickles its body and never finishes (it stays
+    /// in flight until the server answers); returns once its first bytes are out, with the
+    /// lines the client prints after that (the server's answer).
+    pub fn stalled_put(
+        &self,
+        path: &str,
+    ) -> (
+        Child,
+        std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    ) {
+        use std::io::BufRead;
+        let mut cmd = Command::new(venv_bin("python"));
+        cmd.arg(repo().join("tests/it/py/stalled_put.py"))
+            .arg(path)
+            .stdout(Stdio::piped());
+        self.client_env(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn stalled_put.py");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().and_then(|l| l.ok());
+        assert_eq!(
+            first.as_deref(),
+            Some("sending"),
+            "the stalled upload did not start"
+        );
+        (child, lines)
+    }
+
+    /// Sends the server a signal (`TERM`, `INT`).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("running");
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status();
+    }
+
+    /// Waits up to `within` for the server to exit; its status if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");

@@ -227,32 +227,6 @@ fn failover_and_failback_with_a_target_that_does_not_answer() {
     ]));
 }
 
-/// Starts a PUT of `path` on `f` whose client trickles its body and never finishes; returns
-/// once its first bytes are out.
-fn stalled_put(
-    f: &Ferry,
-    path: &str,
-) -> (
-    std::process::Child,
-    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
-) {
-    use std::io::BufRead;
-    let mut cmd = Command::new(venv_bin("python"));
-    cmd.arg(crate::support::repo().join("tests/it/py/stalled_put.py"))
-        .arg(path)
-        .stdout(Stdio::piped());
-    f.client_env(&mut cmd);
-    let mut child = cmd.spawn().expect("spawn stalled_put.py");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = lines.next().and_then(|l| l.ok());
-    assert_eq!(
-        first.as_deref(),
-        Some("sending"),
-        "the stalled upload did not start"
-    );
-    (child, lines)
-}
-
 /// A role change waited without limit for the writes in flight, and the writes after it
 /// queued behind: one client stalled mid-body held a failover or a failback for as long as it
 /// kept trickling bytes. Now a body still streaming after a short hold is cut, its client is
@@ -260,7 +234,7 @@ fn stalled_put(
 #[test]
 fn a_stalled_upload_holds_neither_failover_nor_failback() {
     let (a, b) = pair("stall");
-    let (mut up, mut answer) = stalled_put(&a, "/stall/one");
+    let (mut up, mut answer) = a.stalled_put("/stall/one");
     run_bounded(
         &a,
         &[
@@ -289,7 +263,7 @@ fn a_stalled_upload_holds_neither_failover_nor_failback() {
         "after",
     ]));
 
-    let (mut up, mut answer) = stalled_put(&a, "/stall/two");
+    let (mut up, mut answer) = a.stalled_put("/stall/two");
     ok_bounded(&a, &["bucket", "failback", "stall", "--wait"]);
     let said = answer.next().and_then(|l| l.ok());
     assert_eq!(said.as_deref(), Some("503 ServiceUnavailable"));
