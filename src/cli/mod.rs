@@ -174,3 +174,23 @@ pub(crate) fn shown(key: &str) -> std::borrow::Cow<'_, str> {
         key.into()
     }
 }
+
+/// Makes the data directory (mode 0700) if it is not there; a path that is something else
+/// (a file) is bad usage, said as such rather than as "File exists".
+pub fn make_data_dir(data: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Ok(m) = std::fs::metadata(data)
+        && !m.is_dir()
+    {
+        return Err(UsageError(format!(
+            "the data directory {} is not a directory (--data, FERRY_DATA or data)",
+            data.display()
+        ))
+        .into());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .map_err(|e| anyhow::anyhow!("creating the data directory {}: {e}", data.display()))
+}

@@ -170,14 +170,7 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         job_bandwidth_limit: args.job_bandwidth_limit,
     };
     let cfg = ServeConfig::resolve(overrides, file).map_err(|e| UsageError(e.to_string()))?;
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&cfg.data)
-            .with_context(|| format!("creating the data directory {}", cfg.data.display()))?;
-    }
+    super::make_data_dir(&cfg.data)?;
     let db = match &cfg.db {
         Some(url) => super::connect_db(url).await?,
         None => Db::open_embedded(&cfg.data).await?,

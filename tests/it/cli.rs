@@ -220,6 +220,10 @@ fn bad_usage_exits_2() {
         ],
         "not-an-address",
     );
+    // A data directory that is a file: said so, not "File exists".
+    let file = tempfile::NamedTempFile::new().expect("file");
+    let f = file.path().to_string_lossy();
+    bad_usage(&["serve", "--data", &f], "is not a directory");
 }
 
 /// A `--db` URL: malformed is bad usage (2), one that cannot connect is 1; the password is

@@ -91,14 +91,7 @@ pub struct MigrateArgs {
 /// Opens the state database: `--db`, or SQLite in the data directory (created if needed).
 pub async fn open_state(db: Option<&str>, data: Option<PathBuf>) -> anyhow::Result<(Db, PathBuf)> {
     let data = data.unwrap_or_else(|| PathBuf::from("ferry-data"));
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&data)
-            .map_err(|e| anyhow!("creating the data directory {}: {e}", data.display()))?;
-    }
+    crate::cli::make_data_dir(&data)?;
     let db = match db {
         Some(url) => super::connect_db(url).await?,
         None => Db::open_embedded(&data).await?,
