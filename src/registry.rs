@@ -24,7 +24,7 @@ pub const LOCAL: &str = "local";
 pub enum Error {
     #[error(transparent)]
     State(#[from] state::Error),
-    #[error("store {name}: {source}")]
+    #[error("{}", named(name, source))]
     Store { name: String, source: st::Error },
     #[error("invalid store {name:?}: {why}")]
     Invalid { name: String, why: String },
@@ -101,6 +101,17 @@ pub struct Registry {
     db: Db,
     data: PathBuf,
     open: Mutex<HashMap<String, Opened>>,
+}
+
+/// A store's error with the store named once: many name it already ("store local is
+/// unavailable: …", "invalid argument: store rem4: …").
+fn named(name: &str, source: &st::Error) -> String {
+    let text = source.to_string();
+    if text.contains(&format!("store {name}")) {
+        text
+    } else {
+        format!("store {name}: {text}")
+    }
 }
 
 /// `path` with symlinks resolved as far as it exists, the rest (not made yet) as written.
@@ -396,4 +407,26 @@ async fn open_record(rec: &StoreRecord) -> Result<Opened, Error> {
 
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_named_once() {
+        let down = Error::Store {
+            name: "local".into(),
+            source: st::Error::Unavailable {
+                store: "local".into(),
+                message: "gone".into(),
+            },
+        };
+        assert_eq!(down.to_string(), "store local is unavailable: gone");
+        let other = Error::Store {
+            name: "rem".into(),
+            source: st::Error::InvalidArgument("bad".into()),
+        };
+        assert_eq!(other.to_string(), "store rem: invalid argument: bad");
+    }
 }
