@@ -288,6 +288,26 @@ impl Registry {
         Ok(())
     }
 
+    /// Tries a first call to a newly added s3 store (a listing of its buckets, 5 s at most):
+    /// what went wrong, if anything, for the operator to hear now rather than at the first
+    /// bucket that uses it. The store stays registered either way (it may be down for now).
+    /// A refused listing alone is no sign of trouble: a policy may allow buckets only.
+    pub async fn first_call(&self, name: &str) -> Option<String> {
+        let Ok(Opened::S3(store)) = self.get(name).await else {
+            return None;
+        };
+        let listed =
+            tokio::time::timeout(std::time::Duration::from_secs(5), store.list_buckets()).await;
+        match listed {
+            Ok(Ok(_)) => None,
+            Ok(Err(st::Error::Remote { code, .. })) if code == "AccessDenied" => None,
+            Ok(Err(e)) => Some(format!("a first call to store {name} failed: {e}")),
+            Err(_) => Some(format!(
+                "store {name} did not answer a first call within 5 s"
+            )),
+        }
+    }
+
     pub async fn remove(&self, name: &str) -> Result<(), Error> {
         if name == LOCAL {
             return Err(Error::Invalid {

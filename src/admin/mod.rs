@@ -222,7 +222,12 @@ async fn add_store(
     authorize(&s, &h)?;
     let req = json_body(body)?;
     let summary = s.registry.add(req).await?;
-    Ok((StatusCode::CREATED, Json(summary)))
+    let mut v = serde_json::to_value(&summary)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if let Some(w) = s.registry.first_call(&summary.name).await {
+        v["warning"] = w.into();
+    }
+    Ok((StatusCode::CREATED, Json(v)))
 }
 
 async fn remove_store(

@@ -22,7 +22,7 @@ pub fn document() -> Value {
                     "200": { "description": "stores", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Store" } } } } },
                     "401": err } },
                 "post": { "summary": "Register a store", "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/AddStore" } } } },
-                    "responses": { "201": { "description": "registered", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Store" } } } }, "400": err, "401": err, "409": err } }
+                    "responses": { "201": { "description": "registered; for an s3 store whose first call (a listing of its buckets) failed, `warning` says how (it stays registered)", "content": { "application/json": { "schema": { "allOf": [ { "$ref": "#/components/schemas/Store" }, { "type": "object", "properties": { "warning": { "type": "string" } } } ] } } } }, "400": err, "401": err, "409": err } }
             },
             "/api/v1/stores/{name}": {
                 "delete": { "summary": "Unregister a store (its data is left alone)", "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],

@@ -135,6 +135,9 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
             } else {
                 println!("added store {name}");
             }
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("ferry: warning: {w}");
+            }
         }
         StoreCommand::List => {
             let v = client.call(Method::GET, "/api/v1/stores", None).await?;

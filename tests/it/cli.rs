@@ -88,6 +88,46 @@ fn store_commands() {
         .output()
         .expect("run");
     ok(&add);
+    assert!(
+        !String::from_utf8_lossy(&add.stderr).contains("warning"),
+        "a store that answers is added without a warning: {}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    // One that does not answer, or refuses the key, is added with a warning that says so.
+    for (name, endpoint, ak) in [
+        ("nobody", "http://127.0.0.1:1", crate::support::ACCESS_KEY),
+        ("wrongkey", f.s3.as_str(), "AKIANOSUCHKEY0000000"),
+    ] {
+        let out = f.cli_env(
+            &[
+                "store",
+                "add",
+                name,
+                "--kind",
+                "s3",
+                "--endpoint",
+                endpoint,
+                "--path-style",
+                "--access-key-env",
+                "T_AK",
+                "--secret-key-env",
+                "T_SK",
+            ],
+            &[("T_AK", ak), ("T_SK", crate::support::SECRET_KEY)],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {err}");
+        assert!(
+            err.contains(&format!(
+                "ferry: warning: a first call to store {name} failed"
+            )),
+            "{name}: {err}"
+        );
+        if name == "wrongkey" {
+            assert!(err.contains("InvalidAccessKeyId"), "{err}");
+        }
+        ok(&f.cli(&["store", "remove", name]));
+    }
     let json = ok(&f.cli(&["store", "list", "--json"]));
     assert!(
         json.contains("\"remote\"") && json.contains(&f.s3),
