@@ -258,6 +258,31 @@ pub fn drop_unusable_range<B>(req: &mut http::Request<B>) {
     req.headers_mut().remove(http::header::RANGE);
 }
 
+/// A user-metadata header given more than once (`x-amz-meta-a: 1` and `x-amz-meta-a: 2`) is
+/// one value joined with commas, as S3 stores it (s3s refused the request). The signature
+/// still holds: SigV4 joins a repeated header's values with commas too.
+pub fn join_repeated_metadata<B>(req: &mut http::Request<B>) {
+    let headers = req.headers();
+    let repeated: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            k.as_str().starts_with("x-amz-meta-") && headers.get_all(*k).iter().nth(1).is_some()
+        })
+        .cloned()
+        .collect();
+    for name in repeated {
+        let values: Vec<&[u8]> = req
+            .headers()
+            .get_all(&name)
+            .iter()
+            .map(|v| v.as_bytes().trim_ascii())
+            .collect();
+        if let Ok(v) = http::HeaderValue::from_bytes(&values.join(&b',')) {
+            req.headers_mut().insert(name, v);
+        }
+    }
+}
+
 /// Whether a SigV4 request's signature covers the header `name` (lower case): the
 /// `SignedHeaders` of its Authorization header or `X-Amz-SignedHeaders` of its query.
 fn signs_header<B>(req: &http::Request<B>, name: &str) -> bool {

@@ -137,6 +137,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
         let this = self.clone();
         let head = req.method() == http::Method::HEAD;
         super::guard::drop_unusable_range(&mut req);
+        super::guard::join_repeated_metadata(&mut req);
         // Whether the request carries a body (see the `Connection: close` below).
         let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
             || req

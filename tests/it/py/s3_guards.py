@@ -369,4 +369,26 @@ st, _, data = signed("PUT", f"/{B}?versioning",
                      b"<VersioningConfiguration><Status>Foo</Status></VersioningConfiguration>")
 assert st == 400 and code_of(data) == "MalformedXML", (st, data)
 assert b"Foo" in data and b"Some(" not in data, data
+# A metadata header sent twice is one value joined with commas (as S3 keeps it), and the
+# signature, made over the joined value as SigV4 joins repeated headers, holds.
+import http.client
+from botocore.awsrequest import AWSRequest
+from common import END, _Signer
+req = AWSRequest(method="PUT", url=f"{END}/{B}/twice", data=b"x", headers={"x-amz-meta-d": "1,2"})
+_Signer(hashlib.sha256(b"x").hexdigest()).add_auth(req)
+conn = http.client.HTTPConnection(HOST, timeout=30)
+conn.putrequest("PUT", f"/{B}/twice", skip_accept_encoding=True)
+for k, v in req.headers.items():
+    if k.lower() == "x-amz-meta-d":
+        conn.putheader(k, "1")
+        conn.putheader(k, "2")
+    else:
+        conn.putheader(k, v)
+conn.putheader("Content-Length", "1")
+conn.endheaders()
+conn.send(b"x")
+r = conn.getresponse()
+assert r.status == 200, (r.status, r.read())
+conn.close()
+assert s3.head_object(Bucket=B, Key="twice")["Metadata"] == {"d": "1,2"}
 print("s3 guards: ok")
