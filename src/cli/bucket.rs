@@ -132,13 +132,21 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
             let rows = v
                 .as_array()
                 .ok_or_else(|| anyhow!("unexpected answer from the server"))?;
-            let mut text = format!("{:<24} {:<28} POLICY", "NAME", "MODE");
+            let s = |r: &Value, k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+            let width = |k: &str, head: &str| {
+                rows.iter()
+                    .map(|r| s(r, k).len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(head.len())
+            };
+            let (nw, mw) = (width("name", "NAME"), width("mode", "MODE"));
+            let mut text = format!("{:<nw$}  {:<mw$}  POLICY", "NAME", "MODE");
             for r in rows {
-                let s = |k: &str| r.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
                 text.push_str(&format!(
-                    "\n{:<24} {:<28} {}",
-                    s("name"),
-                    s("mode"),
+                    "\n{:<nw$}  {:<mw$}  {}",
+                    s(r, "name"),
+                    s(r, "mode"),
                     describe(r)
                 ));
             }
@@ -232,8 +240,17 @@ fn describe(v: &Value) -> String {
 }
 
 fn status_text(v: &Value) -> String {
+    let targets: Vec<&Value> = v["targets"].as_array().into_iter().flatten().collect();
+    // Wide enough for the longest `store:bucket`, so the columns stay columns.
+    let w = targets
+        .iter()
+        .filter_map(|t| t["target"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+        .max("TARGET".len());
     let mut s = format!(
-        "bucket {}: {}; {} writes owed in all\n{:<28} {:<10} {:<8} {:>8} {:>12} {:>10}  ERROR",
+        "bucket {}: {}; {} writes owed in all\n{:<w$}  {:<10} {:<8} {:>8} {:>12} {:>10} {:>10}  ERROR",
         v["name"].as_str().unwrap_or(""),
         v["mode"].as_str().unwrap_or(""),
         v["owed_total"].as_i64().unwrap_or(0),
@@ -242,25 +259,32 @@ fn status_text(v: &Value) -> String {
         "HEALTH",
         "OWED",
         "OWED BYTES",
-        "OLDEST"
+        "OLDEST",
+        "CAUGHT UP",
     );
-    for t in v["targets"].as_array().into_iter().flatten() {
+    for t in targets {
+        let healthy = t["healthy"].as_bool().unwrap_or(false);
+        let owed = t["owed_count"].as_i64().unwrap_or(0);
+        // A healthy target's error is its last catch-up error: news while it still owes
+        // writes, history once it owes none.
+        let error = match (t["error"].as_str(), healthy) {
+            (Some(e), false) => e.to_owned(),
+            (Some(e), true) if owed > 0 => format!("last: {e}"),
+            _ => String::new(),
+        };
         s.push_str(&format!(
-            "\n{:<28} {:<10} {:<8} {:>8} {:>12} {:>10}  {}",
+            "\n{:<w$}  {:<10} {:<8} {:>8} {:>12} {:>10} {:>10}  {}",
             t["target"].as_str().unwrap_or(""),
             t["role"].as_str().unwrap_or(""),
-            if t["healthy"].as_bool().unwrap_or(false) {
-                "ok"
-            } else {
-                "DOWN"
-            },
-            t["owed_count"].as_i64().unwrap_or(0),
+            if healthy { "ok" } else { "DOWN" },
+            owed,
             t["owed_bytes"].as_i64().unwrap_or(0),
             t["oldest_owed_age_s"]
                 .as_f64()
                 .map(|a| format!("{a:.1}s"))
                 .unwrap_or_else(|| "-".into()),
-            t["error"].as_str().unwrap_or("")
+            t["synced"].as_u64().unwrap_or(0),
+            error
         ));
     }
     if let Some(e) = v["failback_error"]["error"].as_str() {
@@ -271,4 +295,31 @@ fn status_text(v: &Value) -> String {
         s.push_str(&format!("\nlast failback failed {ago}s ago: {e}"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_columns_fit_long_targets_and_old_errors_stay_out() {
+        let v = json!({
+            "name": "b", "mode": "normal", "owed_total": 3,
+            "targets": [
+                { "target": "local:b", "role": "primary", "healthy": true, "owed_count": 0,
+                  "owed_bytes": 0, "synced": 0, "error": "an outage long over" },
+                { "target": "a-store-with-a-long-name:a-bucket-with-a-long-name", "role": "secondary",
+                  "healthy": true, "owed_count": 3, "owed_bytes": 30, "oldest_owed_age_s": 1.5,
+                  "synced": 1234, "error": "timed out" },
+            ]
+        });
+        let text = status_text(&v);
+        let lines: Vec<&str> = text.lines().collect();
+        let col = |l: &str| l.find("primary").or(l.find("secondary")).or(l.find("ROLE"));
+        assert_eq!(col(lines[1]), col(lines[2]), "{text}");
+        assert_eq!(col(lines[1]), col(lines[3]), "{text}");
+        assert!(!lines[2].contains("outage"), "{text}");
+        assert!(lines[3].ends_with("1234  last: timed out"), "{text}");
+        assert!(lines[1].contains("CAUGHT UP"), "{text}");
+    }
 }
