@@ -413,12 +413,16 @@ macro_rules! attrs_of {
 }
 pub(crate) use attrs_of;
 
-/// 304 Not Modified, with the ETag and Last-Modified S3 sends so a cache can revalidate.
+/// 304 Not Modified, with the ETag, Last-Modified and version id S3 sends so a cache can
+/// revalidate.
 fn not_modified_error(meta: &ObjectMeta) -> S3Error {
     let mut e = S3Error::new(S3ErrorCode::NotModified);
     let mut headers = http::HeaderMap::new();
     if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", meta.etag)) {
         headers.insert(http::header::ETAG, v);
+    }
+    if let Some(v) = version_header(meta).and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+        headers.insert("x-amz-version-id", v);
     }
     let mut date = Vec::new();
     if ts(meta.last_modified)

@@ -118,6 +118,11 @@ assert (r["ContentLength"], r["ContentRange"]) == (2, "bytes 1-2/4"), r
 
 # Copies that S3 refuses: a delete marker by version id, a part range past the source's end.
 s3.put_bucket_versioning(Bucket=B, VersioningConfiguration={"Status": "Enabled"})
+# A 304 of a versioned object names its version, as the 200 would.
+vid = s3.put_object(Bucket=B, Key="v304", Body=b"v")["VersionId"]
+for call in (s3.get_object, s3.head_object):
+    e = expect_error(lambda: call(Bucket=B, Key="v304", IfNoneMatch="*"), "304", 304)
+    assert e.response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-version-id") == vid, e.response
 s3.put_object(Bucket=B, Key="gone", Body=b"1")
 marker = s3.delete_object(Bucket=B, Key="gone")["VersionId"]
 expect_error(lambda: s3.copy_object(Bucket=B, Key="c", CopySource={"Bucket": B, "Key": "gone", "VersionId": marker}),
