@@ -131,11 +131,26 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })?;
     // A relative data directory is the file's neighbour, not the working directory's (which
     // is `/` under systemd).
-    if let Some(d) = &parsed.data
+    if let Some(d) = parsed.data.clone()
         && d.is_relative()
         && !d.as_os_str().is_empty()
     {
-        parsed.data = Some(path.parent().unwrap_or(Path::new(".")).join(d));
+        let near = path.parent().unwrap_or(Path::new(".")).join(&d);
+        // Before, it was the working directory's: state found only there is not left
+        // behind for a fresh data directory (new credentials, an empty store) in silence.
+        if let Ok(was) = std::path::absolute(&d)
+            && std::path::absolute(&near).is_ok_and(|n| n != was)
+            && was.join("state.db").exists()
+            && !near.join("state.db").exists()
+        {
+            return Err(ConfigError::Conflict(format!(
+                "{file}: data = {d:?} is now taken from the config file's folder ({}), but the \
+                 data is in {}: set data to that path",
+                near.display(),
+                was.display()
+            )));
+        }
+        parsed.data = Some(near);
     }
     for (n, line) in text.lines().enumerate() {
         if let Some((key, _)) = line.split_once('=') {

@@ -130,7 +130,9 @@ fn admin_token(cfg: &ServeConfig) -> anyhow::Result<String> {
     Ok(t)
 }
 
-async fn shutdown_signal() {
+/// Waits for Ctrl-C or SIGTERM; the exit status a shell gives a process the signal
+/// stopped (130 or 143).
+async fn shutdown_signal() -> i32 {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -143,8 +145,8 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        () = ctrl_c => 130,
+        () = term => 143,
     }
 }
 
@@ -294,10 +296,10 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
     // crash the stores are made for: nothing unanswered was acknowledged.
     let serve_json = cfg.data.join("serve.json");
     tokio::spawn(async move {
-        shutdown_signal().await;
+        let status = shutdown_signal().await;
         tracing::warn!("second signal: stopping now, cutting the requests still in flight");
         let _ = std::fs::remove_file(&serve_json);
-        std::process::exit(130);
+        std::process::exit(status);
     });
     let _ = stop_tx.send(true);
     let _ = jobs.await;

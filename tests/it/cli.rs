@@ -753,3 +753,29 @@ fn a_read_only_data_directory_is_named() {
         "{err}"
     );
 }
+
+/// A relative `data` in a config file is the file's neighbour; one whose state is only where
+/// the working directory put it before is refused, naming both, rather than started afresh
+/// (new credentials, an empty store).
+#[test]
+fn a_relative_data_directory_that_moved_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (etc, work) = (dir.path().join("etc"), dir.path().join("work"));
+    std::fs::create_dir_all(work.join("data")).expect("work");
+    std::fs::create_dir_all(&etc).expect("etc");
+    std::fs::write(work.join("data/state.db"), b"").expect("state");
+    std::fs::write(etc.join("ferry.toml"), "data = \"data\"\n").expect("config");
+    let out = Command::new(ferry_bin())
+        .args(["serve", "--config"])
+        .arg(etc.join("ferry.toml"))
+        .current_dir(&work)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("is now taken from the config file's folder")
+            && err.contains(&work.join("data").display().to_string()),
+        "{err}"
+    );
+}

@@ -135,7 +135,7 @@ fn client_errors_are_not_logged_as_server_errors() {
 /// again without a restart.
 #[test]
 fn a_full_disk_can_be_emptied_through_s3() {
-    let mut f = Ferry::start_on_small_disk(24);
+    let mut f = Ferry::start_on_small_disk(32);
     let out = f.python("full_disk.py", &[]);
     ok(&out);
     let log = f.log();
@@ -165,4 +165,5 @@ fn a_second_signal_stops_at_once() {
         f.log()
     );
     assert!(f.log().contains("second signal"), "{}", f.log());
+    assert_eq!(status.and_then(|s| s.code()), Some(130), "Ctrl-C's status");
 }

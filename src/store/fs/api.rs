@@ -181,6 +181,7 @@ impl Store for FsStore {
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
         path(key)?;
+        self.room_for_writes()?;
         self.put_impl(bucket, key, body, opts).await
     }
 
@@ -219,7 +220,7 @@ impl Store for FsStore {
                 }
                 // Forgotten as the GET path forgets it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if let Err(e) = self.forget_if_gone(bucket, key, row.seq).await {
+                    if let Err(e) = self.forget_on_read(bucket, key, row.seq).await {
                         tracing::warn!(store = %self.name(), %bucket, %key, error = %e, "forgetting a file removed outside Ferry failed");
                     }
                     return Err(Error::NoSuchKey {
@@ -265,6 +266,7 @@ impl Store for FsStore {
     ) -> Result<ObjectMeta> {
         path(src_key)?;
         path(dst_key)?;
+        self.room_for_writes()?;
         self.copy_impl(src_bucket, src_key, dst_bucket, dst_key, opts)
             .await
     }
@@ -346,6 +348,7 @@ impl Store for FsStore {
         opts: PutOptions,
     ) -> Result<PartInfo> {
         path(key)?;
+        self.room_for_writes()?;
         let r = self
             .upload_part_impl(bucket, key, upload_id, part_number, body, opts)
             .await;

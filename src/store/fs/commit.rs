@@ -335,7 +335,12 @@ enum Failed {
 impl Failed {
     fn into_error(self) -> Error {
         match self {
-            Failed::Transaction(e) | Failed::Moves(e) => e,
+            Failed::Transaction(e) => e,
+            // Committed, its moves replayed at the next start: never said as a full disk,
+            // whatever stopped the moves, since a caller may try a change that found no room
+            // again (`FsStore::freeing`), and this one must not be repeated.
+            Failed::Moves(e) if e.is_storage_full() => Error::Index(e.to_string()),
+            Failed::Moves(e) => e,
         }
     }
 }

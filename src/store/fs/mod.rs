@@ -221,14 +221,33 @@ impl FsStore {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
+        // Another change may have released the reserve while this one ran out of room.
+        let releases = self.reserve.releases();
         let r = match change().await {
-            Err(e) if e.is_storage_full() && self.reserve.release() => change().await,
+            Err(e)
+                if e.is_storage_full()
+                    && (self.reserve.release() || self.reserve.releases() != releases) =>
+            {
+                change().await
+            }
             r => r,
         };
         if r.is_ok() {
             self.reserve.refill();
         }
         r
+    }
+
+    /// Refuses a write of a body while the [`reserve`] is released and the disk has no room
+    /// to take it back: what deletes freed is for the deletes still to come.
+    pub(super) fn room_for_writes(&self) -> Result<()> {
+        if self.reserve.room_for_writes() {
+            return Ok(());
+        }
+        Err(Error::io(
+            "the store's disk is nearly full (its reserve is in use)",
+            std::io::Error::from_raw_os_error(28),
+        ))
     }
 
     pub fn root(&self) -> &Path {

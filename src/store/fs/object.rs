@@ -510,7 +510,7 @@ impl FsStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 drop(_g);
                 if row.path.is_none()
-                    && let Err(e) = self.forget_if_gone(bucket, key, row.seq).await
+                    && let Err(e) = self.forget_on_read(bucket, key, row.seq).await
                 {
                     tracing::warn!(store = %self.name, %bucket, %key, error = %e, "forgetting a file removed outside Ferry failed");
                 }

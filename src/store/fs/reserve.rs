@@ -2,57 +2,87 @@
 //! allocated file. On a full disk even a DELETE needs space (its index transaction appends to
 //! SQLite's write-ahead log), so without it the only way out would be `rm` behind the store's
 //! back. A change that frees space (a delete, an abort of an upload, removing a bucket) and
-//! fails for lack of room releases the reserve and is tried once more; the reserve is taken
-//! again in the background once the disk has room for it twice over.
+//! fails for lack of room releases the reserve and is tried once more; so is one that failed
+//! while another released it. While the reserve is released, writes of bodies are refused
+//! unless the disk has room for the reserve twice over (then it is taken again first), so the
+//! room a delete freed is not eaten by the next upload.
 //!
 //! Owns: the reserve file and when it is released and taken back. Callers decide which
-//! changes may use it ([`super::FsStore::freeing`]).
+//! changes may use it ([`super::FsStore::freeing`]) and which must leave it
+//! ([`Reserve::room_for_writes`]).
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The reserve's size, unless the filesystem is small: 8 MiB, at most 1/64 of it.
 const SIZE: u64 = 8 << 20;
 
 pub struct Reserve {
     path: PathBuf,
-    /// Whether the file is there (as far as this process knows).
-    held: AtomicBool,
+    /// Off for a directory a job reads or writes: no reserve, no refusals.
+    enabled: bool,
+    /// Whether the file is there, and how many times it was released: taken and released
+    /// under this lock, so a release never races a refill.
+    state: Mutex<State>,
     /// A background refill runs.
     filling: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    held: bool,
+    releases: u64,
 }
 
 impl Reserve {
     /// Takes the reserve at `path` if the disk has room for it (a full disk starts without).
     pub fn take(path: PathBuf) -> Arc<Self> {
         let r = Arc::new(Self {
-            held: AtomicBool::new(false),
-            filling: AtomicBool::new(false),
             path,
+            enabled: true,
+            state: Mutex::default(),
+            filling: AtomicBool::new(false),
         });
         r.fill();
         r
     }
 
-    /// A reserve that holds nothing (a directory a job reads).
+    /// A reserve that holds nothing and refuses nothing (a directory a job reads).
     pub fn none() -> Arc<Self> {
         Arc::new(Self {
             path: PathBuf::new(),
-            held: AtomicBool::new(false),
-            filling: AtomicBool::new(true),
+            enabled: false,
+            state: Mutex::default(),
+            filling: AtomicBool::new(false),
         })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many times the reserve was released: a change that failed for lack of room may
+    /// try again if this moved since it started.
+    pub fn releases(&self) -> u64 {
+        self.state().releases
     }
 
     /// Gives the room back to the filesystem; false if there was none to give.
     pub fn release(&self) -> bool {
-        if !self.held.swap(false, Ordering::AcqRel) {
+        let mut st = self.state();
+        if !st.held {
             return false;
         }
+        st.held = false;
         match std::fs::remove_file(&self.path) {
             Ok(()) => {
-                tracing::warn!(file = %self.path.display(), "the disk is full: released the store's reserve so the delete can go through");
+                st.releases += 1;
+                tracing::warn!(file = %self.path.display(), "the disk is full: released the store's reserve so deletes can go through");
                 true
             }
             Err(e) => {
@@ -62,9 +92,26 @@ impl Reserve {
         }
     }
 
+    /// Whether a body may be written: always while the reserve is held; while it is
+    /// released, only if the disk has room to take it again (which then happens in the
+    /// background), so uploads do not eat what deletes freed.
+    pub fn room_for_writes(self: &Arc<Self>) -> bool {
+        if !self.enabled || self.state().held {
+            return true;
+        }
+        let Some((size, free)) = self.room() else {
+            return true;
+        };
+        if free < size * 2 {
+            return false;
+        }
+        self.refill();
+        true
+    }
+
     /// Takes the reserve again in the background if it was released and the disk has room.
     pub fn refill(self: &Arc<Self>) {
-        if self.held.load(Ordering::Acquire) || self.filling.swap(true, Ordering::AcqRel) {
+        if !self.enabled || self.state().held || self.filling.swap(true, Ordering::AcqRel) {
             return;
         }
         let me = self.clone();
@@ -74,21 +121,29 @@ impl Reserve {
         });
     }
 
-    /// Writes the file if the disk has room for it twice over; a file already there counts.
-    fn fill(&self) {
-        let Some(dir) = self.path.parent() else {
-            return;
-        };
-        let Ok(fs) = rustix::fs::statvfs(dir) else {
-            return;
-        };
+    /// The reserve's size on this filesystem and the room free on it.
+    fn room(&self) -> Option<(u64, u64)> {
+        let fs = rustix::fs::statvfs(self.path.parent()?).ok()?;
         let total = fs.f_blocks.saturating_mul(fs.f_frsize);
         let free = fs.f_bavail.saturating_mul(fs.f_frsize);
-        let size = SIZE.min(total / 64);
+        Some((SIZE.min(total / 64), free))
+    }
+
+    /// Writes the file if the disk has room for it twice over; a file already there with its
+    /// blocks allocated counts.
+    fn fill(&self) {
+        let mut st = self.state();
+        if st.held {
+            return;
+        }
+        let Some((size, free)) = self.room() else {
+            return;
+        };
+        // Blocks, not length: zeros written on a compressing filesystem hold no room.
         if let Ok(m) = std::fs::metadata(&self.path)
-            && m.len() >= size
+            && m.blocks().saturating_mul(512) >= size
         {
-            self.held.store(true, Ordering::Release);
+            st.held = true;
             return;
         }
         if size == 0 || free < size * 2 {
@@ -113,7 +168,9 @@ impl Reserve {
             std::fs::rename(&tmp, &self.path)
         })();
         match written {
-            Ok(()) => self.held.store(true, Ordering::Release),
+            // Held even where its zeros take no room (a compressing filesystem without
+            // fallocate): taking it again after every delete would only churn.
+            Ok(()) => st.held = true,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 tracing::debug!(file = %self.path.display(), error = %e, "taking the store's reserve failed");

@@ -302,9 +302,12 @@ impl FsStore {
             let Some(r) = running.next().await else { break };
             let r = match r {
                 Ok(r) => r,
-                // The index failing fails the rescan; one file's trouble (a write racing it
-                // to the same path, say) skips that file.
+                // The index failing fails the rescan, and so does a full disk (files left
+                // out of the index would be left out of every listing, and of a job's copy,
+                // without a word); one file's trouble (a write racing it to the same path,
+                // say) skips that file.
                 Err(e @ Error::Index(_)) => return Err(e),
+                Err(e) if e.is_storage_full() => return Err(e),
                 Err(e) => {
                     tracing::warn!(store = %self.name, %bucket, error = %e, "rescan: skipped a file");
                     Reconciled::Skipped
@@ -378,6 +381,31 @@ impl FsStore {
         key: &ObjectKey,
         seq: i64,
     ) -> Result<bool> {
+        self.forget_if_gone_in(bucket, key, seq, false).await
+    }
+
+    /// [`Self::forget_if_gone`] for a read that found the file gone: only in a bucket that
+    /// never had versioning, where no older version would have to become the current one
+    /// (that is left to a rescan).
+    pub(super) async fn forget_on_read(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        seq: i64,
+    ) -> Result<bool> {
+        self.forget_if_gone_in(bucket, key, seq, true).await
+    }
+
+    async fn forget_if_gone_in(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        seq: i64,
+        unversioned_only: bool,
+    ) -> Result<bool> {
+        if unversioned_only && self.bucket_row(bucket).await?.versioning != "Unversioned" {
+            return Ok(false);
+        }
         let _g = self.lock_for(bucket, key.as_str()).write().await;
         let still = self
             .index

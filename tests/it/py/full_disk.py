@@ -56,13 +56,22 @@ except ClientError as e:
 assert s3.get_object(Bucket=B, Key=small[0])["Body"].read() is not None
 assert s3.list_objects_v2(Bucket=B, MaxKeys=5)["KeyCount"] == 5
 
-# Deletes go through on the full disk, one by one and many at once.
-s3.delete_object(Bucket=B, Key=small[-1])
+# Deletes go through on the full disk, several at once: the one that releases the reserve
+# and those that ran out of room beside it.
+from concurrent.futures import ThreadPoolExecutor
+with ThreadPoolExecutor(8) as pool:
+    list(pool.map(lambda k: s3.delete_object(Bucket=B, Key=k), small[-8:]))
+# What they freed is kept for deletes: a write is still refused.
+try:
+    s3.put_object(Bucket=B, Key="too-soon", Body=b"x" * 1024)
+    raise AssertionError("a write took the room the deletes freed")
+except ClientError as e:
+    refused(e)
+for k in big[:4]:
+    s3.delete_object(Bucket=B, Key=k)
 gone = [{"Key": k} for k in small[:10]]
 out = s3.delete_objects(Bucket=B, Delete={"Objects": gone})
 assert not out.get("Errors"), out.get("Errors")
-for k in big[:4]:
-    s3.delete_object(Bucket=B, Key=k)
 # Room again: writes work without a restart.
 s3.put_object(Bucket=B, Key="after", Body=os.urandom(1 << 20))
 keys = {o["Key"] for o in s3.list_objects_v2(Bucket=B, Prefix="big/")["Contents"]}
