@@ -192,37 +192,32 @@ fn any_case_of_bearer_and_unknown_fields_refused() {
         let (code, body) = curl(&["-H", &format!("Authorization: {scheme} {token}"), &stores]);
         assert_eq!(code, 200, "{scheme}: {body}");
     }
+    let auth = format!("Authorization: Bearer {token}");
+    let post = |path: &str, doc: serde_json::Value| {
+        curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &doc.to_string(),
+            &format!("{}{path}", f.admin),
+        ])
+    };
     let path = f.dir.path().join("typo-store");
-    let doc = serde_json::json!({
-        "name": "typo", "kind": "fs", "path": path, "pathstyle": true,
-    });
-    let (code, body) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        &format!("Authorization: Bearer {token}"),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &doc.to_string(),
-        &stores,
-    ]);
+    let (code, body) = post(
+        "/api/v1/stores",
+        serde_json::json!({ "name": "typo", "kind": "fs", "path": path, "pathstyle": true }),
+    );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("pathstyle"), "{body}");
     assert!(!ok(&f.cli(&["store", "list"])).contains("typo"));
-    let bucket =
-        serde_json::json!({ "name": "b", "write_to": ["local:b"], "readfrom": ["local:b"] });
-    let (code, body) = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        &format!("Authorization: Bearer {token}"),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        &bucket.to_string(),
-        &format!("{}/api/v1/buckets", f.admin),
-    ]);
+    let (code, body) = post(
+        "/api/v1/buckets",
+        serde_json::json!({ "name": "b", "write_to": ["local:b"], "readfrom": ["local:b"] }),
+    );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("readfrom"), "{body}");
 }

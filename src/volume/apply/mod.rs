@@ -491,7 +491,11 @@ fn write_small(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result
     let full = join(&shared.staging, &path);
     let (dir, name) = conf.parent(&path)?;
     let file = create(dir, name, &full)?;
-    write_sparse(&file, 0, &raw).with_context(|| format!("cannot write {}", full.display()))?;
+    // Zero blocks are left as holes, a tail of them too: the length says they are there
+    // (a tar archive's padding, a preallocated log), or the file would end short.
+    write_sparse(&file, 0, &raw)
+        .and_then(|()| file.set_len(raw.len() as u64))
+        .with_context(|| format!("cannot write {}", full.display()))?;
     let mut problems = Vec::new();
     meta::apply_fd(&file, &path, &meta, true, &mut problems)?;
     shared.problems().append(&mut problems);

@@ -439,30 +439,11 @@ fn a_killed_job_reads_as_stalled_until_its_command_runs_again() {
 #[test]
 fn a_process_claims_little_more_than_its_workers_run() {
     let tmp = tempfile::tempdir().expect("tmp");
-    // Apart (not one fs store, whose copies are server-side and not rate limited).
-    let src = tmp.path().join("a/src");
-    let dst = tmp.path().join("b/dst");
-    for i in 0..16 {
-        write_file(&src.join(format!("f{i:02}")), mib(3), i);
-    }
-    std::fs::create_dir_all(&dst).expect("dst");
-    let m = Migrator::new(tmp.path());
-    let (s, d) = (
-        src.to_str().unwrap_or_default(),
-        dst.to_str().unwrap_or_default(),
-    );
-    let log = tmp.path().join("migrate.log");
-    let mut child = m.spawn(
-        &[
-            "migrate",
-            s,
-            d,
-            "--workers",
-            "4",
-            "--bandwidth-limit",
-            "16K",
-        ],
-        &log,
+    let (m, mut child, log) = spawn_dir_job(
+        tmp.path(),
+        16,
+        mib(3),
+        &["--workers", "4", "--bandwidth-limit", "16K"],
     );
     let (mut most, mut seen) = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -496,23 +477,11 @@ fn a_process_claims_little_more_than_its_workers_run() {
 #[test]
 fn cancel_reports_the_uploads_the_running_process_aborted() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let src = tmp.path().join("a/src");
-    let dst = tmp.path().join("b/dst");
-    for i in 0..2 {
-        write_file(&src.join(format!("big{i}")), mib(24), i);
-    }
-    std::fs::create_dir_all(&dst).expect("dst");
-    let m = Migrator::new(tmp.path());
-    let (s, d) = (
-        src.to_str().unwrap_or_default(),
-        dst.to_str().unwrap_or_default(),
-    );
-    let log = tmp.path().join("migrate.log");
-    let mut child = m.spawn(
+    let (m, mut child, log) = spawn_dir_job(
+        tmp.path(),
+        2,
+        mib(24),
         &[
-            "migrate",
-            s,
-            d,
             "--part-size",
             "5M",
             "--multipart-threshold",
@@ -520,7 +489,6 @@ fn cancel_reports_the_uploads_the_running_process_aborted() {
             "--bandwidth-limit",
             "4M",
         ],
-        &log,
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -558,4 +526,26 @@ fn cancel_reports_the_uploads_the_running_process_aborted() {
             .is_some_and(|o| o.iter().all(|t| t["upload_id"].is_null())),
         "uploads still recorded: {j}"
     );
+}
+
+/// Starts `ferry migrate` of `n` files of `size` bytes from `a/src` to `b/dst` under `tmp`
+/// with `extra` options, in the background: apart, not one fs store, whose copies are
+/// server-side and not rate limited. Returns the migrator, the process and its log.
+fn spawn_dir_job(tmp: &Path, n: u64, size: usize, extra: &[&str]) -> (Migrator, Child, PathBuf) {
+    let src = tmp.join("a/src");
+    let dst = tmp.join("b/dst");
+    for i in 0..n {
+        write_file(&src.join(format!("f{i:02}")), size, i);
+    }
+    std::fs::create_dir_all(&dst).expect("dst");
+    let m = Migrator::new(tmp);
+    let log = tmp.join("migrate.log");
+    let mut args = vec![
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        dst.to_str().unwrap_or_default(),
+    ];
+    args.extend_from_slice(extra);
+    let child = m.spawn(&args, &log);
+    (m, child, log)
 }

@@ -428,3 +428,42 @@ fn a_second_destination_on_one_directory_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("another `ferry volume destination`"), "{err}");
 }
+
+/// A small file (sent whole) that ends in zeros had its zero blocks left as holes but was
+/// never given its length: a tar archive (zero-padded to 10240 bytes), a preallocated log or
+/// a 4 KiB page of zeros came out short, or empty, on the destination.
+#[test]
+fn a_small_file_ending_in_zeros_keeps_its_length() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    std::fs::create_dir_all(&src).expect("src");
+    let with = |len: usize, head: &[u8]| {
+        let mut v = vec![0u8; len];
+        v[..head.len()].copy_from_slice(head);
+        v
+    };
+    std::fs::write(src.join("padded"), with(5000, b"x")).expect("write");
+    std::fs::write(src.join("zeros"), with(4096, b"")).expect("write");
+    std::fs::write(src.join("a.tar"), with(10240, b"abc")).expect("write");
+    let dst = Destination::start(t, "dst");
+    sync_ok(&src, &dst);
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+    for (name, len) in [("padded", 5000), ("zeros", 4096), ("a.tar", 10240)] {
+        assert_eq!(
+            std::fs::metadata(p.join(name))
+                .expect("promoted file")
+                .len(),
+            len,
+            "{name}"
+        );
+    }
+    // Grown on a later iteration, still ending in zeros.
+    std::fs::write(src.join("padded"), with(250_000, b"y")).expect("write");
+    sync_ok(&src, &dst);
+    let p2 = t.join("promoted2");
+    promote(&dst.dir, None, &p2);
+    assert_same_tree(&src, &p2);
+}
