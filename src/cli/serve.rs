@@ -132,7 +132,7 @@ fn admin_token(cfg: &ServeConfig) -> anyhow::Result<String> {
 
 /// Waits for Ctrl-C or SIGTERM; the exit status a shell gives a process the signal
 /// stopped (130 or 143).
-async fn shutdown_signal() -> i32 {
+pub(super) async fn shutdown_signal() -> i32 {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

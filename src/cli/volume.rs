@@ -85,6 +85,10 @@ pub struct DestinationArgs {
     /// iteration to resume. 0 waits for ever.
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     timeout: u64,
+    /// Replicate the tree even if it is empty while the last snapshot is not (refused
+    /// otherwise: an unmounted filesystem would replace every snapshot, one per iteration).
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +142,10 @@ pub struct SourceArgs {
     /// resumes it next time. 0 waits for ever; otherwise at least 15.
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     timeout: u64,
+    /// Replicate the tree even if it is empty while the last snapshot is not (refused
+    /// otherwise: an unmounted filesystem would replace every snapshot, one per iteration).
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 /// The longest `--every` (a longer one would overflow a clock, and is a job for cron).
@@ -356,6 +364,7 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
         compress: !a.no_compress,
         bandwidth,
         image: !a.no_image,
+        allow_empty: a.allow_empty,
     };
     let metrics = match &a.metrics_listen {
         Some(addr) => {
@@ -381,9 +390,17 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
             }
         }
     };
+    // Ctrl-C or SIGTERM ends an iteration where it is (the destination keeps its last
+    // snapshot), but not before the iteration is recorded and the --post-hook has run: a
+    // frozen filesystem (`fsfreeze -f` in the --pre-hook) must be thawed.
+    let (sig_tx, mut sig) = tokio::sync::watch::channel(None::<i32>);
+    tokio::spawn(async move {
+        let status = super::serve::shutdown_signal().await;
+        let _ = sig_tx.send(Some(status));
+    });
     let Some(every) = every else {
         let t = Instant::now();
-        let result = one(&a, opts(), as_json).await;
+        let result = one(&a, opts(), as_json, &mut sig).await;
         observe(&result, t.elapsed());
         let report = result?;
         if !report.changed_while_read.is_empty() {
@@ -399,7 +416,7 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
     let mut next = Instant::now();
     loop {
         let t = Instant::now();
-        let result = one(&a, opts(), as_json).await;
+        let result = one(&a, opts(), as_json, &mut sig).await;
         observe(&result, t.elapsed());
         match result {
             Err(e) => eprintln!("ferry: iteration failed: {e:#}"),
@@ -418,7 +435,27 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
             }
             next += every;
         }
-        tokio::time::sleep_until(next.into()).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(next.into()) => {}
+            seen = sig.wait_for(Option::is_some) => {
+                let status = seen.ok().and_then(|s| *s).unwrap_or(130);
+                std::process::exit(status);
+            }
+        }
+    }
+}
+
+/// `run`, unless a signal comes first: then the iteration is given up (the destination
+/// keeps its last snapshot) and the error says so.
+async fn interruptible<T>(
+    run: impl std::future::Future<Output = anyhow::Result<T>>,
+    sig: &mut tokio::sync::watch::Receiver<Option<i32>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        r = run => r,
+        _ = sig.wait_for(Option::is_some) => Err(anyhow::anyhow!(
+            "interrupted by a signal; the destination keeps its last snapshot"
+        )),
     }
 }
 
@@ -455,17 +492,22 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-async fn one(a: &SourceArgs, opts: SourceOptions, as_json: bool) -> anyhow::Result<Report> {
+async fn one(
+    a: &SourceArgs,
+    opts: SourceOptions,
+    as_json: bool,
+    sig: &mut tokio::sync::watch::Receiver<Option<i32>>,
+) -> anyhow::Result<Report> {
     let started_ms = status::now_ms();
     // The database opens while the iteration runs.
     let (dir, url) = (a.dir.clone(), a.db.clone());
     let opening = tokio::spawn(async move { status::open_db(&dir, url.as_deref()).await });
     let result = match &a.pre_hook {
         Some(cmd) => match hook(cmd, "--pre-hook").await {
-            Ok(()) => source::sync_once(opts).await,
+            Ok(()) => interruptible(source::sync_once(opts), sig).await,
             Err(e) => Err(e),
         },
-        None => source::sync_once(opts).await,
+        None => interruptible(source::sync_once(opts), sig).await,
     };
     let mut rec = VolumeIteration {
         volume: status::volume_name(&a.dir),
@@ -501,6 +543,12 @@ async fn one(a: &SourceArgs, opts: SourceOptions, as_json: bool) -> anyhow::Resu
         && let Err(e) = hook(cmd, "--post-hook").await
     {
         eprintln!("ferry: {e:#}");
+    }
+    if let Some(status) = *sig.borrow() {
+        if let Err(e) = &result {
+            eprintln!("ferry: {e:#}");
+        }
+        std::process::exit(status);
     }
     let report = result?;
     if as_json {

@@ -34,6 +34,8 @@ pub struct SourceOptions {
     /// Give the iteration up when nothing crosses the connection for this long (`None`:
     /// wait): a frozen or cut-off destination must not hold the source for ever.
     pub timeout: Option<Duration>,
+    /// Replicate an empty tree over a snapshot that is not (refused otherwise).
+    pub allow_empty: bool,
 }
 
 /// What one iteration did, as `ferry volume source --json` prints it.
@@ -253,6 +255,17 @@ async fn iterate(
     let use_image = opts.image;
     tracing::debug!("connected and planned base at {:?}", started.elapsed());
     let walked = walking.await.context("the walk panicked")?;
+    // An empty tree over a snapshot that holds one is more often an unmounted filesystem or
+    // a wrong --dir than a deliberate emptying; published, it would also push every good
+    // snapshot out of --keep in as many iterations.
+    let held = base.entries.keys().filter(|k| !k.is_empty()).count();
+    if !opts.allow_empty && held > 0 && walked.0.iter().all(|f| f.path.is_empty()) {
+        anyhow::bail!(
+            "{} is empty, but the last snapshot holds {held} entries: not replicating an empty \
+             tree over it (an unmounted filesystem?); pass --allow-empty if it was emptied on purpose",
+            root.display()
+        );
+    }
     let produced = tokio::task::spawn_blocking(move || {
         produce(
             &producer_root,

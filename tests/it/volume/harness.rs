@@ -45,6 +45,12 @@ impl Proc {
         rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
     }
 
+    /// SIGTERM, as systemd stops a service.
+    pub fn terminate(&mut self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+    }
+
     /// SIGKILL (the process is reaped by [`Self::wait`] or on drop).
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

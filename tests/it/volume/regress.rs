@@ -467,3 +467,79 @@ fn a_small_file_ending_in_zeros_keeps_its_length() {
     promote(&dst.dir, None, &p2);
     assert_same_tree(&src, &p2);
 }
+
+/// An empty source over a snapshot that is not (an unmounted filesystem, a wrong --dir) was
+/// replicated as an empty snapshot, and with `--keep` every good one went in as many
+/// iterations; it is refused unless `--allow-empty` says the emptying is meant.
+#[test]
+fn an_empty_source_is_not_replicated_over_a_full_snapshot() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("a/one"), 100, 1);
+    write_file(&src.join("two"), 100, 2);
+    let dst = Destination::start(t, "dst");
+    let first = super::harness::snapshot_of(&sync_ok(&src, &dst));
+    // Unmounted: the tree is gone, the source's manifest with it.
+    for e in std::fs::read_dir(&src).expect("ls") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).expect("rm");
+        } else {
+            std::fs::remove_file(&p).expect("rm");
+        }
+    }
+    let out = run(source_cmd(&src, &dst.secret));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is empty, but the last snapshot holds") && err.contains("--allow-empty"),
+        "{err}"
+    );
+    assert_eq!(
+        super::harness::snapshot_ids(&dst.dir).last(),
+        Some(&first),
+        "a snapshot was published"
+    );
+    let mut cmd = source_cmd(&src, &dst.secret);
+    cmd.arg("--allow-empty");
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_eq!(std::fs::read_dir(&p).expect("ls").count(), 0);
+}
+
+/// SIGTERM or Ctrl-C during an iteration killed the source before its `--post-hook`: with
+/// the documented `fsfreeze -f` / `fsfreeze -u` pair, a systemd stop left the application's
+/// filesystem frozen. The iteration is now given up, recorded, the hook run, and the exit
+/// status is the signal's.
+#[test]
+fn a_signal_mid_iteration_still_runs_the_post_hook() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("big"), 8 << 20, 1);
+    let dst = Destination::start(t, "dst");
+    let frozen = t.join("frozen");
+    let mut cmd = source_cmd(&src, &dst.secret);
+    cmd.args(["--bandwidth-limit", "1M"])
+        .args(["--pre-hook", &format!("touch {}", frozen.display())])
+        .args(["--post-hook", &format!("rm {}", frozen.display())]);
+    let mut p = super::harness::Proc::spawn(cmd, anon(), anon());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !frozen.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pre-hook never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(p.running(), "the iteration ended before the signal");
+    p.terminate();
+    let out = p.wait(std::time::Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(!frozen.exists(), "the post-hook did not run");
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+}
