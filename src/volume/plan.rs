@@ -71,9 +71,9 @@ fn under_any(path: &[u8], unreadable: &[Vec<u8>]) -> bool {
 
 /// `trusted` says `base` is the source's own manifest of the destination's latest snapshot
 /// (so size, mtime, inode and ctime decide); otherwise equal sizes are verified by hash.
-/// `already` names paths whose base record came from an interrupted iteration: they count as
-/// delivered when size and mtime still match, and are sent against the last snapshot's
-/// version when not. `unreadable` names what the walk could not
+/// `already` names paths whose base record came from an interrupted iteration: when size and
+/// mtime still match they are read and compared by hash (sent only if the content differs),
+/// and sent against the last snapshot's version when not. `unreadable` names what the walk could not
 /// list or stat: what the base has there is kept as it is, never deleted (as rsync skips
 /// deletions after an I/O error), since not seeing an entry does not mean it is gone.
 pub fn plan(
@@ -217,19 +217,12 @@ fn file(
         && r.meta.mtime == f.meta.mtime
         && r.meta.mtime_ns == f.meta.mtime_ns
     {
-        let mut rec = r.clone();
-        rec.ino = f.ino;
-        rec.ctime = f.ctime;
-        rec.meta = f.meta.clone();
-        p.keep.push((f.path.clone(), rec));
+        // Size and mtime say nothing of a file replaced since by one of the same size and
+        // mtime (`cp -p`, `tar x`, `rsync -t` into a temp name, then `mv`), and what the
+        // interrupted iteration recorded has no change time to tell: read and compared by
+        // hash, so only a content change is sent again.
         p.resumed += 1;
-        if r.meta != f.meta {
-            p.late.push(Msg::Meta {
-                path: f.path.clone(),
-                meta: f.meta.clone(),
-            });
-        }
-        // Counts as sent: hardlinks to it are made again.
+        push(p, job(Some(r), true));
         return false;
     }
     if let Some(snapshot) = already.get(&f.path) {

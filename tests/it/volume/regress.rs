@@ -543,3 +543,51 @@ fn a_signal_mid_iteration_still_runs_the_post_hook() {
     assert!(!frozen.exists(), "the post-hook did not run");
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
 }
+
+/// A file an interrupted iteration had delivered counted as delivered on resume when its
+/// size and mtime still matched: one replaced meanwhile by another of the same size and
+/// mtime (`cp -p` or `tar x` into a temp name, then `mv`) kept its old content in every
+/// snapshot after. It is read and compared by hash now.
+#[test]
+fn a_file_replaced_after_an_interrupted_iteration_is_sent_again() {
+    use std::time::{Duration, Instant, SystemTime};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    let stamp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_622_937_600);
+    let set_mtime = |p: &Path| {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .and_then(|f| f.set_modified(stamp))
+            .expect("mtime");
+    };
+    write_file(&src.join("x"), 100_000, 1);
+    set_mtime(&src.join("x"));
+    write_file(&src.join("big"), 64 << 20, 2);
+    let dst = Destination::start(t, "dst");
+    let mut cmd = source_cmd(&src, &dst.secret);
+    cmd.args(["--bandwidth-limit", "4M"]);
+    let mut p = super::harness::Proc::spawn(cmd, anon(), anon());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while super::harness::stored_bytes(&dst.dir.join(".ferry")) < 16 << 20 {
+        assert!(p.running(), "the iteration ended before it could be cut");
+        assert!(Instant::now() < deadline, "nothing arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.kill9();
+    let _ = p.wait(Duration::from_secs(30));
+    // Replaced by a file of the same size and mtime.
+    write_file(&src.join("x.tmp"), 100_000, 3);
+    set_mtime(&src.join("x.tmp"));
+    std::fs::rename(src.join("x.tmp"), src.join("x")).expect("mv");
+    let r = sync_ok(&src, &dst);
+    assert_eq!(r["files_resumed"], 1, "nothing was resumed: {r}");
+    let promoted = t.join("promoted");
+    promote(&dst.dir, None, &promoted);
+    assert_eq!(
+        std::fs::read(promoted.join("x")).expect("x"),
+        std::fs::read(src.join("x")).expect("x"),
+        "the replaced file kept its old content"
+    );
+}
