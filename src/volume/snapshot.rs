@@ -9,6 +9,7 @@
 //! DIR/.ferry/snapshots/<id>/     published snapshots, one tree each, read-only root
 //! DIR/.ferry/index/<id>.idx      each snapshot's index (hashes, chunks, metadata)
 //! DIR/.ferry/index/<id>.json     each snapshot's summary
+//! DIR/.ferry/trash/<id>/         snapshots being removed (moved here whole, then deleted)
 //! ```
 
 use std::collections::HashMap;
@@ -69,6 +70,9 @@ impl Layout {
     }
     fn info(&self, id: &str) -> PathBuf {
         self.index_dir().join(format!("{id}.json"))
+    }
+    fn trash(&self) -> PathBuf {
+        self.state().join("trash")
     }
 
     pub fn create(&self) -> anyhow::Result<()> {
@@ -162,6 +166,19 @@ impl Layout {
                 }
             }
         }
+        // Snapshots a removal was cut short in: those moved to the trash, and (left by
+        // earlier versions, which deleted in place) folders whose summary went first. A
+        // published snapshot always has its summary: it is written before the publish.
+        remove_tree(&self.trash())?;
+        if let Ok(rd) = std::fs::read_dir(self.snapshots()) {
+            for ent in rd.flatten() {
+                let name = ent.file_name();
+                if name.to_str().is_some_and(|id| !self.info(id).is_file()) {
+                    tracing::warn!(folder = %ent.path().display(), "removing a snapshot whose removal was cut short");
+                    remove_tree(&ent.path())?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -184,13 +201,24 @@ impl Layout {
         Ok(())
     }
 
-    /// Keeps the newest `keep` snapshots and removes the rest.
+    /// Keeps the newest `keep` snapshots and removes the rest. Each leaves `snapshots/` in
+    /// one rename before it is deleted: one killed while being deleted is not left there
+    /// half-emptied, looking like a snapshot to whoever restores from the folder by hand.
     pub fn retain(&self, keep: usize) -> anyhow::Result<()> {
         let all = self.list()?;
         let excess = all.len().saturating_sub(keep.max(1));
+        if excess > 0 {
+            std::fs::create_dir_all(self.trash())
+                .with_context(|| format!("cannot create {}", self.trash().display()))?;
+        }
         for info in &all[..excess] {
             let _ = std::fs::remove_file(self.info(&info.id));
-            remove_tree(&self.snapshot(&info.id))?;
+            let gone = self.trash().join(&info.id);
+            std::fs::rename(self.snapshot(&info.id), &gone).with_context(|| {
+                format!("cannot move {} away", self.snapshot(&info.id).display())
+            })?;
+            durable::sync_dir(&self.snapshots())?;
+            remove_tree(&gone)?;
             let _ = std::fs::remove_file(self.index(&info.id));
         }
         if excess > 0 {

@@ -591,3 +591,36 @@ fn a_file_replaced_after_an_interrupted_iteration_is_sent_again() {
         "the replaced file kept its old content"
     );
 }
+
+/// A destination killed while pruning left a half-deleted snapshot folder in `snapshots/`
+/// for ever: unlisted, never pruned, and looking like a snapshot to whoever restores from
+/// the folder by hand. Snapshots now leave `snapshots/` in one rename before they are
+/// deleted, and what a cut-short removal left (also by earlier versions) goes at start.
+#[test]
+fn a_cut_short_prune_leaves_no_half_snapshot() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let state = t.join("dst/.ferry");
+    // Left by a removal cut short: one in place (earlier versions), one in the trash.
+    write_file(
+        &state.join("snapshots/20200101T000000.000Z/half/left"),
+        10,
+        1,
+    );
+    write_file(&state.join("trash/20200102T000000.000Z/more"), 10, 2);
+    let src = t.join("src");
+    write_file(&src.join("f"), 100, 3);
+    let dst = Destination::start_with(t, "dst", &["--keep", "1"]);
+    sync_ok(&src, &dst);
+    write_file(&src.join("g"), 100, 4);
+    let last = super::harness::snapshot_of(&sync_ok(&src, &dst));
+    let folders: Vec<String> = std::fs::read_dir(state.join("snapshots"))
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(folders, [last], "only the kept snapshot is in snapshots/");
+    assert!(
+        std::fs::read_dir(state.join("trash")).map_or(true, |mut d| d.next().is_none()),
+        "the trash is not emptied"
+    );
+}
