@@ -304,17 +304,40 @@ async fn iterate(
             return Err(e).with_context(|| format!("the connection to {addr} broke"));
         }
         (_, _, Err(e)) => return Err(e).with_context(|| format!("no answer from {addr}")),
-        (_, _, Ok(other)) => bail!("the destination at {addr} answered {other:?}"),
+        (_, _, Ok(None)) => bail!(
+            "the destination at {addr} closed the connection before it published the snapshot \
+             (it stopped, or was stopped); it keeps its last snapshot"
+        ),
+        (_, _, Ok(Some(other))) => bail!(
+            "the destination at {addr} answered {} where the snapshot's id was expected",
+            format!("{other:?}")
+                .split([' ', '{', '('])
+                .next()
+                .unwrap_or("something else")
+        ),
     };
-    // What the destination now holds, for the next iteration.
-    std::fs::create_dir_all(manifest_file.parent().unwrap_or(&root))?;
-    Index::write_packed(
-        &manifest_file,
-        Some(&produced.report.snapshot),
-        &produced.manifest,
-    )?;
-    tracing::debug!("manifest saved at {:?}", started.elapsed());
+    // What the destination now holds, for the next iteration. The snapshot is published
+    // whatever happens here: a manifest that cannot be saved (a full disk on this side) is a
+    // problem to report, not a failed iteration; the next one compares by hash instead.
+    let saved = std::fs::create_dir_all(manifest_file.parent().unwrap_or(&root))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            Index::write_packed(
+                &manifest_file,
+                Some(&produced.report.snapshot),
+                &produced.manifest,
+            )
+        });
     let mut report = produced.report;
+    match saved {
+        Ok(()) => tracing::debug!("manifest saved at {:?}", started.elapsed()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&manifest_file);
+            report.problems.push(format!(
+                "the snapshot is published, but the source's manifest could not be saved ({e:#}); the next iteration compares by hash"
+            ));
+        }
+    }
     report.wire_bytes = wire_bytes.load(Ordering::Relaxed);
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)

@@ -624,3 +624,27 @@ fn a_cut_short_prune_leaves_no_half_snapshot() {
         "the trash is not emptied"
     );
 }
+
+/// The source exited 1 ("nothing was published") when it could not save its manifest (a
+/// full disk on its side) although the destination had published the snapshot; that is a
+/// problem to report now, and the next iteration compares by hash.
+#[test]
+fn a_manifest_that_cannot_be_saved_does_not_fail_a_published_iteration() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("f"), 100, 1);
+    // Where the manifest goes is a file: it cannot be saved.
+    write_file(&src.join(".ferry/source"), 1, 2);
+    let dst = Destination::start(t, "dst");
+    let report = sync_ok(&src, &dst);
+    assert!(
+        report["problems"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|m| m
+                .as_str()
+                .is_some_and(|m| m.contains("manifest could not be saved")))),
+        "{report}"
+    );
+    assert_eq!(super::harness::snapshot_ids(&dst.dir).len(), 1);
+}
