@@ -14,18 +14,23 @@ use futures::StreamExt;
 
 use crate::store::ByteStream;
 
-/// A token bucket: at most `rate` bytes per second on average, bursts of one second.
+/// A token bucket: at most `rate` bytes per second on average. It starts empty and holds a
+/// tenth of a second at most: a bucket that started full with a second's worth let a
+/// five-second transfer run 20% over its limit (one second extra in the first second).
 pub struct Limiter {
     rate: f64,
     state: tokio::sync::Mutex<(f64, Instant)>,
 }
+
+/// The most a limiter lets through at once after an idle spell, in seconds of its rate.
+const BURST_SECS: f64 = 0.1;
 
 impl Limiter {
     pub fn new(bytes_per_sec: u64) -> Self {
         let rate = bytes_per_sec.max(1) as f64;
         Self {
             rate,
-            state: tokio::sync::Mutex::new((rate, Instant::now())),
+            state: tokio::sync::Mutex::new((0.0, Instant::now())),
         }
     }
 
@@ -33,7 +38,7 @@ impl Limiter {
     pub async fn take(&self, n: usize) {
         let mut s = self.state.lock().await;
         let now = Instant::now();
-        s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.rate);
+        s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.rate * BURST_SECS);
         s.1 = now;
         s.0 -= n as f64;
         if s.0 < 0.0 {
@@ -100,12 +105,21 @@ mod tests {
     async fn limiter_paces_to_its_rate() {
         let l = Limiter::new(1000);
         let start = tokio::time::Instant::now();
-        // The first second's burst passes at once; the next 2,000 bytes take two seconds.
+        // No burst up front: 3,000 bytes take three seconds (the last 100 pass as they are
+        // taken, once their time has come).
         for _ in 0..30 {
             l.take(100).await;
         }
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(1900), "{took:?}");
-        assert!(took <= Duration::from_millis(2100), "{took:?}");
+        assert!(took >= Duration::from_millis(2900), "{took:?}");
+        assert!(took <= Duration::from_millis(3100), "{took:?}");
+        // After an idle spell, a tenth of a second's worth passes at once, not a second's.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let start = tokio::time::Instant::now();
+        for _ in 0..11 {
+            l.take(100).await;
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(950), "{took:?}");
     }
 }
