@@ -85,10 +85,6 @@ pub struct DestinationArgs {
     /// iteration to resume. 0 waits for ever.
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     timeout: u64,
-    /// Replicate the tree even if it is empty while the last snapshot is not (refused
-    /// otherwise: an unmounted filesystem would replace every snapshot, one per iteration).
-    #[arg(long)]
-    allow_empty: bool,
 }
 
 #[derive(Args, Debug)]
@@ -392,11 +388,14 @@ async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
     };
     // Ctrl-C or SIGTERM ends an iteration where it is (the destination keeps its last
     // snapshot), but not before the iteration is recorded and the --post-hook has run: a
-    // frozen filesystem (`fsfreeze -f` in the --pre-hook) must be thawed.
+    // paused application (`--pre-hook` stopped it) must go on.
     let (sig_tx, mut sig) = tokio::sync::watch::channel(None::<i32>);
     tokio::spawn(async move {
         let status = super::serve::shutdown_signal().await;
         let _ = sig_tx.send(Some(status));
+        // A second one stops at once, whatever the first is waiting for.
+        let status = super::serve::shutdown_signal().await;
+        std::process::exit(status);
     });
     let Some(every) = every else {
         let t = Instant::now();
@@ -509,6 +508,14 @@ async fn one(
         },
         None => interruptible(source::sync_once(opts), sig).await,
     };
+    // Interrupted: the hook first (recording could wait on what the pre-hook froze).
+    let interrupted = sig.borrow().is_some();
+    if interrupted
+        && let Some(cmd) = &a.post_hook
+        && let Err(e) = hook(cmd, "--post-hook").await
+    {
+        eprintln!("ferry: {e:#}");
+    }
     let mut rec = VolumeIteration {
         volume: status::volume_name(&a.dir),
         role: "source".into(),
@@ -539,7 +546,8 @@ async fn one(
         }
         Err(e) => eprintln!("ferry: warning: cannot record the iteration: {e:#}"),
     }
-    if let Some(cmd) = &a.post_hook
+    if !interrupted
+        && let Some(cmd) = &a.post_hook
         && let Err(e) = hook(cmd, "--post-hook").await
     {
         eprintln!("ferry: {e:#}");

@@ -171,6 +171,12 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
                         },
                     )
                     .await;
+                    // Only a connection that held the lock ran an iteration to clean up after:
+                    // one refused before it (a bad greeting) must not touch the staging tree
+                    // or the snapshots while another connection's iteration publishes.
+                    if held.is_none() {
+                        return;
+                    }
                     let _ = layout.clean_partial();
                     if e.chain().any(|c| c.is::<apply::Mismatch>()) {
                         // The sides disagree about a file's content: resuming would meet the

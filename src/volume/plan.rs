@@ -26,6 +26,17 @@ pub struct Job {
     /// else this file is sent. An inode number alone proves nothing: a new file may reuse the
     /// number of one just deleted.
     pub renamed_from: Option<Vec<u8>>,
+    /// With `verify`, the record to compare with when it is not `base`: what an interrupted
+    /// iteration delivered, while `base` stays the last snapshot's version the destination
+    /// copies ranges from.
+    pub check: Option<Record>,
+}
+
+impl Job {
+    /// The record a verify compares the file with.
+    pub fn compared(&self) -> Option<&Record> {
+        self.check.as_ref().or(self.base.as_ref())
+    }
 }
 
 /// Paths an interrupted iteration delivered (their journaled records are in the base), each
@@ -198,6 +209,7 @@ fn file(
         image: None,
         partial: None,
         renamed_from: None,
+        check: None,
     };
     let push = |p: &mut Plan, j: Job| {
         if f.size >= super::index::CHUNKED_FROM {
@@ -222,7 +234,14 @@ fn file(
         // interrupted iteration recorded has no change time to tell: read and compared by
         // hash, so only a content change is sent again.
         p.resumed += 1;
-        push(p, job(Some(r), true));
+        let snapshot = already.get(&f.path).and_then(Option::as_ref);
+        push(
+            p,
+            Job {
+                check: Some(r.clone()),
+                ..job(snapshot, true)
+            },
+        );
         return false;
     }
     if let Some(snapshot) = already.get(&f.path) {

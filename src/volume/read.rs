@@ -217,7 +217,7 @@ pub fn small(
             content: Content::File { hash: h, .. },
             meta: m,
             ..
-        }) = &job.base
+        }) = job.compared()
         && *h == hash
     {
         if !same_content(job, *m != meta, meta, sink) {
@@ -332,12 +332,19 @@ pub fn large(
             return vanished(sink, &job.path);
         };
         let meta = meta_of(root, job, &a, policy)?;
-        if job.verify && !base_chunks.is_empty() {
+        let compared: &[Chunk] = match job.compared() {
+            Some(Record {
+                content: Content::File { chunks, .. },
+                ..
+            }) => chunks,
+            _ => &[],
+        };
+        if job.verify && !compared.is_empty() {
             let chunks = chunk_list(&f)?;
             let b = stat_of(&f.metadata()?);
-            if held(job, &a, &b) && chunks == base_chunks {
+            if held(job, &a, &b) && chunks == compared {
                 let size = a.size;
-                let moved = job.base.as_ref().is_some_and(|r| r.meta != meta);
+                let moved = job.compared().is_some_and(|r| r.meta != meta);
                 if !same_content(job, moved, meta.clone(), sink) {
                     return Ok(Read1::Closed);
                 }
@@ -512,6 +519,7 @@ mod tests {
             image: None,
             partial: None,
             renamed_from: None,
+            check: None,
         };
         for image in [None, Some(dir.path().join("f"))] {
             let job = Job {

@@ -168,12 +168,17 @@ impl Layout {
         }
         // Snapshots a removal was cut short in: those moved to the trash, and (left by
         // earlier versions, which deleted in place) folders whose summary went first. A
-        // published snapshot always has its summary: it is written before the publish.
+        // published snapshot always has its summary (it is written before the publish), and
+        // pruning takes the oldest: only a folder older than every listed snapshot is one.
         remove_tree(&self.trash())?;
-        if let Ok(rd) = std::fs::read_dir(self.snapshots()) {
+        let oldest = self.list()?.first().map(|i| i.id.clone());
+        if let (Some(oldest), Ok(rd)) = (oldest, std::fs::read_dir(self.snapshots())) {
             for ent in rd.flatten() {
                 let name = ent.file_name();
-                if name.to_str().is_some_and(|id| !self.info(id).is_file()) {
+                if name
+                    .to_str()
+                    .is_some_and(|id| id < oldest.as_str() && !self.info(id).is_file())
+                {
                     tracing::warn!(folder = %ent.path().display(), "removing a snapshot whose removal was cut short");
                     remove_tree(&ent.path())?;
                 }

@@ -181,7 +181,7 @@ impl Store for FsStore {
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
         path(key)?;
-        self.room_for_writes()?;
+        self.room_for_writes().await?;
         self.put_impl(bucket, key, body, opts).await
     }
 
@@ -266,7 +266,7 @@ impl Store for FsStore {
     ) -> Result<ObjectMeta> {
         path(src_key)?;
         path(dst_key)?;
-        self.room_for_writes()?;
+        self.room_for_writes().await?;
         self.copy_impl(src_bucket, src_key, dst_bucket, dst_key, opts)
             .await
     }
@@ -348,7 +348,7 @@ impl Store for FsStore {
         opts: PutOptions,
     ) -> Result<PartInfo> {
         path(key)?;
-        self.room_for_writes()?;
+        self.room_for_writes().await?;
         let r = self
             .upload_part_impl(bucket, key, upload_id, part_number, body, opts)
             .await;
@@ -380,6 +380,8 @@ impl Store for FsStore {
         checksum: Option<&Checksum>,
     ) -> Result<ObjectMeta> {
         path(key)?;
+        // Completing may copy parts into a new file.
+        self.room_for_writes().await?;
         self.complete_multipart_impl(bucket, key, upload_id, parts, checksum)
             .await
     }

@@ -240,8 +240,8 @@ impl FsStore {
 
     /// Refuses a write of a body while the [`reserve`] is released and the disk has no room
     /// to take it back: what deletes freed is for the deletes still to come.
-    pub(super) fn room_for_writes(&self) -> Result<()> {
-        if self.reserve.room_for_writes() {
+    pub(super) async fn room_for_writes(&self) -> Result<()> {
+        if self.reserve.room_for_writes().await {
             return Ok(());
         }
         Err(Error::io(

@@ -4,8 +4,8 @@
 //! back. A change that frees space (a delete, an abort of an upload, removing a bucket) and
 //! fails for lack of room releases the reserve and is tried once more; so is one that failed
 //! while another released it. While the reserve is released, writes of bodies are refused
-//! unless the disk has room for the reserve twice over (then it is taken again first), so the
-//! room a delete freed is not eaten by the next upload.
+//! until it is taken again (which needs room for it twice over), so the room a delete freed
+//! is not eaten by the next upload.
 //!
 //! Owns: the reserve file and when it is released and taken back. Callers decide which
 //! changes may use it ([`super::FsStore::freeing`]) and which must leave it
@@ -27,6 +27,8 @@ pub struct Reserve {
     /// Whether the file is there, and how many times it was released: taken and released
     /// under this lock, so a release never races a refill.
     state: Mutex<State>,
+    /// `state.held` for readers that must not wait on the lock (every body write asks).
+    held_now: AtomicBool,
     /// A background refill runs.
     filling: AtomicBool,
 }
@@ -44,6 +46,7 @@ impl Reserve {
             path,
             enabled: true,
             state: Mutex::default(),
+            held_now: AtomicBool::new(false),
             filling: AtomicBool::new(false),
         });
         r.fill();
@@ -56,6 +59,7 @@ impl Reserve {
             path: PathBuf::new(),
             enabled: false,
             state: Mutex::default(),
+            held_now: AtomicBool::new(false),
             filling: AtomicBool::new(false),
         })
     }
@@ -79,6 +83,7 @@ impl Reserve {
             return false;
         }
         st.held = false;
+        self.held_now.store(false, Ordering::Release);
         match std::fs::remove_file(&self.path) {
             Ok(()) => {
                 st.releases += 1;
@@ -93,25 +98,23 @@ impl Reserve {
     }
 
     /// Whether a body may be written: always while the reserve is held; while it is
-    /// released, only if the disk has room to take it again (which then happens in the
-    /// background), so uploads do not eat what deletes freed.
-    pub fn room_for_writes(self: &Arc<Self>) -> bool {
-        if !self.enabled || self.state().held {
+    /// released, only once it is taken again (tried here, off the async threads, when the
+    /// disk has room for it twice over), so uploads do not eat what deletes freed.
+    pub async fn room_for_writes(self: &Arc<Self>) -> bool {
+        if !self.enabled || self.held_now.load(Ordering::Acquire) {
             return true;
         }
-        let Some((size, free)) = self.room() else {
-            return true;
-        };
-        if free < size * 2 {
-            return false;
-        }
-        self.refill();
-        true
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.fill()).await;
+        self.held_now.load(Ordering::Acquire)
     }
 
     /// Takes the reserve again in the background if it was released and the disk has room.
     pub fn refill(self: &Arc<Self>) {
-        if !self.enabled || self.state().held || self.filling.swap(true, Ordering::AcqRel) {
+        if !self.enabled
+            || self.held_now.load(Ordering::Acquire)
+            || self.filling.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let me = self.clone();
@@ -144,6 +147,7 @@ impl Reserve {
             && m.blocks().saturating_mul(512) >= size
         {
             st.held = true;
+            self.held_now.store(true, Ordering::Release);
             return;
         }
         if size == 0 || free < size * 2 {
@@ -170,7 +174,10 @@ impl Reserve {
         match written {
             // Held even where its zeros take no room (a compressing filesystem without
             // fallocate): taking it again after every delete would only churn.
-            Ok(()) => st.held = true,
+            Ok(()) => {
+                st.held = true;
+                self.held_now.store(true, Ordering::Release);
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 tracing::debug!(file = %self.path.display(), error = %e, "taking the store's reserve failed");

@@ -562,10 +562,17 @@ fn a_file_replaced_after_an_interrupted_iteration_is_sent_again() {
             .and_then(|f| f.set_modified(stamp))
             .expect("mtime");
     };
+    // A small file and a large one (sent as chunks), in a first snapshot, then changed and
+    // delivered by an iteration that is cut.
+    write_file(&src.join("x"), 100_000, 10);
+    write_file(&src.join("y"), 2 << 20, 11);
+    let dst = Destination::start(t, "dst");
+    sync_ok(&src, &dst);
     write_file(&src.join("x"), 100_000, 1);
     set_mtime(&src.join("x"));
-    write_file(&src.join("big"), 64 << 20, 2);
-    let dst = Destination::start(t, "dst");
+    write_file(&src.join("y"), 2 << 20, 4);
+    set_mtime(&src.join("y"));
+    write_file(&src.join("zbig"), 64 << 20, 2);
     let mut cmd = source_cmd(&src, &dst.secret);
     cmd.args(["--bandwidth-limit", "4M"]);
     let mut p = super::harness::Proc::spawn(cmd, anon(), anon());
@@ -577,19 +584,28 @@ fn a_file_replaced_after_an_interrupted_iteration_is_sent_again() {
     }
     p.kill9();
     let _ = p.wait(Duration::from_secs(30));
-    // Replaced by a file of the same size and mtime.
+    // Replaced by files of the same size and mtime: `x` anew, `y` with a stretch in its
+    // middle changed (most of its chunks are what the cut iteration delivered).
     write_file(&src.join("x.tmp"), 100_000, 3);
-    set_mtime(&src.join("x.tmp"));
-    std::fs::rename(src.join("x.tmp"), src.join("x")).expect("mv");
+    let mut y = std::fs::read(src.join("y")).expect("y");
+    y[1 << 20..(1 << 20) + 4096].fill(0x5a);
+    std::fs::write(src.join("y.tmp"), &y).expect("y.tmp");
+    for name in ["x", "y"] {
+        let tmp_name = format!("{name}.tmp");
+        set_mtime(&src.join(&tmp_name));
+        std::fs::rename(src.join(&tmp_name), src.join(name)).expect("mv");
+    }
     let r = sync_ok(&src, &dst);
-    assert_eq!(r["files_resumed"], 1, "nothing was resumed: {r}");
+    assert_eq!(r["files_resumed"], 2, "not both were resumed: {r}");
     let promoted = t.join("promoted");
     promote(&dst.dir, None, &promoted);
-    assert_eq!(
-        std::fs::read(promoted.join("x")).expect("x"),
-        std::fs::read(src.join("x")).expect("x"),
-        "the replaced file kept its old content"
-    );
+    for name in ["x", "y"] {
+        assert_eq!(
+            std::fs::read(promoted.join(name)).expect("promoted"),
+            std::fs::read(src.join(name)).expect("source"),
+            "{name}: the replaced file kept its old content"
+        );
+    }
 }
 
 /// A destination killed while pruning left a half-deleted snapshot folder in `snapshots/`
