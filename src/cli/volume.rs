@@ -453,7 +453,8 @@ async fn interruptible<T>(
     tokio::select! {
         r = run => r,
         _ = sig.wait_for(Option::is_some) => Err(anyhow::anyhow!(
-            "interrupted by a signal; the destination keeps its last snapshot"
+            "interrupted by a signal before the destination confirmed a new snapshot (it keeps \
+             its last one unless it had already published; `ferry volume snapshots` there says)"
         )),
     }
 }
