@@ -50,18 +50,13 @@ impl Ferry {
 
     /// Starts with extra `ferry serve` arguments.
     pub fn start_with(args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut f = Ferry {
-            child: None,
-            dir,
-            s3: String::new(),
-            admin: String::new(),
-            extra_args: args.iter().map(|a| (*a).to_owned()).collect(),
-            wrapper: Vec::new(),
-            listen: "127.0.0.1:0".into(),
-        };
-        f.restart();
-        f
+        let extra = args.iter().map(|a| (*a).to_owned()).collect();
+        Self::launch(
+            tempfile::tempdir().expect("tempdir"),
+            extra,
+            Vec::new(),
+            None,
+        )
     }
 
     /// Starts with the built-in local store on a filesystem of `mib` MiB of its own: a
@@ -71,24 +66,15 @@ impl Ferry {
         let dir = tempfile::tempdir().expect("tempdir");
         let local = dir.path().join("data/stores/local");
         std::fs::create_dir_all(&local).expect("store dir");
-        let mut f = Ferry {
-            child: None,
-            dir,
-            s3: String::new(),
-            admin: String::new(),
-            extra_args: Vec::new(),
-            wrapper: vec![
-                "unshare".into(),
-                "-rm".into(),
-                "sh".into(),
-                "-c".into(),
-                format!("mount -t tmpfs -o size={mib}m tmpfs \"$0\" && exec \"$@\""),
-                local.display().to_string(),
-            ],
-            listen: "127.0.0.1:0".into(),
-        };
-        f.restart();
-        f
+        let wrapper = vec![
+            "unshare".into(),
+            "-rm".into(),
+            "sh".into(),
+            "-c".into(),
+            format!("mount -t tmpfs -o size={mib}m tmpfs \"$0\" && exec \"$@\""),
+            local.display().to_string(),
+        ];
+        Self::launch(dir, Vec::new(), wrapper, None)
     }
 
     /// Starts on a fixed S3 port that stays the same across restarts (for a server other
@@ -99,14 +85,23 @@ impl Ferry {
             .expect("free port")
             .port();
         let dir = tempfile::tempdir().expect("tempdir");
+        Self::launch(dir, Vec::new(), Vec::new(), Some(port))
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        extra_args: Vec<String>,
+        wrapper: Vec<String>,
+        port: Option<u16>,
+    ) -> Self {
         let mut f = Ferry {
             child: None,
             dir,
             s3: String::new(),
             admin: String::new(),
-            extra_args: Vec::new(),
-            wrapper: Vec::new(),
-            listen: format!("127.0.0.1:{port}"),
+            extra_args,
+            wrapper,
+            listen: format!("127.0.0.1:{}", port.unwrap_or(0)),
         };
         f.restart();
         f
