@@ -35,6 +35,10 @@ enum Reconciled {
     Unchanged,
     Added,
     Updated,
+    /// A file the store may not read (permissions a POSIX user set): not indexed, and
+    /// named as unread, so a job makes it a dead letter and `--delete` is refused rather than
+    /// taking its absence for a deletion.
+    Unreadable { key: String, error: String },
 }
 
 struct Found {
@@ -292,6 +296,7 @@ impl FsStore {
         use futures::StreamExt;
         let mut running = futures::stream::FuturesUnordered::new();
         let mut more = true;
+        let mut unread = Vec::new();
         loop {
             while more && running.len() < RECONCILE_PARALLEL {
                 match rx.recv().await {
@@ -324,11 +329,22 @@ impl FsStore {
                     report.files += 1;
                     report.updated += 1;
                 }
+                Reconciled::Unreadable { key, error } => {
+                    tracing::warn!(store = %self.name, %bucket, %key, %error, "rescan: cannot read a file");
+                    unread.push((key, error));
+                }
             }
         }
-        let unlisted = walker
+        let mut unlisted = walker
             .await
             .map_err(|e| Error::Index(format!("walk failed: {e}")))?;
+        for (key, error) in unread {
+            let path = self.root.join(bucket.as_str()).join(&key);
+            unlisted.unreadable.push(format!("{}: {error}", path.display()));
+            unlisted
+                .unread_keys
+                .push((key, format!("Ferry cannot read it: {error}")));
+        }
         report.unreadable += unlisted.unreadable.len() as u64;
         self.unlisted
             .lock()
@@ -477,8 +493,14 @@ impl FsStore {
         let now = tokio::task::spawn_blocking(move || root.facts(&rel))
             .await
             .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
-        if !matches!(now, Ok(n) if n == (f.ino, f.mtime_ns, f.size)) {
-            return Ok(Reconciled::Skipped);
+        let unreadable = |e: &std::io::Error| Reconciled::Unreadable {
+            key: key.to_string(),
+            error: e.to_string(),
+        };
+        match &now {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(unreadable(e)),
+            Ok(n) if *n == (f.ino, f.mtime_ns, f.size) => {}
+            _ => return Ok(Reconciled::Skipped),
         }
         let (size, etag) = if self.hash_found {
             let rel = format!("{bucket}/{key}");
@@ -488,6 +510,9 @@ impl FsStore {
                 .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
             match d {
                 Ok(d) => (d.size as i64, hex::encode(d.md5)),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Ok(unreadable(&e));
+                }
                 // Removed or replaced since the walk saw it, or unreadable: the next rescan
                 // (or a GET) looks again.
                 Err(e) => {

@@ -375,6 +375,33 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
         back.join("m/2").exists(),
         "the unreadable folder's copy was deleted"
     );
+    // A file it may not read (new, so never indexed) was left out without a word: not
+    // copied, no dead letter, exit 0, and with --delete its copy would go.
+    write_file(&src.join("n"), 10, 3);
+    ok(&m.run(&[
+        "migrate",
+        &arg(&src),
+        "s3://locked",
+        "--dst-endpoint",
+        &f.s3,
+    ]));
+    let index = tmp.path().join("t/.ferry");
+    std::fs::remove_dir_all(&index).expect("forget the source's index");
+    std::fs::set_permissions(src.join("n"), std::fs::Permissions::from_mode(0o000))
+        .expect("lock n");
+    let out = run(&["--delete"]);
+    let partial = run(&[]);
+    let err = super::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot read") && err.contains("/n"), "{err}");
+    let err = super::stderr(&partial);
+    assert_eq!(partial.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not copy n: Ferry cannot read it"),
+        "{err}"
+    );
+    let listed = ok(&f.aws(&["s3", "ls", "s3://locked/"]));
+    assert!(listed.contains(" n\n") || listed.ends_with(" n"), "n's copy went: {listed}");
 }
 
 /// Files whose names are not UTF-8 cannot become S3 keys. They were skipped without a word
