@@ -167,3 +167,33 @@ fn a_second_signal_stops_at_once() {
     assert!(f.log().contains("second signal"), "{}", f.log());
     assert_eq!(status.and_then(|s| s.code()), Some(130), "Ctrl-C's status");
 }
+
+/// A server stopped on a full disk would not start again (opening the store's index needs a
+/// little room: "database or disk is full"), so the disk could not be emptied through S3. It
+/// starts on the reserve, serves reads, and deletes make room. The whole run happens in one
+/// mount namespace (the small disk lives as long as it does).
+#[test]
+fn a_server_starts_on_a_full_disk() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let local = data.join("stores/local");
+    std::fs::create_dir_all(&local).expect("store dir");
+    let out = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=32m tmpfs "$0" && exec "$@""#)
+        .arg(&local)
+        .arg(crate::support::venv_bin("python"))
+        .arg(crate::support::repo().join("tests/it/py/full_disk_restart.py"))
+        .arg(crate::support::ferry_bin())
+        .arg(&data)
+        .output()
+        .expect("run");
+    let log = std::fs::read_to_string(tmp.path().join("serve.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}{}\nserver log:\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}

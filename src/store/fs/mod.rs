@@ -113,7 +113,21 @@ impl FsStore {
     /// Opens (creating if needed) a store at `root`: replays unfinished intents, clears temp
     /// files, and indexes the tree if it was never indexed.
     pub async fn open(name: &str, root: &Path) -> Result<Arc<Self>> {
-        let store = Self::open_unscanned(name, root, true, true).await?;
+        // Opening writes (the index's schema and write-ahead log, replayed intents): on a
+        // full disk the reserve makes the room, so the store opens and can be emptied.
+        let store = match Self::open_unscanned(name, root, true, true).await {
+            Err(e)
+                if e.is_storage_full()
+                    && std::fs::remove_file(root.join(META_DIR).join("reserve")).is_ok() =>
+            {
+                tracing::warn!(
+                    store = name,
+                    "the disk is full: released the store's reserve to open it"
+                );
+                Self::open_unscanned(name, root, true, true).await?
+            }
+            r => r?,
+        };
         if store.index.get_meta("indexed").await?.is_none() {
             store.rescan().await?;
         }
@@ -180,6 +194,7 @@ impl FsStore {
                 ),
             });
         }
+        let reserve_path = root.join(META_DIR).join("reserve");
         let index = Arc::new(Index::open(&root.join(META_DIR).join("index.db")).await?);
         let seq = AtomicI64::new(index.max_seq().await?);
         let confined = Arc::new(
@@ -188,7 +203,7 @@ impl FsStore {
         );
         let committer = commit::Committer::start(&index, confined.clone())?;
         let reserve = if reserve {
-            reserve::Reserve::take(root.join(META_DIR).join("reserve"))
+            reserve::Reserve::take(reserve_path)
         } else {
             reserve::Reserve::none()
         };

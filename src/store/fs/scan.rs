@@ -38,7 +38,10 @@ enum Reconciled {
     /// A file the store may not read (permissions a POSIX user set): not indexed, and
     /// named as unread, so a job makes it a dead letter and `--delete` is refused rather than
     /// taking its absence for a deletion.
-    Unreadable { key: String, error: String },
+    Unreadable {
+        key: String,
+        error: String,
+    },
 }
 
 struct Found {
@@ -340,7 +343,9 @@ impl FsStore {
             .map_err(|e| Error::Index(format!("walk failed: {e}")))?;
         for (key, error) in unread {
             let path = self.root.join(bucket.as_str()).join(&key);
-            unlisted.unreadable.push(format!("{}: {error}", path.display()));
+            unlisted
+                .unreadable
+                .push(format!("{}: {error}", path.display()));
             unlisted
                 .unread_keys
                 .push((key, format!("Ferry cannot read it: {error}")));

@@ -401,7 +401,10 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
         "{err}"
     );
     let listed = ok(&f.aws(&["s3", "ls", "s3://locked/"]));
-    assert!(listed.contains(" n\n") || listed.ends_with(" n"), "n's copy went: {listed}");
+    assert!(
+        listed.contains(" n\n") || listed.ends_with(" n"),
+        "n's copy went: {listed}"
+    );
 }
 
 /// Files whose names are not UTF-8 cannot become S3 keys. They were skipped without a word

@@ -231,7 +231,11 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
         c.set_prepared_statement_cache_capacity(64);
         Ok(c)
     };
-    open().map_err(|e| Error::Index(format!("opening {}: {e}", path.display())))
+    open().map_err(|e| match db_err(e) {
+        // Said as the filesystem says it, so opening on a full disk can use the reserve.
+        full if full.is_storage_full() => full,
+        e => Error::Index(format!("opening {}: {e}", path.display())),
+    })
 }
 
 impl Index {
