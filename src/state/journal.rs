@@ -260,10 +260,25 @@ impl Db {
     /// of multi-writes. Hand it back with [`Self::strict`].
     async fn relaxed(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
         let mut conn = self.pool.acquire().await?;
-        if self.dialect == Dialect::Sqlite {
-            sqlx::query("PRAGMA synchronous = NORMAL")
+        if self.dialect == Dialect::Sqlite
+            && sqlx::query("PRAGMA synchronous = NORMAL")
                 .execute(&mut *conn)
-                .await?;
+                .await
+                .is_err()
+        {
+            // A commit that failed (a full disk) can leave SQLite's transaction open on the
+            // connection, and the pragma is refused inside one ("Safety level may not be
+            // changed inside a transaction"): every later settle failed the same way until a
+            // restart. Rolled back and tried again; a connection still refusing is closed,
+            // not handed back to the pool.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            if let Err(e) = sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *conn)
+                .await
+            {
+                let _ = conn.detach();
+                return Err(e.into());
+            }
         }
         Ok(conn)
     }
@@ -324,5 +339,30 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit that failed (a full disk) left SQLite's transaction open on a pooled
+    /// connection; the relaxed connection's pragma is refused inside a transaction, and
+    /// every later settle failed until a restart.
+    #[tokio::test]
+    async fn a_connection_left_in_a_transaction_does_not_stop_the_journal() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = Db::open_embedded(dir.path()).await.expect("db");
+        {
+            let mut conn = db.pool.acquire().await.expect("conn");
+            sqlx::query("BEGIN")
+                .execute(&mut *conn)
+                .await
+                .expect("begin");
+        }
+        db.delete_journal(&[1, 2, 3])
+            .await
+            .expect("a settle after it");
+        db.delete_journal(&[4]).await.expect("and the next");
     }
 }
