@@ -458,7 +458,7 @@ impl FsStore {
         let f = match found {
             Ok(f) => f,
             Err(path) => {
-                tracing::warn!(store = %self.name, %path, "skipped: not a regular file with a UTF-8 name");
+                tracing::warn!(store = %self.name, %path, "skipped: a folder it cannot read, a name that is not UTF-8, or not a regular file");
                 return Ok(Reconciled::Skipped);
             }
         };
