@@ -114,6 +114,17 @@ fn named(name: &str, source: &st::Error) -> String {
     }
 }
 
+/// A folder's device and inode, if it exists.
+fn folder_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The device and inode of `path`'s folders above it that exist (not `path` itself).
+fn existing_folders(path: &Path) -> Vec<(u64, u64)> {
+    path.ancestors().skip(1).filter_map(folder_id).collect()
+}
+
 /// `path` with symlinks resolved as far as it exists, the rest (not made yet) as written.
 fn resolved(path: &Path) -> PathBuf {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -274,14 +285,19 @@ impl Registry {
         // Last: a store in it is named as the store.
         others.push(("the data directory".to_owned(), resolved(&self.data)));
         let shown = path.display();
+        // The same folders reached by other paths (a bind mount) are told by device and
+        // inode: the folders the new path lies in, as far as they exist.
+        let within = existing_folders(&new);
         for (what, root) in others {
-            if new == root {
+            let root_id = folder_id(&root);
+            if new == root || (root_id.is_some() && folder_id(&new) == root_id) {
                 return Err(format!("{shown} is already {what}"));
             }
-            if new.starts_with(&root) {
+            if new.starts_with(&root) || root_id.is_some_and(|id| within.contains(&id)) {
                 return Err(format!("{shown} is inside {what} ({})", root.display()));
             }
-            if root.starts_with(&new) {
+            let around = folder_id(&new).is_some_and(|id| existing_folders(&root).contains(&id));
+            if root.starts_with(&new) || around {
                 return Err(format!("{shown} holds {what} ({})", root.display()));
             }
         }

@@ -301,6 +301,38 @@ fn db_url_errors_hide_the_password_and_say_it_once() {
     }
 }
 
+/// A store's folder reached by another path (a bind mount) was taken as a new store
+/// inside it: paths cannot tell, devices and inodes can.
+#[test]
+fn a_store_inside_another_through_a_bind_mount_is_refused() {
+    let f = Ferry::start_with_bound_local();
+    let inside = f.dir.path().join("bound/somebucket");
+    let out = f.cli(&[
+        "store",
+        "add",
+        "bound",
+        "--kind",
+        "fs",
+        "--path",
+        &inside.to_string_lossy(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "taken: {err}");
+    assert!(err.contains("is inside the store \"local\""), "{err}");
+    let same = f.dir.path().join("bound");
+    let out = f.cli(&[
+        "store",
+        "add",
+        "bound",
+        "--kind",
+        "fs",
+        "--path",
+        &same.to_string_lossy(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is already the store \"local\""), "{err}");
+}
+
 /// `--help` shows where `--db` may come from, never the value `FERRY_DB` holds (its
 /// password).
 #[test]

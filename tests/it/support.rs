@@ -77,6 +77,26 @@ impl Ferry {
         Self::launch(dir, Vec::new(), wrapper, None)
     }
 
+    /// Starts with the built-in local store also reachable at `dir/bound`, a bind mount of
+    /// it in a mount namespace of the server's (`unshare`, no privileges needed).
+    pub fn start_with_bound_local() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = dir.path().join("data/stores/local");
+        let bound = dir.path().join("bound");
+        std::fs::create_dir_all(&local).expect("store dir");
+        std::fs::create_dir_all(&bound).expect("mount point");
+        let wrapper = vec![
+            "unshare".into(),
+            "-rm".into(),
+            "sh".into(),
+            "-c".into(),
+            "mount --bind \"$0\" \"$1\" && shift && exec \"$@\"".into(),
+            local.display().to_string(),
+            bound.display().to_string(),
+        ];
+        Self::launch(dir, Vec::new(), wrapper, None)
+    }
+
     /// Starts on a fixed S3 port that stays the same across restarts (for a server other
     /// servers have registered as a store).
     pub fn start_fixed_port() -> Self {
