@@ -306,30 +306,15 @@ fn db_url_errors_hide_the_password_and_say_it_once() {
 #[test]
 fn a_store_inside_another_through_a_bind_mount_is_refused() {
     let f = Ferry::start_with_bound_local();
-    let inside = f.dir.path().join("bound/somebucket");
-    let out = f.cli(&[
-        "store",
-        "add",
-        "bound",
-        "--kind",
-        "fs",
-        "--path",
-        &inside.to_string_lossy(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "taken: {err}");
+    let add = |path: std::path::PathBuf| {
+        let p = path.to_string_lossy().into_owned();
+        let out = f.cli(&["store", "add", "bound", "--kind", "fs", "--path", &p]);
+        assert!(!out.status.success(), "{p} was taken");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = add(f.dir.path().join("bound/somebucket"));
     assert!(err.contains("is inside the store \"local\""), "{err}");
-    let same = f.dir.path().join("bound");
-    let out = f.cli(&[
-        "store",
-        "add",
-        "bound",
-        "--kind",
-        "fs",
-        "--path",
-        &same.to_string_lossy(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = add(f.dir.path().join("bound"));
     assert!(err.contains("is already the store \"local\""), "{err}");
 }
 
