@@ -287,16 +287,16 @@ impl Registry {
         let shown = path.display();
         // The same folders reached by other paths (a bind mount) are told by device and
         // inode: the folders the new path lies in, as far as they exist.
-        let within = existing_folders(&new);
+        let (new_id, within) = (folder_id(&new), existing_folders(&new));
         for (what, root) in others {
             let root_id = folder_id(&root);
-            if new == root || (root_id.is_some() && folder_id(&new) == root_id) {
+            if new == root || (root_id.is_some() && new_id == root_id) {
                 return Err(format!("{shown} is already {what}"));
             }
             if new.starts_with(&root) || root_id.is_some_and(|id| within.contains(&id)) {
                 return Err(format!("{shown} is inside {what} ({})", root.display()));
             }
-            let around = folder_id(&new).is_some_and(|id| existing_folders(&root).contains(&id));
+            let around = new_id.is_some_and(|id| existing_folders(&root).contains(&id));
             if root.starts_with(&new) || around {
                 return Err(format!("{shown} holds {what} ({})", root.display()));
             }

@@ -284,13 +284,17 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
         .creds("SRC", ACCESS_KEY, SECRET_KEY)
         .creds("DST", ACCESS_KEY, SECRET_KEY);
     let arg = |p: &Path| p.to_str().unwrap_or_default().to_owned();
-    ok(&m.run(&[
-        "migrate",
-        &arg(&src),
-        "s3://locked",
-        "--dst-endpoint",
-        &f.s3,
-    ]));
+    // A run as the test's own user (root reads everything).
+    let copy_as_self = || {
+        ok(&m.run(&[
+            "migrate",
+            &arg(&src),
+            "s3://locked",
+            "--dst-endpoint",
+            &f.s3,
+        ]))
+    };
+    copy_as_self();
 
     // Run as an unprivileged user when the tests run as root (root reads everything).
     let root = rustix::process::geteuid().is_root();
@@ -378,13 +382,7 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
     // A file it may not read (new, so never indexed) was left out without a word: not
     // copied, no dead letter, exit 0, and with --delete its copy would go.
     write_file(&src.join("n"), 10, 3);
-    ok(&m.run(&[
-        "migrate",
-        &arg(&src),
-        "s3://locked",
-        "--dst-endpoint",
-        &f.s3,
-    ]));
+    copy_as_self();
     let index = tmp.path().join("t/.ferry");
     std::fs::remove_dir_all(&index).expect("forget the source's index");
     std::fs::set_permissions(src.join("n"), std::fs::Permissions::from_mode(0o000))
