@@ -68,7 +68,7 @@ impl Db {
     /// ids are matched back by (bucket, target, key), which is unique within a batch for
     /// object rows (a key's writes are serialised by its lock); for repeats, in order.
     pub async fn append_journal(&self, rows: &[NewJournalRow]) -> Result<Vec<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut ids = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(500) {
             let mut sql = String::from(

@@ -72,6 +72,27 @@ const SCHEMA: &[&str] = &[
     )",
 ];
 
+/// Puts a SQLite database in WAL mode. Switching a new database's journal mode needs an
+/// exclusive lock that SQLite does not wait for: two processes opening a new database at once
+/// (`ferry migrate` and a `ferry job show` watching it) made one fail with "database is
+/// locked". Retried while another holds the lock, for as long as the busy timeout.
+async fn wal(pool: &AnyPool) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match sqlx::query("PRAGMA journal_mode = WAL").execute(pool).await {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::Database(e))
+                if e.code()
+                    .is_some_and(|c| c.parse::<i32>().is_ok_and(|c| c & 0xff == 5))
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// A registered store: its kind and its kind-specific configuration (JSON, may hold
 /// secrets: never print it whole).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -124,6 +145,18 @@ impl Db {
             .max_connections(if dialect == Dialect::Sqlite { 1 } else { 8 })
             .idle_timeout(None)
             .max_lifetime(None)
+            // Per connection, so a connection the pool opens again (after an error) waits
+            // for locks and syncs like the first one did.
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(|source| Error::Open {
@@ -131,15 +164,7 @@ impl Db {
                 source,
             })?;
         if dialect == Dialect::Sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await?;
-            sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&pool)
-                .await?;
-            sqlx::query("PRAGMA busy_timeout = 30000")
-                .execute(&pool)
-                .await?;
+            wal(&pool).await?;
         }
         let id = match dialect {
             Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -147,7 +172,10 @@ impl Db {
         };
         // One transaction; on PostgreSQL under an advisory lock, because concurrent
         // `CREATE TABLE IF NOT EXISTS` from two processes can still collide there.
-        let mut tx = pool.begin().await?;
+        let mut tx = match dialect {
+            Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => pool.begin().await?,
+        };
         if dialect == Dialect::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(7304519)")
                 .execute(&mut *tx)
@@ -193,6 +221,17 @@ impl Db {
                 },
                 other => other,
             })
+    }
+
+    /// Begins a transaction that will write. On SQLite `BEGIN IMMEDIATE`: a deferred
+    /// transaction that reads and then writes fails at once ("database is locked") when
+    /// another process wrote meanwhile, since waiting could not help it; an immediate one
+    /// takes the write lock first, waiting for it under the busy timeout.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -381,6 +420,31 @@ fn private(file: &Path) {
 
 #[cfg(test)]
 mod tests {
+    /// A new database another process writes while this one opens it (`ferry migrate` and
+    /// a `ferry job show` watching it both creating the schema): the switch to WAL reads and
+    /// then needs the write lock, which SQLite does not wait for then; the open failed with
+    /// "database is locked" (found by a CI run). It waits for the lock now.
+    #[tokio::test]
+    async fn a_new_database_written_by_another_process_still_opens() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let reader = rusqlite::Connection::open(dir.path().join("state.db")).expect("open");
+        reader
+            .execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .expect("a write transaction");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            reader.execute_batch("COMMIT").expect("commit");
+        });
+        let db = super::Db::open_embedded(dir.path()).await.expect("opens");
+        release.join().expect("reader");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&db.pool)
+            .await
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        db.set_setting("k", "v").await.expect("a write");
+    }
+
     #[test]
     fn redacts() {
         assert_eq!(

@@ -250,7 +250,7 @@ impl Db {
     /// Records that `owner` runs `job` now (its heartbeat), and forgets processes not heard
     /// of for a day.
     pub async fn runner_alive(&self, job: i64, owner: &str, now_ms: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO job_runners (job_id, owner, seen_ms) VALUES ($1, $2, $3)
              ON CONFLICT (job_id, owner) DO UPDATE SET seen_ms = excluded.seen_ms",
@@ -360,7 +360,7 @@ impl Db {
         unchanged: i64,
         done: bool,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let r = sqlx::query(
             "UPDATE jobs SET listed_after = COALESCE($1, listed_after), listing_done = $2, unchanged = unchanged + $3 WHERE id = $4 AND lister = $5 AND listing_done = 0",
         )
@@ -451,7 +451,7 @@ impl Db {
         if found.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut n = 0i64;
         for (key, why) in found {
             let r = sqlx::query(

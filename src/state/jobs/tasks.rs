@@ -125,7 +125,7 @@ impl Db {
         };
         // Two statements, each answered from the (job_id, state, id) index: expired leases
         // (few), then pending tasks in id order. One OR across both would scan the job.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut rows = sqlx::query(&format!(
             "UPDATE job_tasks SET interrupted = 1, owner = $1, lease_ms = $2 WHERE id IN (
                 SELECT id FROM job_tasks WHERE job_id = $3 AND state = 'running' AND lease_ms < $4
@@ -211,7 +211,7 @@ impl Db {
         } else {
             "UPDATE job_tasks SET state = 'pending', owner = NULL WHERE id = $1 AND owner = $2 AND state = 'running'"
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for id in ids {
             sqlx::query(sql)
                 .bind(id)
@@ -226,7 +226,7 @@ impl Db {
     /// Marks tasks done (with the bytes each moved) and adds them to the job's counters, in
     /// one transaction; a task another owner took over meanwhile is not counted twice.
     pub async fn finish_tasks(&self, job: i64, owner: &str, done: &[(i64, i64)]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let (mut n, mut bytes) = (0i64, 0i64);
         let size: std::collections::HashMap<i64, i64> = done.iter().copied().collect();
         for chunk in done.chunks(200) {
@@ -280,7 +280,7 @@ impl Db {
         error: &str,
         retry_at_ms: Option<i64>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let (state, next) = match retry_at_ms {
             Some(t) => ("pending", t),
             None => ("dead", 0),
@@ -310,7 +310,7 @@ impl Db {
     /// [`Db::finish_job`]); returns how many. A cancelled job's are left as they are: it
     /// never runs again.
     pub async fn retry_dead(&self, job: i64) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         lock_job(&mut tx, job).await?;
         let r = sqlx::query(
             "UPDATE job_tasks SET state = 'pending', attempts = 0, next_ms = 0 WHERE job_id = $1 AND state = 'dead' AND action <> 'unlisted'
@@ -340,7 +340,7 @@ impl Db {
     /// pending or running; false when it was not marked. One transaction against
     /// [`Db::retry_dead`]: a job never ends done with tasks requeued meanwhile.
     pub async fn finish_job(&self, job: i64, now_ms: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         lock_job(&mut tx, job).await?;
         let r = sqlx::query(
             "UPDATE jobs SET state = 'done', updated_ms = $1, finished_ms = $1
@@ -358,7 +358,7 @@ impl Db {
     /// Records the multipart upload a task writes into (forgetting the parts of any earlier
     /// one), before its first part is sent.
     pub async fn set_task_upload(&self, id: i64, upload_id: Option<&str>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM job_parts WHERE task_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -518,7 +518,7 @@ impl Db {
     /// Hands back everything `owner` held in a job (a process known to be dead): its tasks
     /// go back to the queue marked interrupted, and its listing lease is dropped.
     pub async fn reclaim_owner(&self, job: i64, owner: &str) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let r = sqlx::query(
             "UPDATE job_tasks SET state = 'pending', owner = NULL, interrupted = 1 WHERE job_id = $1 AND owner = $2 AND state = 'running'",
         )
