@@ -115,6 +115,28 @@ pub(crate) use asks_of;
 /// which printed a public URL that answered 403). SSE-S3 (`AES256`) is
 /// taken and not echoed: Ferry's stores keep bytes as they are, and an answer without
 /// `x-amz-server-side-encryption` tells a client that checks.
+/// A browser form's `acl` field, which s3s does not map: a canned ACL S3 knows, and then,
+/// as for `x-amz-acl`, the owner's alone.
+pub fn form_acl(acl: Option<&str>) -> S3Result<()> {
+    let Some(acl) = acl else { return Ok(()) };
+    if !matches!(
+        acl,
+        "private"
+            | "public-read"
+            | "public-read-write"
+            | "authenticated-read"
+            | "aws-exec-read"
+            | "bucket-owner-read"
+            | "bucket-owner-full-control"
+    ) {
+        return Err(s3s::s3_error!(
+            InvalidArgument,
+            "The form's acl field {acl:?} is not a canned ACL"
+        ));
+    }
+    super::unconfigured::check_owner_only(Some(acl), false, None)
+}
+
 pub fn object_write(asks: &Asks<'_>) -> S3Result<()> {
     super::unconfigured::check_owner_only(asks.acl, asks.grants, None)?;
     if asks.lock {

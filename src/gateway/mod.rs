@@ -12,6 +12,7 @@ mod conditions;
 mod convert;
 mod copy;
 pub mod error;
+mod form;
 mod guard;
 mod list;
 mod multipart;

@@ -7,7 +7,7 @@ use super::Gateway;
 use super::conditions::DeleteConditions;
 use super::convert::{self, etag, ts};
 use super::error::{invalid_argument, invalid_request, s3_error};
-use super::guard;
+use super::{form, guard};
 use crate::store::{self, ChecksumAlgorithm, Digests, ObjectKey};
 
 /// What the client declared about a body, checked against what was received.
@@ -142,11 +142,18 @@ impl Gateway {
         guard::plain(&req.uri)?;
         let trailers = req.trailing_headers.clone();
         let headers = req.headers;
+        // A browser form's fields s3s does not map (see `form`).
+        let form = match req.method {
+            http::Method::POST => req.extensions.get::<form::FormFields>().cloned(),
+            _ => None,
+        }
+        .unwrap_or_default();
         let input = req.input;
         // From headers or, for POST Object, from the form's fields.
         guard::object_write(&guard::asks_of!(input))?;
+        guard::form_acl(form.acl.as_deref())?;
         let (store, bucket) = self.target(&input.bucket)?;
-        let key = self.key(&input.key)?;
+        let key = self.key(&form.key(&input.key))?;
         let size = self.check_size(input.content_length)?;
         convert::check_storage_class(input.storage_class.as_ref())?;
         let conditions = (input.if_match.as_ref(), input.if_none_match.as_ref());
@@ -166,7 +173,10 @@ impl Gateway {
         )?;
         let opts = store::PutOptions {
             attrs: convert::attrs_of!(input)?,
-            tags: convert::parse_tagging_header(input.tagging.as_deref())?,
+            tags: match form.tags()? {
+                Some(tags) => tags,
+                None => convert::parse_tagging_header(input.tagging.as_deref())?,
+            },
             checksum_algorithm: declared.algorithm,
             size_hint: size,
             source_md5: None,

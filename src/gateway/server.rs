@@ -180,7 +180,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 None => http::HeaderMap::new(),
             };
             let stalled = Arc::new(AtomicBool::new(false));
-            let req = req.map(|b| {
+            let mut req = req.map(|b| {
                 let b = IdleBody::new(b, idle).flagging(stalled.clone());
                 match &verdict {
                     Some(v) => {
@@ -189,6 +189,9 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                     None => s3s::Body::http_body(b),
                 }
             });
+            if form_upload && refused.is_none() {
+                super::form::read_fields(&mut req).await;
+            }
             let mut res = match refused {
                 Some(e) => {
                     let wrong_region = *e.code() == s3s::S3ErrorCode::AuthorizationHeaderMalformed;
