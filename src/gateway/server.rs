@@ -169,7 +169,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 true => Some(this.post_slots.clone().acquire_owned().await),
                 false => None,
             };
-            let _permit = this.slots.acquire_owned().await;
+            let permit = this.slots.acquire_owned().await;
             let idle = this.client_timeout;
             // An XML document is checked against its digests as s3s reads it, which is after
             // the signature is (see `xml_digests`).
@@ -204,7 +204,27 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                     res
                 }
                 None => {
-                    let res = this.inner.call(req).await?;
+                    // Run to its end even if the client goes away: hyper drops the request's
+                    // future then, which could stop a write between its steps (a commit
+                    // queued, a namespace bucket's journal). The slot goes with it.
+                    let inner = this.inner.clone();
+                    let handled = tokio::spawn(async move {
+                        let _permit = permit;
+                        inner.call(req).await
+                    })
+                    .await;
+                    let res = match handled {
+                        Ok(res) => res?,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a request's handler failed");
+                            s3s::S3Error::with_message(
+                                s3s::S3ErrorCode::InternalError,
+                                "We encountered an internal error. Please try again.",
+                            )
+                            .to_http_response()
+                            .map_err(|e| s3s::HttpError::new(Box::new(e)))?
+                        }
+                    };
                     let mut refusal = verdict.and_then(|v| v.lock().ok()?.take());
                     // A body s3s read itself (an XML document) and that stopped arriving: s3s
                     // calls it an internal error.

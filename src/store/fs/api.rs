@@ -296,13 +296,13 @@ impl Store for FsStore {
         tags: Tags,
     ) -> Result<String> {
         path(key)?;
-        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let held = self.write_lock(bucket, key.as_str()).await;
         let mut row = self.resolve(bucket, key, version_id).await?;
         row.tags = tags_json(&tags);
         let mut change = Change::new(bucket, key);
         let vid = row.version_id.clone();
         change.updates.push(row);
-        self.commit(change).await?;
+        self.commit(change, held).await?;
         Ok(vid)
     }
 

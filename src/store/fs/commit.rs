@@ -40,6 +40,24 @@ const MAX_BATCH: usize = 256;
 struct Job {
     change: Change,
     done: oneshot::Sender<Result<()>>,
+    /// Run with the outcome before the writer hears it, whether or not it still waits: it
+    /// holds the key's lock and brings the caches up to date (see [`Then`]).
+    then: Option<Then>,
+}
+
+/// What a change's writer leaves to the thread: a writer whose request was dropped (a client
+/// that disconnected) while its change was queued must not release the key's lock before the
+/// change is in, or the next writer of the key builds on the state before it: the listing
+/// showed a key twice and a version's row pointed at another's bytes (found by a probe).
+pub type Then = Box<dyn FnOnce(bool) + Send>;
+
+impl Job {
+    fn answer(mut self, r: Result<()>) {
+        if let Some(then) = self.then.take() {
+            then(r.is_ok());
+        }
+        let _ = self.done.send(r);
+    }
 }
 
 /// The handle writers use; the thread ends when the last handle is dropped, and dropping it
@@ -72,14 +90,15 @@ impl Committer {
         })
     }
 
-    /// Commits `change` durably (index, intent, file moves, directory fsyncs).
-    pub async fn commit(&self, change: Change) -> Result<()> {
+    /// Commits `change` durably (index, intent, file moves, directory fsyncs), then runs
+    /// `then` on the thread, even if this future was dropped meanwhile.
+    pub async fn commit(&self, change: Change, then: Option<Then>) -> Result<()> {
         let (done, wait) = oneshot::channel();
         let tx = self
             .tx
             .as_ref()
             .ok_or_else(|| Error::Index("the commit thread has stopped".into()))?;
-        tx.send(Job { change, done })
+        tx.send(Job { change, done, then })
             .await
             .map_err(|_| Error::Index("the commit thread has stopped".into()))?;
         wait.await
@@ -143,9 +162,7 @@ fn batches(
         }
         let Ok(mut conn) = writer.lock() else {
             for j in batch {
-                let _ = j
-                    .done
-                    .send(Err(Error::Index("the index writer is poisoned".into())));
+                j.answer(Err(Error::Index("the index writer is poisoned".into())));
             }
             continue;
         };
@@ -156,7 +173,7 @@ fn batches(
         match apply(&mut conn, &mut dirs, carry, &batch) {
             Ok(()) => {
                 for j in batch {
-                    let _ = j.done.send(Ok(()));
+                    j.answer(Ok(()));
                 }
             }
             Err(Failed::Transaction(_)) if batch.len() > 1 => {
@@ -164,7 +181,7 @@ fn batches(
                 // commit and the failing one gets its own error.
                 for j in batch {
                     let r = apply(&mut conn, &mut dirs, carry, std::slice::from_ref(&j));
-                    let _ = j.done.send(r.map_err(Failed::into_error));
+                    j.answer(r.map_err(Failed::into_error));
                 }
             }
             Err(e) => {
@@ -174,7 +191,7 @@ fn batches(
                 let e = e.into_error();
                 let (full, msg) = (e.is_storage_full(), e.to_string());
                 for j in batch {
-                    let _ = j.done.send(Err(if full {
+                    j.answer(Err(if full {
                         Error::io(
                             "committing the change",
                             std::io::Error::from_raw_os_error(28),
@@ -215,10 +232,8 @@ fn refuse_conflicts(dirs: &mut Dirs, batch: Vec<Job>) -> Vec<Job> {
             .find_map(|to| conflict(dirs, to, &placed, &above));
         match refused {
             Some(why) => {
-                let _ = job.done.send(Err(Error::PathConflict {
-                    key: job.change.key.clone(),
-                    why,
-                }));
+                let key = job.change.key.clone();
+                job.answer(Err(Error::PathConflict { key, why }));
             }
             None => {
                 for to in targets {
@@ -260,7 +275,7 @@ fn refuse_gone_buckets(conn: &Connection, batch: Vec<Job>) -> Vec<Job> {
             kept.push(job);
         } else {
             let bucket = c.bucket.clone();
-            let _ = job.done.send(Err(Error::NoSuchBucket { bucket }));
+            job.answer(Err(Error::NoSuchBucket { bucket }));
         }
     }
     kept

@@ -31,7 +31,7 @@ impl FsStore {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<DeleteResult> {
-        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let held = self.write_lock(bucket, key.as_str()).await;
         let b = self.bucket_row(bucket).await?;
         let versioning = versioning_from(&b.versioning);
         let mut change = Change::new(bucket, key);
@@ -163,7 +163,7 @@ impl FsStore {
         };
         change.steps = pre;
         change.steps.extend(post);
-        self.commit(change).await?;
+        self.commit(change, held).await?;
         if !key.is_dir_marker() {
             let (root, bname, k) = (self.confined.clone(), bucket.to_string(), key.clone());
             let _ = tokio::task::spawn_blocking(move || {

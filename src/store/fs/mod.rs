@@ -41,6 +41,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::RwLock;
 
+/// A key's write lock held across a commit (see [`FsStore::commit`]).
+type KeyHeld = tokio::sync::OwnedRwLockWriteGuard<()>;
+
 use self::index::{Index, VersionRow, ms_to_time};
 use self::intent::Step;
 use super::*;
@@ -64,14 +67,14 @@ pub struct FsStore {
     index: Arc<Index>,
     committer: commit::Committer,
     seq: AtomicI64,
-    locks: Vec<RwLock<()>>,
+    locks: Vec<Arc<RwLock<()>>>,
     /// Bucket rows by name. This process is the only writer of the index, and every bucket
     /// change goes through it, so the cache cannot go stale; misses always ask the index.
     buckets: std::sync::RwLock<std::collections::HashMap<String, index::BucketRow>>,
     /// Latest version rows of recently used keys. Filled and changed only while the key's
     /// lock is held (readers: shared; writers: exclusive), so it never disagrees with the
     /// index for longer than an unacknowledged write.
-    latest: std::sync::Mutex<lru::LruCache<(String, String), VersionRow>>,
+    latest: Arc<std::sync::Mutex<lru::LruCache<(String, String), VersionRow>>>,
     /// Bumped by every bucket change, so a row read before the change is not cached after it.
     bucket_gen: std::sync::atomic::AtomicU64,
     /// Files found by a rescan (or changed behind the store's back) are hashed for their
@@ -214,9 +217,11 @@ impl FsStore {
             index,
             committer,
             seq,
-            locks: (0..LOCK_STRIPES).map(|_| RwLock::new(())).collect(),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| Arc::new(RwLock::new(())))
+                .collect(),
             buckets: Default::default(),
-            latest: std::sync::Mutex::new(lru::LruCache::new(LATEST_CACHE)),
+            latest: Arc::new(std::sync::Mutex::new(lru::LruCache::new(LATEST_CACHE))),
             bucket_gen: Default::default(),
             hash_found,
             placements: Default::default(),
@@ -317,7 +322,7 @@ impl FsStore {
         self.seq.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    fn lock_for(&self, bucket: &BucketName, key: &str) -> &RwLock<()> {
+    fn lock_for(&self, bucket: &BucketName, key: &str) -> &Arc<RwLock<()>> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         bucket.as_str().hash(&mut h);
@@ -381,7 +386,7 @@ impl FsStore {
     /// (batched with concurrent writers: see [`commit`]).
     ///
     /// The caller holds the key's write lock; the cached latest row follows the change.
-    async fn commit(&self, change: Change) -> Result<()> {
+    async fn commit(&self, change: Change, held: KeyHeld) -> Result<()> {
         let cache_key = (change.bucket.clone(), change.key.clone());
         let new_latest = change
             .inserts
@@ -389,18 +394,27 @@ impl FsStore {
             .chain(change.updates.iter())
             .find(|r| r.is_latest)
             .cloned();
-        let result = self.committer.commit(change).await;
-        if let Ok(mut cache) = self.latest.lock() {
-            match (&result, new_latest) {
-                (Ok(()), Some(row)) => {
-                    cache.put(cache_key, row);
-                }
-                _ => {
-                    cache.pop(&cache_key);
+        let cache = self.latest.clone();
+        // On the commit thread, before the key's lock is let go (see `commit::Then`).
+        let then: commit::Then = Box::new(move |ok| {
+            if let Ok(mut cache) = cache.lock() {
+                match (ok, new_latest) {
+                    (true, Some(row)) => {
+                        cache.put(cache_key, row);
+                    }
+                    _ => {
+                        cache.pop(&cache_key);
+                    }
                 }
             }
-        }
-        result
+            drop(held);
+        });
+        self.committer.commit(change, Some(then)).await
+    }
+
+    /// The key's write lock, owned: [`FsStore::commit`] hands it to the commit thread.
+    async fn write_lock(&self, bucket: &BucketName, key: &str) -> KeyHeld {
+        self.lock_for(bucket, key).clone().write_owned().await
     }
 
     /// The latest version row of a key (cached). The caller holds the key's lock.

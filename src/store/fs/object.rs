@@ -205,7 +205,7 @@ impl FsStore {
     ) -> Result<ObjectMeta> {
         let tmp_abs = self.root.join(&tmp);
         let result = async {
-            let _g = self.lock_for(bucket, key.as_str()).write().await;
+            let held = self.write_lock(bucket, key.as_str()).await;
             let b = self.bucket_row(bucket).await?;
             let versioning = versioning_from(&b.versioning);
             let mut change = Change::new(bucket, key);
@@ -298,7 +298,7 @@ impl FsStore {
             change.steps.extend(post);
             change.part_sizes = new.part_sizes.map(|s| (row.seq, s));
             change.inserts.push(row.clone());
-            self.commit(change).await?;
+            self.commit(change, held).await?;
             super::row_to_meta(&row)
         }
         .await;
@@ -415,7 +415,7 @@ impl FsStore {
         key: &ObjectKey,
         at: time::OffsetDateTime,
     ) -> Result<()> {
-        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let held = self.write_lock(bucket, key.as_str()).await;
         let mut row = self.resolve(bucket, key, None).await?;
         if row.delete_marker {
             return Ok(());
@@ -437,7 +437,7 @@ impl FsStore {
         row.mtime_ms = ns.div_euclid(1_000_000);
         let mut change = Change::new(bucket, key);
         change.updates.push(row);
-        self.commit(change).await
+        self.commit(change, held).await
     }
 
     pub(super) async fn resolve(

@@ -427,7 +427,7 @@ impl FsStore {
         if unversioned_only && self.bucket_row(bucket).await?.versioning != "Unversioned" {
             return Ok(false);
         }
-        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let held = self.write_lock(bucket, key.as_str()).await;
         let still = self
             .index
             .latest(bucket.as_str(), key.as_str())
@@ -446,7 +446,7 @@ impl FsStore {
         }
         let mut change = Change::new(bucket, key);
         change.deletes.push(seq);
-        self.commit(change).await?;
+        self.commit(change, held).await?;
         Ok(true)
     }
 
@@ -475,7 +475,7 @@ impl FsStore {
         key: &ObjectKey,
         f: &Found,
     ) -> Result<Reconciled> {
-        let _g = self.lock_for(bucket, key.as_str()).write().await;
+        let held = self.write_lock(bucket, key.as_str()).await;
         let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
         let same_file = latest.as_ref().is_some_and(|row| {
             row.path.is_none()
@@ -569,7 +569,7 @@ impl FsStore {
             file_ino: Some(f.ino),
             file_mtime_ns: Some(f.mtime_ns),
         });
-        self.commit(change).await?;
+        self.commit(change, held).await?;
         Ok(Reconciled::Added)
     }
 }
