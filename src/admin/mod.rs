@@ -240,15 +240,24 @@ async fn remove_store(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `?adopt=true`: take bucket folders replaced since they were recorded as the buckets'.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RescanQuery {
+    #[serde(default)]
+    adopt: bool,
+}
+
 async fn rescan_store(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
     Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RescanQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
     match s.registry.get(&name).await? {
         Opened::Fs(fs) => {
-            let report = fs.rescan().await.map_err(|e| {
+            let report = fs.rescan_with(q.adopt).await.map_err(|e| {
                 ApiError(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("store {name}: {e}"),

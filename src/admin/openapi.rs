@@ -29,7 +29,8 @@ pub fn document() -> Value {
                     "responses": { "204": { "description": "removed" }, "400": err, "401": err, "404": err } }
             },
             "/api/v1/stores/{name}/rescan": {
-                "post": { "summary": "Reconcile an fs store's index with its files", "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "post": { "summary": "Reconcile an fs store's index with its files", "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "adopt", "in": "query", "required": false, "schema": { "type": "boolean" }, "description": "take bucket folders replaced since they were recorded as the buckets'" }],
                     "responses": { "200": { "description": "what the scan found", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ScanReport" } } } }, "400": err, "401": err, "404": err } }
             },
             "/api/v1/buckets": {
@@ -173,7 +174,8 @@ pub fn document() -> Value {
                         "items": { "type": "object", "properties": { "owner": { "type": "string" }, "seen_ms": { "type": "integer" } } } } } },
                 "ScanReport": { "type": "object", "properties": {
                     "buckets": { "type": "integer" }, "files": { "type": "integer" }, "added": { "type": "integer" },
-                    "updated": { "type": "integer" }, "removed": { "type": "integer" }, "skipped": { "type": "integer" } } }
+                    "updated": { "type": "integer" }, "removed": { "type": "integer" }, "skipped": { "type": "integer" },
+                    "unreadable": { "type": "integer" }, "problems": { "type": "array", "items": { "type": "string" } } } }
             }
         }
     })

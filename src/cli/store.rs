@@ -59,7 +59,13 @@ pub enum StoreCommand {
     Remove { name: String },
     /// Re-index an fs store after files were changed outside Ferry.
     #[command(after_help = "Example:\n  ferry store rescan local")]
-    Rescan { name: String },
+    Rescan {
+        name: String,
+        /// Take bucket folders that are not the ones recorded (restored from a backup, moved
+        /// to another disk) as the buckets' folders; without it such buckets are left alone.
+        #[arg(long)]
+        adopt: bool,
+    },
 }
 
 fn env_value(flag: &str, var: &Option<String>) -> anyhow::Result<Option<String>> {
@@ -168,11 +174,15 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
                 println!("removed store {name}");
             }
         }
-        StoreCommand::Rescan { name } => {
+        StoreCommand::Rescan { name, adopt } => {
             let v = client
                 .call_long(
                     Method::POST,
-                    &format!("/api/v1/stores/{}/rescan", urlencoding::encode(&name)),
+                    &format!(
+                        "/api/v1/stores/{}/rescan{}",
+                        urlencoding::encode(&name),
+                        if adopt { "?adopt=true" } else { "" }
+                    ),
                     None,
                 )
                 .await?;
@@ -189,6 +199,9 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
                     n("removed"),
                     n("skipped")
                 );
+                for p in v["problems"].as_array().into_iter().flatten() {
+                    eprintln!("ferry: {}", p.as_str().unwrap_or_default());
+                }
             }
         }
     }

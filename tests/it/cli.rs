@@ -156,6 +156,46 @@ fn store_commands() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no store named"));
 }
 
+/// A bucket folder restored as a copy (another folder than the one recorded) is left alone
+/// by a rescan, which says so; `--adopt` takes it, and the bucket serves again.
+#[test]
+fn rescan_adopts_a_restored_bucket_folder_only_when_asked() {
+    let f = Ferry::start();
+    ok(&f.aws(&["s3", "mb", "s3://restored"]));
+    let file = f.dir.path().join("body");
+    std::fs::write(&file, b"kept").expect("write");
+    ok(&f.aws(&["s3", "cp", file.to_str().expect("utf8"), "s3://restored/k"]));
+    let folder = f.local_root().join("restored");
+    std::fs::rename(&folder, f.local_root().join("restored.old")).expect("aside");
+    std::fs::create_dir(&folder).expect("mkdir");
+    std::fs::copy(f.local_root().join("restored.old/k"), folder.join("k")).expect("cp");
+    let get = f.aws(&["s3", "cp", "s3://restored/k", "-"]);
+    assert!(!get.status.success());
+    let err = String::from_utf8_lossy(&get.stderr);
+    assert!(
+        err.contains("503") || err.contains("ServiceUnavailable"),
+        "{err}"
+    );
+    let plain = f.cli(&["store", "rescan", "local"]);
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        said.contains("--adopt") && said.contains("restored"),
+        "{said}"
+    );
+    assert!(
+        !f.aws(&["s3", "cp", "s3://restored/k", "-"])
+            .status
+            .success()
+    );
+    ok(&f.cli(&["store", "rescan", "local", "--adopt"]));
+    assert_eq!(ok(&f.aws(&["s3", "cp", "s3://restored/k", "-"])), "kept");
+}
+
 #[test]
 fn rescan_picks_up_files_written_behind_our_back() {
     let f = Ferry::start();

@@ -91,12 +91,7 @@ async fn symlinks_swapped_into_a_bucket_lead_nowhere_outside() {
     swap_for_symlink(&at("bkt/report.txt"), &secret);
     swap_for_symlink(&at("bkt/d"), outside.path());
     swap_for_symlink(&at("other"), outside.path());
-    for (bk, k) in [
-        (&b, "report.txt"),
-        (&b, "d/victim.conf"),
-        (&b2, "victim.conf"),
-        (&b2, "secret"),
-    ] {
+    for (bk, k) in [(&b, "report.txt"), (&b, "d/victim.conf")] {
         match get(&s, bk, k, None).await {
             Err(Error::NoSuchKey { .. }) => {}
             other => panic!(
@@ -105,20 +100,52 @@ async fn symlinks_swapped_into_a_bucket_lead_nowhere_outside() {
             ),
         }
     }
-    // Writes through them are refused before anything is committed.
-    for (bk, k) in [(&b, "d/planted"), (&b2, "planted")] {
-        let e = s
-            .put_object(bk, &key(k), one_chunk(b"x"), PutOptions::default())
-            .await
-            .expect_err("a write through a symlink");
-        assert!(matches!(e, Error::PathConflict { .. }), "PUT {bk}/{k}: {e}");
+    // A bucket folder that is a symlink is not the bucket's folder: the bucket is unavailable
+    // (its objects are not taken for deleted) and nothing is read, written or deleted there.
+    match get(&s, &b2, "victim.conf", None).await {
+        Err(Error::Unavailable { .. }) => {}
+        other => panic!(
+            "GET other/victim.conf through a symlinked bucket folder: {:?}",
+            other.map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
+        ),
     }
+    // A key it never had is not there, whatever the folder is.
+    assert!(matches!(
+        get(&s, &b2, "secret", None).await,
+        Err(Error::NoSuchKey { .. })
+    ));
+    let e = s
+        .put_object(&b2, &key("planted"), one_chunk(b"x"), PutOptions::default())
+        .await
+        .expect_err("a write through a symlinked bucket folder");
+    assert!(
+        matches!(e, Error::Unavailable { .. } | Error::PathConflict { .. }),
+        "PUT other/planted: {e}"
+    );
+    let e = s
+        .delete_object(&b2, &key("victim.conf"), None)
+        .await
+        .expect_err("a delete through a symlinked bucket folder");
+    assert!(
+        matches!(e, Error::Unavailable { .. }),
+        "DELETE other/victim.conf: {e}"
+    );
+    // Writes through the others are refused before anything is committed.
+    let e = s
+        .put_object(
+            &b,
+            &key("d/planted"),
+            one_chunk(b"x"),
+            PutOptions::default(),
+        )
+        .await
+        .expect_err("a write through a symlink");
+    assert!(
+        matches!(e, Error::PathConflict { .. }),
+        "PUT bkt/d/planted: {e}"
+    );
     // Deletes forget the object and touch nothing outside.
-    for (bk, k) in [
-        (&b, "d/victim.conf"),
-        (&b2, "victim.conf"),
-        (&b, "report.txt"),
-    ] {
+    for (bk, k) in [(&b, "d/victim.conf"), (&b, "report.txt")] {
         s.delete_object(bk, &key(k), None)
             .await
             .unwrap_or_else(|e| panic!("DELETE {bk}/{k}: {e}"));
@@ -141,6 +168,107 @@ async fn symlinks_swapped_into_a_bucket_lead_nowhere_outside() {
     // A rescan does not walk into them either.
     let report = s.rescan().await.expect("rescan");
     assert_eq!(report.added, 0, "rescan followed a symlink: {report:?}");
+}
+
+/// A bucket folder moved aside, or replaced by an empty one (a filesystem unmounted from
+/// under it): read as "no such key" before, a read then forgot the object's row (its
+/// metadata lost for good), a rescan forgot them all, and a namespace bucket's catch-up
+/// deleted the secondary's copies. The bucket is unavailable now, nothing is forgotten, and
+/// it serves again once its folder is back; a copy of the folder is taken only when adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_replaced_bucket_folder_is_unavailable_not_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FsStore::open("fs", dir.path()).await.expect("open");
+    let b = BucketName::parse("mounted").expect("name");
+    s.create_bucket(&b).await.expect("bucket");
+    let attrs = ferry::store::ObjectAttrs {
+        content_type: Some("text/x-kept".into()),
+        ..Default::default()
+    };
+    s.put_object(
+        &b,
+        &key("a"),
+        one_chunk(b"alpha"),
+        PutOptions {
+            attrs: attrs.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("put a");
+    put(&s, &b, "d/b", b"beta").await;
+    let (folder, aside) = (dir.path().join("mounted"), dir.path().join("mounted.aside"));
+    let unavailable = |what: &str, r: Result<(), Error>| match r {
+        Err(Error::Unavailable { message, .. }) => {
+            assert!(message.contains("mounted"), "{what}: {message}");
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    for replaced in [false, true] {
+        std::fs::rename(&folder, &aside).expect("move aside");
+        if replaced {
+            std::fs::create_dir(&folder).expect("an empty folder in its place");
+        }
+        let how = if replaced { "replaced" } else { "missing" };
+        for k in ["a", "d/b"] {
+            unavailable(
+                &format!("{how}: GET {k}"),
+                get(&s, &b, k, None).await.map(drop),
+            );
+            unavailable(
+                &format!("{how}: HEAD {k}"),
+                s.head_object(&b, &key(k), None).await.map(drop),
+            );
+        }
+        unavailable(
+            &format!("{how}: HEAD bucket"),
+            s.head_bucket(&b).await.map(drop),
+        );
+        unavailable(
+            &format!("{how}: PUT"),
+            s.put_object(&b, &key("c"), one_chunk(b"c"), PutOptions::default())
+                .await
+                .map(drop),
+        );
+        unavailable(
+            &format!("{how}: DELETE"),
+            s.delete_object(&b, &key("a"), None).await.map(drop),
+        );
+        let report = s.rescan().await.expect("rescan");
+        assert_eq!(
+            report.removed, 0,
+            "{how}: a rescan forgot objects: {report:?}"
+        );
+        assert_eq!(report.problems.len(), 1, "{how}: {report:?}");
+        if replaced {
+            std::fs::remove_dir(&folder).expect("rm the empty folder");
+        }
+        std::fs::rename(&aside, &folder).expect("put back");
+        let (body, _) = get(&s, &b, "a", None).await.expect("GET a, back");
+        assert_eq!(body, b"alpha");
+        let meta = s.head_object(&b, &key("a"), None).await.expect("HEAD a");
+        assert_eq!(
+            meta.attrs.content_type.as_deref(),
+            Some("text/x-kept"),
+            "{how}"
+        );
+        assert_eq!(get(&s, &b, "d/b", None).await.expect("GET d/b").0, b"beta");
+    }
+    // A copy of the folder (restored from a backup) is another folder: taken when adopted.
+    std::fs::rename(&folder, &aside).expect("move aside");
+    std::fs::create_dir_all(folder.join("d")).expect("mkdir");
+    std::fs::copy(aside.join("a"), folder.join("a")).expect("cp a");
+    std::fs::copy(aside.join("d/b"), folder.join("d/b")).expect("cp b");
+    unavailable("copied: GET", get(&s, &b, "a", None).await.map(drop));
+    let report = s.rescan_with(true).await.expect("rescan --adopt");
+    assert!(report.problems.is_empty(), "{report:?}");
+    assert_eq!(
+        get(&s, &b, "a", None).await.expect("GET a, adopted").0,
+        b"alpha"
+    );
+    s.put_object(&b, &key("c"), one_chunk(b"c"), PutOptions::default())
+        .await
+        .expect("PUT after adopting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

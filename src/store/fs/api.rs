@@ -56,7 +56,7 @@ impl Store for FsStore {
                 bucket: bucket.to_string(),
             });
         }
-        Ok(())
+        self.record_folder(bucket).await
     }
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
@@ -134,6 +134,7 @@ impl Store for FsStore {
 
     async fn head_bucket(&self, bucket: &BucketName) -> Result<BucketInfo> {
         let b = self.bucket_row(bucket).await?;
+        self.check_folder(bucket).await?;
         Ok(BucketInfo {
             name: b.name,
             created: ms_to_time(b.created_ms),
@@ -220,6 +221,7 @@ impl Store for FsStore {
                 }
                 // Forgotten as the GET path forgets it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.check_folder(bucket).await?;
                     if let Err(e) = self.forget_on_read(bucket, key, row.seq).await {
                         tracing::warn!(store = %self.name(), %bucket, %key, error = %e, "forgetting a file removed outside Ferry failed");
                     }

@@ -31,6 +31,7 @@ impl FsStore {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<DeleteResult> {
+        self.check_folder(bucket).await?;
         let held = self.write_lock(bucket, key.as_str()).await;
         let b = self.bucket_row(bucket).await?;
         let versioning = versioning_from(&b.versioning);

@@ -24,6 +24,7 @@ mod commit;
 mod completed;
 mod confine;
 mod delete;
+mod folder;
 pub mod index;
 pub mod intent;
 mod layout;
@@ -132,7 +133,7 @@ impl FsStore {
             r => r?,
         };
         if store.index.get_meta("indexed").await?.is_none() {
-            store.rescan().await?;
+            store.rescan_with(true).await?;
         }
         Ok(store)
     }
@@ -163,6 +164,7 @@ impl FsStore {
         self.index
             .insert_bucket(bucket.as_str(), index::now_ms())
             .await?;
+        self.record_folder(bucket).await?;
         self.rescan_one(bucket).await.map(|_| ())
     }
 

@@ -148,7 +148,7 @@ impl FsStore {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
-        self.bucket_row(bucket).await?;
+        self.check_folder(bucket).await?;
         let tmp = Self::new_unique("tmp");
         let tmp_abs = self.root.join(&tmp);
         // Making room for the key's path rides along with the body's write (one blocking
@@ -205,6 +205,7 @@ impl FsStore {
     ) -> Result<ObjectMeta> {
         let tmp_abs = self.root.join(&tmp);
         let result = async {
+            self.check_folder(bucket).await?;
             let held = self.write_lock(bucket, key.as_str()).await;
             let b = self.bucket_row(bucket).await?;
             let versioning = versioning_from(&b.versioning);
@@ -509,6 +510,7 @@ impl FsStore {
             // rescan would, so listings stop naming what cannot be read.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 drop(_g);
+                self.check_folder(bucket).await?;
                 if row.path.is_none()
                     && let Err(e) = self.forget_on_read(bucket, key, row.seq).await
                 {
@@ -531,6 +533,12 @@ impl FsStore {
         };
         let moved = Some((facts.ino, facts.mtime_ns)) != row.file_ino.zip(row.file_mtime_ns)
             || facts.size != row.size;
+        // Every file of a replaced bucket folder looks changed: the folder is asked first
+        // (it costs a stat only when a file changed), so another disk's file of that name is
+        // neither served nor indexed as the object.
+        if row.path.is_none() && moved {
+            self.check_folder(bucket).await?;
+        }
         if row.path.is_none() && moved && !self.hash_found {
             // Re-indexed from the opened file's facts; the copy that reads it hashes it.
             let etag = super::unhashed_etag(facts.ino, facts.mtime_ns, facts.size);

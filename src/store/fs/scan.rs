@@ -24,6 +24,8 @@ pub struct ScanReport {
     pub skipped: u64,
     /// Folders or entries that could not be read: what they hold is unknown.
     pub unreadable: u64,
+    /// Buckets not rescanned, and why (a bucket folder missing or replaced).
+    pub problems: Vec<String>,
 }
 
 /// Files reconciled at once during a rescan.
@@ -209,6 +211,13 @@ pub fn escape_bytes(mut bytes: &[u8]) -> String {
 impl FsStore {
     /// Makes the index agree with the files under the root.
     pub async fn rescan(&self) -> Result<ScanReport> {
+        self.rescan_with(false).await
+    }
+
+    /// [`Self::rescan`]; `adopt` takes a bucket folder that is not the one recorded (restored
+    /// from a backup, moved to another disk) as the bucket's, where a plain rescan leaves such
+    /// a bucket alone (see [`super::folder`]).
+    pub async fn rescan_with(&self, adopt: bool) -> Result<ScanReport> {
         let mut report = ScanReport::default();
         let mut buckets = Vec::new();
         let entries = std::fs::read_dir(&self.root)
@@ -236,7 +245,7 @@ impl FsStore {
         }
         for bucket in &buckets {
             report.buckets += 1;
-            self.rescan_bucket(bucket, &mut report).await?;
+            self.rescan_bucket(bucket, &mut report, adopt).await?;
         }
         self.index
             .set_meta("indexed", &index::now_ms().to_string())
@@ -279,11 +288,31 @@ impl FsStore {
             buckets: 1,
             ..Default::default()
         };
-        self.rescan_bucket(bucket, &mut report).await?;
+        self.rescan_bucket(bucket, &mut report, false).await?;
         Ok(report)
     }
 
-    async fn rescan_bucket(&self, bucket: &BucketName, report: &mut ScanReport) -> Result<()> {
+    async fn rescan_bucket(
+        &self,
+        bucket: &BucketName,
+        report: &mut ScanReport,
+        adopt: bool,
+    ) -> Result<()> {
+        use super::folder::{Folder, Seen};
+        match self.see_folder(bucket).await? {
+            Seen::Same | Seen::Recorded => {}
+            Seen::Replaced if adopt && matches!(self.folder_now(bucket), Ok(Folder::At(_))) => {
+                self.record_folder(bucket).await?;
+                tracing::info!(store = %self.name, %bucket, "rescan: adopted the bucket's new folder");
+            }
+            seen => {
+                let e = self.folder_error(bucket, &seen);
+                tracing::warn!(store = %self.name, %bucket, error = %e, "rescan: bucket left alone");
+                report.unreadable += 1;
+                report.problems.push(e.to_string());
+                return Ok(());
+            }
+        }
         let (tx, mut rx) = tokio::sync::mpsc::channel(256);
         let dir = self.root.join(bucket.as_str());
         // A bucket folder replaced by a symlink is not followed (it leads out of the store).
@@ -424,6 +453,8 @@ impl FsStore {
         seq: i64,
         unversioned_only: bool,
     ) -> Result<bool> {
+        // A folder missing or replaced is the store failing, not the file deleted.
+        self.check_folder(bucket).await?;
         if unversioned_only && self.bucket_row(bucket).await?.versioning != "Unversioned" {
             return Ok(false);
         }

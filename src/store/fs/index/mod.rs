@@ -189,9 +189,11 @@ pub struct BucketRow {
     pub created_ms: i64,
     pub versioning: String,
     pub tags: Option<String>,
+    /// Which folder the bucket is (`device:inode`; see `FsStore::check_folder`).
+    pub dir: Option<String>,
 }
 
-const BCOLS: &str = "name, created_ms, versioning, tags";
+const BCOLS: &str = "name, created_ms, versioning, tags, dir";
 
 fn bucket_row(r: &Row<'_>) -> rusqlite::Result<BucketRow> {
     Ok(BucketRow {
@@ -199,6 +201,7 @@ fn bucket_row(r: &Row<'_>) -> rusqlite::Result<BucketRow> {
         created_ms: r.get(1)?,
         versioning: r.get(2)?,
         tags: r.get(3)?,
+        dir: r.get(4)?,
     })
 }
 
@@ -242,6 +245,19 @@ impl Index {
     pub async fn open(path: &Path) -> Result<Self> {
         let writer = open_conn(path, false)?;
         writer.execute_batch(SCHEMA).map_err(db_err)?;
+        // Indexes made before buckets recorded their folder.
+        let has_dir: i64 = writer
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('buckets') WHERE name = 'dir'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        if has_dir == 0 {
+            writer
+                .execute_batch("ALTER TABLE buckets ADD COLUMN dir TEXT")
+                .map_err(db_err)?;
+        }
         Ok(Self {
             path: path.to_path_buf(),
             readers: Mutex::new(Vec::new()),
@@ -395,6 +411,18 @@ impl Index {
             c.execute(
                 "UPDATE buckets SET versioning = ?2 WHERE name = ?1",
                 params![name, state],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    pub async fn set_bucket_dir(&self, name: &str, dir: &str) -> Result<()> {
+        let (name, dir) = (name.to_owned(), dir.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "UPDATE buckets SET dir = ?2 WHERE name = ?1",
+                params![name, dir],
             )
             .map(drop)
         })

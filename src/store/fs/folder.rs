@@ -1,0 +1,110 @@
+//! Which folder a bucket is: its device and inode, recorded when the bucket is made (or first
+//! seen). A bucket folder that went away or was replaced (a filesystem unmounted from under
+//! it, a folder moved aside and an empty one made) is the store failing, not its files being
+//! deleted: reads answer it as unavailable instead of "no such key", writes are refused
+//! rather than landing on the wrong disk, and neither a read nor a rescan forgets the
+//! bucket's objects for it. Before, a namespace bucket's catch-up took the missing files for
+//! deletions and deleted the secondary's copies (found by a probe).
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+
+use super::FsStore;
+use crate::store::{BucketName, Error, Result};
+
+/// What the folder at a bucket's path is now.
+pub(super) enum Folder {
+    Missing,
+    /// `device:inode` of a folder; anything else there (a file, a symlink) is `Other`.
+    At(String),
+    Other,
+}
+
+/// How a bucket's folder compares with the one recorded.
+pub(super) enum Seen {
+    Same,
+    /// Nothing recorded yet (a bucket from before folders were recorded): recorded now.
+    Recorded,
+    Missing,
+    Replaced,
+}
+
+impl FsStore {
+    pub(super) fn folder_now(&self, bucket: &BucketName) -> io::Result<Folder> {
+        match std::fs::symlink_metadata(self.root.join(bucket.as_str())) {
+            Ok(m) if m.is_dir() => Ok(Folder::At(format!("{}:{}", m.dev(), m.ino()))),
+            Ok(_) => Ok(Folder::Other),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Folder::Missing),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Compares the bucket's folder with the one recorded, recording it if none was.
+    pub(super) async fn see_folder(&self, bucket: &BucketName) -> Result<Seen> {
+        let row = self.bucket_row(bucket).await?;
+        let now = self.folder_now(bucket).map_err(|e| {
+            Error::io(
+                format!("looking at {}", self.root.join(bucket.as_str()).display()),
+                e,
+            )
+        })?;
+        Ok(match (row.dir.as_deref(), now) {
+            (_, Folder::Missing) => Seen::Missing,
+            (_, Folder::Other) => Seen::Replaced,
+            (Some(was), Folder::At(now)) if was == now => Seen::Same,
+            (Some(_), Folder::At(_)) => Seen::Replaced,
+            (None, Folder::At(now)) => {
+                self.index.set_bucket_dir(bucket.as_str(), &now).await?;
+                self.forget_bucket(bucket);
+                Seen::Recorded
+            }
+        })
+    }
+
+    /// The bucket's folder is the one recorded; otherwise the store cannot serve the bucket
+    /// (503 through S3, the store down for a namespace bucket).
+    pub(super) async fn check_folder(&self, bucket: &BucketName) -> Result<()> {
+        match self.see_folder(bucket).await? {
+            Seen::Same | Seen::Recorded => Ok(()),
+            seen => Err(self.folder_error(bucket, &seen)),
+        }
+    }
+
+    pub(super) fn folder_error(&self, bucket: &BucketName, seen: &Seen) -> Error {
+        let dir = self.root.join(bucket.as_str());
+        let message = match seen {
+            Seen::Missing => format!(
+                "bucket {bucket}'s folder {} is missing (moved, or a filesystem not mounted?); \
+                 its objects are not taken for deleted",
+                dir.display()
+            ),
+            _ => format!(
+                "bucket {bucket}'s folder {} is not the folder it was (a filesystem mounted or \
+                 unmounted there, or a folder put in its place?); its objects are not taken \
+                 for deleted: put the folder back, or adopt this one with `ferry store rescan \
+                 {} --adopt`",
+                dir.display(),
+                self.name
+            ),
+        };
+        Error::Unavailable {
+            store: self.name.clone(),
+            message,
+        }
+    }
+
+    /// Records the folder now at the bucket's path as the bucket's (a bucket made, a folder
+    /// adopted).
+    pub(super) async fn record_folder(&self, bucket: &BucketName) -> Result<()> {
+        if let Folder::At(now) = self.folder_now(bucket).map_err(|e| {
+            Error::io(
+                format!("looking at {}", self.root.join(bucket.as_str()).display()),
+                e,
+            )
+        })? {
+            self.index.set_bucket_dir(bucket.as_str(), &now).await?;
+            self.forget_bucket(bucket);
+        }
+        Ok(())
+    }
+}
