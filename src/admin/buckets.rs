@@ -22,7 +22,7 @@ impl From<bucket::Error> for ApiError {
         let status = match &e {
             E::Invalid(_) => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
-            E::Exists(_) => StatusCode::CONFLICT,
+            E::Exists(_) | E::Conflict(_) => StatusCode::CONFLICT,
             E::Registry(r) => return ApiError::from_registry(r, e.to_string()),
             E::Store(s) if s.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             E::Store(_) => StatusCode::BAD_REQUEST,
@@ -154,7 +154,7 @@ pub async fn failback(
     // Checks that need no waiting answer at once, with or without `wait`.
     let st = buckets.status(&name).await?;
     if st.failover.is_none() {
-        return Err(bucket::Error::Invalid(format!("bucket {name} is not failed over")).into());
+        return Err(bucket::Error::Conflict(format!("bucket {name} is not failed over")).into());
     }
     buckets.refuse_while_failing_back(&name)?;
     if q.wait {

@@ -72,7 +72,7 @@ impl Buckets {
         let _c = self.changing(name).await?;
         let e = self.entry(name)?;
         if let Some(f) = &e.policy.failover {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Conflict(format!(
                 "bucket {name} is failed over to {}: fail back before changing its policy",
                 f.to
             )));
@@ -201,7 +201,7 @@ impl Buckets {
              must come back first)"
         );
         let Some(new) = new else {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Conflict(format!(
                 "bucket {name}: {} is still owed {} acknowledged writes; removing the bucket \
                  would lose them: {wait}",
                 first.target, first.count
@@ -209,14 +209,14 @@ impl Buckets {
         };
         let named = |p: &Policy, t: &str| p.write_to.iter().any(|w| w.to_string() == t);
         if let Some(o) = owed.iter().find(|o| o.count > 0 && !named(new, &o.target)) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Conflict(format!(
                 "bucket {name}: {} is still owed {} acknowledged writes and the new policy \
                  leaves it out, so nothing would deliver them: {wait}",
                 o.target, o.count
             )));
         }
         if old.write_to.first() != new.write_to.first() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Conflict(format!(
                 "bucket {name}: {} is still owed {} acknowledged writes; a new primary would \
                  serve reads without them: {wait}",
                 first.target, first.count
@@ -260,7 +260,7 @@ impl Buckets {
         let _c = self.changing(name).await?;
         let e = self.entry(name)?;
         if let Some(f) = &e.policy.failover {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Conflict(format!(
                 "bucket {name} is failed over to {}: fail back before removing it (its writes \
                  since the failover are only there)",
                 f.to

@@ -28,7 +28,7 @@ impl Buckets {
         let _c = self.changing(name).await?;
         let e = self.entry(name)?;
         if let Some(f) = &e.policy.failover {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Conflict(format!(
                 "bucket {name} is already failed over to {}: fail back first",
                 f.to
             )));
@@ -70,14 +70,15 @@ impl Buckets {
         match tokio::time::timeout(Duration::from_secs(5), leg.store.head_bucket(&leg.bucket)).await
         {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(Error::Invalid(format!(
-                "{} does not answer ({err}): cannot {what}",
-                leg.label
-            ))),
-            Err(_) => Err(Error::Invalid(format!(
-                "{} does not answer within 5 s: cannot {what}",
-                leg.label
-            ))),
+            // A store that does not answer: 503, try again (not bad input).
+            Ok(Err(err)) => Err(Error::Store(crate::store::Error::Unavailable {
+                store: leg.store.name().to_owned(),
+                message: format!("{} does not answer ({err}): cannot {what}", leg.label),
+            })),
+            Err(_) => Err(Error::Store(crate::store::Error::Unavailable {
+                store: leg.store.name().to_owned(),
+                message: format!("{} does not answer within 5 s: cannot {what}", leg.label),
+            })),
         }
     }
 
@@ -88,7 +89,7 @@ impl Buckets {
         // A refusal before it starts (no such bucket, not failed over, one running) is the
         // caller's answer, not the outcome of a failback: it is not recorded.
         if self.entry(name)?.policy.failover.is_none() {
-            return Err(Error::Invalid(format!("bucket {name} is not failed over")));
+            return Err(Error::Conflict(format!("bucket {name} is not failed over")));
         }
         self.refuse_while_failing_back(name)?;
         let r = self.failback_once(name).await;
@@ -122,7 +123,7 @@ impl Buckets {
         };
         let e = self.entry(name)?;
         let Some(f) = e.policy.failover.clone() else {
-            return Err(Error::Invalid(format!("bucket {name} is not failed over")));
+            return Err(Error::Conflict(format!("bucket {name} is not failed over")));
         };
         let mut policy = e.policy.clone();
         policy.failover = None;

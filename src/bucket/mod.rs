@@ -46,6 +46,10 @@ pub enum Error {
     NotFound(String),
     #[error("a bucket named {0:?} already exists")]
     Exists(String),
+    /// A change the bucket's state does not allow now (failed over, failing back, owed
+    /// writes): the API's 409.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     State(#[from] state::Error),
     #[error(transparent)]
@@ -215,7 +219,7 @@ impl Buckets {
     /// Refuses a change to `name` while a failback of it runs.
     pub fn refuse_while_failing_back(&self, name: &str) -> Result<(), Error> {
         if self.is_failing_back(name) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Conflict(format!(
                 "bucket {name} is failing back: wait for it to finish (`ferry bucket status {name}`)"
             )));
         }

@@ -159,6 +159,8 @@ fn failover_and_failback_with_a_target_that_does_not_answer() {
         let out = a.cli(args);
         let e = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!out.status.success() && e.contains(want), "{args:?}: {e}");
+        // A target that does not answer is no bad usage (2): the API's 503, exit 1.
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {e}");
     };
     let over = |to: &str| {
         a.cli(&[

@@ -84,7 +84,14 @@ fn bad_policy_input_changes_nothing() {
         "read-write",
     ]));
     assert!(e.contains("elsewhere"), "{e}");
-    let e = err(a.cli(&["bucket", "failback", "good"]));
+    let out = a.cli(&["bucket", "failback", "good"]);
+    // A change the bucket's state does not allow is the API's 409, not bad usage (exit 2).
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failback of a bucket not failed over"
+    );
+    let e = err(out);
     assert!(e.contains("not failed over"), "{e}");
     let e = err(a.cli(&[
         "bucket",
