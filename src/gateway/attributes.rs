@@ -68,7 +68,7 @@ impl Gateway {
             e_tag: want(ObjectAttributes::ETAG).then(|| etag(&meta.etag)),
             object_size: want(ObjectAttributes::OBJECT_SIZE).then_some(meta.size as i64),
             storage_class: want(ObjectAttributes::STORAGE_CLASS)
-                .then(|| StorageClass::from_static(StorageClass::STANDARD)),
+                .then(|| StorageClass::from(convert::class_of(&meta).to_owned())),
             checksum: checksum.map(|_| Checksum {
                 checksum_crc32: c.crc32,
                 checksum_crc32c: c.crc32c,

@@ -279,33 +279,44 @@ pub fn attrs_from(
         content_language,
         expires: expires_str(expires),
         user_metadata,
+        storage_class: None,
     })
 }
 
-/// Refuses a storage class S3 does not know. Every known one is taken (Ferry keeps one
-/// class: objects read back as STANDARD).
-pub fn check_storage_class(c: Option<&dto::StorageClass>) -> S3Result<()> {
+/// The storage class a write asks for, as kept (`None` for STANDARD). Every class S3 has for
+/// a general-purpose bucket is kept and served as written; an archive class's object
+/// (GLACIER, DEEP_ARCHIVE) is readable at once, there being nothing to restore it from.
+pub fn storage_class(c: Option<&dto::StorageClass>) -> S3Result<Option<String>> {
     use dto::StorageClass as C;
     match c.map(C::as_str) {
-        None
-        | Some(
-            C::STANDARD
-            | C::REDUCED_REDUNDANCY
+        None | Some(C::STANDARD) => Ok(None),
+        Some(
+            c @ (C::REDUCED_REDUNDANCY
             | C::STANDARD_IA
             | C::ONEZONE_IA
             | C::INTELLIGENT_TIERING
             | C::GLACIER
             | C::GLACIER_IR
-            | C::DEEP_ARCHIVE
-            | C::OUTPOSTS
-            | C::SNOW
-            | C::EXPRESS_ONEZONE,
-        ) => Ok(()),
+            | C::DEEP_ARCHIVE),
+        ) => Ok(Some(c.to_owned())),
+        // Classes of other kinds of bucket (directory buckets, Outposts, Snow devices).
+        Some(c @ (C::OUTPOSTS | C::SNOW | C::EXPRESS_ONEZONE)) => Err(s3_error!(
+            InvalidStorageClass,
+            "The storage class you specified is not valid for this bucket: {c}"
+        )),
         Some(other) => Err(s3_error!(
             InvalidStorageClass,
             "The storage class you specified is not valid: {other:?}"
         )),
     }
+}
+
+/// The class to name for an object: its own, or STANDARD.
+pub fn class_of(m: &ObjectMeta) -> &str {
+    m.attrs
+        .storage_class
+        .as_deref()
+        .unwrap_or(dto::StorageClass::STANDARD)
 }
 
 /// S3's limit on user metadata: the UTF-8 bytes of every name (without `x-amz-meta-`) and

@@ -23,7 +23,8 @@ impl Gateway {
         let (src_store, src_bucket, src_key, sv) = self.copy_source(&input.copy_source)?;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        convert::check_storage_class(input.storage_class.as_ref())?;
+        // S3 gives a copy the class it names, STANDARD without one, whatever the source's.
+        let class = convert::storage_class(input.storage_class.as_ref())?;
         let replace_meta = replaces(
             input.metadata_directive.as_ref().map(|d| d.as_str()),
             "metadata",
@@ -70,13 +71,17 @@ impl Gateway {
         let onto_itself = src_bucket == bucket && src_key == key && sv.is_none();
         let attrs = if replace_meta {
             Some(convert::attrs_of!(input)?)
-        } else if onto_itself {
+        } else if onto_itself || src.attrs.storage_class != class {
             // Its own metadata, named: a backend S3 store takes a copy onto itself whose
             // metadata is replaced, whatever else it changes (or not, for Ferry: encryption).
             Some(src.attrs.clone())
         } else {
             None
-        };
+        }
+        .map(|mut a: store::ObjectAttrs| {
+            a.storage_class = class;
+            a
+        });
         let tags = if replace_tags {
             Some(convert::parse_tagging_header(input.tagging.as_deref())?)
         } else {

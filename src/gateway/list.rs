@@ -40,9 +40,7 @@ fn object_entry(m: &ObjectMeta, enc: &Enc, with_owner: bool) -> Object {
         e_tag: Some(etag(&m.etag)),
         last_modified: Some(ts(m.last_modified)),
         size: Some(m.size as i64),
-        storage_class: Some(ObjectStorageClass::from_static(
-            ObjectStorageClass::STANDARD,
-        )),
+        storage_class: Some(ObjectStorageClass::from(convert::class_of(m).to_owned())),
         owner: with_owner.then(owner),
         checksum_algorithm: m
             .checksum
@@ -215,8 +213,9 @@ impl Gateway {
                     last_modified: Some(ts(v.last_modified)),
                     owner: Some(owner()),
                     size: Some(v.size as i64),
-                    storage_class: Some(ObjectVersionStorageClass::from_static(
-                        ObjectVersionStorageClass::STANDARD,
+                    // S3 names version classes STANDARD only (its schema has no other).
+                    storage_class: Some(ObjectVersionStorageClass::from(
+                        convert::class_of(v).to_owned(),
                     )),
                     version_id: Some(v.version_id.clone()),
                     ..Default::default()

@@ -108,11 +108,13 @@ impl Gateway {
         guard::object_write(&guard::asks_of!(input))?;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&input.key)?;
-        convert::check_storage_class(input.storage_class.as_ref())?;
+        let class = convert::storage_class(input.storage_class.as_ref())?;
         let algorithm = convert::algorithm(input.checksum_algorithm.as_ref())?;
         let full_object = full_object(algorithm, input.checksum_type.as_ref())?;
+        let mut attrs = convert::attrs_of!(input)?;
+        attrs.storage_class = class;
         let opts = store::PutOptions {
-            attrs: convert::attrs_of!(input)?,
+            attrs,
             tags: convert::parse_tagging_header(input.tagging.as_deref())?,
             checksum_algorithm: algorithm,
             size_hint: None,

@@ -155,7 +155,7 @@ impl Gateway {
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&form.key(&input.key))?;
         let size = self.check_size(input.content_length)?;
-        convert::check_storage_class(input.storage_class.as_ref())?;
+        let class = convert::storage_class(input.storage_class.as_ref())?;
         let conditions = (input.if_match.as_ref(), input.if_none_match.as_ref());
         let _passage = self
             .check_write_conditions(store.as_ref(), &bucket, &key, conditions)
@@ -171,8 +171,10 @@ impl Gateway {
             &headers,
             trailers,
         )?;
+        let mut attrs = convert::attrs_of!(input)?;
+        attrs.storage_class = class;
         let opts = store::PutOptions {
-            attrs: convert::attrs_of!(input)?,
+            attrs,
             tags: match form.tags()? {
                 Some(tags) => tags,
                 None => convert::parse_tagging_header(input.tagging.as_deref())?,
@@ -330,6 +332,7 @@ impl Gateway {
             content_language: h.content_language,
             expires: h.expires,
             metadata: convert::metadata_dto(&a),
+            storage_class: a.storage_class.clone().map(StorageClass::from),
             e_tag: Some(etag(&meta.etag)),
             last_modified: Some(ts(meta.last_modified)),
             version_id: convert::version_header(&meta),
@@ -420,6 +423,7 @@ impl Gateway {
             content_language: h.content_language,
             expires: h.expires,
             metadata: convert::metadata_dto(a),
+            storage_class: a.storage_class.clone().map(StorageClass::from),
             e_tag: Some(etag(&meta.etag)),
             last_modified: Some(ts(meta.last_modified)),
             version_id: convert::version_header(&meta),

@@ -102,6 +102,11 @@ pub struct ObjectAttrs {
     pub expires: Option<String>,
     /// `x-amz-meta-*` user metadata, names lower-cased without the prefix.
     pub user_metadata: BTreeMap<String, String>,
+    /// The storage class an object was written with, when not STANDARD (S3 names STANDARD
+    /// by saying nothing). An fs store keeps it; an s3 store does not send it (a MinIO
+    /// refuses most classes) and reports the class its backend gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
 }
 
 /// Object tags, in the order the client gave them.

@@ -231,6 +231,10 @@ macro_rules! attrs_of {
                         .collect()
                 })
                 .unwrap_or_default(),
+            storage_class: out
+                .storage_class()
+                .map(|c| c.as_str().to_owned())
+                .filter(|c| c != "STANDARD"),
         }
     }};
 }

@@ -442,6 +442,7 @@ pub(super) fn meta_from_head(
             content_language: owned("content-language"),
             expires: owned("expires"),
             user_metadata,
+            storage_class: owned("x-amz-storage-class").filter(|c| c != "STANDARD"),
         },
         checksum: pick_checksum(
             [

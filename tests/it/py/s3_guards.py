@@ -425,4 +425,29 @@ r = conn.getresponse()
 assert r.status == 200, (r.status, r.read())
 conn.close()
 assert s3.head_object(Bucket=B, Key="twice")["Metadata"] == {"d": "1,2"}
+# Storage classes are kept as written and named back (S3 says nothing for STANDARD); a copy
+# gets the class it names, STANDARD without one; other kinds of bucket's classes are refused.
+s3.put_object(Bucket=B, Key="cls/ia", Body=b"infrequent", StorageClass="STANDARD_IA")
+h = s3.head_object(Bucket=B, Key="cls/ia")
+assert h.get("StorageClass") == "STANDARD_IA", h
+assert s3.get_object(Bucket=B, Key="cls/ia").get("StorageClass") == "STANDARD_IA"
+s3.put_object(Bucket=B, Key="cls/std", Body=b"standard")
+assert "StorageClass" not in s3.head_object(Bucket=B, Key="cls/std")
+up = s3.create_multipart_upload(Bucket=B, Key="cls/mpu", StorageClass="ONEZONE_IA")["UploadId"]
+e = s3.upload_part(Bucket=B, Key="cls/mpu", UploadId=up, PartNumber=1, Body=b"part")["ETag"]
+s3.complete_multipart_upload(Bucket=B, Key="cls/mpu", UploadId=up,
+                             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
+s3.copy_object(Bucket=B, Key="cls/copied", CopySource={"Bucket": B, "Key": "cls/ia"})
+s3.copy_object(Bucket=B, Key="cls/cold", CopySource={"Bucket": B, "Key": "cls/ia"}, StorageClass="GLACIER")
+s3.copy_object(Bucket=B, Key="cls/ia", CopySource={"Bucket": B, "Key": "cls/ia"}, StorageClass="STANDARD_IA",
+               MetadataDirective="REPLACE", Metadata={"m": "1"})
+classes = {o["Key"]: o["StorageClass"] for o in s3.list_objects_v2(Bucket=B, Prefix="cls/")["Contents"]}
+assert classes == {"cls/ia": "STANDARD_IA", "cls/std": "STANDARD", "cls/mpu": "ONEZONE_IA",
+                   "cls/copied": "STANDARD", "cls/cold": "GLACIER"}, classes
+v1 = {o["Key"]: o["StorageClass"] for o in s3.list_objects(Bucket=B, Prefix="cls/")["Contents"]}
+assert v1 == classes, v1
+attrs = s3.get_object_attributes(Bucket=B, Key="cls/mpu", ObjectAttributes=["StorageClass"])
+assert attrs["StorageClass"] == "ONEZONE_IA", attrs
+expect_error(lambda: s3.put_object(Bucket=B, Key="cls/x", Body=b"x", StorageClass="EXPRESS_ONEZONE"),
+             "InvalidStorageClass", 400)
 print("s3 guards: ok")
