@@ -30,6 +30,20 @@ pub fn ferry_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ferry"))
 }
 
+/// A copy of the binary at `to`, mode 0755 (for a user who cannot reach the build's). Copied
+/// by `install`, not by this process: a file this process held open for writing could be
+/// inherited by a child another test forks meanwhile, and running the copy then failed with
+/// "Text file busy" (ETXTBSY; seen in a CI run).
+pub fn ferry_copy(to: &Path) {
+    let st = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(ferry_bin())
+        .arg(to)
+        .status()
+        .expect("run install");
+    assert!(st.success(), "install {} failed", to.display());
+}
+
 /// A running `ferry serve`.
 pub struct Ferry {
     child: Option<Child>,

@@ -299,10 +299,8 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
     // Run as an unprivileged user when the tests run as root (root reads everything).
     let root = rustix::process::geteuid().is_root();
     let exe = tmp.path().join("ferry");
-    std::fs::copy(crate::support::ferry_bin(), &exe).expect("copy ferry");
-    for p in [tmp.path().to_path_buf(), exe.clone()] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    crate::support::ferry_copy(&exe);
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let data = tmp.path().join("user-data");
     std::fs::create_dir_all(&data).expect("data");
     if root {

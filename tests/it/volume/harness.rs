@@ -161,8 +161,7 @@ impl Destination {
         }
         std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o777)).expect("chmod tmp");
         let exe = tmp.join("ferry-dest");
-        std::fs::copy(ferry_bin(), &exe).expect("copy ferry");
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        crate::support::ferry_copy(&exe);
         let dir = tmp.join(name);
         std::fs::create_dir_all(&dir).expect("destination dir");
         std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).expect("chown");

@@ -55,8 +55,7 @@ fn source_as_user(tmp: &Path, src: &Path, dst: &Destination) -> (Option<i32>, Va
         // directory under /root): it runs a copy of it in `tmp`.
         let exe = tmp.join("ferry");
         if !exe.exists() {
-            std::fs::copy(crate::support::ferry_bin(), &exe).expect("copy ferry");
-            std::fs::set_permissions(&exe, Permissions::from_mode(0o755)).expect("chmod ferry");
+            crate::support::ferry_copy(&exe);
         }
         cmd = super::harness::source_cmd_of(&exe, src, &secret);
         for p in [src.to_path_buf(), secret.clone()]
