@@ -240,6 +240,21 @@ async fn a_missing_or_replaced_bucket_folder_is_unavailable_not_empty() {
             "{how}: a rescan forgot objects: {report:?}"
         );
         assert_eq!(report.problems.len(), 1, "{how}: {report:?}");
+        // Nor is an empty folder adopted, and a CreateBucket (`aws s3 mb`) makes none.
+        let report = s.rescan_with(true).await.expect("rescan --adopt");
+        assert_eq!(
+            report.removed, 0,
+            "{how}: adopting forgot objects: {report:?}"
+        );
+        assert!(matches!(
+            s.create_bucket(&b).await,
+            Err(Error::BucketAlreadyExists { .. })
+        ));
+        assert_eq!(
+            folder.exists(),
+            replaced,
+            "{how}: CreateBucket made a folder"
+        );
         if replaced {
             std::fs::remove_dir(&folder).expect("rm the empty folder");
         }

@@ -363,8 +363,17 @@ impl Namespace {
                 }
             })
             .collect();
-        let primary = p.store.delete_object(&p.bucket, key, None);
-        let (r, took) = self.fan_out(&roles, primary, sec, key.as_str()).await;
+        // The primary first: a delete it refuses (down, its folder missing) reaches no
+        // secondary, so reads that fall back to one do not lose the object the client was
+        // told is still there (found by a probe). The key stays owed either way.
+        let first = p.store.delete_object(&p.bucket, key, None).await;
+        if first.is_err() {
+            self.settle(pending, false, &vec![false; roles.secondaries.len()]);
+            return first;
+        }
+        let (r, took) = self
+            .fan_out(&roles, std::future::ready(first), sec, key.as_str())
+            .await;
         self.settle(pending, r.is_ok(), &took);
         r
     }

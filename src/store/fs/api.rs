@@ -43,6 +43,14 @@ impl Store for FsStore {
     }
 
     async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
+        // Asked first: making the folder of a bucket whose folder is missing (moved aside, a
+        // filesystem not mounted) would turn "missing" into "replaced", which a rescan
+        // --adopt would take for the bucket's folder (found by a probe: `aws s3 mb`).
+        if self.index.bucket(bucket.as_str()).await?.is_some() {
+            return Err(Error::BucketAlreadyExists {
+                bucket: bucket.to_string(),
+            });
+        }
         let dir = self.root.join(bucket.as_str());
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -298,6 +306,7 @@ impl Store for FsStore {
         tags: Tags,
     ) -> Result<String> {
         path(key)?;
+        self.check_folder(bucket).await?;
         let held = self.write_lock(bucket, key.as_str()).await;
         let mut row = self.resolve(bucket, key, version_id).await?;
         row.tags = tags_json(&tags);

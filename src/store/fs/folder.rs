@@ -81,8 +81,9 @@ impl FsStore {
             _ => format!(
                 "bucket {bucket}'s folder {} is not the folder it was (a filesystem mounted or \
                  unmounted there, or a folder put in its place?); its objects are not taken \
-                 for deleted: put the folder back, or adopt this one with `ferry store rescan \
-                 {} --adopt`",
+                 for deleted: put the folder back, or, if this one is a copy of it (restored \
+                 from a backup), adopt it with `ferry store rescan {} --adopt` (an empty \
+                 folder is never adopted)",
                 dir.display(),
                 self.name
             ),
@@ -91,6 +92,17 @@ impl FsStore {
             store: self.name.clone(),
             message,
         }
+    }
+
+    /// The bucket's folder is empty while the index holds objects of it: an unmounted
+    /// filesystem's mount point far more often than a bucket emptied by hand, and never a
+    /// folder to adopt (that would forget every object).
+    pub(super) async fn empty_over_objects(&self, bucket: &BucketName) -> Result<bool> {
+        let dir = self.root.join(bucket.as_str());
+        let empty = std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        Ok(empty && !self.index.bucket_is_empty(bucket.as_str()).await?)
     }
 
     /// Records the folder now at the bucket's path as the bucket's (a bucket made, a folder

@@ -170,7 +170,7 @@ impl FsStore {
         key: &ObjectKey,
         opts: PutOptions,
     ) -> Result<String> {
-        self.bucket_row(bucket).await?;
+        self.check_folder(bucket).await?;
         // Time-ordered (v7): uploads of one key list by id, which is then their age, as S3
         // lists them by initiation time.
         let upload_id = uuid::Uuid::now_v7().simple().to_string();

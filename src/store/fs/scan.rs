@@ -301,7 +301,11 @@ impl FsStore {
         use super::folder::{Folder, Seen};
         match self.see_folder(bucket).await? {
             Seen::Same | Seen::Recorded => {}
-            Seen::Replaced if adopt && matches!(self.folder_now(bucket), Ok(Folder::At(_))) => {
+            Seen::Replaced
+                if adopt
+                    && matches!(self.folder_now(bucket), Ok(Folder::At(_)))
+                    && !self.empty_over_objects(bucket).await? =>
+            {
                 self.record_folder(bucket).await?;
                 tracing::info!(store = %self.name, %bucket, "rescan: adopted the bucket's new folder");
             }

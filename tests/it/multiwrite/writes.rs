@@ -510,13 +510,31 @@ fn a_missing_primary_folder_is_not_caught_up_as_deletions() {
     put("p1", b"one");
     put("p2", b"two");
     wait_drained(&a, "mnt");
+    let folder = a.local_root().join("mnt");
+    let aside = a.local_root().join("mnt.aside");
+    let replace = || {
+        std::fs::rename(&folder, &aside).expect("move aside");
+        std::fs::create_dir(&folder).expect("an empty folder in its place");
+    };
+    let put_back = || {
+        std::fs::remove_dir(&folder).expect("rm the empty folder");
+        std::fs::rename(&aside, &folder).expect("put back");
+    };
+    // A DELETE the primary refuses reaches no secondary: reads that fall back to it would
+    // no longer find what the client was told is still there.
+    replace();
+    let out = a.aws(&["s3api", "delete-object", "--bucket", "mnt", "--key", "p1"]);
+    assert!(
+        !out.status.success(),
+        "a DELETE the primary cannot take was taken"
+    );
+    let got = b.ok(&b.aws(&["s3", "cp", "s3://mnt/p1", "-"]));
+    assert_eq!(got, "one", "the refused DELETE reached the secondary");
+    put_back();
     b.kill9();
     put("p2", b"two, again");
     put("p3", b"three");
-    let folder = a.local_root().join("mnt");
-    let aside = a.local_root().join("mnt.aside");
-    std::fs::rename(&folder, &aside).expect("move aside");
-    std::fs::create_dir(&folder).expect("an empty folder in its place");
+    replace();
     b.restart();
     // Long enough for the catch-up to try the owed keys more than once.
     std::thread::sleep(Duration::from_secs(8));
@@ -529,8 +547,7 @@ fn a_missing_primary_folder_is_not_caught_up_as_deletions() {
         s["owed_total"].as_i64() > Some(0),
         "the owed writes were settled: {s}"
     );
-    std::fs::remove_dir(&folder).expect("rm the empty folder");
-    std::fs::rename(&aside, &folder).expect("put back");
+    put_back();
     wait_drained(&a, "mnt");
     let got = b.ok(&b.aws(&["s3", "cp", "s3://mnt/p2", "-"]));
     assert_eq!(got, "two, again");
