@@ -70,6 +70,10 @@ impl Buckets {
         match tokio::time::timeout(Duration::from_secs(5), leg.store.head_bucket(&leg.bucket)).await
         {
             Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) if !err.is_retryable() => Err(Error::Invalid(format!(
+                "{} refused ({err}): cannot {what}",
+                leg.label
+            ))),
             // A store that does not answer: 503, try again (not bad input).
             Ok(Err(err)) => Err(Error::Store(crate::store::Error::Unavailable {
                 store: leg.store.name().to_owned(),

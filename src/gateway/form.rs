@@ -21,9 +21,23 @@ pub struct FormFields {
     pub acl: Option<String>,
     pub tagging: Option<String>,
     pub filename: Option<String>,
+    /// The fields could not be read here (a form this parser refuses, or larger than the
+    /// limits): the upload is refused rather than taken without them.
+    pub unread: bool,
 }
 
 impl FormFields {
+    /// Refuses a form whose fields could not be read here.
+    pub fn check(&self) -> s3s::S3Result<()> {
+        if self.unread {
+            return Err(s3s::s3_error!(
+                MalformedPOSTRequest,
+                "The body of your POST request is not well-formed multipart/form-data."
+            ));
+        }
+        Ok(())
+    }
+
     /// The form's `tagging` document (`<Tagging><TagSet><Tag>…`) as tags.
     pub fn tags(&self) -> s3s::S3Result<Option<crate::store::Tags>> {
         let Some(xml) = self.tagging.as_deref() else {
@@ -85,9 +99,10 @@ pub async fn read_fields(req: &mut http::Request<s3s::Body>) {
         }
     };
     *req.body_mut() = s3s::Body::from(body);
-    if let Some(f) = fields {
-        req.extensions_mut().insert(f);
-    }
+    req.extensions_mut().insert(fields.unwrap_or(FormFields {
+        unread: true,
+        ..Default::default()
+    }));
 }
 
 /// s3s's limits on a form's fields (its defaults, which Ferry keeps).
@@ -98,8 +113,13 @@ const MAX_PARTS: usize = 1000;
 /// The fields before the file (which ends the form, as S3 reads it), or `None` for a form
 /// that does not parse within s3s's limits: s3s refuses that one itself.
 async fn fields(body: Recording, boundary: String) -> Option<FormFields> {
-    let limits =
-        multer::Constraints::new().size_limit(multer::SizeLimit::new().per_field(MAX_FIELD));
+    // The whole of what is read here (and so kept for the replay) is bounded too: a part
+    // whose headers never end would otherwise be read for ever, before any signature check.
+    let limits = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .per_field(MAX_FIELD)
+            .whole_stream(MAX_FIELDS + MAX_FIELD),
+    );
     let mut form = multer::Multipart::with_constraints(body, boundary, limits);
     let mut out = FormFields::default();
     let (mut total, mut parts) = (0u64, 0usize);

@@ -109,12 +109,6 @@ macro_rules! asks_of {
 }
 pub(crate) use asks_of;
 
-/// For requests that write an object (PutObject and so POST Object, CreateMultipartUpload,
-/// CopyObject): refuses Object Lock, encryption and ACLs Ferry cannot honour (an object
-/// made public would not be: taking the ACL and serving it private misled `s3cmd put -P`,
-/// which printed a public URL that answered 403). SSE-S3 (`AES256`) is
-/// taken and not echoed: Ferry's stores keep bytes as they are, and an answer without
-/// `x-amz-server-side-encryption` tells a client that checks.
 /// A browser form's `acl` field, which s3s does not map: a canned ACL S3 knows, and then,
 /// as for `x-amz-acl`, the owner's alone.
 pub fn form_acl(acl: Option<&str>) -> S3Result<()> {
@@ -137,6 +131,12 @@ pub fn form_acl(acl: Option<&str>) -> S3Result<()> {
     super::unconfigured::check_owner_only(Some(acl), false, None)
 }
 
+/// For requests that write an object (PutObject and so POST Object, CreateMultipartUpload,
+/// CopyObject): refuses Object Lock, encryption and ACLs Ferry cannot honour (an object
+/// made public would not be: taking the ACL and serving it private misled `s3cmd put -P`,
+/// which printed a public URL that answered 403). SSE-S3 (`AES256`) is
+/// taken and not echoed: Ferry's stores keep bytes as they are, and an answer without
+/// `x-amz-server-side-encryption` tells a client that checks.
 pub fn object_write(asks: &Asks<'_>) -> S3Result<()> {
     super::unconfigured::check_owner_only(asks.acl, asks.grants, None)?;
     if asks.lock {

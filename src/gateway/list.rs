@@ -213,7 +213,7 @@ impl Gateway {
                     last_modified: Some(ts(v.last_modified)),
                     owner: Some(owner()),
                     size: Some(v.size as i64),
-                    // S3 names version classes STANDARD only (its schema has no other).
+                    // The version's own class, as S3 names it in this listing.
                     storage_class: Some(ObjectVersionStorageClass::from(
                         convert::class_of(v).to_owned(),
                     )),

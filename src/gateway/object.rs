@@ -151,6 +151,7 @@ impl Gateway {
         let input = req.input;
         // From headers or, for POST Object, from the form's fields.
         guard::object_write(&guard::asks_of!(input))?;
+        form.check()?;
         guard::form_acl(form.acl.as_deref())?;
         let (store, bucket) = self.target(&input.bucket)?;
         let key = self.key(&form.key(&input.key))?;

@@ -365,10 +365,12 @@ impl Namespace {
             .collect();
         // The primary first: a delete it refuses (down, its folder missing) reaches no
         // secondary, so reads that fall back to one do not lose the object the client was
-        // told is still there (found by a probe). The key stays owed either way.
+        // told is still there (found by a probe). The key stays owed to every secondary: the
+        // primary may have deleted it all the same (an answer lost, a commit whose file moves
+        // failed), and the catch-up brings them to whatever the primary holds.
         let first = p.store.delete_object(&p.bucket, key, None).await;
         if first.is_err() {
-            self.settle(pending, false, &vec![false; roles.secondaries.len()]);
+            self.settle(pending, true, &vec![false; roles.secondaries.len()]);
             return first;
         }
         let (r, took) = self

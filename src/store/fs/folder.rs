@@ -15,8 +15,10 @@ use crate::store::{BucketName, Error, Result};
 /// What the folder at a bucket's path is now.
 pub(super) enum Folder {
     Missing,
-    /// `device:inode` of a folder; anything else there (a file, a symlink) is `Other`.
+    /// The folder's inode number. Not its device number, which a reboot or a remount may
+    /// change (NFS, overlayfs, device-mapper minors): every bucket would read as replaced.
     At(String),
+    /// Not a folder (a file, a symlink).
     Other,
 }
 
@@ -29,30 +31,39 @@ pub(super) enum Seen {
     Replaced,
 }
 
+/// The inode part of a recorded identity (`dev:ino` was recorded before the device was left
+/// out).
+fn ino_of(recorded: &str) -> &str {
+    recorded.rsplit(':').next().unwrap_or(recorded)
+}
+
 impl FsStore {
-    pub(super) fn folder_now(&self, bucket: &BucketName) -> io::Result<Folder> {
-        match std::fs::symlink_metadata(self.root.join(bucket.as_str())) {
-            Ok(m) if m.is_dir() => Ok(Folder::At(format!("{}:{}", m.dev(), m.ino()))),
+    /// Looked at on a blocking thread: a hung network filesystem must not hold the runtime.
+    pub(super) async fn folder_now(&self, bucket: &BucketName) -> Result<Folder> {
+        let dir = self.root.join(bucket.as_str());
+        let looked = dir.clone();
+        tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&looked) {
+            Ok(m) if m.is_dir() => Ok(Folder::At(m.ino().to_string())),
             Ok(_) => Ok(Folder::Other),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Folder::Missing),
             Err(e) => Err(e),
-        }
+        })
+        .await
+        .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+        .map_err(|e| Error::io(format!("looking at {}", dir.display()), e))
     }
 
     /// Compares the bucket's folder with the one recorded, recording it if none was.
     pub(super) async fn see_folder(&self, bucket: &BucketName) -> Result<Seen> {
         let row = self.bucket_row(bucket).await?;
-        let now = self.folder_now(bucket).map_err(|e| {
-            Error::io(
-                format!("looking at {}", self.root.join(bucket.as_str()).display()),
-                e,
-            )
-        })?;
-        Ok(match (row.dir.as_deref(), now) {
+        Ok(match (row.dir.as_deref(), self.folder_now(bucket).await?) {
             (_, Folder::Missing) => Seen::Missing,
             (_, Folder::Other) => Seen::Replaced,
-            (Some(was), Folder::At(now)) if was == now => Seen::Same,
+            (Some(was), Folder::At(now)) if ino_of(was) == now => Seen::Same,
             (Some(_), Folder::At(_)) => Seen::Replaced,
+            // First sight: an empty folder where the index has objects (an unmounted
+            // filesystem's mount point) is not recorded as the bucket's.
+            (None, Folder::At(_)) if self.empty_over_objects(bucket).await? => Seen::Missing,
             (None, Folder::At(now)) => {
                 self.index.set_bucket_dir(bucket.as_str(), &now).await?;
                 self.forget_bucket(bucket);
@@ -98,22 +109,19 @@ impl FsStore {
     /// filesystem's mount point far more often than a bucket emptied by hand, and never a
     /// folder to adopt (that would forget every object).
     pub(super) async fn empty_over_objects(&self, bucket: &BucketName) -> Result<bool> {
+        // No files below it (empty folders, a new filesystem's `lost+found`, do not count).
         let dir = self.root.join(bucket.as_str());
-        let empty = std::fs::read_dir(&dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        Ok(empty && !self.index.bucket_is_empty(bucket.as_str()).await?)
+        let files = tokio::task::spawn_blocking(move || super::scan::has_files(&dir))
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+            .unwrap_or(true);
+        Ok(!files && !self.index.bucket_is_empty(bucket.as_str()).await?)
     }
 
     /// Records the folder now at the bucket's path as the bucket's (a bucket made, a folder
     /// adopted).
     pub(super) async fn record_folder(&self, bucket: &BucketName) -> Result<()> {
-        if let Folder::At(now) = self.folder_now(bucket).map_err(|e| {
-            Error::io(
-                format!("looking at {}", self.root.join(bucket.as_str()).display()),
-                e,
-            )
-        })? {
+        if let Folder::At(now) = self.folder_now(bucket).await? {
             self.index.set_bucket_dir(bucket.as_str(), &now).await?;
             self.forget_bucket(bucket);
         }

@@ -205,7 +205,10 @@ impl FsStore {
     ) -> Result<ObjectMeta> {
         let tmp_abs = self.root.join(&tmp);
         let result = async {
-            self.check_folder(bucket).await?;
+            // A PUT asked before its body (`put_impl`); a copy or a completion asks here.
+            if ready.is_none() {
+                self.check_folder(bucket).await?;
+            }
             let held = self.write_lock(bucket, key.as_str()).await;
             let b = self.bucket_row(bucket).await?;
             let versioning = versioning_from(&b.versioning);
@@ -416,6 +419,7 @@ impl FsStore {
         key: &ObjectKey,
         at: time::OffsetDateTime,
     ) -> Result<()> {
+        self.check_folder(bucket).await?;
         let held = self.write_lock(bucket, key.as_str()).await;
         let mut row = self.resolve(bucket, key, None).await?;
         if row.delete_marker {

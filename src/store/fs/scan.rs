@@ -301,13 +301,23 @@ impl FsStore {
         use super::folder::{Folder, Seen};
         match self.see_folder(bucket).await? {
             Seen::Same | Seen::Recorded => {}
+            // A copy of the folder (restored, moved to another disk); never an empty folder
+            // where the bucket had objects (an unmounted filesystem's mount point).
             Seen::Replaced
                 if adopt
-                    && matches!(self.folder_now(bucket), Ok(Folder::At(_)))
+                    && matches!(self.folder_now(bucket).await?, Folder::At(_))
                     && !self.empty_over_objects(bucket).await? =>
             {
                 self.record_folder(bucket).await?;
                 tracing::info!(store = %self.name, %bucket, "rescan: adopted the bucket's new folder");
+            }
+            // A folder removed on purpose: an empty one is made, and the objects forgotten.
+            Seen::Missing if adopt && matches!(self.folder_now(bucket).await?, Folder::Missing) => {
+                let dir = self.root.join(bucket.as_str());
+                std::fs::create_dir(&dir)
+                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+                self.record_folder(bucket).await?;
+                tracing::warn!(store = %self.name, %bucket, "rescan: the bucket's folder was missing; made an empty one and forgot its objects");
             }
             seen => {
                 let e = self.folder_error(bucket, &seen);
