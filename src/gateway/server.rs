@@ -189,8 +189,21 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                     None => s3s::Body::http_body(b),
                 }
             });
-            if form_upload && refused.is_none() {
-                super::form::read_fields(&mut req).await;
+            // A form's fields come before its signature is checked: they have `client_timeout`
+            // in all, or a client without credentials trickling a byte at a time would hold
+            // one of the few form slots for ever (found by a probe), and four of them every
+            // browser upload.
+            let mut refused = refused;
+            if form_upload
+                && refused.is_none()
+                && tokio::time::timeout(idle, super::form::read_fields(&mut req))
+                    .await
+                    .is_err()
+            {
+                refused = Some(s3s::S3Error::with_message(
+                    s3s::S3ErrorCode::RequestTimeout,
+                    timeouts::STALLED_MESSAGE,
+                ));
             }
             let mut res = match refused {
                 Some(e) => {

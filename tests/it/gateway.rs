@@ -75,6 +75,7 @@ fn clients_that_stop_are_given_up() {
         "body 400 RequestTimeout",
         "lock ok",
         "xml 400 RequestTimeout",
+        "form ok",
     ] {
         assert!(said.lines().any(|l| l == line), "no {line:?} in:\n{said}");
     }

@@ -103,3 +103,41 @@ if data:
     head, _, body = data.partition(b"\r\n\r\n")
     said = f"{head.split(b' ', 2)[1].decode()} {code_of(body) or ''}".strip()
 print("xml", said, flush=True)
+
+# Browser forms without credentials, each trickling a byte of its fields every half second
+# (never silent for --client-timeout): they held the few form slots for as long as they
+# trickled, and a signed browser upload waited behind them. Their fields have
+# --client-timeout in all now, and the upload goes through.
+import time  # noqa: E402
+
+import requests  # noqa: E402
+
+stop = threading.Event()
+
+
+def trickle():
+    s = connect()
+    b = "----trickle"
+    s.sendall(
+        f"POST /stalls HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: multipart/form-data; boundary={b}\r\n"
+        f"Content-Length: 100000000\r\n\r\n--{b}\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\n".encode()
+    )
+    try:
+        while not stop.is_set():
+            s.sendall(b"x")
+            time.sleep(0.5)
+    except OSError:
+        pass
+
+
+trickles = [threading.Thread(target=trickle, daemon=True) for _ in range(8)]
+for t in trickles:
+    t.start()
+time.sleep(1)
+form = client(signature_version="s3v4").generate_presigned_post("stalls", "form.txt")
+try:
+    r = requests.post(form["url"], data=form["fields"], files={"file": ("f.txt", b"from a form")}, timeout=25)
+    print("form", "ok" if r.status_code == 204 else f"{r.status_code}", flush=True)
+except requests.exceptions.Timeout:
+    print("form waiting", flush=True)
+stop.set()
