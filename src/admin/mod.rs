@@ -156,7 +156,16 @@ async fn guard(
     {
         return e.into_response();
     }
-    let resp = next.run(req).await;
+    // Run to its end even if the client goes away (Ctrl-C on the CLI): a policy change, a
+    // failover or a store removal dropped between its steps would be left half done.
+    let resp = match tokio::spawn(next.run(req)).await {
+        Ok(r) => r,
+        Err(e) => ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request's handler failed: {e}"),
+        )
+        .into_response(),
+    };
     let status = resp.status();
     let is_json = resp
         .headers()
