@@ -423,7 +423,11 @@ impl Gateway {
                 .map(|n| n as i32),
             is_truncated: Some(page.next_part_number_marker.is_some()),
             parts: Some(parts),
-            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            storage_class: Some(StorageClass::from(
+                page.storage_class
+                    .clone()
+                    .unwrap_or_else(|| StorageClass::STANDARD.to_owned()),
+            )),
             checksum_algorithm: page
                 .checksum_algorithm
                 .map(|a| ChecksumAlgorithm::from(a.as_str().to_owned())),
@@ -464,7 +468,10 @@ impl Gateway {
                 key: Some(enc.s(u.key.as_str())),
                 upload_id: Some(u.upload_id),
                 initiated: Some(ts(u.initiated)),
-                storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                storage_class: Some(StorageClass::from(
+                    u.storage_class
+                        .unwrap_or_else(|| StorageClass::STANDARD.to_owned()),
+                )),
                 ..Default::default()
             })
             .collect();

@@ -351,6 +351,8 @@ pub struct PartsPage {
     /// The upload's checksum will cover the whole object (see
     /// [`PutOptions::full_object_checksum`]).
     pub full_object_checksum: bool,
+    /// The storage class the upload was begun with, when not STANDARD.
+    pub storage_class: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +360,8 @@ pub struct UploadInfo {
     pub key: ObjectKey,
     pub upload_id: String,
     pub initiated: OffsetDateTime,
+    /// The storage class the upload was begun with, when not STANDARD.
+    pub storage_class: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -81,6 +81,9 @@ impl FsStore {
                     key: ObjectKey::parse(&u.key)?,
                     upload_id: u.upload_id,
                     initiated: super::index::ms_to_time(u.initiated_ms),
+                    storage_class: serde_json::from_str::<ObjectAttrs>(&u.attrs)
+                        .ok()
+                        .and_then(|a| a.storage_class),
                 });
             }
             if !reseek && fetched < want {

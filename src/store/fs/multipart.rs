@@ -545,6 +545,9 @@ impl FsStore {
             next_part_number_marker: next,
             checksum_algorithm,
             full_object_checksum,
+            storage_class: serde_json::from_str::<ObjectAttrs>(&upload.attrs)
+                .ok()
+                .and_then(|a| a.storage_class),
         })
     }
 }

@@ -204,6 +204,10 @@ pub(super) async fn parts(
         checksum_algorithm: out.checksum_algorithm().and_then(from_sdk_algorithm),
         full_object_checksum: out.checksum_type()
             == Some(&aws_sdk_s3::types::ChecksumType::FullObject),
+        storage_class: out
+            .storage_class()
+            .map(|c| c.as_str().to_owned())
+            .filter(|c| c != "STANDARD"),
     })
 }
 
@@ -237,6 +241,10 @@ pub(super) async fn uploads(
                 key: listed_key(&store.name, &names.get(u.key())?)?,
                 upload_id: u.upload_id()?.to_owned(),
                 initiated: to_time(u.initiated()),
+                storage_class: u
+                    .storage_class()
+                    .map(|c| c.as_str().to_owned())
+                    .filter(|c| c != "STANDARD"),
             })
         })
         .collect();

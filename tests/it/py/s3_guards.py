@@ -435,6 +435,9 @@ s3.put_object(Bucket=B, Key="cls/std", Body=b"standard")
 assert "StorageClass" not in s3.head_object(Bucket=B, Key="cls/std")
 up = s3.create_multipart_upload(Bucket=B, Key="cls/mpu", StorageClass="ONEZONE_IA")["UploadId"]
 e = s3.upload_part(Bucket=B, Key="cls/mpu", UploadId=up, PartNumber=1, Body=b"part")["ETag"]
+assert s3.list_parts(Bucket=B, Key="cls/mpu", UploadId=up)["StorageClass"] == "ONEZONE_IA"
+ups = s3.list_multipart_uploads(Bucket=B, Prefix="cls/")["Uploads"]
+assert [u["StorageClass"] for u in ups] == ["ONEZONE_IA"], ups
 s3.complete_multipart_upload(Bucket=B, Key="cls/mpu", UploadId=up,
                              MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]})
 s3.copy_object(Bucket=B, Key="cls/copied", CopySource={"Bucket": B, "Key": "cls/ia"})
