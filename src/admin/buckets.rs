@@ -171,6 +171,7 @@ pub async fn failback(
             })?;
         return Ok(Json(done?).into_response());
     }
+    buckets.failback_refused(&name).await?;
     tokio::spawn(async move {
         if let Err(e) = buckets.failback(&name).await {
             tracing::error!(bucket = %name, error = %e, "failback failed");

@@ -115,6 +115,34 @@ impl Buckets {
         r
     }
 
+    /// What refuses a failback at once, asked before one is started in the background: a
+    /// read-write failover whose target does not answer while the primary is owed writes
+    /// (they are read there). Without it, `failback` without `wait` answered 202 and failed
+    /// in the background (found by a probe).
+    pub async fn failback_refused(&self, name: &str) -> Result<(), Error> {
+        let e = self.entry(name)?;
+        let Some(f) = e.policy.failover.clone() else {
+            return Err(Error::Conflict(format!("bucket {name} is not failed over")));
+        };
+        if f.mode == FailoverMode::ReadOnly {
+            return Ok(());
+        }
+        let serving = self.leg(&f.to).await?;
+        if let Err(down) = self
+            .reachable(
+                &serving,
+                "fail back from it (what the primary is owed is read there)",
+            )
+            .await
+        {
+            let primary = self.leg(e.policy.primary()).await?;
+            if self.owed_to(name, &primary.label).await? > 0 {
+                return Err(down);
+            }
+        }
+        Ok(())
+    }
+
     async fn failback_once(&self, name: &str) -> Result<BucketView, Error> {
         let _c = self.changing(name).await?;
         let _running = {
