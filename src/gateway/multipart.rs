@@ -384,6 +384,11 @@ impl Gateway {
             }
             m => m.map_or(1000, |m| m.min(1000) as usize),
         };
+        if input.part_number_marker.is_some_and(|m| m < 0) {
+            return Err(invalid_argument(
+                "part-number-marker must be a non-negative integer",
+            ));
+        }
         let marker = input
             .part_number_marker
             .filter(|m| *m > 0)

@@ -436,6 +436,8 @@ assert "StorageClass" not in s3.head_object(Bucket=B, Key="cls/std")
 up = s3.create_multipart_upload(Bucket=B, Key="cls/mpu", StorageClass="ONEZONE_IA")["UploadId"]
 e = s3.upload_part(Bucket=B, Key="cls/mpu", UploadId=up, PartNumber=1, Body=b"part")["ETag"]
 assert s3.list_parts(Bucket=B, Key="cls/mpu", UploadId=up)["StorageClass"] == "ONEZONE_IA"
+expect_error(lambda: s3.list_parts(Bucket=B, Key="cls/mpu", UploadId=up, PartNumberMarker=-1),
+             "InvalidArgument", 400)
 ups = s3.list_multipart_uploads(Bucket=B, Prefix="cls/")["Uploads"]
 assert [u["StorageClass"] for u in ups] == ["ONEZONE_IA"], ups
 s3.complete_multipart_upload(Bucket=B, Key="cls/mpu", UploadId=up,
