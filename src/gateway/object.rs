@@ -59,6 +59,20 @@ impl Declared {
                         "expecting a single x-amz-checksum- header",
                     ));
                 }
+                // Not base64 of the algorithm's length: refused as S3 refuses it, before the
+                // body is read (it was read, then answered BadDigest).
+                let len = match a {
+                    ChecksumAlgorithm::Crc32 | ChecksumAlgorithm::Crc32c => 4,
+                    ChecksumAlgorithm::Crc64Nvme => 8,
+                    ChecksumAlgorithm::Sha1 => 20,
+                    ChecksumAlgorithm::Sha256 => 32,
+                };
+                if store::digest::b64_decode(v).is_none_or(|d| d.len() != len) {
+                    return Err(invalid_request(format!(
+                        "Value for {} header is invalid.",
+                        a.header_name()
+                    )));
+                }
                 algo = Some(a);
                 value = Some(v.clone());
             }

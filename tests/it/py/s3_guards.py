@@ -455,4 +455,10 @@ attrs = s3.get_object_attributes(Bucket=B, Key="cls/mpu", ObjectAttributes=["Sto
 assert attrs["StorageClass"] == "ONEZONE_IA", attrs
 expect_error(lambda: s3.put_object(Bucket=B, Key="cls/x", Body=b"x", StorageClass="EXPRESS_ONEZONE"),
              "InvalidStorageClass", 400)
+# A checksum header that is not base64 of its algorithm's length is a bad request, as on S3,
+# not a digest that did not match.
+for name, value in [("x-amz-checksum-crc32", "notbase64!!"), ("x-amz-checksum-sha256", "AAAAAA==")]:
+    st, _, data = signed("PUT", f"/{B}/badsum", b"body", {name: value})
+    assert st == 400 and code_of(data) == "InvalidRequest", (name, st, data[:300])
+expect_error(lambda: s3.head_object(Bucket=B, Key="badsum"), "404", 404)
 print("s3 guards: ok")
