@@ -65,6 +65,15 @@ impl Buckets {
         self.switch(&e, name, policy).await
     }
 
+    /// Whether the failover target a failback reads what the primary is owed from answers.
+    async fn serving_answers(&self, serving: &Leg) -> Result<(), Error> {
+        self.reachable(
+            serving,
+            "fail back from it (what the primary is owed is read there)",
+        )
+        .await
+    }
+
     /// Refuses `what` unless `leg`'s bucket answers within a few seconds.
     async fn reachable(&self, leg: &Leg, what: &str) -> Result<(), Error> {
         match tokio::time::timeout(Duration::from_secs(5), leg.store.head_bucket(&leg.bucket)).await
@@ -128,13 +137,7 @@ impl Buckets {
             return Ok(());
         }
         let serving = self.leg(&f.to).await?;
-        if let Err(down) = self
-            .reachable(
-                &serving,
-                "fail back from it (what the primary is owed is read there)",
-            )
-            .await
-        {
+        if let Err(down) = self.serving_answers(&serving).await {
             let primary = self.leg(e.policy.primary()).await?;
             if self.owed_to(name, &primary.label).await? > 0 {
                 return Err(down);
@@ -169,13 +172,7 @@ impl Buckets {
         // there is nothing to bring back from it. Refused at once rather than draining for an
         // hour. (A primary that drains slowly is waited for, up to the drain limit; one that
         // stops answering is given up on once nothing has drained for a while.)
-        if let Err(down) = self
-            .reachable(
-                &serving,
-                "fail back from it (what the primary is owed is read there)",
-            )
-            .await
-        {
+        if let Err(down) = self.serving_answers(&serving).await {
             let roles = self.roles(&policy).await?;
             let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
             if self.owed_to(name, &primary.label).await? > 0 {
