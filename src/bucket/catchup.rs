@@ -257,7 +257,7 @@ async fn sync_key(
     if !is_target(&roles) {
         return Ok(None);
     }
-    let moved = copy_key(&roles.primary, target, &k, tags_only).await;
+    let moved = copy_key(ns.journal.db(), &roles.primary, target, &k, tags_only).await;
     // The copy has landed (or failed). A write waiting for it holds the key's lock while it
     // waits (see `KeyLocks::wait_copies_to`): let it go before looking again under that lock.
     drop(copying);
@@ -270,7 +270,13 @@ async fn sync_key(
 }
 
 /// Copies the primary's current state of `k` (or only its tags) to `target`.
-async fn copy_key(p: &Leg, target: &Leg, k: &ObjectKey, tags_only: bool) -> store::Result<u64> {
+async fn copy_key(
+    state: &crate::state::Db,
+    p: &Leg,
+    target: &Leg,
+    k: &ObjectKey,
+    tags_only: bool,
+) -> store::Result<u64> {
     if tags_only {
         match p.store.get_object_tags(&p.bucket, k, None).await {
             Ok((_, tags)) => {
@@ -289,7 +295,8 @@ async fn copy_key(p: &Leg, target: &Leg, k: &ObjectKey, tags_only: bool) -> stor
             Err(e) => return Err(e),
         }
     }
-    match transfer::copy_current(
+    match super::strays::copy_current(
+        state,
         p.store.as_ref(),
         &p.bucket,
         k,

@@ -401,7 +401,8 @@ impl Buckets {
                 tracing::warn!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps the primary's newer copy");
                 continue;
             }
-            transfer::copy_current(
+            super::strays::copy_current(
+                self.registry.db(),
                 from.store.as_ref(),
                 &from.bucket,
                 &key,

@@ -15,6 +15,7 @@ mod locks;
 pub mod namespace;
 pub mod policy;
 mod status;
+mod strays;
 mod tee;
 
 pub use status::{BucketStatus, FailbackError, TargetStatus};
@@ -177,6 +178,8 @@ impl Buckets {
             failback_errors: Mutex::default(),
             metrics,
         });
+        // Uploads recorded before now belong to copies of earlier processes.
+        tokio::spawn(strays::sweep(me.registry.clone(), now_ms()));
         for rec in me.registry.db().buckets().await? {
             let policy: Policy = match serde_json::from_value(rec.policy.clone()) {
                 Ok(p) => p,

@@ -3,12 +3,14 @@
 //! Owns: the connection pool over either dialect (sqlx `Any`), the schema, and the records
 //! Ferry keeps about itself: registered stores, settings, namespace bucket policies
 //! ([`buckets`]), the multi-write journal's rows ([`journal`]) and jobs with their tasks
-//! ([`jobs`]), and `ferry volume` iterations ([`volume`]).
+//! ([`jobs`]), `ferry volume` iterations ([`volume`]), and the multipart uploads Ferry opens
+//! itself until they end ([`uploads`]).
 //! Imports nothing else of Ferry's. Queries use `$N` placeholders, which both dialects accept.
 
 mod buckets;
 mod jobs;
 mod journal;
+mod uploads;
 mod volume;
 
 use std::path::Path;
@@ -52,6 +54,7 @@ pub use jobs::{
     UNATTENDED_MS, job_state,
 };
 pub use journal::{JournalRow, NewJournalRow, OwedStats};
+pub use uploads::OpenUpload;
 pub use volume::VolumeIteration;
 
 const SCHEMA: &[&str] = &[
@@ -188,6 +191,7 @@ impl Db {
             .into_iter()
             .chain(jobs::schema(id))
             .chain(volume::schema(id))
+            .chain(uploads::schema())
         {
             sqlx::query(&stmt).execute(&mut *tx).await?;
         }

@@ -27,7 +27,8 @@ pub enum Copied {
     Deleted,
 }
 
-/// Makes `dst/dk` equal to the current state of `src/sk`.
+/// Makes `dst/dk` equal to the current state of `src/sk`. A multipart upload it opens on
+/// `dst` is reported to `journal` (see [`copy::Journal::upload`]) so a caller can record it.
 pub async fn copy_current(
     src: &dyn Store,
     sb: &BucketName,
@@ -35,6 +36,7 @@ pub async fn copy_current(
     dst: &dyn Store,
     db: &BucketName,
     dk: &ObjectKey,
+    journal: &dyn copy::Journal,
 ) -> store::Result<Copied> {
     let item = copy::Item {
         src,
@@ -53,7 +55,7 @@ pub async fn copy_current(
         threshold: store::MAX_PUT_BYTES,
         ..copy::Plan::default()
     };
-    match copy::copy_object(&item, &plan, None, false, &copy::NoJournal, &stop).await? {
+    match copy::copy_object(&item, &plan, None, false, journal, &stop).await? {
         copy::Outcome::SourceGone => {
             dst.delete_object(db, dk, None).await?;
             Ok(Copied::Deleted)

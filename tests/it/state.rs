@@ -3,7 +3,8 @@
 //! bucket policies, the journal, and jobs with their leases (concurrent claims included).
 
 use ferry::state::{
-    BucketRecord, Budget, Db, Dialect, Error, NewJournalRow, NewTask, PartRow, StoreRecord,
+    BucketRecord, Budget, Db, Dialect, Error, NewJournalRow, NewTask, OpenUpload, PartRow,
+    StoreRecord,
 };
 
 fn pg_url() -> String {
@@ -45,6 +46,7 @@ async fn exercise(db: &Db) {
     deletes_wait_for_the_whole_listing(db, &name).await;
     volume_iterations(db, &name).await;
     runners_tell_a_stalled_job(db, &name).await;
+    open_uploads(db, &name).await;
 }
 
 /// A running job whose process stopped saying it is alive reads as unattended; a heartbeat,
@@ -700,4 +702,55 @@ fn serve_on_postgres_state() {
     let _ = child.wait();
     let text = crate::support::ok(&out);
     assert!(text.contains("\"local\""), "{text}");
+}
+
+/// Uploads recorded until they end: paged oldest first, only those before a time, forgotten
+/// one by one.
+async fn open_uploads(db: &Db, unique: &str) {
+    let up = |id: &str, ms: i64| OpenUpload {
+        store: unique.to_owned(),
+        bucket: "b".into(),
+        key: format!("k/{id}"),
+        upload_id: id.into(),
+        created_ms: ms,
+    };
+    // Two at the same moment, to page across a tie.
+    for (id, ms) in [
+        ("u3", 30),
+        ("u1", 10),
+        ("u2a", 20),
+        ("u2b", 20),
+        ("late", 90),
+    ] {
+        db.record_upload(&up(id, ms)).await.expect("record");
+    }
+    let ours = |db: &Db| {
+        let db = db.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut after: Option<OpenUpload> = None;
+            loop {
+                let page = db.open_uploads(50, after.as_ref(), 2).await.expect("page");
+                seen.extend(
+                    page.iter()
+                        .filter(|u| u.store == unique)
+                        .map(|u| u.upload_id.clone()),
+                );
+                if page.len() < 2 {
+                    return seen;
+                }
+                after = page.last().cloned();
+            }
+        }
+    };
+    assert_eq!(ours(db).await, ["u1", "u2a", "u2b", "u3"]);
+    db.forget_upload(unique, "b", "u2a").await.expect("forget");
+    db.forget_upload(unique, "b", "nope")
+        .await
+        .expect("forget unknown");
+    assert_eq!(ours(db).await, ["u1", "u2b", "u3"]);
+    for id in ["u1", "u2b", "u3", "late"] {
+        db.forget_upload(unique, "b", id).await.expect("forget");
+    }
+    assert!(ours(db).await.is_empty());
 }

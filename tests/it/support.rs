@@ -474,3 +474,41 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+pub struct Proxy {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `tests/it/py/fault_proxy.py` in front of `upstream`: it fails a share `rate` of
+/// the requests, counting into `stats`; `flags` are the proxy's own (`--corrupt-first N`,
+/// `--kms`).
+pub fn fault_proxy(upstream: &str, rate: &str, stats: &Path, flags: &[&str]) -> Proxy {
+    let mut child = Command::new(venv_bin("python"))
+        .arg(repo().join("tests/it/py/fault_proxy.py"))
+        .args([upstream, rate, "7"])
+        .arg(stats)
+        .args(flags)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("proxy");
+    let port = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port");
+        line.trim().to_owned()
+    };
+    Proxy {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
+}

@@ -14,12 +14,14 @@ mod resume;
 mod sides;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{ACCESS_KEY, Ferry, Moto, SECRET_KEY, ferry_bin, ok, venv_bin, write_file};
+use crate::support::{
+    ACCESS_KEY, Ferry, Moto, SECRET_KEY, fault_proxy, ferry_bin, ok, venv_bin, write_file,
+};
 
 /// Moto accepts any credentials; these are what the tests give it.
 const MOTO_KEY: &str = "testing";
@@ -227,44 +229,6 @@ fn wait_for(child: &mut Child, limit: Duration, log: &Path) -> std::process::Exi
 }
 
 /// A running `tests/it/py/fault_proxy.py`, killed when dropped (also when a test fails).
-struct Proxy {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `tests/it/py/fault_proxy.py` in front of `upstream`: it fails a share `rate` of
-/// the requests, counting into `stats`; `flags` are the proxy's own (`--corrupt-first N`,
-/// `--kms`).
-fn fault_proxy(upstream: &str, rate: &str, stats: &Path, flags: &[&str]) -> Proxy {
-    let mut child = Command::new(venv_bin("python"))
-        .arg(crate::support::repo().join("tests/it/py/fault_proxy.py"))
-        .args([upstream, rate, "7"])
-        .arg(stats)
-        .args(flags)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("proxy");
-    let port = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("port");
-        line.trim().to_owned()
-    };
-    Proxy {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    }
-}
-
 /// PostgreSQL's own psql (Debian's `psql` wrapper picks a cluster from its environment and
 /// can ignore the URL under a test harness).
 fn psql() -> PathBuf {

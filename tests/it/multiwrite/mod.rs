@@ -11,6 +11,7 @@ use crate::support::{Ferry, Moto, venv_bin, write_file};
 
 mod failback;
 mod failover;
+mod leftovers;
 mod policy;
 mod writes;
 

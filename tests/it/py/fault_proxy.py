@@ -26,6 +26,9 @@ AccessDenied without reaching the upstream, as when credentials are revoked mid-
 --full-while FILE: while FILE exists, a PUT of an object (or part) is answered 507 XMinioStorageFull without reaching
 the upstream, as MinIO answers when its drives are full (counted as "full").
 
+--hold-parts-while FILE: while FILE exists, an UploadPart request waits before it is forwarded,
+as over a link that stalls mid-upload (counted as "held").
+
 --mismatch-as-invalid-request: an upstream BadDigest answer is passed on as 400
 InvalidRequest "checksum mismatch", as some S3 implementations word a checksum that does not
 match (counted as "reworded").
@@ -46,6 +49,7 @@ import random
 import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
@@ -63,6 +67,7 @@ REFUSE_PART_ALGORITHM = (
 )
 MISMATCH_AS_INVALID = "--mismatch-as-invalid-request" in FLAGS
 FULL_WHILE = FLAGS[FLAGS.index("--full-while") + 1] if "--full-while" in FLAGS else None
+HOLD_PARTS_WHILE = FLAGS[FLAGS.index("--hold-parts-while") + 1] if "--hold-parts-while" in FLAGS else None
 DENY_LISTS_AFTER = int(FLAGS[FLAGS.index("--deny-lists-after") + 1]) if "--deny-lists-after" in FLAGS else None
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
 COUNTS = {
@@ -77,6 +82,7 @@ COUNTS = {
     "lists": 0,
     "denied": 0,
     "full": 0,
+    "held": 0,
 }
 
 
@@ -169,6 +175,12 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else None
 
     def handle_any(self):
+        try:
+            self.forward()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (a test killed it)
+
+    def forward(self):
         fault = roll()
         body = self.read_body()
         path = urlparse(self.path)
@@ -213,6 +225,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.command == "PUT":
             if "partNumber=" in self.path and "x-amz-copy-source" not in self.headers:
+                if HOLD_PARTS_WHILE and os.path.exists(HOLD_PARTS_WHILE):
+                    count("held")
+                    while os.path.exists(HOLD_PARTS_WHILE):
+                        time.sleep(0.02)
                 count("parts")
                 if any(k.lower().startswith("x-amz-checksum-") for k in self.headers.keys()):
                     count("parts_checksummed")

@@ -1,0 +1,173 @@
+//! The multipart uploads the catch-up worker and failback open on a target while they copy
+//! a large object. Each is recorded in the state database from its creation until it ends, so
+//! a process killed mid-copy does not leave its parts stored (and billed) on the target for
+//! ever: [`sweep`], run when a server starts, aborts what earlier processes left.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::registry::Registry;
+use crate::state::{Db, OpenUpload};
+use crate::store::{self, BucketName, ObjectKey, Store};
+use crate::transfer::{self, copy};
+
+/// How long the sweep waits before trying again the uploads a store would not abort yet.
+const RETRY: Duration = Duration::from_secs(60);
+const PAGE: i64 = 200;
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// [`transfer::copy_current`], with the uploads it opens on `dst` recorded in `state` until
+/// they are completed or aborted.
+pub(super) async fn copy_current(
+    state: &Db,
+    src: &dyn Store,
+    sb: &BucketName,
+    sk: &ObjectKey,
+    dst: &dyn Store,
+    db: &BucketName,
+    dk: &ObjectKey,
+) -> store::Result<transfer::Copied> {
+    let rec = Recorder {
+        state,
+        store: dst.name(),
+        bucket: db.as_str(),
+        key: dk.as_str(),
+        ids: Mutex::default(),
+    };
+    let result = transfer::copy_current(src, sb, sk, dst, db, dk, &rec).await;
+    let ids = std::mem::take(&mut *rec.ids.lock().unwrap_or_else(|p| p.into_inner()));
+    let last = ids.len().saturating_sub(1);
+    for (i, id) in ids.iter().enumerate() {
+        // The last upload of a copy that succeeded was completed; every other one was
+        // aborted by the engine, unless the store refused the abort: asked again here, and
+        // if it still refuses, the row stays for the next sweep.
+        let ended = (result.is_ok() && i == last) || abort(dst, db, dk, id).await;
+        if ended && let Err(e) = state.forget_upload(dst.name(), db.as_str(), id).await {
+            // Harmless: the next sweep finds the upload gone.
+            tracing::debug!(store = dst.name(), upload_id = %id, error = %e, "could not forget an ended upload");
+        }
+    }
+    result
+}
+
+/// Asks `dst` to abort an upload; whether it is gone.
+async fn abort(dst: &dyn Store, b: &BucketName, k: &ObjectKey, id: &str) -> bool {
+    match dst.abort_multipart(b, k, id).await {
+        Ok(()) | Err(store::Error::NoSuchUpload { .. }) => true,
+        Err(store::Error::NoSuchBucket { .. }) => true,
+        Err(e) => {
+            tracing::warn!(store = dst.name(), bucket = %b, key = %k, upload_id = id, error = %e,
+                "could not abort a multipart upload left by a copy; tried again later");
+            false
+        }
+    }
+}
+
+struct Recorder<'a> {
+    state: &'a Db,
+    store: &'a str,
+    bucket: &'a str,
+    key: &'a str,
+    ids: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl copy::Journal for Recorder<'_> {
+    async fn upload(&self, upload_id: Option<&str>) -> store::Result<()> {
+        // `None` (the engine gave the upload up) is settled once the copy returns.
+        let Some(id) = upload_id else { return Ok(()) };
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(id.to_owned());
+        self.state
+            .record_upload(&OpenUpload {
+                store: self.store.to_owned(),
+                bucket: self.bucket.to_owned(),
+                key: self.key.to_owned(),
+                upload_id: id.to_owned(),
+                created_ms: now_ms(),
+            })
+            .await
+            .map_err(|e| store::Error::Index(format!("recording upload {id}: {e}")))
+    }
+
+    async fn part(&self, _: u32, _: &str, _: u64) -> store::Result<()> {
+        Ok(())
+    }
+}
+
+/// Aborts the uploads recorded before this process started (their copies died with an
+/// earlier process), trying again every minute those a store will not abort yet, until none
+/// is left. A store no longer registered takes its uploads with it: its rows are dropped.
+pub(super) async fn sweep(registry: std::sync::Arc<Registry>, started_ms: i64) {
+    loop {
+        let mut left = 0usize;
+        let mut after: Option<OpenUpload> = None;
+        loop {
+            let page = match registry
+                .db()
+                .open_uploads(started_ms, after.as_ref(), PAGE)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the uploads left by earlier copies");
+                    left += 1;
+                    break;
+                }
+            };
+            for u in &page {
+                if !sweep_one(&registry, u).await {
+                    left += 1;
+                }
+            }
+            if (page.len() as i64) < PAGE {
+                break;
+            }
+            after = page.last().cloned();
+        }
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Aborts one recorded upload; whether its row is gone.
+async fn sweep_one(registry: &Registry, u: &OpenUpload) -> bool {
+    let gone = match registry.get(&u.store).await {
+        Err(crate::registry::Error::State(crate::state::Error::NoSuchStore(_))) => true,
+        Err(e) => {
+            tracing::warn!(store = %u.store, error = %e, "cannot open a store to abort an upload left there");
+            false
+        }
+        Ok(s) => match (BucketName::parse(&u.bucket), ObjectKey::parse(&u.key)) {
+            (Ok(b), Ok(k)) => {
+                let ok = abort(s.store().as_ref(), &b, &k, &u.upload_id).await;
+                if ok {
+                    tracing::info!(store = %u.store, bucket = %u.bucket, key = %u.key, upload_id = %u.upload_id,
+                        "aborted a multipart upload an interrupted copy left behind");
+                }
+                ok
+            }
+            // Not a name this version accepts: nothing to ask the store.
+            _ => true,
+        },
+    };
+    if gone
+        && let Err(e) = registry
+            .db()
+            .forget_upload(&u.store, &u.bucket, &u.upload_id)
+            .await
+    {
+        tracing::warn!(error = %e, "forgetting an aborted upload");
+        return false;
+    }
+    gone
+}
