@@ -33,6 +33,7 @@ use super::Change;
 use super::confine::{Dirs, Root};
 use super::index::{self, Index, db_err};
 use super::intent::{self, Step};
+use super::stuck::Held;
 use crate::store::{Error, Result};
 
 const MAX_BATCH: usize = 256;
@@ -77,12 +78,12 @@ impl Drop for Committer {
 }
 
 impl Committer {
-    pub fn start(index: &Index, root: Arc<Root>) -> Result<Self> {
+    pub fn start(index: &Index, root: Arc<Root>, store: String) -> Result<Self> {
         let (tx, rx) = mpsc::channel(1024);
         let writer = index.writer();
         let thread = std::thread::Builder::new()
             .name("ferry-fs-commit".into())
-            .spawn(move || run(&writer, &root, rx))
+            .spawn(move || run(&writer, &root, rx, &store))
             .map_err(|e| Error::io("starting the commit thread", e))?;
         Ok(Self {
             tx: Some(tx),
@@ -113,11 +114,13 @@ struct Carry {
     finished: Vec<i64>,
     /// Some of those moves ran without directory fsyncs: `syncfs` before deleting them.
     moves_unsynced: bool,
+    /// Changes whose moves failed, held until they can be finished.
+    held: Held,
 }
 
-fn run(writer: &Mutex<Connection>, root: &Root, rx: mpsc::Receiver<Job>) {
+fn run(writer: &Mutex<Connection>, root: &Root, rx: mpsc::Receiver<Job>, store: &str) {
     let mut carry = Carry::default();
-    batches(writer, root, rx, &mut carry);
+    batches(writer, root, rx, &mut carry, store);
     finish(writer, root, carry);
 }
 
@@ -146,6 +149,7 @@ fn batches(
     root: &Root,
     mut rx: mpsc::Receiver<Job>,
     carry: &mut Carry,
+    store: &str,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -155,6 +159,9 @@ fn batches(
                 Err(_) => break,
             }
         }
+        let finished = carry.held.retry(root);
+        carry.finished.extend(finished);
+        let batch = refuse_held(&carry.held, batch, store);
         let mut dirs = Dirs::new(root);
         let batch = refuse_conflicts(&mut dirs, batch);
         if batch.is_empty() {
@@ -184,10 +191,9 @@ fn batches(
                     j.answer(r.map_err(Failed::into_error));
                 }
             }
+            Err(Failed::Moves(e, intent)) => settle_moves(&mut conn, root, carry, batch, intent, e),
             Err(e) => {
-                // Either the only change failed, or the index committed and the file moves
-                // failed: the intent stays and is replayed at the next start; nothing is
-                // retried here, because the index changes are already in.
+                // The only change failed: nothing of it is in.
                 let e = e.into_error();
                 let (full, msg) = (e.is_storage_full(), e.to_string());
                 for j in batch {
@@ -202,6 +208,93 @@ fn batches(
                 }
             }
         }
+    }
+}
+
+/// Refuses the changes that touch a path a held change still has to move (see [`Held`]),
+/// before anything of them is committed.
+fn refuse_held(held: &Held, batch: Vec<Job>, store: &str) -> Vec<Job> {
+    let mut kept = Vec::with_capacity(batch.len());
+    for job in batch {
+        match held.blocks(&job.change.steps) {
+            Some(why) => {
+                let message = format!("cannot change {} yet: {why}", job.change.key);
+                job.answer(Err(Error::Unavailable {
+                    store: store.to_owned(),
+                    message,
+                }));
+            }
+            None => kept.push(job),
+        }
+    }
+    kept
+}
+
+/// The index committed a batch and its moves failed: finishes each change's moves on its own
+/// (the changes of a batch touch different keys), answers those done, and holds the others,
+/// each under an intent of its own that replaces the batch's (see [`Held`]).
+fn settle_moves(
+    conn: &mut Connection,
+    root: &Root,
+    carry: &mut Carry,
+    batch: Vec<Job>,
+    intent: i64,
+    error: Error,
+) {
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for j in batch {
+        match intent::replay(root, &j.change.steps) {
+            Ok(()) => done.push(j),
+            Err(e) => failed.push((j, e)),
+        }
+    }
+    let split = (|| {
+        let tx = conn.transaction()?;
+        index::tx_delete_intent(&tx, intent)?;
+        let mut ids = Vec::with_capacity(failed.len());
+        for (j, _) in &failed {
+            let json = serde_json::to_string(&j.change.steps)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            ids.push(index::tx_insert_intent(&tx, &json)?);
+        }
+        tx.commit()?;
+        Ok::<_, rusqlite::Error>(ids)
+    })();
+    let answer = |j: Job, e: std::io::Error| {
+        let key = j.change.key.clone();
+        j.answer(Err(Error::io(
+            format!(
+                "moving the file of {key} (the change is recorded and its move is tried again)"
+            ),
+            e,
+        )));
+    };
+    match split {
+        Ok(ids) => {
+            for ((j, e), id) in failed.into_iter().zip(ids) {
+                carry.held.hold(id, j.change.steps.clone(), e.to_string());
+                answer(j, e);
+            }
+        }
+        Err(e) => {
+            // The batch's intent stays: every change of it is held under it.
+            tracing::warn!(error = %e, "could not split a failed intent");
+            let steps = done
+                .iter()
+                .map(|j| &j.change.steps)
+                .chain(failed.iter().map(|(j, _)| &j.change.steps))
+                .flatten()
+                .cloned()
+                .collect();
+            carry.held.hold(intent, steps, error.to_string());
+            for (j, e) in failed {
+                answer(j, e);
+            }
+        }
+    }
+    for j in done {
+        j.answer(Ok(()));
     }
 }
 
@@ -344,7 +437,8 @@ fn conflict(
 /// index is changed and the intent recorded, but the file moves did not finish).
 enum Failed {
     Transaction(Error),
-    Moves(Error),
+    /// With the intent that records the batch's moves.
+    Moves(Error, i64),
 }
 
 impl Failed {
@@ -354,8 +448,8 @@ impl Failed {
             // Committed, its moves replayed at the next start: never said as a full disk,
             // whatever stopped the moves, since a caller may try a change that found no room
             // again (`FsStore::freeing`), and this one must not be repeated.
-            Failed::Moves(e) if e.is_storage_full() => Error::Index(e.to_string()),
-            Failed::Moves(e) => e,
+            Failed::Moves(e, _) if e.is_storage_full() => Error::Index(e.to_string()),
+            Failed::Moves(e, _) => e,
         }
     }
 }
@@ -383,7 +477,7 @@ fn apply(
             // than leave committed rows without their files until a restart.
             tracing::warn!(error = %e, ?steps, "a file change failed; replaying it");
             intent::replay(root, &steps)
-                .map_err(|_| Failed::Moves(Error::io("applying a file change", e)))?;
+                .map_err(|_| Failed::Moves(Error::io("applying a file change", e), id))?;
         }
         carry.finished.push(id);
         carry.moves_unsynced |= unsynced;

@@ -164,6 +164,20 @@ impl FsStore {
         };
         change.steps = pre;
         change.steps.extend(post);
+        // A folder the server may not change (permissions a POSIX user set, a read-only
+        // mount) refuses the delete before anything is committed, as it refuses a write.
+        let dirs: Vec<std::path::PathBuf> = super::stuck::object_paths(&change.steps)
+            .filter_map(|p| p.rsplit_once('/').map(|(d, _)| self.root.join(d)))
+            .collect();
+        if !dirs.is_empty() {
+            let (b, k) = (bucket.to_string(), key.clone());
+            tokio::task::spawn_blocking(move || {
+                dirs.iter()
+                    .try_for_each(|d| super::object::writable(d, &b, &k))
+            })
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))??;
+        }
         self.commit(change, held).await?;
         if !key.is_dir_marker() {
             let (root, bname, k) = (self.confined.clone(), bucket.to_string(), key.clone());

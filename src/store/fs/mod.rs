@@ -33,6 +33,7 @@ mod multipart;
 mod object;
 mod reserve;
 pub mod scan;
+mod stuck;
 
 pub use assembly::copy_range;
 
@@ -206,7 +207,7 @@ impl FsStore {
             confine::Root::open(&root)
                 .map_err(|e| Error::io(format!("opening {}", root.display()), e))?,
         );
-        let committer = commit::Committer::start(&index, confined.clone())?;
+        let committer = commit::Committer::start(&index, confined.clone(), name.to_owned())?;
         let reserve = if reserve {
             reserve::Reserve::take(reserve_path)
         } else {
@@ -314,10 +315,23 @@ impl FsStore {
 
     async fn replay_steps(&self, steps: Vec<Step>) -> Result<()> {
         let root = self.confined.clone();
+        let at: Vec<String> = stuck::object_paths(&steps)
+            .map(|p| self.root.join(p).display().to_string())
+            .collect();
         tokio::task::spawn_blocking(move || intent::replay(&root, &steps))
             .await
             .map_err(|e| Error::Index(format!("file task failed: {e}")))?
-            .map_err(|e| Error::io("applying a file change", e))
+            .map_err(|e| {
+                let what = if at.is_empty() {
+                    "a file change recorded before the last stop".to_owned()
+                } else {
+                    format!("a file change at {} recorded before the last stop", at.join(", "))
+                };
+                Error::io(
+                    format!("finishing {what} (let the server change that folder and file, then start again)"),
+                    e,
+                )
+            })
     }
 
     fn next_seq(&self) -> i64 {

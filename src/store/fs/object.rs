@@ -125,7 +125,7 @@ pub(super) fn prepare_key_path(confined: &Root, bucket: &str, key: &ObjectKey) -
 /// Refuses a write whose file could not be moved into `dir` (permissions a POSIX user set,
 /// a read-only mount) before anything is committed: found only when the commit thread
 /// moves the file, the index row would be in and the file not (listed, yet unreadable).
-fn writable(dir: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
+pub(super) fn writable(dir: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
     use rustix::fs::Access;
     match rustix::fs::access(dir, Access::WRITE_OK | Access::EXEC_OK) {
         Ok(()) => Ok(()),

@@ -12,6 +12,8 @@ use futures::StreamExt;
 
 use crate::store::one_chunk;
 
+mod held;
+
 fn key(k: &str) -> ObjectKey {
     ObjectKey::parse(k).expect("key")
 }

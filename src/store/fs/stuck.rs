@@ -1,0 +1,102 @@
+//! Changes whose file moves failed after their index rows committed (a folder a POSIX user
+//! made read-only, a file made immutable), held back until their moves can be finished.
+//!
+//! Such a change's intent stays, to be finished later; meanwhile a later change of the same
+//! path must not commit. If it did, the held intent, finished after it (or replayed at the
+//! next start), would move *its* file away: an acknowledged write lost (found by a probe: a
+//! DELETE refused by the folder's permissions, the permissions restored, a PUT of the key
+//! acknowledged, then the restart's replay deleted it). So the commit thread tries held
+//! changes again now and then, and refuses, before anything of them commits, changes that
+//! touch a path a held change still has to move.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use super::META_DIR;
+use super::confine::Root;
+use super::intent::{self, Step};
+
+/// How often held changes are tried again (on the commit thread, between batches).
+const RETRY: Duration = Duration::from_secs(1);
+
+struct Change {
+    intent: i64,
+    steps: Vec<Step>,
+    /// The object paths (relative to the root, outside `.ferry/`) its steps move files at.
+    paths: HashSet<String>,
+    error: String,
+}
+
+/// The held changes of one store.
+#[derive(Default)]
+pub(super) struct Held {
+    changes: Vec<Change>,
+    tried: Option<Instant>,
+}
+
+/// The object paths (outside `.ferry/`) `steps` move files to or from.
+pub(super) fn object_paths(steps: &[Step]) -> impl Iterator<Item = &str> {
+    steps.iter().filter_map(|s| match s {
+        Step::MoveFrom { to: p, .. } | Step::MoveTo { from: p, .. } if !p.starts_with(META_DIR) => {
+            Some(p.as_str())
+        }
+        _ => None,
+    })
+}
+
+impl Held {
+    /// Holds the change recorded as `intent`, whose moves failed with `error`.
+    pub fn hold(&mut self, intent: i64, steps: Vec<Step>, error: String) {
+        let paths = object_paths(&steps).map(str::to_owned).collect();
+        tracing::error!(
+            intent,
+            ?steps,
+            error,
+            "a file change could not be finished; changes of its keys are refused until it is (it is tried again every second)"
+        );
+        self.changes.push(Change {
+            intent,
+            steps,
+            paths,
+            error,
+        });
+    }
+
+    /// Why a change with `steps` must wait, if it touches a path a held change has to move.
+    pub fn blocks(&self, steps: &[Step]) -> Option<String> {
+        if self.changes.is_empty() {
+            return None;
+        }
+        object_paths(steps).find_map(|p| {
+            self.changes.iter().find(|c| c.paths.contains(p)).map(|c| {
+                format!(
+                    "an earlier change of this key could not move its file ({}); it is tried again every second",
+                    c.error
+                )
+            })
+        })
+    }
+
+    /// Tries the held changes again (at most once per [`RETRY`]); returns the intents of
+    /// those now finished, for the next transaction to delete.
+    pub fn retry(&mut self, root: &Root) -> Vec<i64> {
+        if self.changes.is_empty() || self.tried.is_some_and(|t| t.elapsed() < RETRY) {
+            return Vec::new();
+        }
+        self.tried = Some(Instant::now());
+        let mut done = Vec::new();
+        self.changes
+            .retain_mut(|c| match intent::replay(root, &c.steps) {
+                Ok(()) => {
+                    tracing::info!(intent = c.intent, "a held file change is finished");
+                    done.push(c.intent);
+                    false
+                }
+                Err(e) => {
+                    c.error = e.to_string();
+                    true
+                }
+            });
+        done
+    }
+}
