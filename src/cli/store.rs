@@ -203,6 +203,14 @@ pub async fn run(cmd: StoreCommand, client: &AdminClient, as_json: bool) -> anyh
                     eprintln!("ferry: {}", p.as_str().unwrap_or_default());
                 }
             }
+            // Buckets left as they were (a folder missing or replaced) fail the command, as
+            // a partial transfer fails rsync: a script must not take the rescan as complete.
+            let problems = v["problems"].as_array().map_or(0, Vec::len);
+            if problems > 0 {
+                anyhow::bail!(
+                    "rescan of {name} left {problems} bucket(s) as they were (said above); fix their folders or rescan with --adopt"
+                );
+            }
         }
     }
     Ok(())

@@ -38,6 +38,7 @@ pub fn s3_error(err: store::Error) -> S3Error {
         E::NoSuchBucket { .. } => with(S3ErrorCode::NoSuchBucket, msg),
         // Ferry is single-tenant: an existing bucket is always "yours".
         E::BucketAlreadyExists { .. } => with(S3ErrorCode::BucketAlreadyOwnedByYou, msg),
+        E::BucketNameTaken { .. } => with(S3ErrorCode::BucketAlreadyExists, msg),
         E::BucketNotEmpty { .. } => with(S3ErrorCode::BucketNotEmpty, msg),
         E::NoSuchKey { delete_marker, .. } => {
             let mut e = with(S3ErrorCode::NoSuchKey, msg);

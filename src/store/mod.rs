@@ -44,6 +44,10 @@ pub enum Error {
     NoSuchBucket { bucket: String },
     #[error("bucket {bucket} already exists")]
     BucketAlreadyExists { bucket: String },
+    /// The name is free in the index, but something that is not a folder (a file, a symlink)
+    /// sits where the bucket's folder would be.
+    #[error("bucket {bucket} cannot be created: {why}")]
+    BucketNameTaken { bucket: String, why: String },
     #[error("bucket {bucket} is not empty")]
     BucketNotEmpty { bucket: String },
     #[error("key {key} does not exist in bucket {bucket}")]

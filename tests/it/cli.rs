@@ -176,9 +176,11 @@ fn rescan_adopts_a_restored_bucket_folder_only_when_asked() {
         err.contains("503") || err.contains("ServiceUnavailable"),
         "{err}"
     );
+    // The bucket left as it was fails the command (exit 1), saying why and what to do.
     let plain = f.cli(&["store", "rescan", "local"]);
-    assert!(
-        plain.status.success(),
+    assert_eq!(
+        plain.status.code(),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&plain.stderr)
     );

@@ -52,6 +52,29 @@ impl Store for FsStore {
             });
         }
         let dir = self.root.join(bucket.as_str());
+        // A POSIX user's folder becomes the bucket; anything else there is not taken over
+        // (a symlink would lead out of the store, a file is someone's data).
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) => {
+                let what = if m.file_type().is_symlink() {
+                    "a symlink (which Ferry does not follow)"
+                } else if m.is_file() {
+                    "a file"
+                } else {
+                    "a special file"
+                };
+                tracing::warn!(store = %self.name, path = %dir.display(), "CreateBucket refused: {what} where the bucket's folder would be");
+                return Err(Error::BucketNameTaken {
+                    bucket: bucket.to_string(),
+                    why: format!(
+                        "the store holds {what} where its folder would be; remove it or pick another name"
+                    ),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("checking {}", dir.display()), e)),
+        }
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         intent::sync_dir(&self.root).map_err(|e| Error::io("syncing the store root", e))?;
@@ -329,6 +352,10 @@ impl Store for FsStore {
     }
 
     async fn list_objects(&self, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
+        // A bucket whose folder is missing or replaced lists nothing it could serve: 503, as
+        // its objects answer, not the index's rows (a mirror job would take an empty or
+        // stale listing at face value).
+        self.check_folder(bucket).await?;
         self.list_impl(bucket, query).await
     }
 
@@ -337,6 +364,7 @@ impl Store for FsStore {
         bucket: &BucketName,
         query: &VersionsQuery,
     ) -> Result<VersionsPage> {
+        self.check_folder(bucket).await?;
         self.list_versions_impl(bucket, query).await
     }
 

@@ -129,7 +129,7 @@ impl Root {
         let (_, st) = self.regular(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
         Ok((
             st.st_ino as i64,
-            st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+            crate::store::fs::nanos(st.st_mtime, st.st_mtime_nsec as i64),
             st.st_size,
         ))
     }
@@ -152,7 +152,7 @@ impl Root {
         let st = rustix::fs::fstat(&fd)?;
         Ok((
             st.st_ino as i64,
-            st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+            crate::store::fs::nanos(st.st_mtime, st.st_mtime_nsec as i64),
         ))
     }
 

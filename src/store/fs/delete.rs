@@ -64,8 +64,17 @@ impl FsStore {
                             new_is_null: is_null,
                             replaces_key_path: false,
                         };
-                        let old = self.as_on_disk(bucket, key, old, &retiring).await?;
-                        self.retire(bucket, &old, retiring, &mut change, &mut pre, &mut post);
+                        match self.as_on_disk(bucket, key, old, &retiring).await? {
+                            Some(old) => self.retire(
+                                bucket,
+                                &old,
+                                retiring,
+                                &mut change,
+                                &mut pre,
+                                &mut post,
+                            ),
+                            None => change.deletes.push(old.seq),
+                        }
                     }
                     if is_null
                         && let Some(n) = self
@@ -145,7 +154,7 @@ impl FsStore {
                                 use std::os::unix::fs::MetadataExt;
                                 next.file_ino = Some(m.ino() as i64);
                                 next.file_mtime_ns =
-                                    Some(m.mtime() * 1_000_000_000 + m.mtime_nsec());
+                                    Some(crate::store::fs::nanos(m.mtime(), m.mtime_nsec()));
                             }
                             pre.push(Step::MoveFrom {
                                 unique,

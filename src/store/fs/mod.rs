@@ -109,6 +109,12 @@ pub fn unhashed_etag(ino: i64, mtime_ns: i64, size: i64) -> String {
     format!("{}-0", hex::encode(h.finalize()))
 }
 
+/// A file time in nanoseconds since the epoch, clamped to what an `i64` holds (years 1678 to
+/// 2262): a file dated 2446 (ext4's latest) wrapped around to 1861, and panicked a debug build.
+pub fn nanos(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
 /// Whether `etag` was made by [`unhashed_etag`].
 pub fn is_unhashed_etag(etag: &str) -> bool {
     etag.len() == 34 && etag.ends_with("-0")

@@ -53,7 +53,10 @@ fn rel_in_meta(unique: &str) -> String {
 fn file_facts(p: &Path) -> io::Result<(i64, i64)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(p)?;
-    Ok((m.ino() as i64, m.mtime() * 1_000_000_000 + m.mtime_nsec()))
+    Ok((
+        m.ino() as i64,
+        crate::store::fs::nanos(m.mtime(), m.mtime_nsec()),
+    ))
 }
 
 /// Makes room for a file at `path` (relative to `bucket_dir`'s parent): creates parent
@@ -248,8 +251,12 @@ impl FsStore {
                     new_is_null: new_vid == NULL_VERSION,
                     replaces_key_path: !key.is_dir_marker(),
                 };
-                let old = self.as_on_disk(bucket, key, old, &retiring).await?;
-                self.retire(bucket, &old, retiring, &mut change, &mut pre, &mut post);
+                match self.as_on_disk(bucket, key, old, &retiring).await? {
+                    Some(old) => {
+                        self.retire(bucket, &old, retiring, &mut change, &mut pre, &mut post)
+                    }
+                    None => change.deletes.push(old.seq),
+                }
             }
             // A never-versioned bucket holds only the null version, and it is the latest.
             if new_vid == NULL_VERSION
@@ -316,16 +323,19 @@ impl FsStore {
     /// as a non-current version: a file a POSIX user changed since it was indexed is hashed
     /// (or given an unhashed ETag, see [`FsStore::hash_found`]) so the version keeps the
     /// bytes it holds with their own size and ETag, not the row of the bytes it replaced.
+    /// `None` when no file of it is left (removed, or replaced by a symlink, a folder or a
+    /// special file, behind Ferry's back): a version kept without bytes would be listed and
+    /// never readable, so the caller forgets it.
     pub(super) async fn as_on_disk(
         &self,
         bucket: &BucketName,
         key: &ObjectKey,
         old: &VersionRow,
         new: &Retiring,
-    ) -> Result<VersionRow> {
+    ) -> Result<Option<VersionRow>> {
         let replaced = old.version_id == NULL_VERSION && new.new_is_null;
         if replaced || old.delete_marker || old.path.is_some() {
-            return Ok(old.clone());
+            return Ok(Some(old.clone()));
         }
         let rel = Self::bytes_rel(bucket, old);
         let root = self.confined.clone();
@@ -357,12 +367,14 @@ impl FsStore {
                 row.parts_count = None;
                 row.mtime_ms = facts.mtime_ns.div_euclid(1_000_000);
             }
-            // Gone or no longer a file: the move that keeps it finds nothing to move.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::info!(store = %self.name, %bucket, %key, version = %old.version_id, "the file of a version was removed outside Ferry: the version is forgotten");
+                return Ok(None);
+            }
             Err(e) if body::changed_while_read(&e) => return Err(self.changed(key)),
             Err(e) => return Err(Error::io(format!("reading {bucket}/{key}"), e)),
         }
-        Ok(row)
+        Ok(Some(row))
     }
 
     /// Handles the previous latest version when a new version or marker takes its place:

@@ -105,7 +105,10 @@ fn walk(
     unlisted: &mut Unlisted,
 ) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let skipped = |p: &Path| tx.blocking_send(Err(format!("{}", p.display()))).is_ok();
+    let skipped = |p: &Path, why: &str| {
+        tx.blocking_send(Err(format!("{}: {why}", p.display())))
+            .is_ok()
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
@@ -118,7 +121,7 @@ fn walk(
                     format!("Ferry cannot read this folder: {e}"),
                 ));
             }
-            return skipped(dir);
+            return skipped(dir, "a folder it cannot read");
         }
     };
     let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
@@ -131,7 +134,7 @@ fn walk(
             unlisted
                 .unnamable
                 .push(format!("{prefix}{name}{}", if folder { "/" } else { "" }));
-            if !skipped(&e.path()) {
+            if !skipped(&e.path(), "a name that is not UTF-8") {
                 return false;
             }
             continue;
@@ -147,7 +150,7 @@ fn walk(
                     format!("{prefix}{name}"),
                     format!("Ferry cannot read it: {err}"),
                 ));
-                if !skipped(&e.path()) {
+                if !skipped(&e.path(), "cannot look at it") {
                     return false;
                 }
                 continue;
@@ -162,17 +165,34 @@ fn walk(
             let f = Found {
                 key,
                 ino: m.ino() as i64,
-                mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                mtime_ns: crate::store::fs::nanos(m.mtime(), m.mtime_nsec()),
                 size: m.len() as i64,
             };
             if tx.blocking_send(Ok(f)).is_err() {
                 return false;
             }
-        } else if !skipped(&e.path()) {
+        } else if !skipped(&e.path(), kind_of(&m)) {
             return false;
         }
     }
     true
+}
+
+/// What an entry that is neither a folder nor a regular file is, for the log.
+fn kind_of(m: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_symlink() {
+        "a symlink (not followed)"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// What a rescan of one bucket found and could not index.
@@ -502,8 +522,8 @@ impl FsStore {
     ) -> Result<Reconciled> {
         let f = match found {
             Ok(f) => f,
-            Err(path) => {
-                tracing::warn!(store = %self.name, %path, "skipped: a folder it cannot read, a name that is not UTF-8, or not a regular file");
+            Err(what) => {
+                tracing::warn!(store = %self.name, skipped = %what, "rescan: skipped");
                 return Ok(Reconciled::Skipped);
             }
         };

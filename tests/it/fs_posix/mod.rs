@@ -12,6 +12,7 @@ use futures::StreamExt;
 
 use crate::store::one_chunk;
 
+mod buckets;
 mod held;
 
 fn key(k: &str) -> ObjectKey {
@@ -225,6 +226,14 @@ async fn a_missing_or_replaced_bucket_folder_is_unavailable_not_empty() {
         unavailable(
             &format!("{how}: HEAD bucket"),
             s.head_bucket(&b).await.map(drop),
+        );
+        unavailable(
+            &format!("{how}: LIST"),
+            s.list_objects(&b, &Default::default()).await.map(drop),
+        );
+        unavailable(
+            &format!("{how}: LIST versions"),
+            s.list_versions(&b, &Default::default()).await.map(drop),
         );
         unavailable(
             &format!("{how}: PUT"),

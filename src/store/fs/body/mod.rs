@@ -194,7 +194,7 @@ fn write_file(
     let m = file.metadata()?;
     Ok(Written {
         ino: m.ino() as i64,
-        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        mtime_ns: crate::store::fs::nanos(m.mtime(), m.mtime_nsec()),
     })
 }
 

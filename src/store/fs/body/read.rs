@@ -54,7 +54,7 @@ fn facts_of(m: &std::fs::Metadata) -> Facts {
     use std::os::unix::fs::MetadataExt;
     Facts {
         ino: m.ino() as i64,
-        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        mtime_ns: crate::store::fs::nanos(m.mtime(), m.mtime_nsec()),
         size: m.len() as i64,
     }
 }
