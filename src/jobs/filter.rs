@@ -66,6 +66,9 @@ fn to_regex(glob: &str) -> Result<String, String> {
         }
     };
     let (mut stars, mut brackets, mut braces, mut escaped) = (0, 0usize, false, false);
+    // In a class: how many characters since its `[` (a `^` first does not count), and
+    // whether a POSIX class (`[:alpha:]`) is open in it.
+    let (mut in_class, mut posix, mut go_class, mut class_escape) = (0usize, false, false, false);
     let flush = |re: &mut String, stars: &mut u32| -> Result<(), String> {
         match std::mem::take(stars) {
             0 => {}
@@ -85,13 +88,68 @@ fn to_regex(glob: &str) -> Result<String, String> {
             flush(&mut re, &mut stars)?;
         }
         if brackets > 0 {
-            // A class as written: `[:alpha:]` inside one nests.
+            // rclone copies what is between brackets as written, counting `[` and `]` for its
+            // own errors, and Go's regular expressions read it: a class's `[` is itself unless
+            // it opens a POSIX class (`[:alpha:]`), a `]` first in it is itself, the first
+            // other `]` ends it; what follows up to rclone's last `]` is read outside it. So
+            // `[[]x].txt` is `[` then `x].txt`. What the regex crate reads otherwise (a nested
+            // class, `&&`, `~~`, a stray `]` or `{`) is escaped.
             match c {
                 '[' => brackets += 1,
                 ']' => brackets -= 1,
                 _ => {}
             }
-            re.push(c);
+            if class_escape {
+                re.push(c);
+                class_escape = false;
+            } else if go_class {
+                let first = in_class == 0;
+                in_class += 1;
+                match c {
+                    ']' if posix => {
+                        posix = false;
+                        re.push(']');
+                    }
+                    ']' if first => re.push_str("\\]"),
+                    ']' => {
+                        go_class = false;
+                        re.push(']');
+                    }
+                    '^' if first => {
+                        in_class = 0;
+                        re.push('^');
+                    }
+                    ':' if re.ends_with("\\[") && !posix => {
+                        // `[:` opens a POSIX class: its `[` is not escaped.
+                        re.truncate(re.len() - 2);
+                        re.push_str("[:");
+                        posix = true;
+                    }
+                    '[' => re.push_str("\\["),
+                    '\\' => {
+                        re.push('\\');
+                        class_escape = true;
+                    }
+                    '&' | '~' => {
+                        re.push('\\');
+                        re.push(c);
+                    }
+                    c => re.push(c),
+                }
+            } else {
+                match c {
+                    '[' => {
+                        go_class = true;
+                        in_class = 0;
+                        re.push('[');
+                    }
+                    ']' | '{' | '}' => {
+                        re.push('\\');
+                        re.push(c);
+                    }
+                    c => re.push(c),
+                }
+            }
             continue;
         }
         match c {
@@ -100,7 +158,9 @@ fn to_regex(glob: &str) -> Result<String, String> {
             '?' => re.push_str("[^/]"),
             '[' => {
                 re.push('[');
-                brackets += 1;
+                brackets = 1;
+                go_class = true;
+                in_class = 0;
             }
             ']' => return Err("a `]` with no `[`".into()),
             '{' if braces => return Err("a `{` inside `{...}`".into()),
@@ -121,7 +181,7 @@ fn to_regex(glob: &str) -> Result<String, String> {
     if escaped {
         return Err("it ends with `\\`".into());
     }
-    if brackets > 0 {
+    if brackets > 0 || go_class {
         return Err("a `[` with no `]`".into());
     }
     if braces {
@@ -299,10 +359,20 @@ mod tests {
         assert_eq!(keys("*.jpg"), ["dx.jpg", "q/dx.jpg"]);
         assert_eq!(to_regex("**").as_deref(), Ok(EVERY_FOLDER));
         // Characters a regular expression gives a meaning are themselves in a pattern.
+        // A `[` in a class is itself (rclone: `[[]x].txt` matches `[x].txt`); `[:digit:]`
+        // is a POSIX class. rclone refuses a `]` first (`[]a]`), counting it as the end.
+        let f = Filter::new(&including("[[]x].txt")).expect("filter");
+        assert!(f.key("[x].txt") && !f.key("x].txt") && !f.key("[.txt"));
+        let f = Filter::new(&including("v[[:digit:]]")).expect("filter");
+        assert!(f.key("v7") && !f.key("vx"));
+        let f = Filter::new(&including("[a&&b~~c]")).expect("filter");
+        assert!(f.key("&") && f.key("~") && f.key("a"));
         let f = Filter::new(&including("a<b>#&~-(x)+.$^|!@%=,;:'\"`")).expect("filter");
         assert!(f.key("a<b>#&~-(x)+.$^|!@%=,;:'\"`"));
         assert!(!f.key("a<b>#&~-(x)+X$^|!@%=,;:'\"`"));
-        for bad in ["", "/", "[abc", "a}", "{a", "***", "x\\"] {
+        for bad in [
+            "", "/", "[abc", "a}", "{a", "***", "x\\", "[]a]b", "[]a]]b", "[]", "[^[]z",
+        ] {
             match Filter::new(&including(bad)) {
                 Err(Error::Usage(m)) => {
                     assert!(m.starts_with(&format!("--include {bad:?}: ")), "{m}")

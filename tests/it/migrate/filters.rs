@@ -31,6 +31,8 @@ const FILES: &[&str] = &[
     "tmpfile",
     "tmpdir/t",
     "logs/a.log",
+    "[x].txt",
+    "x].txt",
 ];
 
 /// `flag pattern` for each pattern.
@@ -117,6 +119,8 @@ fn filters_select_what_rclone_selects() {
         "with space/*",
         "*[[:alpha:]].csv",
         "\\{x\\}",
+        "[[]x].txt",
+        "[[]odd]/*",
     ];
     let mut differ = Vec::new();
     for flag in ["--include", "--exclude"] {
