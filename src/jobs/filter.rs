@@ -291,6 +291,22 @@ impl Filter {
                 .is_some_and(|r| r.files.is_match(rel) || r.any_folder(rel))
     }
 
+    /// Whether `rel` (a key, or a folder with a trailing `/`) is out of the job: a key the
+    /// filter leaves out, or a folder nothing below which can take part (an exclude of the
+    /// folder, or includes that do not walk into it).
+    pub fn leaves_out(&self, rel: &str) -> bool {
+        if !rel.ends_with('/') {
+            return !self.key(rel);
+        }
+        // Any key inside it has the folder (and its parents) as its folders.
+        let inside = format!("{rel}\u{0}");
+        self.exclude.as_ref().is_some_and(|r| r.any_folder(&inside))
+            || self
+                .include
+                .as_ref()
+                .is_some_and(|r| !r.every_folder(&inside))
+    }
+
     pub fn age(&self, modified_ms: i64) -> bool {
         self.newer_than_ms.is_none_or(|t| modified_ms >= t)
             && self.older_than_ms.is_none_or(|t| modified_ms < t)
@@ -370,6 +386,14 @@ mod tests {
         let f = Filter::new(&including("a<b>#&~-(x)+.$^|!@%=,;:'\"`")).expect("filter");
         assert!(f.key("a<b>#&~-(x)+.$^|!@%=,;:'\"`"));
         assert!(!f.key("a<b>#&~-(x)+X$^|!@%=,;:'\"`"));
+        // Unreadable entries a job leaves out (`--delete` is refused only for the others).
+        let mut o = including("*.jpg");
+        o.exclude = vec!["locked/".into(), "secret.txt".into()];
+        let f = Filter::new(&o).expect("filter");
+        assert!(f.leaves_out("locked/") && f.leaves_out("a/locked/") && f.leaves_out("secret.txt"));
+        assert!(f.leaves_out("x.txt") && !f.leaves_out("x.jpg") && !f.leaves_out("other/"));
+        let f = Filter::new(&including("d1/*")).expect("filter");
+        assert!(f.leaves_out("d2/") && !f.leaves_out("d1/"));
         for bad in [
             "", "/", "[abc", "a}", "{a", "***", "x\\", "[]a]b", "[]a]]b", "[]", "[^[]z",
         ] {

@@ -83,7 +83,8 @@ fn resolved(path: &Path) -> PathBuf {
 pub struct Opener {
     dirs: HashMap<PathBuf, Arc<FsStore>>,
     hash_dirs: bool,
-    deleting: bool,
+    /// Set for a job that deletes (see [`Opener::deleting`]): its filter.
+    deleting: Option<super::filter::Filter>,
     dry: bool,
 }
 
@@ -96,7 +97,7 @@ impl Opener {
         Self {
             dirs: HashMap::new(),
             hash_dirs,
-            deleting: false,
+            deleting: None,
             dry: false,
         }
     }
@@ -108,11 +109,12 @@ impl Opener {
         self
     }
 
-    /// For a job that deletes (`--delete`): a source directory with a folder it cannot read
-    /// is refused, since the copies of what that folder holds would look gone from the source
-    /// and be deleted at the destination (rclone skips deletions after such an error).
-    fn deleting(mut self, yes: bool) -> Self {
-        self.deleting = yes;
+    /// For a job that deletes (`--delete`), with its filter: a source directory with a
+    /// folder or file it cannot read is refused, since the copies of what it holds would
+    /// look gone from the source and be deleted at the destination (rclone skips deletions
+    /// after such an error). What the filter leaves out of the job does not count.
+    fn deleting(mut self, filter: Option<super::filter::Filter>) -> Self {
+        self.deleting = filter;
         self
     }
 
@@ -297,16 +299,24 @@ impl Opener {
                         )),
                     });
                 }
-                let unreadable = store.unreadable(&bucket);
                 let not_indexed = store.not_indexed(&bucket);
-                if role == Role::Src && self.deleting && !unreadable.is_empty() {
+                let unreadable: Vec<String> = match (&self.deleting, store.unread(&bucket)) {
+                    (None, _) => Vec::new(),
+                    (Some(_), None) => store.unreadable(&bucket),
+                    (Some(filter), Some(unread)) => unread
+                        .into_iter()
+                        .filter(|(rel, _)| !filter.leaves_out(rel))
+                        .map(|(rel, why)| format!("{}: {why}", path.join(rel).display()))
+                        .collect(),
+                };
+                if role == Role::Src && !unreadable.is_empty() {
                     return Err(Error::Side {
                         side: role.word(),
                         what: display,
                         source: store::Error::Denied(format!(
                             "cannot read {}{}: what it holds would look deleted, and --delete \
-                             would remove its copies at the destination; make it readable, or \
-                             run without --delete",
+                             would remove its copies at the destination; make it readable, \
+                             --exclude it, or run without --delete",
                             unreadable[0],
                             match unreadable.len() {
                                 1 => String::new(),
@@ -449,7 +459,11 @@ async fn open_sides_with(
     registry: &Registry,
 ) -> Result<(Side, Side)> {
     refuse_nested(&spec.src, &spec.dst)?;
-    let mut opener = opener.deleting(spec.options.delete);
+    let filter = match spec.options.delete {
+        true => Some(super::filter::Filter::new(&spec.options)?),
+        false => None,
+    };
+    let mut opener = opener.deleting(filter);
     let src = opener.open(&spec.src, Role::Src, registry).await?;
     // The source answers before anything is made for the destination (a directory and its
     // parent's index): a run that fails on its source leaves no trace at the destination.

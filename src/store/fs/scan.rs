@@ -115,7 +115,9 @@ fn walk(
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "rescan: cannot read a folder; its files keep their index rows");
             unlisted.unreadable.push(format!("{}: {e}", dir.display()));
-            if !prefix.is_empty() {
+            if prefix.is_empty() {
+                unlisted.root_unreadable = true;
+            } else {
                 unlisted.unread_keys.push((
                     prefix.to_owned(),
                     format!("Ferry cannot read this folder: {e}"),
@@ -204,6 +206,8 @@ pub(super) struct Unlisted {
     pub unnamable: Vec<String>,
     /// What could not be read, relative to the bucket (a folder with a trailing `/`), and why.
     pub unread_keys: Vec<(String, String)>,
+    /// The bucket's folder itself could not be read (nothing of it is listed).
+    pub root_unreadable: bool,
 }
 
 /// `bytes` as text, each byte that is not part of valid UTF-8 written `\xNN`.
@@ -276,6 +280,14 @@ impl FsStore {
     /// What the last rescan of `bucket` could not read (path and why), if anything.
     pub fn unreadable(&self, bucket: &BucketName) -> Vec<String> {
         self.unlisted(bucket).unreadable
+    }
+
+    /// What the last rescan of `bucket` could not read, each relative to the bucket (a
+    /// folder with a trailing `/`) with why; `None` when the bucket's folder itself could not
+    /// be read.
+    pub fn unread(&self, bucket: &BucketName) -> Option<Vec<(String, String)>> {
+        let u = self.unlisted(bucket);
+        (!u.root_unreadable).then_some(u.unread_keys)
     }
 
     /// The files and folders the last rescan of `bucket` found but could not index, each

@@ -348,6 +348,8 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
         cmd.output().expect("run ferry")
     };
     let out = run(&["--delete"]);
+    // What the job's filter leaves out is not in the way (as with `rclone sync --exclude`).
+    let excluded = run(&["--delete", "--exclude", "m/"]);
     // Without --delete the rest is copied, but the folder it could not read is a dead
     // letter and the run fails (it exited 0 with a log line; rsync exits 23).
     let partial = run(&[]);
@@ -359,6 +361,8 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
         err.contains("cannot read") && err.contains("--delete"),
         "{err}"
     );
+    let err = super::stderr(&excluded);
+    assert_eq!(excluded.status.code(), Some(0), "excluded: {err}");
     let err = super::stderr(&partial);
     assert_eq!(partial.status.code(), Some(1), "{err}");
     assert!(
@@ -386,10 +390,13 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
     std::fs::set_permissions(src.join("n"), std::fs::Permissions::from_mode(0o000))
         .expect("lock n");
     let out = run(&["--delete"]);
+    let excluded = run(&["--delete", "--exclude", "n"]);
     let partial = run(&[]);
     let err = super::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot read") && err.contains("/n"), "{err}");
+    let err = super::stderr(&excluded);
+    assert_eq!(excluded.status.code(), Some(0), "excluded: {err}");
     let err = super::stderr(&partial);
     assert_eq!(partial.status.code(), Some(1), "{err}");
     assert!(
