@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferry::cli::{Cli, Incomplete, NotCompared, StdoutClosed, UsageError};
+use ferry::cli::{Cli, Incomplete, Interrupted, NotCompared, StdoutClosed, UsageError};
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
@@ -32,6 +32,8 @@ fn main() -> ExitCode {
                 ExitCode::from(23)
             } else if e.is::<NotCompared>() {
                 ExitCode::from(3)
+            } else if let Some(i) = e.downcast_ref::<Interrupted>() {
+                ExitCode::from(i.status)
             } else {
                 ExitCode::FAILURE
             }

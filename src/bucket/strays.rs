@@ -17,6 +17,13 @@ use crate::transfer::{self, copy};
 const RETRY: Duration = Duration::from_secs(60);
 const PAGE: i64 = 200;
 
+/// This process's id as an uploads' owner: the sweep never takes its own process's uploads
+/// (whatever the clock did since it started).
+fn me() -> &'static str {
+    static ME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ME.get_or_init(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -91,6 +98,7 @@ impl copy::Journal for Recorder<'_> {
                 bucket: self.bucket.to_owned(),
                 key: self.key.to_owned(),
                 upload_id: id.to_owned(),
+                owner: me().to_owned(),
                 created_ms: now_ms(),
             })
             .await
@@ -112,7 +120,7 @@ pub(super) async fn sweep(registry: std::sync::Arc<Registry>, started_ms: i64) {
         loop {
             let page = match registry
                 .db()
-                .open_uploads(started_ms, after.as_ref(), PAGE)
+                .open_uploads(started_ms, me(), after.as_ref(), PAGE)
                 .await
             {
                 Ok(p) => p,

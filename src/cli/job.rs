@@ -488,8 +488,9 @@ pub async fn worker(args: WorkerArgs, data: Option<PathBuf>) -> anyhow::Result<(
     let (db, data) = open_state(args.db.db.as_deref(), data).await?;
     let registry = Arc::new(Registry::new(db, &data));
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // Ctrl-C or SIGTERM: the tasks in flight stop at a part boundary and are handed back.
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        super::serve::shutdown_signal().await;
         let _ = tx.send(true);
     });
     eprintln!("ferry: worker running jobs from the state database");

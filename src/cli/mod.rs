@@ -83,6 +83,15 @@ pub struct NotCompared(pub String);
 #[error("{0}")]
 pub struct Incomplete(pub String);
 
+/// Stopped by a signal (Ctrl-C, SIGTERM) after putting the work in order: the exit status a
+/// shell gives a process the signal ended (130, 143), so a script tells it from a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Interrupted {
+    pub status: u8,
+    pub message: String,
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "ferry", version, about = "Keeps object data safe across sites", long_about = None)]
 pub struct Cli {

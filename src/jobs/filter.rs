@@ -69,6 +69,8 @@ fn to_regex(glob: &str) -> Result<String, String> {
     // In a class: how many characters since its `[` (a `^` first does not count), and
     // whether a POSIX class (`[:alpha:]`) is open in it.
     let (mut in_class, mut posix, mut go_class, mut class_escape) = (0usize, false, false, false);
+    // Whether the class's first character may still be a `^` that negates it.
+    let mut negatable = false;
     let flush = |re: &mut String, stars: &mut u32| -> Result<(), String> {
         match std::mem::take(stars) {
             0 => {}
@@ -105,6 +107,9 @@ fn to_regex(glob: &str) -> Result<String, String> {
             } else if go_class {
                 let first = in_class == 0;
                 in_class += 1;
+                if c != '^' {
+                    negatable = false;
+                }
                 match c {
                     ']' if posix => {
                         posix = false;
@@ -115,8 +120,9 @@ fn to_regex(glob: &str) -> Result<String, String> {
                         go_class = false;
                         re.push(']');
                     }
-                    '^' if first => {
+                    '^' if first && negatable => {
                         in_class = 0;
+                        negatable = false;
                         re.push('^');
                     }
                     ':' if re.ends_with("\\[") && !posix => {
@@ -141,6 +147,7 @@ fn to_regex(glob: &str) -> Result<String, String> {
                     '[' => {
                         go_class = true;
                         in_class = 0;
+                        negatable = true;
                         re.push('[');
                     }
                     ']' | '{' | '}' => {
@@ -156,11 +163,18 @@ fn to_regex(glob: &str) -> Result<String, String> {
             '\\' => escaped = true,
             '*' => stars += 1,
             '?' => re.push_str("[^/]"),
+            // rclone's count ended, Go's class goes on (`[][]`: `]` or `[`).
+            '[' if go_class => {
+                re.push_str("\\[");
+                brackets = 1;
+                in_class += 1;
+            }
             '[' => {
                 re.push('[');
                 brackets = 1;
                 go_class = true;
                 in_class = 0;
+                negatable = true;
             }
             ']' => return Err("a `]` with no `[`".into()),
             '{' if braces => return Err("a `{` inside `{...}`".into()),
@@ -381,6 +395,10 @@ mod tests {
         assert!(f.key("[x].txt") && !f.key("x].txt") && !f.key("[.txt"));
         let f = Filter::new(&including("v[[:digit:]]")).expect("filter");
         assert!(f.key("v7") && !f.key("vx"));
+        let f = Filter::new(&including("[^^]x")).expect("filter");
+        assert!(f.key("ax") && !f.key("^x"));
+        let f = Filter::new(&including("[][]x")).expect("filter");
+        assert!(f.key("]x") && f.key("[x") && !f.key("ax"));
         let f = Filter::new(&including("[a&&b~~c]")).expect("filter");
         assert!(f.key("&") && f.key("~") && f.key("a"));
         let f = Filter::new(&including("a<b>#&~-(x)+.$^|!@%=,;:'\"`")).expect("filter");

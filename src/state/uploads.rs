@@ -9,11 +9,12 @@ use super::{Db, Result};
 
 pub(super) fn schema() -> Vec<String> {
     vec![
-        "CREATE TABLE IF NOT EXISTS open_uploads (
+        "CREATE TABLE IF NOT EXISTS copy_uploads (
             store TEXT NOT NULL,
             bucket TEXT NOT NULL,
             object_key TEXT NOT NULL,
             upload_id TEXT NOT NULL,
+            owner TEXT NOT NULL,
             created_ms BIGINT NOT NULL,
             PRIMARY KEY (store, bucket, upload_id)
         )"
@@ -28,6 +29,8 @@ pub struct OpenUpload {
     pub bucket: String,
     pub key: String,
     pub upload_id: String,
+    /// The process that opened it (an id of its own, made at its start).
+    pub owner: String,
     pub created_ms: i64,
 }
 
@@ -35,13 +38,14 @@ impl Db {
     /// Records an upload just created (durably: a crash right after must still find it).
     pub async fn record_upload(&self, u: &OpenUpload) -> Result<()> {
         sqlx::query(
-            "INSERT INTO open_uploads (store, bucket, object_key, upload_id, created_ms)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO copy_uploads (store, bucket, object_key, upload_id, owner, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&u.store)
         .bind(&u.bucket)
         .bind(&u.key)
         .bind(&u.upload_id)
+        .bind(&u.owner)
         .bind(u.created_ms)
         .execute(&self.pool)
         .await?;
@@ -50,7 +54,7 @@ impl Db {
 
     /// Forgets an upload that was completed or aborted.
     pub async fn forget_upload(&self, store: &str, bucket: &str, upload_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM open_uploads WHERE store = $1 AND bucket = $2 AND upload_id = $3")
+        sqlx::query("DELETE FROM copy_uploads WHERE store = $1 AND bucket = $2 AND upload_id = $3")
             .bind(store)
             .bind(bucket)
             .bind(upload_id)
@@ -59,11 +63,13 @@ impl Db {
         Ok(())
     }
 
-    /// Up to `limit` uploads recorded before `before_ms`, oldest first, after the position
-    /// `after` (the `(created_ms, store, bucket, upload_id)` of the last one of the previous page).
+    /// Up to `limit` uploads recorded before `before_ms` by another process than `not_owner`,
+    /// oldest first, after the position `after` (the `(created_ms, store, bucket, upload_id)`
+    /// of the last one of the previous page).
     pub async fn open_uploads(
         &self,
         before_ms: i64,
+        not_owner: &str,
         after: Option<&OpenUpload>,
         limit: i64,
     ) -> Result<Vec<OpenUpload>> {
@@ -77,8 +83,8 @@ impl Db {
             None => (i64::MIN, "", "", ""),
         };
         let rows = sqlx::query(
-            "SELECT store, bucket, object_key, upload_id, created_ms FROM open_uploads
-             WHERE created_ms < $1
+            "SELECT store, bucket, object_key, upload_id, owner, created_ms FROM copy_uploads
+             WHERE created_ms < $1 AND owner <> $7
                AND (created_ms > $2 OR (created_ms = $2 AND (store > $3
                     OR (store = $3 AND (bucket > $4 OR (bucket = $4 AND upload_id > $5))))))
              ORDER BY created_ms, store, bucket, upload_id LIMIT $6",
@@ -89,6 +95,7 @@ impl Db {
         .bind(bucket)
         .bind(id)
         .bind(limit)
+        .bind(not_owner)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -98,6 +105,7 @@ impl Db {
                     bucket: r.try_get("bucket")?,
                     key: r.try_get("object_key")?,
                     upload_id: r.try_get("upload_id")?,
+                    owner: r.try_get("owner")?,
                     created_ms: r.try_get("created_ms")?,
                 })
             })

@@ -704,14 +704,19 @@ fn serve_on_postgres_state() {
     assert!(text.contains("\"local\""), "{text}");
 }
 
-/// Uploads recorded until they end: paged oldest first, only those before a time, forgotten
-/// one by one.
+/// Uploads recorded until they end: paged oldest first, only those before a time and of
+/// another process, forgotten one by one.
 async fn open_uploads(db: &Db, unique: &str) {
     let up = |id: &str, ms: i64| OpenUpload {
         store: unique.to_owned(),
         bucket: "b".into(),
         key: format!("k/{id}"),
         upload_id: id.into(),
+        owner: if id == "mine" {
+            "me".into()
+        } else {
+            "earlier".into()
+        },
         created_ms: ms,
     };
     // Two at the same moment, to page across a tie.
@@ -721,6 +726,7 @@ async fn open_uploads(db: &Db, unique: &str) {
         ("u2a", 20),
         ("u2b", 20),
         ("late", 90),
+        ("mine", 15),
     ] {
         db.record_upload(&up(id, ms)).await.expect("record");
     }
@@ -730,7 +736,10 @@ async fn open_uploads(db: &Db, unique: &str) {
             let mut seen = Vec::new();
             let mut after: Option<OpenUpload> = None;
             loop {
-                let page = db.open_uploads(50, after.as_ref(), 2).await.expect("page");
+                let page = db
+                    .open_uploads(50, "me", after.as_ref(), 2)
+                    .await
+                    .expect("page");
                 seen.extend(
                     page.iter()
                         .filter(|u| u.store == unique)
@@ -749,7 +758,7 @@ async fn open_uploads(db: &Db, unique: &str) {
         .await
         .expect("forget unknown");
     assert_eq!(ours(db).await, ["u1", "u2b", "u3"]);
-    for id in ["u1", "u2b", "u3", "late"] {
+    for id in ["u1", "u2b", "u3", "late", "mine"] {
         db.forget_upload(unique, "b", id).await.expect("forget");
     }
     assert!(ours(db).await.is_empty());

@@ -342,10 +342,17 @@ pub async fn run(
     let runner =
         Arc::new(Runner::new(db.clone(), rec.id, stored, src, dst, &settings).map_err(usage)?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        let _ = stop_tx.send(true);
-    });
+    // Ctrl-C or SIGTERM (a service manager, `timeout`): the job stops at a part boundary
+    // and the process exits with the status the signal names.
+    let signalled = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    {
+        let signalled = signalled.clone();
+        tokio::spawn(async move {
+            let status = super::serve::shutdown_signal().await;
+            signalled.store(u8::try_from(status).unwrap_or(1), Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+        });
+    }
     let started = Instant::now();
     let progress = tokio::spawn(progress(db.clone(), rec.clone(), runner.clone()));
     let live = runner.live.clone();
@@ -354,10 +361,16 @@ pub async fn run(
     let _ = progress.await;
     let ended = ended.map_err(usage)?;
     match ended {
-        Ended::Stopped => Err(anyhow!(
-            "stopped; run the same command again to resume job {}",
-            rec.id
-        )),
+        Ended::Stopped => {
+            let message = format!(
+                "stopped; run the same command again to resume job {}",
+                rec.id
+            );
+            match signalled.load(Ordering::Relaxed) {
+                0 => Err(anyhow!(message)),
+                status => Err(super::Interrupted { status, message }.into()),
+            }
+        }
         Ended::Cancelled(r) => Err(anyhow!("job {} was cancelled", r.id)),
         Ended::Done(r) => {
             if r.listed == 0 && r.unchanged == 0 && !as_json {

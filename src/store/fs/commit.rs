@@ -160,7 +160,11 @@ fn batches(
             }
         }
         let finished = carry.held.retry(root);
-        carry.finished.extend(finished);
+        if !finished.is_empty() {
+            // Steps a replay found done were not flushed when they ran.
+            carry.moves_unsynced = true;
+            carry.finished.extend(finished);
+        }
         let batch = refuse_held(&carry.held, batch, store);
         let mut dirs = Dirs::new(root);
         let batch = refuse_conflicts(&mut dirs, batch);
@@ -187,8 +191,12 @@ fn batches(
                 // The transaction rolled back: retry each change alone so the others still
                 // commit and the failing one gets its own error.
                 for j in batch {
-                    let r = apply(&mut conn, &mut dirs, carry, std::slice::from_ref(&j));
-                    j.answer(r.map_err(Failed::into_error));
+                    match apply(&mut conn, &mut dirs, carry, std::slice::from_ref(&j)) {
+                        Err(Failed::Moves(e, intent)) => {
+                            settle_moves(&mut conn, root, carry, vec![j], intent, e);
+                        }
+                        r => j.answer(r.map_err(Failed::into_error)),
+                    }
                 }
             }
             Err(Failed::Moves(e, intent)) => settle_moves(&mut conn, root, carry, batch, intent, e),
@@ -230,9 +238,12 @@ fn refuse_held(held: &Held, batch: Vec<Job>, store: &str) -> Vec<Job> {
     kept
 }
 
-/// The index committed a batch and its moves failed: finishes each change's moves on its own
-/// (the changes of a batch touch different keys), answers those done, and holds the others,
-/// each under an intent of its own that replaces the batch's (see [`Held`]).
+/// The index committed a batch and its moves failed: gives each change an intent of its own in
+/// place of the batch's, then finishes each change's moves on its own (the changes of a batch
+/// touch different keys), answers those done, and holds the others (see [`Held`]). The split
+/// comes first: a batch intent is replayed as one list that skips every step before the last
+/// one proven done, so changes finished out of order under it would leave an earlier one
+/// unfinished for good.
 fn settle_moves(
     conn: &mut Connection,
     root: &Root,
@@ -241,19 +252,11 @@ fn settle_moves(
     intent: i64,
     error: Error,
 ) {
-    let mut done = Vec::new();
-    let mut failed = Vec::new();
-    for j in batch {
-        match intent::replay(root, &j.change.steps) {
-            Ok(()) => done.push(j),
-            Err(e) => failed.push((j, e)),
-        }
-    }
     let split = (|| {
         let tx = conn.transaction()?;
         index::tx_delete_intent(&tx, intent)?;
-        let mut ids = Vec::with_capacity(failed.len());
-        for (j, _) in &failed {
+        let mut ids = Vec::with_capacity(batch.len());
+        for j in &batch {
             let json = serde_json::to_string(&j.change.steps)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             ids.push(index::tx_insert_intent(&tx, &json)?);
@@ -261,40 +264,45 @@ fn settle_moves(
         tx.commit()?;
         Ok::<_, rusqlite::Error>(ids)
     })();
-    let answer = |j: Job, e: std::io::Error| {
-        let key = j.change.key.clone();
-        j.answer(Err(Error::io(
-            format!(
-                "moving the file of {key} (the change is recorded and its move is tried again)"
-            ),
-            e,
-        )));
-    };
+    // Said as a committed change's failure, never as a full disk: a caller that frees room
+    // and tries a change again (`FsStore::freeing`) must not repeat this one.
+    let failed = |e: Error| Failed::Moves(e, intent).into_error();
     match split {
         Ok(ids) => {
-            for ((j, e), id) in failed.into_iter().zip(ids) {
-                carry.held.hold(id, j.change.steps.clone(), e.to_string());
-                answer(j, e);
+            // Moves made before the failure were not flushed: the intents go only after a
+            // `syncfs` (the next batch's).
+            carry.moves_unsynced = true;
+            for (j, id) in batch.into_iter().zip(ids) {
+                match intent::replay(root, &j.change.steps) {
+                    Ok(()) => {
+                        carry.finished.push(id);
+                        j.answer(Ok(()));
+                    }
+                    Err(e) => {
+                        carry.held.hold(id, j.change.steps.clone(), e.to_string());
+                        let key = j.change.key.clone();
+                        j.answer(Err(failed(Error::io(
+                            format!("moving the file of {key} (the change is recorded and its move is tried again)"),
+                            e,
+                        ))));
+                    }
+                }
             }
         }
         Err(e) => {
-            // The batch's intent stays: every change of it is held under it.
+            // The batch's intent stays, to be finished in order: every change of it is held
+            // under it, and none is said done.
             tracing::warn!(error = %e, "could not split a failed intent");
-            let steps = done
+            let steps = batch
                 .iter()
-                .map(|j| &j.change.steps)
-                .chain(failed.iter().map(|(j, _)| &j.change.steps))
-                .flatten()
-                .cloned()
+                .flat_map(|j| j.change.steps.iter().cloned())
                 .collect();
             carry.held.hold(intent, steps, error.to_string());
-            for (j, e) in failed {
-                answer(j, e);
+            let msg = format!("a file change could not be finished ({error}); it is tried again");
+            for j in batch {
+                j.answer(Err(failed(Error::Index(msg.clone()))));
             }
         }
-    }
-    for j in done {
-        j.answer(Ok(()));
     }
 }
 

@@ -16,8 +16,11 @@ use super::META_DIR;
 use super::confine::Root;
 use super::intent::{self, Step};
 
-/// How often held changes are tried again (on the commit thread, between batches).
+/// How often held changes are tried again (on the commit thread, before a batch).
 const RETRY: Duration = Duration::from_secs(1);
+/// Held changes tried per round: many (a mirror deleting thousands of immutable files) must
+/// not stall every write for the time it takes to try them all.
+const PER_ROUND: usize = 64;
 
 struct Change {
     intent: i64,
@@ -52,7 +55,7 @@ impl Held {
             intent,
             ?steps,
             error,
-            "a file change could not be finished; changes of its keys are refused until it is (it is tried again every second)"
+            "a file change could not be finished; changes of its keys are refused until it is (it is tried again before the store's next writes, at most once a second)"
         );
         self.changes.push(Change {
             intent,
@@ -70,33 +73,37 @@ impl Held {
         object_paths(steps).find_map(|p| {
             self.changes.iter().find(|c| c.paths.contains(p)).map(|c| {
                 format!(
-                    "an earlier change of this key could not move its file ({}); it is tried again every second",
+                    "an earlier change of this key could not move its file ({}); it is tried again before the next writes",
                     c.error
                 )
             })
         })
     }
 
-    /// Tries the held changes again (at most once per [`RETRY`]); returns the intents of
-    /// those now finished, for the next transaction to delete.
+    /// Tries up to [`PER_ROUND`] held changes again, the longest untried first (at most once
+    /// per [`RETRY`]); returns the intents of those now finished, for the next transaction to
+    /// delete.
     pub fn retry(&mut self, root: &Root) -> Vec<i64> {
         if self.changes.is_empty() || self.tried.is_some_and(|t| t.elapsed() < RETRY) {
             return Vec::new();
         }
         self.tried = Some(Instant::now());
+        let n = self.changes.len().min(PER_ROUND);
         let mut done = Vec::new();
-        self.changes
-            .retain_mut(|c| match intent::replay(root, &c.steps) {
+        let mut again = Vec::new();
+        for mut c in self.changes.drain(..n).collect::<Vec<_>>() {
+            match intent::replay(root, &c.steps) {
                 Ok(()) => {
                     tracing::info!(intent = c.intent, "a held file change is finished");
                     done.push(c.intent);
-                    false
                 }
                 Err(e) => {
                     c.error = e.to_string();
-                    true
+                    again.push(c);
                 }
-            });
+            }
+        }
+        self.changes.extend(again);
         done
     }
 }

@@ -61,8 +61,32 @@ async fn a_move_that_failed_after_commit_holds_its_key_until_finished() {
         put(&s, &b, "dir/obj", b"v1").await;
         put(&s, &b, "other", b"o1").await;
         immutable(&file, true);
-        let r = s.delete_object(&b, &key("dir/obj"), None).await;
+        // With writes of other keys alongside (one batch, most likely): they are done, each
+        // change's moves finished on its own.
+        let (k_obj, k_a, k_cd) = (key("dir/obj"), key("a"), key("c/d"));
+        let (r, a, c) = tokio::join!(
+            s.delete_object(&b, &k_obj, None),
+            s.put_object(
+                &b,
+                &k_a,
+                crate::store::one_chunk(b"alongside a"),
+                Default::default()
+            ),
+            s.put_object(
+                &b,
+                &k_cd,
+                crate::store::one_chunk(b"alongside c"),
+                Default::default()
+            ),
+        );
         assert!(r.is_err(), "the delete's move cannot be made: {r:?}");
+        a.expect("a write alongside");
+        c.expect("another write alongside");
+        assert_eq!(get(&s, &b, "a", None).await.expect("a").0, b"alongside a");
+        assert_eq!(
+            get(&s, &b, "c/d", None).await.expect("c/d").0,
+            b"alongside c"
+        );
         // The key is held: a write is refused before anything of it is committed, and
         // other keys go on.
         let w = s
@@ -85,4 +109,8 @@ async fn a_move_that_failed_after_commit_holds_its_key_until_finished() {
     let s = FsStore::open("fs", dir.path()).await.expect("reopen");
     assert_eq!(get(&s, &b, "dir/obj", None).await.expect("get").0, b"v2");
     assert_eq!(get(&s, &b, "other", None).await.expect("get").0, b"o2");
+    assert_eq!(
+        get(&s, &b, "c/d", None).await.expect("c/d").0,
+        b"alongside c"
+    );
 }

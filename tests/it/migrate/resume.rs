@@ -132,10 +132,23 @@ fn ctrl_c_then_resume_stores_each_object_once() {
             "the job finished before Ctrl-C {round}:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
+        // Ctrl-C twice, then SIGTERM (a service manager's stop): each ends the run with the
+        // status a shell gives a process the signal stopped.
+        let (signal, status) = if round < 2 {
+            ("-INT", 130)
+        } else {
+            ("-TERM", 143)
+        };
         let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status();
-        wait_for(&mut child, Duration::from_secs(60), &log);
+        let ended = wait_for(&mut child, Duration::from_secs(60), &log);
+        assert_eq!(
+            ended.code(),
+            Some(status),
+            "{signal}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
     let args: Vec<&str> = args[..args.len() - 2].to_vec();
     let mut child = m.spawn(&args, &log);
