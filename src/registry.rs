@@ -165,6 +165,11 @@ impl Registry {
         &self.db
     }
 
+    /// The data directory (`--data`).
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
     /// Registers (first start) and opens the built-in `local` fs store.
     pub async fn local(&self) -> Result<Arc<FsStore>, Error> {
         if matches!(

@@ -86,6 +86,9 @@ pub struct Opener {
     /// Set for a job that deletes (see [`Opener::deleting`]): its filter.
     deleting: Option<super::filter::Filter>,
     dry: bool,
+    /// Both sides are directories of one parent: the destination's store (which writes
+    /// there anyway) reads the source too, and copies between them stay on the disk.
+    share_parent: bool,
 }
 
 impl Opener {
@@ -98,6 +101,7 @@ impl Opener {
             dirs: HashMap::new(),
             hash_dirs,
             deleting: None,
+            share_parent: false,
             dry: false,
         }
     }
@@ -116,6 +120,30 @@ impl Opener {
     fn deleting(mut self, filter: Option<super::filter::Filter>) -> Self {
         self.deleting = filter;
         self
+    }
+
+    /// The store of a directory a job writes (its index in the parent's `.ferry/`, beside
+    /// the files it moves into place), opened once per parent.
+    async fn writable_dir(
+        &mut self,
+        parent: &Path,
+        bucket: &BucketName,
+    ) -> store::Result<Arc<FsStore>> {
+        if let Some(s) = self.dirs.get(parent) {
+            s.adopt_dir(bucket).await?;
+            return Ok(s.clone());
+        }
+        std::fs::create_dir_all(parent)
+            .map_err(|e| store::Error::io(format!("creating {}", parent.display()), e))?;
+        let s = FsStore::open_dir(
+            &parent.display().to_string(),
+            parent,
+            bucket,
+            self.hash_dirs,
+        )
+        .await?;
+        self.dirs.insert(parent.to_path_buf(), s.clone());
+        Ok(s)
     }
 
     pub async fn open(&mut self, ep: &Endpoint, role: Role, registry: &Registry) -> Result<Side> {
@@ -253,32 +281,34 @@ impl Opener {
                     false => (parent.to_path_buf(), None),
                 };
                 let parent = parent.as_path();
-                let store = match self.dirs.get(parent) {
-                    // Both sides in one folder: the store opened for the first adopts the
-                    // second (indexing what it holds; a destination's files must be seen
-                    // to be kept or deleted).
-                    Some(s) => {
-                        s.adopt_dir(&bucket).await.map_err(bad)?;
-                        s.clone()
-                    }
-                    None => {
-                        std::fs::create_dir_all(parent).map_err(|e| {
-                            bad(store::Error::io(
-                                format!("creating {}", parent.display()),
-                                e,
-                            ))
+                // A directory only read (a source; a dry run's destination) keeps its index
+                // elsewhere, so nothing is written beside it: under the data directory, one
+                // per directory, or for a dry run in a scratch folder removed afterwards.
+                let read_only =
+                    (role == Role::Src && !self.share_parent) || (self.dry && stand_in.is_none());
+                let mut scratch = None;
+                let store = if read_only {
+                    let meta = if self.dry {
+                        let t = tempfile::TempDir::new().map_err(|e| {
+                            bad(store::Error::io("making a dry run's scratch folder", e))
                         })?;
-                        let s = FsStore::open_dir(
-                            &parent.display().to_string(),
-                            parent,
-                            &bucket,
-                            self.hash_dirs,
-                        )
-                        .await
-                        .map_err(bad)?;
-                        self.dirs.insert(parent.to_path_buf(), s.clone());
-                        s
-                    }
+                        let p = t.path().to_path_buf();
+                        scratch = Some(Arc::new(t));
+                        p
+                    } else {
+                        index_dir(registry, path).map_err(bad)?
+                    };
+                    FsStore::open_dir_read_only(
+                        &parent.display().to_string(),
+                        parent,
+                        &bucket,
+                        self.hash_dirs,
+                        &meta,
+                    )
+                    .await
+                    .map_err(bad)?
+                } else {
+                    self.writable_dir(parent, &bucket).await.map_err(bad)?
                 };
                 // A destination folder nothing can be written to (a read-only mount, its
                 // permissions) is said once, here, not as a dead letter per file.
@@ -329,11 +359,15 @@ impl Opener {
                     store,
                     bucket,
                     prefix: String::new(),
-                    identity: format!("dir:{}", parent.display()),
+                    // A store opened only to read is no other side's store.
+                    identity: match read_only {
+                        true => format!("dir-read:{}", path.display()),
+                        false => format!("dir:{}", parent.display()),
+                    },
                     place: dir_place(parent),
                     display,
                     not_indexed,
-                    stand_in,
+                    stand_in: stand_in.or(scratch),
                 })
             }
         }
@@ -464,12 +498,29 @@ async fn open_sides_with(
         false => None,
     };
     let mut opener = opener.deleting(filter);
+    if let (Endpoint::Dir { path: a }, Endpoint::Dir { path: b }) = (&spec.src, &spec.dst) {
+        opener.share_parent = resolved(a).parent() == resolved(b).parent();
+    }
     let src = opener.open(&spec.src, Role::Src, registry).await?;
     // The source answers before anything is made for the destination (a directory and its
     // parent's index): a run that fails on its source leaves no trace at the destination.
     probe(&src).await.map_err(side_err(&src, Role::Src))?;
     let dst = opener.open(&spec.dst, Role::Dst, registry).await?;
     Ok((src, dst))
+}
+
+/// Where the index of a directory a job only reads is kept: below the data directory, one
+/// folder per directory (named by a digest of its path), so the next run finds its files'
+/// hashes again.
+fn index_dir(registry: &Registry, dir: &Path) -> store::Result<PathBuf> {
+    use md5::Digest;
+    let digest = md5::Md5::digest(dir.as_os_str().as_encoded_bytes());
+    let at = registry.data().join("dirs").join(hex::encode(&digest[..8]));
+    std::fs::create_dir_all(&at)
+        .map_err(|e| store::Error::io(format!("creating {}", at.display()), e))?;
+    // Said where the index is, for whoever wonders what the folder is.
+    let _ = std::fs::write(at.join("directory"), dir.as_os_str().as_encoded_bytes());
+    Ok(at)
 }
 
 /// `side`'s failure as the job's error.

@@ -43,6 +43,7 @@ impl Store for FsStore {
     }
 
     async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
+        self.writes()?;
         // Asked first: making the folder of a bucket whose folder is missing (moved aside, a
         // filesystem not mounted) would turn "missing" into "replaced", which a rescan
         // --adopt would take for the bucket's folder (found by a probe: `aws s3 mb`).
@@ -91,6 +92,7 @@ impl Store for FsStore {
     }
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
+        self.writes()?;
         // A folder that is not the bucket's (a symlink leads out of the store) is not emptied.
         self.check_folder(bucket).await?;
         let not_empty = || Error::BucketNotEmpty {
@@ -178,6 +180,7 @@ impl Store for FsStore {
     }
 
     async fn set_versioning(&self, bucket: &BucketName, state: Versioning) -> Result<()> {
+        self.writes()?;
         let current = versioning_from(&self.bucket_row(bucket).await?.versioning);
         if state == Versioning::Unversioned && current != Versioning::Unversioned {
             return Err(Error::InvalidArgument(
@@ -197,6 +200,7 @@ impl Store for FsStore {
     }
 
     async fn put_bucket_tags(&self, bucket: &BucketName, tags: Option<Tags>) -> Result<()> {
+        self.writes()?;
         self.bucket_row(bucket).await?;
         let json = tags.as_ref().and_then(|t| serde_json::to_string(t).ok());
         self.index
@@ -213,6 +217,7 @@ impl Store for FsStore {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
+        self.writes()?;
         path(key)?;
         self.room_for_writes().await?;
         self.put_impl(bucket, key, body, opts).await
@@ -285,6 +290,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<DeleteResult> {
+        self.writes()?;
         path(key)?;
         self.freeing(|| self.delete_impl(bucket, key, version_id))
             .await
@@ -298,6 +304,7 @@ impl Store for FsStore {
         dst_key: &ObjectKey,
         opts: CopyOptions,
     ) -> Result<ObjectMeta> {
+        self.writes()?;
         path(src_key)?;
         path(dst_key)?;
         self.room_for_writes().await?;
@@ -329,6 +336,7 @@ impl Store for FsStore {
         version_id: Option<&str>,
         tags: Tags,
     ) -> Result<String> {
+        self.writes()?;
         path(key)?;
         self.check_folder(bucket).await?;
         let held = self.write_lock(bucket, key.as_str()).await;
@@ -347,6 +355,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         at: OffsetDateTime,
     ) -> Result<()> {
+        self.writes()?;
         path(key)?;
         self.set_modified_impl(bucket, key, at).await
     }
@@ -374,6 +383,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         opts: PutOptions,
     ) -> Result<String> {
+        self.writes()?;
         path(key)?;
         self.create_multipart_impl(bucket, key, opts).await
     }
@@ -387,6 +397,7 @@ impl Store for FsStore {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<PartInfo> {
+        self.writes()?;
         path(key)?;
         self.room_for_writes().await?;
         let r = self
@@ -419,6 +430,7 @@ impl Store for FsStore {
         parts: &[CompletedPart],
         checksum: Option<&Checksum>,
     ) -> Result<ObjectMeta> {
+        self.writes()?;
         path(key)?;
         // Completing may copy parts into a new file.
         self.room_for_writes().await?;
@@ -432,6 +444,7 @@ impl Store for FsStore {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<()> {
+        self.writes()?;
         path(key)?;
         self.freeing(|| self.abort_multipart_impl(bucket, key, upload_id))
             .await

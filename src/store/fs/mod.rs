@@ -93,6 +93,11 @@ pub struct FsStore {
     reserve: Arc<reserve::Reserve>,
     /// An exclusive `flock` on `.ferry/lock`, held while the store is open: the index cache
     /// and crash recovery assume one process per store.
+    /// Where the index, the lock and the scratch folders are: `ROOT/.ferry`, or elsewhere
+    /// for a store opened read-only.
+    meta: PathBuf,
+    /// Opened only to be read: writes are refused (their files would go through `.ferry/`).
+    read_only: bool,
     _lock: std::fs::File,
 }
 
@@ -126,7 +131,7 @@ impl FsStore {
     pub async fn open(name: &str, root: &Path) -> Result<Arc<Self>> {
         // Opening writes (the index's schema and write-ahead log, replayed intents): on a
         // full disk the reserve makes the room, so the store opens and can be emptied.
-        let store = match Self::open_unscanned(name, root, true, true).await {
+        let store = match Self::open_unscanned(name, root, None, true, true).await {
             Err(e)
                 if e.is_storage_full()
                     && std::fs::remove_file(root.join(META_DIR).join("reserve")).is_ok() =>
@@ -135,7 +140,7 @@ impl FsStore {
                     store = name,
                     "the disk is full: released the store's reserve to open it"
                 );
-                Self::open_unscanned(name, root, true, true).await?
+                Self::open_unscanned(name, root, None, true, true).await?
             }
             r => r?,
         };
@@ -157,9 +162,47 @@ impl FsStore {
         bucket: &BucketName,
         hash_found: bool,
     ) -> Result<Arc<Self>> {
-        let store = Self::open_unscanned(name, root, hash_found, false).await?;
+        let store = Self::open_unscanned(name, root, None, hash_found, false).await?;
         store.adopt_dir(bucket).await?;
         Ok(store)
+    }
+
+    /// [`FsStore::open_dir`] for a directory only read (a job's source, a dry run's
+    /// destination): its index and lock live in `meta`, not beside the directory, so nothing
+    /// is written there (a read-only mount, another user's tree, a snapshot can be read), and
+    /// two jobs reading sibling directories do not share a lock. Writes are refused.
+    pub async fn open_dir_read_only(
+        name: &str,
+        root: &Path,
+        bucket: &BucketName,
+        hash_found: bool,
+        meta: &Path,
+    ) -> Result<Arc<Self>> {
+        let store = Self::open_unscanned(name, root, Some(meta), hash_found, false).await?;
+        let dir = store.root().join(bucket.as_str());
+        if !dir.is_dir() {
+            return Err(Error::NoSuchBucket {
+                bucket: bucket.to_string(),
+            });
+        }
+        store
+            .index
+            .insert_bucket(bucket.as_str(), index::now_ms())
+            .await?;
+        store.record_folder(bucket).await?;
+        store.rescan_one(bucket).await?;
+        Ok(store)
+    }
+
+    /// Refuses a write to a store opened read-only ([`FsStore::open_dir_read_only`]).
+    pub(super) fn writes(&self) -> Result<()> {
+        match self.read_only {
+            false => Ok(()),
+            true => Err(Error::Denied(format!(
+                "{} is opened only to be read",
+                self.root.display()
+            ))),
+        }
     }
 
     /// Serves the directory `bucket` below the root as a bucket (made if missing), with what
@@ -180,17 +223,20 @@ impl FsStore {
     async fn open_unscanned(
         name: &str,
         root: &Path,
+        external_meta: Option<&Path>,
         hash_found: bool,
         reserve: bool,
     ) -> Result<Arc<Self>> {
-        let meta = root.join(META_DIR);
+        let meta = external_meta.map_or_else(|| root.join(META_DIR), Path::to_path_buf);
         for d in ["tmp", "versions", "blobs", "uploads", "trash"] {
             std::fs::create_dir_all(meta.join(d))
                 .map_err(|e| Error::io(format!("creating {}", meta.join(d).display()), e))?;
         }
         let root = std::fs::canonicalize(root)
             .map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
-        let lock_path = root.join(META_DIR).join("lock");
+        let meta = std::fs::canonicalize(&meta)
+            .map_err(|e| Error::io(format!("opening {}", meta.display()), e))?;
+        let lock_path = meta.join("lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -206,8 +252,8 @@ impl FsStore {
                 ),
             });
         }
-        let reserve_path = root.join(META_DIR).join("reserve");
-        let index = Arc::new(Index::open(&root.join(META_DIR).join("index.db")).await?);
+        let reserve_path = meta.join("reserve");
+        let index = Arc::new(Index::open(&meta.join("index.db")).await?);
         let seq = AtomicI64::new(index.max_seq().await?);
         let confined = Arc::new(
             confine::Root::open(&root)
@@ -236,6 +282,8 @@ impl FsStore {
             placements: Default::default(),
             unlisted: Default::default(),
             reserve,
+            meta,
+            read_only: external_meta.is_some(),
             _lock: lock,
         });
         store.recover().await?;
@@ -293,7 +341,7 @@ impl FsStore {
             tracing::info!(store = %self.name, intent = id, "replayed an unfinished change");
         }
         for d in ["tmp", "trash"] {
-            let dir = self.root.join(META_DIR).join(d);
+            let dir = self.meta.join(d);
             let entries = std::fs::read_dir(&dir)
                 .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
             for entry in entries.flatten() {
@@ -308,11 +356,7 @@ impl FsStore {
         // Bodies are received into 16 subfolders of tmp/: creating a file locks its folder,
         // and one folder for every concurrent PUT made them queue on that lock.
         for shard in 0..16u8 {
-            let dir = self
-                .root
-                .join(META_DIR)
-                .join("tmp")
-                .join(format!("{shard:x}"));
+            let dir = self.meta.join("tmp").join(format!("{shard:x}"));
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }

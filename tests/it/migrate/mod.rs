@@ -12,6 +12,7 @@ mod filters;
 mod integrity;
 mod resume;
 mod sides;
+mod untouched;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
