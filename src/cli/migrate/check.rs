@@ -192,7 +192,7 @@ pub(super) async fn dry_run(
         if cannot > 0 {
             writeln!(
                 out,
-                "dry run: {cannot} keys Ferry cannot name would go to the dead-letter list"
+                "dry run: {cannot} keys Ferry cannot name or read would go to the dead-letter list"
             )?;
         }
     }

@@ -102,13 +102,6 @@ impl Opener {
                 role.word()
             )));
         };
-        let name = name.to_string_lossy();
-        let bucket = BucketName::parse(&name).map_err(|e| {
-            Error::Usage(format!(
-                "{} directory {display}: its name is used as a bucket name and {e}",
-                role.word()
-            ))
-        })?;
         if path.exists() && !path.is_dir() {
             return Err(Error::Usage(format!(
                 "{} {display} is a file, not a directory",
@@ -120,6 +113,15 @@ impl Opener {
                 "source directory {display} does not exist"
             )));
         }
+        // After the checks of what is there: a missing folder is said as missing, whatever
+        // its name.
+        let name = name.to_string_lossy();
+        let bucket = BucketName::parse(&name).map_err(|e| {
+            Error::Usage(format!(
+                "{} directory {display}: its name is used as a bucket name and {e}",
+                role.word()
+            ))
+        })?;
         let (parent, stand_in) = match self.dry && !path.exists() {
             true => {
                 let t = tempfile::TempDir::new()

@@ -322,6 +322,13 @@ fn bad_input_fails_before_any_work() {
             2,
             "does not exist",
         ),
+        // A missing folder whose name is no bucket name is said as missing.
+        (
+            Migrator::new(tmp.path()),
+            vec!["migrate", "/nonexistent/Bad_Name", s],
+            2,
+            "does not exist",
+        ),
         (
             Migrator::new(tmp.path()),
             vec!["migrate", s, "s3://there", "--part-size", "1M"],
