@@ -512,3 +512,15 @@ pub fn fault_proxy(upstream: &str, rate: &str, stats: &Path, flags: &[&str]) -> 
         endpoint: format!("http://127.0.0.1:{port}"),
     }
 }
+
+/// `chattr +i` / `-i` on `path`: root is refused moves in an immutable folder and of an
+/// immutable file, as another user is by permissions, so tests running as root can stand
+/// for a tree Ferry may not change.
+pub fn immutable(path: &Path, on: bool) {
+    let out = Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(path)
+        .output()
+        .expect("chattr");
+    assert!(out.status.success(), "chattr: {out:?}");
+}

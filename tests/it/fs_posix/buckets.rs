@@ -8,6 +8,19 @@ use ferry::store::{BucketName, Error, Store, Versioning};
 
 use super::{get, key, put};
 
+/// Every version in the bucket (a test's few).
+async fn all_versions(s: &FsStore, b: &BucketName) -> ferry::store::VersionsPage {
+    s.list_versions(
+        b,
+        &ferry::store::VersionsQuery {
+            max_keys: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("versions")
+}
+
 /// CreateBucket over a symlink answered 200 and left a bucket no write could use; over a
 /// file, 500. Both are refused saying what is in the way, and nothing is followed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,16 +79,7 @@ async fn a_version_whose_file_was_removed_is_forgotten_not_kept_empty() {
             std::os::unix::fs::symlink("/etc/hostname", &file).expect("symlink");
         }
         put(&s, &b, k, b"second").await;
-        let versions = s
-            .list_versions(
-                &b,
-                &ferry::store::VersionsQuery {
-                    max_keys: 1000,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("versions");
+        let versions = all_versions(&s, &b).await;
         let of_k: Vec<_> = versions
             .versions
             .iter()
@@ -88,16 +92,7 @@ async fn a_version_whose_file_was_removed_is_forgotten_not_kept_empty() {
     put(&s, &b, "m", b"v1!").await;
     std::fs::remove_file(dir.path().join("verb/m")).expect("rm");
     s.delete_object(&b, &key("m"), None).await.expect("delete");
-    let versions = s
-        .list_versions(
-            &b,
-            &ferry::store::VersionsQuery {
-                max_keys: 1000,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("versions");
+    let versions = all_versions(&s, &b).await;
     assert!(
         !versions
             .versions

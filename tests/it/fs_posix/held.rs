@@ -2,25 +2,13 @@
 //! POSIX user): refused before anything is committed where it can be told up front, and
 //! otherwise held, so no later change of the key is lost to it.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ferry::store::fs::FsStore;
 use ferry::store::{BucketName, Error, Store};
 
 use super::{get, key, put};
-
-/// `chattr +i` / `-i` on `path` (root is refused moves in an immutable folder or of an
-/// immutable file, as another user is by permissions).
-fn immutable(path: &Path, on: bool) {
-    let out = Command::new("chattr")
-        .arg(if on { "+i" } else { "-i" })
-        .arg(path)
-        .output()
-        .expect("chattr");
-    assert!(out.status.success(), "chattr: {out:?}");
-}
+use crate::support::immutable;
 
 /// A DELETE in a folder the server may not change answered 500 after committing the delete;
 /// its move, replayed at the next start, deleted the object written since.

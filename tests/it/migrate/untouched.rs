@@ -3,20 +3,8 @@
 //! user's files) can be a source, two jobs can read sibling folders at once, and a dry run
 //! writes nothing beside either side.
 
-use std::path::Path;
-use std::process::Command;
-
 use super::{Migrator, assert_same_tree, make_tree};
-use crate::support::ok;
-
-fn immutable(path: &Path, on: bool) {
-    let out = Command::new("chattr")
-        .arg(if on { "+i" } else { "-i" })
-        .arg(path)
-        .output()
-        .expect("chattr");
-    assert!(out.status.success(), "chattr: {out:?}");
-}
+use crate::support::{immutable, ok};
 
 /// The source's parent could not be written: every run (even `--dry-run`) failed making
 /// `.ferry/` there. A dry run also left `.ferry/` beside an existing destination.
