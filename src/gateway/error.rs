@@ -19,6 +19,17 @@ fn with(code: S3ErrorCode, msg: String) -> S3Error {
     S3Error::with_message(code, msg)
 }
 
+/// Sets headers on an error answer beside its XML body. s3s puts them in place of its own,
+/// the body's `Content-Type` with them: without it minio-py read no error code at all
+/// ("non-XML response from server") from a delete marker's NoSuchKey or an InvalidRange.
+fn set_error_headers(e: &mut S3Error, mut h: HeaderMap) {
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    e.set_headers(h);
+}
+
 fn version_headers(delete_marker: bool, version_id: Option<&str>) -> HeaderMap {
     let mut h = HeaderMap::new();
     if delete_marker {
@@ -43,7 +54,7 @@ pub fn s3_error(err: store::Error) -> S3Error {
         E::NoSuchKey { delete_marker, .. } => {
             let mut e = with(S3ErrorCode::NoSuchKey, msg);
             if let Some(v) = delete_marker {
-                e.set_headers(version_headers(true, Some(&v)));
+                set_error_headers(&mut e, version_headers(true, Some(&v)));
             }
             e
         }
@@ -67,7 +78,7 @@ pub fn s3_error(err: store::Error) -> S3Error {
             {
                 h.insert(http::header::LAST_MODIFIED, v);
             }
-            e.set_headers(h);
+            set_error_headers(&mut e, h);
             e
         }
         E::NoSuchUpload { .. } | E::UploadElsewhere { .. } => with(S3ErrorCode::NoSuchUpload, msg),
@@ -85,7 +96,7 @@ pub fn s3_error(err: store::Error) -> S3Error {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 h.insert(http::header::CONTENT_RANGE, v);
             }
-            e.set_headers(h);
+            set_error_headers(&mut e, h);
             e
         }
         E::BadDigest { .. } => with(S3ErrorCode::BadDigest, msg),
