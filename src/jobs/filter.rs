@@ -113,6 +113,14 @@ fn to_regex(glob: &str) -> Result<String, String> {
                 match c {
                     ']' if posix => {
                         posix = false;
+                        // Go knows these names only (rclone refuses `[[:foo:]]`).
+                        let name = re
+                            .rsplit_once("[:")
+                            .map_or("", |(_, n)| n)
+                            .trim_end_matches(':');
+                        if !POSIX_CLASSES.contains(&name) {
+                            return Err(format!("`[:{name}:]` is no character class"));
+                        }
                         re.push(']');
                     }
                     ']' if first => re.push_str("\\]"),
@@ -205,6 +213,12 @@ fn to_regex(glob: &str) -> Result<String, String> {
     Ok(re)
 }
 
+/// The POSIX classes Go's regular expressions (rclone's) know.
+const POSIX_CLASSES: &[&str] = &[
+    "alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower", "print", "punct",
+    "space", "upper", "word", "xdigit",
+];
+
 /// What `**` becomes ([`to_regex`]): every key, and every folder.
 const EVERY_FOLDER: &str = "(?:^|/).*$";
 
@@ -247,6 +261,18 @@ fn rules(patterns: &[String], flag: &str, include: bool) -> Result<Option<Rules>
             false => typed.clone(),
         };
         let re = to_regex(&pattern).map_err(|why| bad(&why))?;
+        // Compiled alone first, so an error names its pattern and says what is wrong (a
+        // class range backwards, `[z-x]`), not "error parsing pattern 0".
+        if let Err(e) = Regex::new(&re) {
+            return Err(bad(&e
+                .syntax_error()
+                .map_or_else(|| e.to_string(), |s| s.to_string())
+                .lines()
+                .last()
+                .unwrap_or("not a pattern")
+                .trim()
+                .to_owned()));
+        }
         // `**` may stand for folders. An include walks every folder below what comes before
         // it (`cache/**.tmp` walks all of `cache/`); an exclude leaves out the folders the
         // whole pattern matches (`logs/**` leaves out `logs/` and all below), as rclone.
@@ -399,6 +425,16 @@ mod tests {
         assert!(f.key("ax") && !f.key("^x"));
         let f = Filter::new(&including("[][]x")).expect("filter");
         assert!(f.key("]x") && f.key("[x") && !f.key("ax"));
+        for bad in ["[[:foo:]]x", "[[:Digit:]]x"] {
+            assert!(Filter::new(&including(bad)).is_err(), "{bad}");
+        }
+        match Filter::new(&including("[z-x]*")) {
+            Err(Error::Usage(m)) => assert!(
+                m.starts_with("--include \"[z-x]*\": ") && !m.contains("pattern 0"),
+                "{m}"
+            ),
+            _ => panic!("[z-x]* accepted"),
+        }
         let f = Filter::new(&including("[a&&b~~c]")).expect("filter");
         assert!(f.key("&") && f.key("~") && f.key("a"));
         let f = Filter::new(&including("a<b>#&~-(x)+.$^|!@%=,;:'\"`")).expect("filter");

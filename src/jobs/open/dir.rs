@@ -113,6 +113,13 @@ impl Opener {
                 "source directory {display} does not exist"
             )));
         }
+        // Its index and internals are not objects to copy.
+        if path.join(".ferry/index.db").exists() {
+            return Err(Error::Usage(format!(
+                "{} {display} is the root of a Ferry fs store: name one of its buckets ({display}/BUCKET), or migrate through the server that serves it",
+                role.word()
+            )));
+        }
         // After the checks of what is there: a missing folder is said as missing, whatever
         // its name.
         let name = name.to_string_lossy();

@@ -55,8 +55,8 @@ impl Store for FsStore {
         let dir = self.root.join(bucket.as_str());
         // A POSIX user's folder becomes the bucket; anything else there is not taken over
         // (a symlink would lead out of the store, a file is someone's data).
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
+        let existed = match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => true,
             Ok(m) => {
                 let what = if m.file_type().is_symlink() {
                     "a symlink (which Ferry does not follow)"
@@ -73,9 +73,9 @@ impl Store for FsStore {
                     ),
                 });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => return Err(Error::io(format!("checking {}", dir.display()), e)),
-        }
+        };
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         intent::sync_dir(&self.root).map_err(|e| Error::io("syncing the store root", e))?;
@@ -88,7 +88,12 @@ impl Store for FsStore {
                 bucket: bucket.to_string(),
             });
         }
-        self.record_folder(bucket).await
+        self.record_folder(bucket).await?;
+        // A user's folder taken as the bucket is served with what it holds at once.
+        if existed {
+            self.rescan_one(bucket).await?;
+        }
+        Ok(())
     }
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {

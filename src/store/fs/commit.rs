@@ -78,12 +78,17 @@ impl Drop for Committer {
 }
 
 impl Committer {
-    pub fn start(index: &Index, root: Arc<Root>, store: String) -> Result<Self> {
+    pub fn start(
+        index: &Index,
+        root: Arc<Root>,
+        store: String,
+        held: super::stuck::HeldPaths,
+    ) -> Result<Self> {
         let (tx, rx) = mpsc::channel(1024);
         let writer = index.writer();
         let thread = std::thread::Builder::new()
             .name("ferry-fs-commit".into())
-            .spawn(move || run(&writer, &root, rx, &store))
+            .spawn(move || run(&writer, &root, rx, &store, held))
             .map_err(|e| Error::io("starting the commit thread", e))?;
         Ok(Self {
             tx: Some(tx),
@@ -108,7 +113,6 @@ impl Committer {
 }
 
 /// What the thread carries from one batch to the next.
-#[derive(Default)]
 struct Carry {
     /// Intents whose moves are done, to delete in the next transaction.
     finished: Vec<i64>,
@@ -118,8 +122,18 @@ struct Carry {
     held: Held,
 }
 
-fn run(writer: &Mutex<Connection>, root: &Root, rx: mpsc::Receiver<Job>, store: &str) {
-    let mut carry = Carry::default();
+fn run(
+    writer: &Mutex<Connection>,
+    root: &Root,
+    rx: mpsc::Receiver<Job>,
+    store: &str,
+    held: super::stuck::HeldPaths,
+) {
+    let mut carry = Carry {
+        finished: Vec::new(),
+        moves_unsynced: false,
+        held: Held::new(held),
+    };
     batches(writer, root, rx, &mut carry, store);
     finish(writer, root, carry);
 }

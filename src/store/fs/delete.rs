@@ -175,14 +175,16 @@ impl FsStore {
         change.steps.extend(post);
         // A folder the server may not change (permissions a POSIX user set, a read-only
         // mount) refuses the delete before anything is committed, as it refuses a write.
-        let dirs: Vec<std::path::PathBuf> = super::stuck::object_paths(&change.steps)
-            .filter_map(|p| p.rsplit_once('/').map(|(d, _)| self.root.join(d)))
+        let files: Vec<std::path::PathBuf> = super::stuck::object_paths(&change.steps)
+            .map(|p| self.root.join(p))
             .collect();
-        if !dirs.is_empty() {
+        if !files.is_empty() {
             let (b, k) = (bucket.to_string(), key.clone());
             tokio::task::spawn_blocking(move || {
-                dirs.iter()
-                    .try_for_each(|d| super::object::writable(d, &b, &k))
+                files.iter().try_for_each(|f| {
+                    let dir = f.parent().unwrap_or(f);
+                    super::object::writable(dir, Some(f), &b, &k)
+                })
             })
             .await
             .map_err(|e| Error::Index(format!("file task failed: {e}")))??;

@@ -98,6 +98,11 @@ pub struct FsStore {
     meta: PathBuf,
     /// Opened only to be read: writes are refused (their files would go through `.ferry/`).
     read_only: bool,
+    /// Object paths whose change could not be finished yet (see [`stuck`]).
+    held: stuck::HeldPaths,
+    /// For a store opened read-only: a shared lock on the root's own `.ferry/lock`, if it
+    /// has one (another process's store), so no server opens it while this one reads.
+    root_lock: std::sync::Mutex<Option<std::fs::File>>,
     _lock: std::fs::File,
 }
 
@@ -178,7 +183,30 @@ impl FsStore {
         hash_found: bool,
         meta: &Path,
     ) -> Result<Arc<Self>> {
+        // A store a running server holds is read through that server: its index and its files
+        // change under a reader that is not it. Held shared, so a server does not start on it
+        // while the job reads.
+        let root_lock = match std::fs::File::open(root.join(META_DIR).join("lock")) {
+            Ok(f) => {
+                if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+                {
+                    return Err(Error::Unavailable {
+                        store: name.to_owned(),
+                        message: format!(
+                            "{} is open in another Ferry process; use that process's S3 endpoint",
+                            root.display()
+                        ),
+                    });
+                }
+                Some(f)
+            }
+            Err(_) => None,
+        };
         let store = Self::open_unscanned(name, root, Some(meta), hash_found, false).await?;
+        *store
+            .root_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = root_lock;
         let dir = store.root().join(bucket.as_str());
         if !dir.is_dir() {
             return Err(Error::NoSuchBucket {
@@ -259,7 +287,9 @@ impl FsStore {
             confine::Root::open(&root)
                 .map_err(|e| Error::io(format!("opening {}", root.display()), e))?,
         );
-        let committer = commit::Committer::start(&index, confined.clone(), name.to_owned())?;
+        let held = stuck::HeldPaths::default();
+        let committer =
+            commit::Committer::start(&index, confined.clone(), name.to_owned(), held.clone())?;
         let reserve = if reserve {
             reserve::Reserve::take(reserve_path)
         } else {
@@ -284,6 +314,8 @@ impl FsStore {
             reserve,
             meta,
             read_only: external_meta.is_some(),
+            held,
+            root_lock: std::sync::Mutex::new(None),
             _lock: lock,
         });
         store.recover().await?;
@@ -399,6 +431,22 @@ impl FsStore {
     /// The key's path relative to the root.
     fn key_rel(bucket: &BucketName, key: &ObjectKey) -> String {
         format!("{}/{}", bucket.as_str(), key.as_str())
+    }
+
+    /// Whether a change of `key` waits to be finished (see [`stuck`]).
+    fn is_held(&self, bucket: &BucketName, key: &str) -> bool {
+        let held = self.held.read().unwrap_or_else(|p| p.into_inner());
+        !held.is_empty() && held.contains(&format!("{}/{key}", bucket.as_str()))
+    }
+
+    /// The answer to a read of a held key.
+    fn held_error(&self, key: &str) -> Error {
+        Error::Unavailable {
+            store: self.name.clone(),
+            message: format!(
+                "a change of {key} could not move its file yet (see the server's log); it is tried again"
+            ),
+        }
     }
 
     fn new_unique(kind: &str) -> String {

@@ -108,7 +108,7 @@ pub(super) fn prepare_key_path(confined: &Root, bucket: &str, key: &ObjectKey) -
             }
             // Nothing below is there either: the folders are made in the last one there.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return writable(dir.parent().unwrap_or(root), bucket, key);
+                return writable(dir.parent().unwrap_or(root), None, bucket, key);
             }
             Err(e) => return Err(Error::io(format!("checking {}", dir.display()), e)),
         }
@@ -122,14 +122,30 @@ pub(super) fn prepare_key_path(confined: &Root, bucket: &str, key: &ObjectKey) -
             "other objects exist below it (it is a prefix of their keys)".into(),
         ));
     }
-    writable(&dir, bucket, key)
+    writable(&dir, Some(&target), bucket, key)
 }
 
 /// Refuses a write whose file could not be moved into `dir` (permissions a POSIX user set,
 /// a read-only mount) before anything is committed: found only when the commit thread
 /// moves the file, the index row would be in and the file not (listed, yet unreadable).
-pub(super) fn writable(dir: &Path, bucket: &str, key: &ObjectKey) -> Result<()> {
+///
+/// `file`, the file that would be replaced or moved away in `dir`: in a folder with the
+/// sticky bit (`chmod +t`, as `/tmp`), only its owner (or the folder's) may do that, which
+/// `access(2)` does not tell.
+pub(super) fn writable(
+    dir: &Path,
+    file: Option<&Path>,
+    bucket: &str,
+    key: &ObjectKey,
+) -> Result<()> {
     use rustix::fs::Access;
+    if let Some(f) = file
+        && sticky_denies(dir, f)
+    {
+        return Err(Error::Denied(format!(
+            "cannot change {key} in bucket {bucket}: its folder is sticky and another user owns the file"
+        )));
+    }
     match rustix::fs::access(dir, Access::WRITE_OK | Access::EXEC_OK) {
         Ok(()) => Ok(()),
         Err(
@@ -141,6 +157,20 @@ pub(super) fn writable(dir: &Path, bucket: &str, key: &ObjectKey) -> Result<()> 
         // Anything else shows when the file is moved.
         Err(_) => Ok(()),
     }
+}
+
+/// Whether `dir` has the sticky bit and `file` in it is another user's, the folder not ours
+/// either, and this process not root: then the file cannot be replaced or moved away.
+fn sticky_denies(dir: &Path, file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid();
+    if me.is_root() {
+        return false;
+    }
+    let (Ok(d), Ok(f)) = (std::fs::metadata(dir), std::fs::symlink_metadata(file)) else {
+        return false;
+    };
+    d.mode() & 0o1000 != 0 && f.uid() != me.as_raw() && d.uid() != me.as_raw()
 }
 
 impl FsStore {
@@ -207,6 +237,11 @@ impl FsStore {
         ready: Option<Prepared>,
     ) -> Result<ObjectMeta> {
         let tmp_abs = self.root.join(&tmp);
+        // Set once the change is handed to the commit thread: from then on its intent may be
+        // committed with a move from `tmp`, whatever the answer (moves that failed after the
+        // transaction are held and tried again), so the file must stay; one whose transaction
+        // failed is left to the next start's clean-up of `tmp/`.
+        let handed = std::sync::atomic::AtomicBool::new(false);
         let result = async {
             // A PUT asked before its body (`put_impl`); a copy or a completion asks here.
             if ready.is_none() {
@@ -309,11 +344,12 @@ impl FsStore {
             change.steps.extend(post);
             change.part_sizes = new.part_sizes.map(|s| (row.seq, s));
             change.inserts.push(row.clone());
+            handed.store(true, std::sync::atomic::Ordering::Relaxed);
             self.commit(change, held).await?;
             super::row_to_meta(&row)
         }
         .await;
-        if result.is_err() {
+        if result.is_err() && !handed.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = tokio::fs::remove_file(&tmp_abs).await;
         }
         result
@@ -464,6 +500,10 @@ impl FsStore {
         version_id: Option<&str>,
     ) -> Result<VersionRow> {
         self.bucket_row(bucket).await?;
+        // Its index and its file disagree until the held move is done.
+        if self.is_held(bucket, key.as_str()) {
+            return Err(self.held_error(key.as_str()));
+        }
         let row = match version_id {
             Some(v) => self
                 .index

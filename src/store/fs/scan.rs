@@ -504,6 +504,10 @@ impl FsStore {
         if unversioned_only && self.bucket_row(bucket).await?.versioning != "Unversioned" {
             return Ok(false);
         }
+        // A held change's file is not where its row says until its move is done.
+        if self.is_held(bucket, key.as_str()) {
+            return Ok(false);
+        }
         let held = self.write_lock(bucket, key.as_str()).await;
         let still = self
             .index
@@ -552,6 +556,10 @@ impl FsStore {
         key: &ObjectKey,
         f: &Found,
     ) -> Result<Reconciled> {
+        // The file at a held change's path is not the object yet (or any more).
+        if self.is_held(bucket, key.as_str()) {
+            return Ok(Reconciled::Skipped);
+        }
         let held = self.write_lock(bucket, key.as_str()).await;
         let latest = self.index.latest(bucket.as_str(), key.as_str()).await?;
         let same_file = latest.as_ref().is_some_and(|row| {

@@ -10,6 +10,7 @@
 //! touch a path a held change still has to move.
 
 use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::META_DIR;
@@ -30,11 +31,16 @@ struct Change {
     error: String,
 }
 
+/// The object paths held changes still have to move, shared with the store's readers: a
+/// held key reads as unavailable (its index and its file disagree until the move is done)
+/// and a rescan leaves it alone (it would take the file still there for the object).
+pub type HeldPaths = Arc<RwLock<HashSet<String>>>;
+
 /// The held changes of one store.
-#[derive(Default)]
 pub(super) struct Held {
     changes: Vec<Change>,
     tried: Option<Instant>,
+    shared: HeldPaths,
 }
 
 /// The object paths (outside `.ferry/`) `steps` move files to or from.
@@ -48,9 +54,31 @@ pub(super) fn object_paths(steps: &[Step]) -> impl Iterator<Item = &str> {
 }
 
 impl Held {
+    pub fn new(shared: HeldPaths) -> Self {
+        Self {
+            changes: Vec::new(),
+            tried: None,
+            shared,
+        }
+    }
+
+    /// Says the paths still held to the store's readers.
+    fn share(&self) {
+        let paths: HashSet<String> = self
+            .changes
+            .iter()
+            .flat_map(|c| c.paths.iter().cloned())
+            .collect();
+        *self.shared.write().unwrap_or_else(|p| p.into_inner()) = paths;
+    }
+
     /// Holds the change recorded as `intent`, whose moves failed with `error`.
     pub fn hold(&mut self, intent: i64, steps: Vec<Step>, error: String) {
-        let paths = object_paths(&steps).map(str::to_owned).collect();
+        let paths: HashSet<String> = object_paths(&steps).map(str::to_owned).collect();
+        self.shared
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(paths.iter().cloned());
         tracing::error!(
             intent,
             ?steps,
@@ -104,6 +132,9 @@ impl Held {
             }
         }
         self.changes.extend(again);
+        if !done.is_empty() {
+            self.share();
+        }
         done
     }
 }

@@ -51,12 +51,18 @@ async fn create_bucket_refuses_what_is_not_a_folder_in_its_place() {
         b"someone's data"
     );
     assert_eq!(std::fs::read_dir(outside.path()).expect("ls").count(), 0);
-    // A plain folder a user made is taken as the bucket, with what it holds.
-    std::fs::create_dir(dir.path().join("folder")).expect("mkdir");
+    // A plain folder a user made is taken as the bucket, with what it holds (at once, not
+    // after a rescan: a probe found it listed empty).
+    std::fs::create_dir_all(dir.path().join("folder/sub")).expect("mkdir");
+    std::fs::write(dir.path().join("folder/sub/pre.txt"), b"there before").expect("write");
     let b = BucketName::parse("folder").expect("name");
     s.create_bucket(&b)
         .await
         .expect("a folder becomes the bucket");
+    assert_eq!(
+        get(&s, &b, "sub/pre.txt", None).await.expect("its file").0,
+        b"there before"
+    );
 }
 
 /// The current version's file removed behind Ferry's back, then the key written again: the

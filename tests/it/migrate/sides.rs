@@ -219,6 +219,22 @@ fn registered_stores_and_a_store_another_process_holds() {
     let err = stderr(&out);
     assert!(err.contains("open in another Ferry process"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // So is its bucket's folder named as a directory (read without an index beside it,
+    // it must still not be read behind the server's back), and its root is no directory
+    // to copy (its index would go with it).
+    let folder = a.local_root().join("reg");
+    let out = m.run(&["migrate", folder.to_str().unwrap_or_default(), "dr:reg2"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("open in another Ferry process"), "{err}");
+    let out = m.run(&[
+        "migrate",
+        a.local_root().to_str().unwrap_or_default(),
+        "dr:reg3",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("root of a Ferry fs store"), "{err}");
     a.stop();
     // A file a POSIX user added to the stopped server's store is copied too: the store is
     // read as its files are, not as its index last saw them.
