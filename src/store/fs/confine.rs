@@ -188,6 +188,18 @@ impl Root {
         };
         match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => return false,
+            // Another user's file, which a sticky folder keeps from being replaced: the long
+            // way says so.
+            Ok(st) if st.st_uid != rustix::process::geteuid().as_raw() => {
+                let me = rustix::process::geteuid();
+                if !me.is_root()
+                    && rustix::fs::fstat(&dir).is_ok_and(|d| {
+                        d.st_mode & 0o1000 != 0 && d.st_uid != me.as_raw()
+                    })
+                {
+                    return false;
+                }
+            }
             Ok(_) | Err(rustix::io::Errno::NOENT) => {}
             Err(_) => return false,
         }
