@@ -445,27 +445,35 @@ impl Buckets {
                 )));
             }
         }
+        // Buckets made here, taken away again if a later target refuses: a refused policy
+        // leaves nothing behind.
+        let mut made: Vec<&Leg> = Vec::new();
         for leg in std::iter::once(&roles.primary).chain(&roles.secondaries) {
-            match leg.store.create_bucket(&leg.bucket).await {
-                Ok(()) | Err(store::Error::BucketAlreadyExists { .. }) => {}
-                // A store that does not answer is no bad input (503: try again); a local
-                // failure (a permission, a full disk) is.
-                Err(e)
-                    if matches!(e, store::Error::Unavailable { .. })
-                        || matches!(&e, store::Error::Remote { status, .. } if *status >= 500 || *status == 429) =>
-                {
-                    return Err(Error::Store(store::Error::Unavailable {
-                        store: leg.store.name().to_owned(),
-                        message: format!("target {}: cannot create its bucket: {e}", leg.label),
-                    }));
+            let e = match leg.store.create_bucket(&leg.bucket).await {
+                Ok(()) => {
+                    made.push(leg);
+                    continue;
                 }
-                Err(e) => {
-                    return Err(Error::Invalid(format!(
-                        "target {}: cannot create its bucket: {e}",
-                        leg.label
-                    )));
+                Err(store::Error::BucketAlreadyExists { .. }) => continue,
+                Err(e) => e,
+            };
+            for m in &made {
+                if let Err(e) = m.store.delete_bucket(&m.bucket).await {
+                    tracing::warn!(target = %m.label, error = %e, "could not take away a bucket made for a refused policy");
                 }
             }
+            // A store that does not answer is no bad input (503: try again); a local failure
+            // (a permission, a full disk) is.
+            let unreachable = matches!(e, store::Error::Unavailable { .. })
+                || matches!(&e, store::Error::Remote { status, .. } if *status >= 500 || *status == 429);
+            let message = format!("target {}: cannot create its bucket: {e}", leg.label);
+            return Err(match unreachable {
+                true => Error::Store(store::Error::Unavailable {
+                    store: leg.store.name().to_owned(),
+                    message,
+                }),
+                false => Error::Invalid(message),
+            });
         }
         Ok((policy, roles))
     }

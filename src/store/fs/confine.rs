@@ -193,9 +193,8 @@ impl Root {
             Ok(st) if st.st_uid != rustix::process::geteuid().as_raw() => {
                 let me = rustix::process::geteuid();
                 if !me.is_root()
-                    && rustix::fs::fstat(&dir).is_ok_and(|d| {
-                        d.st_mode & 0o1000 != 0 && d.st_uid != me.as_raw()
-                    })
+                    && rustix::fs::fstat(&dir)
+                        .is_ok_and(|d| d.st_mode & 0o1000 != 0 && d.st_uid != me.as_raw())
                 {
                     return false;
                 }

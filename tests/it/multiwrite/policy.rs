@@ -22,6 +22,23 @@ fn bad_policy_input_changes_nothing() {
     assert!(e.contains("nosuch") && e.contains("no store"), "{e}");
     let e = err(a.cli(&["bucket", "create", "bad", "--write-to", "local"]));
     assert!(e.contains("store:bucket"), "{e}");
+    // A target that refuses its bucket (a file where its folder would be) after another
+    // target made one: the one made is taken away again.
+    std::fs::write(a.local_root().join("half"), b"a file in the way").expect("file");
+    let e = err(a.cli(&[
+        "bucket",
+        "create",
+        "half",
+        "--write-to",
+        "dr:half,local:half",
+    ]));
+    assert!(e.contains("cannot create its bucket"), "{e}");
+    assert!(
+        !b.aws(&["s3api", "head-bucket", "--bucket", "half"])
+            .status
+            .success(),
+        "the refused policy left a bucket on dr"
+    );
     // An empty write_to through the API.
     let out = Command::new("curl")
         .args([
