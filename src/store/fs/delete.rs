@@ -4,7 +4,8 @@
 use super::confine::Root;
 use super::index::{self, VersionRow};
 use super::intent::Step;
-use super::object::{Retiring, prepare_key_path};
+use super::keypath::prepare_key_path;
+use super::object::Retiring;
 use super::{Change, FsStore, versioning_from};
 use crate::store::*;
 
@@ -183,7 +184,7 @@ impl FsStore {
             tokio::task::spawn_blocking(move || {
                 files.iter().try_for_each(|f| {
                     let dir = f.parent().unwrap_or(f);
-                    super::object::writable(dir, Some(f), &b, &k)
+                    super::keypath::writable(dir, Some(f), &b, &k)
                 })
             })
             .await

@@ -27,6 +27,7 @@ mod delete;
 mod folder;
 pub mod index;
 pub mod intent;
+mod keypath;
 mod layout;
 mod list;
 mod multipart;
