@@ -236,3 +236,97 @@ mod tests {
         assert_eq!(pieces.concat(), data);
     }
 }
+
+/// Where a form upload's object is, for its answer (see [`answer_headers`]).
+#[derive(Clone)]
+pub(super) struct Posted {
+    pub location: String,
+}
+
+/// What AWS answers a form upload with and s3s 0.14 leaves out: the object's `ETag` and
+/// version id as headers (browser uploaders read them), and its URL (`Location`: set on the
+/// 201 and 204 answers by [`mend_answer`], not on a 303, whose `Location` is the redirect).
+pub(super) fn answer_headers<T>(
+    resp: &mut s3s::S3Response<T>,
+    request: &http::HeaderMap,
+    bucket: &crate::store::BucketName,
+    key: &crate::store::ObjectKey,
+    meta: &crate::store::ObjectMeta,
+) {
+    if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", meta.etag)) {
+        resp.headers.insert(http::header::ETAG, v);
+    }
+    if let Some(v) =
+        super::convert::version_header(meta).and_then(|v| http::HeaderValue::from_str(&v).ok())
+    {
+        resp.headers.insert("x-amz-version-id", v);
+    }
+    let Some(host) = request
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return;
+    };
+    let scheme = request
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| *v == "https")
+        .unwrap_or("http");
+    let path: Vec<String> = key
+        .as_str()
+        .split('/')
+        .map(|s| urlencoding::encode(s).into_owned())
+        .collect();
+    // Virtual-host style (`bucket.domain`) keeps the bucket in the host, as the client asked.
+    let location = match host.starts_with(&format!("{}.", bucket.as_str())) {
+        true => format!("{scheme}://{host}/{}", path.join("/")),
+        false => format!("{scheme}://{host}/{}/{}", bucket.as_str(), path.join("/")),
+    };
+    resp.extensions.insert(Posted { location });
+}
+
+/// A form upload's 201 or 204 answer, as AWS gives it: its `Location` header, and in the 201's
+/// XML the quoted `ETag` and the object's URL (s3s writes the ETag bare and a path).
+pub(super) fn mend_answer(res: &mut s3s::HttpResponse) {
+    let Some(posted) = res.extensions_mut().remove::<Posted>() else {
+        return;
+    };
+    if !matches!(
+        res.status(),
+        http::StatusCode::CREATED | http::StatusCode::NO_CONTENT | http::StatusCode::OK
+    ) {
+        return;
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&posted.location) {
+        res.headers_mut().insert(http::header::LOCATION, v);
+    }
+    if res.status() != http::StatusCode::CREATED {
+        return;
+    }
+    let Some(body) = res.body().bytes() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return;
+    };
+    let mut xml = text.to_owned();
+    if let (Some(a), Some(b)) = (xml.find("<ETag>"), xml.find("</ETag>")) {
+        let inner = xml[a + 6..b].to_owned();
+        if !inner.starts_with("&quot;") && !inner.starts_with('"') {
+            xml.replace_range(a + 6..b, &format!("&quot;{inner}&quot;"));
+        }
+    }
+    if let (Some(a), Some(b)) = (xml.find("<Location>"), xml.find("</Location>")) {
+        let escaped = posted
+            .location
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        xml.replace_range(a + 10..b, &escaped);
+    }
+    let len = xml.len();
+    *res.body_mut() = s3s::Body::from(xml);
+    if let Ok(v) = http::HeaderValue::from_str(&len.to_string()) {
+        res.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+    }
+}

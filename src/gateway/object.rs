@@ -156,6 +156,7 @@ impl Gateway {
         guard::plain(&req.uri)?;
         let trailers = req.trailing_headers.clone();
         let headers = req.headers;
+        let posted = req.method == http::Method::POST;
         // A browser form's fields s3s does not map (see `form`).
         let form = match req.method {
             http::Method::POST => req.extensions.get::<form::FormFields>().cloned(),
@@ -210,7 +211,7 @@ impl Gateway {
             .map_err(s3_error)?;
         self.metrics.bytes_in(meta.size);
         let c = convert::checksum_fields(meta.checksum.as_ref());
-        Ok(S3Response::new(PutObjectOutput {
+        let mut resp = S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&meta.etag)),
             version_id: convert::version_header(&meta),
             checksum_crc32: c.crc32,
@@ -220,7 +221,11 @@ impl Gateway {
             checksum_sha256: c.sha256,
             checksum_type: c.kind,
             ..Default::default()
-        }))
+        });
+        if posted {
+            super::form::answer_headers(&mut resp, &headers, &bucket, &key, &meta);
+        }
+        Ok(resp)
     }
 
     pub(super) async fn get_object_impl(

@@ -265,6 +265,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
             }
             if form_upload {
                 super::error::policy_refusal(&mut res, &id);
+                super::form::mend_answer(&mut res);
             }
             super::error::explain(&mut res, &id);
             // An error may be answered before the request's body was read (a failed

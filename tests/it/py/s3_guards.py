@@ -316,6 +316,20 @@ r = requests.post(post["url"], data=post["fields"], files={"file": ("upload.txt"
 assert r.status_code == 204, (r.status_code, r.text)
 got = s3.get_object(Bucket=B, Key="form/upload.txt")
 assert got["Body"].read() == b"from a form" and got["ContentType"] == "text/plain", got
+# The answer names the object as AWS does: its ETag (quoted), version and URL as headers,
+# and with success_action_status=201 in the XML too (s3s wrote a bare ETag and a path).
+etag_hdr = '"' + hashlib.md5(b"from a form").hexdigest() + '"'
+assert r.headers.get("ETag") == etag_hdr, r.headers
+assert r.headers.get("Location", "").endswith("/" + B + "/form/upload.txt"), r.headers
+assert r.headers["Location"].startswith("http://"), r.headers
+p201 = v4.generate_presigned_post(B, "form/a b.txt", Fields={"success_action_status": "201"},
+                                  Conditions=[{"success_action_status": "201"}])
+r = requests.post(p201["url"], data=p201["fields"], files={"file": ("x.txt", b"created")})
+assert r.status_code == 201, (r.status_code, r.text)
+body_etag = '"' + hashlib.md5(b"created").hexdigest() + '"'
+assert "<ETag>" + body_etag.replace('"', "&quot;") + "</ETag>" in r.text or "<ETag>" + body_etag + "</ETag>" in r.text, r.text
+assert "<Location>http://" in r.text and "/form/a%20b.txt</Location>" in r.text, r.text
+assert r.headers.get("Location", "").endswith("/form/a%20b.txt"), r.headers
 r = requests.post(post["url"], data=post["fields"], files={"file": ("big.bin", b"b" * ((16 << 20) + 1))})
 assert r.status_code == 400 and code_of(r.content) == "EntityTooLarge", (r.status_code, r.text)
 locked = v4.generate_presigned_post(B, "form/locked.txt", Fields={"x-amz-object-lock-legal-hold": "ON"},
