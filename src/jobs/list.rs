@@ -59,6 +59,9 @@ impl<'a> Comparer<'a> {
     pub async fn next_page(&mut self) -> Result<Page> {
         let mut page = Page::default();
         let mut decided = 0;
+        // Keys whose listings say "unchanged" but whose source could have been put back with
+        // an older time: their copy's `mtime` tells (see `unchanged_by_mtime`).
+        let mut ask: Vec<(String, ObjectMeta, ObjectMeta)> = Vec::new();
         while decided < PAGE {
             let ks = self.src.peek_rel().await.map_err(|source| Error::Listing {
                 side: "source",
@@ -102,6 +105,10 @@ impl<'a> Comparer<'a> {
                         Some(d) => !self.changed(&s, d).await,
                         None => false,
                     };
+                    if let Some(d) = d.filter(|d| unchanged && self.asks_mtime(&s, d)) {
+                        ask.push((key, s, d));
+                        continue;
+                    }
                     if unchanged {
                         page.unchanged += 1;
                     } else {
@@ -122,8 +129,68 @@ impl<'a> Comparer<'a> {
                 _ => {}
             }
         }
+        self.unchanged_by_mtime(ask, &mut page).await;
         self.unnamed_tasks(&mut page);
         Ok(page)
+    }
+
+    /// Whether a pair the listings call unchanged needs its copy's `mtime` looked at: from a
+    /// source that keeps files' own times (a directory, where `cp -p` or a restore can put
+    /// back a file with an *older* time and the same size) to one that dates objects by their
+    /// upload (S3), where "not newer than its copy" cannot see that.
+    fn asks_mtime(&self, s: &ObjectMeta, d: &ObjectMeta) -> bool {
+        !self.opts.checksum
+            && s.size == d.size
+            && self.src.side().store.caps().keeps_modified
+            && self
+                .dst
+                .as_ref()
+                .is_some_and(|c| !c.side().store.caps().keeps_modified)
+    }
+
+    /// Decides the pairs of [`Self::asks_mtime`] by their copies' `mtime` metadata (written by
+    /// Ferry's copies, and rclone's): one HEAD each, many at once. A copy with another time
+    /// is copied again; one without the metadata (made by an older Ferry, or another tool)
+    /// keeps the listing's verdict.
+    async fn unchanged_by_mtime(
+        &self,
+        ask: Vec<(String, ObjectMeta, ObjectMeta)>,
+        page: &mut Page,
+    ) {
+        use futures::StreamExt;
+        let Some(dst) = self.dst.as_ref().map(|c| c.side()) else {
+            page.unchanged += ask.len() as i64;
+            return;
+        };
+        let looked: Vec<(String, ObjectMeta, bool)> = futures::stream::iter(ask)
+            .map(|(key, s, d)| async move {
+                let differs = match dst.store.head_object(&dst.bucket, &d.key, None).await {
+                    Ok(m) => m
+                        .attrs
+                        .user_metadata
+                        .get(crate::transfer::copy::MTIME_KEY)
+                        .and_then(|v| crate::transfer::copy::parse_mtime(v))
+                        .is_some_and(|t| !same_time(t, s.last_modified)),
+                    // Not there any more, or not answering: the copy task finds out.
+                    Err(_) => true,
+                };
+                (key, s, differs)
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        for (key, s, differs) in looked {
+            if differs {
+                page.tasks.push(NewTask {
+                    key,
+                    action: "copy",
+                    size: s.size as i64,
+                    etag: s.etag,
+                });
+            } else {
+                page.unchanged += 1;
+            }
+        }
     }
 
     /// Keys Ferry cannot name (`a//b` on an S3 server): a task each, which fails at once into

@@ -62,6 +62,10 @@ pub struct Plan {
     /// Keep a failed multipart upload for a later resume (a job records it) instead of
     /// aborting it.
     pub keep_uploads: bool,
+    /// Write the source's time in rclone's `mtime` metadata where the destination dates
+    /// objects by their upload (see [`Item::dest_attrs`]): a migration's copies, not a
+    /// namespace bucket's replicas (which stay as their primary is).
+    pub record_mtime: bool,
     /// Whether the copy may still write (a job's lease on it holds): checked before every
     /// chunk of a body, before each part and before an upload is completed, so a process
     /// that lost its lease (frozen, cut off from the database) does not overwrite what
@@ -86,6 +90,7 @@ impl Default for Plan {
             moved: Arc::default(),
             same_store: false,
             keep_uploads: false,
+            record_mtime: false,
             alive: None,
         }
     }
@@ -138,6 +143,54 @@ impl Item<'_> {
             tracing::warn!(key = %self.dk, upload_id, error = %e,
                 "could not abort a multipart upload on the destination; its parts stay there");
         }
+    }
+}
+
+/// The user metadata key rclone keeps a file's modification time in (`X-Amz-Meta-Mtime`, in
+/// seconds with a fraction).
+pub const MTIME_KEY: &str = "mtime";
+
+/// `t` as rclone writes it in [`MTIME_KEY`]: seconds, and a fraction without trailing zeros.
+pub fn mtime_value(t: OffsetDateTime) -> String {
+    let nanos = t.nanosecond();
+    if nanos == 0 {
+        return t.unix_timestamp().to_string();
+    }
+    let frac = format!("{nanos:09}");
+    format!("{}.{}", t.unix_timestamp(), frac.trim_end_matches('0'))
+}
+
+/// The time an [`MTIME_KEY`] value names, if it is one.
+pub fn parse_mtime(v: &str) -> Option<OffsetDateTime> {
+    let (secs, frac) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
+    let secs: i64 = secs.parse().ok()?;
+    let mut digits: String = frac.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nanos: i64 = digits.parse().ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(secs) * 1_000_000_000 + i128::from(nanos))
+        .ok()
+}
+
+impl Item<'_> {
+    /// What the destination's copy is written with: the source's attributes and, from a
+    /// source that keeps files' own times (a directory) to one that dates objects by their
+    /// upload (S3), the source's time in rclone's `mtime` metadata, so a later run can tell a
+    /// file put back with an older time (`cp -p`, a restore) from the copy it already made,
+    /// and rclone reads the file's time from it (a value already there, as from rclone, stays).
+    pub(super) fn dest_attrs(&self, plan: &Plan, meta: &ObjectMeta) -> store::ObjectAttrs {
+        let mut attrs = meta.attrs.clone();
+        if plan.record_mtime && self.src.caps().keeps_modified && !self.dst.caps().keeps_modified {
+            attrs
+                .user_metadata
+                .entry(MTIME_KEY.to_owned())
+                .or_insert_with(|| mtime_value(meta.last_modified));
+        }
+        attrs
     }
 }
 
@@ -317,7 +370,7 @@ async fn copy_whole(
         it.dk,
         body,
         PutOptions {
-            attrs: meta.attrs.clone(),
+            attrs: it.dest_attrs(plan, &meta),
             tags,
             checksum_algorithm: meta
                 .checksum
@@ -362,5 +415,26 @@ mod tests {
         assert!(e.ends_with("-2"), "{e}");
         assert_eq!(e.len(), 34);
         assert!(super::multipart_etag(&["zz"]).is_none());
+    }
+
+    /// rclone's `mtime` metadata: seconds and a fraction without trailing zeros, read back
+    /// to the nanosecond; anything else is no time.
+    #[test]
+    fn mtime_metadata_reads_back() {
+        use super::{mtime_value, parse_mtime};
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_120_000_000)
+            .expect("time");
+        assert_eq!(mtime_value(t), "1700000000.12");
+        assert_eq!(parse_mtime(&mtime_value(t)), Some(t));
+        let whole = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        assert_eq!(mtime_value(whole), "1700000000");
+        assert_eq!(parse_mtime("1700000000"), Some(whole));
+        assert_eq!(
+            parse_mtime("1574946513.0396225").map(|t| t.nanosecond()),
+            Some(39_622_500)
+        );
+        for bad in ["", "x", "12.3a", "1.2.3"] {
+            assert_eq!(parse_mtime(bad), None, "{bad}");
+        }
     }
 }

@@ -233,8 +233,9 @@ async fn copy_parts_as(
             } else {
                 Vec::new()
             };
+            let attrs = it.dest_attrs(plan, head);
             let opts = |whole: Option<&Checksum>| PutOptions {
-                attrs: head.attrs.clone(),
+                attrs: attrs.clone(),
                 tags: tags.clone(),
                 checksum_algorithm: checksummed
                     .then_some(cut.algorithm)

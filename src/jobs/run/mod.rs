@@ -174,6 +174,7 @@ impl Runner {
             moved: live.moved.clone(),
             same_store: src.identity == dst.identity,
             keep_uploads: true,
+            record_mtime: true,
             // Set per task (see `run_task`).
             alive: None,
         };

@@ -12,6 +12,7 @@ mod filters;
 mod integrity;
 mod resume;
 mod sides;
+mod times;
 mod untouched;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,83 @@
+//! A directory's file put back, after its copy, with an older time and the same size (`cp -p`,
+//! `tar x`, a restore) is copied again: the copy carries the file's time in rclone's `mtime`
+//! metadata, which a later run reads where the listings alone would call the file unchanged.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use super::Migrator;
+use crate::support::{ACCESS_KEY, Ferry, SECRET_KEY, ok};
+
+fn dated(path: &std::path::Path, body: &[u8], days_ago: u64) {
+    std::fs::write(path, body).expect("write");
+    let when = SystemTime::now() - Duration::from_secs(days_ago * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_modified(when)
+        .expect("mtime");
+}
+
+#[test]
+fn a_file_put_back_with_an_older_time_is_copied_again() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/dated");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    dated(&src.join("conf.txt"), b"version-2", 30);
+    dated(&src.join("other.txt"), b"stays", 40);
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let run = || -> Value {
+        let out = m.run(&[
+            "migrate",
+            src.to_str().unwrap_or_default(),
+            "s3://dated",
+            "--dst-endpoint",
+            &f.s3,
+            "--json",
+        ]);
+        serde_json::from_str(&ok(&out)).expect("json")
+    };
+    let first = run();
+    assert_eq!(first["done"], 2, "{first}");
+    // The copy carries the file's time as rclone does (seconds, with a fraction if any).
+    let head: Value = serde_json::from_str(&ok(&f.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "dated",
+        "--key",
+        "conf.txt",
+    ])))
+    .expect("head json");
+    let secs = std::fs::metadata(src.join("conf.txt"))
+        .expect("stat")
+        .modified()
+        .expect("mtime")
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let mtime = head["Metadata"]["mtime"].as_str().unwrap_or_default();
+    assert!(mtime.starts_with(&secs.to_string()), "{head}");
+    // Put back: an older version, the same size, an older time.
+    dated(&src.join("conf.txt"), b"version-1", 60);
+    let second = run();
+    assert_eq!(
+        (second["done"].as_i64(), second["unchanged"].as_i64()),
+        (Some(1), Some(1)),
+        "{second}"
+    );
+    assert_eq!(
+        ok(&f.aws(&["s3", "cp", "s3://dated/conf.txt", "-"])),
+        "version-1"
+    );
+    // And nothing more the next time.
+    let third = run();
+    assert_eq!(
+        (third["done"].as_i64(), third["unchanged"].as_i64()),
+        (Some(0), Some(2)),
+        "{third}"
+    );
+}
