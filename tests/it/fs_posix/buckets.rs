@@ -6,20 +6,7 @@ use std::time::Duration;
 use ferry::store::fs::FsStore;
 use ferry::store::{BucketName, Error, Store, Versioning};
 
-use super::{get, key, put};
-
-/// Every version in the bucket (a test's few).
-async fn all_versions(s: &FsStore, b: &BucketName) -> ferry::store::VersionsPage {
-    s.list_versions(
-        b,
-        &ferry::store::VersionsQuery {
-            max_keys: 1000,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("versions")
-}
+use super::{all_versions, get, key, put};
 
 /// CreateBucket over a symlink answered 200 and left a bucket no write could use; over a
 /// file, 500. Both are refused saying what is in the way, and nothing is followed.

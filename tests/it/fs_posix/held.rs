@@ -7,7 +7,7 @@ use std::time::Duration;
 use ferry::store::fs::FsStore;
 use ferry::store::{BucketName, Error, Store, Versioning};
 
-use super::{get, key, put};
+use super::{all_versions, get, key, put, try_put};
 use crate::support::immutable;
 
 /// A DELETE in a folder the server may not change answered 500 after committing the delete;
@@ -120,25 +120,9 @@ async fn a_held_overwrite_keeps_every_version_and_reads_as_unavailable_meanwhile
         s.set_versioning(&b, Versioning::Enabled)
             .await
             .expect("versioning");
-        v1 = s
-            .put_object(
-                &b,
-                &key("k"),
-                crate::store::one_chunk(b"v1"),
-                Default::default(),
-            )
-            .await
-            .expect("v1")
-            .version_id;
+        v1 = try_put(&s, &b, "k", b"v1").await.expect("v1").version_id;
         immutable(&file, true);
-        let w = s
-            .put_object(
-                &b,
-                &key("k"),
-                crate::store::one_chunk(b"v2"),
-                Default::default(),
-            )
-            .await;
+        let w = try_put(&s, &b, "k", b"v2").await;
         assert!(w.is_err(), "the overwrite's move cannot be made: {w:?}");
         // Held: not read from a file that is not its row's, not rescanned, not written.
         assert!(matches!(
@@ -148,24 +132,11 @@ async fn a_held_overwrite_keeps_every_version_and_reads_as_unavailable_meanwhile
         let report = s.rescan().await.expect("rescan");
         assert_eq!((report.added, report.removed), (0, 0), "{report:?}");
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let again = s
-            .put_object(
-                &b,
-                &key("k"),
-                crate::store::one_chunk(b"v2"),
-                Default::default(),
-            )
-            .await;
+        let again = try_put(&s, &b, "k", b"v2").await;
         assert!(matches!(again, Err(Error::Unavailable { .. })), "{again:?}");
         immutable(&file, false);
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        v3 = s
-            .put_object(
-                &b,
-                &key("k"),
-                crate::store::one_chunk(b"v3"),
-                Default::default(),
-            )
+        v3 = try_put(&s, &b, "k", b"v3")
             .await
             .expect("v3 once the move is done")
             .version_id;
@@ -178,16 +149,7 @@ async fn a_held_overwrite_keeps_every_version_and_reads_as_unavailable_meanwhile
         b"v1",
         "the version acknowledged before the failed overwrite"
     );
-    let versions = s
-        .list_versions(
-            &b,
-            &ferry::store::VersionsQuery {
-                max_keys: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("versions");
+    let versions = all_versions(&s, &b).await;
     let ids: Vec<String> = versions
         .versions
         .iter()

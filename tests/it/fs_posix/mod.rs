@@ -19,6 +19,30 @@ fn key(k: &str) -> ObjectKey {
     ObjectKey::parse(k).expect("key")
 }
 
+/// A PUT of `data` at `k`, its outcome as the store gives it.
+async fn try_put(
+    s: &FsStore,
+    b: &BucketName,
+    k: &str,
+    data: &'static [u8],
+) -> Result<ferry::store::ObjectMeta, Error> {
+    s.put_object(b, &key(k), one_chunk(data), PutOptions::default())
+        .await
+}
+
+/// Every version in the bucket (a test's few).
+async fn all_versions(s: &FsStore, b: &BucketName) -> ferry::store::VersionsPage {
+    s.list_versions(
+        b,
+        &ferry::store::VersionsQuery {
+            max_keys: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("versions")
+}
+
 async fn put(s: &FsStore, b: &BucketName, k: &str, data: &'static [u8]) -> String {
     s.put_object(
         b,
