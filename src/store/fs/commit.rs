@@ -165,7 +165,7 @@ fn batches(
     carry: &mut Carry,
     store: &str,
 ) {
-    while let Some(first) = rx.blocking_recv() {
+    while let Some(first) = next_job(&mut rx, root, carry) {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -227,6 +227,28 @@ fn batches(
                     } else {
                         Error::Index(msg.clone())
                     }));
+                }
+            }
+        }
+    }
+}
+
+/// Waits for the next change. While changes are held, an idle store still tries them again
+/// (at most once a second), so a held key comes back without a write to wake the thread.
+fn next_job(rx: &mut mpsc::Receiver<Job>, root: &Root, carry: &mut Carry) -> Option<Job> {
+    loop {
+        if carry.held.is_empty() {
+            return rx.blocking_recv();
+        }
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let finished = carry.held.retry(root);
+                if !finished.is_empty() {
+                    carry.moves_unsynced = true;
+                    carry.finished.extend(finished);
                 }
             }
         }

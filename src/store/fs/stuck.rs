@@ -17,7 +17,8 @@ use super::META_DIR;
 use super::confine::Root;
 use super::intent::{self, Step};
 
-/// How often held changes are tried again (on the commit thread, before a batch).
+/// How often held changes are tried again (on the commit thread: before a batch, and every
+/// second while the store is idle).
 const RETRY: Duration = Duration::from_secs(1);
 /// Held changes tried per round: many (a mirror deleting thousands of immutable files) must
 /// not stall every write for the time it takes to try them all.
@@ -62,6 +63,10 @@ impl Held {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
     /// Says the paths still held to the store's readers.
     fn share(&self) {
         let paths: HashSet<String> = self
@@ -83,7 +88,7 @@ impl Held {
             intent,
             ?steps,
             error,
-            "a file change could not be finished; changes of its keys are refused until it is (it is tried again before the store's next writes, at most once a second)"
+            "a file change could not be finished; changes of its keys are refused until it is (it is tried again every second)"
         );
         self.changes.push(Change {
             intent,
@@ -101,7 +106,7 @@ impl Held {
         object_paths(steps).find_map(|p| {
             self.changes.iter().find(|c| c.paths.contains(p)).map(|c| {
                 format!(
-                    "an earlier change of this key could not move its file ({}); it is tried again before the next writes",
+                    "an earlier change of this key could not move its file ({}); it is tried again every second",
                     c.error
                 )
             })

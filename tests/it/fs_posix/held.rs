@@ -88,8 +88,17 @@ async fn a_move_that_failed_after_commit_holds_its_key_until_finished() {
         assert!(matches!(w, Err(Error::Unavailable { .. })), "{w:?}");
         put(&s, &b, "other", b"o2").await;
         immutable(&file, false);
-        // Tried again before the next batch (at most once a second): the write goes in.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Tried again with no write to wake it: the key comes back (deleted, as asked).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match get(&s, &b, "dir/obj", None).await {
+                Err(Error::NoSuchKey { .. }) => break,
+                Err(Error::Unavailable { .. }) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         put(&s, &b, "dir/obj", b"v2").await;
         assert_eq!(get(&s, &b, "dir/obj", None).await.expect("get").0, b"v2");
     }
