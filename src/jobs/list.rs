@@ -170,7 +170,13 @@ impl<'a> Comparer<'a> {
                         .user_metadata
                         .get(crate::transfer::copy::MTIME_KEY)
                         .and_then(|v| crate::transfer::copy::parse_mtime(v))
-                        .is_some_and(|t| !same_time(t, s.last_modified)),
+                        // An exact time, not a listing's rounded one: compared to the
+                        // millisecond a directory's listing gives (a restore's whole-second
+                        // time against a copy's `.7` is a change).
+                        .is_some_and(|t| {
+                            t.unix_timestamp_nanos() / 1_000_000
+                                != s.last_modified.unix_timestamp_nanos() / 1_000_000
+                        }),
                     // Not there any more, or not answering: the copy task finds out.
                     Err(_) => true,
                 };

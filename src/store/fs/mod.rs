@@ -398,9 +398,11 @@ impl FsStore {
 
     async fn replay_steps(&self, steps: Vec<Step>) -> Result<()> {
         let root = self.confined.clone();
-        let at: Vec<String> = stuck::object_paths(&steps)
+        let mut at: Vec<String> = stuck::object_paths(&steps)
             .map(|p| self.root.join(p).display().to_string())
             .collect();
+        at.sort();
+        at.dedup();
         tokio::task::spawn_blocking(move || intent::replay(&root, &steps))
             .await
             .map_err(|e| Error::Index(format!("file task failed: {e}")))?

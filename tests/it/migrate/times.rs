@@ -80,4 +80,27 @@ fn a_file_put_back_with_an_older_time_is_copied_again() {
         (Some(0), Some(2)),
         "{third}"
     );
+    // A time less than a second older (a restore's whole second against the copy's `.7`) is
+    // a change too: the metadata is an exact time, not a listing's rounded one.
+    let at = |secs: u64, millis: u64| {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    };
+    let set = |body: &[u8], t: SystemTime| {
+        std::fs::write(src.join("conf.txt"), body).expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(src.join("conf.txt"))
+            .expect("open")
+            .set_modified(t)
+            .expect("mtime");
+    };
+    set(b"version-3", at(1_714_903_200, 700));
+    assert_eq!(run()["done"], 1);
+    set(b"version-4", at(1_714_903_200, 0));
+    let fourth = run();
+    assert_eq!(fourth["done"], 1, "{fourth}");
+    assert_eq!(
+        ok(&f.aws(&["s3", "cp", "s3://dated/conf.txt", "-"])),
+        "version-4"
+    );
 }
