@@ -67,7 +67,12 @@ impl FsStore {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
-        self.check_folder(bucket).await?;
+        // The bucket's folder is checked on the body's own blocking call (below), but for a
+        // folder marker, which writes no file at its key's path.
+        let folder = match key.is_dir_marker() {
+            true => self.check_folder(bucket).await.map(|()| None)?,
+            false => self.folder_check(bucket).await?,
+        };
         let tmp = Self::new_unique("tmp");
         let tmp_abs = self.root.join(&tmp);
         // Making room for the key's path rides along with the body's write (one blocking
@@ -75,9 +80,14 @@ impl FsStore {
         // different keys (`a` and `a/b`), and the rename recreates a parent pruned meanwhile.
         let prepare: Option<body::Prepare> = (!key.is_dir_marker()).then(|| {
             let (root, bname, k) = (self.confined.clone(), bucket.to_string(), key.clone());
-            Box::new(move || prepare_key_path(&root, &bname, &k)) as body::Prepare
+            Box::new(move || {
+                if let Some(f) = &folder {
+                    f.holds()?;
+                }
+                prepare_key_path(&root, &bname, &k)
+            }) as body::Prepare
         });
-        let got = body::receive(
+        let received = body::receive(
             &tmp_abs,
             body,
             body::Hash::new(opts.checksum_algorithm, opts.shared_digests.clone()),
@@ -85,7 +95,8 @@ impl FsStore {
             prepare,
             true,
         )
-        .await?;
+        .await;
+        let got = self.folder_checked(bucket, received).await?;
         let digests = got.digests;
         if let Some(verify) = opts.verify
             && let Err(e) = verify(&digests)
