@@ -84,7 +84,9 @@ impl FsStore {
                 // Back in place since: said as a store that did not answer this once.
                 Err(Error::Unavailable {
                     store: self.name.clone(),
-                    message: format!("bucket {bucket}'s folder changed during the write; try again"),
+                    message: format!(
+                        "bucket {bucket}'s folder changed during the write; try again"
+                    ),
                 })
             }
             r => r,
