@@ -122,6 +122,19 @@ struct Carry {
     held: Held,
 }
 
+impl Carry {
+    /// Tries the held changes again (see [`Held::retry`]); those now finished are deleted by
+    /// the next transaction, after a `syncfs` (steps a replay found done were not flushed
+    /// when they ran).
+    fn retry_held(&mut self, root: &Root) {
+        let finished = self.held.retry(root);
+        if !finished.is_empty() {
+            self.moves_unsynced = true;
+            self.finished.extend(finished);
+        }
+    }
+}
+
 fn run(
     writer: &Mutex<Connection>,
     root: &Root,
@@ -173,12 +186,7 @@ fn batches(
                 Err(_) => break,
             }
         }
-        let finished = carry.held.retry(root);
-        if !finished.is_empty() {
-            // Steps a replay found done were not flushed when they ran.
-            carry.moves_unsynced = true;
-            carry.finished.extend(finished);
-        }
+        carry.retry_held(root);
         let batch = refuse_held(&carry.held, batch, store);
         let mut dirs = Dirs::new(root);
         let batch = refuse_conflicts(&mut dirs, batch);
@@ -245,11 +253,7 @@ fn next_job(rx: &mut mpsc::Receiver<Job>, root: &Root, carry: &mut Carry) -> Opt
             Err(mpsc::error::TryRecvError::Disconnected) => return None,
             Err(mpsc::error::TryRecvError::Empty) => {
                 std::thread::sleep(std::time::Duration::from_millis(100));
-                let finished = carry.held.retry(root);
-                if !finished.is_empty() {
-                    carry.moves_unsynced = true;
-                    carry.finished.extend(finished);
-                }
+                carry.retry_held(root);
             }
         }
     }
