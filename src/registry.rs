@@ -170,21 +170,50 @@ impl Registry {
         &self.data
     }
 
-    /// Registers (first start) and opens the built-in `local` fs store.
+    /// Where the built-in `local` store lives: always under this process's data directory,
+    /// whatever path the state database recorded (the directory may have moved since).
+    fn local_path(&self) -> PathBuf {
+        self.data.join("stores").join(LOCAL)
+    }
+
+    /// `name`'s record, the built-in store's path taken from the data directory.
+    async fn record(&self, name: &str) -> Result<StoreRecord, Error> {
+        let mut rec = self.db.store(name).await?;
+        if name == LOCAL {
+            rec.config = serde_json::json!({ "path": self.local_path() });
+        }
+        Ok(rec)
+    }
+
+    /// Registers (first start) and opens the built-in `local` fs store. A data directory that
+    /// moved (or was restored elsewhere) brings its store along: the record is brought up to
+    /// date rather than an empty store made at the old path.
     pub async fn local(&self) -> Result<Arc<FsStore>, Error> {
-        if matches!(
-            self.db.store(LOCAL).await,
-            Err(state::Error::NoSuchStore(_))
-        ) {
-            let path = self.data.join("stores").join(LOCAL);
-            self.db
-                .add_store(&StoreRecord {
-                    name: LOCAL.into(),
-                    kind: "fs".into(),
-                    config: serde_json::json!({ "path": path }),
-                    created_ms: now_ms(),
-                })
-                .await?;
+        let path = self.local_path();
+        let config = serde_json::json!({ "path": path });
+        match self.db.store(LOCAL).await {
+            Err(state::Error::NoSuchStore(_)) => {
+                self.db
+                    .add_store(&StoreRecord {
+                        name: LOCAL.into(),
+                        kind: "fs".into(),
+                        config,
+                        created_ms: now_ms(),
+                    })
+                    .await?;
+            }
+            Ok(rec) if rec.kind == "fs" && rec.config != config => {
+                let was = rec
+                    .config
+                    .get("path")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or("");
+                tracing::info!(was, now = %path.display(),
+                    "the built-in local store is served from the data directory's stores/local");
+                self.db.set_store_config(LOCAL, &config).await?;
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
         }
         match self.get(LOCAL).await? {
             Opened::Fs(s) => Ok(s),
@@ -200,7 +229,7 @@ impl Registry {
         if let Some(s) = open.get(name) {
             return Ok(s.clone());
         }
-        let rec = self.db.store(name).await?;
+        let rec = self.record(name).await?;
         let opened = open_record(&rec).await?;
         open.insert(name.to_owned(), opened.clone());
         Ok(opened)
@@ -384,7 +413,13 @@ impl Registry {
     }
 
     pub async fn list(&self) -> Result<Vec<StoreSummary>, Error> {
-        Ok(self.db.stores().await?.iter().map(summary).collect())
+        let mut recs = self.db.stores().await?;
+        for rec in &mut recs {
+            if rec.name == LOCAL {
+                rec.config = serde_json::json!({ "path": self.local_path() });
+            }
+        }
+        Ok(recs.iter().map(summary).collect())
     }
 }
 

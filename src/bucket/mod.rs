@@ -178,8 +178,11 @@ impl Buckets {
             failback_errors: Mutex::default(),
             metrics,
         });
-        // Uploads recorded before now belong to copies of earlier processes.
-        tokio::spawn(strays::sweep(me.registry.clone(), now_ms()));
+        // Alive before any copy records an upload; then the uploads of earlier (or, with a
+        // shared state database, quiet) processes are aborted.
+        strays::alive(me.registry.db()).await;
+        tokio::spawn(strays::heartbeat(me.registry.db().clone()));
+        tokio::spawn(strays::sweep(me.registry.clone()));
         for rec in me.registry.db().buckets().await? {
             let policy: Policy = match serde_json::from_value(rec.policy.clone()) {
                 Ok(p) => p,

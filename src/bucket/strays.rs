@@ -1,7 +1,9 @@
 //! The multipart uploads the catch-up worker and failback open on a target while they copy
 //! a large object. Each is recorded in the state database from its creation until it ends, so
 //! a process killed mid-copy does not leave its parts stored (and billed) on the target for
-//! ever: [`sweep`], run when a server starts, aborts what earlier processes left.
+//! ever: [`sweep`], run when a server starts, aborts what earlier processes left. With a
+//! PostgreSQL state database several servers may share, each says every few seconds that it
+//! is alive ([`heartbeat`]), and only the uploads of processes gone quiet are swept.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -9,13 +11,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::registry::Registry;
-use crate::state::{Db, OpenUpload};
+use crate::state::{Db, Dialect, OpenUpload};
 use crate::store::{self, BucketName, ObjectKey, Store};
 use crate::transfer::{self, copy};
 
 /// How long the sweep waits before trying again the uploads a store would not abort yet.
 const RETRY: Duration = Duration::from_secs(60);
 const PAGE: i64 = 200;
+/// How often a process sharing a PostgreSQL state database says it is alive, and how long
+/// one may stay quiet before its uploads count as left behind.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+const QUIET: Duration = Duration::from_secs(45);
 
 /// This process's id as an uploads' owner: the sweep never takes its own process's uploads
 /// (whatever the clock did since it started).
@@ -110,40 +116,79 @@ impl copy::Journal for Recorder<'_> {
     }
 }
 
-/// Aborts the uploads recorded before this process started (their copies died with an
-/// earlier process), trying again every minute those a store will not abort yet, until none
-/// is left. A store no longer registered takes its uploads with it: its rows are dropped.
-pub(super) async fn sweep(registry: std::sync::Arc<Registry>, started_ms: i64) {
+/// Whether other processes may record uploads in `db` (a PostgreSQL state database; an
+/// embedded one belongs to one server at a time).
+fn shared(db: &Db) -> bool {
+    db.dialect() == Dialect::Postgres
+}
+
+/// Says this process is alive, so that no other process sharing the state database sweeps the
+/// uploads its copies record. Awaited once before the first copy can start.
+pub(super) async fn alive(db: &Db) {
+    if shared(db)
+        && let Err(e) = db.owner_alive(me(), now_ms()).await
+    {
+        tracing::warn!(error = %e, "recording this process as alive in the state database");
+    }
+}
+
+/// Says this process is alive every few seconds, for as long as it runs (a shared state
+/// database only).
+pub(super) async fn heartbeat(db: Db) {
+    if !shared(&db) {
+        return;
+    }
     loop {
-        let mut left = 0usize;
-        let mut after: Option<OpenUpload> = None;
-        loop {
-            let page = match registry
-                .db()
-                .open_uploads(started_ms, me(), after.as_ref(), PAGE)
-                .await
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the uploads left by earlier copies");
-                    left += 1;
-                    break;
-                }
-            };
-            for u in &page {
-                if !sweep_one(&registry, u).await {
-                    left += 1;
-                }
-            }
-            if (page.len() as i64) < PAGE {
-                break;
-            }
-            after = page.last().cloned();
-        }
-        if left == 0 {
+        tokio::time::sleep(HEARTBEAT).await;
+        alive(&db).await;
+    }
+}
+
+/// Aborts the uploads of earlier processes (their copies died with them), trying again every
+/// minute those a store will not abort yet, until none is left. With a shared state database
+/// it keeps going, once a minute, for the uploads of processes that stopped saying they are
+/// alive. A store no longer registered takes its uploads with it: its rows are dropped.
+pub(super) async fn sweep(registry: std::sync::Arc<Registry>) {
+    let shared = shared(registry.db());
+    loop {
+        // An embedded state database: every other process that recorded uploads is gone.
+        let live_since = if shared {
+            now_ms() - QUIET.as_millis() as i64
+        } else {
+            i64::MAX
+        };
+        if sweep_once(&registry, live_since).await == 0 && !shared {
             return;
         }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// One pass over the uploads of processes quiet since `live_since`; how many are left.
+async fn sweep_once(registry: &Registry, live_since: i64) -> usize {
+    let mut left = 0usize;
+    let mut after: Option<OpenUpload> = None;
+    loop {
+        let page = match registry
+            .db()
+            .open_uploads(me(), live_since, after.as_ref(), PAGE)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the uploads left by earlier copies");
+                return left + 1;
+            }
+        };
+        for u in &page {
+            if !sweep_one(registry, u).await {
+                left += 1;
+            }
+        }
+        if (page.len() as i64) < PAGE {
+            return left;
+        }
+        after = page.last().cloned();
     }
 }
 

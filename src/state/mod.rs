@@ -280,6 +280,20 @@ impl Db {
         }
     }
 
+    /// Replaces a store's configuration (the built-in store's path, when the data directory
+    /// moved).
+    pub async fn set_store_config(&self, name: &str, config: &serde_json::Value) -> Result<()> {
+        let r = sqlx::query("UPDATE stores SET config = $1 WHERE name = $2")
+            .bind(config.to_string())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(Error::NoSuchStore(name.to_owned()));
+        }
+        Ok(())
+    }
+
     pub async fn remove_store(&self, name: &str) -> Result<()> {
         let r = sqlx::query("DELETE FROM stores WHERE name = $1")
             .bind(name)

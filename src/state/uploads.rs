@@ -19,6 +19,14 @@ pub(super) fn schema() -> Vec<String> {
             PRIMARY KEY (store, bucket, upload_id)
         )"
         .into(),
+        // The processes that record uploads, each with the last time it said it was alive:
+        // the uploads of one still alive are never swept (several servers sharing a
+        // PostgreSQL state database).
+        "CREATE TABLE IF NOT EXISTS upload_owners (
+            owner TEXT PRIMARY KEY,
+            seen_ms BIGINT NOT NULL
+        )"
+        .into(),
     ]
 }
 
@@ -63,13 +71,34 @@ impl Db {
         Ok(())
     }
 
-    /// Up to `limit` uploads recorded before `before_ms` by another process than `not_owner`,
-    /// oldest first, after the position `after` (the `(created_ms, store, bucket, upload_id)`
-    /// of the last one of the previous page).
+    /// Records that the process `owner` is alive now (its heartbeat), and forgets processes
+    /// not heard of for a day.
+    pub async fn owner_alive(&self, owner: &str, now_ms: i64) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO upload_owners (owner, seen_ms) VALUES ($1, $2)
+             ON CONFLICT (owner) DO UPDATE SET seen_ms = excluded.seen_ms",
+        )
+        .bind(owner)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM upload_owners WHERE seen_ms < $1")
+            .bind(now_ms - 86_400_000)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` uploads of processes other than `not_owner` that have not said they
+    /// were alive since `live_since_ms` (`i64::MAX`: no other process is), oldest first,
+    /// after the position `after` (the `(created_ms, store, bucket, upload_id)` of the last
+    /// one of the previous page).
     pub async fn open_uploads(
         &self,
-        before_ms: i64,
         not_owner: &str,
+        live_since_ms: i64,
         after: Option<&OpenUpload>,
         limit: i64,
     ) -> Result<Vec<OpenUpload>> {
@@ -84,12 +113,13 @@ impl Db {
         };
         let rows = sqlx::query(
             "SELECT store, bucket, object_key, upload_id, owner, created_ms FROM copy_uploads
-             WHERE created_ms < $1 AND owner <> $7
+             WHERE owner <> $7 AND NOT EXISTS (SELECT 1 FROM upload_owners o
+                   WHERE o.owner = copy_uploads.owner AND o.seen_ms >= $1)
                AND (created_ms > $2 OR (created_ms = $2 AND (store > $3
                     OR (store = $3 AND (bucket > $4 OR (bucket = $4 AND upload_id > $5))))))
              ORDER BY created_ms, store, bucket, upload_id LIMIT $6",
         )
-        .bind(before_ms)
+        .bind(live_since_ms)
         .bind(ms)
         .bind(store)
         .bind(bucket)

@@ -838,3 +838,33 @@ fn a_relative_data_directory_that_moved_is_named() {
         "{err}"
     );
 }
+
+/// A data directory moved elsewhere (a bigger disk) and served from there: the state database
+/// recorded the built-in store's old path, and the server made an empty store there, so every
+/// bucket was gone and new writes went to the old place. It serves the moved store.
+#[test]
+fn a_moved_data_directory_keeps_its_objects() {
+    let mut f = Ferry::start();
+    f.ok(&f.aws(&["s3", "mb", "s3://keep"]));
+    let file = f.dir.path().join("obj");
+    std::fs::write(&file, b"kept across the move").expect("write");
+    f.ok(&f.aws(&["s3", "cp", file.to_str().expect("utf8"), "s3://keep/obj"]));
+    f.stop();
+    let old = f.data();
+    let moved = tempfile::tempdir().expect("tmp");
+    std::fs::rename(&old, moved.path().join("data")).expect("move");
+    let g = Ferry::start_in(moved);
+    let back = g.dir.path().join("back");
+    g.ok(&g.aws(&["s3", "cp", "s3://keep/obj", back.to_str().expect("utf8")]));
+    assert_eq!(std::fs::read(&back).expect("read"), b"kept across the move");
+    assert!(
+        !old.exists(),
+        "a store was made at the old path {}",
+        old.display()
+    );
+    let listed = g.ok(&g.cli(&["store", "list"]));
+    assert!(
+        listed.contains(&g.local_root().display().to_string()),
+        "{listed}"
+    );
+}

@@ -704,19 +704,21 @@ fn serve_on_postgres_state() {
     assert!(text.contains("\"local\""), "{text}");
 }
 
-/// Uploads recorded until they end: paged oldest first, only those before a time and of
-/// another process, forgotten one by one.
+/// Uploads recorded until they end: paged oldest first, only those of processes other than
+/// this one that have not said they are alive lately, forgotten one by one.
 async fn open_uploads(db: &Db, unique: &str) {
+    let owner = |id: &str| match id {
+        "mine" => "me".to_owned(),
+        "busy" => format!("live-{unique}"),
+        "quiet" => format!("quiet-{unique}"),
+        _ => "earlier".to_owned(),
+    };
     let up = |id: &str, ms: i64| OpenUpload {
         store: unique.to_owned(),
         bucket: "b".into(),
         key: format!("k/{id}"),
         upload_id: id.into(),
-        owner: if id == "mine" {
-            "me".into()
-        } else {
-            "earlier".into()
-        },
+        owner: owner(id),
         created_ms: ms,
     };
     // Two at the same moment, to page across a tie.
@@ -727,9 +729,14 @@ async fn open_uploads(db: &Db, unique: &str) {
         ("u2b", 20),
         ("late", 90),
         ("mine", 15),
+        ("busy", 12),
+        ("quiet", 40),
     ] {
         db.record_upload(&up(id, ms)).await.expect("record");
     }
+    // One process said it was alive at 1,000, the other last at 100.
+    db.owner_alive(&owner("busy"), 1_000).await.expect("alive");
+    db.owner_alive(&owner("quiet"), 100).await.expect("alive");
     let ours = |db: &Db| {
         let db = db.clone();
         async move {
@@ -737,7 +744,7 @@ async fn open_uploads(db: &Db, unique: &str) {
             let mut after: Option<OpenUpload> = None;
             loop {
                 let page = db
-                    .open_uploads(50, "me", after.as_ref(), 2)
+                    .open_uploads("me", 500, after.as_ref(), 2)
                     .await
                     .expect("page");
                 seen.extend(
@@ -752,13 +759,16 @@ async fn open_uploads(db: &Db, unique: &str) {
             }
         }
     };
-    assert_eq!(ours(db).await, ["u1", "u2a", "u2b", "u3"]);
+    assert_eq!(ours(db).await, ["u1", "u2a", "u2b", "u3", "quiet", "late"]);
     db.forget_upload(unique, "b", "u2a").await.expect("forget");
     db.forget_upload(unique, "b", "nope")
         .await
         .expect("forget unknown");
-    assert_eq!(ours(db).await, ["u1", "u2b", "u3"]);
-    for id in ["u1", "u2b", "u3", "late", "mine"] {
+    assert_eq!(ours(db).await, ["u1", "u2b", "u3", "quiet", "late"]);
+    // The busy process goes quiet: its upload is left behind too.
+    db.owner_alive(&owner("busy"), 400).await.expect("alive");
+    assert_eq!(ours(db).await, ["u1", "busy", "u2b", "u3", "quiet", "late"]);
+    for id in ["u1", "u2b", "u3", "late", "mine", "busy", "quiet"] {
         db.forget_upload(unique, "b", id).await.expect("forget");
     }
     assert!(ours(db).await.is_empty());

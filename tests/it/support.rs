@@ -73,6 +73,11 @@ impl Ferry {
         )
     }
 
+    /// Starts on the data directory `dir/data` of an earlier server (moved there).
+    pub fn start_in(dir: tempfile::TempDir) -> Self {
+        Self::launch(dir, Vec::new(), Vec::new(), None)
+    }
+
     /// Starts with the built-in local store on a filesystem of `mib` MiB of its own: a
     /// tmpfs mounted over `data/stores/local` in a mount namespace of the server's (`unshare`,
     /// which needs no privileges), so the rest of the data directory stays visible here.
@@ -523,4 +528,38 @@ pub fn immutable(path: &Path, on: bool) {
         .output()
         .expect("chattr");
     assert!(out.status.success(), "chattr: {out:?}");
+}
+
+/// PostgreSQL's own psql (Debian's `psql` wrapper picks a cluster from its environment and
+/// can ignore the URL under a test harness).
+pub fn psql() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/psql"))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| PathBuf::from("psql"))
+}
+
+/// A fresh PostgreSQL database for one test (so no other test's jobs are in it).
+pub fn fresh_pg_database() -> String {
+    let url = std::env::var("FERRY_TEST_PG_URL")
+        .expect("FERRY_TEST_PG_URL is not set: run ./scripts/test, which starts PostgreSQL");
+    let name = format!(
+        "ferry_mig_{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    ok(&Command::new(psql())
+        .args(["-d", &url, "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql"));
+    match url.rfind('/') {
+        Some(i) => format!("{}/{name}", &url[..i]),
+        None => panic!("unexpected URL {url}"),
+    }
 }

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    ACCESS_KEY, Ferry, Moto, SECRET_KEY, fault_proxy, ferry_bin, ok, venv_bin, write_file,
+    ACCESS_KEY, Ferry, Moto, SECRET_KEY, fault_proxy, ferry_bin, fresh_pg_database, ok, venv_bin,
+    write_file,
 };
 
 /// Moto accepts any credentials; these are what the tests give it.
@@ -227,41 +228,6 @@ fn wait_for(child: &mut Child, limit: Duration, log: &Path) -> std::process::Exi
             );
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A running `tests/it/py/fault_proxy.py`, killed when dropped (also when a test fails).
-/// PostgreSQL's own psql (Debian's `psql` wrapper picks a cluster from its environment and
-/// can ignore the URL under a test harness).
-fn psql() -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin/psql"))
-        .filter(|p| p.exists())
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| PathBuf::from("psql"))
-}
-
-/// A fresh PostgreSQL database for one test (so no other test's jobs are in it).
-fn fresh_pg_database() -> String {
-    let url = std::env::var("FERRY_TEST_PG_URL")
-        .expect("FERRY_TEST_PG_URL is not set: run ./scripts/test, which starts PostgreSQL");
-    let name = format!(
-        "ferry_mig_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
-    ok(&Command::new(psql())
-        .args(["-d", &url, "-q", "-c", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql"));
-    match url.rfind('/') {
-        Some(i) => format!("{}/{name}", &url[..i]),
-        None => panic!("unexpected URL {url}"),
     }
 }
 
