@@ -184,7 +184,7 @@ impl Buckets {
         // 1. Drain while writes continue.
         self.drain(name, &primary, DRAIN_LIMIT, true).await?;
         // 2. Verify and repair, writes still running.
-        self.repair(&e.ns, &serving, &primary).await?;
+        let kept = self.repair(&e.ns, &serving, &primary).await?;
         // 3. Hold writes back, drain what arrived meanwhile, switch.
         let roles = self.roles(&policy).await?;
         let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
@@ -202,7 +202,50 @@ impl Buckets {
         {
             tracing::warn!(bucket = %name, target = %serving.label, "aborting the uploads left by the failover took over {} s; the rest stay", UPLOADS_CLEANUP.as_secs());
         }
-        self.commit_switch(name, policy, roles).await
+        let view = self.commit_switch(name, policy, roles).await?;
+        // Writes still held back, the roles back: the keys whose primary state outlived the
+        // failover are owed to every secondary. During the failover the other secondaries
+        // were synced from the failover target, which lacked them (a probe found a DR copy
+        // left with an older object and without a newer one, and nothing owed).
+        self.owe_kept(&e.ns, kept).await;
+        Ok(view)
+    }
+
+    /// Journals `keys` for every secondary of `ns`'s current roles.
+    async fn owe_kept(&self, ns: &Namespace, keys: Vec<String>) {
+        let targets: Vec<String> = ns
+            .roles()
+            .secondaries
+            .iter()
+            .map(|s| s.label.clone())
+            .collect();
+        if keys.is_empty() || targets.is_empty() {
+            return;
+        }
+        let now = super::now_ms();
+        for chunk in keys.chunks(1000) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .flat_map(|k| {
+                    targets.iter().map(|t| crate::state::NewJournalRow {
+                        bucket: ns.name.clone(),
+                        target: t.clone(),
+                        key: k.clone(),
+                        op: "put".into(),
+                        bytes: 0,
+                        created_ms: now,
+                    })
+                })
+                .collect();
+            match ns.journal.append(rows).await {
+                Ok(ids) => ns.journal.release(&ids),
+                Err(e) => {
+                    tracing::error!(bucket = %ns.name, error = %e, "failed back, but could not journal the keys the secondaries were synced without; `ferry verify` the primary against them");
+                    return;
+                }
+            }
+        }
+        ns.wake.notify_waiters();
     }
 
     /// Aborts the multipart uploads begun on `leg` since `since_ms`. Begun during a
@@ -330,8 +373,10 @@ impl Buckets {
         }
     }
 
-    /// Makes `to` equal `from` wherever a listing comparison finds a difference.
-    async fn repair(&self, ns: &Namespace, from: &Leg, to: &Leg) -> Result<(), Error> {
+    /// Makes `to` equal `from` wherever a listing comparison finds a difference, unless the
+    /// primary `to` holds the newer state. Returns the keys where it does: the other targets
+    /// were synced from `from` during the failover and are owed them once roles are back.
+    async fn repair(&self, ns: &Namespace, from: &Leg, to: &Leg) -> Result<Vec<String>, Error> {
         let a = transfer::diff::Side {
             store: from.store.as_ref(),
             bucket: from.bucket.clone(),
@@ -343,6 +388,7 @@ impl Buckets {
             prefix: String::new(),
         };
         let mut keys = Vec::new();
+        let mut kept = Vec::new();
         transfer::diff::diff(&a, &b, false, |d| {
             use transfer::diff::Difference as D;
             let k = match d {
@@ -352,6 +398,9 @@ impl Buckets {
                 // primary before this: what is left here was never deleted. Kept.
                 D::OnlyInB { key, .. } => {
                     tracing::warn!(bucket = %ns.name, key, target = %to.label, "failback keeps an object only the primary has");
+                    if kept.len() < 100_000 {
+                        kept.push(key);
+                    }
                     return;
                 }
                 D::OnlyInA { key, .. } | D::Size { key, .. } | D::Content { key, .. } => key,
@@ -388,6 +437,7 @@ impl Buckets {
                 .await?
             {
                 tracing::info!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps a write the failover target never got");
+                kept.push(k);
                 continue;
             }
             // Both hold the key, differently: the failover target's copy wins only when it is
@@ -399,6 +449,7 @@ impl Buckets {
             ) && ours.last_modified > theirs.last_modified
             {
                 tracing::warn!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps the primary's newer copy");
+                kept.push(k);
                 continue;
             }
             super::strays::copy_current(
@@ -444,6 +495,6 @@ impl Buckets {
                 ns.wake.notify_waiters();
             }
         }
-        Ok(())
+        Ok(kept)
     }
 }

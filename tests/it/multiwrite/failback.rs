@@ -271,3 +271,82 @@ fn what_failback_repairs_onto_the_primary_reaches_the_other_targets() {
     assert_same(&a, "local:rep", "dr:rep");
     assert_same(&a, "local:rep", "fs2:rep");
 }
+
+/// Both secondaries were down while writes were acknowledged, then the bucket failed over
+/// read-write to one of them. During the failover the other was synced from the failover
+/// target, which lacked those writes; at failback the primary kept them, but nothing owed
+/// them to that other secondary again: it was left with an older object and without a newer
+/// one, with nothing owed (found by a probe). Failback now owes every secondary the keys
+/// whose primary state it keeps.
+#[test]
+fn failback_owes_the_other_secondaries_what_the_primary_kept() {
+    let a = Ferry::start();
+    let mut b = Ferry::start_fixed_port();
+    a.add_remote("dr", &b);
+    let third = a.dir.path().join("third");
+    std::fs::create_dir_all(&third).expect("dir");
+    a.ok(&a.cli(&[
+        "store",
+        "add",
+        "fs3",
+        "--kind",
+        "fs",
+        "--path",
+        third.to_str().unwrap_or_default(),
+    ]));
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "tri",
+        "--write-to",
+        "local:tri,dr:tri,fs3:tri",
+    ]));
+    let (old, new) = (a.dir.path().join("old"), a.dir.path().join("new"));
+    write_file(&old, 300, 1);
+    write_file(&new, 700, 2);
+    cp_to(&a, &old, "s3://tri/k");
+    wait_drained(&a, "tri");
+    // Both secondaries go away; these are acknowledged by the primary alone.
+    b.kill9();
+    let (folder, aside) = (third.join("tri"), third.join("tri.aside"));
+    std::fs::rename(&folder, &aside).expect("move aside");
+    cp_to(&a, &new, "s3://tri/k");
+    cp_to(&a, &new, "s3://tri/n");
+    let over = [
+        "bucket",
+        "failover",
+        "tri",
+        "--to",
+        "dr",
+        "--mode",
+        "read-write",
+    ];
+    a.ok(&a.cli(&over));
+    b.restart();
+    std::fs::rename(&aside, &folder).expect("move back");
+    // fs3 is synced from the failover target meanwhile (the failover target itself stays
+    // owed what it missed until failback).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = status(&a, "tri");
+        let fs3 = s["targets"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["target"] == "fs3:tri").cloned())
+            .unwrap_or_default();
+        if fs3["owed_count"] == 0 && fs3["synced"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fs3 was not synced: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ok_bounded(&a, &["bucket", "failback", "tri", "--wait"]);
+    wait_drained(&a, "tri");
+    let out = a.aws(&["s3", "cp", "s3://tri/k", "-"]);
+    assert_eq!(
+        out.stdout,
+        std::fs::read(&new).expect("read"),
+        "the primary lost a write"
+    );
+    assert_same(&a, "local:tri", "fs3:tri");
+    assert_same(&a, "local:tri", "dr:tri");
+}
