@@ -42,7 +42,7 @@ impl Buckets {
             Ok(_) | Err(store::Error::NoSuchBucket { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let (policy, roles) = self.prepare(write_to, read_from).await?;
+        let (policy, roles) = self.prepare(name, write_to, read_from, None).await?;
         self.registry
             .db()
             .add_bucket(&BucketRecord {
@@ -77,7 +77,9 @@ impl Buckets {
                 f.to
             )));
         }
-        let (policy, roles) = self.prepare(write_to, read_from).await?;
+        let (policy, roles) = self
+            .prepare(name, write_to, read_from, Some(&e.policy))
+            .await?;
         let added: Vec<Leg> = roles
             .secondaries
             .iter()

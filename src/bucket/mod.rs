@@ -238,6 +238,50 @@ impl Buckets {
         open.get(name).map(|e| e.ns.clone())
     }
 
+    /// The namespace bucket (of another name) whose objects the default store's bucket
+    /// `bucket` holds, if one has it as a target: writes made to it directly would reach
+    /// none of that namespace's other targets, and deleting it would take its data.
+    pub fn holder_of(&self, bucket: &str) -> Option<String> {
+        let open = self.open.read().ok()?;
+        let store = self.default_store.name();
+        open.iter()
+            .find(|(name, e)| {
+                name.as_str() != bucket
+                    && e.policy
+                        .write_to
+                        .iter()
+                        .chain(&e.policy.read_from)
+                        .any(|t| t.store == store && t.bucket == bucket)
+            })
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Refuses a target another namespace bucket already has: two namespaces writing to one
+    /// place overwrite and delete each other's objects, with neither journal knowing (a probe
+    /// deleted a namespace's object on its primary through another one).
+    fn refuse_shared_targets(&self, name: &str, policy: &Policy) -> Result<(), Error> {
+        let Ok(open) = self.open.read() else {
+            return Ok(());
+        };
+        for t in policy.write_to.iter().chain(&policy.read_from) {
+            let taken = open.iter().find(|(other, e)| {
+                other.as_str() != name
+                    && e.policy
+                        .write_to
+                        .iter()
+                        .chain(&e.policy.read_from)
+                        .any(|o| o == t)
+            });
+            if let Some((other, _)) = taken {
+                return Err(Error::Invalid(format!(
+                    "target {t} is already a target of namespace bucket {other}: two namespace \
+                     buckets in one place would overwrite each other's objects"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .open
@@ -427,10 +471,13 @@ impl Buckets {
     /// Checks a new policy, opens its targets and creates their buckets where missing.
     async fn prepare(
         &self,
+        name: &str,
         write_to: &[String],
         read_from: &[String],
+        existing: Option<&Policy>,
     ) -> Result<(Policy, Roles), Error> {
         let policy = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
+        self.refuse_shared_targets(name, &policy)?;
         let roles = self.roles(&policy).await?;
         // A read target that takes no writes must already hold the bucket, or it would serve
         // nothing but NoSuchBucket (a typo in --read-from, a target meant for --write-to).
@@ -451,7 +498,14 @@ impl Buckets {
         // Buckets made here, taken away again if a later target refuses: a refused policy
         // leaves nothing behind.
         let mut made: Vec<&Leg> = Vec::new();
-        for leg in std::iter::once(&roles.primary).chain(&roles.secondaries) {
+        // Targets the bucket already writes to have their buckets: one that is down must not
+        // stop a change (adding a replacement site during an outage, say).
+        let had =
+            |l: &Leg| existing.is_some_and(|p| p.write_to.iter().any(|t| t.to_string() == l.label));
+        for leg in std::iter::once(&roles.primary)
+            .chain(&roles.secondaries)
+            .filter(|l| !had(l))
+        {
             let e = match leg.store.create_bucket(&leg.bucket).await {
                 Ok(()) => {
                     made.push(leg);
@@ -469,7 +523,12 @@ impl Buckets {
             // (a permission, a full disk) is.
             let unreachable = matches!(e, store::Error::Unavailable { .. })
                 || matches!(&e, store::Error::Remote { status, .. } if *status >= 500 || *status == 429);
-            let message = format!("target {}: cannot create its bucket: {e}", leg.label);
+            // Said once: "store X is unavailable" heads the answer already.
+            let why = match &e {
+                store::Error::Unavailable { message, .. } => message.clone(),
+                e => e.to_string(),
+            };
+            let message = format!("target {}: cannot create its bucket: {why}", leg.label);
             return Err(match unreachable {
                 true => Error::Store(store::Error::Unavailable {
                     store: leg.store.name().to_owned(),

@@ -91,8 +91,14 @@ impl Gateway {
         if let Some(bs) = &self.buckets {
             // A namespace bucket's primary is often the default store's bucket of the same
             // name: list it once.
+            // The default store's buckets other namespace buckets keep their objects in are
+            // not served as buckets of their own.
             let names = bs.names();
-            buckets.retain(|b| b.name.as_ref().is_none_or(|n| !names.contains(n)));
+            buckets.retain(|b| {
+                b.name
+                    .as_ref()
+                    .is_none_or(|n| !names.contains(n) && bs.holder_of(n).is_none())
+            });
             for name in names {
                 let Some(ns) = bs.get(&name) else { continue };
                 // A namespace bucket whose read targets are all down is still listed.

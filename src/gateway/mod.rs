@@ -75,8 +75,17 @@ impl Gateway {
     /// when it has a policy, else the default store.
     fn target(&self, bucket: &str) -> S3Result<(Arc<dyn Store>, BucketName)> {
         let b = BucketName::parse(bucket).map_err(error::name_error)?;
-        if let Some(ns) = self.buckets.as_ref().and_then(|bs| bs.get(bucket)) {
-            return Ok((ns, b));
+        if let Some(bs) = &self.buckets {
+            if let Some(ns) = bs.get(bucket) {
+                return Ok((ns, b));
+            }
+            if let Some(holder) = bs.holder_of(bucket) {
+                return Err(s3_error!(
+                    AccessDenied,
+                    "bucket {bucket} holds the objects of namespace bucket {holder}: use \
+                     {holder} (what is done here directly reaches none of its other targets)"
+                ));
+            }
         }
         Ok((self.default_store.clone(), b))
     }

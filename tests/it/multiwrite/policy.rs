@@ -284,3 +284,125 @@ fn an_added_secondary_gets_the_buckets_settings() {
     let t = b.ok(&b.aws(&["s3api", "get-bucket-tagging", "--bucket", "verb"]));
     assert!(t.contains("photos"), "{t}");
 }
+
+/// A target is one namespace bucket's alone: a second one writing there overwrote and deleted
+/// the first one's objects on its primary, with neither journal knowing (a probe).
+#[test]
+fn a_target_of_one_namespace_bucket_is_refused_to_another() {
+    let (a, _b) = pair("nsk");
+    let refused = |args: &[&str]| {
+        let out = a.cli(args);
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "accepted: {args:?}");
+        assert!(
+            e.contains("local:nsk is already a target of namespace bucket nsk"),
+            "{e}"
+        );
+    };
+    refused(&["bucket", "create", "nsx", "--write-to", "dr:nsx,local:nsk"]);
+    refused(&["bucket", "create", "nsx", "--write-to", "local:nsk,dr:nsx"]);
+    refused(&[
+        "bucket",
+        "create",
+        "nsx",
+        "--write-to",
+        "dr:nsx",
+        "--read-from",
+        "local:nsk",
+    ]);
+    a.ok(&a.cli(&["bucket", "create", "nsx", "--write-to", "local:nsx"]));
+    refused(&[
+        "bucket",
+        "policy",
+        "nsx",
+        "--write-to",
+        "local:nsx,local:nsk",
+    ]);
+    // Its own targets again are no conflict.
+    a.ok(&a.cli(&["bucket", "policy", "nsk", "--write-to", "local:nsk,dr:nsk"]));
+}
+
+/// A namespace bucket whose primary is a default-store bucket of another name: that bucket
+/// was still served as a plain one, so writes to it skipped the journal and DeleteBucket
+/// removed the namespace's primary (a probe). It is neither listed nor served now.
+#[test]
+fn the_bucket_behind_a_namespace_is_not_served_as_a_plain_one() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "nsq",
+        "--write-to",
+        "local:nsqdata,dr:nsq",
+    ]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 100, 3);
+    cp_to(&a, &f, "s3://nsq/k");
+    let listed = a.ok(&a.aws(&["s3api", "list-buckets", "--query", "Buckets[].Name"]));
+    assert!(
+        listed.contains("nsq") && !listed.contains("nsqdata"),
+        "{listed}"
+    );
+    for args in [
+        vec!["s3", "cp", f.to_str().expect("utf8"), "s3://nsqdata/sneaky"],
+        vec!["s3api", "delete-bucket", "--bucket", "nsqdata"],
+        vec![
+            "s3api",
+            "delete-object",
+            "--bucket",
+            "nsqdata",
+            "--key",
+            "k",
+        ],
+    ] {
+        let out = a.aws(&args);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was served");
+        assert!(
+            e.contains("AccessDenied") || e.contains("403"),
+            "{args:?}: {e}"
+        );
+    }
+    let out = a.aws(&["s3api", "head-object", "--bucket", "nsq", "--key", "k"]);
+    assert!(out.status.success(), "the namespace lost its object");
+    assert!(a.local_root().join("nsqdata/k").exists());
+    wait_drained(&a, "nsq");
+    assert_same(&a, "local:nsqdata", "dr:nsq");
+}
+
+/// A policy change while one of the bucket's targets is down: the change tried to create the
+/// bucket on every target again, so it failed on the one that does not answer, and a
+/// replacement site could not be added during the outage (a probe).
+#[test]
+fn a_target_that_is_down_does_not_stop_adding_another() {
+    let (a, mut b) = two_sites("out", true);
+    let third = a.dir.path().join("third");
+    std::fs::create_dir_all(&third).expect("dir");
+    a.ok(&a.cli(&[
+        "store",
+        "add",
+        "fs3",
+        "--kind",
+        "fs",
+        "--path",
+        third.to_str().unwrap_or_default(),
+    ]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 100, 4);
+    cp_to(&a, &f, "s3://out/k");
+    wait_drained(&a, "out");
+    b.kill9();
+    a.ok(&a.cli(&[
+        "bucket",
+        "policy",
+        "out",
+        "--write-to",
+        "local:out,dr:out,fs3:out",
+    ]));
+    b.restart();
+    wait_drained(&a, "out");
+    assert_same(&a, "local:out", "fs3:out");
+    assert_same(&a, "local:out", "dr:out");
+}
