@@ -387,13 +387,18 @@ impl Registry {
             return Err(Error::InUse {
                 name: name.into(),
                 why: format!(
-                    "{} {} uses it; change {} policy (`ferry bucket policy`) or remove {} first",
+                    "{} {} {}; change {} policy (`ferry bucket policy`) or remove {} first",
                     if users.len() == 1 {
                         "bucket"
                     } else {
                         "buckets"
                     },
                     users.join(", "),
+                    if users.len() == 1 {
+                        "uses it"
+                    } else {
+                        "use it"
+                    },
                     if users.len() == 1 {
                         "the bucket's"
                     } else {

@@ -110,7 +110,10 @@ pub struct Buckets {
     health: Mutex<HashMap<(String, String), SharedHealth>>,
     /// Each target store as the buckets use it: watched for a backend that stops answering
     /// (one per store, shared by its buckets).
-    watched: Mutex<HashMap<String, Arc<Watched>>>,
+    /// Held weakly: a store no bucket uses any more is let go (an fs store's lock with it,
+    /// so a store removed and added again opens; a probe found it "open in another Ferry
+    /// process", this one).
+    watched: Mutex<HashMap<String, std::sync::Weak<Watched>>>,
     /// One admin change at a time per bucket (a long failback blocks only its own bucket).
     changes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Buckets with a failback running: other admin changes to them are refused at once
@@ -325,11 +328,12 @@ impl Buckets {
     /// wrapper every bucket on it shares, made anew if the store was registered again.
     fn watched(&self, name: &str, store: Arc<dyn Store>) -> Arc<dyn Store> {
         let mut w = self.watched.lock().unwrap_or_else(|p| p.into_inner());
-        match w.get(name) {
-            Some(existing) if Arc::ptr_eq(existing.inner(), &store) => existing.clone(),
+        w.retain(|_, e| e.strong_count() > 0);
+        match w.get(name).and_then(std::sync::Weak::upgrade) {
+            Some(existing) if Arc::ptr_eq(existing.inner(), &store) => existing,
             _ => {
                 let made = Arc::new(Watched::new(store));
-                w.insert(name.to_owned(), made.clone());
+                w.insert(name.to_owned(), Arc::downgrade(&made));
                 made
             }
         }

@@ -406,3 +406,31 @@ fn a_target_that_is_down_does_not_stop_adding_another() {
     assert_same(&a, "local:out", "fs3:out");
     assert_same(&a, "local:out", "dr:out");
 }
+
+/// An fs store a namespace bucket used, removed and then added again: its folder stayed
+/// locked by this very server ("open in another Ferry process") until a restart (a probe).
+#[test]
+fn an_fs_store_removed_after_a_bucket_used_it_can_be_added_again() {
+    let a = Ferry::start();
+    let dir = a.dir.path().join("fs7");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.to_str().unwrap_or_default();
+    let add = ["store", "add", "fs7", "--kind", "fs", "--path", path];
+    a.ok(&a.cli(&add));
+    a.ok(&a.cli(&["bucket", "create", "ns7", "--write-to", "local:ns7,fs7:ns7"]));
+    a.ok(&a.cli(&["bucket", "remove", "ns7"]));
+    a.ok(&a.cli(&["store", "remove", "fs7"]));
+    a.ok(&a.cli(&add));
+    // A policy naming it that is refused (no such store for the other target) holds it too.
+    let out = a.cli(&[
+        "bucket",
+        "create",
+        "ns8",
+        "--write-to",
+        "fs7:ns8,nosuch:ns8",
+    ]);
+    assert!(!out.status.success());
+    a.ok(&a.cli(&["store", "remove", "fs7"]));
+    a.ok(&a.cli(&add));
+    a.ok(&a.cli(&["bucket", "create", "ns9", "--write-to", "local:ns9,fs7:ns9"]));
+}
