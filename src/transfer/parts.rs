@@ -68,6 +68,15 @@ pub(super) async fn source_part_size(
     head: &ObjectMeta,
 ) -> store::Result<Option<u64>> {
     const MIN_PART: u64 = 5 * 1024 * 1024;
+    const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
+    // An upload of one part (any size S3 takes for a last part): copied as one part, so the
+    // copy keeps its `-1` ETag rather than getting the plain MD5 (a probe found such
+    // replicas compared "by size only").
+    let one_part =
+        head.parts_count == Some(1) || head.etag.rsplit_once('-').is_some_and(|(_, n)| n == "1");
+    if one_part && !head.opaque_etag && (1..=MAX_PART).contains(&head.size) {
+        return Ok(Some(head.size));
+    }
     let Some(n) = head.parts_count.filter(|n| *n > 1) else {
         return Ok(None);
     };
