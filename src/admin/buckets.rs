@@ -50,6 +50,15 @@ pub struct SetPolicy {
     write_to: Vec<String>,
     #[serde(default)]
     read_from: Vec<String>,
+    /// Give up what targets left out are still owed instead of refusing.
+    #[serde(default)]
+    drop_owed: bool,
+}
+
+#[derive(Deserialize)]
+pub struct RemoveQuery {
+    #[serde(default)]
+    drop_owed: bool,
 }
 
 #[derive(Deserialize)]
@@ -116,7 +125,7 @@ pub async fn set_policy(
     let req = body(b)?;
     Ok(Json(
         s.buckets
-            .set_policy(&name, &req.write_to, &req.read_from)
+            .set_policy(&name, &req.write_to, &req.read_from, req.drop_owed)
             .await?,
     ))
 }
@@ -125,9 +134,10 @@ pub async fn remove(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
     Path(name): Path<String>,
+    q: Query<RemoveQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
-    s.buckets.remove(&name).await?;
+    s.buckets.remove(&name, q.drop_owed).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

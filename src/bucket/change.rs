@@ -63,11 +63,14 @@ impl Buckets {
     }
 
     /// Replaces a bucket's targets (not while it is failed over).
+    /// With `drop_owed`, what targets the new policy leaves out are still owed is given up
+    /// (writes they refuse for good, say) instead of refusing the change.
     pub async fn set_policy(
         &self,
         name: &str,
         write_to: &[String],
         read_from: &[String],
+        drop_owed: bool,
     ) -> Result<BucketView, Error> {
         let _c = self.changing(name).await?;
         let e = self.entry(name)?;
@@ -90,9 +93,20 @@ impl Buckets {
         let view = {
             let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
             // Under the gate: no write can be journaled between this check and the switch.
-            self.refuse_losing_owed(name, &e.policy, Some(&policy))
+            let dropped = self
+                .refuse_losing_owed(name, &e.policy, Some(&policy), drop_owed)
                 .await?;
-            self.commit_switch(name, policy, roles).await?
+            let view = self.commit_switch(name, policy, roles).await?;
+            for target in dropped {
+                let n = self
+                    .registry
+                    .db()
+                    .drop_journal_target(name, &target)
+                    .await?;
+                tracing::warn!(bucket = %name, target = %target, writes = n,
+                    "gave up the writes a target left out of the policy was owed (--drop-owed)");
+            }
+            view
         };
         // Writes from now on reach the new secondaries; what the primary already held is
         // owed to them, so the catch-up worker copies it (and status shows how much is left).
@@ -187,44 +201,65 @@ impl Buckets {
     /// Refuses a change that would strand acknowledged writes the journal still owes: a
     /// target that is owed writes leaving the policy (nothing would deliver them), or the
     /// primary changing while anything is owed (the new primary would serve reads without
-    /// them, and the rows would name the wrong side). `new` is `None` for a removal.
+    /// them, and the rows would name the wrong side). `new` is `None` for a removal. With
+    /// `drop_owed` the targets leaving (every one, for a removal) may be owed writes: they are
+    /// returned, for their rows to go once the change is made.
     async fn refuse_losing_owed(
         &self,
         name: &str,
         old: &Policy,
         new: Option<&Policy>,
-    ) -> Result<(), Error> {
+        drop_owed: bool,
+    ) -> Result<Vec<String>, Error> {
         let owed = self.registry.db().owed_stats(name).await?;
+        let named = |p: &Policy, t: &str| p.write_to.iter().any(|w| w.to_string() == t);
+        let leaving: Vec<String> = owed
+            .iter()
+            .filter(|o| o.count > 0 && new.is_none_or(|p| !named(p, &o.target)))
+            .map(|o| o.target.clone())
+            .collect();
         let Some(first) = owed.iter().find(|o| o.count > 0) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let wait = format!(
             "wait until `ferry bucket status {name}` shows nothing owed (a target that is down \
-             must come back first)"
+             must come back first), or give those writes up with --drop-owed"
         );
         let Some(new) = new else {
+            if drop_owed {
+                return Ok(leaving);
+            }
             return Err(Error::Conflict(format!(
                 "bucket {name}: {} is still owed {} acknowledged writes; removing the bucket \
                  would lose them: {wait}",
                 first.target, first.count
             )));
         };
-        let named = |p: &Policy, t: &str| p.write_to.iter().any(|w| w.to_string() == t);
-        if let Some(o) = owed.iter().find(|o| o.count > 0 && !named(new, &o.target)) {
+        if let Some(o) = owed.iter().find(|o| o.count > 0 && !named(new, &o.target))
+            && !drop_owed
+        {
             return Err(Error::Conflict(format!(
                 "bucket {name}: {} is still owed {} acknowledged writes and the new policy \
                  leaves it out, so nothing would deliver them: {wait}",
                 o.target, o.count
             )));
         }
-        if old.write_to.first() != new.write_to.first() {
+        // Not given up even with --drop-owed: the new primary would be synced to the others
+        // without them, and they would be gone everywhere.
+        let kept = owed
+            .iter()
+            .find(|o| o.count > 0 && (!drop_owed || named(new, &o.target)));
+        if let Some(o) = kept
+            && old.write_to.first() != new.write_to.first()
+        {
             return Err(Error::Conflict(format!(
                 "bucket {name}: {} is still owed {} acknowledged writes; a new primary would \
-                 serve reads without them: {wait}",
-                first.target, first.count
+                 serve reads without them: wait until `ferry bucket status {name}` shows \
+                 nothing owed (a target that is down must come back first)",
+                o.target, o.count
             )));
         }
-        Ok(())
+        Ok(leaving)
     }
 
     /// Persists `policy` and swaps the roles while writes are held back.
@@ -257,8 +292,8 @@ impl Buckets {
     }
 
     /// Stops serving a namespace bucket (its targets' data is left alone); refused while it
-    /// is failed over or any target is owed writes.
-    pub async fn remove(&self, name: &str) -> Result<(), Error> {
+    /// is failed over or, unless `drop_owed`, any target is owed writes.
+    pub async fn remove(&self, name: &str, drop_owed: bool) -> Result<(), Error> {
         let _c = self.changing(name).await?;
         let e = self.entry(name)?;
         if let Some(f) = &e.policy.failover {
@@ -269,8 +304,14 @@ impl Buckets {
             )));
         }
         let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
-        self.refuse_losing_owed(name, &e.policy, None).await?;
+        let dropped = self
+            .refuse_losing_owed(name, &e.policy, None, drop_owed)
+            .await?;
         self.registry.db().remove_bucket(name).await?;
+        if !dropped.is_empty() {
+            tracing::warn!(bucket = %name, targets = ?dropped,
+                "removed with writes still owed; given up (--drop-owed)");
+        }
         self.registry.db().drop_journal(name).await?;
         let _ = e.stop.send(true);
         if let Ok(mut o) = self.open.write() {

@@ -50,6 +50,10 @@ pub enum BucketCommand {
         name: String,
         #[command(flatten)]
         targets: Targets,
+        /// Give up the writes still owed to the targets this change leaves out (writes they
+        /// refuse for good) instead of refusing the change.
+        #[arg(long)]
+        drop_owed: bool,
     },
     /// Show a bucket's mode, each target's health and what it is owed.
     #[command(after_help = "Example:\n  ferry bucket status photos --json")]
@@ -57,7 +61,12 @@ pub enum BucketCommand {
     /// List namespace buckets.
     List,
     /// Stop serving a namespace bucket (the targets' data is left alone).
-    Remove { name: String },
+    Remove {
+        name: String,
+        /// Give up the writes its targets are still owed instead of refusing.
+        #[arg(long)]
+        drop_owed: bool,
+    },
     /// Serve the bucket from one of its secondaries.
     #[command(after_help = "Example:\n  ferry bucket failover photos --to dr --mode read-write")]
     Failover {
@@ -113,12 +122,15 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
                 write_to,
                 read_from,
             },
+            drop_owed,
         } => {
             let v = client
                 .call_long(
                     Method::PUT,
                     &format!("{}/policy", path(&name)),
-                    Some(json!({ "write_to": write_to, "read_from": read_from })),
+                    Some(
+                        json!({ "write_to": write_to, "read_from": read_from, "drop_owed": drop_owed }),
+                    ),
                 )
                 .await?;
             out(&v, format!("bucket {name}: {}", describe(&v)));
@@ -152,8 +164,14 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
             }
             out(&v, text);
         }
-        BucketCommand::Remove { name } => {
-            client.call(Method::DELETE, &path(&name), None).await?;
+        BucketCommand::Remove { name, drop_owed } => {
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("{}?drop_owed={drop_owed}", path(&name)),
+                    None,
+                )
+                .await?;
             out(
                 &json!({ "removed": name }),
                 format!("removed bucket {name}"),

@@ -332,6 +332,17 @@ impl Db {
             .collect()
     }
 
+    /// Forgets what `target` is owed for `bucket` (a target a policy change left out, its
+    /// writes given up by the admin); how many rows went.
+    pub async fn drop_journal_target(&self, bucket: &str, target: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM journal WHERE bucket = $1 AND target = $2")
+            .bind(bucket)
+            .bind(target)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Forgets everything owed for `bucket` (when the bucket is removed).
     pub async fn drop_journal(&self, bucket: &str) -> Result<()> {
         sqlx::query("DELETE FROM journal WHERE bucket = $1")

@@ -434,3 +434,58 @@ fn an_fs_store_removed_after_a_bucket_used_it_can_be_added_again() {
     a.ok(&a.cli(&add));
     a.ok(&a.cli(&["bucket", "create", "ns9", "--write-to", "local:ns9,fs7:ns9"]));
 }
+
+/// Writes a secondary refuses for good (an fs target cannot hold both `c` and `c/d`) stayed
+/// owed for ever and blocked every policy change and the bucket's removal (a probe). The
+/// admin may give them up with `--drop-owed`; without it the refusal says so.
+#[test]
+fn writes_a_target_refuses_for_good_can_be_given_up() {
+    // A primary whose keys are no paths: it takes `c` beside `c/d`.
+    let a = Ferry::start();
+    let moto = crate::support::Moto::start();
+    a.add_s3_store("dr", &moto.endpoint, "testing", "testing");
+    a.ok(&a.cli(&["bucket", "create", "nsm", "--write-to", "dr:nsm,local:nsm"]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 10, 1);
+    cp_to(&a, &f, "s3://nsm/c/d");
+    cp_to(&a, &f, "s3://nsm/c");
+    let owed_local = || {
+        status(&a, "nsm")["targets"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["target"] == "local:nsm").cloned())
+            .map_or(0, |t| t["owed_count"].as_i64().unwrap_or(0))
+    };
+    assert!(owed_local() > 0, "{}", status(&a, "nsm"));
+    let out = a.cli(&["bucket", "policy", "nsm", "--write-to", "dr:nsm"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("--drop-owed"), "{e}");
+    a.ok(&a.cli(&[
+        "bucket",
+        "policy",
+        "nsm",
+        "--write-to",
+        "dr:nsm",
+        "--drop-owed",
+    ]));
+    assert_eq!(status(&a, "nsm")["owed_total"], 0);
+    // Added again, the target is owed everything the primary holds, `c` among it.
+    a.ok(&a.cli(&["bucket", "policy", "nsm", "--write-to", "dr:nsm,local:nsm"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owed_local() != 1 {
+        assert!(Instant::now() < deadline, "{}", status(&a, "nsm"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = a.cli(&["bucket", "remove", "nsm"]);
+    assert!(!out.status.success());
+    a.ok(&a.cli(&["bucket", "remove", "nsm", "--drop-owed"]));
+    let out = a.cli(&["bucket", "status", "nsm"]);
+    assert!(!out.status.success(), "the bucket is still there");
+    // Its primary keeps everything.
+    let out = a.cli(&["verify", "dr:nsm", "dr:nsm"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("compared 2 objects"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
