@@ -41,7 +41,8 @@ impl Buckets {
             .cloned()
             .ok_or_else(|| {
                 Error::Invalid(format!(
-                    "store {to:?} is not a secondary write target of bucket {name} (targets: {})",
+                    "{} {to:?} is not a secondary write target of bucket {name} (targets: {})",
+                    if to.contains(':') { "target" } else { "store" },
                     e.policy
                         .write_to
                         .iter()
@@ -53,16 +54,24 @@ impl Buckets {
         // A target that does not answer now is taken (the site may be on its way back, and
         // the operator decides), but said: it serves errors until it answers.
         let leg = self.leg(&target).await?;
-        if let Err(e) = self.reachable(&leg, "serve the bucket yet").await {
-            tracing::warn!(bucket = %name, error = %e, "failing over to a target that does not answer");
-        }
+        let warning = match self.reachable(&leg, "serve the bucket yet").await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(bucket = %name, error = %e, "failing over to a target that does not answer");
+                Some(format!(
+                    "{e}: reads and writes of {name} fail until it answers"
+                ))
+            }
+        };
         let mut policy = e.policy.clone();
         policy.failover = Some(Failover {
             to: target,
             mode,
             since_ms: now_ms(),
         });
-        self.switch(&e, name, policy).await
+        let mut view = self.switch(&e, name, policy).await?;
+        view.warning = warning;
+        Ok(view)
     }
 
     /// Whether the failover target a failback reads what the primary is owed from answers.

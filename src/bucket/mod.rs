@@ -79,6 +79,9 @@ pub struct BucketView {
     pub name: String,
     pub policy: Policy,
     pub mode: String,
+    /// What the change went ahead despite (a failover target that does not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl BucketView {
@@ -87,6 +90,7 @@ impl BucketView {
             name: name.to_owned(),
             mode: mode(policy),
             policy: policy.clone(),
+            warning: None,
         }
     }
 }

@@ -193,6 +193,9 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
                 &v,
                 format!("bucket {name}: {}", v["mode"].as_str().unwrap_or("")),
             );
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("ferry: warning: {w}");
+            }
             // A target that was behind serves older data for the keys it owes.
             if let Ok(s) = client.call(Method::GET, &path(&name), None).await {
                 let behind = s["targets"].as_array().into_iter().flatten().find(|t| {

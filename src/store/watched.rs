@@ -91,10 +91,12 @@ impl Watched {
         }
     }
 
-    fn mark_down(&self, h: &mut Health, why: String) {
+    /// `silent_since`: when the call or check that found no answer was made (the time it
+    /// waited counts: the first error said "not answering for 0 s" after 8 s of silence).
+    fn mark_down(&self, h: &mut Health, why: String, silent_since: Instant) {
         if h.down_since.is_none() {
             tracing::warn!(store = %self.inner.name(), error = %why, "store not answering; calls fail at once until it answers again");
-            h.down_since = Some(Instant::now());
+            h.down_since = Some(silent_since);
         }
         h.why = why;
         self.down.store(true, Ordering::Relaxed);
@@ -138,7 +140,7 @@ impl Watched {
                 Ok(())
             }
             Err(why) => {
-                self.mark_down(&mut h, why);
+                self.mark_down(&mut h, why, asked);
                 Err(self.unavailable(&h))
             }
         }
@@ -175,7 +177,7 @@ impl Watched {
             && started.elapsed() >= PROBE_TIMEOUT
         {
             let mut h = self.health.lock().await;
-            self.mark_down(&mut h, message.clone());
+            self.mark_down(&mut h, message.clone(), started);
             h.probed = None;
         }
         r

@@ -182,7 +182,14 @@ fn failover_and_failback_with_a_target_that_does_not_answer() {
     // Failed over to a target that does not answer (taken: the operator decides), then
     // failback: nothing was written meanwhile, so failback needs nothing from it.
     b.kill9();
-    a.ok(&over("dr"));
+    let out = over("dr");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    // Said where the operator sees it, not only in the server's log.
+    assert!(
+        e.contains("warning") && e.contains("does not answer"),
+        "{e}"
+    );
     a.ok(&a.cli(&["bucket", "failback", "dead", "--wait"]));
     assert_eq!(status(&a, "dead")["mode"], "normal");
     // Failed over, written to, then gone: the primary is owed what only it holds (large, so
