@@ -210,6 +210,15 @@ fn new_id(latest: Option<&str>) -> anyhow::Result<(String, String)> {
         "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
     );
     let mut t = now;
+    // After a latest id ahead of the clock (a clock that ran ahead once), at once: stepping
+    // from now a millisecond at a time spun a CPU for minutes (a probe).
+    if let Some(after) = latest
+        .and_then(|l| time::PrimitiveDateTime::parse(l, &fmt).ok())
+        .map(|p| p.assume_utc() + Duration::from_millis(1))
+        && after > t
+    {
+        t = after;
+    }
     loop {
         let id = t.format(&fmt)?;
         if latest.is_none_or(|l| id.as_str() > l) {
@@ -499,4 +508,18 @@ async fn iteration(
         deleted: applied.deleted,
         consistent: applied.consistent,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A latest id years ahead of the clock (a clock that ran ahead once): the next id comes
+    /// right after it, without stepping a millisecond at a time from now.
+    #[test]
+    fn an_id_after_one_from_the_future_comes_at_once() {
+        let latest = "21260101T000000.000Z";
+        let (id, _) = super::new_id(Some(latest)).expect("id");
+        assert_eq!(id, "21260101T000000.001Z");
+        let (now, _) = super::new_id(Some("20000101T000000.000Z")).expect("id");
+        assert!(now.as_str() > "2026", "{now}");
+    }
 }

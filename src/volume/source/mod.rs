@@ -216,11 +216,23 @@ async fn iterate(
     // An empty tree over a snapshot that holds one is more often an unmounted filesystem or
     // a wrong --dir than a deliberate emptying; published, it would also push every good
     // snapshot out of --keep in as many iterations.
-    let held = base.entries.keys().filter(|k| !k.is_empty()).count();
-    if !opts.allow_empty && held > 0 && walked.0.iter().all(|f| f.path.is_empty()) {
+    // Folders alone count as empty: a freshly made filesystem holds `lost+found` (a probe
+    // replaced every file of a snapshot with it).
+    let held = base
+        .entries
+        .iter()
+        .filter(|(k, r)| !k.is_empty() && !matches!(r.content, crate::volume::index::Content::Dir))
+        .count();
+    let walked_files = walked
+        .0
+        .iter()
+        .filter(|f| !f.path.is_empty() && f.kind != crate::volume::tree::FoundKind::Dir)
+        .count();
+    if !opts.allow_empty && held > 0 && walked_files == 0 {
         anyhow::bail!(
-            "{} is empty, but the last snapshot holds {held} entries: not replicating an empty \
-             tree over it (an unmounted filesystem?); pass --allow-empty if it was emptied on purpose",
+            "{} holds no files, but the last snapshot holds {held}: not replicating an empty \
+             tree over it (an unmounted or freshly made filesystem?); pass --allow-empty if it \
+             was emptied on purpose",
             root.display()
         );
     }

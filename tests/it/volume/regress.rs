@@ -469,7 +469,8 @@ fn a_small_file_ending_in_zeros_keeps_its_length() {
 
 /// An empty source over a snapshot that is not (an unmounted filesystem, a wrong --dir) was
 /// replicated as an empty snapshot, and with `--keep` every good one went in as many
-/// iterations; it is refused unless `--allow-empty` says the emptying is meant.
+/// iterations; it is refused unless `--allow-empty` says the emptying is meant. Folders
+/// alone are empty too: a freshly made filesystem holds `lost+found` (a probe).
 #[test]
 fn an_empty_source_is_not_replicated_over_a_full_snapshot() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -488,11 +489,13 @@ fn an_empty_source_is_not_replicated_over_a_full_snapshot() {
             std::fs::remove_file(&p).expect("rm");
         }
     }
+    std::fs::create_dir_all(src.join("lost+found/x")).expect("mkdir");
     let out = run(source_cmd(&src, &dst.secret));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("is empty, but the last snapshot holds") && err.contains("--allow-empty"),
+        err.contains("holds no files, but the last snapshot holds 2")
+            && err.contains("--allow-empty"),
         "{err}"
     );
     assert_eq!(
@@ -506,7 +509,8 @@ fn an_empty_source_is_not_replicated_over_a_full_snapshot() {
     assert!(out.status.success(), "{}", stderr(&out));
     let p = t.join("promoted");
     promote(&dst.dir, None, &p);
-    assert_eq!(std::fs::read_dir(&p).expect("ls").count(), 0);
+    assert!(p.join("lost+found/x").is_dir());
+    assert!(!p.join("two").exists() && !p.join("a").exists());
 }
 
 /// SIGTERM or Ctrl-C during an iteration killed the source before its `--post-hook`: with
