@@ -119,7 +119,21 @@ pub fn take(
     }
     let dir = root.join(STATE_DIR).join("image");
     super::snapshot::remove_tree(&dir)?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        // A tree that cannot be written (a read-only mount, a mounted LVM snapshot, an
+        // immutable folder) holds still by itself: read it live. The iteration failed on it,
+        // and only after the destination's timeout (a probe).
+        use rustix::io::Errno;
+        let unwritable = [Errno::ROFS, Errno::ACCESS, Errno::PERM];
+        if unwritable
+            .iter()
+            .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
+        {
+            tracing::info!(dir = %dir.display(), error = %e, "no image: the tree cannot be written here; reading it live");
+            return Ok(None);
+        }
+        return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+    }
     let image = Image { dir: dir.clone() };
     // One clone first: it tells whether the filesystem can.
     let (first, rest) = jobs.split_at_mut(1);

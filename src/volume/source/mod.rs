@@ -253,32 +253,35 @@ async fn iterate(
     })
     .await
     .context("the source's reader panicked")?;
+    // This side failed: said at once. The connection closes as the tasks are dropped, so
+    // the destination gives the iteration up too, rather than waiting for its timeout and
+    // answering with that, which hid this error (a probe).
+    let produced = produced?;
     let write_result = (&mut writer.0)
         .await
         .context("the connection writer panicked")?;
     let reply = (&mut reader.0)
         .await
         .context("the connection reader panicked")?;
-    let produced = match (produced, write_result, reply) {
-        (Ok(p), Ok(_), Ok(Some(Msg::Published { id, problems }))) => {
-            let mut p = p;
+    let produced = match (write_result, reply) {
+        (Ok(_), Ok(Some(Msg::Published { id, problems }))) => {
+            let mut p = produced;
             p.report.snapshot = id;
             p.report.problems.extend(problems);
             p
         }
-        (_, _, Ok(Some(Msg::Failed { error }))) => {
+        (_, Ok(Some(Msg::Failed { error }))) => {
             bail!("the destination at {addr} failed the iteration: {error}")
         }
-        (Err(e), _, _) => return Err(e),
-        (_, Err(e), _) => {
+        (Err(e), _) => {
             return Err(e).with_context(|| format!("the connection to {addr} broke"));
         }
-        (_, _, Err(e)) => return Err(e).with_context(|| format!("no answer from {addr}")),
-        (_, _, Ok(None)) => bail!(
+        (_, Err(e)) => return Err(e).with_context(|| format!("no answer from {addr}")),
+        (_, Ok(None)) => bail!(
             "the destination at {addr} closed the connection before it published the snapshot \
              (it stopped, or was stopped); it keeps its last snapshot"
         ),
-        (_, _, Ok(Some(other))) => bail!(
+        (_, Ok(Some(other))) => bail!(
             "the destination at {addr} answered {} where the snapshot's id was expected",
             format!("{other:?}")
                 .split([' ', '{', '('])

@@ -667,3 +667,27 @@ fn a_manifest_that_cannot_be_saved_does_not_fail_a_published_iteration() {
     );
     assert_eq!(super::harness::snapshot_ids(&dst.dir).len(), 1);
 }
+
+/// A source tree that cannot be written (a read-only mount, a mounted LVM snapshot; here an
+/// immutable folder): the image folder could not be made, the iteration failed on it, and
+/// only after the destination's timeout, which hid the error (a probe). Such a tree holds
+/// still by itself: it is read live, and the manifest it cannot keep is reported.
+#[test]
+fn a_tree_that_cannot_be_written_is_read_live() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("a/one"), 100, 1);
+    write_file(&src.join("two"), 5000, 2);
+    let dst = Destination::start(t, "dst");
+    crate::support::immutable(&src, true);
+    let out = run(source_cmd(&src, &dst.secret));
+    crate::support::immutable(&src, false);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let said = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
+    assert!(said.contains("manifest could not be saved"), "{said}");
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
