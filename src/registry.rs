@@ -170,24 +170,32 @@ impl Registry {
         &self.data
     }
 
-    /// Where the built-in `local` store lives: always under this process's data directory,
-    /// whatever path the state database recorded (the directory may have moved since).
+    /// Where the built-in `local` store lives: under the server's data directory.
     fn local_path(&self) -> PathBuf {
         self.data.join("stores").join(LOCAL)
     }
 
-    /// `name`'s record, the built-in store's path taken from the data directory.
+    /// Whether the built-in store's path is this process's data directory's, whatever the
+    /// state database recorded: an embedded database is in that directory, so they moved
+    /// together. A PostgreSQL one is the server's record, which other processes on it (a
+    /// `ferry worker`, `ferry migrate`) take as it is.
+    fn local_is_ours(&self, name: &str) -> bool {
+        name == LOCAL && self.db.dialect() == state::Dialect::Sqlite
+    }
+
+    /// `name`'s record (see [`Self::local_is_ours`]).
     async fn record(&self, name: &str) -> Result<StoreRecord, Error> {
         let mut rec = self.db.store(name).await?;
-        if name == LOCAL {
+        if self.local_is_ours(name) {
             rec.config = serde_json::json!({ "path": self.local_path() });
         }
         Ok(rec)
     }
 
-    /// Registers (first start) and opens the built-in `local` fs store. A data directory that
-    /// moved (or was restored elsewhere) brings its store along: the record is brought up to
-    /// date rather than an empty store made at the old path.
+    /// Registers (first start) and opens the built-in `local` fs store: the server's, the one
+    /// process of a state database that calls this. A data directory that moved (or was
+    /// restored elsewhere) brings its store along: the record is brought up to date rather
+    /// than an empty store made at the old path.
     pub async fn local(&self) -> Result<Arc<FsStore>, Error> {
         let path = self.local_path();
         let config = serde_json::json!({ "path": path });
@@ -420,7 +428,7 @@ impl Registry {
     pub async fn list(&self) -> Result<Vec<StoreSummary>, Error> {
         let mut recs = self.db.stores().await?;
         for rec in &mut recs {
-            if rec.name == LOCAL {
+            if self.local_is_ours(&rec.name) {
                 rec.config = serde_json::json!({ "path": self.local_path() });
             }
         }

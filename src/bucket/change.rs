@@ -97,14 +97,15 @@ impl Buckets {
                 .refuse_losing_owed(name, &e.policy, Some(&policy), drop_owed)
                 .await?;
             let view = self.commit_switch(name, policy, roles).await?;
+            // The change is made: a failure here must not skip the backfill below (the rows
+            // left are refused again at the next change, which --drop-owed drops).
             for target in dropped {
-                let n = self
-                    .registry
-                    .db()
-                    .drop_journal_target(name, &target)
-                    .await?;
-                tracing::warn!(bucket = %name, target = %target, writes = n,
-                    "gave up the writes a target left out of the policy was owed (--drop-owed)");
+                match self.registry.db().drop_journal_target(name, &target).await {
+                    Ok(n) => tracing::warn!(bucket = %name, target = %target, writes = n,
+                        "gave up the writes a target left out of the policy was owed (--drop-owed)"),
+                    Err(e) => tracing::error!(bucket = %name, target = %target, error = %e,
+                        "could not give up the writes a target left out of the policy is owed"),
+                }
             }
             view
         };

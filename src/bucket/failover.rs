@@ -211,25 +211,37 @@ impl Buckets {
         {
             tracing::warn!(bucket = %name, target = %serving.label, "aborting the uploads left by the failover took over {} s; the rest stay", UPLOADS_CLEANUP.as_secs());
         }
-        let view = self.commit_switch(name, policy, roles).await?;
-        // Writes still held back, the roles back: the keys whose primary state outlived the
-        // failover are owed to every secondary. During the failover the other secondaries
-        // were synced from the failover target, which lacked them (a probe found a DR copy
-        // left with an older object and without a newer one, and nothing owed).
-        self.owe_kept(&e.ns, kept).await;
+        // The keys whose primary state outlived the failover are owed to every secondary of
+        // the roles to come: during the failover the other secondaries were synced from the
+        // failover target, which lacked them (a probe found a DR copy left with an older
+        // object and without a newer one, and nothing owed). Journaled before the switch, so
+        // a crash cannot lose them, but held (no worker takes them) until the roles are
+        // back: a worker of the failover's roles would copy the failover target's state.
+        let targets: Vec<String> = roles.secondaries.iter().map(|s| s.label.clone()).collect();
+        let owed = self.owe_kept(&e.ns, &targets, kept).await;
+        let switched = self.commit_switch(name, policy, roles).await;
+        let (ids, problem) = match owed {
+            Ok(ids) => (ids, None),
+            Err((ids, why)) => (ids, Some(why)),
+        };
+        e.ns.journal.release(&ids);
+        e.ns.wake.notify_waiters();
+        let mut view = switched?;
+        view.warning = problem;
         Ok(view)
     }
 
-    /// Journals `keys` for every secondary of `ns`'s current roles.
-    async fn owe_kept(&self, ns: &Namespace, keys: Vec<String>) {
-        let targets: Vec<String> = ns
-            .roles()
-            .secondaries
-            .iter()
-            .map(|s| s.label.clone())
-            .collect();
+    /// Journals `keys` for each of `targets`, held until released; the ids, or those and
+    /// why the rest are not owed.
+    async fn owe_kept(
+        &self,
+        ns: &Namespace,
+        targets: &[String],
+        keys: Vec<String>,
+    ) -> Result<Vec<i64>, (Vec<i64>, String)> {
+        let mut held = Vec::new();
         if keys.is_empty() || targets.is_empty() {
-            return;
+            return Ok(held);
         }
         let now = super::now_ms();
         for chunk in keys.chunks(1000) {
@@ -247,14 +259,19 @@ impl Buckets {
                 })
                 .collect();
             match ns.journal.append(rows).await {
-                Ok(ids) => ns.journal.release(&ids),
+                Ok(ids) => held.extend(ids),
                 Err(e) => {
-                    tracing::error!(bucket = %ns.name, error = %e, "failed back, but could not journal the keys the secondaries were synced without; `ferry verify` the primary against them");
-                    return;
+                    tracing::error!(bucket = %ns.name, error = %e, "failing back, but could not journal the keys the secondaries were synced without");
+                    return Err((
+                        held,
+                        format!(
+                            "the secondaries may lack keys the primary kept (journaling them failed: {e}); `ferry verify` the primary against each"
+                        ),
+                    ));
                 }
             }
         }
-        ns.wake.notify_waiters();
+        Ok(held)
     }
 
     /// Aborts the multipart uploads begun on `leg` since `since_ms`. Begun during a

@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod policy;
 mod status;
 mod strays;
+pub use strays::{claim, release};
 mod tee;
 
 pub use status::{BucketStatus, FailbackError, TargetStatus};
@@ -185,10 +186,12 @@ impl Buckets {
             failback_errors: Mutex::default(),
             metrics,
         });
-        // Alive before any copy records an upload; then the uploads of earlier (or, with a
-        // shared state database, quiet) processes are aborted.
-        strays::alive(me.registry.db()).await;
-        tokio::spawn(strays::heartbeat(me.registry.db().clone()));
+        // Alive (see `strays::claim`, done before this) while it runs; the uploads of earlier
+        // processes are aborted once they are quiet.
+        tokio::spawn(strays::heartbeat(
+            me.registry.db().clone(),
+            me.registry.data().to_owned(),
+        ));
         tokio::spawn(strays::sweep(me.registry.clone()));
         for rec in me.registry.db().buckets().await? {
             let policy: Policy = match serde_json::from_value(rec.policy.clone()) {

@@ -2,8 +2,9 @@
 //! a large object. Each is recorded in the state database from its creation until it ends, so
 //! a process killed mid-copy does not leave its parts stored (and billed) on the target for
 //! ever: [`sweep`], run when a server starts, aborts what earlier processes left. With a
-//! PostgreSQL state database several servers may share, each says every few seconds that it
-//! is alive ([`heartbeat`]), and only the uploads of processes gone quiet are swept.
+//! PostgreSQL state database the server says every few seconds that it is alive
+//! ([`heartbeat`]): no other server takes the database meanwhile ([`claim`]), and an earlier
+//! incarnation's uploads are swept once it has gone quiet.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,8 +19,8 @@ use crate::transfer::{self, copy};
 /// How long the sweep waits before trying again the uploads a store would not abort yet.
 const RETRY: Duration = Duration::from_secs(60);
 const PAGE: i64 = 200;
-/// How often a process sharing a PostgreSQL state database says it is alive, and how long
-/// one may stay quiet before its uploads count as left behind.
+/// How often a server on a PostgreSQL state database says it is alive, and how long one may
+/// stay quiet before it counts as gone (its uploads left behind, the database free).
 const HEARTBEAT: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_secs(45);
 
@@ -116,31 +117,71 @@ impl copy::Journal for Recorder<'_> {
     }
 }
 
-/// Whether other processes may record uploads in `db` (a PostgreSQL state database; an
-/// embedded one belongs to one server at a time).
+/// Whether other processes may use `db` (a PostgreSQL state database; an embedded one
+/// belongs to one server at a time).
 fn shared(db: &Db) -> bool {
     db.dialect() == Dialect::Postgres
 }
 
-/// Says this process is alive, so that no other process sharing the state database sweeps the
-/// uploads its copies record. Awaited once before the first copy can start.
-pub(super) async fn alive(db: &Db) {
+/// Where this server runs: its host and data directory. A server started again at the same
+/// place (after a crash, say) is the same server, not another one.
+fn place(data: &std::path::Path) -> String {
+    let dir = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_owned());
+    format!("{}:{}", crate::jobs::run::hostname(), dir.display())
+}
+
+/// Takes a shared state database for this server: refused while another server, elsewhere,
+/// says it is alive. Several servers would each serve the namespace buckets and run their
+/// catch-up workers over one journal, guarded by locks each holds in its own memory (a
+/// review found a copy of a key's older state landing over a write another server was
+/// making, and a server's built-in store taken for another's). `ferry worker` processes
+/// share a state database's jobs; `ferry serve` does not share it.
+pub async fn claim(db: &Db, data: &std::path::Path) -> Result<(), super::Error> {
+    if !shared(db) {
+        return Ok(());
+    }
+    let here = place(data);
+    let now = now_ms();
+    db.server_alive(me(), &here, now).await?;
+    let others = db
+        .other_servers(me(), &here, now - QUIET.as_millis() as i64)
+        .await?;
+    if let Some((there, seen)) = others.first() {
+        // Not left behind as alive: the server it defers to would take it for another.
+        if let Err(e) = db.server_gone(me()).await {
+            tracing::debug!(error = %e, "forgetting this refused server");
+        }
+        return Err(super::Error::Conflict(format!(
+            "another `ferry serve` uses this state database ({there}, alive {} s ago): one \
+             server serves a state database (its namespace buckets and their journal); stop \
+             that one first, or give this one a database of its own",
+            (now - seen).max(0) / 1000
+        )));
+    }
+    Ok(())
+}
+
+/// Forgets this server at a clean stop (see [`claim`]).
+pub async fn release(db: &Db) {
     if shared(db)
-        && let Err(e) = db.owner_alive(me(), now_ms()).await
+        && let Err(e) = db.server_gone(me()).await
     {
-        tracing::warn!(error = %e, "recording this process as alive in the state database");
+        tracing::debug!(error = %e, "forgetting this server at its stop");
     }
 }
 
-/// Says this process is alive every few seconds, for as long as it runs (a shared state
-/// database only).
-pub(super) async fn heartbeat(db: Db) {
+/// Says this server is alive every few seconds, for as long as it runs (a shared state
+/// database only): no later server takes the database, nor sweeps its uploads.
+pub(super) async fn heartbeat(db: Db, data: std::path::PathBuf) {
     if !shared(&db) {
         return;
     }
+    let here = place(&data);
     loop {
         tokio::time::sleep(HEARTBEAT).await;
-        alive(&db).await;
+        if let Err(e) = db.server_alive(me(), &here, now_ms()).await {
+            tracing::warn!(error = %e, "recording this server as alive in the state database");
+        }
     }
 }
 

@@ -128,9 +128,12 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
                 .call_long(
                     Method::PUT,
                     &format!("{}/policy", path(&name)),
-                    Some(
-                        json!({ "write_to": write_to, "read_from": read_from, "drop_owed": drop_owed }),
-                    ),
+                    // Sent only when asked: a server without the flag refuses unknown fields.
+                    Some(if drop_owed {
+                        json!({ "write_to": write_to, "read_from": read_from, "drop_owed": true })
+                    } else {
+                        json!({ "write_to": write_to, "read_from": read_from })
+                    }),
                 )
                 .await?;
             out(&v, format!("bucket {name}: {}", describe(&v)));
@@ -168,7 +171,11 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
             client
                 .call(
                     Method::DELETE,
-                    &format!("{}?drop_owed={drop_owed}", path(&name)),
+                    &if drop_owed {
+                        format!("{}?drop_owed=true", path(&name))
+                    } else {
+                        path(&name)
+                    },
                     None,
                 )
                 .await?;

@@ -177,6 +177,8 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
         Some(url) => super::connect_db(url).await?,
         None => Db::open_embedded(&cfg.data).await?,
     };
+    // One server per state database: said before anything of it is opened.
+    crate::bucket::claim(&db, &cfg.data).await?;
     let registry = Arc::new(Registry::new(db, &cfg.data));
     let local = registry.local().await?;
     // Bound before any secret is generated: a start that fails here must not leave behind
@@ -305,6 +307,8 @@ pub async fn run(args: ServeArgs, data: Option<PathBuf>) -> anyhow::Result<()> {
     let _ = jobs.await;
     s3.await.context("S3 server task")??;
     admin.await.context("admin server task")??;
+    // A stopped server lets another take the state database at once.
+    crate::bucket::release(registry.db()).await;
     registry.db().close().await;
     let _ = std::fs::remove_file(cfg.data.join("serve.json"));
     Ok(())

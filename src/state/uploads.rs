@@ -19,11 +19,12 @@ pub(super) fn schema() -> Vec<String> {
             PRIMARY KEY (store, bucket, upload_id)
         )"
         .into(),
-        // The processes that record uploads, each with the last time it said it was alive:
-        // the uploads of one still alive are never swept (several servers sharing a
-        // PostgreSQL state database).
-        "CREATE TABLE IF NOT EXISTS upload_owners (
+        // The `ferry serve` processes of this state database, each with where it runs and the
+        // last time it said it was alive: one serves it at a time, and the uploads of one
+        // still alive are never swept.
+        "CREATE TABLE IF NOT EXISTS servers (
             owner TEXT PRIMARY KEY,
+            place TEXT NOT NULL,
             seen_ms BIGINT NOT NULL
         )"
         .into(),
@@ -71,24 +72,56 @@ impl Db {
         Ok(())
     }
 
-    /// Records that the process `owner` is alive now (its heartbeat), and forgets processes
-    /// not heard of for a day.
-    pub async fn owner_alive(&self, owner: &str, now_ms: i64) -> Result<()> {
+    /// Records that the server `owner`, running at `place` (host and data directory), is
+    /// alive now (its heartbeat), and forgets servers not heard of for a day.
+    pub async fn server_alive(&self, owner: &str, place: &str, now_ms: i64) -> Result<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "INSERT INTO upload_owners (owner, seen_ms) VALUES ($1, $2)
+            "INSERT INTO servers (owner, place, seen_ms) VALUES ($1, $2, $3)
              ON CONFLICT (owner) DO UPDATE SET seen_ms = excluded.seen_ms",
         )
         .bind(owner)
+        .bind(place)
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM upload_owners WHERE seen_ms < $1")
+        sqlx::query("DELETE FROM servers WHERE seen_ms < $1")
             .bind(now_ms - 86_400_000)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Forgets the server `owner` (one refused the database, or stopping).
+    pub async fn server_gone(&self, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM servers WHERE owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The servers other than `owner`, at places other than `place`, heard of since
+    /// `since_ms`: (place, last seen).
+    pub async fn other_servers(
+        &self,
+        owner: &str,
+        place: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT place, seen_ms FROM servers WHERE owner <> $1 AND place <> $2 AND seen_ms >= $3
+             ORDER BY seen_ms DESC",
+        )
+        .bind(owner)
+        .bind(place)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("place")?, r.try_get("seen_ms")?)))
+            .collect()
     }
 
     /// Up to `limit` uploads of processes other than `not_owner` that have not said they
@@ -113,7 +146,7 @@ impl Db {
         };
         let rows = sqlx::query(
             "SELECT store, bucket, object_key, upload_id, owner, created_ms FROM copy_uploads
-             WHERE owner <> $7 AND NOT EXISTS (SELECT 1 FROM upload_owners o
+             WHERE owner <> $7 AND NOT EXISTS (SELECT 1 FROM servers o
                    WHERE o.owner = copy_uploads.owner AND o.seen_ms >= $1)
                AND (created_ms > $2 OR (created_ms = $2 AND (store > $3
                     OR (store = $3 AND (bucket > $4 OR (bucket = $4 AND upload_id > $5))))))

@@ -68,10 +68,11 @@ pub(super) async fn source_part_size(
     head: &ObjectMeta,
 ) -> store::Result<Option<u64>> {
     const MIN_PART: u64 = 5 * 1024 * 1024;
-    const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
-    // An upload of one part (any size S3 takes for a last part): copied as one part, so the
-    // copy keeps its `-1` ETag rather than getting the plain MD5 (a probe found such
-    // replicas compared "by size only").
+    // An upload of one part: copied as one part, so the copy keeps its `-1` ETag rather
+    // than getting the plain MD5 (a probe found such replicas compared "by size only"). Up
+    // to a size one stream copies well: beyond, parts in parallel that resume win, and
+    // some stores take parts of less than S3's 5 GiB.
+    const MAX_PART: u64 = 512 * 1024 * 1024;
     let one_part =
         head.parts_count == Some(1) || head.etag.rsplit_once('-').is_some_and(|(_, n)| n == "1");
     if one_part && !head.opaque_etag && (1..=MAX_PART).contains(&head.size) {

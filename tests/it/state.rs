@@ -659,7 +659,7 @@ fn serve_on_postgres_state() {
             "--admin-listen",
             "127.0.0.1:0",
             "--db",
-            &pg_url(),
+            &crate::support::fresh_pg_database(),
             "--data",
         ])
         .arg(&data)
@@ -734,9 +734,32 @@ async fn open_uploads(db: &Db, unique: &str) {
     ] {
         db.record_upload(&up(id, ms)).await.expect("record");
     }
-    // One process said it was alive at 1,000, the other last at 100.
-    db.owner_alive(&owner("busy"), 1_000).await.expect("alive");
-    db.owner_alive(&owner("quiet"), 100).await.expect("alive");
+    // One server said it was alive just now, the other 100 s ago (times near the clock's:
+    // another test's server, on this database, forgets rows a day old).
+    let now = ferry::state::now_ms();
+    db.server_alive(&owner("busy"), "host-a:/d", now)
+        .await
+        .expect("alive");
+    db.server_alive(&owner("quiet"), "host-b:/d", now - 100_000)
+        .await
+        .expect("alive");
+    assert_eq!(
+        db.other_servers(&owner("quiet"), "host-b:/d", now - 50_000)
+            .await
+            .expect("others")
+            .iter()
+            .filter(|(p, _)| p == "host-a:/d")
+            .count(),
+        1
+    );
+    assert!(
+        db.other_servers(&owner("x"), "host-a:/d", now - 50_000)
+            .await
+            .expect("others")
+            .iter()
+            .all(|(p, _)| p != "host-a:/d"),
+        "a server at the same place is no other"
+    );
     let ours = |db: &Db| {
         let db = db.clone();
         async move {
@@ -744,7 +767,7 @@ async fn open_uploads(db: &Db, unique: &str) {
             let mut after: Option<OpenUpload> = None;
             loop {
                 let page = db
-                    .open_uploads("me", 500, after.as_ref(), 2)
+                    .open_uploads("me", now - 50_000, after.as_ref(), 2)
                     .await
                     .expect("page");
                 seen.extend(
@@ -765,8 +788,10 @@ async fn open_uploads(db: &Db, unique: &str) {
         .await
         .expect("forget unknown");
     assert_eq!(ours(db).await, ["u1", "u2b", "u3", "quiet", "late"]);
-    // The busy process goes quiet: its upload is left behind too.
-    db.owner_alive(&owner("busy"), 400).await.expect("alive");
+    // The busy server goes quiet: its upload is left behind too.
+    db.server_alive(&owner("busy"), "host-a:/d", now - 60_000)
+        .await
+        .expect("alive");
     assert_eq!(ours(db).await, ["u1", "busy", "u2b", "u3", "quiet", "late"]);
     for id in ["u1", "u2b", "u3", "late", "mine", "busy", "quiet"] {
         db.forget_upload(unique, "b", id).await.expect("forget");

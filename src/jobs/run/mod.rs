@@ -36,9 +36,9 @@ use crate::transfer::copy::Plan;
 use crate::transfer::throttle::Limiter;
 
 mod owners;
+pub(crate) use owners::hostname;
 mod task;
 
-use owners::hostname;
 pub use owners::reclaim_dead;
 pub use task::retryable;
 

@@ -48,7 +48,7 @@ fn running(pid: u32) -> bool {
 /// The host part of a runner's name: the host name and this process's PID namespace, so
 /// containers that share a host name (host networking) never take each other's processes
 /// for their own when they look for dead ones.
-pub(super) fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into());

@@ -76,62 +76,39 @@ fn an_upload_a_killed_catch_up_opened_is_aborted_by_the_next_process() {
     );
 }
 
-/// Two servers share a PostgreSQL state database. One's catch-up copy has an upload open on
-/// the secondary (its parts held up) when the other starts: the starting server's sweep took
-/// that upload for one an earlier process left, and aborted it under the live copy. It now
-/// leaves the uploads of a process that says it is alive, and the copy completes.
+/// Two `ferry serve` on one PostgreSQL state database would each serve its namespace
+/// buckets and run catch-up workers over one journal, with locks each holds in its own
+/// memory, and each take a starting one's sweep for its own uploads' (a review). A second
+/// server elsewhere is refused, naming the first; the first started again at its own place
+/// (after kill -9) is not.
 #[test]
-fn a_server_starting_leaves_the_uploads_of_a_live_server_sharing_its_state() {
-    let primary = Ferry::start();
-    let secondary = Ferry::start();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let hold = tmp.path().join("hold");
-    let proxy = fault_proxy(
-        &secondary.s3,
-        "0",
-        &tmp.path().join("proxy.json"),
-        &["--hold-parts-while", hold.to_str().expect("utf8")],
-    );
+fn a_second_server_on_one_postgresql_state_database_is_refused() {
     let db = fresh_pg_database();
-    let a = Ferry::start_with(&["--db", &db]);
-    a.add_s3_store("px", &primary.s3, ACCESS_KEY, SECRET_KEY);
-    a.add_s3_store("dr", &proxy.endpoint, ACCESS_KEY, SECRET_KEY);
-    a.ok(&a.cli(&["bucket", "create", "big", "--write-to", "px:big"]));
-    let f = tmp.path().join("x");
-    write_file(&f, 40 << 20, 11);
-    cp_to(&a, &f, "s3://big/obj");
-    std::fs::write(&hold, b"").expect("hold");
-    a.ok(&a.cli(&["bucket", "policy", "big", "--write-to", "px:big,dr:big"]));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let open = loop {
-        if let Some(u) = uploads(&secondary, "big").first() {
-            break u["UploadId"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the catch-up opened no upload on the secondary; log:\n{}",
-            a.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let b = Ferry::start_with(&["--db", &db]);
-    // The sweep runs as the server starts; give it time to act.
-    std::thread::sleep(Duration::from_secs(3));
-    let ids: Vec<Value> = uploads(&secondary, "big")
-        .iter()
-        .map(|u| u["UploadId"].clone())
-        .collect();
+    let mut a = Ferry::start_with(&["--db", &db]);
+    let other = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new(crate::support::ferry_bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--data",
+        ])
+        .arg(other.path().join("data"))
+        .env("FERRY_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        ids.contains(&open),
-        "the live copy's upload {open} is gone from the secondary ({ids:?}); second server's log:\n{}",
-        b.log()
+        err.contains("another `ferry serve` uses this state database")
+            && err.contains(&a.data().canonicalize().expect("dir").display().to_string()),
+        "{err}"
     );
-    std::fs::remove_file(&hold).expect("release");
-    wait_drained(&a, "big");
-    assert_same(&a, "px:big", "dr:big");
-    assert!(
-        !b.log().contains("aborted a multipart upload"),
-        "{}",
-        b.log()
-    );
+    a.kill9();
+    a.restart();
+    a.ok(&a.aws(&["s3", "mb", "s3://still"]));
 }
