@@ -37,7 +37,12 @@ pub enum VolumeCommand {
         #[arg(long, value_name = "URL")]
         db: Option<String>,
         /// Iterations to show.
-        #[arg(long, default_value_t = 10, value_name = "N")]
+        #[arg(
+            long,
+            allow_negative_numbers = true,
+            default_value_t = 10,
+            value_name = "N"
+        )]
         limit: i64,
     },
     /// List a destination's snapshots (oldest first).
@@ -69,10 +74,20 @@ pub struct DestinationArgs {
     #[arg(long, value_name = "FILE")]
     secret_out: Option<PathBuf>,
     /// Snapshots to keep.
-    #[arg(long, default_value_t = 7, value_name = "N")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 7,
+        value_name = "N"
+    )]
     keep: usize,
     /// Writer threads.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 4,
+        value_name = "N"
+    )]
     threads: usize,
     /// State database for the iteration history (default: DIR/.ferry/state.db).
     #[arg(long, value_name = "URL")]
@@ -83,7 +98,12 @@ pub struct DestinationArgs {
     /// Give an iteration up when its source sends nothing for this many seconds (a frozen or
     /// cut-off source would otherwise hold the destination); its work is kept for the next
     /// iteration to resume. 0 waits for ever.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 300,
+        value_name = "SECS"
+    )]
     timeout: u64,
 }
 
@@ -125,7 +145,12 @@ pub struct SourceArgs {
     #[arg(long)]
     xattrs_trusted: bool,
     /// Reader threads (also the depth of reads in flight on a cold cache).
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 8,
+        value_name = "N"
+    )]
     threads: usize,
     /// State database for the iteration history (default: DIR/.ferry/state.db).
     #[arg(long, value_name = "URL")]
@@ -136,12 +161,43 @@ pub struct SourceArgs {
     /// Give an iteration up when nothing crosses the connection for this many seconds (a
     /// frozen or cut-off destination would otherwise hold the source); the destination
     /// resumes it next time. 0 waits for ever; otherwise at least 15.
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 300,
+        value_name = "SECS"
+    )]
     timeout: u64,
     /// Replicate the tree even if it is empty while the last snapshot is not (refused
     /// otherwise: an unmounted filesystem would replace every snapshot, one per iteration).
     #[arg(long)]
     allow_empty: bool,
+}
+
+/// The most `--threads` (more only cost memory and scheduling: a probe's 100,000 made a
+/// six-file iteration take seconds).
+const MAX_THREADS: usize = 256;
+
+/// `--threads`, `--metrics-listen` and `--db` checked before anything starts: bad usage
+/// (exit 2) naming the flag, not a failure later.
+fn check_common(threads: usize, metrics: Option<&str>, db: Option<&str>) -> Result<(), UsageError> {
+    if !(1..=MAX_THREADS).contains(&threads) {
+        return Err(UsageError(format!(
+            "--threads {threads}: expected 1 to {MAX_THREADS}"
+        )));
+    }
+    if let Some(addr) = metrics {
+        use std::net::ToSocketAddrs;
+        if addr.to_socket_addrs().is_err() {
+            return Err(UsageError(format!(
+                "--metrics-listen {addr:?}: not an address (host:port)"
+            )));
+        }
+    }
+    if let Some(url) = db {
+        crate::state::check_url(url).map_err(UsageError)?;
+    }
+    Ok(())
 }
 
 /// The longest `--every` (a longer one would overflow a clock, and is a job for cron).
@@ -150,7 +206,7 @@ const MAX_INTERVAL_SECS: u64 = 366 * 86_400;
 fn parse_interval(s: &str) -> Result<Duration, UsageError> {
     let bad = || {
         UsageError(format!(
-            "--every {s:?}: expected a number with s, m, h or d, e.g. 5m, from 1s to 366d"
+            "--every {s:?}: expected seconds, or a number with s, m, h or d (e.g. 5m), from 1s to 366d"
         ))
     };
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -174,6 +230,7 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
             if a.keep == 0 {
                 return Err(UsageError("--keep must be at least 1".into()).into());
             }
+            check_common(a.threads, a.metrics_listen.as_deref(), a.db.as_deref())?;
             {
                 use std::net::ToSocketAddrs;
                 if a.listen.to_socket_addrs().is_err() {
@@ -313,6 +370,7 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
 }
 
 async fn source_loop(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
+    check_common(a.threads, a.metrics_listen.as_deref(), a.db.as_deref())?;
     let every = match (&a.every, a.once) {
         (Some(e), _) => Some(parse_interval(e)?),
         (None, true) => None,

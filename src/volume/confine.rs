@@ -66,6 +66,20 @@ impl Confined {
         .map_err(|e| anyhow!("{}: not a directory inside the tree: {e}", shown(rel)))
     }
 
+    /// Opens a directory beneath the root for reading and changing its metadata (`dir`'s
+    /// handles only name a place).
+    pub fn open_dir(&self, rel: &[u8]) -> anyhow::Result<OwnedFd> {
+        let p: &[u8] = if rel.is_empty() { b"." } else { rel };
+        rustix::fs::openat2(
+            &*self.root,
+            OsStr::from_bytes(p),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| anyhow!("{}: not a directory inside the tree: {e}", shown(rel)))
+    }
+
     /// Checks `path` and returns its parent directory and final name.
     pub fn parent<'p>(&mut self, path: &'p [u8]) -> anyhow::Result<(&OwnedFd, &'p [u8])> {
         check_path(path).map_err(|e| anyhow!("refused {e}"))?;

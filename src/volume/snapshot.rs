@@ -20,6 +20,7 @@ use anyhow::{Context, bail};
 
 use crate::store::fs::copy_range;
 
+use super::confine::Confined;
 use super::durable;
 use super::index::{Content, Index, SnapshotInfo};
 use super::meta;
@@ -265,16 +266,37 @@ pub fn remove_tree(path: &Path) -> anyhow::Result<()> {
 
 /// Fills `staging` with the tree of the previous snapshot: directories created, files and
 /// symlinks hard-linked (so unchanged files cost one link, and nothing in the old snapshot is
-/// ever written through). Directories first, then links from several threads.
+/// ever written through). Directories first, then links from several threads. Paths are
+/// resolved from handles on the two trees' folders, never whole: a tree's deepest paths may
+/// fit within PATH_MAX only relative to its root (a probe's 4,051-byte path stopped every
+/// iteration after the first, beneath `DIR/.ferry/...`).
 pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<()> {
+    use std::ffi::OsStr;
     std::fs::create_dir(staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let stage = Confined::open(staging)?;
+    let old = Confined::open(prev)?;
+    let at = |path: &[u8]| {
+        format!(
+            "cannot prepare {} in {}",
+            tree::shown(path),
+            staging.display()
+        )
+    };
     let mut links = Vec::new();
-    for (path, rec) in &index.entries {
-        if rec.content == Content::Dir {
-            let to = join(staging, path);
-            std::fs::create_dir(&to).with_context(|| format!("cannot prepare {}", to.display()))?;
-        } else {
-            links.push(&path[..]);
+    {
+        let mut stage = stage.share();
+        for (path, rec) in &index.entries {
+            if rec.content == Content::Dir {
+                let (dir, name) = stage.parent(path).with_context(|| at(path))?;
+                rustix::fs::mkdirat(
+                    dir,
+                    OsStr::from_bytes(name),
+                    rustix::fs::Mode::from_raw_mode(0o777),
+                )
+                .with_context(|| at(path))?;
+            } else {
+                links.push(&path[..]);
+            }
         }
     }
     const THREADS: usize = 4;
@@ -283,11 +305,22 @@ pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<(
         let handles: Vec<_> = links
             .chunks(per)
             .map(|part| {
+                let (mut stage, old) = (stage.share(), old.share());
                 scope.spawn(move || -> anyhow::Result<()> {
+                    // The previous snapshot's folder of the last path, kept while paths stay in it.
+                    let mut from: Option<(&[u8], std::os::fd::OwnedFd)> = None;
                     for path in part {
-                        let to = join(staging, path);
-                        std::fs::hard_link(join(prev, path), &to)
-                            .with_context(|| format!("cannot prepare {}", to.display()))?;
+                        let folder = tree::parent(path);
+                        if from.as_ref().is_none_or(|(f, _)| *f != folder) {
+                            from = Some((folder, old.dir(folder).with_context(|| at(path))?));
+                        }
+                        let Some((_, src)) = &from else {
+                            unreachable!("opened above")
+                        };
+                        let (dst, name) = stage.parent(path).with_context(|| at(path))?;
+                        let name = OsStr::from_bytes(name);
+                        rustix::fs::linkat(src, name, dst, name, rustix::fs::AtFlags::empty())
+                            .with_context(|| at(path))?;
                     }
                     Ok(())
                 })
@@ -306,9 +339,10 @@ pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<(
 /// iteration that uses it only fixes the directories it changes.
 pub fn finish_farm(root: &Path, index: &Index) -> anyhow::Result<()> {
     let mut problems = Vec::new();
+    let tree = Confined::open(root)?;
     for (path, rec) in index.entries.iter().rev() {
         if rec.content == Content::Dir {
-            let d = std::fs::File::open(join(root, path))?;
+            let d = tree.open_dir(path)?;
             meta::apply_fd(&d, path, &rec.meta, true, &mut problems)?;
         }
     }

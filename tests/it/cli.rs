@@ -415,6 +415,44 @@ fn volume_bad_usage_exits_2() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Each refused before anything starts, on one line naming its flag (a probe found them
+    // accepted, exit 1, or clap's "unexpected argument '-1'" naming none).
+    let d = dir.to_str().unwrap_or_default();
+    let secret = tmp.path().join("s");
+    std::fs::write(&secret, b"{}").expect("secret");
+    let s = secret.to_str().unwrap_or_default();
+    let dest = |extra: &[&str]| {
+        let mut v = vec![
+            "volume",
+            "destination",
+            "--dir",
+            d,
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let src = |extra: &[&str]| {
+        let mut v = vec!["volume", "source", "--dir", d, "--secret", s, "--once"];
+        v.extend_from_slice(extra);
+        v.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    for (args, flag) in [
+        (dest(&["--threads", "0"]), "--threads"),
+        (dest(&["--threads", "100000"]), "--threads"),
+        (dest(&["--metrics-listen", "notanaddr"]), "--metrics-listen"),
+        (dest(&["--db", "bogus://x"]), "--db"),
+        (dest(&["--timeout", "-1"]), "--timeout"),
+        (src(&["--threads", "0"]), "--threads"),
+        (src(&["--db", "bogus://x"]), "--db"),
+        (src(&["--timeout", "-1"]), "--timeout"),
+    ] {
+        let out = Command::new(ferry_bin()).args(&args).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
 }
 
 /// `--bandwidth-limit 0` is no limit (rsync's and rclone's reading), not one byte a second.

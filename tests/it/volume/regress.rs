@@ -691,3 +691,31 @@ fn a_tree_that_cannot_be_written_is_read_live() {
     promote(&dst.dir, None, &p);
     assert_same_tree(&src, &p);
 }
+
+/// A path that fits within PATH_MAX in the source tree but not beneath the destination's
+/// `DIR/.ferry/snapshots/<id>/`: the first iteration published, then preparing the next
+/// staging tree failed ("File name too long") and every later iteration with it, for good
+/// (a probe). The hardlink farm resolves paths from folder handles now.
+#[test]
+fn a_path_too_long_beneath_the_destination_does_not_stop_replication() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    let mut deep = src.clone();
+    for i in 0..19u8 {
+        deep.push(String::from_utf8(vec![b'a' + i; 200]).expect("utf8"));
+    }
+    deep.push("w".repeat(40));
+    let rel_len = deep.strip_prefix(&src).expect("rel").as_os_str().len() + 190;
+    assert!(rel_len > 4000, "{rel_len}");
+    write_file(&deep.join("v".repeat(189)), 100, 1);
+    write_file(&src.join("other"), 100, 2);
+    let dst = Destination::start(t, "dst");
+    sync_ok(&src, &dst);
+    write_file(&src.join("other"), 200, 3);
+    let second = super::harness::snapshot_of(&sync_ok(&src, &dst));
+    write_file(&src.join("third"), 10, 4);
+    let third = super::harness::snapshot_of(&sync_ok(&src, &dst));
+    let ids = super::harness::snapshot_ids(&dst.dir);
+    assert!(ids.contains(&second) && ids.contains(&third), "{ids:?}");
+}
