@@ -172,7 +172,9 @@ impl Registry {
 
     /// Where the built-in `local` store lives: under the server's data directory.
     fn local_path(&self) -> PathBuf {
-        self.data.join("stores").join(LOCAL)
+        let p = self.data.join("stores").join(LOCAL);
+        // Recorded whole: other processes read it from elsewhere.
+        std::path::absolute(&p).unwrap_or(p)
     }
 
     /// Whether the built-in store's path is this process's data directory's, whatever the

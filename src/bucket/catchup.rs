@@ -76,9 +76,10 @@ pub async fn run(
         };
         // Rows of writes in progress, and rows settled but not yet deleted, are not owed.
         let live = ns.journal.busy();
-        // Group by key, in order of each key's first row: (key, highest id, only tag changes).
+        // Group by key, in order of each key's first row: (key, highest id, only tag changes,
+        // bytes, newest row's time).
         let mut order: Vec<String> = Vec::new();
-        let mut groups: HashMap<String, (i64, bool, u64)> = HashMap::new();
+        let mut groups: HashMap<String, (i64, bool, u64, i64)> = HashMap::new();
         // Rows younger than a moment may belong to a write whose append just returned and
         // is not marked busy yet; the next pass takes them if they are still there.
         let young = now_ms() - YOUNG_MS;
@@ -88,11 +89,12 @@ pub async fn run(
         {
             let e = groups.entry(r.key.clone()).or_insert_with(|| {
                 order.push(r.key.clone());
-                (r.id, true, 0)
+                (r.id, true, 0, r.created_ms)
             });
             e.0 = e.0.max(r.id);
             e.1 &= r.op == "tags";
             e.2 += u64::try_from(r.bytes).unwrap_or(0);
+            e.3 = e.3.max(r.created_ms);
         }
         if order.is_empty() {
             if after > 0 {
@@ -109,7 +111,7 @@ pub async fn run(
         }
         let results: Vec<(String, i64, store::Result<Option<u64>>)> =
             futures::stream::iter(order.into_iter().map(|key| {
-                let (max_id, tags_only, _) = groups[&key];
+                let (max_id, tags_only, _, newest_ms) = groups[&key];
                 let ns = &ns;
                 let target = &target;
                 let stop = &stop;
@@ -118,7 +120,7 @@ pub async fn run(
                     let r = if *stop.borrow() {
                         Ok(None)
                     } else {
-                        sync_key(ns, target, &key, tags_only).await
+                        sync_key(ns, target, &key, tags_only, newest_ms).await
                     };
                     (key, max_id, r)
                 }
@@ -236,6 +238,7 @@ async fn sync_key(
     target: &Leg,
     key: &str,
     tags_only: bool,
+    newest_ms: i64,
 ) -> store::Result<Option<u64>> {
     let is_target =
         |roles: &super::namespace::Roles| roles.secondaries.iter().any(|s| s.label == target.label);
@@ -256,6 +259,31 @@ async fn sync_key(
     };
     if !is_target(&roles) {
         return Ok(None);
+    }
+    // Failed over read-write to a target that still owes this key (it was behind when it
+    // took over), and the key not written since: the target's copy is older than the one
+    // the old primary holds, and would settle this target's rows with it (a probe found a
+    // third target left with an older object, nothing owed). The rows wait for the
+    // failback, which syncs them from the primary; said as a failure, so the worker looks
+    // past them (and backs off) rather than reading the same page in a loop. The old
+    // primary itself is fed as ever (the failback drains it).
+    if let Some(since) = roles.failed_over_ms
+        && newest_ms < since
+        && !roles.deferred.contains(&target.label)
+        && ns
+            .journal
+            .db()
+            .owes_key(&ns.name, &roles.primary.label, key)
+            .await
+            .map_err(|e| store::Error::Index(format!("reading the journal: {e}")))?
+    {
+        return Err(store::Error::Unavailable {
+            store: roles.primary.store.name().to_owned(),
+            message: format!(
+                "{} is behind for this key; it waits for the failback",
+                roles.primary.label
+            ),
+        });
     }
     let moved = copy_key(ns.journal.db(), &roles.primary, target, &k, tags_only).await;
     // The copy has landed (or failed). A write waiting for it holds the key's lock while it

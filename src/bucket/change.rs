@@ -19,6 +19,11 @@ impl Buckets {
         if self.get(name).is_some() {
             return Err(Error::Exists(name.to_owned()));
         }
+        if let Some(holder) = self.holder_of(name) {
+            return Err(Error::Invalid(format!(
+                "bucket {name} holds the objects of namespace bucket {holder}: choose another name"
+            )));
+        }
         // A plain bucket of that name would be hidden, unless it is the primary's own bucket
         // (`local:NAME`), which the namespace then serves. Checked before any target's
         // bucket is made.
@@ -78,6 +83,18 @@ impl Buckets {
             return Err(Error::Conflict(format!(
                 "bucket {name} is failed over to {}: fail back before changing its policy",
                 f.to
+            )));
+        }
+        // A primary that is not yet one of the bucket's targets holds none of its objects:
+        // every read would miss them, with nothing owed (a probe).
+        let asked = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
+        if let Some(first) = asked.write_to.first()
+            && !e.policy.write_to.contains(first)
+        {
+            return Err(Error::Invalid(format!(
+                "bucket {name}: the new primary {first} is not one of its write targets, so it \
+                 holds none of its objects: add it as a secondary first, wait until `ferry \
+                 bucket status {name}` shows nothing owed, then make it the primary"
             )));
         }
         let (policy, roles) = self

@@ -188,7 +188,13 @@ impl Buckets {
                 return Err(down);
             }
             tracing::warn!(bucket = %name, target = %serving.label, "failing back without reading the failover target: it does not answer and nothing was written during the failover");
-            return self.commit_switch(name, policy, roles).await;
+            let mut view = self.commit_switch(name, policy, roles).await?;
+            view.warning = Some(format!(
+                "{} does not answer: failed back without comparing it with the primary \
+                 (nothing was written during the failover); it catches up once it answers",
+                serving.label
+            ));
+            return Ok(view);
         }
         // 1. Drain while writes continue.
         self.drain(name, &primary, DRAIN_LIMIT, true).await?;

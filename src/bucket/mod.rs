@@ -268,24 +268,50 @@ impl Buckets {
 
     /// Refuses a target another namespace bucket already has: two namespaces writing to one
     /// place overwrite and delete each other's objects, with neither journal knowing (a probe
-    /// deleted a namespace's object on its primary through another one).
-    fn refuse_shared_targets(&self, name: &str, policy: &Policy) -> Result<(), Error> {
-        let Ok(open) = self.open.read() else {
-            return Ok(());
+    /// deleted a namespace's object on its primary through another one). A place is a
+    /// store's location (its folder, or its endpoint) and a bucket: two store names for one
+    /// endpoint are one place.
+    async fn refuse_shared_targets(&self, name: &str, policy: &Policy) -> Result<(), Error> {
+        let located: HashMap<String, String> = self
+            .registry
+            .list()
+            .await?
+            .into_iter()
+            .map(|s| (s.name, s.location))
+            .collect();
+        let place = |t: &Target| {
+            let at = located
+                .get(&t.store)
+                .map_or(t.store.as_str(), String::as_str);
+            (at.trim_end_matches('/').to_owned(), t.bucket.clone())
         };
-        for t in policy.write_to.iter().chain(&policy.read_from) {
-            let taken = open.iter().find(|(other, e)| {
-                other.as_str() != name
-                    && e.policy
+        let taken: Vec<((String, String), String, String)> = {
+            let Ok(open) = self.open.read() else {
+                return Ok(());
+            };
+            open.iter()
+                .filter(|(other, _)| other.as_str() != name)
+                .flat_map(|(other, e)| {
+                    e.policy
                         .write_to
                         .iter()
                         .chain(&e.policy.read_from)
-                        .any(|o| o == t)
-            });
-            if let Some((other, _)) = taken {
+                        .map(|o| (place(o), o.to_string(), other.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        for t in policy.write_to.iter().chain(&policy.read_from) {
+            let here = place(t);
+            if let Some((_, theirs, other)) = taken.iter().find(|(p, _, _)| *p == here) {
+                let same = if *theirs == t.to_string() {
+                    String::new()
+                } else {
+                    format!(" (as {theirs}: the same place)")
+                };
                 return Err(Error::Invalid(format!(
-                    "target {t} is already a target of namespace bucket {other}: two namespace \
-                     buckets in one place would overwrite each other's objects"
+                    "target {t} is already a target of namespace bucket {other}{same}: two \
+                     namespace buckets in one place would overwrite each other's objects"
                 )));
             }
         }
@@ -366,6 +392,7 @@ impl Buckets {
                     readers,
                     read_only: None,
                     deferred: Vec::new(),
+                    failed_over_ms: None,
                 }
             }
             Some(f) => {
@@ -383,6 +410,7 @@ impl Buckets {
                             readers: vec![to.clone()],
                             read_only: Some(to.label),
                             deferred: Vec::new(),
+                            failed_over_ms: None,
                         }
                     }
                     FailoverMode::ReadWrite => {
@@ -398,6 +426,7 @@ impl Buckets {
                             readers: vec![to],
                             read_only: None,
                             deferred,
+                            failed_over_ms: Some(f.since_ms),
                         }
                     }
                 }
@@ -488,7 +517,7 @@ impl Buckets {
         existing: Option<&Policy>,
     ) -> Result<(Policy, Roles), Error> {
         let policy = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
-        self.refuse_shared_targets(name, &policy)?;
+        self.refuse_shared_targets(name, &policy).await?;
         let roles = self.roles(&policy).await?;
         // A read target that takes no writes must already hold the bucket, or it would serve
         // nothing but NoSuchBucket (a typo in --read-from, a target meant for --write-to).

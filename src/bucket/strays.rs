@@ -146,6 +146,11 @@ pub async fn claim(db: &Db, data: &std::path::Path) -> Result<(), super::Error> 
     let others = db
         .other_servers(me(), &here, now - QUIET.as_millis() as i64)
         .await?;
+    if others.is_empty() {
+        // Its earlier incarnations here are this server: gone (a probe found a crashed one's
+        // row holding the database for 45 s after this one stopped cleanly).
+        db.forget_place(me(), &here).await?;
+    }
     if let Some((there, seen)) = others.first() {
         // Not left behind as alive: the server it defers to would take it for another.
         if let Err(e) = db.server_gone(me()).await {

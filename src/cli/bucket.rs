@@ -228,6 +228,9 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
                     None,
                 )
                 .await?;
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("ferry: warning: {w}");
+            }
             let text = if wait {
                 format!("bucket {name}: back on its primary ({})", describe(&v))
             } else {

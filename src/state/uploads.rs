@@ -93,6 +93,18 @@ impl Db {
         Ok(())
     }
 
+    /// Forgets the earlier servers at `place` other than `owner`: the same server, started
+    /// again (their row would hold the database against another server after this one
+    /// stops cleanly).
+    pub async fn forget_place(&self, owner: &str, place: &str) -> Result<()> {
+        sqlx::query("DELETE FROM servers WHERE place = $1 AND owner <> $2")
+            .bind(place)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets the server `owner` (one refused the database, or stopping).
     pub async fn server_gone(&self, owner: &str) -> Result<()> {
         sqlx::query("DELETE FROM servers WHERE owner = $1")

@@ -60,6 +60,8 @@ pub struct Roles {
     /// Secondaries that get no live writes, only journal rows (the old primary after a
     /// read-write failover: it is presumed unhealthy until failback).
     pub deferred: Vec<String>,
+    /// When a read-write failover began (its target is `primary`), if one is on.
+    pub failed_over_ms: Option<i64>,
 }
 
 pub struct Namespace {

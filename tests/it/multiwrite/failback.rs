@@ -280,6 +280,17 @@ fn what_failback_repairs_onto_the_primary_reaches_the_other_targets() {
 /// whose primary state it keeps.
 #[test]
 fn failback_owes_the_other_secondaries_what_the_primary_kept() {
+    other_secondaries_after_failback(false);
+}
+
+/// The same, with the failover target gone again at failback (no comparison is possible):
+/// the other secondary's rows waited for the failback and are synced from the primary.
+#[test]
+fn failback_without_the_failover_target_leaves_the_other_secondaries_owed() {
+    other_secondaries_after_failback(true);
+}
+
+fn other_secondaries_after_failback(down_at_failback: bool) {
     let a = Ferry::start();
     let mut b = Ferry::start_fixed_port();
     a.add_remote("dr", &b);
@@ -324,29 +335,41 @@ fn failback_owes_the_other_secondaries_what_the_primary_kept() {
     a.ok(&a.cli(&over));
     b.restart();
     std::fs::rename(&aside, &folder).expect("move back");
-    // fs3 is synced from the failover target meanwhile (the failover target itself stays
-    // owed what it missed until failback).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let s = status(&a, "tri");
-        let fs3 = s["targets"]
+    // fs3 is not synced from the failover target meanwhile for the keys that target
+    // still owes: they wait for the failback.
+    std::thread::sleep(Duration::from_secs(2));
+    let owed_fs3 = |a: &Ferry| {
+        status(a, "tri")["targets"]
             .as_array()
             .and_then(|t| t.iter().find(|t| t["target"] == "fs3:tri").cloned())
-            .unwrap_or_default();
-        if fs3["owed_count"] == 0 && fs3["synced"].as_u64().unwrap_or(0) >= 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "fs3 was not synced: {s}");
-        std::thread::sleep(Duration::from_millis(200));
+            .map_or(0, |t| t["owed_count"].as_i64().unwrap_or(0))
+    };
+    assert_eq!(owed_fs3(&a), 2, "{}", status(&a, "tri"));
+    if down_at_failback {
+        // The failover target is gone again: the failback cannot compare with it, and the
+        // primary is owed nothing, so it switches at once.
+        b.kill9();
     }
     ok_bounded(&a, &["bucket", "failback", "tri", "--wait"]);
-    wait_drained(&a, "tri");
+    if !down_at_failback {
+        wait_drained(&a, "tri");
+    }
     let out = a.aws(&["s3", "cp", "s3://tri/k", "-"]);
     assert_eq!(
         out.stdout,
         std::fs::read(&new).expect("read"),
         "the primary lost a write"
     );
+    if down_at_failback {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while owed_fs3(&a) > 0 {
+            assert!(Instant::now() < deadline, "{}", status(&a, "tri"));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_same(&a, "local:tri", "fs3:tri");
+        b.restart();
+        wait_drained(&a, "tri");
+    }
     assert_same(&a, "local:tri", "fs3:tri");
     assert_same(&a, "local:tri", "dr:tri");
 }

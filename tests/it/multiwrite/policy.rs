@@ -320,6 +320,27 @@ fn a_target_of_one_namespace_bucket_is_refused_to_another() {
     ]);
     // Its own targets again are no conflict.
     a.ok(&a.cli(&["bucket", "policy", "nsk", "--write-to", "local:nsk,dr:nsk"]));
+    // A second store name for the same endpoint is the same place (a re-probe).
+    a.add_remote("dr2", &_b);
+    let out = a.cli(&["bucket", "create", "nsy", "--write-to", "local:nsy,dr2:nsk"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && e.contains("as dr:nsk: the same place"),
+        "{e}"
+    );
+    // A new primary that is none of the bucket's targets holds none of its objects.
+    let out = a.cli(&[
+        "bucket",
+        "policy",
+        "nsk",
+        "--write-to",
+        "dr:fresh,local:nsk",
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && e.contains("is not one of its write targets"),
+        "{e}"
+    );
 }
 
 /// A namespace bucket whose primary is a default-store bucket of another name: that bucket
