@@ -232,17 +232,7 @@ fn what_failback_repairs_onto_the_primary_reaches_the_other_targets() {
     let a = Ferry::start();
     let b = Ferry::start();
     a.add_remote("dr", &b);
-    let third = a.dir.path().join("third");
-    std::fs::create_dir_all(&third).expect("dir");
-    a.ok(&a.cli(&[
-        "store",
-        "add",
-        "fs2",
-        "--kind",
-        "fs",
-        "--path",
-        third.to_str().unwrap_or_default(),
-    ]));
+    add_fs_store(&a, "fs2");
     a.ok(&a.cli(&[
         "bucket",
         "create",
@@ -294,17 +284,7 @@ fn other_secondaries_after_failback(down_at_failback: bool) {
     let a = Ferry::start();
     let mut b = Ferry::start_fixed_port();
     a.add_remote("dr", &b);
-    let third = a.dir.path().join("third");
-    std::fs::create_dir_all(&third).expect("dir");
-    a.ok(&a.cli(&[
-        "store",
-        "add",
-        "fs3",
-        "--kind",
-        "fs",
-        "--path",
-        third.to_str().unwrap_or_default(),
-    ]));
+    let third = add_fs_store(&a, "fs3");
     a.ok(&a.cli(&[
         "bucket",
         "create",

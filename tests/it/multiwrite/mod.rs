@@ -65,6 +65,16 @@ fn pair(bucket: &str) -> (Ferry, Ferry) {
     (a, b)
 }
 
+/// Registers an fs store `name` on `f`, in a folder of that name under `f`'s directory;
+/// returns the folder.
+fn add_fs_store(f: &Ferry, name: &str) -> std::path::PathBuf {
+    let dir = f.dir.path().join(name);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.to_str().unwrap_or_default();
+    f.ok(&f.cli(&["store", "add", name, "--kind", "fs", "--path", path]));
+    dir
+}
+
 /// `ferry verify` of two targets must report no difference.
 #[track_caller]
 fn assert_same(f: &Ferry, a: &str, b: &str) {

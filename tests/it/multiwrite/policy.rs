@@ -399,17 +399,7 @@ fn the_bucket_behind_a_namespace_is_not_served_as_a_plain_one() {
 #[test]
 fn a_target_that_is_down_does_not_stop_adding_another() {
     let (a, mut b) = two_sites("out", true);
-    let third = a.dir.path().join("third");
-    std::fs::create_dir_all(&third).expect("dir");
-    a.ok(&a.cli(&[
-        "store",
-        "add",
-        "fs3",
-        "--kind",
-        "fs",
-        "--path",
-        third.to_str().unwrap_or_default(),
-    ]));
+    add_fs_store(&a, "fs3");
     let f = a.dir.path().join("x");
     write_file(&f, 100, 4);
     cp_to(&a, &f, "s3://out/k");
