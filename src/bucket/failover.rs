@@ -92,11 +92,18 @@ impl Buckets {
                 "{} refused ({err}): cannot {what}",
                 leg.label
             ))),
-            // A store that does not answer: 503, try again (not bad input).
-            Ok(Err(err)) => Err(Error::Store(crate::store::Error::Unavailable {
-                store: leg.store.name().to_owned(),
-                message: format!("{} does not answer ({err}): cannot {what}", leg.label),
-            })),
+            // A store that does not answer: 503, try again (not bad input). Its own
+            // "store X is unavailable" is said once, by the answer's head.
+            Ok(Err(err)) => {
+                let why = match &err {
+                    crate::store::Error::Unavailable { message, .. } => message.clone(),
+                    e => e.to_string(),
+                };
+                Err(Error::Store(crate::store::Error::Unavailable {
+                    store: leg.store.name().to_owned(),
+                    message: format!("{} does not answer ({why}): cannot {what}", leg.label),
+                }))
+            }
             Err(_) => Err(Error::Store(crate::store::Error::Unavailable {
                 store: leg.store.name().to_owned(),
                 message: format!("{} does not answer within 5 s: cannot {what}", leg.label),
@@ -199,7 +206,7 @@ impl Buckets {
         // 1. Drain while writes continue.
         self.drain(name, &primary, DRAIN_LIMIT, true).await?;
         // 2. Verify and repair, writes still running.
-        let kept = self.repair(&e.ns, &serving, &primary).await?;
+        let (kept, capped) = self.repair(&e.ns, &serving, &primary).await?;
         // 3. Hold writes back, drain what arrived meanwhile, switch.
         let roles = self.roles(&policy).await?;
         let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
@@ -226,10 +233,17 @@ impl Buckets {
         let targets: Vec<String> = roles.secondaries.iter().map(|s| s.label.clone()).collect();
         let owed = self.owe_kept(&e.ns, &targets, kept).await;
         let switched = self.commit_switch(name, policy, roles).await;
-        let (ids, problem) = match owed {
+        let (ids, mut problem) = match owed {
             Ok(ids) => (ids, None),
             Err((ids, why)) => (ids, Some(why)),
         };
+        if capped && problem.is_none() {
+            problem = Some(format!(
+                "more than 100,000 keys differed between {} and the primary; the rest were \
+                 left as they are: `ferry verify` them",
+                serving.label
+            ));
+        }
         e.ns.journal.release(&ids);
         e.ns.wake.notify_waiters();
         let mut view = switched?;
@@ -406,9 +420,15 @@ impl Buckets {
     }
 
     /// Makes `to` equal `from` wherever a listing comparison finds a difference, unless the
-    /// primary `to` holds the newer state. Returns the keys where it does: the other targets
-    /// were synced from `from` during the failover and are owed them once roles are back.
-    async fn repair(&self, ns: &Namespace, from: &Leg, to: &Leg) -> Result<Vec<String>, Error> {
+    /// primary `to` holds the newer state. Returns the keys where it does (the other targets
+    /// were synced from `from` during the failover and are owed them once roles are back),
+    /// and whether more keys differed than one attempt takes.
+    async fn repair(
+        &self,
+        ns: &Namespace,
+        from: &Leg,
+        to: &Leg,
+    ) -> Result<(Vec<String>, bool), Error> {
         let a = transfer::diff::Side {
             store: from.store.as_ref(),
             bucket: from.bucket.clone(),
@@ -421,6 +441,7 @@ impl Buckets {
         };
         let mut keys = Vec::new();
         let mut kept = Vec::new();
+        let mut capped = false;
         transfer::diff::diff(&a, &b, false, |d| {
             use transfer::diff::Difference as D;
             let k = match d {
@@ -432,6 +453,8 @@ impl Buckets {
                     tracing::warn!(bucket = %ns.name, key, target = %to.label, "failback keeps an object only the primary has");
                     if kept.len() < 100_000 {
                         kept.push(key);
+                    } else {
+                        capped = true;
                     }
                     return;
                 }
@@ -445,6 +468,8 @@ impl Buckets {
             // Bounded: past this many, the rest is repaired on the next failback attempt.
             if keys.len() < 100_000 {
                 keys.push(k);
+            } else {
+                capped = true;
             }
         })
         .await?;
@@ -527,6 +552,9 @@ impl Buckets {
                 ns.wake.notify_waiters();
             }
         }
-        Ok(kept)
+        if capped {
+            tracing::warn!(bucket = %ns.name, target = %to.label, "failback compared more than 100,000 differing keys; the rest were left as they are");
+        }
+        Ok((kept, capped))
     }
 }
