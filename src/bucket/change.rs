@@ -27,11 +27,8 @@ impl Buckets {
         // A plain bucket of that name would be hidden, unless it is the primary's own bucket
         // (`local:NAME`), which the namespace then serves. Checked before any target's
         // bucket is made.
-        let primary = Policy::new(write_to, read_from)
-            .map_err(Error::Invalid)?
-            .write_to
-            .first()
-            .cloned();
+        let asked = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
+        let primary = asked.write_to.first().cloned();
         let own = primary.is_some_and(|t| {
             t.store == self.default_store.name() && t.bucket_name().is_ok_and(|b| b == bucket)
         });
@@ -47,7 +44,7 @@ impl Buckets {
             Ok(_) | Err(store::Error::NoSuchBucket { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let (policy, roles) = self.prepare(name, write_to, read_from, None).await?;
+        let (policy, roles) = self.prepare(name, asked, None).await?;
         self.registry
             .db()
             .add_bucket(&BucketRecord {
@@ -97,9 +94,7 @@ impl Buckets {
                  bucket status {name}` shows nothing owed, then make it the primary"
             )));
         }
-        let (policy, roles) = self
-            .prepare(name, write_to, read_from, Some(&e.policy))
-            .await?;
+        let (policy, roles) = self.prepare(name, asked, Some(&e.policy)).await?;
         let added: Vec<Leg> = roles
             .secondaries
             .iter()

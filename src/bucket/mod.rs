@@ -512,11 +512,9 @@ impl Buckets {
     async fn prepare(
         &self,
         name: &str,
-        write_to: &[String],
-        read_from: &[String],
+        policy: Policy,
         existing: Option<&Policy>,
     ) -> Result<(Policy, Roles), Error> {
-        let policy = Policy::new(write_to, read_from).map_err(Error::Invalid)?;
         self.refuse_shared_targets(name, &policy).await?;
         let roles = self.roles(&policy).await?;
         // A read target that takes no writes must already hold the bucket, or it would serve

@@ -311,11 +311,9 @@ pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<(
                     let mut from: Option<(&[u8], std::os::fd::OwnedFd)> = None;
                     for path in part {
                         let folder = tree::parent(path);
-                        if from.as_ref().is_none_or(|(f, _)| *f != folder) {
-                            from = Some((folder, old.dir(folder).with_context(|| at(path))?));
-                        }
-                        let Some((_, src)) = &from else {
-                            unreachable!("opened above")
+                        let (_, src) = match from.take() {
+                            Some((f, fd)) if f == folder => from.insert((f, fd)),
+                            _ => from.insert((folder, old.dir(folder).with_context(|| at(path))?)),
                         };
                         let (dst, name) = stage.parent(path).with_context(|| at(path))?;
                         let name = OsStr::from_bytes(name);
