@@ -42,6 +42,9 @@ pub struct CreateBucket {
     write_to: Vec<String>,
     #[serde(default)]
     read_from: Vec<String>,
+    /// Delete a secondary's keys the primary lacks instead of refusing.
+    #[serde(default)]
+    delete_extra: bool,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +56,9 @@ pub struct SetPolicy {
     /// Give up what targets left out are still owed instead of refusing.
     #[serde(default)]
     drop_owed: bool,
+    /// Delete an added secondary's keys the primary lacks instead of refusing.
+    #[serde(default)]
+    delete_extra: bool,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +107,7 @@ pub async fn create(
     let req = body(b)?;
     let view = s
         .buckets
-        .create(&req.name, &req.write_to, &req.read_from)
+        .create(&req.name, &req.write_to, &req.read_from, req.delete_extra)
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -125,7 +131,13 @@ pub async fn set_policy(
     let req = body(b)?;
     Ok(Json(
         s.buckets
-            .set_policy(&name, &req.write_to, &req.read_from, req.drop_owed)
+            .set_policy(
+                &name,
+                &req.write_to,
+                &req.read_from,
+                req.drop_owed,
+                req.delete_extra,
+            )
             .await?,
     ))
 }

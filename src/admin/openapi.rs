@@ -44,13 +44,14 @@ pub fn document() -> Value {
             "/api/v1/buckets/{name}": {
                 "get": { "summary": "Mode, health and backlog per target", "parameters": [name_param.clone()],
                     "responses": { "200": { "description": "status", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BucketStatus" } } } }, "401": err, "404": err } },
-                "delete": { "summary": "Stop serving a namespace bucket (targets' data stays)", "parameters": [name_param.clone()],
-                    "responses": { "204": { "description": "removed" }, "401": err, "404": err } }
+                "delete": { "summary": "Stop serving a namespace bucket (targets' data stays)", "parameters": [name_param.clone(),
+                        { "name": "drop_owed", "in": "query", "required": false, "schema": { "type": "boolean" }, "description": "give up what the targets are still owed instead of refusing (409)" }],
+                    "responses": { "204": { "description": "removed" }, "401": err, "404": err, "409": err } }
             },
             "/api/v1/buckets/{name}/policy": {
                 "put": { "summary": "Replace write_to / read_from (not while failed over)", "parameters": [name_param.clone()],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Policy" } } } },
-                    "responses": { "200": { "description": "new policy", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "404": err } }
+                    "responses": { "200": { "description": "new policy", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "404": err, "409": err } }
             },
             "/api/v1/buckets/{name}/failover": {
                 "post": { "summary": "Serve the bucket from one of its secondaries", "parameters": [name_param.clone()],
@@ -125,11 +126,14 @@ pub fn document() -> Value {
                     "checksum_mode": { "type": "string", "enum": ["when_required", "when_supported"] } } },
                 "Policy": { "type": "object", "required": ["write_to"], "properties": {
                     "write_to": { "type": "array", "items": { "type": "string", "description": "store:bucket; the first is the primary" } },
-                    "read_from": { "type": "array", "items": { "type": "string" } } } },
+                    "read_from": { "type": "array", "items": { "type": "string" } },
+                    "drop_owed": { "type": "boolean", "description": "give up what the targets left out are still owed instead of refusing (409)" },
+                    "delete_extra": { "type": "boolean", "description": "an added secondary's keys the primary lacks are deleted instead of the change being refused (409)" } } },
                 "CreateBucket": { "type": "object", "required": ["name", "write_to"], "properties": {
                     "name": { "type": "string" },
                     "write_to": { "type": "array", "items": { "type": "string" } },
-                    "read_from": { "type": "array", "items": { "type": "string" } } } },
+                    "read_from": { "type": "array", "items": { "type": "string" } },
+                    "delete_extra": { "type": "boolean", "description": "a secondary's keys the primary lacks are deleted instead of the creation being refused (409)" } } },
                 "Bucket": { "type": "object", "required": ["name", "policy", "mode"], "properties": {
                     "name": { "type": "string" }, "mode": { "type": "string" },
                     "policy": { "type": "object", "properties": {

@@ -3,15 +3,21 @@
 
 use super::{BucketView, Buckets, Entry, Error, Leg, Policy, Roles, now_ms};
 use crate::state::{self, BucketRecord};
+use std::cmp::Ordering;
+
 use crate::store::{self, BucketName, Versioning};
+use crate::transfer::diff::{Cursor, Side};
 
 impl Buckets {
     /// Creates a namespace bucket (and its buckets on the write targets, if missing).
+    /// A secondary's bucket that holds keys the primary lacks is refused, unless
+    /// `delete_extra`: a secondary mirrors its primary, so they are owed as deletions.
     pub async fn create(
         &self,
         name: &str,
         write_to: &[String],
         read_from: &[String],
+        delete_extra: bool,
     ) -> Result<BucketView, Error> {
         let _c = self.changing(name).await?;
         let bucket =
@@ -44,7 +50,7 @@ impl Buckets {
             Ok(_) | Err(store::Error::NoSuchBucket { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let (policy, roles) = self.prepare(name, asked, None).await?;
+        let (policy, roles) = self.prepare(name, asked, None, delete_extra).await?;
         self.registry
             .db()
             .add_bucket(&BucketRecord {
@@ -66,13 +72,17 @@ impl Buckets {
 
     /// Replaces a bucket's targets (not while it is failed over).
     /// With `drop_owed`, what targets the new policy leaves out are still owed is given up
-    /// (writes they refuse for good, say) instead of refusing the change.
+    /// (writes they refuse for good, say) instead of refusing the change. A secondary added
+    /// is refused as by [`Self::create`] when its bucket holds keys the primary lacks (a
+    /// target that was left out a while, say, holding what was deleted since), unless
+    /// `delete_extra`.
     pub async fn set_policy(
         &self,
         name: &str,
         write_to: &[String],
         read_from: &[String],
         drop_owed: bool,
+        delete_extra: bool,
     ) -> Result<BucketView, Error> {
         let _c = self.changing(name).await?;
         let e = self.entry(name)?;
@@ -94,7 +104,9 @@ impl Buckets {
                  bucket status {name}` shows nothing owed, then make it the primary"
             )));
         }
-        let (policy, roles) = self.prepare(name, asked, Some(&e.policy)).await?;
+        let (policy, roles) = self
+            .prepare(name, asked, Some(&e.policy), delete_extra)
+            .await?;
         let added: Vec<Leg> = roles
             .secondaries
             .iter()
@@ -127,7 +139,37 @@ impl Buckets {
         Ok(view)
     }
 
-    /// Journals every object `primary` holds as owed to each of `added`, a page at a time.
+    /// Refuses secondaries about to be added whose buckets hold a key `primary` lacks: the
+    /// backfill would delete it (a secondary mirrors its primary), which the admin must ask
+    /// for. Stops at the first such key.
+    pub(super) async fn refuse_extras(
+        &self,
+        primary: &Leg,
+        added: &[&Leg],
+        creating: bool,
+    ) -> Result<(), Error> {
+        for t in added {
+            let (p, ts) = (side(primary), side(t));
+            let Some(extra) = Extras::new(&p, &ts).next().await? else {
+                continue;
+            };
+            let hint = if creating {
+                "; or, if that bucket holds the data, name it first (the primary)"
+            } else {
+                ""
+            };
+            return Err(Error::Conflict(format!(
+                "target {} holds keys the primary {} lacks (first: {:?}): a secondary mirrors \
+                 its primary, so they would be deleted; pass --delete-extra to delete them, or \
+                 choose another bucket{hint}",
+                t.label, primary.label, extra
+            )));
+        }
+        Ok(())
+    }
+
+    /// Journals every object `primary` holds as owed to each of `added`, and each key an
+    /// added target holds that `primary` lacks as owed to it (a deletion), a page at a time.
     async fn backfill(&self, name: &str, primary: &Leg, added: &[Leg]) -> Result<(), Error> {
         if added.is_empty() {
             return Ok(());
@@ -206,9 +248,48 @@ impl Buckets {
             }
             match page.next_marker {
                 Some(m) => after = Some(m),
-                None => return Ok(()),
+                None => break,
             }
         }
+        // Keys a target holds that the primary lacks: what was deleted while it was left
+        // out, say. Left there, a failover would serve them again, and a failback copy them
+        // back to the primary. The worker deletes them (it copies the primary's state, which
+        // is none). A key written meanwhile is on both, and the worker copies it instead.
+        for t in added {
+            let (p, ts) = (side(primary), side(t));
+            let mut extras = Extras::new(&p, &ts);
+            loop {
+                let mut rows = Vec::new();
+                while rows.len() < 1000 {
+                    match extras.next().await? {
+                        Some(key) => rows.push(state::NewJournalRow {
+                            bucket: name.to_owned(),
+                            target: t.label.clone(),
+                            key,
+                            op: "delete".into(),
+                            bytes: 0,
+                            created_ms: now_ms(),
+                        }),
+                        None => break,
+                    }
+                }
+                let last = rows.len() < 1000;
+                if !rows.is_empty() {
+                    let ids =
+                        self.journal.append(rows).await.map_err(|e| {
+                            Error::Invalid(format!("cannot journal the backfill: {e}"))
+                        })?;
+                    self.journal.release(&ids);
+                    if let Ok(e) = self.entry(name) {
+                        e.ns.wake.notify_waiters();
+                    }
+                }
+                if last {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a change that would strand acknowledged writes the journal still owes: a
@@ -331,5 +412,62 @@ impl Buckets {
             o.remove(name);
         }
         Ok(())
+    }
+}
+
+/// One target as a side of a listing walk: its whole bucket.
+fn side(l: &Leg) -> Side<'_> {
+    Side {
+        store: l.store.as_ref(),
+        bucket: l.bucket.clone(),
+        prefix: String::new(),
+    }
+}
+
+/// A listing of a bucket that does not exist (a target's, before it is made) is empty.
+fn empty_if_missing<T>(r: store::Result<Option<T>>) -> Result<Option<T>, Error> {
+    match r {
+        Err(store::Error::NoSuchBucket { .. }) => Ok(None),
+        r => Ok(r?),
+    }
+}
+
+/// The keys a target's bucket holds that the primary's lacks, in key order: both listings
+/// walked in lock step, a page at a time.
+struct Extras<'a> {
+    primary: Cursor<'a>,
+    target: Cursor<'a>,
+}
+
+impl<'a> Extras<'a> {
+    fn new(primary: &'a Side<'a>, target: &'a Side<'a>) -> Self {
+        Self {
+            primary: Cursor::new(primary),
+            target: Cursor::new(target),
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<String>, Error> {
+        loop {
+            let key = match empty_if_missing(self.target.peek().await)? {
+                Some(m) => m.key.as_str().to_owned(),
+                None => return Ok(None),
+            };
+            let held = loop {
+                let order = empty_if_missing(self.primary.peek().await)?
+                    .map(|m| m.key.as_str().cmp(key.as_str()));
+                match order {
+                    Some(Ordering::Less) => {
+                        self.primary.pop();
+                    }
+                    Some(o) => break o == Ordering::Equal,
+                    None => break false,
+                }
+            };
+            self.target.pop();
+            if !held {
+                return Ok(Some(key));
+            }
+        }
     }
 }

@@ -514,6 +514,7 @@ impl Buckets {
         name: &str,
         policy: Policy,
         existing: Option<&Policy>,
+        delete_extra: bool,
     ) -> Result<(Policy, Roles), Error> {
         self.refuse_shared_targets(name, &policy).await?;
         let roles = self.roles(&policy).await?;
@@ -533,13 +534,18 @@ impl Buckets {
                 )));
             }
         }
-        // Buckets made here, taken away again if a later target refuses: a refused policy
-        // leaves nothing behind.
-        let mut made: Vec<&Leg> = Vec::new();
         // Targets the bucket already writes to have their buckets: one that is down must not
         // stop a change (adding a replacement site during an outage, say).
         let had =
             |l: &Leg| existing.is_some_and(|p| p.write_to.iter().any(|t| t.to_string() == l.label));
+        if !delete_extra {
+            let added: Vec<&Leg> = roles.secondaries.iter().filter(|l| !had(l)).collect();
+            self.refuse_extras(&roles.primary, &added, existing.is_none())
+                .await?;
+        }
+        // Buckets made here, taken away again if a later target refuses: a refused policy
+        // leaves nothing behind.
+        let mut made: Vec<&Leg> = Vec::new();
         for leg in std::iter::once(&roles.primary)
             .chain(&roles.secondaries)
             .filter(|l| !had(l))

@@ -28,6 +28,28 @@ pub struct Targets {
     /// Ordered store:bucket targets for reads (default: the primary).
     #[arg(long, value_delimiter = ',', value_name = "STORE:BUCKET,...")]
     read_from: Vec<String>,
+    /// Delete the keys an added secondary's bucket holds that the primary lacks (a secondary
+    /// mirrors its primary) instead of refusing.
+    #[arg(long)]
+    delete_extra: bool,
+}
+
+impl Targets {
+    /// The request body; flags are sent only when set (a server without them refuses
+    /// unknown fields).
+    fn body(&self, name: Option<&str>, drop_owed: bool) -> Value {
+        let mut v = json!({ "write_to": self.write_to, "read_from": self.read_from });
+        if let Some(name) = name {
+            v["name"] = json!(name);
+        }
+        if drop_owed {
+            v["drop_owed"] = json!(true);
+        }
+        if self.delete_extra {
+            v["delete_extra"] = json!(true);
+        }
+        v
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -100,40 +122,26 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
         }
     };
     match cmd {
-        BucketCommand::Create {
-            name,
-            targets: Targets {
-                write_to,
-                read_from,
-            },
-        } => {
+        BucketCommand::Create { name, targets } => {
             let v = client
-                .call(
+                .call_long(
                     Method::POST,
                     "/api/v1/buckets",
-                    Some(json!({ "name": name, "write_to": write_to, "read_from": read_from })),
+                    Some(targets.body(Some(&name), false)),
                 )
                 .await?;
             out(&v, format!("created bucket {name}: {}", describe(&v)));
         }
         BucketCommand::Policy {
             name,
-            targets: Targets {
-                write_to,
-                read_from,
-            },
+            targets,
             drop_owed,
         } => {
             let v = client
                 .call_long(
                     Method::PUT,
                     &format!("{}/policy", path(&name)),
-                    // Sent only when asked: a server without the flag refuses unknown fields.
-                    Some(if drop_owed {
-                        json!({ "write_to": write_to, "read_from": read_from, "drop_owed": true })
-                    } else {
-                        json!({ "write_to": write_to, "read_from": read_from })
-                    }),
+                    Some(targets.body(None, drop_owed)),
                 )
                 .await?;
             out(&v, format!("bucket {name}: {}", describe(&v)));

@@ -500,3 +500,55 @@ fn writes_a_target_refuses_for_good_can_be_given_up() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A secondary left out of the policy and added again kept what was deleted meanwhile, with
+/// nothing owed: a failover served those objects again and a failback copied them back to the
+/// primary (a probe). Such keys are refused unless `--delete-extra`, which has them deleted.
+#[test]
+fn a_secondary_added_again_loses_what_was_deleted_meanwhile() {
+    let a = Ferry::start();
+    add_fs_store(&a, "fs3");
+    a.ok(&a.cli(&["bucket", "create", "nsr", "--write-to", "local:nsr,fs3:nsr"]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 10, 1);
+    for k in ["k1", "k2", "k3"] {
+        cp_to(&a, &f, &format!("s3://nsr/{k}"));
+    }
+    wait_drained(&a, "nsr");
+    a.ok(&a.cli(&["bucket", "policy", "nsr", "--write-to", "local:nsr"]));
+    a.ok(&a.aws(&["s3", "rm", "s3://nsr/k2"]));
+    cp_to(&a, &f, "s3://nsr/k4");
+    let again = ["bucket", "policy", "nsr", "--write-to", "local:nsr,fs3:nsr"];
+    let out = a.cli(&again);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a target holding deleted keys was added"
+    );
+    assert!(
+        e.contains("fs3:nsr holds keys the primary local:nsr lacks (first: \"k2\")")
+            && e.contains("--delete-extra"),
+        "{e}"
+    );
+    let s = status(&a, "nsr");
+    assert_eq!(s["targets"].as_array().map(Vec::len), Some(1), "{s}");
+    let mut with = again.to_vec();
+    with.push("--delete-extra");
+    a.ok(&a.cli(&with));
+    wait_drained(&a, "nsr");
+    assert_same(&a, "local:nsr", "fs3:nsr");
+    // A bucket named in the wrong order: the secondary holds the data, the primary nothing.
+    a.ok(&a.cli(&["bucket", "remove", "nsr"]));
+    let out = a.cli(&["bucket", "create", "nsq", "--write-to", "local:nsq,fs3:nsr"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an empty primary over a full secondary"
+    );
+    assert!(
+        e.contains("(first: \"k1\")") && e.contains("name it first (the primary)"),
+        "{e}"
+    );
+    let listed = a.ok(&a.cli(&["bucket", "list"]));
+    assert!(!listed.contains("nsq"), "{listed}");
+}
