@@ -15,7 +15,7 @@ impl Gateway {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         guard::plain(&req.uri)?;
-        guard::create_bucket(&req.input, &req.headers)?;
+        guard::create_bucket(&req.input, &req.headers, &self.region)?;
         let (store, bucket) = self.target(&req.input.bucket)?;
         store.create_bucket(&bucket).await.map_err(s3_error)?;
         Ok(S3Response::new(CreateBucketOutput {
@@ -178,6 +178,16 @@ impl Gateway {
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         let input = req.input;
         let (store, bucket) = self.target(&input.bucket)?;
+        // MFA Delete (a device code to delete versions) Ferry cannot check: refused rather
+        // than taken and dropped, as Object Lock is.
+        if input
+            .versioning_configuration
+            .mfa_delete
+            .as_ref()
+            .is_some_and(|m| m.as_str() == MFADelete::ENABLED)
+        {
+            return Err(s3_error!(NotImplemented, "MFA Delete is not implemented"));
+        }
         let state = match input
             .versioning_configuration
             .status

@@ -115,6 +115,36 @@ pub fn s3_error(err: store::Error) -> S3Error {
             tracing::warn!(error = %msg, "store unavailable");
             with(S3ErrorCode::ServiceUnavailable, msg)
         }
+        // A backend's answer Ferry could not read: a success in another form (moto's
+        // `ListPartsResponse`) is no success to pass on, and a 5xx without a code is AWS's
+        // InternalError or ServiceUnavailable (a client knows those; "Http500" it does not).
+        E::Remote {
+            code,
+            status,
+            message,
+            store,
+        } if status < 400 || (status >= 500 && code.starts_with("Http")) => {
+            tracing::warn!(store = %store, status, error = %message, "a backend's answer could not be read");
+            let (code, status) = match status {
+                503 => (
+                    S3ErrorCode::ServiceUnavailable,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ),
+                500..=599 => (
+                    S3ErrorCode::InternalError,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                ),
+                _ => (S3ErrorCode::InternalError, StatusCode::BAD_GATEWAY),
+            };
+            let mut e = S3Error::with_message(
+                code,
+                format!(
+                    "the backend store {store} answered in a form Ferry cannot read: {message}"
+                ),
+            );
+            e.set_status_code(status);
+            e
+        }
         E::Remote {
             code,
             status,
@@ -386,5 +416,40 @@ mod tests {
         assert_eq!(e.status_code(), Some(StatusCode::INSUFFICIENT_STORAGE));
         let other = store::Error::io("writing a body", std::io::Error::from_raw_os_error(5));
         assert_eq!(s3_error(other).code().as_str(), "InternalError");
+    }
+
+    /// A backend's answer that could not be read was passed on with its status: a 200 with
+    /// an error document (`Http200`), a bare `Http500` (a probe against moto).
+    #[test]
+    fn a_backend_answer_that_cannot_be_read_is_no_success() {
+        let remote = |status: u16, code: &str| {
+            s3_error(store::Error::Remote {
+                store: "dr".into(),
+                code: code.into(),
+                message: "error parsing XML".into(),
+                status,
+            })
+        };
+        let e = remote(200, "Http200");
+        assert_eq!(
+            (e.code().as_str(), e.status_code()),
+            ("InternalError", Some(StatusCode::BAD_GATEWAY))
+        );
+        assert!(e.message().is_some_and(|m| m.contains("backend store dr")));
+        let e = remote(500, "Http500");
+        assert_eq!(
+            (e.code().as_str(), e.status_code()),
+            ("InternalError", Some(StatusCode::INTERNAL_SERVER_ERROR))
+        );
+        let e = remote(503, "Http503");
+        assert_eq!(e.code().as_str(), "ServiceUnavailable");
+        // A backend's own code stays, with its status.
+        let e = remote(503, "SlowDown");
+        assert_eq!(
+            (e.code().as_str(), e.status_code()),
+            ("SlowDown", Some(StatusCode::SERVICE_UNAVAILABLE))
+        );
+        let e = remote(403, "Http403");
+        assert_eq!(e.status_code(), Some(StatusCode::FORBIDDEN));
     }
 }

@@ -166,7 +166,33 @@ pub fn object_write(asks: &Asks<'_>) -> S3Result<()> {
 
 /// For CreateBucket: a bucket with Object Lock, or with an ACL other than the owner's, is
 /// refused, not created without it.
-pub fn create_bucket(input: &s3s::dto::CreateBucketInput, headers: &HeaderMap) -> S3Result<()> {
+/// A bucket is made in this endpoint's region: a `LocationConstraint` naming another is
+/// refused as S3 refuses it (`EU` is eu-west-1's old name), not taken and ignored.
+pub fn create_bucket(
+    input: &s3s::dto::CreateBucketInput,
+    headers: &HeaderMap,
+    region: &str,
+) -> S3Result<()> {
+    let asked = input
+        .create_bucket_configuration
+        .as_ref()
+        .and_then(|c| c.location_constraint.as_ref())
+        .map(|l| l.as_str())
+        .filter(|l| !l.is_empty());
+    if let Some(asked) = asked {
+        let same = asked == region || (asked == "EU" && region == "eu-west-1");
+        if !same {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("IllegalLocationConstraintException".into()),
+                format!(
+                    "The {asked} location constraint is incompatible for the region specific \
+                     endpoint this request was sent to (this endpoint's region is {region})."
+                ),
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            return Err(e);
+        }
+    }
     let grants = input.grant_full_control.is_some()
         || input.grant_read.is_some()
         || input.grant_read_acp.is_some()
@@ -263,18 +289,14 @@ fn credential_region(scope: &str, region: &str) -> S3Result<()> {
 
 /// A GET or HEAD `Range` header S3 does not act on (several ranges, another unit, one that
 /// does not parse or ends before it starts) is ignored, as RFC 9110 says and S3 does: the
-/// whole object is the answer, not s3s's 400. Only when the signature does not cover it
+/// whole object is the answer, not s3s's 400. Here only when the signature does not cover it
 /// (a presigned URL fetched by a browser or `curl -r`, an anonymous read): a signed header
-/// cannot be taken away, and s3s's 400 stays.
+/// cannot be taken away before the signature is checked ([`super::ranges`] serves those).
 pub fn drop_unusable_range<B>(req: &mut http::Request<B>) {
     if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
         return;
     }
-    let usable = match req.headers().get(http::header::RANGE) {
-        None => return,
-        Some(v) => v.to_str().is_ok_and(|v| s3s::dto::Range::parse(v).is_ok()),
-    };
-    if usable || signs_header(req, "range") {
+    if super::ranges::usable(req.headers()) || signs_header(req, "range") {
         return;
     }
     req.headers_mut().remove(http::header::RANGE);
@@ -461,7 +483,13 @@ mod tests {
             m
         };
         let plain = s3s::dto::CreateBucketInput::default();
-        let lock = |v| create_bucket(&plain, &h("x-amz-bucket-object-lock-enabled", v));
+        let lock = |v| {
+            create_bucket(
+                &plain,
+                &h("x-amz-bucket-object-lock-enabled", v),
+                "us-east-1",
+            )
+        };
         assert!(lock("true").is_err());
         assert!(lock("false").is_ok());
         let public = s3s::dto::CreateBucketInput {
@@ -470,6 +498,6 @@ mod tests {
             )),
             ..Default::default()
         };
-        assert!(create_bucket(&public, &HeaderMap::new()).is_err());
+        assert!(create_bucket(&public, &HeaderMap::new(), "us-east-1").is_err());
     }
 }

@@ -11,6 +11,7 @@ mod bucket;
 mod conditions;
 mod convert;
 mod copy;
+mod declared;
 pub mod error;
 mod form;
 mod guard;
@@ -18,6 +19,7 @@ mod list;
 mod multipart;
 mod object;
 mod ops;
+mod ranges;
 pub mod server;
 mod timeouts;
 mod unconfigured;
@@ -40,7 +42,8 @@ pub const MAX_PUT_SIZE: u64 = crate::store::MAX_PUT_BYTES;
 /// A resolved copy source: store, bucket, key, version.
 type CopyFrom = (Arc<dyn Store>, BucketName, ObjectKey, Option<String>);
 
-/// Serves S3 over stores.
+/// Serves S3 over stores. A clone shares everything with the original.
+#[derive(Clone)]
 pub struct Gateway {
     /// Where plain buckets (those without a namespace policy) live.
     default_store: Arc<dyn Store>,
@@ -50,7 +53,7 @@ pub struct Gateway {
     region: String,
     max_put_size: u64,
     /// Passed by every write of a key until it commits (see [`conditions`]).
-    write_gate: conditions::WriteGate,
+    write_gate: Arc<conditions::WriteGate>,
 }
 
 impl Gateway {

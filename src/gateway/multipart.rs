@@ -6,9 +6,9 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Gateway;
 use super::convert::{self, etag, ts};
+use super::declared::Declared;
 use super::error::{invalid_argument, s3_error};
 use super::guard;
-use super::object::Declared;
 use crate::store;
 
 fn part_number(n: i32) -> S3Result<u32> {

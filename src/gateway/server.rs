@@ -55,22 +55,33 @@ impl std::fmt::Debug for ServerOptions {
 
 /// Builds the s3s service: auth, host parsing, limits.
 pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S3Service> {
+    let configure = |b: &mut S3ServiceBuilder| -> anyhow::Result<()> {
+        if let Some(d) = &opts.domain {
+            let inner = s3s::host::SingleDomain::new(d)
+                .map_err(|e| anyhow::anyhow!("invalid --domain {d:?}: {e}"))?;
+            b.set_host(PortlessHost(inner));
+        }
+        let mut cfg = S3Config::default();
+        cfg.xml_max_body_size = opts.max_xml_bytes;
+        // s3s holds a browser-form upload's file in memory while it checks the POST policy
+        // (its default allows 5 GB): bound it, and the number of such uploads at once
+        // (`Limited`).
+        cfg.post_object_max_file_size = opts.max_post_object_bytes;
+        b.set_config(Arc::new(StaticConfigProvider::new(Arc::new(cfg))));
+        Ok(())
+    };
+    // Reached only through the route, for reads whose signature held (see `ranges`).
+    let mut unsigned = S3ServiceBuilder::new(gateway.clone());
+    configure(&mut unsigned)?;
     let mut b = S3ServiceBuilder::new(gateway);
     b.set_auth(SingleKey {
         access_key: opts.access_key.clone(),
         secret_key: SecretKey::from(opts.secret_key.clone()),
     });
-    if let Some(d) = &opts.domain {
-        let inner = s3s::host::SingleDomain::new(d)
-            .map_err(|e| anyhow::anyhow!("invalid --domain {d:?}: {e}"))?;
-        b.set_host(PortlessHost(inner));
-    }
-    let mut cfg = S3Config::default();
-    cfg.xml_max_body_size = opts.max_xml_bytes;
-    // s3s holds a browser-form upload's file in memory while it checks the POST policy (its
-    // default allows 5 GB): bound it, and the number of such uploads at once (`Limited`).
-    cfg.post_object_max_file_size = opts.max_post_object_bytes;
-    b.set_config(Arc::new(StaticConfigProvider::new(Arc::new(cfg))));
+    configure(&mut b)?;
+    b.set_route(super::ranges::IgnoredRange {
+        unsigned: unsigned.build(),
+    });
     Ok(b.build())
 }
 
@@ -136,6 +147,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
     fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
         let this = self.clone();
         let head = req.method() == http::Method::HEAD;
+        let attributes = super::attributes::is_attributes_request(req.method(), req.uri());
         super::guard::drop_unusable_range(&mut req);
         super::guard::join_repeated_metadata(&mut req);
         // Whether the request carries a body (see the `Connection: close` below).
@@ -268,6 +280,9 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 super::form::mend_answer(&mut res);
             }
             super::error::explain(&mut res, &id);
+            if attributes {
+                super::attributes::unquote_etag(&mut res);
+            }
             // An error may be answered before the request's body was read (a failed
             // precondition, a refused header): the connection is closed after it rather than
             // kept, so no unread byte of that body is ever taken for the next request. The

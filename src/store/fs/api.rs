@@ -296,6 +296,15 @@ impl Store for FsStore {
         version_id: Option<&str>,
     ) -> Result<DeleteResult> {
         self.writes()?;
+        if path(key).is_err() && version_id.is_none() {
+            // A key this store cannot hold is not here: its delete is done (S3 answers 204
+            // for a key it lacks), and nothing is resolved from it.
+            self.bucket_row(bucket).await?;
+            return Ok(DeleteResult {
+                version_id: None,
+                delete_marker: false,
+            });
+        }
         path(key)?;
         self.freeing(|| self.delete_impl(bucket, key, version_id))
             .await

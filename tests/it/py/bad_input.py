@@ -79,6 +79,15 @@ for key in ["a/../b", "a//b", "../escape", "a/./b", "x%00y"]:
 expect(400, "KeyTooLongError", signed("PUT", f"/{B}/" + "k" * 1100, b"x"), "key over 1024 bytes")
 assert not os.path.exists(os.path.join(os.environ.get("FERRY_LOCAL_ROOT", "/nonexistent"), "escape"))
 
+# A key the fs store cannot hold is not there: deleting it is done, as S3 answers a delete of
+# a missing key (one at a time and in a batch), and touches nothing.
+for key in ["a//b", "../escape", "a/./b"]:
+    r = s3.delete_object(Bucket=B, Key=key)
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 204, (key, r)
+r = s3.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "a//b"}, {"Key": "../escape"}]})
+assert sorted(d["Key"] for d in r.get("Deleted", [])) == ["../escape", "a//b"] and not r.get("Errors"), r
+expect_error(lambda: s3.delete_object(Bucket="no-such-bucket-x", Key="a//b"), "NoSuchBucket", 404)
+
 # Keys that cannot map to paths on the fs store
 s3.put_object(Bucket=B, Key="file", Body=b"1")
 expect_error(lambda: s3.put_object(Bucket=B, Key="file/child", Body=b"2"), "XFerryKeyConflict", 400)

@@ -70,6 +70,27 @@ for rng in ["bytes=0-1,4-5", "items=0-1", "bytes=abc", "bytes=5-2"]:
 r = requests.get(url, headers={"Range": "bytes=2-3"})
 assert (r.status_code, r.content) == (206, b"23"), (r.status_code, r.content)
 assert requests.get(url, headers={"Range": "bytes=20-"}).status_code == 416
+# Signed (boto3 signs every header it sends; a URL presigned with the range in it): the same,
+# once the signature is checked; a wrong signature is still refused.
+s3.put_object(Bucket=B, Key="ten", Body=b"0123456789", Metadata={"m": "1"}, ContentType="text/x-ten")
+for rng in ["bytes=0-0,2-3", "chars=0-1", "bytes=abc", "bytes=5-2"]:
+    r = s3.get_object(Bucket=B, Key="ten", Range=rng)
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 200, (rng, r["ResponseMetadata"])
+    assert r["Body"].read() == b"0123456789" and "ContentRange" not in r, (rng, r)
+    assert (r["ContentType"], r["Metadata"]) == ("text/x-ten", {"m": "1"}), r
+    h = s3.head_object(Bucket=B, Key="ten", Range=rng)
+    assert h["ResponseMetadata"]["HTTPStatusCode"] == 200 and h["ContentLength"] == 10, (rng, h)
+status, headers, body = signed("GET", f"/{B}/ten?response-content-type=x%2Fy", headers={"Range": "bytes=1-2,4-5"})
+assert (status, body, headers.get("content-type")) == (200, b"0123456789", "x/y"), (status, headers, body)
+expect_error(lambda: s3.get_object(Bucket=B, Key="ten", Range="bytes=0-0,2-3", IfMatch='"nope"'),
+             "PreconditionFailed", 412)
+signed_range = s3.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "ten", "Range": "bytes=0-1,4-5"})
+r = requests.get(signed_range, headers={"Range": "bytes=0-1,4-5"})
+assert (r.status_code, r.content) == (200, b"0123456789"), (r.status_code, r.content)
+r = requests.get(signed_range.replace("Signature=", "Signature=0"), headers={"Range": "bytes=0-1,4-5"})
+assert r.status_code == 403 and code_of(r.content) == "SignatureDoesNotMatch", (r.status_code, r.content)
+r = requests.get(f"{url.split('?')[0]}", headers={"Range": "bytes=0-1,4-5"})
+assert r.status_code == 403 and code_of(r.content) == "AccessDenied", (r.status_code, r.content)
 
 # A completion retried after its answer was lost gets the same answer, as from S3; once the
 # object it made is overwritten, or for another key, the upload is gone (NoSuchUpload).
@@ -175,3 +196,14 @@ part = s3.upload_part(Bucket=B, Key="loc/a b", UploadId=uid, PartNumber=1, Body=
 done = s3.complete_multipart_upload(Bucket=B, Key="loc/a b", UploadId=uid,
                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
 assert done["Location"].startswith("http://") and done["Location"].endswith(f"/{B}/loc/a%20b"), done
+
+# A bucket is made in the endpoint's region: another LocationConstraint is refused as S3
+# refuses it, not taken and reported as this region afterwards.
+expect_error(lambda: s3.create_bucket(Bucket="elsewhere", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}),
+             "IllegalLocationConstraintException", 400)
+expect_error(lambda: s3.head_bucket(Bucket="elsewhere"), "404", 404)
+# MFA Delete Ferry cannot check: refused, not dropped.
+expect_error(lambda: s3.put_bucket_versioning(Bucket=B, VersioningConfiguration={"Status": "Enabled", "MFADelete": "Enabled"},
+                                              MFA="123456 654321"), "NotImplemented", 501)
+assert "Status" not in s3.get_bucket_versioning(Bucket=B), s3.get_bucket_versioning(Bucket=B)
+print("s3 rules: ok")
