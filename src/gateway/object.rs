@@ -295,7 +295,7 @@ impl Gateway {
         let a = &meta.attrs;
         // The response-* overrides apply to HEAD as to the GET it stands for.
         let h = convert::served(a, convert::overrides_of!(input));
-        Ok(S3Response::new(HeadObjectOutput {
+        let mut res = S3Response::new(HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
             content_range,
@@ -318,7 +318,15 @@ impl Gateway {
             checksum_sha256: c.sha256,
             checksum_type: c.kind,
             ..Default::default()
-        }))
+        });
+        // S3 names the tag count on HEAD as on GET; s3s 0.14's HeadObject has no field for it.
+        if meta.tag_count > 0 {
+            res.headers.insert(
+                "x-amz-tagging-count",
+                http::HeaderValue::from(meta.tag_count),
+            );
+        }
+        Ok(res)
     }
 
     pub(super) async fn delete_object_impl(

@@ -33,11 +33,13 @@ assert g["TagCount"] == 2
 h = s3.head_object(Bucket=B, Key="docs/a.txt")
 assert h["ContentLength"] == len(body)
 assert h["ETag"].strip('"') == etag
+assert h["TagCount"] == 2, h
 tags = s3.get_object_tagging(Bucket=B, Key="docs/a.txt")["TagSet"]
 assert {t["Key"]: t["Value"] for t in tags} == {"k1": "v1", "k2": "v 2"}, tags
 s3.put_object_tagging(Bucket=B, Key="docs/a.txt", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]})
 assert s3.get_object_tagging(Bucket=B, Key="docs/a.txt")["TagSet"] == [{"Key": "a", "Value": "b"}]
 s3.delete_object_tagging(Bucket=B, Key="docs/a.txt")
+assert "TagCount" not in s3.head_object(Bucket=B, Key="docs/a.txt")
 assert s3.get_object_tagging(Bucket=B, Key="docs/a.txt")["TagSet"] == []
 expect_error(lambda: s3.get_object(Bucket=B, Key="docs/missing"), "NoSuchKey", 404)
 expect_error(lambda: s3.get_object(Bucket="no-such-bucket", Key="x"), "NoSuchBucket", 404)
