@@ -120,12 +120,21 @@ impl<'a> Comparer<'a> {
                         });
                     }
                 }
-                (None, Some(_)) if self.opts.delete => page.tasks.push(NewTask {
-                    key,
-                    action: "delete",
-                    size: 0,
-                    etag: String::new(),
-                }),
+                // The age filters hold for the destination's objects too, as rclone's do:
+                // `--older-than 1h --delete` leaves a copy younger than that alone.
+                (None, Some(d))
+                    if self.opts.delete
+                        && self
+                            .filter
+                            .age((d.last_modified.unix_timestamp_nanos() / 1_000_000) as i64) =>
+                {
+                    page.tasks.push(NewTask {
+                        key,
+                        action: "delete",
+                        size: 0,
+                        etag: String::new(),
+                    })
+                }
                 _ => {}
             }
         }
@@ -235,8 +244,10 @@ impl<'a> Comparer<'a> {
 
     /// Whether the destination's copy differs from the source (rclone's rules: size and
     /// modification time, or with `--checksum` size and content: where content cannot be
-    /// compared, as for an SSE-KMS source, size alone). Differing plain ETags are confirmed
-    /// with HEAD first ([`diff::confirm`]): a listing cannot tell an ETag that is not an MD5.
+    /// compared, as for an SSE-KMS source, size alone). An S3 destination's copy of the same
+    /// size is judged by content where both listings give it, by time where they do not.
+    /// Differing plain ETags are confirmed with HEAD first ([`diff::confirm`]): a listing
+    /// cannot tell an ETag that is not an MD5.
     async fn changed(&self, s: &ObjectMeta, d: &ObjectMeta) -> bool {
         if s.size != d.size {
             return true;
@@ -257,9 +268,23 @@ impl<'a> Comparer<'a> {
         if dst_keeps {
             // A directory's copy carries the source's time (see `jobs::run`): any other time
             // means one side changed, the destination's file edited in place included.
-            !same_time(s.last_modified, d.last_modified)
-        } else {
-            modified_after(s.last_modified, d.last_modified)
+            return !same_time(s.last_modified, d.last_modified);
+        }
+        // An S3 destination dates its copy by the upload, which cannot tell a same-size change
+        // made in the second of the copy, while it was in flight, with the destination's clock
+        // ahead, or to the copy itself (a probe found all four kept for ever). Where both
+        // listings carry the content's MD5 (or a full-object checksum of one kind), content
+        // decides: nothing to do in steady state, and no change missed.
+        match diff::same_content(s, d) {
+            Some(true) => false,
+            Some(false) => match self.dst.as_ref() {
+                Some(dst) => match diff::confirm(self.src.side(), dst.side(), s, d).await {
+                    Some(same) => !same,
+                    None => modified_after(s.last_modified, d.last_modified),
+                },
+                None => true,
+            },
+            None => modified_after(s.last_modified, d.last_modified),
         }
     }
 }

@@ -85,6 +85,9 @@ pub async fn submit(
             dst,
         });
     }
+    if spec.options.delete {
+        open::refuse_emptying(&src, &dst).await?;
+    }
     let spec_json = serde_json::to_value(spec)
         .map_err(|e| Error::Usage(format!("the job cannot be recorded: {e}")))?;
     let id = db

@@ -280,6 +280,12 @@ pub async fn run(
         .await
         .map_err(usage)?;
         let dst_exists = preflight(&src, &dst, false).await.map_err(usage)?;
+        if spec.options.delete {
+            // What the real run would refuse, said before listing what it would delete.
+            crate::jobs::open::refuse_emptying(&src, &dst)
+                .await
+                .map_err(usage)?;
+        }
         return dry_run(&src, &dst, dst_exists, &spec, as_json).await;
     }
     let jobs::Submitted {

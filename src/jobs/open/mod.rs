@@ -355,6 +355,58 @@ async fn probe(side: &Side) -> store::Result<()> {
         .map(|_| ())
 }
 
+/// Refuses a deleting job whose source holds nothing while its destination holds something:
+/// a mistyped prefix, or one naming an object (`s3://b/photo.jpg` names the folder
+/// `photo.jpg/`), would delete every object under the destination (a probe saw one wiped,
+/// exit 0). rclone stops a local source that is not there ("directory not found"); an S3
+/// prefix cannot be told missing from empty, so an empty one is refused too.
+pub async fn refuse_emptying(src: &Side, dst: &Side) -> Result<()> {
+    async fn first(side: &Side) -> store::Result<bool> {
+        let page = side
+            .store
+            .list_objects(
+                &side.bucket,
+                &store::ListQuery {
+                    prefix: side.prefix.clone(),
+                    max_keys: 1,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(!page.objects.is_empty() || !page.unnamed.is_empty())
+    }
+    if first(src).await.map_err(side_err(src, Role::Src))? {
+        return Ok(());
+    }
+    match first(dst).await {
+        Ok(true) => {}
+        Ok(false) | Err(store::Error::NoSuchBucket { .. }) => return Ok(()),
+        Err(e) => return Err(side_err(dst, Role::Dst)(e)),
+    }
+    let object = match src.prefix.strip_suffix('/') {
+        Some(k) if !k.is_empty() => match store::ObjectKey::parse(k) {
+            Ok(key) => src.store.head_object(&src.bucket, &key, None).await.is_ok(),
+            Err(_) => false,
+        },
+        _ => false,
+    };
+    let why = if object {
+        format!(
+            "{} is an object, and a source names a folder, the keys under {}",
+            src.prefix.trim_end_matches('/'),
+            src.prefix
+        )
+    } else {
+        "a prefix names a folder (s3://b/p means the keys under p/)".to_owned()
+    };
+    Err(Error::Usage(format!(
+        "source {} holds nothing: {why}; --delete would delete every object under the \
+         destination {}, so the job is refused (empty the destination another way if that is \
+         meant)",
+        src.display, dst.display
+    )))
+}
+
 /// Refuses two directory sides nested in each other (symlinks resolved), before either is
 /// opened (opening makes a destination's folder and index): a `--delete` from a folder inside
 /// the destination would remove the source's own files, and a copy into a folder inside the

@@ -4,6 +4,7 @@
 //! on PostgreSQL.
 
 mod control;
+mod deletes;
 mod detach;
 mod dir;
 mod faults;

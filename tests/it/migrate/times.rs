@@ -104,3 +104,60 @@ fn a_file_put_back_with_an_older_time_is_copied_again() {
         "version-4"
     );
 }
+
+/// S3 → S3, a same-size change the times cannot show (the destination's copy edited in place
+/// after the copy, so it is newer than the source; the source overwritten in the second of its
+/// copy): both listings carry the content's MD5, which decides. A probe found such copies kept
+/// for ever ("unchanged"), where rclone copied them again.
+#[test]
+fn a_same_size_change_the_times_cannot_show_is_copied_again() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = Ferry::start();
+    let b = Ferry::start();
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    a.ok(&a.aws(&["s3", "mb", "s3://same"]));
+    let put = |f: &Ferry, url: &str, body: &str| {
+        let file = tmp.path().join("body");
+        std::fs::write(&file, body).expect("write");
+        f.ok(&f.aws(&["s3", "cp", file.to_str().unwrap_or_default(), url]));
+    };
+    put(&a, "s3://same/k", "orig X");
+    put(&a, "s3://same/other", "stays");
+    let run = || -> Value {
+        let out = m.run(&[
+            "migrate",
+            "s3://same",
+            "s3://copy",
+            "--src-endpoint",
+            &a.s3,
+            "--dst-endpoint",
+            &b.s3,
+            "--json",
+        ]);
+        serde_json::from_str(&ok(&out)).expect("json")
+    };
+    assert_eq!(run()["done"], 2);
+    // The copy edited in place: same size, newer than its source.
+    put(&b, "s3://copy/k", "EVIL X");
+    let second = run();
+    assert_eq!(
+        (second["done"].as_i64(), second["unchanged"].as_i64()),
+        (Some(1), Some(1)),
+        "{second}"
+    );
+    assert_eq!(ok(&b.aws(&["s3", "cp", "s3://copy/k", "-"])), "orig X");
+    // The source overwritten right after its copy (within its second, most runs).
+    put(&a, "s3://same/k", "next X");
+    let third = run();
+    assert_eq!(third["done"], 1, "{third}");
+    assert_eq!(ok(&b.aws(&["s3", "cp", "s3://copy/k", "-"])), "next X");
+    // Nothing more the next time.
+    let fourth = run();
+    assert_eq!(
+        (fourth["done"].as_i64(), fourth["unchanged"].as_i64()),
+        (Some(0), Some(2)),
+        "{fourth}"
+    );
+}

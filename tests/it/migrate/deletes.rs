@@ -1,0 +1,118 @@
+//! What `--delete` may delete: nothing at all when the source holds nothing (a mistyped
+//! prefix, one naming an object), and nothing the age filters leave out.
+
+use serde_json::Value;
+
+use super::{Migrator, stderr};
+use crate::support::{ACCESS_KEY, Ferry, SECRET_KEY, ok};
+
+/// A probe wiped a destination with `migrate s3://b/a s3://dst --delete` where `a` was an
+/// object (a prefix names the folder `a/`, which held nothing): "done", exit 0.
+#[test]
+fn a_source_that_holds_nothing_deletes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = Ferry::start();
+    let b = Ferry::start();
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let file = tmp.path().join("body");
+    std::fs::write(&file, "data").expect("write");
+    let f = file.to_str().unwrap_or_default();
+    a.ok(&a.aws(&["s3", "mb", "s3://src"]));
+    b.ok(&b.aws(&["s3", "mb", "s3://dst"]));
+    a.ok(&a.aws(&["s3", "cp", f, "s3://src/a"]));
+    b.ok(&b.aws(&["s3", "cp", f, "s3://dst/keep1"]));
+    b.ok(&b.aws(&["s3", "cp", f, "s3://dst/keep2"]));
+    let run = |src: &str, extra: &[&str]| {
+        let mut args = vec![
+            "migrate",
+            src,
+            "s3://dst",
+            "--src-endpoint",
+            &a.s3,
+            "--dst-endpoint",
+            &b.s3,
+            "--delete",
+        ];
+        args.extend_from_slice(extra);
+        m.run(&args)
+    };
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let out = run("s3://src/a", extra);
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {e}");
+        assert!(
+            e.contains("holds nothing: a is an object, and a source names a folder")
+                && e.contains("--delete would delete every object under the destination"),
+            "{e}"
+        );
+        let out = run("s3://src/typo", extra);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("a prefix names a folder"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let listed = b.ok(&b.aws(&["s3", "ls", "s3://dst/"]));
+    assert!(
+        listed.contains("keep1") && listed.contains("keep2"),
+        "{listed}"
+    );
+    // A source that holds something mirrors as ever, deletions included.
+    let out = run("s3://src", &["--json"]);
+    let v: Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(v["done"], 3, "{v}");
+    let listed = b.ok(&b.aws(&["s3", "ls", "s3://dst/"]));
+    assert!(
+        !listed.contains("keep1") && listed.contains(" a"),
+        "{listed}"
+    );
+}
+
+/// `--older-than 1h --delete` deleted destination-only objects minutes old (a probe):
+/// rclone's age filters hold for the destination too, and so do Ferry's now.
+#[test]
+fn the_age_filters_hold_for_what_delete_deletes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("tree/old");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let old = src.join("old.txt");
+    std::fs::write(&old, "old").expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .expect("open")
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .expect("mtime");
+    let b = Ferry::start();
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let file = tmp.path().join("body");
+    std::fs::write(&file, "new").expect("write");
+    b.ok(&b.aws(&["s3", "mb", "s3://old"]));
+    b.ok(&b.aws(&[
+        "s3",
+        "cp",
+        file.to_str().unwrap_or_default(),
+        "s3://old/young-only-here",
+    ]));
+    let out = m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://old",
+        "--dst-endpoint",
+        &b.s3,
+        "--older-than",
+        "1h",
+        "--delete",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(v["done"], 1, "{v}");
+    let listed = b.ok(&b.aws(&["s3", "ls", "s3://old/"]));
+    assert!(
+        listed.contains("old.txt") && listed.contains("young-only-here"),
+        "{listed}"
+    );
+}
