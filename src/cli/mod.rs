@@ -175,9 +175,10 @@ pub(crate) fn objects(n: u64) -> &'static str {
 }
 
 /// A key as printed on one line: as it is, or quoted with escapes when it holds a control
-/// character (a newline would split the record a line-oriented reader sees).
+/// character (a newline would split the record a line-oriented reader sees), or when it is
+/// empty or begins or ends with white space (`could not copy  after…` hid the key " ").
 pub(crate) fn shown(key: &str) -> std::borrow::Cow<'_, str> {
-    if key.chars().any(char::is_control) {
+    if key.is_empty() || key.trim() != key || key.chars().any(char::is_control) {
         format!("{key:?}").into()
     } else {
         key.into()

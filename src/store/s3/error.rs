@@ -77,6 +77,19 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             return unavailable(&err);
         }
+        // The SDK refuses a key of whitespace alone before sending it (it takes it for a
+        // missing key: "key was missing"), though S3 holds such keys.
+        SdkError::ConstructionFailure(_)
+            if ctx
+                .key
+                .is_some_and(|k| !k.is_empty() && k.trim().is_empty()) =>
+        {
+            return Error::InvalidArgument(format!(
+                "the key {:?} is whitespace alone, which the AWS SDK Ferry talks to S3 with \
+                 refuses to send",
+                ctx.key.unwrap_or_default()
+            ));
+        }
         SdkError::ConstructionFailure(_) => {
             return Error::Remote {
                 store: store.to_owned(),

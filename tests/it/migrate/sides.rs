@@ -760,3 +760,41 @@ fn what_does_not_run_makes_nothing() {
         fresh.data.display()
     );
 }
+
+/// A key of whitespace alone, which the AWS SDK refuses to send ("key was missing"), was a
+/// dead letter whose message named neither the key (printed bare: `could not copy  after`)
+/// nor why in words a user could act on (a probe).
+#[test]
+fn a_key_of_whitespace_alone_is_named_and_explained() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let moto = Moto::start();
+    let py = format!(
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1'); c.create_bucket(Bucket='wsp'); [c.put_object(Bucket='wsp',Key=k,Body=b'x') for k in [' ', 'fine']]",
+        moto.endpoint
+    );
+    ok(&Command::new(venv_bin("python"))
+        .args(["-c", &py])
+        .output()
+        .expect("python"));
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", MOTO_KEY, MOTO_KEY)
+        .creds("DST", MOTO_KEY, MOTO_KEY);
+    let out = m.run(&[
+        "migrate",
+        "s3://wsp",
+        "s3://ws-copy",
+        "--src-endpoint",
+        &moto.endpoint,
+        "--dst-endpoint",
+        &moto.endpoint,
+        "--attempts",
+        "1",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("could not copy \" \"") && err.contains("is whitespace alone"),
+        "{err}"
+    );
+    assert!(err.contains("1 objects could not be copied"), "{err}");
+}
