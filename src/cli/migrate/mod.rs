@@ -398,8 +398,8 @@ pub async fn run(
                     );
                 }
             }
-            report(&db, &r, started.elapsed(), as_json).await?;
             let vanished = live.vanished.load(Ordering::Relaxed);
+            report(&db, &r, started.elapsed(), vanished, as_json).await?;
             if vanished > 0 {
                 let keys = live
                     .vanished_keys

@@ -13,6 +13,7 @@ pub(super) async fn report(
     db: &Db,
     r: &JobRecord,
     took: Duration,
+    vanished: u64,
     as_json: bool,
 ) -> anyhow::Result<()> {
     if r.dead > 0 {
@@ -37,10 +38,15 @@ pub(super) async fn report(
         return Ok(());
     }
     let secs = took.as_secs_f64().max(0.001);
+    // Tasks of objects that vanished from the source are done, but nothing was copied.
+    let gone = match vanished {
+        0 => String::new(),
+        n => format!(", {n} vanished"),
+    };
     println!(
-        "job {} done: {} objects ({}) copied or deleted, {} unchanged, {} failed, in {:.1}s",
+        "job {} done: {} objects ({}) copied or deleted{gone}, {} unchanged, {} failed, in {:.1}s",
         r.id,
-        r.done,
+        (r.done as u64).saturating_sub(vanished),
         human(r.done_bytes as u64),
         r.unchanged,
         r.dead,

@@ -116,6 +116,15 @@ impl Runner {
                 "the destination {} is out of space (copying {}: {e}); make room there",
                 self.dst.display, task.key
             ))
+        } else if let store::Error::NoSuchBucket { .. } = e
+            && let Some(side) = self.bucket_gone().await
+        {
+            // A bucket removed while the job runs fails every copy alike: one line, not a
+            // dead letter per key (a probe saw each printed twice).
+            Some(format!(
+                "the {} bucket {} is gone (copying {}: {e}); the job resumes when it is back",
+                side.0, side.1, task.key
+            ))
         } else if e.is_credentials() && self.credentials_refused().await {
             Some(format!(
                 "a side refused this process's credentials (copying {} from {} to {}: {e}); \
@@ -163,6 +172,27 @@ impl Runner {
 }
 
 impl Runner {
+    /// The side whose bucket is gone (`("source", its display)`), if one is: a one-key
+    /// listing answers NoSuchBucket.
+    async fn bucket_gone(&self) -> Option<(&'static str, String)> {
+        for (role, side) in [("source", &self.src), ("destination", &self.dst)] {
+            let listed = side
+                .store
+                .list_objects(
+                    &side.bucket,
+                    &store::ListQuery {
+                        max_keys: 1,
+                        ..Default::default()
+                    },
+                )
+                .await;
+            if let Err(store::Error::NoSuchBucket { .. }) = listed {
+                return Some((role, side.display.clone()));
+            }
+        }
+        None
+    }
+
     /// Whether a side refuses this process's credentials whatever the key (a one-key
     /// listing on each side is refused the same way): the run is to stop. A refusal of one
     /// key only (a proxy or backend that signs some keys differently) is that object's.

@@ -622,6 +622,8 @@ fn a_file_that_vanishes_mid_run_is_reported() {
         out.contains("1 objects vanished from the source while the job ran, not copied: z-last"),
         "{out}"
     );
+    // The summary counts it apart from the copies (a probe read "32 copied" for 18).
+    assert!(out.contains(" copied or deleted, 1 vanished,"), "{out}");
 }
 
 /// `--delete` into a directory where the source turned a folder into a file (and a file into

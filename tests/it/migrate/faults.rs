@@ -353,3 +353,57 @@ fn a_runner_with_refused_credentials_leaves_the_job_to_the_others() {
     let ls = b.ok(&b.aws(&["s3", "ls", "--recursive", "s3://copied"]));
     assert_eq!(ls.lines().count(), 200);
 }
+
+/// A source bucket removed while the job ran made every remaining task a dead letter, each
+/// printed twice (a probe). The run stops at the first copy that finds the bucket gone, says
+/// so once, dead-letters nothing, and keeps the job.
+#[test]
+fn a_bucket_removed_mid_run_stops_the_run_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = Ferry::start();
+    let b = Ferry::start();
+    let src = tmp.path().join("tree/gone");
+    make_tree(&src, 60, &[]);
+    upload_tree(&a, "gone", &src);
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let log = tmp.path().join("run.log");
+    let mut child = m.spawn(
+        &[
+            "migrate",
+            "s3://gone",
+            "s3://kept",
+            "--src-endpoint",
+            &a.s3,
+            "--dst-endpoint",
+            &b.s3,
+            "--workers",
+            "1",
+            "--bandwidth-limit",
+            "16K",
+        ],
+        &log,
+    );
+    // Once a few objects are across, the source bucket goes (its objects, then itself).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ls = b.aws(&["s3", "ls", "s3://kept/"]);
+        if String::from_utf8_lossy(&ls.stdout).lines().count() >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no copy landed: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.ok(&a.aws(&["s3", "rb", "--force", "s3://gone"]));
+    let status = wait_for(&mut child, Duration::from_secs(120), &log);
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("is gone").count(), 1, "{err}");
+    assert!(err.contains("the source bucket s3://gone"), "{err}");
+    assert!(!err.contains("could not be copied"), "{err}");
+}
