@@ -70,6 +70,24 @@ impl BucketName {
         Ok(Self(name.to_owned()))
     }
 
+    /// A bucket name as S3 took them in us-east-1 before March 2018 (up to 255 characters of
+    /// letters of either case, digits, `.`, `-` and `_`): such buckets still exist, and a
+    /// migration off one must be able to name it. For S3 sides only: never a folder's name.
+    pub fn legacy(name: &str) -> Result<Self, NameError> {
+        if let Ok(b) = Self::parse(name) {
+            return Ok(b);
+        }
+        let ok = (3..=255).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        match ok {
+            true => Ok(Self(name.to_owned())),
+            // The current rules' reason, which is what a new name must meet.
+            false => Self::parse(name),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -155,6 +173,22 @@ impl fmt::Display for ObjectKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_bucket_names_are_for_s3_sides() {
+        for ok in [
+            "Legacy_Bucket",
+            "UPPER",
+            "a_b",
+            "my-bucket.v2",
+            &"x".repeat(255),
+        ] {
+            assert!(BucketName::legacy(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "a b", "a/b", "../x", "ä-bucket", &"x".repeat(256)] {
+            assert!(BucketName::legacy(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn bucket_names() {

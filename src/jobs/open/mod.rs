@@ -131,7 +131,13 @@ impl Opener {
                     crate::registry::Error::Store { source, .. } => bad(source),
                     e => Error::Registry(e),
                 })?;
-                let bucket = bucket_of(bucket)?;
+                // An s3 store may hold a bucket named by S3's old rules (see
+                // `BucketName::legacy`); an fs store's buckets are folders.
+                let bucket = match &opened {
+                    crate::registry::Opened::S3(_) => BucketName::legacy(bucket)
+                        .map_err(|e| Error::Usage(format!("{} {display}: {e}", role.word())))?,
+                    crate::registry::Opened::Fs(_) => bucket_of(bucket)?,
+                };
                 // A registered fs store is read as its files are now (a directory side is
                 // indexed as it is opened, below).
                 opened.refresh(&bucket).await.map_err(bad)?;
@@ -191,7 +197,8 @@ impl Opener {
                 let s = S3Store::new(endpoint.as_deref().unwrap_or("aws"), cfg).map_err(bad)?;
                 Ok(Side {
                     store: Arc::new(s),
-                    bucket: bucket_of(bucket)?,
+                    bucket: BucketName::legacy(bucket)
+                        .map_err(|e| Error::Usage(format!("{} {display}: {e}", role.word())))?,
                     prefix: prefix.clone(),
                     identity: format!("s3:{}:{access_key}", endpoint.as_deref().unwrap_or("aws")),
                     place: endpoint_place(endpoint.as_deref()),

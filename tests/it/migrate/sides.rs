@@ -798,3 +798,43 @@ fn a_key_of_whitespace_alone_is_named_and_explained() {
     );
     assert!(err.contains("1 objects could not be copied"), "{err}");
 }
+
+/// A bucket named by S3's rules before 2018 (capitals, `_`: us-east-1 still holds such
+/// buckets) could not be migrated off: refused as an invalid name (a probe). An S3 side takes
+/// it; a directory's folder name is still held to today's rules.
+#[test]
+fn a_bucket_named_by_the_old_rules_can_be_migrated_off() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let moto = Moto::start();
+    let py = format!(
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1'); c.create_bucket(Bucket='Old_Photos'); c.put_object(Bucket='Old_Photos',Key='a.jpg',Body=b'x')",
+        moto.endpoint
+    );
+    ok(&Command::new(venv_bin("python"))
+        .args(["-c", &py])
+        .output()
+        .expect("python"));
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", MOTO_KEY, MOTO_KEY)
+        .creds("DST", MOTO_KEY, MOTO_KEY);
+    let out = m.run(&[
+        "migrate",
+        "s3://Old_Photos",
+        "s3://new-photos",
+        "--src-endpoint",
+        &moto.endpoint,
+        "--dst-endpoint",
+        &moto.endpoint,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let dir = tmp.path().join("Old_Dir");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let out = m.run(&[
+        "migrate",
+        dir.to_str().unwrap_or_default(),
+        "s3://new-photos",
+        "--dst-endpoint",
+        &moto.endpoint,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
