@@ -155,7 +155,10 @@ impl Opener {
                     }
                 };
                 Ok(Side {
-                    store: opened.store(),
+                    store: match &opened {
+                        crate::registry::Opened::S3(_) => watched(opened.store()),
+                        crate::registry::Opened::Fs(_) => opened.store(),
+                    },
                     bucket,
                     prefix: prefix.clone(),
                     identity: format!("store:{store}"),
@@ -196,7 +199,7 @@ impl Opener {
                 };
                 let s = S3Store::new(endpoint.as_deref().unwrap_or("aws"), cfg).map_err(bad)?;
                 Ok(Side {
-                    store: Arc::new(s),
+                    store: watched(Arc::new(s)),
                     bucket: BucketName::legacy(bucket)
                         .map_err(|e| Error::Usage(format!("{} {display}: {e}", role.word())))?,
                     prefix: prefix.clone(),
@@ -210,6 +213,13 @@ impl Opener {
             Endpoint::Dir { path } => self.open_dir(path, role, registry, display).await,
         }
     }
+}
+
+/// An S3 side, watched: an endpoint that stops answering (a frozen server, a black-holed
+/// path) fails its calls in seconds, said as such, not after the SDK's three attempts of a
+/// minute each (a probe waited three silent minutes; see [`store::watched`]).
+fn watched(s: Arc<dyn Store>) -> Arc<dyn Store> {
+    Arc::new(store::watched::Watched::new(s))
 }
 
 /// An S3 endpoint's place: scheme, host and port, with the default port written out and

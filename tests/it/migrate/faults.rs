@@ -407,3 +407,36 @@ fn a_bucket_removed_mid_run_stops_the_run_once() {
     assert!(err.contains("the source bucket s3://gone"), "{err}");
     assert!(!err.contains("could not be copied"), "{err}");
 }
+
+/// A destination that stops answering (SIGSTOP: a frozen host) kept `ferry migrate` silent
+/// for three minutes (the SDK's attempts of a minute each) before "operation attempt
+/// timeout" (a probe). Its S3 sides are watched: it is said in seconds, as such.
+#[test]
+fn a_frozen_destination_is_said_in_seconds() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let b = Ferry::start();
+    let src = tmp.path().join("tree/frozen");
+    make_tree(&src, 3, &[]);
+    b.ok(&b.aws(&["s3", "mb", "s3://frozen"]));
+    let pid = rustix::process::Pid::from_raw(b.pid().expect("pid") as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let log = tmp.path().join("run.log");
+    let mut child = m.spawn(
+        &[
+            "migrate",
+            src.to_str().unwrap_or_default(),
+            "s3://frozen",
+            "--dst-endpoint",
+            &b.s3,
+        ],
+        &log,
+    );
+    // Well under the SDK's three minutes; the watch says it after about eight seconds.
+    let status = wait_for(&mut child, Duration::from_secs(100), &log);
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("not answering"), "{err}");
+    assert!(err.contains("destination"), "{err}");
+}
