@@ -203,7 +203,7 @@ fn report(done: Done, as_json: bool) {
     } = done
     {
         eprintln!(
-            "ferry: some unfinished multipart uploads of job {job} could not be aborted and stay on the destination: {e}"
+            "ferry: some unfinished multipart uploads of job {job} could not be aborted and stay on the destination: {e} (`ferry job cancel {job}` again, with the destination's credentials, aborts them)"
         );
     }
 }

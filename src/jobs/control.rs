@@ -138,21 +138,28 @@ pub struct Cancelled {
 
 /// Cancels a job, waits (up to a minute) until its runners stopped their transfers at a
 /// part boundary, handing back the tasks of dead ones, then aborts the multipart uploads its
-/// unfinished tasks recorded. Done here rather than only by the runners, which may be gone
+/// unfinished tasks recorded (a job cancelled already whose uploads a cancel could not
+/// abort gets them aborted again). Done here rather than only by the runners, which may be gone
 /// (a paused job's workers stopped, say); a runner still stopping aborts them too, after
 /// its workers stopped, in case one started an upload after this.
 pub async fn cancel(registry: &Registry, id: i64) -> Result<Cancelled, Error> {
     let db = registry.db();
     // Counted before: the workers of a running process abort theirs as they stop.
     let recorded = db.job_uploads(id).await?.len();
-    transition(
-        db,
-        id,
-        &[job_state::RUNNING, job_state::PAUSED],
-        job_state::CANCELLED,
-        "it has already ended",
-    )
-    .await?;
+    // Cancelled already, with uploads a cancel could not abort (it ran without the
+    // destination's credentials, say): cancelling again tries them again, there being no
+    // other way to remove them (a probe).
+    let again = recorded > 0 && db.job(id).await?.state == job_state::CANCELLED;
+    if !again {
+        transition(
+            db,
+            id,
+            &[job_state::RUNNING, job_state::PAUSED],
+            job_state::CANCELLED,
+            "it has already ended",
+        )
+        .await?;
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         db.release_expired(id, state::now_ms()).await?;

@@ -169,14 +169,29 @@ async fn cancel_without_a_runner_aborts_the_uploads_and_frees_the_tasks() {
     db.release_tasks("gone:1:x", &[claimed[0].id])
         .await
         .expect("release");
-    // The directory is open in one process at a time.
-    drop(dst);
     let registry = ferry::registry::Registry::new(db.clone(), &tmp.path().join("data"));
+    // A cancel that cannot reach the destination (held here: a directory is open in one
+    // process at a time; elsewhere, credentials missing) leaves the uploads recorded...
+    let c = tokio::time::timeout(Duration::from_secs(20), control::cancel(&registry, id))
+        .await
+        .expect("cancel returns")
+        .expect("cancel");
+    assert_eq!(c.aborted, 0);
+    assert!(c.not_aborted.is_some(), "{c:?}");
+    assert_eq!(db.job(id).await.expect("job").state, "cancelled");
+    // ...and cancelling again aborts them (a probe found it refused: "already ended", with
+    // no other way to remove them).
+    drop(dst);
     let c = tokio::time::timeout(Duration::from_secs(20), control::cancel(&registry, id))
         .await
         .expect("cancel returns")
         .expect("cancel");
     assert_eq!((c.aborted, c.not_aborted), (2, None));
+    // With nothing left to abort, a cancelled job is ended.
+    assert!(matches!(
+        control::cancel(&registry, id).await,
+        Err(Error::Conflict { .. })
+    ));
     drop(registry);
     let dst = FsStore::open("dst", &tmp.path().join("out"))
         .await
