@@ -14,8 +14,11 @@ pub fn etag(s: &str) -> ETag {
     ETag::Strong(s.to_owned())
 }
 
+/// A time as S3 writes it: to the millisecond (an fs store knows its files' times to the
+/// nanosecond; clients parse S3's three digits).
 pub fn ts(t: time::OffsetDateTime) -> Timestamp {
-    Timestamp::from(t)
+    let ms = t.nanosecond() / 1_000_000 * 1_000_000;
+    Timestamp::from(t.replace_nanosecond(ms).unwrap_or(t))
 }
 
 /// The request body as a store stream (empty when the request has none).

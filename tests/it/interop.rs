@@ -223,7 +223,7 @@ fn awscli_tour() {
     );
 }
 
-fn rclone(f: &Ferry, args: &[&str]) -> Output {
+pub(crate) fn rclone(f: &Ferry, args: &[&str]) -> Output {
     Command::new("rclone")
         .args(["--config", "/dev/null"])
         // A CA bundle inherited from the environment breaks rclone over plain http.

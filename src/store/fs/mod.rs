@@ -396,13 +396,26 @@ pub(crate) fn row_to_meta(row: &VersionRow) -> Result<ObjectMeta> {
         delete_marker: row.delete_marker,
         size: row.size.max(0) as u64,
         etag: row.etag.clone(),
-        last_modified: ms_to_time(row.mtime_ms),
+        last_modified: modified_of(row),
         attrs,
         checksum,
         tag_count,
         parts_count: row.parts_count.map(|n| n.max(0) as u32),
         opaque_etag: false,
     })
+}
+
+/// When a version was last modified: its file's own time to the nanosecond where the index
+/// has it and it is the time the row names (a file's time is rclone's `mtime` and what
+/// `cp -p` keeps, so a copy carries it whole), else the row's milliseconds.
+fn modified_of(row: &VersionRow) -> OffsetDateTime {
+    match row.file_mtime_ns {
+        Some(ns) if ns.div_euclid(1_000_000) == row.mtime_ms => {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+                .unwrap_or_else(|_| ms_to_time(row.mtime_ms))
+        }
+        _ => ms_to_time(row.mtime_ms),
+    }
 }
 
 fn versioning_from(s: &str) -> Versioning {

@@ -161,3 +161,51 @@ fn a_same_size_change_the_times_cannot_show_is_copied_again() {
         "{fourth}"
     );
 }
+
+/// A directory's copy carries each file's time to the nanosecond in `mtime`, as rclone
+/// writes it: rclone then finds the copies up to date. With milliseconds (a probe), `rclone
+/// copy` of the same tree "updated the modification time" of every object (a CopyObject each).
+#[test]
+fn rclone_finds_a_directory_copy_up_to_date() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/stamped");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    for (name, nanos) in [("a.txt", 123_456_789u64), ("sub/b.bin", 987_654_321)] {
+        let p = src.join(name);
+        std::fs::write(&p, name).expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .expect("open")
+            .set_modified(
+                SystemTime::UNIX_EPOCH + Duration::from_nanos(1_714_903_200_000_000_000 + nanos),
+            )
+            .expect("mtime");
+    }
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    ok(&m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://stamped",
+        "--dst-endpoint",
+        &f.s3,
+    ]));
+    let out = crate::interop::rclone(
+        &f,
+        &[
+            "copy",
+            "-v",
+            src.to_str().unwrap_or_default(),
+            "ferry:stamped",
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("Updated modification time"), "{text}");
+    assert!(!text.contains("Copied"), "{text}");
+}
