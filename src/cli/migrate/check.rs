@@ -58,6 +58,16 @@ pub(super) async fn verify(
         "ferry: verify: {} objects compared, no differences ({} by size only)",
         summary.compared, summary.size_only
     );
+    if summary.size_only > 0 {
+        // Same size is all that was checked of those: say how to check their bytes.
+        eprintln!(
+            "ferry: verify: the content of {} {} was not compared (their ETags are of other \
+             part sizes, and no checksum is common to both sides); `ferry verify --download` of \
+             the two as registered stores reads and compares their bytes",
+            summary.size_only,
+            crate::cli::objects(summary.size_only)
+        );
+    }
     Ok(())
 }
 

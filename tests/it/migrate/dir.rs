@@ -77,6 +77,11 @@ fn a_directory_is_hashed_as_it_is_copied_and_changed_files_go_again() {
         err.contains("31 objects compared, no differences (1 by size only)"),
         "{err}"
     );
+    // And says what that leaves unchecked, and how to check it.
+    assert!(
+        err.contains("the content of 1 object was not compared") && err.contains("--download"),
+        "{err}"
+    );
 }
 
 #[test]
