@@ -24,6 +24,12 @@ use sqlx::any::AnyPoolOptions;
 pub enum Error {
     #[error("cannot open the state database {url}")]
     Open { url: String, source: sqlx::Error },
+    /// A server that takes the connection and never answers (not PostgreSQL, or hung).
+    #[error(
+        "the state database {url} did not answer within {secs} s (is a PostgreSQL server \
+         listening there, and answering?)"
+    )]
+    Silent { url: String, secs: u64 },
     #[error("state database: {0}")]
     Query(#[from] sqlx::Error),
     #[error("a store named {0:?} is already registered")]
@@ -47,6 +53,9 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How long opening the state database may take before it is said not to answer.
+pub const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub use buckets::BucketRecord;
 pub use jobs::{
@@ -120,7 +129,8 @@ pub enum Dialect {
 }
 
 impl Db {
-    /// Opens `url` (`postgres://…`, or `sqlite://PATH`) and creates the schema.
+    /// Opens `url` (`postgres://…`, or `sqlite://PATH`) and creates the schema; a server
+    /// that does not answer within [`CONNECT_WITHIN`] is said as such.
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let dialect = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -132,8 +142,14 @@ impl Db {
         // with its own message, instead of after the pool's acquire timeout.
         {
             use sqlx::Connection;
-            let conn = sqlx::AnyConnection::connect(url)
+            // Bounded: a listener that takes the connection and never speaks (another
+            // service's port, a hung server) kept workers silent for ever (a probe).
+            let conn = tokio::time::timeout(CONNECT_WITHIN, sqlx::AnyConnection::connect(url))
                 .await
+                .map_err(|_| Error::Silent {
+                    url: redact_url(url),
+                    secs: CONNECT_WITHIN.as_secs(),
+                })?
                 .map_err(|source| Error::Open {
                     url: redact_url(url),
                     source,
@@ -152,10 +168,17 @@ impl Db {
             // for locks and syncs like the first one did.
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if dialect == Dialect::Sqlite {
-                        use sqlx::Executor;
-                        conn.execute("PRAGMA busy_timeout = 30000").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
+                    use sqlx::Executor;
+                    match dialect {
+                        Dialect::Sqlite => {
+                            conn.execute("PRAGMA busy_timeout = 30000").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                        }
+                        // PostgreSQL's notices ("relation … already exists, skipping" for
+                        // every table at each start) are logged by sqlx: 15 lines of noise.
+                        Dialect::Postgres => {
+                            conn.execute("SET client_min_messages = warning").await?;
+                        }
                     }
                     Ok(())
                 })

@@ -702,6 +702,64 @@ fn serve_on_postgres_state() {
     let _ = child.wait();
     let text = crate::support::ok(&out);
     assert!(text.contains("\"local\""), "{text}");
+    // PostgreSQL's notices about tables that exist already are not logged (15 lines at every
+    // start, a probe).
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(!err.contains("already exists, skipping"), "{err}");
+}
+
+/// A listener that takes the connection and never speaks (another service's port, a hung
+/// server): opening the database kept a worker silent for ever (a probe). It is said.
+#[tokio::test]
+async fn a_database_that_never_answers_is_said_in_seconds() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        drop(conn);
+    });
+    let err = Db::connect(&format!("postgres://ferry:s3cret@127.0.0.1:{port}/x"))
+        .await
+        .expect_err("must fail");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Silent { .. })
+            && msg.contains("did not answer")
+            && !msg.contains("s3cret"),
+        "{msg}"
+    );
+    let _ = held.join();
+}
+
+/// Managed PostgreSQL services require TLS: the build could not speak it at all ("SQLx was
+/// built without TLS support", a probe). `sslmode=require` connects over TLS.
+#[tokio::test]
+async fn postgres_over_tls() {
+    let name = format!("ferry-tls-{}", uuid::Uuid::new_v4().simple());
+    let url = pg_url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let db = Db::connect(&format!(
+        "{url}{sep}sslmode=require&application_name={name}"
+    ))
+    .await
+    .expect("connect over TLS");
+    exercise(&db).await;
+    let query = format!(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.application_name = '{name}' AND s.ssl"
+    );
+    let out = crate::support::ok(
+        &std::process::Command::new(crate::support::psql())
+            .args(["-d", &url, "-tA", "-c", &query])
+            .output()
+            .expect("psql"),
+    );
+    assert!(out.trim().parse::<u32>().is_ok_and(|n| n >= 1), "{out}");
+    db.close().await;
 }
 
 /// Uploads recorded until they end: paged oldest first, only those of processes other than
