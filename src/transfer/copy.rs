@@ -139,9 +139,11 @@ impl Item<'_> {
     /// leaves the upload's parts stored there, so it is logged with the upload's id for an
     /// operator (or a lifecycle rule) to clean up.
     pub(super) async fn abort(&self, upload_id: &str) {
-        if let Err(e) = self.dst.abort_multipart(self.db, self.dk, upload_id).await {
-            tracing::warn!(key = %self.dk, upload_id, error = %e,
-                "could not abort a multipart upload on the destination; its parts stay there");
+        match self.dst.abort_multipart(self.db, self.dk, upload_id).await {
+            // Gone already: completed (a copy that finished before a crash) or aborted.
+            Ok(()) | Err(store::Error::NoSuchUpload { .. }) => {}
+            Err(e) => tracing::warn!(key = %self.dk, upload_id, error = %e,
+                "could not abort a multipart upload on the destination; its parts stay there"),
         }
     }
 }
@@ -298,8 +300,12 @@ async fn already_there(
         return Ok(true);
     }
     if let Some(r) = resume {
-        let etags: Vec<&str> = r.parts.iter().map(|p| p.1.as_str()).collect();
-        let covered: u64 = r.parts.iter().map(|p| p.2).sum();
+        // Part 0 is no part: it records the size the parts were cut to (`CUT_RECORD`). Taken
+        // for one, it made this check fail for every resumed multipart copy, and a copy that
+        // had completed just before a crash was sent again whole (a probe).
+        let parts = r.parts.iter().filter(|p| p.0 > 0);
+        let etags: Vec<&str> = parts.clone().map(|p| p.1.as_str()).collect();
+        let covered: u64 = parts.map(|p| p.2).sum();
         return Ok(covered == src.size && multipart_etag(&etags).as_deref() == Some(&d.etag));
     }
     // A directory's file indexed without its MD5 has no ETag to compare: an object of its
