@@ -389,10 +389,13 @@ fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
     println!("job {}: {} ({})", rec.id, rec.state, sides(&rec));
     if rec.unattended {
         let since = rec.runner_seen_ms.unwrap_or(0).max(rec.updated_ms);
-        println!(
-            "  stalled: no process has run it since {}; {RESTART}",
-            ago(since)
-        );
+        match rec.runner_seen_ms {
+            Some(_) => println!(
+                "  stalled: no process has run it since {}; {RESTART}",
+                ago(since)
+            ),
+            None => println!("  stalled: no process has run it yet; {RESTART}"),
+        }
     } else if rec.state == crate::state::job_state::RUNNING {
         let live: Vec<_> = d
             .runners
@@ -403,6 +406,9 @@ fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
         if !live.is_empty() {
             println!("  run by: {}", live.join(", "));
         }
+    }
+    if let Some(e) = &rec.error {
+        println!("  error: {e}");
     }
     println!(
         "  listing: {}; {} objects ({}) to copy or delete, {} unchanged",

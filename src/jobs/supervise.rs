@@ -53,13 +53,29 @@ pub async fn supervise(
                         continue;
                     }
                     let id = rec.id;
+                    let had_error = rec.error.is_some();
                     match start(&registry, rec, &settings).await {
                         Ok(runner) => {
                             let sd = shutdown.clone();
+                            let db = registry.db().clone();
                             running.insert(
                                 id,
                                 tokio::spawn(async move {
-                                    match runner.run(sd).await {
+                                    let ended = runner.run(sd).await;
+                                    // Said on the job, not only in this process's log.
+                                    let why = ended.as_ref().err().map(|e| {
+                                        format!(
+                                            "the last run on {} failed: {}",
+                                            super::run::hostname(),
+                                            crate::telemetry::one_line(e)
+                                        )
+                                    });
+                                    if (why.is_some() || had_error)
+                                        && let Err(e) = db.set_job_error(id, why.as_deref()).await
+                                    {
+                                        tracing::warn!(job = id, error = %e, "recording why the job failed failed");
+                                    }
+                                    match ended {
                                         Ok(Ended::Done(r)) => {
                                             tracing::info!(job = id, objects = r.done, dead = r.dead, "job finished");
                                             false
@@ -78,7 +94,12 @@ pub async fn supervise(
                             );
                         }
                         Err(e) => {
-                            tracing::warn!(job = id, error = %crate::telemetry::one_line(&e), "cannot run the job here; trying again later");
+                            let why = crate::telemetry::one_line(&e);
+                            tracing::warn!(job = id, error = %why, "cannot run the job here; trying again later");
+                            let said = format!("{} cannot run it: {why}", super::run::hostname());
+                            if let Err(e) = registry.db().set_job_error(id, Some(&said)).await {
+                                tracing::warn!(job = id, error = %e, "recording why the job cannot run failed");
+                            }
                             not_before.insert(id, Instant::now() + RETRY_OPEN);
                         }
                     }

@@ -327,6 +327,17 @@ impl Db {
         Ok(r.rows_affected() > 0)
     }
 
+    /// Records why the last process that tried could not run a job (`None`: it runs), for
+    /// `ferry job show` to say what otherwise only that process's log does.
+    pub async fn set_job_error(&self, id: i64, error: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE jobs SET error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Takes (or renews) the right to list a job's source until `until_ms`; false while
     /// another live owner holds it.
     pub async fn take_lister(

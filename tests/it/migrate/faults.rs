@@ -336,6 +336,12 @@ fn a_runner_with_refused_credentials_leaves_the_job_to_the_others() {
     let v = show();
     assert_eq!(v["job"]["dead"], 0, "the bad runner dead-lettered: {v}");
     assert_eq!(v["job"]["state"], "running", "{v}");
+    // Why is said on the job, not only in that worker's log (a probe saw "stalled" and
+    // "error: null").
+    let why = v["job"]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("refused this process's credentials"), "{v}");
+    let text = ok(&good.run(&["job", "show", &id.to_string(), "--db", &db]));
+    assert!(text.contains("  error: the last run on "), "{text}");
     let mut w2 = good.spawn(&["worker", "--db", &db], &tmp.path().join("good.log"));
     let deadline = Instant::now() + Duration::from_secs(120);
     let v = loop {
@@ -350,6 +356,10 @@ fn a_runner_with_refused_credentials_leaves_the_job_to_the_others() {
     kill9(&mut w2);
     assert_eq!(v["job"]["dead"], 0, "{v}");
     assert_eq!(v["job"]["done"], 200, "{v}");
+    assert!(
+        v["job"]["error"].is_null(),
+        "a run that went well clears it: {v}"
+    );
     let ls = b.ok(&b.aws(&["s3", "ls", "--recursive", "s3://copied"]));
     assert_eq!(ls.lines().count(), 200);
 }
