@@ -422,9 +422,13 @@ fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
         rec.unchanged
     );
     println!(
-        "  done: {} objects ({}); pending {}, running {}, dead {}",
+        "  done: {} objects ({}){}; pending {}, running {}, dead {}",
         rec.done,
         human(rec.done_bytes as u64),
+        match counts.vanished {
+            0 => String::new(),
+            n => format!(", of them {n} vanished from the source (not copied)"),
+        },
         counts.pending,
         counts.running,
         counts.dead

@@ -15,7 +15,12 @@ impl Gateway {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         guard::plain(&req.uri)?;
-        guard::create_bucket(&req.input, &req.headers, &self.region)?;
+        guard::create_bucket(
+            &req.input,
+            &req.headers,
+            &self.region,
+            req.region.as_ref().map(|r| r.as_str()),
+        )?;
         let (store, bucket) = self.target(&req.input.bucket)?;
         store.create_bucket(&bucket).await.map_err(s3_error)?;
         Ok(S3Response::new(CreateBucketOutput {

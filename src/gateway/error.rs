@@ -123,7 +123,7 @@ pub fn s3_error(err: store::Error) -> S3Error {
             status,
             message,
             store,
-        } if status < 400 || (status >= 500 && code.starts_with("Http")) => {
+        } if (200..300).contains(&status) || (status >= 500 && code.starts_with("Http")) => {
             tracing::warn!(store = %store, status, error = %message, "a backend's answer could not be read");
             let (code, status) = match status {
                 503 => (
@@ -451,5 +451,11 @@ mod tests {
         );
         let e = remote(403, "Http403");
         assert_eq!(e.status_code(), Some(StatusCode::FORBIDDEN));
+        // A redirect with its code is the backend's own answer, passed on.
+        let e = remote(301, "PermanentRedirect");
+        assert_eq!(
+            (e.code().as_str(), e.status_code()),
+            ("PermanentRedirect", Some(StatusCode::MOVED_PERMANENTLY))
+        );
     }
 }

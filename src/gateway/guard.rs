@@ -167,11 +167,14 @@ pub fn object_write(asks: &Asks<'_>) -> S3Result<()> {
 /// For CreateBucket: a bucket with Object Lock, or with an ACL other than the owner's, is
 /// refused, not created without it.
 /// A bucket is made in this endpoint's region: a `LocationConstraint` naming another is
-/// refused as S3 refuses it (`EU` is eu-west-1's old name), not taken and ignored.
+/// refused as S3 refuses it (`EU` is eu-west-1's old name), not taken and ignored. Ferry
+/// takes signatures for any region, so a client set up for one (`aws s3 mb` sends its
+/// profile's region as the constraint) may name the region it signed for.
 pub fn create_bucket(
     input: &s3s::dto::CreateBucketInput,
     headers: &HeaderMap,
     region: &str,
+    signed_for: Option<&str>,
 ) -> S3Result<()> {
     let asked = input
         .create_bucket_configuration
@@ -180,7 +183,8 @@ pub fn create_bucket(
         .map(|l| l.as_str())
         .filter(|l| !l.is_empty());
     if let Some(asked) = asked {
-        let same = asked == region || (asked == "EU" && region == "eu-west-1");
+        let named = |r: &str| asked == r || (asked == "EU" && r == "eu-west-1");
+        let same = named(region) || signed_for.is_some_and(named);
         if !same {
             let mut e = S3Error::with_message(
                 S3ErrorCode::Custom("IllegalLocationConstraintException".into()),
@@ -488,6 +492,7 @@ mod tests {
                 &plain,
                 &h("x-amz-bucket-object-lock-enabled", v),
                 "us-east-1",
+                None,
             )
         };
         assert!(lock("true").is_err());
@@ -498,6 +503,6 @@ mod tests {
             )),
             ..Default::default()
         };
-        assert!(create_bucket(&public, &HeaderMap::new(), "us-east-1").is_err());
+        assert!(create_bucket(&public, &HeaderMap::new(), "us-east-1", None).is_err());
     }
 }

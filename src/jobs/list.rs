@@ -35,6 +35,9 @@ pub struct Comparer<'a> {
     opts: &'a Options,
     src_what: &'a str,
     dst_what: &'a str,
+    /// A HEAD showed that a side's ETags are not MD5s (SSE-KMS): differing ETags tell
+    /// nothing there, so the default mode stops asking (two HEADs per object otherwise).
+    opaque: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Comparer<'a> {
@@ -53,6 +56,7 @@ impl<'a> Comparer<'a> {
             opts,
             src_what: names.0,
             dst_what: names.1,
+            opaque: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -245,7 +249,8 @@ impl<'a> Comparer<'a> {
     /// Whether the destination's copy differs from the source (rclone's rules: size and
     /// modification time, or with `--checksum` size and content: where content cannot be
     /// compared, as for an SSE-KMS source, size alone). An S3 destination's copy of the same
-    /// size is judged by content where both listings give it, by time where they do not.
+    /// size that the times call unchanged is a change still when both listings give its
+    /// content and that differs.
     /// Differing plain ETags are confirmed with HEAD first ([`diff::confirm`]): a listing
     /// cannot tell an ETag that is not an MD5.
     async fn changed(&self, s: &ObjectMeta, d: &ObjectMeta) -> bool {
@@ -270,21 +275,27 @@ impl<'a> Comparer<'a> {
             // means one side changed, the destination's file edited in place included.
             return !same_time(s.last_modified, d.last_modified);
         }
+        if modified_after(s.last_modified, d.last_modified) {
+            return true;
+        }
         // An S3 destination dates its copy by the upload, which cannot tell a same-size change
         // made in the second of the copy, while it was in flight, with the destination's clock
         // ahead, or to the copy itself (a probe found all four kept for ever). Where both
-        // listings carry the content's MD5 (or a full-object checksum of one kind), content
-        // decides: nothing to do in steady state, and no change missed.
-        match diff::same_content(s, d) {
-            Some(true) => false,
-            Some(false) => match self.dst.as_ref() {
-                Some(dst) => match diff::confirm(self.src.side(), dst.side(), s, d).await {
-                    Some(same) => !same,
-                    None => modified_after(s.last_modified, d.last_modified),
-                },
-                None => true,
-            },
-            None => modified_after(s.last_modified, d.last_modified),
+        // listings carry the content's MD5 (or a full-object checksum of one kind), differing
+        // content is a change too: nothing more to ask in steady state, where they agree.
+        use std::sync::atomic::Ordering::Relaxed;
+        if diff::same_content(s, d) != Some(false) || self.opaque.load(Relaxed) {
+            return false;
+        }
+        let Some(dst) = self.dst.as_ref() else {
+            return true;
+        };
+        match diff::confirm(self.src.side(), dst.side(), s, d).await {
+            Some(same) => !same,
+            None => {
+                self.opaque.store(true, Relaxed);
+                false
+            }
         }
     }
 }

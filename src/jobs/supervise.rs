@@ -70,7 +70,7 @@ pub async fn supervise(
                                             crate::telemetry::one_line(e)
                                         )
                                     });
-                                    if (why.is_some() || had_error)
+                                    if (why.is_some() || had_error || matches!(ended, Ok(Ended::Done(_))))
                                         && let Err(e) = db.set_job_error(id, why.as_deref()).await
                                     {
                                         tracing::warn!(job = id, error = %e, "recording why the job failed failed");

@@ -60,7 +60,7 @@ pub const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(1
 pub use buckets::BucketRecord;
 pub use jobs::{
     Budget, DeadTask, JobRecord, NewTask, OpenTask, PartRow, Runner, TaskCounts, TaskRow,
-    UNATTENDED_MS, job_state,
+    UNATTENDED_MS, VANISHED, VANISHED_NOTE, job_state,
 };
 pub use journal::{JournalRow, NewJournalRow, OwedStats};
 pub use uploads::OpenUpload;

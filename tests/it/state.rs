@@ -651,6 +651,12 @@ async fn unreachable_database_names_it_without_the_password() {
 fn serve_on_postgres_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("d");
+    let url = crate::support::fresh_pg_database();
+    // Its tables made once already, as at every start but the first (when PostgreSQL has
+    // notices to send about them).
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async { Db::connect(&url).await.expect("connect").close().await });
     let mut child = std::process::Command::new(crate::support::ferry_bin())
         .args([
             "serve",
@@ -659,7 +665,7 @@ fn serve_on_postgres_state() {
             "--admin-listen",
             "127.0.0.1:0",
             "--db",
-            &crate::support::fresh_pg_database(),
+            &url,
             "--data",
         ])
         .arg(&data)

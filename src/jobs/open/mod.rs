@@ -378,6 +378,8 @@ async fn probe(side: &Side) -> store::Result<()> {
 /// exit 0). rclone stops a local source that is not there ("directory not found"); an S3
 /// prefix cannot be told missing from empty, so an empty one is refused too.
 pub async fn refuse_emptying(src: &Side, dst: &Side) -> Result<()> {
+    // The prefix's own folder marker (`photos/`, made in a console) is the side's root, not
+    // an object in it, as for the job's listing (`Cursor`): two keys tell.
     async fn first(side: &Side) -> store::Result<bool> {
         let page = side
             .store
@@ -385,12 +387,12 @@ pub async fn refuse_emptying(src: &Side, dst: &Side) -> Result<()> {
                 &side.bucket,
                 &store::ListQuery {
                     prefix: side.prefix.clone(),
-                    max_keys: 1,
+                    max_keys: 2,
                     ..Default::default()
                 },
             )
             .await?;
-        Ok(!page.objects.is_empty() || !page.unnamed.is_empty())
+        Ok(page.objects.iter().any(|o| o.key.as_str() != side.prefix) || !page.unnamed.is_empty())
     }
     if first(src).await.map_err(side_err(src, Role::Src))? {
         return Ok(());

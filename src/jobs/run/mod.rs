@@ -143,7 +143,12 @@ pub struct Runner {
     fence: Arc<Fence>,
     /// Bytes of the tasks claimed and not yet taken by a worker.
     queued_bytes: AtomicU64,
+    /// Since when a side has not answered (no copy has succeeded since), if one has not.
+    down_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a side may not answer before a run of the job stops (see `failed`).
+pub(super) const OUTAGE_LIMIT: Duration = Duration::from_secs(300);
 
 /// Why [`Runner::run`] returned.
 #[derive(Debug)]
@@ -196,6 +201,7 @@ impl Runner {
             live,
             fence: Arc::new(Fence::new()),
             queued_bytes: AtomicU64::new(0),
+            down_since: std::sync::Mutex::new(None),
         })
     }
 
@@ -499,6 +505,7 @@ impl Runner {
             };
             match result {
                 Ok(Some(bytes)) => {
+                    *self.down_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     // The committer counts it out of `in_flight` once it is recorded.
                     let _ = done.send((task.id, bytes));
                     continue;

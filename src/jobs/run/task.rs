@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{Runner, VANISHED_SHOWN, state_err};
+use super::{OUTAGE_LIMIT, Runner, VANISHED_SHOWN, state_err};
 use crate::state::{Db, PartRow, TaskRow};
 use crate::store::{self, ObjectKey};
 use crate::transfer::copy::{self, Item, Outcome, Plan, Resume};
@@ -97,7 +97,10 @@ impl Runner {
                 if keys.len() < VANISHED_SHOWN {
                     keys.push(task.key.clone());
                 }
-                Ok(Some(0))
+                // Said by every runner (a worker's log is all there is of it), and recorded
+                // on the task, so `ferry job show` counts it apart from the copies.
+                tracing::warn!(job = self.job, key = ?task.key, "vanished from the source while the job ran: not copied");
+                Ok(Some(crate::state::VANISHED))
             }
             Outcome::Stopped => Ok(None),
         }
@@ -117,13 +120,48 @@ impl Runner {
                 self.dst.display, task.key
             ))
         } else if let store::Error::NoSuchBucket { .. } = e
-            && let Some(side) = self.bucket_gone().await
+            && let Some(side) = self
+                .side_failing(|e| matches!(e, store::Error::NoSuchBucket { .. }))
+                .await
         {
             // A bucket removed while the job runs fails every copy alike: one line, not a
             // dead letter per key (a probe saw each printed twice).
             Some(format!(
                 "the {} bucket {} is gone (copying {}: {e}); the job resumes when it is back",
                 side.0, side.1, task.key
+            ))
+        } else if let store::Error::Unavailable { .. } = e
+            && let Some(side) = self
+                .side_failing(|e| matches!(e, store::Error::Unavailable { .. }))
+                .await
+        {
+            // A side that does not answer (its watch fails each call at once while it is
+            // down) would spend every task's attempts in minutes: while it is so, a failed
+            // copy is tried again later without counting the attempt, and an outage longer
+            // than OUTAGE_LIMIT stops the run (the job is kept, taken up again later).
+            let since = *self
+                .down_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() < OUTAGE_LIMIT {
+                let at = crate::state::now_ms() + 5_000;
+                if let Err(e) = self
+                    .db
+                    .defer_task(&self.owner, task.id, &e.to_string(), at)
+                    .await
+                {
+                    tracing::warn!(job = self.job, error = %e, "deferring a task failed; its lease will expire");
+                }
+                return;
+            }
+            Some(format!(
+                "the {} {} has not answered for {} s (copying {}: {e}); the job is kept: run \
+                 the same command again once it answers (a worker tries again by itself)",
+                side.0,
+                side.1,
+                since.elapsed().as_secs(),
+                task.key
             ))
         } else if e.is_credentials() && self.credentials_refused().await {
             Some(format!(
@@ -172,9 +210,12 @@ impl Runner {
 }
 
 impl Runner {
-    /// The side whose bucket is gone (`("source", its display)`), if one is: a one-key
-    /// listing answers NoSuchBucket.
-    async fn bucket_gone(&self) -> Option<(&'static str, String)> {
+    /// The side (`("source", its display)`) whose one-key listing fails as `fails` says,
+    /// if one does: a bucket gone, an endpoint not answering.
+    async fn side_failing(
+        &self,
+        fails: impl Fn(&store::Error) -> bool,
+    ) -> Option<(&'static str, String)> {
         for (role, side) in [("source", &self.src), ("destination", &self.dst)] {
             let listed = side
                 .store
@@ -186,7 +227,9 @@ impl Runner {
                     },
                 )
                 .await;
-            if let Err(store::Error::NoSuchBucket { .. }) = listed {
+            if let Err(e) = listed
+                && fails(&e)
+            {
                 return Some((role, side.display.clone()));
             }
         }

@@ -12,7 +12,9 @@ use super::{Db, Error, Result};
 
 mod tasks;
 
-pub use tasks::{Budget, DeadTask, OpenTask, PartRow, TaskCounts, TaskRow};
+pub use tasks::{
+    Budget, DeadTask, OpenTask, PartRow, TaskCounts, TaskRow, VANISHED, VANISHED_NOTE,
+};
 
 pub(super) fn schema(id: &str) -> Vec<String> {
     vec![
@@ -328,13 +330,16 @@ impl Db {
     }
 
     /// Records why the last process that tried could not run a job (`None`: it runs), for
-    /// `ferry job show` to say what otherwise only that process's log does.
+    /// `ferry job show` to say what otherwise only that process's log does. A reason comes
+    /// only while the job runs (a run failing after another finished it says nothing).
     pub async fn set_job_error(&self, id: i64, error: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE jobs SET error = $1 WHERE id = $2")
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET error = $1 WHERE id = $2 AND ($1 IS NULL OR state = 'running')",
+        )
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -75,7 +75,16 @@ pub struct TaskCounts {
     pub pending: i64,
     pub running: i64,
     pub dead: i64,
+    /// Done, but not copied: the object vanished from the source while the job ran.
+    #[serde(default)]
+    pub vanished: i64,
 }
+
+/// The bytes a finished task reports to [`Db::finish_tasks`] when its object vanished from
+/// the source while the job ran: it is done, and recorded as such ([`VANISHED_NOTE`]).
+pub const VANISHED: i64 = -1;
+/// The note a vanished task is done with.
+pub const VANISHED_NOTE: &str = "vanished from the source while the job ran: not copied";
 
 const TASK_COLUMNS: &str = "id, object_key, action, size, etag, attempts, upload_id, interrupted";
 
@@ -229,15 +238,20 @@ impl Db {
         let mut tx = self.write_tx().await?;
         let (mut n, mut bytes) = (0i64, 0i64);
         let size: std::collections::HashMap<i64, i64> = done.iter().copied().collect();
-        for chunk in done.chunks(200) {
+        let (gone, copied): (Vec<_>, Vec<_>) = done.iter().partition(|(_, b)| *b == VANISHED);
+        for (chunk, note) in copied
+            .chunks(200)
+            .map(|c| (c, None))
+            .chain(gone.chunks(200).map(|c| (c, Some(VANISHED_NOTE))))
+        {
             let list = (0..chunk.len())
-                .map(|i| format!("${}", i + 2))
+                .map(|i| format!("${}", i + 3))
                 .collect::<Vec<_>>()
                 .join(",");
             let sql = format!(
-                "UPDATE job_tasks SET state = 'done', owner = NULL, error = NULL WHERE owner = $1 AND state = 'running' AND id IN ({list}) RETURNING id, upload_id"
+                "UPDATE job_tasks SET state = 'done', owner = NULL, error = $2 WHERE owner = $1 AND state = 'running' AND id IN ({list}) RETURNING id, upload_id"
             );
-            let mut q = sqlx::query(&sql).bind(owner);
+            let mut q = sqlx::query(&sql).bind(owner).bind(note);
             for (id, _) in chunk {
                 q = q.bind(id);
             }
@@ -245,7 +259,7 @@ impl Db {
             for r in q.fetch_all(&mut *tx).await? {
                 let id: i64 = r.try_get("id")?;
                 n += 1;
-                bytes += size.get(&id).copied().unwrap_or(0);
+                bytes += size.get(&id).copied().unwrap_or(0).max(0);
                 if r.try_get::<Option<String>, _>("upload_id")?.is_some() {
                     with_parts.push(id);
                 }
@@ -264,6 +278,23 @@ impl Db {
         .bind(bytes)
         .bind(crate::state::now_ms())
         .bind(job)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Hands a task back to be tried again at `at_ms` without counting the attempt (its
+    /// side did not answer at all: no attempt was made on the object), with why.
+    pub async fn defer_task(&self, owner: &str, id: i64, error: &str, at_ms: i64) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE job_tasks SET state = 'pending', next_ms = $1, error = $2, owner = NULL WHERE id = $3 AND owner = $4 AND state = 'running'",
+        )
+        .bind(at_ms)
+        .bind(error)
+        .bind(id)
+        .bind(owner)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -419,6 +450,14 @@ impl Db {
                 _ => c.dead = n,
             }
         }
+        c.vanished = sqlx::query(
+            "SELECT COUNT(*) AS n FROM job_tasks WHERE job_id = $1 AND state = 'done' AND error = $2",
+        )
+        .bind(job)
+        .bind(VANISHED_NOTE)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
         Ok(c)
     }
 

@@ -320,7 +320,11 @@ impl Lean {
     ) -> std::result::Result<(http::response::Parts, Incoming), String> {
         let path = percent_encoding::utf8_percent_encode(key, PATH);
         let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-        let (host, uri) = if self.path_style {
+        // A name that cannot be a DNS label (S3's pre-2018 names: capitals, `_`) or that
+        // has dots (a TLS wildcard certificate covers one label) goes in the path, as the
+        // SDK's endpoint rules put it.
+        let hostable = crate::store::BucketName::parse(bucket).is_ok() && !bucket.contains('.');
+        let (host, uri) = if self.path_style || !hostable {
             let host = self.authority.clone();
             let uri = format!("{}://{host}/{bucket}/{path}{query}", self.scheme);
             (host, uri)

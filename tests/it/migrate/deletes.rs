@@ -55,6 +55,19 @@ fn a_source_that_holds_nothing_deletes_nothing() {
             stderr(&out)
         );
     }
+    // A folder holding nothing but its own marker (made in a console) holds nothing.
+    a.ok(&a.aws(&["s3", "mb", "s3://marked"]));
+    a.ok(&a.aws(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "marked",
+        "--key",
+        "empty/",
+    ]));
+    let out = run("s3://marked/empty", &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("holds nothing"), "{}", stderr(&out));
     let listed = b.ok(&b.aws(&["s3", "ls", "s3://dst/"]));
     assert!(
         listed.contains("keep1") && listed.contains("keep2"),

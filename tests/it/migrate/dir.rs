@@ -627,8 +627,16 @@ fn a_file_that_vanishes_mid_run_is_reported() {
         out.contains("1 objects vanished from the source while the job ran, not copied: z-last"),
         "{out}"
     );
-    // The summary counts it apart from the copies (a probe read "32 copied" for 18).
+    // The summary counts it apart from the copies (a probe read "32 copied" for 18), and so
+    // does the job's record, for `ferry job show` and a worker's jobs alike.
     assert!(out.contains(" copied or deleted, 1 vanished,"), "{out}");
+    let v = m.job(1);
+    assert_eq!(v["tasks"]["vanished"], 1, "{v}");
+    let text = ok(&m.run(&["job", "show", "1"]));
+    assert!(
+        text.contains("of them 1 vanished from the source"),
+        "{text}"
+    );
 }
 
 /// `--delete` into a directory where the source turned a folder into a file (and a file into

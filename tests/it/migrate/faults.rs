@@ -450,3 +450,64 @@ fn a_frozen_destination_is_said_in_seconds() {
     assert!(err.contains("not answering"), "{err}");
     assert!(err.contains("destination"), "{err}");
 }
+
+/// A destination that stops answering while the job runs (SIGSTOP for 15 s): its watch
+/// fails each call at once, which spent every task's attempts within minutes (all dead
+/// letters, a review). While a side does not answer, copies are tried again without
+/// spending attempts: with two attempts allowed, nothing is a dead letter and all arrive.
+#[test]
+fn a_destination_frozen_mid_run_spends_no_attempts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let a = Ferry::start();
+    let b = Ferry::start();
+    let src = tmp.path().join("tree/thaw");
+    make_tree(&src, 30, &[]);
+    upload_tree(&a, "thaw", &src);
+    b.ok(&b.aws(&["s3", "mb", "s3://thawed"]));
+    let m = Migrator::new(tmp.path())
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let log = tmp.path().join("run.log");
+    let mut child = m.spawn(
+        &[
+            "migrate",
+            "s3://thaw",
+            "s3://thawed",
+            "--src-endpoint",
+            &a.s3,
+            "--dst-endpoint",
+            &b.s3,
+            "--workers",
+            "2",
+            "--bandwidth-limit",
+            "8K",
+            "--attempts",
+            "2",
+            "--json",
+        ],
+        &log,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ls = b.aws(&["s3", "ls", "s3://thawed/"]);
+        if String::from_utf8_lossy(&ls.stdout).lines().count() >= 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no copy landed: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = rustix::process::Pid::from_raw(b.pid().expect("pid") as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    std::thread::sleep(Duration::from_secs(15));
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
+    let status = wait_for(&mut child, Duration::from_secs(180), &log);
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{out}");
+    assert!(!out.contains("could not be copied"), "{out}");
+    let ls = b.ok(&b.aws(&["s3", "ls", "--recursive", "s3://thawed"]));
+    assert_eq!(ls.lines().count(), 30, "{ls}");
+}

@@ -202,6 +202,13 @@ assert done["Location"].startswith("http://") and done["Location"].endswith(f"/{
 expect_error(lambda: s3.create_bucket(Bucket="elsewhere", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}),
              "IllegalLocationConstraintException", 400)
 expect_error(lambda: s3.head_bucket(Bucket="elsewhere"), "404", 404)
+# A client set up for another region (which Ferry takes signatures for) names that region as
+# the constraint, as `aws s3 mb` does from a profile: taken, as it was before the check.
+eu = client(region_name="eu-west-1")
+eu.create_bucket(Bucket="from-eu", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+eu.head_bucket(Bucket="from-eu")
+expect_error(lambda: eu.create_bucket(Bucket="elsewhere", CreateBucketConfiguration={"LocationConstraint": "ap-south-1"}),
+             "IllegalLocationConstraintException", 400)
 # MFA Delete Ferry cannot check: refused, not dropped.
 expect_error(lambda: s3.put_bucket_versioning(Bucket=B, VersioningConfiguration={"Status": "Enabled", "MFADelete": "Enabled"},
                                               MFA="123456 654321"), "NotImplemented", 501)
