@@ -256,6 +256,7 @@ pub fn owner() -> dto::Owner {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one per header, called through `attrs_of!`
 pub fn attrs_from(
     content_type: Option<String>,
     cache_control: Option<String>,
@@ -264,6 +265,7 @@ pub fn attrs_from(
     content_language: Option<String>,
     expires: Option<Timestamp>,
     metadata: Option<dto::Metadata>,
+    website_redirect: Option<String>,
 ) -> S3Result<ObjectAttrs> {
     let user_metadata = user_metadata(metadata);
     let size: usize = user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -283,6 +285,7 @@ pub fn attrs_from(
         expires: expires_str(expires),
         user_metadata,
         storage_class: None,
+        website_redirect,
     })
 }
 
@@ -422,6 +425,7 @@ macro_rules! attrs_of {
             $input.content_language,
             $input.expires,
             $input.metadata,
+            $input.website_redirect_location,
         )
     };
 }

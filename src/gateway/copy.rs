@@ -52,7 +52,7 @@ impl Gateway {
             && input.checksum_algorithm.is_none()
             && input.storage_class.is_none()
             // Naming these is a change to S3 (`aws s3 cp --sse AES256` of an object onto
-            // itself re-encrypts it); Ferry keeps neither, so the copy is taken as one.
+            // itself re-encrypts it; Ferry keeps no encryption), so the copy is taken as one.
             && input.website_redirect_location.is_none()
             && input.server_side_encryption.is_none()
         {
@@ -69,9 +69,14 @@ impl Gateway {
             input.copy_source_if_unmodified_since.as_ref(),
         )?;
         let onto_itself = src_bucket == bucket && src_key == key && sv.is_none();
+        // S3 does not copy a website redirect: the copy has the one the request names.
+        let redirect = input.website_redirect_location.clone();
         let attrs = if replace_meta {
             Some(convert::attrs_of!(input)?)
-        } else if onto_itself || src.attrs.storage_class != class {
+        } else if onto_itself
+            || src.attrs.storage_class != class
+            || src.attrs.website_redirect != redirect
+        {
             // Its own metadata, named: a backend S3 store takes a copy onto itself whose
             // metadata is replaced, whatever else it changes (or not, for Ferry: encryption).
             Some(src.attrs.clone())
@@ -80,6 +85,7 @@ impl Gateway {
         }
         .map(|mut a: store::ObjectAttrs| {
             a.storage_class = class;
+            a.website_redirect = redirect;
             a
         });
         let tags = if replace_tags {

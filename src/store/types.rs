@@ -107,6 +107,10 @@ pub struct ObjectAttrs {
     /// refuses most classes) and reports the class its backend gives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
+    /// `x-amz-website-redirect-location`: kept and named back, as S3 does (Ferry serves no
+    /// website; a migration through it keeps the redirects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website_redirect: Option<String>,
 }
 
 /// Object tags, in the order the client gave them.

@@ -16,6 +16,7 @@ pub async fn objects(s: &dyn Store, prefix: &str) {
         content_type: Some("application/x-ferry-test".into()),
         cache_control: Some("max-age=60".into()),
         content_disposition: Some("attachment; filename=\"a b.bin\"".into()),
+        website_redirect: Some("/moved/obj.bin".into()),
         ..Default::default()
     };
     attrs.user_metadata.insert("owner".into(), "alice".into());
@@ -71,6 +72,12 @@ pub async fn objects(s: &dyn Store, prefix: &str) {
         "{}: HEAD user metadata",
         s.name()
     );
+    assert_eq!(
+        head.attrs.website_redirect,
+        attrs.website_redirect,
+        "{}: HEAD website redirect",
+        s.name()
+    );
     let (got, got_data) = get(s, &bk, key).await;
     assert!(got_data == data, "{}: GET returns the body put", s.name());
     assert_eq!(
@@ -89,6 +96,12 @@ pub async fn objects(s: &dyn Store, prefix: &str) {
         got.attrs.user_metadata,
         attrs.user_metadata,
         "{}: GET user metadata",
+        s.name()
+    );
+    assert_eq!(
+        got.attrs.website_redirect,
+        attrs.website_redirect,
+        "{}: GET website redirect",
         s.name()
     );
     if caps.tagging {

@@ -202,6 +202,7 @@ macro_rules! with_attrs {
             .set_metadata($crate::store::s3::convert::sdk_metadata(
                 &attrs.user_metadata,
             ))
+            .set_website_redirect_location(attrs.website_redirect.clone())
     }};
 }
 pub(super) use with_attrs;
@@ -235,6 +236,7 @@ macro_rules! attrs_of {
                 .storage_class()
                 .map(|c| c.as_str().to_owned())
                 .filter(|c| c != "STANDARD"),
+            website_redirect: out.website_redirect_location().map(str::to_owned),
         }
     }};
 }

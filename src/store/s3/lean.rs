@@ -159,6 +159,7 @@ impl Lean {
             ("content-disposition", &attrs.content_disposition),
             ("content-encoding", &attrs.content_encoding),
             ("content-language", &attrs.content_language),
+            ("x-amz-website-redirect-location", &attrs.website_redirect),
         ];
         for (name, value) in standard {
             if let Some(v) = value {
@@ -447,6 +448,7 @@ pub(super) fn meta_from_head(
             expires: owned("expires"),
             user_metadata,
             storage_class: owned("x-amz-storage-class").filter(|c| c != "STANDARD"),
+            website_redirect: owned("x-amz-website-redirect-location"),
         },
         checksum: pick_checksum(
             [

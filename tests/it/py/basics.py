@@ -158,3 +158,16 @@ for o in s3.list_objects_v2(Bucket=B)["Contents"]:
 s3.delete_bucket(Bucket=B)
 expect_error(lambda: s3.head_bucket(Bucket=B), "404", 404)
 print("OK")
+
+# A website redirect is kept and named back (S3 keeps it; a copy gets the one it names).
+W = "basics-web"
+s3.create_bucket(Bucket=W)
+s3.put_object(Bucket=W, Key="moved.html", Body=b"", WebsiteRedirectLocation="/new.html")
+assert s3.head_object(Bucket=W, Key="moved.html")["WebsiteRedirectLocation"] == "/new.html"
+assert s3.get_object(Bucket=W, Key="moved.html")["WebsiteRedirectLocation"] == "/new.html"
+s3.copy_object(Bucket=W, Key="moved-copy.html", CopySource={"Bucket": W, "Key": "moved.html"})
+assert "WebsiteRedirectLocation" not in s3.head_object(Bucket=W, Key="moved-copy.html")
+s3.copy_object(Bucket=W, Key="moved-copy.html", CopySource={"Bucket": W, "Key": "moved.html"},
+               WebsiteRedirectLocation="/newer.html")
+assert s3.head_object(Bucket=W, Key="moved-copy.html")["WebsiteRedirectLocation"] == "/newer.html"
+print("website redirect: ok")
