@@ -374,6 +374,41 @@ fn replace_error(res: &mut s3s::HttpResponse, rebuilt: s3s::HttpResponse) {
     }
 }
 
+/// Every error document names its request, as S3's do (`<RequestId>`, the same id as the
+/// `x-amz-request-id` header): s3s writes it only into the errors it builds with one.
+pub fn name_request(res: &mut s3s::HttpResponse, request_id: &str) {
+    if !(res.status().is_client_error() || res.status().is_server_error()) {
+        return;
+    }
+    let Some(body) = res.body().bytes() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return;
+    };
+    if text.len() > 8192 || text.contains("<RequestId>") || !text.contains("<Error>") {
+        return;
+    }
+    let Some(end) = text.rfind("</Error>") else {
+        return;
+    };
+    let id: String = request_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let named = format!(
+        "{}<RequestId>{id}</RequestId>{}",
+        &text[..end],
+        &text[end..]
+    );
+    if res.headers().contains_key(http::header::CONTENT_LENGTH)
+        && let Ok(n) = http::HeaderValue::from_str(&named.len().to_string())
+    {
+        res.headers_mut().insert(http::header::CONTENT_LENGTH, n);
+    }
+    *res.body_mut() = s3s::Body::from(named);
+}
+
 pub fn explain(res: &mut s3s::HttpResponse, request_id: &str) {
     if !(res.status().is_client_error() || res.status().is_server_error()) {
         return;

@@ -280,6 +280,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 super::form::mend_answer(&mut res);
             }
             super::error::explain(&mut res, &id);
+            super::error::name_request(&mut res, &id);
             if attributes {
                 super::attributes::unquote_etag(&mut res);
             }

@@ -27,7 +27,7 @@ def expect(status, code, result, what):
     # Every error says in words what went wrong and names its request, as S3's do.
     doc = ET.fromstring(data)
     assert doc.findtext("Message"), f"{what}: no <Message> in {data[:300]!r}"
-    assert doc.findtext("RequestId") in (None, headers.get("x-amz-request-id")), f"{what}: {data[:300]!r}"
+    assert doc.findtext("RequestId") == headers.get("x-amz-request-id"), f"{what}: {data[:300]!r}"
 
 
 s3 = client()
@@ -149,3 +149,10 @@ conn.close()
 # Still serving.
 assert s3.get_object(Bucket=B, Key="file")["Body"].read() == b"1"
 print("OK")
+
+# Errors from the store (NoSuchKey, NoSuchBucket) name their request in the document too.
+e = expect_error(lambda: s3.get_object(Bucket=B, Key="no-such-key-here"), "NoSuchKey", 404)
+assert e.response["Error"].get("RequestId") or e.response.get("ResponseMetadata", {}).get("RequestId"), e.response
+st, headers, data = signed("GET", f"/{B}/no-such-key-here")
+assert st == 404 and ET.fromstring(data).findtext("RequestId") == headers.get("x-amz-request-id"), (st, data)
+print("request ids: ok")
