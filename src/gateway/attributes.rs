@@ -121,10 +121,5 @@ pub(super) fn unquote_etag(res: &mut s3s::HttpResponse) {
         &text[value..value + len],
         &text[value + len + "\"</ETag>".len()..]
     );
-    if let Ok(n) = http::HeaderValue::from_str(&mended.len().to_string())
-        && res.headers().contains_key(http::header::CONTENT_LENGTH)
-    {
-        res.headers_mut().insert(http::header::CONTENT_LENGTH, n);
-    }
-    *res.body_mut() = s3s::Body::from(mended);
+    super::error::set_body(res, mended);
 }

@@ -401,12 +401,17 @@ pub fn name_request(res: &mut s3s::HttpResponse, request_id: &str) {
         &text[..end],
         &text[end..]
     );
+    set_body(res, named);
+}
+
+/// Replaces a buffered answer's document, its Content-Length (when it has one) with it.
+pub(super) fn set_body(res: &mut s3s::HttpResponse, text: String) {
     if res.headers().contains_key(http::header::CONTENT_LENGTH)
-        && let Ok(n) = http::HeaderValue::from_str(&named.len().to_string())
+        && let Ok(n) = http::HeaderValue::from_str(&text.len().to_string())
     {
         res.headers_mut().insert(http::header::CONTENT_LENGTH, n);
     }
-    *res.body_mut() = s3s::Body::from(named);
+    *res.body_mut() = s3s::Body::from(text);
 }
 
 pub fn explain(res: &mut s3s::HttpResponse, request_id: &str) {

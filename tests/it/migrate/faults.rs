@@ -265,14 +265,7 @@ fn a_listing_refused_halfway_deletes_nothing_and_ends_the_run() {
 fn a_runner_with_refused_credentials_leaves_the_job_to_the_others() {
     let tmp = tempfile::tempdir().expect("tmp");
     let db = fresh_pg_database();
-    let a = Ferry::start();
-    let b = Ferry::start();
-    let src = tmp.path().join("tree/creds");
-    make_tree(&src, 200, &[]);
-    upload_tree(&a, "creds", &src);
-    let good = Migrator::new(tmp.path())
-        .creds("SRC", ACCESS_KEY, SECRET_KEY)
-        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let (a, b, good) = two_servers_with_tree(tmp.path(), "creds", 200);
     // The job is listed by a first run (slowed down), killed once the listing is complete:
     // what is left is copies.
     let first_log = tmp.path().join("first.log");
@@ -370,14 +363,7 @@ fn a_runner_with_refused_credentials_leaves_the_job_to_the_others() {
 #[test]
 fn a_bucket_removed_mid_run_stops_the_run_once() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let a = Ferry::start();
-    let b = Ferry::start();
-    let src = tmp.path().join("tree/gone");
-    make_tree(&src, 60, &[]);
-    upload_tree(&a, "gone", &src);
-    let m = Migrator::new(tmp.path())
-        .creds("SRC", ACCESS_KEY, SECRET_KEY)
-        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    let (a, b, m) = two_servers_with_tree(tmp.path(), "gone", 60);
     let log = tmp.path().join("run.log");
     let mut child = m.spawn(
         &[
@@ -396,19 +382,7 @@ fn a_bucket_removed_mid_run_stops_the_run_once() {
         &log,
     );
     // Once a few objects are across, the source bucket goes (its objects, then itself).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ls = b.aws(&["s3", "ls", "s3://kept/"]);
-        if String::from_utf8_lossy(&ls.stdout).lines().count() >= 3 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no copy landed: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_listed(&b, "s3://kept/", 3, &log);
     a.ok(&a.aws(&["s3", "rb", "--force", "s3://gone"]));
     let status = wait_for(&mut child, Duration::from_secs(120), &log);
     let err = std::fs::read_to_string(&log).unwrap_or_default();
@@ -458,15 +432,8 @@ fn a_frozen_destination_is_said_in_seconds() {
 #[test]
 fn a_destination_frozen_mid_run_spends_no_attempts() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let a = Ferry::start();
-    let b = Ferry::start();
-    let src = tmp.path().join("tree/thaw");
-    make_tree(&src, 30, &[]);
-    upload_tree(&a, "thaw", &src);
+    let (a, b, m) = two_servers_with_tree(tmp.path(), "thaw", 30);
     b.ok(&b.aws(&["s3", "mb", "s3://thawed"]));
-    let m = Migrator::new(tmp.path())
-        .creds("SRC", ACCESS_KEY, SECRET_KEY)
-        .creds("DST", ACCESS_KEY, SECRET_KEY);
     let log = tmp.path().join("run.log");
     let mut child = m.spawn(
         &[
@@ -487,19 +454,7 @@ fn a_destination_frozen_mid_run_spends_no_attempts() {
         ],
         &log,
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ls = b.aws(&["s3", "ls", "s3://thawed/"]);
-        if String::from_utf8_lossy(&ls.stdout).lines().count() >= 3 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no copy landed: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_listed(&b, "s3://thawed/", 3, &log);
     let pid = rustix::process::Pid::from_raw(b.pid().expect("pid") as i32).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
     std::thread::sleep(Duration::from_secs(15));
@@ -510,4 +465,36 @@ fn a_destination_frozen_mid_run_spends_no_attempts() {
     assert!(!out.contains("could not be copied"), "{out}");
     let ls = b.ok(&b.aws(&["s3", "ls", "--recursive", "s3://thawed"]));
     assert_eq!(ls.lines().count(), 30, "{ls}");
+}
+
+/// Waits (a minute at most) until `url` lists `n` entries on `f`, while the run logging to
+/// `log` copies.
+#[track_caller]
+fn wait_until_listed(f: &Ferry, url: &str, n: usize, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ls = f.aws(&["s3", "ls", url]);
+        if String::from_utf8_lossy(&ls.stdout).lines().count() >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no copy landed: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two servers, the first holding a tree of `n` files in `bucket`, and a migrator with their
+/// credentials.
+fn two_servers_with_tree(tmp: &Path, bucket: &str, n: usize) -> (Ferry, Ferry, Migrator) {
+    let (a, b) = (Ferry::start(), Ferry::start());
+    let src = tmp.join("tree").join(bucket);
+    make_tree(&src, n, &[]);
+    upload_tree(&a, bucket, &src);
+    let m = Migrator::new(tmp)
+        .creds("SRC", ACCESS_KEY, SECRET_KEY)
+        .creds("DST", ACCESS_KEY, SECRET_KEY);
+    (a, b, m)
 }

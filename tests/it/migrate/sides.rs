@@ -761,24 +761,34 @@ fn what_does_not_run_makes_nothing() {
     );
 }
 
-/// A key of whitespace alone, which the AWS SDK refuses to send ("key was missing"), was a
-/// dead letter whose message named neither the key (printed bare: `could not copy  after`)
-/// nor why in words a user could act on (a probe).
-#[test]
-fn a_key_of_whitespace_alone_is_named_and_explained() {
-    let tmp = tempfile::tempdir().expect("tmp");
+/// A moto server after `code` ran against it in Python (`c` is a boto3 client of it), and a
+/// migrator with its credentials on both sides.
+fn moto_after(tmp: &std::path::Path, code: &str) -> (Moto, Migrator) {
     let moto = Moto::start();
     let py = format!(
-        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1'); c.create_bucket(Bucket='wsp'); [c.put_object(Bucket='wsp',Key=k,Body=b'x') for k in [' ', 'fine']]",
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1'); {code}",
         moto.endpoint
     );
     ok(&Command::new(venv_bin("python"))
         .args(["-c", &py])
         .output()
         .expect("python"));
-    let m = Migrator::new(tmp.path())
+    let m = Migrator::new(tmp)
         .creds("SRC", MOTO_KEY, MOTO_KEY)
         .creds("DST", MOTO_KEY, MOTO_KEY);
+    (moto, m)
+}
+
+/// A key of whitespace alone, which the AWS SDK refuses to send ("key was missing"), was a
+/// dead letter whose message named neither the key (printed bare: `could not copy  after`)
+/// nor why in words a user could act on (a probe).
+#[test]
+fn a_key_of_whitespace_alone_is_named_and_explained() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (moto, m) = moto_after(
+        tmp.path(),
+        "c.create_bucket(Bucket='wsp'); [c.put_object(Bucket='wsp',Key=k,Body=b'x') for k in [' ', 'fine']]",
+    );
     let out = m.run(&[
         "migrate",
         "s3://wsp",
@@ -805,18 +815,10 @@ fn a_key_of_whitespace_alone_is_named_and_explained() {
 #[test]
 fn a_bucket_named_by_the_old_rules_can_be_migrated_off() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let moto = Moto::start();
-    let py = format!(
-        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1'); c.create_bucket(Bucket='Old_Photos'); c.put_object(Bucket='Old_Photos',Key='a.jpg',Body=b'x')",
-        moto.endpoint
+    let (moto, m) = moto_after(
+        tmp.path(),
+        "c.create_bucket(Bucket='Old_Photos'); c.put_object(Bucket='Old_Photos',Key='a.jpg',Body=b'x')",
     );
-    ok(&Command::new(venv_bin("python"))
-        .args(["-c", &py])
-        .output()
-        .expect("python"));
-    let m = Migrator::new(tmp.path())
-        .creds("SRC", MOTO_KEY, MOTO_KEY)
-        .creds("DST", MOTO_KEY, MOTO_KEY);
     let out = m.run(&[
         "migrate",
         "s3://Old_Photos",
