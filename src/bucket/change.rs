@@ -66,7 +66,8 @@ impl Buckets {
         let (primary, secondaries) = (roles.primary.clone(), roles.secondaries.clone());
         let view = self.activate(name, policy, roles).await;
         // A primary bucket that already holds objects: the secondaries are owed them.
-        self.backfill(name, &primary, &secondaries).await?;
+        self.backfill(name, &primary, &secondaries, delete_extra)
+            .await?;
         Ok(view)
     }
 
@@ -135,20 +136,31 @@ impl Buckets {
         };
         // Writes from now on reach the new secondaries; what the primary already held is
         // owed to them, so the catch-up worker copies it (and status shows how much is left).
-        self.backfill(name, &primary, &added).await?;
+        self.backfill(name, &primary, &added, delete_extra).await?;
         Ok(view)
     }
 
-    /// Refuses secondaries about to be added whose buckets hold a key `primary` lacks: the
-    /// backfill would delete it (a secondary mirrors its primary), which the admin must ask
-    /// for. Stops at the first such key.
+    /// Refuses secondaries about to be added whose buckets hold a key `primary` lacks (the
+    /// backfill would delete it, a secondary mirroring its primary), unless `delete_extra`
+    /// asks for that. An fs target's bucket is read as its files are now (rescanned, as
+    /// `ferry verify` reads it): files put there behind the store's back count. Stops at the
+    /// first such key.
     pub(super) async fn refuse_extras(
         &self,
         primary: &Leg,
         added: &[&Leg],
         creating: bool,
+        delete_extra: bool,
     ) -> Result<(), Error> {
         for t in added {
+            self.registry
+                .get(t.store.name())
+                .await?
+                .refresh(&t.bucket)
+                .await?;
+            if delete_extra {
+                continue;
+            }
             let (p, ts) = (side(primary), side(t));
             let Some(extra) = Extras::new(&p, &ts).next().await? else {
                 continue;
@@ -170,7 +182,13 @@ impl Buckets {
 
     /// Journals every object `primary` holds as owed to each of `added`, and each key an
     /// added target holds that `primary` lacks as owed to it (a deletion), a page at a time.
-    async fn backfill(&self, name: &str, primary: &Leg, added: &[Leg]) -> Result<(), Error> {
+    async fn backfill(
+        &self,
+        name: &str,
+        primary: &Leg,
+        added: &[Leg],
+        delete_extra: bool,
+    ) -> Result<(), Error> {
         if added.is_empty() {
             return Ok(());
         }
@@ -253,9 +271,11 @@ impl Buckets {
         }
         // Keys a target holds that the primary lacks: what was deleted while it was left
         // out, say. Left there, a failover would serve them again, and a failback copy them
-        // back to the primary. The worker deletes them (it copies the primary's state, which
-        // is none). A key written meanwhile is on both, and the worker copies it instead.
-        for t in added {
+        // back to the primary. With `--delete-extra`, the worker deletes them (it copies the
+        // primary's state, which is none; a key written meanwhile is on both, and the worker
+        // copies it instead). Without, the change was refused had there been any; one
+        // deleted while the change was made stays there (`ferry verify` shows it).
+        for t in added.iter().filter(|_| delete_extra) {
             let (p, ts) = (side(primary), side(t));
             let mut extras = Extras::new(&p, &ts);
             loop {
@@ -468,6 +488,16 @@ impl<'a> Extras<'a> {
             if !held {
                 return Ok(Some(key));
             }
+        }
+    }
+}
+
+/// Takes away the buckets a refused change made (a refused policy leaves nothing behind; a
+/// bucket that is not empty, a folder adopted with its files, stays, said).
+pub(super) async fn take_away(made: &[&Leg]) {
+    for m in made {
+        if let Err(e) = m.store.delete_bucket(&m.bucket).await {
+            tracing::warn!(target = %m.label, error = %e, "could not take away a bucket made for a refused policy");
         }
     }
 }

@@ -538,11 +538,6 @@ impl Buckets {
         // stop a change (adding a replacement site during an outage, say).
         let had =
             |l: &Leg| existing.is_some_and(|p| p.write_to.iter().any(|t| t.to_string() == l.label));
-        if !delete_extra {
-            let added: Vec<&Leg> = roles.secondaries.iter().filter(|l| !had(l)).collect();
-            self.refuse_extras(&roles.primary, &added, existing.is_none())
-                .await?;
-        }
         // Buckets made here, taken away again if a later target refuses: a refused policy
         // leaves nothing behind.
         let mut made: Vec<&Leg> = Vec::new();
@@ -558,11 +553,7 @@ impl Buckets {
                 Err(store::Error::BucketAlreadyExists { .. }) => continue,
                 Err(e) => e,
             };
-            for m in &made {
-                if let Err(e) = m.store.delete_bucket(&m.bucket).await {
-                    tracing::warn!(target = %m.label, error = %e, "could not take away a bucket made for a refused policy");
-                }
-            }
+            change::take_away(&made).await;
             // A store that does not answer is no bad input (503: try again); a local failure
             // (a permission, a full disk) is.
             let unreachable = matches!(e, store::Error::Unavailable { .. })
@@ -580,6 +571,14 @@ impl Buckets {
                 }),
                 false => Error::Invalid(message),
             });
+        }
+        // Checked once the buckets are made: a folder of an fs store made a bucket just now
+        // brings its files with it (a probe saw them pass unseen, then deleted).
+        let added: Vec<&Leg> = roles.secondaries.iter().filter(|l| !had(l)).collect();
+        let checked = self.refuse_extras(&roles.primary, &added, existing.is_none(), delete_extra);
+        if let Err(e) = checked.await {
+            change::take_away(&made).await;
+            return Err(e);
         }
         Ok((policy, roles))
     }

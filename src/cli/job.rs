@@ -100,10 +100,10 @@ pub async fn run(
                 parts: control::pause(&db, j.id).await? as u64,
             },
             as_json,
-        ),
+        )?,
         JobCommand::Resume(j) => {
             control::resume(&db, j.id).await?;
-            report(Done::Resumed { job: j.id }, as_json);
+            report(Done::Resumed { job: j.id }, as_json)?;
         }
         JobCommand::Cancel(j) => {
             let c = control::cancel(&Registry::new(db.clone(), &data), j.id).await?;
@@ -114,7 +114,7 @@ pub async fn run(
                     not_aborted: c.not_aborted,
                 },
                 as_json,
-            );
+            )?;
         }
         JobCommand::Dead(j) => {
             db.job(j.id).await?;
@@ -132,7 +132,7 @@ pub async fn run(
                 n: control::retry_dead(&db, j.id).await?,
             },
             as_json,
-        ),
+        )?,
     }
     Ok(())
 }
@@ -157,7 +157,9 @@ enum Done {
     },
 }
 
-fn report(done: Done, as_json: bool) {
+/// Says what a control did; a cancel that left uploads on the destination is an error
+/// (exit 1: a script must not read the job as cleaned up).
+fn report(done: Done, as_json: bool) -> anyhow::Result<()> {
     let (v, text) = match &done {
         Done::Paused { job, parts } => (
             json!({ "job": job, "state": "paused", "recorded_parts": parts }),
@@ -202,10 +204,11 @@ fn report(done: Done, as_json: bool) {
         ..
     } = done
     {
-        eprintln!(
-            "ferry: some unfinished multipart uploads of job {job} could not be aborted and stay on the destination: {e} (`ferry job cancel {job}` again, with the destination's credentials, aborts them)"
-        );
+        return Err(anyhow::anyhow!(
+            "some unfinished multipart uploads of job {job} could not be aborted and stay on the destination: {e} (`ferry job cancel {job}` again, with the destination's credentials, aborts them)"
+        ));
     }
+    Ok(())
 }
 
 /// Prints `v` with `--json`, else `text`.
@@ -337,13 +340,13 @@ async fn remote(
                 .call_long(Method::POST, &post(j.id, "pause"), None)
                 .await?;
             let parts = v["recorded_parts"].as_u64().unwrap_or(0);
-            report(Done::Paused { job: j.id, parts }, as_json);
+            report(Done::Paused { job: j.id, parts }, as_json)?;
         }
         JobCommand::Resume(j) => {
             client
                 .call(Method::POST, &post(j.id, "resume"), None)
                 .await?;
-            report(Done::Resumed { job: j.id }, as_json);
+            report(Done::Resumed { job: j.id }, as_json)?;
         }
         JobCommand::Cancel(j) => {
             let v = client
@@ -354,7 +357,7 @@ async fn remote(
                 aborted: v["aborted_uploads"].as_u64().unwrap_or(0),
                 not_aborted: v["uploads_not_aborted"].as_str().map(str::to_owned),
             };
-            report(done, as_json);
+            report(done, as_json)?;
         }
         JobCommand::Dead(j) => {
             let mut lister = DeadLister::new(j.id, as_json);
@@ -374,7 +377,7 @@ async fn remote(
                 .call(Method::POST, &post(j.id, "retry-dead"), None)
                 .await?;
             let n = v["requeued"].as_u64().unwrap_or(0);
-            report(Done::Requeued { job: j.id, n }, as_json);
+            report(Done::Requeued { job: j.id, n }, as_json)?;
         }
     }
     Ok(())
@@ -389,12 +392,15 @@ fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
     println!("job {}: {} ({})", rec.id, rec.state, sides(&rec));
     if rec.unattended {
         let since = rec.runner_seen_ms.unwrap_or(0).max(rec.updated_ms);
-        match rec.runner_seen_ms {
-            Some(_) => println!(
+        // A process that stopped cleanly takes its heartbeat with it: what the job has
+        // done says whether one ran it.
+        let ran = rec.runner_seen_ms.is_some() || rec.listing_done || rec.listed > 0;
+        match ran {
+            true => println!(
                 "  stalled: no process has run it since {}; {RESTART}",
                 ago(since)
             ),
-            None => println!("  stalled: no process has run it yet; {RESTART}"),
+            false => println!("  stalled: no process has run it yet; {RESTART}"),
         }
     } else if rec.state == crate::state::job_state::RUNNING {
         let live: Vec<_> = d

@@ -133,6 +133,10 @@ impl Db {
     /// that does not answer within [`CONNECT_WITHIN`] is said as such.
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
+        // Two crypto providers are built in (ring for sqlx, aws-lc-rs for the AWS SDK):
+        // rustls panics choosing between them for `sslmode=verify-ca` (a probe). The
+        // process's is aws-lc-rs; installed once, later calls are refused and ignored.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dialect = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Dialect::Postgres
         } else {

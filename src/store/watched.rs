@@ -84,7 +84,7 @@ impl Watched {
         Error::Unavailable {
             store: self.inner.name().to_owned(),
             message: format!(
-                "not answering for {since} s ({}); tried again every {} s",
+                "not answering for {since} s ({}); checked again every {} s while calls wait for it",
                 h.why,
                 PROBE_EVERY.as_secs()
             ),

@@ -766,6 +766,23 @@ async fn postgres_over_tls() {
     );
     assert!(out.trim().parse::<u32>().is_ok_and(|n| n >= 1), "{out}");
     db.close().await;
+    // Checking the server's certificate against a CA file (the server's own, self-signed):
+    // `verify-ca` panicked choosing a crypto provider (a probe).
+    let cert = crate::support::ok(
+        &std::process::Command::new(crate::support::psql())
+            .args(["-d", &url, "-tA", "-c", "SHOW ssl_cert_file"])
+            .output()
+            .expect("psql"),
+    );
+    // (The server's certificate names `localhost`; sqlx checks the name with verify-ca too.)
+    let by_name = url.replace("@127.0.0.1:", "@localhost:");
+    let db = Db::connect(&format!(
+        "{by_name}{sep}sslmode=verify-ca&sslrootcert={}",
+        cert.trim()
+    ))
+    .await
+    .expect("connect over TLS, the certificate checked");
+    db.close().await;
 }
 
 /// Uploads recorded until they end: paged oldest first, only those of processes other than

@@ -124,7 +124,7 @@ impl Store for Namespace {
     ) -> Result<DeleteResult> {
         if version_id.is_some() {
             // Version ids differ between stores: the worker syncs the key's new current state.
-            let w = self.begin_owed(key, "object").await?;
+            let w = self.begin_owed(key, "delete").await?;
             let p = &w.roles.primary;
             let r = w
                 .gate
@@ -330,9 +330,18 @@ impl Namespace {
     /// The roles a write runs with (refused while failed over read-only), and whether the
     /// primary is its only target: then nothing is journaled, and the write waits only for a
     /// catch-up copy of its key to the primary still in flight.
-    async fn write_roles(&self, key: &ObjectKey) -> Result<(std::sync::Arc<Roles>, bool)> {
+    /// A delete needs no key every target can hold: a target that cannot hold it does not,
+    /// and deleting it there is done (a probe could not delete `x//y` an S3 primary served).
+    async fn write_roles(
+        &self,
+        key: &ObjectKey,
+        deleting: bool,
+    ) -> Result<(std::sync::Arc<Roles>, bool)> {
         let roles = self.roles();
-        self.writable_key(&roles, key)?;
+        match deleting {
+            true => self.writable(&roles)?,
+            false => self.writable_key(&roles, key)?,
+        }
         let alone = roles.secondaries.is_empty();
         if alone {
             self.locks
@@ -345,7 +354,7 @@ impl Namespace {
     /// A DELETE (no version named), run within its pass of the gate: to the primary and
     /// every secondary, owed where not taken.
     async fn delete_within(&self, key: &ObjectKey) -> Result<DeleteResult> {
-        let (roles, alone) = self.write_roles(key).await?;
+        let (roles, alone) = self.write_roles(key, true).await?;
         let p = &roles.primary;
         if alone {
             return p.store.delete_object(&p.bucket, key, None).await;
@@ -388,7 +397,7 @@ impl Namespace {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
-        let (roles, alone) = self.write_roles(key).await?;
+        let (roles, alone) = self.write_roles(key, false).await?;
         let p = &roles.primary;
         if alone {
             return p.store.put_object(&p.bucket, key, body, opts).await;

@@ -378,8 +378,9 @@ async fn probe(side: &Side) -> store::Result<()> {
 /// exit 0). rclone stops a local source that is not there ("directory not found"); an S3
 /// prefix cannot be told missing from empty, so an empty one is refused too.
 pub async fn refuse_emptying(src: &Side, dst: &Side) -> Result<()> {
-    // The prefix's own folder marker (`photos/`, made in a console) is the side's root, not
-    // an object in it, as for the job's listing (`Cursor`): two keys tell.
+    // Folder markers (`photos/`, `photos/2024/`: empty keys ending in `/`, made in a
+    // console) hold nothing: a tree of them alone would have the destination emptied all the
+    // same (a probe). One page tells; a longer listing is taken as holding something.
     async fn first(side: &Side) -> store::Result<bool> {
         let page = side
             .store
@@ -387,12 +388,15 @@ pub async fn refuse_emptying(src: &Side, dst: &Side) -> Result<()> {
                 &side.bucket,
                 &store::ListQuery {
                     prefix: side.prefix.clone(),
-                    max_keys: 2,
+                    max_keys: 1000,
                     ..Default::default()
                 },
             )
             .await?;
-        Ok(page.objects.iter().any(|o| o.key.as_str() != side.prefix) || !page.unnamed.is_empty())
+        let marker = |o: &store::ObjectMeta| o.key.as_str().ends_with('/') && o.size == 0;
+        Ok(page.next_marker.is_some()
+            || !page.unnamed.is_empty()
+            || page.objects.iter().any(|o| !marker(o)))
     }
     if first(src).await.map_err(side_err(src, Role::Src))? {
         return Ok(());

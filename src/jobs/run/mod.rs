@@ -100,17 +100,20 @@ pub struct Live {
 }
 
 impl Live {
-    /// Ends the run with `why` (the first reason given wins), waking the watcher at once.
-    fn halt(&self, why: impl FnOnce() -> String) {
+    /// Ends the run with `why` (the first reason given wins), waking the watcher at once;
+    /// returns whether this was the first.
+    fn halt(&self, why: impl FnOnce() -> String) -> bool {
         let mut halted = self
             .halted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if halted.is_none() {
+        let first = halted.is_none();
+        if first {
             *halted = Some(why());
         }
         drop(halted);
         self.settled.notify_one();
+        first
     }
 
     /// Why the run was halted, if it was.

@@ -107,7 +107,6 @@ impl Runner {
     }
 
     pub(super) async fn failed(&self, task: &TaskRow, e: &store::Error) {
-        self.live.failures.fetch_add(1, Ordering::Relaxed);
         // A destination out of space fails every copy alike, and trying each again (then
         // dead-lettering it) helps nothing: the run ends, the task goes back as it was, and
         // the job resumes once there is room (rclone stops on a full disk too).
@@ -127,7 +126,7 @@ impl Runner {
             // A bucket removed while the job runs fails every copy alike: one line, not a
             // dead letter per key (a probe saw each printed twice).
             Some(format!(
-                "the {} bucket {} is gone (copying {}: {e}); the job resumes when it is back",
+                "the {} bucket {} is gone (copying {}: {e})",
                 side.0, side.1, task.key
             ))
         } else if let store::Error::Unavailable { .. } = e
@@ -156,8 +155,7 @@ impl Runner {
                 return;
             }
             Some(format!(
-                "the {} {} has not answered for {} s (copying {}: {e}); the job is kept: run \
-                 the same command again once it answers (a worker tries again by itself)",
+                "the {} {} has not answered for {} s (copying {}: {e})",
                 side.0,
                 side.1,
                 since.elapsed().as_secs(),
@@ -173,12 +171,15 @@ impl Runner {
         } else {
             None
         };
+        // Deferred copies above are not attempts; these are.
+        self.live.failures.fetch_add(1, Ordering::Relaxed);
         if let Some(why) = halt {
             if let Err(e) = self.db.release_started(&self.owner, &[task.id]).await {
                 tracing::warn!(job = self.job, error = %e, "releasing a task failed; its lease will expire");
             }
-            tracing::warn!(job = self.job, key = ?task.key, error = %e, "stopping this run of the job");
-            self.live.halt(|| why);
+            if self.live.halt(|| why) {
+                tracing::warn!(job = self.job, key = ?task.key, error = %e, "stopping this run of the job");
+            }
             return;
         }
         let attempts = task.attempts + 1;

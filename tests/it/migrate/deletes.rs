@@ -55,16 +55,11 @@ fn a_source_that_holds_nothing_deletes_nothing() {
             stderr(&out)
         );
     }
-    // A folder holding nothing but its own marker (made in a console) holds nothing.
+    // A folder holding nothing but folder markers (made in a console) holds nothing.
     a.ok(&a.aws(&["s3", "mb", "s3://marked"]));
-    a.ok(&a.aws(&[
-        "s3api",
-        "put-object",
-        "--bucket",
-        "marked",
-        "--key",
-        "empty/",
-    ]));
+    for key in ["empty/", "empty/2024/", "empty/2024/01/"] {
+        a.ok(&a.aws(&["s3api", "put-object", "--bucket", "marked", "--key", key]));
+    }
     let out = run("s3://marked/empty", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("holds nothing"), "{}", stderr(&out));

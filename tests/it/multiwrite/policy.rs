@@ -552,3 +552,96 @@ fn a_secondary_added_again_loses_what_was_deleted_meanwhile() {
     let listed = a.ok(&a.cli(&["bucket", "list"]));
     assert!(!listed.contains("nsq"), "{listed}");
 }
+
+/// An fs secondary whose folder held files its store had not indexed (a folder not yet a
+/// bucket, files put in behind its back) passed the check for keys the primary lacks, and
+/// the backfill then deleted them without `--delete-extra` (a probe). The check reads the
+/// folder as it is, and only `--delete-extra` has anything deleted.
+#[test]
+fn files_an_fs_secondary_holds_unindexed_are_seen_and_kept() {
+    let a = Ferry::start();
+    let dir = add_fs_store(&a, "fs4");
+    std::fs::create_dir_all(dir.join("wrong/sub")).expect("mkdir");
+    for i in 1..=3 {
+        std::fs::write(dir.join(format!("wrong/sub/p{i}.jpg")), format!("d{i}")).expect("write");
+    }
+    let out = a.cli(&[
+        "bucket",
+        "create",
+        "wrong",
+        "--write-to",
+        "local:wrong,fs4:wrong",
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "created over a folder of files");
+    assert!(e.contains("(first: \"sub/p1.jpg\")"), "{e}");
+    // Files put into a secondary's bucket folder behind its store's back, then re-added.
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "keep",
+        "--write-to",
+        "local:keep,fs4:keep",
+    ]));
+    a.ok(&a.cli(&["bucket", "policy", "keep", "--write-to", "local:keep"]));
+    std::fs::write(dir.join("keep/behind"), "x").expect("write");
+    let out = a.cli(&[
+        "bucket",
+        "policy",
+        "keep",
+        "--write-to",
+        "local:keep,fs4:keep",
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && e.contains("(first: \"behind\")"),
+        "{e}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 1..=3 {
+        assert!(
+            dir.join(format!("wrong/sub/p{i}.jpg")).is_file(),
+            "p{i}.jpg was deleted"
+        );
+    }
+    assert!(dir.join("keep/behind").is_file());
+    // Asked for, they go.
+    a.ok(&a.cli(&[
+        "bucket",
+        "policy",
+        "keep",
+        "--write-to",
+        "local:keep,fs4:keep",
+        "--delete-extra",
+    ]));
+    wait_drained(&a, "keep");
+    assert!(!dir.join("keep/behind").exists());
+}
+
+/// A key a namespace bucket's fs target cannot hold (`x//y`, written to its S3 primary
+/// directly) was listed and served but could not be deleted through Ferry (400, a probe): a
+/// target that cannot hold it does not, and the delete is done there.
+#[test]
+fn a_key_an_fs_target_cannot_hold_can_be_deleted() {
+    let a = Ferry::start();
+    let moto = crate::support::Moto::start();
+    a.add_s3_store("dr", &moto.endpoint, "testing", "testing");
+    a.ok(&a.cli(&["bucket", "create", "nsx", "--write-to", "dr:nsx,local:nsx"]));
+    let py = format!(
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1'); c.put_object(Bucket='nsx',Key='x//y',Body=b'x')",
+        moto.endpoint
+    );
+    crate::support::ok(
+        &Command::new(crate::support::venv_bin("python"))
+            .args(["-c", &py])
+            .output()
+            .expect("python"),
+    );
+    a.ok(&a.aws(&["s3api", "delete-object", "--bucket", "nsx", "--key", "x//y"]));
+    let listed = a.ok(&a.aws(&["s3api", "list-objects-v2", "--bucket", "nsx"]));
+    assert!(!listed.contains("x//y"), "{listed}");
+    wait_drained(&a, "nsx");
+    // And on an fs primary, as on a plain bucket.
+    a.ok(&a.cli(&["bucket", "create", "nsy", "--write-to", "local:nsy,dr:nsy"]));
+    a.ok(&a.aws(&["s3api", "delete-object", "--bucket", "nsy", "--key", "a//b"]));
+}
