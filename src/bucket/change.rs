@@ -180,8 +180,9 @@ impl Buckets {
         Ok(())
     }
 
-    /// Journals every object `primary` holds as owed to each of `added`, and each key an
-    /// added target holds that `primary` lacks as owed to it (a deletion), a page at a time.
+    /// Journals every object `primary` holds as owed to each of `added`, and with
+    /// `delete_extra` each key an added target holds that `primary` lacks as owed to it (a
+    /// deletion), a page at a time.
     async fn backfill(
         &self,
         name: &str,
