@@ -241,24 +241,9 @@ impl Runner {
     /// listing on each side is refused the same way): the run is to stop. A refusal of one
     /// key only (a proxy or backend that signs some keys differently) is that object's.
     async fn credentials_refused(&self) -> bool {
-        for side in [&self.src, &self.dst] {
-            let listed = side
-                .store
-                .list_objects(
-                    &side.bucket,
-                    &store::ListQuery {
-                        max_keys: 1,
-                        ..Default::default()
-                    },
-                )
-                .await;
-            if let Err(e) = listed
-                && e.is_credentials()
-            {
-                return true;
-            }
-        }
-        false
+        self.side_failing(store::Error::is_credentials)
+            .await
+            .is_some()
     }
 }
 
