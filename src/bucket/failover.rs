@@ -493,7 +493,7 @@ impl Buckets {
                 .owes_key(&ns.name, &from.label, &k)
                 .await?
             {
-                tracing::info!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps a write the failover target never got");
+                tracing::debug!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps a write the failover target never got");
                 kept.push(k);
                 continue;
             }
@@ -505,7 +505,7 @@ impl Buckets {
                 to.store.head_object(&to.bucket, &key, None).await,
             ) && ours.last_modified > theirs.last_modified
             {
-                tracing::warn!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps the primary's newer copy");
+                tracing::debug!(bucket = %ns.name, key = %k, target = %to.label, "failback keeps the primary's newer copy");
                 kept.push(k);
                 continue;
             }
@@ -551,6 +551,11 @@ impl Buckets {
                 ns.journal.release(&ids);
                 ns.wake.notify_waiters();
             }
+        }
+        // Said once, not per key (a probe counted 500 lines for one failback).
+        if let Some(first) = kept.first() {
+            tracing::info!(bucket = %ns.name, target = %to.label, kept = kept.len(), first = %first,
+                "failback keeps the primary's state of keys the failover target had older or never got");
         }
         if capped {
             tracing::warn!(bucket = %ns.name, target = %to.label, "failback compared more than 100,000 differing keys; the rest were left as they are");
