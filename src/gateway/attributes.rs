@@ -102,10 +102,7 @@ pub(super) fn unquote_etag(res: &mut s3s::HttpResponse) {
     if res.status() != http::StatusCode::OK {
         return;
     }
-    let Some(body) = res.body().bytes() else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(&body) else {
+    let Some(text) = super::error::buffered_text(res) else {
         return;
     };
     let Some(start) = text.find("<ETag>\"") else {

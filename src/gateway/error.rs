@@ -377,13 +377,7 @@ fn replace_error(res: &mut s3s::HttpResponse, rebuilt: s3s::HttpResponse) {
 /// Every error document names its request, as S3's do (`<RequestId>`, the same id as the
 /// `x-amz-request-id` header): s3s writes it only into the errors it builds with one.
 pub fn name_request(res: &mut s3s::HttpResponse, request_id: &str) {
-    if !(res.status().is_client_error() || res.status().is_server_error()) {
-        return;
-    }
-    let Some(body) = res.body().bytes() else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(&body) else {
+    let Some(text) = error_document(res) else {
         return;
     };
     if text.len() > 8192 || text.contains("<RequestId>") || !text.contains("<Error>") {
@@ -404,6 +398,19 @@ pub fn name_request(res: &mut s3s::HttpResponse, request_id: &str) {
     set_body(res, named);
 }
 
+/// The text of a buffered answer's body (an XML document s3s wrote), if it has one.
+pub(super) fn buffered_text(res: &s3s::HttpResponse) -> Option<String> {
+    let body = res.body().bytes()?;
+    String::from_utf8(body.to_vec()).ok()
+}
+
+/// The document of an error answer (4xx, 5xx), if it is buffered text.
+fn error_document(res: &s3s::HttpResponse) -> Option<String> {
+    (res.status().is_client_error() || res.status().is_server_error())
+        .then(|| buffered_text(res))
+        .flatten()
+}
+
 /// Replaces a buffered answer's document, its Content-Length (when it has one) with it.
 pub(super) fn set_body(res: &mut s3s::HttpResponse, text: String) {
     if res.headers().contains_key(http::header::CONTENT_LENGTH)
@@ -415,19 +422,13 @@ pub(super) fn set_body(res: &mut s3s::HttpResponse, text: String) {
 }
 
 pub fn explain(res: &mut s3s::HttpResponse, request_id: &str) {
-    if !(res.status().is_client_error() || res.status().is_server_error()) {
-        return;
-    }
-    let Some(body) = res.body().bytes() else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(&body) else {
+    let Some(text) = error_document(res) else {
         return;
     };
     if text.len() > 4096 || text.contains("<Message>") {
         return;
     }
-    let Some(code) = xml_field(text, "Code") else {
+    let Some(code) = xml_field(&text, "Code") else {
         return;
     };
     let Some(message) = default_message(code) else {
