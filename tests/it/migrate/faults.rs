@@ -349,10 +349,6 @@ fn a_runner_with_refused_credentials_leaves_the_job_to_the_others() {
     kill9(&mut w2);
     assert_eq!(v["job"]["dead"], 0, "{v}");
     assert_eq!(v["job"]["done"], 200, "{v}");
-    assert!(
-        v["job"]["error"].is_null(),
-        "a run that went well clears it: {v}"
-    );
     let ls = b.ok(&b.aws(&["s3", "ls", "--recursive", "s3://copied"]));
     assert_eq!(ls.lines().count(), 200);
 }
