@@ -258,7 +258,21 @@ impl Ferry {
         Child,
         std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
     ) {
+        self.stalled_put_landing(path, self)
+    }
+
+    /// [`Ferry::stalled_put`] for a bucket whose writes land on `lands`'s local store (a
+    /// remote one).
+    pub fn stalled_put_landing(
+        &self,
+        path: &str,
+        lands: &Ferry,
+    ) -> (
+        Child,
+        std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    ) {
         use std::io::BufRead;
+        let before = lands.temp_files();
         let mut cmd = Command::new(venv_bin("python"));
         cmd.arg(repo().join("tests/it/py/stalled_put.py"))
             .arg(path)
@@ -272,7 +286,29 @@ impl Ferry {
             Some("sending"),
             "the stalled upload did not start"
         );
+        // "sending" says the bytes left the client, not that the server took the request:
+        // a signal or a role change sent before then finds nothing in flight. The upload is
+        // in flight once the local store holds a new temporary file for it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lands.temp_files().difference(&before).next().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the stalled upload never reached the store:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         (child, lines)
+    }
+
+    /// The local store's temporary files (uploads in flight).
+    fn temp_files(&self) -> std::collections::BTreeSet<PathBuf> {
+        let tmp = self.local_root().join(".ferry/tmp");
+        let shards = std::fs::read_dir(tmp).into_iter().flatten().flatten();
+        shards
+            .flat_map(|s| std::fs::read_dir(s.path()).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .collect()
     }
 
     /// Sends the server a signal (`TERM`, `INT`).

@@ -274,7 +274,8 @@ fn a_stalled_upload_holds_neither_failover_nor_failback() {
         "after",
     ]));
 
-    let (mut up, mut answer) = a.stalled_put("/stall/two");
+    // The failover made `dr` (b) the primary: the upload lands on b.
+    let (mut up, mut answer) = a.stalled_put_landing("/stall/two", &b);
     ok_bounded(&a, &["bucket", "failback", "stall", "--wait"]);
     let said = answer.next().and_then(|l| l.ok());
     assert_eq!(said.as_deref(), Some("503 ServiceUnavailable"));
