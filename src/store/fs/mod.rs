@@ -33,6 +33,7 @@ mod list;
 mod multipart;
 mod object;
 mod open;
+mod part_checksums;
 mod reserve;
 pub mod scan;
 mod stuck;

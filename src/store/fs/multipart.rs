@@ -9,34 +9,13 @@
 use super::assembly;
 use super::index::{self, PartRow, UploadRow, ms_to_time};
 use super::object::NewVersion;
+use super::part_checksums::{check_claim, checksum_column, claim_holds, upload_checksum};
 use super::{FsStore, META_DIR, body, tags_json};
 use crate::store::digest::{composite_checksum, full_object_checksum, multipart_etag};
 use crate::store::*;
 
 const MIN_PART: u64 = 5 * 1024 * 1024;
 pub const MAX_PART_NUMBER: u32 = 10_000;
-
-/// Marks, in the uploads table's `checksum_algorithm` column, an upload whose checksum
-/// covers the whole object: `CRC64NVME FULL_OBJECT`. A bare name is a composite checksum.
-const FULL_OBJECT: &str = " FULL_OBJECT";
-
-fn checksum_column(algorithm: Option<ChecksumAlgorithm>, full_object: bool) -> Option<String> {
-    algorithm.map(|a| {
-        let suffix = if full_object { FULL_OBJECT } else { "" };
-        format!("{}{suffix}", a.as_str())
-    })
-}
-
-/// The upload's checksum algorithm, and whether its checksum covers the whole object.
-fn upload_checksum(upload: &UploadRow) -> (Option<ChecksumAlgorithm>, bool) {
-    match upload.checksum_algorithm.as_deref() {
-        Some(c) => match c.strip_suffix(FULL_OBJECT) {
-            Some(name) => (ChecksumAlgorithm::parse(name), true),
-            None => (ChecksumAlgorithm::parse(c), false),
-        },
-        None => (None, false),
-    }
-}
 
 impl FsStore {
     pub(super) async fn upload_of(
@@ -574,67 +553,4 @@ fn concat(
     }
     w.sync_all()?;
     Ok(total)
-}
-
-fn kind(composite: bool) -> &'static str {
-    if composite {
-        "COMPOSITE"
-    } else {
-        "FULL_OBJECT"
-    }
-}
-
-/// Refuses a completion whose client named the whole object's checksum and got it wrong
-/// (S3: `BadDigest`), or named one of another algorithm or type than the upload's
-/// (`InvalidRequest`). Nothing is committed then and the upload stays open.
-fn check_claim(
-    claimed: Option<&Checksum>,
-    computed: Option<&Checksum>,
-    upload_algorithm: Option<ChecksumAlgorithm>,
-) -> Result<()> {
-    let Some(claimed) = claimed else {
-        return Ok(());
-    };
-    match computed {
-        Some(c) if c.algorithm == claimed.algorithm && c.composite != claimed.composite => {
-            Err(Error::InvalidRequest(format!(
-                "the upload's {} checksum is {}, the completion named a {} one",
-                c.algorithm.as_str(),
-                kind(c.composite),
-                kind(claimed.composite)
-            )))
-        }
-        Some(c) if c.algorithm == claimed.algorithm => {
-            // A composite may be named with or without its `-N`.
-            let value = |v: &str| v.split('-').next().unwrap_or(v).to_owned();
-            if value(&c.value) == value(&claimed.value) {
-                Ok(())
-            } else {
-                Err(Error::BadDigest {
-                    what: format!("{} checksum named at completion", c.algorithm.as_str()),
-                })
-            }
-        }
-        // The upload has the algorithm, but not every part has a checksum of it.
-        None if upload_algorithm == Some(claimed.algorithm) => Err(Error::InvalidRequest(format!(
-            "the {} checksum of the whole object cannot be checked: not every part has one",
-            claimed.algorithm.as_str()
-        ))),
-        _ => Err(Error::InvalidRequest(format!(
-            "the upload was not created with the {} checksum algorithm named at completion",
-            claimed.algorithm.as_str()
-        ))),
-    }
-}
-
-/// Whether a part's checksum named at completion agrees with the one recorded for the part
-/// (a claim of an algorithm the part was not checksummed with has nothing to disagree with).
-fn claim_holds(claimed: Option<&Checksum>, recorded: Option<&str>) -> bool {
-    let (Some(claimed), Some(recorded)) = (claimed, recorded) else {
-        return true;
-    };
-    match serde_json::from_str::<Checksum>(recorded) {
-        Ok(r) if r.algorithm == claimed.algorithm => r.value == claimed.value,
-        _ => true,
-    }
 }
