@@ -14,11 +14,13 @@ pub fn etag(s: &str) -> ETag {
     ETag::Strong(s.to_owned())
 }
 
-/// A time as S3 writes it: to the millisecond (an fs store knows its files' times to the
-/// nanosecond; clients parse S3's three digits).
+/// A time as S3 writes it: in whole seconds, everywhere. AWS's listings end in `.000Z`, as
+/// its `Last-Modified` headers have no fraction; a listing more precise than HEAD made awscli's
+/// `s3 sync --exact-timestamps` download every object again on every run (it dates each copy
+/// from the listing, in seconds, then compares with the listing), and gave rclone two times
+/// for one object.
 pub fn ts(t: time::OffsetDateTime) -> Timestamp {
-    let ms = t.nanosecond() / 1_000_000 * 1_000_000;
-    Timestamp::from(t.replace_nanosecond(ms).unwrap_or(t))
+    Timestamp::from(t.replace_nanosecond(0).unwrap_or(t))
 }
 
 /// The request body as a store stream (empty when the request has none).
@@ -363,10 +365,7 @@ pub fn check_read_conditions(
     if_modified_since: Option<&Timestamp>,
     if_unmodified_since: Option<&Timestamp>,
 ) -> S3Result<()> {
-    let modified = time::OffsetDateTime::from(ts(meta
-        .last_modified
-        .replace_nanosecond(0)
-        .unwrap_or(meta.last_modified)));
+    let modified = time::OffsetDateTime::from(ts(meta.last_modified));
     if let Some(c) = if_match {
         if !etag_matches(c, &meta.etag) {
             return Err(S3Error::new(S3ErrorCode::PreconditionFailed));

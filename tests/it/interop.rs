@@ -223,6 +223,46 @@ fn awscli_tour() {
     );
 }
 
+/// Listings gave times to the millisecond, HEAD to the second (as HTTP dates do); awscli
+/// dates a downloaded file from the listing in whole seconds, so `s3 sync --exact-timestamps`
+/// found every copy different and downloaded the whole bucket again on every run. AWS lists
+/// whole seconds.
+#[test]
+fn awscli_exact_timestamps_sync_downloads_once() {
+    let f = Ferry::start();
+    let d = f.dir.path();
+    f.ok(&f.aws(&["s3", "mb", "s3://exact"]));
+    for i in 0..5 {
+        let file = d.join(format!("f{i}"));
+        std::fs::write(&file, format!("file {i}\n")).expect("write");
+        f.ok(&f.aws(&["s3", "cp", &s(&file), &format!("s3://exact/f{i}")]));
+        std::thread::sleep(std::time::Duration::from_millis(37));
+    }
+    let listing = f.ok(&f.aws(&["s3api", "list-objects-v2", "--bucket", "exact"]));
+    let listing: serde_json::Value = serde_json::from_str(&listing).expect("json");
+    for o in listing["Contents"].as_array().expect("contents") {
+        let t = o["LastModified"].as_str().unwrap_or_default();
+        assert!(
+            t.ends_with(".000Z") || !t.contains('.'),
+            "a listed time with a fraction: {t}"
+        );
+    }
+    let down = d.join("down");
+    let sync = || {
+        let out = f.ok(&f.aws(&[
+            "s3",
+            "sync",
+            "--exact-timestamps",
+            "--no-progress",
+            "s3://exact",
+            &s(&down),
+        ]));
+        out.lines().filter(|l| l.starts_with("download")).count()
+    };
+    assert_eq!(sync(), 5);
+    assert_eq!(sync(), 0, "a second sync downloaded again");
+}
+
 pub(crate) fn rclone(f: &Ferry, args: &[&str]) -> Output {
     Command::new("rclone")
         .args(["--config", "/dev/null"])
@@ -296,6 +336,30 @@ fn rclone_check(f: &Ferry, src: &str, remote: &str, files: usize) {
         "{text}"
     );
     assert!(!text.contains("hashes could not be checked"), "{text}");
+}
+
+/// A same-size edit made on the store's disk kept the object's user metadata, rclone's
+/// `mtime` among it: `rclone sync` from Ferry took the edited file for the copy it already
+/// had and kept the old bytes, saying nothing. The metadata described the old bytes.
+#[test]
+fn rclone_sees_a_file_edited_on_the_stores_disk() {
+    let f = Ferry::start();
+    let src = f.dir.path().join("src");
+    let copy = f.dir.path().join("copy");
+    std::fs::create_dir_all(&src).expect("dir");
+    std::fs::write(src.join("a.txt"), "version-1\n").expect("write");
+    f.ok(&rclone(&f, &["mkdir", "ferry:edited"]));
+    f.ok(&rclone(&f, &["copy", &s(&src), "ferry:edited"]));
+    f.ok(&rclone(&f, &["copy", "ferry:edited", &s(&copy)]));
+    // A second later (rclone's times are exact), same size, in place.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(f.local_root().join("edited/a.txt"), "version-2\n").expect("edit");
+    f.ok(&rclone(&f, &["sync", "ferry:edited", &s(&copy)]));
+    assert_eq!(
+        std::fs::read_to_string(copy.join("a.txt")).expect("read"),
+        "version-2\n",
+        "rclone sync kept the old bytes"
+    );
 }
 
 #[test]

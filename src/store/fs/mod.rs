@@ -335,6 +335,15 @@ impl FsStore {
             // A file changed outside Ferry was last modified when its own mtime says (what
             // `ls -l`, rsync and rclone go by), not when Ferry noticed.
             row.mtime_ms = mtime_ns.div_euclid(1_000_000);
+            // Its user metadata described the bytes it held: rclone's `mtime` and
+            // `md5chksum`, s3cmd's `s3cmd-attrs` kept their old values, and `rclone sync`
+            // from this store found the edited file unchanged.
+            if let Ok(mut attrs) = serde_json::from_str::<ObjectAttrs>(&row.attrs)
+                && !attrs.user_metadata.is_empty()
+            {
+                attrs.user_metadata.clear();
+                row.attrs = serde_json::to_string(&attrs).unwrap_or_else(|_| row.attrs.clone());
+            }
         }
         row.file_ino = Some(ino);
         row.file_mtime_ns = Some(mtime_ns);

@@ -446,7 +446,8 @@ impl Index {
             )?;
             c.execute(
                 "UPDATE versions SET size = ?4, etag = ?5, mtime_ms = ?6, checksum = ?7, file_ino = ?8, \
-                 file_mtime_ns = ?9, parts_count = NULL WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
+                 file_mtime_ns = ?9, parts_count = NULL, attrs = ?10 \
+                 WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
                 params![
                     v.bucket,
                     v.key,
@@ -456,7 +457,8 @@ impl Index {
                     v.mtime_ms,
                     v.checksum,
                     v.file_ino,
-                    v.file_mtime_ns
+                    v.file_mtime_ns,
+                    v.attrs
                 ],
             )
             .map(drop)
