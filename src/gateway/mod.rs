@@ -6,6 +6,7 @@
 //! nothing below sees a raw client string. The HTTP server around it (limits, shutdown) is
 //! [`server`]. Does not own: where a bucket's bytes live (a store) or what is durable.
 
+mod archive;
 mod attributes;
 mod bucket;
 mod conditions;

@@ -139,6 +139,14 @@ impl S3 for Gateway {
             .await
     }
 
+    async fn restore_object(
+        &self,
+        req: S3Request<RestoreObjectInput>,
+    ) -> S3Result<S3Response<RestoreObjectOutput>> {
+        self.timed("RestoreObject", self.restore_object_impl(req))
+            .await
+    }
+
     async fn get_object_tagging(
         &self,
         req: S3Request<GetObjectTaggingInput>,

@@ -144,6 +144,77 @@ fn a_full_disk_can_be_emptied_through_s3() {
     f.stop();
 }
 
+/// An object kept with an archive class (GLACIER, as a migration keeps it) could not be
+/// downloaded with awscli: it skips an archived object unless HEAD says a restored copy is
+/// ready, and `restore-object`, its remedy, answered 501. The local store serves such
+/// objects at once, so it says so, and a restore is answered as one already done.
+#[test]
+fn archive_class_objects_download_with_awscli() {
+    let f = Ferry::start();
+    let d = f.dir.path();
+    f.ok(&f.aws(&["s3", "mb", "s3://cold"]));
+    let file = d.join("frozen");
+    std::fs::write(&file, b"kept cold\n").expect("write");
+    for (key, class) in [
+        ("frozen", "GLACIER"),
+        ("deep", "DEEP_ARCHIVE"),
+        ("warm", "STANDARD_IA"),
+    ] {
+        f.ok(&f.aws(&[
+            "s3",
+            "cp",
+            "--storage-class",
+            class,
+            &file.to_string_lossy(),
+            &format!("s3://cold/{key}"),
+        ]));
+    }
+    for key in ["frozen", "deep"] {
+        let out = d.join(format!("{key}.down"));
+        f.ok(&f.aws(&[
+            "s3",
+            "cp",
+            &format!("s3://cold/{key}"),
+            &out.to_string_lossy(),
+        ]));
+        assert_eq!(std::fs::read(&out).expect("downloaded"), b"kept cold\n");
+        f.ok(&f.aws(&[
+            "s3api",
+            "restore-object",
+            "--bucket",
+            "cold",
+            "--key",
+            key,
+            "--restore-request",
+            "Days=1",
+        ]));
+    }
+    let head = f.ok(&f.aws(&["s3api", "head-object", "--bucket", "cold", "--key", "warm"]));
+    assert!(!head.contains("Restore"), "{head}");
+    let warm = f.aws(&[
+        "s3api",
+        "restore-object",
+        "--bucket",
+        "cold",
+        "--key",
+        "warm",
+        "--restore-request",
+        "Days=1",
+    ]);
+    let said = String::from_utf8_lossy(&warm.stderr);
+    assert!(said.contains("InvalidObjectState"), "{said}");
+    let missing = f.aws(&[
+        "s3api",
+        "restore-object",
+        "--bucket",
+        "cold",
+        "--key",
+        "nope",
+    ]);
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(said.contains("NoSuchKey"), "{said}");
+}
+
 /// SIGTERM waits for the requests in flight (30 s at most); a second SIGTERM or Ctrl-C stops
 /// at once, as an operator who presses Ctrl-C twice expects. It waited the 30 s regardless.
 #[test]
