@@ -46,6 +46,15 @@ fn virtual_host_style() {
     ok(&f.python("virtual_host.py", &["s3.ferry.test"]));
 }
 
+/// boto3's SigV2 (`signature_version='s3'`, and presigned URLs for the global endpoint)
+/// signs a path-style bucket request as `/bucket/` and sends `/bucket`: listings and every
+/// other bucket call were refused with SignatureDoesNotMatch, object calls worked.
+#[test]
+fn sigv2_bucket_requests_are_taken() {
+    let f = Ferry::start();
+    ok(&f.python("sigv2.py", &[]));
+}
+
 #[test]
 fn requests_s3_refuses_are_refused() {
     let f = Ferry::start();

@@ -38,4 +38,24 @@ st, body = vhost("GET", "vhost", "/hello.txt")
 assert (st, body) == (200, b"virtual host"), (st, body)
 st, body = vhost("GET", "vhost", "/?list-type=2")
 assert st == 200 and b"<Key>hello.txt</Key>" in body, body
+
+# SigV2 on a virtual host: a one-segment path is a key, signed as `/BUCKET/KEY`.
+from botocore.auth import HmacV1Auth
+
+
+def vhost_v2(method, bucket, path):
+    host = f"{bucket}.{domain}:{end.port}"
+    req = AWSRequest(method=method, url=f"http://{host}{path}")
+    req.auth_path = f"/{bucket}{path}"
+    HmacV1Auth(creds).add_auth(req)
+    conn = http.client.HTTPConnection(end.hostname, end.port, timeout=30)
+    headers = dict(req.headers)
+    headers["Host"] = host
+    conn.request(method, path, headers=headers)
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+st, body = vhost_v2("GET", "vhost", "/hello.txt")
+assert (st, body) == (200, b"virtual host"), (st, body)
 print("OK")
