@@ -422,6 +422,30 @@ impl S3 for Gateway {
         self.timed("GetBucketNotificationConfiguration", f).await
     }
 
+    async fn put_bucket_notification_configuration(
+        &self,
+        req: S3Request<PutBucketNotificationConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketNotificationConfigurationOutput>> {
+        let c = &req.input.notification_configuration;
+        let none = c.event_bridge_configuration.is_none()
+            && c.lambda_function_configurations
+                .as_ref()
+                .is_none_or(Vec::is_empty)
+            && c.queue_configurations.as_ref().is_none_or(Vec::is_empty)
+            && c.topic_configurations.as_ref().is_none_or(Vec::is_empty);
+        let f = async {
+            // An empty configuration turns notifications off, which they are.
+            match none {
+                true => self.empty_configuration(&req.input.bucket).await,
+                false => Err(s3s::s3_error!(
+                    NotImplemented,
+                    "Ferry sends no event notifications"
+                )),
+            }
+        };
+        self.timed("PutBucketNotificationConfiguration", f).await
+    }
+
     async fn get_bucket_accelerate_configuration(
         &self,
         req: S3Request<GetBucketAccelerateConfigurationInput>,

@@ -6,7 +6,9 @@
 //!
 //! Tools that read a bucket's whole state (Terraform's S3 bucket resource, Cyberduck,
 //! s3cmd `info`) stop at a 501; they take these answers. Setting any of them stays 501, but
-//! for an ACL that grants the owner alone (`private`), which is what Ferry has: taken as is.
+//! for ACLs, answered as a bucket with ACLs disabled answers: one that grants the owner alone
+//! (`private`), which is what Ferry has, is taken as is; any other is
+//! `AccessControlListNotSupported` (400).
 
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
@@ -134,10 +136,14 @@ pub(super) fn check_owner_only(
     grant_headers: bool,
     policy: Option<&AccessControlPolicy>,
 ) -> S3Result<()> {
+    // AWS's answer for a bucket with ACLs disabled (Object Ownership "bucket owner
+    // enforced", the default since 2023): a client error, which clients do not retry
+    // (`s3cmd put -P` retried the 501 this was for 45 s).
     let refuse = || {
         s3s::s3_error!(
-            NotImplemented,
-            "Ferry has one owner and no public access: only the private ACL is taken"
+            AccessControlListNotSupported,
+            "The bucket does not allow ACLs: Ferry has one owner and no public access, so only \
+             the private ACL is taken"
         )
     };
     if grant_headers {

@@ -532,6 +532,13 @@ fn s3cmd_basic() {
     f.ok(&s3cmd(&["put", &s(&small), "s3://cmd/small.txt"]));
     f.ok(&s3cmd(&["put", &s(&odd), "s3://cmd/dir/é ü 漢字.txt"]));
     f.ok(&s3cmd(&["put", &s(&large), "s3://cmd/large.bin"]));
+    // A public upload is refused at once as an S3 bucket with ACLs disabled refuses it (a
+    // 501 had s3cmd retry five times, 45 s), and nothing is written.
+    let public = s3cmd(&["put", "-P", &s(&small), "s3://cmd/public.txt"]);
+    let said = all_output(&public);
+    assert!(!public.status.success(), "{said}");
+    assert!(said.contains("AccessControlListNotSupported"), "{said}");
+    assert!(!said.contains("Retrying"), "{said}");
     // The ETag shows the three parts.
     assert_eq!(
         etag(&head_object(&f, "cmd", "large.bin")),

@@ -261,6 +261,13 @@ assert s3.get_bucket_request_payment(Bucket=B)["Payer"] == "BucketOwner"
 assert "Status" not in s3.get_bucket_accelerate_configuration(Bucket=B)
 n = s3.get_bucket_notification_configuration(Bucket=B)
 assert not any(k.endswith("Configurations") for k in n), n
+# An empty configuration turns notifications off (what they are); one that sends is 501.
+s3.put_bucket_notification_configuration(Bucket=B, NotificationConfiguration={})
+expect_error(lambda: s3.put_bucket_notification_configuration(Bucket="s3-guards-missing", NotificationConfiguration={}),
+             "NoSuchBucket", 404)
+expect_error(lambda: s3.put_bucket_notification_configuration(Bucket=B, NotificationConfiguration={
+    "QueueConfigurations": [{"QueueArn": "arn:aws:sqs:us-east-1:123456789012:q", "Events": ["s3:ObjectCreated:*"]}]}),
+    "NotImplemented", 501)
 for acl in (s3.get_bucket_acl(Bucket=B), s3.get_object_acl(Bucket=B, Key="k")):
     assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"], acl
     assert acl["Grants"][0]["Grantee"]["ID"] == acl["Owner"]["ID"], acl
@@ -270,9 +277,10 @@ s3.put_bucket_acl(Bucket=B, ACL="private")
 s3.put_object_acl(Bucket=B, Key="k", ACL="bucket-owner-full-control")
 acl = s3.get_object_acl(Bucket=B, Key="k")
 s3.put_object_acl(Bucket=B, Key="k", AccessControlPolicy={"Grants": acl["Grants"], "Owner": acl["Owner"]})
-expect_error(lambda: s3.put_bucket_acl(Bucket=B, ACL="public-read"), "NotImplemented", 501)
+# Refused as a bucket with ACLs disabled refuses them: 400, which clients do not retry.
+expect_error(lambda: s3.put_bucket_acl(Bucket=B, ACL="public-read"), "AccessControlListNotSupported", 400)
 expect_error(lambda: s3.put_object_acl(Bucket=B, Key="k", GrantRead="uri=http://acs.amazonaws.com/groups/global/AllUsers"),
-             "NotImplemented", 501)
+             "AccessControlListNotSupported", 400)
 expect_error(lambda: s3.put_object_acl(Bucket=B, Key="missing", ACL="private"), "NoSuchKey", 404)
 # The same ACLs given as a write's headers (`s3cmd put -P`, `aws s3 cp --acl public-read`)
 # are refused too, not taken and then not honoured; nothing is written.
@@ -285,7 +293,7 @@ for write in (
     lambda: s3.create_bucket(Bucket="s3-guards-public", ACL="public-read"),
     lambda: s3.create_bucket(Bucket="s3-guards-public", GrantRead=public),
 ):
-    expect_error(write, "NotImplemented", 501)
+    expect_error(write, "AccessControlListNotSupported", 400)
 expect_error(lambda: s3.head_object(Bucket=B, Key="pub"), "404", 404)
 expect_error(lambda: s3.head_bucket(Bucket="s3-guards-public"), "404", 404)
 s3.put_object(Bucket=B, Key="owned", Body=b"x", ACL="private")
@@ -349,7 +357,7 @@ def form(key, fields, name="f.txt", body=b"form body"):
     p = v4.generate_presigned_post(B, key, Fields=fields, Conditions=[{k: v} for k, v in fields.items()])
     return requests.post(p["url"], data=p["fields"], files={"file": (name, body)})
 r = form("form/public.txt", {"acl": "public-read"})
-assert r.status_code == 501 and code_of(r.content) == "NotImplemented", (r.status_code, r.text)
+assert r.status_code == 400 and code_of(r.content) == "AccessControlListNotSupported", (r.status_code, r.text)
 expect_error(lambda: s3.head_object(Bucket=B, Key="form/public.txt"), "404", 404)
 r = form("form/bogus.txt", {"acl": "bogus-acl"})
 assert r.status_code == 400 and code_of(r.content) == "InvalidArgument", (r.status_code, r.text)
