@@ -241,3 +241,28 @@ impl Gateway {
         }))
     }
 }
+
+/// A carriage return in a key (S3 allows any UTF-8) was written raw into the XML of an
+/// answer, and every XML parser reads a raw CR as a line feed: a listing without
+/// `encoding-type=url` named a key that is not there (`s3cmd sync` then failed with
+/// NoSuchKey). S3 writes it as `&#13;`, which parsers keep. s3s's writer escapes only
+/// markup, and writes no CR of its own, so any CR in a buffered XML answer is in a value.
+pub(super) fn escape_carriage_returns(res: &mut s3s::HttpResponse) {
+    let xml = res
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"));
+    if !xml {
+        return;
+    }
+    let Some(body) = res.body().bytes() else {
+        return;
+    };
+    if !body.contains(&b'\r') {
+        return;
+    }
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        return;
+    };
+    super::error::set_body(res, text.replace('\r', "&#13;"));
+}

@@ -284,6 +284,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
             }
             super::error::explain(&mut res, &id);
             super::error::name_request(&mut res, &id);
+            super::list::escape_carriage_returns(&mut res);
             if attributes {
                 super::attributes::unquote_etag(&mut res);
             }
