@@ -193,6 +193,9 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
 
 type Tls = tokio_rustls::server::TlsStream<Counted<tokio::net::TcpStream>>;
 
+/// Problems named in an answer (a frame holds 4 MiB; this side logs how many there were).
+const MAX_PROBLEMS_SAID: usize = 1000;
+
 /// What a published iteration did.
 struct Outcome {
     id: String,
@@ -472,11 +475,28 @@ async fn iteration(
     });
     let index = wire::alive(tls, publish).await??;
     tracing::debug!("published at {:?}", started.elapsed());
+    // Problems repeat each iteration until mended: a tree of files whose owner this side
+    // cannot set says so of every one, so the answer names the first ones (a frame is
+    // bounded) and counts the rest.
+    let mut problems = applied.problems;
+    if let Some(first) = problems.first() {
+        tracing::warn!(
+            snapshot = %id,
+            count = problems.len(),
+            first = %first,
+            "metadata this side could not set (the next iteration tries again)"
+        );
+    }
+    if problems.len() > MAX_PROBLEMS_SAID {
+        let more = problems.len() - MAX_PROBLEMS_SAID;
+        problems.truncate(MAX_PROBLEMS_SAID);
+        problems.push(format!("… and {more} more"));
+    }
     wire::send(
         tls,
         &Msg::Published {
             id: id.clone(),
-            problems: applied.problems,
+            problems,
         },
     )
     .await?;

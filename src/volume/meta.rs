@@ -1,7 +1,9 @@
 //! Applying kept metadata to what was written: owner, mode, extended attributes, times, in
 //! that order (a chown clears setuid bits; any change moves ctime, never mtime after the
-//! last step). Failures that privilege explains (chown as a normal user) become per-file
-//! problems, reported, not fatal.
+//! last step). An owner or an extended attribute (an ACL) the destination cannot set (chown
+//! as a normal user, a filesystem without xattrs, no room for them) is a per-file problem,
+//! reported, not fatal; and what could not be set is recorded ([`Problems::unset`]), so the
+//! snapshot's index says what the file really has and the next iteration tries again.
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
@@ -10,6 +12,37 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::{AtFlags, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 
 use super::tree::{Meta, shown};
+
+/// Metadata a path could not be given (the rest was applied).
+#[derive(Debug)]
+pub enum Unset {
+    /// The owner it kept instead.
+    Owner { uid: u32, gid: u32 },
+    /// An extended attribute (a POSIX ACL is one) it lacks.
+    Xattr(Vec<u8>),
+}
+
+/// What applying metadata could not do: said per file, and recorded per path.
+#[derive(Debug, Default)]
+pub struct Problems {
+    pub said: Vec<String>,
+    pub unset: Vec<(Vec<u8>, Unset)>,
+}
+
+impl Problems {
+    pub fn append(&mut self, other: &mut Problems) {
+        self.said.append(&mut other.said);
+        self.unset.append(&mut other.unset);
+    }
+}
+
+/// `meta` as it was applied, given what could not be set.
+pub fn as_applied(meta: &mut Meta, unset: &Unset) {
+    match unset {
+        Unset::Owner { uid, gid } => (meta.uid, meta.gid) = (*uid, *gid),
+        Unset::Xattr(name) => meta.xattrs.retain(|(k, _)| k != name),
+    }
+}
 
 fn stamps(meta: &Meta) -> Timestamps {
     let t = Timespec {
@@ -33,18 +66,23 @@ pub fn apply_fd<F: AsFd>(
     path: &[u8],
     meta: &Meta,
     fresh: bool,
-    problems: &mut Vec<String>,
+    problems: &mut Problems,
 ) -> std::io::Result<()> {
     let st = rustix::fs::fstat(&fd)?;
     if st.st_uid != meta.uid || st.st_gid != meta.gid {
         let (u, g) = owner(meta);
         if let Err(e) = rustix::fs::fchown(&fd, u, g) {
-            problems.push(format!(
+            problems.said.push(format!(
                 "{}: cannot set owner {}:{}: {e}",
                 shown(path),
                 meta.uid,
                 meta.gid
             ));
+            let kept = Unset::Owner {
+                uid: st.st_uid,
+                gid: st.st_gid,
+            };
+            problems.unset.push((path.to_vec(), kept));
         }
     }
     if (st.st_mode & 0o7777) != meta.mode || st.st_uid != meta.uid || st.st_gid != meta.gid {
@@ -66,11 +104,14 @@ pub fn apply_fd<F: AsFd>(
         if let Err(e) =
             rustix::fs::fsetxattr(&fd, OsStr::from_bytes(name), value, XattrFlags::empty())
         {
-            problems.push(format!(
+            problems.said.push(format!(
                 "{}: cannot set extended attribute {}: {e}",
                 shown(path),
                 shown(name)
             ));
+            problems
+                .unset
+                .push((path.to_vec(), Unset::Xattr(name.clone())));
         }
     }
     rustix::fs::futimens(&fd, &stamps(meta))?;
@@ -84,17 +125,24 @@ pub fn apply_symlink<F: AsFd>(
     name: &[u8],
     path: &[u8],
     meta: &Meta,
-    problems: &mut Vec<String>,
+    problems: &mut Problems,
 ) -> std::io::Result<()> {
     let (u, g) = owner(meta);
     let name = OsStr::from_bytes(name);
     if let Err(e) = rustix::fs::chownat(&dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW) {
-        problems.push(format!(
+        problems.said.push(format!(
             "{}: cannot set owner {}:{}: {e}",
             shown(path),
             meta.uid,
             meta.gid
         ));
+        if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            let kept = Unset::Owner {
+                uid: st.st_uid,
+                gid: st.st_gid,
+            };
+            problems.unset.push((path.to_vec(), kept));
+        }
     }
     rustix::fs::utimensat(&dir, name, &stamps(meta), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())

@@ -336,7 +336,7 @@ pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<(
 /// syncs the filesystem: a farm prepared ahead of time is then complete and durable, and the
 /// iteration that uses it only fixes the directories it changes.
 pub fn finish_farm(root: &Path, index: &Index) -> anyhow::Result<()> {
-    let mut problems = Vec::new();
+    let mut problems = meta::Problems::default();
     let tree = Confined::open(root)?;
     for (path, rec) in index.entries.iter().rev() {
         if rec.content == Content::Dir {
@@ -371,7 +371,7 @@ pub fn promote(from: &Path, to: &Path) -> anyhow::Result<(u64, u64)> {
     if let Some((p, e)) = errors.first() {
         bail!("cannot read {}: {e}", join(from, p).display());
     }
-    let mut problems = Vec::new();
+    let mut problems = meta::Problems::default();
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let (mut files, mut bytes) = (0, 0);
     for f in &found {
@@ -414,8 +414,8 @@ pub fn promote(from: &Path, to: &Path) -> anyhow::Result<(u64, u64)> {
         let d = std::fs::File::open(join(to, &f.path))?;
         meta::apply_fd(&d, &f.path, &f.meta, true, &mut problems)?;
     }
-    if let Some(p) = problems.first() {
-        bail!("{p} (and {} more)", problems.len() - 1);
+    if let Some(p) = problems.said.first() {
+        bail!("{p} (and {} more)", problems.said.len() - 1);
     }
     let root = std::fs::File::open(to)?;
     rustix::fs::syncfs(&root)?;

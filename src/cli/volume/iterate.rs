@@ -162,12 +162,22 @@ async fn interruptible<T>(
     }
 }
 
-/// What the source could not read, as the error that makes `--once` exit 23.
+/// What the source could not read, or the destination could not set, as the error that
+/// makes `--once` exit 23 (rsync's "partial transfer").
 fn unread(report: &Report) -> Option<Incomplete> {
-    let first = report.unreadable.first()?;
+    if let Some(first) = report.unreadable.first() {
+        return Some(Incomplete(format!(
+            "{} path(s) could not be read (first: {first}); snapshot {} keeps their last \
+             versions",
+            report.unreadable.len(),
+            report.snapshot
+        )));
+    }
+    let first = report.not_applied.first()?;
     Some(Incomplete(format!(
-        "{} path(s) could not be read (first: {first}); snapshot {} keeps their last versions",
-        report.unreadable.len(),
+        "the destination could not set {} piece(s) of metadata (first: {first}); snapshot {} \
+         lacks them, and the next iteration tries again",
+        report.not_applied.len(),
         report.snapshot
     )))
 }

@@ -20,7 +20,7 @@ use crate::volume::wire::Msg;
 
 /// Deletions, directories, symlinks, hardlinks, clones, metadata-only changes.
 pub(super) fn change(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result<()> {
-    let mut problems = Vec::new();
+    let mut problems = meta::Problems::default();
     match &msg {
         Msg::Dir { path, .. } => shared.touch(&[path, &[path.as_slice(), b"/x"].concat()]),
         Msg::Delete { path }

@@ -227,7 +227,7 @@ fn write_large_part(
                 )));
             }
             l.file.set_len(size)?;
-            let mut problems = Vec::new();
+            let mut problems = meta::Problems::default();
             meta::apply_fd(&l.file, &l.path, &l.meta, true, &mut problems)?;
             shared.problems().append(&mut problems);
             shared.finished(

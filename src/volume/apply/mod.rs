@@ -49,7 +49,7 @@ struct Shared {
     prev_dir: Option<PathBuf>,
     prev: Index,
     index: Mutex<Index>,
-    problems: Mutex<Vec<String>>,
+    problems: Mutex<meta::Problems>,
     /// The first error of a writer thread, and whether it was a [`Mismatch`].
     failure: Mutex<Option<(String, bool)>>,
     in_flight: Mutex<usize>,
@@ -134,7 +134,7 @@ impl Shared {
             .entries
             .insert(path, rec);
     }
-    fn problems(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+    fn problems(&self) -> std::sync::MutexGuard<'_, meta::Problems> {
         self.problems.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -195,7 +195,7 @@ pub fn run(
             entries,
         }),
         prev,
-        problems: Mutex::new(Vec::new()),
+        problems: Mutex::new(meta::Problems::default()),
         failure: Mutex::new(None),
         in_flight: Mutex::new(0),
         idle: Condvar::new(),
@@ -365,10 +365,18 @@ fn dispatch(
                         "commit: drained in {drained:?}, directories by {dirs:?}, synced by {:?}",
                         t.elapsed()
                     );
-                    let index = std::mem::take(
+                    let mut index = std::mem::take(
                         &mut *shared.index.lock().unwrap_or_else(|e| e.into_inner()),
                     );
                     let problems = std::mem::take(&mut *shared.problems());
+                    // The index says what the files have: what could not be set is not
+                    // there, so the source, comparing with it, sends it again.
+                    for (path, unset) in &problems.unset {
+                        if let Some(rec) = index.entries.get_mut(path) {
+                            meta::as_applied(&mut rec.meta, unset);
+                        }
+                    }
+                    let problems = problems.said;
                     return Ok(Applied {
                         index,
                         problems,
@@ -496,7 +504,7 @@ fn write_small(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result
     write_sparse(&file, 0, &raw)
         .and_then(|()| file.set_len(raw.len() as u64))
         .with_context(|| format!("cannot write {}", full.display()))?;
-    let mut problems = Vec::new();
+    let mut problems = meta::Problems::default();
     meta::apply_fd(&file, &path, &meta, true, &mut problems)?;
     shared.problems().append(&mut problems);
     let rec = Record {

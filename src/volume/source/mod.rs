@@ -62,6 +62,11 @@ pub struct Report {
     /// open): the destination keeps them as the last snapshot had them, and the source exits
     /// 23.
     pub unreadable: Vec<String>,
+    /// Metadata the destination could not set (an owner, an extended attribute or ACL), as
+    /// it said it: the snapshot lacks it, the source exits 23, and the next iteration
+    /// compares with the destination's own index, so it is tried again (and said again)
+    /// until it holds. Also in `problems`.
+    pub not_applied: Vec<String>,
     pub problems: Vec<String>,
     pub duration_ms: u64,
 }
@@ -267,7 +272,8 @@ async fn iterate(
         (Ok(_), Ok(Some(Msg::Published { id, problems }))) => {
             let mut p = produced;
             p.report.snapshot = id;
-            p.report.problems.extend(problems);
+            p.report.problems.extend(problems.iter().cloned());
+            p.report.not_applied = problems;
             p
         }
         (_, Ok(Some(Msg::Failed { error }))) => {
@@ -292,15 +298,18 @@ async fn iterate(
     // What the destination now holds, for the next iteration. The snapshot is published
     // whatever happens here: a manifest that cannot be saved (a full disk on this side) is a
     // problem to report, not a failed iteration; the next one compares by hash instead.
+    // Metadata the destination could not set makes the manifest wrong about those paths:
+    // it is saved untagged, so the next iteration compares with the destination's index,
+    // which says what the files really have (a probe found a lost ACL reported once, then
+    // never again, "in sync").
+    let tag = produced
+        .report
+        .not_applied
+        .is_empty()
+        .then_some(produced.report.snapshot.as_str());
     let saved = std::fs::create_dir_all(manifest_file.parent().unwrap_or(&root))
         .map_err(anyhow::Error::from)
-        .and_then(|()| {
-            Index::write_packed(
-                &manifest_file,
-                Some(&produced.report.snapshot),
-                &produced.manifest,
-            )
-        });
+        .and_then(|()| Index::write_packed(&manifest_file, tag, &produced.manifest));
     let mut report = produced.report;
     match saved {
         Ok(()) => tracing::debug!("manifest saved at {:?}", started.elapsed()),

@@ -13,6 +13,7 @@ mod regress;
 mod resume;
 mod status;
 mod tree;
+mod unset;
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions, Permissions};
