@@ -171,6 +171,19 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
                         },
                     )
                     .await;
+                    // Closed with the source's stream unread, the connection is reset, and
+                    // a reset may discard the answer before the source reads it (a probe's
+                    // source said only that the connection closed): end this side, then read
+                    // what is still coming, for a few seconds at most.
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                    let drain = async {
+                        let mut buf = vec![0u8; 64 << 10];
+                        while tokio::io::AsyncReadExt::read(&mut tls, &mut buf)
+                            .await
+                            .is_ok_and(|n| n > 0)
+                        {}
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(3), drain).await;
                     // Only a connection that held the lock ran an iteration to clean up after:
                     // one refused before it (a bad greeting) must not touch the staging tree
                     // or the snapshots while another connection's iteration publishes.

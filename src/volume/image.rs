@@ -135,14 +135,27 @@ pub fn take(
         return Err(e).with_context(|| format!("cannot create {}", dir.display()));
     }
     let image = Image { dir: dir.clone() };
-    // One clone first: it tells whether the filesystem can.
-    let (first, rest) = jobs.split_at_mut(1);
-    match clone_one(root, first[0], &dir.join("0"), policy)
-        .with_context(|| format!("cannot clone into {}", dir.display()))?
-    {
-        Cloned::Unsupported => return Ok(None),
-        Cloned::Done | Cloned::Live => {}
+    // Clones one at a time first, until one tells whether the filesystem can: a file read
+    // live (unreadable, gone, changing) tells nothing, and taking it for a yes claimed an
+    // image where every clone then failed (a probe on ext4, `"image": true`).
+    let mut decided = None;
+    for (n, job) in jobs.iter_mut().enumerate() {
+        match clone_one(root, job, &dir.join(n.to_string()), policy)
+            .with_context(|| format!("cannot clone into {}", dir.display()))?
+        {
+            Cloned::Unsupported => return Ok(None),
+            Cloned::Done => {
+                decided = Some(n + 1);
+                break;
+            }
+            Cloned::Live => {}
+        }
     }
+    // Every file is read live: no image.
+    let Some(first) = decided else {
+        return Ok(None);
+    };
+    let rest = &mut jobs[first..];
     let per = rest.len().div_ceil(threads.max(1)).max(1);
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let handles: Vec<_> = rest
@@ -152,7 +165,7 @@ pub fn take(
                 let dir = &dir;
                 scope.spawn(move || -> anyhow::Result<()> {
                     for (i, job) in part.iter_mut().enumerate() {
-                        let n = 1 + c * per + i;
+                        let n = first + c * per + i;
                         clone_one(root, job, &dir.join(n.to_string()), policy)
                             .with_context(|| format!("cannot clone into {}", dir.display()))?;
                     }

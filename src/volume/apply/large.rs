@@ -108,7 +108,15 @@ pub(super) fn write_large(
 ) -> anyhow::Result<()> {
     let before = cur.as_ref().map_or(0, |l| l.chunks.len());
     let ending = matches!(msg, Msg::End { .. } | Msg::Abort);
-    write_large_part(shared, conf, cur, msg)?;
+    // A failure names its file (a full disk said only "No space left on device").
+    let path = match &msg {
+        Msg::Begin { path, .. } => Some(path.clone()),
+        _ => cur.as_ref().map(|l| l.path.clone()),
+    };
+    write_large_part(shared, conf, cur, msg).with_context(|| match &path {
+        Some(p) => format!("cannot write {}", shown(p)),
+        None => "cannot write a large file".to_owned(),
+    })?;
     let mut progress = shared.progress.lock().unwrap_or_else(|e| e.into_inner());
     if ending {
         *progress = None;

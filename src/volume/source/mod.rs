@@ -137,8 +137,25 @@ async fn iterate(
     )
     .await
     .with_context(|| format!("timed out in the TLS handshake with {addr}"))?
-    .with_context(|| {
-        format!("the TLS handshake with {addr} failed: it is not the destination this secret names")
+    .map_err(|e| {
+        // A TLS error is about identities (a certificate that is not the pinned one, or this
+        // source refused); anything else is the connection itself (the destination stopped
+        // or restarted mid-handshake, something between resets connections), which must not
+        // send an operator to check certificates.
+        let tls = e
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        let said = match tls {
+            true => format!(
+                "the TLS handshake with {addr} failed: it is not the destination this secret \
+                 names"
+            ),
+            false => format!(
+                "the connection to {addr} broke during the TLS handshake (the destination \
+                 stopped or restarted, or something between resets connections)"
+            ),
+        };
+        anyhow::Error::new(e).context(said)
     })?;
     let refused = || {
         format!(
@@ -261,7 +278,19 @@ async fn iterate(
     // This side failed: said at once. The connection closes as the tasks are dropped, so
     // the destination gives the iteration up too, rather than waiting for its timeout and
     // answering with that, which hid this error (a probe).
-    let produced = produced?;
+    // The connection ended under the stream: a destination that failed (its disk full) said
+    // why before it closed, and that is the error, not the closing (a probe saw only "the
+    // connection to the destination closed").
+    let produced = match produced {
+        Err(e) if e.is::<produce::Closed>() => {
+            let reply = tokio::time::timeout(Duration::from_secs(5), &mut reader.0).await;
+            if let Ok(Ok(Ok(Some(Msg::Failed { error })))) = reply {
+                bail!("the destination at {addr} failed the iteration: {error}");
+            }
+            return Err(e);
+        }
+        other => other?,
+    };
     let write_result = (&mut writer.0)
         .await
         .context("the connection writer panicked")?;

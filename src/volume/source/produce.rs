@@ -13,6 +13,19 @@ use crate::volume::read::{self, Read1, Sink};
 use crate::volume::tree::{XattrPolicy, shown};
 use crate::volume::wire::{self, Msg, Squeeze};
 
+/// The stream could not go on: the connection ended under it. The destination's answer, if
+/// it gave one, says why (see `iterate`).
+#[derive(Debug)]
+pub(super) struct Closed;
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the connection to the destination closed")
+    }
+}
+
+impl std::error::Error for Closed {}
+
 /// Frames go to the connection writer through a bounded channel, gathered into buffers of
 /// about 128 KiB (one hand-over per buffer, not per small file).
 struct ChannelSink {
@@ -130,7 +143,7 @@ pub(super) fn produce(
         ));
     }
     let mut sink = ChannelSink::new(&tx);
-    let closed = || anyhow::anyhow!("the connection to the destination closed");
+    let closed = || anyhow::Error::new(Closed);
     report.files_deleted = p.deletes.len() as u64;
     for path in &p.deletes {
         if !sink.send(&Msg::Delete { path: path.clone() }) {

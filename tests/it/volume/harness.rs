@@ -124,6 +124,8 @@ pub struct Destination {
     extra: Vec<String>,
     /// Runs this binary as this user (an unprivileged destination) instead of the build's.
     user: Option<(PathBuf, u32)>,
+    /// Runs on a tmpfs of this many MiB mounted on `dir` (a mount namespace of its own).
+    disk_mib: Option<u32>,
 }
 
 /// The user an unprivileged destination or source runs as when the tests run as root.
@@ -146,6 +148,7 @@ impl Destination {
             proc: None,
             extra: extra.iter().map(|a| (*a).to_owned()).collect(),
             user: None,
+            disk_mib: None,
         };
         d.restart();
         d
@@ -172,6 +175,25 @@ impl Destination {
             proc: None,
             extra: Vec::new(),
             user: Some((exe, NOBODY)),
+            disk_mib: None,
+        };
+        d.restart();
+        d
+    }
+
+    /// Starts one whose directory is a disk of `mib` MiB (a tmpfs in a mount namespace of
+    /// its own, so it goes with the process), to fill.
+    pub fn start_on_small_disk(tmp: &Path, name: &str, mib: u32) -> Self {
+        let dir = tmp.join(name);
+        std::fs::create_dir_all(&dir).expect("destination dir");
+        let mut d = Self {
+            dir,
+            secret: tmp.join(format!("{name}.secret.json")),
+            log: tmp.join(format!("{name}.log")),
+            proc: None,
+            extra: Vec::new(),
+            user: None,
+            disk_mib: Some(mib),
         };
         d.restart();
         d
@@ -186,14 +208,23 @@ impl Destination {
             .append(true)
             .open(&self.log)
             .expect("destination log");
-        let mut cmd = match &self.user {
-            Some((exe, uid)) => {
+        let mut cmd = match (&self.user, self.disk_mib) {
+            (Some((exe, uid)), _) => {
                 let mut cmd = Command::new(exe);
                 std::os::unix::process::CommandExt::uid(&mut cmd, *uid);
                 std::os::unix::process::CommandExt::gid(&mut cmd, *uid);
                 cmd
             }
-            None => Command::new(ferry_bin()),
+            (None, Some(mib)) => {
+                let mut cmd = Command::new("unshare");
+                cmd.args(["-rm", "sh", "-c"])
+                    .arg(r#"mount -t tmpfs -o size="$1" tmpfs "$0" && shift && exec "$@""#)
+                    .arg(&self.dir)
+                    .arg(format!("{mib}m"))
+                    .arg(ferry_bin());
+                cmd
+            }
+            (None, None) => Command::new(ferry_bin()),
         };
         cmd.args(["volume", "destination", "--dir"])
             .arg(&self.dir)

@@ -1,6 +1,7 @@
 //! On a filesystem that clones files (xfs on a loop device here), the source reads reflink
 //! clones taken at the start of the iteration: a file rewritten over and over while the
-//! iteration runs still arrives whole and the snapshot is consistent.
+//! iteration runs still arrives whole and the snapshot is consistent. Where nothing can be
+//! cloned, the report says no image was used.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,4 +109,47 @@ fn reads_a_reflink_image_where_the_filesystem_clones() {
     let last = tmp.path().join("last");
     promote(&dst.dir, None, &last);
     assert_same_tree(&src, &last);
+}
+
+/// Whether files in `dir` can be cloned (FICLONE).
+fn clones_in(dir: &Path) -> bool {
+    let a = dir.join("clone-probe-a");
+    let b = dir.join("clone-probe-b");
+    std::fs::write(&a, b"x").expect("probe file");
+    let src = std::fs::File::open(&a).expect("open probe");
+    let dst = std::fs::File::create(&b).expect("create probe");
+    let can = rustix::fs::ioctl_ficlone(&dst, &src).is_ok();
+    let _ = std::fs::remove_file(&a);
+    let _ = std::fs::remove_file(&b);
+    can
+}
+
+/// The first file tried told whether the filesystem clones; one read live (unreadable, gone,
+/// changing) counted as a yes, and the report said `"image": true` on ext4, where every
+/// clone then failed and every file was read live.
+#[test]
+fn no_image_is_claimed_where_nothing_was_cloned() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    if clones_in(t) {
+        eprintln!("skipped: this filesystem clones files");
+        return;
+    }
+    let src = t.join("src");
+    // First in the order files are read, and unreadable to the source's user.
+    write_file(&src.join("0-locked"), 10, 1);
+    write_file(&src.join("a"), 10, 2);
+    write_file(&src.join("b"), 10, 3);
+    let dst = Destination::start(t, "dst");
+    use std::os::unix::fs::PermissionsExt;
+    // Chowned to the source's user by `source_as_user`; mode 000 still keeps it out.
+    std::fs::set_permissions(src.join("0-locked"), std::fs::Permissions::from_mode(0o000))
+        .expect("chmod 000");
+    let (code, report) = super::regress::source_as_user(t, &src, &dst);
+    if !rustix::process::geteuid().is_root() && code != Some(23) {
+        eprintln!("skipped: the file stayed readable");
+        return;
+    }
+    assert_eq!(code, Some(23), "{report}");
+    assert_eq!(report["image"], serde_json::Value::Bool(false), "{report}");
 }

@@ -6,6 +6,7 @@
 //! snapshot is compared with [`tree`] against what it must equal. Also: wrong secrets, and
 //! kill -9 of either side in the middle of a transfer.
 
+mod errors;
 mod escape;
 mod harness;
 mod image;

@@ -43,7 +43,7 @@ fn hash_compare_sends_a_changed_large_file_whole() {
 /// Runs `ferry volume source --once --json` as an unprivileged user when the tests run as
 /// root (root reads everything, so nothing would be unreadable), with `tmp` made traversable
 /// and `src` and a copy of the secret given to that user; returns the exit code and report.
-fn source_as_user(tmp: &Path, src: &Path, dst: &Destination) -> (Option<i32>, Value) {
+pub(super) fn source_as_user(tmp: &Path, src: &Path, dst: &Destination) -> (Option<i32>, Value) {
     let secret = tmp.join("user.secret.json");
     if !secret.exists() {
         write_secret(&secret, &dst.secret_json());
