@@ -327,6 +327,11 @@ impl FsStore {
         etag: String,
         moved: bool,
     ) -> Result<()> {
+        // Other bytes than the row's: a size that moved, or both MD5s known and different
+        // (a file moved, touched, or restored as it was is the same object; a multipart
+        // ETag or one not hashed yet tells nothing).
+        let md5 = |e: &str| e.len() == 32;
+        let other_bytes = row.size != size || (md5(&row.etag) && md5(&etag) && row.etag != etag);
         row.size = size;
         row.etag = etag;
         row.checksum = None;
@@ -335,6 +340,8 @@ impl FsStore {
             // A file changed outside Ferry was last modified when its own mtime says (what
             // `ls -l`, rsync and rclone go by), not when Ferry noticed.
             row.mtime_ms = mtime_ns.div_euclid(1_000_000);
+        }
+        if other_bytes {
             // Its user metadata described the bytes it held: rclone's `mtime` and
             // `md5chksum`, s3cmd's `s3cmd-attrs` kept their old values, and `rclone sync`
             // from this store found the edited file unchanged.

@@ -534,6 +534,47 @@ async fn head_sees_a_file_changed_outside_ferry_as_get_does() {
     }
 }
 
+/// User metadata describes an object's bytes: a same-size edit on disk drops it (rclone's
+/// `mtime` kept made `rclone sync` take the edited file for its old copy), but a file that
+/// was only touched, or moved aside and back, keeps it (a first version dropped it then, so
+/// a folder restored from a backup lost every object's metadata).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_metadata_goes_with_the_bytes_not_with_the_inode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = FsStore::open("fs", dir.path()).await.expect("open");
+    let b = BucketName::parse("bkt").expect("name");
+    s.create_bucket(&b).await.expect("bucket");
+    let mut opts = PutOptions::default();
+    opts.attrs
+        .user_metadata
+        .insert("mtime".into(), "1700000000.5".into());
+    s.put_object(&b, &key("k"), one_chunk(b"0123456789"), opts)
+        .await
+        .expect("put");
+    let file = dir.path().join("bkt/k");
+    let meta_of = |m: ferry::store::ObjectMeta| m.attrs.user_metadata.get("mtime").cloned();
+    // Touched, then copied aside and moved back (a new inode): the same bytes.
+    std::thread::sleep(Duration::from_millis(20));
+    let now = std::time::SystemTime::now();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_modified(now))
+        .expect("touch");
+    let m = s.head_object(&b, &key("k"), None).await.expect("HEAD");
+    assert_eq!(meta_of(m).as_deref(), Some("1700000000.5"), "after a touch");
+    let aside = dir.path().join("aside");
+    std::fs::copy(&file, &aside).expect("copy aside");
+    std::fs::rename(&aside, &file).expect("move back");
+    let m = s.head_object(&b, &key("k"), None).await.expect("HEAD");
+    assert_eq!(meta_of(m).as_deref(), Some("1700000000.5"), "after a move");
+    // Other bytes of the same size.
+    std::fs::write(&file, b"9876543210").expect("edit");
+    let m = s.head_object(&b, &key("k"), None).await.expect("HEAD");
+    assert_eq!(m.etag, md5(b"9876543210"));
+    assert_eq!(meta_of(m), None, "after an edit");
+}
+
 /// A rescan while a versioned bucket is being overwritten: the rescan looked at files and
 /// rows without the key's lock, so it could find a key's file "gone" in the instant an
 /// overwrite had moved the old one aside, then delete the row that had become the
