@@ -206,8 +206,10 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
 
 type Tls = tokio_rustls::server::TlsStream<Counted<tokio::net::TcpStream>>;
 
-/// Problems named in an answer (a frame holds 4 MiB; this side logs how many there were).
+/// Problems named in an answer, and their bytes at most (a frame holds 4 MiB, with the
+/// unset paths' megabyte; this side logs how many there were).
 const MAX_PROBLEMS_SAID: usize = 1000;
+const MAX_PROBLEMS_BYTES: usize = 1 << 20;
 
 /// What a published iteration did.
 struct Outcome {
@@ -500,16 +502,46 @@ async fn iteration(
             "metadata this side could not set (the next iteration tries again)"
         );
     }
-    if problems.len() > MAX_PROBLEMS_SAID {
-        let more = problems.len() - MAX_PROBLEMS_SAID;
-        problems.truncate(MAX_PROBLEMS_SAID);
+    let mut room = MAX_PROBLEMS_BYTES;
+    let fit = problems
+        .iter()
+        .take(MAX_PROBLEMS_SAID)
+        .take_while(|p| match room.checked_sub(p.len() + 8) {
+            Some(r) => {
+                room = r;
+                true
+            }
+            None => false,
+        })
+        .count();
+    if fit < problems.len() {
+        let more = problems.len() - fit;
+        problems.truncate(fit);
         problems.push(format!("… and {more} more"));
     }
+    // The paths that lack an attribute, up to a megabyte of them; past that the source
+    // compares with this side's index instead.
+    let mut unset = applied.unset;
+    let mut room = 1usize << 20;
+    let fit = unset
+        .iter()
+        .take_while(|p| match room.checked_sub(p.len() + 8) {
+            Some(r) => {
+                room = r;
+                true
+            }
+            None => false,
+        })
+        .count();
+    let unset_more = fit < unset.len();
+    unset.truncate(fit);
     wire::send(
         tls,
         &Msg::Published {
             id: id.clone(),
             problems,
+            unset,
+            unset_more,
         },
     )
     .await?;

@@ -2,8 +2,8 @@
 //! that order (a chown clears setuid bits; any change moves ctime, never mtime after the
 //! last step). An owner or an extended attribute (an ACL) the destination cannot set (chown
 //! as a normal user, a filesystem without xattrs, no room for them) is a per-file problem,
-//! reported, not fatal; and what could not be set is recorded ([`Problems::unset`]), so the
-//! snapshot's index says what the file really has and the next iteration tries again.
+//! reported, not fatal; an attribute not set is also recorded ([`Problems::unset`]), so the
+//! snapshot's index says what the file really has and the source sends it again.
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
@@ -13,20 +13,16 @@ use rustix::fs::{AtFlags, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 
 use super::tree::{Meta, shown};
 
-/// Metadata a path could not be given (the rest was applied).
-#[derive(Debug)]
-pub enum Unset {
-    /// The owner it kept instead.
-    Owner { uid: u32, gid: u32 },
-    /// An extended attribute (a POSIX ACL is one) it lacks.
-    Xattr(Vec<u8>),
-}
-
-/// What applying metadata could not do: said per file, and recorded per path.
+/// What applying metadata could not do: said per file; and the extended attributes (ACLs
+/// among them) not set, per path, which the snapshot's index leaves out so that the source
+/// sends them again. An owner not set is said only: a destination run as an ordinary user
+/// cannot give any file another owner, and trying again every iteration would copy every
+/// such file every time.
 #[derive(Debug, Default)]
 pub struct Problems {
     pub said: Vec<String>,
-    pub unset: Vec<(Vec<u8>, Unset)>,
+    /// (path, attribute name).
+    pub unset: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Problems {
@@ -34,13 +30,22 @@ impl Problems {
         self.said.append(&mut other.said);
         self.unset.append(&mut other.unset);
     }
-}
 
-/// `meta` as it was applied, given what could not be set.
-pub fn as_applied(meta: &mut Meta, unset: &Unset) {
-    match unset {
-        Unset::Owner { uid, gid } => (meta.uid, meta.gid) = (*uid, *gid),
-        Unset::Xattr(name) => meta.xattrs.retain(|(k, _)| k != name),
+    /// `meta` of `path` as it was applied: without the attributes that could not be set.
+    pub fn applied_to(&self, path: &[u8], mut meta: Meta) -> Meta {
+        for (p, name) in &self.unset {
+            if p == path {
+                meta.xattrs.retain(|(k, _)| k != name);
+            }
+        }
+        meta
+    }
+
+    /// The paths that lack an attribute, each once.
+    pub fn unset_paths(&self) -> Vec<Vec<u8>> {
+        let paths: std::collections::BTreeSet<&Vec<u8>> =
+            self.unset.iter().map(|(p, _)| p).collect();
+        paths.into_iter().cloned().collect()
     }
 }
 
@@ -78,11 +83,6 @@ pub fn apply_fd<F: AsFd>(
                 meta.uid,
                 meta.gid
             ));
-            let kept = Unset::Owner {
-                uid: st.st_uid,
-                gid: st.st_gid,
-            };
-            problems.unset.push((path.to_vec(), kept));
         }
     }
     if (st.st_mode & 0o7777) != meta.mode || st.st_uid != meta.uid || st.st_gid != meta.gid {
@@ -109,9 +109,7 @@ pub fn apply_fd<F: AsFd>(
                 shown(path),
                 shown(name)
             ));
-            problems
-                .unset
-                .push((path.to_vec(), Unset::Xattr(name.clone())));
+            problems.unset.push((path.to_vec(), name.clone()));
         }
     }
     rustix::fs::futimens(&fd, &stamps(meta))?;
@@ -136,13 +134,6 @@ pub fn apply_symlink<F: AsFd>(
             meta.uid,
             meta.gid
         ));
-        if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            let kept = Unset::Owner {
-                uid: st.st_uid,
-                gid: st.st_gid,
-            };
-            problems.unset.push((path.to_vec(), kept));
-        }
     }
     rustix::fs::utimensat(&dir, name, &stamps(meta), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())

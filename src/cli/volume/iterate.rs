@@ -175,8 +175,8 @@ fn unread(report: &Report) -> Option<Incomplete> {
     }
     let first = report.not_applied.first()?;
     Some(Incomplete(format!(
-        "the destination could not set {} piece(s) of metadata (first: {first}); snapshot {} \
-         lacks them, and the next iteration tries again",
+        "the destination could not set extended attributes of {} path(s) (first: {first}; the \
+         problems say why); snapshot {} lacks them, and the next iteration sends them again",
         report.not_applied.len(),
         report.snapshot
     )))

@@ -147,7 +147,7 @@ pub(super) fn change(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::
                 meta::apply_fd(&out, &path, &meta, true, &mut problems)?;
             }
             let mut rec = rec.clone();
-            rec.meta = meta;
+            rec.meta = problems.applied_to(&path, meta);
             shared.record(path, rec);
         }
         Msg::Meta { path, meta } => {
@@ -189,7 +189,7 @@ pub(super) fn change(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::
                 OsStr::from_bytes(name),
             )
             .with_context(|| format!("cannot replace {}", full.display()))?;
-            rec.meta = meta;
+            rec.meta = problems.applied_to(&path, meta);
             shared.record(path, rec);
         }
         other => bail!("unexpected message in the stream: {other:?}"),

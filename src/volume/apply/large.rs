@@ -237,6 +237,8 @@ fn write_large_part(
             l.file.set_len(size)?;
             let mut problems = meta::Problems::default();
             meta::apply_fd(&l.file, &l.path, &l.meta, true, &mut problems)?;
+            // Recorded (and journaled) as applied.
+            let applied = problems.applied_to(&l.path, l.meta);
             shared.problems().append(&mut problems);
             shared.finished(
                 l.path,
@@ -246,7 +248,7 @@ fn write_large_part(
                         hash,
                         chunks: l.chunks,
                     },
-                    meta: l.meta,
+                    meta: applied,
                     ino: 0,
                     ctime: (0, 0),
                 },

@@ -144,6 +144,8 @@ impl Shared {
 pub struct Applied {
     pub index: Index,
     pub problems: Vec<String>,
+    /// Paths that lack an extended attribute the source gave them.
+    pub unset: Vec<Vec<u8>>,
     pub consistent: bool,
     pub files_written: u64,
     pub bytes_written: u64,
@@ -369,17 +371,20 @@ fn dispatch(
                         &mut *shared.index.lock().unwrap_or_else(|e| e.into_inner()),
                     );
                     let problems = std::mem::take(&mut *shared.problems());
-                    // The index says what the files have: what could not be set is not
-                    // there, so the source, comparing with it, sends it again.
-                    for (path, unset) in &problems.unset {
+                    // The index says what the files have (each record was made so; the
+                    // directories' metadata is applied just above): what could not be set
+                    // is not there.
+                    for (path, _) in &problems.unset {
                         if let Some(rec) = index.entries.get_mut(path) {
-                            meta::as_applied(&mut rec.meta, unset);
+                            rec.meta = problems.applied_to(path, rec.meta.clone());
                         }
                     }
+                    let unset = problems.unset_paths();
                     let problems = problems.said;
                     return Ok(Applied {
                         index,
                         problems,
+                        unset,
                         consistent,
                         files_written: shared.files_written.load(Ordering::Relaxed),
                         bytes_written: shared.bytes_written.load(Ordering::Relaxed),
@@ -506,6 +511,8 @@ fn write_small(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result
         .with_context(|| format!("cannot write {}", full.display()))?;
     let mut problems = meta::Problems::default();
     meta::apply_fd(&file, &path, &meta, true, &mut problems)?;
+    // Recorded (and journaled) as applied.
+    let meta = problems.applied_to(&path, meta);
     shared.problems().append(&mut problems);
     let rec = Record {
         content: Content::File {

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use super::index::Index;
 use super::plan::Already;
 use super::tls::{self, Secret};
-use super::tree::{STATE_DIR, XattrPolicy, walk};
+use super::tree::{STATE_DIR, XattrPolicy, shown, walk};
 use super::wire::{self, Counted, Msg, VERSION};
 
 mod produce;
@@ -62,10 +62,9 @@ pub struct Report {
     /// open): the destination keeps them as the last snapshot had them, and the source exits
     /// 23.
     pub unreadable: Vec<String>,
-    /// Metadata the destination could not set (an owner, an extended attribute or ACL), as
-    /// it said it: the snapshot lacks it, the source exits 23, and the next iteration
-    /// compares with the destination's own index, so it is tried again (and said again)
-    /// until it holds. Also in `problems`.
+    /// Paths the destination could not give every extended attribute (an ACL among them;
+    /// `problems` says which and why): the snapshot lacks them, the source exits 23, and the
+    /// next iteration sends them again, until they hold.
     pub not_applied: Vec<String>,
     pub problems: Vec<String>,
     pub duration_ms: u64,
@@ -297,12 +296,25 @@ async fn iterate(
     let reply = (&mut reader.0)
         .await
         .context("the connection reader panicked")?;
+    let unset_paths: (Vec<Vec<u8>>, bool);
     let produced = match (write_result, reply) {
-        (Ok(_), Ok(Some(Msg::Published { id, problems }))) => {
+        (
+            Ok(_),
+            Ok(Some(Msg::Published {
+                id,
+                problems,
+                unset,
+                unset_more,
+            })),
+        ) => {
             let mut p = produced;
             p.report.snapshot = id;
-            p.report.problems.extend(problems.iter().cloned());
-            p.report.not_applied = problems;
+            p.report.problems.extend(problems);
+            p.report.not_applied = unset.iter().map(|u| shown(u)).collect();
+            if unset_more {
+                p.report.not_applied.push("… and more".into());
+            }
+            unset_paths = (unset, unset_more);
             p
         }
         (_, Ok(Some(Msg::Failed { error }))) => {
@@ -327,18 +339,29 @@ async fn iterate(
     // What the destination now holds, for the next iteration. The snapshot is published
     // whatever happens here: a manifest that cannot be saved (a full disk on this side) is a
     // problem to report, not a failed iteration; the next one compares by hash instead.
-    // Metadata the destination could not set makes the manifest wrong about those paths:
-    // it is saved untagged, so the next iteration compares with the destination's index,
-    // which says what the files really have (a probe found a lost ACL reported once, then
-    // never again, "in sync").
-    let tag = produced
-        .report
-        .not_applied
-        .is_empty()
-        .then_some(produced.report.snapshot.as_str());
+    // An attribute the destination could not set makes the manifest wrong about its path (a
+    // probe found a lost ACL reported once, then never again, "in sync"): such a record is
+    // kept without attributes or change time, so the next iteration reads the file's again,
+    // finds them missing and sends them. More paths than one answer holds: the manifest is
+    // saved untagged, and the next iteration compares with the destination's index.
+    let (unset, unset_more) = unset_paths;
+    let tag = (!unset_more).then_some(produced.report.snapshot.as_str());
     let saved = std::fs::create_dir_all(manifest_file.parent().unwrap_or(&root))
         .map_err(anyhow::Error::from)
-        .and_then(|()| Index::write_packed(&manifest_file, tag, &produced.manifest));
+        .and_then(|()| Index::write_packed(&manifest_file, tag, &produced.manifest))
+        .and_then(|()| match unset.is_empty() {
+            true => Ok(()),
+            false => {
+                let mut m = Index::load(&manifest_file)?;
+                for path in &unset {
+                    if let Some(rec) = m.entries.get_mut(path) {
+                        rec.meta.xattrs.clear();
+                        rec.ctime = (0, 0);
+                    }
+                }
+                Index::write_packed(&manifest_file, tag, &m.pack()?)
+            }
+        });
     let mut report = produced.report;
     match saved {
         Ok(()) => tracing::debug!("manifest saved at {:?}", started.elapsed()),

@@ -29,7 +29,7 @@ mod live;
 
 pub use self::live::{Counted, Idle, alive, recv_within, silence};
 
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// How often a destination busy with a waiting source's answer says it is alive; a source's
 /// `--timeout` is at least three times this.
 pub const DEST_KEEPALIVE: Duration = Duration::from_secs(5);
@@ -140,6 +140,10 @@ pub enum Msg {
     Published {
         id: String,
         problems: Vec<String>,
+        /// Paths that lack an extended attribute (an ACL) the destination could not set
+        /// (version 4); `unset_more`: more than fit in one answer.
+        unset: Vec<Vec<u8>>,
+        unset_more: bool,
     },
     Failed {
         error: String,
