@@ -331,53 +331,6 @@ pub fn join_repeated_metadata<B>(req: &mut http::Request<B>) {
     }
 }
 
-/// A path-style request for a bucket signed with SigV2 signs its resource as `/bucket/`
-/// (botocore, boto and the Java SDK do; AWS takes it) but may be sent as `/bucket`, and s3s
-/// signs the path as sent: boto3's SigV2 listings and presigned listing URLs were refused
-/// (`SignatureDoesNotMatch`). Such a request gets the slash it was signed with, which s3s
-/// routes the same. A virtual-host request (`bucket.DOMAIN/key`) is left alone.
-pub fn v2_bucket_path<B>(req: &mut http::Request<B>, domain: Option<&str>) {
-    let header_v2 = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("AWS "));
-    let query = req.uri().query().unwrap_or("");
-    let query_v2 = query.split('&').any(|p| p.starts_with("AWSAccessKeyId="));
-    if !(header_v2 || query_v2) {
-        return;
-    }
-    let path = req.uri().path();
-    let Some(bucket) = path.strip_prefix('/') else {
-        return;
-    };
-    if bucket.is_empty() || bucket.contains('/') {
-        return;
-    }
-    if let Some(d) = domain {
-        let host = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        if name.len() > d.len() && name.to_ascii_lowercase().ends_with(&format!(".{d}")) {
-            return;
-        }
-    }
-    let slashed = match req.uri().query() {
-        Some(q) => format!("{path}/?{q}"),
-        None => format!("{path}/"),
-    };
-    let mut parts = req.uri().clone().into_parts();
-    if let Ok(pq) = slashed.parse() {
-        parts.path_and_query = Some(pq);
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *req.uri_mut() = uri;
-        }
-    }
-}
-
 /// Whether a SigV4 request's signature covers the header `name` (lower case): the
 /// `SignedHeaders` of its Authorization header or `X-Amz-SignedHeaders` of its query.
 fn signs_header<B>(req: &http::Request<B>, name: &str) -> bool {

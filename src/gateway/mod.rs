@@ -22,6 +22,7 @@ mod object;
 mod ops;
 mod ranges;
 pub mod server;
+mod sigv2;
 mod timeouts;
 mod unconfigured;
 mod xml_digests;

@@ -137,8 +137,8 @@ struct Limited {
     post_slots: Arc<Semaphore>,
     region: Arc<str>,
     client_timeout: Duration,
-    /// `--domain`, for telling a virtual-host request from a path-style one.
-    domain: Option<Arc<str>>,
+    /// The secret key, for [`super::sigv2`]'s check of which path a SigV2 request signed.
+    secret: Arc<str>,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
@@ -152,7 +152,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
         let attributes = super::attributes::is_attributes_request(req.method(), req.uri());
         super::guard::drop_unusable_range(&mut req);
         super::guard::join_repeated_metadata(&mut req);
-        super::guard::v2_bucket_path(&mut req, self.domain.as_deref());
+        super::sigv2::bucket_path(&mut req, &self.secret);
         // Whether the request carries a body (see the `Connection: close` below).
         let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
             || req
@@ -338,7 +338,7 @@ pub async fn serve(
         post_slots: Arc::new(Semaphore::new(POST_OBJECT_SLOTS)),
         region: opts.region.as_str().into(),
         client_timeout: opts.client_timeout,
-        domain: opts.domain.as_deref().map(Arc::from),
+        secret: opts.secret_key.as_str().into(),
     };
     let head = timeouts::HEAD.min(opts.client_timeout);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

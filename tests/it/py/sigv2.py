@@ -34,6 +34,27 @@ for op, params in [
         got = f"{e.code} {e.read()[:200]!r}"
     assert got == 200, (op, got)
 
+# Signers that sign the path as they send it (rclone's v2_auth, s3curl) are taken too.
+import http.client
+import os
+from urllib.parse import urlparse
+
+from botocore.auth import HmacV1Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+end = urlparse(os.environ["FERRY_ENDPOINT"])
+creds = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+for path in ["/twosig", "/twosig?location", "/twosig?versioning"]:
+    req = AWSRequest(method="GET", url=f"http://{end.netloc}{path}")
+    req.auth_path = path.split("?")[0]
+    HmacV1Auth(creds).add_auth(req)
+    conn = http.client.HTTPConnection(end.hostname, end.port, timeout=30)
+    conn.request("GET", path, headers=dict(req.headers))
+    r = conn.getresponse()
+    body = r.read()
+    assert r.status == 200, (path, r.status, body)
+
 # A wrong secret is still refused.
 bad = client(signature_version="s3", retries={"max_attempts": 1})
 bad._request_signer._credentials.secret_key = "wrong" + bad._request_signer._credentials.secret_key
