@@ -147,7 +147,8 @@ pub fn document() -> Value {
                         "target": { "type": "string" }, "role": { "type": "string", "enum": ["primary", "secondary", "owed", "reader"] },
                         "healthy": { "type": "boolean" }, "error": { "type": "string" },
                         "owed_count": { "type": "integer" }, "owed_bytes": { "type": "integer" },
-                        "oldest_owed_age_s": { "type": "number" }, "synced": { "type": "integer" }, "synced_bytes": { "type": "integer" } } } } } },
+                        "oldest_owed_age_s": { "type": "number" }, "synced": { "type": "integer" }, "synced_bytes": { "type": "integer" },
+                        "backfill_after": { "type": "string", "description": "present while the target's backfill from the primary is not done: the last key journaled for it (empty before the first); it is owed more than owed_count" } } } } } },
                 "Verify": { "type": "object", "properties": {
                     "summary": { "type": "object", "properties": { "compared": { "type": "integer" }, "differences": { "type": "integer" }, "size_only": { "type": "integer" } } },
                     "differences": { "type": "array", "items": { "type": "object", "properties": {

@@ -5,7 +5,7 @@ use super::{BucketView, Buckets, Entry, Error, Leg, Policy, Roles, now_ms};
 use crate::state::{self, BucketRecord};
 use std::cmp::Ordering;
 
-use crate::store::{self, BucketName, Versioning};
+use crate::store::{self, BucketName};
 use crate::transfer::diff::{Cursor, Side};
 
 impl Buckets {
@@ -51,19 +51,22 @@ impl Buckets {
             Err(e) => return Err(e.into()),
         }
         let (policy, roles) = self.prepare(name, asked, None, delete_extra).await?;
-        self.registry
-            .db()
-            .add_bucket(&BucketRecord {
-                name: name.to_owned(),
-                policy: serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
-                created_ms: now_ms(),
-            })
-            .await
-            .map_err(|e| match e {
+        let (primary, secondaries) = (roles.primary.clone(), roles.secondaries.clone());
+        // Recorded before the bucket is: a backfill cut short from here on is resumed.
+        self.plan_backfills(name, &secondaries, delete_extra)
+            .await?;
+        let record = BucketRecord {
+            name: name.to_owned(),
+            policy: serde_json::to_value(&policy).map_err(|e| Error::Invalid(e.to_string()))?,
+            created_ms: now_ms(),
+        };
+        if let Err(e) = self.registry.db().add_bucket(&record).await {
+            self.unplan_backfills(name, &secondaries).await;
+            return Err(match e {
                 state::Error::BucketExists(n) => Error::Exists(n),
                 e => e.into(),
-            })?;
-        let (primary, secondaries) = (roles.primary.clone(), roles.secondaries.clone());
+            });
+        }
         let view = self.activate(name, policy, roles).await;
         // A primary bucket that already holds objects: the secondaries are owed them.
         self.backfill(name, &primary, &secondaries, delete_extra)
@@ -121,7 +124,29 @@ impl Buckets {
             let dropped = self
                 .refuse_losing_owed(name, &e.policy, Some(&policy), drop_owed)
                 .await?;
-            let view = self.commit_switch(name, policy, roles).await?;
+            // Recorded before the policy is: a backfill cut short from here on is resumed.
+            self.plan_backfills(name, &added, delete_extra).await?;
+            let left: Vec<String> = e
+                .policy
+                .write_to
+                .iter()
+                .map(|t| t.to_string())
+                .filter(|t| !policy.write_to.iter().any(|w| w.to_string() == *t))
+                .collect();
+            let view = match self.commit_switch(name, policy, roles).await {
+                Ok(v) => v,
+                Err(err) => {
+                    self.unplan_backfills(name, &added).await;
+                    return Err(err);
+                }
+            };
+            // A target that left has nothing more to be given.
+            for target in &left {
+                if let Err(err) = self.registry.db().end_backfill(name, target).await {
+                    tracing::warn!(bucket = %name, target = %target, error = %err,
+                        "cannot forget the backfill of a target that left");
+                }
+            }
             // The change is made: a failure here must not skip the backfill below (the rows
             // left are refused again at the next change, which --drop-owed drops).
             for target in dropped {
@@ -180,139 +205,6 @@ impl Buckets {
         Ok(())
     }
 
-    /// Journals every object `primary` holds as owed to each of `added`, and with
-    /// `delete_extra` each key an added target holds that `primary` lacks as owed to it (a
-    /// deletion), a page at a time.
-    async fn backfill(
-        &self,
-        name: &str,
-        primary: &Leg,
-        added: &[Leg],
-        delete_extra: bool,
-    ) -> Result<(), Error> {
-        if added.is_empty() {
-            return Ok(());
-        }
-        // The bucket's own settings first (versioning, tags), when it has any: a secondary
-        // that is to stand in for the primary keeps versions as it does.
-        // A primary that cannot say (moto answers GetBucketVersioning in a form the SDK
-        // cannot read) is taken as having none: a row the worker could never settle would
-        // stay owed for ever.
-        let versioned = matches!(
-            primary.store.get_versioning(&primary.bucket).await,
-            Ok(v) if v != Versioning::Unversioned
-        );
-        let tagged = matches!(
-            primary.store.get_bucket_tags(&primary.bucket).await,
-            Ok(Some(_))
-        );
-        let settings = added
-            .iter()
-            .map(|t| state::NewJournalRow {
-                bucket: name.to_owned(),
-                target: t.label.clone(),
-                key: String::new(),
-                op: "bucket".into(),
-                bytes: 0,
-                created_ms: now_ms(),
-            })
-            .filter(|_| versioned || tagged)
-            .collect::<Vec<_>>();
-        if !settings.is_empty() {
-            let ids = self
-                .journal
-                .append(settings)
-                .await
-                .map_err(|e| Error::Invalid(format!("cannot journal the backfill: {e}")))?;
-            self.journal.release(&ids);
-        }
-        let mut after = None;
-        loop {
-            let page = primary
-                .store
-                .list_objects(
-                    &primary.bucket,
-                    &store::ListQuery {
-                        prefix: String::new(),
-                        delimiter: None,
-                        start_after: after.take(),
-                        max_keys: 1000,
-                    },
-                )
-                .await?;
-            let rows: Vec<state::NewJournalRow> = page
-                .objects
-                .iter()
-                .flat_map(|o| {
-                    added.iter().map(|t| state::NewJournalRow {
-                        bucket: name.to_owned(),
-                        target: t.label.clone(),
-                        key: o.key.to_string(),
-                        op: "put".into(),
-                        bytes: i64::try_from(o.size).unwrap_or(i64::MAX),
-                        created_ms: now_ms(),
-                    })
-                })
-                .collect();
-            if !rows.is_empty() {
-                let ids = self
-                    .journal
-                    .append(rows)
-                    .await
-                    .map_err(|e| Error::Invalid(format!("cannot journal the backfill: {e}")))?;
-                self.journal.release(&ids);
-                if let Ok(e) = self.entry(name) {
-                    e.ns.wake.notify_waiters();
-                }
-            }
-            match page.next_marker {
-                Some(m) => after = Some(m),
-                None => break,
-            }
-        }
-        // Keys a target holds that the primary lacks: what was deleted while it was left
-        // out, say. Left there, a failover would serve them again, and a failback copy them
-        // back to the primary. With `--delete-extra`, the worker deletes them (it copies the
-        // primary's state, which is none; a key written meanwhile is on both, and the worker
-        // copies it instead). Without, the change was refused had there been any; one
-        // deleted while the change was made stays there (`ferry verify` shows it).
-        for t in added.iter().filter(|_| delete_extra) {
-            let (p, ts) = (side(primary), side(t));
-            let mut extras = Extras::new(&p, &ts);
-            loop {
-                let mut rows = Vec::new();
-                while rows.len() < 1000 {
-                    match extras.next().await? {
-                        Some(key) => rows.push(state::NewJournalRow {
-                            bucket: name.to_owned(),
-                            target: t.label.clone(),
-                            key,
-                            op: "delete".into(),
-                            bytes: 0,
-                            created_ms: now_ms(),
-                        }),
-                        None => break,
-                    }
-                }
-                let last = rows.len() < 1000;
-                if !rows.is_empty() {
-                    let ids =
-                        self.journal.append(rows).await.map_err(|e| {
-                            Error::Invalid(format!("cannot journal the backfill: {e}"))
-                        })?;
-                    self.journal.release(&ids);
-                    if let Ok(e) = self.entry(name) {
-                        e.ns.wake.notify_waiters();
-                    }
-                }
-                if last {
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Refuses a change that would strand acknowledged writes the journal still owes: a
     /// target that is owed writes leaving the policy (nothing would deliver them), or the
     /// primary changing while anything is owed (the new primary would serve reads without
@@ -328,6 +220,24 @@ impl Buckets {
     ) -> Result<Vec<String>, Error> {
         let owed = self.registry.db().owed_stats(name).await?;
         let named = |p: &Policy, t: &str| p.write_to.iter().any(|w| w.to_string() == t);
+        // A backfill not done yet: its target is owed more than the journal says, so the
+        // primary may not change (whatever `--drop-owed` says; a target leaving takes its
+        // backfill with it).
+        if let Some(new) = new
+            && old.write_to.first() != new.write_to.first()
+            && let Some(b) = self
+                .registry
+                .db()
+                .backfills(Some(name))
+                .await?
+                .into_iter()
+                .find(|b| named(new, &b.target))
+        {
+            return Err(Error::Conflict(format!(
+                "bucket {name}: the backfill of {} is not done (the primary's objects are                  still being journaled for it); a new primary would serve reads without them:                  wait until `ferry bucket status {name}` shows no backfill",
+                b.target
+            )));
+        }
         let leaving: Vec<String> = owed
             .iter()
             .filter(|o| o.count > 0 && new.is_none_or(|p| !named(p, &o.target)))
@@ -428,6 +338,7 @@ impl Buckets {
                 "removed with writes still owed; given up (--drop-owed)");
         }
         self.registry.db().drop_journal(name).await?;
+        self.registry.db().drop_backfills(name).await?;
         let _ = e.stop.send(true);
         if let Ok(mut o) = self.open.write() {
             o.remove(name);
@@ -437,7 +348,7 @@ impl Buckets {
 }
 
 /// One target as a side of a listing walk: its whole bucket.
-fn side(l: &Leg) -> Side<'_> {
+pub(super) fn side(l: &Leg) -> Side<'_> {
     Side {
         store: l.store.as_ref(),
         bucket: l.bucket.clone(),
@@ -455,20 +366,20 @@ fn empty_if_missing<T>(r: store::Result<Option<T>>) -> Result<Option<T>, Error> 
 
 /// The keys a target's bucket holds that the primary's lacks, in key order: both listings
 /// walked in lock step, a page at a time.
-struct Extras<'a> {
+pub(super) struct Extras<'a> {
     primary: Cursor<'a>,
     target: Cursor<'a>,
 }
 
 impl<'a> Extras<'a> {
-    fn new(primary: &'a Side<'a>, target: &'a Side<'a>) -> Self {
+    pub(super) fn new(primary: &'a Side<'a>, target: &'a Side<'a>) -> Self {
         Self {
             primary: Cursor::new(primary),
             target: Cursor::new(target),
         }
     }
 
-    async fn next(&mut self) -> Result<Option<String>, Error> {
+    pub(super) async fn next(&mut self) -> Result<Option<String>, Error> {
         loop {
             let key = match empty_if_missing(self.target.peek().await)? {
                 Some(m) => m.key.as_str().to_owned(),

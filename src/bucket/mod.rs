@@ -8,7 +8,8 @@
 //! not own: where the journal's rows are kept (`journal`, `state`), how one object is copied
 //! (`transfer`), or S3 wire formats.
 
-pub mod catchup;
+pub mod backfill;
+mod catchup;
 mod change;
 mod failover;
 mod locks;
@@ -210,6 +211,7 @@ impl Buckets {
                 }
             }
         }
+        tokio::spawn(me.clone().resume_backfills());
         Ok(me)
     }
 

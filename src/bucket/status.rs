@@ -22,6 +22,10 @@ pub struct TargetStatus {
     pub oldest_owed_age_s: Option<f64>,
     pub synced: u64,
     pub synced_bytes: u64,
+    /// A backfill not done: the primary's objects are still being journaled for this target
+    /// (it is owed more than `owed_count`); the last key journaled, empty before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +54,7 @@ impl Buckets {
         let e = self.entry(name)?;
         let roles = e.ns.roles();
         let owed = self.registry.db().owed_stats(name).await?;
+        let backfills = self.registry.db().backfills(Some(name)).await?;
         let now = now_ms();
         let mut targets = Vec::new();
         let mut seen = Vec::new();
@@ -90,6 +95,10 @@ impl Buckets {
                     .map(|t| (now - t).max(0) as f64 / 1000.0),
                 synced: h.synced,
                 synced_bytes: h.synced_bytes,
+                backfill_after: backfills
+                    .iter()
+                    .find(|b| b.target == leg.label)
+                    .map(|b| b.after.clone().unwrap_or_default()),
             });
         }
         let mut mode = mode(&e.policy);

@@ -301,7 +301,7 @@ fn status_text(v: &Value) -> String {
         "OLDEST",
         "CAUGHT UP",
     );
-    for t in targets {
+    for t in &targets {
         let healthy = t["healthy"].as_bool().unwrap_or(false);
         let owed = t["owed_count"].as_i64().unwrap_or(0);
         // A healthy target's error is its last catch-up error: news while it still owes
@@ -325,6 +325,19 @@ fn status_text(v: &Value) -> String {
             t["synced"].as_u64().unwrap_or(0),
             error
         ));
+    }
+    for t in &targets {
+        if let Some(after) = t["backfill_after"].as_str() {
+            let from = match after {
+                "" => "not started".to_owned(),
+                a => format!("journaled up to key {a:?}"),
+            };
+            s.push_str(&format!(
+                "
+{} is owed more than shown: its backfill from the primary is not done                  ({from}; resumed every 30 s)",
+                t["target"].as_str().unwrap_or("")
+            ));
+        }
     }
     if let Some(e) = v["failback_error"]["error"].as_str() {
         let ago = v["failback_error"]["at_ms"]

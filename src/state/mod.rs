@@ -7,6 +7,7 @@
 //! itself until they end ([`uploads`]).
 //! Imports nothing else of Ferry's. Queries use `$N` placeholders, which both dialects accept.
 
+mod backfills;
 mod buckets;
 mod jobs;
 mod journal;
@@ -57,6 +58,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// How long opening the state database may take before it is said not to answer.
 pub const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
 
+pub use backfills::Backfill;
 pub use buckets::BucketRecord;
 pub use jobs::{
     Budget, DeadTask, JobRecord, NewTask, OpenTask, PartRow, Runner, TaskCounts, TaskRow,
@@ -219,6 +221,7 @@ impl Db {
             .chain(jobs::schema(id))
             .chain(volume::schema(id))
             .chain(uploads::schema())
+            .chain(backfills::schema())
         {
             sqlx::query(&stmt).execute(&mut *tx).await?;
         }

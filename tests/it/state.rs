@@ -3,8 +3,8 @@
 //! bucket policies, the journal, and jobs with their leases (concurrent claims included).
 
 use ferry::state::{
-    BucketRecord, Budget, Db, Dialect, Error, NewJournalRow, NewTask, OpenUpload, PartRow,
-    StoreRecord,
+    Backfill, BucketRecord, Budget, Db, Dialect, Error, NewJournalRow, NewTask, OpenUpload,
+    PartRow, StoreRecord,
 };
 
 fn pg_url() -> String {
@@ -47,6 +47,44 @@ async fn exercise(db: &Db) {
     volume_iterations(db, &name).await;
     runners_tell_a_stalled_job(db, &name).await;
     open_uploads(db, &name).await;
+    backfills(db, &name).await;
+}
+
+/// Backfills in progress: recorded from the start, their cursor moved, listed per bucket or
+/// all, forgotten one by one or with their bucket.
+async fn backfills(db: &Db, unique: &str) {
+    let bucket = format!("bf-{unique}");
+    let row = |target: &str| Backfill {
+        bucket: bucket.clone(),
+        target: target.into(),
+        after: None,
+        delete_extra: target == "b:x",
+        created_ms: 1,
+    };
+    db.begin_backfills(&[row("a:x"), row("b:x")])
+        .await
+        .expect("begin");
+    db.backfill_progress(&bucket, "a:x", "k0999")
+        .await
+        .expect("progress");
+    let mine = db.backfills(Some(&bucket)).await.expect("list");
+    let mut a = row("a:x");
+    a.after = Some("k0999".into());
+    assert_eq!(mine, vec![a.clone(), row("b:x")]);
+    assert!(db.backfills(None).await.expect("all").contains(&a));
+    // Begun again (a target added again): from the start.
+    db.begin_backfills(&[row("a:x")]).await.expect("again");
+    assert_eq!(
+        db.backfills(Some(&bucket)).await.expect("list"),
+        vec![row("a:x"), row("b:x")]
+    );
+    db.end_backfill(&bucket, "a:x").await.expect("end");
+    assert_eq!(
+        db.backfills(Some(&bucket)).await.expect("list"),
+        vec![row("b:x")]
+    );
+    db.drop_backfills(&bucket).await.expect("drop");
+    assert!(db.backfills(Some(&bucket)).await.expect("list").is_empty());
 }
 
 /// A running job whose process stopped saying it is alive reads as unattended; a heartbeat,

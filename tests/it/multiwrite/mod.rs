@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::support::{Ferry, Moto, venv_bin, write_file};
 
+mod backfill;
 mod failback;
 mod failover;
 mod leftovers;

@@ -23,6 +23,9 @@ that takes an upload's algorithm but not its parts' might (counted as "refused")
 --deny-lists-after N: bucket listings (GET of a bucket) after the first N are answered 403
 AccessDenied without reaching the upstream, as when credentials are revoked mid-run.
 
+--deny-lists-while FILE: with --deny-lists-after, only while FILE exists (an outage that
+ends).
+
 --full-while FILE: while FILE exists, a PUT of an object (or part) is answered 507 XMinioStorageFull without reaching
 the upstream, as MinIO answers when its drives are full (counted as "full").
 
@@ -67,6 +70,7 @@ REFUSE_PART_ALGORITHM = (
 )
 MISMATCH_AS_INVALID = "--mismatch-as-invalid-request" in FLAGS
 FULL_WHILE = FLAGS[FLAGS.index("--full-while") + 1] if "--full-while" in FLAGS else None
+DENY_LISTS_WHILE = FLAGS[FLAGS.index("--deny-lists-while") + 1] if "--deny-lists-while" in FLAGS else None
 HOLD_PARTS_WHILE = FLAGS[FLAGS.index("--hold-parts-while") + 1] if "--hold-parts-while" in FLAGS else None
 DENY_LISTS_AFTER = int(FLAGS[FLAGS.index("--deny-lists-after") + 1]) if "--deny-lists-after" in FLAGS else None
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
@@ -189,7 +193,7 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 n = COUNTS["lists"]
             count("lists")
-            if n >= DENY_LISTS_AFTER:
+            if n >= DENY_LISTS_AFTER and (DENY_LISTS_WHILE is None or os.path.exists(DENY_LISTS_WHILE)):
                 count("denied")
                 self.fail(403, "AccessDenied", "Access Denied")
                 return

@@ -1,0 +1,110 @@
+//! The backfill of an added secondary: every object the primary holds is journaled for it.
+//! A probe cut one short (the primary stopped answering 0.5 s into `bucket create`, or the
+//! server was killed): the change was made, 7,000 of 30,000 objects were owed, and status
+//! said nothing was owed, for good. A backfill is now recorded before the change, resumed
+//! from its last key until done, and shown meanwhile.
+
+use std::time::{Duration, Instant};
+
+use super::{status, wait_drained};
+use crate::support::{ACCESS_KEY, Ferry, SECRET_KEY, fault_proxy};
+
+/// The primary (a second Ferry, behind a proxy) stops answering listings after the first
+/// pages of the backfill; the server is then killed and restarted; once the primary answers
+/// again, the backfill resumes and the secondary is owed, then given, everything.
+#[test]
+fn a_backfill_cut_short_is_resumed_until_done() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    // 3,500 objects: four pages of the primary's listing.
+    let src = b.local_root().join("bigsrc");
+    std::fs::create_dir_all(&src).expect("bucket dir");
+    for i in 0..3500 {
+        std::fs::write(src.join(format!("k{i:05}")), format!("object {i}")).expect("write");
+    }
+    b.ok(&b.cli(&["store", "rescan", "local", "--adopt"]));
+    let outage = a.dir.path().join("outage");
+    std::fs::write(&outage, b"").expect("outage file");
+    let stats = a.dir.path().join("proxy-stats.json");
+    let outage_flag = outage.to_string_lossy().into_owned();
+    let proxy = fault_proxy(
+        &b.s3,
+        "0",
+        &stats,
+        &[
+            "--deny-lists-after",
+            "3",
+            "--deny-lists-while",
+            &outage_flag,
+        ],
+    );
+    a.add_s3_store("dr", &proxy.endpoint, ACCESS_KEY, SECRET_KEY);
+    let out = a.cli(&[
+        "bucket",
+        "create",
+        "nsx",
+        "--write-to",
+        "dr:bigsrc,local:nsx",
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the create went through: {said}");
+    assert!(said.contains("the policy is in place"), "{said}");
+    let s = status(&a, "nsx");
+    let secondary = s["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["target"] == "local:nsx"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(secondary["backfill_after"].is_string(), "{s}");
+    assert!(
+        (secondary["owed_count"].as_i64().unwrap_or(0)) < 3500,
+        "the whole listing was journaled before the outage: {s}"
+    );
+    let text = a.ok(&a.cli(&["bucket", "status", "nsx"]));
+    assert!(
+        text.contains("backfill from the primary is not done"),
+        "{text}"
+    );
+    // The primary may not change while the secondary is behind its backfill.
+    let swap = a.cli(&[
+        "bucket",
+        "policy",
+        "nsx",
+        "--write-to",
+        "local:nsx,dr:bigsrc",
+    ]);
+    let said = String::from_utf8_lossy(&swap.stderr).into_owned();
+    assert!(!swap.status.success(), "{said}");
+    // Killed meanwhile; the outage ends; the restarted server resumes the backfill.
+    let mut a = a;
+    a.kill9();
+    std::fs::remove_file(&outage).expect("end the outage");
+    a.restart();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = status(&a, "nsx");
+        let pending = s["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["backfill_after"].is_string());
+        if !pending {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backfill was not resumed: {s}\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait_drained(&a, "nsx");
+    let out = a.cli(&["verify", "dr:bigsrc", "local:nsx"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(proxy);
+}
