@@ -204,13 +204,14 @@ impl Buckets {
             return Ok(view);
         }
         // 1. Drain while writes continue.
-        self.drain(name, &primary, DRAIN_LIMIT, true).await?;
+        self.drain(name, &primary, &serving, DRAIN_LIMIT, true)
+            .await?;
         // 2. Verify and repair, writes still running.
         let (kept, capped) = self.repair(&e.ns, &serving, &primary).await?;
         // 3. Hold writes back, drain what arrived meanwhile, switch.
         let roles = self.roles(&policy).await?;
         let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
-        self.drain(name, &primary, PAUSED_DRAIN_LIMIT, false)
+        self.drain(name, &primary, &serving, PAUSED_DRAIN_LIMIT, false)
             .await?;
         // Before the switch, while no client write runs and no catch-up copy goes to the
         // failover target (it takes none until it is a secondary again), so every upload
@@ -362,11 +363,14 @@ impl Buckets {
     /// the writes in flight hold (their rows count as owed until they settle, and a slow
     /// upload must not hold the failback: what they leave is drained with writes paused).
     /// Gives up after `limit`, or sooner once nothing has drained for [`STALLED`] and
-    /// `target` does not answer, saying how much is left.
+    /// `target`, or `source` (the failover target the copies are read from), does not
+    /// answer, saying how much is left. (A source that died mid-drain held `failback
+    /// --wait`, and every other change of the bucket, for the whole limit: an hour.)
     async fn drain(
         &self,
         bucket: &str,
         target: &Leg,
+        source: &Leg,
         limit: Duration,
         writes_run: bool,
     ) -> Result<(), Error> {
@@ -390,9 +394,13 @@ impl Buckets {
             }
             let stuck = if now.duration_since(progress) > STALLED {
                 progress = now;
-                self.reachable(target, "be given what it is owed")
-                    .await
-                    .err()
+                match self.reachable(target, "be given what it is owed").await {
+                    Err(e) => Some(e),
+                    Ok(()) => self
+                        .reachable(source, "give the primary what it is owed")
+                        .await
+                        .err(),
+                }
             } else {
                 None
             };

@@ -224,6 +224,63 @@ fn failback_to_a_dead_primary_gives_up() {
     );
 }
 
+/// The failover target dying while failback drained it onto the primary held `failback
+/// --wait` (and every other change of the bucket) for the drain's hour-long limit: only the
+/// primary's health was checked. Once nothing has drained for a while and the failover
+/// target does not answer, failback gives up naming it, and the bucket stays failed over.
+#[test]
+fn failback_gives_up_when_the_failover_target_dies_mid_drain() {
+    let a = Ferry::start();
+    let mut b = Ferry::start();
+    let hold = a.dir.path().join("hold-gets");
+    let stats = a.dir.path().join("proxy-stats.json");
+    let hold_flag = hold.to_string_lossy().into_owned();
+    let proxy = crate::support::fault_proxy(&b.s3, "0", &stats, &["--hold-gets-while", &hold_flag]);
+    a.add_s3_store(
+        "dr",
+        &proxy.endpoint,
+        crate::support::ACCESS_KEY,
+        crate::support::SECRET_KEY,
+    );
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "dies",
+        "--write-to",
+        "local:dies,dr:dies",
+    ]));
+    a.ok(&a.cli(&[
+        "bucket",
+        "failover",
+        "dies",
+        "--to",
+        "dr",
+        "--mode",
+        "read-write",
+    ]));
+    let f = a.dir.path().join("x");
+    write_file(&f, 1000, 5);
+    cp_to(&a, &f, "s3://dies/x");
+    // The drain's copy of `x` from the failover target waits at the proxy; the target dies.
+    std::fs::write(&hold, b"").expect("hold");
+    let (ok, err) = std::thread::scope(|s| {
+        let failback = s.spawn(|| run_bounded(&a, &["bucket", "failback", "dies", "--wait"]));
+        std::thread::sleep(Duration::from_secs(2));
+        b.kill9();
+        std::fs::remove_file(&hold).expect("release");
+        failback.join().expect("failback thread")
+    });
+    assert!(!ok && err.contains("dr:dies does not answer"), "{err}");
+    assert!(
+        status(&a, "dies")["mode"]
+            .as_str()
+            .is_some_and(|m| m.contains("read-write") && !m.contains("failing back")),
+        "{}",
+        status(&a, "dies")
+    );
+    drop(proxy);
+}
+
 /// An object that reached the failover target some other way (written to it directly) is
 /// repaired onto the primary at failback: the other secondaries are owed it too (a probe
 /// found `verify` of the primary and a third target differing, with nothing owed).

@@ -20,6 +20,9 @@ does not know the header might (counted as "refused").
 that algorithm) is answered 400 InvalidRequest without reaching the upstream, as a server
 that takes an upload's algorithm but not its parts' might (counted as "refused").
 
+--hold-gets-while FILE: while FILE exists, a GET of an object waits before it is forwarded
+(counted as "held").
+
 --deny-lists-after N: bucket listings (GET of a bucket) after the first N are answered 403
 AccessDenied without reaching the upstream, as when credentials are revoked mid-run.
 
@@ -72,6 +75,7 @@ MISMATCH_AS_INVALID = "--mismatch-as-invalid-request" in FLAGS
 FULL_WHILE = FLAGS[FLAGS.index("--full-while") + 1] if "--full-while" in FLAGS else None
 DENY_LISTS_WHILE = FLAGS[FLAGS.index("--deny-lists-while") + 1] if "--deny-lists-while" in FLAGS else None
 HOLD_PARTS_WHILE = FLAGS[FLAGS.index("--hold-parts-while") + 1] if "--hold-parts-while" in FLAGS else None
+HOLD_GETS_WHILE = FLAGS[FLAGS.index("--hold-gets-while") + 1] if "--hold-gets-while" in FLAGS else None
 DENY_LISTS_AFTER = int(FLAGS[FLAGS.index("--deny-lists-after") + 1]) if "--deny-lists-after" in FLAGS else None
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
 COUNTS = {
@@ -197,6 +201,11 @@ class Handler(BaseHTTPRequestHandler):
                 count("denied")
                 self.fail(403, "AccessDenied", "Access Denied")
                 return
+        if HOLD_GETS_WHILE and self.command == "GET" and "/" in path.path.strip("/") \
+                and os.path.exists(HOLD_GETS_WHILE):
+            count("held")
+            while os.path.exists(HOLD_GETS_WHILE):
+                time.sleep(0.02)
         if FULL_WHILE and self.command == "PUT" and "/" in path.path.strip("/") and os.path.exists(FULL_WHILE):
             count("full")
             self.fail(507, "XMinioStorageFull", "Storage backend has reached its minimum free drive threshold.")
