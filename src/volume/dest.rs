@@ -206,10 +206,25 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
 
 type Tls = tokio_rustls::server::TlsStream<Counted<tokio::net::TcpStream>>;
 
-/// Problems named in an answer, and their bytes at most (a frame holds 4 MiB, with the
-/// unset paths' megabyte; this side logs how many there were).
+/// Problems named in an answer, and their bytes at most (a frame holds 4 MiB, with as many
+/// bytes of paths that lack an attribute; this side logs how many there were).
 const MAX_PROBLEMS_SAID: usize = 1000;
 const MAX_PROBLEMS_BYTES: usize = 1 << 20;
+
+/// How many of `items`, from the first, fit in `most` items and `room` bytes.
+fn fitting<T: AsRef<[u8]>>(items: &[T], most: usize, mut room: usize) -> usize {
+    items
+        .iter()
+        .take(most)
+        .take_while(|i| match room.checked_sub(i.as_ref().len() + 8) {
+            Some(r) => {
+                room = r;
+                true
+            }
+            None => false,
+        })
+        .count()
+}
 
 /// What a published iteration did.
 struct Outcome {
@@ -499,21 +514,10 @@ async fn iteration(
             snapshot = %id,
             count = problems.len(),
             first = %first,
-            "metadata this side could not set (the next iteration tries again)"
+            "metadata this side could not set (extended attributes are sent again next time)"
         );
     }
-    let mut room = MAX_PROBLEMS_BYTES;
-    let fit = problems
-        .iter()
-        .take(MAX_PROBLEMS_SAID)
-        .take_while(|p| match room.checked_sub(p.len() + 8) {
-            Some(r) => {
-                room = r;
-                true
-            }
-            None => false,
-        })
-        .count();
+    let fit = fitting(&problems, MAX_PROBLEMS_SAID, MAX_PROBLEMS_BYTES);
     if fit < problems.len() {
         let more = problems.len() - fit;
         problems.truncate(fit);
@@ -522,17 +526,7 @@ async fn iteration(
     // The paths that lack an attribute, up to a megabyte of them; past that the source
     // compares with this side's index instead.
     let mut unset = applied.unset;
-    let mut room = 1usize << 20;
-    let fit = unset
-        .iter()
-        .take_while(|p| match room.checked_sub(p.len() + 8) {
-            Some(r) => {
-                room = r;
-                true
-            }
-            None => false,
-        })
-        .count();
+    let fit = fitting(&unset, usize::MAX, MAX_PROBLEMS_BYTES);
     let unset_more = fit < unset.len();
     unset.truncate(fit);
     wire::send(

@@ -139,19 +139,25 @@ impl Destination {
 
     /// Starts one with extra `ferry volume destination` arguments.
     pub fn start_with(tmp: &Path, name: &str, extra: &[&str]) -> Self {
+        let mut d = Self::at(tmp, name);
+        d.extra = extra.iter().map(|a| (*a).to_owned()).collect();
+        d.restart();
+        d
+    }
+
+    /// One on `tmp/name` (made), not started.
+    fn at(tmp: &Path, name: &str) -> Self {
         let dir = tmp.join(name);
         std::fs::create_dir_all(&dir).expect("destination dir");
-        let mut d = Self {
+        Self {
             dir,
             secret: tmp.join(format!("{name}.secret.json")),
             log: tmp.join(format!("{name}.log")),
             proc: None,
-            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+            extra: Vec::new(),
             user: None,
             disk_mib: None,
-        };
-        d.restart();
-        d
+        }
     }
 
     /// Starts one running as [`NOBODY`] when the tests run as root (root writes anywhere, so
@@ -165,18 +171,9 @@ impl Destination {
         std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o777)).expect("chmod tmp");
         let exe = tmp.join("ferry-dest");
         crate::support::ferry_copy(&exe);
-        let dir = tmp.join(name);
-        std::fs::create_dir_all(&dir).expect("destination dir");
-        std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).expect("chown");
-        let mut d = Self {
-            dir,
-            secret: tmp.join(format!("{name}.secret.json")),
-            log: tmp.join(format!("{name}.log")),
-            proc: None,
-            extra: Vec::new(),
-            user: Some((exe, NOBODY)),
-            disk_mib: None,
-        };
+        let mut d = Self::at(tmp, name);
+        std::os::unix::fs::chown(&d.dir, Some(NOBODY), Some(NOBODY)).expect("chown");
+        d.user = Some((exe, NOBODY));
         d.restart();
         d
     }
@@ -184,17 +181,8 @@ impl Destination {
     /// Starts one whose directory is a disk of `mib` MiB (a tmpfs in a mount namespace of
     /// its own, so it goes with the process), to fill.
     pub fn start_on_small_disk(tmp: &Path, name: &str, mib: u32) -> Self {
-        let dir = tmp.join(name);
-        std::fs::create_dir_all(&dir).expect("destination dir");
-        let mut d = Self {
-            dir,
-            secret: tmp.join(format!("{name}.secret.json")),
-            log: tmp.join(format!("{name}.log")),
-            proc: None,
-            extra: Vec::new(),
-            user: None,
-            disk_mib: Some(mib),
-        };
+        let mut d = Self::at(tmp, name);
+        d.disk_mib = Some(mib);
         d.restart();
         d
     }
