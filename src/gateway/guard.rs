@@ -462,14 +462,14 @@ mod tests {
                     acl: Some("public-read"),
                     ..asks(false, None, false)
                 },
-                S3ErrorCode::NotImplemented,
+                S3ErrorCode::AccessControlListNotSupported,
             ),
             (
                 Asks {
                     grants: true,
                     ..asks(false, None, false)
                 },
-                S3ErrorCode::NotImplemented,
+                S3ErrorCode::AccessControlListNotSupported,
             ),
         ] {
             assert_eq!(*object_write(&a).expect_err("refused").code(), code);
