@@ -56,8 +56,7 @@ impl Gateway {
         if !store.caps().local {
             return Err(s3_error!(
                 NotImplemented,
-                "restore this object at the backend of store {}",
-                store.name()
+                "this object's store is an S3 backend: restore it there"
             ));
         }
         if !archived(&meta) {

@@ -348,17 +348,34 @@ fn rclone_sees_a_file_edited_on_the_stores_disk() {
     let copy = f.dir.path().join("copy");
     std::fs::create_dir_all(&src).expect("dir");
     std::fs::write(src.join("a.txt"), "version-1\n").expect("write");
+    // Uploaded in parts (its ETag is no MD5; rclone keeps the MD5 in `md5chksum`).
+    write_file(&src.join("big.bin"), 12 * MIB, 9);
+    let parts = ["--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M"];
     f.ok(&rclone(&f, &["mkdir", "ferry:edited"]));
-    f.ok(&rclone(&f, &["copy", &s(&src), "ferry:edited"]));
+    let from = s(&src);
+    let up = [&["copy", from.as_str(), "ferry:edited"][..], &parts[..]].concat();
+    f.ok(&rclone(&f, &up));
     f.ok(&rclone(&f, &["copy", "ferry:edited", &s(&copy)]));
     // A second later (rclone's times are exact), same size, in place.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     std::fs::write(f.local_root().join("edited/a.txt"), "version-2\n").expect("edit");
+    {
+        use std::os::unix::fs::FileExt;
+        let big = std::fs::OpenOptions::new()
+            .write(true)
+            .open(f.local_root().join("edited/big.bin"))
+            .expect("open big");
+        big.write_all_at(b"EDIT", 6 * MIB as u64).expect("edit big");
+    }
     f.ok(&rclone(&f, &["sync", "ferry:edited", &s(&copy)]));
     assert_eq!(
         std::fs::read_to_string(copy.join("a.txt")).expect("read"),
         "version-2\n",
         "rclone sync kept the old bytes"
+    );
+    assert_same_file(
+        &f.local_root().join("edited/big.bin"),
+        &copy.join("big.bin"),
     );
 }
 

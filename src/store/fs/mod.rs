@@ -328,10 +328,15 @@ impl FsStore {
         moved: bool,
     ) -> Result<()> {
         // Other bytes than the row's: a size that moved, or both MD5s known and different
-        // (a file moved, touched, or restored as it was is the same object; a multipart
-        // ETag or one not hashed yet tells nothing).
+        // (a file touched, moved, or restored as it was is the same object). A multipart
+        // ETag cannot be compared with the file's MD5: its file changing at all counts (a
+        // re-probe found an edited multipart object keeping rclone's `md5chksum` of the old
+        // bytes, and `rclone sync` missing the edit).
         let md5 = |e: &str| e.len() == 32;
-        let other_bytes = row.size != size || (md5(&row.etag) && md5(&etag) && row.etag != etag);
+        let multipart = row.etag.len() > 33 && !is_unhashed_etag(&row.etag);
+        let other_bytes = row.size != size
+            || (md5(&row.etag) && md5(&etag) && row.etag != etag)
+            || (multipart && moved);
         row.size = size;
         row.etag = etag;
         row.checksum = None;

@@ -508,7 +508,7 @@ fn write_small(shared: &Shared, conf: &mut Confined, msg: Msg) -> anyhow::Result
     // (a tar archive's padding, a preallocated log), or the file would end short.
     write_sparse(&file, 0, &raw)
         .and_then(|()| file.set_len(raw.len() as u64))
-        .with_context(|| format!("cannot write {}", full.display()))?;
+        .with_context(|| format!("cannot write {}", shown(&path)))?;
     let mut problems = meta::Problems::default();
     meta::apply_fd(&file, &path, &meta, true, &mut problems)?;
     // Recorded (and journaled) as applied.
