@@ -227,13 +227,8 @@ impl Buckets {
                 }
             };
             for b in pending {
-                let Ok(e) = self.entry(&b.bucket) else {
-                    let _ = self.registry.db().end_backfill(&b.bucket, &b.target).await;
-                    continue;
-                };
-                if e.policy.failover.is_some() {
-                    continue;
-                }
+                // Under the bucket's change lock before anything is decided: a create plans
+                // its backfill before the bucket is served, and runs it under that lock.
                 let Ok(_c) = self.changing(&b.bucket).await else {
                     continue;
                 };
@@ -246,8 +241,12 @@ impl Buckets {
                     continue;
                 };
                 let Ok(e) = self.entry(&b.bucket) else {
+                    let _ = self.registry.db().end_backfill(&b.bucket, &b.target).await;
                     continue;
                 };
+                if e.policy.failover.is_some() {
+                    continue;
+                }
                 let roles = e.ns.roles();
                 let Some(t) = roles.secondaries.iter().find(|l| l.label == b.target) else {
                     let _ = self.registry.db().end_backfill(&b.bucket, &b.target).await;
