@@ -225,6 +225,15 @@ impl Db {
         {
             sqlx::query(&stmt).execute(&mut *tx).await?;
         }
+        // Columns added after a table was first made: a database an older Ferry created
+        // gets them here (both dialects' `ADD COLUMN` keeps the rows, NULL in the new one).
+        for (table, column, ty) in volume::ADDED_COLUMNS {
+            if !has_column(&mut tx, dialect, table, column).await? {
+                sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         tx.commit().await?;
         Ok(Self { pool, dialect })
     }
@@ -464,6 +473,28 @@ fn private(file: &Path) {
             tracing::warn!(file = %f.display(), error = %e, "cannot make the state database private");
         }
     }
+}
+
+/// Whether `table` has `column` (in the current schema, on PostgreSQL).
+async fn has_column(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: Dialect,
+    table: &str,
+    column: &str,
+) -> Result<bool> {
+    let sql = match dialect {
+        Dialect::Sqlite => "SELECT COUNT(*) AS n FROM pragma_table_info($1) WHERE name = $2",
+        Dialect::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2"
+        }
+    };
+    let row = sqlx::query(sql)
+        .bind(table)
+        .bind(column)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(row.try_get::<i64, _>("n")? > 0)
 }
 
 #[cfg(test)]

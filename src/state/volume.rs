@@ -6,6 +6,11 @@ use sqlx::Row;
 
 use super::{Db, Result};
 
+/// Columns later versions added, as `(table, column, type)`: the schema above has them, and
+/// a database made before gets them when opened.
+pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("volume_iterations", "incomplete", "TEXT")];
+
 pub(super) fn schema(id: &str) -> Vec<String> {
     vec![
         format!(
@@ -24,7 +29,8 @@ pub(super) fn schema(id: &str) -> Vec<String> {
                 files_deleted BIGINT NOT NULL,
                 wire_bytes BIGINT NOT NULL,
                 consistent BIGINT NOT NULL,
-                error TEXT
+                error TEXT,
+                incomplete TEXT
             )"
         ),
         "CREATE INDEX IF NOT EXISTS volume_iterations_by_volume
@@ -50,6 +56,10 @@ pub struct VolumeIteration {
     pub wire_bytes: i64,
     pub consistent: bool,
     pub error: Option<String>,
+    /// A good iteration that left something behind: paths the source could not read, or
+    /// attributes the destination could not set (they are sent again next time).
+    #[serde(default)]
+    pub incomplete: Option<String>,
 }
 
 impl Db {
@@ -57,8 +67,8 @@ impl Db {
         sqlx::query(
             "INSERT INTO volume_iterations (volume, role, started_ms, ended_ms, snapshot,
                 files_scanned, bytes_scanned, files_sent, bytes_sent, bytes_reused,
-                files_deleted, wire_bytes, consistent, error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                files_deleted, wire_bytes, consistent, error, incomplete)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&it.volume)
         .bind(&it.role)
@@ -74,6 +84,7 @@ impl Db {
         .bind(it.wire_bytes)
         .bind(i64::from(it.consistent))
         .bind(it.error.clone())
+        .bind(it.incomplete.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -87,7 +98,8 @@ impl Db {
     ) -> Result<Vec<VolumeIteration>> {
         let rows = sqlx::query(
             "SELECT volume, role, started_ms, ended_ms, snapshot, files_scanned, bytes_scanned,
-                files_sent, bytes_sent, bytes_reused, files_deleted, wire_bytes, consistent, error
+                files_sent, bytes_sent, bytes_reused, files_deleted, wire_bytes, consistent, error,
+                incomplete
              FROM volume_iterations WHERE volume = $1 ORDER BY started_ms DESC, id DESC LIMIT $2",
         )
         .bind(volume)
@@ -111,6 +123,7 @@ impl Db {
                     wire_bytes: r.try_get("wire_bytes")?,
                     consistent: r.try_get::<i64, _>("consistent")? != 0,
                     error: r.try_get("error")?,
+                    incomplete: r.try_get("incomplete")?,
                 })
             })
             .collect()

@@ -133,6 +133,12 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
                     rec.bytes_sent = o.bytes_written as i64;
                     rec.files_deleted = o.deleted as i64;
                     rec.consistent = o.consistent;
+                    rec.incomplete = (o.unset > 0).then(|| {
+                        format!(
+                            "{} path(s) lack extended attributes this side could not set",
+                            o.unset
+                        )
+                    });
                 }
                 Ok(None) => {}
                 Err(e) => rec.error = Some(format!("{e:#}")),
@@ -149,7 +155,7 @@ pub async fn serve(opts: DestOptions) -> anyhow::Result<()> {
                 let ok = result.is_ok();
                 m.iteration(
                     ok,
-                    rec.consistent,
+                    rec.consistent && rec.incomplete.is_none(),
                     took,
                     rec.files_sent as u64,
                     rec.bytes_sent as u64,
@@ -235,6 +241,8 @@ struct Outcome {
     bytes_written: u64,
     deleted: u64,
     consistent: bool,
+    /// Paths that lack an extended attribute this side could not set.
+    unset: usize,
 }
 
 fn new_id(latest: Option<&str>) -> anyhow::Result<(String, String)> {
@@ -526,6 +534,7 @@ async fn iteration(
     // The paths that lack an attribute, up to a megabyte of them; past that the source
     // compares with this side's index instead.
     let mut unset = applied.unset;
+    let unset_count = unset.len();
     let fit = fitting(&unset, usize::MAX, MAX_PROBLEMS_BYTES);
     let unset_more = fit < unset.len();
     unset.truncate(fit);
@@ -566,6 +575,7 @@ async fn iteration(
         bytes_written: applied.bytes_written,
         deleted: applied.deleted,
         consistent: applied.consistent,
+        unset: unset_count,
     }))
 }
 

@@ -1,6 +1,8 @@
 //! Prometheus metrics of one side (`--metrics-listen ADDR`), after the ones VolSync exports:
 //! when the last good iteration ended, how long iterations take, intervals missed because an
-//! iteration overran `--every`, whether the volume is out of sync, and what was sent.
+//! iteration overran `--every`, whether the volume is out of sync (a failed iteration, one
+//! that read changing files, or one that left paths unread or attributes unset), and what
+//! was sent.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -73,7 +75,7 @@ impl VolumeMetrics {
         );
         r.register(
             "out_of_sync",
-            "1 when the last iteration failed or read files that were changing",
+            "1 when the last iteration failed, read files that were changing, or left paths behind",
             m.out_of_sync.clone(),
         );
         r.register("iterations", "Iterations by outcome", m.iterations.clone());

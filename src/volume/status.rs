@@ -43,7 +43,8 @@ pub struct Status {
     pub volume: String,
     pub last_success: Option<VolumeIteration>,
     pub consecutive_failures: usize,
-    /// The last iteration failed or read files that were changing.
+    /// The last iteration failed, read files that were changing, or left something behind
+    /// (paths it could not read, attributes the destination could not set).
     pub out_of_sync: bool,
     pub recent: Vec<VolumeIteration>,
 }
@@ -55,7 +56,7 @@ pub async fn status(db: &Db, dir: &Path, limit: i64) -> anyhow::Result<Status> {
     let last_success = recent.iter().find(|i| i.error.is_none()).cloned();
     let out_of_sync = recent
         .first()
-        .is_none_or(|i| i.error.is_some() || !i.consistent);
+        .is_none_or(|i| i.error.is_some() || !i.consistent || i.incomplete.is_some());
     Ok(Status {
         volume,
         last_success,

@@ -7,6 +7,8 @@ use ferry::state::{
     PartRow, StoreRecord,
 };
 
+mod upgrade;
+
 fn pg_url() -> String {
     std::env::var("FERRY_TEST_PG_URL")
         .expect("FERRY_TEST_PG_URL is not set: run ./scripts/test, which starts PostgreSQL")
@@ -220,6 +222,7 @@ async fn volume_iterations(db: &Db, unique: &str) {
         wire_bytes: 3_000_000,
         consistent: true,
         error: None,
+        incomplete: Some("2 path(s) could not be read (first: a/b)".into()),
     };
     let failed = ferry::state::VolumeIteration {
         started_ms: 3_000,
@@ -227,6 +230,7 @@ async fn volume_iterations(db: &Db, unique: &str) {
         snapshot: None,
         consistent: false,
         error: Some("the connection to 10.0.0.2:7070 broke".into()),
+        incomplete: None,
         ..ok.clone()
     };
     db.record_volume_iteration(&ok).await.expect("record");

@@ -79,7 +79,7 @@ pub(super) async fn run(a: SourceArgs, as_json: bool) -> anyhow::Result<()> {
             match result {
                 Ok(r) => m.iteration(
                     true,
-                    r.consistent,
+                    r.consistent && unread(r).is_none(),
                     took,
                     r.files_sent,
                     r.bytes_sent,
@@ -238,6 +238,7 @@ async fn one(
             rec.files_deleted = r.files_deleted as i64;
             rec.wire_bytes = r.wire_bytes as i64;
             rec.consistent = r.consistent;
+            rec.incomplete = unread(r).map(|i| i.0);
         }
         Err(e) => rec.error = Some(format!("{e:#}")),
     }

@@ -286,12 +286,20 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                     i.files_sent,
                     i.bytes_sent,
                     i.wire_bytes,
-                    match (&i.error, i.consistent) {
-                        (Some(e), _) => format!("FAILED: {e}"),
-                        (None, true) => i.snapshot.clone().unwrap_or_default(),
-                        (None, false) => format!(
-                            "{} (not consistent)",
-                            i.snapshot.clone().unwrap_or_default()
+                    match (&i.error, i.consistent, &i.incomplete) {
+                        (Some(e), _, _) => format!("FAILED: {e}"),
+                        (None, true, None) => i.snapshot.clone().unwrap_or_default(),
+                        (None, consistent, incomplete) => format!(
+                            "{} ({})",
+                            i.snapshot.clone().unwrap_or_default(),
+                            [
+                                (!consistent).then(|| "not consistent".to_string()),
+                                incomplete.as_ref().map(|w| format!("incomplete: {w}")),
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join("; ")
                         ),
                     }
                 );

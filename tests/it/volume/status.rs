@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::harness::{Destination, run, snapshot_of, source_cmd, stderr, sync_ok};
 use crate::support::{ferry_bin, write_file};
 
-fn status(dir: &std::path::Path) -> Value {
+pub(super) fn status(dir: &std::path::Path) -> Value {
     let mut cmd = Command::new(ferry_bin());
     cmd.args(["--json", "volume", "status", "--dir"]).arg(dir);
     let out = run(cmd);

@@ -71,6 +71,13 @@ fn metadata_the_destination_cannot_set_is_said_and_tried_on_every_iteration() {
             "round {round}: {problems}"
         );
         assert!(said.contains("could not set"), "round {round}: {said}");
+        // Not "in sync" on either side while the replica lacks them.
+        for (side, dir) in [("source", &src), ("destination", &dst.dir)] {
+            let st = super::status::status(dir);
+            assert_eq!(st["out_of_sync"], Value::Bool(true), "{side}: {st}");
+            let why = st["recent"][0]["incomplete"].as_str().unwrap_or_default();
+            assert!(why.contains("2 path(s)"), "{side}: {st}");
+        }
     }
     // What it could set, it did.
     let ids = snapshot_ids(&dst.dir);
@@ -89,6 +96,10 @@ fn metadata_the_destination_cannot_set_is_said_and_tried_on_every_iteration() {
     let (code, report, said) = iterate(&src, &dst);
     assert_eq!(code, Some(0), "{report}\n{said}");
     assert!(not_applied(&report).is_empty(), "{report}");
+    for dir in [&src, &dst.dir] {
+        let st = super::status::status(dir);
+        assert_eq!(st["out_of_sync"], Value::Bool(false), "{st}");
+    }
 }
 
 /// An owner a destination run as an ordinary user cannot give is said when the file is
