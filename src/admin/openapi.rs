@@ -108,7 +108,7 @@ pub fn document() -> Value {
                 "post": { "summary": "Compare two store:bucket[/prefix] listings",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["a", "b"], "properties": {
                         "a": { "type": "string" }, "b": { "type": "string" },
-                        "download": { "type": "boolean", "description": "read and compare the bytes of objects whose content listings and HEAD cannot tell apart" } } } } } },
+                        "download": { "type": "boolean", "description": "read and compare the bytes of every pair of objects of the same size (as rclone check --download)" } } } } } },
                     "responses": { "200": { "description": "differences (at most 100,000 listed) and totals", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Verify" } } } }, "400": err, "401": err, "404": err } }
             }
         },

@@ -127,8 +127,9 @@ pub enum Command {
         a: String,
         /// store:bucket[/prefix]
         b: String,
-        /// Read and compare the bytes of objects whose listings and HEAD cannot tell their
-        /// content apart (multipart ETags of other part sizes), as rclone's `check --download`.
+        /// Read both sides' bytes of every object of the same size and compare them, as
+        /// rclone's `check --download`: catches what ETags cannot tell (multipart ETags of
+        /// other part sizes) and bytes changed behind their recorded ETag.
         #[arg(long)]
         download: bool,
     },

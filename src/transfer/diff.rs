@@ -263,9 +263,9 @@ pub async fn same_bytes(a: &Side<'_>, b: &Side<'_>, ma: &ObjectMeta, mb: &Object
 }
 
 /// Walks both sides; calls `report` for every difference; returns the totals. With
-/// `download`, two objects whose content their listing and HEAD cannot tell apart (multipart
-/// ETags of other part sizes, no common checksum) are read whole and compared, as rclone's
-/// `check --download` does, instead of counting as "compared by size only".
+/// `download`, every two objects of the same size that their listing and HEAD do not show
+/// to differ are read whole and compared, as rclone's `check --download` does: none counts
+/// as "compared by size only", and bytes that changed behind their recorded ETag count.
 pub async fn diff(
     a: &Side<'_>,
     b: &Side<'_>,
@@ -327,7 +327,10 @@ pub async fn diff(
                     if same != Some(true) {
                         same = confirm(a, b, &ma, &mb).await;
                     }
-                    if same.is_none() && download {
+                    // Asked to download, equal metadata is not taken for equal bytes: an
+                    // fs store's file rotted (or edited with its mtime put back) keeps its
+                    // recorded ETag, and only reading it tells.
+                    if same != Some(false) && download {
                         same = Some(same_bytes(a, b, &ma, &mb).await);
                     }
                     match same {

@@ -743,6 +743,58 @@ fn verify_sees_files_changed_behind_the_servers_back() {
     assert!(said.contains("content differs: same"), "{said}");
 }
 
+/// Bytes that change behind a file's recorded ETag (bit rot; here an edit in place with its
+/// size and mtime put back) pass the metadata comparison and the rescan: `--download` read
+/// only what ETags could not settle, so it passed too. It reads every pair, as rclone's
+/// `check --download` does.
+#[test]
+fn verify_download_reads_what_metadata_calls_equal() {
+    let f = Ferry::start();
+    let body = f.data().join("body.txt");
+    std::fs::write(&body, "some bytes that rot").expect("body");
+    let body = body.to_str().expect("utf-8");
+    for b in ["rota", "rotb"] {
+        ok(&f.aws(&["s3", "mb", &format!("s3://{b}")]));
+        for k in ["kept", "rotten"] {
+            let put = [
+                "s3api",
+                "put-object",
+                "--bucket",
+                b,
+                "--key",
+                k,
+                "--body",
+                body,
+            ];
+            ok(&f.aws(&put));
+        }
+    }
+    let file = f.local_root().join("rotb/rotten");
+    let mtime = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let mut bytes = std::fs::read(&file).expect("read");
+    bytes[0] ^= 0x20;
+    {
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .expect("open");
+        std::io::Write::write_all(&mut w, &bytes).expect("rot");
+        w.set_modified(mtime).expect("put the mtime back");
+    }
+    let out = f.cli(&["verify", "local:rota", "local:rotb"]);
+    assert!(out.status.success(), "metadata cannot tell: {out:?}");
+    let out = f.cli(&["verify", "local:rota", "local:rotb", "--download"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("content differs: rotten"), "{said}");
+    assert!(
+        said.contains("compared 2 objects: 1 differences (0 compared by size only)"),
+        "{said}"
+    );
+}
+
 /// `ferry job list` (or `show`) where no job ever ran made a state database there.
 #[test]
 fn looking_at_jobs_makes_no_state() {
