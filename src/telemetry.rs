@@ -14,7 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Sets up logging to stderr; `RUST_LOG` / `FERRY_LOG` choose the level (default `info`).
+/// Sets up logging to stderr; `RUST_LOG` / `FERRY_LOG` choose the level (default `info`)
+/// and add to [`QUIET`] (see [`log_filter`]).
 ///
 /// By default s3s's request handling is silent: it logs every error answer at ERROR
 /// (`s3s::ops`: a 404 or an unsigned request included; `s3s::service`: every 5xx with a dump
@@ -23,15 +24,60 @@ use prometheus_client::registry::Registry;
 /// and a client could fill the log with what it sends. What is the server's own fault is
 /// logged by the gateway itself.
 pub fn init_logging() {
-    let filter = std::env::var("FERRY_LOG")
+    let asked = std::env::var("FERRY_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,sqlx=error,s3s=warn,s3s::ops=off,s3s::service=off,s3s::http=off,hyper=warn,aws=warn".into());
+        .unwrap_or_default();
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter(&asked)))
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// What the other crates log unless asked otherwise.
+const QUIET: [&str; 7] = [
+    "sqlx=error",
+    "s3s=warn",
+    "s3s::ops=off",
+    "s3s::service=off",
+    "s3s::http=off",
+    "hyper=warn",
+    "aws=warn",
+];
+
+/// The filter for `asked` (`FERRY_LOG`): its directives, `info` when it names no level of its
+/// own, and [`QUIET`]'s for every crate it does not name. `FERRY_LOG=info` (the documented
+/// default) once turned s3s's per-request ERROR lines back on; `s3s=debug` still does.
+fn log_filter(asked: &str) -> String {
+    let mine: Vec<&str> = asked
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let target = |d: &str| -> Option<String> {
+        let t = d.split(['=', '[']).next().unwrap_or_default();
+        // A bare level (`debug`) names no crate.
+        let level = ["trace", "debug", "info", "warn", "error", "off"];
+        (!t.is_empty() && !level.contains(&t.to_ascii_lowercase().as_str())).then(|| t.to_owned())
+    };
+    let named: Vec<String> = mine.iter().filter_map(|d| target(d)).collect();
+    let mut out: Vec<String> = Vec::new();
+    if !mine.iter().any(|d| target(d).is_none()) {
+        out.push("info".into());
+    }
+    for q in QUIET {
+        let t = q.split('=').next().unwrap_or_default();
+        let overlaps = named.iter().any(|n| {
+            let within = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}::"));
+            within(t, n) || within(n, t)
+        });
+        if !overlaps {
+            out.push(q.into());
+        }
+    }
+    out.extend(mine.iter().map(|d| (*d).to_owned()));
+    out.join(",")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -210,4 +256,31 @@ pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn the_quiet_directives_stay_unless_their_crate_is_named() {
+        let quiet =
+            "sqlx=error,s3s=warn,s3s::ops=off,s3s::service=off,s3s::http=off,hyper=warn,aws=warn";
+        assert_eq!(log_filter(""), format!("info,{quiet}"));
+        assert_eq!(log_filter("info"), format!("{quiet},info"));
+        assert_eq!(log_filter("debug"), format!("{quiet},debug"));
+        // Naming s3s takes every s3s default away; naming one module, that module's.
+        assert_eq!(
+            log_filter("debug,s3s=debug"),
+            "sqlx=error,hyper=warn,aws=warn,debug,s3s=debug"
+        );
+        assert_eq!(
+            log_filter("s3s::ops=info"),
+            "info,sqlx=error,s3s::service=off,s3s::http=off,hyper=warn,aws=warn,s3s::ops=info"
+        );
+        assert_eq!(
+            log_filter("ferry=debug"),
+            format!("info,{quiet},ferry=debug")
+        );
+    }
 }

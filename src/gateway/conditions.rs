@@ -147,8 +147,9 @@ impl Gateway {
     }
 }
 
-/// What a delete asks of the version it would remove. A key that does not exist meets them
-/// all: S3 answers 204, there being nothing to protect.
+/// What a delete asks of the version it would remove. A key that does not exist (or whose
+/// current version is a delete marker) fails `If-Match` with NoSuchKey, as S3's general
+/// purpose buckets answer, and meets the size and time conditions (204).
 #[derive(Default)]
 pub(super) struct DeleteConditions<'a> {
     pub etag: Option<&'a ETagCondition>,
@@ -203,6 +204,19 @@ impl Gateway {
         let alone = self.write_gate.alone(bucket, key).await;
         let current = match store.head_object(bucket, key, version_id).await {
             Ok(m) => m,
+            // `If-Match` (an ETag, or `*`: "if it exists") asks for an object: with none
+            // there (or a delete marker on top) nothing is deleted and no marker is added;
+            // S3 answers 404. The size and time conditions alone hold vacuously (204).
+            Err(
+                store::Error::NoSuchKey { .. }
+                | store::Error::NoSuchVersion { .. }
+                | store::Error::IsDeleteMarker { .. },
+            ) if conditions.etag.is_some() => {
+                return Err(s3_error!(
+                    NoSuchKey,
+                    "The specified key does not exist (If-Match names an object): {key}"
+                ));
+            }
             Err(
                 store::Error::NoSuchKey { .. }
                 | store::Error::NoSuchVersion { .. }

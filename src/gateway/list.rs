@@ -223,7 +223,8 @@ impl Gateway {
             }
         }
         let truncated = page.next_key_marker.is_some();
-        Ok(S3Response::new(ListObjectVersionsOutput {
+        let order = VersionOrder(page.versions.iter().map(|v| v.delete_marker).collect());
+        let mut res = S3Response::new(ListObjectVersionsOutput {
             common_prefixes: prefixes(page.common_prefixes, &enc),
             delete_markers: (!markers.is_empty()).then_some(markers),
             versions: (!versions.is_empty()).then_some(versions),
@@ -238,8 +239,78 @@ impl Gateway {
             next_version_id_marker: page.next_version_id_marker,
             prefix: Some(enc.s(&q.prefix)),
             ..Default::default()
-        }))
+        });
+        res.extensions.insert(order);
+        Ok(res)
     }
+}
+
+/// The order of a ListObjectVersions page's entries (`true` for a delete marker), carried in
+/// the response's extensions to [`interleave_versions`].
+#[derive(Clone)]
+pub(super) struct VersionOrder(pub Vec<bool>);
+
+/// s3s writes a ListObjectVersions answer's delete markers all together, then its versions
+/// all together; S3 writes them as one list in key order, newest first within a key. Parsers
+/// that keep the document's order (minio-go, so `mc ls --versions`) saw a page out of
+/// order. The entries are put back in `order` where the first of them was. Keys are escaped
+/// in the XML, so `<Version>` and `<DeleteMarker>` appear only as elements.
+pub(super) fn interleave_versions(res: &mut s3s::HttpResponse, order: &[bool]) {
+    if !order.windows(2).any(|w| w[0] != w[1]) {
+        return;
+    }
+    let Some(text) = res
+        .body()
+        .bytes()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+    else {
+        return;
+    };
+    // Each entry's span and kind, in document order (one pass per kind).
+    let find = |open: &str, close: &str, marker: bool| {
+        let mut found = Vec::new();
+        let mut at = 0;
+        while let Some(start) = text[at..].find(open).map(|i| at + i) {
+            let Some(end) = text[start..].find(close).map(|i| start + i + close.len()) else {
+                break;
+            };
+            found.push((start, end, marker));
+            at = end;
+        }
+        found
+    };
+    let mut spans = find("<Version>", "</Version>", false);
+    spans.extend(find("<DeleteMarker>", "</DeleteMarker>", true));
+    spans.sort_unstable();
+    if spans.len() != order.len()
+        || spans.iter().filter(|s| s.2).count() != order.iter().filter(|m| **m).count()
+    {
+        return;
+    }
+    let mut markers = spans.iter().filter(|s| s.2);
+    let mut versions = spans.iter().filter(|s| !s.2);
+    let mut entries = String::new();
+    for &marker in order {
+        let span = if marker {
+            markers.next()
+        } else {
+            versions.next()
+        };
+        if let Some(&(start, end, _)) = span {
+            entries.push_str(&text[start..end]);
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    for (i, &(start, end, _)) in spans.iter().enumerate() {
+        out.push_str(&text[from..start]);
+        if i == 0 {
+            out.push_str(&entries);
+        }
+        from = end;
+    }
+    out.push_str(&text[from..]);
+    super::error::set_body(res, out);
 }
 
 /// A carriage return in a key (S3 allows any UTF-8) was written raw into the XML of an

@@ -284,6 +284,9 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
             }
             super::error::explain(&mut res, &id);
             super::error::name_request(&mut res, &id);
+            if let Some(order) = res.extensions_mut().remove::<super::list::VersionOrder>() {
+                super::list::interleave_versions(&mut res, &order.0);
+            }
             super::list::escape_carriage_returns(&mut res);
             if attributes {
                 super::attributes::unquote_etag(&mut res);

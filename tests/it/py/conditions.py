@@ -161,7 +161,9 @@ for n, (first, last, byte) in ((1, (0, 5 * 1024 * 1024 - 1, b"a")), (2, (5 * 102
     assert (h["ContentLength"], h["ContentRange"], h["PartsCount"]) == (last - first + 1, f"bytes {first}-{last}/{size}", 2), h
 assert "PartsCount" not in s3.head_object(Bucket=B, Key="two"), "parts count without partNumber"
 # DeleteObject and DeleteObjects: a delete whose condition fails removes nothing (412 / a
-# PreconditionFailed entry); one whose condition holds, or of a key that is not there, goes.
+# PreconditionFailed entry); one whose condition holds goes. `If-Match` on a key that is not
+# there (or whose current version is a delete marker) is NoSuchKey and adds no marker: S3's
+# "delete only if it exists"; the size and time conditions alone let it go on.
 d = s3.put_object(Bucket=B, Key="del", Body=b"12345")
 head = s3.head_object(Bucket=B, Key="del")
 wrong = '"00000000000000000000000000000000"'
@@ -171,7 +173,9 @@ import datetime
 expect_error(lambda: s3.delete_object(Bucket=B, Key="del", IfMatchLastModifiedTime=head["LastModified"]
                                       - datetime.timedelta(seconds=5)), "PreconditionFailed", 412)
 assert s3.get_object(Bucket=B, Key="del")["Body"].read() == b"12345"
-s3.delete_object(Bucket=B, Key="absent", IfMatch=wrong)
+expect_error(lambda: s3.delete_object(Bucket=B, Key="absent", IfMatch=wrong), "NoSuchKey", 404)
+expect_error(lambda: s3.delete_object(Bucket=B, Key="absent", IfMatch="*"), "NoSuchKey", 404)
+s3.delete_object(Bucket=B, Key="absent", IfMatchSize=3)
 s3.delete_object(Bucket=B, Key="del", IfMatch=d["ETag"], IfMatchSize=5,
                  IfMatchLastModifiedTime=head["LastModified"])
 expect_error(lambda: s3.head_object(Bucket=B, Key="del"), "404", 404)
@@ -183,5 +187,19 @@ assert [(e["Key"], e["Code"]) for e in r.get("Errors", [])] == [("kept", "Precon
 assert sorted(d["Key"] for d in r["Deleted"]) == ["gone", "sized"], r
 assert s3.get_object(Bucket=B, Key="kept")["Body"].read() == b"k"
 expect_error(lambda: s3.head_object(Bucket=B, Key="gone"), "404", 404)
+r = s3.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "ghost", "ETag": wrong}]})
+assert [(e["Key"], e["Code"]) for e in r.get("Errors", [])] == [("ghost", "NoSuchKey")], r
+# Versioned: a conditional delete of a key whose current version is a delete marker adds
+# no second marker.
+V = B + "-ver"
+s3.create_bucket(Bucket=V)
+s3.put_bucket_versioning(Bucket=V, VersioningConfiguration={"Status": "Enabled"})
+put = s3.put_object(Bucket=V, Key="cw", Body=b"1")
+s3.delete_object(Bucket=V, Key="cw")
+for cond in (put["ETag"], "*"):
+    expect_error(lambda: s3.delete_object(Bucket=V, Key="cw", IfMatch=cond), "NoSuchKey", 404)
+    expect_error(lambda: s3.delete_object(Bucket=V, Key="never", IfMatch=cond), "NoSuchKey", 404)
+listed = s3.list_object_versions(Bucket=V)
+assert len(listed.get("DeleteMarkers", [])) == 1 and len(listed["Versions"]) == 1, listed
 
 print("conditions: ok")

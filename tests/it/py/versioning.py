@@ -204,6 +204,23 @@ def section_paging():
         latest = [e["VersionId"] for e in vs + dms if e["Key"] == k and e["IsLatest"]]
         assert latest == [entries[0][1]], (k, latest)
 
+    # In the document, versions and delete markers are one list in key order, newest first
+    # within a key, as S3 writes it (minio-go, so `mc ls --versions`, keeps document order).
+    raw = []
+    hook = lambda http_response, **kw: raw.append(http_response.content)
+    s3.meta.events.register("after-call.s3.ListObjectVersions", hook)
+    s3.list_object_versions(Bucket=B, Prefix="p/")
+    s3.meta.events.unregister("after-call.s3.ListObjectVersions", hook)
+    import xml.etree.ElementTree as ET
+    doc = []
+    for el in ET.fromstring(raw[0]):
+        tag = el.tag.rsplit("}", 1)[-1]
+        if tag in ("Version", "DeleteMarker"):
+            ns = el.tag[:-len(tag)]
+            doc.append(("m" if tag == "DeleteMarker" else "v", el.find(ns + "Key").text,
+                        el.find(ns + "VersionId").text))
+    assert doc == [(t, k, vid) for k in sorted(expect) for t, vid in expect[k]], doc
+
     # The paginator, two entries a page.
     seen = []
     pages = 0
