@@ -23,6 +23,7 @@ mod ops;
 mod ranges;
 pub mod server;
 mod sigv2;
+mod subject;
 mod timeouts;
 mod unconfigured;
 mod xml_digests;

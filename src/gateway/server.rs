@@ -139,6 +139,8 @@ struct Limited {
     client_timeout: Duration,
     /// The secret key, for [`super::sigv2`]'s check of which path a SigV2 request signed.
     secret: Arc<str>,
+    /// `--domain`, for naming a virtual-host request's bucket in its error answers.
+    domain: Option<Arc<str>>,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
@@ -153,6 +155,14 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
         super::guard::drop_unusable_range(&mut req);
         super::guard::join_repeated_metadata(&mut req);
         super::sigv2::bucket_path(&mut req, &self.secret);
+        let subject = super::subject::Subject::of(
+            req.uri(),
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str())),
+            self.domain.as_deref(),
+        );
         // Whether the request carries a body (see the `Connection: close` below).
         let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
             || req
@@ -283,6 +293,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
                 super::form::mend_answer(&mut res);
             }
             super::error::explain(&mut res, &id);
+            subject.name(&mut res);
             super::error::name_request(&mut res, &id);
             if let Some(order) = res.extensions_mut().remove::<super::list::VersionOrder>() {
                 super::list::interleave_versions(&mut res, &order.0);
@@ -342,6 +353,7 @@ pub async fn serve(
         region: opts.region.as_str().into(),
         client_timeout: opts.client_timeout,
         secret: opts.secret_key.as_str().into(),
+        domain: opts.domain.as_deref().map(Into::into),
     };
     let head = timeouts::HEAD.min(opts.client_timeout);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -156,3 +156,12 @@ assert e.response["Error"].get("RequestId") or e.response.get("ResponseMetadata"
 st, headers, data = signed("GET", f"/{B}/no-such-key-here")
 assert st == 404 and ET.fromstring(data).findtext("RequestId") == headers.get("x-amz-request-id"), (st, data)
 print("request ids: ok")
+
+# ... and what they are about, as S3 names it (minio-py's S3Error.object_name / bucket_name).
+e = expect_error(lambda: s3.get_object(Bucket=B, Key="dir/no such & <key>"), "NoSuchKey", 404)
+assert e.response["Error"].get("Key") == "dir/no such & <key>", e.response
+e = expect_error(lambda: s3.list_objects_v2(Bucket="no-such-bucket-y"), "NoSuchBucket", 404)
+assert e.response["Error"].get("BucketName") == "no-such-bucket-y", e.response
+e = expect_error(lambda: s3.list_parts(Bucket=B, Key="mp", UploadId="00ff"), "NoSuchUpload", 404)
+assert e.response["Error"].get("UploadId") == "00ff", e.response
+print("subjects: ok")
