@@ -3,23 +3,18 @@
 //! lists what would be done.
 
 mod check;
+mod foreground;
 mod progress;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
 
-use anyhow::anyhow;
 use clap::Args;
 
-use self::check::{dry_run, verify};
+use self::check::dry_run;
 pub use self::progress::human;
-use self::progress::{progress, report};
 use super::UsageError;
 use crate::jobs;
 use crate::jobs::open::preflight;
-use crate::jobs::run::{Ended, Runner, Settings};
 use crate::jobs::spec::{self, Endpoint, Filter, MigrateSpec, Options};
 use crate::registry::Registry;
 use crate::state::Db;
@@ -288,152 +283,30 @@ pub async fn run(
         }
         return dry_run(&src, &dst, dst_exists, &spec, as_json).await;
     }
-    let jobs::Submitted {
-        job: rec,
-        resumed,
-        src,
-        dst,
-    } = jobs::submit(&registry, &spec, &fingerprint, args.verify)
-        .await
-        .map_err(usage)?;
-    if resumed {
+    // A resumed job's listing was made before this run: what changed since (a file added
+    // or edited, one put back that `--delete` would remove) is caught by listing again, as
+    // a new job that copies only the differences: running the same command again brings
+    // the destination in line with the source as it is now, as rclone's does.
+    let mut relisting = false;
+    loop {
+        let resumed = foreground::run_job(foreground::Job {
+            registry: &registry,
+            db: &db,
+            spec: &spec,
+            fingerprint: &fingerprint,
+            args: &args,
+            bandwidth,
+            as_json,
+            relist_if_resumed: !relisting,
+        })
+        .await?;
+        if !resumed || relisting {
+            return Ok(());
+        }
+        relisting = true;
         eprintln!(
-            "ferry: resuming job {} ({} of {} objects done, listing {})",
-            rec.id,
-            rec.done,
-            rec.listed,
-            if rec.listing_done {
-                "complete"
-            } else {
-                "in progress"
-            }
+            "ferry: the resumed job was listed before this run; listing both sides again for what changed since"
         );
-        // Settings that are not part of "the same command" stay as the job was made.
-        if let Ok(stored) = serde_json::from_value::<MigrateSpec>(rec.spec.clone()) {
-            let (was, now) = (&stored.options, &spec.options);
-            for (what, a, b) in [
-                ("--part-size", was.part_size, now.part_size),
-                (
-                    "--multipart-threshold",
-                    was.multipart_threshold,
-                    now.multipart_threshold,
-                ),
-                (
-                    "--attempts",
-                    u64::from(was.max_attempts),
-                    u64::from(now.max_attempts),
-                ),
-            ] {
-                if a != b {
-                    eprintln!(
-                        "ferry: job {} keeps its {what} {a}, not {b} (cancel it to start over with new settings)",
-                        rec.id
-                    );
-                }
-            }
-        }
-        if rec.state == crate::state::job_state::PAUSED {
-            eprintln!(
-                "ferry: job {} is paused: this process waits until `ferry job resume {}`",
-                rec.id, rec.id
-            );
-        }
-    }
-    // A resumed job keeps the options it was created with (part size above all, so recorded
-    // parts still fit).
-    let stored: MigrateSpec = serde_json::from_value(rec.spec.clone())
-        .map_err(|e| anyhow!("job {}: stored spec is unreadable: {e}", rec.id))?;
-    let settings = Settings::new(args.workers.unwrap_or(32), bandwidth);
-    let check = (src.clone(), dst.clone(), stored.clone());
-    let runner =
-        Arc::new(Runner::new(db.clone(), rec.id, stored, src, dst, &settings).map_err(usage)?);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // Ctrl-C or SIGTERM (a service manager, `timeout`): the job stops at a part boundary
-    // and the process exits with the status the signal names.
-    let signalled = Arc::new(std::sync::atomic::AtomicU8::new(0));
-    {
-        let signalled = signalled.clone();
-        tokio::spawn(async move {
-            let status = super::serve::shutdown_signal().await;
-            signalled.store(u8::try_from(status).unwrap_or(1), Ordering::Relaxed);
-            let _ = stop_tx.send(true);
-        });
-    }
-    let started = Instant::now();
-    let progress = tokio::spawn(progress(db.clone(), rec.clone(), runner.clone()));
-    let live = runner.live.clone();
-    let ended = runner.run(stop_rx).await;
-    progress.abort();
-    let _ = progress.await;
-    let ended = ended.map_err(usage)?;
-    match ended {
-        Ended::Stopped => {
-            let message = format!(
-                "stopped; run the same command again to resume job {}",
-                rec.id
-            );
-            match signalled.load(Ordering::Relaxed) {
-                0 => Err(anyhow!(message)),
-                status => Err(super::Interrupted { status, message }.into()),
-            }
-        }
-        Ended::Cancelled(r) => Err(anyhow!("job {} was cancelled", r.id)),
-        Ended::Done(r) => {
-            if r.listed == 0 && r.unchanged == 0 && !as_json {
-                let o = &spec.options;
-                let filtered = !o.include.is_empty()
-                    || !o.exclude.is_empty()
-                    || o.newer_than_ms.is_some()
-                    || o.older_than_ms.is_some();
-                if filtered {
-                    eprintln!(
-                        "ferry: warning: nothing under {} passes the filters (--include, --exclude, --newer-than, --older-than)",
-                        check.0.display
-                    );
-                } else {
-                    // rclone says "directory not found"; an empty source is as likely a typo.
-                    eprintln!(
-                        "ferry: warning: nothing found under {} (a prefix names a folder: s3://b/p copies the keys under p/)",
-                        check.0.display
-                    );
-                }
-            }
-            let vanished = live.vanished.load(Ordering::Relaxed);
-            report(&db, &r, started.elapsed(), vanished, as_json).await?;
-            if vanished > 0 {
-                let keys = live
-                    .vanished_keys
-                    .lock()
-                    .map(|k| {
-                        k.iter()
-                            .map(|k| super::shown(k).into_owned())
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
-                let more = vanished.saturating_sub(keys.len() as u64);
-                eprintln!(
-                    "ferry: warning: {vanished} objects vanished from the source while the job ran, not copied: {}{}",
-                    keys.join(", "),
-                    if more > 0 {
-                        format!(" (and {more} more)")
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-            if r.dead > 0 {
-                return Err(anyhow!(
-                    "job {} finished, but {} objects could not be copied (see above; `ferry job retry-dead {}` tries them again)",
-                    r.id,
-                    r.dead,
-                    r.id
-                ));
-            }
-            if args.verify {
-                verify(&check, &r).await?;
-            }
-            Ok(())
-        }
     }
 }
 

@@ -33,11 +33,27 @@ impl Runner {
         let sk = ObjectKey::parse(&format!("{}{}", self.src.prefix, task.key))?;
         let dk = ObjectKey::parse(&format!("{}{}", self.dst.prefix, task.key))?;
         if task.action == "delete" {
-            self.dst
+            // Listed as missing from the source, but it may be there again (put back since
+            // the listing, or a job resumed long after it was listed): a mirror must not
+            // lose it, so it is copied instead.
+            match self
+                .src
                 .store
-                .delete_object(&self.dst.bucket, &dk, None)
-                .await?;
-            return Ok(Some(0));
+                .head_object(&self.src.bucket, &sk, None)
+                .await
+            {
+                Err(store::Error::NoSuchKey { .. }) => {
+                    self.dst
+                        .store
+                        .delete_object(&self.dst.bucket, &dk, None)
+                        .await?;
+                    return Ok(Some(0));
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {
+                    tracing::info!(job = self.job, key = ?task.key, "back on the source since it was listed: copied, not deleted");
+                }
+            }
         }
         let resume = match &task.upload_id {
             Some(u) => Some(Resume {

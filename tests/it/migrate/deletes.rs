@@ -124,3 +124,76 @@ fn the_age_filters_hold_for_what_delete_deletes() {
         "{listed}"
     );
 }
+
+/// Running the command of an interrupted `--delete` job again resumed its old listing: a
+/// probe saw the run end "done", exit 0, with a file added and one edited since missing from
+/// the destination, and an object the source had been given since deleted from it. A
+/// resumed job is now followed by a fresh listing, and a delete first checks the source.
+#[test]
+fn a_resumed_mirror_matches_the_source_as_it_is_now() {
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/mirror");
+    super::make_tree(&src, 300, &[]);
+    f.ok(&f.aws(&["s3", "mb", "s3://mirror"]));
+    let extra = tmp.path().join("extra");
+    std::fs::write(&extra, "the destination's own").expect("write");
+    let e = extra.to_str().unwrap_or_default();
+    f.ok(&f.aws(&["s3", "cp", e, "s3://mirror/zzz-back"]));
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let args = [
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://mirror",
+        "--dst-endpoint",
+        &f.s3,
+        "--delete",
+        "--workers",
+        "1",
+        "--bandwidth-limit",
+        "20K",
+    ];
+    let log = tmp.path().join("migrate.log");
+    let mut child = m.spawn(&args, &log);
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let ended = super::wait_for(&mut child, Duration::from_secs(60), &log);
+    assert_eq!(
+        ended.code(),
+        Some(130),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Since the listing: the key the job would delete is on the source now, a file is new,
+    // and one already copied (the first, in key order) changed.
+    let first = src.join("dir0/f00000");
+    std::fs::write(src.join("zzz-back"), "put back on the source").expect("write");
+    std::fs::write(src.join("aaa-new"), "new").expect("write");
+    std::fs::write(&first, "edited since it was copied").expect("write");
+    let out = m.run(&args[..args.len() - 2]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("listing both sides again"),
+        "{}",
+        stderr(&out)
+    );
+    let cat = |key: &str| f.ok(&f.aws(&["s3", "cp", &format!("s3://mirror/{key}"), "-"]));
+    assert_eq!(cat("zzz-back"), "put back on the source");
+    assert_eq!(cat("aaa-new"), "new");
+    let name = first
+        .strip_prefix(&src)
+        .expect("rel")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(cat(&name), "edited since it was copied");
+    // Copied over, never deleted in between.
+    let deletes = super::counter(
+        &f,
+        "ferry_s3_requests_total",
+        "op=\"DeleteObject\",outcome=\"ok\"",
+    );
+    assert_eq!(deletes, 0.0, "the object the source has again was deleted");
+}
