@@ -90,12 +90,12 @@ pub async fn submit(
     }
     let spec_json = serde_json::to_value(spec)
         .map_err(|e| Error::Usage(format!("the job cannot be recorded: {e}")))?;
-    let id = db
-        .create_job(MIGRATE, &spec_json, fingerprint, state::now_ms())
+    let (id, created) = db
+        .find_or_create_job(MIGRATE, &spec_json, fingerprint, state::now_ms())
         .await?;
     Ok(Submitted {
         job: db.job(id).await?,
-        resumed: false,
+        resumed: !created,
         src,
         dst,
     })

@@ -7,6 +7,7 @@ use ferry::state::{
     PartRow, StoreRecord,
 };
 
+mod submit;
 mod upgrade;
 
 fn pg_url() -> String {

@@ -36,7 +36,7 @@ use crate::transfer::copy::Plan;
 use crate::transfer::throttle::Limiter;
 
 mod owners;
-pub(crate) use owners::hostname;
+pub(crate) use owners::{hostname, runner_host};
 mod task;
 
 pub use owners::reclaim_dead;
@@ -191,7 +191,7 @@ impl Runner {
             job,
             owner: format!(
                 "{}:{}:{}",
-                hostname(),
+                runner_host(),
                 std::process::id(),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),

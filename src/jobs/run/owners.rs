@@ -1,4 +1,4 @@
-//! Who runs a job: runner names (`host/pidns:pid:tag`), and taking back the work of this
+//! Who runs a job: runner names (`host/pidns.boot:pid:tag`), and taking back the work of this
 //! host's runners that are gone (killed, crashed), at a runner's start and at each heartbeat.
 
 use super::Result;
@@ -8,7 +8,7 @@ use crate::state::Db;
 /// crashed), so the job continues at once instead of waiting for their leases, and forgets
 /// them as the job's runners. Run as a runner starts and at each of its heartbeats.
 pub async fn reclaim_dead(db: &Db, job: i64) -> Result<()> {
-    let host = hostname();
+    let host = runner_host();
     let gone = |owner: &str| {
         let mut it = owner.rsplitn(3, ':');
         let (_, pid, h) = (it.next(), it.next(), it.next());
@@ -64,9 +64,42 @@ pub(crate) fn hostname() -> String {
     format!("{host}/{ns}")
 }
 
+/// The host part of a runner's name: [`hostname`] and this boot's id. Two machines of the
+/// same host name (cloned VMs, `localhost`) share the initial PID namespace's inode too,
+/// and each took the other's live runners for its own dead ones (a probe saw every
+/// heartbeat hand back a running worker's tasks, 48 parts uploaded for 30): a boot id is
+/// random per machine and boot. Containers of one host share it; their PID namespaces
+/// tell them apart.
+pub(crate) fn runner_host() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| {
+            b.trim()
+                .replace('-', "")
+                .chars()
+                .take(12)
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    format!("{}.{boot}", hostname())
+}
+
 #[cfg(test)]
 mod tests {
     use super::running;
+
+    /// A runner's host names this boot: a runner of another machine with the same host
+    /// name is not this host's.
+    #[test]
+    fn a_runner_host_names_the_boot() {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+        let host = super::runner_host();
+        assert!(host.starts_with(&super::hostname()), "{host}");
+        assert!(
+            host.ends_with(&boot.trim().replace('-', "")[..12]),
+            "{host}"
+        );
+        assert!(!host.contains(':'), "a runner name is split at ':': {host}");
+    }
 
     /// A killed process its parent has not reaped yet is a zombie: gone, for its tasks.
     #[test]

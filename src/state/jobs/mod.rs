@@ -210,6 +210,54 @@ impl Db {
         Ok(row.try_get("id")?)
     }
 
+    /// The unfinished job with this fingerprint, or a new one: `(id, created)`. Decided in
+    /// one transaction, serialised per fingerprint (SQLite's write lock; an advisory lock on
+    /// PostgreSQL), so the same command submitted from several places at once makes one job
+    /// (a probe made six at once and got three jobs, each copying every object).
+    pub async fn find_or_create_job(
+        &self,
+        kind: &str,
+        spec: &serde_json::Value,
+        fingerprint: &str,
+        now_ms: i64,
+    ) -> Result<(i64, bool)> {
+        let mut tx = match self.dialect {
+            super::Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            super::Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7304520, hashtext($1))")
+                    .bind(fingerprint)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
+        let found = sqlx::query(
+            "SELECT id FROM jobs WHERE fingerprint = $1 AND state IN ('running', 'paused') \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = found {
+            tx.commit().await?;
+            return Ok((row.try_get("id")?, false));
+        }
+        let row = sqlx::query(
+            "INSERT INTO jobs (kind, spec, fingerprint, state, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+        )
+        .bind(kind)
+        .bind(spec.to_string())
+        .bind(fingerprint)
+        .bind(job_state::RUNNING)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id = row.try_get("id")?;
+        tx.commit().await?;
+        Ok((id, true))
+    }
+
     /// The newest job with this fingerprint that is neither done nor cancelled.
     pub async fn unfinished_job(&self, fingerprint: &str) -> Result<Option<JobRecord>> {
         let row = sqlx::query(&format!(
