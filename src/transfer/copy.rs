@@ -224,7 +224,14 @@ pub async fn copy_object(
     if check_first || resume.is_some() || plan.same_store {
         let head = match it.src.head_object(it.sb, it.sk, None).await {
             Ok(m) => m,
-            Err(store::Error::NoSuchKey { .. }) => return Ok(Outcome::SourceGone),
+            Err(store::Error::NoSuchKey { .. }) => {
+                // Its recorded upload is of no use: aborted, not left on the destination.
+                if let Some(r) = &resume {
+                    it.abort(&r.upload_id).await;
+                    journal.upload(None).await?;
+                }
+                return Ok(Outcome::SourceGone);
+            }
             Err(e) => return Err(e),
         };
         if check_first && already_there(it, &head, resume.as_ref()).await? {

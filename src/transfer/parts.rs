@@ -295,6 +295,15 @@ async fn copy_parts_as(
         named,
     };
     let result = send_parts(it, plan, head, &sending, &mut done, journal, stop).await;
+    // Deleted from the source mid-copy: finished as gone (as before the copy began), and
+    // the upload with it, which nothing would ever complete or abort otherwise.
+    if let Err(store::Error::NoSuchKey { .. }) = &result
+        && let Err(store::Error::NoSuchKey { .. }) = it.src.head_object(it.sb, it.sk, None).await
+    {
+        it.abort(&upload).await;
+        journal.upload(None).await?;
+        return Ok(Outcome::SourceGone);
+    }
     if let Err(e) = &result {
         // Parts refused for their algorithm: the caller starts a plain upload instead.
         let abandoned = sending.algorithm.is_some() && refused(e);
@@ -473,7 +482,12 @@ async fn read_range(
                 range: Some(ByteRange::FromTo(first, last)),
             },
         )
-        .await?;
+        .await
+        // Shorter than when it was looked at: replaced since, not a range to give up on.
+        .map_err(|e| match e {
+            store::Error::InvalidRange { .. } => changed(it),
+            e => e,
+        })?;
     if g.meta.etag != head.etag {
         return Err(changed(it));
     }

@@ -3,6 +3,7 @@
 //! that fails a fifth of its requests; dead letters; bad input; three workers sharing a job
 //! on PostgreSQL.
 
+mod changing;
 mod control;
 mod deletes;
 mod detach;
