@@ -258,9 +258,7 @@ impl Store for FsStore {
                 .await
                 .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
             let same = match facts {
-                Ok((ino, mtime_ns, size)) => {
-                    row.file_ino.zip(row.file_mtime_ns) == Some((ino, mtime_ns)) && size == row.size
-                }
+                Ok((ino, mtime_ns, ctime_ns, size)) => row.indexes(ino, mtime_ns, ctime_ns, size),
                 // Forgotten as the GET path forgets it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     self.check_folder(bucket).await?;

@@ -22,6 +22,9 @@ const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 
+/// A regular file's inode, mtime, ctime (nanoseconds) and size, as [`Root::facts`] gives them.
+pub type FileFacts = (i64, i64, i64, i64);
+
 /// The error for a path that leads through a symlink or to something other than a regular
 /// file: the store has no file there (the caller's `NotFound`).
 #[derive(Debug)]
@@ -123,21 +126,30 @@ impl Root {
     /// The inode, modification time (ns) and size of the regular file at `rel`: what tells
     /// whether it changed since it was indexed. Not a regular file, or reached through a
     /// symlink: [`NotAFile`].
-    pub fn facts(&self, rel: &str) -> io::Result<(i64, i64, i64)> {
+    /// The inode, mtime, ctime and size of the regular file at `rel`.
+    pub fn facts(&self, rel: &str) -> io::Result<FileFacts> {
         // Opened for reading (not `O_PATH`): a file the server may not read says so here
         // as it would to a GET.
         let (_, st) = self.regular(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
         Ok((
             st.st_ino as i64,
             crate::store::fs::nanos(st.st_mtime, st.st_mtime_nsec as i64),
+            crate::store::fs::nanos(st.st_ctime, st.st_ctime_nsec as i64),
             st.st_size,
         ))
     }
 
     /// Sets the modification time of the regular file at `rel` to `mtime_ns` (its access
-    /// time unchanged); returns its inode and the time it now has.
-    pub fn set_mtime(&self, rel: &str, mtime_ns: i64) -> io::Result<(i64, i64)> {
-        let (fd, _) = self.regular(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
+    /// time unchanged); returns what [`Self::facts`] said of it before, and the mtime and
+    /// ctime it has after.
+    pub fn set_mtime(&self, rel: &str, mtime_ns: i64) -> io::Result<(FileFacts, (i64, i64))> {
+        let (fd, st) = self.regular(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)?;
+        let before = (
+            st.st_ino as i64,
+            crate::store::fs::nanos(st.st_mtime, st.st_mtime_nsec as i64),
+            crate::store::fs::nanos(st.st_ctime, st.st_ctime_nsec as i64),
+            st.st_size,
+        );
         let stamps = rustix::fs::Timestamps {
             last_access: rustix::fs::Timespec {
                 tv_sec: 0,
@@ -151,8 +163,11 @@ impl Root {
         rustix::fs::futimens(&fd, &stamps)?;
         let st = rustix::fs::fstat(&fd)?;
         Ok((
-            st.st_ino as i64,
-            crate::store::fs::nanos(st.st_mtime, st.st_mtime_nsec as i64),
+            before,
+            (
+                crate::store::fs::nanos(st.st_mtime, st.st_mtime_nsec as i64),
+                crate::store::fs::nanos(st.st_ctime, st.st_ctime_nsec as i64),
+            ),
         ))
     }
 

@@ -103,6 +103,7 @@ impl FsStore {
                         path: None,
                         file_ino: None,
                         file_mtime_ns: None,
+                        file_ctime_ns: None,
                     });
                     DeleteResult {
                         version_id: Some(marker_vid),
@@ -156,6 +157,8 @@ impl FsStore {
                                 next.file_ino = Some(m.ino() as i64);
                                 next.file_mtime_ns =
                                     Some(crate::store::fs::nanos(m.mtime(), m.mtime_nsec()));
+                                // The rename back moves it.
+                                next.file_ctime_ns = None;
                             }
                             pre.push(Step::MoveFrom {
                                 unique,

@@ -322,7 +322,7 @@ impl FsStore {
         bucket: &BucketName,
         key: &ObjectKey,
         row: &mut VersionRow,
-        (ino, mtime_ns): (i64, i64),
+        (ino, mtime_ns, ctime_ns): (i64, i64, i64),
         size: i64,
         etag: String,
         moved: bool,
@@ -359,6 +359,7 @@ impl FsStore {
         }
         row.file_ino = Some(ino);
         row.file_mtime_ns = Some(mtime_ns);
+        row.file_ctime_ns = Some(ctime_ns);
         self.index.update_file_facts(row).await?;
         self.forget_latest(bucket, key);
         Ok(())

@@ -231,6 +231,8 @@ impl FsStore {
                 parts_count: new.parts_count.map(i64::from),
                 file_ino: path.is_none().then_some(ino),
                 file_mtime_ns: path.is_none().then_some(mtime_ns),
+                // Moved by the rename that puts the file in place.
+                file_ctime_ns: None,
                 path,
             };
             change.steps = pre;
@@ -273,11 +275,10 @@ impl FsStore {
         let rel = Self::bytes_rel(bucket, old);
         let root = self.confined.clone();
         let hash = self.hash_found;
-        let (ino, mtime) = (old.file_ino, old.file_mtime_ns);
-        let size = old.size;
+        let known = old.clone();
         let looked = tokio::task::spawn_blocking(move || -> io::Result<_> {
             let (opened, facts) = body::open(root.open_file(&rel)?)?;
-            if Some((facts.ino, facts.mtime_ns)) == ino.zip(mtime) && facts.size == size {
+            if known.indexes(facts.ino, facts.mtime_ns, facts.ctime_ns, facts.size) {
                 return Ok(None);
             }
             let etag = if hash {
@@ -351,6 +352,7 @@ impl FsStore {
             kept.path = Some(rel_in_meta(&unique));
             kept.file_ino = None;
             kept.file_mtime_ns = None;
+            kept.file_ctime_ns = None;
         }
         change.updates.push(kept);
     }
@@ -373,16 +375,20 @@ impl FsStore {
         let ns = i64::try_from(at.unix_timestamp_nanos()).unwrap_or(i64::MAX);
         if row.path.is_none() && !key.is_dir_marker() {
             let (root, rel) = (self.confined.clone(), Self::key_rel(bucket, key));
-            let (ino, mtime_ns) = tokio::task::spawn_blocking(move || root.set_mtime(&rel, ns))
-                .await
-                .map_err(|e| Error::Index(format!("file task failed: {e}")))?
-                .map_err(|e| Error::io(format!("dating {key}"), e))?;
+            let ((ino, was_mtime, was_ctime, size), (mtime_ns, ctime_ns)) =
+                tokio::task::spawn_blocking(move || root.set_mtime(&rel, ns))
+                    .await
+                    .map_err(|e| Error::Index(format!("file task failed: {e}")))?
+                    .map_err(|e| Error::io(format!("dating {key}"), e))?;
             // Another file than the one indexed (changed behind Ferry's back): it is indexed
             // again when next read; its row is left as it is.
-            if row.file_ino != Some(ino) {
+            if !row.indexes(ino, was_mtime, was_ctime, size) {
                 return Ok(());
             }
             row.file_mtime_ns = Some(mtime_ns);
+            // Known from here on by its change time too (a copy's file in a directory is
+            // dated this way: an edit there that puts size and mtime back shows).
+            row.file_ctime_ns = Some(ctime_ns);
         }
         row.mtime_ms = ns.div_euclid(1_000_000);
         let mut change = Change::new(bucket, key);
@@ -484,8 +490,7 @@ impl FsStore {
             }
             Err(e) => return Err(Error::io(format!("opening {}", abs.display()), e)),
         };
-        let moved = Some((facts.ino, facts.mtime_ns)) != row.file_ino.zip(row.file_mtime_ns)
-            || facts.size != row.size;
+        let moved = !row.indexes(facts.ino, facts.mtime_ns, facts.ctime_ns, facts.size);
         // Every file of a replaced bucket folder looks changed: the folder is asked first
         // (it costs a stat only when a file changed), so another disk's file of that name is
         // neither served nor indexed as the object.
@@ -495,7 +500,7 @@ impl FsStore {
         if row.path.is_none() && moved && !self.hash_found {
             // Re-indexed from the opened file's facts; the copy that reads it hashes it.
             let etag = super::unhashed_etag(facts.ino, facts.mtime_ns, facts.size);
-            let at = (facts.ino, facts.mtime_ns);
+            let at = (facts.ino, facts.mtime_ns, facts.ctime_ns);
             self.refresh_file_row(bucket, key, &mut row, at, facts.size, etag, true)
                 .await?;
             return Ok((row, opened));
@@ -515,7 +520,7 @@ impl FsStore {
                 Err(e) => return Err(Error::io(format!("reading {}", abs.display()), e)),
             };
             let (size, etag) = (d.size as i64, hex::encode(d.md5));
-            let at = (facts.ino, facts.mtime_ns);
+            let at = (facts.ino, facts.mtime_ns, facts.ctime_ns);
             self.refresh_file_row(bucket, key, &mut row, at, size, etag, moved)
                 .await?;
             tracing::info!(store = %self.name, %bucket, %key, "re-indexed a file changed outside Ferry");

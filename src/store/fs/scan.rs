@@ -393,9 +393,7 @@ impl FsStore {
         let same_file = latest.as_ref().is_some_and(|row| {
             row.path.is_none()
                 && !row.delete_marker
-                && row.file_ino == Some(f.ino)
-                && row.file_mtime_ns == Some(f.mtime_ns)
-                && row.size == f.size
+                && row.indexes(f.ino, f.mtime_ns, f.ctime_ns, f.size)
         });
         let unhashed = latest
             .as_ref()
@@ -417,7 +415,7 @@ impl FsStore {
         };
         match &now {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(unreadable(e)),
-            Ok(n) if *n == (f.ino, f.mtime_ns, f.size) => {}
+            Ok(n) if *n == (f.ino, f.mtime_ns, f.ctime_ns, f.size) => {}
             _ => return Ok(Reconciled::Skipped),
         }
         let (size, etag) = if self.hash_found {
@@ -445,7 +443,7 @@ impl FsStore {
         match latest {
             Some(mut row) if row.path.is_none() && !row.delete_marker => {
                 // Only hashed now, not changed: it keeps its modification time.
-                let at = (f.ino, f.mtime_ns);
+                let at = (f.ino, f.mtime_ns, f.ctime_ns);
                 self.refresh_file_row(bucket, key, &mut row, at, size, etag, !same_file)
                     .await?;
                 return Ok(Reconciled::Updated);
@@ -481,6 +479,7 @@ impl FsStore {
             path: None,
             file_ino: Some(f.ino),
             file_mtime_ns: Some(f.mtime_ns),
+            file_ctime_ns: Some(f.ctime_ns),
         });
         self.commit(change, held).await?;
         Ok(Reconciled::Added)

@@ -11,6 +11,7 @@ pub(super) struct Found {
     pub key: String,
     pub ino: i64,
     pub mtime_ns: i64,
+    pub ctime_ns: i64,
     pub size: i64,
 }
 
@@ -129,6 +130,7 @@ pub(super) fn walk(
                 key,
                 ino: m.ino() as i64,
                 mtime_ns: crate::store::fs::nanos(m.mtime(), m.mtime_nsec()),
+                ctime_ns: crate::store::fs::nanos(m.ctime(), m.ctime_nsec()),
                 size: m.len() as i64,
             };
             if tx.blocking_send(Ok(f)).is_err() {

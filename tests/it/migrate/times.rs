@@ -209,3 +209,78 @@ fn rclone_finds_a_directory_copy_up_to_date() {
     assert!(!text.contains("Updated modification time"), "{text}");
     assert!(!text.contains("Copied"), "{text}");
 }
+
+/// A file edited with its size and mtime put back (`touch -d`), after a `--checksum` run had
+/// hashed it: the directory's index kept its old MD5 (known by inode, size and mtime), so
+/// `--checksum` copied nothing, `--verify` said "no differences", and a copy to a new bucket
+/// failed every attempt on its own Content-MD5. Any write moves a file's ctime, which the
+/// index now also knows it by; the same holds for a file in a destination directory.
+#[test]
+fn an_edit_that_puts_the_time_back_is_seen_by_checksum_and_verify() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/touched");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    dated(&src.join("f.txt"), b"file six A", 10);
+    dated(&src.join("g.txt"), b"stays", 10);
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let run = |bucket: &str, extra: &[&str]| -> std::process::Output {
+        let url = format!("s3://{bucket}");
+        let mut args = vec![
+            "migrate",
+            src.to_str().unwrap_or_default(),
+            &url,
+            "--dst-endpoint",
+            &f.s3,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        m.run(&args)
+    };
+    // The same size, the same mtime, other bytes.
+    let edit = |path: &std::path::Path, body: &[u8]| {
+        let when = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        std::fs::write(path, body).expect("edit");
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|h| h.set_modified(when))
+            .expect("put the time back");
+    };
+    let json =
+        |out: std::process::Output| -> Value { serde_json::from_str(&ok(&out)).expect("json") };
+    let cat = |url: &str| ok(&f.aws(&["s3", "cp", url, "-"]));
+    let first = json(run("touched", &["--checksum"]));
+    assert_eq!(first["done"], 2, "{first}");
+    edit(&src.join("f.txt"), b"file six B");
+    let second = json(run("touched", &["--checksum"]));
+    assert_eq!(second["done"], 1, "{second}");
+    assert_eq!(cat("s3://touched/f.txt"), "file six B");
+    // `--verify` (size and time say unchanged): the hashes compared are the files' own.
+    edit(&src.join("f.txt"), b"file six C");
+    let third = json(run("touched", &["--verify"]));
+    assert_eq!(third["done"], 1, "{third}");
+    assert_eq!(cat("s3://touched/f.txt"), "file six C");
+    // Copied to a new bucket with a Content-MD5 of what the file holds now.
+    edit(&src.join("f.txt"), b"file six D");
+    let fourth = json(run("elsewhere", &[]));
+    assert_eq!(fourth["done"], 2, "{fourth}");
+    assert_eq!(cat("s3://elsewhere/f.txt"), "file six D");
+    // A destination directory: its copy of f.txt edited the same way is copied again.
+    let back = tmp.path().join("restore/back");
+    let home = |extra: &[&str]| -> Value {
+        let mut args = vec!["migrate", "s3://touched", back.to_str().unwrap_or_default()];
+        args.extend_from_slice(&["--src-endpoint", &f.s3, "--json", "--checksum"]);
+        args.extend_from_slice(extra);
+        let m = Migrator::new(tmp.path()).creds("SRC", ACCESS_KEY, SECRET_KEY);
+        serde_json::from_str(&ok(&m.run(&args))).expect("json")
+    };
+    assert_eq!(home(&[])["done"], 2);
+    let copy = back.join("f.txt");
+    edit(&copy, b"file six E");
+    let again = home(&[]);
+    assert_eq!(again["done"], 1, "{again}");
+    assert_eq!(std::fs::read(&copy).expect("read"), b"file six C");
+}

@@ -17,6 +17,7 @@ const SMALL_FILE: u64 = 256 * 1024;
 pub struct Facts {
     pub ino: i64,
     pub mtime_ns: i64,
+    pub ctime_ns: i64,
     pub size: i64,
 }
 
@@ -55,6 +56,7 @@ fn facts_of(m: &std::fs::Metadata) -> Facts {
     Facts {
         ino: m.ino() as i64,
         mtime_ns: crate::store::fs::nanos(m.mtime(), m.mtime_nsec()),
+        ctime_ns: crate::store::fs::nanos(m.ctime(), m.ctime_nsec()),
         size: m.len() as i64,
     }
 }
@@ -66,7 +68,8 @@ fn facts_of(m: &std::fs::Metadata) -> Facts {
 /// finish. (A writer that keeps size and mtime, within the filesystem's timestamp
 /// granularity, goes unseen, as it does for rsync and rclone.) Blocking.
 fn unchanged_since(file: &std::fs::File, at_open: &Facts) -> std::io::Result<()> {
-    if facts_of(&file.metadata()?) != *at_open {
+    let now = facts_of(&file.metadata()?);
+    if (now.ino, now.mtime_ns, now.size) != (at_open.ino, at_open.mtime_ns, at_open.size) {
         return Err(std::io::Error::other(ChangedWhileRead));
     }
     Ok(())

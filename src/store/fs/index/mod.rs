@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS versions (
     path TEXT,
     file_ino INTEGER,
     file_mtime_ns INTEGER,
+    file_ctime_ns INTEGER,
     PRIMARY KEY (bucket, key, seq)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS versions_by_id ON versions (bucket, key, version_id);
@@ -156,10 +157,15 @@ pub struct VersionRow {
     pub path: Option<String>,
     pub file_ino: Option<i64>,
     pub file_mtime_ns: Option<i64>,
+    /// The file's change time when its row was made from the file as found (a scan, a
+    /// re-index, a re-dating); `None` for a file Ferry wrote and renamed into place (the
+    /// rename moves it), which is then known by inode, mtime and size alone.
+    pub file_ctime_ns: Option<i64>,
 }
 
 const VCOLS: &str = "bucket, key, seq, version_id, is_latest, delete_marker, size, etag, mtime_ms, \
-                     attrs, checksum, tags, parts_count, path, file_ino, file_mtime_ns";
+                     attrs, checksum, tags, parts_count, path, file_ino, file_mtime_ns, \
+                     file_ctime_ns";
 
 impl VersionRow {
     /// Reads a row selected with [`VCOLS`], in that order.
@@ -181,7 +187,19 @@ impl VersionRow {
             path: r.get(13)?,
             file_ino: r.get(14)?,
             file_mtime_ns: r.get(15)?,
+            file_ctime_ns: r.get(16)?,
         })
+    }
+
+    /// Whether the file at the key's path is the one this row indexed: the same inode,
+    /// mtime and size, and the same change time where the row knows it. Any write moves a
+    /// file's ctime, one whose size and mtime were put back included (a probe's edit with
+    /// `touch -d` kept a stale MD5 trusted by `--checksum` and `--verify`), and no tool sets it.
+    pub fn indexes(&self, ino: i64, mtime_ns: i64, ctime_ns: i64, size: i64) -> bool {
+        self.file_ino == Some(ino)
+            && self.file_mtime_ns == Some(mtime_ns)
+            && self.size == size
+            && self.file_ctime_ns.is_none_or(|c| c == ctime_ns)
     }
 }
 
@@ -236,6 +254,19 @@ impl Index {
         if has_dir == 0 {
             writer
                 .execute_batch("ALTER TABLE buckets ADD COLUMN dir TEXT")
+                .map_err(db_err)?;
+        }
+        // Indexes made before files' change times were recorded.
+        let has_ctime: i64 = writer
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('versions') WHERE name = 'file_ctime_ns'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        if has_ctime == 0 {
+            writer
+                .execute_batch("ALTER TABLE versions ADD COLUMN file_ctime_ns INTEGER")
                 .map_err(db_err)?;
         }
         Ok(Self {
@@ -446,7 +477,7 @@ impl Index {
             )?;
             c.execute(
                 "UPDATE versions SET size = ?4, etag = ?5, mtime_ms = ?6, checksum = ?7, file_ino = ?8, \
-                 file_mtime_ns = ?9, parts_count = NULL, attrs = ?10 \
+                 file_mtime_ns = ?9, parts_count = NULL, attrs = ?10, file_ctime_ns = ?11 \
                  WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
                 params![
                     v.bucket,
@@ -458,7 +489,8 @@ impl Index {
                     v.checksum,
                     v.file_ino,
                     v.file_mtime_ns,
-                    v.attrs
+                    v.attrs,
+                    v.file_ctime_ns
                 ],
             )
             .map(drop)

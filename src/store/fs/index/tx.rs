@@ -7,7 +7,7 @@ use super::{VCOLS, VersionRow};
 
 pub fn tx_insert_version(c: &Connection, v: &VersionRow) -> rusqlite::Result<()> {
     c.prepare_cached(&format!(
-        "INSERT INTO versions ({VCOLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        "INSERT INTO versions ({VCOLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
     ))?
     .execute(params![
         v.bucket,
@@ -25,7 +25,8 @@ pub fn tx_insert_version(c: &Connection, v: &VersionRow) -> rusqlite::Result<()>
         v.parts_count,
         v.path,
         v.file_ino,
-        v.file_mtime_ns
+        v.file_mtime_ns,
+        v.file_ctime_ns
     ])
     .map(drop)
 }
@@ -63,7 +64,8 @@ pub fn tx_insert_part_sizes(
 pub fn tx_update_version(c: &Connection, v: &VersionRow) -> rusqlite::Result<()> {
     c.prepare_cached(
         "UPDATE versions SET is_latest = ?4, path = ?5, tags = ?6, file_ino = ?7, file_mtime_ns = ?8, \
-         size = ?9, etag = ?10, mtime_ms = ?11, checksum = ?12, parts_count = ?13 \
+         size = ?9, etag = ?10, mtime_ms = ?11, checksum = ?12, parts_count = ?13, \
+         file_ctime_ns = ?14 \
          WHERE bucket = ?1 AND key = ?2 AND seq = ?3",
     )?
     .execute(params![
@@ -79,7 +81,8 @@ pub fn tx_update_version(c: &Connection, v: &VersionRow) -> rusqlite::Result<()>
         v.etag,
         v.mtime_ms,
         v.checksum,
-        v.parts_count
+        v.parts_count,
+        v.file_ctime_ns
     ])
     .map(drop)
 }
