@@ -527,3 +527,67 @@ impl Index {
         self.write(move |c| tx_delete_intent(c, id)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, ctime: Option<i64>) -> VersionRow {
+        VersionRow {
+            bucket: "b".into(),
+            key: key.into(),
+            seq: 1,
+            version_id: "null".into(),
+            is_latest: true,
+            delete_marker: false,
+            size: 3,
+            etag: "e".into(),
+            mtime_ms: 1,
+            attrs: "{}".into(),
+            checksum: None,
+            tags: None,
+            parts_count: None,
+            path: None,
+            file_ino: Some(7),
+            file_mtime_ns: Some(1_000_000),
+            file_ctime_ns: ctime,
+        }
+    }
+
+    /// An index an older Ferry made (no `file_ctime_ns`) keeps its rows and gains the column.
+    #[tokio::test]
+    async fn an_older_index_gains_the_change_time() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("index.db");
+        let index = Index::open(&path).await.expect("open");
+        let old = row("old", None);
+        let v = old.clone();
+        index
+            .write(move |c| tx::tx_insert_version(c, &v))
+            .await
+            .expect("insert");
+        drop(index);
+        let c = Connection::open(&path).expect("sqlite");
+        c.execute_batch("ALTER TABLE versions DROP COLUMN file_ctime_ns")
+            .expect("drop the column");
+        drop(c);
+        let index = Index::open(&path).await.expect("reopen");
+        assert_eq!(index.latest("b", "old").await.expect("read"), Some(old));
+        let new = row("new", Some(42));
+        let v = new.clone();
+        index
+            .write(move |c| tx::tx_insert_version(c, &v))
+            .await
+            .expect("insert");
+        assert_eq!(index.latest("b", "new").await.expect("read"), Some(new));
+    }
+
+    /// A row knows its file by ctime only where it recorded one.
+    #[test]
+    fn a_recorded_change_time_must_hold() {
+        assert!(row("k", None).indexes(7, 1_000_000, 99, 3));
+        assert!(row("k", Some(5)).indexes(7, 1_000_000, 5, 3));
+        assert!(!row("k", Some(5)).indexes(7, 1_000_000, 6, 3));
+        assert!(!row("k", None).indexes(8, 1_000_000, 5, 3));
+    }
+}
