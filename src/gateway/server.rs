@@ -155,14 +155,7 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Limited {
         super::guard::drop_unusable_range(&mut req);
         super::guard::join_repeated_metadata(&mut req);
         super::sigv2::bucket_path(&mut req, &self.secret);
-        let subject = super::subject::Subject::of(
-            req.uri(),
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri().authority().map(|a| a.as_str())),
-            self.domain.as_deref(),
-        );
+        let subject = super::subject::Subject::of_request(&req, self.domain.as_deref());
         // Whether the request carries a body (see the `Connection: close` below).
         let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
             || req

@@ -15,7 +15,24 @@ pub(super) struct Subject {
 }
 
 impl Subject {
-    pub(super) fn of(uri: &Uri, host: Option<&str>, domain: Option<&str>) -> Self {
+    /// What the request names (see [`Self::named`]), or nothing for a copy
+    /// (`x-amz-copy-source`): its NoSuchKey or NoSuchBucket is about the source, which the
+    /// path does not name.
+    pub(super) fn of_request<B>(req: &http::Request<B>, domain: Option<&str>) -> Self {
+        if req.headers().contains_key("x-amz-copy-source") {
+            return Self::default();
+        }
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        Self::named(req.uri(), host, domain)
+    }
+
+    /// The bucket, key and upload id `uri` names, taken from its path (path style) or its
+    /// host (virtual-host style under `domain`).
+    fn named(uri: &Uri, host: Option<&str>, domain: Option<&str>) -> Self {
         let decode = |s: &str| {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8()
@@ -101,7 +118,7 @@ mod tests {
     use super::*;
 
     fn of(uri: &str, host: &str, domain: Option<&str>) -> Subject {
-        Subject::of(&uri.parse().expect("uri"), Some(host), domain)
+        Subject::named(&uri.parse().expect("uri"), Some(host), domain)
     }
 
     #[test]

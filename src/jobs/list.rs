@@ -66,6 +66,9 @@ impl<'a> Comparer<'a> {
         // Keys whose listings say "unchanged" but whose source could have been put back with
         // an older time: their copy's `mtime` tells (see `unchanged_by_mtime`).
         let mut ask: Vec<(String, ObjectMeta, ObjectMeta)> = Vec::new();
+        // Keys whose directory copy is dated otherwise than the source's Last-Modified, which
+        // the source's `mtime` metadata may explain (see `unchanged_by_source_mtime`).
+        let mut ask_source: Vec<(String, ObjectMeta, ObjectMeta)> = Vec::new();
         while decided < PAGE {
             let ks = self.src.peek_rel().await.map_err(|source| Error::Listing {
                 side: "source",
@@ -103,6 +106,10 @@ impl<'a> Comparer<'a> {
                         .filter
                         .age((s.last_modified.unix_timestamp_nanos() / 1_000_000) as i64)
                     {
+                        continue;
+                    }
+                    if let Some(d) = d.as_ref().filter(|d| self.asks_source_mtime(&s, d)) {
+                        ask_source.push((key, s, d.clone()));
                         continue;
                     }
                     let unchanged = match &d {
@@ -143,6 +150,7 @@ impl<'a> Comparer<'a> {
             }
         }
         self.unchanged_by_mtime(ask, &mut page).await;
+        self.unchanged_by_source_mtime(ask_source, &mut page).await;
         self.unnamed_tasks(&mut page);
         Ok(page)
     }
@@ -208,6 +216,64 @@ impl<'a> Comparer<'a> {
                 });
             } else {
                 page.unchanged += 1;
+            }
+        }
+    }
+
+    /// Whether a pair needs the source's `mtime` metadata looked at: an object store's
+    /// object (dated by its upload) against a directory's copy of the same size dated
+    /// otherwise. The copy was dated with the source's `mtime` when it had one (a file
+    /// uploaded by rclone or Ferry keeps its own time there), as `rclone copy` dates it.
+    fn asks_source_mtime(&self, s: &ObjectMeta, d: &ObjectMeta) -> bool {
+        !self.opts.checksum
+            && s.size == d.size
+            && !same_time(s.last_modified, d.last_modified)
+            && !self.src.side().store.caps().keeps_modified
+            && self
+                .dst
+                .as_ref()
+                .is_some_and(|c| c.side().store.caps().keeps_modified)
+    }
+
+    /// Decides the pairs of [`Self::asks_source_mtime`]: one HEAD of the source each, many
+    /// at once. A copy dated as the source's `mtime` says is unchanged; any other is copied
+    /// again (the listings' verdict).
+    async fn unchanged_by_source_mtime(
+        &self,
+        ask: Vec<(String, ObjectMeta, ObjectMeta)>,
+        page: &mut Page,
+    ) {
+        use futures::StreamExt;
+        let src = self.src.side();
+        let looked: Vec<(String, ObjectMeta, bool)> = futures::stream::iter(ask)
+            .map(|(key, s, d)| async move {
+                let same = match src.store.head_object(&src.bucket, &s.key, None).await {
+                    Ok(m) => {
+                        m.etag == s.etag
+                            && m.attrs
+                                .user_metadata
+                                .get(crate::transfer::copy::MTIME_KEY)
+                                .and_then(|v| crate::transfer::copy::parse_mtime(v))
+                                .is_some_and(|t| same_time(t, d.last_modified))
+                    }
+                    // Gone or not answering: the copy task finds out.
+                    Err(_) => false,
+                };
+                (key, s, same)
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        for (key, s, same) in looked {
+            if same {
+                page.unchanged += 1;
+            } else {
+                page.tasks.push(NewTask {
+                    key,
+                    action: "copy",
+                    size: s.size as i64,
+                    etag: s.etag,
+                });
             }
         }
     }

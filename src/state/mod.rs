@@ -45,6 +45,9 @@ pub enum Error {
     NoSuchJob(i64),
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// A column an upgrade adds could not be added.
+    #[error("upgrading the state database: {0}")]
+    Upgrade(String),
     /// The embedded database's folder refuses writes (a read-only filesystem, permissions).
     #[error("the state database {file} cannot be written: its folder refuses writes")]
     NotWritable {
@@ -231,7 +234,13 @@ impl Db {
             if !has_column(&mut tx, dialect, table, column).await? {
                 sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(|e| {
+                        Error::Upgrade(format!(
+                            "cannot add column {column} to table {table} (the database role \
+                             needs to own the table, once): {e}"
+                        ))
+                    })?;
             }
         }
         tx.commit().await?;

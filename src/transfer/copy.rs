@@ -162,6 +162,17 @@ pub fn mtime_value(t: OffsetDateTime) -> String {
     format!("{}.{}", t.unix_timestamp(), frac.trim_end_matches('0'))
 }
 
+/// When an object says it was last modified: its [`MTIME_KEY`] metadata (rclone's, and
+/// Ferry's copies of files) where it has one, else its Last-Modified. What a copy into a
+/// directory dates its file with, as `rclone copy` does.
+pub fn source_time(m: &ObjectMeta) -> OffsetDateTime {
+    m.attrs
+        .user_metadata
+        .get(MTIME_KEY)
+        .and_then(|v| parse_mtime(v))
+        .unwrap_or(m.last_modified)
+}
+
 /// The time an [`MTIME_KEY`] value names, if it is one.
 pub fn parse_mtime(v: &str) -> Option<OffsetDateTime> {
     let (secs, frac) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
@@ -240,7 +251,7 @@ pub async fn copy_object(
             }
             return Ok(Outcome::AlreadyThere {
                 size: head.size,
-                modified: head.last_modified,
+                modified: source_time(&head),
             });
         }
         if plan.same_store {
@@ -254,7 +265,7 @@ pub async fn copy_object(
             return Ok(Outcome::Copied {
                 size: m.size,
                 sent: 0,
-                modified: head.last_modified,
+                modified: source_time(&head),
             });
         }
         let layout = source_part_size(it, &head).await?;
@@ -407,7 +418,7 @@ async fn copy_whole(
     Ok(Outcome::Copied {
         size: meta.size,
         sent: meta.size,
-        modified: meta.last_modified,
+        modified: source_time(&meta),
     })
 }
 

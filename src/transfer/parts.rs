@@ -357,7 +357,7 @@ async fn copy_parts_as(
     Ok(Outcome::Copied {
         size: head.size,
         sent,
-        modified: head.last_modified,
+        modified: super::copy::source_time(head),
     })
 }
 

@@ -152,7 +152,10 @@ pub(super) async fn run_job(job: Job<'_>) -> anyhow::Result<bool> {
                 }
             }
             let vanished = live.vanished.load(Ordering::Relaxed);
-            report(db, &r, started.elapsed(), vanished, as_json).await?;
+            // `--json` prints one document: the last job's, when a listing follows this one.
+            if !(as_json && resumed && relist_if_resumed) {
+                report(db, &r, started.elapsed(), vanished, as_json).await?;
+            }
             if vanished > 0 {
                 let keys = live
                     .vanished_keys

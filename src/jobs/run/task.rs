@@ -42,7 +42,8 @@ impl Runner {
                 .head_object(&self.src.bucket, &sk, None)
                 .await
             {
-                Err(store::Error::NoSuchKey { .. }) => {
+                // A key a directory cannot hold (`a//b`, a long segment) is not there either.
+                Err(store::Error::NoSuchKey { .. } | store::Error::Name(_)) => {
                     self.dst
                         .store
                         .delete_object(&self.dst.bucket, &dk, None)

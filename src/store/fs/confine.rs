@@ -123,10 +123,9 @@ impl Root {
         Ok((fd, st))
     }
 
-    /// The inode, modification time (ns) and size of the regular file at `rel`: what tells
-    /// whether it changed since it was indexed. Not a regular file, or reached through a
-    /// symlink: [`NotAFile`].
-    /// The inode, mtime, ctime and size of the regular file at `rel`.
+    /// The inode, modification time, change time (ns) and size of the regular file at
+    /// `rel`: what tells whether it changed since it was indexed. Not a regular file, or
+    /// reached through a symlink: [`NotAFile`].
     pub fn facts(&self, rel: &str) -> io::Result<FileFacts> {
         // Opened for reading (not `O_PATH`): a file the server may not read says so here
         // as it would to a GET.

@@ -134,6 +134,11 @@ pub fn is_unhashed_etag(etag: &str) -> bool {
     etag.len() == 34 && etag.ends_with("-0")
 }
 
+/// Whether `etag` is a multipart upload's (`md5-N`), which no file's MD5 can be compared with.
+pub fn is_multipart_etag(etag: &str) -> bool {
+    etag.len() > 33 && !is_unhashed_etag(etag)
+}
+
 impl FsStore {
     /// Runs a change that frees space (a delete, an abort); if it fails for lack of room,
     /// releases the [`reserve`] and tries once more. Once one succeeds, the reserve is taken
@@ -333,7 +338,7 @@ impl FsStore {
         // re-probe found an edited multipart object keeping rclone's `md5chksum` of the old
         // bytes, and `rclone sync` missing the edit).
         let md5 = |e: &str| e.len() == 32;
-        let multipart = row.etag.len() > 33 && !is_unhashed_etag(&row.etag);
+        let multipart = is_multipart_etag(&row.etag);
         let other_bytes = row.size != size
             || (md5(&row.etag) && md5(&etag) && row.etag != etag)
             || (multipart && moved);

@@ -387,8 +387,11 @@ impl FsStore {
             }
             row.file_mtime_ns = Some(mtime_ns);
             // Known from here on by its change time too (a copy's file in a directory is
-            // dated this way: an edit there that puts size and mtime back shows).
-            row.file_ctime_ns = Some(ctime_ns);
+            // dated this way: an edit there that puts size and mtime back shows). Not a
+            // multipart object's: a chmod (which moves ctime) would make it one re-hashed,
+            // whose MD5 cannot be compared with its ETag, so taken for changed bytes: its
+            // user metadata and ETag lost for nothing (a review's find).
+            row.file_ctime_ns = (!super::is_multipart_etag(&row.etag)).then_some(ctime_ns);
         }
         row.mtime_ms = ns.div_euclid(1_000_000);
         let mut change = Change::new(bucket, key);

@@ -173,8 +173,13 @@ fn a_resumed_mirror_matches_the_source_as_it_is_now() {
     std::fs::write(src.join("zzz-back"), "put back on the source").expect("write");
     std::fs::write(src.join("aaa-new"), "new").expect("write");
     std::fs::write(&first, "edited since it was copied").expect("write");
-    let out = m.run(&args[..args.len() - 2]);
+    let again = [&args[..args.len() - 2], &["--json"]].concat();
+    let out = m.run(&again);
     assert!(out.status.success(), "{}", stderr(&out));
+    // One JSON document: the last job's.
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(report["state"], "done", "{report}");
     assert!(
         stderr(&out).contains("listing both sides again"),
         "{}",

@@ -284,3 +284,77 @@ fn an_edit_that_puts_the_time_back_is_seen_by_checksum_and_verify() {
     assert_eq!(again["done"], 1, "{again}");
     assert_eq!(std::fs::read(&copy).expect("read"), b"file six C");
 }
+
+/// An object's `mtime` metadata (rclone's, and Ferry's copies of files) dates its copy in a
+/// directory, as `rclone copy` dates it: a probe's restore got each file's upload time
+/// instead, and migrating the restored tree back copied every file again.
+#[test]
+fn a_copy_into_a_directory_keeps_the_objects_own_time() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/old");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    dated(&src.join("a.txt"), b"from 2020", 2000);
+    let m = Migrator::new(tmp.path())
+        .creds("DST", ACCESS_KEY, SECRET_KEY)
+        .creds("SRC", ACCESS_KEY, SECRET_KEY);
+    let json =
+        |out: std::process::Output| -> Value { serde_json::from_str(&ok(&out)).expect("json") };
+    let s3 = f.s3.clone();
+    let up = |extra: &[&str]| {
+        let mut args = vec!["migrate", src.to_str().unwrap_or_default(), "s3://kept"];
+        args.extend_from_slice(&["--dst-endpoint", &s3, "--json"]);
+        args.extend_from_slice(extra);
+        json(m.run(&args))
+    };
+    assert_eq!(up(&[])["done"], 1);
+    // An object rclone uploaded: its time is in `mtime`, seconds with nine decimals.
+    let body = tmp.path().join("body");
+    std::fs::write(&body, "by rclone").expect("write");
+    f.ok(&f.aws(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "kept",
+        "--key",
+        "b.txt",
+        "--body",
+        body.to_str().unwrap_or_default(),
+        "--metadata",
+        "mtime=1577934245.123456789",
+    ]));
+    let back = tmp.path().join("restore/back");
+    let down = || {
+        let mut args = vec!["migrate", "s3://kept", back.to_str().unwrap_or_default()];
+        args.extend_from_slice(&["--src-endpoint", &s3, "--json"]);
+        json(m.run(&args))
+    };
+    assert_eq!(down()["done"], 2);
+    let mtime = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .expect("mtime")
+    };
+    assert_eq!(mtime(&back.join("a.txt")), mtime(&src.join("a.txt")));
+    assert_eq!(
+        mtime(&back.join("b.txt")),
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(1_577_934_245_123_456_789)
+    );
+    // Both directions now agree nothing changed.
+    let again = down();
+    assert_eq!(
+        (again["done"].as_i64(), again["unchanged"].as_i64()),
+        (Some(0), Some(2)),
+        "{again}"
+    );
+    let up_again = {
+        let mut args = vec!["migrate", back.to_str().unwrap_or_default(), "s3://kept"];
+        args.extend_from_slice(&["--dst-endpoint", &s3, "--json"]);
+        json(m.run(&args))
+    };
+    assert_eq!(
+        (up_again["done"].as_i64(), up_again["unchanged"].as_i64()),
+        (Some(0), Some(2)),
+        "{up_again}"
+    );
+}

@@ -164,4 +164,8 @@ e = expect_error(lambda: s3.list_objects_v2(Bucket="no-such-bucket-y"), "NoSuchB
 assert e.response["Error"].get("BucketName") == "no-such-bucket-y", e.response
 e = expect_error(lambda: s3.list_parts(Bucket=B, Key="mp", UploadId="00ff"), "NoSuchUpload", 404)
 assert e.response["Error"].get("UploadId") == "00ff", e.response
+# A copy's NoSuchKey is about its source, which the path does not name: not the destination.
+e = expect_error(lambda: s3.copy_object(Bucket=B, Key="copy-target", CopySource={"Bucket": B, "Key": "no-source"}),
+                 "NoSuchKey", 404)
+assert e.response["Error"].get("Key") != "copy-target", e.response
 print("subjects: ok")
