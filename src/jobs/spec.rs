@@ -26,8 +26,13 @@ pub enum Endpoint {
         bucket: String,
         prefix: String,
     },
-    /// A local directory (an fs store rooted at its parent; the bucket is its name).
-    Dir { path: PathBuf },
+    /// A local directory (an fs store rooted at its parent; the bucket is its name), on the
+    /// machine that made the job (`None` in jobs recorded before machines were).
+    Dir {
+        path: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        machine: Option<String>,
+    },
 }
 
 impl Endpoint {
@@ -69,6 +74,7 @@ impl Endpoint {
             std::path::absolute(s).map_err(|e| Error::Usage(format!("directory {s:?}: {e}")))?;
         Ok(Endpoint::Dir {
             path: normalize(&path),
+            machine: Some(this_machine()),
         })
     }
 
@@ -89,7 +95,7 @@ impl Endpoint {
                 Some(e) => format!("s3://{bucket}{} at {e}", slash(prefix)),
                 None => format!("s3://{bucket}{}", slash(prefix)),
             },
-            Endpoint::Dir { path } => path.display().to_string(),
+            Endpoint::Dir { path, .. } => path.display().to_string(),
         }
     }
 
@@ -194,7 +200,7 @@ impl MigrateSpec {
                         )));
                     }
                 }
-                Endpoint::Dir { path } => {
+                Endpoint::Dir { path, .. } => {
                     if !path.is_absolute() || normalize(path) != *path {
                         return Err(Error::Usage(format!(
                             "{role} directory {}: an absolute path without `.` or `..` is needed",
@@ -258,6 +264,24 @@ impl MigrateSpec {
 }
 
 pub use super::filter::Filter;
+
+/// This machine, as a directory side records it: its host name and `/etc/machine-id`
+/// (which stays across reboots, and tells apart machines of one host name).
+pub fn this_machine() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    let id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|id| id.trim().chars().take(12).collect::<String>())
+        .unwrap_or_default();
+    if id.is_empty() {
+        host
+    } else {
+        format!("{host}/{id}")
+    }
+}
 
 /// Parses an age (`90s`, `15m`, `12h`, `7d`, `2w`) or a date (`2026-01-31`, RFC 3339) into
 /// a cutoff in ms since the epoch.
@@ -336,7 +360,7 @@ mod tests {
         ));
         assert!(matches!(
             Endpoint::parse("/tmp/x/../data", None, "r"),
-            Ok(Endpoint::Dir { ref path }) if path == std::path::Path::new("/tmp/data")
+            Ok(Endpoint::Dir { ref path, .. }) if path == std::path::Path::new("/tmp/data")
         ));
         assert!(matches!(
             Endpoint::parse("s3://", None, "r"),

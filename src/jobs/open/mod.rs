@@ -210,7 +210,22 @@ impl Opener {
                     stand_in: None,
                 })
             }
-            Endpoint::Dir { path } => self.open_dir(path, role, registry, display).await,
+            Endpoint::Dir { path, machine } => {
+                // Another machine's directory (a `ferry worker` elsewhere on a shared
+                // database): opening this one's directory of that name would split the
+                // copy across machines, each "done" (found by a probe).
+                if let Some(m) = machine
+                    && *m != super::spec::this_machine()
+                {
+                    return Err(Error::Usage(format!(
+                        "{} {display} is a directory of the machine {m}, which made the job; \
+                         only a process there can run it (this is {})",
+                        role.word(),
+                        super::spec::this_machine()
+                    )));
+                }
+                self.open_dir(path, role, registry, display).await
+            }
         }
     }
 }
@@ -336,7 +351,7 @@ async fn open_sides_with(
         false => None,
     };
     let mut opener = opener.deleting(filter);
-    if let (Endpoint::Dir { path: a }, Endpoint::Dir { path: b }) = (&spec.src, &spec.dst) {
+    if let (Endpoint::Dir { path: a, .. }, Endpoint::Dir { path: b, .. }) = (&spec.src, &spec.dst) {
         opener.share_parent = resolved(a).parent() == resolved(b).parent();
     }
     let src = opener.open(&spec.src, Role::Src, registry).await?;
@@ -435,7 +450,7 @@ pub async fn refuse_emptying(src: &Side, dst: &Side) -> Result<()> {
 /// the destination would remove the source's own files, and a copy into a folder inside the
 /// source would land in the tree it is read from.
 fn refuse_nested(src: &Endpoint, dst: &Endpoint) -> Result<()> {
-    if let (Endpoint::Dir { path: a }, Endpoint::Dir { path: b }) = (src, dst) {
+    if let (Endpoint::Dir { path: a, .. }, Endpoint::Dir { path: b, .. }) = (src, dst) {
         let (ra, rb) = (resolved(a), resolved(b));
         if ra.starts_with(&rb) || rb.starts_with(&ra) {
             return Err(Error::Usage(format!(

@@ -148,7 +148,8 @@ fn detached_job_runs_in_the_server_and_the_admin_api_controls_it() {
 
 /// `POST /api/v1/jobs` takes a spec as JSON, not as the CLI parses it: it must refuse what
 /// the CLI refuses (a probe had it record parts of 1 byte, no attempts, `../` and `a//b`
-/// prefixes, and a relative directory), with 400 for a document of the wrong shape too.
+/// prefixes, and a relative directory), with 400 for a document of the wrong shape too, and
+/// a directory of another machine than the server's.
 #[test]
 fn the_jobs_api_refuses_what_the_cli_refuses() {
     let a = Ferry::start();
@@ -245,6 +246,15 @@ fn the_jobs_api_refuses_what_the_cli_refuses() {
                 serde_json::json!({ "part_size": 16 << 20, "multipart_threshold": 64 << 20, "max_attempts": 3, "newer_than_ms": 5000, "older_than_ms": 1000 }),
             ),
             "no time is both",
+        ),
+        // Another machine's directory: a worker there would split the copy across machines.
+        (
+            spec(
+                serde_json::json!({ "kind": "dir", "path": "/tmp", "machine": "elsewhere/0123456789ab" }),
+                store("apidst", ""),
+                good.clone(),
+            ),
+            "only a process there can run it",
         ),
         (r#"{"fingerprint": "x"}"#.to_owned(), "spec"),
         (r#"{"spec": {"src": 1}}"#.to_owned(), "spec"),

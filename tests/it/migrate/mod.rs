@@ -96,9 +96,11 @@ fn dir_spec(
     MigrateSpec {
         src: Endpoint::Dir {
             path: src.to_path_buf(),
+            machine: Some(ferry::jobs::spec::this_machine()),
         },
         dst: Endpoint::Dir {
             path: dst.to_path_buf(),
+            machine: Some(ferry::jobs::spec::this_machine()),
         },
         options: Options {
             include: Vec::new(),
