@@ -54,6 +54,8 @@ pub(super) struct Unlisted {
     pub unreadable: Vec<String>,
     /// Names that are not UTF-8, relative to the bucket.
     pub unnamable: Vec<String>,
+    /// Files whose path no S3 key can be (over 1,024 bytes), relative to the bucket, and why.
+    pub unkeyable: Vec<(String, String)>,
     /// What could not be read, relative to the bucket (a folder with a trailing `/`), and why.
     pub unread_keys: Vec<(String, String)>,
     /// The bucket's folder itself could not be read (nothing of it is listed).
@@ -129,6 +131,7 @@ impl FsStore {
         u.unnamable
             .into_iter()
             .map(|k| (k, why.to_owned()))
+            .chain(u.unkeyable)
             .chain(u.unread_keys)
             .collect()
     }

@@ -126,6 +126,18 @@ pub(super) fn walk(
                 return false;
             }
         } else if m.is_file() {
+            // A path no S3 key can be (over 1,024 bytes) was skipped with a log line only:
+            // a job copied everything else and said "done", 0 failed (a probe; rclone fails
+            // such a file with KeyTooLongError). Named, so a job makes it a dead letter.
+            if let Err(why) = crate::store::ObjectKey::parse(&key) {
+                unlisted
+                    .unkeyable
+                    .push((key.clone(), format!("its path cannot be an S3 key: {why}")));
+                if !skipped(&e.path(), "a path that cannot be an S3 key") {
+                    return false;
+                }
+                continue;
+            }
             let f = Found {
                 key,
                 ino: m.ino() as i64,

@@ -413,7 +413,7 @@ fn an_unreadable_source_folder_stops_a_deleting_job() {
 /// (exit 0): the destination silently lacked them. They are dead letters now, saying why, the
 /// run exits 1, a dry run names them, and `retry-dead` leaves them (a rename is the fix).
 #[test]
-fn names_that_are_not_utf8_are_reported_not_skipped() {
+fn names_that_are_not_utf8_or_too_long_are_reported_not_skipped() {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     let tmp = tempfile::tempdir().expect("tmp");
@@ -422,6 +422,9 @@ fn names_that_are_not_utf8_are_reported_not_skipped() {
     write_file(&src.join("ok.txt"), 10, 1);
     write_file(&src.join(OsStr::from_bytes(b"caf\xe9.txt")), 10, 2);
     write_file(&src.join(OsStr::from_bytes(b"d\xfcr/inner.txt")), 10, 3);
+    // A path longer than an S3 key may be (1,024 bytes): reported too, not skipped.
+    let long: std::path::PathBuf = (0..5).map(|i| format!("{i}{}", "l".repeat(240))).collect();
+    write_file(&src.join(&long).join("deep.txt"), 10, 4);
     let m = Migrator::new(tmp.path())
         .creds("SRC", ACCESS_KEY, SECRET_KEY)
         .creds("DST", ACCESS_KEY, SECRET_KEY);
@@ -441,6 +444,10 @@ fn names_that_are_not_utf8_are_reported_not_skipped() {
         "{dry}"
     );
     assert!(dry.contains("would copy ok.txt"), "{dry}");
+    assert!(
+        dry.contains("deep.txt: its path cannot be an S3 key"),
+        "{dry}"
+    );
 
     let out = run(&[]);
     let err = super::stderr(&out);
@@ -450,6 +457,10 @@ fn names_that_are_not_utf8_are_reported_not_skipped() {
         "{err}"
     );
     assert!(err.contains("could not copy d\\xFCr/: its name"), "{err}");
+    assert!(
+        err.contains("deep.txt: its path cannot be an S3 key"),
+        "{err}"
+    );
     let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://latin1/"]));
     assert!(ls.contains("ok.txt"), "{ls}");
 
