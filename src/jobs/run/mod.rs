@@ -270,6 +270,11 @@ impl Runner {
         go: &watch::Sender<bool>,
         stop: &watch::Sender<bool>,
     ) -> Result<Ended> {
+        // The state database not answering (a restart, a failover) is ridden out as an S3
+        // side's outage is: a probe's 30 s PostgreSQL restart ended the foreground run (exit
+        // 1) and left its workers idle for another 30 s. The workers' claims and commits
+        // retry on their own; past OUTAGE_LIMIT the run ends and the job waits.
+        let mut unanswered: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
@@ -282,7 +287,22 @@ impl Runner {
             if let Some(why) = self.live.halted() {
                 return Err(super::Error::Halted(why));
             }
-            let rec = self.db.job(self.job).await?;
+            let rec = match self.db.job(self.job).await {
+                Ok(rec) => {
+                    if unanswered.take().is_some() {
+                        tracing::info!(job = self.job, "the state database answers again");
+                    }
+                    rec
+                }
+                Err(e) => {
+                    let since = *unanswered.get_or_insert_with(Instant::now);
+                    if since.elapsed() > OUTAGE_LIMIT {
+                        return Err(e.into());
+                    }
+                    tracing::warn!(job = self.job, error = %e, "the state database does not answer; waiting for it");
+                    continue;
+                }
+            };
             match rec.state.as_str() {
                 job_state::RUNNING => {}
                 job_state::PAUSED => {
@@ -297,12 +317,20 @@ impl Runner {
             go.send_if_modified(|g| !std::mem::replace(g, true));
             stop.send_if_modified(|s| std::mem::replace(s, false));
             if rec.listing_done && self.live.in_flight.load(Ordering::Relaxed) == 0 {
-                let c = self.db.task_counts(self.job).await?;
+                // Failing here, the next round asks again (the database going away between
+                // two calls).
+                let Ok(c) = self.db.task_counts(self.job).await else {
+                    continue;
+                };
                 // The counts are a hint; the transition checks them again itself, so a
                 // `retry-dead` between the two does not leave a done job with tasks queued.
                 if c.pending == 0
                     && c.running == 0
-                    && self.db.finish_job(self.job, crate::state::now_ms()).await?
+                    && self
+                        .db
+                        .finish_job(self.job, crate::state::now_ms())
+                        .await
+                        .unwrap_or(false)
                 {
                     return Ok(Ended::Done(self.db.job(self.job).await?));
                 }

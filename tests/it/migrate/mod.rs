@@ -12,6 +12,7 @@ mod faults;
 mod fence;
 mod filters;
 mod integrity;
+mod outage;
 mod resume;
 mod sides;
 mod times;

@@ -1,0 +1,86 @@
+//! The state database going away mid-job (a PostgreSQL restart, a failover). A probe's 30 s
+//! restart ended the foreground `ferry migrate` (exit 1, "pool timed out") and left the
+//! job idle: the run now waits for the database, as it waits out an S3 side's outage.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::*;
+
+/// A TCP proxy (`py/tcp_gate.py`) in front of the test PostgreSQL that drops every
+/// connection, and refuses new ones, while `cut` exists.
+struct Gate(std::process::Child);
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `url` through a gate: the gate and the URL that goes through it.
+fn gated(url: &str, cut: &Path) -> (Gate, String) {
+    let at = url.find("@127.0.0.1:").expect("a local PostgreSQL URL") + "@127.0.0.1:".len();
+    let end = at + url[at..].find('/').expect("a database name");
+    let mut child = Command::new(crate::support::venv_bin("python"))
+        .arg(crate::support::repo().join("tests/it/py/tcp_gate.py"))
+        .arg(&url[at..end])
+        .arg(cut)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gate");
+    let port = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port");
+        line.trim().to_owned()
+    };
+    let through = format!("{}{port}{}", &url[..at], &url[end..]);
+    (Gate(child), through)
+}
+
+#[test]
+fn a_state_database_outage_is_waited_out() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cut = tmp.path().join("cut");
+    let (_gate, db) = gated(&fresh_pg_database(), &cut);
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/outage");
+    for i in 0..60 {
+        write_file(&src.join(format!("f{i:02}")), 20 * 1024, i);
+    }
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let log = tmp.path().join("migrate.log");
+    let mut child = m.spawn(
+        &[
+            "migrate",
+            src.to_str().unwrap_or_default(),
+            "s3://outage",
+            "--dst-endpoint",
+            &f.s3,
+            "--db",
+            &db,
+            "--workers",
+            "4",
+            "--bandwidth-limit",
+            "100K",
+        ],
+        &log,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::write(&cut, "").expect("cut the database off");
+    std::thread::sleep(Duration::from_secs(35));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the run ended while the database was away:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    std::fs::remove_file(&cut).expect("bring it back");
+    let status = wait_for(&mut child, Duration::from_secs(180), &log);
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{said}");
+    let ls = f.ok(&f.aws(&["s3", "ls", "s3://outage/"]));
+    assert_eq!(ls.lines().count(), 60, "{ls}\n{said}");
+}
