@@ -178,46 +178,25 @@ impl<'a> Comparer<'a> {
         ask: Vec<(String, ObjectMeta, ObjectMeta)>,
         page: &mut Page,
     ) {
-        use futures::StreamExt;
         let Some(dst) = self.dst.as_ref().map(|c| c.side()) else {
             page.unchanged += ask.len() as i64;
             return;
         };
-        let looked: Vec<(String, ObjectMeta, bool)> = futures::stream::iter(ask)
-            .map(|(key, s, d)| async move {
-                let differs = match dst.store.head_object(&dst.bucket, &d.key, None).await {
-                    Ok(m) => m
-                        .attrs
-                        .user_metadata
-                        .get(crate::transfer::copy::MTIME_KEY)
-                        .and_then(|v| crate::transfer::copy::parse_mtime(v))
-                        // An exact time, not a listing's rounded one: compared to the
-                        // millisecond a directory's listing gives (a restore's whole-second
-                        // time against a copy's `.7` is a change).
-                        .is_some_and(|t| {
-                            t.unix_timestamp_nanos() / 1_000_000
-                                != s.last_modified.unix_timestamp_nanos() / 1_000_000
-                        }),
-                    // Not there any more, or not answering: the copy task finds out.
-                    Err(_) => true,
-                };
-                (key, s, differs)
-            })
-            .buffer_unordered(32)
-            .collect()
-            .await;
-        for (key, s, differs) in looked {
-            if differs {
-                page.tasks.push(NewTask {
-                    key,
-                    action: "copy",
-                    size: s.size as i64,
-                    etag: s.etag,
-                });
-            } else {
-                page.unchanged += 1;
+        settle(ask, page, |s, d| async move {
+            match dst.store.head_object(&dst.bucket, &d.key, None).await {
+                Ok(m) => mtime_of(&m)
+                    // An exact time, not a listing's rounded one: compared to the
+                    // millisecond a directory's listing gives (a restore's whole-second
+                    // time against a copy's `.7` is a change).
+                    .is_some_and(|t| {
+                        t.unix_timestamp_nanos() / 1_000_000
+                            != s.last_modified.unix_timestamp_nanos() / 1_000_000
+                    }),
+                // Not there any more, or not answering: the copy task finds out.
+                Err(_) => true,
             }
-        }
+        })
+        .await;
     }
 
     /// Whether a pair needs the source's `mtime` metadata looked at: an object store's
@@ -243,39 +222,17 @@ impl<'a> Comparer<'a> {
         ask: Vec<(String, ObjectMeta, ObjectMeta)>,
         page: &mut Page,
     ) {
-        use futures::StreamExt;
         let src = self.src.side();
-        let looked: Vec<(String, ObjectMeta, bool)> = futures::stream::iter(ask)
-            .map(|(key, s, d)| async move {
-                let same = match src.store.head_object(&src.bucket, &s.key, None).await {
-                    Ok(m) => {
-                        m.etag == s.etag
-                            && m.attrs
-                                .user_metadata
-                                .get(crate::transfer::copy::MTIME_KEY)
-                                .and_then(|v| crate::transfer::copy::parse_mtime(v))
-                                .is_some_and(|t| same_time(t, d.last_modified))
-                    }
-                    // Gone or not answering: the copy task finds out.
-                    Err(_) => false,
-                };
-                (key, s, same)
-            })
-            .buffer_unordered(32)
-            .collect()
-            .await;
-        for (key, s, same) in looked {
-            if same {
-                page.unchanged += 1;
-            } else {
-                page.tasks.push(NewTask {
-                    key,
-                    action: "copy",
-                    size: s.size as i64,
-                    etag: s.etag,
-                });
+        settle(ask, page, |s, d| async move {
+            match src.store.head_object(&src.bucket, &s.key, None).await {
+                Ok(m) => {
+                    m.etag != s.etag || !mtime_of(&m).is_some_and(|t| same_time(t, d.last_modified))
+                }
+                // Gone or not answering: the copy task finds out.
+                Err(_) => true,
             }
-        }
+        })
+        .await;
     }
 
     /// Keys Ferry cannot name (`a//b` on an S3 server): a task each, which fails at once into
@@ -362,6 +319,44 @@ impl<'a> Comparer<'a> {
                 self.opaque.store(true, Relaxed);
                 false
             }
+        }
+    }
+}
+
+/// The time an object's `mtime` metadata names, if it has one.
+fn mtime_of(m: &ObjectMeta) -> Option<time::OffsetDateTime> {
+    m.attrs
+        .user_metadata
+        .get(crate::transfer::copy::MTIME_KEY)
+        .and_then(|v| crate::transfer::copy::parse_mtime(v))
+}
+
+/// Asks `changed` of each pair (a HEAD, say), 32 at once, and records the verdicts in
+/// `page`: a copy task for each changed key, the count of the others.
+async fn settle<F, Fut>(ask: Vec<(String, ObjectMeta, ObjectMeta)>, page: &mut Page, changed: F)
+where
+    F: Fn(ObjectMeta, ObjectMeta) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    use futures::StreamExt;
+    let looked: Vec<(String, ObjectMeta, bool)> = futures::stream::iter(ask)
+        .map(|(key, s, d)| {
+            let verdict = changed(s.clone(), d);
+            async move { (key, s, verdict.await) }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for (key, s, changed) in looked {
+        if changed {
+            page.tasks.push(NewTask {
+                key,
+                action: "copy",
+                size: s.size as i64,
+                etag: s.etag,
+            });
+        } else {
+            page.unchanged += 1;
         }
     }
 }

@@ -170,6 +170,9 @@ pub fn source_time(m: &ObjectMeta) -> OffsetDateTime {
         .user_metadata
         .get(MTIME_KEY)
         .and_then(|v| parse_mtime(v))
+        // A file's time is nanoseconds in an i64 (1677 to 2262): a value beyond (a probe's
+        // year 1) became 2262 on the file, and that date went back to the object.
+        .filter(|t| i64::try_from(t.unix_timestamp_nanos()).is_ok())
         .unwrap_or(m.last_modified)
 }
 
@@ -430,6 +433,37 @@ pub(super) fn pinned(m: &ObjectMeta) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::{MTIME_KEY, ObjectMeta, OffsetDateTime, source_time};
+
+    /// An object's `mtime` dates a directory's copy only where a file can hold it.
+    #[test]
+    fn a_source_time_out_of_a_files_range_is_not_taken() {
+        let mut m = ObjectMeta {
+            key: crate::store::ObjectKey::parse("k").expect("key"),
+            version_id: "null".into(),
+            is_latest: true,
+            delete_marker: false,
+            size: 1,
+            etag: String::new(),
+            last_modified: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time"),
+            attrs: Default::default(),
+            checksum: None,
+            tag_count: 0,
+            parts_count: None,
+            opaque_etag: false,
+        };
+        for (value, secs) in [
+            ("1577934245.123456789", 1_577_934_245),
+            ("-62135596800", 1_700_000_000),
+            ("abc", 1_700_000_000),
+        ] {
+            m.attrs
+                .user_metadata
+                .insert(MTIME_KEY.to_owned(), value.to_owned());
+            assert_eq!(source_time(&m).unix_timestamp(), secs, "{value}");
+        }
+    }
+
     #[test]
     fn multipart_etag_is_md5_of_part_md5s() {
         // Two parts whose MD5s are those of "a" and "b".

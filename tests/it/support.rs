@@ -540,18 +540,21 @@ pub fn fault_proxy(upstream: &str, rate: &str, stats: &Path, flags: &[&str]) -> 
         .stdout(Stdio::piped())
         .spawn()
         .expect("proxy");
-    let port = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("port");
-        line.trim().to_owned()
-    };
+    let port = printed_port(&mut child);
     Proxy {
         child,
         endpoint: format!("http://127.0.0.1:{port}"),
     }
+}
+
+/// The port a helper script prints on its first line of stdout once it listens.
+pub fn printed_port(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    line.trim().to_owned()
 }
 
 /// `chattr +i` / `-i` on `path`: root is refused moves in an immutable folder and of an

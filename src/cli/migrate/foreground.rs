@@ -152,8 +152,9 @@ pub(super) async fn run_job(job: Job<'_>) -> anyhow::Result<bool> {
                 }
             }
             let vanished = live.vanished.load(Ordering::Relaxed);
-            // `--json` prints one document: the last job's, when a listing follows this one.
-            if !(as_json && resumed && relist_if_resumed) {
+            // `--json` prints one document: the last job's, when a listing follows this one
+            // (it does not after dead letters: the run ends with them).
+            if !(as_json && resumed && relist_if_resumed && r.dead == 0) {
                 report(db, &r, started.elapsed(), vanished, as_json).await?;
             }
             if vanished > 0 {

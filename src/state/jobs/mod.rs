@@ -189,6 +189,27 @@ async fn lock_job(tx: &mut sqlx::Transaction<'_, sqlx::Any>, job: i64) -> Result
     Ok(())
 }
 
+/// Records a new running job; returns its id.
+async fn insert_job<'e>(
+    ex: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    kind: &str,
+    spec: &serde_json::Value,
+    fingerprint: &str,
+    now_ms: i64,
+) -> Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO jobs (kind, spec, fingerprint, state, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+    )
+    .bind(kind)
+    .bind(spec.to_string())
+    .bind(fingerprint)
+    .bind(job_state::RUNNING)
+    .bind(now_ms)
+    .fetch_one(ex)
+    .await?;
+    Ok(row.try_get("id")?)
+}
+
 impl Db {
     pub async fn create_job(
         &self,
@@ -197,17 +218,7 @@ impl Db {
         fingerprint: &str,
         now_ms: i64,
     ) -> Result<i64> {
-        let row = sqlx::query(
-            "INSERT INTO jobs (kind, spec, fingerprint, state, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-        )
-        .bind(kind)
-        .bind(spec.to_string())
-        .bind(fingerprint)
-        .bind(job_state::RUNNING)
-        .bind(now_ms)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("id")?)
+        insert_job(&self.pool, kind, spec, fingerprint, now_ms).await
     }
 
     /// The unfinished job with this fingerprint, or a new one: `(id, created)`. Decided in
@@ -243,17 +254,7 @@ impl Db {
             tx.commit().await?;
             return Ok((row.try_get("id")?, false));
         }
-        let row = sqlx::query(
-            "INSERT INTO jobs (kind, spec, fingerprint, state, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-        )
-        .bind(kind)
-        .bind(spec.to_string())
-        .bind(fingerprint)
-        .bind(job_state::RUNNING)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        let id = row.try_get("id")?;
+        let id = insert_job(&mut *tx, kind, spec, fingerprint, now_ms).await?;
         tx.commit().await?;
         Ok((id, true))
     }

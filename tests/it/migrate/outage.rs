@@ -29,14 +29,7 @@ fn gated(url: &str, cut: &Path) -> (Gate, String) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("gate");
-    let port = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("port");
-        line.trim().to_owned()
-    };
+    let port = crate::support::printed_port(&mut child);
     let through = format!("{}{port}{}", &url[..at], &url[end..]);
     (Gate(child), through)
 }

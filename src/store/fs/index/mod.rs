@@ -243,31 +243,24 @@ impl Index {
     pub async fn open(path: &Path) -> Result<Self> {
         let writer = open_conn(path, false)?;
         writer.execute_batch(SCHEMA).map_err(db_err)?;
-        // Indexes made before buckets recorded their folder.
-        let has_dir: i64 = writer
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('buckets') WHERE name = 'dir'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(db_err)?;
-        if has_dir == 0 {
-            writer
-                .execute_batch("ALTER TABLE buckets ADD COLUMN dir TEXT")
+        // Columns later versions added, for indexes made before: buckets' recorded folder,
+        // files' change times.
+        for (table, column, ty) in [
+            ("buckets", "dir", "TEXT"),
+            ("versions", "file_ctime_ns", "INTEGER"),
+        ] {
+            let has: i64 = writer
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    [table, column],
+                    |r| r.get(0),
+                )
                 .map_err(db_err)?;
-        }
-        // Indexes made before files' change times were recorded.
-        let has_ctime: i64 = writer
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('versions') WHERE name = 'file_ctime_ns'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(db_err)?;
-        if has_ctime == 0 {
-            writer
-                .execute_batch("ALTER TABLE versions ADD COLUMN file_ctime_ns INTEGER")
-                .map_err(db_err)?;
+            if has == 0 {
+                writer
+                    .execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
+                    .map_err(db_err)?;
+            }
         }
         Ok(Self {
             path: path.to_path_buf(),
