@@ -38,6 +38,8 @@ pub struct Comparer<'a> {
     /// A HEAD showed that a side's ETags are not MD5s (SSE-KMS): differing ETags tell
     /// nothing there, so the default mode stops asking (two HEADs per object otherwise).
     opaque: std::sync::atomic::AtomicBool,
+    /// `--checksum` met a pair whose content cannot be compared (said once per listing).
+    size_only: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Comparer<'a> {
@@ -57,6 +59,7 @@ impl<'a> Comparer<'a> {
             src_what: names.0,
             dst_what: names.1,
             opaque: std::sync::atomic::AtomicBool::new(false),
+            size_only: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -282,10 +285,21 @@ impl<'a> Comparer<'a> {
         }
         if self.opts.checksum {
             let mut same = diff::same_content(s, d);
-            if same == Some(false)
+            // Differing ETags, or ones that cannot be compared (a multipart upload's): HEAD
+            // both, whose `md5chksum` or checksums may settle it.
+            if same != Some(true)
                 && let Some(dst) = &self.dst
             {
                 same = diff::confirm(self.src.side(), dst.side(), s, d).await;
+            }
+            if same.is_none()
+                && !self
+                    .size_only
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(key = %s.key,
+                    "--checksum compares this object (and any other like it) by size only: \
+                     one side's ETag is of its parts and carries no MD5 (md5chksum) to compare");
             }
             return same == Some(false);
         }

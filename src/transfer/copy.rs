@@ -152,6 +152,31 @@ impl Item<'_> {
 /// seconds with a fraction).
 pub const MTIME_KEY: &str = "mtime";
 
+/// The user metadata key rclone keeps an object's MD5 in (`X-Amz-Meta-Md5chksum`, base64)
+/// where its ETag is not the MD5: a multipart upload's. Ferry writes it on a copy in parts
+/// whose source's MD5 it knows, and reads it (with rclone's) to compare content.
+pub const MD5_KEY: &str = "md5chksum";
+
+/// The MD5 an object vouches for: its ETag when that is the body's MD5, else its
+/// [`MD5_KEY`] metadata (a listing carries no metadata: HEAD's does).
+pub fn vouched_md5(m: &ObjectMeta) -> Option<[u8; 16]> {
+    use base64::Engine as _;
+    if plain_md5(m) {
+        return <[u8; 16]>::try_from(hex::decode(&m.etag).ok()?).ok();
+    }
+    let v = m.attrs.user_metadata.get(MD5_KEY)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v.trim())
+        .ok()?;
+    <[u8; 16]>::try_from(raw).ok()
+}
+
+/// Whether an object's ETag is its body's MD5 (not a multipart upload's, an SSE-KMS or
+/// SSE-C one, or an fs store's unhashed file's).
+pub fn plain_md5(m: &ObjectMeta) -> bool {
+    m.etag.len() == 32 && m.etag.bytes().all(|b| b.is_ascii_hexdigit()) && !m.opaque_etag
+}
+
 /// `t` as rclone writes it in [`MTIME_KEY`]: seconds, and a fraction without trailing zeros.
 pub fn mtime_value(t: OffsetDateTime) -> String {
     let nanos = t.nanosecond();
@@ -356,8 +381,7 @@ async fn copy_whole(
     };
     let checksum = meta.checksum.clone().filter(|c| !c.composite);
     // An ETag that is not the MD5 (SSE-KMS, SSE-C) cannot check the copy.
-    let plain = meta.etag.len() == 32 && meta.etag.bytes().all(|b| b.is_ascii_hexdigit());
-    let want_md5 = (plain && !meta.opaque_etag).then(|| meta.etag.clone());
+    let want_md5 = plain_md5(&meta).then(|| meta.etag.clone());
     let source_md5 = want_md5
         .as_deref()
         .and_then(|m| <[u8; 16]>::try_from(hex::decode(m).ok()?).ok());

@@ -199,6 +199,15 @@ pub fn same_content(a: &ObjectMeta, b: &ObjectMeta) -> Option<bool> {
     if a.etag == b.etag {
         return Some(true);
     }
+    // A multipart object's MD5 in its `md5chksum` metadata (rclone's, and Ferry's copies in
+    // parts), against the other's ETag or metadata: HEAD's answers carry it.
+    let (ma, mb) = (
+        crate::transfer::copy::vouched_md5(a),
+        crate::transfer::copy::vouched_md5(b),
+    );
+    if let (Some(ma), Some(mb)) = (ma, mb) {
+        return Some(ma == mb);
+    }
     None
 }
 

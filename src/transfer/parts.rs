@@ -11,7 +11,10 @@
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 
-use super::copy::{Item, Journal, Outcome, Plan, Resume, multipart_etag, pinned, tags_needed};
+use super::copy::{
+    Item, Journal, MD5_KEY, Outcome, Plan, Resume, multipart_etag, pinned, plain_md5, tags_needed,
+    vouched_md5,
+};
 use super::throttle::meter;
 use crate::store::digest::ChecksumHasher;
 use crate::store::{
@@ -243,7 +246,17 @@ async fn copy_parts_as(
             } else {
                 Vec::new()
             };
-            let attrs = it.dest_attrs(plan, head);
+            let mut attrs = it.dest_attrs(plan, head);
+            // The object's ETag will be of its parts: its MD5 goes in `md5chksum`, as rclone
+            // writes it, so a later `--checksum` or `verify` compares content, not size.
+            // (A source whose ETag is its MD5 is believed over any `md5chksum` it carries.)
+            if plain_md5(head)
+                && let Some(md5) = vouched_md5(head)
+            {
+                use base64::Engine as _;
+                let value = base64::engine::general_purpose::STANDARD.encode(md5);
+                attrs.user_metadata.insert(MD5_KEY.to_owned(), value);
+            }
             let opts = |whole: Option<&Checksum>| PutOptions {
                 attrs: attrs.clone(),
                 tags: tags.clone(),

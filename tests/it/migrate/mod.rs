@@ -4,6 +4,7 @@
 //! on PostgreSQL.
 
 mod changing;
+mod checksum;
 mod control;
 mod deletes;
 mod detach;
@@ -181,6 +182,20 @@ fn counter(f: &Ferry, name: &str, labels: &str) -> f64 {
 
 fn mib(n: usize) -> usize {
     n << 20
+}
+
+/// Writes `body` over `path` and puts its modification time back: the same size (when
+/// `body` has it), the same mtime, other bytes (an edit size and time cannot show).
+fn edit_keeping_time(path: &Path, body: &[u8]) {
+    let when = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    std::fs::write(path, body).expect("edit");
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|h| h.set_modified(when))
+        .expect("put the time back");
 }
 
 /// A small xorshift generator (the tests print their seed, so a failure can be replayed).

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::Migrator;
+use super::{Migrator, edit_keeping_time};
 use crate::support::{ACCESS_KEY, Ferry, SECRET_KEY, ok};
 
 fn dated(path: &std::path::Path, body: &[u8], days_ago: u64) {
@@ -237,18 +237,7 @@ fn an_edit_that_puts_the_time_back_is_seen_by_checksum_and_verify() {
         args.extend_from_slice(extra);
         m.run(&args)
     };
-    // The same size, the same mtime, other bytes.
-    let edit = |path: &std::path::Path, body: &[u8]| {
-        let when = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .expect("mtime");
-        std::fs::write(path, body).expect("edit");
-        std::fs::File::options()
-            .write(true)
-            .open(path)
-            .and_then(|h| h.set_modified(when))
-            .expect("put the time back");
-    };
+    let edit = edit_keeping_time;
     let json =
         |out: std::process::Output| -> Value { serde_json::from_str(&ok(&out)).expect("json") };
     let cat = |url: &str| ok(&f.aws(&["s3", "cp", url, "-"]));
