@@ -33,6 +33,10 @@ pub enum Error {
     Silent { url: String, secs: u64 },
     #[error("state database: {0}")]
     Query(#[from] sqlx::Error),
+    /// A call that got no answer in time: its connection may have gone half-open (a NAT or
+    /// a failover dropped it without a word), which sqlx would wait on for ever.
+    #[error("state database: no answer within {secs} s")]
+    Stalled { secs: u64 },
     #[error("a store named {0:?} is already registered")]
     StoreExists(String),
     #[error("no store named {0:?} is registered")]

@@ -53,6 +53,20 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(200);
 /// Finished tasks marked done per transaction, at most.
 const COMMIT_BATCH: usize = 512;
+/// How long one call to the state database from the run's loops may take (SQLite waits up
+/// to 30 s for a lock): a call on a connection gone half-open never ends, and a run's
+/// watcher stuck so never saw its job complete (a test's cut of the database, once).
+const DB_CALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// `call`, failed as [`crate::state::Error::Stalled`] past [`DB_CALL_LIMIT`].
+async fn bounded<T, E: From<crate::state::Error>>(
+    call: impl std::future::Future<Output = std::result::Result<T, E>>,
+) -> std::result::Result<T, E> {
+    let secs = DB_CALL_LIMIT.as_secs();
+    tokio::time::timeout(DB_CALL_LIMIT, call)
+        .await
+        .unwrap_or_else(|_| Err(crate::state::Error::Stalled { secs }.into()))
+}
 
 /// How this process runs its share of a job.
 #[derive(Clone)]
@@ -148,6 +162,9 @@ pub struct Runner {
     queued_bytes: AtomicU64,
     /// Since when a side has not answered (no copy has succeeded since), if one has not.
     down_since: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The tasks this process holds (claimed, and not yet recorded done or given back):
+    /// the heartbeat renews these leases only (see [`Db::renew_leases`]).
+    held: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 /// How long a side may not answer before a run of the job stops (see `failed`).
@@ -205,6 +222,7 @@ impl Runner {
             fence: Arc::new(Fence::new()),
             queued_bytes: AtomicU64::new(0),
             down_since: std::sync::Mutex::new(None),
+            held: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -287,7 +305,7 @@ impl Runner {
             if let Some(why) = self.live.halted() {
                 return Err(super::Error::Halted(why));
             }
-            let rec = match self.db.job(self.job).await {
+            let rec = match bounded(self.db.job(self.job)).await {
                 Ok(rec) => {
                     if unanswered.take().is_some() {
                         tracing::info!(job = self.job, "the state database answers again");
@@ -319,20 +337,18 @@ impl Runner {
             if rec.listing_done && self.live.in_flight.load(Ordering::Relaxed) == 0 {
                 // Failing here, the next round asks again (the database going away between
                 // two calls).
-                let Ok(c) = self.db.task_counts(self.job).await else {
+                let Ok(c) = bounded(self.db.task_counts(self.job)).await else {
                     continue;
                 };
                 // The counts are a hint; the transition checks them again itself, so a
                 // `retry-dead` between the two does not leave a done job with tasks queued.
                 if c.pending == 0
                     && c.running == 0
-                    && self
-                        .db
-                        .finish_job(self.job, crate::state::now_ms())
+                    && bounded(self.db.finish_job(self.job, crate::state::now_ms()))
                         .await
                         .unwrap_or(false)
                 {
-                    return Ok(Ended::Done(self.db.job(self.job).await?));
+                    return Ok(Ended::Done(bounded(self.db.job(self.job)).await?));
                 }
             }
         }
@@ -350,23 +366,21 @@ impl Runner {
                     "this process's task leases may have expired: the copies in flight stop"
                 );
             }
-            match self
-                .db
-                .renew_leases(&self.owner, crate::state::now_ms() + LEASE_MS)
-                .await
-            {
+            let held: Vec<i64> = self.held().iter().copied().collect();
+            let lease = crate::state::now_ms() + LEASE_MS;
+            match bounded(self.db.renew_leases(&self.owner, &held, lease)).await {
                 Ok(()) => self.fence.renewed(sent),
                 Err(e) => {
                     tracing::warn!(job = self.job, error = %e, "renewing task leases failed")
                 }
             }
             let now = crate::state::now_ms();
-            if let Err(e) = self.db.runner_alive(self.job, &self.owner, now).await {
+            if let Err(e) = bounded(self.db.runner_alive(self.job, &self.owner, now)).await {
                 tracing::warn!(job = self.job, error = %e, "recording this process's heartbeat failed");
             }
             // A process of this host that died while this one runs: its tasks come back now,
             // not when their leases run out.
-            if let Err(e) = reclaim_dead(&self.db, self.job).await {
+            if let Err(e) = bounded(reclaim_dead(&self.db, self.job)).await {
                 tracing::warn!(job = self.job, error = %e, "taking back the work of gone processes failed");
             }
         }
@@ -453,10 +467,15 @@ impl Runner {
                 bytes: (budget - queued) as i64,
                 first: queued == 0,
             };
-            let claimed = match self
-                .db
-                .claim_tasks_within(self.job, &self.owner, now, now + LEASE_MS, room, within)
-                .await
+            let claimed = match bounded(self.db.claim_tasks_within(
+                self.job,
+                &self.owner,
+                now,
+                now + LEASE_MS,
+                room,
+                within,
+            ))
+            .await
             {
                 Ok(c) => c,
                 Err(e) => {
@@ -469,6 +488,7 @@ impl Runner {
                 tokio::time::sleep(POLL / 4).await;
                 continue;
             }
+            self.held().extend(claimed.iter().map(|t| t.id));
             for task in claimed {
                 self.queued_bytes
                     .fetch_add(task.size.max(0) as u64, Ordering::Relaxed);
@@ -483,12 +503,18 @@ impl Runner {
         let mut batch = Vec::new();
         while done.recv_many(&mut batch, COMMIT_BATCH).await > 0 {
             loop {
-                match self.db.finish_tasks(self.job, &self.owner, &batch).await {
+                match bounded(self.db.finish_tasks(self.job, &self.owner, &batch)).await {
                     Ok(()) => break,
                     Err(e) => {
                         tracing::warn!(job = self.job, error = %e, "recording finished tasks failed; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
+                }
+            }
+            {
+                let mut held = self.held();
+                for (id, _) in &batch {
+                    held.remove(id);
                 }
             }
             let before = self
@@ -545,8 +571,8 @@ impl Runner {
                     // A copy stopped halfway (a pause, Ctrl-C) may have landed: the next run
                     // of it looks first rather than copying it again.
                     let released = match started {
-                        true => self.db.release_started(&self.owner, &[task.id]).await,
-                        false => self.db.release_tasks(&self.owner, &[task.id]).await,
+                        true => bounded(self.db.release_started(&self.owner, &[task.id])).await,
+                        false => bounded(self.db.release_tasks(&self.owner, &[task.id])).await,
                     };
                     if let Err(e) = released {
                         tracing::warn!(job = self.job, error = %e, "releasing a task failed; its lease will expire");
@@ -554,8 +580,17 @@ impl Runner {
                 }
                 Err(e) => self.failed(&task, &e).await,
             }
+            // Given back, deferred or failed (or that failed to be recorded: then its lease,
+            // no longer renewed, runs out and the task is claimed again).
+            self.held().remove(&task.id);
             self.live.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn release_queued(&self, queue: &Mutex<mpsc::Receiver<Claimed>>) {
@@ -565,6 +600,12 @@ impl Runner {
             self.queued_bytes
                 .fetch_sub(c.task.size.max(0) as u64, Ordering::Relaxed);
             ids.push(c.task.id);
+        }
+        {
+            let mut held = self.held();
+            for id in &ids {
+                held.remove(id);
+            }
         }
         if !ids.is_empty()
             && let Err(e) = self.db.release_tasks(&self.owner, &ids).await

@@ -178,13 +178,25 @@ impl Db {
         Ok(tasks)
     }
 
-    /// Extends the leases of every task `owner` runs.
-    pub async fn renew_leases(&self, owner: &str, lease_ms: i64) -> Result<()> {
-        sqlx::query("UPDATE job_tasks SET lease_ms = $1 WHERE owner = $2 AND state = 'running'")
-            .bind(lease_ms)
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
+    /// Extends the leases of the tasks `ids` that `owner` runs. Only those its process knows
+    /// it holds: a task whose release failed, or whose claim committed while its answer was
+    /// lost (the database going away), is `owner`'s in the table but run by nobody, and
+    /// renewing every task of the owner kept it so for ever (a job that never ended).
+    pub async fn renew_leases(&self, owner: &str, ids: &[i64], lease_ms: i64) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            let list = (0..chunk.len())
+                .map(|i| format!("${}", i + 3))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!(
+                "UPDATE job_tasks SET lease_ms = $1 WHERE owner = $2 AND state = 'running' AND id IN ({list})"
+            );
+            let mut q = sqlx::query(&sql).bind(lease_ms).bind(owner);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.pool).await?;
+        }
         Ok(())
     }
 

@@ -1,6 +1,9 @@
 //! The state database going away mid-job (a PostgreSQL restart, a failover). A probe's 30 s
 //! restart ended the foreground `ferry migrate` (exit 1, "pool timed out") and left the
-//! job idle: the run now waits for the database, as it waits out an S3 side's outage.
+//! job idle: the run now waits for the database, as it waits out an S3 side's outage. The
+//! copies in flight when the process's leases lapse are given back, and the database being
+//! away, the give-back fails: those tasks are run again once it answers (the heartbeat
+//! renewed their leases with the rest, and the job never ended).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -44,6 +47,10 @@ fn a_state_database_outage_is_waited_out() {
     for i in 0..60 {
         write_file(&src.join(format!("f{i:02}")), 20 * 1024, i);
     }
+    // Claimed first, and still in flight when the leases lapse (15 s into the cut).
+    for i in 0..2 {
+        write_file(&src.join(format!("big{i}")), 3 << 20, 100 + i);
+    }
     let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
     let log = tmp.path().join("migrate.log");
     let mut child = m.spawn(
@@ -58,7 +65,7 @@ fn a_state_database_outage_is_waited_out() {
             "--workers",
             "4",
             "--bandwidth-limit",
-            "100K",
+            "200K",
         ],
         &log,
     );
@@ -75,5 +82,6 @@ fn a_state_database_outage_is_waited_out() {
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "{said}");
     let ls = f.ok(&f.aws(&["s3", "ls", "s3://outage/"]));
-    assert_eq!(ls.lines().count(), 60, "{ls}\n{said}");
+    assert_eq!(ls.lines().count(), 62, "{ls}\n{said}");
+    assert!(said.contains("giving it back"), "{said}");
 }
