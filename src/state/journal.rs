@@ -236,14 +236,18 @@ impl Db {
         let mut conn = self.relaxed().await?;
         let r = async {
             let mut tx = self.begin_relaxed(&mut conn).await?;
+            // Not a row dated ahead (a check owed later, see `bucket::namespace`): a sync
+            // now does not settle what may land after it.
+            let now = crate::state::now_ms();
             for (key, max_id) in keys {
                 sqlx::query(
-                    "DELETE FROM journal WHERE bucket = $1 AND target = $2 AND object_key = $3 AND id <= $4",
+                    "DELETE FROM journal WHERE bucket = $1 AND target = $2 AND object_key = $3 AND id <= $4 AND created_ms <= $5",
                 )
                 .bind(bucket)
                 .bind(target)
                 .bind(key)
                 .bind(max_id)
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
             }

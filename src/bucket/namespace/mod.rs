@@ -42,6 +42,13 @@ use gate::{Cut, Pass};
 /// How long a secondary may still take once the primary has answered.
 const SECONDARY_GRACE: Duration = Duration::from_secs(3);
 
+/// When a secondary's write was given up (no answer within the grace), the key is synced
+/// again this long after:
+/// the request may still land (a stalled server or a proxy that finishes it later), over
+/// what the catch-up or a later write put there meanwhile (a probe's secondary ended on
+/// the older bytes, or without a deleted-then-rewritten object, with nothing owed).
+const LATE_LANDING_MS: i64 = 60_000;
+
 /// One target as opened: its label (`store:bucket`), its store and its bucket there.
 #[derive(Clone)]
 pub struct Leg {
@@ -174,7 +181,25 @@ impl Namespace {
         secondaries: Vec<BoxFuture<'_, Result<S>>>,
         key: &str,
     ) -> (Result<T>, Vec<bool>) {
+        let (p, took, late) = self.fan_out_legs(roles, primary, secondaries, key).await;
+        if !late.is_empty() {
+            self.recheck_later(late, key, "object").await;
+        }
+        (p, took)
+    }
+
+    /// [`Self::fan_out`]'s work; also returns the secondaries whose write was given up
+    /// unanswered (it may still land). An error answer is not one: an attempt that failed
+    /// to connect cannot land, and one a server failed (5xx) it rarely carries out later.
+    async fn fan_out_legs<'l, T, S>(
+        &self,
+        roles: &'l Roles,
+        primary: impl Future<Output = Result<T>>,
+        secondaries: Vec<BoxFuture<'_, Result<S>>>,
+        key: &str,
+    ) -> (Result<T>, Vec<bool>, Vec<&'l Leg>) {
         let n = secondaries.len();
+        let mut late = Vec::new();
         let all = futures::future::join_all(secondaries);
         let mut all = std::pin::pin!(all);
         let mut primary = std::pin::pin!(primary);
@@ -218,11 +243,35 @@ impl Namespace {
                 tracing::warn!(bucket = %self.name, key, "secondary write too slow; journaled, and the secondary marked down until caught up");
                 for leg in &roles.secondaries {
                     self.mark_down(&leg.label);
+                    late.push(leg);
                 }
                 vec![false; n]
             }
         };
-        (p, took)
+        (p, took, late)
+    }
+
+    /// Owes `key` to `legs` once more, [`LATE_LANDING_MS`] from now: a write given up on
+    /// them may still land, and the catch-up then copies the primary's state over it.
+    /// Recorded before the write is answered, so a crash does not lose it.
+    async fn recheck_later(&self, legs: Vec<&Leg>, key: &str, op: &str) {
+        let rows = legs
+            .iter()
+            .map(|leg| NewJournalRow {
+                bucket: self.name.clone(),
+                target: leg.label.clone(),
+                key: key.to_owned(),
+                op: op.to_owned(),
+                bytes: 0,
+                created_ms: now_ms() + LATE_LANDING_MS,
+            })
+            .collect();
+        match self.journal.append(rows).await {
+            Ok(ids) => self.journal.release(&ids),
+            Err(e) => {
+                tracing::warn!(bucket = %self.name, key, error = %e, "could not owe a late check of a secondary write given up on")
+            }
+        }
     }
 
     fn mark_down(&self, label: &str) {
@@ -351,6 +400,7 @@ impl Namespace {
                     Ok(r) => r.map_err(|e| e.to_string()),
                     Err(_) => {
                         self.mark_down(&s.label);
+                        self.recheck_later(vec![s], "", "bucket").await;
                         Err(format!("no answer within {} s", SECONDARY_GRACE.as_secs()))
                     }
                 }

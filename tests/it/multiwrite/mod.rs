@@ -12,6 +12,7 @@ use crate::support::{Ferry, Moto, venv_bin, write_file};
 mod backfill;
 mod failback;
 mod failover;
+mod late;
 mod leftovers;
 mod policy;
 mod writes;
