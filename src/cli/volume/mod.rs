@@ -335,6 +335,18 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
             Ok(())
         }
         VolumeCommand::Promote { dir, snapshot, to } => {
+            // A tree made in the destination's own state (a probe's `--to DIR/.ferry/
+            // snapshots/x`) would sit among the snapshots, or be swept away with them.
+            let state = resolved(&dir).join(".ferry");
+            if resolved(&to).starts_with(&state) {
+                return Err(UsageError(format!(
+                    "--to {}: inside {}, where the destination keeps its snapshots and state; \
+                     promote to a folder outside it",
+                    to.display(),
+                    state.display()
+                ))
+                .into());
+            }
             let layout = Layout::new(&dir);
             let id = match snapshot {
                 Some(id) => {
@@ -382,6 +394,30 @@ fn rfc3339(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+/// `path` made absolute, each existing part's symlinks resolved and `..` taken as the
+/// kernel takes it (the part not made yet read as written): where it is, whichever way it
+/// was written.
+fn resolved(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut at = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                at.pop();
+            }
+            Component::CurDir => {}
+            other => {
+                at.push(other);
+                if let Ok(real) = at.canonicalize() {
+                    at = real;
+                }
+            }
+        }
+    }
+    at
 }
 
 #[cfg(test)]

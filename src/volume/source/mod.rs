@@ -238,7 +238,8 @@ async fn iterate(
     // a wrong --dir than a deliberate emptying; published, it would also push every good
     // snapshot out of --keep in as many iterations.
     // Folders alone count as empty: a freshly made filesystem holds `lost+found` (a probe
-    // replaced every file of a snapshot with it).
+    // replaced every file of a snapshot with it). So do devices, FIFOs and sockets, which
+    // are not copied (a lone FIFO let an empty snapshot through, a probe).
     let held = base
         .entries
         .iter()
@@ -247,7 +248,10 @@ async fn iterate(
     let walked_files = walked
         .0
         .iter()
-        .filter(|f| !f.path.is_empty() && f.kind != crate::volume::tree::FoundKind::Dir)
+        .filter(|f| {
+            use crate::volume::tree::FoundKind;
+            !f.path.is_empty() && !matches!(f.kind, FoundKind::Dir | FoundKind::Special)
+        })
         .count();
     if !opts.allow_empty && held > 0 && walked_files == 0 {
         anyhow::bail!(

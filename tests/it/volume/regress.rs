@@ -470,7 +470,8 @@ fn a_small_file_ending_in_zeros_keeps_its_length() {
 /// An empty source over a snapshot that is not (an unmounted filesystem, a wrong --dir) was
 /// replicated as an empty snapshot, and with `--keep` every good one went in as many
 /// iterations; it is refused unless `--allow-empty` says the emptying is meant. Folders
-/// alone are empty too: a freshly made filesystem holds `lost+found` (a probe).
+/// alone are empty too: a freshly made filesystem holds `lost+found` (a probe), and so are
+/// FIFOs, which are not copied (a lone one let an empty snapshot through, a probe).
 #[test]
 fn an_empty_source_is_not_replicated_over_a_full_snapshot() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -490,6 +491,14 @@ fn an_empty_source_is_not_replicated_over_a_full_snapshot() {
         }
     }
     std::fs::create_dir_all(src.join("lost+found/x")).expect("mkdir");
+    // Nor do FIFOs (not copied) make it a tree of files.
+    let fifo = src.join("lost+found/pipe");
+    crate::support::ok(
+        &std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .output()
+            .expect("mkfifo"),
+    );
     let out = run(source_cmd(&src, &dst.secret));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -507,6 +516,17 @@ fn an_empty_source_is_not_replicated_over_a_full_snapshot() {
     cmd.arg("--allow-empty");
     let out = run(cmd);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Not into the destination's own state, whichever way it is written (exit 2, nothing made).
+    for inside in [".ferry/snapshots/x", "sub/../.ferry/y"] {
+        let mut cmd = std::process::Command::new(crate::support::ferry_bin());
+        cmd.args(["volume", "promote", "--dir"]).arg(&dst.dir);
+        cmd.arg("--to").arg(dst.dir.join(inside));
+        let out = run(cmd);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{inside}: {err}");
+        assert!(err.contains("--to") && err.contains(".ferry"), "{err}");
+    }
+    assert!(!dst.dir.join(".ferry/snapshots/x").exists());
     let p = t.join("promoted");
     promote(&dst.dir, None, &p);
     assert!(p.join("lost+found/x").is_dir());
