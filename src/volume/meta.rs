@@ -60,6 +60,20 @@ fn stamps(meta: &Meta) -> Timestamps {
     }
 }
 
+/// What a destination gives a directory on disk: `meta`, except that one run as an ordinary
+/// user keeps its own read and search permission (`u+rx`; the index keeps the mode as the
+/// source has it, which `promote` gives). It must read its snapshots to build the next
+/// staging tree from them: a source folder of mode 000 or 0300 stopped every iteration after
+/// the first for good (a probe), as rsync run as a user would not.
+pub fn on_disk_dir(meta: &Meta) -> std::borrow::Cow<'_, Meta> {
+    if meta.mode & 0o500 == 0o500 || rustix::process::geteuid().is_root() {
+        return std::borrow::Cow::Borrowed(meta);
+    }
+    let mut m = meta.clone();
+    m.mode |= 0o500;
+    std::borrow::Cow::Owned(m)
+}
+
 fn owner(meta: &Meta) -> (Option<Uid>, Option<Gid>) {
     (Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))
 }

@@ -275,6 +275,7 @@ pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<(
     std::fs::create_dir(staging).with_context(|| format!("cannot create {}", staging.display()))?;
     let stage = Confined::open(staging)?;
     let old = Confined::open(prev)?;
+    readable_dirs(&old, index).with_context(|| format!("cannot read {}", prev.display()))?;
     let at = |path: &[u8]| {
         format!(
             "cannot prepare {} in {}",
@@ -332,6 +333,32 @@ pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<(
     })
 }
 
+/// Gives a snapshot's directories `u+rx` where a destination run as an ordinary user lacks
+/// it (see [`meta::on_disk_dir`]), parents first: a snapshot published before it kept that
+/// for them. Nothing for root, which reads them anyway, nor once they have it.
+fn readable_dirs(tree: &Confined, index: &Index) -> anyhow::Result<()> {
+    if rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    for (path, rec) in &index.entries {
+        if rec.content != Content::Dir || path.is_empty() {
+            continue;
+        }
+        let parent = tree.dir(tree::parent(path))?;
+        let name = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) => &path[i + 1..],
+            None => &path[..],
+        };
+        let name = std::ffi::OsStr::from_bytes(name);
+        let st = rustix::fs::statat(&parent, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        if st.st_mode & 0o500 != 0o500 {
+            let mode = rustix::fs::Mode::from_raw_mode((st.st_mode & 0o7777) | 0o500);
+            rustix::fs::chmodat(&parent, name, mode, rustix::fs::AtFlags::empty())?;
+        }
+    }
+    Ok(())
+}
+
 /// Gives every directory of a hardlink farm its metadata from `index` (deepest first), then
 /// syncs the filesystem: a farm prepared ahead of time is then complete and durable, and the
 /// iteration that uses it only fixes the directories it changes.
@@ -341,7 +368,7 @@ pub fn finish_farm(root: &Path, index: &Index) -> anyhow::Result<()> {
     for (path, rec) in index.entries.iter().rev() {
         if rec.content == Content::Dir {
             let d = tree.open_dir(path)?;
-            meta::apply_fd(&d, path, &rec.meta, true, &mut problems)?;
+            meta::apply_fd(&d, path, &meta::on_disk_dir(&rec.meta), true, &mut problems)?;
         }
     }
     let d = std::fs::File::open(root)?;
@@ -352,7 +379,7 @@ pub fn finish_farm(root: &Path, index: &Index) -> anyhow::Result<()> {
 /// Copies snapshot tree `from` to a new writable tree `to`: files cloned by reflink where the
 /// filesystem can, else copied with holes kept; hardlinks, symlinks and metadata kept.
 /// Returns files and bytes.
-pub fn promote(from: &Path, to: &Path) -> anyhow::Result<(u64, u64)> {
+pub fn promote(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u64)> {
     match std::fs::read_dir(to) {
         Ok(mut rd) => {
             if rd.next().is_some() {
@@ -412,7 +439,12 @@ pub fn promote(from: &Path, to: &Path) -> anyhow::Result<(u64, u64)> {
     }
     for f in found.iter().rev().filter(|f| f.kind == FoundKind::Dir) {
         let d = std::fs::File::open(join(to, &f.path))?;
-        meta::apply_fd(&d, &f.path, &f.meta, true, &mut problems)?;
+        // The mode the source has, which a destination run as a user may not have kept.
+        let mut m = f.meta.clone();
+        if let Some(rec) = index.entries.get(&f.path) {
+            m.mode = rec.meta.mode;
+        }
+        meta::apply_fd(&d, &f.path, &m, true, &mut problems)?;
     }
     if let Some(p) = problems.said.first() {
         bail!("{p} (and {} more)", problems.said.len() - 1);

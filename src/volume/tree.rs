@@ -37,6 +37,16 @@ pub struct XattrPolicy {
 }
 
 impl XattrPolicy {
+    /// How a manifest records the policy its attributes were read with.
+    pub fn label(&self) -> &'static str {
+        match (self.security, self.trusted) {
+            (false, false) => "user",
+            (true, false) => "user security",
+            (false, true) => "user trusted",
+            (true, true) => "user security trusted",
+        }
+    }
+
     /// `user.*` and POSIX ACLs always; `security.*` and `trusted.*` when asked for.
     pub fn keeps(&self, name: &[u8]) -> bool {
         name.starts_with(b"user.")

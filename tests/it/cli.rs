@@ -447,6 +447,21 @@ fn volume_bad_usage_exits_2() {
         (src(&["--threads", "0"]), "--threads"),
         (src(&["--db", "bogus://x"]), "--db"),
         (src(&["--timeout", "-1"]), "--timeout"),
+        // A file where the destination's folder should be (it exited 1 with a raw error).
+        (
+            vec![
+                "volume",
+                "destination",
+                "--dir",
+                s,
+                "--listen",
+                "127.0.0.1:0",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+            "--dir",
+        ),
     ] {
         let out = Command::new(ferry_bin()).args(&args).output().expect("run");
         let err = String::from_utf8_lossy(&out.stderr);

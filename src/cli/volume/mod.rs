@@ -228,6 +228,12 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                 return Err(UsageError("--keep must be at least 1".into()).into());
             }
             check_common(a.threads, a.metrics_listen.as_deref(), a.db.as_deref())?;
+            // Made if missing; something else there is bad usage, as for the source.
+            if a.dir.exists() && !a.dir.is_dir() {
+                return Err(
+                    UsageError(format!("--dir {}: not a directory", a.dir.display())).into(),
+                );
+            }
             {
                 use std::net::ToSocketAddrs;
                 if a.listen.to_socket_addrs().is_err() {
@@ -367,9 +373,11 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                 }
             };
             let from = layout.snapshot(&id);
+            let index = crate::volume::index::Index::load(&layout.index(&id))?;
             let to2 = to.clone();
             let (files, bytes) =
-                tokio::task::spawn_blocking(move || snapshot::promote(&from, &to2)).await??;
+                tokio::task::spawn_blocking(move || snapshot::promote(&from, &index, &to2))
+                    .await??;
             if as_json {
                 println!(
                     "{}",

@@ -111,6 +111,15 @@ async fn iterate(
         tracing::debug!("walked {} entries in {:?}", w.0.len(), t.elapsed());
         w
     });
+    // The attributes a manifest records were read under its policy: under another (a
+    // `--xattrs-security` added), an unchanged file's are read again, not taken from it
+    // (a probe's security.* and trusted.* never went). A manifest without the record
+    // was read under the default.
+    let policy_file = manifest_file.with_extension("xattrs");
+    let reuse_xattrs = std::fs::read_to_string(&policy_file)
+        .unwrap_or_else(|_| XattrPolicy::default().label().to_owned())
+        .trim()
+        == xattrs.label();
     let mf = manifest_file.clone();
     let loading = tokio::task::spawn_blocking(move || Index::load_or_empty(&mf));
     // Loaded before the connection, whose watchdog would count a long load as silence.
@@ -266,7 +275,7 @@ async fn iterate(
             &producer_root,
             walked,
             &base,
-            trusted,
+            (trusted, reuse_xattrs),
             &already,
             partial,
             use_image,
@@ -353,6 +362,9 @@ async fn iterate(
     let saved = std::fs::create_dir_all(manifest_file.parent().unwrap_or(&root))
         .map_err(anyhow::Error::from)
         .and_then(|()| Index::write_packed(&manifest_file, tag, &produced.manifest))
+        .and_then(|()| {
+            crate::volume::durable::write_file(&policy_file, xattrs.label().as_bytes(), 0o600)
+        })
         .and_then(|()| match unset.is_empty() {
             true => Ok(()),
             false => {

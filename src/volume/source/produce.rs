@@ -75,7 +75,7 @@ pub(super) fn produce(
     root: &Path,
     walked: (Vec<crate::volume::tree::Found>, Vec<(Vec<u8>, String)>),
     base: &Index,
-    trusted: bool,
+    (trusted, reuse_xattrs): (bool, bool),
     already: &Already,
     partial: wire::PartialFile,
     use_image: bool,
@@ -88,7 +88,8 @@ pub(super) fn produce(
     let (mut found, walk_errors) = walked;
     let known = |f: &crate::volume::tree::Found| {
         let r = base.entries.get(&f.path)?;
-        (trusted && r.ctime == f.ctime && r.ctime != (0, 0)).then(|| r.meta.xattrs.clone())
+        (trusted && reuse_xattrs && r.ctime == f.ctime && r.ctime != (0, 0))
+            .then(|| r.meta.xattrs.clone())
     };
     crate::volume::tree::fill_xattrs(root, &mut found, known, xattrs, threads);
     let unreadable: Vec<Vec<u8>> = walk_errors.iter().map(|(p, _)| p.clone()).collect();

@@ -135,3 +135,81 @@ fn an_owner_the_destination_cannot_give_is_said_once_not_retried() {
     assert_eq!(report["problems"], serde_json::json!([]), "{report}");
     assert_eq!(report["files_sent"], 0, "{report}");
 }
+
+/// `--xattrs-security` / `--xattrs-trusted` given from some iteration on: a file unchanged
+/// since the last had its attributes taken from the manifest, read without them, and they
+/// never went (a probe). Under another policy than the manifest's, they are read again.
+#[test]
+fn attributes_asked_for_later_are_sent_for_unchanged_files() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: reading trusted.* attributes needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("f"), 10, 1);
+    rustix::fs::setxattr(
+        src.join("f"),
+        OsStr::new("trusted.t"),
+        b"tv",
+        XattrFlags::empty(),
+    )
+    .expect("setxattr");
+    let dst = Destination::start(t, "dst");
+    super::harness::sync_ok(&src, &dst);
+    let (code, report, said) = iterate(&src, &dst);
+    assert_eq!(code, Some(0), "{report}\n{said}");
+    let id = super::harness::snapshot_of(&report);
+    let copy = dst.dir.join(".ferry/snapshots").join(id).join("f");
+    let got = rustix::fs::getxattr(&copy, OsStr::new("trusted.t"), &mut [0u8; 16][..])
+        .unwrap_or_else(|e| panic!("trusted.t on {}: {e}", copy.display()));
+    assert_eq!(got, 2);
+}
+
+/// A destination run as an ordinary user gave a folder the source's mode 000 (or 0300) in
+/// its snapshot, then could not read it to build the next staging tree: every later
+/// iteration failed, for good (a probe; rsync as a user does not). It keeps `u+rx` on its
+/// own folders, and `promote` gives the mode the source has.
+#[test]
+fn a_destination_run_as_a_user_replicates_folders_it_could_not_read() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to run the destination as another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("closed/f1"), 10, 1);
+    write_file(&src.join("blind/f2"), 10, 2);
+    write_file(&src.join("top"), 10, 3);
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod");
+    };
+    mode(&src.join("closed"), 0o000);
+    mode(&src.join("blind"), 0o300);
+    let dst = Destination::start_unprivileged(t, "dst");
+    super::harness::sync_ok(&src, &dst);
+    // Changes beside and inside them.
+    write_file(&src.join("top2"), 10, 4);
+    mode(&src.join("blind"), 0o700);
+    write_file(&src.join("blind/f3"), 10, 5);
+    mode(&src.join("blind"), 0o300);
+    let report = super::harness::sync_ok(&src, &dst);
+    let id = super::harness::snapshot_of(&report);
+    let p = t.join("promoted");
+    super::harness::promote(&dst.dir, Some(&id), &p);
+    let mode_of = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode_of(&p.join("closed")), 0o000);
+    assert_eq!(mode_of(&p.join("blind")), 0o300);
+    for f in ["closed/f1", "blind/f2", "blind/f3", "top2"] {
+        assert!(p.join(f).is_file(), "{f} missing from the promoted tree");
+    }
+}
