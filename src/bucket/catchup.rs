@@ -65,7 +65,10 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        let rows = match db.owed(&ns.name, &target.label, after, PAGE).await {
+        // Rows dated ahead (a check owed later, see `namespace`) are not read till due: a
+        // page of them would hide the rows behind it for as long.
+        let due = now_ms();
+        let rows = match db.owed(&ns.name, &target.label, after, due, PAGE).await {
             Ok(r) => r,
             Err(e) => {
                 note_error(&health, format!("reading the journal: {e}"));
@@ -94,7 +97,13 @@ pub async fn run(
             e.0 = e.0.max(r.id);
             e.1 &= r.op == "tags";
             e.2 += u64::try_from(r.bytes).unwrap_or(0);
-            e.3 = e.3.max(r.created_ms);
+            // A check owed later stands for the write given up on, made when it was due
+            // less the wait: the failover rule below must see that write's time.
+            let written = match r.op.as_str() {
+                super::namespace::RECHECK_OP => r.created_ms - super::namespace::LATE_LANDING_MS,
+                _ => r.created_ms,
+            };
+            e.3 = e.3.max(written);
         }
         if order.is_empty() {
             if after > 0 {

@@ -290,7 +290,10 @@ impl<'a> Comparer<'a> {
             if same != Some(true)
                 && let Some(dst) = &self.dst
             {
-                same = diff::confirm(self.src.side(), dst.side(), s, d).await;
+                // (A HEAD that fails leaves a pair the listings could not settle unsettled,
+                // as before it was asked: a throttled HEAD must not copy a large object again.)
+                let failed = same;
+                same = diff::confirm_or(self.src.side(), dst.side(), s, d, failed).await;
             }
             if same.is_none()
                 && !self
@@ -299,7 +302,8 @@ impl<'a> Comparer<'a> {
             {
                 tracing::warn!(key = %s.key,
                     "--checksum compares this object (and any other like it) by size only: \
-                     one side's ETag is of its parts and carries no MD5 (md5chksum) to compare");
+                     one side's ETag is not its MD5 (a multipart upload's, or SSE-KMS) and it \
+                     carries no md5chksum to compare");
             }
             return same == Some(false);
         }

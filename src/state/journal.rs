@@ -135,16 +135,18 @@ impl Db {
         bucket: &str,
         target: &str,
         after: i64,
+        due_ms: i64,
         limit: i64,
     ) -> Result<Vec<JournalRow>> {
         let rows = sqlx::query(
             "SELECT id, object_key, op, bytes, created_ms FROM journal
-             WHERE bucket = $1 AND target = $2 AND id > $3 ORDER BY id LIMIT $4",
+             WHERE bucket = $1 AND target = $2 AND id > $3 AND created_ms <= $5 ORDER BY id LIMIT $4",
         )
         .bind(bucket)
         .bind(target)
         .bind(after)
         .bind(limit)
+        .bind(due_ms)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

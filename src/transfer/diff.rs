@@ -216,11 +216,27 @@ pub fn same_content(a: &ObjectMeta, b: &ObjectMeta) -> Option<bool> {
 /// HEAD does, and it may also carry checksums that settle it. An object gone or changed
 /// since the listing, or a HEAD that fails, is a difference.
 pub async fn confirm(a: &Side<'_>, b: &Side<'_>, ma: &ObjectMeta, mb: &ObjectMeta) -> Option<bool> {
+    confirm_or(a, b, ma, mb, Some(false)).await
+}
+
+/// [`confirm`], with `failed` the verdict when a HEAD fails (not when an object is gone or
+/// changed: that is a difference either way).
+pub async fn confirm_or(
+    a: &Side<'_>,
+    b: &Side<'_>,
+    ma: &ObjectMeta,
+    mb: &ObjectMeta,
+    failed: Option<bool>,
+) -> Option<bool> {
     let (ha, hb) = futures::join!(head(a, &ma.key), head(b, &mb.key));
     let unchanged = |h: &ObjectMeta, m: &ObjectMeta| h.size == m.size && h.etag == m.etag;
     match (ha, hb) {
         (Ok(Some(ha)), Ok(Some(hb))) if unchanged(&ha, ma) && unchanged(&hb, mb) => {
             same_content(&ha, &hb)
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!(key = %ma.key, error = %e, "a HEAD to compare content failed");
+            failed
         }
         _ => Some(false),
     }

@@ -250,12 +250,18 @@ async fn copy_parts_as(
             // The object's ETag will be of its parts: its MD5 goes in `md5chksum`, as rclone
             // writes it, so a later `--checksum` or `verify` compares content, not size.
             // (A source whose ETag is its MD5 is believed over any `md5chksum` it carries.)
-            if plain_md5(head)
-                && let Some(md5) = vouched_md5(head)
-            {
-                use base64::Engine as _;
-                let value = base64::engine::general_purpose::STANDARD.encode(md5);
-                attrs.user_metadata.insert(MD5_KEY.to_owned(), value);
+            match vouched_md5(head) {
+                Some(md5) if plain_md5(head) => {
+                    use base64::Engine as _;
+                    let value = base64::engine::general_purpose::STANDARD.encode(md5);
+                    attrs.user_metadata.insert(MD5_KEY.to_owned(), value);
+                }
+                Some(_) => {}
+                // One the source carries but cannot vouch for (a file changed since it was
+                // hashed) is not passed on.
+                None => {
+                    attrs.user_metadata.remove(MD5_KEY);
+                }
             }
             let opts = |whole: Option<&Checksum>| PutOptions {
                 attrs: attrs.clone(),

@@ -47,7 +47,10 @@ const SECONDARY_GRACE: Duration = Duration::from_secs(3);
 /// the request may still land (a stalled server or a proxy that finishes it later), over
 /// what the catch-up or a later write put there meanwhile (a probe's secondary ended on
 /// the older bytes, or without a deleted-then-rewritten object, with nothing owed).
-const LATE_LANDING_MS: i64 = 60_000;
+pub(super) const LATE_LANDING_MS: i64 = 60_000;
+
+/// The journal op of such a second sync (a row dated [`LATE_LANDING_MS`] ahead).
+pub(super) const RECHECK_OP: &str = "recheck";
 
 /// One target as opened: its label (`store:bucket`), its store and its bucket there.
 #[derive(Clone)]
@@ -183,7 +186,7 @@ impl Namespace {
     ) -> (Result<T>, Vec<bool>) {
         let (p, took, late) = self.fan_out_legs(roles, primary, secondaries, key).await;
         if !late.is_empty() {
-            self.recheck_later(late, key, "object").await;
+            self.recheck_later(late, key, RECHECK_OP).await;
         }
         (p, took)
     }

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use tokio::sync::{Mutex, mpsc, watch};
 
-use super::fence::Fence;
+use super::fence::{FENCE_MARGIN_MS, Fence};
 use super::open::Side;
 use super::spec::{Filter, MigrateSpec};
 use super::{Result, list};
@@ -275,7 +275,7 @@ impl Runner {
         if let Ok(Ended::Cancelled(_)) = &ended {
             abort_uploads(&self.db, self.job, &self.dst).await;
         }
-        if let Err(e) = self.db.runner_gone(self.job, &self.owner).await {
+        if let Err(e) = bounded(self.db.runner_gone(self.job, &self.owner)).await {
             tracing::warn!(job = self.job, error = %e, "forgetting this process as the job's runner failed");
         }
         ended
@@ -393,7 +393,7 @@ impl Runner {
             if go.wait_for(|g| *g).await.is_err() {
                 return;
             }
-            let rec = match self.db.job(self.job).await {
+            let rec = match bounded(self.db.job(self.job)).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(job = self.job, error = %e, "reading the job failed");
@@ -462,6 +462,7 @@ impl Runner {
                 continue;
             };
             let now = crate::state::now_ms();
+            let asked = Instant::now();
             // One task at least when none waits, else what fits.
             let within = Budget {
                 bytes: (budget - queued) as i64,
@@ -486,6 +487,21 @@ impl Runner {
             };
             if claimed.is_empty() {
                 tokio::time::sleep(POLL / 4).await;
+                continue;
+            }
+            // An answer that came so late that the leases it took may have run out (another
+            // process may run those tasks now): given back, not run. The heartbeat renews
+            // only what is in `held`, so a lease of a claim in flight is not renewed.
+            if asked.elapsed() >= Duration::from_millis((LEASE_MS - FENCE_MARGIN_MS) as u64) {
+                let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
+                tracing::warn!(
+                    job = self.job,
+                    tasks = ids.len(),
+                    "a claim was answered too late to run its tasks; giving them back"
+                );
+                if let Err(e) = bounded(self.db.release_tasks(&self.owner, &ids)).await {
+                    tracing::warn!(job = self.job, error = %e, "releasing tasks failed; their leases will expire");
+                }
                 continue;
             }
             self.held().extend(claimed.iter().map(|t| t.id));
@@ -568,6 +584,9 @@ impl Runner {
                     continue;
                 }
                 Ok(None) => {
+                    // Out of `held` first: once given back, it may be claimed again by this
+                    // process's claimer, and is held again then.
+                    self.held().remove(&task.id);
                     // A copy stopped halfway (a pause, Ctrl-C) may have landed: the next run
                     // of it looks first rather than copying it again.
                     let released = match started {
@@ -578,11 +597,13 @@ impl Runner {
                         tracing::warn!(job = self.job, error = %e, "releasing a task failed; its lease will expire");
                     }
                 }
-                Err(e) => self.failed(&task, &e).await,
+                Err(e) => {
+                    // As above: deferred or failed, it is no longer this process's to renew
+                    // (if that cannot be recorded, its lease runs out and it is claimed again).
+                    self.held().remove(&task.id);
+                    self.failed(&task, &e).await
+                }
             }
-            // Given back, deferred or failed (or that failed to be recorded: then its lease,
-            // no longer renewed, runs out and the task is claimed again).
-            self.held().remove(&task.id);
             self.live.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -608,7 +629,7 @@ impl Runner {
             }
         }
         if !ids.is_empty()
-            && let Err(e) = self.db.release_tasks(&self.owner, &ids).await
+            && let Err(e) = bounded(self.db.release_tasks(&self.owner, &ids)).await
         {
             tracing::warn!(job = self.job, error = %e, "releasing queued tasks failed; their leases will expire");
         }

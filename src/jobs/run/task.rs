@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{OUTAGE_LIMIT, Runner, VANISHED_SHOWN, state_err};
+use super::{OUTAGE_LIMIT, Runner, VANISHED_SHOWN, bounded, state_err};
 use crate::state::{Db, PartRow, TaskRow};
 use crate::store::{self, ObjectKey};
 use crate::transfer::copy::{self, Item, Outcome, Plan, Resume};
@@ -59,9 +59,7 @@ impl Runner {
         let resume = match &task.upload_id {
             Some(u) => Some(Resume {
                 upload_id: u.clone(),
-                parts: self
-                    .db
-                    .task_parts(task.id)
+                parts: bounded(self.db.task_parts(task.id))
                     .await
                     .map_err(state_err)?
                     .into_iter()
@@ -162,10 +160,8 @@ impl Runner {
                 .get_or_insert_with(std::time::Instant::now);
             if since.elapsed() < OUTAGE_LIMIT {
                 let at = crate::state::now_ms() + 5_000;
-                if let Err(e) = self
-                    .db
-                    .defer_task(&self.owner, task.id, &e.to_string(), at)
-                    .await
+                if let Err(e) =
+                    bounded(self.db.defer_task(&self.owner, task.id, &e.to_string(), at)).await
                 {
                     tracing::warn!(job = self.job, error = %e, "deferring a task failed; its lease will expire");
                 }
@@ -191,7 +187,7 @@ impl Runner {
         // Deferred copies above are not attempts; these are.
         self.live.failures.fetch_add(1, Ordering::Relaxed);
         if let Some(why) = halt {
-            if let Err(e) = self.db.release_started(&self.owner, &[task.id]).await {
+            if let Err(e) = bounded(self.db.release_started(&self.owner, &[task.id])).await {
                 tracing::warn!(job = self.job, error = %e, "releasing a task failed; its lease will expire");
             }
             if self.live.halt(|| why) {
@@ -207,7 +203,7 @@ impl Runner {
             (retryable(e) || clears_way) && attempts < i64::from(self.spec.options.max_attempts);
         let msg = e.to_string();
         if matches!(e, store::Error::InvalidPart { .. })
-            && let Err(e) = self.db.set_task_upload(task.id, None).await
+            && let Err(e) = bounded(self.db.set_task_upload(task.id, None)).await
         {
             tracing::warn!(job = self.job, error = %e, "forgetting a broken upload failed");
         }
@@ -217,11 +213,7 @@ impl Runner {
         } else {
             tracing::warn!(job = self.job, key = ?task.key, attempts, error = %msg, "copy failed for good: dead-letter list");
         }
-        if let Err(e) = self
-            .db
-            .fail_task(self.job, &self.owner, task.id, &msg, at)
-            .await
-        {
+        if let Err(e) = bounded(self.db.fail_task(self.job, &self.owner, task.id, &msg, at)).await {
             tracing::warn!(job = self.job, error = %e, "recording a failed task failed; its lease will expire");
         }
     }
@@ -307,23 +299,19 @@ impl TaskJournal<'_> {
 impl copy::Journal for TaskJournal<'_> {
     async fn upload(&self, upload_id: Option<&str>) -> store::Result<()> {
         self.check()?;
-        self.db
-            .set_task_upload(self.task, upload_id)
+        bounded(self.db.set_task_upload(self.task, upload_id))
             .await
             .map_err(state_err)
     }
 
     async fn part(&self, part_number: u32, etag: &str, size: u64) -> store::Result<()> {
         self.check()?;
-        self.db
-            .add_task_part(
-                self.task,
-                &PartRow {
-                    part_number: i64::from(part_number),
-                    etag: etag.to_owned(),
-                    size: size as i64,
-                },
-            )
+        let part = PartRow {
+            part_number: i64::from(part_number),
+            etag: etag.to_owned(),
+            size: size as i64,
+        };
+        bounded(self.db.add_task_part(self.task, &part))
             .await
             .map_err(state_err)
     }

@@ -182,12 +182,14 @@ impl Db {
     /// it holds: a task whose release failed, or whose claim committed while its answer was
     /// lost (the database going away), is `owner`'s in the table but run by nobody, and
     /// renewing every task of the owner kept it so for ever (a job that never ended).
+    /// With none, the database is still asked something: a renewal is what tells the
+    /// runner's fence that the database answers.
     pub async fn renew_leases(&self, owner: &str, ids: &[i64], lease_ms: i64) -> Result<()> {
+        if ids.is_empty() {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+        }
         for chunk in ids.chunks(500) {
-            let list = (0..chunk.len())
-                .map(|i| format!("${}", i + 3))
-                .collect::<Vec<_>>()
-                .join(",");
+            let list = placeholders(3, chunk.len());
             let sql = format!(
                 "UPDATE job_tasks SET lease_ms = $1 WHERE owner = $2 AND state = 'running' AND id IN ({list})"
             );
@@ -256,10 +258,7 @@ impl Db {
             .map(|c| (c, None))
             .chain(gone.chunks(200).map(|c| (c, Some(VANISHED_NOTE))))
         {
-            let list = (0..chunk.len())
-                .map(|i| format!("${}", i + 3))
-                .collect::<Vec<_>>()
-                .join(",");
+            let list = placeholders(3, chunk.len());
             let sql = format!(
                 "UPDATE job_tasks SET state = 'done', owner = NULL, error = $2 WHERE owner = $1 AND state = 'running' AND id IN ({list}) RETURNING id, upload_id"
             );
@@ -585,4 +584,12 @@ impl Db {
         tx.commit().await?;
         Ok(r.rows_affected())
     }
+}
+
+/// `$first, …` for `n` parameters bound in order: the list of an `IN (…)`.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
