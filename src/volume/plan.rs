@@ -103,7 +103,16 @@ pub fn plan(
         let mut it = found.iter().peekable();
         for (path, rec) in &base.entries {
             while it.next_if(|f| f.path < *path).is_some() {}
-            if it.peek().is_some_and(|f| f.path == *path) {
+            if let Some(f) = it.peek().filter(|f| f.path == *path) {
+                // Another file at the path now (a log rotated, two files swapped): the old
+                // one may have moved to another path, where it goes as a clone too.
+                if trusted
+                    && rec.ino != 0
+                    && f.ino != rec.ino
+                    && matches!(rec.content, Content::File { .. })
+                {
+                    gone_files.insert(rec.ino, (&path[..], rec));
+                }
                 continue;
             }
             if under_any(path, unreadable) {
@@ -286,8 +295,13 @@ fn file(
             push(p, job(Some(r), true));
             return false;
         }
-    } else if trusted
+    }
+    // A new path, or one whose file is another inode than the base's: the file the base
+    // knew under another path, moved here (renamed, or its old name reused since).
+    if trusted
+        && old.is_none_or(|o| o.ino != f.ino)
         && let Some((from, r)) = gone.get(&f.ino)
+        && *from != &f.path[..]
         && let Content::File { size, .. } = r.content
         && size == f.size
         && r.meta.mtime == f.meta.mtime
@@ -466,5 +480,47 @@ mod tests {
         assert!(j.verify, "and compared with old's content");
         assert_eq!(j.renamed_from.as_deref(), Some(&b"old"[..]));
         assert_eq!(p.deletes, [b"old".to_vec()]);
+    }
+
+    /// A file renamed and its old name given to a new file (a log rotated), and two files
+    /// swapped: each moved file is a rename (a clone once its content agrees), not sent
+    /// whole, as the docs promise; the new file at the old name is read and sent.
+    #[test]
+    fn a_rename_whose_old_name_is_reused_is_still_a_rename() {
+        let file = |path: &str, ino: u64, size: u64| {
+            let mut f = found(path, FoundKind::File);
+            f.ino = ino;
+            f.size = size;
+            f
+        };
+        let mut base = Index::default();
+        for f in [file("log", 1, 100), file("x", 2, 200), file("y", 3, 300)] {
+            let content = Content::File {
+                size: f.size,
+                hash: [f.ino as u8; 32],
+                chunks: Vec::new(),
+            };
+            base.entries.insert(f.path.clone(), record(content, &f));
+        }
+        let mut renamed = file("log.1", 1, 100);
+        renamed.meta = base.entries[&b"log".to_vec()].meta.clone();
+        let now = [
+            file("log", 9, 5),
+            renamed,
+            file("x", 3, 300),
+            file("y", 2, 200),
+        ];
+        let p = plan(&now, &base, true, &Already::new(), &[]);
+        let from = |path: &str| {
+            p.small
+                .iter()
+                .find(|j| j.path == path.as_bytes())
+                .map(|j| j.renamed_from.clone())
+        };
+        assert_eq!(from("log.1"), Some(Some(b"log".to_vec())));
+        assert_eq!(from("x"), Some(Some(b"y".to_vec())));
+        assert_eq!(from("y"), Some(Some(b"x".to_vec())));
+        assert_eq!(from("log"), Some(None), "the new log is sent");
+        assert!(p.deletes.is_empty(), "{:?}", p.deletes);
     }
 }
