@@ -394,13 +394,15 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
     }
 }
 
+/// A time in RFC 3339, always with milliseconds (`…:18.280Z`), so a column of them lines up
+/// (the well-known format drops trailing zeros: `18.28Z`, `18Z`).
 fn rfc3339(ms: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&format).ok())
         .unwrap_or_default()
 }
 
@@ -431,6 +433,13 @@ fn resolved(path: &std::path::Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `volume status` lists iterations one per line: their times line up.
+    #[test]
+    fn times_are_shown_with_milliseconds_always() {
+        assert_eq!(rfc3339(1_796_181_138_280), "2026-12-02T03:12:18.280Z");
+        assert_eq!(rfc3339(1_796_181_138_000), "2026-12-02T03:12:18.000Z");
+    }
 
     /// A huge `--every` wrapped around (5124095576030432h became about an hour) or panicked
     /// after the first snapshot (overflow adding it to the clock).
