@@ -25,6 +25,15 @@ fn iterate(src: &Path, dst: &Destination) -> (Option<i32>, Value, String) {
     (out.status.code(), report, stderr(&out))
 }
 
+/// Whether this runs as root; says why the test is skipped otherwise.
+fn root_or_skip(why: &str) -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        eprintln!("skipped: {why}");
+    }
+    root
+}
+
 fn not_applied(report: &Value) -> Vec<String> {
     report["not_applied"]
         .as_array()
@@ -38,8 +47,7 @@ fn not_applied(report: &Value) -> Vec<String> {
 /// cannot give them, while root on the source reads them.
 #[test]
 fn metadata_the_destination_cannot_set_is_said_and_tried_on_every_iteration() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: reading trusted.* attributes needs root");
+    if !root_or_skip("reading trusted.* attributes needs root") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -108,8 +116,7 @@ fn metadata_the_destination_cannot_set_is_said_and_tried_on_every_iteration() {
 /// and exit 23, for ever.
 #[test]
 fn an_owner_the_destination_cannot_give_is_said_once_not_retried() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: files owned by another user need root");
+    if !root_or_skip("files owned by another user need root") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -141,8 +148,7 @@ fn an_owner_the_destination_cannot_give_is_said_once_not_retried() {
 /// never went (a probe). Under another policy than the manifest's, they are read again.
 #[test]
 fn attributes_asked_for_later_are_sent_for_unchanged_files() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: reading trusted.* attributes needs root");
+    if !root_or_skip("reading trusted.* attributes needs root") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -174,8 +180,7 @@ fn attributes_asked_for_later_are_sent_for_unchanged_files() {
 #[test]
 fn a_destination_run_as_a_user_replicates_folders_it_could_not_read() {
     use std::os::unix::fs::PermissionsExt;
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root to run the destination as another user");
+    if !root_or_skip("needs root to run the destination as another user") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
