@@ -60,18 +60,22 @@ fn stamps(meta: &Meta) -> Timestamps {
     }
 }
 
-/// What a destination gives a directory on disk: `meta`, except that one run as an ordinary
-/// user keeps its own read and search permission (`u+rx`; the index keeps the mode as the
-/// source has it, which `promote` gives). It must read its snapshots to build the next
-/// staging tree from them: a source folder of mode 000 or 0300 stopped every iteration after
-/// the first for good (a probe), as rsync run as a user would not.
-pub fn on_disk_dir(meta: &Meta) -> std::borrow::Cow<'_, Meta> {
-    if meta.mode & 0o500 == 0o500 || rustix::process::geteuid().is_root() {
-        return std::borrow::Cow::Borrowed(meta);
+/// The mode a file or directory is given on disk: `mode`, except that a process not run as
+/// root keeps its own read permission on files and read and search permission on
+/// directories (`u+r`, `u+rx`). A destination run as an ordinary user reads its snapshots
+/// to build the next tree and to copy unchanged ranges of a changed file: a source folder
+/// of mode 000 or 0300, or a file of mode 000 or 0200, stopped every later iteration for
+/// good (probes), as rsync run as a user would not. The snapshot's index keeps the mode the
+/// source has, which `promote` gives.
+pub fn on_disk_mode(file_type: u32, mode: u32) -> u32 {
+    if rustix::process::geteuid().is_root() {
+        return mode;
     }
-    let mut m = meta.clone();
-    m.mode |= 0o500;
-    std::borrow::Cow::Owned(m)
+    match rustix::fs::FileType::from_raw_mode(file_type) {
+        rustix::fs::FileType::Directory => mode | 0o500,
+        rustix::fs::FileType::RegularFile => mode | 0o400,
+        _ => mode,
+    }
 }
 
 fn owner(meta: &Meta) -> (Option<Uid>, Option<Gid>) {
@@ -99,8 +103,9 @@ pub fn apply_fd<F: AsFd>(
             ));
         }
     }
-    if (st.st_mode & 0o7777) != meta.mode || st.st_uid != meta.uid || st.st_gid != meta.gid {
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))?;
+    let mode = on_disk_mode(st.st_mode, meta.mode);
+    if (st.st_mode & 0o7777) != mode || st.st_uid != meta.uid || st.st_gid != meta.gid {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
     }
     if !fresh {
         let mut names = vec![0u8; 65536];

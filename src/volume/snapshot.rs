@@ -275,7 +275,7 @@ pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<(
     std::fs::create_dir(staging).with_context(|| format!("cannot create {}", staging.display()))?;
     let stage = Confined::open(staging)?;
     let old = Confined::open(prev)?;
-    readable_dirs(&old, index).with_context(|| format!("cannot read {}", prev.display()))?;
+    readable_tree(&old, index).with_context(|| format!("cannot read {}", prev.display()))?;
     let at = |path: &[u8]| {
         format!(
             "cannot prepare {} in {}",
@@ -333,15 +333,15 @@ pub fn link_farm(prev: &Path, staging: &Path, index: &Index) -> anyhow::Result<(
     })
 }
 
-/// Gives a snapshot's directories `u+rx` where a destination run as an ordinary user lacks
-/// it (see [`meta::on_disk_dir`]), parents first: a snapshot published before it kept that
-/// for them. Nothing for root, which reads them anyway, nor once they have it.
-fn readable_dirs(tree: &Confined, index: &Index) -> anyhow::Result<()> {
+/// Gives a snapshot's directories and files what a destination run as an ordinary user
+/// keeps for itself (see [`meta::on_disk_mode`]), parents first: a snapshot published
+/// before it did lacks it. Nothing for root, which reads them anyway, nor once they have it.
+fn readable_tree(tree: &Confined, index: &Index) -> anyhow::Result<()> {
     if rustix::process::geteuid().is_root() {
         return Ok(());
     }
     for (path, rec) in &index.entries {
-        if rec.content != Content::Dir || path.is_empty() {
+        if !matches!(rec.content, Content::Dir | Content::File { .. }) || path.is_empty() {
             continue;
         }
         let parent = tree.dir(tree::parent(path))?;
@@ -351,8 +351,9 @@ fn readable_dirs(tree: &Confined, index: &Index) -> anyhow::Result<()> {
         };
         let name = std::ffi::OsStr::from_bytes(name);
         let st = rustix::fs::statat(&parent, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
-        if st.st_mode & 0o500 != 0o500 {
-            let mode = rustix::fs::Mode::from_raw_mode((st.st_mode & 0o7777) | 0o500);
+        let mode = meta::on_disk_mode(st.st_mode, st.st_mode & 0o7777);
+        if mode != st.st_mode & 0o7777 {
+            let mode = rustix::fs::Mode::from_raw_mode(mode);
             rustix::fs::chmodat(&parent, name, mode, rustix::fs::AtFlags::empty())?;
         }
     }
@@ -368,7 +369,7 @@ pub fn finish_farm(root: &Path, index: &Index) -> anyhow::Result<()> {
     for (path, rec) in index.entries.iter().rev() {
         if rec.content == Content::Dir {
             let d = tree.open_dir(path)?;
-            meta::apply_fd(&d, path, &meta::on_disk_dir(&rec.meta), true, &mut problems)?;
+            meta::apply_fd(&d, path, &rec.meta, true, &mut problems)?;
         }
     }
     let d = std::fs::File::open(root)?;
@@ -431,6 +432,7 @@ pub fn promote(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u6
                 copy_file(&src, &out, f.size)
                     .with_context(|| format!("cannot copy to {}", dst.display()))?;
                 meta::apply_fd(&out, &f.path, &f.meta, true, &mut problems)?;
+                exact_mode(&out, &f.path, f.meta.mode, index)?;
                 files += 1;
                 bytes += f.size;
             }
@@ -439,12 +441,8 @@ pub fn promote(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u6
     }
     for f in found.iter().rev().filter(|f| f.kind == FoundKind::Dir) {
         let d = std::fs::File::open(join(to, &f.path))?;
-        // The mode the source has, which a destination run as a user may not have kept.
-        let mut m = f.meta.clone();
-        if let Some(rec) = index.entries.get(&f.path) {
-            m.mode = rec.meta.mode;
-        }
-        meta::apply_fd(&d, &f.path, &m, true, &mut problems)?;
+        meta::apply_fd(&d, &f.path, &f.meta, true, &mut problems)?;
+        exact_mode(&d, &f.path, f.meta.mode, index)?;
     }
     if let Some(p) = problems.said.first() {
         bail!("{p} (and {} more)", problems.said.len() - 1);
@@ -455,6 +453,16 @@ pub fn promote(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u6
 }
 
 use std::os::unix::ffi::OsStrExt;
+
+/// Gives a promoted file or directory the mode the source has (its snapshot's index says;
+/// a destination run as a user keeps `u+r` on disk, see [`meta::on_disk_mode`]), after its
+/// times: a mode change moves only its ctime. `found` is the mode on disk, for an entry the
+/// index lacks.
+fn exact_mode(fd: &std::fs::File, path: &[u8], found: u32, index: &Index) -> anyhow::Result<()> {
+    let mode = index.entries.get(path).map_or(found, |r| r.meta.mode);
+    rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", tree::shown(path)))
+}
 
 /// Copies `len` bytes: a reflink when the filesystem can, else the data segments only
 /// (holes stay holes).

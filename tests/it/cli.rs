@@ -433,6 +433,18 @@ fn volume_bad_usage_exits_2() {
         v.extend_from_slice(extra);
         v.into_iter().map(str::to_owned).collect::<Vec<_>>()
     };
+    let dest_at = |dir: &str| {
+        [
+            "volume",
+            "destination",
+            "--dir",
+            dir,
+            "--listen",
+            "127.0.0.1:0",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
     let src = |extra: &[&str]| {
         let mut v = vec!["volume", "source", "--dir", d, "--secret", s, "--once"];
         v.extend_from_slice(extra);
@@ -447,21 +459,10 @@ fn volume_bad_usage_exits_2() {
         (src(&["--threads", "0"]), "--threads"),
         (src(&["--db", "bogus://x"]), "--db"),
         (src(&["--timeout", "-1"]), "--timeout"),
-        // A file where the destination's folder should be (it exited 1 with a raw error).
-        (
-            vec![
-                "volume",
-                "destination",
-                "--dir",
-                s,
-                "--listen",
-                "127.0.0.1:0",
-            ]
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-            "--dir",
-        ),
+        // A file where the destination's folder should be, or one of its parents (it exited
+        // 1 with a raw error).
+        (dest_at(s), "--dir"),
+        (dest_at(&format!("{s}/sub")), "--dir"),
     ] {
         let out = Command::new(ferry_bin()).args(&args).output().expect("run");
         let err = String::from_utf8_lossy(&out.stderr);

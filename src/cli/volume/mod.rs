@@ -228,8 +228,10 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                 return Err(UsageError("--keep must be at least 1".into()).into());
             }
             check_common(a.threads, a.metrics_listen.as_deref(), a.db.as_deref())?;
-            // Made if missing; something else there is bad usage, as for the source.
-            if a.dir.exists() && !a.dir.is_dir() {
+            // Made if missing; something else there (or where a folder of it should be: a
+            // file's path under it) is bad usage, as for the source.
+            let nearest = a.dir.ancestors().find(|p| p.exists());
+            if nearest.is_some_and(|p| !p.is_dir()) {
                 return Err(
                     UsageError(format!("--dir {}: not a directory", a.dir.display())).into(),
                 );

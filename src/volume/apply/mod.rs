@@ -416,14 +416,8 @@ fn dir_metadata(shared: &Shared, conf: &Confined) -> anyhow::Result<()> {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        meta::apply_fd(
-            &fd,
-            path,
-            &meta::on_disk_dir(&rec.meta),
-            false,
-            &mut problems,
-        )
-        .with_context(|| format!("cannot set metadata of {}", shown(path)))?;
+        meta::apply_fd(&fd, path, &rec.meta, false, &mut problems)
+            .with_context(|| format!("cannot set metadata of {}", shown(path)))?;
     }
     Ok(())
 }

@@ -175,8 +175,9 @@ fn attributes_asked_for_later_are_sent_for_unchanged_files() {
 
 /// A destination run as an ordinary user gave a folder the source's mode 000 (or 0300) in
 /// its snapshot, then could not read it to build the next staging tree: every later
-/// iteration failed, for good (a probe; rsync as a user does not). It keeps `u+rx` on its
-/// own folders, and `promote` gives the mode the source has.
+/// iteration failed, for good (a probe; rsync as a user does not); so did a file of mode
+/// 000 or 0200 once changed (a re-probe). It keeps `u+rx` on its own folders and `u+r` on
+/// its files, and `promote` gives the mode the source has.
 #[test]
 fn a_destination_run_as_a_user_replicates_folders_it_could_not_read() {
     use std::os::unix::fs::PermissionsExt;
@@ -192,8 +193,14 @@ fn a_destination_run_as_a_user_replicates_folders_it_could_not_read() {
     let mode = |p: &Path, m: u32| {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod");
     };
+    // And files it could not read back (a re-probe): one made readable later, one large
+    // enough to go in chunks edited in place.
+    write_file(&src.join("secret"), 10, 6);
+    write_file(&src.join("big"), 3 << 20, 7);
     mode(&src.join("closed"), 0o000);
     mode(&src.join("blind"), 0o300);
+    mode(&src.join("secret"), 0o000);
+    mode(&src.join("big"), 0o200);
     let dst = Destination::start_unprivileged(t, "dst");
     super::harness::sync_ok(&src, &dst);
     // Changes beside and inside them.
@@ -201,6 +208,15 @@ fn a_destination_run_as_a_user_replicates_folders_it_could_not_read() {
     mode(&src.join("blind"), 0o700);
     write_file(&src.join("blind/f3"), 10, 5);
     mode(&src.join("blind"), 0o300);
+    mode(&src.join("secret"), 0o644);
+    {
+        use std::os::unix::fs::FileExt;
+        let big = std::fs::OpenOptions::new()
+            .write(true)
+            .open(src.join("big"))
+            .expect("open big");
+        big.write_all_at(b"EDITED", 1 << 20).expect("edit big");
+    }
     let report = super::harness::sync_ok(&src, &dst);
     let id = super::harness::snapshot_of(&report);
     let p = t.join("promoted");
@@ -214,7 +230,13 @@ fn a_destination_run_as_a_user_replicates_folders_it_could_not_read() {
     };
     assert_eq!(mode_of(&p.join("closed")), 0o000);
     assert_eq!(mode_of(&p.join("blind")), 0o300);
-    for f in ["closed/f1", "blind/f2", "blind/f3", "top2"] {
-        assert!(p.join(f).is_file(), "{f} missing from the promoted tree");
+    assert_eq!(mode_of(&p.join("secret")), 0o644);
+    assert_eq!(mode_of(&p.join("big")), 0o200);
+    for f in ["closed/f1", "blind/f2", "blind/f3", "top2", "secret", "big"] {
+        let (a, b) = (std::fs::read(src.join(f)), std::fs::read(p.join(f)));
+        assert!(
+            a.is_ok() && a.ok() == b.ok(),
+            "{f} differs in the promoted tree"
+        );
     }
 }
