@@ -61,6 +61,9 @@ pub async fn run(
     // Where the next page starts: the oldest rows first, but past a full page that failed,
     // so keys the target keeps refusing do not hold back every other key behind them.
     let mut after = 0i64;
+    // Keys owed a second sync because a copy of them was given up unanswered, until when
+    // (one such row at a time per key, however often the copy fails meanwhile).
+    let mut rechecks: HashMap<String, i64> = HashMap::new();
     loop {
         if *stop.borrow() {
             return;
@@ -118,20 +121,21 @@ pub async fn run(
             }
             continue;
         }
-        let results: Vec<(String, i64, store::Result<Option<u64>>)> =
+        let results: Vec<(String, i64, store::Result<Option<u64>>, Duration)> =
             futures::stream::iter(order.into_iter().map(|key| {
                 let (max_id, tags_only, _, newest_ms) = groups[&key];
                 let ns = &ns;
                 let target = &target;
                 let stop = &stop;
                 async move {
+                    let began = std::time::Instant::now();
                     // Stopped (the roles changed): leave the rest of the page owed.
                     let r = if *stop.borrow() {
                         Ok(None)
                     } else {
                         sync_key(ns, target, &key, tags_only, newest_ms).await
                     };
-                    (key, max_id, r)
+                    (key, max_id, r, began.elapsed())
                 }
             }))
             .buffer_unordered(PARALLEL)
@@ -142,7 +146,16 @@ pub async fn run(
         let mut settled = Vec::new();
         let mut left_out = Vec::new();
         let mut moved = 0u64;
-        for (key, max_id, r) in results {
+        let mut late = Vec::new();
+        for (key, max_id, r, took) in results {
+            // Given up unanswered (not refused at once): the copy may still land, over
+            // whatever a later sync puts there, as a client write given up may (see
+            // `namespace`); a re-probe's stalled catch-up PUT did.
+            if matches!(r, Err(store::Error::Unavailable { .. }))
+                && took >= crate::store::watched::PROBE_TIMEOUT
+            {
+                late.push(key.clone());
+            }
             match r {
                 // Written meanwhile (or the roles changed): still owed, copied again.
                 Ok(None) => raced = true,
@@ -170,6 +183,15 @@ pub async fn run(
                     note_error(&health, format!("key {key:?}: {e}"));
                     failed = true;
                 }
+            }
+        }
+        let now = now_ms();
+        rechecks.retain(|_, due| *due > now);
+        for key in late {
+            if let std::collections::hash_map::Entry::Vacant(e) = rechecks.entry(key) {
+                ns.recheck_later(vec![&target], e.key(), super::namespace::RECHECK_OP)
+                    .await;
+                e.insert(now + super::namespace::LATE_LANDING_MS);
             }
         }
         if !settled.is_empty() || !left_out.is_empty() {

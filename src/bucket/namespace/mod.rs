@@ -257,7 +257,7 @@ impl Namespace {
     /// Owes `key` to `legs` once more, [`LATE_LANDING_MS`] from now: a write given up on
     /// them may still land, and the catch-up then copies the primary's state over it.
     /// Recorded before the write is answered, so a crash does not lose it.
-    async fn recheck_later(&self, legs: Vec<&Leg>, key: &str, op: &str) {
+    pub(super) async fn recheck_later(&self, legs: Vec<&Leg>, key: &str, op: &str) {
         let rows = legs
             .iter()
             .map(|leg| NewJournalRow {
