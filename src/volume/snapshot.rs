@@ -340,21 +340,23 @@ fn readable_tree(tree: &Confined, index: &Index) -> anyhow::Result<()> {
     if rustix::process::geteuid().is_root() {
         return Ok(());
     }
+    // The folder of the last entry, kept while entries stay in it.
+    let mut at: Option<(&[u8], std::os::fd::OwnedFd)> = None;
     for (path, rec) in &index.entries {
         if !matches!(rec.content, Content::Dir | Content::File { .. }) || path.is_empty() {
             continue;
         }
-        let parent = tree.dir(tree::parent(path))?;
-        let name = match path.iter().rposition(|b| *b == b'/') {
-            Some(i) => &path[i + 1..],
-            None => &path[..],
+        let folder = tree::parent(path);
+        let (_, parent) = match at.take() {
+            Some((f, fd)) if f == folder => at.insert((f, fd)),
+            _ => at.insert((folder, tree.dir(folder)?)),
         };
-        let name = std::ffi::OsStr::from_bytes(name);
-        let st = rustix::fs::statat(&parent, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        let name = std::ffi::OsStr::from_bytes(tree::name(path));
+        let st = rustix::fs::statat(&*parent, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
         let mode = meta::on_disk_mode(st.st_mode, st.st_mode & 0o7777);
         if mode != st.st_mode & 0o7777 {
             let mode = rustix::fs::Mode::from_raw_mode(mode);
-            rustix::fs::chmodat(&parent, name, mode, rustix::fs::AtFlags::empty())?;
+            rustix::fs::chmodat(&*parent, name, mode, rustix::fs::AtFlags::empty())?;
         }
     }
     Ok(())

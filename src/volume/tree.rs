@@ -113,6 +113,14 @@ pub fn parent(path: &[u8]) -> &[u8] {
     }
 }
 
+/// The last component of a relative path.
+pub fn name(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}
+
 pub fn join(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(OsStr::from_bytes(rel))
 }
