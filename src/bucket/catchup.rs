@@ -30,6 +30,19 @@ const YOUNG_MS: i64 = 1000;
 /// How often an idle worker looks for rows it was not woken for.
 const POLL: Duration = Duration::from_millis(500);
 
+/// What one page of the journal owes for one key.
+#[derive(Debug, Clone, Copy)]
+struct Owed {
+    /// The key's newest row: a sync settles it and every row before it.
+    max_id: i64,
+    /// Only tag changes: the sync copies tags, not the body.
+    tags_only: bool,
+    /// When the newest change was made (for the failover rule of [`sync_key`]).
+    newest_ms: i64,
+    /// A due check owed later (see [`super::namespace::RECHECK_OP`]) among the rows.
+    recheck: Option<i64>,
+}
+
 /// What the worker knows about its target, for status and metrics.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Health {
@@ -82,10 +95,9 @@ pub async fn run(
         };
         // Rows of writes in progress, and rows settled but not yet deleted, are not owed.
         let live = ns.journal.busy();
-        // Group by key, in order of each key's first row: (key, highest id, only tag changes,
-        // bytes, newest row's time).
+        // Group by key, in order of each key's first row.
         let mut order: Vec<String> = Vec::new();
-        let mut groups: HashMap<String, (i64, bool, u64, i64)> = HashMap::new();
+        let mut groups: HashMap<String, Owed> = HashMap::new();
         // Rows younger than a moment may belong to a write whose append just returned and
         // is not marked busy yet; the next pass takes them if they are still there.
         let young = now_ms() - YOUNG_MS;
@@ -95,18 +107,25 @@ pub async fn run(
         {
             let e = groups.entry(r.key.clone()).or_insert_with(|| {
                 order.push(r.key.clone());
-                (r.id, true, 0, r.created_ms)
+                Owed {
+                    max_id: r.id,
+                    tags_only: true,
+                    newest_ms: r.created_ms,
+                    recheck: None,
+                }
             });
-            e.0 = e.0.max(r.id);
-            e.1 &= r.op == "tags";
-            e.2 += u64::try_from(r.bytes).unwrap_or(0);
+            e.max_id = e.max_id.max(r.id);
+            e.tags_only &= r.op == "tags";
             // A check owed later stands for the write given up on, made when it was due
             // less the wait: the failover rule below must see that write's time.
             let written = match r.op.as_str() {
-                super::namespace::RECHECK_OP => r.created_ms - super::namespace::LATE_LANDING_MS,
+                super::namespace::RECHECK_OP => {
+                    e.recheck = Some(r.id);
+                    r.created_ms - super::namespace::LATE_LANDING_MS
+                }
                 _ => r.created_ms,
             };
-            e.3 = e.3.max(written);
+            e.newest_ms = e.newest_ms.max(written);
         }
         if order.is_empty() {
             if after > 0 {
@@ -123,7 +142,12 @@ pub async fn run(
         }
         let results: Vec<(String, i64, store::Result<Option<u64>>, Duration)> =
             futures::stream::iter(order.into_iter().map(|key| {
-                let (max_id, tags_only, _, newest_ms) = groups[&key];
+                let Owed {
+                    max_id,
+                    tags_only,
+                    newest_ms,
+                    ..
+                } = groups[&key];
                 let ns = &ns;
                 let target = &target;
                 let stop = &stop;
@@ -189,9 +213,19 @@ pub async fn run(
         rechecks.retain(|_, due| *due > now);
         for key in late {
             if let std::collections::hash_map::Entry::Vacant(e) = rechecks.entry(key) {
-                ns.recheck_later(vec![&target], e.key(), super::namespace::RECHECK_OP)
-                    .await;
-                e.insert(now + super::namespace::LATE_LANDING_MS);
+                let due = now + super::namespace::LATE_LANDING_MS;
+                // A check already owed and due (read with this page): pushed back, not
+                // joined by another, so a target that stays stalled does not grow the
+                // journal (and the owed count) by a row per key per minute.
+                let moved = match groups.get(e.key()).and_then(|g| g.recheck) {
+                    Some(id) => db.postpone_journal(id, due).await.unwrap_or(false),
+                    None => false,
+                };
+                if !moved {
+                    ns.recheck_later(vec![&target], e.key(), super::namespace::RECHECK_OP)
+                        .await;
+                }
+                e.insert(due);
             }
         }
         if !settled.is_empty() || !left_out.is_empty() {

@@ -3,7 +3,8 @@
 //!
 //! A row names the client bucket, the target (`store:bucket`) and the key (empty for a
 //! bucket-level change), what kind of change it is (`op`), and the bytes it will move (for
-//! backlog accounting). Rows are only appended and deleted, never updated.
+//! backlog accounting). Rows are appended and deleted; only their byte count (once known)
+//! and the date of a check owed later (pushed back) are ever updated.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -191,6 +192,17 @@ impl Db {
             Some(bytes),
         )
         .await
+    }
+
+    /// Dates row `id` `created_ms` (a check owed later, pushed back while the copies it
+    /// stands for go unanswered); whether the row was still there.
+    pub async fn postpone_journal(&self, id: i64, created_ms: i64) -> Result<bool> {
+        let r = sqlx::query("UPDATE journal SET created_ms = $1 WHERE id = $2")
+            .bind(created_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     /// Runs `sql ({ids})` (with `$1` bound to `bind`, if given) over `ids` 200 at a time, in

@@ -648,9 +648,24 @@ async fn buckets_and_journal(db: &Db, unique: &str) {
     );
     // After the relaxed transactions, appends are still durable ones (the pool's
     // connection got its setting back): a plain append still works.
-    db.append_journal(&[row("e", 1, 600)])
+    let e = db
+        .append_journal(&[row("e", 1, 600)])
         .await
         .expect("append");
+    // A check owed later, pushed back: not read before its new date, not settled by a
+    // sync before it; a row gone is said.
+    let later = ferry::state::now_ms() + 3_600_000;
+    assert!(db.postpone_journal(e[0], later).await.expect("postpone"));
+    let due = |t: i64| db.owed(&bucket, "dr:y", 0, t, 10);
+    let keys =
+        |rows: Vec<ferry::state::JournalRow>| rows.into_iter().map(|r| r.key).collect::<Vec<_>>();
+    assert_eq!(keys(due(later - 1).await.expect("owed")), ["d"]);
+    assert_eq!(keys(due(later).await.expect("owed")), ["d", "e"]);
+    db.settle_owed_many(&bucket, "dr:y", &[("e".into(), e[0])])
+        .await
+        .expect("settle");
+    assert_eq!(keys(due(later).await.expect("owed")), ["d", "e"]);
+    assert!(!db.postpone_journal(ids[0], later).await.expect("postpone"));
     db.drop_journal(&bucket).await.expect("drop");
     assert!(db.owed_stats(&bucket).await.expect("stats").is_empty());
     db.remove_bucket(&bucket).await.expect("remove bucket");
