@@ -336,6 +336,7 @@ impl Gateway {
                 claimed,
             });
         }
+        require_part_checksums(store.as_ref(), &bucket, &key, &input.upload_id, &wanted).await?;
         let meta = store
             .complete_multipart(&bucket, &key, &input.upload_id, &wanted, claimed.as_ref())
             .await
@@ -420,7 +421,10 @@ impl Gateway {
             key: Some(input.key),
             upload_id: Some(input.upload_id),
             max_parts: Some(max as i32),
-            part_number_marker: input.part_number_marker,
+            // As S3 (0 on the first page).
+            part_number_marker: input.part_number_marker.or(Some(0)),
+            initiator: Some(initiator()),
+            owner: Some(convert::owner()),
             // As S3: the last part listed, truncated or not.
             next_part_number_marker: page
                 .next_part_number_marker
@@ -473,6 +477,8 @@ impl Gateway {
                 key: Some(enc.s(u.key.as_str())),
                 upload_id: Some(u.upload_id),
                 initiated: Some(ts(u.initiated)),
+                initiator: Some(initiator()),
+                owner: Some(convert::owner()),
                 storage_class: Some(StorageClass::from(
                     u.storage_class
                         .unwrap_or_else(|| StorageClass::STANDARD.to_owned()),
@@ -506,5 +512,50 @@ fn location(host: Option<&str>, bucket: &str, key: &str) -> String {
         Some(h) if h.starts_with(&format!("{bucket}.")) => format!("http://{h}/{key}"),
         Some(h) => format!("http://{h}/{bucket}/{key}"),
         None => format!("/{bucket}/{key}"),
+    }
+}
+
+/// Who began every upload: Ferry serves one key pair (see [`convert::owner`]).
+fn initiator() -> Initiator {
+    let o = convert::owner();
+    Initiator {
+        display_name: o.display_name,
+        id: o.id,
+    }
+}
+
+/// Refuses the completion of an upload created with a checksum algorithm (`COMPOSITE`)
+/// whose part list does not name each part's checksum of that algorithm, as S3 does: code
+/// tested against Ferry must not then fail on AWS. (The parts of a `FULL_OBJECT` upload need
+/// not be named.) An upload that cannot be read is left to the completion to report (a
+/// retried completion of a finished upload is answered again).
+async fn require_part_checksums(
+    store: &dyn store::Store,
+    bucket: &store::BucketName,
+    key: &store::ObjectKey,
+    upload_id: &str,
+    parts: &[store::CompletedPart],
+) -> S3Result<()> {
+    let Ok(page) = store.list_parts(bucket, key, upload_id, None, 1).await else {
+        return Ok(());
+    };
+    let Some(a) = page
+        .checksum_algorithm
+        .filter(|_| !page.full_object_checksum)
+    else {
+        return Ok(());
+    };
+    match parts
+        .iter()
+        .find(|p| p.claimed.as_ref().is_none_or(|c| c.algorithm != a))
+    {
+        Some(p) => Err(s3_error!(
+            InvalidRequest,
+            "The upload was created using a {} checksum. The complete request must include \
+             the checksum for each part. It was missing for part {} in the request.",
+            a.as_str().to_lowercase(),
+            p.part_number
+        )),
+        None => Ok(()),
     }
 }

@@ -68,7 +68,9 @@ pub enum Error {
     },
     #[error("multipart upload {upload_id} does not exist")]
     NoSuchUpload { upload_id: String },
-    #[error("part {part_number} was not uploaded or its ETag does not match")]
+    #[error(
+        "part {part_number} was not uploaded, or its ETag or checksum does not match the part's"
+    )]
     InvalidPart { part_number: u32 },
     #[error("the object has no part {part_number}")]
     InvalidPartNumber { part_number: u32 },

@@ -8,6 +8,7 @@ import struct
 import zlib
 
 from common import client, expect_error
+from botocore.exceptions import ClientError
 
 s3 = client()
 B = "checksum-types"
@@ -68,6 +69,29 @@ assert g["Body"].read() == whole
 
 # COMPOSITE: the checksum of the part checksums, with the part count.
 uid, done = upload("composite", "COMPOSITE")
+# S3 wants each part's checksum named (of the upload's algorithm), and says which is missing.
+for parts_named in ([{k: v for k, v in p.items() if k != "ChecksumCRC32"} for p in done],
+                    [done[0], {"PartNumber": 2, "ETag": done[1]["ETag"], "ChecksumSHA256": "AAAA"}]):
+    try:
+        s3.complete_multipart_upload(Bucket=B, Key="composite", UploadId=uid,
+                                     MultipartUpload={"Parts": parts_named})
+        raise AssertionError("completed without the part checksums")
+    except ClientError as e:
+        err = e.response["Error"]
+        assert err["Code"] == "InvalidRequest", err
+        assert "crc32 checksum" in err["Message"] and "missing for part" in err["Message"], err
+missing = [{k: v for k, v in p.items() if k != "ChecksumCRC32"} for p in done]
+try:
+    s3.complete_multipart_upload(Bucket=B, Key="composite", UploadId=uid,
+                                 MultipartUpload={"Parts": [done[0], missing[1]]})
+except ClientError as e:
+    assert "missing for part 2 in the request" in e.response["Error"]["Message"], e.response
+else:
+    raise AssertionError("completed without part 2's checksum")
+# ListParts names who began the upload, and the first page's marker.
+listed = s3.list_parts(Bucket=B, Key="composite", UploadId=uid)
+assert listed.get("Initiator", {}).get("ID") and listed.get("Owner", {}).get("ID"), listed
+assert listed.get("PartNumberMarker") == 0, listed
 r = s3.complete_multipart_upload(Bucket=B, Key="composite", UploadId=uid,
                                  MultipartUpload={"Parts": done})
 raw = b"".join(base64.b64decode(p["ChecksumCRC32"]) for p in done)
