@@ -236,7 +236,21 @@ pub fn auth_shape(uri: &Uri, headers: &HeaderMap, region: &str) -> S3Result<()> 
                 let scope = urlencoding::decode(value).unwrap_or_default();
                 credential_region(&scope, region)?;
             }
-            "X-Amz-Algorithm" | "X-Amz-Signature" => presigned = true,
+            "X-Amz-Algorithm" => presigned = true,
+            "X-Amz-Signature" => {
+                presigned = true;
+                // s3s takes only 64 lowercase hex digits and calls anything else a missing
+                // field (400): a URL cut short or re-cased in a chat is, as S3 says, a
+                // signature that does not match.
+                let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+                if value.len() != 64 || !value.bytes().all(hex) {
+                    return Err(s3_error!(
+                        SignatureDoesNotMatch,
+                        "The request signature we calculated does not match the signature \
+                         you provided (X-Amz-Signature is not 64 lowercase hex digits)"
+                    ));
+                }
+            }
             "X-Amz-Expires" => {
                 presigned = true;
                 let ok = value.parse::<u64>().is_ok_and(|n| n <= MAX_PRESIGNED_SECS);

@@ -7,6 +7,7 @@ import os
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from urllib.parse import urlparse
@@ -65,6 +66,14 @@ except urllib.error.HTTPError as e:
     assert e.code == 400 and code_of(e.read()) == "AuthorizationQueryParametersError", e.code
 url = v4.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "p.txt"}, ExpiresIn=60)
 assert "X-Amz-Signature" in url and urllib.request.urlopen(url).read() == b"presigned"
+# A signature cut short or re-cased (pasted through a chat) does not match; nothing is missing.
+sig = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["X-Amz-Signature"][0]
+for mangled in (sig.upper(), sig[:-2], ""):
+    try:
+        urllib.request.urlopen(url.replace(f"X-Amz-Signature={sig}", f"X-Amz-Signature={mangled}"))
+        raise AssertionError(f"a mangled signature {mangled!r} was accepted")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403 and code_of(e.read()) == "SignatureDoesNotMatch", (mangled, e.code)
 try:
     urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": "AWS4-HMAC-SHA256 x"}))
     raise AssertionError("a request signed both ways was accepted")
