@@ -149,6 +149,22 @@ impl ObjectKey {
         Ok(())
     }
 
+    /// Whether a store whose keys are paths may make this key: a path
+    /// ([`Self::check_path`]) whose first segment is not `.ferry`, where such a store (and a
+    /// `ferry volume` destination) keeps its own state. A bucket folder holding one looks
+    /// like a store's root: a later job took it for one and refused it, or opened a store
+    /// there whose index its outer store served as objects.
+    pub fn check_new_path(&self) -> Result<(), NameError> {
+        self.check_path()?;
+        match self.segments().next() {
+            Some(crate::store::fs::META_DIR) => Err(NameError::Key {
+                key: self.0.clone(),
+                why: "must not start with \".ferry/\": a folder of that name holds an fs store's own index",
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

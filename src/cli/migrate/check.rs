@@ -123,7 +123,7 @@ pub(super) async fn dry_run(
             let named = |side: &crate::jobs::open::Side| {
                 crate::store::ObjectKey::parse(&format!("{}{}", side.prefix, t.key)).and_then(|k| {
                     match side.store.caps().path_semantics {
-                        true => k.check_path(),
+                        true => k.check_new_path(),
                         false => Ok(()),
                     }
                 })

@@ -120,6 +120,30 @@ impl Opener {
                 role.word()
             )));
         }
+        // A destination inside a bucket of another fs store (a server's, an earlier job's
+        // destination) would put this job's index among that store's objects: served, listed
+        // and, by a `--delete` into that bucket, deleted (a probe).
+        let writes_here = role == Role::Dst || self.share_parent;
+        let in_bucket_of = |outer: &Path| {
+            let db = outer.join(".ferry/index.db");
+            db.exists()
+                && parent
+                    .strip_prefix(outer)
+                    .ok()
+                    .and_then(|rel| rel.components().next())
+                    .is_some_and(|b| {
+                        store::fs::index::holds_bucket(&db, &b.as_os_str().to_string_lossy())
+                    })
+        };
+        if writes_here && let Some(outer) = parent.ancestors().skip(1).find(|a| in_bucket_of(a)) {
+            return Err(Error::Usage(format!(
+                "{} {display} is inside a bucket of the Ferry fs store {}: its index would be \
+                 among that bucket's objects; name a directory outside it, or migrate through \
+                 the server that serves it",
+                role.word(),
+                outer.display()
+            )));
+        }
         // After the checks of what is there: a missing folder is said as missing, whatever
         // its name.
         let name = name.to_string_lossy();

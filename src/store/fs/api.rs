@@ -13,6 +13,12 @@ fn path(key: &ObjectKey) -> Result<()> {
     key.check_path().map_err(Error::from)
 }
 
+/// [`path`], for a key being made: not under `.ferry/` either (see
+/// [`ObjectKey::check_new_path`]). Such files found in a bucket's folder are still served.
+fn new_path(key: &ObjectKey) -> Result<()> {
+    key.check_new_path().map_err(Error::from)
+}
+
 #[async_trait]
 impl Store for FsStore {
     fn name(&self) -> &str {
@@ -223,7 +229,7 @@ impl Store for FsStore {
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
         self.writes()?;
-        path(key)?;
+        new_path(key)?;
         self.room_for_writes().await?;
         self.put_impl(bucket, key, body, opts).await
     }
@@ -318,7 +324,7 @@ impl Store for FsStore {
     ) -> Result<ObjectMeta> {
         self.writes()?;
         path(src_key)?;
-        path(dst_key)?;
+        new_path(dst_key)?;
         self.room_for_writes().await?;
         self.copy_impl(src_bucket, src_key, dst_bucket, dst_key, opts)
             .await
@@ -396,7 +402,7 @@ impl Store for FsStore {
         opts: PutOptions,
     ) -> Result<String> {
         self.writes()?;
-        path(key)?;
+        new_path(key)?;
         self.create_multipart_impl(bucket, key, opts).await
     }
 

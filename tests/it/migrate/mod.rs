@@ -13,6 +13,7 @@ mod faults;
 mod fence;
 mod filters;
 mod integrity;
+mod nesting;
 mod outage;
 mod resume;
 mod sides;

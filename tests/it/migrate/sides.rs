@@ -235,6 +235,21 @@ fn registered_stores_and_a_store_another_process_holds() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("root of a Ferry fs store"), "{err}");
+    // Nor is a folder inside its bucket a destination (the job's index would be objects).
+    let inside = folder.join("sub");
+    let plain = tmp.path().join("plain/tree");
+    make_tree(&plain, 2, &[]);
+    let out = m.run(&[
+        "migrate",
+        plain.to_str().unwrap_or_default(),
+        inside.to_str().unwrap_or_default(),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("inside a bucket of the Ferry fs store"),
+        "{err}"
+    );
     a.stop();
     // A file a POSIX user added to the stopped server's store is copied too: the store is
     // read as its files are, not as its index last saw them.

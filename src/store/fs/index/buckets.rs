@@ -3,7 +3,9 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::Index;
+use std::path::Path;
+
+use super::{Index, open_conn};
 use crate::store::Result;
 
 #[derive(Debug, Clone)]
@@ -26,6 +28,17 @@ fn bucket_row(r: &Row<'_>) -> rusqlite::Result<BucketRow> {
         tags: r.get(3)?,
         dir: r.get(4)?,
     })
+}
+
+/// Whether the store whose index is the file `db` has a bucket `name`, asked without
+/// opening the store (it may be another process's); an index that cannot be read says yes.
+pub fn holds_bucket(db: &Path, name: &str) -> bool {
+    let Ok(c) = open_conn(db, true) else {
+        return true;
+    };
+    c.query_row("SELECT 1 FROM buckets WHERE name = ?1", [name], |_| Ok(()))
+        .optional()
+        .map_or(true, |found| found.is_some())
 }
 
 impl Index {

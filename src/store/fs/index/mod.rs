@@ -25,7 +25,7 @@ mod buckets;
 mod tx;
 mod uploads;
 
-pub use buckets::BucketRow;
+pub use buckets::{BucketRow, holds_bucket};
 pub use tx::*;
 pub use uploads::{PartRow, UploadRow, tx_delete_upload};
 

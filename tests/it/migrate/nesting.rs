@@ -1,0 +1,84 @@
+//! Directory destinations and the fs stores around them: a destination inside a bucket of
+//! another store (an earlier job's destination, a server's bucket) put the job's index among
+//! that bucket's objects (served, listed, deleted by a `--delete` into it), and keys under
+//! `.ferry/` copied into a directory made it look like a store's root, refused ever after.
+
+use super::*;
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+#[test]
+fn a_destination_inside_another_stores_bucket_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in/src");
+    make_tree(&src, 3, &[]);
+    let m = Migrator::new(tmp.path());
+    let out = tmp.path().join("out");
+    ok(&m.run(&["migrate", path(&src), path(&out.join("first"))]));
+    // `out` is now a store whose bucket `first` is that folder.
+    let nested = out.join("first/inner");
+    let r = m.run(&["migrate", path(&src), path(&nested)]);
+    let err = stderr(&r);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("inside a bucket of the Ferry fs store") && err.contains(path(&out)),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        !out.join("first/.ferry").exists(),
+        "an index was made in a bucket"
+    );
+    // A folder beside the buckets is no bucket: a destination below it is taken.
+    ok(&m.run(&["migrate", path(&src), path(&out.join("plain/inner"))]));
+    assert_same_tree(&src, &out.join("plain/inner"));
+    // And the first job can still be run again.
+    ok(&m.run(&["migrate", path(&src), path(&out.join("first"))]));
+}
+
+#[test]
+fn keys_under_dot_ferry_are_not_made_in_a_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let moto = Moto::start();
+    let py = format!(
+        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
+         c.create_bucket(Bucket='odd'); [c.put_object(Bucket='odd',Key=k,Body=b'x') for k in ['.ferry/index.db','.ferry/lock','a','b/c']]",
+        moto.endpoint
+    );
+    ok(&Command::new(venv_bin("python"))
+        .args(["-c", &py])
+        .output()
+        .expect("python"));
+    let m = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
+    let dst = tmp.path().join("out/odd");
+    let args = [
+        "migrate",
+        "s3://odd",
+        path(&dst),
+        "--src-endpoint",
+        &moto.endpoint,
+        "--attempts",
+        "2",
+    ];
+    let dry = ok(&m.run(&[&args[..], &["--dry-run"]].concat()));
+    assert!(dry.contains("cannot copy \".ferry/index.db\""), "{dry}");
+    let r = m.run(&args);
+    let err = stderr(&r);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(".ferry/index.db") && err.contains("must not start with"),
+        "{err}"
+    );
+    assert!(dst.join("b/c").is_file(), "the other keys are copied");
+    assert!(
+        !dst.join(".ferry").exists(),
+        "a .ferry folder was made in the bucket"
+    );
+    // The destination is no store's root: the job runs again (its dead letters still said).
+    let again = m.run(&args);
+    let err = stderr(&again);
+    assert_eq!(again.status.code(), Some(1), "{err}");
+    assert!(!err.contains("root of a Ferry fs store"), "{err}");
+}
