@@ -66,7 +66,7 @@ pub async fn submit(
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             // The whole chain in one line, as the CLI prints it.
-            ApiError(status, format!("{:#}", anyhow::Error::new(e)))
+            ApiError(status, crate::telemetry::one_line(&e))
         })?;
     let status = if sub.resumed {
         StatusCode::OK

@@ -193,7 +193,7 @@ pub async fn cancel(registry: &Registry, id: i64) -> Result<Cancelled, Error> {
         Ok(spec) => Opener::new(false)
             .open(&spec.dst, Role::Dst, registry)
             .await
-            .map_err(|e| chain(&e)),
+            .map_err(|e| crate::telemetry::one_line(&e)),
         Err(e) => Err(format!("the job's record is unreadable: {e}")),
     };
     Ok(match dst {
@@ -237,13 +237,3 @@ pub async fn retry_dead(db: &Db, id: i64) -> Result<u64, Error> {
     Ok(n)
 }
 
-/// An error with its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    s
-}

@@ -196,6 +196,22 @@ impl Db {
                     Ok(())
                 })
             })
+            // A connection left inside a transaction it cannot end is closed, not pooled:
+            // a COMMIT that failed (a full disk) leaves SQLite's transaction rolled back
+            // while sqlx still counts it open, and the drop's ROLLBACK then fails. Every
+            // later `BEGIN IMMEDIATE` on it was refused ("non-zero transaction depth") until
+            // a restart: a probe's migration stalled for good after space came back.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    // A dropped transaction's rollback may still be queued: let it run.
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect(url)
             .await
             .map_err(|source| Error::Open {

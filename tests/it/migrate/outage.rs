@@ -85,3 +85,77 @@ fn a_state_database_outage_is_waited_out() {
     assert_eq!(ls.lines().count(), 62, "{ls}\n{said}");
     assert!(said.contains("giving it back"), "{said}");
 }
+
+/// The embedded state database's disk filling mid-job: a write refused for want of space
+/// left sqlx counting a transaction SQLite had already rolled back, and every later claim
+/// and record failed ("non-zero transaction depth") once space came back, for good (a
+/// probe's job stalled until a restart). The run waits the full disk out and finishes.
+#[test]
+fn a_full_state_disk_is_waited_out() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in/src");
+    make_tree(&src, 60, &[]);
+    let dst = tmp.path().join("out/dst");
+    let data = tmp.path().join("mdata");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let log = tmp.path().join("log");
+    let out = std::fs::File::create(&log).expect("log");
+    // The data directory on a tmpfs of its own, in a mount namespace of the run's.
+    let mut child = Command::new("unshare")
+        .args([
+            "-rm",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=8m tmpfs \"$0\" && exec \"$@\"",
+        ])
+        .arg(&data)
+        .arg(crate::support::ferry_bin())
+        .arg("--data")
+        .arg(&data)
+        .arg("migrate")
+        .arg(&src)
+        .arg(&dst)
+        .args(["--bandwidth-limit", "10K", "--workers", "2"])
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn");
+    // Reached through the run's own root, where its tmpfs is mounted (checked: the filler
+    // must never land on the real disk).
+    let inside = PathBuf::from(format!("/proc/{}/root", child.id()))
+        .join(data.strip_prefix("/").expect("absolute"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !inside.join("state.db").exists() {
+        assert!(
+            Instant::now() < deadline && child.try_wait().ok().flatten().is_none(),
+            "the run never opened its state database:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mounts =
+        std::fs::read_to_string(format!("/proc/{}/mountinfo", child.id())).unwrap_or_default();
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(&format!(" {} ", data.display())) && l.contains(" tmpfs ")),
+        "the data directory is not on the run's tmpfs:\n{mounts}"
+    );
+    // Under way (tasks claimed and recorded), then full for a few seconds.
+    std::thread::sleep(Duration::from_millis(1500));
+    let filler = inside.join("filler");
+    let mut f = std::fs::File::create(&filler).expect("filler");
+    let mut written = 0usize;
+    while written < 16 << 20 && f.write_all(&[0u8; 16 << 10]).is_ok() {
+        written += 16 << 10;
+    }
+    drop(f);
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::remove_file(&filler).expect("free the space");
+    let status = wait_for(&mut child, Duration::from_secs(120), &log);
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{said}");
+    assert!(said.contains("full"), "the disk never filled:\n{said}");
+    assert_same_tree(&src, &dst);
+}
