@@ -236,4 +236,3 @@ pub async fn retry_dead(db: &Db, id: i64) -> Result<u64, Error> {
     }
     Ok(n)
 }
-

@@ -153,6 +153,26 @@ fn a_full_disk_can_be_emptied_through_s3() {
     f.stop();
 }
 
+/// A write refused on a full disk leaves no partial body in the store's `tmp/` (each retry
+/// left one more until a restart).
+#[test]
+fn a_write_refused_on_a_full_disk_leaves_nothing_behind() {
+    let mut f = Ferry::start_on_small_disk(24);
+    // The store's tmpfs is the server's own: reached through its root.
+    let pid = f.pid().expect("pid");
+    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"))
+        .join(f.local_root().strip_prefix("/").expect("an absolute path"));
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    assert!(
+        mounts.lines().any(
+            |l| l.contains(" tmpfs ") && l.contains(&format!(" {} ", f.local_root().display()))
+        ),
+        "the store is not on the server's tmpfs (the filler must not go to the real disk):\n{mounts}"
+    );
+    ok(&f.python("full_disk_tmp.py", &[root.to_str().expect("utf8")]));
+    f.stop();
+}
+
 /// An object kept with an archive class (GLACIER, as a migration keeps it) could not be
 /// downloaded with awscli: it skips an archived object unless HEAD says a restored copy is
 /// ready, and `restore-object`, its remedy, answered 501. The local store serves such

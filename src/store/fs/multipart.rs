@@ -391,22 +391,29 @@ impl FsStore {
             // Held by this thread too: a cancelled request does not end the completion while
             // the file is being finished.
             let completing = completing.clone();
-            move || match in_place {
-                Some(total) => {
-                    let stride = files.first().map_or(0, |f| f.1);
-                    let patches: Vec<(std::path::PathBuf, u64, u64)> = files
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, f)| assembly::placed_offset(&f.0).is_none())
-                        .map(|(i, f)| (dir.join(&f.0), i as u64 * stride, f.1))
-                        .collect();
-                    let out = dir.join(assembly::ASSEMBLY);
-                    let finished = assembly::finish(&out, &patches, total, &tmp_abs);
-                    // Linked as a version's file (or perhaps): never placed in again.
-                    completing.seal();
-                    finished.map(|()| total)
+            move || {
+                match in_place {
+                    Some(total) => {
+                        let stride = files.first().map_or(0, |f| f.1);
+                        let patches: Vec<(std::path::PathBuf, u64, u64)> = files
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, f)| assembly::placed_offset(&f.0).is_none())
+                            .map(|(i, f)| (dir.join(&f.0), i as u64 * stride, f.1))
+                            .collect();
+                        let out = dir.join(assembly::ASSEMBLY);
+                        let finished = assembly::finish(&out, &patches, total, &tmp_abs);
+                        // Linked as a version's file (or perhaps): never placed in again.
+                        completing.seal();
+                        finished.map(|()| total)
+                    }
+                    None => concat(&dir, &files, &tmp_abs),
                 }
-                None => concat(&dir, &files, &tmp_abs),
+                // What was assembled of a body that failed (a full disk) is not kept in `tmp/`
+                // till a restart: every retry would leave one more.
+                .inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp_abs);
+                })
             }
         })
         .await

@@ -136,8 +136,11 @@ impl FsStore {
         let tmp_abs = self.root.join(&tmp);
         // Set once the change is handed to the commit thread: from then on its intent may be
         // committed with a move from `tmp`, whatever the answer (moves that failed after the
-        // transaction are held and tried again), so the file must stay; one whose transaction
-        // failed is left to the next start's clean-up of `tmp/`.
+        // transaction are held and tried again), so the file must stay. But for a full disk:
+        // the commit thread says so only of a change of which nothing is in (see `commit`),
+        // and its body is removed at once. Each retry of a write on a full disk left one
+        // more body in `tmp/` until a restart (a probe), so freeing room by deleting objects
+        // could never catch up.
         let handed = std::sync::atomic::AtomicBool::new(false);
         let result = async {
             // A PUT asked before its body (`put_impl`); a copy or a completion asks here.
@@ -248,7 +251,9 @@ impl FsStore {
             super::row_to_meta(&row)
         }
         .await;
-        if result.is_err() && !handed.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Err(e) = &result
+            && (e.is_storage_full() || !handed.load(std::sync::atomic::Ordering::Relaxed))
+        {
             let _ = tokio::fs::remove_file(&tmp_abs).await;
         }
         result
