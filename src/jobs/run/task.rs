@@ -197,8 +197,14 @@ impl Runner {
         }
         let attempts = task.attempts + 1;
         // A mirroring job may be about to delete what blocks the path (a source folder that
-        // became a file: the copy of `a` waits for the delete of `a/x`).
-        let clears_way = self.spec.options.delete && matches!(e, store::Error::PathConflict { .. });
+        // became a file: the copy of `a` waits for the delete of `a/x`); once no deletion is
+        // to come, nothing will (a source key `a` beside `a/b`, a folder that is a symlink:
+        // a probe's job retried them for minutes).
+        let clears_way = self.spec.options.delete
+            && matches!(e, store::Error::PathConflict { .. })
+            && bounded(self.db.deletes_to_come(self.job))
+                .await
+                .unwrap_or(true);
         let retry =
             (retryable(e) || clears_way) && attempts < i64::from(self.spec.options.max_attempts);
         let msg = e.to_string();

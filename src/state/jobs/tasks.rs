@@ -445,6 +445,22 @@ impl Db {
             .collect()
     }
 
+    /// Whether a deletion of `job` may still come: its listing is not done, or a delete
+    /// task is not finished. (A path a copy finds blocked can be cleared only by one.)
+    pub async fn deletes_to_come(&self, job: i64) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS x FROM jobs WHERE id = $1 AND listing_done = 0
+             UNION ALL
+             SELECT 1 AS x FROM job_tasks WHERE job_id = $1 AND action = 'delete'
+               AND state IN ('pending', 'held', 'running')
+             LIMIT 1",
+        )
+        .bind(job)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     pub async fn task_counts(&self, job: i64) -> Result<TaskCounts> {
         let rows = sqlx::query(
             "SELECT state, COUNT(*) AS n FROM job_tasks WHERE job_id = $1 AND state IN ('pending', 'held', 'running', 'dead') GROUP BY state",

@@ -185,6 +185,28 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     let out = ok(&mm.run(&["job", "retry-dead", &id.to_string(), "--json"]));
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["job"], id);
+
+    // Mirroring, the same clash: a path conflict is retried only while a deletion may still
+    // clear it. `x` is a source key, so none will: a dead letter after a try or two, not ten
+    // tries over minutes (a probe's run took 4.5).
+    let mirror = tmp.path().join("out/mirror");
+    let out = mm.run(&[
+        "migrate",
+        "s3://clash",
+        mirror.to_str().unwrap_or_default(),
+        "--src-endpoint",
+        &moto.endpoint,
+        "--delete",
+        "--attempts",
+        "10",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not copy x/y"), "{err}");
+    assert!(
+        !err.contains("after 10 attempts") && !err.contains("after 9 attempts"),
+        "{err}"
+    );
 }
 
 /// A source whose listing is refused after its first page (credentials revoked mid-run):
