@@ -199,13 +199,14 @@ pub(super) async fn dry_run(
             "dry run: {copies} objects ({}) to copy, {deletes} to delete, {unchanged} unchanged",
             human(bytes)
         )?;
-        if cannot > 0 {
-            writeln!(
-                out,
-                "dry run: {cannot} keys Ferry cannot name or read would go to the dead-letter list"
-            )?;
-        }
     }
     out.flush()?;
+    // The run would end with dead letters, and exit 1: so does its dry run (rsync and
+    // rclone say a partial transfer ahead too), for a script that checks before it runs.
+    if cannot > 0 {
+        anyhow::bail!(
+            "dry run: {cannot} keys Ferry cannot name or read would go to the dead-letter list"
+        );
+    }
     Ok(())
 }

@@ -119,6 +119,16 @@ fn dir_spec(
     }
 }
 
+/// A dry run that names keys which would be dead letters: it exits 1 as the run would,
+/// saying so; its listing (stdout).
+#[track_caller]
+fn dry_with_dead_letters(o: &Output) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("would go to the dead-letter list"), "{err}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -62,7 +62,7 @@ fn keys_under_dot_ferry_are_not_made_in_a_directory() {
         "--attempts",
         "2",
     ];
-    let dry = ok(&m.run(&[&args[..], &["--dry-run"]].concat()));
+    let dry = dry_with_dead_letters(&m.run(&[&args[..], &["--dry-run"]].concat()));
     assert!(dry.contains("cannot copy \".ferry/index.db\""), "{dry}");
     let r = m.run(&args);
     let err = stderr(&r);
