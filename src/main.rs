@@ -25,7 +25,8 @@ fn main() -> ExitCode {
         // broken pipe (a peer's socket) is a failure like the rest, and said.
         Err(e) if StdoutClosed::is_cause_of(&e) => ExitCode::from(141),
         Err(e) => {
-            eprintln!("ferry: {}", ferry::telemetry::one_line(e.as_ref()));
+            let said = ferry::telemetry::one_line(e.as_ref());
+            eprintln!("ferry: {}", ferry::cli::flat(&said));
             if e.is::<UsageError>() {
                 ExitCode::from(2)
             } else if e.is::<Incomplete>() {

@@ -290,7 +290,7 @@ impl DeadLister {
                     "{}: after {} attempts: {}",
                     super::shown(&t.key),
                     t.attempts,
-                    t.error.as_deref().unwrap_or("")
+                    super::flat(t.error.as_deref().unwrap_or(""))
                 );
             }
         }
@@ -451,7 +451,7 @@ fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
                 "  dead: {} after {} attempts: {}",
                 super::shown(&t.key),
                 t.attempts,
-                t.error.as_deref().unwrap_or("")
+                super::flat(t.error.as_deref().unwrap_or(""))
             ),
             _ if t.upload_id.is_some() => println!(
                 "  {}: {} ({} of {}), {} parts finished{}",
@@ -462,7 +462,7 @@ fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
                 t.parts_done,
                 t.error
                     .as_deref()
-                    .map(|e| format!("; last error: {e}"))
+                    .map(|e| format!("; last error: {}", super::flat(e)))
                     .unwrap_or_default()
             ),
             _ => println!(
@@ -472,7 +472,7 @@ fn print_detail(d: control::Detail, as_json: bool) -> anyhow::Result<()> {
                 t.attempts,
                 t.error
                     .as_deref()
-                    .map(|e| format!("; last error: {e}"))
+                    .map(|e| format!("; last error: {}", super::flat(e)))
                     .unwrap_or_default()
             ),
         }

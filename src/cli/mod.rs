@@ -186,6 +186,22 @@ pub(crate) fn shown(key: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A message (an error that may quote a key) as printed on one line: its control characters
+/// escaped (`\n`), so a key with a newline does not split the line it is said on.
+pub fn flat(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| match c.is_control() {
+                true => c.escape_default().to_string(),
+                false => c.to_string(),
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
 /// Makes the data directory (mode 0700) if it is not there; a path that is something else
 /// (a file) is bad usage, said as such rather than as "File exists".
 pub fn make_data_dir(data: &std::path::Path) -> anyhow::Result<()> {
@@ -204,4 +220,19 @@ pub fn make_data_dir(data: &std::path::Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(data)
         .map_err(|e| anyhow::anyhow!("creating the data directory {}: {e}", data.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flat;
+
+    #[test]
+    fn flat_escapes_control_characters_only() {
+        assert_eq!(
+            flat("key nl\nx.txt does not exist"),
+            "key nl\\nx.txt does not exist"
+        );
+        assert_eq!(flat("tab\there\r"), "tab\\there\\r");
+        assert_eq!(flat("café / ok"), "café / ok");
+    }
 }

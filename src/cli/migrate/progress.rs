@@ -28,7 +28,7 @@ pub(super) async fn report(
                 eprintln!(
                     "ferry: could not copy {}{tries}: {}",
                     crate::cli::shown(&t.key),
-                    t.error.as_deref().unwrap_or("")
+                    crate::cli::flat(t.error.as_deref().unwrap_or(""))
                 );
             }
         }
