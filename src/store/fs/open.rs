@@ -63,13 +63,11 @@ impl FsStore {
             Ok(f) => {
                 if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
                 {
-                    return Err(Error::Unavailable {
-                        store: name.to_owned(),
-                        message: format!(
-                            "{} is open in another Ferry process; use that process's S3 endpoint",
-                            root.display()
-                        ),
-                    });
+                    return Err(held_elsewhere(
+                        name,
+                        root,
+                        &root.join(META_DIR).join("lock"),
+                    ));
                 }
                 Some(f)
             }
@@ -145,13 +143,14 @@ impl FsStore {
             .open(&lock_path)
             .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
         if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-            return Err(Error::Unavailable {
-                store: name.to_owned(),
-                message: format!(
-                    "{} is open in another Ferry process; use that process's S3 endpoint",
-                    root.display()
-                ),
-            });
+            return Err(held_elsewhere(name, &root, &lock_path));
+        }
+        // Who holds it, for the next process that finds it held (not needed for safety: a
+        // failure to say so is not one to open the store).
+        {
+            use std::io::Write;
+            let _ = lock.set_len(0);
+            let _ = (&lock).write_all(format!("{}\n", holder()).as_bytes());
         }
         let reserve_path = meta.join("reserve");
         let index = Arc::new(Index::open(&meta.join("index.db")).await?);
@@ -248,5 +247,45 @@ impl FsStore {
                     e,
                 )
             })
+    }
+}
+
+/// This process as a store's lock names it: its pid and `ferry` command (never its other
+/// arguments, which may hold a secret).
+fn holder() -> String {
+    const COMMANDS: &[&str] = &[
+        "serve", "migrate", "worker", "volume", "store", "bucket", "job", "verify",
+    ];
+    let command = std::env::args()
+        .skip(1)
+        .find(|a| COMMANDS.contains(&a.as_str()))
+        .unwrap_or_default();
+    format!("{} ferry {command}", std::process::id())
+}
+
+/// The error for a store whose lock another process holds, naming that process from what
+/// it wrote in the lock file, and what to do.
+fn held_elsewhere(name: &str, root: &Path, lock_path: &Path) -> Error {
+    let said = std::fs::read_to_string(lock_path).unwrap_or_default();
+    let (pid, what) = said.trim().split_once(' ').unwrap_or(("", ""));
+    let message = match what.trim() {
+        "" => format!(
+            "{} is open in another Ferry process; use the S3 endpoint of the server that \
+             holds it, or wait for the job that does",
+            root.display()
+        ),
+        w if w.ends_with(" serve") => format!(
+            "{} is held by a running `{w}` (pid {pid}); use that server's S3 endpoint",
+            root.display()
+        ),
+        w => format!(
+            "{} is held by a running `{w}` (pid {pid}): a job writing a directory keeps its \
+             index in the directory's parent; wait for it to end",
+            root.display()
+        ),
+    };
+    Error::Unavailable {
+        store: name.to_owned(),
+        message,
     }
 }

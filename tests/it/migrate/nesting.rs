@@ -82,3 +82,39 @@ fn keys_under_dot_ferry_are_not_made_in_a_directory() {
     assert_eq!(again.status.code(), Some(1), "{err}");
     assert!(!err.contains("root of a Ferry fs store"), "{err}");
 }
+
+/// A job writing `DIR/x` holds `DIR`'s store: another job writing a sibling is told who
+/// holds it and what to do (it was told to use "that process's S3 endpoint", which a
+/// `ferry migrate` has not).
+#[test]
+fn a_sibling_of_a_running_jobs_destination_names_the_job() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in/src");
+    make_tree(&src, 4, &[mib(2)]);
+    let m = Migrator::new(tmp.path());
+    let log = tmp.path().join("log");
+    let running = tmp.path().join("out/running");
+    let mut child = m.spawn(
+        &[
+            "migrate",
+            path(&src),
+            path(&running),
+            "--bandwidth-limit",
+            "100K",
+        ],
+        &log,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !tmp.path().join("out/.ferry/lock").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let other = m.run(&["migrate", path(&src), path(&tmp.path().join("out/other"))]);
+    kill9(&mut child);
+    let err = stderr(&other);
+    assert_eq!(other.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is held by a running `ferry migrate` (pid ") && err.contains("wait for it"),
+        "{err}"
+    );
+}

@@ -217,7 +217,12 @@ fn registered_stores_and_a_store_another_process_holds() {
     let out = m.run(&["migrate", "local:reg", "dr:reg"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("open in another Ferry process"), "{err}");
+    // Naming the holder and what to do.
+    assert!(
+        err.contains("is held by a running `ferry serve` (pid ")
+            && err.contains("use that server's S3 endpoint"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // So is its bucket's folder named as a directory (read without an index beside it,
     // it must still not be read behind the server's back), and its root is no directory
@@ -226,7 +231,7 @@ fn registered_stores_and_a_store_another_process_holds() {
     let out = m.run(&["migrate", folder.to_str().unwrap_or_default(), "dr:reg2"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("open in another Ferry process"), "{err}");
+    assert!(err.contains("is held by a running `ferry serve`"), "{err}");
     let out = m.run(&[
         "migrate",
         a.local_root().to_str().unwrap_or_default(),
