@@ -486,7 +486,7 @@ impl Buckets {
             // A key the primary cannot hold (`a//b` on an fs store: S3 took it while failed
             // over to an S3 target whose other targets all take such keys) stays where it is.
             if to.store.caps().path_semantics
-                && let Err(e) = key.check_path()
+                && let Err(e) = key.check_new_path()
             {
                 tracing::warn!(bucket = %ns.name, key = %k, target = %to.label, error = %e, "failback leaves out a key the primary cannot hold");
                 continue;

@@ -539,9 +539,10 @@ async fn require_part_checksums(
     let Ok(page) = store.list_parts(bucket, key, upload_id, None, 1).await else {
         return Ok(());
     };
+    // CRC64NVME is FULL_OBJECT only (a backend may not say the type).
     let Some(a) = page
         .checksum_algorithm
-        .filter(|_| !page.full_object_checksum)
+        .filter(|a| !page.full_object_checksum && *a != store::ChecksumAlgorithm::Crc64Nvme)
     else {
         return Ok(());
     };

@@ -12,6 +12,10 @@ use sqlx::Row;
 
 use super::{Db, Dialect, Result};
 
+/// Columns added after the table was first made (see `Db::open`'s upgrade):
+/// `since_ms`, when a check owed later was first due, kept as its date is pushed back.
+pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("journal", "since_ms", "BIGINT")];
+
 pub(super) fn schema(id: &str) -> Vec<String> {
     vec![
         format!(
@@ -195,9 +199,12 @@ impl Db {
     }
 
     /// Dates row `id` `created_ms` (a check owed later, pushed back while the copies it
-    /// stands for go unanswered); whether the row was still there.
+    /// stands for go unanswered); whether the row was still there. Its first date stays
+    /// the backlog's age (a target stalled for hours must not look minutes behind).
     pub async fn postpone_journal(&self, id: i64, created_ms: i64) -> Result<bool> {
-        let r = sqlx::query("UPDATE journal SET created_ms = $1 WHERE id = $2")
+        let r = sqlx::query(
+            "UPDATE journal SET since_ms = COALESCE(since_ms, created_ms), created_ms = $1 WHERE id = $2",
+        )
             .bind(created_ms)
             .bind(id)
             .execute(&self.pool)
@@ -332,7 +339,7 @@ impl Db {
     /// Backlog per target of `bucket`.
     pub async fn owed_stats(&self, bucket: &str) -> Result<Vec<OwedStats>> {
         let rows = sqlx::query(
-            "SELECT target, COUNT(*) AS n, CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS b, MIN(created_ms) AS oldest
+            "SELECT target, COUNT(*) AS n, CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS b, MIN(COALESCE(since_ms, created_ms)) AS oldest
              FROM journal WHERE bucket = $1 GROUP BY target ORDER BY target",
         )
         .bind(bucket)

@@ -250,7 +250,7 @@ impl Db {
         }
         // Columns added after a table was first made: a database an older Ferry created
         // gets them here (both dialects' `ADD COLUMN` keeps the rows, NULL in the new one).
-        for (table, column, ty) in volume::ADDED_COLUMNS {
+        for (table, column, ty) in volume::ADDED_COLUMNS.iter().chain(journal::ADDED_COLUMNS) {
             if !has_column(&mut tx, dialect, table, column).await? {
                 sqlx::query(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
                     .execute(&mut *tx)

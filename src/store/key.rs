@@ -150,18 +150,21 @@ impl ObjectKey {
     }
 
     /// Whether a store whose keys are paths may make this key: a path
-    /// ([`Self::check_path`]) whose first segment is not `.ferry`, where such a store (and a
-    /// `ferry volume` destination) keeps its own state. A bucket folder holding one looks
-    /// like a store's root: a later job took it for one and refused it, or opened a store
-    /// there whose index its outer store served as objects.
+    /// ([`Self::check_path`]) with no `.ferry/index.db` in it, the file an fs store keeps its
+    /// index in. A folder holding one is taken for a store's root: a later job refused it,
+    /// or opened a store there whose index its outer store served as objects.
     pub fn check_new_path(&self) -> Result<(), NameError> {
         self.check_path()?;
-        match self.segments().next() {
-            Some(crate::store::fs::META_DIR) => Err(NameError::Key {
+        let segs: Vec<&str> = self.segments().collect();
+        match segs
+            .windows(2)
+            .any(|w| w[0] == crate::store::fs::META_DIR && w[1] == "index.db")
+        {
+            true => Err(NameError::Key {
                 key: self.0.clone(),
-                why: "must not start with \".ferry/\": a folder of that name holds an fs store's own index",
+                why: "must not hold \".ferry/index.db\": a folder holding that file is taken for a Ferry fs store",
             }),
-            _ => Ok(()),
+            false => Ok(()),
         }
     }
 

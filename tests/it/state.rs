@@ -666,6 +666,15 @@ async fn buckets_and_journal(db: &Db, unique: &str) {
         .expect("settle");
     assert_eq!(keys(due(later).await.expect("owed")), ["d", "e"]);
     assert!(!db.postpone_journal(ids[0], later).await.expect("postpone"));
+    // The backlog's age stays the first date, however often it is pushed back.
+    db.delete_journal(&[more[1]]).await.expect("delete d");
+    assert!(
+        db.postpone_journal(e[0], later + 1)
+            .await
+            .expect("postpone")
+    );
+    let stats = db.owed_stats(&bucket).await.expect("stats");
+    assert_eq!(stats[0].oldest_ms, Some(600), "{stats:?}");
     db.drop_journal(&bucket).await.expect("drop");
     assert!(db.owed_stats(&bucket).await.expect("stats").is_empty());
     db.remove_bucket(&bucket).await.expect("remove bucket");

@@ -131,7 +131,7 @@ impl Namespace {
             .chain(&roles.secondaries)
             .any(|l| l.store.caps().path_semantics);
         if paths {
-            key.check_path()?;
+            key.check_new_path()?;
         }
         Ok(())
     }

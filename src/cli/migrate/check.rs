@@ -119,18 +119,20 @@ pub(super) async fn dry_run(
         unchanged += page.unchanged;
         for t in &page.tasks {
             // The key on each side it touches must be one that side can name: any S3 key
-            // for a bucket, a path for a directory (`a//b` cannot be a file).
-            let named = |side: &crate::jobs::open::Side| {
+            // for a bucket, a path for a directory (`a//b` cannot be a file), and one a
+            // directory may be given (see `ObjectKey::check_new_path`) where it is made.
+            let named = |side: &crate::jobs::open::Side, made: bool| {
                 crate::store::ObjectKey::parse(&format!("{}{}", side.prefix, t.key)).and_then(|k| {
-                    match side.store.caps().path_semantics {
-                        true => k.check_new_path(),
-                        false => Ok(()),
+                    match (side.store.caps().path_semantics, made) {
+                        (true, true) => k.check_new_path(),
+                        (true, false) => k.check_path(),
+                        (false, _) => Ok(()),
                     }
                 })
             };
             let sides_ok = match t.action {
-                "delete" => named(dst),
-                _ => named(src).and_then(|()| named(dst)),
+                "delete" => named(dst, false),
+                _ => named(src, false).and_then(|()| named(dst, true)),
             };
             if let Err(e) = sides_ok {
                 cannot += 1;

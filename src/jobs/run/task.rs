@@ -199,12 +199,14 @@ impl Runner {
         // A mirroring job may be about to delete what blocks the path (a source folder that
         // became a file: the copy of `a` waits for the delete of `a/x`); once no deletion is
         // to come, nothing will (a source key `a` beside `a/b`, a folder that is a symlink:
-        // a probe's job retried them for minutes).
+        // a probe's job retried them for minutes). Tried twice whatever: the deletion may
+        // have ended between the failure and the question.
         let clears_way = self.spec.options.delete
             && matches!(e, store::Error::PathConflict { .. })
-            && bounded(self.db.deletes_to_come(self.job))
-                .await
-                .unwrap_or(true);
+            && (attempts < 2
+                || bounded(self.db.deletes_to_come(self.job))
+                    .await
+                    .unwrap_or(true));
         let retry =
             (retryable(e) || clears_way) && attempts < i64::from(self.spec.options.max_attempts);
         let msg = e.to_string();

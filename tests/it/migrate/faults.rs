@@ -202,7 +202,8 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     ]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("could not copy x/y"), "{err}");
+    // Whichever of the two its workers wrote first stands.
+    assert!(err.contains("could not copy x"), "{err}");
     assert!(
         !err.contains("after 10 attempts") && !err.contains("after 9 attempts"),
         "{err}"

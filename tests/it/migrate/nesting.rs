@@ -1,7 +1,8 @@
 //! Directory destinations and the fs stores around them: a destination inside a bucket of
 //! another store (an earlier job's destination, a server's bucket) put the job's index among
-//! that bucket's objects (served, listed, deleted by a `--delete` into it), and keys under
-//! `.ferry/` copied into a directory made it look like a store's root, refused ever after.
+//! that bucket's objects (served, listed, deleted by a `--delete` into it), and a key
+//! `.ferry/index.db` copied into a directory made it look like a store's root, refused ever
+//! after.
 
 use super::*;
 
@@ -44,7 +45,7 @@ fn keys_under_dot_ferry_are_not_made_in_a_directory() {
     let moto = Moto::start();
     let py = format!(
         "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
-         c.create_bucket(Bucket='odd'); [c.put_object(Bucket='odd',Key=k,Body=b'x') for k in ['.ferry/index.db','.ferry/lock','a','b/c']]",
+         c.create_bucket(Bucket='odd'); [c.put_object(Bucket='odd',Key=k,Body=b'x') for k in ['.ferry/index.db','.ferry/lock','a','b/c','b/.ferry/index.db']]",
         moto.endpoint
     );
     ok(&Command::new(venv_bin("python"))
@@ -68,13 +69,22 @@ fn keys_under_dot_ferry_are_not_made_in_a_directory() {
     let err = stderr(&r);
     assert_eq!(r.status.code(), Some(1), "{err}");
     assert!(
-        err.contains(".ferry/index.db") && err.contains("must not start with"),
+        err.contains(".ferry/index.db") && err.contains("must not hold"),
         "{err}"
     );
     assert!(dst.join("b/c").is_file(), "the other keys are copied");
+    // Only an index's name is refused: other files under `.ferry/` are anyone's.
     assert!(
-        !dst.join(".ferry").exists(),
-        "a .ferry folder was made in the bucket"
+        dst.join(".ferry/lock").is_file(),
+        "the other keys are copied"
+    );
+    assert!(
+        !dst.join(".ferry/index.db").exists(),
+        "an index's name was made"
+    );
+    assert!(
+        !dst.join("b/.ferry/index.db").exists(),
+        "an index's name was made"
     );
     // The destination is no store's root: the job runs again (its dead letters still said).
     let again = m.run(&args);
@@ -117,4 +127,21 @@ fn a_sibling_of_a_running_jobs_destination_names_the_job() {
         err.contains("is held by a running `ferry migrate` (pid ") && err.contains("wait for it"),
         "{err}"
     );
+}
+
+/// What a `ferry volume` replica keeps under `.ferry/` is no store's index: a tree holding
+/// it copies, in a dry run too (which must not foresee dead letters the run has not).
+#[test]
+fn other_files_under_dot_ferry_copy() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in/replica");
+    make_tree(&src, 2, &[]);
+    write_file(&src.join(".ferry/state.db"), 100, 1);
+    let dst = tmp.path().join("out/replica");
+    let m = Migrator::new(tmp.path());
+    let dry = ok(&m.run(&["migrate", path(&src), path(&dst), "--dry-run"]));
+    assert!(dry.contains("would copy .ferry/state.db"), "{dry}");
+    ok(&m.run(&["migrate", path(&src), path(&dst), "--delete"]));
+    assert_same_tree(&src, &dst);
+    assert!(dst.join(".ferry/state.db").is_file());
 }
