@@ -250,7 +250,10 @@ fn print_jobs(jobs: &[JobRecord], as_json: bool) -> anyhow::Result<()> {
         );
     }
     if jobs.iter().any(|j| j.unattended) {
-        println!("stalled: running, but no process has run it lately (killed?); {RESTART}");
+        println!(
+            "stalled: running, but no process has recorded running it lately (killed? or \
+             its writes to this state database fail: a full disk?); {RESTART}"
+        );
     }
     Ok(())
 }

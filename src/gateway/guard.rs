@@ -228,13 +228,42 @@ pub fn auth_shape(uri: &Uri, headers: &HeaderMap, region: &str) -> S3Result<()> 
     if let Some(scope) = header_scope {
         credential_region(scope, region)?;
     }
+    // The fields of a SigV4 presigned URL seen (as `V4_FIELDS` names them).
+    let mut fields = [false; V4_FIELDS.len()];
     for pair in uri.query().unwrap_or("").split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if let Some(i) = V4_FIELDS.iter().position(|f| *f == name) {
+            fields[i] = true;
+        }
         match name {
             "X-Amz-Credential" => {
                 presigned = true;
                 let scope = urlencoding::decode(value).unwrap_or_default();
+                // From the right: the key is the rest (one holding `/` is still a key).
+                let parts: Vec<&str> = scope.rsplitn(5, '/').collect();
+                if parts.len() != 5
+                    || parts[0] != "aws4_request"
+                    || parts.iter().any(|p| p.is_empty())
+                {
+                    return Err(query_auth_error(
+                        "Error parsing the X-Amz-Credential parameter; the Credential is \
+                         mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"",
+                    ));
+                }
                 credential_region(&scope, region)?;
+            }
+            "X-Amz-Date" => {
+                presigned = true;
+                let b = value.as_bytes();
+                let long = b.len() == 16
+                    && b[8] == b'T'
+                    && b[15] == b'Z'
+                    && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+                if !long {
+                    return Err(query_auth_error(
+                        "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
+                    ));
+                }
             }
             "X-Amz-Algorithm" => presigned = true,
             "X-Amz-Signature" => {
@@ -255,19 +284,23 @@ pub fn auth_shape(uri: &Uri, headers: &HeaderMap, region: &str) -> S3Result<()> 
                 presigned = true;
                 let ok = value.parse::<u64>().is_ok_and(|n| n <= MAX_PRESIGNED_SECS);
                 if !ok {
-                    let mut e = S3Error::with_message(
-                        S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
-                        format!(
-                            "X-Amz-Expires must be a number of seconds from 0 to \
-                             {MAX_PRESIGNED_SECS} (a week); got {value:?}"
-                        ),
-                    );
-                    e.set_status_code(StatusCode::BAD_REQUEST);
-                    return Err(e);
+                    return Err(query_auth_error(format!(
+                        "X-Amz-Expires must be a number of seconds from 0 to \
+                         {MAX_PRESIGNED_SECS} (a week); got {value:?}"
+                    )));
                 }
             }
             _ => {}
         }
+    }
+    // A URL that names the algorithm names every field, or says which S3 wants (s3s said
+    // "missing presigned url v4 fields" of a field there but malformed, too).
+    if fields[0] && fields.iter().any(|f| !f) {
+        return Err(query_auth_error(
+            "Query-string authentication version 4 requires the X-Amz-Algorithm, \
+             X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and \
+             X-Amz-Expires parameters.",
+        ));
     }
     if presigned && headers.contains_key(http::header::AUTHORIZATION) {
         return Err(s3_error!(
@@ -277,6 +310,26 @@ pub fn auth_shape(uri: &Uri, headers: &HeaderMap, region: &str) -> S3Result<()> 
         ));
     }
     Ok(())
+}
+
+/// The query parameters of a SigV4 presigned URL, `X-Amz-Algorithm` first.
+const V4_FIELDS: [&str; 6] = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Signature",
+    "X-Amz-Date",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Expires",
+];
+
+/// S3's answer to a presigned URL whose query fields are malformed (400).
+fn query_auth_error(message: impl Into<String>) -> S3Error {
+    let mut e = S3Error::with_message(
+        S3ErrorCode::Custom("AuthorizationQueryParametersError".into()),
+        message.into(),
+    );
+    e.set_status_code(StatusCode::BAD_REQUEST);
+    e
 }
 
 /// A SigV4 credential scope (`KEY/DATE/REGION/s3/aws4_request`) naming a region that cannot

@@ -180,9 +180,10 @@ pub(super) async fn run_job(job: Job<'_>) -> anyhow::Result<bool> {
             }
             if r.dead > 0 {
                 return Err(anyhow!(
-                    "job {} finished, but {} objects could not be copied (see above; `ferry job retry-dead {}` tries them again)",
+                    "job {} finished, but {} {} could not be copied (see above; `ferry job retry-dead {}` tries them again)",
                     r.id,
                     r.dead,
+                    crate::cli::objects(r.dead as u64),
                     r.id
                 ));
             }

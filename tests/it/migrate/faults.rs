@@ -165,7 +165,7 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("could not copy x/y"), "{err}");
-    assert!(err.contains("1 objects could not be copied"), "{err}");
+    assert!(err.contains("1 object could not be copied"), "{err}");
     let jobs: Value = serde_json::from_str(&ok(&mm.run(&["job", "list", "--json"]))).expect("json");
     let id = jobs
         .as_array()

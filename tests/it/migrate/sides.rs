@@ -826,7 +826,7 @@ fn a_key_of_whitespace_alone_is_named_and_explained() {
         err.contains("could not copy \" \"") && err.contains("is whitespace alone"),
         "{err}"
     );
-    assert!(err.contains("1 objects could not be copied"), "{err}");
+    assert!(err.contains("1 object could not be copied"), "{err}");
 }
 
 /// A bucket named by S3's rules before 2018 (capitals, `_`: us-east-1 still holds such

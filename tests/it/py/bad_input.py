@@ -74,6 +74,22 @@ for mangled in (sig.upper(), sig[:-2], ""):
         raise AssertionError(f"a mangled signature {mangled!r} was accepted")
     except urllib.error.HTTPError as e:
         assert e.code == 403 and code_of(e.read()) == "SignatureDoesNotMatch", (mangled, e.code)
+# Other fields malformed or missing: S3 names what is wrong (s3s said "missing fields").
+q = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+for field, bad, said in (("X-Amz-Date", "2026", "ISO8601"),
+                         ("X-Amz-Credential", "nokey", "mal-formed"),
+                         ("X-Amz-SignedHeaders", None, "requires the X-Amz-Algorithm")):
+    value = q[field][0]
+    old = f"{field}={urllib.parse.quote(value, safe='')}"
+    assert old in url, (old, url)
+    mangled = url.replace(old, f"{field}={bad}") if bad else url.replace("&" + old, "").replace(old + "&", "")
+    try:
+        urllib.request.urlopen(mangled)
+        raise AssertionError(f"a URL with {field} {bad!r} was accepted")
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        assert e.code == 400 and code_of(body) == "AuthorizationQueryParametersError", (field, e.code, body)
+        assert said.encode() in body, (field, body)
 try:
     urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": "AWS4-HMAC-SHA256 x"}))
     raise AssertionError("a request signed both ways was accepted")
