@@ -546,10 +546,20 @@ async fn require_part_checksums(
     else {
         return Ok(());
     };
-    match parts
+    let unnamed = parts
         .iter()
-        .find(|p| p.claimed.as_ref().is_none_or(|c| c.algorithm != a))
-    {
+        .find(|p| p.claimed.as_ref().is_none_or(|c| c.algorithm != a));
+    // A part never uploaded is the completion's to refuse (InvalidPart), as S3 does.
+    let uploaded = match unnamed {
+        Some(p) => store
+            .list_parts(bucket, key, upload_id, p.part_number.checked_sub(1), 1)
+            .await
+            .map_or(true, |page| {
+                page.parts.first().map(|l| l.part_number) == Some(p.part_number)
+            }),
+        None => false,
+    };
+    match unnamed.filter(|_| uploaded) {
         Some(p) => Err(s3_error!(
             InvalidRequest,
             "The upload was created using a {} checksum. The complete request must include \

@@ -88,6 +88,10 @@ except ClientError as e:
     assert "missing for part 2 in the request" in e.response["Error"]["Message"], e.response
 else:
     raise AssertionError("completed without part 2's checksum")
+# A part never uploaded is InvalidPart, checksum named or not.
+expect_error(lambda: s3.complete_multipart_upload(
+    Bucket=B, Key="composite", UploadId=uid,
+    MultipartUpload={"Parts": [done[0], {"PartNumber": 7, "ETag": done[1]["ETag"]}]}), "InvalidPart", 400)
 # ListParts names who began the upload, and the first page's marker.
 listed = s3.list_parts(Bucket=B, Key="composite", UploadId=uid)
 assert listed.get("Initiator", {}).get("ID") and listed.get("Owner", {}).get("ID"), listed
