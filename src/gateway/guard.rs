@@ -475,8 +475,23 @@ mod tests {
     fn presigned_urls_are_bounded_and_alone() {
         let uri = |q: &str| format!("/b/k?{q}").parse::<Uri>().expect("uri");
         let none = HeaderMap::new();
-        let presigned = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=";
+        let fields = format!(
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20261202%2Fus-east-1%2Fs3%2Faws4_request\
+             &X-Amz-Date=20261202T080000Z&X-Amz-SignedHeaders=host&X-Amz-Signature={}",
+            "0a".repeat(32)
+        );
+        let presigned = format!("{fields}&X-Amz-Expires=");
         assert!(auth_shape(&uri(&format!("{presigned}604800")), &none, "us-east-1").is_ok());
+        // A field malformed or missing is named, not taken for a missing signature.
+        for (from, to) in [
+            ("X-Amz-Date=20261202T080000Z", "X-Amz-Date=2026"),
+            ("X-Amz-Credential=AKID%2F", "X-Amz-Credential=AKID"),
+            ("&X-Amz-SignedHeaders=host", ""),
+            ("X-Amz-Signature=0a", "X-Amz-Signature=0A"),
+        ] {
+            let q = format!("{presigned}60").replace(from, to);
+            assert!(auth_shape(&uri(&q), &none, "us-east-1").is_err(), "{q}");
+        }
         for bad in ["604801", "-1", "soon"] {
             assert!(
                 auth_shape(&uri(&format!("{presigned}{bad}")), &none, "us-east-1").is_err(),
