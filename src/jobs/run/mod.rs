@@ -239,7 +239,8 @@ impl Runner {
         let (stop_tx, stop_rx) = watch::channel(!*go_rx.borrow());
         let mut tasks = tokio::task::JoinSet::new();
         // Not in `tasks`: the leases must hold while the workers stop.
-        let heartbeat = AbortOnDrop(tokio::spawn(self.clone().heartbeat()).abort_handle());
+        let heartbeat = tokio::spawn(self.clone().heartbeat());
+        let _heartbeat = AbortOnDrop(heartbeat.abort_handle());
         tasks.spawn(self.clone().lister(go_rx.clone()));
         let (queue_tx, queue_rx) = mpsc::channel::<Claimed>(self.workers * 2);
         let queue_rx = Arc::new(Mutex::new(queue_rx));
@@ -267,7 +268,12 @@ impl Runner {
         while workers.join_next().await.is_some() {}
         // Bounded: it retries for as long as the database does not answer.
         let _ = tokio::time::timeout(Duration::from_secs(30), committer).await;
-        drop(heartbeat);
+        // Awaited, not only aborted: each task holds the job's stores, and a directory's
+        // store stays locked until its last holder is gone; a run that follows in this
+        // process (the relisting of a resumed job, the server's next try) opens it again.
+        heartbeat.abort();
+        let _ = heartbeat.await;
+        while tasks.join_next().await.is_some() {}
         self.release_queued(&queue_rx).await;
         // Only now: a worker still running could have started an upload after an abort.
         // Before this process stops being the job's runner: `ferry job cancel` waits for

@@ -142,8 +142,18 @@ impl FsStore {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-            return Err(held_elsewhere(name, &root, &lock_path));
+        // Held by this very process: a handle of a run that just ended, which its last task
+        // lets go of in a moment (a resumed job relisting, a server's next try), is waited
+        // for; another process's is said at once.
+        let mut waited = std::time::Duration::ZERO;
+        while rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .is_err()
+        {
+            if waited >= OWN_LOCK_WAIT || !held_by_this_process(&lock_path) {
+                return Err(held_elsewhere(name, &root, &lock_path));
+            }
+            tokio::time::sleep(OWN_LOCK_POLL).await;
+            waited += OWN_LOCK_POLL;
         }
         // Who holds it, for the next process that finds it held (not needed for safety: a
         // failure to say so is not one to open the store).
@@ -250,6 +260,18 @@ impl FsStore {
     }
 }
 
+/// How long an open waits for a store's lock that this process holds (see
+/// [`FsStore::open_unscanned`]), and how often it looks.
+const OWN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const OWN_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Whether the lock file at `lock_path` names this process as its holder.
+fn held_by_this_process(lock_path: &Path) -> bool {
+    std::fs::read_to_string(lock_path).is_ok_and(|said| {
+        said.split_whitespace().next() == Some(std::process::id().to_string().as_str())
+    })
+}
+
 /// This process as a store's lock names it: its pid and `ferry` command (never its other
 /// arguments, which may hold a secret).
 fn holder() -> String {
@@ -287,5 +309,40 @@ fn held_elsewhere(name: &str, root: &Path, lock_path: &Path) -> Error {
     Error::Unavailable {
         store: name.to_owned(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run that ended in this process lets go of its stores a moment later (its aborted
+    /// tasks are dropped after it returns); the next run's open waits for that, where it
+    /// failed with "held by a running `ferry migrate`" naming this very process (CI).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_this_process_is_letting_go_of_is_waited_for() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let first = FsStore::open("a", tmp.path()).await.expect("first open");
+        let letting_go = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            drop(first);
+        });
+        let second = FsStore::open("a", tmp.path()).await;
+        assert!(second.is_ok(), "{:?}", second.err());
+        letting_go.await.expect("task");
+    }
+
+    #[tokio::test]
+    async fn a_store_another_process_holds_is_refused_at_once() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let _first = FsStore::open("a", tmp.path()).await.expect("first open");
+        // As another process would have written it.
+        std::fs::write(tmp.path().join(META_DIR).join("lock"), "1 ferry serve\n").expect("lock");
+        let second = FsStore::open("a", tmp.path()).await;
+        let err = second.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("held by a running `ferry serve` (pid 1)"),
+            "{err}"
+        );
     }
 }
