@@ -509,6 +509,22 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Runs `code` in Python with `c` a boto3 client of this server (its seeding, or a look
+    /// at what a job left there) and returns what it printed; panics if it failed.
+    pub fn boto(&self, code: &str) -> String {
+        let py = format!(
+            "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',\
+             aws_secret_access_key='testing',region_name='us-east-1'); {code}",
+            self.endpoint
+        );
+        ok(&Command::new(venv_bin("python"))
+            .args(["-c", &py])
+            .output()
+            .expect("python"))
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

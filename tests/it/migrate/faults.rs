@@ -141,15 +141,9 @@ fn faulty_destination_ends_clean_and_unwritable_keys_are_dead_letters() {
     // with a readable error; the job reports it and exits 1.
     let moto = Moto::start();
     let mm = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
-    let py = format!(
-        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
-         c.create_bucket(Bucket='clash'); [c.put_object(Bucket='clash',Key=k,Body=b'x') for k in ['a','x','x/y','z']]",
-        moto.endpoint
+    moto.boto(
+        "c.create_bucket(Bucket='clash'); [c.put_object(Bucket='clash',Key=k,Body=b'x') for k in ['a','x','x/y','z']]",
     );
-    ok(&Command::new(venv_bin("python"))
-        .args(["-c", &py])
-        .output()
-        .expect("python"));
     let dst = tmp.path().join("out/clash");
     let out = mm.run(&[
         "migrate",

@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    ACCESS_KEY, Ferry, Moto, SECRET_KEY, fault_proxy, ferry_bin, fresh_pg_database, ok, venv_bin,
-    write_file,
+    ACCESS_KEY, Ferry, Moto, SECRET_KEY, fault_proxy, ferry_bin, fresh_pg_database, ok, write_file,
 };
 
 /// Moto accepts any credentials; these are what the tests give it.

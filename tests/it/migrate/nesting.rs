@@ -43,15 +43,9 @@ fn a_destination_inside_another_stores_bucket_is_refused() {
 fn keys_under_dot_ferry_are_not_made_in_a_directory() {
     let tmp = tempfile::tempdir().expect("tmp");
     let moto = Moto::start();
-    let py = format!(
-        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
-         c.create_bucket(Bucket='odd'); [c.put_object(Bucket='odd',Key=k,Body=b'x') for k in ['.ferry/index.db','.ferry/lock','a','b/c','b/.ferry/index.db']]",
-        moto.endpoint
+    moto.boto(
+        "c.create_bucket(Bucket='odd'); [c.put_object(Bucket='odd',Key=k,Body=b'x') for k in ['.ferry/index.db','.ferry/lock','a','b/c','b/.ferry/index.db']]",
     );
-    ok(&Command::new(venv_bin("python"))
-        .args(["-c", &py])
-        .output()
-        .expect("python"));
     let m = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
     let dst = tmp.path().join("out/odd");
     let args = [

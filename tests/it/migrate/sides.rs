@@ -64,19 +64,10 @@ fn every_direction_between_ferry_moto_and_a_directory() {
         ],
     );
     // What the destination got is the object with its metadata and tags.
-    let py = |code: &str| {
-        let out = Command::new(venv_bin("python"))
-            .args(["-c", code])
-            .output()
-            .expect("python");
-        ok(&out)
-    };
-    let head = py(&format!(
-        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
-         h=c.head_object(Bucket='mirror',Key='meta.txt'); t=c.get_object_tagging(Bucket='mirror',Key='meta.txt');\
+    let head = moto.boto(
+        "h=c.head_object(Bucket='mirror',Key='meta.txt'); t=c.get_object_tagging(Bucket='mirror',Key='meta.txt');\
          print(h['ContentType'], h['Metadata'].get('owner'), t['TagSet'])",
-        moto.endpoint
-    ));
+    );
     assert!(head.contains("text/x-test ops"), "{head}");
     assert!(head.contains("'Key': 'team', 'Value': 'blue'"), "{head}");
     // moto -> dir.
@@ -463,17 +454,9 @@ fn keys_that_are_no_paths_go_between_s3_stores_and_are_refused_by_directories() 
     let tmp = tempfile::tempdir().expect("tmp");
     let f = Ferry::start();
     let moto = Moto::start();
-    let boto = format!(
-        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');",
-        moto.endpoint
+    moto.boto(
+        "c.create_bucket(Bucket='odd'); [c.put_object(Bucket='odd',Key=k,Body=b'x') for k in ['pre/','pre/a.txt','pre/b//c','pre/d/../e','pre//lead','pre/z.txt']]",
     );
-    let py = format!(
-        "{boto} c.create_bucket(Bucket='odd'); [c.put_object(Bucket='odd',Key=k,Body=b'x') for k in ['pre/','pre/a.txt','pre/b//c','pre/d/../e','pre//lead','pre/z.txt']]"
-    );
-    ok(&Command::new(venv_bin("python"))
-        .args(["-c", &py])
-        .output()
-        .expect("python"));
     let m = Migrator::new(tmp.path())
         .creds("SRC", MOTO_KEY, MOTO_KEY)
         .creds("DST", MOTO_KEY, MOTO_KEY);
@@ -489,13 +472,8 @@ fn keys_that_are_no_paths_go_between_s3_stores_and_are_refused_by_directories() 
         &moto.endpoint,
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let py = format!(
-        "{boto} print(sorted(o['Key'] for o in c.list_objects_v2(Bucket='copy')['Contents']))"
-    );
-    let listed = ok(&Command::new(venv_bin("python"))
-        .args(["-c", &py])
-        .output()
-        .expect("python"));
+    let listed =
+        moto.boto("print(sorted(o['Key'] for o in c.list_objects_v2(Bucket='copy')['Contents']))");
     assert_eq!(
         listed.trim(),
         "['/lead', 'a.txt', 'b//c', 'd/../e', 'z.txt']",
@@ -785,14 +763,7 @@ fn what_does_not_run_makes_nothing() {
 /// migrator with its credentials on both sides.
 fn moto_after(tmp: &std::path::Path, code: &str) -> (Moto, Migrator) {
     let moto = Moto::start();
-    let py = format!(
-        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1'); {code}",
-        moto.endpoint
-    );
-    ok(&Command::new(venv_bin("python"))
-        .args(["-c", &py])
-        .output()
-        .expect("python"));
+    moto.boto(code);
     let m = Migrator::new(tmp)
         .creds("SRC", MOTO_KEY, MOTO_KEY)
         .creds("DST", MOTO_KEY, MOTO_KEY);

@@ -627,16 +627,7 @@ fn a_key_an_fs_target_cannot_hold_can_be_deleted() {
     let moto = crate::support::Moto::start();
     a.add_s3_store("dr", &moto.endpoint, "testing", "testing");
     a.ok(&a.cli(&["bucket", "create", "nsx", "--write-to", "dr:nsx,local:nsx"]));
-    let py = format!(
-        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1'); c.put_object(Bucket='nsx',Key='x//y',Body=b'x')",
-        moto.endpoint
-    );
-    crate::support::ok(
-        &Command::new(crate::support::venv_bin("python"))
-            .args(["-c", &py])
-            .output()
-            .expect("python"),
-    );
+    moto.boto("c.put_object(Bucket='nsx',Key='x//y',Body=b'x')");
     a.ok(&a.aws(&["s3api", "delete-object", "--bucket", "nsx", "--key", "x//y"]));
     let listed = a.ok(&a.aws(&["s3api", "list-objects-v2", "--bucket", "nsx"]));
     assert!(!listed.contains("x//y"), "{listed}");

@@ -14,16 +14,9 @@ fn keys_a_target_cannot_hold_are_refused_up_front() {
     let a = Ferry::start();
     let moto = Moto::start();
     a.add_s3_store("moto", &moto.endpoint, "testing", "testing");
-    let py = format!(
-        "import boto3; c=boto3.client('s3',endpoint_url='{}',aws_access_key_id='testing',aws_secret_access_key='testing',region_name='us-east-1');\
-         c.create_bucket(Bucket='odd-m'); c.put_object(Bucket='odd-m',Key='old//key',Body=b'x'); c.put_object(Bucket='odd-m',Key='fine',Body=b'y')",
-        moto.endpoint
+    moto.boto(
+        "c.create_bucket(Bucket='odd-m'); c.put_object(Bucket='odd-m',Key='old//key',Body=b'x'); c.put_object(Bucket='odd-m',Key='fine',Body=b'y')",
     );
-    let out = Command::new(venv_bin("python"))
-        .args(["-c", &py])
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{out:?}");
     a.ok(&a.cli(&[
         "bucket",
         "create",
