@@ -169,7 +169,11 @@ macro_rules! with_upload_digests {
             Some(d) => {
                 req = req.content_md5($crate::store::digest::b64(&d.md5));
                 if let Some(c) = d.checksum.as_ref().filter(|_| supported) {
-                    req = $crate::store::s3::convert::with_checksum_value!(req, c);
+                    // Named too, as the AWS SDKs send it: a backend may look for the value
+                    // only under the algorithm named (moto keeps none otherwise). The SDK
+                    // computes nothing more for a request that carries a value.
+                    req = $crate::store::s3::convert::with_checksum_value!(req, c)
+                        .checksum_algorithm($crate::store::s3::convert::sdk_algorithm(c.algorithm));
                 }
             }
             None => {

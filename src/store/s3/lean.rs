@@ -76,8 +76,9 @@ pub(super) struct Put {
 
 /// How a lean PUT lets the backend check the body it receives.
 pub(super) enum Integrity<'a> {
-    /// `Content-MD5`.
-    Md5(&'a [u8; 16]),
+    /// `Content-MD5`, and the object's checksum for a backend that keeps it without
+    /// checking it (moto).
+    Md5(&'a [u8; 16], Option<&'a Checksum>),
     /// An `x-amz-checksum-*` header, for a backend that checks it (and echoes it).
     Checksum(&'a Checksum),
 }
@@ -143,13 +144,22 @@ impl Lean {
             headers.insert(n, v);
             Ok(())
         };
+        // A checksum goes with the algorithm's name, as the AWS SDKs send it: a backend may
+        // look for the value only under the algorithm named (moto keeps none otherwise).
+        let mut checksum = |c: &Checksum| -> Result<()> {
+            add("x-amz-sdk-checksum-algorithm", c.algorithm.as_str())?;
+            add(c.algorithm.header_name(), &c.value)
+        };
         let echo = match integrity {
-            Integrity::Md5(md5) => {
+            Integrity::Md5(md5, kept) => {
+                if let Some(c) = kept {
+                    checksum(c)?;
+                }
                 add("content-md5", &digest::b64(md5))?;
                 None
             }
             Integrity::Checksum(c) => {
-                add(c.algorithm.header_name(), &c.value)?;
+                checksum(c)?;
                 Some(c.algorithm.header_name())
             }
         };

@@ -24,7 +24,7 @@ use super::convert::{
     with_upload_digests,
 };
 use super::error::Ctx;
-use super::parts::{self, PartChecks, Target};
+use super::parts::{self, HeaderChecks, Target};
 use super::put::refuses_header;
 use crate::store::types::{ChecksumAlgorithm, ObjectAttrs};
 use crate::store::{
@@ -48,7 +48,7 @@ pub(super) async fn create(
     let known = store.part_echo.known();
     let given = opts
         .checksum_algorithm
-        .filter(|_| opts.checksum_suffices && known != Some(PartChecks::Refuses))
+        .filter(|_| opts.checksum_suffices && known != Some(HeaderChecks::Refuses))
         .map(|a| (a, full));
     match create_with(store, bucket, key, described, given).await {
         Err(e) if given.is_some() && known.is_none() && refuses_header(&e) => {
@@ -122,7 +122,7 @@ pub(super) async fn upload_part(
         .filter(|_| opts.checksum_suffices && opts.size_hint.is_some());
     if let Some(sent) = given.clone() {
         let checks = store.part_echo.find_out(&target, &sent).await?;
-        if checks != PartChecks::Refuses {
+        if checks != HeaderChecks::Refuses {
             return parts::upload_given(&target, body, opts, sent, checks).await;
         }
     }

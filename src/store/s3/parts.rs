@@ -32,9 +32,10 @@ use crate::store::{
     BucketName, ByteStream, Checksum, Error, ObjectKey, PartInfo, PutOptions, Result,
 };
 
-/// What a backend does with a part's `x-amz-checksum-*` header.
+/// What a backend does with an `x-amz-checksum-*` header (on a part; [`super::put`] finds
+/// out the same of a whole object's PUT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum PartChecks {
+pub(super) enum HeaderChecks {
     /// Verifies it and refuses a part that does not match.
     Checks,
     /// Takes the part whatever it says.
@@ -45,23 +46,23 @@ pub(super) enum PartChecks {
 
 /// What the store has learned about part checksums on its backend (see the module docs).
 #[derive(Debug, Default)]
-pub(super) struct PartEcho(tokio::sync::OnceCell<PartChecks>);
+pub(super) struct PartEcho(tokio::sync::OnceCell<HeaderChecks>);
 
 impl PartEcho {
     /// What is known so far.
-    pub fn known(&self) -> Option<PartChecks> {
+    pub fn known(&self) -> Option<HeaderChecks> {
         self.0.get().copied()
     }
 
     /// What the backend does, found out with `t`'s part number the first time (calls at the
     /// same time wait for that probe; a probe that fails is tried again next time).
-    pub async fn find_out(&self, t: &Target<'_>, sent: &Checksum) -> Result<PartChecks> {
+    pub async fn find_out(&self, t: &Target<'_>, sent: &Checksum) -> Result<HeaderChecks> {
         self.0.get_or_try_init(|| probe(t, sent)).await.copied()
     }
 
     /// Records that the backend refused an upload's checksum algorithm.
     pub fn refused(&self) {
-        let _ = self.0.set(PartChecks::Refuses);
+        let _ = self.0.set(HeaderChecks::Refuses);
     }
 }
 
@@ -109,27 +110,27 @@ impl Target<'_> {
 const ONE_BYTE: &[u8] = b"\0";
 
 /// Finds out what the backend does with part checksums (see the module docs).
-async fn probe(t: &Target<'_>, sent: &Checksum) -> Result<PartChecks> {
+async fn probe(t: &Target<'_>, sent: &Checksum) -> Result<HeaderChecks> {
     let mut h = ChecksumHasher::new(sent.algorithm);
     h.update(ONE_BYTE);
     let right = h.finalize();
     let found = match t.one_byte(&wrong(&right)).await {
-        Ok(()) => PartChecks::Ignores,
-        Err(Error::BadDigest { .. }) => PartChecks::Checks,
-        Err(Error::Remote { code, .. }) if code == "InvalidDigest" => PartChecks::Checks,
+        Ok(()) => HeaderChecks::Ignores,
+        Err(Error::BadDigest { .. }) => HeaderChecks::Checks,
+        Err(Error::Remote { code, .. }) if code == "InvalidDigest" => HeaderChecks::Checks,
         Err(e) if refuses_header(&e) => match t.one_byte(&right).await {
-            Ok(()) => PartChecks::Checks,
-            Err(e) if refuses_header(&e) => PartChecks::Refuses,
+            Ok(()) => HeaderChecks::Checks,
+            Err(e) if refuses_header(&e) => HeaderChecks::Refuses,
             Err(e) => return Err(e),
         },
         Err(e) => return Err(e),
     };
     let store = &t.store.name;
     match found {
-        PartChecks::Checks => {}
-        PartChecks::Ignores => tracing::info!(%store,
+        HeaderChecks::Checks => {}
+        HeaderChecks::Ignores => tracing::info!(%store,
             "the backend does not check checksums on parts; each part's ETag is checked instead"),
-        PartChecks::Refuses => tracing::info!(%store,
+        HeaderChecks::Refuses => tracing::info!(%store,
             "the backend refuses checksums on parts; each part's ETag is checked instead"),
     }
     Ok(found)
@@ -144,7 +145,7 @@ pub(super) async fn upload_given(
     body: ByteStream,
     opts: PutOptions,
     sent: Checksum,
-    checks: PartChecks,
+    checks: HeaderChecks,
 ) -> Result<PartInfo> {
     let expected = sent.clone();
     let theirs = opts.verify;
@@ -159,7 +160,7 @@ pub(super) async fn upload_given(
         }
         theirs.map_or(Ok(()), |v| v(d))
     });
-    let md5 = checks != PartChecks::Checks;
+    let md5 = checks != HeaderChecks::Checks;
     let known = Known {
         checksum_only: !md5,
         ..Known::default()

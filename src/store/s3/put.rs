@@ -24,6 +24,7 @@ use super::convert::{
     trim_etag, version_or_null, with_attrs, with_upload_digests,
 };
 use super::lean::{Integrity, Lean};
+use super::parts::HeaderChecks;
 use super::{Ctx, S3Store, written};
 use crate::store::digest;
 use crate::store::types::{Checksum, ChecksumAlgorithm, Digests, ObjectAttrs};
@@ -34,20 +35,26 @@ use crate::store::{
 /// Whether the backend checks `x-amz-checksum-*` headers on PutObject, found out once per
 /// store (see the module docs; parts have their own, [`super::parts::PartEcho`]).
 #[derive(Debug, Default)]
-pub(super) struct Echo(tokio::sync::OnceCell<bool>);
+pub(super) struct Echo(tokio::sync::OnceCell<HeaderChecks>);
 
 impl Echo {
     /// The backend was found not to check checksums.
     pub fn ignored(&self) -> bool {
-        self.0.get() == Some(&false)
+        self.0.get().is_some_and(|c| *c != HeaderChecks::Checks)
     }
 
-    /// Whether the backend checks checksums, found out with `probe` the first time (calls
+    /// The backend was found to take a checksum header without checking it: it keeps the
+    /// value it was sent (moto).
+    pub fn keeps_unchecked(&self) -> bool {
+        self.0.get() == Some(&HeaderChecks::Ignores)
+    }
+
+    /// What the backend does with checksums, found out with `probe` the first time (calls
     /// at the same time wait for that probe; a probe that fails is tried again next time).
-    pub async fn checks<F, Fut>(&self, probe: F) -> Result<bool>
+    pub async fn find_out<F, Fut>(&self, probe: F) -> Result<HeaderChecks>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<bool>>,
+        Fut: std::future::Future<Output = Result<HeaderChecks>>,
     {
         self.0.get_or_try_init(probe).await.copied()
     }
@@ -221,7 +228,13 @@ impl S3Store {
         tags: &Tags,
     ) -> Result<ObjectMeta> {
         let k = key.as_str();
-        let integrity = Integrity::Md5(&digests.md5);
+        // A backend that keeps a checksum without checking it is sent the one checked here
+        // (the client's, the source's), so reads with ChecksumMode return it as from S3.
+        let kept = digests
+            .checksum
+            .as_ref()
+            .filter(|_| self.supported() && self.echo.keeps_unchecked());
+        let integrity = Integrity::Md5(&digests.md5, kept);
         let put = lean
             .put(&self.name, bucket, k, bytes, integrity, &attrs, tags)
             .await?;
@@ -263,12 +276,12 @@ impl S3Store {
         };
         let checks = self
             .echo
-            .checks(|| self.probe(lean, (k, bucket), &bytes, &sent, &attrs, tags))
+            .find_out(|| self.probe(lean, (k, bucket), &bytes, &sent, &attrs, tags))
             .await?;
-        if !checks {
+        if checks != HeaderChecks::Checks {
             let digests = Digests {
                 md5: md5_of(&bytes),
-                checksum: None,
+                checksum: Some(sent).filter(|_| checks == HeaderChecks::Ignores),
                 ..digests
             };
             return self
@@ -313,7 +326,7 @@ impl S3Store {
         sent: &Checksum,
         attrs: &ObjectAttrs,
         tags: &Tags,
-    ) -> Result<bool> {
+    ) -> Result<HeaderChecks> {
         let wrong = wrong(sent);
         let answer = lean
             .put(
@@ -327,18 +340,18 @@ impl S3Store {
             )
             .await;
         let checks = match answer {
-            Err(Error::BadDigest { .. }) => true,
+            Err(Error::BadDigest { .. }) => HeaderChecks::Checks,
             Err(e) if refuses_header(&e) => {
                 tracing::info!(store = %self.name, error = %e,
                     "the backend refuses x-amz-checksum headers; sending Content-MD5");
-                false
+                HeaderChecks::Refuses
             }
             Err(e) => return Err(e),
             Ok(put) => {
                 self.discard(bucket, k, put.version_id.as_deref()).await;
                 tracing::info!(store = %self.name,
                     "the backend does not check x-amz-checksum headers; sending Content-MD5");
-                false
+                HeaderChecks::Ignores
             }
         };
         Ok(checks)
