@@ -7,7 +7,9 @@ use bytes::Bytes;
 use ferry::store::conformance::{self, Gaps};
 use ferry::store::fs::FsStore;
 use ferry::store::s3::{ChecksumMode, S3Config, S3Store};
-use ferry::store::{BucketName, ByteStream, ChecksumAlgorithm, Error, GetOptions, ObjectKey, PutOptions, Store};
+use ferry::store::{
+    BucketName, ByteStream, ChecksumAlgorithm, Error, GetOptions, ObjectKey, PutOptions, Store,
+};
 use futures::StreamExt;
 
 use crate::support::{ACCESS_KEY, Ferry, Moto, SECRET_KEY};

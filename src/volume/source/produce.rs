@@ -162,7 +162,7 @@ pub(super) fn produce(
     if !sink.flush() {
         return Err(closed());
     }
-    let outcome = std::sync::Mutex::new((Vec::new(), Report::default()));
+    let outcome = std::sync::Mutex::new((Vec::new(), Report::default(), Vec::new()));
     let next = AtomicUsize::new(0);
     let read_one = |job: &crate::volume::plan::Job,
                     large: bool,
@@ -204,6 +204,14 @@ pub(super) fn produce(
                 o.1.problems
                     .push(format!("{}: cannot read: {e}", shown(&job.path)));
                 o.1.unreadable.push(shown(&job.path));
+                // The destination keeps its version (nothing was sent in its place): so does
+                // the manifest, else a later deletion of the file is never sent (its path
+                // would be in neither the manifest nor the tree).
+                if job.renamed_from.is_none()
+                    && let Some(rec) = job.compared()
+                {
+                    o.2.push((job.path.clone(), rec.clone()));
+                }
                 true
             }
         }
@@ -234,7 +242,7 @@ pub(super) fn produce(
             });
         }
     });
-    let (mut records, o) = outcome.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (mut records, o, unread) = outcome.into_inner().unwrap_or_else(|e| e.into_inner());
     report.files_sent = o.files_sent;
     report.bytes_sent = o.bytes_sent;
     report.bytes_reused = o.bytes_reused;
@@ -285,6 +293,7 @@ pub(super) fn produce(
     drop(tx);
     tracing::debug!("streamed at {:?}", t.elapsed());
     records.extend(p.keep);
+    records.extend(unread);
     let mut next = Index {
         snapshot: None,
         entries: records.into_iter().collect(),

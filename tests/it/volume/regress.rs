@@ -165,6 +165,30 @@ fn an_unreadable_file_with_a_hardlink_keeps_both_and_exits_23() {
     assert_kept_and_replicated(t, &dst, &before, &src, &["a", "b"]);
 }
 
+/// A file the source could not read kept its replica, but fell out of the source's manifest:
+/// deleted later, it stayed in every snapshot after, with status saying "in sync" (a probe).
+#[test]
+fn an_unreadable_file_deleted_later_is_deleted_at_the_destination() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let src = t.join("src");
+    write_file(&src.join("f"), 100, 1);
+    write_file(&src.join("fine"), 100, 4);
+    let dst = Destination::start(t, "dst");
+    let (code, _) = source_as_user(t, &src, &dst);
+    assert_eq!(code, Some(0));
+    std::fs::set_permissions(src.join("f"), Permissions::from_mode(0o000)).expect("chmod");
+    let (code, report) = source_as_user(t, &src, &dst);
+    assert_eq!(code, Some(23), "{report}");
+    std::fs::remove_file(src.join("f")).expect("rm");
+    let (code, report) = source_as_user(t, &src, &dst);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["files_deleted"], 1, "{report}");
+    let p = t.join("promoted");
+    promote(&dst.dir, None, &p);
+    assert_same_tree(&src, &p);
+}
+
 /// A metadata-only change of `a` went through a temporary `a.ferry-meta~` beside it, first
 /// unlinked: the tree's own file of that name vanished from the destination.
 #[test]
