@@ -253,6 +253,26 @@ impl Registry {
         if !valid_name(&req.name) {
             return Err(invalid("names are 1-64 letters, digits, '-' or '_'"));
         }
+        // A field of the other kind would be ignored without a word (as the CLI refuses
+        // its flag).
+        let others: &[(bool, &str)] = match req.kind.as_str() {
+            "fs" => &[
+                (req.endpoint.is_some(), "endpoint"),
+                (req.region.is_some(), "region"),
+                (req.path_style, "path_style"),
+                (req.access_key.is_some(), "access_key"),
+                (req.secret_key.is_some(), "secret_key"),
+                (req.checksum_mode.is_some(), "checksum_mode"),
+            ],
+            "s3" => &[(req.path.is_some(), "path")],
+            _ => &[],
+        };
+        if let Some((_, field)) = others.iter().find(|(given, _)| *given) {
+            return Err(invalid(&format!(
+                "{field} does not apply to an {} store",
+                req.kind
+            )));
+        }
         let config = match req.kind.as_str() {
             "fs" => {
                 let path = req

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AdminState, ApiError, authorize};
+use super::{AdminState, ApiError, QueryOf, authorize, query};
 use crate::bucket::{self, FailoverMode};
 use crate::registry;
 use crate::store::{self, BucketName};
@@ -62,6 +62,7 @@ pub struct SetPolicy {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RemoveQuery {
     #[serde(default)]
     drop_owed: bool,
@@ -75,6 +76,7 @@ pub struct FailoverReq {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FailbackQuery {
     #[serde(default)]
     wait: bool,
@@ -146,9 +148,10 @@ pub async fn remove(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
     Path(name): Path<String>,
-    q: Query<RemoveQuery>,
+    q: QueryOf<RemoveQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
+    let q = query(q)?;
     s.buckets.remove(&name, q.drop_owed).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -169,9 +172,10 @@ pub async fn failback(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
     Path(name): Path<String>,
-    Query(q): Query<FailbackQuery>,
+    q: QueryOf<FailbackQuery>,
 ) -> Result<axum::response::Response, ApiError> {
     authorize(&s, &h)?;
+    let q = query(q)?;
     let buckets = s.buckets.clone();
     // Checks that need no waiting answer at once, with or without `wait`.
     let st = buckets.status(&name).await?;

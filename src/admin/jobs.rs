@@ -90,18 +90,20 @@ pub async fn list(
 pub async fn show(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
+    let id = job_id(&id)?;
     Ok(Json(control::detail(s.registry.db(), id, 200).await?))
 }
 
 pub async fn pause(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
+    let id = job_id(&id)?;
     let parts = control::pause(s.registry.db(), id).await?;
     Ok(Json(
         json!({ "job": id, "state": "paused", "recorded_parts": parts }),
@@ -111,9 +113,10 @@ pub async fn pause(
 pub async fn resume(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
+    let id = job_id(&id)?;
     control::resume(s.registry.db(), id).await?;
     Ok(Json(json!({ "job": id, "state": "running" })))
 }
@@ -121,9 +124,10 @@ pub async fn resume(
 pub async fn cancel(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
+    let id = job_id(&id)?;
     let c = control::cancel(&s.registry, id).await?;
     Ok(Json(json!({
         "job": id,
@@ -137,6 +141,7 @@ pub async fn cancel(
 const DEAD_MAX: i64 = 10_000;
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeadQuery {
     /// The `id` of the last dead letter of the page before.
     #[serde(default)]
@@ -148,10 +153,11 @@ pub struct DeadQuery {
 pub async fn dead(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     q: Result<Query<DeadQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
+    let id = job_id(&id)?;
     let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let limit = q.limit.unwrap_or(control::DEAD_PAGE);
     if !(1..=DEAD_MAX).contains(&limit) {
@@ -171,9 +177,21 @@ pub async fn dead(
 pub async fn retry_dead(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
+    let id = job_id(&id)?;
     let n = control::retry_dead(s.registry.db(), id).await?;
     Ok((StatusCode::OK, Json(json!({ "job": id, "requeued": n }))))
+}
+
+/// A job id from the path: a number, else 400 saying so (not the router's "cannot parse to
+/// an i64").
+fn job_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{raw:?} is not a job id (a job's number, as `ferry job list` shows)"),
+        )
+    })
 }

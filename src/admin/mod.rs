@@ -48,9 +48,28 @@ pub(crate) fn json_body<T>(b: Body<T>) -> Result<T, ApiError> {
     })
 }
 
+/// A request's query parameters, or the rejection to answer with [`query`].
+pub(crate) type QueryOf<T> =
+    Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// The query's parameters, or 400 in the API's JSON naming what is wrong (a parameter the
+/// route does not know: a typo must not pass unseen), checked after the token.
+pub(crate) fn query<T>(q: QueryOf<T>) -> Result<T, ApiError> {
+    q.map(|axum::extract::Query(t)| t)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut r = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        // A 401 names the scheme it wants (RFC 9110, section 15.5.2).
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"ferry admin\""),
+            );
+        }
+        r
     }
 }
 
@@ -261,9 +280,10 @@ async fn rescan_store(
     State(s): State<Arc<AdminState>>,
     h: HeaderMap,
     Path(name): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<RescanQuery>,
+    q: QueryOf<RescanQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &h)?;
+    let q = query(q)?;
     match s.registry.get(&name).await? {
         Opened::Fs(fs) => {
             let report = fs.rescan_with(q.adopt).await.map_err(|e| {

@@ -22,11 +22,11 @@ pub fn document() -> Value {
                     "200": { "description": "stores", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Store" } } } } },
                     "401": err } },
                 "post": { "summary": "Register a store", "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/AddStore" } } } },
-                    "responses": { "201": { "description": "registered; for an s3 store whose first call (a listing of its buckets) failed, `warning` says how (it stays registered)", "content": { "application/json": { "schema": { "allOf": [ { "$ref": "#/components/schemas/Store" }, { "type": "object", "properties": { "warning": { "type": "string" } } } ] } } } }, "400": err, "401": err, "409": err } }
+                    "responses": { "201": { "description": "registered; for an s3 store whose first call (a listing of its buckets) failed, `warning` says how (it stays registered)", "content": { "application/json": { "schema": { "allOf": [ { "$ref": "#/components/schemas/Store" }, { "type": "object", "properties": { "warning": { "type": "string" } } } ] } } } }, "400": err, "401": err, "409": err, "413": err, "415": err } }
             },
             "/api/v1/stores/{name}": {
                 "delete": { "summary": "Unregister a store (its data is left alone)", "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
-                    "responses": { "204": { "description": "removed" }, "400": err, "401": err, "404": err } }
+                    "responses": { "204": { "description": "removed" }, "400": err, "401": err, "404": err, "409": err } }
             },
             "/api/v1/stores/{name}/rescan": {
                 "post": { "summary": "Reconcile an fs store's index with its files", "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
@@ -39,26 +39,26 @@ pub fn document() -> Value {
                     "401": err } },
                 "post": { "summary": "Create a namespace bucket (and its targets' buckets if missing)",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/CreateBucket" } } } },
-                    "responses": { "201": { "description": "created", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "409": err } }
+                    "responses": { "201": { "description": "created (`warning`: a backfill of what the primary holds was cut short and goes on in the background)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "409": err, "413": err, "415": err, "503": err } }
             },
             "/api/v1/buckets/{name}": {
                 "get": { "summary": "Mode, health and backlog per target", "parameters": [name_param.clone()],
                     "responses": { "200": { "description": "status", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/BucketStatus" } } } }, "401": err, "404": err } },
                 "delete": { "summary": "Stop serving a namespace bucket (targets' data stays)", "parameters": [name_param.clone(),
                         { "name": "drop_owed", "in": "query", "required": false, "schema": { "type": "boolean" }, "description": "give up what the targets are still owed instead of refusing (409)" }],
-                    "responses": { "204": { "description": "removed" }, "401": err, "404": err, "409": err } }
+                    "responses": { "204": { "description": "removed" }, "400": err, "401": err, "404": err, "409": err, "503": err } }
             },
             "/api/v1/buckets/{name}/policy": {
                 "put": { "summary": "Replace write_to / read_from (not while failed over)", "parameters": [name_param.clone()],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Policy" } } } },
-                    "responses": { "200": { "description": "new policy", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "404": err, "409": err } }
+                    "responses": { "200": { "description": "new policy (`warning`: a backfill of an added secondary was cut short and goes on in the background)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "404": err, "409": err, "413": err, "415": err, "503": err } }
             },
             "/api/v1/buckets/{name}/failover": {
                 "post": { "summary": "Serve the bucket from one of its secondaries", "parameters": [name_param.clone()],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["to", "mode"], "properties": {
                         "to": { "type": "string", "description": "store of a secondary write target" },
                         "mode": { "type": "string", "enum": ["read-only", "read-write"] } } } } } },
-                    "responses": { "200": { "description": "failed over", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "404": err } }
+                    "responses": { "200": { "description": "failed over (`warning`: the target did not answer)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "404": err, "409": err, "413": err, "415": err, "503": err } }
             },
             "/api/v1/buckets/{name}/failback": {
                 "post": { "summary": "Return to the primary (after read-write failover: drain, verify and repair, brief write pause, switch)",
@@ -73,7 +73,7 @@ pub fn document() -> Value {
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["spec"], "properties": {
                         "spec": { "type": "object", "description": "src, dst (each {kind: store|s3|dir, …}) and options, as `ferry migrate` builds it" },
                         "fingerprint": { "type": "string" } } } } } },
-                    "responses": { "201": { "description": "started" }, "200": { "description": "resumed" }, "400": err, "401": err, "503": err } }
+                    "responses": { "201": { "description": "started" }, "200": { "description": "resumed" }, "400": err, "401": err, "413": err, "415": err, "503": err } }
             },
             "/api/v1/jobs/{id}": {
                 "get": { "summary": "A job with its task counts and unfinished tasks (in flight with finished parts, retrying, dead)",
@@ -109,7 +109,7 @@ pub fn document() -> Value {
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["a", "b"], "properties": {
                         "a": { "type": "string" }, "b": { "type": "string" },
                         "download": { "type": "boolean", "description": "read and compare the bytes of every pair of objects of the same size (as rclone check --download)" } } } } } },
-                    "responses": { "200": { "description": "differences (at most 100,000 listed) and totals", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Verify" } } } }, "400": err, "401": err, "404": err } }
+                    "responses": { "200": { "description": "differences (at most 100,000 listed) and totals", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Verify" } } } }, "400": err, "401": err, "404": err, "413": err, "415": err, "503": err } }
             }
         },
         "components": {
@@ -136,6 +136,7 @@ pub fn document() -> Value {
                     "delete_extra": { "type": "boolean", "description": "a secondary's keys the primary lacks are deleted instead of the creation being refused (409)" } } },
                 "Bucket": { "type": "object", "required": ["name", "policy", "mode"], "properties": {
                     "name": { "type": "string" }, "mode": { "type": "string" },
+                    "warning": { "type": "string", "description": "what the change went ahead despite" },
                     "policy": { "type": "object", "properties": {
                         "write_to": { "type": "array", "items": target.clone() },
                         "read_from": { "type": "array", "items": target.clone() },

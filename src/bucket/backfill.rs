@@ -56,28 +56,33 @@ impl Buckets {
         }
     }
 
-    /// Runs the backfills of `added`, planned by [`Self::plan_backfills`]. An error leaves
-    /// them recorded: they are resumed in the background.
+    /// Runs the backfills of `added`, planned by [`Self::plan_backfills`], once the change
+    /// that needs them is made. One cut short stays recorded and is resumed in the
+    /// background: the change stands, and the answer is the warning that says so (not an
+    /// error: a script must not read a change that was made as refused input).
     pub(super) async fn backfill(
         &self,
         name: &str,
         primary: &Leg,
         added: &[Leg],
         delete_extra: bool,
-    ) -> Result<(), Error> {
+    ) -> Option<String> {
         for t in added {
-            self.backfill_one(name, primary, t, delete_extra, None)
+            if let Err(e) = self
+                .backfill_one(name, primary, t, delete_extra, None)
                 .await
-                .map_err(|e| {
-                    Error::Invalid(format!(
-                        "{e}; the policy is in place, and what {} is owed is journaled in the \
-                         background once {} answers (`ferry bucket status {name}` shows the \
-                         backfill until then)",
-                        t.label, primary.label
-                    ))
-                })?;
+            {
+                tracing::warn!(bucket = %name, target = %t.label, error = %e,
+                    "a backfill was cut short; it goes on in the background");
+                return Some(format!(
+                    "{e}; the policy is in place, and what {} is owed is journaled in the \
+                     background once {} answers (`ferry bucket status {name}` shows the \
+                     backfill until then)",
+                    t.label, primary.label
+                ));
+            }
         }
-        Ok(())
+        None
     }
 
     /// Journals what `t` is owed from `after` on, moving the recorded cursor as it goes,

@@ -67,10 +67,11 @@ impl Buckets {
                 e => e.into(),
             });
         }
-        let view = self.activate(name, policy, roles).await;
+        let mut view = self.activate(name, policy, roles).await;
         // A primary bucket that already holds objects: the secondaries are owed them.
-        self.backfill(name, &primary, &secondaries, delete_extra)
-            .await?;
+        view.warning = self
+            .backfill(name, &primary, &secondaries, delete_extra)
+            .await;
         Ok(view)
     }
 
@@ -118,7 +119,7 @@ impl Buckets {
             .cloned()
             .collect();
         let primary = roles.primary.clone();
-        let view = {
+        let mut view = {
             let _pause = e.ns.gate.close().await.map_err(|s| Error::busy(name, s))?;
             // Under the gate: no write can be journaled between this check and the switch.
             let dropped = self
@@ -161,7 +162,7 @@ impl Buckets {
         };
         // Writes from now on reach the new secondaries; what the primary already held is
         // owed to them, so the catch-up worker copies it (and status shows how much is left).
-        self.backfill(name, &primary, &added, delete_extra).await?;
+        view.warning = self.backfill(name, &primary, &added, delete_extra).await;
         Ok(view)
     }
 

@@ -131,6 +131,9 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
                 )
                 .await?;
             out(&v, format!("created bucket {name}: {}", describe(&v)));
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("ferry: warning: {w}");
+            }
         }
         BucketCommand::Policy {
             name,
@@ -145,6 +148,9 @@ pub async fn run(cmd: BucketCommand, client: &AdminClient, as_json: bool) -> any
                 )
                 .await?;
             out(&v, format!("bucket {name}: {}", describe(&v)));
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("ferry: warning: {w}");
+            }
         }
         BucketCommand::Status { name } => {
             let v = client.call(Method::GET, &path(&name), None).await?;

@@ -20,6 +20,18 @@ fn admin_request(
     token: Option<&str>,
     body_len: usize,
 ) -> (u16, String, String) {
+    let (status, head, body) = admin_send(f, method, path, token, &vec![b' '; body_len]);
+    (status, header_of(&head, "content-type"), body)
+}
+
+/// An admin request with `body` (as JSON); returns (status, the answer's head, its body).
+fn admin_send(
+    f: &Ferry,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let addr = f.admin.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).expect("connect admin");
@@ -29,11 +41,12 @@ fn admin_request(
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {body_len}\r\nConnection: close\r\n\r\n"
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )
     .expect("send");
     // The server may answer (and close) before reading a large body.
-    let _ = s.write_all(&vec![b' '; body_len]);
+    let _ = s.write_all(body);
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let resp = String::from_utf8_lossy(&resp).into_owned();
@@ -43,15 +56,19 @@ fn admin_request(
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or_default();
-    let ctype = head
-        .lines()
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The value of header `name` (lowercase) in an answer's head, or "".
+fn header_of(head: &str, name: &str) -> String {
+    head.lines()
         .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_owned())
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
-        .unwrap_or_default();
-    (status, ctype, body.to_owned())
+        .unwrap_or_default()
 }
 
 /// Every admin API error is the API's JSON, the token is checked before anything else.
@@ -66,6 +83,12 @@ fn admin_errors_are_json_and_need_the_token_first() {
         ("GET", "/api/v1/nothing-here", t, 0, 404),
         ("DELETE", "/api/v1/jobs", t, 0, 405),
         ("POST", "/api/v1/jobs", t, 3 << 20, 413),
+        // A parameter the route does not know (a typo of drop_owed, of wait) is refused,
+        // not ignored.
+        ("DELETE", "/api/v1/buckets/nsq?dorp_owed=true", t, 0, 400),
+        ("POST", "/api/v1/buckets/nsq/failback?wiat=true", t, 0, 400),
+        ("GET", "/api/v1/jobs/1/dead?limt=5", t, 0, 400),
+        ("POST", "/api/v1/stores/local/rescan?adpot=true", t, 0, 400),
     ] {
         let (status, ctype, body) = admin_request(&f, method, path, token, len);
         assert_eq!(status, want, "{method} {path}: {body}");
@@ -80,6 +103,27 @@ fn admin_errors_are_json_and_need_the_token_first() {
             "{method} {path}: {body}"
         );
     }
+    // A 401 names the scheme it wants; a job id that is no number is said as such.
+    let (_, head, _) = admin_send(&f, "GET", "/api/v1/jobs", None, b"");
+    assert_eq!(
+        header_of(&head, "www-authenticate"),
+        "Bearer realm=\"ferry admin\""
+    );
+    let (_, _, body) = admin_request(&f, "GET", "/api/v1/jobs/abc", t, 0);
+    assert!(body.contains("\\\"abc\\\" is not a job id"), "{body}");
+    // A field of the other kind of store is refused, as the CLI refuses its flag.
+    let (status, _, body) = admin_send(
+        &f,
+        "POST",
+        "/api/v1/stores",
+        t,
+        br#"{"name":"x","kind":"fs","path":"/tmp/x","endpoint":"http://x"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("endpoint does not apply to an fs store"),
+        "{body}"
+    );
 }
 
 #[test]
