@@ -243,7 +243,8 @@ pub async fn verify(
     for (opened, bucket) in [(&opened_a, &ba), (&opened_b, &bb)] {
         opened.refresh(bucket).await.map_err(side_error)?;
     }
-    let (store_a, store_b) = (opened_a.store(), opened_b.store());
+    let store_a = s.buckets.watched(&sa, opened_a.store());
+    let store_b = s.buckets.watched(&sb, opened_b.store());
     let a = Side {
         store: store_a.as_ref(),
         bucket: ba,

@@ -360,8 +360,10 @@ impl Buckets {
     }
 
     /// `store` (registered as `name`) watched for a backend that stops answering: the one
-    /// wrapper every bucket on it shares, made anew if the store was registered again.
-    fn watched(&self, name: &str, store: Arc<dyn Store>) -> Arc<dyn Store> {
+    /// wrapper every bucket on it shares, made anew if the store was registered again. A
+    /// `verify` reads through it too: a backend the buckets found down fails it at once, and
+    /// one that stops answering meanwhile within seconds, not after the SDK's three minutes.
+    pub fn watched(&self, name: &str, store: Arc<dyn Store>) -> Arc<dyn Store> {
         let mut w = self.watched.lock().unwrap_or_else(|p| p.into_inner());
         w.retain(|_, e| e.strong_count() > 0);
         match w.get(name).and_then(std::sync::Weak::upgrade) {

@@ -343,6 +343,12 @@ fn a_stalled_secondary_is_waited_for_once() {
         "--versioning-configuration",
         "Status=Enabled",
     ]));
+    // `verify` reads through the same watch: the stalled store is said at once (exit 3),
+    // not after the S3 client's three attempts of a minute each (a probe).
+    let out = a.cli(&["verify", "local:stall", "dr:stall"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("not answering for"), "{said}");
     rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
     let log = a.log();
     let waited = log.matches("secondary write too slow").count();
