@@ -13,7 +13,8 @@ use sqlx::Row;
 use super::{Db, Dialect, Result};
 
 /// Columns added after the table was first made (see `Db::open`'s upgrade):
-/// `since_ms`, when a check owed later was first due, kept as its date is pushed back.
+/// `since_ms`, when a row dated ahead (a check owed later) was owed, kept as its date is
+/// pushed back: the backlog's age counts from it.
 pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("journal", "since_ms", "BIGINT")];
 
 pub(super) fn schema(id: &str) -> Vec<String> {
@@ -75,23 +76,27 @@ impl Db {
     pub async fn append_journal(&self, rows: &[NewJournalRow]) -> Result<Vec<i64>> {
         let mut tx = self.write_tx().await?;
         let mut ids = Vec::with_capacity(rows.len());
+        // A row dated ahead (a check owed later) is owed from now all the same: its age in
+        // the owed stats counts from `since_ms`, not from a date still to come.
+        let now = crate::state::now_ms();
         for chunk in rows.chunks(500) {
             let mut sql = String::from(
-                "INSERT INTO journal (bucket, target, object_key, op, bytes, created_ms) VALUES ",
+                "INSERT INTO journal (bucket, target, object_key, op, bytes, created_ms, since_ms) VALUES ",
             );
             for i in 0..chunk.len() {
-                let n = i * 6;
+                let n = i * 7;
                 if i > 0 {
                     sql.push(',');
                 }
                 sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
                     n + 1,
                     n + 2,
                     n + 3,
                     n + 4,
                     n + 5,
-                    n + 6
+                    n + 6,
+                    n + 7
                 ));
             }
             sql.push_str(" RETURNING id, bucket, target, object_key");
@@ -103,7 +108,8 @@ impl Db {
                     .bind(&r.key)
                     .bind(&r.op)
                     .bind(r.bytes)
-                    .bind(r.created_ms);
+                    .bind(r.created_ms)
+                    .bind((r.created_ms > now).then_some(now));
             }
             let back = q.fetch_all(&mut *tx).await?;
             let mut by_row: HashMap<(String, String, String), VecDeque<i64>> = HashMap::new();

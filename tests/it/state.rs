@@ -675,6 +675,26 @@ async fn buckets_and_journal(db: &Db, unique: &str) {
     );
     let stats = db.owed_stats(&bucket).await.expect("stats");
     assert_eq!(stats[0].oldest_ms, Some(600), "{stats:?}");
+    // A row dated ahead when appended (a check owed later) is owed from then: its age was
+    // shown as 0 s for the minute until its date (a probe).
+    db.drop_journal(&bucket).await.expect("drop");
+    let before = ferry::state::now_ms();
+    db.append_journal(&[NewJournalRow {
+        bucket: bucket.clone(),
+        target: "dr:y".into(),
+        key: "late".into(),
+        op: "recheck".into(),
+        bytes: 0,
+        created_ms: before + 60_000,
+    }])
+    .await
+    .expect("append");
+    let stats = db.owed_stats(&bucket).await.expect("stats");
+    let oldest = stats[0].oldest_ms.unwrap_or(i64::MAX);
+    assert!(
+        (before..=ferry::state::now_ms()).contains(&oldest),
+        "{stats:?}"
+    );
     db.drop_journal(&bucket).await.expect("drop");
     assert!(db.owed_stats(&bucket).await.expect("stats").is_empty());
     db.remove_bucket(&bucket).await.expect("remove bucket");
