@@ -87,7 +87,14 @@ impl Buckets {
                 target: leg.label.clone(),
                 role: role.into(),
                 healthy,
-                error: error.or(h.last_error),
+                // The probe's answer may say less than the last failure did (a HEAD's bare
+                // 403 against a write's SignatureDoesNotMatch): both, when they differ.
+                error: match (error, h.last_error) {
+                    (Some(now), Some(last)) if now != last => {
+                        Some(format!("{now} (last failure: {last})"))
+                    }
+                    (now, last) => now.or(last),
+                },
                 owed_count: o.map_or(0, |o| o.count),
                 owed_bytes: o.map_or(0, |o| o.bytes),
                 oldest_owed_age_s: o

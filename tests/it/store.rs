@@ -122,6 +122,37 @@ async fn s3_store_against_moto_conforms() {
     .await;
 }
 
+/// A HEAD refused for its credentials has no error document: its error said the SDK's debug
+/// text ("unhandled error: Error { aws_request_id: … }"), shown as is by `bucket status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_refusal_is_worded() {
+    let f = Ferry::start();
+    let s = S3Store::new(
+        "remote",
+        S3Config {
+            endpoint: Some(f.s3.clone()),
+            region: "us-east-1".into(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: "not-the-secret".into(),
+            path_style: true,
+            checksum_mode: ChecksumMode::WhenRequired,
+        },
+    )
+    .expect("s3 store");
+    let b = BucketName::parse("anybucket").expect("name");
+    let said = s
+        .head_bucket(&b)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        said.contains("HTTP 403") && said.contains("access denied"),
+        "{said}"
+    );
+    assert!(!said.contains("unhandled"), "{said}");
+}
+
 /// A copy whose source has no MD5 goes with a checksum alone; moto takes such a header
 /// without checking it, so the store sends Content-MD5 from then on, with the checksum beside
 /// it, which moto keeps: on the PUT that found that out as on every later one.

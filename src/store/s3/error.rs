@@ -61,6 +61,20 @@ pub(super) fn chain(err: &dyn std::error::Error) -> String {
     out
 }
 
+/// What an answer without an error document (a HEAD's) says: its status alone, worded, not
+/// the SDK's debug text of an "unhandled error".
+fn bare(status: u16, body: &str) -> Option<String> {
+    if !body.trim().is_empty() || status == 0 {
+        return None;
+    }
+    let meaning = match status {
+        401 | 403 => ": access denied (credentials the backend refuses, or a policy)",
+        404 => ": not found",
+        _ => "",
+    };
+    Some(format!("HTTP {status} without an error document{meaning}"))
+}
+
 /// Maps an SDK error to a store error by meaning. Never panics.
 pub(super) fn map_sdk_error<E>(store: &str, ctx: Ctx<'_>, err: SdkError<E>) -> Error
 where
@@ -113,7 +127,7 @@ where
         message: err
             .message()
             .map(str::to_owned)
-            .unwrap_or_else(|| chain(&err)),
+            .unwrap_or_else(|| bare(status, &body).unwrap_or_else(|| chain(&err))),
         body: &body,
         header: &|name| raw.and_then(|r| r.headers().get(name)).map(str::to_owned),
     };
@@ -270,6 +284,17 @@ fn range_size(body: &str, content_range: Option<&str>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bodiless_answer_is_worded_by_its_status() {
+        let said = bare(403, "").unwrap_or_default();
+        assert!(
+            said.contains("HTTP 403") && said.contains("access denied"),
+            "{said}"
+        );
+        assert_eq!(bare(403, "<Error><Code>AccessDenied</Code></Error>"), None);
+        assert_eq!(bare(0, ""), None);
+    }
 
     #[test]
     fn xml_fields() {
