@@ -214,6 +214,12 @@ impl Lean {
         if let Some(r) = range.and_then(|r| HeaderValue::from_str(&r).ok()) {
             headers.insert(http::header::RANGE, r);
         }
+        // The object's checksum is said in the answer (not checked here: the caller's
+        // reader does, where it must).
+        headers.insert(
+            HeaderName::from_static("x-amz-checksum-mode"),
+            HeaderValue::from_static("ENABLED"),
+        );
         let query = ctx
             .version_id
             .map(|v| format!("versionId={}", urlencoding::encode(v)));

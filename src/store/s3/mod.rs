@@ -307,9 +307,9 @@ impl Store for S3Store {
             .bucket(bucket.as_str())
             .key(key.as_str())
             .set_version_id(version_id.map(str::to_owned));
-        if self.supported() {
-            req = req.checksum_mode(sdk::ChecksumMode::Enabled);
-        }
+        // A HEAD has no body to validate: the object's checksum is asked for in either mode
+        // (a small body's is stored in either; see `put`).
+        req = req.checksum_mode(sdk::ChecksumMode::Enabled);
         let out = match req.send().await {
             Ok(out) => out,
             Err(e) => {

@@ -43,10 +43,15 @@ impl Echo {
         self.0.get().is_some_and(|c| *c != HeaderChecks::Checks)
     }
 
-    /// The backend was found to take a checksum header without checking it: it keeps the
-    /// value it was sent (moto).
-    pub fn keeps_unchecked(&self) -> bool {
-        self.0.get() == Some(&HeaderChecks::Ignores)
+    /// The backend was found to refuse checksum headers.
+    pub fn refuses(&self) -> bool {
+        self.0.get() == Some(&HeaderChecks::Refuses)
+    }
+
+    /// Records that the backend refused a checksum header (a PUT that went through without
+    /// it). A probe's verdict, if one was made, stands.
+    pub fn refused(&self) {
+        let _ = self.0.set(HeaderChecks::Refuses);
     }
 
     /// What the backend does with checksums, found out with `probe` the first time (calls
@@ -228,16 +233,42 @@ impl S3Store {
         tags: &Tags,
     ) -> Result<ObjectMeta> {
         let k = key.as_str();
-        // A backend that keeps a checksum without checking it is sent the one checked here
-        // (the client's, the source's), so reads with ChecksumMode return it as from S3.
-        let kept = digests
-            .checksum
-            .as_ref()
-            .filter(|_| self.supported() && self.echo.keeps_unchecked());
-        let integrity = Integrity::Md5(&digests.md5, kept);
-        let put = lean
-            .put(&self.name, bucket, k, bytes, integrity, &attrs, tags)
-            .await?;
+        // The checksum checked here (the client's, the source's) goes beside Content-MD5 as
+        // a plain header, in either checksum mode (when_required avoids the SDK's trailers,
+        // not headers), so reads with ChecksumMode return it as from S3; a backend that
+        // checks it checks it. One that turns the header down is sent none from then on.
+        let kept = digests.checksum.as_ref().filter(|_| !self.echo.refuses());
+        let put = match lean
+            .put(
+                &self.name,
+                bucket,
+                k,
+                bytes.clone(),
+                Integrity::Md5(&digests.md5, kept),
+                &attrs,
+                tags,
+            )
+            .await
+        {
+            Err(e) if kept.is_some() && turned_down(&e) => {
+                let put = lean
+                    .put(
+                        &self.name,
+                        bucket,
+                        k,
+                        bytes,
+                        Integrity::Md5(&digests.md5, None),
+                        &attrs,
+                        tags,
+                    )
+                    .await?;
+                tracing::info!(store = %self.name, error = %e,
+                    "the backend turns down x-amz-checksum headers; objects keep no checksum there");
+                self.echo.refused();
+                put
+            }
+            r => r?,
+        };
         if etag_differs_from_md5(&put.etag, &digests.md5, put.opaque_etag) {
             self.discard(bucket, k, put.version_id.as_deref()).await;
             let whose = if md5_from_source { "source's " } else { "" };
@@ -356,6 +387,13 @@ impl S3Store {
         };
         Ok(checks)
     }
+}
+
+/// An answer that may be the backend turning down a checksum header sent beside
+/// `Content-MD5` (which protects the body on its own): any refusal of the request as such,
+/// tried again without the header (a server may word it without naming the checksum).
+fn turned_down(e: &Error) -> bool {
+    refuses_header(e) || matches!(e, Error::Remote { status: 400, .. })
 }
 
 /// An error that is the backend refusing the checksum header itself (an older or partial S3
