@@ -396,8 +396,8 @@ pub fn large(
                 hash,
             });
             size += len;
+            // A run of zeros (a hole) is neither sent nor reused: it is said in a few bytes.
             let ok = if c.data.iter().all(|b| *b == 0) {
-                reused += len;
                 flush(&mut pending, sink)
                     && sink.send(&Msg::Zero {
                         len: c.length as u32,

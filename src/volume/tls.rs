@@ -49,8 +49,7 @@ impl Secret {
     /// Writes the secret readable by its owner only, durably.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_vec_pretty(self)?;
-        durable::write_file(path, &text, 0o600)
-            .with_context(|| format!("cannot write the secret file {}", path.display()))
+        durable::write_file(path, &text, 0o600).context("writing the secret file")
     }
 }
 

@@ -463,12 +463,56 @@ fn volume_bad_usage_exits_2() {
         // 1 with a raw error).
         (dest_at(s), "--dir"),
         (dest_at(&format!("{s}/sub")), "--dir"),
+        // A mistyped destination folder was made with all its parents, as rsync does not;
+        // a secret file in a missing folder failed (exit 1) after the folder was made.
+        (dest_at(missing.to_str().unwrap_or_default()), "--dir"),
+        (
+            dest(&[
+                "--secret-out",
+                tmp.path()
+                    .join("nodir/x.secret")
+                    .to_str()
+                    .unwrap_or_default(),
+            ]),
+            "--secret-out",
+        ),
+        // Not a destination's folder: said as such, not "no snapshots" (exit 0) or "holds
+        // no snapshot" (exit 1).
+        (
+            [
+                "volume",
+                "snapshots",
+                "--dir",
+                &tmp.path().to_string_lossy(),
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            "not a volume destination",
+        ),
+        (
+            [
+                "volume",
+                "promote",
+                "--dir",
+                missing.to_str().unwrap_or_default(),
+                "--to",
+                &tmp.path().join("p").to_string_lossy(),
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            "--dir",
+        ),
     ] {
         let out = Command::new(ferry_bin()).args(&args).output().expect("run");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(flag), "{args:?}: {err}");
     }
+    assert!(!tmp.path().join("no").exists(), "a missing --dir was made");
+    assert!(
+        !dir.exists(),
+        "--dir was made before the bad --secret-out was said"
+    );
 }
 
 /// `--bandwidth-limit 0` is no limit (rsync's and rclone's reading), not one byte a second.

@@ -200,6 +200,25 @@ fn check_common(threads: usize, metrics: Option<&str>, db: Option<&str>) -> Resu
 /// The longest `--every` (a longer one would overflow a clock, and is a job for cron).
 const MAX_INTERVAL_SECS: u64 = 366 * 86_400;
 
+/// Refuses a `--dir` that is not a volume destination's folder (bad usage, exit 2): a
+/// mistyped path, or a source's tree, is said as such rather than as "no snapshots".
+fn destination_dir(dir: &std::path::Path) -> Result<(), UsageError> {
+    if !dir.is_dir() {
+        return Err(UsageError(format!(
+            "--dir {}: not a directory",
+            dir.display()
+        )));
+    }
+    if !Layout::new(dir).snapshots().is_dir() {
+        return Err(UsageError(format!(
+            "--dir {}: not a volume destination (no {})",
+            dir.display(),
+            Layout::new(dir).snapshots().display()
+        )));
+    }
+    Ok(())
+}
+
 fn parse_interval(s: &str) -> Result<Duration, UsageError> {
     let bad = || {
         UsageError(format!(
@@ -235,6 +254,38 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                 return Err(
                     UsageError(format!("--dir {}: not a directory", a.dir.display())).into(),
                 );
+            }
+            // Only the folder itself is made, as rsync makes its destination: a mistyped
+            // path is said, not built.
+            if !a.dir.exists()
+                && let Some(parent) = a.dir.parent().filter(|p| !p.as_os_str().is_empty())
+                && !parent.is_dir()
+            {
+                return Err(UsageError(format!(
+                    "--dir {}: {} does not exist (only the last folder is made)",
+                    a.dir.display(),
+                    parent.display()
+                ))
+                .into());
+            }
+            // Said before anything is made: the secret is written only once listening.
+            if let Some(out) = &a.secret_out {
+                let folder = out
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                if out.is_dir() || !folder.is_dir() {
+                    return Err(UsageError(format!(
+                        "--secret-out {}: {}",
+                        out.display(),
+                        if out.is_dir() {
+                            "a directory, not a file".to_owned()
+                        } else {
+                            format!("folder {} does not exist", folder.display())
+                        }
+                    ))
+                    .into());
+                }
             }
             {
                 use std::net::ToSocketAddrs;
@@ -315,9 +366,7 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
             Ok(())
         }
         VolumeCommand::Snapshots { dir } => {
-            if !dir.is_dir() {
-                return Err(UsageError(format!("--dir {}: not a directory", dir.display())).into());
-            }
+            destination_dir(&dir)?;
             let list = Layout::new(&dir).list()?;
             if as_json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -355,6 +404,7 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                 ))
                 .into());
             }
+            destination_dir(&dir)?;
             let layout = Layout::new(&dir);
             let id = match snapshot {
                 Some(id) => {
