@@ -513,6 +513,28 @@ fn volume_bad_usage_exits_2() {
         !dir.exists(),
         "--dir was made before the bad --secret-out was said"
     );
+    // A secret kept in the destination's own folder, made on this first start, is fine.
+    let fresh = tmp.path().join("fresh");
+    let secret = fresh.join("app.secret");
+    let mut child = Command::new(ferry_bin())
+        .args(["volume", "destination", "--dir"])
+        .arg(&fresh)
+        .args(["--listen", "127.0.0.1:0", "--secret-out"])
+        .arg(&secret)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut exited = None;
+    for _ in 0..600 {
+        exited = child.try_wait().expect("wait");
+        if secret.exists() || exited.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(secret.exists(), "no secret written (exited: {exited:?})");
 }
 
 /// `--bandwidth-limit 0` is no limit (rsync's and rclone's reading), not one byte a second.

@@ -155,6 +155,46 @@ async fn a_bare_refusal_is_worded() {
     assert!(!said.contains("unhandled"), "{said}");
 }
 
+/// A when_required store sends a small body's checksum beside Content-MD5 (so the backend
+/// keeps it); a backend that turns the header down gets the body again without it, and no
+/// header from then on: at once when its refusal names the checksum, after a few in a row
+/// when it does not. No PUT fails for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_checksum_header_is_dropped_and_nothing_fails() {
+    let f = Ferry::start();
+    for (flag, bucket, refusals) in [
+        ("--refuse-checksums", "refusednamed", 1),
+        ("--refuse-checksums-quietly", "refusedquiet", 3),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = dir.path().join("stats.json");
+        let proxy = crate::support::fault_proxy(&f.s3, "0", &stats, &[flag]);
+        let s = s3_store(&proxy.endpoint, ChecksumMode::WhenRequired);
+        let b = BucketName::parse(bucket).expect("name");
+        s.create_bucket(&b).await.expect("bucket");
+        let data: &'static [u8] = b"a small body with a checksum";
+        for i in 0..6 {
+            let key = format!("k{i}");
+            s.put_object(
+                &b,
+                &ObjectKey::parse(&key).expect("key"),
+                one_chunk(data),
+                PutOptions {
+                    size_hint: Some(data.len() as u64),
+                    checksum_algorithm: Some(ChecksumAlgorithm::Sha256),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{flag}: put {key}: {e}"));
+            assert_eq!(read(&s, &b, &key).await, data, "{flag}: {key}");
+        }
+        let said: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats")).expect("json");
+        assert_eq!(said["refused"], refusals, "{flag}: {said}");
+    }
+}
+
 /// A copy whose source has no MD5 goes with a checksum alone; moto takes such a header
 /// without checking it, so the store sends Content-MD5 from then on, with the checksum beside
 /// it, which moto keeps: on the PUT that found that out as on every later one.

@@ -274,7 +274,10 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
                     .unwrap_or(std::path::Path::new("."));
-                if out.is_dir() || !folder.is_dir() {
+                // The destination's folder (and its `.ferry`) are made before the secret is
+                // written: a secret kept there is fine on a first start.
+                let made = folder == a.dir || folder == a.dir.join(".ferry");
+                if out.is_dir() || !(folder.is_dir() || made) {
                     return Err(UsageError(format!(
                         "--secret-out {}: {}",
                         out.display(),

@@ -262,7 +262,7 @@ impl FsStore {
 
 /// How long an open waits for a store's lock that this process holds (see
 /// [`FsStore::open_unscanned`]), and how often it looks.
-const OWN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const OWN_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const OWN_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Whether the lock file at `lock_path` names this process as its holder.

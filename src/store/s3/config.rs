@@ -144,6 +144,7 @@ impl S3Store {
             buffers: std::sync::Arc::new(tokio::sync::Semaphore::new(BUFFER_BUDGET / 4096)),
             region: cfg.region.trim().to_owned(),
             checksum_mode: cfg.checksum_mode,
+            on_aws: cfg.endpoint.as_deref().is_none_or(|e| e.trim().is_empty()),
             echo: std::sync::Arc::default(),
             part_echo: std::sync::Arc::default(),
         })

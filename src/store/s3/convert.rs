@@ -156,19 +156,20 @@ macro_rules! with_checksum_value {
 pub(super) use with_checksum_value;
 
 /// Sets what is known about an upload body on a PutObject or UploadPart request builder:
-/// for a buffered body (`$known` digests), `Content-MD5` and — when `$supported` — the
-/// checksum value as a header; for a streamed one, when `$supported`, the algorithm the SDK
-/// computes into a trailer.
+/// for a buffered body (`$known` digests), `Content-MD5` and — when `$sends_known` — the
+/// checksum value as a header (which keeps the SDK from computing a trailer); for a streamed
+/// one, when `$supported`, the algorithm the SDK computes into a trailer.
 macro_rules! with_upload_digests {
-    ($req:expr, $known:expr, $algorithm:expr, $supported:expr) => {{
+    ($req:expr, $known:expr, $algorithm:expr, $supported:expr, $sends_known:expr) => {{
         let mut req = $req;
         let known: Option<&$crate::store::types::Digests> = $known;
         let algorithm: Option<$crate::store::types::ChecksumAlgorithm> = $algorithm;
         let supported: bool = $supported;
+        let sends_known: bool = $sends_known;
         match known {
             Some(d) => {
                 req = req.content_md5($crate::store::digest::b64(&d.md5));
-                if let Some(c) = d.checksum.as_ref().filter(|_| supported) {
+                if let Some(c) = d.checksum.as_ref().filter(|_| sends_known) {
                     // Named too, as the AWS SDKs send it: a backend may look for the value
                     // only under the algorithm named (moto keeps none otherwise). The SDK
                     // computes nothing more for a request that carries a value.

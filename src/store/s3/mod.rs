@@ -78,6 +78,8 @@ pub struct S3Store {
     buffers: std::sync::Arc<tokio::sync::Semaphore>,
     region: String,
     checksum_mode: ChecksumMode,
+    /// AWS itself (no endpoint): it takes checksum headers whatever the mode.
+    on_aws: bool,
     /// Whether the backend checks checksum headers on PUT (see [`put`]).
     echo: std::sync::Arc<put::Echo>,
     /// What the backend does with part checksums (see [`parts`]).
@@ -104,6 +106,13 @@ impl S3Store {
 
     fn supported(&self) -> bool {
         self.checksum_mode == ChecksumMode::WhenSupported
+    }
+
+    /// Whether a checksum value known before the body is sent goes with it as a header
+    /// (never a trailer) on the SDK's path: with SDK checksums, and to AWS itself in either
+    /// mode (other servers go the lean way, which can send the body again without it).
+    fn sends_known_checksums(&self) -> bool {
+        self.supported() || self.on_aws
     }
 
     /// A HEAD answer has no body, so a 404 cannot say whether the key or the bucket is
@@ -273,9 +282,9 @@ impl Store for S3Store {
         if let Some(r) = opts.range {
             req = req.range(range_header(r));
         }
-        if self.supported() {
-            req = req.checksum_mode(sdk::ChecksumMode::Enabled);
-        }
+        // The object's checksum is asked for in either mode (one sent as a header is kept
+        // in either); the SDK then checks a whole object's against its body.
+        req = req.checksum_mode(sdk::ChecksumMode::Enabled);
         let out = req.send().await.map_err(|e| self.err(ctx, e))?;
         let length = to_u64(out.content_length());
         let served = opts

@@ -149,7 +149,13 @@ pub(super) async fn upload_part(
         .request()
         .body(body)
         .content_length(i64::try_from(len).unwrap_or(i64::MAX));
-    req = with_upload_digests!(req, pending.known(), algorithm, store.supported());
+    req = with_upload_digests!(
+        req,
+        pending.known(),
+        algorithm,
+        store.supported(),
+        store.supported()
+    );
     let mut call = S3Store::long_call();
     let names_checksum = algorithm.is_some()
         || pending

@@ -23,7 +23,9 @@ use time::OffsetDateTime;
 
 use super::S3Store;
 use super::body::{Known, Prepared, prepare_upload};
-use super::convert::{checksum_of, etag_contradicts_md5, trim_etag, with_checksum_value};
+use super::convert::{
+    checksum_of, etag_contradicts_md5, sdk_algorithm, trim_etag, with_checksum_value,
+};
 use super::error::Ctx;
 use super::put::{refuses_header, wrong};
 use crate::store::digest::ChecksumHasher;
@@ -98,6 +100,7 @@ impl Target<'_> {
             .body(SdkByteStream::from(Bytes::from_static(ONE_BYTE)))
             .content_length(1);
         with_checksum_value!(req, checksum)
+            .checksum_algorithm(sdk_algorithm(checksum.algorithm))
             .customize()
             .disable_payload_signing()
             .send()
@@ -181,6 +184,7 @@ pub(super) async fn upload_given(
         .content_length(i64::try_from(len).unwrap_or(i64::MAX));
     // The signed checksum header covers the body; a payload hash would only cost SHA-256.
     let result = with_checksum_value!(req, &sent)
+        .checksum_algorithm(sdk_algorithm(sent.algorithm))
         .customize()
         .config_override(S3Store::long_call())
         .disable_payload_signing()

@@ -35,7 +35,15 @@ use crate::store::{
 /// Whether the backend checks `x-amz-checksum-*` headers on PutObject, found out once per
 /// store (see the module docs; parts have their own, [`super::parts::PartEcho`]).
 #[derive(Debug, Default)]
-pub(super) struct Echo(tokio::sync::OnceCell<HeaderChecks>);
+pub(super) struct Echo(
+    tokio::sync::OnceCell<HeaderChecks>,
+    /// PUTs refused with a checksum header for a reason that does not name it, then taken
+    /// without it, in a row: after [`UNEXPLAINED`] the header is taken to be refused.
+    std::sync::atomic::AtomicU32,
+);
+
+/// See [`Echo`]'s count.
+const UNEXPLAINED: u32 = 3;
 
 impl Echo {
     /// The backend was found not to check checksums.
@@ -52,6 +60,17 @@ impl Echo {
     /// it). A probe's verdict, if one was made, stands.
     pub fn refused(&self) {
         let _ = self.0.set(HeaderChecks::Refuses);
+    }
+
+    /// Counts a PUT refused with the header for a reason that does not name it and taken
+    /// without it; says whether that happened [`UNEXPLAINED`] times in a row.
+    fn unexplained(&self) -> bool {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 >= UNEXPLAINED
+    }
+
+    /// A PUT with the header went through: the refusals before it said nothing of it.
+    fn taken(&self) {
+        self.1.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What the backend does with checksums, found out with `probe` the first time (calls
@@ -188,7 +207,13 @@ impl S3Store {
         if !tags.is_empty() {
             req = req.tagging(tagging_header(&tags));
         }
-        req = with_upload_digests!(req, pending.known(), algorithm, self.supported());
+        req = with_upload_digests!(
+            req,
+            pending.known(),
+            algorithm,
+            self.supported(),
+            self.sends_known_checksums()
+        );
         let result = req
             .customize()
             .config_override(Self::long_call())
@@ -261,13 +286,28 @@ impl S3Store {
                         &attrs,
                         tags,
                     )
-                    .await?;
-                tracing::info!(store = %self.name, error = %e,
-                    "the backend turns down x-amz-checksum headers; objects keep no checksum there");
-                self.echo.refused();
+                    .await
+                    .inspect_err(|_| {
+                        tracing::debug!(store = %self.name, first = %e,
+                            "a PUT refused with a checksum header was refused without it too");
+                    })?;
+                // A refusal that names the checksum (or says the feature is missing) is a
+                // verdict on the header; another 400 that a second try passed is one only
+                // when it happens every time.
+                if refuses_header(&e) || self.echo.unexplained() {
+                    tracing::info!(store = %self.name, error = %e,
+                        "the backend turns down x-amz-checksum headers; objects keep no checksum there");
+                    self.echo.refused();
+                }
                 put
             }
-            r => r?,
+            r => {
+                let put = r?;
+                if kept.is_some() {
+                    self.echo.taken();
+                }
+                put
+            }
         };
         if etag_differs_from_md5(&put.etag, &digests.md5, put.opaque_etag) {
             self.discard(bucket, k, put.version_id.as_deref()).await;
@@ -390,10 +430,19 @@ impl S3Store {
 }
 
 /// An answer that may be the backend turning down a checksum header sent beside
-/// `Content-MD5` (which protects the body on its own): any refusal of the request as such,
-/// tried again without the header (a server may word it without naming the checksum).
+/// `Content-MD5` (which protects the body on its own): a refusal of the request as such,
+/// tried again without the header (a server may word it without naming the checksum); not
+/// one a second try may pass anyway (its SDK-level retries are spent by then).
 fn turned_down(e: &Error) -> bool {
-    refuses_header(e) || matches!(e, Error::Remote { status: 400, .. })
+    const PASSING: &[&str] = &[
+        "RequestTimeout",
+        "IncompleteBody",
+        "ExpiredToken",
+        "SlowDown",
+        "RequestTimeTooSkewed",
+    ];
+    refuses_header(e)
+        || matches!(e, Error::Remote { status: 400, code, .. } if !PASSING.contains(&code.as_str()))
 }
 
 /// An error that is the backend refusing the checksum header itself (an older or partial S3

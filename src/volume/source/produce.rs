@@ -204,12 +204,12 @@ pub(super) fn produce(
                 o.1.problems
                     .push(format!("{}: cannot read: {e}", shown(&job.path)));
                 o.1.unreadable.push(shown(&job.path));
-                // The destination keeps its version (nothing was sent in its place): so does
-                // the manifest, else a later deletion of the file is never sent (its path
-                // would be in neither the manifest nor the tree).
-                if job.renamed_from.is_none()
-                    && let Some(rec) = job.compared()
-                {
+                // The destination keeps what it has at this path (nothing was sent in its
+                // place): so does the manifest, else a later deletion of the file is never
+                // sent (its path would be in neither the manifest nor the tree). The base
+                // says what that is: the last snapshot's record, an interrupted iteration's
+                // journaled one, or the destination's own index.
+                if let Some(rec) = base.entries.get(&job.path) {
                     o.2.push((job.path.clone(), rec.clone()));
                 }
                 true
@@ -262,11 +262,13 @@ pub(super) fn produce(
         .chain(p.keep.iter().map(|(k, _)| &k[..]))
         .collect();
     let mut unlinked = Vec::new();
+    let mut unlinked_paths = std::collections::HashSet::new();
     for msg in &p.late {
         if let Msg::Link { path, to } = msg
             && !linkable.contains(&to[..])
         {
             unlinked.push(shown(path));
+            unlinked_paths.insert(path.clone());
             continue;
         }
         if !sink.send(msg) {
@@ -298,10 +300,18 @@ pub(super) fn produce(
         snapshot: None,
         entries: records.into_iter().collect(),
     };
+    // A follower whose link was not sent keeps what the destination has at its path, as an
+    // unreadable file does.
     let followers: Vec<(Vec<u8>, Record)> = p
         .followers
         .iter()
-        .filter_map(|(f, leader)| next.entries.get(leader).map(|r| (f.clone(), r.clone())))
+        .filter_map(|(f, leader)| {
+            let rec = match unlinked_paths.contains(f) {
+                true => base.entries.get(f),
+                false => next.entries.get(leader),
+            };
+            rec.map(|r| (f.clone(), r.clone()))
+        })
         .collect();
     next.entries.extend(followers);
     let manifest = next.pack()?;

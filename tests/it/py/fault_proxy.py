@@ -16,6 +16,9 @@ way that the client cannot see, which the upstream or the client's own checks mu
 is answered 400 InvalidRequest without reaching the upstream, as an S3 implementation that
 does not know the header might (counted as "refused").
 
+--refuse-checksums-quietly: as --refuse-checksums, but answered 400 InvalidArgument "Invalid
+argument." (a refusal that does not name the checksum, as some servers word one).
+
 --refuse-part-algorithm ALG: an UploadPart checksummed with ALG (a header or a trailer of
 that algorithm) is answered 400 InvalidRequest without reaching the upstream, as a server
 that takes an upload's algorithm but not its parts' might (counted as "refused").
@@ -68,6 +71,7 @@ FLAGS = sys.argv[5:]
 CORRUPT_FIRST = int(FLAGS[FLAGS.index("--corrupt-first") + 1]) if "--corrupt-first" in FLAGS else 0
 KMS = "--kms" in FLAGS
 REFUSE_CHECKSUMS = "--refuse-checksums" in FLAGS
+REFUSE_QUIETLY = "--refuse-checksums-quietly" in FLAGS
 REFUSE_PART_ALGORITHM = (
     FLAGS[FLAGS.index("--refuse-part-algorithm") + 1].lower() if "--refuse-part-algorithm" in FLAGS else None
 )
@@ -211,12 +215,15 @@ class Handler(BaseHTTPRequestHandler):
             self.fail(507, "XMinioStorageFull", "Storage backend has reached its minimum free drive threshold.")
             return
         if (
-            REFUSE_CHECKSUMS
+            (REFUSE_CHECKSUMS or REFUSE_QUIETLY)
             and (self.command == "PUT" or self.path.endswith("?uploads"))
             and any(k.lower().startswith("x-amz-checksum-") for k in self.headers.keys())
         ):
             count("refused")
-            self.fail(400, "InvalidRequest", "x-amz-checksum-crc32c is not supported")
+            if REFUSE_QUIETLY:
+                self.fail(400, "InvalidArgument", "Invalid argument.")
+            else:
+                self.fail(400, "InvalidRequest", "x-amz-checksum-crc32c is not supported")
             return
         if (
             REFUSE_PART_ALGORITHM
