@@ -85,8 +85,20 @@ pub(super) async fn progress(db: Db, start: JobRecord, runner: Arc<Runner>) {
         let pos = (start.done_bytes as u64 + moved).min(r.listed_bytes as u64);
         // Attempts, not objects: one object retried ten times fails ten attempts; the
         // objects given up on are the dead letters.
+        // A side that stopped answering mid-run: the copies wait for it without spending
+        // attempts, which the counts alone do not show (a probe read them as a hang).
+        let waiting = runner
+            .unanswered_for()
+            .map(|d| {
+                format!(
+                    "; a side has not answered for {} s, copies wait for it (the run stops after {} s)",
+                    d.as_secs(),
+                    crate::jobs::run::OUTAGE_LIMIT.as_secs()
+                )
+            })
+            .unwrap_or_default();
         let msg = format!(
-            "{}/{}{} objects, {} dead, {} attempts failed{}",
+            "{}/{}{} objects, {} dead, {} attempts failed{}{waiting}",
             r.done,
             r.listed,
             if r.listing_done { "" } else { "+" },

@@ -168,7 +168,7 @@ pub struct Runner {
 }
 
 /// How long a side may not answer before a run of the job stops (see `failed`).
-pub(super) const OUTAGE_LIMIT: Duration = Duration::from_secs(300);
+pub const OUTAGE_LIMIT: Duration = Duration::from_secs(300);
 
 /// Why [`Runner::run`] returned.
 #[derive(Debug)]
@@ -181,6 +181,15 @@ pub enum Ended {
 }
 
 impl Runner {
+    /// How long a side has not answered while copies wait for it (they are tried again
+    /// without spending attempts; past [`OUTAGE_LIMIT`] the run stops), if one does not.
+    pub fn unanswered_for(&self) -> Option<Duration> {
+        self.down_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|since| since.elapsed())
+    }
+
     pub fn new(
         db: Db,
         job: i64,

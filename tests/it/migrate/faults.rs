@@ -482,12 +482,18 @@ fn a_destination_frozen_mid_run_spends_no_attempts() {
     wait_until_listed(&b, "s3://thawed/", 3, &log);
     let pid = rustix::process::Pid::from_raw(b.pid().expect("pid") as i32).expect("pid");
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
-    std::thread::sleep(Duration::from_secs(15));
+    // Long enough for a progress line (every 10 s) after the outage is found (5-8 s).
+    std::thread::sleep(Duration::from_secs(25));
     rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT");
     let status = wait_for(&mut child, Duration::from_secs(180), &log);
     let out = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "{out}");
     assert!(!out.contains("could not be copied"), "{out}");
+    // Meanwhile the progress said why nothing moved (a probe read the counts as a hang).
+    assert!(
+        out.contains("a side has not answered for") && out.contains("the run stops after 300 s"),
+        "{out}"
+    );
     let ls = b.ok(&b.aws(&["s3", "ls", "--recursive", "s3://thawed"]));
     assert_eq!(ls.lines().count(), 30, "{ls}");
 }
