@@ -25,6 +25,12 @@ impl From<bucket::Error> for ApiError {
             E::Exists(_) | E::Conflict(_) => StatusCode::CONFLICT,
             E::Registry(r) => return ApiError::from_registry(r, e.to_string()),
             E::Store(s) if s.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            // A target's store refusing the call (its credentials, a policy, an answer it
+            // gives every caller) is no fault of the request: not 400, which the CLI says
+            // is bad usage (exit 2).
+            E::Store(store::Error::Remote { .. } | store::Error::Denied(_)) => {
+                StatusCode::BAD_GATEWAY
+            }
             E::Store(_) => StatusCode::BAD_REQUEST,
             E::Failback { .. } | E::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             E::State(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -39,7 +39,7 @@ pub fn document() -> Value {
                     "401": err } },
                 "post": { "summary": "Create a namespace bucket (and its targets' buckets if missing)",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/CreateBucket" } } } },
-                    "responses": { "201": { "description": "created (`warning`: a backfill of what the primary holds was cut short and goes on in the background)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "409": err, "413": err, "415": err, "503": err } }
+                    "responses": { "201": { "description": "created (`warning`: a backfill of what the primary holds was cut short and goes on in the background)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "409": err, "413": err, "415": err, "502": err, "503": err } }
             },
             "/api/v1/buckets/{name}": {
                 "get": { "summary": "Mode, health and backlog per target", "parameters": [name_param.clone()],
@@ -51,7 +51,7 @@ pub fn document() -> Value {
             "/api/v1/buckets/{name}/policy": {
                 "put": { "summary": "Replace write_to / read_from (not while failed over)", "parameters": [name_param.clone()],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Policy" } } } },
-                    "responses": { "200": { "description": "new policy (`warning`: a backfill of an added secondary was cut short and goes on in the background)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "404": err, "409": err, "413": err, "415": err, "503": err } }
+                    "responses": { "200": { "description": "new policy (`warning`: a backfill of an added secondary was cut short and goes on in the background)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bucket" } } } }, "400": err, "401": err, "404": err, "409": err, "413": err, "415": err, "502": err, "503": err } }
             },
             "/api/v1/buckets/{name}/failover": {
                 "post": { "summary": "Serve the bucket from one of its secondaries", "parameters": [name_param.clone()],

@@ -567,13 +567,36 @@ impl Buckets {
                 store::Error::Unavailable { message, .. } => message.clone(),
                 e => e.to_string(),
             };
+            // Nor is a store that refuses Ferry's credentials (or its rights): the API's 502.
+            let refused = e.is_credentials()
+                || matches!(
+                    &e,
+                    store::Error::Remote {
+                        status: 401 | 403,
+                        ..
+                    }
+                );
             let message = format!("target {}: cannot create its bucket: {why}", leg.label);
-            return Err(match unreachable {
-                true => Error::Store(store::Error::Unavailable {
+            return Err(match (unreachable, &e) {
+                (true, _) => Error::Store(store::Error::Unavailable {
                     store: leg.store.name().to_owned(),
                     message,
                 }),
-                false => Error::Invalid(message),
+                (
+                    false,
+                    store::Error::Remote {
+                        store,
+                        code,
+                        status,
+                        message: said,
+                    },
+                ) if refused => Error::Store(store::Error::Remote {
+                    store: store.clone(),
+                    code: code.clone(),
+                    message: format!("target {}: cannot create its bucket: {said}", leg.label),
+                    status: *status,
+                }),
+                (false, _) => Error::Invalid(message),
             });
         }
         // Checked once the buckets are made: a folder of an fs store made a bucket just now

@@ -490,6 +490,12 @@ fn volume_bad_usage_exits_2() {
             "not a volume destination",
         ),
         (
+            ["volume", "status", "--dir", &tmp.path().to_string_lossy()]
+                .map(str::to_owned)
+                .to_vec(),
+            "no volume source or destination has run there",
+        ),
+        (
             [
                 "volume",
                 "promote",

@@ -317,6 +317,16 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
             if !dir.is_dir() {
                 return Err(UsageError(format!("--dir {}: not a directory", dir.display())).into());
             }
+            // Neither side has run there: said, not answered with a state database made in
+            // the folder (a probe's typo left one behind).
+            if db.is_none() && !dir.join(".ferry").is_dir() {
+                return Err(UsageError(format!(
+                    "--dir {}: no volume source or destination has run there (no {})",
+                    dir.display(),
+                    dir.join(".ferry").display()
+                ))
+                .into());
+            }
             let db = status::open_db(&dir, db.as_deref()).await?;
             let st = status::status(&db, &dir, limit).await?;
             if as_json {

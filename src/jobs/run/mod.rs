@@ -206,7 +206,11 @@ impl Runner {
             parallel_parts: settings.parallel_parts,
             limiter: settings.limiter.clone(),
             moved: live.moved.clone(),
-            same_store: src.identity == dst.identity,
+            // Server-side when both sides are one store; but a copy between two folders of
+            // one disk moves its bytes here all the same, and a bandwidth limit covers it
+            // (as rclone's does a local copy), so it goes through the metered stream then.
+            same_store: src.identity == dst.identity
+                && !(settings.limiter.is_some() && dst.store.caps().path_semantics),
             keep_uploads: true,
             record_mtime: true,
             // Set per task (see `run_task`).

@@ -127,6 +127,27 @@ fn bad_policy_input_changes_nothing() {
     );
     let e = err(a.cli(&["bucket", "status", "nope"]));
     assert!(e.contains("nope"), "{e}");
+    // A target store that refuses Ferry's credentials is no bad usage (it was exit 2).
+    a.add_s3_store(
+        "refuses",
+        &a.s3,
+        crate::support::ACCESS_KEY,
+        "not-the-secret",
+    );
+    let out = a.cli(&[
+        "bucket",
+        "create",
+        "refused",
+        "--write-to",
+        "local:refused,refuses:refused",
+    ]);
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a target refusing the credentials: {e}"
+    );
+    assert!(e.contains("refuses"), "{e}");
     // "Could not compare" is not "they differ" (1): a script must be able to tell.
     let out = a.cli(&["verify", "local:good", "nostore:good"]);
     assert_eq!(out.status.code(), Some(3), "verify of an unknown store");
