@@ -158,6 +158,18 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
+/// Whether the route at `/api/v1/{rest}` takes query parameters.
+fn takes_query(method: &axum::http::Method, rest: &str) -> bool {
+    let seg: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    matches!(
+        (method.as_str(), seg.as_slice()),
+        ("DELETE", ["buckets", _])
+            | ("POST", ["buckets", _, "failback"])
+            | ("POST", ["stores", _, "rescan"])
+            | ("GET", ["jobs", _, "dead"])
+    )
+}
+
 /// In front of every route: the API's token is checked before anything of the request is
 /// looked at (a malformed job id without a token is 401, not 400), and every error leaves as
 /// the API's JSON (`{"error": …}`), including the ones axum answers itself: an unknown
@@ -174,6 +186,19 @@ async fn guard(
         && let Err(e) = authorize(&s, req.headers())
     {
         return e.into_response();
+    }
+    // A query parameter a route does not take is refused, not ignored (a probe's
+    // `?drop_owed=true` on a policy PUT, where it belongs in the body, passed unseen); the
+    // routes that take some refuse the ones they do not know themselves.
+    if let (Some(rest), Some(q)) = (path.strip_prefix("/api/v1/"), req.uri().query())
+        && !q.is_empty()
+        && !takes_query(&method, rest)
+    {
+        return ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{method} {path} takes no query parameters (got {q:?})"),
+        )
+        .into_response();
     }
     // Run to its end even if the client goes away (Ctrl-C on the CLI): a policy change, a
     // failover or a store removal dropped between its steps would be left half done.

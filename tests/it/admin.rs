@@ -89,6 +89,16 @@ fn admin_errors_are_json_and_need_the_token_first() {
         ("POST", "/api/v1/buckets/nsq/failback?wiat=true", t, 0, 400),
         ("GET", "/api/v1/jobs/1/dead?limt=5", t, 0, 400),
         ("POST", "/api/v1/stores/local/rescan?adpot=true", t, 0, 400),
+        // A route that takes none refuses any (it ignored them).
+        ("GET", "/api/v1/stores?dorp_owed=true", t, 0, 400),
+        (
+            "PUT",
+            "/api/v1/buckets/nsq/policy?drop_owed=true",
+            t,
+            0,
+            400,
+        ),
+        ("GET", "/api/v1/jobs?limit=5", t, 0, 400),
     ] {
         let (status, ctype, body) = admin_request(&f, method, path, token, len);
         assert_eq!(status, want, "{method} {path}: {body}");

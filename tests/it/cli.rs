@@ -490,6 +490,19 @@ fn volume_bad_usage_exits_2() {
             "not a volume destination",
         ),
         (
+            [
+                "volume",
+                "promote",
+                "--dir",
+                missing.to_str().unwrap_or_default(),
+                "--to",
+                &tmp.path().to_string_lossy(),
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            "exists and is not empty",
+        ),
+        (
             ["volume", "status", "--dir", &tmp.path().to_string_lossy()]
                 .map(str::to_owned)
                 .to_vec(),

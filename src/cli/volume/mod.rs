@@ -417,6 +417,14 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                 ))
                 .into());
             }
+            // Promoting never writes over a tree (said here as bad usage, before any work).
+            if to.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+                return Err(UsageError(format!(
+                    "--to {}: exists and is not empty; promote into a new or empty folder",
+                    to.display()
+                ))
+                .into());
+            }
             destination_dir(&dir)?;
             let layout = Layout::new(&dir);
             let id = match snapshot {
