@@ -537,13 +537,22 @@ fn a_missing_primary_folder_is_not_caught_up_as_deletions() {
     b.restart();
     // Long enough for the catch-up to try the owed keys more than once.
     std::thread::sleep(Duration::from_secs(8));
-    for (key, body) in [("p1", "one"), ("p2", "two")] {
+    // Nothing deleted. A catch-up copy of p2 that read the primary's file before the folder
+    // went aside may land once the secondary is back (CI saw it): the acknowledged newer
+    // body, never an older one or a deletion.
+    let mut landed = false;
+    for (key, bodies) in [("p1", &["one"][..]), ("p2", &["two", "two, again"][..])] {
         let got = b.ok(&b.aws(&["s3", "cp", &format!("s3://mnt/{key}"), "-"]));
-        assert_eq!(got, body, "the secondary's {key}; log:\n{}", a.log());
+        assert!(
+            bodies.contains(&got.as_str()),
+            "the secondary's {key}: {got:?}; log:\n{}",
+            a.log()
+        );
+        landed |= got == "two, again";
     }
     let s = status(&a, "mnt");
     assert!(
-        s["owed_total"].as_i64() > Some(0),
+        landed || s["owed_total"].as_i64() > Some(0),
         "the owed writes were settled: {s}"
     );
     put_back();
