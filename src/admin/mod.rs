@@ -167,6 +167,8 @@ fn takes_query(method: &axum::http::Method, rest: &str) -> bool {
             | ("POST", ["buckets", _, "failback"])
             | ("POST", ["stores", _, "rescan"])
             | ("GET", ["jobs", _, "dead"])
+            // A static document: a cache-busting `?v=…` from a browser or a UI is harmless.
+            | ("GET", ["openapi.json"])
     )
 }
 

@@ -57,9 +57,11 @@ impl std::fmt::Debug for ServerOptions {
 pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S3Service> {
     let configure = |b: &mut S3ServiceBuilder| -> anyhow::Result<()> {
         if let Some(d) = &opts.domain {
-            let inner = s3s::host::SingleDomain::new(d)
+            s3s::host::SingleDomain::new(d)
                 .map_err(|e| anyhow::anyhow!("invalid --domain {d:?}: {e}"))?;
-            b.set_host(PortlessHost(inner));
+            b.set_host(PortlessHost {
+                domain: d.to_ascii_lowercase(),
+            });
         }
         let mut cfg = S3Config::default();
         cfg.xml_max_body_size = opts.max_xml_bytes;
@@ -85,9 +87,16 @@ pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S
     Ok(b.build())
 }
 
-/// Virtual-host parsing that ignores the port in the Host header (`bucket.domain:9000`),
-/// which s3s's `SingleDomain` would otherwise reject; IP addresses mean path style.
-struct PortlessHost(s3s::host::SingleDomain);
+/// Virtual-host parsing (`bucket.domain`, with or without a port; host names compare
+/// without case, as DNS does). Only names under the domain carry a bucket: any other host
+/// (the domain itself, an IP address, `localhost`, the machine's name, a DNS alias) means
+/// path style, as `--domain` promises (s3s's `SingleDomain` takes any other name for a
+/// bucket, S3's CNAME style, so path-style requests to the server's own name failed, and
+/// it refuses a Host with a port).
+struct PortlessHost {
+    /// The domain, lowercase.
+    domain: String,
+}
 
 impl s3s::host::S3Host for PortlessHost {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<s3s::host::VirtualHost<'a>> {
@@ -95,11 +104,15 @@ impl s3s::host::S3Host for PortlessHost {
             Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
             _ => host,
         };
-        let bare = name.trim_start_matches('[').trim_end_matches(']');
-        if bare.parse::<std::net::IpAddr>().is_ok() || bare.eq_ignore_ascii_case("localhost") {
-            return Ok(s3s::host::VirtualHost::new(name));
-        }
-        self.0.parse_host_header(name)
+        let lower = name.to_ascii_lowercase();
+        let bucket = lower
+            .strip_suffix(self.domain.as_str())
+            .and_then(|rest| rest.strip_suffix('.'))
+            .filter(|b| !b.is_empty());
+        Ok(match bucket {
+            Some(b) => s3s::host::VirtualHost::new(self.domain.as_str()).with_bucket(b.to_owned()),
+            None => s3s::host::VirtualHost::new(name),
+        })
     }
 }
 

@@ -3,7 +3,8 @@
 //! is unchanged and the destination still has it.
 //!
 //! The parts of a local file going to a remote store are read twice, once to checksum each
-//! up front: the part then goes with a CRC32C the destination checks, which costs far less
+//! up front: the part then goes with a CRC32C the destination checks (or with the algorithm
+//! of the file's own CRC of the whole object, which the copy keeps), which costs far less
 //! than the MD5 hashed otherwise to compare with the part's ETag (the store still hashes the
 //! MD5 for a backend it found not to check checksums, and then the first read was for
 //! nothing).
@@ -34,26 +35,29 @@ pub(super) async fn copy_parts(
 ) -> store::Result<Outcome> {
     let crc = kept_checksum(it, head, layout);
     let part_size = layout.unwrap_or_else(|| part_size_for(plan.part_size, head.size));
-    // Parts checksummed up front go with CRC32C, or with the algorithm of a composite
-    // checksum the copy keeps (its parts being the source's, the composite comes out equal).
+    // Parts checksummed up front go with CRC32C, or with the algorithm of a checksum the
+    // copy keeps: a composite's (its parts being the source's, the composite comes out
+    // equal) or a CRC of the whole object's (the upload ends with the same CRC, which S3
+    // takes only over parts checksummed with its algorithm).
     let algorithm = match &head.checksum {
         Some(c) if c.composite && layout.is_some() => c.algorithm,
+        Some(c) if !c.composite && crc.is_some() => c.algorithm,
         _ => PART_CHECKSUM,
     };
-    let cut = Cut {
+    let cut = |algorithm| Cut {
         part_size,
         kept: layout.is_some(),
         algorithm,
     };
-    let copy = |resume, crc| copy_parts_as(it, plan, head, cut, resume, journal, stop, crc);
-    match copy(resume, crc.clone()).await {
+    let copy = |resume, crc, cut| copy_parts_as(it, plan, head, cut, resume, journal, stop, crc);
+    match copy(resume, crc.clone(), cut(algorithm)).await {
         // A destination that takes the algorithm on the upload but refuses it on the parts:
         // the copy starts again, plainly (the refused upload was aborted).
         Err(e) if crc.is_some() && refused(&e) => {
             tracing::info!(key = %it.dk, error = %e,
                 "the destination refuses parts checksummed for a whole-object checksum");
             journal.upload(None).await?;
-            copy(None, None).await
+            copy(None, None, cut(PART_CHECKSUM)).await
         }
         r => r,
     }
@@ -129,15 +133,12 @@ fn cannot_say(e: &store::Error) -> bool {
 /// checked against the source's own record of its bytes. A COMPOSITE checksum (of the part
 /// checksums) when the copy keeps the source's parts (`layout`): each part goes with the
 /// algorithm and is named at completion, and the destination's composite comes out the
-/// same. Not for a local source, whose parts are checksummed up front with
-/// [`PART_CHECKSUM`].
+/// same. A local source's parts are checksummed up front: with the algorithm of its CRC of
+/// the whole object, which is kept so; a composite one is kept by naming those parts.
 fn kept_checksum(it: &Item<'_>, head: &ObjectMeta, layout: Option<u64>) -> Option<Checksum> {
-    if checksummed_up_front(it) {
-        return None;
-    }
     let c = head.checksum.clone()?;
     let keep = if c.composite {
-        layout.is_some()
+        layout.is_some() && !checksummed_up_front(it)
     } else {
         c.algorithm.is_crc()
     };

@@ -157,6 +157,8 @@ fn admin_endpoints_health_metrics_openapi_and_token() {
     assert_eq!(status, 200);
     let doc: serde_json::Value = serde_json::from_str(&doc).expect("openapi json");
     assert_eq!(doc["openapi"], "3.1.0");
+    // A cache-busting query on the static document is not refused.
+    assert_eq!(admin_get(&f, "/api/v1/openapi.json?v=2", None).0, 200);
     assert!(doc["paths"]["/api/v1/stores"].is_object());
     for p in [
         "/api/v1/buckets",

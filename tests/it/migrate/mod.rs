@@ -6,6 +6,7 @@
 mod changing;
 mod checksum;
 mod control;
+mod crc;
 mod deletes;
 mod detach;
 mod dir;

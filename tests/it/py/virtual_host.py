@@ -58,4 +58,28 @@ def vhost_v2(method, bucket, path):
 
 st, body = vhost_v2("GET", "vhost", "/hello.txt")
 assert (st, body) == (200, b"virtual host"), (st, body)
+
+
+def path_style(host, path):
+    """A path-style GET sent to the server under another name (its host name, an alias)."""
+    req = AWSRequest(method="GET", url=f"http://{host}{path}")
+    req.headers["x-amz-content-sha256"] = hashlib.sha256(b"").hexdigest()
+    S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection(end.hostname, end.port, timeout=30)
+    headers = dict(req.headers)
+    headers["Host"] = host
+    conn.request("GET", path, headers=headers)
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+# Names outside the domain mean path style (they were taken for a bucket: NoSuchBucket).
+for host in (f"myhost:{end.port}", f"alias.example.com:{end.port}", "myhost", f"localhost:{end.port}"):
+    st, body = path_style(host, "/vhost/hello.txt")
+    assert (st, body) == (200, b"virtual host"), (host, st, body)
+    st, body = path_style(host, "/vhost?list-type=2")
+    assert st == 200 and b"<Key>hello.txt</Key>" in body, (host, st, body)
+# The domain itself is path style too.
+st, body = path_style(f"{domain}:{end.port}", "/vhost/hello.txt")
+assert (st, body) == (200, b"virtual host"), (st, body)
 print("OK")
