@@ -221,8 +221,38 @@ impl Runner {
         } else {
             tracing::warn!(job = self.job, key = ?task.key, attempts, error = %msg, "copy failed for good: dead-letter list");
         }
-        if let Err(e) = bounded(self.db.fail_task(self.job, &self.owner, task.id, &msg, at)).await {
-            tracing::warn!(job = self.job, error = %e, "recording a failed task failed; its lease will expire");
+        match bounded(self.db.fail_task(self.job, &self.owner, task.id, &msg, at)).await {
+            Ok(Some(upload)) => self.abort_dead_upload(task, &upload).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(job = self.job, error = %e, "recording a failed task failed; its lease will expire");
+            }
+        }
+    }
+
+    /// A dead-lettered copy's multipart upload is aborted (as rclone aborts a failed one):
+    /// its parts, invisible to listings and still stored (and billed), would stay on the
+    /// destination for good once the job ended. `retry-dead` then starts the copy afresh.
+    async fn abort_dead_upload(&self, task: &TaskRow, upload: &str) {
+        let r = match ObjectKey::parse(&format!("{}{}", self.dst.prefix, task.key)) {
+            Ok(dk) => {
+                self.dst
+                    .store
+                    .abort_multipart(&self.dst.bucket, &dk, upload)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match r {
+            Ok(()) | Err(store::Error::NoSuchUpload { .. }) => {
+                if let Err(e) = bounded(self.db.set_task_upload(task.id, None)).await {
+                    tracing::warn!(job = self.job, error = %e, "forgetting an aborted upload failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job = self.job, key = ?task.key, upload, error = %e,
+                    "could not abort a dead-lettered copy's multipart upload; its parts stay on the destination");
+            }
         }
     }
 }

@@ -313,7 +313,8 @@ impl Db {
     }
 
     /// Records a failed attempt: back to pending at `retry_at_ms`, or (when `None`) into the
-    /// job's dead-letter list.
+    /// job's dead-letter list; returns the multipart upload a task it dead-lettered records
+    /// (for the caller to abort: nothing will complete it).
     pub async fn fail_task(
         &self,
         job: i64,
@@ -321,7 +322,7 @@ impl Db {
         id: i64,
         error: &str,
         retry_at_ms: Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let mut tx = self.write_tx().await?;
         let (state, next) = match retry_at_ms {
             Some(t) => ("pending", t),
@@ -337,14 +338,20 @@ impl Db {
         .bind(owner)
         .execute(&mut *tx)
         .await?;
+        let mut upload = None;
         if r.rows_affected() > 0 && retry_at_ms.is_none() {
             sqlx::query("UPDATE jobs SET dead = dead + 1 WHERE id = $1")
                 .bind(job)
                 .execute(&mut *tx)
                 .await?;
+            upload = sqlx::query("SELECT upload_id FROM job_tasks WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("upload_id")?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(upload)
     }
 
     /// Puts every dead task of a job back in the queue (attempts start again) and, when

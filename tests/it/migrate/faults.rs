@@ -57,6 +57,49 @@ fn a_full_destination_stops_the_run_and_the_job_resumes() {
     assert_eq!(ls.lines().count(), 200, "{ls}");
 }
 
+/// A copy in parts that failed for good left its multipart upload on the destination: the
+/// job ended with the task dead-lettered and the upload recorded, and a new job made a new
+/// upload, so the parts (invisible to listings, still stored and billed) stayed for good.
+/// The upload of a dead-lettered copy is aborted, as rclone aborts a failed one.
+#[test]
+fn a_dead_lettered_copy_in_parts_leaves_no_upload_behind() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let f = Ferry::start();
+    let src = tmp.path().join("tree/partial");
+    write_file(&src.join("big.bin"), 13 * 1024 * 1024, 5);
+    write_file(&src.join("small.txt"), 100, 6);
+    let stats = tmp.path().join("proxy.json");
+    let proxy = fault_proxy(&f.s3, "0", &stats, &["--fail-part", "3"]);
+    let m = Migrator::new(tmp.path()).creds("DST", ACCESS_KEY, SECRET_KEY);
+    let out = m.run(&[
+        "migrate",
+        src.to_str().unwrap_or_default(),
+        "s3://partial",
+        "--dst-endpoint",
+        &proxy.endpoint,
+        "--multipart-threshold",
+        "8M",
+        "--part-size",
+        "5M",
+        "--attempts",
+        "1",
+    ]);
+    drop(proxy);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not be copied"), "{err}");
+    let stats: Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).expect("proxy stats")).expect("json");
+    assert!(stats["failed_parts"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    let ls = f.ok(&f.aws(&["s3", "ls", "--recursive", "s3://partial"]));
+    assert!(ls.contains("small.txt") && !ls.contains("big.bin"), "{ls}");
+    let uploads = f.ok(&f.aws(&["s3api", "list-multipart-uploads", "--bucket", "partial"]));
+    assert!(
+        !uploads.contains("UploadId"),
+        "the dead letter's upload is aborted: {uploads}"
+    );
+}
+
 /// A detached job whose run fails (here: its destination out of space) was restarted by the
 /// server at every scan (2 s), each time opening and checking both sides again. It waits
 /// before the next try.

@@ -38,6 +38,9 @@ the upstream, as MinIO answers when its drives are full (counted as "full").
 --hold-parts-while FILE: while FILE exists, an UploadPart request waits before it is forwarded,
 as over a link that stalls mid-upload (counted as "held").
 
+--fail-part N: every UploadPart of part number N is answered 500 InternalError without
+reaching the upstream (counted as "failed_parts"), a part the upstream never takes.
+
 --mismatch-as-invalid-request: an upstream BadDigest answer is passed on as 400
 InvalidRequest "checksum mismatch", as some S3 implementations word a checksum that does not
 match (counted as "reworded").
@@ -80,6 +83,7 @@ FULL_WHILE = FLAGS[FLAGS.index("--full-while") + 1] if "--full-while" in FLAGS e
 DENY_LISTS_WHILE = FLAGS[FLAGS.index("--deny-lists-while") + 1] if "--deny-lists-while" in FLAGS else None
 HOLD_PARTS_WHILE = FLAGS[FLAGS.index("--hold-parts-while") + 1] if "--hold-parts-while" in FLAGS else None
 HOLD_GETS_WHILE = FLAGS[FLAGS.index("--hold-gets-while") + 1] if "--hold-gets-while" in FLAGS else None
+FAIL_PART = FLAGS[FLAGS.index("--fail-part") + 1] if "--fail-part" in FLAGS else None
 DENY_LISTS_AFTER = int(FLAGS[FLAGS.index("--deny-lists-after") + 1]) if "--deny-lists-after" in FLAGS else None
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
 COUNTS = {
@@ -95,6 +99,7 @@ COUNTS = {
     "denied": 0,
     "full": 0,
     "held": 0,
+    "failed_parts": 0,
 }
 
 
@@ -238,6 +243,10 @@ class Handler(BaseHTTPRequestHandler):
         ):
             count("refused")
             self.fail(400, "InvalidRequest", f"parts checksummed with {REFUSE_PART_ALGORITHM} are not supported")
+            return
+        if FAIL_PART and self.command == "PUT" and re.search(rf"[?&]partNumber={FAIL_PART}(&|$)", self.path):
+            count("failed_parts")
+            self.fail(500, "InternalError", "We encountered an internal error. Please try again.")
             return
         if fault == "before":
             count("failed_before")
