@@ -250,6 +250,7 @@ impl Opener {
             display,
             not_indexed,
             stand_in: stand_in.or(scratch),
+            dir: Some(path.to_path_buf()),
         })
     }
 }

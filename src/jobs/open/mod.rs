@@ -59,6 +59,27 @@ pub struct Side {
     /// For a dry run's destination directory that does not exist: the empty stand-in its
     /// store is opened on, so the dry run creates nothing (removed with the last clone).
     pub stand_in: Option<Arc<tempfile::TempDir>>,
+    /// A local directory (not a registered store), its path: it holds files and folders
+    /// only.
+    pub dir: Option<std::path::PathBuf>,
+}
+
+impl Side {
+    /// Whether `key` of `size` bytes can be copied to this side. A directory has no place
+    /// for the bytes of a folder marker with content (`reports/` holding 9 bytes, which S3
+    /// allows): an fs store keeps them in its index, out of sight of every other program
+    /// and lost to a copy of the directory, so it is a key the job cannot copy (rclone
+    /// refuses it too, "same as directory").
+    pub fn takes(&self, key: &str, size: i64) -> Result<(), crate::store::NameError> {
+        if self.dir.is_some() && key.ends_with('/') && size > 0 {
+            return Err(crate::store::NameError::Key {
+                key: format!("{}{key}", self.prefix),
+                why: "a folder marker with content: a directory has no place for a folder's \
+                      bytes (copy it to a bucket, or rename it at the source)",
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Opens sides, sharing one fs store between directories with the same parent.
@@ -166,6 +187,7 @@ impl Opener {
                     display,
                     not_indexed: Vec::new(),
                     stand_in: None,
+                    dir: None,
                 })
             }
             Endpoint::S3 {
@@ -208,6 +230,7 @@ impl Opener {
                     display,
                     not_indexed: Vec::new(),
                     stand_in: None,
+                    dir: None,
                 })
             }
             Endpoint::Dir { path, machine } => {

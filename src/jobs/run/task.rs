@@ -28,6 +28,9 @@ impl Runner {
                     .into(),
             ));
         }
+        if task.action != "delete" {
+            self.dst.takes(&task.key, task.size)?;
+        }
         let fence = self.fence.clone();
         let alive: Alive = Arc::new(move || fence.holds(generation));
         let sk = ObjectKey::parse(&format!("{}{}", self.src.prefix, task.key))?;

@@ -138,6 +138,7 @@ async fn a_runner_frozen_past_its_lease_does_not_finish_its_put() {
         display: name.into(),
         not_indexed: Vec::new(),
         stand_in: None,
+        dir: None,
     };
     let runner = Arc::new(
         Runner::new(

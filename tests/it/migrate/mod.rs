@@ -14,6 +14,7 @@ mod faults;
 mod fence;
 mod filters;
 mod integrity;
+mod markers;
 mod nesting;
 mod outage;
 mod resume;

@@ -1,0 +1,57 @@
+//! Folder markers (keys ending in `/`) copied into a directory: an empty one is the folder;
+//! one with content has no place there and is refused by name, in the dry run and the run,
+//! instead of being kept out of sight in the directory's index.
+
+use super::{MOTO_KEY, Migrator, dry_with_dead_letters, stderr};
+use crate::support::{Moto, ok};
+
+/// A folder marker with bytes (`reports/` holding 9 bytes) was reported copied and verified
+/// into a directory, its bytes kept only in the index beside it (`.ferry/blobs/`): a copy
+/// of the directory lost them, and a user who deleted the source after `--verify` lost them
+/// for good. It is a dead letter now (rclone refuses it too). And an empty marker whose
+/// folder the directory has was listed by every dry run as one to copy.
+#[test]
+fn a_folder_marker_with_content_is_not_copied_into_a_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let moto = Moto::start();
+    moto.boto(
+        "c.create_bucket(Bucket='marks'); [c.put_object(Bucket='marks',Key=k,Body=b) for k, b in [('reports/',b'IMPORTANT'),('reports/a.txt',b'a'),('photos/',b''),('photos/x.jpg',b'x')]]",
+    );
+    let m = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
+    let dir = tmp.path().join("out/marks");
+    let run = [
+        "migrate",
+        "s3://marks",
+        dir.to_str().expect("utf-8"),
+        "--src-endpoint",
+        &moto.endpoint,
+    ];
+    let mut dry = run.to_vec();
+    dry.push("--dry-run");
+    let out = dry_with_dead_letters(&m.run(&dry));
+    assert!(out.contains("cannot copy \"reports/\""), "{out}");
+    assert!(out.contains("folder marker with content"), "{out}");
+
+    let out = m.run(&run);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not copy reports/"), "{err}");
+    assert!(err.contains("1 object could not be copied"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.join("reports/a.txt")).expect("a.txt"),
+        b"a"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("photos/x.jpg")).expect("x.jpg"),
+        b"x"
+    );
+    let dead = ok(&m.run(&["job", "dead", "1"]));
+    assert!(dead.contains("reports/"), "{dead}");
+
+    // The dry run after it: the refused marker still cannot be copied, and the empty one,
+    // whose folder is there, is not one to copy.
+    let out = dry_with_dead_letters(&m.run(&dry));
+    assert!(out.contains("cannot copy \"reports/\""), "{out}");
+    assert!(!out.contains("photos/ "), "{out}");
+    assert!(out.contains("dry run: 0 objects"), "{out}");
+}
