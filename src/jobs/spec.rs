@@ -123,6 +123,13 @@ fn slash(prefix: &str) -> String {
 /// mean the keys under `in/`); `side` names the argument in the error.
 fn split_bucket(side: &str, s: &str) -> Result<(String, String), Error> {
     let (b, p) = s.split_once('/').unwrap_or((s, ""));
+    // `bucket//x`: an empty segment, refused as `a//b` is further on (it was read as `x/`,
+    // which is not where keys starting with `/` are).
+    if p.starts_with('/') {
+        return Err(Error::Usage(format!(
+            "{side:?}: the key prefix {p:?} starts with an empty path segment (`//` after the bucket)"
+        )));
+    }
     let p = crate::transfer::diff::folder_prefix(p)
         .map_err(|e| Error::Usage(format!("{side:?}: {e}")))?;
     Ok((b.to_owned(), p))
@@ -366,6 +373,14 @@ mod tests {
             Endpoint::parse("s3://", None, "r"),
             Err(Error::Usage(_))
         ));
+        // An empty segment right after the bucket is refused, as one further on is.
+        for side in ["s3://b//x", "dr:b//x", "s3://b/in//x", "s3://b//"] {
+            assert!(
+                matches!(Endpoint::parse(side, None, "r"), Err(Error::Usage(_))),
+                "{side}"
+            );
+        }
+        assert!(Endpoint::parse("s3://b/", None, "r").is_ok());
     }
 
     #[test]
