@@ -179,12 +179,26 @@ pub(super) async fn run_job(job: Job<'_>) -> anyhow::Result<bool> {
                 );
             }
             if r.dead > 0 {
+                // Entries the listing could not index (names that are not UTF-8, unreadable
+                // folders) are not put back by `retry-dead`: the fix is at the source.
+                let retriable = db.retriable_dead(r.id).await.unwrap_or(r.dead);
+                let hint = match retriable {
+                    0 => "fix them at the source (rename them, make them readable): the next \
+                          run lists them again"
+                        .to_owned(),
+                    n if n == r.dead => format!("`ferry job retry-dead {}` tries them again", r.id),
+                    n => format!(
+                        "`ferry job retry-dead {}` tries {n} of them again; the other {} need a \
+                         fix at the source, and the next run lists them again",
+                        r.id,
+                        r.dead - n
+                    ),
+                };
                 return Err(anyhow!(
-                    "job {} finished, but {} {} could not be copied (see above; `ferry job retry-dead {}` tries them again)",
+                    "job {} finished, but {} {} could not be copied (see above; {hint})",
                     r.id,
                     r.dead,
                     crate::cli::objects(r.dead as u64),
-                    r.id
                 ));
             }
             if args.verify && !(resumed && relist_if_resumed) {

@@ -552,6 +552,18 @@ impl Db {
             .collect()
     }
 
+    /// How many of a job's dead letters `retry_dead` would put back in the queue (not the
+    /// entries its listing could not index: the next listing finds them again).
+    pub async fn retriable_dead(&self, job: i64) -> Result<i64> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS n FROM job_tasks WHERE job_id = $1 AND state = 'dead' AND action <> 'unlisted'",
+        )
+        .bind(job)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
+    }
+
     /// Task id, key and upload id of a job's unfinished tasks that record a multipart
     /// upload (to abort them when the job is cancelled).
     pub async fn job_uploads(&self, job: i64) -> Result<Vec<(i64, String, String)>> {
