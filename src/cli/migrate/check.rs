@@ -113,6 +113,7 @@ pub(super) async fn dry_run(
     );
     let (mut copies, mut bytes, mut deletes, mut unchanged) = (0u64, 0u64, 0u64, 0i64);
     let mut cannot = 0u64;
+    let mut clashes = Clashes::default();
     let mut out = Stdout::lock();
     loop {
         let page = cmp.next_page().await.map_err(job_err)?;
@@ -134,7 +135,11 @@ pub(super) async fn dry_run(
                 "delete" => named(dst, false),
                 _ => named(src, false)
                     .and_then(|()| named(dst, true))
-                    .and_then(|()| dst.takes(&t.key, t.size)),
+                    .and_then(|()| dst.takes(&t.key, t.size))
+                    .and_then(|()| match dst.store.caps().path_semantics {
+                        true => clashes.check(&t.key),
+                        false => Ok(()),
+                    }),
             };
             if let Err(e) = sides_ok {
                 cannot += 1;
@@ -221,4 +226,60 @@ pub(super) async fn dry_run(
         );
     }
     Ok(())
+}
+
+/// The files a dry run into a directory would make that keys after them in the listing
+/// would need as folders (`p` beside `p/x`): the run copies one and makes the other a dead
+/// letter, so the dry run names it. Keys come in order, and a key's folder range
+/// (`p/`…`p0`) follows it closely, so only the files whose range the listing has not passed
+/// are kept (a stack, as deep as the keys are nested).
+#[derive(Default)]
+struct Clashes {
+    files: Vec<String>,
+}
+
+impl Clashes {
+    fn check(&mut self, key: &str) -> Result<(), crate::store::NameError> {
+        // `0` follows `/`: a key at or past `top0` is under no folder `top/`, nor is any later.
+        while self
+            .files
+            .last()
+            .is_some_and(|top| key >= format!("{top}0").as_str())
+        {
+            self.files.pop();
+        }
+        if self.files.iter().any(|f| {
+            key.strip_prefix(f.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+        }) {
+            return Err(crate::store::NameError::Key {
+                key: key.to_owned(),
+                why: "a file the job copies is where this key needs a folder (a directory \
+                      cannot hold both `p` and `p/x`)",
+            });
+        }
+        if !key.ends_with('/') {
+            self.files.push(key.to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clashing_keys_are_found_in_listing_order() {
+        let mut c = super::Clashes::default();
+        for ok in ["a", "p", "p-1", "p.txt"] {
+            assert!(c.check(ok).is_ok(), "{ok}");
+        }
+        assert!(c.check("p/x").is_err());
+        assert!(c.check("p/y/z").is_err());
+        assert!(c.check("p0").is_ok());
+        // Past `p/`: a folder `q/` with files under it is no clash.
+        for ok in ["q/", "q/r", "q/s", "qq"] {
+            assert!(c.check(ok).is_ok(), "{ok}");
+        }
+        assert!(c.check("qq/x").is_err());
+    }
 }

@@ -55,3 +55,37 @@ fn a_folder_marker_with_content_is_not_copied_into_a_directory() {
     assert!(!out.contains("photos/ "), "{out}");
     assert!(out.contains("dry run: 0 objects"), "{out}");
 }
+
+/// A source with a key `p` and keys under `p/` cannot be copied whole into a directory: the
+/// run copies one and makes the other a dead letter (exit 1), and its dry run, which said
+/// "would copy" of both and exited 0, now names the one in the way and exits 1 as well.
+#[test]
+fn a_dry_run_into_a_directory_names_a_file_in_the_way_of_a_folder() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let moto = Moto::start();
+    moto.boto(
+        "c.create_bucket(Bucket='clash'); [c.put_object(Bucket='clash',Key=k,Body=b'x') for k in ['p','p.txt','p/x','q']]",
+    );
+    let m = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
+    let dir = tmp.path().join("out/clash");
+    let run = [
+        "migrate",
+        "s3://clash",
+        dir.to_str().expect("utf-8"),
+        "--src-endpoint",
+        &moto.endpoint,
+    ];
+    let mut dry = run.to_vec();
+    dry.push("--dry-run");
+    let out = dry_with_dead_letters(&m.run(&dry));
+    assert!(out.contains("cannot copy \"p/x\""), "{out}");
+    assert!(
+        out.contains("would copy p.txt") && out.contains("would copy q"),
+        "{out}"
+    );
+    let out = m.run(&run);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("1 object could not be copied"), "{err}");
+    assert!(dir.join("p.txt").is_file() && dir.join("q").is_file());
+}
