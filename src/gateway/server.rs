@@ -104,6 +104,8 @@ impl s3s::host::S3Host for PortlessHost {
             Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
             _ => host,
         };
+        // A fully qualified name's trailing dot (`b.example.com.`) is the same name.
+        let name = name.strip_suffix('.').unwrap_or(name);
         let lower = name.to_ascii_lowercase();
         let bucket = lower
             .strip_suffix(self.domain.as_str())

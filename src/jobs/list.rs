@@ -319,9 +319,17 @@ impl<'a> Comparer<'a> {
         if modified_after(s.last_modified, d.last_modified) {
             // Newer at the source, yet the same bytes by both listings (equal MD5 ETags: a
             // bucket seeded by another tool, an object put again unchanged): rclone compares
-            // the hashes before it sends and copies nothing, and so does Ferry. Not for a
-            // local source, whose listed MD5 may predate an edit (it is hashed as it is sent).
-            return self.src.side().store.caps().local || diff::same_content(s, d) != Some(true);
+            // the hashes before it sends and copies nothing, and so does Ferry, once HEADs
+            // show the same headers and metadata too (a CopyObject in place changes only
+            // those). Not for a local source, whose listed MD5 may predate an edit (it is
+            // hashed as it is sent), nor for ETags a listing left out.
+            let same = !self.src.side().store.caps().local
+                && !s.etag.is_empty()
+                && diff::same_content(s, d) == Some(true);
+            return match (same, &self.dst) {
+                (true, Some(dst)) => !diff::same_attrs(self.src.side(), dst.side(), s, d).await,
+                _ => true,
+            };
         }
         // An S3 destination dates its copy by the upload, which cannot tell a same-size change
         // made in the second of the copy, while it was in flight, with the destination's clock

@@ -123,13 +123,6 @@ fn slash(prefix: &str) -> String {
 /// mean the keys under `in/`); `side` names the argument in the error.
 fn split_bucket(side: &str, s: &str) -> Result<(String, String), Error> {
     let (b, p) = s.split_once('/').unwrap_or((s, ""));
-    // `bucket//x`: an empty segment, refused as `a//b` is further on (it was read as `x/`,
-    // which is not where keys starting with `/` are).
-    if p.starts_with('/') {
-        return Err(Error::Usage(format!(
-            "{side:?}: the key prefix {p:?} starts with an empty path segment (`//` after the bucket)"
-        )));
-    }
     let p = crate::transfer::diff::folder_prefix(p)
         .map_err(|e| Error::Usage(format!("{side:?}: {e}")))?;
     Ok((b.to_owned(), p))

@@ -19,7 +19,14 @@ pub struct Side<'a> {
 /// `x/../y`: S3 keys may hold those, but as a folder named on a command line they are far
 /// likelier a slip than meant), or no key could start with it.
 pub fn folder_prefix(p: &str) -> Result<String, String> {
-    let p = p.trim_start_matches('/');
+    // What follows `bucket/`: a leading `/` is `bucket//x`, an empty segment, refused as
+    // `a//b` is further on (it was read as `x/`, which is not where keys starting with `/`
+    // are).
+    if p.starts_with('/') {
+        return Err(format!(
+            "the key prefix {p:?} starts with an empty path segment (`//` after the bucket)"
+        ));
+    }
     if p.is_empty() {
         return Ok(String::new());
     }
@@ -240,6 +247,35 @@ pub async fn confirm_or(
         }
         _ => Some(false),
     }
+}
+
+/// Whether two objects, as HEAD now gives them, still are as listed and carry the same
+/// headers and user metadata (a CopyObject in place that changed only those moves the
+/// source's time, not its ETag). `mtime` and `md5chksum`, which a copy writes, are left out,
+/// and so is the storage class (a provider's own). A HEAD that fails, or an object gone or
+/// changed since the listing, is a difference.
+pub async fn same_attrs(a: &Side<'_>, b: &Side<'_>, ma: &ObjectMeta, mb: &ObjectMeta) -> bool {
+    let (ha, hb) = futures::join!(head(a, &ma.key), head(b, &mb.key));
+    let (Ok(Some(ha)), Ok(Some(hb))) = (ha, hb) else {
+        return false;
+    };
+    let as_listed = |h: &ObjectMeta, m: &ObjectMeta| h.size == m.size && h.etag == m.etag;
+    let attrs = |h: &ObjectMeta| {
+        let mut at = h.attrs.clone();
+        at.storage_class = None;
+        for k in [
+            crate::transfer::copy::MTIME_KEY,
+            crate::transfer::copy::MD5_KEY,
+        ] {
+            at.user_metadata.remove(k);
+        }
+        // S3 names a body without a type `binary/octet-stream`.
+        if at.content_type.as_deref() == Some("binary/octet-stream") {
+            at.content_type = None;
+        }
+        at
+    };
+    as_listed(&ha, ma) && as_listed(&hb, mb) && attrs(&ha) == attrs(&hb)
 }
 
 async fn head(side: &Side<'_>, key: &ObjectKey) -> store::Result<Option<ObjectMeta>> {

@@ -201,6 +201,11 @@ async fn copy_parts_as(
         } else {
             None
         };
+        // A local source's parts are checksummed up front with this copy's algorithm; an
+        // upload created with another (recorded before the source's CRC was kept, or a
+        // plain one started after a refusal) would get parts without the checksums its
+        // completion must name: it is not continued.
+        let open = open.filter(|found| !checksummed || found.algorithm == Some(cut.algorithm));
         if let Some(found) = open {
             let (algorithm, listed) = (found.algorithm, found.parts);
             // Its parts carry the checksum the upload was created with, or none; completion
@@ -325,8 +330,9 @@ async fn copy_parts_as(
         return Ok(Outcome::SourceGone);
     }
     if let Err(e) = &result {
-        // Parts refused for their algorithm: the caller starts a plain upload instead.
-        let abandoned = sending.algorithm.is_some() && refused(e);
+        // Parts refused for their algorithm: the caller starts a plain upload instead (for
+        // a copy that keeps the source's checksum), so this one goes.
+        let abandoned = (sending.algorithm.is_some() || whole.is_some()) && refused(e);
         if !plan.keep_uploads || abandoned {
             it.abort(&upload).await;
         }
@@ -346,10 +352,18 @@ async fn copy_parts_as(
             claimed: None,
         })
         .collect();
-    let m = it
+    let m = match it
         .dst
         .complete_multipart(it.db, it.dk, &upload, &parts, claim.as_ref())
-        .await?;
+        .await
+    {
+        // Refused: the caller starts a plain upload instead, so this one goes.
+        Err(e) if whole.is_some() && refused(&e) => {
+            it.abort(&upload).await;
+            return Err(e);
+        }
+        r => r?,
+    };
     let etags: Vec<&str> = parts.iter().map(|p| p.etag.as_str()).collect();
     // Copied in the source's own parts, the object's ETag is the source's: checked end to
     // end (a part cut elsewhere than the source's would show here).

@@ -116,8 +116,10 @@ pub(super) async fn dry_run(
     let mut clashes = Clashes::default();
     let mut out = Stdout::lock();
     loop {
-        let page = cmp.next_page().await.map_err(job_err)?;
+        let mut page = cmp.next_page().await.map_err(job_err)?;
         unchanged += page.unchanged;
+        // In key order (pairs settled by a HEAD come last), as `Clashes` needs.
+        page.tasks.sort_by(|a, b| a.key.cmp(&b.key));
         for t in &page.tasks {
             // The key on each side it touches must be one that side can name: any S3 key
             // for a bucket, a path for a directory (`a//b` cannot be a file), and one a
@@ -139,6 +141,10 @@ pub(super) async fn dry_run(
                     .and_then(|()| match dst.store.caps().path_semantics {
                         true => clashes.check(&t.key),
                         false => Ok(()),
+                    })
+                    .and_then(|()| match (&dst.dir, spec.options.delete) {
+                        (Some(d), false) => file_in_the_way(d, &t.key),
+                        _ => Ok(()),
                     }),
             };
             if let Err(e) = sides_ok {
@@ -265,6 +271,30 @@ impl Clashes {
     }
 }
 
+/// A file the destination directory already holds where `key` needs a folder (`p` there,
+/// unchanged, and `p/x` to copy), or a folder where it needs a file: the run cannot copy
+/// the key, and without `--delete` nothing clears the way.
+fn file_in_the_way(dir: &std::path::Path, key: &str) -> Result<(), crate::store::NameError> {
+    if !key.ends_with('/') && std::fs::symlink_metadata(dir.join(key)).is_ok_and(|m| m.is_dir()) {
+        return Err(crate::store::NameError::Key {
+            key: key.to_owned(),
+            why: "the destination directory holds a folder where this key needs a file",
+        });
+    }
+    let mut at = 0;
+    while let Some(i) = key[at..].find('/') {
+        let folder = &key[..at + i];
+        at += i + 1;
+        if std::fs::symlink_metadata(dir.join(folder)).is_ok_and(|m| !m.is_dir()) {
+            return Err(crate::store::NameError::Key {
+                key: key.to_owned(),
+                why: "the destination directory holds a file where this key needs a folder",
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -281,5 +311,18 @@ mod tests {
             assert!(c.check(ok).is_ok(), "{ok}");
         }
         assert!(c.check("qq/x").is_err());
+    }
+
+    #[test]
+    fn what_the_destination_holds_in_the_way_is_found() {
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::write(d.path().join("p"), b"x").expect("file");
+        std::fs::create_dir_all(d.path().join("q/r")).expect("folder");
+        for bad in ["p/x", "p/x/y", "q", "q/r"] {
+            assert!(super::file_in_the_way(d.path(), bad).is_err(), "{bad}");
+        }
+        for ok in ["p", "q/", "q/x", "q/r/s", "s/t"] {
+            assert!(super::file_in_the_way(d.path(), ok).is_ok(), "{ok}");
+        }
     }
 }

@@ -248,13 +248,13 @@ impl Runner {
         };
         match r {
             Ok(()) | Err(store::Error::NoSuchUpload { .. }) => {
-                if let Err(e) = bounded(self.db.set_task_upload(task.id, None)).await {
+                if let Err(e) = bounded(self.db.forget_dead_upload(task.id, upload)).await {
                     tracing::warn!(job = self.job, error = %e, "forgetting an aborted upload failed");
                 }
             }
             Err(e) => {
                 tracing::warn!(job = self.job, key = ?task.key, upload, error = %e,
-                    "could not abort a dead-lettered copy's multipart upload; its parts stay on the destination");
+                    "could not abort a dead-lettered copy's multipart upload; its parts stay on the destination (`ferry job retry-dead` continues it)");
             }
         }
     }

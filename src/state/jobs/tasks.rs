@@ -421,6 +421,27 @@ impl Db {
         Ok(())
     }
 
+    /// Forgets `upload` on a dead task once it was aborted, unless the task went back to the
+    /// queue meanwhile (`retry-dead`) and another runner recorded its own since.
+    pub async fn forget_dead_upload(&self, id: i64, upload_id: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let r = sqlx::query(
+            "UPDATE job_tasks SET upload_id = NULL WHERE id = $1 AND upload_id = $2 AND state = 'dead'",
+        )
+        .bind(id)
+        .bind(upload_id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() > 0 {
+            sqlx::query("DELETE FROM job_parts WHERE task_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn add_task_part(&self, id: i64, part: &PartRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO job_parts (task_id, part_number, etag, size) VALUES ($1, $2, $3, $4) ON CONFLICT (task_id, part_number) DO UPDATE SET etag = excluded.etag, size = excluded.size",

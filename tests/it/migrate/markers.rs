@@ -88,4 +88,9 @@ fn a_dry_run_into_a_directory_names_a_file_in_the_way_of_a_folder() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("1 object could not be copied"), "{err}");
     assert!(dir.join("p.txt").is_file() && dir.join("q").is_file());
+    // The dry run after it still names the one the run left (the other is there now, so
+    // not one to copy).
+    let out = dry_with_dead_letters(&m.run(&dry));
+    assert!(out.contains("cannot copy \""), "{out}");
+    assert!(out.contains("dry run: 0 objects"), "{out}");
 }

@@ -396,4 +396,47 @@ fn a_newer_source_with_the_same_bytes_is_not_sent_again() {
         ok(&b.aws(&["s3", "cp", "s3://seeded/edited.bin", "-"])),
         "new bytes!"
     );
+    // Only its headers changed (a CopyObject in place: a newer time, the same ETag): the
+    // copy is made again, carrying them.
+    std::thread::sleep(Duration::from_millis(1100));
+    ok(&a.aws(&[
+        "s3api",
+        "copy-object",
+        "--bucket",
+        "seeded",
+        "--key",
+        "same.bin",
+        "--copy-source",
+        "seeded/same.bin",
+        "--metadata-directive",
+        "REPLACE",
+        "--content-type",
+        "text/x-changed",
+    ]));
+    let out = m.run(&[
+        "migrate",
+        "s3://seeded",
+        "s3://seeded",
+        "--src-endpoint",
+        &a.s3,
+        "--dst-endpoint",
+        &b.s3,
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(
+        (v["done"].as_i64(), v["unchanged"].as_i64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    let head: Value = serde_json::from_str(&ok(&b.aws(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "seeded",
+        "--key",
+        "same.bin",
+    ])))
+    .expect("head json");
+    assert_eq!(head["ContentType"], "text/x-changed", "{head}");
 }

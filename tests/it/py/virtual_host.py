@@ -79,6 +79,9 @@ for host in (f"myhost:{end.port}", f"alias.example.com:{end.port}", "myhost", f"
     assert (st, body) == (200, b"virtual host"), (host, st, body)
     st, body = path_style(host, "/vhost?list-type=2")
     assert st == 200 and b"<Key>hello.txt</Key>" in body, (host, st, body)
+# A fully qualified name's trailing dot changes nothing.
+st, body = path_style(f"vhost.{domain}.:{end.port}", "/hello.txt")
+assert (st, body) == (200, b"virtual host"), (st, body)
 # The domain itself is path style too.
 st, body = path_style(f"{domain}:{end.port}", "/vhost/hello.txt")
 assert (st, body) == (200, b"virtual host"), (st, body)
