@@ -1,5 +1,6 @@
 //! The `ferry` binary: parse, run, print the error chain once, decide the exit code.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -26,7 +27,9 @@ fn main() -> ExitCode {
         Err(e) if StdoutClosed::is_cause_of(&e) => ExitCode::from(141),
         Err(e) => {
             let said = ferry::telemetry::one_line(e.as_ref());
-            eprintln!("ferry: {}", ferry::cli::flat(&said));
+            // Not `eprintln!`, which panics (exit 101) when stderr is a closed pipe
+            // (`ferry migrate … 2>&1 | head -3`): the exit code still tells.
+            let _ = writeln!(std::io::stderr(), "ferry: {}", ferry::cli::flat(&said));
             if e.is::<UsageError>() {
                 ExitCode::from(2)
             } else if e.is::<Incomplete>() {

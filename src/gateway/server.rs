@@ -56,9 +56,17 @@ impl std::fmt::Debug for ServerOptions {
 /// Builds the s3s service: auth, host parsing, limits.
 pub fn build_service(gateway: Gateway, opts: &ServerOptions) -> anyhow::Result<S3Service> {
     let configure = |b: &mut S3ServiceBuilder| -> anyhow::Result<()> {
-        if let Some(d) = &opts.domain {
+        if let Some(given) = &opts.domain {
+            // Hosts are matched without their port, so the domain is too (`s3.local:9000`
+            // matched no host, and every virtual-host request was read as path style).
+            let d = match given.rsplit_once(':') {
+                Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                    h
+                }
+                _ => given.as_str(),
+            };
             s3s::host::SingleDomain::new(d)
-                .map_err(|e| anyhow::anyhow!("invalid --domain {d:?}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("invalid --domain {given:?}: {e}"))?;
             b.set_host(PortlessHost {
                 domain: d.to_ascii_lowercase(),
             });

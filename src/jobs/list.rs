@@ -40,6 +40,10 @@ pub struct Comparer<'a> {
     opaque: std::sync::atomic::AtomicBool,
     /// `--checksum` met a pair whose content cannot be compared (said once per listing).
     size_only: std::sync::atomic::AtomicBool,
+    /// The destination is a directory, which cannot hold a folder marker with content: such
+    /// a key is a task (that fails) even where the destination's index holds it (a copy
+    /// made by an earlier version kept its bytes out of sight there).
+    markers_refused: bool,
 }
 
 impl<'a> Comparer<'a> {
@@ -60,7 +64,14 @@ impl<'a> Comparer<'a> {
             dst_what: names.1,
             opaque: std::sync::atomic::AtomicBool::new(false),
             size_only: std::sync::atomic::AtomicBool::new(false),
+            markers_refused: false,
         }
+    }
+
+    /// See [`Comparer::markers_refused`]: for a destination that is a directory.
+    pub fn refusing_markers(mut self, refused: bool) -> Self {
+        self.markers_refused = refused;
+        self
     }
 
     pub async fn next_page(&mut self) -> Result<Page> {
@@ -109,6 +120,15 @@ impl<'a> Comparer<'a> {
                         .filter
                         .age((s.last_modified.unix_timestamp_nanos() / 1_000_000) as i64)
                     {
+                        continue;
+                    }
+                    if self.markers_refused && key.ends_with('/') && s.size > 0 && d.is_some() {
+                        page.tasks.push(NewTask {
+                            key,
+                            action: "copy",
+                            size: s.size as i64,
+                            etag: s.etag,
+                        });
                         continue;
                     }
                     if let Some(d) = d.as_ref().filter(|d| self.asks_source_mtime(&s, d)) {
@@ -434,7 +454,8 @@ pub async fn list_job(
         filter,
         opts,
         (&src.display, &dst.display),
-    );
+    )
+    .refusing_markers(dst.dir.is_some());
     loop {
         if !*running.borrow() {
             return Ok(false);

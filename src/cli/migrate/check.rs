@@ -110,7 +110,8 @@ pub(super) async fn dry_run(
         &filter,
         &spec.options,
         (&src.display, &dst.display),
-    );
+    )
+    .refusing_markers(dst.dir.is_some());
     let (mut copies, mut bytes, mut deletes, mut unchanged) = (0u64, 0u64, 0u64, 0i64);
     let mut cannot = 0u64;
     let mut clashes = Clashes::default();
@@ -228,7 +229,8 @@ pub(super) async fn dry_run(
     // rclone say a partial transfer ahead too), for a script that checks before it runs.
     if cannot > 0 {
         anyhow::bail!(
-            "dry run: {cannot} keys Ferry cannot copy (named above) would go to the dead-letter list"
+            "dry run: {cannot} {} Ferry cannot copy (named above) would go to the dead-letter list",
+            if cannot == 1 { "key" } else { "keys" }
         );
     }
     Ok(())
@@ -246,6 +248,11 @@ struct Clashes {
 
 impl Clashes {
     fn check(&mut self, key: &str) -> Result<(), crate::store::NameError> {
+        // An empty folder marker (`p/` beside a file `p`) is kept in the index, not made as
+        // a folder: no clash (one with content is refused on its own, `Side::takes`).
+        if key.ends_with('/') {
+            return Ok(());
+        }
         // `0` follows `/`: a key at or past `top0` is under no folder `top/`, nor is any later.
         while self
             .files
@@ -275,6 +282,10 @@ impl Clashes {
 /// unchanged, and `p/x` to copy), or a folder where it needs a file: the run cannot copy
 /// the key, and without `--delete` nothing clears the way.
 fn file_in_the_way(dir: &std::path::Path, key: &str) -> Result<(), crate::store::NameError> {
+    // An empty folder marker is kept in the index, not made as a folder (see `Clashes`).
+    if key.ends_with('/') {
+        return Ok(());
+    }
     if !key.ends_with('/') && std::fs::symlink_metadata(dir.join(key)).is_ok_and(|m| m.is_dir()) {
         return Err(crate::store::NameError::Key {
             key: key.to_owned(),
@@ -304,6 +315,7 @@ mod tests {
             assert!(c.check(ok).is_ok(), "{ok}");
         }
         assert!(c.check("p/x").is_err());
+        assert!(c.check("p/").is_ok(), "an empty marker is no clash");
         assert!(c.check("p/y/z").is_err());
         assert!(c.check("p0").is_ok());
         // Past `p/`: a folder `q/` with files under it is no clash.

@@ -3,7 +3,7 @@
 //! instead of being kept out of sight in the directory's index.
 
 use super::{MOTO_KEY, Migrator, dry_with_dead_letters, stderr};
-use crate::support::{Moto, ok};
+use crate::support::{Ferry, Moto, ok};
 
 /// A folder marker with bytes (`reports/` holding 9 bytes) was reported copied and verified
 /// into a directory, its bytes kept only in the index beside it (`.ferry/blobs/`): a copy
@@ -93,4 +93,52 @@ fn a_dry_run_into_a_directory_names_a_file_in_the_way_of_a_folder() {
     let out = dry_with_dead_letters(&m.run(&dry));
     assert!(out.contains("cannot copy \""), "{out}");
     assert!(out.contains("dry run: 0 objects"), "{out}");
+}
+
+/// A directory whose index already holds a folder marker with content (copied there by an
+/// earlier version, or through the fs store the folder belongs to) passed the run as
+/// unchanged and `--verify` vouched for bytes no file holds: the key is refused all the
+/// same.
+#[test]
+fn a_marker_with_content_already_in_the_directory_index_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let moto = Moto::start();
+    moto.boto(
+        "c.create_bucket(Bucket='held'); [c.put_object(Bucket='held',Key=k,Body=b) for k, b in [('reports/',b'IMPORTANT'),('reports/a.txt',b'a')]]",
+    );
+    // Copied first into a server's fs store (whose buckets S3 clients read, so the marker's
+    // bytes go to its index, dated as the source's), then into its folder as a directory.
+    let mut f = Ferry::start();
+    let dir = f.local_root().join("held");
+    f.stop();
+    let registered = Migrator {
+        data: f.data(),
+        env: Vec::new(),
+    }
+    .creds("SRC", MOTO_KEY, MOTO_KEY);
+    ok(&registered.run(&[
+        "migrate",
+        "s3://held",
+        "local:held",
+        "--src-endpoint",
+        &moto.endpoint,
+    ]));
+    let m = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
+    let run = [
+        "migrate",
+        "s3://held",
+        dir.to_str().expect("utf-8"),
+        "--src-endpoint",
+        &moto.endpoint,
+        "--verify",
+    ];
+    let out = m.run(&run);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("could not copy reports/"), "{err}");
+    assert!(!err.contains("no differences"), "{err}");
+    let mut dry = run[..5].to_vec();
+    dry.push("--dry-run");
+    let out = dry_with_dead_letters(&m.run(&dry));
+    assert!(out.contains("cannot copy \"reports/\""), "{out}");
 }
