@@ -222,7 +222,11 @@ impl Gateway {
             last_modified: Some(ts(meta.last_modified)),
             version_id: convert::version_header(&meta),
             tag_count: (meta.tag_count > 0).then_some(meta.tag_count as i32),
-            parts_count: located.as_ref().map(|p| p.parts as i32),
+            // Only for an object uploaded in parts (S3 leaves it out for a plain PUT).
+            parts_count: located
+                .as_ref()
+                .filter(|_| meta.etag.contains('-'))
+                .map(|p| p.parts as i32),
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
             checksum_crc64nvme: c.crc64nvme,
@@ -314,7 +318,11 @@ impl Gateway {
             e_tag: Some(etag(&meta.etag)),
             last_modified: Some(ts(meta.last_modified)),
             version_id: convert::version_header(&meta),
-            parts_count: located.as_ref().map(|p| p.parts as i32),
+            // Only for an object uploaded in parts (S3 leaves it out for a plain PUT).
+            parts_count: located
+                .as_ref()
+                .filter(|_| meta.etag.contains('-'))
+                .map(|p| p.parts as i32),
             checksum_crc32: c.crc32,
             checksum_crc32c: c.crc32c,
             checksum_crc64nvme: c.crc64nvme,

@@ -5,6 +5,51 @@
 use super::{MOTO_KEY, Migrator, dry_with_dead_letters, stderr};
 use crate::support::{Ferry, Moto, ok};
 
+/// A moto bucket filled by `fill` (Python with a boto3 client `c`), copied into the
+/// directory `out/BUCKET` by `run` (`--dry-run` with `dry`).
+struct IntoDir {
+    tmp: tempfile::TempDir,
+    moto: Moto,
+    m: Migrator,
+    bucket: &'static str,
+}
+
+impl IntoDir {
+    fn new(bucket: &'static str, fill: &str) -> Self {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let moto = Moto::start();
+        moto.boto(&format!("c.create_bucket(Bucket='{bucket}'); {fill}"));
+        let m = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
+        Self {
+            tmp,
+            moto,
+            m,
+            bucket,
+        }
+    }
+
+    fn dir(&self) -> std::path::PathBuf {
+        self.tmp.path().join("out").join(self.bucket)
+    }
+
+    fn run(&self, extra: &[&str]) -> std::process::Output {
+        let (src, dir) = (format!("s3://{}", self.bucket), self.dir());
+        let mut args = vec![
+            "migrate",
+            &src,
+            dir.to_str().expect("utf-8"),
+            "--src-endpoint",
+            &self.moto.endpoint,
+        ];
+        args.extend_from_slice(extra);
+        self.m.run(&args)
+    }
+
+    fn dry(&self) -> String {
+        dry_with_dead_letters(&self.run(&["--dry-run"]))
+    }
+}
+
 /// A folder marker with bytes (`reports/` holding 9 bytes) was reported copied and verified
 /// into a directory, its bytes kept only in the index beside it (`.ferry/blobs/`): a copy
 /// of the directory lost them, and a user who deleted the source after `--verify` lost them
@@ -12,27 +57,16 @@ use crate::support::{Ferry, Moto, ok};
 /// folder the directory has was listed by every dry run as one to copy.
 #[test]
 fn a_folder_marker_with_content_is_not_copied_into_a_directory() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let moto = Moto::start();
-    moto.boto(
-        "c.create_bucket(Bucket='marks'); [c.put_object(Bucket='marks',Key=k,Body=b) for k, b in [('reports/',b'IMPORTANT'),('reports/a.txt',b'a'),('photos/',b''),('photos/x.jpg',b'x')]]",
+    let t = IntoDir::new(
+        "marks",
+        "[c.put_object(Bucket='marks',Key=k,Body=b) for k, b in [('reports/',b'IMPORTANT'),('reports/a.txt',b'a'),('photos/',b''),('photos/x.jpg',b'x')]]",
     );
-    let m = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
-    let dir = tmp.path().join("out/marks");
-    let run = [
-        "migrate",
-        "s3://marks",
-        dir.to_str().expect("utf-8"),
-        "--src-endpoint",
-        &moto.endpoint,
-    ];
-    let mut dry = run.to_vec();
-    dry.push("--dry-run");
-    let out = dry_with_dead_letters(&m.run(&dry));
+    let (m, dir) = (&t.m, t.dir());
+    let out = t.dry();
     assert!(out.contains("cannot copy \"reports/\""), "{out}");
     assert!(out.contains("folder marker with content"), "{out}");
 
-    let out = m.run(&run);
+    let out = t.run(&[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("could not copy reports/"), "{err}");
@@ -50,7 +84,7 @@ fn a_folder_marker_with_content_is_not_copied_into_a_directory() {
 
     // The dry run after it: the refused marker still cannot be copied, and the empty one,
     // whose folder is there, is not one to copy.
-    let out = dry_with_dead_letters(&m.run(&dry));
+    let out = t.dry();
     assert!(out.contains("cannot copy \"reports/\""), "{out}");
     assert!(!out.contains("photos/ "), "{out}");
     assert!(out.contains("dry run: 0 objects"), "{out}");
@@ -61,36 +95,25 @@ fn a_folder_marker_with_content_is_not_copied_into_a_directory() {
 /// "would copy" of both and exited 0, now names the one in the way and exits 1 as well.
 #[test]
 fn a_dry_run_into_a_directory_names_a_file_in_the_way_of_a_folder() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let moto = Moto::start();
-    moto.boto(
-        "c.create_bucket(Bucket='clash'); [c.put_object(Bucket='clash',Key=k,Body=b'x') for k in ['p','p.txt','p/x','q']]",
+    let t = IntoDir::new(
+        "clash",
+        "[c.put_object(Bucket='clash',Key=k,Body=b'x') for k in ['p','p.txt','p/x','q']]",
     );
-    let m = Migrator::new(tmp.path()).creds("SRC", MOTO_KEY, MOTO_KEY);
-    let dir = tmp.path().join("out/clash");
-    let run = [
-        "migrate",
-        "s3://clash",
-        dir.to_str().expect("utf-8"),
-        "--src-endpoint",
-        &moto.endpoint,
-    ];
-    let mut dry = run.to_vec();
-    dry.push("--dry-run");
-    let out = dry_with_dead_letters(&m.run(&dry));
+    let dir = t.dir();
+    let out = t.dry();
     assert!(out.contains("cannot copy \"p/x\""), "{out}");
     assert!(
         out.contains("would copy p.txt") && out.contains("would copy q"),
         "{out}"
     );
-    let out = m.run(&run);
+    let out = t.run(&[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("1 object could not be copied"), "{err}");
     assert!(dir.join("p.txt").is_file() && dir.join("q").is_file());
     // The dry run after it still names the one the run left (the other is there now, so
     // not one to copy).
-    let out = dry_with_dead_letters(&m.run(&dry));
+    let out = t.dry();
     assert!(out.contains("cannot copy \""), "{out}");
     assert!(out.contains("dry run: 0 objects"), "{out}");
 }
