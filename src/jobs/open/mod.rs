@@ -80,6 +80,16 @@ impl Side {
         }
         Ok(())
     }
+
+    /// Aborts the multipart upload `upload` of the job's `key` (relative to the prefix); an
+    /// upload the store no longer knows counts as aborted.
+    pub async fn abort_upload(&self, key: &str, upload: &str) -> store::Result<()> {
+        let dk = store::ObjectKey::parse(&format!("{}{key}", self.prefix))?;
+        match self.store.abort_multipart(&self.bucket, &dk, upload).await {
+            Ok(()) | Err(store::Error::NoSuchUpload { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Opens sides, sharing one fs store between directories with the same parent.

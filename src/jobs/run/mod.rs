@@ -31,7 +31,7 @@ use super::open::Side;
 use super::spec::{Filter, MigrateSpec};
 use super::{Result, list};
 use crate::state::{Budget, Db, JobRecord, TaskRow, job_state};
-use crate::store::{self, ObjectKey};
+use crate::store;
 use crate::transfer::copy::Plan;
 use crate::transfer::throttle::Limiter;
 
@@ -665,12 +665,8 @@ pub async fn abort_uploads(db: &Db, job: i64, dst: &Side) -> (usize, Option<Stri
     };
     let (mut aborted, mut failed) = (0, None);
     for (id, key, upload) in uploads {
-        let r = match ObjectKey::parse(&format!("{}{key}", dst.prefix)) {
-            Ok(dk) => dst.store.abort_multipart(&dst.bucket, &dk, &upload).await,
-            Err(e) => Err(e.into()),
-        };
-        match r {
-            Ok(()) | Err(store::Error::NoSuchUpload { .. }) => {
+        match dst.abort_upload(&key, &upload).await {
+            Ok(()) => {
                 aborted += 1;
                 if let Err(e) = db.set_task_upload(id, None).await {
                     tracing::warn!(job, error = %e, "forgetting an aborted upload failed");

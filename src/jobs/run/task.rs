@@ -237,17 +237,8 @@ impl Runner {
     /// its parts, invisible to listings and still stored (and billed), would stay on the
     /// destination for good once the job ended. `retry-dead` then starts the copy afresh.
     async fn abort_dead_upload(&self, task: &TaskRow, upload: &str) {
-        let r = match ObjectKey::parse(&format!("{}{}", self.dst.prefix, task.key)) {
-            Ok(dk) => {
-                self.dst
-                    .store
-                    .abort_multipart(&self.dst.bucket, &dk, upload)
-                    .await
-            }
-            Err(e) => Err(e.into()),
-        };
-        match r {
-            Ok(()) | Err(store::Error::NoSuchUpload { .. }) => {
+        match self.dst.abort_upload(&task.key, upload).await {
+            Ok(()) => {
                 if let Err(e) = bounded(self.db.forget_dead_upload(task.id, upload)).await {
                     tracing::warn!(job = self.job, error = %e, "forgetting an aborted upload failed");
                 }

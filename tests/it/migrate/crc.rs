@@ -198,7 +198,7 @@ async fn parts_refused_for_the_source_crc_start_again_plainly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_copy_never_mixes_part_cuts() {
     use ferry::store::fs::FsStore;
-    use ferry::store::{BucketName, CompletedPart, ObjectKey, PutOptions, Store};
+    use ferry::store::{BucketName, ObjectKey, PutOptions, Store};
     use ferry::transfer::copy::{Item, NoJournal, Outcome, Plan, Resume, copy_object};
     const MIB: usize = 1 << 20;
     let (a, b) = (
@@ -215,38 +215,15 @@ async fn a_resumed_copy_never_mixes_part_cuts() {
     dst.create_bucket(&bucket).await.expect("bucket");
     let data: Vec<u8> = (0..12 * MIB as u32).map(|i| (i % 251) as u8).collect();
     // The source: 5, 5 and 2 MiB parts.
-    let up = src
-        .create_multipart(&bucket, &key, PutOptions::default())
-        .await
-        .expect("create");
-    let mut parts = Vec::new();
-    for (n, range) in [
-        (1, 0..5 * MIB),
-        (2, 5 * MIB..10 * MIB),
-        (3, 10 * MIB..12 * MIB),
-    ] {
-        let p = src
-            .upload_part(
-                &bucket,
-                &key,
-                &up,
-                n,
-                one_chunk(&data[range]),
-                PutOptions::default(),
-            )
-            .await
-            .expect("part");
-        parts.push(CompletedPart {
-            part_number: n,
-            etag: p.etag,
-            checksum: None,
-            claimed: None,
-        });
-    }
-    let head = src
-        .complete_multipart(&bucket, &key, &up, &parts, None)
-        .await
-        .expect("complete");
+    let head = upload_in_parts(
+        src.as_ref(),
+        (&bucket, &key),
+        &data,
+        [0..5 * MIB, 5 * MIB..10 * MIB, 10 * MIB..12 * MIB],
+        PutOptions::default,
+        PutOptions::default(),
+    )
+    .await;
     let item = Item {
         src: src.as_ref(),
         sb: &bucket,
@@ -304,9 +281,7 @@ async fn a_resumed_copy_never_mixes_part_cuts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_composite_checksum_is_kept_on_a_remote_store() {
     use ferry::store::fs::FsStore;
-    use ferry::store::{
-        BucketName, ChecksumAlgorithm, CompletedPart, ObjectKey, PutOptions, Store,
-    };
+    use ferry::store::{BucketName, ChecksumAlgorithm, ObjectKey, PutOptions, Store};
     use ferry::transfer::copy::{Item, NoJournal, Outcome, Plan, copy_object};
     const MIB: usize = 1 << 20;
     let a = tempfile::tempdir().expect("a");
@@ -324,31 +299,15 @@ async fn a_local_composite_checksum_is_kept_on_a_remote_store() {
         checksum_algorithm: Some(ChecksumAlgorithm::Crc32),
         ..Default::default()
     };
-    let up = src
-        .create_multipart(&bucket, &key, crc32())
-        .await
-        .expect("create");
-    let mut parts = Vec::new();
-    for (n, range) in [
-        (1, 0..5 * MIB),
-        (2, 5 * MIB..10 * MIB),
-        (3, 10 * MIB..11 * MIB),
-    ] {
-        let p = src
-            .upload_part(&bucket, &key, &up, n, one_chunk(&data[range]), crc32())
-            .await
-            .expect("part");
-        parts.push(CompletedPart {
-            part_number: n,
-            etag: p.etag,
-            checksum: p.checksum,
-            claimed: None,
-        });
-    }
-    let head = src
-        .complete_multipart(&bucket, &key, &up, &parts, None)
-        .await
-        .expect("complete");
+    let head = upload_in_parts(
+        src.as_ref(),
+        (&bucket, &key),
+        &data,
+        [0..5 * MIB, 5 * MIB..10 * MIB, 10 * MIB..11 * MIB],
+        crc32,
+        crc32(),
+    )
+    .await;
     let want = head.checksum.clone().expect("a composite CRC32");
     assert!(
         want.composite && want.algorithm == ChecksumAlgorithm::Crc32,
@@ -380,9 +339,7 @@ async fn a_local_composite_checksum_is_kept_on_a_remote_store() {
 async fn a_local_whole_object_crc_is_kept_on_a_remote_store() {
     use ferry::store::fs::FsStore;
     use ferry::store::s3::ChecksumMode;
-    use ferry::store::{
-        BucketName, ChecksumAlgorithm, CompletedPart, ObjectKey, PutOptions, Store,
-    };
+    use ferry::store::{BucketName, ChecksumAlgorithm, ObjectKey, PutOptions, Store};
     use ferry::transfer::copy::{Item, NoJournal, Outcome, Plan, copy_object};
     const MIB: usize = 1 << 20;
     let a = tempfile::tempdir().expect("a");
@@ -398,45 +355,18 @@ async fn a_local_whole_object_crc_is_kept_on_a_remote_store() {
     // `full`: a CRC64NVME FULL_OBJECT upload in parts of 5 MiB; `one`: a 9 MiB PUT with a
     // CRC32.
     let full = ObjectKey::parse("full").expect("key");
-    let up = src
-        .create_multipart(
-            &bucket,
-            &full,
-            PutOptions {
-                full_object_checksum: true,
-                ..with(ChecksumAlgorithm::Crc64Nvme)
-            },
-        )
-        .await
-        .expect("create");
-    let mut parts = Vec::new();
-    for (n, range) in [
-        (1, 0..5 * MIB),
-        (2, 5 * MIB..10 * MIB),
-        (3, 10 * MIB..11 * MIB),
-    ] {
-        let p = src
-            .upload_part(
-                &bucket,
-                &full,
-                &up,
-                n,
-                one_chunk(&data[range]),
-                with(ChecksumAlgorithm::Crc64Nvme),
-            )
-            .await
-            .expect("part");
-        parts.push(CompletedPart {
-            part_number: n,
-            etag: p.etag,
-            checksum: p.checksum,
-            claimed: None,
-        });
-    }
-    let full_head = src
-        .complete_multipart(&bucket, &full, &up, &parts, None)
-        .await
-        .expect("complete");
+    let full_head = upload_in_parts(
+        src.as_ref(),
+        (&bucket, &full),
+        &data,
+        [0..5 * MIB, 5 * MIB..10 * MIB, 10 * MIB..11 * MIB],
+        || with(ChecksumAlgorithm::Crc64Nvme),
+        PutOptions {
+            full_object_checksum: true,
+            ..with(ChecksumAlgorithm::Crc64Nvme)
+        },
+    )
+    .await;
     let one = ObjectKey::parse("one").expect("key");
     let one_head = src
         .put_object(
@@ -516,6 +446,39 @@ fn sdk_store_with(
         },
     )
     .expect("s3 store")
+}
+
+/// An object of `data` uploaded to `store` in parts cut at `ranges`, each sent with
+/// `part_opts`, the upload created with `create`.
+async fn upload_in_parts<const N: usize>(
+    store: &dyn ferry::store::Store,
+    (bucket, key): (&ferry::store::BucketName, &ferry::store::ObjectKey),
+    data: &[u8],
+    ranges: [std::ops::Range<usize>; N],
+    part_opts: impl Fn() -> ferry::store::PutOptions,
+    create: ferry::store::PutOptions,
+) -> ferry::store::ObjectMeta {
+    let up = store
+        .create_multipart(bucket, key, create)
+        .await
+        .expect("create");
+    let mut parts = Vec::new();
+    for (n, range) in (1..).zip(ranges) {
+        let p = store
+            .upload_part(bucket, key, &up, n, one_chunk(&data[range]), part_opts())
+            .await
+            .expect("part");
+        parts.push(ferry::store::CompletedPart {
+            part_number: n,
+            etag: p.etag,
+            checksum: p.checksum,
+            claimed: None,
+        });
+    }
+    store
+        .complete_multipart(bucket, key, &up, &parts, None)
+        .await
+        .expect("complete")
 }
 
 /// A body of one chunk.
