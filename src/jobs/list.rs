@@ -40,10 +40,18 @@ pub struct Comparer<'a> {
     opaque: std::sync::atomic::AtomicBool,
     /// `--checksum` met a pair whose content cannot be compared (said once per listing).
     size_only: std::sync::atomic::AtomicBool,
-    /// The destination is a directory, which cannot hold a folder marker with content: such
-    /// a key is a task (that fails) even where the destination's index holds it (a copy
-    /// made by an earlier version kept its bytes out of sight there).
-    markers_refused: bool,
+    /// The destination is a directory (its path), which cannot hold a folder marker with
+    /// content: such a key is a task (that fails) even where the destination's index holds
+    /// it (a copy made by an earlier version kept its bytes out of sight there). An empty
+    /// marker is its folder there: one whose folder is missing (never made by an earlier
+    /// version, or pruned with the last file in it) is a task too.
+    into_dir: Option<&'a std::path::Path>,
+}
+
+/// Whether the folder of an empty folder marker `key` is in the directory `dir`, or a file
+/// that keeps it from being made (the marker then stays in the index only).
+pub fn marker_folder_there(dir: &std::path::Path, key: &str) -> bool {
+    std::fs::symlink_metadata(dir.join(key.trim_end_matches('/'))).is_ok()
 }
 
 impl<'a> Comparer<'a> {
@@ -64,13 +72,13 @@ impl<'a> Comparer<'a> {
             dst_what: names.1,
             opaque: std::sync::atomic::AtomicBool::new(false),
             size_only: std::sync::atomic::AtomicBool::new(false),
-            markers_refused: false,
+            into_dir: None,
         }
     }
 
-    /// See [`Comparer::markers_refused`]: for a destination that is a directory.
-    pub fn refusing_markers(mut self, refused: bool) -> Self {
-        self.markers_refused = refused;
+    /// See [`Comparer::into_dir`]: for a destination that is a directory.
+    pub fn into_dir(mut self, dir: Option<&'a std::path::Path>) -> Self {
+        self.into_dir = dir;
         self
     }
 
@@ -122,7 +130,11 @@ impl<'a> Comparer<'a> {
                     {
                         continue;
                     }
-                    if self.markers_refused && key.ends_with('/') && s.size > 0 && d.is_some() {
+                    if let Some(dir) = self.into_dir
+                        && key.ends_with('/')
+                        && d.is_some()
+                        && (s.size > 0 || !marker_folder_there(dir, &key))
+                    {
                         page.tasks.push(NewTask {
                             key,
                             action: "copy",
@@ -455,7 +467,7 @@ pub async fn list_job(
         opts,
         (&src.display, &dst.display),
     )
-    .refusing_markers(dst.dir.is_some());
+    .into_dir(dst.dir.as_ref().map(|d| d.path.as_path()));
     loop {
         if !*running.borrow() {
             return Ok(false);

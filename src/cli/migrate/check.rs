@@ -111,7 +111,7 @@ pub(super) async fn dry_run(
         &spec.options,
         (&src.display, &dst.display),
     )
-    .refusing_markers(dst.dir.is_some());
+    .into_dir(dst.dir.as_ref().map(|d| d.path.as_path()));
     let (mut copies, mut bytes, mut deletes, mut unchanged) = (0u64, 0u64, 0u64, 0i64);
     let mut cannot = 0u64;
     let mut clashes = Clashes::default();
@@ -144,7 +144,7 @@ pub(super) async fn dry_run(
                         false => Ok(()),
                     })
                     .and_then(|()| match (&dst.dir, spec.options.delete) {
-                        (Some(d), false) => file_in_the_way(d, &t.key),
+                        (Some(d), false) => file_in_the_way(&d.path, &t.key),
                         _ => Ok(()),
                     }),
             };
@@ -172,11 +172,15 @@ pub(super) async fn dry_run(
                 }
             } else if t.size == 0
                 && t.key.ends_with('/')
-                && dst.dir.as_ref().is_some_and(|d| d.join(&t.key).is_dir())
+                && dst
+                    .dir
+                    .as_ref()
+                    .is_some_and(|d| crate::jobs::list::marker_folder_there(&d.path, &t.key))
             {
-                // An empty folder marker where the directory has the folder: the dry run
-                // reads the directory's files, not the index a run records markers in, so
-                // it would list the marker as one to copy after every run.
+                // An empty folder marker where the directory has the folder (or a file of
+                // its name, which keeps the marker in the index only): the dry run reads the
+                // directory's files, not the index a run records markers in, so it would
+                // list the marker as one to copy after every run.
                 unchanged += 1;
             } else {
                 copies += 1;
@@ -248,8 +252,9 @@ struct Clashes {
 
 impl Clashes {
     fn check(&mut self, key: &str) -> Result<(), crate::store::NameError> {
-        // An empty folder marker (`p/` beside a file `p`) is kept in the index, not made as
-        // a folder: no clash (one with content is refused on its own, `Side::takes`).
+        // An empty folder marker's folder is made only where no file is in its way (`p/`
+        // beside a file `p` stays in the index only): no clash (one with content is refused
+        // on its own, `Side::takes`).
         if key.ends_with('/') {
             return Ok(());
         }
@@ -282,7 +287,7 @@ impl Clashes {
 /// unchanged, and `p/x` to copy), or a folder where it needs a file: the run cannot copy
 /// the key, and without `--delete` nothing clears the way.
 fn file_in_the_way(dir: &std::path::Path, key: &str) -> Result<(), crate::store::NameError> {
-    // An empty folder marker is kept in the index, not made as a folder (see `Clashes`).
+    // An empty folder marker never clashes (see `Clashes`).
     if key.ends_with('/') {
         return Ok(());
     }

@@ -238,7 +238,7 @@ impl Opener {
             });
         }
         Ok(Side {
-            store,
+            store: store.clone(),
             bucket,
             prefix: String::new(),
             // A store opened only to read is no other side's store.
@@ -250,7 +250,10 @@ impl Opener {
             display,
             not_indexed,
             stand_in: stand_in.or(scratch),
-            dir: Some(path.to_path_buf()),
+            dir: Some(super::Dir {
+                path: path.to_path_buf(),
+                store,
+            }),
         })
     }
 }

@@ -59,9 +59,16 @@ pub struct Side {
     /// For a dry run's destination directory that does not exist: the empty stand-in its
     /// store is opened on, so the dry run creates nothing (removed with the last clone).
     pub stand_in: Option<Arc<tempfile::TempDir>>,
-    /// A local directory (not a registered store), its path: it holds files and folders
-    /// only.
-    pub dir: Option<std::path::PathBuf>,
+    /// A local directory (not a registered store): it holds files and folders only.
+    pub dir: Option<Dir>,
+}
+
+/// A local directory side: where it is, and its fs store, which makes an empty folder
+/// marker's folder there ([`FsStore::make_marker_folder`]).
+#[derive(Clone)]
+pub struct Dir {
+    pub path: PathBuf,
+    pub store: Arc<FsStore>,
 }
 
 impl Side {

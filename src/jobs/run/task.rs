@@ -51,6 +51,11 @@ impl Runner {
                         .store
                         .delete_object(&self.dst.bucket, &dk, None)
                         .await?;
+                    if let Some(dir) = &self.dst.dir
+                        && dk.is_dir_marker()
+                    {
+                        dir.store.remove_marker_folder(&self.dst.bucket, &dk).await;
+                    }
                     return Ok(Some(0));
                 }
                 Err(e) => return Err(e),
@@ -58,6 +63,15 @@ impl Runner {
                     tracing::info!(job = self.job, key = ?task.key, "back on the source since it was listed: copied, not deleted");
                 }
             }
+        }
+        // An empty folder marker copied into a directory is its folder there, as it is in a
+        // console's view of the bucket (the marker itself is kept in the index).
+        if let Some(dir) = &self.dst.dir
+            && dk.is_dir_marker()
+            && task.size == 0
+            && !dir.store.make_marker_folder(&self.dst.bucket, &dk).await?
+        {
+            tracing::info!(job = self.job, key = ?task.key, "a file is where this empty folder marker's folder goes: the marker is kept in the index only");
         }
         let resume = match &task.upload_id {
             Some(u) => Some(Resume {

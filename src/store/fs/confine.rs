@@ -229,11 +229,18 @@ impl Root {
     /// symlink met on the way is refused, not followed).
     pub fn make_parents(&self, rel: &str) -> io::Result<()> {
         plain(rel)?;
-        let Some((dirs, _)) = rel.rsplit_once('/') else {
-            return Ok(());
-        };
+        match rel.rsplit_once('/') {
+            Some((dirs, _)) => self.make_dirs(dirs),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes the folder `rel` and those above it that are missing, as [`Root::make_parents`]
+    /// does. A file or a symlink where a folder goes is [`NotAFile`].
+    pub fn make_dirs(&self, rel: &str) -> io::Result<()> {
+        plain(rel)?;
         let mut at = self.dir("")?;
-        for name in dirs.split('/').filter(|s| !s.is_empty()) {
+        for name in rel.split('/').filter(|s| !s.is_empty()) {
             match rustix::fs::mkdirat(&at, name, Mode::from_raw_mode(0o755)) {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                 Err(e) => return Err(e.into()),
@@ -247,6 +254,14 @@ impl Root {
             )
             .map_err(beneath_err)?;
         }
+        Ok(())
+    }
+
+    /// Removes the folder `rel` if it is empty (`DirectoryNotEmpty` if not), reached beneath
+    /// the root with no symlink followed.
+    pub fn remove_empty_dir(&self, rel: &str) -> io::Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR)?;
         Ok(())
     }
 }
@@ -456,5 +471,28 @@ mod tests {
             std::fs::read(store.path().join("b/n/m/k")).expect("moved"),
             b"inside"
         );
+    }
+
+    #[test]
+    fn folders_are_made_and_removed_beneath_the_root_only() {
+        let (store, outside, root) = setup();
+        std::os::unix::fs::symlink(outside.path(), store.path().join("b/out")).expect("symlink");
+        root.make_dirs("b/new/er").expect("made");
+        assert!(store.path().join("b/new/er").is_dir());
+        // Through a symlink, or through a file: nothing is made, and it says so.
+        assert!(is_not_a_file(
+            &root.make_dirs("b/out/x").expect_err("symlink")
+        ));
+        assert!(!outside.path().join("x").exists());
+        assert!(is_not_a_file(&root.make_dirs("b/d/f/x").expect_err("file")));
+        assert!(root.make_dirs("b/../x").is_err());
+        // Removed only when empty, and never through a symlink.
+        std::fs::create_dir(outside.path().join("gone")).expect("mkdir");
+        assert!(root.remove_empty_dir("b/out/gone").is_err());
+        assert!(outside.path().join("gone").is_dir());
+        assert!(root.remove_empty_dir("b/d").is_err());
+        assert!(store.path().join("b/d/f").is_file());
+        root.remove_empty_dir("b/new/er").expect("removed");
+        assert!(!store.path().join("b/new/er").exists());
     }
 }

@@ -121,3 +121,34 @@ fn sticky_denies(dir: &Path, file: &Path) -> bool {
     };
     d.mode() & 0o1000 != 0 && f.uid() != me.as_raw() && d.uid() != me.as_raw()
 }
+
+impl super::FsStore {
+    /// Makes the folder an empty folder marker (`photos/`) stands for, where a directory's
+    /// files are what users see (`ferry migrate` into a directory): the marker itself lives
+    /// in the index, out of sight. `false` when a file or a symlink is where a folder goes
+    /// (`photos` beside `photos/`): the marker stays in the index only.
+    pub async fn make_marker_folder(&self, bucket: &BucketName, key: &ObjectKey) -> Result<bool> {
+        key.check_new_path()?;
+        let (root, rel) = (self.confined.clone(), format!("{bucket}/{key}"));
+        let made = tokio::task::spawn_blocking(move || root.make_dirs(rel.trim_end_matches('/')))
+            .await
+            .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
+        match made {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("making the folder {key}"), e)),
+        }
+    }
+
+    /// Removes the folder of an empty folder marker that was deleted, if nothing is in it
+    /// (see [`Self::make_marker_folder`]).
+    pub async fn remove_marker_folder(&self, bucket: &BucketName, key: &ObjectKey) {
+        if key.check_path().is_err() {
+            return;
+        }
+        let (root, rel) = (self.confined.clone(), format!("{bucket}/{key}"));
+        let _ =
+            tokio::task::spawn_blocking(move || root.remove_empty_dir(rel.trim_end_matches('/')))
+                .await;
+    }
+}

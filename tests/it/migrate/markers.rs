@@ -45,8 +45,14 @@ impl IntoDir {
         self.m.run(&args)
     }
 
+    /// A dry run that finds keys it cannot copy (exit 1).
     fn dry(&self) -> String {
         dry_with_dead_letters(&self.run(&["--dry-run"]))
+    }
+
+    /// A dry run that finds none.
+    fn clean_dry(&self) -> String {
+        ok(&self.run(&["--dry-run"]))
     }
 }
 
@@ -164,4 +170,38 @@ fn a_marker_with_content_already_in_the_directory_index_is_refused() {
     dry.push("--dry-run");
     let out = dry_with_dead_letters(&m.run(&dry));
     assert!(out.contains("cannot copy \"reports/\""), "{out}");
+}
+
+/// An empty folder marker alone (`empty/`, `deep/er/`: a folder made in a console) copied
+/// into a directory was kept in the index only: no folder appeared, and every dry run after
+/// the copy listed it as one to copy. Its folder is made now (not where a file of its name
+/// is: `p/` beside `p` stays in the index), made again by the next run if removed by hand,
+/// and removed with the marker by `--delete` when nothing is in it.
+#[test]
+fn an_empty_folder_marker_alone_is_a_folder_in_the_directory() {
+    let t = IntoDir::new(
+        "lone",
+        "[c.put_object(Bucket='lone',Key=k,Body=b) for k, b in [('empty/',b''),('deep/er/',b''),('p',b'x'),('p/',b'')]]",
+    );
+    let dir = t.dir();
+    ok(&t.run(&[]));
+    assert!(dir.join("empty").is_dir() && dir.join("deep/er").is_dir());
+    assert_eq!(std::fs::read(dir.join("p")).expect("p"), b"x");
+    let out = t.clean_dry();
+    assert!(out.contains("dry run: 0 objects"), "{out}");
+    assert!(out.contains("4 unchanged"), "{out}");
+
+    std::fs::remove_dir(dir.join("empty")).expect("rmdir");
+    let out = t.clean_dry();
+    assert!(out.contains("would copy empty/"), "{out}");
+    ok(&t.run(&[]));
+    assert!(dir.join("empty").is_dir());
+
+    t.moto
+        .boto("c.delete_object(Bucket='lone',Key='empty/'); c.delete_object(Bucket='lone',Key='deep/er/')");
+    ok(&t.run(&["--delete"]));
+    assert!(!dir.join("empty").exists() && !dir.join("deep/er").exists());
+    assert!(dir.join("p").is_file());
+    let out = t.clean_dry();
+    assert!(out.contains("dry run: 0 objects"), "{out}");
 }
