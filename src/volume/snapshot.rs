@@ -105,6 +105,34 @@ impl Layout {
         Ok(file)
     }
 
+    /// Holds snapshot `id` for reading, as long as the returned file is open (a shared
+    /// `flock` on its folder): [`Layout::retain`] keeps a held snapshot for a later iteration
+    /// to remove rather than take it from under a `promote`. A removal already under way is
+    /// waited for, and then said.
+    pub fn hold(&self, id: &str) -> anyhow::Result<std::fs::File> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.snapshot(id);
+        let gone = || {
+            anyhow::anyhow!(
+                "snapshot {id} was removed while it was opened (the destination keeps the \
+                 newest --keep snapshots): promote a newer one"
+            )
+        };
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(gone()),
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        };
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        // A removal that took the folder first has moved it to the trash by now.
+        let held = file.metadata()?.ino();
+        if std::fs::metadata(&path).map(|m| m.ino()).ok() != Some(held) {
+            return Err(gone());
+        }
+        Ok(file)
+    }
+
     /// Published snapshots, oldest first.
     pub fn list(&self) -> anyhow::Result<Vec<SnapshotInfo>> {
         let mut out = Vec::new();
@@ -218,6 +246,19 @@ impl Layout {
                 .with_context(|| format!("cannot create {}", self.trash().display()))?;
         }
         for info in &all[..excess] {
+            // One a `promote` reads (see `hold`) stays until an iteration after it.
+            let Ok(folder) = std::fs::File::open(self.snapshot(&info.id)) else {
+                continue;
+            };
+            if rustix::fs::flock(
+                &folder,
+                rustix::fs::FlockOperation::NonBlockingLockExclusive,
+            )
+            .is_err()
+            {
+                tracing::info!(snapshot = %info.id, "kept past --keep while a promote reads it");
+                continue;
+            }
             let _ = std::fs::remove_file(self.info(&info.id));
             let gone = self.trash().join(&info.id);
             std::fs::rename(self.snapshot(&info.id), &gone).with_context(|| {
@@ -379,20 +420,41 @@ pub fn finish_farm(root: &Path, index: &Index) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Copies snapshot tree `from` to a new writable tree `to`: files cloned by reflink where the
-/// filesystem can, else copied with holes kept; hardlinks, symlinks and metadata kept.
-/// Returns files and bytes.
+/// Copies snapshot tree `from` to a new writable tree `to` (made if missing, its parent
+/// not): files cloned by reflink where the filesystem can, else copied with holes kept;
+/// hardlinks, symlinks and metadata kept.
+/// Returns files and bytes. One that fails leaves `to` as it found it (missing or empty), so
+/// it can be run again.
 pub fn promote(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u64)> {
-    match std::fs::read_dir(to) {
+    let made = match std::fs::read_dir(to) {
         Ok(mut rd) => {
             if rd.next().is_some() {
                 bail!("{} exists and is not empty", to.display());
             }
+            false
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(to)
-            .with_context(|| format!("cannot create {}", to.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(to).with_context(|| format!("cannot create {}", to.display()))?;
+            true
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot use {}", to.display())),
+    };
+    let done = promote_into(from, index, to);
+    if done.is_err() {
+        let undone = match made {
+            true => remove_tree(to),
+            false => std::fs::read_dir(to)
+                .map_err(anyhow::Error::from)
+                .and_then(|rd| rd.flatten().try_for_each(|e| remove_tree(&e.path()))),
+        };
+        if let Err(e) = undone {
+            tracing::warn!(to = %to.display(), error = %e, "could not remove the part of the promoted tree made before the failure");
+        }
     }
+    done
+}
+
+fn promote_into(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u64)> {
     let policy = XattrPolicy {
         security: true,
         trusted: true,
@@ -425,7 +487,9 @@ pub fn promote(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u6
                     }
                     links.insert((f.dev, f.ino), f.path.clone());
                 }
-                let src = std::fs::File::open(join(from, &f.path))?;
+                let at = join(from, &f.path);
+                let src = std::fs::File::open(&at)
+                    .with_context(|| format!("cannot read {}", at.display()))?;
                 let out = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -488,4 +552,78 @@ pub fn copy_file(src: &std::fs::File, dst: &std::fs::File, len: u64) -> std::io:
     }
     dst.set_len(len)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(layout: &Layout, id: &str) {
+        std::fs::create_dir_all(layout.staging()).expect("staging");
+        std::fs::write(layout.staging().join("f"), id).expect("file");
+        let info = SnapshotInfo {
+            id: id.into(),
+            time: String::new(),
+            files: 1,
+            bytes: 1,
+            duration_ms: 0,
+            consistent: true,
+        };
+        layout.publish(&Index::default(), &info).expect("publish");
+    }
+
+    fn ids(layout: &Layout) -> Vec<String> {
+        layout
+            .list()
+            .expect("list")
+            .into_iter()
+            .map(|i| i.id)
+            .collect()
+    }
+
+    /// A promote once failed with a bare "No such file or directory" when the destination's
+    /// `--keep` removed the snapshot it was copying: a held snapshot is kept until later.
+    #[test]
+    fn a_held_snapshot_outlives_retention_and_a_removed_one_is_said() {
+        let d = tempfile::tempdir().expect("tmp");
+        let layout = Layout::new(d.path());
+        layout.create().expect("create");
+        for id in ["a", "b", "c"] {
+            publish(&layout, id);
+        }
+        let held = layout.hold("a").expect("hold");
+        layout.retain(1).expect("retain");
+        assert_eq!(ids(&layout), ["a", "c"]);
+        drop(held);
+        layout.retain(1).expect("retain");
+        assert_eq!(ids(&layout), ["c"]);
+        let e = layout.hold("a").expect_err("gone").to_string();
+        assert!(e.contains("snapshot a was removed"), "{e}");
+    }
+
+    /// A promote that fails part way (here a path too long for the system under `to`)
+    /// removes what it made, so the folder can be used again.
+    #[test]
+    fn a_failed_promote_leaves_nothing_behind() {
+        let d = tempfile::tempdir().expect("tmp");
+        let from = d.path().join("from");
+        let long = "n".repeat(250);
+        std::fs::create_dir_all(from.join("deep")).expect("from");
+        std::fs::write(from.join("a.txt"), b"a").expect("a");
+        std::fs::write(from.join("deep").join(&long), b"b").expect("b");
+        // `to` itself fits in PATH_MAX (4096); `to/deep/<250 bytes>` does not.
+        let mut base = d.path().join("to");
+        while base.as_os_str().len() < 3600 {
+            base.push(&long);
+        }
+        base.push("x".repeat(3860 - base.as_os_str().len()));
+        std::fs::create_dir_all(&base).expect("base");
+        let empty = base.join("empty");
+        std::fs::create_dir(&empty).expect("empty");
+        assert!(promote(&from, &Index::default(), &empty).is_err());
+        assert_eq!(std::fs::read_dir(&empty).expect("read").count(), 0);
+        let missing = base.join("missing");
+        assert!(promote(&from, &Index::default(), &missing).is_err());
+        assert!(!missing.exists());
+    }
 }

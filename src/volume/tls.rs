@@ -42,8 +42,23 @@ impl Secret {
     pub fn load(path: &Path) -> anyhow::Result<Secret> {
         let text = std::fs::read(path)
             .with_context(|| format!("cannot read the secret file {}", path.display()))?;
-        serde_json::from_slice(&text)
-            .with_context(|| format!("{} is not a ferry volume secret", path.display()))
+        let secret: Secret = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a ferry volume secret", path.display()))?;
+        // A damaged secret is said here, naming the file and the field, rather than as a
+        // TLS failure (or a destination "that is not the one named") once connected.
+        let damaged = |what: String| anyhow::anyhow!("{} is damaged: {what}", path.display());
+        if secret.server_fingerprint.len() != 64
+            || !secret
+                .server_fingerprint
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(damaged(
+                "its server_fingerprint is not a SHA-256 in hex (64 characters)".into(),
+            ));
+        }
+        client_config(&secret).map_err(|e| damaged(format!("{e:#}")))?;
+        Ok(secret)
     }
 
     /// Writes the secret readable by its owner only, durably.
@@ -139,9 +154,10 @@ pub fn client_config(secret: &Secret) -> anyhow::Result<rustls::ClientConfig> {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(
-            vec![cert_der(&secret.client_cert).context("the secret's client_cert")?],
-            key_der(&secret.client_key).context("the secret's client_key")?,
-        )?;
+            vec![cert_der(&secret.client_cert).context("its client_cert")?],
+            key_der(&secret.client_key).context("its client_key")?,
+        )
+        .map_err(|e| anyhow::anyhow!("its client_key does not go with its client_cert ({e})"))?;
     Ok(config)
 }
 

@@ -126,7 +126,10 @@ pub fn join(root: &Path, rel: &[u8]) -> PathBuf {
 }
 
 pub fn shown(path: &[u8]) -> String {
-    String::from_utf8_lossy(path).into_owned()
+    // Said on one line, and found again from what is said: a byte that is not UTF-8 is
+    // `\xNN` (not U+FFFD, which loses it), a control character escaped (`\n`: a newline
+    // would split a report's line in two, the second looking like a line of its own).
+    crate::cli::flat(&crate::store::fs::scan::escape_bytes(path)).into_owned()
 }
 
 /// Reads the kept extended attributes of `path` without following a symlink.
@@ -342,6 +345,19 @@ pub fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name with a newline split a report's problem line in two (the second part read as
+    /// a line of its own), and one not UTF-8 lost its bytes to U+FFFD in the JSON report.
+    #[test]
+    fn a_shown_path_is_one_line_and_keeps_its_bytes() {
+        assert_eq!(shown(b"plain/name.txt"), "plain/name.txt");
+        assert_eq!(
+            shown(b"evil\nsnapshot FAKE: all good"),
+            "evil\\nsnapshot FAKE: all good"
+        );
+        assert_eq!(shown(b"bad\xff\xfename"), "bad\\xFF\\xFEname");
+        assert_eq!(shown("caf\u{e9}\t".as_bytes()), "caf\u{e9}\\t");
+    }
 
     #[test]
     fn paths_that_leave_the_tree_are_refused() {

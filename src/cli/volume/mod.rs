@@ -336,13 +336,18 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
             println!("{}", st.volume);
             match &st.last_success {
                 Some(i) => println!(
-                    "  last good iteration: {} ({}, snapshot {}, {:.1} s)",
+                    "  last finished iteration: {} ({}, snapshot {}, {:.1} s{})",
                     rfc3339(i.ended_ms),
                     i.role,
                     i.snapshot.as_deref().unwrap_or("-"),
-                    (i.ended_ms - i.started_ms) as f64 / 1000.0
+                    (i.ended_ms - i.started_ms) as f64 / 1000.0,
+                    match (i.consistent, &i.incomplete) {
+                        (true, None) => "",
+                        (false, _) => ", not consistent",
+                        (true, Some(_)) => ", incomplete",
+                    }
                 ),
-                None => println!("  no good iteration yet"),
+                None => println!("  no finished iteration yet"),
             }
             println!(
                 "  in sync: {}; failures in a row: {}",
@@ -425,36 +430,60 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                 ))
                 .into());
             }
+            // Only the folder itself is made, as for `destination --dir`.
+            if !to.exists()
+                && let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty())
+                && !parent.is_dir()
+            {
+                return Err(UsageError(format!(
+                    "--to {}: {} does not exist (only the last folder is made)",
+                    to.display(),
+                    parent.display()
+                ))
+                .into());
+            }
             destination_dir(&dir)?;
             let layout = Layout::new(&dir);
-            let id = match snapshot {
-                Some(id) => {
-                    if !layout.list()?.iter().any(|s| s.id == id) {
-                        return Err(UsageError(format!(
-                            "--snapshot {id}: no such snapshot in {}",
-                            dir.display()
-                        ))
-                        .into());
-                    }
-                    id
-                }
-                None => {
-                    layout
-                        .latest()?
-                        .with_context(|| format!("{} holds no snapshot", dir.display()))?
-                        .id
-                }
+            let list = layout.list()?;
+            let chosen = match snapshot {
+                Some(id) => list.iter().find(|s| s.id == id).ok_or_else(|| {
+                    UsageError(format!(
+                        "--snapshot {id}: no such snapshot in {}",
+                        dir.display()
+                    ))
+                })?,
+                None => list
+                    .last()
+                    .with_context(|| format!("{} holds no snapshot", dir.display()))?,
             };
+            let (id, consistent) = (chosen.id.clone(), chosen.consistent);
+            // Promoted all the same (after a failover it may be the newest data there is),
+            // but said, with the newest one that is consistent.
+            if !consistent {
+                let newest = list.iter().rev().find(|s| s.consistent);
+                eprintln!(
+                    "ferry: warning: snapshot {id} is not consistent (a file changed while it \
+                     was read, or one could not be read: see `ferry volume status`){}",
+                    match newest {
+                        Some(s) => format!("; the newest consistent one is {}", s.id),
+                        None => "; no snapshot here is".into(),
+                    }
+                );
+            }
+            let held = layout.hold(&id)?;
             let from = layout.snapshot(&id);
             let index = crate::volume::index::Index::load(&layout.index(&id))?;
             let to2 = to.clone();
-            let (files, bytes) =
-                tokio::task::spawn_blocking(move || snapshot::promote(&from, &index, &to2))
-                    .await??;
+            let (files, bytes) = tokio::task::spawn_blocking(move || {
+                let done = snapshot::promote(&from, &index, &to2);
+                drop(held);
+                done
+            })
+            .await??;
             if as_json {
                 println!(
                     "{}",
-                    serde_json::json!({"snapshot": id, "to": to, "files": files, "bytes": bytes})
+                    serde_json::json!({"snapshot": id, "consistent": consistent, "to": to, "files": files, "bytes": bytes})
                 );
             } else {
                 println!(

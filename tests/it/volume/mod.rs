@@ -10,6 +10,7 @@ mod errors;
 mod escape;
 mod harness;
 mod image;
+mod promote;
 mod regress;
 mod resume;
 mod status;
@@ -402,6 +403,41 @@ fn refuses_wrong_secrets() {
     );
     let name = missing.display().to_string();
     assert!(err.contains(&name), "the error names {name}:\n{err}");
+
+    // A damaged secret (a byte of a key or certificate changed, a fingerprint that is no
+    // SHA-256) was said as a TLS failure, "unexpected error: failed to parse private key",
+    // or a destination "that is not the one named": bad usage now, naming the file.
+    let flip = |pem: &str| {
+        let mut b = pem.as_bytes().to_vec();
+        let at = b.len() / 2;
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        Value::from(String::from_utf8(b).expect("pem"))
+    };
+    let mut damaged = Vec::new();
+    for (field, value) in [
+        (
+            "client_cert",
+            flip(sa["client_cert"].as_str().expect("cert")),
+        ),
+        ("client_key", flip(sa["client_key"].as_str().expect("key"))),
+        ("server_fingerprint", Value::from("zz")),
+    ] {
+        let mut s = sa.clone();
+        s[field] = value;
+        damaged.push((field, s));
+    }
+    for (i, (field, secret)) in damaged.iter().enumerate() {
+        let path = t.join(format!("damaged-{i}.json"));
+        write_secret(&path, secret);
+        let out = run(source_cmd(&src, &path));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{field}: bad usage\n{err}");
+        let name = path.display().to_string();
+        assert!(
+            err.contains("--secret") && err.contains(&name) && err.contains("damaged"),
+            "{field}: the error names the file:\n{err}"
+        );
+    }
 
     // A's own secret still works.
     let r = sync_ok(&src, &a);
