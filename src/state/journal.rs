@@ -186,6 +186,29 @@ impl Db {
         Ok(row.is_some())
     }
 
+    /// Keys under `prefix` that `target` owes any write of in `bucket`, at most `limit` of
+    /// them (in no order).
+    pub async fn owed_keys_under(
+        &self,
+        bucket: &str,
+        target: &str,
+        prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT object_key FROM journal WHERE bucket = $1 AND target = $2 \
+             AND substr(object_key, 1, $3) = $4 LIMIT $5",
+        )
+        .bind(bucket)
+        .bind(target)
+        .bind(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX))
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("object_key")?)).collect()
+    }
+
     /// Deletes rows by id (in one transaction).
     pub async fn delete_journal(&self, ids: &[i64]) -> Result<()> {
         self.by_ids(ids, "DELETE FROM journal WHERE id IN", None)

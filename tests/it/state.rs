@@ -612,6 +612,26 @@ async fn buckets_and_journal(db: &Db, unique: &str) {
         owed.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
         ["a", "b", "a"]
     );
+    // The keys under a prefix a target owes (fallback reads refuse them), each once.
+    let mut under = db
+        .owed_keys_under(&bucket, "dr:y", "", 10)
+        .await
+        .expect("under");
+    under.sort();
+    assert_eq!(under, ["a", "b"]);
+    for (prefix, want) in [("a", &["a"][..]), ("b", &["b"]), ("ab", &[]), ("A", &[])] {
+        let got = db
+            .owed_keys_under(&bucket, "dr:y", prefix, 10)
+            .await
+            .expect("under");
+        assert_eq!(got, want, "under {prefix:?}");
+    }
+    assert!(
+        db.owed_keys_under(&bucket, "other:z", "", 10)
+            .await
+            .expect("under")
+            .is_empty()
+    );
     let stats = db.owed_stats(&bucket).await.expect("stats");
     assert_eq!(stats.len(), 1);
     assert_eq!((stats[0].count, stats[0].bytes), (3, 60));

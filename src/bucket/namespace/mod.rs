@@ -469,17 +469,29 @@ impl BucketChange {
 }
 
 /// Runs `$call` (an expression using `$l: &Leg`) on each read target in order until one
-/// answers with anything but [`Error::Unavailable`].
+/// answers with anything but [`Error::Unavailable`]. With `fresh`, an answer of a read
+/// target after the first (a fallback) is taken only if `$check` (an `Option<Error>` future
+/// using `$l` and `$r`, the answer) is `None` (see `fallback.rs`).
 macro_rules! read_first {
-    ($self:ident, |$l:ident| $call:expr) => {{
+    ($self:ident, |$l:ident| $call:expr) => {
+        read_first!($self, |$l| $call, fresh | _r | async { None })
+    };
+    ($self:ident, |$l:ident| $call:expr, fresh |$r:ident| $check:expr) => {{
         let roles = $self.roles();
         let mut last = None;
         let mut out = None;
-        for $l in &roles.readers {
+        for (i, $l) in roles.readers.iter().enumerate() {
             match $call.await {
                 Err(e @ Error::Unavailable { .. }) => last = Some(e),
-                r => {
-                    out = Some(r);
+                $r => {
+                    if i > 0 && $l.label != roles.primary.label {
+                        let checked: Option<Error> = $check.await;
+                        if let Some(e) = checked {
+                            last = Some(e);
+                            continue;
+                        }
+                    }
+                    out = Some($r);
                     break;
                 }
             }
@@ -530,6 +542,7 @@ fn secondary_opts(opts: &PutOptions) -> PutOptions {
     }
 }
 
+mod fallback;
 mod gate;
 mod store;
 mod uploads;

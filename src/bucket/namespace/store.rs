@@ -104,7 +104,11 @@ impl Store for Namespace {
         key: &ObjectKey,
         opts: GetOptions,
     ) -> Result<GetResult> {
-        read_first!(self, |l| l.store.get_object(&l.bucket, key, opts.clone()))
+        read_first!(
+            self,
+            |l| l.store.get_object(&l.bucket, key, opts.clone()),
+            fresh | _r | self.stale_key(l, key.as_str())
+        )
     }
 
     async fn head_object(
@@ -113,7 +117,11 @@ impl Store for Namespace {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<ObjectMeta> {
-        read_first!(self, |l| l.store.head_object(&l.bucket, key, version_id))
+        read_first!(
+            self,
+            |l| l.store.head_object(&l.bucket, key, version_id),
+            fresh | _r | self.stale_key(l, key.as_str())
+        )
     }
 
     async fn delete_object(
@@ -164,9 +172,11 @@ impl Store for Namespace {
         key: &ObjectKey,
         version_id: Option<&str>,
     ) -> Result<(String, Tags)> {
-        read_first!(self, |l| l
-            .store
-            .get_object_tags(&l.bucket, key, version_id))
+        read_first!(
+            self,
+            |l| l.store.get_object_tags(&l.bucket, key, version_id),
+            fresh | _r | self.stale_key(l, key.as_str())
+        )
     }
 
     async fn put_object_tags(
@@ -186,7 +196,18 @@ impl Store for Namespace {
     }
 
     async fn list_objects(&self, _bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
-        read_first!(self, |l| l.store.list_objects(&l.bucket, query))
+        read_first!(
+            self,
+            |l| l.store.list_objects(&l.bucket, query),
+            fresh
+                | r
+                | self.stale_listing(
+                    l,
+                    &query.prefix,
+                    query.start_after.as_deref(),
+                    r.as_ref().ok().and_then(|p| p.next_marker.as_deref())
+                )
+        )
     }
 
     async fn list_versions(
@@ -194,7 +215,18 @@ impl Store for Namespace {
         _bucket: &BucketName,
         query: &VersionsQuery,
     ) -> Result<VersionsPage> {
-        read_first!(self, |l| l.store.list_versions(&l.bucket, query))
+        read_first!(
+            self,
+            |l| l.store.list_versions(&l.bucket, query),
+            fresh
+                | r
+                | self.stale_listing(
+                    l,
+                    &query.prefix,
+                    query.key_marker.as_deref(),
+                    r.as_ref().ok().and_then(|p| p.next_key_marker.as_deref())
+                )
+        )
     }
 
     async fn create_multipart(

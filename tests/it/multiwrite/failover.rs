@@ -481,3 +481,33 @@ fn a_frozen_primary_answers_503_at_once_and_reads_move_on() {
     wait_drained(&a, "froze");
     assert_same(&a, "dr:froze", "local:froze");
 }
+
+/// A PUT the primary refused (it was down: 503 to the client) had still landed on the
+/// secondary, which served it to reads falling back there: a re-run of `rclone copy` saw the
+/// file and reported success, and the primary's return reverted it. An acknowledged write
+/// the secondary had missed was served stale the same way. A fallback read of a key the
+/// target is owed is now 503; other keys are served.
+#[test]
+fn fallback_reads_never_serve_what_the_target_is_owed() {
+    let a = Ferry::start();
+    let mut b = Ferry::start();
+    a.add_remote("dr", &b);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "fall",
+        "--write-to",
+        "dr:fall,local:fall",
+        "--read-from",
+        "dr:fall,local:fall",
+    ]));
+    for (key, body) in [("k", "v1"), ("steady", "steady")] {
+        let f = a.dir.path().join(key);
+        std::fs::write(&f, body).expect("write");
+        cp_to(&a, &f, &format!("s3://fall/{key}"));
+    }
+    wait_drained(&a, "fall");
+    b.stop();
+    let out = a.python("fallback_reads.py", &["fall", "k", "steady"]);
+    a.ok(&out);
+}
