@@ -140,38 +140,44 @@ pub async fn run(
             }
             continue;
         }
-        let results: Vec<(String, i64, store::Result<Option<u64>>, Duration)> =
-            futures::stream::iter(order.into_iter().map(|key| {
-                let Owed {
-                    max_id,
-                    tags_only,
-                    newest_ms,
-                    ..
-                } = groups[&key];
-                let ns = &ns;
-                let target = &target;
-                let stop = &stop;
-                async move {
-                    let began = std::time::Instant::now();
-                    // Stopped (the roles changed): leave the rest of the page owed.
-                    let r = if *stop.borrow() {
-                        Ok(None)
-                    } else {
-                        sync_key(ns, target, &key, tags_only, newest_ms).await
-                    };
-                    (key, max_id, r, began.elapsed())
-                }
-            }))
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
+        let mut results = futures::stream::iter(order.into_iter().map(|key| {
+            let Owed {
+                max_id,
+                tags_only,
+                newest_ms,
+                ..
+            } = groups[&key];
+            let ns = &ns;
+            let target = &target;
+            let stop = &stop;
+            async move {
+                let began = std::time::Instant::now();
+                // Stopped (the roles changed): leave the rest of the page owed.
+                let r = if *stop.borrow() {
+                    Ok(None)
+                } else {
+                    sync_key(ns, target, &key, tags_only, newest_ms).await
+                };
+                (key, max_id, r, began.elapsed())
+            }
+        }))
+        .buffer_unordered(PARALLEL);
         let mut failed = false;
         let mut raced = false;
-        let mut settled = Vec::new();
-        let mut left_out = Vec::new();
-        let mut moved = 0u64;
+        let mut settling = Settling::default();
         let mut late = Vec::new();
-        for (key, max_id, r, took) in results {
+        loop {
+            let next = tokio::select! {
+                next = results.next() => next,
+                // Copies still running, and some done a while: settle those meanwhile.
+                _ = tokio::time::sleep_until(settling.deadline()), if settling.pending() => {
+                    failed |= !settling.flush(&ns, &target, &health, failed).await;
+                    continue;
+                }
+            };
+            let Some((key, max_id, r, took)) = next else {
+                break;
+            };
             // Given up unanswered (not refused at once): the copy may still land, over
             // whatever a later sync puts there, as a client write given up may (see
             // `namespace`); a re-probe's stalled catch-up PUT did.
@@ -184,8 +190,9 @@ pub async fn run(
                 // Written meanwhile (or the roles changed): still owed, copied again.
                 Ok(None) => raced = true,
                 Ok(Some(bytes)) => {
-                    settled.push((key, max_id));
-                    moved += bytes;
+                    settling.started();
+                    settling.done.push((key, max_id));
+                    settling.bytes += bytes;
                     metrics.synced(&ns.name, &target.label, bytes);
                 }
                 // A key the target can never hold (`a//b` on an fs store, written to the
@@ -200,7 +207,8 @@ pub async fn run(
                             target.label
                         ),
                     );
-                    left_out.push((key, max_id));
+                    settling.started();
+                    settling.left_out.push((key, max_id));
                 }
                 Err(e) => {
                     tracing::debug!(bucket = %ns.name, target = %target.label, key, error = %e, "catch-up failed");
@@ -208,7 +216,14 @@ pub async fn run(
                     failed = true;
                 }
             }
+            // Settled as they come, a batch at a time: a page of large objects settled only
+            // at its end showed no progress for as long, and a crash copied it all again.
+            if settling.due() {
+                failed |= !settling.flush(&ns, &target, &health, failed).await;
+            }
         }
+        drop(results);
+        failed |= !settling.flush(&ns, &target, &health, failed).await;
         let now = now_ms();
         rechecks.retain(|_, due| *due > now);
         for key in late {
@@ -228,28 +243,7 @@ pub async fn run(
                 e.insert(due);
             }
         }
-        if !settled.is_empty() || !left_out.is_empty() {
-            ns.mark_up(&target.label);
-            let done: Vec<(String, i64)> = settled.iter().chain(&left_out).cloned().collect();
-            // One transaction for the whole page: a commit per key would cap the drain rate
-            // at the state database's commit rate.
-            match db.settle_owed_many(&ns.name, &target.label, &done).await {
-                Ok(()) => {
-                    if let Ok(mut h) = health.lock() {
-                        h.synced += settled.len() as u64;
-                        h.synced_bytes += moved;
-                        h.last_ok_ms = Some(now_ms());
-                        if !failed && left_out.is_empty() {
-                            h.last_error = None;
-                        }
-                    }
-                }
-                Err(e) => {
-                    note_error(&health, format!("settling {} keys: {e}", settled.len()));
-                    failed = true;
-                }
-            }
-        }
+        let settled_any = settling.settled > 0;
         // A full page with failures: the next pass looks past it (a page's keys are synced
         // to their current state, so a later row of a key settles its earlier ones too).
         after = match rows.last() {
@@ -258,15 +252,98 @@ pub async fn run(
         };
         // Backoff when a pass settled nothing (the target refuses what it was given); a
         // pass that moved something goes on at once.
-        if failed && settled.is_empty() {
+        if failed && !settled_any {
             sleep_or_stop(backoff, &mut stop).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
         } else if !failed {
             backoff = BACKOFF_MIN;
             // Only keys that clients kept writing: let their writes land before copying
             // them again, rather than copying a hot key in a loop.
-            if raced && settled.is_empty() {
+            if raced && !settled_any {
                 sleep_or_stop(POLL, &mut stop).await;
+            }
+        }
+    }
+}
+
+/// Keys of a page synced (or left out) and not yet settled in the journal.
+#[derive(Default)]
+struct Settling {
+    done: Vec<(String, i64)>,
+    left_out: Vec<(String, i64)>,
+    bytes: u64,
+    /// Keys settled so far in this page.
+    settled: u64,
+    since: Option<std::time::Instant>,
+}
+
+/// Keys settled at once (one transaction), or every [`SETTLE_EVERY`] when fewer are done.
+const SETTLE_BATCH: usize = 256;
+const SETTLE_EVERY: Duration = Duration::from_secs(1);
+
+impl Settling {
+    /// Before a key is added: the first one since the last flush starts the clock.
+    fn started(&mut self) {
+        if !self.pending() {
+            self.since = Some(std::time::Instant::now());
+        }
+    }
+
+    fn pending(&self) -> bool {
+        !self.done.is_empty() || !self.left_out.is_empty()
+    }
+
+    fn due(&self) -> bool {
+        self.done.len() + self.left_out.len() >= SETTLE_BATCH
+            || self.pending() && tokio::time::Instant::now() >= self.deadline()
+    }
+
+    /// When the keys done are settled at the latest, copies still running or not.
+    fn deadline(&self) -> tokio::time::Instant {
+        let since = self.since.unwrap_or_else(std::time::Instant::now);
+        tokio::time::Instant::from_std(since + SETTLE_EVERY)
+    }
+
+    /// Settles what is done in one transaction (a commit per key would cap the drain rate
+    /// at the state database's commit rate); `false` if that failed (they stay owed).
+    async fn flush(
+        &mut self,
+        ns: &Namespace,
+        target: &Leg,
+        health: &SharedHealth,
+        failed: bool,
+    ) -> bool {
+        if !self.pending() {
+            return true;
+        }
+        ns.mark_up(&target.label);
+        let (done, left_out) = (
+            std::mem::take(&mut self.done),
+            std::mem::take(&mut self.left_out),
+        );
+        let bytes = std::mem::take(&mut self.bytes);
+        let all: Vec<(String, i64)> = done.iter().chain(&left_out).cloned().collect();
+        match ns
+            .journal
+            .db()
+            .settle_owed_many(&ns.name, &target.label, &all)
+            .await
+        {
+            Ok(()) => {
+                self.settled += done.len() as u64;
+                if let Ok(mut h) = health.lock() {
+                    h.synced += done.len() as u64;
+                    h.synced_bytes += bytes;
+                    h.last_ok_ms = Some(now_ms());
+                    if !failed && left_out.is_empty() {
+                        h.last_error = None;
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                note_error(health, format!("settling {} keys: {e}", done.len()));
+                false
             }
         }
     }

@@ -113,3 +113,67 @@ fn a_backfill_cut_short_is_resumed_until_done() {
     );
     drop(proxy);
 }
+
+/// The catch-up settled a page of owed keys (up to 2,048) only once its last copy ended:
+/// one slow object held every other key of the page owed, so status and metrics showed no
+/// progress for as long, and a crash meanwhile copied them all again. Keys are settled as
+/// they are copied now: with one object held on the way, the rest are settled.
+#[test]
+fn the_catch_up_settles_keys_as_they_are_copied() {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    let src = a.local_root().join("quick");
+    std::fs::create_dir_all(&src).expect("bucket dir");
+    for i in 0..40 {
+        let name = if i == 7 {
+            "slow".to_string()
+        } else {
+            format!("k{i:02}")
+        };
+        std::fs::write(src.join(name), format!("object {i}")).expect("write");
+    }
+    a.ok(&a.cli(&["store", "rescan", "local", "--adopt"]));
+    b.ok(&b.aws(&["s3", "mb", "s3://quick"]));
+    let hold = a.dir.path().join("hold");
+    std::fs::write(&hold, b"").expect("hold file");
+    let stats = a.dir.path().join("proxy-stats.json");
+    let hold_flag = hold.to_string_lossy().into_owned();
+    let proxy = fault_proxy(
+        &b.s3,
+        "0",
+        &stats,
+        &["--hold-puts-while", &hold_flag, "--hold-key", "/slow"],
+    );
+    a.add_s3_store("dr", &proxy.endpoint, ACCESS_KEY, SECRET_KEY);
+    a.ok(&a.cli(&[
+        "bucket",
+        "create",
+        "quick",
+        "--write-to",
+        "local:quick,dr:quick",
+    ]));
+    let owed = || {
+        status(&a, "quick")["targets"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["target"] == "dr:quick"))
+            .and_then(|t| t["owed_count"].as_i64())
+            .unwrap_or(-1)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while owed() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the copied keys were not settled while one was held: {}",
+            status(&a, "quick")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::remove_file(&hold).expect("release");
+    wait_drained(&a, "quick");
+    let out = a.cli(&["verify", "local:quick", "dr:quick"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

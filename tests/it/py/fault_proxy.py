@@ -35,6 +35,9 @@ ends).
 --full-while FILE: while FILE exists, a PUT of an object (or part) is answered 507 XMinioStorageFull without reaching
 the upstream, as MinIO answers when its drives are full (counted as "full").
 
+--hold-puts-while FILE --hold-key TEXT: while FILE exists, a PUT of an object whose path
+holds TEXT waits before it is forwarded (counted as "held"): one slow object among quick ones.
+
 --hold-parts-while FILE: while FILE exists, an UploadPart request waits before it is forwarded,
 as over a link that stalls mid-upload (counted as "held").
 
@@ -83,6 +86,8 @@ FULL_WHILE = FLAGS[FLAGS.index("--full-while") + 1] if "--full-while" in FLAGS e
 DENY_LISTS_WHILE = FLAGS[FLAGS.index("--deny-lists-while") + 1] if "--deny-lists-while" in FLAGS else None
 HOLD_PARTS_WHILE = FLAGS[FLAGS.index("--hold-parts-while") + 1] if "--hold-parts-while" in FLAGS else None
 HOLD_GETS_WHILE = FLAGS[FLAGS.index("--hold-gets-while") + 1] if "--hold-gets-while" in FLAGS else None
+HOLD_PUTS_WHILE = FLAGS[FLAGS.index("--hold-puts-while") + 1] if "--hold-puts-while" in FLAGS else None
+HOLD_KEY = FLAGS[FLAGS.index("--hold-key") + 1] if "--hold-key" in FLAGS else ""
 FAIL_PART = FLAGS[FLAGS.index("--fail-part") + 1] if "--fail-part" in FLAGS else None
 DENY_LISTS_AFTER = int(FLAGS[FLAGS.index("--deny-lists-after") + 1]) if "--deny-lists-after" in FLAGS else None
 PLAIN_ETAG = re.compile(rb"<ETag>(&quot;|&#34;|\")([0-9a-fA-F]{32})(&quot;|&#34;|\")</ETag>")
@@ -214,6 +219,11 @@ class Handler(BaseHTTPRequestHandler):
                 and os.path.exists(HOLD_GETS_WHILE):
             count("held")
             while os.path.exists(HOLD_GETS_WHILE):
+                time.sleep(0.02)
+        if HOLD_PUTS_WHILE and self.command == "PUT" and HOLD_KEY in path.path \
+                and os.path.exists(HOLD_PUTS_WHILE):
+            count("held")
+            while os.path.exists(HOLD_PUTS_WHILE):
                 time.sleep(0.02)
         if FULL_WHILE and self.command == "PUT" and "/" in path.path.strip("/") and os.path.exists(FULL_WHILE):
             count("full")
