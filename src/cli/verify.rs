@@ -52,9 +52,11 @@ pub async fn run(
                 "only-in-b" => println!("only in {b}: {key} ({} bytes)", d["size"]),
                 "size" => println!("size differs: {key} ({} vs {} bytes)", d["a"], d["b"]),
                 "content" => println!(
-                    "content differs: {key} (ETag {} vs {})",
-                    d["a"].as_str().unwrap_or(""),
-                    d["b"].as_str().unwrap_or("")
+                    "content differs: {key} ({})",
+                    crate::transfer::diff::etags_said(
+                        d["a"].as_str().unwrap_or(""),
+                        d["b"].as_str().unwrap_or("")
+                    )
                 ),
                 "unnamed" => println!(
                     "not compared: {key} in {}: Ferry cannot name it ({})",

@@ -41,6 +41,15 @@ pub fn folder_prefix(p: &str) -> Result<String, String> {
         .map_err(|e| format!("the key prefix {p:?} is not usable: {e}"))
 }
 
+/// The ETags of two objects found to differ, as said: a download (`--download`) can find
+/// different bytes under equal ETags (a file rotted or edited behind its store's back).
+pub fn etags_said(a: &str, b: &str) -> String {
+    match a == b {
+        true => format!("the same ETag {a}, different bytes"),
+        false => format!("ETag {a} vs {b}"),
+    }
+}
+
 /// One difference between the two sides (keys relative to each side's prefix).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

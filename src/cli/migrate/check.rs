@@ -84,7 +84,11 @@ fn describe(d: &diff::Difference) -> String {
             format!("size differs: {} ({a} vs {b} bytes)", shown(key))
         }
         diff::Difference::Content { key, a, b } => {
-            format!("content differs: {} (ETag {a} vs {b})", shown(key))
+            format!(
+                "content differs: {} ({})",
+                shown(key),
+                diff::etags_said(a, b)
+            )
         }
         diff::Difference::Unnamed { key, in_a, why } => {
             let side = if *in_a { "source" } else { "destination" };
