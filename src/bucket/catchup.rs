@@ -166,12 +166,27 @@ pub async fn run(
         let mut raced = false;
         let mut settling = Settling::default();
         let mut late = Vec::new();
+        // A settle runs beside the copies (they are polled meanwhile: one may hold the state
+        // database's only connection, which the settle waits for).
+        let mut settle: Option<futures::future::BoxFuture<'_, (bool, u64)>> = None;
         loop {
             let next = tokio::select! {
                 next = results.next() => next,
+                done = async {
+                    match settle.as_mut() {
+                        Some(f) => f.await,
+                        None => std::future::pending().await,
+                    }
+                }, if settle.is_some() => {
+                    settle = None;
+                    failed |= !done.0;
+                    settling.settled += done.1;
+                    continue;
+                }
                 // Copies still running, and some done a while: settle those meanwhile.
-                _ = tokio::time::sleep_until(settling.deadline()), if settling.pending() => {
-                    failed |= !settling.flush(&ns, &target, &health, failed).await;
+                _ = tokio::time::sleep_until(settling.deadline()),
+                    if settle.is_none() && settling.pending() => {
+                    settle = Some(Box::pin(settling.take().settle(&ns, &target, &health, failed)));
                     continue;
                 }
             };
@@ -218,12 +233,26 @@ pub async fn run(
             }
             // Settled as they come, a batch at a time: a page of large objects settled only
             // at its end showed no progress for as long, and a crash copied it all again.
-            if settling.due() {
-                failed |= !settling.flush(&ns, &target, &health, failed).await;
+            if settle.is_none() && settling.due() {
+                settle = Some(Box::pin(
+                    settling.take().settle(&ns, &target, &health, failed),
+                ));
             }
         }
         drop(results);
-        failed |= !settling.flush(&ns, &target, &health, failed).await;
+        for batch in [
+            settle.take(),
+            Some(Box::pin(
+                settling.take().settle(&ns, &target, &health, failed),
+            )),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let (ok, n) = batch.await;
+            failed |= !ok;
+            settling.settled += n;
+        }
         let now = now_ms();
         rechecks.retain(|_, due| *due > now);
         for key in late {
@@ -274,7 +303,7 @@ struct Settling {
     bytes: u64,
     /// Keys settled so far in this page.
     settled: u64,
-    since: Option<std::time::Instant>,
+    since: Option<tokio::time::Instant>,
 }
 
 /// Keys settled at once (one transaction), or every [`SETTLE_EVERY`] when fewer are done.
@@ -282,10 +311,10 @@ const SETTLE_BATCH: usize = 256;
 const SETTLE_EVERY: Duration = Duration::from_secs(1);
 
 impl Settling {
-    /// Before a key is added: the first one since the last flush starts the clock.
+    /// Before a key is added: the first one since the last batch starts the clock.
     fn started(&mut self) {
         if !self.pending() {
-            self.since = Some(std::time::Instant::now());
+            self.since = Some(tokio::time::Instant::now());
         }
     }
 
@@ -300,29 +329,41 @@ impl Settling {
 
     /// When the keys done are settled at the latest, copies still running or not.
     fn deadline(&self) -> tokio::time::Instant {
-        let since = self.since.unwrap_or_else(std::time::Instant::now);
-        tokio::time::Instant::from_std(since + SETTLE_EVERY)
+        self.since.unwrap_or_else(tokio::time::Instant::now) + SETTLE_EVERY
     }
 
-    /// Settles what is done in one transaction (a commit per key would cap the drain rate
-    /// at the state database's commit rate); `false` if that failed (they stay owed).
-    async fn flush(
-        &mut self,
+    /// The keys done so far, as a batch to settle.
+    fn take(&mut self) -> Batch {
+        Batch {
+            done: std::mem::take(&mut self.done),
+            left_out: std::mem::take(&mut self.left_out),
+            bytes: std::mem::take(&mut self.bytes),
+        }
+    }
+}
+
+struct Batch {
+    done: Vec<(String, i64)>,
+    left_out: Vec<(String, i64)>,
+    bytes: u64,
+}
+
+impl Batch {
+    /// Settles the batch in one transaction (a commit per key would cap the drain rate at
+    /// the state database's commit rate); whether that held (else the keys stay owed), and
+    /// how many keys it settled.
+    async fn settle(
+        self,
         ns: &Namespace,
         target: &Leg,
         health: &SharedHealth,
         failed: bool,
-    ) -> bool {
-        if !self.pending() {
-            return true;
+    ) -> (bool, u64) {
+        if self.done.is_empty() && self.left_out.is_empty() {
+            return (true, 0);
         }
         ns.mark_up(&target.label);
-        let (done, left_out) = (
-            std::mem::take(&mut self.done),
-            std::mem::take(&mut self.left_out),
-        );
-        let bytes = std::mem::take(&mut self.bytes);
-        let all: Vec<(String, i64)> = done.iter().chain(&left_out).cloned().collect();
+        let all: Vec<(String, i64)> = self.done.iter().chain(&self.left_out).cloned().collect();
         match ns
             .journal
             .db()
@@ -330,20 +371,19 @@ impl Settling {
             .await
         {
             Ok(()) => {
-                self.settled += done.len() as u64;
                 if let Ok(mut h) = health.lock() {
-                    h.synced += done.len() as u64;
-                    h.synced_bytes += bytes;
+                    h.synced += self.done.len() as u64;
+                    h.synced_bytes += self.bytes;
                     h.last_ok_ms = Some(now_ms());
-                    if !failed && left_out.is_empty() {
+                    if !failed && self.left_out.is_empty() {
                         h.last_error = None;
                     }
                 }
-                true
+                (true, self.done.len() as u64)
             }
             Err(e) => {
-                note_error(health, format!("settling {} keys: {e}", done.len()));
-                false
+                note_error(health, format!("settling {} keys: {e}", self.done.len()));
+                (false, 0)
             }
         }
     }

@@ -187,7 +187,7 @@ impl Db {
     }
 
     /// Keys under `prefix` that `target` owes any write of in `bucket`, at most `limit` of
-    /// them (in no order).
+    /// them (in no order); not the bucket's own changes (versioning, tags: key `""`).
     pub async fn owed_keys_under(
         &self,
         bucket: &str,
@@ -197,7 +197,7 @@ impl Db {
     ) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "SELECT DISTINCT object_key FROM journal WHERE bucket = $1 AND target = $2 \
-             AND substr(object_key, 1, $3) = $4 LIMIT $5",
+             AND object_key <> '' AND substr(object_key, 1, $3) = $4 LIMIT $5",
         )
         .bind(bucket)
         .bind(target)

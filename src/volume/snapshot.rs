@@ -246,25 +246,39 @@ impl Layout {
                 .with_context(|| format!("cannot create {}", self.trash().display()))?;
         }
         for info in &all[..excess] {
-            // One a `promote` reads (see `hold`) stays until an iteration after it.
-            let Ok(folder) = std::fs::File::open(self.snapshot(&info.id)) else {
-                continue;
+            // One a `promote` reads (see `hold`) stays until an iteration after it. Only a
+            // lock held elsewhere says so: a folder that cannot be opened or locked (a
+            // filesystem without `flock`) is removed as before, or no snapshot would ever be.
+            let folder = std::fs::File::open(self.snapshot(&info.id));
+            let _held = match &folder {
+                Ok(f) => {
+                    match rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                    {
+                        Err(rustix::io::Errno::WOULDBLOCK) => {
+                            tracing::info!(snapshot = %info.id, "kept past --keep while a promote reads it");
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(snapshot = %info.id, error = %e, "could not lock the snapshot before removing it");
+                            None
+                        }
+                        Ok(()) => Some(f),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(snapshot = %info.id, error = %e, "could not open the snapshot to lock it before removing it");
+                    None
+                }
             };
-            if rustix::fs::flock(
-                &folder,
-                rustix::fs::FlockOperation::NonBlockingLockExclusive,
-            )
-            .is_err()
-            {
-                tracing::info!(snapshot = %info.id, "kept past --keep while a promote reads it");
-                continue;
-            }
-            let _ = std::fs::remove_file(self.info(&info.id));
+            // Moved away first, its summary after: a removal cut short leaves a summary
+            // without a folder (cleaned up at start-up), never a folder without a summary
+            // that is newer than a snapshot kept past --keep.
             let gone = self.trash().join(&info.id);
             std::fs::rename(self.snapshot(&info.id), &gone).with_context(|| {
                 format!("cannot move {} away", self.snapshot(&info.id).display())
             })?;
             durable::sync_dir(&self.snapshots())?;
+            let _ = std::fs::remove_file(self.info(&info.id));
             remove_tree(&gone)?;
             let _ = std::fs::remove_file(self.index(&info.id));
         }
@@ -451,10 +465,24 @@ pub fn promote(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u6
             tracing::warn!(to = %to.display(), error = %e, "could not remove the part of the promoted tree made before the failure");
         }
     }
-    done
+    // Every byte is there: what metadata could not be given is said, the tree kept.
+    let (files, bytes, problems) = done?;
+    if let Some(p) = problems.first() {
+        bail!(
+            "promoted to {} ({files} files, {bytes} bytes), but not all its metadata: {p}{}",
+            to.display(),
+            match problems.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            }
+        );
+    }
+    Ok((files, bytes))
 }
 
-fn promote_into(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u64)> {
+/// [`promote`]'s work: files, bytes, and the metadata it could not give (owners, extended
+/// attributes), which leave the tree whole.
+fn promote_into(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u64, Vec<String>)> {
     let policy = XattrPolicy {
         security: true,
         trusted: true,
@@ -510,12 +538,9 @@ fn promote_into(from: &Path, index: &Index, to: &Path) -> anyhow::Result<(u64, u
         meta::apply_fd(&d, &f.path, &f.meta, true, &mut problems)?;
         exact_mode(&d, &f.path, f.meta.mode, index)?;
     }
-    if let Some(p) = problems.said.first() {
-        bail!("{p} (and {} more)", problems.said.len() - 1);
-    }
     let root = std::fs::File::open(to)?;
     rustix::fs::syncfs(&root)?;
-    Ok((files, bytes))
+    Ok((files, bytes, problems.said))
 }
 
 use std::os::unix::ffi::OsStrExt;
@@ -613,10 +638,10 @@ mod tests {
         std::fs::write(from.join("deep").join(&long), b"b").expect("b");
         // `to` itself fits in PATH_MAX (4096); `to/deep/<250 bytes>` does not.
         let mut base = d.path().join("to");
-        while base.as_os_str().len() < 3600 {
-            base.push(&long);
+        while base.as_os_str().len() < 3860 {
+            let room = 3860 - base.as_os_str().len();
+            base.push("n".repeat(room.clamp(1, 200)));
         }
-        base.push("x".repeat(3860 - base.as_os_str().len()));
         std::fs::create_dir_all(&base).expect("base");
         let empty = base.join("empty");
         std::fs::create_dir(&empty).expect("empty");

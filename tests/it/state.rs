@@ -717,6 +717,26 @@ async fn buckets_and_journal(db: &Db, unique: &str) {
     );
     db.drop_journal(&bucket).await.expect("drop");
     assert!(db.owed_stats(&bucket).await.expect("stats").is_empty());
+    // A bucket's own change (key "") is no key a listing shows; prefixes count characters.
+    let own = |key: &str, op: &str| NewJournalRow {
+        bucket: bucket.clone(),
+        target: "dr:y".into(),
+        key: key.into(),
+        op: op.into(),
+        bytes: 0,
+        created_ms: 1,
+    };
+    db.append_journal(&[own("", "versioning"), own("\u{e9}t\u{e9}/x", "object")])
+        .await
+        .expect("append");
+    for prefix in ["", "\u{e9}", "\u{e9}t\u{e9}/"] {
+        let got = db
+            .owed_keys_under(&bucket, "dr:y", prefix, 10)
+            .await
+            .expect("under");
+        assert_eq!(got, ["\u{e9}t\u{e9}/x"], "under {prefix:?}");
+    }
+    db.drop_journal(&bucket).await.expect("drop");
     db.remove_bucket(&bucket).await.expect("remove bucket");
     assert!(matches!(
         db.remove_bucket(&bucket).await,

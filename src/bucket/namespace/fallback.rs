@@ -23,18 +23,18 @@ impl Namespace {
         {
             Ok(false) => None,
             Ok(true) => Some(self.stale(leg, &format!("key {key:?}"))),
-            Err(e) => Some(self.stale(leg, &format!("key {key:?} (the journal: {e})"))),
+            Err(e) => Some(self.unchecked(leg, &format!("key {key:?}"), e)),
         }
     }
 
     /// `Some(error)` when `leg`, serving a fallback listing page of the keys under `prefix`
-    /// after `after` up to `upto` (a truncated page's last key or common prefix), is owed a
-    /// write of a key in that range.
+    /// after `after` (`(key, true)`: from that key on) up to `upto` (a truncated page's last
+    /// key or common prefix), is owed a write of a key in that range.
     pub(super) async fn stale_listing(
         &self,
         leg: &Leg,
         prefix: &str,
-        after: Option<&str>,
+        after: Option<(&str, bool)>,
         upto: Option<&str>,
     ) -> Option<Error> {
         let what = format!("keys under {prefix:?}");
@@ -45,15 +45,26 @@ impl Namespace {
             .await
         {
             Ok(keys) => keys,
-            Err(e) => return Some(self.stale(leg, &format!("{what} (the journal: {e})"))),
+            Err(e) => return Some(self.unchecked(leg, &what, e)),
         };
         let in_page = |k: &String| {
-            after.is_none_or(|a| k.as_str() > a)
+            after.is_none_or(|(a, from)| k.as_str() > a || from && k.as_str() == a)
                 && upto.is_none_or(|u| k.as_str() <= u || k.starts_with(u))
         };
         match keys.len() as i64 > OWED_LOOKED_AT || keys.iter().any(in_page) {
             true => Some(self.stale(leg, &what)),
             false => None,
+        }
+    }
+
+    fn unchecked(&self, leg: &Leg, what: &str, e: crate::state::Error) -> Error {
+        Error::Unavailable {
+            store: leg.label.clone(),
+            message: format!(
+                "bucket {}: the first read target does not answer, and whether {} has caught \
+                 up on {what} could not be read from the journal: {e}",
+                self.name, leg.label
+            ),
         }
     }
 

@@ -204,7 +204,7 @@ impl Store for Namespace {
                 | self.stale_listing(
                     l,
                     &query.prefix,
-                    query.start_after.as_deref(),
+                    query.start_after.as_deref().map(|k| (k, false)),
                     r.as_ref().ok().and_then(|p| p.next_marker.as_deref())
                 )
         )
@@ -223,7 +223,11 @@ impl Store for Namespace {
                 | self.stale_listing(
                     l,
                     &query.prefix,
-                    query.key_marker.as_deref(),
+                    // A page resumed within a key's versions lists that key again.
+                    query
+                        .key_marker
+                        .as_deref()
+                        .map(|k| (k, query.version_id_marker.is_some())),
                     r.as_ref().ok().and_then(|p| p.next_key_marker.as_deref())
                 )
         )
@@ -316,9 +320,11 @@ impl Store for Namespace {
         version_id: Option<&str>,
         part: u32,
     ) -> Result<crate::store::PartRange> {
-        read_first!(self, |l| l
-            .store
-            .part_range(&l.bucket, key, version_id, part))
+        read_first!(
+            self,
+            |l| l.store.part_range(&l.bucket, key, version_id, part),
+            fresh | _r | self.stale_key(l, key.as_str())
+        )
     }
 
     async fn list_parts(

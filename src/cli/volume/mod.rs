@@ -466,7 +466,7 @@ pub async fn run(cmd: VolumeCommand, as_json: bool) -> anyhow::Result<()> {
                      was read, or one could not be read: see `ferry volume status`){}",
                     match newest {
                         Some(s) => format!("; the newest consistent one is {}", s.id),
-                        None => "; no snapshot here is".into(),
+                        None => "; no snapshot here is consistent".into(),
                     }
                 );
             }

@@ -64,15 +64,6 @@ impl Runner {
                 }
             }
         }
-        // An empty folder marker copied into a directory is its folder there, as it is in a
-        // console's view of the bucket (the marker itself is kept in the index).
-        if let Some(dir) = &self.dst.dir
-            && dk.is_dir_marker()
-            && task.size == 0
-            && !dir.store.make_marker_folder(&self.dst.bucket, &dk).await?
-        {
-            tracing::info!(job = self.job, key = ?task.key, "a file is where this empty folder marker's folder goes: the marker is kept in the index only");
-        }
         let resume = match &task.upload_id {
             Some(u) => Some(Resume {
                 upload_id: u.clone(),
@@ -107,6 +98,15 @@ impl Runner {
         let check_first = task.interrupted || resume.is_some();
         match copy::copy_object(&item, &plan, resume, check_first, &journal, stop).await? {
             Outcome::Copied { size, modified, .. } | Outcome::AlreadyThere { size, modified } => {
+                // An empty folder marker copied into a directory is its folder there, as it
+                // is in a console's view of the bucket (the marker is kept in the index).
+                if let Some(dir) = &self.dst.dir
+                    && dk.is_dir_marker()
+                    && size == 0
+                    && !dir.store.make_marker_folder(&self.dst.bucket, &dk).await?
+                {
+                    tracing::info!(job = self.job, key = ?task.key, "a file or symlink is where this empty folder marker's folder goes: the marker is kept in the index only");
+                }
                 // A directory's copy keeps the source's time, as rsync and rclone keep it;
                 // the next run compares the two times for equality.
                 if self.dst.store.caps().keeps_modified {

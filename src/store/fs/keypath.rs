@@ -135,7 +135,12 @@ impl super::FsStore {
             .map_err(|e| Error::Index(format!("file task failed: {e}")))?;
         match made {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e)
+                if e.get_ref()
+                    .is_some_and(|i| i.is::<super::confine::NotAFile>()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(Error::io(format!("making the folder {key}"), e)),
         }
     }
