@@ -73,9 +73,11 @@ pub async fn run(
         if v["truncated"].as_bool().unwrap_or(false) {
             println!("(only the first differences are listed)");
         }
+        let compared = v["summary"]["compared"].as_u64().unwrap_or(0);
         println!(
-            "compared {} objects: {n} differences ({} compared by size only)",
-            v["summary"]["compared"], v["summary"]["size_only"]
+            "compared {compared} {}: {n} differences ({} compared by size only)",
+            super::objects(compared),
+            v["summary"]["size_only"]
         );
     }
     if n > 0 {

@@ -766,7 +766,7 @@ fn verify_reads_a_prefix_as_a_folder_and_tells_failure_from_difference() {
     let out = f.cli(&["verify", "local:vera/solo", "local:verb/solo/"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("compared 1 objects: 0 differences"), "{said}");
+    assert!(said.contains("compared 1 object: 0 differences"), "{said}");
     let out = f.cli(&["verify", "local:vera", "local:verb"]);
     assert_eq!(out.status.code(), Some(1));
     // A mistyped prefix on both sides compares nothing: equal, and said so.

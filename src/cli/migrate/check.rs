@@ -55,8 +55,10 @@ pub(super) async fn verify(
         ));
     }
     eprintln!(
-        "ferry: verify: {} objects compared, no differences ({} by size only)",
-        summary.compared, summary.size_only
+        "ferry: verify: {} {} compared, no differences ({} by size only)",
+        summary.compared,
+        crate::cli::objects(summary.compared),
+        summary.size_only
     );
     if summary.size_only > 0 {
         // Same size is all that was checked of those: say how to check their bytes.
@@ -228,7 +230,8 @@ pub(super) async fn dry_run(
     } else {
         writeln!(
             out,
-            "dry run: {copies} objects ({}) to copy, {deletes} to delete, {unchanged} unchanged",
+            "dry run: {copies} {} ({}) to copy, {deletes} to delete, {unchanged} unchanged",
+            crate::cli::objects(copies),
             human(bytes)
         )?;
     }

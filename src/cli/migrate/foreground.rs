@@ -169,7 +169,8 @@ pub(super) async fn run_job(job: Job<'_>) -> anyhow::Result<bool> {
                     .unwrap_or_default();
                 let more = vanished.saturating_sub(keys.len() as u64);
                 eprintln!(
-                    "ferry: warning: {vanished} objects vanished from the source while the job ran, not copied: {}{}",
+                    "ferry: warning: {vanished} {} vanished from the source while the job ran, not copied: {}{}",
+                    crate::cli::objects(vanished),
                     keys.join(", "),
                     if more > 0 {
                         format!(" (and {more} more)")

@@ -43,10 +43,11 @@ pub(super) async fn report(
         0 => String::new(),
         n => format!(", {n} vanished"),
     };
+    let moved = (r.done as u64).saturating_sub(vanished);
     println!(
-        "job {} done: {} objects ({}) copied or deleted{gone}, {} unchanged, {} failed, in {:.1}s",
+        "job {} done: {moved} {} ({}) copied or deleted{gone}, {} unchanged, {} failed, in {:.1}s",
         r.id,
-        (r.done as u64).saturating_sub(vanished),
+        crate::cli::objects(moved),
         human(r.done_bytes as u64),
         r.unchanged,
         r.dead,

@@ -629,7 +629,7 @@ fn a_file_that_vanishes_mid_run_is_reported() {
     let out = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "{out}");
     assert!(
-        out.contains("1 objects vanished from the source while the job ran, not copied: z-last"),
+        out.contains("1 object vanished from the source while the job ran, not copied: z-last"),
         "{out}"
     );
     // The summary counts it apart from the copies (a probe read "32 copied" for 18), and so

@@ -161,7 +161,7 @@ fn every_direction_between_ferry_moto_and_a_directory() {
         "--dry-run",
     ]));
     assert!(out.contains("would copy new-one (10 bytes)"), "{out}");
-    assert!(out.contains("dry run: 1 objects"), "{out}");
+    assert!(out.contains("dry run: 1 object "), "{out}");
     let ls = ok(&f.aws(&["s3", "ls", "--recursive", "s3://photos/in/"]));
     assert!(!ls.contains("new-one"), "{ls}");
     // A dry run into a bucket that does not exist yet plans every object and creates nothing.
