@@ -187,16 +187,7 @@ fn failback_never_deletes_what_only_the_primary_holds() {
 /// naming the primary, and the bucket stays failed over.
 #[test]
 fn failback_to_a_dead_primary_gives_up() {
-    let a = Ferry::start();
-    let mut b = Ferry::start();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&[
-        "bucket",
-        "create",
-        "gone",
-        "--write-to",
-        "dr:gone,local:gone",
-    ]));
+    let (a, mut b) = remote_primary("gone", &[]);
     a.ok(&a.cli(&[
         "bucket",
         "failover",

@@ -489,18 +489,7 @@ fn a_frozen_primary_answers_503_at_once_and_reads_move_on() {
 /// target is owed is now 503; other keys are served.
 #[test]
 fn fallback_reads_never_serve_what_the_target_is_owed() {
-    let a = Ferry::start();
-    let mut b = Ferry::start();
-    a.add_remote("dr", &b);
-    a.ok(&a.cli(&[
-        "bucket",
-        "create",
-        "fall",
-        "--write-to",
-        "dr:fall,local:fall",
-        "--read-from",
-        "dr:fall,local:fall",
-    ]));
+    let (a, mut b) = remote_primary("fall", &["--read-from", "dr:fall,local:fall"]);
     for (key, body) in [("k", "v1"), ("steady", "steady")] {
         let f = a.dir.path().join(key);
         std::fs::write(&f, body).expect("write");

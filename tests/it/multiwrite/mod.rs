@@ -67,6 +67,19 @@ fn pair(bucket: &str) -> (Ferry, Ferry) {
     (a, b)
 }
 
+/// A server with a second one registered as store `dr`, and a namespace bucket whose primary
+/// is `dr:BUCKET` and secondary `local:BUCKET` (`extra`: more `bucket create` arguments).
+fn remote_primary(bucket: &str, extra: &[&str]) -> (Ferry, Ferry) {
+    let a = Ferry::start();
+    let b = Ferry::start();
+    a.add_remote("dr", &b);
+    let targets = format!("dr:{bucket},local:{bucket}");
+    let mut args = vec!["bucket", "create", bucket, "--write-to", &targets];
+    args.extend_from_slice(extra);
+    a.ok(&a.cli(&args));
+    (a, b)
+}
+
 /// Registers an fs store `name` on `f`, in a folder of that name under `f`'s directory;
 /// returns the folder.
 fn add_fs_store(f: &Ferry, name: &str) -> std::path::PathBuf {
